@@ -1,0 +1,636 @@
+//! A shop's cashback program: how customers earn, when it is released, how the
+//! code may be spent, and the reminder series. One per shop, JSON, validated
+//! on load so that every later rule can trust its figures.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CollectionId, ProductId, VariantId};
+use crate::money::Currency;
+
+/// A validation failure, naming the field as a JSON path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// Every problem found in a program, not only the first.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid program: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+pub struct ProgramErrors(pub Vec<FieldError>);
+
+pub const DEFAULT_DISPLAY_NAME: &str = "CashBack";
+pub const DEFAULT_PENDING_DAYS: u32 = 30;
+pub const MAX_PENDING_DAYS: u32 = 365;
+pub const DEFAULT_HOLD_TTL_SECONDS: u32 = 15 * 60;
+pub const REMINDER_POSITIONS: u8 = 7;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Program {
+    #[serde(default = "default_display_name")]
+    pub display_name: String,
+    pub currency: Currency,
+    #[serde(default)]
+    pub earning: Earning,
+    #[serde(default)]
+    pub exclusions: Exclusions,
+    /// Ascending by `min_lifetime_spend`; the tier a customer is in before an
+    /// order sets that order's rate.
+    #[serde(default)]
+    pub tiers: Vec<Tier>,
+    #[serde(default)]
+    pub promotions: Vec<Promotion>,
+    #[serde(default)]
+    pub referral: Option<ReferralReward>,
+    #[serde(default)]
+    pub trigger: Trigger,
+    #[serde(default)]
+    pub issuance: Issuance,
+    #[serde(default)]
+    pub redemption: RedemptionRules,
+    #[serde(default)]
+    pub reminders: Vec<ReminderPosition>,
+    /// Available balance expires this many days after it was released.
+    #[serde(default)]
+    pub expiry_days: Option<u32>,
+    /// How long a checkout may hold balance before it is freed.
+    #[serde(default = "default_hold_ttl")]
+    pub hold_ttl_seconds: u32,
+    /// Where emails send the customer back to shop.
+    #[serde(default)]
+    pub shop_url: Option<String>,
+    /// Subject and preview of the transactional emails, when the merchant
+    /// changes them.
+    #[serde(default)]
+    pub emails: EmailTexts,
+}
+
+fn default_display_name() -> String {
+    DEFAULT_DISPLAY_NAME.to_string()
+}
+
+fn default_hold_ttl() -> u32 {
+    DEFAULT_HOLD_TTL_SECONDS
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Earning {
+    /// Percent of the eligible base the merchant funds.
+    #[serde(default, with = "rust_decimal::serde::str")]
+    pub merchant_percent: Decimal,
+    /// Percent a partner matches on top, funded by the partner.
+    #[serde(default, with = "rust_decimal::serde::str")]
+    pub partner_match_percent: Decimal,
+    /// Flat amounts for orders over a threshold; the best one met applies.
+    #[serde(default)]
+    pub fixed_rules: Vec<FixedRule>,
+    /// At most this much per order, when set.
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    pub cap_per_order: Option<Decimal>,
+    /// Orders whose eligible base is below this earn nothing.
+    #[serde(default, with = "rust_decimal::serde::str")]
+    pub min_order_subtotal: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FixedRule {
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub min_order: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exclusions {
+    #[serde(default)]
+    pub product_ids: Vec<ProductId>,
+    #[serde(default)]
+    pub variant_ids: Vec<VariantId>,
+    #[serde(default)]
+    pub skus: Vec<String>,
+    #[serde(default)]
+    pub vendors: Vec<String>,
+    #[serde(default)]
+    pub collection_ids: Vec<CollectionId>,
+    /// Leave out lines sold below their compare-at price.
+    #[serde(default)]
+    pub sale_items: bool,
+    #[serde(default = "yes")]
+    pub gift_cards: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Exclusions {
+    fn default() -> Self {
+        Exclusions {
+            product_ids: Vec::new(),
+            variant_ids: Vec::new(),
+            skus: Vec::new(),
+            vendors: Vec::new(),
+            collection_ids: Vec::new(),
+            sale_items: false,
+            gift_cards: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    pub name: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub min_lifetime_spend: Decimal,
+    /// Replaces the merchant percent for customers in this tier.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub percent: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Promotion {
+    pub name: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub bonus_percent: Decimal,
+}
+
+impl Promotion {
+    pub fn is_active(&self, at: DateTime<Utc>) -> bool {
+        self.starts_at <= at && at < self.ends_at
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ReferralReward {
+    Fixed {
+        #[serde(with = "rust_decimal::serde::str")]
+        amount: Decimal,
+    },
+    Percent {
+        #[serde(with = "rust_decimal::serde::str")]
+        percent: Decimal,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    #[default]
+    Paid,
+    Fulfilled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Issuance {
+    Immediate,
+    Pending { days: u32 },
+}
+
+impl Default for Issuance {
+    fn default() -> Self {
+        Issuance::Pending {
+            days: DEFAULT_PENDING_DAYS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedemptionRules {
+    #[serde(default, with = "rust_decimal::serde::str")]
+    pub min_order_subtotal: Decimal,
+    /// The code works only once this much has accrued.
+    #[serde(default, with = "rust_decimal::serde::str")]
+    pub min_balance: Decimal,
+    #[serde(default = "yes")]
+    pub combine_with_shipping: bool,
+    #[serde(default)]
+    pub combine_with_order: bool,
+    #[serde(default = "yes")]
+    pub combine_with_product: bool,
+    /// The code takes at most this percent of the order.
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    pub max_percent_of_order: Option<Decimal>,
+}
+
+impl Default for RedemptionRules {
+    fn default() -> Self {
+        RedemptionRules {
+            min_order_subtotal: Decimal::ZERO,
+            min_balance: Decimal::ZERO,
+            combine_with_shipping: true,
+            combine_with_order: false,
+            combine_with_product: true,
+            max_percent_of_order: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReminderPosition {
+    /// 0 to 6.
+    pub position: u8,
+    pub enabled: bool,
+    /// Days after the cashback became available.
+    pub offset_days: u32,
+    pub subject: String,
+    #[serde(default)]
+    pub preview_text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailTexts {
+    #[serde(default)]
+    pub earned: Option<EmailText>,
+    #[serde(default)]
+    pub ready: Option<EmailText>,
+    #[serde(default)]
+    pub clawback: Option<EmailText>,
+    #[serde(default)]
+    pub tier_upgrade: Option<EmailText>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailText {
+    pub subject: String,
+    #[serde(default)]
+    pub preview_text: String,
+}
+
+impl Program {
+    /// A program with the defaults and no earning rule: a starting point.
+    pub fn new(currency: Currency) -> Program {
+        Program {
+            display_name: default_display_name(),
+            currency,
+            earning: Earning::default(),
+            exclusions: Exclusions::default(),
+            tiers: Vec::new(),
+            promotions: Vec::new(),
+            referral: None,
+            trigger: Trigger::default(),
+            issuance: Issuance::default(),
+            redemption: RedemptionRules::default(),
+            reminders: Vec::new(),
+            expiry_days: None,
+            hold_ttl_seconds: DEFAULT_HOLD_TTL_SECONDS,
+            shop_url: None,
+            emails: EmailTexts::default(),
+        }
+    }
+
+    /// Parses and validates a program from JSON. Unknown fields are refused,
+    /// so a misspelt setting is an error rather than silently ignored.
+    pub fn from_json(json: &str) -> Result<Program, ProgramErrors> {
+        let program: Program = serde_json::from_str(json).map_err(|error| {
+            ProgramErrors(vec![FieldError {
+                field: json_error_field(&error),
+                message: error.to_string(),
+            }])
+        })?;
+        program.validate()?;
+        Ok(program)
+    }
+
+    pub fn validate(&self) -> Result<(), ProgramErrors> {
+        let mut errors = Vec::new();
+        let mut fail = |field: String, message: &str| {
+            errors.push(FieldError {
+                field,
+                message: message.to_string(),
+            })
+        };
+        let minor = self.currency.minor_units();
+        let amount_ok =
+            |value: Decimal| !value.is_sign_negative() && value.normalize().scale() <= minor;
+        let amount_message = format!("must be zero or more, with at most {minor} decimals");
+
+        let name = self.display_name.trim();
+        if name.is_empty() || name.chars().count() > 40 {
+            fail("display_name".into(), "must be 1 to 40 characters");
+        }
+        check_percent(
+            &mut fail,
+            "earning.merchant_percent",
+            self.earning.merchant_percent,
+        );
+        check_percent(
+            &mut fail,
+            "earning.partner_match_percent",
+            self.earning.partner_match_percent,
+        );
+        for (i, rule) in self.earning.fixed_rules.iter().enumerate() {
+            if !amount_ok(rule.amount) {
+                fail(format!("earning.fixed_rules[{i}].amount"), &amount_message);
+            }
+            if !amount_ok(rule.min_order) {
+                fail(
+                    format!("earning.fixed_rules[{i}].min_order"),
+                    &amount_message,
+                );
+            }
+        }
+        if let Some(cap) = self.earning.cap_per_order {
+            if !amount_ok(cap) {
+                fail("earning.cap_per_order".into(), &amount_message);
+            }
+        }
+        if !amount_ok(self.earning.min_order_subtotal) {
+            fail("earning.min_order_subtotal".into(), &amount_message);
+        }
+        let mut previous: Option<Decimal> = None;
+        for (i, tier) in self.tiers.iter().enumerate() {
+            if tier.name.trim().is_empty() {
+                fail(format!("tiers[{i}].name"), "must not be empty");
+            }
+            if !amount_ok(tier.min_lifetime_spend) {
+                fail(format!("tiers[{i}].min_lifetime_spend"), &amount_message);
+            }
+            if previous.is_some_and(|p| tier.min_lifetime_spend <= p) {
+                fail(
+                    format!("tiers[{i}].min_lifetime_spend"),
+                    "tier thresholds must be strictly ascending",
+                );
+            }
+            previous = Some(tier.min_lifetime_spend);
+            check_percent(&mut fail, &format!("tiers[{i}].percent"), tier.percent);
+        }
+        for (i, promotion) in self.promotions.iter().enumerate() {
+            if promotion.ends_at <= promotion.starts_at {
+                fail(
+                    format!("promotions[{i}].ends_at"),
+                    "must be after starts_at",
+                );
+            }
+            check_percent(
+                &mut fail,
+                &format!("promotions[{i}].bonus_percent"),
+                promotion.bonus_percent,
+            );
+        }
+        match &self.referral {
+            Some(ReferralReward::Fixed { amount }) if !amount_ok(*amount) => {
+                fail("referral.amount".into(), &amount_message)
+            }
+            Some(ReferralReward::Percent { percent }) => {
+                check_percent(&mut fail, "referral.percent", *percent)
+            }
+            _ => {}
+        }
+        if let Issuance::Pending { days } = self.issuance {
+            if days > MAX_PENDING_DAYS {
+                fail("issuance.days".into(), "must be between 0 and 365");
+            }
+        }
+        let r = &self.redemption;
+        if !amount_ok(r.min_order_subtotal) {
+            fail("redemption.min_order_subtotal".into(), &amount_message);
+        }
+        if !amount_ok(r.min_balance) {
+            fail("redemption.min_balance".into(), &amount_message);
+        }
+        if let Some(percent) = r.max_percent_of_order {
+            if percent <= Decimal::ZERO || percent > Decimal::ONE_HUNDRED {
+                fail(
+                    "redemption.max_percent_of_order".into(),
+                    "must be more than 0 and at most 100",
+                );
+            }
+        }
+        let mut seen = [false; REMINDER_POSITIONS as usize];
+        let mut by_position: Vec<&ReminderPosition> = Vec::new();
+        for (i, reminder) in self.reminders.iter().enumerate() {
+            if reminder.position >= REMINDER_POSITIONS {
+                fail(
+                    format!("reminders[{i}].position"),
+                    "must be between 0 and 6",
+                );
+                continue;
+            }
+            if seen[reminder.position as usize] {
+                fail(
+                    format!("reminders[{i}].position"),
+                    "positions must be unique",
+                );
+                continue;
+            }
+            seen[reminder.position as usize] = true;
+            if reminder.subject.trim().is_empty() {
+                fail(format!("reminders[{i}].subject"), "must not be empty");
+            }
+            if reminder.offset_days > 3650 {
+                fail(
+                    format!("reminders[{i}].offset_days"),
+                    "must be at most 3650",
+                );
+            }
+            by_position.push(reminder);
+        }
+        by_position.sort_by_key(|r| r.position);
+        for pair in by_position.windows(2) {
+            if pair[1].offset_days <= pair[0].offset_days {
+                let index = self
+                    .reminders
+                    .iter()
+                    .position(|r| r.position == pair[1].position)
+                    .unwrap_or(0);
+                fail(
+                    format!("reminders[{index}].offset_days"),
+                    "offsets must increase with the position",
+                );
+            }
+        }
+        if let Some(days) = self.expiry_days {
+            if days == 0 || days > 3650 {
+                fail("expiry_days".into(), "must be between 1 and 3650");
+            }
+        }
+        if self.hold_ttl_seconds == 0 || self.hold_ttl_seconds > 24 * 3600 {
+            fail("hold_ttl_seconds".into(), "must be between 1 and 86400");
+        }
+        if let Some(url) = &self.shop_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                fail("shop_url".into(), "must be an http(s) URL");
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ProgramErrors(errors))
+        }
+    }
+
+    /// The tier (index into `tiers`) a customer with this lifetime eligible
+    /// spend is in, if any.
+    pub fn tier_for(&self, lifetime_spend: Decimal) -> Option<usize> {
+        self.tiers
+            .iter()
+            .rposition(|tier| lifetime_spend >= tier.min_lifetime_spend)
+    }
+
+    pub fn pending_days(&self) -> Option<u32> {
+        match self.issuance {
+            Issuance::Immediate => None,
+            Issuance::Pending { days } => Some(days),
+        }
+    }
+}
+
+fn check_percent(fail: &mut impl FnMut(String, &str), field: &str, value: Decimal) {
+    if value < Decimal::ZERO || value > Decimal::ONE_HUNDRED {
+        fail(field.to_string(), "must be a percent between 0 and 100");
+    }
+}
+
+/// serde_json reports "unknown field `x`" or "missing field `x`" without a
+/// path; name the field when the message carries it.
+fn json_error_field(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.contains("field"))
+        .map(str::to_string)
+        .unwrap_or_else(|| "(body)".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    fn fields(result: Result<(), ProgramErrors>) -> Vec<String> {
+        result
+            .err()
+            .map(|e| e.0.into_iter().map(|f| f.field).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_minimal_program_takes_the_documented_defaults() {
+        let program = Program::from_json(r#"{"currency":"USD"}"#).unwrap();
+        assert_eq!(program.display_name, "CashBack");
+        assert_eq!(program.issuance, Issuance::Pending { days: 30 });
+        assert_eq!(program.trigger, Trigger::Paid);
+        assert!(program.exclusions.gift_cards);
+        assert_eq!(program.hold_ttl_seconds, 900);
+    }
+
+    #[test]
+    fn percents_outside_0_to_100_name_their_field() {
+        let mut program = Program::new(Currency::USD);
+        program.earning.merchant_percent = dec!(101);
+        program.earning.partner_match_percent = dec!(-1);
+        assert_eq!(
+            fields(program.validate()),
+            ["earning.merchant_percent", "earning.partner_match_percent"]
+        );
+    }
+
+    #[test]
+    fn negative_caps_and_over_precise_amounts_are_refused() {
+        let mut program = Program::new(Currency::USD);
+        program.earning.cap_per_order = Some(dec!(-5));
+        program.redemption.min_balance = dec!(1.001);
+        assert_eq!(
+            fields(program.validate()),
+            ["earning.cap_per_order", "redemption.min_balance"]
+        );
+    }
+
+    #[test]
+    fn tier_thresholds_must_ascend() {
+        let mut program = Program::new(Currency::USD);
+        let tier = |name: &str, spend| Tier {
+            name: name.into(),
+            min_lifetime_spend: spend,
+            percent: dec!(5),
+        };
+        program.tiers = vec![tier("silver", dec!(500)), tier("gold", dec!(500))];
+        assert_eq!(fields(program.validate()), ["tiers[1].min_lifetime_spend"]);
+        program.tiers = vec![tier("silver", dec!(500)), tier("gold", dec!(1000))];
+        assert!(program.validate().is_ok());
+        assert_eq!(program.tier_for(dec!(499.99)), None);
+        assert_eq!(program.tier_for(dec!(500)), Some(0));
+        assert_eq!(program.tier_for(dec!(5000)), Some(1));
+    }
+
+    #[test]
+    fn reminder_positions_are_0_to_6_unique_with_rising_offsets() {
+        let mut program = Program::new(Currency::USD);
+        let reminder = |position, offset_days| ReminderPosition {
+            position,
+            enabled: true,
+            offset_days,
+            subject: "Your cashback is waiting".into(),
+            preview_text: String::new(),
+        };
+        program.reminders = vec![reminder(0, 0), reminder(0, 3), reminder(7, 9)];
+        assert_eq!(
+            fields(program.validate()),
+            ["reminders[1].position", "reminders[2].position"]
+        );
+        program.reminders = vec![reminder(0, 5), reminder(1, 3)];
+        assert_eq!(fields(program.validate()), ["reminders[1].offset_days"]);
+    }
+
+    #[test]
+    fn pending_days_are_0_to_365() {
+        let mut program = Program::new(Currency::USD);
+        program.issuance = Issuance::Pending { days: 366 };
+        assert_eq!(fields(program.validate()), ["issuance.days"]);
+        program.issuance = Issuance::Pending { days: 0 };
+        assert!(program.validate().is_ok());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_by_name() {
+        let errors = Program::from_json(r#"{"currency":"USD","merchant_pct":"5"}"#).unwrap_err();
+        assert_eq!(errors.0[0].field, "merchant_pct");
+        let errors = Program::from_json(r#"{"currency":"XYZ"}"#).unwrap_err();
+        assert!(errors.0[0].message.contains("XYZ"));
+    }
+
+    #[test]
+    fn a_full_program_round_trips_through_json() {
+        let json = r#"{
+            "display_name": "Rewards",
+            "currency": "EUR",
+            "earning": {"merchant_percent": "5", "partner_match_percent": "2.5",
+                        "fixed_rules": [{"amount": "10.00", "min_order": "50.00"}],
+                        "cap_per_order": "200.00", "min_order_subtotal": "20.00"},
+            "exclusions": {"skus": ["GIFT-WRAP"], "sale_items": true},
+            "tiers": [{"name": "Gold", "min_lifetime_spend": "1000.00", "percent": "8"}],
+            "promotions": [{"name": "Black Friday", "starts_at": "2026-11-27T00:00:00Z",
+                            "ends_at": "2026-11-30T00:00:00Z", "bonus_percent": "5"}],
+            "referral": {"type": "fixed", "amount": "15.00"},
+            "trigger": "fulfilled",
+            "issuance": {"type": "pending", "days": 14},
+            "redemption": {"min_order_subtotal": "50.00", "min_balance": "5.00",
+                           "combine_with_order": true, "max_percent_of_order": "50"},
+            "reminders": [{"position": 0, "enabled": true, "offset_days": 0, "subject": "Ready"},
+                          {"position": 1, "enabled": false, "offset_days": 7, "subject": "A week"}],
+            "expiry_days": 365
+        }"#;
+        let program = Program::from_json(json).unwrap();
+        let again = Program::from_json(&serde_json::to_string(&program).unwrap()).unwrap();
+        assert_eq!(program, again);
+        assert_eq!(program.earning.partner_match_percent, dec!(2.5));
+    }
+}

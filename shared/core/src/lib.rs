@@ -12,8 +12,10 @@
 //! - [`program`]: a shop's program configuration and its validation.
 //! - [`earn`]: the eligible base and the earn formula.
 
+pub mod coupon;
 pub mod earn;
 pub mod ids;
 pub mod money;
 pub mod order;
 pub mod program;
+pub mod redeem;

@@ -11,11 +11,19 @@
 //! - [`order`]: orders, refunds and carts in platform-neutral terms.
 //! - [`program`]: a shop's program configuration and its validation.
 //! - [`earn`]: the eligible base and the earn formula.
+//! - [`coupon`]: cashback coupons and their limits.
+//! - [`redeem`]: what the customer's code may take off a cart, or why not.
+//! - [`ledger`]: the account, its entries, lots, holds, expiry, adjustments.
+//! - [`orders`]: order events applied to the ledger; release of pending.
+//! - [`reminders`]: the reminder series.
 
 pub mod coupon;
 pub mod earn;
 pub mod ids;
+pub mod ledger;
 pub mod money;
 pub mod order;
+pub mod orders;
 pub mod program;
 pub mod redeem;
+pub mod reminders;

@@ -1,0 +1,616 @@
+//! The account and its immutable ledger.
+//!
+//! One [`Account`] per (shop, customer) holds the balances; every change to
+//! them is written as [`LedgerEntry`]s that carry the deltas, so that
+//! `available`, `pending` and `debt` always equal the sums of their entries.
+//! Available balance is kept as dated lots, oldest first, so spending and
+//! expiry both take the oldest money first.
+//!
+//! Invariants (checked by [`Account::check`], property-tested):
+//! - available, pending and debt equal the sums of the entries' deltas;
+//! - available, pending, held and debt are never negative; held <= available;
+//! - the lots add up to available.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CheckoutId, Code, CustomerId, Email, OrderId, ShopId};
+use crate::money::{Currency, Money, MoneyError};
+use crate::program::Program;
+use crate::reminders::ReminderState;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    Money(#[from] MoneyError),
+    #[error("only {spendable} can be spent")]
+    InsufficientBalance { spendable: Money },
+    #[error("order {order} belongs to another customer")]
+    CustomerMismatch { order: OrderId },
+    #[error("the account is in {account} but the amount is in {amount}")]
+    CurrencyMismatch { account: Currency, amount: Currency },
+    #[error("amount must be positive")]
+    NotPositive,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// Cashback earned on an order (pending or available).
+    Earn,
+    /// Pending cashback became available.
+    Release,
+    /// Balance spent on an order through the customer's code.
+    Redeem,
+    /// Spent balance given back after a refund or cancellation.
+    Restore,
+    /// Cashback taken back after a refund or cancellation, or debt recovered.
+    Clawback,
+    /// A merchant's manual credit or debit.
+    Adjust,
+    /// Available balance past the program's expiry.
+    Expire,
+}
+
+/// Who pays for an earned (or clawed back) amount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Funding {
+    pub merchant: Money,
+    pub partner: Money,
+}
+
+/// One immutable change to an account. Ids are deterministic
+/// (`{effect key}:{n}`), so replaying an event cannot mint new entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub entry_id: String,
+    pub at: DateTime<Utc>,
+    pub kind: EntryKind,
+    #[serde(default)]
+    pub order_id: Option<OrderId>,
+    pub available_delta: Money,
+    pub pending_delta: Money,
+    pub debt_delta: Money,
+    #[serde(default)]
+    pub funding: Option<Funding>,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// Available balance credited at one time, spent and expired oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lot {
+    pub credited_at: DateTime<Utc>,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    pub remaining: Money,
+}
+
+/// Balance a checkout reserved while the customer pays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub checkout_id: CheckoutId,
+    pub amount: Money,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub shop: ShopId,
+    pub customer: CustomerId,
+    pub currency: Currency,
+    #[serde(default)]
+    pub email: Option<Email>,
+    #[serde(default)]
+    pub code: Option<Code>,
+    pub available: Money,
+    pub pending: Money,
+    /// Clawbacks that could not be taken; paid first from new cashback.
+    pub debt: Money,
+    /// Cashback credited, net of clawbacks.
+    pub lifetime_issued: Money,
+    /// Balance spent at checkout, net of restores.
+    pub lifetime_used: Money,
+    /// Eligible spend, net of refunds; sets the tier.
+    pub lifetime_eligible_spend: Money,
+    #[serde(default)]
+    pub tier: Option<usize>,
+    #[serde(default)]
+    pub lots: Vec<Lot>,
+    #[serde(default)]
+    pub holds: Vec<Hold>,
+    #[serde(default)]
+    pub reminders: ReminderState,
+    /// Orders that earned, for "first order" referrals and repeat rates.
+    #[serde(default)]
+    pub orders_earned: u32,
+}
+
+/// What a change asks of the world besides the ledger: emails, coupon counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Effect {
+    Earned {
+        order_id: OrderId,
+        amount: Money,
+        release_at: Option<DateTime<Utc>>,
+    },
+    Released {
+        order_id: OrderId,
+        amount: Money,
+    },
+    ClawedBack {
+        order_id: OrderId,
+        amount: Money,
+        debt: Money,
+    },
+    TierUpgraded {
+        tier: usize,
+    },
+    CouponUsed {
+        code: Code,
+    },
+    CouponUseReturned {
+        code: Code,
+    },
+    /// A hold shrank because the balance behind it was spent or taken back.
+    HoldReduced {
+        checkout_id: CheckoutId,
+        amount: Money,
+    },
+}
+
+/// The result of applying one change.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Applied {
+    pub entries: Vec<LedgerEntry>,
+    pub effects: Vec<Effect>,
+    /// The change had been applied before: nothing was done.
+    pub duplicate: bool,
+}
+
+impl Applied {
+    pub fn duplicate() -> Applied {
+        Applied {
+            duplicate: true,
+            ..Applied::default()
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.effects.is_empty()
+    }
+
+    pub fn merge(&mut self, other: Applied) {
+        self.entries.extend(other.entries);
+        self.effects.extend(other.effects);
+    }
+}
+
+/// Collects the entries of one change under one key, numbering them.
+pub(crate) struct Journal {
+    key: String,
+    at: DateTime<Utc>,
+    currency: Currency,
+    pub(crate) applied: Applied,
+}
+
+#[derive(Default)]
+pub(crate) struct Deltas {
+    pub available: Option<Money>,
+    pub pending: Option<Money>,
+    pub debt: Option<Money>,
+    pub funding: Option<Funding>,
+    pub note: Option<String>,
+}
+
+impl Journal {
+    pub(crate) fn new(key: impl Into<String>, at: DateTime<Utc>, currency: Currency) -> Journal {
+        Journal {
+            key: key.into(),
+            at,
+            currency,
+            applied: Applied::default(),
+        }
+    }
+
+    pub(crate) fn at(&self) -> DateTime<Utc> {
+        self.at
+    }
+
+    pub(crate) fn record(&mut self, kind: EntryKind, order_id: Option<&OrderId>, deltas: Deltas) {
+        let zero = Money::zero(self.currency);
+        let entry = LedgerEntry {
+            entry_id: format!("{}:{}", self.key, self.applied.entries.len()),
+            at: self.at,
+            kind,
+            order_id: order_id.cloned(),
+            available_delta: deltas.available.unwrap_or(zero),
+            pending_delta: deltas.pending.unwrap_or(zero),
+            debt_delta: deltas.debt.unwrap_or(zero),
+            funding: deltas.funding,
+            note: deltas.note,
+        };
+        self.applied.entries.push(entry);
+    }
+
+    pub(crate) fn effect(&mut self, effect: Effect) {
+        self.applied.effects.push(effect);
+    }
+
+    pub(crate) fn finish(self) -> Applied {
+        self.applied
+    }
+}
+
+impl Account {
+    pub fn open(shop: ShopId, customer: CustomerId, currency: Currency) -> Account {
+        let zero = Money::zero(currency);
+        Account {
+            shop,
+            customer,
+            currency,
+            email: None,
+            code: None,
+            available: zero,
+            pending: zero,
+            debt: zero,
+            lifetime_issued: zero,
+            lifetime_used: zero,
+            lifetime_eligible_spend: zero,
+            tier: None,
+            lots: Vec::new(),
+            holds: Vec::new(),
+            reminders: ReminderState::default(),
+            orders_earned: 0,
+        }
+    }
+
+    /// Balance reserved by checkouts.
+    pub fn held(&self) -> Money {
+        Money::sum(self.currency, self.holds.iter().map(|h| &h.amount))
+            .unwrap_or(Money::zero(self.currency))
+    }
+
+    /// Balance a new checkout may use: available less every hold.
+    pub fn spendable(&self) -> Money {
+        self.available
+            .checked_sub(self.held())
+            .map(Money::clamp_non_negative)
+            .unwrap_or(Money::zero(self.currency))
+    }
+
+    /// Balance a given checkout may use: its own hold counts as its own.
+    pub fn spendable_for(&self, checkout: &CheckoutId) -> Money {
+        let own = self
+            .holds
+            .iter()
+            .filter(|h| &h.checkout_id == checkout)
+            .map(|h| h.amount)
+            .next()
+            .unwrap_or(Money::zero(self.currency));
+        self.spendable().checked_add(own).unwrap_or(own)
+    }
+
+    pub(crate) fn same_currency(&self, amount: Money) -> Result<(), LedgerError> {
+        if amount.currency() == self.currency {
+            Ok(())
+        } else {
+            Err(LedgerError::CurrencyMismatch {
+                account: self.currency,
+                amount: amount.currency(),
+            })
+        }
+    }
+
+    /// Credits available balance as a new lot, then recovers any clawback
+    /// debt from it first.
+    pub(crate) fn credit_available(
+        &mut self,
+        amount: Money,
+        program: &Program,
+        journal: &mut Journal,
+        kind: EntryKind,
+        order_id: Option<&OrderId>,
+        mut deltas: Deltas,
+    ) -> Result<(), LedgerError> {
+        self.same_currency(amount)?;
+        if !amount.is_positive() {
+            return Ok(());
+        }
+        let at = journal.at();
+        self.available = self.available.checked_add(amount)?;
+        self.lots.push(Lot {
+            credited_at: at,
+            expires_at: program
+                .expiry_days
+                .map(|days| at + Duration::days(i64::from(days))),
+            remaining: amount,
+        });
+        deltas.available = Some(amount);
+        journal.record(kind, order_id, deltas);
+        self.recover_debt(journal, order_id)?;
+        Ok(())
+    }
+
+    fn recover_debt(
+        &mut self,
+        journal: &mut Journal,
+        order_id: Option<&OrderId>,
+    ) -> Result<(), LedgerError> {
+        if !self.debt.is_positive() || !self.available.is_positive() {
+            return Ok(());
+        }
+        let recovered = self.debt.min(self.available)?;
+        self.take_from_lots(recovered)?;
+        self.available = self.available.checked_sub(recovered)?;
+        self.debt = self.debt.checked_sub(recovered)?;
+        journal.record(
+            EntryKind::Clawback,
+            order_id,
+            Deltas {
+                available: Some(recovered.negated()),
+                debt: Some(recovered.negated()),
+                note: Some("clawback debt recovered".into()),
+                ..Deltas::default()
+            },
+        );
+        self.shrink_holds(journal);
+        Ok(())
+    }
+
+    /// Takes up to `amount` of available balance, oldest lots first, and
+    /// returns what it took. Holds shrink if the balance under them goes.
+    pub(crate) fn take_available(
+        &mut self,
+        amount: Money,
+        journal: &mut Journal,
+    ) -> Result<Money, LedgerError> {
+        self.same_currency(amount)?;
+        let taken = amount.clamp_non_negative().min(self.available)?;
+        if taken.is_positive() {
+            self.take_from_lots(taken)?;
+            self.available = self.available.checked_sub(taken)?;
+            self.shrink_holds(journal);
+        }
+        Ok(taken)
+    }
+
+    fn take_from_lots(&mut self, amount: Money) -> Result<(), LedgerError> {
+        let mut left = amount;
+        for lot in self.lots.iter_mut() {
+            if !left.is_positive() {
+                break;
+            }
+            let part = lot.remaining.min(left)?;
+            lot.remaining = lot.remaining.checked_sub(part)?;
+            left = left.checked_sub(part)?;
+        }
+        self.lots.retain(|lot| lot.remaining.is_positive());
+        Ok(())
+    }
+
+    /// Keeps held <= available: the holds expiring soonest give way first.
+    fn shrink_holds(&mut self, journal: &mut Journal) {
+        let mut excess = match self.held().checked_sub(self.available) {
+            Ok(excess) if excess.is_positive() => excess,
+            _ => return,
+        };
+        self.holds.sort_by_key(|h| h.expires_at);
+        for hold in self.holds.iter_mut() {
+            if !excess.is_positive() {
+                break;
+            }
+            let cut = hold.amount.min(excess).unwrap_or(hold.amount);
+            hold.amount = hold.amount.checked_sub(cut).unwrap_or(hold.amount);
+            excess = excess.checked_sub(cut).unwrap_or(excess);
+            journal.effect(Effect::HoldReduced {
+                checkout_id: hold.checkout_id.clone(),
+                amount: cut,
+            });
+        }
+        self.holds.retain(|h| h.amount.is_positive());
+    }
+
+    /// Places or replaces a checkout's hold. It may take at most what is
+    /// spendable besides this checkout's own previous hold.
+    pub fn place_hold(
+        &mut self,
+        checkout_id: CheckoutId,
+        amount: Money,
+        now: DateTime<Utc>,
+        ttl_seconds: u32,
+    ) -> Result<Hold, LedgerError> {
+        self.same_currency(amount)?;
+        if !amount.is_positive() {
+            return Err(LedgerError::NotPositive);
+        }
+        self.expire_holds(now);
+        let spendable = self.spendable_for(&checkout_id);
+        if amount.amount() > spendable.amount() {
+            return Err(LedgerError::InsufficientBalance { spendable });
+        }
+        self.holds.retain(|h| h.checkout_id != checkout_id);
+        let hold = Hold {
+            checkout_id,
+            amount,
+            expires_at: now + Duration::seconds(i64::from(ttl_seconds)),
+        };
+        self.holds.push(hold.clone());
+        Ok(hold)
+    }
+
+    /// Frees a checkout's hold; returns it if there was one.
+    pub fn release_hold(&mut self, checkout_id: &CheckoutId) -> Option<Hold> {
+        let index = self
+            .holds
+            .iter()
+            .position(|h| &h.checkout_id == checkout_id)?;
+        Some(self.holds.remove(index))
+    }
+
+    /// Frees every hold past its expiry; returns the freed holds.
+    pub fn expire_holds(&mut self, now: DateTime<Utc>) -> Vec<Hold> {
+        let (expired, active): (Vec<Hold>, Vec<Hold>) = std::mem::take(&mut self.holds)
+            .into_iter()
+            .partition(|h| h.expires_at <= now);
+        self.holds = active;
+        expired
+    }
+
+    /// Expires available balance past its lot's expiry, oldest first.
+    pub fn expire_balance(&mut self, now: DateTime<Utc>) -> Result<Applied, LedgerError> {
+        let due: Vec<Money> = self
+            .lots
+            .iter()
+            .filter(|lot| lot.expires_at.is_some_and(|at| at <= now))
+            .map(|lot| lot.remaining)
+            .collect();
+        let amount = Money::sum(self.currency, due.iter())?;
+        if !amount.is_positive() {
+            return Ok(Applied::default());
+        }
+        let key = format!("expire:{}", now.timestamp());
+        let mut journal = Journal::new(key, now, self.currency);
+        self.lots
+            .retain(|lot| !lot.expires_at.is_some_and(|at| at <= now));
+        self.available = self.available.checked_sub(amount)?;
+        journal.record(
+            EntryKind::Expire,
+            None,
+            Deltas {
+                available: Some(amount.negated()),
+                ..Deltas::default()
+            },
+        );
+        self.shrink_holds(&mut journal);
+        Ok(journal.finish())
+    }
+
+    /// The earliest time some available balance expires.
+    pub fn next_expiry(&self) -> Option<DateTime<Utc>> {
+        self.lots.iter().filter_map(|lot| lot.expires_at).min()
+    }
+
+    /// The earliest time a hold lapses.
+    pub fn next_hold_expiry(&self) -> Option<DateTime<Utc>> {
+        self.holds.iter().map(|h| h.expires_at).min()
+    }
+
+    /// A merchant's manual credit (positive) or debit (negative), with the
+    /// reason kept on the entry. A debit can take only what is spendable: it
+    /// never overdraws the account nor eats a checkout's hold.
+    pub fn adjust(
+        &mut self,
+        amount: Money,
+        reason: &str,
+        key: &str,
+        program: &Program,
+        now: DateTime<Utc>,
+    ) -> Result<Applied, LedgerError> {
+        self.same_currency(amount)?;
+        if amount.is_zero() {
+            return Err(LedgerError::NotPositive);
+        }
+        let mut journal = Journal::new(format!("adjust:{key}"), now, self.currency);
+        let note = Some(reason.to_string());
+        if amount.is_positive() {
+            // A goodwill credit is the merchant's gift: it does not pay debt.
+            self.available = self.available.checked_add(amount)?;
+            self.lots.push(Lot {
+                credited_at: now,
+                expires_at: program
+                    .expiry_days
+                    .map(|days| now + Duration::days(i64::from(days))),
+                remaining: amount,
+            });
+            self.lifetime_issued = self.lifetime_issued.checked_add(amount)?;
+            journal.record(
+                EntryKind::Adjust,
+                None,
+                Deltas {
+                    available: Some(amount),
+                    note,
+                    ..Deltas::default()
+                },
+            );
+        } else {
+            let debit = amount.negated();
+            let spendable = self.spendable();
+            if debit.amount() > spendable.amount() {
+                return Err(LedgerError::InsufficientBalance { spendable });
+            }
+            self.take_available(debit, &mut journal)?;
+            self.lifetime_issued = self
+                .lifetime_issued
+                .checked_sub(debit)?
+                .clamp_non_negative();
+            journal.record(
+                EntryKind::Adjust,
+                None,
+                Deltas {
+                    available: Some(amount),
+                    note,
+                    ..Deltas::default()
+                },
+            );
+        }
+        Ok(journal.finish())
+    }
+
+    /// Checks the account against its own ledger: the sums, the signs, the
+    /// holds and the lots. Returns every broken invariant.
+    pub fn check(&self, entries: &[LedgerEntry]) -> Result<(), Vec<String>> {
+        let mut broken = Vec::new();
+        let sum = |pick: fn(&LedgerEntry) -> Money| {
+            Money::sum(
+                self.currency,
+                entries.iter().map(pick).collect::<Vec<_>>().iter(),
+            )
+        };
+        match sum(|e| e.available_delta) {
+            Ok(total) if total == self.available => {}
+            other => broken.push(format!(
+                "available {} != entries {:?}",
+                self.available, other
+            )),
+        }
+        match sum(|e| e.pending_delta) {
+            Ok(total) if total == self.pending => {}
+            other => broken.push(format!("pending {} != entries {:?}", self.pending, other)),
+        }
+        match sum(|e| e.debt_delta) {
+            Ok(total) if total == self.debt => {}
+            other => broken.push(format!("debt {} != entries {:?}", self.debt, other)),
+        }
+        for (name, value) in [
+            ("available", self.available),
+            ("pending", self.pending),
+            ("debt", self.debt),
+            ("held", self.held()),
+        ] {
+            if value.is_negative() {
+                broken.push(format!("{name} is negative: {value}"));
+            }
+        }
+        if self.held().amount() > self.available.amount() {
+            broken.push(format!(
+                "held {} exceeds available {}",
+                self.held(),
+                self.available
+            ));
+        }
+        match Money::sum(self.currency, self.lots.iter().map(|l| &l.remaining)) {
+            Ok(total) if total == self.available => {}
+            other => broken.push(format!("lots {:?} != available {}", other, self.available)),
+        }
+        if self.lots.iter().any(|l| !l.remaining.is_positive()) {
+            broken.push("an empty or negative lot is kept".into());
+        }
+        if broken.is_empty() {
+            Ok(())
+        } else {
+            Err(broken)
+        }
+    }
+}

@@ -1,0 +1,411 @@
+//! Worked stories through the ledger: earn, release, redeem, refund, cancel.
+
+mod support;
+
+use cashback_core::coupon::CouponCredit;
+use cashback_core::ids::{CheckoutId, Code};
+use cashback_core::ledger::{Effect, EntryKind, LedgerError};
+use cashback_core::money::Currency;
+use cashback_core::order::{AppliedCode, DiscountKind, OrderEvent};
+use cashback_core::program::{Issuance, Program, Tier, Trigger};
+use rust_decimal_macros::dec;
+use support::*;
+
+fn five_percent() -> Program {
+    let mut program = Program::new(Currency::USD);
+    program.earning.merchant_percent = dec!(5);
+    program
+}
+
+fn ten_percent() -> Program {
+    let mut program = Program::new(Currency::USD);
+    program.earning.merchant_percent = dec!(10);
+    program
+}
+
+#[test]
+fn a_paid_order_earns_pending_cashback_that_is_released_after_30_days() {
+    let mut books = Books::new(five_percent());
+    let paid = OrderEvent::Paid(order("1001", vec![line("1", "100.00", 1, "0.00")]));
+    let applied = books.apply(&paid, t0());
+    assert_eq!(books.balances(), (usd("0.00"), usd("5.00"), usd("0.00")));
+    assert!(applied.effects.contains(&Effect::Earned {
+        order_id: paid.order_id().clone(),
+        amount: usd("5.00"),
+        release_at: Some(days(30)),
+    }));
+    assert!(books.release_due(days(29)).entries.is_empty());
+    let released = books.release_due(days(30));
+    assert_eq!(released.entries[0].kind, EntryKind::Release);
+    assert_eq!(books.balances(), (usd("5.00"), usd("0.00"), usd("0.00")));
+    assert!(
+        books.release_due(days(31)).entries.is_empty(),
+        "a release happens once"
+    );
+    books.check();
+}
+
+#[test]
+fn a_second_delivery_of_any_event_changes_nothing() {
+    let mut books = Books::new(five_percent());
+    let paid = OrderEvent::Paid(order("1001", vec![line("1", "100.00", 2, "0.00")]));
+    let refund = refund_lines("1001", "r1", &[("1", 1)]);
+    books.apply(&paid, t0());
+    books.apply(&refund, t0());
+    let before = books.balances();
+    assert!(books.apply(&paid, t0()).duplicate);
+    assert!(books.apply(&refund, t0()).duplicate);
+    assert_eq!(books.balances(), before);
+    books.check();
+}
+
+#[test]
+fn refunding_half_the_order_claws_back_half_the_cashback_from_pending() {
+    let mut books = Books::new(ten_percent());
+    books.apply(
+        &OrderEvent::Paid(order("1", vec![line("a", "50.00", 2, "0.00")])),
+        t0(),
+    );
+    books.apply(&refund_lines("1", "r1", &[("a", 1)]), t0());
+    assert_eq!(books.balances(), (usd("0.00"), usd("5.00"), usd("0.00")));
+    books.check();
+}
+
+#[test]
+fn a_full_refund_in_pieces_claws_back_exactly_what_was_earned() {
+    let mut books = Books::new(ten_percent());
+    // 10% of 33.33 is 3.33; thirds of it round down, the last refund evens it out.
+    books.apply(
+        &OrderEvent::Paid(order("1", vec![line("a", "11.11", 3, "0.00")])),
+        t0(),
+    );
+    assert_eq!(books.account.pending, usd("3.33"));
+    for (n, id) in ["r1", "r2", "r3"].iter().enumerate() {
+        books.apply(&refund_lines("1", id, &[("a", 1)]), t0());
+        books.check();
+        if n < 2 {
+            assert!(books.account.pending.is_positive());
+        }
+    }
+    assert_eq!(books.balances(), (usd("0.00"), usd("0.00"), usd("0.00")));
+    assert_eq!(books.orders[0].clawed_back, usd("3.33"));
+}
+
+#[test]
+fn a_refund_arriving_before_its_order_still_ends_in_the_right_balance() {
+    let history = |events: Vec<OrderEvent>| {
+        let mut books = Books::new(ten_percent());
+        for event in &events {
+            books.apply(event, t0());
+        }
+        books.check();
+        books.balances()
+    };
+    let paid = OrderEvent::Paid(order(
+        "1",
+        vec![line("a", "40.00", 1, "0.00"), line("b", "60.00", 1, "0.00")],
+    ));
+    let refund = refund_lines("1", "r1", &[("b", 1)]);
+    let clean = history(vec![paid.clone(), refund.clone()]);
+    assert_eq!(clean, (usd("0.00"), usd("4.00"), usd("0.00")));
+    assert_eq!(history(vec![refund, paid]), clean);
+}
+
+#[test]
+fn a_refund_after_release_and_spending_becomes_debt_paid_from_the_next_cashback() {
+    let mut books = Books::new(ten_percent());
+    let mut first = order("1", vec![line("a", "100.00", 1, "0.00")]);
+    first.occurred_at = t0();
+    books.apply(&OrderEvent::Paid(first), t0());
+    books.release_due(days(30));
+    assert_eq!(books.account.available, usd("10.00"));
+    // The customer spends it all on order 2.
+    let mut second = order("2", vec![line("b", "50.00", 1, "10.00")]);
+    second.discount_codes.push(AppliedCode {
+        code: Code::parse("cb-ann").unwrap(),
+        amount: usd("10.00"),
+        kind: DiscountKind::Order,
+    });
+    second.occurred_at = days(31);
+    books.apply(&OrderEvent::Paid(second), days(31));
+    assert_eq!(books.account.available, usd("0.00"));
+    assert_eq!(books.account.pending, usd("4.00"));
+    // Order 1 is refunded in full: nothing left to take, so it becomes debt.
+    let applied = books.apply(&refund_lines("1", "r1", &[("a", 1)]), days(32));
+    assert_eq!(books.balances(), (usd("0.00"), usd("4.00"), usd("10.00")));
+    assert!(applied
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::ClawedBack { debt, .. } if *debt == usd("10.00"))));
+    // Order 2's pending is not touched by order 1's refund; its release pays debt first.
+    books.release_due(days(61));
+    assert_eq!(books.balances(), (usd("0.00"), usd("0.00"), usd("6.00")));
+    books.check();
+}
+
+#[test]
+fn the_code_on_an_order_redeems_balance_and_converts_the_checkout_hold() {
+    let mut books = Books::new(Program {
+        issuance: Issuance::Immediate,
+        ..ten_percent()
+    });
+    books.apply(
+        &OrderEvent::Paid(order("1", vec![line("a", "600.00", 1, "0.00")])),
+        t0(),
+    );
+    assert_eq!(books.account.available, usd("60.00"));
+    let checkout = CheckoutId::parse("chk-1").unwrap();
+    books
+        .account
+        .place_hold(checkout.clone(), usd("50.00"), days(1), 900)
+        .unwrap();
+    assert_eq!(books.account.spendable(), usd("10.00"));
+    let mut second = order("2", vec![line("b", "50.00", 1, "50.00")]);
+    second.checkout_id = Some(checkout);
+    second.discount_codes.push(AppliedCode {
+        code: Code::parse("CB-ANN").unwrap(),
+        amount: usd("50.00"),
+        kind: DiscountKind::Order,
+    });
+    books.apply(&OrderEvent::Paid(second), days(1));
+    assert_eq!(books.account.available, usd("10.00"));
+    assert!(books.account.holds.is_empty());
+    assert_eq!(books.account.lifetime_used, usd("50.00"));
+    books.check();
+}
+
+#[test]
+fn a_discount_larger_than_the_balance_is_a_recorded_shortfall_never_a_negative_balance() {
+    let mut books = Books::new(Program {
+        issuance: Issuance::Immediate,
+        ..ten_percent()
+    });
+    books.apply(
+        &OrderEvent::Paid(order("1", vec![line("a", "80.00", 1, "0.00")])),
+        t0(),
+    );
+    let mut second = order("2", vec![line("b", "50.00", 1, "20.00")]);
+    second.discount_codes.push(AppliedCode {
+        code: Code::parse("CB-ANN").unwrap(),
+        amount: usd("20.00"),
+        kind: DiscountKind::Order,
+    });
+    books.apply(&OrderEvent::Paid(second), t0());
+    assert_eq!(
+        books.account.available,
+        usd("3.00"),
+        "8.00 taken, then 10% of 30.00 earned"
+    );
+    assert_eq!(books.orders[1].redeemed, usd("8.00"));
+    assert_eq!(books.orders[1].shortfall, usd("12.00"));
+    books.check();
+}
+
+#[test]
+fn cancelling_voids_pending_and_restores_spent_credit() {
+    let mut books = Books::new(ten_percent());
+    books
+        .account
+        .adjust(usd("20.00"), "welcome", "k1", &books.program.clone(), t0())
+        .map(|a| books.entries.extend(a.entries))
+        .unwrap();
+    let mut placed = order("1", vec![line("a", "100.00", 1, "20.00")]);
+    placed.discount_codes.push(AppliedCode {
+        code: Code::parse("CB-ANN").unwrap(),
+        amount: usd("20.00"),
+        kind: DiscountKind::Order,
+    });
+    books.apply(&OrderEvent::Paid(placed.clone()), t0());
+    assert_eq!(books.balances(), (usd("0.00"), usd("8.00"), usd("0.00")));
+    books.apply(&OrderEvent::Cancelled(placed.clone()), days(1));
+    assert_eq!(books.balances(), (usd("20.00"), usd("0.00"), usd("0.00")));
+    assert_eq!(books.account.lifetime_used, usd("0.00"));
+    assert!(
+        books
+            .apply(&OrderEvent::Cancelled(placed), days(1))
+            .duplicate
+    );
+    books.check();
+}
+
+#[test]
+fn a_cancellation_before_the_paid_event_means_the_order_never_earns() {
+    let mut books = Books::new(ten_percent());
+    let placed = order("1", vec![line("a", "100.00", 1, "0.00")]);
+    books.apply(&OrderEvent::Cancelled(placed.clone()), t0());
+    books.apply(&OrderEvent::Paid(placed), t0());
+    assert_eq!(books.balances(), (usd("0.00"), usd("0.00"), usd("0.00")));
+    books.check();
+}
+
+#[test]
+fn with_a_fulfilled_trigger_payment_redeems_but_only_fulfilment_earns() {
+    let mut books = Books::new(Program {
+        trigger: Trigger::Fulfilled,
+        ..ten_percent()
+    });
+    let placed = order("1", vec![line("a", "100.00", 1, "0.00")]);
+    books.apply(&OrderEvent::Paid(placed.clone()), t0());
+    assert_eq!(books.account.pending, usd("0.00"));
+    books.apply(&OrderEvent::Fulfilled(placed), days(2));
+    assert_eq!(books.account.pending, usd("10.00"));
+    books.check();
+}
+
+#[test]
+fn immediate_issuance_pays_debt_first_and_restarts_the_reminder_series() {
+    let mut books = Books::new(Program {
+        issuance: Issuance::Immediate,
+        ..ten_percent()
+    });
+    books.account.debt = usd("3.00");
+    books.entries.push(cashback_core::ledger::LedgerEntry {
+        entry_id: "seed".into(),
+        at: t0(),
+        kind: EntryKind::Clawback,
+        order_id: None,
+        available_delta: usd("0"),
+        pending_delta: usd("0"),
+        debt_delta: usd("3.00"),
+        funding: None,
+        note: None,
+    });
+    books.apply(
+        &OrderEvent::Paid(order("1", vec![line("a", "100.00", 1, "0.00")])),
+        days(1),
+    );
+    assert_eq!(books.balances(), (usd("7.00"), usd("0.00"), usd("0.00")));
+    assert_eq!(books.account.reminders.series_started_at, Some(days(1)));
+    books.check();
+}
+
+#[test]
+fn crossing_a_tier_threshold_upgrades_the_customer_for_the_next_order() {
+    let mut program = five_percent();
+    program.tiers = vec![Tier {
+        name: "Gold".into(),
+        min_lifetime_spend: dec!(500),
+        percent: dec!(10),
+    }];
+    let mut books = Books::new(program);
+    let first = books.apply(
+        &OrderEvent::Paid(order("1", vec![line("a", "500.00", 1, "0.00")])),
+        t0(),
+    );
+    assert_eq!(
+        books.orders[0].pending,
+        usd("25.00"),
+        "the tier before the order sets its rate"
+    );
+    assert!(first.effects.contains(&Effect::TierUpgraded { tier: 0 }));
+    books.apply(
+        &OrderEvent::Paid(order("2", vec![line("b", "100.00", 1, "0.00")])),
+        t0(),
+    );
+    assert_eq!(books.orders[1].pending, usd("10.00"));
+}
+
+#[test]
+fn coupon_cashback_is_credited_with_the_order_and_its_use_returned_on_cancel() {
+    let mut books = Books::new(five_percent());
+    let placed = order("1", vec![line("a", "100.00", 1, "0.00")]);
+    let coupons = [CouponCredit {
+        code: Code::parse("BACK10").unwrap(),
+        cashback: usd("10.00"),
+    }];
+    let applied = books.apply_with_coupons(&OrderEvent::Paid(placed.clone()), t0(), &coupons);
+    assert_eq!(books.account.pending, usd("15.00"));
+    assert!(applied.effects.contains(&Effect::CouponUsed {
+        code: Code::parse("back10").unwrap()
+    }));
+    let cancelled = books.apply(&OrderEvent::Cancelled(placed), t0());
+    assert!(cancelled.effects.contains(&Effect::CouponUseReturned {
+        code: Code::parse("back10").unwrap()
+    }));
+    assert_eq!(books.account.pending, usd("0.00"));
+    books.check();
+}
+
+#[test]
+fn holds_compete_for_one_balance() {
+    let mut books = Books::new(five_percent());
+    books
+        .account
+        .adjust(usd("10.00"), "seed", "k", &books.program.clone(), t0())
+        .map(|a| books.entries.extend(a.entries))
+        .unwrap();
+    let a = CheckoutId::parse("a").unwrap();
+    let b = CheckoutId::parse("b").unwrap();
+    books
+        .account
+        .place_hold(a.clone(), usd("7.00"), t0(), 900)
+        .unwrap();
+    assert_eq!(
+        books.account.place_hold(b.clone(), usd("5.00"), t0(), 900),
+        Err(LedgerError::InsufficientBalance {
+            spendable: usd("3.00")
+        })
+    );
+    // The same checkout replaces its own hold rather than adding one.
+    books
+        .account
+        .place_hold(a.clone(), usd("9.00"), t0(), 900)
+        .unwrap();
+    assert_eq!(books.account.held(), usd("9.00"));
+    // After the TTL the hold no longer counts.
+    books
+        .account
+        .place_hold(b, usd("10.00"), days(1), 900)
+        .unwrap();
+    assert_eq!(books.account.held(), usd("10.00"));
+    books.check();
+}
+
+#[test]
+fn balance_expires_oldest_first_after_the_program_expiry() {
+    let mut program = Program {
+        issuance: Issuance::Immediate,
+        ..ten_percent()
+    };
+    program.expiry_days = Some(90);
+    let mut books = Books::new(program);
+    books.apply(
+        &OrderEvent::Paid(order("1", vec![line("a", "100.00", 1, "0.00")])),
+        t0(),
+    );
+    books.apply(
+        &OrderEvent::Paid(order("2", vec![line("b", "50.00", 1, "0.00")])),
+        days(30),
+    );
+    // Spend 4.00: it comes out of the oldest lot.
+    books
+        .account
+        .adjust(
+            usd("-4.00"),
+            "test debit",
+            "d",
+            &books.program.clone(),
+            days(31),
+        )
+        .map(|a| books.entries.extend(a.entries))
+        .unwrap();
+    let expired = books.account.expire_balance(days(90)).unwrap();
+    books.entries.extend(expired.entries.clone());
+    assert_eq!(expired.entries[0].available_delta, usd("-6.00"));
+    assert_eq!(books.account.available, usd("5.00"));
+    assert_eq!(books.account.next_expiry(), Some(days(120)));
+    books.check();
+}
+
+#[test]
+fn a_debit_adjustment_cannot_overdraw() {
+    let mut books = Books::new(five_percent());
+    let program = books.program.clone();
+    assert!(matches!(
+        books
+            .account
+            .adjust(usd("-1.00"), "oops", "k", &program, t0()),
+        Err(LedgerError::InsufficientBalance { .. })
+    ));
+    books.check();
+}

@@ -69,15 +69,20 @@ pub(crate) fn single_line(text: &str) -> String {
 /// symbols + `?=` is 72 characters, under RFC 2047's 75.
 const ENCODED_WORD_BYTES: usize = 45;
 
-/// Header text as-is when it is printable ASCII that fits a line, otherwise
-/// as RFC 2047 `=?UTF-8?B?...?=` words folded onto continuation lines.
-/// `room` is what is left on the first line after the header name.
+/// Folded lines stay under RFC 5322's recommended 78 characters.
+const LINE: usize = 78;
+
+/// Header text for one header: printable ASCII as-is, folded at spaces onto
+/// continuation lines when long; anything else as RFC 2047
+/// `=?UTF-8?B?...?=` words, also folded. `room` is what is left on the first
+/// line after the header name.
 pub(crate) fn header_text(text: &str, room: usize) -> String {
     let text = single_line(text);
     let plain = text.bytes().all(|b| (0x20..0x7f).contains(&b));
-    // "=?" in plain text would be read back as the start of an encoded word.
-    if plain && text.len() <= room && !text.contains("=?") {
-        return text;
+    // "=?" in plain text would be read back as the start of an encoded word;
+    // a word too long for any line cannot be folded.
+    if plain && !text.contains("=?") && text.split(' ').all(|word| word.len() < LINE) {
+        return fold(&text, room);
     }
     let mut words = Vec::new();
     let mut start = 0;
@@ -98,6 +103,28 @@ pub(crate) fn header_text(text: &str, room: usize) -> String {
         .map(|word| format!("=?UTF-8?B?{}?=", base64(word.as_bytes())))
         .collect::<Vec<_>>()
         .join("\r\n ")
+}
+
+/// Greedy folding at spaces: the space starts the continuation line, so
+/// unfolding (removing CRLF) gives the text back.
+fn fold(text: &str, room: usize) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut line_length = 0;
+    let mut limit = room;
+    for (index, word) in text.split(' ').enumerate() {
+        if index > 0 {
+            if line_length + 1 + word.len() > limit {
+                out.push_str("\r\n");
+                line_length = 0;
+                limit = LINE;
+            }
+            out.push(' ');
+            line_length += 1;
+        }
+        out.push_str(word);
+        line_length += word.len();
+    }
+    out
 }
 
 #[cfg(test)]
@@ -183,5 +210,17 @@ pub(crate) mod tests {
         }
         assert_eq!(String::from_utf8(decoded).unwrap(), text);
         assert_eq!(header_text("Plain subject", 70), "Plain subject");
+    }
+
+    #[test]
+    fn a_long_ascii_subject_is_folded_at_spaces_not_encoded() {
+        let text = "You have 40.00 USD in CashBack to spend at The Very Long Named Outdoor Equipment Shop of Somewhere";
+        let folded = header_text(text, 69);
+        assert!(!folded.contains("=?"));
+        assert!(folded.contains("\r\n "));
+        let mut lines = folded.split("\r\n");
+        assert!(lines.next().unwrap().len() <= 69);
+        assert!(lines.all(|line| line.len() <= LINE));
+        assert_eq!(folded.replace("\r\n", ""), text);
     }
 }

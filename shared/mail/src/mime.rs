@@ -88,17 +88,12 @@ fn mailbox(name: &str, address: &str) -> String {
     if name.is_empty() {
         return address.to_string();
     }
-    let room = 78 - "From: ".len() - address.len() - 3;
-    let shown = if name.is_ascii() {
-        // A quoted string: only `"` and `\` need escaping inside it.
-        let quoted = format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""));
-        if quoted.len() <= room && !name.contains("=?") {
-            quoted
-        } else {
-            header_text(&name, 0)
-        }
+    let shown = if name.is_ascii() && !name.contains("=?") {
+        // A quoted string: only `"` and `\` need escaping inside it. Shop
+        // names are far below the 998-character line limit.
+        format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
     } else {
-        header_text(&name, 0)
+        header_text(&name, 78 - "From: ".len())
     };
     format!("{shown} <{address}>")
 }

@@ -6,14 +6,21 @@
 //! raw messages up to 40 MB; ours are a few kilobytes.
 //!
 //! SES v2 has no idempotency key: a send whose response is lost (a timeout
-//! after SES accepted it) may have gone out. The caller records the
-//! notification before sending so a retried run skips it; see docs/email.md.
+//! after SES accepted it) may have gone out. So `SendEmail` runs with the
+//! SDK's own retries turned off: one `send` is at most one request SES can
+//! accept, and every retry is the caller's decision, made with the error in
+//! hand ([`NotifyError::is_retryable`]). The caller records the notification
+//! before sending so a retried run skips it; see docs/email.md.
 //!
 //! Logs carry the notification kind, the shop and the SES message id, never
 //! the address or the code. SES error messages can quote addresses, so the
 //! text kept in a [`NotifyError`] has anything that looks like one redacted.
 
 use async_trait::async_trait;
+use std::time::Duration;
+
+use aws_sdk_sesv2::config::retry::RetryConfig;
+use aws_sdk_sesv2::config::timeout::TimeoutConfig;
 use aws_sdk_sesv2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sesv2::operation::send_email::SendEmailError;
 use aws_sdk_sesv2::primitives::Blob;
@@ -38,14 +45,21 @@ pub struct SesConfig {
     /// Overrides the SES endpoint (moto, LocalStack). When `None`, aws-config
     /// still honours `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_SESV2`.
     pub endpoint_url: Option<String>,
+    /// Bounds one `SendEmail` call, so an unanswered request ends as
+    /// `Unavailable` well inside a Lambda's timeout instead of the function
+    /// being killed mid-send with nothing recorded.
+    pub send_timeout: Duration,
 }
 
 impl SesConfig {
+    pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
     pub fn new(from: Email) -> SesConfig {
         SesConfig {
             from,
             configuration_set: None,
             endpoint_url: None,
+            send_timeout: Self::DEFAULT_SEND_TIMEOUT,
         }
     }
 
@@ -54,11 +68,9 @@ impl SesConfig {
     pub fn from_env() -> Result<SesConfig, ConfigError> {
         let from =
             env_opt("CASHBACK_MAIL_FROM").ok_or(ConfigError::Missing("CASHBACK_MAIL_FROM"))?;
-        Ok(SesConfig {
-            from: parse_from("CASHBACK_MAIL_FROM", &from)?,
-            configuration_set: env_opt("CASHBACK_SES_CONFIGURATION_SET"),
-            endpoint_url: None,
-        })
+        let mut config = SesConfig::new(parse_from("CASHBACK_MAIL_FROM", &from)?);
+        config.configuration_set = env_opt("CASHBACK_SES_CONFIGURATION_SET");
+        Ok(config)
     }
 }
 
@@ -165,6 +177,19 @@ impl Notifier for SesNotifier {
             .email_tags(tag("kind", notification.kind.name())?)
             .email_tags(tag("shop", notification.shop.as_str())?)
             .set_configuration_set_name(self.config.configuration_set.clone())
+            .customize()
+            .config_override(
+                aws_sdk_sesv2::config::Builder::default()
+                    .retry_config(RetryConfig::disabled())
+                    .timeout_config(
+                        // Replaces the client's timeouts as a whole, so the
+                        // connect timeout is restated (the SDK default).
+                        TimeoutConfig::builder()
+                            .connect_timeout(Duration::from_millis(3100))
+                            .operation_attempt_timeout(self.config.send_timeout)
+                            .build(),
+                    ),
+            )
             .send()
             .await;
 
@@ -200,9 +225,17 @@ where
         SdkError::ConstructionFailure(_) => {
             NotifyError::Rejected(redact_addresses(&DisplayErrorContext(error).to_string()))
         }
-        // Timeouts, connection failures, unparseable responses. SES may have
-        // accepted the message before a timeout: see the module doc.
-        _ => NotifyError::Unavailable(redact_addresses(&DisplayErrorContext(error).to_string())),
+        // The request may not have left: a refused connection, DNS.
+        SdkError::DispatchFailure(_) => NotifyError::Unavailable(format!(
+            "could not reach SES: {}",
+            redact_addresses(&DisplayErrorContext(error).to_string())
+        )),
+        // A timeout or a garbled response: SES may have accepted the
+        // message. Said in the text for whoever reads the log.
+        _ => NotifyError::Unavailable(format!(
+            "SES may have accepted the message: {}",
+            redact_addresses(&DisplayErrorContext(error).to_string())
+        )),
     }
 }
 

@@ -1,0 +1,238 @@
+//! The SES adapter over the wire: against moto's SES v2 server, and against
+//! endpoints that refuse or never answer.
+//!
+//! The project's test script starts moto and sets `MOTO_ENDPOINT`
+//! (`http://127.0.0.1:PORT`); without it the moto tests print a notice and
+//! pass without checking anything (the others always run). Delivery is asserted on what moto recorded:
+//! moto 5 keeps raw sends as `ses` / `RawMessage` models, listed by
+//! `GET {endpoint}/moto-api/data.json` with their id, source, destinations
+//! and the raw MIME text.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+
+use aws_sdk_sesv2::config::{BehaviorVersion, Credentials, Region};
+use chrono::{TimeZone, Utc};
+
+use cashback_app::notify::{Branding, Notification, NotificationKind, Notifier, NotifyError};
+use cashback_core::ids::{Code, Email, ShopId};
+use cashback_core::money::{Currency, Money};
+use cashback_mail::{SesConfig, SesNotifier};
+
+fn moto_endpoint() -> Option<String> {
+    match std::env::var("MOTO_ENDPOINT") {
+        Ok(endpoint) if !endpoint.trim().is_empty() => {
+            Some(endpoint.trim().trim_end_matches('/').to_string())
+        }
+        _ => {
+            println!("skipped: MOTO_ENDPOINT is not set (the test script starts moto and sets it)");
+            None
+        }
+    }
+}
+
+/// A notifier whose SDK config carries fake credentials and the region; the
+/// endpoint goes through `SesConfig::endpoint_url`, the override under test.
+async fn notifier(endpoint: &str, from: &str) -> SesNotifier {
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+        .load()
+        .await;
+    let mut config = SesConfig::new(Email::parse(from).unwrap());
+    config.endpoint_url = Some(endpoint.to_string());
+    let fixed = Utc.with_ymd_and_hms(2026, 12, 23, 8, 0, 0).unwrap();
+    SesNotifier::from_sdk_config(&sdk, config).with_clock(Arc::new(move || fixed))
+}
+
+/// Sender addresses unique to this run, so a moto shared by several test
+/// runs never finds one already verified (or not) by another.
+fn sender(label: &str) -> String {
+    let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    format!(
+        "{label}-{}-{nanos}@mail.demo.example.com",
+        std::process::id()
+    )
+}
+
+fn reminder(to: &str) -> Notification {
+    Notification {
+        idempotency_key: "reminder:demo.myshopify.com:42:0".to_string(),
+        shop: ShopId::parse("demo.myshopify.com").unwrap(),
+        to: Email::parse(to).unwrap(),
+        branding: Branding {
+            display_name: "CashBack".to_string(),
+            shop_name: "Demo Shop".to_string(),
+            shop_url: Some("https://demo.example.com".to_string()),
+            subject: Some("Your credit is waiting".to_string()),
+            preview_text: None,
+        },
+        kind: NotificationKind::Reminder {
+            position: 0,
+            balance: Money::parse("25.50", Currency::USD).unwrap(),
+            code: Code::parse("cb-7k2m9q").unwrap(),
+            expires_at: None,
+        },
+        unsubscribe_url: Some("https://demo.example.com/unsubscribe?t=abc".to_string()),
+    }
+}
+
+/// `GET {endpoint}{path}` over plain HTTP/1.0 (moto on loopback), body as JSON.
+fn get_json(endpoint: &str, path: &str) -> serde_json::Value {
+    let authority = endpoint
+        .strip_prefix("http://")
+        .expect("MOTO_ENDPOINT is an http:// URL")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let mut stream = TcpStream::connect(&authority).expect("connect to moto");
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: {authority}\r\nAccept: application/json\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let response = String::from_utf8(response).expect("a UTF-8 response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(
+        head.starts_with("HTTP/1.") && head.contains(" 200 "),
+        "{head}"
+    );
+    serde_json::from_str(body).expect("JSON from moto")
+}
+
+#[tokio::test]
+async fn a_notification_sent_through_ses_is_recorded_by_moto_with_its_headers() {
+    let Some(endpoint) = moto_endpoint() else {
+        return;
+    };
+    let from = sender("rewards");
+    let notifier = notifier(&endpoint, &from).await;
+    notifier
+        .client()
+        .create_email_identity()
+        .email_identity(&from)
+        .send()
+        .await
+        .expect("moto verifies the sender identity");
+
+    let sent = notifier
+        .send(&reminder("ann@example.com"))
+        .await
+        .expect("SES accepts the message");
+    assert!(!sent.message_id.is_empty());
+
+    let data = tokio::task::spawn_blocking({
+        let endpoint = endpoint.clone();
+        move || get_json(&endpoint, "/moto-api/data.json")
+    })
+    .await
+    .unwrap();
+    let recorded = data["ses"]["RawMessage"]
+        .as_array()
+        .expect("moto lists raw SES messages")
+        .iter()
+        .find(|message| message["id"] == sent.message_id.as_str())
+        .expect("moto recorded the message under the id SES returned");
+
+    assert_eq!(recorded["source"], from.as_str());
+    let destinations: Vec<&str> = recorded["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d.as_str())
+        .collect();
+    assert!(
+        destinations.contains(&"ann@example.com"),
+        "{destinations:?}"
+    );
+    let raw = recorded["raw_data"].as_str().unwrap();
+    assert!(raw.contains("Subject: Your credit is waiting\r\n"));
+    assert!(raw.contains(&format!("From: \"Demo Shop\" <{from}>\r\n")));
+    assert!(raw.contains("List-Unsubscribe: <https://demo.example.com/unsubscribe?t=abc>\r\n"));
+    assert!(raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"));
+    assert!(raw.contains("Content-Type: multipart/alternative;"));
+    assert!(raw.contains("Date: Wed, 23 Dec 2026 08:00:00 +0000\r\n"));
+}
+
+#[tokio::test]
+async fn an_unverified_sender_is_rejected_and_not_retried() {
+    let Some(endpoint) = moto_endpoint() else {
+        return;
+    };
+    let notifier = notifier(&endpoint, &sender("unverified")).await;
+
+    let error = notifier
+        .send(&reminder("ann@example.com"))
+        .await
+        .expect_err("moto refuses an unverified sender");
+
+    match &error {
+        NotifyError::Rejected(text) => assert!(!text.contains('@'), "{text}"),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    assert!(!error.is_retryable());
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_unavailable_and_retryable() {
+    // Runs with or without moto: nothing listens on port 9 of loopback.
+    let notifier = notifier("http://127.0.0.1:9", "rewards@demo.example.com").await;
+    let error = notifier
+        .send(&reminder("ann@example.com"))
+        .await
+        .expect_err("nothing listens there");
+    assert!(
+        matches!(error, NotifyError::Unavailable(_)),
+        "expected unavailable, got {error:?}"
+    );
+    assert!(error.is_retryable());
+}
+
+#[tokio::test]
+async fn a_send_that_times_out_is_tried_once_and_reported_as_possibly_accepted() {
+    // A server that accepts connections and never answers: the lost-response
+    // case. The SDK must not retry it on its own, or SES could send twice.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+        .load()
+        .await;
+    let mut config = SesConfig::new(Email::parse("rewards@demo.example.com").unwrap());
+    config.endpoint_url = Some(format!("http://{address}"));
+    config.send_timeout = std::time::Duration::from_millis(300);
+    let notifier = SesNotifier::from_sdk_config(&sdk, config);
+
+    let error = notifier
+        .send(&reminder("ann@example.com"))
+        .await
+        .expect_err("nobody answers");
+
+    match &error {
+        NotifyError::Unavailable(text) => {
+            assert!(
+                text.starts_with("SES may have accepted the message"),
+                "{text}"
+            )
+        }
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+    // Give a stray retry time to show up before counting.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

@@ -303,7 +303,9 @@ fn content_for(kind: &NotificationKind, names: &Names) -> Content {
             }
             Content {
                 subject: format!("Your {program} balance has changed"),
-                preview: format!("{amount} was taken back after a refund on order {order}."),
+                preview: format!(
+                    "{amount} was taken back after a refund or cancellation of order {order}."
+                ),
                 heading: format!("Your {program} balance has changed"),
                 paragraphs,
                 code: None,

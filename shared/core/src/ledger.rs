@@ -473,7 +473,7 @@ impl Account {
         let key = format!("expire:{}", now.timestamp());
         let mut journal = Journal::new(key, now, self.currency);
         self.lots
-            .retain(|lot| !lot.expires_at.is_some_and(|at| at <= now));
+            .retain(|lot| lot.expires_at.is_none_or(|at| at > now));
         self.available = self.available.checked_sub(amount)?;
         journal.record(
             EntryKind::Expire,

@@ -14,7 +14,7 @@ use support::*;
 
 #[derive(Debug, Clone)]
 enum Step {
-    Event(OrderEvent),
+    Event(Box<OrderEvent>),
     Release(i64),
     Expire(i64),
     Hold { checkout: u8, cents: u32, day: i64 },
@@ -128,7 +128,7 @@ fn arb_history() -> impl Strategy<Value = (Program, Vec<Step>)> {
             }
             for (order, (refunds, cancel)) in orders.iter().zip(&shapes) {
                 for event in events_for(order, refunds, *cancel) {
-                    steps.push(Step::Event(event));
+                    steps.push(Step::Event(Box::new(event)));
                 }
             }
             for (kind, day, checkout, cents) in extras {

@@ -1,1 +1,11 @@
-//! placeholder
+//! Adapters of the Store port (`cashback_app::store::Store`).
+//!
+//! # Layout
+//! - [`memory`]: in-memory, the reference semantics; local runs and fast tests.
+//! - [`dynamo`]: DynamoDB through aws-sdk-dynamodb, single table.
+//! - [`keys`]: key strings shared by both.
+
+pub mod keys;
+pub mod memory;
+
+pub use memory::MemoryStore;

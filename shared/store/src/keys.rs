@@ -1,0 +1,88 @@
+//! Key strings, built in one place for both adapters.
+//!
+//! The single-table layout (docs/data-model.md) names every item by
+//! `pk`/`sk`; the in-memory adapter uses the same strings for the due index
+//! and the ledger order, so both adapters sort and page alike.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sha2::{Digest, Sha256};
+
+use cashback_app::store::DUE_SHARDS;
+use cashback_core::ids::{Code, CustomerId, Email, OrderId, ShopId};
+use cashback_core::ledger::LedgerEntry;
+
+pub fn shop_pk(shop: &ShopId) -> String {
+    format!("SHOP#{shop}")
+}
+
+pub fn account_key(shop: &ShopId, customer: &CustomerId) -> String {
+    format!("SHOP#{shop}#CUST#{customer}")
+}
+
+pub fn order_key(shop: &ShopId, order: &OrderId) -> String {
+    format!("SHOP#{shop}#ORDER#{order}")
+}
+
+pub fn coupon_sk(code: &Code) -> String {
+    format!("COUPON#{}", code.as_str())
+}
+
+pub fn coupon_use_pk(shop: &ShopId, code: &Code) -> String {
+    format!("SHOP#{shop}#COUPON#{}", code.as_str())
+}
+
+pub fn code_key(shop: &ShopId, code: &Code) -> String {
+    format!("SHOP#{shop}#CODE#{}", code.as_str())
+}
+
+/// Emails are keyed by their hash: no address in a key.
+pub fn email_key(shop: &ShopId, email: &Email) -> String {
+    format!("SHOP#{shop}#EMAIL#{}", hash_hex(email.as_str()))
+}
+
+pub fn email_usage_sk(email: &Email) -> String {
+    format!("EMAIL#{}", hash_hex(email.as_str()))
+}
+
+pub fn guard_key(shop: &ShopId, key: &str) -> String {
+    format!("EVENT#{shop}#{key}")
+}
+
+pub fn notification_key(shop: &ShopId, key: &str) -> String {
+    format!("NOTIFY#{shop}#{key}")
+}
+
+/// Ledger entries sort by time, then id: `LEDGER#2026-01-01T12:00:00.000000Z#order:1:paid:0`.
+pub fn ledger_sort_key(entry: &LedgerEntry) -> String {
+    format!(
+        "LEDGER#{}#{}",
+        entry.at.to_rfc3339_opts(SecondsFormat::Micros, true),
+        entry.entry_id
+    )
+}
+
+pub fn due_pk(kind: &str, bucket: &str, shard: u32) -> String {
+    format!("DUE#{kind}#{bucket}#{shard}")
+}
+
+pub fn due_sort_key(at: DateTime<Utc>, item_key: &str) -> String {
+    format!(
+        "{}#{item_key}",
+        at.to_rfc3339_opts(SecondsFormat::Micros, true)
+    )
+}
+
+/// Every sort key of an item due at or before `at` is <= this.
+pub fn due_sort_upper_bound(at: DateTime<Utc>) -> String {
+    // '$' sorts after '#', so every "{time}#..." with time == at is included.
+    format!("{}$", at.to_rfc3339_opts(SecondsFormat::Micros, true))
+}
+
+pub fn shard_of(item_key: &str) -> u32 {
+    let digest = Sha256::digest(item_key.as_bytes());
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % DUE_SHARDS
+}
+
+pub fn hash_hex(value: &str) -> String {
+    hex::encode(Sha256::digest(value.as_bytes()))
+}

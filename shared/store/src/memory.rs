@@ -1,0 +1,595 @@
+//! The in-memory Store: the reference semantics of the port, for local runs
+//! (the embedded default) and for the thousands of random histories the
+//! tests replay. Everything happens under one mutex, so a write is atomic
+//! exactly as a DynamoDB transaction is: all of it or none of it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+
+use cashback_app::store::*;
+use cashback_core::ids::{Code, CustomerId, Email, OrderId, ShopId};
+use cashback_core::ledger::{Account, LedgerEntry};
+use cashback_core::orders::OrderRecord;
+use cashback_core::program::Program;
+
+use crate::keys;
+
+/// One due index partition: (bucket, shard) -> sort key -> item.
+type DuePartitions = BTreeMap<(String, u32), BTreeMap<String, DueRef>>;
+
+#[derive(Default)]
+struct Tables {
+    shops: HashMap<ShopId, Shop>,
+    programs: HashMap<ShopId, Versioned<Program>>,
+    program_history: HashMap<(ShopId, u64), Program>,
+    coupons: HashMap<(ShopId, Code), Versioned<CouponRecord>>,
+    coupon_uses: HashMap<(ShopId, Code, UsageKey), u32>,
+    accounts: HashMap<(ShopId, CustomerId), Versioned<Account>>,
+    /// Per account, entries by their sort key (time, id).
+    ledgers: HashMap<(ShopId, CustomerId), BTreeMap<String, LedgerEntry>>,
+    orders: HashMap<(ShopId, OrderId), Versioned<OrderRecord>>,
+    code_owners: HashMap<(ShopId, Code), CustomerId>,
+    email_owners: HashMap<(ShopId, Email), CustomerId>,
+    guards: HashMap<String, (DateTime<Utc>, Option<String>)>,
+    notifications: HashMap<String, ()>,
+    /// kind -> (bucket, shard) -> sort key -> item
+    due: HashMap<DueKind, DuePartitions>,
+    /// Where each item currently sits in the due index, to move it.
+    due_position: HashMap<(DueKind, String), (String, u32, String)>,
+    checkpoints: HashMap<String, String>,
+    counters: HashMap<String, (u64, DateTime<Utc>)>,
+}
+
+#[derive(Default)]
+pub struct MemoryStore {
+    tables: Mutex<Tables>,
+    reads: AtomicU64,
+    writes: AtomicU64,
+    queries: AtomicU64,
+    other: AtomicU64,
+}
+
+impl MemoryStore {
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Tables>, StoreError> {
+        self.tables
+            .lock()
+            .map_err(|_| StoreError::Other("in-memory store poisoned by a panic".into()))
+    }
+
+    /// Number of accounts held (for sizing checks in benchmarks and tests).
+    pub fn account_count(&self) -> usize {
+        self.lock().map(|t| t.accounts.len()).unwrap_or(0)
+    }
+}
+
+fn page<T: Clone>(items: Vec<(String, T)>, cursor: Option<String>, limit: u32) -> Page<T> {
+    let limit = limit.max(1) as usize;
+    let start = cursor.as_deref();
+    let mut selected: Vec<(String, T)> = items
+        .into_iter()
+        .filter(|(key, _)| start.is_none_or(|after| key.as_str() > after))
+        .take(limit + 1)
+        .collect();
+    let next = if selected.len() > limit {
+        selected.truncate(limit);
+        selected.last().map(|(key, _)| key.clone())
+    } else {
+        None
+    };
+    Page {
+        items: selected.into_iter().map(|(_, item)| item).collect(),
+        next,
+    }
+}
+
+impl Tables {
+    fn place_due(&mut self, kind: DueKind, item_key: String, due: Option<DueRef>) {
+        if let Some((bucket, shard, sort)) = self.due_position.remove(&(kind, item_key.clone())) {
+            if let Some(partition) = self
+                .due
+                .get_mut(&kind)
+                .and_then(|b| b.get_mut(&(bucket, shard)))
+            {
+                partition.remove(&sort);
+            }
+        }
+        if let Some(due) = due {
+            let bucket = due_bucket(due.due_at);
+            let shard = keys::shard_of(&item_key);
+            let sort = keys::due_sort_key(due.due_at, &item_key);
+            self.due
+                .entry(kind)
+                .or_default()
+                .entry((bucket.clone(), shard))
+                .or_default()
+                .insert(sort.clone(), due);
+            self.due_position
+                .insert((kind, item_key), (bucket, shard, sort));
+        }
+    }
+}
+
+/// Where an account sits in the due indexes after a write.
+pub(crate) fn account_due(
+    account: &Account,
+    reminder_due_at: Option<DateTime<Utc>>,
+) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    let expiry = [account.next_expiry(), account.next_hold_expiry()]
+        .into_iter()
+        .flatten()
+        .min();
+    (reminder_due_at, expiry)
+}
+
+/// When an order's pending cashback falls due, if it is still pending.
+pub(crate) fn order_due(record: &OrderRecord) -> Option<DateTime<Utc>> {
+    if record.cancelled || record.released || !record.pending.is_positive() {
+        return None;
+    }
+    record.release_at
+}
+
+#[async_trait::async_trait]
+impl Store for MemoryStore {
+    async fn read(&self, shop: &ShopId, request: &ReadRequest) -> Result<ReadResult, StoreError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let tables = self.lock()?;
+        let mut result = ReadResult::default();
+        if let Some(order) = &request.order {
+            result.order = tables.orders.get(&(shop.clone(), order.clone())).cloned();
+        }
+        for customer in &request.accounts {
+            if let Some(account) = tables.accounts.get(&(shop.clone(), customer.clone())) {
+                result.accounts.insert(customer.clone(), account.clone());
+            }
+        }
+        for code in &request.coupons {
+            if let Some(coupon) = tables.coupons.get(&(shop.clone(), code.clone())) {
+                result.coupons.insert(code.clone(), coupon.clone());
+            }
+        }
+        for (code, usage) in &request.coupon_uses {
+            let count = tables
+                .coupon_uses
+                .get(&(shop.clone(), code.clone(), usage.clone()))
+                .copied()
+                .unwrap_or(0);
+            result
+                .coupon_uses
+                .insert((code.clone(), usage.clone()), count);
+        }
+        for code in &request.code_owners {
+            if let Some(owner) = tables.code_owners.get(&(shop.clone(), code.clone())) {
+                result.code_owners.insert(code.clone(), owner.clone());
+            }
+        }
+        for email in &request.email_owners {
+            if let Some(owner) = tables.email_owners.get(&(shop.clone(), email.clone())) {
+                result.email_owners.insert(email.clone(), owner.clone());
+            }
+        }
+        Ok(result)
+    }
+
+    async fn write(&self, shop: &ShopId, writes: WriteSet) -> Result<WriteOutcome, StoreError> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        let mut tables = self.lock()?;
+
+        // Check every condition first; write only if all hold.
+        if let Some(guard) = &writes.guard {
+            let key = keys::guard_key(shop, &guard.key);
+            if let Some((_, response)) = tables.guards.get(&key) {
+                return Ok(WriteOutcome::Duplicate {
+                    response: response.clone(),
+                });
+            }
+        }
+        for notification in &writes.notifications {
+            if tables
+                .notifications
+                .contains_key(&keys::notification_key(shop, notification))
+            {
+                return Ok(WriteOutcome::Duplicate { response: None });
+            }
+        }
+        for write in &writes.accounts {
+            let key = (shop.clone(), write.account.customer.clone());
+            let current = tables.accounts.get(&key);
+            let current_version = current.map(|a| a.version).unwrap_or(0);
+            if current_version != write.expected_version {
+                return Err(StoreError::Conflict(format!(
+                    "account {}",
+                    write.account.customer
+                )));
+            }
+            for (name, value) in [
+                ("available", write.account.available),
+                ("pending", write.account.pending),
+                ("debt", write.account.debt),
+            ] {
+                if value.is_negative() {
+                    return Err(StoreError::BalanceCondition(format!(
+                        "{name} of {}",
+                        write.account.customer
+                    )));
+                }
+            }
+            if write.account.held().amount() > write.account.available.amount() {
+                return Err(StoreError::BalanceCondition(format!(
+                    "held of {}",
+                    write.account.customer
+                )));
+            }
+            if let Some(change) = &write.code_change {
+                let owner = tables
+                    .code_owners
+                    .get(&(shop.clone(), change.new_code.clone()));
+                if owner.is_some_and(|o| o != &write.account.customer) {
+                    return Err(StoreError::CodeTaken);
+                }
+            }
+            let ledger = tables.ledgers.get(&key);
+            for entry in &write.entries {
+                let sort = keys::ledger_sort_key(entry);
+                if ledger.is_some_and(|l| l.contains_key(&sort)) {
+                    return Err(StoreError::Conflict(format!(
+                        "ledger entry {}",
+                        entry.entry_id
+                    )));
+                }
+            }
+        }
+        if let Some(order) = &writes.order {
+            let current_version = tables
+                .orders
+                .get(&(shop.clone(), order.record.order_id.clone()))
+                .map(|o| o.version)
+                .unwrap_or(0);
+            if current_version != order.expected_version {
+                return Err(StoreError::Conflict(format!(
+                    "order {}",
+                    order.record.order_id
+                )));
+            }
+        }
+        for change in &writes.coupon_uses {
+            if change.delta > 0 {
+                let coupon = tables.coupons.get(&(shop.clone(), change.code.clone()));
+                let uses = coupon.map(|c| c.value.uses).unwrap_or(0);
+                if change.limit_total.is_some_and(|limit| uses >= limit) {
+                    return Err(StoreError::CouponLimit(change.code.display()));
+                }
+                if let Some(limit) = change.limit_per_customer {
+                    let mut keys_to_check = vec![UsageKey::Customer(change.customer.clone())];
+                    keys_to_check.extend(change.email.clone().map(UsageKey::Email));
+                    for usage in keys_to_check {
+                        let count = tables
+                            .coupon_uses
+                            .get(&(shop.clone(), change.code.clone(), usage))
+                            .copied()
+                            .unwrap_or(0);
+                        if count >= limit {
+                            return Err(StoreError::CouponLimit(change.code.display()));
+                        }
+                    }
+                }
+            }
+        }
+
+        // All conditions hold: apply.
+        if let Some(guard) = writes.guard {
+            tables.guards.insert(
+                keys::guard_key(shop, &guard.key),
+                (guard.expires_at, guard.response),
+            );
+        }
+        for notification in &writes.notifications {
+            tables
+                .notifications
+                .insert(keys::notification_key(shop, notification), ());
+        }
+        for write in writes.accounts {
+            let customer = write.account.customer.clone();
+            let key = (shop.clone(), customer.clone());
+            if let Some(change) = &write.code_change {
+                if let Some(old) = &change.old_code {
+                    tables.code_owners.remove(&(shop.clone(), old.clone()));
+                }
+                tables
+                    .code_owners
+                    .insert((shop.clone(), change.new_code.clone()), customer.clone());
+            }
+            if let Some(email) = &write.account.email {
+                tables
+                    .email_owners
+                    .insert((shop.clone(), email.clone()), customer.clone());
+            }
+            let ledger = tables.ledgers.entry(key.clone()).or_default();
+            for entry in write.entries {
+                ledger.insert(keys::ledger_sort_key(&entry), entry);
+            }
+            let (reminder_due, expiry_due) = account_due(&write.account, write.reminder_due_at);
+            let item_key = keys::account_key(shop, &customer);
+            let due_ref = |at: DateTime<Utc>| DueRef {
+                shop: shop.clone(),
+                customer: Some(customer.clone()),
+                order: None,
+                due_at: at,
+            };
+            tables.place_due(
+                DueKind::Reminder,
+                item_key.clone(),
+                reminder_due.map(due_ref),
+            );
+            tables.place_due(DueKind::Expiry, item_key, expiry_due.map(due_ref));
+            let version = write.expected_version + 1;
+            tables.accounts.insert(
+                key,
+                Versioned {
+                    value: write.account,
+                    version,
+                },
+            );
+        }
+        if let Some(order) = writes.order {
+            let record = order.record;
+            let item_key = keys::order_key(shop, &record.order_id);
+            let due = order_due(&record).map(|at| DueRef {
+                shop: shop.clone(),
+                customer: record.customer.clone(),
+                order: Some(record.order_id.clone()),
+                due_at: at,
+            });
+            tables.place_due(DueKind::Release, item_key, due);
+            tables.orders.insert(
+                (shop.clone(), record.order_id.clone()),
+                Versioned {
+                    value: record,
+                    version: order.expected_version + 1,
+                },
+            );
+        }
+        for change in writes.coupon_uses {
+            if let Some(coupon) = tables.coupons.get_mut(&(shop.clone(), change.code.clone())) {
+                coupon.value.uses = coupon.value.uses.saturating_add_signed(change.delta);
+            }
+            let mut usage_keys = vec![UsageKey::Customer(change.customer.clone())];
+            usage_keys.extend(change.email.clone().map(UsageKey::Email));
+            for usage in usage_keys {
+                let count = tables
+                    .coupon_uses
+                    .entry((shop.clone(), change.code.clone(), usage))
+                    .or_insert(0);
+                *count = count.saturating_add_signed(change.delta);
+            }
+        }
+        Ok(WriteOutcome::Committed)
+    }
+
+    async fn get_shop(&self, shop: &ShopId) -> Result<Option<Shop>, StoreError> {
+        self.other.fetch_add(1, Ordering::Relaxed);
+        Ok(self.lock()?.shops.get(shop).cloned())
+    }
+
+    async fn create_shop(&self, shop: &Shop) -> Result<(), StoreError> {
+        self.other.fetch_add(1, Ordering::Relaxed);
+        let mut tables = self.lock()?;
+        if tables.shops.contains_key(&shop.shop) {
+            return Err(StoreError::AlreadyExists(format!("shop {}", shop.shop)));
+        }
+        tables.shops.insert(shop.shop.clone(), shop.clone());
+        Ok(())
+    }
+
+    async fn get_program(&self, shop: &ShopId) -> Result<Option<Versioned<Program>>, StoreError> {
+        self.other.fetch_add(1, Ordering::Relaxed);
+        Ok(self.lock()?.programs.get(shop).cloned())
+    }
+
+    async fn put_program(
+        &self,
+        shop: &ShopId,
+        program: &Program,
+        expected_version: u64,
+        _at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        self.other.fetch_add(1, Ordering::Relaxed);
+        let mut tables = self.lock()?;
+        let current = tables.programs.get(shop).cloned();
+        let current_version = current.as_ref().map(|p| p.version).unwrap_or(0);
+        if current_version != expected_version {
+            return Err(StoreError::Conflict(format!("program of {shop}")));
+        }
+        if let Some(previous) = current {
+            tables
+                .program_history
+                .insert((shop.clone(), previous.version), previous.value);
+        }
+        let version = expected_version + 1;
+        tables.programs.insert(
+            shop.clone(),
+            Versioned {
+                value: program.clone(),
+                version,
+            },
+        );
+        Ok(version)
+    }
+
+    async fn get_program_version(
+        &self,
+        shop: &ShopId,
+        version: u64,
+    ) -> Result<Option<Program>, StoreError> {
+        self.other.fetch_add(1, Ordering::Relaxed);
+        let tables = self.lock()?;
+        if let Some(current) = tables.programs.get(shop).filter(|p| p.version == version) {
+            return Ok(Some(current.value.clone()));
+        }
+        Ok(tables
+            .program_history
+            .get(&(shop.clone(), version))
+            .cloned())
+    }
+
+    async fn put_coupon(
+        &self,
+        shop: &ShopId,
+        coupon: &CouponRecord,
+        expected_version: u64,
+    ) -> Result<u64, StoreError> {
+        self.other.fetch_add(1, Ordering::Relaxed);
+        let mut tables = self.lock()?;
+        let key = (shop.clone(), coupon.coupon.code.clone());
+        let current_version = tables.coupons.get(&key).map(|c| c.version).unwrap_or(0);
+        if current_version != expected_version {
+            return Err(if expected_version == 0 {
+                StoreError::AlreadyExists(format!("coupon {}", coupon.coupon.code.display()))
+            } else {
+                StoreError::Conflict(format!("coupon {}", coupon.coupon.code.display()))
+            });
+        }
+        let mut record = coupon.clone();
+        // The use count belongs to the store: an edit never resets it.
+        if let Some(existing) = tables.coupons.get(&key) {
+            record.uses = existing.value.uses;
+        }
+        let version = expected_version + 1;
+        tables.coupons.insert(
+            key,
+            Versioned {
+                value: record,
+                version,
+            },
+        );
+        Ok(version)
+    }
+
+    async fn list_coupons(
+        &self,
+        shop: &ShopId,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<Versioned<CouponRecord>>, StoreError> {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        let tables = self.lock()?;
+        let mut items: Vec<(String, Versioned<CouponRecord>)> = tables
+            .coupons
+            .iter()
+            .filter(|((s, _), _)| s == shop)
+            .map(|((_, code), coupon)| (code.as_str().to_string(), coupon.clone()))
+            .collect();
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(page(items, cursor, limit))
+    }
+
+    async fn ledger(
+        &self,
+        shop: &ShopId,
+        customer: &CustomerId,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<LedgerEntry>, StoreError> {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        let tables = self.lock()?;
+        let entries = tables.ledgers.get(&(shop.clone(), customer.clone()));
+        // Newest first: walk the sort keys backwards; the cursor is the last key seen.
+        let limit = limit.max(1) as usize;
+        let mut items: Vec<(String, LedgerEntry)> = entries
+            .map(|ledger| {
+                ledger
+                    .iter()
+                    .rev()
+                    .filter(|(key, _)| cursor.as_deref().is_none_or(|before| key.as_str() < before))
+                    .take(limit + 1)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|(k, _)| k.clone())
+        } else {
+            None
+        };
+        Ok(Page {
+            items: items.into_iter().map(|(_, e)| e).collect(),
+            next,
+        })
+    }
+
+    async fn due(
+        &self,
+        kind: DueKind,
+        bucket: &str,
+        shard: u32,
+        up_to: DateTime<Utc>,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<DueRef>, StoreError> {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        let tables = self.lock()?;
+        let upper = keys::due_sort_upper_bound(up_to);
+        let items: Vec<(String, DueRef)> = tables
+            .due
+            .get(&kind)
+            .and_then(|buckets| buckets.get(&(bucket.to_string(), shard)))
+            .map(|partition| {
+                partition
+                    .range(..=upper)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(page(items, cursor, limit))
+    }
+
+    async fn get_checkpoint(&self, job: &str) -> Result<Option<String>, StoreError> {
+        self.other.fetch_add(1, Ordering::Relaxed);
+        Ok(self.lock()?.checkpoints.get(job).cloned())
+    }
+
+    async fn put_checkpoint(&self, job: &str, bucket: &str) -> Result<(), StoreError> {
+        self.other.fetch_add(1, Ordering::Relaxed);
+        let mut tables = self.lock()?;
+        // Checkpoints only move forward, whatever order overlapping runs finish in.
+        let current = tables.checkpoints.get(job).cloned();
+        if current.as_deref().is_none_or(|c| c < bucket) {
+            tables
+                .checkpoints
+                .insert(job.to_string(), bucket.to_string());
+        }
+        Ok(())
+    }
+
+    async fn increment_counter(
+        &self,
+        key: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        self.other.fetch_add(1, Ordering::Relaxed);
+        let mut tables = self.lock()?;
+        let counter = tables
+            .counters
+            .entry(key.to_string())
+            .or_insert((0, expires_at));
+        counter.0 += 1;
+        Ok(counter.0)
+    }
+
+    fn request_counts(&self) -> RequestCounts {
+        RequestCounts {
+            reads: self.reads.load(Ordering::Relaxed),
+            writes: self.writes.load(Ordering::Relaxed),
+            queries: self.queries.load(Ordering::Relaxed),
+            other: self.other.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,8 +1,20 @@
-//! Use cases and the ports they need.
+//! Use cases and the ports they need: the code every function and the local
+//! server call.
 //!
 //! # Layout
 //! - [`store`]: the Store port (one read, one transactional write per use case).
 //! - [`notify`]: the Notifier port (customer emails).
+//! - [`context`]: ports, configuration and the warm cache, handed to every use case.
+//! - [`events`]: an order event from a platform, applied to the ledger.
+//! - [`notices`]: which emails a change calls for; signed unsubscribe links.
+//! - [`error`]: the use cases' errors.
 
+pub mod context;
+pub mod error;
+pub mod events;
+pub mod notices;
 pub mod notify;
 pub mod store;
+
+pub use context::{AppConfig, CodeSource, Context};
+pub use error::AppError;

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Starts or stops moto's server (DynamoDB and SES v2 for tests) on a free
+# loopback port. Sourced by infra/test.sh:
+#   source infra/moto.sh && moto_start   # exports MOTO_ENDPOINT
+#   moto_stop
+# Installs moto[server] from PyPI when it is missing.
+
+moto_python() {
+  command -v python3 >/dev/null 2>&1 || { echo "python3 is required for moto" >&2; return 1; }
+  if ! python3 -c 'import moto.server, flask' >/dev/null 2>&1; then
+    echo "installing moto[server] ..." >&2
+    python3 -m pip install --quiet 'moto[server]>=5' >&2
+  fi
+}
+
+moto_start() {
+  moto_python || return 1
+  local port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+  MOTO_LOG=${MOTO_LOG:-$(mktemp -t moto.XXXXXX.log)}
+  python3 -m moto.server -H 127.0.0.1 -p "$port" >"$MOTO_LOG" 2>&1 &
+  MOTO_PID=$!
+  export MOTO_PID MOTO_LOG
+  export MOTO_ENDPOINT="http://127.0.0.1:${port}"
+  for _ in $(seq 1 100); do
+    if python3 -c "import urllib.request,sys; urllib.request.urlopen('${MOTO_ENDPOINT}/moto-api/', timeout=1)" >/dev/null 2>&1; then
+      echo "moto listening on ${MOTO_ENDPOINT} (pid ${MOTO_PID})" >&2
+      return 0
+    fi
+    if ! kill -0 "$MOTO_PID" 2>/dev/null; then
+      echo "moto exited; its log:" >&2; cat "$MOTO_LOG" >&2; return 1
+    fi
+    sleep 0.2
+  done
+  echo "moto did not start in 20 s; its log:" >&2; cat "$MOTO_LOG" >&2
+  moto_stop
+  return 1
+}
+
+moto_stop() {
+  if [ -n "${MOTO_PID:-}" ] && kill -0 "$MOTO_PID" 2>/dev/null; then
+    kill "$MOTO_PID" 2>/dev/null
+    wait "$MOTO_PID" 2>/dev/null || true
+  fi
+  unset MOTO_PID MOTO_ENDPOINT
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every check and every test, as CI does: formatting, clippy with
+# warnings denied, the template lint, and the whole workspace's tests with
+# moto's server (started and stopped here) standing in for DynamoDB and SES.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy (warnings denied)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+if [ -f template.yaml ]; then
+  echo "== cfn-lint template.yaml"
+  command -v cfn-lint >/dev/null 2>&1 || python3 -m pip install --quiet cfn-lint
+  cfn-lint template.yaml
+fi
+
+echo "== tests (moto for DynamoDB and SES v2)"
+# shellcheck source=infra/moto.sh
+source infra/moto.sh
+moto_start
+trap moto_stop EXIT
+# With REQUIRE_MOTO=1 a moto-backed test fails instead of skipping.
+REQUIRE_MOTO=1 cargo test --workspace --locked

@@ -1,0 +1,200 @@
+//! Which emails a change calls for, and their once-only keys.
+//!
+//! A notice is decided with the change and its key is recorded in the same
+//! transaction; it becomes a [`Notification`] for the Notifier only after the
+//! change committed.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use cashback_core::ids::{CustomerId, Email, ShopId};
+use cashback_core::ledger::{Account, Applied, Effect};
+use cashback_core::orders::OrderRecord;
+use cashback_core::program::{EmailText, Program};
+
+use crate::context::Context;
+use crate::notify::{Branding, Notification, NotificationKind};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// Unique per email; recorded before sending.
+    pub key: String,
+    pub shop: ShopId,
+    pub customer: CustomerId,
+    pub to: Email,
+    pub kind: NotificationKind,
+}
+
+/// The emails a committed change should send to the account's owner.
+pub fn notices_for(
+    shop: &ShopId,
+    account: &Account,
+    record: &OrderRecord,
+    applied: &Applied,
+    program: &Program,
+) -> Vec<Notice> {
+    let Some(to) = account.email.clone() else {
+        return Vec::new();
+    };
+    if account.reminders.suppressed {
+        return Vec::new();
+    }
+    let customer = &account.customer;
+    let mut notices = Vec::new();
+    for effect in &applied.effects {
+        let (key, kind) = match effect {
+            Effect::Earned {
+                order_id,
+                amount,
+                release_at,
+            } => (
+                format!("earned:{customer}:{order_id}"),
+                NotificationKind::Earned {
+                    amount: *amount,
+                    order_name: order_id.to_string(),
+                    release_at: *release_at,
+                    code: account.code.clone(),
+                },
+            ),
+            Effect::Released { order_id, amount } => {
+                let Some(code) = account.code.clone() else {
+                    continue;
+                };
+                (
+                    format!("ready:{customer}:{order_id}"),
+                    NotificationKind::Ready {
+                        amount: *amount,
+                        balance: account.available,
+                        code,
+                    },
+                )
+            }
+            Effect::ClawedBack {
+                order_id,
+                amount,
+                debt,
+            } => (
+                format!(
+                    "clawback:{customer}:{order_id}:{}",
+                    record.clawed_back.amount()
+                ),
+                NotificationKind::ClawedBack {
+                    amount: *amount,
+                    order_name: order_id.to_string(),
+                    balance: account.available,
+                    debt: *debt,
+                },
+            ),
+            Effect::TierUpgraded { tier } => {
+                let Some(found) = program.tiers.get(*tier) else {
+                    continue;
+                };
+                (
+                    format!("tier:{customer}:{tier}"),
+                    NotificationKind::TierUpgraded {
+                        tier_name: found.name.clone(),
+                        percent: found.percent.normalize().to_string(),
+                    },
+                )
+            }
+            _ => continue,
+        };
+        notices.push(Notice {
+            key,
+            shop: shop.clone(),
+            customer: customer.clone(),
+            to: to.clone(),
+            kind,
+        });
+    }
+    notices
+}
+
+impl Notice {
+    pub fn into_notification(
+        self,
+        ctx: &Context,
+        shop_name: &str,
+        program: &Program,
+    ) -> Notification {
+        let texts = &program.emails;
+        let custom: Option<&EmailText> = match &self.kind {
+            NotificationKind::Earned { .. } => texts.earned.as_ref(),
+            NotificationKind::Ready { .. } => texts.ready.as_ref(),
+            NotificationKind::ClawedBack { .. } => texts.clawback.as_ref(),
+            NotificationKind::TierUpgraded { .. } => texts.tier_upgrade.as_ref(),
+            // A reminder's texts live on its position, below.
+            NotificationKind::Reminder { .. } => None,
+        };
+        let (subject, preview_text) = match (&self.kind, custom) {
+            (NotificationKind::Reminder { position, .. }, _) => program
+                .reminders
+                .iter()
+                .find(|r| r.position == *position)
+                .map(|r| {
+                    (
+                        Some(r.subject.clone()),
+                        Some(r.preview_text.clone()).filter(|p| !p.is_empty()),
+                    )
+                })
+                .unwrap_or((None, None)),
+            (_, Some(text)) => (
+                Some(text.subject.clone()),
+                Some(text.preview_text.clone()).filter(|p| !p.is_empty()),
+            ),
+            _ => (None, None),
+        };
+        Notification {
+            unsubscribe_url: Some(unsubscribe_url(ctx, &self.shop, &self.customer)),
+            idempotency_key: self.key,
+            shop: self.shop,
+            to: self.to,
+            branding: Branding {
+                display_name: program.display_name.clone(),
+                shop_name: shop_name.to_string(),
+                shop_url: program.shop_url.clone(),
+                subject,
+                preview_text,
+            },
+            kind: self.kind,
+        }
+    }
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The signature that proves an unsubscribe link came from our email.
+pub fn unsubscribe_signature(secret: &[u8], shop: &ShopId, customer: &CustomerId) -> String {
+    // new_from_slice accepts keys of any length for HMAC.
+    let mut mac = HmacSha256::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(format!("unsubscribe:{shop}:{customer}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Checks an unsubscribe link's signature in constant time.
+pub fn verify_unsubscribe(
+    secret: &[u8],
+    shop: &ShopId,
+    customer: &CustomerId,
+    signature: &str,
+) -> bool {
+    let Ok(given) = hex::decode(signature) else {
+        return false;
+    };
+    let Ok(mut mac) = HmacSha256::new_from_slice(secret) else {
+        return false;
+    };
+    mac.update(format!("unsubscribe:{shop}:{customer}").as_bytes());
+    mac.verify_slice(&given).is_ok()
+}
+
+pub fn unsubscribe_url(ctx: &Context, shop: &ShopId, customer: &CustomerId) -> String {
+    format!(
+        "{}/v1/shops/{}/customers/{}/unsubscribe?sig={}",
+        ctx.config.public_base_url.trim_end_matches('/'),
+        shop,
+        customer,
+        unsubscribe_signature(&ctx.config.link_secret, shop, customer)
+    )
+}

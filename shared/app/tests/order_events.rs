@@ -1,0 +1,289 @@
+//! The order-event use case on the in-memory store: ledger effects, emails,
+//! duplicates, delivery order and round trips.
+
+mod support;
+
+use cashback_app::events::{handle_order_event, EventOutcome};
+use cashback_app::store::{ReadRequest, Store};
+use cashback_app::AppError;
+use cashback_core::coupon::{CashbackCoupon, CouponReward, CouponStatus, Stacking};
+use cashback_core::ids::{Code, CustomerId, Email, OrderId};
+use cashback_core::order::{AppliedCode, CustomerRef, DiscountKind, OrderEvent};
+use rust_decimal_macros::dec;
+use support::*;
+
+async fn account(world: &World, id: &str) -> cashback_core::ledger::Account {
+    let read = world
+        .store
+        .read(
+            &shop(),
+            &ReadRequest {
+                accounts: vec![CustomerId::parse(id).unwrap()],
+                ..ReadRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    read.accounts[&CustomerId::parse(id).unwrap()].value.clone()
+}
+
+#[tokio::test]
+async fn a_paid_order_opens_an_account_with_a_code_earns_pending_and_emails_the_customer() {
+    let world = world(program()).await;
+    let paid = OrderEvent::Paid(order(
+        "1001",
+        "ann",
+        vec![line("1", "80.00", 1), line("2", "20.00", 1)],
+    ));
+    let outcome = handle_order_event(&world.ctx, &shop(), &paid, t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        EventOutcome::Applied {
+            entries: 1,
+            emails: 1
+        }
+    );
+    let ann = account(&world, "ann").await;
+    assert_eq!(ann.pending, usd("10.00"));
+    let code = ann.code.clone().expect("a code is issued with the account");
+    assert!(code.display().starts_with("CB-"));
+    let sent = world.notifier.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].kind.name(), "earned");
+    assert_eq!(sent[0].to, Email::parse("ann@example.com").unwrap());
+    assert!(sent[0]
+        .unsubscribe_url
+        .as_deref()
+        .unwrap()
+        .contains("/unsubscribe?sig="));
+}
+
+#[tokio::test]
+async fn an_order_event_costs_one_read_and_one_transaction_and_a_duplicate_no_write() {
+    let world = world(program()).await;
+    let paid = OrderEvent::Paid(order("1001", "ann", vec![line("1", "100.00", 1)]));
+    // Warm the shop/program cache, as a warm container has it.
+    handle_order_event(
+        &world.ctx,
+        &shop(),
+        &OrderEvent::Paid(order("999", "bob", vec![line("1", "1.00", 1)])),
+        t0(),
+    )
+    .await
+    .unwrap();
+    let before = world.store.request_counts();
+    handle_order_event(&world.ctx, &shop(), &paid, t0())
+        .await
+        .unwrap();
+    let after = world.store.request_counts();
+    assert_eq!(
+        (
+            after.reads - before.reads,
+            after.writes - before.writes,
+            after.total() - before.total()
+        ),
+        (1, 1, 2)
+    );
+    let outcome = handle_order_event(&world.ctx, &shop(), &paid, t0())
+        .await
+        .unwrap();
+    assert_eq!(outcome, EventOutcome::Duplicate);
+    let again = world.store.request_counts();
+    assert_eq!(
+        (again.reads - after.reads, again.writes - after.writes),
+        (1, 0),
+        "a duplicate costs its read only"
+    );
+    let cancel = OrderEvent::Cancelled(order("1001", "ann", vec![line("1", "100.00", 1)]));
+    handle_order_event(&world.ctx, &shop(), &cancel, t0())
+        .await
+        .unwrap();
+    let cancelled = world.store.request_counts();
+    assert_eq!(
+        (
+            cancelled.reads - again.reads,
+            cancelled.writes - again.writes
+        ),
+        (1, 1)
+    );
+}
+
+#[tokio::test]
+async fn a_refund_needs_a_second_read_only_because_it_names_no_customer() {
+    let world = world(program()).await;
+    handle_order_event(
+        &world.ctx,
+        &shop(),
+        &OrderEvent::Paid(order("1001", "ann", vec![line("1", "50.00", 2)])),
+        t0(),
+    )
+    .await
+    .unwrap();
+    let before = world.store.request_counts();
+    handle_order_event(
+        &world.ctx,
+        &shop(),
+        &refund("1001", "r1", &[("1", 1)]),
+        t0(),
+    )
+    .await
+    .unwrap();
+    let after = world.store.request_counts();
+    assert_eq!(
+        (after.reads - before.reads, after.writes - before.writes),
+        (2, 1)
+    );
+    assert_eq!(account(&world, "ann").await.pending, usd("5.00"));
+    assert_eq!(world.notifier.kinds(), ["earned", "clawed_back"]);
+}
+
+#[tokio::test]
+async fn a_refund_before_its_order_is_kept_and_settled_when_the_order_arrives() {
+    let world = world(program()).await;
+    let outcome = handle_order_event(
+        &world.ctx,
+        &shop(),
+        &refund("1001", "r1", &[("2", 1)]),
+        t0(),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(outcome, EventOutcome::Applied { entries: 0, .. }));
+    handle_order_event(
+        &world.ctx,
+        &shop(),
+        &OrderEvent::Paid(order(
+            "1001",
+            "ann",
+            vec![line("1", "40.00", 1), line("2", "60.00", 1)],
+        )),
+        t0(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(account(&world, "ann").await.pending, usd("4.00"));
+}
+
+#[tokio::test]
+async fn a_guest_order_earns_on_the_normalised_email() {
+    let world = world(program()).await;
+    let mut guest = order("1001", "x", vec![line("1", "30.00", 1)]);
+    guest.customer = CustomerRef {
+        id: None,
+        email: Some(Email::parse(" Guest@Example.com").unwrap()),
+    };
+    handle_order_event(&world.ctx, &shop(), &OrderEvent::Paid(guest.clone()), t0())
+        .await
+        .unwrap();
+    let id = CustomerId::for_guest(&Email::parse("guest@example.com").unwrap());
+    let read = world
+        .store
+        .read(
+            &shop(),
+            &ReadRequest {
+                accounts: vec![id.clone()],
+                ..ReadRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(read.accounts[&id].value.pending, usd("3.00"));
+    guest.customer = CustomerRef::default();
+    guest.order_id = OrderId::parse("1002").unwrap();
+    let outcome = handle_order_event(&world.ctx, &shop(), &OrderEvent::Paid(guest), t0())
+        .await
+        .unwrap();
+    assert!(matches!(outcome, EventOutcome::Ignored { .. }));
+}
+
+#[tokio::test]
+async fn an_unknown_shop_is_an_error_and_writes_nothing() {
+    let world = world(program()).await;
+    let other = cashback_core::ids::ShopId::parse("other.myshopify.com").unwrap();
+    let result = handle_order_event(
+        &world.ctx,
+        &other,
+        &OrderEvent::Paid(order("1", "ann", vec![line("1", "1.00", 1)])),
+        t0(),
+    )
+    .await;
+    assert!(matches!(result, Err(AppError::UnknownShop(_))));
+    assert_eq!(world.store.request_counts().writes, 0);
+}
+
+#[tokio::test]
+async fn a_cashback_coupon_on_the_order_adds_its_cashback_and_counts_a_use() {
+    let world = world(program()).await;
+    let coupon = CashbackCoupon {
+        code: Code::parse("BACK5").unwrap(),
+        display_name: "5 back".into(),
+        description: String::new(),
+        offer_text: String::new(),
+        reward: CouponReward::Fixed { amount: dec!(5) },
+        min_cart_value: dec!(0),
+        usage_limit_total: Some(1),
+        usage_limit_per_customer: None,
+        payment_methods: vec![],
+        starts_at: None,
+        ends_at: None,
+        status: CouponStatus::Approved,
+        stacking: Stacking::Exclusive,
+    };
+    world
+        .store
+        .put_coupon(
+            &shop(),
+            &cashback_app::store::CouponRecord {
+                coupon,
+                uses: 0,
+                created_at: t0(),
+                updated_at: t0(),
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    let with_coupon = |id: &str, who: &str| {
+        let mut o = order(id, who, vec![line("1", "100.00", 1)]);
+        o.discount_codes.push(AppliedCode {
+            code: Code::parse("back5").unwrap(),
+            amount: usd("0"),
+            kind: DiscountKind::Order,
+        });
+        OrderEvent::Paid(o)
+    };
+    handle_order_event(&world.ctx, &shop(), &with_coupon("1", "ann"), t0())
+        .await
+        .unwrap();
+    assert_eq!(account(&world, "ann").await.pending, usd("15.00"));
+    // The single use is gone: the next order earns only the program's cashback.
+    handle_order_event(&world.ctx, &shop(), &with_coupon("2", "bob"), t0())
+        .await
+        .unwrap();
+    assert_eq!(account(&world, "bob").await.pending, usd("10.00"));
+}
+
+#[tokio::test]
+async fn parallel_deliveries_of_one_event_apply_once() {
+    let world = world(program()).await;
+    let paid = OrderEvent::Paid(order("1001", "ann", vec![line("1", "100.00", 1)]));
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let ctx = world.ctx.clone();
+        let paid = paid.clone();
+        tasks.push(tokio::spawn(async move {
+            handle_order_event(&ctx, &shop(), &paid, t0()).await
+        }));
+    }
+    let mut applied = 0;
+    for task in tasks {
+        if matches!(task.await.unwrap().unwrap(), EventOutcome::Applied { .. }) {
+            applied += 1;
+        }
+    }
+    assert_eq!(applied, 1);
+    assert_eq!(account(&world, "ann").await.pending, usd("10.00"));
+    assert_eq!(world.notifier.kinds(), ["earned"]);
+}

@@ -1,0 +1,16 @@
+//! The edge every function shares: JSON errors with their HTTP status,
+//! logging, wiring the ports from the environment, and API-key checks.
+//!
+//! # Layout
+//! - [`error`]: `ApiError`, the one JSON error shape, and how each use-case
+//!   error maps to a status.
+//! - [`telemetry`]: JSON logs through tracing.
+//! - [`wiring`]: the store, notifier and configuration from environment variables.
+//! - [`auth`]: API keys (stored hashed) and the admin token.
+
+pub mod auth;
+pub mod error;
+pub mod telemetry;
+pub mod wiring;
+
+pub use error::ApiError;

@@ -1,0 +1,134 @@
+//! Builds the use cases' [`Context`] from environment variables, once per
+//! container (outside the handler), so a warm Lambda reuses its clients.
+//!
+//! | variable | meaning | default |
+//! | --- | --- | --- |
+//! | `CASHBACK_STORE` | `memory` or `dynamodb` | `dynamodb` on Lambda, else `memory` |
+//! | `CASHBACK_TABLE` | the DynamoDB table | required for `dynamodb` |
+//! | `CASHBACK_MAIL` | `ses` or `outbox` | `ses` on Lambda, else `outbox` |
+//! | `CASHBACK_OUTBOX_DIR`, `CASHBACK_MAIL_FROM` | see docs/email.md | |
+//! | `CASHBACK_PUBLIC_URL` | base URL of the API, for links in emails | `http://127.0.0.1:3000` |
+//! | `CASHBACK_LINK_SECRET` | signs unsubscribe links | required on Lambda |
+//! | `CASHBACK_CODE_PREFIX` | prefix of customer codes | `CB` |
+//! | `AWS_ENDPOINT_URL` | another endpoint for AWS (moto, local) | AWS |
+
+use std::sync::Arc;
+
+use rand::RngCore;
+
+use cashback_app::notify::Notifier;
+use cashback_app::store::Store;
+use cashback_app::{AppConfig, CodeSource, Context};
+use cashback_core::ids::GENERATED_CODE_LENGTH;
+use cashback_mail::{OutboxConfig, OutboxNotifier, SesNotifier};
+use cashback_store::MemoryStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    #[error("{name}: {message}")]
+    Variable { name: &'static str, message: String },
+    #[error("mail: {0}")]
+    Mail(String),
+    #[error("store: {0}")]
+    Store(String),
+}
+
+/// Customer codes from the operating system's CSPRNG.
+pub struct OsCodes;
+
+impl CodeSource for OsCodes {
+    fn random_code_bytes(&self) -> [u8; GENERATED_CODE_LENGTH] {
+        let mut bytes = [0u8; GENERATED_CODE_LENGTH];
+        rand::rng().fill_bytes(&mut bytes);
+        bytes
+    }
+}
+
+pub fn on_lambda() -> bool {
+    std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// The configuration of the use cases from the environment.
+pub fn app_config() -> Result<AppConfig, WiringError> {
+    let mut config = AppConfig::default();
+    if let Some(url) = var("CASHBACK_PUBLIC_URL") {
+        config.public_base_url = url;
+    }
+    match var("CASHBACK_LINK_SECRET") {
+        Some(secret) => config.link_secret = secret.into_bytes(),
+        None if on_lambda() => {
+            return Err(WiringError::Variable {
+                name: "CASHBACK_LINK_SECRET",
+                message: "must be set on Lambda (it signs unsubscribe links)".into(),
+            })
+        }
+        None => {}
+    }
+    if let Some(prefix) = var("CASHBACK_CODE_PREFIX") {
+        config.code_prefix = prefix;
+    }
+    Ok(config)
+}
+
+/// The store named by `CASHBACK_STORE`.
+pub async fn store_from_env() -> Result<Arc<dyn Store>, WiringError> {
+    let choice = var("CASHBACK_STORE").unwrap_or_else(|| {
+        if on_lambda() {
+            "dynamodb".into()
+        } else {
+            "memory".into()
+        }
+    });
+    match choice.as_str() {
+        "memory" => Ok(Arc::new(MemoryStore::new())),
+        other => Err(WiringError::Variable {
+            name: "CASHBACK_STORE",
+            message: format!("{other:?} is not a store (memory or dynamodb)"),
+        }),
+    }
+}
+
+/// The notifier named by `CASHBACK_MAIL`.
+pub async fn notifier_from_env() -> Result<Arc<dyn Notifier>, WiringError> {
+    let choice = var("CASHBACK_MAIL").unwrap_or_else(|| {
+        if on_lambda() {
+            "ses".into()
+        } else {
+            "outbox".into()
+        }
+    });
+    match choice.as_str() {
+        "outbox" => {
+            let config = OutboxConfig::from_env().map_err(|e| WiringError::Mail(e.to_string()))?;
+            Ok(Arc::new(OutboxNotifier::new(config)))
+        }
+        "ses" => Ok(Arc::new(
+            SesNotifier::from_env()
+                .await
+                .map_err(|e| WiringError::Mail(e.to_string()))?,
+        )),
+        other => Err(WiringError::Variable {
+            name: "CASHBACK_MAIL",
+            message: format!("{other:?} is not a mailer (ses or outbox)"),
+        }),
+    }
+}
+
+/// Everything a function needs, from the environment.
+pub async fn context_from_env() -> Result<Context, WiringError> {
+    let store = store_from_env().await?;
+    let notifier = notifier_from_env().await?;
+    Ok(Context::new(
+        store,
+        notifier,
+        Arc::new(OsCodes),
+        app_config()?,
+    ))
+}

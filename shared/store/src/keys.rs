@@ -86,3 +86,39 @@ pub fn shard_of(item_key: &str) -> u32 {
 pub fn hash_hex(value: &str) -> String {
     hex::encode(Sha256::digest(value.as_bytes()))
 }
+
+// ---- Sort keys and partitions used only by the DynamoDB layout (additions
+// ---- for `dynamo`; the in-memory adapter has no need of them).
+
+pub const SHOP_SK: &str = "SHOP";
+pub const PROGRAM_SK: &str = "PROGRAM";
+pub const ACCOUNT_SK: &str = "ACCOUNT";
+pub const ORDER_SK: &str = "ORDER";
+pub const CODE_SK: &str = "CODE";
+pub const EMAIL_SK: &str = "EMAIL";
+pub const GUARD_SK: &str = "EVENT";
+pub const NOTIFICATION_SK: &str = "NOTIFY";
+pub const CHECKPOINT_SK: &str = "CHECKPOINT";
+pub const COUNTER_SK: &str = "COUNTER";
+/// Every coupon's sort key starts with this (list by `begins_with`).
+pub const COUPON_SK_PREFIX: &str = "COUPON#";
+/// Every ledger entry's sort key starts with this.
+pub const LEDGER_SK_PREFIX: &str = "LEDGER#";
+
+/// A kept program version; zero-padded so versions sort as numbers.
+pub fn program_version_sk(version: u64) -> String {
+    format!("PROGRAM#v{version:020}")
+}
+
+/// The per-customer coupon use counter's sort key.
+pub fn customer_usage_sk(customer: &CustomerId) -> String {
+    format!("CUST#{customer}")
+}
+
+pub fn checkpoint_pk(job: &str) -> String {
+    format!("JOB#{job}")
+}
+
+pub fn counter_pk(key: &str) -> String {
+    format!("COUNTER#{key}")
+}

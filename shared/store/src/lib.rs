@@ -5,7 +5,9 @@
 //! - [`dynamo`]: DynamoDB through aws-sdk-dynamodb, single table.
 //! - [`keys`]: key strings shared by both.
 
+pub mod dynamo;
 pub mod keys;
 pub mod memory;
 
+pub use dynamo::DynamoStore;
 pub use memory::MemoryStore;

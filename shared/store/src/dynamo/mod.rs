@@ -1,0 +1,649 @@
+//! The DynamoDB Store: one table, the layout of docs/data-model.md.
+//!
+//! Every use case reads with ONE consistent BatchGetItem ([`read`]) and
+//! commits with ONE TransactWriteItems ([`write`]); scheduled jobs page
+//! through three sparse due indexes with Query. The rest (shops, programs,
+//! coupons, checkpoints, counters) are single-item calls made by admin and
+//! scheduled paths. Key strings come from [`crate::keys`], shared with the
+//! in-memory store, whose behaviour this adapter reproduces (the conformance
+//! suite runs against both). Round trips are counted by an SDK interceptor
+//! ([`requests`]), so a test sees the SDK's own retries too.
+//!
+//! Logs carry shop, customer and order ids, never emails or codes: keys
+//! holding an email are hashed, and a key holding a code is redacted before
+//! it reaches a message.
+
+mod attr;
+mod errors;
+mod items;
+mod read;
+mod requests;
+pub mod schema;
+mod write;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::{
+    ConsumedCapacity, Put, ReturnConsumedCapacity, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use cashback_app::store::*;
+use cashback_core::ids::{CustomerId, ShopId};
+use cashback_core::ledger::LedgerEntry;
+use cashback_core::program::Program;
+
+use attr::*;
+use errors::{conditional, from_sdk, Conditional};
+use items::*;
+use requests::RequestCounter;
+
+pub use write::MAX_TRANSACTION_ITEMS;
+
+/// The environment variable naming the table (set by template.yaml).
+pub const TABLE_ENV: &str = "CASHBACK_TABLE";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{TABLE_ENV} is not set: the DynamoDB table to use")]
+    MissingTable,
+}
+
+/// The Store port on one DynamoDB table. Cheap to clone (the SDK client and
+/// the counters are shared); build it once per container, outside the
+/// handler.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    counter: RequestCounter,
+    /// Capacity units DynamoDB reported, in thousandths (atomics hold integers).
+    capacity_milli: Arc<AtomicU64>,
+}
+
+impl DynamoStore {
+    /// Uses a client built elsewhere, adding the round-trip counter to it.
+    pub fn new(client: Client, table_name: impl Into<String>) -> DynamoStore {
+        let counter = RequestCounter::default();
+        let config = client
+            .config()
+            .to_builder()
+            .interceptor(counter.clone())
+            .build();
+        DynamoStore {
+            client: Client::from_conf(config),
+            table: table_name.into(),
+            counter,
+            capacity_milli: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Builds the client from a loaded AWS config; `endpoint_url` overrides
+    /// the endpoint (moto or DynamoDB Local) when given.
+    pub fn from_sdk_config(
+        sdk: &aws_config::SdkConfig,
+        table_name: impl Into<String>,
+        endpoint_url: Option<&str>,
+    ) -> DynamoStore {
+        let mut builder = aws_sdk_dynamodb::config::Builder::from(sdk);
+        if let Some(url) = endpoint_url {
+            builder = builder.endpoint_url(url);
+        }
+        DynamoStore::new(Client::from_conf(builder.build()), table_name)
+    }
+
+    /// The table from `CASHBACK_TABLE`; region, credentials and
+    /// `AWS_ENDPOINT_URL` from the standard AWS environment.
+    pub async fn from_env() -> Result<DynamoStore, ConfigError> {
+        let table = std::env::var(TABLE_ENV)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .ok_or(ConfigError::MissingTable)?;
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Ok(DynamoStore::from_sdk_config(&sdk, table, None))
+    }
+
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
+    /// The client, with the round-trip counter in it.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Capacity units DynamoDB reported for the calls that ask for them
+    /// (reads, writes, queries), summed since the store was built.
+    pub fn consumed_capacity(&self) -> f64 {
+        self.capacity_milli.load(Ordering::Relaxed) as f64 / 1000.0
+    }
+
+    pub(crate) fn record_capacity<'a>(
+        &self,
+        reported: impl IntoIterator<Item = &'a ConsumedCapacity>,
+    ) {
+        let units: f64 = reported
+            .into_iter()
+            .filter_map(|c| c.capacity_units())
+            .sum();
+        if units > 0.0 {
+            tracing::debug!(capacity_units = units, "consumed capacity");
+            self.capacity_milli
+                .fetch_add((units * 1000.0).round() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// One consistent GetItem.
+    pub(crate) async fn get(&self, key: Item) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| from_sdk("GetItem", e))?;
+        self.record_capacity(output.consumed_capacity());
+        Ok(output.item().cloned())
+    }
+
+    /// Queries one partition (of the table or an index) for a page of at
+    /// most `limit` items after `cursor`. One more item is asked for, so
+    /// `next` is None exactly when nothing follows (as in memory); more
+    /// queries are made only when a filter or DynamoDB's 1 MB page limit
+    /// returned too few.
+    #[allow(clippy::too_many_arguments)]
+    async fn page(
+        &self,
+        index: Option<&str>,
+        key_condition: &str,
+        filter: Option<&str>,
+        expr: &Expr,
+        forward: bool,
+        cursor: Option<String>,
+        limit: u32,
+        key_attributes: &[&str],
+        partition: (&str, &str),
+    ) -> Result<(Vec<Item>, Option<String>), StoreError> {
+        // A page is at most 1,000 items; Query returns at most 1 MB anyway.
+        let limit = limit.clamp(1, 1000) as usize;
+        let mut start = cursor
+            .map(|c| decode_cursor(&c, key_attributes, partition))
+            .transpose()?;
+        let mut items: Vec<Item> = Vec::new();
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .set_index_name(index.map(str::to_string))
+                .key_condition_expression(key_condition)
+                .set_filter_expression(filter.map(str::to_string))
+                .set_expression_attribute_names(expr.names())
+                .set_expression_attribute_values(expr.values())
+                .scan_index_forward(forward)
+                .consistent_read(index.is_none())
+                .limit((limit + 1 - items.len()) as i32)
+                .set_exclusive_start_key(start.take())
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| from_sdk("Query", e))?;
+            self.record_capacity(output.consumed_capacity());
+            items.extend(output.items().iter().cloned());
+            if items.len() > limit {
+                items.truncate(limit);
+                let next = items
+                    .last()
+                    .map(|last| encode_cursor(last, key_attributes))
+                    .transpose()?;
+                return Ok((items, next));
+            }
+            match output.last_evaluated_key() {
+                Some(last) if !last.is_empty() => start = Some(last.clone()),
+                _ => return Ok((items, None)),
+            }
+        }
+    }
+
+    /// A conditional single-item Put: true if written, false if the
+    /// condition did not hold.
+    async fn put_if(&self, item: Item, condition: &str, expr: &Expr) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) => match conditional("PutItem", error) {
+                Conditional::Failed => Ok(false),
+                Conditional::Error(error) => Err(error),
+            },
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for DynamoStore {
+    #[tracing::instrument(skip(self, request), fields(shop = %shop), err)]
+    async fn read(&self, shop: &ShopId, request: &ReadRequest) -> Result<ReadResult, StoreError> {
+        self.batch_read(shop, request).await
+    }
+
+    #[tracing::instrument(skip(self, writes), fields(shop = %shop), err)]
+    async fn write(&self, shop: &ShopId, writes: WriteSet) -> Result<WriteOutcome, StoreError> {
+        self.transact(shop, writes).await
+    }
+
+    #[tracing::instrument(skip(self), fields(shop = %shop), err)]
+    async fn get_shop(&self, shop: &ShopId) -> Result<Option<Shop>, StoreError> {
+        let item = self
+            .get(key(crate::keys::shop_pk(shop), crate::keys::SHOP_SK))
+            .await?;
+        item.map(|i| get_doc(&i)).transpose()
+    }
+
+    #[tracing::instrument(skip(self, shop), fields(shop = %shop.shop), err)]
+    async fn create_shop(&self, shop: &Shop) -> Result<(), StoreError> {
+        let mut item = key(crate::keys::shop_pk(&shop.shop), crate::keys::SHOP_SK);
+        item.insert(ENTITY_TYPE.into(), s("SHOP"));
+        item.insert(DOC.into(), to_doc(shop)?);
+        let mut expr = Expr::default();
+        let condition = format!("attribute_not_exists({})", expr.name(PK));
+        if self.put_if(item, &condition, &expr).await? {
+            Ok(())
+        } else {
+            Err(StoreError::AlreadyExists(format!("shop {}", shop.shop)))
+        }
+    }
+
+    #[tracing::instrument(skip(self), fields(shop = %shop), err)]
+    async fn get_program(&self, shop: &ShopId) -> Result<Option<Versioned<Program>>, StoreError> {
+        let item = self
+            .get(key(crate::keys::shop_pk(shop), crate::keys::PROGRAM_SK))
+            .await?;
+        item.map(|i| {
+            Ok(Versioned {
+                value: get_doc(&i)?,
+                version: version_of(&i)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The current program and its copy under `PROGRAM#v{version}` are
+    /// written in one transaction, so every version (the current one too)
+    /// is kept without reading the previous one first.
+    #[tracing::instrument(skip(self, program), fields(shop = %shop), err)]
+    async fn put_program(
+        &self,
+        shop: &ShopId,
+        program: &Program,
+        expected_version: u64,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let version = expected_version + 1;
+        let pk = crate::keys::shop_pk(shop);
+        let saved = |sk: String| -> Result<Item, StoreError> {
+            let mut item = key(&pk, sk);
+            item.insert(ENTITY_TYPE.into(), s("PROGRAM"));
+            item.insert(VERSION.into(), n_u64(version));
+            item.insert(
+                "updated_at".into(),
+                s(at.to_rfc3339_opts(SecondsFormat::Micros, true)),
+            );
+            item.insert(DOC.into(), to_doc(program)?);
+            Ok(item)
+        };
+        let mut current_expr = Expr::default();
+        let current_condition = if expected_version == 0 {
+            format!("attribute_not_exists({})", current_expr.name(PK))
+        } else {
+            format!(
+                "{} = {}",
+                current_expr.name(VERSION),
+                current_expr.value("expected", n_u64(expected_version))
+            )
+        };
+        let mut kept_expr = Expr::default();
+        let kept_condition = format!("attribute_not_exists({})", kept_expr.name(PK));
+        let mut items = Vec::new();
+        for (item, condition, expr) in [
+            (
+                saved(crate::keys::PROGRAM_SK.to_string())?,
+                current_condition,
+                current_expr,
+            ),
+            (
+                saved(crate::keys::program_version_sk(version))?,
+                kept_condition,
+                kept_expr,
+            ),
+        ] {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression(condition)
+                .set_expression_attribute_names(expr.names())
+                .set_expression_attribute_values(expr.values())
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::None)
+                .build()
+                .map_err(|e| StoreError::Other(format!("cannot build Put: {e}")))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                self.record_capacity(output.consumed_capacity());
+                Ok(version)
+            }
+            Err(error) => match conditional("TransactWriteItems", error) {
+                Conditional::Failed => Err(StoreError::Conflict(format!("program of {shop}"))),
+                Conditional::Error(error) => Err(error),
+            },
+        }
+    }
+
+    #[tracing::instrument(skip(self), fields(shop = %shop), err)]
+    async fn get_program_version(
+        &self,
+        shop: &ShopId,
+        version: u64,
+    ) -> Result<Option<Program>, StoreError> {
+        let item = self
+            .get(key(
+                crate::keys::shop_pk(shop),
+                crate::keys::program_version_sk(version),
+            ))
+            .await?;
+        item.map(|i| get_doc(&i)).transpose()
+    }
+
+    /// Create: a Put that may replace only a bare use counter (an item
+    /// without `doc`). Update: the doc and version only, so the use count,
+    /// which belongs to the store, is never reset by an edit.
+    #[tracing::instrument(skip(self, coupon), fields(shop = %shop), err)]
+    async fn put_coupon(
+        &self,
+        shop: &ShopId,
+        coupon: &CouponRecord,
+        expected_version: u64,
+    ) -> Result<u64, StoreError> {
+        let code = &coupon.coupon.code;
+        let item_key = key(crate::keys::shop_pk(shop), crate::keys::coupon_sk(code));
+        let version = expected_version + 1;
+        let mut expr = Expr::default();
+        if expected_version == 0 {
+            let mut item = item_key;
+            item.insert(ENTITY_TYPE.into(), s("COUPON"));
+            item.insert(USES.into(), n_u64(u64::from(coupon.uses)));
+            item.insert(VERSION.into(), n_u64(version));
+            item.insert(DOC.into(), to_doc(coupon)?);
+            let condition = format!("attribute_not_exists({})", expr.name(DOC));
+            return if self.put_if(item, &condition, &expr).await? {
+                Ok(version)
+            } else {
+                Err(StoreError::AlreadyExists(format!(
+                    "coupon {}",
+                    code.display()
+                )))
+            };
+        }
+        let expression = format!(
+            "SET {} = {}, {} = {}",
+            expr.name(DOC),
+            expr.value("doc", to_doc(coupon)?),
+            expr.name(VERSION),
+            expr.value("version", n_u64(version)),
+        );
+        let condition = format!(
+            "{} = {}",
+            expr.name(VERSION),
+            expr.value("expected", n_u64(expected_version))
+        );
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item_key))
+            .update_expression(expression)
+            .condition_expression(condition)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(version),
+            Err(error) => match conditional("UpdateItem", error) {
+                Conditional::Failed => {
+                    Err(StoreError::Conflict(format!("coupon {}", code.display())))
+                }
+                Conditional::Error(error) => Err(error),
+            },
+        }
+    }
+
+    #[tracing::instrument(skip(self, cursor), fields(shop = %shop), err)]
+    async fn list_coupons(
+        &self,
+        shop: &ShopId,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<Versioned<CouponRecord>>, StoreError> {
+        let pk = crate::keys::shop_pk(shop);
+        let mut expr = Expr::default();
+        let key_condition = format!(
+            "{} = {} AND begins_with({}, {})",
+            expr.name(PK),
+            expr.value("pk", s(&pk)),
+            expr.name(SK),
+            expr.value("prefix", s(crate::keys::COUPON_SK_PREFIX)),
+        );
+        // Bare use counters of never-created coupons are not coupons.
+        let filter = format!("attribute_exists({})", expr.name(DOC));
+        let (items, next) = self
+            .page(
+                None,
+                &key_condition,
+                Some(&filter),
+                &expr,
+                true,
+                cursor,
+                limit,
+                &[PK, SK],
+                (PK, &pk),
+            )
+            .await?;
+        let items = items
+            .iter()
+            .filter_map(|item| decode_coupon(item).transpose())
+            .collect::<Result<_, _>>()?;
+        Ok(Page { items, next })
+    }
+
+    #[tracing::instrument(skip(self, cursor), fields(shop = %shop, customer = %customer), err)]
+    async fn ledger(
+        &self,
+        shop: &ShopId,
+        customer: &CustomerId,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<LedgerEntry>, StoreError> {
+        let pk = crate::keys::account_key(shop, customer);
+        let mut expr = Expr::default();
+        let key_condition = format!(
+            "{} = {} AND begins_with({}, {})",
+            expr.name(PK),
+            expr.value("pk", s(&pk)),
+            expr.name(SK),
+            expr.value("prefix", s(crate::keys::LEDGER_SK_PREFIX)),
+        );
+        let (items, next) = self
+            .page(
+                None,
+                &key_condition,
+                None,
+                &expr,
+                false,
+                cursor,
+                limit,
+                &[PK, SK],
+                (PK, &pk),
+            )
+            .await?;
+        let items = items.iter().map(decode_entry).collect::<Result<_, _>>()?;
+        Ok(Page { items, next })
+    }
+
+    /// One (bucket, shard) partition of a due index, up to `up_to`. The
+    /// caller follows `next` (and loops over shards and buckets).
+    #[tracing::instrument(skip(self, cursor), err)]
+    async fn due(
+        &self,
+        kind: DueKind,
+        bucket: &str,
+        shard: u32,
+        up_to: DateTime<Utc>,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<DueRef>, StoreError> {
+        let index = schema::due_index(kind);
+        let partition = crate::keys::due_pk(index.kind, bucket, shard);
+        let mut expr = Expr::default();
+        let key_condition = format!(
+            "{} = {} AND {} <= {}",
+            expr.name(index.pk),
+            expr.value("due_pk", s(&partition)),
+            expr.name(index.sk),
+            expr.value("upper", s(crate::keys::due_sort_upper_bound(up_to))),
+        );
+        let (items, next) = self
+            .page(
+                Some(index.index),
+                &key_condition,
+                None,
+                &expr,
+                true,
+                cursor,
+                limit,
+                &[PK, SK, index.pk, index.sk],
+                (index.pk, &partition),
+            )
+            .await?;
+        let items = items
+            .iter()
+            .map(|item| decode_due(kind, item))
+            .collect::<Result<_, _>>()?;
+        Ok(Page { items, next })
+    }
+
+    #[tracing::instrument(skip(self), err)]
+    async fn get_checkpoint(&self, job: &str) -> Result<Option<String>, StoreError> {
+        let item = self
+            .get(key(
+                crate::keys::checkpoint_pk(job),
+                crate::keys::CHECKPOINT_SK,
+            ))
+            .await?;
+        Ok(item.and_then(|i| get_s(&i, BUCKET).map(str::to_string)))
+    }
+
+    /// Moves forward only: a run finishing late cannot move it back.
+    #[tracing::instrument(skip(self), err)]
+    async fn put_checkpoint(&self, job: &str, bucket: &str) -> Result<(), StoreError> {
+        let mut expr = Expr::default();
+        let expression = format!(
+            "SET {} = {}, {} = {}",
+            expr.name(BUCKET),
+            expr.value("bucket", s(bucket)),
+            expr.name(ENTITY_TYPE),
+            expr.value("entity", s("CHECKPOINT")),
+        );
+        let condition = format!(
+            "attribute_not_exists({b}) OR {b} < :bucket",
+            b = expr.name(BUCKET)
+        );
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                crate::keys::checkpoint_pk(job),
+                crate::keys::CHECKPOINT_SK,
+            )))
+            .update_expression(expression)
+            .condition_expression(condition)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) => match conditional("UpdateItem", error) {
+                // Already at or past this bucket: nothing to do.
+                Conditional::Failed => Ok(()),
+                Conditional::Error(error) => Err(error),
+            },
+        }
+    }
+
+    /// ADD is atomic, so concurrent callers each get their own count. The
+    /// first expiry set stays (as in memory); DynamoDB's TTL removes the
+    /// counter some time after it.
+    #[tracing::instrument(skip(self, key_name), err)]
+    async fn increment_counter(
+        &self,
+        key_name: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut expr = Expr::default();
+        let expression = format!(
+            "SET {ttl} = if_not_exists({ttl}, {expiry}), {entity} = {counter} ADD {count} {one}",
+            ttl = expr.name(TTL),
+            expiry = expr.value("ttl", n_i64(expires_at.timestamp())),
+            entity = expr.name(ENTITY_TYPE),
+            counter = expr.value("entity", s("COUNTER")),
+            count = expr.name(COUNT),
+            one = expr.value("one", n_u64(1)),
+        );
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(
+                crate::keys::counter_pk(key_name),
+                crate::keys::COUNTER_SK,
+            )))
+            .update_expression(expression)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| from_sdk("UpdateItem", e))?;
+        let attributes = output.attributes().cloned().unwrap_or_default();
+        get_u64(&attributes, COUNT)?
+            .ok_or_else(|| StoreError::Other("UpdateItem returned no count".into()))
+    }
+
+    fn request_counts(&self) -> RequestCounts {
+        self.counter.snapshot()
+    }
+}

@@ -1,0 +1,214 @@
+//! `Store::read`: everything a use case needs in one consistent BatchGetItem.
+//!
+//! Every requested key (order, accounts, coupons, use counters, code and
+//! email owners) goes into one request with `ConsistentRead`, so the
+//! decision that follows sees the latest committed state of each item and
+//! the version it names in its write is the one it read. BatchGetItem takes
+//! at most 100 keys (and 16 MB): a larger request is split, which no use
+//! case does. DynamoDB may hand back some keys as `UnprocessedKeys`; with
+//! on-demand capacity and small items that only happens under throttling,
+//! so they are asked for again after an exponential, jittered pause, and
+//! after a few attempts the read is `Unavailable`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{KeysAndAttributes, ReturnConsumedCapacity};
+
+use cashback_app::store::{ReadRequest, ReadResult, StoreError, UsageKey};
+use cashback_core::ids::{Code, CustomerId, Email, ShopId};
+
+use super::attr::*;
+use super::errors::from_sdk;
+use super::items::*;
+use super::DynamoStore;
+use crate::keys;
+
+/// BatchGetItem's limit on keys per request.
+const MAX_BATCH_KEYS: usize = 100;
+/// Attempts at a batch whose keys keep coming back unprocessed.
+const MAX_ATTEMPTS: u32 = 6;
+
+/// What a key was asked for: one key may serve several requests.
+#[derive(Debug, Clone)]
+enum Target {
+    Order,
+    Account(CustomerId),
+    Coupon(Code),
+    CouponUse(Code, UsageKey),
+    CodeOwner(Code),
+    EmailOwner(Email),
+}
+
+fn targets(shop: &ShopId, request: &ReadRequest) -> Vec<((String, String), Target)> {
+    let mut wanted = Vec::new();
+    if let Some(order) = &request.order {
+        wanted.push((
+            (keys::order_key(shop, order), keys::ORDER_SK.to_string()),
+            Target::Order,
+        ));
+    }
+    for customer in &request.accounts {
+        wanted.push((
+            (
+                keys::account_key(shop, customer),
+                keys::ACCOUNT_SK.to_string(),
+            ),
+            Target::Account(customer.clone()),
+        ));
+    }
+    for code in &request.coupons {
+        wanted.push((
+            (keys::shop_pk(shop), keys::coupon_sk(code)),
+            Target::Coupon(code.clone()),
+        ));
+    }
+    for (code, usage) in &request.coupon_uses {
+        wanted.push((
+            (keys::coupon_use_pk(shop, code), usage_sk(usage)),
+            Target::CouponUse(code.clone(), usage.clone()),
+        ));
+    }
+    for code in &request.code_owners {
+        wanted.push((
+            (keys::code_key(shop, code), keys::CODE_SK.to_string()),
+            Target::CodeOwner(code.clone()),
+        ));
+    }
+    for email in &request.email_owners {
+        wanted.push((
+            (keys::email_key(shop, email), keys::EMAIL_SK.to_string()),
+            Target::EmailOwner(email.clone()),
+        ));
+    }
+    wanted
+}
+
+pub(crate) fn usage_sk(usage: &UsageKey) -> String {
+    match usage {
+        UsageKey::Customer(customer) => keys::customer_usage_sk(customer),
+        UsageKey::Email(email) => keys::email_usage_sk(email),
+    }
+}
+
+impl DynamoStore {
+    pub(crate) async fn batch_read(
+        &self,
+        shop: &ShopId,
+        request: &ReadRequest,
+    ) -> Result<ReadResult, StoreError> {
+        let mut result = ReadResult::default();
+        // A counter never written counts 0, as in the in-memory store.
+        for use_key in &request.coupon_uses {
+            result.coupon_uses.insert(use_key.clone(), 0);
+        }
+        // BatchGetItem refuses duplicate keys: ask once, answer every target.
+        let mut by_key: HashMap<(String, String), Vec<Target>> = HashMap::new();
+        let mut order: Vec<(String, String)> = Vec::new();
+        for (key, target) in targets(shop, request) {
+            let entry = by_key.entry(key.clone()).or_default();
+            if entry.is_empty() {
+                order.push(key);
+            }
+            entry.push(target);
+        }
+        for chunk in order.chunks(MAX_BATCH_KEYS) {
+            let keys = chunk.iter().map(|(pk, sk)| key(pk, sk)).collect();
+            for item in self.batch_get(keys).await? {
+                let found = (
+                    require_s(&item, PK)?.to_string(),
+                    require_s(&item, SK)?.to_string(),
+                );
+                for target in by_key.get(&found).into_iter().flatten() {
+                    apply(&mut result, target, &item)?;
+                }
+            }
+        }
+        Ok(result)
+    }
+
+    /// One BatchGetItem, asked again for whatever comes back unprocessed.
+    async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut pending = keys;
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(pending))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::Other(format!("BatchGetItem request: {e}")))?;
+            let output = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                .send()
+                .await
+                .map_err(|e| from_sdk("BatchGetItem", e))?;
+            self.record_capacity(output.consumed_capacity());
+            if let Some(found) = output.responses().and_then(|r| r.get(&self.table)) {
+                items.extend(found.iter().cloned());
+            }
+            pending = output
+                .unprocessed_keys()
+                .and_then(|u| u.get(&self.table))
+                .map(|k| k.keys().to_vec())
+                .unwrap_or_default();
+            if pending.is_empty() {
+                return Ok(items);
+            }
+            tracing::warn!(
+                unprocessed = pending.len(),
+                attempt,
+                "BatchGetItem left keys unprocessed (throttled); asking again"
+            );
+        }
+        Err(StoreError::Unavailable(format!(
+            "BatchGetItem still left {} keys unprocessed after {MAX_ATTEMPTS} attempts",
+            pending.len()
+        )))
+    }
+}
+
+/// 50 ms, 100 ms, 200 ms ... with up to half again of random jitter, so
+/// readers throttled together do not come back together.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    let base = 25u64 << attempt.min(8);
+    let jitter = rand::random_range(0..=base / 2);
+    Duration::from_millis(base + jitter)
+}
+
+fn apply(result: &mut ReadResult, target: &Target, item: &Item) -> Result<(), StoreError> {
+    match target {
+        Target::Order => result.order = Some(decode_order(item)?),
+        Target::Account(customer) => {
+            result
+                .accounts
+                .insert(customer.clone(), decode_account(item)?);
+        }
+        Target::Coupon(code) => {
+            if let Some(coupon) = decode_coupon(item)? {
+                result.coupons.insert(code.clone(), coupon);
+            }
+        }
+        Target::CouponUse(code, usage) => {
+            result
+                .coupon_uses
+                .insert((code.clone(), usage.clone()), get_count(item, COUNT)?);
+        }
+        Target::CodeOwner(code) => {
+            result
+                .code_owners
+                .insert(code.clone(), decode_customer(item)?);
+        }
+        Target::EmailOwner(email) => {
+            result
+                .email_owners
+                .insert(email.clone(), decode_customer(item)?);
+        }
+    }
+    Ok(())
+}

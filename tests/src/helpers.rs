@@ -1,0 +1,188 @@
+//! Worlds to run use cases in: a shop with a program on a given store, a
+//! notifier that keeps what it sends, and order builders.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use cashback_app::notify::{Notification, Notifier, NotifyError, Sent};
+use cashback_app::store::{Platform, ReadRequest, Shop, Store};
+use cashback_app::{AppConfig, CodeSource, Context};
+use cashback_core::ids::*;
+use cashback_core::ledger::Account;
+use cashback_core::money::{Currency, Money};
+use cashback_core::order::*;
+use cashback_core::program::Program;
+
+#[derive(Default)]
+pub struct KeptNotifier {
+    pub sent: Mutex<Vec<Notification>>,
+}
+
+#[async_trait::async_trait]
+impl Notifier for KeptNotifier {
+    async fn send(&self, notification: &Notification) -> Result<Sent, NotifyError> {
+        let mut sent = self
+            .sent
+            .lock()
+            .map_err(|_| NotifyError::Unavailable("poisoned".into()))?;
+        sent.push(notification.clone());
+        Ok(Sent {
+            message_id: format!("m{}", sent.len()),
+        })
+    }
+}
+
+/// Deterministic code bytes: tests stay reproducible.
+pub struct SeqCodes(pub Mutex<u64>);
+
+impl CodeSource for SeqCodes {
+    fn random_code_bytes(&self) -> [u8; GENERATED_CODE_LENGTH] {
+        let mut n = self
+            .0
+            .lock()
+            .map(|mut n| {
+                *n += 1;
+                *n
+            })
+            .unwrap_or(0);
+        let mut bytes = [0u8; GENERATED_CODE_LENGTH];
+        for byte in bytes.iter_mut() {
+            *byte = (n & 0x1f) as u8;
+            n >>= 5;
+        }
+        bytes
+    }
+}
+
+pub fn shop() -> ShopId {
+    ShopId::parse("demo.myshopify.com").unwrap_or_else(|_| unreachable!())
+}
+
+pub fn usd(amount: &str) -> Money {
+    Money::parse(amount, Currency::USD).unwrap_or_else(|e| panic!("test amount {amount}: {e}"))
+}
+
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+pub async fn open_shop(store: &dyn Store, program: &Program) {
+    store
+        .create_shop(&Shop {
+            shop: shop(),
+            platform: Platform::Shopify,
+            currency: program.currency,
+            name: "Demo Store".into(),
+            webhook_secret_ref: "env:CASHBACK_DEMO_WEBHOOK_SECRET".into(),
+            api_key_hash: String::new(),
+            created_at: t0(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("create shop: {e}"));
+    store
+        .put_program(&shop(), program, 0, t0())
+        .await
+        .unwrap_or_else(|e| panic!("put program: {e}"));
+}
+
+pub fn context(store: Arc<dyn Store>, notifier: Arc<KeptNotifier>) -> Context {
+    let config = AppConfig {
+        max_attempts: 50,
+        ..AppConfig::default()
+    };
+    Context::new(store, notifier, Arc::new(SeqCodes(Mutex::new(0))), config)
+}
+
+pub fn line(id: &str, cents: i64, quantity: u32) -> Line {
+    Line {
+        line_id: LineId::parse(id).unwrap_or_else(|e| panic!("{e}")),
+        product_id: None,
+        variant_id: None,
+        sku: None,
+        vendor: None,
+        quantity,
+        unit_price: Money::new(rust_decimal::Decimal::new(cents, 2), Currency::USD)
+            .unwrap_or_else(|e| panic!("{e}")),
+        discount: usd("0"),
+        included_tax: None,
+        gift_card: false,
+        compare_at_price: None,
+        collection_ids: Vec::new(),
+    }
+}
+
+pub fn order(id: &str, customer: &str, lines: Vec<Line>) -> Order {
+    let total = lines.iter().fold(usd("0"), |sum, l| {
+        sum.checked_add(l.net_merchandise().unwrap_or(usd("0")))
+            .unwrap_or(sum)
+    });
+    Order {
+        order_id: OrderId::parse(id).unwrap_or_else(|e| panic!("{e}")),
+        customer: CustomerRef {
+            id: Some(CustomerId::parse(customer).unwrap_or_else(|e| panic!("{e}"))),
+            email: Some(
+                Email::parse(&format!("{customer}@example.com")).unwrap_or_else(|e| panic!("{e}")),
+            ),
+        },
+        currency: Currency::USD,
+        lines,
+        subtotal: total,
+        shipping: usd("0"),
+        total,
+        discount_codes: Vec::new(),
+        checkout_id: None,
+        payment_method: None,
+        referral_code: None,
+        occurred_at: t0(),
+    }
+}
+
+pub fn refund(order_id: &str, refund_id: &str, lines: &[(String, u32)]) -> OrderEvent {
+    OrderEvent::Refunded(Refund {
+        refund_id: RefundId::parse(refund_id).unwrap_or_else(|e| panic!("{e}")),
+        order_id: OrderId::parse(order_id).unwrap_or_else(|e| panic!("{e}")),
+        basis: RefundBasis::Lines {
+            lines: lines
+                .iter()
+                .map(|(id, q)| RefundedLine {
+                    line_id: LineId::parse(id).unwrap_or_else(|e| panic!("{e}")),
+                    quantity: *q,
+                })
+                .collect(),
+        },
+        occurred_at: t0(),
+    })
+}
+
+/// The balances of every given customer: (available, pending, debt).
+pub async fn balances(
+    store: &dyn Store,
+    customers: &[String],
+) -> Vec<(String, Money, Money, Money)> {
+    let ids: Vec<CustomerId> = customers
+        .iter()
+        .map(|c| CustomerId::parse(c).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    let read = store
+        .read(
+            &shop(),
+            &ReadRequest {
+                accounts: ids.clone(),
+                ..ReadRequest::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("read: {e}"));
+    ids.iter()
+        .map(|id| {
+            let account: Option<&Account> = read.accounts.get(id).map(|v| &v.value);
+            match account {
+                Some(a) => (id.to_string(), a.available, a.pending, a.debt),
+                None => (id.to_string(), usd("0"), usd("0"), usd("0")),
+            }
+        })
+        .collect()
+}

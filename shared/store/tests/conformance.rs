@@ -2,6 +2,8 @@
 //! against DynamoDB (moto's server; see tests/support/moto.rs).
 
 mod cases;
+#[path = "support/moto.rs"]
+mod moto;
 
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
@@ -11,6 +13,17 @@ macro_rules! conformance {
                 async fn $case() {
                     let store = cashback_store::MemoryStore::new();
                     super::cases::$case(&store).await;
+                }
+            )*
+        }
+
+        mod dynamodb {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    if let Some(store) = super::moto::fresh_store(stringify!($case)).await {
+                        super::cases::$case(&store).await;
+                    }
                 }
             )*
         }

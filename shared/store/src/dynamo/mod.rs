@@ -236,17 +236,17 @@ impl DynamoStore {
 
 #[async_trait::async_trait]
 impl Store for DynamoStore {
-    #[tracing::instrument(skip(self, request), fields(shop = %shop), err)]
+    #[tracing::instrument(skip(self, request), fields(shop = %shop), err(level = "info"))]
     async fn read(&self, shop: &ShopId, request: &ReadRequest) -> Result<ReadResult, StoreError> {
         self.batch_read(shop, request).await
     }
 
-    #[tracing::instrument(skip(self, writes), fields(shop = %shop), err)]
+    #[tracing::instrument(skip(self, writes), fields(shop = %shop), err(level = "info"))]
     async fn write(&self, shop: &ShopId, writes: WriteSet) -> Result<WriteOutcome, StoreError> {
         self.transact(shop, writes).await
     }
 
-    #[tracing::instrument(skip(self), fields(shop = %shop), err)]
+    #[tracing::instrument(skip(self), fields(shop = %shop), err(level = "info"))]
     async fn get_shop(&self, shop: &ShopId) -> Result<Option<Shop>, StoreError> {
         let item = self
             .get(key(crate::keys::shop_pk(shop), crate::keys::SHOP_SK))
@@ -254,7 +254,7 @@ impl Store for DynamoStore {
         item.map(|i| get_doc(&i)).transpose()
     }
 
-    #[tracing::instrument(skip(self, shop), fields(shop = %shop.shop), err)]
+    #[tracing::instrument(skip(self, shop), fields(shop = %shop.shop), err(level = "info"))]
     async fn create_shop(&self, shop: &Shop) -> Result<(), StoreError> {
         let mut item = key(crate::keys::shop_pk(&shop.shop), crate::keys::SHOP_SK);
         item.insert(ENTITY_TYPE.into(), s("SHOP"));
@@ -268,7 +268,7 @@ impl Store for DynamoStore {
         }
     }
 
-    #[tracing::instrument(skip(self), fields(shop = %shop), err)]
+    #[tracing::instrument(skip(self), fields(shop = %shop), err(level = "info"))]
     async fn get_program(&self, shop: &ShopId) -> Result<Option<Versioned<Program>>, StoreError> {
         let item = self
             .get(key(crate::keys::shop_pk(shop), crate::keys::PROGRAM_SK))
@@ -285,7 +285,7 @@ impl Store for DynamoStore {
     /// The current program and its copy under `PROGRAM#v{version}` are
     /// written in one transaction, so every version (the current one too)
     /// is kept without reading the previous one first.
-    #[tracing::instrument(skip(self, program), fields(shop = %shop), err)]
+    #[tracing::instrument(skip(self, program), fields(shop = %shop), err(level = "info"))]
     async fn put_program(
         &self,
         shop: &ShopId,
@@ -361,7 +361,7 @@ impl Store for DynamoStore {
         }
     }
 
-    #[tracing::instrument(skip(self), fields(shop = %shop), err)]
+    #[tracing::instrument(skip(self), fields(shop = %shop), err(level = "info"))]
     async fn get_program_version(
         &self,
         shop: &ShopId,
@@ -379,7 +379,7 @@ impl Store for DynamoStore {
     /// Create: a Put that may replace only a bare use counter (an item
     /// without `doc`). Update: the doc and version only, so the use count,
     /// which belongs to the store, is never reset by an edit.
-    #[tracing::instrument(skip(self, coupon), fields(shop = %shop), err)]
+    #[tracing::instrument(skip(self, coupon), fields(shop = %shop), err(level = "info"))]
     async fn put_coupon(
         &self,
         shop: &ShopId,
@@ -440,7 +440,7 @@ impl Store for DynamoStore {
         }
     }
 
-    #[tracing::instrument(skip(self, cursor), fields(shop = %shop), err)]
+    #[tracing::instrument(skip(self, cursor), fields(shop = %shop), err(level = "info"))]
     async fn list_coupons(
         &self,
         shop: &ShopId,
@@ -478,7 +478,7 @@ impl Store for DynamoStore {
         Ok(Page { items, next })
     }
 
-    #[tracing::instrument(skip(self, cursor), fields(shop = %shop, customer = %customer), err)]
+    #[tracing::instrument(skip(self, cursor), fields(shop = %shop, customer = %customer), err(level = "info"))]
     async fn ledger(
         &self,
         shop: &ShopId,
@@ -514,7 +514,7 @@ impl Store for DynamoStore {
 
     /// One (bucket, shard) partition of a due index, up to `up_to`. The
     /// caller follows `next` (and loops over shards and buckets).
-    #[tracing::instrument(skip(self, cursor), err)]
+    #[tracing::instrument(skip(self, cursor), err(level = "info"))]
     async fn due(
         &self,
         kind: DueKind,
@@ -554,7 +554,7 @@ impl Store for DynamoStore {
         Ok(Page { items, next })
     }
 
-    #[tracing::instrument(skip(self), err)]
+    #[tracing::instrument(skip(self), err(level = "info"))]
     async fn get_checkpoint(&self, job: &str) -> Result<Option<String>, StoreError> {
         let item = self
             .get(key(
@@ -566,7 +566,7 @@ impl Store for DynamoStore {
     }
 
     /// Moves forward only: a run finishing late cannot move it back.
-    #[tracing::instrument(skip(self), err)]
+    #[tracing::instrument(skip(self), err(level = "info"))]
     async fn put_checkpoint(&self, job: &str, bucket: &str) -> Result<(), StoreError> {
         let mut expr = Expr::default();
         let expression = format!(
@@ -607,7 +607,7 @@ impl Store for DynamoStore {
     /// ADD is atomic, so concurrent callers each get their own count. The
     /// first expiry set stays (as in memory); DynamoDB's TTL removes the
     /// counter some time after it.
-    #[tracing::instrument(skip(self, key_name), err)]
+    #[tracing::instrument(skip(self, key_name), err(level = "info"))]
     async fn increment_counter(
         &self,
         key_name: &str,

@@ -13,12 +13,22 @@ moto_python() {
   fi
 }
 
+MOTO_SERIAL_SERVER='
+import sys
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+run_simple("127.0.0.1", int(sys.argv[1]), DomainDispatcherApplication(create_backend_app), threaded=False)
+'
+
 moto_start() {
   moto_python || return 1
   local port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
   MOTO_LOG=${MOTO_LOG:-$(mktemp -t moto.XXXXXX.log)}
-  python3 -m moto.server -H 127.0.0.1 -p "$port" >"$MOTO_LOG" 2>&1 &
+  # One request at a time: moto's threaded server does not apply overlapping
+  # transactions atomically (a cancelled one restores a snapshot of the
+  # table and can erase a commit made meanwhile), which real DynamoDB does.
+  python3 -c "$MOTO_SERIAL_SERVER" "$port" >"$MOTO_LOG" 2>&1 &
   MOTO_PID=$!
   export MOTO_PID MOTO_LOG
   export MOTO_ENDPOINT="http://127.0.0.1:${port}"

@@ -21,7 +21,7 @@ use cashback_app::store::Store;
 use cashback_app::{AppConfig, CodeSource, Context};
 use cashback_core::ids::GENERATED_CODE_LENGTH;
 use cashback_mail::{OutboxConfig, OutboxNotifier, SesNotifier};
-use cashback_store::MemoryStore;
+use cashback_store::{DynamoStore, MemoryStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WiringError {
@@ -88,6 +88,7 @@ pub async fn store_from_env() -> Result<Arc<dyn Store>, WiringError> {
     });
     match choice.as_str() {
         "memory" => Ok(Arc::new(MemoryStore::new())),
+        "dynamodb" => Ok(Arc::new(DynamoStore::from_env().await.map_err(|e| WiringError::Store(e.to_string()))?)),
         other => Err(WiringError::Variable {
             name: "CASHBACK_STORE",
             message: format!("{other:?} is not a store (memory or dynamodb)"),

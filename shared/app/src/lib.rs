@@ -12,6 +12,7 @@
 pub mod context;
 pub mod error;
 pub mod events;
+pub mod jobs;
 pub mod notices;
 pub mod notify;
 pub mod store;

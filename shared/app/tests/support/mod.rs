@@ -162,3 +162,389 @@ pub fn refund(order_id: &str, refund_id: &str, lines: &[(&str, u32)]) -> OrderEv
         occurred_at: t0(),
     })
 }
+// ---- Scheduled jobs (jobs_*.rs): a simulated clock, a notifier that can
+// ---- throttle or bounce, and a store that can stall mid-run.
+
+pub mod jobs {
+    use std::collections::HashSet;
+    use std::future::Future;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use chrono::{DateTime, Utc};
+
+    use cashback_app::events::handle_order_event;
+    use cashback_app::jobs::Clock;
+    use cashback_app::notify::{Notification, Notifier, NotifyError, Sent};
+    use cashback_app::store::*;
+    use cashback_app::{AppConfig, Context};
+    use cashback_core::ids::*;
+    use cashback_core::ledger::{Account, LedgerEntry};
+    use cashback_core::order::OrderEvent;
+    use cashback_core::program::Program;
+    use cashback_store::MemoryStore;
+
+    use super::{line, order, shop, t0};
+
+    /// Time that passes only when the job sleeps: sends can be counted per
+    /// simulated second, and nothing depends on the machine's speed.
+    pub struct FakeClock {
+        base: tokio::time::Instant,
+        offset: Mutex<Duration>,
+    }
+
+    impl FakeClock {
+        pub fn new() -> Arc<FakeClock> {
+            Arc::new(FakeClock {
+                base: tokio::time::Instant::now(),
+                offset: Mutex::new(Duration::ZERO),
+            })
+        }
+
+        pub fn elapsed(&self) -> Duration {
+            *self.offset.lock().unwrap()
+        }
+
+        pub fn advance(&self, by: Duration) {
+            *self.offset.lock().unwrap() += by;
+        }
+
+        /// A deadline this far ahead on this clock.
+        pub fn deadline_in(&self, within: Duration) -> tokio::time::Instant {
+            self.now() + within
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Clock for FakeClock {
+        fn now(&self) -> tokio::time::Instant {
+            self.base + self.elapsed()
+        }
+
+        async fn sleep(&self, duration: Duration) {
+            self.advance(duration);
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Keeps every send attempt with the simulated time it was made at;
+    /// throttles the next `throttle_next` attempts; bounces listed addresses.
+    #[derive(Default)]
+    pub struct ScriptedNotifier {
+        pub clock: Option<Arc<FakeClock>>,
+        pub sent: Mutex<Vec<Notification>>,
+        /// Simulated time of every attempt, sent or not.
+        pub attempts: Mutex<Vec<Duration>>,
+        pub throttle_next: AtomicU64,
+        pub suppressed: Mutex<HashSet<String>>,
+        /// Each send takes this long on the simulated clock.
+        pub latency: Duration,
+    }
+
+    impl ScriptedNotifier {
+        pub fn with_clock(clock: Arc<FakeClock>) -> ScriptedNotifier {
+            ScriptedNotifier {
+                clock: Some(clock),
+                ..ScriptedNotifier::default()
+            }
+        }
+
+        pub fn sent_of(&self, kind: &str) -> Vec<Notification> {
+            self.sent
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|n| n.kind.name() == kind)
+                .cloned()
+                .collect()
+        }
+
+        pub fn keys_of(&self, kind: &str) -> Vec<String> {
+            let mut keys: Vec<String> = self
+                .sent_of(kind)
+                .into_iter()
+                .map(|n| n.idempotency_key)
+                .collect();
+            keys.sort();
+            keys
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Notifier for ScriptedNotifier {
+        async fn send(&self, notification: &Notification) -> Result<Sent, NotifyError> {
+            if let Some(clock) = &self.clock {
+                self.attempts.lock().unwrap().push(clock.elapsed());
+                clock.advance(self.latency);
+            }
+            tokio::task::yield_now().await;
+            if self
+                .throttle_next
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(NotifyError::Throttled);
+            }
+            if self
+                .suppressed
+                .lock()
+                .unwrap()
+                .contains(notification.to.as_str())
+            {
+                return Err(NotifyError::Suppressed);
+            }
+            let mut sent = self.sent.lock().unwrap();
+            sent.push(notification.clone());
+            Ok(Sent {
+                message_id: format!("m{}", sent.len()),
+            })
+        }
+    }
+
+    /// The in-memory store, with a way to stop a run at its n-th call (as a
+    /// crashed Lambda stops), before or just after the call took effect, and
+    /// a yield before every call so concurrent runs interleave.
+    pub struct StallingStore {
+        pub inner: Arc<MemoryStore>,
+        calls: AtomicU64,
+        /// The call (1-based) that never returns; 0 for none.
+        stall_at: AtomicU64,
+        /// The stalled call takes effect first (a write commits, then the
+        /// process dies before it learns so).
+        stall_after: AtomicBool,
+        stalled: tokio::sync::Notify,
+    }
+
+    impl StallingStore {
+        pub fn new(inner: Arc<MemoryStore>) -> Arc<StallingStore> {
+            Arc::new(StallingStore {
+                inner,
+                calls: AtomicU64::new(0),
+                stall_at: AtomicU64::new(0),
+                stall_after: AtomicBool::new(false),
+                stalled: tokio::sync::Notify::new(),
+            })
+        }
+
+        /// Stalls the `nth` call from now (1 = the next one).
+        pub fn stall_at(&self, nth: u64, after_effect: bool) {
+            let done = self.calls.load(Ordering::SeqCst);
+            self.stall_after.store(after_effect, Ordering::SeqCst);
+            self.stall_at.store(done + nth, Ordering::SeqCst);
+        }
+
+        /// Resolves when a call has stalled: the moment to drop the run.
+        pub async fn stalled(&self) {
+            self.stalled.notified().await;
+        }
+
+        pub fn never_stall(&self) {
+            self.stall_at.store(0, Ordering::SeqCst);
+        }
+
+        async fn call<T, F>(&self, run: F) -> T
+        where
+            F: Future<Output = T> + Send,
+            T: Send,
+        {
+            tokio::task::yield_now().await;
+            let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            if n == self.stall_at.load(Ordering::SeqCst) {
+                if self.stall_after.load(Ordering::SeqCst) {
+                    let _ = run.await;
+                }
+                self.stalled.notify_one();
+                return std::future::pending::<T>().await;
+            }
+            run.await
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Store for StallingStore {
+        async fn read(
+            &self,
+            shop: &ShopId,
+            request: &ReadRequest,
+        ) -> Result<ReadResult, StoreError> {
+            self.call(self.inner.read(shop, request)).await
+        }
+        async fn write(&self, shop: &ShopId, writes: WriteSet) -> Result<WriteOutcome, StoreError> {
+            self.call(self.inner.write(shop, writes)).await
+        }
+        async fn get_shop(&self, shop: &ShopId) -> Result<Option<Shop>, StoreError> {
+            self.inner.get_shop(shop).await
+        }
+        async fn create_shop(&self, shop: &Shop) -> Result<(), StoreError> {
+            self.inner.create_shop(shop).await
+        }
+        async fn get_program(
+            &self,
+            shop: &ShopId,
+        ) -> Result<Option<Versioned<Program>>, StoreError> {
+            self.inner.get_program(shop).await
+        }
+        async fn put_program(
+            &self,
+            shop: &ShopId,
+            program: &Program,
+            expected_version: u64,
+            at: DateTime<Utc>,
+        ) -> Result<u64, StoreError> {
+            self.inner
+                .put_program(shop, program, expected_version, at)
+                .await
+        }
+        async fn get_program_version(
+            &self,
+            shop: &ShopId,
+            version: u64,
+        ) -> Result<Option<Program>, StoreError> {
+            self.inner.get_program_version(shop, version).await
+        }
+        async fn put_coupon(
+            &self,
+            shop: &ShopId,
+            coupon: &CouponRecord,
+            expected_version: u64,
+        ) -> Result<u64, StoreError> {
+            self.inner.put_coupon(shop, coupon, expected_version).await
+        }
+        async fn list_coupons(
+            &self,
+            shop: &ShopId,
+            cursor: Option<String>,
+            limit: u32,
+        ) -> Result<Page<Versioned<CouponRecord>>, StoreError> {
+            self.inner.list_coupons(shop, cursor, limit).await
+        }
+        async fn ledger(
+            &self,
+            shop: &ShopId,
+            customer: &CustomerId,
+            cursor: Option<String>,
+            limit: u32,
+        ) -> Result<Page<LedgerEntry>, StoreError> {
+            self.inner.ledger(shop, customer, cursor, limit).await
+        }
+        async fn due(
+            &self,
+            kind: DueKind,
+            bucket: &str,
+            shard: u32,
+            up_to: DateTime<Utc>,
+            cursor: Option<String>,
+            limit: u32,
+        ) -> Result<Page<DueRef>, StoreError> {
+            self.call(self.inner.due(kind, bucket, shard, up_to, cursor, limit))
+                .await
+        }
+        async fn get_checkpoint(&self, job: &str) -> Result<Option<String>, StoreError> {
+            self.call(self.inner.get_checkpoint(job)).await
+        }
+        async fn put_checkpoint(&self, job: &str, bucket: &str) -> Result<(), StoreError> {
+            self.call(self.inner.put_checkpoint(job, bucket)).await
+        }
+        async fn increment_counter(
+            &self,
+            key: &str,
+            expires_at: DateTime<Utc>,
+        ) -> Result<u64, StoreError> {
+            self.inner.increment_counter(key, expires_at).await
+        }
+        fn request_counts(&self) -> RequestCounts {
+            self.inner.request_counts()
+        }
+    }
+
+    /// Codes from a counter, one base-32 digit per byte: unique for any
+    /// number of customers (the shared `CountingCodes` repeats after 32).
+    #[derive(Default)]
+    pub struct UniqueCodes(AtomicU64);
+
+    impl cashback_app::CodeSource for UniqueCodes {
+        fn random_code_bytes(&self) -> [u8; GENERATED_CODE_LENGTH] {
+            let mut n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+            let mut bytes = [0u8; GENERATED_CODE_LENGTH];
+            for byte in bytes.iter_mut().rev() {
+                *byte = (n % 32) as u8;
+                n /= 32;
+            }
+            bytes
+        }
+    }
+
+    /// A shop with `program` on a fresh in-memory store; the context's store
+    /// and notifier are the ones given.
+    pub async fn jobs_context(
+        memory: &Arc<MemoryStore>,
+        store: Arc<dyn Store>,
+        notifier: Arc<dyn Notifier>,
+        program: &Program,
+    ) -> Context {
+        if memory.get_shop(&shop()).await.unwrap().is_none() {
+            memory
+                .create_shop(&Shop {
+                    shop: shop(),
+                    platform: Platform::Shopify,
+                    currency: cashback_core::money::Currency::USD,
+                    name: "Demo Store".into(),
+                    webhook_secret_ref: "env:DEMO".into(),
+                    api_key_hash: String::new(),
+                    created_at: t0(),
+                })
+                .await
+                .unwrap();
+            memory.put_program(&shop(), program, 0, t0()).await.unwrap();
+        }
+        Context::new(
+            store,
+            notifier,
+            Arc::new(UniqueCodes::default()),
+            AppConfig::default(),
+        )
+    }
+
+    /// Pays order `id` of `customer` for `amount` at `at`, through the
+    /// order-event use case (which opens the account and issues the code).
+    pub async fn pay(ctx: &Context, id: &str, customer: &str, amount: &str, at: DateTime<Utc>) {
+        let mut placed = order(id, customer, vec![line("1", amount, 1)]);
+        placed.occurred_at = at;
+        handle_order_event(ctx, &shop(), &OrderEvent::Paid(placed), at)
+            .await
+            .unwrap();
+    }
+
+    pub async fn account_of(store: &MemoryStore, customer: &str) -> Versioned<Account> {
+        let id = CustomerId::parse(customer).unwrap();
+        let read = store
+            .read(
+                &shop(),
+                &ReadRequest {
+                    accounts: vec![id.clone()],
+                    ..ReadRequest::default()
+                },
+            )
+            .await
+            .unwrap();
+        read.accounts[&id].clone()
+    }
+
+    /// The account's ledger, oldest first.
+    pub async fn ledger_of(store: &MemoryStore, customer: &str) -> Vec<LedgerEntry> {
+        let id = CustomerId::parse(customer).unwrap();
+        let mut entries = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store.ledger(&shop(), &id, cursor, 100).await.unwrap();
+            entries.extend(page.items);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        entries.reverse();
+        entries
+    }
+}

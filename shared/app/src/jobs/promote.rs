@@ -1,0 +1,389 @@
+//! promote-pending: pending cashback whose date has come becomes spendable,
+//! and balance and holds past their time expire.
+//!
+//! For each due order: one read (the order and its customer's account), the
+//! core's [`release_pending`], one transaction (the account, the order, the
+//! ledger entries, the "ready" email's key; the account's next reminder
+//! time). The order's version makes a second release impossible: a run that
+//! loses a race re-reads, and the core then says the release was done (an
+//! empty, duplicate result). The "ready" email is sent only after the
+//! transaction committed, and its key was recorded in it, so it goes out at
+//! most once. For each account due to expire: one read, expire the balance
+//! (oldest lots first) and the holds, one transaction.
+//!
+//! The "cashback earned" and clawback emails are not sent here: the order
+//! event that creates the pending cashback (or takes it back) sends them
+//! (`events::handle_order_event`).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use cashback_core::ledger::Effect;
+use cashback_core::money::Money;
+use cashback_core::orders::release_pending;
+use cashback_core::reminders::next_reminder;
+
+use crate::context::{Context, ShopProgram};
+use crate::error::AppError;
+use crate::notices::{notices_for, Notice};
+use crate::store::{
+    AccountWrite, DueKind, DueRef, OrderWrite, ReadRequest, WriteOutcome, WriteSet,
+};
+
+use super::*;
+
+/// The checkpoint's name in the store.
+pub const PROMOTE_JOB: &str = "promote-pending";
+
+/// What a promote run did: the fields of its one summary log line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PromoteOutcome {
+    /// Orders whose pending cashback this run released.
+    pub released: u64,
+    pub released_amount: Amounts,
+    /// Due orders found already released (by an overlapping run) or no
+    /// longer pending (cancelled, clawed back).
+    pub already_done: u64,
+    /// Accounts whose balance or holds expired.
+    pub expired_accounts: u64,
+    pub expired_amount: Amounts,
+    pub holds_freed: u64,
+    /// "Cashback ready" emails sent, and recorded ones that could not be.
+    pub emails_sent: u64,
+    pub emails_lost: u64,
+    pub emails_throttled: u64,
+    /// Items that failed (logged); their buckets are read again next run.
+    pub failed: u64,
+    #[serde(flatten)]
+    pub scan: ScanProgress,
+    pub duration_ms: u64,
+}
+
+impl PromoteOutcome {
+    /// Everything due was handled: nothing is left for a later run.
+    pub fn is_done(&self) -> bool {
+        !self.scan.deadline_reached && self.failed == 0
+    }
+}
+
+/// Releases and expires everything due at `now`, until done or `deadline`.
+pub async fn promote_due(
+    ctx: &Context,
+    clock: &dyn Clock,
+    config: &JobConfig,
+    now: DateTime<Utc>,
+    deadline: Instant,
+) -> Result<PromoteOutcome, JobError> {
+    let started = clock.now();
+    let stop_at = deadline
+        .checked_sub(config.finish_reserve)
+        .unwrap_or(deadline);
+    let mut outcome = PromoteOutcome::default();
+    let mut sender = Sender::new(ctx, clock, config);
+    let mut scan = DueScan::start(
+        ctx.store.as_ref(),
+        PROMOTE_JOB,
+        &[DueKind::Release, DueKind::Expiry],
+        now,
+        config,
+    )
+    .await?;
+    let result = loop {
+        if clock.now() >= stop_at {
+            scan.stop();
+            break Ok(());
+        }
+        let (kind, due) = match scan.next().await {
+            Ok(Some(item)) => item,
+            Ok(None) => break Ok(()),
+            Err(error) => break Err(error),
+        };
+        let handled = match kind {
+            DueKind::Release => {
+                release_one(
+                    ctx,
+                    clock,
+                    config,
+                    &mut sender,
+                    &due,
+                    now,
+                    deadline,
+                    &mut outcome,
+                )
+                .await
+            }
+            DueKind::Expiry => expire_one(ctx, clock, config, &due, now, &mut outcome).await,
+            DueKind::Reminder => Ok(()),
+        };
+        if let Err(error) = handled {
+            log_item_failure(PROMOTE_JOB, kind, &due, &error);
+            outcome.failed += 1;
+            scan.item_failed();
+            if let Some(fatal) = item_error_is_fatal(&error) {
+                break Err(fatal);
+            }
+        }
+    };
+    // Whatever happened, keep the progress that is certain.
+    let saved = scan.save().await;
+    outcome.scan = scan.progress.clone();
+    outcome.emails_throttled = sender.throttled;
+    outcome.duration_ms = elapsed_ms(clock, started);
+    log_summary(&outcome);
+    result?;
+    saved?;
+    Ok(outcome)
+}
+
+fn elapsed_ms(clock: &dyn Clock, started: Instant) -> u64 {
+    u64::try_from(clock.now().saturating_duration_since(started).as_millis()).unwrap_or(u64::MAX)
+}
+
+fn log_summary(outcome: &PromoteOutcome) {
+    info!(
+        job = PROMOTE_JOB,
+        released = outcome.released,
+        released_amount = %json(&outcome.released_amount),
+        already_done = outcome.already_done,
+        expired_accounts = outcome.expired_accounts,
+        expired_amount = %json(&outcome.expired_amount),
+        holds_freed = outcome.holds_freed,
+        emails_sent = outcome.emails_sent,
+        emails_lost = outcome.emails_lost,
+        emails_throttled = outcome.emails_throttled,
+        failed = outcome.failed,
+        buckets_read = outcome.scan.buckets_read,
+        queries = outcome.scan.queries,
+        buckets_left = outcome.scan.buckets_left,
+        deadline_reached = outcome.scan.deadline_reached,
+        checkpoint = outcome.scan.checkpoint.as_deref(),
+        duration_ms = outcome.duration_ms,
+        "promote run finished"
+    );
+}
+
+pub(crate) fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// What one release decided, before its email is sent.
+enum Released {
+    Done {
+        amount: Money,
+        notices: Vec<Notice>,
+        shop: Box<ShopProgram>,
+    },
+    AlreadyDone,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn release_one(
+    ctx: &Context,
+    clock: &dyn Clock,
+    config: &JobConfig,
+    sender: &mut Sender<'_>,
+    due: &DueRef,
+    now: DateTime<Utc>,
+    deadline: Instant,
+    outcome: &mut PromoteOutcome,
+) -> Result<(), AppError> {
+    match commit_release(ctx, clock, config, due, now).await? {
+        Released::AlreadyDone => outcome.already_done += 1,
+        Released::Done {
+            amount,
+            notices,
+            shop,
+        } => {
+            outcome.released += 1;
+            outcome.released_amount.add(amount);
+            for notice in notices {
+                let customer = notice.customer.clone();
+                let notification = notice.into_notification(ctx, &shop.shop.name, &shop.program);
+                match sender.send(&notification, deadline).await {
+                    Delivery::Sent => outcome.emails_sent += 1,
+                    Delivery::Suppressed => {
+                        outcome.emails_lost += 1;
+                        mark_suppressed(ctx, clock, config, &due.shop, &customer, now).await?;
+                    }
+                    Delivery::Lost(reason) => {
+                        outcome.emails_lost += 1;
+                        warn!(
+                            job = PROMOTE_JOB,
+                            kind = notification.kind.name(),
+                            shop = %due.shop,
+                            customer = %customer,
+                            reason,
+                            "recorded email not sent"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One read, the core's decision, one transaction; again from a fresh read
+/// if another writer changed the account or the order meanwhile.
+async fn commit_release(
+    ctx: &Context,
+    clock: &dyn Clock,
+    config: &JobConfig,
+    due: &DueRef,
+    now: DateTime<Utc>,
+) -> Result<Released, AppError> {
+    let (Some(order_id), Some(customer)) = (&due.order, &due.customer) else {
+        // Pending cashback always has an order and a customer; an index item
+        // without them was not written by us.
+        return Err(AppError::Invalid(format!(
+            "release index item of shop {} names no order or customer",
+            due.shop
+        )));
+    };
+    let shop = ctx.shop_program(&due.shop, now).await?;
+    let program = &shop.program;
+    let mut last = String::new();
+    for attempt in 1..=config.max_attempts {
+        let mut read = ctx
+            .store
+            .read(
+                &due.shop,
+                &ReadRequest {
+                    order: Some(order_id.clone()),
+                    accounts: vec![customer.clone()],
+                    ..ReadRequest::default()
+                },
+            )
+            .await?;
+        let Some(mut record) = read.order.take() else {
+            return Ok(Released::AlreadyDone);
+        };
+        let Some(mut account) = read.accounts.remove(customer) else {
+            return Err(AppError::NotFound(format!(
+                "account {customer} of order {order_id} in shop {}",
+                due.shop
+            )));
+        };
+        let applied = release_pending(program, &mut account.value, &mut record.value, now)?;
+        if applied.duplicate || applied.is_empty() {
+            return Ok(Released::AlreadyDone);
+        }
+        let amount = applied
+            .effects
+            .iter()
+            .find_map(|effect| match effect {
+                Effect::Released { amount, .. } => Some(*amount),
+                _ => None,
+            })
+            .unwrap_or(Money::zero(record.value.currency));
+        let notices = notices_for(&due.shop, &account.value, &record.value, &applied, program);
+        let write = WriteSet {
+            accounts: vec![AccountWrite {
+                reminder_due_at: next_reminder(program, &account.value).map(|d| d.due_at),
+                account: account.value,
+                expected_version: account.version,
+                entries: applied.entries,
+                code_change: None,
+            }],
+            order: Some(OrderWrite {
+                record: record.value,
+                expected_version: record.version,
+            }),
+            notifications: notices.iter().map(|n| n.key.clone()).collect(),
+            ..WriteSet::default()
+        };
+        match ctx.store.write(&due.shop, write).await {
+            Ok(WriteOutcome::Committed) => {
+                return Ok(Released::Done {
+                    amount,
+                    notices,
+                    shop: Box::new(shop),
+                })
+            }
+            // The "ready" key is there: another run released this order
+            // after our read. A fresh read will show it.
+            Ok(WriteOutcome::Duplicate { .. }) => last = "ready email already recorded".into(),
+            Err(error) if error.is_conflict() => last = error.to_string(),
+            Err(error) => return Err(error.into()),
+        }
+        conflict_backoff(clock, attempt).await;
+    }
+    Err(AppError::Contended {
+        attempts: config.max_attempts,
+        last,
+    })
+}
+
+async fn expire_one(
+    ctx: &Context,
+    clock: &dyn Clock,
+    config: &JobConfig,
+    due: &DueRef,
+    now: DateTime<Utc>,
+    outcome: &mut PromoteOutcome,
+) -> Result<(), AppError> {
+    let Some(customer) = &due.customer else {
+        return Err(AppError::Invalid(format!(
+            "expiry index item of shop {} names no customer",
+            due.shop
+        )));
+    };
+    let program = ctx.shop_program(&due.shop, now).await?.program;
+    let mut last = String::new();
+    for attempt in 1..=config.max_attempts {
+        let read = ctx
+            .store
+            .read(
+                &due.shop,
+                &ReadRequest {
+                    accounts: vec![customer.clone()],
+                    ..ReadRequest::default()
+                },
+            )
+            .await?;
+        let Some(mut account) = read.accounts.get(customer).cloned() else {
+            return Ok(());
+        };
+        let applied = account.value.expire_balance(now)?;
+        let freed = account.value.expire_holds(now);
+        if applied.entries.is_empty() && freed.is_empty() {
+            // Done by an overlapping run, or the index lagged the account.
+            return Ok(());
+        }
+        let expired = Money::sum(
+            account.value.currency,
+            applied.entries.iter().map(|e| &e.available_delta),
+        )
+        .map_err(cashback_core::ledger::LedgerError::from)?
+        .negated();
+        let write = WriteSet {
+            accounts: vec![AccountWrite {
+                reminder_due_at: next_reminder(&program, &account.value).map(|d| d.due_at),
+                account: account.value,
+                expected_version: account.version,
+                entries: applied.entries,
+                code_change: None,
+            }],
+            ..WriteSet::default()
+        };
+        match ctx.store.write(&due.shop, write).await {
+            Ok(_) => {
+                outcome.expired_accounts += 1;
+                if expired.is_positive() {
+                    outcome.expired_amount.add(expired);
+                }
+                outcome.holds_freed += freed.len() as u64;
+                return Ok(());
+            }
+            Err(error) if error.is_conflict() => last = error.to_string(),
+            Err(error) => return Err(error.into()),
+        }
+        conflict_backoff(clock, attempt).await;
+    }
+    Err(AppError::Contended {
+        attempts: config.max_attempts,
+        last,
+    })
+}

@@ -1,0 +1,297 @@
+//! send-reminders: the reminder series, one email per due position.
+//!
+//! For each account the reminder index says is due: one read, the core's
+//! [`due_reminder`] (the latest unsent position already due, none when the
+//! balance is zero, the customer unsubscribed or the address is suppressed),
+//! then one transaction that marks the position sent ([`mark_sent`]), moves
+//! the account to its next position's time in the index, and records the
+//! email's key `reminder:{customer}:{series start}:{position}`. Only then
+//! is the email sent, paced to the configured rate.
+//!
+//! At most once per position per series: the account's version makes two
+//! runs race for the same position, and the loser re-reads and finds it
+//! sent; the key, recorded with the account, refuses a second record of
+//! the same email even from a stale read. The price of recording before
+//! sending: an email whose send fails after its record committed (the
+//! provider throttled it past the deadline, refused it, or the run died in
+//! between) is not sent later. Throttles are retried within the run for
+//! that reason. docs/email.md ("Reminders") states the guarantee exactly.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use cashback_core::reminders::{due_reminder, mark_sent, next_reminder};
+
+use crate::context::{Context, ShopProgram};
+use crate::error::AppError;
+use crate::notices::Notice;
+use crate::notify::NotificationKind;
+use crate::store::{AccountWrite, DueKind, DueRef, ReadRequest, WriteOutcome, WriteSet};
+
+use super::promote::json;
+use super::*;
+
+/// The checkpoint's name in the store.
+pub const REMINDERS_JOB: &str = "send-reminders";
+
+/// What a reminders run did: the fields of its one summary log line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RemindersOutcome {
+    /// Reminders sent.
+    pub sent: u64,
+    /// Positions recorded whose email could not be sent (see the module doc).
+    pub lost: u64,
+    /// Sends the provider throttled (and that were tried again).
+    pub throttled: u64,
+    /// Addresses the provider reported suppressed; their series stopped.
+    pub suppressed: u64,
+    /// Positions marked sent with nothing to send (no address or code).
+    pub skipped: u64,
+    /// Due items with nothing due any more: sent by an overlapping run, the
+    /// balance gone, the customer unsubscribed.
+    pub not_due: u64,
+    /// Items that failed (logged); their buckets are read again next run.
+    pub failed: u64,
+    #[serde(flatten)]
+    pub scan: ScanProgress,
+    pub duration_ms: u64,
+}
+
+impl RemindersOutcome {
+    pub fn is_done(&self) -> bool {
+        !self.scan.deadline_reached && self.failed == 0
+    }
+}
+
+/// The once-only key of a reminder position in a series.
+pub fn reminder_key(
+    customer: &cashback_core::ids::CustomerId,
+    series_started_at: DateTime<Utc>,
+    position: u8,
+) -> String {
+    format!(
+        "reminder:{customer}:{}:{position}",
+        series_started_at.to_rfc3339_opts(SecondsFormat::Secs, true)
+    )
+}
+
+/// Sends every reminder due at `now`, until done or `deadline`.
+pub async fn send_reminders(
+    ctx: &Context,
+    clock: &dyn Clock,
+    config: &JobConfig,
+    now: DateTime<Utc>,
+    deadline: Instant,
+) -> Result<RemindersOutcome, JobError> {
+    let started = clock.now();
+    let stop_at = deadline
+        .checked_sub(config.finish_reserve)
+        .unwrap_or(deadline);
+    let mut outcome = RemindersOutcome::default();
+    let mut sender = Sender::new(ctx, clock, config);
+    let mut scan = DueScan::start(
+        ctx.store.as_ref(),
+        REMINDERS_JOB,
+        &[DueKind::Reminder],
+        now,
+        config,
+    )
+    .await?;
+    let result = loop {
+        if clock.now() >= stop_at {
+            scan.stop();
+            break Ok(());
+        }
+        let due = match scan.next().await {
+            Ok(Some((_, due))) => due,
+            Ok(None) => break Ok(()),
+            Err(error) => break Err(error),
+        };
+        let handled = remind_one(
+            ctx,
+            clock,
+            config,
+            &mut sender,
+            &due,
+            now,
+            deadline,
+            &mut outcome,
+        )
+        .await;
+        if let Err(error) = handled {
+            log_item_failure(REMINDERS_JOB, DueKind::Reminder, &due, &error);
+            outcome.failed += 1;
+            scan.item_failed();
+            if let Some(fatal) = item_error_is_fatal(&error) {
+                break Err(fatal);
+            }
+        }
+    };
+    let saved = scan.save().await;
+    outcome.scan = scan.progress.clone();
+    outcome.throttled = sender.throttled;
+    outcome.duration_ms = u64::try_from(clock.now().saturating_duration_since(started).as_millis())
+        .unwrap_or(u64::MAX);
+    log_summary(&outcome);
+    result?;
+    saved?;
+    Ok(outcome)
+}
+
+fn log_summary(outcome: &RemindersOutcome) {
+    info!(
+        job = REMINDERS_JOB,
+        sent = outcome.sent,
+        lost = outcome.lost,
+        throttled = outcome.throttled,
+        suppressed = outcome.suppressed,
+        skipped = outcome.skipped,
+        not_due = outcome.not_due,
+        failed = outcome.failed,
+        buckets_read = outcome.scan.buckets_read,
+        queries = outcome.scan.queries,
+        buckets_left = outcome.scan.buckets_left,
+        deadline_reached = outcome.scan.deadline_reached,
+        checkpoint = outcome.scan.checkpoint.as_deref(),
+        duration_ms = outcome.duration_ms,
+        summary = %json(outcome),
+        "reminders run finished"
+    );
+}
+
+/// What recording a position decided.
+enum Recorded {
+    /// Recorded; this email is to be sent now.
+    Send(Box<Notice>, Box<ShopProgram>),
+    /// Recorded, but there is nowhere to send it (no address or code).
+    Nothing,
+    /// Nothing due any more.
+    NotDue,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn remind_one(
+    ctx: &Context,
+    clock: &dyn Clock,
+    config: &JobConfig,
+    sender: &mut Sender<'_>,
+    due: &DueRef,
+    now: DateTime<Utc>,
+    deadline: Instant,
+    outcome: &mut RemindersOutcome,
+) -> Result<(), AppError> {
+    match record_position(ctx, clock, config, due, now).await? {
+        Recorded::NotDue => outcome.not_due += 1,
+        Recorded::Nothing => outcome.skipped += 1,
+        Recorded::Send(notice, shop) => {
+            let customer = notice.customer.clone();
+            let notification = notice.into_notification(ctx, &shop.shop.name, &shop.program);
+            match sender.send(&notification, deadline).await {
+                Delivery::Sent => outcome.sent += 1,
+                Delivery::Suppressed => {
+                    outcome.suppressed += 1;
+                    mark_suppressed(ctx, clock, config, &due.shop, &customer, now).await?;
+                }
+                Delivery::Lost(reason) => {
+                    outcome.lost += 1;
+                    warn!(
+                        job = REMINDERS_JOB,
+                        shop = %due.shop,
+                        customer = %customer,
+                        key = notification.idempotency_key,
+                        reason,
+                        "reminder recorded but not sent; it will not be sent again"
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One read, the core's decision, one transaction that marks the position
+/// sent and records the email's key; again from a fresh read on conflict.
+async fn record_position(
+    ctx: &Context,
+    clock: &dyn Clock,
+    config: &JobConfig,
+    due: &DueRef,
+    now: DateTime<Utc>,
+) -> Result<Recorded, AppError> {
+    let Some(customer) = &due.customer else {
+        return Err(AppError::Invalid(format!(
+            "reminder index item of shop {} names no customer",
+            due.shop
+        )));
+    };
+    let shop = ctx.shop_program(&due.shop, now).await?;
+    let program = &shop.program;
+    let mut last = String::new();
+    for attempt in 1..=config.max_attempts {
+        let read = ctx
+            .store
+            .read(
+                &due.shop,
+                &ReadRequest {
+                    accounts: vec![customer.clone()],
+                    ..ReadRequest::default()
+                },
+            )
+            .await?;
+        let Some(mut account) = read.accounts.get(customer).cloned() else {
+            return Ok(Recorded::NotDue);
+        };
+        let Some(reminder) = due_reminder(program, &account.value, now) else {
+            return Ok(Recorded::NotDue);
+        };
+        if mark_sent(&mut account.value, &reminder).is_err() {
+            return Ok(Recorded::NotDue);
+        }
+        let key = reminder_key(customer, reminder.series_started_at, reminder.position);
+        let notice = match (&account.value.email, &account.value.code) {
+            (Some(to), Some(code)) => Some(Notice {
+                key: key.clone(),
+                shop: due.shop.clone(),
+                customer: customer.clone(),
+                to: to.clone(),
+                kind: NotificationKind::Reminder {
+                    position: reminder.position,
+                    balance: account.value.available,
+                    code: code.clone(),
+                    expires_at: account.value.next_expiry(),
+                },
+            }),
+            _ => None,
+        };
+        let write = WriteSet {
+            accounts: vec![AccountWrite {
+                reminder_due_at: next_reminder(program, &account.value).map(|d| d.due_at),
+                account: account.value,
+                expected_version: account.version,
+                entries: Vec::new(),
+                code_change: None,
+            }],
+            notifications: vec![key],
+            ..WriteSet::default()
+        };
+        match ctx.store.write(&due.shop, write).await {
+            Ok(WriteOutcome::Committed) => {
+                return Ok(match notice {
+                    Some(notice) => Recorded::Send(Box::new(notice), Box::new(shop)),
+                    None => Recorded::Nothing,
+                })
+            }
+            // The key is recorded: this position was sent from another read.
+            Ok(WriteOutcome::Duplicate { .. }) => return Ok(Recorded::NotDue),
+            Err(error) if error.is_conflict() => last = error.to_string(),
+            Err(error) => return Err(error.into()),
+        }
+        conflict_backoff(clock, attempt).await;
+    }
+    Err(AppError::Contended {
+        attempts: config.max_attempts,
+        last,
+    })
+}

@@ -421,7 +421,11 @@ fn credit_earned(
     let order_id = record.order_id.clone();
     match program.issuance {
         Issuance::Pending { days } => {
-            let release_at = order.occurred_at + Duration::days(i64::from(days));
+            // Never due before the engine recorded it: a delivery that comes
+            // late (or a replay) would otherwise fall due in the past, behind
+            // the scheduled job's checkpoint, and wait forever.
+            let release_at =
+                (order.occurred_at + Duration::days(i64::from(days))).max(journal.at());
             account.pending = account.pending.checked_add(total)?;
             record.pending = total;
             record.release_at = Some(release_at);

@@ -46,6 +46,20 @@ fn a_paid_order_earns_pending_cashback_that_is_released_after_30_days() {
 }
 
 #[test]
+fn a_late_delivery_is_never_due_before_it_was_recorded() {
+    let mut books = Books::new(Program {
+        issuance: Issuance::Pending { days: 1 },
+        ..five_percent()
+    });
+    let paid = OrderEvent::Paid(order("1001", vec![line("1", "100.00", 1, "0.00")]));
+    // Paid at t0, delivered 3 days late: due at once, not 2 days ago.
+    books.apply(&paid, days(3));
+    assert_eq!(books.orders[0].release_at, Some(days(3)));
+    assert!(books.release_due(days(3)).entries.len() == 1);
+    books.check();
+}
+
+#[test]
 fn a_second_delivery_of_any_event_changes_nothing() {
     let mut books = Books::new(five_percent());
     let paid = OrderEvent::Paid(order("1001", vec![line("1", "100.00", 2, "0.00")]));

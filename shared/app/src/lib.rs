@@ -6,15 +6,19 @@
 //! - [`notify`]: the Notifier port (customer emails).
 //! - [`context`]: ports, configuration and the warm cache, handed to every use case.
 //! - [`events`]: an order event from a platform, applied to the ledger.
+//! - [`checkout`]: a code checked against a cart at checkout; holds.
+//! - [`portal`]: the customer's view of their cashback; unsubscribe.
 //! - [`notices`]: which emails a change calls for; signed unsubscribe links.
 //! - [`error`]: the use cases' errors.
 
+pub mod checkout;
 pub mod context;
 pub mod error;
 pub mod events;
 pub mod jobs;
 pub mod notices;
 pub mod notify;
+pub mod portal;
 pub mod store;
 
 pub use context::{AppConfig, CodeSource, Context};

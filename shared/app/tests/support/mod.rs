@@ -548,3 +548,140 @@ pub mod jobs {
         entries
     }
 }
+
+// ---- Checkout and portal ----------------------------------------------------
+
+/// A customer account with `available` balance and a code, written the way
+/// the engine writes one (an adjustment entry, the code index), so the
+/// ledger and the account agree.
+pub async fn seed_balance(
+    world: &World,
+    program: &Program,
+    customer: &str,
+    code: &str,
+    available: &str,
+) -> cashback_core::ledger::Account {
+    use cashback_app::store::{AccountWrite, CodeChange, WriteSet};
+    use cashback_core::ledger::Account;
+    let mut account = Account::open(shop(), CustomerId::parse(customer).unwrap(), Currency::USD);
+    account.email = Some(Email::parse(&format!("{customer}@example.com")).unwrap());
+    account.code = Some(Code::parse(code).unwrap());
+    let applied = account
+        .adjust(usd(available), "seed", customer, program, t0())
+        .unwrap();
+    world
+        .store
+        .write(
+            &shop(),
+            WriteSet {
+                accounts: vec![AccountWrite {
+                    account: account.clone(),
+                    expected_version: 0,
+                    entries: applied.entries,
+                    reminder_due_at: None,
+                    code_change: Some(CodeChange {
+                        new_code: Code::parse(code).unwrap(),
+                        old_code: None,
+                    }),
+                }],
+                ..WriteSet::default()
+            },
+        )
+        .await
+        .unwrap();
+    account
+}
+
+/// The account as stored now.
+pub async fn stored_account(world: &World, customer: &str) -> cashback_core::ledger::Account {
+    use cashback_app::store::ReadRequest;
+    let id = CustomerId::parse(customer).unwrap();
+    let read = world
+        .store
+        .read(
+            &shop(),
+            &ReadRequest {
+                accounts: vec![id.clone()],
+                ..ReadRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    read.accounts
+        .get(&id)
+        .expect("account exists")
+        .value
+        .clone()
+}
+
+/// An approved coupon: `percent` back, no other limit.
+pub fn coupon(code: &str, percent: rust_decimal::Decimal) -> cashback_core::coupon::CashbackCoupon {
+    use cashback_core::coupon::*;
+    CashbackCoupon {
+        code: Code::parse(code).unwrap(),
+        display_name: format!("{percent}% back"),
+        description: String::new(),
+        offer_text: format!("Get {percent}% back in cashback"),
+        reward: CouponReward::Percentage {
+            percent,
+            max_cashback: rust_decimal::Decimal::ZERO,
+        },
+        min_cart_value: rust_decimal::Decimal::ZERO,
+        usage_limit_total: None,
+        usage_limit_per_customer: None,
+        payment_methods: Vec::new(),
+        starts_at: None,
+        ends_at: None,
+        status: CouponStatus::Approved,
+        stacking: Stacking::Exclusive,
+    }
+}
+
+pub async fn seed_coupon(world: &World, coupon: cashback_core::coupon::CashbackCoupon, uses: u32) {
+    use cashback_app::store::CouponRecord;
+    world
+        .store
+        .put_coupon(
+            &shop(),
+            &CouponRecord {
+                coupon,
+                uses,
+                created_at: t0(),
+                updated_at: t0(),
+            },
+            0,
+        )
+        .await
+        .unwrap();
+}
+
+/// A validation request for a cart of one line at `subtotal`.
+pub fn validate_request(
+    code: &str,
+    customer: Option<&str>,
+    subtotal: &str,
+) -> cashback_app::checkout::ValidateRequest {
+    serde_json::from_value(serde_json::json!({
+        "code": code,
+        "customer_id": customer,
+        "currency": "USD",
+        "cart": {
+            "lines": [{"product_id": "p1", "quantity": 1, "unit_price": subtotal}],
+            "subtotal": subtotal,
+        },
+    }))
+    .unwrap()
+}
+
+/// The same request, reserving for `checkout`.
+pub fn reserving(
+    mut request: cashback_app::checkout::ValidateRequest,
+    checkout: &str,
+    ttl_seconds: Option<u32>,
+) -> cashback_app::checkout::ValidateRequest {
+    request.reserve = Some(cashback_app::checkout::Reserve {
+        checkout_id: CheckoutId::parse(checkout).unwrap(),
+        ttl_seconds,
+    });
+    request
+}

@@ -1,0 +1,9 @@
+//! The coupon-validate Lambda: wiring only. Clients are built once per
+//! container, outside the handler, and the router serves every request.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    cashback_edge::telemetry::init();
+    let ctx = cashback_edge::wiring::context_from_env().await?;
+    lambda_http::run(coupon_validate::router(ctx)).await
+}

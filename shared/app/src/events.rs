@@ -7,6 +7,9 @@
 //! read, a bounded number of times. Emails the change calls for are recorded
 //! in the same transaction and sent after it commits: an email is never sent
 //! for a change that did not happen, and never twice.
+//!
+//! A referred customer's first earning order also credits their referrer
+//! (see [`crate::referral`]) in that same transaction.
 
 use chrono::{DateTime, Duration, Utc};
 use tracing::{info, warn};
@@ -23,6 +26,7 @@ use cashback_core::reminders::next_reminder;
 use crate::context::Context;
 use crate::error::AppError;
 use crate::notices::{notices_for, Notice};
+use crate::referral;
 use crate::store::*;
 
 /// How long a processed event's guard is kept. Shopify retries for 4 hours
@@ -125,6 +129,8 @@ async fn attempt_once(
         order: Some(event.order_id().clone()),
         accounts: customer.iter().map(|(id, _)| id.clone()).collect(),
         coupons: codes.clone(),
+        // Whose codes these are, in the same read: a referral needs it.
+        code_owners: referral::candidate_codes(program, event),
         ..ReadRequest::default()
     };
     if let Some((id, email)) = &customer {
@@ -209,6 +215,7 @@ async fn attempt_once(
         now,
         coupons: &coupons,
     };
+    let orders_earned_before = account.as_ref().map(|a| a.value.orders_earned);
     let applied = apply_order_event(
         &event_ctx,
         account.as_mut().map(|a| &mut a.value),
@@ -222,6 +229,23 @@ async fn attempt_once(
     let notices = match &account {
         Some(account) => notices_for(shop, &account.value, &record.value, &applied, program),
         None => Vec::new(),
+    };
+    let referrer_write = match (order_of(event), &account, orders_earned_before) {
+        (Some(order), Some(buyer), Some(before)) => {
+            referral_write(
+                ctx,
+                shop,
+                program,
+                order,
+                &buyer.value,
+                before,
+                &record.value,
+                &read.code_owners,
+                now,
+            )
+            .await?
+        }
+        _ => None,
     };
     let writes = WriteSet {
         guard: Some(Guard {
@@ -238,6 +262,7 @@ async fn attempt_once(
                 code_change,
             })
             .into_iter()
+            .chain(referrer_write)
             .collect(),
         order: Some(OrderWrite {
             record: record.value.clone(),
@@ -260,6 +285,66 @@ async fn attempt_once(
         ))),
         Err(error) => Err(error.into()),
     }
+}
+
+/// The referrer's credit when this event made a referred buyer's first
+/// order earn; None otherwise. Reads the referrer's account (the one extra
+/// read a referral costs, only when it pays).
+#[allow(clippy::too_many_arguments)]
+async fn referral_write(
+    ctx: &Context,
+    shop: &ShopId,
+    program: &Program,
+    order: &Order,
+    buyer: &Account,
+    orders_earned_before: u32,
+    record: &OrderRecord,
+    owners: &std::collections::HashMap<Code, CustomerId>,
+    now: DateTime<Utc>,
+) -> Result<Option<AccountWrite>, AppError> {
+    if owners.is_empty() || !referral::is_first_earning_order(orders_earned_before, buyer) {
+        return Ok(None);
+    }
+    let Some(referrer_id) = referral::referrer_of(order, &buyer.customer, owners) else {
+        return Ok(None);
+    };
+    let mut read = ctx
+        .store
+        .read(
+            shop,
+            &ReadRequest {
+                accounts: vec![referrer_id.clone()],
+                ..ReadRequest::default()
+            },
+        )
+        .await?;
+    let Some(mut referrer) = read.accounts.remove(&referrer_id) else {
+        warn!(shop = %shop, referrer = %referrer_id, "referral code owner has no account");
+        return Ok(None);
+    };
+    if referral::same_person(&referrer.value, buyer.email.as_ref()) {
+        info!(shop = %shop, customer = %buyer.customer, "self-referral through another account pays nothing");
+        return Ok(None);
+    }
+    let entries = referral::credit_referral(
+        program,
+        &mut referrer.value,
+        &buyer.customer,
+        &record.order_id,
+        record.eligible(),
+        now,
+    )?;
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    info!(shop = %shop, referrer = %referrer_id, referred = %buyer.customer, order = %record.order_id, "referral reward credited");
+    Ok(Some(AccountWrite {
+        reminder_due_at: next_reminder(program, &referrer.value).map(|due| due.due_at),
+        account: referrer.value,
+        expected_version: referrer.version,
+        entries,
+        code_change: None,
+    }))
 }
 
 /// Cashback from the cashback coupons on an order, checked as at checkout.

@@ -19,6 +19,7 @@ pub mod jobs;
 pub mod notices;
 pub mod notify;
 pub mod portal;
+pub mod referral;
 pub mod store;
 
 pub use context::{AppConfig, CodeSource, Context};

@@ -1,0 +1,433 @@
+//! Each shop's webhook secrets: where they live, how they are read, and the
+//! warm container's cache of them.
+//!
+//! A shop record names its secrets by reference, never by value
+//! (`Shop::webhook_secret_ref`):
+//! - `env:VAR_NAME`: the environment variable `VAR_NAME` (set by the
+//!   deployment, e.g. from Secrets Manager in template.yaml, or by hand in a
+//!   local shell);
+//! - `ssm:/parameter/name`: an SSM Parameter Store parameter, read with
+//!   `GetParameter` and `WithDecryption` (a SecureString).
+//!
+//! The value is one secret, or `current,previous` while a secret is being
+//! rotated: a delivery signed with either is accepted, so the merchant can
+//! change the secret on the platform and here without losing a delivery in
+//! between. Surrounding spaces are trimmed; a secret cannot contain a comma.
+//!
+//! Secrets are cached per shop for a TTL (five minutes by default), so a warm
+//! container reads SSM once per shop per TTL, not once per webhook. After a
+//! signature mismatch the caller may ask for one early refresh (at most once
+//! per [`MIN_REFRESH_SECONDS`] per shop), so a rotation reaches a warm
+//! container at once instead of after the TTL, without letting forged
+//! requests drive SSM traffic. Values never appear in `Debug` output, logs
+//! or errors.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, Utc};
+use tokio::sync::OnceCell;
+
+use cashback_core::ids::ShopId;
+
+/// How long a shop's secrets stay cached in a warm container by default.
+pub const DEFAULT_TTL_SECONDS: i64 = 300;
+/// The shortest age at which a mismatch may trigger a refresh.
+pub const MIN_REFRESH_SECONDS: i64 = 30;
+
+/// Where a shop's webhook secrets live.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SecretRef {
+    Env(String),
+    Ssm(String),
+}
+
+impl SecretRef {
+    pub fn parse(reference: &str) -> Result<SecretRef, SecretError> {
+        let reference = reference.trim();
+        let bad = |reason: &str| SecretError::BadReference {
+            reason: reason.to_string(),
+        };
+        if let Some(name) = reference.strip_prefix("env:") {
+            let valid = !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with(|c: char| c.is_ascii_digit());
+            if !valid {
+                return Err(bad("env: needs a variable name of letters, digits and _"));
+            }
+            Ok(SecretRef::Env(name.to_string()))
+        } else if let Some(name) = reference.strip_prefix("ssm:") {
+            // SSM names: letters, digits and .-_/ ; at most 2048 characters.
+            let valid = !name.is_empty()
+                && name.len() <= 2048
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
+            if !valid {
+                return Err(bad(
+                    "ssm: needs a parameter name such as /cashback/shop/webhook",
+                ));
+            }
+            Ok(SecretRef::Ssm(name.to_string()))
+        } else {
+            Err(bad("expected env:VAR_NAME or ssm:/parameter/name"))
+        }
+    }
+}
+
+/// A shop's secrets, the current one first. `Debug` shows only how many.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookSecrets(Vec<Vec<u8>>);
+
+impl WebhookSecrets {
+    /// `current` or `current,previous`.
+    pub fn parse(value: &str) -> Result<WebhookSecrets, SecretError> {
+        let secrets: Vec<Vec<u8>> = value
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.as_bytes().to_vec())
+            .collect();
+        if secrets.is_empty() {
+            return Err(SecretError::Empty);
+        }
+        Ok(WebhookSecrets(secrets))
+    }
+
+    pub fn as_slice(&self) -> &[Vec<u8>] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for WebhookSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WebhookSecrets(<{} redacted>)", self.0.len())
+    }
+}
+
+/// Why a shop's secrets could not be had. Names are shown, values never.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("the shop's webhook_secret_ref is not valid: {reason}")]
+    BadReference { reason: String },
+    #[error("environment variable {name} is not set")]
+    MissingVariable { name: String },
+    #[error("SSM parameter {name} does not exist")]
+    MissingParameter { name: String },
+    #[error("the configured webhook secret is empty")]
+    Empty,
+    /// SSM throttled or could not be reached: the platform should retry.
+    #[error("SSM is unavailable: {0}")]
+    Unavailable(String),
+    #[error("SSM refused the request: {0}")]
+    Refused(String),
+}
+
+impl SecretError {
+    /// A later delivery may succeed without anyone changing anything.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, SecretError::Unavailable(_))
+    }
+}
+
+/// Reads the value a reference points at.
+#[async_trait::async_trait]
+pub trait SecretSource: Send + Sync {
+    async fn fetch(&self, reference: &SecretRef) -> Result<String, SecretError>;
+}
+
+/// The deployed source: the process environment, and SSM through a client
+/// built on first use (a container whose shops all use `env:` never loads
+/// the AWS configuration for it).
+#[derive(Default)]
+pub struct EnvAndSsm {
+    ssm: OnceCell<aws_sdk_ssm::Client>,
+}
+
+impl EnvAndSsm {
+    pub fn new() -> EnvAndSsm {
+        EnvAndSsm::default()
+    }
+
+    /// With a client made elsewhere (tests, or a shared AWS config).
+    pub fn with_ssm_client(client: aws_sdk_ssm::Client) -> EnvAndSsm {
+        EnvAndSsm {
+            ssm: OnceCell::new_with(Some(client)),
+        }
+    }
+
+    async fn client(&self) -> &aws_sdk_ssm::Client {
+        self.ssm
+            .get_or_init(|| async {
+                // Honours AWS_ENDPOINT_URL (and the SSM-specific variable),
+                // like every other client of the project.
+                let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                aws_sdk_ssm::Client::new(&config)
+            })
+            .await
+    }
+}
+
+#[async_trait::async_trait]
+impl SecretSource for EnvAndSsm {
+    async fn fetch(&self, reference: &SecretRef) -> Result<String, SecretError> {
+        match reference {
+            SecretRef::Env(name) => {
+                std::env::var(name).map_err(|_| SecretError::MissingVariable { name: name.clone() })
+            }
+            SecretRef::Ssm(name) => {
+                use aws_sdk_ssm::error::SdkError;
+                let output = self
+                    .client()
+                    .await
+                    .get_parameter()
+                    .name(name)
+                    .with_decryption(true)
+                    .send()
+                    .await
+                    .map_err(|error| match error {
+                        SdkError::ServiceError(service) => {
+                            let service = service.into_err();
+                            if service.is_parameter_not_found() {
+                                SecretError::MissingParameter { name: name.clone() }
+                            } else if service.is_internal_server_error() {
+                                SecretError::Unavailable(service.to_string())
+                            } else {
+                                // Throttling arrives as an unmodeled error
+                                // code; access denied and bad keys too.
+                                let code = aws_sdk_ssm::error::ProvideErrorMetadata::code(&service)
+                                    .unwrap_or("unknown")
+                                    .to_string();
+                                if code.contains("Throttl") {
+                                    SecretError::Unavailable(code)
+                                } else {
+                                    SecretError::Refused(code)
+                                }
+                            }
+                        }
+                        // Timeouts, connection and response failures.
+                        other => SecretError::Unavailable(other.to_string()),
+                    })?;
+                output
+                    .parameter
+                    .and_then(|p| p.value)
+                    .ok_or(SecretError::Empty)
+            }
+        }
+    }
+}
+
+/// Fixed values by reference (`env:NAME` -> value): tests and local runs.
+#[derive(Default, Clone)]
+pub struct FixedSecrets(HashMap<String, String>);
+
+impl FixedSecrets {
+    pub fn new<K: Into<String>, V: Into<String>>(
+        entries: impl IntoIterator<Item = (K, V)>,
+    ) -> FixedSecrets {
+        FixedSecrets(
+            entries
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
+    }
+}
+
+#[async_trait::async_trait]
+impl SecretSource for FixedSecrets {
+    async fn fetch(&self, reference: &SecretRef) -> Result<String, SecretError> {
+        let key = match reference {
+            SecretRef::Env(name) => format!("env:{name}"),
+            SecretRef::Ssm(name) => format!("ssm:{name}"),
+        };
+        self.0.get(&key).cloned().ok_or(match reference {
+            SecretRef::Env(name) => SecretError::MissingVariable { name: name.clone() },
+            SecretRef::Ssm(name) => SecretError::MissingParameter { name: name.clone() },
+        })
+    }
+}
+
+#[derive(Clone)]
+struct Cached {
+    reference: String,
+    secrets: Arc<WebhookSecrets>,
+    fetched_at: DateTime<Utc>,
+}
+
+/// The warm container's cache of every shop's secrets.
+pub struct SecretCache {
+    source: Arc<dyn SecretSource>,
+    ttl: Duration,
+    entries: Mutex<HashMap<ShopId, Cached>>,
+    fetches: std::sync::atomic::AtomicU64,
+}
+
+impl SecretCache {
+    pub fn new(source: Arc<dyn SecretSource>, ttl_seconds: i64) -> SecretCache {
+        SecretCache {
+            source,
+            ttl: Duration::seconds(ttl_seconds.max(0)),
+            entries: Mutex::new(HashMap::new()),
+            fetches: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// The shop's secrets, from the cache while fresh. A changed reference
+    /// (the shop was moved to another parameter) is a miss.
+    pub async fn get(
+        &self,
+        shop: &ShopId,
+        reference: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<WebhookSecrets>, SecretError> {
+        if let Some(cached) = self.cached(shop, reference) {
+            let age = now - cached.fetched_at;
+            if age < self.ttl && age >= Duration::zero() {
+                return Ok(cached.secrets);
+            }
+        }
+        self.load(shop, reference, now).await
+    }
+
+    /// After a mismatch: fresh secrets if the cached ones are old enough to
+    /// be worth another look, else None (the caller keeps its answer).
+    pub async fn refresh(
+        &self,
+        shop: &ShopId,
+        reference: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Arc<WebhookSecrets>>, SecretError> {
+        match self.cached(shop, reference) {
+            Some(cached) if now - cached.fetched_at < Duration::seconds(MIN_REFRESH_SECONDS) => {
+                Ok(None)
+            }
+            _ => self.load(shop, reference, now).await.map(Some),
+        }
+    }
+
+    /// How many times the source was read (tests check the cache with it).
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn cached(&self, shop: &ShopId, reference: &str) -> Option<Cached> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(shop)
+            .filter(|c| c.reference == reference)
+            .cloned()
+    }
+
+    async fn load(
+        &self,
+        shop: &ShopId,
+        reference: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Arc<WebhookSecrets>, SecretError> {
+        let parsed = SecretRef::parse(reference)?;
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let value = self.source.fetch(&parsed).await?;
+        let secrets = Arc::new(WebhookSecrets::parse(&value)?);
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.insert(
+                shop.clone(),
+                Cached {
+                    reference: reference.to_string(),
+                    secrets: secrets.clone(),
+                    fetched_at: now,
+                },
+            );
+        }
+        Ok(secrets)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn shop() -> ShopId {
+        ShopId::parse("demo.myshopify.com").unwrap()
+    }
+
+    fn t(seconds: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 6, 15, 0, 0).unwrap() + Duration::seconds(seconds)
+    }
+
+    #[test]
+    fn references_name_an_env_var_or_an_ssm_parameter() {
+        assert_eq!(
+            SecretRef::parse("env:CASHBACK_DEMO_WEBHOOK_SECRET"),
+            Ok(SecretRef::Env("CASHBACK_DEMO_WEBHOOK_SECRET".into()))
+        );
+        assert_eq!(
+            SecretRef::parse(" ssm:/cashback/demo/webhook "),
+            Ok(SecretRef::Ssm("/cashback/demo/webhook".into()))
+        );
+        for bad in [
+            "", "env:", "env:A-B", "env:1X", "ssm:", "ssm:/a b", "vault:x", "plain",
+        ] {
+            assert!(SecretRef::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn a_value_is_one_secret_or_current_and_previous() {
+        let one = WebhookSecrets::parse("s3cret").unwrap();
+        assert_eq!(one.as_slice(), &[b"s3cret".to_vec()]);
+        let rotating = WebhookSecrets::parse(" new , old ").unwrap();
+        assert_eq!(rotating.as_slice(), &[b"new".to_vec(), b"old".to_vec()]);
+        assert_eq!(WebhookSecrets::parse(" , "), Err(SecretError::Empty));
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let secrets = WebhookSecrets::parse("topsecret,older").unwrap();
+        let shown = format!("{secrets:?}");
+        assert!(!shown.contains("topsecret") && !shown.contains("older"));
+    }
+
+    #[tokio::test]
+    async fn a_shops_secrets_are_read_once_per_ttl_and_again_when_the_reference_changes() {
+        let source = FixedSecrets::new([("env:A", "one"), ("env:B", "two")]);
+        let cache = SecretCache::new(Arc::new(source), 300);
+        let first = cache.get(&shop(), "env:A", t(0)).await.unwrap();
+        assert_eq!(first.as_slice(), &[b"one".to_vec()]);
+        cache.get(&shop(), "env:A", t(299)).await.unwrap();
+        assert_eq!(cache.fetches(), 1);
+        cache.get(&shop(), "env:A", t(300)).await.unwrap();
+        assert_eq!(cache.fetches(), 2);
+        let moved = cache.get(&shop(), "env:B", t(301)).await.unwrap();
+        assert_eq!(moved.as_slice(), &[b"two".to_vec()]);
+        assert_eq!(cache.fetches(), 3);
+    }
+
+    #[tokio::test]
+    async fn an_early_refresh_is_allowed_only_once_the_cache_is_thirty_seconds_old() {
+        let cache = SecretCache::new(Arc::new(FixedSecrets::new([("env:A", "one")])), 300);
+        cache.get(&shop(), "env:A", t(0)).await.unwrap();
+        assert_eq!(cache.refresh(&shop(), "env:A", t(10)).await, Ok(None));
+        assert!(cache
+            .refresh(&shop(), "env:A", t(31))
+            .await
+            .unwrap()
+            .is_some());
+        assert_eq!(cache.fetches(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_missing_variable_is_named_and_its_absence_not_cached() {
+        let cache = SecretCache::new(Arc::new(FixedSecrets::default()), 300);
+        assert_eq!(
+            cache.get(&shop(), "env:NOPE", t(0)).await,
+            Err(SecretError::MissingVariable {
+                name: "NOPE".into()
+            })
+        );
+        assert!(cache.get(&shop(), "env:NOPE", t(1)).await.is_err());
+        assert_eq!(cache.fetches(), 2);
+    }
+}

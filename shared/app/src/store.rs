@@ -10,15 +10,16 @@
 //! platform event's business key): if the guard exists the whole write is a
 //! [`WriteOutcome::Duplicate`] and nothing changes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use cashback_core::coupon::CashbackCoupon;
-use cashback_core::ids::{Code, CustomerId, Email, OrderId, ShopId};
-use cashback_core::ledger::{Account, LedgerEntry};
-use cashback_core::money::Currency;
+use cashback_core::ids::{Code, CollectionId, CustomerId, Email, OrderId, ProductId, ShopId};
+use cashback_core::ledger::{Account, EntryKind, LedgerEntry};
+use cashback_core::money::{Currency, Money};
 use cashback_core::orders::OrderRecord;
 use cashback_core::program::Program;
 
@@ -89,6 +90,9 @@ pub struct ReadRequest {
     pub code_owners: Vec<Code>,
     /// Emails to resolve to the customer (the latest account using it).
     pub email_owners: Vec<Email>,
+    /// Products to look up in the imported catalog (to enrich order lines
+    /// with collections and compare-at prices in the same read).
+    pub products: Vec<ProductId>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -99,6 +103,8 @@ pub struct ReadResult {
     pub coupon_uses: HashMap<(Code, UsageKey), u32>,
     pub code_owners: HashMap<Code, CustomerId>,
     pub email_owners: HashMap<Email, CustomerId>,
+    /// The requested products the catalog knows.
+    pub products: HashMap<ProductId, CatalogProduct>,
 }
 
 /// The new state of an account and the entries that got it there.
@@ -358,4 +364,437 @@ pub trait Store: Send + Sync {
 
     /// Round trips so far (tests assert budgets with it).
     fn request_counts(&self) -> RequestCounts;
+
+    /// Imports catalog products, each replacing what was stored for it.
+    /// Not atomic across the batch; each product is written whole, so a
+    /// retried import converges.
+    async fn put_catalog(
+        &self,
+        _shop: &ShopId,
+        _products: &[CatalogProduct],
+    ) -> Result<(), StoreError> {
+        Err(unsupported("put_catalog"))
+    }
+
+    /// The shop's day figures for every day up to and including `up_to`,
+    /// and its customer counters now: a bounded number of queries (one per
+    /// aggregate shard), never a scan of the ledger.
+    async fn aggregates(
+        &self,
+        _shop: &ShopId,
+        _up_to: NaiveDate,
+    ) -> Result<ShopAggregates, StoreError> {
+        Err(unsupported("aggregates"))
+    }
+
+    /// A page of the shop's accounts, in customer id order (for exports).
+    async fn list_accounts(
+        &self,
+        _shop: &ShopId,
+        _cursor: Option<String>,
+        _limit: u32,
+    ) -> Result<Page<Versioned<Account>>, StoreError> {
+        Err(unsupported("list_accounts"))
+    }
+}
+
+// ---- Additions for the admin API (issue 8). Every new method has a default
+// ---- body, so adapters and wrappers written before them still compile; the
+// ---- two adapters in shared/store implement them all.
+
+/// What the merchant imported about a product, for the exclusions the
+/// platform's order payload cannot express (collections, compare-at price).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogProduct {
+    pub product_id: ProductId,
+    #[serde(default)]
+    pub collection_ids: Vec<CollectionId>,
+    /// Price before a sale, in the shop's currency; a line sold below it is
+    /// a sale item.
+    #[serde(default)]
+    pub compare_at_price: Option<Money>,
+}
+
+impl CatalogProduct {
+    /// Fills in what the platform left out of a line: what the platform
+    /// itself says about the line wins over the imported catalog.
+    pub fn enrich(&self, line: &mut cashback_core::order::Line) {
+        if line.collection_ids.is_empty() {
+            line.collection_ids = self.collection_ids.clone();
+        }
+        if line.compare_at_price.is_none() {
+            line.compare_at_price = self.compare_at_price;
+        }
+    }
+}
+
+/// Most products one `put_catalog` call takes (the API's batch size).
+pub const MAX_CATALOG_BATCH: usize = 500;
+
+/// Running aggregates are spread over this many items per shop and day
+/// (by a hash of the customer), so concurrent transactions for different
+/// customers rarely touch the same aggregate item (DynamoDB cancels
+/// transactions that touch one item at the same moment).
+pub const AGGREGATE_SHARDS: u32 = 4;
+
+/// The aggregate shard a customer's changes are added to.
+pub fn aggregate_shard(customer: &CustomerId) -> u32 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(customer.as_str().as_bytes());
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % AGGREGATE_SHARDS
+}
+
+/// Sums of one kind of ledger entry: the deltas as the entries carry them
+/// (signed), the funding split, and the positive available deltas alone
+/// (an adjustment's credits, apart from its debits).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KindSums {
+    pub available: Decimal,
+    pub pending: Decimal,
+    pub debt: Decimal,
+    pub merchant: Decimal,
+    pub partner: Decimal,
+    pub credited: Decimal,
+}
+
+impl KindSums {
+    /// Field names as stored (attribute `{kind}_{field}` in DynamoDB).
+    pub const FIELDS: [&'static str; 6] = [
+        "available",
+        "pending",
+        "debt",
+        "merchant",
+        "partner",
+        "credited",
+    ];
+
+    pub fn get(&self, field: &str) -> Option<Decimal> {
+        Some(match field {
+            "available" => self.available,
+            "pending" => self.pending,
+            "debt" => self.debt,
+            "merchant" => self.merchant,
+            "partner" => self.partner,
+            "credited" => self.credited,
+            _ => return None,
+        })
+    }
+
+    pub fn get_mut(&mut self, field: &str) -> Option<&mut Decimal> {
+        Some(match field {
+            "available" => &mut self.available,
+            "pending" => &mut self.pending,
+            "debt" => &mut self.debt,
+            "merchant" => &mut self.merchant,
+            "partner" => &mut self.partner,
+            "credited" => &mut self.credited,
+            _ => return None,
+        })
+    }
+
+    fn add(&mut self, other: &KindSums) {
+        for field in KindSums::FIELDS {
+            if let (Some(mine), Some(theirs)) = (self.get_mut(field), other.get(field)) {
+                *mine += theirs;
+            }
+        }
+    }
+
+    pub fn is_zero(&self) -> bool {
+        KindSums::FIELDS
+            .iter()
+            .all(|f| self.get(f).is_none_or(|v| v.is_zero()))
+    }
+}
+
+/// One shop's ledger entries of one day (UTC), summed by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayFigures {
+    pub earn: KindSums,
+    pub release: KindSums,
+    pub redeem: KindSums,
+    pub restore: KindSums,
+    pub clawback: KindSums,
+    pub adjust: KindSums,
+    pub expire: KindSums,
+}
+
+impl DayFigures {
+    /// Kind names as stored (the `{kind}` of `{kind}_{field}`).
+    pub const KINDS: [&'static str; 7] = [
+        "earn", "release", "redeem", "restore", "clawback", "adjust", "expire",
+    ];
+
+    pub fn kind(&self, name: &str) -> Option<&KindSums> {
+        Some(match name {
+            "earn" => &self.earn,
+            "release" => &self.release,
+            "redeem" => &self.redeem,
+            "restore" => &self.restore,
+            "clawback" => &self.clawback,
+            "adjust" => &self.adjust,
+            "expire" => &self.expire,
+            _ => return None,
+        })
+    }
+
+    pub fn kind_mut(&mut self, name: &str) -> Option<&mut KindSums> {
+        Some(match name {
+            "earn" => &mut self.earn,
+            "release" => &mut self.release,
+            "redeem" => &mut self.redeem,
+            "restore" => &mut self.restore,
+            "clawback" => &mut self.clawback,
+            "adjust" => &mut self.adjust,
+            "expire" => &mut self.expire,
+            _ => return None,
+        })
+    }
+
+    fn of_kind(&mut self, kind: EntryKind) -> &mut KindSums {
+        match kind {
+            EntryKind::Earn => &mut self.earn,
+            EntryKind::Release => &mut self.release,
+            EntryKind::Redeem => &mut self.redeem,
+            EntryKind::Restore => &mut self.restore,
+            EntryKind::Clawback => &mut self.clawback,
+            EntryKind::Adjust => &mut self.adjust,
+            EntryKind::Expire => &mut self.expire,
+        }
+    }
+
+    /// Adds one entry to its kind's sums.
+    pub fn add_entry(&mut self, entry: &LedgerEntry) {
+        let sums = self.of_kind(entry.kind);
+        let available = entry.available_delta.amount();
+        sums.available += available;
+        sums.pending += entry.pending_delta.amount();
+        sums.debt += entry.debt_delta.amount();
+        if let Some(funding) = &entry.funding {
+            sums.merchant += funding.merchant.amount();
+            sums.partner += funding.partner.amount();
+        }
+        if available > Decimal::ZERO {
+            sums.credited += available;
+        }
+    }
+
+    pub fn add(&mut self, other: &DayFigures) {
+        for name in DayFigures::KINDS {
+            if let (Some(mine), Some(theirs)) = (self.kind_mut(name), other.kind(name)) {
+                mine.add(theirs);
+            }
+        }
+    }
+
+    /// Every non-zero `({kind}_{field}, value)`: what an adapter adds.
+    pub fn nonzero_fields(&self) -> Vec<(String, Decimal)> {
+        let mut fields = Vec::new();
+        for name in DayFigures::KINDS {
+            if let Some(sums) = self.kind(name) {
+                for field in KindSums::FIELDS {
+                    if let Some(value) = sums.get(field).filter(|v| !v.is_zero()) {
+                        fields.push((format!("{name}_{field}"), value));
+                    }
+                }
+            }
+        }
+        fields
+    }
+
+    /// Sets `{kind}_{field}` (as read back from an adapter); false if the
+    /// name is not one of ours.
+    pub fn set_field(&mut self, name: &str, value: Decimal) -> bool {
+        let Some((kind, field)) = name.split_once('_') else {
+            return false;
+        };
+        match self.kind_mut(kind).and_then(|k| k.get_mut(field)) {
+            Some(slot) => {
+                *slot = value;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn is_zero(&self) -> bool {
+        DayFigures::KINDS
+            .iter()
+            .all(|k| self.kind(k).is_none_or(KindSums::is_zero))
+    }
+}
+
+/// What the customer counters need to know of an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AccountStats {
+    pub tier: Option<usize>,
+    pub orders_earned: u32,
+}
+
+impl AccountStats {
+    pub fn of(account: &Account) -> AccountStats {
+        AccountStats {
+            tier: account.tier,
+            orders_earned: account.orders_earned,
+        }
+    }
+}
+
+/// Customer counters of a shop (or changes to them): accounts, customers
+/// who earned on at least one order, on two or more, and accounts by tier
+/// (`"none"` or the tier's index as a string).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerCounts {
+    pub customers: i64,
+    pub earners: i64,
+    pub repeaters: i64,
+    pub tiers: BTreeMap<String, i64>,
+}
+
+impl CustomerCounts {
+    pub fn tier_key(tier: Option<usize>) -> String {
+        tier.map_or_else(|| "none".to_string(), |t| t.to_string())
+    }
+
+    /// The change an account write makes to the counters, from the
+    /// account's state before (None: the account is new) and after.
+    pub fn change(before: Option<AccountStats>, after: &Account) -> CustomerCounts {
+        let after = AccountStats::of(after);
+        let mut change = CustomerCounts::default();
+        let old = before.unwrap_or_default();
+        if before.is_none() {
+            change.customers = 1;
+        }
+        let step = |was: bool, is: bool| i64::from(is) - i64::from(was);
+        change.earners = step(old.orders_earned >= 1, after.orders_earned >= 1);
+        change.repeaters = step(old.orders_earned >= 2, after.orders_earned >= 2);
+        if before.is_none() || old.tier != after.tier {
+            if before.is_some() {
+                *change
+                    .tiers
+                    .entry(CustomerCounts::tier_key(old.tier))
+                    .or_default() -= 1;
+            }
+            *change
+                .tiers
+                .entry(CustomerCounts::tier_key(after.tier))
+                .or_default() += 1;
+        }
+        change
+    }
+
+    pub fn add(&mut self, other: &CustomerCounts) {
+        self.customers += other.customers;
+        self.earners += other.earners;
+        self.repeaters += other.repeaters;
+        for (tier, count) in &other.tiers {
+            *self.tiers.entry(tier.clone()).or_default() += count;
+        }
+    }
+
+    /// Every non-zero `(name, value)`: `customers`, `earners`, `repeaters`, `tier_{key}`.
+    pub fn nonzero_fields(&self) -> Vec<(String, i64)> {
+        let mut fields: Vec<(String, i64)> = [
+            ("customers", self.customers),
+            ("earners", self.earners),
+            ("repeaters", self.repeaters),
+        ]
+        .into_iter()
+        .filter(|(_, v)| *v != 0)
+        .map(|(n, v)| (n.to_string(), v))
+        .collect();
+        for (tier, count) in &self.tiers {
+            if *count != 0 {
+                fields.push((format!("tier_{tier}"), *count));
+            }
+        }
+        fields
+    }
+
+    /// Sets a field read back from an adapter; false if it is not one of ours.
+    pub fn set_field(&mut self, name: &str, value: i64) -> bool {
+        match name {
+            "customers" => self.customers = value,
+            "earners" => self.earners = value,
+            "repeaters" => self.repeaters = value,
+            _ => match name.strip_prefix("tier_") {
+                Some(tier) => {
+                    self.tiers.insert(tier.to_string(), value);
+                }
+                None => return false,
+            },
+        }
+        true
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.nonzero_fields().is_empty()
+    }
+}
+
+/// What one write adds to one aggregate shard: the day figures of its
+/// entries (by the day of each entry) and the change to the counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AggregateChange {
+    pub days: BTreeMap<NaiveDate, DayFigures>,
+    pub counts: CustomerCounts,
+}
+
+/// The aggregate changes of a write, by shard: the one rule both adapters
+/// apply inside `write`, in the same transaction as the entries. `before`
+/// gives an existing account's state as of the version the write expects.
+/// Entries with the same time and id count once (the ledger keeps one).
+pub fn aggregate_changes(
+    writes: &WriteSet,
+    before: impl Fn(&AccountWrite) -> Option<AccountStats>,
+) -> BTreeMap<u32, AggregateChange> {
+    let mut changes: BTreeMap<u32, AggregateChange> = BTreeMap::new();
+    for write in &writes.accounts {
+        let shard = aggregate_shard(&write.account.customer);
+        let change = changes.entry(shard).or_default();
+        let mut seen = std::collections::HashSet::new();
+        for entry in write.entries.iter().rev() {
+            if !seen.insert((entry.at, entry.entry_id.clone())) {
+                continue;
+            }
+            change
+                .days
+                .entry(entry.at.date_naive())
+                .or_default()
+                .add_entry(entry);
+        }
+        let old = if write.expected_version == 0 {
+            None
+        } else {
+            Some(before(write).unwrap_or_default())
+        };
+        change
+            .counts
+            .add(&CustomerCounts::change(old, &write.account));
+    }
+    changes.retain(|_, change| {
+        change.days.retain(|_, figures| !figures.is_zero());
+        !change.days.is_empty() || !change.counts.is_zero()
+    });
+    changes
+}
+
+/// A shop's aggregates: day figures up to a date, and the counters now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShopAggregates {
+    pub days: BTreeMap<NaiveDate, DayFigures>,
+    pub counts: CustomerCounts,
+}
+
+impl ShopAggregates {
+    /// Adds one shard's (or one item's) figures.
+    pub fn add_day(&mut self, day: NaiveDate, figures: &DayFigures) {
+        self.days.entry(day).or_default().add(figures);
+    }
+}
+
+/// The error of a port method an adapter (or a test wrapper written before
+/// it) does not implement: the default bodies keep the port change additive.
+pub(crate) fn unsupported(what: &str) -> StoreError {
+    StoreError::Other(format!("{what} is not supported by this store"))
 }

@@ -122,3 +122,36 @@ pub fn checkpoint_pk(job: &str) -> String {
 pub fn counter_pk(key: &str) -> String {
     format!("COUNTER#{key}")
 }
+
+// ---- Admin API additions: running aggregates, the account index, the catalog.
+
+/// One aggregate shard of a shop: its day items and its counters item.
+pub fn aggregate_pk(shop: &ShopId, shard: u32) -> String {
+    format!("SHOP#{shop}#AGG#{shard}")
+}
+
+/// A day's aggregate item; ISO dates sort as dates.
+pub fn aggregate_day_sk(day: chrono::NaiveDate) -> String {
+    format!("DAY#{}", day.format("%Y-%m-%d"))
+}
+
+/// The counters item of an aggregate shard. "COUNTS" sorts before every
+/// "DAY#...", so one `sk <= DAY#{up_to}` query returns it with the days.
+pub const COUNTS_SK: &str = "COUNTS";
+
+/// The shop's account index partition: one small item per account, written
+/// when the account is created, so exports page through a shop's accounts
+/// without a scan.
+pub fn account_index_pk(shop: &ShopId) -> String {
+    format!("SHOP#{shop}#ACCOUNTS")
+}
+
+pub fn account_index_sk(customer: &CustomerId) -> String {
+    format!("CUST#{customer}")
+}
+
+pub fn product_key(shop: &ShopId, product: &cashback_core::ids::ProductId) -> String {
+    format!("SHOP#{shop}#PRODUCT#{product}")
+}
+
+pub const PRODUCT_SK: &str = "PRODUCT";

@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use cashback_app::store::*;
-use cashback_core::ids::{Code, CustomerId, Email, OrderId, ShopId};
+use cashback_core::ids::{Code, CustomerId, Email, OrderId, ProductId, ShopId};
 use cashback_core::ledger::{Account, LedgerEntry};
 use cashback_core::orders::OrderRecord;
 use cashback_core::program::Program;
@@ -41,6 +41,11 @@ struct Tables {
     due_position: HashMap<(DueKind, String), (String, u32, String)>,
     checkpoints: HashMap<String, String>,
     counters: HashMap<String, (u64, DateTime<Utc>)>,
+    catalog: HashMap<(ShopId, ProductId), CatalogProduct>,
+    /// Running aggregates, kept by `write` as DynamoDB's adapter keeps them
+    /// (the shards are summed here: nothing contends in memory).
+    day_figures: HashMap<(ShopId, NaiveDate), DayFigures>,
+    customer_counts: HashMap<ShopId, CustomerCounts>,
 }
 
 #[derive(Default)]
@@ -175,6 +180,11 @@ impl Store for MemoryStore {
                 result.email_owners.insert(email.clone(), owner.clone());
             }
         }
+        for product in &request.products {
+            if let Some(found) = tables.catalog.get(&(shop.clone(), product.clone())) {
+                result.products.insert(product.clone(), found.clone());
+            }
+        }
         Ok(result)
     }
 
@@ -283,7 +293,28 @@ impl Store for MemoryStore {
             }
         }
 
-        // All conditions hold: apply.
+        // All conditions hold: apply. The aggregates first, while the
+        // accounts are still as the write found them.
+        let changes = aggregate_changes(&writes, |write| {
+            tables
+                .accounts
+                .get(&(shop.clone(), write.account.customer.clone()))
+                .map(|a| AccountStats::of(&a.value))
+        });
+        for change in changes.into_values() {
+            for (day, figures) in change.days {
+                tables
+                    .day_figures
+                    .entry((shop.clone(), day))
+                    .or_default()
+                    .add(&figures);
+            }
+            tables
+                .customer_counts
+                .entry(shop.clone())
+                .or_default()
+                .add(&change.counts);
+        }
         if let Some(guard) = writes.guard {
             tables.guards.insert(
                 keys::guard_key(shop, &guard.key),
@@ -582,6 +613,62 @@ impl Store for MemoryStore {
             .or_insert((0, expires_at));
         counter.0 += 1;
         Ok(counter.0)
+    }
+
+    async fn put_catalog(
+        &self,
+        shop: &ShopId,
+        products: &[CatalogProduct],
+    ) -> Result<(), StoreError> {
+        self.other.fetch_add(1, Ordering::Relaxed);
+        let mut tables = self.lock()?;
+        for product in products {
+            tables
+                .catalog
+                .insert((shop.clone(), product.product_id.clone()), product.clone());
+        }
+        Ok(())
+    }
+
+    async fn aggregates(
+        &self,
+        shop: &ShopId,
+        up_to: NaiveDate,
+    ) -> Result<ShopAggregates, StoreError> {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        let tables = self.lock()?;
+        let mut result = ShopAggregates {
+            counts: tables
+                .customer_counts
+                .get(shop)
+                .cloned()
+                .unwrap_or_default(),
+            ..ShopAggregates::default()
+        };
+        for ((s, day), figures) in &tables.day_figures {
+            if s == shop && *day <= up_to {
+                result.add_day(*day, figures);
+            }
+        }
+        Ok(result)
+    }
+
+    async fn list_accounts(
+        &self,
+        shop: &ShopId,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<Versioned<Account>>, StoreError> {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        let tables = self.lock()?;
+        let mut items: Vec<(String, Versioned<Account>)> = tables
+            .accounts
+            .iter()
+            .filter(|((s, _), _)| s == shop)
+            .map(|((_, customer), account)| (customer.as_str().to_string(), account.clone()))
+            .collect();
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(page(items, cursor, limit.min(100)))
     }
 
     fn request_counts(&self) -> RequestCounts {

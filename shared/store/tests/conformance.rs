@@ -48,4 +48,7 @@ conformance!(
     counters_count_up,
     an_order_history_through_the_store_keeps_every_invariant,
     reads_and_writes_are_one_round_trip_each,
+    the_catalog_is_imported_and_read_with_the_rest_of_a_read,
+    writes_keep_running_aggregates_by_day_with_customer_counters,
+    a_shops_accounts_are_listed_in_pages,
 );

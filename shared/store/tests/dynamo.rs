@@ -922,6 +922,7 @@ async fn a_read_is_one_batch_get_and_a_write_one_transaction() {
                 ],
                 code_owners: vec![code("d")],
                 email_owners: vec![Email::parse("a@example.com").unwrap()],
+                ..ReadRequest::default()
             },
         )
         .await

@@ -170,3 +170,40 @@ pub(crate) fn ledger_item(
     item.insert(DOC.into(), to_doc(entry)?);
     Ok(item)
 }
+
+/// Adds an aggregate item (a day's figures, or a shard's counters) to what
+/// has been read so far. Attributes that are not figures are skipped.
+pub(crate) fn decode_aggregate(
+    item: &Item,
+    into: &mut cashback_app::store::ShopAggregates,
+) -> Result<(), StoreError> {
+    use cashback_app::store::{CustomerCounts, DayFigures};
+    let sk = require_s(item, SK)?;
+    let numbers = item.iter().filter_map(|(name, value)| match value {
+        aws_sdk_dynamodb::types::AttributeValue::N(raw) => Some((name, raw)),
+        _ => None,
+    });
+    if sk == keys::COUNTS_SK {
+        let mut counts = CustomerCounts::default();
+        for (name, raw) in numbers {
+            let value = parse_decimal(raw)
+                .and_then(|d| i64::try_from(d).ok())
+                .ok_or_else(|| corrupt(item, format!("{name} is not a whole number")))?;
+            counts.set_field(name, value);
+        }
+        into.counts.add(&counts);
+        return Ok(());
+    }
+    let day = sk
+        .strip_prefix("DAY#")
+        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .ok_or_else(|| corrupt(item, "an aggregate sort key that is not DAY#yyyy-mm-dd"))?;
+    let mut figures = DayFigures::default();
+    for (name, raw) in numbers {
+        let value =
+            parse_decimal(raw).ok_or_else(|| corrupt(item, format!("{name} is not a decimal")))?;
+        figures.set_field(name, value);
+    }
+    into.add_day(day, &figures);
+    Ok(())
+}

@@ -21,8 +21,9 @@ mod requests;
 pub mod schema;
 mod write;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::types::{
     ConsumedCapacity, Put, ReturnConsumedCapacity, ReturnValue,
@@ -33,7 +34,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use cashback_app::store::*;
 use cashback_core::ids::{CustomerId, ShopId};
-use cashback_core::ledger::LedgerEntry;
+use cashback_core::ledger::{Account, LedgerEntry};
 use cashback_core::program::Program;
 
 use attr::*;
@@ -62,7 +63,21 @@ pub struct DynamoStore {
     counter: RequestCounter,
     /// Capacity units DynamoDB reported, in thousandths (atomics hold integers).
     capacity_milli: Arc<AtomicU64>,
+    /// The tier and earning orders of each account at the latest version
+    /// this store read or wrote: what the customer counters need of the
+    /// state a write replaces (see `write::stats_before`).
+    stats: Arc<Mutex<RememberedStats>>,
 }
+
+/// (shop, customer) -> (version, stats at that version).
+type RememberedStats = HashMap<(ShopId, CustomerId), (u64, AccountStats)>;
+
+/// Accounts whose stats are remembered, at most; past it the memory starts
+/// over (a miss only costs one read).
+const REMEMBERED_ACCOUNTS: usize = 50_000;
+
+/// A catalog import is written in BatchWriteItem requests of 25 (its limit).
+const BATCH_WRITE_ITEMS: usize = 25;
 
 impl DynamoStore {
     /// Uses a client built elsewhere, adding the round-trip counter to it.
@@ -78,7 +93,51 @@ impl DynamoStore {
             table: table_name.into(),
             counter,
             capacity_milli: Arc::new(AtomicU64::new(0)),
+            stats: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    pub(crate) fn remember(
+        &self,
+        shop: &ShopId,
+        customer: &CustomerId,
+        version: u64,
+        stats: AccountStats,
+    ) {
+        if let Ok(mut remembered) = self.stats.lock() {
+            if remembered.len() >= REMEMBERED_ACCOUNTS {
+                remembered.clear();
+            }
+            remembered.insert((shop.clone(), customer.clone()), (version, stats));
+        }
+    }
+
+    pub(crate) fn remember_stats(
+        &self,
+        shop: &ShopId,
+        customer: &CustomerId,
+        account: &Versioned<Account>,
+    ) {
+        self.remember(
+            shop,
+            customer,
+            account.version,
+            AccountStats::of(&account.value),
+        );
+    }
+
+    /// The remembered stats of an account, if remembered at exactly `version`.
+    pub(crate) fn remembered(
+        &self,
+        shop: &ShopId,
+        customer: &CustomerId,
+        version: u64,
+    ) -> Option<AccountStats> {
+        let remembered = self.stats.lock().ok()?;
+        remembered
+            .get(&(shop.clone(), customer.clone()))
+            .filter(|(at, _)| *at == version)
+            .map(|(_, stats)| *stats)
     }
 
     /// Builds the client from a loaded AWS config; `endpoint_url` overrides
@@ -645,5 +704,163 @@ impl Store for DynamoStore {
 
     fn request_counts(&self) -> RequestCounts {
         self.counter.snapshot()
+    }
+
+    /// BatchWriteItem in requests of 25 Puts, each product item written
+    /// whole; keys left unprocessed (throttling) are sent again after a
+    /// backoff. Not atomic across requests: an import retried after a
+    /// failure converges, since every Put replaces its item.
+    #[tracing::instrument(skip(self, products), fields(shop = %shop, products = products.len()), err(level = "info"))]
+    async fn put_catalog(
+        &self,
+        shop: &ShopId,
+        products: &[CatalogProduct],
+    ) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        // One request may not name an item twice: the last of a product wins.
+        let mut unique: HashMap<&cashback_core::ids::ProductId, &CatalogProduct> = HashMap::new();
+        for product in products {
+            unique.insert(&product.product_id, product);
+        }
+        let mut requests = Vec::new();
+        for product in unique.values() {
+            let mut item = key(
+                crate::keys::product_key(shop, &product.product_id),
+                crate::keys::PRODUCT_SK,
+            );
+            item.insert(ENTITY_TYPE.into(), s("PRODUCT"));
+            item.insert(DOC.into(), to_doc(product)?);
+            let put = PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .map_err(|e| StoreError::Other(format!("cannot build PutRequest: {e}")))?;
+            requests.push(WriteRequest::builder().put_request(put).build());
+        }
+        for chunk in requests.chunks(BATCH_WRITE_ITEMS) {
+            let mut pending = chunk.to_vec();
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                if attempt > 0 {
+                    if attempt >= 6 {
+                        return Err(StoreError::Unavailable(format!(
+                            "BatchWriteItem still left {} products unprocessed",
+                            pending.len()
+                        )));
+                    }
+                    tokio::time::sleep(read::backoff(attempt)).await;
+                }
+                attempt += 1;
+                let output = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| from_sdk("BatchWriteItem", e))?;
+                pending = output
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
+            }
+        }
+        Ok(())
+    }
+
+    /// One Query per aggregate shard (`sk <= DAY#{up_to}`, which also
+    /// returns the shard's counters item), following pages.
+    #[tracing::instrument(skip(self), fields(shop = %shop), err(level = "info"))]
+    async fn aggregates(
+        &self,
+        shop: &ShopId,
+        up_to: chrono::NaiveDate,
+    ) -> Result<ShopAggregates, StoreError> {
+        let mut result = ShopAggregates::default();
+        for shard in 0..AGGREGATE_SHARDS {
+            let pk = crate::keys::aggregate_pk(shop, shard);
+            let mut cursor = None;
+            loop {
+                let mut expr = Expr::default();
+                let key_condition = format!(
+                    "{} = {} AND {} <= {}",
+                    expr.name(PK),
+                    expr.value("pk", s(&pk)),
+                    expr.name(SK),
+                    expr.value("upper", s(crate::keys::aggregate_day_sk(up_to))),
+                );
+                let (items, next) = self
+                    .page(
+                        None,
+                        &key_condition,
+                        None,
+                        &expr,
+                        true,
+                        cursor,
+                        1000,
+                        &[PK, SK],
+                        (PK, &pk),
+                    )
+                    .await?;
+                for item in &items {
+                    decode_aggregate(item, &mut result)?;
+                }
+                match next {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+        }
+        Ok(result)
+    }
+
+    /// A page of the account index (Query), then the accounts themselves
+    /// (one BatchGetItem: a page is at most 100, BatchGetItem's limit).
+    #[tracing::instrument(skip(self, cursor), fields(shop = %shop), err(level = "info"))]
+    async fn list_accounts(
+        &self,
+        shop: &ShopId,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<Versioned<Account>>, StoreError> {
+        let pk = crate::keys::account_index_pk(shop);
+        let mut expr = Expr::default();
+        let key_condition = format!("{} = {}", expr.name(PK), expr.value("pk", s(&pk)));
+        let (items, next) = self
+            .page(
+                None,
+                &key_condition,
+                None,
+                &expr,
+                true,
+                cursor,
+                limit.clamp(1, 100),
+                &[PK, SK],
+                (PK, &pk),
+            )
+            .await?;
+        let customers = items
+            .iter()
+            .map(decode_customer)
+            .collect::<Result<Vec<_>, _>>()?;
+        if customers.is_empty() {
+            return Ok(Page {
+                items: Vec::new(),
+                next,
+            });
+        }
+        let keys = customers
+            .iter()
+            .map(|c| key(crate::keys::account_key(shop, c), crate::keys::ACCOUNT_SK))
+            .collect();
+        let mut found: HashMap<CustomerId, Versioned<Account>> = HashMap::new();
+        for item in self.batch_get(keys).await? {
+            let account = decode_account(&item)?;
+            found.insert(account.value.customer.clone(), account);
+        }
+        let accounts = customers.iter().filter_map(|c| found.remove(c)).collect();
+        Ok(Page {
+            items: accounts,
+            next,
+        })
     }
 }

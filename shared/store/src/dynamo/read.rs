@@ -16,7 +16,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::{KeysAndAttributes, ReturnConsumedCapacity};
 
 use cashback_app::store::{ReadRequest, ReadResult, StoreError, UsageKey};
-use cashback_core::ids::{Code, CustomerId, Email, ShopId};
+use cashback_core::ids::{Code, CustomerId, Email, ProductId, ShopId};
 
 use super::attr::*;
 use super::errors::from_sdk;
@@ -38,6 +38,7 @@ enum Target {
     CouponUse(Code, UsageKey),
     CodeOwner(Code),
     EmailOwner(Email),
+    Product(ProductId),
 }
 
 fn targets(shop: &ShopId, request: &ReadRequest) -> Vec<((String, String), Target)> {
@@ -79,6 +80,15 @@ fn targets(shop: &ShopId, request: &ReadRequest) -> Vec<((String, String), Targe
         wanted.push((
             (keys::email_key(shop, email), keys::EMAIL_SK.to_string()),
             Target::EmailOwner(email.clone()),
+        ));
+    }
+    for product in &request.products {
+        wanted.push((
+            (
+                keys::product_key(shop, product),
+                keys::PRODUCT_SK.to_string(),
+            ),
+            Target::Product(product.clone()),
         ));
     }
     wanted
@@ -124,11 +134,14 @@ impl DynamoStore {
                 }
             }
         }
+        for (customer, account) in &result.accounts {
+            self.remember_stats(shop, customer, account);
+        }
         Ok(result)
     }
 
     /// One BatchGetItem, asked again for whatever comes back unprocessed.
-    async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+    pub(crate) async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
         let mut pending = keys;
         for attempt in 0..MAX_ATTEMPTS {
@@ -208,6 +221,9 @@ fn apply(result: &mut ReadResult, target: &Target, item: &Item) -> Result<(), St
             result
                 .email_owners
                 .insert(email.clone(), decode_customer(item)?);
+        }
+        Target::Product(product) => {
+            result.products.insert(product.clone(), get_doc(item)?);
         }
     }
     Ok(())

@@ -20,7 +20,7 @@
 //! operation per item per transaction (duplicates are merged or refused),
 //! 4 MB per transaction and 400 KB per item (docs are small JSON).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::types::{
     CancellationReason, Delete, Put, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure,
@@ -477,10 +477,91 @@ fn coupon_items(
     Ok(())
 }
 
+/// The running aggregates a write adds to (docs/reports.md): per shard, one
+/// `ADD` per day item its entries fall on, and one to the counters item
+/// when the write changes a counter. Unconditional: they ride on the
+/// transaction's other conditions, so a refused or duplicate write adds
+/// nothing. An account's creation also puts its account index item.
+fn aggregate_items(
+    table: &str,
+    shop: &ShopId,
+    writes: &WriteSet,
+    before: &HashMap<CustomerId, AccountStats>,
+    plan: &mut Plan,
+) -> Result<(), StoreError> {
+    let changes = aggregate_changes(writes, |write| before.get(&write.account.customer).copied());
+    for (shard, change) in changes {
+        let pk = keys::aggregate_pk(shop, shard);
+        let mut targets: Vec<(String, Vec<(String, AttributeValueOf)>)> = Vec::new();
+        for (day, figures) in &change.days {
+            let fields = figures
+                .nonzero_fields()
+                .into_iter()
+                .map(|(name, value)| (name, AttributeValueOf::Decimal(value)))
+                .collect();
+            targets.push((keys::aggregate_day_sk(*day), fields));
+        }
+        let counts: Vec<(String, AttributeValueOf)> = change
+            .counts
+            .nonzero_fields()
+            .into_iter()
+            .map(|(name, value)| (name, AttributeValueOf::Int(value)))
+            .collect();
+        if !counts.is_empty() {
+            targets.push((keys::COUNTS_SK.to_string(), counts));
+        }
+        for (sk, fields) in targets {
+            let mut expr = Expr::default();
+            let mut adds = Vec::new();
+            for (n, (name, value)) in fields.into_iter().enumerate() {
+                let value = match value {
+                    AttributeValueOf::Decimal(d) => n_decimal(d),
+                    AttributeValueOf::Int(i) => n_i64(i),
+                };
+                adds.push(format!(
+                    "{} {}",
+                    expr.name(&name),
+                    expr.value(&format!("v{n}"), value)
+                ));
+            }
+            let expression = format!(
+                "SET {} = {}, {} = {} ADD {}",
+                expr.name(ENTITY_TYPE),
+                expr.value("entity", s("AGGREGATE")),
+                expr.name(SHOP),
+                expr.value("shop", s(shop.as_str())),
+                adds.join(", ")
+            );
+            plan.push(
+                update(table, key(&pk, sk), expression, None, &expr)?,
+                Role::Plain,
+            );
+        }
+    }
+    for write in writes.accounts.iter().filter(|w| w.expected_version == 0) {
+        let customer = &write.account.customer;
+        let mut item = key(
+            keys::account_index_pk(shop),
+            keys::account_index_sk(customer),
+        );
+        item.insert(ENTITY_TYPE.into(), s("ACCOUNT_INDEX"));
+        item.insert(CUSTOMER.into(), s(customer.as_str()));
+        plan.push(put(table, item, None, &Expr::default())?, Role::Plain);
+    }
+    Ok(())
+}
+
+/// A number to ADD: money sums are decimals, counters whole numbers.
+enum AttributeValueOf {
+    Decimal(Decimal),
+    Int(i64),
+}
+
 fn plan(
     table: &str,
     shop: &ShopId,
     writes: &WriteSet,
+    before: &HashMap<CustomerId, AccountStats>,
     now: DateTime<Utc>,
 ) -> Result<Plan, StoreError> {
     let mut plan = Plan::default();
@@ -540,6 +621,7 @@ fn plan(
         order_item(table, shop, order, &mut plan)?;
     }
     coupon_items(table, shop, &writes.coupon_uses, &mut plan)?;
+    aggregate_items(table, shop, writes, before, &mut plan)?;
     Ok(plan)
 }
 
@@ -630,7 +712,8 @@ impl DynamoStore {
         shop: &ShopId,
         writes: WriteSet,
     ) -> Result<WriteOutcome, StoreError> {
-        let plan = plan(&self.table, shop, &writes, Utc::now())?;
+        let before = self.stats_before(shop, &writes).await?;
+        let plan = plan(&self.table, shop, &writes, &before, Utc::now())?;
         if plan.items.is_empty() {
             return Ok(WriteOutcome::Committed);
         }
@@ -655,6 +738,14 @@ impl DynamoStore {
             Ok(output) => {
                 self.record_capacity(output.consumed_capacity());
                 tracing::debug!(items, "transaction committed");
+                for write in &writes.accounts {
+                    self.remember(
+                        shop,
+                        &write.account.customer,
+                        write.expected_version + 1,
+                        AccountStats::of(&write.account),
+                    );
+                }
                 Ok(WriteOutcome::Committed)
             }
             Err(error) => {
@@ -683,6 +774,44 @@ impl DynamoStore {
                 }
             }
         }
+    }
+
+    /// Each existing account's tier and earning orders as of the version the
+    /// write expects, for the customer counters. Normally remembered from
+    /// the read that decided the write (no request); otherwise read here,
+    /// in one BatchGetItem. If that read finds another version, the
+    /// transaction's version condition refuses the write anyway, so the
+    /// counters can never be moved from a state the account was not in.
+    async fn stats_before(
+        &self,
+        shop: &ShopId,
+        writes: &WriteSet,
+    ) -> Result<HashMap<CustomerId, AccountStats>, StoreError> {
+        let mut before = HashMap::new();
+        let mut missing = Vec::new();
+        for write in writes.accounts.iter().filter(|w| w.expected_version > 0) {
+            let customer = &write.account.customer;
+            match self.remembered(shop, customer, write.expected_version) {
+                Some(stats) => {
+                    before.insert(customer.clone(), stats);
+                }
+                None => missing.push(customer.clone()),
+            }
+        }
+        if !missing.is_empty() {
+            let keys = missing
+                .iter()
+                .map(|c| key(keys::account_key(shop, c), keys::ACCOUNT_SK))
+                .collect();
+            for item in self.batch_get(keys).await? {
+                let account = decode_account(&item)?;
+                before.insert(
+                    account.value.customer.clone(),
+                    AccountStats::of(&account.value),
+                );
+            }
+        }
+        Ok(before)
     }
 
     async fn guard_response(

@@ -214,12 +214,14 @@ pub async fn reading_what_was_never_written_finds_nothing(store: &dyn Store) {
                     Code::parse("none").unwrap(),
                     UsageKey::Customer(customer("nobody")),
                 )],
+                products: vec![ProductId::parse("none").unwrap()],
             },
         )
         .await
         .unwrap();
     assert!(result.order.is_none() && result.accounts.is_empty() && result.coupons.is_empty());
     assert!(result.code_owners.is_empty() && result.email_owners.is_empty());
+    assert!(result.products.is_empty());
     assert_eq!(result.coupon_uses.values().copied().sum::<u32>(), 0);
     assert!(store.get_shop(&shop()).await.unwrap().is_none());
     assert!(store.get_program(&shop()).await.unwrap().is_none());
@@ -1063,4 +1065,214 @@ pub async fn reads_and_writes_are_one_round_trip_each(store: &dyn Store) {
     assert_eq!(after.reads - before.reads, 1);
     assert_eq!(after.writes - before.writes, 1);
     assert_eq!(after.total() - before.total(), 2);
+}
+
+// ------------------------------------------------- admin API additions
+
+fn catalog_product(id: &str, collections: &[&str], compare_at: Option<&str>) -> CatalogProduct {
+    CatalogProduct {
+        product_id: ProductId::parse(id).unwrap(),
+        collection_ids: collections
+            .iter()
+            .map(|c| CollectionId::parse(c).unwrap())
+            .collect(),
+        compare_at_price: compare_at.map(usd),
+    }
+}
+
+pub async fn the_catalog_is_imported_and_read_with_the_rest_of_a_read(store: &dyn Store) {
+    store
+        .put_catalog(
+            &shop(),
+            &[
+                catalog_product("p-1", &["c-1"], None),
+                catalog_product("p-2", &["c-2", "c-3"], Some("30.00")),
+                // The last of a product in one import wins.
+                catalog_product("p-1", &["sale"], Some("9.99")),
+            ],
+        )
+        .await
+        .unwrap();
+    let product = |id: &str| ProductId::parse(id).unwrap();
+    let before = store.request_counts();
+    let read = store
+        .read(
+            &shop(),
+            &ReadRequest {
+                accounts: vec![customer("ann")],
+                products: vec![product("p-1"), product("p-2"), product("p-9")],
+                ..ReadRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.request_counts().reads - before.reads, 1);
+    assert_eq!(read.products.len(), 2);
+    assert_eq!(
+        read.products[&product("p-1")],
+        catalog_product("p-1", &["sale"], Some("9.99"))
+    );
+    assert_eq!(
+        read.products[&product("p-2")],
+        catalog_product("p-2", &["c-2", "c-3"], Some("30.00"))
+    );
+    // A later import replaces a product whole.
+    store
+        .put_catalog(&shop(), &[catalog_product("p-2", &[], None)])
+        .await
+        .unwrap();
+    let read = store
+        .read(
+            &shop(),
+            &ReadRequest {
+                products: vec![product("p-2")],
+                ..ReadRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        read.products[&product("p-2")],
+        catalog_product("p-2", &[], None)
+    );
+    // Another shop sees nothing of it.
+    let other = ShopId::parse("other.myshopify.com").unwrap();
+    let read = store
+        .read(
+            &other,
+            &ReadRequest {
+                products: vec![product("p-2")],
+                ..ReadRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(read.products.is_empty());
+}
+
+pub async fn writes_keep_running_aggregates_by_day_with_customer_counters(store: &dyn Store) {
+    let mut program = program();
+    program.tiers = vec![cashback_core::program::Tier {
+        name: "silver".into(),
+        min_lifetime_spend: dec!(100),
+        percent: dec!(10),
+    }];
+    let day_1 = t0();
+    let day_2 = t0() + Duration::days(1);
+    let refund = cashback_core::order::OrderEvent::Refunded(cashback_core::order::Refund {
+        refund_id: RefundId::parse("r-1").unwrap(),
+        order_id: OrderId::parse("o-1").unwrap(),
+        basis: cashback_core::order::RefundBasis::Amount {
+            amount: usd("30.00"),
+        },
+        occurred_at: day_1,
+    });
+    let history = [
+        (paid("o-1", "ann", "120.00", day_1), "ann", day_1),
+        (refund, "ann", day_1),
+        (paid("o-2", "bob", "50.00", day_2), "bob", day_2),
+        (paid("o-3", "bob", "20.00", day_2), "bob", day_2),
+    ];
+    for (event, who, at) in &history {
+        assert_eq!(
+            apply_through(store, event, who, &program, *at).await,
+            WriteOutcome::Committed
+        );
+        // Duplicates add nothing.
+        assert!(matches!(
+            apply_through(store, event, who, &program, *at).await,
+            WriteOutcome::Duplicate { .. }
+        ));
+    }
+    let cy = seeded(store, "cy", "7.00").await;
+    // A refused write adds nothing either.
+    let mut stale = cy.value.clone();
+    let applied = stale
+        .adjust(usd("1.00"), "x", "stale", &program, day_1)
+        .unwrap();
+    let refused = store
+        .write(
+            &shop(),
+            WriteSet {
+                accounts: vec![AccountWrite {
+                    account: stale,
+                    expected_version: cy.version + 5,
+                    entries: applied.entries,
+                    reminder_due_at: None,
+                    code_change: None,
+                }],
+                ..WriteSet::default()
+            },
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+
+    let all = store.aggregates(&shop(), day_2.date_naive()).await.unwrap();
+    assert_eq!(all.days.len(), 2);
+    let first = &all.days[&day_1.date_naive()];
+    assert_eq!(first.earn.pending, dec!(12.00));
+    assert_eq!(first.earn.merchant, dec!(12.00));
+    assert_eq!(first.earn.partner, dec!(0));
+    assert_eq!(first.clawback.pending, dec!(-3.00));
+    assert_eq!(first.clawback.merchant, dec!(-3.00));
+    assert_eq!(first.adjust.available, dec!(7.00));
+    assert_eq!(first.adjust.credited, dec!(7.00));
+    assert!(first.release.is_zero() && first.expire.is_zero());
+    let second = &all.days[&day_2.date_naive()];
+    assert_eq!(second.earn.pending, dec!(7.00));
+    assert!(second.clawback.is_zero() && second.adjust.is_zero());
+
+    let counts = &all.counts;
+    assert_eq!(
+        (counts.customers, counts.earners, counts.repeaters),
+        (3, 2, 1)
+    );
+    // Ann reached silver, then her refund took her back below it.
+    assert_eq!(counts.tiers.get("none").copied(), Some(3));
+    assert_eq!(counts.tiers.get("0").copied().unwrap_or(0), 0);
+
+    // Up to the first day: the second is left out; the counters are now's.
+    let early = store.aggregates(&shop(), day_1.date_naive()).await.unwrap();
+    assert_eq!(early.days.len(), 1);
+    assert_eq!(early.counts.customers, 3);
+    let other = ShopId::parse("other.myshopify.com").unwrap();
+    let none = store.aggregates(&other, day_2.date_naive()).await.unwrap();
+    assert!(none.days.is_empty() && none.counts.customers == 0);
+}
+
+pub async fn a_shops_accounts_are_listed_in_pages(store: &dyn Store) {
+    for id in ["e", "a", "d", "b", "c"] {
+        seeded(store, id, "1.00").await;
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let page = store.list_accounts(&shop(), cursor, 2).await.unwrap();
+        pages += 1;
+        assert!(page.items.len() <= 2);
+        seen.extend(
+            page.items
+                .iter()
+                .map(|a| (a.value.customer.as_str().to_string(), a.version)),
+        );
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let ids: Vec<&str> = seen.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "c", "d", "e"]);
+    assert!(seen.iter().all(|(_, version)| *version == 1));
+    let other = ShopId::parse("other.myshopify.com").unwrap();
+    assert!(store
+        .list_accounts(&other, None, 10)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
 }

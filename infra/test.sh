@@ -24,3 +24,6 @@ moto_start
 trap moto_stop EXIT
 # With REQUIRE_MOTO=1 a moto-backed test fails instead of skipping.
 REQUIRE_MOTO=1 cargo test --workspace --locked
+
+echo "== cargo lambda: watch and invoke, one order end to end (moto)"
+bash infra/lambda-e2e.sh

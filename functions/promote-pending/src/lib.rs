@@ -19,7 +19,7 @@
 //! | `CASHBACK_JOB_MARGIN_SECONDS` | stop this long before the Lambda's deadline | 15 |
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::{Diagnostic, LambdaEvent};
@@ -144,12 +144,9 @@ impl From<HandlerError> for Diagnostic {
 /// When the job must stop: the invocation's deadline (epoch milliseconds)
 /// less the margin, on the job's clock.
 pub fn job_deadline(deps: &Deps, deadline_epoch_ms: u64) -> tokio::time::Instant {
-    let deadline = UNIX_EPOCH + Duration::from_millis(deadline_epoch_ms);
     // The one wall-clock read: turning the runtime's deadline into time left.
-    let left = deadline
-        .duration_since(SystemTime::now())
-        .unwrap_or(Duration::ZERO)
-        .saturating_sub(deps.margin);
+    let left =
+        cashback_edge::deadline::time_left(deadline_epoch_ms, SystemTime::now(), deps.margin);
     deps.clock.now() + left
 }
 

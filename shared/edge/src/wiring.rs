@@ -88,7 +88,11 @@ pub async fn store_from_env() -> Result<Arc<dyn Store>, WiringError> {
     });
     match choice.as_str() {
         "memory" => Ok(Arc::new(MemoryStore::new())),
-        "dynamodb" => Ok(Arc::new(DynamoStore::from_env().await.map_err(|e| WiringError::Store(e.to_string()))?)),
+        "dynamodb" => Ok(Arc::new(
+            DynamoStore::from_env()
+                .await
+                .map_err(|e| WiringError::Store(e.to_string()))?,
+        )),
         other => Err(WiringError::Variable {
             name: "CASHBACK_STORE",
             message: format!("{other:?} is not a store (memory or dynamodb)"),

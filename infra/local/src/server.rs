@@ -1,0 +1,205 @@
+//! One process on 127.0.0.1 that serves every HTTP function's router, runs
+//! the scheduled jobs on a timer, and adds a few local-only routes:
+//!
+//! | route | what it does |
+//! | --- | --- |
+//! | `GET /_local/health` | the server's clock and store |
+//! | `POST /_local/jobs/{promote,reminders}?as_of=RFC3339` | runs a job now, or as of a later time (the clock moves there) |
+//! | `POST /_local/clock?advance_days=N` | moves the clock forward |
+//! | `GET /_local/outbox` | the emails written so far |
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Duration, Utc};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use cashback_app::jobs::promote::promote_due;
+use cashback_app::jobs::reminders::send_reminders;
+use cashback_app::jobs::{JobConfig, TokioClock};
+use cashback_app::Context;
+use order_webhook::secrets::{EnvAndSsm, FixedSecrets, SecretCache, SecretSource};
+use order_webhook::WebhookState;
+
+use crate::clock::VirtualClock;
+use crate::seed::{DEMO_WEBHOOK_SECRET, DEMO_WEBHOOK_SECRET_REF};
+
+#[derive(Clone)]
+pub struct Local {
+    pub ctx: Context,
+    pub clock: Arc<VirtualClock>,
+    pub outbox: PathBuf,
+    pub store_name: String,
+}
+
+/// Every router of the bundle, plus the local routes.
+pub fn app(local: Local) -> Router {
+    // The demo shop's development secret is built in; other shops' secrets
+    // come from the environment (env:NAME) as on Lambda.
+    let secrets: Arc<dyn SecretSource> = Arc::new(LocalSecrets {
+        demo: FixedSecrets::new([(DEMO_WEBHOOK_SECRET_REF, DEMO_WEBHOOK_SECRET)]),
+        env: EnvAndSsm::new(),
+    });
+    let clock = local.clock.clone();
+    let webhook = WebhookState::new(local.ctx.clone(), Arc::new(SecretCache::new(secrets, 60)))
+        .with_clock(Arc::new(move || clock.now()));
+    let local_routes = Router::new()
+        .route("/_local/health", get(health))
+        .route("/_local/jobs/{job}", post(run_job_route))
+        .route("/_local/clock", post(advance_clock))
+        .route("/_local/outbox", get(outbox))
+        .with_state(local.clone());
+    Router::new()
+        .merge(order_webhook::router(webhook))
+        .merge(coupon_validate::router(local.ctx.clone()))
+        .merge(customer_api::router(local.ctx.clone()))
+        .merge(local_routes)
+}
+
+struct LocalSecrets {
+    demo: FixedSecrets,
+    env: EnvAndSsm,
+}
+
+#[async_trait::async_trait]
+impl SecretSource for LocalSecrets {
+    async fn fetch(
+        &self,
+        reference: &order_webhook::secrets::SecretRef,
+    ) -> Result<String, order_webhook::secrets::SecretError> {
+        match self.demo.fetch(reference).await {
+            Ok(secret) => Ok(secret),
+            Err(_) => self.env.fetch(reference).await,
+        }
+    }
+}
+
+async fn health(State(local): State<Local>) -> Json<serde_json::Value> {
+    Json(
+        json!({"status": "ok", "now": local.clock.now(), "store": local.store_name, "outbox": local.outbox}),
+    )
+}
+
+#[derive(Deserialize)]
+struct AsOf {
+    as_of: Option<DateTime<Utc>>,
+}
+
+/// The scheduled jobs, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    Promote,
+    Reminders,
+}
+
+impl Job {
+    pub fn parse(name: &str) -> Option<Job> {
+        match name {
+            "promote" | "promote-pending" => Some(Job::Promote),
+            "reminders" | "send-reminders" => Some(Job::Reminders),
+            _ => None,
+        }
+    }
+}
+
+/// Runs one job at `now` with a minute to finish; returns its summary.
+pub async fn run_job(
+    ctx: &Context,
+    job: Job,
+    now: DateTime<Utc>,
+) -> Result<serde_json::Value, String> {
+    let config = JobConfig {
+        finish_reserve: StdDuration::from_millis(200),
+        ..JobConfig::default()
+    };
+    let deadline = Instant::now() + StdDuration::from_secs(60);
+    let summary = match job {
+        Job::Promote => promote_due(ctx, &TokioClock, &config, now, deadline)
+            .await
+            .map(|o| serde_json::to_value(o).unwrap_or_default()),
+        Job::Reminders => send_reminders(ctx, &TokioClock, &config, now, deadline)
+            .await
+            .map(|o| serde_json::to_value(o).unwrap_or_default()),
+    };
+    summary.map_err(|e| e.to_string())
+}
+
+async fn run_job_route(
+    State(local): State<Local>,
+    Path(name): Path<String>,
+    Query(as_of): Query<AsOf>,
+) -> Response {
+    let Some(job) = Job::parse(&name) else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": {"code": "unknown_job", "message": "jobs: promote, reminders"}})),
+        )
+            .into_response();
+    };
+    let now = match as_of.as_of {
+        Some(at) => local.clock.advance_to(at),
+        None => local.clock.now(),
+    };
+    match run_job(&local.ctx, job, now).await {
+        Ok(summary) => Json(json!({"job": name, "as_of": now, "summary": summary})).into_response(),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": {"code": "job_failed", "message": error}})),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct Advance {
+    advance_days: Option<i64>,
+    advance_hours: Option<i64>,
+}
+
+async fn advance_clock(
+    State(local): State<Local>,
+    Query(advance): Query<Advance>,
+) -> Json<serde_json::Value> {
+    let by = Duration::days(advance.advance_days.unwrap_or(0))
+        + Duration::hours(advance.advance_hours.unwrap_or(0));
+    Json(json!({"now": local.clock.advance_by(by)}))
+}
+
+async fn outbox(State(local): State<Local>) -> Json<serde_json::Value> {
+    let mut files = Vec::new();
+    if let Ok(mut entries) = tokio::fs::read_dir(&local.outbox).await {
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.ends_with(".eml") {
+                files.push(name);
+            }
+        }
+    }
+    files.sort();
+    Json(json!({"dir": local.outbox, "emails": files}))
+}
+
+/// Runs both jobs every `every`, at the server's clock, until the process ends.
+pub fn spawn_job_timer(local: Local, every: StdDuration) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        loop {
+            ticker.tick().await;
+            for job in [Job::Promote, Job::Reminders] {
+                match run_job(&local.ctx, job, local.clock.now()).await {
+                    Ok(summary) => info!(?job, %summary, "scheduled job ran"),
+                    Err(error) => warn!(?job, %error, "scheduled job failed"),
+                }
+            }
+        }
+    });
+}

@@ -11,6 +11,7 @@
 //! - [`notices`]: which emails a change calls for; signed unsubscribe links.
 //! - [`error`]: the use cases' errors.
 
+pub mod admin;
 pub mod checkout;
 pub mod context;
 pub mod error;

@@ -133,7 +133,6 @@ async fn faulty_run(
     history: &History,
     seed: u64,
     duplicates: &[usize],
-    totals: &mut Totals,
 ) -> (
     Vec<(
         String,
@@ -144,7 +143,9 @@ async fn faulty_run(
     Arc<MemoryStore>,
     Arc<KeptNotifier>,
     Arc<FaultyStore>,
+    Totals,
 ) {
+    let mut totals = Totals::default();
     let memory = Arc::new(MemoryStore::new());
     let program = program(history.immediate);
     open_shop(memory.as_ref(), &program).await;
@@ -201,6 +202,7 @@ async fn faulty_run(
         memory,
         notifier,
         faulty,
+        totals,
     )
 }
 
@@ -231,8 +233,14 @@ fn faulty_deliveries_retried_as_shopify_does_end_as_one_clean_delivery() {
             runtime.block_on(async {
                 totals.borrow_mut().histories += 1;
                 let clean = clean_run(&history).await;
-                let (faulty, memory, notifier, store) =
-                    faulty_run(&history, seed, &duplicates, &mut totals.borrow_mut()).await;
+                let (faulty, memory, notifier, store, run) =
+                    faulty_run(&history, seed, &duplicates).await;
+                {
+                    let mut totals = totals.borrow_mut();
+                    totals.deliveries += run.deliveries;
+                    totals.failed_deliveries += run.failed_deliveries;
+                    totals.reprocessed += run.reprocessed;
+                }
                 prop_assert_eq!(
                     &faulty,
                     &clean,

@@ -1,166 +1,31 @@
 //! The send-reminders Lambda: an EventBridge schedule (hourly) runs
 //! [`cashback_app::jobs::reminders::send_reminders`], which sends each due
 //! position of the reminder series once, no faster than the configured
-//! send rate, backing off when SES throttles.
-//!
-//! "Now" is the event's `time`, never the clock, so replaying an event
-//! replays that moment. The job stops at the invocation's deadline less a
-//! safety margin, leaving the rest to the next run. Errors become the
-//! runtime's `Diagnostic` with an `error_type` that says whether retrying
-//! can help (`Retryable.*`) or not (`NonRetryable.*`).
-//!
-//! | variable | meaning | default |
-//! | --- | --- | --- |
-//! | see `cashback_edge::wiring` | store, mail, links | |
-//! | `CASHBACK_SEND_RATE` | emails per second this job may send (its share of SES's `MaxSendRate`) | unpaced |
-//! | `CASHBACK_JOB_PAGE_SIZE` | due items per query | 100 |
-//! | `CASHBACK_JOB_LOOKBACK_HOURS` | how far back a run with no checkpoint looks | 168 |
-//! | `CASHBACK_JOB_SETTLE_MINUTES` | how old a bucket must be to be checkpointed | 120 |
-//! | `CASHBACK_JOB_MARGIN_SECONDS` | stop this long before the Lambda's deadline | 15 |
-
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+//! send rate, backing off when SES throttles. Settings, deadline and errors:
+//! [`cashback_edge::scheduled`].
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use lambda_runtime::{Diagnostic, LambdaEvent};
-use tracing::error;
+use lambda_runtime::LambdaEvent;
 
 use cashback_app::jobs::reminders::{send_reminders, RemindersOutcome};
-use cashback_app::jobs::{Clock, JobConfig, JobError, TokioClock};
-use cashback_app::Context;
 
-/// Built once per container, outside the handler.
-pub struct Deps {
-    pub ctx: Context,
-    pub config: JobConfig,
-    pub clock: Arc<dyn Clock>,
-    /// Time kept back from the invocation's deadline for the summary log
-    /// and the response (a send in flight is bounded by its own timeout).
-    pub margin: Duration,
-}
-
-pub const DEFAULT_MARGIN: Duration = Duration::from_secs(15);
-
-/// A setting in the environment is not usable.
-#[derive(Debug, thiserror::Error)]
-#[error("{name}: {message}")]
-pub struct ConfigError {
-    pub name: &'static str,
-    pub message: String,
-}
-
-impl Deps {
-    pub fn new(ctx: Context, config: JobConfig) -> Deps {
-        Deps {
-            ctx,
-            config,
-            clock: Arc::new(TokioClock),
-            margin: DEFAULT_MARGIN,
-        }
-    }
-
-    /// The job's settings from the environment (see the module doc).
-    pub fn from_env(ctx: Context) -> Result<Deps, ConfigError> {
-        let mut deps = Deps::new(ctx, job_config_from_env()?);
-        if let Some(seconds) = env_number::<u64>("CASHBACK_JOB_MARGIN_SECONDS")? {
-            deps.margin = Duration::from_secs(seconds);
-        }
-        Ok(deps)
-    }
-}
-
-fn env_number<T: std::str::FromStr>(name: &'static str) -> Result<Option<T>, ConfigError> {
-    match std::env::var(name).ok().map(|v| v.trim().to_string()) {
-        None => Ok(None),
-        Some(value) if value.is_empty() => Ok(None),
-        Some(value) => value.parse::<T>().map(Some).map_err(|_| ConfigError {
-            name,
-            message: format!("{value:?} is not a number"),
-        }),
-    }
-}
-
-/// `JobConfig` with the environment's overrides.
-pub fn job_config_from_env() -> Result<JobConfig, ConfigError> {
-    let mut config = JobConfig::default();
-    if let Some(rate) = env_number::<f64>("CASHBACK_SEND_RATE")? {
-        if !(rate.is_finite() && rate > 0.0) {
-            return Err(ConfigError {
-                name: "CASHBACK_SEND_RATE",
-                message: "must be a positive number of emails per second".into(),
-            });
-        }
-        config.send_rate = Some(rate);
-    }
-    if let Some(size) = env_number::<u32>("CASHBACK_JOB_PAGE_SIZE")? {
-        config.page_size = size.clamp(1, 1000);
-    }
-    if let Some(hours) = env_number::<i64>("CASHBACK_JOB_LOOKBACK_HOURS")? {
-        config.lookback = chrono::Duration::hours(hours.clamp(1, 24 * 366));
-    }
-    if let Some(minutes) = env_number::<i64>("CASHBACK_JOB_SETTLE_MINUTES")? {
-        config.settle = chrono::Duration::minutes(minutes.clamp(0, 24 * 60));
-    }
-    Ok(config)
-}
-
-/// Why an invocation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum HandlerError {
-    /// A schedule's event always has a time; without one there is no "now".
-    #[error("the scheduled event has no time")]
-    MissingTime,
-    #[error(transparent)]
-    Job(#[from] JobError),
-}
-
-impl HandlerError {
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            HandlerError::MissingTime => false,
-            HandlerError::Job(error) => error.is_retryable(),
-        }
-    }
-}
-
-impl From<HandlerError> for Diagnostic {
-    fn from(error: HandlerError) -> Diagnostic {
-        let kind = match &error {
-            HandlerError::MissingTime => "MissingTime",
-            HandlerError::Job(_) => "Store",
-        };
-        let class = if error.is_retryable() {
-            "Retryable"
-        } else {
-            "NonRetryable"
-        };
-        Diagnostic {
-            error_type: format!("{class}.{kind}"),
-            error_message: error.to_string(),
-        }
-    }
-}
-
-/// When the job must stop: the invocation's deadline (epoch milliseconds)
-/// less the margin, on the job's clock.
-pub fn job_deadline(deps: &Deps, deadline_epoch_ms: u64) -> tokio::time::Instant {
-    // The one wall-clock read: turning the runtime's deadline into time left.
-    let left =
-        cashback_edge::deadline::time_left(deadline_epoch_ms, SystemTime::now(), deps.margin);
-    deps.clock.now() + left
-}
+pub use cashback_edge::scheduled::{
+    job_config_from_env, job_deadline, ConfigError, Deps, HandlerError, DEFAULT_MARGIN,
+};
 
 /// One scheduled run.
 pub async fn function_handler(
     deps: &Deps,
     event: LambdaEvent<EventBridgeEvent>,
 ) -> Result<RemindersOutcome, HandlerError> {
-    let now = event.payload.time.ok_or(HandlerError::MissingTime)?;
-    let deadline = job_deadline(deps, event.context.deadline);
-    send_reminders(&deps.ctx, deps.clock.as_ref(), &deps.config, now, deadline)
-        .await
-        .map_err(|error| {
-            error!(%error, retryable = error.is_retryable(), "reminders run failed");
-            HandlerError::Job(error)
-        })
+    let run = deps.run_of(&event)?;
+    send_reminders(
+        &deps.ctx,
+        deps.clock.as_ref(),
+        &deps.config,
+        run.now,
+        run.deadline,
+    )
+    .await
+    .map_err(|error| cashback_edge::scheduled::failed("send-reminders", error))
 }

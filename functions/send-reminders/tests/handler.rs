@@ -1,6 +1,8 @@
 //! The handler as the runtime calls it: reminders in the outbox and through
 //! SES on moto, errors as the runtime's Diagnostic, DynamoDB round trips.
 
+// The same world as promote-pending's tests: one support for both jobs.
+#[path = "../../promote-pending/tests/support/mod.rs"]
 mod support;
 
 use std::sync::Arc;

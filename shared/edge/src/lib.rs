@@ -7,11 +7,13 @@
 //! - [`telemetry`]: JSON logs through tracing.
 //! - [`wiring`]: the store, notifier and configuration from environment variables.
 //! - [`auth`]: API keys (stored hashed) and the admin token.
+//! - [`scheduled`]: what the scheduled functions share (settings, now, deadline, errors).
 //! - [`deadline`]: time left in an invocation, from the runtime's deadline.
 
 pub mod auth;
 pub mod deadline;
 pub mod error;
+pub mod scheduled;
 pub mod telemetry;
 pub mod wiring;
 

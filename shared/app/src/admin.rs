@@ -1053,6 +1053,12 @@ pub struct Report {
     pub repeat_purchase_rate: Option<Decimal>,
 }
 
+fn at_minor_unit(value: Decimal, currency: Currency) -> Decimal {
+    let mut value = value;
+    value.rescale(currency.minor_units());
+    value
+}
+
 fn rate(numerator: Decimal, denominator: Decimal) -> Option<Decimal> {
     (!denominator.is_zero()).then(|| (numerator / denominator).round_dp(4).normalize())
 }
@@ -1223,26 +1229,38 @@ pub async fn report(
         .collect();
     by_tier.sort_by_key(|t| t.tier.map_or(0, |i| i + 1));
 
+    // Stores may hand sums back normalised ("20"): amounts are shown at
+    // the currency's minor unit ("20.00"), as everywhere else.
+    let m = |value: Decimal| at_minor_unit(value, currency);
+    let funded = |f: Funded| Funded {
+        total: m(f.total),
+        merchant: m(f.merchant),
+        partner: m(f.partner),
+    };
+    let adjusted = period.adjusted();
     Ok(Report {
         shop: shop.clone(),
         currency,
         from,
         to,
-        issued: period.issued(),
-        released,
-        redeemed,
-        restored,
-        clawed_back: period.clawed_back(),
-        expired,
-        adjusted: period.adjusted(),
+        issued: funded(period.issued()),
+        released: m(released),
+        redeemed: m(redeemed),
+        restored: m(restored),
+        clawed_back: funded(period.clawed_back()),
+        expired: m(expired),
+        adjusted: Adjusted {
+            credited: m(adjusted.credited),
+            debited: m(adjusted.debited),
+        },
         liability: Liability {
             at: to,
-            available,
-            pending,
-            total,
-            merchant,
-            partner,
-            debt: to_date.debt(),
+            available: m(available),
+            pending: m(pending),
+            total: m(total),
+            merchant: m(merchant),
+            partner: m(partner),
+            debt: m(to_date.debt()),
         },
         breakage_rate: rate(expired, released),
         redemption_rate: rate(redeemed - restored, released),

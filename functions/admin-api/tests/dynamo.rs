@@ -1,0 +1,94 @@
+//! A sample of the admin router on DynamoDB (moto). Skipped without
+//! `MOTO_ENDPOINT`, unless `REQUIRE_MOTO=1`.
+
+#[path = "../../../shared/store/tests/support/moto.rs"]
+mod moto;
+mod support;
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+
+use support::*;
+
+const BASE: &str = "/v1/shops/demo.myshopify.com";
+
+#[tokio::test]
+async fn on_dynamodb_adjustments_replay_and_reports_and_exports_read_the_aggregates() {
+    let Some(store) = moto::fresh_store("admin_api_sample").await else {
+        return;
+    };
+    let ctx = seed(Arc::new(store)).await;
+    pay(&ctx, "o-1", "ann", "100.00").await;
+    pay(&ctx, "o-2", "bob", "40.00").await;
+    pay(&ctx, "o-3", "bob", "60.00").await;
+    let uri = format!("{BASE}/customers/ann/adjustments");
+    let body = r#"{"amount":"2.50","reason":"goodwill"}"#;
+    let first = send(
+        app(&ctx),
+        request("POST", &uri, Some(body), &[("idempotency-key", "dyn-1")]),
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.json);
+    let replay = send(
+        app(&ctx),
+        request("POST", &uri, Some(body), &[("idempotency-key", "dyn-1")]),
+    )
+    .await;
+    assert_eq!(replay.headers["idempotent-replayed"], "true");
+    assert_eq!(replay.json, first.json);
+    let other = send(
+        app(&ctx),
+        request(
+            "POST",
+            &uri,
+            Some(r#"{"amount":"3.00","reason":"goodwill"}"#),
+            &[("idempotency-key", "dyn-1")],
+        ),
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::CONFLICT);
+
+    let today = chrono::Utc::now().date_naive();
+    let report = send(
+        app(&ctx),
+        request(
+            "GET",
+            &format!("{BASE}/reports?from={today}&to={today}"),
+            None,
+            &[],
+        ),
+    )
+    .await;
+    assert_eq!(report.status, StatusCode::OK, "{}", report.json);
+    assert_eq!(report.json["issued"]["total"], "20.00");
+    assert_eq!(report.json["adjusted"]["credited"], "2.50");
+    assert_eq!(report.json["liability"]["total"], "22.50");
+    assert_eq!(report.json["customers"]["total"], 2);
+    assert_eq!(report.json["customers"]["repeat"], 1);
+    assert_eq!(report.json["repeat_purchase_rate"], "0.5");
+
+    let export = send(
+        app(&ctx),
+        request("GET", &format!("{BASE}/profiles?limit=1"), None, &[]),
+    )
+    .await;
+    assert_eq!(export.json["items"][0]["customer_id"], "ann");
+    assert_eq!(
+        export.json["items"][0]["properties"]["cashback_balance"],
+        "2.50"
+    );
+    let cursor = encode(export.json["next_cursor"].as_str().unwrap());
+    let rest = send(
+        app(&ctx),
+        request(
+            "GET",
+            &format!("{BASE}/profiles?limit=1&cursor={cursor}"),
+            None,
+            &[],
+        ),
+    )
+    .await;
+    assert_eq!(rest.json["items"][0]["customer_id"], "bob");
+    assert!(rest.json["next_cursor"].is_null());
+}

@@ -1,0 +1,188 @@
+//! What the admin router tests share: a shop on a store of the test's
+//! choosing, the admin token, and requests sent through the router.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use chrono::{TimeZone, Utc};
+use http_body_util::BodyExt;
+use rust_decimal_macros::dec;
+use tower::ServiceExt;
+
+use admin_api::{router_with, AdminAuth};
+use cashback_app::events::handle_order_event;
+use cashback_app::notify::{Notification, Notifier, NotifyError, Sent};
+use cashback_app::store::{Platform, Shop, Store};
+use cashback_app::{AppConfig, CodeSource, Context};
+use cashback_core::ids::*;
+use cashback_core::money::{Currency, Money};
+use cashback_core::order::{CustomerRef, Line, Order, OrderEvent};
+use cashback_core::program::Program;
+use cashback_edge::auth::hash_api_key;
+
+pub const TOKEN: &str = "admin-test-token";
+
+pub struct Silent;
+
+#[async_trait::async_trait]
+impl Notifier for Silent {
+    async fn send(&self, _: &Notification) -> Result<Sent, NotifyError> {
+        Ok(Sent {
+            message_id: "none".into(),
+        })
+    }
+}
+
+pub struct CountingCodes(pub Mutex<u8>);
+
+impl CodeSource for CountingCodes {
+    fn random_code_bytes(&self) -> [u8; GENERATED_CODE_LENGTH] {
+        let mut n = self.0.lock().unwrap();
+        *n = n.wrapping_add(1);
+        [*n; GENERATED_CODE_LENGTH]
+    }
+}
+
+pub fn shop() -> ShopId {
+    ShopId::parse("demo.myshopify.com").unwrap()
+}
+
+pub fn usd(amount: &str) -> Money {
+    Money::parse(amount, Currency::USD).unwrap()
+}
+
+pub fn program() -> Program {
+    let mut program = Program::new(Currency::USD);
+    program.earning.merchant_percent = dec!(10);
+    program
+}
+
+/// A shop with the 10 % program on `store`.
+pub async fn seed(store: Arc<dyn Store>) -> Context {
+    let at = Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).unwrap();
+    store
+        .create_shop(&Shop {
+            shop: shop(),
+            platform: Platform::Shopify,
+            currency: Currency::USD,
+            name: "Demo Store".into(),
+            webhook_secret_ref: "env:DEMO".into(),
+            api_key_hash: String::new(),
+            created_at: at,
+        })
+        .await
+        .unwrap();
+    store.put_program(&shop(), &program(), 0, at).await.unwrap();
+    Context::new(
+        store,
+        Arc::new(Silent),
+        Arc::new(CountingCodes(Mutex::new(0))),
+        AppConfig::default(),
+    )
+}
+
+/// Customer `who` pays `price` now (the account and its code are opened).
+pub async fn pay(ctx: &Context, order_id: &str, who: &str, price: &str) {
+    let now = Utc::now();
+    let amount = usd(price);
+    let placed = Order {
+        order_id: OrderId::parse(order_id).unwrap(),
+        customer: CustomerRef {
+            id: Some(CustomerId::parse(who).unwrap()),
+            email: Some(Email::parse(&format!("{who}@example.com")).unwrap()),
+        },
+        currency: Currency::USD,
+        lines: vec![Line {
+            line_id: LineId::parse("1").unwrap(),
+            product_id: None,
+            variant_id: None,
+            sku: None,
+            vendor: None,
+            quantity: 1,
+            unit_price: amount,
+            discount: usd("0"),
+            included_tax: None,
+            gift_card: false,
+            compare_at_price: None,
+            collection_ids: Vec::new(),
+        }],
+        subtotal: amount,
+        shipping: usd("0"),
+        total: amount,
+        discount_codes: Vec::new(),
+        checkout_id: None,
+        payment_method: None,
+        referral_code: None,
+        occurred_at: now,
+    };
+    handle_order_event(ctx, &shop(), &OrderEvent::Paid(placed), now)
+        .await
+        .unwrap();
+}
+
+pub fn app(ctx: &Context) -> Router {
+    router_with(ctx.clone(), AdminAuth::Token(hash_api_key(TOKEN)))
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub json: serde_json::Value,
+}
+
+pub async fn send(router: Router, request: Request<Body>) -> Answer {
+    let response = router.oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let json = if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
+    };
+    Answer {
+        status,
+        headers,
+        json,
+    }
+}
+
+/// A request with the admin token, extra headers, and a JSON body if any.
+pub fn request(
+    method: &str,
+    uri: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Request<Body> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {TOKEN}"));
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    match body {
+        Some(body) => builder
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap(),
+        None => builder.body(Body::empty()).unwrap(),
+    }
+}
+
+/// A query value, percent-encoded (cursors hold `#`, `+`, `/`, `=`).
+pub fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}

@@ -31,7 +31,7 @@ use order_webhook::secrets::{EnvAndSsm, FixedSecrets, SecretCache, SecretSource}
 use order_webhook::WebhookState;
 
 use crate::clock::VirtualClock;
-use crate::seed::{DEMO_WEBHOOK_SECRET, DEMO_WEBHOOK_SECRET_REF};
+use crate::seed::{DEMO_ADMIN_TOKEN, DEMO_WEBHOOK_SECRET, DEMO_WEBHOOK_SECRET_REF};
 
 #[derive(Clone)]
 pub struct Local {
@@ -62,6 +62,10 @@ pub fn app(local: Local) -> Router {
         .merge(order_webhook::router(webhook))
         .merge(coupon_validate::router(local.ctx.clone()))
         .merge(customer_api::router(local.ctx.clone()))
+        .merge(admin_api::router(
+            local.ctx.clone(),
+            Some(cashback_edge::auth::hash_api_key(DEMO_ADMIN_TOKEN)),
+        ))
         .merge(local_routes)
 }
 

@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use cashback_core::coupon::{CouponCheck, CouponCredit, CouponUsage};
 use cashback_core::earn::eligible_base;
-use cashback_core::ids::{Code, CustomerId, ShopId};
+use cashback_core::ids::{Code, CustomerId, ProductId, ShopId};
 use cashback_core::ledger::{Account, Applied, Effect};
 use cashback_core::order::{Order, OrderEvent};
 use cashback_core::orders::{apply_order_event, EventContext, OrderRecord};
@@ -104,6 +104,50 @@ fn customer_of(event: &OrderEvent) -> Option<(CustomerId, Option<cashback_core::
     }
 }
 
+/// Collection and sale-item exclusions need what Shopify's order lines do
+/// not carry (collections, compare-at prices): the merchant's imported
+/// catalog supplies it, in the event's one read, only when the program
+/// excludes by them.
+fn catalog_products_needed(program: &Program, event: &OrderEvent) -> Vec<ProductId> {
+    let exclusions = &program.exclusions;
+    if exclusions.collection_ids.is_empty() && !exclusions.sale_items {
+        return Vec::new();
+    }
+    let mut ids: Vec<ProductId> = order_of(event)
+        .map(|order| {
+            order
+                .lines
+                .iter()
+                .filter_map(|l| l.product_id.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// The event with its lines completed from the catalog, if it knew any.
+fn enriched_by_catalog(
+    event: &OrderEvent,
+    products: &std::collections::HashMap<ProductId, CatalogProduct>,
+) -> Option<OrderEvent> {
+    if products.is_empty() {
+        return None;
+    }
+    let mut event = event.clone();
+    if let OrderEvent::Paid(order) | OrderEvent::Fulfilled(order) | OrderEvent::Cancelled(order) =
+        &mut event
+    {
+        for line in &mut order.lines {
+            if let Some(product) = line.product_id.as_ref().and_then(|id| products.get(id)) {
+                product.enrich(line);
+            }
+        }
+    }
+    Some(event)
+}
+
 fn order_of(event: &OrderEvent) -> Option<&Order> {
     match event {
         OrderEvent::Paid(order) | OrderEvent::Fulfilled(order) | OrderEvent::Cancelled(order) => {
@@ -131,6 +175,7 @@ async fn attempt_once(
         coupons: codes.clone(),
         // Whose codes these are, in the same read: a referral needs it.
         code_owners: referral::candidate_codes(program, event),
+        products: catalog_products_needed(program, event),
         ..ReadRequest::default()
     };
     if let Some((id, email)) = &customer {
@@ -146,6 +191,8 @@ async fn attempt_once(
         }
     }
     let mut read = store.read(shop, &request).await?;
+    let with_catalog = enriched_by_catalog(event, &read.products);
+    let event = with_catalog.as_ref().unwrap_or(event);
     let mut record = read.order.take().unwrap_or_else(|| {
         Versioned::new(OrderRecord::new(event.order_id().clone(), program.currency))
     });

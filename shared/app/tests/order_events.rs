@@ -287,3 +287,67 @@ async fn parallel_deliveries_of_one_event_apply_once() {
     assert_eq!(account(&world, "ann").await.pending, usd("10.00"));
     assert_eq!(world.notifier.kinds(), ["earned"]);
 }
+
+#[tokio::test]
+async fn collection_and_sale_exclusions_use_the_imported_catalog_in_the_same_read() {
+    let mut program = program();
+    program.exclusions.collection_ids =
+        vec![cashback_core::ids::CollectionId::parse("clearance").unwrap()];
+    program.exclusions.sale_items = true;
+    let world = world(program).await;
+    world
+        .store
+        .put_catalog(
+            &shop(),
+            &[
+                cashback_app::store::CatalogProduct {
+                    product_id: cashback_core::ids::ProductId::parse("p-clearance").unwrap(),
+                    collection_ids: vec![
+                        cashback_core::ids::CollectionId::parse("clearance").unwrap()
+                    ],
+                    compare_at_price: None,
+                },
+                cashback_app::store::CatalogProduct {
+                    product_id: cashback_core::ids::ProductId::parse("p-on-sale").unwrap(),
+                    collection_ids: vec![],
+                    compare_at_price: Some(usd("80.00")),
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    // Shopify's lines carry neither collections nor compare-at prices.
+    let mut lines = vec![
+        line("1", "50.00", 1),
+        line("2", "60.00", 1),
+        line("3", "100.00", 1),
+    ];
+    lines[0].product_id = Some(cashback_core::ids::ProductId::parse("p-clearance").unwrap());
+    lines[1].product_id = Some(cashback_core::ids::ProductId::parse("p-on-sale").unwrap());
+    lines[2].product_id = Some(cashback_core::ids::ProductId::parse("p-regular").unwrap());
+    // Warm the shop cache so the event's own round trips are counted alone.
+    handle_order_event(
+        &world.ctx,
+        &shop(),
+        &OrderEvent::Paid(order("0", "bob", vec![line("9", "1.00", 1)])),
+        t0(),
+    )
+    .await
+    .unwrap();
+    let before = world.store.request_counts();
+    handle_order_event(
+        &world.ctx,
+        &shop(),
+        &OrderEvent::Paid(order("1001", "ann", lines)),
+        t0(),
+    )
+    .await
+    .unwrap();
+    let after = world.store.request_counts();
+    assert_eq!(
+        (after.reads - before.reads, after.writes - before.writes),
+        (1, 1)
+    );
+    // Only the regular 100.00 line earns its 10%.
+    assert_eq!(account(&world, "ann").await.pending, usd("10.00"));
+}

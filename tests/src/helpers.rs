@@ -186,3 +186,88 @@ pub async fn balances(
         })
         .collect()
 }
+
+/// Opens `customer`'s account with `available` balance on `code`, the way
+/// the engine writes one (an adjustment entry, the code index), so the
+/// account and its ledger agree from the start.
+pub async fn seed_balance(
+    store: &dyn Store,
+    program: &Program,
+    customer: &str,
+    code: &str,
+    available: &str,
+) -> Account {
+    use cashback_app::store::{AccountWrite, CodeChange, WriteSet};
+    let parsed_code = Code::parse(code).unwrap_or_else(|e| panic!("code {code}: {e}"));
+    let mut account = Account::open(
+        shop(),
+        CustomerId::parse(customer).unwrap_or_else(|e| panic!("{e}")),
+        Currency::USD,
+    );
+    account.email =
+        Some(Email::parse(&format!("{customer}@example.com")).unwrap_or_else(|e| panic!("{e}")));
+    account.code = Some(parsed_code.clone());
+    let applied = account
+        .adjust(usd(available), "seed", customer, program, t0())
+        .unwrap_or_else(|e| panic!("seed adjustment: {e}"));
+    store
+        .write(
+            &shop(),
+            WriteSet {
+                accounts: vec![AccountWrite {
+                    account: account.clone(),
+                    expected_version: 0,
+                    entries: applied.entries,
+                    reminder_due_at: None,
+                    code_change: Some(CodeChange {
+                        new_code: parsed_code,
+                        old_code: None,
+                    }),
+                }],
+                ..WriteSet::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("seed write: {e}"));
+    account
+}
+
+/// The account of `customer` as stored now, with its version.
+pub async fn stored_account(
+    store: &dyn Store,
+    customer: &str,
+) -> Option<cashback_app::store::Versioned<Account>> {
+    let id = CustomerId::parse(customer).unwrap_or_else(|e| panic!("{e}"));
+    let read = store
+        .read(
+            &shop(),
+            &ReadRequest {
+                accounts: vec![id.clone()],
+                ..ReadRequest::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("read: {e}"));
+    read.accounts.get(&id).cloned()
+}
+
+/// Every ledger entry of `customer`, read page by page.
+pub async fn whole_ledger(
+    store: &dyn Store,
+    customer: &str,
+) -> Vec<cashback_core::ledger::LedgerEntry> {
+    let id = CustomerId::parse(customer).unwrap_or_else(|e| panic!("{e}"));
+    let mut entries = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .ledger(&shop(), &id, cursor, 100)
+            .await
+            .unwrap_or_else(|e| panic!("ledger: {e}"));
+        entries.extend(page.items);
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return entries,
+        }
+    }
+}

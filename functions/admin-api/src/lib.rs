@@ -40,7 +40,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -225,8 +225,17 @@ fn query_of(query: Result<Query<Params>, QueryRejection>) -> Result<Params, ApiE
         .map_err(|_| ApiError::bad_request("bad_query", "the query string is malformed"))
 }
 
-fn text_of(body: &Bytes) -> Result<&str, ApiError> {
-    std::str::from_utf8(body)
+/// The body as text. A body over the limit is a JSON 413 like every other
+/// error (axum's own rejection would answer plain text).
+fn text_of(body: &Result<Bytes, BytesRejection>) -> Result<&str, ApiError> {
+    let bytes = body.as_ref().map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::payload_too_large(MAX_BODY_BYTES)
+        } else {
+            ApiError::bad_request("malformed", rejection.body_text())
+        }
+    })?;
+    std::str::from_utf8(bytes)
         .map_err(|_| ApiError::bad_request("malformed", "the body is not UTF-8"))
 }
 
@@ -287,7 +296,10 @@ struct Onboarded {
     api_key: String,
 }
 
-async fn create_shop(State(state): State<AdminState>, body: Bytes) -> Response {
+async fn create_shop(
+    State(state): State<AdminState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let result = async {
         let text = text_of(&body)?;
         let api_key = cashback_edge::auth::new_api_key();
@@ -321,7 +333,7 @@ async fn put_program(
     State(state): State<AdminState>,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
         let shop = shop_of(&path_of(path)?)?;
@@ -363,7 +375,7 @@ fn code_of(raw: &str) -> Result<Code, ApiError> {
 async fn create_coupon(
     State(state): State<AdminState>,
     path: Result<Path<String>, PathRejection>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
         let shop = shop_of(&path_of(path)?)?;
@@ -408,7 +420,7 @@ async fn update_coupon(
     State(state): State<AdminState>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
         let (shop, code) = path_of(path)?;
@@ -524,7 +536,7 @@ async fn adjust(
     State(state): State<AdminState>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
         let (shop, customer) = customer_path(path)?;
@@ -603,7 +615,7 @@ async fn export_profiles(
 async fn import_catalog(
     State(state): State<AdminState>,
     path: Result<Path<String>, PathRejection>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = async {
         let shop = shop_of(&path_of(path)?)?;

@@ -179,6 +179,18 @@ fn authorize(
             "the app proxy signature is not valid",
         ));
     }
+    // Shopify signs a repeated key as its values joined by commas, and
+    // passes the shopper's own query through: a shopper who adds
+    // `logged_in_customer_id` (or `shop`, `timestamp`) before the one Shopify
+    // appends would otherwise choose the value read below. Each must be there
+    // once.
+    for name in ["shop", "logged_in_customer_id", "timestamp"] {
+        if params.iter().filter(|(key, _)| key == name).count() > 1 {
+            return Err(ApiError::unauthorized(
+                "the app proxy request repeats a parameter Shopify sets",
+            ));
+        }
+    }
     // Signed by Shopify: from here on the parameters can be believed.
     let signed_shop = proxy::param(params, "shop").and_then(|s| ShopId::parse(s).ok());
     if signed_shop.as_ref() != Some(&known.shop) {

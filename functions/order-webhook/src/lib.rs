@@ -42,6 +42,7 @@ pub mod secrets;
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -108,10 +109,13 @@ pub struct Summary {
 
 async fn receive(
     State(state): State<WebhookState>,
-    Path(platform_name): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    // A segment that does not decode (invalid UTF-8) names no platform: the
+    // same JSON 404 as an unknown one, not axum's plain-text rejection.
+    let platform_name = path.map(|Path(name)| name).unwrap_or_default();
     match handle(&state, &platform_name, &headers, body).await {
         Ok(response) => response,
         Err(error) => error.into_response(),

@@ -27,3 +27,6 @@ REQUIRE_MOTO=1 cargo test --workspace --locked
 
 echo "== cargo lambda: watch and invoke, one order end to end (moto)"
 bash infra/lambda-e2e.sh
+
+echo "== schemathesis: the HTTP API against docs/openapi.yaml on the local server"
+bash infra/schemathesis.sh

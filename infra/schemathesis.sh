@@ -82,7 +82,9 @@ EOF
 # involved); the run is short enough either way.
 echo "== schemathesis on ${BASE} (${MAX_EXAMPLES} examples per operation; files in ${ST_DIR})"
 status=0
-python3 -m schemathesis.cli --config-file "$ST_DIR/schemathesis.toml" run docs/openapi.yaml \
+# Run from $ST_DIR: schemathesis keeps a cache (.schemathesis/) where it runs.
+SPEC="$PWD/docs/openapi.yaml"
+(cd "$ST_DIR" && python3 -m schemathesis.cli --config-file "$ST_DIR/schemathesis.toml" run "$SPEC" \
   --url "$BASE" \
   --checks not_a_server_error,response_schema_conformance \
   --phases examples,coverage,fuzzing \
@@ -91,7 +93,7 @@ python3 -m schemathesis.cli --config-file "$ST_DIR/schemathesis.toml" run docs/o
   --workers 1 \
   --no-color \
   ${SEED:+--seed "$SEED"} \
-  --report junit --report-dir "$ST_DIR/report" || status=$?
+  --report junit --report-dir "$ST_DIR/report") || status=$?
 
 if [ "$status" -ne 0 ]; then
   echo "schemathesis failed (exit ${status}); the server's log: ${ST_DIR}/server.log" >&2

@@ -67,6 +67,16 @@ pub fn app(local: Local) -> Router {
             Some(cashback_edge::auth::hash_api_key(DEMO_ADMIN_TOKEN)),
         ))
         .merge(local_routes)
+        // A path or method no function serves gets the same JSON error as
+        // everything else (on AWS, API Gateway answers these itself).
+        .fallback(|| async { cashback_edge::ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            cashback_edge::ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
 }
 
 struct LocalSecrets {

@@ -104,9 +104,16 @@ def handler_for(run):
     return Handler
 
 
+class QuietServer(ThreadingHTTPServer):
+    """The binary is killed mid-poll on purpose: its reset is not an error."""
+
+    def handle_error(self, request, client_address):
+        pass
+
+
 def one_run(binary, events, env, timeout):
     run = Run(events)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(run))
+    server = QuietServer(("127.0.0.1", 0), handler_for(run))
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]

@@ -52,8 +52,7 @@ fn table_properties() -> serde_json::Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
     let text = std::fs::read_to_string(path).expect("template.yaml is readable");
     let template: serde_norway::Value = serde_norway::from_str(&text).expect("template parses");
-    serde_json::to_value(&template["Resources"]["CashbackTable"]["Properties"])
-        .expect("plain data")
+    serde_json::to_value(&template["Resources"]["CashbackTable"]["Properties"]).expect("plain data")
 }
 
 /// 10% cashback, pending 30 days, a reminder as soon as it is available.
@@ -92,7 +91,10 @@ async fn bench(endpoint: &str, name: &str) -> Result<Bench, Error> {
     let admin = Client::from_conf(conf(false));
     let table = moto::unique_table_name(name);
     cashback_store::dynamo::schema::create_table(&admin, &table, &table_properties()).await?;
-    let store = Arc::new(DynamoStore::new(Client::from_conf(conf(true)), table.clone()));
+    let store = Arc::new(DynamoStore::new(
+        Client::from_conf(conf(true)),
+        table.clone(),
+    ));
     Ok(Bench {
         admin,
         wire,
@@ -113,11 +115,18 @@ impl Bench {
 }
 
 fn trips(cost: &Cost) -> String {
-    let mut parts: Vec<String> = ["BatchGetItem", "TransactWriteItems", "Query", "GetItem", "PutItem", "UpdateItem"]
-        .iter()
-        .filter(|op| cost.count(op) > 0)
-        .map(|op| format!("{} {op}", cost.count(op)))
-        .collect();
+    let mut parts: Vec<String> = [
+        "BatchGetItem",
+        "TransactWriteItems",
+        "Query",
+        "GetItem",
+        "PutItem",
+        "UpdateItem",
+    ]
+    .iter()
+    .filter(|op| cost.count(op) > 0)
+    .map(|op| format!("{} {op}", cost.count(op)))
+    .collect();
     if cost.cancelled_transactions > 0 {
         parts.push(format!("({} cancelled)", cost.cancelled_transactions));
     }
@@ -178,20 +187,28 @@ async fn operations(endpoint: &str) -> Result<(), Error> {
 
     let second = paid_body(order_id(2), customer_id(1));
     let (c, a) = b.measure(deliver(router, "orders/paid", &second)).await?;
-    row("paid, existing account (10 lines): the plain credited order", &c, &a.to_string());
+    row(
+        "paid, existing account (10 lines): the plain credited order",
+        &c,
+        &a.to_string(),
+    );
 
     let (c, a) = b.measure(deliver(router, "orders/paid", &second)).await?;
     row("duplicate (the same delivery again)", &c, &a.to_string());
 
     let cancel = paid_order(order_id(2), customer_id(1), Stage::Cancelled).to_string();
-    let (c, a) = b.measure(deliver(router, "orders/cancelled", &cancel)).await?;
+    let (c, a) = b
+        .measure(deliver(router, "orders/cancelled", &cancel))
+        .await?;
     row("cancel (of the order above)", &c, &a.to_string());
 
     // The samples' order history: paid (not measured), then a refund.
     let sample = samples::shopify_order(Stage::Paid).to_string();
     deliver(router, "orders/paid", &sample).await;
     let refund = samples::shopify_refund(samples::FIRST_REFUND).to_string();
-    let (c, a) = b.measure(deliver(router, "refunds/create", &refund)).await?;
+    let (c, a) = b
+        .measure(deliver(router, "refunds/create", &refund))
+        .await?;
     row("refund (partial, samples' order)", &c, &a.to_string());
 
     checkout::seed_balance(b.store.as_ref(), "ann", checkout::CODE, "50.00").await;
@@ -199,13 +216,21 @@ async fn operations(endpoint: &str) -> Result<(), Error> {
     let (c, a) = b
         .measure(validate(&world.ctx, &shop, &with_id, "bench", now()))
         .await?;
-    row("validate, customer id given", &c, &format!("valid {}", a?.valid));
+    row(
+        "validate, customer id given",
+        &c,
+        &format!("valid {}", a?.valid),
+    );
 
     let without_id = checkout::request(checkout::CODE, None, 10);
     let (c, a) = b
         .measure(validate(&world.ctx, &shop, &without_id, "bench", now()))
         .await?;
-    row("validate, no customer id", &c, &format!("valid {}", a?.valid));
+    row(
+        "validate, no customer id",
+        &c,
+        &format!("valid {}", a?.valid),
+    );
 
     let mut reserving = with_id.clone();
     reserving.reserve = Some(Reserve {
@@ -215,19 +240,33 @@ async fn operations(endpoint: &str) -> Result<(), Error> {
     let (c, a) = b
         .measure(validate(&world.ctx, &shop, &reserving, "bench", now()))
         .await?;
-    row("reserve (validate placing a hold)", &c, &format!("hold {}", a?.hold.is_some()));
+    row(
+        "reserve (validate placing a hold)",
+        &c,
+        &format!("hold {}", a?.hold.is_some()),
+    );
 
-    // The jobs, the day after the rewards fell due; a checkpoint a day
-    // before, as a daily-running job leaves it.
-    let run_at = now() + Duration::days(31);
+    // The jobs: the orders (placed 2026-03-02) fall due 30 days on; the
+    // run comes a day later with the checkpoint a daily run leaves (26
+    // hours of buckets to read). Releasing starts each account's reminder
+    // series, whose first position is due at once: the reminders run an
+    // hour later.
+    let run_at = now() + Duration::days(27);
     let far = tokio::time::Instant::now() + std::time::Duration::from_secs(600);
-    for job in [PROMOTE_JOB, REMINDERS_JOB] {
-        b.store
-            .put_checkpoint(job, &due_bucket(run_at - Duration::hours(25)))
-            .await?;
-    }
+    b.store
+        .put_checkpoint(PROMOTE_JOB, &due_bucket(run_at - Duration::hours(26)))
+        .await?;
+    b.store
+        .put_checkpoint(REMINDERS_JOB, &due_bucket(run_at - Duration::hours(2)))
+        .await?;
     let (c, a) = b
-        .measure(promote_due(&world.ctx, &TokioClock, &JobConfig::default(), run_at, far))
+        .measure(promote_due(
+            &world.ctx,
+            &TokioClock,
+            &JobConfig::default(),
+            run_at,
+            far,
+        ))
         .await?;
     let released = a?.released;
     row(
@@ -236,7 +275,13 @@ async fn operations(endpoint: &str) -> Result<(), Error> {
         &format!("released {released}"),
     );
     let (c, a) = b
-        .measure(send_reminders(&world.ctx, &TokioClock, &JobConfig::default(), run_at, far))
+        .measure(send_reminders(
+            &world.ctx,
+            &TokioClock,
+            &JobConfig::default(),
+            run_at + Duration::hours(1),
+            far,
+        ))
         .await?;
     let sent = a?.sent;
     row(
@@ -270,8 +315,12 @@ async fn seed(b: &Bench, accounts: u64, due: u64, due_at: DateTime<Utc>) -> Resu
                 expected_version: 0,
             });
         } else if i < 2 * due {
+            // Available since `at`: the reminder series started then.
+            let at = due_at + Duration::minutes(i as i64);
             account.available = ten;
-            reminder_due_at = Some(due_at + Duration::minutes(i as i64));
+            account.lifetime_issued = ten;
+            account.reminders.series_started_at = Some(at);
+            reminder_due_at = Some(at);
         }
         b.store
             .write(
@@ -326,13 +375,25 @@ async fn scheduled(endpoint: &str, accounts: u64, due: u64) -> Result<(), Error>
     );
     let far = tokio::time::Instant::now() + std::time::Duration::from_secs(3600);
     let (c, a) = b
-        .measure(promote_due(&ctx, &TokioClock, &JobConfig::default(), run_at, far))
+        .measure(promote_due(
+            &ctx,
+            &TokioClock,
+            &JobConfig::default(),
+            run_at,
+            far,
+        ))
         .await?;
     let released = a?.released;
     print_scheduled("promote-pending", accounts, released, &c);
     // Releasing made `due` more reminders due (at once): 2 x due in all.
     let (c, a) = b
-        .measure(send_reminders(&ctx, &TokioClock, &JobConfig::default(), run_at, far))
+        .measure(send_reminders(
+            &ctx,
+            &TokioClock,
+            &JobConfig::default(),
+            run_at,
+            far,
+        ))
         .await?;
     let sent = a?.sent;
     print_scheduled("send-reminders", accounts, sent, &c);

@@ -160,8 +160,8 @@ pub fn paid_body(order: u64, customer: u64) -> String {
 
 /// `POST /webhooks/shopify` with `body`, signed with the demo secret.
 pub fn request(topic: &str, body: &str) -> Request<Body> {
-    let mut builder = Request::post("/webhooks/shopify")
-        .header("content-length", body.len().to_string());
+    let mut builder =
+        Request::post("/webhooks/shopify").header("content-length", body.len().to_string());
     for (name, value) in samples::shopify_delivery(topic, body, DEMO_SECRET) {
         builder = builder.header(name, value);
     }
@@ -220,7 +220,12 @@ pub async fn warm_customers(world: &WebhookWorld) {
     for n in 0..CUSTOMERS {
         let body = paid_body(order_id(u64::MAX / 2 + n), customer_id(n));
         let (status, answer) = send(&world.router, request("orders/paid", &body)).await;
-        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer));
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
         assert_eq!(summary(&answer)["applied"], 1, "warm-up order applied");
     }
 }

@@ -20,7 +20,7 @@ use cashback_app::notify::Notifier;
 use cashback_app::store::Store;
 use cashback_app::{AppConfig, CodeSource, Context};
 use cashback_core::ids::GENERATED_CODE_LENGTH;
-use cashback_mail::{OutboxConfig, OutboxNotifier, SesNotifier};
+use cashback_mail::{OutboxConfig, OutboxNotifier, SesConfig, SesNotifier};
 use cashback_store::{DynamoStore, MemoryStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -77,59 +77,94 @@ pub fn app_config() -> Result<AppConfig, WiringError> {
     Ok(config)
 }
 
-/// The store named by `CASHBACK_STORE`.
-pub async fn store_from_env() -> Result<Arc<dyn Store>, WiringError> {
-    let choice = var("CASHBACK_STORE").unwrap_or_else(|| {
+/// The AWS configuration, loaded once per container and shared by every
+/// client. On Lambda the function role's credentials are in the environment:
+/// reading them there skips the default credential chain, which builds an
+/// STS client (loading the system's trust store for it) at start: most of a
+/// cold start's extra time (BENCHMARKS.md, section 4).
+pub async fn aws_config() -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if on_lambda() {
+        loader = loader.credentials_provider(
+            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+        );
+    }
+    loader.load().await
+}
+
+fn store_choice() -> String {
+    var("CASHBACK_STORE").unwrap_or_else(|| {
         if on_lambda() {
             "dynamodb".into()
         } else {
             "memory".into()
         }
-    });
-    match choice.as_str() {
-        "memory" => Ok(Arc::new(MemoryStore::new())),
-        "dynamodb" => Ok(Arc::new(
-            DynamoStore::from_env()
-                .await
-                .map_err(|e| WiringError::Store(e.to_string()))?,
+    })
+}
+
+fn mail_choice() -> String {
+    var("CASHBACK_MAIL").unwrap_or_else(|| {
+        if on_lambda() {
+            "ses".into()
+        } else {
+            "outbox".into()
+        }
+    })
+}
+
+/// The store named by `CASHBACK_STORE`; `sdk` is used for DynamoDB.
+pub fn store_from_env(sdk: Option<&aws_config::SdkConfig>) -> Result<Arc<dyn Store>, WiringError> {
+    match (store_choice().as_str(), sdk) {
+        ("memory", _) => Ok(Arc::new(MemoryStore::new())),
+        ("dynamodb", Some(sdk)) => {
+            let table = var(cashback_store::dynamo::TABLE_ENV).ok_or(WiringError::Variable {
+                name: cashback_store::dynamo::TABLE_ENV,
+                message: "must name the DynamoDB table".into(),
+            })?;
+            Ok(Arc::new(DynamoStore::from_sdk_config(sdk, table, None)))
+        }
+        ("dynamodb", None) => Err(WiringError::Store(
+            "DynamoDB needs the AWS configuration".into(),
         )),
-        other => Err(WiringError::Variable {
+        (other, _) => Err(WiringError::Variable {
             name: "CASHBACK_STORE",
             message: format!("{other:?} is not a store (memory or dynamodb)"),
         }),
     }
 }
 
-/// The notifier named by `CASHBACK_MAIL`.
-pub async fn notifier_from_env() -> Result<Arc<dyn Notifier>, WiringError> {
-    let choice = var("CASHBACK_MAIL").unwrap_or_else(|| {
-        if on_lambda() {
-            "ses".into()
-        } else {
-            "outbox".into()
-        }
-    });
-    match choice.as_str() {
-        "outbox" => {
+/// The notifier named by `CASHBACK_MAIL`; `sdk` is used for SES.
+pub fn notifier_from_env(
+    sdk: Option<&aws_config::SdkConfig>,
+) -> Result<Arc<dyn Notifier>, WiringError> {
+    match (mail_choice().as_str(), sdk) {
+        ("outbox", _) => {
             let config = OutboxConfig::from_env().map_err(|e| WiringError::Mail(e.to_string()))?;
             Ok(Arc::new(OutboxNotifier::new(config)))
         }
-        "ses" => Ok(Arc::new(
-            SesNotifier::from_env()
-                .await
-                .map_err(|e| WiringError::Mail(e.to_string()))?,
-        )),
-        other => Err(WiringError::Variable {
+        ("ses", Some(sdk)) => {
+            let config = SesConfig::from_env().map_err(|e| WiringError::Mail(e.to_string()))?;
+            Ok(Arc::new(SesNotifier::from_sdk_config(sdk, config)))
+        }
+        ("ses", None) => Err(WiringError::Mail("SES needs the AWS configuration".into())),
+        (other, _) => Err(WiringError::Variable {
             name: "CASHBACK_MAIL",
             message: format!("{other:?} is not a mailer (ses or outbox)"),
         }),
     }
 }
 
-/// Everything a function needs, from the environment.
+/// Everything a function needs, from the environment. The AWS configuration
+/// is loaded once, and only if DynamoDB or SES is used.
 pub async fn context_from_env() -> Result<Context, WiringError> {
-    let store = store_from_env().await?;
-    let notifier = notifier_from_env().await?;
+    let needs_aws = store_choice() == "dynamodb" || mail_choice() == "ses";
+    let sdk = if needs_aws {
+        Some(aws_config().await)
+    } else {
+        None
+    };
+    let store = store_from_env(sdk.as_ref())?;
+    let notifier = notifier_from_env(sdk.as_ref())?;
     Ok(Context::new(
         store,
         notifier,

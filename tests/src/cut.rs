@@ -8,13 +8,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, Utc};
-
 use cashback_app::notify::{Notification, Notifier, NotifyError, Sent};
-use cashback_app::store::*;
-use cashback_core::ids::{CustomerId, ShopId};
-use cashback_core::ledger::{Account, LedgerEntry};
-use cashback_core::program::Program;
+use cashback_app::store::Store;
+use cashback_store::intercept::{Call, Intercepted, Interceptor, Pending};
 
 /// Counts the await points passed and stops at the chosen one.
 #[derive(Default)]
@@ -61,152 +57,41 @@ impl CutPoints {
     }
 }
 
-/// A store with an await point before and after every call.
-pub struct CutStore {
-    inner: Arc<dyn Store>,
-    points: Arc<CutPoints>,
+/// The await points around the calls a scheduled run makes (reads, writes,
+/// the index and checkpoints, shops and programs); admin-only calls pass
+/// straight through.
+pub struct CutCalls(pub Arc<CutPoints>);
+
+/// A store with an await point before and after each of those calls.
+pub type CutStore = Intercepted<CutCalls>;
+
+pub fn cut_store(inner: Arc<dyn Store>, points: Arc<CutPoints>) -> CutStore {
+    Intercepted::new(inner, CutCalls(points))
 }
 
-impl CutStore {
-    pub fn new(inner: Arc<dyn Store>, points: Arc<CutPoints>) -> CutStore {
-        CutStore { inner, points }
-    }
-
-    async fn around<T>(&self, call: impl std::future::Future<Output = T>) -> T {
-        self.points.point().await;
-        let out = call.await;
-        self.points.point().await;
-        out
-    }
-}
-
-#[async_trait::async_trait]
-impl Store for CutStore {
-    async fn read(&self, shop: &ShopId, request: &ReadRequest) -> Result<ReadResult, StoreError> {
-        self.around(self.inner.read(shop, request)).await
-    }
-
-    async fn write(&self, shop: &ShopId, writes: WriteSet) -> Result<WriteOutcome, StoreError> {
-        self.around(self.inner.write(shop, writes)).await
-    }
-
-    async fn get_shop(&self, shop: &ShopId) -> Result<Option<Shop>, StoreError> {
-        self.around(self.inner.get_shop(shop)).await
-    }
-
-    async fn create_shop(&self, shop: &Shop) -> Result<(), StoreError> {
-        self.inner.create_shop(shop).await
-    }
-
-    async fn get_program(&self, shop: &ShopId) -> Result<Option<Versioned<Program>>, StoreError> {
-        self.around(self.inner.get_program(shop)).await
-    }
-
-    async fn put_program(
-        &self,
-        shop: &ShopId,
-        program: &Program,
-        expected_version: u64,
-        at: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
-        self.inner
-            .put_program(shop, program, expected_version, at)
-            .await
-    }
-
-    async fn get_program_version(
-        &self,
-        shop: &ShopId,
-        version: u64,
-    ) -> Result<Option<Program>, StoreError> {
-        self.inner.get_program_version(shop, version).await
-    }
-
-    async fn put_coupon(
-        &self,
-        shop: &ShopId,
-        coupon: &CouponRecord,
-        expected_version: u64,
-    ) -> Result<u64, StoreError> {
-        self.inner.put_coupon(shop, coupon, expected_version).await
-    }
-
-    async fn list_coupons(
-        &self,
-        shop: &ShopId,
-        cursor: Option<String>,
-        limit: u32,
-    ) -> Result<Page<Versioned<CouponRecord>>, StoreError> {
-        self.inner.list_coupons(shop, cursor, limit).await
-    }
-
-    async fn ledger(
-        &self,
-        shop: &ShopId,
-        customer: &CustomerId,
-        cursor: Option<String>,
-        limit: u32,
-    ) -> Result<Page<LedgerEntry>, StoreError> {
-        self.inner.ledger(shop, customer, cursor, limit).await
-    }
-
-    async fn due(
-        &self,
-        kind: DueKind,
-        bucket: &str,
-        shard: u32,
-        up_to: DateTime<Utc>,
-        cursor: Option<String>,
-        limit: u32,
-    ) -> Result<Page<DueRef>, StoreError> {
-        self.around(self.inner.due(kind, bucket, shard, up_to, cursor, limit))
-            .await
-    }
-
-    async fn get_checkpoint(&self, job: &str) -> Result<Option<String>, StoreError> {
-        self.around(self.inner.get_checkpoint(job)).await
-    }
-
-    async fn put_checkpoint(&self, job: &str, bucket: &str) -> Result<(), StoreError> {
-        self.around(self.inner.put_checkpoint(job, bucket)).await
-    }
-
-    async fn increment_counter(
-        &self,
-        key: &str,
-        expires_at: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
-        self.around(self.inner.increment_counter(key, expires_at))
-            .await
-    }
-
-    fn request_counts(&self) -> RequestCounts {
-        self.inner.request_counts()
-    }
-
-    async fn put_catalog(
-        &self,
-        shop: &ShopId,
-        products: &[CatalogProduct],
-    ) -> Result<(), StoreError> {
-        self.inner.put_catalog(shop, products).await
-    }
-
-    async fn aggregates(
-        &self,
-        shop: &ShopId,
-        up_to: NaiveDate,
-    ) -> Result<ShopAggregates, StoreError> {
-        self.inner.aggregates(shop, up_to).await
-    }
-
-    async fn list_accounts(
-        &self,
-        shop: &ShopId,
-        cursor: Option<String>,
-        limit: u32,
-    ) -> Result<Page<Versioned<Account>>, StoreError> {
-        self.inner.list_accounts(shop, cursor, limit).await
+impl Interceptor for CutCalls {
+    fn around<'a, T: Send + 'a>(&'a self, call: Call, run: Pending<'a, T>) -> Pending<'a, T> {
+        let cut = matches!(
+            call,
+            Call::Read
+                | Call::Write
+                | Call::GetShop
+                | Call::GetProgram
+                | Call::PutProgram
+                | Call::Due
+                | Call::GetCheckpoint
+                | Call::PutCheckpoint
+                | Call::IncrementCounter
+        );
+        if !cut {
+            return run;
+        }
+        Box::pin(async move {
+            self.0.point().await;
+            let out = run.await;
+            self.0.point().await;
+            out
+        })
     }
 }
 

@@ -33,7 +33,7 @@ use cashback_core::ledger::EntryKind;
 use cashback_core::money::Currency;
 use cashback_core::order::OrderEvent;
 use cashback_core::program::{Program, ReminderPosition};
-use cashback_e2e::cut::{CutNotifier, CutPoints, CutStore};
+use cashback_e2e::cut::{cut_store, CutNotifier, CutPoints};
 use cashback_e2e::helpers::*;
 use cashback_store::MemoryStore;
 
@@ -118,7 +118,7 @@ async fn world() -> World {
             .unwrap_or_else(|e| panic!("checkpoint: {e}"));
     }
     let points = CutPoints::new();
-    let store: Arc<dyn Store> = Arc::new(CutStore::new(memory.clone(), points.clone()));
+    let store: Arc<dyn Store> = Arc::new(cut_store(memory.clone(), points.clone()));
     let notifier = Arc::new(CutNotifier::new(kept.clone(), points.clone()));
     World {
         memory,

@@ -15,7 +15,7 @@ use cashback_app::store::Store;
 use cashback_core::ids::CustomerId;
 use cashback_core::order::OrderEvent;
 use cashback_core::program::{Issuance, Program};
-use cashback_e2e::faults::{FaultRates, FaultyStore};
+use cashback_e2e::faults::{faulty_store, FaultRates, FaultyStore};
 use cashback_e2e::helpers::*;
 use cashback_store::MemoryStore;
 
@@ -149,7 +149,7 @@ async fn faulty_run(
     let memory = Arc::new(MemoryStore::new());
     let program = program(history.immediate);
     open_shop(memory.as_ref(), &program).await;
-    let faulty = Arc::new(FaultyStore::new(
+    let faulty = Arc::new(faulty_store(
         memory.clone(),
         FaultRates {
             read_fails: 0.1,
@@ -190,7 +190,7 @@ async fn faulty_run(
         }
     }
     // What Shopify gave up on is replayed by the operator (docs: reprocessing).
-    faulty.set_rates(FaultRates::NONE);
+    faulty.interceptor().set_rates(FaultRates::NONE);
     for event in undelivered {
         totals.reprocessed += 1;
         handle_order_event(&ctx, &shop(), &event, t0())
@@ -246,13 +246,26 @@ fn faulty_deliveries_retried_as_shopify_does_end_as_one_clean_delivery() {
                     &clean,
                     "the ledger must end as one clean delivery leaves it"
                 );
-                reads_failed
-                    .set(reads_failed.get() + store.counts.reads_failed.load(Ordering::Relaxed));
-                before
-                    .set(before.get() + store.counts.writes_failed_before.load(Ordering::Relaxed));
+                reads_failed.set(
+                    reads_failed.get()
+                        + store
+                            .interceptor()
+                            .counts
+                            .reads_failed
+                            .load(Ordering::Relaxed),
+                );
+                before.set(
+                    before.get()
+                        + store
+                            .interceptor()
+                            .counts
+                            .writes_failed_before
+                            .load(Ordering::Relaxed),
+                );
                 after.set(
                     after.get()
                         + store
+                            .interceptor()
                             .counts
                             .writes_failed_after_commit
                             .load(Ordering::Relaxed),

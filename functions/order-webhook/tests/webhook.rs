@@ -83,10 +83,7 @@ fn the_event_files_are_exactly_what_the_samples_generate() {
 
 #[tokio::test]
 async fn a_store_that_cannot_take_the_write_answers_503_so_the_platform_retries() {
-    let flaky = std::sync::Arc::new(FlakyStore {
-        inner: cashback_store::MemoryStore::new(),
-        failing: std::sync::atomic::AtomicBool::new(true),
-    });
+    let flaky = std::sync::Arc::new(support::flaky_store(true));
     let world = support::world(flaky.clone()).await;
     let (status, body) = deliver(&world, "shopify-orders-paid.json").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
@@ -95,6 +92,7 @@ async fn a_store_that_cannot_take_the_write_answers_503_so_the_platform_retries(
 
     // The platform's retry, once the store is back, applies the event.
     flaky
+        .interceptor()
         .failing
         .store(false, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(

@@ -184,7 +184,7 @@ async fn a_release_costs_one_read_and_one_transaction_plus_the_query_pages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_overlapping_runs_release_each_reward_once_and_send_one_ready_email_each() {
     let memory = Arc::new(MemoryStore::new());
-    let stalling = StallingStore::new(memory.clone());
+    let stalling = stalling_store(memory.clone());
     let notifier = Arc::new(ScriptedNotifier::default());
     let ctx = jobs_context(&memory, stalling.clone(), notifier.clone(), &program()).await;
     pay_many(&ctx, 40, t0()).await;
@@ -262,7 +262,7 @@ async fn a_run_that_crashes_at_any_point_and_runs_again_releases_every_reward_ex
     for nth in 1..=40u64 {
         for after_effect in [false, true] {
             let memory = Arc::new(MemoryStore::new());
-            let stalling = StallingStore::new(memory.clone());
+            let stalling = stalling_store(memory.clone());
             let notifier = Arc::new(ScriptedNotifier::default());
             let ctx = jobs_context(&memory, stalling.clone(), notifier.clone(), &program()).await;
             pay_many(&ctx, 6, t0()).await;
@@ -275,20 +275,20 @@ async fn a_run_that_crashes_at_any_point_and_runs_again_releases_every_reward_ex
             let before = notifier.sent_of("ready").len();
             assert_eq!(before, 0);
 
-            stalling.stall_at(nth, after_effect);
+            stalling.interceptor().stall_at(nth, after_effect);
             // The run is dropped at the stalled await, as a dying process
             // drops it: nothing after that point happens.
             let config = config();
             let crashed = tokio::select! {
                 finished = promote_due(&ctx, &TokioClock, &config, due_day(), far()) => Some(finished),
-                _ = stalling.stalled() => None,
+                _ = stalling.interceptor().stalled() => None,
             };
             if crashed.is_some() {
                 // The run finished before its nth call: no more crash points.
                 continue;
             }
             crash_points += 1;
-            stalling.never_stall();
+            stalling.interceptor().never_stall();
             let retry = promote_due(&ctx, &TokioClock, &config, due_day(), far())
                 .await
                 .unwrap();

@@ -249,7 +249,7 @@ async fn the_series_stops_at_zero_balance_and_on_unsubscribe() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlapping_runs_send_each_position_at_most_once() {
     let memory = Arc::new(MemoryStore::new());
-    let stalling = StallingStore::new(memory.clone());
+    let stalling = stalling_store(memory.clone());
     let notifier = Arc::new(ScriptedNotifier::default());
     let ctx = jobs_context(
         &memory,

@@ -24,6 +24,7 @@ use cashback_core::ledger::{Account, LedgerEntry};
 use cashback_core::money::{Currency, Money};
 use cashback_core::orders::OrderRecord;
 use cashback_core::program::{Program, ReferralReward};
+use cashback_store::intercept::{Call, Intercepted, Interceptor, Pending};
 use cashback_store::MemoryStore;
 use order_webhook::samples::{self, DEMO_SECRET, DEMO_SECRET_REF, DEMO_SHOP, GENERIC_SIGNED_AT};
 use order_webhook::secrets::{FixedSecrets, SecretCache};
@@ -323,103 +324,28 @@ pub fn shopify_order() -> String {
     samples::SHOPIFY_ORDER_ID.to_string()
 }
 
-/// A MemoryStore whose writes fail as a throttled DynamoDB would, while
-/// `failing` is set.
-pub struct FlakyStore {
-    pub inner: MemoryStore,
+/// Writes fail as a throttled DynamoDB's would, while `failing` is set.
+pub struct Flaky {
     pub failing: AtomicBool,
 }
 
-#[async_trait::async_trait]
-impl Store for FlakyStore {
-    async fn read(&self, shop: &ShopId, request: &ReadRequest) -> Result<ReadResult, StoreError> {
-        self.inner.read(shop, request).await
-    }
-    async fn write(&self, shop: &ShopId, writes: WriteSet) -> Result<WriteOutcome, StoreError> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("throttled".into()));
+impl Interceptor for Flaky {
+    fn around<'a, T: Send + 'a>(&'a self, call: Call, run: Pending<'a, T>) -> Pending<'a, T> {
+        if call == Call::Write && self.failing.load(Ordering::SeqCst) {
+            return Box::pin(async { Err(StoreError::Unavailable("throttled".into())) });
         }
-        self.inner.write(shop, writes).await
+        run
     }
-    async fn get_shop(&self, shop: &ShopId) -> Result<Option<Shop>, StoreError> {
-        self.inner.get_shop(shop).await
-    }
-    async fn create_shop(&self, shop: &Shop) -> Result<(), StoreError> {
-        self.inner.create_shop(shop).await
-    }
-    async fn get_program(&self, shop: &ShopId) -> Result<Option<Versioned<Program>>, StoreError> {
-        self.inner.get_program(shop).await
-    }
-    async fn put_program(
-        &self,
-        shop: &ShopId,
-        program: &Program,
-        expected_version: u64,
-        at: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
-        self.inner
-            .put_program(shop, program, expected_version, at)
-            .await
-    }
-    async fn get_program_version(
-        &self,
-        shop: &ShopId,
-        version: u64,
-    ) -> Result<Option<Program>, StoreError> {
-        self.inner.get_program_version(shop, version).await
-    }
-    async fn put_coupon(
-        &self,
-        shop: &ShopId,
-        coupon: &CouponRecord,
-        expected_version: u64,
-    ) -> Result<u64, StoreError> {
-        self.inner.put_coupon(shop, coupon, expected_version).await
-    }
-    async fn list_coupons(
-        &self,
-        shop: &ShopId,
-        cursor: Option<String>,
-        limit: u32,
-    ) -> Result<Page<Versioned<CouponRecord>>, StoreError> {
-        self.inner.list_coupons(shop, cursor, limit).await
-    }
-    async fn ledger(
-        &self,
-        shop: &ShopId,
-        customer: &CustomerId,
-        cursor: Option<String>,
-        limit: u32,
-    ) -> Result<Page<LedgerEntry>, StoreError> {
-        self.inner.ledger(shop, customer, cursor, limit).await
-    }
-    async fn due(
-        &self,
-        kind: DueKind,
-        bucket: &str,
-        shard: u32,
-        up_to: DateTime<Utc>,
-        cursor: Option<String>,
-        limit: u32,
-    ) -> Result<Page<DueRef>, StoreError> {
-        self.inner
-            .due(kind, bucket, shard, up_to, cursor, limit)
-            .await
-    }
-    async fn get_checkpoint(&self, job: &str) -> Result<Option<String>, StoreError> {
-        self.inner.get_checkpoint(job).await
-    }
-    async fn put_checkpoint(&self, job: &str, bucket: &str) -> Result<(), StoreError> {
-        self.inner.put_checkpoint(job, bucket).await
-    }
-    async fn increment_counter(
-        &self,
-        key: &str,
-        expires_at: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
-        self.inner.increment_counter(key, expires_at).await
-    }
-    fn request_counts(&self) -> RequestCounts {
-        self.inner.request_counts()
-    }
+}
+
+/// A MemoryStore behind [`Flaky`].
+pub type FlakyStore = Intercepted<Flaky>;
+
+pub fn flaky_store(failing: bool) -> FlakyStore {
+    Intercepted::new(
+        Arc::new(cashback_store::MemoryStore::new()),
+        Flaky {
+            failing: AtomicBool::new(failing),
+        },
+    )
 }

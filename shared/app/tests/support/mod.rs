@@ -167,7 +167,6 @@ pub fn refund(order_id: &str, refund_id: &str, lines: &[(&str, u32)]) -> OrderEv
 
 pub mod jobs {
     use std::collections::HashSet;
-    use std::future::Future;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
@@ -183,6 +182,7 @@ pub mod jobs {
     use cashback_core::ledger::{Account, LedgerEntry};
     use cashback_core::order::OrderEvent;
     use cashback_core::program::Program;
+    use cashback_store::intercept::{Call, Intercepted, Interceptor, Pending};
     use cashback_store::MemoryStore;
 
     use super::{line, order, shop, t0};
@@ -302,11 +302,12 @@ pub mod jobs {
         }
     }
 
-    /// The in-memory store, with a way to stop a run at its n-th call (as a
-    /// crashed Lambda stops), before or just after the call took effect, and
-    /// a yield before every call so concurrent runs interleave.
-    pub struct StallingStore {
-        pub inner: Arc<MemoryStore>,
+    /// A way to stop a run at its n-th store call (as a crashed Lambda
+    /// stops), before or just after the call took effect, and a yield before
+    /// every call so concurrent runs interleave. Counted calls: reads,
+    /// writes, the due index and checkpoints.
+    #[derive(Default)]
+    pub struct Stalls {
         calls: AtomicU64,
         /// The call (1-based) that never returns; 0 for none.
         stall_at: AtomicU64,
@@ -316,17 +317,14 @@ pub mod jobs {
         stalled: tokio::sync::Notify,
     }
 
-    impl StallingStore {
-        pub fn new(inner: Arc<MemoryStore>) -> Arc<StallingStore> {
-            Arc::new(StallingStore {
-                inner,
-                calls: AtomicU64::new(0),
-                stall_at: AtomicU64::new(0),
-                stall_after: AtomicBool::new(false),
-                stalled: tokio::sync::Notify::new(),
-            })
-        }
+    /// The in-memory store behind [`Stalls`].
+    pub type StallingStore = Intercepted<Stalls>;
 
+    pub fn stalling_store(inner: Arc<MemoryStore>) -> Arc<StallingStore> {
+        Arc::new(Intercepted::new(inner, Stalls::default()))
+    }
+
+    impl Stalls {
         /// Stalls the `nth` call from now (1 = the next one).
         pub fn stall_at(&self, nth: u64, after_effect: bool) {
             let done = self.calls.load(Ordering::SeqCst);
@@ -342,119 +340,28 @@ pub mod jobs {
         pub fn never_stall(&self) {
             self.stall_at.store(0, Ordering::SeqCst);
         }
-
-        async fn call<T, F>(&self, run: F) -> T
-        where
-            F: Future<Output = T> + Send,
-            T: Send,
-        {
-            tokio::task::yield_now().await;
-            let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-            if n == self.stall_at.load(Ordering::SeqCst) {
-                if self.stall_after.load(Ordering::SeqCst) {
-                    let _ = run.await;
-                }
-                self.stalled.notify_one();
-                return std::future::pending::<T>().await;
-            }
-            run.await
-        }
     }
 
-    #[async_trait::async_trait]
-    impl Store for StallingStore {
-        async fn read(
-            &self,
-            shop: &ShopId,
-            request: &ReadRequest,
-        ) -> Result<ReadResult, StoreError> {
-            self.call(self.inner.read(shop, request)).await
-        }
-        async fn write(&self, shop: &ShopId, writes: WriteSet) -> Result<WriteOutcome, StoreError> {
-            self.call(self.inner.write(shop, writes)).await
-        }
-        async fn get_shop(&self, shop: &ShopId) -> Result<Option<Shop>, StoreError> {
-            self.inner.get_shop(shop).await
-        }
-        async fn create_shop(&self, shop: &Shop) -> Result<(), StoreError> {
-            self.inner.create_shop(shop).await
-        }
-        async fn get_program(
-            &self,
-            shop: &ShopId,
-        ) -> Result<Option<Versioned<Program>>, StoreError> {
-            self.inner.get_program(shop).await
-        }
-        async fn put_program(
-            &self,
-            shop: &ShopId,
-            program: &Program,
-            expected_version: u64,
-            at: DateTime<Utc>,
-        ) -> Result<u64, StoreError> {
-            self.inner
-                .put_program(shop, program, expected_version, at)
-                .await
-        }
-        async fn get_program_version(
-            &self,
-            shop: &ShopId,
-            version: u64,
-        ) -> Result<Option<Program>, StoreError> {
-            self.inner.get_program_version(shop, version).await
-        }
-        async fn put_coupon(
-            &self,
-            shop: &ShopId,
-            coupon: &CouponRecord,
-            expected_version: u64,
-        ) -> Result<u64, StoreError> {
-            self.inner.put_coupon(shop, coupon, expected_version).await
-        }
-        async fn list_coupons(
-            &self,
-            shop: &ShopId,
-            cursor: Option<String>,
-            limit: u32,
-        ) -> Result<Page<Versioned<CouponRecord>>, StoreError> {
-            self.inner.list_coupons(shop, cursor, limit).await
-        }
-        async fn ledger(
-            &self,
-            shop: &ShopId,
-            customer: &CustomerId,
-            cursor: Option<String>,
-            limit: u32,
-        ) -> Result<Page<LedgerEntry>, StoreError> {
-            self.inner.ledger(shop, customer, cursor, limit).await
-        }
-        async fn due(
-            &self,
-            kind: DueKind,
-            bucket: &str,
-            shard: u32,
-            up_to: DateTime<Utc>,
-            cursor: Option<String>,
-            limit: u32,
-        ) -> Result<Page<DueRef>, StoreError> {
-            self.call(self.inner.due(kind, bucket, shard, up_to, cursor, limit))
-                .await
-        }
-        async fn get_checkpoint(&self, job: &str) -> Result<Option<String>, StoreError> {
-            self.call(self.inner.get_checkpoint(job)).await
-        }
-        async fn put_checkpoint(&self, job: &str, bucket: &str) -> Result<(), StoreError> {
-            self.call(self.inner.put_checkpoint(job, bucket)).await
-        }
-        async fn increment_counter(
-            &self,
-            key: &str,
-            expires_at: DateTime<Utc>,
-        ) -> Result<u64, StoreError> {
-            self.inner.increment_counter(key, expires_at).await
-        }
-        fn request_counts(&self) -> RequestCounts {
-            self.inner.request_counts()
+    impl Interceptor for Stalls {
+        fn around<'a, T: Send + 'a>(&'a self, call: Call, run: Pending<'a, T>) -> Pending<'a, T> {
+            if !matches!(
+                call,
+                Call::Read | Call::Write | Call::Due | Call::GetCheckpoint | Call::PutCheckpoint
+            ) {
+                return run;
+            }
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+                if n == self.stall_at.load(Ordering::SeqCst) {
+                    if self.stall_after.load(Ordering::SeqCst) {
+                        let _ = run.await;
+                    }
+                    self.stalled.notify_one();
+                    return std::future::pending().await;
+                }
+                run.await
+            })
         }
     }
 

@@ -536,6 +536,92 @@ pub(crate) async fn mark_suppressed(
     })
 }
 
+/// A job's own part of a run: what to do with one due item.
+#[async_trait::async_trait]
+pub(crate) trait DueHandler: Send {
+    async fn handle(
+        &mut self,
+        sender: &mut Sender<'_>,
+        kind: DueKind,
+        due: &DueRef,
+    ) -> Result<(), AppError>;
+}
+
+/// How a walk over the due index ended.
+pub(crate) struct WalkEnd {
+    /// The run failed as a whole (the store went down): still keep what the
+    /// walk saved and report it.
+    pub result: Result<(), JobError>,
+    /// Saving the checkpoint failed.
+    pub saved: Result<(), JobError>,
+    pub scan: ScanProgress,
+    pub failed: u64,
+    pub throttled: u64,
+    pub duration_ms: u64,
+}
+
+impl WalkEnd {
+    /// The run's own error, then the checkpoint's.
+    pub fn finish(self) -> Result<(), JobError> {
+        self.result?;
+        self.saved
+    }
+}
+
+/// Walks every due item of `kinds` from the job's checkpoint up to `now`,
+/// handing each to `handler`, until done or the deadline (less the finish
+/// reserve). An item that fails is logged and counted and its bucket is read
+/// again next run; a store that is down ends the run. Whatever happened,
+/// the progress that is certain is saved.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn walk_due(
+    ctx: &Context,
+    clock: &dyn Clock,
+    config: &JobConfig,
+    job: &'static str,
+    kinds: &[DueKind],
+    now: DateTime<Utc>,
+    deadline: Instant,
+    handler: &mut dyn DueHandler,
+) -> Result<WalkEnd, JobError> {
+    let started = clock.now();
+    let stop_at = deadline
+        .checked_sub(config.finish_reserve)
+        .unwrap_or(deadline);
+    let mut sender = Sender::new(ctx, clock, config);
+    let mut scan = DueScan::start(ctx.store.as_ref(), job, kinds, now, config).await?;
+    let mut failed = 0;
+    let result = loop {
+        if clock.now() >= stop_at {
+            scan.stop();
+            break Ok(());
+        }
+        let (kind, due) = match scan.next().await {
+            Ok(Some(item)) => item,
+            Ok(None) => break Ok(()),
+            Err(error) => break Err(JobError::from(error)),
+        };
+        if let Err(error) = handler.handle(&mut sender, kind, &due).await {
+            log_item_failure(job, kind, &due, &error);
+            failed += 1;
+            scan.item_failed();
+            if let Some(fatal) = item_error_is_fatal(&error) {
+                break Err(JobError::from(fatal));
+            }
+        }
+    };
+    let saved = scan.save().await.map_err(JobError::from);
+    Ok(WalkEnd {
+        result,
+        saved,
+        scan: scan.progress.clone(),
+        failed,
+        throttled: sender.throttled,
+        duration_ms: u64::try_from(clock.now().saturating_duration_since(started).as_millis())
+            .unwrap_or(u64::MAX),
+    })
+}
+
 /// Small and growing: the loser of a race should not collide again.
 pub(crate) async fn conflict_backoff(clock: &dyn Clock, attempt: u32) {
     let millis = u64::from(attempt.min(8)) * 5 + u64::from(attempt.wrapping_mul(7919) % 5);

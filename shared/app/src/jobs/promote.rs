@@ -76,69 +76,73 @@ pub async fn promote_due(
     now: DateTime<Utc>,
     deadline: Instant,
 ) -> Result<PromoteOutcome, JobError> {
-    let started = clock.now();
-    let stop_at = deadline
-        .checked_sub(config.finish_reserve)
-        .unwrap_or(deadline);
-    let mut outcome = PromoteOutcome::default();
-    let mut sender = Sender::new(ctx, clock, config);
-    let mut scan = DueScan::start(
-        ctx.store.as_ref(),
-        PROMOTE_JOB,
-        &[DueKind::Release, DueKind::Expiry],
-        now,
+    let mut run = PromoteRun {
+        ctx,
+        clock,
         config,
+        now,
+        deadline,
+        outcome: PromoteOutcome::default(),
+    };
+    let kinds = [DueKind::Release, DueKind::Expiry];
+    let end = walk_due(
+        ctx,
+        clock,
+        config,
+        PROMOTE_JOB,
+        &kinds,
+        now,
+        deadline,
+        &mut run,
     )
     .await?;
-    let result = loop {
-        if clock.now() >= stop_at {
-            scan.stop();
-            break Ok(());
-        }
-        let (kind, due) = match scan.next().await {
-            Ok(Some(item)) => item,
-            Ok(None) => break Ok(()),
-            Err(error) => break Err(error),
-        };
-        let handled = match kind {
+    let mut outcome = run.outcome;
+    outcome.failed += end.failed;
+    outcome.scan = end.scan.clone();
+    outcome.emails_throttled = end.throttled;
+    outcome.duration_ms = end.duration_ms;
+    log_summary(&outcome);
+    end.finish()?;
+    Ok(outcome)
+}
+
+/// A promote run's state, for [`walk_due`].
+struct PromoteRun<'a> {
+    ctx: &'a Context,
+    clock: &'a dyn Clock,
+    config: &'a JobConfig,
+    now: DateTime<Utc>,
+    deadline: Instant,
+    outcome: PromoteOutcome,
+}
+
+#[async_trait::async_trait]
+impl DueHandler for PromoteRun<'_> {
+    async fn handle(
+        &mut self,
+        sender: &mut Sender<'_>,
+        kind: DueKind,
+        due: &DueRef,
+    ) -> Result<(), AppError> {
+        let (ctx, clock, config, now) = (self.ctx, self.clock, self.config, self.now);
+        match kind {
             DueKind::Release => {
                 release_one(
                     ctx,
                     clock,
                     config,
-                    &mut sender,
-                    &due,
+                    sender,
+                    due,
                     now,
-                    deadline,
-                    &mut outcome,
+                    self.deadline,
+                    &mut self.outcome,
                 )
                 .await
             }
-            DueKind::Expiry => expire_one(ctx, clock, config, &due, now, &mut outcome).await,
+            DueKind::Expiry => expire_one(ctx, clock, config, due, now, &mut self.outcome).await,
             DueKind::Reminder => Ok(()),
-        };
-        if let Err(error) = handled {
-            log_item_failure(PROMOTE_JOB, kind, &due, &error);
-            outcome.failed += 1;
-            scan.item_failed();
-            if let Some(fatal) = item_error_is_fatal(&error) {
-                break Err(fatal);
-            }
         }
-    };
-    // Whatever happened, keep the progress that is certain.
-    let saved = scan.save().await;
-    outcome.scan = scan.progress.clone();
-    outcome.emails_throttled = sender.throttled;
-    outcome.duration_ms = elapsed_ms(clock, started);
-    log_summary(&outcome);
-    result?;
-    saved?;
-    Ok(outcome)
-}
-
-fn elapsed_ms(clock: &dyn Clock, started: Instant) -> u64 {
-    u64::try_from(clock.now().saturating_duration_since(started).as_millis()).unwrap_or(u64::MAX)
+    }
 }
 
 fn log_summary(outcome: &PromoteOutcome) {

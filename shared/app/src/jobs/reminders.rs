@@ -85,59 +85,67 @@ pub async fn send_reminders(
     now: DateTime<Utc>,
     deadline: Instant,
 ) -> Result<RemindersOutcome, JobError> {
-    let started = clock.now();
-    let stop_at = deadline
-        .checked_sub(config.finish_reserve)
-        .unwrap_or(deadline);
-    let mut outcome = RemindersOutcome::default();
-    let mut sender = Sender::new(ctx, clock, config);
-    let mut scan = DueScan::start(
-        ctx.store.as_ref(),
-        REMINDERS_JOB,
-        &[DueKind::Reminder],
-        now,
+    let mut run = RemindersRun {
+        ctx,
+        clock,
         config,
+        now,
+        deadline,
+        outcome: RemindersOutcome::default(),
+    };
+    let kinds = [DueKind::Reminder];
+    let end = walk_due(
+        ctx,
+        clock,
+        config,
+        REMINDERS_JOB,
+        &kinds,
+        now,
+        deadline,
+        &mut run,
     )
     .await?;
-    let result = loop {
-        if clock.now() >= stop_at {
-            scan.stop();
-            break Ok(());
-        }
-        let due = match scan.next().await {
-            Ok(Some((_, due))) => due,
-            Ok(None) => break Ok(()),
-            Err(error) => break Err(error),
-        };
-        let handled = remind_one(
+    let mut outcome = run.outcome;
+    outcome.failed += end.failed;
+    outcome.scan = end.scan.clone();
+    outcome.throttled = end.throttled;
+    outcome.duration_ms = end.duration_ms;
+    log_summary(&outcome);
+    end.finish()?;
+    Ok(outcome)
+}
+
+/// A reminders run's state, for [`walk_due`].
+struct RemindersRun<'a> {
+    ctx: &'a Context,
+    clock: &'a dyn Clock,
+    config: &'a JobConfig,
+    now: DateTime<Utc>,
+    deadline: Instant,
+    outcome: RemindersOutcome,
+}
+
+#[async_trait::async_trait]
+impl DueHandler for RemindersRun<'_> {
+    async fn handle(
+        &mut self,
+        sender: &mut Sender<'_>,
+        _kind: DueKind,
+        due: &DueRef,
+    ) -> Result<(), AppError> {
+        let (ctx, clock, config, now) = (self.ctx, self.clock, self.config, self.now);
+        remind_one(
             ctx,
             clock,
             config,
-            &mut sender,
-            &due,
+            sender,
+            due,
             now,
-            deadline,
-            &mut outcome,
+            self.deadline,
+            &mut self.outcome,
         )
-        .await;
-        if let Err(error) = handled {
-            log_item_failure(REMINDERS_JOB, DueKind::Reminder, &due, &error);
-            outcome.failed += 1;
-            scan.item_failed();
-            if let Some(fatal) = item_error_is_fatal(&error) {
-                break Err(fatal);
-            }
-        }
-    };
-    let saved = scan.save().await;
-    outcome.scan = scan.progress.clone();
-    outcome.throttled = sender.throttled;
-    outcome.duration_ms = u64::try_from(clock.now().saturating_duration_since(started).as_millis())
-        .unwrap_or(u64::MAX);
-    log_summary(&outcome);
-    result?;
-    saved?;
-    Ok(outcome)
+        .await
+    }
 }
 
 fn log_summary(outcome: &RemindersOutcome) {

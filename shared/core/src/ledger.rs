@@ -470,7 +470,18 @@ impl Account {
         if !amount.is_positive() {
             return Ok(Applied::default());
         }
-        let key = format!("expire:{}", now.timestamp());
+        // Two expirations at the same `now` (a credit landed between two
+        // runs replaying one schedule time) expire different lots: the
+        // oldest lot expired tells them apart, so entry ids stay unique.
+        let oldest = self
+            .lots
+            .iter()
+            .filter(|lot| lot.expires_at.is_some_and(|at| at <= now))
+            .map(|lot| lot.credited_at)
+            .min()
+            .map(|at| at.timestamp_micros())
+            .unwrap_or_default();
+        let key = format!("expire:{}:{oldest}", now.timestamp());
         let mut journal = Journal::new(key, now, self.currency);
         self.lots
             .retain(|lot| lot.expires_at.is_none_or(|at| at > now));

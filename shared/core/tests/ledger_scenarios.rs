@@ -423,3 +423,37 @@ fn a_debit_adjustment_cannot_overdraw() {
     ));
     books.check();
 }
+
+#[test]
+fn two_expirations_at_the_same_moment_write_distinct_entries() {
+    let mut program = Program {
+        issuance: Issuance::Immediate,
+        ..ten_percent()
+    };
+    program.expiry_days = Some(30);
+    let mut books = Books::new(program);
+    books.apply(
+        &OrderEvent::Paid(order("1", vec![line("a", "100.00", 1, "0.00")])),
+        t0(),
+    );
+    let moment = days(31);
+    let first = books.account.expire_balance(moment).unwrap();
+    // A credit recorded afterwards with an earlier time (a replayed schedule
+    // time), already past its expiry at the same moment.
+    books.apply(
+        &OrderEvent::Paid(order("2", vec![line("b", "50.00", 1, "0.00")])),
+        days(0) + chrono::Duration::hours(1),
+    );
+    let second = books.account.expire_balance(moment).unwrap();
+    assert_eq!(second.entries.len(), 1);
+    assert_ne!(first.entries[0].entry_id, second.entries[0].entry_id);
+    assert!(books
+        .account
+        .expire_balance(moment)
+        .unwrap()
+        .entries
+        .is_empty());
+    books.entries.extend(first.entries);
+    books.entries.extend(second.entries);
+    books.check();
+}

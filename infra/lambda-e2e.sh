@@ -37,6 +37,9 @@ trap cleanup EXIT
 echo "== building the functions and cashback-local"
 cargo build --quiet -p cashback-local -p order-webhook -p coupon-validate -p customer-api -p promote-pending -p send-reminders
 
+echo "== the sample events, the generic ones signed now (their signature is timestamped)"
+cargo run --quiet -p order-webhook --example make-events -- --now --out "$work/events" >/dev/null
+
 echo "== table ${table} on moto, with the demo shop"
 target/debug/cashback-local seed --store dynamodb --endpoint-url "$MOTO_ENDPOINT" --table "$table"
 
@@ -133,7 +136,18 @@ status, answer = request("POST", f"/v1/shops/{shop}/coupons/validate", body,
 discount = float(((answer or {}).get("discount") or {}).get("amount", "0"))
 check("the code validates at checkout for its balance", status == 200 and (answer or {}).get("valid") is True and abs(discount - available) < 0.005, f"{status} {answer}")
 
-# 6. The emails, in the outbox.
+# 6. Every sample event of events/ through `cargo lambda invoke`, as Lambda
+# would receive it from API Gateway (the generic ones re-signed now).
+for path in sorted(glob.glob(os.path.join(work, "events", "*.json"))):
+    name = os.path.basename(path)
+    out = subprocess.run(["cargo", "lambda", "invoke", "order-webhook", "--data-file", path,
+                          "--invoke-address", "127.0.0.1", "--invoke-port", base.rsplit(":", 1)[1], "--output-format", "json"],
+                         capture_output=True, text=True, timeout=900)
+    response = json.loads(out.stdout or "null") if out.returncode == 0 else None
+    check(f"cargo lambda invoke order-webhook with {name} answers 200",
+          isinstance(response, dict) and response.get("statusCode") == 200, f"{(response or {}).get('body') if response else out.stderr[-500:]}")
+
+# 7. The emails, in the outbox.
 names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(outbox, "*.eml")))
 for kind in ("earned", "ready", "reminder"):
     check(f"a '{kind}' email is in the outbox", any(n.startswith(kind) for n in names), str(names))

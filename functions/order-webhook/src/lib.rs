@@ -143,7 +143,7 @@ fn refused(platform: &str, shop: Option<&ShopId>, error: ApiError) -> ApiError {
             "webhook refused"
         );
     }
-    error
+    error.already_logged()
 }
 
 fn webhook_error(error: &WebhookError) -> ApiError {

@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use tracing::error;
+use tracing::{error, info};
 
 use cashback_app::AppError;
 use cashback_core::program::FieldError;
@@ -20,6 +20,8 @@ pub struct ApiError {
     pub message: String,
     pub fields: Vec<FieldError>,
     pub retry_after_seconds: Option<u64>,
+    /// The caller already logged this refusal with more context.
+    pub logged: bool,
 }
 
 #[derive(Serialize)]
@@ -43,6 +45,7 @@ impl ApiError {
             message: message.into(),
             fields: Vec::new(),
             retry_after_seconds: None,
+            logged: false,
         }
     }
 
@@ -78,6 +81,12 @@ impl ApiError {
             "internal",
             "something went wrong on our side; it has been logged",
         )
+    }
+
+    /// Marks the refusal as logged by the caller, so it is not logged twice.
+    pub fn already_logged(mut self) -> ApiError {
+        self.logged = true;
+        self
     }
 
     pub fn with_fields(mut self, fields: Vec<FieldError>) -> ApiError {
@@ -151,6 +160,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if self.status.is_client_error() && !self.logged {
+            // One line per refusal. Only the status and the kind: a message
+            // can name a code or an address, which never reach the logs.
+            info!(
+                status = self.status.as_u16(),
+                code = self.code,
+                "request refused"
+            );
+        }
         let body = Body {
             error: Inner {
                 code: self.code,
@@ -272,5 +290,43 @@ mod tests {
         .await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!json.to_string().contains("SHOP#secret"));
+    }
+
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_logged_once_with_its_status_and_kind_but_never_its_message() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let _ = ApiError::not_found("coupon SECRET-CODE").into_response();
+            let _ = ApiError::not_found("logged by the caller")
+                .already_logged()
+                .into_response();
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        assert!(
+            lines[0].contains("request refused")
+                && lines[0].contains("404")
+                && lines[0].contains("not_found")
+        );
+        assert!(!text.contains("SECRET-CODE"));
     }
 }

@@ -10,7 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-command -v cargo-lambda >/dev/null 2>&1 || python3 -m pip install --quiet cargo-lambda
+# shellcheck source=infra/python-tools.sh
+source infra/python-tools.sh
+python_tools
 
 # shellcheck source=infra/moto.sh
 source infra/moto.sh

@@ -3,14 +3,13 @@
 # loopback port. Sourced by infra/test.sh:
 #   source infra/moto.sh && moto_start   # exports MOTO_ENDPOINT
 #   moto_stop
-# Installs moto[server] from PyPI when it is missing.
+# moto comes from the project's Python environment (infra/python-tools.sh).
+
+# shellcheck source=infra/python-tools.sh
+source "$(dirname "${BASH_SOURCE[0]}")/python-tools.sh"
 
 moto_python() {
-  command -v python3 >/dev/null 2>&1 || { echo "python3 is required for moto" >&2; return 1; }
-  if ! python3 -c 'import moto.server, flask' >/dev/null 2>&1; then
-    echo "installing moto[server] ..." >&2
-    python3 -m pip install --quiet 'moto[server]>=5' >&2
-  fi
+  python_tools
 }
 
 MOTO_SERIAL_SERVER='

@@ -21,11 +21,9 @@ ST_DIR=${ST_DIR:-$(mktemp -d -t cashback-schemathesis.XXXXXX)}
 DEMO_SHOP=demo.myshopify.com
 DEMO_CUSTOMER=7460129384756102938
 
-command -v python3 >/dev/null 2>&1 || { echo "python3 is required for schemathesis" >&2; exit 1; }
-if ! python3 -c 'import schemathesis' >/dev/null 2>&1; then
-  echo "installing schemathesis ..." >&2
-  python3 -m pip install --quiet 'schemathesis>=4,<5' >&2
-fi
+# shellcheck source=infra/python-tools.sh
+source infra/python-tools.sh
+python_tools
 
 cargo build --quiet -p cashback-local
 SERVER=target/debug/cashback-local

@@ -11,11 +11,13 @@ cargo fmt --all -- --check
 echo "== cargo clippy (warnings denied)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-if [ -f template.yaml ]; then
-  echo "== cfn-lint template.yaml"
-  command -v cfn-lint >/dev/null 2>&1 || python3 -m pip install --quiet cfn-lint
-  cfn-lint template.yaml
-fi
+echo "== Python tools (moto, cfn-lint, schemathesis, cargo-lambda) in the project's venv"
+# shellcheck source=infra/python-tools.sh
+source infra/python-tools.sh
+python_tools
+
+echo "== cfn-lint template.yaml"
+cfn-lint template.yaml
 
 echo "== tests (moto for DynamoDB and SES v2)"
 # shellcheck source=infra/moto.sh

@@ -16,8 +16,10 @@ echo "== Python tools (moto, cfn-lint, schemathesis, cargo-lambda) in the projec
 source infra/python-tools.sh
 python_tools
 
-echo "== cfn-lint template.yaml"
+echo "== cfn-lint and sam validate --lint: template.yaml"
 cfn-lint template.yaml
+# No AWS account is needed: validation is local (a region names the schema).
+SAM_CLI_TELEMETRY=0 sam validate --lint --region us-east-1 --template-file template.yaml
 
 echo "== tests (moto for DynamoDB and SES v2)"
 # shellcheck source=infra/moto.sh

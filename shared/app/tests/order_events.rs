@@ -351,3 +351,49 @@ async fn collection_and_sale_exclusions_use_the_imported_catalog_in_the_same_rea
     // Only the regular 100.00 line earns its 10%.
     assert_eq!(account(&world, "ann").await.pending, usd("10.00"));
 }
+
+#[tokio::test]
+async fn an_exclusive_cashback_coupon_beside_an_ordinary_discount_code_gives_nothing() {
+    let world = world(program()).await;
+    seed_coupon(&world, coupon("BACK10", dec!(10)), 0).await;
+    let mut placed = order("1", "ann", vec![line("1", "100.00", 1)]);
+    for (code, amount) in [("back10", "0"), ("SAVE5", "5.00")] {
+        placed.discount_codes.push(AppliedCode {
+            code: Code::parse(code).unwrap(),
+            amount: usd(amount),
+            kind: DiscountKind::Order,
+        });
+    }
+    handle_order_event(&world.ctx, &shop(), &OrderEvent::Paid(placed), t0())
+        .await
+        .unwrap();
+    // Only the program's 10%: the exclusive coupon had company.
+    assert_eq!(account(&world, "ann").await.pending, usd("10.00"));
+}
+
+#[tokio::test]
+async fn with_a_fulfilled_trigger_a_coupon_is_judged_when_the_order_was_placed() {
+    let mut earn_on_fulfilment = program();
+    earn_on_fulfilment.trigger = cashback_core::program::Trigger::Fulfilled;
+    let world = world(earn_on_fulfilment).await;
+    let mut ending = coupon("BACK10", dec!(10));
+    ending.ends_at = Some(t0() + chrono::Duration::days(1));
+    seed_coupon(&world, ending, 0).await;
+    let mut placed = order("1", "ann", vec![line("1", "100.00", 1)]);
+    placed.discount_codes.push(AppliedCode {
+        code: Code::parse("back10").unwrap(),
+        amount: usd("0"),
+        kind: DiscountKind::Order,
+    });
+    handle_order_event(&world.ctx, &shop(), &OrderEvent::Paid(placed.clone()), t0())
+        .await
+        .unwrap();
+    // Shipped three days later, after the coupon ended.
+    let shipped_at = t0() + chrono::Duration::days(3);
+    let mut fulfilled = placed;
+    fulfilled.occurred_at = shipped_at;
+    handle_order_event(&world.ctx, &shop(), &OrderEvent::Fulfilled(fulfilled), shipped_at)
+        .await
+        .unwrap();
+    assert_eq!(account(&world, "ann").await.pending, usd("20.00"));
+}

@@ -397,3 +397,90 @@ async fn with_a_fulfilled_trigger_a_coupon_is_judged_when_the_order_was_placed()
         .unwrap();
     assert_eq!(account(&world, "ann").await.pending, usd("20.00"));
 }
+
+#[tokio::test]
+async fn a_refund_recorded_before_its_paid_event_makes_the_paid_event_announce_the_net_and_no_passing_tier(
+) {
+    let mut tiered = program();
+    tiered.tiers = vec![cashback_core::program::Tier {
+        name: "Gold".into(),
+        min_lifetime_spend: dec!(250),
+        percent: dec!(15),
+    }];
+    let world = world(tiered).await;
+    handle_order_event(
+        &world.ctx,
+        &shop(),
+        &OrderEvent::Paid(order("1", "ann", vec![line("1", "100.00", 1)])),
+        t0(),
+    )
+    .await
+    .unwrap();
+    // Half of order 2 is refunded before its paid event arrives.
+    handle_order_event(&world.ctx, &shop(), &refund("2", "r1", &[("1", 1)]), t0())
+        .await
+        .unwrap();
+    world.notifier.sent.lock().unwrap().clear();
+    handle_order_event(
+        &world.ctx,
+        &shop(),
+        &OrderEvent::Paid(order("2", "ann", vec![line("1", "100.00", 2)])),
+        t0(),
+    )
+    .await
+    .unwrap();
+    let ann = account(&world, "ann").await;
+    assert_eq!(ann.pending, usd("20.00"), "10.00 + 20.00 earned - 10.00 back");
+    assert_eq!(ann.tier, None, "200.00 net spent: below Gold");
+    let sent = world.notifier.sent.lock().unwrap().clone();
+    assert_eq!(
+        sent.iter().map(|n| n.kind.name()).collect::<Vec<_>>(),
+        ["earned"],
+        "one email with the net, no clawback of what was never announced, no tier"
+    );
+    match &sent[0].kind {
+        cashback_app::notify::NotificationKind::Earned { amount, .. } => {
+            assert_eq!(*amount, usd("10.00"))
+        }
+        other => panic!("not an earned email: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn everyone_starts_in_the_lowest_tier_and_only_a_move_up_is_announced() {
+    let mut tiered = program();
+    tiered.tiers = vec![
+        cashback_core::program::Tier {
+            name: "Bronze".into(),
+            min_lifetime_spend: dec!(0),
+            percent: dec!(10),
+        },
+        cashback_core::program::Tier {
+            name: "Silver".into(),
+            min_lifetime_spend: dec!(500),
+            percent: dec!(12),
+        },
+    ];
+    let world = world(tiered).await;
+    handle_order_event(
+        &world.ctx,
+        &shop(),
+        &OrderEvent::Paid(order("1", "ann", vec![line("1", "100.00", 1)])),
+        t0(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(world.notifier.kinds(), ["earned"], "no welcome to Bronze");
+    assert_eq!(account(&world, "ann").await.tier, Some(0));
+    handle_order_event(
+        &world.ctx,
+        &shop(),
+        &OrderEvent::Paid(order("2", "ann", vec![line("1", "400.00", 1)])),
+        t0(),
+    )
+    .await
+    .unwrap();
+    let mut kinds = world.notifier.kinds();
+    kinds.sort();
+    assert_eq!(kinds, ["earned", "earned", "tier_upgraded"]);
+}

@@ -523,7 +523,10 @@ fn credit_earned(
 
 fn update_tier(program: &Program, account: &mut Account, journal: &mut Journal) {
     let tier = program.tier_for(account.lifetime_eligible_spend.amount());
-    if tier > account.tier {
+    // Everyone starts in the lowest tier (the one for no spend, if the
+    // program has a tier from 0): reaching it is no upgrade.
+    let before = account.tier.or(program.tier_for(Decimal::ZERO));
+    if tier > before {
         if let Some(index) = tier {
             journal.effect(Effect::TierUpgraded { tier: index });
         }

@@ -634,3 +634,35 @@ fn with_a_fulfilled_trigger_promotions_are_judged_at_the_orders_own_time() {
     assert_eq!(books.account.pending, usd("15.00"));
     books.check();
 }
+
+#[test]
+fn a_tier_from_zero_spend_is_where_everyone_starts_not_an_upgrade() {
+    let mut program = five_percent();
+    program.tiers = vec![
+        Tier {
+            name: "Bronze".into(),
+            min_lifetime_spend: dec!(0),
+            percent: dec!(5),
+        },
+        Tier {
+            name: "Silver".into(),
+            min_lifetime_spend: dec!(500),
+            percent: dec!(8),
+        },
+    ];
+    let mut books = Books::new(program);
+    let first = books.apply(
+        &OrderEvent::Paid(order("1", vec![line("a", "100.00", 1, "0.00")])),
+        t0(),
+    );
+    assert_eq!(books.account.tier, Some(0));
+    assert!(!first
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::TierUpgraded { .. })));
+    let second = books.apply(
+        &OrderEvent::Paid(order("2", vec![line("b", "400.00", 1, "0.00")])),
+        t0(),
+    );
+    assert!(second.effects.contains(&Effect::TierUpgraded { tier: 1 }));
+}

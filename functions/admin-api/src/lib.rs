@@ -339,7 +339,9 @@ async fn put_program(
         let shop = shop_of(&path_of(path)?)?;
         let expected = expected_version(&headers)?;
         let text = text_of(&body)?;
-        Ok::<_, ApiError>(admin::put_program(&state.ctx, &shop, text, expected, state.ctx.now()).await?)
+        Ok::<_, ApiError>(
+            admin::put_program(&state.ctx, &shop, text, expected, state.ctx.now()).await?,
+        )
     }
     .await;
     match result {

@@ -236,7 +236,13 @@ mod tests {
     use super::*;
     use crate::seed::{DEMO_API_KEY, DEMO_SHOP};
 
-    async fn call(app: &Router, method: &str, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+    async fn call(
+        app: &Router,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
         let request = Request::builder()
             .method(method)
             .uri(path)
@@ -247,7 +253,10 @@ mod tests {
         let response = app.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     #[tokio::test]
@@ -256,7 +265,8 @@ mod tests {
         let clock = VirtualClock::new();
         let start = clock.now();
         crate::seed::seed(store.as_ref(), start).await.unwrap();
-        let outbox = std::env::temp_dir().join(format!("cashback-local-clock-{}", std::process::id()));
+        let outbox =
+            std::env::temp_dir().join(format!("cashback-local-clock-{}", std::process::id()));
         let ctx = crate::context(store, &outbox, "http://127.0.0.1:3000".into()).unwrap();
         let local = Local {
             ctx,
@@ -276,8 +286,12 @@ mod tests {
         });
         let (status, created) = call(&app, "POST", &coupons, DEMO_ADMIN_TOKEN, coupon).await;
         assert_eq!(status, StatusCode::CREATED, "{created}");
-        let created_at: DateTime<Utc> = serde_json::from_value(created["created_at"].clone()).unwrap();
-        assert!(created_at >= moved, "the admin route stamped {created_at}, the clock says {moved}");
+        let created_at: DateTime<Utc> =
+            serde_json::from_value(created["created_at"].clone()).unwrap();
+        assert!(
+            created_at >= moved,
+            "the admin route stamped {created_at}, the clock says {moved}"
+        );
         let approve = format!("{coupons}/late10/approve");
         let (status, approved) = call(&app, "POST", &approve, DEMO_ADMIN_TOKEN, Value::Null).await;
         assert_eq!(status, StatusCode::OK, "{approved}");
@@ -287,7 +301,14 @@ mod tests {
             "code": "LATE10", "currency": "USD",
             "cart": {"lines": [{"product_id": "1", "quantity": 1, "unit_price": "50.00"}], "subtotal": "50.00"},
         });
-        let (status, answer) = call(&app, "POST", &format!("{coupons}/validate"), DEMO_API_KEY, validate).await;
+        let (status, answer) = call(
+            &app,
+            "POST",
+            &format!("{coupons}/validate"),
+            DEMO_API_KEY,
+            validate,
+        )
+        .await;
         assert_eq!(status, StatusCode::OK, "{answer}");
         assert_eq!(answer["valid"], true, "{answer}");
         let _ = std::fs::remove_dir_all(&outbox);

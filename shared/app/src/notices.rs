@@ -85,9 +85,7 @@ pub fn notices_for(
                 amount,
                 release_at,
             } => {
-                let net = amount
-                    .checked_sub(clawed_here(order_id))
-                    .unwrap_or(*amount);
+                let net = amount.checked_sub(clawed_here(order_id)).unwrap_or(*amount);
                 if !net.is_positive() {
                     continue;
                 }

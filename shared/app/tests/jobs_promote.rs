@@ -561,8 +561,14 @@ async fn the_ready_email_states_what_became_spendable_and_is_not_sent_when_debt_
         .await
         .unwrap();
     assert_eq!(run.released, 2);
-    assert_eq!(account_of(&s.memory, "c0").await.value.available, usd("0.00"));
-    assert_eq!(account_of(&s.memory, "c1").await.value.available, usd("5.00"));
+    assert_eq!(
+        account_of(&s.memory, "c0").await.value.available,
+        usd("0.00")
+    );
+    assert_eq!(
+        account_of(&s.memory, "c1").await.value.available,
+        usd("5.00")
+    );
     let ready = s.notifier.sent_of("ready");
     assert_eq!(ready.len(), 1, "nothing became spendable for c0: {ready:?}");
     assert_eq!(ready[0].idempotency_key, "ready:c1:1001");

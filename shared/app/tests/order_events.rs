@@ -392,9 +392,14 @@ async fn with_a_fulfilled_trigger_a_coupon_is_judged_when_the_order_was_placed()
     let shipped_at = t0() + chrono::Duration::days(3);
     let mut fulfilled = placed;
     fulfilled.occurred_at = shipped_at;
-    handle_order_event(&world.ctx, &shop(), &OrderEvent::Fulfilled(fulfilled), shipped_at)
-        .await
-        .unwrap();
+    handle_order_event(
+        &world.ctx,
+        &shop(),
+        &OrderEvent::Fulfilled(fulfilled),
+        shipped_at,
+    )
+    .await
+    .unwrap();
     assert_eq!(account(&world, "ann").await.pending, usd("20.00"));
 }
 
@@ -430,7 +435,11 @@ async fn a_refund_recorded_before_its_paid_event_makes_the_paid_event_announce_t
     .await
     .unwrap();
     let ann = account(&world, "ann").await;
-    assert_eq!(ann.pending, usd("20.00"), "10.00 + 20.00 earned - 10.00 back");
+    assert_eq!(
+        ann.pending,
+        usd("20.00"),
+        "10.00 + 20.00 earned - 10.00 back"
+    );
     assert_eq!(ann.tier, None, "200.00 net spent: below Gold");
     let sent = world.notifier.sent.lock().unwrap().clone();
     assert_eq!(

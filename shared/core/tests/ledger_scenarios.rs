@@ -475,7 +475,10 @@ fn refund_amount(order_id: &str, refund_id: &str, amount: &str) -> OrderEvent {
 fn shipped_order() -> Order {
     let mut placed = order(
         "1",
-        vec![line("a", "100.00", 1, "0.00"), line("b", "100.00", 1, "0.00")],
+        vec![
+            line("a", "100.00", 1, "0.00"),
+            line("b", "100.00", 1, "0.00"),
+        ],
     );
     placed.shipping = usd("10.00");
     placed.total = usd("210.00");

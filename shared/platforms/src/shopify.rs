@@ -820,8 +820,8 @@ fn refunded_beyond_lines(
             let is = |value: &Option<String>, expected: &str| {
                 json::present(value).is_some_and(|v| v.eq_ignore_ascii_case(expected))
             };
-            let succeeded = json::present(&transaction.status).is_none()
-                || is(&transaction.status, "success");
+            let succeeded =
+                json::present(&transaction.status).is_none() || is(&transaction.status, "success");
             // A transaction in the buyer's currency cannot be compared with
             // the shop's ledger; Shopify's adjustments are in shop money.
             let in_shop_currency = json::present(&transaction.currency)

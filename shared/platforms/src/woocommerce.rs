@@ -392,7 +392,9 @@ fn map_order(raw: &WooOrder, currency: Currency) -> Result<Order, WebhookError> 
         .line_items
         .iter()
         .enumerate()
-        .map(|(i, line)| json::money_rounded(&format!("line_items[{i}].total"), &line.total, currency))
+        .map(|(i, line)| {
+            json::money_rounded(&format!("line_items[{i}].total"), &line.total, currency)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let subtotal = Money::sum(currency, &line_totals).map_err(|source| WebhookError::Money {
         field: "line_items[].total".to_string(),
@@ -575,7 +577,8 @@ fn map_refunds(raw: &WooOrder, currency: Currency) -> Result<Vec<OrderEvent>, We
         .iter()
         .enumerate()
         .map(|(i, refund)| {
-            let amount = json::money_rounded(&format!("refunds[{i}].total"), &refund.total, currency)?;
+            let amount =
+                json::money_rounded(&format!("refunds[{i}].total"), &refund.total, currency)?;
             // WooCommerce lists refunds as negative totals ("-10.00").
             let amount = if amount.is_negative() {
                 amount.negated()
@@ -612,19 +615,23 @@ fn refund_lines(
     let mut amounts = Vec::new();
     for (j, item) in refund.line_items.iter().flatten().enumerate() {
         let field = |name: &str| format!("refunds[{index}].line_items[{j}].{name}");
-        let refunded_id = item.refunded_item_id.as_ref().map(|id| id.as_str().to_string()).or_else(|| {
-            item.meta_data.iter().find_map(|meta| {
-                let key = json::present(&meta.key)?;
-                if key != "_refunded_item_id" {
-                    return None;
-                }
-                match meta.value.as_ref()? {
-                    serde_json::Value::String(id) => Some(id.trim().to_string()),
-                    serde_json::Value::Number(id) => Some(id.to_string()),
-                    _ => None,
-                }
-            })
-        });
+        let refunded_id = item
+            .refunded_item_id
+            .as_ref()
+            .map(|id| id.as_str().to_string())
+            .or_else(|| {
+                item.meta_data.iter().find_map(|meta| {
+                    let key = json::present(&meta.key)?;
+                    if key != "_refunded_item_id" {
+                        return None;
+                    }
+                    match meta.value.as_ref()? {
+                        serde_json::Value::String(id) => Some(id.trim().to_string()),
+                        serde_json::Value::Number(id) => Some(id.to_string()),
+                        _ => None,
+                    }
+                })
+            });
         // The order line it refunds, if the order lists it with its units kept.
         let order_line = refunded_id.as_deref().and_then(|id| {
             raw.line_items
@@ -647,7 +654,11 @@ fn refund_lines(
         match (order_line, u32::try_from(units)) {
             (Some((_, line)), Ok(units)) if units > 0 && units_kept => {
                 lines.push(RefundedLine {
-                    line_id: json::id(&field("_refunded_item_id"), line.id.as_str(), LineId::parse)?,
+                    line_id: json::id(
+                        &field("_refunded_item_id"),
+                        line.id.as_str(),
+                        LineId::parse,
+                    )?,
                     quantity: units,
                 });
             }
@@ -655,7 +666,11 @@ fn refund_lines(
                 for (name, value) in [("total", &item.total), ("total_tax", &item.total_tax)] {
                     if let Some(value) = json::present(value) {
                         let money = json::money_rounded(&field(name), value, currency)?;
-                        amounts.push(if money.is_negative() { money.negated() } else { money });
+                        amounts.push(if money.is_negative() {
+                            money.negated()
+                        } else {
+                            money
+                        });
                     }
                 }
             }

@@ -378,7 +378,11 @@ fn string_ids_are_accepted_as_well_as_numbers() {
 }
 
 /// A fixture with its JSON changed, signed again.
-fn parse_edited(topic: &str, fixture_name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Delivery {
+fn parse_edited(
+    topic: &str,
+    fixture_name: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> Delivery {
     let mut value: serde_json::Value = serde_json::from_slice(&fixture(fixture_name)).unwrap();
     edit(&mut value);
     let body = serde_json::to_vec(&value).unwrap();
@@ -467,7 +471,10 @@ fn a_shipping_refund_adjustment_is_not_merchandise() {
         "shopify_refunds_create_shipping_only.json",
         Currency::USD,
     );
-    assert_eq!(refund_basis(&delivery), RefundBasis::Lines { lines: vec![] });
+    assert_eq!(
+        refund_basis(&delivery),
+        RefundBasis::Lines { lines: vec![] }
+    );
 }
 
 #[test]

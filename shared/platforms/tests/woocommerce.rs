@@ -250,7 +250,10 @@ fn edited(edit: impl FnOnce(&mut serde_json::Value), currency: Currency) -> Vec<
     edit(&mut value);
     let body = serde_json::to_vec(&value).unwrap();
     let headers = woo_headers("order.updated", &body);
-    match woocommerce::parse(&headers, &body, currency).unwrap().outcome {
+    match woocommerce::parse(&headers, &body, currency)
+        .unwrap()
+        .outcome
+    {
         Outcome::Events(events) => events,
         other => panic!("expected events, got {other:?}"),
     }

@@ -47,7 +47,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use serde::Serialize;
 
 use cashback_app::admin::{self, Lookup};
@@ -304,7 +304,7 @@ async fn create_shop(
         let text = text_of(&body)?;
         let api_key = cashback_edge::auth::new_api_key();
         let shop =
-            admin::create_shop(&state.ctx, text, &hash_api_key(&api_key), Utc::now()).await?;
+            admin::create_shop(&state.ctx, text, &hash_api_key(&api_key), state.ctx.now()).await?;
         Ok::<_, ApiError>(Onboarded { shop, api_key })
     }
     .await;
@@ -339,7 +339,9 @@ async fn put_program(
         let shop = shop_of(&path_of(path)?)?;
         let expected = expected_version(&headers)?;
         let text = text_of(&body)?;
-        Ok::<_, ApiError>(admin::put_program(&state.ctx, &shop, text, expected, Utc::now()).await?)
+        Ok::<_, ApiError>(
+            admin::put_program(&state.ctx, &shop, text, expected, state.ctx.now()).await?,
+        )
     }
     .await;
     match result {
@@ -380,7 +382,7 @@ async fn create_coupon(
     let result = async {
         let shop = shop_of(&path_of(path)?)?;
         let text = text_of(&body)?;
-        Ok::<_, ApiError>(admin::create_coupon(&state.ctx, &shop, text, Utc::now()).await?)
+        Ok::<_, ApiError>(admin::create_coupon(&state.ctx, &shop, text, state.ctx.now()).await?)
     }
     .await;
     respond(result, StatusCode::CREATED)
@@ -428,7 +430,7 @@ async fn update_coupon(
         let expected = expected_version(&headers)?;
         let text = text_of(&body)?;
         Ok::<_, ApiError>(
-            admin::update_coupon(&state.ctx, &shop, &code, text, expected, Utc::now()).await?,
+            admin::update_coupon(&state.ctx, &shop, &code, text, expected, state.ctx.now()).await?,
         )
     }
     .await;
@@ -444,7 +446,7 @@ async fn set_status(
         let (shop, code) = path_of(path)?;
         let (shop, code) = (shop_of(&shop)?, code_of(&code)?);
         Ok::<_, ApiError>(
-            admin::set_coupon_status(&state.ctx, &shop, &code, status, Utc::now()).await?,
+            admin::set_coupon_status(&state.ctx, &shop, &code, status, state.ctx.now()).await?,
         )
     }
     .await;
@@ -551,7 +553,7 @@ async fn adjust(
             })?;
         let text = text_of(&body)?;
         Ok::<_, ApiError>(
-            admin::adjust(&state.ctx, &shop, &customer, text, &key, Utc::now()).await?,
+            admin::adjust(&state.ctx, &shop, &customer, text, &key, state.ctx.now()).await?,
         )
     }
     .await;

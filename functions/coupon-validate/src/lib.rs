@@ -45,7 +45,7 @@ async fn validate(
     path: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Response {
-    match handle(&ctx, path, request, Utc::now()).await {
+    match handle(&ctx, path, request, ctx.now()).await {
         Ok(validation) => {
             let mut response = Json(validation).into_response();
             // An answer about a balance must not sit in any cache.

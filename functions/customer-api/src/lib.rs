@@ -114,7 +114,7 @@ async fn cashback(
     query: Result<Query<Params>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
-    match view(&state, path, query, &headers, Utc::now()).await {
+    match view(&state, path, query, &headers, state.ctx.now()).await {
         Ok(view) => {
             let mut response = Json(view).into_response();
             // One customer's balance: never kept by a shared cache.
@@ -266,7 +266,7 @@ async fn unsubscribe(
         Ok(parts) => parts,
         Err(error) => return failure(json, error),
     };
-    match portal::unsubscribe(&state.ctx, &shop, &customer, &signature, Utc::now()).await {
+    match portal::unsubscribe(&state.ctx, &shop, &customer, &signature, state.ctx.now()).await {
         Ok(UnsubscribeOutcome::Unsubscribed) => answer(json, UnsubscribeStatus::Unsubscribed),
         Ok(UnsubscribeOutcome::AlreadyUnsubscribed) => {
             answer(json, UnsubscribeStatus::AlreadyUnsubscribed)

@@ -76,11 +76,13 @@ pub struct WebhookState {
 }
 
 impl WebhookState {
+    /// Reads "now" from the context's clock unless given another.
     pub fn new(ctx: Context, secrets: Arc<SecretCache>) -> WebhookState {
+        let context = ctx.clone();
         WebhookState {
             ctx,
             secrets,
-            clock: Arc::new(Utc::now),
+            clock: Arc::new(move || context.now()),
         }
     }
 

@@ -223,13 +223,14 @@ async fn woocommerce_deliveries_earn_then_claw_back_their_refunds(backend: Backe
     );
 
     // Completed with two refunds: paid again (a duplicate), fulfilled, and
-    // each refund, 20.00 of the 85.00 paid: 8.00 x 20 / 85 = 1.88.
+    // each refund, 20.00 of the 80.00 the merchandise cost (85.00 paid less
+    // 5.00 shipping): 8.00 x 20 / 80 = 2.00.
     assert_eq!(
         deliver(&world, "woocommerce-order-updated-refunds.json").await,
         (StatusCode::OK, summary(4, 3, 1, 0))
     );
     let account = account(&world, &customer).await.unwrap();
-    assert_eq!(account.pending, usd("6.12"));
+    assert_eq!(account.pending, usd("6.00"));
     account.check(&ledger(&world, &customer).await).unwrap();
     let record = order_record(&world, &WOO_ORDER_ID.to_string())
         .await

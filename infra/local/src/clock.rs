@@ -1,7 +1,9 @@
 //! The local server's clock: real time plus an offset that only moves
 //! forward, so a merchant can watch a 30-day hold release in a minute.
-//! Webhooks, checkouts and the scheduled jobs all read it, so the ledger's
-//! times and the jobs' checkpoints stay consistent with each other.
+//! Every route (webhooks, checkout validation, the customer and admin APIs)
+//! reads it through the context, and the scheduled jobs run at it, so the
+//! ledger's times, holds, coupon dates and the jobs' checkpoints stay
+//! consistent with each other.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;

@@ -49,9 +49,14 @@ pub fn app(local: Local) -> Router {
         demo: FixedSecrets::new([(DEMO_WEBHOOK_SECRET_REF, DEMO_WEBHOOK_SECRET)]),
         env: EnvAndSsm::new(),
     });
+    // One clock for every route: the checkout, customer and admin handlers,
+    // the webhooks and the jobs all read the server's virtual clock.
     let clock = local.clock.clone();
-    let webhook = WebhookState::new(local.ctx.clone(), Arc::new(SecretCache::new(secrets, 60)))
-        .with_clock(Arc::new(move || clock.now()));
+    let local = Local {
+        ctx: local.ctx.clone().with_clock(Arc::new(move || clock.now())),
+        ..local
+    };
+    let webhook = WebhookState::new(local.ctx.clone(), Arc::new(SecretCache::new(secrets, 60)));
     let local_routes = Router::new()
         .route("/_local/health", get(health))
         .route("/_local/jobs/{job}", post(run_job_route))
@@ -216,4 +221,96 @@ pub fn spawn_job_timer(local: Local, every: StdDuration) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use cashback_store::MemoryStore;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use serde_json::Value;
+
+    use super::*;
+    use crate::seed::{DEMO_API_KEY, DEMO_SHOP};
+
+    async fn call(
+        app: &Router,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn after_the_clock_moves_the_admin_and_checkout_routes_read_the_moved_clock() {
+        let store: Arc<dyn cashback_app::store::Store> = Arc::new(MemoryStore::new());
+        let clock = VirtualClock::new();
+        let start = clock.now();
+        crate::seed::seed(store.as_ref(), start).await.unwrap();
+        let outbox =
+            std::env::temp_dir().join(format!("cashback-local-clock-{}", std::process::id()));
+        let ctx = crate::context(store, &outbox, "http://127.0.0.1:3000".into()).unwrap();
+        let local = Local {
+            ctx,
+            clock: clock.clone(),
+            outbox: outbox.clone(),
+            store_name: "memory".into(),
+        };
+        let app = app(local);
+        let moved = clock.advance_by(Duration::days(40));
+
+        // A coupon that runs only around the moved time.
+        let coupons = format!("/v1/shops/{DEMO_SHOP}/coupons");
+        let coupon = json!({
+            "code": "LATE10", "display_name": "10 back",
+            "reward": {"type": "percentage", "percent": "10"},
+            "starts_at": start + Duration::days(39), "ends_at": start + Duration::days(41),
+        });
+        let (status, created) = call(&app, "POST", &coupons, DEMO_ADMIN_TOKEN, coupon).await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let created_at: DateTime<Utc> =
+            serde_json::from_value(created["created_at"].clone()).unwrap();
+        assert!(
+            created_at >= moved,
+            "the admin route stamped {created_at}, the clock says {moved}"
+        );
+        let approve = format!("{coupons}/late10/approve");
+        let (status, approved) = call(&app, "POST", &approve, DEMO_ADMIN_TOKEN, Value::Null).await;
+        assert_eq!(status, StatusCode::OK, "{approved}");
+
+        // Checkout judges the coupon at the same moved time.
+        let validate = json!({
+            "code": "LATE10", "currency": "USD",
+            "cart": {"lines": [{"product_id": "1", "quantity": 1, "unit_price": "50.00"}], "subtotal": "50.00"},
+        });
+        let (status, answer) = call(
+            &app,
+            "POST",
+            &format!("{coupons}/validate"),
+            DEMO_API_KEY,
+            validate,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["valid"], true, "{answer}");
+        let _ = std::fs::remove_dir_all(&outbox);
+    }
 }

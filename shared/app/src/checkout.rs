@@ -437,7 +437,7 @@ async fn attempt_once(
         }
         (None, Some(coupon), Some(code)) => {
             let usage = usage_of(&mut read, code, request, &coupon.value);
-            let others = other_coupons(&read, cart, code);
+            let others = other_coupons(cart, code);
             Ok(Decided::Answer(decide.coupon(
                 &coupon.value,
                 usage,
@@ -499,12 +499,13 @@ fn usage_of(
     }
 }
 
-/// Cashback coupons among the cart's other discounts.
-fn other_coupons(read: &ReadResult, cart: &Cart, code: &Code) -> usize {
+/// Other discount codes on the cart (cashback coupons and ordinary codes
+/// alike): an exclusive coupon works with none of them.
+fn other_coupons(cart: &Cart, code: &Code) -> usize {
     cart.other_discounts
         .iter()
         .filter_map(|d| d.code.as_ref())
-        .filter(|other| *other != code && read.coupons.contains_key(*other))
+        .filter(|other| *other != code)
         .count()
 }
 

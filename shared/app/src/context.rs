@@ -51,6 +51,11 @@ impl Default for AppConfig {
     }
 }
 
+/// Where the HTTP handlers read "now" from: the wall clock on Lambda; the
+/// local server's virtual clock there, so every route, webhook and job
+/// agrees on the time.
+pub type NowSource = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
 #[derive(Clone)]
 pub struct Context {
     pub store: Arc<dyn Store>,
@@ -58,6 +63,7 @@ pub struct Context {
     pub codes: Arc<dyn CodeSource>,
     pub config: Arc<AppConfig>,
     cache: Arc<Mutex<HashMap<ShopId, CachedShop>>>,
+    clock: NowSource,
 }
 
 #[derive(Clone)]
@@ -87,7 +93,20 @@ impl Context {
             codes,
             config: Arc::new(config),
             cache: Arc::new(Mutex::new(HashMap::new())),
+            clock: Arc::new(Utc::now),
         }
+    }
+
+    /// The same context reading "now" from `clock` (every handler that
+    /// takes its time from the context follows it).
+    pub fn with_clock(mut self, clock: NowSource) -> Context {
+        self.clock = clock;
+        self
+    }
+
+    /// The time a request is handled at.
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
     }
 
     /// The shop, from the warm cache when fresh.

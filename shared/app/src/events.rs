@@ -254,7 +254,13 @@ async fn attempt_once(
     }
 
     let coupons = match (order_of(event), &account) {
-        (Some(order), Some(account)) => coupon_credits(program, order, &account.value, &read, now),
+        (Some(order), Some(account)) => coupon_credits(
+            program,
+            order,
+            &account.value,
+            &read,
+            record.value.judged_at(order).min(now),
+        ),
         _ => Vec::new(),
     };
     let event_ctx = EventContext {
@@ -394,24 +400,24 @@ async fn referral_write(
     }))
 }
 
-/// Cashback from the cashback coupons on an order, checked as at checkout.
-/// A coupon that no longer applies (paused, used up) simply gives nothing.
+/// Cashback from the cashback coupons on an order, checked as at checkout,
+/// at the order's own time (`at`: when it was placed, even if fulfilment
+/// earns later). A coupon that no longer applies (paused, used up) simply
+/// gives nothing.
 fn coupon_credits(
     program: &Program,
     order: &Order,
     account: &Account,
     read: &ReadResult,
-    now: DateTime<Utc>,
+    at: DateTime<Utc>,
 ) -> Vec<CouponCredit> {
     let eligible = match eligible_base(&order.lines, &program.exclusions, program.currency) {
         Ok(eligible) => eligible,
         Err(_) => return Vec::new(),
     };
-    let coupon_count = order
-        .discount_codes
-        .iter()
-        .filter(|c| read.coupons.contains_key(&c.code))
-        .count();
+    // Every code on the order counts as company for an exclusive coupon,
+    // ordinary discount codes included.
+    let code_count = order.discount_codes.len();
     let mut credits = Vec::new();
     for applied in &order.discount_codes {
         let Some(record) = read.coupons.get(&applied.code) else {
@@ -441,10 +447,10 @@ fn coupon_credits(
         let check = CouponCheck {
             eligible,
             payment_method: order.payment_method.as_deref(),
-            other_coupons: coupon_count.saturating_sub(1),
+            other_coupons: code_count.saturating_sub(1),
             usage,
             customer_known: true,
-            at: order.occurred_at.min(now),
+            at,
         };
         match coupon.evaluate(&check) {
             Ok(cashback) => credits.push(CouponCredit {

@@ -7,8 +7,9 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use cashback_core::ids::{CustomerId, Email, ShopId};
-use cashback_core::ledger::{Account, Applied, Effect};
+use cashback_core::ids::{CustomerId, Email, OrderId, ShopId};
+use cashback_core::ledger::{Account, Applied, Effect, EntryKind};
+use cashback_core::money::Money;
 use cashback_core::orders::OrderRecord;
 use cashback_core::program::{EmailText, Program};
 
@@ -25,7 +26,14 @@ pub struct Notice {
     pub kind: NotificationKind,
 }
 
-/// The emails a committed change should send to the account's owner.
+/// The emails a committed change should send to the account's owner. They
+/// state where the change left the customer, not each step on the way:
+/// - "earned" announces the order's cashback net of what the same change
+///   took back (a refund recorded before its paid event), and nothing when
+///   nothing is left; such a clawback has no email of its own;
+/// - "ready" states what became spendable: the release less the debt it
+///   paid, and is not sent when debt took it all;
+/// - a tier is announced only when the account ends the change in it.
 pub fn notices_for(
     shop: &ShopId,
     account: &Account,
@@ -40,6 +48,35 @@ pub fn notices_for(
         return Vec::new();
     }
     let customer = &account.customer;
+    let earned_here = |order: &OrderId| {
+        applied
+            .effects
+            .iter()
+            .any(|e| matches!(e, Effect::Earned { order_id, .. } if order_id == order))
+    };
+    let clawed_here = |order: &OrderId| -> Money {
+        let amounts: Vec<Money> = applied
+            .effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::ClawedBack {
+                    order_id, amount, ..
+                } if order_id == order => Some(*amount),
+                _ => None,
+            })
+            .collect();
+        Money::sum(account.currency, &amounts).unwrap_or(Money::zero(account.currency))
+    };
+    // Debt paid from this change's credits (the entries that recovered it).
+    let debt_paid = {
+        let amounts: Vec<Money> = applied
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Clawback && e.debt_delta.is_negative())
+            .map(|e| e.debt_delta.negated())
+            .collect();
+        Money::sum(account.currency, &amounts).unwrap_or(Money::zero(account.currency))
+    };
     let mut notices = Vec::new();
     for effect in &applied.effects {
         let (key, kind) = match effect {
@@ -47,28 +84,40 @@ pub fn notices_for(
                 order_id,
                 amount,
                 release_at,
-            } => (
-                format!("earned:{customer}:{order_id}"),
-                NotificationKind::Earned {
-                    amount: *amount,
-                    order_name: order_id.to_string(),
-                    release_at: *release_at,
-                    code: account.code.clone(),
-                },
-            ),
+            } => {
+                let net = amount.checked_sub(clawed_here(order_id)).unwrap_or(*amount);
+                if !net.is_positive() {
+                    continue;
+                }
+                (
+                    format!("earned:{customer}:{order_id}"),
+                    NotificationKind::Earned {
+                        amount: net,
+                        order_name: order_id.to_string(),
+                        release_at: *release_at,
+                        code: account.code.clone(),
+                    },
+                )
+            }
             Effect::Released { order_id, amount } => {
                 let Some(code) = account.code.clone() else {
                     continue;
                 };
+                let spendable = amount.checked_sub(debt_paid).unwrap_or(*amount);
+                if !spendable.is_positive() {
+                    continue;
+                }
                 (
                     format!("ready:{customer}:{order_id}"),
                     NotificationKind::Ready {
-                        amount: *amount,
+                        amount: spendable,
                         balance: account.available,
                         code,
                     },
                 )
             }
+            // The earn announced with it already says what is left.
+            Effect::ClawedBack { order_id, .. } if earned_here(order_id) => continue,
             Effect::ClawedBack {
                 order_id,
                 amount,
@@ -86,6 +135,9 @@ pub fn notices_for(
                 },
             ),
             Effect::TierUpgraded { tier } => {
+                if account.tier != Some(*tier) {
+                    continue;
+                }
                 let Some(found) = program.tiers.get(*tier) else {
                     continue;
                 };

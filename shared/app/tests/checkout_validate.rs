@@ -352,6 +352,20 @@ async fn every_coupon_refusal_reaches_the_checkout_with_its_figure() {
         coupon_refusal(&check(world, &crowded, "t12").await),
         CouponRefusal::NotCombinable
     );
+    // Exclusive means with no other code: an ordinary discount code too.
+    let mut with_code = validate_request("ALONE", None, "50.00");
+    with_code.cart.other_discounts = vec![cashback_app::checkout::DiscountInput {
+        kind: DiscountKind::Order,
+        amount: "5.00".into(),
+        code: Some(cashback_core::ids::Code::parse("SAVE5").unwrap()),
+    }];
+    assert_eq!(
+        coupon_refusal(&check(world, &with_code, "t12").await),
+        CouponRefusal::NotCombinable
+    );
+    // An automatic discount has no code and is no company.
+    with_code.cart.other_discounts[0].code = None;
+    assert!(check(world, &with_code, "t12").await.valid);
     // A limited coupon still works for a shopper nobody knows yet.
     let anonymous = check(world, &validate_request("ONCE", None, "50.00"), "t12").await;
     assert!(anonymous.valid);

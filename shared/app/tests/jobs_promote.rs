@@ -515,3 +515,68 @@ async fn a_bounced_ready_email_marks_the_address_suppressed() {
     assert!(account_of(&s.memory, "c0").await.value.reminders.suppressed);
     assert!(!account_of(&s.memory, "c1").await.value.reminders.suppressed);
 }
+
+/// Gives `customer` clawback debt, written with its entry as the engine would.
+async fn owe(memory: &MemoryStore, customer: &str, debt: &str) {
+    let mut account = account_of(memory, customer).await;
+    account.value.debt = usd(debt);
+    let entry = cashback_core::ledger::LedgerEntry {
+        entry_id: format!("seed-debt:{customer}"),
+        at: t0(),
+        kind: EntryKind::Clawback,
+        order_id: None,
+        available_delta: usd("0"),
+        pending_delta: usd("0"),
+        debt_delta: usd(debt),
+        funding: None,
+        note: None,
+    };
+    memory
+        .write(
+            &shop(),
+            WriteSet {
+                accounts: vec![AccountWrite {
+                    account: account.value.clone(),
+                    expected_version: account.version,
+                    entries: vec![entry],
+                    reminder_due_at: None,
+                    code_change: None,
+                }],
+                ..WriteSet::default()
+            },
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_ready_email_states_what_became_spendable_and_is_not_sent_when_debt_took_it_all() {
+    let s = setup(program(), ScriptedNotifier::default()).await;
+    // c0 earns 9.00 and owes 9.00; c1 earns 9.00 and owes 4.00.
+    pay(&s.ctx, "1000", "c0", "90.00", t0()).await;
+    pay(&s.ctx, "1001", "c1", "90.00", t0()).await;
+    owe(&s.memory, "c0", "9.00").await;
+    owe(&s.memory, "c1", "4.00").await;
+    let run = promote_due(&s.ctx, &TokioClock, &config(), due_day(), far())
+        .await
+        .unwrap();
+    assert_eq!(run.released, 2);
+    assert_eq!(
+        account_of(&s.memory, "c0").await.value.available,
+        usd("0.00")
+    );
+    assert_eq!(
+        account_of(&s.memory, "c1").await.value.available,
+        usd("5.00")
+    );
+    let ready = s.notifier.sent_of("ready");
+    assert_eq!(ready.len(), 1, "nothing became spendable for c0: {ready:?}");
+    assert_eq!(ready[0].idempotency_key, "ready:c1:1001");
+    match &ready[0].kind {
+        cashback_app::notify::NotificationKind::Ready {
+            amount, balance, ..
+        } => assert_eq!((*amount, *balance), (usd("5.00"), usd("5.00"))),
+        other => panic!("not a ready email: {other:?}"),
+    }
+    assert!(releases(&s.memory, 2).await.values().all(|n| *n == 1));
+}

@@ -351,3 +351,145 @@ async fn collection_and_sale_exclusions_use_the_imported_catalog_in_the_same_rea
     // Only the regular 100.00 line earns its 10%.
     assert_eq!(account(&world, "ann").await.pending, usd("10.00"));
 }
+
+#[tokio::test]
+async fn an_exclusive_cashback_coupon_beside_an_ordinary_discount_code_gives_nothing() {
+    let world = world(program()).await;
+    seed_coupon(&world, coupon("BACK10", dec!(10)), 0).await;
+    let mut placed = order("1", "ann", vec![line("1", "100.00", 1)]);
+    for (code, amount) in [("back10", "0"), ("SAVE5", "5.00")] {
+        placed.discount_codes.push(AppliedCode {
+            code: Code::parse(code).unwrap(),
+            amount: usd(amount),
+            kind: DiscountKind::Order,
+        });
+    }
+    handle_order_event(&world.ctx, &shop(), &OrderEvent::Paid(placed), t0())
+        .await
+        .unwrap();
+    // Only the program's 10%: the exclusive coupon had company.
+    assert_eq!(account(&world, "ann").await.pending, usd("10.00"));
+}
+
+#[tokio::test]
+async fn with_a_fulfilled_trigger_a_coupon_is_judged_when_the_order_was_placed() {
+    let mut earn_on_fulfilment = program();
+    earn_on_fulfilment.trigger = cashback_core::program::Trigger::Fulfilled;
+    let world = world(earn_on_fulfilment).await;
+    let mut ending = coupon("BACK10", dec!(10));
+    ending.ends_at = Some(t0() + chrono::Duration::days(1));
+    seed_coupon(&world, ending, 0).await;
+    let mut placed = order("1", "ann", vec![line("1", "100.00", 1)]);
+    placed.discount_codes.push(AppliedCode {
+        code: Code::parse("back10").unwrap(),
+        amount: usd("0"),
+        kind: DiscountKind::Order,
+    });
+    handle_order_event(&world.ctx, &shop(), &OrderEvent::Paid(placed.clone()), t0())
+        .await
+        .unwrap();
+    // Shipped three days later, after the coupon ended.
+    let shipped_at = t0() + chrono::Duration::days(3);
+    let mut fulfilled = placed;
+    fulfilled.occurred_at = shipped_at;
+    handle_order_event(
+        &world.ctx,
+        &shop(),
+        &OrderEvent::Fulfilled(fulfilled),
+        shipped_at,
+    )
+    .await
+    .unwrap();
+    assert_eq!(account(&world, "ann").await.pending, usd("20.00"));
+}
+
+#[tokio::test]
+async fn a_refund_recorded_before_its_paid_event_makes_the_paid_event_announce_the_net_and_no_passing_tier(
+) {
+    let mut tiered = program();
+    tiered.tiers = vec![cashback_core::program::Tier {
+        name: "Gold".into(),
+        min_lifetime_spend: dec!(250),
+        percent: dec!(15),
+    }];
+    let world = world(tiered).await;
+    handle_order_event(
+        &world.ctx,
+        &shop(),
+        &OrderEvent::Paid(order("1", "ann", vec![line("1", "100.00", 1)])),
+        t0(),
+    )
+    .await
+    .unwrap();
+    // Half of order 2 is refunded before its paid event arrives.
+    handle_order_event(&world.ctx, &shop(), &refund("2", "r1", &[("1", 1)]), t0())
+        .await
+        .unwrap();
+    world.notifier.sent.lock().unwrap().clear();
+    handle_order_event(
+        &world.ctx,
+        &shop(),
+        &OrderEvent::Paid(order("2", "ann", vec![line("1", "100.00", 2)])),
+        t0(),
+    )
+    .await
+    .unwrap();
+    let ann = account(&world, "ann").await;
+    assert_eq!(
+        ann.pending,
+        usd("20.00"),
+        "10.00 + 20.00 earned - 10.00 back"
+    );
+    assert_eq!(ann.tier, None, "200.00 net spent: below Gold");
+    let sent = world.notifier.sent.lock().unwrap().clone();
+    assert_eq!(
+        sent.iter().map(|n| n.kind.name()).collect::<Vec<_>>(),
+        ["earned"],
+        "one email with the net, no clawback of what was never announced, no tier"
+    );
+    match &sent[0].kind {
+        cashback_app::notify::NotificationKind::Earned { amount, .. } => {
+            assert_eq!(*amount, usd("10.00"))
+        }
+        other => panic!("not an earned email: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn everyone_starts_in_the_lowest_tier_and_only_a_move_up_is_announced() {
+    let mut tiered = program();
+    tiered.tiers = vec![
+        cashback_core::program::Tier {
+            name: "Bronze".into(),
+            min_lifetime_spend: dec!(0),
+            percent: dec!(10),
+        },
+        cashback_core::program::Tier {
+            name: "Silver".into(),
+            min_lifetime_spend: dec!(500),
+            percent: dec!(12),
+        },
+    ];
+    let world = world(tiered).await;
+    handle_order_event(
+        &world.ctx,
+        &shop(),
+        &OrderEvent::Paid(order("1", "ann", vec![line("1", "100.00", 1)])),
+        t0(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(world.notifier.kinds(), ["earned"], "no welcome to Bronze");
+    assert_eq!(account(&world, "ann").await.tier, Some(0));
+    handle_order_event(
+        &world.ctx,
+        &shop(),
+        &OrderEvent::Paid(order("2", "ann", vec![line("1", "400.00", 1)])),
+        t0(),
+    )
+    .await
+    .unwrap();
+    let mut kinds = world.notifier.kinds();
+    kinds.sort();
+    assert_eq!(kinds, ["earned", "earned", "tier_upgraded"]);
+}

@@ -75,7 +75,8 @@ pub enum CouponStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stacking {
-    /// Works only when no other coupon is on the cart.
+    /// Works only when no other discount code is on the cart: neither
+    /// another cashback coupon nor an ordinary discount code.
     #[default]
     Exclusive,
     Stackable,
@@ -120,8 +121,12 @@ pub enum CouponRefusal {
 pub struct CouponCheck<'a> {
     /// The cart's eligible base under the program's exclusions.
     pub eligible: Money,
+    /// The payment method, or several comma separated when the order was
+    /// paid through more than one gateway (a gift card and a card).
     pub payment_method: Option<&'a str>,
-    /// Other cashback coupons on the same cart.
+    /// Other discount codes on the same cart or order: cashback coupons and
+    /// ordinary codes alike (automatic discounts have no code and do not
+    /// count).
     pub other_coupons: usize,
     /// Some when the customer is known (by id or email); None for an
     /// anonymous preview, where per-customer limits cannot be checked yet.
@@ -200,10 +205,15 @@ impl CashbackCoupon {
             return Err(CouponRefusal::NotCombinable);
         }
         if !self.payment_methods.is_empty() {
-            let allowed = check.payment_method.is_some_and(|method| {
-                self.payment_methods
-                    .iter()
-                    .any(|m| m.trim().eq_ignore_ascii_case(method.trim()))
+            // Paid through several gateways: allowed if any of them is.
+            let allowed = check.payment_method.is_some_and(|methods| {
+                methods.split(',').map(str::trim).any(|method| {
+                    !method.is_empty()
+                        && self
+                            .payment_methods
+                            .iter()
+                            .any(|m| m.trim().eq_ignore_ascii_case(method))
+                })
             });
             if !allowed {
                 return Err(CouponRefusal::PaymentMethodNotAllowed {
@@ -404,6 +414,20 @@ mod tests {
         let mut paid_by_card = check("100.00");
         paid_by_card.payment_method = Some("Shopify_Payments");
         assert!(c.evaluate(&paid_by_card).is_ok());
+    }
+
+    #[test]
+    fn an_order_paid_through_several_gateways_is_allowed_if_any_of_them_is() {
+        let mut c = ten_percent_capped_at(dec!(0));
+        c.payment_methods = vec!["shopify_payments".into()];
+        let mut split = check("100.00");
+        split.payment_method = Some("gift_card,shopify_payments");
+        assert!(c.evaluate(&split).is_ok());
+        split.payment_method = Some("gift_card,paypal");
+        assert!(matches!(
+            c.evaluate(&split),
+            Err(CouponRefusal::PaymentMethodNotAllowed { .. })
+        ));
     }
 
     #[test]

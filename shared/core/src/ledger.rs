@@ -304,7 +304,8 @@ impl Account {
     }
 
     /// Credits available balance as a new lot, then recovers any clawback
-    /// debt from it first.
+    /// debt from it first: from this credit only, never from balance that
+    /// was already there (a merchant's goodwill credit stays the customer's).
     pub(crate) fn credit_available(
         &mut self,
         amount: Money,
@@ -329,19 +330,21 @@ impl Account {
         });
         deltas.available = Some(amount);
         journal.record(kind, order_id, deltas);
-        self.recover_debt(journal, order_id)?;
+        self.recover_debt(amount, journal, order_id)?;
         Ok(())
     }
 
+    /// Pays clawback debt from up to `credited`, the credit just made.
     fn recover_debt(
         &mut self,
+        credited: Money,
         journal: &mut Journal,
         order_id: Option<&OrderId>,
     ) -> Result<(), LedgerError> {
         if !self.debt.is_positive() || !self.available.is_positive() {
             return Ok(());
         }
-        let recovered = self.debt.min(self.available)?;
+        let recovered = self.debt.min(self.available)?.min(credited)?;
         self.take_from_lots(recovered)?;
         self.available = self.available.checked_sub(recovered)?;
         self.debt = self.debt.checked_sub(recovered)?;

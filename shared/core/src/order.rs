@@ -115,6 +115,8 @@ pub struct Order {
     pub discount_codes: Vec<AppliedCode>,
     #[serde(default)]
     pub checkout_id: Option<CheckoutId>,
+    /// The payment gateway, or every gateway comma separated when the order
+    /// was paid through several (Shopify's `payment_gateway_names`).
     #[serde(default)]
     pub payment_method: Option<String>,
     /// A referral code the customer arrived with (cart attribute or code).
@@ -124,8 +126,9 @@ pub struct Order {
     pub occurred_at: DateTime<Utc>,
 }
 
-/// A refund, as the platform reports it. Shopify names the refunded lines;
-/// WooCommerce only gives an amount, which is then spread over the order.
+/// A refund, as the platform reports it. Shopify names the refunded lines
+/// (and any money refunded beyond them); WooCommerce usually gives only an
+/// amount, which is then taken as a share of the order's merchandise.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refund {
     pub refund_id: RefundId,
@@ -140,8 +143,15 @@ pub enum RefundBasis {
     /// Units of the order's lines given back. No lines (a shipping-only
     /// refund) refunds no merchandise.
     Lines { lines: Vec<RefundedLine> },
-    /// A bare amount, taken as that share of what the order cost.
+    /// A bare amount of money, taken as that share of what the order's
+    /// merchandise cost (its total less shipping), never more than all of it.
     Amount { amount: Money },
+    /// Units of lines plus money refunded beyond them (Shopify's
+    /// `refund_discrepancy`), each counted as above.
+    LinesAndAmount {
+        lines: Vec<RefundedLine>,
+        amount: Money,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

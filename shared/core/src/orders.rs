@@ -39,6 +39,14 @@ pub struct OrderRecord {
     /// What the customer paid in all, for amount-only refunds.
     #[serde(default)]
     pub total: Option<Money>,
+    /// Shipping charged, so an amount refund is measured against the
+    /// merchandise only (`total - shipping`).
+    #[serde(default)]
+    pub shipping: Option<Money>,
+    /// When the order itself happened (its paid event's time): coupons and
+    /// promotions are judged then, even when fulfilment earns much later.
+    #[serde(default)]
+    pub placed_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub seen_paid: bool,
     #[serde(default)]
@@ -93,6 +101,8 @@ impl OrderRecord {
             customer: None,
             lines: Vec::new(),
             total: None,
+            shipping: None,
+            placed_at: None,
             seen_paid: false,
             seen_fulfilled: false,
             cancelled: false,
@@ -120,6 +130,31 @@ impl OrderRecord {
             .unwrap_or(Money::zero(self.currency))
     }
 
+    /// The time an order's coupons and promotions are judged at: when it
+    /// was placed (paid), not when a later fulfilment made it earn.
+    pub fn judged_at(&self, order: &Order) -> DateTime<Utc> {
+        self.placed_at
+            .map_or(order.occurred_at, |placed| placed.min(order.occurred_at))
+    }
+
+    /// What an amount refund is measured against: the order's merchandise
+    /// as charged (total less shipping), or its total when shipping is not
+    /// known.
+    fn amount_base(&self) -> Option<Money> {
+        let total = self.total?;
+        let merchandise = match self.shipping {
+            Some(shipping) => total.checked_sub(shipping).ok()?,
+            None => total,
+        };
+        if merchandise.is_positive() {
+            Some(merchandise)
+        } else if total.is_positive() {
+            Some(total)
+        } else {
+            None
+        }
+    }
+
     /// Pending cashback whose release date has come.
     pub fn is_due(&self, now: DateTime<Utc>) -> bool {
         !self.cancelled
@@ -138,22 +173,25 @@ impl OrderRecord {
         let mut units_refunded = vec![0u32; self.lines.len()];
         let mut amount_refunded = Decimal::ZERO;
         for refund in &self.refunds {
-            match &refund.basis {
-                RefundBasis::Lines { lines } => {
-                    for refunded in lines {
-                        if let Some(index) = self
-                            .lines
-                            .iter()
-                            .position(|l| l.line_id == refunded.line_id)
-                        {
-                            // A line cannot be refunded more times than it was bought.
-                            units_refunded[index] = units_refunded[index]
-                                .saturating_add(refunded.quantity)
-                                .min(self.lines[index].quantity);
-                        }
-                    }
+            let (lines, amount) = match &refund.basis {
+                RefundBasis::Lines { lines } => (lines.as_slice(), None),
+                RefundBasis::Amount { amount } => (&[][..], Some(amount)),
+                RefundBasis::LinesAndAmount { lines, amount } => (lines.as_slice(), Some(amount)),
+            };
+            if let Some(amount) = amount {
+                amount_refunded += amount.amount().abs();
+            }
+            for refunded in lines {
+                if let Some(index) = self
+                    .lines
+                    .iter()
+                    .position(|l| l.line_id == refunded.line_id)
+                {
+                    // A line cannot be refunded more times than it was bought.
+                    units_refunded[index] = units_refunded[index]
+                        .saturating_add(refunded.quantity)
+                        .min(self.lines[index].quantity);
                 }
-                RefundBasis::Amount { amount } => amount_refunded += amount.amount().abs(),
             }
         }
         let mut refunded_eligible = Decimal::ZERO;
@@ -171,9 +209,12 @@ impl OrderRecord {
                 refunded_merchandise += line.merchandise.amount() * share;
             }
         }
-        let amount_fraction = match self.total {
-            Some(total) if total.is_positive() => amount_refunded / total.amount(),
-            _ => Decimal::ZERO,
+        // Money refunded without lines is taken as merchandise, measured
+        // against what the merchandise cost: refunding all of it refunds the
+        // whole order's cashback, whatever the shipping.
+        let amount_fraction = match self.amount_base() {
+            Some(base) => amount_refunded / base.amount(),
+            None => Decimal::ZERO,
         };
         let fraction = |refunded: Decimal, whole: Decimal| {
             let by_lines = if whole.is_zero() {
@@ -246,6 +287,7 @@ pub fn apply_order_event(
             learn_order(ctx.program, record, order, account.as_deref())?;
             if paid {
                 record.seen_paid = true;
+                record.placed_at.get_or_insert(order.occurred_at);
             } else {
                 record.seen_fulfilled = true;
             }
@@ -256,6 +298,9 @@ pub fn apply_order_event(
                 return Ok(journal.finish());
             }
             settle_redemption(account, record, order, &mut journal)?;
+            // Refunds recorded before this event give back the credit spent on
+            // the order now, whether or not this event is the one that earns.
+            settle_refunds(ctx.program, account, record, &mut journal)?;
             let trigger = if paid {
                 Trigger::Paid
             } else {
@@ -314,7 +359,14 @@ fn learn_order(
                 amount: order.total.currency(),
             });
         }
+        if order.shipping.currency() != record.currency {
+            return Err(LedgerError::CurrencyMismatch {
+                account: record.currency,
+                amount: order.shipping.currency(),
+            });
+        }
         record.total = Some(order.total);
+        record.shipping = Some(order.shipping);
     }
     Ok(())
 }
@@ -384,11 +436,12 @@ fn credit_earned(
 ) -> Result<(), LedgerError> {
     let program = ctx.program;
     let eligible = record.eligible();
+    // Promotions are judged at the order's own time, not at a later fulfilment.
     let from_program = earn(
         program,
         eligible,
         account.lifetime_eligible_spend,
-        order.occurred_at,
+        record.judged_at(order),
     )?;
     let from_coupons = Money::sum(account.currency, ctx.coupons.iter().map(|c| &c.cashback))?;
     let total = from_program.total.checked_add(from_coupons)?;
@@ -470,7 +523,10 @@ fn credit_earned(
 
 fn update_tier(program: &Program, account: &mut Account, journal: &mut Journal) {
     let tier = program.tier_for(account.lifetime_eligible_spend.amount());
-    if tier > account.tier {
+    // Everyone starts in the lowest tier (the one for no spend, if the
+    // program has a tier from 0): reaching it is no upgrade.
+    let before = account.tier.or(program.tier_for(Decimal::ZERO));
+    if tier > before {
         if let Some(index) = tier {
             journal.effect(Effect::TierUpgraded { tier: index });
         }
@@ -582,15 +638,24 @@ fn claw_back_to(
         .lifetime_issued
         .checked_sub(delta)?
         .clamp_non_negative();
+    let previous = record.clawed_back;
     record.clawed_back = target;
-    let partner = if earned.total.is_positive() {
-        Money::round_toward_zero(
-            earned.funding.partner.amount() * delta.amount() / earned.total.amount(),
-            record.currency,
-        )
-    } else {
-        Money::zero(record.currency)
+    // The partner's share is cumulative too (its share of everything taken
+    // back so far, less what it already gave back), so refunds in parts add
+    // up to exactly its share of the earn.
+    let partner_share = |clawed: Money| -> Money {
+        if !earned.total.is_positive() {
+            Money::zero(record.currency)
+        } else if clawed.amount() >= earned.total.amount() {
+            earned.funding.partner
+        } else {
+            Money::round_toward_zero(
+                earned.funding.partner.amount() * clawed.amount() / earned.total.amount(),
+                record.currency,
+            )
+        }
     };
+    let partner = partner_share(target).checked_sub(partner_share(previous))?;
     journal.record(
         EntryKind::Clawback,
         Some(&record.order_id),

@@ -4,9 +4,9 @@
 
 mod support;
 
-use cashback_core::ids::{CheckoutId, Code, OrderId};
+use cashback_core::ids::{CheckoutId, Code, OrderId, RefundId};
 use cashback_core::money::{Currency, Money};
-use cashback_core::order::{AppliedCode, DiscountKind, Order, OrderEvent};
+use cashback_core::order::{AppliedCode, DiscountKind, Order, OrderEvent, Refund, RefundBasis};
 use cashback_core::program::{Issuance, Program};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
@@ -261,6 +261,42 @@ proptest! {
         prop_assert_eq!(record.clawed_back, earned);
         prop_assert_eq!(record.pending, usd("0"));
         prop_assert_eq!(record.restored, record.redeemed);
+        // Each funder gets back exactly its share, whatever the parts.
+        let (merchant, partner) = funding_net(&books);
+        prop_assert_eq!((merchant, partner), (usd("0"), usd("0")));
+    }
+
+    #[test]
+    fn money_refunded_up_to_the_merchandise_claws_back_exactly_what_was_earned(
+        program in arb_program(),
+        order in arb_order(1),
+        shipping_cents in 0u32..2_000,
+        parts in prop::collection::vec(1u32..100, 1..4),
+    ) {
+        let mut order = order;
+        order.shipping = money_cents(shipping_cents);
+        order.total = order.total.checked_add(order.shipping).unwrap();
+        let mut books = Books::new(program);
+        books.apply(&OrderEvent::Paid(order.clone()), order.occurred_at);
+        // The merchandise's whole worth, refunded as bare amounts in parts.
+        let merchandise = order.total.checked_sub(order.shipping).unwrap();
+        let weight: u32 = parts.iter().sum();
+        let mut left = merchandise;
+        for (n, part) in parts.iter().enumerate() {
+            let amount = if n + 1 == parts.len() {
+                left
+            } else {
+                Money::round_toward_zero(merchandise.amount() * Decimal::from(*part) / Decimal::from(weight), Currency::USD)
+            };
+            left = left.checked_sub(amount).unwrap();
+            books.apply(&refund_amount("o1", &format!("r{n}"), amount), order.occurred_at);
+            books.check();
+        }
+        let record = &books.orders[0];
+        let earned = record.earned.as_ref().map(|e| e.total).unwrap_or(usd("0"));
+        prop_assert_eq!(record.clawed_back, earned);
+        prop_assert_eq!(record.restored, record.redeemed);
+        prop_assert_eq!(funding_net(&books), (usd("0"), usd("0")));
     }
 
     #[test]
@@ -297,6 +333,29 @@ proptest! {
         }
         prop_assert_eq!(replay(&shuffled), clean);
     }
+}
+
+/// What the order's entries leave each funder paying: earned less clawed back.
+fn funding_net(books: &Books) -> (Money, Money) {
+    books
+        .entries
+        .iter()
+        .filter_map(|e| e.funding.as_ref())
+        .fold((usd("0"), usd("0")), |(merchant, partner), f| {
+            (
+                merchant.checked_add(f.merchant).unwrap(),
+                partner.checked_add(f.partner).unwrap(),
+            )
+        })
+}
+
+fn refund_amount(order_id: &str, refund_id: &str, amount: Money) -> OrderEvent {
+    OrderEvent::Refunded(Refund {
+        refund_id: RefundId::parse(refund_id).unwrap(),
+        order_id: OrderId::parse(order_id).unwrap(),
+        basis: RefundBasis::Amount { amount },
+        occurred_at: t0(),
+    })
 }
 
 #[test]

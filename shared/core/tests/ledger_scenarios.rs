@@ -3,11 +3,13 @@
 mod support;
 
 use cashback_core::coupon::CouponCredit;
-use cashback_core::ids::{CheckoutId, Code};
+use cashback_core::ids::{CheckoutId, Code, LineId, OrderId, RefundId};
 use cashback_core::ledger::{Effect, EntryKind, LedgerError};
 use cashback_core::money::Currency;
-use cashback_core::order::{AppliedCode, DiscountKind, OrderEvent};
-use cashback_core::program::{Issuance, Program, Tier, Trigger};
+use cashback_core::order::{
+    AppliedCode, DiscountKind, Order, OrderEvent, Refund, RefundBasis, RefundedLine,
+};
+use cashback_core::program::{Issuance, Program, Promotion, Tier, Trigger};
 use rust_decimal_macros::dec;
 use support::*;
 
@@ -456,4 +458,214 @@ fn two_expirations_at_the_same_moment_write_distinct_entries() {
     books.entries.extend(first.entries);
     books.entries.extend(second.entries);
     books.check();
+}
+
+fn refund_amount(order_id: &str, refund_id: &str, amount: &str) -> OrderEvent {
+    OrderEvent::Refunded(Refund {
+        refund_id: RefundId::parse(refund_id).unwrap(),
+        order_id: OrderId::parse(order_id).unwrap(),
+        basis: RefundBasis::Amount {
+            amount: usd(amount),
+        },
+        occurred_at: t0(),
+    })
+}
+
+/// 200.00 of merchandise plus 10.00 shipping, 10% cashback: 20.00 earned.
+fn shipped_order() -> Order {
+    let mut placed = order(
+        "1",
+        vec![
+            line("a", "100.00", 1, "0.00"),
+            line("b", "100.00", 1, "0.00"),
+        ],
+    );
+    placed.shipping = usd("10.00");
+    placed.total = usd("210.00");
+    placed
+}
+
+#[test]
+fn money_refunded_without_lines_claws_back_its_share_of_the_merchandise() {
+    let mut books = Books::new(ten_percent());
+    books.apply(&OrderEvent::Paid(shipped_order()), t0());
+    assert_eq!(books.account.pending, usd("20.00"));
+    // Half the merchandise's worth refunded as a bare amount: half the cashback.
+    books.apply(&refund_amount("1", "r1", "100.00"), t0());
+    assert_eq!(books.balances(), (usd("0.00"), usd("10.00"), usd("0.00")));
+    books.check();
+}
+
+#[test]
+fn lines_and_money_refunded_together_claw_back_both_shares() {
+    let mut books = Books::new(ten_percent());
+    books.apply(&OrderEvent::Paid(shipped_order()), t0());
+    books.apply(
+        &OrderEvent::Refunded(Refund {
+            refund_id: RefundId::parse("r1").unwrap(),
+            order_id: OrderId::parse("1").unwrap(),
+            basis: RefundBasis::LinesAndAmount {
+                lines: vec![RefundedLine {
+                    line_id: LineId::parse("a").unwrap(),
+                    quantity: 1,
+                }],
+                amount: usd("50.00"),
+            },
+            occurred_at: t0(),
+        }),
+        t0(),
+    );
+    // Line a is half the merchandise, 50.00 a quarter more: 15.00 of 20.00.
+    assert_eq!(books.account.pending, usd("5.00"));
+    books.check();
+}
+
+#[test]
+fn an_amount_refund_of_all_the_merchandise_claws_back_everything_whatever_the_shipping() {
+    let mut books = Books::new(ten_percent());
+    books.apply(&OrderEvent::Paid(shipped_order()), t0());
+    books.apply(&refund_amount("1", "r1", "200.00"), t0());
+    assert_eq!(books.balances(), (usd("0.00"), usd("0.00"), usd("0.00")));
+    // Shipping refunded on top changes nothing more.
+    books.apply(&refund_amount("1", "r2", "10.00"), t0());
+    assert_eq!(books.orders[0].clawed_back, usd("20.00"));
+    books.check();
+}
+
+#[test]
+fn partial_refunds_split_the_clawback_between_funders_exactly() {
+    let mut program = five_percent();
+    program.earning.partner_match_percent = dec!(5);
+    let mut books = Books::new(program);
+    books.apply(
+        &OrderEvent::Paid(order("1", vec![line("a", "33.34", 3, "0.00")])),
+        t0(),
+    );
+    assert_eq!(books.account.pending, usd("10.00"));
+    for id in ["r1", "r2", "r3"] {
+        books.apply(&refund_lines("1", id, &[("a", 1)]), t0());
+    }
+    let clawed = |pick: fn(&cashback_core::ledger::Funding) -> cashback_core::money::Money| {
+        books
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Clawback)
+            .filter_map(|e| e.funding.as_ref())
+            .fold(usd("0"), |sum, f| sum.checked_add(pick(f)).unwrap())
+    };
+    assert_eq!(clawed(|f| f.partner), usd("-5.00"));
+    assert_eq!(clawed(|f| f.merchant), usd("-5.00"));
+    books.check();
+}
+
+#[test]
+fn goodwill_is_not_eaten_by_debt_and_a_release_pays_debt_only_from_what_it_releases() {
+    let mut books = Books::new(ten_percent());
+    books.apply(
+        &OrderEvent::Paid(order("1", vec![line("a", "100.00", 1, "0.00")])),
+        t0(),
+    );
+    books.release_due(days(30));
+    let mut second = order("2", vec![line("b", "50.00", 1, "10.00")]);
+    second.discount_codes.push(AppliedCode {
+        code: Code::parse("cb-ann").unwrap(),
+        amount: usd("10.00"),
+        kind: DiscountKind::Order,
+    });
+    second.occurred_at = days(31);
+    books.apply(&OrderEvent::Paid(second), days(31));
+    books.apply(&refund_lines("1", "r1", &[("a", 1)]), days(32));
+    assert_eq!(books.balances(), (usd("0.00"), usd("4.00"), usd("10.00")));
+    let program = books.program.clone();
+    let goodwill = books
+        .account
+        .adjust(usd("10.00"), "sorry", "g1", &program, days(33))
+        .unwrap();
+    books.entries.extend(goodwill.entries);
+    assert_eq!(books.balances(), (usd("10.00"), usd("4.00"), usd("10.00")));
+    // The 4.00 released pays 4.00 of debt; the goodwill stays the customer's.
+    books.release_due(days(61));
+    assert_eq!(books.balances(), (usd("10.00"), usd("0.00"), usd("6.00")));
+    books.check();
+}
+
+#[test]
+fn with_a_fulfilled_trigger_a_refund_before_payment_still_gives_back_spent_credit() {
+    let mut books = Books::new(Program {
+        trigger: Trigger::Fulfilled,
+        ..ten_percent()
+    });
+    let program = books.program.clone();
+    let seed = books
+        .account
+        .adjust(usd("20.00"), "seed", "s", &program, t0())
+        .unwrap();
+    books.entries.extend(seed.entries);
+    let mut placed = order("1", vec![line("a", "100.00", 1, "20.00")]);
+    placed.discount_codes.push(AppliedCode {
+        code: Code::parse("cb-ann").unwrap(),
+        amount: usd("20.00"),
+        kind: DiscountKind::Order,
+    });
+    // The full refund is delivered first; the order is then paid, never fulfilled.
+    books.apply(&refund_lines("1", "r1", &[("a", 1)]), t0());
+    books.apply(&OrderEvent::Paid(placed), t0());
+    assert_eq!(books.balances(), (usd("20.00"), usd("0.00"), usd("0.00")));
+    assert_eq!(books.account.lifetime_used, usd("0.00"));
+    books.check();
+}
+
+#[test]
+fn with_a_fulfilled_trigger_promotions_are_judged_at_the_orders_own_time() {
+    let mut program = Program {
+        trigger: Trigger::Fulfilled,
+        ..ten_percent()
+    };
+    program.promotions = vec![Promotion {
+        name: "New year".into(),
+        starts_at: t0() - chrono::Duration::days(1),
+        ends_at: days(1),
+        bonus_percent: dec!(5),
+    }];
+    let mut books = Books::new(program);
+    let placed = order("1", vec![line("a", "100.00", 1, "0.00")]);
+    books.apply(&OrderEvent::Paid(placed.clone()), t0());
+    // Fulfilled after the promotion ended: the order was placed during it.
+    let mut fulfilled = placed;
+    fulfilled.occurred_at = days(3);
+    books.apply(&OrderEvent::Fulfilled(fulfilled), days(3));
+    assert_eq!(books.account.pending, usd("15.00"));
+    books.check();
+}
+
+#[test]
+fn a_tier_from_zero_spend_is_where_everyone_starts_not_an_upgrade() {
+    let mut program = five_percent();
+    program.tiers = vec![
+        Tier {
+            name: "Bronze".into(),
+            min_lifetime_spend: dec!(0),
+            percent: dec!(5),
+        },
+        Tier {
+            name: "Silver".into(),
+            min_lifetime_spend: dec!(500),
+            percent: dec!(8),
+        },
+    ];
+    let mut books = Books::new(program);
+    let first = books.apply(
+        &OrderEvent::Paid(order("1", vec![line("a", "100.00", 1, "0.00")])),
+        t0(),
+    );
+    assert_eq!(books.account.tier, Some(0));
+    assert!(!first
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::TierUpgraded { .. })));
+    let second = books.apply(
+        &OrderEvent::Paid(order("2", vec![line("b", "400.00", 1, "0.00")])),
+        t0(),
+    );
+    assert!(second.effects.contains(&Effect::TierUpgraded { tier: 1 }));
 }

@@ -6,10 +6,12 @@
 //! Money is only ever read from strings, parsed by `Money::parse`.
 
 use std::fmt;
+use std::str::FromStr;
 
 use cashback_core::ids::Email;
-use cashback_core::money::{Currency, Money};
+use cashback_core::money::{Currency, Money, MoneyError};
 use chrono::{DateTime, NaiveDateTime, Utc};
+use rust_decimal::{Decimal, RoundingStrategy};
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
@@ -54,6 +56,49 @@ pub(crate) fn money(field: &str, amount: &str, currency: Currency) -> Result<Mon
         field: field.to_string(),
         source,
     })
+}
+
+/// Parses an amount that may carry more decimals than the currency has
+/// (WooCommerce stores line totals unrounded when a shop's price settings
+/// have more decimals than the currency, e.g. "1110.60" JPY): it is rounded
+/// to the currency's minor unit half away from zero, as WooCommerce's own
+/// totals are, and the rounding is logged. Anything that is not a decimal
+/// is still an error naming the field.
+pub(crate) fn money_rounded(
+    field: &str,
+    amount: &str,
+    currency: Currency,
+) -> Result<Money, WebhookError> {
+    match Money::parse(amount, currency) {
+        Err(MoneyError::TooPrecise { .. }) => {
+            let exact = Decimal::from_str(amount.trim()).map_err(|_| WebhookError::Money {
+                field: field.to_string(),
+                source: MoneyError::NotANumber {
+                    amount: amount.to_string(),
+                },
+            })?;
+            let rounded = exact.round_dp_with_strategy(
+                currency.minor_units(),
+                RoundingStrategy::MidpointAwayFromZero,
+            );
+            let money = Money::new(rounded, currency).map_err(|source| WebhookError::Money {
+                field: field.to_string(),
+                source,
+            })?;
+            tracing::warn!(
+                field,
+                sent = %exact,
+                rounded = %money.amount(),
+                currency = %currency,
+                "amount rounded to the currency's minor unit"
+            );
+            Ok(money)
+        }
+        other => other.map_err(|source| WebhookError::Money {
+            field: field.to_string(),
+            source,
+        }),
+    }
 }
 
 /// Checks that a currency code given by the platform is the shop's.
@@ -158,6 +203,18 @@ mod tests {
         assert_eq!(email(Some("not-an-email")), None);
         assert_eq!(email(None), None);
         assert!(email(Some("Ann@Example.com")).is_some());
+    }
+
+    #[test]
+    fn a_too_precise_amount_is_rounded_half_away_from_zero_and_garbage_still_fails() {
+        let jpy = |s: &str| money_rounded("total", s, Currency::JPY).unwrap().amount();
+        assert_eq!(jpy("1110.60"), Decimal::from(1111));
+        assert_eq!(jpy("1110.50"), Decimal::from(1111));
+        assert_eq!(jpy("1110.49"), Decimal::from(1110));
+        assert_eq!(jpy("-1110.5"), Decimal::from(-1111));
+        assert_eq!(jpy("1110"), Decimal::from(1110));
+        assert!(money_rounded("total", "12,5", Currency::JPY).is_err());
+        assert!(money_rounded("total", "", Currency::JPY).is_err());
     }
 
     #[test]

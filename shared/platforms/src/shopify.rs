@@ -116,7 +116,7 @@ pub fn parse(
             shop_currency,
             When::Cancelled,
         )?)),
-        "refunds/create" => Some(OrderEvent::Refunded(refund(body)?)),
+        "refunds/create" => Some(OrderEvent::Refunded(refund(body, shop_currency)?)),
         _ => None,
     };
     let outcome = match event {
@@ -313,12 +313,43 @@ struct ShopifyRefund {
     processed_at: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     refund_line_items: Vec<RefundLineItem>,
+    #[serde(default, deserialize_with = "nullable")]
+    refund_shipping_lines: Vec<serde::de::IgnoredAny>,
+    #[serde(default, deserialize_with = "nullable")]
+    order_adjustments: Vec<OrderAdjustment>,
+    #[serde(default, deserialize_with = "nullable")]
+    transactions: Vec<RefundTransaction>,
 }
 
 #[derive(Deserialize)]
 struct RefundLineItem {
     line_item_id: RawId,
     quantity: u32,
+}
+
+/// Money refunded that no line accounts for: `shipping_refund` (shipping)
+/// or `refund_discrepancy` (an amount refunded beyond, or short of, the
+/// lines' value; negative when money went back to the customer).
+#[derive(Deserialize)]
+struct OrderAdjustment {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    amount: Option<String>,
+    #[serde(default)]
+    amount_set: Option<MoneySet>,
+}
+
+#[derive(Deserialize)]
+struct RefundTransaction {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    amount: Option<String>,
+    #[serde(default)]
+    currency: Option<String>,
 }
 
 // ---------------------------------------------------------------------------
@@ -467,11 +498,7 @@ fn order(body: &[u8], currency: Currency, when: When) -> Result<Order, WebhookEr
         total,
         discount_codes: applied_codes(&raw, currency)?,
         checkout_id,
-        payment_method: raw
-            .payment_gateway_names
-            .iter()
-            .find_map(json::present)
-            .map(str::to_string),
+        payment_method: payment_methods(&raw.payment_gateway_names),
         referral_code: referral_code(&raw.note_attributes),
         occurred_at,
     })
@@ -554,6 +581,13 @@ fn map_line(
         compare_at_price: None,
         collection_ids: Vec::new(),
     })
+}
+
+/// Every gateway the order was paid through (a gift card and a card, say),
+/// comma separated, in Shopify's order; blank names are dropped.
+fn payment_methods(gateways: &[Option<String>]) -> Option<String> {
+    let names: Vec<&str> = gateways.iter().filter_map(json::present).collect();
+    (!names.is_empty()).then(|| names.join(","))
 }
 
 /// Maps `discount_codes` to [`AppliedCode`]s.
@@ -710,7 +744,7 @@ fn first_time(candidates: &[(&str, &Option<String>)]) -> Result<DateTime<Utc>, W
     ))
 }
 
-fn refund(body: &[u8]) -> Result<Refund, WebhookError> {
+fn refund(body: &[u8], currency: Currency) -> Result<Refund, WebhookError> {
     let raw: ShopifyRefund = serde_json::from_slice(body).map_err(|source| WebhookError::Json {
         what: "Shopify refund",
         source,
@@ -730,15 +764,84 @@ fn refund(body: &[u8]) -> Result<Refund, WebhookError> {
             })
         })
         .collect::<Result<Vec<_>, WebhookError>>()?;
+    let amount = refunded_beyond_lines(&raw, currency)?;
+    // A shipping-only refund has no line items and no discrepancy: Lines
+    // with an empty list refunds no merchandise, exactly right for cashback.
+    let basis = match (lines.is_empty(), amount) {
+        (_, None) => RefundBasis::Lines { lines },
+        (true, Some(amount)) => RefundBasis::Amount { amount },
+        (false, Some(amount)) => RefundBasis::LinesAndAmount { lines, amount },
+    };
     Ok(Refund {
         refund_id: json::id("id", raw.id.as_str(), RefundId::parse)?,
         order_id: json::id("order_id", raw.order_id.as_str(), OrderId::parse)?,
-        // A shipping-only refund has no line items: Lines with an empty list
-        // refunds no merchandise, which is exactly right for cashback.
-        basis: RefundBasis::Lines { lines },
+        basis,
         occurred_at: first_time(&[
             ("created_at", &raw.created_at),
             ("processed_at", &raw.processed_at),
         ])?,
     })
+}
+
+/// Money a refund gives back beyond its lines and shipping, which the
+/// engine takes as merchandise refunded by amount:
+/// - the `refund_discrepancy` order adjustments (negated: Shopify records
+///   money returned as a negative adjustment); a discrepancy that returned
+///   less than the lines' value takes nothing off the lines;
+/// - for a refund with no lines, no shipping and no adjustment at all (a
+///   bare amount refunded through the API), its successful `refund`
+///   transactions in the shop's currency.
+fn refunded_beyond_lines(
+    raw: &ShopifyRefund,
+    currency: Currency,
+) -> Result<Option<Money>, WebhookError> {
+    let mut discrepancies = Vec::new();
+    for (i, adjustment) in raw.order_adjustments.iter().enumerate() {
+        let is_discrepancy = json::present(&adjustment.kind)
+            .is_some_and(|kind| kind.eq_ignore_ascii_case("refund_discrepancy"));
+        if !is_discrepancy {
+            continue;
+        }
+        if let Some(amount) = amount(
+            &format!("order_adjustments[{i}].amount"),
+            adjustment.amount_set.as_ref(),
+            adjustment.amount.as_deref(),
+            currency,
+        )? {
+            discrepancies.push(amount.negated());
+        }
+    }
+    let bare = raw.refund_line_items.is_empty()
+        && raw.refund_shipping_lines.is_empty()
+        && raw.order_adjustments.is_empty();
+    let mut refunded = Vec::new();
+    if bare {
+        for (i, transaction) in raw.transactions.iter().enumerate() {
+            let is = |value: &Option<String>, expected: &str| {
+                json::present(value).is_some_and(|v| v.eq_ignore_ascii_case(expected))
+            };
+            let succeeded =
+                json::present(&transaction.status).is_none() || is(&transaction.status, "success");
+            // A transaction in the buyer's currency cannot be compared with
+            // the shop's ledger; Shopify's adjustments are in shop money.
+            let in_shop_currency = json::present(&transaction.currency)
+                .is_none_or(|code| code.eq_ignore_ascii_case(currency.code()));
+            if !is(&transaction.kind, "refund") || !succeeded || !in_shop_currency {
+                continue;
+            }
+            if let Some(value) = json::present(&transaction.amount) {
+                refunded.push(json::money(
+                    &format!("transactions[{i}].amount"),
+                    value,
+                    currency,
+                )?);
+            }
+        }
+    }
+    let total = sum(currency, &discrepancies)?.checked_add(sum(currency, &refunded)?);
+    let total = total.map_err(|source| WebhookError::Money {
+        field: "order_adjustments".to_string(),
+        source,
+    })?;
+    Ok(total.is_positive().then_some(total))
 }

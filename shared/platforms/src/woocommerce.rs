@@ -30,6 +30,7 @@ use cashback_core::ids::{
 use cashback_core::money::{Currency, Money};
 use cashback_core::order::{
     AppliedCode, CustomerRef, DiscountKind, Line, Order, OrderEvent, Refund, RefundBasis,
+    RefundedLine,
 };
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -208,6 +209,8 @@ struct WooOrder {
     shipping_total: Option<String>,
     #[serde(default)]
     total: Option<String>,
+    #[serde(default)]
+    prices_include_tax: Option<bool>,
     #[serde(default, deserialize_with = "nullable")]
     line_items: Vec<WooLine>,
     #[serde(default, deserialize_with = "nullable")]
@@ -244,6 +247,10 @@ struct WooCoupon {
     code: Option<String>,
     #[serde(default)]
     discount: Option<String>,
+    /// Tax on the discount: part of what the customer was given when the
+    /// shop's prices include tax.
+    #[serde(default)]
+    discount_tax: Option<String>,
     /// Sent by recent WooCommerce versions: percent, fixed_cart, fixed_product.
     #[serde(default)]
     discount_type: Option<String>,
@@ -253,6 +260,28 @@ struct WooCoupon {
 struct WooRefund {
     id: RawId,
     total: String,
+    /// Not in WooCommerce's order summary of a refund; present when a site
+    /// embeds the order-refund resource's lines (its shape), and then used.
+    #[serde(default)]
+    line_items: Option<Vec<WooRefundLine>>,
+    #[serde(default)]
+    shipping_lines: Option<Vec<serde::de::IgnoredAny>>,
+}
+
+/// A line of an order refund: negative quantity and totals, and the order
+/// line it gives back in `_refunded_item_id`.
+#[derive(Deserialize)]
+struct WooRefundLine {
+    #[serde(default)]
+    refunded_item_id: Option<RawId>,
+    #[serde(default)]
+    quantity: Option<i64>,
+    #[serde(default)]
+    total: Option<String>,
+    #[serde(default)]
+    total_tax: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    meta_data: Vec<Meta>,
 }
 
 #[derive(Deserialize)]
@@ -363,7 +392,9 @@ fn map_order(raw: &WooOrder, currency: Currency) -> Result<Order, WebhookError> 
         .line_items
         .iter()
         .enumerate()
-        .map(|(i, line)| json::money(&format!("line_items[{i}].total"), &line.total, currency))
+        .map(|(i, line)| {
+            json::money_rounded(&format!("line_items[{i}].total"), &line.total, currency)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let subtotal = Money::sum(currency, &line_totals).map_err(|source| WebhookError::Money {
         field: "line_items[].total".to_string(),
@@ -386,15 +417,19 @@ fn map_order(raw: &WooOrder, currency: Currency) -> Result<Order, WebhookError> 
         lines,
         subtotal,
         shipping: match json::present(&raw.shipping_total) {
-            Some(value) => json::money("shipping_total", value, currency)?,
+            Some(value) => json::money_rounded("shipping_total", value, currency)?,
             None => Money::zero(currency),
         },
-        total: json::money(
+        total: json::money_rounded(
             "total",
             json::present(&raw.total).ok_or_else(|| WebhookError::missing("total"))?,
             currency,
         )?,
-        discount_codes: applied_codes(&raw.coupon_lines, currency)?,
+        discount_codes: applied_codes(
+            &raw.coupon_lines,
+            raw.prices_include_tax.unwrap_or(false),
+            currency,
+        )?,
         checkout_id: None,
         payment_method: json::present(&raw.payment_method).map(str::to_string),
         referral_code: referral_code(&raw.meta_data),
@@ -413,8 +448,8 @@ fn map_order(raw: &WooOrder, currency: Currency) -> Result<Order, WebhookError> 
 /// units, so nothing depends on the quantity being the shop's.
 fn map_line(i: usize, line: &WooLine, currency: Currency) -> Result<Line, WebhookError> {
     let field = |name: &str| format!("line_items[{i}].{name}");
-    let subtotal = json::money(&field("subtotal"), &line.subtotal, currency)?;
-    let total = json::money(&field("total"), &line.total, currency)?;
+    let subtotal = json::money_rounded(&field("subtotal"), &line.subtotal, currency)?;
+    let total = json::money_rounded(&field("total"), &line.total, currency)?;
     let (quantity, unit_price) = match exact_unit_price(subtotal, line.quantity) {
         Some(unit) => (line.quantity, unit),
         None => (1, subtotal),
@@ -464,8 +499,14 @@ fn exact_unit_price(subtotal: Money, quantity: u32) -> Option<Money> {
 /// Coupons are order discounts, except `fixed_product` coupons (known when
 /// WooCommerce sends `discount_type`), which are product discounts. Codes
 /// that cannot be engine codes are skipped.
+///
+/// Amount: what the customer was given. When the shop's prices include tax,
+/// WooCommerce splits a coupon's 100.00 into `discount` 83.33 and
+/// `discount_tax` 16.67, so the amount is their sum; otherwise `discount`
+/// alone (the coupon's face value, taken off before tax).
 fn applied_codes(
     coupons: &[WooCoupon],
+    prices_include_tax: bool,
     currency: Currency,
 ) -> Result<Vec<AppliedCode>, WebhookError> {
     let mut applied = Vec::new();
@@ -473,10 +514,21 @@ fn applied_codes(
         let Some(code) = json::present(&coupon.code).and_then(|c| Code::parse(c).ok()) else {
             continue;
         };
-        let amount = match json::present(&coupon.discount) {
-            Some(value) => json::money(&format!("coupon_lines[{i}].discount"), value, currency)?,
-            None => Money::zero(currency),
+        let part = |name: &str, value: &Option<String>| match json::present(value) {
+            Some(value) => {
+                json::money_rounded(&format!("coupon_lines[{i}].{name}"), value, currency)
+            }
+            None => Ok(Money::zero(currency)),
         };
+        let mut amount = part("discount", &coupon.discount)?;
+        if prices_include_tax {
+            amount = amount
+                .checked_add(part("discount_tax", &coupon.discount_tax)?)
+                .map_err(|source| WebhookError::Money {
+                    field: format!("coupon_lines[{i}].discount_tax"),
+                    source,
+                })?;
+        }
         let kind = match json::present(&coupon.discount_type) {
             Some(t) if t.eq_ignore_ascii_case("fixed_product") => DiscountKind::Product,
             _ => DiscountKind::Order,
@@ -500,9 +552,17 @@ fn referral_code(meta: &[Meta]) -> Option<Code> {
     })
 }
 
-/// One Refunded per `refunds[]` entry, for its absolute amount. The entries
-/// carry no date, so the order's `date_modified_gmt` stands in; the effect key
-/// (order id, refund id) is what deduplicates, not the time.
+/// One Refunded per `refunds[]` entry. The entries carry no date, so the
+/// order's `date_modified_gmt` stands in; the effect key (order id, refund
+/// id) is what deduplicates, not the time.
+///
+/// Basis: WooCommerce's summary of a refund is only its total, which becomes
+/// `RefundBasis::Amount` (the engine takes it as a share of the merchandise,
+/// so a shipping charge does not dilute it). When the entry carries its
+/// lines (`line_items` / `shipping_lines`, the order-refund resource's
+/// shape), they are used instead: units of the order's lines given back,
+/// money refunded on a line without units (or on a line kept as one unit,
+/// see [`map_line`]) as an amount, and shipping lines as nothing.
 fn map_refunds(raw: &WooOrder, currency: Currency) -> Result<Vec<OrderEvent>, WebhookError> {
     if raw.refunds.is_empty() {
         return Ok(Vec::new());
@@ -517,7 +577,19 @@ fn map_refunds(raw: &WooOrder, currency: Currency) -> Result<Vec<OrderEvent>, We
         .iter()
         .enumerate()
         .map(|(i, refund)| {
-            let amount = json::money(&format!("refunds[{i}].total"), &refund.total, currency)?;
+            let amount =
+                json::money_rounded(&format!("refunds[{i}].total"), &refund.total, currency)?;
+            // WooCommerce lists refunds as negative totals ("-10.00").
+            let amount = if amount.is_negative() {
+                amount.negated()
+            } else {
+                amount
+            };
+            let basis = if refund.line_items.is_some() || refund.shipping_lines.is_some() {
+                refund_lines(raw, i, refund, currency)?
+            } else {
+                RefundBasis::Amount { amount }
+            };
             Ok(OrderEvent::Refunded(Refund {
                 refund_id: json::id(
                     &format!("refunds[{i}].id"),
@@ -525,18 +597,94 @@ fn map_refunds(raw: &WooOrder, currency: Currency) -> Result<Vec<OrderEvent>, We
                     RefundId::parse,
                 )?,
                 order_id: order_id.clone(),
-                basis: RefundBasis::Amount {
-                    // WooCommerce lists refunds as negative totals ("-10.00").
-                    amount: if amount.is_negative() {
-                        amount.negated()
-                    } else {
-                        amount
-                    },
-                },
+                basis,
                 occurred_at: at,
             }))
         })
         .collect()
+}
+
+/// The basis of a refund entry that lists its lines.
+fn refund_lines(
+    raw: &WooOrder,
+    index: usize,
+    refund: &WooRefund,
+    currency: Currency,
+) -> Result<RefundBasis, WebhookError> {
+    let mut lines = Vec::new();
+    let mut amounts = Vec::new();
+    for (j, item) in refund.line_items.iter().flatten().enumerate() {
+        let field = |name: &str| format!("refunds[{index}].line_items[{j}].{name}");
+        let refunded_id = item
+            .refunded_item_id
+            .as_ref()
+            .map(|id| id.as_str().to_string())
+            .or_else(|| {
+                item.meta_data.iter().find_map(|meta| {
+                    let key = json::present(&meta.key)?;
+                    if key != "_refunded_item_id" {
+                        return None;
+                    }
+                    match meta.value.as_ref()? {
+                        serde_json::Value::String(id) => Some(id.trim().to_string()),
+                        serde_json::Value::Number(id) => Some(id.to_string()),
+                        _ => None,
+                    }
+                })
+            });
+        // The order line it refunds, if the order lists it with its units kept.
+        let order_line = refunded_id.as_deref().and_then(|id| {
+            raw.line_items
+                .iter()
+                .enumerate()
+                .find(|(_, line)| line.id.as_str() == id)
+        });
+        let units = item.quantity.map_or(0, i64::unsigned_abs);
+        let units_kept = match order_line {
+            Some((i, line)) => {
+                let subtotal = json::money_rounded(
+                    &format!("line_items[{i}].subtotal"),
+                    &line.subtotal,
+                    currency,
+                )?;
+                exact_unit_price(subtotal, line.quantity).is_some()
+            }
+            None => false,
+        };
+        match (order_line, u32::try_from(units)) {
+            (Some((_, line)), Ok(units)) if units > 0 && units_kept => {
+                lines.push(RefundedLine {
+                    line_id: json::id(
+                        &field("_refunded_item_id"),
+                        line.id.as_str(),
+                        LineId::parse,
+                    )?,
+                    quantity: units,
+                });
+            }
+            _ => {
+                for (name, value) in [("total", &item.total), ("total_tax", &item.total_tax)] {
+                    if let Some(value) = json::present(value) {
+                        let money = json::money_rounded(&field(name), value, currency)?;
+                        amounts.push(if money.is_negative() {
+                            money.negated()
+                        } else {
+                            money
+                        });
+                    }
+                }
+            }
+        }
+    }
+    let amount = Money::sum(currency, &amounts).map_err(|source| WebhookError::Money {
+        field: format!("refunds[{index}].line_items[].total"),
+        source,
+    })?;
+    Ok(match (lines.is_empty(), amount.is_positive()) {
+        (_, false) => RefundBasis::Lines { lines },
+        (true, true) => RefundBasis::Amount { amount },
+        (false, true) => RefundBasis::LinesAndAmount { lines, amount },
+    })
 }
 
 #[cfg(test)]

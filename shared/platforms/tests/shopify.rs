@@ -170,7 +170,7 @@ fn a_guest_order_falls_back_to_the_contact_email_and_nets_out_included_tax() {
         Some(CheckoutId::parse("f3e2d1c0b9a8f7e6d5c4b3a291807f6e").unwrap()),
         "checkout_token stands in when checkout_id is null"
     );
-    assert_eq!(order.payment_method.as_deref(), Some("paypal"));
+    assert_eq!(order.payment_method.as_deref(), Some("paypal,gift_card"));
     assert_eq!(
         order.referral_code,
         Some(Code::parse("friend-anna").unwrap())
@@ -375,4 +375,115 @@ fn string_ids_are_accepted_as_well_as_numbers() {
         shopify::parse(&headers, float_id, Currency::USD),
         Err(WebhookError::Json { .. })
     ));
+}
+
+/// A fixture with its JSON changed, signed again.
+fn parse_edited(
+    topic: &str,
+    fixture_name: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> Delivery {
+    let mut value: serde_json::Value = serde_json::from_slice(&fixture(fixture_name)).unwrap();
+    edit(&mut value);
+    let body = serde_json::to_vec(&value).unwrap();
+    let headers = shopify_headers(topic, &body);
+    shopify::parse_webhook(&headers, &body, &[SECRET], Currency::USD).unwrap()
+}
+
+fn refund_basis(delivery: &Delivery) -> RefundBasis {
+    match only_event(delivery) {
+        OrderEvent::Refunded(refund) => refund.basis.clone(),
+        other => panic!("expected Refunded, got {other:?}"),
+    }
+}
+
+#[test]
+fn money_refunded_without_lines_is_the_refund_discrepancy() {
+    let delivery = parse(
+        "refunds/create",
+        "shopify_refunds_create_amount_only.json",
+        Currency::USD,
+    );
+    assert_eq!(
+        refund_basis(&delivery),
+        RefundBasis::Amount {
+            amount: usd("100.00")
+        }
+    );
+}
+
+#[test]
+fn a_discrepancy_beside_refunded_lines_is_money_refunded_beyond_them() {
+    let delivery = parse_edited(
+        "refunds/create",
+        "shopify_refunds_create_partial.json",
+        |value| {
+            value["order_adjustments"] = serde_json::json!([{
+                "kind": "refund_discrepancy",
+                "amount": "-12.50",
+                "amount_set": {
+                    "shop_money": {"amount": "-12.50", "currency_code": "USD"},
+                    "presentment_money": {"amount": "-12.50", "currency_code": "USD"}
+                }
+            }]);
+        },
+    );
+    assert_eq!(
+        refund_basis(&delivery),
+        RefundBasis::LinesAndAmount {
+            lines: vec![RefundedLine {
+                line_id: LineId::parse("15501234567802").unwrap(),
+                quantity: 1
+            }],
+            amount: usd("12.50"),
+        }
+    );
+}
+
+#[test]
+fn a_bare_refund_with_only_a_transaction_refunds_that_amount() {
+    let delivery = parse_edited(
+        "refunds/create",
+        "shopify_refunds_create_amount_only.json",
+        |value| {
+            value["order_adjustments"] = serde_json::json!([]);
+            // A failed attempt beside the successful one is not money back.
+            let mut failed = value["transactions"][0].clone();
+            failed["status"] = "failure".into();
+            failed["amount"] = "30.00".into();
+            value["transactions"].as_array_mut().unwrap().push(failed);
+        },
+    );
+    assert_eq!(
+        refund_basis(&delivery),
+        RefundBasis::Amount {
+            amount: usd("100.00")
+        }
+    );
+}
+
+#[test]
+fn a_shipping_refund_adjustment_is_not_merchandise() {
+    // The shipping-only fixture has a shipping_refund adjustment and an 8.00
+    // transaction: still no merchandise refunded.
+    let delivery = parse(
+        "refunds/create",
+        "shopify_refunds_create_shipping_only.json",
+        Currency::USD,
+    );
+    assert_eq!(
+        refund_basis(&delivery),
+        RefundBasis::Lines { lines: vec![] }
+    );
+}
+
+#[test]
+fn every_payment_gateway_of_the_order_is_kept() {
+    let delivery = parse_edited("orders/paid", "shopify_orders_paid.json", |value| {
+        value["payment_gateway_names"] = serde_json::json!(["gift_card", " ", "shopify_payments"]);
+    });
+    assert_eq!(
+        paid_order(&delivery).payment_method.as_deref(),
+        Some("gift_card,shopify_payments")
+    );
 }

@@ -5,7 +5,7 @@ mod common;
 use cashback_core::earn::eligible_base;
 use cashback_core::ids::{Code, CustomerId, Email, LineId, OrderId, ProductId, RefundId};
 use cashback_core::money::Currency;
-use cashback_core::order::{DiscountKind, OrderEvent, Refund, RefundBasis};
+use cashback_core::order::{DiscountKind, OrderEvent, Refund, RefundBasis, RefundedLine};
 use cashback_core::program::Exclusions;
 use cashback_platforms::{
     woocommerce, Delivery, Headers, Identified, Outcome, Ping, Platform, Received, WebhookError,
@@ -241,4 +241,107 @@ fn a_wrong_secret_is_401_before_anything_is_parsed() {
     let err =
         woocommerce::parse_webhook(&headers, &body, &["another-shop"], Currency::USD).unwrap_err();
     assert_eq!(err.status(), 401);
+}
+
+/// The processing fixture with its JSON changed, parsed in `currency`.
+fn edited(edit: impl FnOnce(&mut serde_json::Value), currency: Currency) -> Vec<OrderEvent> {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&fixture("woocommerce_order_processing.json")).unwrap();
+    edit(&mut value);
+    let body = serde_json::to_vec(&value).unwrap();
+    let headers = woo_headers("order.updated", &body);
+    match woocommerce::parse(&headers, &body, currency)
+        .unwrap()
+        .outcome
+    {
+        Outcome::Events(events) => events,
+        other => panic!("expected events, got {other:?}"),
+    }
+}
+
+#[test]
+fn with_prices_including_tax_a_code_is_worth_its_discount_and_the_tax_on_it() {
+    let events = edited(
+        |value| {
+            value["prices_include_tax"] = true.into();
+            value["coupon_lines"][0]["code"] = "cb-ann".into();
+            value["coupon_lines"][0]["discount_type"] = "fixed_cart".into();
+            value["coupon_lines"][0]["discount"] = "83.33".into();
+            value["coupon_lines"][0]["discount_tax"] = "16.67".into();
+        },
+        Currency::USD,
+    );
+    let [OrderEvent::Paid(order)] = events.as_slice() else {
+        panic!("expected one Paid, got {events:?}");
+    };
+    assert_eq!(order.discount_codes[0].amount, usd("100.00"));
+}
+
+#[test]
+fn a_refund_that_lists_its_lines_refunds_those_lines_and_shipping_refunds_nothing() {
+    let events = edited(
+        |value| {
+            value["refunds"] = serde_json::json!([
+                {"id": 5150, "total": "-5.00", "line_items": [],
+                 "shipping_lines": [{"id": 905, "total": "-5.00",
+                                     "meta_data": [{"key": "_refunded_item_id", "value": "804"}]}]},
+                {"id": 5151, "total": "-34.02", "shipping_lines": [],
+                 "line_items": [{"id": 906, "quantity": -1, "total": "-31.50", "total_tax": "-2.52",
+                                 "meta_data": [{"key": "_refunded_item_id", "value": "802"}]}]},
+                // Line 801 is kept as one unit (10.00 over 3 tins): its
+                // refunded money counts, not its units.
+                {"id": 5152, "total": "-3.24",
+                 "line_items": [{"id": 907, "quantity": -1, "total": "-3.00", "total_tax": "-0.24",
+                                 "meta_data": [{"key": "_refunded_item_id", "value": 801}]}]}
+            ]);
+        },
+        Currency::USD,
+    );
+    let bases: Vec<&RefundBasis> = events[1..]
+        .iter()
+        .map(|event| match event {
+            OrderEvent::Refunded(refund) => &refund.basis,
+            other => panic!("expected Refunded, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(bases[0], &RefundBasis::Lines { lines: vec![] });
+    assert_eq!(
+        bases[1],
+        &RefundBasis::Lines {
+            lines: vec![RefundedLine {
+                line_id: LineId::parse("802").unwrap(),
+                quantity: 1
+            }]
+        }
+    );
+    assert_eq!(
+        bases[2],
+        &RefundBasis::Amount {
+            amount: usd("3.24")
+        }
+    );
+}
+
+#[test]
+fn a_yen_line_total_with_decimals_is_rounded_not_refused() {
+    let events = edited(
+        |value| {
+            value["currency"] = "JPY".into();
+            value["line_items"][0]["subtotal"] = "1110.60".into();
+            value["line_items"][0]["total"] = "1110.60".into();
+            value["line_items"][1]["subtotal"] = "3500".into();
+            value["line_items"][1]["total"] = "3150".into();
+            value["coupon_lines"][0]["discount"] = "350".into();
+            value["shipping_total"] = "500".into();
+            value["total"] = "4761".into();
+        },
+        Currency::JPY,
+    );
+    let [OrderEvent::Paid(order)] = events.as_slice() else {
+        panic!("expected one Paid, got {events:?}");
+    };
+    let jpy = |s: &str| money(s, Currency::JPY);
+    assert_eq!(order.lines[0].net_merchandise().unwrap(), jpy("1111"));
+    assert_eq!(order.subtotal, jpy("4261"));
+    assert_eq!(order.total, jpy("4761"));
 }

@@ -29,8 +29,9 @@ pub struct Notice {
 /// The emails a committed change should send to the account's owner. They
 /// state where the change left the customer, not each step on the way:
 /// - "earned" announces the order's cashback net of what the same change
-///   took back (a refund recorded before its paid event), and nothing when
-///   nothing is left; such a clawback has no email of its own;
+///   took back (a refund recorded before its paid event) and, when it is
+///   credited at once, of the debt it paid; nothing when nothing is left;
+///   such a clawback has no email of its own;
 /// - "ready" states what became spendable: the release less the debt it
 ///   paid, and is not sent when debt took it all;
 /// - a tier is announced only when the account ends the change in it.
@@ -67,13 +68,19 @@ pub fn notices_for(
             .collect();
         Money::sum(account.currency, &amounts).unwrap_or(Money::zero(account.currency))
     };
-    // Debt paid from this change's credits (the entries that recovered it).
-    let debt_paid = {
+    // Debt paid from the credits of one kind: a credit's debt recovery is
+    // the entry right after it.
+    let debt_paid_from = |kind: EntryKind| -> Money {
         let amounts: Vec<Money> = applied
             .entries
-            .iter()
-            .filter(|e| e.kind == EntryKind::Clawback && e.debt_delta.is_negative())
-            .map(|e| e.debt_delta.negated())
+            .windows(2)
+            .filter(|pair| {
+                pair[0].kind == kind
+                    && pair[0].available_delta.is_positive()
+                    && pair[1].kind == EntryKind::Clawback
+                    && pair[1].debt_delta.is_negative()
+            })
+            .map(|pair| pair[1].debt_delta.negated())
             .collect();
         Money::sum(account.currency, &amounts).unwrap_or(Money::zero(account.currency))
     };
@@ -85,7 +92,14 @@ pub fn notices_for(
                 amount,
                 release_at,
             } => {
-                let net = amount.checked_sub(clawed_here(order_id)).unwrap_or(*amount);
+                let mut net = amount.checked_sub(clawed_here(order_id)).unwrap_or(*amount);
+                // Credited at once ("ready to spend now"): what debt took
+                // is not spendable either.
+                if release_at.is_none() {
+                    net = net
+                        .checked_sub(debt_paid_from(EntryKind::Earn))
+                        .unwrap_or(net);
+                }
                 if !net.is_positive() {
                     continue;
                 }
@@ -103,7 +117,9 @@ pub fn notices_for(
                 let Some(code) = account.code.clone() else {
                     continue;
                 };
-                let spendable = amount.checked_sub(debt_paid).unwrap_or(*amount);
+                let spendable = amount
+                    .checked_sub(debt_paid_from(EntryKind::Release))
+                    .unwrap_or(*amount);
                 if !spendable.is_positive() {
                     continue;
                 }

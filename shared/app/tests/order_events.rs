@@ -493,3 +493,74 @@ async fn everyone_starts_in_the_lowest_tier_and_only_a_move_up_is_announced() {
     kinds.sort();
     assert_eq!(kinds, ["earned", "earned", "tier_upgraded"]);
 }
+
+#[tokio::test]
+async fn an_immediate_earn_that_pays_debt_announces_only_what_became_spendable() {
+    use cashback_app::store::{AccountWrite, WriteSet};
+    let mut immediate = program();
+    immediate.issuance = cashback_core::program::Issuance::Immediate;
+    let world = world(immediate.clone()).await;
+    seed_balance(&world, &immediate, "ann", "CB-ANN", "1.00").await;
+    let id = CustomerId::parse("ann").unwrap();
+    let read = world
+        .store
+        .read(
+            &shop(),
+            &ReadRequest {
+                accounts: vec![id.clone()],
+                ..ReadRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut ann = read.accounts[&id].clone();
+    ann.value.debt = usd("6.00");
+    let debt = cashback_core::ledger::LedgerEntry {
+        entry_id: "seed-debt".into(),
+        at: t0(),
+        kind: cashback_core::ledger::EntryKind::Clawback,
+        order_id: None,
+        available_delta: usd("0"),
+        pending_delta: usd("0"),
+        debt_delta: usd("6.00"),
+        funding: None,
+        note: None,
+    };
+    world
+        .store
+        .write(
+            &shop(),
+            WriteSet {
+                accounts: vec![AccountWrite {
+                    account: ann.value.clone(),
+                    expected_version: ann.version,
+                    entries: vec![debt],
+                    reminder_due_at: None,
+                    code_change: None,
+                }],
+                ..WriteSet::default()
+            },
+        )
+        .await
+        .unwrap();
+    handle_order_event(
+        &world.ctx,
+        &shop(),
+        &OrderEvent::Paid(order("1", "ann", vec![line("1", "100.00", 1)])),
+        t0(),
+    )
+    .await
+    .unwrap();
+    let ann = account(&world, "ann").await;
+    assert_eq!((ann.available, ann.debt), (usd("5.00"), usd("0.00")));
+    let sent = world.notifier.sent.lock().unwrap().clone();
+    match &sent[..] {
+        [email] => match &email.kind {
+            cashback_app::notify::NotificationKind::Earned { amount, .. } => {
+                assert_eq!(*amount, usd("4.00"), "10.00 earned, 6.00 of it paid debt")
+            }
+            other => panic!("not an earned email: {other:?}"),
+        },
+        other => panic!("expected one email, got {other:?}"),
+    }
+}

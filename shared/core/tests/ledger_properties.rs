@@ -7,7 +7,7 @@ mod support;
 use cashback_core::ids::{CheckoutId, Code, OrderId, RefundId};
 use cashback_core::money::{Currency, Money};
 use cashback_core::order::{AppliedCode, DiscountKind, Order, OrderEvent, Refund, RefundBasis};
-use cashback_core::program::{Issuance, Program};
+use cashback_core::program::{Issuance, Program, Trigger};
 use proptest::prelude::*;
 use rust_decimal::Decimal;
 use support::*;
@@ -82,20 +82,28 @@ fn arb_program() -> impl Strategy<Value = Program> {
         any::<bool>(),
         prop::option::of(10u32..120),
         prop::option::of(1u32..5_000),
+        any::<bool>(),
     )
-        .prop_map(|(merchant, partner, immediate, expiry, cap_cents)| {
-            let mut program = Program::new(Currency::USD);
-            program.earning.merchant_percent = Decimal::from(merchant);
-            program.earning.partner_match_percent = Decimal::from(partner);
-            program.earning.cap_per_order = cap_cents.map(|c| Decimal::new(i64::from(c), 2));
-            program.issuance = if immediate {
-                Issuance::Immediate
-            } else {
-                Issuance::Pending { days: 30 }
-            };
-            program.expiry_days = expiry;
-            program
-        })
+        .prop_map(
+            |(merchant, partner, immediate, expiry, cap_cents, on_fulfilment)| {
+                let mut program = Program::new(Currency::USD);
+                program.earning.merchant_percent = Decimal::from(merchant);
+                program.earning.partner_match_percent = Decimal::from(partner);
+                program.earning.cap_per_order = cap_cents.map(|c| Decimal::new(i64::from(c), 2));
+                program.issuance = if immediate {
+                    Issuance::Immediate
+                } else {
+                    Issuance::Pending { days: 30 }
+                };
+                program.expiry_days = expiry;
+                program.trigger = if on_fulfilment {
+                    Trigger::Fulfilled
+                } else {
+                    Trigger::Paid
+                };
+                program
+            },
+        )
 }
 
 fn arb_history() -> impl Strategy<Value = (Program, Vec<Step>)> {
@@ -305,10 +313,15 @@ proptest! {
         order in arb_order(1),
         refunds in prop::collection::vec(prop::collection::vec((0usize..4, 1u32..4), 0..3), 0..3),
         cancel in any::<bool>(),
+        fulfilled in any::<bool>(),
         order_of_delivery in Just(()).prop_perturb(|_, mut rng| rng.random::<u64>()),
         repeats in prop::collection::vec(0usize..8, 0..4),
     ) {
-        let events = events_for(&order, &refunds, cancel);
+        // Some orders are never fulfilled (refunded first, say).
+        let events: Vec<OrderEvent> = events_for(&order, &refunds, cancel)
+            .into_iter()
+            .filter(|e| fulfilled || !matches!(e, OrderEvent::Fulfilled(_)))
+            .collect();
         let replay = |sequence: &[OrderEvent]| {
             let mut books = Books::new(program.clone());
             let credit = books.account.adjust(usd("100.00"), "seed", "seed", &program, t0()).unwrap();

@@ -42,11 +42,15 @@ async fn without_the_admin_token_nothing_is_answered() {
     )
     .await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
-    // On Lambda without a token, API Gateway's IAM authoriser has decided.
+    // With IAM trusted explicitly, API Gateway's IAM authoriser has decided:
+    // the request carries the caller it allowed.
     let iam = router_with(ctx.clone(), AdminAuth::new(None, true));
-    let mut signed = request("GET", &format!("{BASE}/program"), None, &[]);
-    signed.headers_mut().remove("authorization");
-    assert_eq!(send(iam, signed).await.status, StatusCode::OK);
+    let signed = iam_request("GET", &format!("{BASE}/program"), None, ADMIN_ARN);
+    assert_eq!(send(iam.clone(), signed).await.status, StatusCode::OK);
+    // ... and one that did not come through it is refused.
+    let mut unsigned = request("GET", &format!("{BASE}/program"), None, &[]);
+    unsigned.headers_mut().remove("authorization");
+    assert_eq!(send(iam, unsigned).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         AdminAuth::new(Some(hash_api_key("t")), true),
         AdminAuth::Token(hash_api_key("t")),

@@ -1,6 +1,6 @@
 //! `POST /v1/shops/{shop}/coupons/validate`: a checkout asks whether a code
-//! works on its cart, server to server, with the shop's API key (Bearer;
-//! stored only as its SHA-256).
+//! works on its cart, server to server, with one of the shop's API keys
+//! that has the `checkout` scope (Bearer; stored only as its SHA-256).
 //!
 //! The order of checks is deliberate: the shop first (404 if unknown), the
 //! key next (401), and only then is the body read (413 past
@@ -24,9 +24,10 @@ use chrono::{DateTime, Utc};
 use lambda_http::request::RequestContext;
 
 use cashback_app::checkout::{self, ValidateRequest, Validation};
+use cashback_app::store::KeyScope;
 use cashback_app::{AppError, Context};
 use cashback_core::ids::ShopId;
-use cashback_edge::auth::check_api_key;
+use cashback_edge::auth::require_key;
 use cashback_edge::ApiError;
 
 /// The route, in axum's syntax.
@@ -71,7 +72,7 @@ pub async fn handle(
     let shop = ShopId::parse(&raw_shop)
         .map_err(|_| ApiError::from(AppError::UnknownShop(raw_shop.clone())))?;
     let known = ctx.shop(&shop, now).await?;
-    check_api_key(request.headers(), &known.api_key_hash)?;
+    let key = require_key(ctx, &known, request.headers(), KeyScope::Checkout, now).await?;
     let source = source_ip(&request);
     let declared = request
         .headers()
@@ -92,7 +93,7 @@ pub async fn handle(
     })?;
     // Unknown codes are counted per key, source and the shopper the checkout
     // names; the key is represented by a prefix of its hash, never itself.
-    let key_id = known.api_key_hash.get(..16).unwrap_or(&known.api_key_hash);
+    let key_id = &key.key_id;
     let caller = format!(
         "{key_id}|{source}|{}",
         body.caller.as_deref().unwrap_or_default()

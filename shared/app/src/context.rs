@@ -15,6 +15,7 @@ use chrono::{DateTime, Duration, Utc};
 use cashback_core::ids::{Code, ShopId, GENERATED_CODE_LENGTH};
 use cashback_core::program::Program;
 
+use crate::api_keys::KeyCache;
 use crate::error::AppError;
 use crate::notify::Notifier;
 use crate::store::{Shop, Store, Versioned};
@@ -58,6 +59,8 @@ pub struct Context {
     pub codes: Arc<dyn CodeSource>,
     pub config: Arc<AppConfig>,
     cache: Arc<Mutex<HashMap<ShopId, CachedShop>>>,
+    /// The shops' API keys as this container last read them.
+    pub(crate) keys: Arc<KeyCache>,
 }
 
 #[derive(Clone)]
@@ -87,6 +90,7 @@ impl Context {
             codes,
             config: Arc::new(config),
             cache: Arc::new(Mutex::new(HashMap::new())),
+            keys: Arc::new(KeyCache::default()),
         }
     }
 

@@ -1276,3 +1276,71 @@ pub async fn a_shops_accounts_are_listed_in_pages(store: &dyn Store) {
         .items
         .is_empty());
 }
+
+fn api_key(id: &str, scopes: Vec<KeyScope>) -> ApiKeyRecord {
+    ApiKeyRecord {
+        key_id: id.into(),
+        name: format!("key {id}"),
+        scopes,
+        hash: format!("{id:0>64}"),
+        hint: "cbk_0000".into(),
+        created_at: t0(),
+        created_by: Some("admin-token".into()),
+        revoked_at: None,
+        last_used_at: None,
+    }
+}
+
+pub async fn api_keys_are_created_listed_touched_and_revoked_once(store: &dyn Store) {
+    let checkout = api_key("key_a", vec![KeyScope::Checkout]);
+    let portal = api_key("key_b", vec![KeyScope::PortalServer]);
+    store.create_api_key(&shop(), &checkout).await.unwrap();
+    store.create_api_key(&shop(), &portal).await.unwrap();
+    assert!(matches!(
+        store.create_api_key(&shop(), &checkout).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    let other = ShopId::parse("other.myshopify.com").unwrap();
+    assert!(store.list_api_keys(&other).await.unwrap().is_empty());
+    assert_eq!(
+        store.list_api_keys(&shop()).await.unwrap(),
+        vec![checkout.clone(), portal.clone()]
+    );
+
+    // Last use moves forward only; a missing key is left alone.
+    let later = t0() + Duration::minutes(10);
+    store.touch_api_key(&shop(), "key_a", later).await.unwrap();
+    store.touch_api_key(&shop(), "key_a", t0()).await.unwrap();
+    store.touch_api_key(&shop(), "key_zz", later).await.unwrap();
+    let keys = store.list_api_keys(&shop()).await.unwrap();
+    assert_eq!(keys[0].last_used_at, Some(later));
+    assert_eq!(keys.len(), 2);
+
+    // Revoked once; the first time stays.
+    let revoked_at = t0() + Duration::hours(1);
+    assert_eq!(
+        store
+            .revoke_api_key(&shop(), "key_a", revoked_at)
+            .await
+            .unwrap(),
+        Revoked::Now
+    );
+    assert_eq!(
+        store
+            .revoke_api_key(&shop(), "key_a", revoked_at + Duration::hours(1))
+            .await
+            .unwrap(),
+        Revoked::Already(revoked_at)
+    );
+    assert_eq!(
+        store
+            .revoke_api_key(&shop(), "key_zz", revoked_at)
+            .await
+            .unwrap(),
+        Revoked::Missing
+    );
+    let keys = store.list_api_keys(&shop()).await.unwrap();
+    assert_eq!(keys[0].revoked_at, Some(revoked_at));
+    assert!(!keys[0].is_live() && keys[1].is_live());
+    assert_eq!(keys[1], portal);
+}

@@ -20,10 +20,13 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use admin_api::AdminAuth;
+use cashback_app::events::handle_order_event;
 use cashback_app::store::{Platform, Shop, Store};
 use cashback_app::{AppConfig, Context};
-use cashback_core::ids::ShopId;
+use cashback_core::ids::{CustomerId, Email, LineId, OrderId, ShopId};
 use cashback_core::money::Currency;
+use cashback_core::money::Money;
+use cashback_core::order::{CustomerRef, Line, Order, OrderEvent};
 use cashback_core::program::Program;
 use cashback_e2e::helpers::{seed_balance, KeptNotifier, SeqCodes};
 use cashback_edge::auth::hash_api_key;
@@ -53,6 +56,7 @@ async fn seeded_store() -> Arc<MemoryStore> {
             webhook_secret_ref: "env:DEMO".into(),
             api_key_hash: hash_api_key(ORIGINAL_KEY),
             created_at: chrono::Utc::now(),
+            guest_id_key: None,
         })
         .await
         .unwrap();
@@ -66,19 +70,24 @@ async fn seeded_store() -> Arc<MemoryStore> {
 
 /// One container: its own Context (caches) over the shared store.
 fn container(store: Arc<MemoryStore>) -> Router {
+    container_with_context(store).0
+}
+
+fn container_with_context(store: Arc<MemoryStore>) -> (Router, Context) {
     let ctx = Context::new(
         store,
         Arc::new(KeptNotifier::default()),
         Arc::new(SeqCodes(Mutex::new(0))),
         AppConfig::default(),
     );
-    Router::new()
+    let app = Router::new()
         .merge(coupon_validate::router(ctx.clone()))
         .merge(customer_api::router(ctx.clone()))
         .merge(admin_api::router_with(
-            ctx,
+            ctx.clone(),
             AdminAuth::Token(hash_api_key(ADMIN_TOKEN)),
-        ))
+        ));
+    (app, ctx)
 }
 
 async fn send(
@@ -346,4 +355,92 @@ async fn a_key_needs_a_name_and_a_known_scope() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
         assert_eq!(answer["error"]["code"], "invalid_fields");
     }
+}
+
+#[tokio::test]
+async fn a_guests_cashback_cannot_be_read_from_the_hash_of_their_email() {
+    let (app, ctx) = container_with_context(Arc::new(MemoryStore::new()));
+    let (status, onboarded) = send(
+        &app,
+        "POST",
+        "/v1/shops",
+        ADMIN_TOKEN,
+        Some(json!({
+            "shop": "keyed.myshopify.com", "platform": "shopify", "name": "Keyed",
+            "currency": "USD", "webhook_secret_ref": "env:KEYED",
+            "program": {"currency": "USD", "earning": {"merchant_percent": "10"}},
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{onboarded}");
+    let key = onboarded["api_key"].as_str().unwrap().to_string();
+    assert!(!onboarded.to_string().contains("guest_id_key"));
+
+    // A guest (email only) pays 100.00 and earns 10.00, pending.
+    let shop = ShopId::parse("keyed.myshopify.com").unwrap();
+    let email = Email::parse("Guest@Example.com").unwrap();
+    let usd = |a: &str| Money::parse(a, Currency::USD).unwrap();
+    let now = chrono::Utc::now();
+    let order = Order {
+        order_id: OrderId::parse("1001").unwrap(),
+        customer: CustomerRef {
+            id: None,
+            email: Some(email.clone()),
+        },
+        currency: Currency::USD,
+        lines: vec![Line {
+            line_id: LineId::parse("1").unwrap(),
+            product_id: None,
+            variant_id: None,
+            sku: None,
+            vendor: None,
+            quantity: 1,
+            unit_price: usd("100.00"),
+            discount: usd("0"),
+            included_tax: None,
+            gift_card: false,
+            compare_at_price: None,
+            collection_ids: Vec::new(),
+        }],
+        subtotal: usd("100.00"),
+        shipping: usd("0"),
+        total: usd("100.00"),
+        discount_codes: Vec::new(),
+        checkout_id: None,
+        payment_method: None,
+        referral_code: None,
+        occurred_at: now,
+    };
+    handle_order_event(&ctx, &shop, &OrderEvent::Paid(order), now)
+        .await
+        .unwrap();
+
+    // The attack: anyone who knows the address computes its bare SHA-256,
+    // the id guests had, and reads the guest's cashback with a portal key.
+    let guessed = CustomerId::for_guest(&email);
+    let (status, view) = send(
+        &app,
+        "GET",
+        &format!("/v1/shops/keyed.myshopify.com/customers/{guessed}/cashback"),
+        &key,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(view["enrolled"], false, "{view}");
+    assert_eq!(view["pending"]["amount"], "0.00");
+
+    // The guest's account is under the shop's keyed id.
+    let known = ctx.store.get_shop(&shop).await.unwrap().unwrap();
+    let keyed = known.guest_id(&email);
+    assert_ne!(keyed, guessed);
+    let (_, view) = send(
+        &app,
+        "GET",
+        &format!("/v1/shops/keyed.myshopify.com/customers/{keyed}/cashback"),
+        &key,
+        None,
+    )
+    .await;
+    assert_eq!(view["pending"]["amount"], "10.00", "{view}");
 }

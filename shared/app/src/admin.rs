@@ -959,6 +959,7 @@ pub async fn create_shop(
         webhook_secret_ref: reference.to_string(),
         api_key_hash: api_key_hash.to_string(),
         created_at: now,
+        guest_id_key: Some(ctx.new_secret()),
     };
     let program = match &new.program {
         None => None,

@@ -146,6 +146,16 @@ impl Context {
         }
     }
 
+    /// A new secret: 32 random bytes, hex (from the code source: the OS's
+    /// CSPRNG in production).
+    pub fn new_secret(&self) -> String {
+        let mut bytes = Vec::with_capacity(3 * GENERATED_CODE_LENGTH);
+        while bytes.len() < 32 {
+            bytes.extend_from_slice(&self.codes.random_code_bytes());
+        }
+        hex::encode(&bytes[..32])
+    }
+
     /// A fresh customer code with 65 bits of randomness.
     pub fn new_code(&self) -> Result<Code, AppError> {
         Code::generate(&self.config.code_prefix, &self.codes.random_code_bytes())

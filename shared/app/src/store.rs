@@ -50,6 +50,21 @@ pub struct Shop {
     /// SHA-256 (hex) of the shop's API key; the key is shown once.
     pub api_key_hash: String,
     pub created_at: DateTime<Utc>,
+    /// The shop's secret for guest ids (hex), made at onboarding and never
+    /// shown. None for shops onboarded before guest ids were keyed: their
+    /// guests keep the unkeyed ids their accounts already have.
+    #[serde(default)]
+    pub guest_id_key: Option<String>,
+}
+
+impl Shop {
+    /// The account a guest (an email, no customer id) earns on at this shop.
+    pub fn guest_id(&self, email: &Email) -> CustomerId {
+        match self.guest_id_key.as_deref().filter(|k| !k.is_empty()) {
+            Some(key) => CustomerId::for_guest_keyed(email, key.as_bytes()),
+            None => CustomerId::for_guest(email),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -72,6 +72,7 @@ pub async fn seed(store: Arc<dyn Store>) -> Context {
             webhook_secret_ref: "env:DEMO".into(),
             api_key_hash: String::new(),
             created_at: at,
+            guest_id_key: None,
         })
         .await
         .unwrap();

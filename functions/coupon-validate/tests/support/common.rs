@@ -75,6 +75,7 @@ pub async fn seed(store: Arc<dyn Store>, balance: &str) -> Context {
             webhook_secret_ref: "env:DEMO".into(),
             api_key_hash: hash_api_key(API_KEY),
             created_at: t0(),
+            guest_id_key: None,
         })
         .await
         .unwrap();

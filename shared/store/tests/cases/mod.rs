@@ -778,6 +778,7 @@ pub async fn shops_and_programs_with_kept_versions(store: &dyn Store) {
         webhook_secret_ref: "env:DEMO_SECRET".into(),
         api_key_hash: "00".repeat(32),
         created_at: t0(),
+        guest_id_key: None,
     };
     store.create_shop(&demo).await.unwrap();
     assert!(matches!(

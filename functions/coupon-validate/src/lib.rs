@@ -7,8 +7,10 @@
 //! [`MAX_BODY_BYTES`], 400 if it is not a valid request), so nobody without
 //! the key learns anything about the request format or the codes. The
 //! answer itself is always 200 with `valid` and, when refused, the typed
-//! reason; 429 with Retry-After once a caller has tried too many unknown
-//! codes (see `cashback_app::checkout`).
+//! reason; 400 naming the field for a request past its limits (other
+//! discounts, lines, string sizes), checked before anything is read; 429
+//! with Retry-After once a source address has tried too many unknown codes
+//! at this shop (see `cashback_app::checkout`).
 //!
 //! The router is what the Lambda runs (main.rs) and what the local server
 //! mounts.
@@ -91,18 +93,16 @@ pub async fn handle(
             format!("the body is not a valid request: {error}"),
         )
     })?;
-    // Unknown codes are counted per key, source and the shopper the checkout
-    // names; the key is represented by a prefix of its hash, never itself.
-    let key_id = &key.key_id;
-    let caller = format!(
-        "{key_id}|{source}|{}",
-        body.caller.as_deref().unwrap_or_default()
-    );
-    Ok(checkout::validate(ctx, &shop, &body, &caller, now).await?)
+    // Unknown codes are counted per shop and source address: never by the
+    // key (a shop's keys share one budget) nor by anything in the body.
+    tracing::debug!(key_id = %key.key_id, "checkout key accepted");
+    Ok(checkout::validate(ctx, &shop, &body, &source, now).await?)
 }
 
-/// The caller's address as API Gateway saw it (clients cannot forge it,
-/// unlike X-Forwarded-For), or the socket's peer on the local server.
+/// The caller's address as API Gateway saw it: the request context's
+/// `sourceIp`, the address API Gateway itself appends to X-Forwarded-For
+/// (the header's earlier entries are the client's to choose, so it is never
+/// read here); or the socket's peer on the local server.
 fn source_ip(request: &Request) -> String {
     let extensions = request.extensions();
     let from_gateway = extensions

@@ -16,6 +16,7 @@ use cashback_core::ids::{Code, ShopId, GENERATED_CODE_LENGTH};
 use cashback_core::program::Program;
 
 use crate::api_keys::KeyCache;
+use crate::checkout::GuessBlocks;
 use crate::error::AppError;
 use crate::notify::Notifier;
 use crate::store::{Shop, Store, Versioned};
@@ -61,6 +62,8 @@ pub struct Context {
     cache: Arc<Mutex<HashMap<ShopId, CachedShop>>>,
     /// The shops' API keys as this container last read them.
     pub(crate) keys: Arc<KeyCache>,
+    /// Sources this container saw guessing codes past the limit.
+    pub(crate) guesses: Arc<GuessBlocks>,
 }
 
 #[derive(Clone)]
@@ -91,6 +94,7 @@ impl Context {
             config: Arc::new(config),
             cache: Arc::new(Mutex::new(HashMap::new())),
             keys: Arc::new(KeyCache::default()),
+            guesses: Arc::new(GuessBlocks::default()),
         }
     }
 

@@ -108,6 +108,9 @@ pub struct ReadRequest {
     /// Products to look up in the imported catalog (to enrich order lines
     /// with collections and compare-at prices in the same read).
     pub products: Vec<ProductId>,
+    /// Rate-limit counters (as [`Store::increment_counter`] names them) to
+    /// read with the rest: a limit checked at no extra round trip.
+    pub counters: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -120,6 +123,8 @@ pub struct ReadResult {
     pub email_owners: HashMap<Email, CustomerId>,
     /// The requested products the catalog knows.
     pub products: HashMap<ProductId, CatalogProduct>,
+    /// Each requested counter's count (0 for one never incremented).
+    pub counters: HashMap<String, u64>,
 }
 
 /// The new state of an account and the entries that got it there.

@@ -186,6 +186,10 @@ impl Store for MemoryStore {
                 result.products.insert(product.clone(), found.clone());
             }
         }
+        for counter in &request.counters {
+            let count = tables.counters.get(counter).map_or(0, |(count, _)| *count);
+            result.counters.insert(counter.clone(), count);
+        }
         Ok(result)
     }
 

@@ -215,10 +215,12 @@ pub async fn reading_what_was_never_written_finds_nothing(store: &dyn Store) {
                     UsageKey::Customer(customer("nobody")),
                 )],
                 products: vec![ProductId::parse("none").unwrap()],
+                counters: vec!["never-counted".into()],
             },
         )
         .await
         .unwrap();
+    assert_eq!(result.counters["never-counted"], 0);
     assert!(result.order.is_none() && result.accounts.is_empty() && result.coupons.is_empty());
     assert!(result.code_owners.is_empty() && result.email_owners.is_empty());
     assert!(result.products.is_empty());
@@ -1344,4 +1346,34 @@ pub async fn api_keys_are_created_listed_touched_and_revoked_once(store: &dyn St
     assert_eq!(keys[0].revoked_at, Some(revoked_at));
     assert!(!keys[0].is_live() && keys[1].is_live());
     assert_eq!(keys[1], portal);
+}
+
+pub async fn counters_are_read_with_the_rest_of_a_read(store: &dyn Store) {
+    seeded(store, "ann", "10.00").await;
+    for _ in 0..3 {
+        store
+            .increment_counter("guess#shop#source#1", t0() + Duration::minutes(10))
+            .await
+            .unwrap();
+    }
+    let before = store.request_counts();
+    let read = store
+        .read(
+            &shop(),
+            &ReadRequest {
+                accounts: vec![customer("ann")],
+                counters: vec!["guess#shop#source#1".into(), "guess#shop#other#1".into()],
+                ..ReadRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.request_counts().reads - before.reads,
+        1,
+        "one round trip"
+    );
+    assert!(read.accounts.contains_key(&customer("ann")));
+    assert_eq!(read.counters["guess#shop#source#1"], 3);
+    assert_eq!(read.counters["guess#shop#other#1"], 0);
 }

@@ -365,3 +365,27 @@ async fn an_oversized_validation_is_refused_before_a_single_read() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(store.interceptor().0.load(Ordering::SeqCst) - before, 1);
 }
+
+#[tokio::test]
+async fn a_flood_of_requests_for_a_made_up_shop_costs_one_read_a_minute() {
+    let store = Arc::new(Intercepted::new(
+        Arc::new(MemoryStore::new()),
+        CountCalls::default(),
+    ));
+    let ctx = seed_context(store.clone(), "30.00").await;
+    let before = store.interceptor().0.load(Ordering::SeqCst);
+    for _ in 0..50 {
+        let (status, _, json) = send(
+            router(ctx.clone()),
+            post(
+                &validate_uri("made-up.myshopify.com"),
+                Some(API_KEY),
+                body(ANN_CODE, None, "25.00").to_string(),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(json["error"]["code"], "unknown_shop");
+    }
+    assert_eq!(store.interceptor().0.load(Ordering::SeqCst) - before, 1);
+}

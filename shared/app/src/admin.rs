@@ -992,6 +992,7 @@ pub async fn create_shop(
         Some(program) => Some(ctx.store.put_program(&shop.shop, &program, 0, now).await?),
         None => None,
     };
+    ctx.invalidate(&shop.shop);
     info!(shop = %shop.shop, platform = ?shop.platform, "shop onboarded");
     Ok(ShopView {
         shop: shop.shop,

@@ -107,11 +107,14 @@ pub struct Authenticated {
     pub scopes: Vec<KeyScope>,
 }
 
+/// A shop's stored key records and when they were read.
+type StoredKeys = (Vec<ApiKeyRecord>, DateTime<Utc>);
+
 /// What a warm container remembers of keys: each shop's stored records
 /// (fetched for the cache TTL) and when it last recorded each key's use.
 #[derive(Default)]
 pub struct KeyCache {
-    stored: Mutex<HashMap<ShopId, (Vec<ApiKeyRecord>, DateTime<Utc>)>>,
+    stored: Mutex<HashMap<ShopId, StoredKeys>>,
     touched: Mutex<HashMap<(ShopId, String), DateTime<Utc>>>,
 }
 

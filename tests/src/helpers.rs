@@ -79,6 +79,7 @@ pub async fn open_shop(store: &dyn Store, program: &Program) {
             webhook_secret_ref: "env:CASHBACK_DEMO_WEBHOOK_SECRET".into(),
             api_key_hash: String::new(),
             created_at: t0(),
+            guest_id_key: None,
         })
         .await
         .unwrap_or_else(|e| panic!("create shop: {e}"));

@@ -93,6 +93,7 @@ async fn fixture() -> Fixture {
                 webhook_secret_ref: reference.into(),
                 api_key_hash: hash_api_key(API_KEY),
                 created_at: now(),
+                guest_id_key: None,
             })
             .await
             .unwrap_or_else(|e| panic!("{e}"));

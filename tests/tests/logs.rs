@@ -178,6 +178,7 @@ async fn story(outbox: &std::path::Path) -> String {
             webhook_secret_ref: DEMO_SECRET_REF.into(),
             api_key_hash: hash_api_key(API_KEY),
             created_at: now,
+            guest_id_key: None,
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));

@@ -113,6 +113,7 @@ async fn a_shop_without_a_program_yet_gets_200_and_nothing_is_earned() {
             webhook_secret_ref: samples::DEMO_SECRET_REF.into(),
             api_key_hash: String::new(),
             created_at: now(),
+            guest_id_key: None,
         })
         .await
         .unwrap();

@@ -146,15 +146,19 @@ fn parse_program(body: &str, shop: &Shop) -> Result<Program, AppError> {
 /// The previous version stays readable. Orders already decided keep what
 /// they earned: the new program applies to orders decided from now on
 /// (within the warm containers' cache TTL, `AppConfig::cache_ttl_seconds`).
+/// The version records `principal`, who made it.
 pub async fn put_program(
     ctx: &Context,
     shop: &ShopId,
     body: &str,
     expected_version: Option<u64>,
+    principal: &str,
     now: DateTime<Utc>,
 ) -> Result<ProgramView, AppError> {
     let known = known_shop(ctx, shop).await?;
-    let program = parse_program(body, &known)?;
+    let mut program = parse_program(body, &known)?;
+    // Kept with the version: who made it, never what the body claims.
+    program.changed_by = Some(principal.to_string());
     let expected = match expected_version {
         Some(version) => version,
         None => ctx
@@ -174,7 +178,7 @@ pub async fn put_program(
         Err(error) => return Err(error.into()),
     };
     ctx.invalidate(shop);
-    info!(shop = %shop, version, "program replaced");
+    info!(shop = %shop, version, by = principal, "program replaced");
     Ok(ProgramView { version, program })
 }
 
@@ -398,6 +402,8 @@ pub struct CustomerView {
     pub lifetime_eligible_spend: Decimal,
     pub tier: Option<TierView>,
     pub orders_earned: u32,
+    /// Who last gave the customer a new code through the admin API.
+    pub code_changed_by: Option<String>,
     pub version: u64,
 }
 
@@ -429,6 +435,7 @@ impl CustomerView {
                 name: tier_name(program, index),
             }),
             orders_earned: a.orders_earned,
+            code_changed_by: a.code_changed_by.clone(),
             version: account.version,
         }
     }
@@ -579,6 +586,7 @@ pub async fn adjust(
     customer: &CustomerId,
     body: &str,
     idempotency_key: &str,
+    principal: &str,
     now: DateTime<Utc>,
 ) -> Result<AdjustmentOutcome, AppError> {
     let key = check_idempotency_key(idempotency_key)?;
@@ -600,6 +608,17 @@ pub async fn adjust(
             None
         }
     };
+    if let (Some(amount), Some(max)) = (amount, program.max_adjustment) {
+        if amount.amount().abs() > max {
+            errors.push(field(
+                "amount",
+                format!(
+                    "at most {max} {} per adjustment (the program's max_adjustment)",
+                    program.currency.code()
+                ),
+            ));
+        }
+    }
     let reason = request.reason.trim();
     if reason.is_empty() || reason.chars().count() > 500 {
         errors.push(field("reason", "must be 1 to 500 characters"));
@@ -622,7 +641,9 @@ pub async fn adjust(
     for attempt in 1..=ctx.config.max_attempts {
         let account = read_account(ctx, shop, customer).await?;
         let mut next = account.value.clone();
-        let (answer, writes) = match next.adjust(amount, reason, key, program, now) {
+        // The entry's note says who made it, beside why.
+        let note = format!("{reason} (by {principal})");
+        let (answer, writes) = match next.adjust(amount, &note, key, program, now) {
             Ok(applied) => {
                 let entries = applied.entries;
                 let body = json!({
@@ -631,6 +652,7 @@ pub async fn adjust(
                         "amount": amount.amount(),
                         "currency": program.currency,
                         "reason": reason,
+                        "by": principal,
                         "entry_ids": entries.iter().map(|e| e.entry_id.clone()).collect::<Vec<_>>(),
                         "at": now,
                     },
@@ -683,7 +705,7 @@ pub async fn adjust(
             .await;
         match outcome {
             Ok(WriteOutcome::Committed) => {
-                info!(shop = %shop, customer = %customer, status = answer.status, "adjustment answered");
+                info!(shop = %shop, customer = %customer, status = answer.status, by = principal, "adjustment answered");
                 return Ok(AdjustmentOutcome {
                     status: answer.status,
                     body: answer.body,
@@ -730,6 +752,7 @@ pub async fn regenerate_code(
     ctx: &Context,
     shop: &ShopId,
     customer: &CustomerId,
+    principal: &str,
 ) -> Result<CustomerView, AppError> {
     known_shop(ctx, shop).await?;
     let program = current_program(ctx, shop).await?.value;
@@ -739,6 +762,7 @@ pub async fn regenerate_code(
         let mut next = account.value.clone();
         let new_code = ctx.new_code()?;
         let old_code = next.code.replace(new_code.clone());
+        next.code_changed_by = Some(principal.to_string());
         let write = AccountWrite {
             reminder_due_at: next_reminder(&program, &next).map(|due| due.due_at),
             account: next.clone(),
@@ -758,7 +782,7 @@ pub async fn regenerate_code(
             .await
         {
             Ok(_) => {
-                info!(shop = %shop, customer = %customer, "customer code regenerated");
+                info!(shop = %shop, customer = %customer, by = principal, "customer code regenerated");
                 return Ok(CustomerView::of(
                     &Versioned {
                         value: next,
@@ -935,6 +959,7 @@ pub async fn create_shop(
         webhook_secret_ref: reference.to_string(),
         api_key_hash: api_key_hash.to_string(),
         created_at: now,
+        guest_id_key: Some(ctx.new_secret()),
     };
     let program = match &new.program {
         None => None,
@@ -967,6 +992,7 @@ pub async fn create_shop(
         Some(program) => Some(ctx.store.put_program(&shop.shop, &program, 0, now).await?),
         None => None,
     };
+    ctx.invalidate(&shop.shop);
     info!(shop = %shop.shop, platform = ?shop.platform, "shop onboarded");
     Ok(ShopView {
         shop: shop.shop,

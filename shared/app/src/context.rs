@@ -3,7 +3,9 @@
 //!
 //! The cache is why an order event costs one read: a shop and its program
 //! change rarely, so a warm Lambda keeps them for a short TTL instead of
-//! reading them for every webhook. A program change reaches every container
+//! reading them for every webhook. A shop the store does not know is
+//! remembered as unknown for the same TTL: a shop onboarded meanwhile is
+//! served by every container within a minute. A program change reaches every container
 //! within the TTL; earned cashback is never recomputed, so an order decided
 //! under the previous program keeps what it earned.
 
@@ -15,9 +17,15 @@ use chrono::{DateTime, Duration, Utc};
 use cashback_core::ids::{Code, ShopId, GENERATED_CODE_LENGTH};
 use cashback_core::program::Program;
 
+use crate::api_keys::KeyCache;
+use crate::checkout::GuessBlocks;
 use crate::error::AppError;
 use crate::notify::Notifier;
 use crate::store::{Shop, Store, Versioned};
+
+/// Unknown shops remembered at most (a flood of made-up names cannot grow
+/// a container's memory past this).
+pub const MAX_UNKNOWN_SHOPS: usize = 10_000;
 
 /// Random bytes for new customer codes. Production uses the OS CSPRNG;
 /// tests can pass a deterministic source.
@@ -64,6 +72,14 @@ pub struct Context {
     pub config: Arc<AppConfig>,
     cache: Arc<Mutex<HashMap<ShopId, CachedShop>>>,
     clock: NowSource,
+    /// Shops the store did not know, and when it said so: asked again only
+    /// after the cache TTL, so a flood of requests for a made-up shop costs
+    /// one read a minute, not one each.
+    unknown: Arc<Mutex<HashMap<ShopId, DateTime<Utc>>>>,
+    /// The shops' API keys as this container last read them.
+    pub(crate) keys: Arc<KeyCache>,
+    /// Sources this container saw guessing codes past the limit.
+    pub(crate) guesses: Arc<GuessBlocks>,
 }
 
 #[derive(Clone)]
@@ -94,6 +110,9 @@ impl Context {
             config: Arc::new(config),
             cache: Arc::new(Mutex::new(HashMap::new())),
             clock: Arc::new(Utc::now),
+            unknown: Arc::new(Mutex::new(HashMap::new())),
+            keys: Arc::new(KeyCache::default()),
+            guesses: Arc::new(GuessBlocks::default()),
         }
     }
 
@@ -137,11 +156,20 @@ impl Context {
                 return Ok(entry);
             }
         }
-        let found = self
-            .store
-            .get_shop(shop)
-            .await?
-            .ok_or_else(|| AppError::UnknownShop(shop.to_string()))?;
+        let unknown_since = self.unknown.lock().ok().and_then(|u| u.get(shop).copied());
+        if unknown_since.is_some_and(|at| at <= now && now - at < ttl) {
+            return Err(AppError::UnknownShop(shop.to_string()));
+        }
+        let Some(found) = self.store.get_shop(shop).await? else {
+            if let Ok(mut unknown) = self.unknown.lock() {
+                // Bounded whatever the flood: forget them all and start over.
+                if unknown.len() >= MAX_UNKNOWN_SHOPS {
+                    unknown.clear();
+                }
+                unknown.insert(shop.clone(), now);
+            }
+            return Err(AppError::UnknownShop(shop.to_string()));
+        };
         let program = self.store.get_program(shop).await?;
         let entry = CachedShop {
             shop: found,
@@ -154,11 +182,25 @@ impl Context {
         Ok(entry)
     }
 
-    /// Forgets a shop's cached program (after the admin API changed it here).
+    /// Forgets a shop's cached program (after the admin API changed it here),
+    /// or that it was unknown (after it was onboarded here).
     pub fn invalidate(&self, shop: &ShopId) {
         if let Ok(mut cache) = self.cache.lock() {
             cache.remove(shop);
         }
+        if let Ok(mut unknown) = self.unknown.lock() {
+            unknown.remove(shop);
+        }
+    }
+
+    /// A new secret: 32 random bytes, hex (from the code source: the OS's
+    /// CSPRNG in production).
+    pub fn new_secret(&self) -> String {
+        let mut bytes = Vec::with_capacity(3 * GENERATED_CODE_LENGTH);
+        while bytes.len() < 32 {
+            bytes.extend_from_slice(&self.codes.random_code_bytes());
+        }
+        hex::encode(&bytes[..32])
     }
 
     /// A fresh customer code with 65 bits of randomness.

@@ -55,6 +55,8 @@ pub async fn handle_order_event(
 ) -> Result<EventOutcome, AppError> {
     let shop_program = ctx.shop_program(shop, now).await?;
     let program = &shop_program.program;
+    let keyed = with_guest_id(&shop_program.shop, event);
+    let event = keyed.as_ref().unwrap_or(event);
     let mut last_error = String::new();
     for attempt in 1..=ctx.config.max_attempts {
         match attempt_once(ctx, shop, program, event, now).await {
@@ -82,6 +84,31 @@ pub async fn handle_order_event(
     Err(AppError::Contended {
         attempts: ctx.config.max_attempts,
         last: last_error,
+    })
+}
+
+/// The event with its guest (an email, no customer id) named by the shop's
+/// keyed guest id; None when there is nothing to change (a customer with an
+/// id, or a shop onboarded before guest ids were keyed).
+fn with_guest_id(shop: &Shop, event: &OrderEvent) -> Option<OrderEvent> {
+    shop.guest_id_key.as_ref()?;
+    let order = match event {
+        OrderEvent::Paid(order) | OrderEvent::Fulfilled(order) | OrderEvent::Cancelled(order) => {
+            order
+        }
+        OrderEvent::Refunded(_) => return None,
+    };
+    let email = order
+        .customer
+        .email
+        .as_ref()
+        .filter(|_| order.customer.id.is_none())?;
+    let mut keyed = order.clone();
+    keyed.customer.id = Some(shop.guest_id(email));
+    Some(match event {
+        OrderEvent::Paid(_) => OrderEvent::Paid(keyed),
+        OrderEvent::Fulfilled(_) => OrderEvent::Fulfilled(keyed),
+        _ => OrderEvent::Cancelled(keyed),
     })
 }
 

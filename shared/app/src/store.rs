@@ -50,6 +50,21 @@ pub struct Shop {
     /// SHA-256 (hex) of the shop's API key; the key is shown once.
     pub api_key_hash: String,
     pub created_at: DateTime<Utc>,
+    /// The shop's secret for guest ids (hex), made at onboarding and never
+    /// shown. None for shops onboarded before guest ids were keyed: their
+    /// guests keep the unkeyed ids their accounts already have.
+    #[serde(default)]
+    pub guest_id_key: Option<String>,
+}
+
+impl Shop {
+    /// The account a guest (an email, no customer id) earns on at this shop.
+    pub fn guest_id(&self, email: &Email) -> CustomerId {
+        match self.guest_id_key.as_deref().filter(|k| !k.is_empty()) {
+            Some(key) => CustomerId::for_guest_keyed(email, key.as_bytes()),
+            None => CustomerId::for_guest(email),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -93,6 +108,9 @@ pub struct ReadRequest {
     /// Products to look up in the imported catalog (to enrich order lines
     /// with collections and compare-at prices in the same read).
     pub products: Vec<ProductId>,
+    /// Rate-limit counters (as [`Store::increment_counter`] names them) to
+    /// read with the rest: a limit checked at no extra round trip.
+    pub counters: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -105,6 +123,8 @@ pub struct ReadResult {
     pub email_owners: HashMap<Email, CustomerId>,
     /// The requested products the catalog knows.
     pub products: HashMap<ProductId, CatalogProduct>,
+    /// Each requested counter's count (0 for one never incremented).
+    pub counters: HashMap<String, u64>,
 }
 
 /// The new state of an account and the entries that got it there.
@@ -396,6 +416,106 @@ pub trait Store: Send + Sync {
     ) -> Result<Page<Versioned<Account>>, StoreError> {
         Err(unsupported("list_accounts"))
     }
+
+    /// Stores a new API key record; AlreadyExists if its id is taken.
+    async fn create_api_key(&self, _shop: &ShopId, _key: &ApiKeyRecord) -> Result<(), StoreError> {
+        Err(unsupported("create_api_key"))
+    }
+
+    /// Every key record of a shop, revoked ones too, in id order (a shop
+    /// holds at most a few dozen: one query).
+    async fn list_api_keys(&self, _shop: &ShopId) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        Err(unsupported("list_api_keys"))
+    }
+
+    /// Marks a key revoked at `at`, once: a second revocation keeps the first time.
+    async fn revoke_api_key(
+        &self,
+        _shop: &ShopId,
+        _key_id: &str,
+        _at: DateTime<Utc>,
+    ) -> Result<Revoked, StoreError> {
+        Err(unsupported("revoke_api_key"))
+    }
+
+    /// Records that a key was used at `at` (never moves the time back); a
+    /// key that does not exist is left alone.
+    async fn touch_api_key(
+        &self,
+        _shop: &ShopId,
+        _key_id: &str,
+        _at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        Err(unsupported("touch_api_key"))
+    }
+}
+
+// ---- API keys with scopes: several live keys per shop, each stored as its
+// ---- SHA-256, with what it may do, when it was last used and revoked.
+
+/// What an API key may do. A key holds one or more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyScope {
+    /// A checkout: validate a code it was given and hold balance for it.
+    Checkout,
+    /// The shop's portal server: read one customer's view of their cashback.
+    PortalServer,
+}
+
+impl KeyScope {
+    pub const ALL: [KeyScope; 2] = [KeyScope::Checkout, KeyScope::PortalServer];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyScope::Checkout => "checkout",
+            KeyScope::PortalServer => "portal_server",
+        }
+    }
+}
+
+/// An API key as stored: never the key, only its SHA-256 (hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    /// `key_` and 16 hex digits; names the key in the admin API and logs.
+    pub key_id: String,
+    /// What the merchant calls it ("WooCommerce checkout").
+    pub name: String,
+    pub scopes: Vec<KeyScope>,
+    pub hash: String,
+    /// The key's first characters, so a merchant can tell keys apart.
+    pub hint: String,
+    pub created_at: DateTime<Utc>,
+    /// Who created it (an IAM principal, or "admin-token").
+    #[serde(default)]
+    pub created_by: Option<String>,
+    #[serde(default)]
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Recorded at most every few minutes per container, so a busy key is
+    /// not a hot item (`cashback_app::api_keys::LAST_USED_EVERY_SECONDS`).
+    #[serde(default)]
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl ApiKeyRecord {
+    pub fn allows(&self, scope: KeyScope) -> bool {
+        self.scopes.contains(&scope)
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.revoked_at.is_none()
+    }
+}
+
+/// What a revocation found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    /// Revoked by this call.
+    Now,
+    /// Revoked before, at this time.
+    Already(DateTime<Utc>),
+    /// No such key.
+    Missing,
 }
 
 // ---- Additions for the admin API (issue 8). Every new method has a default

@@ -73,6 +73,7 @@ async fn the_ledger_pages_newest_first_with_a_cursor() {
             &id("c0"),
             r#"{"amount":"1.00","reason":"thanks"}"#,
             &format!("k{n}"),
+            "admin-token",
             t0() + chrono::Duration::minutes(n),
         )
         .await
@@ -99,7 +100,7 @@ async fn the_ledger_pages_newest_first_with_a_cursor() {
 async fn a_regenerated_code_replaces_the_old_one_which_stops_working() {
     let world = world(program()).await;
     seed_balance(&world, &program(), "ann", "CB-LEAKED", "30.00").await;
-    let view = admin::regenerate_code(&world.ctx, &shop(), &id("ann"))
+    let view = admin::regenerate_code(&world.ctx, &shop(), &id("ann"), "admin-token")
         .await
         .unwrap();
     let new_code = view.code.unwrap();

@@ -107,6 +107,7 @@ async fn history() -> World {
         &ann,
         r#"{"amount":"5.00","reason":"goodwill"}"#,
         "credit-ann",
+        "admin-token",
         at(11, 25, 12),
     )
     .await

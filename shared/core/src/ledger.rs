@@ -124,6 +124,10 @@ pub struct Account {
     /// Orders that earned, for "first order" referrals and repeat rates.
     #[serde(default)]
     pub orders_earned: u32,
+    /// Who last gave the account a new code by hand (the admin API's
+    /// caller), when anyone did.
+    #[serde(default)]
+    pub code_changed_by: Option<String>,
 }
 
 /// What a change asks of the world besides the ledger: emails, coupon counters.
@@ -263,6 +267,7 @@ impl Account {
             holds: Vec::new(),
             reminders: ReminderState::default(),
             orders_earned: 0,
+            code_changed_by: None,
         }
     }
 

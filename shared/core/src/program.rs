@@ -67,6 +67,14 @@ pub struct Program {
     /// changes them.
     #[serde(default)]
     pub emails: EmailTexts,
+    /// The largest manual adjustment (a credit or a debit) the admin API
+    /// accepts in one request, in the shop's currency; none: no limit.
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    pub max_adjustment: Option<Decimal>,
+    /// Who made this version of the program (set by the admin API from the
+    /// caller's principal; whatever a request body says is replaced).
+    #[serde(default)]
+    pub changed_by: Option<String>,
 }
 
 fn default_display_name() -> String {
@@ -292,6 +300,8 @@ impl Program {
             hold_ttl_seconds: DEFAULT_HOLD_TTL_SECONDS,
             shop_url: None,
             emails: EmailTexts::default(),
+            max_adjustment: None,
+            changed_by: None,
         }
     }
 
@@ -463,6 +473,14 @@ impl Program {
         }
         if self.hold_ttl_seconds == 0 || self.hold_ttl_seconds > 24 * 3600 {
             fail("hold_ttl_seconds".into(), "must be between 1 and 86400");
+        }
+        if let Some(max) = self.max_adjustment {
+            if !amount_ok(max) || max.is_zero() {
+                fail(
+                    "max_adjustment".into(),
+                    &format!("must be more than zero, with at most {minor} decimals"),
+                );
+            }
         }
         if let Some(url) = &self.shop_url {
             if !(url.starts_with("https://") || url.starts_with("http://")) {

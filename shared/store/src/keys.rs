@@ -155,3 +155,10 @@ pub fn product_key(shop: &ShopId, product: &cashback_core::ids::ProductId) -> St
 }
 
 pub const PRODUCT_SK: &str = "PRODUCT";
+
+/// Every API key's sort key starts with this, in the shop's partition.
+pub const API_KEY_SK_PREFIX: &str = "APIKEY#";
+
+pub fn api_key_sk(key_id: &str) -> String {
+    format!("{API_KEY_SK_PREFIX}{key_id}")
+}

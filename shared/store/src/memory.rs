@@ -46,6 +46,7 @@ struct Tables {
     /// (the shards are summed here: nothing contends in memory).
     day_figures: HashMap<(ShopId, NaiveDate), DayFigures>,
     customer_counts: HashMap<ShopId, CustomerCounts>,
+    api_keys: BTreeMap<(ShopId, String), ApiKeyRecord>,
 }
 
 #[derive(Default)]
@@ -184,6 +185,10 @@ impl Store for MemoryStore {
             if let Some(found) = tables.catalog.get(&(shop.clone(), product.clone())) {
                 result.products.insert(product.clone(), found.clone());
             }
+        }
+        for counter in &request.counters {
+            let count = tables.counters.get(counter).map_or(0, |(count, _)| *count);
+            result.counters.insert(counter.clone(), count);
         }
         Ok(result)
     }
@@ -669,6 +674,64 @@ impl Store for MemoryStore {
             .collect();
         items.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(page(items, cursor, limit.min(100)))
+    }
+
+    async fn create_api_key(&self, shop: &ShopId, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        self.other.fetch_add(1, Ordering::Relaxed);
+        let mut tables = self.lock()?;
+        let id = (shop.clone(), key.key_id.clone());
+        if tables.api_keys.contains_key(&id) {
+            return Err(StoreError::AlreadyExists(format!("API key {}", key.key_id)));
+        }
+        tables.api_keys.insert(id, key.clone());
+        Ok(())
+    }
+
+    async fn list_api_keys(&self, shop: &ShopId) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        Ok(self
+            .lock()?
+            .api_keys
+            .iter()
+            .filter(|((s, _), _)| s == shop)
+            .map(|(_, key)| key.clone())
+            .collect())
+    }
+
+    async fn revoke_api_key(
+        &self,
+        shop: &ShopId,
+        key_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Revoked, StoreError> {
+        self.other.fetch_add(1, Ordering::Relaxed);
+        let mut tables = self.lock()?;
+        let Some(key) = tables.api_keys.get_mut(&(shop.clone(), key_id.to_string())) else {
+            return Ok(Revoked::Missing);
+        };
+        Ok(match key.revoked_at {
+            Some(first) => Revoked::Already(first),
+            None => {
+                key.revoked_at = Some(at);
+                Revoked::Now
+            }
+        })
+    }
+
+    async fn touch_api_key(
+        &self,
+        shop: &ShopId,
+        key_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.other.fetch_add(1, Ordering::Relaxed);
+        let mut tables = self.lock()?;
+        if let Some(key) = tables.api_keys.get_mut(&(shop.clone(), key_id.to_string())) {
+            if key.last_used_at.is_none_or(|last| last < at) {
+                key.last_used_at = Some(at);
+            }
+        }
+        Ok(())
     }
 
     fn request_counts(&self) -> RequestCounts {

@@ -51,4 +51,6 @@ conformance!(
     the_catalog_is_imported_and_read_with_the_rest_of_a_read,
     writes_keep_running_aggregates_by_day_with_customer_counters,
     a_shops_accounts_are_listed_in_pages,
+    api_keys_are_created_listed_touched_and_revoked_once,
+    counters_are_read_with_the_rest_of_a_read,
 );

@@ -64,6 +64,21 @@ pub fn program() -> Program {
     program
 }
 
+/// A fresh container's Context (empty caches) on `store`.
+pub fn fresh_context(store: Arc<dyn Store>) -> Context {
+    Context::new(
+        store,
+        Arc::new(Silent),
+        Arc::new(FixedCodes(Mutex::new(0))),
+        AppConfig::default(),
+    )
+}
+
+/// [`seed`] on a store shared with other contexts.
+pub async fn seed_context(store: Arc<dyn Store>, balance: &str) -> Context {
+    seed(store, balance).await
+}
+
 /// A shop with `program` on `store`, Ann holding `balance` on her code.
 pub async fn seed(store: Arc<dyn Store>, balance: &str) -> Context {
     store
@@ -75,6 +90,7 @@ pub async fn seed(store: Arc<dyn Store>, balance: &str) -> Context {
             webhook_secret_ref: "env:DEMO".into(),
             api_key_hash: hash_api_key(API_KEY),
             created_at: t0(),
+            guest_id_key: None,
         })
         .await
         .unwrap();

@@ -153,6 +153,7 @@ pub async fn world_with(
                 webhook_secret_ref: reference.into(),
                 api_key_hash: String::new(),
                 created_at: at,
+                guest_id_key: None,
             })
             .await
             .unwrap();

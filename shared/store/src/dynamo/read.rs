@@ -1,7 +1,7 @@
 //! `Store::read`: everything a use case needs in one consistent BatchGetItem.
 //!
 //! Every requested key (order, accounts, coupons, use counters, code and
-//! email owners) goes into one request with `ConsistentRead`, so the
+//! email owners, products, rate-limit counters) goes into one request with `ConsistentRead`, so the
 //! decision that follows sees the latest committed state of each item and
 //! the version it names in its write is the one it read. BatchGetItem takes
 //! at most 100 keys (and 16 MB): a larger request is split, which no use
@@ -39,6 +39,7 @@ enum Target {
     CodeOwner(Code),
     EmailOwner(Email),
     Product(ProductId),
+    Counter(String),
 }
 
 fn targets(shop: &ShopId, request: &ReadRequest) -> Vec<((String, String), Target)> {
@@ -91,6 +92,12 @@ fn targets(shop: &ShopId, request: &ReadRequest) -> Vec<((String, String), Targe
             Target::Product(product.clone()),
         ));
     }
+    for counter in &request.counters {
+        wanted.push((
+            (keys::counter_pk(counter), keys::COUNTER_SK.to_string()),
+            Target::Counter(counter.clone()),
+        ));
+    }
     wanted
 }
 
@@ -111,6 +118,9 @@ impl DynamoStore {
         // A counter never written counts 0, as in the in-memory store.
         for use_key in &request.coupon_uses {
             result.coupon_uses.insert(use_key.clone(), 0);
+        }
+        for counter in &request.counters {
+            result.counters.insert(counter.clone(), 0);
         }
         // BatchGetItem refuses duplicate keys: ask once, answer every target.
         let mut by_key: HashMap<(String, String), Vec<Target>> = HashMap::new();
@@ -224,6 +234,11 @@ fn apply(result: &mut ReadResult, target: &Target, item: &Item) -> Result<(), St
         }
         Target::Product(product) => {
             result.products.insert(product.clone(), get_doc(item)?);
+        }
+        Target::Counter(counter) => {
+            result
+                .counters
+                .insert(counter.clone(), get_u64(item, COUNT)?.unwrap_or(0));
         }
     }
     Ok(())

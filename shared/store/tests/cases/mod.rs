@@ -215,10 +215,12 @@ pub async fn reading_what_was_never_written_finds_nothing(store: &dyn Store) {
                     UsageKey::Customer(customer("nobody")),
                 )],
                 products: vec![ProductId::parse("none").unwrap()],
+                counters: vec!["never-counted".into()],
             },
         )
         .await
         .unwrap();
+    assert_eq!(result.counters["never-counted"], 0);
     assert!(result.order.is_none() && result.accounts.is_empty() && result.coupons.is_empty());
     assert!(result.code_owners.is_empty() && result.email_owners.is_empty());
     assert!(result.products.is_empty());
@@ -778,6 +780,7 @@ pub async fn shops_and_programs_with_kept_versions(store: &dyn Store) {
         webhook_secret_ref: "env:DEMO_SECRET".into(),
         api_key_hash: "00".repeat(32),
         created_at: t0(),
+        guest_id_key: None,
     };
     store.create_shop(&demo).await.unwrap();
     assert!(matches!(
@@ -1275,4 +1278,102 @@ pub async fn a_shops_accounts_are_listed_in_pages(store: &dyn Store) {
         .unwrap()
         .items
         .is_empty());
+}
+
+fn api_key(id: &str, scopes: Vec<KeyScope>) -> ApiKeyRecord {
+    ApiKeyRecord {
+        key_id: id.into(),
+        name: format!("key {id}"),
+        scopes,
+        hash: format!("{id:0>64}"),
+        hint: "cbk_0000".into(),
+        created_at: t0(),
+        created_by: Some("admin-token".into()),
+        revoked_at: None,
+        last_used_at: None,
+    }
+}
+
+pub async fn api_keys_are_created_listed_touched_and_revoked_once(store: &dyn Store) {
+    let checkout = api_key("key_a", vec![KeyScope::Checkout]);
+    let portal = api_key("key_b", vec![KeyScope::PortalServer]);
+    store.create_api_key(&shop(), &checkout).await.unwrap();
+    store.create_api_key(&shop(), &portal).await.unwrap();
+    assert!(matches!(
+        store.create_api_key(&shop(), &checkout).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    let other = ShopId::parse("other.myshopify.com").unwrap();
+    assert!(store.list_api_keys(&other).await.unwrap().is_empty());
+    assert_eq!(
+        store.list_api_keys(&shop()).await.unwrap(),
+        vec![checkout.clone(), portal.clone()]
+    );
+
+    // Last use moves forward only; a missing key is left alone.
+    let later = t0() + Duration::minutes(10);
+    store.touch_api_key(&shop(), "key_a", later).await.unwrap();
+    store.touch_api_key(&shop(), "key_a", t0()).await.unwrap();
+    store.touch_api_key(&shop(), "key_zz", later).await.unwrap();
+    let keys = store.list_api_keys(&shop()).await.unwrap();
+    assert_eq!(keys[0].last_used_at, Some(later));
+    assert_eq!(keys.len(), 2);
+
+    // Revoked once; the first time stays.
+    let revoked_at = t0() + Duration::hours(1);
+    assert_eq!(
+        store
+            .revoke_api_key(&shop(), "key_a", revoked_at)
+            .await
+            .unwrap(),
+        Revoked::Now
+    );
+    assert_eq!(
+        store
+            .revoke_api_key(&shop(), "key_a", revoked_at + Duration::hours(1))
+            .await
+            .unwrap(),
+        Revoked::Already(revoked_at)
+    );
+    assert_eq!(
+        store
+            .revoke_api_key(&shop(), "key_zz", revoked_at)
+            .await
+            .unwrap(),
+        Revoked::Missing
+    );
+    let keys = store.list_api_keys(&shop()).await.unwrap();
+    assert_eq!(keys[0].revoked_at, Some(revoked_at));
+    assert!(!keys[0].is_live() && keys[1].is_live());
+    assert_eq!(keys[1], portal);
+}
+
+pub async fn counters_are_read_with_the_rest_of_a_read(store: &dyn Store) {
+    seeded(store, "ann", "10.00").await;
+    for _ in 0..3 {
+        store
+            .increment_counter("guess#shop#source#1", t0() + Duration::minutes(10))
+            .await
+            .unwrap();
+    }
+    let before = store.request_counts();
+    let read = store
+        .read(
+            &shop(),
+            &ReadRequest {
+                accounts: vec![customer("ann")],
+                counters: vec!["guess#shop#source#1".into(), "guess#shop#other#1".into()],
+                ..ReadRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.request_counts().reads - before.reads,
+        1,
+        "one round trip"
+    );
+    assert!(read.accounts.contains_key(&customer("ann")));
+    assert_eq!(read.counters["guess#shop#source#1"], 3);
+    assert_eq!(read.counters["guess#shop#other#1"], 0);
 }

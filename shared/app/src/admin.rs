@@ -869,8 +869,8 @@ pub struct NewShop {
     pub platform: Platform,
     pub name: String,
     pub currency: Currency,
-    /// `env:VAR_NAME` or `ssm:/parameter/name`: where the webhook secret
-    /// lives, never the secret.
+    /// `env:CASHBACK_SECRET_<NAME>` or `ssm:/parameter/name`: where the
+    /// webhook secret lives, never the secret.
     pub webhook_secret_ref: String,
     /// A first program, optional (the shop earns nothing until it has one).
     #[serde(default)]
@@ -890,22 +890,6 @@ pub struct ShopView {
     pub program_version: Option<u64>,
 }
 
-fn secret_ref_is_valid(reference: &str) -> bool {
-    if let Some(name) = reference.strip_prefix("env:") {
-        !name.is_empty()
-            && !name.starts_with(|c: char| c.is_ascii_digit())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    } else if let Some(name) = reference.strip_prefix("ssm:") {
-        !name.is_empty()
-            && name.len() <= 2048
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c))
-    } else {
-        false
-    }
-}
-
 /// Onboards a shop. The caller made its API key and passes only the hash
 /// (the key is shown once, by the caller, and never stored).
 pub async fn create_shop(
@@ -921,10 +905,10 @@ pub async fn create_shop(
         errors.push(field("name", "must be 1 to 100 characters"));
     }
     let reference = new.webhook_secret_ref.trim();
-    if !secret_ref_is_valid(reference) {
+    if let Some(problem) = crate::store::secret_ref_problem(reference) {
         errors.push(field(
             "webhook_secret_ref",
-            "must be env:VAR_NAME or ssm:/parameter/name: where the secret lives, never the secret",
+            format!("{problem}: where the secret lives, never the secret"),
         ));
     }
     let shop = Shop {

@@ -382,10 +382,13 @@ pub fn unsubscribe_link_is_valid(
     customer: &CustomerId,
     signature: &str,
 ) -> bool {
-    verify_unsubscribe(&ctx.config.link_secret, shop, customer, signature)
+    std::iter::once(&ctx.config.link_secret)
+        .chain(&ctx.config.previous_link_secrets)
+        .any(|secret| verify_unsubscribe(secret, shop, customer, signature))
 }
 
-/// Stops reminder emails for the customer the signed link names.
+/// Stops every cashback email (earned, ready, reminders, clawback, tier)
+/// for the customer the signed link names.
 pub async fn unsubscribe(
     ctx: &Context,
     shop: &ShopId,

@@ -293,9 +293,11 @@ pub async fn list_coupons(
 }
 
 /// A cursor the store refuses is the caller's mistake, not ours.
-fn bad_cursor(error: StoreError) -> AppError {
+/// A cursor the store did not recognise is the caller's mistake, named as
+/// the `cursor` field.
+pub(crate) fn bad_cursor(error: StoreError) -> AppError {
     match error {
-        StoreError::Other(message) if message.contains("cursor") => {
+        StoreError::InvalidCursor(message) => {
             AppError::InvalidFields(vec![field("cursor", message)])
         }
         other => other.into(),

@@ -179,7 +179,11 @@ pub async fn customer_view(
     let mut account = found.value.clone();
     // Holds past their expiry no longer lower what can be spent.
     account.expire_holds(now);
-    let entries = ctx.store.ledger(shop, customer, cursor, limit).await?;
+    let entries = ctx
+        .store
+        .ledger(shop, customer, cursor, limit)
+        .await
+        .map_err(crate::admin::bad_cursor)?;
     let pending = pending_releases(ctx, shop, &account).await?;
     let next_cursor = entries.next.as_deref().map(encode_cursor);
     let entry_views = entries.items.iter().map(EntryView::from).collect();

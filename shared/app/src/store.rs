@@ -286,6 +286,11 @@ pub enum StoreError {
     Corrupt { key: String, message: String },
     #[error("store request failed: {0}")]
     Other(String),
+    /// A page cursor the caller sent is not one this store returned for
+    /// that query (garbled, cut short, or from another list): the caller's
+    /// mistake, answered 400.
+    #[error("the page cursor is not valid: {0}")]
+    InvalidCursor(String),
 }
 
 impl StoreError {

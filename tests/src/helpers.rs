@@ -76,7 +76,7 @@ pub async fn open_shop(store: &dyn Store, program: &Program) {
             platform: Platform::Shopify,
             currency: program.currency,
             name: "Demo Store".into(),
-            webhook_secret_ref: "env:CASHBACK_DEMO_WEBHOOK_SECRET".into(),
+            webhook_secret_ref: "env:CASHBACK_SECRET_DEMO_WEBHOOK".into(),
             api_key_hash: String::new(),
             created_at: t0(),
             guest_id_key: None,

@@ -362,7 +362,7 @@ async fn customers_are_looked_up_regenerated_and_exported_over_http() {
 async fn onboarding_shows_the_api_key_once_and_stores_its_hash() {
     let ctx = ctx().await;
     let body = r#"{"shop":"fresh.myshopify.com","platform":"woocommerce","name":"Fresh",
-        "currency":"USD","webhook_secret_ref":"env:FRESH_SECRET"}"#;
+        "currency":"USD","webhook_secret_ref":"env:CASHBACK_SECRET_FRESH"}"#;
     let answer = send(app(&ctx), request("POST", "/v1/shops", Some(body), &[])).await;
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.json);
     let key = answer.json["api_key"].as_str().unwrap();

@@ -6,7 +6,7 @@
 //!   ledger page). Accepted with a shop's API key that has the
 //!   `portal_server` scope (Bearer; a `checkout` key is refused), or as a
 //!   Shopify app proxy request, whose signature is checked with the app's
-//!   secret (`CASHBACK_SHOPIFY_APP_SECRET`); the proxy's
+//!   secret (an SSM SecureString on Lambda, see main.rs); the proxy's
 //!   `logged_in_customer_id` must be the customer asked for, so a shopper
 //!   sees only their own cashback.
 //! - `GET  /v1/shops/{shop}/customers/{id}/unsubscribe?sig=`: a page asking
@@ -71,7 +71,9 @@ impl std::fmt::Debug for CustomerApiConfig {
 }
 
 impl CustomerApiConfig {
-    /// `CASHBACK_SHOPIFY_APP_SECRET` from the environment, if set.
+    /// `CASHBACK_SHOPIFY_APP_SECRET` from the environment, if set: local
+    /// runs only. On Lambda main.rs reads the secret from SSM
+    /// (`cashback_edge::wiring::secret_keys`).
     pub fn from_env() -> CustomerApiConfig {
         CustomerApiConfig {
             shopify_app_secret: std::env::var("CASHBACK_SHOPIFY_APP_SECRET")

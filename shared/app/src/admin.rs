@@ -297,9 +297,11 @@ pub async fn list_coupons(
 }
 
 /// A cursor the store refuses is the caller's mistake, not ours.
-fn bad_cursor(error: StoreError) -> AppError {
+/// A cursor the store did not recognise is the caller's mistake, named as
+/// the `cursor` field.
+pub(crate) fn bad_cursor(error: StoreError) -> AppError {
     match error {
-        StoreError::Other(message) if message.contains("cursor") => {
+        StoreError::InvalidCursor(message) => {
             AppError::InvalidFields(vec![field("cursor", message)])
         }
         other => other.into(),
@@ -893,8 +895,8 @@ pub struct NewShop {
     pub platform: Platform,
     pub name: String,
     pub currency: Currency,
-    /// `env:VAR_NAME` or `ssm:/parameter/name`: where the webhook secret
-    /// lives, never the secret.
+    /// `env:CASHBACK_SECRET_<NAME>` or `ssm:/parameter/name`: where the
+    /// webhook secret lives, never the secret.
     pub webhook_secret_ref: String,
     /// A first program, optional (the shop earns nothing until it has one).
     #[serde(default)]
@@ -914,22 +916,6 @@ pub struct ShopView {
     pub program_version: Option<u64>,
 }
 
-fn secret_ref_is_valid(reference: &str) -> bool {
-    if let Some(name) = reference.strip_prefix("env:") {
-        !name.is_empty()
-            && !name.starts_with(|c: char| c.is_ascii_digit())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    } else if let Some(name) = reference.strip_prefix("ssm:") {
-        !name.is_empty()
-            && name.len() <= 2048
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c))
-    } else {
-        false
-    }
-}
-
 /// Onboards a shop. The caller made its API key and passes only the hash
 /// (the key is shown once, by the caller, and never stored).
 pub async fn create_shop(
@@ -945,10 +931,10 @@ pub async fn create_shop(
         errors.push(field("name", "must be 1 to 100 characters"));
     }
     let reference = new.webhook_secret_ref.trim();
-    if !secret_ref_is_valid(reference) {
+    if let Some(problem) = crate::store::secret_ref_problem(reference) {
         errors.push(field(
             "webhook_secret_ref",
-            "must be env:VAR_NAME or ssm:/parameter/name: where the secret lives, never the secret",
+            format!("{problem}: where the secret lives, never the secret"),
         ));
     }
     let shop = Shop {

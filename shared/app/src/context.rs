@@ -41,6 +41,9 @@ pub struct AppConfig {
     pub public_base_url: String,
     /// Key that signs unsubscribe links.
     pub link_secret: Vec<u8>,
+    /// Keys that signed links before a rotation: links in emails already
+    /// sent keep working while they are listed.
+    pub previous_link_secrets: Vec<Vec<u8>>,
     /// How long shops and programs stay cached in a warm container.
     pub cache_ttl_seconds: i64,
     /// How many times a use case retries after losing to a concurrent writer.
@@ -53,6 +56,7 @@ impl Default for AppConfig {
             code_prefix: "CB".into(),
             public_base_url: "http://127.0.0.1:3000".into(),
             link_secret: b"development-only-link-secret".to_vec(),
+            previous_link_secrets: Vec::new(),
             cache_ttl_seconds: 60,
             max_attempts: 25,
         }

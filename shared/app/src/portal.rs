@@ -179,7 +179,11 @@ pub async fn customer_view(
     let mut account = found.value.clone();
     // Holds past their expiry no longer lower what can be spent.
     account.expire_holds(now);
-    let entries = ctx.store.ledger(shop, customer, cursor, limit).await?;
+    let entries = ctx
+        .store
+        .ledger(shop, customer, cursor, limit)
+        .await
+        .map_err(crate::admin::bad_cursor)?;
     let pending = pending_releases(ctx, shop, &account).await?;
     let next_cursor = entries.next.as_deref().map(encode_cursor);
     let entry_views = entries.items.iter().map(EntryView::from).collect();
@@ -382,10 +386,13 @@ pub fn unsubscribe_link_is_valid(
     customer: &CustomerId,
     signature: &str,
 ) -> bool {
-    verify_unsubscribe(&ctx.config.link_secret, shop, customer, signature)
+    std::iter::once(&ctx.config.link_secret)
+        .chain(&ctx.config.previous_link_secrets)
+        .any(|secret| verify_unsubscribe(secret, shop, customer, signature))
 }
 
-/// Stops reminder emails for the customer the signed link names.
+/// Stops every cashback email (earned, ready, reminders, clawback, tier)
+/// for the customer the signed link names.
 pub async fn unsubscribe(
     ctx: &Context,
     shop: &ShopId,

@@ -37,6 +37,41 @@ impl<T> Versioned<T> {
     }
 }
 
+/// The prefix every `env:` secret reference must name a variable under:
+/// a shop's reference can then never point at another setting of the
+/// function (its AWS keys, the link secret, or a value anyone knows such as
+/// `AWS_REGION`, which would let anyone sign that shop's webhooks).
+pub const ENV_SECRET_PREFIX: &str = "CASHBACK_SECRET_";
+
+/// The shortest webhook secret accepted.
+pub const MIN_WEBHOOK_SECRET_LENGTH: usize = 16;
+
+/// Why a `webhook_secret_ref` cannot be used, or None when it can:
+/// `env:CASHBACK_SECRET_<NAME>` or `ssm:/parameter/name`.
+pub fn secret_ref_problem(reference: &str) -> Option<String> {
+    let reference = reference.trim();
+    if let Some(name) = reference.strip_prefix("env:") {
+        let suffix = name.strip_prefix(ENV_SECRET_PREFIX).unwrap_or_default();
+        let valid =
+            !suffix.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        (!valid).then(|| {
+            format!("env: must name a variable {ENV_SECRET_PREFIX}<NAME> (letters, digits and _)")
+        })
+    } else if let Some(name) = reference.strip_prefix("ssm:") {
+        // SSM names: letters, digits and .-_/ ; at most 2048 characters.
+        let valid = !name.is_empty()
+            && name.len() <= 2048
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
+        (!valid).then(|| "ssm: needs a parameter name such as /cashback/shop/webhook".to_string())
+    } else {
+        Some(format!(
+            "expected env:{ENV_SECRET_PREFIX}<NAME> or ssm:/parameter/name"
+        ))
+    }
+}
+
 /// A shop that has been onboarded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shop {
@@ -271,6 +306,11 @@ pub enum StoreError {
     Corrupt { key: String, message: String },
     #[error("store request failed: {0}")]
     Other(String),
+    /// A page cursor the caller sent is not one this store returned for
+    /// that query (garbled, cut short, or from another list): the caller's
+    /// mistake, answered 400.
+    #[error("the page cursor is not valid: {0}")]
+    InvalidCursor(String),
 }
 
 impl StoreError {

@@ -75,6 +75,11 @@ pub struct Program {
     /// caller's principal; whatever a request body says is replaced).
     #[serde(default)]
     pub changed_by: Option<String>,
+    /// Whether the platform's test orders (Shopify `test: true`) earn and
+    /// change balances like real ones. Off by default: a test checkout in a
+    /// live shop pays nobody.
+    #[serde(default)]
+    pub test_orders_earn: bool,
 }
 
 fn default_display_name() -> String {
@@ -302,7 +307,14 @@ impl Program {
             emails: EmailTexts::default(),
             max_adjustment: None,
             changed_by: None,
+            test_orders_earn: false,
         }
+    }
+
+    /// Whether a delivery the platform marked as a test may change the
+    /// ledger. The one place this rule lives.
+    pub fn accepts_test_orders(&self) -> bool {
+        self.test_orders_earn
     }
 
     /// Parses and validates a program from JSON. Unknown fields are refused,
@@ -623,6 +635,17 @@ mod tests {
         assert_eq!(errors.0[0].field, "merchant_pct");
         let errors = Program::from_json(r#"{"currency":"XYZ"}"#).unwrap_err();
         assert!(errors.0[0].message.contains("XYZ"));
+    }
+
+    #[test]
+    fn test_orders_earn_only_when_the_program_says_so() {
+        let program = Program::from_json(r#"{"currency":"USD"}"#).unwrap();
+        assert!(!program.accepts_test_orders());
+        let program = Program::from_json(r#"{"currency":"USD","test_orders_earn":true}"#).unwrap();
+        assert!(program.accepts_test_orders());
+        let errors =
+            Program::from_json(r#"{"currency":"USD","test_orders_earn":"yes"}"#).unwrap_err();
+        assert!(errors.0[0].message.contains("boolean"));
     }
 
     #[test]

@@ -803,7 +803,7 @@ async fn the_ledger_pages_newest_first_across_several_pages() {
         .ledger(&shop(), &customer("bob"), page.next, 3)
         .await
         .unwrap_err();
-    assert!(matches!(error, StoreError::Other(_)), "{error:?}");
+    assert!(matches!(error, StoreError::InvalidCursor(_)), "{error:?}");
 }
 
 #[tokio::test]

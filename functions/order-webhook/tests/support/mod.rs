@@ -142,7 +142,7 @@ pub async fn world_with(
 ) -> World {
     for (shop, reference) in [
         (DEMO_SHOP, DEMO_SECRET_REF),
-        (OTHER_SHOP, "env:OTHER_SHOP_SECRET"),
+        (OTHER_SHOP, "env:CASHBACK_SECRET_OTHER_SHOP"),
     ] {
         store
             .create_shop(&Shop {
@@ -171,7 +171,7 @@ pub async fn world_with(
     let secrets = Arc::new(SecretCache::new(
         Arc::new(FixedSecrets::new([
             (DEMO_SECRET_REF, demo_secret_value),
-            ("env:OTHER_SHOP_SECRET", OTHER_SECRET),
+            ("env:CASHBACK_SECRET_OTHER_SHOP", OTHER_SECRET),
         ])),
         300,
     ));

@@ -99,6 +99,7 @@ pub async fn seed(store: Arc<dyn Store>, balance: &str) -> Context {
                     code_change: Some(CodeChange {
                         new_code: Code::parse(ANN_CODE).unwrap(),
                         old_code: None,
+                        referral_code: None,
                     }),
                 }],
                 ..WriteSet::default()

@@ -306,6 +306,7 @@ pub async fn seed_account(world: &World, customer: &str, code: &str, email: Opti
                     code_change: Some(CodeChange {
                         new_code: Code::parse(code).unwrap(),
                         old_code: None,
+                        referral_code: None,
                     }),
                 }],
                 ..WriteSet::default()

@@ -52,7 +52,11 @@ async fn a_stranger_naming_nobody_gets_no_quote_and_no_hold_on_someones_code() {
     assert_eq!(json["valid"], false);
     assert_eq!(json["refusal"], json!({"reason": "customer_required"}));
     assert_eq!(json["discount"]["amount"], "0.00");
-    assert_eq!(json["balance_before"], Value::Null, "the balance is not shown");
+    assert_eq!(
+        json["balance_before"],
+        Value::Null,
+        "the balance is not shown"
+    );
     assert_eq!(json["hold"], Value::Null);
     assert_eq!(anns_holds(&ctx).await, 0);
 }

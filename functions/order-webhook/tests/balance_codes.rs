@@ -94,7 +94,12 @@ async fn shopify(world: &World, topic: &str, body: String) -> (StatusCode, Value
 }
 
 async fn paid(world: &World, id: u64, code: Option<&str>, buyer: Buyer) {
-    let (status, body) = shopify(world, "orders/paid", order_json(id, Stage::Paid, code, &buyer)).await;
+    let (status, body) = shopify(
+        world,
+        "orders/paid",
+        order_json(id, Stage::Paid, code, &buyer),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 
@@ -106,7 +111,15 @@ async fn ann(world: &World) -> cashback_core::ledger::Account {
 
 async fn a_guests_order_with_someones_code_debits_the_owner(backend: Backend) {
     let world = backend.world().await;
-    seed_customer(&world, "ann", ANN_CODE, Some("ann@example.com"), "30.00", None).await;
+    seed_customer(
+        &world,
+        "ann",
+        ANN_CODE,
+        Some("ann@example.com"),
+        "30.00",
+        None,
+    )
+    .await;
     paid(
         &world,
         samples::SHOPIFY_ORDER_ID,
@@ -127,8 +140,22 @@ async fn a_guests_order_with_someones_code_debits_the_owner(backend: Backend) {
 
 async fn an_order_naming_nobody_with_someones_code_still_debits_the_owner(backend: Backend) {
     let world = backend.world().await;
-    seed_customer(&world, "ann", ANN_CODE, Some("ann@example.com"), "30.00", None).await;
-    paid(&world, samples::SHOPIFY_ORDER_ID, Some(ANN_CODE), Buyer::Nobody).await;
+    seed_customer(
+        &world,
+        "ann",
+        ANN_CODE,
+        Some("ann@example.com"),
+        "30.00",
+        None,
+    )
+    .await;
+    paid(
+        &world,
+        samples::SHOPIFY_ORDER_ID,
+        Some(ANN_CODE),
+        Buyer::Nobody,
+    )
+    .await;
     assert_eq!(ann(&world).await.available, usd("14.25"));
     // Its cancellation gives it back.
     let (status, _) = shopify(
@@ -146,11 +173,17 @@ async fn an_order_naming_nobody_with_someones_code_still_debits_the_owner(backen
     assert_eq!(ann(&world).await.available, usd("30.00"));
 }
 
-async fn the_same_code_paying_twice_charges_its_owner_twice_and_the_rest_as_debt(
-    backend: Backend,
-) {
+async fn the_same_code_paying_twice_charges_its_owner_twice_and_the_rest_as_debt(backend: Backend) {
     let world = backend.world().await;
-    seed_customer(&world, "ann", ANN_CODE, Some("ann@example.com"), "20.00", None).await;
+    seed_customer(
+        &world,
+        "ann",
+        ANN_CODE,
+        Some("ann@example.com"),
+        "20.00",
+        None,
+    )
+    .await;
     paid(
         &world,
         samples::SHOPIFY_ORDER_ID,
@@ -194,7 +227,15 @@ async fn the_same_code_paying_twice_charges_its_owner_twice_and_the_rest_as_debt
 
 async fn another_customers_order_with_a_balance_code_pays_no_referral(backend: Backend) {
     let world = backend.world().await;
-    seed_customer(&world, "ann", ANN_CODE, Some("ann@example.com"), "30.00", None).await;
+    seed_customer(
+        &world,
+        "ann",
+        ANN_CODE,
+        Some("ann@example.com"),
+        "30.00",
+        None,
+    )
+    .await;
     let mut order: Value = serde_json::from_str(&order_json(
         samples::SHOPIFY_ORDER_ID,
         Stage::Paid,
@@ -213,7 +254,15 @@ async fn another_customers_order_with_a_balance_code_pays_no_referral(backend: B
 
 async fn a_code_replaced_while_a_checkout_held_it_settles_against_its_owner(backend: Backend) {
     let world = backend.world().await;
-    seed_customer(&world, "ann", ANN_CODE, Some("ann@example.com"), "30.00", None).await;
+    seed_customer(
+        &world,
+        "ann",
+        ANN_CODE,
+        Some("ann@example.com"),
+        "30.00",
+        None,
+    )
+    .await;
     hold(&world, "ann", "15.75").await;
     let view = admin::regenerate_code(&world.ctx, &demo_shop(), &CustomerId::parse("ann").unwrap())
         .await

@@ -7,6 +7,15 @@
 //! coupon), the cashback the order will earn (program plus coupon), the
 //! balance before and after, and the hold when one was asked for.
 //!
+//! A balance code is its owner's money. Under the program's default
+//! `usable_by: owner_only`, another customer id or another email is refused
+//! (`other_customer`) and a request that names no customer id and no email
+//! is refused (`customer_required`) before anything of the balance is shown
+//! or held. Under `anyone` the code works for whoever holds it, and the hold
+//! sits on the owner's account. A code its owner has replaced is answered
+//! as unknown (the index still names the owner, for orders already placed
+//! with it).
+//!
 //! Round trips (DESIGN section 7): with the customer id, ONE read fetches
 //! their account, the code's owner, the coupon and its use counts together;
 //! without it, a first read resolves the code and, for a balance code, a

@@ -8,8 +8,12 @@
 //! in the same transaction and sent after it commits: an email is never sent
 //! for a change that did not happen, and never twice.
 //!
-//! A referred customer's first earning order also credits their referrer
-//! (see [`crate::referral`]) in that same transaction.
+//! The read also resolves the order's discount codes to their owners: a
+//! balance code is debited from its owner whoever the buyer is (a guest, an
+//! order naming nobody), and the owner's account (one more read when it is
+//! not the buyer's) joins the transaction. A referred customer's first
+//! earning order records the referral reward on the order and on the
+//! referrer's account, in that same transaction (see [`crate::referral`]).
 
 use chrono::{DateTime, Duration, Utc};
 use tracing::{info, warn};
@@ -176,7 +180,9 @@ async fn attempt_once(
         // Whose balance codes these are, in the same read: the discount is
         // debited from the owner, whoever bought.
         code_owners: codes.clone(),
-        referral_owners: referral::referral_code(program, event).into_iter().collect(),
+        referral_owners: referral::referral_code(program, event)
+            .into_iter()
+            .collect(),
         products: catalog_products_needed(program, event),
         ..ReadRequest::default()
     };
@@ -233,13 +239,17 @@ async fn attempt_once(
         });
     // Accounts the first read could not name: one more read, only for the
     // orders that need it (a refund's buyer, someone else's code, a referral).
-    let wanted: Vec<CustomerId> = [customer_id.as_ref(), owner_id.as_ref(), referrer_id.as_ref()]
-        .into_iter()
-        .flatten()
-        .filter(|id| !read.accounts.contains_key(*id))
-        .filter(|id| customer.as_ref().is_none_or(|(buyer, _)| buyer != *id))
-        .cloned()
-        .collect();
+    let wanted: Vec<CustomerId> = [
+        customer_id.as_ref(),
+        owner_id.as_ref(),
+        referrer_id.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|id| !read.accounts.contains_key(*id))
+    .filter(|id| customer.as_ref().is_none_or(|(buyer, _)| buyer != *id))
+    .cloned()
+    .collect();
     if !wanted.is_empty() {
         let again = store
             .read(
@@ -304,7 +314,11 @@ async fn attempt_once(
     };
     let balance_codes: Vec<Code> = codes
         .iter()
-        .filter(|code| read.code_owners.get(*code).is_some_and(|o| Some(o) == payer_id.as_ref()))
+        .filter(|code| {
+            read.code_owners
+                .get(*code)
+                .is_some_and(|o| Some(o) == payer_id.as_ref())
+        })
         .cloned()
         .collect();
 
@@ -375,7 +389,11 @@ async fn attempt_once(
             })
             .into_iter()
             .chain(other_write(owner, owner_before, applied.code_owner.entries))
-            .chain(other_write(referrer, referrer_before, applied.referrer.entries))
+            .chain(other_write(
+                referrer,
+                referrer_before,
+                applied.referrer.entries,
+            ))
             .collect(),
         order: Some(OrderWrite {
             record: record.value.clone(),
@@ -385,10 +403,7 @@ async fn attempt_once(
         notifications: notices.iter().map(|n| n.key.clone()).collect(),
     };
     match store.write(shop, writes).await {
-        Ok(WriteOutcome::Committed) => Ok((
-            EventOutcome::Applied { entries, emails: 0 },
-            notices,
-        )),
+        Ok(WriteOutcome::Committed) => Ok((EventOutcome::Applied { entries, emails: 0 }, notices)),
         Ok(WriteOutcome::Duplicate { .. }) => Ok((EventOutcome::Duplicate, Vec::new())),
         Err(StoreError::CodeTaken) => Err(AppError::Store(StoreError::Conflict(
             "generated code collided".into(),

@@ -47,8 +47,8 @@ pub fn referrer_named(
     owners: &HashMap<Code, CustomerId>,
 ) -> Option<CustomerId> {
     let code = referral_code(program, event)?;
-    let first_order = record.earned.is_none()
-        && buyer.is_none_or(|account| account.value.orders_earned == 0);
+    let first_order =
+        record.earned.is_none() && buyer.is_none_or(|account| account.value.orders_earned == 0);
     if !first_order {
         return None;
     }

@@ -386,7 +386,12 @@ async fn without_the_customer_id_a_balance_code_costs_two_reads() {
     let world = world_with_ann(program(), "10.00").await;
     world.ctx.shop_program(&shop(), t0()).await.unwrap();
     let before = world.store.request_counts();
-    let answer = check(&world, &by_email(validate_request(CODE, None, "50.00")), "t14").await;
+    let answer = check(
+        &world,
+        &by_email(validate_request(CODE, None, "50.00")),
+        "t14",
+    )
+    .await;
     assert!(answer.valid);
     let after = world.store.request_counts();
     assert_eq!(after.reads - before.reads, 2);
@@ -401,7 +406,11 @@ async fn a_reserve_adds_exactly_one_write() {
         let before = world.store.request_counts();
         let answer = check(
             &world,
-            &reserving(by_email(validate_request(CODE, customer, "50.00")), "chk-1", None),
+            &reserving(
+                by_email(validate_request(CODE, customer, "50.00")),
+                "chk-1",
+                None,
+            ),
             caller,
         )
         .await;
@@ -503,11 +512,17 @@ async fn a_balance_code_without_a_customer_id_or_email_is_refused_with_its_reaso
 async fn another_customer_or_another_email_cannot_use_an_owner_only_code() {
     let world = world_with_ann(program(), "10.00").await;
     let answer = check(&world, &validate_request(CODE, Some("bob"), "50.00"), "t41").await;
-    assert_eq!(answer.refusal, Some(Refusal::Code(CodeRefusal::OtherCustomer)));
+    assert_eq!(
+        answer.refusal,
+        Some(Refusal::Code(CodeRefusal::OtherCustomer))
+    );
     let mut request = validate_request(CODE, None, "50.00");
     request.email = Some(Email::parse("bob@example.com").unwrap());
     let answer = check(&world, &reserving(request, "chk-9", None), "t42").await;
-    assert_eq!(answer.refusal, Some(Refusal::Code(CodeRefusal::OtherCustomer)));
+    assert_eq!(
+        answer.refusal,
+        Some(Refusal::Code(CodeRefusal::OtherCustomer))
+    );
     assert!(stored_account(&world, "ann").await.holds.is_empty());
 }
 

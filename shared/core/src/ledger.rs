@@ -33,7 +33,10 @@ pub enum LedgerError {
     NotPositive,
     /// The order moves money on an account the caller did not supply.
     #[error("order {order} needs the account of {customer}")]
-    PartyMissing { order: OrderId, customer: CustomerId },
+    PartyMissing {
+        order: OrderId,
+        customer: CustomerId,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -11,6 +11,12 @@
 //! - clawbacks and restores are computed cumulatively from all refunds so
 //!   far (`earned x refunded eligible / original eligible`), so a full refund
 //!   takes back exactly what was earned, whatever the rounding on the way.
+//!
+//! An order may move money on three accounts ([`Parties`]): the buyer's
+//! (earn, clawback), the balance code owner's (the discount is debited from
+//! the owner whoever bought; a shortfall is their debt; refunds restore to
+//! them) and the referrer's (the referral reward, pending with the order and
+//! taken back with it).
 
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
@@ -171,7 +177,9 @@ impl OrderRecord {
     /// and the shortfall charged as debt. Refunds restore it in proportion.
     pub fn charged(&self) -> Money {
         if self.shortfall_charged {
-            self.redeemed.checked_add(self.shortfall).unwrap_or(self.redeemed)
+            self.redeemed
+                .checked_add(self.shortfall)
+                .unwrap_or(self.redeemed)
         } else {
             self.redeemed
         }
@@ -375,9 +383,7 @@ pub fn apply_order_event_to(
     record: &mut OrderRecord,
     event: &OrderEvent,
 ) -> Result<OrderApplied, LedgerError> {
-    let mismatch = |account: Option<&Account>, expected: Option<&CustomerId>| {
-        matches!((account, expected), (Some(a), Some(e)) if &a.customer != e)
-    };
+    let mismatch = |account: Option<&Account>, expected: Option<&CustomerId>| matches!((account, expected), (Some(a), Some(e)) if &a.customer != e);
     if mismatch(parties.buyer.as_deref(), record.customer.as_ref())
         || mismatch(parties.code_owner.as_deref(), record.paid_by.as_ref())
         || mismatch(
@@ -782,7 +788,12 @@ fn settle_refunds(
     };
     if let (Some(earned), Some(buyer)) = (record.earned.clone(), sides.buyer.as_deref_mut()) {
         let journal = &mut sides.buyer_journal;
-        claw_back_to(buyer, record, share_of(earned.total, earn_fraction), journal)?;
+        claw_back_to(
+            buyer,
+            record,
+            share_of(earned.total, earn_fraction),
+            journal,
+        )?;
         let spend_target = share_of(record.eligible(), Decimal::ONE - eligible_fraction);
         uncount_spend(program, buyer, record, spend_target, journal)?;
     }
@@ -966,10 +977,7 @@ fn restore_to(
         return Ok(());
     };
     record.restored = target;
-    payer.lifetime_used = payer
-        .lifetime_used
-        .checked_sub(delta)?
-        .clamp_non_negative();
+    payer.lifetime_used = payer.lifetime_used.checked_sub(delta)?.clamp_non_negative();
     let order_id = record.order_id.clone();
     payer.credit_available(
         delta,

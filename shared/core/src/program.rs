@@ -422,10 +422,7 @@ impl Program {
             _ => {}
         }
         if self.referral_daily_cap == 0 || self.referral_daily_cap > MAX_REFERRAL_DAILY_CAP {
-            fail(
-                "referral_daily_cap".into(),
-                "must be between 1 and 1000",
-            );
+            fail("referral_daily_cap".into(), "must be between 1 and 1000");
         }
         if let Issuance::Pending { days } = self.issuance {
             if days > MAX_PENDING_DAYS {
@@ -653,7 +650,8 @@ mod tests {
             Program::from_json(r#"{"currency":"USD","redemption":{"usable_by":"friends"}}"#)
                 .unwrap_err();
         assert_eq!(errors.0[0].field, "redemption.usable_by");
-        let errors = Program::from_json(r#"{"currency":"USD","referral_daily_cap":0}"#).unwrap_err();
+        let errors =
+            Program::from_json(r#"{"currency":"USD","referral_daily_cap":0}"#).unwrap_err();
         assert_eq!(errors.0[0].field, "referral_daily_cap");
     }
 

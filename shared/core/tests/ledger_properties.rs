@@ -185,7 +185,11 @@ fn run(books: &mut Books, step: &Step) {
             };
             let held_before = live(&books.account);
             let applied = books.account.expire_balance(days(*day)).unwrap();
-            assert_eq!(live(&books.account), held_before, "expiry took held balance");
+            assert_eq!(
+                live(&books.account),
+                held_before,
+                "expiry took held balance"
+            );
             books.entries.extend(applied.entries);
         }
         Step::Hold {

@@ -264,7 +264,10 @@ fn an_order_paid_without_the_code_frees_its_checkouts_hold() {
     let mut placed = order("1", vec![line("a", "40.00", 1, "0.00")]);
     placed.checkout_id = Some(checkout);
     books.apply(&OrderEvent::Paid(placed), t0());
-    assert!(books.account.holds.is_empty(), "the order ended its checkout");
+    assert!(
+        books.account.holds.is_empty(),
+        "the order ended its checkout"
+    );
     assert_eq!(books.account.spendable(), books.account.available);
     books.check();
 }
@@ -389,11 +392,18 @@ fn refunds_take_the_reward_back_in_proportion_and_exactly_at_the_end() {
     world.apply(&OrderEvent::Paid(placed), false, true);
     assert_eq!(world.ann.pending, usd("4.99"));
     world.apply(&refund_lines("1", "r1", &[("a", 1)]), false, true);
-    assert_eq!(world.ann.pending, usd("3.33"), "4.99 less 1.66, rounded toward zero");
+    assert_eq!(
+        world.ann.pending,
+        usd("3.33"),
+        "4.99 less 1.66, rounded toward zero"
+    );
     world.apply(&refund_lines("1", "r2", &[("a", 1)]), false, true);
     world.apply(&refund_lines("1", "r3", &[("a", 1)]), false, true);
     assert_eq!(world.ann.pending, usd("0.00"));
-    assert_eq!(world.orders[0].referral.as_ref().unwrap().clawed_back, usd("4.99"));
+    assert_eq!(
+        world.orders[0].referral.as_ref().unwrap().clawed_back,
+        usd("4.99")
+    );
     world.check();
 }
 

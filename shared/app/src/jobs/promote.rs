@@ -313,15 +313,16 @@ async fn commit_release(
             })
             .unwrap_or(Money::zero(record.value.currency));
         let notices = notices_for(&due.shop, &account.value, &record.value, &applied, program);
-        let referrer_write = referrer
-            .filter(|_| !referred.is_empty())
-            .map(|referrer| AccountWrite {
-                reminder_due_at: next_reminder(program, &referrer.value).map(|d| d.due_at),
-                account: referrer.value,
-                expected_version: referrer.version,
-                entries: referred.entries,
-                code_change: None,
-            });
+        let referrer_write =
+            referrer
+                .filter(|_| !referred.is_empty())
+                .map(|referrer| AccountWrite {
+                    reminder_due_at: next_reminder(program, &referrer.value).map(|d| d.due_at),
+                    account: referrer.value,
+                    expected_version: referrer.version,
+                    entries: referred.entries,
+                    code_change: None,
+                });
         let write = WriteSet {
             accounts: std::iter::once(AccountWrite {
                 reminder_due_at: next_reminder(program, &account.value).map(|d| d.due_at),

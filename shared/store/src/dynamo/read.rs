@@ -79,7 +79,10 @@ fn targets(shop: &ShopId, request: &ReadRequest) -> Vec<((String, String), Targe
     }
     for code in &request.referral_owners {
         wanted.push((
-            (keys::referral_key(shop, code), keys::REFERRAL_SK.to_string()),
+            (
+                keys::referral_key(shop, code),
+                keys::REFERRAL_SK.to_string(),
+            ),
             Target::ReferralOwner(code.clone()),
         ));
     }

@@ -508,7 +508,9 @@ pub async fn the_ledger_pages_newest_first_to_the_end(store: &dyn Store) {
     account.value.check(&entries).unwrap();
 }
 
-pub async fn a_code_belongs_to_one_account_and_stays_its_owners_when_regenerated(store: &dyn Store) {
+pub async fn a_code_belongs_to_one_account_and_stays_its_owners_when_regenerated(
+    store: &dyn Store,
+) {
     let claim =
         |_: &str, new: &str, old: Option<&str>, version: u64, account: Account| AccountWrite {
             account,

@@ -1014,7 +1014,8 @@ pub struct Liability {
     /// The total split pro rata of net funding to date (docs/reports.md).
     pub merchant: Decimal,
     pub partner: Decimal,
-    /// Clawbacks not yet recovered: not part of the liability.
+    /// Clawbacks not yet recovered and balance code shortfalls charged to
+    /// their owners: not part of the liability.
     pub debt: Decimal,
 }
 
@@ -1123,8 +1124,10 @@ impl Sums {
         self.figures.release.available + self.figures.earn.available
     }
 
+    /// What balance codes charged: the balance taken, and the shortfall
+    /// charged to the code's owner as debt (granted, never free).
     fn redeemed(&self) -> Decimal {
-        -self.figures.redeem.available
+        self.figures.redeem.debt - self.figures.redeem.available
     }
 
     fn restored(&self) -> Decimal {

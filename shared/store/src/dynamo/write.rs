@@ -68,7 +68,7 @@ enum Role {
     CouponCount {
         code: Code,
     },
-    /// Unconditional (code release, email owner): cannot fail a condition.
+    /// Unconditional (email owner): cannot fail a condition.
     Plain,
 }
 

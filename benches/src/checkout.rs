@@ -92,6 +92,7 @@ pub async fn seed_balance(store: &dyn Store, customer: &str, code: &str, balance
                     code_change: Some(CodeChange {
                         new_code: Code::parse(code).unwrap(),
                         old_code: None,
+                        referral_code: None,
                     }),
                 }],
                 ..WriteSet::default()

@@ -223,6 +223,7 @@ pub async fn seed_balance(
                     code_change: Some(CodeChange {
                         new_code: parsed_code,
                         old_code: None,
+                        referral_code: None,
                     }),
                 }],
                 ..WriteSet::default()

@@ -65,7 +65,10 @@ async fn on_dynamodb_a_reserve_adds_one_write_and_a_repeat_replaces_the_hold() {
     let Some((store, ctx)) = dynamo_context("validate_reserve").await else {
         return;
     };
+    // A guest checkout that knows the owner's email (the code is the
+    // owner's alone: a request naming nobody is refused).
     let mut request = body(ANN_CODE, None, "25.00");
+    request["email"] = json!(ANN_EMAIL);
     request["reserve"] = json!({"checkout_id": "chk-1"});
     let before = store.request_counts();
     let (status, _, first) = send(

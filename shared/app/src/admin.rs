@@ -509,7 +509,15 @@ pub async fn lookup_customer(
     }
     .cloned()
     .ok_or_else(|| AppError::NotFound("customer".into()))?;
-    get_customer(ctx, shop, &owner).await
+    let view = get_customer(ctx, shop, &owner).await?;
+    // A replaced code stays in the index (orders placed with it are still
+    // charged to its owner) but names nobody here.
+    if let Lookup::Code(code) = lookup {
+        if view.code.as_deref() != Some(code.display().as_str()) {
+            return Err(AppError::NotFound("customer".into()));
+        }
+    }
+    Ok(view)
 }
 
 /// A page of the customer's ledger, newest first.
@@ -748,8 +756,10 @@ pub async fn adjust(
     })
 }
 
-/// Gives the customer a new code: the old one stops working at once (its
-/// index item is deleted in the same transaction that claims the new one).
+/// Gives the customer a new code: the old one stops working at checkout at
+/// once (validate answers it as unknown), but stays its owner's in the code
+/// index, so an order a checkout already placed with it is still charged to
+/// them and frees its hold.
 pub async fn regenerate_code(
     ctx: &Context,
     shop: &ShopId,
@@ -770,7 +780,11 @@ pub async fn regenerate_code(
             account: next.clone(),
             expected_version: account.version,
             entries: Vec::new(),
-            code_change: Some(CodeChange { new_code, old_code }),
+            code_change: Some(CodeChange {
+                new_code,
+                old_code,
+                referral_code: None,
+            }),
         };
         match ctx
             .store
@@ -1012,7 +1026,8 @@ pub struct Liability {
     /// The total split pro rata of net funding to date (docs/reports.md).
     pub merchant: Decimal,
     pub partner: Decimal,
-    /// Clawbacks not yet recovered: not part of the liability.
+    /// Clawbacks not yet recovered and balance code shortfalls charged to
+    /// their owners: not part of the liability.
     pub debt: Decimal,
 }
 
@@ -1121,8 +1136,10 @@ impl Sums {
         self.figures.release.available + self.figures.earn.available
     }
 
+    /// What balance codes charged: the balance taken, and the shortfall
+    /// charged to the code's owner as debt (granted, never free).
     fn redeemed(&self) -> Decimal {
-        -self.figures.redeem.available
+        self.figures.redeem.debt - self.figures.redeem.available
     }
 
     fn restored(&self) -> Decimal {

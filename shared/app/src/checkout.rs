@@ -7,6 +7,15 @@
 //! coupon), the cashback the order will earn (program plus coupon), the
 //! balance before and after, and the hold when one was asked for.
 //!
+//! A balance code is its owner's money. Under the program's default
+//! `usable_by: owner_only`, another customer id or another email is refused
+//! (`other_customer`) and a request that names no customer id and no email
+//! is refused (`customer_required`) before anything of the balance is shown
+//! or held. Under `anyone` the code works for whoever holds it, and the hold
+//! sits on the owner's account. A code its owner has replaced is answered
+//! as unknown (the index still names the owner, for orders already placed
+//! with it).
+//!
 //! Round trips (DESIGN section 7): with the customer id, ONE read fetches
 //! their account, the code's owner, the coupon and its use counts together;
 //! without it, a first read resolves the code and, for a balance code, a
@@ -49,7 +58,7 @@ use cashback_core::ids::{
 use cashback_core::ledger::{Account, Hold};
 use cashback_core::money::{Currency, Money};
 use cashback_core::order::{Cart, CartDiscount, DiscountKind, Line};
-use cashback_core::program::{FieldError, Program};
+use cashback_core::program::{CodeUsers, FieldError, Program};
 use cashback_core::redeem::{quote, CodeRefusal};
 use cashback_core::reminders::next_reminder;
 
@@ -498,22 +507,29 @@ async fn attempt_once(
         now,
     };
     match (owner, coupon, code) {
-        (Some(owner), _, _) => {
-            if let Some(customer) = &request.customer_id {
-                if customer != &owner {
-                    let validation = decide.refused(
-                        CodeKind::CustomerBalance,
-                        Refusal::Code(CodeRefusal::OtherCustomer),
-                        buyer.as_ref().map(|b| &b.value),
-                    );
-                    return Ok(Decided::Answer(validation));
-                }
+        (Some(owner), _, Some(code)) => {
+            let owner_only = program.redemption.usable_by == CodeUsers::OwnerOnly;
+            let refuse = |refusal: CodeRefusal, buyer: Option<&Account>| {
+                Ok(Decided::Answer(decide.refused(
+                    CodeKind::CustomerBalance,
+                    Refusal::Code(refusal),
+                    buyer,
+                )))
+            };
+            let someone_else = request.customer_id.as_ref().is_some_and(|c| c != &owner);
+            if owner_only && someone_else {
+                return refuse(CodeRefusal::OtherCustomer, buyer.as_ref().map(|b| &b.value));
             }
-            let account = match buyer {
+            if owner_only && request.customer_id.is_none() && request.email.is_none() {
+                // Nobody named: the owner cannot be told from a stranger.
+                return refuse(CodeRefusal::CustomerRequired, None);
+            }
+            let account = match buyer.filter(|b| b.value.customer == owner) {
                 Some(account) => Some(account),
-                // Without the customer id the code's owner is known only now:
-                // the second of the two round trips the budget allows.
-                None if request.customer_id.is_none() => {
+                // The owner is known only now (no customer id, or another
+                // customer's when anyone may use the code): the second of
+                // the two round trips the budget allows.
+                None => {
                     let again = ctx
                         .store
                         .read(
@@ -526,17 +542,23 @@ async fn attempt_once(
                         .await?;
                     again.accounts.get(&owner).cloned()
                 }
-                None => None,
             };
             let Some(account) = account else {
                 // The index names an owner whose account is gone: nothing to spend.
-                let validation = decide.refused(
-                    CodeKind::CustomerBalance,
-                    Refusal::Code(CodeRefusal::NoBalance),
-                    None,
-                );
-                return Ok(Decided::Answer(validation));
+                return refuse(CodeRefusal::NoBalance, None);
             };
+            if account.value.code.as_ref() != Some(code) {
+                // A code its owner replaced: it spends nothing at checkout
+                // (an order already placed with it is still theirs to pay).
+                return Ok(Decided::Unknown(decide.refused_unknown(None)));
+            }
+            if owner_only && request.customer_id.is_none() {
+                // Only an email: it must be the owner's.
+                let owners = account.value.email.as_ref() == request.email.as_ref();
+                if !owners {
+                    return refuse(CodeRefusal::OtherCustomer, None);
+                }
+            }
             balance_code(ctx, shop, &decide, request, account).await
         }
         (None, Some(coupon), Some(code)) => {

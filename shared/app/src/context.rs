@@ -33,6 +33,9 @@ pub trait CodeSource: Send + Sync {
     fn random_code_bytes(&self) -> [u8; GENERATED_CODE_LENGTH];
 }
 
+/// Printed before every referral code.
+pub const REFERRAL_CODE_PREFIX: &str = "REF";
+
 #[derive(Debug, Clone)]
 pub struct AppConfig {
     /// Printed before every generated customer code ("CB-...").
@@ -211,5 +214,12 @@ impl Context {
     pub fn new_code(&self) -> Result<Code, AppError> {
         Code::generate(&self.config.code_prefix, &self.codes.random_code_bytes())
             .map_err(|e| AppError::Invalid(format!("code prefix: {e}")))
+    }
+
+    /// A fresh referral code ("REF-..."): as random as a balance code, but
+    /// it spends nothing, so customers may share it freely.
+    pub fn new_referral_code(&self) -> Result<Code, AppError> {
+        Code::generate(REFERRAL_CODE_PREFIX, &self.codes.random_code_bytes())
+            .map_err(|e| AppError::Invalid(format!("referral code prefix: {e}")))
     }
 }

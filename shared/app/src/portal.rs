@@ -66,6 +66,10 @@ pub struct CustomerView {
     pub lifetime_used: Money,
     /// The customer's code as they type it (upper case).
     pub code: Option<String>,
+    /// The code the customer shares to refer friends ("REF-..."), when
+    /// the program pays referrals. It spends nothing.
+    #[serde(default)]
+    pub referral_code: Option<String>,
     pub tier: Option<TierView>,
     pub next_tier: Option<NextTier>,
     /// The percent the next order earns from the program (tier or base
@@ -250,6 +254,11 @@ fn view_of(
         lifetime_issued: account.lifetime_issued,
         lifetime_used: account.lifetime_used,
         code: account.code.as_ref().map(Code::display),
+        referral_code: account
+            .referral_code
+            .as_ref()
+            .filter(|_| program.referral.is_some())
+            .map(Code::display),
         tier,
         next_tier,
         earn_percent: (own_percent + program.earning.partner_match_percent + promotions)

@@ -136,8 +136,13 @@ pub struct ReadRequest {
     pub accounts: Vec<CustomerId>,
     pub coupons: Vec<Code>,
     pub coupon_uses: Vec<(Code, UsageKey)>,
-    /// Codes to resolve to the customer they belong to.
+    /// Balance codes to resolve to the customer they belong to. A code its
+    /// owner has replaced still resolves (an order placed with it is still
+    /// theirs to pay); the owner's account names the current one.
     pub code_owners: Vec<Code>,
+    /// Referral codes to resolve to the customer who shares them. A
+    /// separate index from balance codes: one never reads as the other.
+    pub referral_owners: Vec<Code>,
     /// Emails to resolve to the customer (the latest account using it).
     pub email_owners: Vec<Email>,
     /// Products to look up in the imported catalog (to enrich order lines
@@ -155,6 +160,7 @@ pub struct ReadResult {
     pub coupons: HashMap<Code, Versioned<CouponRecord>>,
     pub coupon_uses: HashMap<(Code, UsageKey), u32>,
     pub code_owners: HashMap<Code, CustomerId>,
+    pub referral_owners: HashMap<Code, CustomerId>,
     pub email_owners: HashMap<Email, CustomerId>,
     /// The requested products the catalog knows.
     pub products: HashMap<ProductId, CatalogProduct>,
@@ -172,7 +178,8 @@ pub struct AccountWrite {
     /// When the next reminder is due (the program decides), or None.
     pub reminder_due_at: Option<DateTime<Utc>>,
     /// The account's code changes: the new code must be free; the old one
-    /// is released.
+    /// stops working at checkout but stays its owner's in the index, so an
+    /// order already placed with it is still charged to them.
     pub code_change: Option<CodeChange>,
 }
 
@@ -180,6 +187,9 @@ pub struct AccountWrite {
 pub struct CodeChange {
     pub new_code: Code,
     pub old_code: Option<Code>,
+    /// A referral code to claim for the account (must be free in the
+    /// referral index; claiming it again for the same account is a no-op).
+    pub referral_code: Option<Code>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -108,17 +108,18 @@ async fn a_regenerated_code_replaces_the_old_one_which_stops_working() {
     let old = validate(
         &world.ctx,
         &shop(),
-        &validate_request("CB-LEAKED", None, "100.00"),
+        &validate_request("CB-LEAKED", Some("ann"), "100.00"),
         "test",
         t0(),
     )
     .await
     .unwrap();
     assert!(!old.valid, "the leaked code no longer works");
+    assert_eq!(old.kind, None, "answered as an unknown code");
     let new = validate(
         &world.ctx,
         &shop(),
-        &validate_request(&new_code, None, "100.00"),
+        &validate_request(&new_code, Some("ann"), "100.00"),
         "test",
         t0(),
     )

@@ -27,6 +27,8 @@ pub const DEFAULT_PENDING_DAYS: u32 = 30;
 pub const MAX_PENDING_DAYS: u32 = 365;
 pub const DEFAULT_HOLD_TTL_SECONDS: u32 = 15 * 60;
 pub const REMINDER_POSITIONS: u8 = 7;
+pub const DEFAULT_REFERRAL_DAILY_CAP: u32 = 5;
+pub const MAX_REFERRAL_DAILY_CAP: u32 = 1000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +48,10 @@ pub struct Program {
     pub promotions: Vec<Promotion>,
     #[serde(default)]
     pub referral: Option<ReferralReward>,
+    /// Referral rewards one referrer may earn per day (UTC); referred
+    /// orders past it pay the referrer nothing.
+    #[serde(default = "default_referral_daily_cap")]
+    pub referral_daily_cap: u32,
     #[serde(default)]
     pub trigger: Trigger,
     #[serde(default)]
@@ -88,6 +94,10 @@ fn default_display_name() -> String {
 
 fn default_hold_ttl() -> u32 {
     DEFAULT_HOLD_TTL_SECONDS
+}
+
+fn default_referral_daily_cap() -> u32 {
+    DEFAULT_REFERRAL_DAILY_CAP
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -237,6 +247,22 @@ pub struct RedemptionRules {
     /// The code takes at most this percent of the order.
     #[serde(default, with = "rust_decimal::serde::str_option")]
     pub max_percent_of_order: Option<Decimal>,
+    /// Who may spend a customer's balance code. Whoever uses it, the
+    /// discount is debited from the code's owner.
+    #[serde(default)]
+    pub usable_by: CodeUsers,
+}
+
+/// Who may spend a customer's balance code at checkout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CodeUsers {
+    /// Only its owner: validate refuses another customer, and a request
+    /// that names no customer (id or email) at all.
+    #[default]
+    OwnerOnly,
+    /// Anyone holding the code, like a gift card (the owner still pays).
+    Anyone,
 }
 
 impl Default for RedemptionRules {
@@ -248,6 +274,7 @@ impl Default for RedemptionRules {
             combine_with_order: false,
             combine_with_product: true,
             max_percent_of_order: None,
+            usable_by: CodeUsers::OwnerOnly,
         }
     }
 }
@@ -297,6 +324,7 @@ impl Program {
             tiers: Vec::new(),
             promotions: Vec::new(),
             referral: None,
+            referral_daily_cap: DEFAULT_REFERRAL_DAILY_CAP,
             trigger: Trigger::default(),
             issuance: Issuance::default(),
             redemption: RedemptionRules::default(),
@@ -415,6 +443,9 @@ impl Program {
             }
             _ => {}
         }
+        if self.referral_daily_cap == 0 || self.referral_daily_cap > MAX_REFERRAL_DAILY_CAP {
+            fail("referral_daily_cap".into(), "must be between 1 and 1000");
+        }
         if let Issuance::Pending { days } = self.issuance {
             if days > MAX_PENDING_DAYS {
                 fail("issuance.days".into(), "must be between 0 and 365");
@@ -532,6 +563,11 @@ fn check_percent(fail: &mut impl FnMut(String, &str), field: &str, value: Decima
 /// path; name the field when the message carries it.
 fn json_error_field(error: &serde_json::Error) -> String {
     let message = error.to_string();
+    // An unknown variant names the value, not the field: name the one
+    // setting whose choices are these.
+    if message.contains("`owner_only`") {
+        return "redemption.usable_by".to_string();
+    }
     message
         .split('`')
         .nth(1)
@@ -627,6 +663,26 @@ mod tests {
         assert_eq!(fields(program.validate()), ["issuance.days"]);
         program.issuance = Issuance::Pending { days: 0 };
         assert!(program.validate().is_ok());
+    }
+
+    #[test]
+    fn a_balance_code_is_its_owners_alone_unless_the_program_says_anyone() {
+        let program = Program::from_json(r#"{"currency":"USD"}"#).unwrap();
+        assert_eq!(program.redemption.usable_by, CodeUsers::OwnerOnly);
+        assert_eq!(program.referral_daily_cap, DEFAULT_REFERRAL_DAILY_CAP);
+        let gift = Program::from_json(
+            r#"{"currency":"USD","redemption":{"usable_by":"anyone"},"referral_daily_cap":3}"#,
+        )
+        .unwrap();
+        assert_eq!(gift.redemption.usable_by, CodeUsers::Anyone);
+        assert_eq!(gift.referral_daily_cap, 3);
+        let errors =
+            Program::from_json(r#"{"currency":"USD","redemption":{"usable_by":"friends"}}"#)
+                .unwrap_err();
+        assert_eq!(errors.0[0].field, "redemption.usable_by");
+        let errors =
+            Program::from_json(r#"{"currency":"USD","referral_daily_cap":0}"#).unwrap_err();
+        assert_eq!(errors.0[0].field, "referral_daily_cap");
     }
 
     #[test]

@@ -32,6 +32,7 @@ struct Tables {
     ledgers: HashMap<(ShopId, CustomerId), BTreeMap<String, LedgerEntry>>,
     orders: HashMap<(ShopId, OrderId), Versioned<OrderRecord>>,
     code_owners: HashMap<(ShopId, Code), CustomerId>,
+    referral_owners: HashMap<(ShopId, Code), CustomerId>,
     email_owners: HashMap<(ShopId, Email), CustomerId>,
     guards: HashMap<String, (DateTime<Utc>, Option<String>)>,
     notifications: HashMap<String, ()>,
@@ -134,12 +135,10 @@ pub(crate) fn account_due(
     (reminder_due_at, expiry)
 }
 
-/// When an order's pending cashback falls due, if it is still pending.
+/// When an order's pending cashback (with any referral reward hanging on
+/// it) falls due, if it is still pending.
 pub(crate) fn order_due(record: &OrderRecord) -> Option<DateTime<Utc>> {
-    if record.cancelled || record.released || !record.pending.is_positive() {
-        return None;
-    }
-    record.release_at
+    record.due_at()
 }
 
 #[async_trait::async_trait]
@@ -174,6 +173,11 @@ impl Store for MemoryStore {
         for code in &request.code_owners {
             if let Some(owner) = tables.code_owners.get(&(shop.clone(), code.clone())) {
                 result.code_owners.insert(code.clone(), owner.clone());
+            }
+        }
+        for code in &request.referral_owners {
+            if let Some(owner) = tables.referral_owners.get(&(shop.clone(), code.clone())) {
+                result.referral_owners.insert(code.clone(), owner.clone());
             }
         }
         for email in &request.email_owners {
@@ -248,6 +252,14 @@ impl Store for MemoryStore {
                     .get(&(shop.clone(), change.new_code.clone()));
                 if owner.is_some_and(|o| o != &write.account.customer) {
                     return Err(StoreError::CodeTaken);
+                }
+                if let Some(referral) = &change.referral_code {
+                    let owner = tables
+                        .referral_owners
+                        .get(&(shop.clone(), referral.clone()));
+                    if owner.is_some_and(|o| o != &write.account.customer) {
+                        return Err(StoreError::CodeTaken);
+                    }
                 }
             }
             let ledger = tables.ledgers.get(&key);
@@ -335,12 +347,16 @@ impl Store for MemoryStore {
             let customer = write.account.customer.clone();
             let key = (shop.clone(), customer.clone());
             if let Some(change) = &write.code_change {
-                if let Some(old) = &change.old_code {
-                    tables.code_owners.remove(&(shop.clone(), old.clone()));
-                }
+                // A replaced code stays its owner's: an order placed with it
+                // is still charged to them (checkout refuses it).
                 tables
                     .code_owners
                     .insert((shop.clone(), change.new_code.clone()), customer.clone());
+                if let Some(referral) = &change.referral_code {
+                    tables
+                        .referral_owners
+                        .insert((shop.clone(), referral.clone()), customer.clone());
+                }
             }
             if let Some(email) = &write.account.email {
                 tables

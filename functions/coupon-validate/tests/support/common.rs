@@ -23,6 +23,7 @@ use cashback_edge::auth::hash_api_key;
 
 pub const API_KEY: &str = "cbk_router_test_key";
 pub const ANN_CODE: &str = "CB-ANN0000000001";
+pub const ANN_EMAIL: &str = "ann@example.com";
 
 pub struct Silent;
 
@@ -100,6 +101,7 @@ pub async fn seed(store: Arc<dyn Store>, balance: &str) -> Context {
         .unwrap();
     let mut account = Account::open(shop(), CustomerId::parse("ann").unwrap(), Currency::USD);
     account.code = Some(Code::parse(ANN_CODE).unwrap());
+    account.email = Some(cashback_core::ids::Email::parse(ANN_EMAIL).unwrap());
     let applied = account
         .adjust(usd(balance), "seed", "ann", &program(), t0())
         .unwrap();
@@ -115,6 +117,7 @@ pub async fn seed(store: Arc<dyn Store>, balance: &str) -> Context {
                     code_change: Some(CodeChange {
                         new_code: Code::parse(ANN_CODE).unwrap(),
                         old_code: None,
+                        referral_code: None,
                     }),
                 }],
                 ..WriteSet::default()

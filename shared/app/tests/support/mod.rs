@@ -491,6 +491,7 @@ pub async fn seed_balance(
                     code_change: Some(CodeChange {
                         new_code: Code::parse(code).unwrap(),
                         old_code: None,
+                        referral_code: None,
                     }),
                 }],
                 ..WriteSet::default()

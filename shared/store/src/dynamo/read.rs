@@ -37,6 +37,7 @@ enum Target {
     Coupon(Code),
     CouponUse(Code, UsageKey),
     CodeOwner(Code),
+    ReferralOwner(Code),
     EmailOwner(Email),
     Product(ProductId),
     Counter(String),
@@ -75,6 +76,15 @@ fn targets(shop: &ShopId, request: &ReadRequest) -> Vec<((String, String), Targe
         wanted.push((
             (keys::code_key(shop, code), keys::CODE_SK.to_string()),
             Target::CodeOwner(code.clone()),
+        ));
+    }
+    for code in &request.referral_owners {
+        wanted.push((
+            (
+                keys::referral_key(shop, code),
+                keys::REFERRAL_SK.to_string(),
+            ),
+            Target::ReferralOwner(code.clone()),
         ));
     }
     for email in &request.email_owners {
@@ -225,6 +235,11 @@ fn apply(result: &mut ReadResult, target: &Target, item: &Item) -> Result<(), St
         Target::CodeOwner(code) => {
             result
                 .code_owners
+                .insert(code.clone(), decode_customer(item)?);
+        }
+        Target::ReferralOwner(code) => {
+            result
+                .referral_owners
                 .insert(code.clone(), decode_customer(item)?);
         }
         Target::EmailOwner(email) => {

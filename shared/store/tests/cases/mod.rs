@@ -209,6 +209,7 @@ pub async fn reading_what_was_never_written_finds_nothing(store: &dyn Store) {
                 accounts: vec![customer("nobody")],
                 coupons: vec![Code::parse("none").unwrap()],
                 code_owners: vec![Code::parse("none").unwrap()],
+                referral_owners: vec![Code::parse("none").unwrap()],
                 email_owners: vec![Email::parse("x@example.com").unwrap()],
                 coupon_uses: vec![(
                     Code::parse("none").unwrap(),
@@ -223,7 +224,7 @@ pub async fn reading_what_was_never_written_finds_nothing(store: &dyn Store) {
     assert_eq!(result.counters["never-counted"], 0);
     assert!(result.order.is_none() && result.accounts.is_empty() && result.coupons.is_empty());
     assert!(result.code_owners.is_empty() && result.email_owners.is_empty());
-    assert!(result.products.is_empty());
+    assert!(result.referral_owners.is_empty() && result.products.is_empty());
     assert_eq!(result.coupon_uses.values().copied().sum::<u32>(), 0);
     assert!(store.get_shop(&shop()).await.unwrap().is_none());
     assert!(store.get_program(&shop()).await.unwrap().is_none());
@@ -509,7 +510,9 @@ pub async fn the_ledger_pages_newest_first_to_the_end(store: &dyn Store) {
     account.value.check(&entries).unwrap();
 }
 
-pub async fn a_code_belongs_to_one_account_and_moves_when_regenerated(store: &dyn Store) {
+pub async fn a_code_belongs_to_one_account_and_stays_its_owners_when_regenerated(
+    store: &dyn Store,
+) {
     let claim =
         |_: &str, new: &str, old: Option<&str>, version: u64, account: Account| AccountWrite {
             account,
@@ -519,6 +522,7 @@ pub async fn a_code_belongs_to_one_account_and_moves_when_regenerated(store: &dy
             code_change: Some(CodeChange {
                 new_code: Code::parse(new).unwrap(),
                 old_code: old.map(|o| Code::parse(o).unwrap()),
+                referral_code: None,
             }),
         };
     let mut ann = new_account("ann");
@@ -556,13 +560,15 @@ pub async fn a_code_belongs_to_one_account_and_moves_when_regenerated(store: &dy
         read.code_owners.get(&Code::parse("CB-AAAA").unwrap()),
         Some(&customer("ann"))
     );
-    // Regenerating frees the old code.
+    // Regenerating gives Ann a new code; the old one stays hers in the
+    // index (an order placed with it is still charged to her) and nobody
+    // else can claim it. The account names the current one.
     ann.code = Some(Code::parse("CB-BBBB").unwrap());
     store
         .write(
             &shop(),
             WriteSet {
-                accounts: vec![claim("ann", "CB-BBBB", Some("CB-AAAA"), 1, ann)],
+                accounts: vec![claim("ann", "CB-BBBB", Some("CB-AAAA"), 1, ann.clone())],
                 ..WriteSet::default()
             },
         )
@@ -572,11 +578,76 @@ pub async fn a_code_belongs_to_one_account_and_moves_when_regenerated(store: &dy
         .read(&shop(), &owners(&["cb-aaaa", "cb-bbbb"]))
         .await
         .unwrap();
-    assert_eq!(read.code_owners.len(), 1);
+    assert_eq!(read.code_owners.len(), 2);
+    assert!(read.code_owners.values().all(|o| o == &customer("ann")));
+    let mut carl = new_account("carl");
+    carl.code = Some(Code::parse("CB-AAAA").unwrap());
+    let taken = store
+        .write(
+            &shop(),
+            WriteSet {
+                accounts: vec![claim("carl", "cb-aaaa", None, 0, carl)],
+                ..WriteSet::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(taken, StoreError::CodeTaken), "{taken:?}");
+    // A referral code has its own index: it resolves there only, and a
+    // balance code never resolves as one.
+    let referral = |customer: &str, code: &str, version: u64, account: Account| {
+        let mut write = claim(customer, "CB-BBBB", None, version, account);
+        if let Some(change) = write.code_change.as_mut() {
+            change.new_code = write.account.code.clone().unwrap();
+            change.referral_code = Some(Code::parse(code).unwrap());
+        }
+        write
+    };
+    ann.referral_code = Some(Code::parse("REF-AAAA").unwrap());
+    store
+        .write(
+            &shop(),
+            WriteSet {
+                accounts: vec![referral("ann", "REF-AAAA", 2, ann.clone())],
+                ..WriteSet::default()
+            },
+        )
+        .await
+        .unwrap();
+    let read = store
+        .read(
+            &shop(),
+            &ReadRequest {
+                referral_owners: vec![
+                    Code::parse("ref-aaaa").unwrap(),
+                    Code::parse("cb-bbbb").unwrap(),
+                ],
+                code_owners: vec![Code::parse("ref-aaaa").unwrap()],
+                ..ReadRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(read.referral_owners.len(), 1);
     assert_eq!(
-        read.code_owners.get(&Code::parse("CB-BBBB").unwrap()),
+        read.referral_owners.get(&Code::parse("REF-AAAA").unwrap()),
         Some(&customer("ann"))
     );
+    assert!(read.code_owners.is_empty());
+    let mut dan = new_account("dan");
+    dan.code = Some(Code::parse("CB-DDDD").unwrap());
+    let taken = store
+        .write(
+            &shop(),
+            WriteSet {
+                accounts: vec![referral("dan", "ref-aaaa", 0, dan)],
+                ..WriteSet::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(taken, StoreError::CodeTaken), "{taken:?}");
+    assert!(read_account(store, "dan").await.is_none());
     let email = Email::parse("ann@example.com").unwrap();
     let read = store
         .read(

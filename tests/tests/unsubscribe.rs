@@ -90,6 +90,7 @@ async fn an_unsubscribed_customer_gets_no_cashback_email_of_any_kind() {
             name: "Demo Store".into(),
             webhook_secret_ref: DEMO_SECRET_REF.into(),
             api_key_hash: String::new(),
+            guest_id_key: None,
             created_at: now,
         })
         .await

@@ -30,6 +30,7 @@ async fn forged_delivery(reference: &str, value: &str) -> (StatusCode, serde_jso
             name: "Forged".into(),
             webhook_secret_ref: reference.into(),
             api_key_hash: String::new(),
+            guest_id_key: None,
             created_at: now(),
         })
         .await

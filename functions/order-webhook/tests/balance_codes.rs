@@ -49,6 +49,7 @@ on_every_store!(
     a_referral_reward_is_pending_and_voided_by_a_cancel,
     a_refund_takes_the_referral_reward_back_in_proportion,
     self_referral_by_id_or_email_pays_nothing,
+    an_order_with_nothing_eligible_pays_no_referral_reward,
 );
 
 const ANN_CODE: &str = "CB-ANN-BALANCE";
@@ -461,4 +462,35 @@ async fn self_referral_by_id_or_email_pays_nothing(backend: Backend) {
     let old = account(&world, "maya-old").await.unwrap();
     assert_eq!((old.available, old.pending), (usd("0.00"), usd("0.00")));
     assert!(ledger(&world, "maya-old").await.is_empty());
+}
+
+async fn an_order_with_nothing_eligible_pays_no_referral_reward(backend: Backend) {
+    // A fresh guest buys only gift cards (cash to them, eligible for
+    // nothing) with a referral code: a fixed reward would be minted for the
+    // referrer at no cost, and a refund by lines would take none of it back
+    // (nothing eligible was refunded).
+    let world = backend.world().await;
+    seed_customer(
+        &world,
+        "ann",
+        ANN_CODE,
+        Some("ann@example.com"),
+        "0.00",
+        Some(SHOPIFY_REFERRAL_CODE),
+    )
+    .await;
+    let mut order = samples::shopify_order_with(samples::SHOPIFY_ORDER_ID, "#2001", Stage::Paid);
+    order["customer"] = Value::Null;
+    order["email"] = json!("fresh-guest@example.com");
+    order["contact_email"] = json!("fresh-guest@example.com");
+    for line in order["line_items"].as_array_mut().unwrap() {
+        line["gift_card"] = json!(true);
+    }
+    let (status, body) = shopify(&world, "orders/paid", order.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let record = order_record(&world, &shopify_order()).await.unwrap();
+    assert!(record.eligible().is_zero());
+    assert!(record.referral.is_none(), "{:?}", record.referral);
+    let ann = ann(&world).await;
+    assert_eq!((ann.available, ann.pending), (usd("0.00"), usd("0.00")));
 }

@@ -723,7 +723,8 @@ fn update_tier(program: &Program, account: &mut Account, journal: &mut Journal) 
 /// Pays the buyer's referrer the program's referral reward on the buyer's
 /// first earning order, following the program's issuance. Nothing for a
 /// self-referral (same customer id or same email), past the referrer's
-/// daily cap, or when the reward comes to nothing.
+/// daily cap, for an order with nothing eligible, or when the reward comes
+/// to nothing.
 fn credit_referral(
     program: &Program,
     sides: &mut Sides<'_>,
@@ -735,6 +736,12 @@ fn credit_referral(
         return Ok(());
     };
     if record.referral.is_some() || is_self_referral(referrer, buyer, order) {
+        return Ok(());
+    }
+    // An order with nothing eligible (gift cards, excluded products) refers
+    // nobody: a fixed reward would be minted at no cost to the buyer, and
+    // its refunds, measured in eligible spend, would take none of it back.
+    if !record.eligible().is_positive() {
         return Ok(());
     }
     let reward = referral_reward(program, record.eligible());

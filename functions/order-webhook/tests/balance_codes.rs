@@ -50,6 +50,7 @@ on_every_store!(
     a_refund_takes_the_referral_reward_back_in_proportion,
     self_referral_by_id_or_email_pays_nothing,
     an_order_with_nothing_eligible_pays_no_referral_reward,
+    self_referral_through_a_plus_address_pays_nothing,
 );
 
 const ANN_CODE: &str = "CB-ANN-BALANCE";
@@ -490,6 +491,37 @@ async fn an_order_with_nothing_eligible_pays_no_referral_reward(backend: Backend
     assert_eq!(status, StatusCode::OK, "{body}");
     let record = order_record(&world, &shopify_order()).await.unwrap();
     assert!(record.eligible().is_zero());
+    assert!(record.referral.is_none(), "{:?}", record.referral);
+    let ann = ann(&world).await;
+    assert_eq!((ann.available, ann.pending), (usd("0.00"), usd("0.00")));
+}
+
+async fn self_referral_through_a_plus_address_pays_nothing(backend: Backend) {
+    // Ann checks out as a guest under a tagged address of her own mailbox
+    // (ann+1@, ann+2@...: a new guest account, so a new "first order", each
+    // time) with her own referral code in the cart.
+    let world = backend.world().await;
+    seed_customer(
+        &world,
+        "ann",
+        ANN_CODE,
+        Some("ann@example.com"),
+        "0.00",
+        Some(SHOPIFY_REFERRAL_CODE),
+    )
+    .await;
+    paid(
+        &world,
+        samples::SHOPIFY_ORDER_ID,
+        None,
+        Buyer::Guest("Ann+1@Example.com"),
+    )
+    .await;
+    let record = order_record(&world, &shopify_order()).await.unwrap();
+    assert!(
+        record.earned.is_some(),
+        "the guest's own cashback is earned"
+    );
     assert!(record.referral.is_none(), "{:?}", record.referral);
     let ann = ann(&world).await;
     assert_eq!((ann.available, ann.pending), (usd("0.00"), usd("0.00")));

@@ -14,7 +14,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FUNCTIONS=(admin-api coupon-validate customer-api order-webhook promote-pending send-reminders)
-RELEASE="${CARGO_TARGET_DIR:-target}/release"
+# An explicit --target, as `cargo lambda build` (and so `sam build`) passes:
+# with the same profile and features (Cargo.toml) the two builds share every
+# compiled crate, so a `sam build` after this one only links.
+TARGET=${TARGET:-$(rustc -vV | sed -n 's/^host: //p')}
+RELEASE="${CARGO_TARGET_DIR:-target}/$TARGET/release"
 RUNS=${RUNS:-15}
 SECTIONS=("$@")
 [ ${#SECTIONS[@]} -eq 0 ] && SECTIONS=(machine build measure callgrind dynamo coldstart)
@@ -41,7 +45,7 @@ build() {
   local packages=()
   for f in "${FUNCTIONS[@]}"; do packages+=(-p "$f"); done
   local started=$SECONDS
-  cargo build --release --locked "${packages[@]}" -p cashback-benches --bins --examples
+  cargo build --release --locked --target "$TARGET" "${packages[@]}" -p cashback-benches --bins --examples
   echo "release build: $((SECONDS - started)) s"
 }
 
@@ -83,7 +87,7 @@ callgrind() {
 
 criterion() {
   echo "## criterion"
-  cargo bench -p cashback-benches
+  cargo bench -p cashback-benches --features criterion
 }
 
 with_moto() {

@@ -73,14 +73,12 @@ impl TrustRoots {
 /// timeouts when a client is constructed, and reused by every client with
 /// the same timeouts.
 pub fn https_client(roots: TrustRoots) -> SharedHttpClient {
+    // `build` only stores the trust store: it cannot fail today, and the
+    // default (the system's store) is a safe answer if it ever does.
     let context = TlsContext::builder()
         .with_trust_store(roots.trust_store())
-        .build();
-    // `build` only stores the trust store; it cannot fail today.
-    let context = match context {
-        Ok(context) => context,
-        Err(_) => TlsContext::default(),
-    };
+        .build()
+        .unwrap_or_default();
     Builder::new().build_with_connector_fn(move |settings, components| {
         let mut builder = ConnectorBuilder::default()
             .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))

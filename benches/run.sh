@@ -161,7 +161,7 @@ coldstart() {
     "bare-lambda|scheduled.json scheduled.json"
     "order-webhook|webhook-paid-1.json webhook-paid-2.json"
     "customer-api|customer-view.json customer-view.json"
-    "coupon-validate|coupon-validate.json coupon-validate.json"
+    "coupon-validate|coupon-validate-@A.json coupon-validate-@B.json"
     "admin-api|admin-program.json admin-program.json"
     "promote-pending|scheduled.json scheduled.json"
     "send-reminders|scheduled.json scheduled.json"
@@ -171,6 +171,9 @@ coldstart() {
     n=0
     for request in "${requests[@]}"; do
       IFS='|' read -r name events <<<"$request"
+      # Events that must differ between rounds (coldstart_setup says why).
+      events=${events//@A/$((2 * round - 1))}
+      events=${events//@B/$((2 * round))}
       local args=()
       for e in $events; do args+=(--event "$dir/$e"); done
       python3 benches/stub_runtime.py --binary "$RELEASE/$name" --runs 1 --json --label "$name" \

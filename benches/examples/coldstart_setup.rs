@@ -7,7 +7,8 @@
 //! sends them, an EventBridge schedule event, and one request for each API
 //! function: the first order's customer view (customer-api), a code
 //! checked at checkout (coupon-validate; an unknown code, as the
-//! customer's own is random) and the program (admin-api, admin token
+//! customer's own is random; `coupon-validate-<n>.json`, each from another
+//! caller) and the program (admin-api, admin token
 //! `bench-admin-token`).
 //!
 //! ```text
@@ -32,6 +33,10 @@ use cashback_store::DynamoStore;
 use order_webhook::samples::{shopify_delivery, Sample, DEMO_SECRET};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Checkout requests written, each from its own caller (two per round of
+/// `benches/run.sh coldstart`, so up to 100 rounds).
+const VALIDATE_EVENTS: u32 = 200;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -100,22 +105,8 @@ async fn main() -> Result<(), Error> {
             "GET /v1/shops/{shop}/customers/{id}/cashback",
             "GET",
             format!("/v1/shops/{shop}/customers/{}/cashback", customer_id(1)),
-            key.clone(),
-            String::new(),
-        ),
-        (
-            "coupon-validate.json",
-            "POST /v1/shops/{shop}/coupons/validate",
-            "POST",
-            format!("/v1/shops/{shop}/coupons/validate"),
             key,
-            serde_json::json!({
-                "code": "CB-BENCH1",
-                "customer_id": customer_id(1).to_string(),
-                "currency": "USD",
-                "cart": {"lines": [{"quantity": 1, "unit_price": "50.00"}], "subtotal": "50.00"}
-            })
-            .to_string(),
+            String::new(),
         ),
         (
             "admin-program.json",
@@ -130,6 +121,30 @@ async fn main() -> Result<(), Error> {
         std::fs::write(
             dir.join(file),
             http_event(route, method, &path, &authorization, &body).to_string(),
+        )?;
+    }
+    // An unknown code is counted per caller (at most 10 in 5 minutes, then
+    // 429): every request of the runs comes from a caller of its own, so
+    // each is the same path (one read, the guess counter's write).
+    for n in 1..=VALIDATE_EVENTS {
+        let body = serde_json::json!({
+            "code": "CB-BENCH1",
+            "customer_id": customer_id(1).to_string(),
+            "currency": "USD",
+            "cart": {"lines": [{"quantity": 1, "unit_price": "50.00"}], "subtotal": "50.00"},
+            "caller": format!("bench-caller-{n}")
+        })
+        .to_string();
+        std::fs::write(
+            dir.join(format!("coupon-validate-{n}.json")),
+            http_event(
+                "POST /v1/shops/{shop}/coupons/validate",
+                "POST",
+                &format!("/v1/shops/{shop}/coupons/validate"),
+                &format!("Bearer {BENCH_API_KEY}"),
+                &body,
+            )
+            .to_string(),
         )?;
     }
     println!("CASHBACK_TABLE={table}");

@@ -157,8 +157,9 @@ async fn view(
     Ok(portal::customer_view(&state.ctx, &shop, &customer, &page, now).await?)
 }
 
-/// The shop's API key, or a signed app proxy request for this very customer.
-fn authorize(
+/// The shop's API key, or a signed app proxy request for this very customer
+/// (the shopper's cashback page checks its proxy requests with it too).
+pub fn authorize(
     config: &CustomerApiConfig,
     known: &Shop,
     customer: &CustomerId,

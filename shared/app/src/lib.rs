@@ -8,6 +8,7 @@
 //! - [`events`]: an order event from a platform, applied to the ledger.
 //! - [`checkout`]: a code checked against a cart at checkout; holds.
 //! - [`portal`]: the customer's view of their cashback; unsubscribe.
+//! - [`preferences`]: the customer's email preferences (reminders off or on).
 //! - [`notices`]: which emails a change calls for; signed unsubscribe links.
 //! - [`error`]: the use cases' errors.
 
@@ -20,6 +21,7 @@ pub mod jobs;
 pub mod notices;
 pub mod notify;
 pub mod portal;
+pub mod preferences;
 pub mod referral;
 pub mod store;
 

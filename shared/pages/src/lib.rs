@@ -1,0 +1,92 @@
+//! What people see: server-rendered pages over the same use cases as the
+//! JSON API (no rule lives here, only presentation).
+//!
+//! The customer's cashback page:
+//!
+//! | route | who reaches it |
+//! | --- | --- |
+//! | `GET /pages/proxy` | Shopify's app proxy (`/apps/cashback` in the shop), signature checked as the customer API does; answers `application/liquid` so the theme wraps it |
+//! | `POST /pages/proxy/preferences` | the page's email preference form, through the proxy |
+//! | `GET /pages/shops/{shop}/customers/{id}?expires=&sig=` | a signed link (WooCommerce My Account), a whole page |
+//! | `POST /pages/shops/{shop}/customers/{id}/preferences?expires=&sig=` | its preference form |
+//! | `POST /pages/shops/{shop}/customers/{id}/link` | the shop's server, with its API key: mints a signed link |
+//! | `GET /pages/assets/{file}`, `GET /pages/proxy/assets/{file}` | the stylesheet and the one script |
+//!
+//! # Layout
+//! - [`customer`]: the customer's page handlers and its template.
+//! - [`link`]: signed page links and the form token.
+//! - [`assets`]: the stylesheet and the script, compiled in.
+
+pub mod assets;
+pub mod customer;
+pub mod link;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+
+use cashback_app::Context;
+use customer_api::CustomerApiConfig;
+
+/// The page forms are a few fields; nothing larger is read.
+pub const MAX_BODY_BYTES: usize = 8 * 1024;
+
+/// How long a minted page link works.
+pub const DEFAULT_LINK_TTL_SECONDS: i64 = 3600;
+
+/// What the pages need besides the context.
+#[derive(Clone, Debug)]
+pub struct PagesConfig {
+    /// The app proxy secret and the age a proxied request may have, as the
+    /// customer API checks them.
+    pub proxy: CustomerApiConfig,
+    pub link_ttl_seconds: i64,
+}
+
+impl PagesConfig {
+    pub fn from_env() -> PagesConfig {
+        PagesConfig {
+            proxy: CustomerApiConfig::from_env(),
+            link_ttl_seconds: DEFAULT_LINK_TTL_SECONDS,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct PagesState {
+    pub ctx: Context,
+    pub config: Arc<PagesConfig>,
+}
+
+/// The page routes, configured from the environment.
+pub fn router(ctx: Context) -> Router {
+    router_with(ctx, PagesConfig::from_env())
+}
+
+/// The page routes with an explicit configuration (tests, local server).
+pub fn router_with(ctx: Context, config: PagesConfig) -> Router {
+    Router::new()
+        .route("/pages/assets/{file}", get(assets::serve))
+        .route("/pages/proxy/assets/{file}", get(assets::serve))
+        .route("/pages/proxy", get(customer::proxy_page))
+        .route(
+            "/pages/proxy/preferences",
+            post(customer::proxy_preferences),
+        )
+        .route(customer::LINK_PAGE_ROUTE, get(customer::link_page))
+        .route(
+            "/pages/shops/{shop}/customers/{id}/preferences",
+            post(customer::link_preferences),
+        )
+        .route(
+            "/pages/shops/{shop}/customers/{id}/link",
+            post(customer::mint_link),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(PagesState {
+            ctx,
+            config: Arc::new(config),
+        })
+}

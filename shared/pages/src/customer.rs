@@ -22,6 +22,7 @@ use serde::Deserialize;
 
 use cashback_app::portal::{self, CustomerView, EntriesPage};
 use cashback_app::preferences::{self, PreferenceOutcome};
+use cashback_app::store::Platform;
 use cashback_app::AppError;
 use cashback_core::ids::{CustomerId, ShopId};
 use cashback_core::ledger::EntryKind;
@@ -151,8 +152,10 @@ pub struct Urls {
     pub page: String,
     pub preferences_action: String,
     pub asset_base: String,
-    /// Whether the shop takes `/discount/CODE` (Shopify).
-    pub apply_path: bool,
+    /// Where the shop's `/discount/CODE` is (Shopify): "" on the shop's own
+    /// domain (the app proxy), the shop's URL elsewhere; None when the
+    /// platform has no such link.
+    pub apply_base: Option<String>,
 }
 
 fn with_param(url: &str, name: &str, value: &str) -> String {
@@ -206,8 +209,8 @@ pub fn page_of(
         apply_url: view
             .code
             .as_ref()
-            .filter(|_| urls.apply_path)
-            .map(|code| format!("/discount/{code}?redirect=/cart")),
+            .zip(urls.apply_base.as_ref())
+            .map(|(code, base)| format!("{base}/discount/{code}?redirect=/cart")),
         code: view.code.clone(),
         tier: view
             .tier
@@ -342,7 +345,7 @@ fn proxy_urls(prefix: &str) -> Urls {
         page: prefix.to_string(),
         preferences_action: format!("{prefix}/preferences"),
         asset_base: format!("{prefix}/assets"),
-        apply_path: true,
+        apply_base: Some(String::new()),
     }
 }
 
@@ -510,7 +513,7 @@ fn link_urls(shop: &ShopId, customer: &CustomerId, params: &[(String, String)]) 
         page: format!("/pages/shops/{shop}/customers/{customer}?{auth}"),
         preferences_action: format!("/pages/shops/{shop}/customers/{customer}/preferences?{auth}"),
         asset_base: "/pages/assets".into(),
-        apply_path: false,
+        apply_base: None,
     }
 }
 
@@ -524,12 +527,19 @@ pub(crate) async fn link_page(
         let (shop, customer) = link_ids(path)?;
         let params = query_params(query)?;
         check_link(&state, &shop, &customer, &params, now)?;
-        let known = state.ctx.shop(&shop, now).await?;
+        let shop_program = state.ctx.shop_program(&shop, now).await?;
         let page = entries_page(&params);
         let view = portal::customer_view(&state.ctx, &shop, &customer, &page, now).await?;
         let token = link::form_token(&state.ctx.config.link_secret, &shop, &customer);
         let mut urls = link_urls(&shop, &customer, &params);
-        urls.apply_path = known.platform == cashback_app::store::Platform::Shopify;
+        if shop_program.shop.platform == Platform::Shopify {
+            urls.apply_base = shop_program
+                .program
+                .shop_url
+                .as_deref()
+                .filter(|url| url.starts_with("https://") || url.starts_with("http://"))
+                .map(|url| url.trim_end_matches('/').to_string());
+        }
         let page = page_of(
             &view,
             &urls,

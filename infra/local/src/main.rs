@@ -209,7 +209,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     pages::seed_demo_customer(&router, &local.ctx, local.clock.now()).await?;
     print_banner(&args);
     println!(
-        "customer page of the demo customer (a signed link, as WooCommerce's My Account links it):\n  {}",
+        "merchant dashboard: http://{}/dashboard/login   shop: {DEMO_SHOP}   email: {}   password: {}\n\
+         customer page of the demo customer (a signed link, as WooCommerce's My Account links it):\n  {}",
+        args.addr,
+        pages::DEMO_DASHBOARD_EMAIL,
+        pages::DEMO_DASHBOARD_PASSWORD,
         pages::demo_customer_url(&local.ctx, local.clock.now())?
     );
     axum::serve(listener, router)

@@ -7,7 +7,9 @@ use chrono::{DateTime, Duration, Utc};
 use cashback_app::admin;
 use cashback_app::Context;
 use cashback_core::ids::CustomerId;
+use cashback_pages::auth::{hash_password_with, DashboardUser};
 use cashback_pages::customer::signed_link;
+use cashback_pages::PagesConfig;
 
 use crate::demo::{self, CUSTOMER_ID};
 use crate::seed::demo_shop_id;
@@ -57,4 +59,29 @@ pub fn demo_customer_url(ctx: &Context, now: DateTime<Utc>) -> Result<String, St
         &demo_customer()?,
         now + Duration::days(LINK_DAYS),
     ))
+}
+
+/// The demo shop's dashboard sign-in (local only, like the other demo values).
+pub const DEMO_DASHBOARD_EMAIL: &str = "owner@demo.myshopify.com";
+pub const DEMO_DASHBOARD_PASSWORD: &str = "demo-dashboard-password";
+
+/// The pages' configuration from the environment, with the demo shop's
+/// dashboard user added. Its hash has a low cost so a development build
+/// signs in at once; real users get [`cashback_pages::auth::hash_password`].
+pub fn pages_config() -> PagesConfig {
+    let mut config = PagesConfig::from_env();
+    config.dashboard_users.push(DashboardUser {
+        shop: demo_shop_id(),
+        email: DEMO_DASHBOARD_EMAIL.into(),
+        password_hash: hash_password_with(DEMO_DASHBOARD_PASSWORD, rand_salt(), 10_000),
+    });
+    config
+}
+
+fn rand_salt() -> [u8; 16] {
+    let mut salt = [0u8; 16];
+    for (i, byte) in DEMO_DASHBOARD_EMAIL.bytes().enumerate() {
+        salt[i % 16] ^= byte;
+    }
+    salt
 }

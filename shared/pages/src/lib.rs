@@ -15,10 +15,14 @@
 //! # Layout
 //! - [`customer`]: the customer's page handlers and its template.
 //! - [`link`]: signed page links and the form token.
+//! - [`dashboard`]: the merchant's dashboard (customers, ledger, adjustments).
+//! - [`auth`]: dashboard users, sessions and CSRF tokens.
 //! - [`assets`]: the stylesheet and the script, compiled in.
 
 pub mod assets;
+pub mod auth;
 pub mod customer;
+pub mod dashboard;
 pub mod link;
 
 use std::sync::Arc;
@@ -43,6 +47,8 @@ pub struct PagesConfig {
     /// customer API checks them.
     pub proxy: CustomerApiConfig,
     pub link_ttl_seconds: i64,
+    /// Who may sign in to which shop's dashboard.
+    pub dashboard_users: Vec<auth::DashboardUser>,
 }
 
 impl PagesConfig {
@@ -50,8 +56,22 @@ impl PagesConfig {
         PagesConfig {
             proxy: CustomerApiConfig::from_env(),
             link_ttl_seconds: DEFAULT_LINK_TTL_SECONDS,
+            dashboard_users: users_from_env(),
         }
     }
+}
+
+/// `CASHBACK_DASHBOARD_USERS`: a JSON list of `{"shop", "email",
+/// "password_hash"}` (hashes from [`auth::hash_password`]). Unset or
+/// unreadable: nobody can sign in (logged).
+fn users_from_env() -> Vec<auth::DashboardUser> {
+    let Ok(raw) = std::env::var("CASHBACK_DASHBOARD_USERS") else {
+        return Vec::new();
+    };
+    serde_json::from_str(&raw).unwrap_or_else(|error| {
+        tracing::warn!(%error, "CASHBACK_DASHBOARD_USERS is not a list of users; nobody can sign in");
+        Vec::new()
+    })
 }
 
 #[derive(Clone)]
@@ -83,6 +103,27 @@ pub fn router_with(ctx: Context, config: PagesConfig) -> Router {
         .route(
             "/pages/shops/{shop}/customers/{id}/link",
             post(customer::mint_link),
+        )
+        .route(
+            "/dashboard/login",
+            get(dashboard::login_page).post(dashboard::login),
+        )
+        .route("/dashboard/logout", post(dashboard::logout))
+        .route(
+            "/dashboard/shops/{shop}/customers",
+            get(dashboard::customers),
+        )
+        .route(
+            "/dashboard/shops/{shop}/customers/{id}",
+            get(dashboard::customer),
+        )
+        .route(
+            "/dashboard/shops/{shop}/customers/{id}/adjustments",
+            post(dashboard::adjust),
+        )
+        .route(
+            "/dashboard/shops/{shop}/customers/{id}/regenerate-code",
+            post(dashboard::regenerate_code),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(PagesState {

@@ -1,0 +1,323 @@
+//! The merchant dashboard through the real router: sign-in, the session
+//! cookie's attributes, CSRF on every form, customer lookup, the ledger,
+//! adjustments (field errors beside their field, idempotent), a new code;
+//! and one shop's user refused on another shop.
+
+mod support;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+
+use cashback_app::admin;
+use cashback_app::Context;
+use cashback_core::ids::{CustomerId, ShopId};
+use cashback_pages::auth::{self, hash_password_with, DashboardUser};
+use cashback_pages::{router_with, PagesConfig};
+use customer_api::CustomerApiConfig;
+
+use support::*;
+
+const OWNER: &str = "owner@demo.test";
+const PASSWORD: &str = "a long demo password";
+const RIVAL: &str = "rival@other.test";
+
+fn config() -> PagesConfig {
+    PagesConfig {
+        proxy: CustomerApiConfig {
+            shopify_app_secret: None,
+            proxy_max_age_seconds: 300,
+        },
+        link_ttl_seconds: 3600,
+        dashboard_users: vec![
+            DashboardUser {
+                shop: shop(),
+                email: OWNER.into(),
+                password_hash: hash_password_with(PASSWORD, [7; 16], 1000),
+            },
+            DashboardUser {
+                shop: ShopId::parse("other.myshopify.com").unwrap(),
+                email: RIVAL.into(),
+                password_hash: hash_password_with(PASSWORD, [8; 16], 1000),
+            },
+        ],
+    }
+}
+
+async fn ctx() -> Context {
+    memory_context("30.00").await.with_clock(Arc::new(t0))
+}
+
+/// Signs in; the session cookie's `name=value`.
+async fn sign_in(router: &axum::Router, shop: &str, email: &str) -> String {
+    let (status, response, body) = send_text(
+        router.clone(),
+        post_form(
+            "/dashboard/login",
+            &format!(
+                "shop={shop}&email={email}&password={}",
+                PASSWORD.replace(' ', "+")
+            ),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    cookie.split(';').next().unwrap().to_string()
+}
+
+fn get_as(uri: &str, cookie: &str) -> Request<Body> {
+    Request::get(uri)
+        .header("cookie", cookie)
+        .body(Body::empty())
+        .unwrap()
+}
+
+fn post_as(uri: &str, cookie: &str, form: &str) -> Request<Body> {
+    Request::post(uri)
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(form.to_string()))
+        .unwrap()
+}
+
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+    page[at..at + 64].to_string()
+}
+
+fn key_of(page: &str) -> String {
+    let marker = "name=\"idempotency_key\" value=\"";
+    let at = page.find(marker).unwrap() + marker.len();
+    page[at..].split('"').next().unwrap().to_string()
+}
+
+async fn available(ctx: &Context) -> String {
+    admin::get_customer(ctx, &shop(), &CustomerId::parse("ann").unwrap())
+        .await
+        .unwrap()
+        .available
+        .to_string()
+}
+
+const ANN: &str = "/dashboard/shops/demo.myshopify.com/customers/ann";
+
+#[tokio::test]
+async fn signing_in_sets_a_short_lived_strict_http_only_cookie() {
+    let router = router_with(ctx().await, config());
+    let (status, response, body) = send_text(
+        router.clone(),
+        post_form(
+            "/dashboard/login",
+            "shop=demo.myshopify.com&email=owner@demo.test&password=wrong",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(response.headers().get("set-cookie").is_none());
+    assert!(body.contains("id=\"password-error\""));
+
+    let (status, response, _) = send_text(
+        router.clone(),
+        post_form(
+            "/dashboard/login",
+            "shop=demo.myshopify.com&email=OWNER@demo.test&password=a+long+demo+password",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        response.headers()["location"],
+        "/dashboard/shops/demo.myshopify.com/customers"
+    );
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    for attribute in [
+        "HttpOnly",
+        "Secure",
+        "SameSite=Strict",
+        "Path=/dashboard",
+        "Max-Age=1800",
+    ] {
+        assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
+    }
+    // Without a session, or with a forged one: the sign-in page.
+    let (status, response, _) = send_text(router.clone(), get(ANN)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["location"], "/dashboard/login");
+    let (status, _, _) = send_text(router, get_as(ANN, "cb_session=eyJ9.00")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_customer_is_found_by_code_email_or_id_and_shows_the_ledger() {
+    let router = router_with(ctx().await, config());
+    let cookie = sign_in(&router, "demo.myshopify.com", OWNER).await;
+    let base = "/dashboard/shops/demo.myshopify.com/customers";
+    for q in [ANN_CODE, "ann"] {
+        let (status, response, _) =
+            send_text(router.clone(), get_as(&format!("{base}?q={q}"), &cookie)).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{q}");
+        assert_eq!(response.headers()["location"], ANN);
+    }
+    let (status, _, body) =
+        send_text(router.clone(), get_as(&format!("{base}?q=nobody"), &cookie)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.contains("id=\"q-error\""));
+    let (status, _, body) = send_text(router, get_as(ANN, &cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("30.00 USD") && body.contains(ANN_CODE));
+    assert!(body.contains("<td>adjust</td>") && body.contains("<td>seed</td>"));
+}
+
+#[tokio::test]
+async fn an_adjustment_shows_its_field_errors_then_lands_in_the_ledger_once() {
+    let ctx = ctx().await;
+    let router = router_with(ctx.clone(), config());
+    let cookie = sign_in(&router, "demo.myshopify.com", OWNER).await;
+    let (_, _, page) = send_text(router.clone(), get_as(ANN, &cookie)).await;
+    let csrf = csrf_of(&page);
+    let key = key_of(&page);
+    let action = format!("{ANN}/adjustments");
+
+    let (status, _, body) = send_text(
+        router.clone(),
+        post_as(
+            &action,
+            &cookie,
+            &format!("csrf={csrf}&idempotency_key={key}&amount=lots&reason=Goodwill"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let error_at = body
+        .find("id=\"amount-error\"")
+        .expect("the amount's error");
+    let field_at = body.find("id=\"amount\"").unwrap();
+    let next_field = body.find("id=\"reason\"").unwrap();
+    assert!(
+        field_at < error_at && error_at < next_field,
+        "the error is beside its field"
+    );
+    assert!(
+        body.contains("value=\"Goodwill\""),
+        "what was typed is kept"
+    );
+    assert_eq!(available(&ctx).await, "30.00");
+
+    let form = format!("csrf={csrf}&idempotency_key={key}&amount=5.00&reason=Goodwill");
+    let (status, response, _) = send_text(router.clone(), post_as(&action, &cookie, &form)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        response.headers()["location"],
+        format!("{ANN}?done=adjusted")
+    );
+    // Sent twice (a double click, a reload): applied once.
+    let (status, _, _) = send_text(router.clone(), post_as(&action, &cookie, &form)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(available(&ctx).await, "35.00");
+    let (_, _, body) = send_text(router, get_as(&format!("{ANN}?done=adjusted"), &cookie)).await;
+    assert!(body.contains("<td>Goodwill</td>") && body.contains("35.00 USD"));
+    assert!(body.contains("The adjustment is in the ledger."));
+}
+
+#[tokio::test]
+async fn a_form_without_its_sessions_csrf_token_changes_nothing() {
+    let ctx = ctx().await;
+    let router = router_with(ctx.clone(), config());
+    let cookie = sign_in(&router, "demo.myshopify.com", OWNER).await;
+    let action = format!("{ANN}/adjustments");
+    for csrf in ["", "00", &"ab".repeat(32)] {
+        let (status, _, _) = send_text(
+            router.clone(),
+            post_as(
+                &action,
+                &cookie,
+                &format!("csrf={csrf}&idempotency_key=k1&amount=5.00&reason=x"),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    let (status, _, _) = send_text(
+        router,
+        post_as(&format!("{ANN}/regenerate-code"), &cookie, "csrf=00"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(available(&ctx).await, "30.00");
+}
+
+#[tokio::test]
+async fn another_shops_user_is_refused_everywhere() {
+    let ctx = ctx().await;
+    let router = router_with(ctx.clone(), config());
+    let cookie = sign_in(&router, "other.myshopify.com", RIVAL).await;
+    // The rival's own CSRF token is genuine for their session.
+    let session = auth::read_session(
+        &ctx.config.link_secret,
+        cookie.trim_start_matches("cb_session="),
+        t0(),
+    )
+    .unwrap();
+    let csrf = auth::csrf_token(&ctx.config.link_secret, &session);
+    for uri in [
+        "/dashboard/shops/demo.myshopify.com/customers".to_string(),
+        format!("/dashboard/shops/demo.myshopify.com/customers?q={ANN_CODE}"),
+        ANN.to_string(),
+    ] {
+        let (status, _, body) = send_text(router.clone(), get_as(&uri, &cookie)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{uri}");
+        assert!(!body.contains("30.00") && !body.contains(ANN_CODE));
+    }
+    let (status, _, _) = send_text(
+        router.clone(),
+        post_as(
+            &format!("{ANN}/adjustments"),
+            &cookie,
+            &format!("csrf={csrf}&idempotency_key=k2&amount=-30.00&reason=x"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = send_text(
+        router,
+        post_as(
+            &format!("{ANN}/regenerate-code"),
+            &cookie,
+            &format!("csrf={csrf}"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(available(&ctx).await, "30.00");
+    let view = admin::get_customer(&ctx, &shop(), &CustomerId::parse("ann").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(view.code.as_deref(), Some(ANN_CODE));
+}
+
+#[tokio::test]
+async fn a_new_code_replaces_the_old_one() {
+    let ctx = ctx().await;
+    let router = router_with(ctx.clone(), config());
+    let cookie = sign_in(&router, "demo.myshopify.com", OWNER).await;
+    let (_, _, page) = send_text(router.clone(), get_as(ANN, &cookie)).await;
+    let (status, _, _) = send_text(
+        router,
+        post_as(
+            &format!("{ANN}/regenerate-code"),
+            &cookie,
+            &format!("csrf={}", csrf_of(&page)),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let view = admin::get_customer(&ctx, &shop(), &CustomerId::parse("ann").unwrap())
+        .await
+        .unwrap();
+    assert_ne!(view.code.as_deref(), Some(ANN_CODE));
+}

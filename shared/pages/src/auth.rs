@@ -151,6 +151,16 @@ pub fn session_cookie(value: &str) -> String {
     )
 }
 
+/// The session cookie inside Shopify admin's frame: a Strict cookie is
+/// never sent to a frame of another site, so this one is `SameSite=None`
+/// and `Partitioned` (kept apart per top-level site, so only Shopify
+/// admin's frame carries it); forms still need their CSRF token.
+pub fn embedded_session_cookie(value: &str) -> String {
+    format!(
+        "{SESSION_COOKIE}={value}; Max-Age={SESSION_SECONDS}; Path=/dashboard; HttpOnly; Secure; SameSite=None; Partitioned"
+    )
+}
+
 /// The `Set-Cookie` value that ends it.
 pub fn cleared_cookie() -> String {
     format!("{SESSION_COOKIE}=; Max-Age=0; Path=/dashboard; HttpOnly; Secure; SameSite=Strict")

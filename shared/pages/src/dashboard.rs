@@ -7,6 +7,7 @@
 //! | route | what |
 //! | --- | --- |
 //! | `GET/POST /dashboard/login`, `POST /dashboard/logout` | sign in and out |
+//! | `GET /dashboard/embedded?id_token=` | Shopify admin opens the app: App Bridge's session token, verified |
 //! | `GET /dashboard/shops/{shop}/customers?q=` | find a customer |
 //! | `GET /dashboard/shops/{shop}/customers/{id}?cursor=` | account and ledger |
 //! | `POST /dashboard/shops/{shop}/customers/{id}/adjustments` | a credit or debit (idempotent) |
@@ -309,6 +310,74 @@ pub(crate) async fn login(
 /// A hash no password matches in practice, checked for unknown users.
 const DUMMY_HASH: &str =
     "pbkdf2-sha256$600000$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+/// Shopify admin loads the app with `id_token` (App Bridge's session
+/// token); a verified token starts a session for the shop it names.
+pub(crate) async fn embedded(
+    State(state): State<PagesState>,
+    query: Result<Query<Params>, QueryRejection>,
+) -> Response {
+    let now = state.ctx.now();
+    let (Some(secret), Some(api_key)) = (
+        state.config.proxy.shopify_app_secret.as_deref(),
+        state.config.shopify_api_key.as_deref(),
+    ) else {
+        return message(
+            StatusCode::NOT_FOUND,
+            "Not available",
+            "This dashboard is not set up inside Shopify admin.",
+        );
+    };
+    let params = query.map(|Query(p)| p).unwrap_or_default();
+    let token = param(&params, "id_token").unwrap_or_default();
+    match crate::embedded::verify(secret, api_key, token, now) {
+        Ok(embedded) => {
+            let cookie = auth::new_session(
+                session_key(&state),
+                &embedded.shop,
+                &format!("shopify-user-{}", embedded.user),
+                now,
+            );
+            let mut response =
+                Redirect::to(&format!("/dashboard/shops/{}/customers", embedded.shop))
+                    .into_response();
+            if let Ok(value) = HeaderValue::from_str(&auth::embedded_session_cookie(&cookie)) {
+                response.headers_mut().insert(header::SET_COOKIE, value);
+            }
+            tracing::info!(shop = %embedded.shop, "embedded dashboard session");
+            let mut framed = no_store(response);
+            // Shopify admin is the one site allowed to frame it.
+            if let Ok(value) = HeaderValue::from_str(&format!(
+                "frame-ancestors https://{} https://admin.shopify.com",
+                embedded.shop
+            )) {
+                framed
+                    .headers_mut()
+                    .insert("content-security-policy", value);
+            }
+            framed
+        }
+        Err(error) => {
+            tracing::info!(%error, "embedded dashboard token refused");
+            message(
+                StatusCode::UNAUTHORIZED,
+                "Please open the app again",
+                &format!(
+                    "{} (reload it from Shopify admin).",
+                    auth_sentence(&error.to_string())
+                ),
+            )
+        }
+    }
+}
+
+fn auth_sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => format!("{}{}", first.to_uppercase(), chars.as_str()),
+        None => String::new(),
+    }
+}
 
 #[derive(Deserialize)]
 pub(crate) struct CsrfForm {

@@ -16,6 +16,7 @@
 //! - [`customer`]: the customer's page handlers and its template.
 //! - [`link`]: signed page links and the form token.
 //! - [`dashboard`]: the merchant's dashboard (customers, ledger, adjustments).
+//! - [`embedded`]: Shopify admin's App Bridge session tokens.
 //! - [`auth`]: dashboard users, sessions and CSRF tokens.
 //! - [`assets`]: the stylesheet and the script, compiled in.
 
@@ -23,6 +24,7 @@ pub mod assets;
 pub mod auth;
 pub mod customer;
 pub mod dashboard;
+pub mod embedded;
 pub mod link;
 
 use std::sync::Arc;
@@ -49,6 +51,9 @@ pub struct PagesConfig {
     pub link_ttl_seconds: i64,
     /// Who may sign in to which shop's dashboard.
     pub dashboard_users: Vec<auth::DashboardUser>,
+    /// The Shopify app's API key (client id): the `aud` of App Bridge
+    /// session tokens. None: the embedded dashboard is off.
+    pub shopify_api_key: Option<String>,
 }
 
 impl PagesConfig {
@@ -57,6 +62,10 @@ impl PagesConfig {
             proxy: CustomerApiConfig::from_env(),
             link_ttl_seconds: DEFAULT_LINK_TTL_SECONDS,
             dashboard_users: users_from_env(),
+            shopify_api_key: std::env::var("CASHBACK_SHOPIFY_API_KEY")
+                .ok()
+                .map(|key| key.trim().to_string())
+                .filter(|key| !key.is_empty()),
         }
     }
 }
@@ -109,6 +118,7 @@ pub fn router_with(ctx: Context, config: PagesConfig) -> Router {
             get(dashboard::login_page).post(dashboard::login),
         )
         .route("/dashboard/logout", post(dashboard::logout))
+        .route("/dashboard/embedded", get(dashboard::embedded))
         .route(
             "/dashboard/shops/{shop}/customers",
             get(dashboard::customers),

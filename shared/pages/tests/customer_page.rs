@@ -29,6 +29,7 @@ fn config() -> PagesConfig {
             proxy_max_age_seconds: 300,
         },
         link_ttl_seconds: 3600,
+        shopify_api_key: Some("app-key".into()),
         dashboard_users: Vec::new(),
     }
 }

@@ -26,10 +26,11 @@ const RIVAL: &str = "rival@other.test";
 fn config() -> PagesConfig {
     PagesConfig {
         proxy: CustomerApiConfig {
-            shopify_app_secret: None,
+            shopify_app_secret: Some(b"app-secret".to_vec()),
             proxy_max_age_seconds: 300,
         },
         link_ttl_seconds: 3600,
+        shopify_api_key: Some("app-key".into()),
         dashboard_users: vec![
             DashboardUser {
                 shop: shop(),
@@ -320,4 +321,61 @@ async fn a_new_code_replaces_the_old_one() {
         .await
         .unwrap();
     assert_ne!(view.code.as_deref(), Some(ANN_CODE));
+}
+
+fn app_bridge_token(shop: &str, secret: &[u8]) -> String {
+    let t = t0().timestamp();
+    cashback_pages::embedded::sign(
+        secret,
+        &serde_json::json!({
+            "iss": format!("https://{shop}/admin"), "dest": format!("https://{shop}"),
+            "aud": "app-key", "sub": "42", "exp": t + 60, "nbf": t - 1, "iat": t - 1
+        }),
+    )
+}
+
+#[tokio::test]
+async fn inside_shopify_admin_a_verified_session_token_opens_only_its_shop() {
+    let router = router_with(ctx().await, config());
+    let token = app_bridge_token("demo.myshopify.com", b"app-secret");
+    let (status, response, _) = send_text(
+        router.clone(),
+        get(&format!("/dashboard/embedded?id_token={token}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let set = response.headers()["set-cookie"].to_str().unwrap();
+    assert!(set.contains("HttpOnly") && set.contains("Secure") && set.contains("Partitioned"));
+    let cookie = set.split(';').next().unwrap().to_string();
+    let (status, _, body) = send_text(router.clone(), get_as(ANN, &cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("30.00 USD"));
+
+    // Another shop's genuine token does not open this shop.
+    let other = app_bridge_token("other.myshopify.com", b"app-secret");
+    let (_, response, _) = send_text(
+        router.clone(),
+        get(&format!("/dashboard/embedded?id_token={other}")),
+    )
+    .await;
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let (status, _, body) = send_text(router.clone(), get_as(ANN, &cookie)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!body.contains("30.00"));
+
+    // A token signed with another secret starts nothing.
+    let forged = app_bridge_token("demo.myshopify.com", b"guess");
+    let (status, response, _) = send_text(
+        router,
+        get(&format!("/dashboard/embedded?id_token={forged}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(response.headers().get("set-cookie").is_none());
 }

@@ -107,7 +107,7 @@ pub struct CustomersPage {
     pub newest_url: Option<String>,
 }
 
-fn html<T: Template>(status: StatusCode, page: &T) -> Response {
+pub(crate) fn html<T: Template>(status: StatusCode, page: &T) -> Response {
     match page.render() {
         Ok(body) => no_store((status, Html(body)).into_response()),
         Err(error) => {
@@ -117,7 +117,7 @@ fn html<T: Template>(status: StatusCode, page: &T) -> Response {
     }
 }
 
-fn no_store(mut response: Response) -> Response {
+pub(crate) fn no_store(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     // The dashboard is never framed by another site (clickjacking).
@@ -129,7 +129,7 @@ fn no_store(mut response: Response) -> Response {
     response
 }
 
-fn message(status: StatusCode, title: &str, text: &str) -> Response {
+pub(crate) fn message(status: StatusCode, title: &str, text: &str) -> Response {
     html(
         status,
         &DashMessage {
@@ -185,7 +185,7 @@ impl IntoResponse for Refused {
 }
 
 /// The session, when there is one and it is this shop's.
-fn signed_in(
+pub(crate) fn signed_in(
     state: &PagesState,
     headers: &HeaderMap,
     raw_shop: &str,
@@ -200,7 +200,7 @@ fn signed_in(
     }
 }
 
-fn nav(state: &PagesState, session: &Session) -> Nav {
+pub(crate) fn nav(state: &PagesState, session: &Session) -> Nav {
     Nav {
         shop: session.shop.to_string(),
         email: session.email.clone(),
@@ -208,7 +208,7 @@ fn nav(state: &PagesState, session: &Session) -> Nav {
     }
 }
 
-fn app_failure(error: AppError) -> Response {
+pub(crate) fn app_failure(error: AppError) -> Response {
     match error {
         AppError::NotFound(what) => message(
             StatusCode::NOT_FOUND,
@@ -639,7 +639,7 @@ pub(crate) struct AdjustForm {
 }
 
 /// The session of a form POST, its CSRF token checked.
-fn posted(
+pub(crate) fn posted(
     state: &PagesState,
     headers: &HeaderMap,
     raw_shop: &str,

@@ -17,6 +17,7 @@
 //! - [`link`]: signed page links and the form token.
 //! - [`dashboard`]: the merchant's dashboard (customers, ledger, adjustments).
 //! - [`embedded`]: Shopify admin's App Bridge session tokens.
+//! - [`program`]: the program editor and its versions.
 //! - [`auth`]: dashboard users, sessions and CSRF tokens.
 //! - [`assets`]: the stylesheet and the script, compiled in.
 
@@ -26,6 +27,7 @@ pub mod customer;
 pub mod dashboard;
 pub mod embedded;
 pub mod link;
+pub mod program;
 
 use std::sync::Arc;
 
@@ -119,6 +121,14 @@ pub fn router_with(ctx: Context, config: PagesConfig) -> Router {
         )
         .route("/dashboard/logout", post(dashboard::logout))
         .route("/dashboard/embedded", get(dashboard::embedded))
+        .route(
+            "/dashboard/shops/{shop}/program",
+            get(program::page).post(program::save),
+        )
+        .route(
+            "/dashboard/shops/{shop}/program/versions/{version}",
+            get(program::version),
+        )
         .route(
             "/dashboard/shops/{shop}/customers",
             get(dashboard::customers),

@@ -379,3 +379,120 @@ async fn inside_shopify_admin_a_verified_session_token_opens_only_its_shop() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(response.headers().get("set-cookie").is_none());
 }
+
+/// The editor's field form for the program in force, with `changes`.
+async fn program_form(ctx: &Context, csrf: &str, changes: &[(&str, &str)]) -> String {
+    let view = admin::get_program(ctx, &shop()).await.unwrap();
+    let mut leaves = Vec::new();
+    cashback_pages::program::flatten(
+        &serde_json::to_value(&view.program).unwrap(),
+        "",
+        &mut leaves,
+    );
+    let mut pairs = vec![
+        ("csrf".to_string(), csrf.to_string()),
+        ("version".to_string(), view.version.to_string()),
+        ("mode".to_string(), "fields".to_string()),
+    ];
+    for (path, kind, value) in leaves {
+        let value = changes
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map(|(_, v)| v.to_string())
+            .unwrap_or(value);
+        pairs.push((format!("f:{}:{path}", kind.tag()), value));
+    }
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+const PROGRAM: &str = "/dashboard/shops/demo.myshopify.com/program";
+
+#[tokio::test]
+async fn the_program_editor_shows_each_error_beside_its_field_then_saves_a_version() {
+    let ctx = ctx().await;
+    let router = router_with(ctx.clone(), config());
+    let cookie = sign_in(&router, "demo.myshopify.com", OWNER).await;
+    let (status, _, page) = send_text(router.clone(), get_as(PROGRAM, &cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("<label for=\"p-earning-merchant-percent\">earning.merchant_percent</label>")
+    );
+    let csrf = csrf_of(&page);
+
+    let bad = program_form(
+        &ctx,
+        &csrf,
+        &[("earning.merchant_percent", "150"), ("display_name", "")],
+    )
+    .await;
+    let (status, _, body) = send_text(router.clone(), post_as(PROGRAM, &cookie, &bad)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    for id in ["p-earning-merchant-percent", "p-display-name"] {
+        let input = body.find(&format!("id=\"{id}\"")).unwrap();
+        let error = body
+            .find(&format!("id=\"{id}-error\""))
+            .unwrap_or_else(|| panic!("{id} has its error"));
+        let next = body[input..]
+            .find("class=\"field\"")
+            .map(|at| input + at)
+            .unwrap_or(body.len());
+        assert!(
+            input < error && error < next,
+            "the error of {id} is beside it"
+        );
+    }
+    assert!(body.contains("value=\"150\""), "what was typed is kept");
+    assert_eq!(admin::get_program(&ctx, &shop()).await.unwrap().version, 1);
+
+    let good = program_form(
+        &ctx,
+        &csrf,
+        &[
+            ("earning.merchant_percent", "12.5"),
+            ("display_name", "Rewards"),
+        ],
+    )
+    .await;
+    let (status, response, _) = send_text(router.clone(), post_as(PROGRAM, &cookie, &good)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["location"], format!("{PROGRAM}?saved=1"));
+    let view = admin::get_program(&ctx, &shop()).await.unwrap();
+    assert_eq!(view.version, 2);
+    assert_eq!(view.program.display_name, "Rewards");
+    assert_eq!(view.program.earning.merchant_percent.to_string(), "12.5");
+    let (_, _, page) = send_text(router.clone(), get_as(PROGRAM, &cookie)).await;
+    assert!(page.contains("Version 2</a> (in force)") && page.contains("Version 1</a>"));
+    let (status, _, old) = send_text(
+        router.clone(),
+        get_as(&format!("{PROGRAM}/versions/1"), &cookie),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(old.contains("merchant_percent&#34;: &#34;10&#34;"), "{old}");
+
+    // The same form again was read at version 1: refused, nothing lost.
+    let (status, _, _) = send_text(router.clone(), post_as(PROGRAM, &cookie, &good)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // Another shop's user.
+    let rival = sign_in(&router, "other.myshopify.com", RIVAL).await;
+    let (status, _, body) = send_text(router.clone(), get_as(PROGRAM, &rival)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!body.contains("merchant_percent"));
+    let (status, _, _) = send_text(router, post_as(PROGRAM, &rival, &good)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(admin::get_program(&ctx, &shop()).await.unwrap().version, 2);
+}

@@ -18,11 +18,13 @@
 //! - [`dashboard`]: the merchant's dashboard (customers, ledger, adjustments).
 //! - [`embedded`]: Shopify admin's App Bridge session tokens.
 //! - [`program`]: the program editor and its versions.
+//! - [`coupons`]: cashback coupons (list, create, edit, approve, pause).
 //! - [`auth`]: dashboard users, sessions and CSRF tokens.
 //! - [`assets`]: the stylesheet and the script, compiled in.
 
 pub mod assets;
 pub mod auth;
+pub mod coupons;
 pub mod customer;
 pub mod dashboard;
 pub mod embedded;
@@ -121,6 +123,19 @@ pub fn router_with(ctx: Context, config: PagesConfig) -> Router {
         )
         .route("/dashboard/logout", post(dashboard::logout))
         .route("/dashboard/embedded", get(dashboard::embedded))
+        .route(
+            "/dashboard/shops/{shop}/coupons",
+            get(coupons::list).post(coupons::create),
+        )
+        .route("/dashboard/shops/{shop}/coupons/new", get(coupons::new))
+        .route(
+            "/dashboard/shops/{shop}/coupons/{code}",
+            get(coupons::edit).post(coupons::update),
+        )
+        .route(
+            "/dashboard/shops/{shop}/coupons/{code}/status",
+            post(coupons::set_status),
+        )
         .route(
             "/dashboard/shops/{shop}/program",
             get(program::page).post(program::save),

@@ -217,7 +217,7 @@ pub fn unflatten(fields: &[(String, String)]) -> Result<Value, String> {
     Ok(root)
 }
 
-fn field_id(path: &str) -> String {
+pub(crate) fn field_id(path: &str) -> String {
     let id: String = path
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
@@ -225,7 +225,10 @@ fn field_id(path: &str) -> String {
     format!("p-{id}")
 }
 
-fn rows(leaves: Vec<(String, Kind, String)>, errors: &mut Vec<FieldError>) -> Vec<FieldRow> {
+pub(crate) fn rows(
+    leaves: Vec<(String, Kind, String)>,
+    errors: &mut Vec<FieldError>,
+) -> Vec<FieldRow> {
     leaves
         .into_iter()
         .map(|(path, kind, value)| {

@@ -496,3 +496,124 @@ async fn the_program_editor_shows_each_error_beside_its_field_then_saves_a_versi
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(admin::get_program(&ctx, &shop()).await.unwrap().version, 2);
 }
+
+const COUPONS: &str = "/dashboard/shops/demo.myshopify.com/coupons";
+
+fn starter_form(csrf: &str, code: &str, name: &str, amount: &str) -> String {
+    [
+        ("csrf", csrf),
+        ("version", "0"),
+        ("mode", "fields"),
+        ("f:t:code", code),
+        ("f:t:display_name", name),
+        ("f:t:description", ""),
+        ("f:t:offer_text", ""),
+        ("f:t:reward.type", "fixed"),
+        ("f:t:reward.amount", amount),
+        ("f:t:min_cart_value", "0"),
+        ("f:j:usage_limit_total", "100"),
+        ("f:j:usage_limit_per_customer", ""),
+        ("f:j:starts_at", ""),
+        ("f:j:ends_at", ""),
+        ("f:t:status", "draft"),
+        ("f:t:stacking", "exclusive"),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+    .collect::<Vec<_>>()
+    .join("&")
+}
+
+#[tokio::test]
+async fn coupons_are_created_with_errors_beside_fields_then_approved_and_paused() {
+    let ctx = ctx().await;
+    let router = router_with(ctx.clone(), config());
+    let cookie = sign_in(&router, "demo.myshopify.com", OWNER).await;
+    let (status, _, page) =
+        send_text(router.clone(), get_as(&format!("{COUPONS}/new"), &cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<label for=\"p-reward-amount\">reward.amount</label>"));
+    let csrf = csrf_of(&page);
+
+    let bad = starter_form(&csrf, "SPRING5", "", "5.00");
+    let (status, _, body) = send_text(router.clone(), post_as(COUPONS, &cookie, &bad)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let input = body.find("id=\"p-display-name\"").unwrap();
+    let error = body.find("id=\"p-display-name-error\"").unwrap();
+    assert!(input < error && error < body.find("id=\"p-ends-at\"").unwrap());
+
+    let good = starter_form(&csrf, "SPRING5", "Spring offer", "5.00");
+    let (status, _, _) = send_text(router.clone(), post_as(COUPONS, &cookie, &good)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, list) = send_text(router.clone(), get_as(COUPONS, &cookie)).await;
+    assert!(
+        list.contains("SPRING5")
+            && list.contains("Spring offer")
+            && list.contains("<td>draft</td>")
+    );
+
+    let (status, _, _) = send_text(
+        router.clone(),
+        post_as(
+            &format!("{COUPONS}/SPRING5/status"),
+            &cookie,
+            &format!("csrf={csrf}&status=approved"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let code = cashback_core::ids::Code::parse("SPRING5").unwrap();
+    let view = admin::get_coupon(&ctx, &shop(), &code).await.unwrap();
+    assert_eq!(format!("{:?}", view.coupon.status), "Approved");
+    assert_eq!(view.coupon.usage_limit_total, Some(100));
+
+    // Edited on its page.
+    let (status, _, page) = send_text(
+        router.clone(),
+        get_as(&format!("{COUPONS}/SPRING5"), &cookie),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("used 0 times"));
+    let mut edit = starter_form(&csrf, "SPRING5", "Spring offer, bigger", "7.50");
+    edit = edit
+        .replace("version=0", &format!("version={}", view.version))
+        .replace("f%3At%3Astatus=draft", "f%3At%3Astatus=approved");
+    let (status, _, body) = send_text(
+        router.clone(),
+        post_as(&format!("{COUPONS}/SPRING5"), &cookie, &edit),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let view = admin::get_coupon(&ctx, &shop(), &code).await.unwrap();
+    assert_eq!(view.coupon.display_name, "Spring offer, bigger");
+
+    let (status, _, _) = send_text(
+        router.clone(),
+        post_as(
+            &format!("{COUPONS}/SPRING5/status"),
+            &cookie,
+            &format!("csrf={csrf}&status=paused"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, list) = send_text(router.clone(), get_as(COUPONS, &cookie)).await;
+    assert!(list.contains("<td>paused</td>"));
+
+    // Another shop's user sees none of it and changes nothing.
+    let rival = sign_in(&router, "other.myshopify.com", RIVAL).await;
+    let (status, _, body) = send_text(router.clone(), get_as(COUPONS, &rival)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!body.contains("SPRING5"));
+    let (status, _, _) = send_text(
+        router,
+        post_as(
+            &format!("{COUPONS}/SPRING5/status"),
+            &rival,
+            &format!("csrf={csrf}&status=approved"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

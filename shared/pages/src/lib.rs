@@ -19,17 +19,20 @@
 //! - [`embedded`]: Shopify admin's App Bridge session tokens.
 //! - [`program`]: the program editor and its versions.
 //! - [`coupons`]: cashback coupons (list, create, edit, approve, pause).
+//! - [`reports`], [`charts`]: reports as SVG charts, tables and CSV.
 //! - [`auth`]: dashboard users, sessions and CSRF tokens.
 //! - [`assets`]: the stylesheet and the script, compiled in.
 
 pub mod assets;
 pub mod auth;
+pub mod charts;
 pub mod coupons;
 pub mod customer;
 pub mod dashboard;
 pub mod embedded;
 pub mod link;
 pub mod program;
+pub mod reports;
 
 use std::sync::Arc;
 
@@ -136,6 +139,7 @@ pub fn router_with(ctx: Context, config: PagesConfig) -> Router {
             "/dashboard/shops/{shop}/coupons/{code}/status",
             post(coupons::set_status),
         )
+        .route("/dashboard/shops/{shop}/reports", get(reports::page))
         .route(
             "/dashboard/shops/{shop}/program",
             get(program::page).post(program::save),

@@ -617,3 +617,67 @@ async fn coupons_are_created_with_errors_beside_fields_then_approved_and_paused(
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+const REPORTS: &str = "/dashboard/shops/demo.myshopify.com/reports";
+
+#[tokio::test]
+async fn reports_draw_charts_with_their_numbers_and_download_as_csv() {
+    let router = router_with(ctx().await, config());
+    let cookie = sign_in(&router, "demo.myshopify.com", OWNER).await;
+    let (status, _, page) = send_text(
+        router.clone(),
+        get_as(&format!("{REPORTS}?from=2026-01-01&to=2026-01-05"), &cookie),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page.matches("<svg class=\"chart\"").count(), 3);
+    assert_eq!(
+        page.matches("<tr><td>2026-01-0").count(),
+        5,
+        "one row per day"
+    );
+    assert!(page.contains("Liability by funder at 2026-01-05"));
+    assert!(page.contains("30.00"), "Ann's credit is the liability");
+
+    let (status, response, csv) = send_text(
+        router.clone(),
+        get_as(
+            &format!("{REPORTS}?from=2026-01-01&to=2026-01-05&format=csv"),
+            &cookie,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    assert!(response.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("attachment"));
+    assert!(csv.starts_with("from,to,issued,redeemed\n2026-01-01,2026-01-01,"));
+    assert!(csv
+        .contains("liability_at,available,pending,total,merchant,partner,debt\n2026-01-05,30.00"));
+
+    let (status, _, body) = send_text(
+        router.clone(),
+        get_as(&format!("{REPORTS}?from=someday"), &cookie),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.find("id=\"from\"").unwrap() < body.find("id=\"from-error\"").unwrap());
+    let (status, _, body) = send_text(
+        router.clone(),
+        get_as(&format!("{REPORTS}?from=2026-02-01&to=2026-01-01"), &cookie),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("id=\"to-error\""));
+
+    let rival = sign_in(&router, "other.myshopify.com", RIVAL).await;
+    let (status, _, body) =
+        send_text(router, get_as(&format!("{REPORTS}?format=csv"), &rival)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!body.contains("liability"));
+}

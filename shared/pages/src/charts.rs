@@ -47,9 +47,10 @@ pub fn bars(title: &str, labels: &[String], series: &[Series<'_>]) -> String {
         let value = max * step as f64 / 4.0;
         let y = top + plot_h - plot_h * step as f64 / 4.0;
         out.push_str(&format!(
-            "<line x1=\"{left}\" x2=\"{width}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#d0d7de\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"end\" fill=\"#545d68\">{value:.0}</text>",
+            "<line x1=\"{left}\" x2=\"{width}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#d0d7de\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"end\" fill=\"#545d68\">{value:.prec$}</text>",
             left - 4.0,
-            y + 3.0
+            y + 3.0,
+            prec = if max < 10.0 { 2 } else { 0 }
         ));
     }
     for (g, label) in labels.iter().enumerate() {

@@ -75,6 +75,15 @@ pub fn buckets(from: NaiveDate, to: NaiveDate) -> Vec<(NaiveDate, NaiveDate)> {
     out
 }
 
+/// A figure as shown: a zero is never "-0.00".
+fn shown(value: Decimal) -> String {
+    if value.is_zero() {
+        value.abs().to_string()
+    } else {
+        value.to_string()
+    }
+}
+
 fn rate(value: Option<Decimal>) -> String {
     value
         .map(|r| format!("{} %", (r * Decimal::ONE_HUNDRED).round_dp(2).normalize()))
@@ -266,8 +275,8 @@ pub(crate) async fn page(
         .map(|((start, end), r)| BucketRow {
             from: start.to_string(),
             to: end.to_string(),
-            issued: r.issued.total.to_string(),
-            redeemed: r.redeemed.to_string(),
+            issued: shown(r.issued.total),
+            redeemed: shown(r.redeemed),
         })
         .collect();
     let l = &r.liability;

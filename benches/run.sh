@@ -113,10 +113,12 @@ coldstart() {
   [ -n "${MOTO_ENDPOINT:-}" ] || with_moto
   local table
   table=$("$RELEASE/examples/coldstart_setup" "$dir" | sed -n 's/^CASHBACK_TABLE=//p')
+  # The link secret is an SSM SecureString on Lambda, read at start.
+  python3 -c "import boto3,sys; boto3.client('ssm', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing').put_parameter(Name='/cashback/bench/link-secret', Value='bench-link-secret-0123456789abcdef', Type='SecureString', Overwrite=True)" "$MOTO_ENDPOINT"
   local env=(--env CASHBACK_STORE=dynamodb --env "CASHBACK_TABLE=$table"
     --env "AWS_ENDPOINT_URL=$MOTO_ENDPOINT" --env CASHBACK_MAIL=outbox
-    --env "CASHBACK_OUTBOX_DIR=$dir/outbox" --env CASHBACK_LINK_SECRET=bench-link-secret
-    --env CASHBACK_DEMO_WEBHOOK_SECRET=demo-webhook-secret
+    --env "CASHBACK_OUTBOX_DIR=$dir/outbox" --env CASHBACK_LINK_SECRET_PARAM=/cashback/bench/link-secret
+    --env CASHBACK_SECRET_DEMO_WEBHOOK=demo-webhook-secret
     --env CASHBACK_ADMIN_TOKEN=bench-admin-token --env AWS_LAMBDA_LOG_FORMAT=json)
   # Interleaved: one run of each binary in turn, so load changes hit all alike.
   local round bin

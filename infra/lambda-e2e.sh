@@ -48,7 +48,9 @@ target/debug/cashback-local seed --store dynamodb --endpoint-url "$MOTO_ENDPOINT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 export CASHBACK_STORE=dynamodb CASHBACK_TABLE="$table" CASHBACK_MAIL=outbox CASHBACK_OUTBOX_DIR="$work/outbox"
 export CASHBACK_MAIL_FROM=cashback@demo.localhost CASHBACK_PUBLIC_URL="http://127.0.0.1:${port}"
-export CASHBACK_LINK_SECRET=lambda-e2e-link-secret-0123456789abcdef CASHBACK_DEMO_WEBHOOK_SECRET=demo-webhook-secret
+# The link secret is an SSM SecureString (moto here), read by each function at start.
+python3 -c "import boto3,sys; boto3.client('ssm', endpoint_url=sys.argv[1], region_name='us-east-1', aws_access_key_id='testing', aws_secret_access_key='testing').put_parameter(Name='/cashback/lambda-e2e/link-secret', Value='lambda-e2e-link-secret-0123456789abcdef', Type='SecureString', Overwrite=True)" "$MOTO_ENDPOINT"
+export CASHBACK_LINK_SECRET_PARAM=/cashback/lambda-e2e/link-secret CASHBACK_SECRET_DEMO_WEBHOOK=demo-webhook-secret
 # Local invocations get a short deadline: keep only a second back for the summary.
 export CASHBACK_JOB_MARGIN_SECONDS=1
 export AWS_ENDPOINT_URL="$MOTO_ENDPOINT" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1

@@ -356,6 +356,7 @@ async fn scheduled(endpoint: &str, accounts: u64, due: u64) -> Result<(), Error>
             webhook_secret_ref: "env:DEMO".into(),
             api_key_hash: String::new(),
             created_at: t0,
+            guest_id_key: None,
         })
         .await?;
     b.store.put_program(&shop, &program(), 0, t0).await?;

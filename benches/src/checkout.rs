@@ -48,6 +48,7 @@ pub async fn world_on(store: Arc<dyn Store>, customer: &str, code: &str, balance
             webhook_secret_ref: "env:DEMO".into(),
             api_key_hash: String::new(),
             created_at: now(),
+            guest_id_key: None,
         })
         .await
         .expect("the shop is created");
@@ -91,6 +92,7 @@ pub async fn seed_balance(store: &dyn Store, customer: &str, code: &str, balance
                     code_change: Some(CodeChange {
                         new_code: Code::parse(code).unwrap(),
                         old_code: None,
+                        referral_code: None,
                     }),
                 }],
                 ..WriteSet::default()

@@ -73,6 +73,7 @@ pub async fn world_on(store: Arc<dyn Store>, program: &Program) -> WebhookWorld 
             webhook_secret_ref: DEMO_SECRET_REF.into(),
             api_key_hash: String::new(),
             created_at: now(),
+            guest_id_key: None,
         })
         .await
         .expect("the demo shop is created");

@@ -76,9 +76,10 @@ pub async fn open_shop(store: &dyn Store, program: &Program) {
             platform: Platform::Shopify,
             currency: program.currency,
             name: "Demo Store".into(),
-            webhook_secret_ref: "env:CASHBACK_DEMO_WEBHOOK_SECRET".into(),
+            webhook_secret_ref: "env:CASHBACK_SECRET_DEMO_WEBHOOK".into(),
             api_key_hash: String::new(),
             created_at: t0(),
+            guest_id_key: None,
         })
         .await
         .unwrap_or_else(|e| panic!("create shop: {e}"));
@@ -222,6 +223,7 @@ pub async fn seed_balance(
                     code_change: Some(CodeChange {
                         new_code: parsed_code,
                         old_code: None,
+                        referral_code: None,
                     }),
                 }],
                 ..WriteSet::default()

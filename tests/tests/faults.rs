@@ -219,8 +219,13 @@ fn faulty_deliveries_retried_as_shopify_does_end_as_one_clean_delivery() {
         std::cell::Cell::new(0),
         std::cell::Cell::new(0),
     );
+    // FAULT_HISTORIES=10000 for a longer hunt outside CI.
+    let cases = std::env::var("FAULT_HISTORIES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(2000);
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
-        cases: 2000,
+        cases,
         ..ProptestConfig::default()
     });
     let strategy = (

@@ -51,7 +51,7 @@ const APP_SECRET: &[u8] = b"hostile-shopify-app-secret";
 const ANN_CODE: &str = "CB-ANN0000000001";
 const OTHER_SHOP: &str = "other.myshopify.com";
 const OTHER_SECRET: &str = "other-shop-webhook-secret";
-const OTHER_SECRET_REF: &str = "env:OTHER_SHOP_WEBHOOK_SECRET";
+const OTHER_SECRET_REF: &str = "env:CASHBACK_SECRET_OTHER_SHOP";
 
 fn cases() -> u32 {
     std::env::var("HOSTILE_CASES")
@@ -93,6 +93,7 @@ async fn fixture() -> Fixture {
                 webhook_secret_ref: reference.into(),
                 api_key_hash: hash_api_key(API_KEY),
                 created_at: now(),
+                guest_id_key: None,
             })
             .await
             .unwrap_or_else(|e| panic!("{e}"));
@@ -360,7 +361,7 @@ fn real_bodies() -> Vec<Vec<u8>> {
         r#"{"code":"WELCOME","display_name":"5 back","reward":{"type":"fixed","amount":"5.00"}}"#,
         r#"{"code":"PCT","display_name":"10%","reward":{"type":"percentage","percent":"10","max_cashback":"20.00"},"usage_limit_total":5}"#,
         r#"{"amount":"5.00","reason":"sorry"}"#,
-        r#"{"shop":"fresh.myshopify.com","platform":"woocommerce","name":"Fresh","currency":"USD","webhook_secret_ref":"env:FRESH_SECRET"}"#,
+        r#"{"shop":"fresh.myshopify.com","platform":"woocommerce","name":"Fresh","currency":"USD","webhook_secret_ref":"env:CASHBACK_SECRET_FRESH"}"#,
         r#"{"products":[{"product_id":"p1","collection_ids":["c1"],"compare_at_price":"12.00"}]}"#,
     ] {
         bodies.push(body.as_bytes().to_vec());

@@ -1,8 +1,9 @@
 //! Logs over a whole customer story hold no email address, no customer
 //! code and no secret.
 //!
-//! Every log line (all levels, every target, spans included) goes through a
-//! JSON tracing subscriber into a buffer while a customer's story runs
+//! Every log line (spans included) goes through a JSON tracing subscriber
+//! with the functions' own filter (`cashback_edge::telemetry::filter`), at
+//! each level from TRACE to ERROR, into a buffer while a customer's story runs
 //! through the real routers and jobs: an order paid over the Shopify webhook
 //! with her email, her code checked and reserved at checkout, a second
 //! order spending it, the release and its "ready" email (outbox adapter),
@@ -10,7 +11,12 @@
 //! portal view, and a few refusals (a forged webhook, an unknown code, an
 //! admin call without the token, a tampered app proxy request). Then each
 //! line is searched for any email address, her code in any case, and every
-//! secret and key the story used.
+//! secret and key the story used. The story runs on the in-memory store and
+//! on DynamoDB through moto (skipped without `MOTO_ENDPOINT`), where the AWS
+//! SDK and the HTTP stack log as well.
+
+#[path = "../../shared/store/tests/support/moto.rs"]
+mod moto;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -24,6 +30,8 @@ use http_body_util::BodyExt;
 use rust_decimal_macros::dec;
 use tower::ServiceExt;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::{Layer, Registry};
 
 use admin_api::AdminAuth;
 use cashback_app::jobs::promote::promote_due;
@@ -161,13 +169,12 @@ fn get(uri: &str, authorization: Option<&str>) -> Request<Body> {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The story; returns Maya's code.
-async fn story(outbox: &std::path::Path) -> String {
+/// The story on `store`; returns Maya's code.
+async fn story(outbox: &std::path::Path, store: Arc<dyn Store>) -> String {
     let now = Utc
         .timestamp_opt(GENERIC_SIGNED_AT + 10, 0)
         .single()
         .unwrap_or_default();
-    let store = Arc::new(MemoryStore::new());
     let shop = ShopId::parse(DEMO_SHOP).unwrap_or_else(|e| panic!("{e}"));
     store
         .create_shop(&Shop {
@@ -178,6 +185,7 @@ async fn story(outbox: &std::path::Path) -> String {
             webhook_secret_ref: DEMO_SECRET_REF.into(),
             api_key_hash: hash_api_key(API_KEY),
             created_at: now,
+            guest_id_key: None,
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -376,24 +384,89 @@ fn paid_body() -> String {
         .unwrap_or_default()
 }
 
-#[test]
-fn a_whole_customer_story_logs_no_email_address_no_customer_code_and_no_secret() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::TRACE)
-        .with_current_span(true)
-        .with_span_list(true)
-        .with_writer(captured.clone())
-        .finish();
-    let outbox = std::env::temp_dir().join(format!("cashback-logs-test-{}", std::process::id()));
+const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+
+/// A store on a new moto table built from template.yaml's `CashbackTable`;
+/// None when moto is not configured.
+async fn dynamo_store() -> Option<cashback_store::DynamoStore> {
+    let endpoint = moto::endpoint("logs on DynamoDB")?;
+    let sdk = moto::sdk_config().await;
+    let table = moto::unique_table_name("logs");
+    let admin = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .endpoint_url(&endpoint)
+            .build(),
+    );
+    let text = std::fs::read_to_string(TEMPLATE).unwrap_or_else(|e| panic!("{TEMPLATE}: {e}"));
+    let template: serde_norway::Value =
+        serde_norway::from_str(&text).unwrap_or_else(|e| panic!("template.yaml: {e}"));
+    let properties = template
+        .get("Resources")
+        .and_then(|r| r.get("CashbackTable"))
+        .and_then(|t| t.get("Properties"))
+        .unwrap_or_else(|| panic!("template.yaml defines the table"));
+    let properties = serde_json::to_value(properties).unwrap_or_else(|e| panic!("{e}"));
+    cashback_store::dynamo::schema::create_table(&admin, &table, &properties)
+        .await
+        .unwrap_or_else(|e| panic!("creating {table}: {e}"));
+    Some(cashback_store::DynamoStore::from_sdk_config(
+        &sdk,
+        table,
+        Some(&endpoint),
+    ))
+}
+
+/// The levels the story runs at: the production filter
+/// (`cashback_edge::telemetry::filter`) with each of these as `RUST_LOG`.
+const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error"];
+
+/// Which store the story runs on.
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Memory,
+    Dynamo,
+}
+
+/// Runs the story once on a new store, captured at every level of
+/// [`LEVELS`] at once (one layer per level, each with the functions' filter
+/// at that level: exactly what a function at that `RUST_LOG` would write);
+/// None when the store is not available (moto not configured).
+#[allow(clippy::type_complexity)]
+fn captured_story(backend: Backend) -> Option<(Vec<(&'static str, Vec<String>)>, String)> {
+    let captures: Vec<(&'static str, Captured)> = LEVELS
+        .iter()
+        .map(|level| (*level, Captured::default()))
+        .collect();
+    let layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = captures
+        .iter()
+        .map(|(level, captured)| {
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(true)
+                .with_span_list(true)
+                .with_writer(captured.clone())
+                .with_filter(cashback_edge::telemetry::filter(level))
+                .boxed()
+        })
+        .collect();
+    let subscriber = tracing_subscriber::registry().with(layers);
+    let outbox = std::env::temp_dir().join(format!(
+        "cashback-logs-test-{}-{backend:?}",
+        std::process::id()
+    ));
     let code = tracing::subscriber::with_default(subscriber, || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap_or_else(|e| panic!("{e}"))
-            .block_on(story(&outbox))
-    });
+            .block_on(async {
+                let store: Arc<dyn Store> = match backend {
+                    Backend::Memory => Arc::new(MemoryStore::new()),
+                    Backend::Dynamo => Arc::new(dynamo_store().await?),
+                };
+                Some(story(&outbox, store).await)
+            })
+    })?;
     // The emails themselves went to the outbox, with the address and code.
     let written = std::fs::read_dir(&outbox).map(|d| d.count()).unwrap_or(0);
     let _ = std::fs::remove_dir_all(&outbox);
@@ -401,15 +474,17 @@ fn a_whole_customer_story_logs_no_email_address_no_customer_code_and_no_secret()
         written >= 2,
         "the ready email and the reminder were written"
     );
+    let lines = captures
+        .into_iter()
+        .map(|(level, captured)| (level, captured.lines()))
+        .collect();
+    Some((lines, code))
+}
 
-    let lines = captured.lines();
-    assert!(
-        lines.iter().any(|l| l.contains("order event handled")),
-        "the capture works: {} lines",
-        lines.len()
-    );
+/// Every line that shows an email address, Maya's code or a secret.
+fn leaks(lines: &[String], code: &str) -> Vec<String> {
     let forbidden: Vec<(&str, String)> = vec![
-        ("customer code", code.clone()),
+        ("customer code", code.to_string()),
         ("customer code", code.to_lowercase()),
         ("customer code", code.trim_start_matches("CB-").to_string()),
         ("webhook secret", DEMO_SECRET.to_string()),
@@ -420,9 +495,6 @@ fn a_whole_customer_story_logs_no_email_address_no_customer_code_and_no_secret()
         ("email", "maya.chen".to_string()),
         ("email, encoded", "maya.chen%40".to_string()),
     ];
-    if std::env::var_os("SHOW_LOGS").is_some() {
-        eprintln!("{}", lines.join("\n"));
-    }
     let mut leaks = Vec::new();
     for (n, line) in lines.iter().enumerate() {
         for address in email_addresses(line) {
@@ -434,11 +506,47 @@ fn a_whole_customer_story_logs_no_email_address_no_customer_code_and_no_secret()
             }
         }
     }
-    eprintln!("logs figures: lines={} leaks={}", lines.len(), leaks.len());
-    assert!(
-        leaks.is_empty(),
-        "{} leaks:\n{}",
-        leaks.len(),
-        leaks.join("\n")
-    );
+    leaks
+}
+
+fn story_at_every_level(backend: Backend) {
+    let Some((captures, code)) = captured_story(backend) else {
+        return;
+    };
+    for (level, lines) in captures {
+        if level == "info" || level == "trace" {
+            assert!(
+                lines.iter().any(|l| l.contains("order event handled")),
+                "the capture works: {} lines",
+                lines.len()
+            );
+        }
+        if std::env::var_os("SHOW_LOGS").is_some() {
+            eprintln!("{}", lines.join("\n"));
+        }
+        let leaks = leaks(&lines, &code);
+        eprintln!(
+            "logs figures: store={backend:?} level={level} lines={} leaks={}",
+            lines.len(),
+            leaks.len()
+        );
+        assert!(
+            leaks.is_empty(),
+            "{backend:?} at {level}: {} leaks:\n{}",
+            leaks.len(),
+            leaks.join("\n")
+        );
+    }
+}
+
+#[test]
+fn a_whole_customer_story_logs_no_email_address_no_customer_code_and_no_secret() {
+    story_at_every_level(Backend::Memory);
+}
+
+/// The same on DynamoDB (moto), where the AWS SDK and the HTTP stack log
+/// too: at TRACE they would print whole requests (items with the email).
+#[test]
+fn on_dynamodb_the_story_logs_nothing_personal_at_any_level() {
+    story_at_every_level(Backend::Dynamo);
 }

@@ -3,16 +3,21 @@
 //! Lambda (through lambda_http behind API Gateway) and the local server.
 //!
 //! # Who may call it
-//! - On AWS the routes are authorised by IAM at API Gateway (SigV4-signed
-//!   calls from the merchant's back office or the operator's tooling), so a
-//!   request that reaches the function was already authorised. When the
-//!   function runs on Lambda (`AWS_LAMBDA_FUNCTION_NAME` is set) and no
-//!   admin token is configured, the router trusts the request.
-//! - Anywhere else (the local server, a test) the router requires
-//!   `Authorization: Bearer <token>`, checked in constant time against the
-//!   SHA-256 of `CASHBACK_ADMIN_TOKEN`. With no token configured off Lambda
-//!   every request is refused: the admin API never runs open by accident.
-//! - A token configured on Lambda is checked too (defence in depth).
+//! - On AWS the routes are authorised by IAM at API Gateway (IAM is the
+//!   HTTP API's default authorizer in template.yaml; SigV4-signed calls
+//!   from the merchant's back office or the operator's tooling). The
+//!   function trusts that only when told so explicitly:
+//!   `CASHBACK_ADMIN_AUTH=iam` ([`ADMIN_AUTH_ENV`]), never merely because
+//!   it runs on Lambda (`cargo lambda watch` sets the function name too, and
+//!   listens on every interface). Even then a request must carry the IAM
+//!   caller API Gateway puts in its context; one without is refused.
+//! - Otherwise the router requires `Authorization: Bearer <token>`, checked
+//!   in constant time against the SHA-256 of `CASHBACK_ADMIN_TOKEN`. With
+//!   neither configured every request is refused: the admin API never runs
+//!   open by accident. A token configured with IAM is checked too (defence
+//!   in depth).
+//! - Every change records who made it ([`Principal`]): the IAM caller's ARN,
+//!   or `admin-token`.
 //!
 //! # Routes (docs/openapi.yaml documents every body)
 //! | method | path | what |
@@ -32,6 +37,8 @@
 //! | GET | `/v1/shops/{shop}/profiles` | every profile, paged (export) |
 //! | PUT, POST | `/v1/shops/{shop}/catalog` | import products |
 //! | GET | `/v1/shops/{shop}/reports?from=&to=` | the period's figures |
+//! | GET, POST | `/v1/shops/{shop}/api-keys` | list the keys (last used), create one (shown once) |
+//! | DELETE | `/v1/shops/{shop}/api-keys/{key_id}` | revoke a key |
 //!
 //! Paged answers are `{"items": [...], "next_cursor": "..." | null}`; pass
 //! `cursor=<next_cursor>` (and `limit`, at most 100) for the next page.
@@ -41,16 +48,18 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::NaiveDate;
+use lambda_http::request::RequestContext;
 use serde::Serialize;
 
 use cashback_app::admin::{self, Lookup};
+use cashback_app::api_keys;
 use cashback_app::store::Page;
 use cashback_app::Context;
 use cashback_core::coupon::CouponStatus;
@@ -65,16 +74,29 @@ pub const ADMIN_TOKEN_ENV: &str = "CASHBACK_ADMIN_TOKEN";
 /// A catalog import of 500 products is about 100 KB; nothing needs more.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// The environment variable that says how API Gateway authorises admin
+/// requests: `iam` to trust its IAM authorizer. Nothing else turns it on.
+pub const ADMIN_AUTH_ENV: &str = "CASHBACK_ADMIN_AUTH";
+
+/// The principal recorded for a caller holding the admin token.
+pub const TOKEN_PRINCIPAL: &str = "admin-token";
+
 /// How requests are authorised (see the module doc).
 #[derive(Clone, PartialEq, Eq)]
 pub enum AdminAuth {
     /// `Authorization: Bearer <token>` whose SHA-256 (hex) is this.
     Token(String),
-    /// API Gateway authorised the request with IAM before it got here.
+    /// API Gateway authorised the request with IAM before it got here
+    /// (explicitly configured; the request's context names the caller).
     Iam,
     /// No way to authorise: every request is refused.
     Closed,
 }
+
+/// Who made an admin request: the IAM caller's ARN, or [`TOKEN_PRINCIPAL`].
+/// Recorded on every adjustment, program change and code regeneration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal(pub String);
 
 impl std::fmt::Debug for AdminAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,14 +109,34 @@ impl std::fmt::Debug for AdminAuth {
 }
 
 impl AdminAuth {
-    /// A configured token wins; without one, IAM on Lambda, closed elsewhere.
-    pub fn new(admin_token_hash: Option<String>, on_lambda: bool) -> AdminAuth {
+    /// A configured token wins; without one, IAM when explicitly trusted
+    /// (`iam`: [`ADMIN_AUTH_ENV`] says so), closed otherwise.
+    pub fn new(admin_token_hash: Option<String>, iam: bool) -> AdminAuth {
         match admin_token_hash.filter(|h| !h.trim().is_empty()) {
             Some(hash) => AdminAuth::Token(hash),
-            None if on_lambda => AdminAuth::Iam,
+            None if iam => AdminAuth::Iam,
             None => AdminAuth::Closed,
         }
     }
+}
+
+/// Whether [`ADMIN_AUTH_ENV`] says API Gateway's IAM authorizer is trusted.
+pub fn iam_from_env() -> bool {
+    std::env::var(ADMIN_AUTH_ENV).is_ok_and(|value| value.trim().eq_ignore_ascii_case("iam"))
+}
+
+/// The IAM caller API Gateway authorised, from the request's context.
+fn iam_caller(request: &Request) -> Option<String> {
+    let context = request.extensions().get::<RequestContext>()?;
+    let iam = match context {
+        RequestContext::ApiGatewayV2(context) => context.authorizer.as_ref()?.iam.clone()?,
+        RequestContext::ApiGatewayV1(context) => context.authorizer.iam.clone()?,
+        _ => return None,
+    };
+    iam.user_arn
+        .or(iam.caller_id)
+        .map(|who| who.trim().to_string())
+        .filter(|who| !who.is_empty())
 }
 
 /// The SHA-256 of `CASHBACK_ADMIN_TOKEN`, if set; the token itself is not kept.
@@ -113,11 +155,10 @@ struct AdminState {
 }
 
 /// The admin routes. `admin_token_hash` is the SHA-256 (hex) of the admin
-/// token; None trusts IAM when running on Lambda and refuses everything
-/// elsewhere.
+/// token; None trusts IAM only when `CASHBACK_ADMIN_AUTH=iam`, and refuses
+/// everything otherwise.
 pub fn router(ctx: Context, admin_token_hash: Option<String>) -> Router {
-    let on_lambda = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some();
-    router_with(ctx, AdminAuth::new(admin_token_hash, on_lambda))
+    router_with(ctx, AdminAuth::new(admin_token_hash, iam_from_env()))
 }
 
 /// The admin routes with an explicit authorisation (tests, local server).
@@ -164,22 +205,40 @@ pub fn router_with(ctx: Context, auth: AdminAuth) -> Router {
             post(import_catalog).put(import_catalog),
         )
         .route("/v1/shops/{shop}/reports", get(report))
+        .route(
+            "/v1/shops/{shop}/api-keys",
+            get(list_api_keys).post(create_api_key),
+        )
+        .route(
+            "/v1/shops/{shop}/api-keys/{key_id}",
+            axum::routing::delete(revoke_api_key),
+        )
         .layer(middleware::from_fn_with_state(state.clone(), authorise))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
-async fn authorise(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+async fn authorise(State(state): State<AdminState>, mut request: Request, next: Next) -> Response {
+    let caller = iam_caller(&request);
     let verdict = match state.auth.as_ref() {
-        AdminAuth::Iam => Ok(()),
+        AdminAuth::Iam => caller.map(Principal).ok_or_else(|| {
+            ApiError::unauthorized(
+                "IAM authorisation is expected from API Gateway and this request carries none",
+            )
+        }),
         AdminAuth::Token(hash) => check_api_key(request.headers(), hash)
+            .map(|()| Principal(caller.unwrap_or_else(|| TOKEN_PRINCIPAL.to_string())))
             .map_err(|_| ApiError::unauthorized("a valid admin token is required")),
         AdminAuth::Closed => Err(ApiError::unauthorized(format!(
-            "the admin API is closed: set {ADMIN_TOKEN_ENV} to use it here"
+            "the admin API is closed: set {ADMIN_TOKEN_ENV} (or {ADMIN_AUTH_ENV}=iam behind \
+             API Gateway's IAM authorizer) to use it"
         ))),
     };
     match verdict {
-        Ok(()) => next.run(request).await,
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
         Err(error) => error.into_response(),
     }
 }
@@ -331,6 +390,7 @@ async fn get_program(
 
 async fn put_program(
     State(state): State<AdminState>,
+    Extension(principal): Extension<Principal>,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -340,7 +400,15 @@ async fn put_program(
         let expected = expected_version(&headers)?;
         let text = text_of(&body)?;
         Ok::<_, ApiError>(
-            admin::put_program(&state.ctx, &shop, text, expected, state.ctx.now()).await?,
+            admin::put_program(
+                &state.ctx,
+                &shop,
+                text,
+                expected,
+                &principal.0,
+                state.ctx.now(),
+            )
+            .await?,
         )
     }
     .await;
@@ -536,6 +604,7 @@ pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
 async fn adjust(
     State(state): State<AdminState>,
+    Extension(principal): Extension<Principal>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -553,7 +622,16 @@ async fn adjust(
             })?;
         let text = text_of(&body)?;
         Ok::<_, ApiError>(
-            admin::adjust(&state.ctx, &shop, &customer, text, &key, state.ctx.now()).await?,
+            admin::adjust(
+                &state.ctx,
+                &shop,
+                &customer,
+                text,
+                &key,
+                &principal.0,
+                state.ctx.now(),
+            )
+            .await?,
         )
     }
     .await;
@@ -575,11 +653,12 @@ async fn adjust(
 
 async fn regenerate_code(
     State(state): State<AdminState>,
+    Extension(principal): Extension<Principal>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Response {
     let result = async {
         let (shop, customer) = customer_path(path)?;
-        Ok::<_, ApiError>(admin::regenerate_code(&state.ctx, &shop, &customer).await?)
+        Ok::<_, ApiError>(admin::regenerate_code(&state.ctx, &shop, &customer, &principal.0).await?)
     }
     .await;
     respond(result, StatusCode::OK)
@@ -646,6 +725,80 @@ async fn report(
         let params = query_of(query)?;
         let (from, to) = (date_of(&params, "from")?, date_of(&params, "to")?);
         Ok::<_, ApiError>(admin::report(&state.ctx, &shop, from, to).await?)
+    }
+    .await;
+    respond(result, StatusCode::OK)
+}
+
+async fn list_api_keys(
+    State(state): State<AdminState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Response {
+    let result = async {
+        let shop = shop_of(&path_of(path)?)?;
+        Ok::<_, ApiError>(api_keys::list(&state.ctx, &shop).await?)
+    }
+    .await;
+    match result {
+        Ok(items) => page_body(Page { items, next: None }),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn create_api_key(
+    State(state): State<AdminState>,
+    Extension(principal): Extension<Principal>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let shop = shop_of(&path_of(path)?)?;
+        let text = text_of(&body)?;
+        let secret = cashback_edge::auth::new_api_key();
+        Ok::<_, ApiError>(
+            api_keys::create(
+                &state.ctx,
+                &shop,
+                text,
+                &secret,
+                &principal.0,
+                state.ctx.now(),
+            )
+            .await?,
+        )
+    }
+    .await;
+    match result {
+        Ok(created) => {
+            let mut response = (StatusCode::CREATED, Json(created)).into_response();
+            // The key itself is in this answer: no cache may keep it.
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn revoke_api_key(
+    State(state): State<AdminState>,
+    Extension(principal): Extension<Principal>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Response {
+    let result = async {
+        let (shop, key_id) = path_of(path)?;
+        let shop = shop_of(&shop)?;
+        Ok::<_, ApiError>(
+            api_keys::revoke(
+                &state.ctx,
+                &shop,
+                key_id.trim(),
+                &principal.0,
+                state.ctx.now(),
+            )
+            .await?,
+        )
     }
     .await;
     respond(result, StatusCode::OK)

@@ -42,11 +42,15 @@ async fn without_the_admin_token_nothing_is_answered() {
     )
     .await;
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
-    // On Lambda without a token, API Gateway's IAM authoriser has decided.
+    // With IAM trusted explicitly, API Gateway's IAM authoriser has decided:
+    // the request carries the caller it allowed.
     let iam = router_with(ctx.clone(), AdminAuth::new(None, true));
-    let mut signed = request("GET", &format!("{BASE}/program"), None, &[]);
-    signed.headers_mut().remove("authorization");
-    assert_eq!(send(iam, signed).await.status, StatusCode::OK);
+    let signed = iam_request("GET", &format!("{BASE}/program"), None, ADMIN_ARN);
+    assert_eq!(send(iam.clone(), signed).await.status, StatusCode::OK);
+    // ... and one that did not come through it is refused.
+    let mut unsigned = request("GET", &format!("{BASE}/program"), None, &[]);
+    unsigned.headers_mut().remove("authorization");
+    assert_eq!(send(iam, unsigned).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         AdminAuth::new(Some(hash_api_key("t")), true),
         AdminAuth::Token(hash_api_key("t")),
@@ -358,7 +362,7 @@ async fn customers_are_looked_up_regenerated_and_exported_over_http() {
 async fn onboarding_shows_the_api_key_once_and_stores_its_hash() {
     let ctx = ctx().await;
     let body = r#"{"shop":"fresh.myshopify.com","platform":"woocommerce","name":"Fresh",
-        "currency":"USD","webhook_secret_ref":"env:FRESH_SECRET"}"#;
+        "currency":"USD","webhook_secret_ref":"env:CASHBACK_SECRET_FRESH"}"#;
     let answer = send(app(&ctx), request("POST", "/v1/shops", Some(body), &[])).await;
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.json);
     let key = answer.json["api_key"].as_str().unwrap();
@@ -412,4 +416,172 @@ async fn the_catalog_and_a_report_answer_over_http() {
     .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad.json["error"]["fields"][0]["field"], "from");
+}
+
+#[tokio::test]
+async fn an_adjustment_over_the_programs_maximum_is_refused_and_changes_nothing() {
+    let ctx = ctx().await;
+    pay(&ctx, "o-1", "ann", "100.00").await;
+    let mut capped = program();
+    capped.max_adjustment = Some(rust_decimal_macros::dec!(50));
+    let put = send(
+        app(&ctx),
+        request(
+            "PUT",
+            &format!("{BASE}/program"),
+            Some(&serde_json::to_string(&capped).unwrap()),
+            &[],
+        ),
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.json);
+    let before = send(
+        app(&ctx),
+        request("GET", &format!("{BASE}/customers/ann"), None, &[]),
+    )
+    .await;
+    let uri = format!("{BASE}/customers/ann/adjustments");
+    // The attack: a leaked admin credential credits a friend a fortune (or
+    // wipes a customer out) in one request.
+    for (amount, key) in [("5000.00", "big-credit"), ("-50.01", "big-debit")] {
+        let body = format!(r#"{{"amount":"{amount}","reason":"generous"}}"#);
+        let answer = send(
+            app(&ctx),
+            request("POST", &uri, Some(&body), &[("idempotency-key", key)]),
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.json);
+        assert_eq!(answer.json["error"]["fields"][0]["field"], "amount");
+        // Nothing stored under the key either: a corrected retry may use it.
+        let fine = send(
+            app(&ctx),
+            request("GET", &format!("{BASE}/customers/ann/ledger"), None, &[]),
+        )
+        .await;
+        assert!(!fine.json.to_string().contains("generous"));
+    }
+    let after = send(
+        app(&ctx),
+        request("GET", &format!("{BASE}/customers/ann"), None, &[]),
+    )
+    .await;
+    assert_eq!(after.json, before.json, "data unchanged");
+    let within = send(
+        app(&ctx),
+        request(
+            "POST",
+            &uri,
+            Some(r#"{"amount":"50.00","reason":"goodwill"}"#),
+            &[("idempotency-key", "big-credit")],
+        ),
+    )
+    .await;
+    assert_eq!(within.status, StatusCode::CREATED, "{}", within.json);
+    // Zero or a negative maximum is no maximum: refused by name.
+    let bad = send(
+        app(&ctx),
+        request(
+            "PUT",
+            &format!("{BASE}/program"),
+            Some(r#"{"currency":"USD","max_adjustment":"0"}"#),
+            &[],
+        ),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.json["error"]["fields"][0]["field"], "max_adjustment");
+}
+
+#[tokio::test]
+async fn every_change_records_the_iam_caller_who_made_it() {
+    let ctx = ctx().await;
+    pay(&ctx, "o-1", "ann", "100.00").await;
+    let iam = || router_with(ctx.clone(), AdminAuth::new(None, true));
+    let adjusted = send(
+        iam(),
+        iam_request(
+            "POST",
+            &format!("{BASE}/customers/ann/adjustments"),
+            Some(r#"{"amount":"5.00","reason":"late parcel"}"#),
+            ADMIN_ARN,
+        ),
+    )
+    .await;
+    // The idempotency key is required: send it again with one.
+    assert_eq!(adjusted.status, StatusCode::BAD_REQUEST);
+    let mut with_key = iam_request(
+        "POST",
+        &format!("{BASE}/customers/ann/adjustments"),
+        Some(r#"{"amount":"5.00","reason":"late parcel"}"#),
+        ADMIN_ARN,
+    );
+    with_key
+        .headers_mut()
+        .insert("idempotency-key", "iam-1".parse().unwrap());
+    let adjusted = send(iam(), with_key).await;
+    assert_eq!(adjusted.status, StatusCode::CREATED, "{}", adjusted.json);
+    assert_eq!(adjusted.json["adjustment"]["by"], ADMIN_ARN);
+    let ledger = send(
+        iam(),
+        iam_request(
+            "GET",
+            &format!("{BASE}/customers/ann/ledger?limit=1"),
+            None,
+            ADMIN_ARN,
+        ),
+    )
+    .await;
+    assert_eq!(
+        ledger.json["items"][0]["note"],
+        format!("late parcel (by {ADMIN_ARN})")
+    );
+
+    let put = send(
+        iam(),
+        iam_request(
+            "PUT",
+            &format!("{BASE}/program"),
+            Some(r#"{"currency":"USD","changed_by":"someone-else"}"#),
+            ADMIN_ARN,
+        ),
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.json);
+    let version = put.json["version"].as_u64().unwrap();
+    let kept = send(
+        iam(),
+        iam_request(
+            "GET",
+            &format!("{BASE}/program/versions/{version}"),
+            None,
+            ADMIN_ARN,
+        ),
+    )
+    .await;
+    assert_eq!(kept.json["program"]["changed_by"], ADMIN_ARN);
+
+    let regenerated = send(
+        iam(),
+        iam_request(
+            "POST",
+            &format!("{BASE}/customers/ann/regenerate-code"),
+            None,
+            ADMIN_ARN,
+        ),
+    )
+    .await;
+    assert_eq!(regenerated.status, StatusCode::OK);
+    assert_eq!(regenerated.json["code_changed_by"], ADMIN_ARN);
+    // With the admin token instead, the token is what is recorded.
+    let regenerated = send(
+        app(&ctx),
+        request(
+            "POST",
+            &format!("{BASE}/customers/ann/regenerate-code"),
+            None,
+            &[],
+        ),
+    )
+    .await;
+    assert_eq!(regenerated.json["code_changed_by"], "admin-token");
 }

@@ -1,14 +1,16 @@
 //! `POST /v1/shops/{shop}/coupons/validate`: a checkout asks whether a code
-//! works on its cart, server to server, with the shop's API key (Bearer;
-//! stored only as its SHA-256).
+//! works on its cart, server to server, with one of the shop's API keys
+//! that has the `checkout` scope (Bearer; stored only as its SHA-256).
 //!
 //! The order of checks is deliberate: the shop first (404 if unknown), the
 //! key next (401), and only then is the body read (413 past
 //! [`MAX_BODY_BYTES`], 400 if it is not a valid request), so nobody without
 //! the key learns anything about the request format or the codes. The
 //! answer itself is always 200 with `valid` and, when refused, the typed
-//! reason; 429 with Retry-After once a caller has tried too many unknown
-//! codes (see `cashback_app::checkout`).
+//! reason; 400 naming the field for a request past its limits (other
+//! discounts, lines, string sizes), checked before anything is read; 429
+//! with Retry-After once a source address has tried too many unknown codes
+//! at this shop (see `cashback_app::checkout`).
 //!
 //! The router is what the Lambda runs (main.rs) and what the local server
 //! mounts.
@@ -24,9 +26,10 @@ use chrono::{DateTime, Utc};
 use lambda_http::request::RequestContext;
 
 use cashback_app::checkout::{self, ValidateRequest, Validation};
+use cashback_app::store::KeyScope;
 use cashback_app::{AppError, Context};
 use cashback_core::ids::ShopId;
-use cashback_edge::auth::check_api_key;
+use cashback_edge::auth::require_key;
 use cashback_edge::ApiError;
 
 /// The route, in axum's syntax.
@@ -71,7 +74,7 @@ pub async fn handle(
     let shop = ShopId::parse(&raw_shop)
         .map_err(|_| ApiError::from(AppError::UnknownShop(raw_shop.clone())))?;
     let known = ctx.shop(&shop, now).await?;
-    check_api_key(request.headers(), &known.api_key_hash)?;
+    let key = require_key(ctx, &known, request.headers(), KeyScope::Checkout, now).await?;
     let source = source_ip(&request);
     let declared = request
         .headers()
@@ -90,18 +93,16 @@ pub async fn handle(
             format!("the body is not a valid request: {error}"),
         )
     })?;
-    // Unknown codes are counted per key, source and the shopper the checkout
-    // names; the key is represented by a prefix of its hash, never itself.
-    let key_id = known.api_key_hash.get(..16).unwrap_or(&known.api_key_hash);
-    let caller = format!(
-        "{key_id}|{source}|{}",
-        body.caller.as_deref().unwrap_or_default()
-    );
-    Ok(checkout::validate(ctx, &shop, &body, &caller, now).await?)
+    // Unknown codes are counted per shop and source address: never by the
+    // key (a shop's keys share one budget) nor by anything in the body.
+    tracing::debug!(key_id = %key.key_id, "checkout key accepted");
+    Ok(checkout::validate(ctx, &shop, &body, &source, now).await?)
 }
 
-/// The caller's address as API Gateway saw it (clients cannot forge it,
-/// unlike X-Forwarded-For), or the socket's peer on the local server.
+/// The caller's address as API Gateway saw it: the request context's
+/// `sourceIp`, the address API Gateway itself appends to X-Forwarded-For
+/// (the header's earlier entries are the client's to choose, so it is never
+/// read here); or the socket's peer on the local server.
 fn source_ip(request: &Request) -> String {
     let extensions = request.extensions();
     let from_gateway = extensions

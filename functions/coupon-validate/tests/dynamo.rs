@@ -23,8 +23,19 @@ async fn dynamo_context(
 ) -> Option<(Arc<cashback_store::DynamoStore>, cashback_app::Context)> {
     let store = Arc::new(moto::fresh_store(test).await?);
     let ctx = seed(store.clone(), "30.00").await;
-    // Warm the shop and program cache, as a warm container has it.
-    ctx.shop_program(&shop(), chrono::Utc::now()).await.unwrap();
+    // Warm the shop, program and key caches, as a warm container has them
+    // (the key's last use is then recorded for the next few minutes).
+    let now = chrono::Utc::now();
+    let known = ctx.shop_program(&shop(), now).await.unwrap().shop;
+    cashback_app::api_keys::authenticate(
+        &ctx,
+        &known,
+        Some(API_KEY),
+        cashback_app::store::KeyScope::Checkout,
+        now,
+    )
+    .await
+    .unwrap();
     Some((store, ctx))
 }
 
@@ -54,7 +65,10 @@ async fn on_dynamodb_a_reserve_adds_one_write_and_a_repeat_replaces_the_hold() {
     let Some((store, ctx)) = dynamo_context("validate_reserve").await else {
         return;
     };
+    // A guest checkout that knows the owner's email (the code is the
+    // owner's alone: a request naming nobody is refused).
     let mut request = body(ANN_CODE, None, "25.00");
+    request["email"] = json!(ANN_EMAIL);
     request["reserve"] = json!({"checkout_id": "chk-1"});
     let before = store.request_counts();
     let (status, _, first) = send(
@@ -169,4 +183,42 @@ async fn on_dynamodb_repeated_unknown_codes_get_429() {
     let (status, response, _) = send(router(ctx), guess(99)).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert!(response.headers().contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn on_dynamodb_the_largest_validation_is_one_batch_get_and_a_larger_one_none() {
+    let Some((store, ctx)) = dynamo_context("validate_bounded_reads").await else {
+        return;
+    };
+    let with_discounts = |count: usize| {
+        let mut request = body(ANN_CODE, Some("ann"), "25.00");
+        request["cart"]["other_discounts"] = (0..count)
+            .map(|n| json!({"kind": "order", "amount": "0.01", "code": format!("c{n}")}))
+            .collect();
+        request.to_string()
+    };
+    let before = store.request_counts();
+    let (status, _, json) = send(
+        router(ctx.clone()),
+        post(
+            &validate_uri("demo.myshopify.com"),
+            Some(API_KEY),
+            with_discounts(cashback_app::checkout::MAX_OTHER_DISCOUNTS),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(store.request_counts().reads - before.reads, 1);
+    let before = store.request_counts();
+    let (status, _, _) = send(
+        router(ctx),
+        post(
+            &validate_uri("demo.myshopify.com"),
+            Some(API_KEY),
+            with_discounts(5000),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(store.request_counts().total() - before.total(), 0);
 }

@@ -3,9 +3,10 @@
 //!
 //! - `GET /v1/shops/{shop}/customers/{id}/cashback?cursor=&limit=`: the
 //!   customer's view (balances, pending with release dates, tier, code,
-//!   ledger page). Accepted with the shop's API key (Bearer), or as a
+//!   ledger page). Accepted with a shop's API key that has the
+//!   `portal_server` scope (Bearer; a `checkout` key is refused), or as a
 //!   Shopify app proxy request, whose signature is checked with the app's
-//!   secret (`CASHBACK_SHOPIFY_APP_SECRET`); the proxy's
+//!   secret (an SSM SecureString on Lambda, see main.rs); the proxy's
 //!   `logged_in_customer_id` must be the customer asked for, so a shopper
 //!   sees only their own cashback.
 //! - `GET  /v1/shops/{shop}/customers/{id}/unsubscribe?sig=`: a page asking
@@ -33,10 +34,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use cashback_app::portal::{self, CustomerView, EntriesPage, UnsubscribeOutcome};
-use cashback_app::store::Shop;
+use cashback_app::store::{KeyScope, Shop};
 use cashback_app::{AppError, Context};
 use cashback_core::ids::{CustomerId, ShopId};
-use cashback_edge::auth::check_api_key;
+use cashback_edge::auth::require_key;
 use cashback_edge::ApiError;
 
 pub const CASHBACK_ROUTE: &str = "/v1/shops/{shop}/customers/{id}/cashback";
@@ -70,7 +71,9 @@ impl std::fmt::Debug for CustomerApiConfig {
 }
 
 impl CustomerApiConfig {
-    /// `CASHBACK_SHOPIFY_APP_SECRET` from the environment, if set.
+    /// `CASHBACK_SHOPIFY_APP_SECRET` from the environment, if set: local
+    /// runs only. On Lambda main.rs reads the secret from SSM
+    /// (`cashback_edge::wiring::secret_keys`).
     pub fn from_env() -> CustomerApiConfig {
         CustomerApiConfig {
             shopify_app_secret: std::env::var("CASHBACK_SHOPIFY_APP_SECRET")
@@ -139,7 +142,11 @@ async fn view(
     let Query(params) =
         query.map_err(|_| ApiError::bad_request("bad_query", "the query string is malformed"))?;
     let known = state.ctx.shop(&shop, now).await?;
-    authorize(&state.config, &known, &customer, &params, headers, now)?;
+    if params.iter().any(|(key, _)| key == proxy::SIGNATURE) {
+        authorize_proxy(&state.config, &known, &customer, &params, now)?;
+    } else {
+        require_key(&state.ctx, &known, headers, KeyScope::PortalServer, now).await?;
+    }
     let limit = match proxy::param(&params, "limit") {
         Some(raw) => Some(
             raw.trim()
@@ -157,19 +164,15 @@ async fn view(
     Ok(portal::customer_view(&state.ctx, &shop, &customer, &page, now).await?)
 }
 
-/// The shop's API key, or a signed app proxy request for this very customer
-/// (the shopper's cashback page checks its proxy requests with it too).
-pub fn authorize(
+/// A signed app proxy request for this very customer (the shopper's
+/// cashback page checks its proxy requests with it too).
+pub fn authorize_proxy(
     config: &CustomerApiConfig,
     known: &Shop,
     customer: &CustomerId,
     params: &[(String, String)],
-    headers: &HeaderMap,
     now: DateTime<Utc>,
 ) -> Result<(), ApiError> {
-    if !params.iter().any(|(key, _)| key == proxy::SIGNATURE) {
-        return check_api_key(headers, &known.api_key_hash);
-    }
     let Some(secret) = &config.shopify_app_secret else {
         return Err(ApiError::unauthorized(
             "app proxy requests are not enabled here",

@@ -275,6 +275,20 @@ pub async fn apply_delivery(
         received: events.len(),
         ..Summary::default()
     };
+    if delivery.test {
+        // The program in force decides (from the warm cache: the events'
+        // own read finds it there).
+        let accepts = match ctx.shop_program(&delivery.shop, now).await {
+            Ok(found) => found.program.accepts_test_orders(),
+            Err(AppError::NoProgram(_)) => false,
+            Err(error) => return Err(ApiError::from(error)),
+        };
+        if !accepts {
+            info!(shop = %delivery.shop, topic = %delivery.topic, "test order ignored: the program does not let test orders earn");
+            summary.ignored = events.len();
+            return Ok(summary);
+        }
+    }
     for event in events {
         match handle_order_event(ctx, &delivery.shop, event, now).await {
             Ok(EventOutcome::Applied { .. }) => summary.applied += 1,

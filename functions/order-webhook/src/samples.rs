@@ -25,9 +25,9 @@ pub const DEMO_SHOP: &str = "demo.myshopify.com";
 /// shop's secret lives in its own environment variable or SSM parameter.
 pub const DEMO_SECRET: &str = "demo-webhook-secret";
 /// The environment variable the demo shop's `webhook_secret_ref` names.
-pub const DEMO_SECRET_VAR: &str = "CASHBACK_DEMO_WEBHOOK_SECRET";
+pub const DEMO_SECRET_VAR: &str = "CASHBACK_SECRET_DEMO_WEBHOOK";
 /// The demo shop's `webhook_secret_ref`.
-pub const DEMO_SECRET_REF: &str = "env:CASHBACK_DEMO_WEBHOOK_SECRET";
+pub const DEMO_SECRET_REF: &str = "env:CASHBACK_SECRET_DEMO_WEBHOOK";
 /// When the generic samples were signed: 2026-03-06T15:00:00Z.
 pub const GENERIC_SIGNED_AT: i64 = 1_772_809_200;
 

@@ -3,16 +3,18 @@
 //!
 //! A shop record names its secrets by reference, never by value
 //! (`Shop::webhook_secret_ref`):
-//! - `env:VAR_NAME`: the environment variable `VAR_NAME` (set by the
-//!   deployment, e.g. from Secrets Manager in template.yaml, or by hand in a
-//!   local shell);
+//! - `env:CASHBACK_SECRET_<NAME>`: that environment variable (set by hand
+//!   in a local shell; on Lambda prefer SSM). Only names under
+//!   [`ENV_SECRET_PREFIX`] are read, so a reference can never reach another
+//!   setting of the function;
 //! - `ssm:/parameter/name`: an SSM Parameter Store parameter, read with
 //!   `GetParameter` and `WithDecryption` (a SecureString).
 //!
 //! The value is one secret, or `current,previous` while a secret is being
 //! rotated: a delivery signed with either is accepted, so the merchant can
 //! change the secret on the platform and here without losing a delivery in
-//! between. Surrounding spaces are trimmed; a secret cannot contain a comma.
+//! between. Surrounding spaces are trimmed; a secret cannot contain a comma,
+//! and must be at least [`MIN_WEBHOOK_SECRET_LENGTH`] characters.
 //!
 //! Secrets are cached per shop for a TTL (five minutes by default), so a warm
 //! container reads SSM once per shop per TTL, not once per webhook. After a
@@ -28,7 +30,10 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Duration, Utc};
 use tokio::sync::OnceCell;
 
+use cashback_app::store::{secret_ref_problem, MIN_WEBHOOK_SECRET_LENGTH};
 use cashback_core::ids::ShopId;
+
+pub use cashback_app::store::ENV_SECRET_PREFIX;
 
 /// How long a shop's secrets stay cached in a warm container by default.
 pub const DEFAULT_TTL_SECONDS: i64 = 300;
@@ -43,34 +48,22 @@ pub enum SecretRef {
 }
 
 impl SecretRef {
+    /// `env:CASHBACK_SECRET_<NAME>` or `ssm:/parameter/name`; any other
+    /// variable name is refused (see [`ENV_SECRET_PREFIX`]).
     pub fn parse(reference: &str) -> Result<SecretRef, SecretError> {
         let reference = reference.trim();
-        let bad = |reason: &str| SecretError::BadReference {
-            reason: reason.to_string(),
-        };
-        if let Some(name) = reference.strip_prefix("env:") {
-            let valid = !name.is_empty()
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && !name.starts_with(|c: char| c.is_ascii_digit());
-            if !valid {
-                return Err(bad("env: needs a variable name of letters, digits and _"));
-            }
-            Ok(SecretRef::Env(name.to_string()))
-        } else if let Some(name) = reference.strip_prefix("ssm:") {
-            // SSM names: letters, digits and .-_/ ; at most 2048 characters.
-            let valid = !name.is_empty()
-                && name.len() <= 2048
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
-            if !valid {
-                return Err(bad(
-                    "ssm: needs a parameter name such as /cashback/shop/webhook",
-                ));
-            }
-            Ok(SecretRef::Ssm(name.to_string()))
-        } else {
-            Err(bad("expected env:VAR_NAME or ssm:/parameter/name"))
+        if let Some(reason) = secret_ref_problem(reference) {
+            return Err(SecretError::BadReference { reason });
+        }
+        match (
+            reference.strip_prefix("env:"),
+            reference.strip_prefix("ssm:"),
+        ) {
+            (Some(name), _) => Ok(SecretRef::Env(name.to_string())),
+            (_, Some(name)) => Ok(SecretRef::Ssm(name.to_string())),
+            _ => Err(SecretError::BadReference {
+                reason: "expected env: or ssm:".to_string(),
+            }),
         }
     }
 }
@@ -80,7 +73,9 @@ impl SecretRef {
 pub struct WebhookSecrets(Vec<Vec<u8>>);
 
 impl WebhookSecrets {
-    /// `current` or `current,previous`.
+    /// `current` or `current,previous`, each at least
+    /// [`MIN_WEBHOOK_SECRET_LENGTH`] characters: a short secret can be
+    /// guessed, and is refused rather than used.
     pub fn parse(value: &str) -> Result<WebhookSecrets, SecretError> {
         let secrets: Vec<Vec<u8>> = value
             .split(',')
@@ -90,6 +85,11 @@ impl WebhookSecrets {
             .collect();
         if secrets.is_empty() {
             return Err(SecretError::Empty);
+        }
+        if secrets.iter().any(|s| s.len() < MIN_WEBHOOK_SECRET_LENGTH) {
+            return Err(SecretError::TooShort {
+                min: MIN_WEBHOOK_SECRET_LENGTH,
+            });
         }
         Ok(WebhookSecrets(secrets))
     }
@@ -116,6 +116,8 @@ pub enum SecretError {
     MissingParameter { name: String },
     #[error("the configured webhook secret is empty")]
     Empty,
+    #[error("a configured webhook secret is shorter than {min} characters")]
+    TooShort { min: usize },
     /// SSM throttled or could not be reached: the platform should retry.
     #[error("SSM is unavailable: {0}")]
     Unavailable(String),
@@ -357,64 +359,107 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 3, 6, 15, 0, 0).unwrap() + Duration::seconds(seconds)
     }
 
+    const A: &str = "env:CASHBACK_SECRET_A";
+    const B: &str = "env:CASHBACK_SECRET_B";
+    const ONE: &str = "one-0123456789abcdef";
+    const TWO: &str = "two-0123456789abcdef";
+
     #[test]
     fn references_name_an_env_var_or_an_ssm_parameter() {
         assert_eq!(
-            SecretRef::parse("env:CASHBACK_DEMO_WEBHOOK_SECRET"),
-            Ok(SecretRef::Env("CASHBACK_DEMO_WEBHOOK_SECRET".into()))
+            SecretRef::parse("env:CASHBACK_SECRET_DEMO_WEBHOOK"),
+            Ok(SecretRef::Env("CASHBACK_SECRET_DEMO_WEBHOOK".into()))
         );
         assert_eq!(
             SecretRef::parse(" ssm:/cashback/demo/webhook "),
             Ok(SecretRef::Ssm("/cashback/demo/webhook".into()))
         );
         for bad in [
-            "", "env:", "env:A-B", "env:1X", "ssm:", "ssm:/a b", "vault:x", "plain",
+            "",
+            "env:",
+            "env:A-B",
+            "env:1X",
+            "ssm:",
+            "ssm:/a b",
+            "vault:x",
+            "plain",
+            "env:CASHBACK_SECRET_",
+            "env:CASHBACK_SECRET_A-B",
         ] {
             assert!(SecretRef::parse(bad).is_err(), "{bad:?} was accepted");
         }
     }
 
     #[test]
+    fn an_env_reference_outside_the_prefix_is_refused_by_name() {
+        // Values a reference could otherwise borrow: the function's own
+        // settings, and values anyone knows (a forger's free secret).
+        for name in [
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_REGION",
+            "CASHBACK_LINK_SECRET",
+            "CASHBACK_TABLE",
+            "HOME",
+        ] {
+            let error = SecretRef::parse(&format!("env:{name}")).unwrap_err();
+            assert!(
+                error.to_string().contains("CASHBACK_SECRET_<NAME>"),
+                "{name}: {error}"
+            );
+        }
+    }
+
+    #[test]
     fn a_value_is_one_secret_or_current_and_previous() {
-        let one = WebhookSecrets::parse("s3cret").unwrap();
-        assert_eq!(one.as_slice(), &[b"s3cret".to_vec()]);
-        let rotating = WebhookSecrets::parse(" new , old ").unwrap();
-        assert_eq!(rotating.as_slice(), &[b"new".to_vec(), b"old".to_vec()]);
+        let one = WebhookSecrets::parse(ONE).unwrap();
+        assert_eq!(one.as_slice(), &[ONE.as_bytes().to_vec()]);
+        let rotating = WebhookSecrets::parse(&format!(" {TWO} , {ONE} ")).unwrap();
+        assert_eq!(
+            rotating.as_slice(),
+            &[TWO.as_bytes().to_vec(), ONE.as_bytes().to_vec()]
+        );
         assert_eq!(WebhookSecrets::parse(" , "), Err(SecretError::Empty));
     }
 
     #[test]
+    fn a_short_secret_is_refused_naming_the_minimum() {
+        for value in ["s3cret", "fifteen-chars-x", &format!("{ONE},old")] {
+            let error = WebhookSecrets::parse(value).unwrap_err();
+            assert_eq!(error, SecretError::TooShort { min: 16 });
+            assert!(error.to_string().contains("16 characters"));
+            assert!(!error.is_retryable());
+        }
+        assert!(WebhookSecrets::parse("sixteen-chars-xy").is_ok());
+    }
+
+    #[test]
     fn secrets_never_show_in_debug_output() {
-        let secrets = WebhookSecrets::parse("topsecret,older").unwrap();
+        let secrets = WebhookSecrets::parse("topsecret-0123456789,older-0123456789").unwrap();
         let shown = format!("{secrets:?}");
         assert!(!shown.contains("topsecret") && !shown.contains("older"));
     }
 
     #[tokio::test]
     async fn a_shops_secrets_are_read_once_per_ttl_and_again_when_the_reference_changes() {
-        let source = FixedSecrets::new([("env:A", "one"), ("env:B", "two")]);
+        let source = FixedSecrets::new([(A, ONE), (B, TWO)]);
         let cache = SecretCache::new(Arc::new(source), 300);
-        let first = cache.get(&shop(), "env:A", t(0)).await.unwrap();
-        assert_eq!(first.as_slice(), &[b"one".to_vec()]);
-        cache.get(&shop(), "env:A", t(299)).await.unwrap();
+        let first = cache.get(&shop(), A, t(0)).await.unwrap();
+        assert_eq!(first.as_slice(), &[ONE.as_bytes().to_vec()]);
+        cache.get(&shop(), A, t(299)).await.unwrap();
         assert_eq!(cache.fetches(), 1);
-        cache.get(&shop(), "env:A", t(300)).await.unwrap();
+        cache.get(&shop(), A, t(300)).await.unwrap();
         assert_eq!(cache.fetches(), 2);
-        let moved = cache.get(&shop(), "env:B", t(301)).await.unwrap();
-        assert_eq!(moved.as_slice(), &[b"two".to_vec()]);
+        let moved = cache.get(&shop(), B, t(301)).await.unwrap();
+        assert_eq!(moved.as_slice(), &[TWO.as_bytes().to_vec()]);
         assert_eq!(cache.fetches(), 3);
     }
 
     #[tokio::test]
     async fn an_early_refresh_is_allowed_only_once_the_cache_is_thirty_seconds_old() {
-        let cache = SecretCache::new(Arc::new(FixedSecrets::new([("env:A", "one")])), 300);
-        cache.get(&shop(), "env:A", t(0)).await.unwrap();
-        assert_eq!(cache.refresh(&shop(), "env:A", t(10)).await, Ok(None));
-        assert!(cache
-            .refresh(&shop(), "env:A", t(31))
-            .await
-            .unwrap()
-            .is_some());
+        let cache = SecretCache::new(Arc::new(FixedSecrets::new([(A, ONE)])), 300);
+        cache.get(&shop(), A, t(0)).await.unwrap();
+        assert_eq!(cache.refresh(&shop(), A, t(10)).await, Ok(None));
+        assert!(cache.refresh(&shop(), A, t(31)).await.unwrap().is_some());
         assert_eq!(cache.fetches(), 2);
     }
 
@@ -422,12 +467,15 @@ mod tests {
     async fn a_missing_variable_is_named_and_its_absence_not_cached() {
         let cache = SecretCache::new(Arc::new(FixedSecrets::default()), 300);
         assert_eq!(
-            cache.get(&shop(), "env:NOPE", t(0)).await,
+            cache.get(&shop(), "env:CASHBACK_SECRET_NOPE", t(0)).await,
             Err(SecretError::MissingVariable {
-                name: "NOPE".into()
+                name: "CASHBACK_SECRET_NOPE".into()
             })
         );
-        assert!(cache.get(&shop(), "env:NOPE", t(1)).await.is_err());
+        assert!(cache
+            .get(&shop(), "env:CASHBACK_SECRET_NOPE", t(1))
+            .await
+            .is_err());
         assert_eq!(cache.fetches(), 2);
     }
 }

@@ -93,6 +93,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             webhook_secret_ref: "env:DEMO".into(),
             api_key_hash: String::new(),
             created_at: t0,
+            guest_id_key: None,
         })
         .await?;
     let program = Program::new(Currency::USD);

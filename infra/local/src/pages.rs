@@ -43,6 +43,7 @@ pub async fn seed_demo_customer(
         &demo_customer()?,
         r#"{"amount": "12.50", "reason": "Welcome credit"}"#,
         "local-demo-welcome-credit",
+        "local-demo-seed",
         now,
     )
     .await

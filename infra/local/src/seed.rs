@@ -61,6 +61,7 @@ pub async fn seed(store: &dyn Store, now: DateTime<Utc>) -> Result<(), StoreErro
         webhook_secret_ref: DEMO_WEBHOOK_SECRET_REF.into(),
         api_key_hash: cashback_edge::auth::hash_api_key(DEMO_API_KEY),
         created_at: now,
+        guest_id_key: None,
     };
     match store.create_shop(&shop).await {
         Ok(()) | Err(StoreError::AlreadyExists(_)) => {}

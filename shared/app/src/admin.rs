@@ -146,15 +146,19 @@ fn parse_program(body: &str, shop: &Shop) -> Result<Program, AppError> {
 /// The previous version stays readable. Orders already decided keep what
 /// they earned: the new program applies to orders decided from now on
 /// (within the warm containers' cache TTL, `AppConfig::cache_ttl_seconds`).
+/// The version records `principal`, who made it.
 pub async fn put_program(
     ctx: &Context,
     shop: &ShopId,
     body: &str,
     expected_version: Option<u64>,
+    principal: &str,
     now: DateTime<Utc>,
 ) -> Result<ProgramView, AppError> {
     let known = known_shop(ctx, shop).await?;
-    let program = parse_program(body, &known)?;
+    let mut program = parse_program(body, &known)?;
+    // Kept with the version: who made it, never what the body claims.
+    program.changed_by = Some(principal.to_string());
     let expected = match expected_version {
         Some(version) => version,
         None => ctx
@@ -174,7 +178,7 @@ pub async fn put_program(
         Err(error) => return Err(error.into()),
     };
     ctx.invalidate(shop);
-    info!(shop = %shop, version, "program replaced");
+    info!(shop = %shop, version, by = principal, "program replaced");
     Ok(ProgramView { version, program })
 }
 
@@ -293,9 +297,11 @@ pub async fn list_coupons(
 }
 
 /// A cursor the store refuses is the caller's mistake, not ours.
-fn bad_cursor(error: StoreError) -> AppError {
+/// A cursor the store did not recognise is the caller's mistake, named as
+/// the `cursor` field.
+pub(crate) fn bad_cursor(error: StoreError) -> AppError {
     match error {
-        StoreError::Other(message) if message.contains("cursor") => {
+        StoreError::InvalidCursor(message) => {
             AppError::InvalidFields(vec![field("cursor", message)])
         }
         other => other.into(),
@@ -398,6 +404,8 @@ pub struct CustomerView {
     pub lifetime_eligible_spend: Decimal,
     pub tier: Option<TierView>,
     pub orders_earned: u32,
+    /// Who last gave the customer a new code through the admin API.
+    pub code_changed_by: Option<String>,
     pub version: u64,
 }
 
@@ -429,6 +437,7 @@ impl CustomerView {
                 name: tier_name(program, index),
             }),
             orders_earned: a.orders_earned,
+            code_changed_by: a.code_changed_by.clone(),
             version: account.version,
         }
     }
@@ -500,7 +509,15 @@ pub async fn lookup_customer(
     }
     .cloned()
     .ok_or_else(|| AppError::NotFound("customer".into()))?;
-    get_customer(ctx, shop, &owner).await
+    let view = get_customer(ctx, shop, &owner).await?;
+    // A replaced code stays in the index (orders placed with it are still
+    // charged to its owner) but names nobody here.
+    if let Lookup::Code(code) = lookup {
+        if view.code.as_deref() != Some(code.display().as_str()) {
+            return Err(AppError::NotFound("customer".into()));
+        }
+    }
+    Ok(view)
 }
 
 /// A page of the customer's ledger, newest first.
@@ -579,6 +596,7 @@ pub async fn adjust(
     customer: &CustomerId,
     body: &str,
     idempotency_key: &str,
+    principal: &str,
     now: DateTime<Utc>,
 ) -> Result<AdjustmentOutcome, AppError> {
     let key = check_idempotency_key(idempotency_key)?;
@@ -600,6 +618,17 @@ pub async fn adjust(
             None
         }
     };
+    if let (Some(amount), Some(max)) = (amount, program.max_adjustment) {
+        if amount.amount().abs() > max {
+            errors.push(field(
+                "amount",
+                format!(
+                    "at most {max} {} per adjustment (the program's max_adjustment)",
+                    program.currency.code()
+                ),
+            ));
+        }
+    }
     let reason = request.reason.trim();
     if reason.is_empty() || reason.chars().count() > 500 {
         errors.push(field("reason", "must be 1 to 500 characters"));
@@ -622,7 +651,9 @@ pub async fn adjust(
     for attempt in 1..=ctx.config.max_attempts {
         let account = read_account(ctx, shop, customer).await?;
         let mut next = account.value.clone();
-        let (answer, writes) = match next.adjust(amount, reason, key, program, now) {
+        // The entry's note says who made it, beside why.
+        let note = format!("{reason} (by {principal})");
+        let (answer, writes) = match next.adjust(amount, &note, key, program, now) {
             Ok(applied) => {
                 let entries = applied.entries;
                 let body = json!({
@@ -631,6 +662,7 @@ pub async fn adjust(
                         "amount": amount.amount(),
                         "currency": program.currency,
                         "reason": reason,
+                        "by": principal,
                         "entry_ids": entries.iter().map(|e| e.entry_id.clone()).collect::<Vec<_>>(),
                         "at": now,
                     },
@@ -683,7 +715,7 @@ pub async fn adjust(
             .await;
         match outcome {
             Ok(WriteOutcome::Committed) => {
-                info!(shop = %shop, customer = %customer, status = answer.status, "adjustment answered");
+                info!(shop = %shop, customer = %customer, status = answer.status, by = principal, "adjustment answered");
                 return Ok(AdjustmentOutcome {
                     status: answer.status,
                     body: answer.body,
@@ -724,12 +756,15 @@ pub async fn adjust(
     })
 }
 
-/// Gives the customer a new code: the old one stops working at once (its
-/// index item is deleted in the same transaction that claims the new one).
+/// Gives the customer a new code: the old one stops working at checkout at
+/// once (validate answers it as unknown), but stays its owner's in the code
+/// index, so an order a checkout already placed with it is still charged to
+/// them and frees its hold.
 pub async fn regenerate_code(
     ctx: &Context,
     shop: &ShopId,
     customer: &CustomerId,
+    principal: &str,
 ) -> Result<CustomerView, AppError> {
     known_shop(ctx, shop).await?;
     let program = current_program(ctx, shop).await?.value;
@@ -739,12 +774,17 @@ pub async fn regenerate_code(
         let mut next = account.value.clone();
         let new_code = ctx.new_code()?;
         let old_code = next.code.replace(new_code.clone());
+        next.code_changed_by = Some(principal.to_string());
         let write = AccountWrite {
             reminder_due_at: next_reminder(&program, &next).map(|due| due.due_at),
             account: next.clone(),
             expected_version: account.version,
             entries: Vec::new(),
-            code_change: Some(CodeChange { new_code, old_code }),
+            code_change: Some(CodeChange {
+                new_code,
+                old_code,
+                referral_code: None,
+            }),
         };
         match ctx
             .store
@@ -758,7 +798,7 @@ pub async fn regenerate_code(
             .await
         {
             Ok(_) => {
-                info!(shop = %shop, customer = %customer, "customer code regenerated");
+                info!(shop = %shop, customer = %customer, by = principal, "customer code regenerated");
                 return Ok(CustomerView::of(
                     &Versioned {
                         value: next,
@@ -869,8 +909,8 @@ pub struct NewShop {
     pub platform: Platform,
     pub name: String,
     pub currency: Currency,
-    /// `env:VAR_NAME` or `ssm:/parameter/name`: where the webhook secret
-    /// lives, never the secret.
+    /// `env:CASHBACK_SECRET_<NAME>` or `ssm:/parameter/name`: where the
+    /// webhook secret lives, never the secret.
     pub webhook_secret_ref: String,
     /// A first program, optional (the shop earns nothing until it has one).
     #[serde(default)]
@@ -890,22 +930,6 @@ pub struct ShopView {
     pub program_version: Option<u64>,
 }
 
-fn secret_ref_is_valid(reference: &str) -> bool {
-    if let Some(name) = reference.strip_prefix("env:") {
-        !name.is_empty()
-            && !name.starts_with(|c: char| c.is_ascii_digit())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-    } else if let Some(name) = reference.strip_prefix("ssm:") {
-        !name.is_empty()
-            && name.len() <= 2048
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-/".contains(c))
-    } else {
-        false
-    }
-}
-
 /// Onboards a shop. The caller made its API key and passes only the hash
 /// (the key is shown once, by the caller, and never stored).
 pub async fn create_shop(
@@ -921,10 +945,10 @@ pub async fn create_shop(
         errors.push(field("name", "must be 1 to 100 characters"));
     }
     let reference = new.webhook_secret_ref.trim();
-    if !secret_ref_is_valid(reference) {
+    if let Some(problem) = crate::store::secret_ref_problem(reference) {
         errors.push(field(
             "webhook_secret_ref",
-            "must be env:VAR_NAME or ssm:/parameter/name: where the secret lives, never the secret",
+            format!("{problem}: where the secret lives, never the secret"),
         ));
     }
     let shop = Shop {
@@ -935,6 +959,7 @@ pub async fn create_shop(
         webhook_secret_ref: reference.to_string(),
         api_key_hash: api_key_hash.to_string(),
         created_at: now,
+        guest_id_key: Some(ctx.new_secret()),
     };
     let program = match &new.program {
         None => None,
@@ -967,6 +992,7 @@ pub async fn create_shop(
         Some(program) => Some(ctx.store.put_program(&shop.shop, &program, 0, now).await?),
         None => None,
     };
+    ctx.invalidate(&shop.shop);
     info!(shop = %shop.shop, platform = ?shop.platform, "shop onboarded");
     Ok(ShopView {
         shop: shop.shop,
@@ -1000,7 +1026,8 @@ pub struct Liability {
     /// The total split pro rata of net funding to date (docs/reports.md).
     pub merchant: Decimal,
     pub partner: Decimal,
-    /// Clawbacks not yet recovered: not part of the liability.
+    /// Clawbacks not yet recovered and balance code shortfalls charged to
+    /// their owners: not part of the liability.
     pub debt: Decimal,
 }
 
@@ -1109,8 +1136,10 @@ impl Sums {
         self.figures.release.available + self.figures.earn.available
     }
 
+    /// What balance codes charged: the balance taken, and the shortfall
+    /// charged to the code's owner as debt (granted, never free).
     fn redeemed(&self) -> Decimal {
-        -self.figures.redeem.available
+        self.figures.redeem.debt - self.figures.redeem.available
     }
 
     fn restored(&self) -> Decimal {

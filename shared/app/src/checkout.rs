@@ -7,6 +7,15 @@
 //! coupon), the cashback the order will earn (program plus coupon), the
 //! balance before and after, and the hold when one was asked for.
 //!
+//! A balance code is its owner's money. Under the program's default
+//! `usable_by: owner_only`, another customer id or another email is refused
+//! (`other_customer`) and a request that names no customer id and no email
+//! is refused (`customer_required`) before anything of the balance is shown
+//! or held. Under `anyone` the code works for whoever holds it, and the hold
+//! sits on the owner's account. A code its owner has replaced is answered
+//! as unknown (the index still names the owner, for orders already placed
+//! with it).
+//!
 //! Round trips (DESIGN section 7): with the customer id, ONE read fetches
 //! their account, the code's owner, the coupon and its use counts together;
 //! without it, a first read resolves the code and, for a balance code, a
@@ -16,13 +25,21 @@
 //! loser decides again on fresh data.
 //!
 //! Guessing codes must not pay. Generated codes carry 65 bits, and unknown
-//! codes are counted per caller in a fixed window ([`GUESS_LIMIT`] per
-//! [`GUESS_WINDOW_SECONDS`]); past the limit the caller gets 429 with the
-//! seconds left in the window. Only unknown codes touch the counter, so
-//! honest use costs no extra round trip. Once a caller is over the limit,
-//! the warm container refuses all of its validations until the window ends,
-//! whatever the code: answering known codes while refusing unknown ones
-//! would turn the 429 itself into the oracle the limit is meant to close.
+//! codes are counted per shop and source address (as API Gateway saw it,
+//! never a field the client chooses) in a fixed window ([`GUESS_LIMIT`] per
+//! [`GUESS_WINDOW_SECONDS`]), in a counter item of the store with a TTL, so
+//! every container sees the same count. Past the limit the source gets 429
+//! with the seconds left in the window, for every validation whatever the
+//! code: answering known codes while refusing unknown ones would turn the
+//! 429 itself into the oracle the limit is meant to close. The count is read
+//! in the validation's first round trip (no extra one), and a container
+//! that saw a source over the limit refuses it without reading until the
+//! window ends ([`GuessBlocks`], kept in the [`Context`]).
+//!
+//! One request is bounded before anything is read ([`check_limits`]): at
+//! most [`MAX_OTHER_DISCOUNTS`] other discounts (each a coupon to read),
+//! [`MAX_CART_LINES`] lines and short strings, so a validation is at most
+//! two reads of a few dozen keys (one BatchGetItem each).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -41,7 +58,7 @@ use cashback_core::ids::{
 use cashback_core::ledger::{Account, Hold};
 use cashback_core::money::{Currency, Money};
 use cashback_core::order::{Cart, CartDiscount, DiscountKind, Line};
-use cashback_core::program::{FieldError, Program};
+use cashback_core::program::{CodeUsers, FieldError, Program};
 use cashback_core::redeem::{quote, CodeRefusal};
 use cashback_core::reminders::next_reminder;
 
@@ -63,6 +80,13 @@ pub const GUESS_WINDOW_SECONDS: i64 = 300;
 pub const MAX_HOLD_TTL_SECONDS: u32 = 3600;
 /// Lines a cart may carry (Shopify's own cart limit is 500 lines).
 pub const MAX_CART_LINES: usize = 500;
+/// Other discounts a cart may carry: each may name a coupon the first read
+/// fetches, so this bounds that read (Shopify stacks at most 25 codes).
+pub const MAX_OTHER_DISCOUNTS: usize = 25;
+/// Collections one line may name.
+pub const MAX_LINE_COLLECTIONS: usize = 50;
+/// The longest code, amount, id, SKU, vendor or payment method accepted.
+pub const MAX_STRING_CHARS: usize = 255;
 
 /// What a checkout sends.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -82,9 +106,9 @@ pub struct ValidateRequest {
     /// Reserve the discount for this checkout while the shopper pays.
     #[serde(default)]
     pub reserve: Option<Reserve>,
-    /// Who is typing codes, as the checkout server knows them (the shopper's
-    /// IP or session): unknown codes are counted per API key, source IP and
-    /// this, so one shopper's guessing does not block a whole shop.
+    /// Accepted for older checkouts and ignored: unknown codes are counted
+    /// per shop and source address, never by a field the client chooses
+    /// (a new value per request would reset the count).
     #[serde(default)]
     pub caller: Option<String>,
 }
@@ -239,6 +263,73 @@ impl CartInput {
     }
 }
 
+/// The request's sizes, checked before anything is read: every count and
+/// string over its limit, named by field.
+pub fn check_limits(request: &ValidateRequest) -> Result<(), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut too_long = |field: String, value: Option<&str>| {
+        if value.is_some_and(|v| v.chars().count() > MAX_STRING_CHARS) {
+            errors.push(FieldError {
+                field,
+                message: format!("at most {MAX_STRING_CHARS} characters"),
+            });
+        }
+    };
+    let cart = &request.cart;
+    too_long("code".into(), Some(&request.code));
+    too_long("caller".into(), request.caller.as_deref());
+    too_long("cart.subtotal".into(), Some(&cart.subtotal));
+    too_long("cart.shipping".into(), cart.shipping.as_deref());
+    too_long("cart.payment_method".into(), cart.payment_method.as_deref());
+    for (index, line) in cart.lines.iter().enumerate().take(MAX_CART_LINES) {
+        let field = |name: &str| format!("cart.lines[{index}].{name}");
+        too_long(field("sku"), line.sku.as_deref());
+        too_long(field("vendor"), line.vendor.as_deref());
+        too_long(field("unit_price"), Some(&line.unit_price));
+        too_long(field("compare_at_price"), line.compare_at_price.as_deref());
+        too_long(field("discount"), line.discount.as_deref());
+    }
+    for (index, discount) in cart
+        .other_discounts
+        .iter()
+        .enumerate()
+        .take(MAX_OTHER_DISCOUNTS)
+    {
+        too_long(
+            format!("cart.other_discounts[{index}].amount"),
+            Some(&discount.amount),
+        );
+    }
+    if cart.lines.len() > MAX_CART_LINES {
+        errors.push(FieldError {
+            field: "cart.lines".into(),
+            message: format!("at most {MAX_CART_LINES} lines"),
+        });
+    }
+    if let Some(index) = cart
+        .lines
+        .iter()
+        .take(MAX_CART_LINES)
+        .position(|line| line.collection_ids.len() > MAX_LINE_COLLECTIONS)
+    {
+        errors.push(FieldError {
+            field: format!("cart.lines[{index}].collection_ids"),
+            message: format!("at most {MAX_LINE_COLLECTIONS} collections"),
+        });
+    }
+    if cart.other_discounts.len() > MAX_OTHER_DISCOUNTS {
+        errors.push(FieldError {
+            field: "cart.other_discounts".into(),
+            message: format!("at most {MAX_OTHER_DISCOUNTS} discounts"),
+        });
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
 /// Which kind of code was checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -301,18 +392,19 @@ pub struct Validation {
 }
 
 /// Validates a code against a cart for a shop, placing or replacing the
-/// checkout's hold when asked. `caller` identifies who is typing codes
-/// (the edge builds it from the API key, the source IP and the request's
-/// `caller`); unknown codes are rate-limited per caller.
+/// checkout's hold when asked. `source` is the address the request came
+/// from, as the edge knows it (API Gateway's request context); unknown
+/// codes are rate-limited per shop and source.
 pub async fn validate(
     ctx: &Context,
     shop: &ShopId,
     request: &ValidateRequest,
-    caller: &str,
+    source: &str,
     now: DateTime<Utc>,
 ) -> Result<Validation, AppError> {
-    let caller_key = caller_key(shop, caller);
-    if let Some(retry_after_seconds) = blocked_for(&caller_key, now) {
+    check_limits(request).map_err(AppError::InvalidFields)?;
+    let caller_key = caller_key(shop, source);
+    if let Some(retry_after_seconds) = ctx.guesses.blocked_for(&caller_key, now) {
         return Err(AppError::RateLimited {
             retry_after_seconds,
         });
@@ -328,7 +420,18 @@ pub async fn validate(
     let code = Code::parse(&request.code).ok();
     let mut last_error = String::new();
     for attempt in 1..=ctx.config.max_attempts {
-        match attempt_once(ctx, shop, program, request, &cart, code.as_ref(), now).await {
+        let attempt_result = attempt_once(
+            ctx,
+            shop,
+            program,
+            request,
+            &cart,
+            code.as_ref(),
+            &caller_key,
+            now,
+        )
+        .await;
+        match attempt_result {
             Ok(Decided::Answer(validation)) => {
                 info!(
                     shop = %shop,
@@ -368,6 +471,7 @@ enum Decided {
     Unknown(Validation),
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn attempt_once(
     ctx: &Context,
     shop: &ShopId,
@@ -375,12 +479,21 @@ async fn attempt_once(
     request: &ValidateRequest,
     cart: &Cart,
     code: Option<&Code>,
+    caller_key: &str,
     now: DateTime<Utc>,
 ) -> Result<Decided, AppError> {
-    let mut read = ctx
-        .store
-        .read(shop, &first_read(request, cart, code))
-        .await?;
+    let guesses = guess_counter(caller_key, now);
+    let mut first = first_read(request, cart, code);
+    first.counters.push(guesses.clone());
+    let mut read = ctx.store.read(shop, &first).await?;
+    // Over the limit in any container: refused, whatever the code.
+    if read.counters.get(&guesses).copied().unwrap_or(0) > GUESS_LIMIT {
+        let end = window_end(now);
+        ctx.guesses.block_until(caller_key, end, now);
+        return Err(AppError::RateLimited {
+            retry_after_seconds: retry_after(end, now),
+        });
+    }
     let buyer = request
         .customer_id
         .as_ref()
@@ -394,22 +507,29 @@ async fn attempt_once(
         now,
     };
     match (owner, coupon, code) {
-        (Some(owner), _, _) => {
-            if let Some(customer) = &request.customer_id {
-                if customer != &owner {
-                    let validation = decide.refused(
-                        CodeKind::CustomerBalance,
-                        Refusal::Code(CodeRefusal::OtherCustomer),
-                        buyer.as_ref().map(|b| &b.value),
-                    );
-                    return Ok(Decided::Answer(validation));
-                }
+        (Some(owner), _, Some(code)) => {
+            let owner_only = program.redemption.usable_by == CodeUsers::OwnerOnly;
+            let refuse = |refusal: CodeRefusal, buyer: Option<&Account>| {
+                Ok(Decided::Answer(decide.refused(
+                    CodeKind::CustomerBalance,
+                    Refusal::Code(refusal),
+                    buyer,
+                )))
+            };
+            let someone_else = request.customer_id.as_ref().is_some_and(|c| c != &owner);
+            if owner_only && someone_else {
+                return refuse(CodeRefusal::OtherCustomer, buyer.as_ref().map(|b| &b.value));
             }
-            let account = match buyer {
+            if owner_only && request.customer_id.is_none() && request.email.is_none() {
+                // Nobody named: the owner cannot be told from a stranger.
+                return refuse(CodeRefusal::CustomerRequired, None);
+            }
+            let account = match buyer.filter(|b| b.value.customer == owner) {
                 Some(account) => Some(account),
-                // Without the customer id the code's owner is known only now:
-                // the second of the two round trips the budget allows.
-                None if request.customer_id.is_none() => {
+                // The owner is known only now (no customer id, or another
+                // customer's when anyone may use the code): the second of
+                // the two round trips the budget allows.
+                None => {
                     let again = ctx
                         .store
                         .read(
@@ -422,17 +542,23 @@ async fn attempt_once(
                         .await?;
                     again.accounts.get(&owner).cloned()
                 }
-                None => None,
             };
             let Some(account) = account else {
                 // The index names an owner whose account is gone: nothing to spend.
-                let validation = decide.refused(
-                    CodeKind::CustomerBalance,
-                    Refusal::Code(CodeRefusal::NoBalance),
-                    None,
-                );
-                return Ok(Decided::Answer(validation));
+                return refuse(CodeRefusal::NoBalance, None);
             };
+            if account.value.code.as_ref() != Some(code) {
+                // A code its owner replaced: it spends nothing at checkout
+                // (an order already placed with it is still theirs to pay).
+                return Ok(Decided::Unknown(decide.refused_unknown(None)));
+            }
+            if owner_only && request.customer_id.is_none() {
+                // Only an email: it must be the owner's.
+                let owners = account.value.email.as_ref() == request.email.as_ref();
+                if !owners {
+                    return refuse(CodeRefusal::OtherCustomer, None);
+                }
+            }
             balance_code(ctx, shop, &decide, request, account).await
         }
         (None, Some(coupon), Some(code)) => {
@@ -752,10 +878,18 @@ pub fn hold_ttl(program: &Program, asked: Option<u32>) -> u32 {
     asked.unwrap_or(program.hold_ttl_seconds).clamp(1, cap)
 }
 
-/// The counter key for a caller: hashed, so no key or IP is stored.
-fn caller_key(shop: &ShopId, caller: &str) -> String {
-    let digest = Sha256::digest(format!("{shop}\n{caller}").as_bytes());
+/// The counter key for a shop and source: hashed, so no IP is stored.
+fn caller_key(shop: &ShopId, source: &str) -> String {
+    let digest = Sha256::digest(format!("{shop}\n{source}").as_bytes());
     hex::encode(&digest[..16])
+}
+
+/// The store counter of a caller's unknown codes in the window of `now`.
+/// The window is in the key, so a new window starts a new count with no
+/// reset to race; the counter outlives its window a little for the TTL.
+fn guess_counter(caller_key: &str, now: DateTime<Utc>) -> String {
+    let window = now.timestamp().div_euclid(GUESS_WINDOW_SECONDS);
+    format!("guess#{caller_key}#{window}")
 }
 
 fn window_end(now: DateTime<Utc>) -> DateTime<Utc> {
@@ -771,16 +905,15 @@ async fn count_unknown(
     now: DateTime<Utc>,
 ) -> Result<(), AppError> {
     let end = window_end(now);
-    let window = now.timestamp().div_euclid(GUESS_WINDOW_SECONDS);
-    // The window is in the key, so a new window starts a new count with no
-    // reset to race; the counter outlives its window a little for the TTL.
-    let key = format!("guess#{caller_key}#{window}");
     let count = ctx
         .store
-        .increment_counter(&key, end + Duration::seconds(GUESS_WINDOW_SECONDS))
+        .increment_counter(
+            &guess_counter(caller_key, now),
+            end + Duration::seconds(GUESS_WINDOW_SECONDS),
+        )
         .await?;
     if count > GUESS_LIMIT {
-        block_until(caller_key, end, now);
+        ctx.guesses.block_until(caller_key, end, now);
         return Err(AppError::RateLimited {
             retry_after_seconds: retry_after(end, now),
         });
@@ -792,20 +925,25 @@ fn retry_after(end: DateTime<Utc>, now: DateTime<Utc>) -> u64 {
     u64::try_from((end - now).num_seconds()).unwrap_or(1).max(1)
 }
 
-/// Callers over the limit in this warm container, until their window ends.
-static BLOCKED: Mutex<BTreeMap<String, DateTime<Utc>>> = Mutex::new(BTreeMap::new());
+/// Sources over the limit as this warm container saw them, until their
+/// window ends: refused without a read. Kept in the [`Context`]; another
+/// container learns the same from the counter in its first read.
+#[derive(Default)]
+pub struct GuessBlocks(Mutex<BTreeMap<String, DateTime<Utc>>>);
 
-fn blocked_for(caller_key: &str, now: DateTime<Utc>) -> Option<u64> {
-    let blocked = BLOCKED.lock().ok()?;
-    let until = *blocked.get(caller_key)?;
-    (until > now).then(|| retry_after(until, now))
-}
+impl GuessBlocks {
+    fn blocked_for(&self, caller_key: &str, now: DateTime<Utc>) -> Option<u64> {
+        let blocked = self.0.lock().ok()?;
+        let until = *blocked.get(caller_key)?;
+        (until > now).then(|| retry_after(until, now))
+    }
 
-fn block_until(caller_key: &str, until: DateTime<Utc>, now: DateTime<Utc>) {
-    if let Ok(mut blocked) = BLOCKED.lock() {
-        // Forget finished windows so the map stays as small as the attack.
-        blocked.retain(|_, end| *end > now);
-        blocked.insert(caller_key.to_string(), until);
+    fn block_until(&self, caller_key: &str, until: DateTime<Utc>, now: DateTime<Utc>) {
+        if let Ok(mut blocked) = self.0.lock() {
+            // Forget finished windows so the map stays as small as the attack.
+            blocked.retain(|_, end| *end > now);
+            blocked.insert(caller_key.to_string(), until);
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 //!
 //! The cache is why an order event costs one read: a shop and its program
 //! change rarely, so a warm Lambda keeps them for a short TTL instead of
-//! reading them for every webhook. A program change reaches every container
+//! reading them for every webhook. A shop the store does not know is
+//! remembered as unknown for the same TTL: a shop onboarded meanwhile is
+//! served by every container within a minute. A program change reaches every container
 //! within the TTL; earned cashback is never recomputed, so an order decided
 //! under the previous program keeps what it earned.
 
@@ -15,15 +17,24 @@ use chrono::{DateTime, Duration, Utc};
 use cashback_core::ids::{Code, ShopId, GENERATED_CODE_LENGTH};
 use cashback_core::program::Program;
 
+use crate::api_keys::KeyCache;
+use crate::checkout::GuessBlocks;
 use crate::error::AppError;
 use crate::notify::Notifier;
 use crate::store::{Shop, Store, Versioned};
+
+/// Unknown shops remembered at most (a flood of made-up names cannot grow
+/// a container's memory past this).
+pub const MAX_UNKNOWN_SHOPS: usize = 10_000;
 
 /// Random bytes for new customer codes. Production uses the OS CSPRNG;
 /// tests can pass a deterministic source.
 pub trait CodeSource: Send + Sync {
     fn random_code_bytes(&self) -> [u8; GENERATED_CODE_LENGTH];
 }
+
+/// Printed before every referral code.
+pub const REFERRAL_CODE_PREFIX: &str = "REF";
 
 #[derive(Debug, Clone)]
 pub struct AppConfig {
@@ -33,6 +44,9 @@ pub struct AppConfig {
     pub public_base_url: String,
     /// Key that signs unsubscribe links.
     pub link_secret: Vec<u8>,
+    /// Keys that signed links before a rotation: links in emails already
+    /// sent keep working while they are listed.
+    pub previous_link_secrets: Vec<Vec<u8>>,
     /// How long shops and programs stay cached in a warm container.
     pub cache_ttl_seconds: i64,
     /// How many times a use case retries after losing to a concurrent writer.
@@ -45,6 +59,7 @@ impl Default for AppConfig {
             code_prefix: "CB".into(),
             public_base_url: "http://127.0.0.1:3000".into(),
             link_secret: b"development-only-link-secret".to_vec(),
+            previous_link_secrets: Vec::new(),
             cache_ttl_seconds: 60,
             max_attempts: 25,
         }
@@ -64,6 +79,14 @@ pub struct Context {
     pub config: Arc<AppConfig>,
     cache: Arc<Mutex<HashMap<ShopId, CachedShop>>>,
     clock: NowSource,
+    /// Shops the store did not know, and when it said so: asked again only
+    /// after the cache TTL, so a flood of requests for a made-up shop costs
+    /// one read a minute, not one each.
+    unknown: Arc<Mutex<HashMap<ShopId, DateTime<Utc>>>>,
+    /// The shops' API keys as this container last read them.
+    pub(crate) keys: Arc<KeyCache>,
+    /// Sources this container saw guessing codes past the limit.
+    pub(crate) guesses: Arc<GuessBlocks>,
 }
 
 #[derive(Clone)]
@@ -94,6 +117,9 @@ impl Context {
             config: Arc::new(config),
             cache: Arc::new(Mutex::new(HashMap::new())),
             clock: Arc::new(Utc::now),
+            unknown: Arc::new(Mutex::new(HashMap::new())),
+            keys: Arc::new(KeyCache::default()),
+            guesses: Arc::new(GuessBlocks::default()),
         }
     }
 
@@ -137,11 +163,20 @@ impl Context {
                 return Ok(entry);
             }
         }
-        let found = self
-            .store
-            .get_shop(shop)
-            .await?
-            .ok_or_else(|| AppError::UnknownShop(shop.to_string()))?;
+        let unknown_since = self.unknown.lock().ok().and_then(|u| u.get(shop).copied());
+        if unknown_since.is_some_and(|at| at <= now && now - at < ttl) {
+            return Err(AppError::UnknownShop(shop.to_string()));
+        }
+        let Some(found) = self.store.get_shop(shop).await? else {
+            if let Ok(mut unknown) = self.unknown.lock() {
+                // Bounded whatever the flood: forget them all and start over.
+                if unknown.len() >= MAX_UNKNOWN_SHOPS {
+                    unknown.clear();
+                }
+                unknown.insert(shop.clone(), now);
+            }
+            return Err(AppError::UnknownShop(shop.to_string()));
+        };
         let program = self.store.get_program(shop).await?;
         let entry = CachedShop {
             shop: found,
@@ -154,16 +189,37 @@ impl Context {
         Ok(entry)
     }
 
-    /// Forgets a shop's cached program (after the admin API changed it here).
+    /// Forgets a shop's cached program (after the admin API changed it here),
+    /// or that it was unknown (after it was onboarded here).
     pub fn invalidate(&self, shop: &ShopId) {
         if let Ok(mut cache) = self.cache.lock() {
             cache.remove(shop);
         }
+        if let Ok(mut unknown) = self.unknown.lock() {
+            unknown.remove(shop);
+        }
+    }
+
+    /// A new secret: 32 random bytes, hex (from the code source: the OS's
+    /// CSPRNG in production).
+    pub fn new_secret(&self) -> String {
+        let mut bytes = Vec::with_capacity(3 * GENERATED_CODE_LENGTH);
+        while bytes.len() < 32 {
+            bytes.extend_from_slice(&self.codes.random_code_bytes());
+        }
+        hex::encode(&bytes[..32])
     }
 
     /// A fresh customer code with 65 bits of randomness.
     pub fn new_code(&self) -> Result<Code, AppError> {
         Code::generate(&self.config.code_prefix, &self.codes.random_code_bytes())
             .map_err(|e| AppError::Invalid(format!("code prefix: {e}")))
+    }
+
+    /// A fresh referral code ("REF-..."): as random as a balance code, but
+    /// it spends nothing, so customers may share it freely.
+    pub fn new_referral_code(&self) -> Result<Code, AppError> {
+        Code::generate(REFERRAL_CODE_PREFIX, &self.codes.random_code_bytes())
+            .map_err(|e| AppError::Invalid(format!("referral code prefix: {e}")))
     }
 }

@@ -8,8 +8,12 @@
 //! in the same transaction and sent after it commits: an email is never sent
 //! for a change that did not happen, and never twice.
 //!
-//! A referred customer's first earning order also credits their referrer
-//! (see [`crate::referral`]) in that same transaction.
+//! The read also resolves the order's discount codes to their owners: a
+//! balance code is debited from its owner whoever the buyer is (a guest, an
+//! order naming nobody), and the owner's account (one more read when it is
+//! not the buyer's) joins the transaction. A referred customer's first
+//! earning order records the referral reward on the order and on the
+//! referrer's account, in that same transaction (see [`crate::referral`]).
 
 use chrono::{DateTime, Duration, Utc};
 use tracing::{info, warn};
@@ -19,7 +23,7 @@ use cashback_core::earn::eligible_base;
 use cashback_core::ids::{Code, CustomerId, ProductId, ShopId};
 use cashback_core::ledger::{Account, Applied, Effect};
 use cashback_core::order::{Order, OrderEvent};
-use cashback_core::orders::{apply_order_event, EventContext, OrderRecord};
+use cashback_core::orders::{apply_order_event_to, EventContext, OrderRecord, Parties};
 use cashback_core::program::Program;
 use cashback_core::reminders::next_reminder;
 
@@ -55,6 +59,8 @@ pub async fn handle_order_event(
 ) -> Result<EventOutcome, AppError> {
     let shop_program = ctx.shop_program(shop, now).await?;
     let program = &shop_program.program;
+    let keyed = with_guest_id(&shop_program.shop, event);
+    let event = keyed.as_ref().unwrap_or(event);
     let mut last_error = String::new();
     for attempt in 1..=ctx.config.max_attempts {
         match attempt_once(ctx, shop, program, event, now).await {
@@ -82,6 +88,31 @@ pub async fn handle_order_event(
     Err(AppError::Contended {
         attempts: ctx.config.max_attempts,
         last: last_error,
+    })
+}
+
+/// The event with its guest (an email, no customer id) named by the shop's
+/// keyed guest id; None when there is nothing to change (a customer with an
+/// id, or a shop onboarded before guest ids were keyed).
+fn with_guest_id(shop: &Shop, event: &OrderEvent) -> Option<OrderEvent> {
+    shop.guest_id_key.as_ref()?;
+    let order = match event {
+        OrderEvent::Paid(order) | OrderEvent::Fulfilled(order) | OrderEvent::Cancelled(order) => {
+            order
+        }
+        OrderEvent::Refunded(_) => return None,
+    };
+    let email = order
+        .customer
+        .email
+        .as_ref()
+        .filter(|_| order.customer.id.is_none())?;
+    let mut keyed = order.clone();
+    keyed.customer.id = Some(shop.guest_id(email));
+    Some(match event {
+        OrderEvent::Paid(_) => OrderEvent::Paid(keyed),
+        OrderEvent::Fulfilled(_) => OrderEvent::Fulfilled(keyed),
+        _ => OrderEvent::Cancelled(keyed),
     })
 }
 
@@ -173,8 +204,12 @@ async fn attempt_once(
         order: Some(event.order_id().clone()),
         accounts: customer.iter().map(|(id, _)| id.clone()).collect(),
         coupons: codes.clone(),
-        // Whose codes these are, in the same read: a referral needs it.
-        code_owners: referral::candidate_codes(program, event),
+        // Whose balance codes these are, in the same read: the discount is
+        // debited from the owner, whoever bought.
+        code_owners: codes.clone(),
+        referral_owners: referral::referral_code(program, event)
+            .into_iter()
+            .collect(),
         products: catalog_products_needed(program, event),
         ..ReadRequest::default()
     };
@@ -203,27 +238,58 @@ async fn attempt_once(
         (None, Some(id)) => Some(id.clone()),
         (None, None) => None,
     };
-    let mut account = match &customer_id {
-        Some(id) => match read.accounts.remove(id) {
-            Some(found) => Some(found),
-            None if customer.is_none() => {
-                // The refund's order is known but its account was not in the
-                // first read: one more read (refunds/create carries no customer).
-                let again = store
-                    .read(
-                        shop,
-                        &ReadRequest {
-                            accounts: vec![id.clone()],
-                            ..ReadRequest::default()
-                        },
-                    )
-                    .await?;
-                again.accounts.get(id).cloned()
+    // Who else this event moves money for: the owner of the order's balance
+    // code (who pays for it, or is given it back) and the buyer's referrer.
+    let owner_id = record
+        .value
+        .paid_by
+        .clone()
+        .or_else(|| unsettled_code_owner(event, &record.value, &read));
+    let referrer_id = record
+        .value
+        .referral
+        .as_ref()
+        .map(|r| r.referrer.clone())
+        .or_else(|| {
+            let buyer = customer_id.as_ref().and_then(|id| read.accounts.get(id));
+            referral::referrer_named(program, event, &record.value, buyer, &read.referral_owners)
+        })
+        .filter(|referrer| {
+            // A referrer who also pays for the order's code would be the same
+            // account twice in one change: the discount wins, the referral
+            // pays nothing.
+            let also_payer = Some(referrer) == owner_id.as_ref() && owner_id != customer_id;
+            if also_payer {
+                info!(shop = %shop, "referrer is also the order's code owner: no referral");
             }
-            None => None,
-        },
-        None => None,
-    };
+            Some(referrer) != customer_id.as_ref() && !also_payer
+        });
+    // Accounts the first read could not name: one more read, only for the
+    // orders that need it (a refund's buyer, someone else's code, a referral).
+    let wanted: Vec<CustomerId> = [
+        customer_id.as_ref(),
+        owner_id.as_ref(),
+        referrer_id.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|id| !read.accounts.contains_key(*id))
+    .filter(|id| customer.as_ref().is_none_or(|(buyer, _)| buyer != *id))
+    .cloned()
+    .collect();
+    if !wanted.is_empty() {
+        let again = store
+            .read(
+                shop,
+                &ReadRequest {
+                    accounts: wanted,
+                    ..ReadRequest::default()
+                },
+            )
+            .await?;
+        read.accounts.extend(again.accounts);
+    }
+    let mut account = customer_id.as_ref().and_then(|id| read.accounts.remove(id));
     let mut code_change = None;
     if account.is_none() {
         if let Some(id) = &customer_id {
@@ -234,8 +300,15 @@ async fn attempt_once(
             code_change = Some(CodeChange {
                 new_code: code,
                 old_code: None,
+                referral_code: None,
             });
             account = Some(Versioned::new(opened));
+        }
+    }
+    if let Some(account) = account.as_mut() {
+        code_change = referral_code_change(ctx, program, &account.value, code_change)?;
+        if let Some(referral) = code_change.as_ref().and_then(|c| c.referral_code.clone()) {
+            account.value.referral_code = Some(referral);
         }
     }
     if let (Some(account), Some((_, Some(email)))) = (account.as_mut(), &customer) {
@@ -244,7 +317,15 @@ async fn attempt_once(
             account.value.email = Some(email.clone());
         }
     }
-    if customer_id.is_none() && !matches!(event, OrderEvent::Refunded(_)) {
+    let mut owner = owner_id
+        .as_ref()
+        .filter(|id| Some(*id) != customer_id.as_ref())
+        .and_then(|id| read.accounts.remove(id));
+    if owner_id.is_some() && owner_id != customer_id && owner.is_none() {
+        warn!(shop = %shop, order = %event.order_id(), "balance code owner has no account");
+    }
+    let mut referrer = referrer_id.as_ref().and_then(|id| read.accounts.remove(id));
+    if customer_id.is_none() && owner.is_none() && !matches!(event, OrderEvent::Refunded(_)) {
         return Ok((
             EventOutcome::Ignored {
                 reason: "order has no customer id or email".into(),
@@ -252,6 +333,21 @@ async fn attempt_once(
             Vec::new(),
         ));
     }
+    // The order's codes that are the payer's balance codes (current or
+    // replaced): the payer is the owner's account, else the buyer's.
+    let payer_id = match &owner {
+        Some(owner) => Some(owner.value.customer.clone()),
+        None => account.as_ref().map(|a| a.value.customer.clone()),
+    };
+    let balance_codes: Vec<Code> = codes
+        .iter()
+        .filter(|code| {
+            read.code_owners
+                .get(*code)
+                .is_some_and(|o| Some(o) == payer_id.as_ref())
+        })
+        .cloned()
+        .collect();
 
     let coupons = match (order_of(event), &account) {
         (Some(order), Some(account)) => coupon_credits(
@@ -268,37 +364,47 @@ async fn attempt_once(
         now,
         coupons: &coupons,
     };
-    let orders_earned_before = account.as_ref().map(|a| a.value.orders_earned);
-    let applied = apply_order_event(
+    let owner_before = owner.as_ref().map(|o| o.value.clone());
+    let referrer_before = referrer.as_ref().map(|r| r.value.clone());
+    let applied = apply_order_event_to(
         &event_ctx,
-        account.as_mut().map(|a| &mut a.value),
+        Parties {
+            buyer: account.as_mut().map(|a| &mut a.value),
+            code_owner: owner.as_mut().map(|a| &mut a.value),
+            balance_codes,
+            referrer: referrer.as_mut().map(|a| &mut a.value),
+        },
         &mut record.value,
         event,
     )?;
-    if applied.duplicate {
+    if applied.duplicate() {
         return Ok((EventOutcome::Duplicate, Vec::new()));
+    }
+    if record.value.referral.is_some() && referrer_before.is_some() {
+        info!(shop = %shop, order = %record.value.order_id, "referral reward recorded on the order");
     }
 
     let notices = match &account {
-        Some(account) => notices_for(shop, &account.value, &record.value, &applied, program),
+        Some(account) => notices_for(shop, &account.value, &record.value, &applied.buyer, program),
         None => Vec::new(),
     };
-    let referrer_write = match (order_of(event), &account, orders_earned_before) {
-        (Some(order), Some(buyer), Some(before)) => {
-            referral_write(
-                ctx,
-                shop,
-                program,
-                order,
-                &buyer.value,
-                before,
-                &record.value,
-                &read.code_owners,
-                now,
-            )
-            .await?
-        }
-        _ => None,
+    let entries = applied.buyer.entries.len()
+        + applied.code_owner.entries.len()
+        + applied.referrer.entries.len();
+    // The owner's and the referrer's accounts are written only when this
+    // event changed them.
+    let other_write = |party: Option<Versioned<Account>>,
+                       before: Option<Account>,
+                       entries: Vec<cashback_core::ledger::LedgerEntry>| {
+        party
+            .filter(|p| Some(&p.value) != before.as_ref())
+            .map(|p| AccountWrite {
+                reminder_due_at: next_reminder(program, &p.value).map(|due| due.due_at),
+                account: p.value,
+                expected_version: p.version,
+                entries,
+                code_change: None,
+            })
     };
     let writes = WriteSet {
         guard: Some(Guard {
@@ -311,27 +417,26 @@ async fn attempt_once(
                 reminder_due_at: next_reminder(program, &account.value).map(|due| due.due_at),
                 account: account.value,
                 expected_version: account.version,
-                entries: applied.entries.clone(),
+                entries: applied.buyer.entries.clone(),
                 code_change,
             })
             .into_iter()
-            .chain(referrer_write)
+            .chain(other_write(owner, owner_before, applied.code_owner.entries))
+            .chain(other_write(
+                referrer,
+                referrer_before,
+                applied.referrer.entries,
+            ))
             .collect(),
         order: Some(OrderWrite {
             record: record.value.clone(),
             expected_version: record.version,
         }),
-        coupon_uses: coupon_use_changes(&applied, &record.value, &read, customer.as_ref()),
+        coupon_uses: coupon_use_changes(&applied.buyer, &record.value, &read, customer.as_ref()),
         notifications: notices.iter().map(|n| n.key.clone()).collect(),
     };
     match store.write(shop, writes).await {
-        Ok(WriteOutcome::Committed) => Ok((
-            EventOutcome::Applied {
-                entries: applied.entries.len(),
-                emails: 0,
-            },
-            notices,
-        )),
+        Ok(WriteOutcome::Committed) => Ok((EventOutcome::Applied { entries, emails: 0 }, notices)),
         Ok(WriteOutcome::Duplicate { .. }) => Ok((EventOutcome::Duplicate, Vec::new())),
         Err(StoreError::CodeTaken) => Err(AppError::Store(StoreError::Conflict(
             "generated code collided".into(),
@@ -340,63 +445,54 @@ async fn attempt_once(
     }
 }
 
-/// The referrer's credit when this event made a referred buyer's first
-/// order earn; None otherwise. Reads the referrer's account (the one extra
-/// read a referral costs, only when it pays).
-#[allow(clippy::too_many_arguments)]
-async fn referral_write(
-    ctx: &Context,
-    shop: &ShopId,
-    program: &Program,
-    order: &Order,
-    buyer: &Account,
-    orders_earned_before: u32,
+/// On the event that settles the order's balance code: the owner of the
+/// first discount code that is someone's balance code.
+fn unsettled_code_owner(
+    event: &OrderEvent,
     record: &OrderRecord,
-    owners: &std::collections::HashMap<Code, CustomerId>,
-    now: DateTime<Utc>,
-) -> Result<Option<AccountWrite>, AppError> {
-    if owners.is_empty() || !referral::is_first_earning_order(orders_earned_before, buyer) {
-        return Ok(None);
-    }
-    let Some(referrer_id) = referral::referrer_of(order, &buyer.customer, owners) else {
-        return Ok(None);
+    read: &ReadResult,
+) -> Option<CustomerId> {
+    let order = match event {
+        OrderEvent::Paid(order) | OrderEvent::Fulfilled(order) => order,
+        _ => return None,
     };
-    let mut read = ctx
-        .store
-        .read(
-            shop,
-            &ReadRequest {
-                accounts: vec![referrer_id.clone()],
-                ..ReadRequest::default()
+    if record.redemption_settled {
+        return None;
+    }
+    order
+        .discount_codes
+        .iter()
+        .find_map(|applied| read.code_owners.get(&applied.code))
+        .cloned()
+}
+
+/// The code change that gives an account its referral code when the
+/// program pays referrals and it has none yet (`pending` is a balance code
+/// change this write makes anyway).
+fn referral_code_change(
+    ctx: &Context,
+    program: &Program,
+    account: &Account,
+    pending: Option<CodeChange>,
+) -> Result<Option<CodeChange>, AppError> {
+    if program.referral.is_none() || account.referral_code.is_some() {
+        return Ok(pending);
+    }
+    let change = match pending {
+        Some(change) => change,
+        None => match &account.code {
+            // Claiming the current code again is a no-op for the index.
+            Some(code) => CodeChange {
+                new_code: code.clone(),
+                old_code: None,
+                referral_code: None,
             },
-        )
-        .await?;
-    let Some(mut referrer) = read.accounts.remove(&referrer_id) else {
-        warn!(shop = %shop, referrer = %referrer_id, "referral code owner has no account");
-        return Ok(None);
+            None => return Ok(None),
+        },
     };
-    if referral::same_person(&referrer.value, buyer.email.as_ref()) {
-        info!(shop = %shop, customer = %buyer.customer, "self-referral through another account pays nothing");
-        return Ok(None);
-    }
-    let entries = referral::credit_referral(
-        program,
-        &mut referrer.value,
-        &buyer.customer,
-        &record.order_id,
-        record.eligible(),
-        now,
-    )?;
-    if entries.is_empty() {
-        return Ok(None);
-    }
-    info!(shop = %shop, referrer = %referrer_id, referred = %buyer.customer, order = %record.order_id, "referral reward credited");
-    Ok(Some(AccountWrite {
-        reminder_due_at: next_reminder(program, &referrer.value).map(|due| due.due_at),
-        account: referrer.value,
-        expected_version: referrer.version,
-        entries,
-        code_change: None,
+    Ok(Some(CodeChange {
+        referral_code: Some(ctx.new_referral_code()?),
+        ..change
     }))
 }
 

@@ -6,6 +6,7 @@
 //! - [`notify`]: the Notifier port (customer emails).
 //! - [`context`]: ports, configuration and the warm cache, handed to every use case.
 //! - [`events`]: an order event from a platform, applied to the ledger.
+//! - [`api_keys`]: a shop's API keys, their scopes, use and revocation.
 //! - [`checkout`]: a code checked against a cart at checkout; holds.
 //! - [`portal`]: the customer's view of their cashback; unsubscribe.
 //! - [`preferences`]: the customer's email preferences (reminders off or on).
@@ -13,6 +14,7 @@
 //! - [`error`]: the use cases' errors.
 
 pub mod admin;
+pub mod api_keys;
 pub mod checkout;
 pub mod context;
 pub mod error;

@@ -45,7 +45,9 @@ pub fn notices_for(
     let Some(to) = account.email.clone() else {
         return Vec::new();
     };
-    if account.reminders.suppressed {
+    // An unsubscribed customer gets no cashback email at all, not only no
+    // reminders; a suppressed address cannot be written to.
+    if account.reminders.unsubscribed || account.reminders.suppressed {
         return Vec::new();
     }
     let customer = &account.customer;

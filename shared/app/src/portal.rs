@@ -66,6 +66,10 @@ pub struct CustomerView {
     pub lifetime_used: Money,
     /// The customer's code as they type it (upper case).
     pub code: Option<String>,
+    /// The code the customer shares to refer friends ("REF-..."), when
+    /// the program pays referrals. It spends nothing.
+    #[serde(default)]
+    pub referral_code: Option<String>,
     pub tier: Option<TierView>,
     pub next_tier: Option<NextTier>,
     /// The percent the next order earns from the program (tier or base
@@ -179,7 +183,11 @@ pub async fn customer_view(
     let mut account = found.value.clone();
     // Holds past their expiry no longer lower what can be spent.
     account.expire_holds(now);
-    let entries = ctx.store.ledger(shop, customer, cursor, limit).await?;
+    let entries = ctx
+        .store
+        .ledger(shop, customer, cursor, limit)
+        .await
+        .map_err(crate::admin::bad_cursor)?;
     let pending = pending_releases(ctx, shop, &account).await?;
     let next_cursor = entries.next.as_deref().map(encode_cursor);
     let entry_views = entries.items.iter().map(EntryView::from).collect();
@@ -246,6 +254,11 @@ fn view_of(
         lifetime_issued: account.lifetime_issued,
         lifetime_used: account.lifetime_used,
         code: account.code.as_ref().map(Code::display),
+        referral_code: account
+            .referral_code
+            .as_ref()
+            .filter(|_| program.referral.is_some())
+            .map(Code::display),
         tier,
         next_tier,
         earn_percent: (own_percent + program.earning.partner_match_percent + promotions)
@@ -382,10 +395,13 @@ pub fn unsubscribe_link_is_valid(
     customer: &CustomerId,
     signature: &str,
 ) -> bool {
-    verify_unsubscribe(&ctx.config.link_secret, shop, customer, signature)
+    std::iter::once(&ctx.config.link_secret)
+        .chain(&ctx.config.previous_link_secrets)
+        .any(|secret| verify_unsubscribe(secret, shop, customer, signature))
 }
 
-/// Stops reminder emails for the customer the signed link names.
+/// Stops every cashback email (earned, ready, reminders, clawback, tier)
+/// for the customer the signed link names.
 pub async fn unsubscribe(
     ctx: &Context,
     shop: &ShopId,

@@ -37,6 +37,41 @@ impl<T> Versioned<T> {
     }
 }
 
+/// The prefix every `env:` secret reference must name a variable under:
+/// a shop's reference can then never point at another setting of the
+/// function (its AWS keys, the link secret, or a value anyone knows such as
+/// `AWS_REGION`, which would let anyone sign that shop's webhooks).
+pub const ENV_SECRET_PREFIX: &str = "CASHBACK_SECRET_";
+
+/// The shortest webhook secret accepted.
+pub const MIN_WEBHOOK_SECRET_LENGTH: usize = 16;
+
+/// Why a `webhook_secret_ref` cannot be used, or None when it can:
+/// `env:CASHBACK_SECRET_<NAME>` or `ssm:/parameter/name`.
+pub fn secret_ref_problem(reference: &str) -> Option<String> {
+    let reference = reference.trim();
+    if let Some(name) = reference.strip_prefix("env:") {
+        let suffix = name.strip_prefix(ENV_SECRET_PREFIX).unwrap_or_default();
+        let valid =
+            !suffix.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        (!valid).then(|| {
+            format!("env: must name a variable {ENV_SECRET_PREFIX}<NAME> (letters, digits and _)")
+        })
+    } else if let Some(name) = reference.strip_prefix("ssm:") {
+        // SSM names: letters, digits and .-_/ ; at most 2048 characters.
+        let valid = !name.is_empty()
+            && name.len() <= 2048
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
+        (!valid).then(|| "ssm: needs a parameter name such as /cashback/shop/webhook".to_string())
+    } else {
+        Some(format!(
+            "expected env:{ENV_SECRET_PREFIX}<NAME> or ssm:/parameter/name"
+        ))
+    }
+}
+
 /// A shop that has been onboarded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Shop {
@@ -50,6 +85,21 @@ pub struct Shop {
     /// SHA-256 (hex) of the shop's API key; the key is shown once.
     pub api_key_hash: String,
     pub created_at: DateTime<Utc>,
+    /// The shop's secret for guest ids (hex), made at onboarding and never
+    /// shown. None for shops onboarded before guest ids were keyed: their
+    /// guests keep the unkeyed ids their accounts already have.
+    #[serde(default)]
+    pub guest_id_key: Option<String>,
+}
+
+impl Shop {
+    /// The account a guest (an email, no customer id) earns on at this shop.
+    pub fn guest_id(&self, email: &Email) -> CustomerId {
+        match self.guest_id_key.as_deref().filter(|k| !k.is_empty()) {
+            Some(key) => CustomerId::for_guest_keyed(email, key.as_bytes()),
+            None => CustomerId::for_guest(email),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -86,13 +136,21 @@ pub struct ReadRequest {
     pub accounts: Vec<CustomerId>,
     pub coupons: Vec<Code>,
     pub coupon_uses: Vec<(Code, UsageKey)>,
-    /// Codes to resolve to the customer they belong to.
+    /// Balance codes to resolve to the customer they belong to. A code its
+    /// owner has replaced still resolves (an order placed with it is still
+    /// theirs to pay); the owner's account names the current one.
     pub code_owners: Vec<Code>,
+    /// Referral codes to resolve to the customer who shares them. A
+    /// separate index from balance codes: one never reads as the other.
+    pub referral_owners: Vec<Code>,
     /// Emails to resolve to the customer (the latest account using it).
     pub email_owners: Vec<Email>,
     /// Products to look up in the imported catalog (to enrich order lines
     /// with collections and compare-at prices in the same read).
     pub products: Vec<ProductId>,
+    /// Rate-limit counters (as [`Store::increment_counter`] names them) to
+    /// read with the rest: a limit checked at no extra round trip.
+    pub counters: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -102,9 +160,12 @@ pub struct ReadResult {
     pub coupons: HashMap<Code, Versioned<CouponRecord>>,
     pub coupon_uses: HashMap<(Code, UsageKey), u32>,
     pub code_owners: HashMap<Code, CustomerId>,
+    pub referral_owners: HashMap<Code, CustomerId>,
     pub email_owners: HashMap<Email, CustomerId>,
     /// The requested products the catalog knows.
     pub products: HashMap<ProductId, CatalogProduct>,
+    /// Each requested counter's count (0 for one never incremented).
+    pub counters: HashMap<String, u64>,
 }
 
 /// The new state of an account and the entries that got it there.
@@ -117,7 +178,8 @@ pub struct AccountWrite {
     /// When the next reminder is due (the program decides), or None.
     pub reminder_due_at: Option<DateTime<Utc>>,
     /// The account's code changes: the new code must be free; the old one
-    /// is released.
+    /// stops working at checkout but stays its owner's in the index, so an
+    /// order already placed with it is still charged to them.
     pub code_change: Option<CodeChange>,
 }
 
@@ -125,6 +187,9 @@ pub struct AccountWrite {
 pub struct CodeChange {
     pub new_code: Code,
     pub old_code: Option<Code>,
+    /// A referral code to claim for the account (must be free in the
+    /// referral index; claiming it again for the same account is a no-op).
+    pub referral_code: Option<Code>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,6 +316,11 @@ pub enum StoreError {
     Corrupt { key: String, message: String },
     #[error("store request failed: {0}")]
     Other(String),
+    /// A page cursor the caller sent is not one this store returned for
+    /// that query (garbled, cut short, or from another list): the caller's
+    /// mistake, answered 400.
+    #[error("the page cursor is not valid: {0}")]
+    InvalidCursor(String),
 }
 
 impl StoreError {
@@ -396,6 +466,106 @@ pub trait Store: Send + Sync {
     ) -> Result<Page<Versioned<Account>>, StoreError> {
         Err(unsupported("list_accounts"))
     }
+
+    /// Stores a new API key record; AlreadyExists if its id is taken.
+    async fn create_api_key(&self, _shop: &ShopId, _key: &ApiKeyRecord) -> Result<(), StoreError> {
+        Err(unsupported("create_api_key"))
+    }
+
+    /// Every key record of a shop, revoked ones too, in id order (a shop
+    /// holds at most a few dozen: one query).
+    async fn list_api_keys(&self, _shop: &ShopId) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        Err(unsupported("list_api_keys"))
+    }
+
+    /// Marks a key revoked at `at`, once: a second revocation keeps the first time.
+    async fn revoke_api_key(
+        &self,
+        _shop: &ShopId,
+        _key_id: &str,
+        _at: DateTime<Utc>,
+    ) -> Result<Revoked, StoreError> {
+        Err(unsupported("revoke_api_key"))
+    }
+
+    /// Records that a key was used at `at` (never moves the time back); a
+    /// key that does not exist is left alone.
+    async fn touch_api_key(
+        &self,
+        _shop: &ShopId,
+        _key_id: &str,
+        _at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        Err(unsupported("touch_api_key"))
+    }
+}
+
+// ---- API keys with scopes: several live keys per shop, each stored as its
+// ---- SHA-256, with what it may do, when it was last used and revoked.
+
+/// What an API key may do. A key holds one or more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyScope {
+    /// A checkout: validate a code it was given and hold balance for it.
+    Checkout,
+    /// The shop's portal server: read one customer's view of their cashback.
+    PortalServer,
+}
+
+impl KeyScope {
+    pub const ALL: [KeyScope; 2] = [KeyScope::Checkout, KeyScope::PortalServer];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyScope::Checkout => "checkout",
+            KeyScope::PortalServer => "portal_server",
+        }
+    }
+}
+
+/// An API key as stored: never the key, only its SHA-256 (hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    /// `key_` and 16 hex digits; names the key in the admin API and logs.
+    pub key_id: String,
+    /// What the merchant calls it ("WooCommerce checkout").
+    pub name: String,
+    pub scopes: Vec<KeyScope>,
+    pub hash: String,
+    /// The key's first characters, so a merchant can tell keys apart.
+    pub hint: String,
+    pub created_at: DateTime<Utc>,
+    /// Who created it (an IAM principal, or "admin-token").
+    #[serde(default)]
+    pub created_by: Option<String>,
+    #[serde(default)]
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Recorded at most every few minutes per container, so a busy key is
+    /// not a hot item (`cashback_app::api_keys::LAST_USED_EVERY_SECONDS`).
+    #[serde(default)]
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl ApiKeyRecord {
+    pub fn allows(&self, scope: KeyScope) -> bool {
+        self.scopes.contains(&scope)
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.revoked_at.is_none()
+    }
+}
+
+/// What a revocation found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    /// Revoked by this call.
+    Now,
+    /// Revoked before, at this time.
+    Already(DateTime<Utc>),
+    /// No such key.
+    Missing,
 }
 
 // ---- Additions for the admin API (issue 8). Every new method has a default

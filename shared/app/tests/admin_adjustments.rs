@@ -34,9 +34,17 @@ fn ann() -> CustomerId {
 async fn the_same_key_and_body_return_the_first_answer_and_apply_once() {
     let world = with_ann().await;
     let body = r#"{"amount":"5.00","reason":"late delivery"}"#;
-    let first = admin::adjust(&world.ctx, &shop(), &ann(), body, "key-1", t0())
-        .await
-        .unwrap();
+    let first = admin::adjust(
+        &world.ctx,
+        &shop(),
+        &ann(),
+        body,
+        "key-1",
+        "admin-token",
+        t0(),
+    )
+    .await
+    .unwrap();
     assert_eq!(first.status, 201);
     assert!(!first.replayed);
     assert_eq!(first.body["customer"]["available"], "15.00");
@@ -47,6 +55,7 @@ async fn the_same_key_and_body_return_the_first_answer_and_apply_once() {
         &ann(),
         r#"{ "reason": "late delivery", "amount": "5.00" }"#,
         "key-1",
+        "admin-token",
         t0(),
     )
     .await
@@ -59,15 +68,26 @@ async fn the_same_key_and_body_return_the_first_answer_and_apply_once() {
         .filter(|e| e.kind == EntryKind::Adjust)
         .collect();
     assert_eq!(adjustments.len(), 1);
-    assert_eq!(adjustments[0].note.as_deref(), Some("late delivery"));
+    assert_eq!(
+        adjustments[0].note.as_deref(),
+        Some("late delivery (by admin-token)")
+    );
     let view = admin::get_customer(&world.ctx, &shop(), &ann())
         .await
         .unwrap();
     assert_eq!(view.available, dec!(15.00));
     // Another key is another adjustment.
-    admin::adjust(&world.ctx, &shop(), &ann(), body, "key-2", t0())
-        .await
-        .unwrap();
+    admin::adjust(
+        &world.ctx,
+        &shop(),
+        &ann(),
+        body,
+        "key-2",
+        "admin-token",
+        t0(),
+    )
+    .await
+    .unwrap();
     let view = admin::get_customer(&world.ctx, &shop(), &ann())
         .await
         .unwrap();
@@ -83,6 +103,7 @@ async fn the_same_key_with_another_body_is_a_conflict() {
         &ann(),
         r#"{"amount":"5.00","reason":"goodwill"}"#,
         "key-1",
+        "admin-token",
         t0(),
     )
     .await
@@ -91,9 +112,17 @@ async fn the_same_key_with_another_body_is_a_conflict() {
         r#"{"amount":"6.00","reason":"goodwill"}"#,
         r#"{"amount":"5.00","reason":"another reason"}"#,
     ] {
-        let error = admin::adjust(&world.ctx, &shop(), &ann(), other, "key-1", t0())
-            .await
-            .unwrap_err();
+        let error = admin::adjust(
+            &world.ctx,
+            &shop(),
+            &ann(),
+            other,
+            "key-1",
+            "admin-token",
+            t0(),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(error, AppError::Conflict(_)), "{error:?}");
     }
     let view = admin::get_customer(&world.ctx, &shop(), &ann())
@@ -106,9 +135,17 @@ async fn the_same_key_with_another_body_is_a_conflict() {
 async fn a_debit_the_ledger_refuses_is_answered_the_same_under_its_key() {
     let world = with_ann().await;
     let debit = r#"{"amount":"-50.00","reason":"chargeback"}"#;
-    let refused = admin::adjust(&world.ctx, &shop(), &ann(), debit, "debit-1", t0())
-        .await
-        .unwrap();
+    let refused = admin::adjust(
+        &world.ctx,
+        &shop(),
+        &ann(),
+        debit,
+        "debit-1",
+        "admin-token",
+        t0(),
+    )
+    .await
+    .unwrap();
     assert_eq!(refused.status, 422);
     assert_eq!(refused.body["error"]["code"], "ledger_refused");
     // Even once the balance would allow it, the key keeps its answer.
@@ -118,19 +155,36 @@ async fn a_debit_the_ledger_refuses_is_answered_the_same_under_its_key() {
         &ann(),
         r#"{"amount":"60.00","reason":"top up"}"#,
         "credit-1",
+        "admin-token",
         t0(),
     )
     .await
     .unwrap();
-    let again = admin::adjust(&world.ctx, &shop(), &ann(), debit, "debit-1", t0())
-        .await
-        .unwrap();
+    let again = admin::adjust(
+        &world.ctx,
+        &shop(),
+        &ann(),
+        debit,
+        "debit-1",
+        "admin-token",
+        t0(),
+    )
+    .await
+    .unwrap();
     assert!(again.replayed);
     assert_eq!(again.status, 422);
     // A debit within the balance is applied.
-    let taken = admin::adjust(&world.ctx, &shop(), &ann(), debit, "debit-2", t0())
-        .await
-        .unwrap();
+    let taken = admin::adjust(
+        &world.ctx,
+        &shop(),
+        &ann(),
+        debit,
+        "debit-2",
+        "admin-token",
+        t0(),
+    )
+    .await
+    .unwrap();
     assert_eq!(taken.status, 201);
     assert_eq!(taken.body["customer"]["available"], "20.00");
 }
@@ -144,6 +198,7 @@ async fn a_bad_adjustment_names_its_fields_and_stores_nothing() {
         &ann(),
         r#"{"amount":"1.234","reason":"  "}"#,
         "key-1",
+        "admin-token",
         t0(),
     )
     .await
@@ -160,7 +215,7 @@ async fn a_bad_adjustment_names_its_fields_and_stores_nothing() {
         (r#"{"amount":"1.00"}"#, "key-1", "reason"),
         (r#"{"amount":"1.00","reason":"x"}"#, "", "Idempotency-Key"),
     ] {
-        match admin::adjust(&world.ctx, &shop(), &ann(), body, key, t0()).await {
+        match admin::adjust(&world.ctx, &shop(), &ann(), body, key, "admin-token", t0()).await {
             Err(AppError::InvalidFields(fields)) => assert_eq!(fields[0].field, expected),
             other => panic!("{body}: {other:?}"),
         }
@@ -172,6 +227,7 @@ async fn a_bad_adjustment_names_its_fields_and_stores_nothing() {
         &ann(),
         r#"{"amount":"1.00","reason":"fixed"}"#,
         "key-1",
+        "admin-token",
         t0(),
     )
     .await
@@ -185,6 +241,7 @@ async fn a_bad_adjustment_names_its_fields_and_stores_nothing() {
             &nobody,
             r#"{"amount":"1.00","reason":"x"}"#,
             "key-9",
+            "admin-token",
             t0()
         )
         .await,

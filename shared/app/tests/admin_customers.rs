@@ -73,6 +73,7 @@ async fn the_ledger_pages_newest_first_with_a_cursor() {
             &id("c0"),
             r#"{"amount":"1.00","reason":"thanks"}"#,
             &format!("k{n}"),
+            "admin-token",
             t0() + chrono::Duration::minutes(n),
         )
         .await
@@ -99,7 +100,7 @@ async fn the_ledger_pages_newest_first_with_a_cursor() {
 async fn a_regenerated_code_replaces_the_old_one_which_stops_working() {
     let world = world(program()).await;
     seed_balance(&world, &program(), "ann", "CB-LEAKED", "30.00").await;
-    let view = admin::regenerate_code(&world.ctx, &shop(), &id("ann"))
+    let view = admin::regenerate_code(&world.ctx, &shop(), &id("ann"), "admin-token")
         .await
         .unwrap();
     let new_code = view.code.unwrap();
@@ -107,17 +108,18 @@ async fn a_regenerated_code_replaces_the_old_one_which_stops_working() {
     let old = validate(
         &world.ctx,
         &shop(),
-        &validate_request("CB-LEAKED", None, "100.00"),
+        &validate_request("CB-LEAKED", Some("ann"), "100.00"),
         "test",
         t0(),
     )
     .await
     .unwrap();
     assert!(!old.valid, "the leaked code no longer works");
+    assert_eq!(old.kind, None, "answered as an unknown code");
     let new = validate(
         &world.ctx,
         &shop(),
-        &validate_request(&new_code, None, "100.00"),
+        &validate_request(&new_code, Some("ann"), "100.00"),
         "test",
         t0(),
     )

@@ -27,7 +27,7 @@ async fn every_invalid_program_field_is_named() {
         "issuance":{"type":"pending","days":400},
         "tiers":[{"name":"a","min_lifetime_spend":"100","percent":"5"},
                  {"name":"b","min_lifetime_spend":"50","percent":"5"}]}"#;
-    let error = admin::put_program(&world.ctx, &shop(), body, None, t0())
+    let error = admin::put_program(&world.ctx, &shop(), body, None, "admin-token", t0())
         .await
         .unwrap_err();
     assert_eq!(
@@ -45,15 +45,23 @@ async fn every_invalid_program_field_is_named() {
         &shop(),
         r#"{"currency":"USD","merchant_pct":"5"}"#,
         None,
+        "admin-token",
         t0(),
     )
     .await
     .unwrap_err();
     assert_eq!(fields_of(error), ["merchant_pct"]);
     // The ledger is kept in the shop's currency.
-    let error = admin::put_program(&world.ctx, &shop(), r#"{"currency":"EUR"}"#, None, t0())
-        .await
-        .unwrap_err();
+    let error = admin::put_program(
+        &world.ctx,
+        &shop(),
+        r#"{"currency":"EUR"}"#,
+        None,
+        "admin-token",
+        t0(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(fields_of(error), ["currency"]);
     // Nothing was replaced.
     let current = admin::get_program(&world.ctx, &shop()).await.unwrap();
@@ -64,7 +72,7 @@ async fn every_invalid_program_field_is_named() {
 async fn a_replaced_program_keeps_its_previous_version_and_honours_if_match() {
     let world = world(program()).await;
     let body = r#"{"currency":"USD","earning":{"merchant_percent":"7"}}"#;
-    let replaced = admin::put_program(&world.ctx, &shop(), body, Some(1), t0())
+    let replaced = admin::put_program(&world.ctx, &shop(), body, Some(1), "admin-token", t0())
         .await
         .unwrap();
     assert_eq!(replaced.version, 2);
@@ -74,12 +82,12 @@ async fn a_replaced_program_keeps_its_previous_version_and_honours_if_match() {
         .unwrap();
     assert_eq!(first.program.earning.merchant_percent, dec!(10));
     // Someone else's change in between: the stale If-Match is refused.
-    let stale = admin::put_program(&world.ctx, &shop(), body, Some(1), t0())
+    let stale = admin::put_program(&world.ctx, &shop(), body, Some(1), "admin-token", t0())
         .await
         .unwrap_err();
     assert!(matches!(stale, AppError::Conflict(_)), "{stale:?}");
     // Without If-Match it replaces whatever is current.
-    let again = admin::put_program(&world.ctx, &shop(), body, None, t0())
+    let again = admin::put_program(&world.ctx, &shop(), body, None, "admin-token", t0())
         .await
         .unwrap();
     assert_eq!(again.version, 3);
@@ -101,6 +109,7 @@ async fn a_new_program_applies_to_later_orders_and_earned_cashback_is_never_reco
         &shop(),
         r#"{"currency":"USD","earning":{"merchant_percent":"20"}}"#,
         None,
+        "admin-token",
         t0(),
     )
     .await
@@ -142,7 +151,15 @@ async fn an_unknown_shop_has_no_program_to_read_or_replace() {
         Err(AppError::UnknownShop(_))
     ));
     assert!(matches!(
-        admin::put_program(&world.ctx, &other, r#"{"currency":"USD"}"#, None, t0()).await,
+        admin::put_program(
+            &world.ctx,
+            &other,
+            r#"{"currency":"USD"}"#,
+            None,
+            "admin-token",
+            t0()
+        )
+        .await,
         Err(AppError::UnknownShop(_))
     ));
 }

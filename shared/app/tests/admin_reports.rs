@@ -107,6 +107,7 @@ async fn history() -> World {
         &ann,
         r#"{"amount":"5.00","reason":"goodwill"}"#,
         "credit-ann",
+        "admin-token",
         at(11, 25, 12),
     )
     .await
@@ -275,4 +276,37 @@ async fn a_report_reads_the_aggregates_and_never_the_ledger() {
         .await
         .unwrap_err();
     assert!(matches!(error, cashback_app::AppError::InvalidFields(_)));
+}
+
+#[tokio::test]
+async fn a_balance_code_shortfall_shows_as_redeemed_and_as_the_owners_debt() {
+    let program = report_program();
+    let world = world(program.clone()).await;
+    seed_balance(&world, &program, "ann", "CB-ANN", "10.00").await;
+    // A guest pays with Ann's code for 25.00: 10.00 from her balance, 15.00
+    // charged to her as debt.
+    let mut placed = order("g1", "guest", vec![line("1", "80.00", 1)]);
+    placed.customer = cashback_core::order::CustomerRef {
+        id: None,
+        email: Some(cashback_core::ids::Email::parse("guest@example.com").unwrap()),
+    };
+    placed.occurred_at = at(11, 23, 12);
+    placed.discount_codes.push(AppliedCode {
+        code: cashback_core::ids::Code::parse("CB-ANN").unwrap(),
+        amount: usd("25.00"),
+        kind: DiscountKind::Order,
+    });
+    handle_order_event(
+        &world.ctx,
+        &shop(),
+        &OrderEvent::Paid(placed),
+        at(11, 23, 12),
+    )
+    .await
+    .unwrap();
+    let ann = account_of(&world.store, "ann").await.value;
+    assert_eq!((ann.available, ann.debt), (usd("0.00"), usd("15.00")));
+    let report = report(&world, date(11, 23), date(11, 23)).await;
+    assert_eq!(report.redeemed, dec!(25.00));
+    assert_eq!(report.liability.debt, dec!(15.00));
 }

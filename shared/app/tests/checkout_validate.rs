@@ -12,6 +12,7 @@ use cashback_app::checkout::{validate, CodeKind, Refusal, GUESS_LIMIT, GUESS_WIN
 use cashback_app::store::Store;
 use cashback_app::AppError;
 use cashback_core::coupon::{CouponRefusal, CouponStatus, Stacking};
+use cashback_core::ids::Email;
 use cashback_core::order::DiscountKind;
 use cashback_core::program::Tier;
 use cashback_core::redeem::CodeRefusal;
@@ -24,6 +25,14 @@ async fn world_with_ann(program: cashback_core::program::Program, balance: &str)
     let world = world(program.clone()).await;
     seed_balance(&world, &program, "ann", CODE, balance).await;
     world
+}
+
+/// The request with Ann's email, as a guest checkout that knows it sends it.
+fn by_email(
+    mut request: cashback_app::checkout::ValidateRequest,
+) -> cashback_app::checkout::ValidateRequest {
+    request.email = Some(Email::parse("ann@example.com").unwrap());
+    request
 }
 
 /// Validates with a caller of its own, so no test shares a rate-limit count.
@@ -391,7 +400,12 @@ async fn without_the_customer_id_a_balance_code_costs_two_reads() {
     let world = world_with_ann(program(), "10.00").await;
     world.ctx.shop_program(&shop(), t0()).await.unwrap();
     let before = world.store.request_counts();
-    let answer = check(&world, &validate_request(CODE, None, "50.00"), "t14").await;
+    let answer = check(
+        &world,
+        &by_email(validate_request(CODE, None, "50.00")),
+        "t14",
+    )
+    .await;
     assert!(answer.valid);
     let after = world.store.request_counts();
     assert_eq!(after.reads - before.reads, 2);
@@ -406,7 +420,11 @@ async fn a_reserve_adds_exactly_one_write() {
         let before = world.store.request_counts();
         let answer = check(
             &world,
-            &reserving(validate_request(CODE, customer, "50.00"), "chk-1", None),
+            &reserving(
+                by_email(validate_request(CODE, customer, "50.00")),
+                "chk-1",
+                None,
+            ),
             caller,
         )
         .await;
@@ -488,4 +506,52 @@ async fn honest_validations_never_touch_the_guess_counter() {
     }
     let after = world.store.request_counts();
     assert_eq!(after.other, before.other);
+}
+
+#[tokio::test]
+async fn a_balance_code_without_a_customer_id_or_email_is_refused_with_its_reason() {
+    let world = world_with_ann(program(), "10.00").await;
+    let answer = check(&world, &validate_request(CODE, None, "50.00"), "t40").await;
+    assert!(!answer.valid);
+    assert_eq!(
+        answer.refusal,
+        Some(Refusal::Code(CodeRefusal::CustomerRequired))
+    );
+    assert_eq!(answer.discount, usd("0.00"));
+    assert_eq!(answer.balance_before, None, "nothing of the balance shown");
+    assert!(stored_account(&world, "ann").await.holds.is_empty());
+}
+
+#[tokio::test]
+async fn another_customer_or_another_email_cannot_use_an_owner_only_code() {
+    let world = world_with_ann(program(), "10.00").await;
+    let answer = check(&world, &validate_request(CODE, Some("bob"), "50.00"), "t41").await;
+    assert_eq!(
+        answer.refusal,
+        Some(Refusal::Code(CodeRefusal::OtherCustomer))
+    );
+    let mut request = validate_request(CODE, None, "50.00");
+    request.email = Some(Email::parse("bob@example.com").unwrap());
+    let answer = check(&world, &reserving(request, "chk-9", None), "t42").await;
+    assert_eq!(
+        answer.refusal,
+        Some(Refusal::Code(CodeRefusal::OtherCustomer))
+    );
+    assert!(stored_account(&world, "ann").await.holds.is_empty());
+}
+
+#[tokio::test]
+async fn when_anyone_may_use_the_code_a_stranger_spends_the_owners_balance() {
+    let mut gift = program();
+    gift.redemption.usable_by = cashback_core::program::CodeUsers::Anyone;
+    let world = world_with_ann(gift, "10.00").await;
+    let answer = check(
+        &world,
+        &reserving(validate_request(CODE, Some("bob"), "50.00"), "chk-1", None),
+        "t43",
+    )
+    .await;
+    assert!(answer.valid, "{answer:?}");
+    assert_eq!(answer.discount, usd("10.00"));
+    assert_eq!(stored_account(&world, "ann").await.held(), usd("10.00"));
 }

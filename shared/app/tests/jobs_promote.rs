@@ -580,3 +580,51 @@ async fn the_ready_email_states_what_became_spendable_and_is_not_sent_when_debt_
     }
     assert!(releases(&s.memory, 2).await.values().all(|n| *n == 1));
 }
+
+#[tokio::test]
+async fn a_referral_reward_is_released_with_its_referred_order_once() {
+    let mut referring = program();
+    referring.referral = Some(cashback_core::program::ReferralReward::Fixed { amount: dec!(5) });
+    let s = setup(referring, ScriptedNotifier::default()).await;
+    // The referrer's first order gives her account its referral code.
+    pay(&s.ctx, "900", "ref", "100.00", t0()).await;
+    let referrer = account_of(&s.memory, "ref").await.value;
+    let code = referrer.referral_code.clone().expect("a referral code");
+    assert!(code.display().starts_with("REF-"));
+    assert_ne!(Some(&code), referrer.code.as_ref(), "not her balance code");
+    // A new customer's first order names it.
+    let mut referred = order("901", "new", vec![line("1", "100.00", 1)]);
+    referred.referral_code = Some(code);
+    handle_order_event(
+        &s.ctx,
+        &shop(),
+        &cashback_core::order::OrderEvent::Paid(referred),
+        t0(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        account_of(&s.memory, "ref").await.value.pending,
+        usd("15.00")
+    );
+    let run = promote_due(&s.ctx, &TokioClock, &config(), due_day(), far())
+        .await
+        .unwrap();
+    assert_eq!(run.released, 2, "{run:?}");
+    let referrer = account_of(&s.memory, "ref").await.value;
+    assert_eq!(
+        (referrer.available, referrer.pending),
+        (usd("15.00"), usd("0.00")),
+        "her own 10.00 and the 5.00 reward"
+    );
+    let entries = ledger_of(&s.memory, "ref").await;
+    referrer.check(&entries).unwrap();
+    let again = promote_due(&s.ctx, &TokioClock, &config(), due_day(), far())
+        .await
+        .unwrap();
+    assert_eq!(again.released, 0);
+    assert_eq!(
+        account_of(&s.memory, "ref").await.value.available,
+        usd("15.00")
+    );
+}

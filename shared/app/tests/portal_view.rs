@@ -307,3 +307,24 @@ async fn a_genuine_link_for_a_customer_without_an_account_says_so() {
         .unwrap();
     assert_eq!(outcome, UnsubscribeOutcome::UnknownCustomer);
 }
+
+#[tokio::test]
+async fn the_customer_sees_a_referral_code_of_their_own_when_the_program_pays_referrals() {
+    let mut program = program();
+    let plain = world(program.clone()).await;
+    pay(&plain, "o1", 0, "100.00", 1).await;
+    assert_eq!(
+        view(&plain, EntriesPage::default()).await.referral_code,
+        None
+    );
+
+    program.referral = Some(cashback_core::program::ReferralReward::Fixed {
+        amount: rust_decimal_macros::dec!(5),
+    });
+    let referring = world(program).await;
+    pay(&referring, "o1", 0, "100.00", 1).await;
+    let seen = view(&referring, EntriesPage::default()).await;
+    let referral = seen.referral_code.expect("a referral code");
+    assert!(referral.starts_with("REF-"));
+    assert_ne!(Some(referral), seen.code, "never the balance code");
+}

@@ -11,7 +11,7 @@
 //! - available, pending, held and debt are never negative; held <= available;
 //! - the lots add up to available.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{CheckoutId, Code, CustomerId, Email, OrderId, ShopId};
@@ -31,6 +31,12 @@ pub enum LedgerError {
     CurrencyMismatch { account: Currency, amount: Currency },
     #[error("amount must be positive")]
     NotPositive,
+    /// The order moves money on an account the caller did not supply.
+    #[error("order {order} needs the account of {customer}")]
+    PartyMissing {
+        order: OrderId,
+        customer: CustomerId,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -124,6 +130,20 @@ pub struct Account {
     /// Orders that earned, for "first order" referrals and repeat rates.
     #[serde(default)]
     pub orders_earned: u32,
+    /// Who last gave the account a new code by hand (the admin API's
+    /// caller), when anyone did.
+    #[serde(default)]
+    pub code_changed_by: Option<String>,
+    /// The code this customer shares to refer others (never their balance
+    /// code: sharing it spends nothing).
+    #[serde(default)]
+    pub referral_code: Option<Code>,
+    /// The day (UTC) of the referral rewards counted in `referrals_on_day`,
+    /// for the program's per-referrer daily cap.
+    #[serde(default)]
+    pub referral_day: Option<NaiveDate>,
+    #[serde(default)]
+    pub referrals_on_day: u32,
 }
 
 /// What a change asks of the world besides the ledger: emails, coupon counters.
@@ -263,6 +283,10 @@ impl Account {
             holds: Vec::new(),
             reminders: ReminderState::default(),
             orders_earned: 0,
+            code_changed_by: None,
+            referral_code: None,
+            referral_day: None,
+            referrals_on_day: 0,
         }
     }
 
@@ -461,16 +485,24 @@ impl Account {
         expired
     }
 
-    /// Expires available balance past its lot's expiry, oldest first.
+    /// Expires available balance past its lot's expiry, oldest first, but
+    /// never what a live checkout holds: the platform may already have
+    /// granted that discount, and its order will redeem it. The held part
+    /// of an expired lot is kept until the last live hold lapses (then it
+    /// expires, unless an order spent it first).
     pub fn expire_balance(&mut self, now: DateTime<Utc>) -> Result<Applied, LedgerError> {
-        let due: Vec<Money> = self
-            .lots
-            .iter()
-            .filter(|lot| lot.expires_at.is_some_and(|at| at <= now))
-            .map(|lot| lot.remaining)
-            .collect();
-        let amount = Money::sum(self.currency, due.iter())?;
+        let is_due = |lot: &Lot| lot.expires_at.is_some_and(|at| at <= now);
+        let due = Money::sum(
+            self.currency,
+            self.lots.iter().filter(|l| is_due(l)).map(|l| &l.remaining),
+        )?;
+        let live: Vec<&Hold> = self.holds.iter().filter(|h| h.expires_at > now).collect();
+        let held = Money::sum(self.currency, live.iter().map(|h| &h.amount))?;
+        let last_hold = live.iter().map(|h| h.expires_at).max();
+        let unheld = self.available.checked_sub(held)?.clamp_non_negative();
+        let amount = due.min(unheld)?;
         if !amount.is_positive() {
+            self.keep_held_lots(now, last_hold);
             return Ok(Applied::default());
         }
         // Two expirations at the same `now` (a credit landed between two
@@ -479,15 +511,21 @@ impl Account {
         let oldest = self
             .lots
             .iter()
-            .filter(|lot| lot.expires_at.is_some_and(|at| at <= now))
+            .filter(|lot| is_due(lot))
             .map(|lot| lot.credited_at)
             .min()
             .map(|at| at.timestamp_micros())
             .unwrap_or_default();
         let key = format!("expire:{}:{oldest}", now.timestamp());
         let mut journal = Journal::new(key, now, self.currency);
-        self.lots
-            .retain(|lot| lot.expires_at.is_none_or(|at| at > now));
+        let mut left = amount;
+        for lot in self.lots.iter_mut().filter(|lot| is_due(lot)) {
+            let part = lot.remaining.min(left)?;
+            lot.remaining = lot.remaining.checked_sub(part)?;
+            left = left.checked_sub(part)?;
+        }
+        self.lots.retain(|lot| lot.remaining.is_positive());
+        self.keep_held_lots(now, last_hold);
         self.available = self.available.checked_sub(amount)?;
         journal.record(
             EntryKind::Expire,
@@ -499,6 +537,18 @@ impl Account {
         );
         self.shrink_holds(&mut journal);
         Ok(journal.finish())
+    }
+
+    /// What is left of expired lots is held: it expires when the last live
+    /// hold lapses, so the expiry schedule never points into the past.
+    fn keep_held_lots(&mut self, now: DateTime<Utc>, last_hold: Option<DateTime<Utc>>) {
+        if let Some(until) = last_hold {
+            for lot in &mut self.lots {
+                if lot.expires_at.is_some_and(|at| at <= now) {
+                    lot.expires_at = Some(until);
+                }
+            }
+        }
     }
 
     /// The earliest time some available balance expires.

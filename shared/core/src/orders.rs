@@ -11,13 +11,19 @@
 //! - clawbacks and restores are computed cumulatively from all refunds so
 //!   far (`earned x refunded eligible / original eligible`), so a full refund
 //!   takes back exactly what was earned, whatever the rounding on the way.
+//!
+//! An order may move money on three accounts ([`Parties`]): the buyer's
+//! (earn, clawback), the balance code owner's (the discount is debited from
+//! the owner whoever bought; a shortfall is their debt; refunds restore to
+//! them) and the referrer's (the referral reward, pending with the order and
+//! taken back with it).
 
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::coupon::CouponCredit;
-use crate::earn::{earn, line_values, LineValue};
+use crate::earn::{earn, line_values, referral_reward, LineValue};
 use crate::ids::{Code, CustomerId, OrderId, RefundId};
 use crate::ledger::{Account, Applied, Deltas, Effect, EntryKind, Funding, Journal, LedgerError};
 use crate::money::{Currency, Money};
@@ -76,6 +82,32 @@ pub struct OrderRecord {
     pub restored: Money,
     /// Eligible spend counted in the customer's lifetime spend, net.
     pub spend_counted: Money,
+    /// Whose balance the order's balance code was debited from: the code's
+    /// owner, whoever bought. Refunds and cancellation restore to them.
+    /// None when no balance code was settled (and on records written
+    /// before the owner was kept, where it was always the buyer).
+    #[serde(default)]
+    pub paid_by: Option<CustomerId>,
+    /// The shortfall was charged to the payer as debt, so a refund or a
+    /// cancellation gives it back with the rest of the redemption.
+    #[serde(default)]
+    pub shortfall_charged: bool,
+    /// The referral reward this order pays the buyer's referrer.
+    #[serde(default)]
+    pub referral: Option<ReferralRecord>,
+}
+
+/// A referral reward hanging on the referred order: pending with the
+/// order's own cashback, released with it, taken back in proportion to its
+/// refunds and voided by its cancellation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReferralRecord {
+    pub referrer: CustomerId,
+    pub reward: Money,
+    /// The part still pending on the referrer's account.
+    pub pending: Money,
+    /// Taken back so far (voided pending included).
+    pub clawed_back: Money,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +149,9 @@ impl OrderRecord {
             shortfall: zero,
             restored: zero,
             spend_counted: zero,
+            paid_by: None,
+            shortfall_charged: false,
+            referral: None,
         }
     }
 
@@ -157,10 +192,32 @@ impl OrderRecord {
 
     /// Pending cashback whose release date has come.
     pub fn is_due(&self, now: DateTime<Utc>) -> bool {
-        !self.cancelled
-            && !self.released
-            && self.pending.is_positive()
-            && self.release_at.is_some_and(|at| at <= now)
+        self.due_at().is_some_and(|at| at <= now)
+    }
+
+    /// When this order's pending cashback (the buyer's, and the referral
+    /// reward hanging on it) falls due, if any is still pending.
+    pub fn due_at(&self) -> Option<DateTime<Utc>> {
+        let referral_pending = self
+            .referral
+            .as_ref()
+            .is_some_and(|r| r.pending.is_positive());
+        if self.cancelled || self.released || !(self.pending.is_positive() || referral_pending) {
+            return None;
+        }
+        self.release_at
+    }
+
+    /// What the order's balance codes charged their owner: the balance taken
+    /// and the shortfall charged as debt. Refunds restore it in proportion.
+    pub fn charged(&self) -> Money {
+        if self.shortfall_charged {
+            self.redeemed
+                .checked_add(self.shortfall)
+                .unwrap_or(self.redeemed)
+        } else {
+            self.redeemed
+        }
     }
 
     /// The fractions of the order's eligible base and of its merchandise
@@ -250,7 +307,91 @@ pub struct EventContext<'a> {
     pub coupons: &'a [CouponCredit],
 }
 
-/// Applies a platform event to an order and its customer's account.
+/// The accounts an order event moves money on. The caller resolves them in
+/// the event's read; the rules of who pays and who is paid live here.
+#[derive(Default)]
+pub struct Parties<'a> {
+    /// The buyer's account; None for an order that names nobody (a guest
+    /// without an email) or a refund before its order is known.
+    pub buyer: Option<&'a mut Account>,
+    /// The owner of the order's balance code when it is not the buyer (on
+    /// later events: the account in `record.paid_by`). The discount is
+    /// debited from them, whoever bought.
+    pub code_owner: Option<&'a mut Account>,
+    /// The order's discount codes that are the payer's balance codes (the
+    /// code owner's, else the buyer's; current or replaced by a new one).
+    pub balance_codes: Vec<Code>,
+    /// The referrer the order's referral code names (on later events: the
+    /// account in `record.referral`). Self-referral and the daily cap are
+    /// checked here.
+    pub referrer: Option<&'a mut Account>,
+}
+
+/// Each party's entries and effects.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OrderApplied {
+    pub buyer: Applied,
+    pub code_owner: Applied,
+    pub referrer: Applied,
+}
+
+impl OrderApplied {
+    pub fn duplicate(&self) -> bool {
+        self.buyer.duplicate
+    }
+
+    fn duplicate_event() -> OrderApplied {
+        OrderApplied {
+            buyer: Applied::duplicate(),
+            ..OrderApplied::default()
+        }
+    }
+}
+
+/// The parties with a journal each (entry ids stay unique per account).
+struct Sides<'a> {
+    buyer: Option<&'a mut Account>,
+    owner: Option<&'a mut Account>,
+    referrer: Option<&'a mut Account>,
+    buyer_journal: Journal,
+    owner_journal: Journal,
+    referrer_journal: Journal,
+}
+
+impl<'a> Sides<'a> {
+    fn new(parties: Parties<'a>, key: &str, now: DateTime<Utc>, currency: Currency) -> Sides<'a> {
+        Sides {
+            buyer: parties.buyer,
+            owner: parties.code_owner,
+            referrer: parties.referrer,
+            buyer_journal: Journal::new(key, now, currency),
+            owner_journal: Journal::new(format!("{key}:owner"), now, currency),
+            referrer_journal: Journal::new(format!("{key}:referral"), now, currency),
+        }
+    }
+
+    /// The account the order's balance codes are charged to: `paid_by` if
+    /// the record names it, else the code owner, else the buyer.
+    fn payer(&mut self, paid_by: Option<&CustomerId>) -> Option<(&mut Account, &mut Journal)> {
+        let fits = |account: &Account| paid_by.is_none_or(|p| p == &account.customer);
+        if let Some(owner) = self.owner.as_deref_mut() {
+            return fits(owner).then_some((owner, &mut self.owner_journal));
+        }
+        let buyer = self.buyer.as_deref_mut()?;
+        fits(buyer).then_some((buyer, &mut self.buyer_journal))
+    }
+
+    fn finish(self) -> OrderApplied {
+        OrderApplied {
+            buyer: self.buyer_journal.finish(),
+            code_owner: self.owner_journal.finish(),
+            referrer: self.referrer_journal.finish(),
+        }
+    }
+}
+
+/// Applies a platform event to an order and its customer's account, the
+/// customer's own code being the only balance code the order may spend.
 ///
 /// `account` is None only when the order's customer is not known yet (a
 /// refund before its order): the refund is then recorded on the order and
@@ -261,18 +402,42 @@ pub fn apply_order_event(
     record: &mut OrderRecord,
     event: &OrderEvent,
 ) -> Result<Applied, LedgerError> {
-    if let Some(account) = account.as_deref() {
-        if record
-            .customer
-            .as_ref()
-            .is_some_and(|c| c != &account.customer)
-        {
-            return Err(LedgerError::CustomerMismatch {
-                order: record.order_id.clone(),
-            });
-        }
+    let balance_codes = account
+        .as_deref()
+        .and_then(|a| a.code.clone())
+        .into_iter()
+        .collect();
+    let parties = Parties {
+        buyer: account,
+        balance_codes,
+        ..Parties::default()
+    };
+    Ok(apply_order_event_to(ctx, parties, record, event)?.buyer)
+}
+
+/// Applies a platform event to an order and every account it moves money
+/// on: the buyer's (earn, clawback), the balance code owner's (redeem,
+/// restore) and the referrer's (the referral reward).
+pub fn apply_order_event_to(
+    ctx: &EventContext<'_>,
+    parties: Parties<'_>,
+    record: &mut OrderRecord,
+    event: &OrderEvent,
+) -> Result<OrderApplied, LedgerError> {
+    let mismatch = |account: Option<&Account>, expected: Option<&CustomerId>| matches!((account, expected), (Some(a), Some(e)) if &a.customer != e);
+    if mismatch(parties.buyer.as_deref(), record.customer.as_ref())
+        || mismatch(parties.code_owner.as_deref(), record.paid_by.as_ref())
+        || mismatch(
+            parties.referrer.as_deref(),
+            record.referral.as_ref().map(|r| &r.referrer),
+        )
+    {
+        return Err(LedgerError::CustomerMismatch {
+            order: record.order_id.clone(),
+        });
     }
-    let mut journal = Journal::new(event.effect_key(), ctx.now, record.currency);
+    let balance_codes = parties.balance_codes.clone();
+    let mut sides = Sides::new(parties, &event.effect_key(), ctx.now, record.currency);
     match event {
         OrderEvent::Paid(order) | OrderEvent::Fulfilled(order) => {
             let paid = matches!(event, OrderEvent::Paid(_));
@@ -282,33 +447,37 @@ pub fn apply_order_event(
                 record.seen_fulfilled
             };
             if already {
-                return Ok(Applied::duplicate());
+                return Ok(OrderApplied::duplicate_event());
             }
-            learn_order(ctx.program, record, order, account.as_deref())?;
+            learn_order(ctx.program, record, order, sides.buyer.as_deref())?;
             if paid {
                 record.seen_paid = true;
                 record.placed_at.get_or_insert(order.occurred_at);
             } else {
                 record.seen_fulfilled = true;
             }
-            let Some(account) = account else {
-                return Ok(journal.finish());
-            };
+            free_checkout_hold(&mut sides, order);
             if record.cancelled {
-                return Ok(journal.finish());
+                return Ok(sides.finish());
             }
-            settle_redemption(account, record, order, &mut journal)?;
+            settle_redemption(&mut sides, &balance_codes, record, order)?;
             // Refunds recorded before this event give back the credit spent on
             // the order now, whether or not this event is the one that earns.
-            settle_refunds(ctx.program, account, record, &mut journal)?;
+            settle_refunds(ctx.program, &mut sides, record)?;
             let trigger = if paid {
                 Trigger::Paid
             } else {
                 Trigger::Fulfilled
             };
             if trigger == ctx.program.trigger && record.earned.is_none() {
-                credit_earned(ctx, account, record, order, &mut journal)?;
-                settle_refunds(ctx.program, account, record, &mut journal)?;
+                if let Some(buyer) = sides.buyer.as_deref_mut() {
+                    let first_order = buyer.orders_earned == 0;
+                    credit_earned(ctx, buyer, record, order, &mut sides.buyer_journal)?;
+                    if first_order {
+                        credit_referral(ctx.program, &mut sides, record, order)?;
+                    }
+                    settle_refunds(ctx.program, &mut sides, record)?;
+                }
             }
         }
         OrderEvent::Refunded(refund) => {
@@ -317,25 +486,37 @@ pub fn apply_order_event(
                 .iter()
                 .any(|r| r.refund_id == refund.refund_id)
             {
-                return Ok(Applied::duplicate());
+                return Ok(OrderApplied::duplicate_event());
             }
             record_refund(record, refund);
-            if let (Some(account), false) = (account, record.cancelled) {
-                settle_refunds(ctx.program, account, record, &mut journal)?;
+            if !record.cancelled {
+                settle_refunds(ctx.program, &mut sides, record)?;
             }
         }
         OrderEvent::Cancelled(order) => {
             if record.cancelled {
-                return Ok(Applied::duplicate());
+                return Ok(OrderApplied::duplicate_event());
             }
-            learn_order(ctx.program, record, order, account.as_deref())?;
+            learn_order(ctx.program, record, order, sides.buyer.as_deref())?;
             record.cancelled = true;
-            if let Some(account) = account {
-                cancel(ctx.program, account, record, &mut journal)?;
-            }
+            free_checkout_hold(&mut sides, order);
+            cancel(ctx.program, &mut sides, record)?;
         }
     }
-    Ok(journal.finish())
+    Ok(sides.finish())
+}
+
+/// The order ends its checkout: the checkout's hold is freed wherever it
+/// sits (the buyer's or the code owner's account), code used or not.
+fn free_checkout_hold(sides: &mut Sides<'_>, order: &Order) {
+    if let Some(checkout) = &order.checkout_id {
+        for account in [sides.buyer.as_deref_mut(), sides.owner.as_deref_mut()]
+            .into_iter()
+            .flatten()
+        {
+            account.release_hold(checkout);
+        }
+    }
 }
 
 /// Remembers who placed the order and its lines, the first time it is seen.
@@ -378,48 +559,53 @@ fn record_refund(record: &mut OrderRecord, refund: &Refund) {
     });
 }
 
-/// Spends the customer's balance for their code on this order, turning the
-/// checkout's hold into the redemption when there is one.
+/// Charges the order's balance codes to their owner (the buyer or not):
+/// the discount the platform granted is taken from available balance, and
+/// what the balance cannot cover is the owner's debt, never a gift. The
+/// checkout's hold was freed just before, so the redemption uses it.
 fn settle_redemption(
-    account: &mut Account,
+    sides: &mut Sides<'_>,
+    balance_codes: &[Code],
     record: &mut OrderRecord,
     order: &Order,
-    journal: &mut Journal,
 ) -> Result<(), LedgerError> {
     if record.redemption_settled {
         return Ok(());
     }
-    record.redemption_settled = true;
-    let Some(code) = account.code.clone() else {
-        return Ok(());
-    };
     let used: Vec<&crate::order::AppliedCode> = order
         .discount_codes
         .iter()
-        .filter(|applied| applied.code == code)
+        .filter(|applied| balance_codes.contains(&applied.code))
         .collect();
     let Some(first) = used.first() else {
+        record.redemption_settled = true;
         return Ok(());
     };
-    let amount = Money::sum(account.currency, used.iter().map(|a| &a.amount))?;
-    account.same_currency(first.amount)?;
-    if let Some(checkout) = &order.checkout_id {
-        account.release_hold(checkout);
-    }
-    let taken = account.take_available(amount, journal)?;
+    let Some((payer, journal)) = sides.payer(None) else {
+        // The caller resolved an owner it did not supply: settle later.
+        return Ok(());
+    };
+    record.redemption_settled = true;
+    let amount = Money::sum(payer.currency, used.iter().map(|a| &a.amount))?;
+    payer.same_currency(first.amount)?;
+    let taken = payer.take_available(amount, journal)?;
+    let shortfall = amount.checked_sub(taken)?.clamp_non_negative();
+    record.paid_by = Some(payer.customer.clone());
     record.redeemed = taken;
-    record.shortfall = amount.checked_sub(taken)?.clamp_non_negative();
-    account.lifetime_used = account.lifetime_used.checked_add(taken)?;
-    if taken.is_positive() {
+    record.shortfall = shortfall;
+    record.shortfall_charged = true;
+    payer.debt = payer.debt.checked_add(shortfall)?;
+    payer.lifetime_used = payer.lifetime_used.checked_add(amount)?;
+    if amount.is_positive() {
         journal.record(
             EntryKind::Redeem,
             Some(&record.order_id),
             Deltas {
                 available: Some(taken.negated()),
-                note: record
-                    .shortfall
+                debt: Some(shortfall),
+                note: shortfall
                     .is_positive()
-                    .then(|| format!("shortfall {}", record.shortfall)),
+                    .then(|| format!("shortfall {shortfall} charged as debt")),
                 ..Deltas::default()
             },
         );
@@ -477,8 +663,7 @@ fn credit_earned(
             // Never due before the engine recorded it: a delivery that comes
             // late (or a replay) would otherwise fall due in the past, behind
             // the scheduled job's checkpoint, and wait forever.
-            let release_at =
-                (order.occurred_at + Duration::days(i64::from(days))).max(journal.at());
+            let release_at = release_time(order, days, journal.at());
             account.pending = account.pending.checked_add(total)?;
             record.pending = total;
             record.release_at = Some(release_at);
@@ -535,49 +720,158 @@ fn update_tier(program: &Program, account: &mut Account, journal: &mut Journal) 
     account.tier = tier;
 }
 
-/// Brings the order's clawback and restore up to what its refunds so far call for.
+/// Pays the buyer's referrer the program's referral reward on the buyer's
+/// first earning order, following the program's issuance. Nothing for a
+/// self-referral (same customer id or same email), past the referrer's
+/// daily cap, or when the reward comes to nothing.
+fn credit_referral(
+    program: &Program,
+    sides: &mut Sides<'_>,
+    record: &mut OrderRecord,
+    order: &Order,
+) -> Result<(), LedgerError> {
+    let (Some(buyer), Some(referrer)) = (sides.buyer.as_deref(), sides.referrer.as_deref_mut())
+    else {
+        return Ok(());
+    };
+    if record.referral.is_some() || is_self_referral(referrer, buyer, order) {
+        return Ok(());
+    }
+    let reward = referral_reward(program, record.eligible());
+    if !reward.is_positive() {
+        return Ok(());
+    }
+    referrer.same_currency(reward)?;
+    let journal = &mut sides.referrer_journal;
+    let day = journal.at().date_naive();
+    if referrer.referral_day != Some(day) {
+        referrer.referral_day = Some(day);
+        referrer.referrals_on_day = 0;
+    }
+    if referrer.referrals_on_day >= program.referral_daily_cap {
+        return Ok(());
+    }
+    referrer.referrals_on_day += 1;
+    referrer.lifetime_issued = referrer.lifetime_issued.checked_add(reward)?;
+    let funding = Funding {
+        merchant: reward,
+        partner: Money::zero(record.currency),
+    };
+    let note = Some(format!("referral reward for order {}", record.order_id));
+    let order_id = record.order_id.clone();
+    let mut referral = ReferralRecord {
+        referrer: referrer.customer.clone(),
+        reward,
+        pending: Money::zero(record.currency),
+        clawed_back: Money::zero(record.currency),
+    };
+    match program.issuance {
+        Issuance::Pending { days } => {
+            let release_at = release_time(order, days, journal.at());
+            record.release_at = Some(record.release_at.unwrap_or(release_at));
+            referrer.pending = referrer.pending.checked_add(reward)?;
+            referral.pending = reward;
+            journal.record(
+                EntryKind::Earn,
+                Some(&order_id),
+                Deltas {
+                    pending: Some(reward),
+                    funding: Some(funding),
+                    note,
+                    ..Deltas::default()
+                },
+            );
+        }
+        Issuance::Immediate => {
+            referrer.credit_available(
+                reward,
+                program,
+                journal,
+                EntryKind::Earn,
+                Some(&order_id),
+                Deltas {
+                    funding: Some(funding),
+                    note,
+                    ..Deltas::default()
+                },
+            )?;
+            referrer.reminders.restart(journal.at());
+        }
+    }
+    record.referral = Some(referral);
+    Ok(())
+}
+
+/// Referring oneself pays nothing: the same account, or another account
+/// with the same email (a guest account and a registered one).
+fn is_self_referral(referrer: &Account, buyer: &Account, order: &Order) -> bool {
+    if referrer.customer == buyer.customer {
+        return true;
+    }
+    let Some(referrer_email) = &referrer.email else {
+        return false;
+    };
+    [buyer.email.as_ref(), order.customer.email.as_ref()]
+        .into_iter()
+        .flatten()
+        .any(|email| email == referrer_email)
+}
+
+/// When pending cashback of an order falls due: the order's own time plus
+/// the program's days, but never before the engine recorded it (a late
+/// delivery or a replay would otherwise fall due behind the scheduled
+/// job's checkpoint and wait forever).
+fn release_time(order: &Order, days: u32, recorded: DateTime<Utc>) -> DateTime<Utc> {
+    (order.occurred_at + Duration::days(i64::from(days))).max(recorded)
+}
+
+/// Brings the order's clawbacks and restore up to what its refunds so far
+/// call for: the buyer's cashback, the referral reward, the spent balance.
 fn settle_refunds(
     program: &Program,
-    account: &mut Account,
+    sides: &mut Sides<'_>,
     record: &mut OrderRecord,
-    journal: &mut Journal,
 ) -> Result<(), LedgerError> {
     if record.refunds.is_empty() || (record.lines.is_empty() && record.total.is_none()) {
         return Ok(());
     }
     let (eligible_fraction, merchandise_fraction) = record.refunded_fractions();
-    if let Some(earned) = record.earned.clone() {
-        // Eligible base of zero (only coupon cashback): use merchandise instead.
-        let fraction = if record.eligible().is_zero() {
-            merchandise_fraction
-        } else {
-            eligible_fraction
-        };
-        claw_back_to(account, record, share_of(earned.total, fraction), journal)?;
+    // Eligible base of zero (only coupon cashback): use merchandise instead.
+    let earn_fraction = if record.eligible().is_zero() {
+        merchandise_fraction
+    } else {
+        eligible_fraction
+    };
+    if let (Some(earned), Some(buyer)) = (record.earned.clone(), sides.buyer.as_deref_mut()) {
+        let journal = &mut sides.buyer_journal;
+        claw_back_to(
+            buyer,
+            record,
+            share_of(earned.total, earn_fraction),
+            journal,
+        )?;
         let spend_target = share_of(record.eligible(), Decimal::ONE - eligible_fraction);
-        uncount_spend(program, account, record, spend_target, journal)?;
+        uncount_spend(program, buyer, record, spend_target, journal)?;
     }
-    restore_to(
-        program,
-        account,
-        record,
-        share_of(record.redeemed, merchandise_fraction),
-        journal,
-    )?;
+    if let Some(reward) = record.referral.as_ref().map(|r| r.reward) {
+        claw_referral_to(sides, record, share_of(reward, eligible_fraction))?;
+    }
+    let target = share_of(record.charged(), merchandise_fraction);
+    restore_to(program, sides, record, target)?;
     Ok(())
 }
 
 fn cancel(
     program: &Program,
-    account: &mut Account,
+    sides: &mut Sides<'_>,
     record: &mut OrderRecord,
-    journal: &mut Journal,
 ) -> Result<(), LedgerError> {
-    if let Some(earned) = record.earned.clone() {
-        claw_back_to(account, record, earned.total, journal)?;
+    if let (Some(earned), Some(buyer)) = (record.earned.clone(), sides.buyer.as_deref_mut()) {
+        let journal = &mut sides.buyer_journal;
+        claw_back_to(buyer, record, earned.total, journal)?;
         uncount_spend(
             program,
-            account,
+            buyer,
             record,
             Money::zero(record.currency),
             journal,
@@ -588,7 +882,60 @@ fn cancel(
             });
         }
     }
-    restore_to(program, account, record, record.redeemed, journal)?;
+    if let Some(reward) = record.referral.as_ref().map(|r| r.reward) {
+        claw_referral_to(sides, record, reward)?;
+    }
+    let target = record.charged();
+    restore_to(program, sides, record, target)?;
+    Ok(())
+}
+
+/// Takes back the referral reward until `target` has been taken in all:
+/// from its pending first, then from the referrer's available balance;
+/// what cannot be taken becomes the referrer's debt.
+fn claw_referral_to(
+    sides: &mut Sides<'_>,
+    record: &mut OrderRecord,
+    target: Money,
+) -> Result<(), LedgerError> {
+    let Some(referral) = record.referral.as_mut() else {
+        return Ok(());
+    };
+    let Some(referrer) = sides.referrer.as_deref_mut() else {
+        // Not supplied: the cumulative target is met on a later event.
+        return Ok(());
+    };
+    let delta = target.checked_sub(referral.clawed_back)?;
+    if !delta.is_positive() {
+        return Ok(());
+    }
+    let journal = &mut sides.referrer_journal;
+    let from_pending = delta.min(referral.pending)?;
+    referral.pending = referral.pending.checked_sub(from_pending)?;
+    referrer.pending = referrer.pending.checked_sub(from_pending)?;
+    let rest = delta.checked_sub(from_pending)?;
+    let from_available = referrer.take_available(rest, journal)?;
+    let to_debt = rest.checked_sub(from_available)?;
+    referrer.debt = referrer.debt.checked_add(to_debt)?;
+    referrer.lifetime_issued = referrer
+        .lifetime_issued
+        .checked_sub(delta)?
+        .clamp_non_negative();
+    referral.clawed_back = target;
+    journal.record(
+        EntryKind::Clawback,
+        Some(&record.order_id),
+        Deltas {
+            available: Some(from_available.negated()),
+            pending: Some(from_pending.negated()),
+            debt: Some(to_debt),
+            funding: Some(Funding {
+                merchant: delta.negated(),
+                partner: Money::zero(record.currency),
+            }),
+            note: Some(format!("referral reward for order {}", record.order_id)),
+        },
+    );
     Ok(())
 }
 
@@ -678,24 +1025,26 @@ fn claw_back_to(
     Ok(())
 }
 
+/// Gives the payer back what the order's balance codes charged them, up to
+/// `target` in all; debt (the shortfall charged first) is paid from it.
 fn restore_to(
     program: &Program,
-    account: &mut Account,
+    sides: &mut Sides<'_>,
     record: &mut OrderRecord,
     target: Money,
-    journal: &mut Journal,
 ) -> Result<(), LedgerError> {
     let delta = target.checked_sub(record.restored)?;
     if !delta.is_positive() {
         return Ok(());
     }
+    let Some((payer, journal)) = sides.payer(record.paid_by.as_ref()) else {
+        // The payer's account was not supplied: restored on a later event.
+        return Ok(());
+    };
     record.restored = target;
-    account.lifetime_used = account
-        .lifetime_used
-        .checked_sub(delta)?
-        .clamp_non_negative();
+    payer.lifetime_used = payer.lifetime_used.checked_sub(delta)?.clamp_non_negative();
     let order_id = record.order_id.clone();
-    account.credit_available(
+    payer.credit_available(
         delta,
         program,
         journal,
@@ -714,6 +1063,20 @@ pub fn release_pending(
     record: &mut OrderRecord,
     now: DateTime<Utc>,
 ) -> Result<Applied, LedgerError> {
+    release_order(program, account, None, record, now).map(|(buyer, _)| buyer)
+}
+
+/// Releases an order's pending cashback and the referral reward hanging on
+/// it, together and exactly once. Returns the buyer's and the referrer's
+/// entries. The referrer's account must be supplied when a reward is
+/// pending.
+pub fn release_order(
+    program: &Program,
+    account: &mut Account,
+    referrer: Option<&mut Account>,
+    record: &mut OrderRecord,
+    now: DateTime<Utc>,
+) -> Result<(Applied, Applied), LedgerError> {
     if record
         .customer
         .as_ref()
@@ -724,32 +1087,56 @@ pub fn release_pending(
         });
     }
     if !record.is_due(now) {
-        return Ok(Applied::duplicate());
+        return Ok((Applied::duplicate(), Applied::default()));
+    }
+    let key = format!("order:{}:release", record.order_id);
+    let order_id = record.order_id.clone();
+    let mut referrer_journal = Journal::new(format!("{key}:referral"), now, record.currency);
+    if let Some(referral) = record.referral.as_mut().filter(|r| r.pending.is_positive()) {
+        let Some(referrer) = referrer.filter(|r| r.customer == referral.referrer) else {
+            return Err(LedgerError::PartyMissing {
+                order: order_id,
+                customer: referral.referrer.clone(),
+            });
+        };
+        let amount = referral.pending;
+        referral.pending = Money::zero(record.currency);
+        referrer.pending = referrer.pending.checked_sub(amount)?;
+        referrer.credit_available(
+            amount,
+            program,
+            &mut referrer_journal,
+            EntryKind::Release,
+            Some(&order_id),
+            Deltas {
+                pending: Some(amount.negated()),
+                note: Some(format!("referral reward for order {order_id}")),
+                ..Deltas::default()
+            },
+        )?;
+        referrer.reminders.restart(now);
     }
     let amount = record.pending;
-    let mut journal = Journal::new(
-        format!("order:{}:release", record.order_id),
-        now,
-        record.currency,
-    );
+    let mut journal = Journal::new(key, now, record.currency);
     record.pending = Money::zero(record.currency);
     record.released = true;
-    account.pending = account.pending.checked_sub(amount)?;
-    let order_id = record.order_id.clone();
-    account.credit_available(
-        amount,
-        program,
-        &mut journal,
-        EntryKind::Release,
-        Some(&order_id),
-        Deltas {
-            pending: Some(amount.negated()),
-            ..Deltas::default()
-        },
-    )?;
-    account.reminders.restart(now);
-    journal.effect(Effect::Released { order_id, amount });
-    Ok(journal.finish())
+    if amount.is_positive() {
+        account.pending = account.pending.checked_sub(amount)?;
+        account.credit_available(
+            amount,
+            program,
+            &mut journal,
+            EntryKind::Release,
+            Some(&order_id),
+            Deltas {
+                pending: Some(amount.negated()),
+                ..Deltas::default()
+            },
+        )?;
+        account.reminders.restart(now);
+        journal.effect(Effect::Released { order_id, amount });
+    }
+    Ok((journal.finish(), referrer_journal.finish()))
 }
 
 /// Codes of the coupons credited on an order, for usage counters.

@@ -27,6 +27,8 @@ pub const DEFAULT_PENDING_DAYS: u32 = 30;
 pub const MAX_PENDING_DAYS: u32 = 365;
 pub const DEFAULT_HOLD_TTL_SECONDS: u32 = 15 * 60;
 pub const REMINDER_POSITIONS: u8 = 7;
+pub const DEFAULT_REFERRAL_DAILY_CAP: u32 = 5;
+pub const MAX_REFERRAL_DAILY_CAP: u32 = 1000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +48,10 @@ pub struct Program {
     pub promotions: Vec<Promotion>,
     #[serde(default)]
     pub referral: Option<ReferralReward>,
+    /// Referral rewards one referrer may earn per day (UTC); referred
+    /// orders past it pay the referrer nothing.
+    #[serde(default = "default_referral_daily_cap")]
+    pub referral_daily_cap: u32,
     #[serde(default)]
     pub trigger: Trigger,
     #[serde(default)]
@@ -67,6 +73,19 @@ pub struct Program {
     /// changes them.
     #[serde(default)]
     pub emails: EmailTexts,
+    /// The largest manual adjustment (a credit or a debit) the admin API
+    /// accepts in one request, in the shop's currency; none: no limit.
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    pub max_adjustment: Option<Decimal>,
+    /// Who made this version of the program (set by the admin API from the
+    /// caller's principal; whatever a request body says is replaced).
+    #[serde(default)]
+    pub changed_by: Option<String>,
+    /// Whether the platform's test orders (Shopify `test: true`) earn and
+    /// change balances like real ones. Off by default: a test checkout in a
+    /// live shop pays nobody.
+    #[serde(default)]
+    pub test_orders_earn: bool,
 }
 
 fn default_display_name() -> String {
@@ -75,6 +94,10 @@ fn default_display_name() -> String {
 
 fn default_hold_ttl() -> u32 {
     DEFAULT_HOLD_TTL_SECONDS
+}
+
+fn default_referral_daily_cap() -> u32 {
+    DEFAULT_REFERRAL_DAILY_CAP
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -224,6 +247,22 @@ pub struct RedemptionRules {
     /// The code takes at most this percent of the order.
     #[serde(default, with = "rust_decimal::serde::str_option")]
     pub max_percent_of_order: Option<Decimal>,
+    /// Who may spend a customer's balance code. Whoever uses it, the
+    /// discount is debited from the code's owner.
+    #[serde(default)]
+    pub usable_by: CodeUsers,
+}
+
+/// Who may spend a customer's balance code at checkout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CodeUsers {
+    /// Only its owner: validate refuses another customer, and a request
+    /// that names no customer (id or email) at all.
+    #[default]
+    OwnerOnly,
+    /// Anyone holding the code, like a gift card (the owner still pays).
+    Anyone,
 }
 
 impl Default for RedemptionRules {
@@ -235,6 +274,7 @@ impl Default for RedemptionRules {
             combine_with_order: false,
             combine_with_product: true,
             max_percent_of_order: None,
+            usable_by: CodeUsers::OwnerOnly,
         }
     }
 }
@@ -284,6 +324,7 @@ impl Program {
             tiers: Vec::new(),
             promotions: Vec::new(),
             referral: None,
+            referral_daily_cap: DEFAULT_REFERRAL_DAILY_CAP,
             trigger: Trigger::default(),
             issuance: Issuance::default(),
             redemption: RedemptionRules::default(),
@@ -292,7 +333,16 @@ impl Program {
             hold_ttl_seconds: DEFAULT_HOLD_TTL_SECONDS,
             shop_url: None,
             emails: EmailTexts::default(),
+            max_adjustment: None,
+            changed_by: None,
+            test_orders_earn: false,
         }
+    }
+
+    /// Whether a delivery the platform marked as a test may change the
+    /// ledger. The one place this rule lives.
+    pub fn accepts_test_orders(&self) -> bool {
+        self.test_orders_earn
     }
 
     /// Parses and validates a program from JSON. Unknown fields are refused,
@@ -393,6 +443,9 @@ impl Program {
             }
             _ => {}
         }
+        if self.referral_daily_cap == 0 || self.referral_daily_cap > MAX_REFERRAL_DAILY_CAP {
+            fail("referral_daily_cap".into(), "must be between 1 and 1000");
+        }
         if let Issuance::Pending { days } = self.issuance {
             if days > MAX_PENDING_DAYS {
                 fail("issuance.days".into(), "must be between 0 and 365");
@@ -464,6 +517,14 @@ impl Program {
         if self.hold_ttl_seconds == 0 || self.hold_ttl_seconds > 24 * 3600 {
             fail("hold_ttl_seconds".into(), "must be between 1 and 86400");
         }
+        if let Some(max) = self.max_adjustment {
+            if !amount_ok(max) || max.is_zero() {
+                fail(
+                    "max_adjustment".into(),
+                    &format!("must be more than zero, with at most {minor} decimals"),
+                );
+            }
+        }
         if let Some(url) = &self.shop_url {
             if !(url.starts_with("https://") || url.starts_with("http://")) {
                 fail("shop_url".into(), "must be an http(s) URL");
@@ -502,6 +563,11 @@ fn check_percent(fail: &mut impl FnMut(String, &str), field: &str, value: Decima
 /// path; name the field when the message carries it.
 fn json_error_field(error: &serde_json::Error) -> String {
     let message = error.to_string();
+    // An unknown variant names the value, not the field: name the one
+    // setting whose choices are these.
+    if message.contains("`owner_only`") {
+        return "redemption.usable_by".to_string();
+    }
     message
         .split('`')
         .nth(1)
@@ -600,11 +666,42 @@ mod tests {
     }
 
     #[test]
+    fn a_balance_code_is_its_owners_alone_unless_the_program_says_anyone() {
+        let program = Program::from_json(r#"{"currency":"USD"}"#).unwrap();
+        assert_eq!(program.redemption.usable_by, CodeUsers::OwnerOnly);
+        assert_eq!(program.referral_daily_cap, DEFAULT_REFERRAL_DAILY_CAP);
+        let gift = Program::from_json(
+            r#"{"currency":"USD","redemption":{"usable_by":"anyone"},"referral_daily_cap":3}"#,
+        )
+        .unwrap();
+        assert_eq!(gift.redemption.usable_by, CodeUsers::Anyone);
+        assert_eq!(gift.referral_daily_cap, 3);
+        let errors =
+            Program::from_json(r#"{"currency":"USD","redemption":{"usable_by":"friends"}}"#)
+                .unwrap_err();
+        assert_eq!(errors.0[0].field, "redemption.usable_by");
+        let errors =
+            Program::from_json(r#"{"currency":"USD","referral_daily_cap":0}"#).unwrap_err();
+        assert_eq!(errors.0[0].field, "referral_daily_cap");
+    }
+
+    #[test]
     fn unknown_fields_are_refused_by_name() {
         let errors = Program::from_json(r#"{"currency":"USD","merchant_pct":"5"}"#).unwrap_err();
         assert_eq!(errors.0[0].field, "merchant_pct");
         let errors = Program::from_json(r#"{"currency":"XYZ"}"#).unwrap_err();
         assert!(errors.0[0].message.contains("XYZ"));
+    }
+
+    #[test]
+    fn test_orders_earn_only_when_the_program_says_so() {
+        let program = Program::from_json(r#"{"currency":"USD"}"#).unwrap();
+        assert!(!program.accepts_test_orders());
+        let program = Program::from_json(r#"{"currency":"USD","test_orders_earn":true}"#).unwrap();
+        assert!(program.accepts_test_orders());
+        let errors =
+            Program::from_json(r#"{"currency":"USD","test_orders_earn":"yes"}"#).unwrap_err();
+        assert!(errors.0[0].message.contains("boolean"));
     }
 
     #[test]

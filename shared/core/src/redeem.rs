@@ -31,6 +31,9 @@ pub enum CodeRefusal {
     CurrencyMismatch { cart: String, balance: String },
     #[error("this code belongs to another customer")]
     OtherCustomer,
+    /// Only its owner may spend the code, and the request named nobody.
+    #[error("sign in to use this code: it works only for its owner")]
+    CustomerRequired,
 }
 
 /// What the code takes off this cart.

@@ -191,7 +191,7 @@ fn the_code_on_an_order_redeems_balance_and_converts_the_checkout_hold() {
 }
 
 #[test]
-fn a_discount_larger_than_the_balance_is_a_recorded_shortfall_never_a_negative_balance() {
+fn a_discount_larger_than_the_balance_is_a_shortfall_charged_as_debt_never_a_negative_balance() {
     let mut books = Books::new(Program {
         issuance: Issuance::Immediate,
         ..ten_percent()
@@ -208,12 +208,13 @@ fn a_discount_larger_than_the_balance_is_a_recorded_shortfall_never_a_negative_b
     });
     books.apply(&OrderEvent::Paid(second), t0());
     assert_eq!(
-        books.account.available,
-        usd("3.00"),
-        "8.00 taken, then 10% of 30.00 earned"
+        books.balances(),
+        (usd("0.00"), usd("0.00"), usd("9.00")),
+        "8.00 taken, 12.00 owed, then 10% of 30.00 earned pays 3.00 of the debt"
     );
     assert_eq!(books.orders[1].redeemed, usd("8.00"));
     assert_eq!(books.orders[1].shortfall, usd("12.00"));
+    assert_eq!(books.orders[1].charged(), usd("20.00"));
     books.check();
 }
 

@@ -1,16 +1,41 @@
-//! API keys: a shop's key is shown once at onboarding and stored only as its
-//! SHA-256; a request's Bearer key is hashed and compared in constant time.
+//! API keys: a key is shown once when made and stored only as its SHA-256;
+//! a request's Bearer key is hashed and compared in constant time. A shop's
+//! keys carry scopes ([`require_key`]; `cashback_app::api_keys`).
 
 use axum::http::HeaderMap;
+use chrono::{DateTime, Utc};
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use cashback_app::api_keys::{self, AuthError, Authenticated, KeyRefusal};
+use cashback_app::store::{KeyScope, Shop};
+use cashback_app::Context;
 
 use crate::error::ApiError;
 
 /// The hex SHA-256 of an API key, as stored.
 pub fn hash_api_key(key: &str) -> String {
-    hex::encode(Sha256::digest(key.trim().as_bytes()))
+    api_keys::hash_key(key)
+}
+
+/// The request's Bearer key, checked against the shop's live keys for
+/// `scope`: 401 without one, with an unknown or a revoked key; 403 for a
+/// key that may not do this.
+pub async fn require_key(
+    ctx: &Context,
+    shop: &Shop,
+    headers: &HeaderMap,
+    scope: KeyScope,
+    now: DateTime<Utc>,
+) -> Result<Authenticated, ApiError> {
+    match api_keys::authenticate(ctx, shop, bearer(headers), scope, now).await {
+        Ok(key) => Ok(key),
+        Err(AuthError::Refused(refusal @ KeyRefusal::NotAllowed(_))) => {
+            Err(ApiError::forbidden(refusal.to_string()))
+        }
+        Err(AuthError::Refused(refusal)) => Err(ApiError::unauthorized(refusal.to_string())),
+        Err(AuthError::Failed(error)) => Err(error.into()),
+    }
 }
 
 /// A new API key: 32 random bytes from the OS, hex, with a readable prefix.

@@ -10,6 +10,7 @@ use axum::Json;
 use serde::Serialize;
 use tracing::{error, info};
 
+use cashback_app::store::StoreError;
 use cashback_app::AppError;
 use cashback_core::program::FieldError;
 
@@ -129,6 +130,9 @@ impl From<AppError> for ApiError {
                 "ledger_refused",
                 ledger.to_string(),
             ),
+            AppError::Store(StoreError::InvalidCursor(_)) => {
+                ApiError::bad_request("invalid_cursor", error.to_string())
+            }
             // Retryable failures answer 503 so platforms deliver again later.
             AppError::Store(store) if store.is_retryable() => {
                 error!(error = %store, "store unavailable");

@@ -8,7 +8,8 @@
 //! | `CASHBACK_MAIL` | `ses` or `outbox` | `ses` on Lambda, else `outbox` |
 //! | `CASHBACK_OUTBOX_DIR`, `CASHBACK_MAIL_FROM` | see docs/email.md | |
 //! | `CASHBACK_PUBLIC_URL` | base URL of the API, for links in emails | `http://127.0.0.1:3000` |
-//! | `CASHBACK_LINK_SECRET` | signs unsubscribe links | required on Lambda |
+//! | `CASHBACK_LINK_SECRET_PARAM` | SSM SecureString holding the link secret(s) `current[,previous]`, read once at start | required on Lambda |
+//! | `CASHBACK_LINK_SECRET` | the link secret itself: local runs only (refused on Lambda) | development secret |
 //! | `CASHBACK_CODE_PREFIX` | prefix of customer codes | `CB` |
 //! | `AWS_ENDPOINT_URL` | another endpoint for AWS (moto, local) | AWS |
 
@@ -27,6 +28,10 @@ use cashback_store::{DynamoStore, MemoryStore};
 pub enum WiringError {
     #[error("{name}: {message}")]
     Variable { name: &'static str, message: String },
+    /// A secret setting is missing, misplaced or unusable. Names only, never
+    /// a value.
+    #[error("{name}: {message}")]
+    Secret { name: String, message: String },
     #[error("mail: {0}")]
     Mail(String),
     #[error("store: {0}")]
@@ -55,18 +60,120 @@ fn var(name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// The configuration of the use cases from the environment.
-pub fn app_config() -> Result<AppConfig, WiringError> {
+/// The shortest link secret accepted: it signs every unsubscribe link.
+pub const MIN_LINK_SECRET_LENGTH: usize = 32;
+/// The shortest Shopify app secret accepted (Shopify's are 32 or more).
+pub const MIN_APP_SECRET_LENGTH: usize = 16;
+/// The link secret's setting: `CASHBACK_LINK_SECRET_PARAM` names its SSM
+/// parameter; `CASHBACK_LINK_SECRET` holds it in local runs.
+pub const LINK_SECRET: &str = "CASHBACK_LINK_SECRET";
+/// The Shopify app secret's setting (app proxy requests).
+pub const SHOPIFY_APP_SECRET: &str = "CASHBACK_SHOPIFY_APP_SECRET";
+
+/// The secret a setting names, as its keys `current[,previous]`, each at
+/// least `min_length` characters:
+/// - `{name}_PARAM` set: the SSM SecureString of that name, read here (once
+///   per container: the caller keeps the answer) with decryption;
+/// - else `{name}` set: the value itself, for local runs only; on Lambda it
+///   is refused, because a function's environment is readable by anyone who
+///   can read its configuration;
+/// - neither: None.
+pub async fn secret_keys(
+    name: &str,
+    min_length: usize,
+    sdk: Option<&aws_config::SdkConfig>,
+) -> Result<Option<Vec<Vec<u8>>>, WiringError> {
+    let param_var = format!("{name}_PARAM");
+    let fail = |message: String| WiringError::Secret {
+        name: name.to_string(),
+        message,
+    };
+    let value = match (var(&param_var), var(name)) {
+        (Some(parameter), _) => {
+            let loaded;
+            let sdk = match sdk {
+                Some(sdk) => sdk,
+                None => {
+                    loaded = aws_config().await;
+                    &loaded
+                }
+            };
+            ssm_value(&aws_sdk_ssm::Client::new(sdk), &parameter)
+                .await
+                .map_err(|message| WiringError::Secret {
+                    name: param_var.clone(),
+                    message,
+                })?
+        }
+        (None, Some(_)) if on_lambda() => {
+            return Err(fail(format!(
+                "a plain secret in the Lambda environment is refused: store it in SSM as a \
+                 SecureString and set {param_var} to its name"
+            )))
+        }
+        (None, Some(value)) => value,
+        (None, None) => return Ok(None),
+    };
+    rotating_keys(&value, min_length).map(Some).map_err(fail)
+}
+
+/// `current[,previous]` as keys, each at least `min_length` characters.
+pub fn rotating_keys(value: &str, min_length: usize) -> Result<Vec<Vec<u8>>, String> {
+    let keys: Vec<Vec<u8>> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(|k| k.as_bytes().to_vec())
+        .collect();
+    if keys.is_empty() {
+        return Err("the secret is empty".into());
+    }
+    if keys.iter().any(|k| k.len() < min_length) {
+        return Err(format!(
+            "every key must be at least {min_length} characters"
+        ));
+    }
+    Ok(keys)
+}
+
+/// A SecureString's value. Errors name the parameter, never a value.
+async fn ssm_value(client: &aws_sdk_ssm::Client, parameter: &str) -> Result<String, String> {
+    let output = client
+        .get_parameter()
+        .name(parameter)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|error| {
+            let code = aws_sdk_ssm::error::ProvideErrorMetadata::code(&error)
+                .unwrap_or("unreachable")
+                .to_string();
+            format!("SSM parameter {parameter} could not be read ({code})")
+        })?;
+    output
+        .parameter
+        .and_then(|p| p.value)
+        .ok_or_else(|| format!("SSM parameter {parameter} has no value"))
+}
+
+/// The configuration of the use cases from the environment; `sdk` is used
+/// when the link secret lives in SSM.
+pub async fn app_config(sdk: Option<&aws_config::SdkConfig>) -> Result<AppConfig, WiringError> {
     let mut config = AppConfig::default();
     if let Some(url) = var("CASHBACK_PUBLIC_URL") {
         config.public_base_url = url;
     }
-    match var("CASHBACK_LINK_SECRET") {
-        Some(secret) => config.link_secret = secret.into_bytes(),
+    match secret_keys(LINK_SECRET, MIN_LINK_SECRET_LENGTH, sdk).await? {
+        Some(mut keys) => {
+            config.link_secret = keys.remove(0);
+            config.previous_link_secrets = keys;
+        }
         None if on_lambda() => {
-            return Err(WiringError::Variable {
-                name: "CASHBACK_LINK_SECRET",
-                message: "must be set on Lambda (it signs unsubscribe links)".into(),
+            return Err(WiringError::Secret {
+                name: format!("{LINK_SECRET}_PARAM"),
+                message: "must name the SSM SecureString of the link secret on Lambda \
+                          (it signs unsubscribe links)"
+                    .into(),
             })
         }
         None => {}
@@ -155,9 +262,17 @@ pub fn notifier_from_env(
 }
 
 /// Everything a function needs, from the environment. The AWS configuration
-/// is loaded once, and only if DynamoDB or SES is used.
+/// is loaded once, and only if DynamoDB, SES or SSM is used.
 pub async fn context_from_env() -> Result<Context, WiringError> {
-    let needs_aws = store_choice() == "dynamodb" || mail_choice() == "ses";
+    context_and_sdk().await.map(|(ctx, _)| ctx)
+}
+
+/// [`context_from_env`], with the AWS configuration it loaded (if any) for
+/// the function's own clients.
+pub async fn context_and_sdk() -> Result<(Context, Option<aws_config::SdkConfig>), WiringError> {
+    let needs_aws = store_choice() == "dynamodb"
+        || mail_choice() == "ses"
+        || var(&format!("{LINK_SECRET}_PARAM")).is_some();
     let sdk = if needs_aws {
         Some(aws_config().await)
     } else {
@@ -165,10 +280,25 @@ pub async fn context_from_env() -> Result<Context, WiringError> {
     };
     let store = store_from_env(sdk.as_ref())?;
     let notifier = notifier_from_env(sdk.as_ref())?;
-    Ok(Context::new(
-        store,
-        notifier,
-        Arc::new(OsCodes),
-        app_config()?,
-    ))
+    let config = app_config(sdk.as_ref()).await?;
+    let ctx = Context::new(store, notifier, Arc::new(OsCodes), config);
+    Ok((ctx, sdk))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotating_keys_are_current_then_previous_and_never_short() {
+        let keys = rotating_keys(" new-0123456789 , old-0123456789 ", 10).unwrap();
+        assert_eq!(
+            keys,
+            vec![b"new-0123456789".to_vec(), b"old-0123456789".to_vec()]
+        );
+        assert!(rotating_keys(" , ", 1).is_err());
+        let short = rotating_keys("new-0123456789,old", 10).unwrap_err();
+        assert!(short.contains("at least 10 characters"), "{short}");
+        assert!(!short.contains("old"));
+    }
 }

@@ -2,7 +2,7 @@
 //! date, debt explained, the code (copy, apply), tier progress, history with
 //! paging and email preferences. One template, two ways in:
 //!
-//! - Shopify's app proxy: checked by [`customer_api::authorize`] (signature,
+//! - Shopify's app proxy: checked by [`customer_api::authorize_proxy`] (signature,
 //!   freshness, shop, one `logged_in_customer_id`); the customer is the one
 //!   Shopify says is logged in, never one named by the request. The answer
 //!   is the page's body as `application/liquid`, so the theme wraps it.
@@ -22,12 +22,13 @@ use serde::Deserialize;
 
 use cashback_app::portal::{self, CustomerView, EntriesPage};
 use cashback_app::preferences::{self, PreferenceOutcome};
+use cashback_app::store::KeyScope;
 use cashback_app::store::Platform;
 use cashback_app::AppError;
 use cashback_core::ids::{CustomerId, ShopId};
 use cashback_core::ledger::EntryKind;
 use cashback_core::money::Money;
-use cashback_edge::auth::check_api_key;
+use cashback_edge::auth::require_key;
 use cashback_edge::ApiError;
 use customer_api::proxy;
 
@@ -310,7 +311,6 @@ fn render_error(error: askama::Error) -> ApiError {
 async fn proxied_customer(
     state: &PagesState,
     params: &[(String, String)],
-    headers: &HeaderMap,
     now: DateTime<Utc>,
 ) -> Result<(ShopId, CustomerId, String), ApiError> {
     // A page is never opened with the shop's API key: only the signature.
@@ -326,7 +326,7 @@ async fn proxied_customer(
         Some(raw) => CustomerId::parse(raw)
             .map_err(|_| ApiError::unauthorized("the app proxy request names no customer"))?,
     };
-    customer_api::authorize(&state.config.proxy, &known, &customer, params, headers, now)?;
+    customer_api::authorize_proxy(&state.config.proxy, &known, &customer, params, now)?;
     // Signed, so believed; kept to our own characters all the same.
     let prefix = proxy::param(params, "path_prefix")
         .filter(|p| {
@@ -375,12 +375,11 @@ fn notice_of(params: &[(String, String)]) -> Option<&'static str> {
 pub(crate) async fn proxy_page(
     State(state): State<PagesState>,
     query: Result<Query<Params>, QueryRejection>,
-    headers: HeaderMap,
 ) -> Response {
     let now = state.ctx.now();
     let result = async {
         let params = query_params(query)?;
-        let (shop, customer, prefix) = proxied_customer(&state, &params, &headers, now).await?;
+        let (shop, customer, prefix) = proxied_customer(&state, &params, now).await?;
         let page = entries_page(&params);
         let view = portal::customer_view(&state.ctx, &shop, &customer, &page, now).await?;
         let token = link::form_token(&state.ctx.config.link_secret, &shop, &customer);
@@ -447,13 +446,12 @@ async fn set_preferences(
 pub(crate) async fn proxy_preferences(
     State(state): State<PagesState>,
     query: Result<Query<Params>, QueryRejection>,
-    headers: HeaderMap,
     form: Result<Form<PreferencesForm>, FormRejection>,
 ) -> Response {
     let now = state.ctx.now();
     let result = async {
         let params = query_params(query)?;
-        let (shop, customer, prefix) = proxied_customer(&state, &params, &headers, now).await?;
+        let (shop, customer, prefix) = proxied_customer(&state, &params, now).await?;
         let saved = set_preferences(&state, &shop, &customer, form, now).await?;
         Ok::<_, ApiError>(format!("{prefix}?saved={saved}"))
     }
@@ -612,7 +610,7 @@ pub(crate) async fn mint_link(
     let result = async {
         let (shop, customer) = link_ids(path)?;
         let known = state.ctx.shop(&shop, now).await?;
-        check_api_key(&headers, &known.api_key_hash)?;
+        require_key(&state.ctx, &known, &headers, KeyScope::PortalServer, now).await?;
         let expires_at = now + Duration::seconds(state.config.link_ttl_seconds);
         let url = signed_link(
             &state.ctx.config.link_secret,

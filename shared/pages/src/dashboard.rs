@@ -200,6 +200,11 @@ pub(crate) fn signed_in(
     }
 }
 
+/// Who made a change from the dashboard, as the use cases record it.
+pub(crate) fn principal(session: &Session) -> String {
+    format!("dashboard:{}", session.email)
+}
+
 pub(crate) fn nav(state: &PagesState, session: &Session) -> Nav {
     Nav {
         shop: session.shop.to_string(),
@@ -685,6 +690,7 @@ pub(crate) async fn adjust(
         &customer,
         &body,
         &form.idempotency_key,
+        &principal(&session),
         now,
     )
     .await;
@@ -744,11 +750,11 @@ pub(crate) async fn regenerate_code(
             "The form is incomplete.",
         );
     };
-    let (_, shop) = match posted(&state, &headers, &raw_shop, &form.csrf, now) {
+    let (session, shop) = match posted(&state, &headers, &raw_shop, &form.csrf, now) {
         Ok(found) => found,
         Err(refused) => return refused.into_response(),
     };
-    match admin::regenerate_code(&state.ctx, &shop, &customer).await {
+    match admin::regenerate_code(&state.ctx, &shop, &customer, &principal(&session)).await {
         Ok(_) => no_store(
             Redirect::to(&format!(
                 "/dashboard/shops/{shop}/customers/{customer}?done=code"

@@ -9,7 +9,7 @@
 //! | `POST /pages/proxy/preferences` | the page's email preference form, through the proxy |
 //! | `GET /pages/shops/{shop}/customers/{id}?expires=&sig=` | a signed link (WooCommerce My Account), a whole page |
 //! | `POST /pages/shops/{shop}/customers/{id}/preferences?expires=&sig=` | its preference form |
-//! | `POST /pages/shops/{shop}/customers/{id}/link` | the shop's server, with its API key: mints a signed link |
+//! | `POST /pages/shops/{shop}/customers/{id}/link` | the shop's server, with an API key of the `portal_server` scope: mints a signed link |
 //! | `GET /pages/assets/{file}`, `GET /pages/proxy/assets/{file}` | the stylesheet and the one script |
 //!
 //! # Layout

@@ -19,7 +19,7 @@ use cashback_core::ids::ShopId;
 use cashback_core::program::FieldError;
 
 use crate::dashboard::{
-    app_failure, html, message, nav, no_store, posted, signed_in, Nav, Refused,
+    app_failure, html, message, nav, no_store, posted, principal, signed_in, Nav, Refused,
 };
 use crate::PagesState;
 
@@ -382,7 +382,16 @@ pub(crate) async fn save(
             };
         }
     };
-    match admin::put_program(&state.ctx, &shop, &body.to_string(), version, now).await {
+    match admin::put_program(
+        &state.ctx,
+        &shop,
+        &body.to_string(),
+        version,
+        &principal(&session),
+        now,
+    )
+    .await
+    {
         Ok(_) => no_store(
             Redirect::to(&format!("/dashboard/shops/{shop}/program?saved=1")).into_response(),
         ),

@@ -83,7 +83,7 @@ fn serve() -> (String, Context) {
             let mut program = program();
             program.shop_url = Some(base.clone());
             program.display_name = "Demo Rewards".into();
-            admin::put_program(&ctx, &shop(), &serde_json::to_string(&program).unwrap(), None, t0())
+            admin::put_program(&ctx, &shop(), &serde_json::to_string(&program).unwrap(), None, "browser-test", t0())
                 .await
                 .unwrap();
             admin::create_coupon(

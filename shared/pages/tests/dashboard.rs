@@ -221,7 +221,10 @@ async fn an_adjustment_shows_its_field_errors_then_lands_in_the_ledger_once() {
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(available(&ctx).await, "35.00");
     let (_, _, body) = send_text(router, get_as(&format!("{ANN}?done=adjusted"), &cookie)).await;
-    assert!(body.contains("<td>Goodwill</td>") && body.contains("35.00 USD"));
+    assert!(
+        body.contains("<td>Goodwill (by dashboard:owner@demo.test)</td>")
+            && body.contains("35.00 USD")
+    );
     assert!(body.contains("The adjustment is in the ledger."));
 }
 

@@ -65,6 +65,9 @@ pub struct Delivery {
     pub topic: String,
     pub transport: TransportIds,
     pub outcome: Outcome,
+    /// The platform marked the order as a test (Shopify `test: true`): the
+    /// program decides whether it may earn.
+    pub test: bool,
 }
 
 impl Delivery {

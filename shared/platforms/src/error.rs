@@ -92,6 +92,11 @@ pub enum WebhookError {
 
     #[error("the body is for shop {in_body}, but the request is for shop {in_header}")]
     ShopMismatch { in_header: String, in_body: String },
+
+    /// The topic header (not signed) names an event the signed body does not
+    /// show: a paid order delivered as a cancellation, say.
+    #[error("the body does not match the topic {topic}: {reason}")]
+    TopicMismatch { topic: String, reason: String },
 }
 
 impl WebhookError {
@@ -118,6 +123,7 @@ impl WebhookError {
             WebhookError::Id { .. } => "invalid_id",
             WebhookError::CurrencyMismatch { .. } => "currency_mismatch",
             WebhookError::ShopMismatch { .. } => "shop_mismatch",
+            WebhookError::TopicMismatch { .. } => "topic_mismatch",
         }
     }
 

@@ -157,6 +157,7 @@ pub fn parse(
             ..TransportIds::default()
         },
         outcome: Outcome::Events(vec![event]),
+        test: false,
     })
 }
 

@@ -23,8 +23,11 @@
 //! - [`signature`]: HMAC-SHA256 checks (base64 and `t=,v1=`), constant time.
 //! - [`shopify`], [`woocommerce`], [`generic`]: one module per platform.
 //! - [`delivery`]: what a parsed delivery holds.
+//! - `claims`: the signed body checked against the unsigned topic and shop
+//!   headers.
 //! - [`error`]: [`WebhookError`] and the HTTP status of each variant.
 
+mod claims;
 pub mod delivery;
 pub mod error;
 pub mod generic;

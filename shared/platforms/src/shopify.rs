@@ -104,6 +104,8 @@ pub fn parse(
         triggered_at: header(headers, TRIGGERED_AT_HEADER)
             .and_then(|at| json::rfc3339(TRIGGERED_AT_HEADER, at).ok()),
     };
+    // The topic and shop headers are not signed: the body must agree.
+    let claims = crate::claims::shopify(&topic, &shop, body)?;
     let event = match topic.as_str() {
         "orders/paid" => Some(OrderEvent::Paid(order(body, shop_currency, When::Paid)?)),
         "orders/fulfilled" => Some(OrderEvent::Fulfilled(order(
@@ -131,6 +133,7 @@ pub fn parse(
         topic,
         transport,
         outcome,
+        test: claims.test,
     })
 }
 

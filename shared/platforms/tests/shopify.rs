@@ -131,11 +131,17 @@ fn a_paid_order_maps_every_field_the_engine_uses() {
 
 #[test]
 fn the_same_order_on_orders_fulfilled_is_dated_by_updated_at() {
-    let delivery = parse(
-        "orders/fulfilled",
-        "shopify_orders_paid.json",
-        Currency::USD,
-    );
+    // The paid order once fulfilled (orders/fulfilled needs a fulfilled body).
+    let body = String::from_utf8(fixture("shopify_orders_paid.json"))
+        .unwrap()
+        .replacen(
+            "\"fulfillment_status\": null",
+            "\"fulfillment_status\": \"fulfilled\"",
+            1,
+        );
+    let headers = shopify_headers("orders/fulfilled", body.as_bytes());
+    let delivery =
+        shopify::parse_webhook(&headers, body.as_bytes(), &[SECRET], Currency::USD).unwrap();
     match only_event(&delivery) {
         OrderEvent::Fulfilled(order) => {
             assert_eq!(order.occurred_at, at("2026-03-16T13:05:12Z"));
@@ -357,6 +363,39 @@ fn missing_pieces_are_named_in_the_error() {
 }
 
 #[test]
+fn a_body_relabelled_with_another_topic_is_refused() {
+    for (topic, fixture_name) in [
+        ("orders/cancelled", "shopify_orders_paid.json"),
+        ("orders/fulfilled", "shopify_orders_paid.json"),
+        ("orders/paid", "shopify_orders_cancelled.json"),
+        ("orders/cancelled", "shopify_refunds_create_partial.json"),
+        ("refunds/create", "shopify_orders_paid.json"),
+    ] {
+        let body = fixture(fixture_name);
+        let headers = shopify_headers(topic, &body);
+        let err = shopify::parse_webhook(&headers, &body, &[SECRET], Currency::USD).unwrap_err();
+        assert_eq!(
+            err.code(),
+            "topic_mismatch",
+            "{topic} {fixture_name}: {err}"
+        );
+        assert_eq!(err.status(), 400);
+    }
+}
+
+#[test]
+fn a_test_order_is_marked_as_one() {
+    let body = String::from_utf8(fixture("shopify_orders_paid.json"))
+        .unwrap()
+        .replacen("\"test\": false", "\"test\": true", 1);
+    let headers = shopify_headers("orders/paid", body.as_bytes());
+    let delivery =
+        shopify::parse_webhook(&headers, body.as_bytes(), &[SECRET], Currency::USD).unwrap();
+    assert!(delivery.test);
+    assert!(!parse("orders/paid", "shopify_orders_paid.json", Currency::USD).test);
+}
+
+#[test]
 fn string_ids_are_accepted_as_well_as_numbers() {
     let body = br#"{"id": "450789469", "order_id": 820982911946154508,
         "created_at": "2026-01-02T03:04:05+00:00",
@@ -370,7 +409,7 @@ fn string_ids_are_accepted_as_well_as_numbers() {
         }
         other => panic!("expected Refunded, got {other:?}"),
     }
-    let float_id = br#"{"id": 4.5e8, "order_id": 1, "created_at": "2026-01-02T03:04:05Z"}"#;
+    let float_id = br#"{"id": 4.5e8, "order_id": 1, "created_at": "2026-01-02T03:04:05Z", "refund_line_items": []}"#;
     assert!(matches!(
         shopify::parse(&headers, float_id, Currency::USD),
         Err(WebhookError::Json { .. })

@@ -38,6 +38,10 @@ pub enum Call {
     PutCatalog,
     Aggregates,
     ListAccounts,
+    CreateApiKey,
+    ListApiKeys,
+    RevokeApiKey,
+    TouchApiKey,
 }
 
 /// A call on its way to the store, to be awaited (or not) by `around`.
@@ -221,6 +225,36 @@ impl<I: Interceptor> Store for Intercepted<I> {
     ) -> Result<Page<Versioned<Account>>, StoreError> {
         let run = self.inner.list_accounts(shop, cursor, limit);
         self.interceptor.around(Call::ListAccounts, run).await
+    }
+
+    async fn create_api_key(&self, shop: &ShopId, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        let run = self.inner.create_api_key(shop, key);
+        self.interceptor.around(Call::CreateApiKey, run).await
+    }
+
+    async fn list_api_keys(&self, shop: &ShopId) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let run = self.inner.list_api_keys(shop);
+        self.interceptor.around(Call::ListApiKeys, run).await
+    }
+
+    async fn revoke_api_key(
+        &self,
+        shop: &ShopId,
+        key_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Revoked, StoreError> {
+        let run = self.inner.revoke_api_key(shop, key_id, at);
+        self.interceptor.around(Call::RevokeApiKey, run).await
+    }
+
+    async fn touch_api_key(
+        &self,
+        shop: &ShopId,
+        key_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let run = self.inner.touch_api_key(shop, key_id, at);
+        self.interceptor.around(Call::TouchApiKey, run).await
     }
 }
 

@@ -35,6 +35,11 @@ pub fn code_key(shop: &ShopId, code: &Code) -> String {
     format!("SHOP#{shop}#CODE#{}", code.as_str())
 }
 
+/// Referral codes have their own index: a balance code never reads as one.
+pub fn referral_key(shop: &ShopId, code: &Code) -> String {
+    format!("SHOP#{shop}#REFERRAL#{}", code.as_str())
+}
+
 /// Emails are keyed by their hash: no address in a key.
 pub fn email_key(shop: &ShopId, email: &Email) -> String {
     format!("SHOP#{shop}#EMAIL#{}", hash_hex(email.as_str()))
@@ -95,6 +100,7 @@ pub const PROGRAM_SK: &str = "PROGRAM";
 pub const ACCOUNT_SK: &str = "ACCOUNT";
 pub const ORDER_SK: &str = "ORDER";
 pub const CODE_SK: &str = "CODE";
+pub const REFERRAL_SK: &str = "REFERRAL";
 pub const EMAIL_SK: &str = "EMAIL";
 pub const GUARD_SK: &str = "EVENT";
 pub const NOTIFICATION_SK: &str = "NOTIFY";
@@ -155,3 +161,10 @@ pub fn product_key(shop: &ShopId, product: &cashback_core::ids::ProductId) -> St
 }
 
 pub const PRODUCT_SK: &str = "PRODUCT";
+
+/// Every API key's sort key starts with this, in the shop's partition.
+pub const API_KEY_SK_PREFIX: &str = "APIKEY#";
+
+pub fn api_key_sk(key_id: &str) -> String {
+    format!("{API_KEY_SK_PREFIX}{key_id}")
+}

@@ -32,6 +32,7 @@ struct Tables {
     ledgers: HashMap<(ShopId, CustomerId), BTreeMap<String, LedgerEntry>>,
     orders: HashMap<(ShopId, OrderId), Versioned<OrderRecord>>,
     code_owners: HashMap<(ShopId, Code), CustomerId>,
+    referral_owners: HashMap<(ShopId, Code), CustomerId>,
     email_owners: HashMap<(ShopId, Email), CustomerId>,
     guards: HashMap<String, (DateTime<Utc>, Option<String>)>,
     notifications: HashMap<String, ()>,
@@ -46,6 +47,7 @@ struct Tables {
     /// (the shards are summed here: nothing contends in memory).
     day_figures: HashMap<(ShopId, NaiveDate), DayFigures>,
     customer_counts: HashMap<ShopId, CustomerCounts>,
+    api_keys: BTreeMap<(ShopId, String), ApiKeyRecord>,
 }
 
 #[derive(Default)]
@@ -133,12 +135,10 @@ pub(crate) fn account_due(
     (reminder_due_at, expiry)
 }
 
-/// When an order's pending cashback falls due, if it is still pending.
+/// When an order's pending cashback (with any referral reward hanging on
+/// it) falls due, if it is still pending.
 pub(crate) fn order_due(record: &OrderRecord) -> Option<DateTime<Utc>> {
-    if record.cancelled || record.released || !record.pending.is_positive() {
-        return None;
-    }
-    record.release_at
+    record.due_at()
 }
 
 #[async_trait::async_trait]
@@ -175,6 +175,11 @@ impl Store for MemoryStore {
                 result.code_owners.insert(code.clone(), owner.clone());
             }
         }
+        for code in &request.referral_owners {
+            if let Some(owner) = tables.referral_owners.get(&(shop.clone(), code.clone())) {
+                result.referral_owners.insert(code.clone(), owner.clone());
+            }
+        }
         for email in &request.email_owners {
             if let Some(owner) = tables.email_owners.get(&(shop.clone(), email.clone())) {
                 result.email_owners.insert(email.clone(), owner.clone());
@@ -184,6 +189,10 @@ impl Store for MemoryStore {
             if let Some(found) = tables.catalog.get(&(shop.clone(), product.clone())) {
                 result.products.insert(product.clone(), found.clone());
             }
+        }
+        for counter in &request.counters {
+            let count = tables.counters.get(counter).map_or(0, |(count, _)| *count);
+            result.counters.insert(counter.clone(), count);
         }
         Ok(result)
     }
@@ -243,6 +252,14 @@ impl Store for MemoryStore {
                     .get(&(shop.clone(), change.new_code.clone()));
                 if owner.is_some_and(|o| o != &write.account.customer) {
                     return Err(StoreError::CodeTaken);
+                }
+                if let Some(referral) = &change.referral_code {
+                    let owner = tables
+                        .referral_owners
+                        .get(&(shop.clone(), referral.clone()));
+                    if owner.is_some_and(|o| o != &write.account.customer) {
+                        return Err(StoreError::CodeTaken);
+                    }
                 }
             }
             let ledger = tables.ledgers.get(&key);
@@ -330,12 +347,16 @@ impl Store for MemoryStore {
             let customer = write.account.customer.clone();
             let key = (shop.clone(), customer.clone());
             if let Some(change) = &write.code_change {
-                if let Some(old) = &change.old_code {
-                    tables.code_owners.remove(&(shop.clone(), old.clone()));
-                }
+                // A replaced code stays its owner's: an order placed with it
+                // is still charged to them (checkout refuses it).
                 tables
                     .code_owners
                     .insert((shop.clone(), change.new_code.clone()), customer.clone());
+                if let Some(referral) = &change.referral_code {
+                    tables
+                        .referral_owners
+                        .insert((shop.clone(), referral.clone()), customer.clone());
+                }
             }
             if let Some(email) = &write.account.email {
                 tables
@@ -669,6 +690,64 @@ impl Store for MemoryStore {
             .collect();
         items.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(page(items, cursor, limit.min(100)))
+    }
+
+    async fn create_api_key(&self, shop: &ShopId, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        self.other.fetch_add(1, Ordering::Relaxed);
+        let mut tables = self.lock()?;
+        let id = (shop.clone(), key.key_id.clone());
+        if tables.api_keys.contains_key(&id) {
+            return Err(StoreError::AlreadyExists(format!("API key {}", key.key_id)));
+        }
+        tables.api_keys.insert(id, key.clone());
+        Ok(())
+    }
+
+    async fn list_api_keys(&self, shop: &ShopId) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        Ok(self
+            .lock()?
+            .api_keys
+            .iter()
+            .filter(|((s, _), _)| s == shop)
+            .map(|(_, key)| key.clone())
+            .collect())
+    }
+
+    async fn revoke_api_key(
+        &self,
+        shop: &ShopId,
+        key_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Revoked, StoreError> {
+        self.other.fetch_add(1, Ordering::Relaxed);
+        let mut tables = self.lock()?;
+        let Some(key) = tables.api_keys.get_mut(&(shop.clone(), key_id.to_string())) else {
+            return Ok(Revoked::Missing);
+        };
+        Ok(match key.revoked_at {
+            Some(first) => Revoked::Already(first),
+            None => {
+                key.revoked_at = Some(at);
+                Revoked::Now
+            }
+        })
+    }
+
+    async fn touch_api_key(
+        &self,
+        shop: &ShopId,
+        key_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.other.fetch_add(1, Ordering::Relaxed);
+        let mut tables = self.lock()?;
+        if let Some(key) = tables.api_keys.get_mut(&(shop.clone(), key_id.to_string())) {
+            if key.last_used_at.is_none_or(|last| last < at) {
+                key.last_used_at = Some(at);
+            }
+        }
+        Ok(())
     }
 
     fn request_counts(&self) -> RequestCounts {

@@ -39,7 +39,7 @@ conformance!(
     a_guard_lets_a_write_happen_once_and_returns_the_first_response,
     a_notification_is_recorded_once,
     the_ledger_pages_newest_first_to_the_end,
-    a_code_belongs_to_one_account_and_moves_when_regenerated,
+    a_code_belongs_to_one_account_and_stays_its_owners_when_regenerated,
     coupons_are_unique_versioned_and_listed_in_pages,
     coupon_use_limits_are_enforced_by_the_store_and_uses_come_back,
     shops_and_programs_with_kept_versions,
@@ -51,4 +51,6 @@ conformance!(
     the_catalog_is_imported_and_read_with_the_rest_of_a_read,
     writes_keep_running_aggregates_by_day_with_customer_counters,
     a_shops_accounts_are_listed_in_pages,
+    api_keys_are_created_listed_touched_and_revoked_once,
+    counters_are_read_with_the_rest_of_a_read,
 );

@@ -545,7 +545,7 @@ async fn a_new_account_with_a_negative_balance_is_refused_as_a_balance_condition
 }
 
 #[tokio::test]
-async fn a_code_owned_by_another_account_is_taken_and_the_old_code_is_released() {
+async fn a_code_owned_by_another_account_is_taken_and_a_replaced_code_stays_its_owners() {
     let store = store_or_skip!("code-taken");
     let claim = |account: Account, version: u64, new: &str, old: Option<&str>| AccountWrite {
         account,
@@ -555,6 +555,7 @@ async fn a_code_owned_by_another_account_is_taken_and_the_old_code_is_released()
         code_change: Some(CodeChange {
             new_code: code(new),
             old_code: old.map(code),
+            referral_code: None,
         }),
     };
     let ann = new_account("ann");
@@ -590,20 +591,23 @@ async fn a_code_owned_by_another_account_is_taken_and_the_old_code_is_released()
         )
         .await
         .unwrap();
+    // The replaced code stays in the index, still Ann's: an order placed
+    // with it is charged to her; nobody else can claim it.
     assert!(raw_item(
         &store,
         &keys::code_key(&shop(), &code("cb-aaaa")),
         keys::CODE_SK
     )
     .await
-    .is_none());
-    store
+    .is_some());
+    let error = store
         .write(
             &shop(),
             accounts(vec![claim(new_account("bob"), 0, "cb-aaaa", None)]),
         )
         .await
-        .unwrap();
+        .unwrap_err();
+    assert!(matches!(error, StoreError::CodeTaken), "{error:?}");
 }
 
 fn coupon_record(value: &str, total: Option<u32>) -> CouponRecord {
@@ -803,7 +807,7 @@ async fn the_ledger_pages_newest_first_across_several_pages() {
         .ledger(&shop(), &customer("bob"), page.next, 3)
         .await
         .unwrap_err();
-    assert!(matches!(error, StoreError::Other(_)), "{error:?}");
+    assert!(matches!(error, StoreError::InvalidCursor(_)), "{error:?}");
 }
 
 #[tokio::test]
@@ -949,6 +953,7 @@ async fn a_read_is_one_batch_get_and_a_write_one_transaction() {
                     code_change: Some(CodeChange {
                         new_code: code("cb-1"),
                         old_code: None,
+                        referral_code: None,
                     }),
                 }],
                 order: Some(OrderWrite {

@@ -72,6 +72,7 @@ pub async fn seed(store: Arc<dyn Store>) -> Context {
             webhook_secret_ref: "env:DEMO".into(),
             api_key_hash: String::new(),
             created_at: at,
+            guest_id_key: None,
         })
         .await
         .unwrap();
@@ -185,4 +186,34 @@ pub fn encode(value: &str) -> String {
             other => format!("%{other:02X}"),
         })
         .collect()
+}
+
+pub const ADMIN_ARN: &str = "arn:aws:iam::123456789012:user/back-office";
+
+/// A request as API Gateway hands it on after its IAM authorizer allowed
+/// `arn`: no admin token, the caller in the request context.
+pub fn iam_request(method: &str, uri: &str, body: Option<&str>, arn: &str) -> Request<Body> {
+    let mut request = request(method, uri, body, &[]);
+    request.headers_mut().remove("authorization");
+    let context: lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext =
+        serde_json::from_value(serde_json::json!({
+            "routeKey": "ANY /v1/shops/{shop}/program",
+            "accountId": "123456789012",
+            "stage": "$default",
+            "requestId": "r-1",
+            "apiId": "api",
+            "domainName": "api.example.com",
+            "domainPrefix": "api",
+            "time": "05/Jan/2026:09:00:00 +0000",
+            "timeEpoch": 0,
+            "http": {"method": method, "path": uri, "protocol": "HTTP/1.1",
+                     "sourceIp": "198.51.100.20", "userAgent": "test"},
+            "authorizer": {"iam": {"accessKey": "AKIA", "accountId": "123456789012",
+                                   "callerId": "AIDA", "userArn": arn, "userId": "AIDA"}},
+        }))
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(lambda_http::request::RequestContext::ApiGatewayV2(context));
+    request
 }

@@ -23,6 +23,7 @@ use cashback_edge::auth::hash_api_key;
 
 pub const API_KEY: &str = "cbk_router_test_key";
 pub const ANN_CODE: &str = "CB-ANN0000000001";
+pub const ANN_EMAIL: &str = "ann@example.com";
 
 pub struct Silent;
 
@@ -64,6 +65,21 @@ pub fn program() -> Program {
     program
 }
 
+/// A fresh container's Context (empty caches) on `store`.
+pub fn fresh_context(store: Arc<dyn Store>) -> Context {
+    Context::new(
+        store,
+        Arc::new(Silent),
+        Arc::new(FixedCodes(Mutex::new(0))),
+        AppConfig::default(),
+    )
+}
+
+/// [`seed`] on a store shared with other contexts.
+pub async fn seed_context(store: Arc<dyn Store>, balance: &str) -> Context {
+    seed(store, balance).await
+}
+
 /// A shop with `program` on `store`, Ann holding `balance` on her code.
 pub async fn seed(store: Arc<dyn Store>, balance: &str) -> Context {
     store
@@ -75,6 +91,7 @@ pub async fn seed(store: Arc<dyn Store>, balance: &str) -> Context {
             webhook_secret_ref: "env:DEMO".into(),
             api_key_hash: hash_api_key(API_KEY),
             created_at: t0(),
+            guest_id_key: None,
         })
         .await
         .unwrap();
@@ -84,6 +101,7 @@ pub async fn seed(store: Arc<dyn Store>, balance: &str) -> Context {
         .unwrap();
     let mut account = Account::open(shop(), CustomerId::parse("ann").unwrap(), Currency::USD);
     account.code = Some(Code::parse(ANN_CODE).unwrap());
+    account.email = Some(cashback_core::ids::Email::parse(ANN_EMAIL).unwrap());
     let applied = account
         .adjust(usd(balance), "seed", "ann", &program(), t0())
         .unwrap();
@@ -99,6 +117,7 @@ pub async fn seed(store: Arc<dyn Store>, balance: &str) -> Context {
                     code_change: Some(CodeChange {
                         new_code: Code::parse(ANN_CODE).unwrap(),
                         old_code: None,
+                        referral_code: None,
                     }),
                 }],
                 ..WriteSet::default()

@@ -142,7 +142,7 @@ pub async fn world_with(
 ) -> World {
     for (shop, reference) in [
         (DEMO_SHOP, DEMO_SECRET_REF),
-        (OTHER_SHOP, "env:OTHER_SHOP_SECRET"),
+        (OTHER_SHOP, "env:CASHBACK_SECRET_OTHER_SHOP"),
     ] {
         store
             .create_shop(&Shop {
@@ -153,6 +153,7 @@ pub async fn world_with(
                 webhook_secret_ref: reference.into(),
                 api_key_hash: String::new(),
                 created_at: at,
+                guest_id_key: None,
             })
             .await
             .unwrap();
@@ -170,7 +171,7 @@ pub async fn world_with(
     let secrets = Arc::new(SecretCache::new(
         Arc::new(FixedSecrets::new([
             (DEMO_SECRET_REF, demo_secret_value),
-            ("env:OTHER_SHOP_SECRET", OTHER_SECRET),
+            ("env:CASHBACK_SECRET_OTHER_SHOP", OTHER_SECRET),
         ])),
         300,
     ));
@@ -306,6 +307,7 @@ pub async fn seed_account(world: &World, customer: &str, code: &str, email: Opti
                     code_change: Some(CodeChange {
                         new_code: Code::parse(code).unwrap(),
                         old_code: None,
+                        referral_code: None,
                     }),
                 }],
                 ..WriteSet::default()
@@ -348,4 +350,54 @@ pub fn flaky_store(failing: bool) -> FlakyStore {
             failing: AtomicBool::new(failing),
         },
     )
+}
+
+/// Opens an account with a balance code, `available` balance (a merchant
+/// credit, with its entry) and a referral code, as the engine writes them.
+pub async fn seed_customer(
+    world: &World,
+    customer: &str,
+    code: &str,
+    email: Option<&str>,
+    available: &str,
+    referral_code: Option<&str>,
+) {
+    let mut account = Account::open(
+        demo_shop(),
+        CustomerId::parse(customer).unwrap(),
+        Currency::USD,
+    );
+    account.code = Some(Code::parse(code).unwrap());
+    account.email = email.map(|e| Email::parse(e).unwrap());
+    account.referral_code = referral_code.map(|c| Code::parse(c).unwrap());
+    let entries = if usd(available).is_positive() {
+        account
+            .adjust(usd(available), "seed", customer, &program(), now())
+            .unwrap()
+            .entries
+    } else {
+        Vec::new()
+    };
+    let outcome = world
+        .store
+        .write(
+            &demo_shop(),
+            WriteSet {
+                accounts: vec![AccountWrite {
+                    account,
+                    expected_version: 0,
+                    entries,
+                    reminder_due_at: None,
+                    code_change: Some(CodeChange {
+                        new_code: Code::parse(code).unwrap(),
+                        old_code: None,
+                        referral_code: referral_code.map(|c| Code::parse(c).unwrap()),
+                    }),
+                }],
+                ..WriteSet::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, WriteOutcome::Committed);
 }

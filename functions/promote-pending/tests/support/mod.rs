@@ -90,6 +90,7 @@ pub async fn context(
             webhook_secret_ref: "env:DEMO".into(),
             api_key_hash: String::new(),
             created_at: t0(),
+            guest_id_key: None,
         })
         .await
         .unwrap();

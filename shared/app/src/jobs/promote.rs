@@ -2,9 +2,10 @@
 //! and balance and holds past their time expire.
 //!
 //! For each due order: one read (the order and its customer's account), the
-//! core's [`release_pending`], one transaction (the account, the order, the
+//! core's [`release_order`], one transaction (the account, the order, the
 //! ledger entries, the "ready" email's key; the account's next reminder
-//! time). The order's version makes a second release impossible: a run that
+//! time). A referral reward pending on the order is released with it, in
+//! the same transaction: its referrer's account costs one more read. The order's version makes a second release impossible: a run that
 //! loses a race re-reads, and the core then says the release was done (an
 //! empty, duplicate result). The "ready" email is sent only after the
 //! transaction committed, and its key was recorded in it, so it goes out at
@@ -22,7 +23,7 @@ use tracing::{info, warn};
 
 use cashback_core::ledger::Effect;
 use cashback_core::money::Money;
-use cashback_core::orders::release_pending;
+use cashback_core::orders::release_order;
 use cashback_core::reminders::next_reminder;
 
 use crate::context::{Context, ShopProgram};
@@ -270,8 +271,37 @@ async fn commit_release(
                 due.shop
             )));
         };
-        let applied = release_pending(program, &mut account.value, &mut record.value, now)?;
-        if applied.duplicate || applied.is_empty() {
+        // A referral reward hanging on the order is released with it: its
+        // referrer's account is read too (one more read, only then).
+        let mut referrer = match record
+            .value
+            .referral
+            .as_ref()
+            .filter(|r| r.pending.is_positive())
+        {
+            Some(referral) => {
+                let again = ctx
+                    .store
+                    .read(
+                        &due.shop,
+                        &ReadRequest {
+                            accounts: vec![referral.referrer.clone()],
+                            ..ReadRequest::default()
+                        },
+                    )
+                    .await?;
+                again.accounts.get(&referral.referrer).cloned()
+            }
+            None => None,
+        };
+        let (applied, referred) = release_order(
+            program,
+            &mut account.value,
+            referrer.as_mut().map(|r| &mut r.value),
+            &mut record.value,
+            now,
+        )?;
+        if applied.duplicate || (applied.is_empty() && referred.is_empty()) {
             return Ok(Released::AlreadyDone);
         }
         let amount = applied
@@ -283,14 +313,26 @@ async fn commit_release(
             })
             .unwrap_or(Money::zero(record.value.currency));
         let notices = notices_for(&due.shop, &account.value, &record.value, &applied, program);
+        let referrer_write =
+            referrer
+                .filter(|_| !referred.is_empty())
+                .map(|referrer| AccountWrite {
+                    reminder_due_at: next_reminder(program, &referrer.value).map(|d| d.due_at),
+                    account: referrer.value,
+                    expected_version: referrer.version,
+                    entries: referred.entries,
+                    code_change: None,
+                });
         let write = WriteSet {
-            accounts: vec![AccountWrite {
+            accounts: std::iter::once(AccountWrite {
                 reminder_due_at: next_reminder(program, &account.value).map(|d| d.due_at),
                 account: account.value,
                 expected_version: account.version,
                 entries: applied.entries,
                 code_change: None,
-            }],
+            })
+            .chain(referrer_write)
+            .collect(),
             order: Some(OrderWrite {
                 record: record.value,
                 expected_version: record.version,

@@ -89,6 +89,7 @@ pub async fn world(program: Program) -> World {
             webhook_secret_ref: "env:DEMO".into(),
             api_key_hash: String::new(),
             created_at: t0(),
+            guest_id_key: None,
         })
         .await
         .unwrap();
@@ -400,6 +401,7 @@ pub mod jobs {
                     webhook_secret_ref: "env:DEMO".into(),
                     api_key_hash: String::new(),
                     created_at: t0(),
+                    guest_id_key: None,
                 })
                 .await
                 .unwrap();
@@ -489,6 +491,7 @@ pub async fn seed_balance(
                     code_change: Some(CodeChange {
                         new_code: Code::parse(code).unwrap(),
                         old_code: None,
+                        referral_code: None,
                     }),
                 }],
                 ..WriteSet::default()

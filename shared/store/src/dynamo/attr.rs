@@ -168,7 +168,7 @@ pub(crate) fn decode_cursor(
     key_attributes: &[&str],
     partition: (&str, &str),
 ) -> Result<Item, StoreError> {
-    let invalid = || StoreError::Other("invalid page cursor".into());
+    let invalid = || StoreError::InvalidCursor("not one this API returned".into());
     let bytes = aws_smithy_types::base64::decode(cursor).map_err(|_| invalid())?;
     let map: HashMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
     let mut start = Item::new();
@@ -178,8 +178,8 @@ pub(crate) fn decode_cursor(
     }
     let (attribute, expected) = partition;
     if map.get(attribute).map(String::as_str) != Some(expected) {
-        return Err(StoreError::Other(
-            "page cursor belongs to another query".into(),
+        return Err(StoreError::InvalidCursor(
+            "it belongs to another list".into(),
         ));
     }
     Ok(start)

@@ -13,6 +13,7 @@
 //! holding an email are hashed, and a key holding a code is redacted before
 //! it reaches a message.
 
+mod api_keys;
 mod attr;
 mod errors;
 mod items;
@@ -704,6 +705,36 @@ impl Store for DynamoStore {
 
     fn request_counts(&self) -> RequestCounts {
         self.counter.snapshot()
+    }
+
+    #[tracing::instrument(skip(self, key), fields(shop = %shop, key_id = %key.key_id), err(level = "info"))]
+    async fn create_api_key(&self, shop: &ShopId, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        self.create_api_key_item(shop, key).await
+    }
+
+    #[tracing::instrument(skip(self), fields(shop = %shop), err(level = "info"))]
+    async fn list_api_keys(&self, shop: &ShopId) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.list_api_key_items(shop).await
+    }
+
+    #[tracing::instrument(skip(self), fields(shop = %shop), err(level = "info"))]
+    async fn revoke_api_key(
+        &self,
+        shop: &ShopId,
+        key_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Revoked, StoreError> {
+        self.revoke_api_key_item(shop, key_id, at).await
+    }
+
+    #[tracing::instrument(skip(self), fields(shop = %shop), err(level = "info"))]
+    async fn touch_api_key(
+        &self,
+        shop: &ShopId,
+        key_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.touch_api_key_item(shop, key_id, at).await
     }
 
     /// BatchWriteItem in requests of 25 Puts, each product item written

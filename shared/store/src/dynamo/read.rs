@@ -1,7 +1,7 @@
 //! `Store::read`: everything a use case needs in one consistent BatchGetItem.
 //!
 //! Every requested key (order, accounts, coupons, use counters, code and
-//! email owners) goes into one request with `ConsistentRead`, so the
+//! email owners, products, rate-limit counters) goes into one request with `ConsistentRead`, so the
 //! decision that follows sees the latest committed state of each item and
 //! the version it names in its write is the one it read. BatchGetItem takes
 //! at most 100 keys (and 16 MB): a larger request is split, which no use
@@ -37,8 +37,10 @@ enum Target {
     Coupon(Code),
     CouponUse(Code, UsageKey),
     CodeOwner(Code),
+    ReferralOwner(Code),
     EmailOwner(Email),
     Product(ProductId),
+    Counter(String),
 }
 
 fn targets(shop: &ShopId, request: &ReadRequest) -> Vec<((String, String), Target)> {
@@ -76,6 +78,15 @@ fn targets(shop: &ShopId, request: &ReadRequest) -> Vec<((String, String), Targe
             Target::CodeOwner(code.clone()),
         ));
     }
+    for code in &request.referral_owners {
+        wanted.push((
+            (
+                keys::referral_key(shop, code),
+                keys::REFERRAL_SK.to_string(),
+            ),
+            Target::ReferralOwner(code.clone()),
+        ));
+    }
     for email in &request.email_owners {
         wanted.push((
             (keys::email_key(shop, email), keys::EMAIL_SK.to_string()),
@@ -89,6 +100,12 @@ fn targets(shop: &ShopId, request: &ReadRequest) -> Vec<((String, String), Targe
                 keys::PRODUCT_SK.to_string(),
             ),
             Target::Product(product.clone()),
+        ));
+    }
+    for counter in &request.counters {
+        wanted.push((
+            (keys::counter_pk(counter), keys::COUNTER_SK.to_string()),
+            Target::Counter(counter.clone()),
         ));
     }
     wanted
@@ -111,6 +128,9 @@ impl DynamoStore {
         // A counter never written counts 0, as in the in-memory store.
         for use_key in &request.coupon_uses {
             result.coupon_uses.insert(use_key.clone(), 0);
+        }
+        for counter in &request.counters {
+            result.counters.insert(counter.clone(), 0);
         }
         // BatchGetItem refuses duplicate keys: ask once, answer every target.
         let mut by_key: HashMap<(String, String), Vec<Target>> = HashMap::new();
@@ -217,6 +237,11 @@ fn apply(result: &mut ReadResult, target: &Target, item: &Item) -> Result<(), St
                 .code_owners
                 .insert(code.clone(), decode_customer(item)?);
         }
+        Target::ReferralOwner(code) => {
+            result
+                .referral_owners
+                .insert(code.clone(), decode_customer(item)?);
+        }
         Target::EmailOwner(email) => {
             result
                 .email_owners
@@ -224,6 +249,11 @@ fn apply(result: &mut ReadResult, target: &Target, item: &Item) -> Result<(), St
         }
         Target::Product(product) => {
             result.products.insert(product.clone(), get_doc(item)?);
+        }
+        Target::Counter(counter) => {
+            result
+                .counters
+                .insert(counter.clone(), get_u64(item, COUNT)?.unwrap_or(0));
         }
     }
     Ok(())

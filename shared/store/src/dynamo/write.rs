@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::types::{
-    CancellationReason, Delete, Put, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure,
+    CancellationReason, Put, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure,
     TransactWriteItem, Update,
 };
 use chrono::{DateTime, Duration, Utc};
@@ -68,7 +68,7 @@ enum Role {
     CouponCount {
         code: Code,
     },
-    /// Unconditional (code release, email owner): cannot fail a condition.
+    /// Unconditional (email owner): cannot fail a condition.
     Plain,
 }
 
@@ -313,20 +313,21 @@ fn account_items(
             expr.value("me", s(customer.as_str()))
         );
         plan.push(put(table, item, Some(&condition), &expr)?, Role::CodeClaim);
-        if let Some(old) = change
-            .old_code
-            .as_ref()
-            .filter(|old| **old != change.new_code)
-        {
-            let delete = Delete::builder()
-                .table_name(table)
-                .set_key(Some(key(keys::code_key(shop, old), keys::CODE_SK)))
-                .build()
-                .map_err(|e| build_error("Delete", e))?;
-            plan.push(
-                TransactWriteItem::builder().delete(delete).build(),
-                Role::Plain,
+        // The replaced code stays in the index, still its owner's: an order
+        // placed with it is charged to them; checkout refuses it because the
+        // account names another code.
+        if let Some(referral) = &change.referral_code {
+            let mut item = key(keys::referral_key(shop, referral), keys::REFERRAL_SK);
+            item.insert(ENTITY_TYPE.into(), s("REFERRAL_CODE"));
+            item.insert(CUSTOMER.into(), s(customer.as_str()));
+            let mut expr = Expr::default();
+            let condition = format!(
+                "attribute_not_exists({}) OR {} = {}",
+                expr.name(PK),
+                expr.name(CUSTOMER),
+                expr.value("me", s(customer.as_str()))
             );
+            plan.push(put(table, item, Some(&condition), &expr)?, Role::CodeClaim);
         }
     }
 

@@ -209,19 +209,22 @@ pub async fn reading_what_was_never_written_finds_nothing(store: &dyn Store) {
                 accounts: vec![customer("nobody")],
                 coupons: vec![Code::parse("none").unwrap()],
                 code_owners: vec![Code::parse("none").unwrap()],
+                referral_owners: vec![Code::parse("none").unwrap()],
                 email_owners: vec![Email::parse("x@example.com").unwrap()],
                 coupon_uses: vec![(
                     Code::parse("none").unwrap(),
                     UsageKey::Customer(customer("nobody")),
                 )],
                 products: vec![ProductId::parse("none").unwrap()],
+                counters: vec!["never-counted".into()],
             },
         )
         .await
         .unwrap();
+    assert_eq!(result.counters["never-counted"], 0);
     assert!(result.order.is_none() && result.accounts.is_empty() && result.coupons.is_empty());
     assert!(result.code_owners.is_empty() && result.email_owners.is_empty());
-    assert!(result.products.is_empty());
+    assert!(result.referral_owners.is_empty() && result.products.is_empty());
     assert_eq!(result.coupon_uses.values().copied().sum::<u32>(), 0);
     assert!(store.get_shop(&shop()).await.unwrap().is_none());
     assert!(store.get_program(&shop()).await.unwrap().is_none());
@@ -507,7 +510,9 @@ pub async fn the_ledger_pages_newest_first_to_the_end(store: &dyn Store) {
     account.value.check(&entries).unwrap();
 }
 
-pub async fn a_code_belongs_to_one_account_and_moves_when_regenerated(store: &dyn Store) {
+pub async fn a_code_belongs_to_one_account_and_stays_its_owners_when_regenerated(
+    store: &dyn Store,
+) {
     let claim =
         |_: &str, new: &str, old: Option<&str>, version: u64, account: Account| AccountWrite {
             account,
@@ -517,6 +522,7 @@ pub async fn a_code_belongs_to_one_account_and_moves_when_regenerated(store: &dy
             code_change: Some(CodeChange {
                 new_code: Code::parse(new).unwrap(),
                 old_code: old.map(|o| Code::parse(o).unwrap()),
+                referral_code: None,
             }),
         };
     let mut ann = new_account("ann");
@@ -554,13 +560,15 @@ pub async fn a_code_belongs_to_one_account_and_moves_when_regenerated(store: &dy
         read.code_owners.get(&Code::parse("CB-AAAA").unwrap()),
         Some(&customer("ann"))
     );
-    // Regenerating frees the old code.
+    // Regenerating gives Ann a new code; the old one stays hers in the
+    // index (an order placed with it is still charged to her) and nobody
+    // else can claim it. The account names the current one.
     ann.code = Some(Code::parse("CB-BBBB").unwrap());
     store
         .write(
             &shop(),
             WriteSet {
-                accounts: vec![claim("ann", "CB-BBBB", Some("CB-AAAA"), 1, ann)],
+                accounts: vec![claim("ann", "CB-BBBB", Some("CB-AAAA"), 1, ann.clone())],
                 ..WriteSet::default()
             },
         )
@@ -570,11 +578,76 @@ pub async fn a_code_belongs_to_one_account_and_moves_when_regenerated(store: &dy
         .read(&shop(), &owners(&["cb-aaaa", "cb-bbbb"]))
         .await
         .unwrap();
-    assert_eq!(read.code_owners.len(), 1);
+    assert_eq!(read.code_owners.len(), 2);
+    assert!(read.code_owners.values().all(|o| o == &customer("ann")));
+    let mut carl = new_account("carl");
+    carl.code = Some(Code::parse("CB-AAAA").unwrap());
+    let taken = store
+        .write(
+            &shop(),
+            WriteSet {
+                accounts: vec![claim("carl", "cb-aaaa", None, 0, carl)],
+                ..WriteSet::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(taken, StoreError::CodeTaken), "{taken:?}");
+    // A referral code has its own index: it resolves there only, and a
+    // balance code never resolves as one.
+    let referral = |customer: &str, code: &str, version: u64, account: Account| {
+        let mut write = claim(customer, "CB-BBBB", None, version, account);
+        if let Some(change) = write.code_change.as_mut() {
+            change.new_code = write.account.code.clone().unwrap();
+            change.referral_code = Some(Code::parse(code).unwrap());
+        }
+        write
+    };
+    ann.referral_code = Some(Code::parse("REF-AAAA").unwrap());
+    store
+        .write(
+            &shop(),
+            WriteSet {
+                accounts: vec![referral("ann", "REF-AAAA", 2, ann.clone())],
+                ..WriteSet::default()
+            },
+        )
+        .await
+        .unwrap();
+    let read = store
+        .read(
+            &shop(),
+            &ReadRequest {
+                referral_owners: vec![
+                    Code::parse("ref-aaaa").unwrap(),
+                    Code::parse("cb-bbbb").unwrap(),
+                ],
+                code_owners: vec![Code::parse("ref-aaaa").unwrap()],
+                ..ReadRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(read.referral_owners.len(), 1);
     assert_eq!(
-        read.code_owners.get(&Code::parse("CB-BBBB").unwrap()),
+        read.referral_owners.get(&Code::parse("REF-AAAA").unwrap()),
         Some(&customer("ann"))
     );
+    assert!(read.code_owners.is_empty());
+    let mut dan = new_account("dan");
+    dan.code = Some(Code::parse("CB-DDDD").unwrap());
+    let taken = store
+        .write(
+            &shop(),
+            WriteSet {
+                accounts: vec![referral("dan", "ref-aaaa", 0, dan)],
+                ..WriteSet::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(taken, StoreError::CodeTaken), "{taken:?}");
+    assert!(read_account(store, "dan").await.is_none());
     let email = Email::parse("ann@example.com").unwrap();
     let read = store
         .read(
@@ -778,6 +851,7 @@ pub async fn shops_and_programs_with_kept_versions(store: &dyn Store) {
         webhook_secret_ref: "env:DEMO_SECRET".into(),
         api_key_hash: "00".repeat(32),
         created_at: t0(),
+        guest_id_key: None,
     };
     store.create_shop(&demo).await.unwrap();
     assert!(matches!(
@@ -1275,4 +1349,102 @@ pub async fn a_shops_accounts_are_listed_in_pages(store: &dyn Store) {
         .unwrap()
         .items
         .is_empty());
+}
+
+fn api_key(id: &str, scopes: Vec<KeyScope>) -> ApiKeyRecord {
+    ApiKeyRecord {
+        key_id: id.into(),
+        name: format!("key {id}"),
+        scopes,
+        hash: format!("{id:0>64}"),
+        hint: "cbk_0000".into(),
+        created_at: t0(),
+        created_by: Some("admin-token".into()),
+        revoked_at: None,
+        last_used_at: None,
+    }
+}
+
+pub async fn api_keys_are_created_listed_touched_and_revoked_once(store: &dyn Store) {
+    let checkout = api_key("key_a", vec![KeyScope::Checkout]);
+    let portal = api_key("key_b", vec![KeyScope::PortalServer]);
+    store.create_api_key(&shop(), &checkout).await.unwrap();
+    store.create_api_key(&shop(), &portal).await.unwrap();
+    assert!(matches!(
+        store.create_api_key(&shop(), &checkout).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    let other = ShopId::parse("other.myshopify.com").unwrap();
+    assert!(store.list_api_keys(&other).await.unwrap().is_empty());
+    assert_eq!(
+        store.list_api_keys(&shop()).await.unwrap(),
+        vec![checkout.clone(), portal.clone()]
+    );
+
+    // Last use moves forward only; a missing key is left alone.
+    let later = t0() + Duration::minutes(10);
+    store.touch_api_key(&shop(), "key_a", later).await.unwrap();
+    store.touch_api_key(&shop(), "key_a", t0()).await.unwrap();
+    store.touch_api_key(&shop(), "key_zz", later).await.unwrap();
+    let keys = store.list_api_keys(&shop()).await.unwrap();
+    assert_eq!(keys[0].last_used_at, Some(later));
+    assert_eq!(keys.len(), 2);
+
+    // Revoked once; the first time stays.
+    let revoked_at = t0() + Duration::hours(1);
+    assert_eq!(
+        store
+            .revoke_api_key(&shop(), "key_a", revoked_at)
+            .await
+            .unwrap(),
+        Revoked::Now
+    );
+    assert_eq!(
+        store
+            .revoke_api_key(&shop(), "key_a", revoked_at + Duration::hours(1))
+            .await
+            .unwrap(),
+        Revoked::Already(revoked_at)
+    );
+    assert_eq!(
+        store
+            .revoke_api_key(&shop(), "key_zz", revoked_at)
+            .await
+            .unwrap(),
+        Revoked::Missing
+    );
+    let keys = store.list_api_keys(&shop()).await.unwrap();
+    assert_eq!(keys[0].revoked_at, Some(revoked_at));
+    assert!(!keys[0].is_live() && keys[1].is_live());
+    assert_eq!(keys[1], portal);
+}
+
+pub async fn counters_are_read_with_the_rest_of_a_read(store: &dyn Store) {
+    seeded(store, "ann", "10.00").await;
+    for _ in 0..3 {
+        store
+            .increment_counter("guess#shop#source#1", t0() + Duration::minutes(10))
+            .await
+            .unwrap();
+    }
+    let before = store.request_counts();
+    let read = store
+        .read(
+            &shop(),
+            &ReadRequest {
+                accounts: vec![customer("ann")],
+                counters: vec!["guess#shop#source#1".into(), "guess#shop#other#1".into()],
+                ..ReadRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.request_counts().reads - before.reads,
+        1,
+        "one round trip"
+    );
+    assert!(read.accounts.contains_key(&customer("ann")));
+    assert_eq!(read.counters["guess#shop#source#1"], 3);
+    assert_eq!(read.counters["guess#shop#other#1"], 0);
 }

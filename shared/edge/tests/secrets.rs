@@ -1,0 +1,97 @@
+//! Secret settings from the environment: SSM SecureStrings (on moto when
+//! `MOTO_ENDPOINT` is set), the local-only plain value refused on Lambda,
+//! short keys refused, and a link secret's previous key kept for rotation.
+//! One test, because it changes the process environment.
+
+use aws_sdk_ssm::config::{BehaviorVersion, Credentials, Region};
+use cashback_edge::wiring::{app_config, secret_keys, WiringError};
+
+async fn moto_sdk(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
+
+fn message(error: WiringError) -> String {
+    error.to_string()
+}
+
+#[tokio::test]
+async fn secrets_come_from_ssm_and_never_from_a_plain_variable_on_lambda() {
+    std::env::remove_var("AWS_LAMBDA_FUNCTION_NAME");
+    // Local runs: the value itself.
+    std::env::set_var("CASHBACK_T1_SECRET", "local-0123456789abcdef");
+    assert_eq!(
+        secret_keys("CASHBACK_T1_SECRET", 16, None).await.unwrap(),
+        Some(vec![b"local-0123456789abcdef".to_vec()])
+    );
+    assert_eq!(
+        secret_keys("CASHBACK_T0_SECRET", 16, None).await.unwrap(),
+        None
+    );
+    // Short keys are refused by length, never shown.
+    std::env::set_var("CASHBACK_T2_SECRET", "hunter2");
+    let short = message(
+        secret_keys("CASHBACK_T2_SECRET", 16, None)
+            .await
+            .unwrap_err(),
+    );
+    assert!(short.contains("at least 16 characters"), "{short}");
+    assert!(!short.contains("hunter2"));
+
+    // On Lambda a plain secret is refused, naming where it should be.
+    std::env::set_var("AWS_LAMBDA_FUNCTION_NAME", "customer-api");
+    let plain = message(
+        secret_keys("CASHBACK_T1_SECRET", 16, None)
+            .await
+            .unwrap_err(),
+    );
+    assert!(plain.contains("CASHBACK_T1_SECRET_PARAM"), "{plain}");
+    assert!(!plain.contains("local-0123456789abcdef"));
+    // ...and the link secret is required there.
+    std::env::remove_var("CASHBACK_LINK_SECRET");
+    std::env::remove_var("CASHBACK_LINK_SECRET_PARAM");
+    let missing = message(app_config(None).await.unwrap_err());
+    assert!(missing.contains("CASHBACK_LINK_SECRET_PARAM"), "{missing}");
+
+    let Some(endpoint) = std::env::var("MOTO_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty())
+    else {
+        if std::env::var("REQUIRE_MOTO").as_deref() == Ok("1") {
+            panic!("moto is required (REQUIRE_MOTO=1) but MOTO_ENDPOINT is not set");
+        }
+        eprintln!("skipping the SSM part: MOTO_ENDPOINT is not set");
+        return;
+    };
+    let sdk = moto_sdk(&endpoint).await;
+    let name = format!("/cashback/edge-test-{}/link-secret", std::process::id());
+    aws_sdk_ssm::Client::new(&sdk)
+        .put_parameter()
+        .name(&name)
+        .value("new-link-secret-0123456789abcdef-xyz,old-link-secret-0123456789abcdef-xyz")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+    std::env::set_var("CASHBACK_LINK_SECRET_PARAM", &name);
+    let config = app_config(Some(&sdk)).await.unwrap();
+    assert_eq!(
+        config.link_secret,
+        b"new-link-secret-0123456789abcdef-xyz".to_vec()
+    );
+    assert_eq!(
+        config.previous_link_secrets,
+        vec![b"old-link-secret-0123456789abcdef-xyz".to_vec()]
+    );
+    // A parameter that does not exist is named in the error.
+    std::env::set_var("CASHBACK_LINK_SECRET_PARAM", "/cashback/edge-test/nope");
+    let absent = message(app_config(Some(&sdk)).await.unwrap_err());
+    assert!(absent.contains("/cashback/edge-test/nope"), "{absent}");
+    std::env::remove_var("CASHBACK_LINK_SECRET_PARAM");
+    std::env::remove_var("AWS_LAMBDA_FUNCTION_NAME");
+}

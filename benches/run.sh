@@ -14,7 +14,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FUNCTIONS=(admin-api coupon-validate customer-api order-webhook promote-pending send-reminders)
-RELEASE=target/release
+# An explicit --target, as `cargo lambda build` (and so `sam build`) passes:
+# with the same profile and features (Cargo.toml) the two builds share every
+# compiled crate, so a `sam build` after this one only links.
+TARGET=${TARGET:-$(rustc -vV | sed -n 's/^host: //p')}
+RELEASE="${CARGO_TARGET_DIR:-target}/$TARGET/release"
 RUNS=${RUNS:-15}
 SECTIONS=("$@")
 [ ${#SECTIONS[@]} -eq 0 ] && SECTIONS=(machine build measure callgrind dynamo coldstart)
@@ -32,12 +36,17 @@ machine() {
 }
 
 build() {
-  # One cargo invocation for every release binary (same profile, shared
-  # dependencies built once), then the measuring examples.
+  # One cargo invocation for every release binary and every example (the
+  # measuring ones and the functions' own, such as `scale`): cargo resolves
+  # features per invocation, and the examples' dev-dependencies (criterion)
+  # turn on features of crates the SDK depends on (num-traits/std), so a
+  # second invocation compiled the SDK again. One invocation compiles each
+  # crate once. Its time is printed (BENCHMARKS.md, "One release build").
   local packages=()
   for f in "${FUNCTIONS[@]}"; do packages+=(-p "$f"); done
-  cargo build --release "${packages[@]}" -p cashback-benches --bins
-  cargo build --release -p cashback-benches --examples
+  local started=$SECONDS
+  cargo build --release --locked --target "$TARGET" "${packages[@]}" -p cashback-benches --bins --examples
+  echo "release build: $((SECONDS - started)) s"
 }
 
 measure() {
@@ -78,7 +87,7 @@ callgrind() {
 
 criterion() {
   echo "## criterion"
-  cargo bench -p cashback-benches
+  cargo bench -p cashback-benches --features criterion
 }
 
 with_moto() {
@@ -95,21 +104,15 @@ dynamo() {
 }
 
 coldstart() {
-  echo "## zips (release binary as bootstrap, zip -9)"
   local dir
   dir=$(mktemp -d)
+  echo "## binaries and zips (the release profile of Cargo.toml; the binary zipped as bootstrap, zip -9)"
   for bin in bare-lambda "${FUNCTIONS[@]}"; do
     cp "$RELEASE/$bin" "$dir/bootstrap"
     (cd "$dir" && rm -f f.zip && zip -q -9 f.zip bootstrap)
-    local zipped
-    zipped=$(stat -c %s "$dir/f.zip")
-    # What `strip = true` in the release profile would give (not set today).
-    strip "$dir/bootstrap"
-    (cd "$dir" && rm -f f.zip && zip -q -9 f.zip bootstrap)
-    echo "$bin: binary $(stat -c %s "$RELEASE/$bin") bytes, zip $zipped bytes; stripped: binary $(stat -c %s "$dir/bootstrap") bytes, zip $(stat -c %s "$dir/f.zip") bytes"
+    echo "$bin: binary $(stat -c %s "$RELEASE/$bin") bytes, zip $(stat -c %s "$dir/f.zip") bytes"
   done
 
-  echo "## cold start: exec to first GET /next, ${RUNS} runs each, interleaved"
   [ -n "${MOTO_ENDPOINT:-}" ] || with_moto
   local table
   table=$("$RELEASE/examples/coldstart_setup" "$dir" | sed -n 's/^CASHBACK_TABLE=//p')
@@ -120,73 +123,73 @@ coldstart() {
     --env "CASHBACK_OUTBOX_DIR=$dir/outbox" --env CASHBACK_LINK_SECRET_PARAM=/cashback/bench/link-secret
     --env CASHBACK_SECRET_DEMO_WEBHOOK=demo-webhook-secret
     --env CASHBACK_ADMIN_TOKEN=bench-admin-token --env AWS_LAMBDA_LOG_FORMAT=json)
-  # Interleaved: one run of each binary in turn, so load changes hit all alike.
-  local round bin
+
+  # Every variant once per round, rounds interleaved, so load changes hit
+  # all alike; a function's ratio is to the bare binary of the same round.
+  # Variants: the binaries as built; the same with the system's trust store
+  # (CASHBACK_TLS_ROOTS=system: what the compiled-in one saves); and, with
+  # BEFORE_DIR=<dir of release binaries of an earlier commit>, those.
+  local variants=("bare-lambda|$RELEASE/bare-lambda|")
+  local f
+  for f in "${FUNCTIONS[@]}"; do variants+=("$f|$RELEASE/$f|"); done
+  for f in "${FUNCTIONS[@]}"; do variants+=("$f, system trust store|$RELEASE/$f|CASHBACK_TLS_ROOTS=system"); done
+  if [ -n "${BEFORE_DIR:-}" ]; then
+    if [ -x "$BEFORE_DIR/bare-lambda" ]; then variants+=("bare-lambda, before|$BEFORE_DIR/bare-lambda|"); fi
+    for f in "${FUNCTIONS[@]}"; do variants+=("$f, before|$BEFORE_DIR/$f|"); done
+  fi
+  echo "## cold start: exec to the first GET /next, ${RUNS} rounds of every variant, interleaved"
+  local round variant name binary extra n
   for round in $(seq 1 "$RUNS"); do
-    for bin in bare-lambda "${FUNCTIONS[@]}"; do
-      python3 benches/stub_runtime.py --binary "$RELEASE/$bin" --runs 1 --json "${env[@]}" \
-        >>"$dir/start-$bin.jsonl"
+    n=0
+    for variant in "${variants[@]}"; do
+      IFS='|' read -r name binary extra <<<"$variant"
+      local more=()
+      if [ -n "$extra" ]; then more=(--env "$extra"); fi
+      python3 benches/stub_runtime.py --binary "$binary" --runs 1 --json --label "$name" \
+        "${env[@]}" "${more[@]}" >>"$dir/start-$n.jsonl"
+      n=$((n + 1))
     done
   done
-  python3 - "$dir" bare-lambda "${FUNCTIONS[@]}" <<'EOF'
-import json, statistics, sys
-d, names = sys.argv[1], sys.argv[2:]
-def load(n):
-    return [v for line in open(f"{d}/start-{n}.jsonl") for v in json.loads(line)["start_ms"] if v is not None]
-bare = load("bare-lambda")
-rounds = len(bare)
-for n in names:
-    s = load(n)
-    ratios = sorted(a / b for a, b in zip(s, bare))
-    s = sorted(s)
-    print(f"{n}: start median {statistics.median(s):.2f} ms ({s[0]:.2f}..{s[-1]:.2f}); "
-          f"per-round ratio to bare median {statistics.median(ratios):.2f} ({ratios[0]:.2f}..{ratios[-1]:.2f})")
-EOF
+  python3 benches/coldstart_table.py start "$dir" "${#variants[@]}"
 
-  # What the fix would give: the same binaries with the system trust store
-  # cut to one certificate (rustls-native-certs honours SSL_CERT_FILE and
-  # SSL_CERT_DIR), so loading it costs nothing; see BENCHMARKS.md.
-  echo "## cold start with a one-certificate trust store (what-if)"
-  awk '/BEGIN CERT/{n++} n==1{print} /END CERT/{if(n==1) exit}' /etc/ssl/certs/ca-certificates.crt >"$dir/one.pem"
-  mkdir -p "$dir/no-certs"
+  # The first request beside the start, so that nothing put off until the
+  # first request hides its cost: start, first and second invocation of a
+  # process, and start + first against the bare binary's in the same round.
+  echo "## first request: start, invocation 1 and 2 of each process, ${RUNS} rounds, interleaved"
+  # The first round of the webhook applies its two orders; later rounds
+  # replay them (duplicates), as a retried delivery would.
+  local requests=(
+    "bare-lambda|scheduled.json scheduled.json"
+    "order-webhook|webhook-paid-1.json webhook-paid-2.json"
+    "customer-api|customer-view.json customer-view.json"
+    "coupon-validate|coupon-validate-@A.json coupon-validate-@B.json"
+    "admin-api|admin-program.json admin-program.json"
+    "promote-pending|scheduled.json scheduled.json"
+    "send-reminders|scheduled.json scheduled.json"
+  )
+  local request events e
   for round in $(seq 1 "$RUNS"); do
-    for bin in bare-lambda promote-pending order-webhook; do
-      python3 benches/stub_runtime.py --binary "$RELEASE/$bin" --runs 1 --json "${env[@]}" \
-        --env "SSL_CERT_FILE=$dir/one.pem" --env "SSL_CERT_DIR=$dir/no-certs" >>"$dir/certs-$bin.jsonl"
+    n=0
+    for request in "${requests[@]}"; do
+      IFS='|' read -r name events <<<"$request"
+      # Events that must differ between rounds (coldstart_setup says why).
+      events=${events//@A/$((2 * round - 1))}
+      events=${events//@B/$((2 * round))}
+      local args=()
+      for e in $events; do args+=(--event "$dir/$e"); done
+      python3 benches/stub_runtime.py --binary "$RELEASE/$name" --runs 1 --json --label "$name" \
+        "${args[@]}" "${env[@]}" >>"$dir/first-$n.jsonl"
+      n=$((n + 1))
     done
   done
-  python3 - "$dir" <<'EOF2'
-import json, statistics, sys
-d = sys.argv[1]
-def load(n):
-    return [v for line in open(f"{d}/certs-{n}.jsonl") for v in json.loads(line)["start_ms"] if v is not None]
-bare = load("bare-lambda")
-for n in ["promote-pending", "order-webhook"]:
-    s = load(n)
-    ratios = sorted(a / b for a, b in zip(s, bare))
-    print(f"{n} (one cert): start median {statistics.median(s):.2f} ms; ratio to bare median {statistics.median(ratios):.2f} ({ratios[0]:.2f}..{ratios[-1]:.2f}); bare {statistics.median(bare):.2f} ms")
-EOF2
-
-  echo "## first invocation vs warm (two invocations per process)"
-  python3 benches/stub_runtime.py --binary "$RELEASE/bare-lambda" --runs "$RUNS" \
-    --event "$dir/scheduled.json" --event "$dir/scheduled.json" "${env[@]}"
-  # A new table per round would be fairer to the webhook's second order;
-  # the same two orders are replayed, so runs after the first are
-  # duplicates: the first run is reported on its own line.
-  python3 benches/stub_runtime.py --binary "$RELEASE/order-webhook" --runs 1 --label "order-webhook (orders applied)" \
-    --event "$dir/webhook-paid-1.json" --event "$dir/webhook-paid-2.json" "${env[@]}"
-  python3 benches/stub_runtime.py --binary "$RELEASE/order-webhook" --runs "$RUNS" --label "order-webhook (replays: duplicates)" \
-    --event "$dir/webhook-paid-1.json" --event "$dir/webhook-paid-2.json" "${env[@]}"
-  for job in promote-pending send-reminders; do
-    python3 benches/stub_runtime.py --binary "$RELEASE/$job" --runs "$RUNS" \
-      --event "$dir/scheduled.json" --event "$dir/scheduled.json" "${env[@]}"
-  done
+  python3 benches/coldstart_table.py first "$dir" "${#requests[@]}"
   rm -rf "$dir"
 }
 
 scale() {
   echo "## scheduled runs at scale (in-memory), peak memory by /usr/bin/time -v"
-  cargo build --release -p promote-pending -p send-reminders --examples
+  # The examples come from `build` (one invocation, one feature set).
+  [ -x "$RELEASE/examples/scale" ] || build
   local accounts due
   for pair in "100000 10000" "1000000 100000"; do
     read -r accounts due <<<"$pair"

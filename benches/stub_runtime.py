@@ -94,11 +94,18 @@ def handler_for(run):
             parts = self.path[len(PREFIX):].strip("/").split("/")
             if parts[:2] == ["init", "error"]:
                 with run.lock:
-                    run.answered["init"] = (now, False, body[:300])
+                    run.answered["init"] = (now, False, body[:300], None)
                 run.done.set()
             elif len(parts) == 3 and parts[0] == "invocation":
+                # An HTTP function's answer carries its status: a refusal is
+                # an answered invocation too, and must not pass for the real
+                # path.
+                try:
+                    status = json.loads(body).get("statusCode")
+                except (ValueError, AttributeError):
+                    status = None
                 with run.lock:
-                    run.answered[parts[1]] = (now, parts[2] == "response", body[:300])
+                    run.answered[parts[1]] = (now, parts[2] == "response", body[:300], status)
             self.reply(202, b"{}", {"Content-Type": "application/json"})
 
     return Handler
@@ -159,6 +166,7 @@ def one_run(binary, events, env, timeout):
         if answered:
             result["invocations_ms"].append((answered[0] - run.handed[request_id]) * 1000)
             result["ok"].append(answered[1])
+            result.setdefault("statuses", []).append(answered[3])
             if not answered[1]:
                 result.setdefault("errors", []).append(answered[2].decode("utf-8", "replace"))
     if "init" in run.answered:
@@ -193,6 +201,7 @@ def main():
         "start_ms": [r["start_ms"] for r in runs],
         "invocations_ms": [r["invocations_ms"] for r in runs],
         "ok": all(all(r["ok"]) and len(r["ok"]) == len(events) for r in runs),
+        "statuses": sorted({s for r in runs for s in r.get("statuses", []) if s is not None}),
         "errors": [r.get("errors") or r.get("init_error") for r in runs if r.get("errors") or r.get("init_error")][:2],
     }
     if args.json:
@@ -201,6 +210,8 @@ def main():
     line = f"{label}: start {spread(summary['start_ms'])} ms"
     for n in range(len(events)):
         line += f"; invocation {n + 1} {spread([r['invocations_ms'][n] if len(r['invocations_ms']) > n else None for r in runs])} ms"
+    if summary["statuses"]:
+        line += f"; HTTP status {'/'.join(str(s) for s in summary['statuses'])}"
     if not summary["ok"]:
         line += f"; NOT ALL OK: {summary['errors']}"
     print(line)

@@ -10,6 +10,8 @@ cargo fmt --all -- --check
 
 echo "== cargo clippy (warnings denied)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The criterion benches sit behind a feature (benches/Cargo.toml says why).
+cargo clippy -p cashback-benches --all-targets --features criterion --locked -- -D warnings
 
 echo "== Python tools (moto, cfn-lint, schemathesis, cargo-lambda) in the project's venv"
 # shellcheck source=infra/python-tools.sh

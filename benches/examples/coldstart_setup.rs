@@ -4,7 +4,12 @@
 //! reads two hours of buckets, not the week a first run looks back), and
 //! the invocation events: two Shopify `orders/paid` deliveries of ten lines
 //! (different orders, so the warm one is not a duplicate) as API Gateway
-//! sends them, and an EventBridge schedule event.
+//! sends them, an EventBridge schedule event, and one request for each API
+//! function: the first order's customer view (customer-api), a code
+//! checked at checkout (coupon-validate; an unknown code, as the
+//! customer's own is random; `coupon-validate-<n>.json`, each from another
+//! caller) and the program (admin-api, admin token
+//! `bench-admin-token`).
 //!
 //! ```text
 //! MOTO_ENDPOINT=... cargo run --release -p cashback-benches --example coldstart_setup -- <dir>
@@ -21,11 +26,17 @@ use chrono::Duration;
 use cashback_app::jobs::promote::PROMOTE_JOB;
 use cashback_app::jobs::reminders::REMINDERS_JOB;
 use cashback_app::store::{due_bucket, Store};
-use cashback_benches::webhook::{customer_id, now, order_id, paid_body, program, world_on};
+use cashback_benches::webhook::{
+    customer_id, now, order_id, paid_body, program, world_on, BENCH_API_KEY,
+};
 use cashback_store::DynamoStore;
 use order_webhook::samples::{shopify_delivery, Sample, DEMO_SECRET};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Checkout requests written, each from its own caller (two per round of
+/// `benches/run.sh coldstart`, so up to 100 rounds).
+const VALIDATE_EVENTS: u32 = 200;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -85,6 +96,103 @@ async fn main() -> Result<(), Error> {
         "detail": {}
     });
     std::fs::write(dir.join("scheduled.json"), scheduled.to_string())?;
+
+    let shop = cashback_benches::webhook::demo_shop();
+    let key = format!("Bearer {BENCH_API_KEY}");
+    let requests = [
+        (
+            "customer-view.json",
+            "GET /v1/shops/{shop}/customers/{id}/cashback",
+            "GET",
+            format!("/v1/shops/{shop}/customers/{}/cashback", customer_id(1)),
+            key,
+            String::new(),
+        ),
+        (
+            "admin-program.json",
+            "ANY /v1/shops/{shop}/program",
+            "GET",
+            format!("/v1/shops/{shop}/program"),
+            "Bearer bench-admin-token".to_string(),
+            String::new(),
+        ),
+    ];
+    for (file, route, method, path, authorization, body) in requests {
+        std::fs::write(
+            dir.join(file),
+            http_event(route, method, &path, &authorization, &body).to_string(),
+        )?;
+    }
+    // An unknown code is counted per caller (at most 10 in 5 minutes, then
+    // 429): every request of the runs comes from a caller of its own, so
+    // each is the same path (one read, the guess counter's write).
+    for n in 1..=VALIDATE_EVENTS {
+        let body = serde_json::json!({
+            "code": "CB-BENCH1",
+            "customer_id": customer_id(1).to_string(),
+            "currency": "USD",
+            "cart": {"lines": [{"quantity": 1, "unit_price": "50.00"}], "subtotal": "50.00"},
+            "caller": format!("bench-caller-{n}")
+        })
+        .to_string();
+        std::fs::write(
+            dir.join(format!("coupon-validate-{n}.json")),
+            http_event(
+                "POST /v1/shops/{shop}/coupons/validate",
+                "POST",
+                &format!("/v1/shops/{shop}/coupons/validate"),
+                &format!("Bearer {BENCH_API_KEY}"),
+                &body,
+            )
+            .to_string(),
+        )?;
+    }
     println!("CASHBACK_TABLE={table}");
     Ok(())
+}
+
+/// An API Gateway HTTP API (payload 2.0) request.
+fn http_event(
+    route: &str,
+    method: &str,
+    path: &str,
+    authorization: &str,
+    body: &str,
+) -> serde_json::Value {
+    let mut headers = serde_json::json!({
+        "host": "abc123.execute-api.us-east-1.amazonaws.com",
+        "authorization": authorization,
+        "user-agent": "coldstart-bench",
+    });
+    if !body.is_empty() {
+        headers["content-type"] = "application/json".into();
+        headers["content-length"] = body.len().to_string().into();
+    }
+    serde_json::json!({
+        "version": "2.0",
+        "routeKey": route,
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "abc123",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "192.0.2.10",
+                "userAgent": "coldstart-bench"
+            },
+            "requestId": "coldstart-bench",
+            "routeKey": route,
+            "stage": "$default",
+            "time": "06/Mar/2026:15:00:00 +0000",
+            "timeEpoch": 1_772_809_200_000u64
+        },
+        "body": body,
+        "isBase64Encoded": false
+    })
 }

@@ -44,6 +44,19 @@ pub fn now() -> DateTime<Utc> {
     Utc.timestamp_opt(GENERIC_SIGNED_AT + 10, 0).unwrap()
 }
 
+/// The demo shop's API key in the benches (checkout and customer view
+/// events of the cold start runs); stored as its SHA-256, as keys are.
+pub const BENCH_API_KEY: &str = "cbk_bench_api_key_0123456789abcdef";
+
+/// The hex SHA-256 of [`BENCH_API_KEY`], as the shop record keeps it.
+pub fn bench_api_key_hash() -> String {
+    use sha2::Digest;
+    Sha256::digest(BENCH_API_KEY.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 pub fn demo_shop() -> ShopId {
     ShopId::parse(DEMO_SHOP).unwrap()
 }
@@ -71,7 +84,7 @@ pub async fn world_on(store: Arc<dyn Store>, program: &Program) -> WebhookWorld 
             currency: Currency::USD,
             name: "Demo Store".into(),
             webhook_secret_ref: DEMO_SECRET_REF.into(),
-            api_key_hash: String::new(),
+            api_key_hash: bench_api_key_hash(),
             created_at: now(),
             guest_id_key: None,
         })

@@ -162,8 +162,10 @@ impl EnvAndSsm {
         self.ssm
             .get_or_init(|| async {
                 // Honours AWS_ENDPOINT_URL (and the SSM-specific variable),
-                // like every other client of the project.
-                let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                // like every other client of the project, and shares their
+                // HTTPS client and credentials (Lambda's, from the
+                // environment) instead of loading the default chain here.
+                let config = cashback_edge::wiring::aws_config().await;
                 aws_sdk_ssm::Client::new(&config)
             })
             .await

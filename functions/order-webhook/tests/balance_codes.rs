@@ -49,6 +49,8 @@ on_every_store!(
     a_referral_reward_is_pending_and_voided_by_a_cancel,
     a_refund_takes_the_referral_reward_back_in_proportion,
     self_referral_by_id_or_email_pays_nothing,
+    an_order_with_nothing_eligible_pays_no_referral_reward,
+    self_referral_through_a_plus_address_pays_nothing,
 );
 
 const ANN_CODE: &str = "CB-ANN-BALANCE";
@@ -268,7 +270,7 @@ async fn a_code_replaced_while_a_checkout_held_it_settles_against_its_owner(back
         &world.ctx,
         &demo_shop(),
         &CustomerId::parse("ann").unwrap(),
-        "admin-token",
+        "admin",
     )
     .await
     .unwrap();
@@ -461,4 +463,66 @@ async fn self_referral_by_id_or_email_pays_nothing(backend: Backend) {
     let old = account(&world, "maya-old").await.unwrap();
     assert_eq!((old.available, old.pending), (usd("0.00"), usd("0.00")));
     assert!(ledger(&world, "maya-old").await.is_empty());
+}
+
+async fn an_order_with_nothing_eligible_pays_no_referral_reward(backend: Backend) {
+    // A fresh guest buys only gift cards (cash to them, eligible for
+    // nothing) with a referral code: a fixed reward would be minted for the
+    // referrer at no cost, and a refund by lines would take none of it back
+    // (nothing eligible was refunded).
+    let world = backend.world().await;
+    seed_customer(
+        &world,
+        "ann",
+        ANN_CODE,
+        Some("ann@example.com"),
+        "0.00",
+        Some(SHOPIFY_REFERRAL_CODE),
+    )
+    .await;
+    let mut order = samples::shopify_order_with(samples::SHOPIFY_ORDER_ID, "#2001", Stage::Paid);
+    order["customer"] = Value::Null;
+    order["email"] = json!("fresh-guest@example.com");
+    order["contact_email"] = json!("fresh-guest@example.com");
+    for line in order["line_items"].as_array_mut().unwrap() {
+        line["gift_card"] = json!(true);
+    }
+    let (status, body) = shopify(&world, "orders/paid", order.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let record = order_record(&world, &shopify_order()).await.unwrap();
+    assert!(record.eligible().is_zero());
+    assert!(record.referral.is_none(), "{:?}", record.referral);
+    let ann = ann(&world).await;
+    assert_eq!((ann.available, ann.pending), (usd("0.00"), usd("0.00")));
+}
+
+async fn self_referral_through_a_plus_address_pays_nothing(backend: Backend) {
+    // Ann checks out as a guest under a tagged address of her own mailbox
+    // (ann+1@, ann+2@...: a new guest account, so a new "first order", each
+    // time) with her own referral code in the cart.
+    let world = backend.world().await;
+    seed_customer(
+        &world,
+        "ann",
+        ANN_CODE,
+        Some("ann@example.com"),
+        "0.00",
+        Some(SHOPIFY_REFERRAL_CODE),
+    )
+    .await;
+    paid(
+        &world,
+        samples::SHOPIFY_ORDER_ID,
+        None,
+        Buyer::Guest("Ann+1@Example.com"),
+    )
+    .await;
+    let record = order_record(&world, &shopify_order()).await.unwrap();
+    assert!(
+        record.earned.is_some(),
+        "the guest's own cashback is earned"
+    );
+    assert!(record.referral.is_none(), "{:?}", record.referral);
+    let ann = ann(&world).await;
+    assert_eq!((ann.available, ann.pending), (usd("0.00"), usd("0.00")));
 }

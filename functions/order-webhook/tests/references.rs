@@ -30,8 +30,8 @@ async fn forged_delivery(reference: &str, value: &str) -> (StatusCode, serde_jso
             name: "Forged".into(),
             webhook_secret_ref: reference.into(),
             api_key_hash: String::new(),
-            created_at: now(),
             guest_id_key: None,
+            created_at: now(),
         })
         .await
         .unwrap();

@@ -723,7 +723,8 @@ fn update_tier(program: &Program, account: &mut Account, journal: &mut Journal) 
 /// Pays the buyer's referrer the program's referral reward on the buyer's
 /// first earning order, following the program's issuance. Nothing for a
 /// self-referral (same customer id or same email), past the referrer's
-/// daily cap, or when the reward comes to nothing.
+/// daily cap, for an order with nothing eligible, or when the reward comes
+/// to nothing.
 fn credit_referral(
     program: &Program,
     sides: &mut Sides<'_>,
@@ -735,6 +736,12 @@ fn credit_referral(
         return Ok(());
     };
     if record.referral.is_some() || is_self_referral(referrer, buyer, order) {
+        return Ok(());
+    }
+    // An order with nothing eligible (gift cards, excluded products) refers
+    // nobody: a fixed reward would be minted at no cost to the buyer, and
+    // its refunds, measured in eligible spend, would take none of it back.
+    if !record.eligible().is_positive() {
         return Ok(());
     }
     let reward = referral_reward(program, record.eligible());
@@ -803,7 +810,9 @@ fn credit_referral(
 }
 
 /// Referring oneself pays nothing: the same account, or another account
-/// with the same email (a guest account and a registered one).
+/// with the same mailbox (a guest account and a registered one). Addresses
+/// tagged with `+` (`ann+1@example.com`) reach the untagged mailbox, yet
+/// each makes a new guest account, so the tag is left out of the comparison.
 fn is_self_referral(referrer: &Account, buyer: &Account, order: &Order) -> bool {
     if referrer.customer == buyer.customer {
         return true;
@@ -811,10 +820,18 @@ fn is_self_referral(referrer: &Account, buyer: &Account, order: &Order) -> bool 
     let Some(referrer_email) = &referrer.email else {
         return false;
     };
+    let referrer_mailbox = mailbox(referrer_email.as_str());
     [buyer.email.as_ref(), order.customer.email.as_ref()]
         .into_iter()
         .flatten()
-        .any(|email| email == referrer_email)
+        .any(|email| mailbox(email.as_str()) == referrer_mailbox)
+}
+
+/// An address without its `+tag`: `ann+1@example.com` is `ann@example.com`.
+fn mailbox(email: &str) -> (&str, &str) {
+    let (local, domain) = email.rsplit_once('@').unwrap_or((email, ""));
+    let untagged = local.split_once('+').map_or(local, |(mailbox, _)| mailbox);
+    (untagged, domain)
 }
 
 /// When pending cashback of an order falls due: the order's own time plus

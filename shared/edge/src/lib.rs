@@ -5,12 +5,15 @@
 //! - [`error`]: `ApiError`, the one JSON error shape, and how each use-case
 //!   error maps to a status.
 //! - [`telemetry`]: JSON logs through tracing.
+//! - [`aws`]: the SDK's shared HTTPS client (compiled-in trust store) and
+//!   clients built on first use.
 //! - [`wiring`]: the store, notifier and configuration from environment variables.
 //! - [`auth`]: API keys (stored hashed) and the admin token.
 //! - [`scheduled`]: what the scheduled functions share (settings, now, deadline, errors).
 //! - [`deadline`]: time left in an invocation, from the runtime's deadline.
 
 pub mod auth;
+pub mod aws;
 pub mod deadline;
 pub mod error;
 pub mod scheduled;

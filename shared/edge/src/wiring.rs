@@ -12,6 +12,7 @@
 //! | `CASHBACK_LINK_SECRET` | the link secret itself: local runs only (refused on Lambda) | development secret |
 //! | `CASHBACK_CODE_PREFIX` | prefix of customer codes | `CB` |
 //! | `AWS_ENDPOINT_URL` | another endpoint for AWS (moto, local) | AWS |
+//! | `CASHBACK_TLS_ROOTS` | trust store of the SDK's HTTPS client: `amazon` (compiled in) or `system`; see [`crate::aws`] | `amazon` |
 
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ use cashback_app::notify::Notifier;
 use cashback_app::store::Store;
 use cashback_app::{AppConfig, CodeSource, Context};
 use cashback_core::ids::GENERATED_CODE_LENGTH;
-use cashback_mail::{OutboxConfig, OutboxNotifier, SesConfig, SesNotifier};
+use cashback_mail::{OutboxConfig, OutboxNotifier, SesConfig};
 use cashback_store::{DynamoStore, MemoryStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -188,9 +189,15 @@ pub async fn app_config(sdk: Option<&aws_config::SdkConfig>) -> Result<AppConfig
 /// client. On Lambda the function role's credentials are in the environment:
 /// reading them there skips the default credential chain, which builds an
 /// STS client (loading the system's trust store for it) at start: most of a
-/// cold start's extra time (BENCHMARKS.md, section 4).
+/// cold start's extra time (BENCHMARKS.md, section 4). Every client made
+/// from it shares one HTTPS client whose trust store is compiled in
+/// ([`crate::aws`]; `CASHBACK_TLS_ROOTS=system` for the system's).
 pub async fn aws_config() -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    // An unknown CASHBACK_TLS_ROOTS is refused where it is read by
+    // `context_from_env`; here it falls back to the safe default.
+    let roots = crate::aws::TrustRoots::from_env().unwrap_or(crate::aws::TrustRoots::Amazon);
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(crate::aws::shared_https_client(roots));
     if on_lambda() {
         loader = loader.credentials_provider(
             aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
@@ -251,7 +258,8 @@ pub fn notifier_from_env(
         }
         ("ses", Some(sdk)) => {
             let config = SesConfig::from_env().map_err(|e| WiringError::Mail(e.to_string()))?;
-            Ok(Arc::new(SesNotifier::from_sdk_config(sdk, config)))
+            // The client is built on the first email, not at start.
+            Ok(crate::aws::lazy_ses(sdk, config))
         }
         ("ses", None) => Err(WiringError::Mail("SES needs the AWS configuration".into())),
         (other, _) => Err(WiringError::Variable {
@@ -273,6 +281,10 @@ pub async fn context_and_sdk() -> Result<(Context, Option<aws_config::SdkConfig>
     let needs_aws = store_choice() == "dynamodb"
         || mail_choice() == "ses"
         || var(&format!("{LINK_SECRET}_PARAM")).is_some();
+    crate::aws::TrustRoots::from_env().map_err(|message| WiringError::Variable {
+        name: "CASHBACK_TLS_ROOTS",
+        message,
+    })?;
     let sdk = if needs_aws {
         Some(aws_config().await)
     } else {

@@ -23,7 +23,12 @@ cfn-lint template.yaml
 # No AWS account is needed: validation is local (a region names the schema).
 SAM_CLI_TELEMETRY=0 sam validate --lint --region us-east-1 --template-file template.yaml
 
-echo "== tests (moto for DynamoDB and SES v2)"
+echo "== headless Chromium, chromedriver and axe-core for the browser test"
+# shellcheck source=infra/browser.sh
+source infra/browser.sh
+browser_tools
+
+echo "== tests (moto for DynamoDB and SES v2; the pages in headless Chromium)"
 # shellcheck source=infra/moto.sh
 source infra/moto.sh
 moto_start

@@ -164,8 +164,9 @@ async fn view(
     Ok(portal::customer_view(&state.ctx, &shop, &customer, &page, now).await?)
 }
 
-/// A signed app proxy request for this very customer.
-fn authorize_proxy(
+/// A signed app proxy request for this very customer (the shopper's
+/// cashback page checks its proxy requests with it too).
+pub fn authorize_proxy(
     config: &CustomerApiConfig,
     known: &Shop,
     customer: &CustomerId,

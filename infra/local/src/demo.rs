@@ -16,7 +16,7 @@ use tower::ServiceExt;
 use crate::seed::{DEMO_API_KEY, DEMO_SHOP, DEMO_WEBHOOK_SECRET};
 use crate::server::{run_job, Job, Local};
 
-const CUSTOMER_ID: u64 = 7_000_000_000_000_001;
+pub(crate) const CUSTOMER_ID: u64 = 7_000_000_000_000_001;
 const CUSTOMER_EMAIL: &str = "ann@example.com";
 
 /// What the story prints; tests read the same lines.
@@ -49,7 +49,7 @@ async fn call(app: &Router, request: Request<Body>) -> Result<(StatusCode, Value
     Ok((status, json))
 }
 
-async fn webhook(app: &Router, topic: &str, body: &Value) -> Result<Value, String> {
+pub(crate) async fn webhook(app: &Router, topic: &str, body: &Value) -> Result<Value, String> {
     let body = body.to_string();
     let mut request = Request::post("/webhooks/shopify");
     for (name, value) in order_webhook::samples::shopify_delivery(topic, &body, DEMO_WEBHOOK_SECRET)
@@ -93,7 +93,7 @@ fn money(amount: &str) -> Value {
 }
 
 /// A Shopify REST Order as orders/paid delivers it.
-fn shopify_order(
+pub(crate) fn shopify_order(
     id: u64,
     name: &str,
     at: DateTime<Utc>,

@@ -10,6 +10,7 @@
 
 mod clock;
 mod demo;
+mod pages;
 mod seed;
 mod server;
 
@@ -204,8 +205,18 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .map_err(|e| format!("binding {}: {e}", args.addr))?;
+    let router = app(local.clone());
+    pages::seed_demo_customer(&router, &local.ctx, local.clock.now()).await?;
     print_banner(&args);
-    axum::serve(listener, app(local))
+    println!(
+        "merchant dashboard: http://{}/dashboard/login   shop: {DEMO_SHOP}   email: {}   password: {}\n\
+         customer page of the demo customer (a signed link, as WooCommerce's My Account links it):\n  {}",
+        args.addr,
+        pages::DEMO_DASHBOARD_EMAIL,
+        pages::DEMO_DASHBOARD_PASSWORD,
+        pages::demo_customer_url(&local.ctx, local.clock.now())?
+    );
+    axum::serve(listener, router)
         .await
         .map_err(|e| e.to_string())
 }

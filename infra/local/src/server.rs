@@ -71,6 +71,10 @@ pub fn app(local: Local) -> Router {
             local.ctx.clone(),
             Some(cashback_edge::auth::hash_api_key(DEMO_ADMIN_TOKEN)),
         ))
+        .merge(cashback_pages::router_with(
+            local.ctx.clone(),
+            crate::pages::pages_config(),
+        ))
         .merge(local_routes)
         // A path or method no function serves gets the same JSON error as
         // everything else (on AWS, API Gateway answers these itself).

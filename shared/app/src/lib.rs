@@ -9,6 +9,7 @@
 //! - [`api_keys`]: a shop's API keys, their scopes, use and revocation.
 //! - [`checkout`]: a code checked against a cart at checkout; holds.
 //! - [`portal`]: the customer's view of their cashback; unsubscribe.
+//! - [`preferences`]: the customer's email preferences (reminders off or on).
 //! - [`notices`]: which emails a change calls for; signed unsubscribe links.
 //! - [`error`]: the use cases' errors.
 
@@ -22,6 +23,7 @@ pub mod jobs;
 pub mod notices;
 pub mod notify;
 pub mod portal;
+pub mod preferences;
 pub mod referral;
 pub mod store;
 

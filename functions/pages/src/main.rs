@@ -1,0 +1,21 @@
+//! The pages Lambda: wiring only. Clients, the link secret and the app
+//! secret are read once per container, outside the handler; on Lambda both
+//! secrets come from SSM SecureStrings (`CASHBACK_LINK_SECRET_PARAM`,
+//! `CASHBACK_SHOPIFY_APP_SECRET_PARAM`), as the customer API reads them.
+
+use cashback_edge::wiring::{secret_keys, MIN_APP_SECRET_LENGTH, SHOPIFY_APP_SECRET};
+use cashback_pages::PagesConfig;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    cashback_edge::telemetry::init();
+    let (ctx, sdk) = cashback_edge::wiring::context_and_sdk().await?;
+    // Shopify signs proxy requests and session tokens with the app's
+    // current secret: the first key of the parameter.
+    let shopify_app_secret = secret_keys(SHOPIFY_APP_SECRET, MIN_APP_SECRET_LENGTH, sdk.as_ref())
+        .await?
+        .and_then(|keys| keys.into_iter().next());
+    let mut config = PagesConfig::from_env();
+    config.proxy.shopify_app_secret = shopify_app_secret;
+    lambda_http::run(cashback_pages::router_with(ctx, config)).await
+}

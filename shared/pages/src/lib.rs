@@ -1,0 +1,172 @@
+//! What people see: server-rendered pages over the same use cases as the
+//! JSON API (no rule lives here, only presentation).
+//!
+//! The customer's cashback page:
+//!
+//! | route | who reaches it |
+//! | --- | --- |
+//! | `GET /pages/proxy` | Shopify's app proxy (`/apps/cashback` in the shop), signature checked as the customer API does; answers `application/liquid` so the theme wraps it |
+//! | `POST /pages/proxy/preferences` | the page's email preference form, through the proxy |
+//! | `GET /pages/shops/{shop}/customers/{id}?expires=&sig=` | a signed link (WooCommerce My Account), a whole page |
+//! | `POST /pages/shops/{shop}/customers/{id}/preferences?expires=&sig=` | its preference form |
+//! | `POST /pages/shops/{shop}/customers/{id}/link` | the shop's server, with an API key of the `portal_server` scope: mints a signed link |
+//! | `GET /pages/assets/{file}`, `GET /pages/proxy/assets/{file}` | the stylesheet and the one script |
+//!
+//! # Layout
+//! - [`customer`]: the customer's page handlers and its template.
+//! - [`link`]: signed page links and the form token.
+//! - [`dashboard`]: the merchant's dashboard (customers, ledger, adjustments).
+//! - [`embedded`]: Shopify admin's App Bridge session tokens.
+//! - [`program`]: the program editor and its versions.
+//! - [`coupons`]: cashback coupons (list, create, edit, approve, pause).
+//! - [`reports`], [`charts`]: reports as SVG charts, tables and CSV.
+//! - [`auth`]: dashboard users, sessions and CSRF tokens.
+//! - [`assets`]: the stylesheet and the script, compiled in.
+
+pub mod assets;
+pub mod auth;
+pub mod charts;
+pub mod coupons;
+pub mod customer;
+pub mod dashboard;
+pub mod embedded;
+pub mod link;
+pub mod program;
+pub mod reports;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+
+use cashback_app::Context;
+use customer_api::CustomerApiConfig;
+
+/// The page forms are a few fields; nothing larger is read.
+pub const MAX_BODY_BYTES: usize = 8 * 1024;
+
+/// How long a minted page link works.
+pub const DEFAULT_LINK_TTL_SECONDS: i64 = 3600;
+
+/// What the pages need besides the context.
+#[derive(Clone, Debug)]
+pub struct PagesConfig {
+    /// The app proxy secret and the age a proxied request may have, as the
+    /// customer API checks them.
+    pub proxy: CustomerApiConfig,
+    pub link_ttl_seconds: i64,
+    /// Who may sign in to which shop's dashboard.
+    pub dashboard_users: Vec<auth::DashboardUser>,
+    /// The Shopify app's API key (client id): the `aud` of App Bridge
+    /// session tokens. None: the embedded dashboard is off.
+    pub shopify_api_key: Option<String>,
+}
+
+impl PagesConfig {
+    pub fn from_env() -> PagesConfig {
+        PagesConfig {
+            proxy: CustomerApiConfig::from_env(),
+            link_ttl_seconds: DEFAULT_LINK_TTL_SECONDS,
+            dashboard_users: users_from_env(),
+            shopify_api_key: std::env::var("CASHBACK_SHOPIFY_API_KEY")
+                .ok()
+                .map(|key| key.trim().to_string())
+                .filter(|key| !key.is_empty()),
+        }
+    }
+}
+
+/// `CASHBACK_DASHBOARD_USERS`: a JSON list of `{"shop", "email",
+/// "password_hash"}` (hashes from [`auth::hash_password`]). Unset or
+/// unreadable: nobody can sign in (logged).
+fn users_from_env() -> Vec<auth::DashboardUser> {
+    let Ok(raw) = std::env::var("CASHBACK_DASHBOARD_USERS") else {
+        return Vec::new();
+    };
+    serde_json::from_str(&raw).unwrap_or_else(|error| {
+        tracing::warn!(%error, "CASHBACK_DASHBOARD_USERS is not a list of users; nobody can sign in");
+        Vec::new()
+    })
+}
+
+#[derive(Clone)]
+pub(crate) struct PagesState {
+    pub ctx: Context,
+    pub config: Arc<PagesConfig>,
+}
+
+/// The page routes, configured from the environment.
+pub fn router(ctx: Context) -> Router {
+    router_with(ctx, PagesConfig::from_env())
+}
+
+/// The page routes with an explicit configuration (tests, local server).
+pub fn router_with(ctx: Context, config: PagesConfig) -> Router {
+    Router::new()
+        .route("/pages/assets/{file}", get(assets::serve))
+        .route("/pages/proxy/assets/{file}", get(assets::serve))
+        .route("/pages/proxy", get(customer::proxy_page))
+        .route(
+            "/pages/proxy/preferences",
+            post(customer::proxy_preferences),
+        )
+        .route(customer::LINK_PAGE_ROUTE, get(customer::link_page))
+        .route(
+            "/pages/shops/{shop}/customers/{id}/preferences",
+            post(customer::link_preferences),
+        )
+        .route(
+            "/pages/shops/{shop}/customers/{id}/link",
+            post(customer::mint_link),
+        )
+        .route(
+            "/dashboard/login",
+            get(dashboard::login_page).post(dashboard::login),
+        )
+        .route("/dashboard/logout", post(dashboard::logout))
+        .route("/dashboard/embedded", get(dashboard::embedded))
+        .route(
+            "/dashboard/shops/{shop}/coupons",
+            get(coupons::list).post(coupons::create),
+        )
+        .route("/dashboard/shops/{shop}/coupons/new", get(coupons::new))
+        .route(
+            "/dashboard/shops/{shop}/coupons/{code}",
+            get(coupons::edit).post(coupons::update),
+        )
+        .route(
+            "/dashboard/shops/{shop}/coupons/{code}/status",
+            post(coupons::set_status),
+        )
+        .route("/dashboard/shops/{shop}/reports", get(reports::page))
+        .route(
+            "/dashboard/shops/{shop}/program",
+            get(program::page).post(program::save),
+        )
+        .route(
+            "/dashboard/shops/{shop}/program/versions/{version}",
+            get(program::version),
+        )
+        .route(
+            "/dashboard/shops/{shop}/customers",
+            get(dashboard::customers),
+        )
+        .route(
+            "/dashboard/shops/{shop}/customers/{id}",
+            get(dashboard::customer),
+        )
+        .route(
+            "/dashboard/shops/{shop}/customers/{id}/adjustments",
+            post(dashboard::adjust),
+        )
+        .route(
+            "/dashboard/shops/{shop}/customers/{id}/regenerate-code",
+            post(dashboard::regenerate_code),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(PagesState {
+            ctx,
+            config: Arc::new(config),
+        })
+}

@@ -1,0 +1,686 @@
+//! The merchant dashboard through the real router: sign-in, the session
+//! cookie's attributes, CSRF on every form, customer lookup, the ledger,
+//! adjustments (field errors beside their field, idempotent), a new code;
+//! and one shop's user refused on another shop.
+
+mod support;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+
+use cashback_app::admin;
+use cashback_app::Context;
+use cashback_core::ids::{CustomerId, ShopId};
+use cashback_pages::auth::{self, hash_password_with, DashboardUser};
+use cashback_pages::{router_with, PagesConfig};
+use customer_api::CustomerApiConfig;
+
+use support::*;
+
+const OWNER: &str = "owner@demo.test";
+const PASSWORD: &str = "a long demo password";
+const RIVAL: &str = "rival@other.test";
+
+fn config() -> PagesConfig {
+    PagesConfig {
+        proxy: CustomerApiConfig {
+            shopify_app_secret: Some(b"app-secret".to_vec()),
+            proxy_max_age_seconds: 300,
+        },
+        link_ttl_seconds: 3600,
+        shopify_api_key: Some("app-key".into()),
+        dashboard_users: vec![
+            DashboardUser {
+                shop: shop(),
+                email: OWNER.into(),
+                password_hash: hash_password_with(PASSWORD, [7; 16], 1000),
+            },
+            DashboardUser {
+                shop: ShopId::parse("other.myshopify.com").unwrap(),
+                email: RIVAL.into(),
+                password_hash: hash_password_with(PASSWORD, [8; 16], 1000),
+            },
+        ],
+    }
+}
+
+async fn ctx() -> Context {
+    memory_context("30.00").await.with_clock(Arc::new(t0))
+}
+
+/// Signs in; the session cookie's `name=value`.
+async fn sign_in(router: &axum::Router, shop: &str, email: &str) -> String {
+    let (status, response, body) = send_text(
+        router.clone(),
+        post_form(
+            "/dashboard/login",
+            &format!(
+                "shop={shop}&email={email}&password={}",
+                PASSWORD.replace(' ', "+")
+            ),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    cookie.split(';').next().unwrap().to_string()
+}
+
+fn get_as(uri: &str, cookie: &str) -> Request<Body> {
+    Request::get(uri)
+        .header("cookie", cookie)
+        .body(Body::empty())
+        .unwrap()
+}
+
+fn post_as(uri: &str, cookie: &str, form: &str) -> Request<Body> {
+    Request::post(uri)
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(form.to_string()))
+        .unwrap()
+}
+
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+    page[at..at + 64].to_string()
+}
+
+fn key_of(page: &str) -> String {
+    let marker = "name=\"idempotency_key\" value=\"";
+    let at = page.find(marker).unwrap() + marker.len();
+    page[at..].split('"').next().unwrap().to_string()
+}
+
+async fn available(ctx: &Context) -> String {
+    admin::get_customer(ctx, &shop(), &CustomerId::parse("ann").unwrap())
+        .await
+        .unwrap()
+        .available
+        .to_string()
+}
+
+const ANN: &str = "/dashboard/shops/demo.myshopify.com/customers/ann";
+
+#[tokio::test]
+async fn signing_in_sets_a_short_lived_strict_http_only_cookie() {
+    let router = router_with(ctx().await, config());
+    let (status, response, body) = send_text(
+        router.clone(),
+        post_form(
+            "/dashboard/login",
+            "shop=demo.myshopify.com&email=owner@demo.test&password=wrong",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(response.headers().get("set-cookie").is_none());
+    assert!(body.contains("id=\"password-error\""));
+
+    let (status, response, _) = send_text(
+        router.clone(),
+        post_form(
+            "/dashboard/login",
+            "shop=demo.myshopify.com&email=OWNER@demo.test&password=a+long+demo+password",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        response.headers()["location"],
+        "/dashboard/shops/demo.myshopify.com/customers"
+    );
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    for attribute in [
+        "HttpOnly",
+        "Secure",
+        "SameSite=Strict",
+        "Path=/dashboard",
+        "Max-Age=1800",
+    ] {
+        assert!(cookie.contains(attribute), "{cookie} lacks {attribute}");
+    }
+    // Without a session, or with a forged one: the sign-in page.
+    let (status, response, _) = send_text(router.clone(), get(ANN)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["location"], "/dashboard/login");
+    let (status, _, _) = send_text(router, get_as(ANN, "cb_session=eyJ9.00")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_customer_is_found_by_code_email_or_id_and_shows_the_ledger() {
+    let router = router_with(ctx().await, config());
+    let cookie = sign_in(&router, "demo.myshopify.com", OWNER).await;
+    let base = "/dashboard/shops/demo.myshopify.com/customers";
+    for q in [ANN_CODE, "ann"] {
+        let (status, response, _) =
+            send_text(router.clone(), get_as(&format!("{base}?q={q}"), &cookie)).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{q}");
+        assert_eq!(response.headers()["location"], ANN);
+    }
+    let (status, _, body) =
+        send_text(router.clone(), get_as(&format!("{base}?q=nobody"), &cookie)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body.contains("id=\"q-error\""));
+    let (status, _, body) = send_text(router, get_as(ANN, &cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("30.00 USD") && body.contains(ANN_CODE));
+    assert!(body.contains("<td>adjust</td>") && body.contains("<td>seed</td>"));
+}
+
+#[tokio::test]
+async fn an_adjustment_shows_its_field_errors_then_lands_in_the_ledger_once() {
+    let ctx = ctx().await;
+    let router = router_with(ctx.clone(), config());
+    let cookie = sign_in(&router, "demo.myshopify.com", OWNER).await;
+    let (_, _, page) = send_text(router.clone(), get_as(ANN, &cookie)).await;
+    let csrf = csrf_of(&page);
+    let key = key_of(&page);
+    let action = format!("{ANN}/adjustments");
+
+    let (status, _, body) = send_text(
+        router.clone(),
+        post_as(
+            &action,
+            &cookie,
+            &format!("csrf={csrf}&idempotency_key={key}&amount=lots&reason=Goodwill"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let error_at = body
+        .find("id=\"amount-error\"")
+        .expect("the amount's error");
+    let field_at = body.find("id=\"amount\"").unwrap();
+    let next_field = body.find("id=\"reason\"").unwrap();
+    assert!(
+        field_at < error_at && error_at < next_field,
+        "the error is beside its field"
+    );
+    assert!(
+        body.contains("value=\"Goodwill\""),
+        "what was typed is kept"
+    );
+    assert_eq!(available(&ctx).await, "30.00");
+
+    let form = format!("csrf={csrf}&idempotency_key={key}&amount=5.00&reason=Goodwill");
+    let (status, response, _) = send_text(router.clone(), post_as(&action, &cookie, &form)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        response.headers()["location"],
+        format!("{ANN}?done=adjusted")
+    );
+    // Sent twice (a double click, a reload): applied once.
+    let (status, _, _) = send_text(router.clone(), post_as(&action, &cookie, &form)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(available(&ctx).await, "35.00");
+    let (_, _, body) = send_text(router, get_as(&format!("{ANN}?done=adjusted"), &cookie)).await;
+    assert!(
+        body.contains("<td>Goodwill (by dashboard:owner@demo.test)</td>")
+            && body.contains("35.00 USD")
+    );
+    assert!(body.contains("The adjustment is in the ledger."));
+}
+
+#[tokio::test]
+async fn a_form_without_its_sessions_csrf_token_changes_nothing() {
+    let ctx = ctx().await;
+    let router = router_with(ctx.clone(), config());
+    let cookie = sign_in(&router, "demo.myshopify.com", OWNER).await;
+    let action = format!("{ANN}/adjustments");
+    for csrf in ["", "00", &"ab".repeat(32)] {
+        let (status, _, _) = send_text(
+            router.clone(),
+            post_as(
+                &action,
+                &cookie,
+                &format!("csrf={csrf}&idempotency_key=k1&amount=5.00&reason=x"),
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    let (status, _, _) = send_text(
+        router,
+        post_as(&format!("{ANN}/regenerate-code"), &cookie, "csrf=00"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(available(&ctx).await, "30.00");
+}
+
+#[tokio::test]
+async fn another_shops_user_is_refused_everywhere() {
+    let ctx = ctx().await;
+    let router = router_with(ctx.clone(), config());
+    let cookie = sign_in(&router, "other.myshopify.com", RIVAL).await;
+    // The rival's own CSRF token is genuine for their session.
+    let session = auth::read_session(
+        &ctx.config.link_secret,
+        cookie.trim_start_matches("cb_session="),
+        t0(),
+    )
+    .unwrap();
+    let csrf = auth::csrf_token(&ctx.config.link_secret, &session);
+    for uri in [
+        "/dashboard/shops/demo.myshopify.com/customers".to_string(),
+        format!("/dashboard/shops/demo.myshopify.com/customers?q={ANN_CODE}"),
+        ANN.to_string(),
+    ] {
+        let (status, _, body) = send_text(router.clone(), get_as(&uri, &cookie)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{uri}");
+        assert!(!body.contains("30.00") && !body.contains(ANN_CODE));
+    }
+    let (status, _, _) = send_text(
+        router.clone(),
+        post_as(
+            &format!("{ANN}/adjustments"),
+            &cookie,
+            &format!("csrf={csrf}&idempotency_key=k2&amount=-30.00&reason=x"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = send_text(
+        router,
+        post_as(
+            &format!("{ANN}/regenerate-code"),
+            &cookie,
+            &format!("csrf={csrf}"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(available(&ctx).await, "30.00");
+    let view = admin::get_customer(&ctx, &shop(), &CustomerId::parse("ann").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(view.code.as_deref(), Some(ANN_CODE));
+}
+
+#[tokio::test]
+async fn a_new_code_replaces_the_old_one() {
+    let ctx = ctx().await;
+    let router = router_with(ctx.clone(), config());
+    let cookie = sign_in(&router, "demo.myshopify.com", OWNER).await;
+    let (_, _, page) = send_text(router.clone(), get_as(ANN, &cookie)).await;
+    let (status, _, _) = send_text(
+        router,
+        post_as(
+            &format!("{ANN}/regenerate-code"),
+            &cookie,
+            &format!("csrf={}", csrf_of(&page)),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let view = admin::get_customer(&ctx, &shop(), &CustomerId::parse("ann").unwrap())
+        .await
+        .unwrap();
+    assert_ne!(view.code.as_deref(), Some(ANN_CODE));
+}
+
+fn app_bridge_token(shop: &str, secret: &[u8]) -> String {
+    let t = t0().timestamp();
+    cashback_pages::embedded::sign(
+        secret,
+        &serde_json::json!({
+            "iss": format!("https://{shop}/admin"), "dest": format!("https://{shop}"),
+            "aud": "app-key", "sub": "42", "exp": t + 60, "nbf": t - 1, "iat": t - 1
+        }),
+    )
+}
+
+#[tokio::test]
+async fn inside_shopify_admin_a_verified_session_token_opens_only_its_shop() {
+    let router = router_with(ctx().await, config());
+    let token = app_bridge_token("demo.myshopify.com", b"app-secret");
+    let (status, response, _) = send_text(
+        router.clone(),
+        get(&format!("/dashboard/embedded?id_token={token}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let set = response.headers()["set-cookie"].to_str().unwrap();
+    assert!(set.contains("HttpOnly") && set.contains("Secure") && set.contains("Partitioned"));
+    let cookie = set.split(';').next().unwrap().to_string();
+    let (status, _, body) = send_text(router.clone(), get_as(ANN, &cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("30.00 USD"));
+
+    // Another shop's genuine token does not open this shop.
+    let other = app_bridge_token("other.myshopify.com", b"app-secret");
+    let (_, response, _) = send_text(
+        router.clone(),
+        get(&format!("/dashboard/embedded?id_token={other}")),
+    )
+    .await;
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let (status, _, body) = send_text(router.clone(), get_as(ANN, &cookie)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!body.contains("30.00"));
+
+    // A token signed with another secret starts nothing.
+    let forged = app_bridge_token("demo.myshopify.com", b"guess");
+    let (status, response, _) = send_text(
+        router,
+        get(&format!("/dashboard/embedded?id_token={forged}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(response.headers().get("set-cookie").is_none());
+}
+
+/// The editor's field form for the program in force, with `changes`.
+async fn program_form(ctx: &Context, csrf: &str, changes: &[(&str, &str)]) -> String {
+    let view = admin::get_program(ctx, &shop()).await.unwrap();
+    let mut leaves = Vec::new();
+    cashback_pages::program::flatten(
+        &serde_json::to_value(&view.program).unwrap(),
+        "",
+        &mut leaves,
+    );
+    let mut pairs = vec![
+        ("csrf".to_string(), csrf.to_string()),
+        ("version".to_string(), view.version.to_string()),
+        ("mode".to_string(), "fields".to_string()),
+    ];
+    for (path, kind, value) in leaves {
+        let value = changes
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map(|(_, v)| v.to_string())
+            .unwrap_or(value);
+        pairs.push((format!("f:{}:{path}", kind.tag()), value));
+    }
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+const PROGRAM: &str = "/dashboard/shops/demo.myshopify.com/program";
+
+#[tokio::test]
+async fn the_program_editor_shows_each_error_beside_its_field_then_saves_a_version() {
+    let ctx = ctx().await;
+    let router = router_with(ctx.clone(), config());
+    let cookie = sign_in(&router, "demo.myshopify.com", OWNER).await;
+    let (status, _, page) = send_text(router.clone(), get_as(PROGRAM, &cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("<label for=\"p-earning-merchant-percent\">earning.merchant_percent</label>")
+    );
+    let csrf = csrf_of(&page);
+
+    let bad = program_form(
+        &ctx,
+        &csrf,
+        &[("earning.merchant_percent", "150"), ("display_name", "")],
+    )
+    .await;
+    let (status, _, body) = send_text(router.clone(), post_as(PROGRAM, &cookie, &bad)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    for id in ["p-earning-merchant-percent", "p-display-name"] {
+        let input = body.find(&format!("id=\"{id}\"")).unwrap();
+        let error = body
+            .find(&format!("id=\"{id}-error\""))
+            .unwrap_or_else(|| panic!("{id} has its error"));
+        let next = body[input..]
+            .find("class=\"field\"")
+            .map(|at| input + at)
+            .unwrap_or(body.len());
+        assert!(
+            input < error && error < next,
+            "the error of {id} is beside it"
+        );
+    }
+    assert!(body.contains("value=\"150\""), "what was typed is kept");
+    assert_eq!(admin::get_program(&ctx, &shop()).await.unwrap().version, 1);
+
+    let good = program_form(
+        &ctx,
+        &csrf,
+        &[
+            ("earning.merchant_percent", "12.5"),
+            ("display_name", "Rewards"),
+        ],
+    )
+    .await;
+    let (status, response, _) = send_text(router.clone(), post_as(PROGRAM, &cookie, &good)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["location"], format!("{PROGRAM}?saved=1"));
+    let view = admin::get_program(&ctx, &shop()).await.unwrap();
+    assert_eq!(view.version, 2);
+    assert_eq!(view.program.display_name, "Rewards");
+    assert_eq!(view.program.earning.merchant_percent.to_string(), "12.5");
+    let (_, _, page) = send_text(router.clone(), get_as(PROGRAM, &cookie)).await;
+    assert!(page.contains("Version 2</a> (in force)") && page.contains("Version 1</a>"));
+    let (status, _, old) = send_text(
+        router.clone(),
+        get_as(&format!("{PROGRAM}/versions/1"), &cookie),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(old.contains("merchant_percent&#34;: &#34;10&#34;"), "{old}");
+
+    // The same form again was read at version 1: refused, nothing lost.
+    let (status, _, _) = send_text(router.clone(), post_as(PROGRAM, &cookie, &good)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // Another shop's user.
+    let rival = sign_in(&router, "other.myshopify.com", RIVAL).await;
+    let (status, _, body) = send_text(router.clone(), get_as(PROGRAM, &rival)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!body.contains("merchant_percent"));
+    let (status, _, _) = send_text(router, post_as(PROGRAM, &rival, &good)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(admin::get_program(&ctx, &shop()).await.unwrap().version, 2);
+}
+
+const COUPONS: &str = "/dashboard/shops/demo.myshopify.com/coupons";
+
+fn starter_form(csrf: &str, code: &str, name: &str, amount: &str) -> String {
+    [
+        ("csrf", csrf),
+        ("version", "0"),
+        ("mode", "fields"),
+        ("f:t:code", code),
+        ("f:t:display_name", name),
+        ("f:t:description", ""),
+        ("f:t:offer_text", ""),
+        ("f:t:reward.type", "fixed"),
+        ("f:t:reward.amount", amount),
+        ("f:t:min_cart_value", "0"),
+        ("f:j:usage_limit_total", "100"),
+        ("f:j:usage_limit_per_customer", ""),
+        ("f:j:starts_at", ""),
+        ("f:j:ends_at", ""),
+        ("f:t:status", "draft"),
+        ("f:t:stacking", "exclusive"),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+    .collect::<Vec<_>>()
+    .join("&")
+}
+
+#[tokio::test]
+async fn coupons_are_created_with_errors_beside_fields_then_approved_and_paused() {
+    let ctx = ctx().await;
+    let router = router_with(ctx.clone(), config());
+    let cookie = sign_in(&router, "demo.myshopify.com", OWNER).await;
+    let (status, _, page) =
+        send_text(router.clone(), get_as(&format!("{COUPONS}/new"), &cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("<label for=\"p-reward-amount\">reward.amount</label>"));
+    let csrf = csrf_of(&page);
+
+    let bad = starter_form(&csrf, "SPRING5", "", "5.00");
+    let (status, _, body) = send_text(router.clone(), post_as(COUPONS, &cookie, &bad)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let input = body.find("id=\"p-display-name\"").unwrap();
+    let error = body.find("id=\"p-display-name-error\"").unwrap();
+    assert!(input < error && error < body.find("id=\"p-ends-at\"").unwrap());
+
+    let good = starter_form(&csrf, "SPRING5", "Spring offer", "5.00");
+    let (status, _, _) = send_text(router.clone(), post_as(COUPONS, &cookie, &good)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, list) = send_text(router.clone(), get_as(COUPONS, &cookie)).await;
+    assert!(
+        list.contains("SPRING5")
+            && list.contains("Spring offer")
+            && list.contains("<td>draft</td>")
+    );
+
+    let (status, _, _) = send_text(
+        router.clone(),
+        post_as(
+            &format!("{COUPONS}/SPRING5/status"),
+            &cookie,
+            &format!("csrf={csrf}&status=approved"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let code = cashback_core::ids::Code::parse("SPRING5").unwrap();
+    let view = admin::get_coupon(&ctx, &shop(), &code).await.unwrap();
+    assert_eq!(format!("{:?}", view.coupon.status), "Approved");
+    assert_eq!(view.coupon.usage_limit_total, Some(100));
+
+    // Edited on its page.
+    let (status, _, page) = send_text(
+        router.clone(),
+        get_as(&format!("{COUPONS}/SPRING5"), &cookie),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("used 0 times"));
+    let mut edit = starter_form(&csrf, "SPRING5", "Spring offer, bigger", "7.50");
+    edit = edit
+        .replace("version=0", &format!("version={}", view.version))
+        .replace("f%3At%3Astatus=draft", "f%3At%3Astatus=approved");
+    let (status, _, body) = send_text(
+        router.clone(),
+        post_as(&format!("{COUPONS}/SPRING5"), &cookie, &edit),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let view = admin::get_coupon(&ctx, &shop(), &code).await.unwrap();
+    assert_eq!(view.coupon.display_name, "Spring offer, bigger");
+
+    let (status, _, _) = send_text(
+        router.clone(),
+        post_as(
+            &format!("{COUPONS}/SPRING5/status"),
+            &cookie,
+            &format!("csrf={csrf}&status=paused"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, list) = send_text(router.clone(), get_as(COUPONS, &cookie)).await;
+    assert!(list.contains("<td>paused</td>"));
+
+    // Another shop's user sees none of it and changes nothing.
+    let rival = sign_in(&router, "other.myshopify.com", RIVAL).await;
+    let (status, _, body) = send_text(router.clone(), get_as(COUPONS, &rival)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!body.contains("SPRING5"));
+    let (status, _, _) = send_text(
+        router,
+        post_as(
+            &format!("{COUPONS}/SPRING5/status"),
+            &rival,
+            &format!("csrf={csrf}&status=approved"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+const REPORTS: &str = "/dashboard/shops/demo.myshopify.com/reports";
+
+#[tokio::test]
+async fn reports_draw_charts_with_their_numbers_and_download_as_csv() {
+    let router = router_with(ctx().await, config());
+    let cookie = sign_in(&router, "demo.myshopify.com", OWNER).await;
+    let (status, _, page) = send_text(
+        router.clone(),
+        get_as(&format!("{REPORTS}?from=2026-01-01&to=2026-01-05"), &cookie),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page.matches("<svg class=\"chart\"").count(), 3);
+    assert_eq!(
+        page.matches("<tr><td>2026-01-0").count(),
+        5,
+        "one row per day"
+    );
+    assert!(page.contains("Liability by funder at 2026-01-05"));
+    assert!(page.contains("30.00"), "Ann's credit is the liability");
+
+    let (status, response, csv) = send_text(
+        router.clone(),
+        get_as(
+            &format!("{REPORTS}?from=2026-01-01&to=2026-01-05&format=csv"),
+            &cookie,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    assert!(response.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("attachment"));
+    assert!(csv.starts_with("from,to,issued,redeemed\n2026-01-01,2026-01-01,"));
+    assert!(csv
+        .contains("liability_at,available,pending,total,merchant,partner,debt\n2026-01-05,30.00"));
+
+    let (status, _, body) = send_text(
+        router.clone(),
+        get_as(&format!("{REPORTS}?from=someday"), &cookie),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.find("id=\"from\"").unwrap() < body.find("id=\"from-error\"").unwrap());
+    let (status, _, body) = send_text(
+        router.clone(),
+        get_as(&format!("{REPORTS}?from=2026-02-01&to=2026-01-01"), &cookie),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("id=\"to-error\""));
+
+    let rival = sign_in(&router, "other.myshopify.com", RIVAL).await;
+    let (status, _, body) =
+        send_text(router, get_as(&format!("{REPORTS}?format=csv"), &rival)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!body.contains("liability"));
+}

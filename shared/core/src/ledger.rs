@@ -144,6 +144,11 @@ pub struct Account {
     pub referral_day: Option<NaiveDate>,
     #[serde(default)]
     pub referrals_on_day: u32,
+    /// How many expiry entries the account has had: it names each one, so
+    /// two expirations at the same moment never share an entry id (lots
+    /// credited at the same instant cannot tell them apart).
+    #[serde(default)]
+    pub expirations: u64,
 }
 
 /// What a change asks of the world besides the ledger: emails, coupon counters.
@@ -287,6 +292,7 @@ impl Account {
             referral_code: None,
             referral_day: None,
             referrals_on_day: 0,
+            expirations: 0,
         }
     }
 
@@ -506,17 +512,11 @@ impl Account {
             return Ok(Applied::default());
         }
         // Two expirations at the same `now` (a credit landed between two
-        // runs replaying one schedule time) expire different lots: the
-        // oldest lot expired tells them apart, so entry ids stay unique.
-        let oldest = self
-            .lots
-            .iter()
-            .filter(|lot| is_due(lot))
-            .map(|lot| lot.credited_at)
-            .min()
-            .map(|at| at.timestamp_micros())
-            .unwrap_or_default();
-        let key = format!("expire:{}:{oldest}", now.timestamp());
+        // runs replaying one schedule time) are told apart by the account's
+        // own count of expirations, so entry ids stay unique even when the
+        // lots expired were credited at the same instant.
+        self.expirations += 1;
+        let key = format!("expire:{}:n{}", now.timestamp(), self.expirations);
         let mut journal = Journal::new(key, now, self.currency);
         let mut left = amount;
         for lot in self.lots.iter_mut().filter(|lot| is_due(lot)) {

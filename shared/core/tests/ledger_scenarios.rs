@@ -461,6 +461,34 @@ fn two_expirations_at_the_same_moment_write_distinct_entries() {
     books.check();
 }
 
+#[test]
+fn lots_credited_at_the_same_instant_expiring_in_two_runs_at_one_moment_write_distinct_entries() {
+    let mut program = Program {
+        issuance: Issuance::Immediate,
+        ..ten_percent()
+    };
+    program.expiry_days = Some(30);
+    let mut books = Books::new(program);
+    books.apply(
+        &OrderEvent::Paid(order("1", vec![line("a", "100.00", 1, "0.00")])),
+        t0(),
+    );
+    let moment = days(70);
+    let first = books.account.expire_balance(moment).unwrap();
+    // A second order recorded at the very instant the first was: its lot is
+    // credited at the same time, and expires in a later run at the same moment.
+    books.apply(
+        &OrderEvent::Paid(order("2", vec![line("b", "50.00", 1, "0.00")])),
+        t0(),
+    );
+    let second = books.account.expire_balance(moment).unwrap();
+    assert_eq!((first.entries.len(), second.entries.len()), (1, 1));
+    assert_ne!(first.entries[0].entry_id, second.entries[0].entry_id);
+    books.entries.extend(first.entries);
+    books.entries.extend(second.entries);
+    books.check();
+}
+
 fn refund_amount(order_id: &str, refund_id: &str, amount: &str) -> OrderEvent {
     OrderEvent::Refunded(Refund {
         refund_id: RefundId::parse(refund_id).unwrap(),

@@ -264,9 +264,14 @@ async fn a_code_replaced_while_a_checkout_held_it_settles_against_its_owner(back
     )
     .await;
     hold(&world, "ann", "15.75").await;
-    let view = admin::regenerate_code(&world.ctx, &demo_shop(), &CustomerId::parse("ann").unwrap())
-        .await
-        .unwrap();
+    let view = admin::regenerate_code(
+        &world.ctx,
+        &demo_shop(),
+        &CustomerId::parse("ann").unwrap(),
+        "admin-token",
+    )
+    .await
+    .unwrap();
     assert_ne!(view.code.as_deref(), Some(ANN_CODE));
     paid(
         &world,

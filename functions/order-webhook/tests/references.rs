@@ -31,6 +31,7 @@ async fn forged_delivery(reference: &str, value: &str) -> (StatusCode, serde_jso
             webhook_secret_ref: reference.into(),
             api_key_hash: String::new(),
             created_at: now(),
+            guest_id_key: None,
         })
         .await
         .unwrap();

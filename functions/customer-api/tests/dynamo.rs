@@ -109,7 +109,7 @@ async fn on_dynamodb_pending_cashback_shows_each_orders_release_date() {
             total: usd(price),
             discount_codes: Vec::new(),
             checkout_id: None,
-            payment_method: None,
+            payment_methods: Vec::new(),
             referral_code: None,
             occurred_at: at,
         };

@@ -592,7 +592,7 @@ fn coupon_credits(
         };
         let check = CouponCheck {
             eligible,
-            payment_method: order.payment_method.as_deref(),
+            payment_methods: &order.payment_methods,
             other_coupons: code_count.saturating_sub(1),
             usage,
             customer_known: true,

@@ -343,7 +343,10 @@ fn map_order(
             .as_deref()
             .map(|id| json::id("order.checkout_id", id, CheckoutId::parse))
             .transpose()?,
-        payment_method: json::present(&raw.payment_method).map(str::to_string),
+        payment_methods: json::present(&raw.payment_method)
+            .map(str::to_string)
+            .into_iter()
+            .collect(),
         referral_code: raw
             .referral_code
             .as_deref()

@@ -501,7 +501,7 @@ fn order(body: &[u8], currency: Currency, when: When) -> Result<Order, WebhookEr
         total,
         discount_codes: applied_codes(&raw, currency)?,
         checkout_id,
-        payment_method: payment_methods(&raw.payment_gateway_names),
+        payment_methods: payment_methods(&raw.payment_gateway_names),
         referral_code: referral_code(&raw.note_attributes),
         occurred_at,
     })
@@ -587,10 +587,13 @@ fn map_line(
 }
 
 /// Every gateway the order was paid through (a gift card and a card, say),
-/// comma separated, in Shopify's order; blank names are dropped.
-fn payment_methods(gateways: &[Option<String>]) -> Option<String> {
-    let names: Vec<&str> = gateways.iter().filter_map(json::present).collect();
-    (!names.is_empty()).then(|| names.join(","))
+/// in Shopify's order; blank names are dropped.
+fn payment_methods(gateways: &[Option<String>]) -> Vec<String> {
+    gateways
+        .iter()
+        .filter_map(json::present)
+        .map(str::to_string)
+        .collect()
 }
 
 /// Maps `discount_codes` to [`AppliedCode`]s.

@@ -437,7 +437,10 @@ fn map_order(raw: &WooOrder, currency: Currency) -> Result<Order, WebhookError> 
             currency,
         )?,
         checkout_id: None,
-        payment_method: json::present(&raw.payment_method).map(str::to_string),
+        payment_methods: json::present(&raw.payment_method)
+            .map(str::to_string)
+            .into_iter()
+            .collect(),
         referral_code: referral_code(&raw.meta_data),
         // Replaced per event by the caller.
         occurred_at: DateTime::<Utc>::UNIX_EPOCH,

@@ -132,7 +132,7 @@ pub async fn pay(ctx: &Context, id: &str, customer: &str, amount: &str) {
         total,
         discount_codes: Vec::new(),
         checkout_id: None,
-        payment_method: None,
+        payment_methods: Vec::new(),
         referral_code: None,
         occurred_at: t0(),
     };

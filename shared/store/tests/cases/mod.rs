@@ -130,7 +130,7 @@ fn paid(order_id: &str, customer_id: &str, price: &str, at: DateTime<Utc>) -> Or
         total: usd(price),
         discount_codes: Vec::new(),
         checkout_id: None,
-        payment_method: None,
+        payment_methods: Vec::new(),
         referral_code: None,
         occurred_at: at,
     })

@@ -408,6 +408,7 @@ async fn a_guests_cashback_cannot_be_read_from_the_hash_of_their_email() {
         discount_codes: Vec::new(),
         checkout_id: None,
         payment_methods: Vec::new(),
+        placed_at: None,
         referral_code: None,
         occurred_at: now,
     };

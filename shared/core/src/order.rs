@@ -123,6 +123,11 @@ pub struct Order {
     /// A referral code the customer arrived with (cart attribute or code).
     #[serde(default)]
     pub referral_code: Option<Code>,
+    /// When the order itself was placed (Shopify `processed_at`, WooCommerce
+    /// `date_paid_gmt`, ...), whatever event carries it: coupons and
+    /// promotions are judged then. None when the platform gave no such time.
+    #[serde(default)]
+    pub placed_at: Option<DateTime<Utc>>,
     /// When the platform says it happened (paid, fulfilled or cancelled at).
     pub occurred_at: DateTime<Utc>,
 }

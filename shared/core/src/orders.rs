@@ -49,7 +49,8 @@ pub struct OrderRecord {
     /// merchandise only (`total - shipping`).
     #[serde(default)]
     pub shipping: Option<Money>,
-    /// When the order itself happened (its paid event's time): coupons and
+    /// When the order itself was placed (the platform's placement time on
+    /// whichever event came first, else its paid event's time): coupons and
     /// promotions are judged then, even when fulfilment earns much later.
     #[serde(default)]
     pub placed_at: Option<DateTime<Utc>>,
@@ -193,9 +194,12 @@ impl OrderRecord {
     }
 
     /// The time an order's coupons and promotions are judged at: when it
-    /// was placed (paid), not when a later fulfilment made it earn.
+    /// was placed (the platform's placement time, else its paid event's),
+    /// not when a later fulfilment made it earn, whichever event comes first.
     pub fn judged_at(&self, order: &Order) -> DateTime<Utc> {
-        self.placed_at
+        order
+            .placed_at
+            .or(self.placed_at)
             .map_or(order.occurred_at, |placed| placed.min(order.occurred_at))
     }
 
@@ -541,7 +545,9 @@ pub fn apply_order_event_to(
             learn_order(ctx.program, record, order, sides.buyer.as_deref())?;
             if paid {
                 record.seen_paid = true;
-                record.placed_at.get_or_insert(order.occurred_at);
+                record
+                    .placed_at
+                    .get_or_insert(order.placed_at.unwrap_or(order.occurred_at));
             } else {
                 record.seen_fulfilled = true;
             }
@@ -621,6 +627,9 @@ fn learn_order(
     order: &Order,
     account: Option<&Account>,
 ) -> Result<(), LedgerError> {
+    if let Some(placed) = order.placed_at {
+        record.placed_at = Some(record.placed_at.map_or(placed, |p| p.min(placed)));
+    }
     if record.customer.is_none() {
         record.customer = account
             .map(|a| a.customer.clone())

@@ -198,6 +198,9 @@ struct GenericOrder {
     payment_method: Option<String>,
     #[serde(default)]
     referral_code: Option<String>,
+    /// When the order was placed (RFC 3339), on any of its events.
+    #[serde(default)]
+    placed_at: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -351,6 +354,9 @@ fn map_order(
             .referral_code
             .as_deref()
             .map(|c| json::id("order.referral_code", c, Code::parse))
+            .transpose()?,
+        placed_at: json::present(&raw.placed_at)
+            .map(|at| json::rfc3339("order.placed_at", at))
             .transpose()?,
         occurred_at,
     })

@@ -503,6 +503,7 @@ fn order(body: &[u8], currency: Currency, when: When) -> Result<Order, WebhookEr
         checkout_id,
         payment_methods: payment_methods(&raw.payment_gateway_names),
         referral_code: referral_code(&raw.note_attributes),
+        placed_at: placed_at(&raw)?,
         occurred_at,
     })
 }
@@ -737,6 +738,19 @@ fn occurred_at(raw: &ShopifyOrder, when: When) -> Result<DateTime<Utc>, WebhookE
         ],
     };
     first_time(&candidates)
+}
+
+/// When the order was placed: `processed_at`, else `created_at`; None
+/// when the payload has neither (a malformed one is refused).
+fn placed_at(raw: &ShopifyOrder) -> Result<Option<DateTime<Utc>>, WebhookError> {
+    let candidates = [
+        ("processed_at", &raw.processed_at),
+        ("created_at", &raw.created_at),
+    ];
+    if candidates.iter().all(|(_, v)| json::present(v).is_none()) {
+        return Ok(None);
+    }
+    first_time(&candidates).map(Some)
 }
 
 fn first_time(candidates: &[(&str, &Option<String>)]) -> Result<DateTime<Utc>, WebhookError> {

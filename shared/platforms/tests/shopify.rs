@@ -82,6 +82,7 @@ fn a_paid_order_maps_every_field_the_engine_uses() {
         Some(Code::parse("runclub-ana").unwrap())
     );
     assert_eq!(order.occurred_at, at("2026-03-14T14:22:31Z"));
+    assert_eq!(order.placed_at, Some(at("2026-03-14T14:22:31Z")));
 
     assert_eq!(order.discount_codes.len(), 1);
     let code = &order.discount_codes[0];
@@ -145,6 +146,8 @@ fn the_same_order_on_orders_fulfilled_is_dated_by_updated_at() {
     match only_event(&delivery) {
         OrderEvent::Fulfilled(order) => {
             assert_eq!(order.occurred_at, at("2026-03-16T13:05:12Z"));
+            // Still placed when it was paid (`processed_at`).
+            assert_eq!(order.placed_at, Some(at("2026-03-14T14:22:31Z")));
             assert_eq!(order.total, usd("192.62"));
         }
         other => panic!("expected Fulfilled, got {other:?}"),

@@ -116,6 +116,9 @@ fn a_completed_order_with_two_refunds_yields_paid_fulfilled_and_both_refunds() {
         panic!("second event is not Fulfilled: {:?}", events[1]);
     };
     assert_eq!(fulfilled.occurred_at, at("2026-05-08T13:30:00Z"));
+    // Both carry the order's own time, `date_paid_gmt`.
+    assert_eq!(paid.placed_at, Some(at("2026-05-06T09:00:12Z")));
+    assert_eq!(fulfilled.placed_at, paid.placed_at);
     assert_eq!(fulfilled.lines, paid.lines);
 
     let refunds: Vec<&Refund> = events[2..]

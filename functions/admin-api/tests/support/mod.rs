@@ -116,6 +116,7 @@ pub async fn pay(ctx: &Context, order_id: &str, who: &str, price: &str) {
         discount_codes: Vec::new(),
         checkout_id: None,
         payment_methods: Vec::new(),
+        placed_at: None,
         referral_code: None,
         occurred_at: now,
     };

@@ -142,6 +142,7 @@ pub fn order(id: &str, customer: &str, lines: Vec<Line>) -> Order {
         discount_codes: Vec::new(),
         checkout_id: None,
         payment_methods: Vec::new(),
+        placed_at: None,
         referral_code: None,
         occurred_at: t0(),
     }

@@ -131,6 +131,7 @@ fn paid(order_id: &str, customer_id: &str, price: &str, at: DateTime<Utc>) -> Or
         discount_codes: Vec::new(),
         checkout_id: None,
         payment_methods: Vec::new(),
+        placed_at: None,
         referral_code: None,
         occurred_at: at,
     })

@@ -367,7 +367,7 @@ async fn a_guests_cashback_cannot_be_read_from_the_hash_of_their_email() {
         ADMIN_TOKEN,
         Some(json!({
             "shop": "keyed.myshopify.com", "platform": "shopify", "name": "Keyed",
-            "currency": "USD", "webhook_secret_ref": "env:KEYED",
+            "currency": "USD", "webhook_secret_ref": "env:CASHBACK_SECRET_KEYED",
             "program": {"currency": "USD", "earning": {"merchant_percent": "10"}},
         })),
     )

@@ -407,7 +407,8 @@ async fn a_guests_cashback_cannot_be_read_from_the_hash_of_their_email() {
         total: usd("100.00"),
         discount_codes: Vec::new(),
         checkout_id: None,
-        payment_method: None,
+        payment_methods: Vec::new(),
+        placed_at: None,
         referral_code: None,
         occurred_at: now,
     };

@@ -109,7 +109,8 @@ async fn on_dynamodb_pending_cashback_shows_each_orders_release_date() {
             total: usd(price),
             discount_codes: Vec::new(),
             checkout_id: None,
-            payment_method: None,
+            payment_methods: Vec::new(),
+            placed_at: None,
             referral_code: None,
             occurred_at: at,
         };

@@ -51,6 +51,8 @@ on_every_store!(
     self_referral_by_id_or_email_pays_nothing,
     an_order_with_nothing_eligible_pays_no_referral_reward,
     self_referral_through_a_plus_address_pays_nothing,
+    two_owners_codes_on_one_order_each_pay_for_their_own,
+    two_owners_codes_are_given_back_to_each_in_proportion,
 );
 
 const ANN_CODE: &str = "CB-ANN-BALANCE";
@@ -525,4 +527,137 @@ async fn self_referral_through_a_plus_address_pays_nothing(backend: Backend) {
     assert!(record.referral.is_none(), "{:?}", record.referral);
     let ann = ann(&world).await;
     assert_eq!((ann.available, ann.pending), (usd("0.00"), usd("0.00")));
+}
+
+const BOB_CODE: &str = "CB-BOB-BALANCE";
+
+/// A guest's order carrying Ann's code (15.75, allocated on the lines) and
+/// Bob's (10.00 off the order), as a platform that combines codes sends it.
+fn two_owners_order(stage: Stage) -> String {
+    let mut order: Value = serde_json::from_str(&order_json(
+        samples::SHOPIFY_ORDER_ID,
+        stage,
+        Some(ANN_CODE),
+        &Buyer::Guest("stranger@example.com"),
+    ))
+    .unwrap();
+    order["discount_codes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "code": BOB_CODE, "amount": "10.00", "type": "fixed_amount" }));
+    order["discount_applications"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({
+            "type": "discount_code",
+            "code": BOB_CODE,
+            "title": BOB_CODE,
+            "value": "10.0",
+            "value_type": "fixed_amount",
+            "allocation_method": "across",
+            "target_selection": "all",
+            "target_type": "line_item"
+        }));
+    order.to_string()
+}
+
+async fn two_owners(world: &World) {
+    seed_customer(
+        world,
+        "ann",
+        ANN_CODE,
+        Some("ann@example.com"),
+        "30.00",
+        None,
+    )
+    .await;
+    seed_customer(
+        world,
+        "bob",
+        BOB_CODE,
+        Some("bob@example.com"),
+        "4.00",
+        None,
+    )
+    .await;
+    let (status, body) = shopify(world, "orders/paid", two_owners_order(Stage::Paid)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn bob(world: &World) -> cashback_core::ledger::Account {
+    let bob = account(world, "bob").await.unwrap();
+    bob.check(&ledger(world, "bob").await).unwrap();
+    bob
+}
+
+async fn two_owners_codes_on_one_order_each_pay_for_their_own(backend: Backend) {
+    let world = backend.world().await;
+    two_owners(&world).await;
+    let anns = ann(&world).await;
+    assert_eq!(anns.available, usd("14.25"), "Ann pays for her code");
+    assert_eq!(anns.lifetime_used, usd("15.75"));
+    let bobs = bob(&world).await;
+    assert_eq!(
+        (bobs.available, bobs.debt, bobs.lifetime_used),
+        (usd("0.00"), usd("6.00"), usd("10.00")),
+        "Bob pays for his, the shortfall as his debt"
+    );
+    let record = order_record(&world, &shopify_order()).await.unwrap();
+    assert_eq!(record.paid_by, Some(CustomerId::parse("ann").unwrap()));
+    assert_eq!(record.co_payers.len(), 1);
+    assert_eq!(
+        record.co_payers[0].customer,
+        CustomerId::parse("bob").unwrap()
+    );
+    // A second delivery charges nobody again.
+    let (status, _) = shopify(&world, "orders/paid", two_owners_order(Stage::Paid)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(bob(&world).await.debt, usd("6.00"));
+    assert_eq!(ann(&world).await.available, usd("14.25"));
+}
+
+async fn two_owners_codes_are_given_back_to_each_in_proportion(backend: Backend) {
+    let world = backend.world().await;
+    two_owners(&world).await;
+    assert_eq!(
+        deliver(&world, "shopify-refunds-create.json").await.0,
+        StatusCode::OK
+    );
+    let record = order_record(&world, &shopify_order()).await.unwrap();
+    let bobs = record.co_payers[0].clone();
+    assert!(record.restored.is_positive() && bobs.restored.is_positive());
+    assert!(
+        bobs.restored.amount() < bobs.charged().amount(),
+        "a part only"
+    );
+    let ann_share = record.restored.amount() / record.charged().amount();
+    let bob_share = bobs.restored.amount() / bobs.charged().amount();
+    assert!((ann_share - bob_share).abs() < rust_decimal::Decimal::new(1, 2));
+    let bob_after_refund = bob(&world).await;
+    // Bob's restore pays his debt first.
+    assert_eq!(
+        bob_after_refund.debt,
+        usd("6.00")
+            .checked_sub(bobs.restored)
+            .unwrap()
+            .clamp_non_negative()
+    );
+    ann(&world).await;
+    // The cancellation gives each the rest.
+    let (status, _) = shopify(
+        &world,
+        "orders/cancelled",
+        two_owners_order(Stage::Cancelled),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (anns, bobs) = (ann(&world).await, bob(&world).await);
+    assert_eq!(
+        (anns.available, anns.lifetime_used),
+        (usd("30.00"), usd("0.00"))
+    );
+    assert_eq!(
+        (bobs.available, bobs.debt, bobs.lifetime_used),
+        (usd("4.00"), usd("0.00"), usd("0.00"))
+    );
 }

@@ -747,9 +747,11 @@ impl Decide<'_> {
             validation.coupon = Some(offer);
             return validation;
         }
+        // A checkout pays with one method: a list of one.
+        let payment_methods: Vec<String> = self.cart.payment_method.iter().cloned().collect();
         let check = CouponCheck {
             eligible: self.eligible_after(self.zero()),
-            payment_method: self.cart.payment_method.as_deref(),
+            payment_methods: &payment_methods,
             other_coupons,
             usage,
             customer_known,

@@ -23,7 +23,9 @@ use cashback_core::earn::eligible_base;
 use cashback_core::ids::{Code, CustomerId, ProductId, ShopId};
 use cashback_core::ledger::{Account, Applied, Effect};
 use cashback_core::order::{Order, OrderEvent};
-use cashback_core::orders::{apply_order_event_to, EventContext, OrderRecord, Parties};
+use cashback_core::orders::{
+    apply_order_event_to, CoOwner, EventContext, OrderRecord, Parties, MAX_CODE_OWNERS,
+};
 use cashback_core::program::Program;
 use cashback_core::reminders::next_reminder;
 
@@ -238,13 +240,26 @@ async fn attempt_once(
         (None, Some(id)) => Some(id.clone()),
         (None, None) => None,
     };
-    // Who else this event moves money for: the owner of the order's balance
-    // code (who pays for it, or is given it back) and the buyer's referrer.
-    let owner_id = record
-        .value
-        .paid_by
-        .clone()
-        .or_else(|| unsettled_code_owner(event, &record.value, &read));
+    // Who else this event moves money for: the owners of the order's balance
+    // codes (who pay for them, or are given them back) and the buyer's
+    // referrer.
+    let mut payers = code_payers(event, &record.value, &read);
+    if payers.len() > MAX_CODE_OWNERS {
+        // Never given away: the codes of owners past the limit are charged
+        // to the buyer.
+        warn!(shop = %shop, order = %event.order_id(), owners = payers.len(), "more balance code owners than charged on their own: the rest is the buyer's");
+        let rest: Vec<Code> = payers
+            .split_off(MAX_CODE_OWNERS)
+            .into_iter()
+            .flat_map(|(_, codes)| codes)
+            .collect();
+        if let Some(buyer) = &customer_id {
+            match payers.iter_mut().find(|(id, _)| id == buyer) {
+                Some((_, codes)) => codes.extend(rest),
+                None => payers.push((buyer.clone(), rest)),
+            }
+        }
+    }
     let referrer_id = record
         .value
         .referral
@@ -258,7 +273,8 @@ async fn attempt_once(
             // A referrer who also pays for the order's code would be the same
             // account twice in one change: the discount wins, the referral
             // pays nothing.
-            let also_payer = Some(referrer) == owner_id.as_ref() && owner_id != customer_id;
+            let also_payer = Some(referrer) != customer_id.as_ref()
+                && payers.iter().any(|(id, _)| id == referrer);
             if also_payer {
                 info!(shop = %shop, "referrer is also the order's code owner: no referral");
             }
@@ -266,17 +282,14 @@ async fn attempt_once(
         });
     // Accounts the first read could not name: one more read, only for the
     // orders that need it (a refund's buyer, someone else's code, a referral).
-    let wanted: Vec<CustomerId> = [
-        customer_id.as_ref(),
-        owner_id.as_ref(),
-        referrer_id.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    .filter(|id| !read.accounts.contains_key(*id))
-    .filter(|id| customer.as_ref().is_none_or(|(buyer, _)| buyer != *id))
-    .cloned()
-    .collect();
+    let wanted: Vec<CustomerId> = [customer_id.as_ref(), referrer_id.as_ref()]
+        .into_iter()
+        .flatten()
+        .chain(payers.iter().map(|(id, _)| id))
+        .filter(|id| !read.accounts.contains_key(*id))
+        .filter(|id| customer.as_ref().is_none_or(|(buyer, _)| buyer != *id))
+        .cloned()
+        .collect();
     if !wanted.is_empty() {
         let again = store
             .read(
@@ -317,15 +330,29 @@ async fn attempt_once(
             account.value.email = Some(email.clone());
         }
     }
-    let mut owner = owner_id
-        .as_ref()
-        .filter(|id| Some(*id) != customer_id.as_ref())
-        .and_then(|id| read.accounts.remove(id));
-    if owner_id.is_some() && owner_id != customer_id && owner.is_none() {
-        warn!(shop = %shop, order = %event.order_id(), "balance code owner has no account");
-    }
     let mut referrer = referrer_id.as_ref().and_then(|id| read.accounts.remove(id));
-    if customer_id.is_none() && owner.is_none() && !matches!(event, OrderEvent::Refunded(_)) {
+    // Each owner's account (the buyer's is `account`); an owner without one
+    // is left out.
+    let mut owners: Vec<(CustomerId, Vec<Code>, Option<Versioned<Account>>)> = Vec::new();
+    for (id, codes) in payers {
+        if Some(&id) == customer_id.as_ref() {
+            owners.push((id, codes, None));
+        } else if let Some(owner) = read.accounts.remove(&id) {
+            owners.push((id, codes, Some(owner)));
+        } else {
+            warn!(shop = %shop, order = %event.order_id(), "balance code owner has no account");
+        }
+    }
+    let mut co_owners = owners.split_off(owners.len().min(1));
+    let (balance_codes, mut owner) = match owners.pop() {
+        Some((_, codes, owner)) => (codes, owner),
+        None => (Vec::new(), None),
+    };
+    if customer_id.is_none()
+        && owner.is_none()
+        && co_owners.is_empty()
+        && !matches!(event, OrderEvent::Refunded(_))
+    {
         return Ok((
             EventOutcome::Ignored {
                 reason: "order has no customer id or email".into(),
@@ -333,22 +360,6 @@ async fn attempt_once(
             Vec::new(),
         ));
     }
-    // The order's codes that are the payer's balance codes (current or
-    // replaced): the payer is the owner's account, else the buyer's.
-    let payer_id = match &owner {
-        Some(owner) => Some(owner.value.customer.clone()),
-        None => account.as_ref().map(|a| a.value.customer.clone()),
-    };
-    let balance_codes: Vec<Code> = codes
-        .iter()
-        .filter(|code| {
-            read.code_owners
-                .get(*code)
-                .is_some_and(|o| Some(o) == payer_id.as_ref())
-        })
-        .cloned()
-        .collect();
-
     let coupons = match (order_of(event), &account) {
         (Some(order), Some(account)) => coupon_credits(
             program,
@@ -366,6 +377,10 @@ async fn attempt_once(
     };
     let owner_before = owner.as_ref().map(|o| o.value.clone());
     let referrer_before = referrer.as_ref().map(|r| r.value.clone());
+    let co_before: Vec<Option<Account>> = co_owners
+        .iter()
+        .map(|(_, _, account)| account.as_ref().map(|a| a.value.clone()))
+        .collect();
     let applied = apply_order_event_to(
         &event_ctx,
         Parties {
@@ -373,6 +388,14 @@ async fn attempt_once(
             code_owner: owner.as_mut().map(|a| &mut a.value),
             balance_codes,
             referrer: referrer.as_mut().map(|a| &mut a.value),
+            co_owners: co_owners
+                .iter_mut()
+                .map(|(customer, codes, account)| CoOwner {
+                    customer: customer.clone(),
+                    account: account.as_mut().map(|a| &mut a.value),
+                    codes: codes.clone(),
+                })
+                .collect(),
         },
         &mut record.value,
         event,
@@ -390,7 +413,12 @@ async fn attempt_once(
     };
     let entries = applied.buyer.entries.len()
         + applied.code_owner.entries.len()
-        + applied.referrer.entries.len();
+        + applied.referrer.entries.len()
+        + applied
+            .co_owners
+            .iter()
+            .map(|a| a.entries.len())
+            .sum::<usize>();
     // The owner's and the referrer's accounts are written only when this
     // event changed them.
     let other_write = |party: Option<Versioned<Account>>,
@@ -427,6 +455,15 @@ async fn attempt_once(
                 referrer_before,
                 applied.referrer.entries,
             ))
+            .chain(
+                co_owners
+                    .into_iter()
+                    .zip(co_before)
+                    .zip(applied.co_owners)
+                    .filter_map(|(((_, _, account), before), applied)| {
+                        other_write(account, before, applied.entries)
+                    }),
+            )
             .collect(),
         order: Some(OrderWrite {
             record: record.value.clone(),
@@ -445,25 +482,38 @@ async fn attempt_once(
     }
 }
 
-/// On the event that settles the order's balance code: the owner of the
-/// first discount code that is someone's balance code.
-fn unsettled_code_owner(
+/// Whose balance codes the order carries, each with their codes on it, in
+/// the order they appear: on the event that settles the redemption, the
+/// owners of the order's discount codes that are someone's balance code;
+/// afterwards, the owners the order record charged.
+fn code_payers(
     event: &OrderEvent,
     record: &OrderRecord,
     read: &ReadResult,
-) -> Option<CustomerId> {
-    let order = match event {
-        OrderEvent::Paid(order) | OrderEvent::Fulfilled(order) => order,
-        _ => return None,
+) -> Vec<(CustomerId, Vec<Code>)> {
+    let settles = matches!(event, OrderEvent::Paid(_) | OrderEvent::Fulfilled(_));
+    let order = match order_of(event) {
+        Some(order) if settles && !record.redemption_settled => order,
+        _ => {
+            return record
+                .paid_by
+                .iter()
+                .chain(record.co_payers.iter().map(|c| &c.customer))
+                .map(|id| (id.clone(), Vec::new()))
+                .collect();
+        }
     };
-    if record.redemption_settled {
-        return None;
+    let mut payers: Vec<(CustomerId, Vec<Code>)> = Vec::new();
+    for applied in &order.discount_codes {
+        let Some(owner) = read.code_owners.get(&applied.code) else {
+            continue;
+        };
+        match payers.iter_mut().find(|(id, _)| id == owner) {
+            Some((_, codes)) => codes.push(applied.code.clone()),
+            None => payers.push((owner.clone(), vec![applied.code.clone()])),
+        }
     }
-    order
-        .discount_codes
-        .iter()
-        .find_map(|applied| read.code_owners.get(&applied.code))
-        .cloned()
+    payers
 }
 
 /// The code change that gives an account its referral code when the
@@ -542,7 +592,7 @@ fn coupon_credits(
         };
         let check = CouponCheck {
             eligible,
-            payment_method: order.payment_method.as_deref(),
+            payment_methods: &order.payment_methods,
             other_coupons: code_count.saturating_sub(1),
             usage,
             customer_known: true,

@@ -113,7 +113,8 @@ mod tests {
                 })
                 .collect(),
             checkout_id: None,
-            payment_method: None,
+            payment_methods: Vec::new(),
+            placed_at: None,
             referral_code: referral.map(code),
             occurred_at: Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap(),
         }

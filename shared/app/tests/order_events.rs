@@ -404,6 +404,47 @@ async fn with_a_fulfilled_trigger_a_coupon_is_judged_when_the_order_was_placed()
 }
 
 #[tokio::test]
+async fn a_fulfilment_arriving_before_its_paid_event_judges_the_coupon_when_the_order_was_placed() {
+    let mut earn_on_fulfilment = program();
+    earn_on_fulfilment.trigger = cashback_core::program::Trigger::Fulfilled;
+    let world = world(earn_on_fulfilment).await;
+    let mut ending = coupon("BACK10", dec!(10));
+    ending.ends_at = Some(t0() + chrono::Duration::days(1));
+    seed_coupon(&world, ending, 0).await;
+    // Placed at t0 (the platform's own time on every event), shipped three
+    // days later after the coupon ended; the fulfilment is delivered first.
+    let shipped_at = t0() + chrono::Duration::days(3);
+    let mut fulfilled = order("1", "ann", vec![line("1", "100.00", 1)]);
+    fulfilled.discount_codes.push(AppliedCode {
+        code: Code::parse("back10").unwrap(),
+        amount: usd("0"),
+        kind: DiscountKind::Order,
+    });
+    fulfilled.placed_at = Some(t0());
+    fulfilled.occurred_at = shipped_at;
+    handle_order_event(
+        &world.ctx,
+        &shop(),
+        &OrderEvent::Fulfilled(fulfilled.clone()),
+        shipped_at,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        account(&world, "ann").await.pending,
+        usd("20.00"),
+        "the program's 10% and the coupon's, judged at placement"
+    );
+    // The late paid event changes nothing.
+    let mut paid = fulfilled;
+    paid.occurred_at = t0();
+    handle_order_event(&world.ctx, &shop(), &OrderEvent::Paid(paid), shipped_at)
+        .await
+        .unwrap();
+    assert_eq!(account(&world, "ann").await.pending, usd("20.00"));
+}
+
+#[tokio::test]
 async fn a_refund_recorded_before_its_paid_event_makes_the_paid_event_announce_the_net_and_no_passing_tier(
 ) {
     let mut tiered = program();

@@ -121,9 +121,9 @@ pub enum CouponRefusal {
 pub struct CouponCheck<'a> {
     /// The cart's eligible base under the program's exclusions.
     pub eligible: Money,
-    /// The payment method, or several comma separated when the order was
-    /// paid through more than one gateway (a gift card and a card).
-    pub payment_method: Option<&'a str>,
+    /// The payment methods: a checkout's one method, or every gateway an
+    /// order was paid through (a gift card and a card); empty when unknown.
+    pub payment_methods: &'a [String],
     /// Other discount codes on the same cart or order: cashback coupons and
     /// ordinary codes alike (automatic discounts have no code and do not
     /// count).
@@ -206,14 +206,13 @@ impl CashbackCoupon {
         }
         if !self.payment_methods.is_empty() {
             // Paid through several gateways: allowed if any of them is.
-            let allowed = check.payment_method.is_some_and(|methods| {
-                methods.split(',').map(str::trim).any(|method| {
-                    !method.is_empty()
-                        && self
-                            .payment_methods
-                            .iter()
-                            .any(|m| m.trim().eq_ignore_ascii_case(method))
-                })
+            let allowed = check.payment_methods.iter().any(|method| {
+                let method = method.trim();
+                !method.is_empty()
+                    && self
+                        .payment_methods
+                        .iter()
+                        .any(|m| m.trim().eq_ignore_ascii_case(method))
             });
             if !allowed {
                 return Err(CouponRefusal::PaymentMethodNotAllowed {
@@ -307,7 +306,7 @@ mod tests {
     fn check(eligible: &str) -> CouponCheck<'static> {
         CouponCheck {
             eligible: usd(eligible),
-            payment_method: None,
+            payment_methods: &[],
             other_coupons: 0,
             usage: CouponUsage::default(),
             customer_known: true,
@@ -411,19 +410,37 @@ mod tests {
             c.evaluate(&check("100.00")),
             Err(CouponRefusal::PaymentMethodNotAllowed { .. })
         ));
+        let card = ["Shopify_Payments".to_string()];
         let mut paid_by_card = check("100.00");
-        paid_by_card.payment_method = Some("Shopify_Payments");
+        paid_by_card.payment_methods = &card;
         assert!(c.evaluate(&paid_by_card).is_ok());
+    }
+
+    #[test]
+    fn a_payment_method_is_matched_whole_even_with_a_comma_in_its_name() {
+        let mut c = ten_percent_capped_at(dec!(0));
+        c.payment_methods = vec!["Bank transfer, 3 days".into()];
+        let manual = ["gift_card".to_string(), "Bank transfer, 3 days".to_string()];
+        let mut order = check("100.00");
+        order.payment_methods = &manual;
+        assert!(c.evaluate(&order).is_ok());
+        c.payment_methods = vec!["Bank transfer".into()];
+        assert!(matches!(
+            c.evaluate(&order),
+            Err(CouponRefusal::PaymentMethodNotAllowed { .. })
+        ));
     }
 
     #[test]
     fn an_order_paid_through_several_gateways_is_allowed_if_any_of_them_is() {
         let mut c = ten_percent_capped_at(dec!(0));
         c.payment_methods = vec!["shopify_payments".into()];
+        let allowed_one = ["gift_card".to_string(), "shopify_payments".to_string()];
+        let neither = ["gift_card".to_string(), "paypal".to_string()];
         let mut split = check("100.00");
-        split.payment_method = Some("gift_card,shopify_payments");
+        split.payment_methods = &allowed_one;
         assert!(c.evaluate(&split).is_ok());
-        split.payment_method = Some("gift_card,paypal");
+        split.payment_methods = &neither;
         assert!(matches!(
             c.evaluate(&split),
             Err(CouponRefusal::PaymentMethodNotAllowed { .. })

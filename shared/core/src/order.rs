@@ -115,13 +115,19 @@ pub struct Order {
     pub discount_codes: Vec<AppliedCode>,
     #[serde(default)]
     pub checkout_id: Option<CheckoutId>,
-    /// The payment gateway, or every gateway comma separated when the order
-    /// was paid through several (Shopify's `payment_gateway_names`).
+    /// Every payment gateway the order was paid through, in the platform's
+    /// order (a gift card and a card, say: Shopify's
+    /// `payment_gateway_names`); empty when the platform named none.
     #[serde(default)]
-    pub payment_method: Option<String>,
+    pub payment_methods: Vec<String>,
     /// A referral code the customer arrived with (cart attribute or code).
     #[serde(default)]
     pub referral_code: Option<Code>,
+    /// When the order itself was placed (Shopify `processed_at`, WooCommerce
+    /// `date_paid_gmt`, ...), whatever event carries it: coupons and
+    /// promotions are judged then. None when the platform gave no such time.
+    #[serde(default)]
+    pub placed_at: Option<DateTime<Utc>>,
     /// When the platform says it happened (paid, fulfilled or cancelled at).
     pub occurred_at: DateTime<Utc>,
 }

@@ -49,7 +49,8 @@ pub struct OrderRecord {
     /// merchandise only (`total - shipping`).
     #[serde(default)]
     pub shipping: Option<Money>,
-    /// When the order itself happened (its paid event's time): coupons and
+    /// When the order itself was placed (the platform's placement time on
+    /// whichever event came first, else its paid event's time): coupons and
     /// promotions are judged then, even when fulfilment earns much later.
     #[serde(default)]
     pub placed_at: Option<DateTime<Utc>>,
@@ -95,6 +96,32 @@ pub struct OrderRecord {
     /// The referral reward this order pays the buyer's referrer.
     #[serde(default)]
     pub referral: Option<ReferralRecord>,
+    /// The owners of the order's other balance codes when the codes of
+    /// several owners were combined on it (the first owner is `paid_by`):
+    /// each is charged for their own codes, and given back in proportion.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub co_payers: Vec<CoPayment>,
+}
+
+/// What one further owner's balance codes charged them on an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoPayment {
+    pub customer: CustomerId,
+    /// Balance their codes took off the order.
+    pub redeemed: Money,
+    /// The discount their balance could not cover, charged as their debt.
+    pub shortfall: Money,
+    /// Given back to them after refunds or cancellation.
+    pub restored: Money,
+}
+
+impl CoPayment {
+    /// What their codes charged them in all.
+    pub fn charged(&self) -> Money {
+        self.redeemed
+            .checked_add(self.shortfall)
+            .unwrap_or(self.redeemed)
+    }
 }
 
 /// A referral reward hanging on the referred order: pending with the
@@ -152,6 +179,7 @@ impl OrderRecord {
             paid_by: None,
             shortfall_charged: false,
             referral: None,
+            co_payers: Vec::new(),
         }
     }
 
@@ -166,9 +194,12 @@ impl OrderRecord {
     }
 
     /// The time an order's coupons and promotions are judged at: when it
-    /// was placed (paid), not when a later fulfilment made it earn.
+    /// was placed (the platform's placement time, else its paid event's),
+    /// not when a later fulfilment made it earn, whichever event comes first.
     pub fn judged_at(&self, order: &Order) -> DateTime<Utc> {
-        self.placed_at
+        order
+            .placed_at
+            .or(self.placed_at)
             .map_or(order.occurred_at, |placed| placed.min(order.occurred_at))
     }
 
@@ -307,6 +338,11 @@ pub struct EventContext<'a> {
     pub coupons: &'a [CouponCredit],
 }
 
+/// The most owners whose balance codes one order charges, each on their own
+/// account (more than any platform lets combine); the codes of any further
+/// owner are charged to the buyer, never given away.
+pub const MAX_CODE_OWNERS: usize = 5;
+
 /// The accounts an order event moves money on. The caller resolves them in
 /// the event's read; the rules of who pays and who is paid live here.
 #[derive(Default)]
@@ -325,6 +361,19 @@ pub struct Parties<'a> {
     /// account in `record.referral`). Self-referral and the daily cap are
     /// checked here.
     pub referrer: Option<&'a mut Account>,
+    /// The owners of the order's other balance codes, when codes of several
+    /// owners are combined on one order (on later events: the customers in
+    /// `record.co_payers`). Each is charged for their own codes.
+    pub co_owners: Vec<CoOwner<'a>>,
+}
+
+/// A further owner of balance codes on an order.
+pub struct CoOwner<'a> {
+    pub customer: CustomerId,
+    /// Their account; None when they are the buyer (charged on `buyer`).
+    pub account: Option<&'a mut Account>,
+    /// Their codes on this order.
+    pub codes: Vec<Code>,
 }
 
 /// Each party's entries and effects.
@@ -333,6 +382,8 @@ pub struct OrderApplied {
     pub buyer: Applied,
     pub code_owner: Applied,
     pub referrer: Applied,
+    /// Each co-owner's entries, in the order of `Parties::co_owners`.
+    pub co_owners: Vec<Applied>,
 }
 
 impl OrderApplied {
@@ -356,6 +407,7 @@ struct Sides<'a> {
     buyer_journal: Journal,
     owner_journal: Journal,
     referrer_journal: Journal,
+    co_owners: Vec<(CoOwner<'a>, Journal)>,
 }
 
 impl<'a> Sides<'a> {
@@ -367,7 +419,38 @@ impl<'a> Sides<'a> {
             buyer_journal: Journal::new(key, now, currency),
             owner_journal: Journal::new(format!("{key}:owner"), now, currency),
             referrer_journal: Journal::new(format!("{key}:referral"), now, currency),
+            co_owners: parties
+                .co_owners
+                .into_iter()
+                .map(|co| (co, Journal::new(format!("{key}:owner"), now, currency)))
+                .collect(),
         }
+    }
+
+    /// A co-owner's account and journal: their own, or the buyer's when
+    /// they are the buyer.
+    fn co_payer(&mut self, customer: &CustomerId) -> Option<(&mut Account, &mut Journal)> {
+        if let Some(owner) = self
+            .owner
+            .as_deref_mut()
+            .filter(|o| &o.customer == customer)
+        {
+            return Some((owner, &mut self.owner_journal));
+        }
+        if let Some(buyer) = self
+            .buyer
+            .as_deref_mut()
+            .filter(|b| &b.customer == customer)
+        {
+            return Some((buyer, &mut self.buyer_journal));
+        }
+        self.co_owners
+            .iter_mut()
+            .find(|(co, _)| &co.customer == customer)
+            .and_then(|(co, journal)| {
+                let account = co.account.as_deref_mut()?;
+                (&account.customer == customer).then_some((account, journal))
+            })
     }
 
     /// The account the order's balance codes are charged to: `paid_by` if
@@ -386,6 +469,11 @@ impl<'a> Sides<'a> {
             buyer: self.buyer_journal.finish(),
             code_owner: self.owner_journal.finish(),
             referrer: self.referrer_journal.finish(),
+            co_owners: self
+                .co_owners
+                .into_iter()
+                .map(|(_, journal)| journal.finish())
+                .collect(),
         }
     }
 }
@@ -437,6 +525,11 @@ pub fn apply_order_event_to(
         });
     }
     let balance_codes = parties.balance_codes.clone();
+    let co_codes: Vec<(CustomerId, Vec<Code>)> = parties
+        .co_owners
+        .iter()
+        .map(|co| (co.customer.clone(), co.codes.clone()))
+        .collect();
     let mut sides = Sides::new(parties, &event.effect_key(), ctx.now, record.currency);
     match event {
         OrderEvent::Paid(order) | OrderEvent::Fulfilled(order) => {
@@ -452,7 +545,9 @@ pub fn apply_order_event_to(
             learn_order(ctx.program, record, order, sides.buyer.as_deref())?;
             if paid {
                 record.seen_paid = true;
-                record.placed_at.get_or_insert(order.occurred_at);
+                record
+                    .placed_at
+                    .get_or_insert(order.placed_at.unwrap_or(order.occurred_at));
             } else {
                 record.seen_fulfilled = true;
             }
@@ -460,7 +555,7 @@ pub fn apply_order_event_to(
             if record.cancelled {
                 return Ok(sides.finish());
             }
-            settle_redemption(&mut sides, &balance_codes, record, order)?;
+            settle_redemption(&mut sides, &balance_codes, &co_codes, record, order)?;
             // Refunds recorded before this event give back the credit spent on
             // the order now, whether or not this event is the one that earns.
             settle_refunds(ctx.program, &mut sides, record)?;
@@ -510,9 +605,14 @@ pub fn apply_order_event_to(
 /// sits (the buyer's or the code owner's account), code used or not.
 fn free_checkout_hold(sides: &mut Sides<'_>, order: &Order) {
     if let Some(checkout) = &order.checkout_id {
+        let co_owners = sides
+            .co_owners
+            .iter_mut()
+            .filter_map(|(co, _)| co.account.as_deref_mut());
         for account in [sides.buyer.as_deref_mut(), sides.owner.as_deref_mut()]
             .into_iter()
             .flatten()
+            .chain(co_owners)
         {
             account.release_hold(checkout);
         }
@@ -527,6 +627,9 @@ fn learn_order(
     order: &Order,
     account: Option<&Account>,
 ) -> Result<(), LedgerError> {
+    if let Some(placed) = order.placed_at {
+        record.placed_at = Some(record.placed_at.map_or(placed, |p| p.min(placed)));
+    }
     if record.customer.is_none() {
         record.customer = account
             .map(|a| a.customer.clone())
@@ -559,47 +662,92 @@ fn record_refund(record: &mut OrderRecord, refund: &Refund) {
     });
 }
 
-/// Charges the order's balance codes to their owner (the buyer or not):
-/// the discount the platform granted is taken from available balance, and
-/// what the balance cannot cover is the owner's debt, never a gift. The
-/// checkout's hold was freed just before, so the redemption uses it.
+/// Charges the order's balance codes to their owners (the buyer or not):
+/// the discount the platform granted with each owner's codes is taken from
+/// that owner's available balance, and what the balance cannot cover is
+/// their debt, never a gift. The checkout's hold was freed just before, so
+/// the redemption uses it.
 fn settle_redemption(
     sides: &mut Sides<'_>,
     balance_codes: &[Code],
+    co_codes: &[(CustomerId, Vec<Code>)],
     record: &mut OrderRecord,
     order: &Order,
 ) -> Result<(), LedgerError> {
     if record.redemption_settled {
         return Ok(());
     }
-    let used: Vec<&crate::order::AppliedCode> = order
+    let used = codes_amount(order, balance_codes, record.currency)?;
+    if let Some(amount) = used {
+        let Some((payer, journal)) = sides.payer(None) else {
+            // The caller resolved an owner it did not supply: settle later.
+            return Ok(());
+        };
+        let (taken, shortfall) = charge(payer, amount, &record.order_id, journal)?;
+        record.paid_by = Some(payer.customer.clone());
+        record.redeemed = taken;
+        record.shortfall = shortfall;
+        record.shortfall_charged = true;
+    }
+    for (customer, codes) in co_codes {
+        let Some(amount) = codes_amount(order, codes, record.currency)? else {
+            continue;
+        };
+        if record.paid_by.as_ref() == Some(customer)
+            || record.co_payers.iter().any(|c| &c.customer == customer)
+        {
+            continue;
+        }
+        let Some((payer, journal)) = sides.co_payer(customer) else {
+            continue;
+        };
+        let (taken, shortfall) = charge(payer, amount, &record.order_id, journal)?;
+        record.co_payers.push(CoPayment {
+            customer: customer.clone(),
+            redeemed: taken,
+            shortfall,
+            restored: Money::zero(record.currency),
+        });
+    }
+    record.redemption_settled = true;
+    Ok(())
+}
+
+/// The discount the order's `codes` granted, None when none is on it.
+fn codes_amount(
+    order: &Order,
+    codes: &[Code],
+    currency: Currency,
+) -> Result<Option<Money>, LedgerError> {
+    let used: Vec<&Money> = order
         .discount_codes
         .iter()
-        .filter(|applied| balance_codes.contains(&applied.code))
+        .filter(|applied| codes.contains(&applied.code))
+        .map(|applied| &applied.amount)
         .collect();
-    let Some(first) = used.first() else {
-        record.redemption_settled = true;
-        return Ok(());
-    };
-    let Some((payer, journal)) = sides.payer(None) else {
-        // The caller resolved an owner it did not supply: settle later.
-        return Ok(());
-    };
-    record.redemption_settled = true;
-    let amount = Money::sum(payer.currency, used.iter().map(|a| &a.amount))?;
-    payer.same_currency(first.amount)?;
+    if used.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Money::sum(currency, used)?))
+}
+
+/// Debits `amount` of discount from a code owner: from available balance,
+/// the rest as debt. Returns what was taken and the shortfall.
+fn charge(
+    payer: &mut Account,
+    amount: Money,
+    order_id: &OrderId,
+    journal: &mut Journal,
+) -> Result<(Money, Money), LedgerError> {
+    payer.same_currency(amount)?;
     let taken = payer.take_available(amount, journal)?;
     let shortfall = amount.checked_sub(taken)?.clamp_non_negative();
-    record.paid_by = Some(payer.customer.clone());
-    record.redeemed = taken;
-    record.shortfall = shortfall;
-    record.shortfall_charged = true;
     payer.debt = payer.debt.checked_add(shortfall)?;
     payer.lifetime_used = payer.lifetime_used.checked_add(amount)?;
     if amount.is_positive() {
         journal.record(
             EntryKind::Redeem,
-            Some(&record.order_id),
+            Some(order_id),
             Deltas {
                 available: Some(taken.negated()),
                 debt: Some(shortfall),
@@ -610,7 +758,7 @@ fn settle_redemption(
             },
         );
     }
-    Ok(())
+    Ok((taken, shortfall))
 }
 
 fn credit_earned(
@@ -873,8 +1021,7 @@ fn settle_refunds(
     if let Some(reward) = record.referral.as_ref().map(|r| r.reward) {
         claw_referral_to(sides, record, share_of(reward, eligible_fraction))?;
     }
-    let target = share_of(record.charged(), merchandise_fraction);
-    restore_to(program, sides, record, target)?;
+    restore_to(program, sides, record, merchandise_fraction)?;
     Ok(())
 }
 
@@ -902,8 +1049,7 @@ fn cancel(
     if let Some(reward) = record.referral.as_ref().map(|r| r.reward) {
         claw_referral_to(sides, record, reward)?;
     }
-    let target = record.charged();
-    restore_to(program, sides, record, target)?;
+    restore_to(program, sides, record, Decimal::ONE)?;
     Ok(())
 }
 
@@ -1042,31 +1188,53 @@ fn claw_back_to(
     Ok(())
 }
 
-/// Gives the payer back what the order's balance codes charged them, up to
-/// `target` in all; debt (the shortfall charged first) is paid from it.
+/// Gives each code owner back `fraction` of what the order's balance codes
+/// charged them, cumulatively; debt (the shortfall charged first) is paid
+/// from it.
 fn restore_to(
     program: &Program,
     sides: &mut Sides<'_>,
     record: &mut OrderRecord,
-    target: Money,
+    fraction: Decimal,
 ) -> Result<(), LedgerError> {
-    let delta = target.checked_sub(record.restored)?;
-    if !delta.is_positive() {
-        return Ok(());
-    }
-    let Some((payer, journal)) = sides.payer(record.paid_by.as_ref()) else {
-        // The payer's account was not supplied: restored on a later event.
-        return Ok(());
-    };
-    record.restored = target;
-    payer.lifetime_used = payer.lifetime_used.checked_sub(delta)?.clamp_non_negative();
     let order_id = record.order_id.clone();
+    let target = share_of(record.charged(), fraction);
+    let delta = target.checked_sub(record.restored)?;
+    if delta.is_positive() {
+        // The payer's account not supplied: restored on a later event.
+        if let Some((payer, journal)) = sides.payer(record.paid_by.as_ref()) {
+            record.restored = target;
+            give_back(program, payer, delta, &order_id, journal)?;
+        }
+    }
+    for co in &mut record.co_payers {
+        let target = share_of(co.charged(), fraction);
+        let delta = target.checked_sub(co.restored)?;
+        if !delta.is_positive() {
+            continue;
+        }
+        if let Some((payer, journal)) = sides.co_payer(&co.customer) {
+            co.restored = target;
+            give_back(program, payer, delta, &order_id, journal)?;
+        }
+    }
+    Ok(())
+}
+
+fn give_back(
+    program: &Program,
+    payer: &mut Account,
+    delta: Money,
+    order_id: &OrderId,
+    journal: &mut Journal,
+) -> Result<(), LedgerError> {
+    payer.lifetime_used = payer.lifetime_used.checked_sub(delta)?.clamp_non_negative();
     payer.credit_available(
         delta,
         program,
         journal,
         EntryKind::Restore,
-        Some(&order_id),
+        Some(order_id),
         Deltas::default(),
     )
 }

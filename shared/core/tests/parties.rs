@@ -96,6 +96,7 @@ impl World {
                 Vec::new()
             },
             referrer: referrer.then_some(&mut ann_referrer),
+            co_owners: Vec::new(),
         };
         let applied = apply_order_event_to(&ctx, parties, &mut record, event).unwrap();
         if owner {

@@ -198,6 +198,9 @@ struct GenericOrder {
     payment_method: Option<String>,
     #[serde(default)]
     referral_code: Option<String>,
+    /// When the order was placed (RFC 3339), on any of its events.
+    #[serde(default)]
+    placed_at: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -343,11 +346,17 @@ fn map_order(
             .as_deref()
             .map(|id| json::id("order.checkout_id", id, CheckoutId::parse))
             .transpose()?,
-        payment_method: json::present(&raw.payment_method).map(str::to_string),
+        payment_methods: json::present(&raw.payment_method)
+            .map(str::to_string)
+            .into_iter()
+            .collect(),
         referral_code: raw
             .referral_code
             .as_deref()
             .map(|c| json::id("order.referral_code", c, Code::parse))
+            .transpose()?,
+        placed_at: json::present(&raw.placed_at)
+            .map(|at| json::rfc3339("order.placed_at", at))
             .transpose()?,
         occurred_at,
     })

@@ -501,8 +501,9 @@ fn order(body: &[u8], currency: Currency, when: When) -> Result<Order, WebhookEr
         total,
         discount_codes: applied_codes(&raw, currency)?,
         checkout_id,
-        payment_method: payment_methods(&raw.payment_gateway_names),
+        payment_methods: payment_methods(&raw.payment_gateway_names),
         referral_code: referral_code(&raw.note_attributes),
+        placed_at: placed_at(&raw)?,
         occurred_at,
     })
 }
@@ -587,10 +588,13 @@ fn map_line(
 }
 
 /// Every gateway the order was paid through (a gift card and a card, say),
-/// comma separated, in Shopify's order; blank names are dropped.
-fn payment_methods(gateways: &[Option<String>]) -> Option<String> {
-    let names: Vec<&str> = gateways.iter().filter_map(json::present).collect();
-    (!names.is_empty()).then(|| names.join(","))
+/// in Shopify's order; blank names are dropped.
+fn payment_methods(gateways: &[Option<String>]) -> Vec<String> {
+    gateways
+        .iter()
+        .filter_map(json::present)
+        .map(str::to_string)
+        .collect()
 }
 
 /// Maps `discount_codes` to [`AppliedCode`]s.
@@ -734,6 +738,19 @@ fn occurred_at(raw: &ShopifyOrder, when: When) -> Result<DateTime<Utc>, WebhookE
         ],
     };
     first_time(&candidates)
+}
+
+/// When the order was placed: `processed_at`, else `created_at`; None
+/// when the payload has neither (a malformed one is refused).
+fn placed_at(raw: &ShopifyOrder) -> Result<Option<DateTime<Utc>>, WebhookError> {
+    let candidates = [
+        ("processed_at", &raw.processed_at),
+        ("created_at", &raw.created_at),
+    ];
+    if candidates.iter().all(|(_, v)| json::present(v).is_none()) {
+        return Ok(None);
+    }
+    first_time(&candidates).map(Some)
 }
 
 fn first_time(candidates: &[(&str, &Option<String>)]) -> Result<DateTime<Utc>, WebhookError> {

@@ -368,6 +368,19 @@ fn order_events(body: &[u8], currency: Currency) -> Result<Outcome, WebhookError
     Ok(Outcome::Events(events))
 }
 
+/// When the order was placed: `date_paid_gmt`, else `date_created_gmt`;
+/// None when the payload has neither (a malformed one is refused).
+fn placed_at(raw: &WooOrder) -> Result<Option<DateTime<Utc>>, WebhookError> {
+    let candidates = [
+        ("date_paid_gmt", &raw.date_paid_gmt),
+        ("date_created_gmt", &raw.date_created_gmt),
+    ];
+    if candidates.iter().all(|(_, v)| json::present(v).is_none()) {
+        return Ok(None);
+    }
+    first_time(&candidates).map(Some)
+}
+
 fn first_time(candidates: &[(&str, &Option<String>)]) -> Result<DateTime<Utc>, WebhookError> {
     for (field, value) in candidates {
         if let Some(value) = json::present(value) {
@@ -437,8 +450,12 @@ fn map_order(raw: &WooOrder, currency: Currency) -> Result<Order, WebhookError> 
             currency,
         )?,
         checkout_id: None,
-        payment_method: json::present(&raw.payment_method).map(str::to_string),
+        payment_methods: json::present(&raw.payment_method)
+            .map(str::to_string)
+            .into_iter()
+            .collect(),
         referral_code: referral_code(&raw.meta_data),
+        placed_at: placed_at(raw)?,
         // Replaced per event by the caller.
         occurred_at: DateTime::<Utc>::UNIX_EPOCH,
     })

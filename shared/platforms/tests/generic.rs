@@ -46,7 +46,7 @@ fn a_generic_paid_order_maps_one_to_one_onto_the_core_order() {
         order.checkout_id.as_ref().map(|c| c.as_str()),
         Some("chk_7781")
     );
-    assert_eq!(order.payment_method.as_deref(), Some("card"));
+    assert_eq!(order.payment_methods, vec!["card".to_string()]);
     assert_eq!(
         order.referral_code.as_ref().map(|c| c.as_str()),
         Some("olivia-friend")

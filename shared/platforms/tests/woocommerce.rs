@@ -47,7 +47,7 @@ fn a_processing_guest_order_is_paid_with_exact_line_amounts() {
     assert_eq!(order.subtotal, usd("40.50"));
     assert_eq!(order.shipping, usd("5.00"));
     assert_eq!(order.total, usd("48.74"));
-    assert_eq!(order.payment_method.as_deref(), Some("stripe"));
+    assert_eq!(order.payment_methods, vec!["stripe".to_string()]);
     assert_eq!(order.checkout_id, None);
     assert_eq!(order.referral_code, Some(Code::parse("MAYA-7").unwrap()));
     assert_eq!(order.occurred_at, at("2026-05-04T16:20:41Z"));
@@ -104,7 +104,7 @@ fn a_completed_order_with_two_refunds_yields_paid_fulfilled_and_both_refunds() {
     assert_eq!(paid.occurred_at, at("2026-05-06T09:00:12Z"));
     assert_eq!(paid.total, usd("109.50"));
     assert_eq!(paid.shipping, usd("0.00"));
-    assert_eq!(paid.payment_method.as_deref(), Some("ppcp-gateway"));
+    assert_eq!(paid.payment_methods, vec!["ppcp-gateway".to_string()]);
     let hoodie = &paid.lines[0];
     // 90.00 / 2 is exact: the real quantity and unit price are kept.
     assert_eq!(hoodie.quantity, 2);
@@ -116,6 +116,9 @@ fn a_completed_order_with_two_refunds_yields_paid_fulfilled_and_both_refunds() {
         panic!("second event is not Fulfilled: {:?}", events[1]);
     };
     assert_eq!(fulfilled.occurred_at, at("2026-05-08T13:30:00Z"));
+    // Both carry the order's own time, `date_paid_gmt`.
+    assert_eq!(paid.placed_at, Some(at("2026-05-06T09:00:12Z")));
+    assert_eq!(fulfilled.placed_at, paid.placed_at);
     assert_eq!(fulfilled.lines, paid.lines);
 
     let refunds: Vec<&Refund> = events[2..]

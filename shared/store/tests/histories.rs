@@ -71,7 +71,8 @@ fn order(n: usize, lines: &[(i64, u32)], day: i64) -> Order {
         total,
         discount_codes: Vec::new(),
         checkout_id: None,
-        payment_method: None,
+        payment_methods: Vec::new(),
+        placed_at: None,
         referral_code: None,
         occurred_at: Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap() + Duration::days(day),
     }

@@ -115,7 +115,8 @@ pub async fn pay(ctx: &Context, order_id: &str, who: &str, price: &str) {
         total: amount,
         discount_codes: Vec::new(),
         checkout_id: None,
-        payment_method: None,
+        payment_methods: Vec::new(),
+        placed_at: None,
         referral_code: None,
         occurred_at: now,
     };

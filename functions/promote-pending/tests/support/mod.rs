@@ -132,7 +132,8 @@ pub async fn pay(ctx: &Context, id: &str, customer: &str, amount: &str) {
         total,
         discount_codes: Vec::new(),
         checkout_id: None,
-        payment_method: None,
+        payment_methods: Vec::new(),
+        placed_at: None,
         referral_code: None,
         occurred_at: t0(),
     };

@@ -141,7 +141,8 @@ pub fn order(id: &str, customer: &str, lines: Vec<Line>) -> Order {
         total,
         discount_codes: Vec::new(),
         checkout_id: None,
-        payment_method: None,
+        payment_methods: Vec::new(),
+        placed_at: None,
         referral_code: None,
         occurred_at: t0(),
     }

@@ -130,7 +130,8 @@ fn paid(order_id: &str, customer_id: &str, price: &str, at: DateTime<Utc>) -> Or
         total: usd(price),
         discount_codes: Vec::new(),
         checkout_id: None,
-        payment_method: None,
+        payment_methods: Vec::new(),
+        placed_at: None,
         referral_code: None,
         occurred_at: at,
     })

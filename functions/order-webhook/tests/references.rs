@@ -32,7 +32,6 @@ async fn forged_delivery(reference: &str, value: &str) -> (StatusCode, serde_jso
             api_key_hash: String::new(),
             guest_id_key: None,
             created_at: now(),
-            guest_id_key: None,
         })
         .await
         .unwrap();

@@ -19,19 +19,18 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::warn;
 
 use cashback_core::ids::{Code, CustomerId, OrderId, ShopId};
 use cashback_core::ledger::{Account, EntryKind, LedgerEntry};
 use cashback_core::money::{Currency, Money};
 use cashback_core::program::Program;
-use cashback_core::reminders::next_reminder;
 
 use crate::context::Context;
 use crate::error::AppError;
-use crate::events::backoff;
 use crate::notices::verify_unsubscribe;
-use crate::store::{AccountWrite, ReadRequest, WriteOutcome, WriteSet};
+use crate::preferences::PreferenceOutcome;
+use crate::store::ReadRequest;
 
 /// Ledger entries per page when the caller does not say.
 pub const DEFAULT_ENTRIES: u32 = 20;
@@ -412,56 +411,14 @@ pub async fn unsubscribe(
     if !unsubscribe_link_is_valid(ctx, shop, customer, signature) {
         return Ok(UnsubscribeOutcome::BadSignature);
     }
-    let shop_program = ctx.shop_program(shop, now).await?;
-    let program = &shop_program.program;
-    let mut last_error = String::new();
-    for attempt in 1..=ctx.config.max_attempts {
-        let read = ctx
-            .store
-            .read(
-                shop,
-                &ReadRequest {
-                    accounts: vec![customer.clone()],
-                    ..ReadRequest::default()
-                },
-            )
-            .await?;
-        let Some(found) = read.accounts.get(customer).cloned() else {
-            return Ok(UnsubscribeOutcome::UnknownCustomer);
-        };
-        if found.value.reminders.unsubscribed {
-            return Ok(UnsubscribeOutcome::AlreadyUnsubscribed);
-        }
-        let mut account = found.value;
-        account.reminders.unsubscribed = true;
-        let writes = WriteSet {
-            accounts: vec![AccountWrite {
-                // Unsubscribed: no reminder is due any more.
-                reminder_due_at: next_reminder(program, &account).map(|due| due.due_at),
-                account,
-                expected_version: found.version,
-                entries: Vec::new(),
-                code_change: None,
-            }],
-            ..WriteSet::default()
-        };
-        match ctx.store.write(shop, writes).await {
-            Ok(WriteOutcome::Committed) => {
-                info!(shop = %shop, attempt, "customer unsubscribed from reminders");
-                return Ok(UnsubscribeOutcome::Unsubscribed);
-            }
-            Ok(WriteOutcome::Duplicate { .. }) => {
-                last_error = "unguarded write reported a duplicate".into();
-            }
-            Err(error) if error.is_conflict() => last_error = error.to_string(),
-            Err(error) => return Err(error.into()),
-        }
-        backoff(attempt).await;
-    }
-    Err(AppError::Contended {
-        attempts: ctx.config.max_attempts,
-        last: last_error,
-    })
+    // One rule for the flag, whether the link or the cashback page sets it.
+    Ok(
+        match crate::preferences::set_reminders(ctx, shop, customer, true, now).await? {
+            PreferenceOutcome::Changed => UnsubscribeOutcome::Unsubscribed,
+            PreferenceOutcome::Unchanged => UnsubscribeOutcome::AlreadyUnsubscribed,
+            PreferenceOutcome::UnknownCustomer => UnsubscribeOutcome::UnknownCustomer,
+        },
+    )
 }
 
 #[cfg(test)]

@@ -1,0 +1,2 @@
+//! Fakes of the outside services the engine calls, following their
+//! documented requests, responses, errors and rate limits.

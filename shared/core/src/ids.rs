@@ -63,9 +63,9 @@ macro_rules! string_id {
 
         impl $name {
             #[doc = concat!(
-                "Parses a ", $kind, " from outside: trims it and refuses it empty, ",
-                "longer than ", stringify!($max), " characters, or holding `#` ",
-                "or a control character (it ends up inside DynamoDB keys)."
+                "Parses one from outside: trims it and refuses it empty, longer than ",
+                stringify!($max), " characters, or holding `#` or a control character ",
+                "(it ends up inside DynamoDB keys). Errors call it \"", $kind, "\"."
             )]
             pub fn parse(value: &str) -> Result<Self, IdError> {
                 check_id($kind, value, $max).map($name)

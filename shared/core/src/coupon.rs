@@ -16,16 +16,28 @@ use crate::ids::Code;
 use crate::money::{percent_of, Money, MoneyError};
 use crate::program::FieldError;
 
+/// A merchant's cashback offer behind a code, as the admin API stores it.
+/// Amounts are plain decimals in the shop's currency, at its minor unit
+/// (checked by [`CashbackCoupon::validate`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CashbackCoupon {
+    /// What the customer types at checkout; unique in the shop, stored lower
+    /// case and matched case-insensitively.
     pub code: Code,
+    /// The offer's name as customers and the merchant see it, 1 to 80
+    /// characters.
     pub display_name: String,
+    /// The merchant's own note about the coupon, for the dashboard.
     #[serde(default)]
     pub description: String,
+    /// The promise shown to the customer ("10% back, up to 20.00").
     #[serde(default)]
     pub offer_text: String,
+    /// How much cashback the coupon gives.
     pub reward: CouponReward,
+    /// The least eligible cart value (after the program's exclusions) the
+    /// coupon needs; 0 = no minimum.
     #[serde(default, with = "rust_decimal::serde::str")]
     pub min_cart_value: Decimal,
     /// Uses allowed across all customers; None = unlimited.
@@ -37,24 +49,35 @@ pub struct CashbackCoupon {
     /// Payment methods (gateway names) the coupon works with; empty = any.
     #[serde(default)]
     pub payment_methods: Vec<String>,
+    /// First moment the coupon works (inclusive), judged at the order's own
+    /// time; None = no start.
     #[serde(default)]
     pub starts_at: Option<DateTime<Utc>>,
+    /// Moment the coupon stops working (exclusive); None = no end.
     #[serde(default)]
     pub ends_at: Option<DateTime<Utc>>,
+    /// Only an approved coupon gives cashback; new coupons start as drafts.
     #[serde(default)]
     pub status: CouponStatus,
+    /// Whether other discount codes may share the cart or order.
     #[serde(default)]
     pub stacking: Stacking,
 }
 
+/// The cashback a coupon promises. The customer pays the full price: the
+/// reward is credited on the order, following the program's issuance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CouponReward {
+    /// A flat amount whatever the cart, once the minimum cart value is met.
     Fixed {
+        /// Cashback given, more than zero, in the shop's currency.
         #[serde(with = "rust_decimal::serde::str")]
         amount: Decimal,
     },
+    /// A share of the eligible cart value, rounded toward zero.
     Percentage {
+        /// Per cent of the eligible value, more than 0 and at most 100.
         #[serde(with = "rust_decimal::serde::str")]
         percent: Decimal,
         /// Most cashback the coupon gives; 0 = no cap.
@@ -63,15 +86,21 @@ pub enum CouponReward {
     },
 }
 
+/// Where a coupon is in the merchant's review: only `Approved` works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CouponStatus {
+    /// Being written; refused at checkout and on orders.
     #[default]
     Draft,
+    /// Live: gives cashback within its dates and limits.
     Approved,
+    /// Stopped by the merchant for now; refused like a draft until approved
+    /// again.
     Paused,
 }
 
+/// Whether a coupon shares a cart with other discount codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stacking {
@@ -79,12 +108,14 @@ pub enum Stacking {
     /// another cashback coupon nor an ordinary discount code.
     #[default]
     Exclusive,
+    /// Works beside any other discount codes.
     Stackable,
 }
 
 /// How often a coupon has been used, as the store counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CouponUsage {
+    /// Uses by everyone, for `usage_limit_total`.
     pub total: u32,
     /// Uses by this customer's id.
     pub by_customer: u32,
@@ -96,24 +127,57 @@ pub struct CouponUsage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum CouponRefusal {
+    /// The coupon is a draft or paused.
     #[error("this coupon is not active")]
     NotActive,
+    /// Checked before the coupon's start.
     #[error("this coupon starts at {starts_at}")]
-    NotStarted { starts_at: DateTime<Utc> },
+    NotStarted {
+        /// When the coupon starts working.
+        starts_at: DateTime<Utc>,
+    },
+    /// Checked at or after the coupon's end.
     #[error("this coupon ended at {ended_at}")]
-    Ended { ended_at: DateTime<Utc> },
+    Ended {
+        /// When the coupon stopped working.
+        ended_at: DateTime<Utc>,
+    },
+    /// The eligible cart value is under the coupon's minimum.
     #[error("minimum cart value {minimum}")]
-    BelowMinimumCart { minimum: Money },
+    BelowMinimumCart {
+        /// The minimum eligible value, in the shop's currency.
+        minimum: Money,
+    },
+    /// Every use the coupon allows across all customers is taken.
     #[error("this coupon has been used up")]
-    UsageLimitReached { limit: u32 },
+    UsageLimitReached {
+        /// Uses allowed in total.
+        limit: u32,
+    },
+    /// This customer (by id or by email) has used up their share.
     #[error("you have already used this coupon {limit} times")]
-    CustomerLimitReached { limit: u32 },
+    CustomerLimitReached {
+        /// Uses allowed per customer.
+        limit: u32,
+    },
+    /// None of the cart's or order's gateways is one the coupon allows,
+    /// or none is known.
     #[error("this coupon does not work with this payment method")]
-    PaymentMethodNotAllowed { allowed: Vec<String> },
+    PaymentMethodNotAllowed {
+        /// The gateway names the coupon works with, to show the customer.
+        allowed: Vec<String>,
+    },
+    /// An exclusive coupon met another discount code.
     #[error("this coupon cannot be combined with other coupons")]
     NotCombinable,
+    /// The cart is priced in another currency than the shop's ledger.
     #[error("the cart is in {cart} but the shop's cashback is in {shop}")]
-    CurrencyMismatch { cart: String, shop: String },
+    CurrencyMismatch {
+        /// The cart's currency code.
+        cart: String,
+        /// The shop's (ledger's) currency code.
+        shop: String,
+    },
 }
 
 /// The cart facts a coupon is checked against.
@@ -128,14 +192,22 @@ pub struct CouponCheck<'a> {
     /// ordinary codes alike (automatic discounts have no code and do not
     /// count).
     pub other_coupons: usize,
-    /// Some when the customer is known (by id or email); None for an
-    /// anonymous preview, where per-customer limits cannot be checked yet.
+    /// The coupon's uses so far, as the store counts them, this customer's
+    /// included.
     pub usage: CouponUsage,
+    /// True when the customer is known (by id or email); false for an
+    /// anonymous preview, where per-customer limits cannot be checked yet.
     pub customer_known: bool,
+    /// The moment the dates are judged at: the checkout's now, or the
+    /// order's own time when it is credited.
     pub at: DateTime<Utc>,
 }
 
 impl CashbackCoupon {
+    /// Checks the coupon as the merchant wrote it, before it is stored:
+    /// every problem found, each named by its JSON field (`reward.percent`),
+    /// so the dashboard can show it beside the field. `minor_units` is the
+    /// shop currency's, which amounts may not be finer than.
     pub fn validate(&self, minor_units: u32) -> Result<(), Vec<FieldError>> {
         let mut errors = Vec::new();
         let mut fail = |field: &str, message: &str| {
@@ -261,7 +333,10 @@ impl CashbackCoupon {
 /// Cashback a coupon adds to an order, decided when the order is credited.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CouponCredit {
+    /// The coupon's code, as on the order.
     pub code: Code,
+    /// Cashback it adds to the order's earn, in the shop's currency, already
+    /// rounded toward zero; not matched by the partner.
     pub cashback: Money,
 }
 

@@ -19,16 +19,26 @@ use crate::program::{Exclusions, Program, ReferralReward};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExclusionReason {
+    /// The line sells a gift card, and the program excludes gift cards.
     GiftCard,
+    /// Its product is in the program's excluded products.
     Product,
+    /// Its variant is in the program's excluded variants.
     Variant,
+    /// Its SKU is in the program's excluded SKUs.
     Sku,
+    /// Its vendor is in the program's excluded vendors.
     Vendor,
+    /// One of its collections is in the program's excluded collections.
     Collection,
+    /// It sells below its compare-at price, and the program excludes sale
+    /// items.
     SaleItem,
 }
 
 impl Exclusions {
+    /// The first exclusion that takes the line out of the eligible base, in
+    /// the order of [`ExclusionReason`]'s variants; None when it earns.
     pub fn reason_to_exclude(&self, line: &Line) -> Option<ExclusionReason> {
         if self.gift_cards && line.gift_card {
             return Some(ExclusionReason::GiftCard);
@@ -78,9 +88,15 @@ impl Exclusions {
 /// A line's share of the order: what it cost and what of that earns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LineValue {
+    /// The order's line, which line refunds name.
     pub line_id: crate::ids::LineId,
+    /// Units bought, the denominator of a partial line refund.
     pub quantity: u32,
+    /// What the line's merchandise cost after its discounts and included
+    /// tax, never negative: the measure for restoring spent credit.
     pub merchandise: Money,
+    /// The part of `merchandise` that earns: all of it, or zero when the
+    /// line is excluded. The measure for clawbacks.
     pub eligible: Money,
 }
 
@@ -115,6 +131,8 @@ pub fn line_values(
         .collect()
 }
 
+/// The order's or cart's eligible base: the sum of its lines' eligible
+/// values, in `currency` (a line in another currency is an error).
 pub fn eligible_base(
     lines: &[Line],
     exclusions: &Exclusions,
@@ -127,18 +145,28 @@ pub fn eligible_base(
 /// What an order earns from the program, with the funding split.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Earned {
+    /// Cashback the order earns from the program, rounded toward zero to the
+    /// minor unit, after the per-order cap; coupons come on top.
     pub total: Money,
+    /// The merchant's part of `total`: `total - partner_funded`, so the two
+    /// always add up exactly.
     pub merchant_funded: Money,
+    /// The partner's matching part, rounded toward zero and shrunk in
+    /// proportion under the cap; the partner gives it back on clawbacks.
     pub partner_funded: Money,
     /// The percent that applied (merchant or tier + partner + promotions).
     #[serde(with = "rust_decimal::serde::str")]
     pub percent: Decimal,
-    /// Tier whose rate applied, if any.
+    /// Tier whose rate applied, if any, as an index into
+    /// [`Program::tiers`].
     pub tier: Option<usize>,
+    /// The per-order cap cut the cashback down.
     pub capped: bool,
 }
 
 impl Earned {
+    /// An order that earns nothing: no eligible base, or under the program's
+    /// minimum order.
     pub fn nothing(currency: Currency) -> Earned {
         Earned {
             total: Money::zero(currency),

@@ -8,14 +8,34 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 
+/// Why a value from outside (a webhook, a request, a stored item) is not a
+/// usable id, email or code. The message names the kind of value, never the
+/// value itself, except for [`IdError::NotAnEmail`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
+    /// Nothing left once surrounding whitespace is trimmed.
     #[error("{kind} is empty")]
-    Empty { kind: &'static str },
+    Empty {
+        /// What was being parsed, as shown to the caller ("order id", "shop").
+        kind: &'static str,
+    },
+    /// Longer than a DynamoDB key part may be for this kind of value.
     #[error("{kind} is longer than {max} characters")]
-    TooLong { kind: &'static str, max: usize },
+    TooLong {
+        /// What was being parsed, as shown to the caller.
+        kind: &'static str,
+        /// The most characters this kind accepts.
+        max: usize,
+    },
+    /// A `#` (the key separator), a control character, or for shops and
+    /// codes anything outside their narrower alphabet.
     #[error("{kind} contains a character that is not allowed")]
-    BadCharacter { kind: &'static str },
+    BadCharacter {
+        /// What was being parsed, as shown to the caller.
+        kind: &'static str,
+    },
+    /// Not of the shape `local@domain.tld` (or longer than 254 bytes); holds
+    /// the raw input, so show it to its sender only, never log it.
     #[error("{0:?} is not an email address")]
     NotAnEmail(String),
 }
@@ -42,9 +62,15 @@ macro_rules! string_id {
         pub struct $name(String);
 
         impl $name {
+            #[doc = concat!(
+                "Parses one from outside: trims it and refuses it empty, longer than ",
+                stringify!($max), " characters, or holding `#` or a control character ",
+                "(it ends up inside DynamoDB keys). Errors call it \"", $kind, "\"."
+            )]
             pub fn parse(value: &str) -> Result<Self, IdError> {
                 check_id($kind, value, $max).map($name)
             }
+            /// The id as the platform sent it (trimmed), for keys and payloads.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -75,13 +101,40 @@ string_id!(
     /// A customer as the platform knows them, or a guest keyed on their email.
     CustomerId, "customer id", 128
 );
-string_id!(OrderId, "order id", 128);
-string_id!(RefundId, "refund id", 128);
-string_id!(CheckoutId, "checkout id", 128);
-string_id!(LineId, "line item id", 128);
-string_id!(ProductId, "product id", 128);
-string_id!(VariantId, "variant id", 128);
-string_id!(CollectionId, "collection id", 128);
+string_id!(
+    /// The platform's id of an order, as its webhooks send it; every event of
+    /// one order carries the same id, which keys the order record.
+    OrderId, "order id", 128
+);
+string_id!(
+    /// The platform's id of one refund of an order, so a refund delivered
+    /// twice is counted once.
+    RefundId, "refund id", 128
+);
+string_id!(
+    /// The platform's id of a checkout (cart) in progress; a balance hold is
+    /// keyed on it and freed by the order that ends the checkout.
+    CheckoutId, "checkout id", 128
+);
+string_id!(
+    /// The platform's id of one line of an order, which line refunds name.
+    LineId, "line item id", 128
+);
+string_id!(
+    /// The platform's id of a product, which a program may exclude from the
+    /// eligible base.
+    ProductId, "product id", 128
+);
+string_id!(
+    /// The platform's id of one variant of a product (a size, a colour),
+    /// which a program may exclude on its own.
+    VariantId, "variant id", 128
+);
+string_id!(
+    /// The platform's id of a collection (category) of products, which a
+    /// program may exclude as a whole.
+    CollectionId, "collection id", 128
+);
 
 impl CustomerId {
     /// A guest checkout has no customer id; the account is keyed on a hash of
@@ -105,6 +158,8 @@ impl CustomerId {
         CustomerId(format!("guest-{}", &hex::encode(digest)[..32]))
     }
 
+    /// Whether the id was made from an email by [`CustomerId::for_guest`] or
+    /// [`CustomerId::for_guest_keyed`] rather than given by the platform.
     pub fn is_guest(&self) -> bool {
         self.0.starts_with("guest-")
     }
@@ -116,6 +171,8 @@ impl CustomerId {
 pub struct ShopId(String);
 
 impl ShopId {
+    /// Parses a shop's domain from outside: trimmed and lower-cased; only
+    /// ASCII letters, digits, `.`, `-` and `_`, at most 255 bytes.
     pub fn parse(value: &str) -> Result<ShopId, IdError> {
         let value = value.trim().to_ascii_lowercase();
         if value.is_empty() {
@@ -136,6 +193,7 @@ impl ShopId {
         Ok(ShopId(value))
     }
 
+    /// The lower-case domain, as it appears in keys and URLs.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -168,6 +226,9 @@ impl<'de> Deserialize<'de> for ShopId {
 pub struct Email(String);
 
 impl Email {
+    /// Parses an address from outside: trimmed and lower-cased, one `@`, a
+    /// dotted domain, no whitespace, control character or `#`, at most 254
+    /// bytes. Deliverability is not checked; a bounce marks it later.
     pub fn parse(value: &str) -> Result<Email, IdError> {
         let normalized = value.trim().to_lowercase();
         let valid = normalized.len() <= 254
@@ -189,6 +250,8 @@ impl Email {
         }
     }
 
+    /// The normalised address, for sending mail and for hashing guest ids;
+    /// keep it out of logs.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -227,6 +290,8 @@ pub const CODE_ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 pub const GENERATED_CODE_LENGTH: usize = 13;
 
 impl Code {
+    /// Parses a code typed at checkout or sent by a platform: trimmed and
+    /// lower-cased; letters, digits, `-` and `_` only, at most 64 characters.
     pub fn parse(value: &str) -> Result<Code, IdError> {
         let normalized = value.trim().to_lowercase();
         if normalized.is_empty() {
@@ -263,6 +328,7 @@ impl Code {
         }
     }
 
+    /// The stored, lower-case form: what keys and comparisons use.
     pub fn as_str(&self) -> &str {
         &self.0
     }

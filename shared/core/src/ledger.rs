@@ -19,26 +19,51 @@ use crate::money::{Currency, Money, MoneyError};
 use crate::program::Program;
 use crate::reminders::ReminderState;
 
+/// Why a change was refused. The accounts passed in may be partly changed
+/// when one comes back: the caller drops them and stores nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LedgerError {
+    /// Amounts that do not add up: mixed currencies inside the figures, or
+    /// out of range.
     #[error(transparent)]
     Money(#[from] MoneyError),
+    /// A hold or a merchant's debit asked for more than the account can
+    /// spend (available less other checkouts' holds).
     #[error("only {spendable} can be spent")]
-    InsufficientBalance { spendable: Money },
+    InsufficientBalance {
+        /// What could have been taken, for the error message.
+        spendable: Money,
+    },
+    /// An account supplied for an order is not the one the order record
+    /// names (its buyer, its code's payer or its referrer): a caller's
+    /// wiring fault, refused so no one else's balance moves.
     #[error("order {order} belongs to another customer")]
-    CustomerMismatch { order: OrderId },
+    CustomerMismatch {
+        /// The order whose record names another customer.
+        order: OrderId,
+    },
+    /// An amount in another currency than the account's ledger.
     #[error("the account is in {account} but the amount is in {amount}")]
-    CurrencyMismatch { account: Currency, amount: Currency },
+    CurrencyMismatch {
+        /// The account's (the shop's) currency.
+        account: Currency,
+        /// The currency of the amount offered.
+        amount: Currency,
+    },
+    /// A hold of zero or less, or a manual adjustment of zero.
     #[error("amount must be positive")]
     NotPositive,
     /// The order moves money on an account the caller did not supply.
     #[error("order {order} needs the account of {customer}")]
     PartyMissing {
+        /// The order being applied or released.
         order: OrderId,
+        /// The customer whose account must be loaded and passed in.
         customer: CustomerId,
     },
 }
 
+/// What a ledger entry records; the kinds of DESIGN.md's ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EntryKind {
@@ -61,7 +86,11 @@ pub enum EntryKind {
 /// Who pays for an earned (or clawed back) amount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Funding {
+    /// The merchant's part (program and coupon cashback, referral rewards):
+    /// positive on an earn, negative on a clawback (given back).
     pub merchant: Money,
+    /// The matching partner's part, signed like `merchant`; the two add up
+    /// to the entry's whole amount.
     pub partner: Money,
 }
 
@@ -69,16 +98,30 @@ pub struct Funding {
 /// (`{effect key}:{n}`), so replaying an event cannot mint new entries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerEntry {
+    /// `{effect key}:{n}`: a replay of the same change yields the same ids,
+    /// so the store keeps one copy.
     pub entry_id: String,
+    /// When the engine applied the change (the "now" it was given).
     pub at: DateTime<Utc>,
+    /// What kind of change this is.
     pub kind: EntryKind,
+    /// The order the change belongs to; None for adjustments, expiry and
+    /// debt recovered outside an order.
     #[serde(default)]
     pub order_id: Option<OrderId>,
+    /// Signed change to spendable balance: positive credits, negative debits.
     pub available_delta: Money,
+    /// Signed change to pending (earned, not yet released) cashback.
     pub pending_delta: Money,
+    /// Signed change to clawback debt: positive when a clawback or a code's
+    /// shortfall could not be covered, negative when debt is paid.
     pub debt_delta: Money,
+    /// Who funds the money earned or clawed back, on earn and clawback
+    /// entries (for liability by funder); None elsewhere.
     #[serde(default)]
     pub funding: Option<Funding>,
+    /// A line for people reading the history: an adjustment's reason and
+    /// author, "shortfall ... charged as debt", ... Never parsed.
     #[serde(default)]
     pub note: Option<String>,
 }
@@ -86,30 +129,53 @@ pub struct LedgerEntry {
 /// Available balance credited at one time, spent and expired oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lot {
+    /// When the credit (release, immediate earn, restore, goodwill) landed;
+    /// lots are kept in this order.
     pub credited_at: DateTime<Utc>,
+    /// When what is left of it expires, from the program's `expiry_days` at
+    /// the time of the credit; None: never. Moved later while a live hold
+    /// holds it.
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
+    /// What is left unspent, always positive: empty lots are dropped.
     pub remaining: Money,
 }
 
 /// Balance a checkout reserved while the customer pays.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hold {
+    /// The checkout holding it; at most one hold per checkout per account.
     pub checkout_id: CheckoutId,
+    /// Balance reserved, positive; shrinks if the balance under it goes.
     pub amount: Money,
+    /// When it lapses if no order turns it into a redemption first.
     pub expires_at: DateTime<Utc>,
 }
 
+/// One customer's cashback at one shop: balances, lifetime figures, their
+/// code and reminder state. Changed only through the functions of this crate,
+/// which return the [`LedgerEntry`]s explaining every change. Amounts are in
+/// `currency` and never negative.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
+    /// The shop the account belongs to.
     pub shop: ShopId,
+    /// The platform's customer id, or a guest id derived from the email.
     pub customer: CustomerId,
+    /// The shop's currency, which every amount here is in.
     pub currency: Currency,
+    /// Where reminders and notices go; None: no email can be sent.
     #[serde(default)]
     pub email: Option<Email>,
+    /// The customer's balance code, which spends `available` at checkout;
+    /// None until one is issued.
     #[serde(default)]
     pub code: Option<Code>,
+    /// Spendable balance (including what checkouts hold); the sum of
+    /// `lots`.
     pub available: Money,
+    /// Earned cashback not yet released: the sum of the account's orders'
+    /// pending (and referral rewards pending).
     pub pending: Money,
     /// Clawbacks that could not be taken; paid first from new cashback.
     pub debt: Money,
@@ -119,12 +185,20 @@ pub struct Account {
     pub lifetime_used: Money,
     /// Eligible spend, net of refunds; sets the tier.
     pub lifetime_eligible_spend: Money,
+    /// The tier the customer is in, as an index into
+    /// [`Program::tiers`](crate::program::Program::tiers); None below every
+    /// tier or when the program has none.
     #[serde(default)]
     pub tier: Option<usize>,
+    /// `available` as dated credits, oldest first: spending and expiry take
+    /// from the front.
     #[serde(default)]
     pub lots: Vec<Lot>,
+    /// Balance reserved by checkouts in progress; expired holds linger until
+    /// the next change or the scheduled job removes them.
     #[serde(default)]
     pub holds: Vec<Hold>,
+    /// Where the reminder series stands.
     #[serde(default)]
     pub reminders: ReminderState,
     /// Orders that earned, for "first order" referrals and repeat rates.
@@ -142,6 +216,8 @@ pub struct Account {
     /// for the program's per-referrer daily cap.
     #[serde(default)]
     pub referral_day: Option<NaiveDate>,
+    /// Referral rewards earned on `referral_day`; starts again at the next
+    /// day with a reward.
     #[serde(default)]
     pub referrals_on_day: u32,
     /// How many expiry entries the account has had: it names each one, so
@@ -155,32 +231,53 @@ pub struct Account {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Effect {
+    /// An order earned cashback: the "earned" email.
     Earned {
+        /// The order that earned.
         order_id: OrderId,
+        /// Cashback earned, program and coupons together.
         amount: Money,
+        /// When it will be released; None when it is available at once.
         release_at: Option<DateTime<Utc>>,
     },
+    /// Pending cashback became available: the "cashback ready" email, and a
+    /// new reminder series.
     Released {
+        /// The order whose cashback was released.
         order_id: OrderId,
+        /// Cashback released, before any debt it paid.
         amount: Money,
     },
+    /// A refund or cancellation took cashback back: the clawback email.
     ClawedBack {
+        /// The order refunded or cancelled.
         order_id: OrderId,
+        /// Cashback taken back by this change, positive.
         amount: Money,
+        /// The part of `amount` the balances could not cover, now owed.
         debt: Money,
     },
+    /// The customer moved up a tier: the upgrade email (never sent for a
+    /// move down).
     TierUpgraded {
+        /// The new tier, as an index into the program's tiers.
         tier: usize,
     },
+    /// An order used a cashback coupon: count one use for its limits.
     CouponUsed {
+        /// The coupon's code.
         code: Code,
     },
+    /// A cancelled order gives its coupon use back.
     CouponUseReturned {
+        /// The coupon's code.
         code: Code,
     },
     /// A hold shrank because the balance behind it was spent or taken back.
     HoldReduced {
+        /// The checkout whose hold shrank; it must validate again.
         checkout_id: CheckoutId,
+        /// How much the hold lost.
         amount: Money,
     },
 }
@@ -188,13 +285,17 @@ pub enum Effect {
 /// The result of applying one change.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Applied {
+    /// The new ledger entries, in the order they happened; the caller stores
+    /// them with the account in one write.
     pub entries: Vec<LedgerEntry>,
+    /// What the caller must do besides storing: emails, coupon counters.
     pub effects: Vec<Effect>,
     /// The change had been applied before: nothing was done.
     pub duplicate: bool,
 }
 
 impl Applied {
+    /// The answer to a change seen before: no entries, no effects.
     pub fn duplicate() -> Applied {
         Applied {
             duplicate: true,
@@ -202,10 +303,12 @@ impl Applied {
         }
     }
 
+    /// Whether the change did nothing worth storing or telling anyone.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty() && self.effects.is_empty()
     }
 
+    /// Appends another change's entries and effects after this one's.
     pub fn merge(&mut self, other: Applied) {
         self.entries.extend(other.entries);
         self.effects.extend(other.effects);
@@ -269,6 +372,7 @@ impl Journal {
 }
 
 impl Account {
+    /// A new, empty account: every figure zero, no code, no tier yet.
     pub fn open(shop: ShopId, customer: CustomerId, currency: Currency) -> Account {
         let zero = Money::zero(currency);
         Account {

@@ -17,6 +17,8 @@
 //! - [`orders`]: order events applied to the ledger; release of pending.
 //! - [`reminders`]: the reminder series.
 
+#![warn(missing_docs)]
+
 pub mod coupon;
 pub mod earn;
 pub mod ids;

@@ -11,20 +11,45 @@ use std::str::FromStr;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// Why an amount could not be read or computed. Every money operation that
+/// can fail returns one of these instead of panicking or rounding silently.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MoneyError {
+    /// A code that is not an active ISO 4217 currency (funds and precious
+    /// metals are refused too); holds the raw input.
     #[error("unknown currency code {0:?}: expected an ISO 4217 code such as USD")]
     UnknownCurrency(String),
+    /// Two amounts of different currencies met in one sum, difference or
+    /// comparison: a payload or a program in another currency than the
+    /// shop's ledger. Nothing is ever converted.
     #[error("cannot combine {left} and {right} amounts")]
-    CurrencyMismatch { left: Currency, right: Currency },
+    CurrencyMismatch {
+        /// The currency of the amount the operation was called on.
+        left: Currency,
+        /// The currency of the amount passed to it.
+        right: Currency,
+    },
+    /// The text is not a plain decimal (`"12.30"`, `"-5"`): empty, or with
+    /// letters, spaces, separators like `_` or `,`, or exponents.
     #[error("{amount:?} is not a decimal amount")]
-    NotANumber { amount: String },
+    NotANumber {
+        /// The text as received.
+        amount: String,
+    },
+    /// More decimals than the currency's minor unit (`"1.005"` USD, `"10.5"`
+    /// JPY): refused rather than rounded, because a platform never sends
+    /// such an amount and rounding it would invent or lose money.
     #[error("{amount} has more decimals than {currency} allows ({minor_units})")]
     TooPrecise {
+        /// The amount as given.
         amount: String,
+        /// The currency it was given in.
         currency: Currency,
+        /// Digits after the point that currency allows.
         minor_units: u32,
     },
+    /// A sum, difference or product beyond `Decimal`'s range (about 7.9e28):
+    /// only a corrupt or hostile input gets there.
     #[error("amount out of range")]
     Overflow,
 }
@@ -61,10 +86,15 @@ const KNOWN: &[&str] = &[
 pub struct Currency([u8; 3]);
 
 impl Currency {
+    /// US dollar, 2 decimals.
     pub const USD: Currency = Currency(*b"USD");
+    /// Euro, 2 decimals.
     pub const EUR: Currency = Currency(*b"EUR");
+    /// Pound sterling, 2 decimals.
     pub const GBP: Currency = Currency(*b"GBP");
+    /// Japanese yen, no decimals: the usual test of a zero-decimal currency.
     pub const JPY: Currency = Currency(*b"JPY");
+    /// Kuwaiti dinar, 3 decimals: the usual test of a three-decimal currency.
     pub const KWD: Currency = Currency(*b"KWD");
 
     /// Parses a code case-insensitively ("usd" and "USD" are the same currency).
@@ -77,6 +107,7 @@ impl Currency {
         Ok(Currency([bytes[0], bytes[1], bytes[2]]))
     }
 
+    /// The three upper-case letters, as payloads and stored items carry them.
     pub fn code(&self) -> &str {
         // Only ASCII letters ever get in through `parse` or the constants.
         std::str::from_utf8(&self.0).unwrap_or("XXX")
@@ -161,6 +192,7 @@ impl From<Money> for MoneyRepr {
 }
 
 impl Money {
+    /// Nothing, in `currency`, at its minor unit (`0.00` USD, `0` JPY).
     pub fn zero(currency: Currency) -> Money {
         Money::at_minor_unit(Decimal::ZERO, currency)
     }
@@ -212,22 +244,28 @@ impl Money {
         Money { amount, currency }
     }
 
+    /// The signed decimal, always at the currency's minor unit (scale 2 for
+    /// USD), so `to_string` gives `"12.30"`.
     pub fn amount(&self) -> Decimal {
         self.amount
     }
 
+    /// The currency the amount is in; for ledger figures, the shop's.
     pub fn currency(&self) -> Currency {
         self.currency
     }
 
+    /// Whether the amount is zero (whatever its sign: `-0.00` is zero).
     pub fn is_zero(&self) -> bool {
         self.amount.is_zero()
     }
 
+    /// Strictly below zero: a debit delta, or a balance that broke an invariant.
     pub fn is_negative(&self) -> bool {
         self.amount.is_sign_negative() && !self.amount.is_zero()
     }
 
+    /// Strictly above zero (zero is neither positive nor negative).
     pub fn is_positive(&self) -> bool {
         self.amount.is_sign_positive() && !self.amount.is_zero()
     }
@@ -243,6 +281,8 @@ impl Money {
         }
     }
 
+    /// The exact sum; [`MoneyError::CurrencyMismatch`] across currencies,
+    /// [`MoneyError::Overflow`] out of range.
     pub fn checked_add(&self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(&other)?;
         let sum = self
@@ -252,6 +292,8 @@ impl Money {
         Ok(Money::at_minor_unit(sum, self.currency))
     }
 
+    /// The exact difference `self - other`, which may be negative; errors as
+    /// [`Money::checked_add`].
     pub fn checked_sub(&self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(&other)?;
         let difference = self
@@ -270,10 +312,14 @@ impl Money {
         Ok(Money::at_minor_unit(product, self.currency))
     }
 
+    /// The same amount with the opposite sign: a credit turned into the
+    /// matching debit.
     pub fn negated(&self) -> Money {
         Money::at_minor_unit(-self.amount, self.currency)
     }
 
+    /// The smaller of two amounts of one currency (a cap applied, what a
+    /// balance can cover); refuses two currencies.
     pub fn min(self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(&other)?;
         Ok(if other.amount < self.amount {
@@ -283,6 +329,7 @@ impl Money {
         })
     }
 
+    /// The larger of two amounts of one currency; refuses two currencies.
     pub fn max(self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(&other)?;
         Ok(if other.amount > self.amount {
@@ -301,6 +348,8 @@ impl Money {
         }
     }
 
+    /// The total of `amounts`, zero in `currency` when there are none;
+    /// refuses any amount in another currency.
     pub fn sum<'a>(
         currency: Currency,
         amounts: impl IntoIterator<Item = &'a Money>,
@@ -325,7 +374,8 @@ impl fmt::Debug for Money {
     }
 }
 
-/// A percentage between 0 and 100 inclusive, e.g. `5` for 5 %.
+/// `percent` per cent of `amount`, exact (the caller rounds, toward zero for
+/// cashback). Percents are written as numbers of hundredths: `5` for 5 %.
 pub fn percent_of(amount: Decimal, percent: Decimal) -> Decimal {
     amount * percent / Decimal::ONE_HUNDRED
 }

@@ -16,16 +16,26 @@ use crate::money::{Currency, Money, MoneyError};
 /// One line of an order or a cart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Line {
+    /// The platform's id of the line, which a line refund names.
     pub line_id: LineId,
+    /// The product sold, for the program's product exclusions; None for a
+    /// custom line with no product behind it.
     #[serde(default)]
     pub product_id: Option<ProductId>,
+    /// The variant sold, for the program's variant exclusions.
     #[serde(default)]
     pub variant_id: Option<VariantId>,
+    /// The merchant's stock-keeping unit, for SKU exclusions (compared
+    /// trimmed and case-insensitively).
     #[serde(default)]
     pub sku: Option<String>,
+    /// The brand or supplier as the platform names it, for vendor exclusions.
     #[serde(default)]
     pub vendor: Option<String>,
+    /// Units bought; line refunds are counted in these units, capped here.
     pub quantity: u32,
+    /// Price of one unit before discounts, in the shop's currency; includes
+    /// tax when the shop's prices do (see `included_tax`).
     pub unit_price: Money,
     /// Every discount allocated to this line, for all its units together.
     pub discount: Money,
@@ -33,11 +43,15 @@ pub struct Line {
     /// not merchandise, so it leaves the eligible base.
     #[serde(default)]
     pub included_tax: Option<Money>,
+    /// The line sells a gift card: money in another form, never eligible for
+    /// cashback (it would be earned again when the card is spent).
     #[serde(default)]
     pub gift_card: bool,
     /// Price before a sale, when the platform or the imported catalog knows it.
     #[serde(default)]
     pub compare_at_price: Option<Money>,
+    /// Collections the product belongs to, for collection exclusions; empty
+    /// when the platform did not say.
     #[serde(default)]
     pub collection_ids: Vec<CollectionId>,
 }
@@ -65,16 +79,24 @@ impl Line {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DiscountKind {
+    /// Takes off shipping (free or cheaper delivery).
     Shipping,
+    /// Takes off the whole order's subtotal (10 % off everything).
     Order,
+    /// Takes off particular products or lines.
     Product,
 }
 
 /// A discount code applied to an order, with what it took off.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppliedCode {
+    /// The code as entered, normalised; may be a customer's balance code, a
+    /// cashback coupon or an ordinary discount code of the shop.
     pub code: Code,
+    /// What the platform took off for it, positive, in the shop's currency:
+    /// for a balance code, what its owner is debited.
     pub amount: Money,
+    /// What the code discounted, as the platform reports it.
     pub kind: DiscountKind,
 }
 
@@ -82,8 +104,11 @@ pub struct AppliedCode {
 /// neither (a POS sale with no customer): such an order earns nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CustomerRef {
+    /// The platform's customer id; None for a guest checkout.
     #[serde(default)]
     pub id: Option<CustomerId>,
+    /// The address on the order, for guests' accounts, emails, per-customer
+    /// coupon limits and self-referral checks.
     #[serde(default)]
     pub email: Option<Email>,
 }
@@ -102,17 +127,28 @@ impl CustomerRef {
 /// An order as of one platform event (paid, fulfilled or cancelled).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
+    /// The platform's id of the order, shared by all its events.
     pub order_id: OrderId,
+    /// Who bought: the account that earns on the order.
     pub customer: CustomerRef,
+    /// The shop's currency (Shopify's `shop_money`), which every amount of
+    /// the order is in; an amount in another currency than the ledger's makes
+    /// applying the event fail, nothing converted.
     pub currency: Currency,
+    /// Every line bought, the basis of the eligible base and of line refunds.
     pub lines: Vec<Line>,
     /// Merchandise after discounts, as the platform reports it.
     pub subtotal: Money,
+    /// Shipping charged, never eligible; subtracted from `total` to know what
+    /// the merchandise cost when a refund gives only an amount.
     pub shipping: Money,
     /// What the customer was charged in all.
     pub total: Money,
+    /// Every discount code on the order with its amount: balance codes to
+    /// redeem, cashback coupons to credit, the rest for coupon exclusivity.
     #[serde(default)]
     pub discount_codes: Vec<AppliedCode>,
+    /// The checkout the order completes, whose balance hold it frees.
     #[serde(default)]
     pub checkout_id: Option<CheckoutId>,
     /// Every payment gateway the order was paid through, in the platform's
@@ -137,32 +173,53 @@ pub struct Order {
 /// amount, which is then taken as a share of the order's merchandise.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refund {
+    /// The platform's id of this refund: a second delivery of it changes
+    /// nothing, another refund of the same order adds up with it.
     pub refund_id: RefundId,
+    /// The order refunded; the refund waits for it when it arrives first.
     pub order_id: OrderId,
+    /// What was given back, from which the merchandise share is computed.
     pub basis: RefundBasis,
+    /// When the platform made the refund.
     pub occurred_at: DateTime<Utc>,
 }
 
+/// What a refund gave back. The clawback is the cashback earned times the
+/// share of eligible merchandise refunded, computed over all the order's
+/// refunds so far.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RefundBasis {
     /// Units of the order's lines given back. No lines (a shipping-only
     /// refund) refunds no merchandise.
-    Lines { lines: Vec<RefundedLine> },
+    Lines {
+        /// Each line refunded, with its units.
+        lines: Vec<RefundedLine>,
+    },
     /// A bare amount of money, taken as that share of what the order's
     /// merchandise cost (its total less shipping), never more than all of it.
-    Amount { amount: Money },
+    Amount {
+        /// Money refunded, positive, in the shop's currency.
+        amount: Money,
+    },
     /// Units of lines plus money refunded beyond them (Shopify's
     /// `refund_discrepancy`), each counted as above.
     LinesAndAmount {
+        /// Each line refunded, with its units.
         lines: Vec<RefundedLine>,
+        /// Money refunded beyond the lines, positive, in the shop's currency.
         amount: Money,
     },
 }
 
+/// Units of one order line given back by a refund.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefundedLine {
+    /// The order's line, as [`Line::line_id`]; a line the order does not
+    /// have refunds nothing.
     pub line_id: LineId,
+    /// Units given back by this refund; all refunds of a line together are
+    /// capped at the units bought.
     pub quantity: u32,
 }
 
@@ -170,13 +227,21 @@ pub struct RefundedLine {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OrderEvent {
+    /// The customer paid: earns under an on-paid trigger, and redeems any
+    /// balance code on the order whatever the trigger.
     Paid(Order),
+    /// The order shipped: earns under an on-fulfilled trigger.
     Fulfilled(Order),
+    /// Money was given back: claws back cashback and restores spent credit
+    /// in proportion.
     Refunded(Refund),
+    /// The order was cancelled: voids its pending cashback, claws back the
+    /// rest and restores all spent credit.
     Cancelled(Order),
 }
 
 impl OrderEvent {
+    /// The order the event belongs to, whatever its kind.
     pub fn order_id(&self) -> &OrderId {
         match self {
             OrderEvent::Paid(order)
@@ -199,6 +264,7 @@ impl OrderEvent {
         }
     }
 
+    /// When the platform says the event happened (not when it was delivered).
     pub fn occurred_at(&self) -> DateTime<Utc> {
         match self {
             OrderEvent::Paid(order)
@@ -212,23 +278,34 @@ impl OrderEvent {
 /// A checkout's cart, as sent to validation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cart {
+    /// The cart's currency; a cart in another currency than the shop's
+    /// ledger is refused, never converted.
     pub currency: Currency,
+    /// The lines in the cart, for the eligible base a coupon is judged on.
     pub lines: Vec<Line>,
     /// Merchandise after the other discounts, before the code being checked.
     pub subtotal: Money,
+    /// Shipping quoted so far, when known; never eligible, no rule counts it.
     #[serde(default)]
     pub shipping: Option<Money>,
     /// Discounts already applied, by kind, for the combination rules.
     #[serde(default)]
     pub other_discounts: Vec<CartDiscount>,
+    /// The gateway chosen, when the checkout knows it, for coupons limited
+    /// to some payment methods.
     #[serde(default)]
     pub payment_method: Option<String>,
 }
 
+/// A discount already on a cart besides the code being checked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CartDiscount {
+    /// What it discounts, checked against the program's combination switches.
     pub kind: DiscountKind,
+    /// What it takes off, positive, in the cart's currency.
     pub amount: Money,
+    /// Its code; None for an automatic discount, which does not count
+    /// against an exclusive coupon.
     #[serde(default)]
     pub code: Option<Code>,
 }

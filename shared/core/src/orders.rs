@@ -33,7 +33,9 @@ use crate::program::{Issuance, Program, Trigger};
 /// What the engine did for one order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderRecord {
+    /// The platform's id of the order.
     pub order_id: OrderId,
+    /// The shop's currency, which every amount of the record is in.
     pub currency: Currency,
     /// Whose account the order earns on; unknown until an event names them
     /// (a refund carries no customer).
@@ -54,22 +56,34 @@ pub struct OrderRecord {
     /// promotions are judged then, even when fulfilment earns much later.
     #[serde(default)]
     pub placed_at: Option<DateTime<Utc>>,
+    /// The paid event was applied: a second one changes nothing.
     #[serde(default)]
     pub seen_paid: bool,
+    /// The fulfilled event was applied: a second one changes nothing.
     #[serde(default)]
     pub seen_fulfilled: bool,
+    /// The order was cancelled; a paid or fulfilled event that comes after
+    /// earns nothing.
     #[serde(default)]
     pub cancelled: bool,
+    /// What the order earned, once its trigger event was applied (even when
+    /// that was nothing); None before.
     #[serde(default)]
     pub earned: Option<EarnedRecord>,
     /// This order's cashback still pending.
     pub pending: Money,
+    /// When the pending cashback is released: the order's own time plus the
+    /// program's pending days, never before the engine recorded it.
     #[serde(default)]
     pub release_at: Option<DateTime<Utc>>,
+    /// The cashback was made available (by the release job, or at once under
+    /// immediate issuance); a release happens once.
     #[serde(default)]
     pub released: bool,
     /// Earned cashback taken back so far (voided pending included).
     pub clawed_back: Money,
+    /// Every refund applied (or waiting for its order), each once; the
+    /// clawback is computed from all of them together.
     #[serde(default)]
     pub refunds: Vec<RecordedRefund>,
     /// Whether the customer's code on this order has been settled.
@@ -106,6 +120,7 @@ pub struct OrderRecord {
 /// What one further owner's balance codes charged them on an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CoPayment {
+    /// The further owner charged.
     pub customer: CustomerId,
     /// Balance their codes took off the order.
     pub redeemed: Money,
@@ -129,7 +144,10 @@ impl CoPayment {
 /// refunds and voided by its cancellation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReferralRecord {
+    /// The customer whose referral code brought the buyer.
     pub referrer: CustomerId,
+    /// The whole reward granted, before any clawback, in the shop's
+    /// currency; merchant-funded.
     pub reward: Money,
     /// The part still pending on the referrer's account.
     pub pending: Money,
@@ -137,21 +155,34 @@ pub struct ReferralRecord {
     pub clawed_back: Money,
 }
 
+/// What an order earned, kept so that clawbacks are exact shares of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EarnedRecord {
+    /// Cashback earned: the program's plus the coupons', rounded toward zero.
     pub total: Money,
+    /// Who funds `total`: the partner its match, the merchant the rest
+    /// (coupons included); clawbacks split in the same proportion.
     pub funding: Funding,
+    /// The coupons that added cashback, so a cancellation gives their uses
+    /// back.
     pub coupons: Vec<CouponCredit>,
+    /// When the event that earned happened (paid or fulfilled at).
     pub at: DateTime<Utc>,
 }
 
+/// A refund as the order record keeps it: enough to recompute the
+/// cumulative share refunded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordedRefund {
+    /// The platform's id of the refund, so a redelivery is recognised.
     pub refund_id: RefundId,
+    /// What it gave back.
     pub basis: RefundBasis,
 }
 
 impl OrderRecord {
+    /// The record of an order no event has touched yet: nothing seen,
+    /// earned or spent.
     pub fn new(order_id: OrderId, currency: Currency) -> OrderRecord {
         let zero = Money::zero(currency);
         OrderRecord {
@@ -183,6 +214,8 @@ impl OrderRecord {
         }
     }
 
+    /// The order's eligible base, as first seen: what earns and what
+    /// clawbacks are measured against.
     pub fn eligible(&self) -> Money {
         Money::sum(self.currency, self.lines.iter().map(|l| &l.eligible))
             .unwrap_or(Money::zero(self.currency))
@@ -331,6 +364,7 @@ fn share_of(whole: Money, fraction: Decimal) -> Money {
 
 /// What applying an event needs besides the account and the order.
 pub struct EventContext<'a> {
+    /// The shop's program as it stands now (its rules apply to the event).
     pub program: &'a Program,
     /// When the engine applies the event (entries are stamped with it).
     pub now: DateTime<Utc>,
@@ -369,6 +403,7 @@ pub struct Parties<'a> {
 
 /// A further owner of balance codes on an order.
 pub struct CoOwner<'a> {
+    /// Who owns the codes.
     pub customer: CustomerId,
     /// Their account; None when they are the buyer (charged on `buyer`).
     pub account: Option<&'a mut Account>,
@@ -379,14 +414,19 @@ pub struct CoOwner<'a> {
 /// Each party's entries and effects.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OrderApplied {
+    /// The buyer's entries (earn, clawback; redeem and restore when the code
+    /// is their own) and effects.
     pub buyer: Applied,
+    /// The code owner's entries when not the buyer: redeem, restore.
     pub code_owner: Applied,
+    /// The referrer's entries: the referral reward and its clawback.
     pub referrer: Applied,
     /// Each co-owner's entries, in the order of `Parties::co_owners`.
     pub co_owners: Vec<Applied>,
 }
 
 impl OrderApplied {
+    /// The event had been applied before: nothing changed on any account.
     pub fn duplicate(&self) -> bool {
         self.buyer.duplicate
     }

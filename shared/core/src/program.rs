@@ -13,7 +13,11 @@ use crate::money::Currency;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct FieldError {
+    /// Where the problem is, as a JSON path into the submitted document
+    /// (`tiers[1].percent`), so a form can show it beside its field;
+    /// `(body)` when the JSON itself could not be read.
     pub field: String,
+    /// What is wrong and what is accepted, for a person to read.
     pub message: String,
 }
 
@@ -22,51 +26,80 @@ pub struct FieldError {
 #[error("invalid program: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
 pub struct ProgramErrors(pub Vec<FieldError>);
 
+/// What the cashback is called when the merchant has not renamed it.
 pub const DEFAULT_DISPLAY_NAME: &str = "CashBack";
+/// Days earned cashback stays pending by default: long enough for most
+/// returns to come back before the balance can be spent.
 pub const DEFAULT_PENDING_DAYS: u32 = 30;
+/// The longest pending period a program may set.
 pub const MAX_PENDING_DAYS: u32 = 365;
+/// How long a checkout's hold on balance lasts by default (15 minutes).
 pub const DEFAULT_HOLD_TTL_SECONDS: u32 = 15 * 60;
+/// Reminder positions a series has: 0 to 6.
 pub const REMINDER_POSITIONS: u8 = 7;
+/// Referral rewards one referrer may earn per UTC day by default, against
+/// farming rewards with made-up customers.
 pub const DEFAULT_REFERRAL_DAILY_CAP: u32 = 5;
+/// The highest daily referral cap a program may set.
 pub const MAX_REFERRAL_DAILY_CAP: u32 = 1000;
 
+/// A shop's cashback program: one per shop, stored and edited as JSON.
+/// Amounts are plain decimals in `currency` at its minor unit and percents
+/// are numbers of hundredths (`5` for 5 %); [`Program::validate`] checks
+/// both, so the rules that read a program trust its figures.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Program {
+    /// What the cashback is called everywhere the customer sees it (emails,
+    /// pages, checkout messages); 1 to 40 characters, "CashBack" by default.
     #[serde(default = "default_display_name")]
     pub display_name: String,
+    /// The shop's currency, the one every account's ledger is kept in;
+    /// orders and carts in another currency are refused.
     pub currency: Currency,
+    /// How much an order earns.
     #[serde(default)]
     pub earning: Earning,
+    /// Lines that earn nothing.
     #[serde(default)]
     pub exclusions: Exclusions,
     /// Ascending by `min_lifetime_spend`; the tier a customer is in before an
     /// order sets that order's rate.
     #[serde(default)]
     pub tiers: Vec<Tier>,
+    /// Seasonal bonuses added to the earn percent while active.
     #[serde(default)]
     pub promotions: Vec<Promotion>,
+    /// What a referrer earns on a referred customer's first order; None: the
+    /// shop runs no referral program.
     #[serde(default)]
     pub referral: Option<ReferralReward>,
     /// Referral rewards one referrer may earn per day (UTC); referred
     /// orders past it pay the referrer nothing.
     #[serde(default = "default_referral_daily_cap")]
     pub referral_daily_cap: u32,
+    /// Which order event earns the cashback.
     #[serde(default)]
     pub trigger: Trigger,
+    /// Whether earned cashback is spendable at once or waits pending.
     #[serde(default)]
     pub issuance: Issuance,
+    /// How the customer's balance code may be spent.
     #[serde(default)]
     pub redemption: RedemptionRules,
+    /// The reminder series, one entry per position used, in any order;
+    /// positions left out are never sent.
     #[serde(default)]
     pub reminders: Vec<ReminderPosition>,
-    /// Available balance expires this many days after it was released.
+    /// Available balance expires this many days after it was credited,
+    /// oldest first (1 to 3650); None: it never expires.
     #[serde(default)]
     pub expiry_days: Option<u32>,
-    /// How long a checkout may hold balance before it is freed.
+    /// How long a checkout may hold balance before it is freed, in seconds
+    /// (1 to 86,400).
     #[serde(default = "default_hold_ttl")]
     pub hold_ttl_seconds: u32,
-    /// Where emails send the customer back to shop.
+    /// Where emails send the customer back to shop; an http(s) URL.
     #[serde(default)]
     pub shop_url: Option<String>,
     /// Subject and preview of the transactional emails, when the merchant
@@ -100,51 +133,71 @@ fn default_referral_daily_cap() -> u32 {
     DEFAULT_REFERRAL_DAILY_CAP
 }
 
+/// How much an order earns: a percent of its eligible base plus the best
+/// fixed rule met, capped per order.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Earning {
-    /// Percent of the eligible base the merchant funds.
+    /// Percent of the eligible base the merchant funds (0 to 100); a tier's
+    /// percent replaces it for customers in that tier.
     #[serde(default, with = "rust_decimal::serde::str")]
     pub merchant_percent: Decimal,
     /// Percent a partner matches on top, funded by the partner.
     #[serde(default, with = "rust_decimal::serde::str")]
     pub partner_match_percent: Decimal,
-    /// Flat amounts for orders over a threshold; the best one met applies.
+    /// Flat amounts for orders at or over a threshold, added to the percent;
+    /// only the largest one met applies.
     #[serde(default)]
     pub fixed_rules: Vec<FixedRule>,
-    /// At most this much per order, when set.
+    /// At most this much cashback per order from the program (coupons come
+    /// on top), in the shop's currency; None: no cap.
     #[serde(default, with = "rust_decimal::serde::str_option")]
     pub cap_per_order: Option<Decimal>,
-    /// Orders whose eligible base is below this earn nothing.
+    /// Orders whose eligible base is below this earn nothing (gift cards and
+    /// excluded lines do not count toward it); 0 = no minimum.
     #[serde(default, with = "rust_decimal::serde::str")]
     pub min_order_subtotal: Decimal,
 }
 
+/// A flat reward for a large enough order ("10.00 on orders of 50.00 or
+/// more").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FixedRule {
+    /// Cashback added to the order's percent earn, in the shop's currency.
     #[serde(with = "rust_decimal::serde::str")]
     pub amount: Decimal,
+    /// The least eligible base that meets the rule (compared with `>=`).
     #[serde(with = "rust_decimal::serde::str")]
     pub min_order: Decimal,
 }
 
+/// Lines that do not count toward the eligible base: they earn nothing, meet
+/// no threshold, and their refunds claw nothing back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Exclusions {
+    /// Products that never earn, whichever variant is sold.
     #[serde(default)]
     pub product_ids: Vec<ProductId>,
+    /// Single variants that never earn.
     #[serde(default)]
     pub variant_ids: Vec<VariantId>,
+    /// SKUs that never earn, matched trimmed and case-insensitively.
     #[serde(default)]
     pub skus: Vec<String>,
+    /// Vendors (brands) whose products never earn, matched trimmed and
+    /// case-insensitively.
     #[serde(default)]
     pub vendors: Vec<String>,
+    /// Collections whose products never earn.
     #[serde(default)]
     pub collection_ids: Vec<CollectionId>,
     /// Leave out lines sold below their compare-at price.
     #[serde(default)]
     pub sale_items: bool,
+    /// Leave out gift card purchases (true by default): cashback is earned
+    /// when the card is spent, not twice.
     #[serde(default = "yes")]
     pub gift_cards: bool,
 }
@@ -167,59 +220,91 @@ impl Default for Exclusions {
     }
 }
 
+/// A loyalty level reached by lifetime eligible spend (net of refunds).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Tier {
+    /// The tier's name as the customer sees it ("Gold"); not empty.
     pub name: String,
+    /// Lifetime eligible spend from which a customer is in this tier, in the
+    /// shop's currency; strictly ascending across the program's tiers.
     #[serde(with = "rust_decimal::serde::str")]
     pub min_lifetime_spend: Decimal,
-    /// Replaces the merchant percent for customers in this tier.
+    /// Replaces the merchant percent for customers in this tier (0 to 100);
+    /// the partner match and promotions still add to it.
     #[serde(with = "rust_decimal::serde::str")]
     pub percent: Decimal,
 }
 
+/// A seasonal bonus ("double cashback weekend"), judged at the order's own
+/// time, not when its webhook arrives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Promotion {
+    /// The merchant's name for it, for the dashboard and reports.
     pub name: String,
+    /// First moment orders get the bonus (inclusive).
     pub starts_at: DateTime<Utc>,
+    /// Moment the bonus stops (exclusive); after `starts_at`.
     pub ends_at: DateTime<Utc>,
+    /// Percent added to the earn percent (0 to 100); the bonuses of
+    /// overlapping promotions add up.
     #[serde(with = "rust_decimal::serde::str")]
     pub bonus_percent: Decimal,
 }
 
 impl Promotion {
+    /// Whether an order at `at` gets the bonus: `starts_at <= at < ends_at`.
     pub fn is_active(&self, at: DateTime<Utc>) -> bool {
         self.starts_at <= at && at < self.ends_at
     }
 }
 
+/// What a referrer earns when a customer they referred pays a first order
+/// with something eligible. It follows the program's issuance and is taken
+/// back in proportion when that order is refunded or cancelled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ReferralReward {
+    /// A flat amount per referred first order, in the shop's currency.
     Fixed {
+        /// The reward, zero or more, at the currency's minor unit.
         #[serde(with = "rust_decimal::serde::str")]
         amount: Decimal,
     },
+    /// A share of the referred order's eligible base, rounded toward zero.
     Percent {
+        /// Per cent of the eligible base (0 to 100).
         #[serde(with = "rust_decimal::serde::str")]
         percent: Decimal,
     },
 }
 
+/// Which order event earns the cashback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
+    /// Earn when the order is paid (the default).
     #[default]
     Paid,
+    /// Earn when the order ships, so an order cancelled before shipping
+    /// never earns. A balance code is still redeemed on payment.
     Fulfilled,
 }
 
+/// When earned cashback becomes spendable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Issuance {
+    /// Available at once (it pays any debt first).
     Immediate,
-    Pending { days: u32 },
+    /// Held pending, then released by the scheduled job, so a refund within
+    /// the period takes it back before it can be spent.
+    Pending {
+        /// Days from the order's own time (paid or fulfilled at) to release,
+        /// 0 to 365; 30 by default.
+        days: u32,
+    },
 }
 
 impl Default for Issuance {
@@ -230,21 +315,30 @@ impl Default for Issuance {
     }
 }
 
+/// How the customer's balance code may be spent at checkout. The same
+/// settings go to the platform's own code (minimum subtotal, combinations).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedemptionRules {
+    /// The least cart subtotal (merchandise after other discounts) the code
+    /// works on, in the shop's currency; 0 = no minimum.
     #[serde(default, with = "rust_decimal::serde::str")]
     pub min_order_subtotal: Decimal,
     /// The code works only once this much has accrued.
     #[serde(default, with = "rust_decimal::serde::str")]
     pub min_balance: Decimal,
+    /// The code may be used beside a shipping discount (true by default).
     #[serde(default = "yes")]
     pub combine_with_shipping: bool,
+    /// The code may be used beside another order discount (false by
+    /// default).
     #[serde(default)]
     pub combine_with_order: bool,
+    /// The code may be used beside a product discount (true by default).
     #[serde(default = "yes")]
     pub combine_with_product: bool,
-    /// The code takes at most this percent of the order.
+    /// The code takes at most this percent of the cart's subtotal (more
+    /// than 0, at most 100); None: up to all of it.
     #[serde(default, with = "rust_decimal::serde::str_option")]
     pub max_percent_of_order: Option<Decimal>,
     /// Who may spend a customer's balance code. Whoever uses it, the
@@ -279,36 +373,52 @@ impl Default for RedemptionRules {
     }
 }
 
+/// One email of the reminder series, which brings a customer back while
+/// balance is left.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReminderPosition {
-    /// 0 to 6.
+    /// 0 to 6, unique in the program; sent at most once per series.
     pub position: u8,
+    /// A disabled position is skipped; the others keep their offsets.
     pub enabled: bool,
-    /// Days after the cashback became available.
+    /// Days after the cashback became available (the series' start), at
+    /// most 3650; strictly increasing with the position.
     pub offset_days: u32,
+    /// The email's subject; not empty.
     pub subject: String,
+    /// The line mail clients show after the subject; empty: the default.
     #[serde(default)]
     pub preview_text: String,
 }
 
+/// The merchant's own subject and preview for each transactional email;
+/// None keeps the built-in text.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmailTexts {
+    /// The email telling a customer an order earned cashback.
     #[serde(default)]
     pub earned: Option<EmailText>,
+    /// The "cashback ready" email sent when pending cashback is released.
     #[serde(default)]
     pub ready: Option<EmailText>,
+    /// The email telling a customer a refund or cancellation took cashback
+    /// back.
     #[serde(default)]
     pub clawback: Option<EmailText>,
+    /// The email announcing a move up to a higher tier.
     #[serde(default)]
     pub tier_upgrade: Option<EmailText>,
 }
 
+/// A merchant's wording for one email.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmailText {
+    /// The email's subject.
     pub subject: String,
+    /// The line mail clients show after the subject; empty: the default.
     #[serde(default)]
     pub preview_text: String,
 }
@@ -358,6 +468,10 @@ impl Program {
         Ok(program)
     }
 
+    /// Checks every figure of the program (percents 0 to 100, amounts not
+    /// negative and at the currency's minor unit, tiers ascending, reminder
+    /// positions unique with increasing offsets, ...) and returns every
+    /// problem found, each named by its JSON path.
     pub fn validate(&self) -> Result<(), ProgramErrors> {
         let mut errors = Vec::new();
         let mut fail = |field: String, message: &str| {
@@ -545,6 +659,8 @@ impl Program {
             .rposition(|tier| lifetime_spend >= tier.min_lifetime_spend)
     }
 
+    /// Days earned cashback waits before release; None under immediate
+    /// issuance.
     pub fn pending_days(&self) -> Option<u32> {
         match self.issuance {
             Issuance::Immediate => None,

@@ -17,18 +17,46 @@ use crate::program::Program;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum CodeRefusal {
+    /// No account has this code: mistyped, or never issued at this shop.
     #[error("unknown code")]
     UnknownCode,
+    /// The cart's subtotal is under the program's redemption minimum.
     #[error("minimum subtotal {minimum}")]
-    BelowMinimumSubtotal { minimum: Money, subtotal: Money },
+    BelowMinimumSubtotal {
+        /// The least subtotal the code works on.
+        minimum: Money,
+        /// The cart's subtotal (merchandise after other discounts).
+        subtotal: Money,
+    },
+    /// The spendable balance has not reached the program's minimum yet.
     #[error("the code works once {minimum} has accrued")]
-    BelowMinimumBalance { minimum: Money, balance: Money },
+    BelowMinimumBalance {
+        /// The balance the code needs before it works.
+        minimum: Money,
+        /// The balance spendable now (available less other checkouts' holds).
+        balance: Money,
+    },
+    /// Nothing is spendable: no available balance, or all of it held by
+    /// other checkouts.
     #[error("no balance left on this code")]
     NoBalance,
+    /// The cart carries a discount of a kind the program does not let the
+    /// code combine with.
     #[error("this code cannot be combined with a {kind:?} discount")]
-    NotCombinable { kind: DiscountKind },
+    NotCombinable {
+        /// The kind of the first discount that may not be combined.
+        kind: DiscountKind,
+    },
+    /// The cart is priced in another currency than the balance.
     #[error("the cart is in {cart} but the balance is in {balance}")]
-    CurrencyMismatch { cart: String, balance: String },
+    CurrencyMismatch {
+        /// The cart's currency code.
+        cart: String,
+        /// The balance's (the shop's) currency code.
+        balance: String,
+    },
+    /// The program lets only the owner spend the code, and the request named
+    /// another customer or email.
     #[error("this code belongs to another customer")]
     OtherCustomer,
     /// Only its owner may spend the code, and the request named nobody.
@@ -39,8 +67,12 @@ pub enum CodeRefusal {
 /// What the code takes off this cart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RedemptionQuote {
+    /// What the code takes off the cart: the smallest of the spendable
+    /// balance, the subtotal and the program's percent cap.
     pub discount: Money,
+    /// Balance this checkout could spend before the discount.
     pub balance_before: Money,
+    /// What stays on the code after the discount, for the next order.
     pub balance_after: Money,
     /// What the customer still pays for merchandise.
     pub subtotal_after: Money,

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::ledger::Account;
 use crate::program::Program;
 
+/// Where an account's reminder series stands, kept on the account.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ReminderState {
     /// When the current series started (cashback became available).
@@ -23,6 +24,8 @@ pub struct ReminderState {
     /// The last position sent in the current series.
     #[serde(default)]
     pub last_sent: Option<u8>,
+    /// The customer turned reminders off (the email's unsubscribe link or
+    /// their preferences); no reminder is sent while it is set.
     #[serde(default)]
     pub unsubscribed: bool,
     /// SES reported the address bounced or suppressed.
@@ -40,17 +43,25 @@ impl ReminderState {
 /// A reminder position due for sending.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DueReminder {
+    /// The program's reminder position (0 to 6) whose texts to send.
     pub position: u8,
+    /// When it falls due: the series' start plus the position's offset.
     pub due_at: DateTime<Utc>,
     /// Identifies the series, so a send recorded against an older series
     /// is refused.
     pub series_started_at: DateTime<Utc>,
 }
 
+/// Why [`mark_sent`] refused to record a send: the reminder must not go out
+/// (or already went out), so a concurrent or repeated run sends nothing twice.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReminderError {
+    /// That position, or a later one, was already sent in this series; holds
+    /// the position refused.
     #[error("position {0} was already sent in this series")]
     AlreadySent(u8),
+    /// New cashback became available and restarted the series after the
+    /// reminder was chosen: it belongs to a series that no longer runs.
     #[error("the series restarted since this reminder was due")]
     StaleSeries,
 }

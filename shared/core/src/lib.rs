@@ -16,12 +16,16 @@
 //! - [`ledger`]: the account, its entries, lots, holds, expiry, adjustments.
 //! - [`orders`]: order events applied to the ledger; release of pending.
 //! - [`reminders`]: the reminder series.
+//! - [`bonuses`]: birthday, anniversary, win-back and milestone bonuses.
+//! - [`import`]: balances and codes moved over from another app, checked row by row.
 
 #![warn(missing_docs)]
 
+pub mod bonuses;
 pub mod coupon;
 pub mod earn;
 pub mod ids;
+pub mod import;
 pub mod ledger;
 pub mod money;
 pub mod order;

@@ -1,0 +1,628 @@
+//! Bonuses that reward more than an order: a birthday, the anniversary of
+//! the first order, a win-back after a quiet stretch, lifetime-spend
+//! milestones.
+//!
+//! Each is merchant-funded and credited at most once per period, named by a
+//! business key ([`BonusKey`]) exactly as order events are, so a job run
+//! twice at the same instant, or a run catching up a missed day, credits
+//! nothing twice. Bonuses never pay for themselves: no cashback is earned on
+//! them, a refund of an unrelated order does not claw them back, and debt is
+//! paid from them only when the program says so ([`Bonuses::pays_debt`]).
+//!
+//! The rules here only say *when* a bonus is due and *what* it is. The
+//! program does not offer them yet: they join it together with the jobs that
+//! keep one due item per customer and kind and credit through the ledger, so
+//! a merchant can never set a bonus that nothing pays.
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::program::{FieldError, Issuance, MAX_PENDING_DAYS};
+
+/// The most days before a birthday its bonus may arrive.
+pub const MAX_BIRTHDAY_DAYS_BEFORE: u32 = 31;
+/// The longest quiet stretch a win-back may wait for (about five years).
+pub const MAX_WIN_BACK_DAYS: u32 = 1_825;
+/// How many milestones one program may name.
+pub const MAX_MILESTONES: usize = 20;
+
+/// The bonuses a program pays besides cashback on orders. All off by default.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bonuses {
+    /// A yearly amount around the customer's birthday, when the shop knows it.
+    #[serde(default)]
+    pub birthday: Option<BirthdayBonus>,
+    /// A yearly amount on the anniversary of the customer's first order.
+    #[serde(default)]
+    pub anniversary: Option<AnniversaryBonus>,
+    /// A nudge for a customer who has not ordered for a while.
+    #[serde(default)]
+    pub win_back: Option<WinBack>,
+    /// Lifetime eligible spend thresholds, ascending: an email at each, and
+    /// an amount where one is set.
+    #[serde(default)]
+    pub milestones: Vec<Milestone>,
+    /// Whether a bonus pays off the customer's debt first, as earned
+    /// cashback does. Off by default: like goodwill, a gift is not taken back
+    /// to settle a debt unless the merchant chooses so.
+    #[serde(default)]
+    pub pays_debt: bool,
+}
+
+/// The birthday bonus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BirthdayBonus {
+    /// Credited once a year, in the shop's currency.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    /// Whether it is spendable at once or held like earned cashback.
+    #[serde(default = "immediate")]
+    pub issuance: Issuance,
+    /// Credited this many days before the birthday, so the customer can
+    /// treat themselves on the day; 0 credits on the day itself.
+    #[serde(default)]
+    pub days_before: u32,
+}
+
+/// The first-order anniversary bonus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnniversaryBonus {
+    /// Credited once a year, in the shop's currency, spendable at once.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+}
+
+/// The win-back bonus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WinBack {
+    /// Days without an order after which the customer is won back.
+    pub after_days: u32,
+    /// What they get.
+    pub reward: WinBackReward,
+    /// At most one win-back in this many days, however often the customer
+    /// goes quiet; at least `after_days`.
+    pub once_per_days: u32,
+}
+
+/// A win-back's reward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum WinBackReward {
+    /// An amount credited at once, in the shop's currency.
+    Amount {
+        /// The amount.
+        #[serde(with = "rust_decimal::serde::str")]
+        amount: Decimal,
+    },
+    /// Extra percent earned on the next order placed within `valid_days`.
+    ExtraPercent {
+        /// Added to the order's cashback percent.
+        #[serde(with = "rust_decimal::serde::str")]
+        percent: Decimal,
+        /// How long the offer stands.
+        valid_days: u32,
+    },
+}
+
+/// A lifetime eligible spend threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Milestone {
+    /// Reached when lifetime eligible spend first reaches this, in the
+    /// shop's currency.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub lifetime_spend: Decimal,
+    /// Credited on reaching it; none: the email alone.
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    pub amount: Option<Decimal>,
+}
+
+fn immediate() -> Issuance {
+    Issuance::Immediate
+}
+
+/// The kinds of bonus, as reports and ledger entries name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BonusKind {
+    /// [`BirthdayBonus`].
+    Birthday,
+    /// [`AnniversaryBonus`].
+    Anniversary,
+    /// [`WinBack`].
+    WinBack,
+    /// [`Milestone`].
+    Milestone,
+}
+
+impl BonusKind {
+    /// The name in keys, reports and emails.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BonusKind::Birthday => "birthday",
+            BonusKind::Anniversary => "anniversary",
+            BonusKind::WinBack => "win_back",
+            BonusKind::Milestone => "milestone",
+        }
+    }
+}
+
+/// Names one bonus for one customer and period: the ledger refuses a second
+/// entry under the same key, so a bonus is credited at most once per period.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BonusKey(String);
+
+impl BonusKey {
+    /// The birthday bonus of the year the birthday falls in.
+    pub fn birthday(year: i32) -> BonusKey {
+        BonusKey(format!("bonus:birthday:{year}"))
+    }
+
+    /// The anniversary bonus of one year.
+    pub fn anniversary(year: i32) -> BonusKey {
+        BonusKey(format!("bonus:anniversary:{year}"))
+    }
+
+    /// The win-back for the quiet stretch that began with the order at
+    /// `last_order_at`: one per stretch, whatever the runs.
+    pub fn win_back(last_order_at: DateTime<Utc>) -> BonusKey {
+        BonusKey(format!("bonus:win_back:{}", last_order_at.timestamp()))
+    }
+
+    /// A milestone, reached once in a customer's life.
+    pub fn milestone(lifetime_spend: Decimal) -> BonusKey {
+        BonusKey(format!("bonus:milestone:{}", lifetime_spend.normalize()))
+    }
+
+    /// The key as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A birthday as shops know it: month and day, never the year.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "BirthdayRepr", into = "BirthdayRepr")]
+pub struct Birthday {
+    month: u32,
+    day: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BirthdayRepr {
+    month: u32,
+    day: u32,
+}
+
+/// Why a month and day are not a birthday.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{month}-{day} is not a day of the year")]
+pub struct NotADay {
+    /// The month given.
+    pub month: u32,
+    /// The day given.
+    pub day: u32,
+}
+
+impl TryFrom<BirthdayRepr> for Birthday {
+    type Error = NotADay;
+    fn try_from(repr: BirthdayRepr) -> Result<Self, NotADay> {
+        Birthday::new(repr.month, repr.day)
+    }
+}
+
+impl From<Birthday> for BirthdayRepr {
+    fn from(birthday: Birthday) -> Self {
+        BirthdayRepr {
+            month: birthday.month,
+            day: birthday.day,
+        }
+    }
+}
+
+impl Birthday {
+    /// A month (1-12) and day that exist in some year: 29 February is a
+    /// birthday, 30 February is not.
+    pub fn new(month: u32, day: u32) -> Result<Birthday, NotADay> {
+        // 2024 is a leap year, so every real day of the year exists in it.
+        NaiveDate::from_ymd_opt(2024, month, day)
+            .map(|_| Birthday { month, day })
+            .ok_or(NotADay { month, day })
+    }
+
+    /// Reads `MM-DD`, or a full `YYYY-MM-DD` whose year is dropped (as
+    /// Shopify's birthday metafields and most exports carry it).
+    pub fn parse(text: &str) -> Result<Birthday, NotADay> {
+        let parts: Vec<&str> = text.trim().split('-').collect();
+        let (month, day) = match parts.as_slice() {
+            [month, day] | [_, month, day] => (month, day),
+            _ => return Err(NotADay { month: 0, day: 0 }),
+        };
+        let number = |part: &str| part.parse::<u32>().ok();
+        match (number(month), number(day)) {
+            (Some(month), Some(day)) => Birthday::new(month, day),
+            _ => Err(NotADay { month: 0, day: 0 }),
+        }
+    }
+
+    /// The month, 1 to 12.
+    pub fn month(self) -> u32 {
+        self.month
+    }
+
+    /// The day of the month.
+    pub fn day(self) -> u32 {
+        self.day
+    }
+
+    /// The day it is kept in `year`: 29 February falls on 28 February in a
+    /// year without one, so a leap-day customer is never skipped.
+    pub fn in_year(self, year: i32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(year, self.month, self.day)
+            .or_else(|| NaiveDate::from_ymd_opt(year, self.month, self.day - 1))
+            .unwrap_or_else(|| unreachable!("Birthday::new admits only real days"))
+    }
+}
+
+/// A birthday bonus due: when, and under which key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    /// When it becomes due (UTC).
+    pub at: DateTime<Utc>,
+    /// Its business key.
+    pub key: BonusKey,
+}
+
+/// The next birthday credit at or after `from`: credited `days_before` the
+/// birthday, keyed on the birthday's year. A run that missed the day finds
+/// the missed credit still due (its key is unchanged) as long as `from` is
+/// the last instant already handled, not now.
+pub fn next_birthday(birthday: Birthday, days_before: u32, from: DateTime<Utc>) -> Due {
+    let credit_day = |year: i32| birthday.in_year(year) - Duration::days(i64::from(days_before));
+    // The credit for next year's birthday may fall in this year (a birthday
+    // on 3 January credited 7 days before), so look one year ahead.
+    let year = from.year();
+    let at = |year: i32| start_of(credit_day(year));
+    let year = (year..=year + 2)
+        .find(|year| at(*year) >= from)
+        .unwrap_or(year + 2);
+    Due {
+        at: at(year),
+        key: BonusKey::birthday(year),
+    }
+}
+
+/// The next anniversary of the first order at or after `from`, keyed on its
+/// year; the first order's own day is not an anniversary. A first order on
+/// 29 February is celebrated on 28 February in other years.
+pub fn next_anniversary(first_order_at: DateTime<Utc>, from: DateTime<Utc>) -> Due {
+    let first = first_order_at.date_naive();
+    let on = |year: i32| {
+        NaiveDate::from_ymd_opt(year, first.month(), first.day())
+            .or_else(|| NaiveDate::from_ymd_opt(year, first.month(), first.day() - 1))
+            .unwrap_or_else(|| unreachable!("the first order's day exists or is 29 February"))
+    };
+    let year = (first.year() + 1..)
+        .find(|year| start_of(on(*year)) >= from)
+        .unwrap_or_else(|| unreachable!("some later year's anniversary is after `from`"));
+    Due {
+        at: start_of(on(year)),
+        key: BonusKey::anniversary(year),
+    }
+}
+
+/// When the customer whose last order was `last_order_at` is due a win-back,
+/// or `None` when the last one was too recent for another: the due item is
+/// moved forward by every order, so an order the day before it falls due
+/// means no win-back.
+pub fn win_back_due(
+    rule: &WinBack,
+    last_order_at: DateTime<Utc>,
+    last_win_back_at: Option<DateTime<Utc>>,
+) -> Option<Due> {
+    let at = last_order_at + Duration::days(i64::from(rule.after_days));
+    let allowed_from = last_win_back_at
+        .map(|last| last + Duration::days(i64::from(rule.once_per_days)))
+        .unwrap_or(at);
+    (at >= allowed_from).then(|| Due {
+        at,
+        key: BonusKey::win_back(last_order_at),
+    })
+}
+
+/// The milestones a change of lifetime eligible spend from `before` to
+/// `after` reaches, lowest first; none when spend went down (a refund) or a
+/// milestone was reached before.
+pub fn milestones_reached(
+    milestones: &[Milestone],
+    before: Decimal,
+    after: Decimal,
+) -> Vec<Milestone> {
+    milestones
+        .iter()
+        .filter(|m| before < m.lifetime_spend && m.lifetime_spend <= after)
+        .copied()
+        .collect()
+}
+
+fn start_of(day: NaiveDate) -> DateTime<Utc> {
+    day.and_hms_opt(0, 0, 0)
+        .unwrap_or_else(|| unreachable!("midnight exists"))
+        .and_utc()
+}
+
+impl Bonuses {
+    /// Every problem with the bonus settings, as field errors under
+    /// `bonuses.`; amounts must be exact at the currency's `minor_units`.
+    pub fn validate(&self, minor_units: u32) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        let mut fail = |field: &str, message: String| {
+            errors.push(FieldError {
+                field: format!("bonuses.{field}"),
+                message,
+            });
+        };
+        let amount_ok =
+            |value: Decimal| value > Decimal::ZERO && value.normalize().scale() <= minor_units;
+        let amount_message = format!("must be more than zero, with at most {minor_units} decimals");
+        if let Some(birthday) = &self.birthday {
+            if !amount_ok(birthday.amount) {
+                fail("birthday.amount", amount_message.clone());
+            }
+            if birthday.days_before > MAX_BIRTHDAY_DAYS_BEFORE {
+                fail(
+                    "birthday.days_before",
+                    format!("must be at most {MAX_BIRTHDAY_DAYS_BEFORE}"),
+                );
+            }
+            if let Issuance::Pending { days } = birthday.issuance {
+                if days == 0 || days > MAX_PENDING_DAYS {
+                    fail(
+                        "birthday.issuance.days",
+                        format!("must be 1 to {MAX_PENDING_DAYS}"),
+                    );
+                }
+            }
+        }
+        if let Some(anniversary) = &self.anniversary {
+            if !amount_ok(anniversary.amount) {
+                fail("anniversary.amount", amount_message.clone());
+            }
+        }
+        if let Some(win_back) = &self.win_back {
+            if win_back.after_days == 0 || win_back.after_days > MAX_WIN_BACK_DAYS {
+                fail(
+                    "win_back.after_days",
+                    format!("must be 1 to {MAX_WIN_BACK_DAYS}"),
+                );
+            }
+            if win_back.once_per_days < win_back.after_days {
+                fail(
+                    "win_back.once_per_days",
+                    "must be at least after_days".to_string(),
+                );
+            }
+            match win_back.reward {
+                WinBackReward::Amount { amount } if !amount_ok(amount) => {
+                    fail("win_back.reward.amount", amount_message.clone());
+                }
+                WinBackReward::ExtraPercent {
+                    percent,
+                    valid_days,
+                } => {
+                    if percent <= Decimal::ZERO || percent > Decimal::ONE_HUNDRED {
+                        fail(
+                            "win_back.reward.percent",
+                            "must be a percent above 0, at most 100".to_string(),
+                        );
+                    }
+                    if valid_days == 0 || valid_days > MAX_WIN_BACK_DAYS {
+                        fail(
+                            "win_back.reward.valid_days",
+                            format!("must be 1 to {MAX_WIN_BACK_DAYS}"),
+                        );
+                    }
+                }
+                WinBackReward::Amount { .. } => {}
+            }
+        }
+        if self.milestones.len() > MAX_MILESTONES {
+            fail("milestones", format!("at most {MAX_MILESTONES}"));
+        }
+        let mut previous = Decimal::ZERO;
+        for (i, milestone) in self.milestones.iter().enumerate() {
+            if !amount_ok(milestone.lifetime_spend) {
+                fail(
+                    &format!("milestones[{i}].lifetime_spend"),
+                    amount_message.clone(),
+                );
+            } else if milestone.lifetime_spend <= previous {
+                fail(
+                    &format!("milestones[{i}].lifetime_spend"),
+                    "must be above the milestone before it".to_string(),
+                );
+            }
+            if milestone.amount.is_some_and(|amount| !amount_ok(amount)) {
+                fail(&format!("milestones[{i}].amount"), amount_message.clone());
+            }
+            previous = milestone.lifetime_spend;
+        }
+        errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn birthdays_are_real_days_and_leap_day_is_kept_on_the_28th() {
+        assert!(Birthday::new(2, 29).is_ok());
+        assert!(Birthday::new(2, 30).is_err());
+        assert!(Birthday::new(13, 1).is_err());
+        assert!(Birthday::new(0, 1).is_err());
+        let leap = Birthday::parse("1996-02-29").unwrap();
+        assert_eq!(leap, Birthday::new(2, 29).unwrap());
+        assert_eq!(leap.in_year(2027).to_string(), "2027-02-28");
+        assert_eq!(leap.in_year(2028).to_string(), "2028-02-29");
+        assert_eq!(Birthday::parse("07-14").unwrap().month(), 7);
+        for bad in ["", "14", "July 14", "2020-13-01", "xx-yy"] {
+            assert!(Birthday::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_next_birthday_credit_comes_days_before_and_is_keyed_on_its_year() {
+        let early_january = Birthday::new(1, 3).unwrap();
+        // Credited 7 days before 3 January 2027: 27 December 2026.
+        let due = next_birthday(early_january, 7, at("2026-11-30T12:00:00Z"));
+        assert_eq!(due.at, at("2026-12-27T00:00:00Z"));
+        assert_eq!(due.key, BonusKey::birthday(2027));
+        // Handled up to that instant: the next one is a year on.
+        let due = next_birthday(early_january, 7, at("2026-12-27T00:00:01Z"));
+        assert_eq!(due.key, BonusKey::birthday(2028));
+    }
+
+    #[test]
+    fn a_missed_day_is_caught_up_and_a_repeated_run_finds_the_same_key() {
+        let birthday = Birthday::new(11, 28).unwrap();
+        // The job last handled everything up to the 27th and did not run on
+        // the 28th: from the 27th the birthday of this year is still due.
+        let missed = next_birthday(birthday, 0, at("2026-11-27T00:00:00Z"));
+        assert_eq!(missed.at, at("2026-11-28T00:00:00Z"));
+        let again = next_birthday(birthday, 0, at("2026-11-27T00:00:00Z"));
+        assert_eq!(missed, again, "the same instant gives the same key");
+    }
+
+    #[test]
+    fn a_leap_day_birthday_is_celebrated_every_year() {
+        let leap = Birthday::new(2, 29).unwrap();
+        let keys: Vec<String> = [2027, 2028, 2029]
+            .iter()
+            .map(|year| {
+                let due = next_birthday(leap, 0, at(&format!("{year}-01-01T00:00:00Z")));
+                format!("{} {}", due.at.date_naive(), due.key.as_str())
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "2027-02-28 bonus:birthday:2027",
+                "2028-02-29 bonus:birthday:2028",
+                "2029-02-28 bonus:birthday:2029"
+            ]
+        );
+    }
+
+    #[test]
+    fn anniversaries_start_a_year_after_the_first_order() {
+        let first = at("2024-02-29T15:30:00Z");
+        let due = next_anniversary(first, first);
+        assert_eq!(due.at, at("2025-02-28T00:00:00Z"));
+        assert_eq!(due.key, BonusKey::anniversary(2025));
+        let due = next_anniversary(first, at("2027-06-01T00:00:00Z"));
+        assert_eq!(due.at, at("2028-02-29T00:00:00Z"));
+    }
+
+    #[test]
+    fn an_order_before_the_win_back_moves_it_and_one_period_allows_one() {
+        let rule = WinBack {
+            after_days: 90,
+            reward: WinBackReward::Amount { amount: dec!(5) },
+            once_per_days: 180,
+        };
+        let last_order = at("2026-01-01T10:00:00Z");
+        let due = win_back_due(&rule, last_order, None).unwrap();
+        assert_eq!(due.at, at("2026-04-01T10:00:00Z"));
+        // An order the day before it was due: the item moves 90 days on from
+        // that order, under another key.
+        let order_day_before = at("2026-03-31T10:00:00Z");
+        let moved = win_back_due(&rule, order_day_before, None).unwrap();
+        assert_eq!(moved.at, at("2026-06-29T10:00:00Z"));
+        assert_ne!(moved.key, due.key);
+        // Won back on 1 April, ordered on 2 April, quiet again: due 1 July,
+        // inside 180 days of the last win-back, so none.
+        let won_back = at("2026-04-01T10:00:00Z");
+        assert_eq!(
+            win_back_due(&rule, at("2026-04-02T10:00:00Z"), Some(won_back)),
+            None
+        );
+        // Quiet from 1 August: due 30 October, past the period: allowed.
+        assert!(win_back_due(&rule, at("2026-08-01T10:00:00Z"), Some(won_back)).is_some());
+    }
+
+    #[test]
+    fn milestones_are_reached_once_on_the_way_up() {
+        let milestones = [
+            Milestone {
+                lifetime_spend: dec!(100),
+                amount: None,
+            },
+            Milestone {
+                lifetime_spend: dec!(500),
+                amount: Some(dec!(10)),
+            },
+        ];
+        let reached = milestones_reached(&milestones, dec!(90), dec!(600));
+        assert_eq!(reached.len(), 2);
+        assert!(milestones_reached(&milestones, dec!(100), dec!(120)).is_empty());
+        assert!(milestones_reached(&milestones, dec!(600), dec!(50)).is_empty());
+        assert_eq!(
+            BonusKey::milestone(dec!(500.00)),
+            BonusKey::milestone(dec!(500))
+        );
+    }
+
+    #[test]
+    fn validation_names_each_bad_field() {
+        let bonuses: Bonuses = serde_json::from_str(
+            r#"{
+                "birthday": {"amount": "5.001", "days_before": 40, "issuance": {"type": "pending", "days": 0}},
+                "anniversary": {"amount": "0"},
+                "win_back": {"after_days": 0, "once_per_days": 0,
+                             "reward": {"type": "extra_percent", "percent": "150", "valid_days": 0}},
+                "milestones": [{"lifetime_spend": "500"}, {"lifetime_spend": "100", "amount": "-1"}]
+            }"#,
+        )
+        .unwrap();
+        let fields: Vec<String> = bonuses.validate(2).into_iter().map(|e| e.field).collect();
+        assert_eq!(
+            fields,
+            [
+                "bonuses.birthday.amount",
+                "bonuses.birthday.days_before",
+                "bonuses.birthday.issuance.days",
+                "bonuses.anniversary.amount",
+                "bonuses.win_back.after_days",
+                "bonuses.win_back.reward.percent",
+                "bonuses.win_back.reward.valid_days",
+                "bonuses.milestones[1].lifetime_spend",
+                "bonuses.milestones[1].amount",
+            ]
+        );
+        assert!(Bonuses::default().validate(2).is_empty());
+        assert!(
+            serde_json::from_str::<Bonuses>(r#"{"birthday": {"amount": "5", "when": 1}}"#).is_err()
+        );
+    }
+
+    #[test]
+    fn birthdays_serialise_as_month_and_day_only() {
+        let birthday = Birthday::new(2, 29).unwrap();
+        let json = serde_json::to_string(&birthday).unwrap();
+        assert_eq!(json, r#"{"month":2,"day":29}"#);
+        assert!(serde_json::from_str::<Birthday>(r#"{"month":2,"day":30}"#).is_err());
+    }
+}

@@ -1,0 +1,701 @@
+//! Balances and codes moved over from another loyalty app.
+//!
+//! A merchant leaving another app exports what its customers hold: a balance,
+//! perhaps a code they already use at checkout, perhaps cashback still pending
+//! with its release date. This module reads such a file, CSV with a header
+//! row or JSON lines, and checks every row before anything is written, so a
+//! dry run can list every bad row with its line and reason and a real run
+//! starts only from a clean file.
+//!
+//! Columns (CSV header names or JSON keys, case-insensitive):
+//!
+//! | column               | required | meaning                                                  |
+//! |----------------------|----------|----------------------------------------------------------|
+//! | `customer_id`        | yes      | the platform's customer id                               |
+//! | `email`              | yes      | the customer's email                                     |
+//! | `balance`            | yes      | spendable balance in the shop's currency, `12.50`        |
+//! | `code`               | no       | a code the customer already uses, kept as theirs         |
+//! | `pending`            | no       | cashback not yet released                                |
+//! | `pending_release_at` | with `pending` | when it releases: RFC 3339 or `YYYY-MM-DD` (UTC midnight) |
+//! | `currency`           | no       | if present, must be the shop's currency                  |
+//!
+//! Other columns are ignored and named in the plan, so an export from another
+//! app can be used as it is and a misspelt column does not go unnoticed.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::ids::{Code, CustomerId, Email, IdError};
+use crate::money::{Currency, Money, MoneyError};
+
+/// How the import file is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportFormat {
+    /// Comma- (or semicolon-, as spreadsheets in many locales write it)
+    /// separated values with a header row; RFC 4180 quoting.
+    Csv,
+    /// One JSON object per line; blank lines are skipped.
+    JsonLines,
+}
+
+/// One customer's migrated holdings, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportRow {
+    /// The line of the file where the row starts (1-based, header included),
+    /// so a report can point the merchant at it.
+    pub line: usize,
+    /// The account the holdings are credited to; also the row's key, so a
+    /// second run of the same file credits nobody twice.
+    pub customer: CustomerId,
+    /// Where the customer's emails go.
+    pub email: Email,
+    /// Spendable at once; zero or more.
+    pub balance: Money,
+    /// The code the customer already uses at checkout, claimed as theirs.
+    pub code: Option<Code>,
+    /// Cashback still held back by the old app, released on its own date.
+    pub pending: Option<PendingImport>,
+}
+
+/// Cashback migrated as pending: it becomes spendable at `release_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingImport {
+    /// More than zero.
+    pub amount: Money,
+    /// May be in the past: the next release run then releases it.
+    pub release_at: DateTime<Utc>,
+}
+
+/// Why a row cannot be imported. Every row is checked; the file is imported
+/// only when none has a problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RowError {
+    /// A CSV row with more or fewer fields than the header.
+    #[error("has {found} fields where the header has {expected}")]
+    FieldCount {
+        /// Fields in the header.
+        expected: usize,
+        /// Fields in this row.
+        found: usize,
+    },
+    /// A JSON line that is not a JSON object.
+    #[error("is not a JSON object: {0}")]
+    NotAnObject(String),
+    /// A required value is empty or absent.
+    #[error("has no {0}")]
+    Missing(&'static str),
+    /// The customer id cannot be a key.
+    #[error("customer_id: {0}")]
+    CustomerId(IdError),
+    /// The email is not an address.
+    #[error("email is not an email address")]
+    Email,
+    /// The code cannot be a code.
+    #[error("code: {0}")]
+    Code(IdError),
+    /// An amount that is not an exact amount of the shop's currency.
+    #[error("{column}: {source}")]
+    Amount {
+        /// The column holding the amount.
+        column: &'static str,
+        /// What is wrong with it.
+        source: MoneyError,
+    },
+    /// Balances and pending amounts are never negative: debt is not migrated.
+    #[error("{0} is negative")]
+    Negative(&'static str),
+    /// A pending amount needs a release date, and a release date an amount.
+    #[error("pending and pending_release_at go together")]
+    PendingWithoutDate,
+    /// The release date is neither RFC 3339 nor `YYYY-MM-DD`.
+    #[error("pending_release_at {0:?} is not a date (RFC 3339 or YYYY-MM-DD)")]
+    Date(String),
+    /// The row names another currency than the shop's.
+    #[error("currency {found:?} is not the shop's currency {expected}")]
+    Currency {
+        /// The shop's currency.
+        expected: Currency,
+        /// What the row says.
+        found: String,
+    },
+    /// The same customer appears twice: which row holds the truth is not
+    /// for the importer to guess.
+    #[error("customer already appears on line {first_line}")]
+    DuplicateCustomer {
+        /// The earlier row.
+        first_line: usize,
+    },
+    /// Two customers cannot hold one code.
+    #[error("code already appears on line {first_line}")]
+    DuplicateCode {
+        /// The earlier row.
+        first_line: usize,
+    },
+}
+
+/// A bad row and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowProblem {
+    /// The line the row starts on (1-based, header included).
+    pub line: usize,
+    /// What is wrong.
+    pub error: RowError,
+}
+
+/// Why the file as a whole cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImportFileError {
+    /// Nothing but blank lines (or a CSV header alone).
+    #[error("the file has no rows")]
+    Empty,
+    /// The CSV header lacks a required column.
+    #[error("the header has no {0} column")]
+    MissingColumn(&'static str),
+    /// The CSV header names a column twice.
+    #[error("the header names {0} twice")]
+    DuplicateColumn(String),
+    /// A quoted CSV field is never closed: everything after it would be
+    /// one field.
+    #[error("the quoted field starting on line {0} is never closed")]
+    UnclosedQuote(usize),
+    /// More rows than one import takes; split the file.
+    #[error("the file has more than {0} rows; split it")]
+    TooManyRows(usize),
+}
+
+/// The checked file: what would be imported and what stops it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImportPlan {
+    /// Rows that passed every check, in file order.
+    pub rows: Vec<ImportRow>,
+    /// Every bad row, in file order. Nothing is imported unless empty.
+    pub problems: Vec<RowProblem>,
+    /// Columns the file has that the import does not read.
+    pub ignored_columns: Vec<String>,
+}
+
+/// What a clean plan would credit, for the dry run's summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportTotals {
+    /// Rows that would be imported.
+    pub customers: usize,
+    /// Sum of spendable balances.
+    pub balance: Money,
+    /// Sum of pending amounts.
+    pub pending: Money,
+    /// Rows that bring an existing code.
+    pub codes: usize,
+}
+
+impl ImportPlan {
+    /// True when every row passed: the file may be imported.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// Sums over the rows that passed; an error only if the sums leave
+    /// the range of an amount.
+    pub fn totals(&self, currency: Currency) -> Result<ImportTotals, MoneyError> {
+        let zero = Money::zero(currency);
+        let mut totals = ImportTotals {
+            customers: self.rows.len(),
+            balance: zero,
+            pending: zero,
+            codes: 0,
+        };
+        for row in &self.rows {
+            totals.balance = totals.balance.checked_add(row.balance)?;
+            if let Some(pending) = row.pending {
+                totals.pending = totals.pending.checked_add(pending.amount)?;
+            }
+            totals.codes += usize::from(row.code.is_some());
+        }
+        Ok(totals)
+    }
+}
+
+const COLUMNS: [&str; 7] = [
+    "customer_id",
+    "email",
+    "balance",
+    "code",
+    "pending",
+    "pending_release_at",
+    "currency",
+];
+const REQUIRED: [&str; 3] = ["customer_id", "email", "balance"];
+
+/// Reads and checks a whole import file in the shop's `currency`, refusing
+/// files of more than `max_rows` rows.
+pub fn plan_import(
+    text: &str,
+    format: ImportFormat,
+    currency: Currency,
+    max_rows: usize,
+) -> Result<ImportPlan, ImportFileError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let (records, ignored_columns) = match format {
+        ImportFormat::Csv => csv_records(text, max_rows)?,
+        ImportFormat::JsonLines => (json_records(text, max_rows)?, Vec::new()),
+    };
+    if records.is_empty() {
+        return Err(ImportFileError::Empty);
+    }
+    let mut plan = ImportPlan {
+        ignored_columns,
+        ..ImportPlan::default()
+    };
+    let mut customers: HashMap<CustomerId, usize> = HashMap::new();
+    let mut codes: HashMap<Code, usize> = HashMap::new();
+    for (line, fields) in records {
+        let row = fields.and_then(|fields| check_row(line, &fields, currency));
+        let row = row.and_then(|row| {
+            if let Some(first_line) = customers.get(&row.customer) {
+                return Err(RowError::DuplicateCustomer {
+                    first_line: *first_line,
+                });
+            }
+            if let Some(first_line) = row.code.as_ref().and_then(|code| codes.get(code)) {
+                return Err(RowError::DuplicateCode {
+                    first_line: *first_line,
+                });
+            }
+            Ok(row)
+        });
+        match row {
+            Ok(row) => {
+                customers.insert(row.customer.clone(), line);
+                if let Some(code) = &row.code {
+                    codes.insert(code.clone(), line);
+                }
+                plan.rows.push(row);
+            }
+            Err(error) => plan.problems.push(RowProblem { line, error }),
+        }
+    }
+    Ok(plan)
+}
+
+/// A row's values by column name, or why the row could not even be split.
+type Fields = Result<BTreeMap<&'static str, String>, RowError>;
+
+fn check_row(
+    line: usize,
+    fields: &BTreeMap<&'static str, String>,
+    currency: Currency,
+) -> Result<ImportRow, RowError> {
+    let value = |column: &'static str| {
+        fields
+            .get(column)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    };
+    let required = |column: &'static str| value(column).ok_or(RowError::Missing(column));
+
+    let customer = CustomerId::parse(required("customer_id")?).map_err(RowError::CustomerId)?;
+    let email = Email::parse(required("email")?).map_err(|_| RowError::Email)?;
+    if let Some(found) = value("currency") {
+        if !found.eq_ignore_ascii_case(currency.code()) {
+            return Err(RowError::Currency {
+                expected: currency,
+                found: found.to_string(),
+            });
+        }
+    }
+    let amount = |column: &'static str, raw: &str| {
+        let money =
+            Money::parse(raw, currency).map_err(|source| RowError::Amount { column, source })?;
+        if money.is_negative() {
+            return Err(RowError::Negative(column));
+        }
+        Ok(money)
+    };
+    let balance = amount("balance", required("balance")?)?;
+    let code = value("code")
+        .map(Code::parse)
+        .transpose()
+        .map_err(RowError::Code)?;
+    let pending = match (value("pending"), value("pending_release_at")) {
+        (None, None) => None,
+        (Some(raw), Some(date)) => {
+            let amount = amount("pending", raw)?;
+            let release_at = parse_date(date)?;
+            // A zero pending amount is no pending at all.
+            (!amount.is_zero()).then_some(PendingImport { amount, release_at })
+        }
+        _ => return Err(RowError::PendingWithoutDate),
+    };
+    Ok(ImportRow {
+        line,
+        customer,
+        email,
+        balance,
+        code,
+        pending,
+    })
+}
+
+fn parse_date(raw: &str) -> Result<DateTime<Utc>, RowError> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .ok()
+        .and_then(|day| day.and_hms_opt(0, 0, 0))
+        .map(|at| at.and_utc())
+        .ok_or_else(|| RowError::Date(raw.to_string()))
+}
+
+type CsvRecords = (Vec<(usize, Fields)>, Vec<String>);
+
+fn csv_records(text: &str, max_rows: usize) -> Result<CsvRecords, ImportFileError> {
+    let separator = sniff_separator(text);
+    let mut records = split_csv(text, separator)?.into_iter();
+    let Some((_, header)) = records.next() else {
+        return Err(ImportFileError::Empty);
+    };
+    let mut columns: Vec<Option<&'static str>> = Vec::with_capacity(header.len());
+    let mut ignored = Vec::new();
+    for name in &header {
+        let name = name.trim().to_ascii_lowercase();
+        let known = COLUMNS.iter().copied().find(|column| *column == name);
+        if known.is_some() && columns.contains(&known) {
+            return Err(ImportFileError::DuplicateColumn(name));
+        }
+        if known.is_none() {
+            ignored.push(name);
+        }
+        columns.push(known);
+    }
+    for column in REQUIRED {
+        if !columns.contains(&Some(column)) {
+            return Err(ImportFileError::MissingColumn(column));
+        }
+    }
+    let mut rows = Vec::new();
+    for (line, values) in records {
+        if rows.len() == max_rows {
+            return Err(ImportFileError::TooManyRows(max_rows));
+        }
+        let fields = if values.len() == columns.len() {
+            Ok(columns
+                .iter()
+                .zip(values)
+                .filter_map(|(column, value)| column.map(|column| (column, value)))
+                .collect())
+        } else {
+            Err(RowError::FieldCount {
+                expected: columns.len(),
+                found: values.len(),
+            })
+        };
+        rows.push((line, fields));
+    }
+    Ok((rows, ignored))
+}
+
+/// Spreadsheets in locales with a decimal comma write `;` between fields.
+fn sniff_separator(text: &str) -> char {
+    let header = text.lines().next().unwrap_or_default();
+    if header.contains(';') && !header.contains(',') {
+        ';'
+    } else {
+        ','
+    }
+}
+
+/// RFC 4180: fields split on `separator`, double quotes around a field that
+/// holds a separator, quote or line break, `""` for a quote inside one; CRLF
+/// or LF between records. Blank lines are skipped. Each record comes with
+/// the line it starts on.
+fn split_csv(text: &str, separator: char) -> Result<Vec<(usize, Vec<String>)>, ImportFileError> {
+    let mut records = Vec::new();
+    let mut record: Vec<String> = Vec::new();
+    let mut field = String::new();
+    let mut line = 1;
+    let mut record_line = 1;
+    let mut quoted = false;
+    let mut quote_line = 0;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if quoted {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    field.push('"');
+                }
+                '"' => quoted = false,
+                '\n' => {
+                    line += 1;
+                    field.push(c);
+                }
+                _ => field.push(c),
+            }
+            continue;
+        }
+        match c {
+            '"' if field.trim().is_empty() => {
+                field.clear();
+                quoted = true;
+                quote_line = line;
+            }
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\n' => {
+                record.push(std::mem::take(&mut field));
+                if !is_blank(&record) {
+                    records.push((record_line, std::mem::take(&mut record)));
+                }
+                record.clear();
+                line += 1;
+                record_line = line;
+            }
+            c if c == separator => record.push(std::mem::take(&mut field)),
+            _ => field.push(c),
+        }
+    }
+    if quoted {
+        return Err(ImportFileError::UnclosedQuote(quote_line));
+    }
+    record.push(field);
+    if !is_blank(&record) {
+        records.push((record_line, record));
+    }
+    Ok(records)
+}
+
+fn is_blank(record: &[String]) -> bool {
+    record.len() == 1 && record[0].trim().is_empty()
+}
+
+fn json_records(text: &str, max_rows: usize) -> Result<Vec<(usize, Fields)>, ImportFileError> {
+    let mut rows = Vec::new();
+    for (index, raw) in text.lines().enumerate() {
+        if raw.trim().is_empty() {
+            continue;
+        }
+        if rows.len() == max_rows {
+            return Err(ImportFileError::TooManyRows(max_rows));
+        }
+        rows.push((index + 1, json_fields(raw)));
+    }
+    Ok(rows)
+}
+
+fn json_fields(raw: &str) -> Fields {
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(raw).map_err(|error| RowError::NotAnObject(error.to_string()))?;
+    let mut fields = BTreeMap::new();
+    for (key, value) in object {
+        let key = key.to_ascii_lowercase();
+        let Some(column) = COLUMNS.iter().copied().find(|column| *column == key) else {
+            continue;
+        };
+        let text = match value {
+            serde_json::Value::Null => continue,
+            serde_json::Value::String(text) => text,
+            // A JSON number prints as the shortest form that reads back to
+            // the same double, so "12.35" written as 12.35 comes back as
+            // "12.35"; Money::parse then refuses anything finer than cents.
+            serde_json::Value::Number(number) => number.to_string(),
+            other => other.to_string(),
+        };
+        fields.insert(column, text);
+    }
+    Ok(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usd() -> Currency {
+        Currency::parse("USD").unwrap()
+    }
+
+    fn money(amount: &str) -> Money {
+        Money::parse(amount, usd()).unwrap()
+    }
+
+    fn plan(text: &str) -> ImportPlan {
+        plan_import(text, ImportFormat::Csv, usd(), 1_000).unwrap()
+    }
+
+    #[test]
+    fn a_clean_csv_becomes_rows_with_their_lines() {
+        let plan = plan(
+            "customer_id,email,balance,code,pending,pending_release_at\n\
+             101,Ann@Example.com,12.50,ANN-OLD,,\n\
+             \n\
+             102,bo@example.com,0,,4.20,2026-12-24\n",
+        );
+        assert!(plan.is_clean(), "{:?}", plan.problems);
+        assert_eq!(plan.rows.len(), 2);
+        let ann = &plan.rows[0];
+        assert_eq!(ann.line, 2);
+        assert_eq!(ann.email.as_str(), "ann@example.com");
+        assert_eq!(ann.balance, money("12.50"));
+        assert_eq!(ann.code.as_ref().map(Code::as_str), Some("ann-old"));
+        assert_eq!(ann.pending, None);
+        let bo = &plan.rows[1];
+        assert_eq!(bo.line, 4);
+        let pending = bo.pending.unwrap();
+        assert_eq!(pending.amount, money("4.20"));
+        assert_eq!(pending.release_at.to_rfc3339(), "2026-12-24T00:00:00+00:00");
+        let totals = plan.totals(usd()).unwrap();
+        assert_eq!(totals.customers, 2);
+        assert_eq!(totals.balance, money("12.50"));
+        assert_eq!(totals.pending, money("4.20"));
+        assert_eq!(totals.codes, 1);
+    }
+
+    #[test]
+    fn every_bad_row_is_reported_with_its_line_and_reason() {
+        let plan = plan(
+            "customer_id,email,balance,code,pending,pending_release_at\n\
+             1,a@example.com,-1.00,,,\n\
+             2,not-an-email,1.00,,,\n\
+             3,c@example.com,1.005,,,\n\
+             4,d@example.com,1.00,,2.00,\n\
+             5,e@example.com,1.00,,2.00,next week\n\
+             6,f@example.com,1.00,SHARED,,\n\
+             7,g@example.com,1.00,shared,,\n\
+             6,h@example.com,1.00,,,\n\
+             8,i@example.com,1.00\n\
+             ,j@example.com,1.00,,,\n\
+             9#x,k@example.com,1.00,,,\n\
+             10,l@example.com,1.00,no spaces,,\n",
+        );
+        let found: Vec<(usize, String)> = plan
+            .problems
+            .iter()
+            .map(|p| (p.line, p.error.to_string()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (2, "balance is negative".to_string()),
+                (3, "email is not an email address".to_string()),
+                (
+                    4,
+                    "balance: 1.005 has more decimals than USD allows (2)".to_string()
+                ),
+                (5, "pending and pending_release_at go together".to_string()),
+                (
+                    6,
+                    "pending_release_at \"next week\" is not a date (RFC 3339 or YYYY-MM-DD)"
+                        .to_string()
+                ),
+                (8, "code already appears on line 7".to_string()),
+                (9, "customer already appears on line 7".to_string()),
+                (10, "has 3 fields where the header has 6".to_string()),
+                (11, "has no customer_id".to_string()),
+                (
+                    12,
+                    "customer_id: customer id contains a character that is not allowed".to_string()
+                ),
+                (
+                    13,
+                    "code: code contains a character that is not allowed".to_string()
+                ),
+            ]
+        );
+        assert_eq!(plan.rows.len(), 1, "only line 7 is clean");
+        assert!(!plan.is_clean());
+    }
+
+    #[test]
+    fn quoted_fields_semicolons_crlf_and_a_byte_order_mark_are_read() {
+        let text = "\u{feff}Customer_ID;EMAIL;Balance;Note\r\n\
+                    \"1\";\"a@example.com\";\"3.10\";\"said \"\"hi\"\";\r\nover two lines\"\r\n";
+        let plan = plan(text);
+        assert!(plan.is_clean(), "{:?}", plan.problems);
+        assert_eq!(plan.rows[0].balance, money("3.10"));
+        assert_eq!(plan.ignored_columns, vec!["note".to_string()]);
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_is_refused_whole() {
+        let refuse = |text: &str| plan_import(text, ImportFormat::Csv, usd(), 2).unwrap_err();
+        assert_eq!(refuse(""), ImportFileError::Empty);
+        assert_eq!(
+            refuse("customer_id,email,balance\n"),
+            ImportFileError::Empty
+        );
+        assert_eq!(
+            refuse("customer_id,email\n1,a@example.com\n"),
+            ImportFileError::MissingColumn("balance")
+        );
+        assert_eq!(
+            refuse("customer_id,email,balance,Email\n"),
+            ImportFileError::DuplicateColumn("email".to_string())
+        );
+        assert_eq!(
+            refuse("customer_id,email,balance\n1,\"a@example.com,1\n2,b@example.com,1\n"),
+            ImportFileError::UnclosedQuote(2)
+        );
+        assert_eq!(
+            refuse("customer_id,email,balance\n1,a@x.io,1\n2,b@x.io,1\n3,c@x.io,1\n"),
+            ImportFileError::TooManyRows(2)
+        );
+    }
+
+    #[test]
+    fn json_lines_take_strings_or_numbers_and_report_bad_lines() {
+        let text = r#"{"customer_id":"1","email":"a@example.com","balance":12.35,"code":null}
+
+{"customer_id":2,"email":"b@example.com","balance":"0.10","pending":"1","pending_release_at":"2026-12-01T10:00:00+01:00","extra":true}
+[1,2]
+{"customer_id":"3","email":"c@example.com","balance":0.1234}
+{"customer_id":"4","email":"d@example.com","balance":"1","currency":"EUR"}"#;
+        let plan = plan_import(text, ImportFormat::JsonLines, usd(), 100).unwrap();
+        assert_eq!(plan.rows.len(), 2);
+        assert_eq!(plan.rows[0].balance, money("12.35"));
+        assert_eq!(plan.rows[1].line, 3);
+        assert_eq!(plan.rows[1].customer.as_str(), "2");
+        assert_eq!(
+            plan.rows[1].pending.unwrap().release_at.to_rfc3339(),
+            "2026-12-01T09:00:00+00:00"
+        );
+        let lines: Vec<usize> = plan.problems.iter().map(|p| p.line).collect();
+        assert_eq!(lines, vec![4, 5, 6]);
+        assert!(matches!(plan.problems[0].error, RowError::NotAnObject(_)));
+        assert!(matches!(
+            plan.problems[1].error,
+            RowError::Amount {
+                column: "balance",
+                ..
+            }
+        ));
+        assert!(matches!(plan.problems[2].error, RowError::Currency { .. }));
+    }
+
+    #[test]
+    fn a_zero_pending_amount_is_no_pending() {
+        let plan = plan(
+            "customer_id,email,balance,pending,pending_release_at\n1,a@example.com,1,0,2026-01-01\n",
+        );
+        assert_eq!(plan.rows[0].pending, None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_gives_a_plan_or_a_file_error_never_a_panic(text in "\\PC{0,400}") {
+            for format in [ImportFormat::Csv, ImportFormat::JsonLines] {
+                let _ = plan_import(&text, format, usd(), 50);
+            }
+        }
+
+        #[test]
+        fn quoted_fields_read_back_as_written(
+            id in "[0-9]{1,8}",
+            note in "[ -~\n\r]{0,40}",
+        ) {
+            let quoted = format!("\"{}\"", note.replace('"', "\"\""));
+            let text = format!("customer_id,note,email,balance\n{id},{quoted},a@example.com,1.00\n");
+            let plan = plan_import(&text, ImportFormat::Csv, usd(), 10).unwrap();
+            proptest::prop_assert!(plan.is_clean(), "{:?}", plan.problems);
+            proptest::prop_assert_eq!(plan.rows[0].customer.as_str(), id.as_str());
+        }
+    }
+}

@@ -170,6 +170,10 @@ pub fn router_with(ctx: Context, config: PagesConfig) -> Router {
             "/dashboard/shops/{shop}/customers/{id}/regenerate-code",
             post(dashboard::regenerate_code),
         )
+        .route(
+            "/dashboard/shops/{shop}/customers/{id}/resend-email",
+            post(dashboard::resend_email),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(PagesState {
             ctx,

@@ -481,3 +481,73 @@ fn the_pages_work_in_a_real_browser() {
     drop(s);
     let _ = std::fs::remove_dir_all(&profile);
 }
+
+/// The README's screenshots of the reports, a customer in the dashboard and
+/// the customer's page, from the local demo (`cargo run -p cashback-local`),
+/// whose shop has eight weeks of history. Run by hand after the test above:
+/// `DEMO_URL=http://127.0.0.1:3000 UPDATE_SCREENSHOTS=1 cargo test -p
+/// cashback-pages --test browser -- --ignored`.
+#[test]
+#[ignore = "needs cashback-local serving at DEMO_URL"]
+fn screenshots_of_the_local_demo() {
+    let Ok(base) = std::env::var("DEMO_URL") else {
+        eprintln!("skipped: DEMO_URL is not set");
+        return;
+    };
+    let base = base.trim_end_matches('/').to_string();
+    let (Some(chromium), Some(chromedriver)) = (
+        found("CHROMIUM", "/usr/bin/chromium"),
+        found("CHROMEDRIVER", "/usr/bin/chromedriver"),
+    ) else {
+        panic!("chromium and chromedriver are needed");
+    };
+    let axe = std::env::var("AXE_CORE_JS")
+        .ok()
+        .and_then(|path| std::fs::read_to_string(path).ok());
+    let axe = axe.as_deref();
+    let driver = Driver::start(&chromedriver).unwrap();
+    let profile =
+        std::env::temp_dir().join(format!("cashback-chromium-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let s = driver.session(&chromium, &profile).unwrap();
+    let shots = Shots::new();
+    let shop = "demo.myshopify.com";
+    let ann = "7000000000000001";
+
+    s.goto(&format!("{base}/dashboard/login")).unwrap();
+    wait(&s, "#shop").unwrap();
+    s.fill("#shop", shop).unwrap();
+    s.fill("#email", "owner@demo.myshopify.com").unwrap();
+    s.fill("#password", "demo-dashboard-password").unwrap();
+    s.click("form button[type=submit].primary").unwrap();
+    wait(&s, "#q").unwrap();
+
+    s.goto(&format!("{base}/dashboard/shops/{shop}/reports"))
+        .unwrap();
+    wait(&s, "svg.chart").unwrap();
+    let page = body(&s);
+    assert!(page.contains("Issued and redeemed"), "{page}");
+    shots.both(&s, axe, "dashboard-reports");
+
+    s.goto(&format!("{base}/dashboard/shops/{shop}/customers/{ann}"))
+        .unwrap();
+    wait(&s, "#amount").unwrap();
+    shots.both(&s, axe, "dashboard-customer");
+
+    // The customer's page from a link minted with the demo's API key.
+    let url = s
+        .run_async(&format!(
+            "const done = arguments[arguments.length - 1];\
+             fetch('/pages/shops/{shop}/customers/{ann}/link', {{method: 'POST', headers: {{authorization: 'Bearer cbk_demo_local_development_key'}}}})\
+               .then(r => r.json()).then(j => done(j.url), e => done('error: ' + e));"
+        ))
+        .unwrap();
+    let url = url.as_str().unwrap_or_default().to_string();
+    assert!(url.contains("sig="), "{url}");
+    s.goto(&url).unwrap();
+    wait(&s, "[data-copy]").unwrap();
+    shots.both(&s, axe, "customer");
+
+    drop(s);
+    let _ = std::fs::remove_dir_all(&profile);
+}

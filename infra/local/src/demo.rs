@@ -32,7 +32,10 @@ impl Timeline {
     }
 }
 
-pub(crate) async fn call(app: &Router, request: Request<Body>) -> Result<(StatusCode, Value), String> {
+pub(crate) async fn call(
+    app: &Router,
+    request: Request<Body>,
+) -> Result<(StatusCode, Value), String> {
     let response = app
         .clone()
         .oneshot(request)

@@ -83,7 +83,8 @@ enum Step {
     WelcomeCredit,
 }
 
-/// (day since the start, hour, step), in time order.
+/// (day since the start, hour, step), in time order; a line each.
+#[rustfmt::skip]
 const STORY: &[(i64, u32, Step)] = &[
     (1, 10, Step::Order { shopper: BEA, order: 9_201, lines: &[("120.00", 1)] }),
     (3, 15, Step::Order { shopper: CARL, order: 9_202, lines: &[("32.00", 2)] }),
@@ -196,9 +197,9 @@ async fn spend(
 pub async fn play(app: &Router, local: &Local) -> Result<(), String> {
     let start = local.clock.now();
     for (day, hour, step) in STORY {
-        let at = local.clock.advance_to(
-            start + Duration::days(*day) + Duration::hours(i64::from(*hour)),
-        );
+        let at = local
+            .clock
+            .advance_to(start + Duration::days(*day) + Duration::hours(i64::from(*hour)));
         // Releases due by now, as the hourly schedule would have made them.
         run_job(&local.ctx, Job::Promote, at).await?;
         match step {
@@ -261,7 +262,9 @@ mod tests {
 
     async fn played(store: Arc<dyn Store>, outbox: &std::path::Path) -> Local {
         let clock = VirtualClock::starting_at(Utc::now() - Duration::days(HISTORY_DAYS));
-        crate::seed::seed(store.as_ref(), clock.now()).await.unwrap();
+        crate::seed::seed(store.as_ref(), clock.now())
+            .await
+            .unwrap();
         let ctx = crate::context(store, outbox, "http://127.0.0.1:3000".into()).unwrap();
         let local = Local {
             ctx,

@@ -352,7 +352,9 @@ pub(crate) fn proxy_urls(prefix: &str) -> Urls {
     }
 }
 
-pub(crate) fn query_params(query: Result<Query<Params>, QueryRejection>) -> Result<Params, ApiError> {
+pub(crate) fn query_params(
+    query: Result<Query<Params>, QueryRejection>,
+) -> Result<Params, ApiError> {
     query
         .map(|Query(params)| params)
         .map_err(|_| ApiError::bad_request("bad_query", "the query string is malformed"))

@@ -98,7 +98,14 @@ pub(crate) async fn proxy_json(
     let result = async {
         let params = customer::query_params(query)?;
         let (shop, customer, prefix) = customer::proxied_customer(&state, &params, now).await?;
-        widget_view(&state, &shop, &customer, &customer::proxy_urls(&prefix), now).await
+        widget_view(
+            &state,
+            &shop,
+            &customer,
+            &customer::proxy_urls(&prefix),
+            now,
+        )
+        .await
     }
     .await;
     answer(result)

@@ -171,7 +171,10 @@ async fn app_proxy(
     params.push(("signature".to_string(), signature));
     let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let uri = format!("/pages/proxy/{rest}?{}", query.join("&"));
-    match pages.oneshot(Request::get(uri).body(Body::empty()).unwrap()).await {
+    match pages
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+    {
         Ok(response) => response.into_response(),
         Err(never) => match never {},
     }
@@ -380,7 +383,10 @@ fn the_pages_work_in_a_real_browser() {
     assert!(reached, "the widget's copy button is reachable by keyboard");
     s.keys("\u{E007}").unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while s.text("[data-cb-copy-status]").unwrap_or_default().is_empty()
+    while s
+        .text("[data-cb-copy-status]")
+        .unwrap_or_default()
+        .is_empty()
         && Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(100));

@@ -388,7 +388,10 @@ async fn the_widget_json_through_the_proxy_is_the_logged_in_customers_balance_an
         .starts_with("application/json"));
     assert_eq!(response.headers()["cache-control"], "private, no-store");
     assert!(
-        response.headers().get("access-control-allow-origin").is_none(),
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none(),
         "read on the shop's own domain only"
     );
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -427,12 +430,11 @@ async fn the_widget_json_is_refused_unsigned_tampered_stale_or_for_another_custo
     let router = router_with(ctx().await, config());
     let widget = |query: String| get(&format!("/pages/proxy/widget.json?{query}"));
     // Unsigned, even with the shop's API key.
-    let request = Request::get(
-        "/pages/proxy/widget.json?shop=demo.myshopify.com&logged_in_customer_id=ann",
-    )
-    .header("authorization", format!("Bearer {API_KEY}"))
-    .body(Body::empty())
-    .unwrap();
+    let request =
+        Request::get("/pages/proxy/widget.json?shop=demo.myshopify.com&logged_in_customer_id=ann")
+            .header("authorization", format!("Bearer {API_KEY}"))
+            .body(Body::empty())
+            .unwrap();
     let (status, _, body) = send_text(router.clone(), request).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     reveals_nothing(&body);
@@ -466,17 +468,16 @@ async fn the_widget_json_is_refused_unsigned_tampered_stale_or_for_another_custo
     let params = proxied_params("bob", &[("customer", "ann"), ("id", "ann")]);
     let (status, _, body) = send_text(router.clone(), widget(encode(&params))).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(!body.contains("30.00") && !body.contains(ANN_CODE), "{body}");
+    assert!(
+        !body.contains("30.00") && !body.contains(ANN_CODE),
+        "{body}"
+    );
     assert!(body.contains("0.00 USD"));
     // A request older than five minutes.
     let stale = ctx()
         .await
         .with_clock(Arc::new(|| t0() + Duration::minutes(30)));
-    let (status, _, body) = send_text(
-        router_with(stale, config()),
-        widget(proxied("ann")),
-    )
-    .await;
+    let (status, _, body) = send_text(router_with(stale, config()), widget(proxied("ann"))).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     reveals_nothing(&body);
 }
@@ -485,8 +486,10 @@ async fn the_widget_json_is_refused_unsigned_tampered_stale_or_for_another_custo
 async fn the_widget_json_from_a_signed_link_is_readable_from_the_shop_until_it_expires() {
     let ctx = ctx().await;
     let router = router_with(ctx.clone(), config());
-    let widget_url = |page: String| page.replacen("/customers/ann?", "/customers/ann/widget.json?", 1)
-        .replacen("/customers/bob?", "/customers/bob/widget.json?", 1);
+    let widget_url = |page: String| {
+        page.replacen("/customers/ann?", "/customers/ann/widget.json?", 1)
+            .replacen("/customers/bob?", "/customers/bob/widget.json?", 1)
+    };
     let url = widget_url(link_for(&ctx, "ann", Duration::hours(1)));
     let (status, response, body) = send_text(router.clone(), get(&url)).await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -707,17 +707,18 @@ impl cashback_app::notify::Notifier for Kept {
 
 impl Kept {
     fn kinds(&self) -> Vec<&'static str> {
-        self.0.lock().unwrap().iter().map(|n| n.kind.name()).collect()
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|n| n.kind.name())
+            .collect()
     }
 }
 
 /// Ann's 30.00, then an order of 80.00 paid (an "earned" email sent), on a
 /// clock the test moves; emails kept.
-async fn emailed_ctx() -> (
-    Context,
-    Arc<Kept>,
-    Arc<std::sync::atomic::AtomicI64>,
-) {
+async fn emailed_ctx() -> (Context, Arc<Kept>, Arc<std::sync::atomic::AtomicI64>) {
     use cashback_core::ids::{Email, LineId, OrderId};
     use cashback_core::money::Currency;
     use cashback_core::order::{CustomerRef, Line, Order, OrderEvent};
@@ -784,8 +785,11 @@ async fn the_last_email_is_resent_at_most_once_every_ten_minutes() {
     assert!(page.contains("Resend the last email") && page.contains("once every 10 minutes"));
     let csrf = csrf_of(&page);
 
-    let (status, response, _) =
-        send_text(router.clone(), post_as(RESEND, &cookie, &format!("csrf={csrf}"))).await;
+    let (status, response, _) = send_text(
+        router.clone(),
+        post_as(RESEND, &cookie, &format!("csrf={csrf}")),
+    )
+    .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(response.headers()["location"], format!("{ANN}?done=resent"));
     {
@@ -802,15 +806,22 @@ async fn the_last_email_is_resent_at_most_once_every_ten_minutes() {
             other => panic!("resent {other:?}"),
         }
     }
-    let (_, _, page) = send_text(router.clone(), get_as(&format!("{ANN}?done=resent"), &cookie)).await;
+    let (_, _, page) = send_text(
+        router.clone(),
+        get_as(&format!("{ANN}?done=resent"), &cookie),
+    )
+    .await;
     assert!(page.contains("last email was sent again"));
 
     // Again at once, nine and eleven minutes later: refused, nothing sent
     // (ten-minute windows; the one after the resend's is closed too).
     for later in [0, 9, 11] {
         minutes.store(later, std::sync::atomic::Ordering::SeqCst);
-        let (status, _, page) =
-            send_text(router.clone(), post_as(RESEND, &cookie, &format!("csrf={csrf}"))).await;
+        let (status, _, page) = send_text(
+            router.clone(),
+            post_as(RESEND, &cookie, &format!("csrf={csrf}")),
+        )
+        .await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{later} min");
         assert!(page.contains("once every 10 minutes at most"), "{page}");
         assert!(page.contains("try again after 09:20 UTC"), "{page}");
@@ -818,8 +829,11 @@ async fn the_last_email_is_resent_at_most_once_every_ten_minutes() {
     }
     // Twenty minutes on, once more.
     minutes.store(20, std::sync::atomic::Ordering::SeqCst);
-    let (status, _, _) =
-        send_text(router.clone(), post_as(RESEND, &cookie, &format!("csrf={csrf}"))).await;
+    let (status, _, _) = send_text(
+        router.clone(),
+        post_as(RESEND, &cookie, &format!("csrf={csrf}")),
+    )
+    .await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(kept.kinds(), ["earned", "earned"]);
 }

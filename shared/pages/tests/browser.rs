@@ -454,6 +454,17 @@ fn the_pages_work_in_a_real_browser() {
             .unwrap(),
         "12"
     );
+    // The new version shows what changed.
+    s.click("#versions ~ ul a").unwrap();
+    wait(&s, "#changes").unwrap();
+    let page = body(&s);
+    assert!(
+        page.contains("What changed since version") && page.contains("earning.merchant_percent"),
+        "{page}"
+    );
+    if let Some(axe) = axe {
+        accessible(&s, axe, "program version");
+    }
 
     s.goto(&format!(
         "{base}/dashboard/shops/demo.myshopify.com/coupons"

@@ -485,6 +485,32 @@ async fn the_program_editor_shows_each_error_beside_its_field_then_saves_a_versi
     .await;
     assert_eq!(status, StatusCode::OK);
     assert!(old.contains("merchant_percent&#34;: &#34;10&#34;"), "{old}");
+    assert!(old.contains("The first version"), "{old}");
+    // Version 2 shows what changed from version 1, field by field.
+    let (status, _, changed) = send_text(
+        router.clone(),
+        get_as(&format!("{PROGRAM}/versions/2"), &cookie),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        changed.contains("What changed since version 1"),
+        "{changed}"
+    );
+    assert!(
+        changed.contains(
+            "<tr><td><code>earning.merchant_percent</code></td><td>10</td><td>12.5</td></tr>"
+        ),
+        "{changed}"
+    );
+    assert!(
+        changed.contains("<tr><td><code>display_name</code></td><td>"),
+        "{changed}"
+    );
+    assert!(
+        !changed.contains("<code>currency</code>"),
+        "unchanged fields are not listed"
+    );
 
     // The same form again was read at version 1: refused, nothing lost.
     let (status, _, _) = send_text(router.clone(), post_as(PROGRAM, &cookie, &good)).await;

@@ -20,6 +20,16 @@ impl VirtualClock {
         Arc::new(VirtualClock::default())
     }
 
+    /// A clock that starts at `at` (in the past: the demo shop's history
+    /// is played from there up to the present).
+    pub fn starting_at(at: DateTime<Utc>) -> Arc<VirtualClock> {
+        let clock = VirtualClock::default();
+        clock
+            .offset_seconds
+            .store((at - Utc::now()).num_seconds(), Ordering::SeqCst);
+        Arc::new(clock)
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         Utc::now() + Duration::seconds(self.offset_seconds.load(Ordering::SeqCst))
     }

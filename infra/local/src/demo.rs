@@ -32,7 +32,10 @@ impl Timeline {
     }
 }
 
-async fn call(app: &Router, request: Request<Body>) -> Result<(StatusCode, Value), String> {
+pub(crate) async fn call(
+    app: &Router,
+    request: Request<Body>,
+) -> Result<(StatusCode, Value), String> {
     let response = app
         .clone()
         .oneshot(request)
@@ -92,8 +95,33 @@ fn money(amount: &str) -> Value {
     json!({"shop_money": {"amount": amount, "currency_code": "USD"}, "presentment_money": {"amount": amount, "currency_code": "USD"}})
 }
 
-/// A Shopify REST Order as orders/paid delivers it.
+/// A Shopify REST Order as orders/paid delivers it, placed by Ann.
 pub(crate) fn shopify_order(
+    id: u64,
+    name: &str,
+    at: DateTime<Utc>,
+    lines: &[(u64, &str, u32, &str)],
+    code: Option<(&str, &str)>,
+    checkout_id: Option<u64>,
+) -> Value {
+    let ann = Shopper {
+        id: CUSTOMER_ID,
+        email: CUSTOMER_EMAIL,
+        first_name: "Ann",
+    };
+    shopify_order_of(&ann, id, name, at, lines, code, checkout_id)
+}
+
+/// Who places a demo order.
+pub(crate) struct Shopper {
+    pub id: u64,
+    pub email: &'static str,
+    pub first_name: &'static str,
+}
+
+/// A Shopify REST Order as orders/paid delivers it, placed by `shopper`.
+pub(crate) fn shopify_order_of(
+    shopper: &Shopper,
     id: u64,
     name: &str,
     at: DateTime<Utc>,
@@ -128,11 +156,11 @@ pub(crate) fn shopify_order(
     let stamp = at.to_rfc3339_opts(SecondsFormat::Secs, true);
     json!({
         "id": id, "admin_graphql_api_id": format!("gid://shopify/Order/{id}"), "name": name, "order_number": 1000,
-        "email": CUSTOMER_EMAIL, "contact_email": CUSTOMER_EMAIL, "currency": "USD", "presentment_currency": "USD",
+        "email": shopper.email, "contact_email": shopper.email, "currency": "USD", "presentment_currency": "USD",
         "created_at": stamp, "processed_at": stamp, "updated_at": stamp, "test": false,
         "financial_status": "paid", "fulfillment_status": null, "taxes_included": false,
         "checkout_id": checkout_id, "payment_gateway_names": ["shopify_payments"],
-        "customer": {"id": CUSTOMER_ID, "email": CUSTOMER_EMAIL, "first_name": "Ann"},
+        "customer": {"id": shopper.id, "email": shopper.email, "first_name": shopper.first_name},
         "line_items": line_items, "discount_codes": discount_codes, "discount_applications": applications,
         "subtotal_price": subtotal, "subtotal_price_set": money(&subtotal),
         "total_price": subtotal, "total_price_set": money(&subtotal),
@@ -141,7 +169,7 @@ pub(crate) fn shopify_order(
     })
 }
 
-fn shopify_refund(
+pub(crate) fn shopify_refund(
     id: u64,
     order_id: u64,
     at: DateTime<Utc>,

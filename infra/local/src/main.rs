@@ -2,14 +2,15 @@
 //!
 //! - `cashback-local` (or `serve`): every HTTP function's router on
 //!   127.0.0.1:3000, the scheduled jobs on a timer, the embedded default (an
-//!   in-memory store seeded with a demo shop, emails as files in ./outbox),
-//!   or DynamoDB at a given endpoint.
+//!   in-memory store seeded with a demo shop and eight weeks of its history,
+//!   emails as files in ./outbox), or DynamoDB at a given endpoint.
 //! - `cashback-local run-job promote --as-of 2027-01-01T00:00:00Z`: runs a job
 //!   on the serving process now or as of a later time.
 //! - `cashback-local demo`: a customer's story end to end, as a timeline.
 
 mod clock;
 mod demo;
+mod history;
 mod pages;
 mod seed;
 mod server;
@@ -19,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use cashback_app::store::Store;
@@ -185,7 +186,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         StoreKind::Memory => Arc::new(MemoryStore::new()),
         StoreKind::Dynamodb => dynamo_store(&args).await?,
     };
-    let clock = VirtualClock::new();
+    // The demo shop's history is played from eight weeks ago to now.
+    let clock = VirtualClock::starting_at(Utc::now() - Duration::days(history::HISTORY_DAYS));
     seed::seed(store.as_ref(), clock.now())
         .await
         .map_err(|e| format!("seeding the demo shop: {e}"))?;
@@ -206,7 +208,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("binding {}: {e}", args.addr))?;
     let router = app(local.clone());
-    pages::seed_demo_customer(&router, &local.ctx, local.clock.now()).await?;
+    history::play(&router, &local).await?;
     print_banner(&args);
     println!(
         "merchant dashboard: http://{}/dashboard/login   shop: {DEMO_SHOP}   email: {}   password: {}\n\

@@ -1,17 +1,16 @@
-//! The pages on the local server: a demo customer with something to show
-//! (an order pending, a credit available) and a signed link to their page.
+//! The pages on the local server: the demo shop's dashboard user and a
+//! signed link to the demo customer's page (their history is played by
+//! [`crate::history`]).
 
-use axum::Router;
 use chrono::{DateTime, Duration, Utc};
 
-use cashback_app::admin;
 use cashback_app::Context;
 use cashback_core::ids::CustomerId;
 use cashback_pages::auth::{hash_password_with, DashboardUser};
 use cashback_pages::customer::signed_link;
 use cashback_pages::PagesConfig;
 
-use crate::demo::{self, CUSTOMER_ID};
+use crate::demo::CUSTOMER_ID;
 use crate::seed::demo_shop_id;
 
 /// How long the printed customer link works.
@@ -19,36 +18,6 @@ const LINK_DAYS: i64 = 30;
 
 fn demo_customer() -> Result<CustomerId, String> {
     CustomerId::parse(&CUSTOMER_ID.to_string()).map_err(|e| e.to_string())
-}
-
-/// Ann pays an order a week ago (pending) and the shop credits her 12.50
-/// (available). Both are idempotent: restarting on DynamoDB adds nothing.
-pub async fn seed_demo_customer(
-    app: &Router,
-    ctx: &Context,
-    now: DateTime<Utc>,
-) -> Result<(), String> {
-    let order = demo::shopify_order(
-        9_101,
-        "#9101",
-        now - Duration::days(7),
-        &[(1, "80.00", 1, "0.00"), (2, "25.00", 2, "0.00")],
-        None,
-        None,
-    );
-    demo::webhook(app, "orders/paid", &order).await?;
-    admin::adjust(
-        ctx,
-        &demo_shop_id(),
-        &demo_customer()?,
-        r#"{"amount": "12.50", "reason": "Welcome credit"}"#,
-        "local-demo-welcome-credit",
-        "local-demo-seed",
-        now,
-    )
-    .await
-    .map_err(|e| format!("crediting the demo customer: {e}"))?;
-    Ok(())
 }
 
 /// The demo customer's page, as the shop's server would link to it.

@@ -11,6 +11,7 @@
 //! - [`portal`]: the customer's view of their cashback; unsubscribe.
 //! - [`preferences`]: the customer's email preferences (reminders off or on).
 //! - [`notices`]: which emails a change calls for; signed unsubscribe links.
+//! - [`resend`]: a customer's last email sent again (the merchant's dashboard).
 //! - [`error`]: the use cases' errors.
 
 pub mod admin;
@@ -25,6 +26,7 @@ pub mod notify;
 pub mod portal;
 pub mod preferences;
 pub mod referral;
+pub mod resend;
 pub mod store;
 
 pub use context::{AppConfig, CodeSource, Context};

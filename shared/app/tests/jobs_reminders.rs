@@ -465,3 +465,44 @@ async fn a_run_cut_off_by_its_deadline_resumes_on_the_next_run() {
     unique.dedup();
     assert_eq!(unique.len(), 25);
 }
+
+#[tokio::test]
+async fn the_resent_email_is_the_last_one_the_customer_was_sent() {
+    use cashback_app::resend::{resend_last_email, ResendOutcome};
+    let s = setup(ScriptedNotifier::default()).await;
+    let ann = CustomerId::parse("ann").unwrap();
+    pay(&s.ctx, "1", "ann", "100.00", t0()).await;
+    let earned = s.notifier.sent_of("earned");
+    assert_eq!(earned.len(), 1);
+    // After the order: its "earned" email, as it was sent.
+    let outcome = resend_last_email(&s.ctx, &shop(), &ann, "dashboard:owner", t0())
+        .await
+        .unwrap();
+    assert_eq!(outcome, ResendOutcome::Sent { kind: "earned" });
+    let again = s.notifier.sent_of("earned");
+    assert_eq!(again.len(), 2);
+    assert_eq!(again[1].kind, earned[0].kind);
+    assert_eq!(again[1].branding, earned[0].branding);
+    assert_ne!(again[1].idempotency_key, earned[0].idempotency_key);
+
+    // Released, then reminder 0 of the series: the reminder is the last.
+    tick(&s.ctx, released_at()).await;
+    assert_eq!(s.notifier.sent_of("ready").len(), 1);
+    let reminders = s.notifier.sent_of("reminder");
+    assert_eq!(reminders.len(), 1);
+    let later = released_at() + Duration::hours(1);
+    let outcome = resend_last_email(&s.ctx, &shop(), &ann, "dashboard:owner", later)
+        .await
+        .unwrap();
+    assert_eq!(outcome, ResendOutcome::Sent { kind: "reminder" });
+    let again = s.notifier.sent_of("reminder");
+    assert_eq!(again.len(), 2);
+    assert_eq!(again[1].kind, reminders[0].kind);
+    assert_eq!(again[1].branding.subject, reminders[0].branding.subject);
+    // At once again: refused, nothing sent.
+    let outcome = resend_last_email(&s.ctx, &shop(), &ann, "dashboard:owner", later)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, ResendOutcome::TooSoon { .. }));
+    assert_eq!(s.notifier.sent_of("reminder").len(), 2);
+}

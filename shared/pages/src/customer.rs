@@ -40,7 +40,7 @@ pub const LINK_PAGE_ROUTE: &str = "/pages/shops/{shop}/customers/{id}";
 /// History rows per page.
 pub const HISTORY_PAGE: u32 = 10;
 
-type Params = Vec<(String, String)>;
+pub(crate) type Params = Vec<(String, String)>;
 
 /// A pending amount on the page.
 pub struct PendingRow {
@@ -164,6 +164,13 @@ fn with_param(url: &str, name: &str, value: &str) -> String {
     format!("{url}{join}{name}={value}")
 }
 
+/// Shopify's `/discount/CODE` on the shop, which applies the code to the
+/// cart; None without a code or on a platform without such a link.
+pub fn apply_url(code: Option<&str>, urls: &Urls) -> Option<String> {
+    code.zip(urls.apply_base.as_ref())
+        .map(|(code, base)| format!("{base}/discount/{code}?redirect=/cart"))
+}
+
 pub fn page_of(
     view: &CustomerView,
     urls: &Urls,
@@ -207,11 +214,7 @@ pub fn page_of(
         pending: view.pending.to_string(),
         pending_rows,
         debt: view.debt.is_positive().then(|| view.debt.to_string()),
-        apply_url: view
-            .code
-            .as_ref()
-            .zip(urls.apply_base.as_ref())
-            .map(|(code, base)| format!("{base}/discount/{code}?redirect=/cart")),
+        apply_url: apply_url(view.code.as_deref(), urls),
         code: view.code.clone(),
         tier: view
             .tier
@@ -253,7 +256,7 @@ pub fn liquid_safe(html: &str) -> String {
     html.replace('{', "&#123;").replace('}', "&#125;")
 }
 
-fn private(mut response: Response) -> Response {
+pub(crate) fn private(mut response: Response) -> Response {
     // One customer's balance: never kept by a shared cache.
     response.headers_mut().insert(
         header::CACHE_CONTROL,
@@ -308,7 +311,7 @@ fn render_error(error: askama::Error) -> ApiError {
 // ---- Shopify app proxy ----
 
 /// Who the proxied request is for: the shop and the customer Shopify signed.
-async fn proxied_customer(
+pub(crate) async fn proxied_customer(
     state: &PagesState,
     params: &[(String, String)],
     now: DateTime<Utc>,
@@ -340,7 +343,7 @@ async fn proxied_customer(
     Ok((shop, customer, prefix))
 }
 
-fn proxy_urls(prefix: &str) -> Urls {
+pub(crate) fn proxy_urls(prefix: &str) -> Urls {
     Urls {
         page: prefix.to_string(),
         preferences_action: format!("{prefix}/preferences"),
@@ -349,7 +352,9 @@ fn proxy_urls(prefix: &str) -> Urls {
     }
 }
 
-fn query_params(query: Result<Query<Params>, QueryRejection>) -> Result<Params, ApiError> {
+pub(crate) fn query_params(
+    query: Result<Query<Params>, QueryRejection>,
+) -> Result<Params, ApiError> {
     query
         .map(|Query(params)| params)
         .map_err(|_| ApiError::bad_request("bad_query", "the query string is malformed"))
@@ -464,7 +469,7 @@ pub(crate) async fn proxy_preferences(
 
 // ---- Signed link (WooCommerce My Account) ----
 
-fn link_ids(
+pub(crate) fn link_ids(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<(ShopId, CustomerId), ApiError> {
     let Path((raw_shop, raw_customer)) =
@@ -476,7 +481,7 @@ fn link_ids(
     Ok((shop, customer))
 }
 
-fn check_link(
+pub(crate) fn check_link(
     state: &PagesState,
     shop: &ShopId,
     customer: &CustomerId,
@@ -515,6 +520,28 @@ fn link_urls(shop: &ShopId, customer: &CustomerId, params: &[(String, String)]) 
     }
 }
 
+/// The signed page's links; on Shopify the code is applied on the shop's
+/// own site (the program's shop URL).
+pub(crate) async fn link_page_urls(
+    state: &PagesState,
+    shop: &ShopId,
+    customer: &CustomerId,
+    params: &[(String, String)],
+    now: DateTime<Utc>,
+) -> Result<Urls, ApiError> {
+    let shop_program = state.ctx.shop_program(shop, now).await?;
+    let mut urls = link_urls(shop, customer, params);
+    if shop_program.shop.platform == Platform::Shopify {
+        urls.apply_base = shop_program
+            .program
+            .shop_url
+            .as_deref()
+            .filter(|url| url.starts_with("https://") || url.starts_with("http://"))
+            .map(|url| url.trim_end_matches('/').to_string());
+    }
+    Ok(urls)
+}
+
 pub(crate) async fn link_page(
     State(state): State<PagesState>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -525,19 +552,10 @@ pub(crate) async fn link_page(
         let (shop, customer) = link_ids(path)?;
         let params = query_params(query)?;
         check_link(&state, &shop, &customer, &params, now)?;
-        let shop_program = state.ctx.shop_program(&shop, now).await?;
+        let urls = link_page_urls(&state, &shop, &customer, &params, now).await?;
         let page = entries_page(&params);
         let view = portal::customer_view(&state.ctx, &shop, &customer, &page, now).await?;
         let token = link::form_token(&state.ctx.config.link_secret, &shop, &customer);
-        let mut urls = link_urls(&shop, &customer, &params);
-        if shop_program.shop.platform == Platform::Shopify {
-            urls.apply_base = shop_program
-                .program
-                .shop_url
-                .as_deref()
-                .filter(|url| url.starts_with("https://") || url.starts_with("http://"))
-                .map(|url| url.trim_end_matches('/').to_string());
-        }
         let page = page_of(
             &view,
             &urls,

@@ -12,6 +12,7 @@
 //! | `GET /dashboard/shops/{shop}/customers/{id}?cursor=` | account and ledger |
 //! | `POST /dashboard/shops/{shop}/customers/{id}/adjustments` | a credit or debit (idempotent) |
 //! | `POST /dashboard/shops/{shop}/customers/{id}/regenerate-code` | a new code |
+//! | `POST /dashboard/shops/{shop}/customers/{id}/resend-email` | the customer's last email again (at most once every ten minutes) |
 
 use askama::Template;
 use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
@@ -22,6 +23,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use cashback_app::admin::{self, CustomerView, Lookup};
+use cashback_app::resend::{self, ResendError, ResendOutcome};
 use cashback_app::AppError;
 use cashback_core::ids::{Code, CustomerId, Email, ShopId};
 use cashback_core::ledger::LedgerEntry;
@@ -105,6 +107,10 @@ pub struct CustomersPage {
     pub entries: Vec<LedgerRow>,
     pub older_url: Option<String>,
     pub newest_url: Option<String>,
+    /// Why the last email was not resent.
+    pub resend_error: Option<String>,
+    /// The shortest time between two resends, as the page states it.
+    pub resend_minutes: i64,
 }
 
 pub(crate) fn html<T: Template>(status: StatusCode, page: &T) -> Response {
@@ -439,6 +445,8 @@ fn empty_page(state: &PagesState, session: &Session) -> CustomersPage {
         entries: Vec::new(),
         older_url: None,
         newest_url: None,
+        resend_error: None,
+        resend_minutes: resend::RESEND_EVERY_MINUTES,
     }
 }
 
@@ -609,6 +617,7 @@ pub(crate) async fn customer(
     let notice = match param(&params, "done") {
         Some("adjusted") => Some("The adjustment is in the ledger."),
         Some("code") => Some("The customer has a new code; the old one no longer works."),
+        Some("resent") => Some("The customer's last email was sent again."),
         _ => None,
     };
     let form = AdjustmentForm {
@@ -761,6 +770,80 @@ pub(crate) async fn regenerate_code(
             ))
             .into_response(),
         ),
+        Err(error) => app_failure(error),
+    }
+}
+
+/// `POST .../resend-email`: the customer's last email, sent again through
+/// the resend use case (which keeps the rate limit and the unsubscribe).
+pub(crate) async fn resend_email(
+    State(state): State<PagesState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Response {
+    let now = state.ctx.now();
+    let (Some((raw_shop, customer)), Ok(Form(form))) = (ids(path), form) else {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "Refused",
+            "The form is incomplete.",
+        );
+    };
+    let (session, shop) = match posted(&state, &headers, &raw_shop, &form.csrf, now) {
+        Ok(found) => found,
+        Err(refused) => return refused.into_response(),
+    };
+    let outcome =
+        resend::resend_last_email(&state.ctx, &shop, &customer, &principal(&session), now).await;
+    let (status, error) = match outcome {
+        Ok(ResendOutcome::Sent { .. }) => {
+            return no_store(
+                Redirect::to(&format!(
+                    "/dashboard/shops/{shop}/customers/{customer}?done=resent"
+                ))
+                .into_response(),
+            )
+        }
+        Ok(ResendOutcome::TooSoon { retry_after }) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "The last email was resent moments ago (once every {} minutes at most); try again after {} UTC.",
+                resend::RESEND_EVERY_MINUTES,
+                retry_after.format("%H:%M")
+            ),
+        ),
+        Ok(ResendOutcome::Unsubscribed) => (
+            StatusCode::CONFLICT,
+            "This customer stopped cashback emails, or their address bounced: nothing was sent."
+                .to_string(),
+        ),
+        Ok(ResendOutcome::NothingToResend) => (
+            StatusCode::NOT_FOUND,
+            "No cashback email has been sent to this customer yet: there is nothing to resend."
+                .to_string(),
+        ),
+        Err(ResendError::Notify(error)) => {
+            tracing::warn!(%error, "resending the last email failed");
+            (
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "The email service did not take the email; try again in {} minutes.",
+                    resend::RESEND_EVERY_MINUTES
+                ),
+            )
+        }
+        Err(ResendError::App(error)) => return app_failure(error),
+    };
+    let form = AdjustmentForm {
+        key: new_key(),
+        ..AdjustmentForm::default()
+    };
+    match account_page(&state, &session, &shop, &customer, None, form, None).await {
+        Ok(mut page) => {
+            page.resend_error = Some(error);
+            html(status, &page)
+        }
         Err(error) => app_failure(error),
     }
 }

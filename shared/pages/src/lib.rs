@@ -10,7 +10,9 @@
 //! | `GET /pages/shops/{shop}/customers/{id}?expires=&sig=` | a signed link (WooCommerce My Account), a whole page |
 //! | `POST /pages/shops/{shop}/customers/{id}/preferences?expires=&sig=` | its preference form |
 //! | `POST /pages/shops/{shop}/customers/{id}/link` | the shop's server, with an API key of the `portal_server` scope: mints a signed link |
-//! | `GET /pages/assets/{file}`, `GET /pages/proxy/assets/{file}` | the stylesheet and the one script |
+//! | `GET /pages/proxy/widget.json` | the embeddable widget's JSON through the app proxy, checked as the page |
+//! | `GET /pages/shops/{shop}/customers/{id}/widget.json?expires=&sig=` | the widget's JSON from a signed link |
+//! | `GET /pages/assets/{file}`, `GET /pages/proxy/assets/{file}` | the stylesheet, the page's script and the widget's |
 //!
 //! # Layout
 //! - [`customer`]: the customer's page handlers and its template.
@@ -21,7 +23,8 @@
 //! - [`coupons`]: cashback coupons (list, create, edit, approve, pause).
 //! - [`reports`], [`charts`]: reports as SVG charts, tables and CSV.
 //! - [`auth`]: dashboard users, sessions and CSRF tokens.
-//! - [`assets`]: the stylesheet and the script, compiled in.
+//! - [`widget`]: the embeddable widget's JSON (balance and code on any page).
+//! - [`assets`]: the stylesheet and the scripts, compiled in.
 
 pub mod assets;
 pub mod auth;
@@ -33,6 +36,7 @@ pub mod embedded;
 pub mod link;
 pub mod program;
 pub mod reports;
+pub mod widget;
 
 use std::sync::Arc;
 
@@ -111,6 +115,8 @@ pub fn router_with(ctx: Context, config: PagesConfig) -> Router {
             "/pages/proxy/preferences",
             post(customer::proxy_preferences),
         )
+        .route(widget::PROXY_ROUTE, get(widget::proxy_json))
+        .route(widget::LINK_ROUTE, get(widget::link_json))
         .route(customer::LINK_PAGE_ROUTE, get(customer::link_page))
         .route(
             "/pages/shops/{shop}/customers/{id}/preferences",
@@ -163,6 +169,10 @@ pub fn router_with(ctx: Context, config: PagesConfig) -> Router {
         .route(
             "/dashboard/shops/{shop}/customers/{id}/regenerate-code",
             post(dashboard::regenerate_code),
+        )
+        .route(
+            "/dashboard/shops/{shop}/customers/{id}/resend-email",
+            post(dashboard::resend_email),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(PagesState {

@@ -4,7 +4,8 @@
 //! shows beside its field. The form is turned back into the program's JSON
 //! and saved through `admin::put_program`, the use case the JSON API calls,
 //! guarded by the version it was read at. Lists grow or shrink in the JSON
-//! form below it. Older versions are listed and readable.
+//! form below it. Older versions are listed and readable, each with what
+//! changed from the version before it, field by field.
 
 use askama::Template;
 use axum::extract::rejection::{FormRejection, PathRejection};
@@ -92,6 +93,24 @@ pub struct ProgramPage {
     pub versions: Vec<VersionRow>,
 }
 
+/// A field that differs between two versions; None where it was not set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub path: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+impl Change {
+    pub fn before_shown(&self) -> &str {
+        self.before.as_deref().unwrap_or("(not set)")
+    }
+
+    pub fn after_shown(&self) -> &str {
+        self.after.as_deref().unwrap_or("(not set)")
+    }
+}
+
 #[derive(Template)]
 #[template(path = "program_version.html")]
 pub struct VersionPage {
@@ -99,6 +118,54 @@ pub struct VersionPage {
     pub shop: String,
     pub version: u64,
     pub json: String,
+    /// The version before it, when there is one.
+    pub previous: Option<u64>,
+    pub changes: Vec<Change>,
+}
+
+/// What differs between two programs' JSON, leaf by leaf (paths as the
+/// editor names its fields), in the order of `after` and then what only
+/// `before` had. A list that grew or shrank shows its items added or
+/// removed.
+pub fn diff(before: &Value, after: &Value) -> Vec<Change> {
+    let shown = |kind: Kind, value: String| match kind {
+        Kind::Json => "none".to_string(),
+        _ => value,
+    };
+    let mut old = Vec::new();
+    flatten(before, "", &mut old);
+    let mut new = Vec::new();
+    flatten(after, "", &mut new);
+    let old_by_path: std::collections::HashMap<&str, (Kind, &String)> = old
+        .iter()
+        .map(|(path, kind, value)| (path.as_str(), (*kind, value)))
+        .collect();
+    let new_paths: std::collections::HashSet<&str> =
+        new.iter().map(|(path, _, _)| path.as_str()).collect();
+    let mut changes = Vec::new();
+    for (path, kind, value) in &new {
+        let before = old_by_path
+            .get(path.as_str())
+            .map(|(kind, value)| shown(*kind, (*value).clone()));
+        let after = Some(shown(*kind, value.clone()));
+        if before != after {
+            changes.push(Change {
+                path: path.clone(),
+                before,
+                after,
+            });
+        }
+    }
+    for (path, kind, value) in &old {
+        if !new_paths.contains(path.as_str()) {
+            changes.push(Change {
+                path: path.clone(),
+                before: Some(shown(*kind, value.clone())),
+                after: None,
+            });
+        }
+    }
+    changes
 }
 
 /// The leaves of a JSON value, depth first, with their paths.
@@ -436,18 +503,41 @@ pub(crate) async fn version(
         Ok(found) => found,
         Err(refused) => return Refused::into_response(refused),
     };
-    match admin::get_program_version(&state.ctx, &shop, version).await {
-        Ok(view) => html(
-            StatusCode::OK,
-            &VersionPage {
-                nav: Some(nav(&state, &session)),
-                shop: shop.to_string(),
-                version,
-                json: serde_json::to_string_pretty(&view.program).unwrap_or_default(),
-            },
+    let view = match admin::get_program_version(&state.ctx, &shop, version).await {
+        Ok(view) => view,
+        Err(error) => return app_failure(error),
+    };
+    let after = serde_json::to_value(&view.program).unwrap_or(Value::Null);
+    // The first version has nothing before it.
+    let before = match version.checked_sub(1).filter(|v| *v > 0) {
+        None => None,
+        Some(previous) => match admin::get_program_version(&state.ctx, &shop, previous).await {
+            Ok(before) => Some((previous, before)),
+            Err(AppError::NotFound(_)) => None,
+            Err(error) => return app_failure(error),
+        },
+    };
+    let (previous, changes) = match before {
+        Some((previous, before)) => (
+            Some(previous),
+            diff(
+                &serde_json::to_value(&before.program).unwrap_or(Value::Null),
+                &after,
+            ),
         ),
-        Err(error) => app_failure(error),
-    }
+        None => (None, Vec::new()),
+    };
+    html(
+        StatusCode::OK,
+        &VersionPage {
+            nav: Some(nav(&state, &session)),
+            shop: shop.to_string(),
+            version,
+            json: serde_json::to_string_pretty(&view.program).unwrap_or_default(),
+            previous,
+            changes,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -471,6 +561,33 @@ mod tests {
             .chain([("csrf".to_string(), "x".to_string())])
             .collect();
         assert_eq!(unflatten(&form).unwrap(), program);
+    }
+
+    #[test]
+    fn the_diff_names_each_changed_added_and_removed_field() {
+        let before = json!({
+            "display_name": "Back", "earning": {"merchant_percent": "5", "cap_per_order": null},
+            "tiers": [{"name": "Silver"}, {"name": "Gold"}], "expiry_days": 90
+        });
+        let after = json!({
+            "display_name": "Rewards", "earning": {"merchant_percent": "5", "cap_per_order": "20"},
+            "tiers": [{"name": "Silver"}], "expiry_days": 90, "shop_url": "https://shop.test"
+        });
+        let changes = diff(&before, &after);
+        let rows: Vec<(&str, &str, &str)> = changes
+            .iter()
+            .map(|c| (c.path.as_str(), c.before_shown(), c.after_shown()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("display_name", "Back", "Rewards"),
+                ("earning.cap_per_order", "none", "20"),
+                ("shop_url", "(not set)", "https://shop.test"),
+                ("tiers[1].name", "Gold", "(not set)"),
+            ]
+        );
+        assert!(diff(&after, &after).is_empty());
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! `chromium-driver`), driven over WebDriver: every page at desktop (1280)
 //! and phone (390) widths, the program editor's field error then a saved
 //! change, an adjustment landing in the ledger, the customer's copy button
-//! and apply link, another shop's user refused, keyboard focus, and axe-core
-//! finding no serious or critical violation.
+//! and apply link, the embeddable widget on a theme's page (through a
+//! stand-in for Shopify's app proxy, and from a signed link), another shop's
+//! user refused, keyboard focus, and axe-core finding no serious or critical
+//! violation.
 //!
 //! Skipped when chromium or chromedriver is missing, unless
 //! `REQUIRE_BROWSER=1` (infra/test.sh sets it). axe-core comes from the npm
@@ -19,8 +21,10 @@ use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use axum::extract::Path;
-use axum::response::Html;
+use axum::body::Body;
+use axum::extract::{Path, Query};
+use axum::http::Request;
+use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Router;
 
@@ -29,7 +33,8 @@ use cashback_core::ids::{CustomerId, ShopId};
 use cashback_pages::auth::{hash_password_with, DashboardUser};
 use cashback_pages::customer::signed_link;
 use cashback_pages::{router_with, PagesConfig};
-use customer_api::CustomerApiConfig;
+use customer_api::{proxy, CustomerApiConfig};
+use tower::ServiceExt;
 
 use support::*;
 use webdriver::{Driver, Session};
@@ -37,6 +42,7 @@ use webdriver::{Driver, Session};
 const OWNER: &str = "owner@demo.test";
 const RIVAL: &str = "rival@other.test";
 const PASSWORD: &str = "a long demo password";
+const APP_SECRET: &[u8] = b"app-secret";
 
 fn required() -> bool {
     std::env::var("REQUIRE_BROWSER").is_ok_and(|v| v == "1")
@@ -50,7 +56,7 @@ fn found(env: &str, default: &str) -> Option<String> {
 fn config() -> PagesConfig {
     PagesConfig {
         proxy: CustomerApiConfig {
-            shopify_app_secret: Some(b"app-secret".to_vec()),
+            shopify_app_secret: Some(APP_SECRET.to_vec()),
             proxy_max_age_seconds: 300,
         },
         link_ttl_seconds: 3600,
@@ -101,12 +107,77 @@ fn serve() -> (String, Context) {
                     Html(format!("<!doctype html><title>Cart</title><h1 id=\"applied\">Applied {code}</h1>"))
                 }),
             );
-            let app = router_with(ctx.clone(), config()).merge(shop_side);
+            let pages = router_with(ctx.clone(), config());
+            let shop_side = shop_side
+                .route("/apps/cashback/{*rest}", get(app_proxy).with_state(pages.clone()))
+                .route("/theme", get(|| async { Html(THEME_PAGE) }));
+            let woo_widget = widget_link(&ctx, &base);
+            let shop_side = shop_side.route(
+                "/my-account",
+                get(move || async move { Html(woo_page(&woo_widget)) }),
+            );
+            let app = pages.merge(shop_side);
             tx.send((base, ctx)).unwrap();
             axum::serve(listener, app).await.unwrap();
         });
     });
     rx.recv_timeout(Duration::from_secs(30)).unwrap()
+}
+
+/// A page of the shop's theme that includes the widget, as docs/pages.md
+/// tells a Shopify theme to.
+const THEME_PAGE: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>Demo shop</title></head>\
+<body><main><h1>Spring collection</h1><p>Our new things.</p>\
+<div data-cashback-widget></div>\
+<script src=\"/apps/cashback/assets/widget.js\" defer></script></main></body></html>";
+
+/// A WooCommerce page with the widget reading a signed link.
+fn woo_page(widget_src: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>My account</title></head>\
+         <body><main><h1>My account</h1>\
+         <script src=\"/pages/assets/widget.js\" data-cashback-src=\"{widget_src}\" defer></script>\
+         </main></body></html>"
+    )
+}
+
+fn widget_link(ctx: &Context, base: &str) -> String {
+    signed_link(
+        &ctx.config.link_secret,
+        base,
+        &shop(),
+        &CustomerId::parse("ann").unwrap(),
+        t0() + chrono::Duration::hours(1),
+    )
+    .replacen("/customers/ann?", "/customers/ann/widget.json?", 1)
+}
+
+/// Shopify's app proxy as it forwards `/apps/cashback/...` from the shop's
+/// domain: Ann is logged in; her query goes along, with the shop's
+/// parameters and their signature added.
+async fn app_proxy(
+    axum::extract::State(pages): axum::extract::State<Router>,
+    Path(rest): Path<String>,
+    Query(mut params): Query<Vec<(String, String)>>,
+) -> axum::response::Response {
+    params.extend([
+        ("shop".to_string(), "demo.myshopify.com".to_string()),
+        ("logged_in_customer_id".to_string(), "ann".to_string()),
+        ("path_prefix".to_string(), "/apps/cashback".to_string()),
+        ("timestamp".to_string(), t0().timestamp().to_string()),
+    ]);
+    let signature = proxy::sign(APP_SECRET, &params);
+    params.push(("signature".to_string(), signature));
+    let query: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let uri = format!("/pages/proxy/{rest}?{}", query.join("&"));
+    match pages
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+    {
+        Ok(response) => response.into_response(),
+        Err(never) => match never {},
+    }
 }
 
 fn wait(s: &Session, css: &str) -> Result<(), String> {
@@ -285,6 +356,57 @@ fn the_pages_work_in_a_real_browser() {
         .unwrap()
         .ends_with(&format!("/discount/{ANN_CODE}?redirect=/cart")));
 
+    // The widget on a page of the shop's theme, through the app proxy.
+    s.goto(&format!("{base}/theme")).unwrap();
+    wait(&s, ".cb-widget [data-cb-balance]").unwrap();
+    assert_eq!(s.text(".cb-widget [data-cb-balance]").unwrap(), "30.00 USD");
+    assert_eq!(
+        s.run("return document.querySelector('.cb-widget input').value")
+            .unwrap(),
+        ANN_CODE
+    );
+    shots.both(&s, axe, "widget");
+    // Keyboard: the copy button is reachable by Tab, and copies.
+    s.run("document.activeElement && document.activeElement.blur(); window.scrollTo(0,0)")
+        .unwrap();
+    let mut reached = false;
+    for _ in 0..6 {
+        s.keys("\u{E004}").unwrap();
+        if s.run("return document.activeElement.hasAttribute('data-cb-copy')")
+            .unwrap()
+            == true
+        {
+            reached = true;
+            break;
+        }
+    }
+    assert!(reached, "the widget's copy button is reachable by keyboard");
+    s.keys("\u{E007}").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s
+        .text("[data-cb-copy-status]")
+        .unwrap_or_default()
+        .is_empty()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(s.text("[data-cb-copy-status]").unwrap(), "Copied.");
+    // Its links: the page through the proxy, the code applied on the shop.
+    assert_eq!(
+        s.run("return document.querySelector('.cb-widget [data-cb-page]').getAttribute('href')")
+            .unwrap(),
+        "/apps/cashback"
+    );
+    s.click(".cb-widget [data-cb-apply]").unwrap();
+    wait(&s, "#applied").unwrap();
+    assert_eq!(s.text("#applied").unwrap(), format!("Applied {ANN_CODE}"));
+    // From a signed link, on another page (WooCommerce My Account).
+    s.goto(&format!("{base}/my-account")).unwrap();
+    wait(&s, ".cb-widget [data-cb-balance]").unwrap();
+    assert_eq!(s.text(".cb-widget [data-cb-balance]").unwrap(), "30.00 USD");
+    assert!(s.find(".cb-widget [data-cb-apply]").is_ok());
+
     // The dashboard: sign in.
     s.goto(&format!("{base}/dashboard/login")).unwrap();
     wait(&s, "#shop").unwrap();
@@ -332,6 +454,17 @@ fn the_pages_work_in_a_real_browser() {
             .unwrap(),
         "12"
     );
+    // The new version shows what changed.
+    s.click("#versions ~ ul a").unwrap();
+    wait(&s, "#changes").unwrap();
+    let page = body(&s);
+    assert!(
+        page.contains("What changed since version") && page.contains("earning.merchant_percent"),
+        "{page}"
+    );
+    if let Some(axe) = axe {
+        accessible(&s, axe, "program version");
+    }
 
     s.goto(&format!(
         "{base}/dashboard/shops/demo.myshopify.com/coupons"
@@ -361,6 +494,76 @@ fn the_pages_work_in_a_real_browser() {
     let page = body(&s);
     assert!(page.contains("Not your shop"), "{page}");
     assert!(!page.contains("35.00") && !page.contains(ANN_CODE));
+
+    drop(s);
+    let _ = std::fs::remove_dir_all(&profile);
+}
+
+/// The README's screenshots of the reports, a customer in the dashboard and
+/// the customer's page, from the local demo (`cargo run -p cashback-local`),
+/// whose shop has eight weeks of history. Run by hand after the test above:
+/// `DEMO_URL=http://127.0.0.1:3000 UPDATE_SCREENSHOTS=1 cargo test -p
+/// cashback-pages --test browser -- --ignored`.
+#[test]
+#[ignore = "needs cashback-local serving at DEMO_URL"]
+fn screenshots_of_the_local_demo() {
+    let Ok(base) = std::env::var("DEMO_URL") else {
+        eprintln!("skipped: DEMO_URL is not set");
+        return;
+    };
+    let base = base.trim_end_matches('/').to_string();
+    let (Some(chromium), Some(chromedriver)) = (
+        found("CHROMIUM", "/usr/bin/chromium"),
+        found("CHROMEDRIVER", "/usr/bin/chromedriver"),
+    ) else {
+        panic!("chromium and chromedriver are needed");
+    };
+    let axe = std::env::var("AXE_CORE_JS")
+        .ok()
+        .and_then(|path| std::fs::read_to_string(path).ok());
+    let axe = axe.as_deref();
+    let driver = Driver::start(&chromedriver).unwrap();
+    let profile =
+        std::env::temp_dir().join(format!("cashback-chromium-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let s = driver.session(&chromium, &profile).unwrap();
+    let shots = Shots::new();
+    let shop = "demo.myshopify.com";
+    let ann = "7000000000000001";
+
+    s.goto(&format!("{base}/dashboard/login")).unwrap();
+    wait(&s, "#shop").unwrap();
+    s.fill("#shop", shop).unwrap();
+    s.fill("#email", "owner@demo.myshopify.com").unwrap();
+    s.fill("#password", "demo-dashboard-password").unwrap();
+    s.click("form button[type=submit].primary").unwrap();
+    wait(&s, "#q").unwrap();
+
+    s.goto(&format!("{base}/dashboard/shops/{shop}/reports"))
+        .unwrap();
+    wait(&s, "svg.chart").unwrap();
+    let page = body(&s);
+    assert!(page.contains("Issued and redeemed"), "{page}");
+    shots.both(&s, axe, "dashboard-reports");
+
+    s.goto(&format!("{base}/dashboard/shops/{shop}/customers/{ann}"))
+        .unwrap();
+    wait(&s, "#amount").unwrap();
+    shots.both(&s, axe, "dashboard-customer");
+
+    // The customer's page from a link minted with the demo's API key.
+    let url = s
+        .run_async(&format!(
+            "const done = arguments[arguments.length - 1];\
+             fetch('/pages/shops/{shop}/customers/{ann}/link', {{method: 'POST', headers: {{authorization: 'Bearer cbk_demo_local_development_key'}}}})\
+               .then(r => r.json()).then(j => done(j.url), e => done('error: ' + e));"
+        ))
+        .unwrap();
+    let url = url.as_str().unwrap_or_default().to_string();
+    assert!(url.contains("sig="), "{url}");
+    s.goto(&url).unwrap();
+    wait(&s, "[data-copy]").unwrap();
+    shots.both(&s, axe, "customer");
 
     drop(s);
     let _ = std::fs::remove_dir_all(&profile);

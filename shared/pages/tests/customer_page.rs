@@ -364,3 +364,184 @@ fn liquid_syntax_in_any_value_is_shown_not_run() {
     assert!(!safe.contains('{') && !safe.contains('}'));
     assert!(safe.contains("&#123;&#123; customer.email &#125;&#125;"));
 }
+
+// ---- The embeddable widget's JSON ----
+
+/// No figure, no code, no email of Ann's in an answer.
+fn reveals_nothing(body: &str) {
+    assert!(!body.contains("30.00"), "{body}");
+    assert!(!body.contains(ANN_CODE), "{body}");
+    assert!(!body.contains("display_name"), "{body}");
+}
+
+#[tokio::test]
+async fn the_widget_json_through_the_proxy_is_the_logged_in_customers_balance_and_code() {
+    let (status, response, body) = send_text(
+        router_with(ctx().await, config()),
+        get(&format!("/pages/proxy/widget.json?{}", proxied("ann"))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    assert_eq!(response.headers()["cache-control"], "private, no-store");
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none(),
+        "read on the shop's own domain only"
+    );
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["balance"], "30.00 USD");
+    assert_eq!(json["code"], ANN_CODE);
+    assert_eq!(
+        json["apply_url"],
+        format!("/discount/{ANN_CODE}?redirect=/cart")
+    );
+    assert_eq!(json["page_url"], "/apps/cashback");
+    assert_eq!(json["enrolled"], true);
+    // Only what the widget shows.
+    let mut fields: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "apply_url",
+            "balance",
+            "code",
+            "display_name",
+            "enrolled",
+            "page_url",
+            "pending"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_widget_json_is_refused_unsigned_tampered_stale_or_for_another_customer() {
+    let router = router_with(ctx().await, config());
+    let widget = |query: String| get(&format!("/pages/proxy/widget.json?{query}"));
+    // Unsigned, even with the shop's API key.
+    let request =
+        Request::get("/pages/proxy/widget.json?shop=demo.myshopify.com&logged_in_customer_id=ann")
+            .header("authorization", format!("Bearer {API_KEY}"))
+            .body(Body::empty())
+            .unwrap();
+    let (status, _, body) = send_text(router.clone(), request).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    reveals_nothing(&body);
+    // Signed for Bob, then changed to Ann.
+    let tampered = proxied("bob").replace("logged_in_customer_id=bob", "logged_in_customer_id=ann");
+    let (status, _, body) = send_text(router.clone(), widget(tampered)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    reveals_nothing(&body);
+    // Signed for Bob, with Ann added in front (a repeated key).
+    let mut params = proxied_params("bob", &[]);
+    params.pop();
+    params.insert(0, ("logged_in_customer_id".into(), "ann".into()));
+    let signature = proxy::sign(SECRET, &params);
+    params.push(("signature".into(), signature));
+    let (status, _, body) = send_text(router.clone(), widget(encode(&params))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    reveals_nothing(&body);
+    // Signed with another secret.
+    let mut forged = proxied_params("ann", &[]);
+    forged.pop();
+    let signature = proxy::sign(b"guess", &forged);
+    forged.push(("signature".into(), signature));
+    let (status, _, body) = send_text(router.clone(), widget(encode(&forged))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    reveals_nothing(&body);
+    // Not logged in.
+    let (status, _, body) = send_text(router.clone(), widget(proxied(""))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    reveals_nothing(&body);
+    // Bob, genuinely logged in, naming Ann: he gets his own (empty) cashback.
+    let params = proxied_params("bob", &[("customer", "ann"), ("id", "ann")]);
+    let (status, _, body) = send_text(router.clone(), widget(encode(&params))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        !body.contains("30.00") && !body.contains(ANN_CODE),
+        "{body}"
+    );
+    assert!(body.contains("0.00 USD"));
+    // A request older than five minutes.
+    let stale = ctx()
+        .await
+        .with_clock(Arc::new(|| t0() + Duration::minutes(30)));
+    let (status, _, body) = send_text(router_with(stale, config()), widget(proxied("ann"))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    reveals_nothing(&body);
+}
+
+#[tokio::test]
+async fn the_widget_json_from_a_signed_link_is_readable_from_the_shop_until_it_expires() {
+    let ctx = ctx().await;
+    let router = router_with(ctx.clone(), config());
+    let widget_url = |page: String| {
+        page.replacen("/customers/ann?", "/customers/ann/widget.json?", 1)
+            .replacen("/customers/bob?", "/customers/bob/widget.json?", 1)
+    };
+    let url = widget_url(link_for(&ctx, "ann", Duration::hours(1)));
+    let (status, response, body) = send_text(router.clone(), get(&url)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(response.headers()["access-control-allow-origin"], "*");
+    assert_eq!(response.headers()["cache-control"], "private, no-store");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["balance"], "30.00 USD");
+    assert_eq!(json["code"], ANN_CODE);
+    let page = json["page_url"].as_str().unwrap();
+    assert!(
+        page.starts_with(&ctx.config.public_base_url)
+            && page.contains("/pages/shops/demo.myshopify.com/customers/ann?expires="),
+        "{page}"
+    );
+    // Expired, turned to another customer, forged or without a signature.
+    let expired = widget_url(link_for(&ctx, "ann", Duration::seconds(-1)));
+    let (status, _, body) = send_text(router.clone(), get(&expired)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    reveals_nothing(&body);
+    let bobs = widget_url(link_for(&ctx, "bob", Duration::hours(1)));
+    let (status, _, body) = send_text(
+        router.clone(),
+        get(&bobs.replace("/customers/bob/", "/customers/ann/")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    reveals_nothing(&body);
+    let last = if url.ends_with('0') { "1" } else { "0" };
+    let tampered = format!("{}{last}", &url[..url.len() - 1]);
+    let (status, _, body) = send_text(router.clone(), get(&tampered)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    reveals_nothing(&body);
+    let (status, _, body) = send_text(
+        router,
+        get("/pages/shops/demo.myshopify.com/customers/ann/widget.json"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    reveals_nothing(&body);
+}
+
+#[tokio::test]
+async fn the_widget_script_is_served_beside_the_page_and_through_the_proxy() {
+    let router = router_with(ctx().await, config());
+    for path in ["/pages/assets/widget.js", "/pages/proxy/assets/widget.js"] {
+        let (status, response, body) = send_text(router.clone(), get(path)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript"));
+        assert!(body.contains("data-cashback-widget"));
+        assert!(!body.contains("innerHTML"), "texts are set as text");
+    }
+}

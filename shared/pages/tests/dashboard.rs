@@ -485,6 +485,32 @@ async fn the_program_editor_shows_each_error_beside_its_field_then_saves_a_versi
     .await;
     assert_eq!(status, StatusCode::OK);
     assert!(old.contains("merchant_percent&#34;: &#34;10&#34;"), "{old}");
+    assert!(old.contains("The first version"), "{old}");
+    // Version 2 shows what changed from version 1, field by field.
+    let (status, _, changed) = send_text(
+        router.clone(),
+        get_as(&format!("{PROGRAM}/versions/2"), &cookie),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        changed.contains("What changed since version 1"),
+        "{changed}"
+    );
+    assert!(
+        changed.contains(
+            "<tr><td><code>earning.merchant_percent</code></td><td>10</td><td>12.5</td></tr>"
+        ),
+        "{changed}"
+    );
+    assert!(
+        changed.contains("<tr><td><code>display_name</code></td><td>"),
+        "{changed}"
+    );
+    assert!(
+        !changed.contains("<code>currency</code>"),
+        "unchanged fields are not listed"
+    );
 
     // The same form again was read at version 1: refused, nothing lost.
     let (status, _, _) = send_text(router.clone(), post_as(PROGRAM, &cookie, &good)).await;
@@ -683,4 +709,228 @@ async fn reports_draw_charts_with_their_numbers_and_download_as_csv() {
         send_text(router, get_as(&format!("{REPORTS}?format=csv"), &rival)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(!body.contains("liability"));
+}
+
+// ---- Resend the last email ----
+
+/// Keeps what it is asked to send.
+#[derive(Default)]
+struct Kept(std::sync::Mutex<Vec<cashback_app::notify::Notification>>);
+
+#[async_trait::async_trait]
+impl cashback_app::notify::Notifier for Kept {
+    async fn send(
+        &self,
+        notification: &cashback_app::notify::Notification,
+    ) -> Result<cashback_app::notify::Sent, cashback_app::notify::NotifyError> {
+        let mut sent = self.0.lock().unwrap();
+        sent.push(notification.clone());
+        Ok(cashback_app::notify::Sent {
+            message_id: format!("m{}", sent.len()),
+        })
+    }
+}
+
+impl Kept {
+    fn kinds(&self) -> Vec<&'static str> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|n| n.kind.name())
+            .collect()
+    }
+}
+
+/// Ann's 30.00, then an order of 80.00 paid (an "earned" email sent), on a
+/// clock the test moves; emails kept.
+async fn emailed_ctx() -> (Context, Arc<Kept>, Arc<std::sync::atomic::AtomicI64>) {
+    use cashback_core::ids::{Email, LineId, OrderId};
+    use cashback_core::money::Currency;
+    use cashback_core::order::{CustomerRef, Line, Order, OrderEvent};
+    let seeded = memory_context("30.00").await;
+    let kept = Arc::new(Kept::default());
+    let minutes = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let offset = minutes.clone();
+    let ctx = Context::new(
+        seeded.store.clone(),
+        kept.clone(),
+        Arc::new(FixedCodes(std::sync::Mutex::new(0))),
+        cashback_app::AppConfig::default(),
+    )
+    .with_clock(Arc::new(move || {
+        t0() + chrono::Duration::minutes(offset.load(std::sync::atomic::Ordering::SeqCst))
+    }));
+    let order = Order {
+        order_id: OrderId::parse("1001").unwrap(),
+        customer: CustomerRef {
+            id: Some(CustomerId::parse("ann").unwrap()),
+            email: Some(Email::parse(ANN_EMAIL).unwrap()),
+        },
+        currency: Currency::USD,
+        lines: vec![Line {
+            line_id: LineId::parse("1").unwrap(),
+            product_id: None,
+            variant_id: None,
+            sku: None,
+            vendor: None,
+            quantity: 1,
+            unit_price: usd("80.00"),
+            discount: usd("0"),
+            included_tax: None,
+            gift_card: false,
+            compare_at_price: None,
+            collection_ids: Vec::new(),
+        }],
+        subtotal: usd("80.00"),
+        shipping: usd("0"),
+        total: usd("80.00"),
+        discount_codes: Vec::new(),
+        checkout_id: None,
+        payment_methods: Vec::new(),
+        placed_at: None,
+        referral_code: None,
+        occurred_at: t0(),
+    };
+    cashback_app::events::handle_order_event(&ctx, &shop(), &OrderEvent::Paid(order), t0())
+        .await
+        .unwrap();
+    assert_eq!(kept.kinds(), ["earned"]);
+    kept.0.lock().unwrap().clear();
+    (ctx, kept, minutes)
+}
+
+const RESEND: &str = "/dashboard/shops/demo.myshopify.com/customers/ann/resend-email";
+
+#[tokio::test]
+async fn the_last_email_is_resent_at_most_once_every_ten_minutes() {
+    let (ctx, kept, minutes) = emailed_ctx().await;
+    let router = router_with(ctx, config());
+    let cookie = sign_in(&router, "demo.myshopify.com", OWNER).await;
+    let (_, _, page) = send_text(router.clone(), get_as(ANN, &cookie)).await;
+    assert!(page.contains("Resend the last email") && page.contains("once every 10 minutes"));
+    let csrf = csrf_of(&page);
+
+    let (status, response, _) = send_text(
+        router.clone(),
+        post_as(RESEND, &cookie, &format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["location"], format!("{ANN}?done=resent"));
+    {
+        let sent = kept.0.lock().unwrap();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].to.as_str(), ANN_EMAIL);
+        match &sent[0].kind {
+            cashback_app::notify::NotificationKind::Earned {
+                amount, order_name, ..
+            } => {
+                assert_eq!(amount.to_string(), "8.00 USD");
+                assert_eq!(order_name, "1001");
+            }
+            other => panic!("resent {other:?}"),
+        }
+    }
+    let (_, _, page) = send_text(
+        router.clone(),
+        get_as(&format!("{ANN}?done=resent"), &cookie),
+    )
+    .await;
+    assert!(page.contains("last email was sent again"));
+
+    // Again at once, nine and eleven minutes later: refused, nothing sent
+    // (ten-minute windows; the one after the resend's is closed too).
+    for later in [0, 9, 11] {
+        minutes.store(later, std::sync::atomic::Ordering::SeqCst);
+        let (status, _, page) = send_text(
+            router.clone(),
+            post_as(RESEND, &cookie, &format!("csrf={csrf}")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{later} min");
+        assert!(page.contains("once every 10 minutes at most"), "{page}");
+        assert!(page.contains("try again after 09:20 UTC"), "{page}");
+        assert_eq!(kept.kinds().len(), 1);
+    }
+    // Twenty minutes on, once more.
+    minutes.store(20, std::sync::atomic::Ordering::SeqCst);
+    let (status, _, _) = send_text(
+        router.clone(),
+        post_as(RESEND, &cookie, &format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(kept.kinds(), ["earned", "earned"]);
+}
+
+#[tokio::test]
+async fn a_resend_needs_the_csrf_token_and_the_shops_own_user() {
+    let (ctx, kept, _) = emailed_ctx().await;
+    let router = router_with(ctx, config());
+    let cookie = sign_in(&router, "demo.myshopify.com", OWNER).await;
+    // No token, or a made-up one.
+    for form in ["", "csrf=", &format!("csrf={}", "0".repeat(64))] {
+        let (status, _, _) = send_text(router.clone(), post_as(RESEND, &cookie, form)).await;
+        assert!(
+            status == StatusCode::FORBIDDEN || status == StatusCode::BAD_REQUEST,
+            "{form}: {status}"
+        );
+    }
+    // Another shop's user, with their own valid token.
+    let rival = sign_in(&router, "other.myshopify.com", RIVAL).await;
+    let (_, _, page) = send_text(
+        router.clone(),
+        get_as("/dashboard/shops/other.myshopify.com/customers", &rival),
+    )
+    .await;
+    let (status, _, body) = send_text(
+        router.clone(),
+        post_as(RESEND, &rival, &format!("csrf={}", csrf_of(&page))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("Not your shop"));
+    // Not signed in.
+    let (status, _, _) = send_text(router, post_form(RESEND, "csrf=x")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(kept.kinds().is_empty(), "nothing was sent");
+}
+
+#[tokio::test]
+async fn a_customer_who_stopped_emails_or_was_never_sent_one_gets_nothing() {
+    // Only an adjustment so far: no email was ever sent.
+    let router = router_with(ctx().await, config());
+    let cookie = sign_in(&router, "demo.myshopify.com", OWNER).await;
+    let (_, _, page) = send_text(router.clone(), get_as(ANN, &cookie)).await;
+    let (status, _, page) = send_text(
+        router,
+        post_as(RESEND, &cookie, &format!("csrf={}", csrf_of(&page))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(page.contains("nothing to resend"), "{page}");
+
+    // Emailed once, then unsubscribed.
+    let (ctx, kept, _) = emailed_ctx().await;
+    cashback_app::preferences::set_reminders(
+        &ctx,
+        &shop(),
+        &CustomerId::parse("ann").unwrap(),
+        true,
+        t0(),
+    )
+    .await
+    .unwrap();
+    let router = router_with(ctx, config());
+    let cookie = sign_in(&router, "demo.myshopify.com", OWNER).await;
+    let (_, _, page) = send_text(router.clone(), get_as(ANN, &cookie)).await;
+    let (status, _, page) = send_text(
+        router,
+        post_as(RESEND, &cookie, &format!("csrf={}", csrf_of(&page))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(page.contains("stopped cashback emails"), "{page}");
+    assert!(kept.kinds().is_empty());
 }

@@ -20,6 +20,11 @@
 //!
 //! Request bodies arrive as JSON text, so that a malformed field is
 //! reported by name like any other invalid field.
+//!
+//! Layout: one module per area (`program`, `coupons`, `customers`,
+//! `catalog`, `onboarding`, `reports`, `profiles`), every item re-exported
+//! here; this file keeps what they share (paging, body parsing, the shop
+//! and program reads).
 
 use serde::de::DeserializeOwned;
 

@@ -12,6 +12,7 @@
 //! - [`preferences`]: the customer's email preferences (reminders off or on).
 //! - [`notices`]: which emails a change calls for; signed unsubscribe links.
 //! - [`error`]: the use cases' errors.
+//! - `retry`: the attempts of a read-decide-write that lost to another writer.
 
 pub mod admin;
 pub mod api_keys;
@@ -25,6 +26,8 @@ pub mod notify;
 pub mod portal;
 pub mod preferences;
 pub mod referral;
+mod requests;
+mod retry;
 pub mod store;
 
 pub use context::{AppConfig, CodeSource, Context};

@@ -49,16 +49,7 @@ async fn read_coupon(
     shop: &ShopId,
     code: &Code,
 ) -> Result<Versioned<CouponRecord>, AppError> {
-    let mut read = ctx
-        .store
-        .read(
-            shop,
-            &ReadRequest {
-                coupons: vec![code.clone()],
-                ..ReadRequest::default()
-            },
-        )
-        .await?;
+    let mut read = ctx.store.read(shop, &ReadRequest::coupon(code)).await?;
     read.coupons
         .remove(code)
         .ok_or_else(|| AppError::NotFound(format!("coupon {}", code.display())))
@@ -80,8 +71,7 @@ pub async fn create_coupon(
             shop,
             &ReadRequest {
                 coupons: vec![coupon.code.clone()],
-                code_owners: vec![coupon.code.clone()],
-                ..ReadRequest::default()
+                ..ReadRequest::code_owner(&coupon.code)
             },
         )
         .await?;

@@ -12,11 +12,10 @@ use cashback_core::ids::{Code, CustomerId, Email, ShopId};
 use cashback_core::ledger::{Account, LedgerEntry};
 use cashback_core::money::{Currency, Money};
 use cashback_core::program::Program;
-use cashback_core::reminders::next_reminder;
 
 use crate::context::Context;
 use crate::error::AppError;
-use crate::events::backoff;
+use crate::retry::Attempts;
 use crate::store::*;
 
 use super::{
@@ -94,13 +93,7 @@ pub(super) async fn read_account(
 ) -> Result<Versioned<Account>, AppError> {
     let mut read = ctx
         .store
-        .read(
-            shop,
-            &ReadRequest {
-                accounts: vec![customer.clone()],
-                ..ReadRequest::default()
-            },
-        )
+        .read(shop, &ReadRequest::account(customer))
         .await?;
     read.accounts
         .remove(customer)
@@ -137,14 +130,8 @@ pub async fn lookup_customer(
 ) -> Result<CustomerView, AppError> {
     known_shop(ctx, shop).await?;
     let request = match lookup {
-        Lookup::Email(email) => ReadRequest {
-            email_owners: vec![email.clone()],
-            ..ReadRequest::default()
-        },
-        Lookup::Code(code) => ReadRequest {
-            code_owners: vec![code.clone()],
-            ..ReadRequest::default()
-        },
+        Lookup::Email(email) => ReadRequest::email_owner(email),
+        Lookup::Code(code) => ReadRequest::code_owner(code),
     };
     let read = ctx.store.read(shop, &request).await?;
     let owner = match lookup {
@@ -291,8 +278,8 @@ pub async fn adjust(
     ));
     let guard_key = format!("admin-adjustment:{key}");
 
-    let mut last_error = String::new();
-    for attempt in 1..=ctx.config.max_attempts {
+    let mut attempts = Attempts::new(ctx.config.max_attempts);
+    while attempts.start().is_some() {
         let account = read_account(ctx, shop, customer).await?;
         let mut next = account.value.clone();
         // The entry's note says who made it, beside why.
@@ -315,13 +302,7 @@ pub async fn adjust(
                         Some(program),
                     ),
                 });
-                let write = AccountWrite {
-                    reminder_due_at: next_reminder(program, &next).map(|due| due.due_at),
-                    account: next,
-                    expected_version: account.version,
-                    entries,
-                    code_change: None,
-                };
+                let write = AccountWrite::new(program, next, account.version).with_entries(entries);
                 (
                     StoredAnswer {
                         request_hash: request_hash.clone(),
@@ -387,17 +368,11 @@ pub async fn adjust(
                     replayed: true,
                 });
             }
-            Err(error) if error.is_conflict() => {
-                last_error = error.to_string();
-                backoff(attempt).await;
-            }
+            Err(error) if error.is_conflict() => attempts.lost(error).await,
             Err(error) => return Err(error.into()),
         }
     }
-    Err(AppError::Contended {
-        attempts: ctx.config.max_attempts,
-        last: last_error,
-    })
+    Err(attempts.gave_up())
 }
 
 /// Gives the customer a new code: the old one stops working at checkout at
@@ -412,35 +387,21 @@ pub async fn regenerate_code(
 ) -> Result<CustomerView, AppError> {
     known_shop(ctx, shop).await?;
     let program = current_program(ctx, shop).await?.value;
-    let mut last_error = String::new();
-    for attempt in 1..=ctx.config.max_attempts {
+    let mut attempts = Attempts::new(ctx.config.max_attempts);
+    while attempts.start().is_some() {
         let account = read_account(ctx, shop, customer).await?;
         let mut next = account.value.clone();
         let new_code = ctx.new_code()?;
         let old_code = next.code.replace(new_code.clone());
         next.code_changed_by = Some(principal.to_string());
-        let write = AccountWrite {
-            reminder_due_at: next_reminder(&program, &next).map(|due| due.due_at),
-            account: next.clone(),
-            expected_version: account.version,
-            entries: Vec::new(),
-            code_change: Some(CodeChange {
+        let write = AccountWrite::new(&program, next.clone(), account.version).with_code_change(
+            Some(CodeChange {
                 new_code,
                 old_code,
                 referral_code: None,
             }),
-        };
-        match ctx
-            .store
-            .write(
-                shop,
-                WriteSet {
-                    accounts: vec![write],
-                    ..WriteSet::default()
-                },
-            )
-            .await
-        {
+        );
+        match ctx.store.write(shop, WriteSet::account(write)).await {
             Ok(_) => {
                 info!(shop = %shop, customer = %customer, by = principal, "customer code regenerated");
                 return Ok(CustomerView::of(
@@ -453,14 +414,10 @@ pub async fn regenerate_code(
             }
             // A collision with another code, or a concurrent change: again.
             Err(error) if error.is_conflict() || matches!(error, StoreError::CodeTaken) => {
-                last_error = error.to_string();
-                backoff(attempt).await;
+                attempts.lost(error).await;
             }
             Err(error) => return Err(error.into()),
         }
     }
-    Err(AppError::Contended {
-        attempts: ctx.config.max_attempts,
-        last: last_error,
-    })
+    Err(attempts.gave_up())
 }

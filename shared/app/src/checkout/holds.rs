@@ -5,7 +5,6 @@ use cashback_core::ids::ShopId;
 use cashback_core::ledger::Account;
 use cashback_core::program::Program;
 use cashback_core::redeem::{quote, CodeRefusal};
-use cashback_core::reminders::next_reminder;
 
 use crate::context::Context;
 use crate::error::AppError;
@@ -84,17 +83,8 @@ pub(super) async fn balance_code(
         _ => account.release_hold(&reserve.checkout_id).is_some() || expired,
     };
     if changed {
-        let writes = WriteSet {
-            accounts: vec![AccountWrite {
-                // The reminder schedule is rewritten with the account: keep it.
-                reminder_due_at: next_reminder(program, &account).map(|due| due.due_at),
-                account,
-                expected_version: versioned.version,
-                entries: Vec::new(),
-                code_change: None,
-            }],
-            ..WriteSet::default()
-        };
+        // The reminder schedule is rewritten with the account: kept by the write.
+        let writes = WriteSet::account(AccountWrite::new(program, account, versioned.version));
         match ctx.store.write(shop, writes).await? {
             WriteOutcome::Committed => {}
             // No guard is set, so a duplicate means the store saw a stale write.

@@ -17,7 +17,7 @@ use cashback_core::redeem::CodeRefusal;
 
 use crate::context::Context;
 use crate::error::AppError;
-use crate::events::backoff;
+use crate::retry::Attempts;
 use crate::store::{CouponRecord, ReadRequest, ReadResult, UsageKey};
 
 use super::holds::balance_code;
@@ -112,20 +112,19 @@ pub async fn validate(
     // A string that cannot be a code is simply not one: it is answered (and
     // counted) as an unknown code, not as a malformed request.
     let code = Code::parse(&request.code).ok();
-    let mut last_error = String::new();
-    for attempt in 1..=ctx.config.max_attempts {
-        let attempt_result = attempt_once(
-            ctx,
-            shop,
-            program,
-            request,
-            &cart,
-            code.as_ref(),
-            &caller_key,
-            now,
-        )
-        .await;
-        match attempt_result {
+    let validating = Validating {
+        ctx,
+        shop,
+        program,
+        request,
+        cart: &cart,
+        code: code.as_ref(),
+        caller_key: &caller_key,
+        now,
+    };
+    let mut attempts = Attempts::new(ctx.config.max_attempts);
+    while let Some(attempt) = attempts.start() {
+        match attempt_once(&validating).await {
             Ok(Decided::Answer(validation)) => {
                 info!(
                     shop = %shop,
@@ -147,16 +146,12 @@ pub async fn validate(
             Err(AppError::Store(error)) if error.is_conflict() => {
                 // Another checkout (or an order) changed the account between
                 // our read and our write: decide again on fresh data.
-                last_error = error.to_string();
-                backoff(attempt).await;
+                attempts.lost(error).await;
             }
             Err(error) => return Err(error),
         }
     }
-    Err(AppError::Contended {
-        attempts: ctx.config.max_attempts,
-        last: last_error,
-    })
+    Err(attempts.gave_up())
 }
 
 pub(super) enum Decided {
@@ -165,17 +160,33 @@ pub(super) enum Decided {
     Unknown(Validation),
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn attempt_once(
-    ctx: &Context,
-    shop: &ShopId,
-    program: &Program,
-    request: &ValidateRequest,
-    cart: &Cart,
-    code: Option<&Code>,
-    caller_key: &str,
+/// What one validation works from, the same on every attempt.
+#[derive(Clone, Copy)]
+struct Validating<'a> {
+    ctx: &'a Context,
+    shop: &'a ShopId,
+    program: &'a Program,
+    request: &'a ValidateRequest,
+    cart: &'a Cart,
+    /// None when the string typed cannot be a code.
+    code: Option<&'a Code>,
+    /// The caller's key for the guess limit.
+    caller_key: &'a str,
     now: DateTime<Utc>,
-) -> Result<Decided, AppError> {
+}
+
+/// One read, the decision, and for a reserve one write.
+async fn attempt_once(validating: &Validating<'_>) -> Result<Decided, AppError> {
+    let Validating {
+        ctx,
+        shop,
+        program,
+        request,
+        cart,
+        code,
+        caller_key,
+        now,
+    } = *validating;
     let guesses = guess_counter(caller_key, now);
     let mut first = first_read(request, cart, code);
     first.counters.push(guesses.clone());
@@ -224,16 +235,7 @@ async fn attempt_once(
                 // customer's when anyone may use the code): the second of
                 // the two round trips the budget allows.
                 None => {
-                    let again = ctx
-                        .store
-                        .read(
-                            shop,
-                            &ReadRequest {
-                                accounts: vec![owner.clone()],
-                                ..ReadRequest::default()
-                            },
-                        )
-                        .await?;
+                    let again = ctx.store.read(shop, &ReadRequest::account(&owner)).await?;
                     again.accounts.get(&owner).cloned()
                 }
             };

@@ -12,6 +12,7 @@
 //! - [`preferences`]: the customer's email preferences (reminders off or on).
 //! - [`notices`]: which emails a change calls for; signed unsubscribe links.
 //! - [`error`]: the use cases' errors.
+//! - [`secret_ref`]: where a shop's webhook secrets live, parsed once.
 //! - `retry`: the attempts of a read-decide-write that lost to another writer.
 
 pub mod admin;
@@ -28,6 +29,7 @@ pub mod preferences;
 pub mod referral;
 mod requests;
 mod retry;
+pub mod secret_ref;
 pub mod store;
 
 pub use context::{AppConfig, CodeSource, Context};

@@ -10,6 +10,7 @@ use cashback_core::program::FieldError;
 
 use crate::context::Context;
 use crate::error::AppError;
+use crate::secret_ref::SecretRef;
 use crate::store::*;
 
 use super::{field, parse_body, parse_program};
@@ -56,19 +57,22 @@ pub async fn create_shop(
     if name.is_empty() || name.chars().count() > 100 {
         errors.push(field("name", "must be 1 to 100 characters"));
     }
-    let reference = new.webhook_secret_ref.trim();
-    if let Some(problem) = crate::store::secret_ref_problem(reference) {
-        errors.push(field(
-            "webhook_secret_ref",
-            format!("{problem}: where the secret lives, never the secret"),
-        ));
-    }
+    let reference = match SecretRef::parse(&new.webhook_secret_ref) {
+        Ok(reference) => reference.to_string(),
+        Err(problem) => {
+            errors.push(field(
+                "webhook_secret_ref",
+                format!("{problem}: where the secret lives, never the secret"),
+            ));
+            String::new()
+        }
+    };
     let shop = Shop {
         shop: new.shop.clone(),
         platform: new.platform,
         currency: new.currency,
         name: name.to_string(),
-        webhook_secret_ref: reference.to_string(),
+        webhook_secret_ref: reference,
         api_key_hash: api_key_hash.to_string(),
         created_at: now,
         guest_id_key: Some(ctx.new_secret()),

@@ -13,10 +13,13 @@ use crate::store::*;
 
 use super::{field, known_shop, parse_body};
 
+/// One product of a catalog import.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogItemInput {
+    /// The platform's product id.
     pub product_id: ProductId,
+    /// The collections the product is in (program exclusions name them).
     #[serde(default)]
     pub collection_ids: Vec<CollectionId>,
     /// Decimal string in the shop's currency, or null.
@@ -24,14 +27,18 @@ pub struct CatalogItemInput {
     pub compare_at_price: Option<String>,
 }
 
+/// A catalog import's body.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogImport {
+    /// The products, each replacing what was stored for it.
     pub products: Vec<CatalogItemInput>,
 }
 
+/// What an import did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CatalogImported {
+    /// Products stored.
     pub imported: usize,
 }
 

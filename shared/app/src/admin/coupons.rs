@@ -14,13 +14,18 @@ use crate::store::*;
 
 use super::{field, known_shop, page_limit, parse_body};
 
+/// A cashback coupon as the admin API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CouponView {
+    /// The coupon's version, to update it only if unchanged.
     pub version: u64,
+    /// The coupon's terms and status.
     pub coupon: CashbackCoupon,
     /// Orders that used it (a cancelled order gives its use back).
     pub uses: u32,
+    /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// When it was last changed.
     pub updated_at: DateTime<Utc>,
 }
 
@@ -98,6 +103,7 @@ pub async fn create_coupon(
     }))
 }
 
+/// A page of the shop's coupons.
 pub async fn list_coupons(
     ctx: &Context,
     shop: &ShopId,
@@ -128,6 +134,7 @@ pub(crate) fn bad_cursor(error: StoreError) -> AppError {
     }
 }
 
+/// One coupon by its code.
 pub async fn get_coupon(ctx: &Context, shop: &ShopId, code: &Code) -> Result<CouponView, AppError> {
     known_shop(ctx, shop).await?;
     Ok(CouponView::of(read_coupon(ctx, shop, code).await?))

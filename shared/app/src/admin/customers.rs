@@ -22,9 +22,12 @@ use super::{
     bad_cursor, current_program, field, known_shop, page_limit, parse_body, IDEMPOTENCY_DAYS,
 };
 
+/// The customer's tier in the program.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TierView {
+    /// Its position in the program's tiers (0 is the first).
     pub index: usize,
+    /// Its name in the program, or a note that it is no longer there.
     pub name: String,
 }
 
@@ -32,23 +35,37 @@ pub struct TierView {
 /// currency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CustomerView {
+    /// The customer's id at the platform (or the shop's keyed guest id).
     pub customer_id: CustomerId,
+    /// Their email, when known.
     pub email: Option<Email>,
     /// The customer's cashback code, as shown to them (upper case).
     pub code: Option<String>,
+    /// The currency of every amount.
     pub currency: Currency,
+    /// Balance that can be spent, holds included.
     pub available: Decimal,
+    /// Cashback earned, not yet released.
     pub pending: Decimal,
+    /// Balance held for checkouts in progress.
     pub held: Decimal,
+    /// Available less what is held.
     pub spendable: Decimal,
+    /// What clawbacks took beyond the balance, to be repaid from future cashback.
     pub debt: Decimal,
+    /// Cashback ever credited.
     pub lifetime_issued: Decimal,
+    /// Cashback ever spent.
     pub lifetime_used: Decimal,
+    /// Eligible spend so far, which sets the tier.
     pub lifetime_eligible_spend: Decimal,
+    /// The tier reached, if the program has tiers.
     pub tier: Option<TierView>,
+    /// Orders that earned cashback.
     pub orders_earned: u32,
     /// Who last gave the customer a new code through the admin API.
     pub code_changed_by: Option<String>,
+    /// The account's version.
     pub version: u64,
 }
 
@@ -60,6 +77,7 @@ pub(super) fn tier_name(program: Option<&Program>, index: usize) -> String {
 }
 
 impl CustomerView {
+    /// The view of an account, tier named by the program when given.
     pub fn of(account: &Versioned<Account>, program: Option<&Program>) -> CustomerView {
         let a = &account.value;
         CustomerView {
@@ -100,6 +118,7 @@ pub(super) async fn read_account(
         .ok_or_else(|| AppError::NotFound(format!("customer {customer}")))
 }
 
+/// One customer by id.
 pub async fn get_customer(
     ctx: &Context,
     shop: &ShopId,
@@ -117,7 +136,9 @@ pub async fn get_customer(
 /// How a merchant names a customer they do not have the id of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
+    /// The latest account that used this email.
     Email(Email),
+    /// The owner of this cashback code.
     Code(Code),
 }
 
@@ -173,6 +194,7 @@ pub async fn ledger(
 pub struct AdjustmentRequest {
     /// Signed decimal string in the shop's currency: "5.00" or "-2.50".
     pub amount: String,
+    /// Why, for the ledger entry (1 to 500 characters).
     pub reason: String,
 }
 
@@ -180,8 +202,11 @@ pub struct AdjustmentRequest {
 /// and body gets it again (`replayed`), status and body alike.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdjustmentOutcome {
+    /// The HTTP status of the first answer (201 applied, 422 refused by the ledger).
     pub status: u16,
+    /// The first answer's body.
     pub body: serde_json::Value,
+    /// This is a retry answered from the stored answer.
     pub replayed: bool,
 }
 
@@ -193,6 +218,7 @@ struct StoredAnswer {
     body: serde_json::Value,
 }
 
+/// The longest idempotency key accepted, in characters.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 fn check_idempotency_key(key: &str) -> Result<&str, AppError> {

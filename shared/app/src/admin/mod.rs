@@ -51,8 +51,9 @@ pub use profiles::*;
 pub use program::*;
 pub use reports::*;
 
-/// Page sizes: what a caller gets without asking, and the most it may ask.
+/// Page size a caller gets without asking.
 pub const DEFAULT_PAGE: u32 = 25;
+/// The largest page a caller may ask for.
 pub const MAX_PAGE: u32 = 100;
 
 /// How long an adjustment's idempotency key is remembered. Stripe keeps

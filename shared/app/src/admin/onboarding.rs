@@ -15,12 +15,17 @@ use crate::store::*;
 
 use super::{field, parse_body, parse_program};
 
+/// A shop to onboard, as the admin API receives it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewShop {
+    /// The shop's domain, its id everywhere.
     pub shop: ShopId,
+    /// The platform whose webhooks it sends.
     pub platform: Platform,
+    /// The name customers see in emails.
     pub name: String,
+    /// The currency its program and balances are in.
     pub currency: Currency,
     /// `env:CASHBACK_SECRET_<NAME>` or `ssm:/parameter/name`: where the
     /// webhook secret lives, never the secret.
@@ -33,11 +38,17 @@ pub struct NewShop {
 /// The shop as the admin API shows it: never the API key's hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ShopView {
+    /// The shop's domain.
     pub shop: ShopId,
+    /// The platform whose webhooks it sends.
     pub platform: Platform,
+    /// The name customers see in emails.
     pub name: String,
+    /// The currency of its program and balances.
     pub currency: Currency,
+    /// Where its webhook secrets live (never the secrets).
     pub webhook_secret_ref: String,
+    /// When it was onboarded.
     pub created_at: DateTime<Utc>,
     /// The program's version, when one was given.
     pub program_version: Option<u64>,

@@ -20,23 +20,33 @@ use super::{bad_cursor, known_shop, page_limit, read_account};
 /// syncs to Klaviyo), under names that say they are ours.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProfileProperties {
+    /// Spendable balance.
     pub cashback_balance: Decimal,
+    /// Cashback earned, not yet spendable.
     pub cashback_pending_balance: Decimal,
+    /// Cashback ever credited.
     pub cashback_lifetime_issued: Decimal,
+    /// Cashback ever spent.
     pub cashback_lifetime_used: Decimal,
     /// The customer's code as shown to them; None until they have one.
     pub cashback_discount_code: Option<String>,
+    /// The currency of every amount above.
     pub cashback_currency: Currency,
 }
 
+/// A customer's profile for an email tool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Profile {
+    /// The customer's id at the platform.
     pub customer_id: CustomerId,
+    /// Their email, when known.
     pub email: Option<Email>,
+    /// The properties to sync.
     pub properties: ProfileProperties,
 }
 
 impl Profile {
+    /// The profile of an account.
     pub fn of(account: &Account) -> Profile {
         Profile {
             customer_id: account.customer.clone(),
@@ -53,6 +63,7 @@ impl Profile {
     }
 }
 
+/// One customer's profile.
 pub async fn profile(
     ctx: &Context,
     shop: &ShopId,

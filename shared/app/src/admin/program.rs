@@ -14,12 +14,16 @@ use crate::store::*;
 
 use super::{current_program, field, known_shop};
 
+/// A version of the shop's program, as the admin API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProgramView {
+    /// The version number (1 for the first program).
     pub version: u64,
+    /// The program as it was at this version.
     pub program: Program,
 }
 
+/// The program in force and its version.
 pub async fn get_program(ctx: &Context, shop: &ShopId) -> Result<ProgramView, AppError> {
     known_shop(ctx, shop).await?;
     let current = current_program(ctx, shop).await?;
@@ -29,6 +33,7 @@ pub async fn get_program(ctx: &Context, shop: &ShopId) -> Result<ProgramView, Ap
     })
 }
 
+/// An earlier (or the current) version of the program.
 pub async fn get_program_version(
     ctx: &Context,
     shop: &ShopId,

@@ -17,65 +17,93 @@ use super::{field, known_shop, tier_name, MAX_REPORT_DAYS};
 /// Issued or clawed back cashback, by who funds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Funded {
+    /// All of it.
     pub total: Decimal,
+    /// The merchant's part: the total less the partner's.
     pub merchant: Decimal,
+    /// The partner's match (docs/reports.md).
     pub partner: Decimal,
 }
 
+/// What the shop owes its customers at the end of a day.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Liability {
     /// End of this day (UTC).
     pub at: NaiveDate,
+    /// Spendable balances.
     pub available: Decimal,
+    /// Cashback earned, not yet released.
     pub pending: Decimal,
     /// available + pending.
     pub total: Decimal,
     /// The total split pro rata of net funding to date (docs/reports.md).
     pub merchant: Decimal,
+    /// The partner's part of the total.
     pub partner: Decimal,
     /// Clawbacks not yet recovered and balance code shortfalls charged to
     /// their owners: not part of the liability.
     pub debt: Decimal,
 }
 
+/// How many customers are in one tier.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TierCount {
     /// None: customers in no tier.
     pub tier: Option<usize>,
+    /// The tier's name in the program.
     pub name: String,
+    /// Customers in it now.
     pub customers: i64,
 }
 
+/// The shop's customers, as the counters stand now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CustomersReport {
+    /// Customers with an account.
     pub total: i64,
     /// Customers with at least one earning order.
     pub earned: i64,
     /// Customers with two or more earning orders.
     pub repeat: i64,
+    /// Customers per tier.
     pub by_tier: Vec<TierCount>,
 }
 
+/// Manual adjustments in the period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Adjusted {
+    /// Credited by hand.
     pub credited: Decimal,
+    /// Debited by hand.
     pub debited: Decimal,
 }
 
 /// A period's figures; every definition is in docs/reports.md.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
+    /// The shop reported on.
     pub shop: ShopId,
+    /// The currency of every amount.
     pub currency: Currency,
+    /// The first day of the period (UTC).
     pub from: NaiveDate,
+    /// The last day of the period (UTC), inclusive.
     pub to: NaiveDate,
+    /// Cashback earned (program, coupons, referral rewards), by funder.
     pub issued: Funded,
+    /// Cashback that became spendable (released, or issued straight to available).
     pub released: Decimal,
+    /// Balance spent on orders.
     pub redeemed: Decimal,
+    /// Spent balance given back by cancellations and refunds.
     pub restored: Decimal,
+    /// Cashback taken back, by funder.
     pub clawed_back: Funded,
+    /// Balance that expired unspent.
     pub expired: Decimal,
+    /// Manual adjustments.
     pub adjusted: Adjusted,
+    /// What is owed at the end of the period.
     pub liability: Liability,
     /// expired / released; None when nothing was released.
     pub breakage_rate: Option<Decimal>,

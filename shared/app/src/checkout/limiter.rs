@@ -14,6 +14,7 @@ use crate::error::AppError;
 
 use super::{GUESS_LIMIT, GUESS_WINDOW_SECONDS};
 
+/// The counter key for a shop and source: hashed, so no IP is stored.
 pub(super) fn caller_key(shop: &ShopId, source: &str) -> String {
     let digest = Sha256::digest(format!("{shop}\n{source}").as_bytes());
     hex::encode(&digest[..16])

@@ -26,6 +26,7 @@ pub struct ValidateRequest {
     pub email: Option<Email>,
     /// The cart's currency (the shop's, as the ledger is kept in it).
     pub currency: Currency,
+    /// The cart the code is to apply to.
     pub cart: CartInput,
     /// Reserve the discount for this checkout while the shopper pays.
     #[serde(default)]
@@ -37,8 +38,10 @@ pub struct ValidateRequest {
     pub caller: Option<String>,
 }
 
+/// A hold asked for with a validation.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Reserve {
+    /// The checkout the hold is for: validating again replaces its hold.
     pub checkout_id: CheckoutId,
     /// Default: the program's hold TTL; capped at [`MAX_HOLD_TTL_SECONDS`].
     #[serde(default)]
@@ -48,49 +51,66 @@ pub struct Reserve {
 /// The cart as a checkout sends it; amounts are decimal strings ("12.30").
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct CartInput {
+    /// The cart's lines.
     #[serde(default)]
     pub lines: Vec<LineInput>,
     /// Merchandise after the other discounts, before this code.
     pub subtotal: String,
+    /// Shipping, when known (a program may exclude it).
     #[serde(default)]
     pub shipping: Option<String>,
     /// Discounts already on the cart, each with its kind.
     #[serde(default)]
     pub other_discounts: Vec<DiscountInput>,
+    /// How the shopper pays, when known (coupons may require one).
     #[serde(default)]
     pub payment_method: Option<String>,
 }
 
+/// One line of the cart.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct LineInput {
     /// Optional: lines are numbered in order when the checkout has no ids.
     #[serde(default)]
     pub line_id: Option<LineId>,
+    /// The product, for exclusions and the catalog.
     #[serde(default)]
     pub product_id: Option<ProductId>,
+    /// The variant.
     #[serde(default)]
     pub variant_id: Option<VariantId>,
+    /// The SKU, for exclusions.
     #[serde(default)]
     pub sku: Option<String>,
+    /// The vendor, for exclusions.
     #[serde(default)]
     pub vendor: Option<String>,
+    /// The collections the product is in, for exclusions.
     #[serde(default)]
     pub collection_ids: Vec<CollectionId>,
+    /// Units on the line.
     pub quantity: u32,
+    /// The price of one unit.
     pub unit_price: String,
+    /// The price before a sale, for programs that exclude sale items.
     #[serde(default)]
     pub compare_at_price: Option<String>,
     /// Every discount on the line, for all its units together.
     #[serde(default)]
     pub discount: Option<String>,
+    /// A gift card, which never earns cashback.
     #[serde(default)]
     pub gift_card: bool,
 }
 
+/// A discount already on the cart.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct DiscountInput {
+    /// What kind of discount it is.
     pub kind: DiscountKind,
+    /// What it takes off, a decimal string.
     pub amount: String,
+    /// Its code, when it has one (a coupon's stacking rules look at it).
     #[serde(default)]
     pub code: Option<Code>,
 }

@@ -25,10 +25,13 @@ use super::limiter::{caller_key, count_unknown, guess_counter, retry_after, wind
 use super::request::{check_limits, ValidateRequest};
 use super::GUESS_LIMIT;
 
+/// Which kind of code was checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CodeKind {
+    /// A customer's balance code: it takes their balance off the cart.
     CustomerBalance,
+    /// A cashback coupon: it adds cashback, takes nothing off.
     CashbackCoupon,
 }
 
@@ -37,7 +40,9 @@ pub enum CodeKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Refusal {
+    /// Why a balance code does not work.
     Code(CodeRefusal),
+    /// Why a cashback coupon does not work.
     Coupon(CouponRefusal),
 }
 
@@ -53,35 +58,45 @@ impl std::fmt::Display for Refusal {
 /// The cashback the order will earn, and where it comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CashbackPreview {
+    /// Program and coupon together.
     pub total: Money,
+    /// What the program gives (the buyer's tier when known).
     pub program: Money,
+    /// What the coupon adds.
     pub coupon: Money,
 }
 
 /// A coupon's public face, for the checkout to show.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CouponOffer {
+    /// The coupon's name.
     pub display_name: String,
+    /// The merchant's words for the offer.
     pub offer_text: String,
 }
 
 /// The answer to one validation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Validation {
+    /// The code works for this cart.
     pub valid: bool,
     /// None for an unknown code.
     pub kind: Option<CodeKind>,
+    /// Why not, when it does not.
     pub refusal: Option<Refusal>,
     /// The refusal in words ("minimum subtotal 50.00 USD").
     pub message: Option<String>,
     /// What the code takes off the cart now (0.00 for a cashback coupon).
     pub discount: Money,
+    /// The cashback the order will earn.
     pub cashback: CashbackPreview,
     /// The customer's spendable balance, for a balance code only.
     pub balance_before: Option<Money>,
+    /// The spendable balance once this discount is taken, for a balance code only.
     pub balance_after: Option<Money>,
     /// The hold placed for the checkout, when a reserve was asked and given.
     pub hold: Option<Hold>,
+    /// The coupon's public face, for a cashback coupon.
     pub coupon: Option<CouponOffer>,
 }
 

@@ -131,6 +131,44 @@ mod tests {
         }
     }
 
+    /// A clock that only records the sleeps asked of it.
+    #[derive(Default)]
+    struct Sleeps(std::sync::Mutex<Vec<Duration>>);
+
+    #[async_trait::async_trait]
+    impl Clock for Sleeps {
+        fn now(&self) -> tokio::time::Instant {
+            tokio::time::Instant::now()
+        }
+
+        async fn sleep(&self, duration: Duration) {
+            self.0.lock().unwrap().push(duration);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_job_pauses_on_its_own_clock_after_every_lost_attempt() {
+        let clock = Sleeps::default();
+        let mut attempts = Attempts::on_clock(3, &clock);
+        while attempts.start().is_some() {
+            attempts.lost("conflict").await;
+        }
+        let slept: Vec<u128> = clock
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(Duration::as_millis)
+            .collect();
+        // 5 ms a lost attempt, growing, with a little spread: the last
+        // pause comes before giving up, as it always did.
+        assert_eq!(slept, [5 + 7919 % 5, 10 + 15838 % 5, 15 + 23757 % 5]);
+        assert!(matches!(
+            attempts.gave_up(),
+            AppError::Contended { attempts: 3, .. }
+        ));
+    }
+
     #[test]
     fn no_attempt_is_started_past_the_limit() {
         let mut attempts = Attempts::new(0);

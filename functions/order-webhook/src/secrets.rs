@@ -30,43 +30,15 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Duration, Utc};
 use tokio::sync::OnceCell;
 
-use cashback_app::store::{secret_ref_problem, MIN_WEBHOOK_SECRET_LENGTH};
+use cashback_app::store::MIN_WEBHOOK_SECRET_LENGTH;
 use cashback_core::ids::ShopId;
 
-pub use cashback_app::store::ENV_SECRET_PREFIX;
+pub use cashback_app::secret_ref::{SecretPlace, SecretRef, SecretRefError, ENV_SECRET_PREFIX};
 
 /// How long a shop's secrets stay cached in a warm container by default.
 pub const DEFAULT_TTL_SECONDS: i64 = 300;
 /// The shortest age at which a mismatch may trigger a refresh.
 pub const MIN_REFRESH_SECONDS: i64 = 30;
-
-/// Where a shop's webhook secrets live.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum SecretRef {
-    Env(String),
-    Ssm(String),
-}
-
-impl SecretRef {
-    /// `env:CASHBACK_SECRET_<NAME>` or `ssm:/parameter/name`; any other
-    /// variable name is refused (see [`ENV_SECRET_PREFIX`]).
-    pub fn parse(reference: &str) -> Result<SecretRef, SecretError> {
-        let reference = reference.trim();
-        if let Some(reason) = secret_ref_problem(reference) {
-            return Err(SecretError::BadReference { reason });
-        }
-        match (
-            reference.strip_prefix("env:"),
-            reference.strip_prefix("ssm:"),
-        ) {
-            (Some(name), _) => Ok(SecretRef::Env(name.to_string())),
-            (_, Some(name)) => Ok(SecretRef::Ssm(name.to_string())),
-            _ => Err(SecretError::BadReference {
-                reason: "expected env: or ssm:".to_string(),
-            }),
-        }
-    }
-}
 
 /// A shop's secrets, the current one first. `Debug` shows only how many.
 #[derive(Clone, PartialEq, Eq)]
@@ -108,8 +80,8 @@ impl std::fmt::Debug for WebhookSecrets {
 /// Why a shop's secrets could not be had. Names are shown, values never.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecretError {
-    #[error("the shop's webhook_secret_ref is not valid: {reason}")]
-    BadReference { reason: String },
+    #[error("the shop's webhook_secret_ref is not valid: {0}")]
+    BadReference(#[from] SecretRefError),
     #[error("environment variable {name} is not set")]
     MissingVariable { name: String },
     #[error("SSM parameter {name} does not exist")]
@@ -175,11 +147,13 @@ impl EnvAndSsm {
 #[async_trait::async_trait]
 impl SecretSource for EnvAndSsm {
     async fn fetch(&self, reference: &SecretRef) -> Result<String, SecretError> {
-        match reference {
-            SecretRef::Env(name) => {
-                std::env::var(name).map_err(|_| SecretError::MissingVariable { name: name.clone() })
+        match reference.place() {
+            SecretPlace::Env(name) => {
+                std::env::var(name).map_err(|_| SecretError::MissingVariable {
+                    name: name.to_string(),
+                })
             }
-            SecretRef::Ssm(name) => {
+            SecretPlace::Ssm(name) => {
                 use aws_sdk_ssm::error::SdkError;
                 let output = self
                     .client()
@@ -193,7 +167,9 @@ impl SecretSource for EnvAndSsm {
                         SdkError::ServiceError(service) => {
                             let service = service.into_err();
                             if service.is_parameter_not_found() {
-                                SecretError::MissingParameter { name: name.clone() }
+                                SecretError::MissingParameter {
+                                    name: name.to_string(),
+                                }
                             } else if service.is_internal_server_error() {
                                 SecretError::Unavailable(service.to_string())
                             } else {
@@ -241,14 +217,17 @@ impl FixedSecrets {
 #[async_trait::async_trait]
 impl SecretSource for FixedSecrets {
     async fn fetch(&self, reference: &SecretRef) -> Result<String, SecretError> {
-        let key = match reference {
-            SecretRef::Env(name) => format!("env:{name}"),
-            SecretRef::Ssm(name) => format!("ssm:{name}"),
-        };
-        self.0.get(&key).cloned().ok_or(match reference {
-            SecretRef::Env(name) => SecretError::MissingVariable { name: name.clone() },
-            SecretRef::Ssm(name) => SecretError::MissingParameter { name: name.clone() },
-        })
+        self.0
+            .get(&reference.to_string())
+            .cloned()
+            .ok_or_else(|| match reference.place() {
+                SecretPlace::Env(name) => SecretError::MissingVariable {
+                    name: name.to_string(),
+                },
+                SecretPlace::Ssm(name) => SecretError::MissingParameter {
+                    name: name.to_string(),
+                },
+            })
     }
 }
 
@@ -329,6 +308,8 @@ impl SecretCache {
         reference: &str,
         now: DateTime<Utc>,
     ) -> Result<Arc<WebhookSecrets>, SecretError> {
+        // Checked at onboarding; parsed again here by the same rule, since
+        // the record keeps the reference as its string.
         let parsed = SecretRef::parse(reference)?;
         self.fetches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -369,12 +350,16 @@ mod tests {
     #[test]
     fn references_name_an_env_var_or_an_ssm_parameter() {
         assert_eq!(
-            SecretRef::parse("env:CASHBACK_SECRET_DEMO_WEBHOOK"),
-            Ok(SecretRef::Env("CASHBACK_SECRET_DEMO_WEBHOOK".into()))
+            SecretRef::parse("env:CASHBACK_SECRET_DEMO_WEBHOOK")
+                .as_ref()
+                .map(SecretRef::place),
+            Ok(SecretPlace::Env("CASHBACK_SECRET_DEMO_WEBHOOK"))
         );
         assert_eq!(
-            SecretRef::parse(" ssm:/cashback/demo/webhook "),
-            Ok(SecretRef::Ssm("/cashback/demo/webhook".into()))
+            SecretRef::parse(" ssm:/cashback/demo/webhook ")
+                .as_ref()
+                .map(SecretRef::place),
+            Ok(SecretPlace::Ssm("/cashback/demo/webhook"))
         );
         for bad in [
             "",

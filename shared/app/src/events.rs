@@ -27,12 +27,12 @@ use cashback_core::orders::{
     apply_order_event_to, CoOwner, EventContext, OrderRecord, Parties, MAX_CODE_OWNERS,
 };
 use cashback_core::program::Program;
-use cashback_core::reminders::next_reminder;
 
 use crate::context::Context;
 use crate::error::AppError;
 use crate::notices::{notices_for, Notice};
 use crate::referral;
+use crate::retry::Attempts;
 use crate::store::*;
 
 /// How long a processed event's guard is kept. Shopify retries for 4 hours
@@ -63,8 +63,8 @@ pub async fn handle_order_event(
     let program = &shop_program.program;
     let keyed = with_guest_id(&shop_program.shop, event);
     let event = keyed.as_ref().unwrap_or(event);
-    let mut last_error = String::new();
-    for attempt in 1..=ctx.config.max_attempts {
+    let mut attempts = Attempts::new(ctx.config.max_attempts);
+    while let Some(attempt) = attempts.start() {
         match attempt_once(ctx, shop, program, event, now).await {
             Ok((outcome, notices)) => {
                 let emails = send_notices(ctx, &shop_program.shop.name, program, notices).await;
@@ -81,16 +81,12 @@ pub async fn handle_order_event(
             {
                 // Someone else changed the account, the order or the coupon's
                 // count: decide again on fresh data.
-                last_error = error.to_string();
-                backoff(attempt).await;
+                attempts.lost(error).await;
             }
             Err(error) => return Err(error),
         }
     }
-    Err(AppError::Contended {
-        attempts: ctx.config.max_attempts,
-        last: last_error,
-    })
+    Err(attempts.gave_up())
 }
 
 /// The event with its guest (an email, no customer id) named by the shop's
@@ -116,13 +112,6 @@ fn with_guest_id(shop: &Shop, event: &OrderEvent) -> Option<OrderEvent> {
         OrderEvent::Fulfilled(_) => OrderEvent::Fulfilled(keyed),
         _ => OrderEvent::Cancelled(keyed),
     })
-}
-
-pub(crate) async fn backoff(attempt: u32) {
-    // Small and jittered: losers of a race should not collide again.
-    let jitter = u64::from(std::process::id() ^ attempt.wrapping_mul(2654435761)) % 7;
-    let millis = (u64::from(attempt.min(6)) * 5) + jitter;
-    tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
 }
 
 fn customer_of(event: &OrderEvent) -> Option<(CustomerId, Option<cashback_core::ids::Email>)> {
@@ -291,15 +280,7 @@ async fn attempt_once(
         .cloned()
         .collect();
     if !wanted.is_empty() {
-        let again = store
-            .read(
-                shop,
-                &ReadRequest {
-                    accounts: wanted,
-                    ..ReadRequest::default()
-                },
-            )
-            .await?;
+        let again = store.read(shop, &ReadRequest::accounts(wanted)).await?;
         read.accounts.extend(again.accounts);
     }
     let mut account = customer_id.as_ref().and_then(|id| read.accounts.remove(id));
@@ -426,13 +407,7 @@ async fn attempt_once(
                        entries: Vec<cashback_core::ledger::LedgerEntry>| {
         party
             .filter(|p| Some(&p.value) != before.as_ref())
-            .map(|p| AccountWrite {
-                reminder_due_at: next_reminder(program, &p.value).map(|due| due.due_at),
-                account: p.value,
-                expected_version: p.version,
-                entries,
-                code_change: None,
-            })
+            .map(|p| AccountWrite::of(program, p).with_entries(entries))
     };
     let writes = WriteSet {
         guard: Some(Guard {
@@ -441,12 +416,10 @@ async fn attempt_once(
             response: None,
         }),
         accounts: account
-            .map(|account| AccountWrite {
-                reminder_due_at: next_reminder(program, &account.value).map(|due| due.due_at),
-                account: account.value,
-                expected_version: account.version,
-                entries: applied.buyer.entries.clone(),
-                code_change,
+            .map(|account| {
+                AccountWrite::of(program, account)
+                    .with_entries(applied.buyer.entries.clone())
+                    .with_code_change(code_change)
             })
             .into_iter()
             .chain(other_write(owner, owner_before, applied.code_owner.entries))

@@ -13,6 +13,8 @@
 //! - [`notices`]: which emails a change calls for; signed unsubscribe links.
 //! - [`resend`]: a customer's last email sent again (the merchant's dashboard).
 //! - [`error`]: the use cases' errors.
+//! - [`secret_ref`]: where a shop's webhook secrets live, parsed once.
+//! - `retry`: the attempts of a read-decide-write that lost to another writer.
 
 pub mod admin;
 pub mod api_keys;
@@ -26,7 +28,10 @@ pub mod notify;
 pub mod portal;
 pub mod preferences;
 pub mod referral;
+mod requests;
 pub mod resend;
+mod retry;
+pub mod secret_ref;
 pub mod store;
 
 pub use context::{AppConfig, CodeSource, Context};

@@ -157,13 +157,7 @@ pub async fn customer_view(
     let limit = page.limit.unwrap_or(DEFAULT_ENTRIES).clamp(1, MAX_ENTRIES);
     let read = ctx
         .store
-        .read(
-            shop,
-            &ReadRequest {
-                accounts: vec![customer.clone()],
-                ..ReadRequest::default()
-            },
-        )
+        .read(shop, &ReadRequest::account(customer))
         .await?;
     let Some(found) = read.accounts.get(customer) else {
         // Someone who has not earned yet sees an empty account, not an error:
@@ -314,17 +308,7 @@ async fn pending_releases(
     for order in open {
         let store = ctx.store.clone();
         let shop = shop.clone();
-        reads.spawn(async move {
-            store
-                .read(
-                    &shop,
-                    &ReadRequest {
-                        order: Some(order),
-                        ..ReadRequest::default()
-                    },
-                )
-                .await
-        });
+        reads.spawn(async move { store.read(&shop, &ReadRequest::order(order)).await });
     }
     let mut releases = Vec::new();
     while let Some(joined) = reads.join_next().await {

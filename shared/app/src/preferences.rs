@@ -11,11 +11,10 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use cashback_core::ids::{CustomerId, ShopId};
-use cashback_core::reminders::next_reminder;
 
 use crate::context::Context;
 use crate::error::AppError;
-use crate::events::backoff;
+use crate::retry::Attempts;
 use crate::store::{AccountWrite, ReadRequest, WriteOutcome, WriteSet};
 
 /// What became of a preference change.
@@ -39,17 +38,11 @@ pub async fn set_reminders(
 ) -> Result<PreferenceOutcome, AppError> {
     let shop_program = ctx.shop_program(shop, now).await?;
     let program = &shop_program.program;
-    let mut last_error = String::new();
-    for attempt in 1..=ctx.config.max_attempts {
+    let mut attempts = Attempts::new(ctx.config.max_attempts);
+    while let Some(attempt) = attempts.start() {
         let read = ctx
             .store
-            .read(
-                shop,
-                &ReadRequest {
-                    accounts: vec![customer.clone()],
-                    ..ReadRequest::default()
-                },
-            )
+            .read(shop, &ReadRequest::account(customer))
             .await?;
         let Some(found) = read.accounts.get(customer).cloned() else {
             return Ok(PreferenceOutcome::UnknownCustomer);
@@ -59,31 +52,18 @@ pub async fn set_reminders(
         }
         let mut account = found.value;
         account.reminders.unsubscribed = unsubscribed;
-        let writes = WriteSet {
-            accounts: vec![AccountWrite {
-                reminder_due_at: next_reminder(program, &account).map(|due| due.due_at),
-                account,
-                expected_version: found.version,
-                entries: Vec::new(),
-                code_change: None,
-            }],
-            ..WriteSet::default()
-        };
+        let writes = WriteSet::account(AccountWrite::new(program, account, found.version));
         match ctx.store.write(shop, writes).await {
             Ok(WriteOutcome::Committed) => {
                 info!(shop = %shop, attempt, unsubscribed, "customer set reminder emails");
                 return Ok(PreferenceOutcome::Changed);
             }
             Ok(WriteOutcome::Duplicate { .. }) => {
-                last_error = "unguarded write reported a duplicate".into();
+                attempts.lost("unguarded write reported a duplicate").await;
             }
-            Err(error) if error.is_conflict() => last_error = error.to_string(),
+            Err(error) if error.is_conflict() => attempts.lost(error).await,
             Err(error) => return Err(error.into()),
         }
-        backoff(attempt).await;
     }
-    Err(AppError::Contended {
-        attempts: ctx.config.max_attempts,
-        last: last_error,
-    })
+    Err(attempts.gave_up())
 }

@@ -95,9 +95,8 @@ pub async fn resend_last_email(
         .read(
             shop,
             &ReadRequest {
-                accounts: vec![customer.clone()],
                 counters: keys.to_vec(),
-                ..ReadRequest::default()
+                ..ReadRequest::account(customer)
             },
         )
         .await
@@ -213,10 +212,7 @@ async fn last_email(
                     .store
                     .read(
                         shop,
-                        &ReadRequest {
-                            order: Some(order.clone()),
-                            ..ReadRequest::default()
-                        },
+                        &ReadRequest::order(order.clone()),
                     )
                     .await?;
                 read.order

@@ -43,11 +43,11 @@ use tracing::{error, warn};
 
 use cashback_core::ids::{CustomerId, ShopId};
 use cashback_core::money::Money;
-use cashback_core::reminders::next_reminder;
 
 use crate::context::Context;
 use crate::error::AppError;
 use crate::notify::{Notification, NotifyError};
+use crate::retry::Attempts;
 use crate::store::{
     due_bucket, AccountWrite, DueKind, DueRef, ReadRequest, Store, StoreError, WriteOutcome,
     WriteSet, DUE_SHARDS,
@@ -115,6 +115,19 @@ impl Clock for TokioClock {
     async fn sleep(&self, duration: StdDuration) {
         tokio::time::sleep(duration).await;
     }
+}
+
+/// What every part of a job's run works from: the use cases' context, the
+/// clock, the configuration, the run's `now` and its deadline.
+#[derive(Clone, Copy)]
+pub(crate) struct Run<'a> {
+    pub(crate) ctx: &'a Context,
+    pub(crate) clock: &'a dyn Clock,
+    pub(crate) config: &'a JobConfig,
+    /// The run's time (the scheduled event's), never the wall clock.
+    pub(crate) now: DateTime<Utc>,
+    /// When the run must be finished, on `clock`.
+    pub(crate) deadline: Instant,
 }
 
 /// A job's run failed as a whole (an item's failure is counted, not raised).
@@ -488,24 +501,17 @@ impl<'a> Sender<'a> {
 /// notices and the reminder series stop. One read, one write, retried on
 /// conflict; the reminder index entry goes with it.
 pub(crate) async fn mark_suppressed(
-    ctx: &Context,
-    clock: &dyn Clock,
-    config: &JobConfig,
+    run: &Run<'_>,
     shop: &ShopId,
     customer: &CustomerId,
-    now: DateTime<Utc>,
 ) -> Result<(), AppError> {
-    let program = ctx.shop_program(shop, now).await?.program;
-    for attempt in 1..=config.max_attempts {
+    let ctx = run.ctx;
+    let program = ctx.shop_program(shop, run.now).await?.program;
+    let mut attempts = Attempts::on_clock(run.config.max_attempts, run.clock);
+    while attempts.start().is_some() {
         let read = ctx
             .store
-            .read(
-                shop,
-                &ReadRequest {
-                    accounts: vec![customer.clone()],
-                    ..ReadRequest::default()
-                },
-            )
+            .read(shop, &ReadRequest::account(customer))
             .await?;
         let Some(mut account) = read.accounts.get(customer).cloned() else {
             return Ok(());
@@ -514,26 +520,18 @@ pub(crate) async fn mark_suppressed(
             return Ok(());
         }
         account.value.reminders.suppressed = true;
-        let write = WriteSet {
-            accounts: vec![AccountWrite {
-                reminder_due_at: next_reminder(&program, &account.value).map(|d| d.due_at),
-                account: account.value,
-                expected_version: account.version,
-                entries: Vec::new(),
-                code_change: None,
-            }],
-            ..WriteSet::default()
-        };
+        let write = WriteSet::account(AccountWrite::of(&program, account));
         match ctx.store.write(shop, write).await {
             Ok(WriteOutcome::Committed) | Ok(WriteOutcome::Duplicate { .. }) => return Ok(()),
-            Err(error) if error.is_conflict() => conflict_backoff(clock, attempt).await,
+            Err(error) if error.is_conflict() => {
+                attempts
+                    .lost(format!("marking {customer} suppressed"))
+                    .await;
+            }
             Err(error) => return Err(error.into()),
         }
     }
-    Err(AppError::Contended {
-        attempts: config.max_attempts,
-        last: format!("marking {customer} suppressed"),
-    })
+    Err(attempts.gave_up())
 }
 
 /// A job's own part of a run: what to do with one due item.
@@ -573,17 +571,19 @@ impl WalkEnd {
 /// reserve). An item that fails is logged and counted and its bucket is read
 /// again next run; a store that is down ends the run. Whatever happened,
 /// the progress that is certain is saved.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn walk_due(
-    ctx: &Context,
-    clock: &dyn Clock,
-    config: &JobConfig,
+    run: Run<'_>,
     job: &'static str,
     kinds: &[DueKind],
-    now: DateTime<Utc>,
-    deadline: Instant,
     handler: &mut dyn DueHandler,
 ) -> Result<WalkEnd, JobError> {
+    let Run {
+        ctx,
+        clock,
+        config,
+        now,
+        deadline,
+    } = run;
     let started = clock.now();
     let stop_at = deadline
         .checked_sub(config.finish_reserve)
@@ -620,12 +620,6 @@ pub(crate) async fn walk_due(
         duration_ms: u64::try_from(clock.now().saturating_duration_since(started).as_millis())
             .unwrap_or(u64::MAX),
     })
-}
-
-/// Small and growing: the loser of a race should not collide again.
-pub(crate) async fn conflict_backoff(clock: &dyn Clock, attempt: u32) {
-    let millis = u64::from(attempt.min(8)) * 5 + u64::from(attempt.wrapping_mul(7919) % 5);
-    clock.sleep(StdDuration::from_millis(millis)).await;
 }
 
 /// What to do with an item's error: a store that is down ends the run (the

@@ -24,11 +24,11 @@ use tracing::{info, warn};
 use cashback_core::ledger::Effect;
 use cashback_core::money::Money;
 use cashback_core::orders::release_order;
-use cashback_core::reminders::next_reminder;
 
 use crate::context::{Context, ShopProgram};
 use crate::error::AppError;
 use crate::notices::{notices_for, Notice};
+use crate::retry::Attempts;
 use crate::store::{
     AccountWrite, DueKind, DueRef, OrderWrite, ReadRequest, WriteOutcome, WriteSet,
 };
@@ -77,27 +77,20 @@ pub async fn promote_due(
     now: DateTime<Utc>,
     deadline: Instant,
 ) -> Result<PromoteOutcome, JobError> {
-    let mut run = PromoteRun {
+    let run = Run {
         ctx,
         clock,
         config,
         now,
         deadline,
+    };
+    let mut promote = PromoteRun {
+        run,
         outcome: PromoteOutcome::default(),
     };
     let kinds = [DueKind::Release, DueKind::Expiry];
-    let end = walk_due(
-        ctx,
-        clock,
-        config,
-        PROMOTE_JOB,
-        &kinds,
-        now,
-        deadline,
-        &mut run,
-    )
-    .await?;
-    let mut outcome = run.outcome;
+    let end = walk_due(run, PROMOTE_JOB, &kinds, &mut promote).await?;
+    let mut outcome = promote.outcome;
     outcome.failed += end.failed;
     outcome.scan = end.scan.clone();
     outcome.emails_throttled = end.throttled;
@@ -109,11 +102,7 @@ pub async fn promote_due(
 
 /// A promote run's state, for [`walk_due`].
 struct PromoteRun<'a> {
-    ctx: &'a Context,
-    clock: &'a dyn Clock,
-    config: &'a JobConfig,
-    now: DateTime<Utc>,
-    deadline: Instant,
+    run: Run<'a>,
     outcome: PromoteOutcome,
 }
 
@@ -125,22 +114,9 @@ impl DueHandler for PromoteRun<'_> {
         kind: DueKind,
         due: &DueRef,
     ) -> Result<(), AppError> {
-        let (ctx, clock, config, now) = (self.ctx, self.clock, self.config, self.now);
         match kind {
-            DueKind::Release => {
-                release_one(
-                    ctx,
-                    clock,
-                    config,
-                    sender,
-                    due,
-                    now,
-                    self.deadline,
-                    &mut self.outcome,
-                )
-                .await
-            }
-            DueKind::Expiry => expire_one(ctx, clock, config, due, now, &mut self.outcome).await,
+            DueKind::Release => release_one(&self.run, sender, due, &mut self.outcome).await,
+            DueKind::Expiry => expire_one(&self.run, due, &mut self.outcome).await,
             DueKind::Reminder => Ok(()),
         }
     }
@@ -183,18 +159,14 @@ enum Released {
     AlreadyDone,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Releases one due order, then sends its "ready" email.
 async fn release_one(
-    ctx: &Context,
-    clock: &dyn Clock,
-    config: &JobConfig,
+    run: &Run<'_>,
     sender: &mut Sender<'_>,
     due: &DueRef,
-    now: DateTime<Utc>,
-    deadline: Instant,
     outcome: &mut PromoteOutcome,
 ) -> Result<(), AppError> {
-    match commit_release(ctx, clock, config, due, now).await? {
+    match commit_release(run, due).await? {
         Released::AlreadyDone => outcome.already_done += 1,
         Released::Done {
             amount,
@@ -205,12 +177,13 @@ async fn release_one(
             outcome.released_amount.add(amount);
             for notice in notices {
                 let customer = notice.customer.clone();
-                let notification = notice.into_notification(ctx, &shop.shop.name, &shop.program);
-                match sender.send(&notification, deadline).await {
+                let notification =
+                    notice.into_notification(run.ctx, &shop.shop.name, &shop.program);
+                match sender.send(&notification, run.deadline).await {
                     Delivery::Sent => outcome.emails_sent += 1,
                     Delivery::Suppressed => {
                         outcome.emails_lost += 1;
-                        mark_suppressed(ctx, clock, config, &due.shop, &customer, now).await?;
+                        mark_suppressed(run, &due.shop, &customer).await?;
                     }
                     Delivery::Lost(reason) => {
                         outcome.emails_lost += 1;
@@ -232,13 +205,8 @@ async fn release_one(
 
 /// One read, the core's decision, one transaction; again from a fresh read
 /// if another writer changed the account or the order meanwhile.
-async fn commit_release(
-    ctx: &Context,
-    clock: &dyn Clock,
-    config: &JobConfig,
-    due: &DueRef,
-    now: DateTime<Utc>,
-) -> Result<Released, AppError> {
+async fn commit_release(run: &Run<'_>, due: &DueRef) -> Result<Released, AppError> {
+    let (ctx, now) = (run.ctx, run.now);
     let (Some(order_id), Some(customer)) = (&due.order, &due.customer) else {
         // Pending cashback always has an order and a customer; an index item
         // without them was not written by us.
@@ -249,16 +217,15 @@ async fn commit_release(
     };
     let shop = ctx.shop_program(&due.shop, now).await?;
     let program = &shop.program;
-    let mut last = String::new();
-    for attempt in 1..=config.max_attempts {
+    let mut attempts = Attempts::on_clock(run.config.max_attempts, run.clock);
+    while attempts.start().is_some() {
         let mut read = ctx
             .store
             .read(
                 &due.shop,
                 &ReadRequest {
                     order: Some(order_id.clone()),
-                    accounts: vec![customer.clone()],
-                    ..ReadRequest::default()
+                    ..ReadRequest::account(customer)
                 },
             )
             .await?;
@@ -282,13 +249,7 @@ async fn commit_release(
             Some(referral) => {
                 let again = ctx
                     .store
-                    .read(
-                        &due.shop,
-                        &ReadRequest {
-                            accounts: vec![referral.referrer.clone()],
-                            ..ReadRequest::default()
-                        },
-                    )
+                    .read(&due.shop, &ReadRequest::account(&referral.referrer))
                     .await?;
                 again.accounts.get(&referral.referrer).cloned()
             }
@@ -313,24 +274,13 @@ async fn commit_release(
             })
             .unwrap_or(Money::zero(record.value.currency));
         let notices = notices_for(&due.shop, &account.value, &record.value, &applied, program);
-        let referrer_write =
-            referrer
-                .filter(|_| !referred.is_empty())
-                .map(|referrer| AccountWrite {
-                    reminder_due_at: next_reminder(program, &referrer.value).map(|d| d.due_at),
-                    account: referrer.value,
-                    expected_version: referrer.version,
-                    entries: referred.entries,
-                    code_change: None,
-                });
+        let referrer_write = referrer
+            .filter(|_| !referred.is_empty())
+            .map(|referrer| AccountWrite::of(program, referrer).with_entries(referred.entries));
         let write = WriteSet {
-            accounts: std::iter::once(AccountWrite {
-                reminder_due_at: next_reminder(program, &account.value).map(|d| d.due_at),
-                account: account.value,
-                expected_version: account.version,
-                entries: applied.entries,
-                code_change: None,
-            })
+            accounts: std::iter::once(
+                AccountWrite::of(program, account).with_entries(applied.entries),
+            )
             .chain(referrer_write)
             .collect(),
             order: Some(OrderWrite {
@@ -350,26 +300,23 @@ async fn commit_release(
             }
             // The "ready" key is there: another run released this order
             // after our read. A fresh read will show it.
-            Ok(WriteOutcome::Duplicate { .. }) => last = "ready email already recorded".into(),
-            Err(error) if error.is_conflict() => last = error.to_string(),
+            Ok(WriteOutcome::Duplicate { .. }) => {
+                attempts.lost("ready email already recorded").await;
+            }
+            Err(error) if error.is_conflict() => attempts.lost(error).await,
             Err(error) => return Err(error.into()),
         }
-        conflict_backoff(clock, attempt).await;
     }
-    Err(AppError::Contended {
-        attempts: config.max_attempts,
-        last,
-    })
+    Err(attempts.gave_up())
 }
 
+/// Expires one account's balance and holds that are past their time.
 async fn expire_one(
-    ctx: &Context,
-    clock: &dyn Clock,
-    config: &JobConfig,
+    run: &Run<'_>,
     due: &DueRef,
-    now: DateTime<Utc>,
     outcome: &mut PromoteOutcome,
 ) -> Result<(), AppError> {
+    let (ctx, now) = (run.ctx, run.now);
     let Some(customer) = &due.customer else {
         return Err(AppError::Invalid(format!(
             "expiry index item of shop {} names no customer",
@@ -377,17 +324,11 @@ async fn expire_one(
         )));
     };
     let program = ctx.shop_program(&due.shop, now).await?.program;
-    let mut last = String::new();
-    for attempt in 1..=config.max_attempts {
+    let mut attempts = Attempts::on_clock(run.config.max_attempts, run.clock);
+    while attempts.start().is_some() {
         let read = ctx
             .store
-            .read(
-                &due.shop,
-                &ReadRequest {
-                    accounts: vec![customer.clone()],
-                    ..ReadRequest::default()
-                },
-            )
+            .read(&due.shop, &ReadRequest::account(customer))
             .await?;
         let Some(mut account) = read.accounts.get(customer).cloned() else {
             return Ok(());
@@ -404,16 +345,8 @@ async fn expire_one(
         )
         .map_err(cashback_core::ledger::LedgerError::from)?
         .negated();
-        let write = WriteSet {
-            accounts: vec![AccountWrite {
-                reminder_due_at: next_reminder(&program, &account.value).map(|d| d.due_at),
-                account: account.value,
-                expected_version: account.version,
-                entries: applied.entries,
-                code_change: None,
-            }],
-            ..WriteSet::default()
-        };
+        let write =
+            WriteSet::account(AccountWrite::of(&program, account).with_entries(applied.entries));
         match ctx.store.write(&due.shop, write).await {
             Ok(_) => {
                 outcome.expired_accounts += 1;
@@ -423,13 +356,9 @@ async fn expire_one(
                 outcome.holds_freed += freed.len() as u64;
                 return Ok(());
             }
-            Err(error) if error.is_conflict() => last = error.to_string(),
+            Err(error) if error.is_conflict() => attempts.lost(error).await,
             Err(error) => return Err(error.into()),
         }
-        conflict_backoff(clock, attempt).await;
     }
-    Err(AppError::Contended {
-        attempts: config.max_attempts,
-        last,
-    })
+    Err(attempts.gave_up())
 }

@@ -22,12 +22,13 @@ use serde::Serialize;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use cashback_core::reminders::{due_reminder, mark_sent, next_reminder};
+use cashback_core::reminders::{due_reminder, mark_sent};
 
 use crate::context::{Context, ShopProgram};
 use crate::error::AppError;
 use crate::notices::Notice;
 use crate::notify::NotificationKind;
+use crate::retry::Attempts;
 use crate::store::{AccountWrite, DueKind, DueRef, ReadRequest, WriteOutcome, WriteSet};
 
 use super::promote::json;
@@ -85,27 +86,20 @@ pub async fn send_reminders(
     now: DateTime<Utc>,
     deadline: Instant,
 ) -> Result<RemindersOutcome, JobError> {
-    let mut run = RemindersRun {
+    let run = Run {
         ctx,
         clock,
         config,
         now,
         deadline,
+    };
+    let mut reminders = RemindersRun {
+        run,
         outcome: RemindersOutcome::default(),
     };
     let kinds = [DueKind::Reminder];
-    let end = walk_due(
-        ctx,
-        clock,
-        config,
-        REMINDERS_JOB,
-        &kinds,
-        now,
-        deadline,
-        &mut run,
-    )
-    .await?;
-    let mut outcome = run.outcome;
+    let end = walk_due(run, REMINDERS_JOB, &kinds, &mut reminders).await?;
+    let mut outcome = reminders.outcome;
     outcome.failed += end.failed;
     outcome.scan = end.scan.clone();
     outcome.throttled = end.throttled;
@@ -117,11 +111,7 @@ pub async fn send_reminders(
 
 /// A reminders run's state, for [`walk_due`].
 struct RemindersRun<'a> {
-    ctx: &'a Context,
-    clock: &'a dyn Clock,
-    config: &'a JobConfig,
-    now: DateTime<Utc>,
-    deadline: Instant,
+    run: Run<'a>,
     outcome: RemindersOutcome,
 }
 
@@ -133,18 +123,7 @@ impl DueHandler for RemindersRun<'_> {
         _kind: DueKind,
         due: &DueRef,
     ) -> Result<(), AppError> {
-        let (ctx, clock, config, now) = (self.ctx, self.clock, self.config, self.now);
-        remind_one(
-            ctx,
-            clock,
-            config,
-            sender,
-            due,
-            now,
-            self.deadline,
-            &mut self.outcome,
-        )
-        .await
+        remind_one(&self.run, sender, due, &mut self.outcome).await
     }
 }
 
@@ -179,28 +158,24 @@ enum Recorded {
     NotDue,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Records one account's due position, then sends its email.
 async fn remind_one(
-    ctx: &Context,
-    clock: &dyn Clock,
-    config: &JobConfig,
+    run: &Run<'_>,
     sender: &mut Sender<'_>,
     due: &DueRef,
-    now: DateTime<Utc>,
-    deadline: Instant,
     outcome: &mut RemindersOutcome,
 ) -> Result<(), AppError> {
-    match record_position(ctx, clock, config, due, now).await? {
+    match record_position(run, due).await? {
         Recorded::NotDue => outcome.not_due += 1,
         Recorded::Nothing => outcome.skipped += 1,
         Recorded::Send(notice, shop) => {
             let customer = notice.customer.clone();
-            let notification = notice.into_notification(ctx, &shop.shop.name, &shop.program);
-            match sender.send(&notification, deadline).await {
+            let notification = notice.into_notification(run.ctx, &shop.shop.name, &shop.program);
+            match sender.send(&notification, run.deadline).await {
                 Delivery::Sent => outcome.sent += 1,
                 Delivery::Suppressed => {
                     outcome.suppressed += 1;
-                    mark_suppressed(ctx, clock, config, &due.shop, &customer, now).await?;
+                    mark_suppressed(run, &due.shop, &customer).await?;
                 }
                 Delivery::Lost(reason) => {
                     outcome.lost += 1;
@@ -221,13 +196,8 @@ async fn remind_one(
 
 /// One read, the core's decision, one transaction that marks the position
 /// sent and records the email's key; again from a fresh read on conflict.
-async fn record_position(
-    ctx: &Context,
-    clock: &dyn Clock,
-    config: &JobConfig,
-    due: &DueRef,
-    now: DateTime<Utc>,
-) -> Result<Recorded, AppError> {
+async fn record_position(run: &Run<'_>, due: &DueRef) -> Result<Recorded, AppError> {
+    let (ctx, now) = (run.ctx, run.now);
     let Some(customer) = &due.customer else {
         return Err(AppError::Invalid(format!(
             "reminder index item of shop {} names no customer",
@@ -236,17 +206,11 @@ async fn record_position(
     };
     let shop = ctx.shop_program(&due.shop, now).await?;
     let program = &shop.program;
-    let mut last = String::new();
-    for attempt in 1..=config.max_attempts {
+    let mut attempts = Attempts::on_clock(run.config.max_attempts, run.clock);
+    while attempts.start().is_some() {
         let read = ctx
             .store
-            .read(
-                &due.shop,
-                &ReadRequest {
-                    accounts: vec![customer.clone()],
-                    ..ReadRequest::default()
-                },
-            )
+            .read(&due.shop, &ReadRequest::account(customer))
             .await?;
         let Some(mut account) = read.accounts.get(customer).cloned() else {
             return Ok(Recorded::NotDue);
@@ -274,15 +238,8 @@ async fn record_position(
             _ => None,
         };
         let write = WriteSet {
-            accounts: vec![AccountWrite {
-                reminder_due_at: next_reminder(program, &account.value).map(|d| d.due_at),
-                account: account.value,
-                expected_version: account.version,
-                entries: Vec::new(),
-                code_change: None,
-            }],
             notifications: vec![key],
-            ..WriteSet::default()
+            ..WriteSet::account(AccountWrite::of(program, account))
         };
         match ctx.store.write(&due.shop, write).await {
             Ok(WriteOutcome::Committed) => {
@@ -293,13 +250,9 @@ async fn record_position(
             }
             // The key is recorded: this position was sent from another read.
             Ok(WriteOutcome::Duplicate { .. }) => return Ok(Recorded::NotDue),
-            Err(error) if error.is_conflict() => last = error.to_string(),
+            Err(error) if error.is_conflict() => attempts.lost(error).await,
             Err(error) => return Err(error.into()),
         }
-        conflict_backoff(clock, attempt).await;
     }
-    Err(AppError::Contended {
-        attempts: config.max_attempts,
-        last,
-    })
+    Err(attempts.gave_up())
 }

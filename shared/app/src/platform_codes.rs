@@ -200,7 +200,11 @@ pub async fn sync_customer_code(
             accounts: vec![customer.clone()],
             ..ReadRequest::default()
         };
-        let read = ctx.store.read(shop, &request).await.map_err(AppError::from)?;
+        let read = ctx
+            .store
+            .read(shop, &request)
+            .await
+            .map_err(AppError::from)?;
         let Some(account) = read.accounts.get(customer) else {
             return Err(AppError::NotFound(format!("customer {customer}")).into());
         };

@@ -142,7 +142,10 @@ mod tests {
 
     #[test]
     fn nothing_is_synced_while_the_program_keeps_sync_off() {
-        assert_eq!(desired_code(&account(dec!(10)), &Program::new(Currency::USD)), None);
+        assert_eq!(
+            desired_code(&account(dec!(10)), &Program::new(Currency::USD)),
+            None
+        );
     }
 
     #[test]
@@ -189,7 +192,10 @@ mod tests {
         let mut account = account(dec!(5));
         let email = Email::parse("guest@example.com").unwrap();
         account.customer = CustomerId::for_guest(&email);
-        let owner = desired_code(&account, &syncing()).unwrap().restricted_to.unwrap();
+        let owner = desired_code(&account, &syncing())
+            .unwrap()
+            .restricted_to
+            .unwrap();
         assert_eq!(owner.customer, None);
     }
 
@@ -217,7 +223,9 @@ mod tests {
             PlatformSync::DiscountCode
         );
         assert_eq!(
-            Program::from_json(r#"{"currency":"USD"}"#).unwrap().platform_sync,
+            Program::from_json(r#"{"currency":"USD"}"#)
+                .unwrap()
+                .platform_sync,
             PlatformSync::Off
         );
     }

@@ -406,8 +406,11 @@ impl ShopifyCodes {
             .map(|a| Money::round_toward_zero(a, self.config.currency))
             .unwrap_or(Money::zero(self.config.currency));
         let active = discount.get("status").and_then(Value::as_str) == Some("ACTIVE");
-        if let Ok(mut ids) = self.ids.lock() {
-            ids.insert(code.clone(), id.clone());
+        // Only the engine's own discounts are remembered for updates.
+        if managed {
+            if let Ok(mut ids) = self.ids.lock() {
+                ids.insert(code.clone(), id.clone());
+            }
         }
         Ok(CodeState {
             code: code.clone(),

@@ -203,8 +203,11 @@ impl WooCodes {
             .get("description")
             .and_then(Value::as_str)
             .is_some_and(|d| d.ends_with(DESCRIPTION_MARK));
-        if let Ok(mut ids) = self.ids.lock() {
-            ids.insert(code.clone(), id);
+        // Only the engine's own coupons are remembered for updates.
+        if managed {
+            if let Ok(mut ids) = self.ids.lock() {
+                ids.insert(code.clone(), id);
+            }
         }
         Ok(CodeState {
             code: code.clone(),
@@ -261,6 +264,17 @@ impl WooCodes {
 #[async_trait::async_trait]
 impl PlatformCodes for WooCodes {
     async fn put(&self, desired: &DesiredCode) -> Result<PutOutcome, PlatformError> {
+        if desired
+            .restricted_to
+            .as_ref()
+            .is_some_and(|owner| owner.email.is_none())
+        {
+            return Err(PlatformError::Rejected {
+                reason: "only its owner may use this code, and a WooCommerce coupon can be \
+                         limited to an email only: this owner has no email"
+                    .into(),
+            });
+        }
         if let Some(id) = self.cached_id(&desired.code) {
             match self.update(id, desired).await {
                 Ok(state) => return Ok(PutOutcome::Updated(state)),
@@ -383,6 +397,24 @@ fn query_encode(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_validation_error_keeps_woocommerces_code_message_and_params() {
+        let response = HttpResponse {
+            status: StatusCode::BAD_REQUEST,
+            retry_after: None,
+            body: bytes::Bytes::from_static(
+                br#"{"code":"rest_invalid_param","message":"Invalid parameter(s): amount","data":{"status":400,"params":{"amount":"amount is not of type string."}}}"#,
+            ),
+        };
+        let PlatformError::Rejected { reason } = woo_error(&response) else {
+            panic!("not a refusal");
+        };
+        assert_eq!(
+            reason,
+            "rest_invalid_param: Invalid parameter(s): amount amount: amount is not of type string. (HTTP 400)"
+        );
+    }
 
     #[test]
     fn the_consumer_secret_never_shows_in_debug_output() {

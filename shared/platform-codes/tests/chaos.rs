@@ -18,11 +18,14 @@ use rust_decimal::Decimal;
 use cashback_app::platform_codes::{
     CodeOwner, Combines, DesiredCode, PlatformCodes, PlatformError,
 };
-use cashback_core::ids::{Code, CustomerId};
+use cashback_core::ids::{Code, CustomerId, Email};
 use cashback_core::money::{Currency, Money};
-use cashback_platform_codes::{ShopifyCodes, ShopifyConfig, ShopifyCredentials};
+use cashback_platform_codes::{
+    ShopifyCodes, ShopifyConfig, ShopifyCredentials, WooCodes, WooConfig,
+};
 use cashback_test_support::fakes::faults::{Fault, FaultRates};
 use cashback_test_support::fakes::shopify::{self as fake, FakeShopify};
+use cashback_test_support::fakes::woocommerce::{self as woo_fake, FakeWoo};
 
 const CUSTOMERS: usize = 100;
 const CHANGES: usize = 1000;
@@ -57,7 +60,7 @@ fn desired_for(customer: usize, cents: i64) -> DesiredCode {
         active: cents >= 500,
         restricted_to: Some(CodeOwner {
             customer: Some(CustomerId::parse(&customer.to_string()).unwrap()),
-            email: None,
+            email: Some(Email::parse(&format!("c{customer}@example.com")).unwrap()),
         }),
         min_subtotal: Money::zero(Currency::USD),
         combines: Combines {
@@ -72,7 +75,7 @@ fn desired_for(customer: usize, cents: i64) -> DesiredCode {
 /// the absolute amount, wait and retry on throttling and transient
 /// failures. Returns the calls' attempts, or the error after `max`.
 async fn sync(
-    codes: &ShopifyCodes,
+    codes: &dyn PlatformCodes,
     ledger: &Ledger,
     customer: usize,
 ) -> Result<u32, PlatformError> {
@@ -98,40 +101,25 @@ async fn sync(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_thousand_changes_under_faults_end_with_every_code_equal_to_the_ledger() {
-    // Shopify Plus figures (1,000 points restored per second) keep the run
-    // short; the figures printed are per point, so they scale to any plan.
-    let (maximum, restore) = (1000.0, 1000.0);
-    let shop = FakeShopify::with_bucket(maximum, restore).await;
-    shop.set_fault_rates(
-        FaultRates {
-            throttle: 0.04,
-            server_error: 0.04,
-            timeout: 0.03,
-            duplicate: 0.04,
-            delay: Duration::from_millis(400),
-            jitter: Duration::from_millis(4),
-        },
-        2026,
-    );
-    let mut config = ShopifyConfig::new(
-        &shop.url(),
-        ShopifyCredentials::AdminToken(fake::ADMIN_TOKEN.into()),
-        Currency::USD,
-    )
-    .unwrap();
-    config.timeout = Duration::from_millis(200);
-    config.assumed_bucket = (maximum, restore);
-    let codes = Arc::new(ShopifyCodes::new(config).unwrap());
+/// What a chaos run leaves.
+struct Run {
+    ledger: HashMap<usize, i64>,
+    elapsed: Duration,
+    syncs: usize,
+    parked: u32,
+}
 
+/// Makes the 1,000 changes and syncs their intents (delivered twice and
+/// out of order) with 24 workers, at most one sync per customer at a time,
+/// parking and retrying what fails; returns once every intent is synced.
+async fn run_chaos(codes: Arc<dyn PlatformCodes>, seed: u64) -> Run {
     let ledger: Ledger = Arc::new(Mutex::new((0..CUSTOMERS).map(|c| (c, 0)).collect()));
     let locks: Arc<Vec<tokio::sync::Mutex<()>>> = Arc::new(
         (0..CUSTOMERS)
             .map(|_| tokio::sync::Mutex::new(()))
             .collect(),
     );
-    let mut rng = Rng(0x5eed_cafe);
+    let mut rng = Rng(seed);
 
     // The balance changes, in the order they happen; each leaves an intent.
     let mut intents = Vec::new();
@@ -182,7 +170,7 @@ async fn a_thousand_changes_under_faults_end_with_every_code_equal_to_the_ledger
                 }
                 // At most one sync in flight per customer.
                 let _turn = locks[customer].lock().await;
-                match sync(&codes, &ledger, customer).await {
+                match sync(codes.as_ref(), &ledger, customer).await {
                     Ok(attempts) => {
                         *attempts_total.lock().unwrap() += attempts;
                         pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
@@ -245,10 +233,48 @@ async fn a_thousand_changes_under_faults_end_with_every_code_equal_to_the_ledger
         worker.await.unwrap();
     }
     let elapsed = started.elapsed();
+    let ledger = ledger.lock().unwrap().clone();
+    let parked = *parked.lock().unwrap();
+    Run {
+        ledger,
+        elapsed,
+        syncs: intents.len() + CUSTOMERS,
+        parked,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_changes_under_faults_end_with_every_code_equal_to_the_ledger() {
+    // Shopify Plus figures (1,000 points restored per second) keep the run
+    // short; the figures printed are per point, so they scale to any plan.
+    let (maximum, restore) = (1000.0, 1000.0);
+    let shop = FakeShopify::with_bucket(maximum, restore).await;
+    shop.set_fault_rates(
+        FaultRates {
+            throttle: 0.04,
+            server_error: 0.04,
+            timeout: 0.03,
+            duplicate: 0.04,
+            delay: Duration::from_millis(400),
+            jitter: Duration::from_millis(4),
+        },
+        2026,
+    );
+    let mut config = ShopifyConfig::new(
+        &shop.url(),
+        ShopifyCredentials::AdminToken(fake::ADMIN_TOKEN.into()),
+        Currency::USD,
+    )
+    .unwrap();
+    config.timeout = Duration::from_millis(200);
+    config.assumed_bucket = (maximum, restore);
+    let codes = Arc::new(ShopifyCodes::new(config).unwrap());
+
+    let run = run_chaos(codes, 0x5eed_cafe).await;
+    let (ledger, elapsed, syncs, parked) = (run.ledger, run.elapsed, run.syncs, run.parked);
 
     // Every code equals the ledger: the amount when the code works, and
     // not working below the minimum.
-    let ledger = ledger.lock().unwrap().clone();
     let mut checked = 0;
     for (customer, cents) in &ledger {
         let code = format!("cb-chaos-{customer}");
@@ -276,7 +302,6 @@ async fn a_thousand_changes_under_faults_end_with_every_code_equal_to_the_ledger
         .filter(|f| **f == Fault::ServerError)
         .count();
     let requests = calls + stats.throttled + (throttles_injected + server_errors) as u64;
-    let syncs = intents.len() + CUSTOMERS;
     let points = stats.calls.get("lookup").copied().unwrap_or(0) as f64 * fake::LOOKUP_ACTUAL
         + (calls - stats.calls.get("lookup").copied().unwrap_or(0)) as f64 * fake::MUTATION_COST;
     println!(
@@ -292,7 +317,7 @@ async fn a_thousand_changes_under_faults_end_with_every_code_equal_to_the_ledger
         injected.len(),
         stats.throttled,
         stats.lowest_bucket,
-        parked.lock().unwrap(),
+        parked,
     );
     assert!(stats.lowest_bucket >= 0.0, "the bucket was overdrawn");
     assert!(
@@ -321,7 +346,7 @@ async fn syncs_at_the_budget_fill_it_without_passing_it() {
     let codes = Arc::new(ShopifyCodes::new(config).unwrap());
     let ledger: Ledger = Arc::new(Mutex::new((0..CUSTOMERS).map(|c| (c, 1000)).collect()));
     for customer in 0..CUSTOMERS {
-        sync(&codes, &ledger, customer).await.unwrap();
+        sync(codes.as_ref(), &ledger, customer).await.unwrap();
     }
     let updates = 600;
     let started = Instant::now();
@@ -331,7 +356,7 @@ async fn syncs_at_the_budget_fill_it_without_passing_it() {
         tasks.push(tokio::spawn(async move {
             for round in 0..updates / CUSTOMERS {
                 ledger.lock().unwrap().insert(worker, 600 + round as i64);
-                sync(&codes, &ledger, worker).await.unwrap();
+                sync(codes.as_ref(), &ledger, worker).await.unwrap();
             }
         }));
     }
@@ -354,5 +379,57 @@ async fn syncs_at_the_budget_fill_it_without_passing_it() {
     assert!(
         elapsed >= budget * 0.9,
         "faster than the budget allows: {elapsed} < {budget}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_changes_under_429_5xx_and_late_answers_end_equal_on_woocommerce() {
+    let site = FakeWoo::start().await;
+    site.set_fault_rates(
+        FaultRates {
+            throttle: 0.05,
+            server_error: 0.05,
+            timeout: 0.03,
+            duplicate: 0.04,
+            delay: Duration::from_millis(400),
+            jitter: Duration::from_millis(3),
+        },
+        2027,
+    );
+    let mut config = WooConfig::new(
+        &site.url(),
+        woo_fake::CONSUMER_KEY,
+        woo_fake::CONSUMER_SECRET,
+        Currency::USD,
+    )
+    .unwrap();
+    config.timeout = Duration::from_millis(200);
+    let run = run_chaos(Arc::new(WooCodes::new(config).unwrap()), 0xfeed).await;
+    for (customer, cents) in &run.ledger {
+        let code = format!("cb-chaos-{customer}");
+        match site.coupon(&code) {
+            Some(coupon) => {
+                assert_eq!(
+                    coupon.is_active(),
+                    *cents >= 500,
+                    "{code}: {coupon:?} vs {cents}"
+                );
+                let expected = if *cents >= 500 {
+                    Decimal::new(*cents, 2)
+                } else {
+                    Decimal::ZERO
+                };
+                assert_eq!(coupon.amount, expected, "{code}");
+            }
+            None => assert!(*cents < 500, "{code} missing with {cents}"),
+        }
+    }
+    let calls: u64 = site.stats().calls.values().sum();
+    println!(
+        "woocommerce chaos: {CHANGES} changes, {} syncs in {:.1} s; {calls} requests ({:.2} per change); parked {}",
+        run.syncs,
+        run.elapsed.as_secs_f64(),
+        calls as f64 / CHANGES as f64,
+        run.parked
     );
 }

@@ -122,15 +122,30 @@ async fn a_429_is_a_throttle_a_5xx_transient_and_bad_keys_unauthorized() {
 }
 
 #[tokio::test]
-async fn a_validation_error_carries_woocommerces_reason() {
+async fn an_owner_without_an_email_cannot_be_expressed_and_nothing_is_made() {
+    let site = FakeWoo::start().await;
+    let codes = adapter(&site, fake::CONSUMER_SECRET);
+    let mut nameless = desired("cb-abc", dec!(3));
+    nameless.restricted_to = Some(CodeOwner {
+        customer: Some(CustomerId::parse("42").unwrap()),
+        email: None,
+    });
+    assert!(matches!(
+        codes.put(&nameless).await.unwrap_err(),
+        PlatformError::Rejected { ref reason } if reason.contains("email")
+    ));
+    assert!(site.coupon("cb-abc").is_none());
+}
+
+#[tokio::test]
+async fn a_gift_card_program_leaves_the_coupon_open_to_anyone() {
     let site = FakeWoo::start().await;
     let codes = adapter(&site, fake::CONSUMER_SECRET);
     codes.put(&desired("cb-abc", dec!(3))).await.unwrap();
-    let mut odd = desired("cb-abc", dec!(3));
-    // An owner whose email the site does not take (the fake checks for '@').
-    odd.restricted_to = None;
-    odd.min_subtotal = usd(dec!(0));
-    assert!(codes.put(&odd).await.is_ok());
+    let mut open = desired("cb-abc", dec!(3));
+    open.restricted_to = None;
+    open.min_subtotal = usd(dec!(0));
+    assert!(codes.put(&open).await.is_ok());
     let coupon = site.coupon("cb-abc").unwrap();
     assert!(coupon.email_restrictions.is_empty());
     assert_eq!(coupon.minimum_amount, dec!(0));

@@ -4,6 +4,8 @@
 //! # Layout
 //! - [`store`]: the Store port (one read, one transactional write per use case).
 //! - [`notify`]: the Notifier port (customer emails).
+//! - [`platform_codes`]: the PlatformCodes port (the balance code kept on the
+//!   shop's platform) and the use case that syncs it.
 //! - [`context`]: ports, configuration and the warm cache, handed to every use case.
 //! - [`events`]: an order event from a platform, applied to the ledger.
 //! - [`api_keys`]: a shop's API keys, their scopes, use and revocation.
@@ -22,6 +24,7 @@ pub mod events;
 pub mod jobs;
 pub mod notices;
 pub mod notify;
+pub mod platform_codes;
 pub mod portal;
 pub mod preferences;
 pub mod referral;

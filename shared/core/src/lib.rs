@@ -15,6 +15,7 @@
 //! - [`redeem`]: what the customer's code may take off a cart, or why not.
 //! - [`ledger`]: the account, its entries, lots, holds, expiry, adjustments.
 //! - [`orders`]: order events applied to the ledger; release of pending.
+//! - [`platform_code`]: the balance code as the shop's platform must hold it.
 //! - [`reminders`]: the reminder series.
 //! - [`bonuses`]: birthday, anniversary, win-back and milestone bonuses.
 //! - [`import`]: balances and codes moved over from another app, checked row by row.
@@ -30,6 +31,7 @@ pub mod ledger;
 pub mod money;
 pub mod order;
 pub mod orders;
+pub mod platform_code;
 pub mod program;
 pub mod redeem;
 pub mod reminders;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{CollectionId, ProductId, VariantId};
 use crate::money::Currency;
+use crate::platform_code::{PlatformSync, MAX_PERCENT_UNSUPPORTED};
 
 /// A validation failure, naming the field as a JSON path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -119,6 +120,10 @@ pub struct Program {
     /// live shop pays nobody.
     #[serde(default)]
     pub test_orders_earn: bool,
+    /// Whether the balance code is also kept on the shop's platform (off by
+    /// default); see [`crate::platform_code`].
+    #[serde(default, skip_serializing_if = "PlatformSync::is_off")]
+    pub platform_sync: PlatformSync,
 }
 
 fn default_display_name() -> String {
@@ -446,6 +451,7 @@ impl Program {
             max_adjustment: None,
             changed_by: None,
             test_orders_earn: false,
+            platform_sync: PlatformSync::Off,
         }
     }
 
@@ -577,6 +583,11 @@ impl Program {
                 fail(
                     "redemption.max_percent_of_order".into(),
                     "must be more than 0 and at most 100",
+                );
+            } else if self.platform_sync == PlatformSync::DiscountCode {
+                fail(
+                    "redemption.max_percent_of_order".into(),
+                    MAX_PERCENT_UNSUPPORTED,
                 );
             }
         }

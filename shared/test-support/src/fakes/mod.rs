@@ -1,2 +1,6 @@
 //! Fakes of the outside services the engine calls, following their
 //! documented requests, responses, errors and rate limits.
+
+pub mod faults;
+pub mod shopify;
+pub mod woocommerce;

@@ -1,0 +1,261 @@
+//! The PlatformCodes port: the shop platform's side of a customer's balance
+//! code (a Shopify discount code, a WooCommerce coupon), and the use case
+//! that brings it in step with the ledger.
+//!
+//! The engine never sends a difference: [`sync_customer_code`] reads the
+//! account, derives the code's whole desired state in the core
+//! ([`cashback_core::platform_code::desired_code`]) and sets it. Applying it
+//! twice, late, or after a newer change was already applied is harmless
+//! because each attempt re-reads the account and sends the absolute
+//! spendable balance at that moment. Adapters live in the
+//! `cashback-platform-codes` crate, wired like the Store and the Notifier.
+
+use std::time::Duration;
+
+use cashback_core::ids::{Code, CustomerId, ShopId};
+use cashback_core::money::Money;
+pub use cashback_core::platform_code::{
+    desired_code, CodeOwner, Combines, DesiredCode, PlatformSync,
+};
+
+use crate::context::Context;
+use crate::error::AppError;
+use crate::store::ReadRequest;
+
+/// The code as the platform holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeState {
+    pub code: Code,
+    /// The platform's own id (a Shopify `DiscountCodeNode` GID, a
+    /// WooCommerce coupon id).
+    pub platform_id: String,
+    pub amount: Money,
+    pub active: bool,
+    /// Whether the engine made it (its title or description carries the
+    /// engine's mark): a code the merchant made by hand is never changed.
+    pub managed: bool,
+}
+
+/// What [`PlatformCodes::put`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    Created(CodeState),
+    Updated(CodeState),
+    /// The code is inactive and the platform has none: nothing to create.
+    NotNeeded,
+}
+
+/// Why the platform did not take a call, typed so the caller knows whether
+/// to wait, retry, park or alarm.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    /// The platform's rate limit: retry after this long.
+    #[error("throttled by the platform; retry after {retry_after:?}")]
+    Throttled { retry_after: Duration },
+    /// A timeout, a 5xx, a dropped connection: retrying may succeed. The
+    /// platform may or may not have applied the call.
+    #[error("platform call failed: {message}")]
+    Transient {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// The platform refused the request, with its own reason (a
+    /// validation error): retrying the same request cannot succeed.
+    #[error("the platform refused the code: {reason}")]
+    Rejected { reason: String },
+    /// The credentials were refused (after one refresh where the adapter
+    /// can refresh them).
+    #[error("the platform refused the credentials")]
+    Unauthorized,
+    /// The code exists on the platform but the engine did not make it.
+    #[error("the code is taken on the platform by a discount the engine does not manage")]
+    CodeTaken,
+}
+
+impl PlatformError {
+    pub fn transient(message: impl Into<String>) -> PlatformError {
+        PlatformError::Transient {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Retrying the same call later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            PlatformError::Throttled { .. } | PlatformError::Transient { .. }
+        )
+    }
+}
+
+/// The platform's side of balance codes, for one shop.
+#[async_trait::async_trait]
+pub trait PlatformCodes: Send + Sync {
+    /// Creates the code or updates it to exactly `desired` (amount, state,
+    /// owner, minimum subtotal, combinations). A code the platform says is
+    /// taken is looked up: updated when the engine made it, else
+    /// [`PlatformError::CodeTaken`].
+    async fn put(&self, desired: &DesiredCode) -> Result<PutOutcome, PlatformError>;
+
+    /// Stops the code working (a replaced code). A code the platform does
+    /// not know is already inactive: Ok.
+    async fn deactivate(&self, code: &Code) -> Result<(), PlatformError>;
+
+    /// The code as the platform holds it, if it does.
+    async fn lookup(&self, code: &Code) -> Result<Option<CodeState>, PlatformError>;
+}
+
+/// How long and how often [`sync_customer_code`] retries.
+#[derive(Debug, Clone)]
+pub struct SyncPolicy {
+    pub max_attempts: u32,
+    /// Wait before the second attempt after a transient failure; doubled
+    /// after each further one, up to `max_backoff`.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for SyncPolicy {
+    fn default() -> Self {
+        SyncPolicy {
+            max_attempts: 6,
+            base_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncOutcome {
+    /// The program keeps its codes off the platform, or the account has no
+    /// code yet.
+    NotSynced,
+    /// The platform holds the desired state (or, for an inactive code it
+    /// never had, needs nothing).
+    Synced {
+        desired: DesiredCode,
+        outcome: PutOutcome,
+        /// Platform calls made, retries included.
+        attempts: u32,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    App(#[from] AppError),
+    #[error("platform sync failed after {attempts} attempt(s): {source}")]
+    Platform {
+        attempts: u32,
+        #[source]
+        source: PlatformError,
+    },
+}
+
+impl SyncError {
+    /// A later run may succeed (park and retry rather than alarm at once).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            SyncError::App(error) => error.is_retryable(),
+            SyncError::Platform { source, .. } => source.is_retryable(),
+        }
+    }
+}
+
+/// Brings one customer's code on the platform in step with their account:
+/// reads the account (one store read per attempt, so every attempt sends
+/// the balance at that moment), derives the desired state, and puts it;
+/// `previous_code`, when the customer's code was replaced, is deactivated
+/// first. Throttling and transient failures are retried per `policy`.
+pub async fn sync_customer_code(
+    ctx: &Context,
+    platform: &dyn PlatformCodes,
+    shop: &ShopId,
+    customer: &CustomerId,
+    previous_code: Option<&Code>,
+    policy: &SyncPolicy,
+) -> Result<SyncOutcome, SyncError> {
+    let program = ctx.shop_program(shop, ctx.now()).await?.program;
+    if program.platform_sync == PlatformSync::Off {
+        return Ok(SyncOutcome::NotSynced);
+    }
+    let mut attempts = 0;
+    let mut backoff = policy.base_backoff;
+    if let Some(previous) = previous_code {
+        loop {
+            attempts += 1;
+            match platform.deactivate(previous).await {
+                Ok(()) => break,
+                Err(error) => {
+                    wait_or_fail(error, attempts, policy, &mut backoff).await?;
+                }
+            }
+        }
+    }
+    loop {
+        let request = ReadRequest {
+            accounts: vec![customer.clone()],
+            ..ReadRequest::default()
+        };
+        let read = ctx
+            .store
+            .read(shop, &request)
+            .await
+            .map_err(AppError::from)?;
+        let Some(account) = read.accounts.get(customer) else {
+            return Err(AppError::NotFound(format!("customer {customer}")).into());
+        };
+        let Some(desired) = desired_code(&account.value, &program) else {
+            return Ok(SyncOutcome::NotSynced);
+        };
+        attempts += 1;
+        match platform.put(&desired).await {
+            Ok(outcome) => {
+                tracing::info!(
+                    shop = %shop,
+                    customer = %customer,
+                    amount = %desired.amount.amount(),
+                    active = desired.active,
+                    attempts,
+                    "platform code synced"
+                );
+                return Ok(SyncOutcome::Synced {
+                    desired,
+                    outcome,
+                    attempts,
+                });
+            }
+            Err(error) => wait_or_fail(error, attempts, policy, &mut backoff).await?,
+        }
+    }
+}
+
+/// Waits before the next attempt, or gives up with the error.
+async fn wait_or_fail(
+    error: PlatformError,
+    attempts: u32,
+    policy: &SyncPolicy,
+    backoff: &mut Duration,
+) -> Result<(), SyncError> {
+    if !error.is_retryable() || attempts >= policy.max_attempts {
+        tracing::warn!(attempts, error = %error, "platform code sync gave up");
+        return Err(SyncError::Platform {
+            attempts,
+            source: error,
+        });
+    }
+    let wait = match &error {
+        PlatformError::Throttled { retry_after } => (*retry_after).min(policy.max_backoff),
+        _ => {
+            let wait = *backoff;
+            *backoff = (*backoff * 2).min(policy.max_backoff);
+            wait
+        }
+    };
+    tracing::info!(attempts, error = %error, wait_ms = wait.as_millis() as u64, "platform call retried");
+    tokio::time::sleep(wait).await;
+    Ok(())
+}

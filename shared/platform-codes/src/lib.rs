@@ -1,0 +1,19 @@
+//! The PlatformCodes port's adapters: a customer's balance code kept on the
+//! shop's own platform, so it works at a checkout that never calls the
+//! engine (DESIGN.md section 9, docs/platform-sync.md).
+//!
+//! # Layout
+//! - [`shopify`]: one basic code discount per customer (GraphQL Admin API),
+//!   paced by the cost bucket; admin token or client credentials grant.
+//! - [`woocommerce`]: one fixed-cart coupon per customer (REST API v3).
+//! - [`pacing`]: Shopify's cost-based leaky bucket as this container sees it.
+//! - [`http`]: the shared HTTPS client, a deadline on every call.
+
+pub mod http;
+pub mod pacing;
+pub mod shopify;
+pub mod woocommerce;
+
+pub use http::{BaseUrl, ConfigError};
+pub use shopify::{ShopifyCodes, ShopifyConfig, ShopifyCredentials};
+pub use woocommerce::{WooCodes, WooConfig};

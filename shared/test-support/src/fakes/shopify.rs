@@ -1,0 +1,717 @@
+//! A local Shopify Admin API for the discount-code calls the engine makes,
+//! following Shopify's documented shapes (GraphQL Admin API, version
+//! [`API_VERSION`]):
+//! - `discountCodeBasicCreate` / `discountCodeBasicUpdate` /
+//!   `discountCodeDeactivate` with `userErrors` (`TAKEN` "Code must be
+//!   unique", `BLANK`, an unknown id), `codeDiscountNodeByCode`;
+//! - variables checked against the input type's fields, as Shopify refuses
+//!   an unknown input field for the whole request;
+//! - the cost-based leaky bucket: each call's requested cost is taken only
+//!   when the bucket holds it, else `THROTTLED` with
+//!   `extensions.cost.throttleStatus`; it refills at the restore rate and
+//!   never goes below zero;
+//! - access: a fixed Admin API token, or tokens from the client credentials
+//!   grant (`POST /admin/oauth/access_token`) that expire (24 h by
+//!   default); a missing or expired token is answered 401;
+//! - injected faults ([`super::faults`]).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+
+use super::faults::{Fault, FaultRates, Faults};
+
+pub const API_VERSION: &str = "2026-10";
+pub const ADMIN_TOKEN: &str = "shpat_fake_admin_token";
+pub const CLIENT_ID: &str = "fake-client-id";
+pub const CLIENT_SECRET: &str = "fake-client-secret";
+/// Requested and actual cost of a mutation (Shopify: 10 points).
+pub const MUTATION_COST: f64 = 10.0;
+/// Requested and actual cost of the lookup query.
+pub const LOOKUP_REQUESTED: f64 = 4.0;
+pub const LOOKUP_ACTUAL: f64 = 2.0;
+
+const INPUT_FIELDS: &[&str] = &[
+    "appliesOncePerCustomer",
+    "code",
+    "combinesWith",
+    "context",
+    "customerGets",
+    "customerSelection",
+    "endsAt",
+    "minimumRequirement",
+    "recurringCycleLimit",
+    "startsAt",
+    "tags",
+    "title",
+    "usageLimit",
+];
+
+/// A basic code discount as the fake holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Discount {
+    pub id: String,
+    pub code: String,
+    pub title: String,
+    pub amount: Decimal,
+    pub applies_on_each_item: bool,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: Option<DateTime<Utc>>,
+    /// Customer GIDs of `context.customers`; empty with `all`.
+    pub customers: Vec<String>,
+    pub min_subtotal: Option<Decimal>,
+    pub combines: (bool, bool, bool),
+    pub usage_limit: Option<i64>,
+    /// Set by the fake's own helper: a discount the merchant made by hand.
+    pub foreign: bool,
+}
+
+impl Discount {
+    pub fn status(&self, now: DateTime<Utc>) -> &'static str {
+        if self.starts_at > now {
+            "SCHEDULED"
+        } else if self.ends_at.is_some_and(|end| end <= now) {
+            "EXPIRED"
+        } else {
+            "ACTIVE"
+        }
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.status(Utc::now()) == "ACTIVE"
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ShopifyStats {
+    /// Calls answered, by operation (create, update, deactivate, lookup).
+    pub calls: HashMap<String, u64>,
+    /// THROTTLED answers because the bucket was short (not injected).
+    pub throttled: u64,
+    /// The least the bucket ever held after taking a call's cost.
+    pub lowest_bucket: f64,
+    pub unauthorized: u64,
+    pub tokens_issued: u64,
+}
+
+struct Bucket {
+    maximum: f64,
+    available: f64,
+    restore_rate: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn refill(&mut self) {
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.available = (self.available + elapsed * self.restore_rate).min(self.maximum);
+        self.at = now;
+    }
+
+    fn status(&self) -> Value {
+        json!({
+            "maximumAvailable": self.maximum,
+            "currentlyAvailable": self.available.floor(),
+            "restoreRate": self.restore_rate,
+        })
+    }
+}
+
+struct Inner {
+    discounts: HashMap<String, Discount>,
+    by_code: HashMap<String, String>,
+    next_id: u64,
+    bucket: Bucket,
+    tokens: HashMap<String, Instant>,
+    token_ttl: Duration,
+    stats: ShopifyStats,
+    faults: Faults,
+}
+
+/// A running fake; dropped with the test's runtime.
+#[derive(Clone)]
+pub struct FakeShopify {
+    pub addr: SocketAddr,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl FakeShopify {
+    /// Starts a fake shop with the standard plan's bucket (100 points per
+    /// second restored, 2,000 at most).
+    pub async fn start() -> FakeShopify {
+        FakeShopify::with_bucket(2000.0, 100.0).await
+    }
+
+    pub async fn with_bucket(maximum: f64, restore_rate: f64) -> FakeShopify {
+        let inner = Arc::new(Mutex::new(Inner {
+            discounts: HashMap::new(),
+            by_code: HashMap::new(),
+            next_id: 1,
+            bucket: Bucket {
+                maximum,
+                available: maximum,
+                restore_rate,
+                at: Instant::now(),
+            },
+            tokens: HashMap::new(),
+            token_ttl: Duration::from_secs(24 * 3600),
+            stats: ShopifyStats {
+                lowest_bucket: maximum,
+                ..ShopifyStats::default()
+            },
+            faults: Faults::default(),
+        }));
+        let app = Router::new()
+            .route("/admin/api/{version}/graphql.json", post(graphql))
+            .route("/admin/oauth/access_token", post(access_token))
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("fake shopify cannot bind: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("fake shopify has no address: {e}"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeShopify { addr, inner }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The discount holding `code` (case-insensitive).
+    pub fn discount(&self, code: &str) -> Option<Discount> {
+        let inner = self.lock();
+        let id = inner.by_code.get(&code.to_lowercase())?;
+        inner.discounts.get(id).cloned()
+    }
+
+    pub fn discounts(&self) -> Vec<Discount> {
+        self.lock().discounts.values().cloned().collect()
+    }
+
+    /// A discount the merchant made by hand with this code.
+    pub fn add_foreign_code(&self, code: &str) {
+        let mut inner = self.lock();
+        let id = format!("gid://shopify/DiscountCodeNode/{}", inner.next_id);
+        inner.next_id += 1;
+        inner.by_code.insert(code.to_lowercase(), id.clone());
+        inner.discounts.insert(
+            id.clone(),
+            Discount {
+                id,
+                code: code.to_string(),
+                title: "Summer sale".into(),
+                amount: Decimal::TEN,
+                applies_on_each_item: false,
+                starts_at: Utc::now(),
+                ends_at: None,
+                customers: Vec::new(),
+                min_subtotal: None,
+                combines: (false, false, false),
+                usage_limit: None,
+                foreign: true,
+            },
+        );
+    }
+
+    /// Removes a discount as a merchant deleting it in the admin would.
+    pub fn delete(&self, code: &str) {
+        let mut inner = self.lock();
+        if let Some(id) = inner.by_code.remove(&code.to_lowercase()) {
+            inner.discounts.remove(&id);
+        }
+    }
+
+    pub fn stats(&self) -> ShopifyStats {
+        self.lock().stats.clone()
+    }
+
+    pub fn injected(&self) -> Vec<Fault> {
+        self.lock().faults.injected.clone()
+    }
+
+    pub fn push_fault(&self, fault: Fault) {
+        self.lock().faults.push(fault);
+    }
+
+    pub fn set_fault_rates(&self, rates: FaultRates, seed: u64) {
+        self.lock().faults.set_rates(rates, seed);
+    }
+
+    /// How long tokens from the client credentials grant last.
+    pub fn set_token_ttl(&self, ttl: Duration) {
+        self.lock().token_ttl = ttl;
+    }
+
+    /// Every issued token expires now (the next call is answered 401).
+    pub fn expire_tokens(&self) {
+        let now = Instant::now();
+        for expiry in self.lock().tokens.values_mut() {
+            *expiry = now;
+        }
+    }
+}
+
+fn graphql_error(status: StatusCode, message: &str, code: &str) -> Response {
+    (
+        status,
+        Json(json!({"errors": [{"message": message, "extensions": {"code": code}}]})),
+    )
+        .into_response()
+}
+
+async fn access_token(State(inner): State<Arc<Mutex<Inner>>>, body: String) -> Response {
+    let form = form_decode(&body);
+    let valid = form.get("grant_type").map(String::as_str) == Some("client_credentials")
+        && form.get("client_id").map(String::as_str) == Some(CLIENT_ID)
+        && form.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET);
+    if !valid {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_client", "error_description": "Client authentication failed"})),
+        )
+            .into_response();
+    }
+    let mut inner = inner.lock().unwrap_or_else(|p| p.into_inner());
+    inner.stats.tokens_issued += 1;
+    let token = format!("shpca_fake_{}", inner.stats.tokens_issued);
+    let ttl = inner.token_ttl;
+    inner.tokens.insert(token.clone(), Instant::now() + ttl);
+    Json(json!({
+        "access_token": token,
+        "scope": "read_orders,write_discounts,read_customers",
+        "expires_in": ttl.as_secs(),
+    }))
+    .into_response()
+}
+
+async fn graphql(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(version): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if version != API_VERSION {
+        return (StatusCode::NOT_FOUND, Json(json!({"errors": "Not Found"}))).into_response();
+    }
+    let token = headers
+        .get("x-shopify-access-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let (fault, jitter, delay) = {
+        let mut inner = inner.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let valid = token == ADMIN_TOKEN || inner.tokens.get(&token).is_some_and(|e| *e > now);
+        if !valid {
+            inner.stats.unauthorized += 1;
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"})),
+            )
+                .into_response();
+        }
+        let (fault, jitter) = inner.faults.next();
+        (fault, jitter, inner.faults.delay())
+    };
+    if !jitter.is_zero() {
+        tokio::time::sleep(jitter).await;
+    }
+    if fault == Some(Fault::ServerError) {
+        return graphql_error(
+            StatusCode::BAD_GATEWAY,
+            "Bad Gateway",
+            "INTERNAL_SERVER_ERROR",
+        );
+    }
+    let query = body
+        .get("query")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let variables = body.get("variables").cloned().unwrap_or(json!({}));
+    let (operation, requested, actual) = if query.contains("discountCodeBasicCreate") {
+        ("create", MUTATION_COST, MUTATION_COST)
+    } else if query.contains("discountCodeBasicUpdate") {
+        ("update", MUTATION_COST, MUTATION_COST)
+    } else if query.contains("discountCodeDeactivate") {
+        ("deactivate", MUTATION_COST, MUTATION_COST)
+    } else if query.contains("codeDiscountNodeByCode") {
+        ("lookup", LOOKUP_REQUESTED, LOOKUP_ACTUAL)
+    } else {
+        return graphql_error(
+            StatusCode::OK,
+            "This fake answers only the discount code calls",
+            "undefinedField",
+        );
+    };
+    let answer = {
+        let mut inner = inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.bucket.refill();
+        let throttled = fault == Some(Fault::Throttle) || inner.bucket.available < requested;
+        if throttled {
+            if fault != Some(Fault::Throttle) {
+                inner.stats.throttled += 1;
+            }
+            return Json(json!({
+                "errors": [{"message": "Throttled", "extensions": {
+                    "code": "THROTTLED",
+                    "documentation": "https://shopify.dev/api/usage/rate-limits"}}],
+                "extensions": {"cost": {
+                    "requestedQueryCost": requested,
+                    "actualQueryCost": null,
+                    "throttleStatus": inner.bucket.status()}}
+            }))
+            .into_response();
+        }
+        inner.bucket.available -= requested;
+        let lowest = inner.stats.lowest_bucket.min(inner.bucket.available);
+        inner.stats.lowest_bucket = lowest;
+        *inner.stats.calls.entry(operation.to_string()).or_default() += 1;
+        let data = match operation {
+            "create" => create(&mut inner, &variables),
+            "update" => update(&mut inner, &variables),
+            "deactivate" => deactivate(&mut inner, &variables),
+            _ => lookup(&inner, &variables),
+        };
+        inner.bucket.available += requested - actual;
+        match data {
+            Ok(data) => json!({
+                "data": data,
+                "extensions": {"cost": {
+                    "requestedQueryCost": requested,
+                    "actualQueryCost": actual,
+                    "throttleStatus": inner.bucket.status()}}
+            }),
+            Err(message) => json!({
+                "errors": [{"message": message, "extensions": {"code": "INVALID_VARIABLE"}}]
+            }),
+        }
+    };
+    match fault {
+        Some(Fault::Timeout) => {
+            tokio::time::sleep(delay).await;
+            Json(answer).into_response()
+        }
+        Some(Fault::Duplicate) => graphql_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable",
+            "INTERNAL_SERVER_ERROR",
+        ),
+        _ => Json(answer).into_response(),
+    }
+}
+
+fn user_error(field: &[&str], message: &str, code: &str) -> Value {
+    json!({"field": field, "message": message, "code": code, "extraInfo": null})
+}
+
+fn node(discount: &Discount) -> Value {
+    json!({
+        "id": discount.id,
+        "codeDiscount": {
+            "__typename": "DiscountCodeBasic",
+            "title": discount.title,
+            "status": discount.status(Utc::now()),
+            "customerGets": {"value": {
+                "__typename": "DiscountAmount",
+                "amount": {"amount": discount.amount.normalize().to_string(), "currencyCode": "USD"},
+                "appliesOnEachItem": discount.applies_on_each_item,
+            }},
+        }
+    })
+}
+
+/// Checks the input's fields as Shopify checks a variable's value.
+fn check_input(input: &Value) -> Result<(), String> {
+    let Some(fields) = input.as_object() else {
+        return Err(
+            "Variable $input of type DiscountCodeBasicInput! was provided invalid value".into(),
+        );
+    };
+    for name in fields.keys() {
+        if !INPUT_FIELDS.contains(&name.as_str()) {
+            return Err(format!(
+                "Variable $input of type DiscountCodeBasicInput! was provided invalid value for {name} (Field is not defined on DiscountCodeBasicInput)"
+            ));
+        }
+    }
+    if fields.contains_key("context") && fields.contains_key("customerSelection") {
+        return Err("Only one of context or customerSelection can be provided".into());
+    }
+    Ok(())
+}
+
+fn decimal(value: Option<&Value>) -> Option<Decimal> {
+    match value? {
+        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.to_string().parse().ok(),
+        _ => None,
+    }
+}
+
+fn time(value: Option<&Value>) -> Option<DateTime<Utc>> {
+    value?.as_str()?.parse().ok()
+}
+
+/// Applies the input's fields to a discount; user errors when invalid.
+fn apply(discount: &mut Discount, input: &Value, errors: &mut Vec<Value>) {
+    if let Some(title) = input.get("title").and_then(Value::as_str) {
+        if title.trim().is_empty() {
+            errors.push(user_error(
+                &["basicCodeDiscount", "title"],
+                "Title can't be blank",
+                "BLANK",
+            ));
+        }
+        discount.title = title.to_string();
+    }
+    if let Some(starts) = time(input.get("startsAt")) {
+        discount.starts_at = starts;
+    }
+    if let Some(ends) = input.get("endsAt") {
+        discount.ends_at = time(Some(ends));
+    }
+    if let Some(ends) = discount.ends_at {
+        if ends < discount.starts_at {
+            errors.push(user_error(
+                &["basicCodeDiscount", "endsAt"],
+                "End date must be after start date",
+                "END_DATE_BEFORE_START_DATE",
+            ));
+        }
+    }
+    if let Some(value) = input.pointer("/customerGets/value") {
+        match value.get("discountAmount") {
+            Some(amount) => match decimal(amount.get("amount")) {
+                Some(a) if a > Decimal::ZERO => {
+                    discount.amount = a;
+                    discount.applies_on_each_item = amount
+                        .get("appliesOnEachItem")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false);
+                }
+                _ => errors.push(user_error(
+                    &[
+                        "basicCodeDiscount",
+                        "customerGets",
+                        "value",
+                        "discountAmount",
+                        "amount",
+                    ],
+                    "Value must be greater than 0",
+                    "GREATER_THAN",
+                )),
+            },
+            None => errors.push(user_error(
+                &["basicCodeDiscount", "customerGets", "value"],
+                "This fake holds fixed amounts only",
+                "INVALID",
+            )),
+        }
+    }
+    if let Some(context) = input.get("context") {
+        if let Some(add) = context.pointer("/customers/add").and_then(Value::as_array) {
+            for customer in add.iter().filter_map(Value::as_str) {
+                if !customer.starts_with("gid://shopify/Customer/") {
+                    errors.push(user_error(
+                        &["basicCodeDiscount", "context", "customers", "add"],
+                        "Customer does not exist",
+                        "INVALID",
+                    ));
+                } else if !discount.customers.iter().any(|c| c == customer) {
+                    discount.customers.push(customer.to_string());
+                }
+            }
+        } else if context.get("all").and_then(Value::as_str) == Some("ALL") {
+            discount.customers.clear();
+        }
+    }
+    if let Some(minimum) = input.get("minimumRequirement") {
+        discount.min_subtotal = decimal(minimum.pointer("/subtotal/greaterThanOrEqualToSubtotal"));
+    }
+    if let Some(combines) = input.get("combinesWith") {
+        let flag = |k: &str| combines.get(k).and_then(Value::as_bool).unwrap_or(false);
+        discount.combines = (
+            flag("orderDiscounts"),
+            flag("productDiscounts"),
+            flag("shippingDiscounts"),
+        );
+    }
+    if let Some(limit) = input.get("usageLimit") {
+        discount.usage_limit = limit.as_i64();
+    }
+}
+
+fn create(inner: &mut Inner, variables: &Value) -> Result<Value, String> {
+    let input = variables.get("input").cloned().unwrap_or(Value::Null);
+    check_input(&input)?;
+    let code = input
+        .get("code")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let mut errors = Vec::new();
+    if code.trim().is_empty() {
+        errors.push(user_error(
+            &["basicCodeDiscount", "code"],
+            "Code can't be blank",
+            "BLANK",
+        ));
+    } else if inner.by_code.contains_key(&code.to_lowercase()) {
+        errors.push(user_error(
+            &["basicCodeDiscount", "code"],
+            "Code must be unique. Please try a different code.",
+            "TAKEN",
+        ));
+    }
+    if input.get("startsAt").is_none() {
+        errors.push(user_error(
+            &["basicCodeDiscount", "startsAt"],
+            "Starts at can't be blank",
+            "BLANK",
+        ));
+    }
+    if input.get("customerGets").is_none() {
+        errors.push(user_error(
+            &["basicCodeDiscount", "customerGets"],
+            "Customer gets can't be blank",
+            "BLANK",
+        ));
+    }
+    let id = format!("gid://shopify/DiscountCodeNode/{}", inner.next_id);
+    let mut discount = Discount {
+        id: id.clone(),
+        code: code.clone(),
+        title: String::new(),
+        amount: Decimal::ZERO,
+        applies_on_each_item: false,
+        starts_at: Utc::now(),
+        ends_at: None,
+        customers: Vec::new(),
+        min_subtotal: None,
+        combines: (false, false, false),
+        usage_limit: None,
+        foreign: false,
+    };
+    apply(&mut discount, &input, &mut errors);
+    if !errors.is_empty() {
+        return Ok(
+            json!({"discountCodeBasicCreate": {"codeDiscountNode": null, "userErrors": errors}}),
+        );
+    }
+    inner.next_id += 1;
+    let answer = node(&discount);
+    inner.by_code.insert(code.to_lowercase(), id.clone());
+    inner.discounts.insert(id, discount);
+    Ok(json!({"discountCodeBasicCreate": {"codeDiscountNode": answer, "userErrors": []}}))
+}
+
+fn update(inner: &mut Inner, variables: &Value) -> Result<Value, String> {
+    let input = variables.get("input").cloned().unwrap_or(Value::Null);
+    check_input(&input)?;
+    let id = variables
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let Some(mut discount) = inner.discounts.get(&id).cloned() else {
+        return Ok(json!({"discountCodeBasicUpdate": {"codeDiscountNode": null,
+            "userErrors": [user_error(&["id"], "Discount does not exist", "INVALID")]}}));
+    };
+    let mut errors = Vec::new();
+    if let Some(code) = input.get("code").and_then(Value::as_str) {
+        let taken = inner
+            .by_code
+            .get(&code.to_lowercase())
+            .is_some_and(|other| *other != id);
+        if taken {
+            errors.push(user_error(
+                &["basicCodeDiscount", "code"],
+                "Code must be unique. Please try a different code.",
+                "TAKEN",
+            ));
+        }
+    }
+    apply(&mut discount, &input, &mut errors);
+    if !errors.is_empty() {
+        return Ok(
+            json!({"discountCodeBasicUpdate": {"codeDiscountNode": null, "userErrors": errors}}),
+        );
+    }
+    let answer = node(&discount);
+    inner.discounts.insert(id, discount);
+    Ok(json!({"discountCodeBasicUpdate": {"codeDiscountNode": answer, "userErrors": []}}))
+}
+
+fn deactivate(inner: &mut Inner, variables: &Value) -> Result<Value, String> {
+    let id = variables
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let Some(discount) = inner.discounts.get_mut(id) else {
+        return Ok(json!({"discountCodeDeactivate": {"codeDiscountNode": null,
+            "userErrors": [user_error(&["id"], "Discount does not exist", "INVALID")]}}));
+    };
+    discount.ends_at = Some(Utc::now());
+    Ok(json!({"discountCodeDeactivate": {"codeDiscountNode": {"id": id}, "userErrors": []}}))
+}
+
+fn lookup(inner: &Inner, variables: &Value) -> Result<Value, String> {
+    let code = variables
+        .get("code")
+        .and_then(Value::as_str)
+        .ok_or("Variable $code of type String! was provided invalid value")?;
+    let found = inner
+        .by_code
+        .get(&code.to_lowercase())
+        .and_then(|id| inner.discounts.get(id));
+    Ok(json!({"codeDiscountNodeByCode": found.map(node)}))
+}
+
+/// `application/x-www-form-urlencoded` pairs.
+fn form_decode(body: &str) -> HashMap<String, String> {
+    fn decode(value: &str) -> String {
+        let bytes = value.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                    match u8::from_str_radix(hex, 16) {
+                        Ok(b) => out.push(b),
+                        Err(_) => out.extend_from_slice(&bytes[i..i + 3]),
+                    }
+                    i += 2;
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    body.split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}

@@ -27,8 +27,11 @@ use cashback_core::ledger::Account;
 use cashback_core::money::Money;
 use cashback_core::program::Program;
 
+use crate::context::Context;
+use crate::error::AppError;
 use crate::notices::Notice;
 use crate::notify::NotificationKind;
+use crate::store::ReadRequest;
 
 /// The prefix of every property unless the shop sets another.
 pub const DEFAULT_PREFIX: &str = "cashback_";
@@ -517,6 +520,95 @@ pub fn expiring_event(
         value: Some(amount),
         time: at,
     }
+}
+
+/// What [`push_customer_profile`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// The tool holds these properties.
+    Pushed(ProfileUpdate),
+    /// The account has no email: there is no profile to name.
+    NoEmail,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error(transparent)]
+    App(#[from] AppError),
+    #[error(transparent)]
+    Marketing(#[from] MarketingError),
+}
+
+impl PushError {
+    /// A later run may succeed (park and retry rather than alarm at once).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PushError::App(error) => error.is_retryable(),
+            PushError::Marketing(error) => error.is_retryable(),
+        }
+    }
+}
+
+/// Brings one customer's profile in the tool in step with their account:
+/// reads the account and its pending orders (for the next release date),
+/// derives the properties and sets them. The values are absolute, so a
+/// push that comes late or twice leaves the latest figures; the adapter
+/// keeps the tool's limits and retries what can be retried.
+pub async fn push_customer_profile(
+    ctx: &Context,
+    marketing: &dyn Marketing,
+    settings: &MarketingSettings,
+    shop: &cashback_core::ids::ShopId,
+    customer: &CustomerId,
+) -> Result<PushOutcome, PushError> {
+    let program = ctx.shop_program(shop, ctx.now()).await?.program;
+    let request = ReadRequest {
+        accounts: vec![customer.clone()],
+        ..ReadRequest::default()
+    };
+    let read = ctx
+        .store
+        .read(shop, &request)
+        .await
+        .map_err(AppError::from)?;
+    let Some(account) = read.accounts.get(customer) else {
+        return Err(AppError::NotFound(format!("customer {customer}")).into());
+    };
+    let next_release_at = crate::portal::pending_releases(ctx, shop, &account.value)
+        .await?
+        .iter()
+        .filter_map(|release| release.release_at)
+        .min();
+    let Some(update) = profile_update(settings, &account.value, &program, next_release_at) else {
+        return Ok(PushOutcome::NoEmail);
+    };
+    marketing.push_profile(&update).await?;
+    tracing::info!(shop = %shop, customer = %customer, "marketing profile pushed");
+    Ok(PushOutcome::Pushed(update))
+}
+
+/// Records the events of notices a committed change decided, when the
+/// shop's email channel includes events (`at`: when the change committed).
+/// Each is sent on its own; the ones that failed are returned with their
+/// error, to be parked and sent again (their unique ids make that safe).
+pub async fn track_notices(
+    marketing: &dyn Marketing,
+    settings: &MarketingSettings,
+    notices: &[Notice],
+    at: DateTime<Utc>,
+) -> Vec<(String, MarketingError)> {
+    if !settings.email_channel.sends_events() {
+        return Vec::new();
+    }
+    let mut failed = Vec::new();
+    for notice in notices {
+        let event = event_for_notice(notice, at);
+        if let Err(error) = marketing.track(&event).await {
+            tracing::warn!(key = %notice.key, %error, "marketing event not recorded");
+            failed.push((notice.key.clone(), error));
+        }
+    }
+    failed
 }
 
 #[cfg(test)]

@@ -34,7 +34,8 @@ source infra/moto.sh
 moto_start
 trap moto_stop EXIT
 # With REQUIRE_MOTO=1 a moto-backed test fails instead of skipping.
-REQUIRE_MOTO=1 cargo test --workspace --locked
+SHOPIFY_ADMIN_SCHEMA="$(bash infra/shopify-schema.sh)" && export SHOPIFY_ADMIN_SCHEMA
+REQUIRE_SHOPIFY_SCHEMA=1 REQUIRE_MOTO=1 cargo test --workspace --locked
 
 echo "== cargo lambda: watch and invoke, one order end to end (moto)"
 bash infra/lambda-e2e.sh

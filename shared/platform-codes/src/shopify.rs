@@ -379,52 +379,7 @@ impl ShopifyCodes {
     }
 
     fn input(&self, desired: &DesiredCode, create: bool) -> Result<Value, PlatformError> {
-        let now = (self.clock)().to_rfc3339_opts(SecondsFormat::Secs, true);
-        let context = match &desired.restricted_to {
-            None => json!({"all": "ALL"}),
-            Some(owner) => {
-                let customer = owner.customer.as_ref().ok_or_else(|| PlatformError::Rejected {
-                    reason: "only its owner may use this code, and a Shopify discount can be limited \
-                             to a customer id only: this owner is a guest (an email, no customer id)"
-                        .into(),
-                })?;
-                json!({"customers": {"add": [customer_gid(customer.as_str())]}})
-            }
-        };
-        let minimum = if desired.min_subtotal.is_positive() {
-            json!({"subtotal": {"greaterThanOrEqualToSubtotal": desired.min_subtotal.amount().to_string()}})
-        } else {
-            Value::Null
-        };
-        let mut input = json!({
-            "title": format!("Balance of customer {} {TITLE_MARK}", desired.account),
-            "context": context,
-            "minimumRequirement": minimum,
-            "combinesWith": {
-                "orderDiscounts": desired.combines.order,
-                "productDiscounts": desired.combines.product,
-                "shippingDiscounts": desired.combines.shipping,
-            },
-            "usageLimit": Value::Null,
-            "appliesOncePerCustomer": false,
-            "endsAt": if desired.active { Value::Null } else { json!(now) },
-        });
-        // Shopify refuses a zero amount off: an empty code keeps its last
-        // amount and is ended instead (it is inactive whenever empty).
-        if desired.amount.is_positive() || create {
-            input["customerGets"] = json!({
-                "value": {"discountAmount": {
-                    "amount": desired.amount.amount().to_string(),
-                    "appliesOnEachItem": false,
-                }},
-                "items": {"all": true},
-            });
-        }
-        if create {
-            input["code"] = json!(desired.code.display());
-            input["startsAt"] = json!(now);
-        }
-        Ok(input)
+        discount_input(desired, create, (self.clock)())
     }
 
     fn state_of(&self, node: &Value, code: &Code) -> Result<CodeState, PlatformError> {
@@ -603,6 +558,70 @@ impl PlatformCodes for ShopifyCodes {
             }
         }
     }
+}
+
+/// The `DiscountCodeBasicInput` for a desired code (`create`: with the
+/// code and its start). Public so the schema test checks exactly what is
+/// sent.
+pub fn discount_input(
+    desired: &DesiredCode,
+    create: bool,
+    now: DateTime<Utc>,
+) -> Result<Value, PlatformError> {
+    // Starts a minute back: usable at once even when the platform's
+    // clock is a little behind, and an end set soon after never comes
+    // before the start.
+    let starts = (now - chrono::Duration::minutes(1)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    let now = now.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let context = match &desired.restricted_to {
+        None => json!({"all": "ALL"}),
+        Some(owner) => {
+            let customer = owner
+                .customer
+                .as_ref()
+                .ok_or_else(|| PlatformError::Rejected {
+                    reason:
+                        "only its owner may use this code, and a Shopify discount can be limited \
+                         to a customer id only: this owner is a guest (an email, no customer id)"
+                            .into(),
+                })?;
+            json!({"customers": {"add": [customer_gid(customer.as_str())]}})
+        }
+    };
+    let minimum = if desired.min_subtotal.is_positive() {
+        json!({"subtotal": {"greaterThanOrEqualToSubtotal": desired.min_subtotal.amount().to_string()}})
+    } else {
+        Value::Null
+    };
+    let mut input = json!({
+        "title": format!("Balance of customer {} {TITLE_MARK}", desired.account),
+        "context": context,
+        "minimumRequirement": minimum,
+        "combinesWith": {
+            "orderDiscounts": desired.combines.order,
+            "productDiscounts": desired.combines.product,
+            "shippingDiscounts": desired.combines.shipping,
+        },
+        "usageLimit": Value::Null,
+        "appliesOncePerCustomer": false,
+        "endsAt": if desired.active { Value::Null } else { json!(now) },
+    });
+    // Shopify refuses a zero amount off: an empty code keeps its last
+    // amount and is ended instead (it is inactive whenever empty).
+    if desired.amount.is_positive() || create {
+        input["customerGets"] = json!({
+            "value": {"discountAmount": {
+                "amount": desired.amount.amount().to_string(),
+                "appliesOnEachItem": false,
+            }},
+            "items": {"all": true},
+        });
+    }
+    if create {
+        input["code"] = json!(desired.code.display());
+        input["startsAt"] = json!(starts);
+    }
+    Ok(input)
 }
 
 /// A Shopify customer's global id.

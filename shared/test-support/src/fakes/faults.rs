@@ -53,7 +53,7 @@ impl Default for FaultRates {
 
 #[derive(Debug)]
 pub struct Faults {
-    queue: VecDeque<Fault>,
+    queue: VecDeque<Option<Fault>>,
     rates: FaultRates,
     rng: StdRng,
     /// Faults injected so far, by kind.
@@ -73,7 +73,13 @@ impl Default for Faults {
 
 impl Faults {
     pub fn push(&mut self, fault: Fault) {
-        self.queue.push_back(fault);
+        self.queue.push_back(Some(fault));
+    }
+
+    /// The next request goes through untouched (to aim a queued fault at a
+    /// later one).
+    pub fn pass(&mut self) {
+        self.queue.push_back(None);
     }
 
     pub fn set_rates(&mut self, rates: FaultRates, seed: u64) {
@@ -92,7 +98,8 @@ impl Faults {
         } else {
             self.rates.jitter.mul_f64(self.rng.random::<f64>())
         };
-        let fault = self.queue.pop_front().or_else(|| {
+        let queued = self.queue.pop_front();
+        let fault = queued.unwrap_or_else(|| {
             let roll: f64 = self.rng.random();
             let r = self.rates;
             let mut edge = r.throttle;

@@ -252,6 +252,11 @@ impl FakeShopify {
         self.lock().faults.push(fault);
     }
 
+    /// The next request goes through untouched (aims a queued fault later).
+    pub fn push_pass(&self) {
+        self.lock().faults.pass();
+    }
+
     pub fn set_fault_rates(&self, rates: FaultRates, seed: u64) {
         self.lock().faults.set_rates(rates, seed);
     }

@@ -497,9 +497,8 @@ fn properties<'a>(
     }
 }
 
-fn parse_json(inner: &Shared, body: &Bytes) -> Result<Value, Response> {
-    serde_json::from_slice(body)
-        .map_err(|e| invalid(inner, &format!("Malformed JSON: {e}"), "/data/"))
+fn parse_json(body: &Bytes) -> Result<Value, (String, String)> {
+    serde_json::from_slice(body).map_err(|e| (format!("Malformed JSON: {e}"), "/data/".into()))
 }
 
 async fn profile_import_route(
@@ -511,9 +510,9 @@ async fn profile_import_route(
         Ok(fault) => fault,
         Err(response) => return response,
     };
-    let body = match parse_json(&inner, &body) {
+    let body = match parse_json(&body) {
         Ok(body) => body,
-        Err(response) => return response,
+        Err((detail, pointer)) => return invalid(&inner, &detail, &pointer),
     };
     let checked = resource(&body, "profile", PROFILE_ATTRIBUTES, "/data").and_then(|a| {
         let id = identifier(a, "/data")?;
@@ -610,9 +609,9 @@ async fn events_route(State(inner): State<Shared>, headers: HeaderMap, body: Byt
         Ok(fault) => fault,
         Err(response) => return response,
     };
-    let body = match parse_json(&inner, &body) {
+    let body = match parse_json(&body) {
         Ok(body) => body,
-        Err(response) => return response,
+        Err((detail, pointer)) => return invalid(&inner, &detail, &pointer),
     };
     let checked = (|| {
         let attributes = resource(&body, "event", EVENT_ATTRIBUTES, "/data")?;

@@ -278,6 +278,9 @@ async fn the_local_limiter_keeps_every_request_within_the_limits() {
         steady: 12,
         steady_window: Duration::from_secs(1),
     };
+    // Room for a loaded test machine: a call let through first may reach
+    // the fake up to this much after one let through later.
+    config.limit_margin = Duration::from_millis(150);
     let klaviyo = Arc::new(KlaviyoMarketing::new(config).unwrap());
     let started = Instant::now();
     let mut sends = tokio::task::JoinSet::new();

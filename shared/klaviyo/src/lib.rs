@@ -4,8 +4,9 @@
 //!
 //! # Calls
 //! - `POST /api/profile-import` (Create or Update Profile): the profile
-//!   named by its email, its properties set to the values given (other
-//!   properties untouched). 200 or 201.
+//!   named by its email, its properties set to the values given, the ones
+//!   with no value unset (`meta.patch_properties.unset`), others untouched.
+//!   200 or 201.
 //! - `POST /api/events` (Create Event): the metric by name, the profile by
 //!   email, the event's properties, `time`, `value`, `value_currency` and
 //!   `unique_id` (Klaviyo records one event per profile, metric and unique
@@ -297,11 +298,24 @@ fn profile_identity(profile: &ProfileRef) -> Map<String, Value> {
     attributes
 }
 
-/// The Create or Update Profile body (`ProfileUpsertQuery`).
+/// The Create or Update Profile body (`ProfileUpsertQuery`): the values
+/// in `attributes.properties`, and the properties with nothing to say
+/// removed through `meta.patch_properties.unset` (the documented way to
+/// take a key off a profile).
 pub fn profile_body(update: &ProfileUpdate) -> Value {
+    let (cleared, set): (Properties, Properties) = update
+        .properties
+        .clone()
+        .into_iter()
+        .partition(|(_, value)| *value == PropertyValue::Null);
     let mut attributes = profile_identity(&update.profile);
-    attributes.insert("properties".into(), properties_json(&update.properties));
-    json!({"data": {"type": "profile", "attributes": attributes}})
+    attributes.insert("properties".into(), properties_json(&set));
+    let mut data = json!({"type": "profile", "attributes": attributes});
+    if !cleared.is_empty() {
+        let names: Vec<&String> = cleared.keys().collect();
+        data["meta"] = json!({"patch_properties": {"unset": names}});
+    }
+    json!({ "data": data })
 }
 
 /// The Create Event body (`EventCreateQueryV2`).
@@ -367,6 +381,30 @@ mod tests {
             "0.0"
         );
         assert_eq!(value_json(&PropertyValue::Null), Value::Null);
+    }
+
+    #[test]
+    fn a_cleared_property_is_unset() {
+        use cashback_app::marketing::ProfileRef;
+        use cashback_core::ids::{CustomerId, Email};
+        let mut properties = Properties::new();
+        properties.insert("cashback_balance".into(), PropertyValue::Amount(dec!(3)));
+        properties.insert("cashback_tier".into(), PropertyValue::Null);
+        let body = profile_body(&ProfileUpdate {
+            profile: ProfileRef {
+                email: Email::parse("ann@example.com").unwrap(),
+                customer: CustomerId::parse("c-1").unwrap(),
+            },
+            properties,
+        });
+        assert_eq!(
+            body,
+            json!({"data": {
+                "type": "profile",
+                "attributes": {"email": "ann@example.com", "properties": {"cashback_balance": 3.0}},
+                "meta": {"patch_properties": {"unset": ["cashback_tier"]}},
+            }})
+        );
     }
 
     #[test]

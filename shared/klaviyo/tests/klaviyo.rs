@@ -460,6 +460,12 @@ async fn the_fake_refuses_what_klaviyo_refuses() {
         send(REVISION, fake::JSON_API, wrong_type).await,
         StatusCode::BAD_REQUEST
     );
+    let bad_patch = json!({"data": {"type": "profile", "attributes": {"email": "a@example.com"},
+        "meta": {"patch_properties": {"remove": ["x"]}}}});
+    assert_eq!(
+        send(REVISION, fake::JSON_API, bad_patch).await,
+        StatusCode::BAD_REQUEST
+    );
     let unknown = json!({"data": {"type": "profile", "attributes": {"email": "a@example.com", "balance": 1}}});
     assert_eq!(
         send(REVISION, fake::JSON_API, unknown).await,

@@ -5,7 +5,9 @@
 //! - `POST /api/profile-import`: a `ProfileUpsertQuery`
 //!   (`{"data": {"type": "profile", "attributes": {...}}}`) with at least
 //!   one identifier; 201 when the profile is new, 200 when updated; the
-//!   given properties are set, a `null` one removed, others kept.
+//!   given properties are set, the ones named in
+//!   `meta.patch_properties.unset` (or given as `null`) removed, others
+//!   kept.
 //! - `POST /api/events`: an `EventCreateQueryV2` (`properties`, `metric`
 //!   and `profile` required, `time`, `value`, `value_currency`,
 //!   `unique_id` optional); 202. An event whose unique id (or, without one,
@@ -497,6 +499,56 @@ fn properties<'a>(
     }
 }
 
+/// The names in `data.meta.patch_properties.unset` (a string or an array
+/// of strings), checking the meta's documented shape.
+fn unset_properties(body: &Value) -> Result<Vec<String>, (String, String)> {
+    let pointer = "/data/meta".to_string();
+    let Some(meta) = body.get("data").and_then(|d| d.get("meta")) else {
+        return Ok(Vec::new());
+    };
+    let Some(meta) = meta.as_object() else {
+        return Err(("meta must be an object".into(), pointer));
+    };
+    if let Some(unknown) = meta
+        .keys()
+        .find(|k| !["patch_properties", "patch_identifiers"].contains(&k.as_str()))
+    {
+        return Err((format!("'{unknown}' is not a valid meta field"), pointer));
+    }
+    let Some(patch) = meta.get("patch_properties").filter(|p| !p.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let pointer = "/data/meta/patch_properties".to_string();
+    let Some(patch) = patch.as_object() else {
+        return Err(("patch_properties must be an object".into(), pointer));
+    };
+    if let Some(unknown) = patch
+        .keys()
+        .find(|k| !["append", "unappend", "unset"].contains(&k.as_str()))
+    {
+        return Err((
+            format!("'{unknown}' is not a valid patch operation"),
+            pointer,
+        ));
+    }
+    match patch.get("unset") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(name)) => Ok(vec![name.clone()]),
+        Some(Value::Array(names)) => names
+            .iter()
+            .map(|n| {
+                n.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| ("unset names must be strings".to_string(), pointer.clone()))
+            })
+            .collect(),
+        Some(_) => Err((
+            "unset must be a string or an array of strings".into(),
+            pointer,
+        )),
+    }
+}
+
 fn parse_json(body: &Bytes) -> Result<Value, (String, String)> {
     serde_json::from_slice(body).map_err(|e| (format!("Malformed JSON: {e}"), "/data/".into()))
 }
@@ -517,9 +569,10 @@ async fn profile_import_route(
     let checked = resource(&body, "profile", PROFILE_ATTRIBUTES, "/data").and_then(|a| {
         let id = identifier(a, "/data")?;
         let props = properties(a, false, "/data")?;
-        Ok((a, id, props))
+        let unset = unset_properties(&body)?;
+        Ok((a, id, props, unset))
     });
-    let (attributes, id, props) = match checked {
+    let (attributes, id, props, unset) = match checked {
         Ok(found) => found,
         Err((detail, pointer)) => return invalid(&inner, &detail, &pointer),
     };
@@ -538,6 +591,9 @@ async fn profile_import_route(
         }
         if let Some(external) = attributes.get("external_id").and_then(Value::as_str) {
             profile.external_id = Some(external.to_string());
+        }
+        for name in &unset {
+            profile.properties.remove(name);
         }
         for (name, value) in props.into_iter().flatten() {
             if value.is_null() {

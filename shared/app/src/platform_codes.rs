@@ -135,12 +135,16 @@ pub enum SyncOutcome {
     NotSynced,
     /// The platform holds the desired state (or, for an inactive code it
     /// never had, needs nothing).
-    Synced {
-        desired: DesiredCode,
-        outcome: PutOutcome,
-        /// Platform calls made, retries included.
-        attempts: u32,
-    },
+    Synced(Box<Synced>),
+}
+
+/// What a sync set on the platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Synced {
+    pub desired: DesiredCode,
+    pub outcome: PutOutcome,
+    /// Platform calls made, retries included.
+    pub attempts: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -222,11 +226,11 @@ pub async fn sync_customer_code(
                     attempts,
                     "platform code synced"
                 );
-                return Ok(SyncOutcome::Synced {
+                return Ok(SyncOutcome::Synced(Box::new(Synced {
                     desired,
                     outcome,
                     attempts,
-                });
+                })));
             }
             Err(error) => wait_or_fail(error, attempts, policy, &mut backoff).await?,
         }

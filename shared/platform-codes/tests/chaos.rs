@@ -300,8 +300,8 @@ async fn a_thousand_changes_under_faults_end_with_every_code_equal_to_the_ledger
         "the adapter's pacing should keep the shop's own throttling rare: {} of {requests}",
         stats.throttled
     );
-    assert!(injected.iter().any(|f| *f == Fault::Timeout));
-    assert!(injected.iter().any(|f| *f == Fault::Duplicate));
+    assert!(injected.contains(&Fault::Timeout));
+    assert!(injected.contains(&Fault::Duplicate));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

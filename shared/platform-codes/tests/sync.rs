@@ -185,7 +185,7 @@ async fn sync_and_check(
     let outcome = sync_customer_code(ctx, platform, &shop(), &ann(), None, &policy())
         .await
         .unwrap_or_else(|e| panic!("{step}: {e}"));
-    assert!(matches!(outcome, SyncOutcome::Synced { .. }), "{step}");
+    assert!(matches!(outcome, SyncOutcome::Synced(_)), "{step}");
     let account = account(ctx).await;
     let spendable = account.spendable();
     let code = account.code.clone().unwrap();
@@ -418,7 +418,7 @@ async fn throttling_and_5xx_are_retried_with_the_balance_read_again() {
         .await
         .unwrap();
     assert!(
-        matches!(outcome, SyncOutcome::Synced { attempts: 4, .. }),
+        matches!(outcome, SyncOutcome::Synced(ref s) if s.attempts == 4),
         "{outcome:?}"
     );
     let code = account(&ctx).await.code.unwrap();

@@ -92,7 +92,7 @@ impl Faults {
     }
 
     /// The fault for the next request, if any, and a pause before answering.
-    pub fn next(&mut self) -> (Option<Fault>, Duration) {
+    pub fn draw(&mut self) -> (Option<Fault>, Duration) {
         let jitter = if self.rates.jitter.is_zero() {
             Duration::ZERO
         } else {

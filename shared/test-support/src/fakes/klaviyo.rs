@@ -348,7 +348,7 @@ async fn admit(
         } else {
             None
         };
-        let (fault, jitter) = inner.faults.next();
+        let (fault, jitter) = inner.faults.draw();
         let throttled = match (free_at, fault) {
             (Some(free_at), _) => Some(free_at.saturating_duration_since(now)),
             (None, Some(Fault::Throttle)) => Some(Duration::from_secs(1)),

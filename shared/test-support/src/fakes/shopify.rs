@@ -334,7 +334,7 @@ async fn graphql(
             )
                 .into_response();
         }
-        let (fault, jitter) = inner.faults.next();
+        let (fault, jitter) = inner.faults.draw();
         (fault, jitter, inner.faults.delay())
     };
     if !jitter.is_zero() {

@@ -212,7 +212,7 @@ async fn admit(
             ));
         }
         *inner.stats.calls.entry(operation.to_string()).or_default() += 1;
-        inner.faults.next()
+        inner.faults.draw()
     };
     if !jitter.is_zero() {
         tokio::time::sleep(jitter).await;
@@ -273,7 +273,7 @@ async fn list(
 }
 
 /// Applies the body's fields; the invalid ones as `rest_invalid_param`.
-fn apply(coupon: &mut Coupon, body: &Value) -> Result<(), Response> {
+fn apply(coupon: &mut Coupon, body: &Value) -> Result<(), Box<Response>> {
     let mut invalid = serde_json::Map::new();
     if let Some(kind) = body.get("discount_type") {
         match kind.as_str().filter(|k| DISCOUNT_TYPES.contains(k)) {
@@ -373,12 +373,12 @@ fn apply(coupon: &mut Coupon, body: &Value) -> Result<(), Response> {
         return Ok(());
     }
     let names: Vec<String> = invalid.keys().cloned().collect();
-    Err(error(
+    Err(Box::new(error(
         StatusCode::BAD_REQUEST,
         "rest_invalid_param",
         &format!("Invalid parameter(s): {}", names.join(", ")),
         Some(Value::Object(invalid)),
-    ))
+    )))
 }
 
 async fn create(
@@ -427,7 +427,7 @@ async fn create(
             usage_limit: None,
         };
         if let Err(response) = apply(&mut coupon, &body) {
-            return response;
+            return *response;
         }
         guard.next_id += 1;
         let json = coupon.json();
@@ -458,7 +458,7 @@ async fn update(
             );
         };
         if let Err(response) = apply(&mut coupon, &body) {
-            return response;
+            return *response;
         }
         let json = coupon.json();
         guard.coupons.insert(id, coupon);

@@ -6,6 +6,8 @@
 //! - [`notify`]: the Notifier port (customer emails).
 //! - [`platform_codes`]: the PlatformCodes port (the balance code kept on the
 //!   shop's platform) and the use case that syncs it.
+//! - [`marketing`]: the Marketing port (profile properties and events in the
+//!   shop's marketing tool) and what is sent, derived from the ledger.
 //! - [`context`]: ports, configuration and the warm cache, handed to every use case.
 //! - [`events`]: an order event from a platform, applied to the ledger.
 //! - [`api_keys`]: a shop's API keys, their scopes, use and revocation.
@@ -25,6 +27,7 @@ pub mod context;
 pub mod error;
 pub mod events;
 pub mod jobs;
+pub mod marketing;
 pub mod notices;
 pub mod notify;
 pub mod platform_codes;

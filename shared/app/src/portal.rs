@@ -263,7 +263,7 @@ fn view_of(
 }
 
 /// The account's pending cashback per order, with release dates.
-async fn pending_releases(
+pub(crate) async fn pending_releases(
     ctx: &Context,
     shop: &ShopId,
     account: &Account,

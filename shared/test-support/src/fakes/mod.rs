@@ -2,5 +2,6 @@
 //! documented requests, responses, errors and rate limits.
 
 pub mod faults;
+pub mod klaviyo;
 pub mod shopify;
 pub mod woocommerce;

@@ -1,0 +1,886 @@
+//! The Marketing port: the customer's cashback figures as profile
+//! properties, and the engine's notices as events, in the shop's marketing
+//! tool (Klaviyo: the `cashback-klaviyo` crate), so merchants can segment on
+//! the figures and let their own flows send the emails.
+//!
+//! Everything sent is derived here, purely, from what the engine already
+//! knows: the account, the program and the notices a change decided
+//! ([`crate::notices`]). An event's `unique_id` is the notice's once-only
+//! key, so a retried push can never count twice on the tool's side.
+//!
+//! Per shop, [`MarketingSettings`] chooses the property names (a prefix, or
+//! the names Onward used) and whether customer emails go through SES, the
+//! tool's flows, or both. They are a plain validated type for now: storing
+//! them per shop and pushing after every balance change (off the webhook
+//! path, through the platform-code sync mechanism) are not built yet
+//! (docs/klaviyo.md).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use cashback_core::ids::{CustomerId, Email};
+use cashback_core::ledger::Account;
+use cashback_core::money::Money;
+use cashback_core::program::Program;
+
+use crate::context::Context;
+use crate::error::AppError;
+use crate::notices::Notice;
+use crate::notify::NotificationKind;
+use crate::store::ReadRequest;
+
+/// The prefix of every property unless the shop sets another.
+pub const DEFAULT_PREFIX: &str = "cashback_";
+
+/// The longest prefix accepted (property names stay short enough to read
+/// in a segment editor).
+pub const MAX_PREFIX_LEN: usize = 32;
+
+/// One property's or event field's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PropertyValue {
+    /// An amount, sent as a number so segments can compare it.
+    Amount(Decimal),
+    Integer(i64),
+    Text(String),
+    /// A moment, sent as ISO 8601 (the tool recognises it as a date).
+    Time(DateTime<Utc>),
+    /// Clears the property (no tier, no pending release).
+    Null,
+}
+
+impl PropertyValue {
+    fn money(money: Money) -> PropertyValue {
+        PropertyValue::Amount(money.amount())
+    }
+
+    fn time(at: Option<DateTime<Utc>>) -> PropertyValue {
+        at.map_or(PropertyValue::Null, PropertyValue::Time)
+    }
+
+    /// The ISO 8601 form every time is sent in (seconds, `Z`).
+    pub fn format_time(at: &DateTime<Utc>) -> String {
+        at.to_rfc3339_opts(SecondsFormat::Secs, true)
+    }
+}
+
+pub type Properties = BTreeMap<String, PropertyValue>;
+
+/// Who a profile or an event belongs to on the tool's side: the email
+/// address (the identifier every store integration of the tool shares).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileRef {
+    pub email: Email,
+    pub customer: CustomerId,
+}
+
+/// The customer's profile properties, set to these absolute values (so a
+/// late or repeated push is harmless).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileUpdate {
+    pub profile: ProfileRef,
+    pub properties: Properties,
+}
+
+/// The metrics the engine records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Metric {
+    CashbackEarned,
+    CashbackReady,
+    ReminderDue,
+    CashbackClawedBack,
+    TierUpgraded,
+    CashbackExpiring,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 6] = [
+        Metric::CashbackEarned,
+        Metric::CashbackReady,
+        Metric::ReminderDue,
+        Metric::CashbackClawedBack,
+        Metric::TierUpgraded,
+        Metric::CashbackExpiring,
+    ];
+
+    /// The metric's name as merchants see it in their flows' triggers.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Metric::CashbackEarned => "Cashback Earned",
+            Metric::CashbackReady => "Cashback Ready",
+            Metric::ReminderDue => "Reminder Due",
+            Metric::CashbackClawedBack => "Cashback Clawed Back",
+            Metric::TierUpgraded => "Tier Upgraded",
+            Metric::CashbackExpiring => "Cashback Expiring",
+        }
+    }
+}
+
+/// One event: a metric, its properties, when it happened and its once-only
+/// id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarketingEvent {
+    pub metric: Metric,
+    pub profile: ProfileRef,
+    pub properties: Properties,
+    /// The amount the event is about (the tool's `value`), when it has one.
+    pub value: Option<Money>,
+    pub time: DateTime<Utc>,
+    /// The notice's key: the tool records an id once per profile and metric.
+    pub unique_id: String,
+}
+
+/// Why the tool did not take a call, typed so the caller knows whether to
+/// wait, retry, park or alarm.
+#[derive(Debug, thiserror::Error)]
+pub enum MarketingError {
+    /// The tool's rate limit: nothing applied, retry after this long.
+    #[error("rate limited by the marketing tool; retry after {retry_after:?}")]
+    RateLimited { retry_after: Duration },
+    /// A timeout, a 5xx, a dropped connection: retrying may succeed (and is
+    /// safe: profiles are set absolutely, events carry their unique id).
+    #[error("marketing tool call failed: {message}")]
+    Transient {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// The tool refused the request, with its reason: retrying the same
+    /// request cannot succeed.
+    #[error("the marketing tool refused the request: {reason}")]
+    Rejected { reason: String },
+    /// The key was refused, or lacks the scope the call needs.
+    #[error("the marketing tool refused the key")]
+    Unauthorized,
+}
+
+impl MarketingError {
+    pub fn transient(message: impl Into<String>) -> MarketingError {
+        MarketingError::Transient {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Retrying the same call later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            MarketingError::RateLimited { .. } | MarketingError::Transient { .. }
+        )
+    }
+}
+
+/// The shop's marketing tool, for one shop (one private key).
+#[async_trait::async_trait]
+pub trait Marketing: Send + Sync {
+    /// Creates the profile or sets these properties on it (others it holds
+    /// are left as they are).
+    async fn push_profile(&self, update: &ProfileUpdate) -> Result<(), MarketingError>;
+
+    /// Records one event; the same `unique_id` twice is recorded once.
+    async fn track(&self, event: &MarketingEvent) -> Result<(), MarketingError>;
+}
+
+/// How profile properties are named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PropertyNaming {
+    /// Every property is the shop's prefix and the figure's name
+    /// (`cashback_balance`).
+    #[default]
+    Prefixed,
+    /// The five figures Onward synced keep Onward's names
+    /// (`onward_balance`, `onward_pending_issuance_balance`, ...), so the
+    /// segments and flows of a merchant moving from it keep working; the
+    /// figures Onward did not have take the prefix.
+    OnwardCompatible,
+}
+
+/// Where a shop's customer emails go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailChannel {
+    /// The engine's own emails through SES; no events.
+    #[default]
+    Ses,
+    /// Events only: the merchant's flows send the emails.
+    Klaviyo,
+    /// Both.
+    Both,
+}
+
+impl EmailChannel {
+    pub fn sends_ses(&self) -> bool {
+        matches!(self, EmailChannel::Ses | EmailChannel::Both)
+    }
+
+    pub fn sends_events(&self) -> bool {
+        matches!(self, EmailChannel::Klaviyo | EmailChannel::Both)
+    }
+}
+
+/// A shop's marketing settings. Not stored yet: the type and its rules come
+/// first (docs/klaviyo.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarketingSettings {
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    #[serde(default)]
+    pub naming: PropertyNaming,
+    #[serde(default)]
+    pub email_channel: EmailChannel,
+}
+
+fn default_prefix() -> String {
+    DEFAULT_PREFIX.to_string()
+}
+
+impl Default for MarketingSettings {
+    fn default() -> Self {
+        MarketingSettings {
+            prefix: default_prefix(),
+            naming: PropertyNaming::default(),
+            email_channel: EmailChannel::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    #[error("prefix: must be 1 to {MAX_PREFIX_LEN} characters")]
+    PrefixLength,
+    #[error("prefix: must start with a letter and hold only a-z, 0-9 and _")]
+    PrefixCharacters,
+    #[error("prefix: `onward_` is Onward's; choose the onward_compatible naming instead")]
+    PrefixTaken,
+}
+
+impl MarketingSettings {
+    /// Checks the settings as given by the merchant: the prefix is 1 to 32
+    /// lower-case letters, digits and underscores, starting with a letter
+    /// (names the tool's segment editor shows as typed), and not Onward's
+    /// own (half the names would then collide with the migrated ones).
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let prefix = self.prefix.as_str();
+        if prefix.is_empty() || prefix.len() > MAX_PREFIX_LEN {
+            return Err(SettingsError::PrefixLength);
+        }
+        let starts_with_letter = prefix
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase());
+        let allowed = prefix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !starts_with_letter || !allowed {
+            return Err(SettingsError::PrefixCharacters);
+        }
+        if prefix == "onward_" {
+            return Err(SettingsError::PrefixTaken);
+        }
+        Ok(())
+    }
+
+    /// The property name of one figure under these settings.
+    pub fn property_name(&self, figure: Figure) -> String {
+        match (self.naming, figure.onward_name()) {
+            (PropertyNaming::OnwardCompatible, Some(onward)) => onward.to_string(),
+            _ => format!("{}{}", self.prefix, figure.suffix()),
+        }
+    }
+}
+
+/// The figures pushed as profile properties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Figure {
+    Balance,
+    Pending,
+    LifetimeIssued,
+    LifetimeUsed,
+    Code,
+    Tier,
+    NextReleaseDate,
+    Currency,
+}
+
+impl Figure {
+    pub const ALL: [Figure; 8] = [
+        Figure::Balance,
+        Figure::Pending,
+        Figure::LifetimeIssued,
+        Figure::LifetimeUsed,
+        Figure::Code,
+        Figure::Tier,
+        Figure::NextReleaseDate,
+        Figure::Currency,
+    ];
+
+    /// The name after the prefix.
+    pub fn suffix(&self) -> &'static str {
+        match self {
+            Figure::Balance => "balance",
+            Figure::Pending => "pending",
+            Figure::LifetimeIssued => "lifetime_issued",
+            Figure::LifetimeUsed => "lifetime_used",
+            Figure::Code => "code",
+            Figure::Tier => "tier",
+            Figure::NextReleaseDate => "next_release_date",
+            Figure::Currency => "currency",
+        }
+    }
+
+    /// Onward's name for the figure, where Onward synced it.
+    pub fn onward_name(&self) -> Option<&'static str> {
+        match self {
+            Figure::Balance => Some("onward_balance"),
+            Figure::Pending => Some("onward_pending_issuance_balance"),
+            Figure::LifetimeIssued => Some("onward_lifetime_issued"),
+            Figure::LifetimeUsed => Some("onward_lifetime_used"),
+            Figure::Code => Some("onward_discount_code"),
+            _ => None,
+        }
+    }
+}
+
+/// The profile properties of an account: balance (what the customer holds,
+/// checkouts' holds included, so a checkout in progress does not make it
+/// flicker), pending, lifetime issued and used, the balance code, the tier's
+/// name and the next release date (`next_release_at`, the earliest release
+/// of the account's pending orders; None clears it). None when the account
+/// has no email: the tool cannot name the profile.
+pub fn profile_update(
+    settings: &MarketingSettings,
+    account: &Account,
+    program: &Program,
+    next_release_at: Option<DateTime<Utc>>,
+) -> Option<ProfileUpdate> {
+    let email = account.email.clone()?;
+    let tier = account
+        .tier
+        .and_then(|index| program.tiers.get(index))
+        .map_or(PropertyValue::Null, |tier| {
+            PropertyValue::Text(tier.name.clone())
+        });
+    let code = account.code.as_ref().map_or(PropertyValue::Null, |code| {
+        PropertyValue::Text(code.display())
+    });
+    let mut properties = Properties::new();
+    for figure in Figure::ALL {
+        let value = match figure {
+            Figure::Balance => PropertyValue::money(account.available),
+            Figure::Pending => PropertyValue::money(account.pending),
+            Figure::LifetimeIssued => PropertyValue::money(account.lifetime_issued),
+            Figure::LifetimeUsed => PropertyValue::money(account.lifetime_used),
+            Figure::Code => code.clone(),
+            Figure::Tier => tier.clone(),
+            Figure::NextReleaseDate => PropertyValue::time(next_release_at),
+            Figure::Currency => PropertyValue::Text(account.currency.code().to_string()),
+        };
+        properties.insert(settings.property_name(figure), value);
+    }
+    Some(ProfileUpdate {
+        profile: ProfileRef {
+            email,
+            customer: account.customer.clone(),
+        },
+        properties,
+    })
+}
+
+/// The event of a notice the engine decided, at `at` (when the change
+/// committed), its unique id the notice's once-only key.
+pub fn event_for_notice(notice: &Notice, at: DateTime<Utc>) -> MarketingEvent {
+    let mut properties = Properties::new();
+    let mut text = |name: &str, value: String| {
+        properties.insert(name.to_string(), PropertyValue::Text(value));
+    };
+    let (metric, value) = match &notice.kind {
+        NotificationKind::Earned {
+            amount,
+            order_name,
+            release_at,
+            code,
+        } => {
+            text("order", order_name.clone());
+            if let Some(code) = code {
+                text("code", code.display());
+            }
+            properties.insert("release_date".into(), PropertyValue::time(*release_at));
+            properties.insert(
+                "pending".into(),
+                PropertyValue::Integer(i64::from(release_at.is_some())),
+            );
+            (Metric::CashbackEarned, Some(*amount))
+        }
+        NotificationKind::Ready {
+            amount,
+            balance,
+            code,
+        } => {
+            text("code", code.display());
+            properties.insert("balance".into(), PropertyValue::money(*balance));
+            (Metric::CashbackReady, Some(*amount))
+        }
+        NotificationKind::Reminder {
+            position,
+            balance,
+            code,
+            expires_at,
+        } => {
+            text("code", code.display());
+            properties.insert(
+                "position".into(),
+                PropertyValue::Integer(i64::from(*position)),
+            );
+            properties.insert("balance".into(), PropertyValue::money(*balance));
+            properties.insert("expires_at".into(), PropertyValue::time(*expires_at));
+            (Metric::ReminderDue, Some(*balance))
+        }
+        NotificationKind::ClawedBack {
+            amount,
+            order_name,
+            balance,
+            debt,
+        } => {
+            text("order", order_name.clone());
+            properties.insert("balance".into(), PropertyValue::money(*balance));
+            properties.insert("debt".into(), PropertyValue::money(*debt));
+            (Metric::CashbackClawedBack, Some(*amount))
+        }
+        NotificationKind::TierUpgraded { tier_name, percent } => {
+            text("tier", tier_name.clone());
+            text("percent", percent.clone());
+            (Metric::TierUpgraded, None)
+        }
+    };
+    if let Some(amount) = value {
+        properties.insert("amount".into(), PropertyValue::money(amount));
+        properties.insert(
+            "currency".into(),
+            PropertyValue::Text(amount.currency().code().to_string()),
+        );
+    }
+    MarketingEvent {
+        metric,
+        profile: ProfileRef {
+            email: notice.to.clone(),
+            customer: notice.customer.clone(),
+        },
+        properties,
+        value,
+        time: at,
+        unique_id: notice.key.clone(),
+    }
+}
+
+/// The once-only key of an expiry warning: one per customer, expiry moment
+/// (the lots expiring then) and offset before it, in the notices' style.
+pub fn expiring_key(customer: &CustomerId, expires_at: DateTime<Utc>, offset: Duration) -> String {
+    format!(
+        "expiring:{customer}:{}:{}h",
+        PropertyValue::format_time(&expires_at),
+        offset.as_secs() / 3600
+    )
+}
+
+/// The "Cashback Expiring" event: `amount` of the balance expires at
+/// `expires_at`; sent `offset` before it. The expiry warnings that will
+/// decide when are not built yet; the event and its key are fixed here.
+pub fn expiring_event(
+    profile: ProfileRef,
+    amount: Money,
+    balance: Money,
+    expires_at: DateTime<Utc>,
+    offset: Duration,
+    at: DateTime<Utc>,
+) -> MarketingEvent {
+    let mut properties = Properties::new();
+    properties.insert("amount".into(), PropertyValue::money(amount));
+    properties.insert(
+        "currency".into(),
+        PropertyValue::Text(amount.currency().code().to_string()),
+    );
+    properties.insert("balance".into(), PropertyValue::money(balance));
+    properties.insert("expires_at".into(), PropertyValue::Time(expires_at));
+    properties.insert(
+        "hours_before".into(),
+        PropertyValue::Integer(i64::try_from(offset.as_secs() / 3600).unwrap_or(i64::MAX)),
+    );
+    MarketingEvent {
+        unique_id: expiring_key(&profile.customer, expires_at, offset),
+        metric: Metric::CashbackExpiring,
+        profile,
+        properties,
+        value: Some(amount),
+        time: at,
+    }
+}
+
+/// What [`push_customer_profile`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// The tool holds these properties.
+    Pushed(ProfileUpdate),
+    /// The account has no email: there is no profile to name.
+    NoEmail,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error(transparent)]
+    App(#[from] AppError),
+    #[error(transparent)]
+    Marketing(#[from] MarketingError),
+}
+
+impl PushError {
+    /// A later run may succeed (park and retry rather than alarm at once).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PushError::App(error) => error.is_retryable(),
+            PushError::Marketing(error) => error.is_retryable(),
+        }
+    }
+}
+
+/// Brings one customer's profile in the tool in step with their account:
+/// reads the account and its pending orders (for the next release date),
+/// derives the properties and sets them. The values are absolute, so a
+/// push that comes late or twice leaves the latest figures; the adapter
+/// keeps the tool's limits and retries what can be retried.
+pub async fn push_customer_profile(
+    ctx: &Context,
+    marketing: &dyn Marketing,
+    settings: &MarketingSettings,
+    shop: &cashback_core::ids::ShopId,
+    customer: &CustomerId,
+) -> Result<PushOutcome, PushError> {
+    let program = ctx.shop_program(shop, ctx.now()).await?.program;
+    let request = ReadRequest {
+        accounts: vec![customer.clone()],
+        ..ReadRequest::default()
+    };
+    let read = ctx
+        .store
+        .read(shop, &request)
+        .await
+        .map_err(AppError::from)?;
+    let Some(account) = read.accounts.get(customer) else {
+        return Err(AppError::NotFound(format!("customer {customer}")).into());
+    };
+    let next_release_at = crate::portal::pending_releases(ctx, shop, &account.value)
+        .await?
+        .iter()
+        .filter_map(|release| release.release_at)
+        .min();
+    let Some(update) = profile_update(settings, &account.value, &program, next_release_at) else {
+        return Ok(PushOutcome::NoEmail);
+    };
+    marketing.push_profile(&update).await?;
+    tracing::info!(shop = %shop, customer = %customer, "marketing profile pushed");
+    Ok(PushOutcome::Pushed(update))
+}
+
+/// Records the events of notices a committed change decided, when the
+/// shop's email channel includes events (`at`: when the change committed).
+/// Each is sent on its own; the ones that failed are returned with their
+/// error, to be parked and sent again (their unique ids make that safe).
+pub async fn track_notices(
+    marketing: &dyn Marketing,
+    settings: &MarketingSettings,
+    notices: &[Notice],
+    at: DateTime<Utc>,
+) -> Vec<(String, MarketingError)> {
+    if !settings.email_channel.sends_events() {
+        return Vec::new();
+    }
+    let mut failed = Vec::new();
+    for notice in notices {
+        let event = event_for_notice(notice, at);
+        if let Err(error) = marketing.track(&event).await {
+            tracing::warn!(key = %notice.key, %error, "marketing event not recorded");
+            failed.push((notice.key.clone(), error));
+        }
+    }
+    failed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cashback_core::ids::{Code, ShopId};
+    use cashback_core::money::Currency;
+    use cashback_core::program::Tier;
+    use chrono::TimeZone;
+    use rust_decimal_macros::dec;
+
+    fn usd() -> Currency {
+        Currency::parse("USD").unwrap()
+    }
+
+    fn money(amount: Decimal) -> Money {
+        Money::new(amount, usd()).unwrap()
+    }
+
+    fn at(day: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, day, 12, 0, 0).unwrap()
+    }
+
+    fn account() -> Account {
+        let mut account = Account::open(
+            ShopId::parse("shop-1").unwrap(),
+            CustomerId::parse("c-1").unwrap(),
+            usd(),
+        );
+        account.email = Some(Email::parse("Ann@Example.com").unwrap());
+        account.code = Some(Code::parse("CB-ANN").unwrap());
+        account.available = money(dec!(12.50));
+        account.pending = money(dec!(4.00));
+        account.lifetime_issued = money(dec!(30.00));
+        account.lifetime_used = money(dec!(17.50));
+        account.tier = Some(0);
+        account
+    }
+
+    fn program() -> Program {
+        let mut program = Program::new(usd());
+        program.tiers = vec![Tier {
+            name: "Gold".into(),
+            min_lifetime_spend: dec!(100),
+            percent: dec!(5),
+        }];
+        program
+    }
+
+    #[test]
+    fn properties_take_the_prefix_by_default() {
+        let settings = MarketingSettings::default();
+        let update = profile_update(&settings, &account(), &program(), Some(at(9))).unwrap();
+        assert_eq!(update.profile.email.as_str(), "ann@example.com");
+        let p = &update.properties;
+        assert_eq!(p["cashback_balance"], PropertyValue::Amount(dec!(12.50)));
+        assert_eq!(p["cashback_pending"], PropertyValue::Amount(dec!(4.00)));
+        assert_eq!(
+            p["cashback_lifetime_issued"],
+            PropertyValue::Amount(dec!(30.00))
+        );
+        assert_eq!(
+            p["cashback_lifetime_used"],
+            PropertyValue::Amount(dec!(17.50))
+        );
+        assert_eq!(p["cashback_code"], PropertyValue::Text("CB-ANN".into()));
+        assert_eq!(p["cashback_tier"], PropertyValue::Text("Gold".into()));
+        assert_eq!(p["cashback_next_release_date"], PropertyValue::Time(at(9)));
+        assert_eq!(p["cashback_currency"], PropertyValue::Text("USD".into()));
+        assert_eq!(p.len(), Figure::ALL.len());
+    }
+
+    #[test]
+    fn onward_naming_keeps_onwards_five_names() {
+        let settings = MarketingSettings {
+            naming: PropertyNaming::OnwardCompatible,
+            ..MarketingSettings::default()
+        };
+        let update = profile_update(&settings, &account(), &program(), None).unwrap();
+        let names: Vec<&str> = update.properties.keys().map(String::as_str).collect();
+        for name in [
+            "onward_balance",
+            "onward_pending_issuance_balance",
+            "onward_lifetime_issued",
+            "onward_lifetime_used",
+            "onward_discount_code",
+            "cashback_tier",
+            "cashback_next_release_date",
+            "cashback_currency",
+        ] {
+            assert!(names.contains(&name), "{name} missing from {names:?}");
+        }
+        assert_eq!(
+            update.properties["onward_balance"],
+            PropertyValue::Amount(dec!(12.50))
+        );
+        assert_eq!(
+            update.properties["cashback_next_release_date"],
+            PropertyValue::Null
+        );
+    }
+
+    #[test]
+    fn no_email_no_profile_and_no_tier_clears_it() {
+        let mut without = account();
+        without.email = None;
+        assert!(
+            profile_update(&MarketingSettings::default(), &without, &program(), None).is_none()
+        );
+        let mut below = account();
+        below.tier = None;
+        below.code = None;
+        let update =
+            profile_update(&MarketingSettings::default(), &below, &program(), None).unwrap();
+        assert_eq!(update.properties["cashback_tier"], PropertyValue::Null);
+        assert_eq!(update.properties["cashback_code"], PropertyValue::Null);
+    }
+
+    #[test]
+    fn settings_are_validated() {
+        let with = |prefix: &str| MarketingSettings {
+            prefix: prefix.into(),
+            ..MarketingSettings::default()
+        };
+        assert_eq!(MarketingSettings::default().validate(), Ok(()));
+        assert_eq!(with("loyalty_").validate(), Ok(()));
+        assert_eq!(with("").validate(), Err(SettingsError::PrefixLength));
+        assert_eq!(
+            with(&"a".repeat(MAX_PREFIX_LEN + 1)).validate(),
+            Err(SettingsError::PrefixLength)
+        );
+        assert_eq!(
+            with("Cash_").validate(),
+            Err(SettingsError::PrefixCharacters)
+        );
+        assert_eq!(
+            with("1cash").validate(),
+            Err(SettingsError::PrefixCharacters)
+        );
+        assert_eq!(
+            with("cash-").validate(),
+            Err(SettingsError::PrefixCharacters)
+        );
+        assert_eq!(with("onward_").validate(), Err(SettingsError::PrefixTaken));
+        let parsed: MarketingSettings =
+            serde_json::from_str(r#"{"naming": "onward_compatible", "email_channel": "both"}"#)
+                .unwrap();
+        assert_eq!(parsed.prefix, DEFAULT_PREFIX);
+        assert!(parsed.email_channel.sends_ses() && parsed.email_channel.sends_events());
+        assert!(!EmailChannel::Klaviyo.sends_ses());
+        assert!(!EmailChannel::Ses.sends_events());
+        assert!(serde_json::from_str::<MarketingSettings>(r#"{"prefx": "a_"}"#).is_err());
+    }
+
+    fn notice(key: &str, kind: NotificationKind) -> Notice {
+        Notice {
+            key: key.into(),
+            shop: ShopId::parse("shop-1").unwrap(),
+            customer: CustomerId::parse("c-1").unwrap(),
+            to: Email::parse("ann@example.com").unwrap(),
+            kind,
+        }
+    }
+
+    #[test]
+    fn each_notice_becomes_its_metric_keyed_by_the_notice() {
+        let code = Code::parse("CB-ANN").unwrap();
+        let cases = [
+            (
+                "earned:c-1:1001",
+                NotificationKind::Earned {
+                    amount: money(dec!(5.00)),
+                    order_name: "1001".into(),
+                    release_at: Some(at(20)),
+                    code: Some(code.clone()),
+                },
+                Metric::CashbackEarned,
+            ),
+            (
+                "ready:c-1:1001",
+                NotificationKind::Ready {
+                    amount: money(dec!(5.00)),
+                    balance: money(dec!(12.50)),
+                    code: code.clone(),
+                },
+                Metric::CashbackReady,
+            ),
+            (
+                "reminder:c-1:2026-03-01T12:00:00Z:2",
+                NotificationKind::Reminder {
+                    position: 2,
+                    balance: money(dec!(12.50)),
+                    code: code.clone(),
+                    expires_at: None,
+                },
+                Metric::ReminderDue,
+            ),
+            (
+                "clawback:c-1:1001:5.00",
+                NotificationKind::ClawedBack {
+                    amount: money(dec!(5.00)),
+                    order_name: "1001".into(),
+                    balance: money(dec!(7.50)),
+                    debt: money(dec!(0.00)),
+                },
+                Metric::CashbackClawedBack,
+            ),
+            (
+                "tier:c-1:0",
+                NotificationKind::TierUpgraded {
+                    tier_name: "Gold".into(),
+                    percent: "5".into(),
+                },
+                Metric::TierUpgraded,
+            ),
+        ];
+        for (key, kind, metric) in cases {
+            let event = event_for_notice(&notice(key, kind), at(2));
+            assert_eq!(event.metric, metric);
+            assert_eq!(event.unique_id, key);
+            assert_eq!(event.time, at(2));
+            assert_eq!(event.profile.email.as_str(), "ann@example.com");
+        }
+        let reminder = event_for_notice(
+            &notice(
+                "reminder:k",
+                NotificationKind::Reminder {
+                    position: 3,
+                    balance: money(dec!(1.00)),
+                    code,
+                    expires_at: Some(at(30)),
+                },
+            ),
+            at(2),
+        );
+        assert_eq!(reminder.properties["position"], PropertyValue::Integer(3));
+        assert_eq!(
+            reminder.properties["expires_at"],
+            PropertyValue::Time(at(30))
+        );
+        assert_eq!(Metric::ReminderDue.name(), "Reminder Due");
+    }
+
+    #[test]
+    fn an_expiry_warning_is_keyed_per_expiry_and_offset() {
+        let profile = ProfileRef {
+            email: Email::parse("ann@example.com").unwrap(),
+            customer: CustomerId::parse("c-1").unwrap(),
+        };
+        let week = Duration::from_secs(7 * 24 * 3600);
+        let event = expiring_event(
+            profile.clone(),
+            money(dec!(3.00)),
+            money(dec!(12.50)),
+            at(30),
+            week,
+            at(23),
+        );
+        assert_eq!(event.metric.name(), "Cashback Expiring");
+        assert_eq!(event.unique_id, "expiring:c-1:2026-03-30T12:00:00Z:168h");
+        assert_eq!(
+            event.properties["hours_before"],
+            PropertyValue::Integer(168)
+        );
+        let day = expiring_event(
+            profile,
+            money(dec!(3.00)),
+            money(dec!(12.50)),
+            at(30),
+            Duration::from_secs(24 * 3600),
+            at(29),
+        );
+        assert_ne!(day.unique_id, event.unique_id);
+    }
+}

@@ -48,20 +48,26 @@ pub const MAX_PERCENT_UNSUPPORTED: &str = "cannot be kept with platform_sync \"d
 pub struct CodeOwner {
     /// The platform's customer id; None for a guest account (an email only).
     pub customer: Option<CustomerId>,
+    /// The owner's email, for platforms that restrict a coupon by address
+    /// (WooCommerce's `email_restrictions`).
     pub email: Option<Email>,
 }
 
 /// Which other discounts the code combines with at the platform's checkout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Combines {
+    /// With shipping discounts (free shipping codes).
     pub shipping: bool,
+    /// With other order-level discounts.
     pub order: bool,
+    /// With product-level discounts (sales on items).
     pub product: bool,
 }
 
 /// The state a customer's code must have on the platform.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DesiredCode {
+    /// The customer's balance code, as the platform must know it.
     pub code: Code,
     /// The owner's account (the engine's customer id), for the code's title.
     pub account: CustomerId,
@@ -74,6 +80,7 @@ pub struct DesiredCode {
     pub restricted_to: Option<CodeOwner>,
     /// The order subtotal the code needs, in the shop's currency.
     pub min_subtotal: Money,
+    /// From the program's redemption combination switches.
     pub combines: Combines,
 }
 

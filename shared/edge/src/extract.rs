@@ -230,3 +230,187 @@ where
             .map_err(|_| ApiError::bad_request("malformed", "the body is not UTF-8"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::post;
+    use axum::Router;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    #[derive(Clone)]
+    struct Limited;
+
+    impl FromRef<Limited> for BodyLimit {
+        fn from_ref(_: &Limited) -> BodyLimit {
+            BodyLimit(16)
+        }
+    }
+
+    async fn change(
+        principal: Principal,
+        InPath(shop): InPath<ShopId>,
+        InPath(code): InPath<Code>,
+        IfMatch(expected): IfMatch,
+        IdempotencyKey(key): IdempotencyKey,
+        JsonText(body): JsonText,
+    ) -> String {
+        format!("{} {shop} {code} {expected:?} {key} {body}", principal.0)
+    }
+
+    async fn listed(
+        InPath(shop): InPath<ShopId>,
+        ApiQuery(params): ApiQuery<Vec<(String, u32)>>,
+    ) -> String {
+        format!("{shop} {params:?}")
+    }
+
+    fn app(principal: Option<&str>) -> Router {
+        let router = Router::new()
+            .route("/shops/{shop}/coupons/{code}", post(change))
+            .route("/shops/{shop}", axum::routing::get(listed))
+            .with_state(Limited);
+        match principal {
+            Some(who) => router.layer(axum::Extension(Principal(who.into()))),
+            None => router,
+        }
+    }
+
+    struct Call<'a> {
+        uri: &'a str,
+        headers: &'a [(&'a str, &'a [u8])],
+        body: &'a [u8],
+    }
+
+    const GOOD: Call<'static> = Call {
+        uri: "/shops/demo.myshopify.com/coupons/summer",
+        headers: &[("idempotency-key", b"k-1"), ("if-match", b"W/\"3\"")],
+        body: b"{}",
+    };
+
+    async fn send(app: Router, call: Call<'_>) -> (u16, String) {
+        let method = if call.uri.contains("/coupons/") {
+            "POST"
+        } else {
+            "GET"
+        };
+        let mut request = Request::builder().method(method).uri(call.uri);
+        for (name, value) in call.headers {
+            request = request.header(*name, axum::http::HeaderValue::from_bytes(value).unwrap());
+        }
+        let request = request.body(Body::from(call.body.to_vec())).unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_request_that_passes_every_check_reaches_the_handler_with_each_value_parsed() {
+        let (status, text) = send(app(Some("admin-token")), GOOD).await;
+        assert_eq!(status, 200);
+        assert_eq!(text, "admin-token demo.myshopify.com SUMMER Some(3) k-1 {}");
+        let no_if_match = Call {
+            headers: &[("idempotency-key", b"k-1")],
+            ..GOOD
+        };
+        let (_, text) = send(app(Some("admin-token")), no_if_match).await;
+        assert!(text.contains(" None k-1 "), "{text}");
+    }
+
+    #[tokio::test]
+    async fn each_refusal_is_the_json_error_of_its_check() {
+        let cases: Vec<(Call<'_>, u16, &str)> = vec![
+            (
+                Call {
+                    uri: "/shops/%FF/coupons/summer",
+                    ..GOOD
+                },
+                400,
+                r#"{"error":{"code":"bad_path","message":"Invalid URL: Invalid UTF-8 in `shop`"}}"#,
+            ),
+            (
+                Call {
+                    uri: "/shops/not%20a%20shop/coupons/summer",
+                    ..GOOD
+                },
+                400,
+                r#""fields":[{"field":"shop","#,
+            ),
+            (
+                Call {
+                    uri: "/shops/demo.myshopify.com/coupons/no%20spaces",
+                    ..GOOD
+                },
+                400,
+                r#""fields":[{"field":"code","#,
+            ),
+            (
+                Call {
+                    headers: &[("idempotency-key", b"k-1"), ("if-match", b"latest")],
+                    ..GOOD
+                },
+                400,
+                r#"{"error":{"code":"invalid_fields","message":"some fields are invalid","fields":[{"field":"If-Match","message":"must be a version number, e.g. \"3\""}]}}"#,
+            ),
+            (
+                Call {
+                    headers: &[],
+                    ..GOOD
+                },
+                400,
+                r#""fields":[{"field":"Idempotency-Key","#,
+            ),
+            (
+                Call {
+                    body: b"{\"seventeen\":\"b\"}",
+                    ..GOOD
+                },
+                413,
+                r#"{"error":{"code":"payload_too_large","message":"the body is larger than 16 bytes"}}"#,
+            ),
+            (
+                Call {
+                    body: &[0xff, 0xfe],
+                    ..GOOD
+                },
+                400,
+                r#"{"error":{"code":"malformed","message":"the body is not UTF-8"}}"#,
+            ),
+            (
+                Call {
+                    uri: "/shops/demo.myshopify.com?limit=many",
+                    ..GOOD
+                },
+                400,
+                r#"{"error":{"code":"bad_query","message":"the query string is malformed"}}"#,
+            ),
+        ];
+        for (call, status, expected) in cases {
+            let uri = call.uri;
+            let answer = send(app(Some("admin-token")), call).await;
+            assert_eq!(answer.0, status, "{uri}: {}", answer.1);
+            assert!(answer.1.contains(expected), "{uri}: {}", answer.1);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_check_that_fails_is_the_answer_in_the_order_of_the_arguments() {
+        let everything_wrong = Call {
+            uri: "/shops/not%20a%20shop/coupons/no%20spaces",
+            headers: &[("if-match", b"latest")],
+            body: &[0xff; 32],
+        };
+        let (status, text) = send(app(Some("admin-token")), everything_wrong).await;
+        assert_eq!(status, 400);
+        assert!(text.contains(r#""field":"shop""#), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_handler_mounted_without_its_auth_layer_refuses_instead_of_running_anonymously() {
+        let (status, text) = send(app(None), GOOD).await;
+        assert_eq!(status, 401);
+        assert!(text.contains(r#""code":"unauthorized""#), "{text}");
+    }
+}

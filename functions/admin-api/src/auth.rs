@@ -1,6 +1,6 @@
 //! Who may call the admin API (see the crate doc): the IAM caller API
 //! Gateway authorised, or the holder of the admin token; nobody when
-//! neither is configured. [`authorise`] runs before every handler and
+//! neither is configured. `authorise` runs before every handler and
 //! leaves the caller's [`Principal`] in the request for the handlers.
 
 use axum::extract::{Request, State};

@@ -17,6 +17,9 @@
 //! - [`orders`]: order events applied to the ledger; release of pending.
 //! - [`reminders`]: the reminder series.
 
+// Money is exact decimals here: a float anywhere in the rules is a bug.
+#![deny(clippy::float_arithmetic)]
+
 pub mod coupon;
 pub mod earn;
 pub mod ids;

@@ -13,6 +13,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The criterion benches sit behind a feature (benches/Cargo.toml says why).
 cargo clippy -p cashback-benches --all-targets --features criterion --locked -- -D warnings
 
+echo "== cargo doc (warnings denied: broken links, bad code blocks)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
 echo "== Python tools (moto, cfn-lint, schemathesis, cargo-lambda) in the project's venv"
 # shellcheck source=infra/python-tools.sh
 source infra/python-tools.sh

@@ -29,7 +29,7 @@ fn validation(c: &mut Criterion) {
             .expect("validates");
         assert!(answer.valid, "the balance code applies");
         group.bench_with_input(BenchmarkId::new("lines", lines), &req, |b, req| {
-            b.iter(|| rt.block_on(validate(&ctx, &shop, black_box(req), "bench", now())))
+            b.iter(|| rt.block_on(validate(&ctx, &shop, black_box(req), "bench", now())));
         });
     }
     group.finish();

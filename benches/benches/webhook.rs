@@ -40,7 +40,7 @@ fn webhook(c: &mut Criterion) {
     let mut group = c.benchmark_group("webhook");
     group.throughput(Throughput::Bytes(body.len() as u64));
     group.bench_function("floor: serde_json Value + HMAC-SHA256", |b| {
-        b.iter(|| floor(black_box(body.as_bytes()), DEMO_SECRET.as_bytes()))
+        b.iter(|| floor(black_box(body.as_bytes()), DEMO_SECRET.as_bytes()));
     });
     let mut n = 1;
     group.bench_function("handler: new order, existing account", |b| {
@@ -51,14 +51,14 @@ fn webhook(c: &mut Criterion) {
             },
             |req| rt.block_on(send(&world.router, req)),
             BatchSize::SmallInput,
-        )
+        );
     });
     group.bench_function("handler: duplicate delivery", |b| {
         b.iter_batched(
             || request("orders/paid", &body),
             |req| rt.block_on(send(&world.router, req)),
             BatchSize::SmallInput,
-        )
+        );
     });
     group.finish();
 }

@@ -292,7 +292,7 @@ async fn one_round(endpoint: &str, round: usize, clean: &Account) -> RoundFigure
                         *applied_per_event.entry(n).or_default() += 1;
                     }
                     EventOutcome::Duplicate => figures.duplicates += 1,
-                    other => panic!("event {n}: {other:?}"),
+                    other @ EventOutcome::Ignored { .. } => panic!("event {n}: {other:?}"),
                 }
             }
             Done::Checkout(answer) => {

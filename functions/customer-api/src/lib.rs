@@ -24,9 +24,9 @@ pub mod proxy;
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -38,6 +38,7 @@ use cashback_app::store::{KeyScope, Shop};
 use cashback_app::{AppError, Context};
 use cashback_core::ids::{CustomerId, ShopId};
 use cashback_edge::auth::require_key;
+use cashback_edge::extract::ApiQuery;
 use cashback_edge::ApiError;
 
 pub const CASHBACK_ROUTE: &str = "/v1/shops/{shop}/customers/{id}/cashback";
@@ -111,43 +112,61 @@ pub fn router_with(ctx: Context, config: CustomerApiConfig) -> Router {
 
 type Params = Vec<(String, String)>;
 
+/// `{shop}` and `{id}` of both routes. A name that cannot be a shop is a
+/// shop we do not know (404, as for one that could be), so a caller learns
+/// nothing of the format; a bad id is 400 `bad_customer`.
+struct CustomerPath {
+    shop: ShopId,
+    customer: CustomerId,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CustomerPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<CustomerPath, ApiError> {
+        let Path((raw_shop, raw_customer)) =
+            Path::<(String, String)>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::bad_request("bad_path", "the path is malformed"))?;
+        let shop = ShopId::parse(&raw_shop)
+            .map_err(|_| ApiError::from(AppError::UnknownShop(raw_shop.clone())))?;
+        let customer = CustomerId::parse(&raw_customer)
+            .map_err(|error| ApiError::bad_request("bad_customer", error.to_string()))?;
+        Ok(CustomerPath { shop, customer })
+    }
+}
+
+/// The customer's view, and a header that keeps it out of shared caches.
+type Private = ([(HeaderName, HeaderValue); 1], Json<CustomerView>);
+
 async fn cashback(
     State(state): State<ApiState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    query: Result<Query<Params>, QueryRejection>,
+    CustomerPath { shop, customer }: CustomerPath,
+    ApiQuery(params): ApiQuery<Params>,
     headers: HeaderMap,
-) -> Response {
-    match view(&state, path, query, &headers, state.ctx.now()).await {
-        Ok(view) => {
-            let mut response = Json(view).into_response();
-            // One customer's balance: never kept by a shared cache.
-            response.headers_mut().insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("private, no-store"),
-            );
-            response
-        }
-        Err(error) => error.into_response(),
-    }
+) -> Result<Private, ApiError> {
+    let now = state.ctx.now();
+    let view = view(&state, &shop, &customer, &params, &headers, now).await?;
+    // One customer's balance: never kept by a shared cache.
+    let private = HeaderValue::from_static("private, no-store");
+    Ok(([(header::CACHE_CONTROL, private)], Json(view)))
 }
 
 async fn view(
     state: &ApiState,
-    path: Result<Path<(String, String)>, PathRejection>,
-    query: Result<Query<Params>, QueryRejection>,
+    shop: &ShopId,
+    customer: &CustomerId,
+    params: &Params,
     headers: &HeaderMap,
     now: DateTime<Utc>,
 ) -> Result<CustomerView, ApiError> {
-    let (shop, customer) = parse_path(path)?;
-    let Query(params) =
-        query.map_err(|_| ApiError::bad_request("bad_query", "the query string is malformed"))?;
-    let known = state.ctx.shop(&shop, now).await?;
+    let known = state.ctx.shop(shop, now).await?;
     if params.iter().any(|(key, _)| key == proxy::SIGNATURE) {
-        authorize_proxy(&state.config, &known, &customer, &params, now)?;
+        authorize_proxy(&state.config, &known, customer, params, now)?;
     } else {
         require_key(&state.ctx, &known, headers, KeyScope::PortalServer, now).await?;
     }
-    let limit = match proxy::param(&params, "limit") {
+    let limit = match proxy::param(params, "limit") {
         Some(raw) => Some(
             raw.trim()
                 .parse::<u32>()
@@ -156,12 +175,12 @@ async fn view(
         None => None,
     };
     let page = EntriesPage {
-        cursor: proxy::param(&params, "cursor")
+        cursor: proxy::param(params, "cursor")
             .filter(|c| !c.trim().is_empty())
             .map(str::to_string),
         limit,
     };
-    Ok(portal::customer_view(&state.ctx, &shop, &customer, &page, now).await?)
+    Ok(portal::customer_view(&state.ctx, shop, customer, &page, now).await?)
 }
 
 /// A signed app proxy request for this very customer (the shopper's
@@ -219,19 +238,6 @@ pub fn authorize_proxy(
     }
 }
 
-fn parse_path(
-    path: Result<Path<(String, String)>, PathRejection>,
-) -> Result<(ShopId, CustomerId), ApiError> {
-    let Path((raw_shop, raw_customer)) =
-        path.map_err(|_| ApiError::bad_request("bad_path", "the path is malformed"))?;
-    // A name that cannot be a shop is a shop we do not know.
-    let shop = ShopId::parse(&raw_shop)
-        .map_err(|_| ApiError::from(AppError::UnknownShop(raw_shop.clone())))?;
-    let customer = CustomerId::parse(&raw_customer)
-        .map_err(|error| ApiError::bad_request("bad_customer", error.to_string()))?;
-    Ok((shop, customer))
-}
-
 /// What an unsubscribe URL answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -242,10 +248,13 @@ enum UnsubscribeStatus {
     AlreadyUnsubscribed,
 }
 
+// The unsubscribe routes answer a person in HTML unless asked for JSON, so
+// they take their extractors' refusals as values and render them (`failure`).
+
 async fn unsubscribe_page(
     State(state): State<ApiState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    query: Result<Query<Params>, QueryRejection>,
+    path: Result<CustomerPath, ApiError>,
+    query: Result<ApiQuery<Params>, ApiError>,
     headers: HeaderMap,
 ) -> Response {
     let json = wants_json(&headers);
@@ -261,8 +270,8 @@ async fn unsubscribe_page(
 
 async fn unsubscribe(
     State(state): State<ApiState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    query: Result<Query<Params>, QueryRejection>,
+    path: Result<CustomerPath, ApiError>,
+    query: Result<ApiQuery<Params>, ApiError>,
     headers: HeaderMap,
 ) -> Response {
     let json = wants_json(&headers);
@@ -285,12 +294,11 @@ async fn unsubscribe(
 }
 
 fn link_parts(
-    path: Result<Path<(String, String)>, PathRejection>,
-    query: Result<Query<Params>, QueryRejection>,
+    path: Result<CustomerPath, ApiError>,
+    query: Result<ApiQuery<Params>, ApiError>,
 ) -> Result<(ShopId, CustomerId, String), ApiError> {
-    let (shop, customer) = parse_path(path)?;
-    let Query(params) =
-        query.map_err(|_| ApiError::bad_request("bad_query", "the query string is malformed"))?;
+    let CustomerPath { shop, customer } = path?;
+    let ApiQuery(params) = query?;
     let signature = proxy::param(&params, "sig").unwrap_or_default().to_string();
     Ok((shop, customer, signature))
 }

@@ -203,7 +203,7 @@ async fn an_imported_catalog_is_read_with_the_order() {
     .await
     {
         Err(AppError::InvalidFields(fields)) => {
-            assert_eq!(fields[0].field, "products[0].compare_at_price")
+            assert_eq!(fields[0].field, "products[0].compare_at_price");
         }
         other => panic!("{other:?}"),
     }

@@ -490,7 +490,7 @@ async fn a_refund_recorded_before_its_paid_event_makes_the_paid_event_announce_t
     );
     match &sent[0].kind {
         cashback_app::notify::NotificationKind::Earned { amount, .. } => {
-            assert_eq!(*amount, usd("10.00"))
+            assert_eq!(*amount, usd("10.00"));
         }
         other => panic!("not an earned email: {other:?}"),
     }
@@ -598,7 +598,7 @@ async fn an_immediate_earn_that_pays_debt_announces_only_what_became_spendable()
     match &sent[..] {
         [email] => match &email.kind {
             cashback_app::notify::NotificationKind::Earned { amount, .. } => {
-                assert_eq!(*amount, usd("4.00"), "10.00 earned, 6.00 of it paid debt")
+                assert_eq!(*amount, usd("4.00"), "10.00 earned, 6.00 of it paid debt");
             }
             other => panic!("not an earned email: {other:?}"),
         },

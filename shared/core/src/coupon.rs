@@ -214,7 +214,7 @@ impl CashbackCoupon {
             errors.push(FieldError {
                 field: field.to_string(),
                 message: message.to_string(),
-            })
+            });
         };
         let amount_ok =
             |value: Decimal| !value.is_sign_negative() && value.normalize().scale() <= minor_units;

@@ -21,6 +21,8 @@
 //! - [`import`]: balances and codes moved over from another app, checked row by row.
 
 #![warn(missing_docs)]
+// Money is exact decimals here: a float anywhere in the rules is a bug.
+#![deny(clippy::float_arithmetic)]
 
 pub mod bonuses;
 pub mod coupon;

@@ -484,7 +484,7 @@ impl Program {
             errors.push(FieldError {
                 field,
                 message: message.to_string(),
-            })
+            });
         };
         let minor = self.currency.minor_units();
         let amount_ok =
@@ -556,10 +556,10 @@ impl Program {
         }
         match &self.referral {
             Some(ReferralReward::Fixed { amount }) if !amount_ok(*amount) => {
-                fail("referral.amount".into(), &amount_message)
+                fail("referral.amount".into(), &amount_message);
             }
             Some(ReferralReward::Percent { percent }) => {
-                check_percent(&mut fail, "referral.percent", *percent)
+                check_percent(&mut fail, "referral.percent", *percent);
             }
             _ => {}
         }

@@ -9,6 +9,8 @@
 //!   clients built on first use.
 //! - [`wiring`]: the store, notifier and configuration from environment variables.
 //! - [`auth`]: API keys (stored hashed) and the admin token.
+//! - [`extract`]: axum extractors that refuse with `ApiError` (path values,
+//!   query, principal, idempotency key, `If-Match`, the body).
 //! - [`scheduled`]: what the scheduled functions share (settings, now, deadline, errors).
 //! - [`deadline`]: time left in an invocation, from the runtime's deadline.
 
@@ -16,6 +18,7 @@ pub mod auth;
 pub mod aws;
 pub mod deadline;
 pub mod error;
+pub mod extract;
 pub mod scheduled;
 pub mod telemetry;
 pub mod wiring;

@@ -228,7 +228,7 @@ async fn a_send_that_times_out_is_tried_once_and_reported_as_possibly_accepted()
             assert!(
                 text.starts_with("SES may have accepted the message"),
                 "{text}"
-            )
+            );
         }
         other => panic!("expected unavailable, got {other:?}"),
     }

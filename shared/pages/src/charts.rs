@@ -44,8 +44,8 @@ pub fn bars(title: &str, labels: &[String], series: &[Series<'_>]) -> String {
         escape(title)
     );
     for step in 0..=4 {
-        let value = max * step as f64 / 4.0;
-        let y = top + plot_h - plot_h * step as f64 / 4.0;
+        let value = max * f64::from(step) / 4.0;
+        let y = top + plot_h - plot_h * f64::from(step) / 4.0;
         out.push_str(&format!(
             "<line x1=\"{left}\" x2=\"{width}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#d0d7de\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"end\" fill=\"#545d68\">{value:.prec$}</text>",
             left - 4.0,

@@ -26,7 +26,7 @@ impl<'de> Deserialize<'de> for RawId {
         struct IdVisitor;
         impl Visitor<'_> for IdVisitor {
             type Value = RawId;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("an integer or string id")
             }
             fn visit_u64<E: de::Error>(self, value: u64) -> Result<RawId, E> {

@@ -8,7 +8,7 @@
 //! (the Lambda's remaining time less a margin); it never reads the wall
 //! clock itself.
 //!
-//! Both jobs walk the due-work index the same way ([`DueScan`]): every hour
+//! Both jobs walk the due-work index the same way (`DueScan`): every hour
 //! bucket from the job's checkpoint (or a lookback window when there is
 //! none) up to the bucket of `now`, every shard, page after page, holding
 //! one page at a time. Each item is handled with one read and one
@@ -21,7 +21,7 @@
 //! the next run, and a missed day is caught up.
 //!
 //! Emails are recorded in the transaction that calls for them and sent after
-//! it commits, paced to the configured send rate ([`Sender`]); see
+//! it commits, paced to the configured send rate (`Sender`); see
 //! docs/scheduled-jobs.md and docs/email.md for the exact guarantees.
 //!
 //! # Layout

@@ -1,13 +1,13 @@
 //! The DynamoDB Store: one table, the layout of docs/data-model.md.
 //!
-//! Every use case reads with ONE consistent BatchGetItem ([`read`]) and
+//! Every use case reads with ONE consistent BatchGetItem (`read`) and
 //! commits with ONE TransactWriteItems ([`write`]); scheduled jobs page
 //! through three sparse due indexes with Query. The rest (shops, programs,
 //! coupons, checkpoints, counters) are single-item calls made by admin and
 //! scheduled paths. Key strings come from [`crate::keys`], shared with the
 //! in-memory store, whose behaviour this adapter reproduces (the conformance
 //! suite runs against both). Round trips are counted by an SDK interceptor
-//! ([`requests`]), so a test sees the SDK's own retries too.
+//! (`requests`), so a test sees the SDK's own retries too.
 //!
 //! Logs carry shop, customer and order ids, never emails or codes: keys
 //! holding an email are hashed, and a key holding a code is redacted before

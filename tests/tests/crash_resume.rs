@@ -1,7 +1,7 @@
 //! Scheduled runs dropped at a random await point, then run again.
 //!
 //! Every store call and every email send of a run has an await point before
-//! it and another after it took effect (`cashback_e2e::cut`). Each history
+//! it and another after it took effect (`cashback_test_support::cut`). Each history
 //! picks, from a seed, how many times the run dies (1 to 3) and where (a
 //! random point among those a whole run passes), drops the run there with
 //! `tokio::select!` as a killed Lambda stops, then lets a run finish. This
@@ -33,8 +33,10 @@ use cashback_core::ledger::EntryKind;
 use cashback_core::money::Currency;
 use cashback_core::order::OrderEvent;
 use cashback_core::program::{Program, ReminderPosition};
-use cashback_e2e::cut::{cut_store, CutNotifier, CutPoints};
-use cashback_e2e::helpers::*;
+use cashback_test_support::cut::{cut_store, CutNotifier, CutPoints};
+use cashback_test_support::doubles::*;
+use cashback_test_support::fixtures::*;
+use cashback_test_support::world::*;
 use cashback_store::MemoryStore;
 
 const CUSTOMERS: usize = 6;

@@ -13,8 +13,6 @@
 //! `MOTO_ENDPOINT` the test skips with a notice (fails under
 //! `REQUIRE_MOTO=1`). `RACE_ROUNDS` (default 4) sets how many rounds run.
 
-#[path = "../../shared/store/tests/support/moto.rs"]
-mod moto;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -35,7 +33,10 @@ use cashback_core::ledger::{Account, EntryKind, LedgerEntry};
 use cashback_core::money::{Currency, Money};
 use cashback_core::order::{AppliedCode, DiscountKind, OrderEvent};
 use cashback_core::program::Program;
-use cashback_e2e::helpers::*;
+use cashback_test_support::doubles::*;
+use cashback_test_support::fixtures::*;
+use cashback_test_support::moto;
+use cashback_test_support::world::*;
 use cashback_store::{DynamoStore, MemoryStore};
 use rust_decimal_macros::dec;
 
@@ -47,9 +48,6 @@ const OLD_ORDERS: [&str; 4] = ["1001", "1002", "1003", "1004"];
 /// Orders paid during the race; the last two spend 10.00 through Ann's code.
 const NEW_ORDERS: [&str; 6] = ["2001", "2002", "2003", "2004", "2005", "2006"];
 const CHECKOUTS: usize = 8;
-
-/// template.yaml from this crate (moto.rs finds it from two levels down).
-const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
 
 fn program() -> Program {
     let mut program = Program::new(Currency::USD);
@@ -81,25 +79,7 @@ fn far() -> tokio::time::Instant {
 /// A store on a new table in the moto at `endpoint`, the table built from
 /// template.yaml's `CashbackTable`.
 async fn dynamo_on(endpoint: &str, name: &str) -> DynamoStore {
-    let sdk = moto::sdk_config().await;
-    let table = moto::unique_table_name(name);
-    let admin = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .endpoint_url(endpoint)
-            .build(),
-    );
-    let text = std::fs::read_to_string(TEMPLATE).expect("template.yaml is readable");
-    let template: serde_norway::Value = serde_norway::from_str(&text).expect("template parses");
-    let properties = template
-        .get("Resources")
-        .and_then(|r| r.get("CashbackTable"))
-        .and_then(|t| t.get("Properties"))
-        .expect("template.yaml defines the table");
-    let properties = serde_json::to_value(properties).expect("plain data");
-    cashback_store::dynamo::schema::create_table(&admin, &table, &properties)
-        .await
-        .unwrap_or_else(|e| panic!("creating {table}: {e}"));
-    DynamoStore::from_sdk_config(&sdk, table, Some(endpoint))
+    moto::store_on(endpoint, name).await
 }
 
 /// An old order: two units of 50.00 (10.00 cashback, pending).

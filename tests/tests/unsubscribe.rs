@@ -25,10 +25,10 @@ use cashback_app::{AppConfig, Context};
 use cashback_core::ids::{CustomerId, ShopId};
 use cashback_core::money::Currency;
 use cashback_core::program::{Program, ReminderPosition, Tier};
-use cashback_e2e::helpers::{KeptNotifier, SeqCodes};
+use cashback_test_support::doubles::{KeptNotifier, SeqCodes};
 use cashback_store::MemoryStore;
 use customer_api::CustomerApiConfig;
-use order_webhook::samples::{
+use cashback_test_support::samples::{
     self, Stage, DEMO_SECRET, DEMO_SECRET_REF, DEMO_SHOP, GENERIC_SIGNED_AT, SHOPIFY_CUSTOMER_ID,
 };
 use order_webhook::secrets::{FixedSecrets, SecretCache};

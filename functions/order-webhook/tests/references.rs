@@ -12,7 +12,7 @@ use cashback_app::store::{Platform, Shop};
 use cashback_app::{AppConfig, Context};
 use cashback_core::ids::ShopId;
 use cashback_core::money::Currency;
-use order_webhook::samples::{self, Stage};
+use cashback_test_support::samples::{self, Stage};
 use order_webhook::secrets::{FixedSecrets, SecretCache};
 use order_webhook::{router, WebhookState};
 use support::*;

@@ -11,7 +11,7 @@ mod support;
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 
-use order_webhook::samples::{
+use cashback_test_support::samples::{
     self, shopify_delivery, woo_delivery, Stage, DEMO_SECRET, SHOPIFY_CUSTOMER_ID, WOO_ORDER_ID,
 };
 use support::*;

@@ -2,7 +2,7 @@
 //! router to the ledger, every refusal, replays and out-of-order delivery,
 //! and referrals. Each case runs on the in-memory store and on DynamoDB
 //! through moto (skipped without `MOTO_ENDPOINT`, see
-//! shared/store/tests/support/moto.rs).
+//! `cashback_test_support::moto`).
 
 mod support;
 
@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use cashback_core::ledger::EntryKind;
 use cashback_platforms::MAX_BODY_BYTES;
-use order_webhook::samples::{
+use cashback_test_support::samples::{
     self, shopify_delivery, Stage, DEMO_SECRET, GENERIC_CUSTOMER_ID, GENERIC_ORDER_ID,
     GENERIC_SIGNED_AT, SHOPIFY_REFERRAL_CODE, WOO_CUSTOMER_ID, WOO_ORDER_ID,
 };

@@ -16,22 +16,22 @@ use rust_decimal_macros::dec;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use cashback_app::notify::{Notification, Notifier, NotifyError, Sent};
 use cashback_app::store::*;
-use cashback_app::{AppConfig, CodeSource, Context};
+use cashback_app::{AppConfig, Context};
 use cashback_core::ids::*;
 use cashback_core::ledger::{Account, LedgerEntry};
-use cashback_core::money::{Currency, Money};
+use cashback_core::money::Currency;
 use cashback_core::orders::OrderRecord;
 use cashback_core::program::{Program, ReferralReward};
 use cashback_store::intercept::{Call, Intercepted, Interceptor, Pending};
 use cashback_store::MemoryStore;
-use order_webhook::samples::{self, DEMO_SECRET, DEMO_SECRET_REF, DEMO_SHOP, GENERIC_SIGNED_AT};
+use cashback_test_support::moto;
+use cashback_test_support::samples::{self, DEMO_SECRET, DEMO_SECRET_REF, DEMO_SHOP, GENERIC_SIGNED_AT};
 use order_webhook::secrets::{FixedSecrets, SecretCache};
 use order_webhook::{router, WebhookState};
 
-#[path = "../../../../shared/store/tests/support/moto.rs"]
-mod moto;
+pub use cashback_test_support::doubles::{CountingCodes, KeptNotifier};
+pub use cashback_test_support::fixtures::{shop as demo_shop, usd};
 
 pub const OTHER_SHOP: &str = "other.myshopify.com";
 pub const OTHER_SECRET: &str = "other-shop-secret";
@@ -42,18 +42,9 @@ pub fn now() -> DateTime<Utc> {
     Utc.timestamp_opt(GENERIC_SIGNED_AT + 10, 0).unwrap()
 }
 
-pub fn demo_shop() -> ShopId {
-    ShopId::parse(DEMO_SHOP).unwrap()
-}
-
-pub fn usd(amount: &str) -> Money {
-    Money::parse(amount, Currency::USD).unwrap()
-}
-
 /// 10% cashback, pending 30 days (the default), 5.00 per referral.
 pub fn program() -> Program {
-    let mut program = Program::new(Currency::USD);
-    program.earning.merchant_percent = dec!(10);
+    let mut program = cashback_test_support::fixtures::program();
     program.referral = Some(ReferralReward::Fixed { amount: dec!(5) });
     program
 }
@@ -95,34 +86,6 @@ impl Backend {
 
     pub async fn world_with(self, demo_secret_value: &str, at: DateTime<Utc>) -> World {
         world_with(self.store().await, demo_secret_value, at).await
-    }
-}
-
-#[derive(Default)]
-pub struct KeptNotifier {
-    pub sent: Mutex<Vec<Notification>>,
-}
-
-#[async_trait::async_trait]
-impl Notifier for KeptNotifier {
-    async fn send(&self, notification: &Notification) -> Result<Sent, NotifyError> {
-        let mut sent = self.sent.lock().unwrap();
-        sent.push(notification.clone());
-        Ok(Sent {
-            message_id: format!("m{}", sent.len()),
-        })
-    }
-}
-
-/// Customer codes 1, 2, 3...: deterministic, so two worlds fed the same
-/// events in another order give their customers the same codes.
-pub struct CountingCodes(pub Mutex<u8>);
-
-impl CodeSource for CountingCodes {
-    fn random_code_bytes(&self) -> [u8; GENERATED_CODE_LENGTH] {
-        let mut n = self.0.lock().unwrap();
-        *n = n.wrapping_add(1);
-        [*n; GENERATED_CODE_LENGTH]
     }
 }
 

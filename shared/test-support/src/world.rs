@@ -1,74 +1,20 @@
-//! Worlds to run use cases in: a shop with a program on a given store, a
-//! notifier that keeps what it sends, and order builders.
+//! Worlds to run use cases in: a shop with a program on a given store,
+//! order builders, and what the engine wrote, read back.
 
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, TimeZone, Utc};
-
-use cashback_app::notify::{Notification, Notifier, NotifyError, Sent};
 use cashback_app::store::{Platform, ReadRequest, Shop, Store};
-use cashback_app::{AppConfig, CodeSource, Context};
+use cashback_app::{AppConfig, Context};
 use cashback_core::ids::*;
 use cashback_core::ledger::Account;
 use cashback_core::money::{Currency, Money};
 use cashback_core::order::*;
 use cashback_core::program::Program;
 
-#[derive(Default)]
-pub struct KeptNotifier {
-    pub sent: Mutex<Vec<Notification>>,
-}
+use crate::doubles::{KeptNotifier, SeqCodes};
+use crate::fixtures::{shop, t0, usd};
 
-#[async_trait::async_trait]
-impl Notifier for KeptNotifier {
-    async fn send(&self, notification: &Notification) -> Result<Sent, NotifyError> {
-        let mut sent = self
-            .sent
-            .lock()
-            .map_err(|_| NotifyError::Unavailable("poisoned".into()))?;
-        sent.push(notification.clone());
-        Ok(Sent {
-            message_id: format!("m{}", sent.len()),
-        })
-    }
-}
-
-/// Deterministic code bytes: tests stay reproducible.
-pub struct SeqCodes(pub Mutex<u64>);
-
-impl CodeSource for SeqCodes {
-    fn random_code_bytes(&self) -> [u8; GENERATED_CODE_LENGTH] {
-        let mut n = self
-            .0
-            .lock()
-            .map(|mut n| {
-                *n += 1;
-                *n
-            })
-            .unwrap_or(0);
-        let mut bytes = [0u8; GENERATED_CODE_LENGTH];
-        for byte in bytes.iter_mut() {
-            *byte = (n & 0x1f) as u8;
-            n >>= 5;
-        }
-        bytes
-    }
-}
-
-pub fn shop() -> ShopId {
-    ShopId::parse("demo.myshopify.com").unwrap_or_else(|_| unreachable!())
-}
-
-pub fn usd(amount: &str) -> Money {
-    Money::parse(amount, Currency::USD).unwrap_or_else(|e| panic!("test amount {amount}: {e}"))
-}
-
-pub fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0)
-        .single()
-        .unwrap_or_default()
-}
-
+/// The demo shop with `program` (version 0) on `store`.
 pub async fn open_shop(store: &dyn Store, program: &Program) {
     store
         .create_shop(&Shop {
@@ -89,6 +35,8 @@ pub async fn open_shop(store: &dyn Store, program: &Program) {
         .unwrap_or_else(|e| panic!("put program: {e}"));
 }
 
+/// A context on `store` with up to 50 attempts per retried write (the
+/// faults make many fail), `notifier` and [`SeqCodes`].
 pub fn context(store: Arc<dyn Store>, notifier: Arc<KeptNotifier>) -> Context {
     let config = AppConfig {
         max_attempts: 50,

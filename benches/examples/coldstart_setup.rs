@@ -52,8 +52,7 @@ async fn main() -> Result<(), Error> {
             .build(),
     );
     let table = moto::unique_table_name("coldstart");
-    cashback_store::dynamo::schema::create_table(&admin, &table, &moto::table_properties())
-        .await?;
+    cashback_store::dynamo::schema::create_table(&admin, &table, &moto::table_properties()).await?;
     let store = Arc::new(DynamoStore::from_sdk_config(
         &sdk,
         table.clone(),

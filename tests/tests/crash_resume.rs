@@ -21,7 +21,6 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rust_decimal_macros::dec;
 
 use cashback_app::jobs::promote::{promote_due, PROMOTE_JOB};
 use cashback_app::jobs::reminders::{send_reminders, REMINDERS_JOB};
@@ -30,20 +29,18 @@ use cashback_app::notify::NotificationKind;
 use cashback_app::store::Store;
 use cashback_app::{AppConfig, Context};
 use cashback_core::ledger::EntryKind;
-use cashback_core::money::Currency;
 use cashback_core::order::OrderEvent;
 use cashback_core::program::{Program, ReminderPosition};
+use cashback_store::MemoryStore;
 use cashback_test_support::cut::{cut_store, CutNotifier, CutPoints};
 use cashback_test_support::doubles::*;
 use cashback_test_support::fixtures::*;
 use cashback_test_support::world::*;
-use cashback_store::MemoryStore;
 
 const CUSTOMERS: usize = 6;
 
 fn program() -> Program {
-    let mut program = Program::new(Currency::USD);
-    program.earning.merchant_percent = dec!(10);
+    let mut program = cashback_test_support::fixtures::program();
     // Position 0 on the day of the release, position 1 two days later.
     program.reminders = [0u32, 2]
         .iter()

@@ -15,11 +15,11 @@ use cashback_app::store::Store;
 use cashback_core::ids::CustomerId;
 use cashback_core::order::OrderEvent;
 use cashback_core::program::{Issuance, Program};
-use cashback_test_support::faults::{faulty_store, FaultRates, FaultyStore};
+use cashback_store::MemoryStore;
 use cashback_test_support::doubles::*;
+use cashback_test_support::faults::{faulty_store, FaultRates, FaultyStore};
 use cashback_test_support::fixtures::*;
 use cashback_test_support::world::*;
-use cashback_store::MemoryStore;
 
 /// Shopify delivers once and retries 8 times over 4 hours.
 const SHOPIFY_ATTEMPTS: usize = 9;

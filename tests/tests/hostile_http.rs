@@ -34,17 +34,18 @@ use cashback_app::store::{Platform, Shop, Store};
 use cashback_app::{AppConfig, Context};
 use cashback_core::ids::ShopId;
 use cashback_core::money::Currency;
-use cashback_core::program::Program;
-use cashback_test_support::doubles::{KeptNotifier, SeqCodes};
-use cashback_test_support::world::{seed_balance, whole_ledger};
 use cashback_edge::auth::hash_api_key;
 use cashback_platforms::{sign_base64, sign_generic};
 use cashback_store::MemoryStore;
+use cashback_test_support::doubles::{KeptNotifier, SeqCodes};
+use cashback_test_support::fixtures::program;
+use cashback_test_support::samples::{
+    self, DEMO_SECRET, DEMO_SECRET_REF, DEMO_SHOP, GENERIC_SIGNED_AT,
+};
+use cashback_test_support::world::{seed_balance, whole_ledger};
 use customer_api::CustomerApiConfig;
-use cashback_test_support::samples::{self, DEMO_SECRET, DEMO_SECRET_REF, DEMO_SHOP, GENERIC_SIGNED_AT};
 use order_webhook::secrets::{FixedSecrets, SecretCache};
 use order_webhook::WebhookState;
-use rust_decimal_macros::dec;
 
 const API_KEY: &str = "cbk_hostile_test_key_0123456789";
 const ADMIN_TOKEN: &str = "hostile-admin-token";
@@ -66,12 +67,6 @@ fn now() -> chrono::DateTime<Utc> {
     Utc.timestamp_opt(GENERIC_SIGNED_AT + 10, 0)
         .single()
         .unwrap_or_default()
-}
-
-fn program() -> Program {
-    let mut program = Program::new(Currency::USD);
-    program.earning.merchant_percent = dec!(10);
-    program
 }
 
 struct Fixture {

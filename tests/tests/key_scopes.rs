@@ -27,23 +27,16 @@ use cashback_core::ids::{CustomerId, Email, LineId, OrderId, ShopId};
 use cashback_core::money::Currency;
 use cashback_core::money::Money;
 use cashback_core::order::{CustomerRef, Line, Order, OrderEvent};
-use cashback_core::program::Program;
-use cashback_test_support::doubles::{KeptNotifier, SeqCodes};
-use cashback_test_support::world::seed_balance;
 use cashback_edge::auth::hash_api_key;
 use cashback_store::MemoryStore;
-use rust_decimal_macros::dec;
+use cashback_test_support::doubles::{KeptNotifier, SeqCodes};
+use cashback_test_support::fixtures::program;
+use cashback_test_support::world::seed_balance;
 
 const SHOP: &str = "demo.myshopify.com";
 const ORIGINAL_KEY: &str = "cbk_original_onboarding_key_0123456789";
 const ADMIN_TOKEN: &str = "keys-admin-token";
 const ANN_CODE: &str = "CB-ANN0000000001";
-
-fn program() -> Program {
-    let mut program = Program::new(Currency::USD);
-    program.earning.merchant_percent = dec!(10);
-    program
-}
 
 async fn seeded_store() -> Arc<MemoryStore> {
     let store = Arc::new(MemoryStore::new());

@@ -15,7 +15,6 @@
 //! on DynamoDB through moto (skipped without `MOTO_ENDPOINT`), where the AWS
 //! SDK and the HTTP stack log as well.
 
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
@@ -25,7 +24,6 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use chrono::{Duration, TimeZone, Utc};
 use http_body_util::BodyExt;
-use rust_decimal_macros::dec;
 use tower::ServiceExt;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -40,15 +38,15 @@ use cashback_app::{AppConfig, Context};
 use cashback_core::ids::{CustomerId, ShopId};
 use cashback_core::money::Currency;
 use cashback_core::program::{Program, ReminderPosition};
-use cashback_test_support::doubles::SeqCodes;
-use cashback_test_support::moto;
 use cashback_edge::auth::hash_api_key;
 use cashback_mail::{OutboxConfig, OutboxNotifier};
 use cashback_store::MemoryStore;
-use customer_api::CustomerApiConfig;
+use cashback_test_support::doubles::SeqCodes;
+use cashback_test_support::moto;
 use cashback_test_support::samples::{
     self, Stage, DEMO_SECRET, DEMO_SECRET_REF, DEMO_SHOP, GENERIC_SIGNED_AT, SHOPIFY_CUSTOMER_ID,
 };
+use customer_api::CustomerApiConfig;
 use order_webhook::secrets::{FixedSecrets, SecretCache};
 use order_webhook::WebhookState;
 
@@ -119,8 +117,7 @@ fn email_addresses(line: &str) -> Vec<String> {
 }
 
 fn program() -> Program {
-    let mut program = Program::new(Currency::USD);
-    program.earning.merchant_percent = dec!(10);
+    let mut program = cashback_test_support::fixtures::program();
     program.reminders = vec![ReminderPosition {
         position: 0,
         enabled: true,

@@ -13,7 +13,6 @@
 //! `MOTO_ENDPOINT` the test skips with a notice (fails under
 //! `REQUIRE_MOTO=1`). `RACE_ROUNDS` (default 4) sets how many rounds run.
 
-
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -30,14 +29,13 @@ use cashback_app::jobs::{JobConfig, TokioClock};
 use cashback_app::store::Store;
 use cashback_core::ids::{CheckoutId, Code};
 use cashback_core::ledger::{Account, EntryKind, LedgerEntry};
-use cashback_core::money::{Currency, Money};
+use cashback_core::money::Money;
 use cashback_core::order::{AppliedCode, DiscountKind, OrderEvent};
-use cashback_core::program::Program;
+use cashback_store::{DynamoStore, MemoryStore};
 use cashback_test_support::doubles::*;
 use cashback_test_support::fixtures::*;
 use cashback_test_support::moto;
 use cashback_test_support::world::*;
-use cashback_store::{DynamoStore, MemoryStore};
 use rust_decimal_macros::dec;
 
 const ANN: &str = "ann";
@@ -48,12 +46,6 @@ const OLD_ORDERS: [&str; 4] = ["1001", "1002", "1003", "1004"];
 /// Orders paid during the race; the last two spend 10.00 through Ann's code.
 const NEW_ORDERS: [&str; 6] = ["2001", "2002", "2003", "2004", "2005", "2006"];
 const CHECKOUTS: usize = 8;
-
-fn program() -> Program {
-    let mut program = Program::new(Currency::USD);
-    program.earning.merchant_percent = dec!(10);
-    program
-}
 
 /// When the race happens: the old orders' cashback is due.
 fn race_time() -> DateTime<Utc> {

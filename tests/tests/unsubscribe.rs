@@ -25,12 +25,12 @@ use cashback_app::{AppConfig, Context};
 use cashback_core::ids::{CustomerId, ShopId};
 use cashback_core::money::Currency;
 use cashback_core::program::{Program, ReminderPosition, Tier};
-use cashback_test_support::doubles::{KeptNotifier, SeqCodes};
 use cashback_store::MemoryStore;
-use customer_api::CustomerApiConfig;
+use cashback_test_support::doubles::{KeptNotifier, SeqCodes};
 use cashback_test_support::samples::{
     self, Stage, DEMO_SECRET, DEMO_SECRET_REF, DEMO_SHOP, GENERIC_SIGNED_AT, SHOPIFY_CUSTOMER_ID,
 };
+use customer_api::CustomerApiConfig;
 use order_webhook::secrets::{FixedSecrets, SecretCache};
 use order_webhook::WebhookState;
 
@@ -38,8 +38,7 @@ const NEW_LINK_SECRET: &[u8] = b"link-secret-after-rotation-0123456789";
 const OLD_LINK_SECRET: &[u8] = b"link-secret-before-rotation-0123456789";
 
 fn program() -> Program {
-    let mut program = Program::new(Currency::USD);
-    program.earning.merchant_percent = dec!(10);
+    let mut program = cashback_test_support::fixtures::program();
     program.reminders = vec![ReminderPosition {
         position: 0,
         enabled: true,

@@ -2,8 +2,6 @@
 //! the same round trips as on the in-memory store. Skipped without
 //! `MOTO_ENDPOINT`, unless `REQUIRE_MOTO=1`.
 
-#[path = "../../../shared/store/tests/support/moto.rs"]
-mod moto;
 mod support;
 
 use std::sync::Arc;
@@ -16,6 +14,7 @@ use cashback_app::store::{ReadRequest, Store};
 use cashback_core::ids::CustomerId;
 use coupon_validate::router;
 
+use cashback_test_support::moto;
 use support::*;
 
 async fn dynamo_context(

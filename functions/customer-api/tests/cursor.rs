@@ -2,14 +2,13 @@
 //! is not a cursor this API returned is a 400, on DynamoDB too (through
 //! moto; it used to reach the store and come back as a 500).
 
-#[path = "../../../shared/store/tests/support/moto.rs"]
-mod moto;
 mod support;
 
 use std::sync::Arc;
 
 use axum::http::StatusCode;
 
+use cashback_test_support::moto;
 use customer_api::{router_with, CustomerApiConfig};
 use support::*;
 

@@ -1,8 +1,6 @@
 //! A sample of the router tests on DynamoDB (moto). Skipped without
 //! `MOTO_ENDPOINT`, unless `REQUIRE_MOTO=1`.
 
-#[path = "../../../shared/store/tests/support/moto.rs"]
-mod moto;
 mod support;
 
 use std::sync::Arc;
@@ -15,6 +13,7 @@ use cashback_app::notices::unsubscribe_signature;
 use cashback_core::ids::CustomerId;
 use customer_api::{proxy, router_with, CustomerApiConfig};
 
+use cashback_test_support::moto;
 use support::*;
 
 fn config() -> CustomerApiConfig {

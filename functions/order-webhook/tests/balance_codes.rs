@@ -12,7 +12,9 @@ use serde_json::{json, Value};
 use cashback_app::admin;
 use cashback_core::ids::{CheckoutId, CustomerId};
 use cashback_core::ledger::EntryKind;
-use cashback_test_support::samples::{self, shopify_delivery, Stage, DEMO_SECRET, SHOPIFY_REFERRAL_CODE};
+use cashback_test_support::samples::{
+    self, shopify_delivery, Stage, DEMO_SECRET, SHOPIFY_REFERRAL_CODE,
+};
 use support::*;
 
 macro_rules! on_every_store {

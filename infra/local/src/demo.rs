@@ -52,7 +52,8 @@ async fn call(app: &Router, request: Request<Body>) -> Result<(StatusCode, Value
 pub(crate) async fn webhook(app: &Router, topic: &str, body: &Value) -> Result<Value, String> {
     let body = body.to_string();
     let mut request = Request::post("/webhooks/shopify");
-    for (name, value) in cashback_test_support::samples::shopify_delivery(topic, &body, DEMO_WEBHOOK_SECRET)
+    for (name, value) in
+        cashback_test_support::samples::shopify_delivery(topic, &body, DEMO_WEBHOOK_SECRET)
     {
         request = request.header(name, value);
     }

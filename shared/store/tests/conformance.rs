@@ -1,9 +1,9 @@
 //! One conformance suite, run unchanged against the in-memory adapter and
-//! against DynamoDB (moto's server; see tests/support/moto.rs).
+//! against DynamoDB (moto's server; see `cashback_test_support::moto`).
 
 mod cases;
-#[path = "support/moto.rs"]
-mod moto;
+
+use cashback_test_support::moto;
 
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {

@@ -1,18 +1,15 @@
-//! DynamoDB-specific tests, against moto's server (see support/moto.rs):
+//! DynamoDB-specific tests, against moto's server (see `cashback_test_support::moto`):
 //! the table definition, the item layout, each write and how each failure
 //! maps to a `StoreError`, paging, round trips, and two concurrency tests
 //! with real parallel tasks. What every adapter must do alike is in the
 //! conformance suite; this file checks what only DynamoDB can get wrong.
-
-#[path = "support/moto.rs"]
-mod moto;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, ProjectionType, TimeToLiveStatus};
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::Duration;
 
 use cashback_app::store::*;
 use cashback_core::ids::*;
@@ -21,6 +18,8 @@ use cashback_core::money::{Currency, Money};
 use cashback_core::orders::OrderRecord;
 use cashback_core::program::Program;
 use cashback_store::{keys, DynamoStore};
+use cashback_test_support::fixtures::{code, customer, shop, t0, usd};
+use cashback_test_support::moto;
 
 macro_rules! store_or_skip {
     ($name:expr) => {
@@ -29,26 +28,6 @@ macro_rules! store_or_skip {
             None => return,
         }
     };
-}
-
-fn shop() -> ShopId {
-    ShopId::parse("demo.myshopify.com").unwrap()
-}
-
-fn usd(amount: &str) -> Money {
-    Money::parse(amount, Currency::USD).unwrap()
-}
-
-fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap()
-}
-
-fn customer(id: &str) -> CustomerId {
-    CustomerId::parse(id).unwrap()
-}
-
-fn code(value: &str) -> Code {
-    Code::parse(value).unwrap()
 }
 
 fn program() -> Program {

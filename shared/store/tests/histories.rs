@@ -9,8 +9,6 @@
 //! so each sampled history gets its own small table).
 
 mod cases;
-#[path = "support/moto.rs"]
-mod moto;
 
 use chrono::{Duration, TimeZone, Utc};
 use proptest::prelude::*;
@@ -25,6 +23,7 @@ use cashback_core::orders::{apply_order_event, release_pending, EventContext, Or
 use cashback_core::program::{Issuance, Program};
 
 use cases::{all_entries, read_account, shop};
+use cashback_test_support::moto;
 
 #[derive(Debug, Clone)]
 enum Step {

@@ -12,6 +12,8 @@
 //! - [`doubles`]: notifiers and code sources that keep what they did.
 //! - [`world`]: a shop with a program on any store, orders, refunds, and
 //!   reads of what the engine wrote.
+//! - [`jobs`]: the scheduled functions' world: a program with reminders,
+//!   paid orders, the schedule's events.
 //! - [`seeded`]: the HTTP functions' world (a shop with an API key and a
 //!   customer with a balance) and requests through a router.
 //! - [`faults`]: a store that fails at random, the ways DynamoDB can.
@@ -27,6 +29,7 @@ pub mod doubles;
 pub mod fakes;
 pub mod faults;
 pub mod fixtures;
+pub mod jobs;
 pub mod moto;
 pub mod samples;
 pub mod seeded;

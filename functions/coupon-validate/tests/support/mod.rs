@@ -2,9 +2,7 @@
 //! API key, a customer with a balance, and requests sent through the router.
 #![allow(dead_code)]
 
-mod common;
-
-pub use common::*;
+pub use cashback_test_support::seeded::*;
 
 use axum::body::Body;
 use axum::http::Request;

@@ -2,16 +2,10 @@
 //! API key, a customer with a balance, and requests sent through the router.
 #![allow(dead_code)]
 
-#[path = "../../../coupon-validate/tests/support/common.rs"]
-mod common;
-
-pub use common::*;
+pub use cashback_test_support::seeded::*;
 
 use axum::body::Body;
-use axum::http::{Request, Response, StatusCode};
-use axum::Router;
-use http_body_util::BodyExt;
-use tower::ServiceExt;
+use axum::http::Request;
 
 pub fn get(uri: &str, key: Option<&str>) -> Request<Body> {
     let mut request = Request::get(uri);
@@ -19,19 +13,4 @@ pub fn get(uri: &str, key: Option<&str>) -> Request<Body> {
         request = request.header("authorization", format!("Bearer {key}"));
     }
     request.body(Body::empty()).unwrap()
-}
-
-/// The status, the headers and the body as text (for the HTML pages).
-pub async fn send_text(
-    router: Router,
-    request: Request<Body>,
-) -> (StatusCode, Response<()>, String) {
-    let response = router.oneshot(request).await.unwrap();
-    let (parts, body) = response.into_parts();
-    let bytes = body.collect().await.unwrap().to_bytes();
-    (
-        parts.status,
-        Response::from_parts(parts, ()),
-        String::from_utf8(bytes.to_vec()).unwrap(),
-    )
 }

@@ -26,7 +26,9 @@ use cashback_core::program::{Program, ReferralReward};
 use cashback_store::intercept::{Call, Intercepted, Interceptor, Pending};
 use cashback_store::MemoryStore;
 use cashback_test_support::moto;
-use cashback_test_support::samples::{self, DEMO_SECRET, DEMO_SECRET_REF, DEMO_SHOP, GENERIC_SIGNED_AT};
+use cashback_test_support::samples::{
+    self, DEMO_SECRET, DEMO_SECRET_REF, DEMO_SHOP, GENERIC_SIGNED_AT,
+};
 use order_webhook::secrets::{FixedSecrets, SecretCache};
 use order_webhook::{router, WebhookState};
 

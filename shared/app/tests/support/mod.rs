@@ -1,75 +1,21 @@
 //! What the use-case tests share: a shop on the in-memory store, a notifier
-//! that keeps what it was asked to send, and fixed code bytes.
+//! that keeps what it was asked to send (`cashback_test_support`), and
+//! fixed code bytes; builders of orders, coupons and checkout requests.
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, TimeZone, Utc};
-use rust_decimal_macros::dec;
-
-use cashback_app::notify::{Notification, Notifier, NotifyError, Sent};
-use cashback_app::store::{Platform, Shop, Store};
-use cashback_app::{AppConfig, CodeSource, Context};
+use cashback_app::store::Store;
+use cashback_app::{AppConfig, Context};
 use cashback_core::ids::*;
-use cashback_core::money::{Currency, Money};
+use cashback_core::money::Currency;
 use cashback_core::order::*;
 use cashback_core::program::Program;
 use cashback_store::MemoryStore;
 
-#[derive(Default)]
-pub struct KeptNotifier {
-    pub sent: Mutex<Vec<Notification>>,
-}
-
-#[async_trait::async_trait]
-impl Notifier for KeptNotifier {
-    async fn send(&self, notification: &Notification) -> Result<Sent, NotifyError> {
-        let mut sent = self.sent.lock().unwrap();
-        sent.push(notification.clone());
-        Ok(Sent {
-            message_id: format!("m{}", sent.len()),
-        })
-    }
-}
-
-impl KeptNotifier {
-    pub fn kinds(&self) -> Vec<&'static str> {
-        self.sent
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|n| n.kind.name())
-            .collect()
-    }
-}
-
-pub struct CountingCodes(pub Mutex<u8>);
-
-impl CodeSource for CountingCodes {
-    fn random_code_bytes(&self) -> [u8; GENERATED_CODE_LENGTH] {
-        let mut n = self.0.lock().unwrap();
-        *n = n.wrapping_add(1);
-        [*n; GENERATED_CODE_LENGTH]
-    }
-}
-
-pub fn shop() -> ShopId {
-    ShopId::parse("demo.myshopify.com").unwrap()
-}
-
-pub fn usd(amount: &str) -> Money {
-    Money::parse(amount, Currency::USD).unwrap()
-}
-
-pub fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap()
-}
-
-pub fn program() -> Program {
-    let mut program = Program::new(Currency::USD);
-    program.earning.merchant_percent = dec!(10);
-    program
-}
+pub use cashback_test_support::doubles::{CountingCodes, KeptNotifier};
+use cashback_test_support::fixtures::demo_shop_record;
+pub use cashback_test_support::fixtures::{program, shop, t0, usd};
 
 pub struct World {
     pub store: Arc<MemoryStore>,
@@ -81,16 +27,7 @@ pub async fn world(program: Program) -> World {
     let store = Arc::new(MemoryStore::new());
     let notifier = Arc::new(KeptNotifier::default());
     store
-        .create_shop(&Shop {
-            shop: shop(),
-            platform: Platform::Shopify,
-            currency: Currency::USD,
-            name: "Demo Store".into(),
-            webhook_secret_ref: "env:DEMO".into(),
-            api_key_hash: String::new(),
-            created_at: t0(),
-            guest_id_key: None,
-        })
+        .create_shop(&demo_shop_record("env:DEMO", String::new(), t0()))
         .await
         .unwrap();
     store.put_program(&shop(), &program, 0, t0()).await.unwrap();
@@ -367,22 +304,7 @@ pub mod jobs {
         }
     }
 
-    /// Codes from a counter, one base-32 digit per byte: unique for any
-    /// number of customers (the shared `CountingCodes` repeats after 32).
-    #[derive(Default)]
-    pub struct UniqueCodes(AtomicU64);
-
-    impl cashback_app::CodeSource for UniqueCodes {
-        fn random_code_bytes(&self) -> [u8; GENERATED_CODE_LENGTH] {
-            let mut n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
-            let mut bytes = [0u8; GENERATED_CODE_LENGTH];
-            for byte in bytes.iter_mut().rev() {
-                *byte = (n % 32) as u8;
-                n /= 32;
-            }
-            bytes
-        }
-    }
+    pub use cashback_test_support::doubles::UniqueCodes;
 
     /// A shop with `program` on a fresh in-memory store; the context's store
     /// and notifier are the ones given.
@@ -394,16 +316,11 @@ pub mod jobs {
     ) -> Context {
         if memory.get_shop(&shop()).await.unwrap().is_none() {
             memory
-                .create_shop(&Shop {
-                    shop: shop(),
-                    platform: Platform::Shopify,
-                    currency: cashback_core::money::Currency::USD,
-                    name: "Demo Store".into(),
-                    webhook_secret_ref: "env:DEMO".into(),
-                    api_key_hash: String::new(),
-                    created_at: t0(),
-                    guest_id_key: None,
-                })
+                .create_shop(&cashback_test_support::fixtures::demo_shop_record(
+                    "env:DEMO",
+                    String::new(),
+                    t0(),
+                ))
                 .await
                 .unwrap();
             memory.put_program(&shop(), program, 0, t0()).await.unwrap();

@@ -2,37 +2,23 @@
 //! adapter. A case takes a fresh, empty store.
 #![allow(dead_code)]
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 use rust_decimal_macros::dec;
 
 use cashback_app::store::*;
 use cashback_core::coupon::{CashbackCoupon, CouponReward, CouponStatus, Stacking};
 use cashback_core::ids::*;
 use cashback_core::ledger::{Account, LedgerEntry};
-use cashback_core::money::{Currency, Money};
+use cashback_core::money::Currency;
 use cashback_core::order::{CustomerRef, Line, Order, OrderEvent};
 use cashback_core::orders::{apply_order_event, release_pending, EventContext, OrderRecord};
 use cashback_core::program::{Issuance, Program};
 
-pub fn shop() -> ShopId {
-    ShopId::parse("demo.myshopify.com").unwrap()
-}
+pub use cashback_test_support::fixtures::{customer, shop, t0, usd};
 
-pub fn usd(amount: &str) -> Money {
-    Money::parse(amount, Currency::USD).unwrap()
-}
-
-pub fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap()
-}
-
-pub fn customer(id: &str) -> CustomerId {
-    CustomerId::parse(id).unwrap()
-}
-
+/// The base program with balances expiring after a year.
 pub fn program() -> Program {
-    let mut program = Program::new(Currency::USD);
-    program.earning.merchant_percent = dec!(10);
+    let mut program = cashback_test_support::fixtures::program();
     program.expiry_days = Some(365);
     program
 }

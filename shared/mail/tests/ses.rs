@@ -5,9 +5,9 @@
 //! (`http://127.0.0.1:PORT`); without it the moto tests print a notice and
 //! pass without checking anything, unless `REQUIRE_MOTO=1` (see
 //! `cashback_test_support::moto`; the others always run). Delivery is
-//! asserted on what moto recorded: moto 5 keeps raw sends as `ses` / `RawMessage` models, listed by
-//! `GET {endpoint}/moto-api/data.json` with their id, source, destinations
-//! and the raw MIME text.
+//! asserted on what moto recorded: moto 5 keeps raw sends as `ses` /
+//! `RawMessage` models, listed by `GET {endpoint}/moto-api/data.json` with
+//! their id, source, destinations and the raw MIME text.
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fetches Shopify's Admin GraphQL schema (an introspection result) for the
 # API version the engine's Shopify adapter uses, so the schema test
-# (shared/platform-codes/tests/shopify_schema.rs) can check every document
+# (shared/platform-codes/tests/platform_codes/shopify_schema.rs) can check every document
 # and variable the adapter sends. The schema ships in the npm package
 # @shopify/dev-mcp (dist/data/admin_<version>.json.gz); only the npm registry
 # is needed. Idempotent: a file already fetched is kept.

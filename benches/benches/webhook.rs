@@ -17,7 +17,7 @@ use std::hint::black_box;
 use cashback_benches::webhook::{
     customer_id, floor, order_id, paid_body, request, send, summary, warm_customers, world,
 };
-use order_webhook::samples::DEMO_SECRET;
+use cashback_test_support::samples::DEMO_SECRET;
 
 fn webhook(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -16,9 +16,6 @@
 //! ```
 //! Prints `CASHBACK_TABLE=<name>` for the caller to export.
 
-#[path = "../../shared/store/tests/support/moto.rs"]
-mod moto;
-
 use std::sync::Arc;
 
 use chrono::Duration;
@@ -30,7 +27,8 @@ use cashback_benches::webhook::{
     customer_id, now, order_id, paid_body, program, world_on, BENCH_API_KEY,
 };
 use cashback_store::DynamoStore;
-use order_webhook::samples::{shopify_delivery, Sample, DEMO_SECRET};
+use cashback_test_support::moto;
+use cashback_test_support::samples::{shopify_delivery, Sample, DEMO_SECRET};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -54,10 +52,7 @@ async fn main() -> Result<(), Error> {
             .build(),
     );
     let table = moto::unique_table_name("coldstart");
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
-    let template: serde_norway::Value = serde_norway::from_str(&std::fs::read_to_string(path)?)?;
-    let properties = serde_json::to_value(&template["Resources"]["CashbackTable"]["Properties"])?;
-    cashback_store::dynamo::schema::create_table(&admin, &table, &properties).await?;
+    cashback_store::dynamo::schema::create_table(&admin, &table, &moto::table_properties()).await?;
     let store = Arc::new(DynamoStore::from_sdk_config(
         &sdk,
         table.clone(),

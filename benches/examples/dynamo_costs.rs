@@ -16,9 +16,6 @@
 //! container's cache of the shop and program is filled first, as after a
 //! first request, so the figures are a warm function's.
 
-#[path = "../../shared/store/tests/support/moto.rs"]
-mod moto;
-
 use std::future::Future;
 use std::sync::Arc;
 
@@ -43,17 +40,10 @@ use cashback_core::money::{Currency, Money};
 use cashback_core::orders::OrderRecord;
 use cashback_core::program::{Program, ReminderPosition};
 use cashback_store::DynamoStore;
-use order_webhook::samples::{self, Stage};
+use cashback_test_support::moto::{self, table_properties};
+use cashback_test_support::samples::{self, Stage};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
-
-/// The table of template.yaml (moto.rs reads it from two levels down).
-fn table_properties() -> serde_json::Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
-    let text = std::fs::read_to_string(path).expect("template.yaml is readable");
-    let template: serde_norway::Value = serde_norway::from_str(&text).expect("template parses");
-    serde_json::to_value(&template["Resources"]["CashbackTable"]["Properties"]).expect("plain data")
-}
 
 /// 10% cashback, pending 30 days, a reminder as soon as it is available.
 fn program() -> Program {

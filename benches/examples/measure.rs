@@ -27,7 +27,7 @@ use cashback_benches::webhook::{
     WebhookWorld,
 };
 use cashback_benches::{checkout, stats};
-use order_webhook::samples::DEMO_SECRET;
+use cashback_test_support::samples::DEMO_SECRET;
 
 type Runtime = tokio::runtime::Runtime;
 

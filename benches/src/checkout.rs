@@ -5,16 +5,14 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 
 use cashback_app::checkout::ValidateRequest;
 use cashback_app::store::{AccountWrite, CodeChange, Platform, Shop, Store, WriteSet};
 use cashback_app::{AppConfig, Context};
-use cashback_core::ids::{Code, CustomerId, Email, ShopId};
+use cashback_core::ids::{Code, CustomerId, Email};
 use cashback_core::ledger::Account;
 use cashback_core::money::{Currency, Money};
-use cashback_core::program::Program;
 use cashback_store::MemoryStore;
 
 use crate::{DiscardNotifier, UniqueCodes};
@@ -23,19 +21,7 @@ use crate::{DiscardNotifier, UniqueCodes};
 pub const CODE: &str = "CB-ANN0000000001";
 pub const CUSTOMER: &str = "ann";
 
-pub fn shop() -> ShopId {
-    ShopId::parse("demo.myshopify.com").unwrap()
-}
-
-pub fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap()
-}
-
-pub fn program() -> Program {
-    let mut program = Program::new(Currency::USD);
-    program.earning.merchant_percent = rust_decimal_macros::dec!(10);
-    program
-}
+pub use cashback_test_support::fixtures::{program, shop, t0 as now};
 
 /// The demo shop on `store`, with `customer` holding `balance` under `code`.
 pub async fn world_on(store: Arc<dyn Store>, customer: &str, code: &str, balance: &str) -> Context {

@@ -28,7 +28,7 @@ use cashback_core::ids::ShopId;
 use cashback_core::money::Currency;
 use cashback_core::program::Program;
 use cashback_store::MemoryStore;
-use order_webhook::samples::{
+use cashback_test_support::samples::{
     self, Stage, DEMO_SECRET, DEMO_SECRET_REF, DEMO_SHOP, GENERIC_SIGNED_AT,
 };
 use order_webhook::secrets::{FixedSecrets, SecretCache};

@@ -15,9 +15,6 @@
 //! on DynamoDB through moto (skipped without `MOTO_ENDPOINT`), where the AWS
 //! SDK and the HTTP stack log as well.
 
-#[path = "../../shared/store/tests/support/moto.rs"]
-mod moto;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
@@ -27,7 +24,6 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use chrono::{Duration, TimeZone, Utc};
 use http_body_util::BodyExt;
-use rust_decimal_macros::dec;
 use tower::ServiceExt;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -42,14 +38,15 @@ use cashback_app::{AppConfig, Context};
 use cashback_core::ids::{CustomerId, ShopId};
 use cashback_core::money::Currency;
 use cashback_core::program::{Program, ReminderPosition};
-use cashback_e2e::helpers::SeqCodes;
 use cashback_edge::auth::hash_api_key;
 use cashback_mail::{OutboxConfig, OutboxNotifier};
 use cashback_store::MemoryStore;
-use customer_api::CustomerApiConfig;
-use order_webhook::samples::{
+use cashback_test_support::doubles::SeqCodes;
+use cashback_test_support::moto;
+use cashback_test_support::samples::{
     self, Stage, DEMO_SECRET, DEMO_SECRET_REF, DEMO_SHOP, GENERIC_SIGNED_AT, SHOPIFY_CUSTOMER_ID,
 };
+use customer_api::CustomerApiConfig;
 use order_webhook::secrets::{FixedSecrets, SecretCache};
 use order_webhook::WebhookState;
 
@@ -120,8 +117,7 @@ fn email_addresses(line: &str) -> Vec<String> {
 }
 
 fn program() -> Program {
-    let mut program = Program::new(Currency::USD);
-    program.earning.merchant_percent = dec!(10);
+    let mut program = cashback_test_support::fixtures::program();
     program.reminders = vec![ReminderPosition {
         position: 0,
         enabled: true,
@@ -384,36 +380,10 @@ fn paid_body() -> String {
         .unwrap_or_default()
 }
 
-const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
-
 /// A store on a new moto table built from template.yaml's `CashbackTable`;
 /// None when moto is not configured.
 async fn dynamo_store() -> Option<cashback_store::DynamoStore> {
-    let endpoint = moto::endpoint("logs on DynamoDB")?;
-    let sdk = moto::sdk_config().await;
-    let table = moto::unique_table_name("logs");
-    let admin = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .endpoint_url(&endpoint)
-            .build(),
-    );
-    let text = std::fs::read_to_string(TEMPLATE).unwrap_or_else(|e| panic!("{TEMPLATE}: {e}"));
-    let template: serde_norway::Value =
-        serde_norway::from_str(&text).unwrap_or_else(|e| panic!("template.yaml: {e}"));
-    let properties = template
-        .get("Resources")
-        .and_then(|r| r.get("CashbackTable"))
-        .and_then(|t| t.get("Properties"))
-        .unwrap_or_else(|| panic!("template.yaml defines the table"));
-    let properties = serde_json::to_value(properties).unwrap_or_else(|e| panic!("{e}"));
-    cashback_store::dynamo::schema::create_table(&admin, &table, &properties)
-        .await
-        .unwrap_or_else(|e| panic!("creating {table}: {e}"));
-    Some(cashback_store::DynamoStore::from_sdk_config(
-        &sdk,
-        table,
-        Some(&endpoint),
-    ))
+    moto::fresh_store("logs on DynamoDB").await
 }
 
 /// The levels the story runs at: the production filter

@@ -1,14 +1,13 @@
 //! A sample of the admin router on DynamoDB (moto). Skipped without
 //! `MOTO_ENDPOINT`, unless `REQUIRE_MOTO=1`.
 
-#[path = "../../../shared/store/tests/support/moto.rs"]
-mod moto;
 mod support;
 
 use std::sync::Arc;
 
 use axum::http::StatusCode;
 
+use cashback_test_support::moto;
 use support::*;
 
 const BASE: &str = "/v1/shops/demo.myshopify.com";

@@ -3,8 +3,6 @@
 //! ones the API returned, on DynamoDB through moto (a 400 naming the
 //! `cursor` field, now from a typed store error instead of a message match).
 
-#[path = "../../../shared/store/tests/support/moto.rs"]
-mod moto;
 mod support;
 
 use std::sync::Arc;
@@ -12,6 +10,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use cashback_store::MemoryStore;
 
+use cashback_test_support::moto;
 use support::*;
 
 const BASE: &str = "/v1/shops/demo.myshopify.com";

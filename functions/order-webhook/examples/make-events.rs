@@ -1,5 +1,5 @@
 //! Writes the sample API Gateway events into `events/` (see
-//! `order_webhook::samples`), signed with the demo shop's development
+//! `cashback_test_support::samples`), signed with the demo shop's development
 //! secret.
 //!
 //! ```text
@@ -14,7 +14,7 @@
 
 use std::path::PathBuf;
 
-use order_webhook::samples::{all, GENERIC_SIGNED_AT};
+use cashback_test_support::samples::{all, GENERIC_SIGNED_AT};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let now = std::env::args().any(|a| a == "--now");

@@ -31,12 +31,9 @@
 //!
 //! # Layout
 //! - [`secrets`]: `env:` / `ssm:` references, rotation, the warm cache.
-//! - [`samples`]: the sample API Gateway events in `events/` and their bodies.
+//!
+//! The sample deliveries of `events/` are in `cashback_test_support::samples`.
 
-// The sample bodies are whole platform resources in one `json!` each.
-#![recursion_limit = "256"]
-
-pub mod samples;
 pub mod secrets;
 
 use std::sync::Arc;

@@ -2,8 +2,6 @@
 //! from the invocation, errors as the runtime's Diagnostic; ready emails in
 //! the outbox and through SES on moto; DynamoDB round trips on moto.
 
-mod support;
-
 use std::sync::Arc;
 
 use chrono::Duration;
@@ -14,8 +12,9 @@ use cashback_app::jobs::JobConfig;
 use cashback_app::store::Store;
 use cashback_mail::{OutboxConfig, OutboxNotifier};
 use cashback_store::MemoryStore;
+use cashback_test_support::jobs::*;
+use cashback_test_support::moto::{self, ses_on_moto};
 use promote_pending::{function_handler, Deps, HandlerError};
-use support::*;
 
 fn due_day() -> chrono::DateTime<chrono::Utc> {
     t0() + Duration::days(30)
@@ -135,7 +134,7 @@ async fn ready_emails_go_out_through_ses_on_moto() {
         .await
         .unwrap();
     assert_eq!(outcome.emails_sent, 2);
-    let messages = moto_ses_messages(&endpoint, &from).await;
+    let messages = moto::ses_messages(&endpoint, &from).await;
     let ready: Vec<_> = messages
         .iter()
         .filter(|(_, raw)| raw.contains("is ready to spend"))

@@ -1,10 +1,6 @@
 //! The handler as the runtime calls it: reminders in the outbox and through
 //! SES on moto, errors as the runtime's Diagnostic, DynamoDB round trips.
 
-// The same world as promote-pending's tests: one support for both jobs.
-#[path = "../../promote-pending/tests/support/mod.rs"]
-mod support;
-
 use std::sync::Arc;
 
 use chrono::Duration;
@@ -17,8 +13,9 @@ use cashback_app::store::Store;
 use cashback_app::Context;
 use cashback_mail::{OutboxConfig, OutboxNotifier};
 use cashback_store::MemoryStore;
+use cashback_test_support::jobs::*;
+use cashback_test_support::moto::{self, ses_on_moto};
 use send_reminders::{function_handler, Deps, HandlerError};
-use support::*;
 
 fn released_at() -> chrono::DateTime<chrono::Utc> {
     t0() + Duration::days(30)
@@ -132,7 +129,7 @@ async fn reminders_go_out_through_ses_on_moto() {
         .await
         .unwrap();
     assert_eq!(outcome.sent, 1);
-    let messages = moto_ses_messages(&endpoint, &from).await;
+    let messages = moto::ses_messages(&endpoint, &from).await;
     let reminder = messages
         .iter()
         .find(|(_, raw)| raw.contains("Subject: Reminder 0: your CashBack is waiting"))

@@ -55,7 +55,8 @@ pub(crate) async fn call(
 pub(crate) async fn webhook(app: &Router, topic: &str, body: &Value) -> Result<Value, String> {
     let body = body.to_string();
     let mut request = Request::post("/webhooks/shopify");
-    for (name, value) in order_webhook::samples::shopify_delivery(topic, &body, DEMO_WEBHOOK_SECRET)
+    for (name, value) in
+        cashback_test_support::samples::shopify_delivery(topic, &body, DEMO_WEBHOOK_SECRET)
     {
         request = request.header(name, value);
     }

@@ -11,9 +11,9 @@ use cashback_core::ids::ShopId;
 use cashback_core::money::Currency;
 use cashback_core::program::{Issuance, Program, ReminderPosition};
 
-pub const DEMO_SHOP: &str = order_webhook::samples::DEMO_SHOP;
-pub const DEMO_WEBHOOK_SECRET: &str = order_webhook::samples::DEMO_SECRET;
-pub const DEMO_WEBHOOK_SECRET_REF: &str = order_webhook::samples::DEMO_SECRET_REF;
+pub const DEMO_SHOP: &str = cashback_test_support::samples::DEMO_SHOP;
+pub const DEMO_WEBHOOK_SECRET: &str = cashback_test_support::samples::DEMO_SECRET;
+pub const DEMO_WEBHOOK_SECRET_REF: &str = cashback_test_support::samples::DEMO_SECRET_REF;
 pub const DEMO_API_KEY: &str = "cbk_demo_local_development_key";
 pub const DEMO_ADMIN_TOKEN: &str = "demo-admin-token";
 

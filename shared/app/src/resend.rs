@@ -210,10 +210,7 @@ async fn last_email(
             let release_at = if entry.pending_delta.is_positive() {
                 let read = ctx
                     .store
-                    .read(
-                        shop,
-                        &ReadRequest::order(order.clone()),
-                    )
+                    .read(shop, &ReadRequest::order(order.clone()))
                     .await?;
                 read.order
                     .map(|o| o.value)

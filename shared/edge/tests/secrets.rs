@@ -3,17 +3,8 @@
 //! short keys refused, and a link secret's previous key kept for rotation.
 //! One test, because it changes the process environment.
 
-use aws_sdk_ssm::config::{BehaviorVersion, Credentials, Region};
 use cashback_edge::wiring::{app_config, secret_keys, WiringError};
-
-async fn moto_sdk(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-        .endpoint_url(endpoint)
-        .load()
-        .await
-}
+use cashback_test_support::moto;
 
 fn message(error: WiringError) -> String {
     error.to_string()
@@ -57,17 +48,10 @@ async fn secrets_come_from_ssm_and_never_from_a_plain_variable_on_lambda() {
     let missing = message(app_config(None).await.unwrap_err());
     assert!(missing.contains("CASHBACK_LINK_SECRET_PARAM"), "{missing}");
 
-    let Some(endpoint) = std::env::var("MOTO_ENDPOINT")
-        .ok()
-        .filter(|e| !e.is_empty())
-    else {
-        if std::env::var("REQUIRE_MOTO").as_deref() == Ok("1") {
-            panic!("moto is required (REQUIRE_MOTO=1) but MOTO_ENDPOINT is not set");
-        }
-        eprintln!("skipping the SSM part: MOTO_ENDPOINT is not set");
+    let Some(endpoint) = moto::endpoint("the SSM part") else {
         return;
     };
-    let sdk = moto_sdk(&endpoint).await;
+    let sdk = moto::sdk_config_at(&endpoint).await;
     let name = format!("/cashback/edge-test-{}/link-secret", std::process::id());
     aws_sdk_ssm::Client::new(&sdk)
         .put_parameter()

@@ -339,7 +339,7 @@ async fn a_retry_after_beyond_the_policy_is_returned_for_parking() {
     let error = klaviyo.track(&ready("ready:c-1:1")).await.unwrap_err();
     match error {
         MarketingError::RateLimited { retry_after } => {
-            assert_eq!(retry_after, Duration::from_secs(1))
+            assert_eq!(retry_after, Duration::from_secs(1));
         }
         other => panic!("expected RateLimited, got {other:?}"),
     }

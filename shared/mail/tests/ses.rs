@@ -3,57 +3,30 @@
 //!
 //! The project's test script starts moto and sets `MOTO_ENDPOINT`
 //! (`http://127.0.0.1:PORT`); without it the moto tests print a notice and
-//! pass without checking anything (the others always run). Delivery is asserted on what moto recorded:
-//! moto 5 keeps raw sends as `ses` / `RawMessage` models, listed by
-//! `GET {endpoint}/moto-api/data.json` with their id, source, destinations
-//! and the raw MIME text.
+//! pass without checking anything, unless `REQUIRE_MOTO=1` (see
+//! `cashback_test_support::moto`; the others always run). Delivery is
+//! asserted on what moto recorded: moto 5 keeps raw sends as `ses` /
+//! `RawMessage` models, listed by `GET {endpoint}/moto-api/data.json` with
+//! their id, source, destinations and the raw MIME text.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
 
-use aws_sdk_sesv2::config::{BehaviorVersion, Credentials, Region};
 use chrono::{TimeZone, Utc};
 
 use cashback_app::notify::{Branding, Notification, NotificationKind, Notifier, NotifyError};
 use cashback_core::ids::{Code, Email, ShopId};
 use cashback_core::money::{Currency, Money};
 use cashback_mail::{SesConfig, SesNotifier};
-
-fn moto_endpoint() -> Option<String> {
-    match std::env::var("MOTO_ENDPOINT") {
-        Ok(endpoint) if !endpoint.trim().is_empty() => {
-            Some(endpoint.trim().trim_end_matches('/').to_string())
-        }
-        _ => {
-            println!("skipped: MOTO_ENDPOINT is not set (the test script starts moto and sets it)");
-            None
-        }
-    }
-}
+use cashback_test_support::moto;
 
 /// A notifier whose SDK config carries fake credentials and the region; the
 /// endpoint goes through `SesConfig::endpoint_url`, the override under test.
 async fn notifier(endpoint: &str, from: &str) -> SesNotifier {
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-        .load()
-        .await;
+    let sdk = moto::sdk_config().await;
     let mut config = SesConfig::new(Email::parse(from).unwrap());
     config.endpoint_url = Some(endpoint.to_string());
     let fixed = Utc.with_ymd_and_hms(2026, 12, 23, 8, 0, 0).unwrap();
     SesNotifier::from_sdk_config(&sdk, config).with_clock(Arc::new(move || fixed))
-}
-
-/// Sender addresses unique to this run, so a moto shared by several test
-/// runs never finds one already verified (or not) by another.
-fn sender(label: &str) -> String {
-    let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
-    format!(
-        "{label}-{}-{nanos}@mail.demo.example.com",
-        std::process::id()
-    )
 }
 
 fn reminder(to: &str) -> Notification {
@@ -78,38 +51,14 @@ fn reminder(to: &str) -> Notification {
     }
 }
 
-/// `GET {endpoint}{path}` over plain HTTP/1.0 (moto on loopback), body as JSON.
-fn get_json(endpoint: &str, path: &str) -> serde_json::Value {
-    let authority = endpoint
-        .strip_prefix("http://")
-        .expect("MOTO_ENDPOINT is an http:// URL")
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let mut stream = TcpStream::connect(&authority).expect("connect to moto");
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: {authority}\r\nAccept: application/json\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let response = String::from_utf8(response).expect("a UTF-8 response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(
-        head.starts_with("HTTP/1.") && head.contains(" 200 "),
-        "{head}"
-    );
-    serde_json::from_str(body).expect("JSON from moto")
-}
-
 #[tokio::test]
 async fn a_notification_sent_through_ses_is_recorded_by_moto_with_its_headers() {
-    let Some(endpoint) = moto_endpoint() else {
+    let Some(endpoint) =
+        moto::endpoint("a_notification_sent_through_ses_is_recorded_by_moto_with_its_headers")
+    else {
         return;
     };
-    let from = sender("rewards");
+    let from = moto::unique_sender("rewards");
     let notifier = notifier(&endpoint, &from).await;
     notifier
         .client()
@@ -125,12 +74,7 @@ async fn a_notification_sent_through_ses_is_recorded_by_moto_with_its_headers() 
         .expect("SES accepts the message");
     assert!(!sent.message_id.is_empty());
 
-    let data = tokio::task::spawn_blocking({
-        let endpoint = endpoint.clone();
-        move || get_json(&endpoint, "/moto-api/data.json")
-    })
-    .await
-    .unwrap();
+    let data = moto::data(&endpoint).await;
     let recorded = data["ses"]["RawMessage"]
         .as_array()
         .expect("moto lists raw SES messages")
@@ -160,10 +104,10 @@ async fn a_notification_sent_through_ses_is_recorded_by_moto_with_its_headers() 
 
 #[tokio::test]
 async fn an_unverified_sender_is_rejected_and_not_retried() {
-    let Some(endpoint) = moto_endpoint() else {
+    let Some(endpoint) = moto::endpoint("an_unverified_sender_is_rejected_and_not_retried") else {
         return;
     };
-    let notifier = notifier(&endpoint, &sender("unverified")).await;
+    let notifier = notifier(&endpoint, &moto::unique_sender("unverified")).await;
 
     let error = notifier
         .send(&reminder("ann@example.com"))
@@ -208,11 +152,7 @@ async fn a_send_that_times_out_is_tried_once_and_reported_as_possibly_accepted()
         }
     });
 
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .load()
-        .await;
+    let sdk = moto::sdk_config().await;
     let mut config = SesConfig::new(Email::parse("rewards@demo.example.com").unwrap());
     config.endpoint_url = Some(format!("http://{address}"));
     config.send_timeout = std::time::Duration::from_millis(300);

@@ -14,8 +14,6 @@
 //! `UPDATE_SCREENSHOTS=1` writes the screenshots to docs/screenshots/.
 
 mod support;
-#[path = "support/webdriver.rs"]
-mod webdriver;
 
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
@@ -36,8 +34,8 @@ use cashback_pages::{router_with, PagesConfig};
 use customer_api::{proxy, CustomerApiConfig};
 use tower::ServiceExt;
 
+use support::webdriver::{Driver, Session};
 use support::*;
-use webdriver::{Driver, Session};
 
 const OWNER: &str = "owner@demo.test";
 const RIVAL: &str = "rival@other.test";

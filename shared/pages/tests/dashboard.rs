@@ -755,7 +755,9 @@ async fn emailed_ctx() -> (Context, Arc<Kept>, Arc<std::sync::atomic::AtomicI64>
     let ctx = Context::new(
         seeded.store.clone(),
         kept.clone(),
-        Arc::new(FixedCodes(std::sync::Mutex::new(0))),
+        Arc::new(cashback_test_support::doubles::CountingCodes(
+            std::sync::Mutex::new(0),
+        )),
         cashback_app::AppConfig::default(),
     )
     .with_clock(Arc::new(move || {

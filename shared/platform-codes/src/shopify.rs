@@ -501,7 +501,7 @@ impl PlatformCodes for ShopifyCodes {
                 Ok(state) => return Ok(PutOutcome::Updated(state)),
                 // The discount was deleted on the platform: find or make it again.
                 Err(errors) if errors.iter().any(|e| e.field.iter().any(|f| f == "id")) => {
-                    self.forget(&desired.code)
+                    self.forget(&desired.code);
                 }
                 Err(errors) => return Err(rejected(&errors)),
             }

@@ -280,7 +280,7 @@ impl PlatformCodes for WooCodes {
                 Ok(state) => return Ok(PutOutcome::Updated(state)),
                 // Deleted on the site: find or make it again.
                 Err(PlatformError::Rejected { reason }) if reason.contains("invalid_id") => {
-                    self.forget(&desired.code)
+                    self.forget(&desired.code);
                 }
                 Err(error) => return Err(error),
             }

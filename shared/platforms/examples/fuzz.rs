@@ -1,8 +1,8 @@
 //! Feeds every platform parser (Shopify, WooCommerce, generic) a large
 //! number of arbitrary and mutated inputs and counts panics, which must be
 //! zero: whatever a sender puts in a request comes back as `Ok` or a typed
-//! error. Outside CI (the property tests in `tests/robustness.rs` run a few
-//! hundred cases per property there); run in release:
+//! error. Outside CI (the property tests in `tests/platforms/robustness.rs`
+//! run a few hundred cases per property there); run in release:
 //!
 //! ```text
 //! cargo run --release -p cashback-platforms --example fuzz

@@ -7,73 +7,30 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use chrono::{TimeZone, Utc};
+use chrono::Utc;
 use http_body_util::BodyExt;
-use rust_decimal_macros::dec;
 use tower::ServiceExt;
 
 use admin_api::{router_with, AdminAuth};
 use cashback_app::events::handle_order_event;
-use cashback_app::notify::{Notification, Notifier, NotifyError, Sent};
-use cashback_app::store::{Platform, Shop, Store};
-use cashback_app::{AppConfig, CodeSource, Context};
+use cashback_app::store::Store;
+use cashback_app::{AppConfig, Context};
 use cashback_core::ids::*;
-use cashback_core::money::{Currency, Money};
+use cashback_core::money::Currency;
 use cashback_core::order::{CustomerRef, Line, Order, OrderEvent};
-use cashback_core::program::Program;
 use cashback_edge::auth::hash_api_key;
 
 pub const TOKEN: &str = "admin-test-token";
 
-pub struct Silent;
-
-#[async_trait::async_trait]
-impl Notifier for Silent {
-    async fn send(&self, _: &Notification) -> Result<Sent, NotifyError> {
-        Ok(Sent {
-            message_id: "none".into(),
-        })
-    }
-}
-
-pub struct CountingCodes(pub Mutex<u8>);
-
-impl CodeSource for CountingCodes {
-    fn random_code_bytes(&self) -> [u8; GENERATED_CODE_LENGTH] {
-        let mut n = self.0.lock().unwrap();
-        *n = n.wrapping_add(1);
-        [*n; GENERATED_CODE_LENGTH]
-    }
-}
-
-pub fn shop() -> ShopId {
-    ShopId::parse("demo.myshopify.com").unwrap()
-}
-
-pub fn usd(amount: &str) -> Money {
-    Money::parse(amount, Currency::USD).unwrap()
-}
-
-pub fn program() -> Program {
-    let mut program = Program::new(Currency::USD);
-    program.earning.merchant_percent = dec!(10);
-    program
-}
+pub use cashback_test_support::doubles::{CountingCodes, Silent};
+use cashback_test_support::fixtures::demo_shop_record;
+pub use cashback_test_support::fixtures::{program, shop, usd};
 
 /// A shop with the 10 % program on `store`.
 pub async fn seed(store: Arc<dyn Store>) -> Context {
-    let at = Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).unwrap();
+    let at = cashback_test_support::seeded::t0();
     store
-        .create_shop(&Shop {
-            shop: shop(),
-            platform: Platform::Shopify,
-            currency: Currency::USD,
-            name: "Demo Store".into(),
-            webhook_secret_ref: "env:DEMO".into(),
-            api_key_hash: String::new(),
-            created_at: at,
-            guest_id_key: None,
-        })
+        .create_shop(&demo_shop_record("env:DEMO", String::new(), at))
         .await
         .unwrap();
     store.put_program(&shop(), &program(), 0, at).await.unwrap();

@@ -2,30 +2,12 @@
 //! tests share) and requests sent through the pages router.
 #![allow(dead_code)]
 
-#[path = "../../../../functions/coupon-validate/tests/support/common.rs"]
-mod common;
+pub mod webdriver;
 
-pub use common::*;
+pub use cashback_test_support::seeded::*;
 
 use axum::body::Body;
-use axum::http::{Request, Response, StatusCode};
-use axum::Router;
-use http_body_util::BodyExt;
-use tower::ServiceExt;
-
-pub async fn send_text(
-    router: Router,
-    request: Request<Body>,
-) -> (StatusCode, Response<()>, String) {
-    let response = router.oneshot(request).await.unwrap();
-    let (parts, body) = response.into_parts();
-    let bytes = body.collect().await.unwrap().to_bytes();
-    (
-        parts.status,
-        Response::from_parts(parts, ()),
-        String::from_utf8(bytes.to_vec()).unwrap(),
-    )
-}
+use axum::http::Request;
 
 pub fn get(uri: &str) -> Request<Body> {
     Request::get(uri).body(Body::empty()).unwrap()

@@ -1,0 +1,10 @@
+//! The order webhook through its router, in one test binary (one link
+//! instead of one per file): the sample events end to end, topics,
+//! secret references, balance codes and referrals.
+//! `cargo test -p order-webhook --test webhook topics::` runs one file.
+mod support;
+
+mod balance_codes;
+mod references;
+mod topics;
+mod webhook;

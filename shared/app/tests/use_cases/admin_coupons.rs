@@ -1,0 +1,159 @@
+//! Cashback coupons through the admin use cases: created here, they
+//! validate at checkout and are credited on the order; codes are unique
+//! per shop whatever their case; usage counts are visible.
+
+use crate::support::*;
+use cashback_app::admin;
+use cashback_app::checkout::validate;
+use cashback_app::events::handle_order_event;
+use cashback_app::AppError;
+use cashback_core::coupon::CouponStatus;
+use cashback_core::ids::{Code, CustomerId};
+use cashback_core::order::{AppliedCode, DiscountKind, OrderEvent};
+use rust_decimal_macros::dec;
+
+const SUMMER: &str = r#"{"code": "Summer-10", "display_name": "10% back",
+    "offer_text": "10% back in cashback, up to 20.00",
+    "reward": {"type": "percentage", "percent": "10", "max_cashback": "20.00"},
+    "min_cart_value": "30.00", "usage_limit_per_customer": 1}"#;
+
+fn summer() -> Code {
+    Code::parse("summer-10").unwrap()
+}
+
+#[tokio::test]
+async fn a_coupon_created_here_validates_at_checkout_once_approved_and_is_credited() {
+    let world = world(program()).await;
+    let created = admin::create_coupon(&world.ctx, &shop(), SUMMER, t0())
+        .await
+        .unwrap();
+    assert_eq!(created.coupon.status, CouponStatus::Draft);
+    assert_eq!(created.uses, 0);
+    // A draft does not work at checkout.
+    let draft = validate(
+        &world.ctx,
+        &shop(),
+        &validate_request("SUMMER-10", Some("ann"), "100.00"),
+        "test",
+        t0(),
+    )
+    .await
+    .unwrap();
+    assert!(!draft.valid);
+    admin::set_coupon_status(&world.ctx, &shop(), &summer(), CouponStatus::Approved, t0())
+        .await
+        .unwrap();
+    let approved = validate(
+        &world.ctx,
+        &shop(),
+        &validate_request("summer-10", Some("ann"), "100.00"),
+        "test",
+        t0(),
+    )
+    .await
+    .unwrap();
+    assert!(approved.valid, "{approved:?}");
+    assert_eq!(approved.cashback.coupon, usd("10.00"));
+    assert_eq!(
+        approved.discount,
+        usd("0.00"),
+        "a cashback coupon takes nothing off"
+    );
+
+    // The order that used it earns the coupon's cashback besides the program's.
+    let mut placed = order("o-1", "ann", vec![line("1", "100.00", 1)]);
+    placed.discount_codes = vec![AppliedCode {
+        code: summer(),
+        amount: usd("0.00"),
+        kind: DiscountKind::Order,
+    }];
+    handle_order_event(&world.ctx, &shop(), &OrderEvent::Paid(placed), t0())
+        .await
+        .unwrap();
+    let ann = admin::get_customer(&world.ctx, &shop(), &CustomerId::parse("ann").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(ann.pending, dec!(20.00), "10.00 program + 10.00 coupon");
+    let used = admin::get_coupon(&world.ctx, &shop(), &summer())
+        .await
+        .unwrap();
+    assert_eq!(used.uses, 1, "the use count is visible");
+    // Pausing keeps the count and stops the coupon.
+    let paused =
+        admin::set_coupon_status(&world.ctx, &shop(), &summer(), CouponStatus::Paused, t0())
+            .await
+            .unwrap();
+    assert_eq!(
+        (paused.coupon.status, paused.uses),
+        (CouponStatus::Paused, 1)
+    );
+    let refused = validate(
+        &world.ctx,
+        &shop(),
+        &validate_request("summer-10", Some("bob"), "100.00"),
+        "test",
+        t0(),
+    )
+    .await
+    .unwrap();
+    assert!(!refused.valid);
+}
+
+#[tokio::test]
+async fn coupon_codes_are_unique_per_shop_whatever_their_case() {
+    let world = world(program()).await;
+    admin::create_coupon(&world.ctx, &shop(), SUMMER, t0())
+        .await
+        .unwrap();
+    let again = SUMMER.replace("Summer-10", "SUMMER-10");
+    let error = admin::create_coupon(&world.ctx, &shop(), &again, t0())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, AppError::Conflict(_)), "{error:?}");
+    // Nor may a coupon take a customer's own code.
+    seed_balance(&world, &program(), "ann", "CB-ANN", "5.00").await;
+    let theirs = SUMMER.replace("Summer-10", "cb-ann");
+    let error = admin::create_coupon(&world.ctx, &shop(), &theirs, t0())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, AppError::Conflict(_)), "{error:?}");
+}
+
+#[tokio::test]
+async fn coupon_fields_are_validated_by_name_and_the_code_cannot_be_renamed() {
+    let world = world(program()).await;
+    let bad = r#"{"code": "x", "display_name": "",
+        "reward": {"type": "percentage", "percent": "150"},
+        "starts_at": "2026-12-01T00:00:00Z", "ends_at": "2026-11-01T00:00:00Z"}"#;
+    match admin::create_coupon(&world.ctx, &shop(), bad, t0()).await {
+        Err(AppError::InvalidFields(fields)) => {
+            let names: Vec<_> = fields.iter().map(|f| f.field.as_str()).collect();
+            assert_eq!(names, ["display_name", "reward.percent", "ends_at"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    admin::create_coupon(&world.ctx, &shop(), SUMMER, t0())
+        .await
+        .unwrap();
+    let renamed = SUMMER.replace("Summer-10", "winter");
+    match admin::update_coupon(&world.ctx, &shop(), &summer(), &renamed, None, t0()).await {
+        Err(AppError::InvalidFields(fields)) => assert_eq!(fields[0].field, "code"),
+        other => panic!("{other:?}"),
+    }
+    let edited = SUMMER.replace("\"10% back\"", "\"Ten back\"");
+    let updated = admin::update_coupon(&world.ctx, &shop(), &summer(), &edited, Some(1), t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        (updated.version, updated.coupon.display_name.as_str()),
+        (2, "Ten back")
+    );
+    let stale = admin::update_coupon(&world.ctx, &shop(), &summer(), &edited, Some(1), t0())
+        .await
+        .unwrap_err();
+    assert!(matches!(stale, AppError::Conflict(_)));
+    let page = admin::list_coupons(&world.ctx, &shop(), None, None)
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+}

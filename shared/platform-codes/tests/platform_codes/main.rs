@@ -1,0 +1,10 @@
+//! The platform code adapters against the fakes of Shopify and WooCommerce,
+//! in one test binary (one link instead of one per file).
+//! `cargo test -p cashback-platform-codes --test platform_codes chaos::`
+//! runs one file's tests.
+
+mod chaos;
+mod shopify;
+mod shopify_schema;
+mod sync;
+mod woocommerce;

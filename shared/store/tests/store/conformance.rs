@@ -1,0 +1,54 @@
+//! One conformance suite, run unchanged against the in-memory adapter and
+//! against DynamoDB (moto's server; see `cashback_test_support::moto`).
+
+use cashback_test_support::moto;
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let store = cashback_store::MemoryStore::new();
+                    crate::cases::$case(&store).await;
+                }
+            )*
+        }
+
+        mod dynamodb {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    if let Some(store) = super::moto::fresh_store(stringify!($case)).await {
+                        crate::cases::$case(&store).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    reading_what_was_never_written_finds_nothing,
+    an_account_round_trips_with_its_balances_and_version,
+    a_stale_version_is_a_conflict_and_writes_nothing,
+    creating_an_account_that_exists_is_a_conflict,
+    a_negative_balance_is_refused_by_the_store_itself,
+    a_guard_lets_a_write_happen_once_and_returns_the_first_response,
+    a_notification_is_recorded_once,
+    the_ledger_pages_newest_first_to_the_end,
+    a_code_belongs_to_one_account_and_stays_its_owners_when_regenerated,
+    coupons_are_unique_versioned_and_listed_in_pages,
+    coupon_use_limits_are_enforced_by_the_store_and_uses_come_back,
+    shops_and_programs_with_kept_versions,
+    pending_orders_are_due_for_release_until_released,
+    checkpoints_only_move_forward,
+    counters_count_up,
+    an_order_history_through_the_store_keeps_every_invariant,
+    reads_and_writes_are_one_round_trip_each,
+    the_catalog_is_imported_and_read_with_the_rest_of_a_read,
+    writes_keep_running_aggregates_by_day_with_customer_counters,
+    a_shops_accounts_are_listed_in_pages,
+    api_keys_are_created_listed_touched_and_revoked_once,
+    counters_are_read_with_the_rest_of_a_read,
+);

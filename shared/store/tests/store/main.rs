@@ -1,0 +1,10 @@
+//! The store adapters, in one test binary (one link instead of one per
+//! file): the conformance suite on both adapters, DynamoDB-specific cases
+//! and random order histories (on moto when `MOTO_ENDPOINT` is set, see
+//! `cashback_test_support::moto`). `cargo test -p cashback-store --test
+//! store histories::` runs one file.
+mod cases;
+
+mod conformance;
+mod dynamo;
+mod histories;

@@ -1,0 +1,116 @@
+//! Test doubles of the engine's ports: notifiers that keep or drop what
+//! they are asked to send, and code sources with known bytes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use cashback_app::notify::{Notification, Notifier, NotifyError, Sent};
+use cashback_app::CodeSource;
+use cashback_core::ids::GENERATED_CODE_LENGTH;
+
+/// Keeps every notification it is asked to send, in order.
+#[derive(Default)]
+pub struct KeptNotifier {
+    pub sent: Mutex<Vec<Notification>>,
+}
+
+#[async_trait::async_trait]
+impl Notifier for KeptNotifier {
+    async fn send(&self, notification: &Notification) -> Result<Sent, NotifyError> {
+        let mut sent = self
+            .sent
+            .lock()
+            .map_err(|_| NotifyError::Unavailable("poisoned".into()))?;
+        sent.push(notification.clone());
+        Ok(Sent {
+            message_id: format!("m{}", sent.len()),
+        })
+    }
+}
+
+impl KeptNotifier {
+    /// The kinds of what was sent, in order ("earned", "reminder", ...).
+    pub fn kinds(&self) -> Vec<&'static str> {
+        self.sent
+            .lock()
+            .map(|sent| sent.iter().map(|n| n.kind.name()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Accepts every notification and sends nothing.
+pub struct Silent;
+
+#[async_trait::async_trait]
+impl Notifier for Silent {
+    async fn send(&self, _: &Notification) -> Result<Sent, NotifyError> {
+        Ok(Sent {
+            message_id: "none".into(),
+        })
+    }
+}
+
+/// Code bytes all equal to a counter (1, 2, 3...): deterministic, so two
+/// worlds fed the same events in another order give their customers the
+/// same codes. Repeats after 32 codes; [`UniqueCodes`] does not.
+pub struct CountingCodes(pub Mutex<u8>);
+
+impl Default for CountingCodes {
+    fn default() -> Self {
+        CountingCodes(Mutex::new(0))
+    }
+}
+
+impl CodeSource for CountingCodes {
+    fn random_code_bytes(&self) -> [u8; GENERATED_CODE_LENGTH] {
+        let mut n = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *n = n.wrapping_add(1);
+        [*n; GENERATED_CODE_LENGTH]
+    }
+}
+
+/// Codes from a counter, one base-32 digit per byte, most significant
+/// first: unique for any number of customers.
+#[derive(Default)]
+pub struct UniqueCodes(AtomicU64);
+
+impl CodeSource for UniqueCodes {
+    fn random_code_bytes(&self) -> [u8; GENERATED_CODE_LENGTH] {
+        let mut n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut bytes = [0u8; GENERATED_CODE_LENGTH];
+        for byte in bytes.iter_mut().rev() {
+            *byte = (n % 32) as u8;
+            n /= 32;
+        }
+        bytes
+    }
+}
+
+/// Codes from a counter, one base-32 digit per byte, least significant
+/// first: deterministic, so a test stays reproducible.
+pub struct SeqCodes(pub Mutex<u64>);
+
+impl Default for SeqCodes {
+    fn default() -> Self {
+        SeqCodes(Mutex::new(0))
+    }
+}
+
+impl CodeSource for SeqCodes {
+    fn random_code_bytes(&self) -> [u8; GENERATED_CODE_LENGTH] {
+        let mut n = self
+            .0
+            .lock()
+            .map(|mut n| {
+                *n += 1;
+                *n
+            })
+            .unwrap_or(0);
+        let mut bytes = [0u8; GENERATED_CODE_LENGTH];
+        for byte in bytes.iter_mut() {
+            *byte = (n & 0x1f) as u8;
+            n >>= 5;
+        }
+        bytes
+    }
+}

@@ -1,0 +1,139 @@
+//! The world the HTTP functions' tests share (coupon-validate,
+//! customer-api and the pages): a seeded shop with an API key and a
+//! customer, Ann, with a balance on her code, on any store; and requests
+//! sent through a router.
+//!
+//! Its clock starts on 2026-01-05 09:00 UTC ([`t0`]), and its program
+//! ([`program`]) asks for a 20.00 order before a balance can be spent.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, Response, StatusCode};
+use axum::Router;
+use chrono::{DateTime, TimeZone, Utc};
+use http_body_util::BodyExt;
+use rust_decimal_macros::dec;
+use tower::ServiceExt;
+
+use cashback_app::store::{AccountWrite, CodeChange, Store, WriteSet};
+use cashback_app::{AppConfig, Context};
+use cashback_core::ids::{Code, CustomerId};
+use cashback_core::ledger::Account;
+use cashback_core::money::Currency;
+use cashback_core::program::Program;
+use cashback_edge::auth::hash_api_key;
+
+use crate::doubles::{CountingCodes, Silent};
+use crate::fixtures::demo_shop_record;
+pub use crate::fixtures::{shop, usd};
+
+/// The shop's API key (its hash is what the shop record keeps).
+pub const API_KEY: &str = "cbk_router_test_key";
+/// Ann's balance code and email.
+pub const ANN_CODE: &str = "CB-ANN0000000001";
+pub const ANN_EMAIL: &str = "ann@example.com";
+
+/// When the seeded world starts: 2026-01-05 09:00 UTC.
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0)
+        .single()
+        .unwrap_or_else(|| unreachable!("a valid instant"))
+}
+
+/// The base program ([`crate::fixtures::program`]) with a 20.00 minimum
+/// order for spending a balance.
+pub fn program() -> Program {
+    let mut program = crate::fixtures::program();
+    program.redemption.min_order_subtotal = dec!(20);
+    program
+}
+
+/// A fresh container's Context (empty caches) on `store`.
+pub fn fresh_context(store: Arc<dyn Store>) -> Context {
+    Context::new(
+        store,
+        Arc::new(Silent),
+        Arc::new(CountingCodes::default()),
+        AppConfig::default(),
+    )
+}
+
+/// [`seed`] on a store shared with other contexts.
+pub async fn seed_context(store: Arc<dyn Store>, balance: &str) -> Context {
+    seed(store, balance).await
+}
+
+/// A shop with `program` on `store`, Ann holding `balance` on her code.
+pub async fn seed(store: Arc<dyn Store>, balance: &str) -> Context {
+    store
+        .create_shop(&demo_shop_record("env:DEMO", hash_api_key(API_KEY), t0()))
+        .await
+        .unwrap();
+    store
+        .put_program(&shop(), &program(), 0, t0())
+        .await
+        .unwrap();
+    let mut account = Account::open(shop(), CustomerId::parse("ann").unwrap(), Currency::USD);
+    account.code = Some(Code::parse(ANN_CODE).unwrap());
+    account.email = Some(cashback_core::ids::Email::parse(ANN_EMAIL).unwrap());
+    let applied = account
+        .adjust(usd(balance), "seed", "ann", &program(), t0())
+        .unwrap();
+    store
+        .write(
+            &shop(),
+            WriteSet {
+                accounts: vec![AccountWrite {
+                    account,
+                    expected_version: 0,
+                    entries: applied.entries,
+                    reminder_due_at: None,
+                    code_change: Some(CodeChange {
+                        new_code: Code::parse(ANN_CODE).unwrap(),
+                        old_code: None,
+                        referral_code: None,
+                    }),
+                }],
+                ..WriteSet::default()
+            },
+        )
+        .await
+        .unwrap();
+    Context::new(
+        store,
+        Arc::new(Silent),
+        Arc::new(CountingCodes::default()),
+        AppConfig::default(),
+    )
+}
+
+pub async fn memory_context(balance: &str) -> Context {
+    seed(Arc::new(cashback_store::MemoryStore::new()), balance).await
+}
+
+pub async fn send(
+    router: Router,
+    request: Request<Body>,
+) -> (StatusCode, Response<()>, serde_json::Value) {
+    let response = router.oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (parts.status, Response::from_parts(parts, ()), json)
+}
+
+/// The status, the headers and the body as text (for the HTML pages).
+pub async fn send_text(
+    router: Router,
+    request: Request<Body>,
+) -> (StatusCode, Response<()>, String) {
+    let response = router.oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    (
+        parts.status,
+        Response::from_parts(parts, ()),
+        String::from_utf8(bytes.to_vec()).unwrap(),
+    )
+}

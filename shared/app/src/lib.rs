@@ -3,6 +3,9 @@
 //!
 //! # Layout
 //! - [`store`]: the Store port (one read, one transactional write per use case).
+//! - [`records`]: what the store keeps beside the ledger (shops, coupons, API keys).
+//! - [`sets`]: the read and write sets a use case hands the store.
+//! - [`reports`]: the running aggregates reports are made of.
 //! - [`notify`]: the Notifier port (customer emails).
 //! - [`context`]: ports, configuration and the warm cache, handed to every use case.
 //! - [`events`]: an order event from a platform, applied to the ledger.
@@ -24,7 +27,10 @@ pub mod notices;
 pub mod notify;
 pub mod portal;
 pub mod preferences;
+pub mod records;
 pub mod referral;
+pub mod reports;
+pub mod sets;
 pub mod store;
 
 pub use context::{AppConfig, CodeSource, Context};

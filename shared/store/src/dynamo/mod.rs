@@ -13,6 +13,7 @@
 //! holding an email are hashed, and a key holding a code is redacted before
 //! it reaches a message.
 
+mod aggregates;
 mod api_keys;
 mod attr;
 mod errors;
@@ -38,6 +39,7 @@ use cashback_core::ids::{CustomerId, ShopId};
 use cashback_core::ledger::{Account, LedgerEntry};
 use cashback_core::program::Program;
 
+use aggregates::decode_aggregate;
 use attr::*;
 use errors::{conditional, from_sdk, Conditional};
 use items::*;

@@ -33,6 +33,7 @@ use cashback_app::store::*;
 use cashback_core::ids::{Code, CustomerId, OrderId, ShopId};
 use cashback_core::money::Money;
 
+use super::aggregates::{counter_attributes, day_attributes};
 use super::attr::*;
 use super::errors::{cancellation_reasons, from_sdk, is_condition_failed, is_conflict_code};
 use super::items::*;
@@ -495,16 +496,13 @@ fn aggregate_items(
         let pk = keys::aggregate_pk(shop, shard);
         let mut targets: Vec<(String, Vec<(String, AttributeValueOf)>)> = Vec::new();
         for (day, figures) in &change.days {
-            let fields = figures
-                .nonzero_fields()
+            let fields = day_attributes(figures)
                 .into_iter()
                 .map(|(name, value)| (name, AttributeValueOf::Decimal(value)))
                 .collect();
             targets.push((keys::aggregate_day_sk(*day), fields));
         }
-        let counts: Vec<(String, AttributeValueOf)> = change
-            .counts
-            .nonzero_fields()
+        let counts: Vec<(String, AttributeValueOf)> = counter_attributes(&change.counts)
             .into_iter()
             .map(|(name, value)| (name, AttributeValueOf::Int(value)))
             .collect();

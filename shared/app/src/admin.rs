@@ -709,6 +709,7 @@ pub async fn adjust(
                         response: Some(stored),
                     }),
                     accounts: writes,
+                    accounts_read: AccountsRead::one(&account),
                     ..WriteSet::default()
                 },
             )
@@ -792,6 +793,7 @@ pub async fn regenerate_code(
                 shop,
                 WriteSet {
                     accounts: vec![write],
+                    accounts_read: AccountsRead::one(&account),
                     ..WriteSet::default()
                 },
             )

@@ -66,8 +66,8 @@ use crate::context::Context;
 use crate::error::AppError;
 use crate::events::backoff;
 use crate::store::{
-    AccountWrite, CouponRecord, ReadRequest, ReadResult, StoreError, UsageKey, Versioned,
-    WriteOutcome, WriteSet,
+    AccountWrite, AccountsRead, CouponRecord, ReadRequest, ReadResult, StoreError, UsageKey,
+    Versioned, WriteOutcome, WriteSet,
 };
 
 /// Unknown codes a caller may try per window before getting 429.
@@ -792,6 +792,7 @@ async fn balance_code(
 ) -> Result<Decided, AppError> {
     let program = decide.program;
     let now = decide.now;
+    let accounts_read = AccountsRead::one(&versioned);
     let mut account = versioned.value;
     // Expired holds no longer count, here and in what is written back.
     let expired = !account.expire_holds(now).is_empty();
@@ -859,6 +860,7 @@ async fn balance_code(
                 entries: Vec::new(),
                 code_change: None,
             }],
+            accounts_read,
             ..WriteSet::default()
         };
         match ctx.store.write(shop, writes).await? {

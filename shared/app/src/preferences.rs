@@ -67,6 +67,7 @@ pub async fn set_reminders(
                 entries: Vec::new(),
                 code_change: None,
             }],
+            accounts_read: read.accounts_read(),
             ..WriteSet::default()
         };
         match ctx.store.write(shop, writes).await {

@@ -15,6 +15,7 @@ use cashback_core::ledger::{Account, LedgerEntry};
 use cashback_core::orders::OrderRecord;
 
 use crate::records::{CatalogProduct, CouponRecord, UsageKey, Versioned};
+use crate::reports::AccountStats;
 
 /// What a use case wants in its single read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -69,6 +70,58 @@ pub struct ReadResult {
     pub counters: HashMap<String, u64>,
 }
 
+impl ReadResult {
+    /// What the customer counters need of every account read, at the
+    /// version read: to hand back with the write ([`WriteSet::accounts_read`]).
+    pub fn accounts_read(&self) -> AccountsRead {
+        let mut read = AccountsRead::default();
+        for account in self.accounts.values() {
+            read.add(account);
+        }
+        read
+    }
+}
+
+/// What the customer counters need (tier, earning orders) of the accounts
+/// a use case read, each at the version it was read at.
+///
+/// A write hands it back so the adapter moves the counters from the state
+/// the write replaces without reading the accounts again: the write's
+/// version condition on each account makes sure that state is still the
+/// stored one when the write commits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountsRead {
+    accounts: HashMap<CustomerId, Versioned<AccountStats>>,
+}
+
+impl AccountsRead {
+    /// One account, as read.
+    pub fn one(account: &Versioned<Account>) -> AccountsRead {
+        let mut read = AccountsRead::default();
+        read.add(account);
+        read
+    }
+
+    /// Records an account as read (before the decision changes it).
+    pub fn add(&mut self, account: &Versioned<Account>) {
+        self.accounts.insert(
+            account.value.customer.clone(),
+            Versioned {
+                value: AccountStats::of(&account.value),
+                version: account.version,
+            },
+        );
+    }
+
+    /// The account's stats if it was read at exactly `version`.
+    pub fn at(&self, customer: &CustomerId, version: u64) -> Option<AccountStats> {
+        self.accounts
+            .get(customer)
+            .filter(|read| read.version == version)
+            .map(|read| read.value)
+    }
+}
+
 /// The new state of an account and the entries that got it there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountWrite {
@@ -84,6 +137,14 @@ pub struct AccountWrite {
     /// stops working at checkout but stays its owner's in the index, so an
     /// order already placed with it is still charged to them.
     pub code_change: Option<CodeChange>,
+}
+
+impl AccountWrite {
+    /// When the account next has balance or holds to expire (the core
+    /// decides, from the account written), or None.
+    pub fn expiry_due_at(&self) -> Option<DateTime<Utc>> {
+        cashback_core::due::expiry(&self.account)
+    }
 }
 
 /// A new balance code for an account (and its referral code with it).
@@ -105,6 +166,14 @@ pub struct OrderWrite {
     pub record: OrderRecord,
     /// The version read; 0 to create the record.
     pub expected_version: u64,
+}
+
+impl OrderWrite {
+    /// When the order's pending cashback falls due for release (the core
+    /// decides, from the record written), or None when nothing is pending.
+    pub fn release_due_at(&self) -> Option<DateTime<Utc>> {
+        cashback_core::due::release(&self.record)
+    }
 }
 
 /// One use of a coupon taken (+1) or given back (-1).
@@ -151,6 +220,10 @@ pub struct WriteSet {
     /// Emails recorded as sent by this change (each key at most once; a key
     /// already recorded fails the write as a duplicate).
     pub notifications: Vec<String>,
+    /// The accounts as the use case read them, for the customer counters.
+    /// An updated account missing here (or read at another version than
+    /// the write expects) costs the adapter one read of it.
+    pub accounts_read: AccountsRead,
 }
 
 impl WriteSet {

@@ -66,10 +66,9 @@ pub struct Page<T> {
 /// hour does not land on one index partition.
 pub const DUE_SHARDS: u32 = 4;
 
-/// The hour bucket a due time falls in: `2026-11-23T10`.
-pub fn due_bucket(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%dT%H").to_string()
-}
+/// The hour bucket a due time falls in (`2026-11-23T10`): the core's rule,
+/// named as the port's `due` queries take it.
+pub use cashback_core::due::bucket as due_bucket;
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]

@@ -16,8 +16,10 @@
 //! - [`ledger`]: the account, its entries, lots, holds, expiry, adjustments.
 //! - [`orders`]: order events applied to the ledger; release of pending.
 //! - [`reminders`]: the reminder series.
+//! - [`due`]: when scheduled work (release, reminders, expiry) falls due.
 
 pub mod coupon;
+pub mod due;
 pub mod earn;
 pub mod ids;
 pub mod ledger;

@@ -123,24 +123,6 @@ impl Tables {
     }
 }
 
-/// Where an account sits in the due indexes after a write.
-pub(crate) fn account_due(
-    account: &Account,
-    reminder_due_at: Option<DateTime<Utc>>,
-) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
-    let expiry = [account.next_expiry(), account.next_hold_expiry()]
-        .into_iter()
-        .flatten()
-        .min();
-    (reminder_due_at, expiry)
-}
-
-/// When an order's pending cashback (with any referral reward hanging on
-/// it) falls due, if it is still pending.
-pub(crate) fn order_due(record: &OrderRecord) -> Option<DateTime<Utc>> {
-    record.due_at()
-}
-
 #[async_trait::async_trait]
 impl Store for MemoryStore {
     async fn read(&self, shop: &ShopId, request: &ReadRequest) -> Result<ReadResult, StoreError> {
@@ -310,13 +292,20 @@ impl Store for MemoryStore {
             }
         }
 
-        // All conditions hold: apply. The aggregates first, while the
-        // accounts are still as the write found them.
+        // All conditions hold: apply. The aggregates first, from the
+        // accounts as the use case read them (the versions checked above
+        // are the ones it read), else as the write found them.
         let changes = aggregate_changes(&writes, |write| {
-            tables
-                .accounts
-                .get(&(shop.clone(), write.account.customer.clone()))
-                .map(|a| AccountStats::of(&a.value))
+            let customer = &write.account.customer;
+            writes
+                .accounts_read
+                .at(customer, write.expected_version)
+                .or_else(|| {
+                    tables
+                        .accounts
+                        .get(&(shop.clone(), customer.clone()))
+                        .map(|a| AccountStats::of(&a.value))
+                })
         });
         for change in changes.into_values() {
             for (day, figures) in change.days {
@@ -363,11 +352,13 @@ impl Store for MemoryStore {
                     .email_owners
                     .insert((shop.clone(), email.clone()), customer.clone());
             }
+            // Where the account sits in the due indexes: the times come
+            // with the write (decided by the core).
+            let (reminder_due, expiry_due) = (write.reminder_due_at, write.expiry_due_at());
             let ledger = tables.ledgers.entry(key.clone()).or_default();
             for entry in write.entries {
                 ledger.insert(keys::ledger_sort_key(&entry), entry);
             }
-            let (reminder_due, expiry_due) = account_due(&write.account, write.reminder_due_at);
             let item_key = keys::account_key(shop, &customer);
             let due_ref = |at: DateTime<Utc>| DueRef {
                 shop: shop.clone(),
@@ -391,9 +382,10 @@ impl Store for MemoryStore {
             );
         }
         if let Some(order) = writes.order {
+            let release_due = order.release_due_at();
             let record = order.record;
             let item_key = keys::order_key(shop, &record.order_id);
-            let due = order_due(&record).map(|at| DueRef {
+            let due = release_due.map(|at| DueRef {
                 shop: shop.clone(),
                 customer: record.customer.clone(),
                 order: Some(record.order_id.clone()),

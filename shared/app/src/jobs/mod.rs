@@ -522,6 +522,7 @@ pub(crate) async fn mark_suppressed(
                 entries: Vec::new(),
                 code_change: None,
             }],
+            accounts_read: read.accounts_read(),
             ..WriteSet::default()
         };
         match ctx.store.write(shop, write).await {

@@ -265,6 +265,7 @@ async fn commit_release(
         let Some(mut record) = read.order.take() else {
             return Ok(Released::AlreadyDone);
         };
+        let mut accounts_read = read.accounts_read();
         let Some(mut account) = read.accounts.remove(customer) else {
             return Err(AppError::NotFound(format!(
                 "account {customer} of order {order_id} in shop {}",
@@ -294,6 +295,9 @@ async fn commit_release(
             }
             None => None,
         };
+        if let Some(referrer) = &referrer {
+            accounts_read.add(referrer);
+        }
         let (applied, referred) = release_order(
             program,
             &mut account.value,
@@ -338,6 +342,7 @@ async fn commit_release(
                 expected_version: record.version,
             }),
             notifications: notices.iter().map(|n| n.key.clone()).collect(),
+            accounts_read,
             ..WriteSet::default()
         };
         match ctx.store.write(&due.shop, write).await {
@@ -412,6 +417,7 @@ async fn expire_one(
                 entries: applied.entries,
                 code_change: None,
             }],
+            accounts_read: read.accounts_read(),
             ..WriteSet::default()
         };
         match ctx.store.write(&due.shop, write).await {

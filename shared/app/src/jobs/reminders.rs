@@ -282,6 +282,7 @@ async fn record_position(
                 code_change: None,
             }],
             notifications: vec![key],
+            accounts_read: read.accounts_read(),
             ..WriteSet::default()
         };
         match ctx.store.write(&due.shop, write).await {

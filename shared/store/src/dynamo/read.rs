@@ -154,9 +154,6 @@ impl DynamoStore {
                 }
             }
         }
-        for (customer, account) in &result.accounts {
-            self.remember_stats(shop, customer, account);
-        }
         Ok(result)
     }
 

@@ -41,7 +41,6 @@ use super::read::usage_sk;
 use super::schema::{EXPIRY_INDEX, RELEASE_INDEX, REMINDER_INDEX};
 use super::DynamoStore;
 use crate::keys;
-use crate::memory::{account_due, order_due};
 
 /// TransactWriteItems takes at most 100 items.
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
@@ -166,7 +165,7 @@ fn account_items(
     let account = &write.account;
     let customer = &account.customer;
     let pk = keys::account_key(shop, customer);
-    let (reminder_due, expiry_due) = account_due(account, write.reminder_due_at);
+    let (reminder_due, expiry_due) = (write.reminder_due_at, write.expiry_due_at());
     let dues = [(REMINDER_INDEX, reminder_due), (EXPIRY_INDEX, expiry_due)];
     let held = account.held().amount();
     let refused = refused_locally(account);
@@ -374,7 +373,7 @@ fn order_item(
     item.insert(VERSION.into(), n_u64(write.expected_version + 1));
     // A Put replaces the whole item: leaving the index attributes out when
     // nothing is pending takes the order out of the release index.
-    if let Some(at) = order_due(record) {
+    if let Some(at) = write.release_due_at() {
         for (name, value) in due_attributes(RELEASE_INDEX, &pk, at) {
             item.insert(name.into(), s(value));
         }
@@ -737,14 +736,6 @@ impl DynamoStore {
             Ok(output) => {
                 self.record_capacity(output.consumed_capacity());
                 tracing::debug!(items, "transaction committed");
-                for write in &writes.accounts {
-                    self.remember(
-                        shop,
-                        &write.account.customer,
-                        write.expected_version + 1,
-                        AccountStats::of(&write.account),
-                    );
-                }
                 Ok(WriteOutcome::Committed)
             }
             Err(error) => {
@@ -776,11 +767,12 @@ impl DynamoStore {
     }
 
     /// Each existing account's tier and earning orders as of the version the
-    /// write expects, for the customer counters. Normally remembered from
-    /// the read that decided the write (no request); otherwise read here,
-    /// in one BatchGetItem. If that read finds another version, the
-    /// transaction's version condition refuses the write anyway, so the
-    /// counters can never be moved from a state the account was not in.
+    /// write expects, for the customer counters. Normally handed back by the
+    /// use case with the write, as it read them (no request); otherwise read
+    /// here, in one BatchGetItem. Either way the transaction's version
+    /// condition refuses the write unless the account is still at that
+    /// version, so the counters can never be moved from a state the account
+    /// was not in.
     async fn stats_before(
         &self,
         shop: &ShopId,
@@ -790,7 +782,7 @@ impl DynamoStore {
         let mut missing = Vec::new();
         for write in writes.accounts.iter().filter(|w| w.expected_version > 0) {
             let customer = &write.account.customer;
-            match self.remembered(shop, customer, write.expected_version) {
+            match writes.accounts_read.at(customer, write.expected_version) {
                 Some(stats) => {
                     before.insert(customer.clone(), stats);
                 }

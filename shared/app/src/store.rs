@@ -17,10 +17,13 @@
 //! - [`crate::sets`]: the read and write sets ([`ReadRequest`], [`WriteSet`], ...);
 //! - [`crate::reports`]: the running aggregates a write keeps ([`ShopAggregates`], ...).
 
+use std::fmt;
+use std::sync::Arc;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use cashback_core::ids::{CustomerId, OrderId, ShopId};
+use cashback_core::ids::{Code, CustomerId, OrderId, ShopId};
 use cashback_core::ledger::{Account, LedgerEntry};
 use cashback_core::program::Program;
 
@@ -78,7 +81,7 @@ pub enum StoreError {
     Conflict(String),
     /// A coupon's use limit would be passed.
     #[error("coupon use limit reached for {0}")]
-    CouponLimit(String),
+    CouponLimit(Code),
     /// A code is taken by another account.
     #[error("code already in use")]
     CodeTaken,
@@ -87,11 +90,12 @@ pub enum StoreError {
     AlreadyExists(String),
     /// The store refused a write that would make a balance negative: the
     /// decision was made on stale data. Retry from a fresh read.
-    #[error("balance condition failed for {0}")]
-    BalanceCondition(String),
-    /// Throttled or a transient service failure: retry later.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    #[error("balance condition failed for account {0}")]
+    BalanceCondition(CustomerId),
+    /// Throttled or a transient service failure: retry later. The
+    /// service's own error is kept as the source.
+    #[error(transparent)]
+    Unavailable(Unreachable),
     /// An item could not be decoded: a bug or manual edit, never retried.
     #[error("corrupt item {key}: {message}")]
     Corrupt {
@@ -108,6 +112,57 @@ pub enum StoreError {
     /// mistake, answered 400.
     #[error("the page cursor is not valid: {0}")]
     InvalidCursor(String),
+}
+
+/// Why the store could not be reached: what failed, and the service's own
+/// error (the SDK's, with its cause chain) kept as the source, so a log of
+/// the chain shows it. Built from a message alone with `.into()`.
+#[derive(Debug, Clone)]
+pub struct Unreachable {
+    message: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Unreachable {
+    /// The failure `message`, caused by `source`.
+    pub fn caused_by(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Unreachable {
+        Unreachable {
+            message: message.into(),
+            source: Some(Arc::new(source)),
+        }
+    }
+}
+
+impl fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "store unavailable: {}", self.message)
+    }
+}
+
+impl std::error::Error for Unreachable {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|source| source as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<String> for Unreachable {
+    fn from(message: String) -> Unreachable {
+        Unreachable {
+            message,
+            source: None,
+        }
+    }
+}
+
+impl From<&str> for Unreachable {
+    fn from(message: &str) -> Unreachable {
+        Unreachable::from(message.to_string())
+    }
 }
 
 impl StoreError {

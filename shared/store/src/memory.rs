@@ -210,23 +210,12 @@ impl Store for MemoryStore {
                     write.account.customer
                 )));
             }
-            for (name, value) in [
-                ("available", write.account.available),
-                ("pending", write.account.pending),
-                ("debt", write.account.debt),
-            ] {
-                if value.is_negative() {
-                    return Err(StoreError::BalanceCondition(format!(
-                        "{name} of {}",
-                        write.account.customer
-                    )));
-                }
-            }
-            if write.account.held().amount() > write.account.available.amount() {
-                return Err(StoreError::BalanceCondition(format!(
-                    "held of {}",
-                    write.account.customer
-                )));
+            let account = &write.account;
+            let negative = [account.available, account.pending, account.debt]
+                .iter()
+                .any(|balance| balance.is_negative());
+            if negative || account.held().amount() > account.available.amount() {
+                return Err(StoreError::BalanceCondition(write.account.customer.clone()));
             }
             if let Some(change) = &write.code_change {
                 let owner = tables
@@ -273,7 +262,7 @@ impl Store for MemoryStore {
                 let coupon = tables.coupons.get(&(shop.clone(), change.code.clone()));
                 let uses = coupon.map(|c| c.value.uses).unwrap_or(0);
                 if change.limit_total.is_some_and(|limit| uses >= limit) {
-                    return Err(StoreError::CouponLimit(change.code.display()));
+                    return Err(StoreError::CouponLimit(change.code.clone()));
                 }
                 if let Some(limit) = change.limit_per_customer {
                     let mut keys_to_check = vec![UsageKey::Customer(change.customer.clone())];
@@ -285,7 +274,7 @@ impl Store for MemoryStore {
                             .copied()
                             .unwrap_or(0);
                         if count >= limit {
-                            return Err(StoreError::CouponLimit(change.code.display()));
+                            return Err(StoreError::CouponLimit(change.code.clone()));
                         }
                     }
                 }

@@ -633,8 +633,8 @@ pub(crate) async fn conflict_backoff(clock: &dyn Clock, attempt: u32) {
 /// next query would fail too); anything else is this item's problem.
 pub(crate) fn item_error_is_fatal(error: &AppError) -> Option<StoreError> {
     match error {
-        AppError::Store(StoreError::Unavailable(message)) => {
-            Some(StoreError::Unavailable(message.clone()))
+        AppError::Store(StoreError::Unavailable(cause)) => {
+            Some(StoreError::Unavailable(cause.clone()))
         }
         _ => None,
     }

@@ -720,10 +720,13 @@ impl Store for DynamoStore {
             while !pending.is_empty() {
                 if attempt > 0 {
                     if attempt >= 6 {
-                        return Err(StoreError::Unavailable(format!(
-                            "BatchWriteItem still left {} products unprocessed",
-                            pending.len()
-                        )));
+                        return Err(StoreError::Unavailable(
+                            format!(
+                                "BatchWriteItem still left {} products unprocessed",
+                                pending.len()
+                            )
+                            .into(),
+                        ));
                     }
                     tokio::time::sleep(read::backoff(attempt)).await;
                 }

@@ -196,10 +196,13 @@ impl DynamoStore {
                 "BatchGetItem left keys unprocessed (throttled); asking again"
             );
         }
-        Err(StoreError::Unavailable(format!(
-            "BatchGetItem still left {} keys unprocessed after {MAX_ATTEMPTS} attempts",
-            pending.len()
-        )))
+        Err(StoreError::Unavailable(
+            format!(
+                "BatchGetItem still left {} keys unprocessed after {MAX_ATTEMPTS} attempts",
+                pending.len()
+            )
+            .into(),
+        ))
     }
 }
 

@@ -657,12 +657,10 @@ fn interpret(reasons: &[CancellationReason], roles: &[Role]) -> Cancelled {
                 match stored {
                     // The version matched, so the balances refused the change.
                     Some(version) if *expected > 0 && version == *expected => {
-                        StoreError::BalanceCondition(format!("account {customer}"))
+                        StoreError::BalanceCondition(customer.clone())
                     }
                     // A new account refused while still absent: its own balances.
-                    None if *expected == 0 => {
-                        StoreError::BalanceCondition(format!("account {customer}"))
-                    }
+                    None if *expected == 0 => StoreError::BalanceCondition(customer.clone()),
                     _ => StoreError::Conflict(format!("account {customer}")),
                 }
             }
@@ -671,7 +669,7 @@ fn interpret(reasons: &[CancellationReason], roles: &[Role]) -> Cancelled {
                 StoreError::Conflict(format!("ledger entry {entry_id}"))
             }
             Role::Order { order } => StoreError::Conflict(format!("order {order}")),
-            Role::CouponCount { code } => StoreError::CouponLimit(code.display()),
+            Role::CouponCount { code } => StoreError::CouponLimit(code.clone()),
             Role::Guard | Role::Notification | Role::Plain => {
                 StoreError::Other("an unconditional item failed its condition".into())
             }
@@ -694,9 +692,9 @@ fn interpret(reasons: &[CancellationReason], roles: &[Role]) -> Cancelled {
             "transaction conflict ({summary})"
         )))
     } else if codes.iter().any(|c| super::errors::is_transient_code(c)) {
-        Cancelled::Error(StoreError::Unavailable(format!(
-            "transaction throttled ({summary})"
-        )))
+        Cancelled::Error(StoreError::Unavailable(
+            format!("transaction throttled ({summary})").into(),
+        ))
     } else {
         Cancelled::Error(StoreError::Other(format!(
             "transaction cancelled ({summary})"

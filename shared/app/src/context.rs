@@ -149,7 +149,7 @@ impl Context {
         let cached = self.cached(shop, now).await?;
         let program = cached
             .program
-            .ok_or_else(|| AppError::NoProgram(shop.to_string()))?;
+            .ok_or_else(|| AppError::NoProgram(shop.clone()))?;
         Ok(ShopProgram {
             shop: cached.shop,
             program: program.value,

@@ -1,33 +1,57 @@
 //! Errors of the use cases. The HTTP edge maps each variant to a status.
+//!
+//! Causes are kept, not flattened into text: a store failure is carried
+//! whole (`Store`, whose `Unavailable` keeps the service's own error as its
+//! source), and a ledger refusal keeps the core's error.
 
+use cashback_core::ids::ShopId;
 use cashback_core::ledger::LedgerError;
 use cashback_core::program::FieldError;
 
 use crate::store::StoreError;
 
+/// Why a use case did not do what it was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
+    /// No such shop. Holds what the caller named, which may not even parse
+    /// as a shop id (so it is answered the same as one that is not onboarded).
     #[error("unknown shop {0}")]
     UnknownShop(String),
+    /// The shop has not set up its program yet.
     #[error("shop {0} has no cashback program yet")]
-    NoProgram(String),
+    NoProgram(ShopId),
+    /// A request that cannot be done as asked.
     #[error("{0}")]
     Invalid(String),
+    /// A request whose fields are wrong, each with why.
     #[error("invalid fields")]
     InvalidFields(Vec<FieldError>),
+    /// What was asked for does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// The request conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// Too many attempts from one caller: retry after the given time.
     #[error("too many attempts; retry after {retry_after_seconds} s")]
-    RateLimited { retry_after_seconds: u64 },
+    RateLimited {
+        /// Seconds until a new attempt may succeed.
+        retry_after_seconds: u64,
+    },
+    /// The ledger refused the change.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Kept trying and lost every time to concurrent writers.
     #[error("gave up after {attempts} attempts: {last}")]
-    Contended { attempts: u32, last: String },
+    Contended {
+        /// How many times it tried.
+        attempts: u32,
+        /// The last conflict it lost.
+        last: String,
+    },
 }
 
 impl AppError {

@@ -283,6 +283,8 @@ async fn attempt_once(
         let again = store.read(shop, &ReadRequest::accounts(wanted)).await?;
         read.accounts.extend(again.accounts);
     }
+    // Handed back with the write: the counters move from the state read.
+    let accounts_read = read.accounts_read();
     let mut account = customer_id.as_ref().and_then(|id| read.accounts.remove(id));
     let mut code_change = None;
     if account.is_none() {
@@ -444,6 +446,7 @@ async fn attempt_once(
         }),
         coupon_uses: coupon_use_changes(&applied.buyer, &record.value, &read, customer.as_ref()),
         notifications: notices.iter().map(|n| n.key.clone()).collect(),
+        accounts_read,
     };
     match store.write(shop, writes).await {
         Ok(WriteOutcome::Committed) => Ok((EventOutcome::Applied { entries, emails: 0 }, notices)),

@@ -3,6 +3,9 @@
 //!
 //! # Layout
 //! - [`store`]: the Store port (one read, one transactional write per use case).
+//! - [`records`]: what the store keeps beside the ledger (shops, coupons, API keys).
+//! - [`sets`]: the read and write sets a use case hands the store.
+//! - [`reports`]: the running aggregates reports are made of.
 //! - [`notify`]: the Notifier port (customer emails).
 //! - [`platform_codes`]: the PlatformCodes port (the balance code kept on the
 //!   shop's platform) and the use case that syncs it.
@@ -33,11 +36,14 @@ pub mod notify;
 pub mod platform_codes;
 pub mod portal;
 pub mod preferences;
+pub mod records;
 pub mod referral;
+pub mod reports;
 mod requests;
 pub mod resend;
 mod retry;
 pub mod secret_ref;
+pub mod sets;
 pub mod store;
 
 pub use context::{AppConfig, CodeSource, Context};

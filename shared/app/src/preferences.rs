@@ -52,7 +52,10 @@ pub async fn set_reminders(
         }
         let mut account = found.value;
         account.reminders.unsubscribed = unsubscribed;
-        let writes = WriteSet::account(AccountWrite::new(program, account, found.version));
+        let writes = WriteSet {
+            accounts_read: read.accounts_read(),
+            ..WriteSet::account(AccountWrite::new(program, account, found.version))
+        };
         match ctx.store.write(shop, writes).await {
             Ok(WriteOutcome::Committed) => {
                 info!(shop = %shop, attempt, unsubscribed, "customer set reminder emails");

@@ -17,7 +17,11 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::store::ENV_SECRET_PREFIX;
+/// The prefix every `env:` secret reference must name a variable under:
+/// a shop's reference can then never point at another setting of the
+/// function (its AWS keys, the link secret, or a value anyone knows such as
+/// `AWS_REGION`, which would let anyone sign that shop's webhooks).
+pub const ENV_SECRET_PREFIX: &str = "CASHBACK_SECRET_";
 
 /// The longest SSM parameter name (SSM's own limit).
 pub const MAX_SSM_NAME: usize = 2048;

@@ -19,6 +19,7 @@
 //! - [`reminders`]: the reminder series.
 //! - [`bonuses`]: birthday, anniversary, win-back and milestone bonuses.
 //! - [`import`]: balances and codes moved over from another app, checked row by row.
+//! - [`due`]: when scheduled work (release, reminders, expiry) falls due.
 
 #![warn(missing_docs)]
 // Money is exact decimals here: a float anywhere in the rules is a bug.
@@ -26,6 +27,7 @@
 
 pub mod bonuses;
 pub mod coupon;
+pub mod due;
 pub mod earn;
 pub mod ids;
 pub mod import;

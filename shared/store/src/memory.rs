@@ -123,24 +123,6 @@ impl Tables {
     }
 }
 
-/// Where an account sits in the due indexes after a write.
-pub(crate) fn account_due(
-    account: &Account,
-    reminder_due_at: Option<DateTime<Utc>>,
-) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
-    let expiry = [account.next_expiry(), account.next_hold_expiry()]
-        .into_iter()
-        .flatten()
-        .min();
-    (reminder_due_at, expiry)
-}
-
-/// When an order's pending cashback (with any referral reward hanging on
-/// it) falls due, if it is still pending.
-pub(crate) fn order_due(record: &OrderRecord) -> Option<DateTime<Utc>> {
-    record.due_at()
-}
-
 #[async_trait::async_trait]
 impl Store for MemoryStore {
     async fn read(&self, shop: &ShopId, request: &ReadRequest) -> Result<ReadResult, StoreError> {
@@ -228,23 +210,12 @@ impl Store for MemoryStore {
                     write.account.customer
                 )));
             }
-            for (name, value) in [
-                ("available", write.account.available),
-                ("pending", write.account.pending),
-                ("debt", write.account.debt),
-            ] {
-                if value.is_negative() {
-                    return Err(StoreError::BalanceCondition(format!(
-                        "{name} of {}",
-                        write.account.customer
-                    )));
-                }
-            }
-            if write.account.held().amount() > write.account.available.amount() {
-                return Err(StoreError::BalanceCondition(format!(
-                    "held of {}",
-                    write.account.customer
-                )));
+            let account = &write.account;
+            let negative = [account.available, account.pending, account.debt]
+                .iter()
+                .any(|balance| balance.is_negative());
+            if negative || account.held().amount() > account.available.amount() {
+                return Err(StoreError::BalanceCondition(write.account.customer.clone()));
             }
             if let Some(change) = &write.code_change {
                 let owner = tables
@@ -291,7 +262,7 @@ impl Store for MemoryStore {
                 let coupon = tables.coupons.get(&(shop.clone(), change.code.clone()));
                 let uses = coupon.map(|c| c.value.uses).unwrap_or(0);
                 if change.limit_total.is_some_and(|limit| uses >= limit) {
-                    return Err(StoreError::CouponLimit(change.code.display()));
+                    return Err(StoreError::CouponLimit(change.code.clone()));
                 }
                 if let Some(limit) = change.limit_per_customer {
                     let mut keys_to_check = vec![UsageKey::Customer(change.customer.clone())];
@@ -303,20 +274,27 @@ impl Store for MemoryStore {
                             .copied()
                             .unwrap_or(0);
                         if count >= limit {
-                            return Err(StoreError::CouponLimit(change.code.display()));
+                            return Err(StoreError::CouponLimit(change.code.clone()));
                         }
                     }
                 }
             }
         }
 
-        // All conditions hold: apply. The aggregates first, while the
-        // accounts are still as the write found them.
+        // All conditions hold: apply. The aggregates first, from the
+        // accounts as the use case read them (the versions checked above
+        // are the ones it read), else as the write found them.
         let changes = aggregate_changes(&writes, |write| {
-            tables
-                .accounts
-                .get(&(shop.clone(), write.account.customer.clone()))
-                .map(|a| AccountStats::of(&a.value))
+            let customer = &write.account.customer;
+            writes
+                .accounts_read
+                .at(customer, write.expected_version)
+                .or_else(|| {
+                    tables
+                        .accounts
+                        .get(&(shop.clone(), customer.clone()))
+                        .map(|a| AccountStats::of(&a.value))
+                })
         });
         for change in changes.into_values() {
             for (day, figures) in change.days {
@@ -363,11 +341,13 @@ impl Store for MemoryStore {
                     .email_owners
                     .insert((shop.clone(), email.clone()), customer.clone());
             }
+            // Where the account sits in the due indexes: the times come
+            // with the write (decided by the core).
+            let (reminder_due, expiry_due) = (write.reminder_due_at, write.expiry_due_at());
             let ledger = tables.ledgers.entry(key.clone()).or_default();
             for entry in write.entries {
                 ledger.insert(keys::ledger_sort_key(&entry), entry);
             }
-            let (reminder_due, expiry_due) = account_due(&write.account, write.reminder_due_at);
             let item_key = keys::account_key(shop, &customer);
             let due_ref = |at: DateTime<Utc>| DueRef {
                 shop: shop.clone(),
@@ -391,9 +371,10 @@ impl Store for MemoryStore {
             );
         }
         if let Some(order) = writes.order {
+            let release_due = order.release_due_at();
             let record = order.record;
             let item_key = keys::order_key(shop, &record.order_id);
-            let due = order_due(&record).map(|at| DueRef {
+            let due = release_due.map(|at| DueRef {
                 shop: shop.clone(),
                 customer: record.customer.clone(),
                 order: Some(record.order_id.clone()),

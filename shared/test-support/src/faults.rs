@@ -82,7 +82,7 @@ impl Faults {
 }
 
 fn injected(what: &str) -> StoreError {
-    StoreError::Unavailable(format!("injected fault: {what}"))
+    StoreError::Unavailable(format!("injected fault: {what}").into())
 }
 
 impl Interceptor for Faults {

@@ -360,6 +360,7 @@ pub async fn adjust(
                         response: Some(stored),
                     }),
                     accounts: writes,
+                    accounts_read: AccountsRead::one(&account),
                     ..WriteSet::default()
                 },
             )
@@ -427,7 +428,11 @@ pub async fn regenerate_code(
                 referral_code: None,
             }),
         );
-        match ctx.store.write(shop, WriteSet::account(write)).await {
+        let writes = WriteSet {
+            accounts_read: AccountsRead::one(&account),
+            ..WriteSet::account(write)
+        };
+        match ctx.store.write(shop, writes).await {
             Ok(_) => {
                 info!(shop = %shop, customer = %customer, by = principal, "customer code regenerated");
                 return Ok(CustomerView::of(

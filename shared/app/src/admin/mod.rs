@@ -104,5 +104,5 @@ async fn current_program(ctx: &Context, shop: &ShopId) -> Result<Versioned<Progr
     ctx.store
         .get_program(shop)
         .await?
-        .ok_or_else(|| AppError::NoProgram(shop.to_string()))
+        .ok_or_else(|| AppError::NoProgram(shop.clone()))
 }

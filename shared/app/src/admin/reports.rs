@@ -194,27 +194,15 @@ impl Sums {
     }
 
     fn available(&self) -> Decimal {
-        DayFigures::KINDS
-            .iter()
-            .filter_map(|k| self.figures.kind(k))
-            .map(|k| k.available)
-            .sum()
+        self.figures.total(Metric::Available)
     }
 
     fn pending(&self) -> Decimal {
-        DayFigures::KINDS
-            .iter()
-            .filter_map(|k| self.figures.kind(k))
-            .map(|k| k.pending)
-            .sum()
+        self.figures.total(Metric::Pending)
     }
 
     fn debt(&self) -> Decimal {
-        DayFigures::KINDS
-            .iter()
-            .filter_map(|k| self.figures.kind(k))
-            .map(|k| k.debt)
-            .sum()
+        self.figures.total(Metric::Debt)
     }
 }
 

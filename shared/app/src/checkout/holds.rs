@@ -8,7 +8,7 @@ use cashback_core::redeem::{quote, CodeRefusal};
 
 use crate::context::Context;
 use crate::error::AppError;
-use crate::store::{AccountWrite, StoreError, Versioned, WriteOutcome, WriteSet};
+use crate::store::{AccountWrite, AccountsRead, StoreError, Versioned, WriteOutcome, WriteSet};
 
 use super::request::ValidateRequest;
 use super::validate::{CodeKind, Decide, Decided, Refusal, Validation};
@@ -25,6 +25,7 @@ pub(super) async fn balance_code(
 ) -> Result<Decided, AppError> {
     let program = decide.program;
     let now = decide.now;
+    let accounts_read = AccountsRead::one(&versioned);
     let mut account = versioned.value;
     // Expired holds no longer count, here and in what is written back.
     let expired = !account.expire_holds(now).is_empty();
@@ -84,7 +85,10 @@ pub(super) async fn balance_code(
     };
     if changed {
         // The reminder schedule is rewritten with the account: kept by the write.
-        let writes = WriteSet::account(AccountWrite::new(program, account, versioned.version));
+        let writes = WriteSet {
+            accounts_read,
+            ..WriteSet::account(AccountWrite::new(program, account, versioned.version))
+        };
         match ctx.store.write(shop, writes).await? {
             WriteOutcome::Committed => {}
             // No guard is set, so a duplicate means the store saw a stale write.

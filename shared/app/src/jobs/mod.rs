@@ -520,7 +520,10 @@ pub(crate) async fn mark_suppressed(
             return Ok(());
         }
         account.value.reminders.suppressed = true;
-        let write = WriteSet::account(AccountWrite::of(&program, account));
+        let write = WriteSet {
+            accounts_read: read.accounts_read(),
+            ..WriteSet::account(AccountWrite::of(&program, account))
+        };
         match ctx.store.write(shop, write).await {
             Ok(WriteOutcome::Committed) | Ok(WriteOutcome::Duplicate { .. }) => return Ok(()),
             Err(error) if error.is_conflict() => {
@@ -626,8 +629,8 @@ pub(crate) async fn walk_due(
 /// next query would fail too); anything else is this item's problem.
 pub(crate) fn item_error_is_fatal(error: &AppError) -> Option<StoreError> {
     match error {
-        AppError::Store(StoreError::Unavailable(message)) => {
-            Some(StoreError::Unavailable(message.clone()))
+        AppError::Store(StoreError::Unavailable(cause)) => {
+            Some(StoreError::Unavailable(cause.clone()))
         }
         _ => None,
     }

@@ -232,6 +232,7 @@ async fn commit_release(run: &Run<'_>, due: &DueRef) -> Result<Released, AppErro
         let Some(mut record) = read.order.take() else {
             return Ok(Released::AlreadyDone);
         };
+        let mut accounts_read = read.accounts_read();
         let Some(mut account) = read.accounts.remove(customer) else {
             return Err(AppError::NotFound(format!(
                 "account {customer} of order {order_id} in shop {}",
@@ -255,6 +256,9 @@ async fn commit_release(run: &Run<'_>, due: &DueRef) -> Result<Released, AppErro
             }
             None => None,
         };
+        if let Some(referrer) = &referrer {
+            accounts_read.add(referrer);
+        }
         let (applied, referred) = release_order(
             program,
             &mut account.value,
@@ -288,6 +292,7 @@ async fn commit_release(run: &Run<'_>, due: &DueRef) -> Result<Released, AppErro
                 expected_version: record.version,
             }),
             notifications: notices.iter().map(|n| n.key.clone()).collect(),
+            accounts_read,
             ..WriteSet::default()
         };
         match ctx.store.write(&due.shop, write).await {
@@ -345,8 +350,10 @@ async fn expire_one(
         )
         .map_err(cashback_core::ledger::LedgerError::from)?
         .negated();
-        let write =
-            WriteSet::account(AccountWrite::of(&program, account).with_entries(applied.entries));
+        let write = WriteSet {
+            accounts_read: read.accounts_read(),
+            ..WriteSet::account(AccountWrite::of(&program, account).with_entries(applied.entries))
+        };
         match ctx.store.write(&due.shop, write).await {
             Ok(_) => {
                 outcome.expired_accounts += 1;

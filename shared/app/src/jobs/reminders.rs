@@ -239,6 +239,7 @@ async fn record_position(run: &Run<'_>, due: &DueRef) -> Result<Recorded, AppErr
         };
         let write = WriteSet {
             notifications: vec![key],
+            accounts_read: read.accounts_read(),
             ..WriteSet::account(AccountWrite::of(program, account))
         };
         match ctx.store.write(&due.shop, write).await {

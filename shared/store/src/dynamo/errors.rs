@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::CancellationReason;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
-use cashback_app::store::StoreError;
+use cashback_app::store::{StoreError, Unreachable};
 
 /// Error codes (top level or in a cancellation reason) that mean "the
 /// service is busy or briefly broken": retry later.
@@ -49,16 +49,20 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let cause = DisplayErrorContext(&error).to_string();
+    let unavailable = |error| {
+        StoreError::Unavailable(Unreachable::caused_by(
+            format!("{operation}: {cause}"),
+            error,
+        ))
+    };
     match &error {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
-            StoreError::Unavailable(format!("{operation}: {cause}"))
-        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => unavailable(error),
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or_default();
             if is_conflict_code(code) {
                 StoreError::Conflict(format!("{operation}: {cause}"))
             } else if is_transient_code(code) || service.raw().status().is_server_error() {
-                StoreError::Unavailable(format!("{operation}: {cause}"))
+                unavailable(error)
             } else {
                 StoreError::Other(format!("{operation}: {cause}"))
             }
@@ -137,4 +141,26 @@ pub(crate) fn cancellation_reasons(
 /// A cancellation reason that says this item's condition did not hold.
 pub(crate) fn is_condition_failed(reason: &CancellationReason) -> bool {
     reason.code() == Some("ConditionalCheckFailed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::operation::get_item::GetItemError;
+
+    #[test]
+    fn an_unavailable_store_keeps_the_services_error_as_its_source() {
+        let error: SdkError<GetItemError, HttpResponse> =
+            SdkError::timeout_error("connect timed out after 3.1s");
+        let store = from_sdk("GetItem", error);
+        assert!(matches!(store, StoreError::Unavailable(_)), "{store:?}");
+        assert!(store.is_retryable());
+        assert!(store
+            .to_string()
+            .starts_with("store unavailable: GetItem: "));
+        let source = std::error::Error::source(&store).expect("the SDK's error is kept");
+        assert!(source
+            .downcast_ref::<SdkError<GetItemError, HttpResponse>>()
+            .is_some());
+    }
 }

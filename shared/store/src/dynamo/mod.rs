@@ -13,6 +13,7 @@
 //! holding an email are hashed, and a key holding a code is redacted before
 //! it reaches a message.
 
+mod aggregates;
 mod api_keys;
 mod attr;
 mod errors;
@@ -24,7 +25,7 @@ mod write;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::{
     ConsumedCapacity, Put, ReturnConsumedCapacity, ReturnValue,
@@ -38,6 +39,7 @@ use cashback_core::ids::{CustomerId, ShopId};
 use cashback_core::ledger::{Account, LedgerEntry};
 use cashback_core::program::Program;
 
+use aggregates::decode_aggregate;
 use attr::*;
 use errors::{conditional, from_sdk, Conditional};
 use items::*;
@@ -64,18 +66,7 @@ pub struct DynamoStore {
     counter: RequestCounter,
     /// Capacity units DynamoDB reported, in thousandths (atomics hold integers).
     capacity_milli: Arc<AtomicU64>,
-    /// The tier and earning orders of each account at the latest version
-    /// this store read or wrote: what the customer counters need of the
-    /// state a write replaces (see `write::stats_before`).
-    stats: Arc<Mutex<RememberedStats>>,
 }
-
-/// (shop, customer) -> (version, stats at that version).
-type RememberedStats = HashMap<(ShopId, CustomerId), (u64, AccountStats)>;
-
-/// Accounts whose stats are remembered, at most; past it the memory starts
-/// over (a miss only costs one read).
-const REMEMBERED_ACCOUNTS: usize = 50_000;
 
 /// A catalog import is written in BatchWriteItem requests of 25 (its limit).
 const BATCH_WRITE_ITEMS: usize = 25;
@@ -94,51 +85,7 @@ impl DynamoStore {
             table: table_name.into(),
             counter,
             capacity_milli: Arc::new(AtomicU64::new(0)),
-            stats: Arc::new(Mutex::new(HashMap::new())),
         }
-    }
-
-    pub(crate) fn remember(
-        &self,
-        shop: &ShopId,
-        customer: &CustomerId,
-        version: u64,
-        stats: AccountStats,
-    ) {
-        if let Ok(mut remembered) = self.stats.lock() {
-            if remembered.len() >= REMEMBERED_ACCOUNTS {
-                remembered.clear();
-            }
-            remembered.insert((shop.clone(), customer.clone()), (version, stats));
-        }
-    }
-
-    pub(crate) fn remember_stats(
-        &self,
-        shop: &ShopId,
-        customer: &CustomerId,
-        account: &Versioned<Account>,
-    ) {
-        self.remember(
-            shop,
-            customer,
-            account.version,
-            AccountStats::of(&account.value),
-        );
-    }
-
-    /// The remembered stats of an account, if remembered at exactly `version`.
-    pub(crate) fn remembered(
-        &self,
-        shop: &ShopId,
-        customer: &CustomerId,
-        version: u64,
-    ) -> Option<AccountStats> {
-        let remembered = self.stats.lock().ok()?;
-        remembered
-            .get(&(shop.clone(), customer.clone()))
-            .filter(|(at, _)| *at == version)
-            .map(|(_, stats)| *stats)
     }
 
     /// Builds the client from a loaded AWS config; `endpoint_url` overrides
@@ -773,10 +720,13 @@ impl Store for DynamoStore {
             while !pending.is_empty() {
                 if attempt > 0 {
                     if attempt >= 6 {
-                        return Err(StoreError::Unavailable(format!(
-                            "BatchWriteItem still left {} products unprocessed",
-                            pending.len()
-                        )));
+                        return Err(StoreError::Unavailable(
+                            format!(
+                                "BatchWriteItem still left {} products unprocessed",
+                                pending.len()
+                            )
+                            .into(),
+                        ));
                     }
                     tokio::time::sleep(read::backoff(attempt)).await;
                 }

@@ -154,9 +154,6 @@ impl DynamoStore {
                 }
             }
         }
-        for (customer, account) in &result.accounts {
-            self.remember_stats(shop, customer, account);
-        }
         Ok(result)
     }
 
@@ -199,10 +196,13 @@ impl DynamoStore {
                 "BatchGetItem left keys unprocessed (throttled); asking again"
             );
         }
-        Err(StoreError::Unavailable(format!(
-            "BatchGetItem still left {} keys unprocessed after {MAX_ATTEMPTS} attempts",
-            pending.len()
-        )))
+        Err(StoreError::Unavailable(
+            format!(
+                "BatchGetItem still left {} keys unprocessed after {MAX_ATTEMPTS} attempts",
+                pending.len()
+            )
+            .into(),
+        ))
     }
 }
 

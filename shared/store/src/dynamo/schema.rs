@@ -204,7 +204,7 @@ async fn wait_until_active(client: &Client, table_name: &str) -> Result<(), Stor
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    Err(StoreError::Unavailable(format!(
-        "table {table_name} did not become ACTIVE in 60 s"
-    )))
+    Err(StoreError::Unavailable(
+        format!("table {table_name} did not become ACTIVE in 60 s").into(),
+    ))
 }

@@ -33,6 +33,7 @@ use cashback_app::store::*;
 use cashback_core::ids::{Code, CustomerId, OrderId, ShopId};
 use cashback_core::money::Money;
 
+use super::aggregates::{counter_attributes, day_attributes};
 use super::attr::*;
 use super::errors::{cancellation_reasons, from_sdk, is_condition_failed, is_conflict_code};
 use super::items::*;
@@ -40,7 +41,6 @@ use super::read::usage_sk;
 use super::schema::{EXPIRY_INDEX, RELEASE_INDEX, REMINDER_INDEX};
 use super::DynamoStore;
 use crate::keys;
-use crate::memory::{account_due, order_due};
 
 /// TransactWriteItems takes at most 100 items.
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
@@ -165,7 +165,7 @@ fn account_items(
     let account = &write.account;
     let customer = &account.customer;
     let pk = keys::account_key(shop, customer);
-    let (reminder_due, expiry_due) = account_due(account, write.reminder_due_at);
+    let (reminder_due, expiry_due) = (write.reminder_due_at, write.expiry_due_at());
     let dues = [(REMINDER_INDEX, reminder_due), (EXPIRY_INDEX, expiry_due)];
     let held = account.held().amount();
     let refused = refused_locally(account);
@@ -373,7 +373,7 @@ fn order_item(
     item.insert(VERSION.into(), n_u64(write.expected_version + 1));
     // A Put replaces the whole item: leaving the index attributes out when
     // nothing is pending takes the order out of the release index.
-    if let Some(at) = order_due(record) {
+    if let Some(at) = write.release_due_at() {
         for (name, value) in due_attributes(RELEASE_INDEX, &pk, at) {
             item.insert(name.into(), s(value));
         }
@@ -495,16 +495,13 @@ fn aggregate_items(
         let pk = keys::aggregate_pk(shop, shard);
         let mut targets: Vec<(String, Vec<(String, AttributeValueOf)>)> = Vec::new();
         for (day, figures) in &change.days {
-            let fields = figures
-                .nonzero_fields()
+            let fields = day_attributes(figures)
                 .into_iter()
                 .map(|(name, value)| (name, AttributeValueOf::Decimal(value)))
                 .collect();
             targets.push((keys::aggregate_day_sk(*day), fields));
         }
-        let counts: Vec<(String, AttributeValueOf)> = change
-            .counts
-            .nonzero_fields()
+        let counts: Vec<(String, AttributeValueOf)> = counter_attributes(&change.counts)
             .into_iter()
             .map(|(name, value)| (name, AttributeValueOf::Int(value)))
             .collect();
@@ -660,12 +657,10 @@ fn interpret(reasons: &[CancellationReason], roles: &[Role]) -> Cancelled {
                 match stored {
                     // The version matched, so the balances refused the change.
                     Some(version) if *expected > 0 && version == *expected => {
-                        StoreError::BalanceCondition(format!("account {customer}"))
+                        StoreError::BalanceCondition(customer.clone())
                     }
                     // A new account refused while still absent: its own balances.
-                    None if *expected == 0 => {
-                        StoreError::BalanceCondition(format!("account {customer}"))
-                    }
+                    None if *expected == 0 => StoreError::BalanceCondition(customer.clone()),
                     _ => StoreError::Conflict(format!("account {customer}")),
                 }
             }
@@ -674,7 +669,7 @@ fn interpret(reasons: &[CancellationReason], roles: &[Role]) -> Cancelled {
                 StoreError::Conflict(format!("ledger entry {entry_id}"))
             }
             Role::Order { order } => StoreError::Conflict(format!("order {order}")),
-            Role::CouponCount { code } => StoreError::CouponLimit(code.display()),
+            Role::CouponCount { code } => StoreError::CouponLimit(code.clone()),
             Role::Guard | Role::Notification | Role::Plain => {
                 StoreError::Other("an unconditional item failed its condition".into())
             }
@@ -697,9 +692,9 @@ fn interpret(reasons: &[CancellationReason], roles: &[Role]) -> Cancelled {
             "transaction conflict ({summary})"
         )))
     } else if codes.iter().any(|c| super::errors::is_transient_code(c)) {
-        Cancelled::Error(StoreError::Unavailable(format!(
-            "transaction throttled ({summary})"
-        )))
+        Cancelled::Error(StoreError::Unavailable(
+            format!("transaction throttled ({summary})").into(),
+        ))
     } else {
         Cancelled::Error(StoreError::Other(format!(
             "transaction cancelled ({summary})"
@@ -739,14 +734,6 @@ impl DynamoStore {
             Ok(output) => {
                 self.record_capacity(output.consumed_capacity());
                 tracing::debug!(items, "transaction committed");
-                for write in &writes.accounts {
-                    self.remember(
-                        shop,
-                        &write.account.customer,
-                        write.expected_version + 1,
-                        AccountStats::of(&write.account),
-                    );
-                }
                 Ok(WriteOutcome::Committed)
             }
             Err(error) => {
@@ -778,11 +765,12 @@ impl DynamoStore {
     }
 
     /// Each existing account's tier and earning orders as of the version the
-    /// write expects, for the customer counters. Normally remembered from
-    /// the read that decided the write (no request); otherwise read here,
-    /// in one BatchGetItem. If that read finds another version, the
-    /// transaction's version condition refuses the write anyway, so the
-    /// counters can never be moved from a state the account was not in.
+    /// write expects, for the customer counters. Normally handed back by the
+    /// use case with the write, as it read them (no request); otherwise read
+    /// here, in one BatchGetItem. Either way the transaction's version
+    /// condition refuses the write unless the account is still at that
+    /// version, so the counters can never be moved from a state the account
+    /// was not in.
     async fn stats_before(
         &self,
         shop: &ShopId,
@@ -792,7 +780,7 @@ impl DynamoStore {
         let mut missing = Vec::new();
         for write in writes.accounts.iter().filter(|w| w.expected_version > 0) {
             let customer = &write.account.customer;
-            match self.remembered(shop, customer, write.expected_version) {
+            match writes.accounts_read.at(customer, write.expected_version) {
                 Some(stats) => {
                     before.insert(customer.clone(), stats);
                 }

@@ -948,6 +948,7 @@ async fn a_read_is_one_batch_get_and_a_write_one_transaction() {
                     limit_per_customer: Some(3),
                 }],
                 notifications: vec!["n".into()],
+                accounts_read: AccountsRead::default(),
             },
         )
         .await
@@ -965,6 +966,82 @@ async fn a_read_is_one_batch_get_and_a_write_one_transaction() {
         "capacity units reported: read + write = {}, the write alone = {}",
         store.consumed_capacity(),
         store.consumed_capacity() - capacity_before
+    );
+}
+
+/// The customer counters move from the account as it was: the use case
+/// hands back what it read with the write, so the store reads nothing more
+/// (however many accounts other containers touched), and the version
+/// condition still refuses a write whose account moved on since.
+#[tokio::test]
+async fn a_write_handing_back_what_was_read_moves_the_counters_without_another_read() {
+    let store = store_or_skip!("accounts-read");
+    let account = seeded(&store, "ann", "5.00").await;
+    let earned = |account: &Versioned<Account>| {
+        let mut next = account.value.clone();
+        next.orders_earned += 1;
+        next
+    };
+
+    let before = store.request_counts();
+    store
+        .write(
+            &shop(),
+            WriteSet {
+                accounts: vec![account_write(earned(&account), account.version, vec![])],
+                accounts_read: AccountsRead::one(&account),
+                ..WriteSet::default()
+            },
+        )
+        .await
+        .unwrap();
+    let spent = delta(&store.request_counts(), &before);
+    assert_eq!((spent.reads, spent.writes), (0, 1), "{spent:?}");
+    let counts = store
+        .aggregates(&shop(), t0().date_naive())
+        .await
+        .unwrap()
+        .counts;
+    assert_eq!((counts.customers, counts.earners), (1, 1));
+
+    // Handed back at a version the account has left: refused, counters kept.
+    let error = store
+        .write(
+            &shop(),
+            WriteSet {
+                accounts: vec![account_write(earned(&account), account.version, vec![])],
+                accounts_read: AccountsRead::one(&account),
+                ..WriteSet::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
+
+    // A write that does not say what it read costs one read of the account.
+    let current = read_account(&store, "ann").await.unwrap();
+    let before = store.request_counts();
+    store
+        .write(
+            &shop(),
+            accounts(vec![account_write(
+                earned(&current),
+                current.version,
+                vec![],
+            )]),
+        )
+        .await
+        .unwrap();
+    let spent = delta(&store.request_counts(), &before);
+    assert_eq!((spent.reads, spent.writes), (1, 1), "{spent:?}");
+    let counts = store
+        .aggregates(&shop(), t0().date_naive())
+        .await
+        .unwrap()
+        .counts;
+    assert_eq!(
+        (counts.customers, counts.earners, counts.repeaters),
+        (1, 1, 1)
     );
 }
 

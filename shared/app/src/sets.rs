@@ -1,0 +1,251 @@
+//! The read and write sets: what a use case asks for in its ONE
+//! [`Store::read`](crate::store::Store::read), what it finds, and
+//! everything its decision changed, committed in ONE
+//! [`Store::write`](crate::store::Store::write).
+//!
+//! Re-exported from [`crate::store`], so `cashback_app::store::WriteSet`
+//! keeps working.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use cashback_core::ids::{Code, CustomerId, Email, OrderId, ProductId};
+use cashback_core::ledger::{Account, LedgerEntry};
+use cashback_core::orders::OrderRecord;
+
+use crate::records::{CatalogProduct, CouponRecord, UsageKey, Versioned};
+use crate::reports::AccountStats;
+
+/// What a use case wants in its single read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadRequest {
+    /// The order to read, if any.
+    pub order: Option<OrderId>,
+    /// The accounts to read.
+    pub accounts: Vec<CustomerId>,
+    /// The coupons to read, by code.
+    pub coupons: Vec<Code>,
+    /// Coupon use counters to read.
+    pub coupon_uses: Vec<(Code, UsageKey)>,
+    /// Balance codes to resolve to the customer they belong to. A code its
+    /// owner has replaced still resolves (an order placed with it is still
+    /// theirs to pay); the owner's account names the current one.
+    pub code_owners: Vec<Code>,
+    /// Referral codes to resolve to the customer who shares them. A
+    /// separate index from balance codes: one never reads as the other.
+    pub referral_owners: Vec<Code>,
+    /// Emails to resolve to the customer (the latest account using it).
+    pub email_owners: Vec<Email>,
+    /// Products to look up in the imported catalog (to enrich order lines
+    /// with collections and compare-at prices in the same read).
+    pub products: Vec<ProductId>,
+    /// Rate-limit counters (as
+    /// [`Store::increment_counter`](crate::store::Store::increment_counter)
+    /// names them) to read with the rest: a limit checked at no extra round
+    /// trip.
+    pub counters: Vec<String>,
+}
+
+/// What a single read found: only what exists is in it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadResult {
+    /// The order, if it exists.
+    pub order: Option<Versioned<OrderRecord>>,
+    /// The requested accounts that exist.
+    pub accounts: HashMap<CustomerId, Versioned<Account>>,
+    /// The requested coupons that exist.
+    pub coupons: HashMap<Code, Versioned<CouponRecord>>,
+    /// Each requested coupon use counter (0 for one never counted).
+    pub coupon_uses: HashMap<(Code, UsageKey), u32>,
+    /// The balance codes that have an owner, and who.
+    pub code_owners: HashMap<Code, CustomerId>,
+    /// The referral codes that have an owner, and who.
+    pub referral_owners: HashMap<Code, CustomerId>,
+    /// The emails that have an owner, and who.
+    pub email_owners: HashMap<Email, CustomerId>,
+    /// The requested products the catalog knows.
+    pub products: HashMap<ProductId, CatalogProduct>,
+    /// Each requested counter's count (0 for one never incremented).
+    pub counters: HashMap<String, u64>,
+}
+
+impl ReadResult {
+    /// What the customer counters need of every account read, at the
+    /// version read: to hand back with the write ([`WriteSet::accounts_read`]).
+    pub fn accounts_read(&self) -> AccountsRead {
+        let mut read = AccountsRead::default();
+        for account in self.accounts.values() {
+            read.add(account);
+        }
+        read
+    }
+}
+
+/// What the customer counters need (tier, earning orders) of the accounts
+/// a use case read, each at the version it was read at.
+///
+/// A write hands it back so the adapter moves the counters from the state
+/// the write replaces without reading the accounts again: the write's
+/// version condition on each account makes sure that state is still the
+/// stored one when the write commits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountsRead {
+    accounts: HashMap<CustomerId, Versioned<AccountStats>>,
+}
+
+impl AccountsRead {
+    /// One account, as read.
+    pub fn one(account: &Versioned<Account>) -> AccountsRead {
+        let mut read = AccountsRead::default();
+        read.add(account);
+        read
+    }
+
+    /// Records an account as read (before the decision changes it).
+    pub fn add(&mut self, account: &Versioned<Account>) {
+        self.accounts.insert(
+            account.value.customer.clone(),
+            Versioned {
+                value: AccountStats::of(&account.value),
+                version: account.version,
+            },
+        );
+    }
+
+    /// The account's stats if it was read at exactly `version`.
+    pub fn at(&self, customer: &CustomerId, version: u64) -> Option<AccountStats> {
+        self.accounts
+            .get(customer)
+            .filter(|read| read.version == version)
+            .map(|read| read.value)
+    }
+}
+
+/// The new state of an account and the entries that got it there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountWrite {
+    /// The account as the decision left it.
+    pub account: Account,
+    /// The version read; 0 to create the account.
+    pub expected_version: u64,
+    /// The ledger entries the decision made (immutable once written).
+    pub entries: Vec<LedgerEntry>,
+    /// When the next reminder is due (the program decides), or None.
+    pub reminder_due_at: Option<DateTime<Utc>>,
+    /// The account's code changes: the new code must be free; the old one
+    /// stops working at checkout but stays its owner's in the index, so an
+    /// order already placed with it is still charged to them.
+    pub code_change: Option<CodeChange>,
+}
+
+impl AccountWrite {
+    /// When the account next has balance or holds to expire (the core
+    /// decides, from the account written), or None.
+    pub fn expiry_due_at(&self) -> Option<DateTime<Utc>> {
+        cashback_core::due::expiry(&self.account)
+    }
+}
+
+/// A new balance code for an account (and its referral code with it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeChange {
+    /// The code the account gets; must be free or already its own.
+    pub new_code: Code,
+    /// The code it replaces, if any.
+    pub old_code: Option<Code>,
+    /// A referral code to claim for the account (must be free in the
+    /// referral index; claiming it again for the same account is a no-op).
+    pub referral_code: Option<Code>,
+}
+
+/// The new state of an order record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderWrite {
+    /// The record as the decision left it.
+    pub record: OrderRecord,
+    /// The version read; 0 to create the record.
+    pub expected_version: u64,
+}
+
+impl OrderWrite {
+    /// When the order's pending cashback falls due for release (the core
+    /// decides, from the record written), or None when nothing is pending.
+    pub fn release_due_at(&self) -> Option<DateTime<Utc>> {
+        cashback_core::due::release(&self.record)
+    }
+}
+
+/// One use of a coupon taken (+1) or given back (-1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CouponUseChange {
+    /// The coupon's code.
+    pub code: Code,
+    /// The customer whose use it is.
+    pub customer: CustomerId,
+    /// The customer's email, counted too when known.
+    pub email: Option<Email>,
+    /// +1 for a use taken, -1 for one given back.
+    pub delta: i32,
+    /// Limits checked by the store on +1, so two orders racing for the last
+    /// use cannot both get it.
+    pub limit_total: Option<u32>,
+    /// The most uses one customer (or email) may have, checked on +1.
+    pub limit_per_customer: Option<u32>,
+}
+
+/// A guard makes a write happen at most once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    /// The business key of the effect (e.g. the platform event's).
+    pub key: String,
+    /// When the guard may be forgotten (DynamoDB TTL).
+    pub expires_at: DateTime<Utc>,
+    /// Stored with the guard and handed back on a duplicate (e.g. the first
+    /// response to an idempotent API call).
+    pub response: Option<String>,
+}
+
+/// Everything one decision changed: committed all together or not at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteSet {
+    /// Makes the write happen at most once, if given.
+    pub guard: Option<Guard>,
+    /// The accounts changed (at most one write per account).
+    pub accounts: Vec<AccountWrite>,
+    /// The order changed, if any.
+    pub order: Option<OrderWrite>,
+    /// Coupon uses taken or given back.
+    pub coupon_uses: Vec<CouponUseChange>,
+    /// Emails recorded as sent by this change (each key at most once; a key
+    /// already recorded fails the write as a duplicate).
+    pub notifications: Vec<String>,
+    /// The accounts as the use case read them, for the customer counters.
+    /// An updated account missing here (or read at another version than
+    /// the write expects) costs the adapter one read of it.
+    pub accounts_read: AccountsRead,
+}
+
+impl WriteSet {
+    /// Nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.guard.is_none()
+            && self.accounts.is_empty()
+            && self.order.is_none()
+            && self.coupon_uses.is_empty()
+            && self.notifications.is_empty()
+    }
+}
+
+/// How a write ended, when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Everything was written.
+    Committed,
+    /// The guard (or a notification key) existed: nothing was written.
+    /// Carries the guard's stored response, if any.
+    Duplicate {
+        /// The guard's stored response, if any.
+        response: Option<String>,
+    },
+}

@@ -82,20 +82,27 @@ pub fn shop_keys(shop: &Shop, stored: &[ApiKeyRecord]) -> Vec<ApiKeyRecord> {
 /// Why a request's key is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyRefusal {
+    /// No key came with the request.
     #[error("an API key is required (Authorization: Bearer ...)")]
     Missing,
+    /// No key of this shop has that value (it may be another shop's).
     #[error("the API key is not valid for this shop")]
     Unknown,
+    /// The key was revoked; it stays refused.
     #[error("the API key was revoked")]
     Revoked,
+    /// The key is genuine but lacks the scope this request needs.
     #[error("the API key may not be used for this ({})", .0.as_str())]
     NotAllowed(KeyScope),
 }
 
+/// Why a request could not be authenticated.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
+    /// The key is refused: answer 401 or 403.
     #[error(transparent)]
     Refused(KeyRefusal),
+    /// The shop's keys could not be read: answer 5xx, the key may be good.
     #[error(transparent)]
     Failed(#[from] AppError),
 }
@@ -103,7 +110,9 @@ pub enum AuthError {
 /// The key a request was accepted with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authenticated {
+    /// The id of the accepted key (not the key itself), for logs and last use.
     pub key_id: String,
+    /// What the key may do.
     pub scopes: Vec<KeyScope>,
 }
 
@@ -236,25 +245,36 @@ async fn record_use(
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
+    /// The merchant's label for the key (`checkout widget`).
     pub name: String,
+    /// What the key may do; at least one scope.
     pub scopes: Vec<KeyScope>,
 }
 
 /// A key as the admin API shows it: never the key, never its hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KeyView {
+    /// The key's id, to name it when revoking.
     pub key_id: String,
+    /// The merchant's label for the key.
     pub name: String,
+    /// What the key may do.
     pub scopes: Vec<KeyScope>,
     /// The key's first characters.
     pub hint: String,
+    /// When the key was created.
     pub created_at: DateTime<Utc>,
+    /// Who created it (the admin principal); None for the original key.
     pub created_by: Option<String>,
+    /// When it was last used, written at most every
+    /// [`LAST_USED_EVERY_SECONDS`] per container, so up to that much stale.
     pub last_used_at: Option<DateTime<Utc>>,
+    /// When it was revoked; None while it works.
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
 impl KeyView {
+    /// The view of a stored key.
     pub fn of(record: &ApiKeyRecord) -> KeyView {
         KeyView {
             key_id: record.key_id.clone(),
@@ -272,8 +292,10 @@ impl KeyView {
 /// A key just created: the only time the key itself is shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CreatedKey {
+    /// The key's record.
     #[serde(flatten)]
     pub key: KeyView,
+    /// The key itself, shown this once and never again: only its hash is stored.
     pub api_key: String,
 }
 

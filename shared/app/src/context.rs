@@ -30,12 +30,15 @@ pub const MAX_UNKNOWN_SHOPS: usize = 10_000;
 /// Random bytes for new customer codes. Production uses the OS CSPRNG;
 /// tests can pass a deterministic source.
 pub trait CodeSource: Send + Sync {
+    /// Fills a new code's random part; every call must give fresh,
+    /// unpredictable bytes (a guessable code is someone's balance).
     fn random_code_bytes(&self) -> [u8; GENERATED_CODE_LENGTH];
 }
 
 /// Printed before every referral code.
 pub const REFERRAL_CODE_PREFIX: &str = "REF";
 
+/// The settings every use case reads, from the function's environment.
 #[derive(Debug, Clone)]
 pub struct AppConfig {
     /// Printed before every generated customer code ("CB-...").
@@ -71,11 +74,17 @@ impl Default for AppConfig {
 /// agrees on the time.
 pub type NowSource = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
+/// What every use case is handed: the ports, the configuration and the warm
+/// container's caches. Cheap to clone (every part is shared).
 #[derive(Clone)]
 pub struct Context {
+    /// Accounts, ledgers, shops and programs, written atomically per use case.
     pub store: Arc<dyn Store>,
+    /// Sends the customer emails.
     pub notifier: Arc<dyn Notifier>,
+    /// Random bytes for new customer codes.
     pub codes: Arc<dyn CodeSource>,
+    /// The settings read at start-up.
     pub config: Arc<AppConfig>,
     cache: Arc<Mutex<HashMap<ShopId, CachedShop>>>,
     clock: NowSource,
@@ -99,11 +108,14 @@ struct CachedShop {
 /// A shop with the program in force.
 #[derive(Debug, Clone)]
 pub struct ShopProgram {
+    /// The shop's record.
     pub shop: Shop,
+    /// The program in force for the shop now.
     pub program: Program,
 }
 
 impl Context {
+    /// A context over these ports, with empty caches, reading the wall clock.
     pub fn new(
         store: Arc<dyn Store>,
         notifier: Arc<dyn Notifier>,

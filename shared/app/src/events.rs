@@ -45,11 +45,20 @@ pub const EVENT_GUARD_DAYS: i64 = 35;
 pub enum EventOutcome {
     /// The ledger changed (or the event was recorded for later, e.g. a
     /// refund before its order).
-    Applied { entries: usize, emails: usize },
+    Applied {
+        /// Ledger entries written.
+        entries: usize,
+        /// Customer emails sent after the commit (a failed send is logged,
+        /// not counted).
+        emails: usize,
+    },
     /// This event was applied before; nothing changed.
     Duplicate,
     /// Nothing to do: an order with no customer, a shop test order...
-    Ignored { reason: String },
+    Ignored {
+        /// Why, for the logs.
+        reason: String,
+    },
 }
 
 /// Applies one order event for a shop.

@@ -22,6 +22,7 @@
 //! - [`error`]: the use cases' errors.
 //! - [`secret_ref`]: where a shop's webhook secrets live, parsed once.
 //! - `retry`: the attempts of a read-decide-write that lost to another writer.
+#![warn(missing_docs)]
 
 pub mod admin;
 pub mod api_keys;

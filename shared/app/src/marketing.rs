@@ -45,7 +45,9 @@ pub const MAX_PREFIX_LEN: usize = 32;
 pub enum PropertyValue {
     /// An amount, sent as a number so segments can compare it.
     Amount(Decimal),
+    /// A whole number (a count, or a 0/1 flag such as `pending`).
     Integer(i64),
+    /// A string (a code, a tier's name, an order's name, a currency code).
     Text(String),
     /// A moment, sent as ISO 8601 (the tool recognises it as a date).
     Time(DateTime<Utc>),
@@ -68,13 +70,16 @@ impl PropertyValue {
     }
 }
 
+/// Property or event field names, already named for the shop, and their values.
 pub type Properties = BTreeMap<String, PropertyValue>;
 
 /// Who a profile or an event belongs to on the tool's side: the email
 /// address (the identifier every store integration of the tool shares).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProfileRef {
+    /// The customer's address: the profile's identifier on the tool's side.
     pub email: Email,
+    /// The account's customer id, also sent so the merchant can match profiles.
     pub customer: CustomerId,
 }
 
@@ -82,22 +87,31 @@ pub struct ProfileRef {
 /// late or repeated push is harmless).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProfileUpdate {
+    /// Whose profile is set.
     pub profile: ProfileRef,
+    /// The values to set; properties not listed are left untouched.
     pub properties: Properties,
 }
 
 /// The metrics the engine records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Metric {
+    /// Cashback was earned on an order (pending, or issued at once).
     CashbackEarned,
+    /// Pending cashback was released and can be spent now.
     CashbackReady,
+    /// A balance reminder of the series fell due.
     ReminderDue,
+    /// A refund or cancellation took cashback back.
     CashbackClawedBack,
+    /// The customer moved up to a higher tier.
     TierUpgraded,
+    /// Part of the balance expires soon (sent a set number of hours before).
     CashbackExpiring,
 }
 
 impl Metric {
+    /// Every metric, in a fixed order (to list them, or to create them on the tool).
     pub const ALL: [Metric; 6] = [
         Metric::CashbackEarned,
         Metric::CashbackReady,
@@ -124,11 +138,15 @@ impl Metric {
 /// id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MarketingEvent {
+    /// Which metric the event counts under (the trigger of the merchant's flows).
     pub metric: Metric,
+    /// Whose event it is.
     pub profile: ProfileRef,
+    /// The event's fields (order, code, amounts, dates), for the flow's template.
     pub properties: Properties,
     /// The amount the event is about (the tool's `value`), when it has one.
     pub value: Option<Money>,
+    /// When it happened: the time the change committed, not the time it is pushed.
     pub time: DateTime<Utc>,
     /// The notice's key: the tool records an id once per profile and metric.
     pub unique_id: String,
@@ -140,25 +158,34 @@ pub struct MarketingEvent {
 pub enum MarketingError {
     /// The tool's rate limit: nothing applied, retry after this long.
     #[error("rate limited by the marketing tool; retry after {retry_after:?}")]
-    RateLimited { retry_after: Duration },
+    RateLimited {
+        /// How long the tool asked to wait before the next call.
+        retry_after: Duration,
+    },
     /// A timeout, a 5xx, a dropped connection: retrying may succeed (and is
     /// safe: profiles are set absolutely, events carry their unique id).
     #[error("marketing tool call failed: {message}")]
     Transient {
+        /// What failed, for the logs.
         message: String,
+        /// The underlying error, when there is one.
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// The tool refused the request, with its reason: retrying the same
     /// request cannot succeed.
     #[error("the marketing tool refused the request: {reason}")]
-    Rejected { reason: String },
+    Rejected {
+        /// The tool's reason, as it gave it.
+        reason: String,
+    },
     /// The key was refused, or lacks the scope the call needs.
     #[error("the marketing tool refused the key")]
     Unauthorized,
 }
 
 impl MarketingError {
+    /// A transient failure without an underlying error.
     pub fn transient(message: impl Into<String>) -> MarketingError {
         MarketingError::Transient {
             message: message.into(),
@@ -215,10 +242,12 @@ pub enum EmailChannel {
 }
 
 impl EmailChannel {
+    /// The engine sends the customer emails itself, through SES.
     pub fn sends_ses(&self) -> bool {
         matches!(self, EmailChannel::Ses | EmailChannel::Both)
     }
 
+    /// The engine records events, so the merchant's own flows can send the emails.
     pub fn sends_events(&self) -> bool {
         matches!(self, EmailChannel::Klaviyo | EmailChannel::Both)
     }
@@ -229,10 +258,14 @@ impl EmailChannel {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MarketingSettings {
+    /// Put before every figure's name (`cashback_` unless set); checked by
+    /// [`MarketingSettings::validate`].
     #[serde(default = "default_prefix")]
     pub prefix: String,
+    /// Whether the figures Onward had keep Onward's names.
     #[serde(default)]
     pub naming: PropertyNaming,
+    /// Whether emails go through SES, the tool's flows, or both.
     #[serde(default)]
     pub email_channel: EmailChannel,
 }
@@ -251,12 +284,17 @@ impl Default for MarketingSettings {
     }
 }
 
+/// Why a shop's marketing settings were refused; nothing is saved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingsError {
+    /// The prefix is empty or longer than [`MAX_PREFIX_LEN`].
     #[error("prefix: must be 1 to {MAX_PREFIX_LEN} characters")]
     PrefixLength,
+    /// The prefix does not start with a letter, or holds more than `a-z`,
+    /// `0-9` and `_`.
     #[error("prefix: must start with a letter and hold only a-z, 0-9 and _")]
     PrefixCharacters,
+    /// The prefix is Onward's own `onward_`.
     #[error("prefix: `onward_` is Onward's; choose the onward_compatible naming instead")]
     PrefixTaken,
 }
@@ -299,17 +337,27 @@ impl MarketingSettings {
 /// The figures pushed as profile properties.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Figure {
+    /// The spendable balance, checkouts' holds included (an amount in the
+    /// account's currency, never negative).
     Balance,
+    /// Cashback earned on orders and not released yet (never negative).
     Pending,
+    /// All cashback ever credited, net of clawbacks.
     LifetimeIssued,
+    /// All balance ever spent at checkout, net of restores.
     LifetimeUsed,
+    /// The customer's balance code, as typed at checkout (cleared when none).
     Code,
+    /// The name of the customer's tier (cleared when none).
     Tier,
+    /// The earliest release of the account's pending orders (cleared when none).
     NextReleaseDate,
+    /// The account's ISO 4217 currency code (`EUR`), for the amounts above.
     Currency,
 }
 
 impl Figure {
+    /// Every figure, in the order they are pushed.
     pub const ALL: [Figure; 8] = [
         Figure::Balance,
         Figure::Pending,
@@ -531,10 +579,14 @@ pub enum PushOutcome {
     NoEmail,
 }
 
+/// Why a profile push failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
+    /// The shop's program or the account could not be read.
     #[error(transparent)]
     App(#[from] AppError),
+    /// The marketing tool did not take the call; see
+    /// [`MarketingError::is_retryable`].
     #[error(transparent)]
     Marketing(#[from] MarketingError),
 }

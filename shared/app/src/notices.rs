@@ -16,13 +16,19 @@ use cashback_core::program::{EmailText, Program};
 use crate::context::Context;
 use crate::notify::{Branding, Notification, NotificationKind};
 
+/// An email a committed change calls for, decided with the change and not
+/// yet rendered: what to tell whom, and its once-only key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
     /// Unique per email; recorded before sending.
     pub key: String,
+    /// The shop the account belongs to.
     pub shop: ShopId,
+    /// The account's customer.
     pub customer: CustomerId,
+    /// The address the account holds now.
     pub to: Email,
+    /// What the email says.
     pub kind: NotificationKind,
 }
 
@@ -181,6 +187,9 @@ pub fn notices_for(
 }
 
 impl Notice {
+    /// The email ready for the Notifier: the merchant's subject and preview
+    /// text for its kind (or the reminder position's), the shop's branding and a
+    /// signed unsubscribe link.
     pub fn into_notification(
         self,
         ctx: &Context,
@@ -259,6 +268,8 @@ pub fn verify_unsubscribe(
     mac.verify_slice(&given).is_ok()
 }
 
+/// The signed link that turns the customer's reminders off, under the
+/// current link secret; it does not expire.
 pub fn unsubscribe_url(ctx: &Context, shop: &ShopId, customer: &CustomerId) -> String {
     format!(
         "{}/v1/shops/{}/customers/{}/unsubscribe?sig={}",

@@ -12,14 +12,20 @@ use serde::{Deserialize, Serialize};
 use cashback_core::ids::{Code, Email, ShopId};
 use cashback_core::money::Money;
 
+/// One email to one customer, ready for the Notifier: who it goes to, the
+/// shop's branding, and what it says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notification {
     /// Unique per email the customer should receive, e.g.
     /// `ready:{shop}:{customer}:{order}`; the same key is never sent twice.
     pub idempotency_key: String,
+    /// The shop the customer belongs to (the sender and the template's shop).
     pub shop: ShopId,
+    /// The customer's address.
     pub to: Email,
+    /// Names and texts the merchant set for the shop's emails.
     pub branding: Branding,
+    /// What the email says, with its figures.
     pub kind: NotificationKind,
     /// Signed link that stops reminder emails; also sent as List-Unsubscribe.
     pub unsubscribe_url: Option<String>,
@@ -30,50 +36,76 @@ pub struct Notification {
 pub struct Branding {
     /// The program's display name ("CashBack" unless renamed).
     pub display_name: String,
+    /// The shop's name, as shown in the email.
     pub shop_name: String,
+    /// The shop's web address, linked from the email when set.
     pub shop_url: Option<String>,
     /// Merchant's subject and preview text, replacing the template's defaults.
     pub subject: Option<String>,
+    /// The line inboxes show after the subject, replacing the template's.
     pub preview_text: Option<String>,
 }
 
+/// What an email tells the customer. Amounts are in the account's currency
+/// and never negative; a template shows them as they are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum NotificationKind {
     /// Cashback earned on an order; pending until `release_at` (None when
     /// issued at once).
     Earned {
+        /// The order's cashback, net of what the same change took back.
         amount: Money,
+        /// The order's name on the platform (`#1001`).
         order_name: String,
+        /// When it becomes spendable; None when credited at once.
         release_at: Option<DateTime<Utc>>,
+        /// The customer's balance code, when they have one yet.
         code: Option<Code>,
     },
     /// Pending cashback released: it can be spent now.
     Ready {
+        /// What became spendable (the release less the debt it paid).
         amount: Money,
+        /// The spendable balance after the release.
         balance: Money,
+        /// The customer's balance code, to type at checkout.
         code: Code,
     },
     /// Reminder `position` (0..6) of the series, while balance is left.
     Reminder {
+        /// The reminder's place in the program's series (its texts live there).
         position: u8,
+        /// The spendable balance the reminder is about (more than zero).
         balance: Money,
+        /// The customer's balance code, to type at checkout.
         code: Code,
+        /// When the oldest part of the balance expires, if it can.
         expires_at: Option<DateTime<Utc>>,
     },
     /// A refund or cancellation took cashback back.
     ClawedBack {
+        /// Cashback this change took back, positive; includes `debt`.
         amount: Money,
+        /// The order's name on the platform (`#1001`).
         order_name: String,
+        /// The spendable balance after the clawback.
         balance: Money,
         /// What could not be taken and will come out of future cashback.
         debt: Money,
     },
     /// The customer reached a new tier.
-    TierUpgraded { tier_name: String, percent: String },
+    TierUpgraded {
+        /// The new tier's name.
+        tier_name: String,
+        /// The new tier's cashback rate, in percent as shown (`7.5`).
+        percent: String,
+    },
 }
 
 impl NotificationKind {
+    /// The kind's stable name (`earned`, `ready`, `reminder`, `clawed_back`,
+    /// `tier_upgraded`): in keys, logs and template names.
     pub fn name(&self) -> &'static str {
         match self {
             NotificationKind::Earned { .. } => "earned",
@@ -92,6 +124,7 @@ pub struct Sent {
     pub message_id: String,
 }
 
+/// Why an email was not sent.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
     /// The provider asked us to slow down; try again later.
@@ -109,12 +142,18 @@ pub enum NotifyError {
 }
 
 impl NotifyError {
+    /// Trying the same email again later may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, NotifyError::Throttled | NotifyError::Unavailable(_))
     }
 }
 
+/// Sends the customers' emails (SES, or a local outbox folder).
 #[async_trait::async_trait]
 pub trait Notifier: Send + Sync {
+    /// Sends one email now. It does not deduplicate: callers record the
+    /// `idempotency_key` in the store first, so each key is sent at most once.
+    /// The error says whether a later try may succeed
+    /// ([`NotifyError::is_retryable`]).
     async fn send(&self, notification: &Notification) -> Result<Sent, NotifyError>;
 }

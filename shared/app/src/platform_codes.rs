@@ -25,11 +25,14 @@ use crate::store::ReadRequest;
 /// The code as the platform holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodeState {
+    /// The code as customers type it.
     pub code: Code,
     /// The platform's own id (a Shopify `DiscountCodeNode` GID, a
     /// WooCommerce coupon id).
     pub platform_id: String,
+    /// The fixed discount the code gives, in the shop's currency.
     pub amount: Money,
+    /// Whether the platform accepts the code at checkout now.
     pub active: bool,
     /// Whether the engine made it (its title or description carries the
     /// engine's mark): a code the merchant made by hand is never changed.
@@ -39,7 +42,9 @@ pub struct CodeState {
 /// What [`PlatformCodes::put`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PutOutcome {
+    /// The platform had no such code; it holds this one now.
     Created(CodeState),
+    /// The platform's code now holds the desired state.
     Updated(CodeState),
     /// The code is inactive and the platform has none: nothing to create.
     NotNeeded,
@@ -51,19 +56,27 @@ pub enum PutOutcome {
 pub enum PlatformError {
     /// The platform's rate limit: retry after this long.
     #[error("throttled by the platform; retry after {retry_after:?}")]
-    Throttled { retry_after: Duration },
+    Throttled {
+        /// How long the platform asked to wait before the next call.
+        retry_after: Duration,
+    },
     /// A timeout, a 5xx, a dropped connection: retrying may succeed. The
     /// platform may or may not have applied the call.
     #[error("platform call failed: {message}")]
     Transient {
+        /// What failed, for the logs.
         message: String,
+        /// The underlying error, when there is one.
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// The platform refused the request, with its own reason (a
     /// validation error): retrying the same request cannot succeed.
     #[error("the platform refused the code: {reason}")]
-    Rejected { reason: String },
+    Rejected {
+        /// The platform's reason, as it gave it.
+        reason: String,
+    },
     /// The credentials were refused (after one refresh where the adapter
     /// can refresh them).
     #[error("the platform refused the credentials")]
@@ -74,6 +87,7 @@ pub enum PlatformError {
 }
 
 impl PlatformError {
+    /// A transient failure without an underlying error.
     pub fn transient(message: impl Into<String>) -> PlatformError {
         PlatformError::Transient {
             message: message.into(),
@@ -110,10 +124,13 @@ pub trait PlatformCodes: Send + Sync {
 /// How long and how often [`sync_customer_code`] retries.
 #[derive(Debug, Clone)]
 pub struct SyncPolicy {
+    /// Platform calls at most, the first included; then [`SyncError::Platform`].
     pub max_attempts: u32,
     /// Wait before the second attempt after a transient failure; doubled
     /// after each further one, up to `max_backoff`.
     pub base_backoff: Duration,
+    /// The longest wait between two attempts, a platform's `retry_after`
+    /// included (a longer one is cut to this).
     pub max_backoff: Duration,
 }
 
@@ -141,19 +158,26 @@ pub enum SyncOutcome {
 /// What a sync set on the platform.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Synced {
+    /// The state the code was brought to, derived from the account.
     pub desired: DesiredCode,
+    /// What the platform did.
     pub outcome: PutOutcome,
     /// Platform calls made, retries included.
     pub attempts: u32,
 }
 
+/// Why a code sync failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
+    /// The account or the shop could not be read.
     #[error(transparent)]
     App(#[from] AppError),
+    /// The platform did not take the code, after retries where retrying helps.
     #[error("platform sync failed after {attempts} attempt(s): {source}")]
     Platform {
+        /// Platform calls made.
         attempts: u32,
+        /// The last call's error.
         #[source]
         source: PlatformError,
     },

@@ -48,20 +48,25 @@ const MAX_PENDING_ORDERS: usize = 50;
 pub struct CustomerView {
     /// The program's name ("CashBack" unless the merchant renamed it).
     pub display_name: String,
+    /// The program's currency; every amount below is in it.
     pub currency: Currency,
     /// False when the customer has not earned anything yet.
     pub enrolled: bool,
+    /// The balance the customer holds, checkouts' holds included.
     pub available: Money,
     /// Reserved by checkouts in progress.
     pub held: Money,
     /// Available less what checkouts hold.
     pub spendable: Money,
+    /// Earned on orders and not released yet: not spendable.
     pub pending: Money,
     /// Pending cashback per order, soonest release first.
     pub pending_releases: Vec<PendingRelease>,
     /// Clawbacks not yet recovered; paid first from new cashback.
     pub debt: Money,
+    /// All cashback ever credited, net of clawbacks.
     pub lifetime_issued: Money,
+    /// All balance ever spent at checkout, net of restores.
     pub lifetime_used: Money,
     /// The customer's code as they type it (upper case).
     pub code: Option<String>,
@@ -69,39 +74,54 @@ pub struct CustomerView {
     /// the program pays referrals. It spends nothing.
     #[serde(default)]
     pub referral_code: Option<String>,
+    /// The tier the customer's lifetime eligible spend puts them in, if any.
     pub tier: Option<TierView>,
+    /// The next tier up, if there is one.
     pub next_tier: Option<NextTier>,
     /// The percent the next order earns from the program (tier or base
     /// rate, partner match and active promotions).
     #[serde(with = "rust_decimal::serde::str")]
     pub earn_percent: Decimal,
+    /// The ledger, newest first, one page of it.
     pub entries: Vec<EntryView>,
     /// Pass as `cursor` for older entries; None at the oldest.
     pub next_cursor: Option<String>,
+    /// True when the customer turned reminder emails off.
     pub reminders_unsubscribed: bool,
 }
 
+/// Cashback of one order waiting to be released.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingRelease {
     /// None for pending the view could not attribute (an unusually long
     /// history); its release date is then unknown.
     pub order_id: Option<OrderId>,
+    /// What the order still has pending.
     pub amount: Money,
+    /// When it becomes spendable; None when unknown (not attributed, or the
+    /// order has no release date yet).
     pub release_at: Option<DateTime<Utc>>,
 }
 
+/// The customer's tier.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TierView {
+    /// The tier's name, as the merchant named it.
     pub name: String,
+    /// The tier's cashback rate, in percent (`7.5` is 7.5%).
     #[serde(with = "rust_decimal::serde::str")]
     pub percent: Decimal,
 }
 
+/// The next tier up and what it takes to reach it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NextTier {
+    /// The tier's name, as the merchant named it.
     pub name: String,
+    /// The tier's cashback rate, in percent.
     #[serde(with = "rust_decimal::serde::str")]
     pub percent: Decimal,
+    /// The lifetime eligible spend that reaches it.
     pub min_lifetime_spend: Money,
     /// Eligible spend still needed to reach it.
     pub remaining: Money,
@@ -111,10 +131,15 @@ pub struct NextTier {
 /// those are the merchant's).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntryView {
+    /// When the entry was recorded.
     pub at: DateTime<Utc>,
+    /// What moved the money (earn, release, spend, clawback, expiry...).
     pub kind: EntryKind,
+    /// The order it belongs to, when it comes from one.
     pub order_id: Option<OrderId>,
+    /// Change to the spendable balance: positive credited, negative taken.
     pub available_delta: Money,
+    /// Change to pending: positive earned, negative released or clawed back.
     pub pending_delta: Money,
 }
 
@@ -136,6 +161,7 @@ pub struct EntriesPage {
     /// A `next_cursor` from a previous view.
     #[serde(default)]
     pub cursor: Option<String>,
+    /// Entries per page: [`DEFAULT_ENTRIES`] when None, at most [`MAX_ENTRIES`].
     #[serde(default)]
     pub limit: Option<u32>,
 }
@@ -361,6 +387,7 @@ fn decode_cursor(cursor: &str) -> Result<String, AppError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UnsubscribeOutcome {
+    /// Reminder emails are off from now on.
     Unsubscribed,
     /// Already unsubscribed: nothing was written.
     AlreadyUnsubscribed,

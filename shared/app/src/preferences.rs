@@ -2,8 +2,9 @@
 //! page: stop or restart reminder emails.
 //!
 //! Setting the flag also sets when the next reminder is due
-//! ([`next_reminder`]: none while unsubscribed), in one transaction on the
-//! version read, retried on a conflict. Setting the value already there
+//! ([`next_reminder`](cashback_core::reminders::next_reminder): none while
+//! unsubscribed), in one transaction on the version read, retried on a
+//! conflict. Setting the value already there
 //! writes nothing.
 
 use chrono::{DateTime, Utc};
@@ -21,6 +22,7 @@ use crate::store::{AccountWrite, ReadRequest, WriteOutcome, WriteSet};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PreferenceOutcome {
+    /// The preference was written.
     Changed,
     /// Already so: nothing was written.
     Unchanged,

@@ -43,17 +43,25 @@ const LOOKBACK_ENTRIES: u32 = 50;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResendOutcome {
     /// Sent again; `kind` names the email (`earned`, `ready`, ...).
-    Sent { kind: &'static str },
+    Sent {
+        /// The email's kind, as [`NotificationKind::name`] gives it.
+        kind: &'static str,
+    },
     /// The customer stopped cashback emails, or their address bounced.
     Unsubscribed,
     /// No address, or nothing was ever sent to it.
     NothingToResend,
     /// Resent less than ten minutes ago; possible again from `retry_after`.
-    TooSoon { retry_after: DateTime<Utc> },
+    TooSoon {
+        /// The earliest time a resend is accepted again.
+        retry_after: DateTime<Utc>,
+    },
 }
 
+/// Why a resend failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ResendError {
+    /// The shop, program or account could not be read, or the counter written.
     #[error(transparent)]
     App(#[from] AppError),
     /// The email provider did not take the message; the resend counted.

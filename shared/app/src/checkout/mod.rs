@@ -34,7 +34,7 @@
 //! 429 itself into the oracle the limit is meant to close. The count is read
 //! in the validation's first round trip (no extra one), and a container
 //! that saw a source over the limit refuses it without reading until the
-//! window ends ([`GuessBlocks`], kept in the [`Context`]).
+//! window ends ([`GuessBlocks`], kept in the [`Context`](crate::Context)).
 //!
 //! One request is bounded before anything is read ([`check_limits`]): at
 //! most [`MAX_OTHER_DISCOUNTS`] other discounts (each a coupon to read),

@@ -43,7 +43,8 @@ pub struct ValidateRequest {
 pub struct Reserve {
     /// The checkout the hold is for: validating again replaces its hold.
     pub checkout_id: CheckoutId,
-    /// Default: the program's hold TTL; capped at [`MAX_HOLD_TTL_SECONDS`].
+    /// Default: the program's hold TTL; capped at
+    /// [`MAX_HOLD_TTL_SECONDS`](crate::checkout::MAX_HOLD_TTL_SECONDS).
     #[serde(default)]
     pub ttl_seconds: Option<u32>,
 }

@@ -98,7 +98,9 @@ impl Default for JobConfig {
 /// slept, to count sends per simulated second.
 #[async_trait::async_trait]
 pub trait Clock: Send + Sync {
+    /// The present, on this clock.
     fn now(&self) -> Instant;
+    /// Waits this long, on this clock.
     async fn sleep(&self, duration: StdDuration);
 }
 
@@ -153,6 +155,7 @@ impl JobError {
 pub struct Amounts(pub BTreeMap<String, Decimal>);
 
 impl Amounts {
+    /// Adds an amount to its currency's total.
     pub fn add(&mut self, money: Money) {
         *self
             .0
@@ -164,7 +167,9 @@ impl Amounts {
 /// How far the walk got, for the summary.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ScanProgress {
+    /// Due-index buckets (hours) read to the end.
     pub buckets_read: u64,
+    /// Store queries made (one per shard and page).
     pub queries: u64,
     /// Buckets from where the run stopped up to `now` that still need a run
     /// (0 when everything due was handled).

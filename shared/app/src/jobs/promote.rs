@@ -43,22 +43,30 @@ pub const PROMOTE_JOB: &str = "promote-pending";
 pub struct PromoteOutcome {
     /// Orders whose pending cashback this run released.
     pub released: u64,
+    /// Cashback released, per currency, before any debt it paid.
     pub released_amount: Amounts,
     /// Due orders found already released (by an overlapping run) or no
     /// longer pending (cancelled, clawed back).
     pub already_done: u64,
     /// Accounts whose balance or holds expired.
     pub expired_accounts: u64,
+    /// Balance that expired, per currency.
     pub expired_amount: Amounts,
+    /// Checkout holds that lapsed and were let go.
     pub holds_freed: u64,
     /// "Cashback ready" emails sent, and recorded ones that could not be.
     pub emails_sent: u64,
+    /// Recorded "ready" emails that could not be sent (suppressed address,
+    /// refused, or out of time); they are not tried again.
     pub emails_lost: u64,
+    /// Times the email provider asked to slow down (the send was retried).
     pub emails_throttled: u64,
     /// Items that failed (logged); their buckets are read again next run.
     pub failed: u64,
+    /// How far the walk over the due index got.
     #[serde(flatten)]
     pub scan: ScanProgress,
+    /// How long the run took, in milliseconds.
     pub duration_ms: u64,
 }
 

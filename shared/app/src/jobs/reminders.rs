@@ -55,12 +55,15 @@ pub struct RemindersOutcome {
     pub not_due: u64,
     /// Items that failed (logged); their buckets are read again next run.
     pub failed: u64,
+    /// How far the walk over the due index got.
     #[serde(flatten)]
     pub scan: ScanProgress,
+    /// How long the run took, in milliseconds.
     pub duration_ms: u64,
 }
 
 impl RemindersOutcome {
+    /// Everything due was handled: nothing is left for a later run.
     pub fn is_done(&self) -> bool {
         !self.scan.deadline_reached && self.failed == 0
     }

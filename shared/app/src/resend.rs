@@ -17,7 +17,8 @@
 //!   counter per ten-minute window, and a resend is refused while the
 //!   current or the previous window holds one, so two resends are always at
 //!   least ten minutes apart. The counter is taken before the send, so two
-//!   clicks racing send one email;
+//!   clicks racing send one email; the next window is read too, so a server
+//!   whose clock is a moment behind another's does not send again;
 //! - each resend is logged with who asked for it.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -94,9 +95,12 @@ pub async fn resend_last_email(
 ) -> Result<ResendOutcome, ResendError> {
     let shop_program = ctx.shop_program(shop, now).await?;
     let current = window(now);
+    // The next window too: another instance whose clock is a moment ahead
+    // may already have counted a resend there.
     let keys = [
         counter_key(shop, customer, current),
         counter_key(shop, customer, current - 1),
+        counter_key(shop, customer, current + 1),
     ];
     let read = ctx
         .store
@@ -119,6 +123,11 @@ pub async fn resend_last_email(
         retry_after: window_start(current + 2),
     };
     let counted = |key: &String| read.counters.get(key).copied().unwrap_or(0) > 0;
+    if counted(&keys[2]) {
+        return Ok(ResendOutcome::TooSoon {
+            retry_after: window_start(current + 3),
+        });
+    }
     if counted(&keys[0]) {
         return Ok(too_soon);
     }

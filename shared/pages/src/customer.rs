@@ -330,10 +330,24 @@ pub(crate) async fn proxied_customer(
             .map_err(|_| ApiError::unauthorized("the app proxy request names no customer"))?,
     };
     customer_api::authorize_proxy(&state.config.proxy, &known, &customer, params, now)?;
-    // Signed, so believed; kept to our own characters all the same.
+    // Shopify appends its `path_prefix` after the shopper's own query, and
+    // signs a repeated key: a link that carries one would choose where the
+    // page's stylesheet, links and form go. Shopify's must be the only one.
+    if params
+        .iter()
+        .filter(|(key, _)| key == "path_prefix")
+        .count()
+        > 1
+    {
+        return Err(ApiError::unauthorized(
+            "the app proxy request repeats a parameter Shopify sets",
+        ));
+    }
+    // Kept to a path on the shop all the same (`//host` is another site).
     let prefix = proxy::param(params, "path_prefix")
         .filter(|p| {
             p.starts_with('/')
+                && !p.starts_with("//")
                 && p.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "/-_".contains(c))
         })

@@ -667,6 +667,45 @@ pub(crate) fn posted(
     Ok((session, shop))
 }
 
+/// A form that carries the session's CSRF token.
+pub(crate) trait CsrfToken {
+    /// The token the form was rendered with.
+    fn csrf(&self) -> &str;
+}
+
+impl CsrfToken for CsrfForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl CsrfToken for AdjustForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// A form POST about one customer, its CSRF token checked: the session, the
+/// shop and customer the path names, and the form; or the page refusing it.
+fn customer_post<F: CsrfToken>(
+    state: &PagesState,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: &HeaderMap,
+    form: Result<Form<F>, FormRejection>,
+    now: DateTime<Utc>,
+) -> Result<(Session, ShopId, CustomerId, F), Response> {
+    let (Some((raw_shop, customer)), Ok(Form(form))) = (ids(path), form) else {
+        return Err(message(
+            StatusCode::BAD_REQUEST,
+            "Refused",
+            "The form is incomplete.",
+        ));
+    };
+    let (session, shop) =
+        posted(state, headers, &raw_shop, form.csrf(), now).map_err(IntoResponse::into_response)?;
+    Ok((session, shop, customer, form))
+}
+
 pub(crate) async fn adjust(
     State(state): State<PagesState>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -674,16 +713,9 @@ pub(crate) async fn adjust(
     form: Result<Form<AdjustForm>, FormRejection>,
 ) -> Response {
     let now = state.ctx.now();
-    let (Some((raw_shop, customer)), Ok(Form(form))) = (ids(path), form) else {
-        return message(
-            StatusCode::BAD_REQUEST,
-            "Refused",
-            "The form is incomplete.",
-        );
-    };
-    let (session, shop) = match posted(&state, &headers, &raw_shop, &form.csrf, now) {
+    let (session, shop, customer, form) = match customer_post(&state, path, &headers, form, now) {
         Ok(found) => found,
-        Err(refused) => return refused.into_response(),
+        Err(refused) => return refused,
     };
     let body = serde_json::json!({ "amount": form.amount.trim(), "reason": form.reason.trim() })
         .to_string();
@@ -752,16 +784,9 @@ pub(crate) async fn regenerate_code(
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
     let now = state.ctx.now();
-    let (Some((raw_shop, customer)), Ok(Form(form))) = (ids(path), form) else {
-        return message(
-            StatusCode::BAD_REQUEST,
-            "Refused",
-            "The form is incomplete.",
-        );
-    };
-    let (session, shop) = match posted(&state, &headers, &raw_shop, &form.csrf, now) {
+    let (session, shop, customer, form) = match customer_post(&state, path, &headers, form, now) {
         Ok(found) => found,
-        Err(refused) => return refused.into_response(),
+        Err(refused) => return refused,
     };
     match admin::regenerate_code(&state.ctx, &shop, &customer, &principal(&session)).await {
         Ok(_) => no_store(
@@ -783,16 +808,9 @@ pub(crate) async fn resend_email(
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
     let now = state.ctx.now();
-    let (Some((raw_shop, customer)), Ok(Form(form))) = (ids(path), form) else {
-        return message(
-            StatusCode::BAD_REQUEST,
-            "Refused",
-            "The form is incomplete.",
-        );
-    };
-    let (session, shop) = match posted(&state, &headers, &raw_shop, &form.csrf, now) {
+    let (session, shop, customer, form) = match customer_post(&state, path, &headers, form, now) {
         Ok(found) => found,
-        Err(refused) => return refused.into_response(),
+        Err(refused) => return refused,
     };
     let outcome =
         resend::resend_last_email(&state.ctx, &shop, &customer, &principal(&session), now).await;

@@ -167,6 +167,75 @@ async fn a_stale_proxy_request_is_refused() {
     assert!(!body.contains("30.00"));
 }
 
+/// The query Shopify forwards when the shopper's own URL already carries a
+/// `path_prefix`: Shopify appends its own after it and signs both.
+fn proxied_with_shoppers_prefix(prefix: &str) -> String {
+    let mut params = proxied_params("ann", &[]);
+    params.pop();
+    params.insert(0, ("path_prefix".into(), prefix.into()));
+    let signature = proxy::sign(SECRET, &params);
+    params.push(("signature".into(), signature));
+    encode(&params)
+}
+
+#[tokio::test]
+async fn a_path_prefix_in_the_shoppers_link_never_sends_the_page_off_the_shop() {
+    // An attacker mails Ann `https://shop/apps/cashback?path_prefix=//3627732462`
+    // (a host written as one decimal number): her page would load its
+    // stylesheet from there (which can read the code in the page) and post
+    // its form, token included, there.
+    let ctx = ctx().await;
+    let router = router_with(ctx.clone(), config());
+    let evil = "//3627732462";
+    let query = proxied_with_shoppers_prefix(evil);
+    for uri in [
+        format!("/pages/proxy?{query}"),
+        format!("/pages/proxy/widget.json?{query}"),
+    ] {
+        let (_, response, body) = send_text(router.clone(), get(&uri)).await;
+        assert!(!body.contains("3627732462"), "{uri}: {body}");
+        assert!(response.headers().get("location").is_none());
+    }
+    let token = link::form_token(
+        &ctx.config.link_secret,
+        &shop(),
+        &CustomerId::parse("ann").unwrap(),
+    );
+    let (_, response, _) = send_text(
+        router.clone(),
+        post_form(
+            &format!("/pages/proxy/preferences?{query}"),
+            &format!("token={token}&reminders=off"),
+        ),
+    )
+    .await;
+    let location = response
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_string());
+    assert!(
+        location
+            .as_deref()
+            .is_none_or(|l| !l.contains("3627732462")),
+        "{location:?}"
+    );
+    // Even signed alone, a prefix that is not a path on the shop is not used.
+    let params = {
+        let mut params = proxied_params("ann", &[]);
+        params.pop();
+        params.retain(|(k, _)| k != "path_prefix");
+        params.push(("path_prefix".into(), evil.into()));
+        let signature = proxy::sign(SECRET, &params);
+        params.push(("signature".into(), signature));
+        params
+    };
+    let (status, _, body) =
+        send_text(router, get(&format!("/pages/proxy?{}", encode(&params)))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!body.contains("3627732462"), "{body}");
+    assert!(body.contains("/apps/cashback/assets/pages.css"), "{body}");
+}
+
 fn link_for(ctx: &Context, customer: &str, expires_in: Duration) -> String {
     signed_link(
         &ctx.config.link_secret,

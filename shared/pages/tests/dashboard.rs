@@ -867,6 +867,32 @@ async fn the_last_email_is_resent_at_most_once_every_ten_minutes() {
 }
 
 #[tokio::test]
+async fn a_resend_from_a_server_whose_clock_is_a_second_behind_another_is_refused() {
+    // Two instances of the pages function on one store, their clocks a
+    // second apart across a window's boundary: 09:10:00 and 09:09:59.
+    let (ctx, kept, minutes) = emailed_ctx().await;
+    minutes.store(10, std::sync::atomic::Ordering::SeqCst);
+    let ahead = router_with(ctx.clone(), config());
+    let behind = router_with(
+        ctx.with_clock(Arc::new(|| t0() + chrono::Duration::seconds(599))),
+        config(),
+    );
+    let cookie = sign_in(&ahead, "demo.myshopify.com", OWNER).await;
+    let (_, _, page) = send_text(ahead.clone(), get_as(ANN, &cookie)).await;
+    let form = format!("csrf={}", csrf_of(&page));
+    let (status, _, _) = send_text(ahead, post_as(RESEND, &cookie, &form)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    // The click lands on the instance behind, a moment later.
+    let (status, _, page) = send_text(behind, post_as(RESEND, &cookie, &form)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{page}");
+    assert_eq!(
+        kept.kinds(),
+        ["earned"],
+        "one email, not two a second apart"
+    );
+}
+
+#[tokio::test]
 async fn a_resend_needs_the_csrf_token_and_the_shops_own_user() {
     let (ctx, kept, _) = emailed_ctx().await;
     let router = router_with(ctx, config());

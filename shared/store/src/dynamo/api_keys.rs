@@ -86,29 +86,12 @@ impl DynamoStore {
             expr.value("prefix", s(crate::keys::API_KEY_SK_PREFIX)),
         );
         let mut records = Vec::new();
-        let mut cursor = None;
-        loop {
-            let (items, next) = self
-                .page(
-                    None,
-                    &key_condition,
-                    None,
-                    &expr,
-                    true,
-                    cursor,
-                    1000,
-                    &[PK, SK],
-                    (PK, &pk),
-                )
-                .await?;
-            for item in &items {
-                records.push(decode(item)?);
-            }
-            match next {
-                Some(next) => cursor = Some(next),
-                None => return Ok(records),
-            }
-        }
+        self.query_partition(&key_condition, &expr, &pk, |item| {
+            records.push(decode(item)?);
+            Ok(())
+        })
+        .await?;
+        Ok(records)
     }
 
     pub(crate) async fn revoke_api_key_item(

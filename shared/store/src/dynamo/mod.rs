@@ -218,6 +218,40 @@ impl DynamoStore {
         }
     }
 
+    /// Every item of one partition of the table that `key_condition`
+    /// selects, page after page, handed to `each` in key order.
+    async fn query_partition(
+        &self,
+        key_condition: &str,
+        expr: &Expr,
+        pk: &str,
+        mut each: impl FnMut(&Item) -> Result<(), StoreError> + Send,
+    ) -> Result<(), StoreError> {
+        let mut cursor = None;
+        loop {
+            let (items, next) = self
+                .page(
+                    None,
+                    key_condition,
+                    None,
+                    expr,
+                    true,
+                    cursor,
+                    1000,
+                    &[PK, SK],
+                    (PK, pk),
+                )
+                .await?;
+            for item in &items {
+                each(item)?;
+            }
+            match next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
     /// A conditional single-item Put: true if written, false if the
     /// condition did not hold.
     async fn put_if(&self, item: Item, condition: &str, expr: &Expr) -> Result<bool, StoreError> {
@@ -759,37 +793,18 @@ impl Store for DynamoStore {
         let mut result = ShopAggregates::default();
         for shard in 0..AGGREGATE_SHARDS {
             let pk = crate::keys::aggregate_pk(shop, shard);
-            let mut cursor = None;
-            loop {
-                let mut expr = Expr::default();
-                let key_condition = format!(
-                    "{} = {} AND {} <= {}",
-                    expr.name(PK),
-                    expr.value("pk", s(&pk)),
-                    expr.name(SK),
-                    expr.value("upper", s(crate::keys::aggregate_day_sk(up_to))),
-                );
-                let (items, next) = self
-                    .page(
-                        None,
-                        &key_condition,
-                        None,
-                        &expr,
-                        true,
-                        cursor,
-                        1000,
-                        &[PK, SK],
-                        (PK, &pk),
-                    )
-                    .await?;
-                for item in &items {
-                    decode_aggregate(item, &mut result)?;
-                }
-                match next {
-                    Some(next) => cursor = Some(next),
-                    None => break,
-                }
-            }
+            let mut expr = Expr::default();
+            let key_condition = format!(
+                "{} = {} AND {} <= {}",
+                expr.name(PK),
+                expr.value("pk", s(&pk)),
+                expr.name(SK),
+                expr.value("upper", s(crate::keys::aggregate_day_sk(up_to))),
+            );
+            self.query_partition(&key_condition, &expr, &pk, |item| {
+                decode_aggregate(item, &mut result)
+            })
+            .await?;
         }
         Ok(result)
     }

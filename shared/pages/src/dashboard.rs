@@ -693,13 +693,13 @@ fn customer_post<F: CsrfToken>(
     headers: &HeaderMap,
     form: Result<Form<F>, FormRejection>,
     now: DateTime<Utc>,
-) -> Result<(Session, ShopId, CustomerId, F), Response> {
+) -> Result<(Session, ShopId, CustomerId, F), Box<Response>> {
     let (Some((raw_shop, customer)), Ok(Form(form))) = (ids(path), form) else {
-        return Err(message(
+        return Err(Box::new(message(
             StatusCode::BAD_REQUEST,
             "Refused",
             "The form is incomplete.",
-        ));
+        )));
     };
     let (session, shop) =
         posted(state, headers, &raw_shop, form.csrf(), now).map_err(IntoResponse::into_response)?;
@@ -715,7 +715,7 @@ pub(crate) async fn adjust(
     let now = state.ctx.now();
     let (session, shop, customer, form) = match customer_post(&state, path, &headers, form, now) {
         Ok(found) => found,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let body = serde_json::json!({ "amount": form.amount.trim(), "reason": form.reason.trim() })
         .to_string();
@@ -784,9 +784,9 @@ pub(crate) async fn regenerate_code(
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
     let now = state.ctx.now();
-    let (session, shop, customer, form) = match customer_post(&state, path, &headers, form, now) {
+    let (session, shop, customer, _) = match customer_post(&state, path, &headers, form, now) {
         Ok(found) => found,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     match admin::regenerate_code(&state.ctx, &shop, &customer, &principal(&session)).await {
         Ok(_) => no_store(
@@ -808,9 +808,9 @@ pub(crate) async fn resend_email(
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
     let now = state.ctx.now();
-    let (session, shop, customer, form) = match customer_post(&state, path, &headers, form, now) {
+    let (session, shop, customer, _) = match customer_post(&state, path, &headers, form, now) {
         Ok(found) => found,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let outcome =
         resend::resend_last_email(&state.ctx, &shop, &customer, &principal(&session), now).await;

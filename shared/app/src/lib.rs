@@ -40,7 +40,6 @@ pub mod preferences;
 pub mod records;
 pub mod referral;
 pub mod reports;
-mod requests;
 pub mod resend;
 mod retry;
 pub mod secret_ref;

@@ -614,10 +614,7 @@ pub async fn push_customer_profile(
     customer: &CustomerId,
 ) -> Result<PushOutcome, PushError> {
     let program = ctx.shop_program(shop, ctx.now()).await?.program;
-    let request = ReadRequest {
-        accounts: vec![customer.clone()],
-        ..ReadRequest::default()
-    };
+    let request = ReadRequest::account(customer);
     let read = ctx
         .store
         .read(shop, &request)

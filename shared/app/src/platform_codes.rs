@@ -224,10 +224,7 @@ pub async fn sync_customer_code(
         }
     }
     loop {
-        let request = ReadRequest {
-            accounts: vec![customer.clone()],
-            ..ReadRequest::default()
-        };
+        let request = ReadRequest::account(customer);
         let read = ctx
             .store
             .read(shop, &request)

@@ -66,7 +66,7 @@ impl ModelCounts {
             .lock()
             .map(|h| h.iter().map(|(k, v)| (k.clone(), *v)).collect())
             .unwrap_or_default();
-        hot.sort_by(|a, b| b.1.cmp(&a.1));
+        hot.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
         hot.truncate(n);
         hot
     }

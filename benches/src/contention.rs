@@ -54,11 +54,28 @@ pub struct ModelCounts {
     pub conflicts: AtomicU64,
     /// Items per write, summed (to report the mean).
     pub items: AtomicU64,
+    /// Writes cancelled whose order had not been written or tried before
+    /// (a first attempt; a retry writes the same order).
+    first_cancelled: AtomicU64,
+    tried: Mutex<std::collections::HashSet<String>>,
     /// Items that several writes wanted while held, by key (the hot ones).
     hot: Mutex<HashMap<String, u64>>,
 }
 
 impl ModelCounts {
+    /// First attempts that were cancelled.
+    pub fn first_attempts_cancelled(&self) -> u64 {
+        self.first_cancelled.load(Ordering::Relaxed)
+    }
+
+    /// Whether a write of this order is tried for the first time.
+    fn first_try(&self, order: Option<&str>) -> bool {
+        match (order, self.tried.lock()) {
+            (Some(order), Ok(mut tried)) => tried.insert(order.to_string()),
+            _ => false,
+        }
+    }
+
     /// The items most often found held, with how often (the hot items).
     pub fn hottest(&self, n: usize) -> Vec<(String, u64)> {
         let mut hot: Vec<(String, u64)> = self
@@ -146,6 +163,9 @@ impl Interceptor for DynamoModel {
         inner: &'a Arc<dyn Store>,
     ) -> Pending<'a, WriteOutcome> {
         let keys = transaction_keys(shop, &writes);
+        let first = self
+            .counts
+            .first_try(writes.order.as_ref().map(|o| o.record.order_id.as_str()));
         Box::pin(async move {
             let mut keys = keys?;
             keys.sort();
@@ -154,6 +174,9 @@ impl Interceptor for DynamoModel {
             let hold = Self::pause(self.latency.hold);
             if let Err(busy) = self.take(id, &keys) {
                 self.counts.conflicts.fetch_add(1, Ordering::Relaxed);
+                if first {
+                    self.counts.first_cancelled.fetch_add(1, Ordering::Relaxed);
+                }
                 if let Ok(mut hot) = self.counts.hot.lock() {
                     *hot.entry(kind_of(&busy)).or_default() += 1;
                 }

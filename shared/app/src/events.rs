@@ -86,10 +86,10 @@ pub async fn handle_order_event(
                 });
             }
             Err(AppError::Store(error))
-                if error.is_conflict() || matches!(error, StoreError::CouponLimit(_)) =>
+                if error.is_retryable() || matches!(error, StoreError::CouponLimit(_)) =>
             {
                 // Someone else changed the account, the order or the coupon's
-                // count: decide again on fresh data.
+                // count, or DynamoDB throttled us: decide again on fresh data.
                 attempts.lost(error).await;
             }
             Err(error) => return Err(error),

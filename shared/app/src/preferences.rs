@@ -66,7 +66,7 @@ pub async fn set_reminders(
             Ok(WriteOutcome::Duplicate { .. }) => {
                 attempts.lost("unguarded write reported a duplicate").await;
             }
-            Err(error) if error.is_conflict() => attempts.lost(error).await,
+            Err(error) if error.is_retryable() => attempts.lost(error).await,
             Err(error) => return Err(error.into()),
         }
     }

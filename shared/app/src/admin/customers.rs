@@ -395,7 +395,7 @@ pub async fn adjust(
                     replayed: true,
                 });
             }
-            Err(error) if error.is_conflict() => attempts.lost(error).await,
+            Err(error) if error.is_retryable() => attempts.lost(error).await,
             Err(error) => return Err(error.into()),
         }
     }
@@ -443,8 +443,9 @@ pub async fn regenerate_code(
                     Some(&program),
                 ));
             }
-            // A collision with another code, or a concurrent change: again.
-            Err(error) if error.is_conflict() || matches!(error, StoreError::CodeTaken) => {
+            // A collision with another code, a concurrent change or a
+            // throttle: again.
+            Err(error) if error.is_retryable() || matches!(error, StoreError::CodeTaken) => {
                 attempts.lost(error).await;
             }
             Err(error) => return Err(error.into()),

@@ -158,9 +158,10 @@ pub async fn validate(
                 info!(shop = %shop, valid = false, reason = "unknown_code", "code validated");
                 return Ok(validation);
             }
-            Err(AppError::Store(error)) if error.is_conflict() => {
+            Err(AppError::Store(error)) if error.is_retryable() => {
                 // Another checkout (or an order) changed the account between
-                // our read and our write: decide again on fresh data.
+                // our read and our write, or DynamoDB throttled us: decide
+                // again on fresh data.
                 attempts.lost(error).await;
             }
             Err(error) => return Err(error),

@@ -411,6 +411,17 @@ async fn attempt_once(
             .iter()
             .map(|a| a.entries.len())
             .sum::<usize>();
+    // What the event writes to the ledger, logged once it committed (the
+    // saved Logs Insights query "What did this refund claw back").
+    let written: Vec<cashback_core::ledger::LedgerEntry> = applied
+        .buyer
+        .entries
+        .iter()
+        .chain(&applied.code_owner.entries)
+        .chain(&applied.referrer.entries)
+        .chain(applied.co_owners.iter().flat_map(|a| &a.entries))
+        .cloned()
+        .collect();
     // The owner's and the referrer's accounts are written only when this
     // event changed them.
     let other_write = |party: Option<Versioned<Account>>,
@@ -458,7 +469,21 @@ async fn attempt_once(
         accounts_read,
     };
     match store.write(shop, writes).await {
-        Ok(WriteOutcome::Committed) => Ok((EventOutcome::Applied { entries, emails: 0 }, notices)),
+        Ok(WriteOutcome::Committed) => {
+            for entry in &written {
+                info!(
+                    shop = %shop,
+                    event = %event.effect_key(),
+                    entry = %entry.entry_id,
+                    kind = ?entry.kind,
+                    available = %entry.available_delta,
+                    pending = %entry.pending_delta,
+                    debt = %entry.debt_delta,
+                    "ledger entry written"
+                );
+            }
+            Ok((EventOutcome::Applied { entries, emails: 0 }, notices))
+        }
         Ok(WriteOutcome::Duplicate { .. }) => Ok((EventOutcome::Duplicate, Vec::new())),
         Err(StoreError::CodeTaken) => Err(AppError::Store(StoreError::Conflict(
             "generated code collided".into(),

@@ -346,7 +346,10 @@ mod tests {
             let slept = clock.sleeps();
             assert_eq!(slept.len(), 4);
             for (lost, pause) in (1..).zip(&slept) {
-                assert!(*pause <= Backoff::REQUEST.ceiling(lost), "{lost}: {pause:?}");
+                assert!(
+                    *pause <= Backoff::REQUEST.ceiling(lost),
+                    "{lost}: {pause:?}"
+                );
             }
             first_pauses.push(slept[0]);
         }

@@ -74,11 +74,18 @@ async fn throttled_world(reads: u32, writes: u32) -> (Arc<Intercepted<Throttles>
 async fn a_throttled_read_and_a_throttled_write_are_retried_and_the_order_earns() {
     let (store, ctx) = throttled_world(1, 2).await;
     let paid = OrderEvent::Paid(order("1001", "ann", vec![line("1", "100.00", 1)]));
-    let outcome = handle_order_event(&ctx, &shop(), &paid, t0()).await.unwrap();
-    assert!(matches!(outcome, EventOutcome::Applied { entries: 1, .. }), "{outcome:?}");
+    let outcome = handle_order_event(&ctx, &shop(), &paid, t0())
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, EventOutcome::Applied { entries: 1, .. }),
+        "{outcome:?}"
+    );
     assert_eq!(store.interceptor().throttled.load(Ordering::SeqCst), 3);
     // Applied once: delivered again, it is a duplicate.
-    let again = handle_order_event(&ctx, &shop(), &paid, t0()).await.unwrap();
+    let again = handle_order_event(&ctx, &shop(), &paid, t0())
+        .await
+        .unwrap();
     assert_eq!(again, EventOutcome::Duplicate);
 }
 
@@ -102,15 +109,21 @@ async fn a_table_that_keeps_throttling_is_given_up_on_within_the_budget() {
         AppError::Contended { attempts, last } => {
             assert!(attempts > 1, "{attempts}");
             assert!(last.contains("throttled"), "{last}");
-            assert_eq!(store.interceptor().throttled.load(Ordering::SeqCst), attempts);
+            assert_eq!(
+                store.interceptor().throttled.load(Ordering::SeqCst),
+                attempts
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
     assert!(store
         .inner()
-        .read(&shop(), &cashback_app::store::ReadRequest::account(
-            &cashback_core::ids::CustomerId::parse("ann").unwrap()
-        ))
+        .read(
+            &shop(),
+            &cashback_app::store::ReadRequest::account(
+                &cashback_core::ids::CustomerId::parse("ann").unwrap()
+            )
+        )
         .await
         .unwrap()
         .accounts

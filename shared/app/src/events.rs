@@ -72,7 +72,7 @@ pub async fn handle_order_event(
     let program = &shop_program.program;
     let keyed = with_guest_id(&shop_program.shop, event);
     let event = keyed.as_ref().unwrap_or(event);
-    let mut attempts = Attempts::new(ctx.config.max_attempts);
+    let mut attempts = Attempts::new(ctx.config.max_attempts).within(ctx.config.retry_budget);
     while let Some(attempt) = attempts.start() {
         match attempt_once(ctx, shop, program, event, now).await {
             Ok((outcome, notices)) => {

@@ -11,7 +11,7 @@
 //! time ran out ([`AppError::Contended`]).
 //!
 //! ```text
-//! let mut attempts = Attempts::new(ctx.config.max_attempts);
+//! let mut attempts = Attempts::new(ctx.config.max_attempts).within(ctx.config.retry_budget);
 //! while let Some(attempt) = attempts.start() {
 //!     let read = ctx.store.read(shop, &ReadRequest::account(customer)).await?;
 //!     // ... decide ...
@@ -121,7 +121,8 @@ pub(crate) struct Attempts<'a> {
     last: String,
     clock: &'a dyn Clock,
     backoff: Backoff,
-    deadline: Instant,
+    /// When the attempts were made: the budget runs from here.
+    began: Instant,
     /// When the attempt in progress started.
     attempt_began: Instant,
     /// The longest attempt so far: the next one must fit in the time left.
@@ -142,6 +143,13 @@ impl<'a> Attempts<'a> {
         Attempts::with(limit, clock, Backoff::JOB)
     }
 
+    /// The same attempts within `budget` (from when they were made) instead
+    /// of their backoff's ([`AppConfig::retry_budget`](crate::AppConfig)).
+    pub(crate) fn within(mut self, budget: Duration) -> Attempts<'a> {
+        self.backoff.budget = budget;
+        self
+    }
+
     /// At most `limit` attempts, pausing and keeping time as `backoff` says
     /// on `clock`. The budget runs from now.
     pub(crate) fn with(limit: u32, clock: &'a dyn Clock, backoff: Backoff) -> Attempts<'a> {
@@ -152,7 +160,7 @@ impl<'a> Attempts<'a> {
             last: String::new(),
             clock,
             backoff,
-            deadline: now + backoff.budget,
+            began: now,
             attempt_began: now,
             longest: Duration::ZERO,
             out_of_time: false,
@@ -217,7 +225,7 @@ impl<'a> Attempts<'a> {
     }
 
     fn time_left(&self, now: Instant) -> Duration {
-        self.deadline.saturating_duration_since(now)
+        (self.began + self.backoff.budget).saturating_duration_since(now)
     }
 }
 
@@ -398,6 +406,20 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A budget from the configuration replaces the backoff's.
+    #[tokio::test]
+    async fn a_configured_budget_bounds_the_retries() {
+        let budget = Duration::from_millis(300);
+        let clock = FakeClock::new();
+        let began = clock.now();
+        let mut attempts = Attempts::with(1_000, &clock, Backoff::REQUEST).within(budget);
+        while attempts.start().is_some() {
+            clock.advance(Duration::from_millis(20));
+            attempts.lost("conflict").await;
+        }
+        assert!(clock.now() - began <= budget);
     }
 
     /// An attempt longer than the budget still runs once (there is no

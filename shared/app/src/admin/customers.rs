@@ -304,7 +304,7 @@ pub async fn adjust(
     ));
     let guard_key = format!("admin-adjustment:{key}");
 
-    let mut attempts = Attempts::new(ctx.config.max_attempts);
+    let mut attempts = Attempts::new(ctx.config.max_attempts).within(ctx.config.retry_budget);
     while attempts.start().is_some() {
         let account = read_account(ctx, shop, customer).await?;
         let mut next = account.value.clone();
@@ -414,7 +414,7 @@ pub async fn regenerate_code(
 ) -> Result<CustomerView, AppError> {
     known_shop(ctx, shop).await?;
     let program = current_program(ctx, shop).await?.value;
-    let mut attempts = Attempts::new(ctx.config.max_attempts);
+    let mut attempts = Attempts::new(ctx.config.max_attempts).within(ctx.config.retry_budget);
     while attempts.start().is_some() {
         let account = read_account(ctx, shop, customer).await?;
         let mut next = account.value.clone();

@@ -137,7 +137,7 @@ pub async fn validate(
         caller_key: &caller_key,
         now,
     };
-    let mut attempts = Attempts::new(ctx.config.max_attempts);
+    let mut attempts = Attempts::new(ctx.config.max_attempts).within(ctx.config.retry_budget);
     while let Some(attempt) = attempts.start() {
         match attempt_once(&validating).await {
             Ok(Decided::Answer(validation)) => {

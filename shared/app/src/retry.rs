@@ -6,7 +6,7 @@
 //! Every use case that writes an account or an order loops this way. The
 //! loop itself stays in the use case (what counts as losing a race differs:
 //! a version conflict, a code taken, a coupon's last use gone), and
-//! [`Attempts`] keeps what they share: the count, the budget, the pause
+//! `Attempts` keeps what they share: the count, the budget, the pause
 //! after a loss, the last reason, and the error when every attempt lost or
 //! time ran out ([`AppError::Contended`]).
 //!

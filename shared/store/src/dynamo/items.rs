@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use cashback_app::store::{CouponRecord, DueKind, DueRef, Versioned};
+use cashback_app::store::{AccountWrite, CouponRecord, DueKind, DueRef, Versioned};
 use cashback_core::ids::{CustomerId, OrderId, ShopId};
 use cashback_core::ledger::{Account, LedgerEntry};
 use cashback_core::orders::OrderRecord;
@@ -16,7 +16,7 @@ use cashback_core::orders::OrderRecord;
 use cashback_app::store::StoreError;
 
 use super::attr::*;
-use super::schema::{due_index, DueIndex};
+use super::schema::{due_index, DueIndex, EXPIRY_INDEX, REMINDER_INDEX};
 use crate::keys;
 
 pub(crate) const SHOP: &str = "shop";
@@ -50,6 +50,42 @@ pub(crate) fn due_attributes(
         (index.pk, keys::due_pk(index.kind, &bucket, shard)),
         (index.sk, keys::due_sort_key(due_at, item_pk)),
     ]
+}
+
+/// The account item as a write leaves it (at `expected_version + 1`): every
+/// attribute a creation puts, and an update sets to the same values.
+pub(crate) fn account_item(shop: &ShopId, write: &AccountWrite) -> Result<Item, StoreError> {
+    let account = &write.account;
+    let pk = keys::account_key(shop, &account.customer);
+    let mut item = key(&pk, keys::ACCOUNT_SK);
+    item.insert(ENTITY_TYPE.into(), s("ACCOUNT"));
+    item.insert(SHOP.into(), s(shop.as_str()));
+    item.insert(CUSTOMER.into(), s(account.customer.as_str()));
+    item.insert(CURRENCY.into(), s(account.currency.code()));
+    item.insert(VERSION.into(), n_u64(write.expected_version + 1));
+    for (name, value) in [
+        (AVAILABLE, account.available.amount()),
+        (PENDING, account.pending.amount()),
+        (DEBT, account.debt.amount()),
+        (HELD, account.held().amount()),
+        (LIFETIME_ISSUED, account.lifetime_issued.amount()),
+        (LIFETIME_USED, account.lifetime_used.amount()),
+    ] {
+        item.insert(name.into(), n_decimal(value));
+    }
+    let dues = [
+        (REMINDER_INDEX, write.reminder_due_at),
+        (EXPIRY_INDEX, write.expiry_due_at()),
+    ];
+    for (index, due) in dues {
+        if let Some(at) = due {
+            for (name, value) in due_attributes(index, &pk, at) {
+                item.insert(name.into(), s(value));
+            }
+        }
+    }
+    item.insert(DOC.into(), to_doc(account)?);
+    Ok(item)
 }
 
 pub(crate) fn version_of(item: &Item) -> Result<u64, StoreError> {

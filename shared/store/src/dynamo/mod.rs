@@ -21,6 +21,7 @@ mod items;
 mod read;
 mod requests;
 pub mod schema;
+pub mod size;
 mod write;
 
 use std::collections::HashMap;
@@ -46,6 +47,15 @@ use items::*;
 use requests::RequestCounter;
 
 pub use write::MAX_TRANSACTION_ITEMS;
+
+/// The account item this adapter stores for `write` (what a creation puts
+/// and an update leaves), for measuring it ([`size::item_size`]).
+pub fn encode_account(
+    shop: &ShopId,
+    write: &AccountWrite,
+) -> Result<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>, StoreError> {
+    items::account_item(shop, write)
+}
 
 /// The environment variable naming the table (set by template.yaml).
 pub const TABLE_ENV: &str = "CASHBACK_TABLE";

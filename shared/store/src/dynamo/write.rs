@@ -175,30 +175,7 @@ fn account_items(
     };
 
     if write.expected_version == 0 {
-        let mut item = key(&pk, keys::ACCOUNT_SK);
-        item.insert(ENTITY_TYPE.into(), s("ACCOUNT"));
-        item.insert(SHOP.into(), s(shop.as_str()));
-        item.insert(CUSTOMER.into(), s(customer.as_str()));
-        item.insert(CURRENCY.into(), s(account.currency.code()));
-        item.insert(VERSION.into(), n_u64(1));
-        for (name, value) in [
-            (AVAILABLE, account.available.amount()),
-            (PENDING, account.pending.amount()),
-            (DEBT, account.debt.amount()),
-            (HELD, held),
-            (LIFETIME_ISSUED, account.lifetime_issued.amount()),
-            (LIFETIME_USED, account.lifetime_used.amount()),
-        ] {
-            item.insert(name.into(), n_decimal(value));
-        }
-        for (index, due) in dues {
-            if let Some(at) = due {
-                for (name, value) in due_attributes(index, &pk, at) {
-                    item.insert(name.into(), s(value));
-                }
-            }
-        }
-        item.insert(DOC.into(), to_doc(account)?);
+        let item = account_item(shop, write)?;
         let mut expr = Expr::default();
         let mut condition = create_only(&mut expr);
         if refused {

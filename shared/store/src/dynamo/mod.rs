@@ -57,6 +57,23 @@ pub fn encode_account(
     items::account_item(shop, write)
 }
 
+/// The order items this adapter stores for `write`: its state item (as the
+/// write leaves it, before any email markers) and, when the write is the
+/// one that puts them, its lines item. For measuring them.
+#[allow(clippy::type_complexity)]
+pub fn encode_order(
+    shop: &ShopId,
+    write: &OrderWrite,
+) -> Result<
+    (
+        HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+        Option<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
+    ),
+    StoreError,
+> {
+    write::order_item_set(shop, write)
+}
+
 /// The environment variable naming the table (set by template.yaml).
 pub const TABLE_ENV: &str = "CASHBACK_TABLE";
 

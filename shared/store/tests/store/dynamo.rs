@@ -811,6 +811,7 @@ async fn due_releases_page_within_one_bucket_and_shard_and_leave_when_released()
                     order: Some(OrderWrite {
                         record,
                         expected_version: 0,
+                        lines_stored: false,
                     }),
                     ..WriteSet::default()
                 },
@@ -864,6 +865,7 @@ async fn due_releases_page_within_one_bucket_and_shard_and_leave_when_released()
                 order: Some(OrderWrite {
                     record: order.value,
                     expected_version: order.version,
+                    lines_stored: false,
                 }),
                 ..WriteSet::default()
             },
@@ -938,6 +940,7 @@ async fn a_read_is_one_batch_get_and_a_write_one_transaction() {
                 order: Some(OrderWrite {
                     record: OrderRecord::new(OrderId::parse("o").unwrap(), Currency::USD),
                     expected_version: 0,
+                    lines_stored: false,
                 }),
                 coupon_uses: vec![CouponUseChange {
                     code: code("c"),

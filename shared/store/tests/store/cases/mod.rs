@@ -177,6 +177,7 @@ async fn apply_through(
                 order: Some(OrderWrite {
                     record: order.value,
                     expected_version: order.version,
+                    lines_stored: false,
                 }),
                 ..WriteSet::default()
             },
@@ -272,6 +273,7 @@ pub async fn a_stale_version_is_a_conflict_and_writes_nothing(store: &dyn Store)
                 order: Some(OrderWrite {
                     record: OrderRecord::new(OrderId::parse("o-1").unwrap(), Currency::USD),
                     expected_version: 0,
+                    lines_stored: false,
                 }),
                 guard: Some(Guard {
                     key: "g-1".into(),
@@ -966,6 +968,7 @@ pub async fn pending_orders_are_due_for_release_until_released(store: &dyn Store
                 order: Some(OrderWrite {
                     record: order.value,
                     expected_version: order.version,
+                    lines_stored: false,
                 }),
                 ..WriteSet::default()
             },
@@ -986,8 +989,11 @@ pub async fn pending_orders_are_due_for_release_until_released(store: &dyn Store
     .await;
     assert_eq!(reminders.len(), 1);
     assert_eq!(reminders[0].customer, Some(customer("ann")));
-    // Its released balance expires in a year: the account is in the expiry index then.
-    let expiry_at = t0() + Duration::hours(1) + Duration::days(365);
+    // Its released balance expires in a year, at the end of that UTC day:
+    // the account is in the expiry index then.
+    let expiry_at =
+        cashback_core::ledger::Lot::expiry(&program, t0() + Duration::hours(1)).unwrap();
+    assert!(expiry_at >= t0() + Duration::hours(1) + Duration::days(365));
     let expiring = due_everywhere(store, DueKind::Expiry, expiry_at, expiry_at).await;
     assert_eq!(expiring.len(), 1);
 }
@@ -1115,6 +1121,7 @@ pub async fn reads_and_writes_are_one_round_trip_each(store: &dyn Store) {
                 order: Some(OrderWrite {
                     record: OrderRecord::new(OrderId::parse("o").unwrap(), Currency::USD),
                     expected_version: 0,
+                    lines_stored: false,
                 }),
                 notifications: vec!["n".into()],
                 ..WriteSet::default()

@@ -14,7 +14,7 @@ use cashback_core::money::Currency;
 use cashback_core::order::*;
 use cashback_core::program::{Issuance, Program};
 use cashback_store::dynamo::size::item_size;
-use cashback_store::dynamo::encode_account;
+use cashback_store::dynamo::{encode_account, encode_order};
 use cashback_store::MemoryStore;
 use cashback_test_support::doubles::Silent;
 use cashback_test_support::fixtures::{shop, t0, usd};
@@ -95,4 +95,62 @@ async fn a_customer_with_ten_thousand_orders_keeps_an_account_item_under_2_kb() 
     // About the size after a handful: only the figures' digits grow.
     let (few, _) = account_item_after(3).await;
     assert!(bytes <= few + 64, "{bytes} bytes after 10,000, {few} after 3");
+}
+
+/// The order items this adapter would store for a 250-line order after 30
+/// refunds of two lines each, all through the order-event use case: the
+/// lines item (written once, at the first event) and the state item every
+/// event rewrites.
+pub async fn big_order_items() -> (usize, usize) {
+    let program = cashback_test_support::fixtures::program();
+    let memory = Arc::new(MemoryStore::new());
+    let ctx = context(memory.clone(), Arc::new(Silent), &program).await;
+    let mut order = paid("5001", "loyal", "4.00", t0());
+    let line = order.lines[0].clone();
+    order.lines = (1..=250)
+        .map(|n| Line {
+            line_id: LineId::parse(&format!("1400000{n:04}")).unwrap(),
+            ..line.clone()
+        })
+        .collect();
+    order.subtotal = usd("1000.00");
+    order.total = usd("1000.00");
+    handle_order_event(&ctx, &shop(), &OrderEvent::Paid(order), t0())
+        .await
+        .unwrap();
+    for k in 0..30 {
+        let lines = [2 * k + 1, 2 * k + 2]
+            .into_iter()
+            .map(|n| RefundedLine {
+                line_id: LineId::parse(&format!("1400000{n:04}")).unwrap(),
+                quantity: 1,
+            })
+            .collect();
+        let refund = OrderEvent::Refunded(Refund {
+            refund_id: RefundId::parse(&format!("9100000{k:04}")).unwrap(),
+            order_id: OrderId::parse("5001").unwrap(),
+            basis: RefundBasis::Lines { lines },
+            occurred_at: t0(),
+        });
+        handle_order_event(&ctx, &shop(), &refund, t0() + Duration::minutes(k))
+            .await
+            .unwrap();
+    }
+    let read = memory
+        .read(&shop(), &ReadRequest::order(OrderId::parse("5001").unwrap()))
+        .await
+        .unwrap();
+    let record = read.order.unwrap();
+    assert_eq!(record.value.refunds.len(), 30);
+    let (state, lines) = encode_order(&shop(), &OrderWrite::of(record, false)).unwrap();
+    (item_size(&state), lines.as_ref().map(item_size).unwrap_or(0))
+}
+
+#[tokio::test]
+async fn a_250_line_order_with_30_refunds_keeps_its_lines_apart_from_its_small_state() {
+    let (state, lines) = big_order_items().await;
+    println!("250-line order after 30 refunds: state item {state} bytes, lines item {lines} bytes");
+    // Before: one item of about 41 KB (82 WCU) rewritten by every event.
+    assert!(lines < 12 * 1024, "lines item of {lines} bytes, written once");
+    assert!(state < 3 * 1024, "state item of {state} bytes");
 }

@@ -4,6 +4,7 @@
 //! `cashback_test_support::moto`). `cargo test -p cashback-store --test
 //! store histories::` runs one file.
 mod bounded;
+mod budget;
 mod cases;
 
 mod conformance;

@@ -458,6 +458,96 @@ pub async fn a_notification_is_recorded_once(store: &dyn Store) {
     );
 }
 
+async fn order_version(store: &dyn Store, order: &OrderId) -> Option<u64> {
+    store
+        .read(&shop(), &ReadRequest::order(order.clone()))
+        .await
+        .unwrap()
+        .order
+        .map(|o| o.version)
+}
+
+async fn email_owner(store: &dyn Store, email: &Email) -> Option<CustomerId> {
+    store
+        .read(&shop(), &ReadRequest::email_owner(email))
+        .await
+        .unwrap()
+        .email_owners
+        .get(email)
+        .cloned()
+}
+
+/// An order's own emails are recorded with the order (the DynamoDB
+/// adapter marks them on the order item): a write repeating one is a
+/// duplicate that changes nothing, another key still commits.
+pub async fn an_orders_email_is_recorded_once_with_the_order(store: &dyn Store) {
+    let order_id = OrderId::parse("o-1").unwrap();
+    let write = |version: u64, key: &str| WriteSet {
+        order: Some(OrderWrite {
+            record: OrderRecord::new(order_id.clone(), Currency::USD),
+            expected_version: version,
+            lines_stored: false,
+        }),
+        notifications: vec![key.to_string()],
+        ..WriteSet::default()
+    };
+    assert_eq!(
+        store.write(&shop(), write(0, "earned:ann:o-1")).await.unwrap(),
+        WriteOutcome::Committed
+    );
+    assert_eq!(
+        store.write(&shop(), write(1, "earned:ann:o-1")).await.unwrap(),
+        WriteOutcome::Duplicate { response: None }
+    );
+    assert_eq!(order_version(store, &order_id).await, Some(1), "nothing written");
+    assert_eq!(
+        store
+            .write(&shop(), write(1, "clawback:ann:o-1:1.00"))
+            .await
+            .unwrap(),
+        WriteOutcome::Committed
+    );
+    assert_eq!(order_version(store, &order_id).await, Some(2));
+}
+
+/// An address belongs to the account that last took it: an account
+/// written again with the email it was read with does not take it back.
+pub async fn an_email_owner_moves_only_when_an_account_takes_the_address(store: &dyn Store) {
+    let email = Email::parse("shared@example.com").unwrap();
+    let mut ann = new_account("ann");
+    ann.email = Some(email.clone());
+    store
+        .write(&shop(), WriteSet::account(AccountWrite::new(&program(), ann, 0)))
+        .await
+        .unwrap();
+    assert_eq!(email_owner(store, &email).await, Some(customer("ann")));
+    let mut bob = new_account("bob");
+    bob.email = Some(email.clone());
+    store
+        .write(&shop(), WriteSet::account(AccountWrite::new(&program(), bob, 0)))
+        .await
+        .unwrap();
+    assert_eq!(email_owner(store, &email).await, Some(customer("bob")), "bob took it");
+    // Ann written again, her email as read: bob keeps the address.
+    let read = read_account(store, "ann").await.unwrap();
+    let mut again = WriteSet::account(AccountWrite::of(&program(), read.clone()));
+    again.accounts_read = AccountsRead::one(&read);
+    store.write(&shop(), again).await.unwrap();
+    assert_eq!(email_owner(store, &email).await, Some(customer("bob")));
+    // Ann given the address again (read with another): she takes it back.
+    let mut read = read_account(store, "ann").await.unwrap();
+    let before = {
+        let mut before = read.clone();
+        before.value.email = Some(Email::parse("ann@example.com").unwrap());
+        before
+    };
+    read.value.email = Some(email.clone());
+    let mut taken = WriteSet::account(AccountWrite::of(&program(), read));
+    taken.accounts_read = AccountsRead::one(&before);
+    store.write(&shop(), taken).await.unwrap();
+    assert_eq!(email_owner(store, &email).await, Some(customer("ann")));
+}
+
 pub async fn the_ledger_pages_newest_first_to_the_end(store: &dyn Store) {
     let mut account = seeded(store, "ann", "1.00").await;
     for n in 1..=7 {

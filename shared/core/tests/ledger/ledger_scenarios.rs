@@ -406,7 +406,9 @@ fn balance_expires_oldest_first_after_the_program_expiry() {
         .unwrap();
     // Credits expire at the end of the UTC day 90 days on (t0 is noon).
     let end_of_day = |n| days(n) + chrono::Duration::hours(12);
-    let early = books.account.expire_balance(end_of_day(90) - chrono::Duration::seconds(1));
+    let early = books
+        .account
+        .expire_balance(end_of_day(90) - chrono::Duration::seconds(1));
     assert!(early.unwrap().entries.is_empty(), "not before the day ends");
     let expired = books.account.expire_balance(end_of_day(90)).unwrap();
     books.entries.extend(expired.entries.clone());

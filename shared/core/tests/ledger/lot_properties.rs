@@ -179,7 +179,11 @@ fn credits_that_never_expire_are_one_lot_whatever_their_number() {
     }
     assert_eq!(account.lots.len(), 1);
     assert_eq!(account.lots[0].remaining, usd("1000.00"));
-    assert_eq!(account.lots[0].credited_at, t0(), "the first credit dates it");
+    assert_eq!(
+        account.lots[0].credited_at,
+        t0(),
+        "the first credit dates it"
+    );
 }
 
 #[test]
@@ -192,16 +196,24 @@ fn credits_of_one_day_expire_together_at_its_end() {
         Currency::USD,
     );
     // t0 is noon: credits at noon and at 23:59 share the day; 00:01 does not.
-    for (n, at) in [t0(), t0() + Duration::minutes(719), t0() + Duration::minutes(721)]
-        .into_iter()
-        .enumerate()
+    for (n, at) in [
+        t0(),
+        t0() + Duration::minutes(719),
+        t0() + Duration::minutes(721),
+    ]
+    .into_iter()
+    .enumerate()
     {
         account
             .adjust(usd("1.00"), "credit", &format!("c{n}"), &program, at)
             .unwrap();
     }
     let end_of_day_30 = days(30) + Duration::hours(12);
-    let expiries: Vec<_> = account.lots.iter().map(|l| (l.expires_at, l.remaining)).collect();
+    let expiries: Vec<_> = account
+        .lots
+        .iter()
+        .map(|l| (l.expires_at, l.remaining))
+        .collect();
     assert_eq!(
         expiries,
         vec![

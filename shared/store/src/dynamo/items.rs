@@ -228,7 +228,9 @@ fn decode_refunds(
                 (Some(lines), None) => RefundBasis::Lines { lines },
                 (None, Some(amount)) => RefundBasis::Amount { amount },
                 (Some(lines), Some(amount)) => RefundBasis::LinesAndAmount { lines, amount },
-                (None, None) => return Err(corrupt(item, "a refund with neither lines nor amount")),
+                (None, None) => {
+                    return Err(corrupt(item, "a refund with neither lines nor amount"))
+                }
             };
             Ok(RecordedRefund { refund_id, basis })
         })
@@ -260,7 +262,9 @@ fn drop_currency(value: &mut serde_json::Value, currency: &str) {
                 map.values_mut().for_each(|v| drop_currency(v, currency));
             }
         }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| drop_currency(v, currency)),
+        serde_json::Value::Array(items) => {
+            items.iter_mut().for_each(|v| drop_currency(v, currency))
+        }
         _ => {}
     }
 }
@@ -288,7 +292,8 @@ pub(crate) fn order_state_doc(record: &OrderRecord) -> Result<AttributeValue, St
     let mut state = record.clone();
     state.lines = Vec::new();
     state.refunds = Vec::new();
-    let encode_error = |e: serde_json::Error| StoreError::Other(format!("cannot encode order: {e}"));
+    let encode_error =
+        |e: serde_json::Error| StoreError::Other(format!("cannot encode order: {e}"));
     let mut value = serde_json::to_value(&state).map_err(encode_error)?;
     if let serde_json::Value::Object(map) = &mut value {
         let zero = serde_json::to_value(Money::zero(record.currency)).map_err(encode_error)?;

@@ -76,7 +76,11 @@ mod tests {
 
     #[test]
     fn sizes_follow_dynamodbs_rules() {
-        assert_eq!(number_size("12.30"), 3, "3 significant digits: 2 bytes, + 1");
+        assert_eq!(
+            number_size("12.30"),
+            3,
+            "3 significant digits: 2 bytes, + 1"
+        );
         assert_eq!(number_size("0"), 1);
         assert_eq!(number_size("-1000"), 2);
         let item = HashMap::from([

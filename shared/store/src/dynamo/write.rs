@@ -23,8 +23,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, Put, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, Update,
+    AttributeValue, CancellationReason, Put, ReturnConsumedCapacity,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
@@ -405,7 +405,13 @@ fn order_items(
         expression.push_str(&format!(" ADD {attribute} {all}"));
     }
     plan.push(
-        update(table, key(keys::order_key(shop, &record.order_id), keys::ORDER_SK), expression, Some(condition), &expr)?,
+        update(
+            table,
+            key(keys::order_key(shop, &record.order_id), keys::ORDER_SK),
+            expression,
+            Some(condition),
+            &expr,
+        )?,
         Role::Order {
             order: record.order_id.clone(),
             expected: write.expected_version,

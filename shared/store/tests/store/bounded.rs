@@ -74,7 +74,11 @@ async fn account_item_after(orders: u32) -> (usize, usize) {
 }
 
 /// The encoded account item's size and its number of lots.
-pub async fn account_size(memory: &MemoryStore, program: &Program, customer: &str) -> (usize, usize) {
+pub async fn account_size(
+    memory: &MemoryStore,
+    program: &Program,
+    customer: &str,
+) -> (usize, usize) {
     let id = CustomerId::parse(customer).unwrap();
     let read = memory
         .read(&shop(), &ReadRequest::account(&id))
@@ -94,7 +98,10 @@ async fn a_customer_with_ten_thousand_orders_keeps_an_account_item_under_2_kb() 
     assert!(bytes < 2048, "account item of {bytes} bytes");
     // About the size after a handful: only the figures' digits grow.
     let (few, _) = account_item_after(3).await;
-    assert!(bytes <= few + 64, "{bytes} bytes after 10,000, {few} after 3");
+    assert!(
+        bytes <= few + 64,
+        "{bytes} bytes after 10,000, {few} after 3"
+    );
 }
 
 /// The order items this adapter would store for a 250-line order after 30
@@ -137,13 +144,19 @@ pub async fn big_order_items() -> (usize, usize) {
             .unwrap();
     }
     let read = memory
-        .read(&shop(), &ReadRequest::order(OrderId::parse("5001").unwrap()))
+        .read(
+            &shop(),
+            &ReadRequest::order(OrderId::parse("5001").unwrap()),
+        )
         .await
         .unwrap();
     let record = read.order.unwrap();
     assert_eq!(record.value.refunds.len(), 30);
     let (state, lines) = encode_order(&shop(), &OrderWrite::of(record, false)).unwrap();
-    (item_size(&state), lines.as_ref().map(item_size).unwrap_or(0))
+    (
+        item_size(&state),
+        lines.as_ref().map(item_size).unwrap_or(0),
+    )
 }
 
 #[tokio::test]
@@ -151,6 +164,9 @@ async fn a_250_line_order_with_30_refunds_keeps_its_lines_apart_from_its_small_s
     let (state, lines) = big_order_items().await;
     println!("250-line order after 30 refunds: state item {state} bytes, lines item {lines} bytes");
     // Before: one item of about 41 KB (82 WCU) rewritten by every event.
-    assert!(lines < 12 * 1024, "lines item of {lines} bytes, written once");
+    assert!(
+        lines < 12 * 1024,
+        "lines item of {lines} bytes, written once"
+    );
     assert!(state < 3 * 1024, "state item of {state} bytes");
 }

@@ -40,7 +40,10 @@ struct Recorder(Arc<Mutex<Vec<TransactWriteItemsInput>>>);
 
 impl Recorder {
     fn take(&self) -> Vec<TransactWriteItemsInput> {
-        self.0.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
+        self.0
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
     }
 }
 
@@ -251,7 +254,10 @@ pub fn print(label: &str, written: &[Written]) {
     let total: u64 = written.iter().map(|w| w.wcu).sum();
     println!("{label}: {} items, {total} WCU", written.len());
     for w in written {
-        println!("  {} {} {} B = {} WCU", w.operation, w.entity, w.bytes, w.wcu);
+        println!(
+            "  {} {} {} B = {} WCU",
+            w.operation, w.entity, w.bytes, w.wcu
+        );
     }
 }
 
@@ -289,7 +295,11 @@ async fn a_refund_rewrites_the_small_order_state_not_its_lines() {
     assert_eq!(measured.refund_reads, 2);
     let items = budgeted(&measured.refund);
     let entities: Vec<&str> = items.iter().map(|w| w.entity.as_str()).collect();
-    assert_eq!(entities, ["ACCOUNT", "LEDGER", "ORDER"], "lines not written again");
+    assert_eq!(
+        entities,
+        ["ACCOUNT", "LEDGER", "ORDER"],
+        "lines not written again"
+    );
     for item in &items {
         assert!(item.bytes < 1024, "{} of {} bytes", item.entity, item.bytes);
     }

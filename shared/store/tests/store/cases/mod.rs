@@ -492,14 +492,24 @@ pub async fn an_orders_email_is_recorded_once_with_the_order(store: &dyn Store) 
         ..WriteSet::default()
     };
     assert_eq!(
-        store.write(&shop(), write(0, "earned:ann:o-1")).await.unwrap(),
+        store
+            .write(&shop(), write(0, "earned:ann:o-1"))
+            .await
+            .unwrap(),
         WriteOutcome::Committed
     );
     assert_eq!(
-        store.write(&shop(), write(1, "earned:ann:o-1")).await.unwrap(),
+        store
+            .write(&shop(), write(1, "earned:ann:o-1"))
+            .await
+            .unwrap(),
         WriteOutcome::Duplicate { response: None }
     );
-    assert_eq!(order_version(store, &order_id).await, Some(1), "nothing written");
+    assert_eq!(
+        order_version(store, &order_id).await,
+        Some(1),
+        "nothing written"
+    );
     assert_eq!(
         store
             .write(&shop(), write(1, "clawback:ann:o-1:1.00"))
@@ -517,17 +527,27 @@ pub async fn an_email_owner_moves_only_when_an_account_takes_the_address(store: 
     let mut ann = new_account("ann");
     ann.email = Some(email.clone());
     store
-        .write(&shop(), WriteSet::account(AccountWrite::new(&program(), ann, 0)))
+        .write(
+            &shop(),
+            WriteSet::account(AccountWrite::new(&program(), ann, 0)),
+        )
         .await
         .unwrap();
     assert_eq!(email_owner(store, &email).await, Some(customer("ann")));
     let mut bob = new_account("bob");
     bob.email = Some(email.clone());
     store
-        .write(&shop(), WriteSet::account(AccountWrite::new(&program(), bob, 0)))
+        .write(
+            &shop(),
+            WriteSet::account(AccountWrite::new(&program(), bob, 0)),
+        )
         .await
         .unwrap();
-    assert_eq!(email_owner(store, &email).await, Some(customer("bob")), "bob took it");
+    assert_eq!(
+        email_owner(store, &email).await,
+        Some(customer("bob")),
+        "bob took it"
+    );
     // Ann written again, her email as read: bob keeps the address.
     let read = read_account(store, "ann").await.unwrap();
     let mut again = WriteSet::account(AccountWrite::of(&program(), read.clone()));

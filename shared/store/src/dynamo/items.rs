@@ -263,7 +263,7 @@ fn drop_currency(value: &mut serde_json::Value, currency: &str) {
             }
         }
         serde_json::Value::Array(items) => {
-            items.iter_mut().for_each(|v| drop_currency(v, currency))
+            items.iter_mut().for_each(|v| drop_currency(v, currency));
         }
         _ => {}
     }
@@ -278,7 +278,9 @@ fn add_currency(value: &mut serde_json::Value, currency: &str) {
                 map.values_mut().for_each(|v| add_currency(v, currency));
             }
         }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| add_currency(v, currency)),
+        serde_json::Value::Array(items) => {
+            items.iter_mut().for_each(|v| add_currency(v, currency));
+        }
         _ => {}
     }
 }

@@ -34,6 +34,7 @@ const MAX_ATTEMPTS: u32 = 6;
 #[derive(Debug, Clone)]
 enum Target {
     Order,
+    OrderLines,
     Account(CustomerId),
     Coupon(Code),
     CouponUse(Code, UsageKey),
@@ -50,6 +51,14 @@ fn targets(shop: &ShopId, request: &ReadRequest) -> Vec<((String, String), Targe
         wanted.push((
             (keys::order_key(shop, order), keys::ORDER_SK.to_string()),
             Target::Order,
+        ));
+        // In the same request: a refund by line or a later earn needs them.
+        wanted.push((
+            (
+                keys::order_key(shop, order),
+                keys::ORDER_LINES_SK.to_string(),
+            ),
+            Target::OrderLines,
         ));
     }
     for customer in &request.accounts {
@@ -143,6 +152,7 @@ impl DynamoStore {
             }
             entry.push(target);
         }
+        let (mut order_state, mut order_lines) = (None, None);
         for chunk in order.chunks(MAX_BATCH_KEYS) {
             let keys = chunk.iter().map(|(pk, sk)| key(pk, sk)).collect();
             for item in self.batch_get(keys).await? {
@@ -151,9 +161,17 @@ impl DynamoStore {
                     require_s(&item, SK)?.to_string(),
                 );
                 for target in by_key.get(&found).into_iter().flatten() {
-                    apply(&mut result, target, &item)?;
+                    match target {
+                        Target::Order => order_state = Some(item.clone()),
+                        Target::OrderLines => order_lines = Some(item.clone()),
+                        _ => apply(&mut result, target, &item)?,
+                    }
                 }
             }
+        }
+        if let Some(state) = &order_state {
+            result.order = Some(decode_order(state, order_lines.as_ref())?);
+            result.order_lines_stored = order_lines.is_some();
         }
         Ok(result)
     }
@@ -222,7 +240,8 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
 
 fn apply(result: &mut ReadResult, target: &Target, item: &Item) -> Result<(), StoreError> {
     match target {
-        Target::Order => result.order = Some(decode_order(item)?),
+        // Decoded together, once both are in (see `batch_read`).
+        Target::Order | Target::OrderLines => {}
         Target::Account(customer) => {
             result
                 .accounts

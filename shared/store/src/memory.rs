@@ -321,6 +321,7 @@ impl Store for MemoryStore {
                 .notifications
                 .insert(keys::notification_key(shop, notification), ());
         }
+        let written_at = writes.now;
         for write in writes.accounts {
             let customer = write.account.customer.clone();
             let key = (shop.clone(), customer.clone());
@@ -343,7 +344,8 @@ impl Store for MemoryStore {
             }
             // Where the account sits in the due indexes: the times come
             // with the write (decided by the core).
-            let (reminder_due, expiry_due) = (write.reminder_due_at, write.expiry_due_at());
+            let due = write.due_filed_at(written_at);
+            let (reminder_due, expiry_due) = (due.reminder, due.expiry);
             let ledger = tables.ledgers.entry(key.clone()).or_default();
             for entry in write.entries {
                 ledger.insert(keys::ledger_sort_key(&entry), entry);
@@ -371,7 +373,7 @@ impl Store for MemoryStore {
             );
         }
         if let Some(order) = writes.order {
-            let release_due = order.release_due_at();
+            let release_due = order.release_filed_at(written_at);
             let record = order.record;
             let item_key = keys::order_key(shop, &record.order_id);
             let due = release_due.map(|at| DueRef {

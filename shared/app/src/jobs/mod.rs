@@ -528,7 +528,8 @@ pub(crate) async fn mark_suppressed(
         let write = WriteSet {
             accounts_read: read.accounts_read(),
             ..WriteSet::account(AccountWrite::of(&program, account))
-        };
+        }
+        .at(run.now);
         match ctx.store.write(shop, write).await {
             Ok(WriteOutcome::Committed) | Ok(WriteOutcome::Duplicate { .. }) => return Ok(()),
             Err(error) if error.is_conflict() => {

@@ -301,6 +301,7 @@ async fn commit_release(run: &Run<'_>, due: &DueRef) -> Result<Released, AppErro
             }),
             notifications: notices.iter().map(|n| n.key.clone()).collect(),
             accounts_read,
+            now: Some(now),
             ..WriteSet::default()
         };
         match ctx.store.write(&due.shop, write).await {
@@ -361,7 +362,8 @@ async fn expire_one(
         let write = WriteSet {
             accounts_read: read.accounts_read(),
             ..WriteSet::account(AccountWrite::of(&program, account).with_entries(applied.entries))
-        };
+        }
+        .at(now);
         match ctx.store.write(&due.shop, write).await {
             Ok(_) => {
                 outcome.expired_accounts += 1;

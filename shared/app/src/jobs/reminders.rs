@@ -244,7 +244,8 @@ async fn record_position(run: &Run<'_>, due: &DueRef) -> Result<Recorded, AppErr
             notifications: vec![key],
             accounts_read: read.accounts_read(),
             ..WriteSet::account(AccountWrite::of(program, account))
-        };
+        }
+        .at(now);
         match ctx.store.write(&due.shop, write).await {
             Ok(WriteOutcome::Committed) => {
                 return Ok(match notice {

@@ -160,12 +160,14 @@ fn account_items(
     table: &str,
     shop: &ShopId,
     write: &AccountWrite,
+    written_at: Option<DateTime<Utc>>,
     plan: &mut Plan,
 ) -> Result<(), StoreError> {
     let account = &write.account;
     let customer = &account.customer;
     let pk = keys::account_key(shop, customer);
-    let (reminder_due, expiry_due) = (write.reminder_due_at, write.expiry_due_at());
+    let due = write.due_filed_at(written_at);
+    let (reminder_due, expiry_due) = (due.reminder, due.expiry);
     let dues = [(REMINDER_INDEX, reminder_due), (EXPIRY_INDEX, expiry_due)];
     let held = account.held().amount();
     let refused = refused_locally(account);
@@ -359,6 +361,7 @@ fn order_item(
     table: &str,
     shop: &ShopId,
     write: &OrderWrite,
+    written_at: Option<DateTime<Utc>>,
     plan: &mut Plan,
 ) -> Result<(), StoreError> {
     let record = &write.record;
@@ -373,7 +376,7 @@ fn order_item(
     item.insert(VERSION.into(), n_u64(write.expected_version + 1));
     // A Put replaces the whole item: leaving the index attributes out when
     // nothing is pending takes the order out of the release index.
-    if let Some(at) = write.release_due_at() {
+    if let Some(at) = write.release_filed_at(written_at) {
         for (name, value) in due_attributes(RELEASE_INDEX, &pk, at) {
             item.insert(name.into(), s(value));
         }
@@ -603,7 +606,7 @@ fn plan(
                 write.account.customer
             )));
         }
-        account_items(table, shop, write, &mut plan)?;
+        account_items(table, shop, write, writes.now, &mut plan)?;
         if let Some(email) = &write.account.email {
             // The latest account to use an address owns it (last one wins).
             email_owners.insert(keys::email_key(shop, email), write.account.customer.clone());
@@ -616,7 +619,7 @@ fn plan(
         plan.push(put(table, item, None, &Expr::default())?, Role::Plain);
     }
     if let Some(order) = &writes.order {
-        order_item(table, shop, order, &mut plan)?;
+        order_item(table, shop, order, writes.now, &mut plan)?;
     }
     coupon_items(table, shop, &writes.coupon_uses, &mut plan)?;
     aggregate_items(table, shop, writes, before, &mut plan)?;

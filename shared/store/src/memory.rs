@@ -41,6 +41,8 @@ struct Tables {
     /// Where each item currently sits in the due index, to move it.
     due_position: HashMap<(DueKind, String), (String, u32, String)>,
     checkpoints: HashMap<String, String>,
+    /// Parked due items by shop and sort key.
+    parked: BTreeMap<(ShopId, String), ParkedItem>,
     counters: HashMap<String, (u64, DateTime<Utc>)>,
     catalog: HashMap<(ShopId, ProductId), CatalogProduct>,
     /// Running aggregates, kept by `write` as DynamoDB's adapter keeps them
@@ -602,6 +604,48 @@ impl Store for MemoryStore {
                 .insert(job.to_string(), bucket.to_string());
         }
         Ok(())
+    }
+
+    async fn park(&self, item: &ParkedItem) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        let mut tables = self.lock()?;
+        let shop = &item.due.shop;
+        let item_key = match (&item.due.order, &item.due.customer) {
+            (Some(order), _) => Some(keys::order_key(shop, order)),
+            (None, Some(customer)) => Some(keys::account_key(shop, customer)),
+            (None, None) => None,
+        };
+        if let Some(item_key) = item_key {
+            let filed = keys::due_sort_key(item.due.due_at, &item_key);
+            let still_there = tables
+                .due_position
+                .get(&(item.kind, item_key.clone()))
+                .is_some_and(|(_, _, sort)| *sort == filed);
+            if still_there {
+                tables.place_due(item.kind, item_key, None);
+            }
+        }
+        tables
+            .parked
+            .insert((shop.clone(), item.sort_key()), item.clone());
+        Ok(())
+    }
+
+    async fn list_parked(
+        &self,
+        shop: &ShopId,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<ParkedItem>, StoreError> {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        let tables = self.lock()?;
+        let items: Vec<(String, ParkedItem)> = tables
+            .parked
+            .range((shop.clone(), String::new())..)
+            .take_while(|((s, _), _)| s == shop)
+            .map(|((_, sort), item)| (sort.clone(), item.clone()))
+            .collect();
+        Ok(page(items, cursor, limit))
     }
 
     async fn increment_counter(

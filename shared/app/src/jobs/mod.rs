@@ -28,7 +28,9 @@
 //! - this module: configuration, the clock, the due-index walk, the paced sender.
 //! - [`promote`]: pending cashback released, balance and holds expired.
 //! - [`reminders`]: the reminder series.
+//! - [`parked`]: items that keep failing, taken out of the way.
 
+pub mod parked;
 pub mod promote;
 pub mod reminders;
 
@@ -77,6 +79,9 @@ pub struct JobConfig {
     pub finish_reserve: StdDuration,
     /// Re-reads after losing a race for the same account or order.
     pub max_attempts: u32,
+    /// Runs an item may fail (for a reason that may pass) before it is
+    /// parked; a permanent failure parks it at once ([`parked`]).
+    pub max_item_failures: u32,
 }
 
 impl Default for JobConfig {
@@ -89,6 +94,7 @@ impl Default for JobConfig {
             max_send_attempts: 6,
             finish_reserve: StdDuration::from_secs(5),
             max_attempts: 10,
+            max_item_failures: 5,
         }
     }
 }
@@ -563,6 +569,8 @@ pub(crate) struct WalkEnd {
     pub saved: Result<(), JobError>,
     pub scan: ScanProgress,
     pub failed: u64,
+    /// Items parked by this run (not counted in `failed`).
+    pub parked: u64,
     pub throttled: u64,
     pub duration_ms: u64,
 }
@@ -600,6 +608,7 @@ pub(crate) async fn walk_due(
     let mut sender = Sender::new(ctx, clock, config);
     let mut scan = DueScan::start(ctx.store.as_ref(), job, kinds, now, config).await?;
     let mut failed = 0;
+    let mut parked = 0;
     let result = loop {
         if clock.now() >= stop_at {
             scan.stop();
@@ -611,11 +620,25 @@ pub(crate) async fn walk_due(
             Err(error) => break Err(JobError::from(error)),
         };
         if let Err(error) = handler.handle(&mut sender, kind, &due).await {
-            log_item_failure(job, kind, &due, &error);
-            failed += 1;
-            scan.item_failed();
             if let Some(fatal) = item_error_is_fatal(&error) {
+                log_item_failure(job, kind, &due, &error);
+                failed += 1;
+                scan.item_failed();
                 break Err(JobError::from(fatal));
+            }
+            match parked::after_failure(ctx, config, job, kind, &due, &error, now).await {
+                Ok(parked::Fate::Parked) => parked += 1,
+                Ok(parked::Fate::Retry) => {
+                    log_item_failure(job, kind, &due, &error);
+                    failed += 1;
+                    scan.item_failed();
+                }
+                Err(store) => {
+                    log_item_failure(job, kind, &due, &error);
+                    warn!(job, error = %store, "could not count or park the failed item");
+                    failed += 1;
+                    scan.item_failed();
+                }
             }
         }
     };
@@ -625,6 +648,7 @@ pub(crate) async fn walk_due(
         saved,
         scan: scan.progress.clone(),
         failed,
+        parked,
         throttled: sender.throttled,
         duration_ms: u64::try_from(clock.now().saturating_duration_since(started).as_millis())
             .unwrap_or(u64::MAX),

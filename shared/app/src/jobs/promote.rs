@@ -63,6 +63,8 @@ pub struct PromoteOutcome {
     pub emails_throttled: u64,
     /// Items that failed (logged); their buckets are read again next run.
     pub failed: u64,
+    /// Items parked (logged at ERROR, listed as parked): they failed for good.
+    pub parked: u64,
     /// How far the walk over the due index got.
     #[serde(flatten)]
     pub scan: ScanProgress,
@@ -100,6 +102,7 @@ pub async fn promote_due(
     let end = walk_due(run, PROMOTE_JOB, &kinds, &mut promote).await?;
     let mut outcome = promote.outcome;
     outcome.failed += end.failed;
+    outcome.parked = end.parked;
     outcome.scan = end.scan.clone();
     outcome.emails_throttled = end.throttled;
     outcome.duration_ms = end.duration_ms;
@@ -143,6 +146,7 @@ fn log_summary(outcome: &PromoteOutcome) {
         emails_lost = outcome.emails_lost,
         emails_throttled = outcome.emails_throttled,
         failed = outcome.failed,
+        parked = outcome.parked,
         buckets_read = outcome.scan.buckets_read,
         queries = outcome.scan.queries,
         buckets_left = outcome.scan.buckets_left,

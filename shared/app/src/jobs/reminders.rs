@@ -55,6 +55,8 @@ pub struct RemindersOutcome {
     pub not_due: u64,
     /// Items that failed (logged); their buckets are read again next run.
     pub failed: u64,
+    /// Items parked (logged at ERROR, listed as parked): they failed for good.
+    pub parked: u64,
     /// How far the walk over the due index got.
     #[serde(flatten)]
     pub scan: ScanProgress,
@@ -104,6 +106,7 @@ pub async fn send_reminders(
     let end = walk_due(run, REMINDERS_JOB, &kinds, &mut reminders).await?;
     let mut outcome = reminders.outcome;
     outcome.failed += end.failed;
+    outcome.parked = end.parked;
     outcome.scan = end.scan.clone();
     outcome.throttled = end.throttled;
     outcome.duration_ms = end.duration_ms;
@@ -140,6 +143,7 @@ fn log_summary(outcome: &RemindersOutcome) {
         skipped = outcome.skipped,
         not_due = outcome.not_due,
         failed = outcome.failed,
+        parked = outcome.parked,
         buckets_read = outcome.scan.buckets_read,
         queries = outcome.scan.queries,
         buckets_left = outcome.scan.buckets_left,

@@ -626,3 +626,128 @@ async fn a_referral_reward_is_released_with_its_referred_order_once() {
         usd("15.00")
     );
 }
+
+/// Files an order with 1.00 pending, due at `due`, straight into the store
+/// (as data written by hand or by an older version could be).
+async fn file_pending_order(
+    memory: &MemoryStore,
+    shop: &cashback_core::ids::ShopId,
+    order: &str,
+    customer: Option<&str>,
+    due: DateTime<Utc>,
+) {
+    use cashback_app::store::OrderWrite;
+    use cashback_core::ids::{CustomerId, OrderId};
+    use cashback_core::orders::OrderRecord;
+    let mut record = OrderRecord::new(OrderId::parse(order).unwrap(), usd("0").currency());
+    record.customer = customer.map(|c| CustomerId::parse(c).unwrap());
+    record.pending = usd("1.00");
+    record.release_at = Some(due);
+    memory
+        .write(
+            shop,
+            WriteSet {
+                order: Some(OrderWrite {
+                    record,
+                    expected_version: 0,
+                }),
+                ..WriteSet::default()
+            },
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_corrupt_item_and_an_unknown_shop_are_parked_and_the_checkpoint_moves_on() {
+    use cashback_app::jobs::parked::list_parked;
+    use cashback_app::store::DueKind;
+    use cashback_core::ids::ShopId;
+
+    let s = setup(program(), ScriptedNotifier::default()).await;
+    pay_many(&s.ctx, 3, t0()).await;
+    // An index item naming no customer (corrupt), and an order of a shop
+    // that was never onboarded: both due with the others.
+    file_pending_order(&s.memory, &shop(), "broken", None, due_day()).await;
+    let ghost = ShopId::parse("ghost.myshopify.com").unwrap();
+    file_pending_order(&s.memory, &ghost, "g1", Some("gina"), due_day()).await;
+
+    let at = due_day() + Duration::hours(3);
+    let run = promote_due(&s.ctx, &TokioClock, &config(), at, far())
+        .await
+        .unwrap();
+    assert_eq!((run.released, run.parked, run.failed), (3, 2, 0));
+    assert_eq!(run.emails_sent, 3);
+    assert_eq!(
+        run.scan.checkpoint.as_deref(),
+        Some(cashback_app::store::due_bucket(due_day()).as_str()),
+        "the checkpoint passed the parked items' hour"
+    );
+
+    let parked = list_parked(&s.ctx, &shop(), None, 10).await.unwrap();
+    assert_eq!(parked.items.len(), 1);
+    let broken = &parked.items[0];
+    assert_eq!(
+        (broken.job.as_str(), broken.kind, broken.attempts),
+        (PROMOTE_JOB, DueKind::Release, 1)
+    );
+    assert_eq!(broken.due.order.as_ref().unwrap().as_str(), "broken");
+    assert!(broken.reason.contains("names no order or customer"), "{}", broken.reason);
+    assert_eq!(broken.parked_at, at);
+    let ghosts = list_parked(&s.ctx, &ghost, None, 10).await.unwrap();
+    assert_eq!(ghosts.items.len(), 1);
+    assert!(ghosts.items[0].reason.contains("unknown shop"), "{}", ghosts.items[0].reason);
+
+    // Later items are released by later runs, and the parked ones are not
+    // read again: they left the index.
+    pay(&s.ctx, "2000", "late", "100.00", t0() + Duration::days(1)).await;
+    let later = promote_due(&s.ctx, &TokioClock, &config(), at + Duration::days(1), far())
+        .await
+        .unwrap();
+    assert_eq!((later.released, later.parked, later.failed), (1, 0, 0));
+    assert_eq!(list_parked(&s.ctx, &shop(), None, 10).await.unwrap().items.len(), 1);
+}
+
+#[tokio::test]
+async fn an_item_that_keeps_failing_is_parked_after_the_configured_runs() {
+    use cashback_app::jobs::parked::list_parked;
+    use cashback_core::ids::ShopId;
+    use cashback_test_support::fixtures::demo_shop_record;
+
+    let s = setup(program(), ScriptedNotifier::default()).await;
+    // A shop without a program yet: that may pass, so it is retried.
+    let mut record = demo_shop_record("env:DEMO", String::new(), t0());
+    let fresh = ShopId::parse("fresh.myshopify.com").unwrap();
+    record.shop = fresh.clone();
+    s.memory.create_shop(&record).await.unwrap();
+    file_pending_order(&s.memory, &fresh, "f1", Some("fay"), due_day()).await;
+
+    let config = JobConfig {
+        max_item_failures: 3,
+        ..config()
+    };
+    let mut at = due_day() + Duration::hours(3);
+    for run in 1..=2 {
+        let outcome = promote_due(&s.ctx, &TokioClock, &config, at, far())
+            .await
+            .unwrap();
+        assert_eq!((outcome.failed, outcome.parked), (1, 0), "run {run}");
+        assert_eq!(
+            outcome.scan.checkpoint,
+            Some(cashback_app::store::due_bucket(due_day() - Duration::hours(1))),
+            "run {run}: held back before the failing item's hour"
+        );
+        at += Duration::minutes(15);
+    }
+    let third = promote_due(&s.ctx, &TokioClock, &config, at, far())
+        .await
+        .unwrap();
+    assert_eq!((third.failed, third.parked), (0, 1));
+    assert_eq!(
+        third.scan.checkpoint,
+        Some(cashback_app::store::due_bucket(due_day()))
+    );
+    let parked = list_parked(&s.ctx, &fresh, None, 10).await.unwrap();
+    assert_eq!(parked.items[0].attempts, 3);
+    assert!(parked.items[0].reason.contains("no cashback program"), "{}", parked.items[0].reason);
+}

@@ -204,6 +204,13 @@ impl OrderWrite {
         self.release_due_at()
             .map(|at| cashback_core::due::filed_at(at, now))
     }
+
+    /// Where the ready-email index files this order for a write made at
+    /// `now`: while its "cashback ready" email waits to be sent
+    /// (`cashback_core::due::ready`), never before `now`.
+    pub fn ready_filed_at(&self, now: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+        cashback_core::due::ready(&self.record).map(|at| cashback_core::due::filed_at(at, now))
+    }
 }
 
 /// One use of a coupon taken (+1) or given back (-1).

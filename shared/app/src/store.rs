@@ -41,6 +41,9 @@ pub enum DueKind {
     Reminder,
     /// Balance or holds to expire (account items).
     Expiry,
+    /// A released order's "cashback ready" email waiting for the paced
+    /// email pass (order items).
+    Ready,
 }
 
 /// Something due, as the index knows it.
@@ -86,6 +89,7 @@ impl ParkedItem {
             DueKind::Release => "release",
             DueKind::Reminder => "reminder",
             DueKind::Expiry => "expiry",
+            DueKind::Ready => "ready",
         };
         let item = match (&self.due.order, &self.due.customer) {
             (Some(order), _) => format!("order:{order}"),

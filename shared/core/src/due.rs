@@ -42,6 +42,16 @@ pub fn release(record: &OrderRecord) -> Option<DateTime<Utc>> {
     record.due_at()
 }
 
+/// When an order's "cashback ready" email falls due, if it was recorded
+/// with the release and not sent yet (and nothing is pending any more: a
+/// pending order is in the release index instead).
+pub fn ready(record: &OrderRecord) -> Option<DateTime<Utc>> {
+    if record.due_at().is_some() {
+        return None;
+    }
+    record.ready_email.as_ref().map(|email| email.since)
+}
+
 /// When an account's next reminder falls due, if its series is running.
 pub fn reminder(program: &Program, account: &Account) -> Option<DateTime<Utc>> {
     next_reminder(program, account).map(|due| due.due_at)

@@ -376,6 +376,7 @@ impl Store for MemoryStore {
         }
         if let Some(order) = writes.order {
             let release_due = order.release_filed_at(written_at);
+            let ready_due = order.ready_filed_at(written_at);
             let record = order.record;
             let item_key = keys::order_key(shop, &record.order_id);
             let due = release_due.map(|at| DueRef {
@@ -384,7 +385,14 @@ impl Store for MemoryStore {
                 order: Some(record.order_id.clone()),
                 due_at: at,
             });
-            tables.place_due(DueKind::Release, item_key, due);
+            tables.place_due(DueKind::Release, item_key.clone(), due);
+            let ready = ready_due.map(|at| DueRef {
+                shop: shop.clone(),
+                customer: record.customer.clone(),
+                order: Some(record.order_id.clone()),
+                due_at: at,
+            });
+            tables.place_due(DueKind::Ready, item_key, ready);
             tables.orders.insert(
                 (shop.clone(), record.order_id.clone()),
                 Versioned {

@@ -69,6 +69,7 @@ fn item_label(kind: DueKind, due: &DueRef) -> String {
         DueKind::Release => "release",
         DueKind::Reminder => "reminder",
         DueKind::Expiry => "expiry",
+        DueKind::Ready => "ready",
     };
     let order = due.order.as_ref().map(|o| o.to_string()).unwrap_or_default();
     let customer = due

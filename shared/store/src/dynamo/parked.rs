@@ -28,7 +28,7 @@ impl DynamoStore {
             .map_err(|e| from_sdk("PutItem", e))?;
 
         let (pk, sk) = match (parked.kind, &parked.due.order, &parked.due.customer) {
-            (DueKind::Release, Some(order), _) => {
+            (DueKind::Release | DueKind::Ready, Some(order), _) => {
                 (crate::keys::order_key(shop, order), crate::keys::ORDER_SK)
             }
             (DueKind::Reminder | DueKind::Expiry, _, Some(customer)) => (

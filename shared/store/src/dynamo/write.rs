@@ -38,7 +38,7 @@ use super::attr::*;
 use super::errors::{cancellation_reasons, from_sdk, is_condition_failed, is_conflict_code};
 use super::items::*;
 use super::read::usage_sk;
-use super::schema::{EXPIRY_INDEX, RELEASE_INDEX, REMINDER_INDEX};
+use super::schema::{EXPIRY_INDEX, READY_INDEX, RELEASE_INDEX, REMINDER_INDEX};
 use super::DynamoStore;
 use crate::keys;
 
@@ -376,8 +376,14 @@ fn order_item(
     item.insert(VERSION.into(), n_u64(write.expected_version + 1));
     // A Put replaces the whole item: leaving the index attributes out when
     // nothing is pending takes the order out of the release index.
-    if let Some(at) = write.release_filed_at(written_at) {
-        for (name, value) in due_attributes(RELEASE_INDEX, &pk, at) {
+    // Released with its ready email unsent, the order takes the same
+    // index attributes under the ready kind (never both at once).
+    let filed = match write.release_filed_at(written_at) {
+        Some(at) => Some((RELEASE_INDEX, at)),
+        None => write.ready_filed_at(written_at).map(|at| (READY_INDEX, at)),
+    };
+    if let Some((index, at)) = filed {
+        for (name, value) in due_attributes(index, &pk, at) {
             item.insert(name.into(), s(value));
         }
     }

@@ -256,7 +256,7 @@ async fn measure(
     }
     println!(
         "all {} ready emails sent {:.0} s ({:.1} min) after the first run started; \
-         {} store calls; CPU time of the whole program {:.1} s",
+         {} store calls; wall time of the whole program {:.1} s",
         mailer.ready.load(Ordering::Relaxed),
         last.as_secs_f64(),
         last.as_secs_f64() / 60.0,

@@ -153,8 +153,8 @@ async fn ready_emails_go_out_through_ses_on_moto() {
 }
 
 #[tokio::test]
-async fn a_small_run_on_dynamodb_costs_one_transaction_per_release_and_per_email_plus_query_pages(
-) {
+async fn a_small_run_on_dynamodb_costs_one_transaction_per_release_and_per_email_plus_query_pages()
+{
     let Some(store) = moto::fresh_store("promote_small_run_round_trips").await else {
         return;
     };

@@ -86,6 +86,10 @@ mod tests {
         assert_eq!(filed_at(past, Some(now)), now);
         assert_eq!(filed_at(later, Some(now)), later);
         assert_eq!(filed_at(now, Some(now)), now);
-        assert_eq!(filed_at(past, None), past, "a write that names no time files as is");
+        assert_eq!(
+            filed_at(past, None),
+            past,
+            "a write that names no time files as is"
+        );
     }
 }

@@ -321,7 +321,9 @@ pub(crate) struct DueScan<'a> {
 
 fn locked(buckets: &Mutex<Buckets>) -> std::sync::MutexGuard<'_, Buckets> {
     // Never held across an await; a panic while held poisons nothing we rely on.
-    buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    buckets
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl<'a> DueScan<'a> {
@@ -565,11 +567,7 @@ impl<'a> Sender<'a> {
         notification: &Notification,
         deadline: Instant,
     ) -> Delivery {
-        let mut backoff = self
-            .pace()
-            .interval
-            .unwrap_or(MIN_BACKOFF)
-            .max(MIN_BACKOFF);
+        let mut backoff = self.pace().interval.unwrap_or(MIN_BACKOFF).max(MIN_BACKOFF);
         for attempt in 1..=self.max_attempts {
             if attempt > 1 && !self.wait_slot(deadline).await {
                 return Delivery::Lost("the deadline came before a send slot".into());

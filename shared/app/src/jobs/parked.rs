@@ -71,13 +71,21 @@ fn item_label(kind: DueKind, due: &DueRef) -> String {
         DueKind::Expiry => "expiry",
         DueKind::Ready => "ready",
     };
-    let order = due.order.as_ref().map(|o| o.to_string()).unwrap_or_default();
+    let order = due
+        .order
+        .as_ref()
+        .map(|o| o.to_string())
+        .unwrap_or_default();
     let customer = due
         .customer
         .as_ref()
         .map(|c| c.to_string())
         .unwrap_or_default();
-    format!("{kind}:{}:{order}:{customer}:{}", due.shop, due.due_at.to_rfc3339())
+    format!(
+        "{kind}:{}:{order}:{customer}:{}",
+        due.shop,
+        due.due_at.to_rfc3339()
+    )
 }
 
 /// Decides an item's fate after it failed: parks it when the error is

@@ -153,9 +153,8 @@ pub async fn promote_due(
         outcome.email_pass = emails.scan.clone();
     }
     outcome.emails_throttled = sender.throttled();
-    outcome.duration_ms =
-        u64::try_from(clock.now().saturating_duration_since(started).as_millis())
-            .unwrap_or(u64::MAX);
+    outcome.duration_ms = u64::try_from(clock.now().saturating_duration_since(started).as_millis())
+        .unwrap_or(u64::MAX);
     log_summary(&outcome);
     end.finish()?;
     if let Some(emails) = emails {
@@ -520,7 +519,11 @@ async fn send_ready(
     }
 }
 
-async fn claim_ready(run: &Run<'_>, sender: &Sender<'_>, due: &DueRef) -> Result<Claimed, AppError> {
+async fn claim_ready(
+    run: &Run<'_>,
+    sender: &Sender<'_>,
+    due: &DueRef,
+) -> Result<Claimed, AppError> {
     let (ctx, now) = (run.ctx, run.now);
     let (Some(order_id), Some(customer)) = (&due.order, &due.customer) else {
         return Err(AppError::Invalid(format!(

@@ -168,7 +168,11 @@ async fn a_release_costs_one_read_and_one_transaction_plus_the_query_pages() {
     assert_eq!(run.emails_sent, 5);
     // One read and one transaction per release, and one of each per ready
     // email (the paced pass claims it before sending).
-    assert_eq!(after.reads - before.reads, 10, "one read per release and email");
+    assert_eq!(
+        after.reads - before.reads,
+        10,
+        "one read per release and email"
+    );
     assert_eq!(
         after.writes - before.writes,
         10,
@@ -244,7 +248,10 @@ async fn a_run_cut_off_by_its_deadline_leaves_the_rest_to_the_next_run() {
     assert!(!first.scan.deadline_reached);
     assert!(first.email_pass.deadline_reached);
     assert!((9..=11).contains(&first.emails_sent), "{first:?}");
-    assert_eq!(first.emails_lost, 0, "nothing recorded that could not be sent");
+    assert_eq!(
+        first.emails_lost, 0,
+        "nothing recorded that could not be sent"
+    );
     assert!(first.email_pass.buckets_left >= 1);
     assert!(!first.is_done());
 
@@ -704,20 +711,41 @@ async fn a_corrupt_item_and_an_unknown_shop_are_parked_and_the_checkpoint_moves_
         (PROMOTE_JOB, DueKind::Release, 1)
     );
     assert_eq!(broken.due.order.as_ref().unwrap().as_str(), "broken");
-    assert!(broken.reason.contains("names no order or customer"), "{}", broken.reason);
+    assert!(
+        broken.reason.contains("names no order or customer"),
+        "{}",
+        broken.reason
+    );
     assert_eq!(broken.parked_at, at);
     let ghosts = list_parked(&s.ctx, &ghost, None, 10).await.unwrap();
     assert_eq!(ghosts.items.len(), 1);
-    assert!(ghosts.items[0].reason.contains("unknown shop"), "{}", ghosts.items[0].reason);
+    assert!(
+        ghosts.items[0].reason.contains("unknown shop"),
+        "{}",
+        ghosts.items[0].reason
+    );
 
     // Later items are released by later runs, and the parked ones are not
     // read again: they left the index.
     pay(&s.ctx, "2000", "late", "100.00", t0() + Duration::days(1)).await;
-    let later = promote_due(&s.ctx, &TokioClock, &config(), at + Duration::days(1), far())
-        .await
-        .unwrap();
+    let later = promote_due(
+        &s.ctx,
+        &TokioClock,
+        &config(),
+        at + Duration::days(1),
+        far(),
+    )
+    .await
+    .unwrap();
     assert_eq!((later.released, later.parked, later.failed), (1, 0, 0));
-    assert_eq!(list_parked(&s.ctx, &shop(), None, 10).await.unwrap().items.len(), 1);
+    assert_eq!(
+        list_parked(&s.ctx, &shop(), None, 10)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -746,7 +774,9 @@ async fn an_item_that_keeps_failing_is_parked_after_the_configured_runs() {
         assert_eq!((outcome.failed, outcome.parked), (1, 0), "run {run}");
         assert_eq!(
             outcome.scan.checkpoint,
-            Some(cashback_app::store::due_bucket(due_day() - Duration::hours(1))),
+            Some(cashback_app::store::due_bucket(
+                due_day() - Duration::hours(1)
+            )),
             "run {run}: held back before the failing item's hour"
         );
         at += Duration::minutes(15);
@@ -761,7 +791,11 @@ async fn an_item_that_keeps_failing_is_parked_after_the_configured_runs() {
     );
     let parked = list_parked(&s.ctx, &fresh, None, 10).await.unwrap();
     assert_eq!(parked.items[0].attempts, 3);
-    assert!(parked.items[0].reason.contains("no cashback program"), "{}", parked.items[0].reason);
+    assert!(
+        parked.items[0].reason.contains("no cashback program"),
+        "{}",
+        parked.items[0].reason
+    );
 }
 
 /// Counts store calls in flight at once (each yields first, so concurrent
@@ -818,11 +852,18 @@ async fn many_accounts_are_released_at_once_never_one_account_twice() {
     assert_eq!((run.released, run.already_done, run.failed), (72, 0, 0));
     assert_eq!(run.emails_sent, 72);
     assert!(run.is_done());
-    let most = gauged.interceptor().most.load(std::sync::atomic::Ordering::SeqCst);
+    let most = gauged
+        .interceptor()
+        .most
+        .load(std::sync::atomic::Ordering::SeqCst);
     assert!(most > 1, "items were handled one at a time ({most})");
     // Not one write lost a race: no two items of one account (c0's 13
     // orders) were ever handled at once.
-    assert_eq!(after.writes - before.writes, 72 + 72, "one per release and email");
+    assert_eq!(
+        after.writes - before.writes,
+        72 + 72,
+        "one per release and email"
+    );
     let by_order = releases(&memory, 60).await;
     assert_eq!(by_order.len(), 72);
     assert!(by_order.values().all(|n| *n == 1), "{by_order:?}");
@@ -856,7 +897,10 @@ async fn ready_emails_are_paced_apart_from_the_releases_and_each_sent_once() {
     )
     .await
     .unwrap();
-    assert_eq!((run.released, run.emails_sent, run.emails_lost), (23, 23, 0));
+    assert_eq!(
+        (run.released, run.emails_sent, run.emails_lost),
+        (23, 23, 0)
+    );
     let attempts = s.notifier.attempts.lock().unwrap().clone();
     let mut per_second: std::collections::BTreeMap<u64, u32> = Default::default();
     for at in &attempts {

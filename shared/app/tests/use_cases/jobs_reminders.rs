@@ -525,9 +525,14 @@ async fn credit_restored_after_the_checkpoint_passed_still_gets_its_reminders() 
         kind: DiscountKind::Order,
     });
     spending.occurred_at = spent_at;
-    handle_order_event(&s.ctx, &shop(), &OrderEvent::Paid(spending.clone()), spent_at)
-        .await
-        .unwrap();
+    handle_order_event(
+        &s.ctx,
+        &shop(),
+        &OrderEvent::Paid(spending.clone()),
+        spent_at,
+    )
+    .await
+    .unwrap();
     assert!(!account_of(&s.memory, "ann")
         .await
         .value
@@ -542,9 +547,14 @@ async fn credit_restored_after_the_checkpoint_passed_still_gets_its_reminders() 
     // next position's time (day 2) is long past; it must still be found.
     let restored_at = released_at() + Duration::days(20);
     spending.occurred_at = restored_at;
-    handle_order_event(&s.ctx, &shop(), &OrderEvent::Cancelled(spending), restored_at)
-        .await
-        .unwrap();
+    handle_order_event(
+        &s.ctx,
+        &shop(),
+        &OrderEvent::Cancelled(spending),
+        restored_at,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         account_of(&s.memory, "ann").await.value.available,
         usd("10.00")

@@ -1508,17 +1508,31 @@ pub async fn a_parked_item_leaves_its_index_and_is_listed(store: &dyn Store) {
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].order.as_ref().map(|o| o.as_str()), Some("fine"));
     let listed = store.list_parked(&shop(), None, 10).await.unwrap();
-    assert_eq!(listed.items, vec![parked.clone()], "parked twice, listed once");
+    assert_eq!(
+        listed.items,
+        vec![parked.clone()],
+        "parked twice, listed once"
+    );
     assert_eq!(listed.next, None);
     let other = ShopId::parse("other.myshopify.com").unwrap();
-    assert!(store.list_parked(&other, None, 10).await.unwrap().items.is_empty());
+    assert!(store
+        .list_parked(&other, None, 10)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
     // An item written since its index item was read stays where it is filed.
     let mut moved = parked.clone();
     moved.due.order = Some(OrderId::parse("fine").unwrap());
     moved.due.customer = Some(customer("bob"));
     moved.due.due_at = t0() - Duration::hours(5);
     store.park(&moved).await.unwrap();
-    assert_eq!(due_everywhere(store, DueKind::Release, t0(), t0()).await.len(), 1);
+    assert_eq!(
+        due_everywhere(store, DueKind::Release, t0(), t0())
+            .await
+            .len(),
+        1
+    );
     let listed = store.list_parked(&shop(), None, 1).await.unwrap();
     assert_eq!(listed.items.len(), 1);
     let rest = store.list_parked(&shop(), listed.next, 1).await.unwrap();

@@ -33,15 +33,15 @@ const FAILURE_COUNT_DAYS: i64 = 30;
 
 /// Fails the same way whatever the retries: parked at once.
 pub fn is_permanent(error: &AppError) -> bool {
-    match error {
+    matches!(
+        error,
         AppError::UnknownShop(_)
-        | AppError::Invalid(_)
-        | AppError::InvalidFields(_)
-        | AppError::NotFound(_)
-        | AppError::Ledger(_) => true,
-        AppError::Store(StoreError::Corrupt { .. }) => true,
-        _ => false,
-    }
+            | AppError::Invalid(_)
+            | AppError::InvalidFields(_)
+            | AppError::NotFound(_)
+            | AppError::Ledger(_)
+            | AppError::Store(StoreError::Corrupt { .. })
+    )
 }
 
 /// What became of an item that failed.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::Duration;
 use lambda_runtime::Diagnostic;
 
-use cashback_app::jobs::promote::PROMOTE_JOB;
+use cashback_app::jobs::promote::{PROMOTE_JOB, READY_EMAILS_JOB};
 use cashback_app::jobs::JobConfig;
 use cashback_app::store::Store;
 use cashback_mail::{OutboxConfig, OutboxNotifier};
@@ -153,7 +153,8 @@ async fn ready_emails_go_out_through_ses_on_moto() {
 }
 
 #[tokio::test]
-async fn a_small_run_on_dynamodb_costs_one_transaction_per_release_plus_query_pages() {
+async fn a_small_run_on_dynamodb_costs_one_transaction_per_release_and_per_email_plus_query_pages()
+{
     let Some(store) = moto::fresh_store("promote_small_run_round_trips").await else {
         return;
     };
@@ -168,10 +169,9 @@ async fn a_small_run_on_dynamodb_costs_one_transaction_per_release_plus_query_pa
         pay(&ctx, &format!("{}", 2000 + i), &format!("c{i}"), "50.00").await;
     }
     // One bucket settled before the due hour: the run reads 3 buckets.
-    store
-        .put_checkpoint(PROMOTE_JOB, "2026-12-23T07")
-        .await
-        .unwrap();
+    for job in [PROMOTE_JOB, READY_EMAILS_JOB] {
+        store.put_checkpoint(job, "2026-12-23T07").await.unwrap();
+    }
     ctx.shop_program(&shop(), due_day()).await.unwrap();
     let config = JobConfig {
         page_size: 2,
@@ -183,24 +183,31 @@ async fn a_small_run_on_dynamodb_costs_one_transaction_per_release_plus_query_pa
         .await
         .unwrap();
     let after = store.request_counts();
-    assert_eq!(outcome.released, 5);
+    assert_eq!((outcome.released, outcome.emails_sent), (5, 5));
+    // A release is one BatchGetItem and one TransactWriteItems; its ready
+    // email, claimed by the paced pass before it is sent, one of each too.
     assert_eq!(
         after.writes - before.writes,
-        5,
-        "one TransactWriteItems per release"
+        10,
+        "one TransactWriteItems per release and per email"
     );
     assert_eq!(
         after.reads - before.reads,
-        5,
-        "one BatchGetItem per release"
+        10,
+        "one BatchGetItem per release and per email"
     );
-    assert_eq!(after.queries - before.queries, outcome.scan.queries);
-    // 3 buckets x 2 kinds x 4 shards, plus the pages of 2 items.
+    assert_eq!(
+        after.queries - before.queries,
+        outcome.scan.queries + outcome.email_pass.queries
+    );
+    // 3 buckets x 2 kinds x 4 shards, plus the pages of 2 items; the email
+    // pass 3 buckets x 4 shards, plus its pages.
     assert!(outcome.scan.queries >= 24 && outcome.scan.queries <= 24 + 5);
+    assert!(outcome.email_pass.queries >= 12 && outcome.email_pass.queries <= 12 + 5);
     assert_eq!(
         after.other - before.other,
-        1,
-        "the checkpoint read (it does not move)"
+        2,
+        "the two checkpoints read (they do not move)"
     );
     eprintln!(
         "dynamodb round trips for 5 releases: {:?} (queries {})",

@@ -470,6 +470,7 @@ async fn attempt_once(
         coupon_uses: coupon_use_changes(&applied.buyer, &record.value, &read, customer.as_ref()),
         notifications: notices.iter().map(|n| n.key.clone()).collect(),
         accounts_read,
+        now: Some(now),
     };
     match store.write(shop, writes).await {
         Ok(WriteOutcome::Committed) => {

@@ -57,7 +57,8 @@ pub async fn set_reminders(
         let writes = WriteSet {
             accounts_read: read.accounts_read(),
             ..WriteSet::account(AccountWrite::new(program, account, found.version))
-        };
+        }
+        .at(now);
         match ctx.store.write(shop, writes).await {
             Ok(WriteOutcome::Committed) => {
                 info!(shop = %shop, attempt, unsubscribed, "customer set reminder emails");

@@ -170,6 +170,27 @@ impl AccountWrite {
     pub fn expiry_due_at(&self) -> Option<DateTime<Utc>> {
         cashback_core::due::expiry(&self.account)
     }
+
+    /// Where the due indexes file this account for a write made at `now`
+    /// ([`WriteSet::now`]): its next reminder and its next expiry, neither
+    /// before `now` (`cashback_core::due::filed_at`). The adapters file
+    /// exactly these.
+    pub fn due_filed_at(&self, now: Option<DateTime<Utc>>) -> DueFiled {
+        let filed = |at: Option<DateTime<Utc>>| at.map(|at| cashback_core::due::filed_at(at, now));
+        DueFiled {
+            reminder: filed(self.reminder_due_at),
+            expiry: filed(self.expiry_due_at()),
+        }
+    }
+}
+
+/// An account's positions in the due indexes, as a write files them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DueFiled {
+    /// In the reminder index, if its series runs.
+    pub reminder: Option<DateTime<Utc>>,
+    /// In the expiry index, if it has balance or holds to expire.
+    pub expiry: Option<DateTime<Utc>>,
 }
 
 /// A new balance code for an account (and its referral code with it).
@@ -214,6 +235,20 @@ impl OrderWrite {
     /// decides, from the record written), or None when nothing is pending.
     pub fn release_due_at(&self) -> Option<DateTime<Utc>> {
         cashback_core::due::release(&self.record)
+    }
+
+    /// Where the release index files this order for a write made at `now`
+    /// ([`WriteSet::now`]): never before `now` (`cashback_core::due::filed_at`).
+    pub fn release_filed_at(&self, now: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+        self.release_due_at()
+            .map(|at| cashback_core::due::filed_at(at, now))
+    }
+
+    /// Where the ready-email index files this order for a write made at
+    /// `now`: while its "cashback ready" email waits to be sent
+    /// (`cashback_core::due::ready`), never before `now`.
+    pub fn ready_filed_at(&self, now: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+        cashback_core::due::ready(&self.record).map(|at| cashback_core::due::filed_at(at, now))
     }
 }
 
@@ -265,6 +300,12 @@ pub struct WriteSet {
     /// An updated account missing here (or read at another version than
     /// the write expects) costs the adapter one read of it.
     pub accounts_read: AccountsRead,
+    /// When the decision was made (the use case's `now`). No due time is
+    /// filed before it ([`AccountWrite::due_filed_at`],
+    /// [`OrderWrite::release_filed_at`]), so work decided in the past is
+    /// found by the next scheduled run. Every use case sets it; None files
+    /// the times as they are.
+    pub now: Option<DateTime<Utc>>,
 }
 
 impl WriteSet {
@@ -384,6 +425,14 @@ impl WriteSet {
         WriteSet {
             accounts: vec![write],
             ..WriteSet::default()
+        }
+    }
+
+    /// The same write, made at `now` (see [`WriteSet::now`]).
+    pub fn at(self, now: DateTime<Utc>) -> WriteSet {
+        WriteSet {
+            now: Some(now),
+            ..self
         }
     }
 }

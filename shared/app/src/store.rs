@@ -41,6 +41,9 @@ pub enum DueKind {
     Reminder,
     /// Balance or holds to expire (account items).
     Expiry,
+    /// A released order's "cashback ready" email waiting for the paced
+    /// email pass (order items).
+    Ready,
 }
 
 /// Something due, as the index knows it.
@@ -54,6 +57,47 @@ pub struct DueRef {
     pub order: Option<OrderId>,
     /// When the work falls due.
     pub due_at: DateTime<Utc>,
+}
+
+/// A due item a scheduled job gave up on (its data is corrupt, its shop is
+/// unknown, or it failed run after run): recorded here with why, and taken
+/// out of its due index, so the job's checkpoint moves on and later runs do
+/// not read it again. Listed per shop ([`Store::list_parked`]); an operator
+/// repairs the data and writes the account or order again, which files it
+/// anew.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParkedItem {
+    /// The job that parked it (its checkpoint's name).
+    pub job: String,
+    /// The kind of work it was.
+    pub kind: DueKind,
+    /// The index item, as the job read it.
+    pub due: DueRef,
+    /// Why it was parked: the last error, with its causes.
+    pub reason: String,
+    /// Runs that failed on it, the last included.
+    pub attempts: u32,
+    /// When it was parked (the run's time).
+    pub parked_at: DateTime<Utc>,
+}
+
+impl ParkedItem {
+    /// Orders a shop's parked items, one per index item: kind, then the
+    /// order or customer, then the due time.
+    pub fn sort_key(&self) -> String {
+        let kind = match self.kind {
+            DueKind::Release => "release",
+            DueKind::Reminder => "reminder",
+            DueKind::Expiry => "expiry",
+            DueKind::Ready => "ready",
+        };
+        let item = match (&self.due.order, &self.due.customer) {
+            (Some(order), _) => format!("order:{order}"),
+            (None, Some(customer)) => format!("customer:{customer}"),
+            (None, None) => "none".to_string(),
+        };
+        format!("{kind}#{item}#{}", self.due.due_at.to_rfc3339())
+    }
 }
 
 /// One page of a list.
@@ -278,6 +322,20 @@ pub trait Store: Send + Sync {
 
     /// Records the last bucket a scheduled job finished.
     async fn put_checkpoint(&self, job: &str, bucket: &str) -> Result<(), StoreError>;
+
+    /// Parks a due item: records `item` (parking it again replaces the
+    /// record) and takes the account or order it names out of that kind's
+    /// due index if it is still filed at `item.due.due_at` (one written
+    /// since stays where that write filed it).
+    async fn park(&self, item: &ParkedItem) -> Result<(), StoreError>;
+
+    /// A page of the shop's parked items, in [`ParkedItem::sort_key`] order.
+    async fn list_parked(
+        &self,
+        shop: &ShopId,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<ParkedItem>, StoreError>;
 
     /// Adds one to a counter that lives until `expires_at`; returns the count.
     /// For rate limits (unknown codes per caller per window).

@@ -19,10 +19,37 @@ pub fn bucket(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%dT%H").to_string()
 }
 
+/// Where a due time is filed by a write made at `now`: never before `now`.
+///
+/// A time can be decided in the past: a refund restores balance to a series
+/// that started weeks ago, an admin credits an account whose reminder
+/// offsets have passed, a merchant shortens the offsets, a late webhook pays
+/// an order whose pending days are over. Filed as it is, it lands in an hour
+/// bucket the scheduled job has already finished with (its checkpoint passed
+/// it), and nothing reads it again: the work silently never happens. Filed at
+/// `now`, the next run finds it. Only the index position moves: the item
+/// itself keeps its real time, and the job decides from that.
+pub fn filed_at(at: DateTime<Utc>, now: Option<DateTime<Utc>>) -> DateTime<Utc> {
+    match now {
+        Some(now) if at < now => now,
+        _ => at,
+    }
+}
+
 /// When an order's pending cashback (with any referral reward hanging on
 /// it) falls due, if it is still pending.
 pub fn release(record: &OrderRecord) -> Option<DateTime<Utc>> {
     record.due_at()
+}
+
+/// When an order's "cashback ready" email falls due, if it was recorded
+/// with the release and not sent yet (and nothing is pending any more: a
+/// pending order is in the release index instead).
+pub fn ready(record: &OrderRecord) -> Option<DateTime<Utc>> {
+    if record.due_at().is_some() {
+        return None;
+    }
+    record.ready_email.as_ref().map(|email| email.since)
 }
 
 /// When an account's next reminder falls due, if its series is running.
@@ -49,5 +76,20 @@ mod tests {
     fn a_due_time_falls_in_the_bucket_of_its_hour() {
         let at = Utc.with_ymd_and_hms(2026, 11, 23, 10, 59, 59).unwrap();
         assert_eq!(bucket(at), "2026-11-23T10");
+    }
+
+    #[test]
+    fn a_due_time_in_the_past_is_filed_at_the_writes_now() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
+        let past = now - chrono::Duration::days(20);
+        let later = now + chrono::Duration::days(3);
+        assert_eq!(filed_at(past, Some(now)), now);
+        assert_eq!(filed_at(later, Some(now)), later);
+        assert_eq!(filed_at(now, Some(now)), now);
+        assert_eq!(
+            filed_at(past, None),
+            past,
+            "a write that names no time files as is"
+        );
     }
 }

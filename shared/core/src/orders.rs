@@ -115,6 +115,20 @@ pub struct OrderRecord {
     /// each is charged for their own codes, and given back in proportion.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub co_payers: Vec<CoPayment>,
+    /// The "cashback ready" email of this order's release, recorded with
+    /// the release and not sent yet: the release job's paced email pass
+    /// finds the order by it (see `due::ready`) and clears it when it sends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_email: Option<ReadyEmail>,
+}
+
+/// A "cashback ready" email waiting to be sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadyEmail {
+    /// What became spendable (the release less the debt it paid).
+    pub amount: Money,
+    /// When the release happened; the email is due from then.
+    pub since: DateTime<Utc>,
 }
 
 /// What one further owner's balance codes charged them on an order.
@@ -211,6 +225,7 @@ impl OrderRecord {
             shortfall_charged: false,
             referral: None,
             co_payers: Vec::new(),
+            ready_email: None,
         }
     }
 

@@ -13,6 +13,9 @@
 //! | `CASHBACK_JOB_LOOKBACK_HOURS` | how far back a run with no checkpoint looks | 168 |
 //! | `CASHBACK_JOB_SETTLE_MINUTES` | how old a bucket must be to be checkpointed | 120 |
 //! | `CASHBACK_JOB_MARGIN_SECONDS` | stop this long before the Lambda's deadline | 15 |
+//! | `CASHBACK_JOB_MAX_ITEM_FAILURES` | runs an item may fail before it is parked | 5 |
+//! | `CASHBACK_JOB_CONCURRENCY` | releases and expiries handled at once (never two of one account) | 32 |
+//! | `CASHBACK_JOB_EMAIL_CONCURRENCY` | emails handled at once (each may be lost if the run dies) | 1 |
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -96,6 +99,15 @@ pub fn job_config_from_env() -> Result<JobConfig, ConfigError> {
     }
     if let Some(minutes) = env_number::<i64>("CASHBACK_JOB_SETTLE_MINUTES")? {
         config.settle = chrono::Duration::minutes(minutes.clamp(0, 24 * 60));
+    }
+    if let Some(runs) = env_number::<u32>("CASHBACK_JOB_MAX_ITEM_FAILURES")? {
+        config.max_item_failures = runs.clamp(1, 1000);
+    }
+    if let Some(items) = env_number::<u32>("CASHBACK_JOB_CONCURRENCY")? {
+        config.concurrency = items.clamp(1, 256);
+    }
+    if let Some(items) = env_number::<u32>("CASHBACK_JOB_EMAIL_CONCURRENCY")? {
+        config.email_concurrency = items.clamp(1, 64);
     }
     Ok(config)
 }

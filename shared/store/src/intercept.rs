@@ -34,6 +34,8 @@ pub enum Call {
     Due,
     GetCheckpoint,
     PutCheckpoint,
+    Park,
+    ListParked,
     IncrementCounter,
     PutCatalog,
     Aggregates,
@@ -197,6 +199,22 @@ impl<I: Interceptor> Store for Intercepted<I> {
         self.interceptor
             .around(Call::PutCheckpoint, self.inner.put_checkpoint(job, bucket))
             .await
+    }
+
+    async fn park(&self, item: &ParkedItem) -> Result<(), StoreError> {
+        self.interceptor
+            .around(Call::Park, self.inner.park(item))
+            .await
+    }
+
+    async fn list_parked(
+        &self,
+        shop: &ShopId,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<ParkedItem>, StoreError> {
+        let run = self.inner.list_parked(shop, cursor, limit);
+        self.interceptor.around(Call::ListParked, run).await
     }
 
     async fn increment_counter(

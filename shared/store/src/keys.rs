@@ -170,3 +170,8 @@ pub const API_KEY_SK_PREFIX: &str = "APIKEY#";
 pub fn api_key_sk(key_id: &str) -> String {
     format!("{API_KEY_SK_PREFIX}{key_id}")
 }
+
+/// A shop's parked due items (a partition of their own, listed in pages).
+pub fn parked_pk(shop: &ShopId) -> String {
+    format!("SHOP#{shop}#PARKED")
+}

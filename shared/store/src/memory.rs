@@ -43,6 +43,8 @@ struct Tables {
     /// Where each item currently sits in the due index, to move it.
     due_position: HashMap<(DueKind, String), (String, u32, String)>,
     checkpoints: HashMap<String, String>,
+    /// Parked due items by shop and sort key.
+    parked: BTreeMap<(ShopId, String), ParkedItem>,
     counters: HashMap<String, (u64, DateTime<Utc>)>,
     catalog: HashMap<(ShopId, ProductId), CatalogProduct>,
     /// Running aggregates, kept by `write` as DynamoDB's adapter keeps them
@@ -351,6 +353,7 @@ impl Store for MemoryStore {
                 .notifications
                 .insert(keys::notification_key(shop, notification), ());
         }
+        let written_at = writes.now;
         for write in writes.accounts {
             let customer = write.account.customer.clone();
             let key = (shop.clone(), customer.clone());
@@ -380,7 +383,8 @@ impl Store for MemoryStore {
             }
             // Where the account sits in the due indexes: the times come
             // with the write (decided by the core).
-            let (reminder_due, expiry_due) = (write.reminder_due_at, write.expiry_due_at());
+            let due = write.due_filed_at(written_at);
+            let (reminder_due, expiry_due) = (due.reminder, due.expiry);
             let ledger = tables.ledgers.entry(key.clone()).or_default();
             let mut written = Vec::new();
             for entry in write.entries {
@@ -423,7 +427,8 @@ impl Store for MemoryStore {
             );
         }
         if let Some(order) = writes.order {
-            let release_due = order.release_due_at();
+            let release_due = order.release_filed_at(written_at);
+            let ready_due = order.ready_filed_at(written_at);
             let record = order.record;
             let item_key = keys::order_key(shop, &record.order_id);
             let due = release_due.map(|at| DueRef {
@@ -432,7 +437,14 @@ impl Store for MemoryStore {
                 order: Some(record.order_id.clone()),
                 due_at: at,
             });
-            tables.place_due(DueKind::Release, item_key, due);
+            tables.place_due(DueKind::Release, item_key.clone(), due);
+            let ready = ready_due.map(|at| DueRef {
+                shop: shop.clone(),
+                customer: record.customer.clone(),
+                order: Some(record.order_id.clone()),
+                due_at: at,
+            });
+            tables.place_due(DueKind::Ready, item_key, ready);
             tables.orders.insert(
                 (shop.clone(), record.order_id.clone()),
                 Versioned {
@@ -652,6 +664,48 @@ impl Store for MemoryStore {
                 .insert(job.to_string(), bucket.to_string());
         }
         Ok(())
+    }
+
+    async fn park(&self, item: &ParkedItem) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        let mut tables = self.lock()?;
+        let shop = &item.due.shop;
+        let item_key = match (&item.due.order, &item.due.customer) {
+            (Some(order), _) => Some(keys::order_key(shop, order)),
+            (None, Some(customer)) => Some(keys::account_key(shop, customer)),
+            (None, None) => None,
+        };
+        if let Some(item_key) = item_key {
+            let filed = keys::due_sort_key(item.due.due_at, &item_key);
+            let still_there = tables
+                .due_position
+                .get(&(item.kind, item_key.clone()))
+                .is_some_and(|(_, _, sort)| *sort == filed);
+            if still_there {
+                tables.place_due(item.kind, item_key, None);
+            }
+        }
+        tables
+            .parked
+            .insert((shop.clone(), item.sort_key()), item.clone());
+        Ok(())
+    }
+
+    async fn list_parked(
+        &self,
+        shop: &ShopId,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<ParkedItem>, StoreError> {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        let tables = self.lock()?;
+        let items: Vec<(String, ParkedItem)> = tables
+            .parked
+            .range((shop.clone(), String::new())..)
+            .take_while(|((s, _), _)| s == shop)
+            .map(|((_, sort), item)| (sort.clone(), item.clone()))
+            .collect();
+        Ok(page(items, cursor, limit))
     }
 
     async fn increment_counter(

@@ -22,7 +22,7 @@ use chrono::{DateTime, Duration, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use cashback_app::jobs::promote::{promote_due, PROMOTE_JOB};
+use cashback_app::jobs::promote::{promote_due, PROMOTE_JOB, READY_EMAILS_JOB};
 use cashback_app::jobs::reminders::{send_reminders, REMINDERS_JOB};
 use cashback_app::jobs::{JobConfig, TokioClock};
 use cashback_app::notify::NotificationKind;
@@ -110,7 +110,7 @@ async fn world() -> World {
             .await
             .unwrap_or_else(|e| panic!("pay: {e}"));
     }
-    for job in [PROMOTE_JOB, REMINDERS_JOB] {
+    for job in [PROMOTE_JOB, READY_EMAILS_JOB, REMINDERS_JOB] {
         memory
             .put_checkpoint(job, "2026-12-23T06")
             .await

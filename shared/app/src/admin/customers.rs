@@ -361,6 +361,7 @@ pub async fn adjust(
                     }),
                     accounts: writes,
                     accounts_read: AccountsRead::one(&account),
+                    now: Some(now),
                     ..WriteSet::default()
                 },
             )
@@ -431,7 +432,8 @@ pub async fn regenerate_code(
         let writes = WriteSet {
             accounts_read: AccountsRead::one(&account),
             ..WriteSet::account(write)
-        };
+        }
+        .at(ctx.now());
         match ctx.store.write(shop, writes).await {
             Ok(_) => {
                 info!(shop = %shop, customer = %customer, by = principal, "customer code regenerated");

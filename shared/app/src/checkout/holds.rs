@@ -88,7 +88,8 @@ pub(super) async fn balance_code(
         let writes = WriteSet {
             accounts_read,
             ..WriteSet::account(AccountWrite::new(program, account, versioned.version))
-        };
+        }
+        .at(now);
         match ctx.store.write(shop, writes).await? {
             WriteOutcome::Committed => {}
             // No guard is set, so a duplicate means the store saw a stale write.

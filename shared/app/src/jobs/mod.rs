@@ -28,14 +28,19 @@
 //! - this module: configuration, the clock, the due-index walk, the paced sender.
 //! - [`promote`]: pending cashback released, balance and holds expired.
 //! - [`reminders`]: the reminder series.
+//! - [`parked`]: items that keep failing, taken out of the way.
 
+pub mod parked;
 pub mod promote;
 pub mod reminders;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, NaiveDateTime, Timelike, Utc};
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -77,6 +82,18 @@ pub struct JobConfig {
     pub finish_reserve: StdDuration,
     /// Re-reads after losing a race for the same account or order.
     pub max_attempts: u32,
+    /// Due items handled at once (never two of one account) by the work
+    /// that sends nothing (releases, expiry): DynamoDB's latency, not the
+    /// function, bounds a run that handles one at a time.
+    pub concurrency: u32,
+    /// Items handled at once by the work that sends (the ready emails, the
+    /// reminders). Each records its email before sending it, so a run that
+    /// dies loses at most this many emails; one keeps up with 14 sends a
+    /// second while a read, a write and a send take under 70 ms together.
+    pub email_concurrency: u32,
+    /// Runs an item may fail (for a reason that may pass) before it is
+    /// parked; a permanent failure parks it at once ([`parked`]).
+    pub max_item_failures: u32,
 }
 
 impl Default for JobConfig {
@@ -89,6 +106,9 @@ impl Default for JobConfig {
             max_send_attempts: 6,
             finish_reserve: StdDuration::from_secs(5),
             max_attempts: 10,
+            concurrency: 32,
+            email_concurrency: 1,
+            max_item_failures: 5,
         }
     }
 }
@@ -197,17 +217,94 @@ fn hour_start(at: DateTime<Utc>) -> DateTime<Utc> {
 /// so a crash late in it does not throw all of it away.
 const CHECKPOINT_EVERY: u32 = 24;
 
+/// Which buckets are finished for good, while items of several buckets are
+/// handled at once and finish in any order. A bucket is finished when it
+/// was read to the end, none of its items is still being handled, none
+/// failed, and it is settled; the frontier (the checkpoint to be) moves
+/// over finished buckets in order and stops for the run at the first
+/// bucket that failed or is not settled.
+struct Buckets {
+    now: DateTime<Utc>,
+    settle: Duration,
+    /// The first bucket the frontier has not passed.
+    next: DateTime<Utc>,
+    /// Every bucket before this one was read to the end.
+    read_before: DateTime<Utc>,
+    in_flight: HashMap<DateTime<Utc>, u64>,
+    failed: HashSet<DateTime<Utc>>,
+    /// The frontier met a bucket that cannot be finished in this run.
+    blocked: bool,
+    /// The last bucket finished for good.
+    frontier: Option<DateTime<Utc>>,
+    /// Buckets the frontier passed since the checkpoint was last saved.
+    unsaved: u32,
+}
+
+impl Buckets {
+    fn advance(&mut self) {
+        while !self.blocked && self.next < self.read_before {
+            let settled = self.next + Duration::hours(1) + self.settle <= self.now;
+            if self.failed.contains(&self.next) || !settled {
+                self.blocked = true;
+                return;
+            }
+            if self.in_flight.get(&self.next).copied().unwrap_or(0) > 0 {
+                return;
+            }
+            self.frontier = Some(self.next);
+            self.unsaved += 1;
+            self.next += Duration::hours(1);
+        }
+    }
+
+    fn started(&mut self, bucket: DateTime<Utc>) {
+        *self.in_flight.entry(bucket).or_default() += 1;
+    }
+
+    /// An item of `bucket` is no longer being handled: `finished` says
+    /// whether it was done (or parked); if not, the bucket stays before the
+    /// checkpoint and the next run reads it again.
+    fn ended(&mut self, bucket: DateTime<Utc>, finished: bool) {
+        if let Some(count) = self.in_flight.get_mut(&bucket) {
+            *count = count.saturating_sub(1);
+        }
+        if !finished {
+            self.failed.insert(bucket);
+        }
+        self.advance();
+    }
+}
+
+/// One due item, and the hour bucket it was read from.
+#[derive(Debug, Clone)]
+pub(crate) struct Due {
+    pub(crate) kind: DueKind,
+    pub(crate) item: DueRef,
+    bucket: DateTime<Utc>,
+}
+
+impl Due {
+    /// Whose account the item changes: no two items of one account are
+    /// handled at once.
+    fn account_key(&self) -> String {
+        match (&self.item.customer, &self.item.order) {
+            (Some(customer), _) => format!("{}|c|{customer}", self.item.shop),
+            (None, Some(order)) => format!("{}|o|{order}", self.item.shop),
+            (None, None) => format!("{}|-", self.item.shop),
+        }
+    }
+}
+
 /// A walk over the due index for some kinds of work, bucket by bucket and
-/// shard by shard, one page in memory at a time. The caller takes items
-/// with [`DueScan::next`], reports the ones it could not finish with
-/// [`DueScan::item_failed`], and saves the checkpoint at the end.
+/// shard by shard, one page in memory at a time. It hands out items with
+/// [`DueScan::next`]; the walker reports each one's end to the shared
+/// [`Buckets`], and the checkpoint is saved from there.
 pub(crate) struct DueScan<'a> {
     store: &'a dyn Store,
     job: String,
     kinds: Vec<DueKind>,
     now: DateTime<Utc>,
     page_size: u32,
-    settle: Duration,
     bucket: DateTime<Utc>,
     last_bucket: DateTime<Utc>,
     kind_index: usize,
@@ -216,26 +313,27 @@ pub(crate) struct DueScan<'a> {
     page: VecDeque<DueRef>,
     /// The current (kind, shard) partition has been read to its end.
     partition_done: bool,
-    /// No item of the current bucket failed so far.
-    bucket_clean: bool,
-    /// Every bucket so far was finished: the frontier may still advance.
-    contiguous: bool,
-    /// The last bucket finished for good, not yet saved.
-    frontier: Option<String>,
+    buckets: &'a Mutex<Buckets>,
     saved: Option<String>,
-    unsaved: u32,
     finished: bool,
     pub(crate) progress: ScanProgress,
 }
 
+fn locked(buckets: &Mutex<Buckets>) -> std::sync::MutexGuard<'_, Buckets> {
+    // Never held across an await; a panic while held poisons nothing we rely on.
+    buckets
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl<'a> DueScan<'a> {
-    pub(crate) async fn start(
-        store: &'a dyn Store,
+    /// Where the walk starts: after the checkpoint, or the lookback window.
+    async fn first_bucket(
+        store: &dyn Store,
         job: &str,
-        kinds: &[DueKind],
         now: DateTime<Utc>,
         config: &JobConfig,
-    ) -> Result<DueScan<'a>, StoreError> {
+    ) -> Result<(DateTime<Utc>, Option<String>), StoreError> {
         let last_bucket = hour_start(now);
         let checkpoint = store.get_checkpoint(job).await?;
         let first = match checkpoint.as_deref().map(|c| (c, bucket_start(c))) {
@@ -251,39 +349,24 @@ impl<'a> DueScan<'a> {
             }
             None => hour_start(now - config.lookback),
         };
-        Ok(DueScan {
-            store,
-            job: job.to_string(),
-            kinds: kinds.to_vec(),
-            now,
-            page_size: config.page_size.max(1),
-            settle: config.settle,
-            bucket: first,
-            last_bucket,
-            kind_index: 0,
-            shard: 0,
-            cursor: None,
-            page: VecDeque::new(),
-            partition_done: false,
-            bucket_clean: true,
-            contiguous: true,
-            frontier: None,
-            saved: checkpoint,
-            unsaved: 0,
-            finished: kinds.is_empty(),
-            progress: ScanProgress::default(),
-        })
+        Ok((first, checkpoint))
     }
 
     /// The next due item, reading the next page or partition when needed;
-    /// None when every bucket up to `now` has been read.
-    pub(crate) async fn next(&mut self) -> Result<Option<(DueKind, DueRef)>, StoreError> {
+    /// None when every bucket up to `now` has been read. The item counts as
+    /// being handled until the walker reports its end.
+    pub(crate) async fn next(&mut self) -> Result<Option<Due>, StoreError> {
         loop {
             if self.finished {
                 return Ok(None);
             }
             if let Some(item) = self.page.pop_front() {
-                return Ok(Some((self.kinds[self.kind_index], item)));
+                locked(self.buckets).started(self.bucket);
+                return Ok(Some(Due {
+                    kind: self.kinds[self.kind_index],
+                    item,
+                    bucket: self.bucket,
+                }));
             }
             if !self.partition_done {
                 let kind = self.kinds[self.kind_index];
@@ -322,34 +405,21 @@ impl<'a> DueScan<'a> {
             return Ok(());
         }
         self.kind_index = 0;
-        self.bucket_finished().await?;
+        self.progress.buckets_read += 1;
         self.bucket += Duration::hours(1);
+        let save = {
+            let mut buckets = locked(self.buckets);
+            buckets.read_before = self.bucket;
+            buckets.advance();
+            buckets.unsaved >= CHECKPOINT_EVERY
+        };
+        if save {
+            self.save().await?;
+        }
         if self.bucket > self.last_bucket {
             self.finished = true;
         }
         Ok(())
-    }
-
-    async fn bucket_finished(&mut self) -> Result<(), StoreError> {
-        self.progress.buckets_read += 1;
-        let settled = self.bucket + Duration::hours(1) + self.settle <= self.now;
-        if self.contiguous && self.bucket_clean && settled {
-            self.frontier = Some(due_bucket(self.bucket));
-            self.unsaved += 1;
-            if self.unsaved >= CHECKPOINT_EVERY {
-                self.save().await?;
-            }
-        } else {
-            self.contiguous = false;
-        }
-        self.bucket_clean = true;
-        Ok(())
-    }
-
-    /// An item of the current bucket was not finished: the bucket stays
-    /// before the checkpoint, so the next run reads it again.
-    pub(crate) fn item_failed(&mut self) {
-        self.bucket_clean = false;
     }
 
     /// Stops the walk where it is (the deadline came): the current bucket and
@@ -363,19 +433,34 @@ impl<'a> DueScan<'a> {
         }
     }
 
+    /// The run ran out of time with items of `from` (and maybe later
+    /// buckets) left for the next run.
+    fn out_of_time(&mut self, from: DateTime<Utc>) {
+        self.progress.deadline_reached = true;
+        let left = (self.last_bucket - from).num_hours() + 1;
+        self.progress.buckets_left = self
+            .progress
+            .buckets_left
+            .max(u64::try_from(left).unwrap_or(0));
+    }
+
     /// Saves the checkpoint if it moved.
     pub(crate) async fn save(&mut self) -> Result<(), StoreError> {
-        if let Some(frontier) = &self.frontier {
+        let frontier = {
+            let mut buckets = locked(self.buckets);
+            buckets.unsaved = 0;
+            buckets.frontier.map(due_bucket)
+        };
+        if let Some(frontier) = frontier {
             if self
                 .saved
                 .as_deref()
                 .is_none_or(|saved| saved < frontier.as_str())
             {
-                self.store.put_checkpoint(&self.job, frontier).await?;
-                self.saved = Some(frontier.clone());
+                self.store.put_checkpoint(&self.job, &frontier).await?;
+                self.saved = Some(frontier);
             }
         }
-        self.unsaved = 0;
         self.progress.checkpoint = self.saved.clone();
         Ok(())
     }
@@ -392,7 +477,8 @@ pub(crate) enum Delivery {
 }
 
 /// Sends emails no faster than the configured rate, retrying the same
-/// email when the provider throttles.
+/// email when the provider throttles. Shared by the items a run handles at
+/// once: the slots are handed out in turn.
 ///
 /// Pacing is by slots `1 / rate` apart: an attempt (retries included) takes
 /// the next free slot, so no second of the clock sees more attempts than the
@@ -403,11 +489,16 @@ pub(crate) struct Sender<'a> {
     ctx: &'a Context,
     clock: &'a dyn Clock,
     base_interval: Option<StdDuration>,
+    max_attempts: u32,
+    pace: Mutex<Pace>,
+}
+
+#[derive(Debug, Default)]
+struct Pace {
     interval: Option<StdDuration>,
     next_slot: Option<Instant>,
-    max_attempts: u32,
     successes_since_throttle: u32,
-    pub(crate) throttled: u64,
+    throttled: u64,
 }
 
 const MIN_BACKOFF: StdDuration = StdDuration::from_millis(100);
@@ -423,54 +514,71 @@ impl<'a> Sender<'a> {
             ctx,
             clock,
             base_interval: interval,
-            interval,
-            next_slot: None,
             max_attempts: config.max_send_attempts.max(1),
-            successes_since_throttle: 0,
-            throttled: 0,
+            pace: Mutex::new(Pace {
+                interval,
+                ..Pace::default()
+            }),
         }
     }
 
-    /// Waits for the next slot; false if it falls after `deadline`.
-    async fn wait_slot(&mut self, deadline: Instant) -> bool {
-        let Some(interval) = self.interval else {
-            return true;
+    fn pace(&self) -> std::sync::MutexGuard<'_, Pace> {
+        self.pace
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Sends the provider asked to slow down so far.
+    pub(crate) fn throttled(&self) -> u64 {
+        self.pace().throttled
+    }
+
+    /// Takes the next send slot and waits for it; false (and no slot taken)
+    /// if it falls after `deadline`. Taken before an email is recorded, so
+    /// an email is recorded only when it can be sent in this run.
+    pub(crate) async fn wait_slot(&self, deadline: Instant) -> bool {
+        let slot = {
+            let mut pace = self.pace();
+            let Some(interval) = pace.interval else {
+                return true;
+            };
+            let now = self.clock.now();
+            let slot = pace.next_slot.map_or(now, |slot| slot.max(now));
+            if slot > deadline {
+                return false;
+            }
+            pace.next_slot = Some(slot + interval);
+            slot
         };
         let now = self.clock.now();
-        let slot = self.next_slot.map_or(now, |slot| slot.max(now));
-        if slot > deadline {
-            return false;
-        }
         if slot > now {
             self.clock.sleep(slot - now).await;
         }
-        self.next_slot = Some(slot + interval);
         true
     }
 
-    /// Sends one recorded email, retrying throttles until `deadline`.
+    /// Sends one recorded email whose first slot the caller already waited
+    /// for ([`Sender::wait_slot`]), retrying throttles until `deadline`.
     /// Other failures are not retried: `Unavailable` may mean SES accepted
     /// the message (it has no idempotency key), and a duplicate is worse
-    /// than a missed reminder.
-    pub(crate) async fn send(
-        &mut self,
+    /// than a missed email.
+    pub(crate) async fn send_in_slot(
+        &self,
         notification: &Notification,
         deadline: Instant,
     ) -> Delivery {
-        let mut backoff = self.interval.unwrap_or(MIN_BACKOFF).max(MIN_BACKOFF);
+        let mut backoff = self.pace().interval.unwrap_or(MIN_BACKOFF).max(MIN_BACKOFF);
         for attempt in 1..=self.max_attempts {
-            if !self.wait_slot(deadline).await {
+            if attempt > 1 && !self.wait_slot(deadline).await {
                 return Delivery::Lost("the deadline came before a send slot".into());
             }
             match self.ctx.notifier.send(notification).await {
                 Ok(_) => {
-                    self.successes_since_throttle += 1;
                     self.speed_up();
                     return Delivery::Sent;
                 }
                 Err(NotifyError::Suppressed) => return Delivery::Suppressed,
                 Err(NotifyError::Throttled) if attempt < self.max_attempts => {
-                    self.throttled += 1;
                     self.slow_down();
                     if self.clock.now() + backoff > deadline {
                         return Delivery::Lost("throttled until the deadline".into());
@@ -484,19 +592,31 @@ impl<'a> Sender<'a> {
         Delivery::Lost("throttled on every attempt".into())
     }
 
-    fn slow_down(&mut self) {
-        self.successes_since_throttle = 0;
-        self.interval = self
+    /// Waits for a slot, then sends ([`Sender::send_in_slot`]).
+    pub(crate) async fn send(&self, notification: &Notification, deadline: Instant) -> Delivery {
+        if !self.wait_slot(deadline).await {
+            return Delivery::Lost("the deadline came before a send slot".into());
+        }
+        self.send_in_slot(notification, deadline).await
+    }
+
+    fn slow_down(&self) {
+        let mut pace = self.pace();
+        pace.throttled += 1;
+        pace.successes_since_throttle = 0;
+        pace.interval = pace
             .interval
             .map(|interval| (interval * 2).min(MAX_BACKOFF));
     }
 
-    fn speed_up(&mut self) {
+    fn speed_up(&self) {
         // After a run of successes, halve the spacing back toward the rate.
-        if let (Some(interval), Some(base)) = (self.interval, self.base_interval) {
-            if interval > base && self.successes_since_throttle >= 10 {
-                self.interval = Some((interval / 2).max(base));
-                self.successes_since_throttle = 0;
+        let mut pace = self.pace();
+        pace.successes_since_throttle += 1;
+        if let (Some(interval), Some(base)) = (pace.interval, self.base_interval) {
+            if interval > base && pace.successes_since_throttle >= 10 {
+                pace.interval = Some((interval / 2).max(base));
+                pace.successes_since_throttle = 0;
             }
         }
     }
@@ -528,7 +648,8 @@ pub(crate) async fn mark_suppressed(
         let write = WriteSet {
             accounts_read: read.accounts_read(),
             ..WriteSet::account(AccountWrite::of(&program, account))
-        };
+        }
+        .at(run.now);
         match ctx.store.write(shop, write).await {
             Ok(WriteOutcome::Committed) | Ok(WriteOutcome::Duplicate { .. }) => return Ok(()),
             Err(error) if error.is_conflict() => {
@@ -542,15 +663,26 @@ pub(crate) async fn mark_suppressed(
     Err(attempts.gave_up())
 }
 
-/// A job's own part of a run: what to do with one due item.
+/// How one due item ended, as the handler sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Handled {
+    /// Done (or found done): its bucket may be checkpointed.
+    Done,
+    /// Left untouched for the next run (no send slot before the deadline):
+    /// its bucket stays before the checkpoint. Not a failure.
+    Left,
+}
+
+/// A job's own part of a run: what to do with one due item. Called for
+/// several items at once (never two of one account).
 #[async_trait::async_trait]
-pub(crate) trait DueHandler: Send {
+pub(crate) trait DueHandler: Sync {
     async fn handle(
-        &mut self,
-        sender: &mut Sender<'_>,
+        &self,
+        sender: &Sender<'_>,
         kind: DueKind,
         due: &DueRef,
-    ) -> Result<(), AppError>;
+    ) -> Result<Handled, AppError>;
 }
 
 /// How a walk over the due index ended.
@@ -562,7 +694,8 @@ pub(crate) struct WalkEnd {
     pub saved: Result<(), JobError>,
     pub scan: ScanProgress,
     pub failed: u64,
-    pub throttled: u64,
+    /// Items parked by this run (not counted in `failed`).
+    pub parked: u64,
     pub duration_ms: u64,
 }
 
@@ -574,16 +707,33 @@ impl WalkEnd {
     }
 }
 
+/// How one item's handling ended, for the walker.
+enum ItemEnd {
+    Done,
+    Left,
+    Parked,
+    Failed,
+    /// The store is down: the run ends.
+    Fatal(StoreError),
+}
+
 /// Walks every due item of `kinds` from the job's checkpoint up to `now`,
-/// handing each to `handler`, until done or the deadline (less the finish
-/// reserve). An item that fails is logged and counted and its bucket is read
-/// again next run; a store that is down ends the run. Whatever happened,
-/// the progress that is certain is saved.
+/// handing each to `handler`, up to `config.concurrency` items at once and
+/// never two of one account, until done or the deadline (less the finish
+/// reserve): from then on no new item is started, and those started are
+/// let finish. An item that fails is parked or left for the next run
+/// ([`parked`]); a store that is down ends the run. Whatever happened, the
+/// progress that is certain is saved.
+///
+/// The index is read ahead by one page while items are handled (the reader
+/// and the workers share one task), so queries do not stall the work.
 pub(crate) async fn walk_due(
     run: Run<'_>,
+    sender: &Sender<'_>,
     job: &'static str,
     kinds: &[DueKind],
-    handler: &mut dyn DueHandler,
+    handler: &dyn DueHandler,
+    concurrency: u32,
 ) -> Result<WalkEnd, JobError> {
     let Run {
         ctx,
@@ -596,27 +746,155 @@ pub(crate) async fn walk_due(
     let stop_at = deadline
         .checked_sub(config.finish_reserve)
         .unwrap_or(deadline);
-    let mut sender = Sender::new(ctx, clock, config);
-    let mut scan = DueScan::start(ctx.store.as_ref(), job, kinds, now, config).await?;
-    let mut failed = 0;
-    let result = loop {
-        if clock.now() >= stop_at {
-            scan.stop();
-            break Ok(());
-        }
-        let (kind, due) = match scan.next().await {
-            Ok(Some(item)) => item,
-            Ok(None) => break Ok(()),
-            Err(error) => break Err(JobError::from(error)),
+    let store = ctx.store.as_ref();
+    let (first, checkpoint) = DueScan::first_bucket(store, job, now, config).await?;
+    let buckets = Mutex::new(Buckets {
+        now,
+        settle: config.settle,
+        next: first,
+        read_before: first,
+        in_flight: HashMap::new(),
+        failed: HashSet::new(),
+        blocked: false,
+        frontier: None,
+        unsaved: 0,
+    });
+    let mut scan = DueScan {
+        store,
+        job: job.to_string(),
+        kinds: kinds.to_vec(),
+        now,
+        page_size: config.page_size.max(1),
+        bucket: first,
+        last_bucket: hour_start(now),
+        kind_index: 0,
+        shard: 0,
+        cursor: None,
+        page: VecDeque::new(),
+        partition_done: false,
+        buckets: &buckets,
+        saved: checkpoint,
+        finished: kinds.is_empty(),
+        progress: ScanProgress::default(),
+    };
+    let limit = concurrency.max(1) as usize;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Due>(scan.page_size as usize);
+
+    // The reader: due items into the channel, until the end, the deadline,
+    // or the workers stop listening.
+    let reader = async {
+        let result = loop {
+            if clock.now() >= stop_at {
+                scan.stop();
+                break Ok(());
+            }
+            match scan.next().await {
+                Ok(Some(due)) => {
+                    let bucket = due.bucket;
+                    if tx.send(due).await.is_err() {
+                        // The workers stopped: this item was not handled.
+                        locked(&buckets).ended(bucket, false);
+                        scan.stop();
+                        break Ok(());
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(error) => break Err(JobError::from(error)),
+            }
         };
-        if let Err(error) = handler.handle(&mut sender, kind, &due).await {
-            log_item_failure(job, kind, &due, &error);
-            failed += 1;
-            scan.item_failed();
-            if let Some(fatal) = item_error_is_fatal(&error) {
-                break Err(JobError::from(fatal));
+        drop(tx);
+        result
+    };
+
+    // The workers: up to `limit` items at once, one per account.
+    let workers = async {
+        let mut running: FuturesUnordered<BoxFuture<'_, (Due, ItemEnd)>> = FuturesUnordered::new();
+        let mut busy: HashSet<String> = HashSet::new();
+        let mut waiting: VecDeque<Due> = VecDeque::new();
+        let (mut open, mut stopping, mut out_of_time) = (true, false, false);
+        let (mut failed, mut parked) = (0u64, 0u64);
+        let mut fatal: Option<StoreError> = None;
+        let start = |due: Due| -> BoxFuture<'_, (Due, ItemEnd)> {
+            Box::pin(async move {
+                let end = handle_item(run, sender, job, handler, &due).await;
+                (due, end)
+            })
+        };
+        loop {
+            if !stopping && (fatal.is_some() || out_of_time || clock.now() >= stop_at) {
+                stopping = true;
+            }
+            if !stopping {
+                let mut i = 0;
+                while running.len() < limit && i < waiting.len() {
+                    if busy.contains(&waiting[i].account_key()) {
+                        i += 1;
+                    } else if let Some(due) = waiting.remove(i) {
+                        busy.insert(due.account_key());
+                        running.push(start(due));
+                    }
+                }
+            }
+            let pull = open && !stopping && running.len() < limit && waiting.len() < limit;
+            if !pull && running.is_empty() {
+                break;
+            }
+            tokio::select! {
+                biased;
+                Some((due, end)) = running.next(), if !running.is_empty() => {
+                    busy.remove(&due.account_key());
+                    let finished = match end {
+                        ItemEnd::Done => true,
+                        ItemEnd::Parked => {
+                            parked += 1;
+                            true
+                        }
+                        ItemEnd::Left => {
+                            out_of_time = true;
+                            false
+                        }
+                        ItemEnd::Failed => {
+                            failed += 1;
+                            false
+                        }
+                        ItemEnd::Fatal(error) => {
+                            failed += 1;
+                            fatal.get_or_insert(error);
+                            false
+                        }
+                    };
+                    locked(&buckets).ended(due.bucket, finished);
+                }
+                received = rx.recv(), if pull => match received {
+                    Some(due) if busy.contains(&due.account_key()) => waiting.push_back(due),
+                    Some(due) => {
+                        busy.insert(due.account_key());
+                        running.push(start(due));
+                    }
+                    None => open = false,
+                },
             }
         }
+        // Items read but never started stay "in flight": their buckets are
+        // left for the next run.
+        rx.close();
+        while rx.recv().await.is_some() {}
+        (failed, parked, fatal, out_of_time)
+    };
+
+    let (read, (failed, parked, fatal, out_of_time)) = tokio::join!(reader, workers);
+    if fatal.is_some() || out_of_time || clock.now() >= stop_at {
+        scan.stop();
+    }
+    if out_of_time || clock.now() >= stop_at {
+        // Items were left for the next run: from the first bucket the
+        // frontier could not pass.
+        let from = locked(&buckets).next;
+        scan.out_of_time(from);
+    }
+    let result = match (fatal, read) {
+        (Some(error), _) => Err(JobError::from(error)),
+        (None, read) => read,
     };
     let saved = scan.save().await.map_err(JobError::from);
     Ok(WalkEnd {
@@ -624,10 +902,45 @@ pub(crate) async fn walk_due(
         saved,
         scan: scan.progress.clone(),
         failed,
-        throttled: sender.throttled,
+        parked,
         duration_ms: u64::try_from(clock.now().saturating_duration_since(started).as_millis())
             .unwrap_or(u64::MAX),
     })
+}
+
+/// Handles one item; on failure, parks it or leaves it ([`parked`]).
+async fn handle_item(
+    run: Run<'_>,
+    sender: &Sender<'_>,
+    job: &'static str,
+    handler: &dyn DueHandler,
+    due: &Due,
+) -> ItemEnd {
+    let error = match handler.handle(sender, due.kind, &due.item).await {
+        Ok(Handled::Done) => return ItemEnd::Done,
+        Ok(Handled::Left) => return ItemEnd::Left,
+        Err(error) => error,
+    };
+    if let Some(fatal) = item_error_is_fatal(&error) {
+        log_item_failure(job, due.kind, &due.item, &error);
+        return ItemEnd::Fatal(fatal);
+    }
+    match parked::after_failure(
+        run.ctx, run.config, job, due.kind, &due.item, &error, run.now,
+    )
+    .await
+    {
+        Ok(parked::Fate::Parked) => ItemEnd::Parked,
+        Ok(parked::Fate::Retry) => {
+            log_item_failure(job, due.kind, &due.item, &error);
+            ItemEnd::Failed
+        }
+        Err(store) => {
+            log_item_failure(job, due.kind, &due.item, &error);
+            warn!(job, error = %store, "could not count or park the failed item");
+            ItemEnd::Failed
+        }
+    }
 }
 
 /// What to do with an item's error: a store that is down ends the run (the

@@ -55,6 +55,8 @@ pub struct RemindersOutcome {
     pub not_due: u64,
     /// Items that failed (logged); their buckets are read again next run.
     pub failed: u64,
+    /// Items parked (logged at ERROR, listed as parked): they failed for good.
+    pub parked: u64,
     /// How far the walk over the due index got.
     #[serde(flatten)]
     pub scan: ScanProgress,
@@ -96,37 +98,60 @@ pub async fn send_reminders(
         now,
         deadline,
     };
-    let mut reminders = RemindersRun {
+    let sender = Sender::new(ctx, clock, config);
+    let reminders = RemindersRun {
         run,
-        outcome: RemindersOutcome::default(),
+        outcome: Mutex::new(RemindersOutcome::default()),
     };
     let kinds = [DueKind::Reminder];
-    let end = walk_due(run, REMINDERS_JOB, &kinds, &mut reminders).await?;
-    let mut outcome = reminders.outcome;
+    let end = walk_due(
+        run,
+        &sender,
+        REMINDERS_JOB,
+        &kinds,
+        &reminders,
+        config.email_concurrency,
+    )
+    .await?;
+    let mut outcome = reminders
+        .outcome
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     outcome.failed += end.failed;
+    outcome.parked = end.parked;
     outcome.scan = end.scan.clone();
-    outcome.throttled = end.throttled;
+    outcome.throttled = sender.throttled();
     outcome.duration_ms = end.duration_ms;
     log_summary(&outcome);
     end.finish()?;
     Ok(outcome)
 }
 
-/// A reminders run's state, for [`walk_due`].
+/// A reminders run's state, shared by the items it handles at once.
 struct RemindersRun<'a> {
     run: Run<'a>,
-    outcome: RemindersOutcome,
+    outcome: Mutex<RemindersOutcome>,
+}
+
+impl RemindersRun<'_> {
+    fn count(&self, change: impl FnOnce(&mut RemindersOutcome)) {
+        let mut outcome = self
+            .outcome
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        change(&mut outcome);
+    }
 }
 
 #[async_trait::async_trait]
 impl DueHandler for RemindersRun<'_> {
     async fn handle(
-        &mut self,
-        sender: &mut Sender<'_>,
+        &self,
+        sender: &Sender<'_>,
         _kind: DueKind,
         due: &DueRef,
-    ) -> Result<(), AppError> {
-        remind_one(&self.run, sender, due, &mut self.outcome).await
+    ) -> Result<Handled, AppError> {
+        remind_one(self, sender, due).await
     }
 }
 
@@ -140,6 +165,7 @@ fn log_summary(outcome: &RemindersOutcome) {
         skipped = outcome.skipped,
         not_due = outcome.not_due,
         failed = outcome.failed,
+        parked = outcome.parked,
         buckets_read = outcome.scan.buckets_read,
         queries = outcome.scan.queries,
         buckets_left = outcome.scan.buckets_left,
@@ -159,29 +185,33 @@ enum Recorded {
     Nothing,
     /// Nothing due any more.
     NotDue,
+    /// No send slot before the deadline: nothing recorded, left for the
+    /// next run.
+    Left,
 }
 
 /// Records one account's due position, then sends its email.
 async fn remind_one(
-    run: &Run<'_>,
-    sender: &mut Sender<'_>,
+    reminders: &RemindersRun<'_>,
+    sender: &Sender<'_>,
     due: &DueRef,
-    outcome: &mut RemindersOutcome,
-) -> Result<(), AppError> {
-    match record_position(run, due).await? {
-        Recorded::NotDue => outcome.not_due += 1,
-        Recorded::Nothing => outcome.skipped += 1,
+) -> Result<Handled, AppError> {
+    let run = &reminders.run;
+    match record_position(run, sender, due).await? {
+        Recorded::Left => return Ok(Handled::Left),
+        Recorded::NotDue => reminders.count(|o| o.not_due += 1),
+        Recorded::Nothing => reminders.count(|o| o.skipped += 1),
         Recorded::Send(notice, shop) => {
             let customer = notice.customer.clone();
             let notification = notice.into_notification(run.ctx, &shop.shop.name, &shop.program);
-            match sender.send(&notification, run.deadline).await {
-                Delivery::Sent => outcome.sent += 1,
+            match sender.send_in_slot(&notification, run.deadline).await {
+                Delivery::Sent => reminders.count(|o| o.sent += 1),
                 Delivery::Suppressed => {
-                    outcome.suppressed += 1;
+                    reminders.count(|o| o.suppressed += 1);
                     mark_suppressed(run, &due.shop, &customer).await?;
                 }
                 Delivery::Lost(reason) => {
-                    outcome.lost += 1;
+                    reminders.count(|o| o.lost += 1);
                     warn!(
                         job = REMINDERS_JOB,
                         shop = %due.shop,
@@ -194,12 +224,18 @@ async fn remind_one(
             }
         }
     }
-    Ok(())
+    Ok(Handled::Done)
 }
 
 /// One read, the core's decision, one transaction that marks the position
 /// sent and records the email's key; again from a fresh read on conflict.
-async fn record_position(run: &Run<'_>, due: &DueRef) -> Result<Recorded, AppError> {
+/// The send slot is taken before the position is recorded: a position the
+/// run has no time to send is left due for the next run.
+async fn record_position(
+    run: &Run<'_>,
+    sender: &Sender<'_>,
+    due: &DueRef,
+) -> Result<Recorded, AppError> {
     let (ctx, now) = (run.ctx, run.now);
     let Some(customer) = &due.customer else {
         return Err(AppError::Invalid(format!(
@@ -209,6 +245,7 @@ async fn record_position(run: &Run<'_>, due: &DueRef) -> Result<Recorded, AppErr
     };
     let shop = ctx.shop_program(&due.shop, now).await?;
     let program = &shop.program;
+    let mut slot_taken = false;
     let mut attempts = Attempts::on_clock(run.config.max_attempts, run.clock);
     while attempts.start().is_some() {
         let read = ctx
@@ -240,11 +277,18 @@ async fn record_position(run: &Run<'_>, due: &DueRef) -> Result<Recorded, AppErr
             }),
             _ => None,
         };
+        if notice.is_some() && !slot_taken {
+            if !sender.wait_slot(run.deadline).await {
+                return Ok(Recorded::Left);
+            }
+            slot_taken = true;
+        }
         let write = WriteSet {
             notifications: vec![key],
             accounts_read: read.accounts_read(),
             ..WriteSet::account(AccountWrite::of(program, account))
-        };
+        }
+        .at(now);
         match ctx.store.write(&due.shop, write).await {
             Ok(WriteOutcome::Committed) => {
                 return Ok(match notice {

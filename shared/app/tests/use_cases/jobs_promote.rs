@@ -12,7 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 use crate::support::jobs::*;
 use crate::support::*;
 use cashback_app::events::handle_order_event;
-use cashback_app::jobs::promote::{promote_due, PromoteOutcome, PROMOTE_JOB};
+use cashback_app::jobs::promote::{promote_due, PromoteOutcome, PROMOTE_JOB, READY_EMAILS_JOB};
 use cashback_app::jobs::{JobConfig, TokioClock};
 use cashback_app::store::{AccountWrite, Store, WriteSet};
 use cashback_core::ids::CheckoutId;
@@ -114,7 +114,8 @@ async fn due_pending_cashback_is_released_once_with_one_ready_email_each() {
     let ann = account_of(&s.memory, "c0").await.value;
     assert_eq!(ann.available, usd("10.00"));
     assert_eq!(ann.pending, usd("0.00"));
-    let ready = s.notifier.sent_of("ready");
+    let mut ready = s.notifier.sent_of("ready");
+    ready.sort_by(|a, b| a.idempotency_key.cmp(&b.idempotency_key));
     assert_eq!(ready.len(), 3);
     assert_eq!(ready[0].idempotency_key, "ready:c0:1000");
     match &ready[0].kind {
@@ -149,10 +150,9 @@ async fn a_release_costs_one_read_and_one_transaction_plus_the_query_pages() {
     let s = setup(program(), ScriptedNotifier::default()).await;
     pay_many(&s.ctx, 5, t0()).await;
     // A checkpoint two hours back: the run reads 3 buckets (two settled).
-    s.memory
-        .put_checkpoint(PROMOTE_JOB, "2026-12-23T07")
-        .await
-        .unwrap();
+    for job in [PROMOTE_JOB, READY_EMAILS_JOB] {
+        s.memory.put_checkpoint(job, "2026-12-23T07").await.unwrap();
+    }
     // Warm the program cache as a warm container has it.
     s.ctx.shop_program(&shop(), due_day()).await.unwrap();
     let before = s.memory.request_counts();
@@ -165,18 +165,28 @@ async fn a_release_costs_one_read_and_one_transaction_plus_the_query_pages() {
         .unwrap();
     let after = s.memory.request_counts();
     assert_eq!(run.released, 5);
-    assert_eq!(after.reads - before.reads, 5, "one read per release");
+    assert_eq!(run.emails_sent, 5);
+    // One read and one transaction per release, and one of each per ready
+    // email (the paced pass claims it before sending).
+    assert_eq!(
+        after.reads - before.reads,
+        10,
+        "one read per release and email"
+    );
     assert_eq!(
         after.writes - before.writes,
-        5,
-        "one transaction per release"
+        10,
+        "one transaction per release and email"
     );
     // 3 buckets x 2 kinds x 4 shards, plus a page for every 2 items in a shard.
     let extra_pages = run.scan.queries - 3 * 2 * 4;
     assert!(extra_pages <= 5, "{extra_pages} extra pages");
-    assert_eq!(after.queries - before.queries, run.scan.queries);
-    // The checkpoint is read; it does not move (no bucket is 2 hours old yet).
-    assert_eq!(after.other - before.other, 1);
+    assert_eq!(
+        after.queries - before.queries,
+        run.scan.queries + run.email_pass.queries
+    );
+    // Each pass reads its checkpoint; neither moves (no bucket is 2 hours old yet).
+    assert_eq!(after.other - before.other, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,7 +232,9 @@ async fn a_run_cut_off_by_its_deadline_leaves_the_rest_to_the_next_run() {
     let s = setup(program(), notifier).await;
     pay_many(&s.ctx, 30, t0()).await;
 
-    // Each release's email takes a simulated second: ten fit before the deadline.
+    // Each email takes a simulated second: all 30 are released (releases
+    // do not wait for emails), ten emails fit before the deadline, and the
+    // rest wait in the ready index.
     let first = promote_due(
         &s.ctx,
         clock.as_ref(),
@@ -232,9 +244,15 @@ async fn a_run_cut_off_by_its_deadline_leaves_the_rest_to_the_next_run() {
     )
     .await
     .unwrap();
-    assert!(first.scan.deadline_reached);
-    assert_eq!(first.released, 10);
-    assert!(first.scan.buckets_left >= 1);
+    assert_eq!(first.released, 30);
+    assert!(!first.scan.deadline_reached);
+    assert!(first.email_pass.deadline_reached);
+    assert!((9..=11).contains(&first.emails_sent), "{first:?}");
+    assert_eq!(
+        first.emails_lost, 0,
+        "nothing recorded that could not be sent"
+    );
+    assert!(first.email_pass.buckets_left >= 1);
     assert!(!first.is_done());
 
     let second = promote_due(
@@ -248,6 +266,7 @@ async fn a_run_cut_off_by_its_deadline_leaves_the_rest_to_the_next_run() {
     .unwrap();
     assert!(second.is_done());
     assert_eq!(first.released + second.released, 30);
+    assert_eq!(first.emails_sent + second.emails_sent, 30);
     assert!(releases(&s.memory, 30).await.values().all(|n| *n == 1));
     assert_eq!(s.notifier.sent_of("ready").len(), 30);
 }
@@ -628,4 +647,283 @@ async fn a_referral_reward_is_released_with_its_referred_order_once() {
         account_of(&s.memory, "ref").await.value.available,
         usd("15.00")
     );
+}
+
+/// Files an order with 1.00 pending, due at `due`, straight into the store
+/// (as data written by hand or by an older version could be).
+async fn file_pending_order(
+    memory: &MemoryStore,
+    shop: &cashback_core::ids::ShopId,
+    order: &str,
+    customer: Option<&str>,
+    due: DateTime<Utc>,
+) {
+    use cashback_app::store::OrderWrite;
+    use cashback_core::ids::{CustomerId, OrderId};
+    use cashback_core::orders::OrderRecord;
+    let mut record = OrderRecord::new(OrderId::parse(order).unwrap(), usd("0").currency());
+    record.customer = customer.map(|c| CustomerId::parse(c).unwrap());
+    record.pending = usd("1.00");
+    record.release_at = Some(due);
+    memory
+        .write(
+            shop,
+            WriteSet {
+                order: Some(OrderWrite {
+                    record,
+                    expected_version: 0,
+                }),
+                ..WriteSet::default()
+            },
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_corrupt_item_and_an_unknown_shop_are_parked_and_the_checkpoint_moves_on() {
+    use cashback_app::jobs::parked::list_parked;
+    use cashback_app::store::DueKind;
+    use cashback_core::ids::ShopId;
+
+    let s = setup(program(), ScriptedNotifier::default()).await;
+    pay_many(&s.ctx, 3, t0()).await;
+    // An index item naming no customer (corrupt), and an order of a shop
+    // that was never onboarded: both due with the others.
+    file_pending_order(&s.memory, &shop(), "broken", None, due_day()).await;
+    let ghost = ShopId::parse("ghost.myshopify.com").unwrap();
+    file_pending_order(&s.memory, &ghost, "g1", Some("gina"), due_day()).await;
+
+    let at = due_day() + Duration::hours(3);
+    let run = promote_due(&s.ctx, &TokioClock, &config(), at, far())
+        .await
+        .unwrap();
+    assert_eq!((run.released, run.parked, run.failed), (3, 2, 0));
+    assert_eq!(run.emails_sent, 3);
+    assert_eq!(
+        run.scan.checkpoint.as_deref(),
+        Some(cashback_app::store::due_bucket(due_day()).as_str()),
+        "the checkpoint passed the parked items' hour"
+    );
+
+    let parked = list_parked(&s.ctx, &shop(), None, 10).await.unwrap();
+    assert_eq!(parked.items.len(), 1);
+    let broken = &parked.items[0];
+    assert_eq!(
+        (broken.job.as_str(), broken.kind, broken.attempts),
+        (PROMOTE_JOB, DueKind::Release, 1)
+    );
+    assert_eq!(broken.due.order.as_ref().unwrap().as_str(), "broken");
+    assert!(
+        broken.reason.contains("names no order or customer"),
+        "{}",
+        broken.reason
+    );
+    assert_eq!(broken.parked_at, at);
+    let ghosts = list_parked(&s.ctx, &ghost, None, 10).await.unwrap();
+    assert_eq!(ghosts.items.len(), 1);
+    assert!(
+        ghosts.items[0].reason.contains("unknown shop"),
+        "{}",
+        ghosts.items[0].reason
+    );
+
+    // Later items are released by later runs, and the parked ones are not
+    // read again: they left the index.
+    pay(&s.ctx, "2000", "late", "100.00", t0() + Duration::days(1)).await;
+    let later = promote_due(
+        &s.ctx,
+        &TokioClock,
+        &config(),
+        at + Duration::days(1),
+        far(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((later.released, later.parked, later.failed), (1, 0, 0));
+    assert_eq!(
+        list_parked(&s.ctx, &shop(), None, 10)
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_item_that_keeps_failing_is_parked_after_the_configured_runs() {
+    use cashback_app::jobs::parked::list_parked;
+    use cashback_core::ids::ShopId;
+    use cashback_test_support::fixtures::demo_shop_record;
+
+    let s = setup(program(), ScriptedNotifier::default()).await;
+    // A shop without a program yet: that may pass, so it is retried.
+    let mut record = demo_shop_record("env:DEMO", String::new(), t0());
+    let fresh = ShopId::parse("fresh.myshopify.com").unwrap();
+    record.shop = fresh.clone();
+    s.memory.create_shop(&record).await.unwrap();
+    file_pending_order(&s.memory, &fresh, "f1", Some("fay"), due_day()).await;
+
+    let config = JobConfig {
+        max_item_failures: 3,
+        ..config()
+    };
+    let mut at = due_day() + Duration::hours(3);
+    for run in 1..=2 {
+        let outcome = promote_due(&s.ctx, &TokioClock, &config, at, far())
+            .await
+            .unwrap();
+        assert_eq!((outcome.failed, outcome.parked), (1, 0), "run {run}");
+        assert_eq!(
+            outcome.scan.checkpoint,
+            Some(cashback_app::store::due_bucket(
+                due_day() - Duration::hours(1)
+            )),
+            "run {run}: held back before the failing item's hour"
+        );
+        at += Duration::minutes(15);
+    }
+    let third = promote_due(&s.ctx, &TokioClock, &config, at, far())
+        .await
+        .unwrap();
+    assert_eq!((third.failed, third.parked), (0, 1));
+    assert_eq!(
+        third.scan.checkpoint,
+        Some(cashback_app::store::due_bucket(due_day()))
+    );
+    let parked = list_parked(&s.ctx, &fresh, None, 10).await.unwrap();
+    assert_eq!(parked.items[0].attempts, 3);
+    assert!(
+        parked.items[0].reason.contains("no cashback program"),
+        "{}",
+        parked.items[0].reason
+    );
+}
+
+/// Counts store calls in flight at once (each yields first, so concurrent
+/// items interleave).
+#[derive(Default)]
+struct Gauge {
+    now: std::sync::atomic::AtomicU64,
+    most: std::sync::atomic::AtomicU64,
+}
+
+impl cashback_store::intercept::Interceptor for Gauge {
+    fn around<'a, T: Send + 'a>(
+        &'a self,
+        call: cashback_store::intercept::Call,
+        run: cashback_store::intercept::Pending<'a, T>,
+    ) -> cashback_store::intercept::Pending<'a, T> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if call != cashback_store::intercept::Call::Read {
+            return run;
+        }
+        Box::pin(async move {
+            let now = self.now.fetch_add(1, SeqCst) + 1;
+            self.most.fetch_max(now, SeqCst);
+            tokio::task::yield_now().await;
+            let result = run.await;
+            self.now.fetch_sub(1, SeqCst);
+            result
+        })
+    }
+}
+
+#[tokio::test]
+async fn many_accounts_are_released_at_once_never_one_account_twice() {
+    use cashback_store::intercept::Intercepted;
+    let memory = Arc::new(MemoryStore::new());
+    let gauged = Arc::new(Intercepted::new(memory.clone(), Gauge::default()));
+    let notifier = Arc::new(ScriptedNotifier::default());
+    let ctx = jobs_context(&memory, gauged.clone(), notifier.clone(), &program()).await;
+    // 60 customers with one order each, and c0 with 12 more: 72 due at once.
+    pay_many(&ctx, 60, t0()).await;
+    for n in 0..12 {
+        pay(&ctx, &format!("{}", 5000 + n), "c0", "100.00", t0()).await;
+    }
+    let before = memory.request_counts();
+    let config = JobConfig {
+        concurrency: 16,
+        page_size: 10,
+        ..config()
+    };
+    let run = promote_due(&ctx, &TokioClock, &config, due_day(), far())
+        .await
+        .unwrap();
+    let after = memory.request_counts();
+    assert_eq!((run.released, run.already_done, run.failed), (72, 0, 0));
+    assert_eq!(run.emails_sent, 72);
+    assert!(run.is_done());
+    let most = gauged
+        .interceptor()
+        .most
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(most > 1, "items were handled one at a time ({most})");
+    // Not one write lost a race: no two items of one account (c0's 13
+    // orders) were ever handled at once.
+    assert_eq!(
+        after.writes - before.writes,
+        72 + 72,
+        "one per release and email"
+    );
+    let by_order = releases(&memory, 60).await;
+    assert_eq!(by_order.len(), 72);
+    assert!(by_order.values().all(|n| *n == 1), "{by_order:?}");
+    assert_eq!(
+        account_of(&memory, "c0").await.value.available,
+        usd("130.00")
+    );
+    let keys = notifier.keys_of("ready");
+    let mut unique = keys.clone();
+    unique.dedup();
+    assert_eq!((keys.len(), unique.len()), (72, 72));
+}
+
+#[tokio::test]
+async fn ready_emails_are_paced_apart_from_the_releases_and_each_sent_once() {
+    let clock = FakeClock::new();
+    let s = setup(program(), ScriptedNotifier::with_clock(clock.clone())).await;
+    pay_many(&s.ctx, 23, t0()).await;
+    // Only the job's sends count (the orders' "earned" emails are not paced here).
+    s.notifier.attempts.lock().unwrap().clear();
+    let config = JobConfig {
+        send_rate: Some(5.0),
+        ..config()
+    };
+    let run = promote_due(
+        &s.ctx,
+        clock.as_ref(),
+        &config,
+        due_day(),
+        clock.deadline_in(StdDuration::from_secs(600)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (run.released, run.emails_sent, run.emails_lost),
+        (23, 23, 0)
+    );
+    let attempts = s.notifier.attempts.lock().unwrap().clone();
+    let mut per_second: std::collections::BTreeMap<u64, u32> = Default::default();
+    for at in &attempts {
+        *per_second.entry(at.as_secs()).or_default() += 1;
+    }
+    assert!(per_second.values().all(|n| *n <= 5), "{per_second:?}");
+    assert!(attempts.last().unwrap().as_secs_f64() >= 4.0);
+    // A later run finds nothing left to send.
+    let again = promote_due(
+        &s.ctx,
+        clock.as_ref(),
+        &config,
+        due_day() + Duration::minutes(15),
+        clock.deadline_in(StdDuration::from_secs(600)),
+    )
+    .await
+    .unwrap();
+    assert_eq!((again.released, again.emails_sent), (0, 0));
+    let keys = s.notifier.keys_of("ready");
+    let mut unique = keys.clone();
+    unique.dedup();
+    assert_eq!((keys.len(), unique.len()), (23, 23));
 }

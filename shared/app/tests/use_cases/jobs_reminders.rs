@@ -504,3 +504,62 @@ async fn the_resent_email_is_the_last_one_the_customer_was_sent() {
     assert!(matches!(outcome, ResendOutcome::TooSoon { .. }));
     assert_eq!(s.notifier.sent_of("reminder").len(), 2);
 }
+
+#[tokio::test]
+async fn credit_restored_after_the_checkpoint_passed_still_gets_its_reminders() {
+    use cashback_app::events::handle_order_event;
+    use cashback_core::order::{AppliedCode, DiscountKind, OrderEvent};
+
+    let s = setup(ScriptedNotifier::default()).await;
+    pay(&s.ctx, "1", "ann", "100.00", t0()).await;
+    let sent = simulate(&s, released_at(), released_at(), 0).await;
+    assert_eq!(sent["ann"], [(0, 0)]);
+
+    // Day 1: Ann spends her 10.00 with her code; her series stops.
+    let spent_at = released_at() + Duration::days(1);
+    let code = account_of(&s.memory, "ann").await.value.code.unwrap();
+    let mut spending = order("2", "ann", vec![line("1", "50.00", 1)]);
+    spending.discount_codes.push(AppliedCode {
+        code,
+        amount: usd("10.00"),
+        kind: DiscountKind::Order,
+    });
+    spending.occurred_at = spent_at;
+    handle_order_event(
+        &s.ctx,
+        &shop(),
+        &OrderEvent::Paid(spending.clone()),
+        spent_at,
+    )
+    .await
+    .unwrap();
+    assert!(!account_of(&s.memory, "ann")
+        .await
+        .value
+        .available
+        .is_positive());
+    // The jobs run for 19 days: the reminder job's checkpoint passes the
+    // hours of her next positions (day 2, 5 and 14 of the series).
+    let quiet = simulate(&s, released_at(), spent_at + Duration::hours(6), 18).await;
+    assert!(quiet.is_empty(), "{quiet:?}");
+
+    // Day 20: the spending order is cancelled and her 10.00 restored. Her
+    // next position's time (day 2) is long past; it must still be found.
+    let restored_at = released_at() + Duration::days(20);
+    spending.occurred_at = restored_at;
+    handle_order_event(
+        &s.ctx,
+        &shop(),
+        &OrderEvent::Cancelled(spending),
+        restored_at,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        account_of(&s.memory, "ann").await.value.available,
+        usd("10.00")
+    );
+    let sent = simulate(&s, released_at(), restored_at, 20).await;
+    // The latest position already due (14 days) at once, then the rest on time.
+    assert_eq!(sent["ann"], [(20, 4), (21, 5), (30, 6)]);
+}

@@ -18,6 +18,7 @@ mod api_keys;
 mod attr;
 mod errors;
 mod items;
+mod parked;
 mod read;
 mod requests;
 pub mod schema;
@@ -72,7 +73,7 @@ pub fn encode_order(
     ),
     StoreError,
 > {
-    write::order_item_set(shop, write)
+    write::order_item_set(shop, write, None)
 }
 
 /// The environment variable naming the table (set by template.yaml).
@@ -671,6 +672,21 @@ impl Store for DynamoStore {
                 Conditional::Error(error) => Err(error),
             },
         }
+    }
+
+    #[tracing::instrument(skip(self, item), fields(shop = %item.due.shop), err(level = "info"))]
+    async fn park(&self, item: &ParkedItem) -> Result<(), StoreError> {
+        self.park_item(item).await
+    }
+
+    #[tracing::instrument(skip(self, cursor), fields(shop = %shop), err(level = "info"))]
+    async fn list_parked(
+        &self,
+        shop: &ShopId,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<ParkedItem>, StoreError> {
+        self.list_parked_items(shop, cursor, limit).await
     }
 
     /// ADD is atomic, so concurrent callers each get their own count. The

@@ -52,11 +52,20 @@ pub const EXPIRY_INDEX: DueIndex = DueIndex {
 /// needs (the due time is the index sort key's prefix).
 pub const DUE_PROJECTED: [&str; 3] = ["shop", "customer", "order_id"];
 
+/// Released orders whose "cashback ready" email is not sent yet: the
+/// release index's attributes (an order is in one or the other, never
+/// both), under a kind of its own in the partition key.
+pub const READY_INDEX: DueIndex = DueIndex {
+    kind: "ready",
+    ..RELEASE_INDEX
+};
+
 pub fn due_index(kind: DueKind) -> DueIndex {
     match kind {
         DueKind::Release => RELEASE_INDEX,
         DueKind::Reminder => REMINDER_INDEX,
         DueKind::Expiry => EXPIRY_INDEX,
+        DueKind::Ready => READY_INDEX,
     }
 }
 

@@ -38,7 +38,7 @@ use super::attr::*;
 use super::errors::{cancellation_reasons, from_sdk, is_condition_failed, is_conflict_code};
 use super::items::*;
 use super::read::usage_sk;
-use super::schema::{EXPIRY_INDEX, RELEASE_INDEX, REMINDER_INDEX};
+use super::schema::{EXPIRY_INDEX, READY_INDEX, RELEASE_INDEX, REMINDER_INDEX};
 use super::DynamoStore;
 use crate::keys;
 
@@ -161,12 +161,14 @@ fn account_items(
     table: &str,
     shop: &ShopId,
     write: &AccountWrite,
+    written_at: Option<DateTime<Utc>>,
     plan: &mut Plan,
 ) -> Result<(), StoreError> {
     let account = &write.account;
     let customer = &account.customer;
     let pk = keys::account_key(shop, customer);
-    let (reminder_due, expiry_due) = (write.reminder_due_at, write.expiry_due_at());
+    let due = write.due_filed_at(written_at);
+    let (reminder_due, expiry_due) = (due.reminder, due.expiry);
     let dues = [(REMINDER_INDEX, reminder_due), (EXPIRY_INDEX, expiry_due)];
     let held = account.held().amount();
     let refused = refused_locally(account);
@@ -358,10 +360,11 @@ fn order_items(
     shop: &ShopId,
     write: &OrderWrite,
     notified: &[&String],
+    written_at: Option<DateTime<Utc>>,
     plan: &mut Plan,
 ) -> Result<(), StoreError> {
     let record = &write.record;
-    let (state, lines) = order_item_set(shop, write)?;
+    let (state, lines) = order_item_set(shop, write, written_at)?;
     let mut expr = Expr::default();
     let mut set = Vec::new();
     let mut attributes: Vec<(&String, &AttributeValue)> = state
@@ -430,6 +433,7 @@ fn order_items(
 pub(crate) fn order_item_set(
     shop: &ShopId,
     write: &OrderWrite,
+    written_at: Option<DateTime<Utc>>,
 ) -> Result<(Item, Option<Item>), StoreError> {
     let record = &write.record;
     let pk = keys::order_key(shop, &record.order_id);
@@ -445,8 +449,16 @@ pub(crate) fn order_item_set(
     if !record.refunds.is_empty() {
         item.insert(REFUNDS.into(), encode_refunds(record)?);
     }
-    if let Some(at) = write.release_due_at() {
-        for (name, value) in due_attributes(RELEASE_INDEX, &pk, at) {
+    // Index attributes the write leaves out are removed (order_items):
+    // nothing pending takes the order out of the release index. Released
+    // with its ready email unsent, the order takes the same index
+    // attributes under the ready kind (never both at once).
+    let filed = match write.release_filed_at(written_at) {
+        Some(at) => Some((RELEASE_INDEX, at)),
+        None => write.ready_filed_at(written_at).map(|at| (READY_INDEX, at)),
+    };
+    if let Some((index, at)) = filed {
+        for (name, value) in due_attributes(index, &pk, at) {
             item.insert(name.into(), s(value));
         }
     }
@@ -676,7 +688,7 @@ fn plan(
                 write.account.customer
             )));
         }
-        account_items(table, shop, write, &mut plan)?;
+        account_items(table, shop, write, writes.now, &mut plan)?;
         if let Some(email) = &write.account.email {
             // The latest account to take an address owns it (last one wins);
             // an account written with the email it was read with leaves its
@@ -696,7 +708,7 @@ fn plan(
         plan.push(put(table, item, None, &Expr::default())?, Role::Plain);
     }
     if let Some(order) = &writes.order {
-        order_items(table, shop, order, &on_order, &mut plan)?;
+        order_items(table, shop, order, &on_order, writes.now, &mut plan)?;
     }
     coupon_items(table, shop, &writes.coupon_uses, &mut plan)?;
     aggregate_items(table, shop, writes, before, &mut plan)?;

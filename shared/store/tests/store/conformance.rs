@@ -53,4 +53,6 @@ conformance!(
     a_shops_accounts_are_listed_in_pages,
     api_keys_are_created_listed_touched_and_revoked_once,
     counters_are_read_with_the_rest_of_a_read,
+    a_due_time_in_the_past_is_filed_at_the_writes_now,
+    a_parked_item_leaves_its_index_and_is_listed,
 );

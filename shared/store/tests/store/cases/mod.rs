@@ -1552,3 +1552,107 @@ pub async fn counters_are_read_with_the_rest_of_a_read(store: &dyn Store) {
     assert_eq!(read.counters["guess#shop#source#1"], 3);
     assert_eq!(read.counters["guess#shop#other#1"], 0);
 }
+
+/// Files order `id` of `who` with 1.00 pending due at `due`, written at `now`.
+async fn pending_order(
+    store: &dyn Store,
+    id: &str,
+    who: &str,
+    due: DateTime<Utc>,
+    now: Option<DateTime<Utc>>,
+) {
+    let mut record = OrderRecord::new(OrderId::parse(id).unwrap(), Currency::USD);
+    record.customer = Some(customer(who));
+    record.pending = usd("1.00");
+    record.release_at = Some(due);
+    let outcome = store
+        .write(
+            &shop(),
+            WriteSet {
+                order: Some(OrderWrite {
+                    record,
+                    expected_version: 0,
+                }),
+                now,
+                ..WriteSet::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, WriteOutcome::Committed);
+}
+
+pub async fn a_due_time_in_the_past_is_filed_at_the_writes_now(store: &dyn Store) {
+    let now = t0() + Duration::days(10);
+    pending_order(store, "late", "ann", t0(), Some(now)).await;
+    pending_order(store, "later", "bob", now + Duration::days(1), Some(now)).await;
+    assert!(
+        due_everywhere(store, DueKind::Release, t0(), t0() + Duration::hours(1))
+            .await
+            .is_empty(),
+        "nothing filed in the past"
+    );
+    let due = due_everywhere(store, DueKind::Release, now, now).await;
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].order.as_ref().map(|o| o.as_str()), Some("late"));
+    assert_eq!(due[0].due_at, now);
+    let tomorrow = now + Duration::days(1);
+    let due = due_everywhere(store, DueKind::Release, tomorrow, tomorrow).await;
+    assert_eq!(due.len(), 1, "a future time is filed as it is");
+    assert_eq!(due[0].due_at, tomorrow);
+}
+
+pub async fn a_parked_item_leaves_its_index_and_is_listed(store: &dyn Store) {
+    pending_order(store, "stuck", "ann", t0(), None).await;
+    pending_order(store, "fine", "bob", t0(), None).await;
+    let due = due_everywhere(store, DueKind::Release, t0(), t0()).await;
+    let stuck = due
+        .iter()
+        .find(|d| d.order.as_ref().map(|o| o.as_str()) == Some("stuck"))
+        .unwrap()
+        .clone();
+    let parked = ParkedItem {
+        job: "promote-pending".into(),
+        kind: DueKind::Release,
+        due: stuck,
+        reason: "corrupt item: bad doc".into(),
+        attempts: 1,
+        parked_at: t0() + Duration::hours(3),
+    };
+    store.park(&parked).await.unwrap();
+    store.park(&parked).await.unwrap();
+    let due = due_everywhere(store, DueKind::Release, t0(), t0()).await;
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].order.as_ref().map(|o| o.as_str()), Some("fine"));
+    let listed = store.list_parked(&shop(), None, 10).await.unwrap();
+    assert_eq!(
+        listed.items,
+        vec![parked.clone()],
+        "parked twice, listed once"
+    );
+    assert_eq!(listed.next, None);
+    let other = ShopId::parse("other.myshopify.com").unwrap();
+    assert!(store
+        .list_parked(&other, None, 10)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    // An item written since its index item was read stays where it is filed.
+    let mut moved = parked.clone();
+    moved.due.order = Some(OrderId::parse("fine").unwrap());
+    moved.due.customer = Some(customer("bob"));
+    moved.due.due_at = t0() - Duration::hours(5);
+    store.park(&moved).await.unwrap();
+    assert_eq!(
+        due_everywhere(store, DueKind::Release, t0(), t0())
+            .await
+            .len(),
+        1
+    );
+    let listed = store.list_parked(&shop(), None, 1).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+    let rest = store.list_parked(&shop(), listed.next, 1).await.unwrap();
+    assert_eq!(rest.items.len(), 1);
+    assert_eq!(rest.next, None);
+}

@@ -163,6 +163,7 @@ async fn measure(
                     order: Some(OrderWrite {
                         record,
                         expected_version: 0,
+                        lines_stored: false,
                     }),
                     ..WriteSet::default()
                 },

@@ -584,10 +584,7 @@ async fn claim_ready(
             slot_taken = true;
         }
         let write = WriteSet {
-            order: Some(OrderWrite {
-                record: record.value,
-                expected_version: record.version,
-            }),
+            order: Some(OrderWrite::of(record, read.order_lines_stored)),
             notifications: notice.iter().map(|n| n.key.clone()).collect(),
             now: Some(now),
             ..WriteSet::default()

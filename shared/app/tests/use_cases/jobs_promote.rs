@@ -672,6 +672,7 @@ async fn file_pending_order(
                 order: Some(OrderWrite {
                     record,
                     expected_version: 0,
+                    lines_stored: false,
                 }),
                 ..WriteSet::default()
             },

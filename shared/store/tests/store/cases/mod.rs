@@ -1572,6 +1572,7 @@ async fn pending_order(
                 order: Some(OrderWrite {
                     record,
                     expected_version: 0,
+                    lines_stored: false,
                 }),
                 now,
                 ..WriteSet::default()

@@ -29,8 +29,8 @@ use crate::store::ReadRequest;
 pub mod runs;
 
 pub use runs::{
-    backfill_shop, backfill_status, reconcile_shop, BackfillCheckpoint, BackfillSummary,
-    ReconcileSummary, RunLimits,
+    backfill_shop, backfill_status, reconcile_shop, request_run, BackfillCheckpoint,
+    BackfillSummary, ReconcileSummary, RunLimits, RunRequest,
 };
 
 /// The code as the platform holds it.

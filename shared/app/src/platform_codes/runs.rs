@@ -413,3 +413,112 @@ pub async fn backfill_status(
     let stored = ctx.store.get_checkpoint(&backfill_job(shop)).await?;
     Ok(stored.as_deref().and_then(BackfillCheckpoint::decode))
 }
+
+/// Every request's checkpoint job starts with this; the sync function
+/// watches the table's stream for writes of such items.
+pub const REQUEST_JOB_PREFIX: &str = "platform-sync-request#";
+
+/// A run over a shop's codes, asked for by the admin API, the schedule, a
+/// program change, or a run that must go on in the next invocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "run", rename_all = "snake_case")]
+pub enum RunRequest {
+    /// Compare every synced code with the ledger, from `cursor` on.
+    Reconcile {
+        /// The shop whose codes are compared.
+        shop: ShopId,
+        /// Where to go on from (None: from the first account).
+        #[serde(default)]
+        cursor: Option<String>,
+    },
+    /// Put every account's code on the platform (resumes the shop's run,
+    /// or starts one over with `restart`).
+    Backfill {
+        /// The shop whose codes are put.
+        shop: ShopId,
+        /// Start over even when a run is under way (a program change of
+        /// the redemption rules: every code must take the new rules).
+        #[serde(default)]
+        restart: bool,
+    },
+}
+
+impl RunRequest {
+    /// The shop the run is for.
+    pub fn shop(&self) -> &ShopId {
+        match self {
+            RunRequest::Reconcile { shop, .. } | RunRequest::Backfill { shop, .. } => shop,
+        }
+    }
+
+    /// The request's checkpoint job: one per shop and kind, so a newer
+    /// request of a kind replaces an older one.
+    pub fn job(&self) -> String {
+        match self {
+            RunRequest::Reconcile { shop, .. } => format!("{REQUEST_JOB_PREFIX}reconcile#{shop}"),
+            RunRequest::Backfill { shop, .. } => format!("{REQUEST_JOB_PREFIX}backfill#{shop}"),
+        }
+    }
+
+    /// The stored value: `{at}|{cursor}` or `{at}|restart` / `{at}|resume`,
+    /// the time first so a newer request always moves the checkpoint on.
+    pub fn value(&self, at: DateTime<Utc>) -> String {
+        let at = at.to_rfc3339_opts(SecondsFormat::Micros, true);
+        match self {
+            RunRequest::Reconcile { cursor, .. } => {
+                format!("{at}|{}", cursor.as_deref().unwrap_or(""))
+            }
+            RunRequest::Backfill { restart: true, .. } => format!("{at}|restart"),
+            RunRequest::Backfill { restart: false, .. } => format!("{at}|resume"),
+        }
+    }
+
+    /// The request a checkpoint job and value stand for, and when it was
+    /// made; None for any other job.
+    pub fn decode(job: &str, value: &str) -> Option<(RunRequest, DateTime<Utc>)> {
+        let rest = job.strip_prefix(REQUEST_JOB_PREFIX)?;
+        let (kind, shop) = rest.split_once('#')?;
+        let shop = ShopId::parse(shop).ok()?;
+        let (at, detail) = value.split_once('|')?;
+        let at = DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc);
+        let request = match (kind, detail) {
+            ("reconcile", "") => RunRequest::Reconcile { shop, cursor: None },
+            ("reconcile", cursor) => RunRequest::Reconcile {
+                shop,
+                cursor: Some(cursor.to_string()),
+            },
+            ("backfill", "restart") => RunRequest::Backfill {
+                shop,
+                restart: true,
+            },
+            ("backfill", "resume") => RunRequest::Backfill {
+                shop,
+                restart: false,
+            },
+            _ => return None,
+        };
+        Some((request, at))
+    }
+}
+
+/// Records a run request where the sync function sees it (the table's
+/// stream carries the write to it): the admin API answers at once, and the
+/// run happens off every request path. `after`, when a run asks for its own
+/// continuation, is the time of the request it continues: the new one is
+/// stamped later even if clocks disagree, so it always moves the checkpoint.
+pub async fn request_run(
+    ctx: &Context,
+    request: &RunRequest,
+    now: DateTime<Utc>,
+    after: Option<DateTime<Utc>>,
+) -> Result<DateTime<Utc>, AppError> {
+    let at = match after {
+        Some(previous) if previous >= now => previous + chrono::Duration::milliseconds(1),
+        _ => now,
+    };
+    ctx.store
+        .put_checkpoint(&request.job(), &request.value(at))
+        .await?;
+    tracing::info!(shop = %request.shop(), job = %request.job(), "platform run requested");
+    Ok(at)
+}

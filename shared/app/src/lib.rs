@@ -6,6 +6,8 @@
 //! - [`records`]: what the store keeps beside the ledger (shops, coupons, API keys).
 //! - [`sets`]: the read and write sets a use case hands the store.
 //! - [`reports`]: the running aggregates reports are made of.
+//! - [`changes`]: the change feed (committed account and ledger changes) for
+//!   the work that follows a write without being part of it.
 //! - [`notify`]: the Notifier port (customer emails).
 //! - [`platform_codes`]: the PlatformCodes port (the balance code kept on the
 //!   shop's platform) and the use case that syncs it.
@@ -26,6 +28,7 @@
 
 pub mod admin;
 pub mod api_keys;
+pub mod changes;
 pub mod checkout;
 pub mod context;
 pub mod error;

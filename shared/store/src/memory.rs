@@ -15,6 +15,8 @@ use cashback_core::ledger::{Account, LedgerEntry};
 use cashback_core::orders::OrderRecord;
 use cashback_core::program::Program;
 
+use cashback_app::changes::{Change, ChangeKind};
+
 use crate::keys;
 
 /// One due index partition: (bucket, shard) -> sort key -> item.
@@ -48,6 +50,22 @@ struct Tables {
     day_figures: HashMap<(ShopId, NaiveDate), DayFigures>,
     customer_counts: HashMap<ShopId, CustomerCounts>,
     api_keys: BTreeMap<(ShopId, String), ApiKeyRecord>,
+    /// The change feed, as the table's stream would carry it, until taken.
+    changes: Vec<Change>,
+    /// Changes logged so far: the next one's sequence number.
+    changes_logged: u64,
+}
+
+impl Tables {
+    fn log_change(&mut self, shop: &ShopId, customer: &CustomerId, kind: ChangeKind) {
+        self.changes_logged += 1;
+        self.changes.push(Change {
+            shop: shop.clone(),
+            customer: customer.clone(),
+            sequence: format!("{:020}", self.changes_logged),
+            kind,
+        });
+    }
 }
 
 #[derive(Default)]
@@ -68,6 +86,14 @@ impl MemoryStore {
         self.tables
             .lock()
             .map_err(|_| StoreError::Other("in-memory store poisoned by a panic".into()))
+    }
+
+    /// The changes committed since the last call, in write order: the
+    /// in-memory stand-in for the table's stream (`cashback_app::changes`).
+    pub fn take_changes(&self) -> Vec<Change> {
+        self.lock()
+            .map(|mut t| std::mem::take(&mut t.changes))
+            .unwrap_or_default()
     }
 
     /// Number of accounts held (for sizing checks in benchmarks and tests).
@@ -345,8 +371,14 @@ impl Store for MemoryStore {
             // with the write (decided by the core).
             let (reminder_due, expiry_due) = (write.reminder_due_at, write.expiry_due_at());
             let ledger = tables.ledgers.entry(key.clone()).or_default();
+            let mut written = Vec::new();
             for entry in write.entries {
-                ledger.insert(keys::ledger_sort_key(&entry), entry);
+                // New by the condition checked above: entries are written once.
+                ledger.insert(keys::ledger_sort_key(&entry), entry.clone());
+                written.push(ChangeKind::Entry(Box::new(entry)));
+            }
+            for kind in written {
+                tables.log_change(shop, &customer, kind);
             }
             let item_key = keys::account_key(shop, &customer);
             let due_ref = |at: DateTime<Utc>| DueRef {
@@ -362,11 +394,20 @@ impl Store for MemoryStore {
             );
             tables.place_due(DueKind::Expiry, item_key, expiry_due.map(due_ref));
             let version = write.expected_version + 1;
-            tables.accounts.insert(
+            let after = Box::new(write.account.clone());
+            let before = tables.accounts.insert(
                 key,
                 Versioned {
                     value: write.account,
                     version,
+                },
+            );
+            tables.log_change(
+                shop,
+                &customer,
+                ChangeKind::Account {
+                    before: before.map(|b| Box::new(b.value)),
+                    after: Some(after),
                 },
             );
         }

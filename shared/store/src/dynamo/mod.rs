@@ -21,6 +21,7 @@ mod items;
 mod read;
 mod requests;
 pub mod schema;
+pub mod stream;
 mod write;
 
 use std::collections::HashMap;

@@ -5,6 +5,7 @@
 //! store histories::` runs one file.
 mod cases;
 
+mod changes;
 mod conformance;
 mod dynamo;
 mod histories;

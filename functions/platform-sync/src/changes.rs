@@ -1,11 +1,63 @@
-//! What a stream record means for the platform's codes.
+//! What a change means for the platform's codes.
+//!
+//! An account change calls for a sync when it moves what the code must be
+//! ([`desired_code`](cashback_app::platform_codes::desired_code) reads the
+//! code, the spendable balance, the owner's email and whether the owner is
+//! a guest); every other write of the account (a tier, lifetime figures,
+//! pending cashback, a reminder) is left alone, so the platform sees one
+//! call per balance change, not one per write. A ledger entry is always
+//! written with its account, whose change stands for both.
 
 use serde_json::Value;
 
-use cashback_core::ids::ShopId;
+use cashback_app::changes::{Change, ChangeKind};
+use cashback_core::ids::{Code, ShopId};
+use cashback_core::ledger::Account;
+use cashback_core::money::Money;
 use cashback_core::program::Program;
 
 use crate::Intent;
+
+/// What the platform's code is made of, of an account.
+fn code_inputs(account: &Account) -> (Option<&Code>, Money, Option<&str>, bool) {
+    (
+        account.code.as_ref(),
+        account.spendable(),
+        account.email.as_ref().map(|e| e.as_str()),
+        account.customer.is_guest(),
+    )
+}
+
+/// The intent a change calls for, if any.
+pub fn intent_of(change: &Change) -> Option<Intent> {
+    let ChangeKind::Account { before, after } = &change.kind else {
+        return None;
+    };
+    let moved = match (before.as_deref(), after.as_deref()) {
+        (Some(before), Some(after)) => code_inputs(before) != code_inputs(after),
+        (None, Some(after)) => after.code.is_some(),
+        (Some(before), None) => before.code.is_some(),
+        (None, None) => false,
+    };
+    if !moved {
+        return None;
+    }
+    let previous = before.as_ref().and_then(|b| b.code.clone());
+    let current = after.as_ref().and_then(|a| a.code.clone());
+    Some(Intent {
+        item: change.sequence.clone(),
+        shop: change.shop.clone(),
+        customer: change.customer.clone(),
+        // A replaced (or erased) code is ended on the platform.
+        previous_code: previous.filter(|p| Some(p) != current.as_ref()),
+    })
+}
+
+/// The intents of a run of changes (the in-memory store's log, or a
+/// decoded stream batch), in feed order.
+pub fn intents_of_changes(changes: &[Change]) -> Vec<Intent> {
+    changes.iter().filter_map(intent_of).collect()
+}
 
 /// The program as a stream image holds it (the store keeps it whole in `doc`).
 fn program_of(image: Option<&Value>) -> Option<Program> {
@@ -40,9 +92,4 @@ pub fn program_rules_changed(record: &Value) -> Option<ShopId> {
         return None;
     }
     crate::shops::shop_of_pk(pk)
-}
-
-/// The sync intents an account record calls for.
-pub fn intents_of(_record: &Value, _item: &str) -> Vec<Intent> {
-    Vec::new()
 }

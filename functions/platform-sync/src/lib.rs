@@ -53,6 +53,7 @@ use futures::stream::StreamExt;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use cashback_app::changes::sequence_order;
 use cashback_app::platform_codes::{
     backfill_shop, reconcile_shop, request_run, sync_customer_code, PlatformError, PlatformSync,
     RunLimits, RunRequest, SyncError, SyncOutcome, SyncPolicy,
@@ -115,11 +116,6 @@ pub struct BatchOutcome {
     pub retry_from: Option<String>,
 }
 
-/// Stream sequence numbers are decimal strings of any length: compare as numbers.
-fn sequence_key(item: &str) -> (usize, &str) {
-    (item.len(), item)
-}
-
 /// How one customer's sync ended.
 enum Synced {
     Done,
@@ -146,7 +142,7 @@ pub async fn sync_intents(deps: &Deps, intents: Vec<Intent>) -> BatchOutcome {
             order.push(key);
             (intent.item.clone(), Vec::new())
         });
-        if sequence_key(&intent.item) < sequence_key(&entry.0) {
+        if sequence_order(&intent.item, &entry.0).is_lt() {
             entry.0 = intent.item;
         }
         if let Some(previous) = intent.previous_code {
@@ -178,7 +174,7 @@ pub async fn sync_intents(deps: &Deps, intents: Vec<Intent>) -> BatchOutcome {
                 let earlier = outcome
                     .retry_from
                     .as_deref()
-                    .is_none_or(|first| sequence_key(&item) < sequence_key(first));
+                    .is_none_or(|first| sequence_order(&item, first).is_lt());
                 if earlier {
                     outcome.retry_from = Some(item);
                 }

@@ -13,8 +13,13 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use cashback_app::platform_codes::{request_run, RunRequest};
+use aws_lambda_events::dynamodb::EventRecord;
 
+use cashback_app::changes::sequence_order;
+use cashback_app::platform_codes::{request_run, RunRequest};
+use cashback_store::dynamo::stream::decode_record;
+
+use crate::changes::intent_of;
 use crate::{run_request, sync_intents, Deps, Intent, RunError};
 
 /// The attribute a checkpoint item keeps its value in (the store's layout).
@@ -50,6 +55,7 @@ pub async fn handle_records(deps: &Deps, payload: Value, now: DateTime<Utc>) -> 
         .cloned()
         .unwrap_or_default();
     let mut intents: Vec<Intent> = Vec::new();
+    let mut unreadable: Vec<String> = Vec::new();
     let mut runs: Vec<(String, RunRequest, DateTime<Utc>)> = Vec::new();
     let mut restarts: Vec<(String, RunRequest)> = Vec::new();
     for record in &records {
@@ -73,7 +79,18 @@ pub async fn handle_records(deps: &Deps, payload: Value, now: DateTime<Utc>) -> 
             ));
             continue;
         }
-        intents.extend(crate::changes::intents_of(record, &item));
+        let decoded = serde_json::from_value::<EventRecord>(record.clone())
+            .map_err(|e| e.to_string())
+            .and_then(|r| decode_record(&r).map_err(|e| e.to_string()));
+        match decoded {
+            Ok(Some(change)) => intents.extend(intent_of(&change)),
+            Ok(None) => {}
+            Err(error) => {
+                // Retried, then parked with the rest of the batch's tail.
+                tracing::error!(item = %item, error = %error, "a stream record could not be read");
+                unreadable.push(item);
+            }
+        }
     }
     let runs_done = async {
         let mut failed = Vec::new();
@@ -102,7 +119,8 @@ pub async fn handle_records(deps: &Deps, payload: Value, now: DateTime<Utc>) -> 
         .retry_from
         .into_iter()
         .chain(failed_runs)
-        .min_by(|a, b| (a.len(), a.as_str()).cmp(&(b.len(), b.as_str())));
+        .chain(unreadable)
+        .min_by(|a, b| sequence_order(a, b));
     let failures: Vec<Value> = first
         .into_iter()
         .map(|item| json!({ "itemIdentifier": item }))

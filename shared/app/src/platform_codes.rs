@@ -29,8 +29,9 @@ use crate::store::ReadRequest;
 pub mod runs;
 
 pub use runs::{
-    backfill_shop, backfill_status, reconcile_shop, request_run, BackfillCheckpoint,
-    BackfillSummary, ReconcileSummary, RunLimits, RunRequest,
+    ask_for_run, backfill_shop, backfill_status, reconcile_shop, request_run, sync_status,
+    BackfillCheckpoint, BackfillSummary, ReconcileSummary, RunAsked, RunLimits, RunRequest,
+    SyncStatus,
 };
 
 /// The code as the platform holds it.

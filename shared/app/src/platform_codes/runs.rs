@@ -522,3 +522,52 @@ pub async fn request_run(
     tracing::info!(shop = %request.shop(), job = %request.job(), "platform run requested");
     Ok(at)
 }
+
+/// A run the admin API asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunAsked {
+    /// The run, as the sync function will see it.
+    #[serde(flatten)]
+    pub request: RunRequest,
+    /// When it was asked for (its request's stamp).
+    pub requested_at: DateTime<Utc>,
+}
+
+/// Asks the sync function for a run over the shop's codes (a reconcile
+/// from the first account, or a backfill: resumed, or started over with
+/// `restart`). Refused (409) when the shop's program keeps its codes off
+/// the platform; 404 for an unknown shop.
+pub async fn ask_for_run(
+    ctx: &Context,
+    request: RunRequest,
+    now: DateTime<Utc>,
+) -> Result<RunAsked, AppError> {
+    if syncing_program(ctx, request.shop()).await?.is_none() {
+        return Err(AppError::Conflict(
+            "the program keeps its codes off the platform (platform_sync is off)".into(),
+        ));
+    }
+    let requested_at = request_run(ctx, &request, now, None).await?;
+    Ok(RunAsked {
+        request,
+        requested_at,
+    })
+}
+
+/// Where a shop's codes stand on its platform, for the admin API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncStatus {
+    /// The program's setting.
+    pub platform_sync: PlatformSync,
+    /// The last (or running) backfill, if one was ever started.
+    pub backfill: Option<BackfillCheckpoint>,
+}
+
+/// The shop's sync setting and its backfill's checkpoint.
+pub async fn sync_status(ctx: &Context, shop: &ShopId) -> Result<SyncStatus, AppError> {
+    let program = ctx.shop_program(shop, ctx.now()).await?.program;
+    Ok(SyncStatus {
+        platform_sync: program.platform_sync,
+        backfill: backfill_status(ctx, shop).await?,
+    })
+}

@@ -536,6 +536,7 @@ async fn chaos_a_thousand_changes_for_a_hundred_customers_end_equal_to_the_ledge
         .await;
     }
     w.feed().await;
+    let seeded_calls: u64 = fake.stats().calls.values().sum();
     fake.set_fault_rates(
         FaultRates {
             throttle: 0.04,
@@ -626,6 +627,16 @@ async fn chaos_a_thousand_changes_for_a_hundred_customers_end_equal_to_the_ledge
         parked.extend(delivered.parked);
     }
     let elapsed = started.elapsed();
+    // The chaos phase's requests: answered calls, less the seeding's
+    // creates, plus the throttled and failed ones.
+    let stats = fake.stats();
+    let injected = fake.injected();
+    let calls: u64 = stats.calls.values().sum::<u64>() - seeded_calls;
+    let faults = injected
+        .iter()
+        .filter(|f| matches!(f, Fault::Throttle | Fault::ServerError))
+        .count() as u64;
+    let requests = calls + stats.throttled + faults;
     // The reconcile repairs what was parked (and anything else).
     fake.set_fault_rates(FaultRates::default(), 1);
     let summary = cashback_app::platform_codes::reconcile_shop(
@@ -658,13 +669,6 @@ async fn chaos_a_thousand_changes_for_a_hundred_customers_end_equal_to_the_ledge
         assert_in_step(&fake, &account, &format!("c{c:03}"));
     }
     let stats = fake.stats();
-    let injected = fake.injected();
-    let calls: u64 = stats.calls.values().sum();
-    let faults = injected
-        .iter()
-        .filter(|f| matches!(f, Fault::Throttle | Fault::ServerError))
-        .count() as u64;
-    let requests = calls + stats.throttled + faults;
     let slowest_webhook = webhook_waits
         .lock()
         .unwrap()
@@ -674,11 +678,12 @@ async fn chaos_a_thousand_changes_for_a_hundred_customers_end_equal_to_the_ledge
         .unwrap_or_default();
     println!(
         "platform-sync chaos: {CHANGES} changes for {CUSTOMERS} customers, {deliveries} batches \
-         ({retried} retried), {syncs} syncs in {:.1} s; {requests} requests ({:.2} per change), \
-         {calls} applied; faults injected {}; natural throttles {}; lowest bucket {:.0}; \
+         ({retried} retried), {syncs} syncs in {:.1} s ({:.0} syncs/s at {restore} points/s); \
+         {requests} requests ({:.2} per change), {calls} answered; faults injected {}; natural throttles {}; lowest bucket {:.0}; \
          parked records {} repaired by the reconcile: checked {} drifted {} repaired {}; \
          slowest balance change {:?}",
         elapsed.as_secs_f64(),
+        syncs as f64 / elapsed.as_secs_f64(),
         requests as f64 / CHANGES as f64,
         injected.len(),
         stats.throttled,

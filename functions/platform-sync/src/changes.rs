@@ -93,3 +93,94 @@ pub fn program_rules_changed(record: &Value) -> Option<ShopId> {
     }
     crate::shops::shop_of_pk(pk)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cashback_core::ids::CustomerId;
+    use cashback_core::money::Currency;
+    use cashback_core::platform_code::PlatformSync;
+    use rust_decimal_macros::dec;
+
+    fn program_record(old: Option<&Program>, new: &Program) -> Value {
+        let image = |p: &Program| {
+            serde_json::json!({
+                "pk": {"S": "SHOP#demo.myshopify.com"}, "sk": {"S": "PROGRAM"},
+                "doc": {"S": serde_json::to_string(p).unwrap()}
+            })
+        };
+        let mut dynamodb = serde_json::json!({
+            "Keys": {"pk": {"S": "SHOP#demo.myshopify.com"}, "sk": {"S": "PROGRAM"}},
+            "NewImage": image(new),
+            "SequenceNumber": "7",
+        });
+        if let Some(old) = old {
+            dynamodb["OldImage"] = image(old);
+        }
+        serde_json::json!({ "eventName": "MODIFY", "dynamodb": dynamodb })
+    }
+
+    #[test]
+    fn a_program_change_of_the_redemption_rules_re_puts_the_shops_codes() {
+        let mut old = Program::new(Currency::USD);
+        old.platform_sync = PlatformSync::DiscountCode;
+        let mut new = old.clone();
+        new.redemption.min_order_subtotal = dec!(25);
+        let shop = ShopId::parse("demo.myshopify.com").unwrap();
+        assert_eq!(
+            program_rules_changed(&program_record(Some(&old), &new)),
+            Some(shop.clone())
+        );
+        // Turning sync on, too.
+        let mut off = old.clone();
+        off.platform_sync = PlatformSync::Off;
+        assert_eq!(
+            program_rules_changed(&program_record(Some(&off), &old)),
+            Some(shop)
+        );
+        // Earning rules, or sync turned off: nothing to re-put.
+        let mut earning = old.clone();
+        earning.earning.merchant_percent = dec!(12);
+        assert_eq!(
+            program_rules_changed(&program_record(Some(&old), &earning)),
+            None
+        );
+        assert_eq!(
+            program_rules_changed(&program_record(Some(&old), &off)),
+            None
+        );
+    }
+
+    fn change(before: Option<&Account>, after: Option<&Account>) -> Change {
+        Change {
+            shop: ShopId::parse("demo.myshopify.com").unwrap(),
+            customer: CustomerId::parse("c1").unwrap(),
+            sequence: "00000000000000000009".into(),
+            kind: ChangeKind::Account {
+                before: before.cloned().map(Box::new),
+                after: after.cloned().map(Box::new),
+            },
+        }
+    }
+
+    #[test]
+    fn only_a_write_that_moves_the_code_calls_for_a_sync() {
+        let shop = ShopId::parse("demo.myshopify.com").unwrap();
+        let mut account = Account::open(shop, CustomerId::parse("c1").unwrap(), Currency::USD);
+        account.code = Some(Code::parse("CB-ONE").unwrap());
+        let mut tier = account.clone();
+        tier.tier = Some(1);
+        assert_eq!(intent_of(&change(Some(&account), Some(&tier))), None);
+        let mut credited = account.clone();
+        credited.available = Money::parse("5.00", Currency::USD).unwrap();
+        let intent = intent_of(&change(Some(&account), Some(&credited))).unwrap();
+        assert_eq!(intent.previous_code, None);
+        let mut renewed = credited.clone();
+        renewed.code = Some(Code::parse("CB-TWO").unwrap());
+        let intent = intent_of(&change(Some(&credited), Some(&renewed))).unwrap();
+        assert_eq!(intent.previous_code, account.code);
+        // An erased account ends its code.
+        let intent = intent_of(&change(Some(&renewed), None)).unwrap();
+        assert_eq!(intent.previous_code, renewed.code);
+    }
+}

@@ -1,11 +1,12 @@
 //! What a change means for the platform's codes.
 //!
-//! An account change calls for a sync when it moves what the code must be
+//! An account change calls for a code sync when it moves what the code must be
 //! ([`desired_code`](cashback_app::platform_codes::desired_code) reads the
 //! code, the spendable balance, the owner's email and whether the owner is
 //! a guest); every other write of the account (a tier, lifetime figures,
-//! pending cashback, a reminder) is left alone, so the platform sees one
-//! call per balance change, not one per write. A ledger entry is always
+//! pending cashback, a reminder) leaves the code alone, so the platform
+//! sees one call per balance change, not one per write (such a write still
+//! moves the Klaviyo profile's figures, for the shops that have it). A ledger entry is always
 //! written with its account, whose change stands for both.
 
 use serde_json::Value;
@@ -33,13 +34,15 @@ pub fn intent_of(change: &Change) -> Option<Intent> {
     let ChangeKind::Account { before, after } = &change.kind else {
         return None;
     };
-    let moved = match (before.as_deref(), after.as_deref()) {
+    let moves_code = match (before.as_deref(), after.as_deref()) {
         (Some(before), Some(after)) => code_inputs(before) != code_inputs(after),
         (None, Some(after)) => after.code.is_some(),
         (Some(before), None) => before.code.is_some(),
         (None, None) => false,
     };
-    if !moved {
+    // Any other write of an account still moves the marketing profile's
+    // figures (tier, lifetime figures, pending cashback).
+    if !moves_code && after.is_none() {
         return None;
     }
     let previous = before.as_ref().and_then(|b| b.code.clone());
@@ -50,6 +53,7 @@ pub fn intent_of(change: &Change) -> Option<Intent> {
         customer: change.customer.clone(),
         // A replaced (or erased) code is ended on the platform.
         previous_code: previous.filter(|p| Some(p) != current.as_ref()),
+        moves_code,
     })
 }
 
@@ -170,10 +174,15 @@ mod tests {
         account.code = Some(Code::parse("CB-ONE").unwrap());
         let mut tier = account.clone();
         tier.tier = Some(1);
-        assert_eq!(intent_of(&change(Some(&account), Some(&tier))), None);
+        let profile_only = intent_of(&change(Some(&account), Some(&tier))).unwrap();
+        assert!(
+            !profile_only.moves_code,
+            "a tier moves the profile, not the code"
+        );
         let mut credited = account.clone();
         credited.available = Money::parse("5.00", Currency::USD).unwrap();
         let intent = intent_of(&change(Some(&account), Some(&credited))).unwrap();
+        assert!(intent.moves_code);
         assert_eq!(intent.previous_code, None);
         let mut renewed = credited.clone();
         renewed.code = Some(Code::parse("CB-TWO").unwrap());

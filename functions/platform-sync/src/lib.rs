@@ -38,9 +38,11 @@
 //! | `CASHBACK_SYNC_CONCURRENCY` | syncs in flight at once per batch (the adapters pace each shop) | 8 |
 //! | `CASHBACK_SYNC_MAX_ATTEMPTS` | platform calls per sync before its record is failed back to Lambda | 6 |
 //! | `CASHBACK_SYNC_RUN_SECONDS` | how long one invocation spends on a reconcile or backfill before asking for the rest | 60 |
+//! | `CASHBACK_KLAVIYO_CREDENTIALS` | where each shop's Klaviyo parameter is (`ssm:/cashback/klaviyo/`); set: account writes also push the Klaviyo profile of the shops that have one ([`marketing`]) | off |
 
 pub mod changes;
 pub mod credentials;
+pub mod marketing;
 pub mod shops;
 pub mod stream;
 
@@ -78,6 +80,8 @@ pub struct Deps {
     pub concurrency: usize,
     /// Time one invocation spends on a run before asking for the rest.
     pub run_budget: Duration,
+    /// Each shop's Klaviyo account, for the profile push; None: off.
+    pub marketing: Option<Arc<marketing::MarketingConnections>>,
 }
 
 /// One customer's code to bring in step, from a stream record.
@@ -92,6 +96,9 @@ pub struct Intent {
     pub customer: CustomerId,
     /// The code the customer had before, when it was replaced: ended first.
     pub previous_code: Option<Code>,
+    /// Whether the change moved what the code must be (else only the
+    /// marketing profile's figures moved).
+    pub moves_code: bool,
 }
 
 /// What a batch of intents did.
@@ -99,7 +106,7 @@ pub struct Intent {
 pub struct BatchOutcome {
     /// Intents received.
     pub intents: usize,
-    /// Syncs made (one per customer in the batch).
+    /// Code syncs made (one per customer in the batch whose code moved).
     pub customers: usize,
     /// Codes the platform now holds as the ledger says.
     pub synced: usize,
@@ -109,11 +116,23 @@ pub struct BatchOutcome {
     /// Codes the platform refused for good (its validation, a code held by
     /// the merchant's own discount): logged, counted, not retried.
     pub refused: usize,
-    /// Syncs that failed and may succeed later: their records are failed
-    /// back to Lambda (retried, then parked).
+    /// Syncs or pushes that failed and may succeed later: their records
+    /// are failed back to Lambda (retried, then parked).
     pub failed: usize,
+    /// Marketing profiles pushed (shops with Klaviyo).
+    pub pushed: usize,
     /// The record Lambda must retry from (the earliest failed one), if any.
     pub retry_from: Option<String>,
+}
+
+/// One customer's records in a batch.
+struct Group {
+    /// The earliest record.
+    item: String,
+    /// Every code replaced meanwhile.
+    previous: Vec<Code>,
+    /// Whether any record moved what the code must be.
+    moves_code: bool,
 }
 
 /// How one customer's sync ended.
@@ -122,6 +141,8 @@ enum Synced {
     NotSynced,
     Refused,
     Failed,
+    /// The change did not move the code: no sync.
+    Untouched,
 }
 
 /// Syncs the customers of a batch: one sync per customer however many
@@ -133,51 +154,74 @@ pub async fn sync_intents(deps: &Deps, intents: Vec<Intent>) -> BatchOutcome {
         intents: intents.len(),
         ..BatchOutcome::default()
     };
-    // (shop, customer) -> (earliest record, replaced codes), in first-seen order.
+    // (shop, customer) -> (earliest record, replaced codes, code moved),
+    // in first-seen order.
     let mut order: Vec<(ShopId, CustomerId)> = Vec::new();
-    let mut grouped: HashMap<(ShopId, CustomerId), (String, Vec<Code>)> = HashMap::new();
+    let mut grouped: HashMap<(ShopId, CustomerId), Group> = HashMap::new();
     for intent in intents {
         let key = (intent.shop, intent.customer);
         let entry = grouped.entry(key.clone()).or_insert_with(|| {
             order.push(key);
-            (intent.item.clone(), Vec::new())
+            Group {
+                item: intent.item.clone(),
+                previous: Vec::new(),
+                moves_code: false,
+            }
         });
-        if sequence_order(&intent.item, &entry.0).is_lt() {
-            entry.0 = intent.item;
+        if sequence_order(&intent.item, &entry.item).is_lt() {
+            entry.item = intent.item;
         }
+        entry.moves_code |= intent.moves_code;
         if let Some(previous) = intent.previous_code {
-            if !entry.1.contains(&previous) {
-                entry.1.push(previous);
+            if !entry.previous.contains(&previous) {
+                entry.previous.push(previous);
             }
         }
     }
-    outcome.customers = order.len();
-    let results: Vec<(String, Synced)> =
+    let results: Vec<(String, Synced, Option<marketing::Pushed>)> =
         futures::stream::iter(order.into_iter().filter_map(|key| {
-            let (item, previous) = grouped.remove(&key)?;
-            Some((key, item, previous))
+            let group = grouped.remove(&key)?;
+            Some((key, group))
         }))
-        .map(|((shop, customer), item, previous)| async move {
-            let result = sync_one(deps, &shop, &customer, &previous).await;
-            (item, result)
+        .map(|((shop, customer), group)| async move {
+            let synced = if group.moves_code {
+                sync_one(deps, &shop, &customer, &group.previous).await
+            } else {
+                Synced::Untouched
+            };
+            let pushed = match &deps.marketing {
+                Some(connections) => {
+                    Some(marketing::push_one(&deps.ctx, connections, &shop, &customer).await)
+                }
+                None => None,
+            };
+            (group.item, synced, pushed)
         })
         .buffer_unordered(deps.concurrency.max(1))
         .collect()
         .await;
-    for (item, result) in results {
+    for (item, result, pushed) in results {
+        if !matches!(result, Synced::Untouched) {
+            outcome.customers += 1;
+        }
+        let push_failed = matches!(pushed, Some(marketing::Pushed::Failed));
+        if matches!(pushed, Some(marketing::Pushed::Done)) {
+            outcome.pushed += 1;
+        }
         match result {
             Synced::Done => outcome.synced += 1,
             Synced::NotSynced => outcome.not_synced += 1,
             Synced::Refused => outcome.refused += 1,
-            Synced::Failed => {
-                outcome.failed += 1;
-                let earlier = outcome
-                    .retry_from
-                    .as_deref()
-                    .is_none_or(|first| sequence_order(&item, first).is_lt());
-                if earlier {
-                    outcome.retry_from = Some(item);
-                }
+            Synced::Untouched | Synced::Failed => {}
+        }
+        if matches!(result, Synced::Failed) || push_failed {
+            outcome.failed += 1;
+            let earlier = outcome
+                .retry_from
+                .as_deref()
+                .is_none_or(|first| sequence_order(&item, first).is_lt());
+            if earlier {
+                outcome.retry_from = Some(item);
             }
         }
     }
@@ -188,6 +232,7 @@ pub async fn sync_intents(deps: &Deps, intents: Vec<Intent>) -> BatchOutcome {
         not_synced = outcome.not_synced,
         refused = outcome.refused,
         failed = outcome.failed,
+        pushed = outcome.pushed,
         "platform sync batch"
     );
     outcome
@@ -496,6 +541,8 @@ pub struct Settings {
     pub max_attempts: u32,
     /// Time one invocation spends on a run.
     pub run_budget: Duration,
+    /// Where each shop's Klaviyo parameter is; None: no profile push.
+    pub klaviyo: Option<cashback_platform_codes::CredentialsPlace>,
 }
 
 /// A setting that is not usable.
@@ -534,7 +581,16 @@ pub fn settings_from_env() -> Result<Settings, SettingError> {
             name: "CASHBACK_PLATFORM_CREDENTIALS",
             message: e.to_string(),
         })?;
+    let klaviyo = setting("CASHBACK_KLAVIYO_CREDENTIALS")
+        .map(|place| {
+            cashback_platform_codes::CredentialsPlace::parse(&place).map_err(|e| SettingError {
+                name: "CASHBACK_KLAVIYO_CREDENTIALS",
+                message: e.to_string(),
+            })
+        })
+        .transpose()?;
     Ok(Settings {
+        klaviyo,
         place,
         concurrency: number::<usize>("CASHBACK_SYNC_CONCURRENCY", 8)?.clamp(1, 64),
         max_attempts: number::<u32>("CASHBACK_SYNC_MAX_ATTEMPTS", 6)?.clamp(1, 20),
@@ -562,6 +618,7 @@ impl Deps {
             },
             concurrency: settings.concurrency,
             run_budget: settings.run_budget,
+            marketing: None,
         }
     }
 }

@@ -22,7 +22,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     ));
     let connections = Arc::new(cashback_platform_codes::Connections::new(
         settings.place.clone(),
-        source,
+        source.clone(),
         cashback_platform_codes::ConnectSettings::default(),
     ));
     let table = std::env::var(cashback_store::dynamo::TABLE_ENV).unwrap_or_default();
@@ -30,7 +30,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         aws_sdk_dynamodb::Client::new(&sdk),
         table,
     ));
-    let deps = Deps::new(ctx, connections, shops, &settings);
+    let mut deps = Deps::new(ctx, connections, shops, &settings);
+    if let Some(place) = settings.klaviyo.clone() {
+        deps.marketing = Some(Arc::new(
+            platform_sync::marketing::MarketingConnections::new(place, source.clone()),
+        ));
+    }
     let deps = &deps;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {

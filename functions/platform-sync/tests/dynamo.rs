@@ -164,6 +164,7 @@ impl World {
                 },
                 concurrency: 4,
                 run_budget: StdDuration::from_secs(20),
+                marketing: None,
             },
             webhook,
             admin,

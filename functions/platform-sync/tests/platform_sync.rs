@@ -89,6 +89,7 @@ async fn world(fake: &FakeShopify, program: Program) -> World {
         },
         concurrency: 8,
         run_budget: StdDuration::from_secs(20),
+        marketing: None,
     };
     World { ctx, store, deps }
 }
@@ -703,5 +704,61 @@ async fn chaos_a_thousand_changes_for_a_hundred_customers_end_equal_to_the_ledge
     assert!(
         slowest_webhook < StdDuration::from_millis(300),
         "{slowest_webhook:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_account_write_pushes_the_klaviyo_profile_of_a_shop_that_has_one() {
+    use cashback_test_support::fakes::klaviyo::{self as klaviyo_fake, FakeKlaviyo};
+    use platform_sync::marketing::MarketingConnections;
+
+    let shopify = FakeShopify::start().await;
+    let klaviyo = FakeKlaviyo::start().await;
+    let mut w = world(&shopify, program()).await;
+    let place = CredentialsPlace::parse("ssm:/cashback/klaviyo/").unwrap();
+    let value = format!(
+        r#"{{"private_key":"{}","base_url":"{}","settings":{{"prefix":"loyalty_"}}}}"#,
+        klaviyo_fake::PRIVATE_KEY,
+        klaviyo.url()
+    );
+    w.deps.marketing = Some(Arc::new(MarketingConnections::new(
+        place.clone(),
+        Arc::new(StaticCredentials(HashMap::from([(
+            place.reference(&shop()).unwrap().to_string(),
+            value,
+        )]))),
+    )));
+    seed_balance(w.store.as_ref(), &program(), "a", "CB-A", "10.00").await;
+    let outcome = w.feed().await;
+    assert_eq!(
+        (outcome.synced, outcome.pushed, outcome.failed),
+        (1, 1, 0),
+        "{outcome:?}"
+    );
+    let profile = klaviyo.profile("a@example.com").expect("the profile");
+    assert_eq!(profile.properties["loyalty_balance"].as_f64(), Some(10.0));
+    assert_eq!(shopify.discount("CB-A").unwrap().amount, dec!(10.00));
+
+    // A shop without a Klaviyo parameter pushes nothing and fails nothing.
+    w.deps.marketing = Some(Arc::new(MarketingConnections::new(
+        place,
+        Arc::new(StaticCredentials::default()),
+    )));
+    adjust(
+        &w.ctx,
+        &shop(),
+        &customer("a"),
+        r#"{"amount":"1.00","reason":"x"}"#,
+        "k9",
+        "admin",
+        t0(),
+    )
+    .await
+    .unwrap();
+    let outcome = w.feed().await;
+    assert_eq!(
+        (outcome.synced, outcome.pushed, outcome.failed),
+        (1, 0, 0),
+        "{outcome:?}"
     );
 }

@@ -182,12 +182,15 @@ impl Default for ConnectSettings {
     }
 }
 
+/// A shop's adapter and when it was built.
+type Kept = (Arc<dyn PlatformCodes>, Instant);
+
 /// The shops' adapters, built on first use and kept.
 pub struct Connections {
     place: CredentialsPlace,
     source: Arc<dyn CredentialSource>,
     settings: ConnectSettings,
-    adapters: Mutex<HashMap<ShopId, (Arc<dyn PlatformCodes>, Instant)>>,
+    adapters: Mutex<HashMap<ShopId, Kept>>,
 }
 
 impl Connections {

@@ -138,7 +138,8 @@ struct Group {
 /// How one customer's sync ended.
 enum Synced {
     Done,
-    NotSynced,
+    /// The shop keeps no codes on its platform, or the account has none.
+    Nothing,
     Refused,
     Failed,
     /// The change did not move the code: no sync.
@@ -210,7 +211,7 @@ pub async fn sync_intents(deps: &Deps, intents: Vec<Intent>) -> BatchOutcome {
         }
         match result {
             Synced::Done => outcome.synced += 1,
-            Synced::NotSynced => outcome.not_synced += 1,
+            Synced::Nothing => outcome.not_synced += 1,
             Synced::Refused => outcome.refused += 1,
             Synced::Untouched | Synced::Failed => {}
         }
@@ -255,7 +256,7 @@ async fn syncing_shop(
 async fn sync_one(deps: &Deps, shop: &ShopId, customer: &CustomerId, previous: &[Code]) -> Synced {
     let record = match syncing_shop(&deps.ctx, shop).await {
         Ok(Some(record)) => record,
-        Ok(None) => return Synced::NotSynced,
+        Ok(None) => return Synced::Nothing,
         Err(error) => {
             tracing::warn!(shop = %shop, customer = %customer, error = %error, "platform sync: shop unreadable");
             return Synced::Failed;
@@ -263,7 +264,7 @@ async fn sync_one(deps: &Deps, shop: &ShopId, customer: &CustomerId, previous: &
     };
     let platform = match deps.connections.for_shop(&record).await {
         Ok(platform) => platform,
-        Err(ConnectError::Unsupported(_)) => return Synced::NotSynced,
+        Err(ConnectError::Unsupported(_)) => return Synced::Nothing,
         Err(error) => {
             // Missing or wrong credentials are an operator's to fix: the
             // record is retried, then parked, and the alarm says so.
@@ -294,8 +295,8 @@ async fn sync_one(deps: &Deps, shop: &ShopId, customer: &CustomerId, previous: &
     .await
     {
         Ok(SyncOutcome::Synced(_)) => Synced::Done,
-        Ok(SyncOutcome::NotSynced) => Synced::NotSynced,
-        Err(SyncError::App(AppError::NotFound(_))) => Synced::NotSynced,
+        Ok(SyncOutcome::NotSynced) => Synced::Nothing,
+        Err(SyncError::App(AppError::NotFound(_))) => Synced::Nothing,
         Err(SyncError::Platform {
             source: PlatformError::Unauthorized,
             ..

@@ -654,7 +654,7 @@ async fn chaos_a_thousand_changes_for_a_hundred_customers_end_equal_to_the_ledge
     )
     .await
     .unwrap();
-    for c in 0..CUSTOMERS {
+    for (c, balance) in balances.iter().enumerate() {
         let account = {
             let read = w
                 .store
@@ -666,7 +666,7 @@ async fn chaos_a_thousand_changes_for_a_hundred_customers_end_equal_to_the_ledge
                 .unwrap();
             read.accounts[&customer(&format!("c{c:03}"))].value.clone()
         };
-        assert_eq!(account.available.amount(), Decimal::new(balances[c], 2));
+        assert_eq!(account.available.amount(), Decimal::new(*balance, 2));
         assert_in_step(&fake, &account, &format!("c{c:03}"));
     }
     let stats = fake.stats();

@@ -14,7 +14,7 @@ use cashback_app::platform_codes::{
     backfill_shop, backfill_status, reconcile_shop, sync_customer_code, PlatformSync, RunLimits,
     SyncPolicy,
 };
-use cashback_app::store::{Platform, Shop, Store};
+use cashback_app::store::{Platform, Shop};
 use cashback_app::Context;
 use cashback_core::money::Currency;
 use cashback_core::program::Program;

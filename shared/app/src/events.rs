@@ -72,7 +72,7 @@ pub async fn handle_order_event(
     let program = &shop_program.program;
     let keyed = with_guest_id(&shop_program.shop, event);
     let event = keyed.as_ref().unwrap_or(event);
-    let mut attempts = Attempts::new(ctx.config.max_attempts);
+    let mut attempts = Attempts::new(ctx.config.max_attempts).within(ctx.config.retry_budget);
     while let Some(attempt) = attempts.start() {
         match attempt_once(ctx, shop, program, event, now).await {
             Ok((outcome, notices)) => {
@@ -86,10 +86,10 @@ pub async fn handle_order_event(
                 });
             }
             Err(AppError::Store(error))
-                if error.is_conflict() || matches!(error, StoreError::CouponLimit(_)) =>
+                if error.is_retryable() || matches!(error, StoreError::CouponLimit(_)) =>
             {
                 // Someone else changed the account, the order or the coupon's
-                // count: decide again on fresh data.
+                // count, or DynamoDB throttled us: decide again on fresh data.
                 attempts.lost(error).await;
             }
             Err(error) => return Err(error),
@@ -411,6 +411,17 @@ async fn attempt_once(
             .iter()
             .map(|a| a.entries.len())
             .sum::<usize>();
+    // What the event writes to the ledger, logged once it committed (the
+    // saved Logs Insights query "What did this refund claw back").
+    let written: Vec<cashback_core::ledger::LedgerEntry> = applied
+        .buyer
+        .entries
+        .iter()
+        .chain(&applied.code_owner.entries)
+        .chain(&applied.referrer.entries)
+        .chain(applied.co_owners.iter().flat_map(|a| &a.entries))
+        .cloned()
+        .collect();
     // The owner's and the referrer's accounts are written only when this
     // event changed them.
     let other_write = |party: Option<Versioned<Account>>,
@@ -458,7 +469,21 @@ async fn attempt_once(
         accounts_read,
     };
     match store.write(shop, writes).await {
-        Ok(WriteOutcome::Committed) => Ok((EventOutcome::Applied { entries, emails: 0 }, notices)),
+        Ok(WriteOutcome::Committed) => {
+            for entry in &written {
+                info!(
+                    shop = %shop,
+                    event = %event.effect_key(),
+                    entry = %entry.entry_id,
+                    kind = ?entry.kind,
+                    available = %entry.available_delta,
+                    pending = %entry.pending_delta,
+                    debt = %entry.debt_delta,
+                    "ledger entry written"
+                );
+            }
+            Ok((EventOutcome::Applied { entries, emails: 0 }, notices))
+        }
         Ok(WriteOutcome::Duplicate { .. }) => Ok((EventOutcome::Duplicate, Vec::new())),
         Err(StoreError::CodeTaken) => Err(AppError::Store(StoreError::Conflict(
             "generated code collided".into(),

@@ -46,7 +46,7 @@ use errors::{conditional, from_sdk, Conditional};
 use items::*;
 use requests::RequestCounter;
 
-pub use write::MAX_TRANSACTION_ITEMS;
+pub use write::{transaction_keys, MAX_TRANSACTION_ITEMS};
 
 /// The environment variable naming the table (set by template.yaml).
 pub const TABLE_ENV: &str = "CASHBACK_TABLE";

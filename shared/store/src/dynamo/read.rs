@@ -7,7 +7,7 @@
 //! at most 100 keys (and 16 MB): a larger request is split, which no use
 //! case does. DynamoDB may hand back some keys as `UnprocessedKeys`; with
 //! on-demand capacity and small items that only happens under throttling,
-//! so they are asked for again after an exponential, jittered pause, and
+//! so they are asked for again after an exponential, fully jittered pause, and
 //! after a few attempts the read is `Unavailable`.
 
 use std::collections::HashMap;
@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{KeysAndAttributes, ReturnConsumedCapacity};
 
+use cashback_app::retry::Backoff;
 use cashback_app::store::{ReadRequest, ReadResult, StoreError, UsageKey};
 use cashback_core::ids::{Code, CustomerId, Email, ProductId, ShopId};
 
@@ -206,12 +207,17 @@ impl DynamoStore {
     }
 }
 
-/// 50 ms, 100 ms, 200 ms ... with up to half again of random jitter, so
-/// readers throttled together do not come back together.
+/// A random pause up to 50 ms, 100 ms, 200 ms ... (full jitter, the use
+/// cases' backoff), so readers throttled together do not come back
+/// together. Attempts are counted here, not timed: the use case's budget
+/// times the whole read.
 pub(crate) fn backoff(attempt: u32) -> Duration {
-    let base = 25u64 << attempt.min(8);
-    let jitter = rand::random_range(0..=base / 2);
-    Duration::from_millis(base + jitter)
+    const UNPROCESSED: Backoff = Backoff {
+        base: Duration::from_millis(50),
+        cap: Duration::from_secs(1),
+        budget: Duration::ZERO,
+    };
+    UNPROCESSED.pause(attempt)
 }
 
 fn apply(result: &mut ReadResult, target: &Target, item: &Item) -> Result<(), StoreError> {

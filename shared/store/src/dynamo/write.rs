@@ -814,3 +814,32 @@ impl DynamoStore {
         Ok(item.and_then(|i| get_s(&i, RESPONSE).map(str::to_string)))
     }
 }
+
+/// The keys of the items the transaction for `writes` would touch, as this
+/// adapter lays them out: what a model of DynamoDB's item-level conflicts
+/// (two transactions on one item at once: the later one is cancelled)
+/// needs to know of a write, without sending it.
+pub fn transaction_keys(
+    shop: &ShopId,
+    writes: &WriteSet,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let plan = plan("model", shop, writes, &HashMap::new(), Utc::now())?;
+    let key_of = |item: &Item| {
+        let text = |name: &str| match item.get(name) {
+            Some(aws_sdk_dynamodb::types::AttributeValue::S(value)) => value.clone(),
+            _ => String::new(),
+        };
+        (text(PK), text(SK))
+    };
+    Ok(plan
+        .items
+        .iter()
+        .filter_map(|item| {
+            item.put()
+                .map(|put| key_of(put.item()))
+                .or_else(|| item.update().map(|update| key_of(update.key())))
+                .or_else(|| item.condition_check().map(|check| key_of(check.key())))
+                .or_else(|| item.delete().map(|delete| key_of(delete.key())))
+        })
+        .collect())
+}

@@ -39,6 +39,8 @@
 //! | GET | `/v1/shops/{shop}/reports?from=&to=` | the period's figures |
 //! | GET, POST | `/v1/shops/{shop}/api-keys` | list the keys (last used), create one (shown once) |
 //! | DELETE | `/v1/shops/{shop}/api-keys/{key_id}` | revoke a key |
+//! | GET | `/v1/shops/{shop}/platform-sync` | the codes' sync setting, the backfill's checkpoint |
+//! | POST | `/v1/shops/{shop}/platform-sync/reconcile`, `/backfill` | ask the sync function for a run (202) |
 //!
 //! Paged answers are `{"items": [...], "next_cursor": "..." | null}`; pass
 //! `cursor=<next_cursor>` (and `limit`, at most 100) for the next page.
@@ -59,6 +61,7 @@ pub mod auth;
 mod coupons;
 mod customers;
 mod params;
+mod platform_sync;
 mod program;
 mod shops;
 
@@ -170,6 +173,15 @@ pub fn router_with(ctx: Context, auth: AdminAuth) -> Router {
         .route(
             "/v1/shops/{shop}/api-keys/{key_id}",
             delete(api_keys::revoke_api_key),
+        )
+        .route("/v1/shops/{shop}/platform-sync", get(platform_sync::status))
+        .route(
+            "/v1/shops/{shop}/platform-sync/reconcile",
+            post(platform_sync::reconcile),
+        )
+        .route(
+            "/v1/shops/{shop}/platform-sync/backfill",
+            post(platform_sync::backfill),
         )
         .layer(middleware::from_fn_with_state(
             state.clone(),

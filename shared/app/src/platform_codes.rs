@@ -9,6 +9,10 @@
 //! because each attempt re-reads the account and sends the absolute
 //! spendable balance at that moment. Adapters live in the
 //! `cashback-platform-codes` crate, wired like the Store and the Notifier.
+//!
+//! [`runs`] holds what goes over a whole shop: the reconcile (drift
+//! repaired, with its checked / drifted / repaired figures) and the
+//! resumable backfill of a shop's existing accounts.
 
 use std::time::Duration;
 
@@ -21,6 +25,14 @@ pub use cashback_core::platform_code::{
 use crate::context::Context;
 use crate::error::AppError;
 use crate::store::ReadRequest;
+
+pub mod runs;
+
+pub use runs::{
+    ask_for_run, backfill_shop, backfill_status, reconcile_shop, request_run, sync_status,
+    BackfillCheckpoint, BackfillSummary, ReconcileSummary, RunAsked, RunLimits, RunRequest,
+    SyncStatus,
+};
 
 /// The code as the platform holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,12 +8,19 @@
 //! - [`woocommerce`]: one fixed-cart coupon per customer (REST API v3).
 //! - [`pacing`]: Shopify's cost-based leaky bucket as this container sees it.
 //! - [`http`]: the shared HTTPS client, a deadline on every call.
+//! - [`connect`]: each shop's adapter, built from its record and its
+//!   credentials (by reference, SSM in the function) and kept warm.
 
+pub mod connect;
 pub mod http;
 pub mod pacing;
 pub mod shopify;
 pub mod woocommerce;
 
+pub use connect::{
+    ConnectError, ConnectSettings, Connections, CredentialSource, CredentialsPlace, FetchError,
+    StaticCredentials,
+};
 pub use http::{BaseUrl, ConfigError};
 pub use shopify::{ShopifyCodes, ShopifyConfig, ShopifyCredentials};
 pub use woocommerce::{WooCodes, WooConfig};

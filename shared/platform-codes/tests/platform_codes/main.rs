@@ -4,6 +4,7 @@
 //! runs one file's tests.
 
 mod chaos;
+mod runs;
 mod shopify;
 mod shopify_schema;
 mod sync;

@@ -1,0 +1,46 @@
+//! The platform-sync Lambda: wiring only. The store, the credentials'
+//! source and the shops' adapters are built once per container, outside
+//! the handler; see `lib.rs` for the handler and its settings.
+
+use std::sync::Arc;
+
+use lambda_runtime::{service_fn, LambdaEvent};
+
+use platform_sync::{function_handler, settings_from_env, Deps};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    cashback_edge::telemetry::init();
+    let (ctx, sdk) = cashback_edge::wiring::context_and_sdk().await?;
+    let sdk = match sdk {
+        Some(sdk) => sdk,
+        None => cashback_edge::wiring::aws_config().await,
+    };
+    let settings = settings_from_env()?;
+    let source = Arc::new(platform_sync::credentials::EnvAndSsm::with_client(
+        aws_sdk_ssm::Client::new(&sdk),
+    ));
+    let connections = Arc::new(cashback_platform_codes::Connections::new(
+        settings.place.clone(),
+        source.clone(),
+        cashback_platform_codes::ConnectSettings::default(),
+    ));
+    let table = std::env::var(cashback_store::dynamo::TABLE_ENV).unwrap_or_default();
+    let shops = Arc::new(platform_sync::shops::TableShops::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        table,
+    ));
+    let mut deps = Deps::new(ctx, connections, shops, &settings);
+    if let Some(place) = settings.klaviyo.clone() {
+        deps.marketing = Some(Arc::new(
+            platform_sync::marketing::MarketingConnections::new(place, source.clone()),
+        ));
+    }
+    let deps = &deps;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            function_handler(deps, event).await
+        },
+    ))
+    .await
+}

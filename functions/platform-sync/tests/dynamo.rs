@@ -1,0 +1,432 @@
+//! End to end on DynamoDB (moto) through the real functions: Shopify
+//! webhooks through the order-webhook router (earn, redeem with the code,
+//! refund), the admin router (adjust, regenerate the code), the release and
+//! expiry job, and the platform-sync handler fed the stream records of the
+//! account item as DynamoDB writes it (old and new images read back from
+//! the table). After each step the fake Shopify's code amount equals the
+//! ledger's spendable balance.
+//!
+//! Skipped without `MOTO_ENDPOINT` (fails with `REQUIRE_MOTO=1`):
+//! `source infra/moto.sh && moto_start`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use axum::body::Body;
+use axum::http::Request;
+use axum::Router;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use http_body_util::BodyExt;
+use rust_decimal_macros::dec;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use cashback_app::jobs::promote::promote_due;
+use cashback_app::jobs::{JobConfig, TokioClock};
+use cashback_app::platform_codes::{PlatformSync, SyncPolicy};
+use cashback_app::store::{Platform, ReadRequest, Shop, Store};
+use cashback_app::{AppConfig, Context};
+use cashback_core::ids::{CustomerId, ShopId};
+use cashback_core::ledger::Account;
+use cashback_core::money::Currency;
+use cashback_core::program::{Issuance, Program};
+use cashback_edge::auth::hash_api_key;
+use cashback_platform_codes::{ConnectSettings, Connections, CredentialsPlace, StaticCredentials};
+use cashback_store::DynamoStore;
+use cashback_test_support::doubles::{KeptNotifier, SeqCodes};
+use cashback_test_support::fakes::shopify::{self as fake, FakeShopify};
+use cashback_test_support::samples::{
+    self, shopify_delivery, Stage, DEMO_SECRET, DEMO_SECRET_REF, DEMO_SHOP, SHOPIFY_CUSTOMER_ID,
+};
+use order_webhook::secrets::{FixedSecrets, SecretCache};
+use order_webhook::WebhookState;
+use platform_sync::shops::FixedShops;
+use platform_sync::{handle, Deps};
+
+const ADMIN_TOKEN: &str = "admin-token-for-the-sync-test";
+
+fn program() -> Program {
+    let mut program = cashback_test_support::fixtures::program();
+    program.issuance = Issuance::Pending { days: 1 };
+    program.redemption.min_balance = dec!(5);
+    program.expiry_days = Some(30);
+    program.platform_sync = PlatformSync::DiscountCode;
+    program
+}
+
+/// The sample orders are dated 2026-03-02.
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 15, 0, 0).unwrap()
+}
+
+struct World {
+    store: Arc<DynamoStore>,
+    ctx: Context,
+    raw: aws_sdk_dynamodb::Client,
+    deps: Deps,
+    webhook: Router,
+    admin: Router,
+    /// The account item as last read (the next record's old image).
+    last_image: Mutex<Option<Value>>,
+    sequence: Mutex<u64>,
+}
+
+fn maya() -> CustomerId {
+    CustomerId::parse(&SHOPIFY_CUSTOMER_ID.to_string()).unwrap()
+}
+
+fn shop() -> ShopId {
+    ShopId::parse(DEMO_SHOP).unwrap()
+}
+
+/// An attribute as the stream's JSON carries it.
+fn stream_value(value: &AttributeValue) -> Value {
+    match value {
+        AttributeValue::S(s) => json!({ "S": s }),
+        AttributeValue::N(n) => json!({ "N": n }),
+        AttributeValue::Bool(b) => json!({ "BOOL": b }),
+        AttributeValue::Null(_) => json!({ "NULL": true }),
+        AttributeValue::L(items) => {
+            json!({ "L": items.iter().map(stream_value).collect::<Vec<_>>() })
+        }
+        AttributeValue::M(map) => {
+            json!({ "M": map.iter().map(|(k, v)| (k.clone(), stream_value(v))).collect::<serde_json::Map<_, _>>() })
+        }
+        AttributeValue::Ss(items) => json!({ "SS": items }),
+        AttributeValue::Ns(items) => json!({ "NS": items }),
+        other => panic!("an attribute the engine does not write: {other:?}"),
+    }
+}
+
+impl World {
+    async fn new(endpoint: &str) -> World {
+        let store =
+            Arc::new(cashback_test_support::moto::store_on(endpoint, "platform_sync_e2e").await);
+        let sdk = cashback_test_support::moto::sdk_config().await;
+        let raw = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&sdk)
+                .endpoint_url(endpoint)
+                .build(),
+        );
+        store
+            .create_shop(&Shop {
+                shop: shop(),
+                platform: Platform::Shopify,
+                currency: Currency::USD,
+                name: "Demo Store".into(),
+                webhook_secret_ref: DEMO_SECRET_REF.into(),
+                api_key_hash: String::new(),
+                created_at: now() - Duration::days(30),
+                guest_id_key: None,
+            })
+            .await
+            .unwrap();
+        store
+            .put_program(&shop(), &program(), 0, now() - Duration::days(30))
+            .await
+            .unwrap();
+        let ctx = Context::new(
+            store.clone(),
+            Arc::new(KeptNotifier::default()),
+            Arc::new(SeqCodes(Mutex::new(7))),
+            AppConfig::default(),
+        );
+        let secrets = Arc::new(SecretCache::new(
+            Arc::new(FixedSecrets::new([(DEMO_SECRET_REF, DEMO_SECRET)])),
+            300,
+        ));
+        let at = now();
+        let webhook = order_webhook::router(
+            WebhookState::new(ctx.clone(), secrets).with_clock(Arc::new(move || at)),
+        );
+        let admin = admin_api::router_with(
+            ctx.clone(),
+            admin_api::AdminAuth::Token(hash_api_key(ADMIN_TOKEN)),
+        );
+        World {
+            store,
+            ctx: ctx.clone(),
+            raw,
+            deps: Deps {
+                ctx,
+                connections: Arc::new(Connections::new(
+                    CredentialsPlace::parse("ssm:/cashback/platform/").unwrap(),
+                    Arc::new(StaticCredentials(HashMap::new())),
+                    ConnectSettings::default(),
+                )),
+                shops: Arc::new(FixedShops(vec![shop()])),
+                policy: SyncPolicy {
+                    max_attempts: 4,
+                    base_backoff: StdDuration::from_millis(5),
+                    max_backoff: StdDuration::from_millis(50),
+                },
+                concurrency: 4,
+                run_budget: StdDuration::from_secs(20),
+                marketing: None,
+            },
+            webhook,
+            admin,
+            last_image: Mutex::new(None),
+            sequence: Mutex::new(1000),
+        }
+    }
+
+    /// The account item's write, as the table's stream delivers it, to
+    /// the platform-sync function.
+    async fn stream_the_account(&self) -> Value {
+        let pk = cashback_store::keys::account_key(&shop(), &maya());
+        let item = self
+            .raw
+            .get_item()
+            .table_name(self.store.table_name())
+            .key("pk", AttributeValue::S(pk.clone()))
+            .key(
+                "sk",
+                AttributeValue::S(cashback_store::keys::ACCOUNT_SK.into()),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+            .expect("the account item");
+        let image: serde_json::Map<String, Value> = item
+            .iter()
+            .map(|(k, v)| (k.clone(), stream_value(v)))
+            .collect();
+        let image = Value::Object(image);
+        let old = self.last_image.lock().unwrap().replace(image.clone());
+        let sequence = {
+            let mut s = self.sequence.lock().unwrap();
+            *s += 1;
+            *s
+        };
+        let mut change = json!({
+            "Keys": { "pk": { "S": pk }, "sk": { "S": cashback_store::keys::ACCOUNT_SK } },
+            "NewImage": image,
+            "SequenceNumber": sequence.to_string(),
+            "SizeBytes": 900,
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        });
+        if let Some(old) = &old {
+            change["OldImage"] = old.clone();
+        }
+        let record = json!({
+            "eventID": format!("e{sequence}"),
+            "eventName": if old.is_some() { "MODIFY" } else { "INSERT" },
+            "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb",
+            "awsRegion": "us-east-1",
+            "dynamodb": change,
+            "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/x",
+        });
+        handle(&self.deps, json!({ "Records": [record] }), now())
+            .await
+            .unwrap()
+    }
+
+    async fn account(&self) -> Account {
+        let read = self
+            .store
+            .read(&shop(), &ReadRequest::account(&maya()))
+            .await
+            .unwrap();
+        read.accounts[&maya()].value.clone()
+    }
+
+    async fn post(
+        &self,
+        router: &Router,
+        uri: &str,
+        headers: &[(String, String)],
+        body: String,
+    ) -> Value {
+        let mut builder = Request::post(uri);
+        for (name, value) in headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        let response = router
+            .clone()
+            .oneshot(builder.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        assert!(status.is_success(), "{uri}: {status} {json}");
+        json
+    }
+
+    async fn shopify(&self, topic: &str, body: String) {
+        let headers = shopify_delivery(topic, &body, DEMO_SECRET);
+        self.post(&self.webhook, "/webhooks/shopify", &headers, body)
+            .await;
+    }
+
+    async fn admin(&self, path: &str, body: &str, key: &str) {
+        let headers = vec![
+            ("authorization".to_string(), format!("Bearer {ADMIN_TOKEN}")),
+            ("content-type".to_string(), "application/json".to_string()),
+            ("idempotency-key".to_string(), key.to_string()),
+        ];
+        let uri = format!("/v1/shops/{DEMO_SHOP}/customers/{}/{path}", maya());
+        self.post(&self.admin, &uri, &headers, body.to_string())
+            .await;
+    }
+
+    async fn promote(&self, at: DateTime<Utc>) {
+        promote_due(
+            &self.ctx,
+            &TokioClock,
+            // Two days back and no checkpoint: each run reads only the due
+            // buckets around its own time (moto answers a query slowly).
+            &JobConfig {
+                finish_reserve: StdDuration::ZERO,
+                lookback: Duration::days(2),
+                settle: Duration::days(3650),
+                ..JobConfig::default()
+            },
+            at,
+            tokio::time::Instant::now() + StdDuration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// The platform's code says what the ledger says.
+fn assert_in_step(shopify: &FakeShopify, account: &Account, step: &str) {
+    let code = account.code.clone().expect("a code");
+    let spendable = account.spendable().amount();
+    let usable = spendable >= dec!(5);
+    match shopify.discount(code.as_str()) {
+        Some(discount) => {
+            assert_eq!(
+                discount.is_active(),
+                usable,
+                "{step}: {discount:?} vs {spendable}"
+            );
+            if usable {
+                assert_eq!(discount.amount, spendable, "{step}");
+            }
+        }
+        None => assert!(!usable, "{step}: no code on the platform for {spendable}"),
+    }
+}
+
+#[tokio::test]
+async fn every_balance_change_through_the_real_functions_reaches_the_fake_shopify() {
+    let Some(endpoint) = cashback_test_support::moto::endpoint("platform_sync_e2e") else {
+        return;
+    };
+    let shopify = FakeShopify::start().await;
+    let mut w = World::new(&endpoint).await;
+    let place = CredentialsPlace::parse("ssm:/cashback/platform/").unwrap();
+    w.deps.connections = Arc::new(Connections::new(
+        place.clone(),
+        Arc::new(StaticCredentials(HashMap::from([(
+            place.reference(&shop()).unwrap().to_string(),
+            format!(
+                r#"{{"admin_token":"{}","shop_url":"{}"}}"#,
+                fake::ADMIN_TOKEN,
+                shopify.url()
+            ),
+        )]))),
+        ConnectSettings {
+            timeout: StdDuration::from_millis(500),
+            ..ConnectSettings::default()
+        },
+    ));
+    let no_failures = json!({ "batchItemFailures": [] });
+
+    // Earn: the sample order, paid (pending cashback; the code spends nothing yet).
+    let paid = samples::shopify_order(Stage::Paid).to_string();
+    w.shopify("orders/paid", paid).await;
+    assert_eq!(w.stream_the_account().await, no_failures);
+    assert_in_step(&shopify, &w.account().await, "earn");
+
+    // Release.
+    w.promote(now() + Duration::days(2)).await;
+    assert!(w.account().await.available.is_positive());
+    assert_eq!(w.stream_the_account().await, no_failures);
+    assert_in_step(&shopify, &w.account().await, "release");
+
+    // Adjust: a goodwill credit.
+    w.admin(
+        "adjustments",
+        r#"{"amount":"20.00","reason":"goodwill"}"#,
+        "k1",
+    )
+    .await;
+    assert_eq!(w.stream_the_account().await, no_failures);
+    let before_redeem = w.account().await;
+    assert_in_step(&shopify, &before_redeem, "adjust");
+
+    // Redeem: a second order pays 15.75 with her code.
+    let code = before_redeem.code.clone().unwrap();
+    let mut second = samples::shopify_order_with(5_920_381_274_650_003_333, "#3001", Stage::Paid);
+    second["discount_codes"][0]["code"] = json!(code.as_str());
+    second["discount_applications"][0]["code"] = json!(code.as_str());
+    w.shopify("orders/paid", second.to_string()).await;
+    assert_eq!(w.stream_the_account().await, no_failures);
+    let after_redeem = w.account().await;
+    assert!(
+        after_redeem.lifetime_used.is_positive(),
+        "the code was spent"
+    );
+    assert_in_step(&shopify, &after_redeem, "redeem");
+
+    // Refund of part of the first order: cashback clawed back.
+    let refund = samples::named("shopify-refunds-create.json", samples::GENERIC_SIGNED_AT)
+        .expect("the refund sample");
+    w.post(
+        &w.webhook,
+        "/webhooks/shopify",
+        &refund.headers,
+        refund.body,
+    )
+    .await;
+    assert_eq!(w.stream_the_account().await, no_failures);
+    assert_in_step(&shopify, &w.account().await, "refund");
+
+    // Expire: 30 days after the goodwill credit (the admin's clock is the
+    // wall clock), what is left of it lapses.
+    let before_expiry = w.account().await.available;
+    w.promote(Utc::now() + Duration::days(30) + Duration::hours(1))
+        .await;
+    let expired = w.account().await;
+    assert!(
+        expired.available.amount() < before_expiry.amount(),
+        "{before_expiry:?} -> {:?}",
+        expired.available
+    );
+    assert_eq!(w.stream_the_account().await, no_failures);
+    assert_in_step(&shopify, &expired, "expire");
+
+    // A new balance and a new code: the old code ends.
+    w.admin(
+        "adjustments",
+        r#"{"amount":"12.00","reason":"welcome back"}"#,
+        "k2",
+    )
+    .await;
+    assert_eq!(w.stream_the_account().await, no_failures);
+    w.admin("regenerate-code", "{}", "k3").await;
+    assert_eq!(w.stream_the_account().await, no_failures);
+    let renewed = w.account().await;
+    assert_ne!(renewed.code.as_ref(), Some(&code));
+    assert!(
+        !shopify.discount(code.as_str()).unwrap().is_active(),
+        "the old code ends"
+    );
+    assert_in_step(&shopify, &renewed, "regenerate");
+    assert_eq!(
+        shopify
+            .discount(renewed.code.unwrap().as_str())
+            .unwrap()
+            .customers,
+        [format!("gid://shopify/Customer/{SHOPIFY_CUSTOMER_ID}")]
+    );
+}

@@ -37,6 +37,8 @@
 //! | GET | `/v1/shops/{shop}/profiles` | every profile, paged (export) |
 //! | PUT, POST | `/v1/shops/{shop}/catalog` | import products |
 //! | GET | `/v1/shops/{shop}/reports?from=&to=` | the period's figures |
+//! | POST | `/v1/shops/{shop}/imports/dry-run?format=` | check a migration file, every bad row named |
+//! | POST | `/v1/shops/{shop}/imports?format=&cursor=&limit=` | import a chunk of it, each row once |
 //! | GET, POST | `/v1/shops/{shop}/api-keys` | list the keys (last used), create one (shown once) |
 //! | DELETE | `/v1/shops/{shop}/api-keys/{key_id}` | revoke a key |
 //!
@@ -52,12 +54,14 @@
 //!   every route.
 //! - `program`, `coupons`, `customers`, `shops` (onboarding, catalog,
 //!   reports), `api_keys`: the handlers of each route group.
+//! - `imports`: the migration import (dry run and run).
 //! - `params`: paging, dates and the paged answer they share.
 
 mod api_keys;
 pub mod auth;
 mod coupons;
 mod customers;
+mod imports;
 mod params;
 mod program;
 mod shops;
@@ -163,6 +167,8 @@ pub fn router_with(ctx: Context, auth: AdminAuth) -> Router {
             post(shops::import_catalog).put(shops::import_catalog),
         )
         .route("/v1/shops/{shop}/reports", get(shops::report))
+        .route("/v1/shops/{shop}/imports", post(imports::run))
+        .route("/v1/shops/{shop}/imports/dry-run", post(imports::dry_run))
         .route(
             "/v1/shops/{shop}/api-keys",
             get(api_keys::list_api_keys).post(api_keys::create_api_key),

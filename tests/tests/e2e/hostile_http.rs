@@ -225,6 +225,8 @@ const ROUTES: &[&str] = &[
     "/v1/shops/{}/profiles",
     "/v1/shops/{}/catalog",
     "/v1/shops/{}/reports",
+    "/v1/shops/{}/imports",
+    "/v1/shops/{}/imports/dry-run",
     "/{}/{}",
     "/{}",
 ];
@@ -829,6 +831,8 @@ const ADMIN_ROUTES: &[(&str, &str)] = &[
         "GET",
         "/v1/shops/demo.myshopify.com/reports?from=2026-01-01&to=2026-01-31",
     ),
+    ("POST", "/v1/shops/demo.myshopify.com/imports"),
+    ("POST", "/v1/shops/demo.myshopify.com/imports/dry-run"),
 ];
 
 #[tokio::test]

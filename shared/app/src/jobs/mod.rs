@@ -28,7 +28,9 @@
 //! - this module: configuration, the clock, the due-index walk, the paced sender.
 //! - [`promote`]: pending cashback released, balance and holds expired.
 //! - [`reminders`]: the reminder series.
+//! - `expiry_warnings`: warnings before balance expires (run by [`reminders`]).
 
+mod expiry_warnings;
 pub mod promote;
 pub mod reminders;
 

@@ -126,6 +126,10 @@ impl DueHandler for RemindersRun<'_> {
         _kind: DueKind,
         due: &DueRef,
     ) -> Result<(), AppError> {
+        let warned = super::expiry_warnings::warn_one(&self.run, sender, due).await?;
+        self.outcome.sent += warned.sent;
+        self.outcome.lost += warned.lost;
+        self.outcome.suppressed += warned.suppressed;
         remind_one(&self.run, sender, due, &mut self.outcome).await
     }
 }

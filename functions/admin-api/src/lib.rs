@@ -37,6 +37,11 @@
 //! | GET | `/v1/shops/{shop}/profiles` | every profile, paged (export) |
 //! | PUT, POST | `/v1/shops/{shop}/catalog` | import products |
 //! | GET | `/v1/shops/{shop}/reports?from=&to=` | the period's figures |
+//! | POST | `/v1/shops/{shop}/imports/dry-run?format=` | check a migration file, every bad row named |
+//! | POST | `/v1/shops/{shop}/imports?format=&cursor=&limit=` | import a chunk of it, each row once |
+//! | GET | `/v1/shops/{shop}/exports/customers` | customers with their figures, CSV, paged |
+//! | GET | `/v1/shops/{shop}/exports/customers/{id}/ledger` | one customer's ledger, CSV, paged |
+//! | GET | `/v1/shops/{shop}/exports/report?from=&to=` | the period's report, CSV |
 //! | GET, POST | `/v1/shops/{shop}/api-keys` | list the keys (last used), create one (shown once) |
 //! | DELETE | `/v1/shops/{shop}/api-keys/{key_id}` | revoke a key |
 //! | GET | `/v1/shops/{shop}/platform-sync` | the codes' sync setting, the backfill's checkpoint |
@@ -54,12 +59,16 @@
 //!   every route.
 //! - `program`, `coupons`, `customers`, `shops` (onboarding, catalog,
 //!   reports), `api_keys`: the handlers of each route group.
+//! - `imports`: the migration import (dry run and run); `exports`: the CSV
+//!   downloads.
 //! - `params`: paging, dates and the paged answer they share.
 
 mod api_keys;
 pub mod auth;
 mod coupons;
 mod customers;
+mod exports;
+mod imports;
 mod params;
 mod platform_sync;
 mod program;
@@ -166,6 +175,17 @@ pub fn router_with(ctx: Context, auth: AdminAuth) -> Router {
             post(shops::import_catalog).put(shops::import_catalog),
         )
         .route("/v1/shops/{shop}/reports", get(shops::report))
+        .route(
+            "/v1/shops/{shop}/exports/customers",
+            get(exports::customers),
+        )
+        .route(
+            "/v1/shops/{shop}/exports/customers/{id}/ledger",
+            get(exports::ledger),
+        )
+        .route("/v1/shops/{shop}/exports/report", get(exports::report))
+        .route("/v1/shops/{shop}/imports", post(imports::run))
+        .route("/v1/shops/{shop}/imports/dry-run", post(imports::dry_run))
         .route(
             "/v1/shops/{shop}/api-keys",
             get(api_keys::list_api_keys).post(api_keys::create_api_key),

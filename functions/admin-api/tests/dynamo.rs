@@ -91,3 +91,55 @@ async fn on_dynamodb_adjustments_replay_and_reports_and_exports_read_the_aggrega
     assert_eq!(rest.json["items"][0]["customer_id"], "bob");
     assert!(rest.json["next_cursor"].is_null());
 }
+
+#[tokio::test]
+async fn on_dynamodb_an_import_claims_codes_once_and_a_replay_credits_nothing() {
+    let Some(store) = moto::fresh_store("admin_api_import").await else {
+        return;
+    };
+    let ctx = seed(Arc::new(store)).await;
+    pay(&ctx, "o-1", "alice", "100.00").await;
+    let alice = send(
+        app(&ctx),
+        request("GET", &format!("{BASE}/customers/alice"), None, &[]),
+    )
+    .await;
+    let taken = alice.json["code"].as_str().unwrap().to_string();
+    let release = (chrono::Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%d");
+    let file = format!(
+        "customer_id,email,balance,code,pending,pending_release_at\n\
+         101,ann@example.com,12.50,ANN-OLD,4.20,{release}\n\
+         mallory,mallory@example.com,50.00,{taken},,\n"
+    );
+    let run = |file: String| {
+        let ctx = ctx.clone();
+        async move {
+            send(
+                app(&ctx),
+                request("POST", &format!("{BASE}/imports"), Some(&file), &[]),
+            )
+            .await
+        }
+    };
+    let first = run(file.clone()).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.json);
+    assert_eq!(first.json["imported"], 1);
+    assert_eq!(first.json["refused"][0]["line"], 3);
+    let again = run(file).await;
+    assert_eq!(again.json["imported"], 0);
+    assert_eq!(again.json["already_imported"], 1);
+    let ann = send(
+        app(&ctx),
+        request("GET", &format!("{BASE}/customers/101"), None, &[]),
+    )
+    .await;
+    assert_eq!(ann.json["available"], "12.50");
+    assert_eq!(ann.json["pending"], "4.20");
+    assert_eq!(ann.json["code"], "ANN-OLD");
+    let mallory = send(
+        app(&ctx),
+        request("GET", &format!("{BASE}/customers/mallory"), None, &[]),
+    )
+    .await;
+    assert_eq!(mallory.status, StatusCode::NOT_FOUND);
+}

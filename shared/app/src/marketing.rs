@@ -501,6 +501,24 @@ pub fn event_for_notice(notice: &Notice, at: DateTime<Utc>) -> MarketingEvent {
             properties.insert("debt".into(), PropertyValue::money(*debt));
             (Metric::CashbackClawedBack, Some(*amount))
         }
+        NotificationKind::ExpiryWarning {
+            amount,
+            expires_at,
+            hours_before,
+            balance,
+            code,
+        } => {
+            if let Some(code) = code {
+                text("code", code.display());
+            }
+            properties.insert("balance".into(), PropertyValue::money(*balance));
+            properties.insert("expires_at".into(), PropertyValue::Time(*expires_at));
+            properties.insert(
+                "hours_before".into(),
+                PropertyValue::Integer(i64::from(*hours_before)),
+            );
+            (Metric::CashbackExpiring, Some(*amount))
+        }
         NotificationKind::TierUpgraded { tier_name, percent } => {
             text("tier", tier_name.clone());
             text("percent", percent.clone());

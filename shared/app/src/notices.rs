@@ -202,6 +202,8 @@ impl Notice {
             NotificationKind::Ready { .. } => texts.ready.as_ref(),
             NotificationKind::ClawedBack { .. } => texts.clawback.as_ref(),
             NotificationKind::TierUpgraded { .. } => texts.tier_upgrade.as_ref(),
+            // The template's own words (the amount and the date).
+            NotificationKind::ExpiryWarning { .. } => None,
             // A reminder's texts live on its position, below.
             NotificationKind::Reminder { .. } => None,
         };

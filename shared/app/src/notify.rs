@@ -94,6 +94,20 @@ pub enum NotificationKind {
         /// What could not be taken and will come out of future cashback.
         debt: Money,
     },
+    /// Balance is about to expire: `amount` goes at `expires_at`.
+    ExpiryWarning {
+        /// What expires that day (what is left of the lots expiring then).
+        amount: Money,
+        /// When it expires (the first of that day's lots).
+        expires_at: DateTime<Utc>,
+        /// How long before the expiry this warning is, in hours (its offset
+        /// in the program).
+        hours_before: u32,
+        /// The spendable balance now.
+        balance: Money,
+        /// The customer's balance code, to spend it before it goes.
+        code: Option<Code>,
+    },
     /// The customer reached a new tier.
     TierUpgraded {
         /// The new tier's name.
@@ -105,13 +119,14 @@ pub enum NotificationKind {
 
 impl NotificationKind {
     /// The kind's stable name (`earned`, `ready`, `reminder`, `clawed_back`,
-    /// `tier_upgraded`): in keys, logs and template names.
+    /// `expiry_warning`, `tier_upgraded`): in keys, logs and template names.
     pub fn name(&self) -> &'static str {
         match self {
             NotificationKind::Earned { .. } => "earned",
             NotificationKind::Ready { .. } => "ready",
             NotificationKind::Reminder { .. } => "reminder",
             NotificationKind::ClawedBack { .. } => "clawed_back",
+            NotificationKind::ExpiryWarning { .. } => "expiry_warning",
             NotificationKind::TierUpgraded { .. } => "tier_upgraded",
         }
     }

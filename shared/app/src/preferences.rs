@@ -1,5 +1,6 @@
 //! The customer's email preferences as they set them from their cashback
-//! page: stop or restart reminder emails.
+//! page: stop or restart reminder emails; and addresses SES reports as
+//! bouncing for good or complaining, which get no email at all.
 //!
 //! Setting the flag also sets when the next reminder is due
 //! ([`next_reminder`](cashback_core::reminders::next_reminder): none while
@@ -68,6 +69,61 @@ pub async fn set_reminders(
                 attempts.lost("unguarded write reported a duplicate").await;
             }
             Err(error) if error.is_retryable() => attempts.lost(error).await,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(attempts.gave_up())
+}
+
+/// Marks the shop's account that uses `email` (the latest account that used
+/// it, as the email index knows it) as suppressed: the address bounced for
+/// good or its owner complained, so no further email goes to it (every
+/// notice, reminder and expiry warning checks the flag). Suppressing an
+/// address already suppressed, or one no account uses, writes nothing.
+pub async fn suppress_address(
+    ctx: &Context,
+    shop: &ShopId,
+    email: &cashback_core::ids::Email,
+    now: DateTime<Utc>,
+) -> Result<PreferenceOutcome, AppError> {
+    let shop_program = ctx.shop_program(shop, now).await?;
+    let program = &shop_program.program;
+    let owners = ctx
+        .store
+        .read(shop, &ReadRequest::email_owner(email))
+        .await?;
+    let Some(customer) = owners.email_owners.get(email).cloned() else {
+        return Ok(PreferenceOutcome::UnknownCustomer);
+    };
+    let mut attempts = Attempts::new(ctx.config.max_attempts);
+    while let Some(attempt) = attempts.start() {
+        let read = ctx
+            .store
+            .read(shop, &ReadRequest::account(&customer))
+            .await?;
+        let Some(found) = read.accounts.get(&customer).cloned() else {
+            return Ok(PreferenceOutcome::UnknownCustomer);
+        };
+        // The account has moved to another address since: that one is not
+        // the one that bounced.
+        if found.value.email.as_ref() != Some(email) || found.value.reminders.suppressed {
+            return Ok(PreferenceOutcome::Unchanged);
+        }
+        let mut account = found.value;
+        account.reminders.suppressed = true;
+        let writes = WriteSet {
+            accounts_read: read.accounts_read(),
+            ..WriteSet::account(AccountWrite::new(program, account, found.version))
+        };
+        match ctx.store.write(shop, writes).await {
+            Ok(WriteOutcome::Committed) => {
+                info!(shop = %shop, customer = %customer, attempt, "address suppressed");
+                return Ok(PreferenceOutcome::Changed);
+            }
+            Ok(WriteOutcome::Duplicate { .. }) => {
+                attempts.lost("unguarded write reported a duplicate").await;
+            }
+            Err(error) if error.is_conflict() => attempts.lost(error).await,
             Err(error) => return Err(error.into()),
         }
     }

@@ -14,7 +14,6 @@ use cashback_core::ids::{Code, CustomerId, Email, OrderId, ProductId};
 use cashback_core::ledger::{Account, LedgerEntry};
 use cashback_core::orders::OrderRecord;
 use cashback_core::program::Program;
-use cashback_core::reminders::next_reminder;
 
 use crate::records::{CatalogProduct, CouponRecord, UsageKey, Versioned};
 use crate::reports::AccountStats;
@@ -156,7 +155,8 @@ pub struct AccountWrite {
     pub expected_version: u64,
     /// The ledger entries the decision made (immutable once written).
     pub entries: Vec<LedgerEntry>,
-    /// When the next reminder is due (the program decides), or None.
+    /// When the next reminder, or warning before balance expires, is due
+    /// (the program decides: `cashback_core::due::reminder`), or None.
     pub reminder_due_at: Option<DateTime<Utc>>,
     /// The account's code changes: the new code must be free; the old one
     /// stops working at checkout but stays its owner's in the index, so an
@@ -335,8 +335,9 @@ pub enum WriteOutcome {
 // Constructors for the reads use cases make most (one account, one order,
 // one coupon, one owner) and for an account written back on the version
 // read. An account is always written with the time its next reminder is
-// due (the reminder index moves with it), so `AccountWrite::new` asks for
-// the program and computes it: no use case can forget it.
+// due (the reminder index moves with it; an expiry warning is filed there
+// too), so `AccountWrite::new` asks for the program and computes it: no use
+// case can forget it.
 
 impl ReadRequest {
     /// One customer's account.
@@ -391,7 +392,7 @@ impl AccountWrite {
     /// code unchanged.
     pub fn new(program: &Program, account: Account, expected_version: u64) -> AccountWrite {
         AccountWrite {
-            reminder_due_at: next_reminder(program, &account).map(|due| due.due_at),
+            reminder_due_at: cashback_core::due::reminder(program, &account),
             account,
             expected_version,
             entries: Vec::new(),

@@ -2,7 +2,8 @@
 //!
 //! Three kinds of work are scheduled: an order's pending cashback to
 //! release, an account's next reminder email, and an account's balance or
-//! holds to expire. Each time is decided here, from the item being written
+//! holds to expire. A warning before balance expires is an email like a
+//! reminder: it shares the reminder index. Each time is decided here, from the item being written
 //! (and the program, for reminders); the adapters only index what they are
 //! given, by the hour [`bucket`] the time falls in.
 
@@ -52,9 +53,17 @@ pub fn ready(record: &OrderRecord) -> Option<DateTime<Utc>> {
     record.ready_email.as_ref().map(|email| email.since)
 }
 
-/// When an account's next reminder falls due, if its series is running.
+/// When an account's next email of the reminder index falls due: its next
+/// reminder, if its series is running, or its next warning before balance
+/// expires, whichever comes first.
 pub fn reminder(program: &Program, account: &Account) -> Option<DateTime<Utc>> {
-    next_reminder(program, account).map(|due| due.due_at)
+    [
+        next_reminder(program, account).map(|due| due.due_at),
+        expiry_warning(program, account),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
 }
 
 /// When an account next has something to expire: the earliest of its
@@ -65,6 +74,18 @@ pub fn expiry(account: &Account) -> Option<DateTime<Utc>> {
         .into_iter()
         .flatten()
         .min()
+}
+
+/// When an account's next warning before balance expires falls due, if
+/// the program warns and the account has balance that expires and an
+/// address that takes email.
+pub fn expiry_warning(program: &Program, account: &Account) -> Option<DateTime<Utc>> {
+    program.expiry_days?;
+    account.email.as_ref()?;
+    if account.reminders.unsubscribed || account.reminders.suppressed {
+        return None;
+    }
+    crate::expiry_warnings::next_warning(account, &program.expiry_warning_hours)
 }
 
 #[cfg(test)]

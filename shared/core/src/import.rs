@@ -21,13 +21,23 @@
 //!
 //! Other columns are ignored and named in the plan, so an export from another
 //! app can be used as it is and a misspelt column does not go unnoticed.
+//!
+//! A checked row is credited by [`apply_import`]: the balance as a
+//! merchant credit marked as imported ([`IMPORT_NOTE`]), the pending amount
+//! as pending cashback on a record of its own ([`import_order_id`]) that
+//! the release job releases on its date like an order's. The entries are
+//! keyed `import:{customer}`, the row's business key.
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use sha2::{Digest, Sha256};
 
-use crate::ids::{Code, CustomerId, Email, IdError};
+use crate::ids::{Code, CustomerId, Email, IdError, OrderId};
+use crate::ledger::{Account, Applied, Deltas, EntryKind, Journal, LedgerError, Lot};
 use crate::money::{Currency, Money, MoneyError};
+use crate::orders::OrderRecord;
+use crate::program::Program;
 
 /// How the import file is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +142,140 @@ pub enum RowError {
         /// The earlier row.
         first_line: usize,
     },
+}
+
+/// The note on every imported entry, so the history says where the money
+/// came from.
+pub const IMPORT_NOTE: &str = "imported from another app";
+
+/// The business key of a customer's import: their entries' key, and the
+/// guard that makes a second run of the same row change nothing.
+pub fn import_key(customer: &CustomerId) -> String {
+    format!("import:{customer}")
+}
+
+/// The record that holds a customer's imported pending cashback until its
+/// release date: `import:{customer}`, or `import:` and a SHA-256 of the id
+/// when that would be too long for an order id. A platform's order ids
+/// (numbers, or the generic scheme's ids) never start so.
+pub fn import_order_id(customer: &CustomerId) -> Result<OrderId, IdError> {
+    OrderId::parse(&import_key(customer)).or_else(|_| {
+        OrderId::parse(&format!(
+            "import:{}",
+            hex::encode(Sha256::digest(customer.as_str().as_bytes()))
+        ))
+    })
+}
+
+/// Why a checked row could not be credited.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImportError {
+    /// The ledger refused the credit (out of range, another currency, the
+    /// account of someone else).
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The pending record's id could not be made from the customer id.
+    #[error("the pending record cannot be named: {0}")]
+    RecordId(IdError),
+}
+
+impl From<MoneyError> for ImportError {
+    fn from(error: MoneyError) -> ImportError {
+        ImportError::Ledger(LedgerError::Money(error))
+    }
+}
+
+/// What crediting one row did: the account's entries, and the record of
+/// its pending cashback when it brought some (to be written with the
+/// account; the release job releases it on its date).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportApplied {
+    /// The entries and effects on the customer's account.
+    pub applied: Applied,
+    /// The pending cashback's record, new.
+    pub pending: Option<OrderRecord>,
+}
+
+/// Credits one checked row to its customer's account (new or existing):
+/// - the balance as available balance, a lot of its own that expires as
+///   the program's balance does, counted in lifetime issued, recorded as
+///   an [`EntryKind::Adjust`] entry noted [`IMPORT_NOTE`] (a migrated
+///   balance is the customer's: it pays no clawback debt, like a
+///   merchant's credit);
+/// - the pending amount as pending cashback on the record
+///   [`import_order_id`], released at its date (a date already past is
+///   released by the next release run);
+/// - the email, when the account has none yet.
+///
+/// The code is not set here: claiming it is the store's (it must be free).
+/// Calling it twice credits twice: the caller guards the write with
+/// [`import_key`].
+pub fn apply_import(
+    account: &mut Account,
+    row: &ImportRow,
+    program: &Program,
+    now: DateTime<Utc>,
+) -> Result<ImportApplied, ImportError> {
+    let order_id = import_order_id(&row.customer).map_err(ImportError::RecordId)?;
+    if account.customer != row.customer {
+        return Err(LedgerError::CustomerMismatch { order: order_id }.into());
+    }
+    account.same_currency(row.balance)?;
+    let mut journal = Journal::new(import_key(&row.customer), now, account.currency);
+    let note = format!("{IMPORT_NOTE} (line {})", row.line);
+    if row.balance.is_positive() {
+        account.available = account.available.checked_add(row.balance)?;
+        account.lots.push(Lot {
+            credited_at: now,
+            expires_at: program
+                .expiry_days
+                .map(|days| now + Duration::days(i64::from(days))),
+            remaining: row.balance,
+        });
+        account.lifetime_issued = account.lifetime_issued.checked_add(row.balance)?;
+        journal.record(
+            EntryKind::Adjust,
+            None,
+            Deltas {
+                available: Some(row.balance),
+                note: Some(note.clone()),
+                ..Deltas::default()
+            },
+        );
+    }
+    let mut record = None;
+    if let Some(pending) = row.pending.filter(|p| p.amount.is_positive()) {
+        account.same_currency(pending.amount)?;
+        account.pending = account.pending.checked_add(pending.amount)?;
+        account.lifetime_issued = account.lifetime_issued.checked_add(pending.amount)?;
+        journal.record(
+            EntryKind::Adjust,
+            Some(&order_id),
+            Deltas {
+                pending: Some(pending.amount),
+                note: Some(format!(
+                    "{note}, pending until {}",
+                    pending.release_at.format("%Y-%m-%d")
+                )),
+                ..Deltas::default()
+            },
+        );
+        let mut held = OrderRecord::new(order_id, account.currency);
+        held.customer = Some(row.customer.clone());
+        held.placed_at = Some(now);
+        held.pending = pending.amount;
+        // The release job reads due work from its last finished hour on: a
+        // date already past is released at the next run, not lost before it.
+        held.release_at = Some(pending.release_at.max(now));
+        record = Some(held);
+    }
+    if account.email.is_none() {
+        account.email = Some(row.email.clone());
+    }
+    Ok(ImportApplied {
+        applied: journal.finish(),
+        pending: record,
+    })
 }
 
 /// A bad row and where it is.
@@ -676,6 +820,92 @@ mod tests {
             "customer_id,email,balance,pending,pending_release_at\n1,a@example.com,1,0,2026-01-01\n",
         );
         assert_eq!(plan.rows[0].pending, None);
+    }
+
+    fn demo_program() -> Program {
+        let mut program: Program = serde_json::from_value(serde_json::json!({
+            "currency": "USD",
+            "earning": {"merchant_percent": "10"}
+        }))
+        .unwrap();
+        program.expiry_days = Some(365);
+        program
+    }
+
+    #[test]
+    fn an_imported_row_credits_balance_and_pending_under_its_key() {
+        let plan = plan(
+            "customer_id,email,balance,code,pending,pending_release_at\n\
+             101,ann@example.com,12.50,ANN-OLD,4.20,2026-12-24\n",
+        );
+        let row = &plan.rows[0];
+        let now = DateTime::parse_from_rfc3339("2026-11-30T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let shop = crate::ids::ShopId::parse("demo.myshopify.com").unwrap();
+        let mut account = Account::open(shop, row.customer.clone(), usd());
+        let done = apply_import(&mut account, row, &demo_program(), now).unwrap();
+        assert_eq!(account.available, money("12.50"));
+        assert_eq!(account.pending, money("4.20"));
+        assert_eq!(account.lifetime_issued, money("16.70"));
+        assert_eq!(
+            account.email.as_ref().map(Email::as_str),
+            Some("ann@example.com")
+        );
+        assert_eq!(account.lots[0].expires_at, Some(now + Duration::days(365)));
+        let ids: Vec<&str> = done
+            .applied
+            .entries
+            .iter()
+            .map(|e| e.entry_id.as_str())
+            .collect();
+        assert_eq!(ids, vec!["import:101:0", "import:101:1"]);
+        assert!(done
+            .applied
+            .entries
+            .iter()
+            .all(|e| e.kind == EntryKind::Adjust
+                && e.note
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with(IMPORT_NOTE))));
+        let record = done.pending.unwrap();
+        assert_eq!(record.order_id.as_str(), "import:101");
+        assert_eq!(record.customer.as_ref(), Some(&row.customer));
+        assert_eq!(record.pending, money("4.20"));
+        assert_eq!(crate::due::release(&record), record.release_at);
+        assert_eq!(
+            record.release_at.unwrap().to_rfc3339(),
+            "2026-12-24T00:00:00+00:00"
+        );
+        account.check(&done.applied.entries).unwrap();
+    }
+
+    #[test]
+    fn a_release_date_already_past_falls_due_now_and_a_long_id_is_hashed() {
+        let long = "9".repeat(128);
+        let plan = plan(&format!(
+            "customer_id,email,balance,pending,pending_release_at\n{long},a@example.com,0,1,2020-01-01\n"
+        ));
+        let row = &plan.rows[0];
+        let now = Utc::now();
+        let shop = crate::ids::ShopId::parse("demo.myshopify.com").unwrap();
+        let mut account = Account::open(shop.clone(), row.customer.clone(), usd());
+        let done = apply_import(&mut account, row, &demo_program(), now).unwrap();
+        let record = done.pending.unwrap();
+        assert_eq!(record.release_at, Some(now));
+        assert!(record.order_id.as_str().starts_with("import:"));
+        assert_eq!(record.order_id.as_str().len(), 71);
+        assert!(done
+            .applied
+            .entries
+            .iter()
+            .all(|e| e.available_delta.is_zero()));
+        let other = CustomerId::parse("someone-else").unwrap();
+        let mut wrong = Account::open(shop, other, usd());
+        assert!(matches!(
+            apply_import(&mut wrong, row, &demo_program(), now),
+            Err(ImportError::Ledger(LedgerError::CustomerMismatch { .. }))
+        ));
     }
 
     proptest::proptest! {

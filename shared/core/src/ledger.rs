@@ -253,6 +253,11 @@ pub struct Account {
     /// credited at the same instant cannot tell them apart).
     #[serde(default)]
     pub expirations: u64,
+    /// The last time the expiry warnings were decided: every warning due at
+    /// or before it was sent or passed over for a more urgent one
+    /// (`expiry_warnings`). None: none decided yet.
+    #[serde(default)]
+    pub expiry_warned_until: Option<DateTime<Utc>>,
 }
 
 /// What a change asks of the world besides the ledger: emails, coupon counters.
@@ -425,6 +430,7 @@ impl Account {
             referral_day: None,
             referrals_on_day: 0,
             expirations: 0,
+            expiry_warned_until: None,
         }
     }
 

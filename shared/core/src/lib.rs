@@ -19,6 +19,7 @@
 //! - [`reminders`]: the reminder series.
 //! - [`bonuses`]: birthday, anniversary, win-back and milestone bonuses.
 //! - [`import`]: balances and codes moved over from another app, checked row by row.
+//! - [`expiry_warnings`]: emails before balance expires, once per lot and offset.
 //! - [`due`]: when scheduled work (release, reminders, expiry) falls due.
 
 #![warn(missing_docs)]
@@ -29,6 +30,7 @@ pub mod bonuses;
 pub mod coupon;
 pub mod due;
 pub mod earn;
+pub mod expiry_warnings;
 pub mod ids;
 pub mod import;
 pub mod ledger;

@@ -96,6 +96,12 @@ pub struct Program {
     /// oldest first (1 to 3650); None: it never expires.
     #[serde(default)]
     pub expiry_days: Option<u32>,
+    /// When the balance expires (`expiry_days`), the customer is warned by
+    /// email this many hours before each lot goes, once per offset (at most
+    /// 5 distinct offsets, each 1 to 8,760 hours); empty: no warnings.
+    /// 30 days, 7 days and 24 hours unless set.
+    #[serde(default = "default_expiry_warning_hours")]
+    pub expiry_warning_hours: Vec<u32>,
     /// How long a checkout may hold balance before it is freed, in seconds
     /// (1 to 86,400).
     #[serde(default = "default_hold_ttl")]
@@ -428,6 +434,12 @@ pub struct EmailText {
     pub preview_text: String,
 }
 
+/// The expiry warnings a program sends unless it says otherwise: 30 days,
+/// 7 days and 24 hours before the balance goes.
+pub fn default_expiry_warning_hours() -> Vec<u32> {
+    crate::expiry_warnings::DEFAULT_OFFSETS_HOURS.to_vec()
+}
+
 impl Program {
     /// A program with the defaults and no earning rule: a starting point.
     pub fn new(currency: Currency) -> Program {
@@ -445,6 +457,7 @@ impl Program {
             redemption: RedemptionRules::default(),
             reminders: Vec::new(),
             expiry_days: None,
+            expiry_warning_hours: default_expiry_warning_hours(),
             hold_ttl_seconds: DEFAULT_HOLD_TTL_SECONDS,
             shop_url: None,
             emails: EmailTexts::default(),
@@ -639,6 +652,7 @@ impl Program {
                 fail("expiry_days".into(), "must be between 1 and 3650");
             }
         }
+        crate::expiry_warnings::check_offsets(&self.expiry_warning_hours, &mut fail);
         if self.hold_ttl_seconds == 0 || self.hold_ttl_seconds > 24 * 3600 {
             fail("hold_ttl_seconds".into(), "must be between 1 and 86400");
         }

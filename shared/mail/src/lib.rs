@@ -13,8 +13,11 @@
 //!   to keep here rather than add dependencies.
 //! - [`outbox`]: [`OutboxNotifier`], `.eml` files in a folder for local runs.
 //! - [`ses`]: [`SesNotifier`], SES v2 `SendEmail` with raw content.
+//! - [`feedback`]: SES bounce and complaint events read into the addresses
+//!   to suppress.
 
 mod encoding;
+pub mod feedback;
 mod mime;
 pub mod outbox;
 pub mod ses;

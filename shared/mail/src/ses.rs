@@ -12,11 +12,22 @@
 //! hand ([`NotifyError::is_retryable`]). The caller records the notification
 //! before sending so a retried run skips it; see docs/email.md.
 //!
+//! Every send names the configuration set (`CASHBACK_SES_CONFIGURATION_SET`;
+//! template.yaml creates one and sets it), whose event destination reports
+//! bounces and complaints (see [`crate::feedback`]); an adapter built without
+//! one says so in the log, once. Before its first send the adapter asks SES
+//! about the account (`GetAccount`, once per container, off the cold start):
+//! an account still in the SES sandbox, which delivers only to verified
+//! addresses, is logged as a warning with the way out (README: Deploying,
+//! step 1). A failed look-up (an emulator without the call, a missing
+//! permission) is logged and never stops a send.
+//!
 //! Logs carry the notification kind, the shop and the SES message id, never
 //! the address or the code. SES error messages can quote addresses, so the
 //! text kept in a [`NotifyError`] has anything that looks like one redacted.
 
 use async_trait::async_trait;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sesv2::config::retry::RetryConfig;
@@ -49,6 +60,9 @@ pub struct SesConfig {
     /// `Unavailable` well inside a Lambda's timeout instead of the function
     /// being killed mid-send with nothing recorded.
     pub send_timeout: Duration,
+    /// Asks SES about the account (sandbox, paused) once, alongside the
+    /// first send, and logs a warning when it cannot deliver to everyone.
+    pub check_account: bool,
 }
 
 impl SesConfig {
@@ -60,6 +74,7 @@ impl SesConfig {
             configuration_set: None,
             endpoint_url: None,
             send_timeout: Self::DEFAULT_SEND_TIMEOUT,
+            check_account: true,
         }
     }
 
@@ -79,17 +94,82 @@ pub struct SesNotifier {
     client: aws_sdk_sesv2::Client,
     config: SesConfig,
     clock: Clock,
+    /// What `GetAccount` said, asked once alongside the first send.
+    account: Arc<tokio::sync::OnceCell<AccountStatus>>,
+}
+
+/// What SES says of the account, as far as sending goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountStatus {
+    /// Out of the sandbox, sending enabled.
+    Production,
+    /// Still in the sandbox: mail goes only to verified addresses.
+    Sandbox,
+    /// Sending is paused for the whole account.
+    SendingPaused,
+    /// The account could not be read (no permission, an emulator).
+    Unknown,
+}
+
+impl AccountStatus {
+    /// From `GetAccount`'s `ProductionAccessEnabled` and `SendingEnabled`.
+    pub fn of(production_access: bool, sending_enabled: bool) -> AccountStatus {
+        match (production_access, sending_enabled) {
+            (_, false) => AccountStatus::SendingPaused,
+            (false, true) => AccountStatus::Sandbox,
+            (true, true) => AccountStatus::Production,
+        }
+    }
+
+    /// The warning to log at start, if any.
+    pub fn warning(self) -> Option<&'static str> {
+        match self {
+            AccountStatus::Sandbox => Some(
+                "the SES account is in the sandbox: emails reach verified addresses only; \
+                 request production access (README: Deploying, step 1)",
+            ),
+            AccountStatus::SendingPaused => {
+                Some("sending is paused for the SES account: no email will be delivered")
+            }
+            AccountStatus::Production | AccountStatus::Unknown => None,
+        }
+    }
 }
 
 impl SesNotifier {
     /// Uses a client built elsewhere; `config.endpoint_url` is not applied
     /// (the client already has its endpoint).
     pub fn new(client: aws_sdk_sesv2::Client, config: SesConfig) -> SesNotifier {
+        if config.configuration_set.is_none() {
+            tracing::warn!(
+                "no SES configuration set (CASHBACK_SES_CONFIGURATION_SET): bounces and \
+                 complaints will not be reported, so their addresses are not suppressed"
+            );
+        }
         SesNotifier {
             client,
             config,
             clock: system_clock(),
+            account: Arc::new(tokio::sync::OnceCell::new()),
         }
+    }
+
+    /// What SES says of the account: asked once, logged as a warning when
+    /// still in the sandbox or paused.
+    pub async fn account_status(&self) -> AccountStatus {
+        account_status(&self.client, &self.account).await
+    }
+
+    /// Starts the account check in the background, once: the first send
+    /// does not wait for it.
+    fn check_account_once(&self) {
+        if !self.config.check_account || self.account.initialized() {
+            return;
+        }
+        let (client, cell) = (self.client.clone(), Arc::clone(&self.account));
+        tokio::spawn(async move {
+            account_status(&client, &cell).await;
+        });
     }
 
     /// Builds the client from a loaded AWS config, applying
@@ -119,6 +199,48 @@ impl SesNotifier {
     pub fn client(&self) -> &aws_sdk_sesv2::Client {
         &self.client
     }
+}
+
+async fn account_status(
+    client: &aws_sdk_sesv2::Client,
+    cell: &tokio::sync::OnceCell<AccountStatus>,
+) -> AccountStatus {
+    *cell
+        .get_or_init(|| async {
+            let status = match client
+                .get_account()
+                .customize()
+                .config_override(
+                    aws_sdk_sesv2::config::Builder::default()
+                        .retry_config(RetryConfig::disabled())
+                        .timeout_config(
+                            TimeoutConfig::builder()
+                                .connect_timeout(Duration::from_millis(3100))
+                                .operation_attempt_timeout(Duration::from_secs(3))
+                                .build(),
+                        ),
+                )
+                .send()
+                .await
+            {
+                Ok(account) => AccountStatus::of(
+                    account.production_access_enabled(),
+                    account.sending_enabled(),
+                ),
+                Err(error) => {
+                    tracing::info!(
+                        error = %redact_addresses(&DisplayErrorContext(&error).to_string()),
+                        "could not read the SES account (sandbox check skipped)"
+                    );
+                    AccountStatus::Unknown
+                }
+            };
+            if let Some(warning) = status.warning() {
+                tracing::warn!(status = ?status, "{warning}");
+            }
+            status
+        })
+        .await
 }
 
 /// SES tag values allow ASCII letters, digits, `_` and `-` only, at most
@@ -153,6 +275,7 @@ impl Notifier for SesNotifier {
         fields(kind = notification.kind.name(), shop = %notification.shop, message_id)
     )]
     async fn send(&self, notification: &Notification) -> Result<Sent, NotifyError> {
+        self.check_account_once();
         let email = render(notification);
         let envelope = Envelope {
             from: &self.config.from,

@@ -130,6 +130,18 @@ pub fn format_date(at: &DateTime<Utc>) -> String {
     at.format("%-d %B %Y").to_string()
 }
 
+/// An offset before expiry in words: `30 days`, `1 week`, `24 hours`.
+fn time_left(hours: u32) -> String {
+    let unit = |n: u32, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    if hours.is_multiple_of(168) && hours / 168 < 4 {
+        unit(hours / 168, "week", "weeks")
+    } else if hours.is_multiple_of(24) && hours > 24 {
+        unit(hours / 24, "day", "days")
+    } else {
+        unit(hours, "hour", "hours")
+    }
+}
+
 /// Tier percents arrive as text ("5" or "5.5%"); shown with one `%` sign.
 fn format_percent(percent: &str) -> String {
     let percent = single_line(percent);
@@ -309,6 +321,40 @@ fn content_for(kind: &NotificationKind, names: &Names) -> Content {
                 heading: format!("Your {program} balance has changed"),
                 paragraphs,
                 code: None,
+            }
+        }
+        NotificationKind::ExpiryWarning {
+            amount,
+            expires_at,
+            hours_before,
+            balance,
+            code,
+        } => {
+            let amount = format_money(amount);
+            let date = format_date(expires_at);
+            let left = time_left(*hours_before);
+            let mut paragraphs = vec![
+                vec![
+                    strong(amount.clone()),
+                    plain(format!(" of your {program} at {shop} expires on ")),
+                    strong(date.clone()),
+                    plain(format!(" ({left} from now). Spend it before then.")),
+                ],
+                vec![
+                    plain("Your balance is "),
+                    strong(format_money(balance)),
+                    plain("."),
+                ],
+            ];
+            if code.is_some() {
+                paragraphs.push(vec![plain("Enter your personal code at checkout:")]);
+            }
+            Content {
+                subject: format!("{amount} in {program} expires on {date}"),
+                preview: format!("Spend it at {shop} within {left}."),
+                heading: format!("Your {program} expires soon"),
+                paragraphs,
+                code: code.as_ref().map(|code| code.display()),
             }
         }
         NotificationKind::TierUpgraded { tier_name, percent } => {
@@ -525,7 +571,33 @@ mod tests {
                 tier_name: "Gold".to_string(),
                 percent: "7.5".to_string(),
             },
+            NotificationKind::ExpiryWarning {
+                amount: usd("7.5"),
+                expires_at: release_date(),
+                hours_before: 168,
+                balance: usd("40"),
+                code: Some(code()),
+            },
         ]
+    }
+
+    #[test]
+    fn an_expiry_warning_names_the_amount_the_date_and_the_time_left() {
+        let email = render(&notification(every_kind().remove(5)));
+        assert_eq!(
+            email.subject,
+            "7.50 USD in CashBack expires on 23 December 2026"
+        );
+        assert_eq!(email.preview_text, "Spend it at Demo Shop within 1 week.");
+        assert!(email.text.contains(
+            "7.50 USD of your CashBack at Demo Shop expires on 23 December 2026 (1 week from now)"
+        ));
+        assert!(email.html.contains("<strong>7.50 USD</strong>"));
+        assert_eq!(time_left(720), "30 days");
+        assert_eq!(time_left(24), "24 hours");
+        assert_eq!(time_left(1), "1 hour");
+        assert_eq!(time_left(336), "2 weeks");
+        assert_eq!(time_left(48), "2 days");
     }
 
     #[test]
@@ -589,6 +661,7 @@ mod tests {
                 NotificationKind::Earned { .. }
                     | NotificationKind::Ready { .. }
                     | NotificationKind::Reminder { .. }
+                    | NotificationKind::ExpiryWarning { .. }
             );
             let name = kind.name();
             let email = render(&notification(kind));

@@ -156,6 +156,8 @@ async fn a_send_that_times_out_is_tried_once_and_reported_as_possibly_accepted()
     let mut config = SesConfig::new(Email::parse("rewards@demo.example.com").unwrap());
     config.endpoint_url = Some(format!("http://{address}"));
     config.send_timeout = std::time::Duration::from_millis(300);
+    // Only the send is counted here, not the account check beside it.
+    config.check_account = false;
     let notifier = SesNotifier::from_sdk_config(&sdk, config);
 
     let error = notifier
@@ -175,4 +177,61 @@ async fn a_send_that_times_out_is_tried_once_and_reported_as_possibly_accepted()
     // Give a stray retry time to show up before counting.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_send_names_the_configuration_set_and_an_unreadable_account_does_not_stop_it() {
+    let Some(endpoint) = moto::endpoint(
+        "a_send_names_the_configuration_set_and_an_unreadable_account_does_not_stop_it",
+    ) else {
+        return;
+    };
+    let from = moto::unique_sender("rewards");
+    let sdk = moto::sdk_config().await;
+    let set = format!("cashback-{}", std::process::id());
+    let mut config = SesConfig::new(Email::parse(&from).unwrap());
+    config.endpoint_url = Some(endpoint.clone());
+    config.configuration_set = Some(set.clone());
+    let notifier = SesNotifier::from_sdk_config(&sdk, config);
+    let client = notifier.client();
+    client
+        .create_email_identity()
+        .email_identity(&from)
+        .send()
+        .await
+        .expect("moto verifies the sender identity");
+    // The configuration set template.yaml creates (moto's answer to
+    // reading it back does not parse, so it is only created here).
+    client
+        .create_configuration_set()
+        .configuration_set_name(&set)
+        .send()
+        .await
+        .expect("moto creates the configuration set");
+
+    let sent = notifier
+        .send(&reminder("ann@example.com"))
+        .await
+        .expect("SES accepts the message with its configuration set");
+    assert!(!sent.message_id.is_empty());
+    // moto has no GetAccount: the sandbox check is skipped, the send went.
+    assert_eq!(
+        notifier.account_status().await,
+        cashback_mail::ses::AccountStatus::Unknown
+    );
+}
+
+#[test]
+fn an_account_in_the_sandbox_or_paused_is_warned_about() {
+    use cashback_mail::ses::AccountStatus;
+    assert_eq!(AccountStatus::of(false, true), AccountStatus::Sandbox);
+    assert_eq!(AccountStatus::of(true, true), AccountStatus::Production);
+    assert_eq!(AccountStatus::of(true, false), AccountStatus::SendingPaused);
+    assert!(AccountStatus::Sandbox
+        .warning()
+        .unwrap()
+        .contains("sandbox"));
+    assert!(AccountStatus::SendingPaused.warning().is_some());
+    assert_eq!(AccountStatus::Production.warning(), None);
+    assert_eq!(AccountStatus::Unknown.warning(), None);
 }

@@ -225,6 +225,11 @@ const ROUTES: &[&str] = &[
     "/v1/shops/{}/profiles",
     "/v1/shops/{}/catalog",
     "/v1/shops/{}/reports",
+    "/v1/shops/{}/imports",
+    "/v1/shops/{}/imports/dry-run",
+    "/v1/shops/{}/exports/customers",
+    "/v1/shops/{}/exports/customers/{}/ledger",
+    "/v1/shops/{}/exports/report",
     "/{}/{}",
     "/{}",
 ];
@@ -828,6 +833,17 @@ const ADMIN_ROUTES: &[(&str, &str)] = &[
     (
         "GET",
         "/v1/shops/demo.myshopify.com/reports?from=2026-01-01&to=2026-01-31",
+    ),
+    ("POST", "/v1/shops/demo.myshopify.com/imports"),
+    ("POST", "/v1/shops/demo.myshopify.com/imports/dry-run"),
+    ("GET", "/v1/shops/demo.myshopify.com/exports/customers"),
+    (
+        "GET",
+        "/v1/shops/demo.myshopify.com/exports/customers/ann/ledger",
+    ),
+    (
+        "GET",
+        "/v1/shops/demo.myshopify.com/exports/report?from=2026-01-01&to=2026-01-31",
     ),
 ];
 

@@ -29,7 +29,9 @@
 //! - [`promote`]: pending cashback released, balance and holds expired.
 //! - [`reminders`]: the reminder series.
 //! - [`parked`]: items that keep failing, taken out of the way.
+//! - `expiry_warnings`: warnings before balance expires (run by [`reminders`]).
 
+mod expiry_warnings;
 pub mod parked;
 pub mod promote;
 pub mod reminders;

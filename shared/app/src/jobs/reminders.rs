@@ -151,6 +151,12 @@ impl DueHandler for RemindersRun<'_> {
         _kind: DueKind,
         due: &DueRef,
     ) -> Result<Handled, AppError> {
+        let warned = super::expiry_warnings::warn_one(&self.run, sender, due).await?;
+        self.count(|o| {
+            o.sent += warned.sent;
+            o.lost += warned.lost;
+            o.suppressed += warned.suppressed;
+        });
         remind_one(self, sender, due).await
     }
 }

@@ -275,3 +275,59 @@ async fn imported_pending_cashback_is_released_on_its_date_by_the_release_job() 
     assert_eq!(ann.json["available"], "4.20");
     assert_eq!(ann.json["pending"], "0.00");
 }
+
+#[tokio::test]
+async fn a_row_cannot_claim_a_cashback_coupon_or_a_referral_code_as_a_balance_code() {
+    use cashback_app::store::{AccountWrite, CodeChange, ReadRequest, WriteSet};
+    use cashback_core::ids::{Code, CustomerId};
+
+    let ctx = ctx().await;
+    let coupon = r#"{"code":"WELCOME10","display_name":"10 back",
+        "reward":{"type":"fixed","amount":"10.00"}}"#;
+    let created = send(
+        app(&ctx),
+        request("POST", &format!("{BASE}/coupons"), Some(coupon), &[]),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.json);
+    // Alice shares a referral code.
+    alice_code(&ctx).await;
+    let shop = cashback_core::ids::ShopId::parse("demo.myshopify.com").unwrap();
+    let alice = CustomerId::parse("alice").unwrap();
+    let read = ctx
+        .store
+        .read(&shop, &ReadRequest::account(&alice))
+        .await
+        .unwrap();
+    let account = read.accounts[&alice].clone();
+    let program = ctx.store.get_program(&shop).await.unwrap().unwrap().value;
+    let change = CodeChange {
+        new_code: account.value.code.clone().unwrap(),
+        old_code: account.value.code.clone(),
+        referral_code: Some(Code::parse("ALICE-FRIENDS").unwrap()),
+    };
+    ctx.store
+        .write(
+            &shop,
+            WriteSet::account(AccountWrite::of(&program, account).with_code_change(Some(change))),
+        )
+        .await
+        .unwrap();
+
+    let file = "customer_id,email,balance,code\n\
+         mallory,mallory@example.com,50.00,welcome10\n\
+         eve,eve@example.com,50.00,ALICE-FRIENDS\n";
+    let dry = send(
+        app(&ctx),
+        request("POST", &format!("{BASE}/imports/dry-run"), Some(file), &[]),
+    )
+    .await;
+    let refused = dry.json["refused"].to_string() + &dry.json.to_string();
+    assert!(refused.contains("cashback coupons"), "{}", dry.json);
+    assert!(refused.contains("referral code"), "{}", dry.json);
+    let answer = import(&ctx, "", file).await;
+    assert_eq!(answer.json["imported"], 0, "{}", answer.json);
+    for who in ["mallory", "eve"] {
+        assert_eq!(customer(&ctx, who).await.status, StatusCode::NOT_FOUND);
+    }
+}

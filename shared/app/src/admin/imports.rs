@@ -134,8 +134,11 @@ pub async fn dry_run_import(
     let claimed: Vec<&ImportRow> = plan.rows.iter().filter(|r| r.code.is_some()).collect();
     let mut taken = Vec::new();
     for batch in claimed.chunks(CODE_BATCH) {
+        let codes: Vec<_> = batch.iter().filter_map(|r| r.code.clone()).collect();
         let request = ReadRequest {
-            code_owners: batch.iter().filter_map(|r| r.code.clone()).collect(),
+            code_owners: codes.clone(),
+            coupons: codes.clone(),
+            referral_owners: codes,
             ..ReadRequest::default()
         };
         let read = ctx.store.read(shop, &request).await?;
@@ -333,9 +336,17 @@ fn plan(text: &str, format: ImportFormat, program: &Program) -> Result<ImportPla
 }
 
 /// Why a row's code cannot be theirs, if it cannot: the code index names
-/// another customer.
+/// another customer, or the code is the shop's cashback coupon or someone's
+/// referral code (orders carrying it would then charge this customer's
+/// balance, and the platform sync would publish it as a balance code).
 fn code_refusal(row: &ImportRow, read: &ReadResult) -> Option<String> {
     let code = row.code.as_ref()?;
+    if read.coupons.contains_key(code) {
+        return Some("code is one of the shop's cashback coupons".to_string());
+    }
+    if read.referral_owners.contains_key(code) {
+        return Some("code is a referral code".to_string());
+    }
     let owner = read.code_owners.get(code)?;
     (owner != &row.customer).then(|| "code already belongs to another customer".to_string())
 }
@@ -375,6 +386,8 @@ async fn import_row(
     while attempts.start().is_some() {
         let request = ReadRequest {
             code_owners: row.code.iter().cloned().collect(),
+            coupons: row.code.iter().cloned().collect(),
+            referral_owners: row.code.iter().cloned().collect(),
             ..ReadRequest::account(&row.customer)
         };
         let mut read = ctx.store.read(shop, &request).await?;

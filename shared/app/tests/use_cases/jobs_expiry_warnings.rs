@@ -62,7 +62,12 @@ async fn setup(notifier: ScriptedNotifier) -> (Arc<ScriptedNotifier>, Context) {
 async fn each_offset_warns_once_with_the_amount_and_the_date_before_the_balance_expires() {
     let (notifier, ctx) = setup(ScriptedNotifier::default()).await;
     pay(&ctx, "1001", "ann", "100.00", t0()).await;
-    let expires_at = t0() + Duration::days(60);
+    // Balance expires at the end of the UTC day its expiry falls on.
+    let expires_at = (t0() + Duration::days(61))
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
     let mut at = t0();
     let mut seen = Vec::new();
     while at <= expires_at + Duration::days(1) {
@@ -100,19 +105,19 @@ async fn each_offset_warns_once_with_the_amount_and_the_date_before_the_balance_
         seen,
         vec![
             (
-                30 * 24,
+                30 * 24 + 18,
                 720,
-                "expiry-warning:demo.myshopify.com:ann:2027-01-22:720h".to_string()
+                "expiry-warning:demo.myshopify.com:ann:2027-01-23:720h".to_string()
             ),
             (
-                53 * 24,
+                53 * 24 + 18,
                 168,
-                "expiry-warning:demo.myshopify.com:ann:2027-01-22:168h".to_string()
+                "expiry-warning:demo.myshopify.com:ann:2027-01-23:168h".to_string()
             ),
             (
-                59 * 24,
+                59 * 24 + 18,
                 24,
-                "expiry-warning:demo.myshopify.com:ann:2027-01-22:24h".to_string()
+                "expiry-warning:demo.myshopify.com:ann:2027-01-23:24h".to_string()
             ),
         ]
     );

@@ -9,3 +9,4 @@ mod changes;
 mod conformance;
 mod dynamo;
 mod histories;
+mod reports;

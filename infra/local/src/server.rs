@@ -53,7 +53,7 @@ impl Local {
         if let Some(store) = &self.reports {
             match store.aggregate_reports().await {
                 Ok(outcome) if outcome.changes > 0 => {
-                    debug!(changes = outcome.changes, "report sums added")
+                    debug!(changes = outcome.changes, "report sums added");
                 }
                 Ok(_) => {}
                 Err(error) => warn!(%error, "report sums not added"),

@@ -7,9 +7,10 @@
 //! in-memory store's change log). For each shop in a batch, every ledger
 //! entry written adds to its day (and month) by kind, and every account's
 //! move from its state before to its state after moves the customer
-//! counters. Each shop's sums are added in one [`ReportStore`] write with
-//! the shop's feed marker, so a batch delivered again (or split in halves)
-//! adds nothing twice.
+//! counters. A shop's sums are added in [`ReportStore`] writes that also
+//! move a marker per customer (the feed position of the customer's last
+//! change added), so a batch delivered again (or split in halves) adds
+//! nothing twice.
 //!
 //! The Lambda (`functions/report-aggregator`), the local server and the
 //! tests call [`aggregate`]: one function "sum one batch -> outcome".

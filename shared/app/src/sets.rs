@@ -222,9 +222,9 @@ pub struct WriteSet {
     /// Emails recorded as sent by this change (each key at most once; a key
     /// already recorded fails the write as a duplicate).
     pub notifications: Vec<String>,
-    /// The accounts as the use case read them, for the customer counters.
-    /// An updated account missing here (or read at another version than
-    /// the write expects) costs the adapter one read of it.
+    /// The accounts as the use case read them. The customer counters they
+    /// fed are now moved by the report aggregator from the change feed, so
+    /// the adapters no longer read it.
     pub accounts_read: AccountsRead,
 }
 

@@ -969,6 +969,94 @@ async fn a_read_is_one_batch_get_and_a_write_one_transaction() {
     );
 }
 
+/// A part of one customer's changes: `cents` of adjustment credit on `day`.
+fn credit_part(
+    who: &str,
+    position: u64,
+    day: chrono::NaiveDate,
+    cents: i64,
+    written: chrono::NaiveDate,
+) -> ReportPart {
+    let mut figures = DayFigures::default();
+    figures.adjust.available = rust_decimal::Decimal::new(cents, 2);
+    figures.adjust.credited = rust_decimal::Decimal::new(cents, 2);
+    ReportPart {
+        shop: shop(),
+        shard: aggregate_shard(&customer(who)),
+        marks: vec![FeedMark {
+            customer: customer(who),
+            first: feed_position(&position.to_string()),
+            last: feed_position(&position.to_string()),
+        }],
+        written: Some(written),
+        sums: ReportSums {
+            days: [(day, figures)].into_iter().collect(),
+            counts: CustomerCounts::default(),
+        },
+    }
+}
+
+/// Month items are read whole once the aggregator kept them from the
+/// month's start; the days of months it did not (kept before it existed)
+/// are read instead, and the sums agree either way. A part whose marker is
+/// past it adds nothing and says up to where.
+#[tokio::test]
+async fn month_items_are_read_whole_from_the_month_after_the_aggregator_started() {
+    let store = store_or_skip!("months");
+    let day = |y: i32, m: u32, d: u32| chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
+    let started = day(2025, 1, 1);
+    // Ann: the 5th of every month from January 2025 to November 2026.
+    let mut position = 0;
+    for n in 0..23u32 {
+        position += 1;
+        let at = day(2025 + (n / 12) as i32, n % 12 + 1, 5);
+        let added = store
+            .add_report_part(&credit_part("ann", position, at, 100, started))
+            .await
+            .unwrap();
+        assert_eq!(added, Added::Now);
+    }
+    let again = store
+        .add_report_part(&credit_part("ann", 3, day(2025, 3, 5), 100, started))
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        Added::Before {
+            refused: vec![(customer("ann"), feed_position("23"))]
+        }
+    );
+
+    let (from, to) = (day(2025, 1, 1), day(2026, 11, 20));
+    let read = store.aggregates(&shop(), from, to).await.unwrap();
+    // The aggregator started in January 2025: February 2025 on is trusted.
+    assert_eq!(read.months.len(), 21, "{:?}", read.months.keys());
+    assert_eq!(
+        read.days.keys().copied().collect::<Vec<_>>(),
+        vec![day(2025, 1, 5), day(2026, 11, 5)]
+    );
+    assert_eq!(
+        read.period(from, to).adjust.credited,
+        rust_decimal::Decimal::new(2300, 2)
+    );
+    // A period that cuts October 2026: its days, the months before whole.
+    let october = store
+        .aggregates(&shop(), day(2026, 10, 3), day(2026, 10, 6))
+        .await
+        .unwrap();
+    assert_eq!(
+        october
+            .period(day(2026, 10, 3), day(2026, 10, 6))
+            .adjust
+            .credited,
+        rust_decimal::Decimal::ONE
+    );
+    assert_eq!(
+        october.up_to(day(2026, 10, 6)).adjust.credited,
+        rust_decimal::Decimal::new(2200, 2)
+    );
+}
+
 // ------------------------------------------------------------ concurrency
 //
 // These run against a private moto that serves one request at a time (see

@@ -303,6 +303,7 @@ async fn seed(b: &Bench, accounts: u64, due: u64, due_at: DateTime<Utc>) -> Resu
             order = Some(OrderWrite {
                 record,
                 expected_version: 0,
+                lines_stored: false,
             });
         } else if i < 2 * due {
             // Available since `at`: the reminder series started then.

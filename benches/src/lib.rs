@@ -14,9 +14,12 @@
 //! - [`checkout`]: checkout validation carts of any size.
 //! - [`stats`]: medians, percentiles and spreads of samples.
 //! - [`capacity`]: DynamoDB item sizes and capacity units, from the wire.
+//! - [`contention`]: DynamoDB's latency and transaction conflicts, modelled
+//!   over any store (what moto cannot show).
 
 pub mod capacity;
 pub mod checkout;
+pub mod contention;
 pub mod stats;
 pub mod webhook;
 

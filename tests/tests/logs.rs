@@ -490,6 +490,16 @@ fn story_at_every_level(backend: Backend) {
                 "the capture works: {} lines",
                 lines.len()
             );
+            // The refund's ledger entries, for the saved query "What did
+            // this refund claw back": kind and signed amounts per entry.
+            assert!(
+                lines.iter().any(|l| l.contains("ledger entry written")
+                    && l.contains(":refund:")
+                    && l.contains(r#""kind":"Clawback""#)
+                    && l.contains(r#""pending":"#)
+                    && l.contains(r#""available":"#)),
+                "the refund's clawback is logged with its amounts"
+            );
         }
         if std::env::var_os("SHOW_LOGS").is_some() {
             eprintln!("{}", lines.join("\n"));

@@ -116,6 +116,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             order = Some(OrderWrite {
                 record,
                 expected_version: 0,
+                lines_stored: false,
             });
         }
         store

@@ -54,6 +54,9 @@ pub struct AppConfig {
     pub cache_ttl_seconds: i64,
     /// How many times a use case retries after losing to a concurrent writer.
     pub max_attempts: u32,
+    /// How long a request's use case keeps retrying conflicts and throttles,
+    /// attempts and pauses together (`cashback_app::retry`).
+    pub retry_budget: std::time::Duration,
 }
 
 impl Default for AppConfig {
@@ -65,6 +68,7 @@ impl Default for AppConfig {
             previous_link_secrets: Vec::new(),
             cache_ttl_seconds: 60,
             max_attempts: 25,
+            retry_budget: crate::retry::Backoff::REQUEST.budget,
         }
     }
 }

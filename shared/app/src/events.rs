@@ -2,11 +2,13 @@
 //!
 //! One read (the order, the customer's account, the coupons and code owners
 //! the order names), the core's decision, one transaction guarded by the
-//! event's business key. A concurrent change to the same account or order
-//! makes the transaction fail; the use case then starts again from a fresh
-//! read, a bounded number of times. Emails the change calls for are recorded
-//! in the same transaction and sent after it commits: an email is never sent
-//! for a change that did not happen, and never twice.
+//! order item itself: its version condition and the record's memory of what
+//! was applied make each event count once (no separate guard item). A
+//! concurrent change to the same account or order makes the transaction
+//! fail; the use case then starts again from a fresh read, a bounded number
+//! of times. Emails the change calls for are recorded in the same
+//! transaction and sent after it commits: an email is never sent for a
+//! change that did not happen, and never twice.
 //!
 //! The read also resolves the order's discount codes to their owners: a
 //! balance code is debited from its owner whoever the buyer is (a guest, an
@@ -15,7 +17,7 @@
 //! earning order records the referral reward on the order and on the
 //! referrer's account, in that same transaction (see [`crate::referral`]).
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
 use cashback_core::coupon::{CouponCheck, CouponCredit, CouponUsage};
@@ -35,9 +37,10 @@ use crate::referral;
 use crate::retry::Attempts;
 use crate::store::*;
 
-/// How long a processed event's guard is kept. Shopify retries for 4 hours
-/// and may deliver a day late; the order record itself also refuses a
-/// replay after the guard is gone.
+/// How long a processed event's guard item was kept, when order events
+/// wrote one. They no longer do: the order record refuses a replay for good
+/// and its version condition a concurrent duplicate. Kept for callers that
+/// name it.
 pub const EVENT_GUARD_DAYS: i64 = 35;
 
 /// What became of one event.
@@ -72,7 +75,7 @@ pub async fn handle_order_event(
     let program = &shop_program.program;
     let keyed = with_guest_id(&shop_program.shop, event);
     let event = keyed.as_ref().unwrap_or(event);
-    let mut attempts = Attempts::new(ctx.config.max_attempts);
+    let mut attempts = Attempts::new(ctx.config.max_attempts).within(ctx.config.retry_budget);
     while let Some(attempt) = attempts.start() {
         match attempt_once(ctx, shop, program, event, now).await {
             Ok((outcome, notices)) => {
@@ -86,10 +89,10 @@ pub async fn handle_order_event(
                 });
             }
             Err(AppError::Store(error))
-                if error.is_conflict() || matches!(error, StoreError::CouponLimit(_)) =>
+                if error.is_retryable() || matches!(error, StoreError::CouponLimit(_)) =>
             {
                 // Someone else changed the account, the order or the coupon's
-                // count: decide again on fresh data.
+                // count, or DynamoDB throttled us: decide again on fresh data.
                 attempts.lost(error).await;
             }
             Err(error) => return Err(error),
@@ -228,6 +231,8 @@ async fn attempt_once(
     let mut read = store.read(shop, &request).await?;
     let with_catalog = enriched_by_catalog(event, &read.products);
     let event = with_catalog.as_ref().unwrap_or(event);
+    // Lines are written once, with the first event that brings them.
+    let lines_before = read.order_lines_stored;
     let mut record = read.order.take().unwrap_or_else(|| {
         Versioned::new(OrderRecord::new(event.order_id().clone(), program.currency))
     });
@@ -411,6 +416,17 @@ async fn attempt_once(
             .iter()
             .map(|a| a.entries.len())
             .sum::<usize>();
+    // What the event writes to the ledger, logged once it committed (the
+    // saved Logs Insights query "What did this refund claw back").
+    let written: Vec<cashback_core::ledger::LedgerEntry> = applied
+        .buyer
+        .entries
+        .iter()
+        .chain(&applied.code_owner.entries)
+        .chain(&applied.referrer.entries)
+        .chain(applied.co_owners.iter().flat_map(|a| &a.entries))
+        .cloned()
+        .collect();
     // The owner's and the referrer's accounts are written only when this
     // event changed them.
     let other_write = |party: Option<Versioned<Account>>,
@@ -420,12 +436,13 @@ async fn attempt_once(
             .filter(|p| Some(&p.value) != before.as_ref())
             .map(|p| AccountWrite::of(program, p).with_entries(entries))
     };
+    // No guard item: the order item is the event's guard. Its version
+    // condition refuses a concurrent duplicate (which then reads the record
+    // again and finds the event applied), and the record refuses a replay
+    // for good (`applied.duplicate()` above), so the write needs no other
+    // once-only item.
     let writes = WriteSet {
-        guard: Some(Guard {
-            key: event.effect_key(),
-            expires_at: now + Duration::days(EVENT_GUARD_DAYS),
-            response: None,
-        }),
+        guard: None,
         accounts: account
             .map(|account| {
                 AccountWrite::of(program, account)
@@ -449,16 +466,27 @@ async fn attempt_once(
                     }),
             )
             .collect(),
-        order: Some(OrderWrite {
-            record: record.value.clone(),
-            expected_version: record.version,
-        }),
+        order: Some(OrderWrite::of(record.clone(), lines_before)),
         coupon_uses: coupon_use_changes(&applied.buyer, &record.value, &read, customer.as_ref()),
         notifications: notices.iter().map(|n| n.key.clone()).collect(),
         accounts_read,
     };
     match store.write(shop, writes).await {
-        Ok(WriteOutcome::Committed) => Ok((EventOutcome::Applied { entries, emails: 0 }, notices)),
+        Ok(WriteOutcome::Committed) => {
+            for entry in &written {
+                info!(
+                    shop = %shop,
+                    event = %event.effect_key(),
+                    entry = %entry.entry_id,
+                    kind = ?entry.kind,
+                    available = %entry.available_delta,
+                    pending = %entry.pending_delta,
+                    debt = %entry.debt_delta,
+                    "ledger entry written"
+                );
+            }
+            Ok((EventOutcome::Applied { entries, emails: 0 }, notices))
+        }
         Ok(WriteOutcome::Duplicate { .. }) => Ok((EventOutcome::Duplicate, Vec::new())),
         Err(StoreError::CodeTaken) => Err(AppError::Store(StoreError::Conflict(
             "generated code collided".into(),

@@ -25,7 +25,8 @@
 //! - [`resend`]: a customer's last email sent again (the merchant's dashboard).
 //! - [`error`]: the use cases' errors.
 //! - [`secret_ref`]: where a shop's webhook secrets live, parsed once.
-//! - `retry`: the attempts of a read-decide-write that lost to another writer.
+//! - `retry`: the attempts of a read-decide-write that lost to another writer
+//!   or was throttled: full-jitter backoff within a time budget.
 #![warn(missing_docs)]
 
 pub mod admin;
@@ -47,7 +48,7 @@ pub mod records;
 pub mod referral;
 pub mod reports;
 pub mod resend;
-mod retry;
+pub mod retry;
 pub mod secret_ref;
 pub mod sets;
 pub mod store;

@@ -40,7 +40,7 @@ pub async fn set_reminders(
 ) -> Result<PreferenceOutcome, AppError> {
     let shop_program = ctx.shop_program(shop, now).await?;
     let program = &shop_program.program;
-    let mut attempts = Attempts::new(ctx.config.max_attempts);
+    let mut attempts = Attempts::new(ctx.config.max_attempts).within(ctx.config.retry_budget);
     while let Some(attempt) = attempts.start() {
         let read = ctx
             .store
@@ -66,7 +66,7 @@ pub async fn set_reminders(
             Ok(WriteOutcome::Duplicate { .. }) => {
                 attempts.lost("unguarded write reported a duplicate").await;
             }
-            Err(error) if error.is_conflict() => attempts.lost(error).await,
+            Err(error) if error.is_retryable() => attempts.lost(error).await,
             Err(error) => return Err(error.into()),
         }
     }

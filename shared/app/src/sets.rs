@@ -54,6 +54,9 @@ pub struct ReadRequest {
 pub struct ReadResult {
     /// The order, if it exists.
     pub order: Option<Versioned<OrderRecord>>,
+    /// The order's lines are stored where the adapter keeps them (hand it
+    /// back as [`OrderWrite::lines_stored`], so they are written once).
+    pub order_lines_stored: bool,
     /// The requested accounts that exist.
     pub accounts: HashMap<CustomerId, Versioned<Account>>,
     /// The requested coupons that exist.
@@ -94,6 +97,9 @@ impl ReadResult {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccountsRead {
     accounts: HashMap<CustomerId, Versioned<AccountStats>>,
+    /// Each account's email at the version read: an adapter writes the
+    /// email owner only when a write changes it.
+    emails: HashMap<CustomerId, Versioned<Option<Email>>>,
 }
 
 impl AccountsRead {
@@ -113,6 +119,23 @@ impl AccountsRead {
                 version: account.version,
             },
         );
+        self.emails.insert(
+            account.value.customer.clone(),
+            Versioned {
+                value: account.value.email.clone(),
+                version: account.version,
+            },
+        );
+    }
+
+    /// Whether a write of `account` over `version` keeps the email it had
+    /// when read at that version (then its email owner needs no write).
+    pub fn email_unchanged(&self, account: &Account, version: u64) -> bool {
+        version > 0
+            && self
+                .emails
+                .get(&account.customer)
+                .is_some_and(|read| read.version == version && read.value == account.email)
     }
 
     /// The account's stats if it was read at exactly `version`.
@@ -168,9 +191,25 @@ pub struct OrderWrite {
     pub record: OrderRecord,
     /// The version read; 0 to create the record.
     pub expected_version: u64,
+    /// The record's lines were already stored (they came with the record
+    /// read): an adapter that keeps them apart from the order's state
+    /// writes them once, not again. False is always safe (they are written
+    /// again, at a cost).
+    pub lines_stored: bool,
 }
 
 impl OrderWrite {
+    /// The record as read (and changed since), written back over the
+    /// version it was read at; `lines_stored` as the read said
+    /// ([`ReadResult::order_lines_stored`]).
+    pub fn of(record: Versioned<OrderRecord>, lines_stored: bool) -> OrderWrite {
+        OrderWrite {
+            record: record.value,
+            expected_version: record.version,
+            lines_stored,
+        }
+    }
+
     /// When the order's pending cashback falls due for release (the core
     /// decides, from the record written), or None when nothing is pending.
     pub fn release_due_at(&self) -> Option<DateTime<Utc>> {
@@ -222,9 +261,10 @@ pub struct WriteSet {
     /// Emails recorded as sent by this change (each key at most once; a key
     /// already recorded fails the write as a duplicate).
     pub notifications: Vec<String>,
-    /// The accounts as the use case read them. The customer counters they
-    /// fed are now moved by the report aggregator from the change feed, so
-    /// the adapters no longer read it.
+    /// The accounts as the use case read them: an account written with the
+    /// email it was read with leaves its email owner item alone. (The
+    /// customer counters are moved by the report aggregator from the change
+    /// feed, not from this.)
     pub accounts_read: AccountsRead,
 }
 

@@ -6,10 +6,18 @@
 //! Available balance is kept as dated lots, oldest first, so spending and
 //! expiry both take the oldest money first.
 //!
+//! Lots are merged by expiry day: a credit expires at the end of a UTC day
+//! (see [`Lot::expiry`]), and a credit expiring with the newest lot is added
+//! to it instead of starting another. Two neighbouring lots with the same
+//! expiry are spent and expired exactly as one, so merging changes no
+//! amount; it bounds the lots by the days on which balance expires (one lot
+//! when nothing expires), so the account stays small whatever its history.
+//!
 //! Invariants (checked by [`Account::check`], property-tested):
 //! - available, pending and debt equal the sums of the entries' deltas;
 //! - available, pending, held and debt are never negative; held <= available;
-//! - the lots add up to available.
+//! - the lots add up to available, and no two neighbouring lots share an
+//!   expiry.
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -126,19 +134,38 @@ pub struct LedgerEntry {
     pub note: Option<String>,
 }
 
-/// Available balance credited at one time, spent and expired oldest first.
+/// Available balance credited with one expiry, spent and expired oldest
+/// first. Credits expiring on the same day as the newest lot are added to
+/// it (see [`Account`]'s lots).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lot {
-    /// When the credit (release, immediate earn, restore, goodwill) landed;
-    /// lots are kept in this order.
+    /// When the first credit (release, immediate earn, restore, goodwill)
+    /// of the lot landed; lots are kept in this order.
     pub credited_at: DateTime<Utc>,
-    /// When what is left of it expires, from the program's `expiry_days` at
-    /// the time of the credit; None: never. Moved later while a live hold
-    /// holds it.
+    /// When what is left of it expires: the end of the UTC day the
+    /// program's `expiry_days` after the credit ([`Lot::expiry`]); None:
+    /// never. Moved later while a live hold holds it.
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
     /// What is left unspent, always positive: empty lots are dropped.
     pub remaining: Money,
+}
+
+impl Lot {
+    /// When a credit made at `at` expires under `program`: `expiry_days`
+    /// later, rounded up to the end of that UTC day (the next midnight), so
+    /// every credit of one day expires at one moment and shares one lot.
+    /// Rounding up never takes balance earlier than the days promised.
+    pub fn expiry(program: &Program, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let days = program.expiry_days?;
+        let due = at + Duration::days(i64::from(days));
+        let midnight = due.date_naive().and_time(chrono::NaiveTime::MIN).and_utc();
+        Some(if midnight == due {
+            due
+        } else {
+            midnight + Duration::days(1)
+        })
+    }
 }
 
 /// Balance a checkout reserved while the customer pays.
@@ -191,7 +218,8 @@ pub struct Account {
     #[serde(default)]
     pub tier: Option<usize>,
     /// `available` as dated credits, oldest first: spending and expiry take
-    /// from the front.
+    /// from the front. Neighbours never share an expiry (they are merged),
+    /// so there are at most as many lots as days on which balance expires.
     #[serde(default)]
     pub lots: Vec<Lot>,
     /// Balance reserved by checkouts in progress; expired holds linger until
@@ -455,16 +483,44 @@ impl Account {
         }
         let at = journal.at();
         self.available = self.available.checked_add(amount)?;
-        self.lots.push(Lot {
-            credited_at: at,
-            expires_at: program
-                .expiry_days
-                .map(|days| at + Duration::days(i64::from(days))),
-            remaining: amount,
-        });
+        self.add_lot(at, Lot::expiry(program, at), amount)?;
         deltas.available = Some(amount);
         journal.record(kind, order_id, deltas);
         self.recover_debt(amount, journal, order_id)?;
+        Ok(())
+    }
+
+    /// Adds a credit as the newest lot, or to the newest lot when it expires
+    /// at the same moment (merging two neighbours with one expiry changes
+    /// nothing that is spent or expired). Neighbours left with one expiry
+    /// by older data or by a hold moving an expiry are merged too.
+    fn add_lot(
+        &mut self,
+        at: DateTime<Utc>,
+        expires_at: Option<DateTime<Utc>>,
+        amount: Money,
+    ) -> Result<(), LedgerError> {
+        self.lots.push(Lot {
+            credited_at: at,
+            expires_at,
+            remaining: amount,
+        });
+        self.merge_lots()
+    }
+
+    /// Merges every run of neighbouring lots that expire at the same moment
+    /// into its first lot.
+    fn merge_lots(&mut self) -> Result<(), LedgerError> {
+        let mut merged: Vec<Lot> = Vec::with_capacity(self.lots.len());
+        for lot in std::mem::take(&mut self.lots) {
+            match merged.last_mut() {
+                Some(last) if last.expires_at == lot.expires_at => {
+                    last.remaining = last.remaining.checked_add(lot.remaining)?;
+                }
+                _ => merged.push(lot),
+            }
+        }
+        self.lots = merged;
         Ok(())
     }
 
@@ -613,6 +669,7 @@ impl Account {
         let amount = due.min(unheld)?;
         if !amount.is_positive() {
             self.keep_held_lots(now, last_hold);
+            self.merge_lots()?;
             return Ok(Applied::default());
         }
         // Two expirations at the same `now` (a credit landed between two
@@ -630,6 +687,7 @@ impl Account {
         }
         self.lots.retain(|lot| lot.remaining.is_positive());
         self.keep_held_lots(now, last_hold);
+        self.merge_lots()?;
         self.available = self.available.checked_sub(amount)?;
         journal.record(
             EntryKind::Expire,
@@ -685,13 +743,7 @@ impl Account {
         if amount.is_positive() {
             // A goodwill credit is the merchant's gift: it does not pay debt.
             self.available = self.available.checked_add(amount)?;
-            self.lots.push(Lot {
-                credited_at: now,
-                expires_at: program
-                    .expiry_days
-                    .map(|days| now + Duration::days(i64::from(days))),
-                remaining: amount,
-            });
+            self.add_lot(now, Lot::expiry(program, now), amount)?;
             self.lifetime_issued = self.lifetime_issued.checked_add(amount)?;
             journal.record(
                 EntryKind::Adjust,
@@ -774,6 +826,13 @@ impl Account {
         }
         if self.lots.iter().any(|l| !l.remaining.is_positive()) {
             broken.push("an empty or negative lot is kept".into());
+        }
+        if self
+            .lots
+            .windows(2)
+            .any(|pair| pair[0].expires_at == pair[1].expires_at)
+        {
+            broken.push("two neighbouring lots share an expiry".into());
         }
         if broken.is_empty() {
             Ok(())

@@ -15,6 +15,7 @@
 //! | `CASHBACK_TLS_ROOTS` | trust store of the SDK's HTTPS client: `amazon` (compiled in) or `system`; see [`crate::aws`] | `amazon` |
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rand::RngCore;
 
@@ -185,8 +186,48 @@ pub async fn app_config(sdk: Option<&aws_config::SdkConfig>) -> Result<AppConfig
     Ok(config)
 }
 
+/// How long one SDK request may take to connect: a new connection to
+/// DynamoDB, SES or SSM inside a region takes milliseconds.
+pub const SDK_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long one HTTP attempt of an SDK operation may take before the SDK
+/// abandons it (and retries it, within the operation's timeout).
+pub const SDK_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(800);
+/// How long an SDK operation may take in all, its own retries included. A
+/// use case's retry budget (`cashback_app::retry::Backoff::REQUEST`, 2 s)
+/// counts on it: a read and a write that hang cannot hold a webhook past
+/// the 5 s its platform waits.
+pub const SDK_OPERATION_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Attempts of one SDK operation (the SDK's standard retry: throttles,
+/// 5xx, timeouts), its first pause drawn up to 25 ms and none above
+/// 400 ms: the SDK's default first pause (1 s) alone would spend half a
+/// webhook's budget.
+pub const SDK_MAX_ATTEMPTS: u32 = 3;
+const SDK_INITIAL_BACKOFF: Duration = Duration::from_millis(25);
+const SDK_MAX_BACKOFF: Duration = Duration::from_millis(400);
+// The two pauses between three attempts leave room in an operation's
+// timeout for the attempts themselves.
+const _: () = assert!(SDK_MAX_BACKOFF.as_millis() * 2 < SDK_OPERATION_TIMEOUT.as_millis());
+
+/// The timeouts of every SDK client: connect, each attempt, each operation.
+pub fn sdk_timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(SDK_CONNECT_TIMEOUT)
+        .operation_attempt_timeout(SDK_ATTEMPT_TIMEOUT)
+        .operation_timeout(SDK_OPERATION_TIMEOUT)
+        .build()
+}
+
+/// The SDK's own retries of one operation (standard mode, short pauses).
+pub fn sdk_retries() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(SDK_MAX_ATTEMPTS)
+        .with_initial_backoff(SDK_INITIAL_BACKOFF)
+        .with_max_backoff(SDK_MAX_BACKOFF)
+}
+
 /// The AWS configuration, loaded once per container and shared by every
-/// client. On Lambda the function role's credentials are in the environment:
+/// client, with explicit timeouts and retries ([`sdk_timeouts`],
+/// [`sdk_retries`]). On Lambda the function role's credentials are in the environment:
 /// reading them there skips the default credential chain, which builds an
 /// STS client (loading the system's trust store for it) at start: most of a
 /// cold start's extra time (BENCHMARKS.md, section 4). Every client made
@@ -197,7 +238,9 @@ pub async fn aws_config() -> aws_config::SdkConfig {
     // `context_from_env`; here it falls back to the safe default.
     let roots = crate::aws::TrustRoots::from_env().unwrap_or(crate::aws::TrustRoots::Amazon);
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(crate::aws::shared_https_client(roots));
+        .http_client(crate::aws::shared_https_client(roots))
+        .timeout_config(sdk_timeouts())
+        .retry_config(sdk_retries());
     if on_lambda() {
         loader = loader.credentials_provider(
             aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
@@ -300,6 +343,28 @@ pub async fn context_and_sdk() -> Result<(Context, Option<aws_config::SdkConfig>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every client made from the container's configuration (DynamoDB
+    /// here, SES and SSM alike) has the attempt and operation timeouts and
+    /// the short retries, not the SDK's defaults (no operation timeout, a
+    /// first retry pause up to 1 s).
+    #[tokio::test]
+    async fn the_sdk_clients_get_explicit_attempt_and_operation_timeouts() {
+        let sdk = aws_config().await;
+        let store = DynamoStore::from_sdk_config(&sdk, "cashback", None);
+        let config = store.client().config();
+        let timeouts = config.timeout_config().expect("timeouts are set");
+        assert_eq!(timeouts.connect_timeout(), Some(SDK_CONNECT_TIMEOUT));
+        assert_eq!(
+            timeouts.operation_attempt_timeout(),
+            Some(SDK_ATTEMPT_TIMEOUT)
+        );
+        assert_eq!(timeouts.operation_timeout(), Some(SDK_OPERATION_TIMEOUT));
+        let retries = config.retry_config().expect("retries are set");
+        assert_eq!(retries.max_attempts(), SDK_MAX_ATTEMPTS);
+        assert_eq!(retries.initial_backoff(), SDK_INITIAL_BACKOFF);
+        assert_eq!(retries.max_backoff(), SDK_MAX_BACKOFF);
+    }
 
     #[test]
     fn rotating_keys_are_current_then_previous_and_never_short() {

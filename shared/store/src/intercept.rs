@@ -54,6 +54,21 @@ pub trait Interceptor: Send + Sync {
         let _ = call;
         run
     }
+
+    /// Runs a write through `inner` (or not). The default is [`around`]
+    /// with [`Call::Write`]; an interceptor that must see what the write
+    /// touches (a model of DynamoDB's item-level transaction conflicts)
+    /// reads `writes` before handing it on.
+    ///
+    /// [`around`]: Interceptor::around
+    fn around_write<'a>(
+        &'a self,
+        shop: &'a ShopId,
+        writes: WriteSet,
+        inner: &'a Arc<dyn Store>,
+    ) -> Pending<'a, WriteOutcome> {
+        self.around(Call::Write, inner.write(shop, writes))
+    }
 }
 
 /// A store whose every call goes through `interceptor`.
@@ -86,7 +101,7 @@ impl<I: Interceptor> Store for Intercepted<I> {
 
     async fn write(&self, shop: &ShopId, writes: WriteSet) -> Result<WriteOutcome, StoreError> {
         self.interceptor
-            .around(Call::Write, self.inner.write(shop, writes))
+            .around_write(shop, writes, &self.inner)
             .await
     }
 

@@ -99,6 +99,8 @@ pub const SHOP_SK: &str = "SHOP";
 pub const PROGRAM_SK: &str = "PROGRAM";
 pub const ACCOUNT_SK: &str = "ACCOUNT";
 pub const ORDER_SK: &str = "ORDER";
+/// The order's lines, written once beside its state item (same partition).
+pub const ORDER_LINES_SK: &str = "LINES";
 pub const CODE_SK: &str = "CODE";
 pub const REFERRAL_SK: &str = "REFERRAL";
 pub const EMAIL_SK: &str = "EMAIL";

@@ -161,6 +161,10 @@ impl Store for MemoryStore {
         let mut result = ReadResult::default();
         if let Some(order) = &request.order {
             result.order = tables.orders.get(&(shop.clone(), order.clone())).cloned();
+            result.order_lines_stored = result
+                .order
+                .as_ref()
+                .is_some_and(|o| !o.value.lines.is_empty());
         }
         for customer in &request.accounts {
             if let Some(account) = tables.accounts.get(&(shop.clone(), customer.clone())) {
@@ -338,10 +342,17 @@ impl Store for MemoryStore {
                         .insert((shop.clone(), referral.clone()), customer.clone());
                 }
             }
+            // The latest account to take an address owns it; an account
+            // written with the email it was read with leaves the owner be.
             if let Some(email) = &write.account.email {
-                tables
-                    .email_owners
-                    .insert((shop.clone(), email.clone()), customer.clone());
+                if !writes
+                    .accounts_read
+                    .email_unchanged(&write.account, write.expected_version)
+                {
+                    tables
+                        .email_owners
+                        .insert((shop.clone(), email.clone()), customer.clone());
+                }
             }
             // Where the account sits in the due indexes: the times come
             // with the write (decided by the core).

@@ -36,10 +36,12 @@ pub async fn open_shop(store: &dyn Store, program: &Program) {
 }
 
 /// A context on `store` with up to 50 attempts per retried write (the
-/// faults make many fail), `notifier` and [`SeqCodes`].
+/// faults make many fail) within a minute (a moto serving one request at
+/// a time makes one attempt take seconds), `notifier` and [`SeqCodes`].
 pub fn context(store: Arc<dyn Store>, notifier: Arc<KeptNotifier>) -> Context {
     let config = AppConfig {
         max_attempts: 50,
+        retry_budget: std::time::Duration::from_secs(60),
         ..AppConfig::default()
     };
     Context::new(store, notifier, Arc::new(SeqCodes(Mutex::new(0))), config)

@@ -304,7 +304,7 @@ pub async fn adjust(
     ));
     let guard_key = format!("admin-adjustment:{key}");
 
-    let mut attempts = Attempts::new(ctx.config.max_attempts);
+    let mut attempts = Attempts::new(ctx.config.max_attempts).within(ctx.config.retry_budget);
     while attempts.start().is_some() {
         let account = read_account(ctx, shop, customer).await?;
         let mut next = account.value.clone();
@@ -395,7 +395,7 @@ pub async fn adjust(
                     replayed: true,
                 });
             }
-            Err(error) if error.is_conflict() => attempts.lost(error).await,
+            Err(error) if error.is_retryable() => attempts.lost(error).await,
             Err(error) => return Err(error.into()),
         }
     }
@@ -414,7 +414,7 @@ pub async fn regenerate_code(
 ) -> Result<CustomerView, AppError> {
     known_shop(ctx, shop).await?;
     let program = current_program(ctx, shop).await?.value;
-    let mut attempts = Attempts::new(ctx.config.max_attempts);
+    let mut attempts = Attempts::new(ctx.config.max_attempts).within(ctx.config.retry_budget);
     while attempts.start().is_some() {
         let account = read_account(ctx, shop, customer).await?;
         let mut next = account.value.clone();
@@ -443,8 +443,9 @@ pub async fn regenerate_code(
                     Some(&program),
                 ));
             }
-            // A collision with another code, or a concurrent change: again.
-            Err(error) if error.is_conflict() || matches!(error, StoreError::CodeTaken) => {
+            // A collision with another code, a concurrent change or a
+            // throttle: again.
+            Err(error) if error.is_retryable() || matches!(error, StoreError::CodeTaken) => {
                 attempts.lost(error).await;
             }
             Err(error) => return Err(error.into()),

@@ -137,7 +137,7 @@ pub async fn validate(
         caller_key: &caller_key,
         now,
     };
-    let mut attempts = Attempts::new(ctx.config.max_attempts);
+    let mut attempts = Attempts::new(ctx.config.max_attempts).within(ctx.config.retry_budget);
     while let Some(attempt) = attempts.start() {
         match attempt_once(&validating).await {
             Ok(Decided::Answer(validation)) => {
@@ -158,9 +158,10 @@ pub async fn validate(
                 info!(shop = %shop, valid = false, reason = "unknown_code", "code validated");
                 return Ok(validation);
             }
-            Err(AppError::Store(error)) if error.is_conflict() => {
+            Err(AppError::Store(error)) if error.is_retryable() => {
                 // Another checkout (or an order) changed the account between
-                // our read and our write: decide again on fresh data.
+                // our read and our write, or DynamoDB throttled us: decide
+                // again on fresh data.
                 attempts.lost(error).await;
             }
             Err(error) => return Err(error),

@@ -296,6 +296,7 @@ async fn commit_release(run: &Run<'_>, due: &DueRef) -> Result<Released, AppErro
             .chain(referrer_write)
             .collect(),
             order: Some(OrderWrite {
+                lines_stored: read.order_lines_stored,
                 record: record.value,
                 expected_version: record.version,
             }),

@@ -85,7 +85,9 @@ async fn report(world: &World, from: NaiveDate, to: NaiveDate) -> Report {
 ///   5.00 credit's lot, then 1.00 of the next), 3.78 earned on 54.00
 ///   (2.70 + 1.08); ann reaches gold.
 /// - Dec 21: 3.78 released.
-/// - Jan 3: the lots released on Dec 4 expire: ann 6.00 + 3.50, bob 10.50.
+/// - Jan 4: the lots released on Dec 4 expired at the end of Jan 3 (30
+///   days on, rounded up to the end of the UTC day): ann 6.00 + 3.50, bob
+///   10.50.
 async fn history() -> World {
     let world = world(report_program()).await;
     pay(&world, "o-1", "ann", "100.00", at(11, 23, 10)).await;
@@ -137,7 +139,7 @@ async fn history() -> World {
     .await
     .unwrap();
     promote(&world, at(12, 21, 12)).await;
-    promote(&world, at(1, 3, 13)).await;
+    promote(&world, at(1, 4, 1)).await;
     world
 }
 

@@ -380,6 +380,7 @@ async fn a_first_run_looks_back_a_week_and_no_further() {
 async fn balance_past_its_expiry_and_lapsed_holds_are_expired() {
     let mut program = program();
     program.expiry_days = Some(60);
+    let expiring = program.clone();
     let s = setup(program, ScriptedNotifier::default()).await;
     pay(&s.ctx, "4000", "ann", "100.00", t0()).await;
     promote_due(&s.ctx, &TokioClock, &config(), due_day(), far())
@@ -427,7 +428,9 @@ async fn balance_past_its_expiry_and_lapsed_holds_are_expired() {
     assert!(freed.expired_amount.0.is_empty());
     assert!(account_of(&s.memory, "ann").await.value.holds.is_empty());
 
-    let expiry = due_day() + Duration::days(60);
+    // Released at `due_day()`: it expires 60 days on, at the end of that UTC day.
+    let expiry = cashback_core::ledger::Lot::expiry(&expiring, due_day()).unwrap();
+    assert!(expiry >= due_day() + Duration::days(60));
     let expired = promote_due(&s.ctx, &TokioClock, &config(), expiry, far())
         .await
         .unwrap();

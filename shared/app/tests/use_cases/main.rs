@@ -15,3 +15,4 @@ mod jobs_reminders;
 mod marketing_push;
 mod order_events;
 mod portal_view;
+mod retries;

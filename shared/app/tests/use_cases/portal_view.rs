@@ -61,6 +61,7 @@ async fn release(world: &World, program: &Program, id: &str, at: chrono::DateTim
                 order: Some(OrderWrite {
                     record: record.value,
                     expected_version: record.version,
+                    lines_stored: false,
                 }),
                 ..WriteSet::default()
             },

@@ -404,11 +404,17 @@ fn balance_expires_oldest_first_after_the_program_expiry() {
         )
         .map(|a| books.entries.extend(a.entries))
         .unwrap();
-    let expired = books.account.expire_balance(days(90)).unwrap();
+    // Credits expire at the end of the UTC day 90 days on (t0 is noon).
+    let end_of_day = |n| days(n) + chrono::Duration::hours(12);
+    let early = books
+        .account
+        .expire_balance(end_of_day(90) - chrono::Duration::seconds(1));
+    assert!(early.unwrap().entries.is_empty(), "not before the day ends");
+    let expired = books.account.expire_balance(end_of_day(90)).unwrap();
     books.entries.extend(expired.entries.clone());
     assert_eq!(expired.entries[0].available_delta, usd("-6.00"));
     assert_eq!(books.account.available, usd("5.00"));
-    assert_eq!(books.account.next_expiry(), Some(days(120)));
+    assert_eq!(books.account.next_expiry(), Some(end_of_day(120)));
     books.check();
 }
 

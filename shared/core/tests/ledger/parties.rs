@@ -283,12 +283,14 @@ fn expiry_never_takes_what_a_live_checkout_holds() {
         .unwrap();
     books.entries.extend(credit.entries);
     let checkout = CheckoutId::parse("chk-1").unwrap();
-    let held_at = days(30) - chrono::Duration::minutes(5);
+    // The credit expires at the end of the UTC day 30 days on (t0 is noon).
+    let expires = days(30) + chrono::Duration::hours(12);
+    let held_at = expires - chrono::Duration::minutes(5);
     books
         .account
         .place_hold(checkout.clone(), usd("20.00"), held_at, 900)
         .unwrap();
-    let expired = books.account.expire_balance(days(30)).unwrap();
+    let expired = books.account.expire_balance(expires).unwrap();
     books.entries.extend(expired.entries.clone());
     assert_eq!(expired.entries[0].available_delta, usd("-30.00"));
     assert_eq!(books.account.available, usd("20.00"));
@@ -307,7 +309,7 @@ fn expiry_never_takes_what_a_live_checkout_holds() {
         orders: books.orders.clone(),
         entries: books.entries.clone(),
     };
-    books.apply(&OrderEvent::Paid(placed), days(30));
+    books.apply(&OrderEvent::Paid(placed), expires);
     assert_eq!(books.account.available, usd("0.00"));
     assert_eq!(books.account.debt, usd("0.00"), "no shortfall");
     books.check();

@@ -6,17 +6,23 @@
 //! of the doc into typed attributes; on the way back those attributes win
 //! over the doc, since an update expression may have moved them since.
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SecondsFormat, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 
-use cashback_app::store::{CouponRecord, DueKind, DueRef, Versioned};
-use cashback_core::ids::{CustomerId, OrderId, ShopId};
+use cashback_app::store::{AccountWrite, CouponRecord, DueKind, DueRef, Versioned};
+use cashback_core::earn::LineValue;
+use cashback_core::ids::{CustomerId, LineId, OrderId, RefundId, ShopId};
 use cashback_core::ledger::{Account, LedgerEntry};
-use cashback_core::orders::OrderRecord;
+use cashback_core::money::{Currency, Money};
+use cashback_core::order::{RefundBasis, RefundedLine};
+use cashback_core::orders::{OrderRecord, RecordedRefund};
 
 use cashback_app::store::StoreError;
 
 use super::attr::*;
-use super::schema::{due_index, DueIndex};
+use super::schema::{due_index, DueIndex, EXPIRY_INDEX, REMINDER_INDEX};
 use crate::keys;
 
 pub(crate) const SHOP: &str = "shop";
@@ -52,6 +58,42 @@ pub(crate) fn due_attributes(
     ]
 }
 
+/// The account item as a write leaves it (at `expected_version + 1`): every
+/// attribute a creation puts, and an update sets to the same values.
+pub(crate) fn account_item(shop: &ShopId, write: &AccountWrite) -> Result<Item, StoreError> {
+    let account = &write.account;
+    let pk = keys::account_key(shop, &account.customer);
+    let mut item = key(&pk, keys::ACCOUNT_SK);
+    item.insert(ENTITY_TYPE.into(), s("ACCOUNT"));
+    item.insert(SHOP.into(), s(shop.as_str()));
+    item.insert(CUSTOMER.into(), s(account.customer.as_str()));
+    item.insert(CURRENCY.into(), s(account.currency.code()));
+    item.insert(VERSION.into(), n_u64(write.expected_version + 1));
+    for (name, value) in [
+        (AVAILABLE, account.available.amount()),
+        (PENDING, account.pending.amount()),
+        (DEBT, account.debt.amount()),
+        (HELD, account.held().amount()),
+        (LIFETIME_ISSUED, account.lifetime_issued.amount()),
+        (LIFETIME_USED, account.lifetime_used.amount()),
+    ] {
+        item.insert(name.into(), n_decimal(value));
+    }
+    let dues = [
+        (REMINDER_INDEX, write.reminder_due_at),
+        (EXPIRY_INDEX, write.expiry_due_at()),
+    ];
+    for (index, due) in dues {
+        if let Some(at) = due {
+            for (name, value) in due_attributes(index, &pk, at) {
+                item.insert(name.into(), s(value));
+            }
+        }
+    }
+    item.insert(DOC.into(), to_doc(account)?);
+    Ok(item)
+}
+
 pub(crate) fn version_of(item: &Item) -> Result<u64, StoreError> {
     get_u64(item, VERSION).map(|v| v.unwrap_or(0))
 }
@@ -77,9 +119,247 @@ pub(crate) fn decode_account(item: &Item) -> Result<Versioned<Account>, StoreErr
     })
 }
 
-pub(crate) fn decode_order(item: &Item) -> Result<Versioned<OrderRecord>, StoreError> {
+/// The order's lines, kept in their own item (written once) as rows
+/// `[line id, units, merchandise, eligible]` in the record's currency.
+#[derive(Serialize, Deserialize)]
+struct LineRow(LineId, u32, String, String);
+
+/// A refund on the order's state item: `[refund id, lines or null, amount
+/// or null]`, the lines as `[line id, units]`.
+#[derive(Serialize, Deserialize)]
+struct RefundRow(RefundId, Option<Vec<(LineId, u32)>>, Option<String>);
+
+pub(crate) const REFUNDS: &str = "refunds";
+pub(crate) const LINE_COUNT: &str = "line_count";
+/// Once-only markers of the emails the order's events recorded (see
+/// `write::notice_on_order`): short hashes of their keys, a string set.
+pub(crate) const NOTIFIED: &str = "notified";
+
+fn money_text(money: &Money) -> String {
+    money.amount().normalize().to_string()
+}
+
+fn parse_money(item: &Item, text: &str, currency: Currency) -> Result<Money, StoreError> {
+    Decimal::from_str_exact(text)
+        .ok()
+        .and_then(|d| Money::new(d, currency).ok())
+        .ok_or_else(|| corrupt(item, format!("amount {text:?}")))
+}
+
+/// The LINES item's `doc`: the record's lines as compact rows.
+pub(crate) fn encode_lines(record: &OrderRecord) -> Result<AttributeValue, StoreError> {
+    let rows: Vec<LineRow> = record
+        .lines
+        .iter()
+        .map(|l| {
+            LineRow(
+                l.line_id.clone(),
+                l.quantity,
+                money_text(&l.merchandise),
+                money_text(&l.eligible),
+            )
+        })
+        .collect();
+    to_doc(&rows)
+}
+
+fn decode_lines(item: &Item, currency: Currency) -> Result<Vec<LineValue>, StoreError> {
+    let rows: Vec<LineRow> = get_doc(item)?;
+    rows.into_iter()
+        .map(|LineRow(line_id, quantity, merchandise, eligible)| {
+            Ok(LineValue {
+                line_id,
+                quantity,
+                merchandise: parse_money(item, &merchandise, currency)?,
+                eligible: parse_money(item, &eligible, currency)?,
+            })
+        })
+        .collect()
+}
+
+/// The state item's `refunds`: each refund as a compact row.
+pub(crate) fn encode_refunds(record: &OrderRecord) -> Result<AttributeValue, StoreError> {
+    let rows: Vec<RefundRow> = record
+        .refunds
+        .iter()
+        .map(|refund| {
+            let lines = |lines: &[RefundedLine]| {
+                Some(
+                    lines
+                        .iter()
+                        .map(|l| (l.line_id.clone(), l.quantity))
+                        .collect(),
+                )
+            };
+            let (lines, amount) = match &refund.basis {
+                RefundBasis::Lines { lines: l } => (lines(l), None),
+                RefundBasis::Amount { amount } => (None, Some(money_text(amount))),
+                RefundBasis::LinesAndAmount { lines: l, amount } => {
+                    (lines(l), Some(money_text(amount)))
+                }
+            };
+            RefundRow(refund.refund_id.clone(), lines, amount)
+        })
+        .collect();
+    serde_json::to_string(&rows)
+        .map(AttributeValue::S)
+        .map_err(|e| StoreError::Other(format!("cannot encode refunds: {e}")))
+}
+
+fn decode_refunds(
+    item: &Item,
+    text: &str,
+    currency: Currency,
+) -> Result<Vec<RecordedRefund>, StoreError> {
+    let rows: Vec<RefundRow> = serde_json::from_str(text)
+        .map_err(|e| corrupt(item, format!("refunds do not decode: {e}")))?;
+    rows.into_iter()
+        .map(|RefundRow(refund_id, lines, amount)| {
+            let lines = lines.map(|lines| {
+                lines
+                    .into_iter()
+                    .map(|(line_id, quantity)| RefundedLine { line_id, quantity })
+                    .collect()
+            });
+            let amount = amount
+                .map(|a| parse_money(item, &a, currency))
+                .transpose()?;
+            let basis = match (lines, amount) {
+                (Some(lines), None) => RefundBasis::Lines { lines },
+                (None, Some(amount)) => RefundBasis::Amount { amount },
+                (Some(lines), Some(amount)) => RefundBasis::LinesAndAmount { lines, amount },
+                (None, None) => {
+                    return Err(corrupt(item, "a refund with neither lines nor amount"))
+                }
+            };
+            Ok(RecordedRefund { refund_id, basis })
+        })
+        .collect()
+}
+
+/// The record's figures that have no default: left out of the state doc
+/// when zero, given back as zero when read.
+const ORDER_FIGURES: [&str; 6] = [
+    "pending",
+    "clawed_back",
+    "redeemed",
+    "shortfall",
+    "restored",
+    "spend_counted",
+];
+
+/// Every amount in the record's currency loses its `currency` (an object
+/// holding only `amount` gets it back when read).
+fn drop_currency(value: &mut serde_json::Value, currency: &str) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let is_money = map.len() == 2
+                && map.contains_key("amount")
+                && map.get("currency").and_then(|c| c.as_str()) == Some(currency);
+            if is_money {
+                map.remove("currency");
+            } else {
+                map.values_mut().for_each(|v| drop_currency(v, currency));
+            }
+        }
+        serde_json::Value::Array(items) => {
+            items.iter_mut().for_each(|v| drop_currency(v, currency));
+        }
+        _ => {}
+    }
+}
+
+fn add_currency(value: &mut serde_json::Value, currency: &str) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if map.len() == 1 && map.contains_key("amount") {
+                map.insert("currency".into(), currency.into());
+            } else {
+                map.values_mut().for_each(|v| add_currency(v, currency));
+            }
+        }
+        serde_json::Value::Array(items) => {
+            items.iter_mut().for_each(|v| add_currency(v, currency));
+        }
+        _ => {}
+    }
+}
+
+/// The order's state as its item's `doc`: the record without its lines
+/// (their own item) and refunds (compact, in `refunds`), written small so
+/// the item stays under 1 KB: fields at their default (none, false, empty,
+/// a zero figure) are left out, and amounts carry no currency (the
+/// record's own, given back when read).
+pub(crate) fn order_state_doc(record: &OrderRecord) -> Result<AttributeValue, StoreError> {
+    let mut state = record.clone();
+    state.lines = Vec::new();
+    state.refunds = Vec::new();
+    let encode_error =
+        |e: serde_json::Error| StoreError::Other(format!("cannot encode order: {e}"));
+    let mut value = serde_json::to_value(&state).map_err(encode_error)?;
+    if let serde_json::Value::Object(map) = &mut value {
+        let zero = serde_json::to_value(Money::zero(record.currency)).map_err(encode_error)?;
+        map.retain(|name, field| {
+            let default = match field {
+                serde_json::Value::Null => true,
+                serde_json::Value::Bool(b) => !*b,
+                serde_json::Value::Array(items) => items.is_empty(),
+                _ => ORDER_FIGURES.contains(&name.as_str()) && *field == zero,
+            };
+            !default
+        });
+    }
+    drop_currency(&mut value, record.currency.code());
+    serde_json::to_string(&value)
+        .map(AttributeValue::S)
+        .map_err(encode_error)
+}
+
+/// The record in a state item's `doc`, as `order_state_doc` wrote it (or
+/// whole, as written before it was made small).
+fn decode_order_state(item: &Item) -> Result<OrderRecord, StoreError> {
+    let raw = require_s(item, DOC)?;
+    let bad = |e: serde_json::Error| corrupt(item, format!("doc does not decode: {e}"));
+    let mut value: serde_json::Value = serde_json::from_str(raw).map_err(bad)?;
+    let currency = value
+        .get("currency")
+        .and_then(|c| c.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| corrupt(item, "order without a currency"))?;
+    add_currency(&mut value, &currency);
+    let zero = Currency::parse(&currency)
+        .ok()
+        .and_then(|c| serde_json::to_value(Money::zero(c)).ok())
+        .ok_or_else(|| corrupt(item, format!("currency {currency:?}")))?;
+    if let serde_json::Value::Object(map) = &mut value {
+        for name in ORDER_FIGURES {
+            map.entry(name).or_insert_with(|| zero.clone());
+        }
+    }
+    serde_json::from_value(value).map_err(bad)
+}
+
+/// The order from its state item and, when it has lines, its LINES item.
+/// An item written before the lines moved out keeps them (and its
+/// refunds) in its doc, which still reads.
+pub(crate) fn decode_order(
+    item: &Item,
+    lines: Option<&Item>,
+) -> Result<Versioned<OrderRecord>, StoreError> {
+    let mut record = decode_order_state(item)?;
+    if let Some(text) = get_s(item, REFUNDS) {
+        record.refunds = decode_refunds(item, text, record.currency)?;
+    }
+    let expected = get_u64(item, LINE_COUNT)?.unwrap_or(0);
+    if record.lines.is_empty() && expected > 0 {
+        let lines_item = lines.ok_or_else(|| corrupt(item, "the order's lines are missing"))?;
+        record.lines = decode_lines(lines_item, record.currency)?;
+        if record.lines.len() as u64 != expected {
+            return Err(corrupt(item, "the order's lines do not match their count"));
+        }
+    }
     Ok(Versioned {
-        value: get_doc(item)?,
+        value: record,
         version: version_of(item)?,
     })
 }

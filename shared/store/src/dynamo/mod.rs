@@ -21,6 +21,7 @@ mod items;
 mod read;
 mod requests;
 pub mod schema;
+pub mod size;
 pub mod stream;
 mod write;
 
@@ -45,7 +46,33 @@ use errors::{conditional, from_sdk, Conditional};
 use items::*;
 use requests::RequestCounter;
 
-pub use write::MAX_TRANSACTION_ITEMS;
+pub use write::{transaction_keys, MAX_TRANSACTION_ITEMS};
+
+/// The account item this adapter stores for `write` (what a creation puts
+/// and an update leaves), for measuring it ([`size::item_size`]).
+pub fn encode_account(
+    shop: &ShopId,
+    write: &AccountWrite,
+) -> Result<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>, StoreError> {
+    items::account_item(shop, write)
+}
+
+/// The order items this adapter stores for `write`: its state item (as the
+/// write leaves it, before any email markers) and, when the write is the
+/// one that puts them, its lines item. For measuring them.
+#[allow(clippy::type_complexity)]
+pub fn encode_order(
+    shop: &ShopId,
+    write: &OrderWrite,
+) -> Result<
+    (
+        HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+        Option<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
+    ),
+    StoreError,
+> {
+    write::order_item_set(shop, write)
+}
 
 /// The environment variable naming the table (set by template.yaml).
 pub const TABLE_ENV: &str = "CASHBACK_TABLE";

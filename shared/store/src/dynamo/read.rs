@@ -7,7 +7,7 @@
 //! at most 100 keys (and 16 MB): a larger request is split, which no use
 //! case does. DynamoDB may hand back some keys as `UnprocessedKeys`; with
 //! on-demand capacity and small items that only happens under throttling,
-//! so they are asked for again after an exponential, jittered pause, and
+//! so they are asked for again after an exponential, fully jittered pause, and
 //! after a few attempts the read is `Unavailable`.
 
 use std::collections::HashMap;
@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{KeysAndAttributes, ReturnConsumedCapacity};
 
+use cashback_app::retry::Backoff;
 use cashback_app::store::{ReadRequest, ReadResult, StoreError, UsageKey};
 use cashback_core::ids::{Code, CustomerId, Email, ProductId, ShopId};
 
@@ -33,6 +34,7 @@ const MAX_ATTEMPTS: u32 = 6;
 #[derive(Debug, Clone)]
 enum Target {
     Order,
+    OrderLines,
     Account(CustomerId),
     Coupon(Code),
     CouponUse(Code, UsageKey),
@@ -49,6 +51,14 @@ fn targets(shop: &ShopId, request: &ReadRequest) -> Vec<((String, String), Targe
         wanted.push((
             (keys::order_key(shop, order), keys::ORDER_SK.to_string()),
             Target::Order,
+        ));
+        // In the same request: a refund by line or a later earn needs them.
+        wanted.push((
+            (
+                keys::order_key(shop, order),
+                keys::ORDER_LINES_SK.to_string(),
+            ),
+            Target::OrderLines,
         ));
     }
     for customer in &request.accounts {
@@ -142,6 +152,7 @@ impl DynamoStore {
             }
             entry.push(target);
         }
+        let (mut order_state, mut order_lines) = (None, None);
         for chunk in order.chunks(MAX_BATCH_KEYS) {
             let keys = chunk.iter().map(|(pk, sk)| key(pk, sk)).collect();
             for item in self.batch_get(keys).await? {
@@ -150,9 +161,17 @@ impl DynamoStore {
                     require_s(&item, SK)?.to_string(),
                 );
                 for target in by_key.get(&found).into_iter().flatten() {
-                    apply(&mut result, target, &item)?;
+                    match target {
+                        Target::Order => order_state = Some(item.clone()),
+                        Target::OrderLines => order_lines = Some(item.clone()),
+                        _ => apply(&mut result, target, &item)?,
+                    }
                 }
             }
+        }
+        if let Some(state) = &order_state {
+            result.order = Some(decode_order(state, order_lines.as_ref())?);
+            result.order_lines_stored = order_lines.is_some();
         }
         Ok(result)
     }
@@ -206,17 +225,23 @@ impl DynamoStore {
     }
 }
 
-/// 50 ms, 100 ms, 200 ms ... with up to half again of random jitter, so
-/// readers throttled together do not come back together.
+/// A random pause up to 50 ms, 100 ms, 200 ms ... (full jitter, the use
+/// cases' backoff), so readers throttled together do not come back
+/// together. Attempts are counted here, not timed: the use case's budget
+/// times the whole read.
 pub(crate) fn backoff(attempt: u32) -> Duration {
-    let base = 25u64 << attempt.min(8);
-    let jitter = rand::random_range(0..=base / 2);
-    Duration::from_millis(base + jitter)
+    const UNPROCESSED: Backoff = Backoff {
+        base: Duration::from_millis(50),
+        cap: Duration::from_secs(1),
+        budget: Duration::ZERO,
+    };
+    UNPROCESSED.pause(attempt)
 }
 
 fn apply(result: &mut ReadResult, target: &Target, item: &Item) -> Result<(), StoreError> {
     match target {
-        Target::Order => result.order = Some(decode_order(item)?),
+        // Decoded together, once both are in (see `batch_read`).
+        Target::Order | Target::OrderLines => {}
         Target::Account(customer) => {
             result
                 .accounts

@@ -23,8 +23,8 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::types::{
-    CancellationReason, Put, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, Update,
+    AttributeValue, CancellationReason, Put, ReturnConsumedCapacity,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
@@ -63,6 +63,7 @@ enum Role {
     },
     Order {
         order: OrderId,
+        expected: u64,
     },
     CouponCount {
         code: Code,
@@ -174,30 +175,7 @@ fn account_items(
     };
 
     if write.expected_version == 0 {
-        let mut item = key(&pk, keys::ACCOUNT_SK);
-        item.insert(ENTITY_TYPE.into(), s("ACCOUNT"));
-        item.insert(SHOP.into(), s(shop.as_str()));
-        item.insert(CUSTOMER.into(), s(customer.as_str()));
-        item.insert(CURRENCY.into(), s(account.currency.code()));
-        item.insert(VERSION.into(), n_u64(1));
-        for (name, value) in [
-            (AVAILABLE, account.available.amount()),
-            (PENDING, account.pending.amount()),
-            (DEBT, account.debt.amount()),
-            (HELD, held),
-            (LIFETIME_ISSUED, account.lifetime_issued.amount()),
-            (LIFETIME_USED, account.lifetime_used.amount()),
-        ] {
-            item.insert(name.into(), n_decimal(value));
-        }
-        for (index, due) in dues {
-            if let Some(at) = due {
-                for (name, value) in due_attributes(index, &pk, at) {
-                    item.insert(name.into(), s(value));
-                }
-            }
-        }
-        item.insert(DOC.into(), to_doc(account)?);
+        let item = account_item(shop, write)?;
         let mut expr = Expr::default();
         let mut condition = create_only(&mut expr);
         if refused {
@@ -354,12 +332,104 @@ fn account_items(
     Ok(())
 }
 
-fn order_item(
+/// Whether a notification's once-only key is carried on the order item
+/// rather than an item of its own: the keys of an order's emails name the
+/// order (`earned:{customer}:{order}`, `ready:...`, `clawback:...:{order}:{n}`)
+/// and are only ever recorded with a write of that order, so its item is
+/// where a later write of the same key finds them.
+fn notice_on_order(key: &str, order: &OrderId) -> bool {
+    key.split(':').nth(2) == Some(order.as_str())
+}
+
+/// A short, stable name for a once-only key on the order item: 16 hex
+/// digits of its SHA-256 (a string set of these stays small).
+fn marker(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(key.as_bytes())[..8])
+}
+
+/// The order's state item (an Update: it keeps the notification markers
+/// already on it) and, the first time the record has lines, the lines
+/// item. The state's condition is the event's guard: the version read, and
+/// none of the order's email keys recorded yet.
+fn order_items(
     table: &str,
     shop: &ShopId,
     write: &OrderWrite,
+    notified: &[&String],
     plan: &mut Plan,
 ) -> Result<(), StoreError> {
+    let record = &write.record;
+    let (state, lines) = order_item_set(shop, write)?;
+    let mut expr = Expr::default();
+    let mut set = Vec::new();
+    let mut attributes: Vec<(&String, &AttributeValue)> = state
+        .iter()
+        .filter(|(name, _)| name.as_str() != PK && name.as_str() != SK)
+        .collect();
+    attributes.sort_by(|a, b| a.0.cmp(b.0));
+    for (n, (name, value)) in attributes.into_iter().enumerate() {
+        let placeholder = expr.name(name);
+        let value = expr.value(&format!("a{n}"), value.clone());
+        set.push(format!("{placeholder} = {value}"));
+    }
+    // What the item had and the write leaves out goes: no refunds, or
+    // nothing pending (out of the release index).
+    let remove: Vec<String> = [REFUNDS, RELEASE_INDEX.pk, RELEASE_INDEX.sk]
+        .into_iter()
+        .filter(|name| !state.contains_key(*name))
+        .map(|name| expr.name(name))
+        .collect();
+    let mut expression = format!("SET {}", set.join(", "));
+    if !remove.is_empty() {
+        expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+    }
+    let mut condition = if write.expected_version == 0 {
+        create_only(&mut expr)
+    } else {
+        format!(
+            "{} = {}",
+            expr.name(VERSION),
+            expr.value("expected", n_u64(write.expected_version))
+        )
+    };
+    let markers: Vec<String> = notified.iter().map(|key| marker(key)).collect();
+    if !markers.is_empty() {
+        let attribute = expr.name(NOTIFIED);
+        for (n, m) in markers.iter().enumerate() {
+            let value = expr.value(&format!("m{n}"), s(m.clone()));
+            condition.push_str(&format!(" AND NOT contains({attribute}, {value})"));
+        }
+        let all = expr.value("markers", AttributeValue::Ss(markers));
+        expression.push_str(&format!(" ADD {attribute} {all}"));
+    }
+    plan.push(
+        update(
+            table,
+            key(keys::order_key(shop, &record.order_id), keys::ORDER_SK),
+            expression,
+            Some(condition),
+            &expr,
+        )?,
+        Role::Order {
+            order: record.order_id.clone(),
+            expected: write.expected_version,
+        },
+    );
+    if let Some(item) = lines {
+        plan.push(put(table, item, None, &Expr::default())?, Role::Plain);
+    }
+    Ok(())
+}
+
+/// The order's state item as a write leaves it (without the email markers
+/// it keeps), and its lines item when this write is the one to put it:
+/// the first time the record has lines. The lines are the order's as first
+/// seen, so no later write touches them.
+pub(crate) fn order_item_set(
+    shop: &ShopId,
+    write: &OrderWrite,
+) -> Result<(Item, Option<Item>), StoreError> {
     let record = &write.record;
     let pk = keys::order_key(shop, &record.order_id);
     let mut item = key(&pk, keys::ORDER_SK);
@@ -370,31 +440,25 @@ fn order_item(
         item.insert(CUSTOMER.into(), s(customer.as_str()));
     }
     item.insert(VERSION.into(), n_u64(write.expected_version + 1));
-    // A Put replaces the whole item: leaving the index attributes out when
-    // nothing is pending takes the order out of the release index.
+    item.insert(LINE_COUNT.into(), n_u64(record.lines.len() as u64));
+    if !record.refunds.is_empty() {
+        item.insert(REFUNDS.into(), encode_refunds(record)?);
+    }
     if let Some(at) = write.release_due_at() {
         for (name, value) in due_attributes(RELEASE_INDEX, &pk, at) {
             item.insert(name.into(), s(value));
         }
     }
-    item.insert(DOC.into(), to_doc(record)?);
-    let mut expr = Expr::default();
-    let condition = if write.expected_version == 0 {
-        create_only(&mut expr)
-    } else {
-        format!(
-            "{} = {}",
-            expr.name(VERSION),
-            expr.value("expected", n_u64(write.expected_version))
-        )
-    };
-    plan.push(
-        put(table, item, Some(&condition), &expr)?,
-        Role::Order {
-            order: record.order_id.clone(),
-        },
-    );
-    Ok(())
+    item.insert(DOC.into(), order_state_doc(record)?);
+    let lines = (!write.lines_stored && !record.lines.is_empty())
+        .then(|| -> Result<Item, StoreError> {
+            let mut lines = key(&pk, keys::ORDER_LINES_SK);
+            lines.insert(ENTITY_TYPE.into(), s("ORDER_LINES"));
+            lines.insert(DOC.into(), encode_lines(record)?);
+            Ok(lines)
+        })
+        .transpose()?;
+    Ok((item, lines))
 }
 
 /// One counter item's change: the net delta of every change to it in this
@@ -523,6 +587,15 @@ fn plan(
     let mut notifications: Vec<&String> = writes.notifications.iter().collect();
     notifications.sort();
     notifications.dedup();
+    // The order's own emails are marked on the order item (see
+    // `notice_on_order`); the others get a marker item each.
+    let (on_order, notifications): (Vec<&String>, Vec<&String>) =
+        notifications.into_iter().partition(|key| {
+            writes
+                .order
+                .as_ref()
+                .is_some_and(|o| notice_on_order(key, &o.record.order_id))
+        });
     for notification in notifications {
         let mut item = key(
             keys::notification_key(shop, notification),
@@ -550,8 +623,15 @@ fn plan(
         }
         account_items(table, shop, write, &mut plan)?;
         if let Some(email) = &write.account.email {
-            // The latest account to use an address owns it (last one wins).
-            email_owners.insert(keys::email_key(shop, email), write.account.customer.clone());
+            // The latest account to take an address owns it (last one wins);
+            // an account written with the email it was read with leaves its
+            // owner item alone.
+            if !writes
+                .accounts_read
+                .email_unchanged(&write.account, write.expected_version)
+            {
+                email_owners.insert(keys::email_key(shop, email), write.account.customer.clone());
+            }
         }
     }
     for (pk, customer) in email_owners {
@@ -561,7 +641,7 @@ fn plan(
         plan.push(put(table, item, None, &Expr::default())?, Role::Plain);
     }
     if let Some(order) = &writes.order {
-        order_item(table, shop, order, &mut plan)?;
+        order_items(table, shop, order, &on_order, &mut plan)?;
     }
     coupon_items(table, shop, &writes.coupon_uses, &mut plan)?;
     account_index_items(table, shop, writes, &mut plan)?;
@@ -595,6 +675,17 @@ fn interpret(reasons: &[CancellationReason], roles: &[Role]) -> Cancelled {
     if failed(|r| matches!(r, Role::Notification)).is_some() {
         return Cancelled::Outcome(WriteOutcome::Duplicate { response: None });
     }
+    // The order item at the version expected refused only for an email
+    // marker it already carries: a duplicate, as a marker item's would be.
+    let order_duplicate = reasons.iter().zip(roles).any(|(reason, role)| match role {
+        Role::Order { expected, .. } if is_condition_failed(reason) => reason
+            .item()
+            .is_some_and(|old| *expected > 0 && version_of(old).ok() == Some(*expected)),
+        _ => false,
+    });
+    if order_duplicate {
+        return Cancelled::Outcome(WriteOutcome::Duplicate { response: None });
+    }
     if let Some((reason, role)) = failed(|_| true) {
         let error = match role {
             Role::Account { customer, expected } => {
@@ -613,7 +704,7 @@ fn interpret(reasons: &[CancellationReason], roles: &[Role]) -> Cancelled {
             Role::LedgerEntry { entry_id } => {
                 StoreError::Conflict(format!("ledger entry {entry_id}"))
             }
-            Role::Order { order } => StoreError::Conflict(format!("order {order}")),
+            Role::Order { order, .. } => StoreError::Conflict(format!("order {order}")),
             Role::CouponCount { code } => StoreError::CouponLimit(code.clone()),
             Role::Guard | Role::Notification | Role::Plain => {
                 StoreError::Other("an unconditional item failed its condition".into())
@@ -718,4 +809,33 @@ impl DynamoStore {
             .await?;
         Ok(item.and_then(|i| get_s(&i, RESPONSE).map(str::to_string)))
     }
+}
+
+/// The keys of the items the transaction for `writes` would touch, as this
+/// adapter lays them out: what a model of DynamoDB's item-level conflicts
+/// (two transactions on one item at once: the later one is cancelled)
+/// needs to know of a write, without sending it.
+pub fn transaction_keys(
+    shop: &ShopId,
+    writes: &WriteSet,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let plan = plan("model", shop, writes, Utc::now())?;
+    let key_of = |item: &Item| {
+        let text = |name: &str| match item.get(name) {
+            Some(aws_sdk_dynamodb::types::AttributeValue::S(value)) => value.clone(),
+            _ => String::new(),
+        };
+        (text(PK), text(SK))
+    };
+    Ok(plan
+        .items
+        .iter()
+        .filter_map(|item| {
+            item.put()
+                .map(|put| key_of(put.item()))
+                .or_else(|| item.update().map(|update| key_of(update.key())))
+                .or_else(|| item.condition_check().map(|check| key_of(check.key())))
+                .or_else(|| item.delete().map(|delete| key_of(delete.key())))
+        })
+        .collect())
 }

@@ -36,6 +36,8 @@ conformance!(
     a_negative_balance_is_refused_by_the_store_itself,
     a_guard_lets_a_write_happen_once_and_returns_the_first_response,
     a_notification_is_recorded_once,
+    an_orders_email_is_recorded_once_with_the_order,
+    an_email_owner_moves_only_when_an_account_takes_the_address,
     the_ledger_pages_newest_first_to_the_end,
     a_code_belongs_to_one_account_and_stays_its_owners_when_regenerated,
     coupons_are_unique_versioned_and_listed_in_pages,

@@ -811,6 +811,7 @@ async fn due_releases_page_within_one_bucket_and_shard_and_leave_when_released()
                     order: Some(OrderWrite {
                         record,
                         expected_version: 0,
+                        lines_stored: false,
                     }),
                     ..WriteSet::default()
                 },
@@ -864,6 +865,7 @@ async fn due_releases_page_within_one_bucket_and_shard_and_leave_when_released()
                 order: Some(OrderWrite {
                     record: order.value,
                     expected_version: order.version,
+                    lines_stored: false,
                 }),
                 ..WriteSet::default()
             },
@@ -938,6 +940,7 @@ async fn a_read_is_one_batch_get_and_a_write_one_transaction() {
                 order: Some(OrderWrite {
                     record: OrderRecord::new(OrderId::parse("o").unwrap(), Currency::USD),
                     expected_version: 0,
+                    lines_stored: false,
                 }),
                 coupon_uses: vec![CouponUseChange {
                     code: code("c"),
@@ -1219,4 +1222,140 @@ async fn fifty_parallel_deliveries_of_one_event_commit_once() {
     let account = read_account(&store, "ann").await.unwrap();
     assert_eq!(account.value.available, usd("1.00"));
     assert_eq!(account.version, 1);
+}
+
+// ------------------------------------------------------------ order items
+
+/// An order with two lines, a refund and pending cashback, as a record.
+fn order_with_history() -> OrderRecord {
+    use cashback_core::earn::LineValue;
+    use cashback_core::order::{RefundBasis, RefundedLine};
+    use cashback_core::orders::RecordedRefund;
+    let mut record = OrderRecord::new(OrderId::parse("legacy-1").unwrap(), Currency::USD);
+    record.customer = Some(customer("ann"));
+    record.lines = ["l-1", "l-2"]
+        .into_iter()
+        .map(|id| LineValue {
+            line_id: LineId::parse(id).unwrap(),
+            quantity: 2,
+            merchandise: usd("20.00"),
+            eligible: usd("20.00"),
+        })
+        .collect();
+    record.total = Some(usd("40.00"));
+    record.seen_paid = true;
+    record.pending = usd("3.00");
+    record.clawed_back = usd("1.00");
+    record.release_at = Some(t0() + Duration::days(30));
+    record.refunds = vec![
+        RecordedRefund {
+            refund_id: RefundId::parse("r-1").unwrap(),
+            basis: RefundBasis::Lines {
+                lines: vec![RefundedLine {
+                    line_id: LineId::parse("l-1").unwrap(),
+                    quantity: 1,
+                }],
+            },
+        },
+        RecordedRefund {
+            refund_id: RefundId::parse("r-2").unwrap(),
+            basis: RefundBasis::Amount {
+                amount: usd("0.50"),
+            },
+        },
+    ];
+    record
+}
+
+async fn read_order(store: &DynamoStore, id: &str) -> ReadResult {
+    store
+        .read(&shop(), &ReadRequest::order(OrderId::parse(id).unwrap()))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_order_item_of_the_old_layout_reads_and_its_next_write_moves_its_lines_out() {
+    let store = store_or_skip!("legacy_order_item");
+    let record = order_with_history();
+    let pk = keys::order_key(&shop(), &record.order_id);
+    // As written before the lines had an item of their own: all in the doc.
+    store
+        .client()
+        .put_item()
+        .table_name(store.table_name())
+        .item("pk", AttributeValue::S(pk.clone()))
+        .item("sk", AttributeValue::S(keys::ORDER_SK.into()))
+        .item("entity_type", AttributeValue::S("ORDER".into()))
+        .item("version", AttributeValue::N("3".into()))
+        .item(
+            "doc",
+            AttributeValue::S(serde_json::to_string(&record).unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let read = read_order(&store, "legacy-1").await;
+    assert!(!read.order_lines_stored, "no lines item yet");
+    let order = read.order.unwrap();
+    assert_eq!((&order.value, order.version), (&record, 3));
+
+    let outcome = store
+        .write(
+            &shop(),
+            WriteSet {
+                order: Some(OrderWrite::of(order, read.order_lines_stored)),
+                ..WriteSet::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, WriteOutcome::Committed);
+    let state = raw_item(&store, &pk, keys::ORDER_SK).await.unwrap();
+    let lines = raw_item(&store, &pk, keys::ORDER_LINES_SK).await;
+    assert!(lines.is_some(), "the lines moved to their own item");
+    let doc = match state.get("doc") {
+        Some(AttributeValue::S(doc)) => doc.clone(),
+        other => panic!("doc: {other:?}"),
+    };
+    assert!(!doc.contains("l-2") && !doc.contains("r-1"), "{doc}");
+    assert_eq!(n(&state, "line_count"), "2");
+
+    let read = read_order(&store, "legacy-1").await;
+    assert!(read.order_lines_stored);
+    let order = read.order.unwrap();
+    assert_eq!((&order.value, order.version), (&record, 4));
+}
+
+#[tokio::test]
+async fn an_orders_lines_are_written_once_and_its_state_carries_the_rest() {
+    let store = store_or_skip!("order_lines_once");
+    let mut record = order_with_history();
+    record.order_id = OrderId::parse("o-9").unwrap();
+    let pk = keys::order_key(&shop(), &record.order_id);
+    let write = |record: OrderRecord, version: u64, stored: bool| WriteSet {
+        order: Some(OrderWrite {
+            record,
+            expected_version: version,
+            lines_stored: stored,
+        }),
+        ..WriteSet::default()
+    };
+    store
+        .write(&shop(), write(record.clone(), 0, false))
+        .await
+        .unwrap();
+    // Later writes leave the lines item alone: a changed copy of the lines
+    // in the record (which never happens) would not reach it.
+    let mut later = record.clone();
+    later.lines[0].quantity = 99;
+    later.released = true;
+    store.write(&shop(), write(later, 1, true)).await.unwrap();
+    let read = read_order(&store, "o-9").await;
+    let order = read.order.unwrap().value;
+    assert_eq!(order.lines, record.lines, "the lines as first written");
+    assert!(order.released);
+    assert_eq!(order.refunds, record.refunds);
+    let state = raw_item(&store, &pk, keys::ORDER_SK).await.unwrap();
+    assert!(cashback_store::dynamo::size::item_size(&state) < 1024);
 }

@@ -185,6 +185,7 @@ async fn deliver(store: &dyn Store, program: &Program, event: &OrderEvent) {
                 order: Some(OrderWrite {
                     record: record.value,
                     expected_version: record.version,
+                    lines_stored: false,
                 }),
                 ..WriteSet::default()
             },
@@ -236,6 +237,7 @@ async fn release(store: &dyn Store, program: &Program, days: i64) {
                     order: Some(OrderWrite {
                         record: record.value,
                         expected_version: record.version,
+                        lines_stored: false,
                     }),
                     ..WriteSet::default()
                 },

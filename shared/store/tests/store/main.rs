@@ -3,6 +3,8 @@
 //! and random order histories (on moto when `MOTO_ENDPOINT` is set, see
 //! `cashback_test_support::moto`). `cargo test -p cashback-store --test
 //! store histories::` runs one file.
+mod bounded;
+mod budget;
 mod cases;
 
 mod changes;

@@ -182,6 +182,7 @@ pub(crate) async fn apply_through(
                 order: Some(OrderWrite {
                     record: order.value,
                     expected_version: order.version,
+                    lines_stored: false,
                 }),
                 ..WriteSet::default()
             },
@@ -277,6 +278,7 @@ pub async fn a_stale_version_is_a_conflict_and_writes_nothing(store: &dyn Store)
                 order: Some(OrderWrite {
                     record: OrderRecord::new(OrderId::parse("o-1").unwrap(), Currency::USD),
                     expected_version: 0,
+                    lines_stored: false,
                 }),
                 guard: Some(Guard {
                     key: "g-1".into(),
@@ -459,6 +461,116 @@ pub async fn a_notification_is_recorded_once(store: &dyn Store) {
         store.write(&shop(), writes()).await.unwrap(),
         WriteOutcome::Duplicate { response: None }
     );
+}
+
+async fn order_version(store: &dyn Store, order: &OrderId) -> Option<u64> {
+    store
+        .read(&shop(), &ReadRequest::order(order.clone()))
+        .await
+        .unwrap()
+        .order
+        .map(|o| o.version)
+}
+
+async fn email_owner(store: &dyn Store, email: &Email) -> Option<CustomerId> {
+    store
+        .read(&shop(), &ReadRequest::email_owner(email))
+        .await
+        .unwrap()
+        .email_owners
+        .get(email)
+        .cloned()
+}
+
+/// An order's own emails are recorded with the order (the DynamoDB
+/// adapter marks them on the order item): a write repeating one is a
+/// duplicate that changes nothing, another key still commits.
+pub async fn an_orders_email_is_recorded_once_with_the_order(store: &dyn Store) {
+    let order_id = OrderId::parse("o-1").unwrap();
+    let write = |version: u64, key: &str| WriteSet {
+        order: Some(OrderWrite {
+            record: OrderRecord::new(order_id.clone(), Currency::USD),
+            expected_version: version,
+            lines_stored: false,
+        }),
+        notifications: vec![key.to_string()],
+        ..WriteSet::default()
+    };
+    assert_eq!(
+        store
+            .write(&shop(), write(0, "earned:ann:o-1"))
+            .await
+            .unwrap(),
+        WriteOutcome::Committed
+    );
+    assert_eq!(
+        store
+            .write(&shop(), write(1, "earned:ann:o-1"))
+            .await
+            .unwrap(),
+        WriteOutcome::Duplicate { response: None }
+    );
+    assert_eq!(
+        order_version(store, &order_id).await,
+        Some(1),
+        "nothing written"
+    );
+    assert_eq!(
+        store
+            .write(&shop(), write(1, "clawback:ann:o-1:1.00"))
+            .await
+            .unwrap(),
+        WriteOutcome::Committed
+    );
+    assert_eq!(order_version(store, &order_id).await, Some(2));
+}
+
+/// An address belongs to the account that last took it: an account
+/// written again with the email it was read with does not take it back.
+pub async fn an_email_owner_moves_only_when_an_account_takes_the_address(store: &dyn Store) {
+    let email = Email::parse("shared@example.com").unwrap();
+    let mut ann = new_account("ann");
+    ann.email = Some(email.clone());
+    store
+        .write(
+            &shop(),
+            WriteSet::account(AccountWrite::new(&program(), ann, 0)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(email_owner(store, &email).await, Some(customer("ann")));
+    let mut bob = new_account("bob");
+    bob.email = Some(email.clone());
+    store
+        .write(
+            &shop(),
+            WriteSet::account(AccountWrite::new(&program(), bob, 0)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        email_owner(store, &email).await,
+        Some(customer("bob")),
+        "bob took it"
+    );
+    // Ann written again, her email as read: bob keeps the address.
+    let read = read_account(store, "ann").await.unwrap();
+    let mut again = WriteSet::account(AccountWrite::of(&program(), read.clone()));
+    again.accounts_read = AccountsRead::one(&read);
+    store.write(&shop(), again).await.unwrap();
+    assert_eq!(email_owner(store, &email).await, Some(customer("bob")));
+    // Ann given the address again (read with another): she takes it back.
+    let mut read = read_account(store, "ann").await.unwrap();
+    let before = {
+        let mut before = read.clone();
+        before.value.email = Some(Email::parse("ann@example.com").unwrap());
+        before
+    };
+    read.value.email = Some(email.clone());
+    let mut taken = WriteSet::account(AccountWrite::of(&program(), read));
+    taken.accounts_read = AccountsRead::one(&before);
+    store.write(&shop(), taken).await.unwrap();
+    assert_eq!(email_owner(store, &email).await, Some(customer("ann")));
 }
 
 pub async fn the_ledger_pages_newest_first_to_the_end(store: &dyn Store) {
@@ -971,6 +1083,7 @@ pub async fn pending_orders_are_due_for_release_until_released(store: &dyn Store
                 order: Some(OrderWrite {
                     record: order.value,
                     expected_version: order.version,
+                    lines_stored: false,
                 }),
                 ..WriteSet::default()
             },
@@ -991,8 +1104,11 @@ pub async fn pending_orders_are_due_for_release_until_released(store: &dyn Store
     .await;
     assert_eq!(reminders.len(), 1);
     assert_eq!(reminders[0].customer, Some(customer("ann")));
-    // Its released balance expires in a year: the account is in the expiry index then.
-    let expiry_at = t0() + Duration::hours(1) + Duration::days(365);
+    // Its released balance expires in a year, at the end of that UTC day:
+    // the account is in the expiry index then.
+    let expiry_at =
+        cashback_core::ledger::Lot::expiry(&program, t0() + Duration::hours(1)).unwrap();
+    assert!(expiry_at >= t0() + Duration::hours(1) + Duration::days(365));
     let expiring = due_everywhere(store, DueKind::Expiry, expiry_at, expiry_at).await;
     assert_eq!(expiring.len(), 1);
 }
@@ -1120,6 +1236,7 @@ pub async fn reads_and_writes_are_one_round_trip_each(store: &dyn Store) {
                 order: Some(OrderWrite {
                     record: OrderRecord::new(OrderId::parse("o").unwrap(), Currency::USD),
                     expected_version: 0,
+                    lines_stored: false,
                 }),
                 notifications: vec!["n".into()],
                 ..WriteSet::default()

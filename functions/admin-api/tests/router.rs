@@ -383,7 +383,8 @@ async fn onboarding_shows_the_api_key_once_and_stores_its_hash() {
 
 #[tokio::test]
 async fn the_catalog_and_a_report_answer_over_http() {
-    let ctx = ctx().await;
+    let store = Arc::new(MemoryStore::new());
+    let ctx = seed(store.clone()).await;
     let imported = send(
         app(&ctx),
         request(
@@ -397,6 +398,8 @@ async fn the_catalog_and_a_report_answer_over_http() {
     assert_eq!(imported.status, StatusCode::OK, "{}", imported.json);
     assert_eq!(imported.json["imported"], 1);
     pay(&ctx, "o-1", "ann", "100.00").await;
+    // Reports lag the ledger: the aggregator reads the feed first.
+    cashback_test_support::reports::catch_up(&store).await;
     let today = chrono::Utc::now().date_naive();
     let uri = format!("{BASE}/reports?from={today}&to={today}");
     let report = send(app(&ctx), request("GET", &uri, None, &[])).await;

@@ -246,6 +246,7 @@ pub async fn play(app: &Router, local: &Local) -> Result<(), String> {
     }
     let now = local.clock.advance_to(Utc::now());
     run_job(&local.ctx, Job::Promote, now).await?;
+    local.catch_up_reports().await;
     Ok(())
 }
 
@@ -260,7 +261,8 @@ mod tests {
     use crate::clock::VirtualClock;
     use crate::server::app;
 
-    async fn played(store: Arc<dyn Store>, outbox: &std::path::Path) -> Local {
+    async fn played(memory: Arc<MemoryStore>, outbox: &std::path::Path) -> Local {
+        let store: Arc<dyn Store> = memory.clone();
         let clock = VirtualClock::starting_at(Utc::now() - Duration::days(HISTORY_DAYS));
         crate::seed::seed(store.as_ref(), clock.now())
             .await
@@ -271,6 +273,7 @@ mod tests {
             clock,
             outbox: outbox.to_path_buf(),
             store_name: "memory".into(),
+            reports: Some(memory),
         };
         play(&app(local.clone()), &local).await.unwrap();
         local
@@ -278,7 +281,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_demo_history_fills_the_last_month_of_the_reports_charts() {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let store = Arc::new(MemoryStore::new());
         let outbox =
             std::env::temp_dir().join(format!("cashback-local-history-{}", std::process::id()));
         let local = played(store.clone(), &outbox).await;

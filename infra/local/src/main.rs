@@ -182,9 +182,10 @@ async fn dynamo_store(args: &ServeArgs) -> Result<Arc<dyn Store>, String> {
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
     cashback_edge::telemetry::init();
-    let store: Arc<dyn Store> = match args.store {
-        StoreKind::Memory => Arc::new(MemoryStore::new()),
-        StoreKind::Dynamodb => dynamo_store(&args).await?,
+    let memory = (args.store == StoreKind::Memory).then(|| Arc::new(MemoryStore::new()));
+    let store: Arc<dyn Store> = match &memory {
+        Some(memory) => memory.clone(),
+        None => dynamo_store(&args).await?,
     };
     // The demo shop's history is played from eight weeks ago to now.
     let clock = VirtualClock::starting_at(Utc::now() - Duration::days(history::HISTORY_DAYS));
@@ -200,6 +201,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             StoreKind::Memory => "memory".into(),
             StoreKind::Dynamodb => format!("dynamodb:{}", args.table),
         },
+        reports: memory,
     };
     if args.jobs_every > 0 {
         spawn_job_timer(local.clone(), StdDuration::from_secs(args.jobs_every));
@@ -255,7 +257,8 @@ async fn seed_only(args: ServeArgs) -> Result<(), String> {
 async fn demo(outbox: PathBuf) -> Result<(), String> {
     // A fresh outbox each time, so the list printed is this story's.
     let _ = std::fs::remove_dir_all(&outbox);
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let memory = Arc::new(MemoryStore::new());
+    let store: Arc<dyn Store> = memory.clone();
     let clock = VirtualClock::new();
     seed::seed(store.as_ref(), clock.now())
         .await
@@ -266,6 +269,7 @@ async fn demo(outbox: PathBuf) -> Result<(), String> {
         clock,
         outbox: outbox.clone(),
         store_name: "memory".into(),
+        reports: Some(memory),
     };
     let router = app(local.clone());
     demo::play(&router, &local, &outbox).await.map(|_| ())

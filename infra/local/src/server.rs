@@ -12,8 +12,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -21,12 +22,13 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use cashback_app::jobs::promote::promote_due;
 use cashback_app::jobs::reminders::send_reminders;
 use cashback_app::jobs::{JobConfig, TokioClock};
 use cashback_app::Context;
+use cashback_store::MemoryStore;
 use order_webhook::secrets::{EnvAndSsm, FixedSecrets, SecretCache, SecretSource};
 use order_webhook::WebhookState;
 
@@ -39,6 +41,32 @@ pub struct Local {
     pub clock: Arc<VirtualClock>,
     pub outbox: PathBuf,
     pub store_name: String,
+    /// The in-memory store, whose change log the report aggregator sums
+    /// after every request, as the table's stream feeds it on AWS (None on
+    /// DynamoDB: reports there need the deployed aggregator).
+    pub reports: Option<Arc<MemoryStore>>,
+}
+
+impl Local {
+    /// Sums the changes logged since the last call into the report items.
+    pub async fn catch_up_reports(&self) {
+        if let Some(store) = &self.reports {
+            match store.aggregate_reports().await {
+                Ok(outcome) if outcome.changes > 0 => {
+                    debug!(changes = outcome.changes, "report sums added");
+                }
+                Ok(_) => {}
+                Err(error) => warn!(%error, "report sums not added"),
+            }
+        }
+    }
+}
+
+/// After every request, the report aggregator reads what it wrote.
+async fn reports_after(State(local): State<Local>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    local.catch_up_reports().await;
+    response
 }
 
 /// Every router of the bundle, plus the local routes.
@@ -86,6 +114,10 @@ pub fn app(local: Local) -> Router {
                 "this route does not take that method",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            local.clone(),
+            reports_after,
+        ))
 }
 
 struct LocalSecrets {
@@ -223,6 +255,7 @@ pub fn spawn_job_timer(local: Local, every: StdDuration) {
                     Err(error) => warn!(?job, %error, "scheduled job failed"),
                 }
             }
+            local.catch_up_reports().await;
         }
     });
 }
@@ -231,7 +264,6 @@ pub fn spawn_job_timer(local: Local, every: StdDuration) {
 mod tests {
     use axum::body::Body;
     use axum::http::Request;
-    use cashback_store::MemoryStore;
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
@@ -265,7 +297,8 @@ mod tests {
 
     #[tokio::test]
     async fn after_the_clock_moves_the_admin_and_checkout_routes_read_the_moved_clock() {
-        let store: Arc<dyn cashback_app::store::Store> = Arc::new(MemoryStore::new());
+        let memory = Arc::new(MemoryStore::new());
+        let store: Arc<dyn cashback_app::store::Store> = memory.clone();
         let clock = VirtualClock::new();
         let start = clock.now();
         crate::seed::seed(store.as_ref(), start).await.unwrap();
@@ -277,6 +310,7 @@ mod tests {
             clock: clock.clone(),
             outbox: outbox.clone(),
             store_name: "memory".into(),
+            reports: Some(memory),
         };
         let app = app(local);
         let moved = clock.advance_by(Duration::days(40));

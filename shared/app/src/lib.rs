@@ -8,6 +8,8 @@
 //! - [`reports`]: the running aggregates reports are made of.
 //! - [`changes`]: the change feed (committed account and ledger changes) for
 //!   the work that follows a write without being part of it.
+//! - [`aggregator`]: the report aggregator, summing the change feed into the
+//!   running aggregates off the write path, exactly once.
 //! - [`notify`]: the Notifier port (customer emails).
 //! - [`platform_codes`]: the PlatformCodes port (the balance code kept on the
 //!   shop's platform) and the use case that syncs it.
@@ -28,6 +30,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod aggregator;
 pub mod api_keys;
 pub mod changes;
 pub mod checkout;

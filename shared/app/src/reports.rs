@@ -1,35 +1,53 @@
-//! The reporting model: running aggregates of a shop's ledger, kept by the
-//! store in the same transaction as the entries (docs/reports.md).
+//! The reporting model: running aggregates of a shop's ledger, summed off
+//! the write path by the report aggregator from the table's change feed
+//! (docs/reports.md).
 //!
-//! Day figures are sums of one day's ledger entries, by [`EntryKind`] and
-//! [`Metric`]; customer counters count accounts by [`Counter`]. Both are
-//! indexed by these enums: how an adapter names them in its items is the
-//! adapter's business. [`aggregate_changes`] is the one rule both adapters
-//! apply to a write. Re-exported from [`crate::store`], so
+//! Day and month figures are sums of a shop's ledger entries, by
+//! [`EntryKind`] and [`Metric`]; customer counters count accounts by
+//! [`Counter`]. Both are indexed by these enums: how an adapter names them
+//! in its items is the adapter's business. [`ReportStore`] is the port the
+//! aggregator adds its sums through, exactly once per run of changes
+//! ([`ReportPart`]); the rule that turns changes into sums is in
+//! [`crate::aggregator`]. Re-exported from [`crate::store`], so
 //! `cashback_app::store::DayFigures` keeps working.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use cashback_core::ids::CustomerId;
+use cashback_core::ids::{CustomerId, ShopId};
 use cashback_core::ledger::{Account, EntryKind, LedgerEntry};
 
-use crate::sets::{AccountWrite, WriteSet};
+use crate::store::StoreError;
 
-/// Running aggregates are spread over this many items per shop and day
-/// (by a hash of the customer), so concurrent transactions for different
-/// customers rarely touch the same aggregate item (DynamoDB cancels
-/// transactions that touch one item at the same moment).
+/// Running aggregates are spread over this many items per shop and day,
+/// so aggregator runs reading different parts of the feed at the same time
+/// rarely add to the same item (DynamoDB cancels transactions that touch
+/// one item at the same moment).
 pub const AGGREGATE_SHARDS: u32 = 4;
 
-/// The aggregate shard a customer's changes are added to.
+/// The aggregate shard a part whose first customer is `customer` adds to.
 pub fn aggregate_shard(customer: &CustomerId) -> u32 {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(customer.as_str().as_bytes());
     u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % AGGREGATE_SHARDS
+}
+
+/// The month a day falls in, named by its first day.
+pub fn month_of(day: NaiveDate) -> NaiveDate {
+    day.with_day(1).unwrap_or(day)
+}
+
+/// The last day of the month that starts on `month`.
+pub fn month_end(month: NaiveDate) -> NaiveDate {
+    let next = if month.month() == 12 {
+        NaiveDate::from_ymd_opt(month.year() + 1, 1, 1)
+    } else {
+        NaiveDate::from_ymd_opt(month.year(), month.month() + 1, 1)
+    };
+    next.and_then(|n| n.pred_opt()).unwrap_or(month)
 }
 
 /// Every kind of ledger entry, in the order the figures list them.
@@ -282,6 +300,29 @@ impl CustomerCounts {
         tier.map_or_else(|| "none".to_string(), |t| t.to_string())
     }
 
+    /// The change an account's move makes to the counters, from its state
+    /// before (None: it did not exist) and after (None: it was deleted).
+    pub fn moved(before: Option<&Account>, after: Option<&Account>) -> CustomerCounts {
+        match (before, after) {
+            (_, Some(after)) => CustomerCounts::change(before.map(AccountStats::of), after),
+            (Some(before), None) => {
+                let mut gone = CustomerCounts::change(None, before);
+                gone.negate();
+                gone
+            }
+            (None, None) => CustomerCounts::default(),
+        }
+    }
+
+    fn negate(&mut self) {
+        self.customers = -self.customers;
+        self.earners = -self.earners;
+        self.repeaters = -self.repeaters;
+        for count in self.tiers.values_mut() {
+            *count = -*count;
+        }
+    }
+
     /// The change an account write makes to the counters, from the
     /// account's state before (None: the account is new) and after.
     pub fn change(before: Option<AccountStats>, after: &Account) -> CustomerCounts {
@@ -355,67 +396,166 @@ impl CustomerCounts {
     }
 }
 
-/// What one write adds to one aggregate shard: the day figures of its
-/// entries (by the day of each entry) and the change to the counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AggregateChange {
-    /// Figures to add, by day.
-    pub days: BTreeMap<NaiveDate, DayFigures>,
-    /// The change to the counters.
-    pub counts: CustomerCounts,
-}
-
-/// The aggregate changes of a write, by shard: the one rule both adapters
-/// apply inside `write`, in the same transaction as the entries. `before`
-/// gives an existing account's state as of the version the write expects.
-/// Entries with the same time and id count once (the ledger keeps one).
-pub fn aggregate_changes(
-    writes: &WriteSet,
-    before: impl Fn(&AccountWrite) -> Option<AccountStats>,
-) -> BTreeMap<u32, AggregateChange> {
-    let mut changes: BTreeMap<u32, AggregateChange> = BTreeMap::new();
-    for write in &writes.accounts {
-        let shard = aggregate_shard(&write.account.customer);
-        let change = changes.entry(shard).or_default();
-        let mut seen = HashSet::new();
-        for entry in write.entries.iter().rev() {
-            if !seen.insert((entry.at, entry.entry_id.clone())) {
-                continue;
-            }
-            change
-                .days
-                .entry(entry.at.date_naive())
-                .or_default()
-                .add_entry(entry);
-        }
-        let old = if write.expected_version == 0 {
-            None
-        } else {
-            Some(before(write).unwrap_or_default())
-        };
-        change
-            .counts
-            .add(&CustomerCounts::change(old, &write.account));
-    }
-    changes.retain(|_, change| {
-        change.days.retain(|_, figures| !figures.is_zero());
-        !change.days.is_empty() || !change.counts.is_zero()
-    });
-    changes
-}
-
-/// A shop's aggregates: day figures up to a date, and the counters now.
+/// A shop's aggregates up to a day, as a report reads them: every day up
+/// to `to` is counted once, either in `days` or in its month in `months`,
+/// and a month is in `months` only when it lies wholly before the period's
+/// first day or wholly inside the period (so the period's own sums never
+/// need a day the store did not return). The counters are now's.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ShopAggregates {
     /// Figures by day.
     pub days: BTreeMap<NaiveDate, DayFigures>,
+    /// Figures by month (keyed by the month's first day).
+    pub months: BTreeMap<NaiveDate, DayFigures>,
     /// The customer counters now.
     pub counts: CustomerCounts,
 }
 
 impl ShopAggregates {
-    /// Adds one shard's (or one item's) figures.
+    /// Adds one shard's (or one item's) figures of a day.
     pub fn add_day(&mut self, day: NaiveDate, figures: &DayFigures) {
         self.days.entry(day).or_default().add(figures);
     }
+
+    /// Adds one shard's figures of a month (keyed by its first day).
+    pub fn add_month(&mut self, month: NaiveDate, figures: &DayFigures) {
+        self.months.entry(month).or_default().add(figures);
+    }
+
+    /// The sums of the days `from..=to`, months wholly inside included.
+    pub fn period(&self, from: NaiveDate, to: NaiveDate) -> DayFigures {
+        let mut sums = DayFigures::default();
+        for figures in self.days.range(from..=to).map(|(_, f)| f) {
+            sums.add(figures);
+        }
+        for (month, figures) in &self.months {
+            if *month >= from && month_end(*month) <= to {
+                sums.add(figures);
+            }
+        }
+        sums
+    }
+
+    /// The sums of every day up to `to`.
+    pub fn up_to(&self, to: NaiveDate) -> DayFigures {
+        let mut sums = DayFigures::default();
+        for figures in self.days.range(..=to).map(|(_, f)| f) {
+            sums.add(figures);
+        }
+        for (month, figures) in &self.months {
+            if month_end(*month) <= to {
+                sums.add(figures);
+            }
+        }
+        sums
+    }
+
+    /// The months a store may answer whole for a report of `from..=to`:
+    /// those ending by `to` that lie wholly before `from` or wholly inside.
+    pub fn whole_month(month: NaiveDate, from: NaiveDate, to: NaiveDate) -> bool {
+        let end = month_end(month);
+        end <= to && (end < from || month >= from)
+    }
+}
+
+/// One shop's sums of a run of changes, to be added once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportSums {
+    /// Figures to add, by day (each also adds to its month).
+    pub days: BTreeMap<NaiveDate, DayFigures>,
+    /// The change to the customer counters.
+    pub counts: CustomerCounts,
+}
+
+impl ReportSums {
+    /// Nothing to add.
+    pub fn is_zero(&self) -> bool {
+        self.days.values().all(DayFigures::is_zero) && self.counts.is_zero()
+    }
+
+    /// The figures of each month the days fall in.
+    pub fn months(&self) -> BTreeMap<NaiveDate, DayFigures> {
+        let mut months: BTreeMap<NaiveDate, DayFigures> = BTreeMap::new();
+        for (day, figures) in &self.days {
+            months.entry(month_of(*day)).or_default().add(figures);
+        }
+        months
+    }
+}
+
+/// Some of one shop's changes, summed: what the aggregator adds in one
+/// write. A part carries, for each customer whose changes it sums, the
+/// positions of the first and last of them in the feed ([`FeedMark`]).
+///
+/// Exactly once: the feed keeps each customer's changes in order (they live
+/// in the customer's partition), and the store keeps, per customer, the
+/// position of the last change it added (a marker in the customer's own
+/// partition: nothing shared). A part is added only when each of its
+/// customers' `first` is after that customer's marker, atomically with
+/// moving the markers to `last`. A batch delivered again, or split in
+/// halves after an error, adds nothing twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportPart {
+    /// The shop.
+    pub shop: ShopId,
+    /// The aggregate shard the sums go to (`0..AGGREGATE_SHARDS`).
+    pub shard: u32,
+    /// Each customer's first and last change summed in the part.
+    pub marks: Vec<FeedMark>,
+    /// The day its earliest change was written, when the feed says (a
+    /// DynamoDB stream record's creation time). A store that kept day
+    /// figures before it kept months trusts a month's item only from the
+    /// month after the first part it added.
+    pub written: Option<NaiveDate>,
+    /// What to add.
+    pub sums: ReportSums,
+}
+
+/// The first and last of one customer's changes in a part, as positions
+/// ([`feed_position`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedMark {
+    /// The customer.
+    pub customer: CustomerId,
+    /// The position of the customer's first change in the part.
+    pub first: String,
+    /// The position of the last.
+    pub last: String,
+}
+
+/// Width of a position: DynamoDB stream sequence numbers have up to 40
+/// digits; padded to this many they sort as numbers.
+pub const POSITION_WIDTH: usize = 40;
+
+/// A change's position in the feed as a string that sorts in feed order:
+/// its sequence number (decimal digits) left-padded with zeros.
+pub fn feed_position(sequence: &str) -> String {
+    format!("{sequence:0>POSITION_WIDTH$}")
+}
+
+/// Whether a part was added, or refused because some of its changes had
+/// been added before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Added {
+    /// The sums were added and the markers moved.
+    Now,
+    /// Nothing was added: these customers' markers were at or after the
+    /// part's first change of theirs (each with the position of the last
+    /// change added). Their changes up to it are to be dropped; the rest
+    /// is still to add.
+    Before {
+        /// The customers refused, with their markers' positions.
+        refused: Vec<(CustomerId, String)>,
+    },
+}
+
+/// The port the report aggregator adds its sums through. Implemented by the
+/// DynamoDB and in-memory adapters of shared/store.
+#[async_trait::async_trait]
+pub trait ReportStore: Send + Sync {
+    /// Adds `part` to the shop's day, month and counters items, exactly
+    /// once: atomically with moving each customer's marker to the part's
+    /// `last` of theirs, and only when every customer's `first` is after
+    /// their marker.
+    async fn add_report_part(&self, part: &ReportPart) -> Result<Added, StoreError>;
 }

@@ -296,9 +296,10 @@ pub struct WriteSet {
     /// Emails recorded as sent by this change (each key at most once; a key
     /// already recorded fails the write as a duplicate).
     pub notifications: Vec<String>,
-    /// The accounts as the use case read them, for the customer counters.
-    /// An updated account missing here (or read at another version than
-    /// the write expects) costs the adapter one read of it.
+    /// The accounts as the use case read them: an account written with the
+    /// email it was read with leaves its email owner item alone. (The
+    /// customer counters are moved by the report aggregator from the change
+    /// feed, not from this.)
     pub accounts_read: AccountsRead,
     /// When the decision was made (the use case's `now`). No due time is
     /// filed before it ([`AccountWrite::due_filed_at`],

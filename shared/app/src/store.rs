@@ -15,7 +15,7 @@
 //! is re-exported here, so `cashback_app::store::X` names all of it:
 //! - [`crate::records`]: shops, coupons, catalog products, API keys, [`Versioned`];
 //! - [`crate::sets`]: the read and write sets ([`ReadRequest`], [`WriteSet`], ...);
-//! - [`crate::reports`]: the running aggregates a write keeps ([`ShopAggregates`], ...).
+//! - [`crate::reports`]: the running aggregates reports read ([`ShopAggregates`], ...).
 
 use std::fmt;
 use std::sync::Arc;
@@ -357,13 +357,16 @@ pub trait Store: Send + Sync {
         products: &[CatalogProduct],
     ) -> Result<(), StoreError>;
 
-    /// The shop's day figures for every day up to and including `up_to`,
-    /// and its customer counters now: a bounded number of queries (one per
-    /// aggregate shard), never a scan of the ledger.
+    /// The shop's figures for every day up to and including `to`, and its
+    /// customer counters now, as a report of `from..=to` reads them: whole
+    /// months as month items where [`ShopAggregates::whole_month`] allows,
+    /// days elsewhere. A bounded number of queries, never a scan of the
+    /// ledger; a report over years reads a few dozen month items.
     async fn aggregates(
         &self,
         shop: &ShopId,
-        up_to: NaiveDate,
+        from: NaiveDate,
+        to: NaiveDate,
     ) -> Result<ShopAggregates, StoreError>;
 
     /// A page of the shop's accounts, in customer id order (for exports).

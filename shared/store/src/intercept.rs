@@ -243,10 +243,11 @@ impl<I: Interceptor> Store for Intercepted<I> {
     async fn aggregates(
         &self,
         shop: &ShopId,
-        up_to: NaiveDate,
+        from: NaiveDate,
+        to: NaiveDate,
     ) -> Result<ShopAggregates, StoreError> {
         self.interceptor
-            .around(Call::Aggregates, self.inner.aggregates(shop, up_to))
+            .around(Call::Aggregates, self.inner.aggregates(shop, from, to))
             .await
     }
 

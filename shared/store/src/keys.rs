@@ -143,9 +143,18 @@ pub fn aggregate_day_sk(day: chrono::NaiveDate) -> String {
     format!("DAY#{}", day.format("%Y-%m-%d"))
 }
 
-/// The counters item of an aggregate shard. "COUNTS" sorts before every
-/// "DAY#...", so one `sk <= DAY#{up_to}` query returns it with the days.
+/// A month's aggregate item, beside its days ("DAY#" sorts before "MONTH#").
+pub fn aggregate_month_sk(month: chrono::NaiveDate) -> String {
+    format!("MONTH#{}", month.format("%Y-%m"))
+}
+
+/// The counters item of an aggregate shard ("COUNTS" sorts before every
+/// "DAY#...").
 pub const COUNTS_SK: &str = "COUNTS";
+
+/// The report aggregator's marker in a customer's partition (beside the
+/// account): the feed position of the last change of theirs it added.
+pub const REPORT_MARK_SK: &str = "REPORTED";
 
 /// The shop's account index partition: one small item per account, written
 /// when the account is created, so exports page through a shop's accounts

@@ -47,10 +47,14 @@ struct Tables {
     parked: BTreeMap<(ShopId, String), ParkedItem>,
     counters: HashMap<String, (u64, DateTime<Utc>)>,
     catalog: HashMap<(ShopId, ProductId), CatalogProduct>,
-    /// Running aggregates, kept by `write` as DynamoDB's adapter keeps them
-    /// (the shards are summed here: nothing contends in memory).
+    /// Running aggregates, added by the report aggregator as it adds them
+    /// to DynamoDB (the shards are summed here: nothing contends in memory).
     day_figures: HashMap<(ShopId, NaiveDate), DayFigures>,
+    /// The same sums by month (keyed by the month's first day).
+    month_figures: HashMap<(ShopId, NaiveDate), DayFigures>,
     customer_counts: HashMap<ShopId, CustomerCounts>,
+    /// The last feed position added per customer (exactly once).
+    report_marks: HashMap<(ShopId, CustomerId), String>,
     api_keys: BTreeMap<(ShopId, String), ApiKeyRecord>,
     /// The change feed, as the table's stream would carry it, until taken.
     changes: Vec<Change>,
@@ -313,35 +317,7 @@ impl Store for MemoryStore {
             }
         }
 
-        // All conditions hold: apply. The aggregates first, from the
-        // accounts as the use case read them (the versions checked above
-        // are the ones it read), else as the write found them.
-        let changes = aggregate_changes(&writes, |write| {
-            let customer = &write.account.customer;
-            writes
-                .accounts_read
-                .at(customer, write.expected_version)
-                .or_else(|| {
-                    tables
-                        .accounts
-                        .get(&(shop.clone(), customer.clone()))
-                        .map(|a| AccountStats::of(&a.value))
-                })
-        });
-        for change in changes.into_values() {
-            for (day, figures) in change.days {
-                tables
-                    .day_figures
-                    .entry((shop.clone(), day))
-                    .or_default()
-                    .add(&figures);
-            }
-            tables
-                .customer_counts
-                .entry(shop.clone())
-                .or_default()
-                .add(&change.counts);
-        }
+        // All conditions hold: apply.
         if let Some(guard) = writes.guard {
             tables.guards.insert(
                 keys::guard_key(shop, &guard.key),
@@ -741,7 +717,8 @@ impl Store for MemoryStore {
     async fn aggregates(
         &self,
         shop: &ShopId,
-        up_to: NaiveDate,
+        from: NaiveDate,
+        to: NaiveDate,
     ) -> Result<ShopAggregates, StoreError> {
         self.queries.fetch_add(1, Ordering::Relaxed);
         let tables = self.lock()?;
@@ -753,8 +730,14 @@ impl Store for MemoryStore {
                 .unwrap_or_default(),
             ..ShopAggregates::default()
         };
+        for ((s, month), figures) in &tables.month_figures {
+            if s == shop && ShopAggregates::whole_month(*month, from, to) {
+                result.add_month(*month, figures);
+            }
+        }
         for ((s, day), figures) in &tables.day_figures {
-            if s == shop && *day <= up_to {
+            let whole = ShopAggregates::whole_month(month_of(*day), from, to);
+            if s == shop && *day <= to && !whole {
                 result.add_day(*day, figures);
             }
         }
@@ -844,5 +827,63 @@ impl Store for MemoryStore {
             queries: self.queries.load(Ordering::Relaxed),
             other: self.other.load(Ordering::Relaxed),
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl ReportStore for MemoryStore {
+    async fn add_report_part(&self, part: &ReportPart) -> Result<Added, StoreError> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        let mut tables = self.lock()?;
+        let refused: Vec<(CustomerId, String)> = part
+            .marks
+            .iter()
+            .filter_map(|mark| {
+                tables
+                    .report_marks
+                    .get(&(part.shop.clone(), mark.customer.clone()))
+                    .filter(|last| mark.first.as_str() <= last.as_str())
+                    .map(|last| (mark.customer.clone(), last.clone()))
+            })
+            .collect();
+        if !refused.is_empty() {
+            return Ok(Added::Before { refused });
+        }
+        for (day, figures) in &part.sums.days {
+            tables
+                .day_figures
+                .entry((part.shop.clone(), *day))
+                .or_default()
+                .add(figures);
+        }
+        for (month, figures) in part.sums.months() {
+            tables
+                .month_figures
+                .entry((part.shop.clone(), month))
+                .or_default()
+                .add(&figures);
+        }
+        tables
+            .customer_counts
+            .entry(part.shop.clone())
+            .or_default()
+            .add(&part.sums.counts);
+        for mark in &part.marks {
+            tables.report_marks.insert(
+                (part.shop.clone(), mark.customer.clone()),
+                mark.last.clone(),
+            );
+        }
+        Ok(Added::Now)
+    }
+}
+
+impl MemoryStore {
+    /// Runs the report aggregator over the changes logged since the last
+    /// call, as the table's stream runs it on AWS: the local server calls it
+    /// after every request, tests before they read a report.
+    pub async fn aggregate_reports(&self) -> Result<cashback_app::aggregator::Outcome, StoreError> {
+        let changes = self.take_changes();
+        cashback_app::aggregator::aggregate(self, None, &changes).await
     }
 }

@@ -16,6 +16,8 @@
 //!   paid orders, the schedule's events.
 //! - [`seeded`]: the HTTP functions' world (a shop with an API key and a
 //!   customer with a balance) and requests through a router.
+//! - [`reports`]: the report aggregator run over the in-memory store's
+//!   change log, before a test reads a report.
 //! - [`faults`]: a store that fails at random, the ways DynamoDB can.
 //! - [`cut`]: await points around every call, to stop a run as a crash does.
 //! - [`samples`]: the sample deliveries in `events/` and their bodies.
@@ -31,6 +33,7 @@ pub mod faults;
 pub mod fixtures;
 pub mod jobs;
 pub mod moto;
+pub mod reports;
 pub mod samples;
 pub mod seeded;
 pub mod world;

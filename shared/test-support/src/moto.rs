@@ -263,3 +263,96 @@ fn get_json(endpoint: &str, path: &str) -> serde_json::Value {
     );
     serde_json::from_str(body).expect("JSON from moto")
 }
+
+/// Every record moto's stream holds for `table`, from the start of each of
+/// its shards, as one Lambda stream event (the shape the report aggregator
+/// receives). Reading from the start every time is safe for a consumer
+/// that adds each change once, and is what the tests check.
+pub async fn stream_event(endpoint: &str, table: &str) -> aws_lambda_events::dynamodb::Event {
+    let endpoint = endpoint.to_string();
+    let table = table.to_string();
+    tokio::task::spawn_blocking(move || {
+        let described = post_json(
+            &endpoint,
+            "DynamoDB_20120810.DescribeTable",
+            &serde_json::json!({ "TableName": table }),
+        );
+        let arn = described["Table"]["LatestStreamArn"]
+            .as_str()
+            .expect("the table has a stream (template.yaml's StreamSpecification)")
+            .to_string();
+        let stream = post_json(
+            &endpoint,
+            "DynamoDBStreams_20120810.DescribeStream",
+            &serde_json::json!({ "StreamArn": arn }),
+        );
+        let mut records = Vec::new();
+        let shards = stream["StreamDescription"]["Shards"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for shard in shards {
+            let iterator = post_json(
+                &endpoint,
+                "DynamoDBStreams_20120810.GetShardIterator",
+                &serde_json::json!({
+                    "StreamArn": arn,
+                    "ShardId": shard["ShardId"],
+                    "ShardIteratorType": "TRIM_HORIZON",
+                }),
+            );
+            let mut iterator = iterator["ShardIterator"].clone();
+            while iterator.is_string() {
+                let page = post_json(
+                    &endpoint,
+                    "DynamoDBStreams_20120810.GetRecords",
+                    &serde_json::json!({ "ShardIterator": iterator, "Limit": 1000 }),
+                );
+                let got = page["Records"].as_array().cloned().unwrap_or_default();
+                if got.is_empty() {
+                    break;
+                }
+                records.extend(got);
+                iterator = page["NextShardIterator"].clone();
+            }
+        }
+        serde_json::from_value(serde_json::json!({ "Records": records }))
+            .expect("moto's stream records read as a Lambda stream event")
+    })
+    .await
+    .expect("the moto stream read finished")
+}
+
+/// A JSON API call to moto (`X-Amz-Target`), over plain HTTP/1.0.
+fn post_json(endpoint: &str, target: &str, body: &serde_json::Value) -> serde_json::Value {
+    let authority = endpoint
+        .strip_prefix("http://")
+        .expect("MOTO_ENDPOINT is an http:// URL")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let body = body.to_string();
+    let mut stream = TcpStream::connect(&authority).expect("connect to moto");
+    write!(
+        stream,
+        "POST / HTTP/1.0\r\nHost: {authority}\r\nX-Amz-Target: {target}\r\n\
+         Content-Type: application/x-amz-json-1.0\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("a request to moto");
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .expect("an answer from moto");
+    let response = String::from_utf8(response).expect("a UTF-8 response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(
+        head.starts_with("HTTP/1.") && head.contains(" 200 "),
+        "{target}: {head}\n{body}"
+    );
+    serde_json::from_value(serde_json::from_str(body).expect("JSON from moto"))
+        .expect("a JSON value")
+}

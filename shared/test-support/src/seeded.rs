@@ -108,8 +108,13 @@ pub async fn seed(store: Arc<dyn Store>, balance: &str) -> Context {
     )
 }
 
+/// [`seed`] on a new in-memory store, its report sums caught up (Ann's
+/// balance shows in the reports).
 pub async fn memory_context(balance: &str) -> Context {
-    seed(Arc::new(cashback_store::MemoryStore::new()), balance).await
+    let store = Arc::new(cashback_store::MemoryStore::new());
+    let ctx = seed(store.clone(), balance).await;
+    crate::reports::catch_up(&store).await;
+    ctx
 }
 
 pub async fn send(

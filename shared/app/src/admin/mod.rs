@@ -1,8 +1,8 @@
 //! The merchant's controls and reports: the use cases behind the admin API.
 //!
 //! Every change here goes through the same Store port as the order events,
-//! so the running aggregates the reports read are kept by the store itself,
-//! inside the transactions that move the ledger (docs/reports.md).
+//! so the running aggregates the reports read follow it as they follow the
+//! orders: summed off the write path from the change feed (docs/reports.md).
 //!
 //! - Program: read, replace (validated, every field error named, the
 //!   previous version kept, optionally only if still at an expected

@@ -1,5 +1,5 @@
 //! Reports: issued, redeemed, liability, customers and rates over a period,
-//! from the running aggregates the store keeps.
+//! from the running aggregates the report aggregator keeps.
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -132,14 +132,6 @@ struct Sums {
 }
 
 impl Sums {
-    fn over<'a>(days: impl Iterator<Item = &'a DayFigures>) -> Sums {
-        let mut sums = Sums::default();
-        for day in days {
-            sums.figures.add(day);
-        }
-        sums
-    }
-
     fn issued(&self) -> Funded {
         let earn = &self.figures.earn;
         let total = earn.available + earn.pending;
@@ -227,7 +219,7 @@ fn split_liability(to_date: &Sums, total: Decimal, currency: Currency) -> (Decim
 }
 
 /// The shop's report for a period (dates inclusive, UTC days), from the
-/// running aggregates: one query per aggregate shard, no scan.
+/// running aggregates: whole months and the days around them, no scan.
 pub async fn report(
     ctx: &Context,
     shop: &ShopId,
@@ -248,9 +240,13 @@ pub async fn report(
     }
     let known = known_shop(ctx, shop).await?;
     let program = ctx.store.get_program(shop).await?.map(|p| p.value);
-    let aggregates = ctx.store.aggregates(shop, to).await?;
-    let period = Sums::over(aggregates.days.range(from..=to).map(|(_, f)| f));
-    let to_date = Sums::over(aggregates.days.values());
+    let aggregates = ctx.store.aggregates(shop, from, to).await?;
+    let period = Sums {
+        figures: aggregates.period(from, to),
+    };
+    let to_date = Sums {
+        figures: aggregates.up_to(to),
+    };
     let currency = known.currency;
 
     let released = period.released();

@@ -10,6 +10,7 @@ use rust_decimal_macros::dec;
 use crate::support::jobs::account_of;
 use crate::support::*;
 use cashback_app::admin::{self, Report};
+use cashback_app::aggregator::aggregate;
 use cashback_app::events::handle_order_event;
 use cashback_app::jobs::promote::promote_due;
 use cashback_app::jobs::{JobConfig, TokioClock};
@@ -17,6 +18,7 @@ use cashback_app::store::Store;
 use cashback_core::ids::{CustomerId, OrderId, RefundId};
 use cashback_core::order::{AppliedCode, DiscountKind, OrderEvent, Refund, RefundBasis};
 use cashback_core::program::{Issuance, Program, Tier};
+use cashback_test_support::reports::catch_up;
 
 /// 5 % from the merchant, 2 % matched by a partner; ten days pending;
 /// balance expires 30 days after release; gold from 190.00 of spend.
@@ -65,7 +67,9 @@ async fn promote(world: &World, when: DateTime<Utc>) {
     assert!(run.is_done());
 }
 
+/// A report once the aggregator has read the feed (reports lag the ledger).
 async fn report(world: &World, from: NaiveDate, to: NaiveDate) -> Report {
+    catch_up(&world.store).await;
     admin::report(&world.ctx, &shop(), from, to).await.unwrap()
 }
 
@@ -267,6 +271,7 @@ async fn the_whole_period_gives_breakage_redemption_and_customers() {
 #[tokio::test]
 async fn a_report_reads_the_aggregates_and_never_the_ledger() {
     let world = history().await;
+    catch_up(&world.store).await;
     let before = world.store.request_counts();
     report(&world, date(11, 1), date(1, 31)).await;
     let spent = world.store.request_counts();
@@ -309,4 +314,104 @@ async fn a_balance_code_shortfall_shows_as_redeemed_and_as_the_owners_debt() {
     let report = report(&world, date(11, 23), date(11, 23)).await;
     assert_eq!(report.redeemed, dec!(25.00));
     assert_eq!(report.liability.debt, dec!(15.00));
+}
+
+#[tokio::test]
+async fn reports_lag_the_ledger_until_the_aggregator_reads_the_feed() {
+    let world = world(report_program()).await;
+    pay(&world, "o-1", "ann", "100.00", at(11, 23, 10)).await;
+    let unread = admin::report(&world.ctx, &shop(), date(11, 23), date(11, 23))
+        .await
+        .unwrap();
+    assert_eq!(unread.issued.total, dec!(0), "the order path added nothing");
+    assert_eq!(unread.customers.total, 0);
+    let read = report(&world, date(11, 23), date(11, 23)).await;
+    assert_eq!(read.issued.total, dec!(7.00));
+    assert_eq!(read.customers.total, 1);
+}
+
+#[tokio::test]
+async fn a_batch_delivered_again_or_split_in_halves_adds_nothing_twice() {
+    let world = world(report_program()).await;
+    pay(&world, "o-1", "ann", "100.00", at(11, 23, 10)).await;
+    pay(&world, "o-2", "bob", "200.00", at(11, 23, 11)).await;
+    pay(&world, "o-3", "ann", "50.00", at(11, 24, 10)).await;
+    let batch = world.store.take_changes();
+    assert!(batch.len() >= 6, "{} changes", batch.len());
+    let first = aggregate(world.store.as_ref(), None, &batch).await.unwrap();
+    assert!(first.added > 0 && first.skipped == 0, "{first:?}");
+    let once = report(&world, date(11, 23), date(11, 24)).await;
+    assert_eq!(once.issued.total, dec!(24.50));
+
+    // Delivered again whole: every change is skipped, nothing added.
+    let again = aggregate(world.store.as_ref(), None, &batch).await.unwrap();
+    assert_eq!((again.added, again.skipped), (0, batch.len()), "{again:?}");
+    // Split in halves after it was added (as the event source mapping
+    // bisects a batch whose invocation failed late): nothing either.
+    let (head, tail) = batch.split_at(batch.len() / 2 + 1);
+    for half in [head, tail] {
+        let outcome = aggregate(world.store.as_ref(), None, half).await.unwrap();
+        assert_eq!(outcome.added, 0, "{outcome:?}");
+    }
+    assert_eq!(report(&world, date(11, 23), date(11, 24)).await, once);
+
+    // In a fresh store, a half added first, then the whole batch: only the
+    // rest is added.
+    let world = crate::support::world(report_program()).await;
+    aggregate(world.store.as_ref(), None, head).await.unwrap();
+    let rest = aggregate(world.store.as_ref(), None, &batch).await.unwrap();
+    assert_eq!(rest.skipped, head.len(), "{rest:?}");
+    let report = report(&world, date(11, 23), date(11, 24)).await;
+    assert_eq!(report.issued, once.issued);
+    assert_eq!(report.customers, once.customers);
+}
+
+#[tokio::test]
+async fn a_report_over_two_years_reads_month_items_and_the_days_of_the_months_it_cuts() {
+    let world = world(report_program()).await;
+    // One order on the 10th of every month from January 2025 to January 2027.
+    for n in 0..25u32 {
+        let (year, month) = (2025 + (n / 12) as i32, n % 12 + 1);
+        let when = Utc.with_ymd_and_hms(year, month, 10, 12, 0, 0).unwrap();
+        pay(&world, &format!("o-{n}"), "ann", "100.00", when).await;
+    }
+    catch_up(&world.store).await;
+    let issued = account_of(&world.store, "ann")
+        .await
+        .value
+        .lifetime_issued
+        .amount();
+    let from = NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
+    let to = NaiveDate::from_ymd_opt(2027, 1, 20).unwrap();
+    let aggregates = world.store.aggregates(&shop(), from, to).await.unwrap();
+    // Every closed month whole (24), and the days of January 2027 alone.
+    assert_eq!(aggregates.months.len(), 24);
+    assert_eq!(
+        aggregates.days.keys().collect::<Vec<_>>(),
+        vec![&NaiveDate::from_ymd_opt(2027, 1, 10).unwrap()]
+    );
+    let two_years = report(&world, from, to).await;
+    assert_eq!(two_years.issued.total, issued);
+    assert_eq!(two_years.liability.total, issued, "nothing released");
+
+    // Periods that cut months read their days, and the months before whole.
+    let dec_5 = NaiveDate::from_ymd_opt(2026, 12, 5).unwrap();
+    let dec_10 = NaiveDate::from_ymd_opt(2026, 12, 10).unwrap();
+    let cut = world
+        .store
+        .aggregates(&shop(), dec_5, dec_10)
+        .await
+        .unwrap();
+    assert_eq!(cut.months.len(), 23, "January 2025 to November 2026");
+    assert!(cut
+        .days
+        .keys()
+        .all(|d| *d >= NaiveDate::from_ymd_opt(2026, 12, 1).unwrap()));
+    assert_eq!(report(&world, dec_5, dec_5).await.issued.total, dec!(0));
+    let december = report(&world, dec_10, dec_10).await;
+    let january = report(&world, to, to).await;
+    let last = report(&world, NaiveDate::from_ymd_opt(2027, 1, 1).unwrap(), to).await;
+    assert!(december.issued.total > dec!(0));
+    assert_eq!(january.issued.total, dec!(0));
+    assert_eq!(december.liability.total + last.issued.total, issued);
 }

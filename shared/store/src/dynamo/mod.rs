@@ -42,7 +42,6 @@ use cashback_core::ids::{CustomerId, ShopId};
 use cashback_core::ledger::{Account, LedgerEntry};
 use cashback_core::program::Program;
 
-use aggregates::decode_aggregate;
 use attr::*;
 use errors::{conditional, from_sdk, Conditional};
 use items::*;
@@ -826,31 +825,17 @@ impl Store for DynamoStore {
         Ok(())
     }
 
-    /// One Query per aggregate shard (`sk <= DAY#{up_to}`, which also
-    /// returns the shard's counters item), following pages.
+    /// The counters items (one BatchGetItem), then per shard its month
+    /// items and the days of the months it cannot take whole (see
+    /// `aggregates::read_aggregates`).
     #[tracing::instrument(skip(self), fields(shop = %shop), err(level = "info"))]
     async fn aggregates(
         &self,
         shop: &ShopId,
-        up_to: chrono::NaiveDate,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
     ) -> Result<ShopAggregates, StoreError> {
-        let mut result = ShopAggregates::default();
-        for shard in 0..AGGREGATE_SHARDS {
-            let pk = crate::keys::aggregate_pk(shop, shard);
-            let mut expr = Expr::default();
-            let key_condition = format!(
-                "{} = {} AND {} <= {}",
-                expr.name(PK),
-                expr.value("pk", s(&pk)),
-                expr.name(SK),
-                expr.value("upper", s(crate::keys::aggregate_day_sk(up_to))),
-            );
-            self.query_partition(&key_condition, &expr, &pk, |item| {
-                decode_aggregate(item, &mut result)
-            })
-            .await?;
-        }
-        Ok(result)
+        self.read_aggregates(shop, from, to).await
     }
 
     /// A page of the account index (Query), then the accounts themselves

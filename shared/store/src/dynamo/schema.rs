@@ -2,7 +2,7 @@
 //! definition in `template.yaml`.
 //!
 //! `template.yaml` holds the only description of the table (keys, the three
-//! sparse due indexes, TTL, point-in-time recovery, encryption). Tests and
+//! sparse due indexes, TTL, point-in-time recovery, encryption, the stream). Tests and
 //! local runs create their tables from that resource's `Properties`, passed
 //! here as JSON, so the table a test runs against cannot drift from the one
 //! deployed. The names below are the ones the template uses.
@@ -10,7 +10,7 @@
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
     PointInTimeRecoverySpecification, Projection, ProjectionType, ScalarAttributeType,
-    SseSpecification, TimeToLiveSpecification,
+    SseSpecification, StreamSpecification, StreamViewType, TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 use serde_json::Value;
@@ -153,6 +153,16 @@ pub async fn create_table(
         let enabled = sse.get("SSEEnabled").and_then(Value::as_bool);
         request =
             request.sse_specification(SseSpecification::builder().set_enabled(enabled).build());
+    }
+    if let Some(stream) = properties.get("StreamSpecification") {
+        let view = text(stream, "StreamViewType")?;
+        request = request.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::from(view.as_str()))
+                .build()
+                .map_err(|e| bad(&e.to_string()))?,
+        );
     }
     request
         .send()

@@ -20,7 +20,7 @@
 //! operation per item per transaction (duplicates are merged or refused),
 //! 4 MB per transaction and 400 KB per item (docs are small JSON).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, Put, ReturnConsumedCapacity,
@@ -33,7 +33,6 @@ use cashback_app::store::*;
 use cashback_core::ids::{Code, CustomerId, OrderId, ShopId};
 use cashback_core::money::Money;
 
-use super::aggregates::{counter_attributes, day_attributes};
 use super::attr::*;
 use super::errors::{cancellation_reasons, from_sdk, is_condition_failed, is_conflict_code};
 use super::items::*;
@@ -554,64 +553,17 @@ fn coupon_items(
     Ok(())
 }
 
-/// The running aggregates a write adds to (docs/reports.md): per shard, one
-/// `ADD` per day item its entries fall on, and one to the counters item
-/// when the write changes a counter. Unconditional: they ride on the
-/// transaction's other conditions, so a refused or duplicate write adds
-/// nothing. An account's creation also puts its account index item.
-fn aggregate_items(
+/// The account index item of each account the write creates (so exports
+/// page through a shop's accounts without a scan). One small item per
+/// account, never shared with another customer's write. The report
+/// aggregates are not written here: the report aggregator sums them off the
+/// write path, from the table's stream (docs/reports.md).
+fn account_index_items(
     table: &str,
     shop: &ShopId,
     writes: &WriteSet,
-    before: &HashMap<CustomerId, AccountStats>,
     plan: &mut Plan,
 ) -> Result<(), StoreError> {
-    let changes = aggregate_changes(writes, |write| before.get(&write.account.customer).copied());
-    for (shard, change) in changes {
-        let pk = keys::aggregate_pk(shop, shard);
-        let mut targets: Vec<(String, Vec<(String, AttributeValueOf)>)> = Vec::new();
-        for (day, figures) in &change.days {
-            let fields = day_attributes(figures)
-                .into_iter()
-                .map(|(name, value)| (name, AttributeValueOf::Decimal(value)))
-                .collect();
-            targets.push((keys::aggregate_day_sk(*day), fields));
-        }
-        let counts: Vec<(String, AttributeValueOf)> = counter_attributes(&change.counts)
-            .into_iter()
-            .map(|(name, value)| (name, AttributeValueOf::Int(value)))
-            .collect();
-        if !counts.is_empty() {
-            targets.push((keys::COUNTS_SK.to_string(), counts));
-        }
-        for (sk, fields) in targets {
-            let mut expr = Expr::default();
-            let mut adds = Vec::new();
-            for (n, (name, value)) in fields.into_iter().enumerate() {
-                let value = match value {
-                    AttributeValueOf::Decimal(d) => n_decimal(d),
-                    AttributeValueOf::Int(i) => n_i64(i),
-                };
-                adds.push(format!(
-                    "{} {}",
-                    expr.name(&name),
-                    expr.value(&format!("v{n}"), value)
-                ));
-            }
-            let expression = format!(
-                "SET {} = {}, {} = {} ADD {}",
-                expr.name(ENTITY_TYPE),
-                expr.value("entity", s("AGGREGATE")),
-                expr.name(SHOP),
-                expr.value("shop", s(shop.as_str())),
-                adds.join(", ")
-            );
-            plan.push(
-                update(table, key(&pk, sk), expression, None, &expr)?,
-                Role::Plain,
-            );
-        }
-    }
     for write in writes.accounts.iter().filter(|w| w.expected_version == 0) {
         let customer = &write.account.customer;
         let mut item = key(
@@ -625,17 +577,10 @@ fn aggregate_items(
     Ok(())
 }
 
-/// A number to ADD: money sums are decimals, counters whole numbers.
-enum AttributeValueOf {
-    Decimal(Decimal),
-    Int(i64),
-}
-
 fn plan(
     table: &str,
     shop: &ShopId,
     writes: &WriteSet,
-    before: &HashMap<CustomerId, AccountStats>,
     now: DateTime<Utc>,
 ) -> Result<Plan, StoreError> {
     let mut plan = Plan::default();
@@ -711,7 +656,7 @@ fn plan(
         order_items(table, shop, order, &on_order, writes.now, &mut plan)?;
     }
     coupon_items(table, shop, &writes.coupon_uses, &mut plan)?;
-    aggregate_items(table, shop, writes, before, &mut plan)?;
+    account_index_items(table, shop, writes, &mut plan)?;
     Ok(plan)
 }
 
@@ -811,8 +756,7 @@ impl DynamoStore {
         shop: &ShopId,
         writes: WriteSet,
     ) -> Result<WriteOutcome, StoreError> {
-        let before = self.stats_before(shop, &writes).await?;
-        let plan = plan(&self.table, shop, &writes, &before, Utc::now())?;
+        let plan = plan(&self.table, shop, &writes, Utc::now())?;
         if plan.items.is_empty() {
             return Ok(WriteOutcome::Committed);
         }
@@ -867,45 +811,6 @@ impl DynamoStore {
         }
     }
 
-    /// Each existing account's tier and earning orders as of the version the
-    /// write expects, for the customer counters. Normally handed back by the
-    /// use case with the write, as it read them (no request); otherwise read
-    /// here, in one BatchGetItem. Either way the transaction's version
-    /// condition refuses the write unless the account is still at that
-    /// version, so the counters can never be moved from a state the account
-    /// was not in.
-    async fn stats_before(
-        &self,
-        shop: &ShopId,
-        writes: &WriteSet,
-    ) -> Result<HashMap<CustomerId, AccountStats>, StoreError> {
-        let mut before = HashMap::new();
-        let mut missing = Vec::new();
-        for write in writes.accounts.iter().filter(|w| w.expected_version > 0) {
-            let customer = &write.account.customer;
-            match writes.accounts_read.at(customer, write.expected_version) {
-                Some(stats) => {
-                    before.insert(customer.clone(), stats);
-                }
-                None => missing.push(customer.clone()),
-            }
-        }
-        if !missing.is_empty() {
-            let keys = missing
-                .iter()
-                .map(|c| key(keys::account_key(shop, c), keys::ACCOUNT_SK))
-                .collect();
-            for item in self.batch_get(keys).await? {
-                let account = decode_account(&item)?;
-                before.insert(
-                    account.value.customer.clone(),
-                    AccountStats::of(&account.value),
-                );
-            }
-        }
-        Ok(before)
-    }
-
     async fn guard_response(
         &self,
         shop: &ShopId,
@@ -926,7 +831,7 @@ pub fn transaction_keys(
     shop: &ShopId,
     writes: &WriteSet,
 ) -> Result<Vec<(String, String)>, StoreError> {
-    let plan = plan("model", shop, writes, &HashMap::new(), Utc::now())?;
+    let plan = plan("model", shop, writes, Utc::now())?;
     let key_of = |item: &Item| {
         let text = |name: &str| match item.get(name) {
             Some(aws_sdk_dynamodb::types::AttributeValue::S(value)) => value.clone(),

@@ -49,10 +49,27 @@ conformance!(
     an_order_history_through_the_store_keeps_every_invariant,
     reads_and_writes_are_one_round_trip_each,
     the_catalog_is_imported_and_read_with_the_rest_of_a_read,
-    writes_keep_running_aggregates_by_day_with_customer_counters,
     a_shops_accounts_are_listed_in_pages,
     api_keys_are_created_listed_touched_and_revoked_once,
     counters_are_read_with_the_rest_of_a_read,
     a_due_time_in_the_past_is_filed_at_the_writes_now,
     a_parked_item_leaves_its_index_and_is_listed,
 );
+
+// The report aggregator's feed differs by adapter (the in-memory log, or
+// moto's stream), so this case is given the store's own type.
+mod reports {
+    #[tokio::test]
+    async fn the_aggregator_sums_the_feed_by_day_with_customer_counters_in_memory() {
+        let store = cashback_store::MemoryStore::new();
+        crate::cases::the_aggregator_sums_the_feed_by_day_with_customer_counters(&store).await;
+    }
+
+    #[tokio::test]
+    async fn the_aggregator_sums_the_feed_by_day_with_customer_counters_on_dynamodb() {
+        let name = "the_aggregator_sums_the_feed";
+        if let Some(store) = super::moto::fresh_store(name).await {
+            crate::cases::the_aggregator_sums_the_feed_by_day_with_customer_counters(&store).await;
+        }
+    }
+}

@@ -973,79 +973,91 @@ async fn a_read_is_one_batch_get_and_a_write_one_transaction() {
     );
 }
 
-/// The customer counters move from the account as it was: the use case
-/// hands back what it read with the write, so the store reads nothing more
-/// (however many accounts other containers touched), and the version
-/// condition still refuses a write whose account moved on since.
+/// A part of one customer's changes: `cents` of adjustment credit on `day`.
+fn credit_part(
+    who: &str,
+    position: u64,
+    day: chrono::NaiveDate,
+    cents: i64,
+    written: chrono::NaiveDate,
+) -> ReportPart {
+    let mut figures = DayFigures::default();
+    figures.adjust.available = rust_decimal::Decimal::new(cents, 2);
+    figures.adjust.credited = rust_decimal::Decimal::new(cents, 2);
+    ReportPart {
+        shop: shop(),
+        shard: aggregate_shard(&customer(who)),
+        marks: vec![FeedMark {
+            customer: customer(who),
+            first: feed_position(&position.to_string()),
+            last: feed_position(&position.to_string()),
+        }],
+        written: Some(written),
+        sums: ReportSums {
+            days: [(day, figures)].into_iter().collect(),
+            counts: CustomerCounts::default(),
+        },
+    }
+}
+
+/// Month items are read whole once the aggregator kept them from the
+/// month's start; the days of months it did not (kept before it existed)
+/// are read instead, and the sums agree either way. A part whose marker is
+/// past it adds nothing and says up to where.
 #[tokio::test]
-async fn a_write_handing_back_what_was_read_moves_the_counters_without_another_read() {
-    let store = store_or_skip!("accounts-read");
-    let account = seeded(&store, "ann", "5.00").await;
-    let earned = |account: &Versioned<Account>| {
-        let mut next = account.value.clone();
-        next.orders_earned += 1;
-        next
-    };
-
-    let before = store.request_counts();
-    store
-        .write(
-            &shop(),
-            WriteSet {
-                accounts: vec![account_write(earned(&account), account.version, vec![])],
-                accounts_read: AccountsRead::one(&account),
-                ..WriteSet::default()
-            },
-        )
+async fn month_items_are_read_whole_from_the_month_after_the_aggregator_started() {
+    let store = store_or_skip!("months");
+    let day = |y: i32, m: u32, d: u32| chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
+    let started = day(2025, 1, 1);
+    // Ann: the 5th of every month from January 2025 to November 2026.
+    let mut position = 0;
+    for n in 0..23u32 {
+        position += 1;
+        let at = day(2025 + (n / 12) as i32, n % 12 + 1, 5);
+        let added = store
+            .add_report_part(&credit_part("ann", position, at, 100, started))
+            .await
+            .unwrap();
+        assert_eq!(added, Added::Now);
+    }
+    let again = store
+        .add_report_part(&credit_part("ann", 3, day(2025, 3, 5), 100, started))
         .await
         .unwrap();
-    let spent = delta(&store.request_counts(), &before);
-    assert_eq!((spent.reads, spent.writes), (0, 1), "{spent:?}");
-    let counts = store
-        .aggregates(&shop(), t0().date_naive())
-        .await
-        .unwrap()
-        .counts;
-    assert_eq!((counts.customers, counts.earners), (1, 1));
-
-    // Handed back at a version the account has left: refused, counters kept.
-    let error = store
-        .write(
-            &shop(),
-            WriteSet {
-                accounts: vec![account_write(earned(&account), account.version, vec![])],
-                accounts_read: AccountsRead::one(&account),
-                ..WriteSet::default()
-            },
-        )
-        .await
-        .unwrap_err();
-    assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
-
-    // A write that does not say what it read costs one read of the account.
-    let current = read_account(&store, "ann").await.unwrap();
-    let before = store.request_counts();
-    store
-        .write(
-            &shop(),
-            accounts(vec![account_write(
-                earned(&current),
-                current.version,
-                vec![],
-            )]),
-        )
-        .await
-        .unwrap();
-    let spent = delta(&store.request_counts(), &before);
-    assert_eq!((spent.reads, spent.writes), (1, 1), "{spent:?}");
-    let counts = store
-        .aggregates(&shop(), t0().date_naive())
-        .await
-        .unwrap()
-        .counts;
     assert_eq!(
-        (counts.customers, counts.earners, counts.repeaters),
-        (1, 1, 1)
+        again,
+        Added::Before {
+            refused: vec![(customer("ann"), feed_position("23"))]
+        }
+    );
+
+    let (from, to) = (day(2025, 1, 1), day(2026, 11, 20));
+    let read = store.aggregates(&shop(), from, to).await.unwrap();
+    // The aggregator started in January 2025: February 2025 on is trusted.
+    assert_eq!(read.months.len(), 21, "{:?}", read.months.keys());
+    assert_eq!(
+        read.days.keys().copied().collect::<Vec<_>>(),
+        vec![day(2025, 1, 5), day(2026, 11, 5)]
+    );
+    assert_eq!(
+        read.period(from, to).adjust.credited,
+        rust_decimal::Decimal::new(2300, 2)
+    );
+    // A period that cuts October 2026: its days, the months before whole.
+    let october = store
+        .aggregates(&shop(), day(2026, 10, 3), day(2026, 10, 6))
+        .await
+        .unwrap();
+    assert_eq!(
+        october
+            .period(day(2026, 10, 3), day(2026, 10, 6))
+            .adjust
+            .credited,
+        rust_decimal::Decimal::ONE
+    );
+    assert_eq!(
+        october.up_to(day(2026, 10, 6)).adjust.credited,
+        rust_decimal::Decimal::new(2200, 2)
     );
 }
 

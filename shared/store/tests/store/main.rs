@@ -11,3 +11,4 @@ mod changes;
 mod conformance;
 mod dynamo;
 mod histories;
+mod reports;

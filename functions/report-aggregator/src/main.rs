@@ -1,0 +1,26 @@
+//! The report-aggregator Lambda: wiring only. Logging and the DynamoDB
+//! store are built once per container, outside the handler; see `lib.rs`
+//! for the handler.
+
+use lambda_runtime::{service_fn, LambdaEvent};
+
+use aws_lambda_events::dynamodb::Event;
+use report_aggregator::function_handler;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    cashback_edge::telemetry::init();
+    let sdk = cashback_edge::wiring::aws_config().await;
+    let table = std::env::var(cashback_store::dynamo::TABLE_ENV).map_err(|_| {
+        format!(
+            "{} must name the DynamoDB table",
+            cashback_store::dynamo::TABLE_ENV
+        )
+    })?;
+    let store = cashback_store::DynamoStore::from_sdk_config(&sdk, table, None);
+    let store = &store;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
+        function_handler(store, event.payload).await
+    }))
+    .await
+}

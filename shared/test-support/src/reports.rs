@@ -1,0 +1,39 @@
+//! Reports in tests: neither store keeps aggregates on its write path; the
+//! report aggregator sums the change feed, as the table's stream feeds it
+//! on AWS. A test that reads a report first calls [`catch_up`] (in-memory
+//! store: its change log) or [`catch_up_on_moto`] (DynamoDB on moto: the
+//! table's stream, read from the start).
+
+use cashback_app::aggregator::{aggregate, Outcome};
+use cashback_app::changes::Change;
+use cashback_store::{DynamoStore, MemoryStore};
+
+/// Sums every change the store logged since the last call into its report
+/// items (exactly once, as on AWS).
+pub async fn catch_up(store: &MemoryStore) -> Outcome {
+    store
+        .aggregate_reports()
+        .await
+        .expect("the in-memory store adds report sums")
+}
+
+/// Sums moto's stream of the store's table, from its start, as the
+/// deployed report-aggregator function does: what was added before adds
+/// nothing again.
+pub async fn catch_up_on_moto(store: &DynamoStore, endpoint: &str) -> Outcome {
+    let event = crate::moto::stream_event(endpoint, store.table_name()).await;
+    let changes: Vec<Change> = cashback_store::dynamo::stream::decode(&event)
+        .into_iter()
+        .filter_map(|(sequence, change)| {
+            change.unwrap_or_else(|e| panic!("stream record {sequence}: {e}"))
+        })
+        .collect();
+    let written = event
+        .records
+        .iter()
+        .map(|r| r.change.approximate_creation_date_time.date_naive())
+        .min();
+    aggregate(store, written, &changes)
+        .await
+        .expect("the report sums are added on moto")
+}

@@ -1,8 +1,8 @@
 //! When scheduled work falls due: the times the store files due work under.
 //!
-//! Three kinds of work are scheduled: an order's pending cashback to
-//! release, an account's next reminder email, and an account's balance or
-//! holds to expire. Each time is decided here, from the item being written
+//! Four kinds of work are scheduled: an order's pending cashback to
+//! release, an account's next reminder email, an account's balance or
+//! holds to expire, and an account's next bonus. Each time is decided here, from the item being written
 //! (and the program, for reminders); the adapters only index what they are
 //! given, by the hour [`bucket`] the time falls in.
 
@@ -38,6 +38,13 @@ pub fn expiry(account: &Account) -> Option<DateTime<Utc>> {
         .into_iter()
         .flatten()
         .min()
+}
+
+/// When an account's next bonus falls due (birthday, anniversary,
+/// win-back, a milestone waiting), as the last decision that touched it set
+/// it.
+pub fn bonus(account: &Account) -> Option<DateTime<Utc>> {
+    account.bonus.due_at
 }
 
 #[cfg(test)]

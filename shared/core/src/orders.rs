@@ -836,10 +836,22 @@ fn credit_earned(
         });
     }
 
+    let spend_before = account.lifetime_eligible_spend.amount();
     account.lifetime_eligible_spend = account.lifetime_eligible_spend.checked_add(eligible)?;
     record.spend_counted = eligible;
     update_tier(program, account, journal);
     account.orders_earned += 1;
+    let (spend_after, order_at) = (
+        account.lifetime_eligible_spend.amount(),
+        record.judged_at(order),
+    );
+    account.bonus.order_earned(
+        &program.bonuses,
+        spend_before,
+        spend_after,
+        order_at,
+        journal.at(),
+    );
 
     if !total.is_positive() {
         return Ok(());

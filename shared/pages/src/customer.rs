@@ -131,6 +131,7 @@ fn what(kind: EntryKind) -> &'static str {
         EntryKind::Clawback => "Taken back",
         EntryKind::Adjust => "Adjustment",
         EntryKind::Expire => "Expired",
+        EntryKind::Bonus => "Bonus",
     }
 }
 

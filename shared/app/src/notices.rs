@@ -204,6 +204,7 @@ impl Notice {
             NotificationKind::TierUpgraded { .. } => texts.tier_upgrade.as_ref(),
             // A reminder's texts live on its position, below.
             NotificationKind::Reminder { .. } => None,
+            NotificationKind::Bonus { .. } => None,
         };
         let (subject, preview_text) = match (&self.kind, custom) {
             (NotificationKind::Reminder { position, .. }, _) => program

@@ -9,6 +9,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use cashback_core::bonuses::BonusKind;
 use cashback_core::ids::{Code, Email, ShopId};
 use cashback_core::money::Money;
 
@@ -94,6 +95,20 @@ pub enum NotificationKind {
         /// What could not be taken and will come out of future cashback.
         debt: Money,
     },
+    /// A bonus was credited, or a milestone reached (with or without an
+    /// amount).
+    Bonus {
+        /// Which bonus.
+        bonus: BonusKind,
+        /// What was credited, spendable now; None: the milestone's email alone.
+        amount: Option<Money>,
+        /// For a milestone: the lifetime spend reached.
+        milestone: Option<Money>,
+        /// The spendable balance after it.
+        balance: Money,
+        /// The customer's balance code, when they have one.
+        code: Option<Code>,
+    },
     /// The customer reached a new tier.
     TierUpgraded {
         /// The new tier's name.
@@ -105,7 +120,7 @@ pub enum NotificationKind {
 
 impl NotificationKind {
     /// The kind's stable name (`earned`, `ready`, `reminder`, `clawed_back`,
-    /// `tier_upgraded`): in keys, logs and template names.
+    /// `tier_upgraded`, `bonus`): in keys, logs and template names.
     pub fn name(&self) -> &'static str {
         match self {
             NotificationKind::Earned { .. } => "earned",
@@ -113,6 +128,7 @@ impl NotificationKind {
             NotificationKind::Reminder { .. } => "reminder",
             NotificationKind::ClawedBack { .. } => "clawed_back",
             NotificationKind::TierUpgraded { .. } => "tier_upgraded",
+            NotificationKind::Bonus { .. } => "bonus",
         }
     }
 }

@@ -147,6 +147,12 @@ impl AccountWrite {
     pub fn expiry_due_at(&self) -> Option<DateTime<Utc>> {
         cashback_core::due::expiry(&self.account)
     }
+
+    /// When the account's next bonus falls due (the core set it on the
+    /// account with the decision), or None.
+    pub fn bonus_due_at(&self) -> Option<DateTime<Utc>> {
+        cashback_core::due::bonus(&self.account)
+    }
 }
 
 /// A new balance code for an account (and its referral code with it).

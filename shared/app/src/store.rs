@@ -41,6 +41,8 @@ pub enum DueKind {
     Reminder,
     /// Balance or holds to expire (account items).
     Expiry,
+    /// A birthday, anniversary, win-back or milestone bonus (account items).
+    Bonus,
 }
 
 /// Something due, as the index knows it.

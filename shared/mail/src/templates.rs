@@ -14,6 +14,8 @@
 use chrono::{DateTime, Utc};
 
 use cashback_app::notify::{Branding, Notification, NotificationKind};
+use cashback_core::bonuses::BonusKind;
+use cashback_core::ids::Code;
 use cashback_core::money::Money;
 
 use crate::encoding::single_line;
@@ -311,6 +313,20 @@ fn content_for(kind: &NotificationKind, names: &Names) -> Content {
                 code: None,
             }
         }
+        NotificationKind::Bonus {
+            bonus,
+            amount,
+            milestone,
+            balance,
+            code,
+        } => bonus_content(
+            *bonus,
+            amount.as_ref(),
+            milestone.as_ref(),
+            balance,
+            code,
+            names,
+        ),
         NotificationKind::TierUpgraded { tier_name, percent } => {
             let tier = single_line(tier_name);
             let percent = format_percent(percent);
@@ -330,6 +346,83 @@ fn content_for(kind: &NotificationKind, names: &Names) -> Content {
                 code: None,
             }
         }
+    }
+}
+
+/// A bonus's email: what it is for, what was credited (if anything) and
+/// the balance, with the code to spend it.
+fn bonus_content(
+    bonus: BonusKind,
+    amount: Option<&Money>,
+    milestone: Option<&Money>,
+    balance: &Money,
+    code: &Option<Code>,
+    names: &Names,
+) -> Content {
+    let program = &names.program;
+    let shop = &names.shop;
+    let amount = amount.map(format_money);
+    let (subject, heading, reason) = match bonus {
+        BonusKind::Birthday => (
+            format!("Happy birthday from {shop}"),
+            "Happy birthday".to_string(),
+            format!("Happy birthday from everyone at {shop}!"),
+        ),
+        BonusKind::Anniversary => (
+            format!("A year with {shop}: thank you"),
+            "Happy anniversary".to_string(),
+            format!(
+                "It is a year since your first order at {shop}. Thank you for shopping with us."
+            ),
+        ),
+        BonusKind::WinBack => (
+            format!("We miss you at {shop}"),
+            "We miss you".to_string(),
+            format!("It has been a while since your last order at {shop}."),
+        ),
+        BonusKind::Milestone => {
+            let spend = milestone.map(format_money).unwrap_or_default();
+            (
+                format!("You have spent {spend} at {shop}: thank you"),
+                "Thank you for your loyalty".to_string(),
+                format!("You have now spent {spend} at {shop}."),
+            )
+        }
+    };
+    let mut paragraphs = vec![vec![plain(reason)]];
+    let preview = match &amount {
+        Some(amount) => {
+            paragraphs.push(vec![
+                plain("We have added "),
+                strong(amount.clone()),
+                plain(format!(
+                    " in {program} to your balance, ready to spend now."
+                )),
+            ]);
+            paragraphs.push(vec![
+                plain("Your balance is now "),
+                strong(format_money(balance)),
+                plain("."),
+            ]);
+            format!("{amount} in {program} is in your balance, ready to spend.")
+        }
+        None => format!("Thank you for shopping at {shop}."),
+    };
+    let code = code.as_ref().filter(|_| amount.is_some());
+    if code.is_some() {
+        paragraphs.push(vec![plain("Enter your personal code at checkout:")]);
+    }
+    Content {
+        subject: match &amount {
+            Some(amount) if bonus != BonusKind::Milestone => {
+                format!("{subject}: {amount} in {program}")
+            }
+            _ => subject,
+        },
+        preview,
+        heading,
+        paragraphs,
+        code: code.map(|code| code.display()),
     }
 }
 

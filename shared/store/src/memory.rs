@@ -344,6 +344,7 @@ impl Store for MemoryStore {
             // Where the account sits in the due indexes: the times come
             // with the write (decided by the core).
             let (reminder_due, expiry_due) = (write.reminder_due_at, write.expiry_due_at());
+            let bonus_due = write.bonus_due_at();
             let ledger = tables.ledgers.entry(key.clone()).or_default();
             for entry in write.entries {
                 ledger.insert(keys::ledger_sort_key(&entry), entry);
@@ -360,6 +361,7 @@ impl Store for MemoryStore {
                 item_key.clone(),
                 reminder_due.map(due_ref),
             );
+            tables.place_due(DueKind::Bonus, item_key.clone(), bonus_due.map(due_ref));
             tables.place_due(DueKind::Expiry, item_key, expiry_due.map(due_ref));
             let version = write.expected_version + 1;
             tables.accounts.insert(

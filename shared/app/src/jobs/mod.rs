@@ -28,7 +28,9 @@
 //! - this module: configuration, the clock, the due-index walk, the paced sender.
 //! - [`promote`]: pending cashback released, balance and holds expired.
 //! - [`reminders`]: the reminder series.
+//! - [`bonuses`]: birthday, anniversary, win-back and milestone bonuses.
 
+pub mod bonuses;
 pub mod promote;
 pub mod reminders;
 

@@ -125,7 +125,7 @@ impl DueHandler for PromoteRun<'_> {
         match kind {
             DueKind::Release => release_one(&self.run, sender, due, &mut self.outcome).await,
             DueKind::Expiry => expire_one(&self.run, due, &mut self.outcome).await,
-            DueKind::Reminder => Ok(()),
+            DueKind::Reminder | DueKind::Bonus => Ok(()),
         }
     }
 }

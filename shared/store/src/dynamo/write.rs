@@ -38,7 +38,7 @@ use super::attr::*;
 use super::errors::{cancellation_reasons, from_sdk, is_condition_failed, is_conflict_code};
 use super::items::*;
 use super::read::usage_sk;
-use super::schema::{EXPIRY_INDEX, RELEASE_INDEX, REMINDER_INDEX};
+use super::schema::{BONUS_INDEX, EXPIRY_INDEX, RELEASE_INDEX, REMINDER_INDEX};
 use super::DynamoStore;
 use crate::keys;
 
@@ -166,7 +166,11 @@ fn account_items(
     let customer = &account.customer;
     let pk = keys::account_key(shop, customer);
     let (reminder_due, expiry_due) = (write.reminder_due_at, write.expiry_due_at());
-    let dues = [(REMINDER_INDEX, reminder_due), (EXPIRY_INDEX, expiry_due)];
+    let dues = [
+        (REMINDER_INDEX, reminder_due),
+        (EXPIRY_INDEX, expiry_due),
+        (BONUS_INDEX, write.bonus_due_at()),
+    ];
     let held = account.held().amount();
     let refused = refused_locally(account);
     let role = Role::Account {

@@ -23,8 +23,8 @@ pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 /// `{shop}` and `{id}` of a customer's routes. The id is checked first: a
 /// path with both wrong names the id, as it always has.
 pub(crate) struct CustomerPath {
-    shop: ShopId,
-    customer: CustomerId,
+    pub(crate) shop: ShopId,
+    pub(crate) customer: CustomerId,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for CustomerPath {

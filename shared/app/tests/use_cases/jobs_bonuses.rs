@@ -178,6 +178,18 @@ async fn a_birthday_is_credited_on_its_day_once_with_its_own_email_and_reported_
     assert_eq!(figures.bonus.get(Metric::Birthday), dec!(5));
     assert_eq!(figures.earn.get(Metric::Birthday), dec!(0));
     assert_eq!(figures.earn.pending, dec!(10), "earned cashback apart");
+
+    let report = cashback_app::admin::report(&s.ctx, &shop(), t0().date_naive(), day.date_naive())
+        .await
+        .unwrap();
+    assert_eq!(report.bonuses.birthday, dec!(5.00));
+    assert_eq!(report.bonuses.total, dec!(5.00));
+    assert_eq!(
+        report.issued.total,
+        dec!(10.00),
+        "issued is earned cashback only"
+    );
+    assert_eq!(report.liability.total, dec!(15.00));
 }
 
 #[tokio::test]

@@ -34,7 +34,7 @@ async fn the_programs_bonuses_are_validated_field_by_field_and_kept() {
     let ctx = ctx().await;
     let bad = r#"{"currency":"USD","bonuses":{
         "birthday":{"amount":"5.001","days_before":40},
-        "win_back":{"after_days":90,"once_per_days":30,"reward":{"type":"extra_percent","percent":"5","valid_days":30}},
+        "win_back":{"after_days":90,"once_per_days":30,"reward":{"type":"extra_percent","percent":"150","valid_days":30}},
         "milestones":[{"lifetime_spend":"500"},{"lifetime_spend":"100"}]}}"#;
     let refused = send(
         app(&ctx),
@@ -48,7 +48,7 @@ async fn the_programs_bonuses_are_validated_field_by_field_and_kept() {
             "bonuses.birthday.amount",
             "bonuses.birthday.days_before",
             "bonuses.win_back.once_per_days",
-            "bonuses.win_back.reward.type",
+            "bonuses.win_back.reward.percent",
             "bonuses.milestones[1].lifetime_spend",
         ]
     );

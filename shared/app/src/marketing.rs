@@ -516,10 +516,18 @@ pub fn event_for_notice(notice: &Notice, at: DateTime<Utc>) -> MarketingEvent {
             milestone,
             balance,
             code,
+            extra_percent,
         } => {
             text("bonus", bonus.as_str().to_string());
             if let Some(code) = code {
                 text("code", code.display());
+            }
+            if let Some(offer) = extra_percent {
+                properties.insert(
+                    "extra_percent".into(),
+                    PropertyValue::Text(offer.percent.normalize().to_string()),
+                );
+                properties.insert("extra_until".into(), PropertyValue::time(Some(offer.until)));
             }
             if let Some(milestone) = milestone {
                 properties.insert("milestone".into(), PropertyValue::money(*milestone));

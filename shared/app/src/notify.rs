@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use cashback_core::bonuses::BonusKind;
+use cashback_core::bonuses::{BonusKind, ExtraPercentOffer};
 use cashback_core::ids::{Code, Email, ShopId};
 use cashback_core::money::Money;
 
@@ -108,6 +108,9 @@ pub enum NotificationKind {
         balance: Money,
         /// The customer's balance code, when they have one.
         code: Option<Code>,
+        /// A win-back paid as an extra percent on the next order: the offer.
+        #[serde(default)]
+        extra_percent: Option<ExtraPercentOffer>,
     },
     /// The customer reached a new tier.
     TierUpgraded {

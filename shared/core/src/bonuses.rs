@@ -17,9 +17,13 @@
 //! [`take_due`] what to credit, and credits each through
 //! [`Account::credit_bonus`](crate::ledger::Account::credit_bonus).
 //!
-//! A program offers only what the job pays: a win-back's extra percent on
-//! the next order and a birthday held pending are refused by
-//! [`Bonuses::validate`] until the order path and the release job pay them.
+//! A win-back's extra percent is an offer the job leaves on the account
+//! ([`BonusState::extra_percent`]); the customer's next earning order within
+//! its window takes it ([`BonusState::take_extra_percent`]) and earns that
+//! much more, merchant-funded, as part of the order's cashback.
+//!
+//! A program offers only what the engine pays: a birthday held pending is
+//! refused by [`Bonuses::validate`] until a release pays it.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -436,10 +440,26 @@ pub struct BonusState {
     /// An order crossed a milestone at this time; the job has not handled it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub milestone_noted_at: Option<DateTime<Utc>>,
+    /// A win-back's extra percent waiting for the next earning order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_percent: Option<ExtraPercentOffer>,
     /// When the account's next bonus falls due: the time the due index
     /// files it under. Never before the decision that set it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due_at: Option<DateTime<Utc>>,
+}
+
+/// A win-back's extra percent on the customer's next earning order placed
+/// from `from` and before `until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtraPercentOffer {
+    /// Added to the order's cashback percent, merchant-funded.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub percent: Decimal,
+    /// When the offer was made.
+    pub from: DateTime<Utc>,
+    /// When it lapses.
+    pub until: DateTime<Utc>,
 }
 
 /// A bonus the job must handle now: credit `amount` (when there is one)
@@ -455,6 +475,9 @@ pub struct BonusDue {
     pub amount: Option<Decimal>,
     /// For a milestone: the lifetime spend reached.
     pub milestone: Option<Decimal>,
+    /// For a win-back paid as an extra percent: the offer left on the
+    /// account.
+    pub extra_percent: Option<ExtraPercentOffer>,
 }
 
 const ONE_SECOND: Duration = Duration::seconds(1);
@@ -525,6 +548,23 @@ impl BonusState {
         self.schedule(bonuses, now);
     }
 
+    /// Takes the win-back's extra percent for an earning order placed at
+    /// `order_at`, if one is waiting and the order falls in its window; an
+    /// offer that has lapsed is dropped. Each offer serves one order.
+    pub fn take_extra_percent(&mut self, order_at: DateTime<Utc>) -> Option<Decimal> {
+        let offer = self.extra_percent?;
+        if order_at >= offer.until {
+            self.extra_percent = None;
+            return None;
+        }
+        if order_at < offer.from {
+            // An order placed before the offer (delivered late) keeps it waiting.
+            return None;
+        }
+        self.extra_percent = None;
+        Some(offer.percent)
+    }
+
     /// Recomputes [`BonusState::due_at`]: the earliest of the next birthday
     /// and anniversary credit (kept in the index even while the program
     /// offers neither, so a bonus turned on later reaches every customer),
@@ -588,6 +628,7 @@ pub fn take_due(
                 key,
                 amount: Some(rule.amount),
                 milestone: None,
+                extra_percent: None,
             });
         }
     }
@@ -607,6 +648,7 @@ pub fn take_due(
                 key,
                 amount: Some(rule.amount),
                 milestone: None,
+                extra_percent: None,
             });
         }
     }
@@ -616,15 +658,27 @@ pub fn take_due(
                 Some(next) if next.at <= now => {
                     state.win_back_handled = Some(last);
                     state.last_win_back_at = Some(now);
-                    let amount = match rule.reward {
-                        WinBackReward::Amount { amount } => Some(amount),
-                        WinBackReward::ExtraPercent { .. } => None,
+                    let (amount, extra_percent) = match rule.reward {
+                        WinBackReward::Amount { amount } => (Some(amount), None),
+                        WinBackReward::ExtraPercent {
+                            percent,
+                            valid_days,
+                        } => {
+                            let offer = ExtraPercentOffer {
+                                percent,
+                                from: now,
+                                until: now + Duration::days(i64::from(valid_days)),
+                            };
+                            state.extra_percent = Some(offer);
+                            (None, Some(offer))
+                        }
                     };
                     due.push(BonusDue {
                         kind: BonusKind::WinBack,
                         key: next.key,
                         amount,
                         milestone: None,
+                        extra_percent,
                     });
                 }
                 Some(_) => {}
@@ -642,6 +696,7 @@ pub fn take_due(
                 key: BonusKey::milestone(milestone.lifetime_spend),
                 amount: milestone.amount,
                 milestone: Some(milestone.lifetime_spend),
+                extra_percent: None,
             });
         }
     }
@@ -736,13 +791,6 @@ impl Bonuses {
                     percent,
                     valid_days,
                 } => {
-                    // The order path does not add it to the next order yet:
-                    // refuse what would never be paid.
-                    fail(
-                        "win_back.reward.type",
-                        "only an amount is offered; an extra percent on the next order is not yet"
-                            .to_string(),
-                    );
                     if percent <= Decimal::ZERO || percent > Decimal::ONE_HUNDRED {
                         fail(
                             "win_back.reward.percent",
@@ -935,7 +983,6 @@ mod tests {
                 "bonuses.birthday.issuance",
                 "bonuses.anniversary.amount",
                 "bonuses.win_back.after_days",
-                "bonuses.win_back.reward.type",
                 "bonuses.win_back.reward.percent",
                 "bonuses.win_back.reward.valid_days",
                 "bonuses.milestones[1].lifetime_spend",

@@ -818,10 +818,27 @@ fn credit_earned(
         record.judged_at(order),
     )?;
     let from_coupons = Money::sum(account.currency, ctx.coupons.iter().map(|c| &c.cashback))?;
-    let total = from_program.total.checked_add(from_coupons)?;
+    // A win-back's extra percent waiting on the account: the merchant's, on
+    // this order's eligible base, outside the program's cap.
+    let extra_percent = if eligible.is_positive() {
+        account.bonus.take_extra_percent(record.judged_at(order))
+    } else {
+        None
+    };
+    let from_win_back = Money::round_toward_zero(
+        eligible.amount() * extra_percent.unwrap_or_default() / rust_decimal::Decimal::ONE_HUNDRED,
+        account.currency,
+    );
+    let total = from_program
+        .total
+        .checked_add(from_coupons)?
+        .checked_add(from_win_back)?;
     // Coupons are the merchant's own offers: the partner matches only the program.
     let funding = Funding {
-        merchant: from_program.merchant_funded.checked_add(from_coupons)?,
+        merchant: from_program
+            .merchant_funded
+            .checked_add(from_coupons)?
+            .checked_add(from_win_back)?,
         partner: from_program.partner_funded,
     };
     record.earned = Some(EarnedRecord {

@@ -14,7 +14,7 @@
 use chrono::{DateTime, Utc};
 
 use cashback_app::notify::{Branding, Notification, NotificationKind};
-use cashback_core::bonuses::BonusKind;
+use cashback_core::bonuses::{BonusKind, ExtraPercentOffer};
 use cashback_core::ids::Code;
 use cashback_core::money::Money;
 
@@ -319,10 +319,12 @@ fn content_for(kind: &NotificationKind, names: &Names) -> Content {
             milestone,
             balance,
             code,
+            extra_percent,
         } => bonus_content(
             *bonus,
             amount.as_ref(),
             milestone.as_ref(),
+            extra_percent.as_ref(),
             balance,
             code,
             names,
@@ -355,6 +357,7 @@ fn bonus_content(
     bonus: BonusKind,
     amount: Option<&Money>,
     milestone: Option<&Money>,
+    extra_percent: Option<&ExtraPercentOffer>,
     balance: &Money,
     code: &Option<Code>,
     names: &Names,
@@ -406,7 +409,21 @@ fn bonus_content(
             ]);
             format!("{amount} in {program} is in your balance, ready to spend.")
         }
-        None => format!("Thank you for shopping at {shop}."),
+        None => match extra_percent {
+            Some(offer) => {
+                let percent = format_percent(&offer.percent.normalize().to_string());
+                let until = format_date(&offer.until);
+                paragraphs.push(vec![
+                    plain("Your next order until "),
+                    strong(until.clone()),
+                    plain(" earns an extra "),
+                    strong(percent.clone()),
+                    plain(format!(" in {program}.")),
+                ]);
+                format!("Your next order earns an extra {percent} in {program} until {until}.")
+            }
+            None => format!("Thank you for shopping at {shop}."),
+        },
     };
     let code = code.as_ref().filter(|_| amount.is_some());
     if code.is_some() {
@@ -619,6 +636,47 @@ mod tests {
                 percent: "7.5".to_string(),
             },
         ]
+    }
+
+    #[test]
+    fn each_bonus_has_its_own_email_saying_what_it_is_and_what_it_credited() {
+        let bonus = |bonus, amount: Option<&str>, milestone: Option<&str>, extra| {
+            render(&notification(NotificationKind::Bonus {
+                bonus,
+                amount: amount.map(usd),
+                milestone: milestone.map(usd),
+                balance: usd("45.00"),
+                code: Some(code()),
+                extra_percent: extra,
+            }))
+        };
+        let birthday = bonus(BonusKind::Birthday, Some("5"), None, None);
+        assert_eq!(
+            birthday.subject,
+            "Happy birthday from Demo Shop: 5.00 USD in CashBack"
+        );
+        assert!(birthday.text.contains("45.00 USD") && birthday.text.contains("CB-7K2M9Q"));
+        let anniversary = bonus(BonusKind::Anniversary, Some("2"), None, None);
+        assert!(anniversary.text.contains("a year since your first order"));
+        let milestone = bonus(BonusKind::Milestone, None, Some("500"), None);
+        assert_eq!(
+            milestone.subject,
+            "You have spent 500.00 USD at Demo Shop: thank you"
+        );
+        assert!(!milestone.text.contains("CB-7K2M9Q"), "no amount, no code");
+        let offer = ExtraPercentOffer {
+            percent: usd("5").amount(),
+            from: release_date(),
+            until: release_date() + chrono::Duration::days(14),
+        };
+        let win_back = bonus(BonusKind::WinBack, None, None, Some(offer));
+        assert_eq!(win_back.subject, "We miss you at Demo Shop");
+        assert!(
+            win_back.text.contains("earns an extra 5% in CashBack")
+                && win_back.text.contains("6 January 2027"),
+            "{}",
+            win_back.text
+        );
     }
 
     #[test]

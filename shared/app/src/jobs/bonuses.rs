@@ -269,12 +269,12 @@ async fn record_bonuses(run: &Run<'_>, due: &DueRef) -> Result<Recorded, AppErro
                 .map_err(LedgerError::from)?;
             let key = bonus_record_key(customer, &bonus.key);
             keys.push(key.clone());
-            pending_notices.push((key, bonus.kind, amount, milestone));
+            pending_notices.push((key, bonus.kind, amount, milestone, bonus.extra_percent));
         }
         let reachable = !account.reminders.unsubscribed && !account.reminders.suppressed;
         let mut notices = Vec::new();
         let mut no_email = 0;
-        for (key, bonus, amount, milestone) in pending_notices {
+        for (key, bonus, amount, milestone, extra_percent) in pending_notices {
             match (&account.email, reachable) {
                 (Some(to), true) => notices.push(Notice {
                     key,
@@ -287,6 +287,7 @@ async fn record_bonuses(run: &Run<'_>, due: &DueRef) -> Result<Recorded, AppErro
                         milestone,
                         balance: account.available,
                         code: account.code.clone(),
+                        extra_percent,
                     },
                 }),
                 _ => no_email += 1,

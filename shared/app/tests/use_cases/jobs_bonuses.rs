@@ -301,3 +301,42 @@ async fn a_milestone_is_announced_once_without_an_amount() {
         ["bonus:ann:milestone:500".to_string()]
     );
 }
+
+#[tokio::test]
+async fn a_win_back_as_an_extra_percent_is_announced_and_paid_on_the_next_order() {
+    let mut program = bonus_program();
+    program.bonuses.win_back = Some(WinBack {
+        after_days: 90,
+        reward: WinBackReward::ExtraPercent {
+            percent: dec!(5),
+            valid_days: 14,
+        },
+        once_per_days: 180,
+    });
+    program.bonuses.birthday = None;
+    let s = setup_with(program).await;
+    pay(&s.ctx, "1", "ann", "100.00", t0()).await;
+    let won_back = run(&s, t0() + Duration::days(90) + Duration::hours(1)).await;
+    assert_eq!(
+        (won_back.credited, won_back.emails_sent),
+        (0, 1),
+        "{won_back:?}"
+    );
+    let emails = s.notifier.sent_of("bonus");
+    match &emails[0].kind {
+        NotificationKind::Bonus {
+            bonus,
+            amount,
+            extra_percent,
+            ..
+        } => {
+            assert_eq!((*bonus, *amount), (BonusKind::WinBack, None));
+            assert_eq!(extra_percent.map(|o| o.percent), Some(dec!(5)));
+        }
+        other => panic!("{other:?}"),
+    }
+    pay(&s.ctx, "2", "ann", "100.00", t0() + Duration::days(95)).await;
+    let account = account_of(&s.memory, "ann").await.value;
+    assert_eq!(account.pending, usd("25.00"), "10.00 + 10.00 + 5.00 extra");
+    assert_eq!(account.bonus.extra_percent, None);
+}

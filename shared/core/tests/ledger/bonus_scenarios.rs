@@ -366,3 +366,81 @@ fn the_first_order_starts_yearly_anniversaries() {
     );
     assert_eq!(books.account.bonus.due_at, Some(at(2028, 1, 1, 0)));
 }
+
+#[test]
+fn a_win_back_as_an_extra_percent_pays_on_the_next_order_in_its_window_once() {
+    let mut books = Books::new(program(Bonuses {
+        win_back: Some(WinBack {
+            after_days: 90,
+            reward: WinBackReward::ExtraPercent {
+                percent: dec!(5),
+                valid_days: 30,
+            },
+            once_per_days: 180,
+        }),
+        ..Bonuses::default()
+    }));
+    let mut first = order("1", vec![line("a", "100.00", 1, "0.00")]);
+    first.occurred_at = t0();
+    books.apply(&OrderEvent::Paid(first), t0());
+    let program = books.program.clone();
+    let spend = books.account.lifetime_eligible_spend.amount();
+    let due = take_due(&program.bonuses, &mut books.account.bonus, spend, days(90));
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].amount, None, "nothing credited now");
+    let offer = due[0].extra_percent.unwrap();
+    assert_eq!((offer.percent, offer.until), (dec!(5), days(120)));
+
+    // The next order inside the window: 10 % + 5 % of 200.00, the 5 % the
+    // merchant's.
+    let mut second = order("2", vec![line("b", "200.00", 1, "0.00")]);
+    second.occurred_at = days(100);
+    let applied = books.apply(&OrderEvent::Paid(second), days(100));
+    let earn = applied
+        .entries
+        .iter()
+        .find(|e| e.kind == EntryKind::Earn)
+        .unwrap();
+    assert_eq!(earn.pending_delta, usd("30.00"));
+    assert_eq!(earn.funding.unwrap().merchant, usd("30.00"));
+    assert_eq!(books.account.bonus.extra_percent, None, "used once");
+    let mut third = order("3", vec![line("c", "200.00", 1, "0.00")]);
+    third.occurred_at = days(101);
+    let applied = books.apply(&OrderEvent::Paid(third), days(101));
+    assert_eq!(applied.entries[0].pending_delta, usd("20.00"));
+    // A full refund of the order that used it takes all of it back.
+    books.apply(&refund_lines("2", "r1", &[("b", 1)]), days(102));
+    assert_eq!(books.account.pending, usd("30.00"));
+    books.check();
+}
+
+#[test]
+fn an_extra_percent_offer_lapses_after_its_window() {
+    let mut books = Books::new(program(Bonuses {
+        win_back: Some(WinBack {
+            after_days: 90,
+            reward: WinBackReward::ExtraPercent {
+                percent: dec!(5),
+                valid_days: 30,
+            },
+            once_per_days: 180,
+        }),
+        ..Bonuses::default()
+    }));
+    books.apply(
+        &OrderEvent::Paid(order("1", vec![line("a", "100.00", 1, "0.00")])),
+        t0(),
+    );
+    let program = books.program.clone();
+    take_due(
+        &program.bonuses,
+        &mut books.account.bonus,
+        dec!(100),
+        days(90),
+    );
+    let mut late = order("2", vec![line("b", "100.00", 1, "0.00")]);
+    late.occurred_at = days(121);
+    let applied = books.apply(&OrderEvent::Paid(late), days(121));
+    assert_eq!(applied.entries[0].pending_delta, usd("10.00"));
+    assert_eq!(books.account.bonus.extra_percent, None);
+}

@@ -34,8 +34,9 @@ pub enum BirthdayOutcome {
 }
 
 /// Stores `birthday` on the customer's account as `source` gives it. The
-/// customer's second entry is refused ([`AppError::Conflict`]): they set it
-/// once, the shop may correct it.
+/// customer's second entry, and their first before they have an earning
+/// order, are refused ([`AppError::Conflict`]): they set it once, the shop
+/// may correct it.
 pub async fn set_birthday(
     ctx: &Context,
     shop: &ShopId,
@@ -56,13 +57,10 @@ pub async fn set_birthday(
             return Ok(BirthdayOutcome::UnknownCustomer);
         };
         let mut account = found.value;
-        match account
-            .bonus
-            .set_birthday(birthday, source, &program.bonuses, now)
-        {
+        match account.set_birthday(birthday, source, &program.bonuses, now) {
             Ok(true) => {}
             Ok(false) => return Ok(BirthdayOutcome::Unchanged),
-            Err(refused @ BirthdayRefused::AlreadySet) => {
+            Err(refused @ (BirthdayRefused::AlreadySet | BirthdayRefused::NoEarningOrder)) => {
                 return Err(AppError::Conflict(refused.to_string()))
             }
         }

@@ -37,6 +37,9 @@ pub const MAX_BIRTHDAY_DAYS_BEFORE: u32 = 31;
 pub const MAX_WIN_BACK_DAYS: u32 = 1_825;
 /// How many milestones one program may name.
 pub const MAX_MILESTONES: usize = 20;
+/// A birthday the customer gives pays from its first credit day at least
+/// this many days later: a date typed today is not paid out tomorrow.
+pub const CUSTOMER_BIRTHDAY_LEAD_DAYS: i64 = 30;
 
 /// The bonuses a program pays besides cashback on orders. All off by default.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -390,6 +393,29 @@ pub enum BirthdayRefused {
     /// shop may change it now.
     #[error("the birthday is already set; only the shop can change it")]
     AlreadySet,
+    /// The customer has no earning order yet: an account opened by an
+    /// order never paid may not give a birthday.
+    #[error("your birthday can be saved once you have earned cashback on an order")]
+    NoEarningOrder,
+}
+
+impl crate::ledger::Account {
+    /// Sets the customer's birthday as `source` gives it, at `now`
+    /// ([`BonusState::set_birthday`]): the customer themselves may give it
+    /// only once they have an earning order. Returns whether anything
+    /// changed.
+    pub fn set_birthday(
+        &mut self,
+        birthday: Birthday,
+        source: BirthdaySource,
+        bonuses: &Bonuses,
+        now: DateTime<Utc>,
+    ) -> Result<bool, BirthdayRefused> {
+        if source == BirthdaySource::Customer && self.orders_earned == 0 {
+            return Err(BirthdayRefused::NoEarningOrder);
+        }
+        self.bonus.set_birthday(birthday, source, bonuses, now)
+    }
 }
 
 /// What an account keeps for its bonuses: a handful of dates and one
@@ -403,8 +429,9 @@ pub struct BonusState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub birthday_source: Option<BirthdaySource>,
     /// Birthday credits are looked for from this instant on: when the
-    /// birthday was set, then just after the last one handled. A birthday
-    /// given on the day itself is next year's.
+    /// birthday was set (a customer's own entry: [`CUSTOMER_BIRTHDAY_LEAD_DAYS`]
+    /// later), then just after the last one handled. A birthday given on
+    /// the day itself is next year's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub birthday_from: Option<DateTime<Utc>>,
     /// The last birthday year handled: a day moved later in the same year
@@ -437,7 +464,9 @@ pub struct BonusState {
         skip_serializing_if = "Option::is_none"
     )]
     pub milestone_floor: Option<Decimal>,
-    /// An order crossed a milestone at this time; the job has not handled it.
+    /// An order crossed a milestone; the job handles it from this time on:
+    /// once the cashback of every order that counted toward it is released
+    /// (a refund before then lowers the spend and pays nothing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub milestone_noted_at: Option<DateTime<Utc>>,
     /// A win-back's extra percent waiting for the next earning order.
@@ -513,23 +542,32 @@ impl BonusState {
         self.birthday = Some(birthday);
         self.birthday_source = Some(source);
         // A changed birthday is looked for from now on; a year's bonus is
-        // keyed on its year, so moving the day cannot pay a year twice.
-        self.birthday_from = Some(now);
+        // keyed on its year, so moving the day cannot pay a year twice. The
+        // customer's own entry waits a lead time: typing tomorrow's date
+        // pays next year, not tomorrow.
+        self.birthday_from = Some(match source {
+            BirthdaySource::Customer => now + Duration::days(CUSTOMER_BIRTHDAY_LEAD_DAYS),
+            _ => now,
+        });
         self.schedule(bonuses, now);
         Ok(true)
     }
 
     /// Notes an earning order placed at `order_at` (recorded at `now`)
     /// that moved lifetime eligible spend from `spend_before` to
-    /// `spend_after`: the first order starts the anniversaries, the latest
-    /// one moves the win-back forward, and a milestone crossed is noted for
-    /// the job.
+    /// `spend_after` and whose cashback is released at `released_at` (`now`
+    /// when credited at once): the first order starts the anniversaries,
+    /// the latest one moves the win-back forward, and a milestone crossed
+    /// is noted for the job, due once this order's cashback is released
+    /// (and every earlier one's it waited for): spend refunded before then
+    /// reaches nothing.
     pub fn order_earned(
         &mut self,
         bonuses: &Bonuses,
         spend_before: Decimal,
         spend_after: Decimal,
         order_at: DateTime<Utc>,
+        released_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) {
         if self.first_order_at.is_none_or(|first| order_at < first) {
@@ -542,7 +580,8 @@ impl BonusState {
             // Spend before the program named milestones crossed none.
             let floor = *self.milestone_floor.get_or_insert(spend_before);
             if !milestones_reached(&bonuses.milestones, floor, spend_after).is_empty() {
-                self.milestone_noted_at.get_or_insert(now);
+                let at = released_at.max(now);
+                self.milestone_noted_at = Some(self.milestone_noted_at.map_or(at, |n| n.max(at)));
             }
         }
         self.schedule(bonuses, now);
@@ -687,7 +726,8 @@ pub fn take_due(
             }
         }
     }
-    if state.milestone_noted_at.take().is_some() {
+    if state.milestone_noted_at.is_some_and(|at| at <= now) {
+        state.milestone_noted_at = None;
         let floor = state.milestone_floor.unwrap_or(Decimal::ZERO);
         for milestone in milestones_reached(&bonuses.milestones, floor, lifetime_spend) {
             state.milestone_floor = Some(milestone.lifetime_spend);

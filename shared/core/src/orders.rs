@@ -862,11 +862,17 @@ fn credit_earned(
         account.lifetime_eligible_spend.amount(),
         record.judged_at(order),
     );
+    // A milestone this order crosses is paid once its cashback is released.
+    let released_at = match program.issuance {
+        Issuance::Pending { days } => release_time(order, days, journal.at()),
+        Issuance::Immediate => journal.at(),
+    };
     account.bonus.order_earned(
         &program.bonuses,
         spend_before,
         spend_after,
         order_at,
+        released_at,
         journal.at(),
     );
 

@@ -94,6 +94,9 @@ pub struct CustomerPage {
     /// The birthday as shown ("14 July"), once given.
     pub birthday: Option<String>,
     pub birthday_action: String,
+    /// A birthday the customer gives pays from its first day at least this
+    /// many days on.
+    pub birthday_lead_days: i64,
     pub months: Vec<(u32, &'static str)>,
     pub form_token: String,
     pub notice: Option<&'static str>,
@@ -279,6 +282,7 @@ pub fn page_of(
             .birthday
             .map(|b| format!("{} {}", b.day(), month_name(b.month()))),
         birthday_action: urls.birthday_action.clone(),
+        birthday_lead_days: cashback_core::bonuses::CUSTOMER_BIRTHDAY_LEAD_DAYS,
         months: (1..=12).map(|m| (m, month_name(m))).collect(),
         form_token: token,
         notice,

@@ -437,9 +437,72 @@ async fn stored_birthday(ctx: &Context) -> Option<cashback_core::bonuses::Birthd
     read.accounts[&ann].value.bonus.birthday
 }
 
+/// Ann's first order earned cashback (her seeded balance is a goodwill
+/// credit, no order).
+async fn ann_has_earned_an_order(ctx: &Context) {
+    let ann = CustomerId::parse("ann").unwrap();
+    let read = ctx
+        .store
+        .read(&shop(), &ReadRequest::account(&ann))
+        .await
+        .unwrap();
+    let found = read.accounts[&ann].clone();
+    let mut account = found.value;
+    account.orders_earned = 1;
+    ctx.store
+        .write(
+            &shop(),
+            cashback_app::store::WriteSet::account(cashback_app::store::AccountWrite::new(
+                &program(),
+                account,
+                found.version,
+            )),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_account_without_an_earning_order_cannot_give_a_birthday_through_either_form() {
+    // The attack: open an account with an order never paid, give a birthday
+    // a few days away, collect the bonus. Ann's account exists (a goodwill
+    // balance) but no order of hers has earned.
+    let ctx = ctx().await;
+    let router = router_with(ctx.clone(), config());
+    let token = link::form_token(
+        &ctx.config.link_secret,
+        &shop(),
+        &CustomerId::parse("ann").unwrap(),
+    );
+    let action = format!("/pages/proxy/birthday?{}", proxied("ann"));
+    let (status, _, _) = send_text(
+        router.clone(),
+        post_form(&action, &format!("token={token}&month=1&day=7")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let url = link_for(&ctx, "ann", Duration::hours(1));
+    let action = url.replacen("/customers/ann?", "/customers/ann/birthday?", 1);
+    let (status, _, _) = send_text(
+        router,
+        post_form(&action, &format!("token={token}&month=1&day=7")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(stored_birthday(&ctx).await, None, "nothing stored");
+    let ann = CustomerId::parse("ann").unwrap();
+    let read = ctx
+        .store
+        .read(&shop(), &ReadRequest::account(&ann))
+        .await
+        .unwrap();
+    assert_eq!(read.accounts[&ann].value.bonus.due_at, None);
+}
+
 #[tokio::test]
 async fn the_customer_gives_a_birthday_once_through_the_pages_form_and_bad_days_change_nothing() {
     let ctx = ctx().await;
+    ann_has_earned_an_order(&ctx).await;
     let router = router_with(ctx.clone(), config());
     let token = link::form_token(
         &ctx.config.link_secret,
@@ -456,6 +519,10 @@ async fn the_customer_gives_a_birthday_once_through_the_pages_form_and_bad_days_
         "{page}"
     );
     assert!(page.contains("<label for=\"cb-birthday-month\">Month</label>"));
+    assert!(
+        page.contains("at least 30 days after you tell us"),
+        "the page says when the bonus starts"
+    );
 
     let action = format!("/pages/proxy/birthday?{}", proxied("ann"));
     // Posted from elsewhere: refused, nothing stored.

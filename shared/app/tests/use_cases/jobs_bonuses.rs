@@ -8,13 +8,15 @@
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use rust_decimal_macros::dec;
 
 use crate::support::jobs::*;
 use crate::support::*;
 use cashback_app::bonuses::{set_birthday, BirthdayOutcome};
+use cashback_app::events::handle_order_event;
 use cashback_app::jobs::bonuses::{send_bonuses, BonusesOutcome};
+use cashback_app::jobs::promote::promote_due;
 use cashback_app::jobs::{JobConfig, TokioClock};
 use cashback_app::notify::NotificationKind;
 use cashback_app::store::{Metric, Store};
@@ -193,6 +195,154 @@ async fn a_birthday_is_credited_on_its_day_once_with_its_own_email_and_reported_
 }
 
 #[tokio::test]
+async fn a_birthday_the_customer_sets_for_tomorrow_pays_next_year_not_tomorrow() {
+    // The attack: an account with an earning order gives tomorrow as its
+    // birthday and collects the bonus the next day.
+    let s = birthday_only().await;
+    pay(&s.ctx, "1", "ann", "20.00", t0()).await;
+    let tomorrow = (t0() + Duration::days(1)).date_naive();
+    birthday(&s, tomorrow.month(), tomorrow.day(), t0()).await;
+    let next_day = run(&s, at(2026, 11, 24, 1)).await;
+    assert_eq!(next_day.credited, 0, "{next_day:?}");
+    let mut day = t0();
+    while day < t0() + Duration::days(40) {
+        assert_eq!(run(&s, day).await.credited, 0, "{day}");
+        day += Duration::days(1);
+    }
+    assert_eq!(
+        account_of(&s.memory, "ann").await.value.available,
+        usd("0.00")
+    );
+    // A year on, the birthday pays as any other.
+    assert_eq!(run(&s, at(2027, 11, 24, 1)).await.credited, 1);
+    assert_eq!(
+        s.notifier.keys_of("bonus"),
+        ["bonus:ann:birthday:2027".to_string()]
+    );
+    assert_eq!(
+        account_of(&s.memory, "ann").await.value.available,
+        usd("5.00")
+    );
+}
+
+#[tokio::test]
+async fn a_birthday_the_merchant_sets_for_tomorrow_pays_tomorrow() {
+    let s = birthday_only().await;
+    pay(&s.ctx, "1", "ann", "20.00", t0()).await;
+    set_birthday(
+        &s.ctx,
+        &shop(),
+        &ann(),
+        Birthday::new(11, 24).unwrap(),
+        BirthdaySource::Merchant,
+        t0(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(run(&s, at(2026, 11, 24, 1)).await.credited, 1);
+    assert_eq!(
+        s.notifier.keys_of("bonus"),
+        ["bonus:ann:birthday:2026".to_string()]
+    );
+}
+
+#[tokio::test]
+async fn a_customer_without_an_earning_order_cannot_give_a_birthday() {
+    let s = birthday_only().await;
+    // An account that no order earned for (opened by an order never paid).
+    let account = cashback_core::ledger::Account::open(shop(), ann(), usd("0").currency());
+    s.memory
+        .write(
+            &shop(),
+            cashback_app::store::WriteSet::account(cashback_app::store::AccountWrite::new(
+                &bonus_program(),
+                account,
+                0,
+            )),
+        )
+        .await
+        .unwrap();
+    let refused = set_birthday(
+        &s.ctx,
+        &shop(),
+        &ann(),
+        Birthday::new(11, 30).unwrap(),
+        BirthdaySource::Customer,
+        t0(),
+    )
+    .await;
+    assert!(matches!(refused, Err(AppError::Conflict(_))), "{refused:?}");
+    let account = account_of(&s.memory, "ann").await.value;
+    assert_eq!((account.bonus.birthday, account.bonus.due_at), (None, None));
+    assert_eq!(run(&s, at(2026, 11, 30, 1)).await.credited, 0);
+}
+
+#[tokio::test]
+async fn a_milestone_bought_and_returned_before_release_pays_nothing() {
+    // The attack: cross a milestone, let the job run, return everything
+    // before the order's cashback is released.
+    let mut program = bonus_program();
+    program.bonuses.win_back = None;
+    program.bonuses.milestones = vec![Milestone {
+        lifetime_spend: dec!(500),
+        amount: Some(dec!(20)),
+    }];
+    let s = setup_with(program).await;
+    pay(&s.ctx, "1", "ann", "500.00", t0()).await;
+    let ran = run(&s, t0() + Duration::hours(1)).await;
+    assert_eq!((ran.credited, ran.announced), (0, 0), "{ran:?}");
+    let ran = run(&s, t0() + Duration::days(10)).await;
+    assert_eq!((ran.credited, ran.announced), (0, 0), "{ran:?}");
+    handle_order_event(
+        &s.ctx,
+        &shop(),
+        &refund("1", "r1", &[("1", 1)]),
+        t0() + Duration::days(20),
+    )
+    .await
+    .unwrap();
+    // Past the release: the job, the release, the job again.
+    let mut day = t0() + Duration::days(20);
+    while day < t0() + Duration::days(40) {
+        let ran = run(&s, day).await;
+        assert_eq!((ran.credited, ran.announced), (0, 0), "{day} {ran:?}");
+        promote_due(&s.ctx, &TokioClock, &config(), day, far())
+            .await
+            .unwrap();
+        day += Duration::hours(12);
+    }
+    let account = account_of(&s.memory, "ann").await.value;
+    assert_eq!(account.available, usd("0.00"));
+    assert_eq!(account.spendable(), usd("0.00"));
+    assert!(s.notifier.sent_of("bonus").is_empty());
+    let ledger = ledger_of(&s.memory, "ann").await;
+    assert!(ledger.iter().all(|e| e.kind != EntryKind::Bonus));
+}
+
+#[tokio::test]
+async fn a_milestone_pays_once_the_crossing_orders_cashback_is_released() {
+    let mut program = bonus_program();
+    program.bonuses.win_back = None;
+    program.bonuses.milestones = vec![Milestone {
+        lifetime_spend: dec!(500),
+        amount: Some(dec!(20)),
+    }];
+    let s = setup_with(program).await;
+    pay(&s.ctx, "1", "ann", "500.00", t0()).await;
+    assert_eq!(run(&s, t0() + Duration::days(29)).await.credited, 0);
+    let paid = run(&s, t0() + Duration::days(30) + Duration::hours(1)).await;
+    assert_eq!((paid.credited, paid.emails_sent), (1, 1), "{paid:?}");
+    assert_eq!(
+        account_of(&s.memory, "ann").await.value.available,
+        usd("20.00")
+    );
+    assert_eq!(
+        s.notifier.keys_of("bonus"),
+        ["bonus:ann:milestone:500".to_string()]
+    );
+}
+
+#[tokio::test]
 async fn a_leap_day_birthday_is_credited_on_the_28th_in_a_common_year() {
     let s = birthday_only().await;
     pay(&s.ctx, "1", "ann", "20.00", t0()).await;
@@ -225,12 +375,16 @@ async fn a_customer_with_no_birthday_gets_no_birthday_bonus() {
 async fn a_missed_day_is_caught_up_by_the_next_run() {
     let s = birthday_only().await;
     pay(&s.ctx, "1", "ann", "20.00", t0()).await;
-    birthday(&s, 12, 1, t0()).await;
-    assert_eq!(run(&s, at(2026, 11, 30, 6)).await.credited, 0);
-    // No run from the 30th to the 3rd: the run of the 3rd pays the 1st.
-    let late = run(&s, at(2026, 12, 3, 6)).await;
+    birthday(&s, 12, 31, t0()).await;
+    assert_eq!(run(&s, at(2026, 12, 30, 6)).await.credited, 0);
+    // No run from the 30th to 2 January: the run of the 2nd pays the 31st.
+    let late = run(&s, at(2027, 1, 2, 6)).await;
     assert_eq!(late.credited, 1, "{late:?}");
-    assert_eq!(run(&s, at(2026, 12, 3, 7)).await.credited, 0);
+    assert_eq!(run(&s, at(2027, 1, 2, 7)).await.credited, 0);
+    assert_eq!(
+        s.notifier.keys_of("bonus"),
+        ["bonus:ann:birthday:2026".to_string()]
+    );
 }
 
 #[tokio::test]
@@ -287,11 +441,14 @@ async fn a_milestone_is_announced_once_without_an_amount() {
     pay(&s.ctx, "1", "ann", "450.00", t0()).await;
     assert_eq!(run(&s, t0() + Duration::hours(3)).await.announced, 0);
     pay(&s.ctx, "2", "ann", "60.00", t0() + Duration::days(1)).await;
-    let reached = run(&s, t0() + Duration::days(1) + Duration::hours(3)).await;
+    // Reached when the crossing order's cashback is released (30 days).
+    let early = run(&s, t0() + Duration::days(1) + Duration::hours(3)).await;
+    assert_eq!(early.announced, 0, "{early:?}");
+    let reached = run(&s, t0() + Duration::days(31) + Duration::hours(3)).await;
     assert_eq!((reached.announced, reached.credited), (1, 0), "{reached:?}");
-    pay(&s.ctx, "3", "ann", "60.00", t0() + Duration::days(2)).await;
+    pay(&s.ctx, "3", "ann", "60.00", t0() + Duration::days(32)).await;
     assert_eq!(
-        run(&s, t0() + Duration::days(2) + Duration::hours(3))
+        run(&s, t0() + Duration::days(62) + Duration::hours(3))
             .await
             .announced,
         0

@@ -331,8 +331,10 @@ fn milestones_announce_once_and_credit_only_those_with_an_amount() {
     let mut second = order("2", vec![line("b", "200.00", 1, "0.00")]);
     second.occurred_at = days(1);
     books.apply(&OrderEvent::Paid(second), days(1));
-    assert_eq!(books.account.bonus.due_at, Some(days(1)));
-    let done = run(&mut books, days(1) + Duration::hours(1));
+    // Due once the crossing order's cashback is released (30 days on).
+    assert_eq!(books.account.bonus.due_at, Some(days(31)));
+    assert!(run(&mut books, days(1) + Duration::hours(1)).is_empty());
+    let done = run(&mut books, days(31) + Duration::hours(1));
     assert_eq!(
         done,
         [
@@ -342,11 +344,11 @@ fn milestones_announce_once_and_credit_only_those_with_an_amount() {
     );
     assert_eq!(books.account.available, usd("10.00"));
     // A refund and the spend again: nothing twice.
-    books.apply(&refund_lines("2", "r1", &[("b", 1)]), days(2));
+    books.apply(&refund_lines("2", "r1", &[("b", 1)]), days(32));
     let mut third = order("3", vec![line("c", "200.00", 1, "0.00")]);
-    third.occurred_at = days(3);
-    books.apply(&OrderEvent::Paid(third), days(3));
-    assert!(run(&mut books, days(3) + Duration::hours(1)).is_empty());
+    third.occurred_at = days(33);
+    books.apply(&OrderEvent::Paid(third), days(33));
+    assert!(run(&mut books, days(63) + Duration::hours(1)).is_empty());
 }
 
 #[test]

@@ -8,7 +8,8 @@
 //! with her email, her code checked and reserved at checkout, a second
 //! order spending it, the release and its "ready" email (outbox adapter),
 //! a reminder, a refund, the admin looking her up by email and by code, the
-//! portal view, and a few refusals (a forged webhook, an unknown code, an
+//! portal view, her birthday set by the shop and its bonus credited with
+//! its email, and a few refusals (a forged webhook, an unknown code, an
 //! admin call without the token, a tampered app proxy request). Then each
 //! line is searched for any email address, her code in any case, and every
 //! secret and key the story used. The story runs on the in-memory store and
@@ -30,6 +31,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{Layer, Registry};
 
 use admin_api::AdminAuth;
+use cashback_app::jobs::bonuses::send_bonuses;
 use cashback_app::jobs::promote::promote_due;
 use cashback_app::jobs::reminders::send_reminders;
 use cashback_app::jobs::{JobConfig, TokioClock};
@@ -118,6 +120,11 @@ fn email_addresses(line: &str) -> Vec<String> {
 
 fn program() -> Program {
     let mut program = cashback_test_support::fixtures::program();
+    program.bonuses.birthday = Some(cashback_core::bonuses::BirthdayBonus {
+        amount: rust_decimal::Decimal::new(500, 2),
+        issuance: cashback_core::program::Issuance::Immediate,
+        days_before: 0,
+    });
     program.reminders = vec![ReminderPosition {
         position: 0,
         enabled: true,
@@ -371,7 +378,37 @@ async fn story(outbox: &std::path::Path, store: Arc<dyn Store>) -> String {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
+
+    // 9. The shop sets her birthday (two days from the admin API's clock);
+    //    on the day the bonus job credits it and sends its email.
+    let birthday_at = ctx.now() + Duration::days(2);
+    let request = Request::put(format!("{base}/customers/{maya}/birthday"))
+        .header("authorization", admin.as_str())
+        .header("content-type", "application/json")
+        .body(Body::from(birthday_json(birthday_at)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, answer) = call(&app, request).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let day = birthday_at
+        .date_naive()
+        .and_hms_opt(1, 0, 0)
+        .unwrap_or_default()
+        .and_utc();
+    let bonuses = send_bonuses(&ctx, &TokioClock, &config, day, far)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        bonuses.credited >= 1 && bonuses.emails_sent >= 1,
+        "{bonuses:?}"
+    );
     code
+}
+
+/// A birthday as the admin API takes it: `{"month":M,"day":D}`, which no
+/// log line may show.
+fn birthday_json(at: chrono::DateTime<Utc>) -> String {
+    use chrono::Datelike;
+    format!(r#"{{"month":{},"day":{}}}"#, at.month(), at.day())
 }
 
 fn paid_body() -> String {
@@ -464,6 +501,9 @@ fn leaks(lines: &[String], code: &str) -> Vec<String> {
         ("link secret", LINK_SECRET.to_string()),
         ("email", "maya.chen".to_string()),
         ("email, encoded", "maya.chen%40".to_string()),
+        // The birthday the shop set (month and day, as the API takes it).
+        ("birthday", "\"month\":".to_string()),
+        ("birthday", "\\\"month\\\":".to_string()),
     ];
     let mut leaks = Vec::new();
     for (n, line) in lines.iter().enumerate() {

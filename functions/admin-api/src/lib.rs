@@ -34,6 +34,7 @@
 //! | POST | `/v1/shops/{shop}/customers/{id}/adjustments` | credit or debit; `Idempotency-Key` required |
 //! | POST | `/v1/shops/{shop}/customers/{id}/regenerate-code` | a new code |
 //! | GET | `/v1/shops/{shop}/customers/{id}/profile` | email-tool properties |
+//! | PUT | `/v1/shops/{shop}/customers/{id}/birthday` | set or correct the birthday (month, day) |
 //! | GET | `/v1/shops/{shop}/profiles` | every profile, paged (export) |
 //! | PUT, POST | `/v1/shops/{shop}/catalog` | import products |
 //! | GET | `/v1/shops/{shop}/reports?from=&to=` | the period's figures |
@@ -65,6 +66,7 @@
 
 mod api_keys;
 pub mod auth;
+mod birthdays;
 mod coupons;
 mod customers;
 mod exports;
@@ -78,7 +80,7 @@ use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::middleware;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 use cashback_app::Context;
@@ -168,6 +170,10 @@ pub fn router_with(ctx: Context, auth: AdminAuth) -> Router {
         .route(
             "/v1/shops/{shop}/customers/{id}/profile",
             get(customers::profile),
+        )
+        .route(
+            "/v1/shops/{shop}/customers/{id}/birthday",
+            put(birthdays::put_birthday),
         )
         .route("/v1/shops/{shop}/profiles", get(customers::export_profiles))
         .route(

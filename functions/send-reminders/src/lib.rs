@@ -1,12 +1,15 @@
 //! The send-reminders Lambda: an EventBridge schedule (hourly) runs
 //! [`cashback_app::jobs::reminders::send_reminders`], which sends each due
 //! position of the reminder series once, no faster than the configured
-//! send rate, backing off when SES throttles. Settings, deadline and errors:
+//! send rate, backing off when SES throttles; then
+//! [`cashback_app::jobs::bonuses::send_bonuses`] credits and announces the
+//! bonuses due. Settings, deadline and errors:
 //! [`cashback_edge::scheduled`].
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::LambdaEvent;
 
+use cashback_app::jobs::bonuses::send_bonuses;
 use cashback_app::jobs::reminders::{send_reminders, RemindersOutcome};
 
 pub use cashback_edge::scheduled::{
@@ -19,7 +22,7 @@ pub async fn function_handler(
     event: LambdaEvent<EventBridgeEvent>,
 ) -> Result<RemindersOutcome, HandlerError> {
     let run = deps.run_of(&event)?;
-    send_reminders(
+    let outcome = send_reminders(
         &deps.ctx,
         deps.clock.as_ref(),
         &deps.config,
@@ -27,5 +30,17 @@ pub async fn function_handler(
         run.deadline,
     )
     .await
-    .map_err(|error| cashback_edge::scheduled::failed("send-reminders", error))
+    .map_err(|error| cashback_edge::scheduled::failed("send-reminders", error))?;
+    // Bonuses ride the same hourly schedule with their own checkpoint and
+    // summary line; what the deadline leaves undone, the next run does.
+    send_bonuses(
+        &deps.ctx,
+        deps.clock.as_ref(),
+        &deps.config,
+        run.now,
+        run.deadline,
+    )
+    .await
+    .map_err(|error| cashback_edge::scheduled::failed("bonuses", error))?;
+    Ok(outcome)
 }

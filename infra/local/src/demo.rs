@@ -8,12 +8,12 @@ use std::path::Path;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, Duration, SecondsFormat, Utc};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use crate::seed::{DEMO_API_KEY, DEMO_SHOP, DEMO_WEBHOOK_SECRET};
+use crate::seed::{DEMO_ADMIN_TOKEN, DEMO_API_KEY, DEMO_SHOP, DEMO_WEBHOOK_SECRET};
 use crate::server::{run_job, Job, Local};
 
 pub(crate) const CUSTOMER_ID: u64 = 7_000_000_000_000_001;
@@ -301,6 +301,39 @@ pub async fn play(app: &Router, local: &Local, outbox: &Path) -> Result<Timeline
     let view = balance(app).await?;
     timeline.say(later, format!("Ann returns the 150.00 USD item of #9001: its 10.50 USD cashback is clawed back; available {} USD, debt {} USD (paid first from her next cashback); 'cashback adjusted' email", amount(&view, "available"), amount(&view, "debt")));
 
+    // 6. The shop records Ann's birthday (month and day) ten days on; on the
+    //    day the bonus job credits the program's birthday bonus.
+    let birthday = later + Duration::days(10);
+    let body = json!({"month": birthday.month(), "day": birthday.day()});
+    let request = Request::put(format!(
+        "/v1/shops/{DEMO_SHOP}/customers/{CUSTOMER_ID}/birthday"
+    ))
+    .header("authorization", format!("Bearer {DEMO_ADMIN_TOKEN}"))
+    .header("content-type", "application/json")
+    .body(Body::from(body.to_string()))
+    .map_err(|e| e.to_string())?;
+    let (status, answer) = call(app, request).await?;
+    if status != StatusCode::OK {
+        return Err(format!("setting the birthday answered {status}: {answer}"));
+    }
+    timeline.say(
+        later,
+        format!(
+            "The shop records Ann's birthday: {}",
+            birthday.format("%-d %B")
+        ),
+    );
+    let party = clock.advance_to(
+        birthday
+            .date_naive()
+            .and_hms_opt(0, 30, 0)
+            .map(|t| t.and_utc())
+            .unwrap_or(birthday),
+    );
+    let summary = run_job(&local.ctx, Job::Bonuses, party).await?;
+    let view = balance(app).await?;
+    timeline.say(party, format!("The bonus job credits {} birthday bonus ({} USD): available {} USD; 'happy birthday' email", summary["credited"], summary["credited_amount"]["USD"].as_str().unwrap_or("0"), amount(&view, "available")));
+
     let mut emails: Vec<String> = std::fs::read_dir(outbox)
         .map(|dir| {
             dir.filter_map(|e| e.ok())
@@ -315,4 +348,48 @@ pub async fn play(app: &Router, local: &Local, outbox: &Path) -> Result<Timeline
         println!("  {email}");
     }
     Ok(timeline)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use cashback_app::store::Store;
+    use cashback_store::MemoryStore;
+
+    use crate::clock::VirtualClock;
+    use crate::server::app;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_demo_story_plays_to_its_end_with_a_birthday_bonus() {
+        let outbox = std::env::temp_dir().join(format!("cashback-demo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&outbox);
+        let memory = Arc::new(MemoryStore::new());
+        let store: Arc<dyn Store> = memory.clone();
+        let clock = VirtualClock::new();
+        crate::seed::seed(store.as_ref(), clock.now())
+            .await
+            .unwrap();
+        let ctx = crate::context(store, &outbox, "http://127.0.0.1:3000".into()).unwrap();
+        let local = Local {
+            ctx,
+            clock,
+            outbox: outbox.clone(),
+            store_name: "memory".into(),
+            reports: Some(memory),
+        };
+        let router = app(local.clone());
+        let timeline = play(&router, &local, &outbox).await.unwrap();
+        let last = timeline.lines.last().unwrap();
+        assert!(
+            last.contains("credits 1 birthday bonus (5.00 USD)"),
+            "{}",
+            timeline.lines.join("\n")
+        );
+        let emails = std::fs::read_dir(&outbox).unwrap().count();
+        assert!(emails >= 5, "{emails} emails");
+        let _ = std::fs::remove_dir_all(&outbox);
+    }
 }

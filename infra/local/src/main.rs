@@ -61,7 +61,7 @@ enum Command {
     Seed(ServeArgs),
     /// Run a scheduled job on a serving process, now or as of a later time.
     RunJob {
-        /// promote or reminders
+        /// promote, reminders or bonuses
         job: String,
         /// Run as of this time (RFC 3339); the server's clock moves there.
         #[arg(long)]
@@ -283,7 +283,9 @@ async fn run_job_remote(
 ) -> Result<(), String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Some(_) = Job::parse(job) else {
-        return Err(format!("unknown job {job:?}: promote or reminders"));
+        return Err(format!(
+            "unknown job {job:?}: promote, reminders or bonuses"
+        ));
     };
     let query = as_of
         .map(|at| {

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use cashback_app::store::{Platform, Shop, Store, StoreError};
+use cashback_core::bonuses::BirthdayBonus;
 use cashback_core::ids::ShopId;
 use cashback_core::money::Currency;
 use cashback_core::program::{Issuance, Program, ReminderPosition};
@@ -22,7 +23,8 @@ pub fn demo_shop_id() -> ShopId {
 }
 
 /// 5 % from the merchant plus a 2 % partner match, held 30 days, a four-step
-/// reminder series (one step switched off), codes usable from 5.00.
+/// reminder series (one step switched off), codes usable from 5.00, and a
+/// 5.00 birthday bonus.
 pub fn demo_program() -> Program {
     let mut program = Program::new(Currency::USD);
     program.display_name = "CashBack".into();
@@ -48,6 +50,11 @@ pub fn demo_program() -> Program {
         },
     )
     .collect();
+    program.bonuses.birthday = Some(BirthdayBonus {
+        amount: Decimal::new(500, 2),
+        issuance: Issuance::Immediate,
+        days_before: 0,
+    });
     program
 }
 

@@ -4,7 +4,7 @@
 //! | route | what it does |
 //! | --- | --- |
 //! | `GET /_local/health` | the server's clock and store |
-//! | `POST /_local/jobs/{promote,reminders}?as_of=RFC3339` | runs a job now, or as of a later time (the clock moves there) |
+//! | `POST /_local/jobs/{promote,reminders,bonuses}?as_of=RFC3339` | runs a job now, or as of a later time (the clock moves there) |
 //! | `POST /_local/clock?advance_days=N` | moves the clock forward |
 //! | `GET /_local/outbox` | the emails written so far |
 
@@ -24,6 +24,7 @@ use serde_json::json;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use cashback_app::jobs::bonuses::send_bonuses;
 use cashback_app::jobs::promote::promote_due;
 use cashback_app::jobs::reminders::send_reminders;
 use cashback_app::jobs::{JobConfig, TokioClock};
@@ -154,6 +155,9 @@ struct AsOf {
 pub enum Job {
     Promote,
     Reminders,
+    /// Bonuses (on AWS they run in the send-reminders function, after the
+    /// reminders).
+    Bonuses,
 }
 
 impl Job {
@@ -161,6 +165,7 @@ impl Job {
         match name {
             "promote" | "promote-pending" => Some(Job::Promote),
             "reminders" | "send-reminders" => Some(Job::Reminders),
+            "bonuses" => Some(Job::Bonuses),
             _ => None,
         }
     }
@@ -184,6 +189,9 @@ pub async fn run_job(
         Job::Reminders => send_reminders(ctx, &TokioClock, &config, now, deadline)
             .await
             .map(|o| serde_json::to_value(o).unwrap_or_default()),
+        Job::Bonuses => send_bonuses(ctx, &TokioClock, &config, now, deadline)
+            .await
+            .map(|o| serde_json::to_value(o).unwrap_or_default()),
     };
     summary.map_err(|e| e.to_string())
 }
@@ -196,7 +204,7 @@ async fn run_job_route(
     let Some(job) = Job::parse(&name) else {
         return (
             StatusCode::NOT_FOUND,
-            Json(json!({"error": {"code": "unknown_job", "message": "jobs: promote, reminders"}})),
+            Json(json!({"error": {"code": "unknown_job", "message": "jobs: promote, reminders, bonuses"}})),
         )
             .into_response();
     };

@@ -21,6 +21,7 @@
 //! - [`checkout`]: a code checked against a cart at checkout; holds.
 //! - [`portal`]: the customer's view of their cashback; unsubscribe.
 //! - [`preferences`]: the customer's email preferences (reminders off or on).
+//! - [`bonuses`]: a customer's birthday, set by them, the shop or its platform.
 //! - [`notices`]: which emails a change calls for; signed unsubscribe links.
 //! - [`resend`]: a customer's last email sent again (the merchant's dashboard).
 //! - [`error`]: the use cases' errors.
@@ -32,6 +33,7 @@
 pub mod admin;
 pub mod aggregator;
 pub mod api_keys;
+pub mod bonuses;
 pub mod changes;
 pub mod checkout;
 pub mod context;

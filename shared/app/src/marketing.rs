@@ -108,17 +108,20 @@ pub enum Metric {
     TierUpgraded,
     /// Part of the balance expires soon (sent a set number of hours before).
     CashbackExpiring,
+    /// A bonus was credited or a milestone reached (docs/bonuses.md).
+    BonusReceived,
 }
 
 impl Metric {
     /// Every metric, in a fixed order (to list them, or to create them on the tool).
-    pub const ALL: [Metric; 6] = [
+    pub const ALL: [Metric; 7] = [
         Metric::CashbackEarned,
         Metric::CashbackReady,
         Metric::ReminderDue,
         Metric::CashbackClawedBack,
         Metric::TierUpgraded,
         Metric::CashbackExpiring,
+        Metric::BonusReceived,
     ];
 
     /// The metric's name as merchants see it in their flows' triggers.
@@ -130,6 +133,7 @@ impl Metric {
             Metric::CashbackClawedBack => "Cashback Clawed Back",
             Metric::TierUpgraded => "Tier Upgraded",
             Metric::CashbackExpiring => "Cashback Expiring",
+            Metric::BonusReceived => "Bonus Received",
         }
     }
 }
@@ -523,6 +527,31 @@ pub fn event_for_notice(notice: &Notice, at: DateTime<Utc>) -> MarketingEvent {
             text("tier", tier_name.clone());
             text("percent", percent.clone());
             (Metric::TierUpgraded, None)
+        }
+        NotificationKind::Bonus {
+            bonus,
+            amount,
+            milestone,
+            balance,
+            code,
+            extra_percent,
+        } => {
+            text("bonus", bonus.as_str().to_string());
+            if let Some(code) = code {
+                text("code", code.display());
+            }
+            if let Some(offer) = extra_percent {
+                properties.insert(
+                    "extra_percent".into(),
+                    PropertyValue::Text(offer.percent.normalize().to_string()),
+                );
+                properties.insert("extra_until".into(), PropertyValue::time(Some(offer.until)));
+            }
+            if let Some(milestone) = milestone {
+                properties.insert("milestone".into(), PropertyValue::money(*milestone));
+            }
+            properties.insert("balance".into(), PropertyValue::money(*balance));
+            (Metric::BonusReceived, *amount)
         }
     };
     if let Some(amount) = value {

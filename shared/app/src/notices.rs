@@ -206,6 +206,7 @@ impl Notice {
             NotificationKind::ExpiryWarning { .. } => None,
             // A reminder's texts live on its position, below.
             NotificationKind::Reminder { .. } => None,
+            NotificationKind::Bonus { .. } => None,
         };
         let (subject, preview_text) = match (&self.kind, custom) {
             (NotificationKind::Reminder { position, .. }, _) => program

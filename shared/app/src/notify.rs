@@ -9,6 +9,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use cashback_core::bonuses::{BonusKind, ExtraPercentOffer};
 use cashback_core::ids::{Code, Email, ShopId};
 use cashback_core::money::Money;
 
@@ -108,6 +109,23 @@ pub enum NotificationKind {
         /// The customer's balance code, to spend it before it goes.
         code: Option<Code>,
     },
+    /// A bonus was credited, or a milestone reached (with or without an
+    /// amount).
+    Bonus {
+        /// Which bonus.
+        bonus: BonusKind,
+        /// What was credited, spendable now; None: the milestone's email alone.
+        amount: Option<Money>,
+        /// For a milestone: the lifetime spend reached.
+        milestone: Option<Money>,
+        /// The spendable balance after it.
+        balance: Money,
+        /// The customer's balance code, when they have one.
+        code: Option<Code>,
+        /// A win-back paid as an extra percent on the next order: the offer.
+        #[serde(default)]
+        extra_percent: Option<ExtraPercentOffer>,
+    },
     /// The customer reached a new tier.
     TierUpgraded {
         /// The new tier's name.
@@ -119,7 +137,7 @@ pub enum NotificationKind {
 
 impl NotificationKind {
     /// The kind's stable name (`earned`, `ready`, `reminder`, `clawed_back`,
-    /// `expiry_warning`, `tier_upgraded`): in keys, logs and template names.
+    /// `expiry_warning`, `tier_upgraded`, `bonus`): in keys, logs and template names.
     pub fn name(&self) -> &'static str {
         match self {
             NotificationKind::Earned { .. } => "earned",
@@ -128,6 +146,7 @@ impl NotificationKind {
             NotificationKind::ClawedBack { .. } => "clawed_back",
             NotificationKind::ExpiryWarning { .. } => "expiry_warning",
             NotificationKind::TierUpgraded { .. } => "tier_upgraded",
+            NotificationKind::Bonus { .. } => "bonus",
         }
     }
 }

@@ -88,6 +88,10 @@ pub struct CustomerView {
     pub next_cursor: Option<String>,
     /// True when the customer turned reminder emails off.
     pub reminders_unsubscribed: bool,
+    /// The birthday the shop knows (month and day), if any; the customer
+    /// may give it once.
+    #[serde(default)]
+    pub birthday: Option<cashback_core::bonuses::Birthday>,
 }
 
 /// Cashback of one order waiting to be released.
@@ -285,6 +289,7 @@ fn view_of(
         entries,
         next_cursor,
         reminders_unsubscribed: account.reminders.unsubscribed,
+        birthday: account.bonus.birthday,
     }
 }
 

@@ -17,6 +17,7 @@ use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use cashback_core::bonuses::{BonusKey, BonusKind};
 use cashback_core::ids::{CustomerId, ShopId};
 use cashback_core::ledger::{Account, EntryKind, LedgerEntry};
 
@@ -51,7 +52,7 @@ pub fn month_end(month: NaiveDate) -> NaiveDate {
 }
 
 /// Every kind of ledger entry, in the order the figures list them.
-pub const ENTRY_KINDS: [EntryKind; 7] = [
+pub const ENTRY_KINDS: [EntryKind; 8] = [
     EntryKind::Earn,
     EntryKind::Release,
     EntryKind::Redeem,
@@ -59,6 +60,7 @@ pub const ENTRY_KINDS: [EntryKind; 7] = [
     EntryKind::Clawback,
     EntryKind::Adjust,
     EntryKind::Expire,
+    EntryKind::Bonus,
 ];
 
 /// What one sum of ledger entries adds up.
@@ -77,18 +79,41 @@ pub enum Metric {
     /// The positive available deltas alone (an adjustment's credits, apart
     /// from its debits).
     Credited,
+    /// Bonus entries' credits, by the kind of bonus (zero for other kinds
+    /// of entry): birthdays.
+    Birthday,
+    /// Anniversary bonuses.
+    Anniversary,
+    /// Win-back bonuses.
+    WinBack,
+    /// Milestone bonuses.
+    Milestone,
 }
 
 impl Metric {
     /// Every metric, in the order the figures list them.
-    pub const ALL: [Metric; 6] = [
+    pub const ALL: [Metric; 10] = [
         Metric::Available,
         Metric::Pending,
         Metric::Debt,
         Metric::Merchant,
         Metric::Partner,
         Metric::Credited,
+        Metric::Birthday,
+        Metric::Anniversary,
+        Metric::WinBack,
+        Metric::Milestone,
     ];
+
+    /// The metric a kind of bonus is summed under.
+    pub fn of_bonus(kind: BonusKind) -> Metric {
+        match kind {
+            BonusKind::Birthday => Metric::Birthday,
+            BonusKind::Anniversary => Metric::Anniversary,
+            BonusKind::WinBack => Metric::WinBack,
+            BonusKind::Milestone => Metric::Milestone,
+        }
+    }
 }
 
 /// Sums of one kind of ledger entry, one per [`Metric`]: the deltas as the
@@ -108,6 +133,18 @@ pub struct KindSums {
     pub partner: Decimal,
     /// [`Metric::Credited`].
     pub credited: Decimal,
+    /// [`Metric::Birthday`].
+    #[serde(default)]
+    pub birthday: Decimal,
+    /// [`Metric::Anniversary`].
+    #[serde(default)]
+    pub anniversary: Decimal,
+    /// [`Metric::WinBack`].
+    #[serde(default)]
+    pub win_back: Decimal,
+    /// [`Metric::Milestone`].
+    #[serde(default)]
+    pub milestone: Decimal,
 }
 
 impl KindSums {
@@ -120,6 +157,10 @@ impl KindSums {
             Metric::Merchant => self.merchant,
             Metric::Partner => self.partner,
             Metric::Credited => self.credited,
+            Metric::Birthday => self.birthday,
+            Metric::Anniversary => self.anniversary,
+            Metric::WinBack => self.win_back,
+            Metric::Milestone => self.milestone,
         }
     }
 
@@ -132,6 +173,10 @@ impl KindSums {
             Metric::Merchant => &mut self.merchant,
             Metric::Partner => &mut self.partner,
             Metric::Credited => &mut self.credited,
+            Metric::Birthday => &mut self.birthday,
+            Metric::Anniversary => &mut self.anniversary,
+            Metric::WinBack => &mut self.win_back,
+            Metric::Milestone => &mut self.milestone,
         }
     }
 
@@ -164,6 +209,10 @@ pub struct DayFigures {
     pub adjust: KindSums,
     /// [`EntryKind::Expire`] entries.
     pub expire: KindSums,
+    /// [`EntryKind::Bonus`] entries, apart from earned cashback; by kind of
+    /// bonus in their [`Metric::Birthday`] ... [`Metric::Milestone`] sums.
+    #[serde(default)]
+    pub bonus: KindSums,
 }
 
 impl DayFigures {
@@ -177,6 +226,7 @@ impl DayFigures {
             EntryKind::Clawback => &self.clawback,
             EntryKind::Adjust => &self.adjust,
             EntryKind::Expire => &self.expire,
+            EntryKind::Bonus => &self.bonus,
         }
     }
 
@@ -190,6 +240,7 @@ impl DayFigures {
             EntryKind::Clawback => &mut self.clawback,
             EntryKind::Adjust => &mut self.adjust,
             EntryKind::Expire => &mut self.expire,
+            EntryKind::Bonus => &mut self.bonus,
         }
     }
 
@@ -212,6 +263,11 @@ impl DayFigures {
         }
         if available > Decimal::ZERO {
             sums.credited += available;
+        }
+        if entry.kind == EntryKind::Bonus {
+            if let Some(kind) = BonusKey::kind_of_entry(&entry.entry_id) {
+                *sums.get_mut(Metric::of_bonus(kind)) += available;
+            }
         }
     }
 

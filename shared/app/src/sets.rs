@@ -171,6 +171,12 @@ impl AccountWrite {
         cashback_core::due::expiry(&self.account)
     }
 
+    /// When the account's next bonus falls due (the core set it on the
+    /// account with the decision), or None.
+    pub fn bonus_due_at(&self) -> Option<DateTime<Utc>> {
+        cashback_core::due::bonus(&self.account)
+    }
+
     /// Where the due indexes file this account for a write made at `now`
     /// ([`WriteSet::now`]): its next reminder and its next expiry, neither
     /// before `now` (`cashback_core::due::filed_at`). The adapters file
@@ -180,6 +186,7 @@ impl AccountWrite {
         DueFiled {
             reminder: filed(self.reminder_due_at),
             expiry: filed(self.expiry_due_at()),
+            bonus: filed(self.bonus_due_at()),
         }
     }
 }
@@ -191,6 +198,8 @@ pub struct DueFiled {
     pub reminder: Option<DateTime<Utc>>,
     /// In the expiry index, if it has balance or holds to expire.
     pub expiry: Option<DateTime<Utc>>,
+    /// In the bonus index, if a bonus waits.
+    pub bonus: Option<DateTime<Utc>>,
 }
 
 /// A new balance code for an account (and its referral code with it).

@@ -44,6 +44,8 @@ pub enum DueKind {
     /// A released order's "cashback ready" email waiting for the paced
     /// email pass (order items).
     Ready,
+    /// A birthday, anniversary, win-back or milestone bonus (account items).
+    Bonus,
 }
 
 /// Something due, as the index knows it.
@@ -90,6 +92,7 @@ impl ParkedItem {
             DueKind::Reminder => "reminder",
             DueKind::Expiry => "expiry",
             DueKind::Ready => "ready",
+            DueKind::Bonus => "bonus",
         };
         let item = match (&self.due.order, &self.due.customer) {
             (Some(order), _) => format!("order:{order}"),

@@ -9,10 +9,21 @@
 //! them, a refund of an unrelated order does not claw them back, and debt is
 //! paid from them only when the program says so ([`Bonuses::pays_debt`]).
 //!
-//! The rules here only say *when* a bonus is due and *what* it is. The
-//! program does not offer them yet: they join it together with the jobs that
-//! keep one due item per customer and kind and credit through the ledger, so
-//! a merchant can never set a bonus that nothing pays.
+//! The rules here say *when* a bonus is due and *what* it is; the account
+//! remembers what it needs for them ([`BonusState`]: the birthday, the first
+//! and last order, what was already handled) and the one time its next bonus
+//! falls due ([`BonusState::due_at`]), which the store files in the due
+//! index. The bonus job reads only accounts that are due, asks
+//! [`take_due`] what to credit, and credits each through
+//! [`Account::credit_bonus`](crate::ledger::Account::credit_bonus).
+//!
+//! A win-back's extra percent is an offer the job leaves on the account
+//! ([`BonusState::extra_percent`]); the customer's next earning order within
+//! its window takes it ([`BonusState::take_extra_percent`]) and earns that
+//! much more, merchant-funded, as part of the order's cashback.
+//!
+//! A program offers only what the engine pays: a birthday held pending is
+//! refused by [`Bonuses::validate`] until a release pays it.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -26,6 +37,9 @@ pub const MAX_BIRTHDAY_DAYS_BEFORE: u32 = 31;
 pub const MAX_WIN_BACK_DAYS: u32 = 1_825;
 /// How many milestones one program may name.
 pub const MAX_MILESTONES: usize = 20;
+/// A birthday the customer gives pays from its first credit day at least
+/// this many days later: a date typed today is not paid out tomorrow.
+pub const CUSTOMER_BIRTHDAY_LEAD_DAYS: i64 = 30;
 
 /// The bonuses a program pays besides cashback on orders. All off by default.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -356,7 +370,402 @@ fn start_of(day: NaiveDate) -> DateTime<Utc> {
         .and_utc()
 }
 
+/// Where a customer's birthday came from. The customer may give theirs
+/// once; the shop (admin API, import) may set or correct it at any time; a
+/// platform's customer record fills it only where no person has set one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BirthdaySource {
+    /// The customer, on their page.
+    Customer,
+    /// The merchant, through the admin API or the dashboard.
+    Merchant,
+    /// An import from another app.
+    Import,
+    /// The shop's platform (Shopify's customer birthday metafield).
+    Platform,
+}
+
+/// Why a birthday was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BirthdayRefused {
+    /// The customer gave a birthday before (or the shop set one): only the
+    /// shop may change it now.
+    #[error("the birthday is already set; only the shop can change it")]
+    AlreadySet,
+    /// The customer has no earning order yet: an account opened by an
+    /// order never paid may not give a birthday.
+    #[error("your birthday can be saved once you have earned cashback on an order")]
+    NoEarningOrder,
+}
+
+impl crate::ledger::Account {
+    /// Sets the customer's birthday as `source` gives it, at `now`
+    /// ([`BonusState::set_birthday`]): the customer themselves may give it
+    /// only once they have an earning order. Returns whether anything
+    /// changed.
+    pub fn set_birthday(
+        &mut self,
+        birthday: Birthday,
+        source: BirthdaySource,
+        bonuses: &Bonuses,
+        now: DateTime<Utc>,
+    ) -> Result<bool, BirthdayRefused> {
+        if source == BirthdaySource::Customer && self.orders_earned == 0 {
+            return Err(BirthdayRefused::NoEarningOrder);
+        }
+        self.bonus.set_birthday(birthday, source, bonuses, now)
+    }
+}
+
+/// What an account keeps for its bonuses: a handful of dates and one
+/// amount, the same size whatever the customer's history.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BonusState {
+    /// Month and day, never the year.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birthday: Option<Birthday>,
+    /// Who set `birthday`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birthday_source: Option<BirthdaySource>,
+    /// Birthday credits are looked for from this instant on: when the
+    /// birthday was set (a customer's own entry: [`CUSTOMER_BIRTHDAY_LEAD_DAYS`]
+    /// later), then just after the last one handled. A birthday given on
+    /// the day itself is next year's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birthday_from: Option<DateTime<Utc>>,
+    /// The last birthday year handled: a day moved later in the same year
+    /// (a shorter `days_before`, a corrected birthday) pays nothing twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birthday_year: Option<i32>,
+    /// The customer's first earning order (its own time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_order_at: Option<DateTime<Utc>>,
+    /// Anniversaries are looked for from this instant on (none: from the
+    /// first order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anniversary_from: Option<DateTime<Utc>>,
+    /// The customer's latest earning order (its own time): the quiet
+    /// stretch a win-back waits for starts here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_order_at: Option<DateTime<Utc>>,
+    /// The stretch (named by the order that began it) whose win-back was
+    /// handled, paid or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub win_back_handled: Option<DateTime<Utc>>,
+    /// When the last win-back was credited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_win_back_at: Option<DateTime<Utc>>,
+    /// Milestones at or below this lifetime spend are done (reached and
+    /// handled, or passed before the program named them).
+    #[serde(
+        default,
+        with = "rust_decimal::serde::str_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub milestone_floor: Option<Decimal>,
+    /// An order crossed a milestone; the job handles it from this time on:
+    /// once the cashback of every order that counted toward it is released
+    /// (a refund before then lowers the spend and pays nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub milestone_noted_at: Option<DateTime<Utc>>,
+    /// A win-back's extra percent waiting for the next earning order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_percent: Option<ExtraPercentOffer>,
+    /// When the account's next bonus falls due: the time the due index
+    /// files it under. Never before the decision that set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+/// A win-back's extra percent on the customer's next earning order placed
+/// from `from` and before `until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtraPercentOffer {
+    /// Added to the order's cashback percent, merchant-funded.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub percent: Decimal,
+    /// When the offer was made.
+    pub from: DateTime<Utc>,
+    /// When it lapses.
+    pub until: DateTime<Utc>,
+}
+
+/// A bonus the job must handle now: credit `amount` (when there is one)
+/// under `key`, and announce it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BonusDue {
+    /// Which bonus.
+    pub kind: BonusKind,
+    /// Its once-only key.
+    pub key: BonusKey,
+    /// What to credit, in the shop's currency; none: the email alone (a
+    /// milestone without an amount).
+    pub amount: Option<Decimal>,
+    /// For a milestone: the lifetime spend reached.
+    pub milestone: Option<Decimal>,
+    /// For a win-back paid as an extra percent: the offer left on the
+    /// account.
+    pub extra_percent: Option<ExtraPercentOffer>,
+}
+
+const ONE_SECOND: Duration = Duration::seconds(1);
+
+impl BonusState {
+    /// Sets the birthday as `source` gives it, at `now`. Returns whether
+    /// anything changed; a customer's second entry is refused, and a
+    /// platform's value never replaces one a person set.
+    pub fn set_birthday(
+        &mut self,
+        birthday: Birthday,
+        source: BirthdaySource,
+        bonuses: &Bonuses,
+        now: DateTime<Utc>,
+    ) -> Result<bool, BirthdayRefused> {
+        let allowed = match source {
+            BirthdaySource::Customer => self.birthday.is_none(),
+            BirthdaySource::Merchant | BirthdaySource::Import => true,
+            BirthdaySource::Platform => matches!(
+                (self.birthday, self.birthday_source),
+                (None, _) | (Some(_), Some(BirthdaySource::Platform))
+            ),
+        };
+        if !allowed {
+            return match source {
+                BirthdaySource::Platform => Ok(false),
+                _ => Err(BirthdayRefused::AlreadySet),
+            };
+        }
+        if self.birthday == Some(birthday) {
+            return Ok(false);
+        }
+        self.birthday = Some(birthday);
+        self.birthday_source = Some(source);
+        // A changed birthday is looked for from now on; a year's bonus is
+        // keyed on its year, so moving the day cannot pay a year twice. The
+        // customer's own entry waits a lead time: typing tomorrow's date
+        // pays next year, not tomorrow.
+        self.birthday_from = Some(match source {
+            BirthdaySource::Customer => now + Duration::days(CUSTOMER_BIRTHDAY_LEAD_DAYS),
+            _ => now,
+        });
+        self.schedule(bonuses, now);
+        Ok(true)
+    }
+
+    /// Notes an earning order placed at `order_at` (recorded at `now`)
+    /// that moved lifetime eligible spend from `spend_before` to
+    /// `spend_after` and whose cashback is released at `released_at` (`now`
+    /// when credited at once): the first order starts the anniversaries,
+    /// the latest one moves the win-back forward, and a milestone crossed
+    /// is noted for the job, due once this order's cashback is released
+    /// (and every earlier one's it waited for): spend refunded before then
+    /// reaches nothing.
+    pub fn order_earned(
+        &mut self,
+        bonuses: &Bonuses,
+        spend_before: Decimal,
+        spend_after: Decimal,
+        order_at: DateTime<Utc>,
+        released_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) {
+        if self.first_order_at.is_none_or(|first| order_at < first) {
+            self.first_order_at = Some(order_at);
+        }
+        if self.last_order_at.is_none_or(|last| order_at > last) {
+            self.last_order_at = Some(order_at);
+        }
+        if !bonuses.milestones.is_empty() {
+            // Spend before the program named milestones crossed none.
+            let floor = *self.milestone_floor.get_or_insert(spend_before);
+            if !milestones_reached(&bonuses.milestones, floor, spend_after).is_empty() {
+                let at = released_at.max(now);
+                self.milestone_noted_at = Some(self.milestone_noted_at.map_or(at, |n| n.max(at)));
+            }
+        }
+        self.schedule(bonuses, now);
+    }
+
+    /// Takes the win-back's extra percent for an earning order placed at
+    /// `order_at`, if one is waiting and the order falls in its window; an
+    /// offer that has lapsed is dropped. Each offer serves one order.
+    pub fn take_extra_percent(&mut self, order_at: DateTime<Utc>) -> Option<Decimal> {
+        let offer = self.extra_percent?;
+        if order_at >= offer.until {
+            self.extra_percent = None;
+            return None;
+        }
+        if order_at < offer.from {
+            // An order placed before the offer (delivered late) keeps it waiting.
+            return None;
+        }
+        self.extra_percent = None;
+        Some(offer.percent)
+    }
+
+    /// Recomputes [`BonusState::due_at`]: the earliest of the next birthday
+    /// and anniversary credit (kept in the index even while the program
+    /// offers neither, so a bonus turned on later reaches every customer),
+    /// the win-back of the current quiet stretch when the program has one,
+    /// and a milestone waiting; never before `now`.
+    pub fn schedule(&mut self, bonuses: &Bonuses, now: DateTime<Utc>) {
+        let days_before = bonuses.birthday.map_or(0, |b| b.days_before);
+        let birthday = self.birthday.map(|birthday| {
+            next_birthday(birthday, days_before, self.birthday_from.unwrap_or(now)).at
+        });
+        let anniversary = self
+            .first_order_at
+            .map(|first| next_anniversary(first, self.anniversary_from.unwrap_or(first)).at);
+        let win_back = match (&bonuses.win_back, self.last_order_at) {
+            (Some(rule), Some(last)) if self.win_back_handled != Some(last) => {
+                win_back_due(rule, last, self.last_win_back_at).map(|due| due.at)
+            }
+            _ => None,
+        };
+        self.due_at = [birthday, anniversary, win_back, self.milestone_noted_at]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| at.max(now));
+    }
+}
+
+/// Everything due on the account at `now`, each at most once: advances the
+/// state past what it returns (and past what falls due while the program
+/// offers nothing for it) and reschedules. The caller credits what has an
+/// amount and stores the state in the same write; a run repeated at the
+/// same instant finds nothing left, and a run that missed a day finds what
+/// fell due then.
+pub fn take_due(
+    bonuses: &Bonuses,
+    state: &mut BonusState,
+    lifetime_spend: Decimal,
+    now: DateTime<Utc>,
+) -> Vec<BonusDue> {
+    let mut due = Vec::new();
+    if let Some(birthday) = state.birthday {
+        let days_before = bonuses.birthday.map_or(0, |b| b.days_before);
+        let mut latest = None;
+        loop {
+            let from = state.birthday_from.unwrap_or(now);
+            let next = next_birthday(birthday, days_before, from);
+            if next.at > now {
+                break;
+            }
+            state.birthday_from = Some(next.at + ONE_SECOND);
+            let year = (next.at + Duration::days(i64::from(days_before))).year();
+            if state.birthday_year.is_none_or(|handled| year > handled) {
+                state.birthday_year = Some(year);
+                latest = Some(next.key);
+            }
+        }
+        // A run late by more than a year pays the latest year only.
+        if let (Some(key), Some(rule)) = (latest, bonuses.birthday) {
+            due.push(BonusDue {
+                kind: BonusKind::Birthday,
+                key,
+                amount: Some(rule.amount),
+                milestone: None,
+                extra_percent: None,
+            });
+        }
+    }
+    if let Some(first) = state.first_order_at {
+        let mut latest = None;
+        loop {
+            let next = next_anniversary(first, state.anniversary_from.unwrap_or(first));
+            if next.at > now {
+                break;
+            }
+            state.anniversary_from = Some(next.at + ONE_SECOND);
+            latest = Some(next.key);
+        }
+        if let (Some(key), Some(rule)) = (latest, bonuses.anniversary) {
+            due.push(BonusDue {
+                kind: BonusKind::Anniversary,
+                key,
+                amount: Some(rule.amount),
+                milestone: None,
+                extra_percent: None,
+            });
+        }
+    }
+    if let (Some(rule), Some(last)) = (&bonuses.win_back, state.last_order_at) {
+        if state.win_back_handled != Some(last) {
+            match win_back_due(rule, last, state.last_win_back_at) {
+                Some(next) if next.at <= now => {
+                    state.win_back_handled = Some(last);
+                    state.last_win_back_at = Some(now);
+                    let (amount, extra_percent) = match rule.reward {
+                        WinBackReward::Amount { amount } => (Some(amount), None),
+                        WinBackReward::ExtraPercent {
+                            percent,
+                            valid_days,
+                        } => {
+                            let offer = ExtraPercentOffer {
+                                percent,
+                                from: now,
+                                until: now + Duration::days(i64::from(valid_days)),
+                            };
+                            state.extra_percent = Some(offer);
+                            (None, Some(offer))
+                        }
+                    };
+                    due.push(BonusDue {
+                        kind: BonusKind::WinBack,
+                        key: next.key,
+                        amount,
+                        milestone: None,
+                        extra_percent,
+                    });
+                }
+                Some(_) => {}
+                // Too soon after the last win-back: none for this stretch.
+                None => state.win_back_handled = Some(last),
+            }
+        }
+    }
+    if state.milestone_noted_at.is_some_and(|at| at <= now) {
+        state.milestone_noted_at = None;
+        let floor = state.milestone_floor.unwrap_or(Decimal::ZERO);
+        for milestone in milestones_reached(&bonuses.milestones, floor, lifetime_spend) {
+            state.milestone_floor = Some(milestone.lifetime_spend);
+            due.push(BonusDue {
+                kind: BonusKind::Milestone,
+                key: BonusKey::milestone(milestone.lifetime_spend),
+                amount: milestone.amount,
+                milestone: Some(milestone.lifetime_spend),
+                extra_percent: None,
+            });
+        }
+    }
+    state.schedule(bonuses, now);
+    due
+}
+
+impl BonusKey {
+    /// The kind of bonus a ledger entry id made under a bonus key names
+    /// (`bonus:birthday:2027:0`), for reports; None for any other entry.
+    pub fn kind_of_entry(entry_id: &str) -> Option<BonusKind> {
+        let kind = entry_id.strip_prefix("bonus:")?.split(':').next()?;
+        [
+            BonusKind::Birthday,
+            BonusKind::Anniversary,
+            BonusKind::WinBack,
+            BonusKind::Milestone,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == kind)
+    }
+}
+
 impl Bonuses {
+    /// No bonus is offered (the default): left out of the program's JSON.
+    pub fn is_off(&self) -> bool {
+        self == &Bonuses::default()
+    }
+
     /// Every problem with the bonus settings, as field errors under
     /// `bonuses.`; amounts must be exact at the currency's `minor_units`.
     pub fn validate(&self, minor_units: u32) -> Vec<FieldError> {
@@ -387,6 +796,13 @@ impl Bonuses {
                         format!("must be 1 to {MAX_PENDING_DAYS}"),
                     );
                 }
+                // Nothing releases a pending bonus yet: refuse what would
+                // never be paid.
+                fail(
+                    "birthday.issuance",
+                    "a birthday bonus is credited at once (immediate); pending is not offered yet"
+                        .to_string(),
+                );
             }
         }
         if let Some(anniversary) = &self.anniversary {
@@ -604,6 +1020,7 @@ mod tests {
                 "bonuses.birthday.amount",
                 "bonuses.birthday.days_before",
                 "bonuses.birthday.issuance.days",
+                "bonuses.birthday.issuance",
                 "bonuses.anniversary.amount",
                 "bonuses.win_back.after_days",
                 "bonuses.win_back.reward.percent",

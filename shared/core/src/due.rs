@@ -1,9 +1,9 @@
 //! When scheduled work falls due: the times the store files due work under.
 //!
-//! Three kinds of work are scheduled: an order's pending cashback to
-//! release, an account's next reminder email, and an account's balance or
-//! holds to expire. A warning before balance expires is an email like a
-//! reminder: it shares the reminder index. Each time is decided here, from the item being written
+//! Four kinds of work are scheduled: an order's pending cashback to
+//! release, an account's next reminder email, an account's balance or
+//! holds to expire, and an account's next bonus. A warning before balance
+//! expires is an email like a reminder: it shares the reminder index. Each time is decided here, from the item being written
 //! (and the program, for reminders); the adapters only index what they are
 //! given, by the hour [`bucket`] the time falls in.
 
@@ -86,6 +86,13 @@ pub fn expiry_warning(program: &Program, account: &Account) -> Option<DateTime<U
         return None;
     }
     crate::expiry_warnings::next_warning(account, &program.expiry_warning_hours)
+}
+
+/// When an account's next bonus falls due (birthday, anniversary,
+/// win-back, a milestone waiting), as the last decision that touched it set
+/// it.
+pub fn bonus(account: &Account) -> Option<DateTime<Utc>> {
+    account.bonus.due_at
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::bonuses::{BonusKey, BonusKind, BonusState};
 use crate::ids::{CheckoutId, Code, CustomerId, Email, OrderId, ShopId};
 use crate::money::{Currency, Money, MoneyError};
 use crate::program::Program;
@@ -89,6 +90,11 @@ pub enum EntryKind {
     Adjust,
     /// Available balance past the program's expiry.
     Expire,
+    /// A merchant-funded bonus (birthday, anniversary, win-back, milestone;
+    /// the kind is named by the entry's key, see
+    /// [`BonusKey::kind_of_entry`](crate::bonuses::BonusKey::kind_of_entry)).
+    /// Not earned on an order: no cashback on it, no clawback of it.
+    Bonus,
 }
 
 /// Who pays for an earned (or clawed back) amount.
@@ -258,6 +264,9 @@ pub struct Account {
     /// (`expiry_warnings`). None: none decided yet.
     #[serde(default)]
     pub expiry_warned_until: Option<DateTime<Utc>>,
+    /// The birthday and what the bonuses remember (see [`crate::bonuses`]).
+    #[serde(default)]
+    pub bonus: BonusState,
 }
 
 /// What a change asks of the world besides the ledger: emails, coupon counters.
@@ -431,6 +440,7 @@ impl Account {
             referrals_on_day: 0,
             expirations: 0,
             expiry_warned_until: None,
+            bonus: BonusState::default(),
         }
     }
 
@@ -778,6 +788,63 @@ impl Account {
                     available: Some(amount),
                     note,
                     ..Deltas::default()
+                },
+            );
+        }
+        Ok(journal.finish())
+    }
+
+    /// Credits a bonus of `amount` under its once-only `key`, spendable at
+    /// once and funded by the merchant. Like a goodwill credit it pays no
+    /// debt unless the program's `bonuses.pays_debt` says so; it earns no
+    /// cashback and no order's refund takes it back (it belongs to no
+    /// order). Entry ids are `{key}:{n}`, so a replay mints nothing new.
+    pub fn credit_bonus(
+        &mut self,
+        kind: BonusKind,
+        key: &BonusKey,
+        amount: Money,
+        program: &Program,
+        now: DateTime<Utc>,
+    ) -> Result<Applied, LedgerError> {
+        self.same_currency(amount)?;
+        if !amount.is_positive() {
+            return Err(LedgerError::NotPositive);
+        }
+        let mut journal = Journal::new(key.as_str(), now, self.currency);
+        let deltas = Deltas {
+            funding: Some(Funding {
+                merchant: amount,
+                partner: Money::zero(self.currency),
+            }),
+            note: Some(format!("{} bonus", kind.as_str().replace('_', "-"))),
+            ..Deltas::default()
+        };
+        self.lifetime_issued = self.lifetime_issued.checked_add(amount)?;
+        if program.bonuses.pays_debt {
+            self.credit_available(
+                amount,
+                program,
+                &mut journal,
+                EntryKind::Bonus,
+                None,
+                deltas,
+            )?;
+        } else {
+            self.available = self.available.checked_add(amount)?;
+            self.lots.push(Lot {
+                credited_at: now,
+                expires_at: program
+                    .expiry_days
+                    .map(|days| now + Duration::days(i64::from(days))),
+                remaining: amount,
+            });
+            journal.record(
+                EntryKind::Bonus,
+                None,
+                Deltas {
+                    available: Some(amount),
+                    ..deltas
                 },
             );
         }

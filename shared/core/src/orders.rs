@@ -833,10 +833,27 @@ fn credit_earned(
         record.judged_at(order),
     )?;
     let from_coupons = Money::sum(account.currency, ctx.coupons.iter().map(|c| &c.cashback))?;
-    let total = from_program.total.checked_add(from_coupons)?;
+    // A win-back's extra percent waiting on the account: the merchant's, on
+    // this order's eligible base, outside the program's cap.
+    let extra_percent = if eligible.is_positive() {
+        account.bonus.take_extra_percent(record.judged_at(order))
+    } else {
+        None
+    };
+    let from_win_back = Money::round_toward_zero(
+        eligible.amount() * extra_percent.unwrap_or_default() / rust_decimal::Decimal::ONE_HUNDRED,
+        account.currency,
+    );
+    let total = from_program
+        .total
+        .checked_add(from_coupons)?
+        .checked_add(from_win_back)?;
     // Coupons are the merchant's own offers: the partner matches only the program.
     let funding = Funding {
-        merchant: from_program.merchant_funded.checked_add(from_coupons)?,
+        merchant: from_program
+            .merchant_funded
+            .checked_add(from_coupons)?
+            .checked_add(from_win_back)?,
         partner: from_program.partner_funded,
     };
     record.earned = Some(EarnedRecord {
@@ -851,10 +868,28 @@ fn credit_earned(
         });
     }
 
+    let spend_before = account.lifetime_eligible_spend.amount();
     account.lifetime_eligible_spend = account.lifetime_eligible_spend.checked_add(eligible)?;
     record.spend_counted = eligible;
     update_tier(program, account, journal);
     account.orders_earned += 1;
+    let (spend_after, order_at) = (
+        account.lifetime_eligible_spend.amount(),
+        record.judged_at(order),
+    );
+    // A milestone this order crosses is paid once its cashback is released.
+    let released_at = match program.issuance {
+        Issuance::Pending { days } => release_time(order, days, journal.at()),
+        Issuance::Immediate => journal.at(),
+    };
+    account.bonus.order_earned(
+        &program.bonuses,
+        spend_before,
+        spend_after,
+        order_at,
+        released_at,
+        journal.at(),
+    );
 
     if !total.is_positive() {
         return Ok(());

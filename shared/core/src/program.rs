@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::bonuses::Bonuses;
 use crate::ids::{CollectionId, ProductId, VariantId};
 use crate::money::Currency;
 use crate::platform_code::{PlatformSync, MAX_PERCENT_UNSUPPORTED};
@@ -130,6 +131,10 @@ pub struct Program {
     /// default); see [`crate::platform_code`].
     #[serde(default, skip_serializing_if = "PlatformSync::is_off")]
     pub platform_sync: PlatformSync,
+    /// Birthday, anniversary, win-back and milestone bonuses, all off by
+    /// default; see [`crate::bonuses`].
+    #[serde(default, skip_serializing_if = "Bonuses::is_off")]
+    pub bonuses: Bonuses,
 }
 
 fn default_display_name() -> String {
@@ -465,6 +470,7 @@ impl Program {
             changed_by: None,
             test_orders_earn: false,
             platform_sync: PlatformSync::Off,
+            bonuses: Bonuses::default(),
         }
     }
 
@@ -669,6 +675,7 @@ impl Program {
                 fail("shop_url".into(), "must be an http(s) URL");
             }
         }
+        errors.extend(self.bonuses.validate(minor));
         if errors.is_empty() {
             Ok(())
         } else {

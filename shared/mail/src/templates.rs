@@ -14,6 +14,8 @@
 use chrono::{DateTime, Utc};
 
 use cashback_app::notify::{Branding, Notification, NotificationKind};
+use cashback_core::bonuses::{BonusKind, ExtraPercentOffer};
+use cashback_core::ids::Code;
 use cashback_core::money::Money;
 
 use crate::encoding::single_line;
@@ -357,6 +359,22 @@ fn content_for(kind: &NotificationKind, names: &Names) -> Content {
                 code: code.as_ref().map(|code| code.display()),
             }
         }
+        NotificationKind::Bonus {
+            bonus,
+            amount,
+            milestone,
+            balance,
+            code,
+            extra_percent,
+        } => bonus_content(
+            *bonus,
+            amount.as_ref(),
+            milestone.as_ref(),
+            extra_percent.as_ref(),
+            balance,
+            code,
+            names,
+        ),
         NotificationKind::TierUpgraded { tier_name, percent } => {
             let tier = single_line(tier_name);
             let percent = format_percent(percent);
@@ -376,6 +394,98 @@ fn content_for(kind: &NotificationKind, names: &Names) -> Content {
                 code: None,
             }
         }
+    }
+}
+
+/// A bonus's email: what it is for, what was credited (if anything) and
+/// the balance, with the code to spend it.
+fn bonus_content(
+    bonus: BonusKind,
+    amount: Option<&Money>,
+    milestone: Option<&Money>,
+    extra_percent: Option<&ExtraPercentOffer>,
+    balance: &Money,
+    code: &Option<Code>,
+    names: &Names,
+) -> Content {
+    let program = &names.program;
+    let shop = &names.shop;
+    let amount = amount.map(format_money);
+    let (subject, heading, reason) = match bonus {
+        BonusKind::Birthday => (
+            format!("Happy birthday from {shop}"),
+            "Happy birthday".to_string(),
+            format!("Happy birthday from everyone at {shop}!"),
+        ),
+        BonusKind::Anniversary => (
+            format!("A year with {shop}: thank you"),
+            "Happy anniversary".to_string(),
+            format!(
+                "It is a year since your first order at {shop}. Thank you for shopping with us."
+            ),
+        ),
+        BonusKind::WinBack => (
+            format!("We miss you at {shop}"),
+            "We miss you".to_string(),
+            format!("It has been a while since your last order at {shop}."),
+        ),
+        BonusKind::Milestone => {
+            let spend = milestone.map(format_money).unwrap_or_default();
+            (
+                format!("You have spent {spend} at {shop}: thank you"),
+                "Thank you for your loyalty".to_string(),
+                format!("You have now spent {spend} at {shop}."),
+            )
+        }
+    };
+    let mut paragraphs = vec![vec![plain(reason)]];
+    let preview = match &amount {
+        Some(amount) => {
+            paragraphs.push(vec![
+                plain("We have added "),
+                strong(amount.clone()),
+                plain(format!(
+                    " in {program} to your balance, ready to spend now."
+                )),
+            ]);
+            paragraphs.push(vec![
+                plain("Your balance is now "),
+                strong(format_money(balance)),
+                plain("."),
+            ]);
+            format!("{amount} in {program} is in your balance, ready to spend.")
+        }
+        None => match extra_percent {
+            Some(offer) => {
+                let percent = format_percent(&offer.percent.normalize().to_string());
+                let until = format_date(&offer.until);
+                paragraphs.push(vec![
+                    plain("Your next order until "),
+                    strong(until.clone()),
+                    plain(" earns an extra "),
+                    strong(percent.clone()),
+                    plain(format!(" in {program}.")),
+                ]);
+                format!("Your next order earns an extra {percent} in {program} until {until}.")
+            }
+            None => format!("Thank you for shopping at {shop}."),
+        },
+    };
+    let code = code.as_ref().filter(|_| amount.is_some());
+    if code.is_some() {
+        paragraphs.push(vec![plain("Enter your personal code at checkout:")]);
+    }
+    Content {
+        subject: match &amount {
+            Some(amount) if bonus != BonusKind::Milestone => {
+                format!("{subject}: {amount} in {program}")
+            }
+            _ => subject,
+        },
+        preview,
+        heading,
+        paragraphs,
+        code: code.map(|code| code.display()),
     }
 }
 
@@ -598,6 +708,47 @@ mod tests {
         assert_eq!(time_left(1), "1 hour");
         assert_eq!(time_left(336), "2 weeks");
         assert_eq!(time_left(48), "2 days");
+    }
+
+    #[test]
+    fn each_bonus_has_its_own_email_saying_what_it_is_and_what_it_credited() {
+        let bonus = |bonus, amount: Option<&str>, milestone: Option<&str>, extra| {
+            render(&notification(NotificationKind::Bonus {
+                bonus,
+                amount: amount.map(usd),
+                milestone: milestone.map(usd),
+                balance: usd("45.00"),
+                code: Some(code()),
+                extra_percent: extra,
+            }))
+        };
+        let birthday = bonus(BonusKind::Birthday, Some("5"), None, None);
+        assert_eq!(
+            birthday.subject,
+            "Happy birthday from Demo Shop: 5.00 USD in CashBack"
+        );
+        assert!(birthday.text.contains("45.00 USD") && birthday.text.contains("CB-7K2M9Q"));
+        let anniversary = bonus(BonusKind::Anniversary, Some("2"), None, None);
+        assert!(anniversary.text.contains("a year since your first order"));
+        let milestone = bonus(BonusKind::Milestone, None, Some("500"), None);
+        assert_eq!(
+            milestone.subject,
+            "You have spent 500.00 USD at Demo Shop: thank you"
+        );
+        assert!(!milestone.text.contains("CB-7K2M9Q"), "no amount, no code");
+        let offer = ExtraPercentOffer {
+            percent: usd("5").amount(),
+            from: release_date(),
+            until: release_date() + chrono::Duration::days(14),
+        };
+        let win_back = bonus(BonusKind::WinBack, None, None, Some(offer));
+        assert_eq!(win_back.subject, "We miss you at Demo Shop");
+        assert!(
+            win_back.text.contains("earns an extra 5% in CashBack")
+                && win_back.text.contains("6 January 2027"),
+            "{}",
+            win_back.text
+        );
     }
 
     #[test]

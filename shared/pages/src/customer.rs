@@ -20,11 +20,13 @@ use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 
+use cashback_app::bonuses::{self, BirthdayOutcome};
 use cashback_app::portal::{self, CustomerView, EntriesPage};
 use cashback_app::preferences::{self, PreferenceOutcome};
 use cashback_app::store::KeyScope;
 use cashback_app::store::Platform;
 use cashback_app::AppError;
+use cashback_core::bonuses::{Birthday, BirthdaySource};
 use cashback_core::ids::{CustomerId, ShopId};
 use cashback_core::ledger::EntryKind;
 use cashback_core::money::Money;
@@ -89,6 +91,13 @@ pub struct CustomerPage {
     pub newest_url: Option<String>,
     pub unsubscribed: bool,
     pub preferences_action: String,
+    /// The birthday as shown ("14 July"), once given.
+    pub birthday: Option<String>,
+    pub birthday_action: String,
+    /// A birthday the customer gives pays from its first day at least this
+    /// many days on.
+    pub birthday_lead_days: i64,
+    pub months: Vec<(u32, &'static str)>,
     pub form_token: String,
     pub notice: Option<&'static str>,
     pub asset_base: String,
@@ -118,6 +127,30 @@ pub struct MessagePage {
     pub asset_base: String,
 }
 
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+
+fn month_name(month: u32) -> &'static str {
+    usize::try_from(month)
+        .ok()
+        .and_then(|m| m.checked_sub(1))
+        .and_then(|i| MONTHS.get(i))
+        .copied()
+        .unwrap_or("")
+}
+
 fn date(at: DateTime<Utc>) -> String {
     at.format("%-d %b %Y").to_string()
 }
@@ -131,6 +164,7 @@ fn what(kind: EntryKind) -> &'static str {
         EntryKind::Clawback => "Taken back",
         EntryKind::Adjust => "Adjustment",
         EntryKind::Expire => "Expired",
+        EntryKind::Bonus => "Bonus",
     }
 }
 
@@ -152,6 +186,7 @@ pub struct Urls {
     /// follows for paging).
     pub page: String,
     pub preferences_action: String,
+    pub birthday_action: String,
     pub asset_base: String,
     /// Where the shop's `/discount/CODE` is (Shopify): "" on the shop's own
     /// domain (the app proxy), the shop's URL elsewhere; None when the
@@ -243,6 +278,12 @@ pub fn page_of(
         newest_url: cursor.map(|_| urls.page.clone()),
         unsubscribed: view.reminders_unsubscribed,
         preferences_action: urls.preferences_action.clone(),
+        birthday: view
+            .birthday
+            .map(|b| format!("{} {}", b.day(), month_name(b.month()))),
+        birthday_action: urls.birthday_action.clone(),
+        birthday_lead_days: cashback_core::bonuses::CUSTOMER_BIRTHDAY_LEAD_DAYS,
+        months: (1..=12).map(|m| (m, month_name(m))).collect(),
         form_token: token,
         notice,
         asset_base: urls.asset_base.clone(),
@@ -361,6 +402,7 @@ pub(crate) fn proxy_urls(prefix: &str) -> Urls {
     Urls {
         page: prefix.to_string(),
         preferences_action: format!("{prefix}/preferences"),
+        birthday_action: format!("{prefix}/birthday"),
         asset_base: format!("{prefix}/assets"),
         apply_base: Some(String::new()),
     }
@@ -387,6 +429,7 @@ fn notice_of(params: &[(String, String)]) -> Option<&'static str> {
     match proxy::param(params, "saved") {
         Some("off") => Some("You will no longer receive reminder emails."),
         Some("on") => Some("You will receive reminder emails again."),
+        Some("birthday") => Some("Thank you: your birthday is saved."),
         _ => None,
     }
 }
@@ -481,6 +524,71 @@ pub(crate) async fn proxy_preferences(
     }
 }
 
+#[derive(Debug, Deserialize)]
+pub struct BirthdayForm {
+    pub token: String,
+    pub month: String,
+    pub day: String,
+}
+
+/// The customer gives their birthday, once: month and day, never a year.
+async fn set_birthday(
+    state: &PagesState,
+    shop: &ShopId,
+    customer: &CustomerId,
+    form: Result<Form<BirthdayForm>, FormRejection>,
+    now: DateTime<Utc>,
+) -> Result<&'static str, ApiError> {
+    let Form(form) =
+        form.map_err(|_| ApiError::bad_request("bad_form", "the form is incomplete"))?;
+    if !link::form_token_is_valid(&state.ctx.config.link_secret, shop, customer, &form.token) {
+        return Err(ApiError::forbidden(
+            "the form did not come from your cashback page",
+        ));
+    }
+    let number = |text: &str| text.trim().parse::<u32>().ok();
+    let birthday = number(&form.month)
+        .zip(number(&form.day))
+        .and_then(|(month, day)| Birthday::new(month, day).ok())
+        .ok_or_else(|| {
+            ApiError::invalid_field("birthday", "choose a day that is in the calendar")
+        })?;
+    match bonuses::set_birthday(
+        &state.ctx,
+        shop,
+        customer,
+        birthday,
+        BirthdaySource::Customer,
+        now,
+    )
+    .await?
+    {
+        BirthdayOutcome::Changed | BirthdayOutcome::Unchanged => Ok("birthday"),
+        BirthdayOutcome::UnknownCustomer => Err(ApiError::from(AppError::NotFound(
+            "your birthday can be saved once you have earned cashback".into(),
+        ))),
+    }
+}
+
+pub(crate) async fn proxy_birthday(
+    State(state): State<PagesState>,
+    query: Result<Query<Params>, QueryRejection>,
+    form: Result<Form<BirthdayForm>, FormRejection>,
+) -> Response {
+    let now = state.ctx.now();
+    let result = async {
+        let params = query_params(query)?;
+        let (shop, customer, prefix) = proxied_customer(&state, &params, now).await?;
+        let saved = set_birthday(&state, &shop, &customer, form, now).await?;
+        Ok::<_, ApiError>(format!("{prefix}?saved={saved}"))
+    }
+    .await;
+    match result {
+        Ok(to) => private(Redirect::to(&to).into_response()),
+        Err(error) => refusal(error, "/pages/assets"),
+    }
+}
+
 // ---- Signed link (WooCommerce My Account) ----
 
 pub(crate) fn link_ids(
@@ -529,6 +637,7 @@ fn link_urls(shop: &ShopId, customer: &CustomerId, params: &[(String, String)]) 
     Urls {
         page: format!("/pages/shops/{shop}/customers/{customer}?{auth}"),
         preferences_action: format!("/pages/shops/{shop}/customers/{customer}/preferences?{auth}"),
+        birthday_action: format!("/pages/shops/{shop}/customers/{customer}/birthday?{auth}"),
         asset_base: "/pages/assets".into(),
         apply_base: None,
     }
@@ -603,6 +712,31 @@ pub(crate) async fn link_preferences(
         let params = query_params(query)?;
         check_link(&state, &shop, &customer, &params, now)?;
         let saved = set_preferences(&state, &shop, &customer, form, now).await?;
+        Ok::<_, ApiError>(with_param(
+            &link_urls(&shop, &customer, &params).page,
+            "saved",
+            saved,
+        ))
+    }
+    .await;
+    match result {
+        Ok(to) => private(Redirect::to(&to).into_response()),
+        Err(error) => refusal(error, "/pages/assets"),
+    }
+}
+
+pub(crate) async fn link_birthday(
+    State(state): State<PagesState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<Params>, QueryRejection>,
+    form: Result<Form<BirthdayForm>, FormRejection>,
+) -> Response {
+    let now = state.ctx.now();
+    let result = async {
+        let (shop, customer) = link_ids(path)?;
+        let params = query_params(query)?;
+        check_link(&state, &shop, &customer, &params, now)?;
+        let saved = set_birthday(&state, &shop, &customer, form, now).await?;
         Ok::<_, ApiError>(with_param(
             &link_urls(&shop, &customer, &params).page,
             "saved",

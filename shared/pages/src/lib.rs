@@ -7,8 +7,10 @@
 //! | --- | --- |
 //! | `GET /pages/proxy` | Shopify's app proxy (`/apps/cashback` in the shop), signature checked as the customer API does; answers `application/liquid` so the theme wraps it |
 //! | `POST /pages/proxy/preferences` | the page's email preference form, through the proxy |
+//! | `POST /pages/proxy/birthday` | the page's birthday form (given once), through the proxy |
 //! | `GET /pages/shops/{shop}/customers/{id}?expires=&sig=` | a signed link (WooCommerce My Account), a whole page |
 //! | `POST /pages/shops/{shop}/customers/{id}/preferences?expires=&sig=` | its preference form |
+//! | `POST /pages/shops/{shop}/customers/{id}/birthday?expires=&sig=` | its birthday form |
 //! | `POST /pages/shops/{shop}/customers/{id}/link` | the shop's server, with an API key of the `portal_server` scope: mints a signed link |
 //! | `GET /pages/proxy/widget.json` | the embeddable widget's JSON through the app proxy, checked as the page |
 //! | `GET /pages/shops/{shop}/customers/{id}/widget.json?expires=&sig=` | the widget's JSON from a signed link |
@@ -115,12 +117,17 @@ pub fn router_with(ctx: Context, config: PagesConfig) -> Router {
             "/pages/proxy/preferences",
             post(customer::proxy_preferences),
         )
+        .route("/pages/proxy/birthday", post(customer::proxy_birthday))
         .route(widget::PROXY_ROUTE, get(widget::proxy_json))
         .route(widget::LINK_ROUTE, get(widget::link_json))
         .route(customer::LINK_PAGE_ROUTE, get(customer::link_page))
         .route(
             "/pages/shops/{shop}/customers/{id}/preferences",
             post(customer::link_preferences),
+        )
+        .route(
+            "/pages/shops/{shop}/customers/{id}/birthday",
+            post(customer::link_birthday),
         )
         .route(
             "/pages/shops/{shop}/customers/{id}/link",

@@ -564,6 +564,29 @@ mod tests {
     }
 
     #[test]
+    fn a_program_with_bonuses_survives_the_round_trip_through_the_form() {
+        let mut program = cashback_core::program::Program::from_json(
+            r#"{"currency":"USD","bonuses":{
+                "birthday":{"amount":"5.00","days_before":3},
+                "anniversary":null,
+                "win_back":{"after_days":90,"once_per_days":180,"reward":{"type":"extra_percent","percent":"5","valid_days":14}},
+                "milestones":[{"lifetime_spend":"500"},{"lifetime_spend":"1000","amount":"10.00"}]}}"#,
+        )
+        .unwrap();
+        program.changed_by = None;
+        let json = serde_json::to_value(&program).unwrap();
+        let mut leaves = Vec::new();
+        flatten(&json, "", &mut leaves);
+        let form: Vec<(String, String)> = leaves
+            .iter()
+            .map(|(path, kind, value)| (format!("f:{}:{path}", kind.tag()), value.clone()))
+            .collect();
+        let back = unflatten(&form).unwrap();
+        let again = cashback_core::program::Program::from_json(&back.to_string()).unwrap();
+        assert_eq!(again, program);
+    }
+
+    #[test]
     fn the_diff_names_each_changed_added_and_removed_field() {
         let before = json!({
             "display_name": "Back", "earning": {"merchant_percent": "5", "cap_per_order": null},

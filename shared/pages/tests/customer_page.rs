@@ -427,6 +427,174 @@ async fn the_email_preferences_form_needs_the_pages_token_and_works_both_ways() 
     assert!(!unsubscribed(&ctx).await);
 }
 
+async fn stored_birthday(ctx: &Context) -> Option<cashback_core::bonuses::Birthday> {
+    let ann = CustomerId::parse("ann").unwrap();
+    let read = ctx
+        .store
+        .read(&shop(), &ReadRequest::account(&ann))
+        .await
+        .unwrap();
+    read.accounts[&ann].value.bonus.birthday
+}
+
+/// Ann's first order earned cashback (her seeded balance is a goodwill
+/// credit, no order).
+async fn ann_has_earned_an_order(ctx: &Context) {
+    let ann = CustomerId::parse("ann").unwrap();
+    let read = ctx
+        .store
+        .read(&shop(), &ReadRequest::account(&ann))
+        .await
+        .unwrap();
+    let found = read.accounts[&ann].clone();
+    let mut account = found.value;
+    account.orders_earned = 1;
+    ctx.store
+        .write(
+            &shop(),
+            cashback_app::store::WriteSet::account(cashback_app::store::AccountWrite::new(
+                &program(),
+                account,
+                found.version,
+            )),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_account_without_an_earning_order_cannot_give_a_birthday_through_either_form() {
+    // The attack: open an account with an order never paid, give a birthday
+    // a few days away, collect the bonus. Ann's account exists (a goodwill
+    // balance) but no order of hers has earned.
+    let ctx = ctx().await;
+    let router = router_with(ctx.clone(), config());
+    let token = link::form_token(
+        &ctx.config.link_secret,
+        &shop(),
+        &CustomerId::parse("ann").unwrap(),
+    );
+    let action = format!("/pages/proxy/birthday?{}", proxied("ann"));
+    let (status, _, _) = send_text(
+        router.clone(),
+        post_form(&action, &format!("token={token}&month=1&day=7")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let url = link_for(&ctx, "ann", Duration::hours(1));
+    let action = url.replacen("/customers/ann?", "/customers/ann/birthday?", 1);
+    let (status, _, _) = send_text(
+        router,
+        post_form(&action, &format!("token={token}&month=1&day=7")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(stored_birthday(&ctx).await, None, "nothing stored");
+    let ann = CustomerId::parse("ann").unwrap();
+    let read = ctx
+        .store
+        .read(&shop(), &ReadRequest::account(&ann))
+        .await
+        .unwrap();
+    assert_eq!(read.accounts[&ann].value.bonus.due_at, None);
+}
+
+#[tokio::test]
+async fn the_customer_gives_a_birthday_once_through_the_pages_form_and_bad_days_change_nothing() {
+    let ctx = ctx().await;
+    ann_has_earned_an_order(&ctx).await;
+    let router = router_with(ctx.clone(), config());
+    let token = link::form_token(
+        &ctx.config.link_secret,
+        &shop(),
+        &CustomerId::parse("ann").unwrap(),
+    );
+    let (_, _, page) = send_text(
+        router.clone(),
+        get(&format!("/pages/proxy?{}", proxied("ann"))),
+    )
+    .await;
+    assert!(
+        page.contains("action=\"/apps/cashback/birthday\""),
+        "{page}"
+    );
+    assert!(page.contains("<label for=\"cb-birthday-month\">Month</label>"));
+    assert!(
+        page.contains("at least 30 days after you tell us"),
+        "the page says when the bonus starts"
+    );
+
+    let action = format!("/pages/proxy/birthday?{}", proxied("ann"));
+    // Posted from elsewhere: refused, nothing stored.
+    let (status, _, _) = send_text(
+        router.clone(),
+        post_form(&action, "token=00&month=2&day=29"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Days no calendar has, and garbage: refused, nothing stored.
+    for bad in [
+        "month=4&day=31",
+        "month=2&day=30",
+        "month=13&day=1",
+        "month=0&day=0",
+        "month=-1&day=5",
+        "month=feb&day=29",
+        "month=2",
+        "month=99999999999999999999&day=1",
+    ] {
+        let (status, _, _) = send_text(
+            router.clone(),
+            post_form(&action, &format!("token={token}&{bad}")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    assert_eq!(stored_birthday(&ctx).await, None);
+
+    let (status, response, _) = send_text(
+        router.clone(),
+        post_form(&action, &format!("token={token}&month=2&day=29")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        response.headers()["location"],
+        "/apps/cashback?saved=birthday"
+    );
+    assert_eq!(
+        stored_birthday(&ctx).await,
+        Some(cashback_core::bonuses::Birthday::new(2, 29).unwrap())
+    );
+    let (_, _, page) = send_text(
+        router.clone(),
+        get(&format!(
+            "/pages/proxy?{}",
+            encode(&proxied_params("ann", &[("saved", "birthday")]))
+        )),
+    )
+    .await;
+    assert!(page.contains("29 February") && page.contains("birthday is saved"));
+    assert!(
+        !page.contains("cb-birthday-month"),
+        "the form is gone once set"
+    );
+
+    // Once only: a second entry, through the signed link too, is refused.
+    let url = link_for(&ctx, "ann", Duration::hours(1));
+    let action = url.replacen("/customers/ann?", "/customers/ann/birthday?", 1);
+    let (status, _, _) = send_text(
+        router,
+        post_form(&action, &format!("token={token}&month=7&day=14")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        stored_birthday(&ctx).await,
+        Some(cashback_core::bonuses::Birthday::new(2, 29).unwrap())
+    );
+}
+
 #[test]
 fn liquid_syntax_in_any_value_is_shown_not_run() {
     let safe = cashback_pages::customer::liquid_safe("<p>{{ customer.email }} {% raw %}</p>");

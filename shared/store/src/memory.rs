@@ -361,6 +361,7 @@ impl Store for MemoryStore {
             // with the write (decided by the core).
             let due = write.due_filed_at(written_at);
             let (reminder_due, expiry_due) = (due.reminder, due.expiry);
+            let bonus_due = due.bonus;
             let ledger = tables.ledgers.entry(key.clone()).or_default();
             let mut written = Vec::new();
             for entry in write.entries {
@@ -383,6 +384,7 @@ impl Store for MemoryStore {
                 item_key.clone(),
                 reminder_due.map(due_ref),
             );
+            tables.place_due(DueKind::Bonus, item_key.clone(), bonus_due.map(due_ref));
             tables.place_due(DueKind::Expiry, item_key, expiry_due.map(due_ref));
             let version = write.expected_version + 1;
             let after = Box::new(write.account.clone());

@@ -364,6 +364,10 @@ fn real_bodies() -> Vec<Vec<u8>> {
         r#"{"amount":"5.00","reason":"sorry"}"#,
         r#"{"shop":"fresh.myshopify.com","platform":"woocommerce","name":"Fresh","currency":"USD","webhook_secret_ref":"env:CASHBACK_SECRET_FRESH"}"#,
         r#"{"products":[{"product_id":"p1","collection_ids":["c1"],"compare_at_price":"12.00"}]}"#,
+        // The birthday route's body and a program with every bonus, after
+        // the bodies the routes below count back from the end.
+        r#"{"month":2,"day":29}"#,
+        r#"{"currency":"USD","bonuses":{"birthday":{"amount":"5.00","days_before":3},"anniversary":{"amount":"2.00"},"win_back":{"after_days":90,"once_per_days":180,"reward":{"type":"amount","amount":"7.00"}},"milestones":[{"lifetime_spend":"500"},{"lifetime_spend":"1000","amount":"10.00"}],"pays_debt":false}}"#,
     ] {
         bodies.push(body.as_bytes().to_vec());
     }
@@ -639,7 +643,12 @@ fn targeted_request() -> impl Strategy<Value = Hostile> {
     let admin = format!("Bearer {ADMIN_TOKEN}");
     let key = format!("Bearer {API_KEY}");
     let bodies = real_bodies();
-    let n = bodies.len();
+    // The last two are the bonus bodies (birthday, program with bonuses).
+    let (birthday, bonus_program) = (
+        bodies[bodies.len() - 2].clone(),
+        bodies[bodies.len() - 1].clone(),
+    );
+    let n = bodies.len() - 2;
     // (method, path, authorization, the real bodies it takes)
     let base = "/v1/shops/demo.myshopify.com";
     let routes: Vec<(&'static str, String, String, Vec<Vec<u8>>)> = vec![
@@ -653,7 +662,13 @@ fn targeted_request() -> impl Strategy<Value = Hostile> {
             "PUT",
             format!("{base}/program"),
             admin.clone(),
-            vec![bodies[n - 6].clone()],
+            vec![bodies[n - 6].clone(), bonus_program],
+        ),
+        (
+            "PUT",
+            format!("{base}/customers/ann/birthday"),
+            admin.clone(),
+            vec![birthday],
         ),
         (
             "POST",
@@ -827,6 +842,7 @@ const ADMIN_ROUTES: &[(&str, &str)] = &[
         "/v1/shops/demo.myshopify.com/customers/ann/regenerate-code",
     ),
     ("GET", "/v1/shops/demo.myshopify.com/customers/ann/profile"),
+    ("PUT", "/v1/shops/demo.myshopify.com/customers/ann/birthday"),
     ("GET", "/v1/shops/demo.myshopify.com/profiles"),
     ("POST", "/v1/shops/demo.myshopify.com/catalog"),
     ("PUT", "/v1/shops/demo.myshopify.com/catalog"),

@@ -65,6 +65,8 @@ pub struct CustomerView {
     pub orders_earned: u32,
     /// Who last gave the customer a new code through the admin API.
     pub code_changed_by: Option<String>,
+    /// The customer's birthday (month and day), when the shop knows it.
+    pub birthday: Option<cashback_core::bonuses::Birthday>,
     /// The account's version.
     pub version: u64,
 }
@@ -99,6 +101,7 @@ impl CustomerView {
             }),
             orders_earned: a.orders_earned,
             code_changed_by: a.code_changed_by.clone(),
+            birthday: a.bonus.birthday,
             version: account.version,
         }
     }

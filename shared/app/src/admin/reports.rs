@@ -78,6 +78,22 @@ pub struct Adjusted {
     pub debited: Decimal,
 }
 
+/// Merchant-funded bonuses credited in the period, apart from earned
+/// cashback, by kind (docs/bonuses.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BonusesReport {
+    /// All of them.
+    pub total: Decimal,
+    /// Birthday bonuses.
+    pub birthday: Decimal,
+    /// First-order anniversary bonuses.
+    pub anniversary: Decimal,
+    /// Win-back bonuses.
+    pub win_back: Decimal,
+    /// Milestone bonuses.
+    pub milestone: Decimal,
+}
+
 /// A period's figures; every definition is in docs/reports.md.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
@@ -103,6 +119,8 @@ pub struct Report {
     pub expired: Decimal,
     /// Manual adjustments.
     pub adjusted: Adjusted,
+    /// Bonuses credited, by kind; not part of `issued` nor `released`.
+    pub bonuses: BonusesReport,
     /// What is owed at the end of the period.
     pub liability: Liability,
     /// expired / released; None when nothing was released.
@@ -185,6 +203,17 @@ impl Sums {
         }
     }
 
+    fn bonuses(&self) -> BonusesReport {
+        let b = &self.figures.bonus;
+        BonusesReport {
+            total: b.credited,
+            birthday: b.birthday,
+            anniversary: b.anniversary,
+            win_back: b.win_back,
+            milestone: b.milestone,
+        }
+    }
+
     fn available(&self) -> Decimal {
         self.figures.total(Metric::Available)
     }
@@ -209,7 +238,9 @@ fn split_liability(to_date: &Sums, total: Decimal, currency: Currency) -> (Decim
     let clawed = to_date.clawed_back();
     let adjusted = to_date.adjusted();
     let partner_funded = issued.partner - clawed.partner;
-    let all_funded = issued.total - clawed.total + adjusted.credited - adjusted.debited;
+    // Bonuses are the merchant's: they add to what was funded, not the partner's share.
+    let all_funded = issued.total - clawed.total + adjusted.credited - adjusted.debited
+        + to_date.bonuses().total;
     if all_funded <= Decimal::ZERO || partner_funded <= Decimal::ZERO || total <= Decimal::ZERO {
         return (total, Decimal::ZERO);
     }
@@ -300,6 +331,16 @@ pub async fn report(
         adjusted: Adjusted {
             credited: m(adjusted.credited),
             debited: m(adjusted.debited),
+        },
+        bonuses: {
+            let b = period.bonuses();
+            BonusesReport {
+                total: m(b.total),
+                birthday: m(b.birthday),
+                anniversary: m(b.anniversary),
+                win_back: m(b.win_back),
+                milestone: m(b.milestone),
+            }
         },
         liability: Liability {
             at: to,

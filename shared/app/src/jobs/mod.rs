@@ -30,7 +30,9 @@
 //! - [`reminders`]: the reminder series.
 //! - [`parked`]: items that keep failing, taken out of the way.
 //! - `expiry_warnings`: warnings before balance expires (run by [`reminders`]).
+//! - [`bonuses`]: birthday, anniversary, win-back and milestone bonuses.
 
+pub mod bonuses;
 mod expiry_warnings;
 pub mod parked;
 pub mod promote;

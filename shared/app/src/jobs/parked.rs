@@ -70,6 +70,7 @@ fn item_label(kind: DueKind, due: &DueRef) -> String {
         DueKind::Reminder => "reminder",
         DueKind::Expiry => "expiry",
         DueKind::Ready => "ready",
+        DueKind::Bonus => "bonus",
     };
     let order = due
         .order

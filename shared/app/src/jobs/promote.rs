@@ -191,7 +191,7 @@ impl DueHandler for PromoteRun<'_> {
             DueKind::Release => release_one(self, sender, due).await,
             DueKind::Expiry => expire_one(self, due).await,
             DueKind::Ready => send_ready(self, sender, due).await,
-            DueKind::Reminder => Ok(Handled::Done),
+            DueKind::Reminder | DueKind::Bonus => Ok(Handled::Done),
         }
     }
 }

@@ -10,6 +10,7 @@ mod admin_program;
 mod admin_reports;
 mod checkout_holds;
 mod checkout_validate;
+mod jobs_bonuses;
 mod jobs_expiry_warnings;
 mod jobs_promote;
 mod jobs_reminders;

@@ -4,6 +4,7 @@
 //! `cargo test -p cashback-core --test ledger parties::` runs one file.
 mod support;
 
+mod bonus_scenarios;
 mod ledger_properties;
 mod ledger_scenarios;
 mod lot_properties;

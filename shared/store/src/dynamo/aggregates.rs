@@ -60,6 +60,7 @@ fn kind_name(kind: EntryKind) -> &'static str {
         EntryKind::Clawback => "clawback",
         EntryKind::Adjust => "adjust",
         EntryKind::Expire => "expire",
+        EntryKind::Bonus => "bonus",
     }
 }
 
@@ -71,6 +72,10 @@ fn metric_name(metric: Metric) -> &'static str {
         Metric::Merchant => "merchant",
         Metric::Partner => "partner",
         Metric::Credited => "credited",
+        Metric::Birthday => "birthday",
+        Metric::Anniversary => "anniversary",
+        Metric::WinBack => "win_back",
+        Metric::Milestone => "milestone",
     }
 }
 

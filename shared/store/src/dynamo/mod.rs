@@ -2,7 +2,7 @@
 //!
 //! Every use case reads with ONE consistent BatchGetItem (`read`) and
 //! commits with ONE TransactWriteItems ([`write`]); scheduled jobs page
-//! through three sparse due indexes with Query. The rest (shops, programs,
+//! through four sparse due indexes with Query. The rest (shops, programs,
 //! coupons, checkpoints, counters) are single-item calls made by admin and
 //! scheduled paths. Key strings come from [`crate::keys`], shared with the
 //! in-memory store, whose behaviour this adapter reproduces (the conformance

@@ -1,7 +1,7 @@
 //! The table's shape as the code sees it, and creating it from the one
 //! definition in `template.yaml`.
 //!
-//! `template.yaml` holds the only description of the table (keys, the three
+//! `template.yaml` holds the only description of the table (keys, the four
 //! sparse due indexes, TTL, point-in-time recovery, encryption, the stream). Tests and
 //! local runs create their tables from that resource's `Properties`, passed
 //! here as JSON, so the table a test runs against cannot drift from the one
@@ -47,6 +47,12 @@ pub const EXPIRY_INDEX: DueIndex = DueIndex {
     pk: "expiry_pk",
     sk: "expiry_sk",
 };
+pub const BONUS_INDEX: DueIndex = DueIndex {
+    index: "bonus-due",
+    kind: "bonus",
+    pk: "bonus_pk",
+    sk: "bonus_sk",
+};
 
 /// Attributes the due indexes project besides the keys: what a `DueRef`
 /// needs (the due time is the index sort key's prefix).
@@ -66,6 +72,7 @@ pub fn due_index(kind: DueKind) -> DueIndex {
         DueKind::Reminder => REMINDER_INDEX,
         DueKind::Expiry => EXPIRY_INDEX,
         DueKind::Ready => READY_INDEX,
+        DueKind::Bonus => BONUS_INDEX,
     }
 }
 

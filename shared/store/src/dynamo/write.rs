@@ -37,7 +37,7 @@ use super::attr::*;
 use super::errors::{cancellation_reasons, from_sdk, is_condition_failed, is_conflict_code};
 use super::items::*;
 use super::read::usage_sk;
-use super::schema::{EXPIRY_INDEX, READY_INDEX, RELEASE_INDEX, REMINDER_INDEX};
+use super::schema::{BONUS_INDEX, EXPIRY_INDEX, READY_INDEX, RELEASE_INDEX, REMINDER_INDEX};
 use super::DynamoStore;
 use crate::keys;
 
@@ -168,7 +168,11 @@ fn account_items(
     let pk = keys::account_key(shop, customer);
     let due = write.due_filed_at(written_at);
     let (reminder_due, expiry_due) = (due.reminder, due.expiry);
-    let dues = [(REMINDER_INDEX, reminder_due), (EXPIRY_INDEX, expiry_due)];
+    let dues = [
+        (REMINDER_INDEX, reminder_due),
+        (EXPIRY_INDEX, expiry_due),
+        (BONUS_INDEX, due.bonus),
+    ];
     let held = account.held().amount();
     let refused = refused_locally(account);
     let role = Role::Account {

@@ -44,6 +44,7 @@ conformance!(
     coupon_use_limits_are_enforced_by_the_store_and_uses_come_back,
     shops_and_programs_with_kept_versions,
     pending_orders_are_due_for_release_until_released,
+    an_accounts_next_bonus_is_in_the_bonus_index_and_moves_with_it,
     checkpoints_only_move_forward,
     counters_count_up,
     an_order_history_through_the_store_keeps_every_invariant,

@@ -146,7 +146,7 @@ fn delta(counts: &RequestCounts, before: &RequestCounts) -> RequestCounts {
 // ------------------------------------------------------------ the table
 
 #[tokio::test]
-async fn the_table_from_the_template_has_three_sparse_due_indexes_ttl_and_backups() {
+async fn the_table_from_the_template_has_four_sparse_due_indexes_ttl_and_backups() {
     let store = store_or_skip!("table-definition");
     let client = store.client();
     let described = client
@@ -172,6 +172,7 @@ async fn the_table_from_the_template_has_three_sparse_due_indexes_ttl_and_backup
     assert_eq!(
         indexes,
         [
+            ("bonus-due".to_string(), projected.clone()),
             ("expiry-due".to_string(), projected.clone()),
             ("release-due".to_string(), projected.clone()),
             ("reminder-due".to_string(), projected),

@@ -1113,6 +1113,88 @@ pub async fn pending_orders_are_due_for_release_until_released(store: &dyn Store
     assert_eq!(expiring.len(), 1);
 }
 
+/// An account's next bonus sits in the bonus index at the time the core
+/// set on it, moves with each write, and a bonus entry reads back as one.
+pub async fn an_accounts_next_bonus_is_in_the_bonus_index_and_moves_with_it(store: &dyn Store) {
+    use cashback_core::bonuses::{take_due, Birthday, BirthdayBonus, BirthdaySource, Bonuses};
+    let mut program = program();
+    program.bonuses = Bonuses {
+        birthday: Some(BirthdayBonus {
+            amount: dec!(5),
+            issuance: Issuance::Immediate,
+            days_before: 0,
+        }),
+        ..Bonuses::default()
+    };
+    let seeded = seeded(store, "ann", "10.00").await;
+    let mut account = seeded.value;
+    let birthday = Birthday::new(t0().format("%m").to_string().parse().unwrap(), 28).unwrap();
+    account
+        .bonus
+        .set_birthday(birthday, BirthdaySource::Merchant, &program.bonuses, t0())
+        .unwrap();
+    let due_at = account.bonus.due_at.unwrap();
+    store
+        .write(
+            &shop(),
+            WriteSet::account(AccountWrite::new(&program, account, seeded.version)),
+        )
+        .await
+        .unwrap();
+    let due = due_everywhere(store, DueKind::Bonus, due_at, due_at).await;
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert_eq!(due[0].customer, Some(customer("ann")));
+    assert_eq!(due[0].due_at, due_at);
+    assert!(due_everywhere(store, DueKind::Reminder, due_at, due_at)
+        .await
+        .is_empty());
+
+    // The job's decision: credited, and the account moves a year on.
+    let read = read_account(store, "ann").await.unwrap();
+    let mut account = read.value;
+    let spend = account.lifetime_eligible_spend.amount();
+    let bonuses = take_due(&program.bonuses, &mut account.bonus, spend, due_at);
+    assert_eq!(bonuses.len(), 1);
+    let applied = account
+        .credit_bonus(
+            bonuses[0].kind,
+            &bonuses[0].key,
+            usd("5.00"),
+            &program,
+            due_at,
+        )
+        .unwrap();
+    let next = account.bonus.due_at.unwrap();
+    assert!(next > due_at + Duration::days(300));
+    store
+        .write(
+            &shop(),
+            WriteSet::account(
+                AccountWrite::new(&program, account, read.version).with_entries(applied.entries),
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(due_everywhere(store, DueKind::Bonus, due_at, due_at)
+        .await
+        .is_empty());
+    assert_eq!(
+        due_everywhere(store, DueKind::Bonus, next, next)
+            .await
+            .len(),
+        1
+    );
+    let account = read_account(store, "ann").await.unwrap().value;
+    assert_eq!(account.available, usd("15.00"));
+    assert_eq!(account.bonus.birthday, Some(birthday));
+    let entries = all_entries(store, "ann").await;
+    assert!(entries
+        .iter()
+        .any(|e| e.kind == cashback_core::ledger::EntryKind::Bonus
+            && e.available_delta == usd("5.00")));
+    account.check(&entries).unwrap();
+}
+
 pub async fn checkpoints_only_move_forward(store: &dyn Store) {
     assert_eq!(store.get_checkpoint("promote").await.unwrap(), None);
     store

@@ -50,12 +50,14 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use tracing::{error, info, warn};
 
+use cashback_app::compliance;
 use cashback_app::events::{handle_order_event, EventOutcome};
 use cashback_app::{AppError, Context};
 use cashback_core::ids::ShopId;
 use cashback_edge::ApiError;
 use cashback_platforms::{
-    Delivery, Headers, Identified, Outcome, Platform, SignatureError, WebhookError, MAX_BODY_BYTES,
+    CustomerSubject, Delivery, Headers, Identified, Outcome, Platform, ShopRequest, SignatureError,
+    WebhookError, MAX_BODY_BYTES,
 };
 
 use crate::secrets::{SecretCache, SecretError};
@@ -225,6 +227,12 @@ async fn handle(
     let delivery = platform
         .parse(&headers, &body, record.currency)
         .map_err(|e| refused(name, Some(&shop), webhook_error(&e)))?;
+    if let Outcome::Shop(request) = &delivery.outcome {
+        let answer = apply_shop_request(&state.ctx, &delivery, request, now)
+            .await
+            .map_err(|e| refused(name, Some(&shop), e))?;
+        return Ok((StatusCode::OK, Json(answer)).into_response());
+    }
     let summary = apply_delivery(&state.ctx, &delivery, now)
         .await
         .map_err(|e| refused(name, Some(&shop), e))?;
@@ -259,6 +267,17 @@ pub async fn apply_delivery(
 ) -> Result<Summary, ApiError> {
     let events = match &delivery.outcome {
         Outcome::Events(events) => events,
+        Outcome::Shop(request) => {
+            // The router answers these with what was done; a caller that
+            // only wants the counts gets them here.
+            apply_shop_request(ctx, delivery, request, now).await?;
+            return Ok(Summary {
+                status: "processed",
+                received: 1,
+                applied: 1,
+                ..Summary::default()
+            });
+        }
         Outcome::Ignored { reason } => {
             info!(shop = %delivery.shop, topic = %delivery.topic, reason = %reason, "delivery ignored");
             return Ok(Summary {
@@ -301,6 +320,77 @@ pub async fn apply_delivery(
         }
     }
     Ok(summary)
+}
+
+/// Carries out a verified request about the shop or one of its customers
+/// (docs/compliance.md) and says what was done. Logged without emails; the
+/// export itself is only in the answer.
+pub async fn apply_shop_request(
+    ctx: &Context,
+    delivery: &Delivery,
+    request: &ShopRequest,
+    now: DateTime<Utc>,
+) -> Result<serde_json::Value, ApiError> {
+    let shop = &delivery.shop;
+    let kind = request.kind();
+    let transport = &delivery.transport;
+    let webhook_id = transport.webhook_id.as_deref().unwrap_or("");
+    let answer = match request {
+        ShopRequest::CustomerDataRequest {
+            customer,
+            orders,
+            request_id,
+        } => {
+            let export =
+                compliance::customer_export(ctx, shop, &subject(customer), request_id.clone(), now)
+                    .await?;
+            info!(
+                shop = %shop,
+                request = kind,
+                webhook_id,
+                request_id = request_id.as_deref().unwrap_or(""),
+                customer = customer.id.as_ref().map(ToString::to_string).unwrap_or_default(),
+                orders_requested = orders.len(),
+                accounts = export.accounts.len(),
+                ledger_entries = export.accounts.iter().map(|a| a.ledger.len()).sum::<usize>(),
+                answer_by = %export.answer_by,
+                "customer data request: export made; answer the customer by answer_by"
+            );
+            serde_json::json!({"status": "processed", "request": kind, "export": export})
+        }
+        ShopRequest::CustomerRedact { customer, orders } => {
+            let redacted = compliance::redact_customer(ctx, shop, &subject(customer), now).await?;
+            info!(
+                shop = %shop,
+                request = kind,
+                webhook_id,
+                customer = customer.id.as_ref().map(ToString::to_string).unwrap_or_default(),
+                orders_to_redact = orders.len(),
+                accounts_redacted = redacted.accounts_redacted,
+                accounts_already_clean = redacted.accounts_already_clean,
+                "customer personal data erased; money entries kept"
+            );
+            serde_json::json!({"status": "processed", "request": kind, "redacted": redacted})
+        }
+        ShopRequest::ShopRedact => {
+            let deleted = compliance::redact_shop(ctx, shop).await?;
+            info!(shop = %shop, request = kind, webhook_id, items_deleted = deleted, "shop data deleted");
+            serde_json::json!({"status": "processed", "request": kind, "items_deleted": deleted})
+        }
+        ShopRequest::AppUninstalled => {
+            compliance::uninstall(ctx, shop, now).await?;
+            info!(shop = %shop, request = kind, webhook_id, "shop uninstalled: code syncing stopped");
+            serde_json::json!({"status": "processed", "request": kind})
+        }
+    };
+    Ok(answer)
+}
+
+fn subject(customer: &CustomerSubject) -> compliance::Subject {
+    compliance::Subject {
+        customer: customer.id.clone(),
+        email: customer.email.clone(),
+    }
 }
 
 fn shop_platform(platform: Platform) -> cashback_app::store::Platform {

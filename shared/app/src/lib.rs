@@ -15,6 +15,7 @@
 //! - [`events`]: an order event from a platform, applied to the ledger.
 //! - [`api_keys`]: a shop's API keys, their scopes, use and revocation.
 //! - [`checkout`]: a code checked against a cart at checkout; holds.
+//! - [`compliance`]: customer data requests and redactions, shop redaction, uninstall.
 //! - [`portal`]: the customer's view of their cashback; unsubscribe.
 //! - [`preferences`]: the customer's email preferences (reminders off or on).
 //! - [`notices`]: which emails a change calls for; signed unsubscribe links.
@@ -27,6 +28,7 @@
 pub mod admin;
 pub mod api_keys;
 pub mod checkout;
+pub mod compliance;
 pub mod context;
 pub mod error;
 pub mod events;

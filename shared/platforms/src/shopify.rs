@@ -81,8 +81,10 @@ pub fn parse_webhook<S: AsRef<[u8]>>(
     parse(headers, body, shop_currency)
 }
 
-/// Turns a verified delivery into core events. Topics other than
-/// orders/paid, orders/fulfilled, orders/cancelled and refunds/create are
+/// Turns a verified delivery into core events. The compliance topics and
+/// app/uninstalled are [`Outcome::Shop`] requests
+/// ([`crate::shop_requests`]). Topics other than those and orders/paid,
+/// orders/fulfilled, orders/cancelled and refunds/create are
 /// [`Outcome::Ignored`].
 pub fn parse(
     headers: &Headers,
@@ -104,6 +106,18 @@ pub fn parse(
         triggered_at: header(headers, TRIGGERED_AT_HEADER)
             .and_then(|at| json::rfc3339(TRIGGERED_AT_HEADER, at).ok()),
     };
+    // The compliance topics and app/uninstalled are about the shop, not an
+    // order; their body must name the header's shop.
+    if let Some(request) = crate::shop_requests::parse(&topic, &shop, body)? {
+        return Ok(Delivery {
+            platform: Platform::Shopify,
+            shop,
+            topic,
+            transport,
+            outcome: Outcome::Shop(Box::new(request)),
+            test: false,
+        });
+    }
     // The topic and shop headers are not signed: the body must agree.
     let claims = crate::claims::shopify(&topic, &shop, body)?;
     let event = match topic.as_str() {

@@ -5,6 +5,7 @@
 mod support;
 
 mod balance_codes;
+mod compliance;
 mod references;
 mod topics;
 mod webhook;

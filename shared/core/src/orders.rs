@@ -572,6 +572,17 @@ pub fn apply_order_event_to(
         .collect();
     let mut sides = Sides::new(parties, &event.effect_key(), ctx.now, record.currency);
     match event {
+        OrderEvent::Created(order) => {
+            // Only the redemption, once for the order whichever of created,
+            // paid or fulfilled comes first; a cancelled order spends nothing.
+            if record.redemption_settled || record.cancelled {
+                return Ok(OrderApplied::duplicate_event());
+            }
+            learn_order(ctx.program, record, order, sides.buyer.as_deref())?;
+            free_checkout_hold(&mut sides, order);
+            settle_redemption(&mut sides, &balance_codes, &co_codes, record, order)?;
+            settle_refunds(ctx.program, &mut sides, record)?;
+        }
         OrderEvent::Paid(order) | OrderEvent::Fulfilled(order) => {
             let paid = matches!(event, OrderEvent::Paid(_));
             let already = if paid {

@@ -1,6 +1,6 @@
 //! Shopify webhooks: the `X-Shopify-*` headers, the base64 HMAC, and the REST
-//! Order and Refund resources that orders/paid, orders/fulfilled,
-//! orders/cancelled and refunds/create deliver.
+//! Order and Refund resources that orders/create, orders/paid,
+//! orders/fulfilled, orders/cancelled and refunds/create deliver.
 //!
 //! The ledger is kept in the shop's currency, so every amount is read from a
 //! `*_set.shop_money` bag where the payload has one and from the plain string
@@ -83,8 +83,8 @@ pub fn parse_webhook<S: AsRef<[u8]>>(
 
 /// Turns a verified delivery into core events. The compliance topics and
 /// app/uninstalled are [`Outcome::Shop`] requests
-/// ([`crate::shop_requests`]). Topics other than those and orders/paid,
-/// orders/fulfilled, orders/cancelled and refunds/create are
+/// ([`crate::shop_requests`]). Topics other than those and orders/create,
+/// orders/paid, orders/fulfilled, orders/cancelled and refunds/create are
 /// [`Outcome::Ignored`].
 pub fn parse(
     headers: &Headers,
@@ -121,6 +121,11 @@ pub fn parse(
     // The topic and shop headers are not signed: the body must agree.
     let claims = crate::claims::shopify(&topic, &shop, body)?;
     let event = match topic.as_str() {
+        "orders/create" => Some(OrderEvent::Created(order(
+            body,
+            shop_currency,
+            When::Created,
+        )?)),
         "orders/paid" => Some(OrderEvent::Paid(order(body, shop_currency, When::Paid)?)),
         "orders/fulfilled" => Some(OrderEvent::Fulfilled(order(
             body,
@@ -374,6 +379,7 @@ struct RefundTransaction {
 
 #[derive(Clone, Copy)]
 enum When {
+    Created,
     Paid,
     Fulfilled,
     Cancelled,
@@ -731,10 +737,15 @@ fn referral_code(attributes: &[NoteAttribute]) -> Option<Code> {
     })
 }
 
-/// paid: `processed_at`; fulfilled: `updated_at`; cancelled: `cancelled_at`;
+/// created: `created_at`; paid: `processed_at`; fulfilled: `updated_at`; cancelled: `cancelled_at`;
 /// each falling back to the next best time the payload has.
 fn occurred_at(raw: &ShopifyOrder, when: When) -> Result<DateTime<Utc>, WebhookError> {
     let candidates: [(&str, &Option<String>); 3] = match when {
+        When::Created => [
+            ("created_at", &raw.created_at),
+            ("processed_at", &raw.processed_at),
+            ("updated_at", &raw.updated_at),
+        ],
         When::Paid => [
             ("processed_at", &raw.processed_at),
             ("updated_at", &raw.updated_at),

@@ -473,51 +473,6 @@ async fn an_uninstall_stops_syncing_and_webhooks_still_answer_200(backend: Backe
     );
 }
 
-/// A platform that counts the calls it gets and takes every code.
-#[derive(Default)]
-struct CountingPlatform {
-    calls: std::sync::atomic::AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl cashback_app::platform_codes::PlatformCodes for CountingPlatform {
-    async fn put(
-        &self,
-        desired: &cashback_app::platform_codes::DesiredCode,
-    ) -> Result<cashback_app::platform_codes::PutOutcome, cashback_app::platform_codes::PlatformError>
-    {
-        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Ok(cashback_app::platform_codes::PutOutcome::Updated(
-            cashback_app::platform_codes::CodeState {
-                code: desired.code.clone(),
-                platform_id: "gid://shopify/DiscountCodeNode/1".into(),
-                amount: desired.amount,
-                active: desired.active,
-                managed: true,
-            },
-        ))
-    }
-
-    async fn deactivate(
-        &self,
-        _code: &cashback_core::ids::Code,
-    ) -> Result<(), cashback_app::platform_codes::PlatformError> {
-        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Ok(())
-    }
-
-    async fn lookup(
-        &self,
-        _code: &cashback_core::ids::Code,
-    ) -> Result<
-        Option<cashback_app::platform_codes::CodeState>,
-        cashback_app::platform_codes::PlatformError,
-    > {
-        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Ok(None)
-    }
-}
-
 #[tokio::test]
 async fn after_an_uninstall_the_code_sync_calls_the_platform_no_more() {
     use cashback_app::platform_codes::{sync_customer_code, SyncOutcome, SyncPolicy};

@@ -6,6 +6,7 @@ mod support;
 
 mod balance_codes;
 mod compliance;
+mod order_created;
 mod references;
 mod topics;
 mod webhook;

@@ -6,5 +6,6 @@ mod support;
 
 mod ledger_properties;
 mod ledger_scenarios;
+mod order_created;
 mod parties;
 mod referral_properties;

@@ -285,8 +285,8 @@ fn a_shipping_only_refund_refunds_no_lines() {
 
 #[test]
 fn topics_the_engine_does_not_use_are_ignored_not_refused() {
-    let delivery = parse("orders/create", "shopify_orders_paid.json", Currency::USD);
-    assert_eq!(delivery.topic, "orders/create");
+    let delivery = parse("orders/updated", "shopify_orders_paid.json", Currency::USD);
+    assert_eq!(delivery.topic, "orders/updated");
     assert!(matches!(delivery.outcome, Outcome::Ignored { .. }));
     assert!(delivery.events().is_empty());
 }
@@ -531,4 +531,37 @@ fn every_payment_gateway_of_the_order_is_kept() {
         paid_order(&delivery).payment_methods,
         vec!["gift_card".to_string(), "Bank transfer, 3 days".to_string()]
     );
+}
+
+#[test]
+fn orders_create_is_the_created_event_dated_by_created_at() {
+    let delivery = parse("orders/create", "shopify_orders_paid.json", Currency::USD);
+    let OrderEvent::Created(order) = only_event(&delivery) else {
+        panic!("expected Created, got {delivery:?}");
+    };
+    assert_eq!(order.occurred_at, at("2026-03-14T10:22:29-04:00"));
+    let paid = parse("orders/paid", "shopify_orders_paid.json", Currency::USD);
+    let OrderEvent::Paid(paid) = only_event(&paid) else {
+        panic!("expected Paid");
+    };
+    // The same order otherwise: lines, codes, customer.
+    assert_eq!(order.discount_codes, paid.discount_codes);
+    assert_eq!(order.lines, paid.lines);
+    assert_eq!(order.customer, paid.customer);
+    assert_eq!(
+        only_event(&delivery).effect_key(),
+        format!("order:{}:created", order.order_id)
+    );
+}
+
+#[test]
+fn a_cancelled_order_relabelled_orders_create_is_refused() {
+    let body = fixture("shopify_orders_cancelled.json");
+    let headers = shopify_headers("orders/create", &body);
+    let err = shopify::parse(&headers, &body, Currency::USD).unwrap_err();
+    assert_eq!(err.code(), "topic_mismatch", "{err}");
+    let body = fixture("shopify_refunds_create_partial.json");
+    let headers = shopify_headers("orders/create", &body);
+    let err = shopify::parse(&headers, &body, Currency::USD).unwrap_err();
+    assert_eq!(err.code(), "topic_mismatch", "{err}");
 }

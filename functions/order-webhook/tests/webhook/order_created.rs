@@ -1,0 +1,234 @@
+//! Shopify's orders/create through the webhook router: the balance code's
+//! discount is debited from its owner when the order is placed, so the
+//! code synced to the platform shows less before the order is paid; the
+//! paid event spends nothing more. Two checkouts that both spent the same
+//! balance leave the rest as the owner's debt, shown in the shop report.
+//! Each case runs on the in-memory store and on DynamoDB through moto.
+
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+
+use crate::support::*;
+use cashback_app::admin;
+use cashback_app::platform_codes::{sync_customer_code, SyncPolicy};
+use cashback_core::ids::CustomerId;
+use cashback_core::ledger::EntryKind;
+use cashback_core::platform_code::PlatformSync;
+use cashback_test_support::samples::{self, shopify_delivery, Stage, DEMO_SECRET};
+
+macro_rules! on_every_store {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::Backend::Memory).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    if crate::support::moto_configured(stringify!($case)) {
+                        super::$case(super::Backend::Dynamo).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_every_store!(
+    orders_create_lowers_the_code_at_once_and_the_paid_event_spends_nothing_more,
+    two_checkouts_spending_the_same_balance_leave_the_rest_as_debt_in_the_report,
+);
+
+const ANN_CODE: &str = "CB-ANN-BALANCE";
+const SECOND_ORDER: u64 = 5_920_381_274_650_002_222;
+
+/// The sample order under `id`, paid with Ann's code (15.75 off) by a
+/// guest; at `created`, as orders/create delivers it before payment.
+fn order_json(id: u64, stage: Stage, created: bool, guest: &str) -> String {
+    let mut order = samples::shopify_order_with(id, &format!("#{}", id % 10_000), stage);
+    order["discount_codes"][0]["code"] = json!(ANN_CODE);
+    order["discount_applications"][0]["code"] = json!(ANN_CODE);
+    order["customer"] = Value::Null;
+    order["email"] = json!(guest);
+    order["contact_email"] = json!(guest);
+    order["checkout_id"] = json!(id % 1_000_000);
+    if created {
+        order["financial_status"] = json!("pending");
+    }
+    order.to_string()
+}
+
+async fn shopify(world: &World, topic: &str, body: String) -> Value {
+    let headers = shopify_delivery(topic, &body, DEMO_SECRET);
+    let (status, answer) = send(world, request("shopify", &headers, body)).await;
+    assert_eq!(status, StatusCode::OK, "{topic}: {answer}");
+    answer
+}
+
+async fn ann(world: &World) -> cashback_core::ledger::Account {
+    let ann = account(world, "ann").await.unwrap();
+    ann.check(&ledger(world, "ann").await).unwrap();
+    ann
+}
+
+async fn redeems(world: &World) -> usize {
+    ledger(world, "ann")
+        .await
+        .iter()
+        .filter(|e| e.kind == EntryKind::Redeem)
+        .count()
+}
+
+async fn orders_create_lowers_the_code_at_once_and_the_paid_event_spends_nothing_more(
+    backend: Backend,
+) {
+    let world = backend.world().await;
+    let mut synced = program();
+    synced.platform_sync = PlatformSync::DiscountCode;
+    world
+        .store
+        .put_program(&demo_shop(), &synced, 1, now())
+        .await
+        .unwrap();
+    world.ctx.invalidate(&demo_shop());
+    seed_customer(
+        &world,
+        "ann",
+        ANN_CODE,
+        Some("ann@example.com"),
+        "30.00",
+        None,
+    )
+    .await;
+    let id = samples::SHOPIFY_ORDER_ID;
+
+    let answer = shopify(
+        &world,
+        "orders/create",
+        order_json(id, Stage::Paid, true, "guest@example.com"),
+    )
+    .await;
+    assert_eq!(answer["applied"], 1, "{answer}");
+    let after_create = ann(&world).await;
+    assert_eq!(after_create.available, usd("14.25"), "15.75 spent at once");
+    assert_eq!(after_create.lifetime_used, usd("15.75"));
+    // The next sync puts the lower amount on the platform's code.
+    let platform = CountingPlatform::default();
+    let owner = CustomerId::parse("ann").unwrap();
+    sync_customer_code(
+        &world.ctx,
+        &platform,
+        &demo_shop(),
+        &owner,
+        None,
+        &SyncPolicy::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(*platform.last_amount.lock().unwrap(), Some(usd("14.25")));
+
+    // Paid, then fulfilled, then a repeat of the created delivery: the
+    // redemption stays the one made at creation.
+    let answer = shopify(
+        &world,
+        "orders/paid",
+        order_json(id, Stage::Paid, false, "guest@example.com"),
+    )
+    .await;
+    assert_eq!(answer["applied"], 1, "the guest earns: {answer}");
+    shopify(
+        &world,
+        "orders/fulfilled",
+        order_json(id, Stage::Fulfilled, false, "guest@example.com"),
+    )
+    .await;
+    let answer = shopify(
+        &world,
+        "orders/create",
+        order_json(id, Stage::Paid, true, "guest@example.com"),
+    )
+    .await;
+    assert_eq!(answer["duplicates"], 1, "{answer}");
+    assert_eq!(ann(&world).await.available, usd("14.25"));
+    assert_eq!(redeems(&world).await, 1);
+    let record = order_record(&world, &shopify_order()).await.unwrap();
+    assert_eq!(record.paid_by, Some(owner));
+    assert_eq!(record.redeemed, usd("15.75"));
+    assert!(record.earned.is_some(), "the paid event still earns");
+}
+
+async fn two_checkouts_spending_the_same_balance_leave_the_rest_as_debt_in_the_report(
+    backend: Backend,
+) {
+    let world = backend.world().await;
+    seed_customer(
+        &world,
+        "ann",
+        ANN_CODE,
+        Some("ann@example.com"),
+        "20.00",
+        None,
+    )
+    .await;
+    // Both checkouts saw a 20.00 code (the platform had not heard of either
+    // order yet) and took 15.75 each.
+    shopify(
+        &world,
+        "orders/create",
+        order_json(
+            samples::SHOPIFY_ORDER_ID,
+            Stage::Paid,
+            true,
+            "one@example.com",
+        ),
+    )
+    .await;
+    shopify(
+        &world,
+        "orders/create",
+        order_json(SECOND_ORDER, Stage::Paid, true, "two@example.com"),
+    )
+    .await;
+    let after = ann(&world).await;
+    assert_eq!(after.available, usd("0.00"));
+    assert_eq!(after.debt, usd("11.50"), "31.50 granted, 20.00 covered");
+    assert_eq!(after.lifetime_used, usd("31.50"));
+    let second = order_record(&world, &SECOND_ORDER.to_string())
+        .await
+        .unwrap();
+    assert_eq!(second.redeemed, usd("4.25"));
+    assert_eq!(second.shortfall, usd("11.50"));
+    // Their paid events change nothing for Ann.
+    shopify(
+        &world,
+        "orders/paid",
+        order_json(
+            samples::SHOPIFY_ORDER_ID,
+            Stage::Paid,
+            false,
+            "one@example.com",
+        ),
+    )
+    .await;
+    shopify(
+        &world,
+        "orders/paid",
+        order_json(SECOND_ORDER, Stage::Paid, false, "two@example.com"),
+    )
+    .await;
+    assert_eq!(ann(&world).await.debt, usd("11.50"));
+    assert_eq!(redeems(&world).await, 2);
+
+    let day = now().date_naive();
+    let report = admin::report(&world.ctx, &demo_shop(), day, day)
+        .await
+        .unwrap();
+    assert_eq!(report.redeemed, rust_decimal_macros::dec!(31.50));
+    assert_eq!(report.redeemed_as_debt, rust_decimal_macros::dec!(11.50));
+    assert_eq!(report.liability.debt, rust_decimal_macros::dec!(11.50));
+}

@@ -4,6 +4,7 @@
 //! runs one file's tests.
 
 mod chaos;
+mod credentials;
 mod shopify;
 mod shopify_schema;
 mod sync;

@@ -498,7 +498,13 @@ fn code_payers(
         }
     };
     let mut payers: Vec<(CustomerId, Vec<Code>)> = Vec::new();
-    for applied in &order.discount_codes {
+    // A code that took nothing off (a cashback coupon named by a cart
+    // attribute, or a balance code typed there) charges nobody.
+    for applied in order
+        .discount_codes
+        .iter()
+        .filter(|a| a.amount.is_positive())
+    {
         let Some(owner) = read.code_owners.get(&applied.code) else {
             continue;
         };

@@ -93,8 +93,9 @@ pub struct AppliedCode {
     /// The code as entered, normalised; may be a customer's balance code, a
     /// cashback coupon or an ordinary discount code of the shop.
     pub code: Code,
-    /// What the platform took off for it, positive, in the shop's currency:
-    /// for a balance code, what its owner is debited.
+    /// What the platform took off for it, in the shop's currency: positive,
+    /// or zero for a cashback coupon a cart attribute names (it takes
+    /// nothing off); for a balance code, what its owner is debited.
     pub amount: Money,
     /// What the code discounted, as the platform reports it.
     pub kind: DiscountKind,

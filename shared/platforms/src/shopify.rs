@@ -39,6 +39,13 @@ pub const TRIGGERED_AT_HEADER: &str = "X-Shopify-Triggered-At";
 /// Note attributes (cart attributes) that carry a referral code.
 const REFERRAL_ATTRIBUTES: &[&str] = &["referral_code", "ref"];
 
+/// The note attribute (cart attribute) a storefront sets to a cashback
+/// coupon's code. A cashback coupon takes nothing off the order, so it
+/// cannot be a Shopify discount code (those must discount something): the
+/// storefront puts it in the cart's attributes instead, as it does a
+/// referral code.
+pub const CASHBACK_COUPON_ATTRIBUTE: &str = "cashback_coupon";
+
 /// Reads a Shopify header under its `X-Shopify-` name or the unprefixed
 /// `Shopify-` name that Shopify's newer Events deliveries use.
 fn header<'h>(headers: &'h Headers, name: &'static str) -> Option<&'h str> {
@@ -519,7 +526,7 @@ fn order(body: &[u8], currency: Currency, when: When) -> Result<Order, WebhookEr
         subtotal,
         shipping,
         total,
-        discount_codes: applied_codes(&raw, currency)?,
+        discount_codes: with_cashback_coupon(applied_codes(&raw, currency)?, &raw, currency),
         checkout_id,
         payment_methods: payment_methods(&raw.payment_gateway_names),
         referral_code: referral_code(&raw.note_attributes),
@@ -716,6 +723,37 @@ fn allocated_to(
     } else {
         Ok(Some(sum(currency, &amounts)?))
     }
+}
+
+/// The order's discount codes, and the cashback coupon its cart attribute
+/// names (granting nothing: a zero amount), unless it is already among
+/// them. An unusable value is dropped, not the order.
+fn with_cashback_coupon(
+    mut codes: Vec<AppliedCode>,
+    raw: &ShopifyOrder,
+    currency: Currency,
+) -> Vec<AppliedCode> {
+    let coupon = raw.note_attributes.iter().find_map(|attribute| {
+        let name = json::present(&attribute.name)?;
+        if !name.eq_ignore_ascii_case(CASHBACK_COUPON_ATTRIBUTE) {
+            return None;
+        }
+        attribute
+            .value
+            .as_ref()
+            .and_then(serde_json::Value::as_str)
+            .and_then(|v| Code::parse(v).ok())
+    });
+    if let Some(code) = coupon {
+        if !codes.iter().any(|applied| applied.code == code) {
+            codes.push(AppliedCode {
+                code,
+                amount: Money::zero(currency),
+                kind: DiscountKind::Order,
+            });
+        }
+    }
+    codes
 }
 
 /// A referral code from the cart's note attributes. An unusable value is

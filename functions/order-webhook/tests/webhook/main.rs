@@ -5,6 +5,7 @@
 mod support;
 
 mod balance_codes;
+mod cart_coupons;
 mod compliance;
 mod order_created;
 mod references;

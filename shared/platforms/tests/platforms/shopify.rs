@@ -565,3 +565,36 @@ fn a_cancelled_order_relabelled_orders_create_is_refused() {
     let err = shopify::parse(&headers, &body, Currency::USD).unwrap_err();
     assert_eq!(err.code(), "topic_mismatch", "{err}");
 }
+
+#[test]
+fn a_cashback_coupon_in_the_cart_attribute_is_a_code_that_took_nothing_off() {
+    let body = String::from_utf8(fixture("shopify_orders_paid.json")).unwrap();
+    let mut order: serde_json::Value = serde_json::from_str(&body).unwrap();
+    order["note_attributes"] = serde_json::json!([
+        {"name": "Cashback_Coupon", "value": " Spring5 "},
+        {"name": "gift_note", "value": "happy birthday"}
+    ]);
+    let body = order.to_string().into_bytes();
+    let headers = shopify_headers("orders/paid", &body);
+    let delivery = shopify::parse(&headers, &body, Currency::USD).unwrap();
+    let order = paid_order(&delivery);
+    let coupon = order
+        .discount_codes
+        .iter()
+        .find(|c| c.code == Code::parse("spring5").unwrap())
+        .expect("the attribute's coupon is among the codes");
+    assert_eq!(coupon.amount, usd("0.00"));
+    assert_eq!(coupon.kind, DiscountKind::Order);
+    // An unusable value is dropped, not the order.
+    let mut order: serde_json::Value =
+        serde_json::from_str(&String::from_utf8(fixture("shopify_orders_paid.json")).unwrap())
+            .unwrap();
+    order["note_attributes"] = serde_json::json!([{"name": "cashback_coupon", "value": 12}]);
+    let body = order.to_string().into_bytes();
+    let headers = shopify_headers("orders/paid", &body);
+    let delivery = shopify::parse(&headers, &body, Currency::USD).unwrap();
+    assert!(paid_order(&delivery)
+        .discount_codes
+        .iter()
+        .all(|c| c.amount.is_positive()));
+}

@@ -16,6 +16,11 @@
 //! | parse the verified body | 400 with the field at fault |
 //! | apply each event (`cashback_app::events::handle_order_event`) | 503 when retryable, so the platform retries |
 //!
+//! Shopify's compliance topics (`customers/data_request`, `customers/redact`,
+//! `shop/redact`) and `app/uninstalled` go through the same steps and are
+//! carried out by [`apply_shop_request`] (docs/compliance.md): a data
+//! request answers with the export, the others with what they did.
+//!
 //! Nothing is written before the signature is verified and the body parsed.
 //! A topic the engine does not use, a duplicate, or a shop with no program
 //! yet is a 200 (a platform that keeps getting errors disables the webhook).

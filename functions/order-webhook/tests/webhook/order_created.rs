@@ -232,3 +232,48 @@ async fn two_checkouts_spending_the_same_balance_leave_the_rest_as_debt_in_the_r
     assert_eq!(report.redeemed_as_debt, rust_decimal_macros::dec!(11.50));
     assert_eq!(report.liability.debt, rust_decimal_macros::dec!(11.50));
 }
+
+/// What orders/create costs the store, beside the paid event's own cost:
+/// the event's one read, the code owner's account (not the buyer's) read
+/// once more, and one write; the paid event after it spends nothing more.
+#[tokio::test]
+async fn orders_create_costs_two_reads_and_one_write_on_someone_elses_code() {
+    let world = Backend::Memory.world().await;
+    seed_customer(
+        &world,
+        "ann",
+        ANN_CODE,
+        Some("ann@example.com"),
+        "30.00",
+        None,
+    )
+    .await;
+    // Warm the shop and program cache as a warm container has it.
+    world.ctx.shop_program(&demo_shop(), now()).await.unwrap();
+    let id = samples::SHOPIFY_ORDER_ID;
+    let before = world.store.request_counts();
+    shopify(
+        &world,
+        "orders/create",
+        order_json(id, Stage::Paid, true, "guest@example.com"),
+    )
+    .await;
+    let after = world.store.request_counts();
+    let (reads, writes) = (after.reads - before.reads, after.writes - before.writes);
+    println!("orders/create: {reads} reads, {writes} writes");
+    assert_eq!((reads, writes), (2, 1));
+    let before = world.store.request_counts();
+    shopify(
+        &world,
+        "orders/paid",
+        order_json(id, Stage::Paid, false, "guest@example.com"),
+    )
+    .await;
+    let after = world.store.request_counts();
+    println!(
+        "orders/paid after it: {} reads, {} writes",
+        after.reads - before.reads,
+        after.writes - before.writes
+    );
+    assert_eq!(after.writes - before.writes, 1);
+}

@@ -18,8 +18,12 @@
 //!
 //! Shopify's compliance topics (`customers/data_request`, `customers/redact`,
 //! `shop/redact`) and `app/uninstalled` go through the same steps and are
-//! carried out by [`apply_shop_request`] (docs/compliance.md): a data
-//! request answers with the export, the others with what they did.
+//! carried out by [`apply_shop_request`] (docs/compliance.md), for a shop
+//! registered on Shopify only (403 `not_a_shopify_shop`: another platform's
+//! secret signs the same way), and `shop/redact` for an uninstalled shop
+//! only (409 `shop_installed`). A data request is recorded and answered
+//! with a reference, never with the customer's data; the others answer
+//! with what they did.
 //!
 //! Nothing is written before the signature is verified and the body parsed.
 //! A topic the engine does not use, a duplicate, or a shop with no program
@@ -197,8 +201,9 @@ async fn handle(
         .await
         .map_err(|e| refused(name, Some(&shop), ApiError::from(e)))?;
     if record.platform != shop_platform(platform) {
-        // Not refused: the signature is what authenticates, and one shop may
-        // send our generic schema beside its platform's own webhooks.
+        // Not refused for order topics: the signature is what authenticates,
+        // and one shop may send our generic schema beside its platform's own
+        // webhooks. Shopify's shop requests are (in `apply_shop_request`).
         info!(platform = name, shop = %shop, registered = ?record.platform, "webhook from another platform than the shop's");
     }
 
@@ -328,8 +333,10 @@ pub async fn apply_delivery(
 }
 
 /// Carries out a verified request about the shop or one of its customers
-/// (docs/compliance.md) and says what was done. Logged without emails; the
-/// export itself is only in the answer.
+/// (docs/compliance.md) and says what was done, without personal data in
+/// the answer or the log. These are Shopify's requests: a shop registered
+/// on another platform is refused (its secret signs the same way, so the
+/// signature alone does not tell).
 pub async fn apply_shop_request(
     ctx: &Context,
     delivery: &Delivery,
@@ -338,6 +345,14 @@ pub async fn apply_shop_request(
 ) -> Result<serde_json::Value, ApiError> {
     let shop = &delivery.shop;
     let kind = request.kind();
+    let record = ctx.shop(shop, now).await?;
+    if record.platform != cashback_app::store::Platform::Shopify {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_a_shopify_shop",
+            format!("{kind} is a Shopify request and the shop is not registered on Shopify"),
+        ));
+    }
     let transport = &delivery.transport;
     let webhook_id = transport.webhook_id.as_deref().unwrap_or("");
     let answer = match request {
@@ -346,22 +361,32 @@ pub async fn apply_shop_request(
             orders,
             request_id,
         } => {
-            let export =
-                compliance::customer_export(ctx, shop, &subject(customer), request_id.clone(), now)
+            let reference = request_id
+                .clone()
+                .or_else(|| transport.webhook_id.clone())
+                .unwrap_or_else(|| format!("{}-{}", kind, now.timestamp()));
+            let recorded =
+                compliance::record_data_request(ctx, shop, &subject(customer), reference, now)
                     .await?;
+            let accounts: Vec<&str> = recorded.accounts.iter().map(|a| a.as_str()).collect();
             info!(
                 shop = %shop,
                 request = kind,
                 webhook_id,
-                request_id = request_id.as_deref().unwrap_or(""),
+                reference = %recorded.reference,
                 customer = customer.id.as_ref().map(ToString::to_string).unwrap_or_default(),
                 orders_requested = orders.len(),
-                accounts = export.accounts.len(),
-                ledger_entries = export.accounts.iter().map(|a| a.ledger.len()).sum::<usize>(),
-                answer_by = %export.answer_by,
-                "customer data request: export made; answer the customer by answer_by"
+                accounts = ?accounts,
+                answer_by = %recorded.answer_by,
+                "customer data request recorded; answer the customer by answer_by"
             );
-            serde_json::json!({"status": "processed", "request": kind, "export": export})
+            serde_json::json!({
+                "status": "recorded",
+                "request": kind,
+                "reference": recorded.reference,
+                "answer_by": recorded.answer_by,
+                "accounts_found": recorded.accounts.len(),
+            })
         }
         ShopRequest::CustomerRedact { customer, orders } => {
             let redacted = compliance::redact_customer(ctx, shop, &subject(customer), now).await?;
@@ -378,7 +403,15 @@ pub async fn apply_shop_request(
             serde_json::json!({"status": "processed", "request": kind, "redacted": redacted})
         }
         ShopRequest::ShopRedact => {
-            let deleted = compliance::redact_shop(ctx, shop).await?;
+            let deleted =
+                compliance::redact_shop(ctx, shop)
+                    .await
+                    .map_err(|error| match error {
+                        AppError::Conflict(message) => {
+                            ApiError::new(StatusCode::CONFLICT, "shop_installed", message)
+                        }
+                        error => ApiError::from(error),
+                    })?;
             info!(shop = %shop, request = kind, webhook_id, items_deleted = deleted, "shop data deleted");
             serde_json::json!({"status": "processed", "request": kind, "items_deleted": deleted})
         }

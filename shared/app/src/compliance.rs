@@ -2,13 +2,17 @@
 //! Shopify's mandatory compliance topics and `app/uninstalled` ask them
 //! (docs/compliance.md):
 //!
+//! - [`record_data_request`]: a data request recorded (which accounts
+//!   are the customer's, and the date to answer by), never answered with
+//!   the data: the merchant fetches it through the admin API;
 //! - [`customer_export`]: everything the engine holds about a customer
 //!   (account, codes, the whole ledger), for the merchant to hand over
 //!   within 30 days of a data request;
 //! - [`redact_customer`]: the customer's personal data erased (the core's
 //!   [`cashback_core::privacy::redact`]) and the email-owner index
 //!   forgotten; the money and its ledger entries stay, anonymised;
-//! - [`redact_shop`]: every item of the shop deleted;
+//! - [`redact_shop`]: every item of the shop deleted, once the shop is
+//!   uninstalled (Shopify sends it 48 hours after the uninstall);
 //! - [`uninstall`] / [`syncing_stopped`]: the shop marked uninstalled on
 //!   its record, which the code sync reads to stop sending codes.
 //!
@@ -79,6 +83,23 @@ pub struct AccountExport {
     pub ledger_truncated: bool,
 }
 
+/// A data request, recorded: what the webhook answers and logs. It holds
+/// no personal data; the export itself is read by the merchant through the
+/// admin API (docs/compliance.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DataRequest {
+    /// What the merchant quotes to find the request again: the platform's
+    /// request id, else the delivery's id.
+    pub reference: String,
+    /// When it was received.
+    pub received_at: DateTime<Utc>,
+    /// The date by which the merchant must answer the customer.
+    pub answer_by: DateTime<Utc>,
+    /// The accounts that hold the customer's data (their ids, which the
+    /// admin API's customer, ledger and profile routes take).
+    pub accounts: Vec<CustomerId>,
+}
+
 /// What a redaction did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Redacted {
@@ -133,6 +154,29 @@ async fn subject_accounts(
         }
     }
     Ok(found)
+}
+
+/// Records a data request about the subject: finds their accounts (one
+/// read) and says by when to answer. Nothing is written and no personal
+/// data is returned: the merchant reads the export through the admin API.
+pub async fn record_data_request(
+    ctx: &Context,
+    shop: &ShopId,
+    subject: &Subject,
+    reference: String,
+    now: DateTime<Utc>,
+) -> Result<DataRequest, AppError> {
+    let accounts = subject_accounts(ctx, shop, subject, now)
+        .await?
+        .into_iter()
+        .map(|account| account.value.customer)
+        .collect();
+    Ok(DataRequest {
+        reference,
+        received_at: now,
+        answer_by: now + Duration::days(ANSWER_WITHIN_DAYS),
+        accounts,
+    })
 }
 
 /// Everything the engine holds about the subject at this shop.
@@ -232,8 +276,15 @@ pub async fn redact_customer(
 }
 
 /// Deletes every item the engine holds for the shop; returns how many.
-/// The warm cache forgets the shop too.
+/// The warm cache forgets the shop too. Only an uninstalled shop's data is
+/// deleted (Shopify sends the request 48 hours after the uninstall): for a
+/// shop still installed it is [`AppError::Conflict`] and nothing changes.
 pub async fn redact_shop(ctx: &Context, shop: &ShopId) -> Result<u64, AppError> {
+    if ctx.store.shop_uninstalled_at(shop).await?.is_none() {
+        return Err(AppError::Conflict(format!(
+            "shop {shop} is installed: its data is deleted only after an uninstall"
+        )));
+    }
     let deleted = ctx.store.delete_shop_data(shop).await?;
     ctx.invalidate(shop);
     Ok(deleted)

@@ -1,9 +1,12 @@
 //! Shopify's mandatory compliance topics and app/uninstalled through the
 //! webhook router, with Shopify's documented payloads: a data request
 //! exports what the engine holds, a customer redaction erases the personal
-//! data and keeps the money, a shop redaction deletes the shop's data, and
-//! an uninstall stops code syncing. The attacks: an unsigned or wrongly
-//! signed redaction, and redactions aimed across shops. Each case runs on
+//! data and keeps the money, a shop redaction deletes the data of an
+//! uninstalled shop, and an uninstall stops code syncing. The attacks: an
+//! unsigned or wrongly signed redaction, redactions aimed across shops,
+//! Shopify's requests signed with a WooCommerce shop's secret, a shop
+//! redaction of a shop still installed, and a data request that would
+//! hand the customer's data to whoever sent it. Each case runs on
 //! the in-memory store and on DynamoDB through moto.
 
 use axum::http::StatusCode;
@@ -42,7 +45,9 @@ macro_rules! on_every_store {
 }
 
 on_every_store!(
-    a_data_request_exports_the_account_its_codes_and_its_ledger,
+    a_data_request_is_recorded_and_answers_no_personal_data,
+    a_compliance_topic_signed_with_a_woocommerce_shops_secret_is_refused,
+    a_shop_redaction_for_an_installed_shop_is_refused,
     a_redaction_erases_the_email_and_keeps_the_money,
     an_unsigned_or_wrongly_signed_redaction_is_refused_and_changes_nothing,
     a_redaction_for_another_shops_customer_cannot_touch_this_shop,
@@ -157,7 +162,7 @@ async fn email_owner(world: &World, shop: &str, email: &str) -> Option<CustomerI
     read.email_owners.get(&email).cloned()
 }
 
-async fn a_data_request_exports_the_account_its_codes_and_its_ledger(backend: Backend) {
+async fn a_data_request_is_recorded_and_answers_no_personal_data(backend: Backend) {
     let world = backend.world().await;
     seed_ann(&world).await;
     let (status, answer) = shopify(
@@ -167,24 +172,40 @@ async fn a_data_request_exports_the_account_its_codes_and_its_ledger(backend: Ba
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["status"], "recorded");
     assert_eq!(answer["request"], "customer_data_request");
-    let export = &answer["export"];
-    assert_eq!(export["request_id"], "9999");
-    assert_eq!(export["shop"], DEMO_SHOP);
+    assert_eq!(answer["reference"], "9999");
+    assert_eq!(answer["accounts_found"], 1);
     let answer_by: chrono::DateTime<chrono::Utc> =
-        serde_json::from_value(export["answer_by"].clone()).unwrap();
+        serde_json::from_value(answer["answer_by"].clone()).unwrap();
     assert_eq!(answer_by, now() + Duration::days(30));
-    let accounts = export["accounts"].as_array().unwrap();
-    assert_eq!(accounts.len(), 1, "{export}");
-    let ann = &accounts[0];
-    assert_eq!(ann["account"]["customer_id"], ANN);
-    assert_eq!(ann["account"]["email"], ANN_EMAIL);
-    assert_eq!(ann["account"]["code"], ANN_CODE);
-    assert_eq!(ann["account"]["available"], "30.00");
-    assert_eq!(ann["referral_code"], "REF-ANN-1");
-    assert_eq!(ann["ledger"].as_array().unwrap().len(), 1);
-    assert_eq!(ann["ledger"][0]["kind"], "adjust");
-    // A customer the shop never saw: an empty export, still a 200.
+    let text = answer.to_string();
+    for personal in [ANN_EMAIL, ANN_CODE, "REF-ANN-1"] {
+        assert!(!text.contains(personal), "{personal} in {text}");
+    }
+    assert!(answer.get("export").is_none(), "{answer}");
+
+    // The merchant's export, as the admin API reads it.
+    let export = compliance::customer_export(
+        &world.ctx,
+        &demo_shop(),
+        &compliance::Subject {
+            customer: Some(CustomerId::parse(ANN).unwrap()),
+            email: Some(Email::parse(ANN_EMAIL).unwrap()),
+        },
+        Some("9999".into()),
+        now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(export.accounts.len(), 1);
+    let ann = &export.accounts[0];
+    assert_eq!(ann.account.customer_id.as_str(), ANN);
+    assert_eq!(ann.account.code.as_deref(), Some(ANN_CODE));
+    assert_eq!(ann.referral_code.as_deref(), Some("REF-ANN-1"));
+    assert_eq!(ann.ledger.len(), 1);
+
+    // A customer the shop never saw: recorded, nothing found, still a 200.
     let (status, answer) = shopify(
         &world,
         "customers/data_request",
@@ -192,7 +213,178 @@ async fn a_data_request_exports_the_account_its_codes_and_its_ledger(backend: Ba
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(answer["export"]["accounts"], json!([]));
+    assert_eq!(answer["accounts_found"], 0);
+}
+
+const WOO_SHOP: &str = "woo.example";
+const WOO_SECRET: &str = "woo-shop-webhook-secret";
+const WOO_SECRET_REF: &str = "env:CASHBACK_SECRET_WOO";
+
+/// The demo world plus a WooCommerce shop (its own secret) where Ann has
+/// 30.00 and her balance code; the router knows the Woo shop's secret.
+async fn world_with_woo_shop(backend: Backend) -> World {
+    use order_webhook::secrets::{FixedSecrets, SecretCache};
+    use order_webhook::{router, WebhookState};
+    use std::sync::Arc;
+    let world = backend.world().await;
+    let woo = ShopId::parse(WOO_SHOP).unwrap();
+    world
+        .store
+        .create_shop(&Shop {
+            shop: woo.clone(),
+            platform: Platform::Woocommerce,
+            currency: Currency::USD,
+            name: "Woo Store".into(),
+            webhook_secret_ref: WOO_SECRET_REF.into(),
+            api_key_hash: String::new(),
+            created_at: now(),
+            guest_id_key: None,
+        })
+        .await
+        .unwrap();
+    world
+        .store
+        .put_program(&woo, &program(), 0, now())
+        .await
+        .unwrap();
+    let mut account = Account::open(woo.clone(), CustomerId::parse(ANN).unwrap(), Currency::USD);
+    account.email = Some(Email::parse(ANN_EMAIL).unwrap());
+    account.code = Some(cashback_core::ids::Code::parse(ANN_CODE).unwrap());
+    let entries = account
+        .adjust(usd("30.00"), "seed", ANN, &program(), now())
+        .unwrap()
+        .entries;
+    let write = AccountWrite {
+        account,
+        expected_version: 0,
+        entries,
+        reminder_due_at: None,
+        code_change: Some(CodeChange {
+            new_code: cashback_core::ids::Code::parse(ANN_CODE).unwrap(),
+            old_code: None,
+            referral_code: None,
+        }),
+    };
+    world
+        .store
+        .write(&woo, WriteSet::account(write))
+        .await
+        .unwrap();
+    let secrets = Arc::new(SecretCache::new(
+        Arc::new(FixedSecrets::new([
+            (samples::DEMO_SECRET_REF, DEMO_SECRET),
+            ("env:CASHBACK_SECRET_OTHER_SHOP", OTHER_SECRET),
+            (WOO_SECRET_REF, WOO_SECRET),
+        ])),
+        300,
+    ));
+    let state = WebhookState::new(world.ctx.clone(), secrets.clone()).with_clock(Arc::new(now));
+    World {
+        router: router(state),
+        store: world.store.clone(),
+        ctx: world.ctx.clone(),
+        secrets,
+    }
+}
+
+async fn a_compliance_topic_signed_with_a_woocommerce_shops_secret_is_refused(backend: Backend) {
+    let world = world_with_woo_shop(backend).await;
+    let before = account_at(&world, WOO_SHOP, ANN).await.unwrap();
+    let owner_before = email_owner(&world, WOO_SHOP, ANN_EMAIL).await;
+    // The shop is even marked uninstalled: the platform still refuses.
+    world
+        .store
+        .set_shop_uninstalled(&ShopId::parse(WOO_SHOP).unwrap(), Some(now()))
+        .await
+        .unwrap();
+    let attacks = [
+        (
+            "shop/redact",
+            json!({"shop_id": 1, "shop_domain": WOO_SHOP}).to_string(),
+        ),
+        (
+            "customers/data_request",
+            data_request(WOO_SHOP, ANN, ANN_EMAIL),
+        ),
+        ("customers/redact", redact(WOO_SHOP, ANN, ANN_EMAIL)),
+        (
+            "app/uninstalled",
+            json!({"id": 1, "myshopify_domain": WOO_SHOP}).to_string(),
+        ),
+    ];
+    for (topic, body) in attacks {
+        let (status, answer) = deliver_to(&world, topic, WOO_SHOP, body, Some(WOO_SECRET)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{topic}: {answer}");
+        assert_eq!(answer["error"]["code"], "not_a_shopify_shop", "{topic}");
+        let text = answer.to_string();
+        assert!(!text.contains(ANN_CODE), "{topic}: {text}");
+        assert!(!text.contains(ANN_EMAIL), "{topic}: {text}");
+    }
+    assert_eq!(account_at(&world, WOO_SHOP, ANN).await.unwrap(), before);
+    assert_eq!(email_owner(&world, WOO_SHOP, ANN_EMAIL).await, owner_before);
+    let woo = ShopId::parse(WOO_SHOP).unwrap();
+    assert!(world.store.get_shop(&woo).await.unwrap().is_some());
+    assert!(world.store.get_program(&woo).await.unwrap().is_some());
+    let code = cashback_core::ids::Code::parse(ANN_CODE).unwrap();
+    let read = world
+        .store
+        .read(&woo, &ReadRequest::code_owner(&code))
+        .await
+        .unwrap();
+    assert_eq!(
+        read.code_owners.get(&code),
+        Some(&CustomerId::parse(ANN).unwrap())
+    );
+    assert_eq!(ledger_at(&world, WOO_SHOP, ANN).await.len(), 1);
+}
+
+async fn a_shop_redaction_for_an_installed_shop_is_refused(backend: Backend) {
+    let world = backend.world().await;
+    seed_ann(&world).await;
+    let before = account_at(&world, DEMO_SHOP, ANN).await.unwrap();
+    let body = json!({"shop_id": 954889, "shop_domain": DEMO_SHOP}).to_string();
+    let (status, answer) = shopify(&world, "shop/redact", body.clone()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["error"]["code"], "shop_installed");
+    assert_eq!(account_at(&world, DEMO_SHOP, ANN).await.unwrap(), before);
+    assert!(world.store.get_shop(&demo_shop()).await.unwrap().is_some());
+    assert!(world
+        .store
+        .get_program(&demo_shop())
+        .await
+        .unwrap()
+        .is_some());
+    // Installed again after an uninstall: refused too.
+    let shop_resource = json!({"id": 1, "myshopify_domain": DEMO_SHOP}).to_string();
+    let (status, _) = shopify(&world, "app/uninstalled", shop_resource).await;
+    assert_eq!(status, StatusCode::OK);
+    world
+        .store
+        .set_shop_uninstalled(&demo_shop(), None)
+        .await
+        .unwrap();
+    world.ctx.invalidate(&demo_shop());
+    let (status, _) = shopify(&world, "shop/redact", body).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(account_at(&world, DEMO_SHOP, ANN).await.unwrap(), before);
+}
+
+async fn ledger_at(
+    world: &World,
+    shop: &str,
+    customer: &str,
+) -> Vec<cashback_core::ledger::LedgerEntry> {
+    world
+        .store
+        .ledger(
+            &ShopId::parse(shop).unwrap(),
+            &CustomerId::parse(customer).unwrap(),
+            None,
+            100,
+        )
+        .await
+        .unwrap()
+        .items
 }
 
 async fn a_redaction_erases_the_email_and_keeps_the_money(backend: Backend) {
@@ -247,15 +439,22 @@ async fn a_redaction_erases_the_email_and_keeps_the_money(backend: Backend) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(answer["redacted"]["accounts_redacted"], 0);
     assert_eq!(answer["redacted"]["accounts_already_clean"], 2);
-    // The export shows no email any more.
-    let (_, answer) = shopify(
-        &world,
-        "customers/data_request",
-        data_request(DEMO_SHOP, ANN, ANN_EMAIL),
+    // The merchant's export shows no email any more.
+    let export = compliance::customer_export(
+        &world.ctx,
+        &demo_shop(),
+        &compliance::Subject {
+            customer: Some(CustomerId::parse(ANN).unwrap()),
+            email: Some(Email::parse(ANN_EMAIL).unwrap()),
+        },
+        None,
+        now(),
     )
-    .await;
-    assert_eq!(answer["export"]["accounts"].as_array().unwrap().len(), 2);
-    assert!(!answer.to_string().contains(ANN_EMAIL), "{answer}");
+    .await
+    .unwrap();
+    assert_eq!(export.accounts.len(), 2);
+    let export = serde_json::to_string(&export).unwrap();
+    assert!(!export.contains(ANN_EMAIL), "{export}");
 }
 
 async fn an_unsigned_or_wrongly_signed_redaction_is_refused_and_changes_nothing(backend: Backend) {
@@ -376,6 +575,10 @@ async fn a_shop_redaction_deletes_the_shops_data_and_nothing_of_another_shop(bac
     assert!(order_record(&world, &shopify_order()).await.is_some());
     let other_before = account_at(&world, OTHER_SHOP, ANN).await.unwrap();
 
+    // Shopify sends it 48 hours after the uninstall.
+    let shop_resource = json!({"id": 1, "myshopify_domain": DEMO_SHOP}).to_string();
+    let (status, _) = shopify(&world, "app/uninstalled", shop_resource).await;
+    assert_eq!(status, StatusCode::OK);
     let body = json!({"shop_id": 954889, "shop_domain": DEMO_SHOP}).to_string();
     let (status, answer) = shopify(&world, "shop/redact", body.clone()).await;
     assert_eq!(status, StatusCode::OK, "{answer}");

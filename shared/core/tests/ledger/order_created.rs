@@ -1,8 +1,10 @@
 //! Worked examples of an order's created event (Shopify `orders/create`):
 //! the balance code's discount is recorded when the order is placed, once
-//! for the order whichever of created, paid and fulfilled comes first; two
-//! checkouts that both spent the same balance leave the rest as the
-//! owner's debt, recovered from their next cashback.
+//! for the order whichever of created, paid and fulfilled comes first,
+//! at most what is spendable while the order is unpaid; two checkouts that
+//! both spent the same balance leave the rest as the owner's debt once the
+//! second is paid, recovered from their next cashback. The order as paid,
+//! not as placed, is what earns.
 
 use crate::support::*;
 use cashback_core::ids::Code;
@@ -87,24 +89,72 @@ fn two_checkouts_that_both_spent_the_same_balance_leave_the_rest_as_the_owners_d
     books.apply(&OrderEvent::Created(second.clone()), t0());
     assert_eq!(
         books.balances(),
-        (usd("0.00"), usd("0.00"), usd("30.00")),
-        "30.00 taken by the first; the second's 30.00 is owed, never free"
+        (usd("0.00"), usd("0.00"), usd("0.00")),
+        "30.00 taken by the first; unpaid, the second charges no debt"
     );
     assert_eq!(books.orders[1].redeemed, usd("0.00"));
-    assert_eq!(books.orders[1].shortfall, usd("30.00"));
-    assert_eq!(books.account.lifetime_used, usd("60.00"));
+    assert_eq!(books.orders[1].shortfall, usd("0.00"));
+    assert!(
+        !books.orders[1].redemption_settled,
+        "the rest waits for payment"
+    );
+    assert_eq!(books.account.lifetime_used, usd("30.00"));
+    assert_eq!(redeems(&books), 1);
     books.check();
-    // Their paid events spend nothing more; the cashback they earn
-    // (10% of 70.00 and of 20.00) pays the debt first.
+    // The first's paid event spends nothing more and earns 10% of 70.00.
     books.apply(&OrderEvent::Paid(first), days(1));
-    assert_eq!(books.balances(), (usd("0.00"), usd("0.00"), usd("23.00")));
+    assert_eq!(books.balances(), (usd("7.00"), usd("0.00"), usd("0.00")));
+    // The second's paid event charges its 30.00: 7.00 from the balance,
+    // 23.00 owed, never free; its cashback (10% of 20.00) pays the debt first.
     books.apply(&OrderEvent::Paid(second.clone()), days(1));
     assert_eq!(books.balances(), (usd("0.00"), usd("0.00"), usd("21.00")));
+    assert_eq!(books.orders[1].redeemed, usd("7.00"));
+    assert_eq!(books.orders[1].shortfall, usd("23.00"));
+    assert_eq!(books.account.lifetime_used, usd("60.00"));
     assert_eq!(redeems(&books), 2);
     books.check();
+    // Fulfilled spends nothing more.
+    books.apply(&OrderEvent::Fulfilled(second.clone()), days(2));
+    assert_eq!(books.balances(), (usd("0.00"), usd("0.00"), usd("21.00")));
+    assert_eq!(redeems(&books), 2);
     // Cancelling the second order takes its shortfall back first.
     books.apply(&OrderEvent::Cancelled(second), days(2));
     assert_eq!(books.account.debt, usd("0.00"));
+    books.check();
+}
+
+#[test]
+fn unpaid_orders_with_the_code_never_put_its_owner_in_debt() {
+    let mut books = ann_with_30();
+    // A stranger places three orders with Ann's code, never paying them.
+    for id in ["1", "2", "3"] {
+        books.apply(&OrderEvent::Created(with_code(id, "100.00", "30.00")), t0());
+    }
+    assert_eq!(books.balances(), (usd("0.00"), usd("0.00"), usd("0.00")));
+    assert_eq!(books.account.lifetime_used, usd("30.00"));
+    assert_eq!(redeems(&books), 1, "orders 2 and 3 charge nothing");
+    books.check();
+}
+
+#[test]
+fn the_paid_event_relearns_the_order_as_placed() {
+    let mut books = Books::new(ten_percent_immediate());
+    // Placed with two lines, one removed before payment.
+    let placed = order(
+        "1",
+        vec![
+            line("a", "180.00", 1, "0.00"),
+            line("b", "20.00", 1, "0.00"),
+        ],
+    );
+    let paid = order("1", vec![line("b", "20.00", 1, "0.00")]);
+    books.apply(&OrderEvent::Created(placed.clone()), t0());
+    books.apply(&OrderEvent::Paid(paid), days(1));
+    assert_eq!(books.balances(), (usd("2.00"), usd("0.00"), usd("0.00")));
+    // Earned on the order as paid; a later event does not relearn it.
+    books.apply(&OrderEvent::Fulfilled(placed), days(2));
+    assert_eq!(books.balances(), (usd("2.00"), usd("0.00"), usd("0.00")));
+    assert_eq!(books.orders[0].eligible(), usd("20.00"));
     books.check();
 }
 

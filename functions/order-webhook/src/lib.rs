@@ -16,6 +16,15 @@
 //! | parse the verified body | 400 with the field at fault |
 //! | apply each event (`cashback_app::events::handle_order_event`) | 503 when retryable, so the platform retries |
 //!
+//! Shopify's compliance topics (`customers/data_request`, `customers/redact`,
+//! `shop/redact`) and `app/uninstalled` go through the same steps and are
+//! carried out by [`apply_shop_request`] (docs/compliance.md), for a shop
+//! registered on Shopify only (403 `not_a_shopify_shop`: another platform's
+//! secret signs the same way), and `shop/redact` for an uninstalled shop
+//! only (409 `shop_installed`). A data request is recorded and answered
+//! with a reference, never with the customer's data; the others answer
+//! with what they did.
+//!
 //! Nothing is written before the signature is verified and the body parsed.
 //! A topic the engine does not use, a duplicate, or a shop with no program
 //! yet is a 200 (a platform that keeps getting errors disables the webhook).
@@ -50,12 +59,14 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use tracing::{error, info, warn};
 
+use cashback_app::compliance;
 use cashback_app::events::{handle_order_event, EventOutcome};
 use cashback_app::{AppError, Context};
 use cashback_core::ids::ShopId;
 use cashback_edge::ApiError;
 use cashback_platforms::{
-    Delivery, Headers, Identified, Outcome, Platform, SignatureError, WebhookError, MAX_BODY_BYTES,
+    CustomerSubject, Delivery, Headers, Identified, Outcome, Platform, ShopRequest, SignatureError,
+    WebhookError, MAX_BODY_BYTES,
 };
 
 use crate::secrets::{SecretCache, SecretError};
@@ -190,8 +201,9 @@ async fn handle(
         .await
         .map_err(|e| refused(name, Some(&shop), ApiError::from(e)))?;
     if record.platform != shop_platform(platform) {
-        // Not refused: the signature is what authenticates, and one shop may
-        // send our generic schema beside its platform's own webhooks.
+        // Not refused for order topics: the signature is what authenticates,
+        // and one shop may send our generic schema beside its platform's own
+        // webhooks. Shopify's shop requests are (in `apply_shop_request`).
         info!(platform = name, shop = %shop, registered = ?record.platform, "webhook from another platform than the shop's");
     }
 
@@ -225,6 +237,12 @@ async fn handle(
     let delivery = platform
         .parse(&headers, &body, record.currency)
         .map_err(|e| refused(name, Some(&shop), webhook_error(&e)))?;
+    if let Outcome::Shop(request) = &delivery.outcome {
+        let answer = apply_shop_request(&state.ctx, &delivery, request, now)
+            .await
+            .map_err(|e| refused(name, Some(&shop), e))?;
+        return Ok((StatusCode::OK, Json(answer)).into_response());
+    }
     let summary = apply_delivery(&state.ctx, &delivery, now)
         .await
         .map_err(|e| refused(name, Some(&shop), e))?;
@@ -259,6 +277,17 @@ pub async fn apply_delivery(
 ) -> Result<Summary, ApiError> {
     let events = match &delivery.outcome {
         Outcome::Events(events) => events,
+        Outcome::Shop(request) => {
+            // The router answers these with what was done; a caller that
+            // only wants the counts gets them here.
+            apply_shop_request(ctx, delivery, request, now).await?;
+            return Ok(Summary {
+                status: "processed",
+                received: 1,
+                applied: 1,
+                ..Summary::default()
+            });
+        }
         Outcome::Ignored { reason } => {
             info!(shop = %delivery.shop, topic = %delivery.topic, reason = %reason, "delivery ignored");
             return Ok(Summary {
@@ -301,6 +330,105 @@ pub async fn apply_delivery(
         }
     }
     Ok(summary)
+}
+
+/// Carries out a verified request about the shop or one of its customers
+/// (docs/compliance.md) and says what was done, without personal data in
+/// the answer or the log. These are Shopify's requests: a shop registered
+/// on another platform is refused (its secret signs the same way, so the
+/// signature alone does not tell).
+pub async fn apply_shop_request(
+    ctx: &Context,
+    delivery: &Delivery,
+    request: &ShopRequest,
+    now: DateTime<Utc>,
+) -> Result<serde_json::Value, ApiError> {
+    let shop = &delivery.shop;
+    let kind = request.kind();
+    let record = ctx.shop(shop, now).await?;
+    if record.platform != cashback_app::store::Platform::Shopify {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_a_shopify_shop",
+            format!("{kind} is a Shopify request and the shop is not registered on Shopify"),
+        ));
+    }
+    let transport = &delivery.transport;
+    let webhook_id = transport.webhook_id.as_deref().unwrap_or("");
+    let answer = match request {
+        ShopRequest::CustomerDataRequest {
+            customer,
+            orders,
+            request_id,
+        } => {
+            let reference = request_id
+                .clone()
+                .or_else(|| transport.webhook_id.clone())
+                .unwrap_or_else(|| format!("{}-{}", kind, now.timestamp()));
+            let recorded =
+                compliance::record_data_request(ctx, shop, &subject(customer), reference, now)
+                    .await?;
+            let accounts: Vec<&str> = recorded.accounts.iter().map(|a| a.as_str()).collect();
+            info!(
+                shop = %shop,
+                request = kind,
+                webhook_id,
+                reference = %recorded.reference,
+                customer = customer.id.as_ref().map(ToString::to_string).unwrap_or_default(),
+                orders_requested = orders.len(),
+                accounts = ?accounts,
+                answer_by = %recorded.answer_by,
+                "customer data request recorded; answer the customer by answer_by"
+            );
+            serde_json::json!({
+                "status": "recorded",
+                "request": kind,
+                "reference": recorded.reference,
+                "answer_by": recorded.answer_by,
+                "accounts_found": recorded.accounts.len(),
+            })
+        }
+        ShopRequest::CustomerRedact { customer, orders } => {
+            let redacted = compliance::redact_customer(ctx, shop, &subject(customer), now).await?;
+            info!(
+                shop = %shop,
+                request = kind,
+                webhook_id,
+                customer = customer.id.as_ref().map(ToString::to_string).unwrap_or_default(),
+                orders_to_redact = orders.len(),
+                accounts_redacted = redacted.accounts_redacted,
+                accounts_already_clean = redacted.accounts_already_clean,
+                "customer personal data erased; money entries kept"
+            );
+            serde_json::json!({"status": "processed", "request": kind, "redacted": redacted})
+        }
+        ShopRequest::ShopRedact => {
+            let deleted =
+                compliance::redact_shop(ctx, shop)
+                    .await
+                    .map_err(|error| match error {
+                        AppError::Conflict(message) => {
+                            ApiError::new(StatusCode::CONFLICT, "shop_installed", message)
+                        }
+                        error => ApiError::from(error),
+                    })?;
+            info!(shop = %shop, request = kind, webhook_id, items_deleted = deleted, "shop data deleted");
+            serde_json::json!({"status": "processed", "request": kind, "items_deleted": deleted})
+        }
+        ShopRequest::AppUninstalled => {
+            compliance::uninstall(ctx, shop, now).await?;
+            info!(shop = %shop, request = kind, webhook_id, "shop uninstalled: code syncing stopped");
+            serde_json::json!({"status": "processed", "request": kind})
+        }
+    };
+    Ok(answer)
+}
+
+fn subject(customer: &CustomerSubject) -> compliance::Subject {
+    compliance::Subject {
+        customer: customer.id.clone(),
+        email: customer.email.clone(),
+    }
 }
 
 fn shop_platform(platform: Platform) -> cashback_app::store::Platform {

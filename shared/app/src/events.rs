@@ -107,9 +107,10 @@ pub async fn handle_order_event(
 fn with_guest_id(shop: &Shop, event: &OrderEvent) -> Option<OrderEvent> {
     shop.guest_id_key.as_ref()?;
     let order = match event {
-        OrderEvent::Paid(order) | OrderEvent::Fulfilled(order) | OrderEvent::Cancelled(order) => {
-            order
-        }
+        OrderEvent::Created(order)
+        | OrderEvent::Paid(order)
+        | OrderEvent::Fulfilled(order)
+        | OrderEvent::Cancelled(order) => order,
         OrderEvent::Refunded(_) => return None,
     };
     let email = order
@@ -120,6 +121,7 @@ fn with_guest_id(shop: &Shop, event: &OrderEvent) -> Option<OrderEvent> {
     let mut keyed = order.clone();
     keyed.customer.id = Some(shop.guest_id(email));
     Some(match event {
+        OrderEvent::Created(_) => OrderEvent::Created(keyed),
         OrderEvent::Paid(_) => OrderEvent::Paid(keyed),
         OrderEvent::Fulfilled(_) => OrderEvent::Fulfilled(keyed),
         _ => OrderEvent::Cancelled(keyed),
@@ -128,12 +130,13 @@ fn with_guest_id(shop: &Shop, event: &OrderEvent) -> Option<OrderEvent> {
 
 fn customer_of(event: &OrderEvent) -> Option<(CustomerId, Option<cashback_core::ids::Email>)> {
     match event {
-        OrderEvent::Paid(order) | OrderEvent::Fulfilled(order) | OrderEvent::Cancelled(order) => {
-            order
-                .customer
-                .account_id()
-                .map(|id| (id, order.customer.email.clone()))
-        }
+        OrderEvent::Created(order)
+        | OrderEvent::Paid(order)
+        | OrderEvent::Fulfilled(order)
+        | OrderEvent::Cancelled(order) => order
+            .customer
+            .account_id()
+            .map(|id| (id, order.customer.email.clone())),
         OrderEvent::Refunded(_) => None,
     }
 }
@@ -170,8 +173,10 @@ fn enriched_by_catalog(
         return None;
     }
     let mut event = event.clone();
-    if let OrderEvent::Paid(order) | OrderEvent::Fulfilled(order) | OrderEvent::Cancelled(order) =
-        &mut event
+    if let OrderEvent::Created(order)
+    | OrderEvent::Paid(order)
+    | OrderEvent::Fulfilled(order)
+    | OrderEvent::Cancelled(order) = &mut event
     {
         for line in &mut order.lines {
             if let Some(product) = line.product_id.as_ref().and_then(|id| products.get(id)) {
@@ -184,9 +189,10 @@ fn enriched_by_catalog(
 
 fn order_of(event: &OrderEvent) -> Option<&Order> {
     match event {
-        OrderEvent::Paid(order) | OrderEvent::Fulfilled(order) | OrderEvent::Cancelled(order) => {
-            Some(order)
-        }
+        OrderEvent::Created(order)
+        | OrderEvent::Paid(order)
+        | OrderEvent::Fulfilled(order)
+        | OrderEvent::Cancelled(order) => Some(order),
         OrderEvent::Refunded(_) => None,
     }
 }
@@ -505,7 +511,10 @@ fn code_payers(
     record: &OrderRecord,
     read: &ReadResult,
 ) -> Vec<(CustomerId, Vec<Code>)> {
-    let settles = matches!(event, OrderEvent::Paid(_) | OrderEvent::Fulfilled(_));
+    let settles = matches!(
+        event,
+        OrderEvent::Created(_) | OrderEvent::Paid(_) | OrderEvent::Fulfilled(_)
+    );
     let order = match order_of(event) {
         Some(order) if settles && !record.redemption_settled => order,
         _ => {
@@ -518,7 +527,13 @@ fn code_payers(
         }
     };
     let mut payers: Vec<(CustomerId, Vec<Code>)> = Vec::new();
-    for applied in &order.discount_codes {
+    // A code that took nothing off (a cashback coupon named by a cart
+    // attribute, or a balance code typed there) charges nobody.
+    for applied in order
+        .discount_codes
+        .iter()
+        .filter(|a| a.amount.is_positive())
+    {
         let Some(owner) = read.code_owners.get(&applied.code) else {
             continue;
         };

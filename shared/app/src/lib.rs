@@ -19,6 +19,7 @@
 //! - [`events`]: an order event from a platform, applied to the ledger.
 //! - [`api_keys`]: a shop's API keys, their scopes, use and revocation.
 //! - [`checkout`]: a code checked against a cart at checkout; holds.
+//! - [`compliance`]: customer data requests and redactions, shop redaction, uninstall.
 //! - [`portal`]: the customer's view of their cashback; unsubscribe.
 //! - [`preferences`]: the customer's email preferences (reminders off or on).
 //! - [`bonuses`]: a customer's birthday, set by them, the shop or its platform.
@@ -36,6 +37,7 @@ pub mod api_keys;
 pub mod bonuses;
 pub mod changes;
 pub mod checkout;
+pub mod compliance;
 pub mod context;
 pub mod error;
 pub mod events;

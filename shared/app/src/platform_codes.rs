@@ -222,6 +222,10 @@ pub async fn sync_customer_code(
     if program.platform_sync == PlatformSync::Off {
         return Ok(SyncOutcome::NotSynced);
     }
+    // An uninstalled app may no longer call the shop's platform.
+    if crate::compliance::syncing_stopped(ctx, shop).await? {
+        return Ok(SyncOutcome::NotSynced);
+    }
     let mut attempts = 0;
     let mut backoff = policy.base_backoff;
     if let Some(previous) = previous_code {

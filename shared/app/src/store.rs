@@ -23,7 +23,7 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use cashback_core::ids::{Code, CustomerId, OrderId, ShopId};
+use cashback_core::ids::{Code, CustomerId, Email, OrderId, ShopId};
 use cashback_core::ledger::{Account, LedgerEntry};
 use cashback_core::program::Program;
 
@@ -403,4 +403,61 @@ pub trait Store: Send + Sync {
         key_id: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+
+    // ---- The shop's lifecycle and its customers' privacy (Shopify's
+    // ---- app/uninstalled and compliance topics; docs/compliance.md). Each
+    // ---- has a refusing default so a store that does not keep them says so.
+
+    /// Marks the shop uninstalled at `at` (None: installed again). Kept on
+    /// the shop's record; code syncing reads it with
+    /// [`Store::shop_uninstalled_at`]. A shop that does not exist is
+    /// [`StoreError::Other`].
+    async fn set_shop_uninstalled(
+        &self,
+        shop: &ShopId,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let _ = (shop, at);
+        Err(StoreError::Other(
+            "this store does not keep the shop's installation".into(),
+        ))
+    }
+
+    /// When the shop was uninstalled, if it is now.
+    async fn shop_uninstalled_at(
+        &self,
+        shop: &ShopId,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let _ = shop;
+        Err(StoreError::Other(
+            "this store does not keep the shop's installation".into(),
+        ))
+    }
+
+    /// Forgets that `email` belongs to `customer` (the email-owner index),
+    /// when it still does; an address owned by another account, or by
+    /// none, is left alone. Idempotent.
+    async fn forget_email(
+        &self,
+        shop: &ShopId,
+        email: &Email,
+        customer: &CustomerId,
+    ) -> Result<(), StoreError> {
+        let _ = (shop, email, customer);
+        Err(StoreError::Other(
+            "this store cannot forget an email".into(),
+        ))
+    }
+
+    /// Deletes every item of the shop: its record, program and versions,
+    /// coupons and their counters, accounts, ledgers, orders, code, email
+    /// and referral indexes, catalog, aggregates, API keys, event guards
+    /// and notification markers. Idempotent and resumable: a call that
+    /// fails part way deletes the rest when repeated. The shop's record
+    /// goes last, so a repeated request still finds (and verifies) it.
+    /// Returns how many items were deleted.
+    async fn delete_shop_data(&self, shop: &ShopId) -> Result<u64, StoreError> {
+        let _ = shop;
+        Err(StoreError::Other("this store cannot delete a shop".into()))
+    }
 }

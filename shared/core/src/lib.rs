@@ -16,6 +16,7 @@
 //! - [`ledger`]: the account, its entries, lots, holds, expiry, adjustments.
 //! - [`orders`]: order events applied to the ledger; release of pending.
 //! - [`platform_code`]: the balance code as the shop's platform must hold it.
+//! - [`privacy`]: what erasing a customer's personal data leaves of their account.
 //! - [`reminders`]: the reminder series.
 //! - [`bonuses`]: birthday, anniversary, win-back and milestone bonuses.
 //! - [`import`]: balances and codes moved over from another app, checked row by row.
@@ -38,6 +39,7 @@ pub mod money;
 pub mod order;
 pub mod orders;
 pub mod platform_code;
+pub mod privacy;
 pub mod program;
 pub mod redeem;
 pub mod reminders;

@@ -93,8 +93,9 @@ pub struct AppliedCode {
     /// The code as entered, normalised; may be a customer's balance code, a
     /// cashback coupon or an ordinary discount code of the shop.
     pub code: Code,
-    /// What the platform took off for it, positive, in the shop's currency:
-    /// for a balance code, what its owner is debited.
+    /// What the platform took off for it, in the shop's currency: positive,
+    /// or zero for a cashback coupon a cart attribute names (it takes
+    /// nothing off); for a balance code, what its owner is debited.
     pub amount: Money,
     /// What the code discounted, as the platform reports it.
     pub kind: DiscountKind,
@@ -227,6 +228,11 @@ pub struct RefundedLine {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum OrderEvent {
+    /// The order was placed (Shopify `orders/create`), paid or not yet:
+    /// records what any balance code on it spent, at once, so the code's
+    /// owner sees less before the paid event. Earns nothing. The paid and
+    /// fulfilled events then find the redemption settled.
+    Created(Order),
     /// The customer paid: earns under an on-paid trigger, and redeems any
     /// balance code on the order whatever the trigger.
     Paid(Order),
@@ -244,7 +250,8 @@ impl OrderEvent {
     /// The order the event belongs to, whatever its kind.
     pub fn order_id(&self) -> &OrderId {
         match self {
-            OrderEvent::Paid(order)
+            OrderEvent::Created(order)
+            | OrderEvent::Paid(order)
             | OrderEvent::Fulfilled(order)
             | OrderEvent::Cancelled(order) => &order.order_id,
             OrderEvent::Refunded(refund) => &refund.order_id,
@@ -255,6 +262,7 @@ impl OrderEvent {
     /// of the same action has the same key, whatever its transport id.
     pub fn effect_key(&self) -> String {
         match self {
+            OrderEvent::Created(order) => format!("order:{}:created", order.order_id),
             OrderEvent::Paid(order) => format!("order:{}:paid", order.order_id),
             OrderEvent::Fulfilled(order) => format!("order:{}:fulfilled", order.order_id),
             OrderEvent::Cancelled(order) => format!("order:{}:cancelled", order.order_id),
@@ -267,7 +275,8 @@ impl OrderEvent {
     /// When the platform says the event happened (not when it was delivered).
     pub fn occurred_at(&self) -> DateTime<Utc> {
         match self {
-            OrderEvent::Paid(order)
+            OrderEvent::Created(order)
+            | OrderEvent::Paid(order)
             | OrderEvent::Fulfilled(order)
             | OrderEvent::Cancelled(order) => order.occurred_at,
             OrderEvent::Refunded(refund) => refund.occurred_at,

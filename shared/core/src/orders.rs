@@ -41,9 +41,17 @@ pub struct OrderRecord {
     /// (a refund carries no customer).
     #[serde(default)]
     pub customer: Option<CustomerId>,
-    /// The order's lines as first seen, with their eligible values.
+    /// The order's lines with their eligible values: as first seen, except
+    /// that lines learnt from the order as placed (orders/create) are
+    /// replaced by the paid or fulfilled event's, the order as paid.
     #[serde(default)]
     pub lines: Vec<LineValue>,
+    /// `lines`, `total` and `shipping` were learnt from the order as placed
+    /// (a Created event), before payment: the next paid, fulfilled or
+    /// cancelled event replaces them (an unpaid order can still be edited,
+    /// and an edit before payment produces no refund).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lines_as_placed: bool,
     /// What the customer paid in all, for amount-only refunds.
     #[serde(default)]
     pub total: Option<Money>,
@@ -223,13 +231,14 @@ impl OrderRecord {
             spend_counted: zero,
             paid_by: None,
             shortfall_charged: false,
+            lines_as_placed: false,
             referral: None,
             co_payers: Vec::new(),
             ready_email: None,
         }
     }
 
-    /// The order's eligible base, as first seen: what earns and what
+    /// The order's eligible base, as learnt (the order as paid): what earns and what
     /// clawbacks are measured against.
     pub fn eligible(&self) -> Money {
         Money::sum(self.currency, self.lines.iter().map(|l| &l.eligible))
@@ -587,6 +596,30 @@ pub fn apply_order_event_to(
         .collect();
     let mut sides = Sides::new(parties, &event.effect_key(), ctx.now, record.currency);
     match event {
+        OrderEvent::Created(order) => {
+            // Only the redemption, once for the order whichever of created,
+            // paid or fulfilled comes first; a cancelled order spends nothing.
+            // An unpaid order charges at most what the owner can spend: the
+            // rest, their debt if nothing covers it, waits for payment.
+            if record.redemption_settled || record.cancelled {
+                return Ok(OrderApplied::duplicate_event());
+            }
+            let first_seen = record.lines.is_empty() && record.total.is_none();
+            learn_order(ctx.program, record, order, sides.buyer.as_deref())?;
+            if first_seen {
+                record.lines_as_placed = true;
+            }
+            free_checkout_hold(&mut sides, order);
+            settle_redemption(
+                &mut sides,
+                &balance_codes,
+                &co_codes,
+                record,
+                order,
+                Shortfall::Waits,
+            )?;
+            settle_refunds(ctx.program, &mut sides, record)?;
+        }
         OrderEvent::Paid(order) | OrderEvent::Fulfilled(order) => {
             let paid = matches!(event, OrderEvent::Paid(_));
             let already = if paid {
@@ -610,7 +643,14 @@ pub fn apply_order_event_to(
             if record.cancelled {
                 return Ok(sides.finish());
             }
-            settle_redemption(&mut sides, &balance_codes, &co_codes, record, order)?;
+            settle_redemption(
+                &mut sides,
+                &balance_codes,
+                &co_codes,
+                record,
+                order,
+                Shortfall::Debt,
+            )?;
             // Refunds recorded before this event give back the credit spent on
             // the order now, whether or not this event is the one that earns.
             settle_refunds(ctx.program, &mut sides, record)?;
@@ -674,8 +714,10 @@ fn free_checkout_hold(sides: &mut Sides<'_>, order: &Order) {
     }
 }
 
-/// Remembers who placed the order and its lines, the first time it is seen.
-/// Later events never recompute them: earned cashback is not recomputed.
+/// Remembers who placed the order and its lines, the first time it is seen,
+/// or again from the first event after the order as placed (orders/create)
+/// that is not one: the order as paid is what earns. Once earned, never
+/// recomputed.
 fn learn_order(
     program: &Program,
     record: &mut OrderRecord,
@@ -690,7 +732,9 @@ fn learn_order(
             .map(|a| a.customer.clone())
             .or_else(|| order.customer.account_id());
     }
-    if record.lines.is_empty() && record.total.is_none() {
+    let as_placed = record.lines_as_placed && record.earned.is_none();
+    if (record.lines.is_empty() && record.total.is_none()) || as_placed {
+        record.lines_as_placed = false;
         record.lines = line_values(&order.lines, &program.exclusions, record.currency)?;
         if order.total.currency() != record.currency {
             return Err(LedgerError::CurrencyMismatch {
@@ -722,50 +766,104 @@ fn record_refund(record: &mut OrderRecord, refund: &Refund) {
 /// that owner's available balance, and what the balance cannot cover is
 /// their debt, never a gift. The checkout's hold was freed just before, so
 /// the redemption uses it.
+///
+/// Before payment (`Shortfall::Waits`) each owner is charged at most what
+/// they can spend, never into debt: an order that is never paid (a manual
+/// or cash-on-delivery payment) must not let whoever knows a code put its
+/// owner in debt. The redemption then stays open and the paid or fulfilled
+/// event charges the rest (`Shortfall::Debt`), as debt where the balance
+/// cannot cover it.
 fn settle_redemption(
     sides: &mut Sides<'_>,
     balance_codes: &[Code],
     co_codes: &[(CustomerId, Vec<Code>)],
     record: &mut OrderRecord,
     order: &Order,
+    shortfall_is: Shortfall,
 ) -> Result<(), LedgerError> {
     if record.redemption_settled {
         return Ok(());
     }
+    let zero = Money::zero(record.currency);
+    let mut open = false;
     let used = codes_amount(order, balance_codes, record.currency)?;
     if let Some(amount) = used {
         let Some((payer, journal)) = sides.payer(None) else {
             // The caller resolved an owner it did not supply: settle later.
             return Ok(());
         };
-        let (taken, shortfall) = charge(payer, amount, &record.order_id, journal)?;
+        let charged = if record.paid_by.is_some() {
+            record.redeemed.checked_add(record.shortfall)?
+        } else {
+            zero
+        };
+        let due = amount.checked_sub(charged)?.clamp_non_negative();
+        let (taken, shortfall) = charge(payer, due, shortfall_is, &record.order_id, journal)?;
         record.paid_by = Some(payer.customer.clone());
-        record.redeemed = taken;
-        record.shortfall = shortfall;
+        record.redeemed = record.redeemed.checked_add(taken)?;
+        record.shortfall = record.shortfall.checked_add(shortfall)?;
         record.shortfall_charged = true;
+        open |= amount
+            .checked_sub(record.redeemed.checked_add(record.shortfall)?)?
+            .is_positive();
     }
     for (customer, codes) in co_codes {
         let Some(amount) = codes_amount(order, codes, record.currency)? else {
             continue;
         };
-        if record.paid_by.as_ref() == Some(customer)
-            || record.co_payers.iter().any(|c| &c.customer == customer)
-        {
+        if record.paid_by.as_ref() == Some(customer) {
+            continue;
+        }
+        let before = record
+            .co_payers
+            .iter()
+            .position(|c| &c.customer == customer);
+        let charged = match before {
+            Some(at) => record.co_payers[at]
+                .redeemed
+                .checked_add(record.co_payers[at].shortfall)?,
+            None => zero,
+        };
+        let due = amount.checked_sub(charged)?.clamp_non_negative();
+        if before.is_some() && !due.is_positive() {
             continue;
         }
         let Some((payer, journal)) = sides.co_payer(customer) else {
             continue;
         };
-        let (taken, shortfall) = charge(payer, amount, &record.order_id, journal)?;
-        record.co_payers.push(CoPayment {
-            customer: customer.clone(),
-            redeemed: taken,
-            shortfall,
-            restored: Money::zero(record.currency),
-        });
+        let (taken, shortfall) = charge(payer, due, shortfall_is, &record.order_id, journal)?;
+        let co = match before {
+            Some(at) => &mut record.co_payers[at],
+            None => {
+                record.co_payers.push(CoPayment {
+                    customer: customer.clone(),
+                    redeemed: zero,
+                    shortfall: zero,
+                    restored: zero,
+                });
+                let last = record.co_payers.len() - 1;
+                &mut record.co_payers[last]
+            }
+        };
+        co.redeemed = co.redeemed.checked_add(taken)?;
+        co.shortfall = co.shortfall.checked_add(shortfall)?;
+        open |= amount
+            .checked_sub(co.redeemed.checked_add(co.shortfall)?)?
+            .is_positive();
     }
-    record.redemption_settled = true;
+    record.redemption_settled = !open;
     Ok(())
+}
+
+/// What becomes of the part of a balance code's discount the owner's
+/// balance cannot cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shortfall {
+    /// The order is not paid yet: charge only what is spendable; the rest
+    /// waits for the paid or fulfilled event.
+    Waits,
+    /// The order is paid (or fulfilled): the rest is the owner's debt.
+    Debt,
 }
 
 /// The discount the order's `codes` granted, None when none is on it.
@@ -787,14 +885,20 @@ fn codes_amount(
 }
 
 /// Debits `amount` of discount from a code owner: from available balance,
-/// the rest as debt. Returns what was taken and the shortfall.
+/// the rest as debt (or, while the shortfall waits, only what is
+/// spendable). Returns what was taken and the shortfall.
 fn charge(
     payer: &mut Account,
     amount: Money,
+    shortfall_is: Shortfall,
     order_id: &OrderId,
     journal: &mut Journal,
 ) -> Result<(Money, Money), LedgerError> {
     payer.same_currency(amount)?;
+    let amount = match shortfall_is {
+        Shortfall::Debt => amount,
+        Shortfall::Waits => amount.min(payer.spendable())?,
+    };
     let taken = payer.take_available(amount, journal)?;
     let shortfall = amount.checked_sub(taken)?.clamp_non_negative();
     payer.debt = payer.debt.checked_add(shortfall)?;

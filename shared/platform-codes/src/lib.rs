@@ -5,6 +5,8 @@
 //! # Layout
 //! - [`shopify`]: one basic code discount per customer (GraphQL Admin API),
 //!   paced by the cost bucket; admin token or client credentials grant.
+//! - [`credentials`]: a shop's Shopify token or client id and secret, read
+//!   from its `env:` / `ssm:` reference.
 //! - [`woocommerce`]: one fixed-cart coupon per customer (REST API v3).
 //! - [`pacing`]: Shopify's cost-based leaky bucket as this container sees it.
 //! - [`http`]: the shared HTTPS client, a deadline on every call.
@@ -12,6 +14,7 @@
 //!   credentials (by reference, SSM in the function) and kept warm.
 
 pub mod connect;
+pub mod credentials;
 pub mod http;
 pub mod pacing;
 pub mod shopify;
@@ -21,6 +24,7 @@ pub use connect::{
     ConnectError, ConnectSettings, Connections, CredentialSource, CredentialsPlace, FetchError,
     StaticCredentials,
 };
+pub use credentials::{load_credentials, CredentialStore, CredentialsError};
 pub use http::{BaseUrl, ConfigError};
 pub use shopify::{ShopifyCodes, ShopifyConfig, ShopifyCredentials};
 pub use woocommerce::{WooCodes, WooConfig};

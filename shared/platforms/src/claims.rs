@@ -16,6 +16,7 @@
 //!
 //! | topic | the body must show |
 //! | --- | --- |
+//! | `orders/create` | an order, `cancelled_at` null (any payment state) |
 //! | `orders/paid` | an order (`admin_graphql_api_id` `gid://shopify/Order/..` when sent), `financial_status` `paid` (or `partially_refunded`: a refund may already be recorded when the payload is built), `cancelled_at` null |
 //! | `orders/fulfilled` | an order, `fulfillment_status` `fulfilled`, `cancelled_at` null |
 //! | `orders/cancelled` | an order with `cancelled_at` set |
@@ -108,7 +109,7 @@ pub(crate) fn shopify(
 ) -> Result<ShopifyClaims, WebhookError> {
     let is_order_topic = matches!(
         topic,
-        "orders/paid" | "orders/fulfilled" | "orders/cancelled"
+        "orders/create" | "orders/paid" | "orders/fulfilled" | "orders/cancelled"
     );
     if !is_order_topic && topic != "refunds/create" {
         return Ok(ShopifyClaims::default());
@@ -150,6 +151,16 @@ pub(crate) fn shopify(
         .as_deref()
         .is_some_and(|at| !at.trim().is_empty());
     match topic {
+        "orders/create" => {
+            // Any payment state: the redemption is recorded when the order
+            // is placed. Not a cancelled order.
+            if cancelled {
+                return Err(mismatch(
+                    topic,
+                    "the order is cancelled (cancelled_at is set)",
+                ));
+            }
+        }
         "orders/paid" => {
             if !(is(&raw.financial_status, "paid")
                 || is(&raw.financial_status, "partially_refunded"))

@@ -7,6 +7,8 @@
 
 use cashback_core::ids::ShopId;
 use cashback_core::order::OrderEvent;
+
+use crate::shop_requests::ShopRequest;
 use chrono::{DateTime, Utc};
 
 /// The platform a webhook comes from, named as in `POST /webhooks/{platform}`.
@@ -75,7 +77,7 @@ impl Delivery {
     pub fn events(&self) -> &[OrderEvent] {
         match &self.outcome {
             Outcome::Events(events) => events,
-            Outcome::Ignored { .. } => &[],
+            Outcome::Ignored { .. } | Outcome::Shop(_) => &[],
         }
     }
 }
@@ -89,6 +91,9 @@ pub enum Outcome {
     /// Nothing to do (a topic or status the program does not use): answer
     /// 200 so the platform does not retry, and log the reason.
     Ignored { reason: String },
+    /// A request about the shop or one of its customers rather than an
+    /// order (Shopify's compliance topics and `app/uninstalled`).
+    Shop(Box<ShopRequest>),
 }
 
 /// WooCommerce's unsigned ping, sent once when a webhook is created.

@@ -23,6 +23,7 @@
 //! - [`signature`]: HMAC-SHA256 checks (base64 and `t=,v1=`), constant time.
 //! - [`shopify`], [`woocommerce`], [`generic`]: one module per platform.
 //! - [`delivery`]: what a parsed delivery holds.
+//! - [`shop_requests`]: Shopify's compliance topics and `app/uninstalled`.
 //! - `claims`: the signed body checked against the unsigned topic and shop
 //!   headers.
 //! - [`error`]: [`WebhookError`] and the HTTP status of each variant.
@@ -33,6 +34,7 @@ pub mod error;
 pub mod generic;
 pub mod headers;
 mod json;
+pub mod shop_requests;
 pub mod shopify;
 pub mod signature;
 pub mod woocommerce;
@@ -44,6 +46,7 @@ pub use cashback_core::order::OrderEvent;
 pub use delivery::{Delivery, Identified, Outcome, Ping, Platform, Received, TransportIds};
 pub use error::{SignatureError, WebhookError};
 pub use headers::Headers;
+pub use shop_requests::{CustomerSubject, ShopRequest};
 pub use signature::{sign_base64, sign_generic};
 
 /// The largest body accepted: 1 MiB. Shopify orders with hundreds of lines

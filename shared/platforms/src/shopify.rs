@@ -1,6 +1,6 @@
 //! Shopify webhooks: the `X-Shopify-*` headers, the base64 HMAC, and the REST
-//! Order and Refund resources that orders/paid, orders/fulfilled,
-//! orders/cancelled and refunds/create deliver.
+//! Order and Refund resources that orders/create, orders/paid,
+//! orders/fulfilled, orders/cancelled and refunds/create deliver.
 //!
 //! The ledger is kept in the shop's currency, so every amount is read from a
 //! `*_set.shop_money` bag where the payload has one and from the plain string
@@ -38,6 +38,13 @@ pub const TRIGGERED_AT_HEADER: &str = "X-Shopify-Triggered-At";
 
 /// Note attributes (cart attributes) that carry a referral code.
 const REFERRAL_ATTRIBUTES: &[&str] = &["referral_code", "ref"];
+
+/// The note attribute (cart attribute) a storefront sets to a cashback
+/// coupon's code. A cashback coupon takes nothing off the order, so it
+/// cannot be a Shopify discount code (those must discount something): the
+/// storefront puts it in the cart's attributes instead, as it does a
+/// referral code.
+pub const CASHBACK_COUPON_ATTRIBUTE: &str = "cashback_coupon";
 
 /// Reads a Shopify header under its `X-Shopify-` name or the unprefixed
 /// `Shopify-` name that Shopify's newer Events deliveries use.
@@ -81,7 +88,9 @@ pub fn parse_webhook<S: AsRef<[u8]>>(
     parse(headers, body, shop_currency)
 }
 
-/// Turns a verified delivery into core events. Topics other than
+/// Turns a verified delivery into core events. The compliance topics and
+/// app/uninstalled are [`Outcome::Shop`] requests
+/// ([`crate::shop_requests`]). Topics other than those and orders/create,
 /// orders/paid, orders/fulfilled, orders/cancelled and refunds/create are
 /// [`Outcome::Ignored`].
 pub fn parse(
@@ -104,9 +113,26 @@ pub fn parse(
         triggered_at: header(headers, TRIGGERED_AT_HEADER)
             .and_then(|at| json::rfc3339(TRIGGERED_AT_HEADER, at).ok()),
     };
+    // The compliance topics and app/uninstalled are about the shop, not an
+    // order; their body must name the header's shop.
+    if let Some(request) = crate::shop_requests::parse(&topic, &shop, body)? {
+        return Ok(Delivery {
+            platform: Platform::Shopify,
+            shop,
+            topic,
+            transport,
+            outcome: Outcome::Shop(Box::new(request)),
+            test: false,
+        });
+    }
     // The topic and shop headers are not signed: the body must agree.
     let claims = crate::claims::shopify(&topic, &shop, body)?;
     let event = match topic.as_str() {
+        "orders/create" => Some(OrderEvent::Created(order(
+            body,
+            shop_currency,
+            When::Created,
+        )?)),
         "orders/paid" => Some(OrderEvent::Paid(order(body, shop_currency, When::Paid)?)),
         "orders/fulfilled" => Some(OrderEvent::Fulfilled(order(
             body,
@@ -360,6 +386,7 @@ struct RefundTransaction {
 
 #[derive(Clone, Copy)]
 enum When {
+    Created,
     Paid,
     Fulfilled,
     Cancelled,
@@ -499,7 +526,7 @@ fn order(body: &[u8], currency: Currency, when: When) -> Result<Order, WebhookEr
         subtotal,
         shipping,
         total,
-        discount_codes: applied_codes(&raw, currency)?,
+        discount_codes: with_cashback_coupon(applied_codes(&raw, currency)?, &raw, currency),
         checkout_id,
         payment_methods: payment_methods(&raw.payment_gateway_names),
         referral_code: referral_code(&raw.note_attributes),
@@ -698,6 +725,37 @@ fn allocated_to(
     }
 }
 
+/// The order's discount codes, and the cashback coupon its cart attribute
+/// names (granting nothing: a zero amount), unless it is already among
+/// them. An unusable value is dropped, not the order.
+fn with_cashback_coupon(
+    mut codes: Vec<AppliedCode>,
+    raw: &ShopifyOrder,
+    currency: Currency,
+) -> Vec<AppliedCode> {
+    let coupon = raw.note_attributes.iter().find_map(|attribute| {
+        let name = json::present(&attribute.name)?;
+        if !name.eq_ignore_ascii_case(CASHBACK_COUPON_ATTRIBUTE) {
+            return None;
+        }
+        attribute
+            .value
+            .as_ref()
+            .and_then(serde_json::Value::as_str)
+            .and_then(|v| Code::parse(v).ok())
+    });
+    if let Some(code) = coupon {
+        if !codes.iter().any(|applied| applied.code == code) {
+            codes.push(AppliedCode {
+                code,
+                amount: Money::zero(currency),
+                kind: DiscountKind::Order,
+            });
+        }
+    }
+    codes
+}
+
 /// A referral code from the cart's note attributes. An unusable value is
 /// dropped: a shopper-typed attribute must not fail the whole order.
 fn referral_code(attributes: &[NoteAttribute]) -> Option<Code> {
@@ -717,10 +775,15 @@ fn referral_code(attributes: &[NoteAttribute]) -> Option<Code> {
     })
 }
 
-/// paid: `processed_at`; fulfilled: `updated_at`; cancelled: `cancelled_at`;
+/// created: `created_at`; paid: `processed_at`; fulfilled: `updated_at`; cancelled: `cancelled_at`;
 /// each falling back to the next best time the payload has.
 fn occurred_at(raw: &ShopifyOrder, when: When) -> Result<DateTime<Utc>, WebhookError> {
     let candidates: [(&str, &Option<String>); 3] = match when {
+        When::Created => [
+            ("created_at", &raw.created_at),
+            ("processed_at", &raw.processed_at),
+            ("updated_at", &raw.updated_at),
+        ],
         When::Paid => [
             ("processed_at", &raw.processed_at),
             ("updated_at", &raw.updated_at),

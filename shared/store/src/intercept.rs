@@ -14,7 +14,7 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use cashback_app::store::*;
-use cashback_core::ids::{CustomerId, ShopId};
+use cashback_core::ids::{CustomerId, Email, ShopId};
 use cashback_core::ledger::{Account, LedgerEntry};
 use cashback_core::program::Program;
 
@@ -44,6 +44,10 @@ pub enum Call {
     ListApiKeys,
     RevokeApiKey,
     TouchApiKey,
+    SetShopUninstalled,
+    ShopUninstalledAt,
+    ForgetEmail,
+    DeleteShopData,
 }
 
 /// A call on its way to the store, to be awaited (or not) by `around`.
@@ -289,6 +293,38 @@ impl<I: Interceptor> Store for Intercepted<I> {
     ) -> Result<(), StoreError> {
         let run = self.inner.touch_api_key(shop, key_id, at);
         self.interceptor.around(Call::TouchApiKey, run).await
+    }
+
+    async fn set_shop_uninstalled(
+        &self,
+        shop: &ShopId,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let run = self.inner.set_shop_uninstalled(shop, at);
+        self.interceptor.around(Call::SetShopUninstalled, run).await
+    }
+
+    async fn shop_uninstalled_at(
+        &self,
+        shop: &ShopId,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let run = self.inner.shop_uninstalled_at(shop);
+        self.interceptor.around(Call::ShopUninstalledAt, run).await
+    }
+
+    async fn forget_email(
+        &self,
+        shop: &ShopId,
+        email: &Email,
+        customer: &CustomerId,
+    ) -> Result<(), StoreError> {
+        let run = self.inner.forget_email(shop, email, customer);
+        self.interceptor.around(Call::ForgetEmail, run).await
+    }
+
+    async fn delete_shop_data(&self, shop: &ShopId) -> Result<u64, StoreError> {
+        let run = self.inner.delete_shop_data(shop);
+        self.interceptor.around(Call::DeleteShopData, run).await
     }
 }
 

@@ -56,6 +56,9 @@ struct Tables {
     /// The last feed position added per customer (exactly once).
     report_marks: HashMap<(ShopId, CustomerId), String>,
     api_keys: BTreeMap<(ShopId, String), ApiKeyRecord>,
+    /// When each uninstalled shop was uninstalled (DynamoDB keeps it on
+    /// the shop's item).
+    uninstalled: HashMap<ShopId, DateTime<Utc>>,
     /// The change feed, as the table's stream would carry it, until taken.
     changes: Vec<Change>,
     /// Changes logged so far: the next one's sequence number.
@@ -820,6 +823,92 @@ impl Store for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    async fn set_shop_uninstalled(
+        &self,
+        shop: &ShopId,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        self.other.fetch_add(1, Ordering::Relaxed);
+        let mut tables = self.lock()?;
+        if !tables.shops.contains_key(shop) {
+            return Err(StoreError::Other(format!("shop {shop} does not exist")));
+        }
+        match at {
+            Some(at) => tables.uninstalled.insert(shop.clone(), at),
+            None => tables.uninstalled.remove(shop),
+        };
+        Ok(())
+    }
+
+    async fn shop_uninstalled_at(
+        &self,
+        shop: &ShopId,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.other.fetch_add(1, Ordering::Relaxed);
+        Ok(self.lock()?.uninstalled.get(shop).copied())
+    }
+
+    async fn forget_email(
+        &self,
+        shop: &ShopId,
+        email: &Email,
+        customer: &CustomerId,
+    ) -> Result<(), StoreError> {
+        self.other.fetch_add(1, Ordering::Relaxed);
+        let mut tables = self.lock()?;
+        let key = (shop.clone(), email.clone());
+        if tables.email_owners.get(&key) == Some(customer) {
+            tables.email_owners.remove(&key);
+        }
+        Ok(())
+    }
+
+    async fn delete_shop_data(&self, shop: &ShopId) -> Result<u64, StoreError> {
+        self.other.fetch_add(1, Ordering::Relaxed);
+        let mut tables = self.lock()?;
+        let t = &mut *tables;
+        let mut deleted = 0u64;
+        let mut count = |before: usize, after: usize| deleted += (before - after) as u64;
+        macro_rules! drop_where {
+            ($map:expr, $keep:expr) => {{
+                let before = $map.len();
+                $map.retain($keep);
+                count(before, $map.len());
+            }};
+        }
+        drop_where!(t.programs, |k, _| k != shop);
+        drop_where!(t.program_history, |(k, _), _| k != shop);
+        drop_where!(t.coupons, |(k, _), _| k != shop);
+        drop_where!(t.coupon_uses, |(k, _, _), _| k != shop);
+        drop_where!(t.accounts, |(k, _), _| k != shop);
+        drop_where!(t.ledgers, |(k, _), _| k != shop);
+        drop_where!(t.orders, |(k, _), _| k != shop);
+        drop_where!(t.code_owners, |(k, _), _| k != shop);
+        drop_where!(t.referral_owners, |(k, _), _| k != shop);
+        drop_where!(t.email_owners, |(k, _), _| k != shop);
+        let guard_prefix = keys::guard_key(shop, "");
+        drop_where!(t.guards, |k, _| !k.starts_with(&guard_prefix));
+        let notification_prefix = keys::notification_key(shop, "");
+        drop_where!(t.notifications, |k, _| !k.starts_with(&notification_prefix));
+        for buckets in t.due.values_mut() {
+            for partition in buckets.values_mut() {
+                drop_where!(partition, |_, due| &due.shop != shop);
+            }
+        }
+        // Due positions are keyed by the item's key (`SHOP#{shop}#CUST#..`,
+        // `SHOP#{shop}#ORDER#..`).
+        let item_prefix = format!("{}#", keys::shop_pk(shop));
+        t.due_position
+            .retain(|(_, item_key), _| !item_key.starts_with(&item_prefix));
+        drop_where!(t.catalog, |(k, _), _| k != shop);
+        drop_where!(t.day_figures, |(k, _), _| k != shop);
+        drop_where!(t.customer_counts, |k, _| k != shop);
+        drop_where!(t.api_keys, |(k, _), _| k != shop);
+        t.uninstalled.remove(shop);
+        drop_where!(t.shops, |k, _| k != shop);
+        Ok(deleted)
     }
 
     fn request_counts(&self) -> RequestCounts {

@@ -5,6 +5,9 @@
 mod support;
 
 mod balance_codes;
+mod cart_coupons;
+mod compliance;
+mod order_created;
 mod references;
 mod topics;
 mod webhook;

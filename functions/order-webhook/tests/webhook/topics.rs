@@ -214,3 +214,35 @@ async fn a_test_order_earns_nothing_unless_the_program_says_so(backend: Backend)
         usd("14.17")
     );
 }
+
+/// The merchant's app configuration (docs/shopify/shopify.app.toml)
+/// subscribes to every Shopify topic the engine acts on, at the webhook's
+/// path, with the proxy and the scopes the engine needs.
+#[test]
+fn the_shopify_app_configuration_subscribes_to_every_topic_the_engine_uses() {
+    let path = format!(
+        "{}/../../docs/shopify/shopify.app.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let config = std::fs::read_to_string(&path).unwrap();
+    let topics = [
+        "orders/create",
+        "orders/paid",
+        "orders/fulfilled",
+        "orders/cancelled",
+        "refunds/create",
+        "app/uninstalled",
+        "customers/data_request",
+        "customers/redact",
+        "shop/redact",
+    ];
+    for topic in topics {
+        assert!(
+            config.contains(&format!("\"{topic}\"")),
+            "{path} does not subscribe to {topic}"
+        );
+    }
+    assert!(config.contains("uri = \"https://<ApiUrl>/webhooks/shopify\""));
+    assert!(config.contains("url = \"https://<ApiUrl>/pages/proxy\""));
+    assert!(config.contains("scopes = \"read_orders,write_discounts,read_customers\""));
+}

@@ -465,7 +465,7 @@ async fn a_topic_the_engine_does_not_use_is_200_and_writes_nothing(backend: Back
     let world = backend.world().await;
     let before = world.store.request_counts();
     let body = samples::shopify_order(Stage::Paid).to_string();
-    let headers = shopify_delivery("orders/create", &body, DEMO_SECRET);
+    let headers = shopify_delivery("orders/updated", &body, DEMO_SECRET);
     let (status, json) = send(&world, request("shopify", &headers, body)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(json["status"], "ignored");

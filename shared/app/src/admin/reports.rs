@@ -111,6 +111,10 @@ pub struct Report {
     pub released: Decimal,
     /// Balance spent on orders.
     pub redeemed: Decimal,
+    /// Of `redeemed`, what balance codes granted beyond their owner's
+    /// balance and charged to the owner as debt (two checkouts spending the
+    /// same balance before either order lowered the code).
+    pub redeemed_as_debt: Decimal,
     /// Spent balance given back by cancellations and refunds.
     pub restored: Decimal,
     /// Cashback taken back, by funder.
@@ -325,6 +329,7 @@ pub async fn report(
         issued: funded(period.issued()),
         released: m(released),
         redeemed: m(redeemed),
+        redeemed_as_debt: m(period.figures.redeem.debt),
         restored: m(restored),
         clawed_back: funded(period.clawed_back()),
         expired: m(expired),

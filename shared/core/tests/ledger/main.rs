@@ -8,5 +8,6 @@ mod bonus_scenarios;
 mod ledger_properties;
 mod ledger_scenarios;
 mod lot_properties;
+mod order_created;
 mod parties;
 mod referral_properties;

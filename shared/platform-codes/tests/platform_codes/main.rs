@@ -5,6 +5,7 @@
 
 mod chaos;
 mod runs;
+mod credentials;
 mod shopify;
 mod shopify_schema;
 mod sync;

@@ -6,5 +6,6 @@ mod common;
 
 mod generic;
 mod robustness;
+mod shop_requests;
 mod shopify;
 mod woocommerce;

@@ -285,8 +285,8 @@ fn a_shipping_only_refund_refunds_no_lines() {
 
 #[test]
 fn topics_the_engine_does_not_use_are_ignored_not_refused() {
-    let delivery = parse("orders/create", "shopify_orders_paid.json", Currency::USD);
-    assert_eq!(delivery.topic, "orders/create");
+    let delivery = parse("orders/updated", "shopify_orders_paid.json", Currency::USD);
+    assert_eq!(delivery.topic, "orders/updated");
     assert!(matches!(delivery.outcome, Outcome::Ignored { .. }));
     assert!(delivery.events().is_empty());
 }
@@ -531,4 +531,70 @@ fn every_payment_gateway_of_the_order_is_kept() {
         paid_order(&delivery).payment_methods,
         vec!["gift_card".to_string(), "Bank transfer, 3 days".to_string()]
     );
+}
+
+#[test]
+fn orders_create_is_the_created_event_dated_by_created_at() {
+    let delivery = parse("orders/create", "shopify_orders_paid.json", Currency::USD);
+    let OrderEvent::Created(order) = only_event(&delivery) else {
+        panic!("expected Created, got {delivery:?}");
+    };
+    assert_eq!(order.occurred_at, at("2026-03-14T10:22:29-04:00"));
+    let paid = parse("orders/paid", "shopify_orders_paid.json", Currency::USD);
+    let OrderEvent::Paid(paid) = only_event(&paid) else {
+        panic!("expected Paid");
+    };
+    // The same order otherwise: lines, codes, customer.
+    assert_eq!(order.discount_codes, paid.discount_codes);
+    assert_eq!(order.lines, paid.lines);
+    assert_eq!(order.customer, paid.customer);
+    assert_eq!(
+        only_event(&delivery).effect_key(),
+        format!("order:{}:created", order.order_id)
+    );
+}
+
+#[test]
+fn a_cancelled_order_relabelled_orders_create_is_refused() {
+    let body = fixture("shopify_orders_cancelled.json");
+    let headers = shopify_headers("orders/create", &body);
+    let err = shopify::parse(&headers, &body, Currency::USD).unwrap_err();
+    assert_eq!(err.code(), "topic_mismatch", "{err}");
+    let body = fixture("shopify_refunds_create_partial.json");
+    let headers = shopify_headers("orders/create", &body);
+    let err = shopify::parse(&headers, &body, Currency::USD).unwrap_err();
+    assert_eq!(err.code(), "topic_mismatch", "{err}");
+}
+
+#[test]
+fn a_cashback_coupon_in_the_cart_attribute_is_a_code_that_took_nothing_off() {
+    let body = String::from_utf8(fixture("shopify_orders_paid.json")).unwrap();
+    let mut order: serde_json::Value = serde_json::from_str(&body).unwrap();
+    order["note_attributes"] = serde_json::json!([
+        {"name": "Cashback_Coupon", "value": " Spring5 "},
+        {"name": "gift_note", "value": "happy birthday"}
+    ]);
+    let body = order.to_string().into_bytes();
+    let headers = shopify_headers("orders/paid", &body);
+    let delivery = shopify::parse(&headers, &body, Currency::USD).unwrap();
+    let order = paid_order(&delivery);
+    let coupon = order
+        .discount_codes
+        .iter()
+        .find(|c| c.code == Code::parse("spring5").unwrap())
+        .expect("the attribute's coupon is among the codes");
+    assert_eq!(coupon.amount, usd("0.00"));
+    assert_eq!(coupon.kind, DiscountKind::Order);
+    // An unusable value is dropped, not the order.
+    let mut order: serde_json::Value =
+        serde_json::from_str(&String::from_utf8(fixture("shopify_orders_paid.json")).unwrap())
+            .unwrap();
+    order["note_attributes"] = serde_json::json!([{"name": "cashback_coupon", "value": 12}]);
+    let body = order.to_string().into_bytes();
+    let headers = shopify_headers("orders/paid", &body);
+    let delivery = shopify::parse(&headers, &body, Currency::USD).unwrap();
+    assert!(paid_order(&delivery)
+        .discount_codes
+        .iter()
+        .all(|c| c.amount.is_positive()));
 }

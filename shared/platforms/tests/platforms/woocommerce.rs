@@ -256,7 +256,7 @@ fn edited(edit: impl FnOnce(&mut serde_json::Value), currency: Currency) -> Vec<
         .outcome
     {
         Outcome::Events(events) => events,
-        other @ Outcome::Ignored { .. } => panic!("expected events, got {other:?}"),
+        other => panic!("expected events, got {other:?}"),
     }
 }
 

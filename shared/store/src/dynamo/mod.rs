@@ -19,6 +19,7 @@ mod attr;
 mod errors;
 mod items;
 mod parked;
+mod lifecycle;
 mod read;
 mod requests;
 pub mod schema;
@@ -725,6 +726,38 @@ impl Store for DynamoStore {
         let attributes = output.attributes().cloned().unwrap_or_default();
         get_u64(&attributes, COUNT)?
             .ok_or_else(|| StoreError::Other("UpdateItem returned no count".into()))
+    }
+
+    #[tracing::instrument(skip(self), fields(shop = %shop), err(level = "info"))]
+    async fn set_shop_uninstalled(
+        &self,
+        shop: &ShopId,
+        at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        self.set_uninstalled_attribute(shop, at).await
+    }
+
+    #[tracing::instrument(skip(self), fields(shop = %shop), err(level = "info"))]
+    async fn shop_uninstalled_at(
+        &self,
+        shop: &ShopId,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.uninstalled_attribute(shop).await
+    }
+
+    #[tracing::instrument(skip(self, email), fields(shop = %shop, customer = %customer), err(level = "info"))]
+    async fn forget_email(
+        &self,
+        shop: &ShopId,
+        email: &cashback_core::ids::Email,
+        customer: &CustomerId,
+    ) -> Result<(), StoreError> {
+        self.delete_email_owner(shop, email, customer).await
+    }
+
+    #[tracing::instrument(skip(self), fields(shop = %shop), err(level = "info"))]
+    async fn delete_shop_data(&self, shop: &ShopId) -> Result<u64, StoreError> {
+        self.delete_shop_items(shop).await
     }
 
     fn request_counts(&self) -> RequestCounts {

@@ -366,3 +366,51 @@ pub async fn seed_customer(
         .unwrap();
     assert_eq!(outcome, WriteOutcome::Committed);
 }
+
+/// A platform that counts the calls it gets and takes every code.
+#[derive(Default)]
+pub struct CountingPlatform {
+    pub calls: std::sync::atomic::AtomicUsize,
+    /// The amount of the last code put.
+    pub last_amount: Mutex<Option<cashback_core::money::Money>>,
+}
+
+#[async_trait::async_trait]
+impl cashback_app::platform_codes::PlatformCodes for CountingPlatform {
+    async fn put(
+        &self,
+        desired: &cashback_app::platform_codes::DesiredCode,
+    ) -> Result<cashback_app::platform_codes::PutOutcome, cashback_app::platform_codes::PlatformError>
+    {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        *self.last_amount.lock().unwrap() = Some(desired.amount);
+        Ok(cashback_app::platform_codes::PutOutcome::Updated(
+            cashback_app::platform_codes::CodeState {
+                code: desired.code.clone(),
+                platform_id: "gid://shopify/DiscountCodeNode/1".into(),
+                amount: desired.amount,
+                active: desired.active,
+                managed: true,
+            },
+        ))
+    }
+
+    async fn deactivate(
+        &self,
+        _code: &cashback_core::ids::Code,
+    ) -> Result<(), cashback_app::platform_codes::PlatformError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn lookup(
+        &self,
+        _code: &cashback_core::ids::Code,
+    ) -> Result<
+        Option<cashback_app::platform_codes::CodeState>,
+        cashback_app::platform_codes::PlatformError,
+    > {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(None)
+    }
+}

@@ -1,0 +1,59 @@
+//! What erasing a customer's personal data leaves of their account.
+//!
+//! A customer's (or the platform's) redaction request erases what
+//! identifies the person and keeps the money: the account's balances,
+//! lots, holds and its immutable ledger entries stay, so the shop's books
+//! still balance and a balance already owed is still honoured (or still
+//! owed). The account stays under the platform's customer id, which the
+//! platform itself has deleted by then; a guest's account id is already a
+//! keyed hash of the email, not the email.
+//!
+//! This is the one place that lists an account's personal fields: a new
+//! one (a birthday, a name) is cleared here too.
+
+use crate::ledger::Account;
+
+/// The account with every personal field cleared: the email (so no email
+/// can be sent and the email-owner index can be forgotten). Money,
+/// history, code and referral code (random, not personal) are kept.
+pub fn redact(account: &Account) -> Account {
+    Account {
+        email: None,
+        ..account.clone()
+    }
+}
+
+/// Whether the account still holds personal data [`redact`] would clear.
+pub fn holds_personal_data(account: &Account) -> bool {
+    account.email.is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{CustomerId, Email, ShopId};
+    use crate::money::{Currency, Money};
+
+    #[test]
+    fn redaction_clears_the_email_and_keeps_every_amount() {
+        let mut account = Account::open(
+            ShopId::parse("shop.example").unwrap(),
+            CustomerId::parse("42").unwrap(),
+            Currency::USD,
+        );
+        account.email = Some(Email::parse("ann@example.com").unwrap());
+        account.available = Money::parse("12.30", Currency::USD).unwrap();
+        account.debt = Money::parse("1.00", Currency::USD).unwrap();
+        assert!(holds_personal_data(&account));
+        let redacted = redact(&account);
+        assert_eq!(redacted.email, None);
+        assert!(!holds_personal_data(&redacted));
+        assert_eq!(
+            Account {
+                email: account.email.clone(),
+                ..redacted
+            },
+            account
+        );
+    }
+}

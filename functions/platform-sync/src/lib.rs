@@ -250,7 +250,13 @@ async fn syncing_shop(
         Err(AppError::UnknownShop(_) | AppError::NoProgram(_)) => return Ok(None),
         Err(error) => return Err(error),
     };
-    Ok((shop_program.program.platform_sync != PlatformSync::Off).then_some(shop_program.shop))
+    if shop_program.program.platform_sync == PlatformSync::Off
+        || cashback_app::compliance::syncing_stopped(ctx, shop).await?
+    {
+        // Off, or the app was uninstalled: the platform is not ours to call.
+        return Ok(None);
+    }
+    Ok(Some(shop_program.shop))
 }
 
 async fn sync_one(deps: &Deps, shop: &ShopId, customer: &CustomerId, previous: &[Code]) -> Synced {

@@ -762,3 +762,39 @@ async fn an_account_write_pushes_the_klaviyo_profile_of_a_shop_that_has_one() {
         "{outcome:?}"
     );
 }
+
+#[tokio::test]
+async fn an_uninstalled_shop_calls_no_platform_from_the_feed_or_a_reconcile() {
+    let fake = FakeShopify::start().await;
+    let w = world(&fake, program()).await;
+    seed_balance(w.store.as_ref(), &program(), "a", "CB-A", "10.00").await;
+    w.store
+        .set_shop_uninstalled(&shop(), Some(t0()))
+        .await
+        .unwrap();
+    let outcome = w.feed().await;
+    assert_eq!((outcome.not_synced, outcome.failed), (1, 0));
+    let platform = cashback_platform_codes::shopify::ShopifyCodes::new(
+        cashback_platform_codes::shopify::ShopifyConfig::new(
+            &fake.url(),
+            cashback_platform_codes::shopify::ShopifyCredentials::AdminToken(
+                fake::ADMIN_TOKEN.into(),
+            ),
+            cashback_core::money::Currency::USD,
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let summary = cashback_app::platform_codes::reconcile_shop(
+        &w.ctx,
+        &platform,
+        &shop(),
+        None,
+        &cashback_app::platform_codes::RunLimits::for_budget(StdDuration::from_secs(5)),
+        &SyncPolicy::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.checked, 0, "{summary:?}");
+    assert!(fake.stats().calls.is_empty(), "{:?}", fake.stats().calls);
+}

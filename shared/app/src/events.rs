@@ -237,8 +237,11 @@ async fn attempt_once(
     let mut read = store.read(shop, &request).await?;
     let with_catalog = enriched_by_catalog(event, &read.products);
     let event = with_catalog.as_ref().unwrap_or(event);
-    // Lines are written once, with the first event that brings them.
-    let lines_before = read.order_lines_stored;
+    // Lines are written once, with the first event that brings them; lines
+    // learnt from an unpaid order (orders/create) are written again, since
+    // the event that earns replaces them with the order as paid.
+    let as_placed = read.order.as_ref().is_some_and(|o| o.value.lines_as_placed);
+    let lines_before = read.order_lines_stored && !as_placed;
     let mut record = read.order.take().unwrap_or_else(|| {
         Versioned::new(OrderRecord::new(event.order_id().clone(), program.currency))
     });

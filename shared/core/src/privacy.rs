@@ -14,18 +14,23 @@
 use crate::ledger::Account;
 
 /// The account with every personal field cleared: the email (so no email
-/// can be sent and the email-owner index can be forgotten). Money,
-/// history, code and referral code (random, not personal) are kept.
+/// can be sent and the email-owner index can be forgotten) and the
+/// birthday (with who gave it and from when it pays). Money, history, code
+/// and referral code (random, not personal) are kept, and so is the last
+/// birthday year paid (a year alone names no one, and it keeps a bonus
+/// from being paid twice).
 pub fn redact(account: &Account) -> Account {
-    Account {
-        email: None,
-        ..account.clone()
-    }
+    let mut redacted = account.clone();
+    redacted.email = None;
+    redacted.bonus.birthday = None;
+    redacted.bonus.birthday_source = None;
+    redacted.bonus.birthday_from = None;
+    redacted
 }
 
 /// Whether the account still holds personal data [`redact`] would clear.
 pub fn holds_personal_data(account: &Account) -> bool {
-    account.email.is_some()
+    account.email.is_some() || account.bonus.birthday.is_some()
 }
 
 #[cfg(test)]
@@ -44,9 +49,11 @@ mod tests {
         account.email = Some(Email::parse("ann@example.com").unwrap());
         account.available = Money::parse("12.30", Currency::USD).unwrap();
         account.debt = Money::parse("1.00", Currency::USD).unwrap();
+        account.bonus.birthday = Some(crate::bonuses::Birthday::new(2, 29).unwrap());
         assert!(holds_personal_data(&account));
         let redacted = redact(&account);
         assert_eq!(redacted.email, None);
+        assert_eq!(redacted.bonus.birthday, None, "a birthday is personal data");
         assert!(!holds_personal_data(&redacted));
         assert_eq!(
             Account {

@@ -98,7 +98,13 @@ pub fn drift(desired: &DesiredCode, held: Option<&CodeState>) -> Drift {
 /// shop does not sync its codes.
 async fn syncing_program(ctx: &Context, shop: &ShopId) -> Result<Option<Program>, AppError> {
     let program = ctx.shop_program(shop, ctx.now()).await?.program;
-    Ok((program.platform_sync != PlatformSync::Off).then_some(program))
+    if program.platform_sync == PlatformSync::Off
+        || crate::compliance::syncing_stopped(ctx, shop).await?
+    {
+        // Off, or the app was uninstalled: the platform is not ours to call.
+        return Ok(None);
+    }
+    Ok(Some(program))
 }
 
 /// Compares every synced code of the shop, from `cursor` on, with the

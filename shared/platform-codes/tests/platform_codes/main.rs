@@ -4,8 +4,8 @@
 //! runs one file's tests.
 
 mod chaos;
-mod runs;
 mod credentials;
+mod runs;
 mod shopify;
 mod shopify_schema;
 mod sync;

@@ -86,8 +86,48 @@ impl Backend {
         world(self.store().await).await
     }
 
+    /// The demo world, and what sums its change feed into reports (the
+    /// report aggregator's part, which no webhook does).
+    pub async fn world_with_reports(self) -> (World, Reports) {
+        match self {
+            Backend::Memory => {
+                let memory = Arc::new(MemoryStore::new());
+                (world(memory.clone()).await, Reports::Memory(memory))
+            }
+            Backend::Dynamo => {
+                let store = Arc::new(
+                    moto::fresh_store("order-webhook")
+                        .await
+                        .expect("moto is configured"),
+                );
+                (world(store.clone()).await, Reports::Dynamo(store))
+            }
+        }
+    }
+
     pub async fn world_with(self, demo_secret_value: &str, at: DateTime<Utc>) -> World {
         world_with(self.store().await, demo_secret_value, at).await
+    }
+}
+
+/// The report aggregator over a test's store.
+pub enum Reports {
+    Memory(Arc<MemoryStore>),
+    Dynamo(Arc<cashback_store::DynamoStore>),
+}
+
+impl Reports {
+    /// Sums every change not summed yet into the report items.
+    pub async fn catch_up(&self) {
+        match self {
+            Reports::Memory(store) => {
+                cashback_test_support::reports::catch_up(store).await;
+            }
+            Reports::Dynamo(store) => {
+                let endpoint = std::env::var("MOTO_ENDPOINT").expect("a store on moto");
+                cashback_test_support::reports::catch_up_on_moto(store, &endpoint).await;
+            }
+        }
     }
 }
 

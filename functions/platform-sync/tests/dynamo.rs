@@ -391,10 +391,10 @@ async fn every_balance_change_through_the_real_functions_reaches_the_fake_shopif
     assert_eq!(w.stream_the_account().await, no_failures);
     assert_in_step(&shopify, &w.account().await, "refund");
 
-    // Expire: 30 days after the goodwill credit (the admin's clock is the
-    // wall clock), what is left of it lapses.
+    // Expire: at the end of the UTC day 30 days after the goodwill credit
+    // (the admin's clock is the wall clock), what is left of it lapses.
     let before_expiry = w.account().await.available;
-    w.promote(Utc::now() + Duration::days(30) + Duration::hours(1))
+    w.promote(Utc::now() + Duration::days(31) + Duration::hours(1))
         .await;
     let expired = w.account().await;
     assert!(

@@ -8,7 +8,7 @@
 //! bucket is read again by the next run, and the item is parked when it has
 //! failed [`JobConfig::max_item_failures`] runs (counted in the store, per
 //! index item). Parked, it is recorded with its reason and time
-//! ([`Store::park`], listed by [`list_parked`] and the admin API), taken out
+//! ([`Store::park`](crate::store::Store::park), listed by [`list_parked`]), taken out
 //! of its due index, and logged at ERROR with `alert = "due_item_parked"`,
 //! which the template's metric filter counts and alarms on. The checkpoint
 //! then moves on as if it was handled.

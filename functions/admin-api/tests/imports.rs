@@ -331,3 +331,35 @@ async fn a_row_cannot_claim_a_cashback_coupon_or_a_referral_code_as_a_balance_co
         assert_eq!(customer(&ctx, who).await.status, StatusCode::NOT_FOUND);
     }
 }
+
+#[tokio::test]
+async fn an_imported_birthday_is_kept_as_month_and_day_and_a_bad_one_refuses_its_row() {
+    let ctx = ctx().await;
+    let file = "customer_id,email,balance,birthday\n\
+         101,ann@example.com,1.00,1990-02-29\n\
+         102,bo@example.com,1.00,02-30\n";
+    let dry = send(
+        app(&ctx),
+        request("POST", &format!("{BASE}/imports/dry-run"), Some(file), &[]),
+    )
+    .await;
+    assert!(
+        dry.json.to_string().contains("birthday \\\"02-30\\\""),
+        "{}",
+        dry.json
+    );
+    let refused = import(&ctx, "", file).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.json);
+    assert_eq!(customer(&ctx, "101").await.status, StatusCode::NOT_FOUND);
+
+    let file = "customer_id,email,balance,birthday\n101,ann@example.com,1.00,1990-02-29\n";
+    let answer = import(&ctx, "", file).await;
+    assert_eq!(answer.json["imported"], 1, "{}", answer.json);
+    let ann = customer(&ctx, "101").await;
+    assert_eq!(
+        ann.json["birthday"],
+        serde_json::json!({"month": 2, "day": 29}),
+        "{}",
+        ann.json
+    );
+}

@@ -18,6 +18,7 @@
 //! | `pending`            | no       | cashback not yet released                                |
 //! | `pending_release_at` | with `pending` | when it releases: RFC 3339 or `YYYY-MM-DD` (UTC midnight) |
 //! | `currency`           | no       | if present, must be the shop's currency                  |
+//! | `birthday`           | no       | `MM-DD`, or `YYYY-MM-DD` whose year is dropped (bonuses) |
 //!
 //! Other columns are ignored and named in the plan, so an export from another
 //! app can be used as it is and a misspelt column does not go unnoticed.
@@ -30,9 +31,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use sha2::{Digest, Sha256};
 
+use crate::bonuses::{Birthday, BirthdayRefused, BirthdaySource};
 use crate::ids::{Code, CustomerId, Email, IdError, OrderId};
 use crate::ledger::{Account, Applied, Deltas, EntryKind, Journal, LedgerError, Lot};
 use crate::money::{Currency, Money, MoneyError};
@@ -66,6 +68,8 @@ pub struct ImportRow {
     pub code: Option<Code>,
     /// Cashback still held back by the old app, released on its own date.
     pub pending: Option<PendingImport>,
+    /// The customer's birthday as the old app kept it: month and day only.
+    pub birthday: Option<Birthday>,
 }
 
 /// Cashback migrated as pending: it becomes spendable at `release_at`.
@@ -121,6 +125,9 @@ pub enum RowError {
     /// The release date is neither RFC 3339 nor `YYYY-MM-DD`.
     #[error("pending_release_at {0:?} is not a date (RFC 3339 or YYYY-MM-DD)")]
     Date(String),
+    /// The birthday is not a day of the year (`MM-DD` or `YYYY-MM-DD`).
+    #[error("birthday {0:?} is not a day of the year (MM-DD or YYYY-MM-DD)")]
+    Birthday(String),
     /// The row names another currency than the shop's.
     #[error("currency {found:?} is not the shop's currency {expected}")]
     Currency {
@@ -177,6 +184,9 @@ pub enum ImportError {
     /// The pending record's id could not be made from the customer id.
     #[error("the pending record cannot be named: {0}")]
     RecordId(IdError),
+    /// The birthday was not stored.
+    #[error(transparent)]
+    Birthday(#[from] BirthdayRefused),
 }
 
 impl From<MoneyError> for ImportError {
@@ -221,17 +231,15 @@ pub fn apply_import(
         return Err(LedgerError::CustomerMismatch { order: order_id }.into());
     }
     account.same_currency(row.balance)?;
+    if let Some(birthday) = row.birthday {
+        // The merchant's data, as from the admin API: no waiting time.
+        account.set_birthday(birthday, BirthdaySource::Import, &program.bonuses, now)?;
+    }
     let mut journal = Journal::new(import_key(&row.customer), now, account.currency);
     let note = format!("{IMPORT_NOTE} (line {})", row.line);
     if row.balance.is_positive() {
         account.available = account.available.checked_add(row.balance)?;
-        account.lots.push(Lot {
-            credited_at: now,
-            expires_at: program
-                .expiry_days
-                .map(|days| now + Duration::days(i64::from(days))),
-            remaining: row.balance,
-        });
+        account.add_lot(now, Lot::expiry(program, now), row.balance)?;
         account.lifetime_issued = account.lifetime_issued.checked_add(row.balance)?;
         journal.record(
             EntryKind::Adjust,
@@ -359,7 +367,7 @@ impl ImportPlan {
     }
 }
 
-const COLUMNS: [&str; 7] = [
+const COLUMNS: [&str; 8] = [
     "customer_id",
     "email",
     "balance",
@@ -367,6 +375,7 @@ const COLUMNS: [&str; 7] = [
     "pending",
     "pending_release_at",
     "currency",
+    "birthday",
 ];
 const REQUIRED: [&str; 3] = ["customer_id", "email", "balance"];
 
@@ -470,6 +479,9 @@ fn check_row(
         }
         _ => return Err(RowError::PendingWithoutDate),
     };
+    let birthday = value("birthday")
+        .map(|raw| Birthday::parse(raw).map_err(|_| RowError::Birthday(raw.to_string())))
+        .transpose()?;
     Ok(ImportRow {
         line,
         customer,
@@ -477,6 +489,7 @@ fn check_row(
         balance,
         code,
         pending,
+        birthday,
     })
 }
 
@@ -833,6 +846,34 @@ mod tests {
     }
 
     #[test]
+    fn a_birthday_column_is_kept_as_month_and_day_and_a_bad_one_refuses_the_row() {
+        let plan = plan(
+            "customer_id,email,balance,birthday\n\
+             101,ann@example.com,1.00,1990-02-29\n\
+             102,bo@example.com,1.00,04-31\n\
+             103,cy@example.com,1.00,\n",
+        );
+        assert_eq!(plan.rows.len(), 2, "{:?}", plan.problems);
+        assert_eq!(plan.problems.len(), 1);
+        assert_eq!(plan.problems[0].line, 3);
+        assert_eq!(
+            plan.problems[0].error,
+            RowError::Birthday("04-31".to_string())
+        );
+        let ann = &plan.rows[0];
+        assert_eq!(ann.birthday, Some(Birthday::new(2, 29).unwrap()));
+        assert_eq!(plan.rows[1].birthday, None);
+        let now = DateTime::parse_from_rfc3339("2026-11-30T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let shop = crate::ids::ShopId::parse("demo.myshopify.com").unwrap();
+        let mut account = Account::open(shop, ann.customer.clone(), usd());
+        apply_import(&mut account, ann, &demo_program(), now).unwrap();
+        assert_eq!(account.bonus.birthday, Some(Birthday::new(2, 29).unwrap()));
+        assert_eq!(account.bonus.birthday_source, Some(BirthdaySource::Import));
+    }
+
+    #[test]
     fn an_imported_row_credits_balance_and_pending_under_its_key() {
         let plan = plan(
             "customer_id,email,balance,code,pending,pending_release_at\n\
@@ -852,7 +893,11 @@ mod tests {
             account.email.as_ref().map(Email::as_str),
             Some("ann@example.com")
         );
-        assert_eq!(account.lots[0].expires_at, Some(now + Duration::days(365)));
+        // At the end of the UTC day 365 days on, as every credit.
+        let year_on = DateTime::parse_from_rfc3339("2027-12-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(account.lots[0].expires_at, Some(year_on));
         let ids: Vec<&str> = done
             .applied
             .entries

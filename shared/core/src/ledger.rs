@@ -510,7 +510,7 @@ impl Account {
     /// at the same moment (merging two neighbours with one expiry changes
     /// nothing that is spent or expired). Neighbours left with one expiry
     /// by older data or by a hold moving an expiry are merged too.
-    fn add_lot(
+    pub(crate) fn add_lot(
         &mut self,
         at: DateTime<Utc>,
         expires_at: Option<DateTime<Utc>>,
@@ -832,13 +832,7 @@ impl Account {
             )?;
         } else {
             self.available = self.available.checked_add(amount)?;
-            self.lots.push(Lot {
-                credited_at: now,
-                expires_at: program
-                    .expiry_days
-                    .map(|days| now + Duration::days(i64::from(days))),
-                remaining: amount,
-            });
+            self.add_lot(now, Lot::expiry(program, now), amount)?;
             journal.record(
                 EntryKind::Bonus,
                 None,

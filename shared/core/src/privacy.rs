@@ -55,12 +55,9 @@ mod tests {
         assert_eq!(redacted.email, None);
         assert_eq!(redacted.bonus.birthday, None, "a birthday is personal data");
         assert!(!holds_personal_data(&redacted));
-        assert_eq!(
-            Account {
-                email: account.email.clone(),
-                ..redacted
-            },
-            account
-        );
+        let mut restored = redacted.clone();
+        restored.email = account.email.clone();
+        restored.bonus = account.bonus.clone();
+        assert_eq!(restored, account, "nothing else changed");
     }
 }

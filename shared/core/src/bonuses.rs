@@ -512,6 +512,11 @@ pub struct BonusDue {
 const ONE_SECOND: Duration = Duration::seconds(1);
 
 impl BonusState {
+    /// Nothing remembered yet (left out of the account's document).
+    pub fn is_unset(&self) -> bool {
+        *self == BonusState::default()
+    }
+
     /// Sets the birthday as `source` gives it, at `now`. Returns whether
     /// anything changed; a customer's second entry is refused, and a
     /// platform's value never replaces one a person set.

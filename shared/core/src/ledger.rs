@@ -222,6 +222,7 @@ pub struct Account {
     /// [`Program::tiers`](crate::program::Program::tiers); None below every
     /// tier or when the program has none.
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tier: Option<usize>,
     /// `available` as dated credits, oldest first: spending and expiry take
     /// from the front. Neighbours never share an expiry (they are merged),
@@ -231,6 +232,7 @@ pub struct Account {
     /// Balance reserved by checkouts in progress; expired holds linger until
     /// the next change or the scheduled job removes them.
     #[serde(default)]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub holds: Vec<Hold>,
     /// Where the reminder series stands.
     #[serde(default)]
@@ -241,31 +243,38 @@ pub struct Account {
     /// Who last gave the account a new code by hand (the admin API's
     /// caller), when anyone did.
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub code_changed_by: Option<String>,
     /// The code this customer shares to refer others (never their balance
     /// code: sharing it spends nothing).
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub referral_code: Option<Code>,
     /// The day (UTC) of the referral rewards counted in `referrals_on_day`,
     /// for the program's per-referrer daily cap.
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub referral_day: Option<NaiveDate>,
     /// Referral rewards earned on `referral_day`; starts again at the next
     /// day with a reward.
     #[serde(default)]
+    #[serde(skip_serializing_if = "is_zero_u32")]
     pub referrals_on_day: u32,
     /// How many expiry entries the account has had: it names each one, so
     /// two expirations at the same moment never share an entry id (lots
     /// credited at the same instant cannot tell them apart).
     #[serde(default)]
+    #[serde(skip_serializing_if = "is_zero_u64")]
     pub expirations: u64,
     /// The last time the expiry warnings were decided: every warning due at
     /// or before it was sent or passed over for a more urgent one
     /// (`expiry_warnings`). None: none decided yet.
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub expiry_warned_until: Option<DateTime<Utc>>,
     /// The birthday and what the bonuses remember (see [`crate::bonuses`]).
     #[serde(default)]
+    #[serde(skip_serializing_if = "BonusState::is_unset")]
     pub bonus: BonusState,
 }
 
@@ -907,4 +916,14 @@ impl Account {
             Err(broken)
         }
     }
+}
+
+// The account item is rewritten by every write: fields at their default are
+// left out of its document (each has `serde(default)`, so they read back).
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }

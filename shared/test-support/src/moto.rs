@@ -53,6 +53,19 @@ pub async fn sdk_config_at(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
+/// `Resources` of template.yaml, as JSON: each CloudFormation tag
+/// (`!Ref x`) becomes a one-entry map (`{"!Ref": "x"}`), as serde sees a
+/// tagged value.
+pub fn template_resources() -> serde_json::Value {
+    let text = std::fs::read_to_string(TEMPLATE).expect("template.yaml is readable");
+    let template: serde_norway::Value =
+        serde_norway::from_str(&text).expect("template.yaml parses");
+    let resources = template
+        .get("Resources")
+        .expect("template.yaml defines Resources");
+    serde_json::to_value(resources).expect("the resources are plain data")
+}
+
 /// `Resources.CashbackTable.Properties` of template.yaml, as JSON. The
 /// template's CloudFormation tags (`!Ref` ...) parse as tagged values and
 /// are never looked at: only this subtree is converted.

@@ -250,6 +250,54 @@ pub async fn data(endpoint: &str) -> serde_json::Value {
 }
 
 /// `GET {endpoint}{path}` over plain HTTP/1.0 (moto on loopback), as JSON.
+/// Creates the S3 bucket `name` on moto (a plain unsigned PUT: moto's
+/// server takes it as S3's CreateBucket), for the table's exports.
+pub async fn create_bucket(endpoint: &str, name: &str) {
+    let (endpoint, path) = (endpoint.to_string(), format!("/{name}"));
+    let (head, _) = tokio::task::spawn_blocking(move || raw(&endpoint, "PUT", &path))
+        .await
+        .expect("the moto request finished");
+    assert!(head.contains(" 200 "), "CreateBucket on moto: {head}");
+}
+
+/// The keys of the objects in moto's S3 bucket `name` (ListObjects, the
+/// first 1,000).
+pub async fn bucket_keys(endpoint: &str, name: &str) -> Vec<String> {
+    let (endpoint, path) = (endpoint.to_string(), format!("/{name}"));
+    let (head, body) = tokio::task::spawn_blocking(move || raw(&endpoint, "GET", &path))
+        .await
+        .expect("the moto request finished");
+    assert!(head.contains(" 200 "), "ListObjects on moto: {head}");
+    body.split("<Key>")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_string()))
+        .collect()
+}
+
+/// One HTTP/1.0 request without a body to moto: (status line and headers, body).
+fn raw(endpoint: &str, method: &str, path: &str) -> (String, String) {
+    let authority = endpoint
+        .strip_prefix("http://")
+        .expect("MOTO_ENDPOINT is an http:// URL")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let mut stream = TcpStream::connect(&authority).expect("connect to moto");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {authority}\r\nContent-Length: 0\r\n\r\n"
+    )
+    .expect("a request to moto");
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .expect("an answer from moto");
+    let response = String::from_utf8(response).expect("a UTF-8 response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    (head.to_string(), body.to_string())
+}
+
 fn get_json(endpoint: &str, path: &str) -> serde_json::Value {
     let authority = endpoint
         .strip_prefix("http://")

@@ -17,6 +17,7 @@ mod aggregates;
 mod api_keys;
 mod attr;
 mod errors;
+mod exports;
 mod items;
 mod lifecycle;
 mod parked;
@@ -48,6 +49,7 @@ use errors::{conditional, from_sdk, Conditional};
 use items::*;
 use requests::RequestCounter;
 
+pub use exports::{DynamoTableExports, EXPORT_BUCKET_ENV};
 pub use write::{transaction_keys, MAX_TRANSACTION_ITEMS};
 
 /// The account item this adapter stores for `write` (what a creation puts

@@ -254,7 +254,7 @@ pub async fn data(endpoint: &str) -> serde_json::Value {
 /// server takes it as S3's CreateBucket), for the table's exports.
 pub async fn create_bucket(endpoint: &str, name: &str) {
     let (endpoint, path) = (endpoint.to_string(), format!("/{name}"));
-    let (head, _) = tokio::task::spawn_blocking(move || raw(&endpoint, "PUT", &path))
+    let (head, _) = tokio::task::spawn_blocking(move || raw(&endpoint, "PUT", &path, "", ""))
         .await
         .expect("the moto request finished");
     assert!(head.contains(" 200 "), "CreateBucket on moto: {head}");
@@ -264,7 +264,7 @@ pub async fn create_bucket(endpoint: &str, name: &str) {
 /// first 1,000).
 pub async fn bucket_keys(endpoint: &str, name: &str) -> Vec<String> {
     let (endpoint, path) = (endpoint.to_string(), format!("/{name}"));
-    let (head, body) = tokio::task::spawn_blocking(move || raw(&endpoint, "GET", &path))
+    let (head, body) = tokio::task::spawn_blocking(move || raw(&endpoint, "GET", &path, "", ""))
         .await
         .expect("the moto request finished");
     assert!(head.contains(" 200 "), "ListObjects on moto: {head}");
@@ -274,8 +274,9 @@ pub async fn bucket_keys(endpoint: &str, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// One HTTP/1.0 request without a body to moto: (status line and headers, body).
-fn raw(endpoint: &str, method: &str, path: &str) -> (String, String) {
+/// One HTTP/1.0 request to moto, with extra header lines (each ending in
+/// CRLF) and a body: (status line and headers, body).
+fn raw(endpoint: &str, method: &str, path: &str, headers: &str, body: &str) -> (String, String) {
     let authority = endpoint
         .strip_prefix("http://")
         .expect("MOTO_ENDPOINT is an http:// URL")
@@ -286,7 +287,8 @@ fn raw(endpoint: &str, method: &str, path: &str) -> (String, String) {
     let mut stream = TcpStream::connect(&authority).expect("connect to moto");
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: {authority}\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {authority}\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .expect("a request to moto");
     let mut response = Vec::new();
@@ -299,30 +301,12 @@ fn raw(endpoint: &str, method: &str, path: &str) -> (String, String) {
 }
 
 fn get_json(endpoint: &str, path: &str) -> serde_json::Value {
-    let authority = endpoint
-        .strip_prefix("http://")
-        .expect("MOTO_ENDPOINT is an http:// URL")
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let mut stream = TcpStream::connect(&authority).expect("connect to moto");
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: {authority}\r\nAccept: application/json\r\n\r\n"
-    )
-    .expect("a request to moto");
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .expect("an answer from moto");
-    let response = String::from_utf8(response).expect("a UTF-8 response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    let (head, body) = raw(endpoint, "GET", path, "Accept: application/json\r\n", "");
     assert!(
         head.starts_with("HTTP/1.") && head.contains(" 200 "),
         "{head}"
     );
-    serde_json::from_str(body).expect("JSON from moto")
+    serde_json::from_str(&body).expect("JSON from moto")
 }
 
 /// Every record moto's stream holds for `table`, from the start of each of
@@ -386,34 +370,15 @@ pub async fn stream_event(endpoint: &str, table: &str) -> aws_lambda_events::dyn
 
 /// A JSON API call to moto (`X-Amz-Target`), over plain HTTP/1.0.
 fn post_json(endpoint: &str, target: &str, body: &serde_json::Value) -> serde_json::Value {
-    let authority = endpoint
-        .strip_prefix("http://")
-        .expect("MOTO_ENDPOINT is an http:// URL")
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let body = body.to_string();
-    let mut stream = TcpStream::connect(&authority).expect("connect to moto");
-    write!(
-        stream,
-        "POST / HTTP/1.0\r\nHost: {authority}\r\nX-Amz-Target: {target}\r\n\
+    let headers = format!(
+        "X-Amz-Target: {target}\r\n\
          Content-Type: application/x-amz-json-1.0\r\n\
-         Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("a request to moto");
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .expect("an answer from moto");
-    let response = String::from_utf8(response).expect("a UTF-8 response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+         Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0\r\n"
+    );
+    let (head, body) = raw(endpoint, "POST", "/", &headers, &body.to_string());
     assert!(
         head.starts_with("HTTP/1.") && head.contains(" 200 "),
         "{target}: {head}\n{body}"
     );
-    serde_json::from_value(serde_json::from_str(body).expect("JSON from moto"))
-        .expect("a JSON value")
+    serde_json::from_str(&body).expect("JSON from moto")
 }

@@ -47,6 +47,8 @@
 //! | DELETE | `/v1/shops/{shop}/api-keys/{key_id}` | revoke a key |
 //! | GET | `/v1/shops/{shop}/platform-sync` | the codes' sync setting, the backfill's checkpoint |
 //! | POST | `/v1/shops/{shop}/platform-sync/reconcile`, `/backfill` | ask the sync function for a run (202) |
+//! | GET, POST | `/v1/table-exports[?export_time=]` | the table's exports to S3; start one (202) |
+//! | GET | `/v1/table-exports/{id}` | one export, until `completed` |
 //!
 //! Paged answers are `{"items": [...], "next_cursor": "..." | null}`; pass
 //! `cursor=<next_cursor>` (and `limit`, at most 100) for the next page.
@@ -75,6 +77,7 @@ mod params;
 mod platform_sync;
 mod program;
 mod shops;
+mod table_exports;
 
 use std::sync::Arc;
 
@@ -209,6 +212,11 @@ pub fn router_with(ctx: Context, auth: AdminAuth) -> Router {
             "/v1/shops/{shop}/platform-sync/backfill",
             post(platform_sync::backfill),
         )
+        .route(
+            "/v1/table-exports",
+            get(table_exports::list).post(table_exports::start),
+        )
+        .route("/v1/table-exports/{id}", get(table_exports::get))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authorise,

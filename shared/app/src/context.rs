@@ -17,6 +17,7 @@ use chrono::{DateTime, Duration, Utc};
 use cashback_core::ids::{Code, ShopId, GENERATED_CODE_LENGTH};
 use cashback_core::program::Program;
 
+use crate::admin::TableExports;
 use crate::api_keys::KeyCache;
 use crate::checkout::GuessBlocks;
 use crate::error::AppError;
@@ -90,6 +91,9 @@ pub struct Context {
     pub codes: Arc<dyn CodeSource>,
     /// The settings read at start-up.
     pub config: Arc<AppConfig>,
+    /// Exports of the table to S3, where the deployment has them
+    /// (DynamoDB and an export bucket).
+    pub table_exports: Option<Arc<dyn TableExports>>,
     cache: Arc<Mutex<HashMap<ShopId, CachedShop>>>,
     clock: NowSource,
     /// Shops the store did not know, and when it said so: asked again only
@@ -131,12 +135,19 @@ impl Context {
             notifier,
             codes,
             config: Arc::new(config),
+            table_exports: None,
             cache: Arc::new(Mutex::new(HashMap::new())),
             clock: Arc::new(Utc::now),
             unknown: Arc::new(Mutex::new(HashMap::new())),
             keys: Arc::new(KeyCache::default()),
             guesses: Arc::new(GuessBlocks::default()),
         }
+    }
+
+    /// The same context able to export the table to S3.
+    pub fn with_table_exports(mut self, exports: Arc<dyn TableExports>) -> Context {
+        self.table_exports = Some(exports);
+        self
     }
 
     /// The same context reading "now" from `clock` (every handler that

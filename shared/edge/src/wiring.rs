@@ -290,6 +290,27 @@ pub fn store_from_env(sdk: Option<&aws_config::SdkConfig>) -> Result<Arc<dyn Sto
     }
 }
 
+/// Exports of the table to S3 when the store is DynamoDB and
+/// `CASHBACK_EXPORT_BUCKET` names the bucket (the admin API's; no other
+/// function builds this client).
+pub fn table_exports_from_env(
+    sdk: Option<&aws_config::SdkConfig>,
+) -> Option<Arc<dyn cashback_app::admin::TableExports>> {
+    let bucket = var(cashback_store::dynamo::EXPORT_BUCKET_ENV)?;
+    let table = var(cashback_store::dynamo::TABLE_ENV)?;
+    match (store_choice().as_str(), sdk) {
+        ("dynamodb", Some(sdk)) => {
+            let client = DynamoStore::from_sdk_config(sdk, table.clone(), None)
+                .client()
+                .clone();
+            Some(Arc::new(cashback_store::dynamo::DynamoTableExports::new(
+                client, table, bucket,
+            )))
+        }
+        _ => None,
+    }
+}
+
 /// The notifier named by `CASHBACK_MAIL`; `sdk` is used for SES.
 pub fn notifier_from_env(
     sdk: Option<&aws_config::SdkConfig>,

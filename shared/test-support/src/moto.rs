@@ -53,6 +53,19 @@ pub async fn sdk_config_at(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
+/// `Resources` of template.yaml, as JSON: each CloudFormation tag
+/// (`!Ref x`) becomes a one-entry map (`{"!Ref": "x"}`), as serde sees a
+/// tagged value.
+pub fn template_resources() -> serde_json::Value {
+    let text = std::fs::read_to_string(TEMPLATE).expect("template.yaml is readable");
+    let template: serde_norway::Value =
+        serde_norway::from_str(&text).expect("template.yaml parses");
+    let resources = template
+        .get("Resources")
+        .expect("template.yaml defines Resources");
+    serde_json::to_value(resources).expect("the resources are plain data")
+}
+
 /// `Resources.CashbackTable.Properties` of template.yaml, as JSON. The
 /// template's CloudFormation tags (`!Ref` ...) parse as tagged values and
 /// are never looked at: only this subtree is converted.
@@ -237,7 +250,33 @@ pub async fn data(endpoint: &str) -> serde_json::Value {
 }
 
 /// `GET {endpoint}{path}` over plain HTTP/1.0 (moto on loopback), as JSON.
-fn get_json(endpoint: &str, path: &str) -> serde_json::Value {
+/// Creates the S3 bucket `name` on moto (a plain unsigned PUT: moto's
+/// server takes it as S3's CreateBucket), for the table's exports.
+pub async fn create_bucket(endpoint: &str, name: &str) {
+    let (endpoint, path) = (endpoint.to_string(), format!("/{name}"));
+    let (head, _) = tokio::task::spawn_blocking(move || raw(&endpoint, "PUT", &path, "", ""))
+        .await
+        .expect("the moto request finished");
+    assert!(head.contains(" 200 "), "CreateBucket on moto: {head}");
+}
+
+/// The keys of the objects in moto's S3 bucket `name` (ListObjects, the
+/// first 1,000).
+pub async fn bucket_keys(endpoint: &str, name: &str) -> Vec<String> {
+    let (endpoint, path) = (endpoint.to_string(), format!("/{name}"));
+    let (head, body) = tokio::task::spawn_blocking(move || raw(&endpoint, "GET", &path, "", ""))
+        .await
+        .expect("the moto request finished");
+    assert!(head.contains(" 200 "), "ListObjects on moto: {head}");
+    body.split("<Key>")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_string()))
+        .collect()
+}
+
+/// One HTTP/1.0 request to moto, with extra header lines (each ending in
+/// CRLF) and a body: (status line and headers, body).
+fn raw(endpoint: &str, method: &str, path: &str, headers: &str, body: &str) -> (String, String) {
     let authority = endpoint
         .strip_prefix("http://")
         .expect("MOTO_ENDPOINT is an http:// URL")
@@ -248,7 +287,8 @@ fn get_json(endpoint: &str, path: &str) -> serde_json::Value {
     let mut stream = TcpStream::connect(&authority).expect("connect to moto");
     write!(
         stream,
-        "GET {path} HTTP/1.0\r\nHost: {authority}\r\nAccept: application/json\r\n\r\n"
+        "{method} {path} HTTP/1.0\r\nHost: {authority}\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .expect("a request to moto");
     let mut response = Vec::new();
@@ -257,11 +297,16 @@ fn get_json(endpoint: &str, path: &str) -> serde_json::Value {
         .expect("an answer from moto");
     let response = String::from_utf8(response).expect("a UTF-8 response");
     let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    (head.to_string(), body.to_string())
+}
+
+fn get_json(endpoint: &str, path: &str) -> serde_json::Value {
+    let (head, body) = raw(endpoint, "GET", path, "Accept: application/json\r\n", "");
     assert!(
         head.starts_with("HTTP/1.") && head.contains(" 200 "),
         "{head}"
     );
-    serde_json::from_str(body).expect("JSON from moto")
+    serde_json::from_str(&body).expect("JSON from moto")
 }
 
 /// Every record moto's stream holds for `table`, from the start of each of
@@ -325,34 +370,15 @@ pub async fn stream_event(endpoint: &str, table: &str) -> aws_lambda_events::dyn
 
 /// A JSON API call to moto (`X-Amz-Target`), over plain HTTP/1.0.
 fn post_json(endpoint: &str, target: &str, body: &serde_json::Value) -> serde_json::Value {
-    let authority = endpoint
-        .strip_prefix("http://")
-        .expect("MOTO_ENDPOINT is an http:// URL")
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let body = body.to_string();
-    let mut stream = TcpStream::connect(&authority).expect("connect to moto");
-    write!(
-        stream,
-        "POST / HTTP/1.0\r\nHost: {authority}\r\nX-Amz-Target: {target}\r\n\
+    let headers = format!(
+        "X-Amz-Target: {target}\r\n\
          Content-Type: application/x-amz-json-1.0\r\n\
-         Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("a request to moto");
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .expect("an answer from moto");
-    let response = String::from_utf8(response).expect("a UTF-8 response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+         Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0\r\n"
+    );
+    let (head, body) = raw(endpoint, "POST", "/", &headers, &body.to_string());
     assert!(
         head.starts_with("HTTP/1.") && head.contains(" 200 "),
         "{target}: {head}\n{body}"
     );
-    serde_json::from_value(serde_json::from_str(body).expect("JSON from moto"))
-        .expect("a JSON value")
+    serde_json::from_str(&body).expect("JSON from moto")
 }

@@ -16,7 +16,7 @@
 //!   adjustments, idempotent as Stripe's API is ([`adjust`]); a new code
 //!   when the old one leaked ([`regenerate_code`]).
 //! - Catalog import, shop onboarding, reports and the profile properties
-//!   email tools sync.
+//!   email tools sync; exports of the whole table to S3 for large shops.
 //!
 //! Request bodies arrive as JSON text, so that a malformed field is
 //! reported by name like any other invalid field.
@@ -44,6 +44,7 @@ mod onboarding;
 mod profiles;
 mod program;
 mod reports;
+mod table_exports;
 
 pub use catalog::*;
 pub use coupons::*;
@@ -54,6 +55,7 @@ pub use onboarding::*;
 pub use profiles::*;
 pub use program::*;
 pub use reports::*;
+pub use table_exports::*;
 
 /// Page size a caller gets without asking.
 pub const DEFAULT_PAGE: u32 = 25;

@@ -116,10 +116,7 @@ pub async fn send_bonuses(
         deadline,
     };
     let sender = Sender::new(ctx, clock, config);
-    let bonuses = BonusesRun {
-        run,
-        outcome: Mutex::new(BonusesOutcome::default()),
-    };
+    let bonuses: BonusesRun<'_> = Counted::new(run);
     let kinds = [DueKind::Bonus];
     let end = walk_due(
         run,
@@ -130,10 +127,7 @@ pub async fn send_bonuses(
         config.email_concurrency,
     )
     .await?;
-    let mut outcome = bonuses
-        .outcome
-        .into_inner()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut outcome = bonuses.into_outcome();
     outcome.failed += end.failed;
     outcome.scan = end.scan.clone();
     outcome.duration_ms = end.duration_ms;
@@ -142,14 +136,11 @@ pub async fn send_bonuses(
     Ok(outcome)
 }
 
-/// A bonuses run's state, shared by the items it handles at once.
-struct BonusesRun<'a> {
-    run: Run<'a>,
-    outcome: Mutex<BonusesOutcome>,
-}
+/// The run's state, shared by the items it handles at once.
+type BonusesRun<'a> = Counted<'a, BonusesOutcome>;
 
 #[async_trait::async_trait]
-impl DueHandler for BonusesRun<'_> {
+impl DueHandler for Counted<'_, BonusesOutcome> {
     async fn handle(
         &self,
         sender: &Sender<'_>,
@@ -159,11 +150,7 @@ impl DueHandler for BonusesRun<'_> {
         // Counted apart, then added: no lock is held across a send.
         let mut counted = BonusesOutcome::default();
         let result = bonus_one(&self.run, sender, due, &mut counted).await;
-        let mut outcome = self
-            .outcome
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        outcome.add(&counted);
+        self.count(|outcome| outcome.add(&counted));
         result.map(|()| Handled::Done)
     }
 }

@@ -156,6 +156,39 @@ pub(crate) struct Run<'a> {
     pub(crate) deadline: Instant,
 }
 
+/// A run's state shared by the items it handles at once: the run and the
+/// outcome every item counts into (the promote, reminders and bonuses
+/// runs each have one, with their own outcome).
+pub(crate) struct Counted<'a, O> {
+    pub(crate) run: Run<'a>,
+    outcome: Mutex<O>,
+}
+
+impl<'a, O: Default> Counted<'a, O> {
+    pub(crate) fn new(run: Run<'a>) -> Counted<'a, O> {
+        Counted {
+            run,
+            outcome: Mutex::new(O::default()),
+        }
+    }
+
+    /// Changes the outcome; no lock is held across an await.
+    pub(crate) fn count(&self, change: impl FnOnce(&mut O)) {
+        let mut outcome = self
+            .outcome
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        change(&mut outcome);
+    }
+
+    /// The outcome once every item is handled.
+    pub(crate) fn into_outcome(self) -> O {
+        self.outcome
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 /// A job's run failed as a whole (an item's failure is counted, not raised).
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {

@@ -112,10 +112,7 @@ pub async fn promote_due(
     };
     let started = clock.now();
     let sender = Sender::new(ctx, clock, config);
-    let promote = PromoteRun {
-        run,
-        outcome: Mutex::new(PromoteOutcome::default()),
-    };
+    let promote: PromoteRun<'_> = Counted::new(run);
     let kinds = [DueKind::Release, DueKind::Expiry];
     let end = walk_due(
         run,
@@ -140,10 +137,7 @@ pub async fn promote_due(
     } else {
         None
     };
-    let mut outcome = promote
-        .outcome
-        .into_inner()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut outcome = promote.into_outcome();
     outcome.failed += end.failed;
     outcome.parked = end.parked;
     outcome.scan = end.scan.clone();
@@ -163,24 +157,11 @@ pub async fn promote_due(
     Ok(outcome)
 }
 
-/// A promote run's state, shared by the items it handles at once.
-struct PromoteRun<'a> {
-    run: Run<'a>,
-    outcome: Mutex<PromoteOutcome>,
-}
-
-impl PromoteRun<'_> {
-    fn count(&self, change: impl FnOnce(&mut PromoteOutcome)) {
-        let mut outcome = self
-            .outcome
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        change(&mut outcome);
-    }
-}
+/// The run's state, shared by the items it handles at once.
+type PromoteRun<'a> = Counted<'a, PromoteOutcome>;
 
 #[async_trait::async_trait]
-impl DueHandler for PromoteRun<'_> {
+impl DueHandler for Counted<'_, PromoteOutcome> {
     async fn handle(
         &self,
         sender: &Sender<'_>,

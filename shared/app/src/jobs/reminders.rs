@@ -99,10 +99,7 @@ pub async fn send_reminders(
         deadline,
     };
     let sender = Sender::new(ctx, clock, config);
-    let reminders = RemindersRun {
-        run,
-        outcome: Mutex::new(RemindersOutcome::default()),
-    };
+    let reminders: RemindersRun<'_> = Counted::new(run);
     let kinds = [DueKind::Reminder];
     let end = walk_due(
         run,
@@ -113,10 +110,7 @@ pub async fn send_reminders(
         config.email_concurrency,
     )
     .await?;
-    let mut outcome = reminders
-        .outcome
-        .into_inner()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut outcome = reminders.into_outcome();
     outcome.failed += end.failed;
     outcome.parked = end.parked;
     outcome.scan = end.scan.clone();
@@ -127,24 +121,11 @@ pub async fn send_reminders(
     Ok(outcome)
 }
 
-/// A reminders run's state, shared by the items it handles at once.
-struct RemindersRun<'a> {
-    run: Run<'a>,
-    outcome: Mutex<RemindersOutcome>,
-}
-
-impl RemindersRun<'_> {
-    fn count(&self, change: impl FnOnce(&mut RemindersOutcome)) {
-        let mut outcome = self
-            .outcome
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        change(&mut outcome);
-    }
-}
+/// The run's state, shared by the items it handles at once.
+type RemindersRun<'a> = Counted<'a, RemindersOutcome>;
 
 #[async_trait::async_trait]
-impl DueHandler for RemindersRun<'_> {
+impl DueHandler for Counted<'_, RemindersOutcome> {
     async fn handle(
         &self,
         sender: &Sender<'_>,

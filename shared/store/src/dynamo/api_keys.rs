@@ -149,24 +149,10 @@ impl DynamoStore {
             "attribute_exists({}) AND (attribute_not_exists({used}) OR {used} < {value})",
             expr.name(PK)
         );
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(DynamoStore::api_key_item_key(shop, key_id)))
-            .update_expression(expression)
-            .condition_expression(condition)
-            .set_expression_attribute_names(expr.names())
-            .set_expression_attribute_values(expr.values())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // No such key, or a later use is already recorded.
-            Err(error) => match conditional("UpdateItem", error) {
-                Conditional::Failed => Ok(()),
-                Conditional::Error(error) => Err(error),
-            },
-        }
+        // No such key, or a later use is already recorded: nothing to do.
+        let item_key = DynamoStore::api_key_item_key(shop, key_id);
+        self.update_if(item_key, &expression, &condition, &expr)
+            .await?;
+        Ok(())
     }
 }

@@ -51,25 +51,14 @@ impl DynamoStore {
             None => format!("REMOVE {name}"),
         };
         let condition = format!("attribute_exists({})", expr.name(PK));
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(keys::shop_pk(shop), keys::SHOP_SK)))
-            .update_expression(expression)
-            .condition_expression(condition)
-            .set_expression_attribute_names(expr.names())
-            .set_expression_attribute_values(expr.values())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) => match conditional("UpdateItem", error) {
-                Conditional::Failed => {
-                    Err(StoreError::Other(format!("shop {shop} does not exist")))
-                }
-                Conditional::Error(error) => Err(error),
-            },
+        let item_key = key(keys::shop_pk(shop), keys::SHOP_SK);
+        if self
+            .update_if(item_key, &expression, &condition, &expr)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(StoreError::Other(format!("shop {shop} does not exist")))
         }
     }
 

@@ -17,6 +17,7 @@ mod aggregates;
 mod api_keys;
 mod attr;
 mod errors;
+mod exports;
 mod items;
 mod lifecycle;
 mod parked;
@@ -48,6 +49,7 @@ use errors::{conditional, from_sdk, Conditional};
 use items::*;
 use requests::RequestCounter;
 
+pub use exports::{DynamoTableExports, EXPORT_BUCKET_ENV};
 pub use write::{transaction_keys, MAX_TRANSACTION_ITEMS};
 
 /// The account item this adapter stores for `write` (what a creation puts
@@ -278,6 +280,35 @@ impl DynamoStore {
                 Some(next) => cursor = Some(next),
                 None => return Ok(()),
             }
+        }
+    }
+
+    /// A conditional single-item Update: true if applied, false if the
+    /// condition did not hold.
+    pub(crate) async fn update_if(
+        &self,
+        item_key: Item,
+        expression: &str,
+        condition: &str,
+        expr: &Expr,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item_key))
+            .update_expression(expression)
+            .condition_expression(condition)
+            .set_expression_attribute_names(expr.names())
+            .set_expression_attribute_values(expr.values())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) => match conditional("UpdateItem", error) {
+                Conditional::Failed => Ok(false),
+                Conditional::Error(error) => Err(error),
+            },
         }
     }
 
@@ -650,28 +681,15 @@ impl Store for DynamoStore {
             "attribute_not_exists({b}) OR {b} < :bucket",
             b = expr.name(BUCKET)
         );
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(
-                crate::keys::checkpoint_pk(job),
-                crate::keys::CHECKPOINT_SK,
-            )))
-            .update_expression(expression)
-            .condition_expression(condition)
-            .set_expression_attribute_names(expr.names())
-            .set_expression_attribute_values(expr.values())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) => match conditional("UpdateItem", error) {
-                // Already at or past this bucket: nothing to do.
-                Conditional::Failed => Ok(()),
-                Conditional::Error(error) => Err(error),
-            },
-        }
+        // Already at or past this bucket: the condition fails, nothing to do.
+        self.update_if(
+            key(crate::keys::checkpoint_pk(job), crate::keys::CHECKPOINT_SK),
+            &expression,
+            &condition,
+            &expr,
+        )
+        .await?;
+        Ok(())
     }
 
     #[tracing::instrument(skip(self, item), fields(shop = %item.due.shop), err(level = "info"))]

@@ -9,7 +9,7 @@ use cashback_app::store::{DueKind, Page, ParkedItem, StoreError};
 use cashback_core::ids::ShopId;
 
 use super::attr::*;
-use super::errors::{conditional, from_sdk, Conditional};
+use super::errors::from_sdk;
 use super::schema::due_index;
 use super::DynamoStore;
 
@@ -49,25 +49,11 @@ impl DynamoStore {
                 s(crate::keys::due_sort_key(parked.due.due_at, &pk))
             )
         );
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(pk, sk)))
-            .update_expression(expression)
-            .condition_expression(condition)
-            .set_expression_attribute_names(expr.names())
-            .set_expression_attribute_values(expr.values())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) => match conditional("UpdateItem", error) {
-                // Written (and filed elsewhere) since, or gone: leave it.
-                Conditional::Failed => Ok(()),
-                Conditional::Error(error) => Err(error),
-            },
-        }
+        // Written (and filed elsewhere) since, or gone: the condition
+        // fails and the item is left where it is.
+        self.update_if(key(pk, sk), &expression, &condition, &expr)
+            .await?;
+        Ok(())
     }
 
     pub(crate) async fn list_parked_items(

@@ -20,7 +20,8 @@ use cashback_core::program::Program;
 use crate::api_keys::KeyCache;
 use crate::checkout::GuessBlocks;
 use crate::error::AppError;
-use crate::notify::Notifier;
+use crate::marketing::MarketingAccounts;
+use crate::notify::{Notification, Notifier, NotifyError, Sent};
 use crate::store::{Shop, Store, Versioned};
 
 /// Unknown shops remembered at most (a flood of made-up names cannot grow
@@ -100,6 +101,9 @@ pub struct Context {
     pub(crate) keys: Arc<KeyCache>,
     /// Sources this container saw guessing codes past the limit.
     pub(crate) guesses: Arc<GuessBlocks>,
+    /// Which shops have a Klaviyo key (checked when a program that sends
+    /// Klaviyo events is saved); None: Klaviyo is not set up here.
+    marketing_accounts: Option<Arc<dyn MarketingAccounts>>,
 }
 
 #[derive(Clone)]
@@ -136,7 +140,19 @@ impl Context {
             unknown: Arc::new(Mutex::new(HashMap::new())),
             keys: Arc::new(KeyCache::default()),
             guesses: Arc::new(GuessBlocks::default()),
+            marketing_accounts: None,
         }
+    }
+
+    /// The same context knowing which shops have a Klaviyo key.
+    pub fn with_marketing_accounts(mut self, accounts: Arc<dyn MarketingAccounts>) -> Context {
+        self.marketing_accounts = Some(accounts);
+        self
+    }
+
+    /// Which shops have a Klaviyo key, when Klaviyo is set up here.
+    pub fn marketing_accounts(&self) -> Option<&dyn MarketingAccounts> {
+        self.marketing_accounts.as_deref()
     }
 
     /// The same context reading "now" from `clock` (every handler that
@@ -214,6 +230,32 @@ impl Context {
         if let Ok(mut unknown) = self.unknown.lock() {
             unknown.remove(shop);
         }
+    }
+
+    /// Sends a customer email through the Notifier when the shop's program
+    /// sends its emails through SES (`email_channel` `ses` or `both`); with
+    /// `klaviyo` nothing is sent (`Ok(None)`): the email's event goes to the
+    /// shop's Klaviyo instead, and the caller still records the email as
+    /// sent, once. The program is the warm cache's; one that cannot be read
+    /// fails the send as unavailable rather than guess the channel.
+    pub async fn send_email(
+        &self,
+        notification: &Notification,
+    ) -> Result<Option<Sent>, NotifyError> {
+        let program = self
+            .shop_program(&notification.shop, self.now())
+            .await
+            .map_err(|e| NotifyError::Unavailable(format!("the shop's program: {e}")))?
+            .program;
+        if !program.email_channel.sends_ses() {
+            tracing::debug!(
+                shop = %notification.shop,
+                kind = notification.kind.name(),
+                "email left to the shop's Klaviyo flows"
+            );
+            return Ok(None);
+        }
+        self.notifier.send(notification).await.map(Some)
     }
 
     /// A new secret: 32 random bytes, hex (from the code source: the OS's

@@ -7,8 +7,8 @@ use chrono::Duration;
 
 use cashback_app::events::handle_order_event;
 use cashback_app::marketing::{
-    push_customer_profile, track_notices, EmailChannel, Marketing, MarketingError, MarketingEvent,
-    MarketingSettings, Metric, ProfileUpdate, PropertyValue, PushOutcome,
+    push_customer_profile, queued_events, track_queued, EmailChannel, Marketing, MarketingError,
+    MarketingEvent, MarketingSettings, Metric, ProfileUpdate, PropertyValue, PushOutcome,
 };
 use cashback_app::notices::Notice;
 use cashback_app::notify::NotificationKind;
@@ -111,38 +111,30 @@ fn notices() -> Vec<Notice> {
 }
 
 #[tokio::test]
-async fn events_follow_the_shops_email_channel() {
+async fn events_follow_the_programs_email_channel() {
     let marketing = KeptMarketing::default();
-    let ses_only = MarketingSettings::default();
-    assert!(track_notices(&marketing, &ses_only, &notices(), t0())
-        .await
-        .is_empty());
-    assert!(marketing.events.lock().unwrap().is_empty());
+    let mut program = cashback_test_support::fixtures::program();
+    assert_eq!(program.email_channel, EmailChannel::Ses);
+    assert!(queued_events(&program, &notices(), t0()).is_empty());
 
     for channel in [EmailChannel::Klaviyo, EmailChannel::Both] {
-        let settings = MarketingSettings {
-            email_channel: channel,
-            ..MarketingSettings::default()
-        };
-        assert!(track_notices(&marketing, &settings, &notices(), t0())
-            .await
-            .is_empty());
+        program.email_channel = channel;
+        let queued = queued_events(&program, &notices(), t0());
+        assert_eq!(queued.len(), 1);
+        assert!(track_queued(&marketing, &queued).await.is_empty());
     }
     let events = marketing.events.lock().unwrap().clone();
     assert_eq!(events.len(), 2);
-    assert!(events
-        .iter()
-        .all(|e| e.metric == Metric::TierUpgraded && e.unique_id == "tier:ann:0"));
+    assert!(events.iter().all(|e| e.metric == Metric::TierUpgraded
+        && e.unique_id == "tier:ann:0"
+        && e.time == t0()));
 
     let down = KeptMarketing {
         refuse_events: true,
         ..KeptMarketing::default()
     };
-    let settings = MarketingSettings {
-        email_channel: EmailChannel::Klaviyo,
-        ..MarketingSettings::default()
-    };
-    let failed = track_notices(&down, &settings, &notices(), t0()).await;
+    program.email_channel = EmailChannel::Klaviyo;
+    let failed = track_queued(&down, &queued_events(&program, &notices(), t0())).await;
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].0, "tier:ann:0");
     assert!(failed[0].1.is_retryable());

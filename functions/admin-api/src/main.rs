@@ -1,10 +1,22 @@
 //! The admin-api Lambda: wiring only. The store, notifier and the admin
-//! token's hash are built once per container, outside the handler.
+//! token's hash are built once per container, outside the handler; with
+//! `CASHBACK_KLAVIYO_CREDENTIALS` set, saving a program that sends Klaviyo
+//! events checks the shop's Klaviyo parameter there.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     cashback_edge::telemetry::init();
-    let ctx = cashback_edge::wiring::context_from_env().await?;
+    let (ctx, sdk) = cashback_edge::wiring::context_and_sdk().await?;
+    let ctx = match cashback_klaviyo::accounts::place_from_env()? {
+        Some(_) => {
+            let sdk = match sdk {
+                Some(sdk) => sdk,
+                None => cashback_edge::wiring::aws_config().await,
+            };
+            cashback_klaviyo::accounts::with_accounts_from_env(ctx, &sdk)?
+        }
+        None => ctx,
+    };
     lambda_http::run(admin_api::router(
         ctx,
         admin_api::admin_token_hash_from_env(),

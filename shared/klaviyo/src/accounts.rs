@@ -8,9 +8,13 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use aws_config::SdkConfig;
 use cashback_app::marketing::{MarketingAccounts, MarketingError};
 use cashback_app::secret_ref::SecretRef;
+use cashback_app::Context;
 use cashback_core::ids::ShopId;
+use cashback_platform_codes::credentials::EnvAndSsmCredentials;
+use cashback_platform_codes::ConfigError;
 use cashback_platform_codes::{
     CredentialSource, CredentialStore, CredentialsError, CredentialsPlace, FetchError,
 };
@@ -56,6 +60,32 @@ impl MarketingAccounts for KlaviyoAccounts {
             }),
         }
     }
+}
+
+/// The setting naming where the shops' Klaviyo parameters are
+/// (`ssm:/cashback/klaviyo/`), the same the platform-sync function reads.
+pub const PLACE_ENV: &str = "CASHBACK_KLAVIYO_CREDENTIALS";
+
+/// [`PLACE_ENV`]'s place; None when it is not set (Klaviyo is off).
+pub fn place_from_env() -> Result<Option<CredentialsPlace>, ConfigError> {
+    match std::env::var(PLACE_ENV) {
+        Ok(value) if !value.trim().is_empty() => CredentialsPlace::parse(&value)
+            .map(Some)
+            .map_err(|e| ConfigError::Invalid(format!("{PLACE_ENV}: {e}"))),
+        _ => Ok(None),
+    }
+}
+
+/// `ctx` knowing which shops have a Klaviyo key when [`PLACE_ENV`] is set
+/// (the parameters read from the environment and SSM through `sdk`'s
+/// configuration); `ctx` as it is otherwise, so a program that sends
+/// Klaviyo events is refused.
+pub fn with_accounts_from_env(ctx: Context, sdk: &SdkConfig) -> Result<Context, ConfigError> {
+    let Some(place) = place_from_env()? else {
+        return Ok(ctx);
+    };
+    let source = StoreSource(EnvAndSsmCredentials::new(aws_sdk_ssm::Client::new(sdk)));
+    Ok(ctx.with_marketing_accounts(Arc::new(KlaviyoAccounts::new(place, Arc::new(source)))))
 }
 
 /// A [`CredentialStore`] (the environment and SSM in the functions) read as

@@ -136,6 +136,7 @@ impl MarketingConnections {
 }
 
 /// How one customer's push ended.
+#[derive(Clone, Copy)]
 pub(crate) enum Pushed {
     Done,
     Skipped,
@@ -240,38 +241,54 @@ pub async fn track_events(
         outcome.dropped = events.len();
         return outcome;
     };
-    let results: Vec<(String, Pushed)> = futures::stream::iter(events)
-        .map(|(item, shop, queued)| async move {
+    // Each shop's events in feed order, one at a time, through one adapter
+    // (one limiter): after a 429 nothing more reaches that account before
+    // its Retry-After. Shops run side by side.
+    let mut shops: Vec<(ShopId, Vec<(String, QueuedEvent)>)> = Vec::new();
+    for (item, shop, queued) in events {
+        match shops.iter_mut().find(|(s, _)| *s == shop) {
+            Some((_, list)) => list.push((item, queued)),
+            None => shops.push((shop, vec![(item, queued)])),
+        }
+    }
+    let results: Vec<Vec<(String, Pushed)>> = futures::stream::iter(shops)
+        .map(|(shop, events)| async move {
             let marketing = match connections.for_shop(&shop).await {
                 Ok(Some((marketing, _))) => marketing,
                 Ok(None) => {
-                    tracing::error!(shop = %shop, key = %queued.key, "marketing event dropped: the shop has no Klaviyo key");
-                    return (item, Pushed::Skipped);
+                    tracing::error!(shop = %shop, "marketing events dropped: the shop has no Klaviyo key");
+                    return all(events, Pushed::Skipped);
                 }
                 Err(error @ MarketingConnectError::Unavailable(_)) => {
-                    tracing::warn!(shop = %shop, error = %error, "marketing event: parameter unreadable; retried");
-                    return (item, Pushed::Failed);
+                    tracing::warn!(shop = %shop, error = %error, "marketing events: parameter unreadable; retried");
+                    return all(events, Pushed::Failed);
                 }
                 Err(error) => {
-                    tracing::error!(shop = %shop, error = %error, "marketing event dropped: the shop's Klaviyo setting is not usable");
-                    return (item, Pushed::Skipped);
+                    tracing::error!(shop = %shop, error = %error, "marketing events dropped: the shop's Klaviyo setting is not usable");
+                    return all(events, Pushed::Skipped);
                 }
             };
-            match marketing.track(&queued.event()).await {
-                Ok(()) => (item, Pushed::Done),
-                Err(error) if error.is_retryable() => {
-                    tracing::warn!(shop = %shop, key = %queued.key, error = %error, "marketing event failed; retried");
-                    (item, Pushed::Failed)
-                }
-                Err(error) => {
-                    tracing::error!(shop = %shop, key = %queued.key, error = %error, "marketing event refused");
-                    (item, Pushed::Skipped)
-                }
+            let mut done = Vec::with_capacity(events.len());
+            for (item, queued) in events {
+                let pushed = match marketing.track(&queued.event()).await {
+                    Ok(()) => Pushed::Done,
+                    Err(error) if error.is_retryable() => {
+                        tracing::warn!(shop = %shop, key = %queued.key, error = %error, "marketing event failed; retried");
+                        Pushed::Failed
+                    }
+                    Err(error) => {
+                        tracing::error!(shop = %shop, key = %queued.key, error = %error, "marketing event refused");
+                        Pushed::Skipped
+                    }
+                };
+                done.push((item, pushed));
             }
+            done
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
+    let results = results.into_iter().flatten();
     for (item, pushed) in results {
         match pushed {
             Pushed::Done => outcome.tracked += 1,
@@ -286,4 +303,9 @@ pub async fn track_events(
         "marketing events"
     );
     outcome
+}
+
+/// Every event of a shop ended the same way.
+fn all(events: Vec<(String, QueuedEvent)>, pushed: Pushed) -> Vec<(String, Pushed)> {
+    events.into_iter().map(|(item, _)| (item, pushed)).collect()
 }

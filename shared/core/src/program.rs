@@ -138,8 +138,9 @@ pub struct Program {
     /// Where the customer emails come from: the engine's SES emails (the
     /// default), events in the shop's Klaviyo for the merchant's own flows,
     /// or both. Klaviyo needs the shop's key, checked when the program is
-    /// saved (docs/klaviyo.md).
-    #[serde(default, skip_serializing_if = "EmailChannel::is_ses")]
+    /// saved (docs/klaviyo.md). Always written out, so the dashboard's
+    /// program form shows it as a field.
+    #[serde(default)]
     pub email_channel: EmailChannel,
 }
 

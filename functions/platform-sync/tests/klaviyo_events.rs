@@ -402,3 +402,184 @@ async fn each_notice_becomes_one_klaviyo_event_and_a_klaviyo_only_shop_sends_no_
     assert_eq!(w.ses_sent().await, 1);
     assert_eq!(by_metric(&klaviyo)["Cashback Earned"].len(), 2);
 }
+
+/// An outbox item's creation as the stream delivers it: in `shop`'s
+/// partition of `customer`, holding `doc`.
+fn outbox_record(sequence: u64, shop: &str, customer: &str, key: &str, doc: &str) -> Value {
+    serde_json::json!({
+        "eventID": format!("e{sequence}"),
+        "eventName": "INSERT",
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": {
+            "Keys": {"pk": {"S": format!("SHOP#{shop}#CUST#{customer}")}, "sk": {"S": format!("MKTEVENT#{key}")}},
+            "NewImage": {
+                "pk": {"S": format!("SHOP#{shop}#CUST#{customer}")},
+                "sk": {"S": format!("MKTEVENT#{key}")},
+                "entity_type": {"S": "MARKETING_EVENT"},
+                "doc": {"S": doc},
+                "ttl": {"N": "1900000000"}
+            },
+            "SequenceNumber": sequence.to_string(),
+            "SizeBytes": 300,
+            "StreamViewType": "NEW_AND_OLD_IMAGES"
+        },
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/x"
+    })
+}
+
+fn queued_doc(key: &str, customer: &str, email: &str) -> String {
+    serde_json::to_string(&cashback_app::marketing::QueuedEvent {
+        key: key.into(),
+        customer: CustomerId::parse(customer).unwrap(),
+        to: cashback_core::ids::Email::parse(email).unwrap(),
+        kind: cashback_app::notify::NotificationKind::TierUpgraded {
+            tier_name: "Gold".into(),
+            percent: "12".into(),
+        },
+        at: start(),
+    })
+    .unwrap()
+}
+
+const OTHER_SHOP: &str = "other.myshopify.com";
+const OTHER_KEY: &str = "pk_otheraccount42";
+
+/// Deps on an in-memory store whose two shops each have their own
+/// Klaviyo account (a fake each, with its own key).
+fn two_accounts(demo: &FakeKlaviyo, other: &FakeKlaviyo) -> Deps {
+    other.set_key(OTHER_KEY);
+    let place = CredentialsPlace::parse("ssm:/cashback/klaviyo/").unwrap();
+    let parameter = |shop: &str, key: &str, fake: &FakeKlaviyo| {
+        (
+            place
+                .reference(&ShopId::parse(shop).unwrap())
+                .unwrap()
+                .to_string(),
+            format!(r#"{{"private_key":"{key}","base_url":"{}"}}"#, fake.url()),
+        )
+    };
+    let values = HashMap::from([
+        parameter(DEMO_SHOP, klaviyo_fake::PRIVATE_KEY, demo),
+        parameter(OTHER_SHOP, OTHER_KEY, other),
+    ]);
+    let ctx = Context::new(
+        Arc::new(cashback_store::MemoryStore::new()),
+        Arc::new(cashback_test_support::doubles::KeptNotifier::default()),
+        Arc::new(UniqueCodes::default()),
+        AppConfig::default(),
+    );
+    Deps {
+        ctx,
+        connections: Arc::new(Connections::new(
+            CredentialsPlace::parse("ssm:/cashback/platform/").unwrap(),
+            Arc::new(StaticCredentials(HashMap::new())),
+            ConnectSettings::default(),
+        )),
+        shops: Arc::new(FixedShops(vec![shop()])),
+        policy: SyncPolicy::default(),
+        concurrency: 4,
+        run_budget: StdDuration::from_secs(20),
+        marketing: Some(Arc::new(MarketingConnections::new(
+            place.clone(),
+            Arc::new(StaticCredentials(values)),
+        ))),
+    }
+}
+
+#[tokio::test]
+async fn an_event_reaches_only_the_account_of_the_shop_whose_partition_holds_it() {
+    let demo = FakeKlaviyo::start().await;
+    let other = FakeKlaviyo::start().await;
+    let deps = two_accounts(&demo, &other);
+    let records = vec![
+        outbox_record(
+            1,
+            DEMO_SHOP,
+            "ann",
+            "tier:ann:0",
+            &queued_doc("tier:ann:0", "ann", "ann@example.com"),
+        ),
+        outbox_record(
+            2,
+            OTHER_SHOP,
+            "bob",
+            "tier:bob:0",
+            &queued_doc("tier:bob:0", "bob", "bob@example.com"),
+        ),
+    ];
+    let answer = handle(&deps, serde_json::json!({ "Records": records }), start())
+        .await
+        .unwrap();
+    assert_eq!(
+        answer["batchItemFailures"],
+        serde_json::json!([]),
+        "{answer}"
+    );
+    let ids = |fake: &FakeKlaviyo| -> Vec<String> {
+        fake.events()
+            .into_iter()
+            .filter_map(|e| e.unique_id)
+            .collect()
+    };
+    assert_eq!(ids(&demo), ["tier:ann:0"]);
+    assert_eq!(ids(&other), ["tier:bob:0"]);
+
+    // What an item holds cannot point it elsewhere: a field naming another
+    // shop is no field of the event (refused, failed back, parked), and an
+    // event of another customer than the partition's is refused too.
+    let forged_shop = queued_doc("tier:ann:1", "ann", "ann@example.com").replacen(
+        '{',
+        &format!(r#"{{"shop":"{OTHER_SHOP}","#),
+        1,
+    );
+    let forged = vec![
+        outbox_record(3, DEMO_SHOP, "ann", "tier:ann:1", &forged_shop),
+        outbox_record(
+            4,
+            DEMO_SHOP,
+            "ann",
+            "tier:bob:1",
+            &queued_doc("tier:bob:1", "bob", "bob@example.com"),
+        ),
+    ];
+    let answer = handle(&deps, serde_json::json!({ "Records": forged }), start())
+        .await
+        .unwrap();
+    assert_eq!(
+        answer["batchItemFailures"],
+        serde_json::json!([{"itemIdentifier": "3"}]),
+        "{answer}"
+    );
+    assert_eq!(ids(&demo), ["tier:ann:0"]);
+    assert_eq!(ids(&other), ["tier:bob:0"]);
+    assert_eq!(other.stats().unauthorized + demo.stats().unauthorized, 0);
+}
+
+#[tokio::test]
+async fn an_event_that_keeps_failing_is_failed_back_and_its_retry_counts_once() {
+    let demo = FakeKlaviyo::start().await;
+    let other = FakeKlaviyo::start().await;
+    let deps = two_accounts(&demo, &other);
+    let record = || {
+        serde_json::json!({ "Records": [outbox_record(
+            7, DEMO_SHOP, "ann", "tier:ann:0", &queued_doc("tier:ann:0", "ann", "ann@example.com"),
+        )] })
+    };
+    // Applied, then 503 on every one of the adapter's five calls: Klaviyo
+    // holds the event, the function believes it failed.
+    for _ in 0..5 {
+        demo.push_fault(Fault::Duplicate);
+    }
+    let answer = handle(&deps, record(), start()).await.unwrap();
+    assert_eq!(
+        answer["batchItemFailures"],
+        serde_json::json!([{"itemIdentifier": "7"}])
+    );
+    // Lambda retries the record: the same unique id, recorded once.
+    let answer = handle(&deps, record(), start()).await.unwrap();
+    assert_eq!(answer["batchItemFailures"], serde_json::json!([]));
+    assert_eq!(demo.events().len(), 1);
+    assert_eq!(demo.stats().duplicates, 5);
+}

@@ -236,18 +236,32 @@ impl Context {
     /// sends its emails through SES (`email_channel` `ses` or `both`); with
     /// `klaviyo` nothing is sent (`Ok(None)`): the email's event goes to the
     /// shop's Klaviyo instead, and the caller still records the email as
-    /// sent, once. The program is the warm cache's; one that cannot be read
-    /// fails the send as unavailable rather than guess the channel.
+    /// sent, once. The program is the warm cache's (the one the deciding
+    /// use case read); one that cannot be read fails the send as
+    /// unavailable rather than guess the channel.
     pub async fn send_email(
         &self,
         notification: &Notification,
     ) -> Result<Option<Sent>, NotifyError> {
-        let program = self
-            .shop_program(&notification.shop, self.now())
-            .await
-            .map_err(|e| NotifyError::Unavailable(format!("the shop's program: {e}")))?
-            .program;
-        if !program.email_channel.sends_ses() {
+        // The program the use case that decided the email just read (its
+        // own "now" may not be the context's): no second read.
+        let cached = self.cache.lock().ok().and_then(|cache| {
+            cache
+                .get(&notification.shop)
+                .and_then(|entry| entry.program.as_ref())
+                .map(|program| program.value.email_channel)
+        });
+        let channel = match cached {
+            Some(channel) => channel,
+            None => {
+                self.shop_program(&notification.shop, self.now())
+                    .await
+                    .map_err(|e| NotifyError::Unavailable(format!("the shop's program: {e}")))?
+                    .program
+                    .email_channel
+            }
+        };
+        if !channel.sends_ses() {
             tracing::debug!(
                 shop = %notification.shop,
                 kind = notification.kind.name(),

@@ -139,3 +139,44 @@ async fn events_follow_the_programs_email_channel() {
     assert_eq!(failed[0].0, "tier:ann:0");
     assert!(failed[0].1.is_retryable());
 }
+
+/// The webhook's notices under each channel: what SES sent, what the
+/// outbox holds, and that the same event again adds neither.
+async fn paid_under(channel: EmailChannel) -> (usize, Vec<String>) {
+    let mut program = program();
+    program.email_channel = channel;
+    let world = world(program).await;
+    let mut paid = order("1001", "ann", vec![line("1", "80.00", 1)]);
+    paid.occurred_at = t0();
+    for _ in 0..2 {
+        handle_order_event(&world.ctx, &shop(), &OrderEvent::Paid(paid.clone()), t0())
+            .await
+            .unwrap();
+    }
+    let events = world
+        .store
+        .take_marketing_events()
+        .into_iter()
+        .map(|(written_for, event)| {
+            assert_eq!(written_for, shop());
+            assert_eq!(event.at, t0());
+            assert_eq!(event.event().metric, Metric::CashbackEarned);
+            event.key
+        })
+        .collect();
+    let sent = world.notifier.sent.lock().unwrap().len();
+    (sent, events)
+}
+
+#[tokio::test]
+async fn each_channel_sends_each_email_once_through_ses_klaviyo_or_both() {
+    assert_eq!(paid_under(EmailChannel::Ses).await, (1, vec![]));
+    assert_eq!(
+        paid_under(EmailChannel::Klaviyo).await,
+        (0, vec!["earned:ann:1001".to_string()])
+    );
+    assert_eq!(
+        paid_under(EmailChannel::Both).await,
+        (1, vec!["earned:ann:1001".to_string()])
+    );
+}

@@ -264,10 +264,11 @@ impl World {
     }
 }
 
+/// Each recorded event's unique id and properties.
+type Recorded = Vec<(String, serde_json::Map<String, Value>)>;
+
 /// The recorded events by metric: (unique id, properties).
-fn by_metric(
-    klaviyo: &FakeKlaviyo,
-) -> BTreeMap<String, Vec<(String, serde_json::Map<String, Value>)>> {
+fn by_metric(klaviyo: &FakeKlaviyo) -> BTreeMap<String, Recorded> {
     let mut found: BTreeMap<String, Vec<_>> = BTreeMap::new();
     for event in klaviyo.events() {
         assert_eq!(event.profile, "maya.chen@example.com");

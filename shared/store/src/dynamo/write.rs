@@ -49,9 +49,10 @@ pub const MAX_TRANSACTION_ITEMS: usize = 100;
 const NOTIFICATION_RETENTION_DAYS: i64 = 730;
 
 /// How long a marketing event's outbox item is kept: the change feed
-/// delivers it within seconds; a week outlives the stream's 24 hours of
-/// retries and the parking of a failed batch.
-const MARKETING_EVENT_RETENTION_DAYS: i64 = 7;
+/// delivers it within seconds and retries it for the stream's 24 hours;
+/// two days outlive that, and the customer's address it holds goes soon
+/// after (a customer's redaction leaves the items to their TTL).
+const MARKETING_EVENT_RETENTION_DAYS: i64 = 2;
 
 /// What each transaction item is, to read a cancellation reason by index.
 #[derive(Debug, Clone)]

@@ -365,6 +365,15 @@ async fn each_notice_becomes_one_klaviyo_event_and_a_klaviyo_only_shop_sends_no_
     assert_eq!(tier["tier"], "Gold");
 
     let stats = klaviyo.stats();
+    println!(
+        "klaviyo events on moto: {} events recorded, {} requests accepted, {} answered 429, \
+         {} duplicates not recorded, {} early retries",
+        klaviyo.events().len(),
+        stats.accepted.values().sum::<u64>(),
+        stats.rate_limited,
+        stats.duplicates,
+        stats.early_retries
+    );
     assert!(stats.rate_limited >= 1, "{stats:?}");
     assert_eq!(stats.early_retries, 0, "a Retry-After was not waited out");
     assert!(

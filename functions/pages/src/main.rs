@@ -10,6 +10,16 @@ use cashback_pages::PagesConfig;
 async fn main() -> Result<(), lambda_http::Error> {
     cashback_edge::telemetry::init();
     let (ctx, sdk) = cashback_edge::wiring::context_and_sdk().await?;
+    // The program form checks the shop's Klaviyo key when its email channel
+    // sends Klaviyo events (CASHBACK_KLAVIYO_CREDENTIALS, as the admin API).
+    let ctx = match (cashback_klaviyo::accounts::place_from_env()?, sdk.as_ref()) {
+        (Some(_), Some(sdk)) => cashback_klaviyo::accounts::with_accounts_from_env(ctx, sdk)?,
+        (Some(_), None) => {
+            let sdk = cashback_edge::wiring::aws_config().await;
+            cashback_klaviyo::accounts::with_accounts_from_env(ctx, &sdk)?
+        }
+        (None, _) => ctx,
+    };
     // Shopify signs proxy requests and session tokens with the app's
     // current secret: the first key of the parameter.
     let shopify_app_secret = secret_keys(SHOPIFY_APP_SECRET, MIN_APP_SECRET_LENGTH, sdk.as_ref())

@@ -13,6 +13,12 @@
 //! per batch (absolute values: a late or repeated push leaves the latest
 //! figures); what failed and may succeed later is failed back with the
 //! batch's records like a code sync.
+//!
+//! A notice's event ([`QueuedEvent`], written with the change that decided
+//! it when the program's email channel sends events) is recorded in the
+//! Klaviyo account of the shop whose partition holds it ([`track_events`]),
+//! its `unique_id` the notice's key: a record retried after a 429, a 5xx or
+//! a timeout sends the same id again, and Klaviyo counts it once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,7 +27,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use cashback_app::marketing::{push_customer_profile, Marketing, MarketingSettings, PushError};
+use cashback_app::marketing::{
+    push_customer_profile, Marketing, MarketingSettings, PushError, QueuedEvent,
+};
 use cashback_app::{AppError, Context};
 use cashback_core::ids::{CustomerId, ShopId};
 use cashback_klaviyo::{KlaviyoConfig, KlaviyoMarketing};
@@ -128,6 +136,7 @@ impl MarketingConnections {
 }
 
 /// How one customer's push ended.
+#[derive(Clone, Copy)]
 pub(crate) enum Pushed {
     Done,
     Skipped,
@@ -165,4 +174,138 @@ pub(crate) async fn push_one(
             Pushed::Skipped
         }
     }
+}
+
+/// The marketing event an outbox item's creation carries, if the record is
+/// one: `Some(Err)` for one that cannot be read (failed back, then parked).
+pub(crate) fn event_of_record(
+    record: &serde_json::Value,
+) -> Option<Result<(ShopId, QueuedEvent), String>> {
+    let entity = record
+        .get("dynamodb")?
+        .get("NewImage")?
+        .get("entity_type")?
+        .get("S")?
+        .as_str()?;
+    if entity != "MARKETING_EVENT" {
+        return None;
+    }
+    let decoded =
+        serde_json::from_value::<aws_lambda_events::dynamodb::EventRecord>(record.clone())
+            .map_err(|e| e.to_string())
+            .and_then(|r| {
+                cashback_store::dynamo::stream::decode_marketing_event(&r)
+                    .map_err(|e| e.to_string())
+            });
+    match decoded {
+        Ok(Some(found)) => Some(Ok(found)),
+        // A later image (its TTL's removal): nothing to send.
+        Ok(None) => None,
+        Err(error) => Some(Err(error)),
+    }
+}
+
+/// What a batch's events did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventsOutcome {
+    /// Events Klaviyo took (a repeated unique id included: it counts once).
+    pub tracked: usize,
+    /// Events that cannot be sent: the shop has no usable Klaviyo key, or
+    /// Klaviyo refused the event (logged as errors, not retried).
+    pub dropped: usize,
+    /// The records of events that failed and may succeed later (failed
+    /// back to Lambda: retried, then parked).
+    pub failed: Vec<String>,
+}
+
+/// Records each event (`(record, shop, event)`) in its shop's Klaviyo
+/// account, a few at once; each shop's adapter keeps Klaviyo's burst and
+/// steady limits and waits out a 429's Retry-After up to its policy. The
+/// shop is the record's partition's, so an event only ever reaches the
+/// account of the shop it was decided for.
+pub async fn track_events(
+    connections: Option<&MarketingConnections>,
+    events: Vec<(String, ShopId, QueuedEvent)>,
+    concurrency: usize,
+) -> EventsOutcome {
+    use futures::stream::StreamExt;
+    let mut outcome = EventsOutcome::default();
+    if events.is_empty() {
+        return outcome;
+    }
+    let Some(connections) = connections else {
+        tracing::error!(
+            events = events.len(),
+            "marketing events dropped: CASHBACK_KLAVIYO_CREDENTIALS is not set on this function"
+        );
+        outcome.dropped = events.len();
+        return outcome;
+    };
+    // Each shop's events in feed order, one at a time, through one adapter
+    // (one limiter): after a 429 nothing more reaches that account before
+    // its Retry-After. Shops run side by side.
+    let mut shops: Vec<(ShopId, Vec<(String, QueuedEvent)>)> = Vec::new();
+    for (item, shop, queued) in events {
+        match shops.iter_mut().find(|(s, _)| *s == shop) {
+            Some((_, list)) => list.push((item, queued)),
+            None => shops.push((shop, vec![(item, queued)])),
+        }
+    }
+    let results: Vec<Vec<(String, Pushed)>> = futures::stream::iter(shops)
+        .map(|(shop, events)| async move {
+            let marketing = match connections.for_shop(&shop).await {
+                Ok(Some((marketing, _))) => marketing,
+                Ok(None) => {
+                    tracing::error!(shop = %shop, "marketing events dropped: the shop has no Klaviyo key");
+                    return all(events, Pushed::Skipped);
+                }
+                Err(error @ MarketingConnectError::Unavailable(_)) => {
+                    tracing::warn!(shop = %shop, error = %error, "marketing events: parameter unreadable; retried");
+                    return all(events, Pushed::Failed);
+                }
+                Err(error) => {
+                    tracing::error!(shop = %shop, error = %error, "marketing events dropped: the shop's Klaviyo setting is not usable");
+                    return all(events, Pushed::Skipped);
+                }
+            };
+            let mut done = Vec::with_capacity(events.len());
+            for (item, queued) in events {
+                let pushed = match marketing.track(&queued.event()).await {
+                    Ok(()) => Pushed::Done,
+                    Err(error) if error.is_retryable() => {
+                        tracing::warn!(shop = %shop, key = %queued.key, error = %error, "marketing event failed; retried");
+                        Pushed::Failed
+                    }
+                    Err(error) => {
+                        tracing::error!(shop = %shop, key = %queued.key, error = %error, "marketing event refused");
+                        Pushed::Skipped
+                    }
+                };
+                done.push((item, pushed));
+            }
+            done
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let results = results.into_iter().flatten();
+    for (item, pushed) in results {
+        match pushed {
+            Pushed::Done => outcome.tracked += 1,
+            Pushed::Skipped => outcome.dropped += 1,
+            Pushed::Failed => outcome.failed.push(item),
+        }
+    }
+    tracing::info!(
+        tracked = outcome.tracked,
+        dropped = outcome.dropped,
+        failed = outcome.failed.len(),
+        "marketing events"
+    );
+    outcome
+}
+
+/// Every event of a shop ended the same way.
+fn all(events: Vec<(String, QueuedEvent)>, pushed: Pushed) -> Vec<(String, Pushed)> {
+    events.into_iter().map(|(item, _)| (item, pushed)).collect()
 }

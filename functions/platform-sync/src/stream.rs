@@ -5,7 +5,9 @@
 //! - a program change of the redemption rules (or of `platform_sync`)
 //!   becomes a backfill request started over for the shop (every code
 //!   takes the new rules, paced, in its own invocations);
-//! - a run request's write ([`RunRequest`]) runs here.
+//! - a run request's write ([`RunRequest`]) runs here;
+//! - a marketing event's outbox item becomes a Klaviyo event of its shop
+//!   ([`crate::marketing::track_events`]).
 //!
 //! Everything else is ignored. The answer names the first record to retry
 //! (`ReportBatchItemFailures`), or none.
@@ -58,11 +60,22 @@ pub async fn handle_records(deps: &Deps, payload: Value, now: DateTime<Utc>) -> 
     let mut unreadable: Vec<String> = Vec::new();
     let mut runs: Vec<(String, RunRequest, DateTime<Utc>)> = Vec::new();
     let mut restarts: Vec<(String, RunRequest)> = Vec::new();
+    let mut events = Vec::new();
     for record in &records {
         let Some(item) = sequence_number(record) else {
             tracing::warn!("a stream record without a sequence number was skipped");
             continue;
         };
+        if let Some(found) = crate::marketing::event_of_record(record) {
+            match found {
+                Ok((shop, event)) => events.push((item, shop, event)),
+                Err(error) => {
+                    tracing::error!(item = %item, error = %error, "a marketing event could not be read");
+                    unreadable.push(item);
+                }
+            }
+            continue;
+        }
         if let Some((request, at)) = run_request_of(record) {
             // A newer request of the same job replaces an older one in the batch.
             runs.retain(|(_, r, _)| r.job() != request.job());
@@ -114,11 +127,15 @@ pub async fn handle_records(deps: &Deps, payload: Value, now: DateTime<Utc>) -> 
         }
         failed
     };
-    let (synced, failed_runs) = tokio::join!(sync_intents(deps, intents), runs_done);
+    let tracked =
+        crate::marketing::track_events(deps.marketing.as_deref(), events, deps.concurrency);
+    let (synced, failed_runs, tracked) =
+        tokio::join!(sync_intents(deps, intents), runs_done, tracked);
     let first = synced
         .retry_from
         .into_iter()
         .chain(failed_runs)
+        .chain(tracked.failed)
         .chain(unreadable)
         .min_by(|a, b| sequence_order(a, b));
     let failures: Vec<Value> = first

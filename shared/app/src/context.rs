@@ -21,7 +21,8 @@ use crate::admin::TableExports;
 use crate::api_keys::KeyCache;
 use crate::checkout::GuessBlocks;
 use crate::error::AppError;
-use crate::notify::Notifier;
+use crate::marketing::MarketingAccounts;
+use crate::notify::{Notification, Notifier, NotifyError, Sent};
 use crate::store::{Shop, Store, Versioned};
 
 /// Unknown shops remembered at most (a flood of made-up names cannot grow
@@ -104,6 +105,9 @@ pub struct Context {
     pub(crate) keys: Arc<KeyCache>,
     /// Sources this container saw guessing codes past the limit.
     pub(crate) guesses: Arc<GuessBlocks>,
+    /// Which shops have a Klaviyo key (checked when a program that sends
+    /// Klaviyo events is saved); None: Klaviyo is not set up here.
+    marketing_accounts: Option<Arc<dyn MarketingAccounts>>,
 }
 
 #[derive(Clone)]
@@ -141,6 +145,7 @@ impl Context {
             unknown: Arc::new(Mutex::new(HashMap::new())),
             keys: Arc::new(KeyCache::default()),
             guesses: Arc::new(GuessBlocks::default()),
+            marketing_accounts: None,
         }
     }
 
@@ -148,6 +153,17 @@ impl Context {
     pub fn with_table_exports(mut self, exports: Arc<dyn TableExports>) -> Context {
         self.table_exports = Some(exports);
         self
+    }
+
+    /// The same context knowing which shops have a Klaviyo key.
+    pub fn with_marketing_accounts(mut self, accounts: Arc<dyn MarketingAccounts>) -> Context {
+        self.marketing_accounts = Some(accounts);
+        self
+    }
+
+    /// Which shops have a Klaviyo key, when Klaviyo is set up here.
+    pub fn marketing_accounts(&self) -> Option<&dyn MarketingAccounts> {
+        self.marketing_accounts.as_deref()
     }
 
     /// The same context reading "now" from `clock` (every handler that
@@ -225,6 +241,46 @@ impl Context {
         if let Ok(mut unknown) = self.unknown.lock() {
             unknown.remove(shop);
         }
+    }
+
+    /// Sends a customer email through the Notifier when the shop's program
+    /// sends its emails through SES (`email_channel` `ses` or `both`); with
+    /// `klaviyo` nothing is sent (`Ok(None)`): the email's event goes to the
+    /// shop's Klaviyo instead, and the caller still records the email as
+    /// sent, once. The program is the warm cache's (the one the deciding
+    /// use case read); one that cannot be read fails the send as
+    /// unavailable rather than guess the channel.
+    pub async fn send_email(
+        &self,
+        notification: &Notification,
+    ) -> Result<Option<Sent>, NotifyError> {
+        // The program the use case that decided the email just read (its
+        // own "now" may not be the context's): no second read.
+        let cached = self.cache.lock().ok().and_then(|cache| {
+            cache
+                .get(&notification.shop)
+                .and_then(|entry| entry.program.as_ref())
+                .map(|program| program.value.email_channel)
+        });
+        let channel = match cached {
+            Some(channel) => channel,
+            None => {
+                self.shop_program(&notification.shop, self.now())
+                    .await
+                    .map_err(|e| NotifyError::Unavailable(format!("the shop's program: {e}")))?
+                    .program
+                    .email_channel
+            }
+        };
+        if !channel.sends_ses() {
+            tracing::debug!(
+                shop = %notification.shop,
+                kind = notification.kind.name(),
+                "email left to the shop's Klaviyo flows"
+            );
+            return Ok(None);
+        }
+        self.notifier.send(notification).await.map(Some)
     }
 
     /// A new secret: 32 random bytes, hex (from the code source: the OS's

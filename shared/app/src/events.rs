@@ -478,6 +478,7 @@ async fn attempt_once(
         order: Some(OrderWrite::of(record.clone(), lines_before)),
         coupon_uses: coupon_use_changes(&applied.buyer, &record.value, &read, customer.as_ref()),
         notifications: notices.iter().map(|n| n.key.clone()).collect(),
+        marketing_events: crate::marketing::queued_events(program, &notices, now),
         accounts_read,
         now: Some(now),
     };
@@ -675,12 +676,17 @@ fn coupon_use_changes(
 
 /// Sends what a committed change recorded. A failure is logged, not
 /// retried: the email was recorded as sent, and at most once is the promise.
+/// A program whose emails come from Klaviyo alone sends none here: their
+/// events were written with the change (`marketing::queued_events`).
 pub(crate) async fn send_notices(
     ctx: &Context,
     shop_name: &str,
     program: &Program,
     notices: Vec<Notice>,
 ) -> usize {
+    if !program.email_channel.sends_ses() {
+        return 0;
+    }
     let mut sent = 0;
     for notice in notices {
         let notification = notice.into_notification(ctx, shop_name, program);

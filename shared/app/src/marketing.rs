@@ -8,12 +8,13 @@
 //! ([`crate::notices`]). An event's `unique_id` is the notice's once-only
 //! key, so a retried push can never count twice on the tool's side.
 //!
-//! Per shop, [`MarketingSettings`] chooses the property names (a prefix, or
-//! the names Onward used) and whether customer emails go through SES, the
-//! tool's flows, or both. They are a plain validated type for now: storing
-//! them per shop and pushing after every balance change (off the webhook
-//! path, through the platform-code sync mechanism) are not built yet
-//! (docs/klaviyo.md).
+//! Per shop, [`MarketingSettings`] (kept beside the shop's Klaviyo key)
+//! choose the property names (a prefix, or the names Onward used); the
+//! program's [`EmailChannel`] chooses whether customer emails go through
+//! SES, the tool's flows, or both. Events are written with the change that
+//! decided them ([`QueuedEvent`], an outbox item) and recorded in the tool
+//! from the change feed by the platform-sync function, like the profile
+//! push: never on the request path (docs/klaviyo.md).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,7 +23,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use cashback_core::ids::{CustomerId, Email};
+use cashback_core::ids::{CustomerId, Email, ShopId};
 use cashback_core::ledger::Account;
 use cashback_core::money::Money;
 use cashback_core::program::Program;
@@ -217,6 +218,58 @@ pub trait Marketing: Send + Sync {
     async fn track(&self, event: &MarketingEvent) -> Result<(), MarketingError>;
 }
 
+/// Which shops have an account in the marketing tool (their Klaviyo key is
+/// stored), asked when a program that sends events is saved.
+#[async_trait::async_trait]
+pub trait MarketingAccounts: Send + Sync {
+    /// True when the shop's key is stored and usable; false when there is
+    /// none. `Rejected` when one is stored but cannot be used (its reason
+    /// names what is wrong, never the key); `Transient` when the store of
+    /// keys cannot be read now.
+    async fn has_account(&self, shop: &ShopId) -> Result<bool, MarketingError>;
+}
+
+/// Checks that a program's email channel can be served: `klaviyo` and
+/// `both` need the shop's Klaviyo key (else the customers would get no
+/// email at all, or the events would have nowhere to go). `accounts` None:
+/// this deployment has no Klaviyo place configured. The refusal is a field
+/// error on `email_channel` with the reason; nothing is saved.
+pub async fn check_email_channel(
+    accounts: Option<&dyn MarketingAccounts>,
+    shop: &ShopId,
+    program: &Program,
+) -> Result<(), AppError> {
+    if !program.email_channel.sends_events() {
+        return Ok(());
+    }
+    let refuse = |message: String| {
+        AppError::InvalidFields(vec![cashback_core::program::FieldError {
+            field: "email_channel".into(),
+            message,
+        }])
+    };
+    let channel = program.email_channel.as_str();
+    let Some(accounts) = accounts else {
+        return Err(refuse(format!(
+            "`{channel}` sends the emails as Klaviyo events, and Klaviyo is not set up on this \
+             deployment (CASHBACK_KLAVIYO_CREDENTIALS); keep `ses`"
+        )));
+    };
+    match accounts.has_account(shop).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(refuse(format!(
+            "`{channel}` sends the emails as Klaviyo events, and this shop has no Klaviyo \
+             private key: store it first (docs/klaviyo.md), or keep `ses`"
+        ))),
+        Err(MarketingError::Rejected { reason }) => Err(refuse(format!(
+            "`{channel}` needs the shop's Klaviyo key, and the one stored is not usable: {reason}"
+        ))),
+        Err(error) => Err(AppError::Store(crate::store::StoreError::Unavailable(
+            crate::store::Unreachable::caused_by("the shop's Klaviyo key could not be read", error),
+        ))),
+    }
+}
+
 /// How profile properties are named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -232,33 +285,12 @@ pub enum PropertyNaming {
     OnwardCompatible,
 }
 
-/// Where a shop's customer emails go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EmailChannel {
-    /// The engine's own emails through SES; no events.
-    #[default]
-    Ses,
-    /// Events only: the merchant's flows send the emails.
-    Klaviyo,
-    /// Both.
-    Both,
-}
+/// Where a shop's customer emails come from: a program setting
+/// (`Program::email_channel`), so the use cases that decide the emails know
+/// it without reading the shop's Klaviyo parameter.
+pub use cashback_core::program::EmailChannel;
 
-impl EmailChannel {
-    /// The engine sends the customer emails itself, through SES.
-    pub fn sends_ses(&self) -> bool {
-        matches!(self, EmailChannel::Ses | EmailChannel::Both)
-    }
-
-    /// The engine records events, so the merchant's own flows can send the emails.
-    pub fn sends_events(&self) -> bool {
-        matches!(self, EmailChannel::Klaviyo | EmailChannel::Both)
-    }
-}
-
-/// A shop's marketing settings. Not stored yet: the type and its rules come
-/// first (docs/klaviyo.md).
+/// A shop's marketing settings, kept beside its Klaviyo key (docs/klaviyo.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MarketingSettings {
@@ -269,9 +301,6 @@ pub struct MarketingSettings {
     /// Whether the figures Onward had keep Onward's names.
     #[serde(default)]
     pub naming: PropertyNaming,
-    /// Whether emails go through SES, the tool's flows, or both.
-    #[serde(default)]
-    pub email_channel: EmailChannel,
 }
 
 fn default_prefix() -> String {
@@ -283,7 +312,6 @@ impl Default for MarketingSettings {
         MarketingSettings {
             prefix: default_prefix(),
             naming: PropertyNaming::default(),
-            email_channel: EmailChannel::default(),
         }
     }
 }
@@ -448,11 +476,22 @@ pub fn profile_update(
 /// The event of a notice the engine decided, at `at` (when the change
 /// committed), its unique id the notice's once-only key.
 pub fn event_for_notice(notice: &Notice, at: DateTime<Utc>) -> MarketingEvent {
+    event_of(&notice.key, &notice.customer, &notice.to, &notice.kind, at)
+}
+
+/// The event of one email's content (a notice's or a queued event's).
+fn event_of(
+    key: &str,
+    customer: &CustomerId,
+    to: &Email,
+    kind: &NotificationKind,
+    at: DateTime<Utc>,
+) -> MarketingEvent {
     let mut properties = Properties::new();
     let mut text = |name: &str, value: String| {
         properties.insert(name.to_string(), PropertyValue::Text(value));
     };
-    let (metric, value) = match &notice.kind {
+    let (metric, value) = match kind {
         NotificationKind::Earned {
             amount,
             order_name,
@@ -564,57 +603,61 @@ pub fn event_for_notice(notice: &Notice, at: DateTime<Utc>) -> MarketingEvent {
     MarketingEvent {
         metric,
         profile: ProfileRef {
-            email: notice.to.clone(),
-            customer: notice.customer.clone(),
+            email: to.clone(),
+            customer: customer.clone(),
         },
         properties,
         value,
         time: at,
-        unique_id: notice.key.clone(),
+        unique_id: key.to_string(),
     }
 }
 
-/// The once-only key of an expiry warning: one per customer, expiry moment
-/// (the lots expiring then) and offset before it, in the notices' style.
-pub fn expiring_key(customer: &CustomerId, expires_at: DateTime<Utc>, offset: Duration) -> String {
-    format!(
-        "expiring:{customer}:{}:{}h",
-        PropertyValue::format_time(&expires_at),
-        offset.as_secs() / 3600
-    )
+/// A notice's event, written with the change that decided it (an outbox
+/// item in the customer's partition), for the platform-sync function to
+/// record in the shop's Klaviyo from the change feed: off the request path,
+/// retried and parked like a code sync. Only for programs whose
+/// [`EmailChannel`] sends events. It carries no shop: the shop is the one
+/// whose partition holds it, so nothing in it can name another account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueuedEvent {
+    /// The notice's once-only key: the event's `unique_id`.
+    pub key: String,
+    /// The account's customer (the partition the item is written in).
+    pub customer: CustomerId,
+    /// The address the account held: the profile the event is recorded on.
+    pub to: Email,
+    /// What the email would say: the event's metric and properties.
+    pub kind: NotificationKind,
+    /// When the change committed: the event's `time`.
+    pub at: DateTime<Utc>,
 }
 
-/// The "Cashback Expiring" event: `amount` of the balance expires at
-/// `expires_at`; sent `offset` before it. The expiry warnings that will
-/// decide when are not built yet; the event and its key are fixed here.
-pub fn expiring_event(
-    profile: ProfileRef,
-    amount: Money,
-    balance: Money,
-    expires_at: DateTime<Utc>,
-    offset: Duration,
-    at: DateTime<Utc>,
-) -> MarketingEvent {
-    let mut properties = Properties::new();
-    properties.insert("amount".into(), PropertyValue::money(amount));
-    properties.insert(
-        "currency".into(),
-        PropertyValue::Text(amount.currency().code().to_string()),
-    );
-    properties.insert("balance".into(), PropertyValue::money(balance));
-    properties.insert("expires_at".into(), PropertyValue::Time(expires_at));
-    properties.insert(
-        "hours_before".into(),
-        PropertyValue::Integer(i64::try_from(offset.as_secs() / 3600).unwrap_or(i64::MAX)),
-    );
-    MarketingEvent {
-        unique_id: expiring_key(&profile.customer, expires_at, offset),
-        metric: Metric::CashbackExpiring,
-        profile,
-        properties,
-        value: Some(amount),
-        time: at,
+impl QueuedEvent {
+    /// The event to record.
+    pub fn event(&self) -> MarketingEvent {
+        event_of(&self.key, &self.customer, &self.to, &self.kind, self.at)
     }
+}
+
+/// The events to write with a change's notices: one per notice when the
+/// program's email channel sends events (`klaviyo` or `both`), none
+/// otherwise. `at`: when the change is decided.
+pub fn queued_events(program: &Program, notices: &[Notice], at: DateTime<Utc>) -> Vec<QueuedEvent> {
+    if !program.email_channel.sends_events() {
+        return Vec::new();
+    }
+    notices
+        .iter()
+        .map(|notice| QueuedEvent {
+            key: notice.key.clone(),
+            customer: notice.customer.clone(),
+            to: notice.to.clone(),
+            kind: notice.kind.clone(),
+            at,
+        })
+        .collect()
 }
 
 /// What [`push_customer_profile`] did.
@@ -683,25 +726,18 @@ pub async fn push_customer_profile(
     Ok(PushOutcome::Pushed(update))
 }
 
-/// Records the events of notices a committed change decided, when the
-/// shop's email channel includes events (`at`: when the change committed).
-/// Each is sent on its own; the ones that failed are returned with their
-/// error, to be parked and sent again (their unique ids make that safe).
-pub async fn track_notices(
+/// Records queued events in the shop's tool, each on its own; the ones
+/// that failed are returned with their error, to be retried (their unique
+/// ids make a repeat harmless).
+pub async fn track_queued(
     marketing: &dyn Marketing,
-    settings: &MarketingSettings,
-    notices: &[Notice],
-    at: DateTime<Utc>,
+    events: &[QueuedEvent],
 ) -> Vec<(String, MarketingError)> {
-    if !settings.email_channel.sends_events() {
-        return Vec::new();
-    }
     let mut failed = Vec::new();
-    for notice in notices {
-        let event = event_for_notice(notice, at);
-        if let Err(error) = marketing.track(&event).await {
-            tracing::warn!(key = %notice.key, %error, "marketing event not recorded");
-            failed.push((notice.key.clone(), error));
+    for queued in events {
+        if let Err(error) = marketing.track(&queued.event()).await {
+            tracing::warn!(key = %queued.key, %error, "marketing event not recorded");
+            failed.push((queued.key.clone(), error));
         }
     }
     failed
@@ -850,10 +886,9 @@ mod tests {
         );
         assert_eq!(with("onward_").validate(), Err(SettingsError::PrefixTaken));
         let parsed: MarketingSettings =
-            serde_json::from_str(r#"{"naming": "onward_compatible", "email_channel": "both"}"#)
-                .unwrap();
+            serde_json::from_str(r#"{"naming": "onward_compatible"}"#).unwrap();
         assert_eq!(parsed.prefix, DEFAULT_PREFIX);
-        assert!(parsed.email_channel.sends_ses() && parsed.email_channel.sends_events());
+        assert!(EmailChannel::Both.sends_ses() && EmailChannel::Both.sends_events());
         assert!(!EmailChannel::Klaviyo.sends_ses());
         assert!(!EmailChannel::Ses.sends_events());
         assert!(serde_json::from_str::<MarketingSettings>(r#"{"prefx": "a_"}"#).is_err());
@@ -946,37 +981,5 @@ mod tests {
             PropertyValue::Time(at(30))
         );
         assert_eq!(Metric::ReminderDue.name(), "Reminder Due");
-    }
-
-    #[test]
-    fn an_expiry_warning_is_keyed_per_expiry_and_offset() {
-        let profile = ProfileRef {
-            email: Email::parse("ann@example.com").unwrap(),
-            customer: CustomerId::parse("c-1").unwrap(),
-        };
-        let week = Duration::from_secs(7 * 24 * 3600);
-        let event = expiring_event(
-            profile.clone(),
-            money(dec!(3.00)),
-            money(dec!(12.50)),
-            at(30),
-            week,
-            at(23),
-        );
-        assert_eq!(event.metric.name(), "Cashback Expiring");
-        assert_eq!(event.unique_id, "expiring:c-1:2026-03-30T12:00:00Z:168h");
-        assert_eq!(
-            event.properties["hours_before"],
-            PropertyValue::Integer(168)
-        );
-        let day = expiring_event(
-            profile,
-            money(dec!(3.00)),
-            money(dec!(12.50)),
-            at(30),
-            Duration::from_secs(24 * 3600),
-            at(29),
-        );
-        assert_ne!(day.unique_id, event.unique_id);
     }
 }

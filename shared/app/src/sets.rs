@@ -305,6 +305,10 @@ pub struct WriteSet {
     /// Emails recorded as sent by this change (each key at most once; a key
     /// already recorded fails the write as a duplicate).
     pub notifications: Vec<String>,
+    /// The events of this change's notices for the shop's Klaviyo (only
+    /// when its program sends events), written beside the accounts and
+    /// recorded in Klaviyo from the change feed (the outbox).
+    pub marketing_events: Vec<crate::marketing::QueuedEvent>,
     /// The accounts as the use case read them: an account written with the
     /// email it was read with leaves its email owner item alone. (The
     /// customer counters are moved by the report aggregator from the change
@@ -326,6 +330,7 @@ impl WriteSet {
             && self.order.is_none()
             && self.coupon_uses.is_empty()
             && self.notifications.is_empty()
+            && self.marketing_events.is_empty()
     }
 }
 

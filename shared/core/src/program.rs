@@ -135,6 +135,52 @@ pub struct Program {
     /// default; see [`crate::bonuses`].
     #[serde(default, skip_serializing_if = "Bonuses::is_off")]
     pub bonuses: Bonuses,
+    /// Where the customer emails come from: the engine's SES emails (the
+    /// default), events in the shop's Klaviyo for the merchant's own flows,
+    /// or both. Klaviyo needs the shop's key, checked when the program is
+    /// saved (docs/klaviyo.md). Always written out, so the dashboard's
+    /// program form shows it as a field.
+    #[serde(default)]
+    pub email_channel: EmailChannel,
+}
+
+/// Where a shop's customer emails come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailChannel {
+    /// The engine's own emails through SES; no events.
+    #[default]
+    Ses,
+    /// Events only: the merchant's Klaviyo flows send the emails.
+    Klaviyo,
+    /// Both: the engine's emails and the events.
+    Both,
+}
+
+impl EmailChannel {
+    /// The engine sends the customer emails itself, through SES.
+    pub fn sends_ses(&self) -> bool {
+        matches!(self, EmailChannel::Ses | EmailChannel::Both)
+    }
+
+    /// The engine records events, so the merchant's own flows can send the emails.
+    pub fn sends_events(&self) -> bool {
+        matches!(self, EmailChannel::Klaviyo | EmailChannel::Both)
+    }
+
+    /// The default (left out of the stored program).
+    pub fn is_ses(&self) -> bool {
+        *self == EmailChannel::Ses
+    }
+
+    /// The setting's name as the API and the dashboard spell it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EmailChannel::Ses => "ses",
+            EmailChannel::Klaviyo => "klaviyo",
+            EmailChannel::Both => "both",
+        }
+    }
 }
 
 fn default_display_name() -> String {
@@ -471,6 +517,7 @@ impl Program {
             test_orders_earn: false,
             platform_sync: PlatformSync::Off,
             bonuses: Bonuses::default(),
+            email_channel: EmailChannel::Ses,
         }
     }
 

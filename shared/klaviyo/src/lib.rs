@@ -29,6 +29,7 @@
 //! them ("balance is greater than 10"); an amount of up to 15 significant
 //! digits, any balance, is written exactly as the ledger holds it.
 
+pub mod accounts;
 pub mod limits;
 
 use std::fmt;
@@ -45,6 +46,7 @@ use cashback_app::marketing::{
 use cashback_platform_codes::http::{HttpClient, HttpResponse};
 pub use cashback_platform_codes::{BaseUrl, ConfigError};
 
+pub use accounts::{KlaviyoAccounts, StoreSource};
 pub use limits::{Limiter, RateLimit};
 
 /// The API revision every call is made against: the current stable one of

@@ -526,6 +526,40 @@ async fn the_program_editor_shows_each_error_beside_its_field_then_saves_a_versi
     assert_eq!(admin::get_program(&ctx, &shop()).await.unwrap().version, 2);
 }
 
+#[tokio::test]
+async fn the_program_form_sets_the_email_channel_only_for_a_shop_with_its_klaviyo_key() {
+    let ctx = ctx().await;
+    let router = router_with(ctx.clone(), config());
+    let cookie = sign_in(&router, "demo.myshopify.com", OWNER).await;
+    let (_, _, page) = send_text(router.clone(), get_as(PROGRAM, &cookie)).await;
+    assert!(page.contains("<label for=\"p-email-channel\">email_channel</label>"));
+    assert!(page.contains("value=\"ses\""));
+    let csrf = csrf_of(&page);
+
+    // No Klaviyo key for the shop: the reason beside the field, nothing saved.
+    let klaviyo = program_form(&ctx, &csrf, &[("email_channel", "klaviyo")]).await;
+    let (status, _, body) = send_text(router.clone(), post_as(PROGRAM, &cookie, &klaviyo)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let input = body.find("id=\"p-email-channel\"").unwrap();
+    let error = body.find("id=\"p-email-channel-error\"").unwrap();
+    assert!(input < error, "the error is beside its field");
+    assert!(body.contains("Klaviyo"), "{body}");
+    assert_eq!(admin::get_program(&ctx, &shop()).await.unwrap().version, 1);
+
+    // With the shop's key stored: saved.
+    let keyed = ctx.with_marketing_accounts(Arc::new(
+        cashback_test_support::doubles::KlaviyoKeysFor(vec![shop()]),
+    ));
+    let router = router_with(keyed.clone(), config());
+    let (status, _, _) = send_text(router.clone(), post_as(PROGRAM, &cookie, &klaviyo)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let view = admin::get_program(&keyed, &shop()).await.unwrap();
+    assert_eq!(
+        view.program.email_channel,
+        cashback_core::program::EmailChannel::Klaviyo
+    );
+}
+
 const COUPONS: &str = "/dashboard/shops/demo.myshopify.com/coupons";
 
 fn starter_form(csrf: &str, code: &str, name: &str, amount: &str) -> String {

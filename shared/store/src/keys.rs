@@ -106,6 +106,13 @@ pub const REFERRAL_SK: &str = "REFERRAL";
 pub const EMAIL_SK: &str = "EMAIL";
 pub const GUARD_SK: &str = "EVENT";
 pub const NOTIFICATION_SK: &str = "NOTIFY";
+/// A notice's event for the shop's marketing tool (the outbox), in the
+/// customer's partition: `MKTEVENT#{notice key}`.
+pub const MARKETING_EVENT_SK_PREFIX: &str = "MKTEVENT#";
+
+pub fn marketing_event_sk(key: &str) -> String {
+    format!("{MARKETING_EVENT_SK_PREFIX}{key}")
+}
 pub const CHECKPOINT_SK: &str = "CHECKPOINT";
 pub const COUNTER_SK: &str = "COUNTER";
 /// Every coupon's sort key starts with this (list by `begins_with`).

@@ -16,6 +16,7 @@ use cashback_core::orders::OrderRecord;
 use cashback_core::program::Program;
 
 use cashback_app::changes::{Change, ChangeKind};
+use cashback_app::marketing::QueuedEvent;
 
 use crate::keys;
 
@@ -63,6 +64,9 @@ struct Tables {
     changes: Vec<Change>,
     /// Changes logged so far: the next one's sequence number.
     changes_logged: u64,
+    /// The marketing events written with the changes (the outbox), in
+    /// write order, until taken.
+    marketing_events: Vec<(ShopId, QueuedEvent)>,
 }
 
 impl Tables {
@@ -102,6 +106,14 @@ impl MemoryStore {
     pub fn take_changes(&self) -> Vec<Change> {
         self.lock()
             .map(|mut t| std::mem::take(&mut t.changes))
+            .unwrap_or_default()
+    }
+
+    /// The marketing events written since the last call, in write order
+    /// (what the table's stream delivers as outbox items on DynamoDB).
+    pub fn take_marketing_events(&self) -> Vec<(ShopId, QueuedEvent)> {
+        self.lock()
+            .map(|mut t| std::mem::take(&mut t.marketing_events))
             .unwrap_or_default()
     }
 
@@ -331,6 +343,9 @@ impl Store for MemoryStore {
             tables
                 .notifications
                 .insert(keys::notification_key(shop, notification), ());
+        }
+        for event in &writes.marketing_events {
+            tables.marketing_events.push((shop.clone(), event.clone()));
         }
         let written_at = writes.now;
         for write in writes.accounts {

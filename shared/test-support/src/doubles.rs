@@ -114,3 +114,16 @@ impl CodeSource for SeqCodes {
         bytes
     }
 }
+
+/// The shops whose Klaviyo key is stored (the `MarketingAccounts` port).
+pub struct KlaviyoKeysFor(pub Vec<cashback_core::ids::ShopId>);
+
+#[async_trait::async_trait]
+impl cashback_app::marketing::MarketingAccounts for KlaviyoKeysFor {
+    async fn has_account(
+        &self,
+        shop: &cashback_core::ids::ShopId,
+    ) -> Result<bool, cashback_app::marketing::MarketingError> {
+        Ok(self.0.contains(shop))
+    }
+}

@@ -91,7 +91,25 @@ pub async fn create_shop(
     let program = match &new.program {
         None => None,
         Some(value) => match parse_program(&value.to_string(), &shop) {
-            Ok(program) => Some(program),
+            Ok(program) => {
+                match crate::marketing::check_email_channel(
+                    ctx.marketing_accounts(),
+                    &shop.shop,
+                    &program,
+                )
+                .await
+                {
+                    Ok(()) => {}
+                    Err(AppError::InvalidFields(fields)) => {
+                        errors.extend(fields.into_iter().map(|f| FieldError {
+                            field: format!("program.{}", f.field),
+                            message: f.message,
+                        }));
+                    }
+                    Err(other) => return Err(other),
+                }
+                Some(program)
+            }
             Err(AppError::InvalidFields(fields)) => {
                 errors.extend(fields.into_iter().map(|f| FieldError {
                     field: format!("program.{}", f.field),

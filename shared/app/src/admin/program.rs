@@ -76,6 +76,7 @@ pub async fn put_program(
 ) -> Result<ProgramView, AppError> {
     let known = known_shop(ctx, shop).await?;
     let mut program = parse_program(body, &known)?;
+    crate::marketing::check_email_channel(ctx.marketing_accounts(), shop, &program).await?;
     // Kept with the version: who made it, never what the body claims.
     program.changed_by = Some(principal.to_string());
     let expected = match expected_version {

@@ -317,6 +317,7 @@ async fn record_bonuses(run: &Run<'_>, due: &DueRef) -> Result<Recorded, AppErro
         }
         let write = WriteSet {
             notifications: keys,
+            marketing_events: crate::marketing::queued_events(program, &notices, now),
             accounts_read: read.accounts_read(),
             ..WriteSet::account(
                 AccountWrite::new(program, account, found.version).with_entries(entries),

@@ -90,6 +90,7 @@ pub(crate) async fn warn_one(
         };
         let write = WriteSet {
             notifications: notices.iter().map(|n| n.key.clone()).collect(),
+            marketing_events: crate::marketing::queued_events(program, &notices, now),
             accounts_read: read.accounts_read(),
             ..WriteSet::account(AccountWrite::of(program, account))
         };

@@ -609,7 +609,7 @@ impl<'a> Sender<'a> {
             if attempt > 1 && !self.wait_slot(deadline).await {
                 return Delivery::Lost("the deadline came before a send slot".into());
             }
-            match self.ctx.notifier.send(notification).await {
+            match self.ctx.send_email(notification).await {
                 Ok(_) => {
                     self.speed_up();
                     return Delivery::Sent;

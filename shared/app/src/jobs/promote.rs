@@ -387,6 +387,7 @@ async fn commit_release(run: &Run<'_>, due: &DueRef) -> Result<Released, AppErro
                 expected_version: record.version,
             }),
             notifications: notices.iter().map(|n| n.key.clone()).collect(),
+            marketing_events: crate::marketing::queued_events(program, &notices, now),
             accounts_read,
             now: Some(now),
             ..WriteSet::default()
@@ -567,6 +568,11 @@ async fn claim_ready(
         let write = WriteSet {
             order: Some(OrderWrite::of(record, read.order_lines_stored)),
             notifications: notice.iter().map(|n| n.key.clone()).collect(),
+            marketing_events: crate::marketing::queued_events(
+                &shop.program,
+                notice.as_slice(),
+                now,
+            ),
             now: Some(now),
             ..WriteSet::default()
         };

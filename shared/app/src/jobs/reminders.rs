@@ -272,6 +272,7 @@ async fn record_position(
         }
         let write = WriteSet {
             notifications: vec![key],
+            marketing_events: crate::marketing::queued_events(program, notice.as_slice(), now),
             accounts_read: read.accounts_read(),
             ..WriteSet::account(AccountWrite::of(program, account))
         }

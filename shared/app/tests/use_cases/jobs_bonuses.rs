@@ -498,3 +498,33 @@ async fn a_win_back_as_an_extra_percent_is_announced_and_paid_on_the_next_order(
     assert_eq!(account.pending, usd("25.00"), "10.00 + 10.00 + 5.00 extra");
     assert_eq!(account.bonus.extra_percent, None);
 }
+
+#[tokio::test]
+async fn a_klaviyo_only_shops_bonus_is_a_bonus_received_event_and_no_email() {
+    let mut program = bonus_program();
+    program.bonuses.win_back = None;
+    program.bonuses.milestones.clear();
+    program.email_channel = cashback_core::program::EmailChannel::Klaviyo;
+    let s = setup_with(program).await;
+    pay(&s.ctx, "1", "ann", "100.00", t0()).await;
+    birthday(&s, 3, 14, t0() + Duration::hours(1)).await;
+    s.memory.take_marketing_events();
+    let day = at(2027, 3, 14, 0) + Duration::minutes(5);
+    let first = run(&s, day).await;
+    assert_eq!(first.credited, 1, "{first:?}");
+    assert!(s.notifier.sent_of("bonus").is_empty());
+    assert_eq!(run(&s, day).await.credited, 0);
+    let events: Vec<_> = s
+        .memory
+        .take_marketing_events()
+        .into_iter()
+        .map(|(_, queued)| queued.event())
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].metric.name(), "Bonus Received");
+    assert_eq!(events[0].unique_id, "bonus:ann:birthday:2027");
+    assert_eq!(
+        events[0].properties["bonus"],
+        cashback_app::marketing::PropertyValue::Text("birthday".into())
+    );
+}

@@ -7,8 +7,8 @@ use chrono::Duration;
 
 use cashback_app::events::handle_order_event;
 use cashback_app::marketing::{
-    push_customer_profile, track_notices, EmailChannel, Marketing, MarketingError, MarketingEvent,
-    MarketingSettings, Metric, ProfileUpdate, PropertyValue, PushOutcome,
+    push_customer_profile, queued_events, track_queued, EmailChannel, Marketing, MarketingError,
+    MarketingEvent, MarketingSettings, Metric, ProfileUpdate, PropertyValue, PushOutcome,
 };
 use cashback_app::notices::Notice;
 use cashback_app::notify::NotificationKind;
@@ -111,39 +111,72 @@ fn notices() -> Vec<Notice> {
 }
 
 #[tokio::test]
-async fn events_follow_the_shops_email_channel() {
+async fn events_follow_the_programs_email_channel() {
     let marketing = KeptMarketing::default();
-    let ses_only = MarketingSettings::default();
-    assert!(track_notices(&marketing, &ses_only, &notices(), t0())
-        .await
-        .is_empty());
-    assert!(marketing.events.lock().unwrap().is_empty());
+    let mut program = cashback_test_support::fixtures::program();
+    assert_eq!(program.email_channel, EmailChannel::Ses);
+    assert!(queued_events(&program, &notices(), t0()).is_empty());
 
     for channel in [EmailChannel::Klaviyo, EmailChannel::Both] {
-        let settings = MarketingSettings {
-            email_channel: channel,
-            ..MarketingSettings::default()
-        };
-        assert!(track_notices(&marketing, &settings, &notices(), t0())
-            .await
-            .is_empty());
+        program.email_channel = channel;
+        let queued = queued_events(&program, &notices(), t0());
+        assert_eq!(queued.len(), 1);
+        assert!(track_queued(&marketing, &queued).await.is_empty());
     }
     let events = marketing.events.lock().unwrap().clone();
     assert_eq!(events.len(), 2);
-    assert!(events
-        .iter()
-        .all(|e| e.metric == Metric::TierUpgraded && e.unique_id == "tier:ann:0"));
+    assert!(events.iter().all(|e| e.metric == Metric::TierUpgraded
+        && e.unique_id == "tier:ann:0"
+        && e.time == t0()));
 
     let down = KeptMarketing {
         refuse_events: true,
         ..KeptMarketing::default()
     };
-    let settings = MarketingSettings {
-        email_channel: EmailChannel::Klaviyo,
-        ..MarketingSettings::default()
-    };
-    let failed = track_notices(&down, &settings, &notices(), t0()).await;
+    program.email_channel = EmailChannel::Klaviyo;
+    let failed = track_queued(&down, &queued_events(&program, &notices(), t0())).await;
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].0, "tier:ann:0");
     assert!(failed[0].1.is_retryable());
+}
+
+/// The webhook's notices under each channel: what SES sent, what the
+/// outbox holds, and that the same event again adds neither.
+async fn paid_under(channel: EmailChannel) -> (usize, Vec<String>) {
+    let mut program = program();
+    program.email_channel = channel;
+    let world = world(program).await;
+    let mut paid = order("1001", "ann", vec![line("1", "80.00", 1)]);
+    paid.occurred_at = t0();
+    for _ in 0..2 {
+        handle_order_event(&world.ctx, &shop(), &OrderEvent::Paid(paid.clone()), t0())
+            .await
+            .unwrap();
+    }
+    let events = world
+        .store
+        .take_marketing_events()
+        .into_iter()
+        .map(|(written_for, event)| {
+            assert_eq!(written_for, shop());
+            assert_eq!(event.at, t0());
+            assert_eq!(event.event().metric, Metric::CashbackEarned);
+            event.key
+        })
+        .collect();
+    let sent = world.notifier.sent.lock().unwrap().len();
+    (sent, events)
+}
+
+#[tokio::test]
+async fn each_channel_sends_each_email_once_through_ses_klaviyo_or_both() {
+    assert_eq!(paid_under(EmailChannel::Ses).await, (1, vec![]));
+    assert_eq!(
+        paid_under(EmailChannel::Klaviyo).await,
+        (0, vec!["earned:ann:1001".to_string()])
+    );
+    assert_eq!(
+        paid_under(EmailChannel::Both).await,
+        (1, vec!["earned:ann:1001".to_string()])
+    );
 }

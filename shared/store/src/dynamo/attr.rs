@@ -25,6 +25,8 @@ pub(crate) const PK: &str = "pk";
 pub(crate) const SK: &str = "sk";
 pub(crate) const ENTITY_TYPE: &str = "entity_type";
 pub(crate) const DOC: &str = "doc";
+/// The entity type of a marketing event's outbox item.
+pub(crate) const MARKETING_EVENT_ENTITY: &str = "MARKETING_EVENT";
 pub(crate) const VERSION: &str = "version";
 pub(crate) const TTL: &str = "ttl";
 

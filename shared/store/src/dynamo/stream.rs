@@ -14,10 +14,11 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_types::Blob;
 
 use cashback_app::changes::{Change, ChangeKind};
+use cashback_app::marketing::QueuedEvent;
 use cashback_app::store::StoreError;
 use cashback_core::ids::{CustomerId, ShopId};
 
-use super::attr::{corrupt, get_s, Item, ENTITY_TYPE, PK};
+use super::attr::{corrupt, get_s, Item, DOC, ENTITY_TYPE, MARKETING_EVENT_ENTITY, PK};
 use super::items::{decode_account, decode_entry};
 
 /// One stream record as a change: `Ok(None)` for an item that is not a
@@ -61,6 +62,37 @@ pub fn decode_record(record: &EventRecord) -> Result<Option<Change>, StoreError>
         sequence,
         kind,
     }))
+}
+
+/// A marketing event's outbox item as the stream delivers its creation
+/// (`marketing::QueuedEvent`, written with the change that decided its
+/// notice): the shop and the event. The shop is the partition's, never the
+/// item's content, and the event's customer must be the partition's, so
+/// nothing written in the item can send one shop's event to another's
+/// account. `Ok(None)` for any other record, or for the item's later
+/// removal (its TTL); `Err` for an outbox item that cannot be read.
+pub fn decode_marketing_event(
+    record: &EventRecord,
+) -> Result<Option<(ShopId, QueuedEvent)>, StoreError> {
+    let Some(new) = item_of(&record.change.new_image) else {
+        return Ok(None);
+    };
+    if get_s(&new, ENTITY_TYPE) != Some(MARKETING_EVENT_ENTITY)
+        || item_of(&record.change.old_image).is_some()
+    {
+        return Ok(None);
+    }
+    let (shop, customer) = customer_partition(&new)?;
+    let doc = get_s(&new, DOC).ok_or_else(|| corrupt(&new, "marketing event without doc"))?;
+    let event: QueuedEvent =
+        serde_json::from_str(doc).map_err(|e| corrupt(&new, format!("marketing event: {e}")))?;
+    if event.customer != customer {
+        return Err(corrupt(
+            &new,
+            "marketing event of another customer's partition",
+        ));
+    }
+    Ok(Some((shop, event)))
 }
 
 /// Every record of a stream event, each decoded on its own, beside the

@@ -48,6 +48,12 @@ pub const MAX_TRANSACTION_ITEMS: usize = 100;
 /// years outlives every reminder series and release a program can set up.
 const NOTIFICATION_RETENTION_DAYS: i64 = 730;
 
+/// How long a marketing event's outbox item is kept: the change feed
+/// delivers it within seconds and retries it for the stream's 24 hours;
+/// two days outlive that, and the customer's address it holds goes soon
+/// after (a customer's redaction leaves the items to their TTL).
+const MARKETING_EVENT_RETENTION_DAYS: i64 = 2;
+
 /// What each transaction item is, to read a cancellation reason by index.
 #[derive(Debug, Clone)]
 enum Role {
@@ -625,6 +631,23 @@ fn plan(
             put(table, item, Some(&condition), &expr)?,
             Role::Notification,
         );
+    }
+    // The notices' events for the shop's marketing tool: one outbox item
+    // each in the customer's partition, read from the change feed by the
+    // platform-sync function. Unconditional: the notice's key above makes
+    // the write once-only.
+    for event in &writes.marketing_events {
+        let mut item = key(
+            keys::account_key(shop, &event.customer),
+            keys::marketing_event_sk(&event.key),
+        );
+        item.insert(ENTITY_TYPE.into(), s(MARKETING_EVENT_ENTITY));
+        let doc = serde_json::to_string(event)
+            .map_err(|e| StoreError::Other(format!("marketing event {}: {e}", event.key)))?;
+        item.insert(DOC.into(), s(doc));
+        let expires = now + Duration::days(MARKETING_EVENT_RETENTION_DAYS);
+        item.insert(TTL.into(), n_i64(expires.timestamp()));
+        plan.push(put(table, item, None, &Expr::default())?, Role::Plain);
     }
     let mut email_owners = BTreeMap::new();
     for (n, write) in writes.accounts.iter().enumerate() {

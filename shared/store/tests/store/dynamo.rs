@@ -952,6 +952,7 @@ async fn a_read_is_one_batch_get_and_a_write_one_transaction() {
                     limit_per_customer: Some(3),
                 }],
                 notifications: vec!["n".into()],
+                marketing_events: Vec::new(),
                 accounts_read: AccountsRead::default(),
                 now: None,
             },

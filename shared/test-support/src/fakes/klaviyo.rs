@@ -225,6 +225,12 @@ impl FakeKlaviyo {
         self.lock().stats.clone()
     }
 
+    /// Takes `key` instead of [`PRIVATE_KEY`] from now on: another
+    /// Klaviyo account (requests with any other key get 401).
+    pub fn set_key(&self, key: &str) {
+        self.lock().key = key.to_string();
+    }
+
     pub fn push_fault(&self, fault: Fault) {
         self.lock().faults.push(fault);
     }

@@ -19,6 +19,8 @@ use cashback_app::changes::{Change, ChangeKind};
 
 use crate::keys;
 
+mod outgoing;
+
 /// One due index partition: (bucket, shard) -> sort key -> item.
 type DuePartitions = BTreeMap<(String, u32), BTreeMap<String, DueRef>>;
 
@@ -63,6 +65,8 @@ struct Tables {
     changes: Vec<Change>,
     /// Changes logged so far: the next one's sequence number.
     changes_logged: u64,
+    /// Outgoing event endpoints, deliveries and pending retries.
+    outgoing: outgoing::OutgoingTables,
 }
 
 impl Tables {
@@ -160,6 +164,10 @@ impl Tables {
 
 #[async_trait::async_trait]
 impl Store for MemoryStore {
+    fn event_endpoints(&self) -> Option<&dyn cashback_app::outgoing::EndpointStore> {
+        Some(self)
+    }
+
     async fn read(&self, shop: &ShopId, request: &ReadRequest) -> Result<ReadResult, StoreError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         let tables = self.lock()?;

@@ -19,6 +19,7 @@ mod attr;
 mod errors;
 mod items;
 mod lifecycle;
+mod outgoing;
 mod parked;
 mod read;
 mod requests;
@@ -306,6 +307,10 @@ impl DynamoStore {
 
 #[async_trait::async_trait]
 impl Store for DynamoStore {
+    fn event_endpoints(&self) -> Option<&dyn cashback_app::outgoing::EndpointStore> {
+        Some(self)
+    }
+
     #[tracing::instrument(skip(self, request), fields(shop = %shop), err(level = "info"))]
     async fn read(&self, shop: &ShopId, request: &ReadRequest) -> Result<ReadResult, StoreError> {
         self.batch_read(shop, request).await

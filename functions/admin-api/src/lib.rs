@@ -47,6 +47,10 @@
 //! | DELETE | `/v1/shops/{shop}/api-keys/{key_id}` | revoke a key |
 //! | GET | `/v1/shops/{shop}/platform-sync` | the codes' sync setting, the backfill's checkpoint |
 //! | POST | `/v1/shops/{shop}/platform-sync/reconcile`, `/backfill` | ask the sync function for a run (202) |
+//! | GET, POST | `/v1/shops/{shop}/event-endpoints` | list the outgoing event endpoints, create one (secret shown once) |
+//! | DELETE | `/v1/shops/{shop}/event-endpoints/{endpoint_id}` | delete one |
+//! | POST | `/v1/shops/{shop}/event-endpoints/{endpoint_id}/rotate-secret` | a new secret (shown once; the old one signs 24 h more) |
+//! | GET | `/v1/shops/{shop}/event-endpoints/{endpoint_id}/deliveries` | recent deliveries, newest first |
 //!
 //! Paged answers are `{"items": [...], "next_cursor": "..." | null}`; pass
 //! `cursor=<next_cursor>` (and `limit`, at most 100) for the next page.
@@ -69,6 +73,7 @@ pub mod auth;
 mod birthdays;
 mod coupons;
 mod customers;
+pub mod event_endpoints;
 mod exports;
 mod imports;
 mod params;
@@ -92,6 +97,7 @@ pub use auth::{
 };
 pub use cashback_edge::extract::{Principal, IDEMPOTENCY_KEY};
 pub use customers::IDEMPOTENT_REPLAYED;
+pub use event_endpoints::EndpointChecks;
 
 /// A catalog import of 500 products is about 100 KB; nothing needs more.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -100,6 +106,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 struct AdminState {
     ctx: Context,
     auth: Arc<AdminAuth>,
+    endpoint_checks: EndpointChecks,
 }
 
 impl FromRef<AdminState> for BodyLimit {
@@ -117,9 +124,20 @@ pub fn router(ctx: Context, admin_token_hash: Option<String>) -> Router {
 
 /// The admin routes with an explicit authorisation (tests, local server).
 pub fn router_with(ctx: Context, auth: AdminAuth) -> Router {
+    router_with_checks(ctx, auth, EndpointChecks::default())
+}
+
+/// The admin routes with an explicit authorisation and the checks of
+/// event endpoint URLs (tests resolve names from a table).
+pub fn router_with_checks(
+    ctx: Context,
+    auth: AdminAuth,
+    endpoint_checks: EndpointChecks,
+) -> Router {
     let state = AdminState {
         ctx,
         auth: Arc::new(auth),
+        endpoint_checks,
     };
     Router::new()
         .route("/v1/shops", post(shops::create_shop))
@@ -208,6 +226,22 @@ pub fn router_with(ctx: Context, auth: AdminAuth) -> Router {
         .route(
             "/v1/shops/{shop}/platform-sync/backfill",
             post(platform_sync::backfill),
+        )
+        .route(
+            "/v1/shops/{shop}/event-endpoints",
+            get(event_endpoints::list).post(event_endpoints::create),
+        )
+        .route(
+            "/v1/shops/{shop}/event-endpoints/{endpoint_id}",
+            delete(event_endpoints::delete),
+        )
+        .route(
+            "/v1/shops/{shop}/event-endpoints/{endpoint_id}/rotate-secret",
+            post(event_endpoints::rotate),
+        )
+        .route(
+            "/v1/shops/{shop}/event-endpoints/{endpoint_id}/deliveries",
+            get(event_endpoints::deliveries),
         )
         .layer(middleware::from_fn_with_state(
             state.clone(),

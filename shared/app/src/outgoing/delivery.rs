@@ -49,8 +49,10 @@ pub const SHOP_HEADER: &str = "X-Cashback-Shop";
 pub const TIMESTAMP_HEADER: &str = "X-Cashback-Timestamp";
 /// The signature header (as on inbound generic webhooks).
 pub const SIGNATURE_HEADER: &str = "X-Cashback-Signature";
-/// The log line an alarm counts: a delivery given up.
+/// The log line of a delivery given up.
 pub const PARKED_LOG: &str = "event delivery parked";
+/// The `alert` field of that line, which template.yaml's metric filter counts.
+pub const PARKED_ALERT: &str = "event_delivery_parked";
 
 /// How many deliveries run at once in one invocation.
 pub const CONCURRENT_DELIVERIES: usize = 16;
@@ -282,6 +284,7 @@ impl Deliverer<'_> {
             .await?;
         match status {
             DeliveryStatus::Parked => tracing::error!(
+                alert = PARKED_ALERT,
                 shop = %pending.shop,
                 endpoint = %pending.endpoint_id,
                 event = %pending.event_id,

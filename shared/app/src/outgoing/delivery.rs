@@ -389,11 +389,16 @@ impl Deliverer<'_> {
             }
         }
         let started = tokio::time::Instant::now();
-        let results: Vec<(String, Result<DeliveryStatus, StoreError>)> = stream::iter(work)
-            .map(|(endpoint, event, body)| async move {
+        // Futures made in a loop, not by a closure over borrowed tuples, so
+        // the whole delivery stays `Send` (a spawned task may run it).
+        let mut deliveries = Vec::with_capacity(work.len());
+        for (endpoint, event, body) in work {
+            deliveries.push(async move {
                 let result = self.deliver_one(endpoint, event, &body, now, started).await;
                 (event.sequence.clone(), result)
-            })
+            });
+        }
+        let results: Vec<(String, Result<DeliveryStatus, StoreError>)> = stream::iter(deliveries)
             .buffer_unordered(CONCURRENT_DELIVERIES)
             .collect()
             .await;
@@ -419,31 +424,32 @@ impl Deliverer<'_> {
             }
         }
         let mut outcome = DeliveryOutcome::default();
-        let results: Vec<(String, Result<DeliveryStatus, StoreError>)> = stream::iter(due)
-            .map(|mut pending| {
-                let endpoint = endpoints
-                    .get(&pending.shop)
-                    .and_then(|list| list.iter().find(|e| e.id == pending.endpoint_id));
-                async move {
-                    let key = format!("{}/{}", pending.endpoint_id, pending.event_id);
-                    let Some(endpoint) = endpoint else {
-                        // The endpoint was deleted: nothing more to send.
-                        let dropped = self.endpoints.delete_pending(&pending).await;
-                        return (key, dropped.map(|()| DeliveryStatus::Parked));
-                    };
-                    pending.attempts += 1;
-                    let last = self
-                        .attempt(
-                            endpoint,
-                            &pending.event_id,
-                            pending.kind,
-                            &pending.body,
-                            now,
-                        )
-                        .await;
-                    (key, self.settle(pending, &last, now).await)
-                }
-            })
+        let mut retries = Vec::with_capacity(due.len());
+        for mut pending in due {
+            let endpoint = endpoints
+                .get(&pending.shop)
+                .and_then(|list| list.iter().find(|e| e.id == pending.endpoint_id));
+            retries.push(async move {
+                let key = format!("{}/{}", pending.endpoint_id, pending.event_id);
+                let Some(endpoint) = endpoint else {
+                    // The endpoint was deleted: nothing more to send.
+                    let dropped = self.endpoints.delete_pending(&pending).await;
+                    return (key, dropped.map(|()| DeliveryStatus::Parked));
+                };
+                pending.attempts += 1;
+                let last = self
+                    .attempt(
+                        endpoint,
+                        &pending.event_id,
+                        pending.kind,
+                        &pending.body,
+                        now,
+                    )
+                    .await;
+                (key, self.settle(pending, &last, now).await)
+            });
+        }
+        let results: Vec<(String, Result<DeliveryStatus, StoreError>)> = stream::iter(retries)
             .buffer_unordered(CONCURRENT_DELIVERIES)
             .collect()
             .await;

@@ -554,3 +554,101 @@ fn the_schedule_and_the_stream_are_told_apart() {
         event_delivery::Trigger::Stream(_)
     ));
 }
+
+#[tokio::test]
+async fn a_stalled_shops_endpoint_holds_up_no_other_shops_delivery() {
+    use cashback_app::outgoing::delivery::Deliverer;
+    use cashback_store::MemoryStore;
+
+    let store = MemoryStore::new();
+    let slow_shop = ShopId::parse("slow.myshopify.com").unwrap();
+    let stalled = FakeMerchant::start().await;
+    stalled.hold_secrets(&[SECRET]);
+    stalled.stall(Some(StdDuration::from_millis(1500)));
+    let quick = FakeMerchant::start().await;
+    quick.hold_secrets(&[SECRET]);
+    store
+        .create_endpoint(&endpoint_of(&slow_shop, "ep_06", &stalled.url()))
+        .await
+        .unwrap();
+    store
+        .create_endpoint(&endpoint_of(&shop(), "ep_07", &quick.url()))
+        .await
+        .unwrap();
+    // Ten events of the slow shop first in the batch, then one of ours.
+    let entry = |id: &str| {
+        Box::new(LedgerEntry {
+            entry_id: id.into(),
+            at: t0(),
+            kind: EntryKind::Adjust,
+            order_id: None,
+            available_delta: usd("1.00"),
+            pending_delta: usd("0.00"),
+            debt_delta: usd("0.00"),
+            funding: None,
+            note: None,
+        })
+    };
+    let mut changes: Vec<cashback_app::changes::Change> = (0..10)
+        .map(|i| cashback_app::changes::Change {
+            shop: slow_shop.clone(),
+            customer: customer("zed"),
+            sequence: format!("{i}"),
+            kind: cashback_app::changes::ChangeKind::Entry(entry(&format!("slow:{i}"))),
+        })
+        .collect();
+    changes.push(cashback_app::changes::Change {
+        shop: shop(),
+        customer: customer("ann"),
+        sequence: "10".into(),
+        kind: cashback_app::changes::ChangeKind::Entry(entry("quick:0")),
+    });
+    let events = cashback_app::outgoing::events_from_changes(&changes, t0());
+    let deliverer = Deliverer {
+        endpoints: &store,
+        sender: &HttpSender::new(StdDuration::from_secs(5)).unwrap(),
+        resolver: &SystemResolver,
+        settings: settings(),
+    };
+    let started = std::time::Instant::now();
+    let outcome = deliverer.deliver(&events, Utc::now()).await;
+    let quick_at = quick.received()[0].at.duration_since(started);
+    assert!(
+        quick_at < StdDuration::from_millis(700),
+        "our event waited {quick_at:?}"
+    );
+    // The stalled endpoint got its events in order until the batch's 5 s
+    // were spent; the rest are scheduled, not dropped.
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < StdDuration::from_secs(8),
+        "the batch took {elapsed:?}"
+    );
+    assert_eq!(outcome.delivered + outcome.retrying, 11);
+    assert!(outcome.retrying >= 1, "{outcome:?}");
+    let slow: Vec<String> = stalled
+        .received()
+        .iter()
+        .map(|r| r.event_id.clone())
+        .collect();
+    let in_feed_order: Vec<String> = events[..slow.len()]
+        .iter()
+        .map(|e| e.id().to_string())
+        .collect();
+    assert_eq!(slow, in_feed_order);
+    let deferred = store
+        .list_deliveries(&slow_shop, "ep_06", 20)
+        .await
+        .unwrap();
+    assert!(deferred.iter().any(|d| d.status == DeliveryStatus::Retrying
+        && d.attempts == 0
+        && d.last_error.as_deref() == Some("not attempted: the batch's time ran out")));
+    assert_eq!(
+        store
+            .due_pending(Utc::now() + Duration::minutes(2), 50)
+            .await
+            .unwrap()
+            .len() as u64,
+        outcome.retrying
+    );
+}

@@ -16,9 +16,15 @@
 //! record is stored and the scheduled run tries it at growing intervals
 //! ([`retry_delay`]), and after [`DeliverySettings::max_attempts`] the
 //! delivery is parked: recorded as such, logged with
-//! [`PARKED_LOG`] (an alarm counts the lines), never tried again. Every
-//! (event, endpoint) pair is delivered on its own task: a slow or failing
-//! endpoint delays no other shop's and no other endpoint's deliveries.
+//! [`PARKED_LOG`] and `alert =` [`PARKED_ALERT`] (an alarm counts them),
+//! never tried again.
+//!
+//! Each endpoint's events of a batch are one chain, in feed order; chains
+//! run side by side ([`CONCURRENT_DELIVERIES`] at a time), so a slow or
+//! failing endpoint delays no other endpoint's (no other shop's)
+//! deliveries. Within a chain, once an event has failed its attempts or the
+//! budget is spent, the rest are scheduled without an attempt: a dead
+//! endpoint costs a batch one event's attempts.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration as StdDuration;
@@ -351,6 +357,51 @@ impl Deliverer<'_> {
         self.settle(pending, &last, now).await
     }
 
+    /// One endpoint's events of a batch, in order. Once one has failed
+    /// every attempt, or the batch's budget is spent, the rest are not
+    /// tried now but scheduled at once (attempts 0): a dead or slow endpoint
+    /// costs the batch one event's attempts, not every event's.
+    async fn deliver_chain(
+        &self,
+        endpoint: &EndpointRecord,
+        items: Vec<(&OutgoingEvent, String)>,
+        now: DateTime<Utc>,
+        started: tokio::time::Instant,
+    ) -> Vec<(String, Result<DeliveryStatus, StoreError>)> {
+        let mut results = Vec::with_capacity(items.len());
+        let mut failing = false;
+        for (event, body) in items {
+            let result = if failing || started.elapsed() >= self.settings.budget {
+                let reason = if failing {
+                    "not attempted: the endpoint failed earlier in the batch"
+                } else {
+                    "not attempted: the batch's time ran out"
+                };
+                let pending = PendingDelivery {
+                    shop: event.shop.clone(),
+                    endpoint_id: endpoint.id.clone(),
+                    event_id: event.id().to_string(),
+                    kind: event.body.kind,
+                    body,
+                    attempts: 0,
+                    first_attempt_at: now,
+                    next_attempt_at: now,
+                };
+                let last = Attempt {
+                    status: None,
+                    error: Some(reason.to_string()),
+                };
+                self.settle(pending, &last, now).await
+            } else {
+                let result = self.deliver_one(endpoint, event, &body, now, started).await;
+                failing = !matches!(result, Ok(DeliveryStatus::Delivered));
+                result
+            };
+            results.push((event.sequence.clone(), result));
+        }
+        results
+    }
+
     /// Delivers a batch of events to every endpoint of their shops.
     pub async fn deliver(&self, events: &[OutgoingEvent], now: DateTime<Utc>) -> DeliveryOutcome {
         let mut outcome = DeliveryOutcome::default();
@@ -375,7 +426,8 @@ impl Deliverer<'_> {
                 }
             }
         }
-        let mut work = Vec::new();
+        // Each endpoint's events in feed order, on one chain per endpoint.
+        let mut chains: Vec<(&EndpointRecord, Vec<(&OutgoingEvent, String)>)> = Vec::new();
         for event in events {
             let body = match event.json() {
                 Ok(body) => body,
@@ -385,23 +437,29 @@ impl Deliverer<'_> {
                 }
             };
             for endpoint in endpoints.get(&event.shop).into_iter().flatten() {
-                work.push((endpoint, event, body.clone()));
+                match chains
+                    .iter_mut()
+                    .find(|(e, _)| e.shop == endpoint.shop && e.id == endpoint.id)
+                {
+                    Some((_, items)) => items.push((event, body.clone())),
+                    None => chains.push((endpoint, vec![(event, body.clone())])),
+                }
             }
         }
         let started = tokio::time::Instant::now();
         // Futures made in a loop, not by a closure over borrowed tuples, so
         // the whole delivery stays `Send` (a spawned task may run it).
-        let mut deliveries = Vec::with_capacity(work.len());
-        for (endpoint, event, body) in work {
-            deliveries.push(async move {
-                let result = self.deliver_one(endpoint, event, &body, now, started).await;
-                (event.sequence.clone(), result)
-            });
+        let mut runs = Vec::with_capacity(chains.len());
+        for (endpoint, items) in chains {
+            runs.push(self.deliver_chain(endpoint, items, now, started));
         }
-        let results: Vec<(String, Result<DeliveryStatus, StoreError>)> = stream::iter(deliveries)
+        let results: Vec<(String, Result<DeliveryStatus, StoreError>)> = stream::iter(runs)
             .buffer_unordered(CONCURRENT_DELIVERIES)
-            .collect()
-            .await;
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
         for (sequence, result) in results {
             outcome.count(sequence, result);
         }

@@ -35,6 +35,8 @@ pub struct Received {
     pub body: Value,
     /// The answer given.
     pub status: u16,
+    /// When the request arrived (before any stall).
+    pub at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -116,6 +118,7 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
+    let at = std::time::Instant::now();
     let delay = inner.lock().unwrap_or_else(|p| p.into_inner()).delay;
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
@@ -150,6 +153,7 @@ async fn receive(
         verified,
         body: parsed,
         status,
+        at,
     });
     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }

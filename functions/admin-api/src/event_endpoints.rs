@@ -14,7 +14,7 @@ use axum::Json;
 use rand::RngCore;
 
 use cashback_app::outgoing::endpoints::{self, DeliveryRecord, EndpointView, Fresh, WithSecret};
-use cashback_app::outgoing::url::{Resolve, UrlPolicy};
+use cashback_app::outgoing::url::{Resolve, UrlChecks, UrlPolicy};
 use cashback_app::store::Page;
 use cashback_core::ids::ShopId;
 use cashback_edge::extract::{InPath, JsonText, PathValue, Principal};
@@ -111,8 +111,10 @@ pub(crate) async fn create(
         &body,
         fresh,
         &principal.0,
-        checks.policy,
-        checks.resolver.as_ref(),
+        UrlChecks {
+            policy: checks.policy,
+            resolver: checks.resolver.as_ref(),
+        },
         state.ctx.now(),
     )
     .await?;

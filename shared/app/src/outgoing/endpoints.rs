@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use cashback_core::ids::ShopId;
 
 use super::events::EventKind;
-use super::url::{check_resolved, check_syntax, Resolve, UrlError, UrlPolicy};
+use super::url::{check_resolved, check_syntax, UrlChecks, UrlError};
 use crate::admin::parse_body;
 use cashback_core::program::FieldError;
 
@@ -290,13 +290,12 @@ pub async fn create(
     body: &str,
     fresh: Fresh,
     principal: &str,
-    policy: UrlPolicy,
-    resolver: &dyn Resolve,
+    checks: UrlChecks<'_>,
     now: DateTime<Utc>,
 ) -> Result<WithSecret, AppError> {
     let store = endpoint_store(ctx)?;
     let new: NewEndpoint = parse_body(body)?;
-    let checked = check_syntax(&new.url, policy).map_err(url_field)?;
+    let checked = check_syntax(&new.url, checks.policy).map_err(url_field)?;
     let description = new
         .description
         .map(|d| d.trim().to_string())
@@ -311,7 +310,7 @@ pub async fn create(
         }]));
     }
     known_shop(ctx, shop).await?;
-    check_resolved(&checked, resolver)
+    check_resolved(&checked, checks.resolver)
         .await
         .map_err(url_field)?;
     let existing = store.list_endpoints(shop).await?;

@@ -72,6 +72,15 @@ pub trait Resolve: Send + Sync {
     async fn resolve(&self, host: &str) -> Vec<IpAddr>;
 }
 
+/// What an endpoint URL is checked with: the policy and the resolver.
+#[derive(Clone, Copy)]
+pub struct UrlChecks<'a> {
+    /// What a URL may point at.
+    pub policy: UrlPolicy,
+    /// Resolves its host.
+    pub resolver: &'a dyn Resolve,
+}
+
 /// The system's resolver (getaddrinfo, on tokio's blocking threads).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemResolver;

@@ -916,6 +916,7 @@ impl Store for MemoryStore {
         drop_where!(t.api_keys, |(k, _), _| k != shop);
         t.uninstalled.remove(shop);
         drop_where!(t.shops, |k, _| k != shop);
+        deleted += t.outgoing.forget_shop(shop);
         Ok(deleted)
     }
 

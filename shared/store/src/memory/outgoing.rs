@@ -23,6 +23,19 @@ pub(super) struct OutgoingTables {
     pending: BTreeMap<String, PendingDelivery>,
 }
 
+impl OutgoingTables {
+    /// Deletes the shop's endpoints, deliveries and pending retries (a
+    /// shop's data erased); returns how many.
+    pub(super) fn forget_shop(&mut self, shop: &ShopId) -> u64 {
+        let before = self.endpoints.len() + self.deliveries.len() + self.pending.len();
+        self.endpoints.retain(|(s, _), _| s != shop);
+        self.deliveries.retain(|(s, _, _), _| s != shop);
+        self.pending.retain(|_, p| &p.shop != shop);
+        let after = self.endpoints.len() + self.deliveries.len() + self.pending.len();
+        (before - after) as u64
+    }
+}
+
 #[async_trait::async_trait]
 impl EndpointStore for MemoryStore {
     async fn create_endpoint(&self, record: &EndpointRecord) -> Result<(), StoreError> {

@@ -215,3 +215,47 @@ both!(
     deliveries_are_listed_most_recent_first_and_replaced_in_place,
     pending_retries_are_due_by_their_time_and_removed_once_settled,
 );
+
+mod erased {
+    use super::*;
+
+    /// A shop's data erased: its endpoints and deliveries go with it (on
+    /// DynamoDB they live under `SHOP#{shop}`, which the erasure deletes).
+    async fn a_shops_erasure_takes_its_endpoints_and_deliveries(store: &dyn Store) {
+        use cashback_test_support::world::open_shop;
+        open_shop(store, &cashback_test_support::fixtures::program()).await;
+        let e = endpoints(store);
+        e.create_endpoint(&endpoint(&shop(), "ep_1")).await.unwrap();
+        e.create_endpoint(&endpoint(&other_shop(), "ep_9"))
+            .await
+            .unwrap();
+        e.put_delivery(
+            &shop(),
+            &delivery("ep_1", "evt_a", 0),
+            t0() + Duration::days(30),
+        )
+        .await
+        .unwrap();
+        store.delete_shop_data(&shop()).await.unwrap();
+        assert!(e.list_endpoints(&shop()).await.unwrap().is_empty());
+        assert!(e
+            .list_deliveries(&shop(), "ep_1", 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(e.list_endpoints(&other_shop()).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn in_memory() {
+        a_shops_erasure_takes_its_endpoints_and_deliveries(&cashback_store::MemoryStore::new())
+            .await;
+    }
+
+    #[tokio::test]
+    async fn on_dynamodb() {
+        if let Some(store) = moto::fresh_store("outgoing_erased").await {
+            a_shops_erasure_takes_its_endpoints_and_deliveries(&store).await;
+        }
+    }
+}

@@ -49,6 +49,10 @@
 //! | POST | `/v1/shops/{shop}/platform-sync/reconcile`, `/backfill` | ask the sync function for a run (202) |
 //! | GET, POST | `/v1/table-exports[?export_time=]` | the table's exports to S3; start one (202) |
 //! | GET | `/v1/table-exports/{id}` | one export, until `completed` |
+//! | GET, POST | `/v1/shops/{shop}/event-endpoints` | list the outgoing event endpoints, create one (secret shown once) |
+//! | DELETE | `/v1/shops/{shop}/event-endpoints/{endpoint_id}` | delete one |
+//! | POST | `/v1/shops/{shop}/event-endpoints/{endpoint_id}/rotate-secret` | a new secret (shown once; the old one signs 24 h more) |
+//! | GET | `/v1/shops/{shop}/event-endpoints/{endpoint_id}/deliveries` | recent deliveries, newest first |
 //!
 //! Paged answers are `{"items": [...], "next_cursor": "..." | null}`; pass
 //! `cursor=<next_cursor>` (and `limit`, at most 100) for the next page.
@@ -71,6 +75,7 @@ pub mod auth;
 mod birthdays;
 mod coupons;
 mod customers;
+pub mod event_endpoints;
 mod exports;
 mod imports;
 mod params;
@@ -95,6 +100,7 @@ pub use auth::{
 };
 pub use cashback_edge::extract::{Principal, IDEMPOTENCY_KEY};
 pub use customers::IDEMPOTENT_REPLAYED;
+pub use event_endpoints::EndpointChecks;
 
 /// A catalog import of 500 products is about 100 KB; nothing needs more.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -103,6 +109,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 struct AdminState {
     ctx: Context,
     auth: Arc<AdminAuth>,
+    endpoint_checks: EndpointChecks,
 }
 
 impl FromRef<AdminState> for BodyLimit {
@@ -120,9 +127,20 @@ pub fn router(ctx: Context, admin_token_hash: Option<String>) -> Router {
 
 /// The admin routes with an explicit authorisation (tests, local server).
 pub fn router_with(ctx: Context, auth: AdminAuth) -> Router {
+    router_with_checks(ctx, auth, EndpointChecks::default())
+}
+
+/// The admin routes with an explicit authorisation and the checks of
+/// event endpoint URLs (tests resolve names from a table).
+pub fn router_with_checks(
+    ctx: Context,
+    auth: AdminAuth,
+    endpoint_checks: EndpointChecks,
+) -> Router {
     let state = AdminState {
         ctx,
         auth: Arc::new(auth),
+        endpoint_checks,
     };
     Router::new()
         .route("/v1/shops", post(shops::create_shop))
@@ -217,6 +235,22 @@ pub fn router_with(ctx: Context, auth: AdminAuth) -> Router {
             get(table_exports::list).post(table_exports::start),
         )
         .route("/v1/table-exports/{id}", get(table_exports::get))
+        .route(
+            "/v1/shops/{shop}/event-endpoints",
+            get(event_endpoints::list).post(event_endpoints::create),
+        )
+        .route(
+            "/v1/shops/{shop}/event-endpoints/{endpoint_id}",
+            delete(event_endpoints::delete),
+        )
+        .route(
+            "/v1/shops/{shop}/event-endpoints/{endpoint_id}/rotate-secret",
+            post(event_endpoints::rotate),
+        )
+        .route(
+            "/v1/shops/{shop}/event-endpoints/{endpoint_id}/deliveries",
+            get(event_endpoints::deliveries),
+        )
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authorise,

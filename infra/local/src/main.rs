@@ -10,6 +10,7 @@
 
 mod clock;
 mod demo;
+mod events;
 mod history;
 mod pages;
 mod seed;

@@ -7,6 +7,11 @@
 //! | `POST /_local/jobs/{promote,reminders,bonuses}?as_of=RFC3339` | runs a job now, or as of a later time (the clock moves there) |
 //! | `POST /_local/clock?advance_days=N` | moves the clock forward |
 //! | `GET /_local/outbox` | the emails written so far |
+//!
+//! After every request the changes the store logged are taken once and go
+//! to the report sums and to the outgoing events (`crate::events`), which
+//! are POSTed to the shops' endpoints (loopback ones included) off the
+//! request; the job timer runs their retries.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,16 +54,24 @@ pub struct Local {
 }
 
 impl Local {
-    /// Sums the changes logged since the last call into the report items.
+    /// Sums the changes logged since the last call into the report items,
+    /// and delivers their outgoing events: the log is taken once and both
+    /// consumers get the same batch (a fan-out, as the table's stream feeds
+    /// both functions on AWS).
     pub async fn catch_up_reports(&self) {
         if let Some(store) = &self.reports {
-            match store.aggregate_reports().await {
+            let changes = store.take_changes();
+            if changes.is_empty() {
+                return;
+            }
+            match cashback_app::aggregator::aggregate(store.as_ref(), None, &changes).await {
                 Ok(outcome) if outcome.changes > 0 => {
                     debug!(changes = outcome.changes, "report sums added");
                 }
                 Ok(_) => {}
                 Err(error) => warn!(%error, "report sums not added"),
             }
+            crate::events::deliver_in_background(store.clone(), changes, self.clock.now());
         }
     }
 }
@@ -96,9 +109,16 @@ pub fn app(local: Local) -> Router {
         .merge(order_webhook::router(webhook))
         .merge(coupon_validate::router(local.ctx.clone()))
         .merge(customer_api::router(local.ctx.clone()))
-        .merge(admin_api::router(
+        .merge(admin_api::router_with_checks(
             local.ctx.clone(),
-            Some(cashback_edge::auth::hash_api_key(DEMO_ADMIN_TOKEN)),
+            admin_api::AdminAuth::new(
+                Some(cashback_edge::auth::hash_api_key(DEMO_ADMIN_TOKEN)),
+                admin_api::iam_from_env(),
+            ),
+            admin_api::EndpointChecks {
+                policy: crate::events::LOCAL_POLICY,
+                ..admin_api::EndpointChecks::default()
+            },
         ))
         .merge(cashback_pages::router_with(
             local.ctx.clone(),
@@ -264,6 +284,9 @@ pub fn spawn_job_timer(local: Local, every: StdDuration) {
                 }
             }
             local.catch_up_reports().await;
+            if let Some(store) = &local.reports {
+                crate::events::retry_due(store, local.clock.now()).await;
+            }
         }
     });
 }

@@ -11,6 +11,7 @@
 //! - [`aggregator`]: the report aggregator, summing the change feed into the
 //!   running aggregates off the write path, exactly once.
 //! - [`notify`]: the Notifier port (customer emails).
+//! - [`outgoing`]: signed events to the merchant's endpoints and event bus.
 //! - [`platform_codes`]: the PlatformCodes port (the balance code kept on the
 //!   shop's platform) and the use case that syncs it.
 //! - [`marketing`]: the Marketing port (profile properties and events in the
@@ -45,6 +46,7 @@ pub mod jobs;
 pub mod marketing;
 pub mod notices;
 pub mod notify;
+pub mod outgoing;
 pub mod platform_codes;
 pub mod portal;
 pub mod preferences;

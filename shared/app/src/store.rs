@@ -460,4 +460,10 @@ pub trait Store: Send + Sync {
         let _ = shop;
         Err(StoreError::Other("this store cannot delete a shop".into()))
     }
+
+    /// Where the shop's outgoing event endpoints and their deliveries are
+    /// kept (docs/outgoing-events.md); None for a store that keeps none.
+    fn event_endpoints(&self) -> Option<&dyn crate::outgoing::EndpointStore> {
+        None
+    }
 }

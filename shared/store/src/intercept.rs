@@ -99,6 +99,10 @@ impl<I: Interceptor> Intercepted<I> {
 
 #[async_trait::async_trait]
 impl<I: Interceptor> Store for Intercepted<I> {
+    fn event_endpoints(&self) -> Option<&dyn cashback_app::outgoing::EndpointStore> {
+        self.inner.event_endpoints()
+    }
+
     async fn read(&self, shop: &ShopId, request: &ReadRequest) -> Result<ReadResult, StoreError> {
         self.interceptor
             .around(Call::Read, self.inner.read(shop, request))

@@ -191,3 +191,58 @@ pub fn api_key_sk(key_id: &str) -> String {
 pub fn parked_pk(shop: &ShopId) -> String {
     format!("SHOP#{shop}#PARKED")
 }
+
+/// Keys of the outgoing events' items (endpoints, deliveries, pending
+/// retries; docs/outgoing-events.md).
+pub mod outgoing {
+    use chrono::SecondsFormat;
+
+    use cashback_app::outgoing::endpoints::{DeliveryRecord, PendingDelivery};
+    use cashback_core::ids::ShopId;
+
+    /// Pending retries are spread over this many partitions.
+    pub const PENDING_SHARDS: u32 = 4;
+
+    /// An endpoint's sort key in the shop's partition.
+    pub fn endpoint_sk(id: &str) -> String {
+        format!("{ENDPOINT_SK_PREFIX}{id}")
+    }
+
+    /// What every endpoint's sort key starts with.
+    pub const ENDPOINT_SK_PREFIX: &str = "EVENTENDPOINT#";
+
+    /// The partition of an endpoint's deliveries.
+    pub fn delivery_pk(shop: &ShopId, endpoint_id: &str) -> String {
+        format!("SHOP#{shop}#EVENTDELIVERY#{endpoint_id}")
+    }
+
+    /// A delivery's sort key: its first attempt's time (fixed width, so
+    /// the keys sort as the times do) and the event.
+    pub fn delivery_sk(record: &DeliveryRecord) -> String {
+        format!(
+            "{}#{}",
+            record
+                .first_attempt_at
+                .to_rfc3339_opts(SecondsFormat::Micros, true),
+            record.event_id
+        )
+    }
+
+    /// A pending retry's sort key: shop, endpoint and event.
+    pub fn pending_sk(pending: &PendingDelivery) -> String {
+        format!(
+            "{}#{}#{}",
+            pending.shop, pending.endpoint_id, pending.event_id
+        )
+    }
+
+    /// A pending retry's partition.
+    pub fn pending_pk(pending: &PendingDelivery) -> String {
+        pending_shard_pk(super::shard_of(&pending_sk(pending)) % PENDING_SHARDS)
+    }
+
+    /// One partition of the pending retries.
+    pub fn pending_shard_pk(shard: u32) -> String {
+        format!("EVENTRETRY#{shard}")
+    }
+}

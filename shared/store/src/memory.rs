@@ -20,6 +20,8 @@ use cashback_app::marketing::QueuedEvent;
 
 use crate::keys;
 
+mod outgoing;
+
 /// One due index partition: (bucket, shard) -> sort key -> item.
 type DuePartitions = BTreeMap<(String, u32), BTreeMap<String, DueRef>>;
 
@@ -67,6 +69,8 @@ struct Tables {
     /// The marketing events written with the changes (the outbox), in
     /// write order, until taken.
     marketing_events: Vec<(ShopId, QueuedEvent)>,
+    /// Outgoing event endpoints, deliveries and pending retries.
+    outgoing: outgoing::OutgoingTables,
 }
 
 impl Tables {
@@ -172,6 +176,10 @@ impl Tables {
 
 #[async_trait::async_trait]
 impl Store for MemoryStore {
+    fn event_endpoints(&self) -> Option<&dyn cashback_app::outgoing::EndpointStore> {
+        Some(self)
+    }
+
     async fn read(&self, shop: &ShopId, request: &ReadRequest) -> Result<ReadResult, StoreError> {
         self.reads.fetch_add(1, Ordering::Relaxed);
         let tables = self.lock()?;
@@ -923,6 +931,7 @@ impl Store for MemoryStore {
         drop_where!(t.api_keys, |(k, _), _| k != shop);
         t.uninstalled.remove(shop);
         drop_where!(t.shops, |k, _| k != shop);
+        deleted += t.outgoing.forget_shop(shop);
         Ok(deleted)
     }
 

@@ -20,6 +20,7 @@ mod errors;
 mod exports;
 mod items;
 mod lifecycle;
+mod outgoing;
 mod parked;
 mod read;
 mod requests;
@@ -337,6 +338,10 @@ impl DynamoStore {
 
 #[async_trait::async_trait]
 impl Store for DynamoStore {
+    fn event_endpoints(&self) -> Option<&dyn cashback_app::outgoing::EndpointStore> {
+        Some(self)
+    }
+
     #[tracing::instrument(skip(self, request), fields(shop = %shop), err(level = "info"))]
     async fn read(&self, shop: &ShopId, request: &ReadRequest) -> Result<ReadResult, StoreError> {
         self.batch_read(shop, request).await

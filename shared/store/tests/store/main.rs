@@ -11,4 +11,5 @@ mod changes;
 mod conformance;
 mod dynamo;
 mod histories;
+mod outgoing;
 mod reports;

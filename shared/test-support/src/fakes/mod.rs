@@ -3,5 +3,6 @@
 
 pub mod faults;
 pub mod klaviyo;
+pub mod merchant;
 pub mod shopify;
 pub mod woocommerce;

@@ -1,0 +1,51 @@
+//! The event-delivery Lambda: wiring only. Logging, the DynamoDB store,
+//! the HTTPS client and the EventBridge client are built once per
+//! container, outside the handler; see `lib.rs` for the handlers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lambda_runtime::{service_fn, LambdaEvent};
+
+use cashback_app::outgoing::delivery::{DeliverySettings, EventBus};
+use cashback_app::outgoing::url::{SystemResolver, UrlPolicy};
+use event_delivery::{handle, Deps, EventBridgeBus, HttpSender, Trigger, BUS_ENV};
+
+/// A merchant's endpoint must answer within this.
+const POST_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    cashback_edge::telemetry::init();
+    let sdk = cashback_edge::wiring::aws_config().await;
+    let table = std::env::var(cashback_store::dynamo::TABLE_ENV).map_err(|_| {
+        format!(
+            "{} must name the DynamoDB table",
+            cashback_store::dynamo::TABLE_ENV
+        )
+    })?;
+    let store = Arc::new(cashback_store::DynamoStore::from_sdk_config(
+        &sdk, table, None,
+    ));
+    let bus: Option<Arc<dyn EventBus>> = std::env::var(BUS_ENV).ok().map(|name| {
+        Arc::new(EventBridgeBus::new(
+            aws_sdk_eventbridge::Client::new(&sdk),
+            name,
+        )) as Arc<dyn EventBus>
+    });
+    let deps = Deps {
+        store,
+        sender: Arc::new(HttpSender::new(POST_TIMEOUT)?),
+        bus,
+        resolver: Arc::new(SystemResolver),
+        settings: DeliverySettings {
+            policy: UrlPolicy::from_env(),
+            ..DeliverySettings::default()
+        },
+    };
+    let deps = &deps;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Trigger>| async move {
+        handle(deps, event.payload).await
+    }))
+    .await
+}

@@ -813,6 +813,7 @@ async fn due_releases_page_within_one_bucket_and_shard_and_leave_when_released()
                         record,
                         expected_version: 0,
                         lines_stored: false,
+                        refunds_stored: 0,
                     }),
                     ..WriteSet::default()
                 },
@@ -867,6 +868,7 @@ async fn due_releases_page_within_one_bucket_and_shard_and_leave_when_released()
                     record: order.value,
                     expected_version: order.version,
                     lines_stored: false,
+                    refunds_stored: 0,
                 }),
                 ..WriteSet::default()
             },
@@ -942,6 +944,7 @@ async fn a_read_is_one_batch_get_and_a_write_one_transaction() {
                     record: OrderRecord::new(OrderId::parse("o").unwrap(), Currency::USD),
                     expected_version: 0,
                     lines_stored: false,
+                    refunds_stored: 0,
                 }),
                 coupon_uses: vec![CouponUseChange {
                     code: code("c"),
@@ -1306,7 +1309,10 @@ async fn an_order_item_of_the_old_layout_reads_and_its_next_write_moves_its_line
         .write(
             &shop(),
             WriteSet {
-                order: Some(OrderWrite::of(order, read.order_lines_stored)),
+                order: Some(
+                    OrderWrite::of(order, read.order_lines_stored)
+                        .with_refunds_stored(read.order_refunds_stored),
+                ),
                 ..WriteSet::default()
             },
         )
@@ -1322,9 +1328,16 @@ async fn an_order_item_of_the_old_layout_reads_and_its_next_write_moves_its_line
     };
     assert!(!doc.contains("l-2") && !doc.contains("r-1"), "{doc}");
     assert_eq!(n(&state, "line_count"), "2");
+    assert_eq!(n(&state, "refund_count"), "2");
+    assert!(!state.contains_key("refunds"), "the refunds moved to their items");
+    for refund in ["r-1", "r-2"] {
+        let sk = format!("REFUND#{refund}");
+        assert!(raw_item(&store, &pk, &sk).await.is_some(), "{sk}");
+    }
 
     let read = read_order(&store, "legacy-1").await;
     assert!(read.order_lines_stored);
+    assert_eq!(read.order_refunds_stored, 2);
     let order = read.order.unwrap();
     assert_eq!((&order.value, order.version), (&record, 4));
 }
@@ -1340,6 +1353,7 @@ async fn an_orders_lines_are_written_once_and_its_state_carries_the_rest() {
             record,
             expected_version: version,
             lines_stored: stored,
+            refunds_stored: if stored { 2 } else { 0 },
         }),
         ..WriteSet::default()
     };

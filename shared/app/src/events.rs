@@ -477,7 +477,9 @@ async fn attempt_once(
                     }),
             )
             .collect(),
-        order: Some(OrderWrite::of(record.clone(), lines_before).with_refunds_stored(refunds_before)),
+        order: Some(
+            OrderWrite::of(record.clone(), lines_before).with_refunds_stored(refunds_before),
+        ),
         coupon_uses: coupon_use_changes(&applied.buyer, &record.value, &read, customer.as_ref()),
         notifications: notices.iter().map(|n| n.key.clone()).collect(),
         accounts_read,

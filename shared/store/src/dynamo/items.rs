@@ -139,9 +139,7 @@ pub(crate) fn encode_lots(lots: &[Lot]) -> String {
         .map(|lot| {
             let expiry = match lot.expires_at {
                 None => "-".to_string(),
-                Some(at) if at.time() == chrono::NaiveTime::MIN => {
-                    at.format("%Y%m%d").to_string()
-                }
+                Some(at) if at.time() == chrono::NaiveTime::MIN => at.format("%Y%m%d").to_string(),
                 Some(at) => format!("t{}", time_text(at)),
             };
             format!(
@@ -186,13 +184,7 @@ fn decode_lots(item: &Item, text: &str, currency: Currency) -> Result<Vec<Lot>, 
 
 /// The account's balances kept as number attributes: left out of its doc
 /// (the attributes are what an update moves) and given back from them.
-const ACCOUNT_BALANCES: [&str; 5] = [
-    AVAILABLE,
-    PENDING,
-    DEBT,
-    LIFETIME_ISSUED,
-    LIFETIME_USED,
-];
+const ACCOUNT_BALANCES: [&str; 5] = [AVAILABLE, PENDING, DEBT, LIFETIME_ISSUED, LIFETIME_USED];
 
 /// The account as its item's `doc`, written small: without its lots (in
 /// `lots`, compact), the balances the item keeps as numbers, and the
@@ -535,7 +527,10 @@ pub(crate) fn decode_order(
     let counted = get_u64(item, REFUND_COUNT)?.unwrap_or(0);
     if counted > 0 || !refunds.is_empty() {
         if refunds.len() as u64 != counted {
-            return Err(corrupt(item, "the order's refunds do not match their count"));
+            return Err(corrupt(
+                item,
+                "the order's refunds do not match their count",
+            ));
         }
         record.refunds = decode_refund_items(refunds, record.currency)?;
     }

@@ -221,7 +221,12 @@ pub async fn year_under_expiry() -> (Program, cashback_core::ledger::Account) {
 }
 
 /// What the expiry job does for one account at `now`.
-async fn expire(memory: &MemoryStore, program: &Program, id: &CustomerId, now: chrono::DateTime<chrono::Utc>) {
+async fn expire(
+    memory: &MemoryStore,
+    program: &Program,
+    id: &CustomerId,
+    now: chrono::DateTime<chrono::Utc>,
+) {
     let read = memory
         .read(&shop(), &ReadRequest::account(id))
         .await
@@ -250,9 +255,18 @@ async fn expire(memory: &MemoryStore, program: &Program, id: &CustomerId, now: c
 async fn a_year_of_orders_under_30_day_expiry_keeps_the_account_item_under_2_kb() {
     let (program, account) = year_under_expiry().await;
     let lots = account.lots.len();
-    let item = encode_account(&shop(), &AccountWrite::of(&program, Versioned::new(account))).unwrap();
+    let item = encode_account(
+        &shop(),
+        &AccountWrite::of(&program, Versioned::new(account)),
+    )
+    .unwrap();
     let bytes = item_size(&item);
-    println!("account item after 10,000 orders in a year, 30-day expiry: {bytes} bytes, {lots} lots");
-    assert!(lots >= 30, "one lot per day on which balance expires: {lots}");
+    println!(
+        "account item after 10,000 orders in a year, 30-day expiry: {bytes} bytes, {lots} lots"
+    );
+    assert!(
+        lots >= 30,
+        "one lot per day on which balance expires: {lots}"
+    );
     assert!(bytes < 2048, "account item of {bytes} bytes");
 }

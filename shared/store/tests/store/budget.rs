@@ -371,7 +371,10 @@ async fn a_250_line_order_with_30_refunds_keeps_its_state_item_under_1_kb_on_dyn
         let outcome = handle_order_event(&ctx, &shop(), &big_refund(k), at)
             .await
             .unwrap();
-        assert!(matches!(outcome, cashback_app::events::EventOutcome::Applied { .. }));
+        assert!(matches!(
+            outcome,
+            cashback_app::events::EventOutcome::Applied { .. }
+        ));
         let after = store.request_counts();
         assert_eq!(
             (after.queries - counts.queries, after.reads - counts.reads),
@@ -402,9 +405,15 @@ async fn a_250_line_order_with_30_refunds_keeps_its_state_item_under_1_kb_on_dyn
     );
     assert!(largest < 1024, "state item of {largest} bytes");
     // Only figures appear (clawed back, the refund count): no row per refund.
-    assert!(largest <= first + 64, "the state does not grow with refunds");
+    assert!(
+        largest <= first + 64,
+        "the state does not grow with refunds"
+    );
     let read = store
-        .read(&shop(), &cashback_app::store::ReadRequest::order(OrderId::parse("5001").unwrap()))
+        .read(
+            &shop(),
+            &cashback_app::store::ReadRequest::order(OrderId::parse("5001").unwrap()),
+        )
         .await
         .unwrap();
     let record = read.order.unwrap().value;
@@ -417,7 +426,8 @@ async fn a_250_line_order_with_30_refunds_keeps_its_state_item_under_1_kb_on_dyn
 }
 
 #[tokio::test]
-async fn the_account_after_a_year_under_30_day_expiry_is_under_2_kb_as_stored_and_reads_back_exactly() {
+async fn the_account_after_a_year_under_30_day_expiry_is_under_2_kb_as_stored_and_reads_back_exactly(
+) {
     let Some(endpoint) = moto::endpoint("budget") else {
         return;
     };
@@ -450,7 +460,10 @@ async fn the_account_after_a_year_under_30_day_expiry_is_under_2_kb_as_stored_an
     );
     assert!(bytes < 2048, "account item of {bytes} bytes");
     let read = store
-        .read(&shop(), &cashback_app::store::ReadRequest::account(&account.customer))
+        .read(
+            &shop(),
+            &cashback_app::store::ReadRequest::account(&account.customer),
+        )
         .await
         .unwrap();
     assert_eq!(read.accounts[&account.customer].value, account, "exact");

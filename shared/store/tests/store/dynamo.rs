@@ -1329,7 +1329,10 @@ async fn an_order_item_of_the_old_layout_reads_and_its_next_write_moves_its_line
     assert!(!doc.contains("l-2") && !doc.contains("r-1"), "{doc}");
     assert_eq!(n(&state, "line_count"), "2");
     assert_eq!(n(&state, "refund_count"), "2");
-    assert!(!state.contains_key("refunds"), "the refunds moved to their items");
+    assert!(
+        !state.contains_key("refunds"),
+        "the refunds moved to their items"
+    );
     for refund in ["r-1", "r-2"] {
         let sk = format!("REFUND#{refund}");
         assert!(raw_item(&store, &pk, &sk).await.is_some(), "{sk}");

@@ -304,6 +304,7 @@ async fn seed(b: &Bench, accounts: u64, due: u64, due_at: DateTime<Utc>) -> Resu
                 record,
                 expected_version: 0,
                 lines_stored: false,
+                refunds_stored: 0,
             });
         } else if i < 2 * due {
             // Available since `at`: the reminder series started then.

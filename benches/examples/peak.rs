@@ -4,8 +4,14 @@
 //! in `cashback_benches::contention`).
 //!
 //! ```text
-//! cargo run --release -p cashback-benches --example peak -- [rates, e.g. 50,200,500] [seconds]
+//! cargo run --release -p cashback-benches --example peak -- [rates, e.g. 50,200,500] [seconds] [table WCU/s]
 //! ```
+//!
+//! The model throttles as DynamoDB does (`contention::Capacity`): 1,000
+//! WCU / 3,000 RCU a second per partition key, and the table at its
+//! on-demand limit, by default a new table's (4,000 WCU, 12,000 RCU a
+//! second; the third argument sets the table's write limit, e.g. twice a
+//! previous peak or a warm throughput, reads at three times that).
 //!
 //! Orders arrive at a fixed rate whatever the answers (open loop, as
 //! Shopify delivers), each a plain `orders/paid` of ten lines for a new
@@ -19,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 
-use cashback_benches::contention::{DynamoModel, Latency};
+use cashback_benches::contention::{Capacity, DynamoModel, Latency};
 use cashback_benches::stats::quantile;
 use cashback_benches::webhook::{order_id, paid_body, program, request, send, world_on};
 use cashback_store::intercept::Intercepted;
@@ -34,21 +40,27 @@ fn main() {
         .filter_map(|r| r.trim().parse().ok())
         .collect();
     let seconds: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let capacity = match args.next().and_then(|s| s.parse::<f64>().ok()) {
+        Some(wcu) => Capacity::on_demand(0.0, 0.0, wcu, 3.0 * wcu),
+        None => Capacity::NEW_TABLE,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
     println!(
-        "| orders/s | orders | conflicts per order | first attempts cancelled | 503 | unanswered at 30 s | other non-200 | over 5 s | p50 | p99 | items per transaction | most contended item (times found held) |"
+        "| orders/s | orders | conflicts per order | throttles per order | first attempts cancelled | 503 | unanswered at 30 s | other non-200 | over 5 s | p50 | p99 | items per transaction | most contended item (times found held) | most throttled partition (times) |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
     for rate in rates {
-        runtime.block_on(run(rate, seconds));
+        runtime.block_on(run(rate, seconds, capacity));
     }
 }
 
-async fn run(rate: u64, seconds: u64) {
-    let model = DynamoModel::new(Latency::REVIEW);
+async fn run(rate: u64, seconds: u64, capacity: Capacity) {
+    let model = DynamoModel::new(Latency::REVIEW).with_capacity(capacity);
     let counts = model.counts();
     let store = Arc::new(Intercepted::new(Arc::new(MemoryStore::new()), model));
     let world = world_on(store, &program()).await;
@@ -102,9 +114,16 @@ async fn run(rate: u64, seconds: u64) {
         .first()
         .map(|(key, n)| format!("`{key}` ({n})"))
         .unwrap_or_else(|| "none".into());
+    let throttles = counts.throttles.load(std::sync::atomic::Ordering::Relaxed);
+    let throttled = counts
+        .most_throttled(1)
+        .first()
+        .map(|(key, n)| format!("`{key}` ({n})"))
+        .unwrap_or_else(|| "none".into());
     println!(
-        "| {rate} | {total} | {:.2} | {:.0}% | {unavailable} | {dropped} | {other} | {slow} | {:.0} ms | {:.0} ms | {:.1} | {hot} |",
+        "| {rate} | {total} | {:.2} | {:.2} | {:.0}% | {unavailable} | {dropped} | {other} | {slow} | {:.0} ms | {:.0} ms | {:.1} | {hot} | {throttled} |",
         conflicts as f64 / total as f64,
+        throttles as f64 / total as f64,
         100.0 * counts.first_attempts_cancelled() as f64 / total as f64,
         quantile(&mut latencies, 0.5),
         quantile(&mut latencies, 0.99),

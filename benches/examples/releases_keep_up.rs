@@ -164,6 +164,7 @@ async fn measure(
                         record,
                         expected_version: 0,
                         lines_stored: false,
+                        refunds_stored: 0,
                     }),
                     ..WriteSet::default()
                 },

@@ -117,6 +117,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 record,
                 expected_version: 0,
                 lines_stored: false,
+                refunds_stored: 0,
             });
         }
         store

@@ -242,6 +242,8 @@ async fn attempt_once(
     // the event that earns replaces them with the order as paid.
     let as_placed = read.order.as_ref().is_some_and(|o| o.value.lines_as_placed);
     let lines_before = read.order_lines_stored && !as_placed;
+    // Refunds are written once each too: those read are stored.
+    let refunds_before = read.order_refunds_stored;
     let mut record = read.order.take().unwrap_or_else(|| {
         Versioned::new(OrderRecord::new(event.order_id().clone(), program.currency))
     });
@@ -475,7 +477,9 @@ async fn attempt_once(
                     }),
             )
             .collect(),
-        order: Some(OrderWrite::of(record.clone(), lines_before)),
+        order: Some(
+            OrderWrite::of(record.clone(), lines_before).with_refunds_stored(refunds_before),
+        ),
         coupon_uses: coupon_use_changes(&applied.buyer, &record.value, &read, customer.as_ref()),
         notifications: notices.iter().map(|n| n.key.clone()).collect(),
         marketing_events: crate::marketing::queued_events(program, &notices, now),

@@ -56,6 +56,10 @@ pub struct ReadResult {
     /// The order's lines are stored where the adapter keeps them (hand it
     /// back as [`OrderWrite::lines_stored`], so they are written once).
     pub order_lines_stored: bool,
+    /// How many of the order's refunds are stored where the adapter keeps
+    /// them apart from its state (hand it back as
+    /// [`OrderWrite::refunds_stored`], so each is written once).
+    pub order_refunds_stored: usize,
     /// The requested accounts that exist.
     pub accounts: HashMap<CustomerId, Versioned<Account>>,
     /// The requested coupons that exist.
@@ -226,18 +230,36 @@ pub struct OrderWrite {
     /// writes them once, not again. False is always safe (they are written
     /// again, at a cost).
     pub lines_stored: bool,
+    /// How many of the record's refunds (the first ones: a refund is only
+    /// ever added at the end) are already stored: an adapter that keeps
+    /// each refund as its own item, written once, writes the others. A
+    /// count too low makes the write refuse as a duplicate, never store a
+    /// refund twice.
+    pub refunds_stored: usize,
 }
 
 impl OrderWrite {
     /// The record as read (and changed since), written back over the
     /// version it was read at; `lines_stored` as the read said
-    /// ([`ReadResult::order_lines_stored`]).
+    /// ([`ReadResult::order_lines_stored`]); every refund of the record
+    /// taken as stored: a write of a record read from a store says how many
+    /// were with [`OrderWrite::with_refunds_stored`]
+    /// ([`ReadResult::order_refunds_stored`]), so a refund the event added,
+    /// or refunds an older layout kept inside the state, are written.
     pub fn of(record: Versioned<OrderRecord>, lines_stored: bool) -> OrderWrite {
         OrderWrite {
+            refunds_stored: record.value.refunds.len(),
             record: record.value,
             expected_version: record.version,
             lines_stored,
         }
+    }
+
+    /// The write with `stored` of its refunds already stored, as the read
+    /// said ([`ReadResult::order_refunds_stored`]).
+    pub fn with_refunds_stored(mut self, stored: usize) -> OrderWrite {
+        self.refunds_stored = stored;
+        self
     }
 
     /// When the order's pending cashback falls due for release (the core

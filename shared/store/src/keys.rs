@@ -101,6 +101,14 @@ pub const ACCOUNT_SK: &str = "ACCOUNT";
 pub const ORDER_SK: &str = "ORDER";
 /// The order's lines, written once beside its state item (same partition).
 pub const ORDER_LINES_SK: &str = "LINES";
+/// Prefix of the order's refund records, one item each (same partition),
+/// `REFUND#{refund id}`: written once, its key the refund's once-only guard.
+pub const ORDER_REFUND_SK_PREFIX: &str = "REFUND#";
+
+/// The sort key of one refund's record in its order's partition.
+pub fn order_refund_sk(refund: &cashback_core::ids::RefundId) -> String {
+    format!("{ORDER_REFUND_SK_PREFIX}{}", refund.as_str())
+}
 pub const CODE_SK: &str = "CODE";
 pub const REFERRAL_SK: &str = "REFERRAL";
 pub const EMAIL_SK: &str = "EMAIL";

@@ -190,6 +190,8 @@ impl Store for MemoryStore {
                 .order
                 .as_ref()
                 .is_some_and(|o| !o.value.lines.is_empty());
+            result.order_refunds_stored =
+                result.order.as_ref().map_or(0, |o| o.value.refunds.len());
         }
         for customer in &request.accounts {
             if let Some(account) = tables.accounts.get(&(shop.clone(), customer.clone())) {

@@ -425,6 +425,7 @@ async fn import_row(
                 record,
                 expected_version: 0,
                 lines_stored: false,
+                refunds_stored: 0,
             }),
             accounts_read,
             now: Some(now),

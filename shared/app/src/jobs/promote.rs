@@ -383,6 +383,7 @@ async fn commit_release(run: &Run<'_>, due: &DueRef) -> Result<Released, AppErro
             .collect(),
             order: Some(OrderWrite {
                 lines_stored: read.order_lines_stored,
+                refunds_stored: read.order_refunds_stored,
                 record: record.value,
                 expected_version: record.version,
             }),
@@ -566,7 +567,10 @@ async fn claim_ready(
             slot_taken = true;
         }
         let write = WriteSet {
-            order: Some(OrderWrite::of(record, read.order_lines_stored)),
+            order: Some(
+                OrderWrite::of(record, read.order_lines_stored)
+                    .with_refunds_stored(read.order_refunds_stored),
+            ),
             notifications: notice.iter().map(|n| n.key.clone()).collect(),
             marketing_events: crate::marketing::queued_events(
                 &shop.program,

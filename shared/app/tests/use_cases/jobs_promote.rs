@@ -673,6 +673,7 @@ async fn file_pending_order(
                     record,
                     expected_version: 0,
                     lines_stored: false,
+                    refunds_stored: 0,
                 }),
                 ..WriteSet::default()
             },

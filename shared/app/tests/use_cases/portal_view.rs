@@ -62,6 +62,7 @@ async fn release(world: &World, program: &Program, id: &str, at: chrono::DateTim
                     record: record.value,
                     expected_version: record.version,
                     lines_stored: false,
+                    refunds_stored: 0,
                 }),
                 ..WriteSet::default()
             },

@@ -152,6 +152,22 @@ impl DynamoStore {
             }
             entry.push(target);
         }
+        let order_only = by_key
+            .values()
+            .flatten()
+            .all(|t| matches!(t, Target::Order | Target::OrderLines));
+        if let (Some(order_id), true) = (&request.order, order_only) {
+            // The order alone (a refund's first read): its whole partition
+            // in one Query, state, lines and refunds together.
+            let pk = keys::order_key(shop, order_id);
+            let (state, lines, refunds) = self.order_partition(&pk, None).await?;
+            if let Some(state) = &state {
+                result.order = Some(decode_order(state, lines.as_ref(), &refunds)?);
+                result.order_lines_stored = lines.is_some();
+                result.order_refunds_stored = refunds.len();
+            }
+            return Ok(result);
+        }
         let (mut order_state, mut order_lines) = (None, None);
         for chunk in order.chunks(MAX_BATCH_KEYS) {
             let keys = chunk.iter().map(|(pk, sk)| key(pk, sk)).collect();
@@ -169,11 +185,55 @@ impl DynamoStore {
                 }
             }
         }
-        if let Some(state) = &order_state {
-            result.order = Some(decode_order(state, order_lines.as_ref())?);
+        if let (Some(state), Some(order_id)) = (&order_state, &request.order) {
+            // An order with refunds: their items, in one more Query (only
+            // such orders pay it).
+            let refunds = if get_u64(state, REFUND_COUNT)?.unwrap_or(0) > 0 {
+                let pk = keys::order_key(shop, order_id);
+                let prefix = keys::ORDER_REFUND_SK_PREFIX;
+                self.order_partition(&pk, Some(prefix)).await?.2
+            } else {
+                Vec::new()
+            };
+            result.order = Some(decode_order(state, order_lines.as_ref(), &refunds)?);
             result.order_lines_stored = order_lines.is_some();
+            result.order_refunds_stored = refunds.len();
         }
         Ok(result)
+    }
+
+    /// The items of an order's partition (those whose sort key starts with
+    /// `prefix`, or all): its state, its lines and its refund records. One
+    /// consistent Query, charged on the size of what it returns (1 RCU per
+    /// 4 KB in all, not per item as BatchGetItem charges).
+    async fn order_partition(
+        &self,
+        pk: &str,
+        prefix: Option<&str>,
+    ) -> Result<(Option<Item>, Option<Item>, Vec<Item>), StoreError> {
+        let mut expr = Expr::default();
+        let mut key_condition = format!("{} = {}", expr.name(PK), expr.value("pk", s(pk)));
+        if let Some(prefix) = prefix {
+            key_condition.push_str(&format!(
+                " AND begins_with({}, {})",
+                expr.name(SK),
+                expr.value("prefix", s(prefix))
+            ));
+        }
+        let (mut state, mut lines, mut refunds) = (None, None, Vec::new());
+        self.query_partition(&key_condition, &expr, pk, |item| {
+            let sk = require_s(item, SK)?;
+            if sk == keys::ORDER_SK {
+                state = Some(item.clone());
+            } else if sk == keys::ORDER_LINES_SK {
+                lines = Some(item.clone());
+            } else if sk.starts_with(keys::ORDER_REFUND_SK_PREFIX) {
+                refunds.push(item.clone());
+            }
+            Ok(())
+        })
+        .await?;
+        Ok((state, lines, refunds))
     }
 
     /// One BatchGetItem, asked again for whatever comes back unprocessed.

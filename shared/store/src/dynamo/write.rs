@@ -74,6 +74,8 @@ enum Role {
     CouponCount {
         code: Code,
     },
+    /// A refund's record, created once.
+    Refund,
     /// Unconditional (email owner): cannot fail a condition.
     Plain,
 }
@@ -210,7 +212,7 @@ fn account_items(
             format!(
                 "{} = {}",
                 expr.name(DOC),
-                expr.value("doc", to_doc(account)?)
+                expr.value("doc", account_doc(account)?)
             ),
             format!(
                 "{} = {}",
@@ -244,6 +246,14 @@ fn account_items(
             set.push(format!("{placeholder} = {placeholder} + {value}"));
         }
         let mut remove = Vec::new();
+        // The lots, compact beside the doc (see `items::encode_lots`).
+        if account.lots.is_empty() {
+            remove.push(expr.name(LOTS));
+        } else {
+            let placeholder = expr.name(LOTS);
+            let value = expr.value("lots", s(encode_lots(&account.lots)));
+            set.push(format!("{placeholder} = {value}"));
+        }
         for (index, due) in dues {
             match due {
                 Some(at) => {
@@ -374,6 +384,20 @@ fn order_items(
 ) -> Result<(), StoreError> {
     let record = &write.record;
     let (state, lines) = order_item_set(shop, write, written_at)?;
+    let mut refunds = refund_items(shop, record, write.refunds_stored)?;
+    // A refund's clawback email is marked on the refund's own record (new,
+    // and created once), not on the state: the state's markers stay a
+    // handful (earned, ready, a cancel's clawback) whatever the refunds.
+    let (on_refund, notified): (Vec<&String>, Vec<&String>) = notified
+        .iter()
+        .copied()
+        .partition(|key| !refunds.is_empty() && key.starts_with("clawback:"));
+    if let Some(last) = refunds.last_mut() {
+        if !on_refund.is_empty() {
+            let markers = on_refund.iter().map(|key| marker(key)).collect();
+            last.insert(NOTIFIED.into(), AttributeValue::Ss(markers));
+        }
+    }
     let mut expr = Expr::default();
     let mut set = Vec::new();
     let mut attributes: Vec<(&String, &AttributeValue)> = state
@@ -386,9 +410,9 @@ fn order_items(
         let value = expr.value(&format!("a{n}"), value.clone());
         set.push(format!("{placeholder} = {value}"));
     }
-    // What the item had and the write leaves out goes: no refunds, or
-    // nothing pending (out of the release index).
-    let remove: Vec<String> = [REFUNDS, RELEASE_INDEX.pk, RELEASE_INDEX.sk]
+    // What the item had and the write leaves out goes: refunds kept on it
+    // before they had items, or nothing pending (out of the release index).
+    let remove: Vec<String> = [REFUNDS, REFUND_COUNT, RELEASE_INDEX.pk, RELEASE_INDEX.sk]
         .into_iter()
         .filter(|name| !state.contains_key(*name))
         .map(|name| expr.name(name))
@@ -432,6 +456,13 @@ fn order_items(
     if let Some(item) = lines {
         plan.push(put(table, item, None, &Expr::default())?, Role::Plain);
     }
+    // Each new refund's record, written once: its key is the refund's, so
+    // a refund recorded before refuses the write (a duplicate).
+    for item in refunds {
+        let mut expr = Expr::default();
+        let condition = create_only(&mut expr);
+        plan.push(put(table, item, Some(&condition), &expr)?, Role::Refund);
+    }
     Ok(())
 }
 
@@ -455,8 +486,10 @@ pub(crate) fn order_item_set(
     }
     item.insert(VERSION.into(), n_u64(write.expected_version + 1));
     item.insert(LINE_COUNT.into(), n_u64(record.lines.len() as u64));
+    // The refunds are items of their own (`refund_items`): the state only
+    // counts them, so it stays the same size whatever the refunds.
     if !record.refunds.is_empty() {
-        item.insert(REFUNDS.into(), encode_refunds(record)?);
+        item.insert(REFUND_COUNT.into(), n_u64(record.refunds.len() as u64));
     }
     // Index attributes the write leaves out are removed (order_items):
     // nothing pending takes the order out of the release index. Released
@@ -725,6 +758,10 @@ fn interpret(reasons: &[CancellationReason], roles: &[Role]) -> Cancelled {
     if order_duplicate {
         return Cancelled::Outcome(WriteOutcome::Duplicate { response: None });
     }
+    // A refund already recorded, the order otherwise as read: a duplicate.
+    if let Some((_, Role::Refund)) = failed(|_| true) {
+        return Cancelled::Outcome(WriteOutcome::Duplicate { response: None });
+    }
     if let Some((reason, role)) = failed(|_| true) {
         let error = match role {
             Role::Account { customer, expected } => {
@@ -745,7 +782,7 @@ fn interpret(reasons: &[CancellationReason], roles: &[Role]) -> Cancelled {
             }
             Role::Order { order, .. } => StoreError::Conflict(format!("order {order}")),
             Role::CouponCount { code } => StoreError::CouponLimit(code.clone()),
-            Role::Guard | Role::Notification | Role::Plain => {
+            Role::Guard | Role::Notification | Role::Plain | Role::Refund => {
                 StoreError::Other("an unconditional item failed its condition".into())
             }
         };

@@ -109,6 +109,16 @@ async fn a_customer_with_ten_thousand_orders_keeps_an_account_item_under_2_kb() 
 /// lines item (written once, at the first event) and the state item every
 /// event rewrites.
 pub async fn big_order_items() -> (usize, usize) {
+    let record = big_order_record().await;
+    let (state, lines) = encode_order(&shop(), &OrderWrite::of(record, false)).unwrap();
+    (
+        item_size(&state),
+        lines.as_ref().map(item_size).unwrap_or(0),
+    )
+}
+
+/// The record of that order after its refunds, in memory.
+pub async fn big_order_record() -> Versioned<cashback_core::orders::OrderRecord> {
     let program = cashback_test_support::fixtures::program();
     let memory = Arc::new(MemoryStore::new());
     let ctx = context(memory.clone(), Arc::new(Silent), &program).await;
@@ -152,11 +162,7 @@ pub async fn big_order_items() -> (usize, usize) {
         .unwrap();
     let record = read.order.unwrap();
     assert_eq!(record.value.refunds.len(), 30);
-    let (state, lines) = encode_order(&shop(), &OrderWrite::of(record, false)).unwrap();
-    (
-        item_size(&state),
-        lines.as_ref().map(item_size).unwrap_or(0),
-    )
+    record
 }
 
 #[tokio::test]
@@ -168,5 +174,99 @@ async fn a_250_line_order_with_30_refunds_keeps_its_lines_apart_from_its_small_s
         lines < 12 * 1024,
         "lines item of {lines} bytes, written once"
     );
-    assert!(state < 3 * 1024, "state item of {state} bytes");
+    assert!(state < 1024, "state item of {state} bytes");
+}
+
+/// A customer's account after 10,000 orders over a year (one every 52
+/// minutes, each credited at once) under 30-day expiry, the expiry run
+/// once a day as the scheduled job would: at most one lot per day on
+/// which balance expires (about 31).
+pub async fn year_under_expiry() -> (Program, cashback_core::ledger::Account) {
+    let mut program = cashback_test_support::fixtures::program();
+    program.issuance = Issuance::Immediate;
+    program.expiry_days = Some(30);
+    let memory = Arc::new(MemoryStore::new());
+    let ctx = context(memory.clone(), Arc::new(Silent), &program).await;
+    let id = CustomerId::parse("loyal").unwrap();
+    let mut day = 0;
+    for n in 0..10_000i64 {
+        let at = t0() + Duration::seconds(n * 365 * 86_400 / 10_000);
+        let today = (at - t0()).num_days();
+        if today != day {
+            day = today;
+            expire(&memory, &program, &id, at).await;
+        }
+        let order = paid(&format!("o{n}"), "loyal", "25.00", at);
+        handle_order_event(&ctx, &shop(), &OrderEvent::Paid(order), at)
+            .await
+            .unwrap();
+    }
+    let read = memory
+        .read(&shop(), &ReadRequest::account(&id))
+        .await
+        .unwrap();
+    let account = read.accounts[&id].value.clone();
+    let mut entries = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = memory.ledger(&shop(), &id, cursor, 1000).await.unwrap();
+        entries.extend(page.items);
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(account.check(&entries), Ok(()), "ledger invariants");
+    (program, account)
+}
+
+/// What the expiry job does for one account at `now`.
+async fn expire(
+    memory: &MemoryStore,
+    program: &Program,
+    id: &CustomerId,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let read = memory
+        .read(&shop(), &ReadRequest::account(id))
+        .await
+        .unwrap();
+    let Some(mut account) = read.accounts.get(id).cloned() else {
+        return;
+    };
+    let applied = account.value.expire_balance(now).unwrap();
+    if applied.entries.is_empty() {
+        return;
+    }
+    let outcome = memory
+        .write(
+            &shop(),
+            WriteSet {
+                accounts: vec![AccountWrite::of(program, account).with_entries(applied.entries)],
+                ..WriteSet::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, WriteOutcome::Committed);
+}
+
+#[tokio::test]
+async fn a_year_of_orders_under_30_day_expiry_keeps_the_account_item_under_2_kb() {
+    let (program, account) = year_under_expiry().await;
+    let lots = account.lots.len();
+    let item = encode_account(
+        &shop(),
+        &AccountWrite::of(&program, Versioned::new(account)),
+    )
+    .unwrap();
+    let bytes = item_size(&item);
+    println!(
+        "account item after 10,000 orders in a year, 30-day expiry: {bytes} bytes, {lots} lots"
+    );
+    assert!(
+        lots >= 30,
+        "one lot per day on which balance expires: {lots}"
+    );
+    assert!(bytes < 2048, "account item of {bytes} bytes");
 }

@@ -813,6 +813,7 @@ async fn due_releases_page_within_one_bucket_and_shard_and_leave_when_released()
                         record,
                         expected_version: 0,
                         lines_stored: false,
+                        refunds_stored: 0,
                     }),
                     ..WriteSet::default()
                 },
@@ -867,6 +868,7 @@ async fn due_releases_page_within_one_bucket_and_shard_and_leave_when_released()
                     record: order.value,
                     expected_version: order.version,
                     lines_stored: false,
+                    refunds_stored: 0,
                 }),
                 ..WriteSet::default()
             },
@@ -942,6 +944,7 @@ async fn a_read_is_one_batch_get_and_a_write_one_transaction() {
                     record: OrderRecord::new(OrderId::parse("o").unwrap(), Currency::USD),
                     expected_version: 0,
                     lines_stored: false,
+                    refunds_stored: 0,
                 }),
                 coupon_uses: vec![CouponUseChange {
                     code: code("c"),
@@ -1307,7 +1310,10 @@ async fn an_order_item_of_the_old_layout_reads_and_its_next_write_moves_its_line
         .write(
             &shop(),
             WriteSet {
-                order: Some(OrderWrite::of(order, read.order_lines_stored)),
+                order: Some(
+                    OrderWrite::of(order, read.order_lines_stored)
+                        .with_refunds_stored(read.order_refunds_stored),
+                ),
                 ..WriteSet::default()
             },
         )
@@ -1323,9 +1329,19 @@ async fn an_order_item_of_the_old_layout_reads_and_its_next_write_moves_its_line
     };
     assert!(!doc.contains("l-2") && !doc.contains("r-1"), "{doc}");
     assert_eq!(n(&state, "line_count"), "2");
+    assert_eq!(n(&state, "refund_count"), "2");
+    assert!(
+        !state.contains_key("refunds"),
+        "the refunds moved to their items"
+    );
+    for refund in ["r-1", "r-2"] {
+        let sk = format!("REFUND#{refund}");
+        assert!(raw_item(&store, &pk, &sk).await.is_some(), "{sk}");
+    }
 
     let read = read_order(&store, "legacy-1").await;
     assert!(read.order_lines_stored);
+    assert_eq!(read.order_refunds_stored, 2);
     let order = read.order.unwrap();
     assert_eq!((&order.value, order.version), (&record, 4));
 }
@@ -1341,6 +1357,7 @@ async fn an_orders_lines_are_written_once_and_its_state_carries_the_rest() {
             record,
             expected_version: version,
             lines_stored: stored,
+            refunds_stored: if stored { 2 } else { 0 },
         }),
         ..WriteSet::default()
     };
@@ -1361,4 +1378,96 @@ async fn an_orders_lines_are_written_once_and_its_state_carries_the_rest() {
     assert_eq!(order.refunds, record.refunds);
     let state = raw_item(&store, &pk, keys::ORDER_SK).await.unwrap();
     assert!(cashback_store::dynamo::size::item_size(&state) < 1024);
+}
+
+#[tokio::test]
+async fn an_order_whose_state_kept_its_refunds_as_rows_reads_and_its_next_write_moves_them_to_items(
+) {
+    let store = store_or_skip!("refund_rows_order");
+    let mut record = order_with_history();
+    record.order_id = OrderId::parse("rows-1").unwrap();
+    let pk = keys::order_key(&shop(), &record.order_id);
+    // As the layout before refund items wrote it: the rows on the state.
+    let write = OrderWrite {
+        record: record.clone(),
+        expected_version: 2,
+        lines_stored: false,
+        refunds_stored: 0,
+    };
+    let (mut state, lines) = cashback_store::dynamo::encode_order(&shop(), &write).unwrap();
+    state.remove("refund_count");
+    state.insert(
+        "refunds".into(),
+        AttributeValue::S(r#"[["r-1",[["l-1",1]],null],["r-2",null,"0.5"]]"#.into()),
+    );
+    for item in [state, lines.unwrap()] {
+        store
+            .client()
+            .put_item()
+            .table_name(store.table_name())
+            .set_item(Some(item))
+            .send()
+            .await
+            .unwrap();
+    }
+    let read = read_order(&store, "rows-1").await;
+    assert_eq!(read.order_refunds_stored, 0, "no refund items yet");
+    let order = read.order.unwrap();
+    assert_eq!((&order.value, order.version), (&record, 3));
+
+    let outcome = store
+        .write(
+            &shop(),
+            WriteSet {
+                order: Some(
+                    OrderWrite::of(order, read.order_lines_stored)
+                        .with_refunds_stored(read.order_refunds_stored),
+                ),
+                ..WriteSet::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, WriteOutcome::Committed);
+    let state = raw_item(&store, &pk, keys::ORDER_SK).await.unwrap();
+    assert!(!state.contains_key("refunds"), "the rows left the state");
+    assert_eq!(n(&state, "refund_count"), "2");
+    let read = read_order(&store, "rows-1").await;
+    assert_eq!(read.order_refunds_stored, 2);
+    let order = read.order.unwrap();
+    assert_eq!((&order.value, order.version), (&record, 4));
+}
+
+#[tokio::test]
+async fn a_refund_recorded_before_refuses_a_second_write_of_it_as_a_duplicate() {
+    let store = store_or_skip!("refund_item_guard");
+    let mut record = order_with_history();
+    record.order_id = OrderId::parse("guard-1").unwrap();
+    let write = |record: OrderRecord, version: u64, refunds_stored: usize| WriteSet {
+        order: Some(OrderWrite {
+            record,
+            expected_version: version,
+            lines_stored: version > 0,
+            refunds_stored,
+        }),
+        ..WriteSet::default()
+    };
+    let first = store
+        .write(&shop(), write(record.clone(), 0, 0))
+        .await
+        .unwrap();
+    assert_eq!(first, WriteOutcome::Committed);
+    // At the version read, but naming r-2 as new again: its item refuses.
+    let mut later = record.clone();
+    later.released = true;
+    let again = store.write(&shop(), write(later, 1, 1)).await.unwrap();
+    assert_eq!(again, WriteOutcome::Duplicate { response: None });
+    let read = read_order(&store, "guard-1").await;
+    let order = read.order.unwrap();
+    assert_eq!(
+        (order.value.released, order.version),
+        (false, 1),
+        "nothing written"
+    );
+    assert_eq!(order.value.refunds, record.refunds);
 }

@@ -145,6 +145,7 @@ async fn deliver(store: &dyn Store, program: &Program, event: &OrderEvent) {
         )
         .await
         .unwrap();
+    let refunds_stored = read.order_refunds_stored;
     let mut record = read.order.unwrap_or_else(|| {
         Versioned::new(OrderRecord::new(event.order_id().clone(), Currency::USD))
     });
@@ -186,6 +187,7 @@ async fn deliver(store: &dyn Store, program: &Program, event: &OrderEvent) {
                     record: record.value,
                     expected_version: record.version,
                     lines_stored: false,
+                    refunds_stored,
                 }),
                 ..WriteSet::default()
             },
@@ -235,6 +237,7 @@ async fn release(store: &dyn Store, program: &Program, days: i64) {
                         code_change: None,
                     }],
                     order: Some(OrderWrite {
+                        refunds_stored: record.value.refunds.len(),
                         record: record.value,
                         expected_version: record.version,
                         lines_stored: false,

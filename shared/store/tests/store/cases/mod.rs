@@ -183,6 +183,7 @@ pub(crate) async fn apply_through(
                     record: order.value,
                     expected_version: order.version,
                     lines_stored: false,
+                    refunds_stored: 0,
                 }),
                 ..WriteSet::default()
             },
@@ -279,6 +280,7 @@ pub async fn a_stale_version_is_a_conflict_and_writes_nothing(store: &dyn Store)
                     record: OrderRecord::new(OrderId::parse("o-1").unwrap(), Currency::USD),
                     expected_version: 0,
                     lines_stored: false,
+                    refunds_stored: 0,
                 }),
                 guard: Some(Guard {
                     key: "g-1".into(),
@@ -492,6 +494,7 @@ pub async fn an_orders_email_is_recorded_once_with_the_order(store: &dyn Store) 
             record: OrderRecord::new(order_id.clone(), Currency::USD),
             expected_version: version,
             lines_stored: false,
+            refunds_stored: 0,
         }),
         notifications: vec![key.to_string()],
         ..WriteSet::default()
@@ -1084,6 +1087,7 @@ pub async fn pending_orders_are_due_for_release_until_released(store: &dyn Store
                     record: order.value,
                     expected_version: order.version,
                     lines_stored: false,
+                    refunds_stored: 0,
                 }),
                 ..WriteSet::default()
             },
@@ -1319,6 +1323,7 @@ pub async fn reads_and_writes_are_one_round_trip_each(store: &dyn Store) {
                     record: OrderRecord::new(OrderId::parse("o").unwrap(), Currency::USD),
                     expected_version: 0,
                     lines_stored: false,
+                    refunds_stored: 0,
                 }),
                 notifications: vec!["n".into()],
                 ..WriteSet::default()
@@ -1703,6 +1708,7 @@ async fn pending_order(
                     record,
                     expected_version: 0,
                     lines_stored: false,
+                    refunds_stored: 0,
                 }),
                 now,
                 ..WriteSet::default()

@@ -85,6 +85,8 @@ impl Building {
                     .counts
                     .add(&CustomerCounts::moved(before.as_deref(), after.as_deref()));
             }
+            // Settled on the referrer's account, whose entries are summed.
+            ChangeKind::Referral { .. } => {}
         }
     }
 

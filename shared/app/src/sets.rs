@@ -16,6 +16,7 @@ use cashback_core::orders::OrderRecord;
 use cashback_core::program::Program;
 
 use crate::records::{CatalogProduct, CouponRecord, UsageKey, Versioned};
+use crate::referral::{ReferralNote, ReferralSettle};
 use crate::reports::AccountStats;
 
 /// What a use case wants in its single read.
@@ -46,6 +47,9 @@ pub struct ReadRequest {
     /// names them) to read with the rest: a limit checked at no extra round
     /// trip.
     pub counters: Vec<String>,
+    /// Referral credits to read (referrer, referred order), with what has
+    /// been applied of them (the change feed's consumer settles them).
+    pub referral_credits: Vec<(CustomerId, OrderId)>,
 }
 
 /// What a single read found: only what exists is in it.
@@ -72,6 +76,9 @@ pub struct ReadResult {
     pub products: HashMap<ProductId, CatalogProduct>,
     /// Each requested counter's count (0 for one never incremented).
     pub counters: HashMap<String, u64>,
+    /// The requested referral credits that exist, versioned by what was
+    /// applied of them ([`ReferralSettle::expected_version`]).
+    pub referral_credits: HashMap<(CustomerId, OrderId), Versioned<ReferralNote>>,
 }
 
 impl ReadResult {
@@ -316,6 +323,11 @@ pub struct WriteSet {
     /// found by the next scheduled run. Every use case sets it; None files
     /// the times as they are.
     pub now: Option<DateTime<Utc>>,
+    /// What the referrer's account now has of a referral credit, written
+    /// with that account (the change feed's consumer). An order's own
+    /// write records its referral credit from its record
+    /// ([`crate::referral::credit_written`]), never through this.
+    pub referral_settled: Option<ReferralSettle>,
 }
 
 impl WriteSet {
@@ -326,6 +338,7 @@ impl WriteSet {
             && self.order.is_none()
             && self.coupon_uses.is_empty()
             && self.notifications.is_empty()
+            && self.referral_settled.is_none()
     }
 }
 

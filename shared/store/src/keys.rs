@@ -40,6 +40,11 @@ pub fn referral_key(shop: &ShopId, code: &Code) -> String {
     format!("SHOP#{shop}#REFERRAL#{}", code.as_str())
 }
 
+/// A referral credit, in the referrer's partition: one per referred order.
+pub fn referral_credit_sk(order: &OrderId) -> String {
+    format!("REFERRED#{order}")
+}
+
 /// Emails are keyed by their hash: no address in a key.
 pub fn email_key(shop: &ShopId, email: &Email) -> String {
     format!("SHOP#{shop}#EMAIL#{}", hash_hex(email.as_str()))

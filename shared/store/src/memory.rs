@@ -16,6 +16,7 @@ use cashback_core::orders::OrderRecord;
 use cashback_core::program::Program;
 
 use cashback_app::changes::{Change, ChangeKind};
+use cashback_app::referral::ReferralNote;
 
 use crate::keys;
 
@@ -59,10 +60,16 @@ struct Tables {
     /// When each uninstalled shop was uninstalled (DynamoDB keeps it on
     /// the shop's item).
     uninstalled: HashMap<ShopId, DateTime<Utc>>,
+    /// Referral credits by (shop, referrer, referred order), versioned by
+    /// their settled part.
+    referral_credits: HashMap<(ShopId, CustomerId, OrderId), Versioned<ReferralNote>>,
     /// The change feed, as the table's stream would carry it, until taken.
     changes: Vec<Change>,
     /// Changes logged so far: the next one's sequence number.
     changes_logged: u64,
+    /// When the last write that said so was decided: the time the feed's
+    /// consumer settles referral credits at (on AWS, the stream record's).
+    last_written_at: Option<DateTime<Utc>>,
 }
 
 impl Tables {
@@ -215,6 +222,14 @@ impl Store for MemoryStore {
             let count = tables.counters.get(counter).map_or(0, |(count, _)| *count);
             result.counters.insert(counter.clone(), count);
         }
+        for (referrer, order) in &request.referral_credits {
+            let key = (shop.clone(), referrer.clone(), order.clone());
+            if let Some(note) = tables.referral_credits.get(&key) {
+                result
+                    .referral_credits
+                    .insert((referrer.clone(), order.clone()), note.clone());
+            }
+        }
         Ok(result)
     }
 
@@ -296,6 +311,16 @@ impl Store for MemoryStore {
                 )));
             }
         }
+        if let Some(settle) = &writes.referral_settled {
+            let key = (shop.clone(), settle.referrer.clone(), settle.order.clone());
+            let current = tables.referral_credits.get(&key).map(|n| n.version);
+            if current.is_none_or(|version| version != settle.expected_version) {
+                return Err(StoreError::Conflict(format!(
+                    "referral credit of order {}",
+                    settle.order
+                )));
+            }
+        }
         for change in &writes.coupon_uses {
             if change.delta > 0 {
                 let coupon = tables.coupons.get(&(shop.clone(), change.code.clone()));
@@ -333,6 +358,9 @@ impl Store for MemoryStore {
                 .insert(keys::notification_key(shop, notification), ());
         }
         let written_at = writes.now;
+        if written_at.is_some() {
+            tables.last_written_at = written_at;
+        }
         for write in writes.accounts {
             let customer = write.account.customer.clone();
             let key = (shop.clone(), customer.clone());
@@ -406,6 +434,42 @@ impl Store for MemoryStore {
                     after: Some(after),
                 },
             );
+        }
+        if let Some(settle) = writes.referral_settled {
+            let key = (shop.clone(), settle.referrer.clone(), settle.order.clone());
+            if let Some(note) = tables.referral_credits.get_mut(&key) {
+                note.value.settled = settle.settled;
+                note.version += 1;
+            }
+            tables.log_change(
+                shop,
+                &settle.referrer,
+                ChangeKind::Referral {
+                    order: settle.order,
+                },
+            );
+        }
+        if let Some(credit) = writes
+            .order
+            .as_ref()
+            .and_then(cashback_app::referral::credit_written)
+        {
+            // The order's referral credit: its grant replaced, what was
+            // settled of it kept.
+            let key = (shop.clone(), credit.referrer.clone(), credit.order_id.clone());
+            let referrer = credit.referrer.clone();
+            let order = credit.order_id.clone();
+            match tables.referral_credits.get_mut(&key) {
+                Some(note) => note.value.credit = credit,
+                None => {
+                    let settled = cashback_core::referrals::ReferralSettled::initial(None, &credit);
+                    tables.referral_credits.insert(
+                        key,
+                        Versioned::new(ReferralNote { credit, settled }),
+                    );
+                }
+            }
+            tables.log_change(shop, &referrer, ChangeKind::Referral { order });
         }
         if let Some(order) = writes.order {
             let release_due = order.release_filed_at(written_at);
@@ -888,6 +952,7 @@ impl Store for MemoryStore {
         drop_where!(t.code_owners, |(k, _), _| k != shop);
         drop_where!(t.referral_owners, |(k, _), _| k != shop);
         drop_where!(t.email_owners, |(k, _), _| k != shop);
+        drop_where!(t.referral_credits, |(k, _, _), _| k != shop);
         let guard_prefix = keys::guard_key(shop, "");
         drop_where!(t.guards, |k, _| !k.starts_with(&guard_prefix));
         let notification_prefix = keys::notification_key(shop, "");
@@ -974,7 +1039,21 @@ impl MemoryStore {
     /// call, as the table's stream runs it on AWS: the local server calls it
     /// after every request, tests before they read a report.
     pub async fn aggregate_reports(&self) -> Result<cashback_app::aggregator::Outcome, StoreError> {
-        let changes = self.take_changes();
-        cashback_app::aggregator::aggregate(self, None, &changes).await
+        let mut total = cashback_app::aggregator::Outcome::default();
+        loop {
+            let changes = self.take_changes();
+            if changes.is_empty() {
+                return Ok(total);
+            }
+            // As the stream's consumer does with each batch: referral
+            // credits settled on their referrers' accounts (whose changes
+            // come round in the next batch), then the report sums.
+            let now = self.lock()?.last_written_at.unwrap_or_else(Utc::now);
+            cashback_app::referral::settle_credits(self, &changes, now).await?;
+            let outcome = cashback_app::aggregator::aggregate(self, None, &changes).await?;
+            total.changes += outcome.changes;
+            total.added += outcome.added;
+            total.skipped += outcome.skipped;
+        }
     }
 }

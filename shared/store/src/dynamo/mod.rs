@@ -21,6 +21,7 @@ mod items;
 mod lifecycle;
 mod parked;
 mod read;
+mod referrals;
 mod requests;
 pub mod schema;
 pub mod size;

@@ -52,6 +52,14 @@ pub fn decode_record(record: &EventRecord) -> Result<Option<Change>, StoreError>
             Some(item) if old.is_none() => ChangeKind::Entry(Box::new(decode_entry(item)?)),
             _ => return Ok(None),
         },
+        // A referral credit written by its order or settled: the referrer's
+        // account is brought up to it (removed with a shop's data: nothing).
+        Some(super::referrals::ENTITY) => match &new {
+            Some(item) => ChangeKind::Referral {
+                order: super::referrals::order_of(item)?,
+            },
+            None => return Ok(None),
+        },
         _ => return Ok(None),
     };
     let (shop, customer) = customer_partition(image)?;

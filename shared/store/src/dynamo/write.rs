@@ -68,6 +68,9 @@ enum Role {
     CouponCount {
         code: Code,
     },
+    ReferralCredit {
+        order: OrderId,
+    },
     /// Unconditional (email owner): cannot fail a condition.
     Plain,
 }
@@ -661,6 +664,9 @@ fn plan(
     }
     coupon_items(table, shop, &writes.coupon_uses, &mut plan)?;
     account_index_items(table, shop, writes, &mut plan)?;
+    for (item, order) in super::referrals::transaction_items(table, shop, writes)? {
+        plan.push(item, Role::ReferralCredit { order });
+    }
     Ok(plan)
 }
 
@@ -722,6 +728,9 @@ fn interpret(reasons: &[CancellationReason], roles: &[Role]) -> Cancelled {
             }
             Role::Order { order, .. } => StoreError::Conflict(format!("order {order}")),
             Role::CouponCount { code } => StoreError::CouponLimit(code.clone()),
+            Role::ReferralCredit { order } => {
+                StoreError::Conflict(format!("referral credit of order {order}"))
+            }
             Role::Guard | Role::Notification | Role::Plain => {
                 StoreError::Other("an unconditional item failed its condition".into())
             }

@@ -954,6 +954,7 @@ async fn a_read_is_one_batch_get_and_a_write_one_transaction() {
                 notifications: vec!["n".into()],
                 accounts_read: AccountsRead::default(),
                 now: None,
+                referral_settled: None,
             },
         )
         .await

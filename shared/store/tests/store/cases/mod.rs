@@ -210,6 +210,7 @@ pub async fn reading_what_was_never_written_finds_nothing(store: &dyn Store) {
                 )],
                 products: vec![ProductId::parse("none").unwrap()],
                 counters: vec!["never-counted".into()],
+                referral_credits: vec![(customer("nobody"), OrderId::parse("nope").unwrap())],
             },
         )
         .await

@@ -16,6 +16,9 @@ use cashback_core::program::{Issuance, Program};
 
 pub use cashback_test_support::fixtures::{customer, shop, t0, usd};
 
+mod referrals;
+pub use referrals::*;
+
 /// The base program with balances expiring after a year.
 pub fn program() -> Program {
     let mut program = cashback_test_support::fixtures::program();

@@ -3,7 +3,8 @@
 //! the ledger entries written and the customer counter moves per shop and
 //! adds them to the report items exactly once (docs/reports.md), and
 //! credits referrers off their referred buyers' transactions
-//! (docs/ledger.md, "Referrals").
+//! (docs/ledger.md, "Referral rewards") and counts the uses of coupons with
+//! no total limit off the orders' transactions (docs/data-model.md).
 //!
 //! Errors: a record that cannot be decoded (a corrupt item) is reported as
 //! a batch item failure, after the changes before it were added, so the
@@ -18,6 +19,7 @@ use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse
 
 use cashback_app::aggregator::aggregate;
 use cashback_app::changes::Change;
+use cashback_app::coupon_uses::count_uses;
 use cashback_app::referral::settle_credits;
 use cashback_app::store::{ReportStore, Store, StoreError};
 use cashback_store::dynamo::stream::decode;
@@ -81,6 +83,7 @@ pub async fn function_handler<S: Store + ReportStore>(
         .max()
         .unwrap_or_else(chrono::Utc::now);
     let referrals = settle_credits(store, &changes, now).await?;
+    let coupon_uses = count_uses(store, &changes).await?;
     tracing::info!(
         records = event.records.len(),
         changes = outcome.changes,
@@ -88,6 +91,7 @@ pub async fn function_handler<S: Store + ReportStore>(
         skipped = outcome.skipped,
         referral_credits = referrals.credits,
         referral_credits_settled = referrals.written,
+        coupon_uses_counted = coupon_uses.counted,
         "stream batch summed"
     );
     let mut response = DynamoDbEventResponse::default();

@@ -10,7 +10,7 @@
 //! (`MemoryStore::take_changes`). A consumer must tolerate a change it has
 //! seen before: a redelivered batch, or one split in two after an error.
 
-use cashback_core::ids::{CustomerId, OrderId, ShopId};
+use cashback_core::ids::{Code, CustomerId, OrderId, ShopId};
 use cashback_core::ledger::{Account, LedgerEntry};
 
 /// One committed change to a customer's money.
@@ -48,6 +48,15 @@ pub enum ChangeKind {
     /// to it ([`crate::referral::settle_credits`]).
     Referral {
         /// The referred order.
+        order: OrderId,
+    },
+    /// An order took or gave back a use of a coupon with no total limit
+    /// (the customer is the order's): the coupon's count takes it
+    /// ([`crate::coupon_uses::count_uses`]).
+    CouponUse {
+        /// The coupon.
+        code: Code,
+        /// The order.
         order: OrderId,
     },
 }

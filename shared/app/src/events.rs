@@ -499,7 +499,7 @@ async fn attempt_once(
         notifications: notices.iter().map(|n| n.key.clone()).collect(),
         accounts_read,
         now: Some(now),
-        referral_settled: None,
+        ..WriteSet::default()
     };
     match store.write(shop, writes).await {
         Ok(WriteOutcome::Committed) => {
@@ -688,6 +688,7 @@ fn coupon_use_changes(
                 delta,
                 limit_total: coupon.and_then(|c| c.usage_limit_total),
                 limit_per_customer: coupon.and_then(|c| c.usage_limit_per_customer),
+                order: Some(record.order_id.clone()),
             })
         })
         .collect()

@@ -16,6 +16,7 @@ use cashback_core::orders::OrderRecord;
 use cashback_core::program::Program;
 
 use crate::records::{CatalogProduct, CouponRecord, UsageKey, Versioned};
+use crate::coupon_uses::{CouponOrderUse, CouponUseCounted};
 use crate::referral::{ReferralNote, ReferralSettle};
 use crate::reports::AccountStats;
 
@@ -50,6 +51,9 @@ pub struct ReadRequest {
     /// Referral credits to read (referrer, referred order), with what has
     /// been applied of them (the change feed's consumer settles them).
     pub referral_credits: Vec<(CustomerId, OrderId)>,
+    /// An order's uses of unlimited coupons (coupon, order), with whether
+    /// the coupon's count has them (the change feed counts them).
+    pub coupon_order_uses: Vec<(Code, OrderId)>,
 }
 
 /// What a single read found: only what exists is in it.
@@ -79,6 +83,8 @@ pub struct ReadResult {
     /// The requested referral credits that exist, versioned by what was
     /// applied of them ([`ReferralSettle::expected_version`]).
     pub referral_credits: HashMap<(CustomerId, OrderId), Versioned<ReferralNote>>,
+    /// The requested order uses that exist.
+    pub coupon_order_uses: HashMap<(Code, OrderId), CouponOrderUse>,
 }
 
 impl ReadResult {
@@ -284,6 +290,12 @@ pub struct CouponUseChange {
     pub limit_total: Option<u32>,
     /// The most uses one customer (or email) may have, checked on +1.
     pub limit_per_customer: Option<u32>,
+    /// The order taking or giving back the use. A coupon with no total
+    /// limit is not counted on its own item by the order's write: the use
+    /// is recorded on an item of the order's own, and the change feed adds
+    /// it to the coupon's count ([`crate::coupon_uses`]). None counts it on
+    /// the coupon item, as a limited coupon always is.
+    pub order: Option<OrderId>,
 }
 
 /// A guard makes a write happen at most once.
@@ -328,6 +340,9 @@ pub struct WriteSet {
     /// write records its referral credit from its record
     /// ([`crate::referral::credit_written`]), never through this.
     pub referral_settled: Option<ReferralSettle>,
+    /// Order uses of unlimited coupons the change feed counts now: each
+    /// moves its coupon's count by one, once (its `counted` condition).
+    pub coupon_uses_counted: Vec<CouponUseCounted>,
 }
 
 impl WriteSet {
@@ -339,6 +354,7 @@ impl WriteSet {
             && self.coupon_uses.is_empty()
             && self.notifications.is_empty()
             && self.referral_settled.is_none()
+            && self.coupon_uses_counted.is_empty()
     }
 }
 

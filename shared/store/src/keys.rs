@@ -40,6 +40,12 @@ pub fn referral_key(shop: &ShopId, code: &Code) -> String {
     format!("SHOP#{shop}#REFERRAL#{}", code.as_str())
 }
 
+/// An order's use of a coupon with no total limit, beside the coupon's
+/// per-customer counters (`coupon_use_pk`).
+pub fn coupon_order_use_sk(order: &OrderId) -> String {
+    format!("ORDER#{order}")
+}
+
 /// A referral credit, in the referrer's partition: one per referred order.
 pub fn referral_credit_sk(order: &OrderId) -> String {
     format!("REFERRED#{order}")

@@ -16,6 +16,7 @@ use cashback_core::orders::OrderRecord;
 use cashback_core::program::Program;
 
 use cashback_app::changes::{Change, ChangeKind};
+use cashback_app::coupon_uses::CouponOrderUse;
 use cashback_app::referral::ReferralNote;
 
 use crate::keys;
@@ -63,6 +64,8 @@ struct Tables {
     /// Referral credits by (shop, referrer, referred order), versioned by
     /// their settled part.
     referral_credits: HashMap<(ShopId, CustomerId, OrderId), Versioned<ReferralNote>>,
+    /// Orders' uses of unlimited coupons, by (shop, code, order).
+    coupon_order_uses: HashMap<(ShopId, Code, OrderId), CouponOrderUse>,
     /// The change feed, as the table's stream would carry it, until taken.
     changes: Vec<Change>,
     /// Changes logged so far: the next one's sequence number.
@@ -222,6 +225,14 @@ impl Store for MemoryStore {
             let count = tables.counters.get(counter).map_or(0, |(count, _)| *count);
             result.counters.insert(counter.clone(), count);
         }
+        for (code, order) in &request.coupon_order_uses {
+            let key = (shop.clone(), code.clone(), order.clone());
+            if let Some(used) = tables.coupon_order_uses.get(&key) {
+                result
+                    .coupon_order_uses
+                    .insert((code.clone(), order.clone()), *used);
+            }
+        }
         for (referrer, order) in &request.referral_credits {
             let key = (shop.clone(), referrer.clone(), order.clone());
             if let Some(note) = tables.referral_credits.get(&key) {
@@ -308,6 +319,16 @@ impl Store for MemoryStore {
                 return Err(StoreError::Conflict(format!(
                     "order {}",
                     order.record.order_id
+                )));
+            }
+        }
+        for counted in &writes.coupon_uses_counted {
+            let key = (shop.clone(), counted.code.clone(), counted.order.clone());
+            let used = tables.coupon_order_uses.get(&key);
+            if !used.is_some_and(|u| u.taken == counted.taken && u.counted != counted.taken) {
+                return Err(StoreError::Conflict(format!(
+                    "use of coupon {} by order {}",
+                    counted.code, counted.order
                 )));
             }
         }
@@ -498,9 +519,49 @@ impl Store for MemoryStore {
                 },
             );
         }
+        for counted in writes.coupon_uses_counted {
+            let key = (shop.clone(), counted.code.clone(), counted.order.clone());
+            if let Some(used) = tables.coupon_order_uses.get_mut(&key) {
+                used.counted = counted.taken;
+            }
+            if let Some(coupon) = tables.coupons.get_mut(&(shop.clone(), counted.code.clone())) {
+                let delta = if counted.taken { 1 } else { -1 };
+                coupon.value.uses = coupon.value.uses.saturating_add_signed(delta);
+            }
+        }
         for change in writes.coupon_uses {
-            if let Some(coupon) = tables.coupons.get_mut(&(shop.clone(), change.code.clone())) {
-                coupon.value.uses = coupon.value.uses.saturating_add_signed(change.delta);
+            match (&change.order, change.limit_total) {
+                // No total limit: the use is the order's own item, counted
+                // by the change feed (`cashback_app::coupon_uses`). A use
+                // given back that was never recorded here was counted on
+                // the coupon when it was taken.
+                (Some(order), None) => {
+                    let taken = change.delta > 0;
+                    let key = (shop.clone(), change.code.clone(), order.clone());
+                    tables
+                        .coupon_order_uses
+                        .entry(key)
+                        .and_modify(|used| used.taken = taken)
+                        .or_insert(CouponOrderUse {
+                            taken,
+                            counted: !taken,
+                        });
+                    tables.log_change(
+                        shop,
+                        &change.customer,
+                        ChangeKind::CouponUse {
+                            code: change.code.clone(),
+                            order: order.clone(),
+                        },
+                    );
+                }
+                _ => {
+                    if let Some(coupon) =
+                        tables.coupons.get_mut(&(shop.clone(), change.code.clone()))
+                    {
+                        coupon.value.uses = coupon.value.uses.saturating_add_signed(change.delta);
+                    }
+                }
             }
             let mut usage_keys = vec![UsageKey::Customer(change.customer.clone())];
             usage_keys.extend(change.email.clone().map(UsageKey::Email));
@@ -953,6 +1014,7 @@ impl Store for MemoryStore {
         drop_where!(t.referral_owners, |(k, _), _| k != shop);
         drop_where!(t.email_owners, |(k, _), _| k != shop);
         drop_where!(t.referral_credits, |(k, _, _), _| k != shop);
+        drop_where!(t.coupon_order_uses, |(k, _, _), _| k != shop);
         let guard_prefix = keys::guard_key(shop, "");
         drop_where!(t.guards, |k, _| !k.starts_with(&guard_prefix));
         let notification_prefix = keys::notification_key(shop, "");
@@ -1050,6 +1112,7 @@ impl MemoryStore {
             // come round in the next batch), then the report sums.
             let now = self.lock()?.last_written_at.unwrap_or_else(Utc::now);
             cashback_app::referral::settle_credits(self, &changes, now).await?;
+            cashback_app::coupon_uses::count_uses(self, &changes).await?;
             let outcome = cashback_app::aggregator::aggregate(self, None, &changes).await?;
             total.changes += outcome.changes;
             total.added += outcome.added;

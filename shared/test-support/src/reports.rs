@@ -47,5 +47,8 @@ pub async fn catch_up_on_moto(store: &DynamoStore, endpoint: &str) -> Outcome {
     cashback_app::referral::settle_credits(store, &changes, now)
         .await
         .expect("the referral credits are settled on moto");
+    cashback_app::coupon_uses::count_uses(store, &changes)
+        .await
+        .expect("the coupon uses are counted on moto");
     outcome
 }

@@ -16,6 +16,7 @@
 mod aggregates;
 mod api_keys;
 mod attr;
+mod coupon_uses;
 mod errors;
 mod items;
 mod lifecycle;

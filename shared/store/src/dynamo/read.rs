@@ -44,6 +44,7 @@ enum Target {
     Product(ProductId),
     Counter(String),
     ReferralCredit(CustomerId, OrderId),
+    CouponOrderUse(Code, OrderId),
 }
 
 fn targets(shop: &ShopId, request: &ReadRequest) -> Vec<((String, String), Target)> {
@@ -126,6 +127,15 @@ fn targets(shop: &ShopId, request: &ReadRequest) -> Vec<((String, String), Targe
                 keys::referral_credit_sk(order),
             ),
             Target::ReferralCredit(referrer.clone(), order.clone()),
+        ));
+    }
+    for (code, order) in &request.coupon_order_uses {
+        wanted.push((
+            (
+                keys::coupon_use_pk(shop, code),
+                keys::coupon_order_use_sk(order),
+            ),
+            Target::CouponOrderUse(code.clone(), order.clone()),
         ));
     }
     wanted
@@ -294,6 +304,12 @@ fn apply(result: &mut ReadResult, target: &Target, item: &Item) -> Result<(), St
             result.referral_credits.insert(
                 (referrer.clone(), order.clone()),
                 super::referrals::decode_note(item)?,
+            );
+        }
+        Target::CouponOrderUse(code, order) => {
+            result.coupon_order_uses.insert(
+                (code.clone(), order.clone()),
+                super::coupon_uses::decode_use(item)?,
             );
         }
     }

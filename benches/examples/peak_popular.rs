@@ -20,9 +20,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use rust_decimal_macros::dec;
 
-use cashback_app::store::{
-    AccountWrite, CodeChange, CouponRecord, ReadRequest, Store, WriteSet,
-};
+use cashback_app::store::{AccountWrite, CodeChange, CouponRecord, ReadRequest, Store, WriteSet};
 use cashback_benches::contention::{DynamoModel, Latency};
 use cashback_benches::stats::quantile;
 use cashback_benches::webhook::{order_id, paid_body, program, request, send, world_on};

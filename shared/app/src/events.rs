@@ -279,9 +279,7 @@ async fn attempt_once(
     // written only for a reward granted before credits left the order's
     // transaction (see `crate::referral`).
     let referrer_id = match record.value.referral.as_ref() {
-        Some(referral) if referral::written_with_order(referral) => {
-            Some(referral.referrer.clone())
-        }
+        Some(referral) if referral::written_with_order(referral) => Some(referral.referrer.clone()),
         Some(_) => None,
         None => {
             let buyer = customer_id.as_ref().and_then(|id| read.accounts.get(id));
@@ -289,16 +287,16 @@ async fn attempt_once(
         }
     }
     .filter(|referrer| {
-            // A referrer who also pays for the order's code would be the same
-            // account twice in one change: the discount wins, the referral
-            // pays nothing.
-            let also_payer = Some(referrer) != customer_id.as_ref()
-                && payers.iter().any(|(id, _)| id == referrer);
-            if also_payer {
-                info!(shop = %shop, "referrer is also the order's code owner: no referral");
-            }
-            Some(referrer) != customer_id.as_ref() && !also_payer
-        });
+        // A referrer who also pays for the order's code would be the same
+        // account twice in one change: the discount wins, the referral
+        // pays nothing.
+        let also_payer =
+            Some(referrer) != customer_id.as_ref() && payers.iter().any(|(id, _)| id == referrer);
+        if also_payer {
+            info!(shop = %shop, "referrer is also the order's code owner: no referral");
+        }
+        Some(referrer) != customer_id.as_ref() && !also_payer
+    });
     // Accounts the first read could not name: one more read, only for the
     // orders that need it (a refund's buyer, someone else's code, a referral).
     let wanted: Vec<CustomerId> = [customer_id.as_ref(), referrer_id.as_ref()]

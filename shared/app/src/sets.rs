@@ -15,8 +15,8 @@ use cashback_core::ledger::{Account, LedgerEntry};
 use cashback_core::orders::OrderRecord;
 use cashback_core::program::Program;
 
-use crate::records::{CatalogProduct, CouponRecord, UsageKey, Versioned};
 use crate::coupon_uses::{CouponOrderUse, CouponUseCounted};
+use crate::records::{CatalogProduct, CouponRecord, UsageKey, Versioned};
 use crate::referral::{ReferralNote, ReferralSettle};
 use crate::reports::AccountStats;
 

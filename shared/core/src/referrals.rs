@@ -337,7 +337,10 @@ mod tests {
         let granted = credit("1");
         let settled = settle(&mut account, &mut entries, &granted, &waiting(), 1);
         assert_eq!(settled.state, SettledState::Credited);
-        assert_eq!((account.pending, account.lifetime_issued), (usd("5.00"), usd("5.00")));
+        assert_eq!(
+            (account.pending, account.lifetime_issued),
+            (usd("5.00"), usd("5.00"))
+        );
         // The same change again: nothing left to do.
         let again = settle(&mut account, &mut entries, &granted, &settled, 2);
         assert_eq!(again, settled);
@@ -351,14 +354,20 @@ mod tests {
         let mut refunded = credit("1");
         refunded.clawed_back = usd("2.00");
         let settled = settle(&mut account, &mut entries, &refunded, &waiting(), 1);
-        assert_eq!((account.pending, account.lifetime_issued), (usd("3.00"), usd("3.00")));
+        assert_eq!(
+            (account.pending, account.lifetime_issued),
+            (usd("3.00"), usd("3.00"))
+        );
         let again = settle(&mut account, &mut entries, &refunded, &settled, 2);
         assert_eq!(again, settled);
         assert_eq!(account.pending, usd("3.00"), "taken back once");
         // Released later: what is left becomes available.
         refunded.released = true;
         settle(&mut account, &mut entries, &refunded, &settled, 3);
-        assert_eq!((account.available, account.pending), (usd("3.00"), usd("0.00")));
+        assert_eq!(
+            (account.available, account.pending),
+            (usd("3.00"), usd("0.00"))
+        );
 
         let (mut account, mut entries) = (ann(), Vec::new());
         let mut cancelled = credit("2");
@@ -383,7 +392,10 @@ mod tests {
         entries.extend(spent.entries);
         granted.clawed_back = usd("5.00");
         settle(&mut account, &mut entries, &granted, &settled, 2);
-        assert_eq!((account.available, account.debt), (usd("0.00"), usd("4.00")));
+        assert_eq!(
+            (account.available, account.debt),
+            (usd("0.00"), usd("4.00"))
+        );
     }
 
     #[test]

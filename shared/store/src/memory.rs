@@ -477,17 +477,20 @@ impl Store for MemoryStore {
         {
             // The order's referral credit: its grant replaced, what was
             // settled of it kept.
-            let key = (shop.clone(), credit.referrer.clone(), credit.order_id.clone());
+            let key = (
+                shop.clone(),
+                credit.referrer.clone(),
+                credit.order_id.clone(),
+            );
             let referrer = credit.referrer.clone();
             let order = credit.order_id.clone();
             match tables.referral_credits.get_mut(&key) {
                 Some(note) => note.value.credit = credit,
                 None => {
                     let settled = cashback_core::referrals::ReferralSettled::initial(None, &credit);
-                    tables.referral_credits.insert(
-                        key,
-                        Versioned::new(ReferralNote { credit, settled }),
-                    );
+                    tables
+                        .referral_credits
+                        .insert(key, Versioned::new(ReferralNote { credit, settled }));
                 }
             }
             tables.log_change(shop, &referrer, ChangeKind::Referral { order });
@@ -524,7 +527,10 @@ impl Store for MemoryStore {
             if let Some(used) = tables.coupon_order_uses.get_mut(&key) {
                 used.counted = counted.taken;
             }
-            if let Some(coupon) = tables.coupons.get_mut(&(shop.clone(), counted.code.clone())) {
+            if let Some(coupon) = tables
+                .coupons
+                .get_mut(&(shop.clone(), counted.code.clone()))
+            {
                 let delta = if counted.taken { 1 } else { -1 };
                 coupon.value.uses = coupon.value.uses.saturating_add_signed(delta);
             }

@@ -101,7 +101,10 @@ async fn spring5_uses(world: &World) -> u32 {
     let code = Code::parse("SPRING5").unwrap();
     world
         .store
-        .read(&demo_shop(), &cashback_app::store::ReadRequest::coupon(&code))
+        .read(
+            &demo_shop(),
+            &cashback_app::store::ReadRequest::coupon(&code),
+        )
         .await
         .unwrap()
         .coupons[&code]
@@ -128,7 +131,11 @@ async fn an_unlimited_coupons_use_is_counted_by_the_feed_once_and_given_back_onc
         .await
         .unwrap();
     paid_with_attribute(&world, "spring5").await;
-    assert_eq!(spring5_uses(&world).await, 0, "not in the order's transaction");
+    assert_eq!(
+        spring5_uses(&world).await,
+        0,
+        "not in the order's transaction"
+    );
     feed.catch_up().await;
     feed.catch_up().await;
     paid_with_attribute(&world, "spring5").await;

@@ -85,7 +85,10 @@ async fn a_referral_credit_lands_once_whatever_the_redeliveries(backend: Backend
     let record = order_record(&world, &shopify_order()).await.unwrap();
     assert_eq!(record.referral.unwrap().reward, usd("5.00"));
     let before = ann(&world).await;
-    assert_eq!((before.pending, before.lifetime_issued), (usd("0.00"), usd("0.00")));
+    assert_eq!(
+        (before.pending, before.lifetime_issued),
+        (usd("0.00"), usd("0.00"))
+    );
     if let Reports::Memory(memory) = &feed {
         // One batch delivered twice, then again in halves.
         let batch = memory.take_changes();
@@ -104,7 +107,10 @@ async fn a_referral_credit_lands_once_whatever_the_redeliveries(backend: Backend
     delivered(&world, "shopify-orders-paid.json").await;
     feed.catch_up().await;
     let ann = ann(&world).await;
-    assert_eq!((ann.pending, ann.lifetime_issued), (usd("5.00"), usd("5.00")));
+    assert_eq!(
+        (ann.pending, ann.lifetime_issued),
+        (usd("5.00"), usd("5.00"))
+    );
     assert_eq!(ann.referrals_on_day, 1);
     assert_eq!(ledger(&world, "ann").await.len(), 1);
 }
@@ -173,7 +179,10 @@ async fn referred_buyers_racing_past_the_daily_cap_are_paid_within_it(backend: B
     feed.catch_up().await;
     feed.catch_up().await;
     let ann = ann(&world).await;
-    assert_eq!((ann.pending, ann.lifetime_issued), (usd("5.00"), usd("5.00")));
+    assert_eq!(
+        (ann.pending, ann.lifetime_issued),
+        (usd("5.00"), usd("5.00"))
+    );
     assert_eq!(ann.referrals_on_day, 1);
 }
 
@@ -212,7 +221,11 @@ async fn a_referred_buyers_transaction_holds_nothing_of_the_referrers_account() 
     delivered(&world, "shopify-refunds-create.json").await;
     let buyers: Vec<Vec<(String, String)>> =
         recorded.interceptor().0.lock().unwrap()[seeded..].to_vec();
-    assert_eq!(buyers.len(), 2, "the paid order's and the refund's transactions");
+    assert_eq!(
+        buyers.len(),
+        2,
+        "the paid order's and the refund's transactions"
+    );
     for keys in &buyers {
         let of_ann: Vec<&(String, String)> = keys.iter().filter(|(pk, _)| pk == &anns).collect();
         assert_eq!(of_ann.len(), 1, "{keys:?}");
@@ -224,7 +237,9 @@ async fn a_referred_buyers_transaction_holds_nothing_of_the_referrers_account() 
     // The change feed credits Ann in a transaction of her own.
     let settled = seen();
     let batch = memory.take_changes();
-    settle_credits(recorded.as_ref(), &batch, now()).await.unwrap();
+    settle_credits(recorded.as_ref(), &batch, now())
+        .await
+        .unwrap();
     let feeds: Vec<Vec<(String, String)>> =
         recorded.interceptor().0.lock().unwrap()[settled..].to_vec();
     assert_eq!(feeds.len(), 1, "{feeds:?}");
@@ -236,5 +251,8 @@ async fn a_referred_buyers_transaction_holds_nothing_of_the_referrers_account() 
         .referral
         .unwrap()
         .clawed_back;
-    assert_eq!(ann(&world).await.pending, usd("5.00").checked_sub(clawed).unwrap());
+    assert_eq!(
+        ann(&world).await.pending,
+        usd("5.00").checked_sub(clawed).unwrap()
+    );
 }

@@ -346,11 +346,10 @@ async fn commit_release(run: &Run<'_>, due: &DueRef) -> Result<Released, AppErro
         // settles the order's referral credit), except for a reward granted
         // before that, whose referrer's account is read and written here
         // (one more read, only then).
-        let referral_deferred = record
-            .value
-            .referral
-            .as_ref()
-            .is_some_and(|r| r.pending.is_positive() && !crate::referral::written_with_order(r));
+        let referral_deferred =
+            record.value.referral.as_ref().is_some_and(|r| {
+                r.pending.is_positive() && !crate::referral::written_with_order(r)
+            });
         let mut referrer = match record
             .value
             .referral
@@ -370,8 +369,7 @@ async fn commit_release(run: &Run<'_>, due: &DueRef) -> Result<Released, AppErro
             accounts_read.add(referrer);
         }
         let (applied, referred) = if referral_deferred {
-            let applied =
-                release_order_alone(program, &mut account.value, &mut record.value, now)?;
+            let applied = release_order_alone(program, &mut account.value, &mut record.value, now)?;
             (applied, Default::default())
         } else {
             release_order(
@@ -382,9 +380,7 @@ async fn commit_release(run: &Run<'_>, due: &DueRef) -> Result<Released, AppErro
                 now,
             )?
         };
-        if applied.duplicate
-            || (applied.is_empty() && referred.is_empty() && !referral_deferred)
-        {
+        if applied.duplicate || (applied.is_empty() && referred.is_empty() && !referral_deferred) {
             return Ok(Released::AlreadyDone);
         }
         let amount = applied

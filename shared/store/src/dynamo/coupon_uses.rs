@@ -81,7 +81,10 @@ pub(crate) fn use_item(
         customer = expr.name(CUSTOMER_ATTR),
         customer_value = expr.value("customer", s(change.customer.as_str())),
         taken = expr.name(TAKEN),
-        taken_value = expr.value("taken", aws_sdk_dynamodb::types::AttributeValue::Bool(taken)),
+        taken_value = expr.value(
+            "taken",
+            aws_sdk_dynamodb::types::AttributeValue::Bool(taken)
+        ),
         counted = expr.name(COUNTED),
         counted_if_new = expr.value(
             "counted_if_new",
@@ -174,7 +177,7 @@ pub(crate) fn identify(item: &Item) -> Result<(ShopId, CustomerId, Code, OrderId
         .map_err(|e| corrupt(item, format!("customer: {e}")))?;
     let code =
         Code::parse(require_s(item, CODE)?).map_err(|e| corrupt(item, format!("code: {e}")))?;
-    let order =
-        OrderId::parse(require_s(item, ORDER)?).map_err(|e| corrupt(item, format!("order: {e}")))?;
+    let order = OrderId::parse(require_s(item, ORDER)?)
+        .map_err(|e| corrupt(item, format!("order: {e}")))?;
     Ok((shop, customer, code, order))
 }

@@ -57,7 +57,9 @@ fn transaction_update(
     Ok(TransactWriteItem::builder().update(update).build())
 }
 
-fn json<T: serde::Serialize>(value: &T) -> Result<aws_sdk_dynamodb::types::AttributeValue, StoreError> {
+fn json<T: serde::Serialize>(
+    value: &T,
+) -> Result<aws_sdk_dynamodb::types::AttributeValue, StoreError> {
     to_doc(value)
 }
 

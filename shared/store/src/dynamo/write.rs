@@ -516,7 +516,11 @@ fn coupon_items(
     let mut coupons: BTreeMap<Code, CountChange> = BTreeMap::new();
     let mut counters: BTreeMap<(Code, String), CountChange> = BTreeMap::new();
     for change in changes {
-        match change.order.as_ref().filter(|_| super::coupon_uses::off_the_count(change)) {
+        match change
+            .order
+            .as_ref()
+            .filter(|_| super::coupon_uses::off_the_count(change))
+        {
             // No total limit: the order's own use item, counted by the feed.
             Some(order) => plan.push(
                 super::coupon_uses::use_item(table, shop, change, order)?,

@@ -91,7 +91,10 @@ pub async fn an_unlimited_coupons_uses_leave_its_count_to_the_feed_and_count_onc
     );
     // The per-customer limit still holds in the order's write.
     let again = store.write(&shop(), use_by("o3", "ann", 1)).await;
-    assert!(matches!(again, Err(StoreError::CouponLimit(_))), "{again:?}");
+    assert!(
+        matches!(again, Err(StoreError::CouponLimit(_))),
+        "{again:?}"
+    );
 
     // The feed counts each use once; counting one again is refused.
     store.write(&shop(), counted("o1", true)).await.unwrap();

@@ -1,7 +1,10 @@
 //! The report-aggregator Lambda: the table's stream (new and old images)
 //! runs [`cashback_app::aggregator::aggregate`] over each batch, which sums
 //! the ledger entries written and the customer counter moves per shop and
-//! adds them to the report items exactly once (docs/reports.md).
+//! adds them to the report items exactly once (docs/reports.md), and
+//! credits referrers off their referred buyers' transactions
+//! (docs/ledger.md, "Referral rewards") and counts the uses of coupons with
+//! no total limit off the orders' transactions (docs/data-model.md).
 //!
 //! Errors: a record that cannot be decoded (a corrupt item) is reported as
 //! a batch item failure, after the changes before it were added, so the
@@ -16,7 +19,9 @@ use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse
 
 use cashback_app::aggregator::aggregate;
 use cashback_app::changes::Change;
-use cashback_app::store::{ReportStore, StoreError};
+use cashback_app::coupon_uses::count_uses;
+use cashback_app::referral::settle_credits;
+use cashback_app::store::{ReportStore, Store, StoreError};
 use cashback_store::dynamo::stream::decode;
 
 /// Why a batch was not summed: the store failed (retried by the event
@@ -38,9 +43,12 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
     }
 }
 
-/// One batch of the table's stream.
-pub async fn function_handler(
-    store: &dyn ReportStore,
+/// One batch of the table's stream: the report sums, then the referral
+/// credits the batch names settled on their referrers' accounts
+/// (`cashback_app::referral::settle_credits`; their own writes come round
+/// in a later batch, and settle nothing twice).
+pub async fn function_handler<S: Store + ReportStore>(
+    store: &S,
     event: Event,
 ) -> Result<DynamoDbEventResponse, HandlerError> {
     let mut changes: Vec<Change> = Vec::new();
@@ -66,11 +74,24 @@ pub async fn function_handler(
         .min()
         .map(|at| at.date_naive());
     let outcome = aggregate(store, written, &changes).await?;
+    // The credits settle at the time the batch's last record was written.
+    let now = event
+        .records
+        .iter()
+        .map(|r| r.change.approximate_creation_date_time)
+        .filter(|at| at.timestamp() > 0)
+        .max()
+        .unwrap_or_else(chrono::Utc::now);
+    let referrals = settle_credits(store, &changes, now).await?;
+    let coupon_uses = count_uses(store, &changes).await?;
     tracing::info!(
         records = event.records.len(),
         changes = outcome.changes,
         writes = outcome.added,
         skipped = outcome.skipped,
+        referral_credits = referrals.credits,
+        referral_credits_settled = referrals.written,
+        coupon_uses_counted = coupon_uses.counted,
         "stream batch summed"
     );
     let mut response = DynamoDbEventResponse::default();

@@ -85,6 +85,8 @@ impl Building {
                     .counts
                     .add(&CustomerCounts::moved(before.as_deref(), after.as_deref()));
             }
+            // Settled on the referrer's account, whose entries are summed.
+            ChangeKind::Referral { .. } | ChangeKind::CouponUse { .. } => {}
         }
     }
 
@@ -145,7 +147,12 @@ pub async fn aggregate(
     };
     type Pending<'a> = BTreeMap<CustomerId, VecDeque<(String, &'a Change)>>;
     let mut shops: BTreeMap<&ShopId, Pending<'_>> = BTreeMap::new();
-    for change in batch {
+    // Coupon uses live outside the customer's partition, where feed
+    // positions do not compare with the customer's: not summed here.
+    for change in batch
+        .iter()
+        .filter(|c| !matches!(c.kind, ChangeKind::CouponUse { .. }))
+    {
         shops
             .entry(&change.shop)
             .or_default()

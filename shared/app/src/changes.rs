@@ -1,6 +1,7 @@
 //! The change feed: what the store reports after a write committed, for
 //! the work that must follow a write but must not be part of it (report
-//! sums, the platform's copy of a balance code, outgoing events).
+//! sums, the platform's copy of a balance code, referral credits, outgoing
+//! events).
 //!
 //! On DynamoDB it is the table's stream (`cashback_store::dynamo::stream`):
 //! at least once, in order per item, with the accounts and ledger entries
@@ -9,7 +10,7 @@
 //! (`MemoryStore::take_changes`). A consumer must tolerate a change it has
 //! seen before: a redelivered batch, or one split in two after an error.
 
-use cashback_core::ids::{CustomerId, ShopId};
+use cashback_core::ids::{Code, CustomerId, OrderId, ShopId};
 use cashback_core::ledger::{Account, LedgerEntry};
 
 /// One committed change to a customer's money.
@@ -42,6 +43,22 @@ pub enum ChangeKind {
     /// A ledger entry was written. Entries are written once and never
     /// changed, so each one appears once (redeliveries aside).
     Entry(Box<LedgerEntry>),
+    /// A referral credit of this customer (the referrer) was written by
+    /// its referred order, or settled: the referrer's account is brought up
+    /// to it ([`crate::referral::settle_credits`]).
+    Referral {
+        /// The referred order.
+        order: OrderId,
+    },
+    /// An order took or gave back a use of a coupon with no total limit
+    /// (the customer is the order's): the coupon's count takes it
+    /// ([`crate::coupon_uses::count_uses`]).
+    CouponUse {
+        /// The coupon.
+        code: Code,
+        /// The order.
+        order: OrderId,
+    },
 }
 
 impl Change {

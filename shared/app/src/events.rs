@@ -14,8 +14,10 @@
 //! balance code is debited from its owner whoever the buyer is (a guest, an
 //! order naming nobody), and the owner's account (one more read when it is
 //! not the buyer's) joins the transaction. A referred customer's first
-//! earning order records the referral reward on the order and on the
-//! referrer's account, in that same transaction (see [`crate::referral`]).
+//! earning order records the referral reward on the order, and its write
+//! records the referral credit beside it; the referrer's account is
+//! credited off this transaction, from the change feed (see
+//! [`crate::referral`]).
 
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
@@ -274,26 +276,29 @@ async fn attempt_once(
             }
         }
     }
-    let referrer_id = record
-        .value
-        .referral
-        .as_ref()
-        .map(|r| r.referrer.clone())
-        .or_else(|| {
+    // The referrer's account is read for the order that may grant the
+    // reward (self-referral and the daily cap are judged on it), and is
+    // written only for a reward granted before credits left the order's
+    // transaction (see `crate::referral`).
+    let referrer_id = match record.value.referral.as_ref() {
+        Some(referral) if referral::written_with_order(referral) => Some(referral.referrer.clone()),
+        Some(_) => None,
+        None => {
             let buyer = customer_id.as_ref().and_then(|id| read.accounts.get(id));
             referral::referrer_named(program, event, &record.value, buyer, &read.referral_owners)
-        })
-        .filter(|referrer| {
-            // A referrer who also pays for the order's code would be the same
-            // account twice in one change: the discount wins, the referral
-            // pays nothing.
-            let also_payer = Some(referrer) != customer_id.as_ref()
-                && payers.iter().any(|(id, _)| id == referrer);
-            if also_payer {
-                info!(shop = %shop, "referrer is also the order's code owner: no referral");
-            }
-            Some(referrer) != customer_id.as_ref() && !also_payer
-        });
+        }
+    }
+    .filter(|referrer| {
+        // A referrer who also pays for the order's code would be the same
+        // account twice in one change: the discount wins, the referral
+        // pays nothing.
+        let also_payer =
+            Some(referrer) != customer_id.as_ref() && payers.iter().any(|(id, _)| id == referrer);
+        if also_payer {
+            info!(shop = %shop, "referrer is also the order's code owner: no referral");
+        }
+        Some(referrer) != customer_id.as_ref() && !also_payer
+    });
     // Accounts the first read could not name: one more read, only for the
     // orders that need it (a refund's buyer, someone else's code, a referral).
     let wanted: Vec<CustomerId> = [customer_id.as_ref(), referrer_id.as_ref()]
@@ -389,7 +394,7 @@ async fn attempt_once(
         .iter()
         .map(|(_, _, account)| account.as_ref().map(|a| a.value.clone()))
         .collect();
-    let applied = apply_order_event_to(
+    let mut applied = apply_order_event_to(
         &event_ctx,
         Parties {
             buyer: account.as_mut().map(|a| &mut a.value),
@@ -413,6 +418,18 @@ async fn attempt_once(
     }
     if record.value.referral.is_some() && referrer_before.is_some() {
         info!(shop = %shop, order = %record.value.order_id, "referral reward recorded on the order");
+    }
+    if !record
+        .value
+        .referral
+        .as_ref()
+        .is_some_and(referral::written_with_order)
+    {
+        // The referrer's account, read to judge the reward, is left alone:
+        // the order's write records its referral credit, and the change
+        // feed credits the referrer off this transaction.
+        referrer = None;
+        applied.referrer = Default::default();
     }
 
     let notices = match &account {
@@ -485,6 +502,7 @@ async fn attempt_once(
         marketing_events: crate::marketing::queued_events(program, &notices, now),
         accounts_read,
         now: Some(now),
+        ..WriteSet::default()
     };
     match store.write(shop, writes).await {
         Ok(WriteOutcome::Committed) => {
@@ -673,6 +691,7 @@ fn coupon_use_changes(
                 delta,
                 limit_total: coupon.and_then(|c| c.usage_limit_total),
                 limit_per_customer: coupon.and_then(|c| c.usage_limit_per_customer),
+                order: Some(record.order_id.clone()),
             })
         })
         .collect()

@@ -15,7 +15,9 @@ use cashback_core::ledger::{Account, LedgerEntry};
 use cashback_core::orders::OrderRecord;
 use cashback_core::program::Program;
 
+use crate::coupon_uses::{CouponOrderUse, CouponUseCounted};
 use crate::records::{CatalogProduct, CouponRecord, UsageKey, Versioned};
+use crate::referral::{ReferralNote, ReferralSettle};
 use crate::reports::AccountStats;
 
 /// What a use case wants in its single read.
@@ -46,6 +48,12 @@ pub struct ReadRequest {
     /// names them) to read with the rest: a limit checked at no extra round
     /// trip.
     pub counters: Vec<String>,
+    /// Referral credits to read (referrer, referred order), with what has
+    /// been applied of them (the change feed's consumer settles them).
+    pub referral_credits: Vec<(CustomerId, OrderId)>,
+    /// An order's uses of unlimited coupons (coupon, order), with whether
+    /// the coupon's count has them (the change feed counts them).
+    pub coupon_order_uses: Vec<(Code, OrderId)>,
 }
 
 /// What a single read found: only what exists is in it.
@@ -76,6 +84,11 @@ pub struct ReadResult {
     pub products: HashMap<ProductId, CatalogProduct>,
     /// Each requested counter's count (0 for one never incremented).
     pub counters: HashMap<String, u64>,
+    /// The requested referral credits that exist, versioned by what was
+    /// applied of them ([`ReferralSettle::expected_version`]).
+    pub referral_credits: HashMap<(CustomerId, OrderId), Versioned<ReferralNote>>,
+    /// The requested order uses that exist.
+    pub coupon_order_uses: HashMap<(Code, OrderId), CouponOrderUse>,
 }
 
 impl ReadResult {
@@ -299,6 +312,12 @@ pub struct CouponUseChange {
     pub limit_total: Option<u32>,
     /// The most uses one customer (or email) may have, checked on +1.
     pub limit_per_customer: Option<u32>,
+    /// The order taking or giving back the use. A coupon with no total
+    /// limit is not counted on its own item by the order's write: the use
+    /// is recorded on an item of the order's own, and the change feed adds
+    /// it to the coupon's count ([`crate::coupon_uses`]). None counts it on
+    /// the coupon item, as a limited coupon always is.
+    pub order: Option<OrderId>,
 }
 
 /// A guard makes a write happen at most once.
@@ -342,6 +361,14 @@ pub struct WriteSet {
     /// found by the next scheduled run. Every use case sets it; None files
     /// the times as they are.
     pub now: Option<DateTime<Utc>>,
+    /// What the referrer's account now has of a referral credit, written
+    /// with that account (the change feed's consumer). An order's own
+    /// write records its referral credit from its record
+    /// ([`crate::referral::credit_written`]), never through this.
+    pub referral_settled: Option<ReferralSettle>,
+    /// Order uses of unlimited coupons the change feed counts now: each
+    /// moves its coupon's count by one, once (its `counted` condition).
+    pub coupon_uses_counted: Vec<CouponUseCounted>,
 }
 
 impl WriteSet {
@@ -353,6 +380,8 @@ impl WriteSet {
             && self.coupon_uses.is_empty()
             && self.notifications.is_empty()
             && self.marketing_events.is_empty()
+            && self.referral_settled.is_none()
+            && self.coupon_uses_counted.is_empty()
     }
 }
 

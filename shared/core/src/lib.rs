@@ -15,6 +15,7 @@
 //! - [`redeem`]: what the customer's code may take off a cart, or why not.
 //! - [`ledger`]: the account, its entries, lots, holds, expiry, adjustments.
 //! - [`orders`]: order events applied to the ledger; release of pending.
+//! - [`referrals`]: the referral reward credited to the referrer off the referred order's write.
 //! - [`platform_code`]: the balance code as the shop's platform must hold it.
 //! - [`privacy`]: what erasing a customer's personal data leaves of their account.
 //! - [`reminders`]: the reminder series.
@@ -42,4 +43,5 @@ pub mod platform_code;
 pub mod privacy;
 pub mod program;
 pub mod redeem;
+pub mod referrals;
 pub mod reminders;

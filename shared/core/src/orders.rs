@@ -175,6 +175,16 @@ pub struct ReferralRecord {
     pub pending: Money,
     /// Taken back so far (voided pending included).
     pub clawed_back: Money,
+    /// When the order granted the reward (the referrer's daily cap counts
+    /// it on that day). None on a reward granted before the referrer's
+    /// account was credited off the order's transaction: that account was
+    /// written with the order (see [`crate::referrals`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub granted_at: Option<DateTime<Utc>>,
+    /// The reward was granted pending (the program's issuance), to be
+    /// released with the order; else available at once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub issued_pending: bool,
 }
 
 /// What an order earned, kept so that clawbacks are exact shares of it.
@@ -1113,6 +1123,8 @@ fn credit_referral(
         reward,
         pending: Money::zero(record.currency),
         clawed_back: Money::zero(record.currency),
+        granted_at: Some(journal.at()),
+        issued_pending: matches!(program.issuance, Issuance::Pending { .. }),
     };
     match program.issuance {
         Issuance::Pending { days } => {
@@ -1258,14 +1270,19 @@ fn claw_referral_to(
     let Some(referral) = record.referral.as_mut() else {
         return Ok(());
     };
-    let Some(referrer) = sides.referrer.as_deref_mut() else {
-        // Not supplied: the cumulative target is met on a later event.
-        return Ok(());
-    };
     let delta = target.checked_sub(referral.clawed_back)?;
     if !delta.is_positive() {
         return Ok(());
     }
+    let Some(referrer) = sides.referrer.as_deref_mut() else {
+        // Not supplied: the order keeps what is taken back, and the
+        // referrer's account follows off this transaction
+        // ([`crate::referrals::settle_referral`]).
+        let from_pending = delta.min(referral.pending)?;
+        referral.pending = referral.pending.checked_sub(from_pending)?;
+        referral.clawed_back = target;
+        return Ok(());
+    };
     let journal = &mut sides.referrer_journal;
     let from_pending = delta.min(referral.pending)?;
     referral.pending = referral.pending.checked_sub(from_pending)?;
@@ -1445,6 +1462,28 @@ pub fn release_pending(
     release_order(program, account, None, record, now).map(|(buyer, _)| buyer)
 }
 
+/// Releases an order's pending cashback, exactly once, and marks the
+/// referral reward hanging on it released on the order: the referrer's
+/// account follows off this transaction
+/// ([`crate::referrals::settle_referral`]). Returns the buyer's entries.
+pub fn release_order_alone(
+    program: &Program,
+    account: &mut Account,
+    record: &mut OrderRecord,
+    now: DateTime<Utc>,
+) -> Result<Applied, LedgerError> {
+    release(program, account, Referrer::Deferred, record, now).map(|(buyer, _)| buyer)
+}
+
+/// Who takes the referral reward hanging on a released order.
+enum Referrer<'a> {
+    /// This account, in the same write (None: missing, an error when a
+    /// reward is pending).
+    Here(Option<&'a mut Account>),
+    /// The referrer's account follows off this write.
+    Deferred,
+}
+
 /// Releases an order's pending cashback and the referral reward hanging on
 /// it, together and exactly once. Returns the buyer's and the referrer's
 /// entries. The referrer's account must be supplied when a reward is
@@ -1453,6 +1492,16 @@ pub fn release_order(
     program: &Program,
     account: &mut Account,
     referrer: Option<&mut Account>,
+    record: &mut OrderRecord,
+    now: DateTime<Utc>,
+) -> Result<(Applied, Applied), LedgerError> {
+    release(program, account, Referrer::Here(referrer), record, now)
+}
+
+fn release(
+    program: &Program,
+    account: &mut Account,
+    referrer: Referrer<'_>,
     record: &mut OrderRecord,
     now: DateTime<Utc>,
 ) -> Result<(Applied, Applied), LedgerError> {
@@ -1471,6 +1520,13 @@ pub fn release_order(
     let key = format!("order:{}:release", record.order_id);
     let order_id = record.order_id.clone();
     let mut referrer_journal = Journal::new(format!("{key}:referral"), now, record.currency);
+    if let (Some(referral), Referrer::Deferred) = (record.referral.as_mut(), &referrer) {
+        referral.pending = Money::zero(record.currency);
+    }
+    let referrer = match referrer {
+        Referrer::Here(account) => account,
+        Referrer::Deferred => None,
+    };
     if let Some(referral) = record.referral.as_mut().filter(|r| r.pending.is_positive()) {
         let Some(referrer) = referrer.filter(|r| r.customer == referral.referrer) else {
             return Err(LedgerError::PartyMissing {

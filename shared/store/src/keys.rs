@@ -40,6 +40,17 @@ pub fn referral_key(shop: &ShopId, code: &Code) -> String {
     format!("SHOP#{shop}#REFERRAL#{}", code.as_str())
 }
 
+/// An order's use of a coupon with no total limit, beside the coupon's
+/// per-customer counters (`coupon_use_pk`).
+pub fn coupon_order_use_sk(order: &OrderId) -> String {
+    format!("ORDER#{order}")
+}
+
+/// A referral credit, in the referrer's partition: one per referred order.
+pub fn referral_credit_sk(order: &OrderId) -> String {
+    format!("REFERRED#{order}")
+}
+
 /// Emails are keyed by their hash: no address in a key.
 pub fn email_key(shop: &ShopId, email: &Email) -> String {
     format!("SHOP#{shop}#EMAIL#{}", hash_hex(email.as_str()))

@@ -17,6 +17,8 @@ use cashback_core::program::Program;
 
 use cashback_app::changes::{Change, ChangeKind};
 use cashback_app::marketing::QueuedEvent;
+use cashback_app::coupon_uses::CouponOrderUse;
+use cashback_app::referral::ReferralNote;
 
 use crate::keys;
 
@@ -62,6 +64,11 @@ struct Tables {
     /// When each uninstalled shop was uninstalled (DynamoDB keeps it on
     /// the shop's item).
     uninstalled: HashMap<ShopId, DateTime<Utc>>,
+    /// Referral credits by (shop, referrer, referred order), versioned by
+    /// their settled part.
+    referral_credits: HashMap<(ShopId, CustomerId, OrderId), Versioned<ReferralNote>>,
+    /// Orders' uses of unlimited coupons, by (shop, code, order).
+    coupon_order_uses: HashMap<(ShopId, Code, OrderId), CouponOrderUse>,
     /// The change feed, as the table's stream would carry it, until taken.
     changes: Vec<Change>,
     /// Changes logged so far: the next one's sequence number.
@@ -71,6 +78,9 @@ struct Tables {
     marketing_events: Vec<(ShopId, QueuedEvent)>,
     /// Outgoing event endpoints, deliveries and pending retries.
     outgoing: outgoing::OutgoingTables,
+    /// When the last write that said so was decided: the time the feed's
+    /// consumer settles referral credits at (on AWS, the stream record's).
+    last_written_at: Option<DateTime<Utc>>,
 }
 
 impl Tables {
@@ -237,6 +247,22 @@ impl Store for MemoryStore {
             let count = tables.counters.get(counter).map_or(0, |(count, _)| *count);
             result.counters.insert(counter.clone(), count);
         }
+        for (code, order) in &request.coupon_order_uses {
+            let key = (shop.clone(), code.clone(), order.clone());
+            if let Some(used) = tables.coupon_order_uses.get(&key) {
+                result
+                    .coupon_order_uses
+                    .insert((code.clone(), order.clone()), *used);
+            }
+        }
+        for (referrer, order) in &request.referral_credits {
+            let key = (shop.clone(), referrer.clone(), order.clone());
+            if let Some(note) = tables.referral_credits.get(&key) {
+                result
+                    .referral_credits
+                    .insert((referrer.clone(), order.clone()), note.clone());
+            }
+        }
         Ok(result)
     }
 
@@ -318,6 +344,26 @@ impl Store for MemoryStore {
                 )));
             }
         }
+        for counted in &writes.coupon_uses_counted {
+            let key = (shop.clone(), counted.code.clone(), counted.order.clone());
+            let used = tables.coupon_order_uses.get(&key);
+            if !used.is_some_and(|u| u.taken == counted.taken && u.counted != counted.taken) {
+                return Err(StoreError::Conflict(format!(
+                    "use of coupon {} by order {}",
+                    counted.code, counted.order
+                )));
+            }
+        }
+        if let Some(settle) = &writes.referral_settled {
+            let key = (shop.clone(), settle.referrer.clone(), settle.order.clone());
+            let current = tables.referral_credits.get(&key).map(|n| n.version);
+            if current.is_none_or(|version| version != settle.expected_version) {
+                return Err(StoreError::Conflict(format!(
+                    "referral credit of order {}",
+                    settle.order
+                )));
+            }
+        }
         for change in &writes.coupon_uses {
             if change.delta > 0 {
                 let coupon = tables.coupons.get(&(shop.clone(), change.code.clone()));
@@ -358,6 +404,9 @@ impl Store for MemoryStore {
             tables.marketing_events.push((shop.clone(), event.clone()));
         }
         let written_at = writes.now;
+        if written_at.is_some() {
+            tables.last_written_at = written_at;
+        }
         for write in writes.accounts {
             let customer = write.account.customer.clone();
             let key = (shop.clone(), customer.clone());
@@ -432,6 +481,45 @@ impl Store for MemoryStore {
                 },
             );
         }
+        if let Some(settle) = writes.referral_settled {
+            let key = (shop.clone(), settle.referrer.clone(), settle.order.clone());
+            if let Some(note) = tables.referral_credits.get_mut(&key) {
+                note.value.settled = settle.settled;
+                note.version += 1;
+            }
+            tables.log_change(
+                shop,
+                &settle.referrer,
+                ChangeKind::Referral {
+                    order: settle.order,
+                },
+            );
+        }
+        if let Some(credit) = writes
+            .order
+            .as_ref()
+            .and_then(cashback_app::referral::credit_written)
+        {
+            // The order's referral credit: its grant replaced, what was
+            // settled of it kept.
+            let key = (
+                shop.clone(),
+                credit.referrer.clone(),
+                credit.order_id.clone(),
+            );
+            let referrer = credit.referrer.clone();
+            let order = credit.order_id.clone();
+            match tables.referral_credits.get_mut(&key) {
+                Some(note) => note.value.credit = credit,
+                None => {
+                    let settled = cashback_core::referrals::ReferralSettled::initial(None, &credit);
+                    tables
+                        .referral_credits
+                        .insert(key, Versioned::new(ReferralNote { credit, settled }));
+                }
+            }
+            tables.log_change(shop, &referrer, ChangeKind::Referral { order });
+        }
         if let Some(order) = writes.order {
             let release_due = order.release_filed_at(written_at);
             let ready_due = order.ready_filed_at(written_at);
@@ -459,9 +547,52 @@ impl Store for MemoryStore {
                 },
             );
         }
+        for counted in writes.coupon_uses_counted {
+            let key = (shop.clone(), counted.code.clone(), counted.order.clone());
+            if let Some(used) = tables.coupon_order_uses.get_mut(&key) {
+                used.counted = counted.taken;
+            }
+            if let Some(coupon) = tables
+                .coupons
+                .get_mut(&(shop.clone(), counted.code.clone()))
+            {
+                let delta = if counted.taken { 1 } else { -1 };
+                coupon.value.uses = coupon.value.uses.saturating_add_signed(delta);
+            }
+        }
         for change in writes.coupon_uses {
-            if let Some(coupon) = tables.coupons.get_mut(&(shop.clone(), change.code.clone())) {
-                coupon.value.uses = coupon.value.uses.saturating_add_signed(change.delta);
+            match (&change.order, change.limit_total) {
+                // No total limit: the use is the order's own item, counted
+                // by the change feed (`cashback_app::coupon_uses`). A use
+                // given back that was never recorded here was counted on
+                // the coupon when it was taken.
+                (Some(order), None) => {
+                    let taken = change.delta > 0;
+                    let key = (shop.clone(), change.code.clone(), order.clone());
+                    tables
+                        .coupon_order_uses
+                        .entry(key)
+                        .and_modify(|used| used.taken = taken)
+                        .or_insert(CouponOrderUse {
+                            taken,
+                            counted: !taken,
+                        });
+                    tables.log_change(
+                        shop,
+                        &change.customer,
+                        ChangeKind::CouponUse {
+                            code: change.code.clone(),
+                            order: order.clone(),
+                        },
+                    );
+                }
+                _ => {
+                    if let Some(coupon) =
+                        tables.coupons.get_mut(&(shop.clone(), change.code.clone()))
+                    {
+                        coupon.value.uses = coupon.value.uses.saturating_add_signed(change.delta);
+                    }
+                }
             }
             let mut usage_keys = vec![UsageKey::Customer(change.customer.clone())];
             usage_keys.extend(change.email.clone().map(UsageKey::Email));
@@ -913,6 +1044,8 @@ impl Store for MemoryStore {
         drop_where!(t.code_owners, |(k, _), _| k != shop);
         drop_where!(t.referral_owners, |(k, _), _| k != shop);
         drop_where!(t.email_owners, |(k, _), _| k != shop);
+        drop_where!(t.referral_credits, |(k, _, _), _| k != shop);
+        drop_where!(t.coupon_order_uses, |(k, _, _), _| k != shop);
         let guard_prefix = keys::guard_key(shop, "");
         drop_where!(t.guards, |k, _| !k.starts_with(&guard_prefix));
         let notification_prefix = keys::notification_key(shop, "");
@@ -1000,7 +1133,22 @@ impl MemoryStore {
     /// call, as the table's stream runs it on AWS: the local server calls it
     /// after every request, tests before they read a report.
     pub async fn aggregate_reports(&self) -> Result<cashback_app::aggregator::Outcome, StoreError> {
-        let changes = self.take_changes();
-        cashback_app::aggregator::aggregate(self, None, &changes).await
+        let mut total = cashback_app::aggregator::Outcome::default();
+        loop {
+            let changes = self.take_changes();
+            if changes.is_empty() {
+                return Ok(total);
+            }
+            // As the stream's consumer does with each batch: referral
+            // credits settled on their referrers' accounts (whose changes
+            // come round in the next batch), then the report sums.
+            let now = self.lock()?.last_written_at.unwrap_or_else(Utc::now);
+            cashback_app::referral::settle_credits(self, &changes, now).await?;
+            cashback_app::coupon_uses::count_uses(self, &changes).await?;
+            let outcome = cashback_app::aggregator::aggregate(self, None, &changes).await?;
+            total.changes += outcome.changes;
+            total.added += outcome.added;
+            total.skipped += outcome.skipped;
+        }
     }
 }

@@ -2,7 +2,9 @@
 //! report aggregator sums the change feed, as the table's stream feeds it
 //! on AWS. A test that reads a report first calls [`catch_up`] (in-memory
 //! store: its change log) or [`catch_up_on_moto`] (DynamoDB on moto: the
-//! table's stream, read from the start).
+//! table's stream, read from the start). Both also settle the referral
+//! credits the feed names, as the deployed consumer does: a test that reads
+//! a referrer's account after a referred order catches up first.
 
 use cashback_app::aggregator::{aggregate, Outcome};
 use cashback_app::changes::Change;
@@ -33,7 +35,20 @@ pub async fn catch_up_on_moto(store: &DynamoStore, endpoint: &str) -> Outcome {
         .iter()
         .map(|r| r.change.approximate_creation_date_time.date_naive())
         .min();
-    aggregate(store, written, &changes)
+    let now = event
+        .records
+        .iter()
+        .map(|r| r.change.approximate_creation_date_time)
+        .max()
+        .unwrap_or_else(chrono::Utc::now);
+    let outcome = aggregate(store, written, &changes)
         .await
-        .expect("the report sums are added on moto")
+        .expect("the report sums are added on moto");
+    cashback_app::referral::settle_credits(store, &changes, now)
+        .await
+        .expect("the referral credits are settled on moto");
+    cashback_app::coupon_uses::count_uses(store, &changes)
+        .await
+        .expect("the coupon uses are counted on moto");
+    outcome
 }

@@ -346,7 +346,7 @@ async fn an_order_paid_without_the_code_frees_its_checkouts_hold(backend: Backen
 }
 
 async fn a_balance_code_in_the_referral_attribute_refers_nobody(backend: Backend) {
-    let world = backend.world().await;
+    let (world, feed) = backend.world_with_reports().await;
     // Ann's balance code is what the cart attribute names.
     seed_customer(
         &world,
@@ -361,12 +361,14 @@ async fn a_balance_code_in_the_referral_attribute_refers_nobody(backend: Backend
         deliver(&world, "shopify-orders-paid.json").await.0,
         StatusCode::OK
     );
+    feed.catch_up().await;
     let ann = account(&world, "ann").await.unwrap();
     assert_eq!((ann.available, ann.pending), (usd("0.00"), usd("0.00")));
     assert!(ledger(&world, "ann").await.is_empty());
 }
 
-async fn referred(world: &World) {
+/// Ann refers the sample order's buyer; the change feed then credits her.
+async fn referred(world: &World, feed: &Reports) {
     seed_customer(
         world,
         "ann",
@@ -380,6 +382,7 @@ async fn referred(world: &World) {
         deliver(world, "shopify-orders-paid.json").await.0,
         StatusCode::OK
     );
+    feed.catch_up().await;
     let ann = ann(world).await;
     assert_eq!(ann.pending, usd("5.00"), "pending like any earn");
     assert_eq!(ann.available, usd("0.00"));
@@ -390,12 +393,13 @@ async fn referred(world: &World) {
 }
 
 async fn a_referral_reward_is_pending_and_voided_by_a_cancel(backend: Backend) {
-    let world = backend.world().await;
-    referred(&world).await;
+    let (world, feed) = backend.world_with_reports().await;
+    referred(&world, &feed).await;
     assert_eq!(
         deliver(&world, "shopify-orders-cancelled.json").await.0,
         StatusCode::OK
     );
+    feed.catch_up().await;
     let ann = ann(&world).await;
     assert_eq!(
         (ann.available, ann.pending, ann.debt),
@@ -405,8 +409,8 @@ async fn a_referral_reward_is_pending_and_voided_by_a_cancel(backend: Backend) {
 }
 
 async fn a_refund_takes_the_referral_reward_back_in_proportion(backend: Backend) {
-    let world = backend.world().await;
-    referred(&world).await;
+    let (world, feed) = backend.world_with_reports().await;
+    referred(&world, &feed).await;
     assert_eq!(
         deliver(&world, "shopify-refunds-create.json").await.0,
         StatusCode::OK
@@ -419,6 +423,7 @@ async fn a_refund_takes_the_referral_reward_back_in_proportion(backend: Backend)
     assert!(referral.clawed_back.is_positive());
     assert!(referral.clawed_back.amount() <= expected);
     assert!(expected - referral.clawed_back.amount() < rust_decimal::Decimal::new(2, 2));
+    feed.catch_up().await;
     let ann = ann(&world).await;
     assert_eq!(
         ann.pending,
@@ -428,7 +433,7 @@ async fn a_refund_takes_the_referral_reward_back_in_proportion(backend: Backend)
 
 async fn self_referral_by_id_or_email_pays_nothing(backend: Backend) {
     // The buyer's own referral code on their own cart...
-    let world = backend.world().await;
+    let (world, feed) = backend.world_with_reports().await;
     seed_customer(
         &world,
         &shopify_customer(),
@@ -442,13 +447,14 @@ async fn self_referral_by_id_or_email_pays_nothing(backend: Backend) {
         deliver(&world, "shopify-orders-paid.json").await.0,
         StatusCode::OK
     );
+    feed.catch_up().await;
     let buyer = account(&world, &shopify_customer()).await.unwrap();
     assert_eq!(buyer.pending, usd("14.17"), "only her own cashback");
     let record = order_record(&world, &shopify_order()).await.unwrap();
     assert!(record.referral.is_none());
 
     // ...or the referral code of another account with the buyer's email.
-    let world = backend.world().await;
+    let (world, feed) = backend.world_with_reports().await;
     seed_customer(
         &world,
         "maya-old",
@@ -462,6 +468,7 @@ async fn self_referral_by_id_or_email_pays_nothing(backend: Backend) {
         deliver(&world, "shopify-orders-paid.json").await.0,
         StatusCode::OK
     );
+    feed.catch_up().await;
     let old = account(&world, "maya-old").await.unwrap();
     assert_eq!((old.available, old.pending), (usd("0.00"), usd("0.00")));
     assert!(ledger(&world, "maya-old").await.is_empty());
@@ -472,7 +479,7 @@ async fn an_order_with_nothing_eligible_pays_no_referral_reward(backend: Backend
     // nothing) with a referral code: a fixed reward would be minted for the
     // referrer at no cost, and a refund by lines would take none of it back
     // (nothing eligible was refunded).
-    let world = backend.world().await;
+    let (world, feed) = backend.world_with_reports().await;
     seed_customer(
         &world,
         "ann",
@@ -491,6 +498,7 @@ async fn an_order_with_nothing_eligible_pays_no_referral_reward(backend: Backend
     }
     let (status, body) = shopify(&world, "orders/paid", order.to_string()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    feed.catch_up().await;
     let record = order_record(&world, &shopify_order()).await.unwrap();
     assert!(record.eligible().is_zero());
     assert!(record.referral.is_none(), "{:?}", record.referral);
@@ -502,7 +510,7 @@ async fn self_referral_through_a_plus_address_pays_nothing(backend: Backend) {
     // Ann checks out as a guest under a tagged address of her own mailbox
     // (ann+1@, ann+2@...: a new guest account, so a new "first order", each
     // time) with her own referral code in the cart.
-    let world = backend.world().await;
+    let (world, feed) = backend.world_with_reports().await;
     seed_customer(
         &world,
         "ann",
@@ -519,6 +527,7 @@ async fn self_referral_through_a_plus_address_pays_nothing(backend: Backend) {
         Buyer::Guest("Ann+1@Example.com"),
     )
     .await;
+    feed.catch_up().await;
     let record = order_record(&world, &shopify_order()).await.unwrap();
     assert!(
         record.earned.is_some(),

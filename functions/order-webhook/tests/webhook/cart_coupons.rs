@@ -95,3 +95,77 @@ async fn a_balance_code_in_the_cart_attribute_charges_nobody() {
         "the order earns as without the attribute"
     );
 }
+
+/// The coupon's use count as the store reads it.
+async fn spring5_uses(world: &World) -> u32 {
+    let code = Code::parse("SPRING5").unwrap();
+    world
+        .store
+        .read(
+            &demo_shop(),
+            &cashback_app::store::ReadRequest::coupon(&code),
+        )
+        .await
+        .unwrap()
+        .coupons[&code]
+        .value
+        .uses
+}
+
+async fn an_unlimited_coupons_use_is_counted_by_the_feed_once_and_given_back_once(
+    backend: Backend,
+) {
+    let (world, feed) = backend.world_with_reports().await;
+    world
+        .store
+        .put_coupon(
+            &demo_shop(),
+            &CouponRecord {
+                coupon: spring5(),
+                uses: 0,
+                created_at: now(),
+                updated_at: now(),
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    paid_with_attribute(&world, "spring5").await;
+    assert_eq!(
+        spring5_uses(&world).await,
+        0,
+        "not in the order's transaction"
+    );
+    feed.catch_up().await;
+    feed.catch_up().await;
+    paid_with_attribute(&world, "spring5").await;
+    feed.catch_up().await;
+    assert_eq!(spring5_uses(&world).await, 1, "counted once");
+    let (status, _) = deliver(&world, "shopify-orders-cancelled.json").await;
+    assert_eq!(status, StatusCode::OK);
+    feed.catch_up().await;
+    feed.catch_up().await;
+    assert_eq!(spring5_uses(&world).await, 0, "given back once");
+}
+
+mod memory {
+    #[tokio::test]
+    async fn an_unlimited_coupons_use_is_counted_by_the_feed_once_and_given_back_once() {
+        super::an_unlimited_coupons_use_is_counted_by_the_feed_once_and_given_back_once(
+            super::Backend::Memory,
+        )
+        .await;
+    }
+}
+
+mod dynamodb {
+    #[tokio::test]
+    async fn an_unlimited_coupons_use_is_counted_by_the_feed_once_and_given_back_once() {
+        if crate::support::moto_configured("an_unlimited_coupons_use_is_counted") {
+            super::an_unlimited_coupons_use_is_counted_by_the_feed_once_and_given_back_once(
+                super::Backend::Dynamo,
+            )
+            .await;
+        }
+    }
+}

@@ -9,5 +9,6 @@ mod cart_coupons;
 mod compliance;
 mod order_created;
 mod references;
+mod referrals;
 mod topics;
 mod webhook;

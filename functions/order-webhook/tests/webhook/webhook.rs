@@ -489,7 +489,7 @@ async fn a_redelivered_event_is_a_200_duplicate_with_no_second_write(backend: Ba
 }
 
 async fn a_referrer_is_paid_once_for_a_referred_customers_first_order(backend: Backend) {
-    let world = backend.world().await;
+    let (world, feed) = backend.world_with_reports().await;
     seed_customer(
         &world,
         "ana",
@@ -501,6 +501,8 @@ async fn a_referrer_is_paid_once_for_a_referred_customers_first_order(backend: B
     .await;
 
     deliver(&world, "shopify-orders-paid.json").await;
+    // Credited off the buyer's transaction, once the change feed caught up.
+    feed.catch_up().await;
     let ana = account(&world, "ana").await.unwrap();
     // Pending with the referred order, as any earn under the program.
     assert_eq!(ana.pending, usd("5.00"));
@@ -518,6 +520,7 @@ async fn a_referrer_is_paid_once_for_a_referred_customers_first_order(backend: B
         send(&world, request("shopify", &headers, second)).await,
         (StatusCode::OK, summary(1, 1, 0, 0))
     );
+    feed.catch_up().await;
     assert_eq!(account(&world, "ana").await.unwrap().pending, usd("5.00"));
     let buyer = account(&world, &shopify_customer()).await.unwrap();
     assert_eq!(buyer.orders_earned, 2);
@@ -526,18 +529,19 @@ async fn a_referrer_is_paid_once_for_a_referred_customers_first_order(backend: B
 
 async fn self_referral_pays_nothing(backend: Backend) {
     // The buyer's own code on their own cart...
-    let world = backend.world().await;
+    let (world, feed) = backend.world_with_reports().await;
     seed_account(&world, &shopify_customer(), SHOPIFY_REFERRAL_CODE, None).await;
     assert_eq!(
         deliver(&world, "shopify-orders-paid.json").await.0,
         StatusCode::OK
     );
+    feed.catch_up().await;
     let buyer = account(&world, &shopify_customer()).await.unwrap();
     assert!(buyer.available.is_zero());
     assert_eq!(buyer.pending, usd("14.17"));
 
     // ...or the code of another account with the buyer's email.
-    let world = backend.world().await;
+    let (world, feed) = backend.world_with_reports().await;
     seed_account(
         &world,
         "maya-old",
@@ -549,6 +553,7 @@ async fn self_referral_pays_nothing(backend: Backend) {
         deliver(&world, "shopify-orders-paid.json").await.0,
         StatusCode::OK
     );
+    feed.catch_up().await;
     assert!(account(&world, "maya-old")
         .await
         .unwrap()

@@ -4,8 +4,9 @@
 //! For each due order: one read (the order and its customer's account), the
 //! core's [`release_order`], one transaction (the account, the order, the
 //! ledger entries, the "ready" email's key; the account's next reminder
-//! time). A referral reward pending on the order is released with it, in
-//! the same transaction: its referrer's account costs one more read. The order's version makes a second release impossible: a run that
+//! time). A referral reward pending on the order is released with it: the
+//! order's referral credit says so, and the change feed credits the
+//! referrer's account off this transaction (`crate::referral`). The order's version makes a second release impossible: a run that
 //! loses a race re-reads, and the core then says the release was done (an
 //! empty, duplicate result). The "ready" email is sent only after the
 //! transaction committed, and its key was recorded in it, so it goes out at
@@ -23,7 +24,7 @@ use tracing::{info, warn};
 
 use cashback_core::ledger::Effect;
 use cashback_core::money::Money;
-use cashback_core::orders::{release_order, ReadyEmail};
+use cashback_core::orders::{release_order, release_order_alone, ReadyEmail};
 
 use crate::context::{Context, ShopProgram};
 use crate::error::AppError;
@@ -321,13 +322,20 @@ async fn commit_release(run: &Run<'_>, due: &DueRef) -> Result<Released, AppErro
                 due.shop
             )));
         };
-        // A referral reward hanging on the order is released with it: its
-        // referrer's account is read too (one more read, only then).
+        // A referral reward hanging on the order is released with it. Its
+        // referrer's account follows off this write (the change feed
+        // settles the order's referral credit), except for a reward granted
+        // before that, whose referrer's account is read and written here
+        // (one more read, only then).
+        let referral_deferred =
+            record.value.referral.as_ref().is_some_and(|r| {
+                r.pending.is_positive() && !crate::referral::written_with_order(r)
+            });
         let mut referrer = match record
             .value
             .referral
             .as_ref()
-            .filter(|r| r.pending.is_positive())
+            .filter(|r| r.pending.is_positive() && crate::referral::written_with_order(r))
         {
             Some(referral) => {
                 let again = ctx
@@ -341,14 +349,19 @@ async fn commit_release(run: &Run<'_>, due: &DueRef) -> Result<Released, AppErro
         if let Some(referrer) = &referrer {
             accounts_read.add(referrer);
         }
-        let (applied, referred) = release_order(
-            program,
-            &mut account.value,
-            referrer.as_mut().map(|r| &mut r.value),
-            &mut record.value,
-            now,
-        )?;
-        if applied.duplicate || (applied.is_empty() && referred.is_empty()) {
+        let (applied, referred) = if referral_deferred {
+            let applied = release_order_alone(program, &mut account.value, &mut record.value, now)?;
+            (applied, Default::default())
+        } else {
+            release_order(
+                program,
+                &mut account.value,
+                referrer.as_mut().map(|r| &mut r.value),
+                &mut record.value,
+                now,
+            )?
+        };
+        if applied.duplicate || (applied.is_empty() && referred.is_empty() && !referral_deferred) {
             return Ok(Released::AlreadyDone);
         }
         let amount = applied

@@ -371,7 +371,11 @@ pub fn events_from_changes(changes: &[Change], written_at: DateTime<Utc>) -> Vec
         .enumerate()
         .filter_map(|(i, c)| match &c.kind {
             ChangeKind::Entry(entry) => Some((i, c, entry.as_ref())),
-            ChangeKind::Account { .. } => None,
+            // A referral credit or a coupon use moves no balance by itself:
+            // the referrer's credit arrives as its own ledger entry.
+            ChangeKind::Account { .. }
+            | ChangeKind::Referral { .. }
+            | ChangeKind::CouponUse { .. } => None,
         })
         .collect();
     let same = |a: &Change, b: &Change| a.shop == b.shop && a.customer == b.customer;

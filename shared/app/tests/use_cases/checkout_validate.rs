@@ -307,6 +307,7 @@ async fn every_coupon_refusal_reaches_the_checkout_with_its_figure() {
                     delta: 1,
                     limit_total: None,
                     limit_per_customer: None,
+                    order: None,
                 }],
                 ..Default::default()
             },

@@ -623,6 +623,8 @@ async fn a_referral_reward_is_released_with_its_referred_order_once() {
     )
     .await
     .unwrap();
+    // Credited off the referred order's transaction, from the change feed.
+    s.memory.aggregate_reports().await.unwrap();
     assert_eq!(
         account_of(&s.memory, "ref").await.value.pending,
         usd("15.00")
@@ -631,6 +633,7 @@ async fn a_referral_reward_is_released_with_its_referred_order_once() {
         .await
         .unwrap();
     assert_eq!(run.released, 2, "{run:?}");
+    s.memory.aggregate_reports().await.unwrap();
     let referrer = account_of(&s.memory, "ref").await.value;
     assert_eq!(
         (referrer.available, referrer.pending),
@@ -643,6 +646,7 @@ async fn a_referral_reward_is_released_with_its_referred_order_once() {
         .await
         .unwrap();
     assert_eq!(again.released, 0);
+    s.memory.aggregate_reports().await.unwrap();
     assert_eq!(
         account_of(&s.memory, "ref").await.value.available,
         usd("15.00")

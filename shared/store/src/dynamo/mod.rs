@@ -16,6 +16,7 @@
 mod aggregates;
 mod api_keys;
 mod attr;
+mod coupon_uses;
 mod errors;
 mod exports;
 mod items;
@@ -23,6 +24,7 @@ mod lifecycle;
 mod outgoing;
 mod parked;
 mod read;
+mod referrals;
 mod requests;
 pub mod schema;
 pub mod size;

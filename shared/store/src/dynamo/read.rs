@@ -17,7 +17,7 @@ use aws_sdk_dynamodb::types::{KeysAndAttributes, ReturnConsumedCapacity};
 
 use cashback_app::retry::Backoff;
 use cashback_app::store::{ReadRequest, ReadResult, StoreError, UsageKey};
-use cashback_core::ids::{Code, CustomerId, Email, ProductId, ShopId};
+use cashback_core::ids::{Code, CustomerId, Email, OrderId, ProductId, ShopId};
 
 use super::attr::*;
 use super::errors::from_sdk;
@@ -43,6 +43,8 @@ enum Target {
     EmailOwner(Email),
     Product(ProductId),
     Counter(String),
+    ReferralCredit(CustomerId, OrderId),
+    CouponOrderUse(Code, OrderId),
 }
 
 fn targets(shop: &ShopId, request: &ReadRequest) -> Vec<((String, String), Target)> {
@@ -116,6 +118,24 @@ fn targets(shop: &ShopId, request: &ReadRequest) -> Vec<((String, String), Targe
         wanted.push((
             (keys::counter_pk(counter), keys::COUNTER_SK.to_string()),
             Target::Counter(counter.clone()),
+        ));
+    }
+    for (referrer, order) in &request.referral_credits {
+        wanted.push((
+            (
+                keys::account_key(shop, referrer),
+                keys::referral_credit_sk(order),
+            ),
+            Target::ReferralCredit(referrer.clone(), order.clone()),
+        ));
+    }
+    for (code, order) in &request.coupon_order_uses {
+        wanted.push((
+            (
+                keys::coupon_use_pk(shop, code),
+                keys::coupon_order_use_sk(order),
+            ),
+            Target::CouponOrderUse(code.clone(), order.clone()),
         ));
     }
     wanted
@@ -339,6 +359,18 @@ fn apply(result: &mut ReadResult, target: &Target, item: &Item) -> Result<(), St
             result
                 .counters
                 .insert(counter.clone(), get_u64(item, COUNT)?.unwrap_or(0));
+        }
+        Target::ReferralCredit(referrer, order) => {
+            result.referral_credits.insert(
+                (referrer.clone(), order.clone()),
+                super::referrals::decode_note(item)?,
+            );
+        }
+        Target::CouponOrderUse(code, order) => {
+            result.coupon_order_uses.insert(
+                (code.clone(), order.clone()),
+                super::coupon_uses::decode_use(item)?,
+            );
         }
     }
     Ok(())

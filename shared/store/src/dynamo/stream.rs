@@ -36,6 +36,20 @@ pub fn decode_record(record: &EventRecord) -> Result<Option<Change>, StoreError>
         .sequence_number
         .clone()
         .ok_or_else(|| corrupt(image, "stream record without a sequence number"))?;
+    if get_s(image, ENTITY_TYPE) == Some(super::coupon_uses::ENTITY) {
+        // An order's use of an unlimited coupon: its count takes it. In the
+        // coupon's partition, so it names its customer itself.
+        let Some(item) = &new else {
+            return Ok(None);
+        };
+        let (shop, customer, code, order) = super::coupon_uses::identify(item)?;
+        return Ok(Some(Change {
+            shop,
+            customer,
+            sequence,
+            kind: ChangeKind::CouponUse { code, order },
+        }));
+    }
     let kind = match get_s(image, ENTITY_TYPE) {
         Some("ACCOUNT") => ChangeKind::Account {
             before: old
@@ -52,6 +66,14 @@ pub fn decode_record(record: &EventRecord) -> Result<Option<Change>, StoreError>
             // removal with a shop's data) is no new money.
             Some(item) if old.is_none() => ChangeKind::Entry(Box::new(decode_entry(item)?)),
             _ => return Ok(None),
+        },
+        // A referral credit written by its order or settled: the referrer's
+        // account is brought up to it (removed with a shop's data: nothing).
+        Some(super::referrals::ENTITY) => match &new {
+            Some(item) => ChangeKind::Referral {
+                order: super::referrals::order_of(item)?,
+            },
+            None => return Ok(None),
         },
         _ => return Ok(None),
     };

@@ -76,6 +76,12 @@ enum Role {
     },
     /// A refund's record, created once.
     Refund,
+    ReferralCredit {
+        order: OrderId,
+    },
+    CouponUseCounted {
+        code: Code,
+    },
     /// Unconditional (email owner): cannot fail a condition.
     Plain,
 }
@@ -549,10 +555,21 @@ fn coupon_items(
     let mut coupons: BTreeMap<Code, CountChange> = BTreeMap::new();
     let mut counters: BTreeMap<(Code, String), CountChange> = BTreeMap::new();
     for change in changes {
-        coupons
-            .entry(change.code.clone())
-            .or_default()
-            .add(change.delta, change.limit_total);
+        match change
+            .order
+            .as_ref()
+            .filter(|_| super::coupon_uses::off_the_count(change))
+        {
+            // No total limit: the order's own use item, counted by the feed.
+            Some(order) => plan.push(
+                super::coupon_uses::use_item(table, shop, change, order)?,
+                Role::Plain,
+            ),
+            None => coupons
+                .entry(change.code.clone())
+                .or_default()
+                .add(change.delta, change.limit_total),
+        }
         let mut usages = vec![UsageKey::Customer(change.customer.clone())];
         usages.extend(change.email.clone().map(UsageKey::Email));
         for usage in usages {
@@ -717,6 +734,26 @@ fn plan(
     }
     coupon_items(table, shop, &writes.coupon_uses, &mut plan)?;
     account_index_items(table, shop, writes, &mut plan)?;
+    for (item, order) in super::referrals::transaction_items(table, shop, writes)? {
+        plan.push(item, Role::ReferralCredit { order });
+    }
+    let mut counted: BTreeMap<Code, i64> = BTreeMap::new();
+    for use_counted in &writes.coupon_uses_counted {
+        plan.push(
+            super::coupon_uses::counted_item(table, shop, use_counted)?,
+            Role::CouponUseCounted {
+                code: use_counted.code.clone(),
+            },
+        );
+        *counted.entry(use_counted.code.clone()).or_default() +=
+            if use_counted.taken { 1 } else { -1 };
+    }
+    for (code, delta) in counted.into_iter().filter(|(_, delta)| *delta != 0) {
+        plan.push(
+            super::coupon_uses::count_item(table, shop, &code, delta)?,
+            Role::Plain,
+        );
+    }
     Ok(plan)
 }
 
@@ -782,6 +819,12 @@ fn interpret(reasons: &[CancellationReason], roles: &[Role]) -> Cancelled {
             }
             Role::Order { order, .. } => StoreError::Conflict(format!("order {order}")),
             Role::CouponCount { code } => StoreError::CouponLimit(code.clone()),
+            Role::ReferralCredit { order } => {
+                StoreError::Conflict(format!("referral credit of order {order}"))
+            }
+            Role::CouponUseCounted { code } => {
+                StoreError::Conflict(format!("a use of coupon {code} counted meanwhile"))
+            }
             Role::Guard | Role::Notification | Role::Plain | Role::Refund => {
                 StoreError::Other("an unconditional item failed its condition".into())
             }

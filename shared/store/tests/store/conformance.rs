@@ -55,6 +55,9 @@ conformance!(
     counters_are_read_with_the_rest_of_a_read,
     a_due_time_in_the_past_is_filed_at_the_writes_now,
     a_parked_item_leaves_its_index_and_is_listed,
+    a_referral_credit_is_written_with_its_order_and_settled_under_its_version,
+    a_reward_granted_with_the_referrers_account_writes_no_credit,
+    an_unlimited_coupons_uses_leave_its_count_to_the_feed_and_count_once,
 );
 
 // The report aggregator's feed differs by adapter (the in-memory log, or

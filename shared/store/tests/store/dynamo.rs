@@ -633,6 +633,7 @@ async fn coupon_limits_are_conditions_on_the_counts_themselves() {
                 delta,
                 limit_total: total,
                 limit_per_customer: per,
+                order: None,
             }],
             ..WriteSet::default()
         };
@@ -953,11 +954,14 @@ async fn a_read_is_one_batch_get_and_a_write_one_transaction() {
                     delta: 1,
                     limit_total: None,
                     limit_per_customer: Some(3),
+                    order: None,
                 }],
                 notifications: vec!["n".into()],
                 marketing_events: Vec::new(),
                 accounts_read: AccountsRead::default(),
                 now: None,
+                referral_settled: None,
+                coupon_uses_counted: Vec::new(),
             },
         )
         .await

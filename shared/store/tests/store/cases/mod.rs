@@ -16,6 +16,11 @@ use cashback_core::program::{Issuance, Program};
 
 pub use cashback_test_support::fixtures::{customer, shop, t0, usd};
 
+mod coupon_uses;
+mod referrals;
+pub use coupon_uses::*;
+pub use referrals::*;
+
 /// The base program with balances expiring after a year.
 pub fn program() -> Program {
     let mut program = cashback_test_support::fixtures::program();
@@ -211,6 +216,11 @@ pub async fn reading_what_was_never_written_finds_nothing(store: &dyn Store) {
                 )],
                 products: vec![ProductId::parse("none").unwrap()],
                 counters: vec!["never-counted".into()],
+                referral_credits: vec![(customer("nobody"), OrderId::parse("nope").unwrap())],
+                coupon_order_uses: vec![(
+                    Code::parse("none").unwrap(),
+                    OrderId::parse("nope").unwrap(),
+                )],
             },
         )
         .await
@@ -769,7 +779,7 @@ pub async fn a_code_belongs_to_one_account_and_stays_its_owners_when_regenerated
     assert_eq!(read.email_owners.get(&email), Some(&customer("ann")));
 }
 
-fn coupon(code: &str, total: Option<u32>, per_customer: Option<u32>) -> CouponRecord {
+pub(crate) fn coupon(code: &str, total: Option<u32>, per_customer: Option<u32>) -> CouponRecord {
     CouponRecord {
         coupon: CashbackCoupon {
             code: Code::parse(code).unwrap(),
@@ -866,6 +876,7 @@ pub async fn coupon_use_limits_are_enforced_by_the_store_and_uses_come_back(stor
             delta,
             limit_total: Some(2),
             limit_per_customer: Some(1),
+            order: None,
         }],
         ..WriteSet::default()
     };

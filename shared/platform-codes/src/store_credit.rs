@@ -173,6 +173,10 @@ fn transaction(node: &Value, currency: Currency) -> Result<CreditTransaction, Pl
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(|| format!("{typename}@{}#{}", created_at.timestamp_millis(), amount));
+    let order_id = node
+        .pointer("/origin/order/id")
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let order = node
         .pointer("/origin/order/name")
         .or_else(|| node.pointer("/origin/order/id"))
@@ -185,6 +189,7 @@ fn transaction(node: &Value, currency: Currency) -> Result<CreditTransaction, Pl
         amount,
         created_at,
         order,
+        order_id,
     })
 }
 

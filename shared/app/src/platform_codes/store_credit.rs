@@ -37,7 +37,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use cashback_core::ids::{CustomerId, ShopId};
+use cashback_core::ids::{CustomerId, OrderId, RefundId, ShopId};
+use cashback_core::order::{OrderEvent, Refund, RefundBasis};
 use cashback_core::money::Money;
 use cashback_core::platform_code::{desired_code, store_credit_target};
 use cashback_core::program::Program;
@@ -83,8 +84,11 @@ pub struct CreditTransaction {
     pub amount: Money,
     /// When the platform made it.
     pub created_at: DateTime<Utc>,
-    /// The order it belongs to, when an order made it.
+    /// The order it belongs to (its name, else its id), when an order made it.
     pub order: Option<String>,
+    /// The platform's id of that order (a Shopify global id or the bare
+    /// number), when an order made it.
+    pub order_id: Option<String>,
 }
 
 impl CreditTransaction {
@@ -450,6 +454,9 @@ pub async fn ingest_transactions(
     for transaction in fresh {
         if transaction.from_order() {
             follow(ctx, shop, customer, program, transaction).await?;
+            if transaction.movement == Movement::Debit && transaction.event == "ORDER_PAYMENT" {
+                not_eligible(ctx, shop, transaction).await?;
+            }
             applied += 1;
         }
         ctx.store
@@ -458,6 +465,41 @@ pub async fn ingest_transactions(
             .map_err(AppError::from)?;
     }
     Ok(applied)
+}
+
+/// Store credit spent pays part of the order but earns nothing: that part
+/// is taken out of the order's cashback as a refund of that amount would
+/// take it (a refund of the order's merchandise share, under the
+/// transaction's id, so it is taken once; an order not yet known gets it
+/// when it arrives).
+async fn not_eligible(
+    ctx: &Context,
+    shop: &ShopId,
+    transaction: &CreditTransaction,
+) -> Result<(), SyncError> {
+    let Some(order) = transaction
+        .order_id
+        .as_deref()
+        .map(|id| id.rsplit('/').next().unwrap_or(id))
+        .and_then(|id| OrderId::parse(id).ok())
+    else {
+        tracing::warn!(shop = %shop, transaction = %transaction.id,
+            "store credit payment without its order: its cashback share cannot be taken out");
+        return Ok(());
+    };
+    let tail = transaction.id.rsplit('/').next().unwrap_or(&transaction.id);
+    let refund_id = RefundId::parse(&format!("store-credit-{tail}"))
+        .map_err(|e| AppError::Invalid(format!("store credit transaction id: {e}")))?;
+    let event = OrderEvent::Refunded(Refund {
+        refund_id,
+        order_id: order,
+        basis: RefundBasis::Amount {
+            amount: transaction.amount,
+        },
+        occurred_at: transaction.created_at,
+    });
+    crate::events::handle_order_event(ctx, shop, &event, ctx.now()).await?;
+    Ok(())
 }
 
 /// One order transaction applied to the ledger, once.

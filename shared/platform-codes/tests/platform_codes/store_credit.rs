@@ -296,30 +296,33 @@ async fn with_a_released_balance() -> World {
 #[tokio::test]
 async fn store_credit_follows_the_ledger_through_every_balance_change() {
     let w = with_a_released_balance().await;
-    // Ann pays 4.00 of an order with her store credit at Shopify's
+    // Ann pays 4.00 of a 50.00 order with her store credit at Shopify's
     // checkout: the next sync reads the payment back into the ledger and
     // puts nothing back.
-    assert!(w
-        .fake
-        .pay_with_store_credit("1001", "USD", dec!(4.00), "#1002"));
+    w.paid(&ann(), "2", "50.00", &["shopify_store_credit", "shopify_payments"])
+        .await;
+    assert!(w.fake.pay_with_store_credit("1001", "USD", dec!(4.00), "2"));
     w.sync_and_check("redeem with store credit").await;
-    let account = w.account().await;
-    assert_eq!(account.available, usd("8.00"));
+    assert_eq!(w.account().await.available, usd("8.00"));
     // Read again: the payment is applied once.
     w.sync_and_check("redeem read again").await;
     assert_eq!(w.account().await.available, usd("8.00"));
+    // The credit spent earns nothing: the order earns 10% of 46.00.
+    w.advance(Duration::days(2));
+    w.release().await;
+    assert_eq!(w.account().await.available, usd("12.60"));
+    w.sync_and_check("release of the order paid partly with store credit")
+        .await;
     // The order is refunded back to store credit: the ledger follows.
-    assert!(w
-        .fake
-        .refund_to_store_credit("1001", "USD", dec!(4.00), "#1002"));
+    assert!(w.fake.refund_to_store_credit("1001", "USD", dec!(4.00), "2"));
     w.sync_and_check("refund to store credit").await;
-    assert_eq!(w.account().await.available, usd("12.00"));
+    assert_eq!(w.account().await.available, usd("16.60"));
     // An adjustment below the minimum balance takes the store credit to 0.
     adjust(
         &w.ctx,
         &shop(),
         &ann(),
-        r#"{"amount":"-9.00","reason":"correction"}"#,
+        r#"{"amount":"-12.00","reason":"correction"}"#,
         "k1",
         "admin",
         w.now(),
@@ -341,11 +344,11 @@ async fn store_credit_follows_the_ledger_through_every_balance_change() {
     .await
     .unwrap();
     w.sync_and_check("adjust back").await;
-    assert_eq!(w.balance_of(&ann()), dec!(12.50));
+    assert_eq!(w.balance_of(&ann()), dec!(14.10));
     // Expiry: past the 30 days everything lapses.
     w.advance(Duration::days(40));
     w.release().await;
-    assert!(w.account().await.available.amount() < dec!(12.50));
+    assert!(w.account().await.available.amount() < dec!(14.10));
     w.sync_and_check("expire").await;
     // Nothing moves when nothing changed.
     let calls = w.fake.stats().calls;
@@ -415,14 +418,15 @@ async fn only_the_owners_own_order_transactions_move_the_owners_ledger() {
     let before = w.account().await.available;
     w.sync_and_check("an order claiming store credit").await;
     assert_eq!(w.account().await.available, before);
-    // Bob spends his own store credit on an order naming Ann as customer
-    // elsewhere: only his account's transactions are his.
+    // Bob spends his own store credit: the sync reads each owner's own
+    // account by their customer id, so Bob's payment moves Bob's ledger
+    // (and takes its share out of that order's cashback), never Ann's.
     w.paid(&bob(), "3", "100.00", &["shopify_payments"]).await;
     w.advance(Duration::days(2));
     w.release().await;
     w.sync_of(&bob()).await.unwrap();
     assert_eq!(w.balance_of(&bob()), dec!(10.00));
-    assert!(w.fake.pay_with_store_credit("1002", "USD", dec!(7), "#1003"));
+    assert!(w.fake.pay_with_store_credit("1002", "USD", dec!(7), "4"));
     w.sync_and_check("another customer's payment").await;
     assert_eq!(w.account().await.available.amount(), dec!(12.00) + dec!(5.00));
     w.sync_of(&bob()).await.unwrap();

@@ -296,8 +296,9 @@ impl FakeShopify {
         self.lock().credit_accounts.clone()
     }
 
-    /// A checkout paying `amount` of order `order` with the customer's
-    /// store credit (an `ORDER_PAYMENT` debit); false without the funds.
+    /// A checkout paying `amount` of order `order` (its numeric id; its
+    /// name is `#id`) with the customer's store credit (an `ORDER_PAYMENT`
+    /// debit); false without the funds.
     pub fn pay_with_store_credit(
         &self,
         customer_id: &str,
@@ -356,7 +357,7 @@ impl FakeShopify {
             balance_after: account.balance,
             created_at: Utc::now(),
             event,
-            order: Some((format!("gid://shopify/Order/{next}"), order.to_string())),
+            order: Some((format!("gid://shopify/Order/{order}"), format!("#{order}"))),
         });
         true
     }

@@ -396,6 +396,30 @@ async fn an_ambiguous_credit_retried_is_reconciled_and_never_doubled() {
 }
 
 #[tokio::test]
+async fn a_credit_landing_after_its_timeout_is_waited_for_never_doubled() {
+    let w = World::new().await;
+    w.paid(&ann(), "1", "120.00", &["shopify_payments"]).await;
+    w.advance(Duration::days(2));
+    w.release().await;
+    // The credit reaches Shopify only after the adapter gave up on it: a
+    // sync reading the balance before it lands would send it again.
+    w.fake.land_next_store_credit_call_late();
+    let failed = w.sync_of(&ann()).await;
+    assert!(matches!(failed, Err(ref e) if e.is_retryable()), "{failed:?}");
+    // The pending intent blocks every call meanwhile, even once the
+    // balance reads 0.
+    assert_eq!(w.balance_of(&ann()), dec!(0));
+    assert!(w.sync_of(&ann()).await.is_err());
+    // It lands.
+    tokio::time::sleep(StdDuration::from_millis(2500)).await;
+    assert_eq!(w.balance_of(&ann()), dec!(12.00));
+    w.advance(Duration::from_std(IN_FLIGHT).unwrap() + Duration::seconds(1));
+    w.sync_and_check("after the late credit").await;
+    assert_eq!(w.balance_of(&ann()), dec!(12.00), "never doubled");
+    assert_eq!(w.credit_transactions(), 1);
+}
+
+#[tokio::test]
 async fn a_refused_or_throttled_call_applies_nothing_and_the_retry_sends_it() {
     let w = World::new().await;
     w.paid(&ann(), "1", "120.00", &["shopify_payments"]).await;

@@ -169,6 +169,9 @@ impl Bucket {
 
 struct Inner {
     credit_accounts: Vec<CreditAccount>,
+    /// The next store credit mutation is applied only after the faults'
+    /// delay (a request that lands after its caller gave up on it).
+    land_late: bool,
     discounts: HashMap<String, Discount>,
     by_code: HashMap<String, String>,
     next_id: u64,
@@ -196,6 +199,7 @@ impl FakeShopify {
     pub async fn with_bucket(maximum: f64, restore_rate: f64) -> FakeShopify {
         let inner = Arc::new(Mutex::new(Inner {
             credit_accounts: Vec::new(),
+            land_late: false,
             discounts: HashMap::new(),
             by_code: HashMap::new(),
             next_id: 1,
@@ -289,6 +293,13 @@ impl FakeShopify {
             .iter()
             .find(|a| a.customer == gid && a.currency == currency)
             .map(|a| a.balance)
+    }
+
+    /// The next store credit credit or debit reaches the shop only after the
+    /// faults' delay (2 s by default): its caller times out first and the
+    /// mutation is applied afterwards.
+    pub fn land_next_store_credit_call_late(&self) {
+        self.lock().land_late = true;
     }
 
     /// Every store credit account.
@@ -497,6 +508,32 @@ async fn graphql(
             "undefinedField",
         );
     };
+    let late = operation.starts_with("store_credit_") && operation != "store_credit_account" && {
+        let mut inner = inner.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut inner.land_late)
+    };
+    if late {
+        // The request reaches the platform only after the caller's deadline
+        // (applied by a task of its own: the caller's dropped connection
+        // does not stop it).
+        let shared = inner.clone();
+        let variables = variables.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let mut inner = shared.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = if operation == "store_credit_credit" {
+                store_credit_credit(&mut inner, &variables)
+            } else {
+                store_credit_debit(&mut inner, &variables)
+            };
+        });
+        tokio::time::sleep(delay * 2).await;
+        return graphql_error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "Gateway Timeout",
+            "INTERNAL_SERVER_ERROR",
+        );
+    }
     let answer = {
         let mut inner = inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.bucket.refill();

@@ -522,6 +522,19 @@ async fn store_credit_through_the_real_functions_follows_the_ledger() {
     );
     in_step(&after_redeem, "redeem with store credit");
 
+    // An order whose payload claims a store credit payment it never made
+    // (its gateway names, a note attribute): the ledger moves only by the
+    // transactions on her store credit account.
+    let mut claiming = samples::shopify_order_with(5_920_381_274_650_004_444, "#3002", Stage::Paid);
+    claiming["payment_gateway_names"] = json!(["shopify_store_credit"]);
+    claiming["note_attributes"] = json!([{"name": "store_credit_used", "value": "50.00"}]);
+    w.shopify("orders/paid", claiming.to_string()).await;
+    assert_eq!(w.stream_the_account().await, no_failures);
+    handle(&w.deps, reconcile.clone(), now()).await.unwrap();
+    let after_claim = w.account().await;
+    assert_eq!(after_claim.available, after_redeem.available);
+    in_step(&after_claim, "an order claiming store credit");
+
     // Refund back to store credit: the ledger follows at the next sync
     // (here the refund webhook's clawback of the first order).
     assert!(shopify.refund_to_store_credit(&maya_id, "USD", dec!(5.00), &second_id.to_string()));

@@ -62,7 +62,8 @@ pub const STORE_CREDIT_MIN_SUBTOTAL: &str = "must be 0 with platform_sync \"stor
 pub const STORE_CREDIT_COMBINES: &str = "must be true with platform_sync \"store_credit\": \
      store credit is a payment method, it always combines with every discount";
 /// See [`STORE_CREDIT_MAX_PERCENT`].
-pub const STORE_CREDIT_OWNER_ONLY: &str = "must be \"owner_only\" with platform_sync \"store_credit\": \
+pub const STORE_CREDIT_OWNER_ONLY: &str =
+    "must be \"owner_only\" with platform_sync \"store_credit\": \
      store credit belongs to one customer account on the platform and only its owner, \
      signed in, can spend it";
 

@@ -205,7 +205,9 @@ fn user_errors(payload: &Value) -> Option<String> {
                 format!(
                     "{}: {}",
                     e.get("code").and_then(Value::as_str).unwrap_or("INVALID"),
-                    e.get("message").and_then(Value::as_str).unwrap_or("refused")
+                    e.get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("refused")
                 )
             })
             .collect::<Vec<_>>()
@@ -215,10 +217,7 @@ fn user_errors(payload: &Value) -> Option<String> {
 
 #[async_trait::async_trait]
 impl StoreCreditAccounts for ShopifyCodes {
-    async fn account(
-        &self,
-        customer: &CustomerId,
-    ) -> Result<Option<CreditAccount>, PlatformError> {
+    async fn account(&self, customer: &CustomerId) -> Result<Option<CreditAccount>, PlatformError> {
         let currency = self.currency();
         let data = self
             .graphql(
@@ -280,7 +279,11 @@ impl StoreCreditAccounts for ShopifyCodes {
 
     async fn debit(&self, account: &str, amount: Money) -> Result<(), PlatformError> {
         let data = self
-            .graphql(DEBIT_DOCUMENT, debit_variables(account, amount), MUTATION_COST)
+            .graphql(
+                DEBIT_DOCUMENT,
+                debit_variables(account, amount),
+                MUTATION_COST,
+            )
             .await?;
         match user_errors(&data["storeCreditAccountDebit"]) {
             Some(reason) => Err(PlatformError::Rejected { reason }),

@@ -38,8 +38,8 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use cashback_core::ids::{CustomerId, OrderId, RefundId, ShopId};
-use cashback_core::order::{OrderEvent, Refund, RefundBasis};
 use cashback_core::money::Money;
+use cashback_core::order::{OrderEvent, Refund, RefundBasis};
 use cashback_core::platform_code::{desired_code, store_credit_target};
 use cashback_core::program::Program;
 
@@ -48,7 +48,9 @@ use super::{
 };
 use crate::context::Context;
 use crate::error::AppError;
-use crate::store::{AccountWrite, AccountsRead, Guard, ReadRequest, StoreError, WriteOutcome, WriteSet};
+use crate::store::{
+    AccountWrite, AccountsRead, Guard, ReadRequest, StoreError, WriteOutcome, WriteSet,
+};
 
 /// How long after an ambiguous call its request may still land on the
 /// platform (well past the adapter's 10 s deadline): a pending intent
@@ -230,9 +232,11 @@ pub async fn sync_store_credit(
         match attempt(ctx, platform, shop, customer, program, &job).await {
             Ok(outcome) => return Ok(outcome),
             Err(SyncError::Platform { source, .. }) => {
-                wait_or_fail(source, attempts, policy, &mut backoff).await?
+                wait_or_fail(source, attempts, policy, &mut backoff).await?;
             }
-            Err(SyncError::App(error)) if error.is_retryable() && attempts < policy.max_attempts => {
+            Err(SyncError::App(error))
+                if error.is_retryable() && attempts < policy.max_attempts =>
+            {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(policy.max_backoff);
             }
@@ -257,12 +261,21 @@ async fn attempt(
     job: &str,
 ) -> Result<SyncOutcome, SyncError> {
     let now = ctx.now();
-    let stored = ctx.store.get_checkpoint(job).await.map_err(AppError::from)?;
+    let stored = ctx
+        .store
+        .get_checkpoint(job)
+        .await
+        .map_err(AppError::from)?;
     let last = stored.as_deref().and_then(Intent::decode);
     if stored.is_some() && last.is_none() {
-        return Err(AppError::Invalid(format!("unreadable store credit intent for {customer}")).into());
+        return Err(
+            AppError::Invalid(format!("unreadable store credit intent for {customer}")).into(),
+        );
     }
-    let account = platform_accounts.account(customer).await.map_err(platform)?;
+    let account = platform_accounts
+        .account(customer)
+        .await
+        .map_err(platform)?;
     if let Some(intent) = last.as_ref().filter(|i| i.pending) {
         let age = (now - intent.written_at).to_std().unwrap_or(Duration::ZERO);
         if age < IN_FLIGHT {
@@ -381,7 +394,11 @@ async fn claim(
         .increment_counter(&counter, intent.written_at + chrono::Duration::days(2))
         .await
         .map_err(AppError::from)?;
-    let stored = ctx.store.get_checkpoint(job).await.map_err(AppError::from)?;
+    let stored = ctx
+        .store
+        .get_checkpoint(job)
+        .await
+        .map_err(AppError::from)?;
     if claims != 1 || stored.as_deref() != Some(value.as_str()) {
         // Another sync of this customer got there first: its intent is the
         // stored one; it is settled before anything else is sent.
@@ -444,7 +461,11 @@ pub async fn ingest_transactions(
     transactions: &[CreditTransaction],
 ) -> Result<usize, SyncError> {
     let job = seen_job(shop, customer);
-    let seen = ctx.store.get_checkpoint(&job).await.map_err(AppError::from)?;
+    let seen = ctx
+        .store
+        .get_checkpoint(&job)
+        .await
+        .map_err(AppError::from)?;
     let mut fresh: Vec<&CreditTransaction> = transactions
         .iter()
         .filter(|t| seen.as_deref().is_none_or(|s| t.mark().as_str() > s))
@@ -533,8 +554,9 @@ async fn follow(
         };
         let mut next = account.value.clone();
         let writes = match next.adjust(signed, &note, &guard, program, now) {
-            Ok(applied) => vec![AccountWrite::new(program, next, account.version)
-                .with_entries(applied.entries)],
+            Ok(applied) => {
+                vec![AccountWrite::new(program, next, account.version).with_entries(applied.entries)]
+            }
             Err(refusal) => {
                 // More spent than the ledger holds (credit put on by hand
                 // beside the engine's): the ledger keeps what it can; the

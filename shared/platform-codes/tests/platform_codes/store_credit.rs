@@ -111,7 +111,10 @@ impl World {
             .await
             .unwrap();
         program().validate().unwrap();
-        store.put_program(&shop(), &program(), 0, t0()).await.unwrap();
+        store
+            .put_program(&shop(), &program(), 0, t0())
+            .await
+            .unwrap();
         let clock = Arc::new(Mutex::new(t0()));
         let read = clock.clone();
         let ctx = Context::new(
@@ -299,8 +302,13 @@ async fn store_credit_follows_the_ledger_through_every_balance_change() {
     // Ann pays 4.00 of a 50.00 order with her store credit at Shopify's
     // checkout: the next sync reads the payment back into the ledger and
     // puts nothing back.
-    w.paid(&ann(), "2", "50.00", &["shopify_store_credit", "shopify_payments"])
-        .await;
+    w.paid(
+        &ann(),
+        "2",
+        "50.00",
+        &["shopify_store_credit", "shopify_payments"],
+    )
+    .await;
     assert!(w.fake.pay_with_store_credit("1001", "USD", dec!(4.00), "2"));
     w.sync_and_check("redeem with store credit").await;
     assert_eq!(w.account().await.available, usd("8.00"));
@@ -314,7 +322,9 @@ async fn store_credit_follows_the_ledger_through_every_balance_change() {
     w.sync_and_check("release of the order paid partly with store credit")
         .await;
     // The order is refunded back to store credit: the ledger follows.
-    assert!(w.fake.refund_to_store_credit("1001", "USD", dec!(4.00), "2"));
+    assert!(w
+        .fake
+        .refund_to_store_credit("1001", "USD", dec!(4.00), "2"));
     w.sync_and_check("refund to store credit").await;
     assert_eq!(w.account().await.available, usd("16.60"));
     // An adjustment below the minimum balance takes the store credit to 0.
@@ -390,7 +400,11 @@ async fn an_ambiguous_credit_retried_is_reconciled_and_never_doubled() {
         // account's transactions and the difference is zero.
         w.advance(Duration::from_std(IN_FLIGHT).unwrap() + Duration::seconds(1));
         w.sync_and_check("after the ambiguous credit").await;
-        assert_eq!(w.balance_of(&ann()), dec!(12.00), "{fault:?}: never doubled");
+        assert_eq!(
+            w.balance_of(&ann()),
+            dec!(12.00),
+            "{fault:?}: never doubled"
+        );
         assert_eq!(w.credit_transactions(), 1, "{fault:?}");
     }
 }
@@ -405,7 +419,10 @@ async fn a_credit_landing_after_its_timeout_is_waited_for_never_doubled() {
     // sync reading the balance before it lands would send it again.
     w.fake.land_next_store_credit_call_late();
     let failed = w.sync_of(&ann()).await;
-    assert!(matches!(failed, Err(ref e) if e.is_retryable()), "{failed:?}");
+    assert!(
+        matches!(failed, Err(ref e) if e.is_retryable()),
+        "{failed:?}"
+    );
     // The pending intent blocks every call meanwhile, even once the
     // balance reads 0.
     assert_eq!(w.balance_of(&ann()), dec!(0));
@@ -438,7 +455,8 @@ async fn only_the_owners_own_order_transactions_move_the_owners_ledger() {
     let w = with_a_released_balance().await;
     // An order claims a store credit payment it never made: the gateway
     // names are the webhook's word, not Shopify's store credit account.
-    w.paid(&ann(), "2", "50.00", &["shopify_store_credit"]).await;
+    w.paid(&ann(), "2", "50.00", &["shopify_store_credit"])
+        .await;
     let before = w.account().await.available;
     w.sync_and_check("an order claiming store credit").await;
     assert_eq!(w.account().await.available, before);
@@ -452,7 +470,10 @@ async fn only_the_owners_own_order_transactions_move_the_owners_ledger() {
     assert_eq!(w.balance_of(&bob()), dec!(10.00));
     assert!(w.fake.pay_with_store_credit("1002", "USD", dec!(7), "4"));
     w.sync_and_check("another customer's payment").await;
-    assert_eq!(w.account().await.available.amount(), dec!(12.00) + dec!(5.00));
+    assert_eq!(
+        w.account().await.available.amount(),
+        dec!(12.00) + dec!(5.00)
+    );
     w.sync_of(&bob()).await.unwrap();
     assert_eq!(w.account_of(&bob()).await.available, usd("3.00"));
     // Store credit put on Ann's account by hand in Shopify's admin is not
@@ -523,7 +544,8 @@ async fn a_guest_has_no_store_credit_and_other_platforms_refuse_the_mode() {
         }
     }
     w.paid(&ann(), "1", "120.00", &[]).await;
-    let refused = sync_customer_code(&w.ctx, &NoStoreCredit, &shop(), &ann(), None, &policy()).await;
+    let refused =
+        sync_customer_code(&w.ctx, &NoStoreCredit, &shop(), &ann(), None, &policy()).await;
     assert!(matches!(
         refused,
         Err(SyncError::Platform {

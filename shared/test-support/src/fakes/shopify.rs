@@ -867,7 +867,9 @@ fn money_v2(amount: Decimal, currency: &str) -> Value {
 
 fn check_fields(input: &Value, name: &str, type_name: &str, fields: &[&str]) -> Result<(), String> {
     let Some(object) = input.as_object() else {
-        return Err(format!("Variable ${name} of type {type_name}! was provided invalid value"));
+        return Err(format!(
+            "Variable ${name} of type {type_name}! was provided invalid value"
+        ));
     };
     for field in object.keys() {
         if !fields.contains(&field.as_str()) {
@@ -922,12 +924,15 @@ fn credit_or_debit(
     let money = input
         .get(amount_field)
         .ok_or(format!("Variable ${input_name} of type {input_type}! was provided invalid value for {amount_field} (Expected value to not be null)"))?;
-    let amount = decimal(money.get("amount"))
-        .ok_or(format!("Variable ${input_name} was provided invalid value for {amount_field}.amount"))?;
+    let amount = decimal(money.get("amount")).ok_or(format!(
+        "Variable ${input_name} was provided invalid value for {amount_field}.amount"
+    ))?;
     let currency = money
         .get("currencyCode")
         .and_then(Value::as_str)
-        .ok_or(format!("Variable ${input_name} was provided invalid value for {amount_field}.currencyCode"))?
+        .ok_or(format!(
+            "Variable ${input_name} was provided invalid value for {amount_field}.currencyCode"
+        ))?
         .to_string();
     let field = [input_name, amount_field];
     if amount <= Decimal::ZERO {
@@ -936,14 +941,21 @@ fn credit_or_debit(
         } else {
             "A positive amount must be used to debit a store credit account."
         };
-        return Ok(Err(vec![user_error(&field, message, "NEGATIVE_OR_ZERO_AMOUNT")]));
+        return Ok(Err(vec![user_error(
+            &field,
+            message,
+            "NEGATIVE_OR_ZERO_AMOUNT",
+        )]));
     }
     let found = if let Some(customer) = id.strip_prefix("gid://shopify/Customer/") {
         if !credit || customer.is_empty() || !customer.bytes().all(|b| b.is_ascii_digit()) {
             let (code, message) = if credit {
                 ("OWNER_NOT_FOUND", "Owner does not exist.")
             } else {
-                ("ACCOUNT_NOT_FOUND", "The store credit account could not be found.")
+                (
+                    "ACCOUNT_NOT_FOUND",
+                    "The store credit account could not be found.",
+                )
             };
             return Ok(Err(vec![user_error(&["id"], message, code)]));
         }

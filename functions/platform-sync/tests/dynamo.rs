@@ -430,3 +430,136 @@ async fn every_balance_change_through_the_real_functions_reaches_the_fake_shopif
         [format!("gid://shopify/Customer/{SHOPIFY_CUSTOMER_ID}")]
     );
 }
+
+/// Store-credit mode through the same functions: after each step the fake
+/// Shopify's store credit balance for the customer equals the ledger's
+/// spendable balance (nothing below the minimum); a payment with store
+/// credit at Shopify's checkout and a refund back to it are read from the
+/// account's transactions into the ledger by the sync (the reconcile run
+/// brings them in when no balance change of the customer's does).
+#[tokio::test]
+async fn store_credit_through_the_real_functions_follows_the_ledger() {
+    let Some(endpoint) = cashback_test_support::moto::endpoint("platform_sync_e2e") else {
+        return;
+    };
+    let shopify = FakeShopify::start().await;
+    let mut w = World::new(&endpoint).await;
+    let mut store_credit = program();
+    store_credit.platform_sync = PlatformSync::StoreCredit;
+    store_credit.redemption.combine_with_order = true;
+    store_credit.validate().unwrap();
+    w.store
+        .put_program(&shop(), &store_credit, 1, now() - Duration::days(29))
+        .await
+        .unwrap();
+    w.ctx.invalidate(&shop());
+    let place = CredentialsPlace::parse("ssm:/cashback/platform/").unwrap();
+    w.deps.connections = Arc::new(Connections::new(
+        place.clone(),
+        Arc::new(StaticCredentials(HashMap::from([(
+            place.reference(&shop()).unwrap().to_string(),
+            format!(
+                r#"{{"admin_token":"{}","shop_url":"{}"}}"#,
+                fake::ADMIN_TOKEN,
+                shopify.url()
+            ),
+        )]))),
+        ConnectSettings {
+            timeout: StdDuration::from_millis(500),
+            ..ConnectSettings::default()
+        },
+    ));
+    let no_failures = json!({ "batchItemFailures": [] });
+    let maya_id = SHOPIFY_CUSTOMER_ID.to_string();
+    let in_step = |account: &Account, step: &str| {
+        let spendable = account.spendable().amount();
+        let expected = if spendable >= dec!(5) {
+            spendable
+        } else {
+            dec!(0)
+        };
+        let held = shopify
+            .store_credit_balance(&maya_id, "USD")
+            .unwrap_or_default();
+        assert_eq!(held, expected, "{step}");
+    };
+    let reconcile = json!({ "run": "reconcile", "shop": DEMO_SHOP });
+
+    // Earn: pending, nothing to spend yet.
+    let paid = samples::shopify_order(Stage::Paid).to_string();
+    w.shopify("orders/paid", paid).await;
+    assert_eq!(w.stream_the_account().await, no_failures);
+    in_step(&w.account().await, "earn");
+
+    // Release, then a goodwill adjustment.
+    w.promote(now() + Duration::days(2)).await;
+    assert_eq!(w.stream_the_account().await, no_failures);
+    in_step(&w.account().await, "release");
+    w.admin(
+        "adjustments",
+        r#"{"amount":"20.00","reason":"goodwill"}"#,
+        "k1",
+    )
+    .await;
+    assert_eq!(w.stream_the_account().await, no_failures);
+    let before_redeem = w.account().await;
+    in_step(&before_redeem, "adjust");
+    assert!(shopify.store_credit_balance(&maya_id, "USD").unwrap() > dec!(20));
+
+    // Redeem: a second order pays 5.00 with her store credit at Shopify's
+    // checkout; the reconcile reads it into the ledger, once.
+    let second_id = 5_920_381_274_650_003_333_u64;
+    let second = samples::shopify_order_with(second_id, "#3001", Stage::Paid);
+    w.shopify("orders/paid", second.to_string()).await;
+    assert_eq!(w.stream_the_account().await, no_failures);
+    assert!(shopify.pay_with_store_credit(&maya_id, "USD", dec!(5.00), &second_id.to_string()));
+    handle(&w.deps, reconcile.clone(), now()).await.unwrap();
+    handle(&w.deps, reconcile.clone(), now()).await.unwrap();
+    let after_redeem = w.account().await;
+    assert_eq!(
+        after_redeem.available.amount(),
+        before_redeem.available.amount() - dec!(5.00)
+    );
+    in_step(&after_redeem, "redeem with store credit");
+
+    // An order whose payload claims a store credit payment it never made
+    // (its gateway names, a note attribute): the ledger moves only by the
+    // transactions on her store credit account.
+    let mut claiming = samples::shopify_order_with(5_920_381_274_650_004_444, "#3002", Stage::Paid);
+    claiming["payment_gateway_names"] = json!(["shopify_store_credit"]);
+    claiming["note_attributes"] = json!([{"name": "store_credit_used", "value": "50.00"}]);
+    w.shopify("orders/paid", claiming.to_string()).await;
+    assert_eq!(w.stream_the_account().await, no_failures);
+    handle(&w.deps, reconcile.clone(), now()).await.unwrap();
+    let after_claim = w.account().await;
+    assert_eq!(after_claim.available, after_redeem.available);
+    in_step(&after_claim, "an order claiming store credit");
+
+    // Refund back to store credit: the ledger follows at the next sync
+    // (here the refund webhook's clawback of the first order).
+    assert!(shopify.refund_to_store_credit(&maya_id, "USD", dec!(5.00), &second_id.to_string()));
+    let refund = samples::named("shopify-refunds-create.json", samples::GENERIC_SIGNED_AT)
+        .expect("the refund sample");
+    w.post(
+        &w.webhook,
+        "/webhooks/shopify",
+        &refund.headers,
+        refund.body,
+    )
+    .await;
+    assert_eq!(w.stream_the_account().await, no_failures);
+    handle(&w.deps, reconcile.clone(), now()).await.unwrap();
+    in_step(&w.account().await, "refund to store credit");
+
+    // Expire: what is left of the credits lapses: the released cashback
+    // dated by the samples (filed for expiry at the sync's write, on the
+    // wall clock), then the credits made on the wall clock.
+    let before_expiry = w.account().await.available;
+    w.promote(Utc::now() + Duration::hours(1)).await;
+    w.promote(Utc::now() + Duration::days(31) + Duration::hours(1))
+        .await;
+    let expired = w.account().await;
+    assert!(expired.available.amount() < before_expiry.amount());
+    assert_eq!(w.stream_the_account().await, no_failures);
+    in_step(&expired, "expire");
+}

@@ -27,6 +27,7 @@ use crate::error::AppError;
 use crate::store::ReadRequest;
 
 pub mod runs;
+pub mod store_credit;
 
 pub use runs::{
     ask_for_run, backfill_shop, backfill_status, reconcile_shop, request_run, sync_status,
@@ -131,6 +132,12 @@ pub trait PlatformCodes: Send + Sync {
 
     /// The code as the platform holds it, if it does.
     async fn lookup(&self, code: &Code) -> Result<Option<CodeState>, PlatformError>;
+
+    /// The platform's native store credit, where it has one (Shopify): the
+    /// adapter a program in [`PlatformSync::StoreCredit`] mode syncs with.
+    fn store_credit(&self) -> Option<&dyn store_credit::StoreCreditAccounts> {
+        None
+    }
 }
 
 /// How long and how often [`sync_customer_code`] retries.
@@ -225,6 +232,21 @@ pub async fn sync_customer_code(
     // An uninstalled app may no longer call the shop's platform.
     if crate::compliance::syncing_stopped(ctx, shop).await? {
         return Ok(SyncOutcome::NotSynced);
+    }
+    if program.platform_sync == PlatformSync::StoreCredit {
+        // The balance is the customer's store credit: no code to end or put.
+        let Some(accounts) = platform.store_credit() else {
+            return Err(SyncError::Platform {
+                attempts: 0,
+                source: PlatformError::Rejected {
+                    reason: "this platform has no store credit (platform_sync \"store_credit\" \
+                             is Shopify's)"
+                        .into(),
+                },
+            });
+        };
+        return store_credit::sync_store_credit(ctx, accounts, shop, customer, &program, policy)
+            .await;
     }
     let mut attempts = 0;
     let mut backoff = policy.base_backoff;

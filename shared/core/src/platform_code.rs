@@ -28,6 +28,13 @@ pub enum PlatformSync {
     /// discount, WooCommerce fixed-cart coupon) carrying the spendable
     /// balance as a fixed amount off the order.
     DiscountCode,
+    /// Shopify only: the spendable balance mirrored as the customer's
+    /// native store credit (a payment method at checkout, for customers
+    /// signed in with new customer accounts). What a store credit cannot
+    /// express is refused by the program's validation
+    /// ([`store_credit_refusals`]); [`store_credit_target`] is the balance
+    /// the account on the platform must hold.
+    StoreCredit,
 }
 
 impl PlatformSync {
@@ -42,6 +49,63 @@ impl PlatformSync {
 pub const MAX_PERCENT_UNSUPPORTED: &str = "cannot be kept with platform_sync \"discount_code\": \
      a platform discount code takes a fixed amount (the whole balance, up to the subtotal), \
      it cannot cap itself at a percent of the order";
+
+/// Why a program setting cannot be kept with [`PlatformSync::StoreCredit`]:
+/// store credit is a payment method, not a discount.
+pub const STORE_CREDIT_MAX_PERCENT: &str = "cannot be kept with platform_sync \"store_credit\": \
+     store credit is a payment method the customer applies up to the order's total, \
+     it cannot cap itself at a percent of the order";
+/// See [`STORE_CREDIT_MAX_PERCENT`].
+pub const STORE_CREDIT_MIN_SUBTOTAL: &str = "must be 0 with platform_sync \"store_credit\": \
+     store credit is a payment method, usable on any order, it has no minimum subtotal";
+/// See [`STORE_CREDIT_MAX_PERCENT`].
+pub const STORE_CREDIT_COMBINES: &str = "must be true with platform_sync \"store_credit\": \
+     store credit is a payment method, it always combines with every discount";
+/// See [`STORE_CREDIT_MAX_PERCENT`].
+pub const STORE_CREDIT_OWNER_ONLY: &str =
+    "must be \"owner_only\" with platform_sync \"store_credit\": \
+     store credit belongs to one customer account on the platform and only its owner, \
+     signed in, can spend it";
+
+/// The program settings [`PlatformSync::StoreCredit`] cannot express, as
+/// (field, reason); empty for any other mode.
+pub fn store_credit_refusals(program: &Program) -> Vec<(&'static str, &'static str)> {
+    let mut refusals = Vec::new();
+    if program.platform_sync != PlatformSync::StoreCredit {
+        return refusals;
+    }
+    let rules = &program.redemption;
+    if rules.max_percent_of_order.is_some() {
+        refusals.push(("redemption.max_percent_of_order", STORE_CREDIT_MAX_PERCENT));
+    }
+    if !rules.min_order_subtotal.is_zero() {
+        refusals.push(("redemption.min_order_subtotal", STORE_CREDIT_MIN_SUBTOTAL));
+    }
+    if !rules.combine_with_shipping {
+        refusals.push(("redemption.combine_with_shipping", STORE_CREDIT_COMBINES));
+    }
+    if !rules.combine_with_order {
+        refusals.push(("redemption.combine_with_order", STORE_CREDIT_COMBINES));
+    }
+    if !rules.combine_with_product {
+        refusals.push(("redemption.combine_with_product", STORE_CREDIT_COMBINES));
+    }
+    if rules.usable_by != CodeUsers::OwnerOnly {
+        refusals.push(("redemption.usable_by", STORE_CREDIT_OWNER_ONLY));
+    }
+    refusals
+}
+
+/// The balance the customer's store credit account on the platform must
+/// hold: the spendable balance while the code is active, nothing below the
+/// program's minimum balance.
+pub fn store_credit_target(desired: &DesiredCode) -> Money {
+    if desired.active {
+        desired.amount
+    } else {
+        Money::zero(desired.amount.currency())
+    }
+}
 
 /// Who may use the synced code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,6 +275,58 @@ mod tests {
         let mut account = account(dec!(5));
         account.code = None;
         assert_eq!(desired_code(&account, &syncing()), None);
+    }
+
+    fn store_credit() -> Program {
+        let mut program = Program::new(Currency::USD);
+        program.platform_sync = PlatformSync::StoreCredit;
+        program.redemption.combine_with_order = true;
+        program
+    }
+
+    #[test]
+    fn store_credit_mirrors_the_spendable_balance_and_nothing_below_the_minimum() {
+        let mut program = store_credit();
+        program.redemption.min_balance = dec!(10);
+        let desired = desired_code(&account(dec!(12.50)), &program).unwrap();
+        assert_eq!(store_credit_target(&desired), usd(dec!(12.50)));
+        let desired = desired_code(&account(dec!(9.99)), &program).unwrap();
+        assert_eq!(store_credit_target(&desired), usd(dec!(0)));
+    }
+
+    #[test]
+    fn store_credit_refuses_what_a_payment_method_cannot_express() {
+        assert!(store_credit().validate().is_ok());
+        let json = r#"{"currency":"USD","platform_sync":"store_credit","redemption":{"combine_with_order":true}}"#;
+        assert_eq!(
+            Program::from_json(json).unwrap().platform_sync,
+            PlatformSync::StoreCredit
+        );
+        // The defaults keep order discounts apart: refused, with the reason.
+        let mut program = Program::new(Currency::USD);
+        program.platform_sync = PlatformSync::StoreCredit;
+        let errors = program.validate().unwrap_err();
+        assert_eq!(errors.0.len(), 1);
+        assert_eq!(errors.0[0].field, "redemption.combine_with_order");
+        assert_eq!(errors.0[0].message, STORE_CREDIT_COMBINES);
+        let mut program = store_credit();
+        program.redemption.max_percent_of_order = Some(dec!(50));
+        program.redemption.min_order_subtotal = dec!(20);
+        program.redemption.usable_by = CodeUsers::Anyone;
+        let errors = program.validate().unwrap_err();
+        let fields: Vec<&str> = errors.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "redemption.max_percent_of_order",
+                "redemption.min_order_subtotal",
+                "redemption.usable_by"
+            ]
+        );
+        assert_eq!(errors.0[0].message, STORE_CREDIT_MAX_PERCENT);
+        // The same settings are fine with a discount code (but the cap).
+        program.platform_sync = PlatformSync::Off;
+        assert!(program.validate().is_ok());
     }
 
     #[test]

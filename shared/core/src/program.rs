@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::bonuses::Bonuses;
 use crate::ids::{CollectionId, ProductId, VariantId};
 use crate::money::Currency;
-use crate::platform_code::{PlatformSync, MAX_PERCENT_UNSUPPORTED};
+use crate::platform_code::{store_credit_refusals, PlatformSync, MAX_PERCENT_UNSUPPORTED};
 
 /// A validation failure, naming the field as a JSON path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -655,6 +655,14 @@ impl Program {
                     "redemption.max_percent_of_order".into(),
                     MAX_PERCENT_UNSUPPORTED,
                 );
+            }
+        }
+        for (field, reason) in store_credit_refusals(self) {
+            let percent_out_of_range = field == "redemption.max_percent_of_order"
+                && r.max_percent_of_order
+                    .is_some_and(|p| p <= Decimal::ZERO || p > Decimal::ONE_HUNDRED);
+            if !percent_out_of_range {
+                fail(field.into(), reason);
             }
         }
         let mut seen = [false; REMINDER_POSITIONS as usize];

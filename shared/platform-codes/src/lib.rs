@@ -5,6 +5,8 @@
 //! # Layout
 //! - [`shopify`]: one basic code discount per customer (GraphQL Admin API),
 //!   paced by the cost bucket; admin token or client credentials grant.
+//! - [`store_credit`]: Shopify's native store credit, for programs in
+//!   store-credit mode (credit and debit by the difference, intent first).
 //! - [`credentials`]: a shop's Shopify token or client id and secret, read
 //!   from its `env:` / `ssm:` reference.
 //! - [`woocommerce`]: one fixed-cart coupon per customer (REST API v3).
@@ -18,6 +20,7 @@ pub mod credentials;
 pub mod http;
 pub mod pacing;
 pub mod shopify;
+pub mod store_credit;
 pub mod woocommerce;
 
 pub use connect::{

@@ -14,6 +14,8 @@
 //! - a replaced code is ended with `discountCodeDeactivate`.
 //! - pacing: the cost bucket ([`crate::pacing`]); THROTTLED answers become
 //!   [`PlatformError::Throttled`] with the wait the bucket's figures give.
+//! - store-credit mode: the same client keeps the balance as the
+//!   customer's native store credit instead ([`crate::store_credit`]).
 //! - credentials: the shop's Admin API access token, or the client
 //!   credentials grant (a token for about 24 h, cached until shortly before
 //!   it expires and fetched again after a 401).
@@ -73,12 +75,14 @@ const NODE_FIELDS: &str = "id
 
 /// Every document the adapter sends, by name (checked against the schema).
 pub fn documents() -> Vec<(&'static str, String)> {
-    vec![
+    let mut documents = vec![
         ("create", create_document()),
         ("update", update_document()),
         ("lookup", lookup_document()),
         ("deactivate", DEACTIVATE_DOCUMENT.to_string()),
-    ]
+    ];
+    documents.extend(crate::store_credit::documents());
+    documents
 }
 
 fn create_document() -> String {
@@ -285,8 +289,13 @@ impl ShopifyCodes {
         Ok(value)
     }
 
+    /// The shop's currency (the ledger's).
+    pub(crate) fn currency(&self) -> Currency {
+        self.config.currency
+    }
+
     /// One GraphQL call, paced by the bucket; `data` of the answer.
-    async fn graphql(
+    pub(crate) async fn graphql(
         &self,
         document: &str,
         variables: Value,
@@ -543,6 +552,12 @@ impl PlatformCodes for ShopifyCodes {
             return Ok(());
         }
         Err(rejected(&errors))
+    }
+
+    fn store_credit(
+        &self,
+    ) -> Option<&dyn cashback_app::platform_codes::store_credit::StoreCreditAccounts> {
+        Some(self)
     }
 
     async fn lookup(&self, code: &Code) -> Result<Option<CodeState>, PlatformError> {

@@ -6,6 +6,7 @@ use serde::Serialize;
 use tracing::info;
 
 use cashback_core::ids::ShopId;
+use cashback_core::platform_code::PlatformSync;
 use cashback_core::program::Program;
 
 use crate::context::Context;
@@ -13,6 +14,10 @@ use crate::error::AppError;
 use crate::store::*;
 
 use super::{current_program, field, known_shop};
+
+/// Why a shop on another platform cannot keep its balances as store credit.
+pub const STORE_CREDIT_SHOPIFY_ONLY: &str = "\"store_credit\" is Shopify's native store credit: \
+     only a Shopify shop can keep its balances that way (use \"discount_code\")";
 
 /// A version of the shop's program, as the admin API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -55,6 +60,12 @@ pub(super) fn parse_program(body: &str, shop: &Shop) -> Result<Program, AppError
         return Err(AppError::InvalidFields(vec![field(
             "currency",
             format!("must be the shop's currency, {}", shop.currency.code()),
+        )]));
+    }
+    if program.platform_sync == PlatformSync::StoreCredit && shop.platform != Platform::Shopify {
+        return Err(AppError::InvalidFields(vec![field(
+            "platform_sync",
+            STORE_CREDIT_SHOPIFY_ONLY,
         )]));
     }
     Ok(program)

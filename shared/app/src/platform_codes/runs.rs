@@ -23,7 +23,7 @@ use cashback_core::program::Program;
 
 use super::{
     desired_code, sync_customer_code, wait_or_fail, CodeState, DesiredCode, PlatformCodes,
-    PlatformSync, SyncError, SyncOutcome, SyncPolicy,
+    PlatformSync, PutOutcome, SyncError, SyncOutcome, SyncPolicy,
 };
 use crate::context::Context;
 use crate::error::AppError;
@@ -198,6 +198,24 @@ async fn reconcile_account(
     let Some(desired) = desired_code(account, program) else {
         return Checked::NotSynced;
     };
+    if program.platform_sync == PlatformSync::StoreCredit {
+        // Store credit is compared by the sync itself: it reads the
+        // account's balance (and the orders' transactions) and sends only
+        // the difference.
+        return match sync_customer_code(ctx, platform, shop, &account.customer, None, policy).await
+        {
+            Ok(SyncOutcome::Synced(synced)) if synced.outcome != PutOutcome::NotNeeded => {
+                Checked::Repaired
+            }
+            Ok(SyncOutcome::Synced(_)) => Checked::InStep,
+            Ok(SyncOutcome::NotSynced) => Checked::NotSynced,
+            Err(error) => {
+                tracing::warn!(shop = %shop, customer = %account.customer, error = %error,
+                    "platform reconcile: the store credit could not be brought in step");
+                Checked::Failed { drifted: false }
+            }
+        };
+    }
     let held = match lookup_with_retries(platform, &desired, policy).await {
         Ok(held) => held,
         Err(error) => {

@@ -8,5 +8,6 @@ mod credentials;
 mod runs;
 mod shopify;
 mod shopify_schema;
+mod store_credit;
 mod sync;
 mod woocommerce;

@@ -22,6 +22,7 @@ use cashback_app::platform_codes::{CodeOwner, Combines, DesiredCode};
 use cashback_core::ids::{Code, CustomerId};
 use cashback_core::money::{Currency, Money};
 use cashback_platform_codes::shopify::{discount_input, documents, API_VERSION};
+use cashback_platform_codes::store_credit;
 
 // ---- A small GraphQL reader: the subset the adapter writes (operations
 // ---- with variables, fields with arguments, inline fragments).
@@ -597,6 +598,20 @@ fn every_document_and_variable_the_adapter_sends_fits_the_admin_schema() {
     sent.push((
         "deactivate",
         serde_json::json!({"id": "gid://shopify/DiscountCodeNode/1"}),
+    ));
+    let ann = CustomerId::parse("42").unwrap();
+    let amount = Money::new(dec!(12.30), Currency::USD).unwrap();
+    sent.push((
+        "store_credit_account",
+        store_credit::account_variables(&ann, Currency::USD),
+    ));
+    sent.push((
+        "store_credit_credit",
+        store_credit::credit_variables(&ann, amount),
+    ));
+    sent.push((
+        "store_credit_debit",
+        store_credit::debit_variables("gid://shopify/StoreCreditAccount/1", amount),
     ));
     for (name, variables) in &sent {
         let declared = &declared_by_document[name];

@@ -13,6 +13,15 @@
 //! - access: a fixed Admin API token, or tokens from the client credentials
 //!   grant (`POST /admin/oauth/access_token`) that expire (24 h by
 //!   default); a missing or expired token is answered 401;
+//! - store credit (`storeCreditAccountCredit` / `storeCreditAccountDebit`
+//!   with their user errors `NEGATIVE_OR_ZERO_AMOUNT`,
+//!   `INSUFFICIENT_FUNDS`, `ACCOUNT_NOT_FOUND`, `OWNER_NOT_FOUND`,
+//!   `MISMATCHING_CURRENCY`; `customer.storeCreditAccounts` with the
+//!   `currency_code` filter, `balance` and `transactions`): a credit to a
+//!   customer id opens their account in that currency; the checkout's side
+//!   (a payment with store credit, a refund back to it) is played by
+//!   [`FakeShopify::pay_with_store_credit`] and
+//!   [`FakeShopify::refund_to_store_credit`];
 //! - injected faults ([`super::faults`]).
 
 use std::collections::HashMap;
@@ -40,6 +49,36 @@ pub const MUTATION_COST: f64 = 10.0;
 /// Requested and actual cost of the lookup query.
 pub const LOOKUP_REQUESTED: f64 = 4.0;
 pub const LOOKUP_ACTUAL: f64 = 2.0;
+/// Requested and actual cost of the store credit account query.
+pub const ACCOUNT_REQUESTED: f64 = 30.0;
+pub const ACCOUNT_ACTUAL: f64 = 12.0;
+
+/// A store credit account as the fake holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreditAccount {
+    pub id: String,
+    /// The owner's customer GID.
+    pub customer: String,
+    pub currency: String,
+    pub balance: Decimal,
+    /// Oldest first.
+    pub transactions: Vec<CreditTransaction>,
+}
+
+/// One store credit transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreditTransaction {
+    pub id: String,
+    /// `StoreCreditAccountCreditTransaction`, `...DebitTransaction`.
+    pub typename: &'static str,
+    pub amount: Decimal,
+    pub balance_after: Decimal,
+    pub created_at: DateTime<Utc>,
+    /// `ADJUSTMENT`, `ORDER_PAYMENT`, `ORDER_REFUND`, ...
+    pub event: &'static str,
+    /// The order's GID and name, for transactions an order made.
+    pub order: Option<(String, String)>,
+}
 
 const INPUT_FIELDS: &[&str] = &[
     "appliesOncePerCustomer",
@@ -129,6 +168,10 @@ impl Bucket {
 }
 
 struct Inner {
+    credit_accounts: Vec<CreditAccount>,
+    /// The next store credit mutation is applied only after the faults'
+    /// delay (a request that lands after its caller gave up on it).
+    land_late: bool,
     discounts: HashMap<String, Discount>,
     by_code: HashMap<String, String>,
     next_id: u64,
@@ -155,6 +198,8 @@ impl FakeShopify {
 
     pub async fn with_bucket(maximum: f64, restore_rate: f64) -> FakeShopify {
         let inner = Arc::new(Mutex::new(Inner {
+            credit_accounts: Vec::new(),
+            land_late: false,
             discounts: HashMap::new(),
             by_code: HashMap::new(),
             next_id: 1,
@@ -238,6 +283,94 @@ impl FakeShopify {
         if let Some(id) = inner.by_code.remove(&code.to_lowercase()) {
             inner.discounts.remove(&id);
         }
+    }
+
+    /// The customer's store credit balance in `currency` (None: no account).
+    pub fn store_credit_balance(&self, customer_id: &str, currency: &str) -> Option<Decimal> {
+        let gid = format!("gid://shopify/Customer/{customer_id}");
+        self.lock()
+            .credit_accounts
+            .iter()
+            .find(|a| a.customer == gid && a.currency == currency)
+            .map(|a| a.balance)
+    }
+
+    /// The next store credit credit or debit reaches the shop only after the
+    /// faults' delay (2 s by default): its caller times out first and the
+    /// mutation is applied afterwards.
+    pub fn land_next_store_credit_call_late(&self) {
+        self.lock().land_late = true;
+    }
+
+    /// Every store credit account.
+    pub fn credit_accounts(&self) -> Vec<CreditAccount> {
+        self.lock().credit_accounts.clone()
+    }
+
+    /// A checkout paying `amount` of order `order` (its numeric id; its
+    /// name is `#id`) with the customer's store credit (an `ORDER_PAYMENT`
+    /// debit); false without the funds.
+    pub fn pay_with_store_credit(
+        &self,
+        customer_id: &str,
+        currency: &str,
+        amount: Decimal,
+        order: &str,
+    ) -> bool {
+        self.order_transaction(customer_id, currency, -amount, "ORDER_PAYMENT", order)
+    }
+
+    /// A refund of order `order` back to store credit (an `ORDER_REFUND`
+    /// credit).
+    pub fn refund_to_store_credit(
+        &self,
+        customer_id: &str,
+        currency: &str,
+        amount: Decimal,
+        order: &str,
+    ) -> bool {
+        self.order_transaction(customer_id, currency, amount, "ORDER_REFUND", order)
+    }
+
+    fn order_transaction(
+        &self,
+        customer_id: &str,
+        currency: &str,
+        signed: Decimal,
+        event: &'static str,
+        order: &str,
+    ) -> bool {
+        let gid = format!("gid://shopify/Customer/{customer_id}");
+        let mut inner = self.lock();
+        let next = inner.next_id;
+        inner.next_id += 1;
+        let Some(account) = inner
+            .credit_accounts
+            .iter_mut()
+            .find(|a| a.customer == gid && a.currency == currency)
+        else {
+            return false;
+        };
+        if account.balance + signed < Decimal::ZERO {
+            return false;
+        }
+        account.balance += signed;
+        let typename = if signed < Decimal::ZERO {
+            "StoreCreditAccountDebitTransaction"
+        } else {
+            "StoreCreditAccountCreditTransaction"
+        };
+        let short = typename.trim_start_matches("StoreCreditAccount");
+        account.transactions.push(CreditTransaction {
+            id: format!("gid://shopify/StoreCreditAccount{short}/{next}"),
+            typename,
+            amount: signed.abs(),
+            balance_after: account.balance,
+            created_at: Utc::now(),
+            event,
+            order: Some((format!("gid://shopify/Order/{order}"), format!("#{order}"))),
+        });
+        true
     }
 
     pub fn stats(&self) -> ShopifyStats {
@@ -353,7 +486,14 @@ async fn graphql(
         .unwrap_or_default()
         .to_string();
     let variables = body.get("variables").cloned().unwrap_or(json!({}));
-    let (operation, requested, actual) = if query.contains("discountCodeBasicCreate") {
+    let mutation = query.trim_start().starts_with("mutation");
+    let (operation, requested, actual) = if mutation && query.contains("storeCreditAccountCredit") {
+        ("store_credit_credit", MUTATION_COST, MUTATION_COST)
+    } else if mutation && query.contains("storeCreditAccountDebit") {
+        ("store_credit_debit", MUTATION_COST, MUTATION_COST)
+    } else if query.contains("storeCreditAccounts") {
+        ("store_credit_account", ACCOUNT_REQUESTED, ACCOUNT_ACTUAL)
+    } else if query.contains("discountCodeBasicCreate") {
         ("create", MUTATION_COST, MUTATION_COST)
     } else if query.contains("discountCodeBasicUpdate") {
         ("update", MUTATION_COST, MUTATION_COST)
@@ -368,6 +508,32 @@ async fn graphql(
             "undefinedField",
         );
     };
+    let late = operation.starts_with("store_credit_") && operation != "store_credit_account" && {
+        let mut inner = inner.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut inner.land_late)
+    };
+    if late {
+        // The request reaches the platform only after the caller's deadline
+        // (applied by a task of its own: the caller's dropped connection
+        // does not stop it).
+        let shared = inner.clone();
+        let variables = variables.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let mut inner = shared.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = if operation == "store_credit_credit" {
+                store_credit_credit(&mut inner, &variables)
+            } else {
+                store_credit_debit(&mut inner, &variables)
+            };
+        });
+        tokio::time::sleep(delay * 2).await;
+        return graphql_error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "Gateway Timeout",
+            "INTERNAL_SERVER_ERROR",
+        );
+    }
     let answer = {
         let mut inner = inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.bucket.refill();
@@ -395,6 +561,9 @@ async fn graphql(
             "create" => create(&mut inner, &variables),
             "update" => update(&mut inner, &variables),
             "deactivate" => deactivate(&mut inner, &variables),
+            "store_credit_credit" => store_credit_credit(&mut inner, &variables),
+            "store_credit_debit" => store_credit_debit(&mut inner, &variables),
+            "store_credit_account" => store_credit_account(&inner, &variables),
             _ => lookup(&inner, &variables),
         };
         inner.bucket.available += requested - actual;
@@ -690,6 +859,244 @@ fn lookup(inner: &Inner, variables: &Value) -> Result<Value, String> {
         .get(&code.to_lowercase())
         .and_then(|id| inner.discounts.get(id));
     Ok(json!({"codeDiscountNodeByCode": found.map(node)}))
+}
+
+fn money_v2(amount: Decimal, currency: &str) -> Value {
+    json!({"amount": amount.normalize().to_string(), "currencyCode": currency})
+}
+
+fn check_fields(input: &Value, name: &str, type_name: &str, fields: &[&str]) -> Result<(), String> {
+    let Some(object) = input.as_object() else {
+        return Err(format!(
+            "Variable ${name} of type {type_name}! was provided invalid value"
+        ));
+    };
+    for field in object.keys() {
+        if !fields.contains(&field.as_str()) {
+            return Err(format!(
+                "Variable ${name} of type {type_name}! was provided invalid value for {field} (Field is not defined on {type_name})"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn transaction_node(transaction: &CreditTransaction, currency: &str) -> Value {
+    let mut node = json!({
+        "__typename": transaction.typename,
+        "amount": money_v2(transaction.amount, currency),
+        "balanceAfterTransaction": money_v2(transaction.balance_after, currency),
+        "createdAt": transaction.created_at.to_rfc3339(),
+        "event": transaction.event,
+        "origin": transaction.order.as_ref().map(|(id, name)| json!({
+            "id": format!("gid://shopify/OrderTransaction/{}", id.rsplit('/').next().unwrap_or("1")),
+            "order": {"id": id, "name": name},
+        })),
+    });
+    if transaction.typename != "StoreCreditAccountExpirationTransaction" {
+        node["id"] = json!(transaction.id);
+    }
+    node
+}
+
+/// A credit or debit of the API: (account index, amount) or the payload's
+/// user errors.
+fn credit_or_debit(
+    inner: &mut Inner,
+    variables: &Value,
+    input_name: &str,
+    input_type: &str,
+    amount_field: &str,
+    credit: bool,
+) -> Result<Result<(usize, Decimal), Vec<Value>>, String> {
+    let input = variables.get(input_name).cloned().unwrap_or(Value::Null);
+    let fields: &[&str] = if credit {
+        &["creditAmount", "expiresAt", "notify"]
+    } else {
+        &["debitAmount"]
+    };
+    check_fields(&input, input_name, input_type, fields)?;
+    let id = variables
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or("Variable $id of type ID! was provided invalid value")?
+        .to_string();
+    let money = input
+        .get(amount_field)
+        .ok_or(format!("Variable ${input_name} of type {input_type}! was provided invalid value for {amount_field} (Expected value to not be null)"))?;
+    let amount = decimal(money.get("amount")).ok_or(format!(
+        "Variable ${input_name} was provided invalid value for {amount_field}.amount"
+    ))?;
+    let currency = money
+        .get("currencyCode")
+        .and_then(Value::as_str)
+        .ok_or(format!(
+            "Variable ${input_name} was provided invalid value for {amount_field}.currencyCode"
+        ))?
+        .to_string();
+    let field = [input_name, amount_field];
+    if amount <= Decimal::ZERO {
+        let message = if credit {
+            "A positive amount must be used to credit a store credit account."
+        } else {
+            "A positive amount must be used to debit a store credit account."
+        };
+        return Ok(Err(vec![user_error(
+            &field,
+            message,
+            "NEGATIVE_OR_ZERO_AMOUNT",
+        )]));
+    }
+    let found = if let Some(customer) = id.strip_prefix("gid://shopify/Customer/") {
+        if !credit || customer.is_empty() || !customer.bytes().all(|b| b.is_ascii_digit()) {
+            let (code, message) = if credit {
+                ("OWNER_NOT_FOUND", "Owner does not exist.")
+            } else {
+                (
+                    "ACCOUNT_NOT_FOUND",
+                    "The store credit account could not be found.",
+                )
+            };
+            return Ok(Err(vec![user_error(&["id"], message, code)]));
+        }
+        match inner
+            .credit_accounts
+            .iter()
+            .position(|a| a.customer == id && a.currency == currency)
+        {
+            Some(index) => index,
+            None => {
+                let account_id = format!("gid://shopify/StoreCreditAccount/{}", inner.next_id);
+                inner.next_id += 1;
+                inner.credit_accounts.push(CreditAccount {
+                    id: account_id,
+                    customer: id.clone(),
+                    currency: currency.clone(),
+                    balance: Decimal::ZERO,
+                    transactions: Vec::new(),
+                });
+                inner.credit_accounts.len() - 1
+            }
+        }
+    } else {
+        match inner.credit_accounts.iter().position(|a| a.id == id) {
+            Some(index) => index,
+            None => {
+                return Ok(Err(vec![user_error(
+                    &["id"],
+                    "The store credit account could not be found.",
+                    "ACCOUNT_NOT_FOUND",
+                )]))
+            }
+        }
+    };
+    if inner.credit_accounts[found].currency != currency {
+        return Ok(Err(vec![user_error(
+            &field,
+            "The currency provided does not match the currency of the store credit account.",
+            "MISMATCHING_CURRENCY",
+        )]));
+    }
+    if !credit && inner.credit_accounts[found].balance < amount {
+        return Ok(Err(vec![user_error(
+            &field,
+            "The store credit account does not have sufficient funds to satisfy the request.",
+            "INSUFFICIENT_FUNDS",
+        )]));
+    }
+    Ok(Ok((found, amount)))
+}
+
+fn apply_credit_transaction(inner: &mut Inner, index: usize, signed: Decimal) -> Value {
+    let next = inner.next_id;
+    inner.next_id += 1;
+    let account = &mut inner.credit_accounts[index];
+    account.balance += signed;
+    let typename = if signed < Decimal::ZERO {
+        "StoreCreditAccountDebitTransaction"
+    } else {
+        "StoreCreditAccountCreditTransaction"
+    };
+    let short = typename.trim_start_matches("StoreCreditAccount");
+    let transaction = CreditTransaction {
+        id: format!("gid://shopify/StoreCreditAccount{short}/{next}"),
+        typename,
+        amount: signed.abs(),
+        balance_after: account.balance,
+        created_at: Utc::now(),
+        event: "ADJUSTMENT",
+        order: None,
+    };
+    let node = transaction_node(&transaction, &account.currency);
+    account.transactions.push(transaction);
+    node
+}
+
+fn store_credit_credit(inner: &mut Inner, variables: &Value) -> Result<Value, String> {
+    let answer = match credit_or_debit(
+        inner,
+        variables,
+        "creditInput",
+        "StoreCreditAccountCreditInput",
+        "creditAmount",
+        true,
+    )? {
+        Ok((index, amount)) => {
+            json!({"storeCreditAccountTransaction": apply_credit_transaction(inner, index, amount), "userErrors": []})
+        }
+        Err(errors) => json!({"storeCreditAccountTransaction": null, "userErrors": errors}),
+    };
+    Ok(json!({"storeCreditAccountCredit": answer}))
+}
+
+fn store_credit_debit(inner: &mut Inner, variables: &Value) -> Result<Value, String> {
+    let answer = match credit_or_debit(
+        inner,
+        variables,
+        "debitInput",
+        "StoreCreditAccountDebitInput",
+        "debitAmount",
+        false,
+    )? {
+        Ok((index, amount)) => {
+            json!({"storeCreditAccountTransaction": apply_credit_transaction(inner, index, -amount), "userErrors": []})
+        }
+        Err(errors) => json!({"storeCreditAccountTransaction": null, "userErrors": errors}),
+    };
+    Ok(json!({"storeCreditAccountDebit": answer}))
+}
+
+fn store_credit_account(inner: &Inner, variables: &Value) -> Result<Value, String> {
+    let id = variables
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or("Variable $id of type ID! was provided invalid value")?;
+    if !id.starts_with("gid://shopify/Customer/") {
+        return Ok(json!({"customer": null}));
+    }
+    let currency = variables
+        .get("query")
+        .and_then(Value::as_str)
+        .and_then(|q| q.strip_prefix("currency_code:"))
+        .map(str::to_string);
+    let nodes: Vec<Value> = inner
+        .credit_accounts
+        .iter()
+        .filter(|a| a.customer == id && currency.as_ref().is_none_or(|c| *c == a.currency))
+        .take(1)
+        .map(|a| {
+            let start = a.transactions.len().saturating_sub(25);
+            json!({
+                "id": a.id,
+                "balance": money_v2(a.balance, &a.currency),
+                "transactions": {"nodes": a.transactions[start..]
+                    .iter()
+                    .map(|t| transaction_node(t, &a.currency))
+                    .collect::<Vec<_>>()},
+            })
+        })
+        .collect();
+    Ok(json!({"customer": {"storeCreditAccounts": {"nodes": nodes}}}))
 }
 
 /// `application/x-www-form-urlencoded` pairs.

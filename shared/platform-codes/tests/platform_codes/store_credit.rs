@@ -1,0 +1,556 @@
+//! Store-credit mode end to end on the in-memory store against the fake
+//! Shopify: after each balance change (earn, release, a payment with store
+//! credit, a refund back to it, adjustments, expiry) the customer's store
+//! credit balance on Shopify equals the ledger's spendable balance; an
+//! ambiguous call retried never doubles a credit; nobody but the owner's
+//! own store credit transactions moves the owner's ledger.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use rust_decimal::Decimal;
+use rust_decimal_macros::dec;
+
+use cashback_app::admin::{adjust, put_program};
+use cashback_app::events::handle_order_event;
+use cashback_app::jobs::promote::promote_due;
+use cashback_app::jobs::{JobConfig, TokioClock};
+use cashback_app::notify::{Notification, Notifier, NotifyError, Sent};
+use cashback_app::platform_codes::store_credit::{StoreCreditAccounts, IN_FLIGHT};
+use cashback_app::platform_codes::{
+    sync_customer_code, PlatformCodes, PlatformError, PlatformSync, SyncError, SyncOutcome,
+    SyncPolicy,
+};
+use cashback_app::store::{Platform, ReadRequest, Shop, Store};
+use cashback_app::{AppConfig, AppError, CodeSource, Context};
+use cashback_core::ids::*;
+use cashback_core::ledger::Account;
+use cashback_core::money::{Currency, Money};
+use cashback_core::order::*;
+use cashback_core::program::{Issuance, Program};
+use cashback_platform_codes::{ShopifyCodes, ShopifyConfig, ShopifyCredentials};
+use cashback_store::MemoryStore;
+use cashback_test_support::fakes::faults::Fault;
+use cashback_test_support::fakes::shopify::{self as shopify_fake, FakeShopify};
+
+struct Quiet;
+
+#[async_trait::async_trait]
+impl Notifier for Quiet {
+    async fn send(&self, _: &Notification) -> Result<Sent, NotifyError> {
+        Ok(Sent {
+            message_id: "m".into(),
+        })
+    }
+}
+
+struct Counting(Mutex<u8>);
+
+impl CodeSource for Counting {
+    fn random_code_bytes(&self) -> [u8; GENERATED_CODE_LENGTH] {
+        let mut n = self.0.lock().unwrap();
+        *n = n.wrapping_add(1);
+        [*n; GENERATED_CODE_LENGTH]
+    }
+}
+
+fn shop() -> ShopId {
+    ShopId::parse("demo.myshopify.com").unwrap()
+}
+
+fn ann() -> CustomerId {
+    CustomerId::parse("1001").unwrap()
+}
+
+fn bob() -> CustomerId {
+    CustomerId::parse("1002").unwrap()
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap()
+}
+
+fn usd(amount: &str) -> Money {
+    Money::parse(amount, Currency::USD).unwrap()
+}
+
+fn program() -> Program {
+    let mut program = Program::new(Currency::USD);
+    program.earning.merchant_percent = dec!(10);
+    program.issuance = Issuance::Pending { days: 1 };
+    program.redemption.min_balance = dec!(5);
+    program.redemption.combine_with_order = true;
+    program.expiry_days = Some(30);
+    program.platform_sync = PlatformSync::StoreCredit;
+    program
+}
+
+/// A context whose clock the test moves.
+struct World {
+    ctx: Context,
+    clock: Arc<Mutex<DateTime<Utc>>>,
+    fake: FakeShopify,
+    platform: ShopifyCodes,
+}
+
+impl World {
+    async fn new() -> World {
+        let store = Arc::new(MemoryStore::new());
+        store
+            .create_shop(&Shop {
+                shop: shop(),
+                platform: Platform::Shopify,
+                currency: Currency::USD,
+                name: "Demo".into(),
+                webhook_secret_ref: "env:CASHBACK_SECRET_DEMO".into(),
+                api_key_hash: String::new(),
+                created_at: t0(),
+                guest_id_key: None,
+            })
+            .await
+            .unwrap();
+        program().validate().unwrap();
+        store
+            .put_program(&shop(), &program(), 0, t0())
+            .await
+            .unwrap();
+        let clock = Arc::new(Mutex::new(t0()));
+        let read = clock.clone();
+        let ctx = Context::new(
+            store,
+            Arc::new(Quiet),
+            Arc::new(Counting(Mutex::new(0))),
+            AppConfig::default(),
+        )
+        .with_clock(Arc::new(move || *read.lock().unwrap()));
+        let fake = FakeShopify::start().await;
+        let mut config = ShopifyConfig::new(
+            &fake.url(),
+            ShopifyCredentials::AdminToken(shopify_fake::ADMIN_TOKEN.into()),
+            Currency::USD,
+        )
+        .unwrap();
+        config.timeout = StdDuration::from_millis(300);
+        let platform = ShopifyCodes::new(config).unwrap();
+        World {
+            ctx,
+            clock,
+            fake,
+            platform,
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        *self.clock.lock().unwrap()
+    }
+
+    fn advance(&self, by: Duration) {
+        *self.clock.lock().unwrap() += by;
+    }
+
+    async fn account_of(&self, customer: &CustomerId) -> Account {
+        let read = self
+            .ctx
+            .store
+            .read(&shop(), &ReadRequest::account(customer))
+            .await
+            .unwrap();
+        read.accounts[customer].value.clone()
+    }
+
+    async fn account(&self) -> Account {
+        self.account_of(&ann()).await
+    }
+
+    async fn sync_of(&self, customer: &CustomerId) -> Result<SyncOutcome, SyncError> {
+        sync_customer_code(
+            &self.ctx,
+            &self.platform,
+            &shop(),
+            customer,
+            None,
+            &policy(),
+        )
+        .await
+    }
+
+    fn balance_of(&self, customer: &CustomerId) -> Decimal {
+        self.fake
+            .store_credit_balance(customer.as_str(), "USD")
+            .unwrap_or(Decimal::ZERO)
+    }
+
+    /// Syncs Ann, then checks Shopify holds her spendable balance (nothing
+    /// below the minimum).
+    async fn sync_and_check(&self, step: &str) {
+        self.sync_of(&ann())
+            .await
+            .unwrap_or_else(|e| panic!("{step}: {e}"));
+        let spendable = self.account().await.spendable().amount();
+        let expected = if spendable >= dec!(5) {
+            spendable
+        } else {
+            Decimal::ZERO
+        };
+        assert_eq!(self.balance_of(&ann()), expected, "{step}");
+    }
+
+    async fn paid(&self, customer: &CustomerId, id: &str, amount: &str, gateways: &[&str]) {
+        let now = self.now();
+        handle_order_event(
+            &self.ctx,
+            &shop(),
+            &OrderEvent::Paid(order(customer, id, amount, gateways, now)),
+            now,
+        )
+        .await
+        .unwrap();
+    }
+
+    async fn release(&self) {
+        promote_due(
+            &self.ctx,
+            &TokioClock,
+            &JobConfig {
+                finish_reserve: StdDuration::ZERO,
+                ..JobConfig::default()
+            },
+            self.now(),
+            tokio::time::Instant::now() + StdDuration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    }
+
+    fn credit_transactions(&self) -> usize {
+        self.fake
+            .credit_accounts()
+            .iter()
+            .flat_map(|a| a.transactions.iter())
+            .filter(|t| t.event == "ADJUSTMENT" && t.typename.contains("Credit"))
+            .count()
+    }
+}
+
+fn order(
+    customer: &CustomerId,
+    id: &str,
+    amount: &str,
+    gateways: &[&str],
+    at: DateTime<Utc>,
+) -> Order {
+    let email = format!("{customer}@example.com");
+    Order {
+        order_id: OrderId::parse(id).unwrap(),
+        customer: CustomerRef {
+            id: Some(customer.clone()),
+            email: Some(Email::parse(&email).unwrap()),
+        },
+        currency: Currency::USD,
+        subtotal: usd(amount),
+        lines: vec![Line {
+            line_id: LineId::parse("1").unwrap(),
+            product_id: None,
+            variant_id: None,
+            sku: None,
+            vendor: None,
+            quantity: 1,
+            unit_price: usd(amount),
+            discount: usd("0"),
+            included_tax: None,
+            gift_card: false,
+            compare_at_price: None,
+            collection_ids: Vec::new(),
+        }],
+        shipping: usd("0"),
+        total: usd(amount),
+        discount_codes: Vec::new(),
+        checkout_id: None,
+        payment_methods: gateways.iter().map(|g| g.to_string()).collect(),
+        placed_at: None,
+        referral_code: None,
+        occurred_at: at,
+    }
+}
+
+fn policy() -> SyncPolicy {
+    SyncPolicy {
+        max_attempts: 3,
+        base_backoff: StdDuration::from_millis(10),
+        max_backoff: StdDuration::from_millis(50),
+    }
+}
+
+/// Ann has earned and been released 12.00, mirrored on Shopify.
+async fn with_a_released_balance() -> World {
+    let w = World::new().await;
+    w.paid(&ann(), "1", "120.00", &["shopify_payments"]).await;
+    w.sync_and_check("earn").await;
+    assert_eq!(w.balance_of(&ann()), dec!(0));
+    w.advance(Duration::days(2));
+    w.release().await;
+    assert_eq!(w.account().await.available, usd("12.00"));
+    w.sync_and_check("release").await;
+    assert_eq!(w.balance_of(&ann()), dec!(12.00));
+    w
+}
+
+#[tokio::test]
+async fn store_credit_follows_the_ledger_through_every_balance_change() {
+    let w = with_a_released_balance().await;
+    // Ann pays 4.00 of a 50.00 order with her store credit at Shopify's
+    // checkout: the next sync reads the payment back into the ledger and
+    // puts nothing back.
+    w.paid(
+        &ann(),
+        "2",
+        "50.00",
+        &["shopify_store_credit", "shopify_payments"],
+    )
+    .await;
+    assert!(w.fake.pay_with_store_credit("1001", "USD", dec!(4.00), "2"));
+    w.sync_and_check("redeem with store credit").await;
+    assert_eq!(w.account().await.available, usd("8.00"));
+    // Read again: the payment is applied once.
+    w.sync_and_check("redeem read again").await;
+    assert_eq!(w.account().await.available, usd("8.00"));
+    // The credit spent earns nothing: the order earns 10% of 46.00.
+    w.advance(Duration::days(2));
+    w.release().await;
+    assert_eq!(w.account().await.available, usd("12.60"));
+    w.sync_and_check("release of the order paid partly with store credit")
+        .await;
+    // The order is refunded back to store credit: the ledger follows.
+    assert!(w
+        .fake
+        .refund_to_store_credit("1001", "USD", dec!(4.00), "2"));
+    w.sync_and_check("refund to store credit").await;
+    assert_eq!(w.account().await.available, usd("16.60"));
+    // An adjustment below the minimum balance takes the store credit to 0.
+    adjust(
+        &w.ctx,
+        &shop(),
+        &ann(),
+        r#"{"amount":"-12.00","reason":"correction"}"#,
+        "k1",
+        "admin",
+        w.now(),
+    )
+    .await
+    .unwrap();
+    w.sync_and_check("adjust below the minimum").await;
+    assert_eq!(w.balance_of(&ann()), dec!(0));
+    // Another brings it back.
+    adjust(
+        &w.ctx,
+        &shop(),
+        &ann(),
+        r#"{"amount":"9.50","reason":"goodwill"}"#,
+        "k2",
+        "admin",
+        w.now(),
+    )
+    .await
+    .unwrap();
+    w.sync_and_check("adjust back").await;
+    assert_eq!(w.balance_of(&ann()), dec!(14.10));
+    // Expiry: past the 30 days everything lapses.
+    w.advance(Duration::days(40));
+    w.release().await;
+    assert!(w.account().await.available.amount() < dec!(14.10));
+    w.sync_and_check("expire").await;
+    // Nothing moves when nothing changed.
+    let calls = w.fake.stats().calls;
+    w.sync_and_check("again").await;
+    let after = w.fake.stats().calls;
+    assert_eq!(
+        after.get("store_credit_credit"),
+        calls.get("store_credit_credit")
+    );
+    assert_eq!(
+        after.get("store_credit_debit"),
+        calls.get("store_credit_debit")
+    );
+}
+
+#[tokio::test]
+async fn an_ambiguous_credit_retried_is_reconciled_and_never_doubled() {
+    for fault in [Fault::Timeout, Fault::Duplicate] {
+        let w = World::new().await;
+        w.paid(&ann(), "1", "120.00", &["shopify_payments"]).await;
+        w.advance(Duration::days(2));
+        w.release().await;
+        // The account read passes; the credit is applied but its answer is
+        // lost (a timeout, or a 503 after applying).
+        w.fake.push_pass();
+        w.fake.push_fault(fault);
+        let failed = w.sync_of(&ann()).await;
+        assert!(
+            matches!(failed, Err(ref e) if e.is_retryable()),
+            "{fault:?}: {failed:?}"
+        );
+        assert_eq!(w.balance_of(&ann()), dec!(12.00), "{fault:?}: applied once");
+        // Retried at once: the intent is pending and may still land, so
+        // nothing is sent.
+        let again = w.sync_of(&ann()).await;
+        assert!(again.is_err(), "{fault:?}: {again:?}");
+        assert_eq!(w.credit_transactions(), 1, "{fault:?}");
+        // Once no request can still land, the intent is reconciled from the
+        // account's transactions and the difference is zero.
+        w.advance(Duration::from_std(IN_FLIGHT).unwrap() + Duration::seconds(1));
+        w.sync_and_check("after the ambiguous credit").await;
+        assert_eq!(
+            w.balance_of(&ann()),
+            dec!(12.00),
+            "{fault:?}: never doubled"
+        );
+        assert_eq!(w.credit_transactions(), 1, "{fault:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_credit_landing_after_its_timeout_is_waited_for_never_doubled() {
+    let w = World::new().await;
+    w.paid(&ann(), "1", "120.00", &["shopify_payments"]).await;
+    w.advance(Duration::days(2));
+    w.release().await;
+    // The credit reaches Shopify only after the adapter gave up on it: a
+    // sync reading the balance before it lands would send it again.
+    w.fake.land_next_store_credit_call_late();
+    let failed = w.sync_of(&ann()).await;
+    assert!(
+        matches!(failed, Err(ref e) if e.is_retryable()),
+        "{failed:?}"
+    );
+    // The pending intent blocks every call meanwhile, even once the
+    // balance reads 0.
+    assert_eq!(w.balance_of(&ann()), dec!(0));
+    assert!(w.sync_of(&ann()).await.is_err());
+    // It lands.
+    tokio::time::sleep(StdDuration::from_millis(2500)).await;
+    assert_eq!(w.balance_of(&ann()), dec!(12.00));
+    w.advance(Duration::from_std(IN_FLIGHT).unwrap() + Duration::seconds(1));
+    w.sync_and_check("after the late credit").await;
+    assert_eq!(w.balance_of(&ann()), dec!(12.00), "never doubled");
+    assert_eq!(w.credit_transactions(), 1);
+}
+
+#[tokio::test]
+async fn a_refused_or_throttled_call_applies_nothing_and_the_retry_sends_it() {
+    let w = World::new().await;
+    w.paid(&ann(), "1", "120.00", &["shopify_payments"]).await;
+    w.advance(Duration::days(2));
+    w.release().await;
+    w.fake.push_pass();
+    w.fake.push_fault(Fault::Throttle);
+    // THROTTLED applied nothing: the intent is settled and the same sync
+    // retries after the wait.
+    w.sync_and_check("throttled, then sent").await;
+    assert_eq!(w.credit_transactions(), 1);
+}
+
+#[tokio::test]
+async fn only_the_owners_own_order_transactions_move_the_owners_ledger() {
+    let w = with_a_released_balance().await;
+    // An order claims a store credit payment it never made: the gateway
+    // names are the webhook's word, not Shopify's store credit account.
+    w.paid(&ann(), "2", "50.00", &["shopify_store_credit"])
+        .await;
+    let before = w.account().await.available;
+    w.sync_and_check("an order claiming store credit").await;
+    assert_eq!(w.account().await.available, before);
+    // Bob spends his own store credit: the sync reads each owner's own
+    // account by their customer id, so Bob's payment moves Bob's ledger
+    // (and takes its share out of that order's cashback), never Ann's.
+    w.paid(&bob(), "3", "100.00", &["shopify_payments"]).await;
+    w.advance(Duration::days(2));
+    w.release().await;
+    w.sync_of(&bob()).await.unwrap();
+    assert_eq!(w.balance_of(&bob()), dec!(10.00));
+    assert!(w.fake.pay_with_store_credit("1002", "USD", dec!(7), "4"));
+    w.sync_and_check("another customer's payment").await;
+    assert_eq!(
+        w.account().await.available.amount(),
+        dec!(12.00) + dec!(5.00)
+    );
+    w.sync_of(&bob()).await.unwrap();
+    assert_eq!(w.account_of(&bob()).await.available, usd("3.00"));
+    // Store credit put on Ann's account by hand in Shopify's admin is not
+    // the engine's: the next sync takes the balance back to the ledger's,
+    // and the ledger does not grow.
+    let ledger = w.account().await.available;
+    StoreCreditAccounts::credit(&w.platform, &ann(), usd("50.00"))
+        .await
+        .unwrap();
+    w.sync_and_check("credit put on by hand").await;
+    assert_eq!(w.account().await.available, ledger);
+}
+
+#[tokio::test]
+async fn a_guest_has_no_store_credit_and_other_platforms_refuse_the_mode() {
+    let w = World::new().await;
+    let email = Email::parse("guest@example.com").unwrap();
+    let guest = CustomerId::for_guest(&email);
+    assert!(matches!(
+        sync_customer_code(&w.ctx, &w.platform, &shop(), &guest, None, &policy()).await,
+        Ok(SyncOutcome::NotSynced)
+    ));
+    // A WooCommerce shop cannot keep its balances as Shopify store credit.
+    let woo = ShopId::parse("woo.example.com").unwrap();
+    w.ctx
+        .store
+        .create_shop(&Shop {
+            shop: woo.clone(),
+            platform: Platform::Woocommerce,
+            currency: Currency::USD,
+            name: "Woo".into(),
+            webhook_secret_ref: "env:CASHBACK_SECRET_WOO".into(),
+            api_key_hash: String::new(),
+            created_at: t0(),
+            guest_id_key: None,
+        })
+        .await
+        .unwrap();
+    let body = serde_json::to_string(&program()).unwrap();
+    match put_program(&w.ctx, &woo, &body, None, "admin", t0()).await {
+        Err(AppError::InvalidFields(errors)) => {
+            assert_eq!(errors[0].field, "platform_sync");
+            assert!(errors[0].message.contains("only a Shopify shop"));
+        }
+        other => panic!("{other:?}"),
+    }
+    put_program(&w.ctx, &shop(), &body, None, "admin", t0())
+        .await
+        .unwrap();
+    // An adapter without store credit refuses to sync rather than guess.
+    struct NoStoreCredit;
+    #[async_trait::async_trait]
+    impl PlatformCodes for NoStoreCredit {
+        async fn put(
+            &self,
+            _: &cashback_app::platform_codes::DesiredCode,
+        ) -> Result<cashback_app::platform_codes::PutOutcome, PlatformError> {
+            unreachable!("no code is put in store-credit mode")
+        }
+        async fn deactivate(&self, _: &Code) -> Result<(), PlatformError> {
+            unreachable!()
+        }
+        async fn lookup(
+            &self,
+            _: &Code,
+        ) -> Result<Option<cashback_app::platform_codes::CodeState>, PlatformError> {
+            unreachable!()
+        }
+    }
+    w.paid(&ann(), "1", "120.00", &[]).await;
+    let refused =
+        sync_customer_code(&w.ctx, &NoStoreCredit, &shop(), &ann(), None, &policy()).await;
+    assert!(matches!(
+        refused,
+        Err(SyncError::Platform {
+            source: PlatformError::Rejected { .. },
+            ..
+        })
+    ));
+}

@@ -240,6 +240,8 @@ pub async fn sync_intents(deps: &Deps, intents: Vec<Intent>) -> BatchOutcome {
 }
 
 /// Whether the shop keeps its codes on its platform now, and its record.
+/// The one read of the shop's uninstall flag for a customer's sync
+/// (`sync_customer_code` does not read it again).
 async fn syncing_shop(
     ctx: &Context,
     shop: &ShopId,

@@ -94,8 +94,10 @@ pub fn drift(desired: &DesiredCode, held: Option<&CodeState>) -> Drift {
     }
 }
 
-/// One page of accounts, with the program that applies, or nothing when the
-/// shop does not sync its codes.
+/// The program whose codes a run keeps, or nothing when the shop does not
+/// sync its codes (off, or the app uninstalled). A run reads the uninstall
+/// flag here once; the syncs it makes ([`sync_customer_code`]) do not read
+/// it again.
 async fn syncing_program(ctx: &Context, shop: &ShopId) -> Result<Option<Program>, AppError> {
     let program = ctx.shop_program(shop, ctx.now()).await?.program;
     if program.platform_sync == PlatformSync::Off

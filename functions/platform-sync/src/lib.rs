@@ -41,7 +41,6 @@
 //! | `CASHBACK_KLAVIYO_CREDENTIALS` | where each shop's Klaviyo parameter is (`ssm:/cashback/klaviyo/`); set: account writes also push the Klaviyo profile of the shops that have one ([`marketing`]) | off |
 
 pub mod changes;
-pub mod credentials;
 pub mod marketing;
 pub mod shops;
 pub mod stream;

@@ -710,18 +710,32 @@ async fn after_an_uninstall_no_reconcile_or_backfill_calls_the_platform() {
     assert_eq!(platform.calls.load(SeqCst), 1);
     // Installed, a reconcile looks the code up (the counting platform
     // holds none: drifted, repaired).
-    let summary = reconcile_shop(&world.ctx, &platform, &demo_shop(), None, &limits(), &policy)
-        .await
-        .unwrap();
+    let summary = reconcile_shop(
+        &world.ctx,
+        &platform,
+        &demo_shop(),
+        None,
+        &limits(),
+        &policy,
+    )
+    .await
+    .unwrap();
     assert_eq!((summary.checked, summary.repaired), (1, 1), "{summary:?}");
     let calls = platform.calls.load(SeqCst);
 
     let shop_resource = json!({"id": 1, "myshopify_domain": DEMO_SHOP}).to_string();
     let (status, _) = shopify(&world, "app/uninstalled", shop_resource).await;
     assert_eq!(status, StatusCode::OK);
-    let summary = reconcile_shop(&world.ctx, &platform, &demo_shop(), None, &limits(), &policy)
-        .await
-        .unwrap();
+    let summary = reconcile_shop(
+        &world.ctx,
+        &platform,
+        &demo_shop(),
+        None,
+        &limits(),
+        &policy,
+    )
+    .await
+    .unwrap();
     assert_eq!(summary.checked, 0, "{summary:?}");
     let backfill = backfill_shop(
         &world.ctx,

@@ -55,6 +55,7 @@ conformance!(
     counters_are_read_with_the_rest_of_a_read,
     a_due_time_in_the_past_is_filed_at_the_writes_now,
     a_parked_item_leaves_its_index_and_is_listed,
+    the_code_syncs_record_adds_notes_and_a_finished_reconcile_clears_what_was_parked,
 );
 
 // The report aggregator's feed differs by adapter (the in-memory log, or

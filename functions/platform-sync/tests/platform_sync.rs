@@ -858,3 +858,67 @@ async fn a_sync_reads_the_shops_uninstall_flag_once_and_a_run_once_for_all_its_s
     assert_eq!(counts.take(Call::ShopUninstalledAt), 2);
     assert_eq!(counts.take(Call::Read), 3);
 }
+
+#[tokio::test]
+async fn the_shops_sync_record_shows_the_last_sync_the_parked_syncs_and_the_last_reconcile() {
+    let fake = FakeShopify::start().await;
+    let w = world(&fake, program()).await;
+    seed_balance(w.store.as_ref(), &program(), "a", "CB-a", "10.00").await;
+    let outcome = w.feed().await;
+    assert_eq!(outcome.synced, 1);
+    let record = w.store.sync_record(&shop()).await.unwrap();
+    let synced_at = record.last_synced_at.expect("a sync time");
+    assert!(synced_at <= w.ctx.now());
+    assert_eq!(record.parked, 0);
+
+    // The platform keeps failing: the sync is given up on, counted with why.
+    // As many failures as the sync's attempts (the world's policy: 4).
+    for _ in 0..4 {
+        fake.push_fault(Fault::ServerError);
+    }
+    adjust(
+        &w.ctx,
+        &shop(),
+        &customer("a"),
+        r#"{"amount":"1.00","reason":"x"}"#,
+        "k1",
+        "admin",
+        t0(),
+    )
+    .await
+    .unwrap();
+    let outcome = w.feed().await;
+    assert_eq!(outcome.failed, 1, "{outcome:?}");
+    let record = w.store.sync_record(&shop()).await.unwrap();
+    assert_eq!(record.parked, 1);
+    let reason = record.parked_reason.clone().unwrap();
+    assert!(reason.contains("attempt"), "{reason}");
+
+    // A finished reconcile repairs it, records its figures, clears the count.
+    let answer = handle(
+        &w.deps,
+        serde_json::json!({"run": "reconcile", "shop": shop()}),
+        t0(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer["summary"]["repaired"], 1, "{answer}");
+    let record = w.store.sync_record(&shop()).await.unwrap();
+    assert_eq!(record.parked, 0);
+    let reconcile = record.reconcile.unwrap();
+    assert_eq!(
+        (
+            reconcile.checked,
+            reconcile.drifted,
+            reconcile.repaired,
+            reconcile.finished
+        ),
+        (1, 1, 1, true)
+    );
+    assert_eq!(reconcile.at, t0());
+    let status = cashback_app::platform_codes::sync_status(&w.ctx, &shop())
+        .await
+        .unwrap();
+    assert!(status.connected);
+    assert_eq!(status.reconcile, Some(reconcile));
+}

@@ -30,8 +30,8 @@ pub mod runs;
 
 pub use runs::{
     ask_for_run, backfill_shop, backfill_status, reconcile_shop, request_run, sync_status,
-    BackfillCheckpoint, BackfillSummary, ReconcileSummary, RunAsked, RunLimits, RunRequest,
-    SyncStatus,
+    BackfillCheckpoint, BackfillSummary, ParkedStatus, ReconcileSummary, RunAsked, RunLimits,
+    RunRequest, SyncStatus,
 };
 
 /// The code as the platform holds it.

@@ -112,6 +112,54 @@ async fn a_reconcile_and_a_backfill_are_asked_for_and_recorded_for_the_sync_func
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.json["platform_sync"], "discount_code");
     assert_eq!(answer.json["backfill"], serde_json::Value::Null);
+    assert_eq!(answer.json["platform"], "shopify");
+    assert_eq!(answer.json["connected"], true);
+    assert_eq!(answer.json["uninstalled_at"], serde_json::Value::Null);
+    assert_eq!(answer.json["last_synced_at"], serde_json::Value::Null);
+    assert_eq!(answer.json["parked"]["count"], 0);
+    assert_eq!(answer.json["reconcile"], serde_json::Value::Null);
+
+    // The sync's record, as the platform-sync function notes it, is shown.
+    store
+        .note_sync(
+            &shop(),
+            &cashback_app::store::SyncNote {
+                parked: Some(cashback_app::store::ParkedSyncs {
+                    count: 2,
+                    reason: "throttled".into(),
+                    at: ctx.now(),
+                }),
+                reconcile: Some(cashback_app::store::ReconcileStep {
+                    first: true,
+                    finished: false,
+                    at: ctx.now(),
+                    checked: 40,
+                    drifted: 3,
+                    repaired: 3,
+                    failed: 0,
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .set_shop_uninstalled(&shop(), Some(ctx.now()))
+        .await
+        .unwrap();
+    let answer = send(
+        app(&ctx),
+        request("GET", &format!("{BASE}/platform-sync"), None, &[]),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json["connected"], false, "{}", answer.json);
+    assert!(answer.json["uninstalled_at"].is_string(), "{}", answer.json);
+    assert_eq!(answer.json["parked"]["count"], 2);
+    assert_eq!(answer.json["parked"]["newest_reason"], "throttled");
+    assert_eq!(answer.json["reconcile"]["checked"], 40);
+    assert_eq!(answer.json["reconcile"]["finished"], false);
+    store.set_shop_uninstalled(&shop(), None).await.unwrap();
 
     let answer = send(
         app(&ctx),

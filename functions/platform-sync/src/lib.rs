@@ -41,7 +41,6 @@
 //! | `CASHBACK_KLAVIYO_CREDENTIALS` | where each shop's Klaviyo parameter is (`ssm:/cashback/klaviyo/`); set: account writes also push the Klaviyo profile of the shops that have one ([`marketing`]) | off |
 
 pub mod changes;
-pub mod credentials;
 pub mod marketing;
 pub mod shops;
 pub mod stream;
@@ -60,6 +59,7 @@ use cashback_app::platform_codes::{
     backfill_shop, reconcile_shop, request_run, sync_customer_code, PlatformError, PlatformSync,
     RunLimits, RunRequest, SyncError, SyncOutcome, SyncPolicy,
 };
+use cashback_app::store::{ParkedSyncs, ReconcileStep, SyncNote};
 use cashback_app::{AppError, Context};
 use cashback_core::ids::{Code, CustomerId, ShopId};
 use cashback_platform_codes::{ConnectError, Connections};
@@ -140,8 +140,11 @@ enum Synced {
     Done,
     /// The shop keeps no codes on its platform, or the account has none.
     Nothing,
-    Refused,
-    Failed,
+    /// The platform refused the code for good; why.
+    Refused(String),
+    /// Failed after the function's attempts (the record goes back to the
+    /// stream); why.
+    Failed(String),
     /// The change did not move the code: no sync.
     Untouched,
 }
@@ -179,7 +182,7 @@ pub async fn sync_intents(deps: &Deps, intents: Vec<Intent>) -> BatchOutcome {
             }
         }
     }
-    let results: Vec<(String, Synced, Option<marketing::Pushed>)> =
+    let results: Vec<(ShopId, String, Synced, Option<marketing::Pushed>)> =
         futures::stream::iter(order.into_iter().filter_map(|key| {
             let group = grouped.remove(&key)?;
             Some((key, group))
@@ -196,15 +199,18 @@ pub async fn sync_intents(deps: &Deps, intents: Vec<Intent>) -> BatchOutcome {
                 }
                 None => None,
             };
-            (group.item, synced, pushed)
+            (shop, group.item, synced, pushed)
         })
         .buffer_unordered(deps.concurrency.max(1))
         .collect()
         .await;
-    for (item, result, pushed) in results {
+    let mut notes: Vec<(ShopId, SyncNote)> = Vec::new();
+    let now = deps.ctx.now();
+    for (shop, item, result, pushed) in results {
         if !matches!(result, Synced::Untouched) {
             outcome.customers += 1;
         }
+        note_result(&mut notes, shop, &result, now);
         let push_failed = matches!(pushed, Some(marketing::Pushed::Failed));
         if matches!(pushed, Some(marketing::Pushed::Done)) {
             outcome.pushed += 1;
@@ -212,10 +218,10 @@ pub async fn sync_intents(deps: &Deps, intents: Vec<Intent>) -> BatchOutcome {
         match result {
             Synced::Done => outcome.synced += 1,
             Synced::Nothing => outcome.not_synced += 1,
-            Synced::Refused => outcome.refused += 1,
-            Synced::Untouched | Synced::Failed => {}
+            Synced::Refused(_) => outcome.refused += 1,
+            Synced::Untouched | Synced::Failed(_) => {}
         }
-        if matches!(result, Synced::Failed) || push_failed {
+        if matches!(result, Synced::Failed(_)) || push_failed {
             outcome.failed += 1;
             let earlier = outcome
                 .retry_from
@@ -225,6 +231,9 @@ pub async fn sync_intents(deps: &Deps, intents: Vec<Intent>) -> BatchOutcome {
                 outcome.retry_from = Some(item);
             }
         }
+    }
+    for (shop, note) in notes {
+        note_sync(&deps.ctx, &shop, &note).await;
     }
     tracing::info!(
         intents = outcome.intents,
@@ -239,7 +248,53 @@ pub async fn sync_intents(deps: &Deps, intents: Vec<Intent>) -> BatchOutcome {
     outcome
 }
 
+/// Adds one sync's result to its shop's note for the batch: a code put
+/// moves the last sync time, a sync given up on is counted as parked with
+/// its reason.
+fn note_result(
+    notes: &mut Vec<(ShopId, SyncNote)>,
+    shop: ShopId,
+    result: &Synced,
+    now: DateTime<Utc>,
+) {
+    let reason = match result {
+        Synced::Done => None,
+        Synced::Refused(reason) | Synced::Failed(reason) => Some(reason),
+        Synced::Nothing | Synced::Untouched => return,
+    };
+    let index = match notes.iter().position(|(s, _)| *s == shop) {
+        Some(index) => index,
+        None => {
+            notes.push((shop, SyncNote::default()));
+            notes.len() - 1
+        }
+    };
+    let note = &mut notes[index].1;
+    match reason {
+        None => note.synced_at = Some(now),
+        Some(reason) => {
+            let count = note.parked.as_ref().map_or(0, |p| p.count) + 1;
+            note.parked = Some(ParkedSyncs {
+                count,
+                reason: reason.clone(),
+                at: now,
+            });
+        }
+    }
+}
+
+/// Writes a note to the shop's sync record. The record is what the
+/// dashboard shows, not what the sync relies on: a failed write is logged
+/// and the sync's outcome stands.
+async fn note_sync(ctx: &Context, shop: &ShopId, note: &SyncNote) {
+    if let Err(error) = ctx.store.note_sync(shop, note).await {
+        tracing::warn!(shop = %shop, error = %error, "the shop's sync record was not updated");
+    }
+}
+
 /// Whether the shop keeps its codes on its platform now, and its record.
+/// The one read of the shop's uninstall flag for a customer's sync
+/// (`sync_customer_code` does not read it again).
 async fn syncing_shop(
     ctx: &Context,
     shop: &ShopId,
@@ -265,7 +320,7 @@ async fn sync_one(deps: &Deps, shop: &ShopId, customer: &CustomerId, previous: &
         Ok(None) => return Synced::Nothing,
         Err(error) => {
             tracing::warn!(shop = %shop, customer = %customer, error = %error, "platform sync: shop unreadable");
-            return Synced::Failed;
+            return Synced::Failed(format!("the shop could not be read: {error}"));
         }
     };
     let platform = match deps.connections.for_shop(&record).await {
@@ -275,7 +330,7 @@ async fn sync_one(deps: &Deps, shop: &ShopId, customer: &CustomerId, previous: &
             // Missing or wrong credentials are an operator's to fix: the
             // record is retried, then parked, and the alarm says so.
             tracing::error!(shop = %shop, error = %error, "platform sync: no adapter for the shop");
-            return Synced::Failed;
+            return Synced::Failed(error.to_string());
         }
     };
     // Every replaced code but the last is ended first; the last goes with
@@ -287,7 +342,7 @@ async fn sync_one(deps: &Deps, shop: &ShopId, customer: &CustomerId, previous: &
     for code in earlier {
         if let Err(error) = platform.deactivate(code).await {
             tracing::warn!(shop = %shop, customer = %customer, error = %error, "platform sync: a replaced code was not ended");
-            return Synced::Failed;
+            return Synced::Failed(format!("a replaced code was not ended: {error}"));
         }
     }
     match sync_customer_code(
@@ -310,18 +365,18 @@ async fn sync_one(deps: &Deps, shop: &ShopId, customer: &CustomerId, previous: &
             // Read the credentials again on the next attempt (a rotation).
             deps.connections.forget(shop);
             tracing::error!(shop = %shop, customer = %customer, "platform sync: credentials refused");
-            Synced::Failed
+            Synced::Failed(PlatformError::Unauthorized.to_string())
         }
         Err(SyncError::Platform {
             source: source @ (PlatformError::Rejected { .. } | PlatformError::CodeTaken),
             ..
         }) => {
             tracing::error!(shop = %shop, customer = %customer, error = %source, "platform sync: the platform refused the code");
-            Synced::Refused
+            Synced::Refused(source.to_string())
         }
         Err(error) => {
             tracing::warn!(shop = %shop, customer = %customer, error = %error, "platform sync failed; the record is retried");
-            Synced::Failed
+            Synced::Failed(error.to_string())
         }
     }
 }
@@ -398,6 +453,21 @@ pub async fn run_request(
                 &deps.policy,
             )
             .await?;
+            let step = ReconcileStep {
+                first: cursor.is_none(),
+                finished: summary.next.is_none(),
+                at: now,
+                checked: summary.checked,
+                drifted: summary.drifted,
+                repaired: summary.repaired,
+                failed: summary.failed,
+            };
+            let note = SyncNote {
+                synced_at: (summary.repaired > 0).then_some(now),
+                reconcile: Some(step),
+                ..SyncNote::default()
+            };
+            note_sync(&deps.ctx, &shop, &note).await;
             if let Some(next) = &summary.next {
                 let more = RunRequest::Reconcile {
                     shop: shop.clone(),
@@ -418,6 +488,13 @@ pub async fn run_request(
                 &deps.policy,
             )
             .await?;
+            if summary.synced > 0 {
+                let note = SyncNote {
+                    synced_at: Some(now),
+                    ..SyncNote::default()
+                };
+                note_sync(&deps.ctx, &shop, &note).await;
+            }
             if !summary.checkpoint.finished() {
                 let more = RunRequest::Backfill {
                     shop: shop.clone(),

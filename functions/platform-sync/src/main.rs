@@ -17,7 +17,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         None => cashback_edge::wiring::aws_config().await,
     };
     let settings = settings_from_env()?;
-    let source = Arc::new(platform_sync::credentials::EnvAndSsm::with_client(
+    let source = Arc::new(cashback_platform_codes::EnvAndSsm::new(
         aws_sdk_ssm::Client::new(&sdk),
     ));
     let connections = Arc::new(cashback_platform_codes::Connections::new(

@@ -798,3 +798,127 @@ async fn an_uninstalled_shop_calls_no_platform_from_the_feed_or_a_reconcile() {
     assert_eq!(summary.checked, 0, "{summary:?}");
     assert!(fake.stats().calls.is_empty(), "{:?}", fake.stats().calls);
 }
+
+/// Counts the store's calls by kind.
+#[derive(Default)]
+struct CountCalls(Mutex<HashMap<cashback_store::intercept::Call, u64>>);
+
+impl CountCalls {
+    fn take(&self, call: cashback_store::intercept::Call) -> u64 {
+        self.0.lock().unwrap().remove(&call).unwrap_or(0)
+    }
+}
+
+impl cashback_store::intercept::Interceptor for CountCalls {
+    fn around<'a, T: Send + 'a>(
+        &'a self,
+        call: cashback_store::intercept::Call,
+        run: cashback_store::intercept::Pending<'a, T>,
+    ) -> cashback_store::intercept::Pending<'a, T> {
+        *self.0.lock().unwrap().entry(call).or_default() += 1;
+        run
+    }
+}
+
+#[tokio::test]
+async fn a_sync_reads_the_shops_uninstall_flag_once_and_a_run_once_for_all_its_syncs() {
+    use cashback_store::intercept::{Call, Intercepted};
+    let fake = FakeShopify::start().await;
+    let mut w = world(&fake, program()).await;
+    let counted = Arc::new(Intercepted::new(w.store.clone(), CountCalls::default()));
+    w.deps.ctx = context(counted.clone(), Arc::new(KeptNotifier::default()));
+    for id in ["a", "b", "c"] {
+        seed_balance(
+            w.store.as_ref(),
+            &program(),
+            id,
+            &format!("CB-{id}"),
+            "10.00",
+        )
+        .await;
+    }
+    // The change feed: three customers, three syncs, each reading the
+    // uninstall flag once and the account once.
+    let outcome = w.feed().await;
+    assert_eq!((outcome.synced, outcome.failed), (3, 0), "{outcome:?}");
+    let counts = counted.interceptor();
+    assert_eq!(counts.take(Call::ShopUninstalledAt), 3);
+    assert_eq!(counts.take(Call::Read), 3);
+
+    // A backfill run over the three: the run reads the flag (when it is
+    // asked for and when it starts), its syncs do not.
+    let answer = handle(
+        &w.deps,
+        serde_json::json!({"run": "backfill", "shop": shop(), "restart": true}),
+        t0(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer["summary"]["synced"], 3, "{answer}");
+    assert_eq!(counts.take(Call::ShopUninstalledAt), 2);
+    assert_eq!(counts.take(Call::Read), 3);
+}
+
+#[tokio::test]
+async fn the_shops_sync_record_shows_the_last_sync_the_parked_syncs_and_the_last_reconcile() {
+    let fake = FakeShopify::start().await;
+    let w = world(&fake, program()).await;
+    seed_balance(w.store.as_ref(), &program(), "a", "CB-a", "10.00").await;
+    let outcome = w.feed().await;
+    assert_eq!(outcome.synced, 1);
+    let record = w.store.sync_record(&shop()).await.unwrap();
+    let synced_at = record.last_synced_at.expect("a sync time");
+    assert!(synced_at <= w.ctx.now());
+    assert_eq!(record.parked, 0);
+
+    // The platform keeps failing: the sync is given up on, counted with why.
+    // As many failures as the sync's attempts (the world's policy: 4).
+    for _ in 0..4 {
+        fake.push_fault(Fault::ServerError);
+    }
+    adjust(
+        &w.ctx,
+        &shop(),
+        &customer("a"),
+        r#"{"amount":"1.00","reason":"x"}"#,
+        "k1",
+        "admin",
+        t0(),
+    )
+    .await
+    .unwrap();
+    let outcome = w.feed().await;
+    assert_eq!(outcome.failed, 1, "{outcome:?}");
+    let record = w.store.sync_record(&shop()).await.unwrap();
+    assert_eq!(record.parked, 1);
+    let reason = record.parked_reason.clone().unwrap();
+    assert!(reason.contains("attempt"), "{reason}");
+
+    // A finished reconcile repairs it, records its figures, clears the count.
+    let answer = handle(
+        &w.deps,
+        serde_json::json!({"run": "reconcile", "shop": shop()}),
+        t0(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer["summary"]["repaired"], 1, "{answer}");
+    let record = w.store.sync_record(&shop()).await.unwrap();
+    assert_eq!(record.parked, 0);
+    let reconcile = record.reconcile.unwrap();
+    assert_eq!(
+        (
+            reconcile.checked,
+            reconcile.drifted,
+            reconcile.repaired,
+            reconcile.finished
+        ),
+        (1, 1, 1, true)
+    );
+    assert_eq!(reconcile.at, t0());
+    let status = cashback_app::platform_codes::sync_status(&w.ctx, &shop())
+        .await
+        .unwrap();
+    assert!(status.connected);
+    assert_eq!(status.reconcile, Some(reconcile));
+}

@@ -31,8 +31,8 @@ pub mod store_credit;
 
 pub use runs::{
     ask_for_run, backfill_shop, backfill_status, reconcile_shop, request_run, sync_status,
-    BackfillCheckpoint, BackfillSummary, ReconcileSummary, RunAsked, RunLimits, RunRequest,
-    SyncStatus,
+    BackfillCheckpoint, BackfillSummary, ParkedStatus, ReconcileSummary, RunAsked, RunLimits,
+    RunRequest, SyncStatus,
 };
 
 /// The code as the platform holds it.
@@ -217,6 +217,11 @@ impl SyncError {
 /// the balance at that moment), derives the desired state, and puts it;
 /// `previous_code`, when the customer's code was replaced, is deactivated
 /// first. Throttling and transient failures are retried per `policy`.
+///
+/// Whether the shop may still be called (the app not uninstalled) is its
+/// caller's to check, once per sync: the change feed's sync and each run
+/// ([`reconcile_shop`], [`backfill_shop`]) read the shop's uninstall flag
+/// before they call here, so a sync costs one read of it, not two.
 pub async fn sync_customer_code(
     ctx: &Context,
     platform: &dyn PlatformCodes,
@@ -227,10 +232,6 @@ pub async fn sync_customer_code(
 ) -> Result<SyncOutcome, SyncError> {
     let program = ctx.shop_program(shop, ctx.now()).await?.program;
     if program.platform_sync == PlatformSync::Off {
-        return Ok(SyncOutcome::NotSynced);
-    }
-    // An uninstalled app may no longer call the shop's platform.
-    if crate::compliance::syncing_stopped(ctx, shop).await? {
         return Ok(SyncOutcome::NotSynced);
     }
     if program.platform_sync == PlatformSync::StoreCredit {

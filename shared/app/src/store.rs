@@ -61,6 +61,134 @@ pub struct DueRef {
     pub due_at: DateTime<Utc>,
 }
 
+/// A shop's code sync as the platform-sync function records it
+/// (docs/platform-sync.md): what the dashboard's status panel and the admin
+/// API's `GET /v1/shops/{shop}/platform-sync` show. One small record per
+/// shop, written at most once per stream batch and once per run step.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRecord {
+    /// When a customer's code was last put on the platform.
+    pub last_synced_at: Option<DateTime<Utc>>,
+    /// Syncs given up on since the last finished reconcile (the platform
+    /// kept failing or refused; their records go back to the stream, and
+    /// what keeps failing is parked on the function's queue). A finished
+    /// reconcile, which repairs them, sets it back to 0.
+    pub parked: u64,
+    /// Why the newest of them was given up on, and when.
+    pub parked_reason: Option<String>,
+    /// When the newest of them was given up on.
+    pub parked_at: Option<DateTime<Utc>>,
+    /// The last reconcile's figures (over all its steps so far).
+    pub reconcile: Option<ReconcileRecord>,
+}
+
+/// A reconcile's figures, summed over its steps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileRecord {
+    /// When its first step ran.
+    pub started_at: DateTime<Utc>,
+    /// When its last step so far ran.
+    pub at: DateTime<Utc>,
+    /// Codes compared with the ledger.
+    pub checked: u64,
+    /// Codes found out of step.
+    pub drifted: u64,
+    /// Drifted codes set back to the ledger's state.
+    pub repaired: u64,
+    /// Codes that could not be compared or repaired.
+    pub failed: u64,
+    /// Whether it went through every account.
+    pub finished: bool,
+}
+
+/// What a batch or a run step adds to a shop's [`SyncRecord`]; each part
+/// that is None leaves its fields alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncNote {
+    /// A code was put at this time (`last_synced_at` takes it: the last
+    /// note written wins).
+    pub synced_at: Option<DateTime<Utc>>,
+    /// Syncs given up on: added to `parked`, the reason and time replace
+    /// the newest.
+    pub parked: Option<ParkedSyncs>,
+    /// A reconcile step's figures.
+    pub reconcile: Option<ReconcileStep>,
+}
+
+/// Syncs given up on in one batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedSyncs {
+    /// How many.
+    pub count: u64,
+    /// Why the last of them was given up on.
+    pub reason: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// One step of a reconcile: the first step (`first`) replaces the record's
+/// figures, a later one adds to them; the last (`finished`) also sets
+/// `parked` back to 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconcileStep {
+    /// The run's first step (it started from the first account).
+    pub first: bool,
+    /// The run's last step (no account left).
+    pub finished: bool,
+    /// When the step ran.
+    pub at: DateTime<Utc>,
+    /// Codes compared in the step.
+    pub checked: u64,
+    /// Codes found out of step.
+    pub drifted: u64,
+    /// Codes set back.
+    pub repaired: u64,
+    /// Codes not compared or not repaired.
+    pub failed: u64,
+}
+
+impl SyncRecord {
+    /// The record after `note` (the in-memory adapter's rule; DynamoDB's
+    /// update expression does the same).
+    pub fn noted(mut self, note: &SyncNote) -> SyncRecord {
+        if let Some(at) = note.synced_at {
+            self.last_synced_at = Some(at);
+        }
+        if let Some(parked) = &note.parked {
+            self.parked += parked.count;
+            self.parked_reason = Some(parked.reason.clone());
+            self.parked_at = Some(parked.at);
+        }
+        if let Some(step) = &note.reconcile {
+            let record = match self.reconcile.take() {
+                Some(mut record) if !step.first => {
+                    record.checked += step.checked;
+                    record.drifted += step.drifted;
+                    record.repaired += step.repaired;
+                    record.failed += step.failed;
+                    record.at = step.at;
+                    record.finished = step.finished;
+                    record
+                }
+                _ => ReconcileRecord {
+                    started_at: step.at,
+                    at: step.at,
+                    checked: step.checked,
+                    drifted: step.drifted,
+                    repaired: step.repaired,
+                    failed: step.failed,
+                    finished: step.finished,
+                },
+            };
+            self.reconcile = Some(record);
+            if step.finished {
+                self.parked = 0;
+            }
+        }
+        self
+    }
+}
+
 /// A due item a scheduled job gave up on (its data is corrupt, its shop is
 /// unknown, or it failed run after run): recorded here with why, and taken
 /// out of its due index, so the job's checkpoint moves on and later runs do
@@ -465,5 +593,24 @@ pub trait Store: Send + Sync {
     /// kept (docs/outgoing-events.md); None for a store that keeps none.
     fn event_endpoints(&self) -> Option<&dyn crate::outgoing::EndpointStore> {
         None
+    }
+
+    // ---- The code sync's record per shop (docs/platform-sync.md). A
+    // ---- refusing default, as above.
+
+    /// Adds `note` to the shop's [`SyncRecord`] (made on first use).
+    async fn note_sync(&self, shop: &ShopId, note: &SyncNote) -> Result<(), StoreError> {
+        let _ = (shop, note);
+        Err(StoreError::Other(
+            "this store does not keep the code sync's record".into(),
+        ))
+    }
+
+    /// The shop's [`SyncRecord`] (the default one when nothing was noted).
+    async fn sync_record(&self, shop: &ShopId) -> Result<SyncRecord, StoreError> {
+        let _ = shop;
+        Err(StoreError::Other(
+            "this store does not keep the code sync's record".into(),
+        ))
     }
 }

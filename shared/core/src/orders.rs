@@ -1198,12 +1198,22 @@ fn release_time(order: &Order, days: u32, recorded: DateTime<Utc>) -> DateTime<U
 
 /// Brings the order's clawbacks and restore up to what its refunds so far
 /// call for: the buyer's cashback, the referral reward, the spent balance.
+///
+/// Refunds are measured against the order's lines as paid, the lines it
+/// earns on. While only the lines as placed are known (orders/create came
+/// first: the paid or fulfilled event replaces them), a refund is recorded
+/// and waits for those lines, so one refund is never measured against two
+/// sets of lines (a restore made on the placed lines could not be taken
+/// back when the paid lines make the refunded share smaller).
 fn settle_refunds(
     program: &Program,
     sides: &mut Sides<'_>,
     record: &mut OrderRecord,
 ) -> Result<(), LedgerError> {
-    if record.refunds.is_empty() || (record.lines.is_empty() && record.total.is_none()) {
+    if record.refunds.is_empty()
+        || (record.lines.is_empty() && record.total.is_none())
+        || record.lines_as_placed
+    {
         return Ok(());
     }
     let (eligible_fraction, merchandise_fraction) = record.refunded_fractions();

@@ -10,14 +10,10 @@ use serde_json::Value;
 
 use aws_config::SdkConfig;
 use cashback_app::marketing::{MarketingAccounts, MarketingError};
-use cashback_app::secret_ref::SecretRef;
 use cashback_app::Context;
 use cashback_core::ids::ShopId;
-use cashback_platform_codes::credentials::EnvAndSsmCredentials;
 use cashback_platform_codes::ConfigError;
-use cashback_platform_codes::{
-    CredentialSource, CredentialStore, CredentialsError, CredentialsPlace, FetchError,
-};
+use cashback_platform_codes::{CredentialSource, CredentialsPlace, EnvAndSsm, FetchError};
 
 use crate::PrivateKey;
 
@@ -84,21 +80,6 @@ pub fn with_accounts_from_env(ctx: Context, sdk: &SdkConfig) -> Result<Context, 
     let Some(place) = place_from_env()? else {
         return Ok(ctx);
     };
-    let source = StoreSource(EnvAndSsmCredentials::new(aws_sdk_ssm::Client::new(sdk)));
+    let source = EnvAndSsm::new(aws_sdk_ssm::Client::new(sdk));
     Ok(ctx.with_marketing_accounts(Arc::new(KlaviyoAccounts::new(place, Arc::new(source)))))
-}
-
-/// A [`CredentialStore`] (the environment and SSM in the functions) read as
-/// a [`CredentialSource`].
-pub struct StoreSource<S>(pub S);
-
-#[async_trait::async_trait]
-impl<S: CredentialStore> CredentialSource for StoreSource<S> {
-    async fn fetch(&self, reference: &SecretRef) -> Result<String, FetchError> {
-        self.0.read(reference).await.map_err(|error| match error {
-            CredentialsError::Missing { .. } => FetchError::Missing,
-            CredentialsError::Unavailable { .. } => FetchError::Unavailable(error.to_string()),
-            other => FetchError::Refused(other.to_string()),
-        })
-    }
 }

@@ -46,7 +46,7 @@ use cashback_app::marketing::{
 use cashback_platform_codes::http::{HttpClient, HttpResponse};
 pub use cashback_platform_codes::{BaseUrl, ConfigError};
 
-pub use accounts::{KlaviyoAccounts, StoreSource};
+pub use accounts::KlaviyoAccounts;
 pub use limits::{Limiter, RateLimit};
 
 /// The API revision every call is made against: the current stable one of

@@ -24,6 +24,7 @@
 //! - [`program`]: the program editor and its versions.
 //! - [`coupons`]: cashback coupons (list, create, edit, approve, pause).
 //! - [`reports`], [`charts`]: reports as SVG charts, tables and CSV.
+//! - [`platform_sync`]: the platform sync panel (codes kept on the shop's platform).
 //! - [`auth`]: dashboard users, sessions and CSRF tokens.
 //! - [`widget`]: the embeddable widget's JSON (balance and code on any page).
 //! - [`assets`]: the stylesheet and the scripts, compiled in.
@@ -36,6 +37,7 @@ pub mod customer;
 pub mod dashboard;
 pub mod embedded;
 pub mod link;
+pub mod platform_sync;
 pub mod program;
 pub mod reports;
 pub mod widget;
@@ -153,6 +155,14 @@ pub fn router_with(ctx: Context, config: PagesConfig) -> Router {
             post(coupons::set_status),
         )
         .route("/dashboard/shops/{shop}/reports", get(reports::page))
+        .route(
+            "/dashboard/shops/{shop}/platform-sync",
+            get(platform_sync::page),
+        )
+        .route(
+            "/dashboard/shops/{shop}/platform-sync/reconcile",
+            post(platform_sync::reconcile),
+        )
         .route(
             "/dashboard/shops/{shop}/program",
             get(program::page).post(program::save),

@@ -87,7 +87,32 @@ fn serve() -> (String, Context) {
             let mut program = program();
             program.shop_url = Some(base.clone());
             program.display_name = "Demo Rewards".into();
+            program.platform_sync = cashback_app::platform_codes::PlatformSync::DiscountCode;
             admin::put_program(&ctx, &shop(), &serde_json::to_string(&program).unwrap(), None, "browser-test", t0())
+                .await
+                .unwrap();
+            // The platform sync panel's figures, as the sync function notes them.
+            ctx.store
+                .note_sync(
+                    &shop(),
+                    &cashback_app::store::SyncNote {
+                        synced_at: Some(t0()),
+                        parked: Some(cashback_app::store::ParkedSyncs {
+                            count: 1,
+                            reason: "platform sync failed after 6 attempt(s): throttled by the platform".into(),
+                            at: t0(),
+                        }),
+                        reconcile: Some(cashback_app::store::ReconcileStep {
+                            first: true,
+                            finished: true,
+                            at: t0(),
+                            checked: 120,
+                            drifted: 3,
+                            repaired: 3,
+                            failed: 0,
+                        }),
+                    },
+                )
                 .await
                 .unwrap();
             admin::create_coupon(
@@ -479,6 +504,19 @@ fn the_pages_work_in_a_real_browser() {
     wait(&s, "svg.chart").unwrap();
     shots.both(&s, axe, "dashboard-reports");
 
+    s.goto(&format!(
+        "{base}/dashboard/shops/demo.myshopify.com/platform-sync"
+    ))
+    .unwrap();
+    wait(&s, "#reconcile").unwrap();
+    let page = body(&s);
+    assert!(page.contains("Connected") && page.contains("120"), "{page}");
+    shots.both(&s, axe, "dashboard-platform-sync");
+    s.click("form[action$='/platform-sync/reconcile'] button")
+        .unwrap();
+    wait(&s, ".notice").unwrap();
+    assert!(body(&s).contains("A reconcile was asked for"));
+
     // Another shop's user is refused.
     s.click("form[action='/dashboard/logout'] button").unwrap();
     wait(&s, "#shop").unwrap();
@@ -492,6 +530,14 @@ fn the_pages_work_in_a_real_browser() {
     let page = body(&s);
     assert!(page.contains("Not your shop"), "{page}");
     assert!(!page.contains("35.00") && !page.contains(ANN_CODE));
+    s.goto(&format!(
+        "{base}/dashboard/shops/demo.myshopify.com/platform-sync"
+    ))
+    .unwrap();
+    wait(&s, "h1").unwrap();
+    let page = body(&s);
+    assert!(page.contains("Not your shop"), "{page}");
+    assert!(!page.contains("120"), "{page}");
 
     drop(s);
     let _ = std::fs::remove_dir_all(&profile);

@@ -996,3 +996,175 @@ async fn a_customer_who_stopped_emails_or_was_never_sent_one_gets_nothing() {
     assert!(page.contains("stopped cashback emails"), "{page}");
     assert!(kept.kinds().is_empty());
 }
+
+const SYNC: &str = "/dashboard/shops/demo.myshopify.com/platform-sync";
+
+/// The demo shop syncing its codes, with a record the sync function noted.
+async fn syncing_ctx() -> Context {
+    let ctx = ctx().await;
+    let mut program = ctx.store.get_program(&shop()).await.unwrap().unwrap();
+    program.value.platform_sync = cashback_app::platform_codes::PlatformSync::DiscountCode;
+    ctx.store
+        .put_program(&shop(), &program.value, program.version, t0())
+        .await
+        .unwrap();
+    ctx.invalidate(&shop());
+    ctx.store
+        .note_sync(
+            &shop(),
+            &cashback_app::store::SyncNote {
+                synced_at: Some(t0()),
+                parked: Some(cashback_app::store::ParkedSyncs {
+                    count: 2,
+                    reason: "throttled by the platform".into(),
+                    at: t0(),
+                }),
+                reconcile: Some(cashback_app::store::ReconcileStep {
+                    first: true,
+                    finished: false,
+                    at: t0(),
+                    checked: 417,
+                    drifted: 9,
+                    repaired: 8,
+                    failed: 1,
+                }),
+            },
+        )
+        .await
+        .unwrap();
+    ctx
+}
+
+fn reconcile_job() -> String {
+    cashback_app::platform_codes::RunRequest::Reconcile {
+        shop: shop(),
+        cursor: None,
+    }
+    .job()
+}
+
+#[tokio::test]
+async fn the_platform_sync_panel_shows_the_shops_sync_and_asks_for_a_reconcile() {
+    let ctx = syncing_ctx().await;
+    let router = router_with(ctx.clone(), config());
+    let cookie = sign_in(&router, "demo.myshopify.com", OWNER).await;
+    let (status, response, page) = send_text(router.clone(), get_as(SYNC, &cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    for shown in [
+        "Shopify",
+        "One discount code per customer",
+        "Connected",
+        "Installed",
+        "throttled by the platform",
+        "417",
+        "running",
+        "Not started.",
+        "Reconcile now",
+    ] {
+        assert!(page.contains(shown), "{shown} in {page}");
+    }
+    // Without the session's CSRF token: refused, nothing asked for.
+    let (status, _, _) = send_text(
+        router.clone(),
+        post_as(&format!("{SYNC}/reconcile"), &cookie, "csrf=forged"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        ctx.store.get_checkpoint(&reconcile_job()).await.unwrap(),
+        None
+    );
+    // With it: asked for where the sync function sees it.
+    let (status, response, _) = send_text(
+        router.clone(),
+        post_as(
+            &format!("{SYNC}/reconcile"),
+            &cookie,
+            &format!("csrf={}", csrf_of(&page)),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        response.headers()["location"],
+        "/dashboard/shops/demo.myshopify.com/platform-sync?asked=1"
+    );
+    assert!(ctx
+        .store
+        .get_checkpoint(&reconcile_job())
+        .await
+        .unwrap()
+        .is_some());
+    let (_, _, page) = send_text(router.clone(), get_as(&format!("{SYNC}?asked=1"), &cookie)).await;
+    assert!(page.contains("A reconcile was asked for"), "{page}");
+
+    // Once the app is uninstalled the panel says so and offers no reconcile;
+    // a posted one is refused.
+    ctx.store
+        .set_shop_uninstalled(&shop(), Some(t0()))
+        .await
+        .unwrap();
+    let (_, _, page) = send_text(router.clone(), get_as(SYNC, &cookie)).await;
+    assert!(
+        page.contains("Uninstalled") && !page.contains("Reconcile now"),
+        "{page}"
+    );
+    let (status, _, _) = send_text(
+        router,
+        post_as(
+            &format!("{SYNC}/reconcile"),
+            &cookie,
+            &format!("csrf={}", csrf_of(&page)),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn another_shops_session_can_neither_see_the_platform_sync_panel_nor_ask_for_a_reconcile() {
+    let ctx = syncing_ctx().await;
+    let router = router_with(ctx.clone(), config());
+    let cookie = sign_in(&router, "other.myshopify.com", RIVAL).await;
+    // The rival's own CSRF token is genuine for their session.
+    let session = auth::read_session(
+        &ctx.config.link_secret,
+        cookie.trim_start_matches("cb_session="),
+        t0(),
+    )
+    .unwrap();
+    let csrf = auth::csrf_token(&ctx.config.link_secret, &session);
+    let (status, _, body) = send_text(router.clone(), get_as(SYNC, &cookie)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        !body.contains("417") && !body.contains("throttled"),
+        "{body}"
+    );
+    let (status, _, _) = send_text(
+        router.clone(),
+        post_as(
+            &format!("{SYNC}/reconcile"),
+            &cookie,
+            &format!("csrf={csrf}"),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        ctx.store.get_checkpoint(&reconcile_job()).await.unwrap(),
+        None
+    );
+    // Without a session: sent to sign in, nothing asked for.
+    let (status, response, _) = send_text(
+        router,
+        post_form(&format!("{SYNC}/reconcile"), &format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["location"], "/dashboard/login");
+    assert_eq!(
+        ctx.store.get_checkpoint(&reconcile_job()).await.unwrap(),
+        None
+    );
+}

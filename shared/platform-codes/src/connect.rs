@@ -18,7 +18,12 @@
 //! - WooCommerce: `{"consumer_key": "ck_...", "consumer_secret": "cs_...",
 //!   "site_url": "https://..."}` (`site_url` defaults to `https://{shop}`).
 //!
-//! Unknown fields are refused; values never reach a log or an error.
+//! Unknown fields are refused; values never reach a log or an error (an
+//! error names the reference and what is wrong).
+//!
+//! This is the crate's one credentials loader: the deployed function reads
+//! through [`EnvAndSsm`] (the environment and SSM Parameter Store), tests
+//! and the local server through [`StaticCredentials`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,7 +33,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use cashback_app::platform_codes::PlatformCodes;
-use cashback_app::secret_ref::{SecretRef, SecretRefError};
+use cashback_app::secret_ref::{SecretPlace, SecretRef, SecretRefError};
 use cashback_app::store::{Platform, Shop};
 use cashback_core::ids::ShopId;
 
@@ -253,6 +258,8 @@ impl Connections {
             .place
             .reference(id)
             .map_err(|e| invalid(format!("no valid reference for the shop: {e}")))?;
+        // From here every error names the reference (never the value).
+        let invalid = |reason: String| invalid(format!("{reference}: {reason}"));
         let value = match self.source.fetch(&reference).await {
             Ok(value) => value,
             Err(FetchError::Missing) => return Err(ConnectError::Missing(id.clone())),
@@ -329,6 +336,61 @@ impl Classify for serde_json::Error {
             serde_json::error::Category::Syntax => "not JSON",
             serde_json::error::Category::Data => "missing, unknown or mistyped fields",
             serde_json::error::Category::Eof => "cut short",
+        }
+    }
+}
+
+/// The deployed source: `env:` references from the environment (local
+/// runs), `ssm:` references from SSM Parameter Store (a SecureString read
+/// with decryption). SSM's throttling and internal errors are
+/// [`FetchError::Unavailable`] (retried); a refusal such as a missing
+/// permission is [`FetchError::Refused`] (an operator's to fix).
+pub struct EnvAndSsm {
+    ssm: aws_sdk_ssm::Client,
+}
+
+impl EnvAndSsm {
+    /// Over an SSM client built once per container.
+    pub fn new(ssm: aws_sdk_ssm::Client) -> EnvAndSsm {
+        EnvAndSsm { ssm }
+    }
+}
+
+#[async_trait::async_trait]
+impl CredentialSource for EnvAndSsm {
+    async fn fetch(&self, reference: &SecretRef) -> Result<String, FetchError> {
+        match reference.place() {
+            SecretPlace::Env(name) => std::env::var(name).map_err(|_| FetchError::Missing),
+            SecretPlace::Ssm(name) => {
+                use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
+                let output = self
+                    .ssm
+                    .get_parameter()
+                    .name(name)
+                    .with_decryption(true)
+                    .send()
+                    .await
+                    .map_err(|error| match error {
+                        SdkError::ServiceError(service) => {
+                            let service = service.into_err();
+                            if service.is_parameter_not_found() {
+                                FetchError::Missing
+                            } else {
+                                let code = service.code().unwrap_or("unknown").to_string();
+                                if service.is_internal_server_error() || code.contains("Throttl") {
+                                    FetchError::Unavailable(format!("SSM {name}: {code}"))
+                                } else {
+                                    FetchError::Refused(format!("SSM {name}: {code}"))
+                                }
+                            }
+                        }
+                        other => FetchError::Unavailable(format!("SSM {name}: {other}")),
+                    })?;
+                output
+                    .parameter
+                    .and_then(|p| p.value)
+                    .ok_or(FetchError::Missing)
+            }
         }
     }
 }

@@ -7,16 +7,14 @@
 //!   paced by the cost bucket; admin token or client credentials grant.
 //! - [`store_credit`]: Shopify's native store credit, for programs in
 //!   store-credit mode (credit and debit by the difference, intent first).
-//! - [`credentials`]: a shop's Shopify token or client id and secret, read
-//!   from its `env:` / `ssm:` reference.
 //! - [`woocommerce`]: one fixed-cart coupon per customer (REST API v3).
 //! - [`pacing`]: Shopify's cost-based leaky bucket as this container sees it.
 //! - [`http`]: the shared HTTPS client, a deadline on every call.
-//! - [`connect`]: each shop's adapter, built from its record and its
-//!   credentials (by reference, SSM in the function) and kept warm.
+//! - [`connect`]: each shop's credentials, read from its `env:` / `ssm:`
+//!   reference (the one loader: [`EnvAndSsm`] in the function), and its
+//!   adapter, built from its record and those credentials and kept warm.
 
 pub mod connect;
-pub mod credentials;
 pub mod http;
 pub mod pacing;
 pub mod shopify;
@@ -24,10 +22,9 @@ pub mod store_credit;
 pub mod woocommerce;
 
 pub use connect::{
-    ConnectError, ConnectSettings, Connections, CredentialSource, CredentialsPlace, FetchError,
-    StaticCredentials,
+    ConnectError, ConnectSettings, Connections, CredentialSource, CredentialsPlace, EnvAndSsm,
+    FetchError, StaticCredentials,
 };
-pub use credentials::{load_credentials, CredentialStore, CredentialsError};
 pub use http::{BaseUrl, ConfigError};
 pub use shopify::{ShopifyCodes, ShopifyConfig, ShopifyCredentials};
 pub use woocommerce::{WooCodes, WooConfig};

@@ -48,6 +48,8 @@ pub enum Call {
     ShopUninstalledAt,
     ForgetEmail,
     DeleteShopData,
+    NoteSync,
+    SyncRecord,
 }
 
 /// A call on its way to the store, to be awaited (or not) by `around`.
@@ -329,6 +331,16 @@ impl<I: Interceptor> Store for Intercepted<I> {
     async fn delete_shop_data(&self, shop: &ShopId) -> Result<u64, StoreError> {
         let run = self.inner.delete_shop_data(shop);
         self.interceptor.around(Call::DeleteShopData, run).await
+    }
+
+    async fn note_sync(&self, shop: &ShopId, note: &SyncNote) -> Result<(), StoreError> {
+        let run = self.inner.note_sync(shop, note);
+        self.interceptor.around(Call::NoteSync, run).await
+    }
+
+    async fn sync_record(&self, shop: &ShopId) -> Result<SyncRecord, StoreError> {
+        let run = self.inner.sync_record(shop);
+        self.interceptor.around(Call::SyncRecord, run).await
     }
 }
 

@@ -134,6 +134,8 @@ pub fn marketing_event_sk(key: &str) -> String {
 }
 pub const CHECKPOINT_SK: &str = "CHECKPOINT";
 pub const COUNTER_SK: &str = "COUNTER";
+/// The code sync's record, in the shop's partition beside its item.
+pub const SYNC_RECORD_SK: &str = "PLATFORM_SYNC";
 /// Every coupon's sort key starts with this (list by `begins_with`).
 pub const COUPON_SK_PREFIX: &str = "COUPON#";
 /// Every ledger entry's sort key starts with this.

@@ -69,6 +69,8 @@ struct Tables {
     referral_credits: HashMap<(ShopId, CustomerId, OrderId), Versioned<ReferralNote>>,
     /// Orders' uses of unlimited coupons, by (shop, code, order).
     coupon_order_uses: HashMap<(ShopId, Code, OrderId), CouponOrderUse>,
+    /// The code sync's record per shop.
+    sync_records: HashMap<ShopId, SyncRecord>,
     /// The change feed, as the table's stream would carry it, until taken.
     changes: Vec<Change>,
     /// Changes logged so far: the next one's sequence number.
@@ -1006,6 +1008,24 @@ impl Store for MemoryStore {
         Ok(self.lock()?.uninstalled.get(shop).copied())
     }
 
+    async fn note_sync(&self, shop: &ShopId, note: &SyncNote) -> Result<(), StoreError> {
+        self.other.fetch_add(1, Ordering::Relaxed);
+        let mut tables = self.lock()?;
+        let record = tables.sync_records.remove(shop).unwrap_or_default();
+        tables.sync_records.insert(shop.clone(), record.noted(note));
+        Ok(())
+    }
+
+    async fn sync_record(&self, shop: &ShopId) -> Result<SyncRecord, StoreError> {
+        self.other.fetch_add(1, Ordering::Relaxed);
+        Ok(self
+            .lock()?
+            .sync_records
+            .get(shop)
+            .cloned()
+            .unwrap_or_default())
+    }
+
     async fn forget_email(
         &self,
         shop: &ShopId,
@@ -1065,6 +1085,7 @@ impl Store for MemoryStore {
         drop_where!(t.customer_counts, |k, _| k != shop);
         drop_where!(t.api_keys, |(k, _), _| k != shop);
         t.uninstalled.remove(shop);
+        t.sync_records.remove(shop);
         drop_where!(t.shops, |k, _| k != shop);
         deleted += t.outgoing.forget_shop(shop);
         Ok(deleted)

@@ -676,9 +676,19 @@ async fn an_uninstall_stops_syncing_and_webhooks_still_answer_200(backend: Backe
     );
 }
 
+/// The uninstall flag is read by whoever starts a sync (the change feed's
+/// sync in the platform-sync function, each reconcile or backfill run), not
+/// by `sync_customer_code` itself: after an uninstall no run calls the
+/// platform, and none can be asked for. The feed's side is the
+/// platform-sync function's
+/// `an_uninstalled_shop_calls_no_platform_from_the_feed_or_a_reconcile`.
 #[tokio::test]
-async fn after_an_uninstall_the_code_sync_calls_the_platform_no_more() {
-    use cashback_app::platform_codes::{sync_customer_code, SyncOutcome, SyncPolicy};
+async fn after_an_uninstall_no_reconcile_or_backfill_calls_the_platform() {
+    use cashback_app::platform_codes::{
+        ask_for_run, backfill_shop, reconcile_shop, sync_customer_code, RunLimits, RunRequest,
+        SyncOutcome, SyncPolicy,
+    };
+    use std::sync::atomic::Ordering::SeqCst;
     let world = Backend::Memory.world().await;
     let mut synced = program();
     synced.platform_sync = cashback_core::platform_code::PlatformSync::DiscountCode;
@@ -692,18 +702,65 @@ async fn after_an_uninstall_the_code_sync_calls_the_platform_no_more() {
     let platform = CountingPlatform::default();
     let ann = CustomerId::parse(ANN).unwrap();
     let policy = SyncPolicy::default();
+    let limits = || RunLimits::for_budget(std::time::Duration::from_secs(5));
     let outcome = sync_customer_code(&world.ctx, &platform, &demo_shop(), &ann, None, &policy)
         .await
         .unwrap();
     assert!(matches!(outcome, SyncOutcome::Synced(_)), "{outcome:?}");
-    assert_eq!(platform.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(platform.calls.load(SeqCst), 1);
+    // Installed, a reconcile looks the code up (the counting platform
+    // holds none: drifted, repaired).
+    let summary = reconcile_shop(
+        &world.ctx,
+        &platform,
+        &demo_shop(),
+        None,
+        &limits(),
+        &policy,
+    )
+    .await
+    .unwrap();
+    assert_eq!((summary.checked, summary.repaired), (1, 1), "{summary:?}");
+    let calls = platform.calls.load(SeqCst);
 
     let shop_resource = json!({"id": 1, "myshopify_domain": DEMO_SHOP}).to_string();
     let (status, _) = shopify(&world, "app/uninstalled", shop_resource).await;
     assert_eq!(status, StatusCode::OK);
-    let outcome = sync_customer_code(&world.ctx, &platform, &demo_shop(), &ann, None, &policy)
-        .await
-        .unwrap();
-    assert_eq!(outcome, SyncOutcome::NotSynced);
-    assert_eq!(platform.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let summary = reconcile_shop(
+        &world.ctx,
+        &platform,
+        &demo_shop(),
+        None,
+        &limits(),
+        &policy,
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.checked, 0, "{summary:?}");
+    let backfill = backfill_shop(
+        &world.ctx,
+        &platform,
+        &demo_shop(),
+        true,
+        now(),
+        &limits(),
+        &policy,
+    )
+    .await
+    .unwrap();
+    assert_eq!((backfill.synced, backfill.skipped), (0, 0), "{backfill:?}");
+    assert_eq!(platform.calls.load(SeqCst), calls, "no platform call");
+    let asked = ask_for_run(
+        &world.ctx,
+        RunRequest::Reconcile {
+            shop: demo_shop(),
+            cursor: None,
+        },
+        now(),
+    )
+    .await;
+    assert!(
+        matches!(asked, Err(cashback_app::AppError::Conflict(_))),
+        "{asked:?}"
+    );
 }

@@ -47,6 +47,7 @@ on_every_store!(
     two_checkouts_spending_the_same_balance_leave_the_rest_as_debt_in_the_report,
     unpaid_orders_with_someone_elses_code_never_put_its_owner_in_debt,
     the_paid_event_s_lines_replace_the_lines_of_the_order_as_placed,
+    a_refund_before_payment_is_measured_against_the_lines_as_paid,
 );
 
 const ANN_CODE: &str = "CB-ANN-BALANCE";
@@ -422,4 +423,93 @@ async fn orders_create_costs_two_reads_and_one_write_on_someone_elses_code() {
         after.writes - before.writes
     );
     assert_eq!(after.writes - before.writes, 1);
+}
+
+/// The sample order with Ann's code, as paid after the shop added a
+/// 141.75 jacket to it before the payment came (an unpaid edit: no refund).
+fn paid_after_an_edit(id: u64) -> String {
+    let mut order: Value =
+        serde_json::from_str(&order_json(id, Stage::Paid, false, "guest@example.com")).unwrap();
+    let mut jacket = order["line_items"][1].clone();
+    jacket["id"] = json!(7_701_000_000_303u64);
+    jacket["admin_graphql_api_id"] = json!("gid://shopify/LineItem/7701000000303");
+    jacket["title"] = json!("Shell Jacket");
+    jacket["name"] = json!("Shell Jacket - M");
+    jacket["sku"] = json!("SJ-M");
+    jacket["quantity"] = json!(1);
+    jacket["current_quantity"] = json!(1);
+    jacket["price"] = json!("141.75");
+    jacket["price_set"]["shop_money"]["amount"] = json!("141.75");
+    jacket["price_set"]["presentment_money"]["amount"] = json!("141.75");
+    jacket["discount_allocations"] = json!([]);
+    order["line_items"].as_array_mut().unwrap().push(jacket);
+    for (field, amount) in [
+        ("total_line_items_price", "299.25"),
+        ("subtotal_price", "283.50"),
+        ("total_price", "289.50"),
+    ] {
+        order[field] = json!(amount);
+        order[format!("{field}_set")]["shop_money"]["amount"] = json!(amount);
+        order[format!("{field}_set")]["presentment_money"]["amount"] = json!(amount);
+    }
+    order.to_string()
+}
+
+/// A refund that arrives between orders/create and orders/paid refers to
+/// lines the paid event then replaces. It is measured against the lines
+/// as paid, the same lines the order earns and claws back on: the part of
+/// Ann's 15.75 given back is the shoe's share of the order as paid
+/// (108.00 of 283.50: 6.00), not its share of the order as placed (108.00
+/// of 141.75: 12.00, which the paid event could no longer take back).
+async fn a_refund_before_payment_is_measured_against_the_lines_as_paid(backend: Backend) {
+    let world = backend.world().await;
+    seed_customer(
+        &world,
+        "ann",
+        ANN_CODE,
+        Some("ann@example.com"),
+        "30.00",
+        None,
+    )
+    .await;
+    let id = samples::SHOPIFY_ORDER_ID;
+    shopify(
+        &world,
+        "orders/create",
+        order_json(id, Stage::Paid, true, "guest@example.com"),
+    )
+    .await;
+    assert_eq!(ann(&world).await.available, usd("14.25"));
+
+    // The shoe (108.00 after its discount) is refunded before payment.
+    let refund = samples::shopify_refund(samples::SECOND_REFUND).to_string();
+    let answer = shopify(&world, "refunds/create", refund).await;
+    assert_eq!(answer["applied"], 1, "{answer}");
+    let waiting = ann(&world).await;
+    assert_eq!(
+        waiting.available,
+        usd("14.25"),
+        "measured once the lines as paid are known"
+    );
+
+    let answer = shopify(&world, "orders/paid", paid_after_an_edit(id)).await;
+    assert_eq!(answer["applied"], 1, "{answer}");
+    let after = ann(&world).await;
+    assert_eq!(
+        after.available,
+        usd("20.25"),
+        "6.00 of the 15.75 given back"
+    );
+    assert_eq!(after.lifetime_used, usd("9.75"));
+    let record = order_record(&world, &shopify_order()).await.unwrap();
+    assert_eq!(record.restored, usd("6.00"));
+    assert_eq!(record.eligible(), usd("283.50"), "{:?}", record.lines);
+    // The guest's cashback is clawed back on the same lines.
+    let earned = record.earned.expect("the paid event earns");
+    assert_eq!(earned.total, usd("28.35"), "10% of 283.50");
+    // A repeat of the refund changes nothing.
+    let refund = samples::shopify_refund(samples::SECOND_REFUND).to_string();
+    let answer = shopify(&world, "refunds/create", refund).await;
+    assert_eq!(answer["duplicates"], 1, "{answer}");
+    assert_eq!(ann(&world).await.available, usd("20.25"));
 }

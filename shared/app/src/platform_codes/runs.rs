@@ -27,6 +27,7 @@ use super::{
 };
 use crate::context::Context;
 use crate::error::AppError;
+use crate::store::{Platform, ReconcileRecord};
 
 /// How much one run may do.
 #[derive(Debug, Clone)]
@@ -94,8 +95,10 @@ pub fn drift(desired: &DesiredCode, held: Option<&CodeState>) -> Drift {
     }
 }
 
-/// One page of accounts, with the program that applies, or nothing when the
-/// shop does not sync its codes.
+/// The program whose codes a run keeps, or nothing when the shop does not
+/// sync its codes (off, or the app uninstalled). A run reads the uninstall
+/// flag here once; the syncs it makes ([`sync_customer_code`]) do not read
+/// it again.
 async fn syncing_program(ctx: &Context, shop: &ShopId) -> Result<Option<Program>, AppError> {
     let program = ctx.shop_program(shop, ctx.now()).await?.program;
     if program.platform_sync == PlatformSync::Off
@@ -568,7 +571,8 @@ pub async fn ask_for_run(
 ) -> Result<RunAsked, AppError> {
     if syncing_program(ctx, request.shop()).await?.is_none() {
         return Err(AppError::Conflict(
-            "the program keeps its codes off the platform (platform_sync is off)".into(),
+            "the shop does not sync its codes (platform_sync is off, or the app was uninstalled)"
+                .into(),
         ));
     }
     let requested_at = request_run(ctx, &request, now, None).await?;
@@ -578,20 +582,63 @@ pub async fn ask_for_run(
     })
 }
 
-/// Where a shop's codes stand on its platform, for the admin API.
+/// Where a shop's codes stand on its platform: the admin API's
+/// `GET /v1/shops/{shop}/platform-sync` and the dashboard's status panel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SyncStatus {
     /// The program's setting.
     pub platform_sync: PlatformSync,
+    /// The shop's platform.
+    pub platform: Platform,
+    /// Whether the engine keeps the shop's codes on its platform now: the
+    /// program syncs, the platform keeps codes, the app is installed.
+    pub connected: bool,
+    /// When the app was uninstalled (Shopify's app/uninstalled), if it is.
+    pub uninstalled_at: Option<DateTime<Utc>>,
+    /// When a customer's code was last put on the platform.
+    pub last_synced_at: Option<DateTime<Utc>>,
+    /// Syncs given up on since the last finished reconcile.
+    pub parked: ParkedStatus,
+    /// The last reconcile's figures, if one ran.
+    pub reconcile: Option<ReconcileRecord>,
     /// The last (or running) backfill, if one was ever started.
     pub backfill: Option<BackfillCheckpoint>,
 }
 
-/// The shop's sync setting and its backfill's checkpoint.
+/// Syncs given up on (the platform kept failing or refused them) since
+/// the last finished reconcile, which repairs them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ParkedStatus {
+    /// How many.
+    pub count: u64,
+    /// Why the newest one was given up on.
+    pub newest_reason: Option<String>,
+    /// When.
+    pub newest_at: Option<DateTime<Utc>>,
+}
+
+/// The shop's sync setting and state: its record (last sync, parked
+/// syncs, last reconcile), its uninstall flag and its backfill.
 pub async fn sync_status(ctx: &Context, shop: &ShopId) -> Result<SyncStatus, AppError> {
-    let program = ctx.shop_program(shop, ctx.now()).await?.program;
+    let shop_program = ctx.shop_program(shop, ctx.now()).await?;
+    let uninstalled_at = ctx.store.shop_uninstalled_at(shop).await?;
+    let record = ctx.store.sync_record(shop).await?;
+    let platform = shop_program.shop.platform;
+    let platform_sync = shop_program.program.platform_sync;
     Ok(SyncStatus {
-        platform_sync: program.platform_sync,
+        platform_sync,
+        platform,
+        connected: platform_sync != PlatformSync::Off
+            && platform != Platform::Generic
+            && uninstalled_at.is_none(),
+        uninstalled_at,
+        last_synced_at: record.last_synced_at,
+        parked: ParkedStatus {
+            count: record.parked,
+            newest_reason: record.parked_reason,
+            newest_at: record.parked_at,
+        },
+        reconcile: record.reconcile,
         backfill: backfill_status(ctx, shop).await?,
     })
 }

@@ -1,7 +1,10 @@
-//! A shop's Shopify credentials read from its reference, and the client
-//! credentials grant's token life against the fake: cached, fetched again
-//! shortly before it expires, refreshed once (only once) after a 401.
+//! A shop's credentials read from its reference by the one loader
+//! (`connect::Connections`, JSON by platform), and the client credentials
+//! grant's token life against the fake: cached, fetched again shortly
+//! before it expires, refreshed once (only once) after a 401.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rust_decimal_macros::dec;
@@ -9,12 +12,15 @@ use rust_decimal_macros::dec;
 use cashback_app::platform_codes::{
     CodeOwner, Combines, DesiredCode, PlatformCodes, PlatformError,
 };
-use cashback_app::secret_ref::SecretRef;
+use cashback_app::store::{Platform, Shop};
 use cashback_core::ids::{Code, CustomerId};
 use cashback_core::money::{Currency, Money};
-use cashback_platform_codes::credentials::{default_reference, load_credentials, FixedCredentials};
-use cashback_platform_codes::{ShopifyCodes, ShopifyConfig, ShopifyCredentials};
+use cashback_platform_codes::{
+    ConnectError, ConnectSettings, Connections, CredentialsPlace, ShopifyCodes, ShopifyConfig,
+    ShopifyCredentials, StaticCredentials,
+};
 use cashback_test_support::fakes::shopify::{self as fake, FakeShopify};
+use cashback_test_support::fixtures::{shop, t0};
 
 fn desired(amount: rust_decimal::Decimal) -> DesiredCode {
     DesiredCode {
@@ -48,32 +54,130 @@ fn client_pair() -> ShopifyCredentials {
     }
 }
 
+fn record(platform: Platform) -> Shop {
+    let mut record = cashback_test_support::fixtures::demo_shop_record(
+        "env:CASHBACK_SECRET_DEMO_WEBHOOK",
+        String::new(),
+        t0(),
+    );
+    record.platform = platform;
+    record
+}
+
+/// Connections reading `value` as the shop's credentials under `place`.
+fn connections(place: &str, value: &str) -> Connections {
+    let place = CredentialsPlace::parse(place).unwrap();
+    let reference = place.reference(&shop()).unwrap().to_string();
+    Connections::new(
+        place,
+        Arc::new(StaticCredentials(HashMap::from([(
+            reference,
+            value.to_string(),
+        )]))),
+        ConnectSettings {
+            timeout: Duration::from_millis(500),
+            ..ConnectSettings::default()
+        },
+    )
+}
+
 #[tokio::test]
 async fn a_shops_client_id_and_secret_from_its_ssm_reference_drive_the_adapter() {
-    let shop = FakeShopify::start().await;
-    let reference =
-        default_reference(&cashback_core::ids::ShopId::parse("demo.myshopify.com").unwrap())
-            .unwrap();
-    let store = FixedCredentials::new([(
-        reference.to_string(),
-        format!(
-            r#"{{"client_id": "{}", "client_secret": "{}"}}"#,
-            fake::CLIENT_ID,
-            fake::CLIENT_SECRET
-        ),
-    )]);
-    let credentials = load_credentials(&store, &reference).await.unwrap();
-    let codes = adapter(&shop, credentials);
+    let shopify = FakeShopify::start().await;
+    let pair = format!(
+        r#"{{"client_id": "{}", "client_secret": "{}", "shop_url": "{}"}}"#,
+        fake::CLIENT_ID,
+        fake::CLIENT_SECRET,
+        shopify.url()
+    );
+    let codes = connections("ssm:/cashback/platform/", &pair)
+        .for_shop(&record(Platform::Shopify))
+        .await
+        .unwrap();
     codes.put(&desired(dec!(12.30))).await.unwrap();
-    assert_eq!(shop.stats().tokens_issued, 1);
-    assert_eq!(shop.discount("cb-abc").unwrap().amount, dec!(12.30));
+    assert_eq!(shopify.stats().tokens_issued, 1);
+    assert_eq!(shopify.discount("cb-abc").unwrap().amount, dec!(12.30));
 
     // An admin token under an env: reference works the same way.
-    let env = SecretRef::parse("env:CASHBACK_SECRET_DEMO_SHOPIFY").unwrap();
-    let store = FixedCredentials::new([(env.to_string(), fake::ADMIN_TOKEN)]);
-    let codes = adapter(&shop, load_credentials(&store, &env).await.unwrap());
+    let token = format!(
+        r#"{{"admin_token": " {} ", "shop_url": "{}"}}"#,
+        fake::ADMIN_TOKEN,
+        shopify.url()
+    );
+    let codes = connections("env:CASHBACK_SECRET_PLATFORM_", &token)
+        .for_shop(&record(Platform::Shopify))
+        .await
+        .unwrap();
     codes.put(&desired(dec!(4))).await.unwrap();
-    assert_eq!(shop.stats().tokens_issued, 1, "no grant for an admin token");
+    assert_eq!(
+        shopify.stats().tokens_issued,
+        1,
+        "no grant for an admin token"
+    );
+}
+
+#[tokio::test]
+async fn malformed_credentials_are_refused_naming_the_reference_never_the_value() {
+    let shopify_values = [
+        "",
+        "   ",
+        "shpat_hidden_0",
+        r#"{"admin_token": "  "}"#,
+        r#"{"client_id": "abc"}"#,
+        r#"{"client_id": "", "client_secret": "shpss_hidden_1"}"#,
+        r#"{"client_id": "a", "client_secret": "shpss_hidden_2", "extra": 1}"#,
+        r#"{"admin_token": "shpat_hidden_3", "client_id": "a", "client_secret": "shpss_hidden_4"}"#,
+        "{not json shpss_hidden_5",
+    ];
+    let woo_values = [
+        r#"{"consumer_key": "ck_1"}"#,
+        r#"{"consumer_key": " ", "consumer_secret": "cs_hidden_6"}"#,
+        r#"{"consumer_key": "ck_1", "consumer_secret": "cs_hidden_7", "password": "x"}"#,
+        "cs_hidden_8",
+    ];
+    let cases = shopify_values
+        .iter()
+        .map(|v| (Platform::Shopify, v))
+        .chain(woo_values.iter().map(|v| (Platform::Woocommerce, v)));
+    for (platform, bad) in cases {
+        let error = connections("ssm:/cashback/platform/", bad)
+            .for_shop(&record(platform))
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(error, ConnectError::Invalid { .. }),
+            "{bad}: {error}"
+        );
+        assert!(!error.is_retryable());
+        let shown = error.to_string();
+        assert!(!shown.contains("hidden"), "{shown}");
+        assert!(
+            shown.contains("ssm:/cashback/platform/demo.myshopify.com"),
+            "{shown}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn credentials_missing_at_the_shops_reference_are_named_and_not_retried() {
+    let place = CredentialsPlace::parse("ssm:/cashback/platform/").unwrap();
+    assert_eq!(
+        place.reference(&shop()).unwrap().to_string(),
+        "ssm:/cashback/platform/demo.myshopify.com"
+    );
+    let none = Connections::new(
+        place,
+        Arc::new(StaticCredentials::default()),
+        ConnectSettings::default(),
+    );
+    let error = none
+        .for_shop(&record(Platform::Woocommerce))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(error, ConnectError::Missing(_)), "{error}");
+    assert!(!error.is_retryable());
 }
 
 #[tokio::test]

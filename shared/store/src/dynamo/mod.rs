@@ -29,6 +29,7 @@ mod requests;
 pub mod schema;
 pub mod size;
 pub mod stream;
+mod sync_record;
 mod write;
 
 use std::collections::HashMap;
@@ -783,6 +784,16 @@ impl Store for DynamoStore {
     #[tracing::instrument(skip(self), fields(shop = %shop), err(level = "info"))]
     async fn delete_shop_data(&self, shop: &ShopId) -> Result<u64, StoreError> {
         self.delete_shop_items(shop).await
+    }
+
+    #[tracing::instrument(skip(self, note), fields(shop = %shop), err(level = "info"))]
+    async fn note_sync(&self, shop: &ShopId, note: &SyncNote) -> Result<(), StoreError> {
+        self.update_sync_record(shop, note).await
+    }
+
+    #[tracing::instrument(skip(self), fields(shop = %shop), err(level = "info"))]
+    async fn sync_record(&self, shop: &ShopId) -> Result<SyncRecord, StoreError> {
+        self.read_sync_record(shop).await
     }
 
     fn request_counts(&self) -> RequestCounts {

@@ -58,6 +58,7 @@ conformance!(
     a_referral_credit_is_written_with_its_order_and_settled_under_its_version,
     a_reward_granted_with_the_referrers_account_writes_no_credit,
     an_unlimited_coupons_uses_leave_its_count_to_the_feed_and_count_once,
+    the_code_syncs_record_adds_notes_and_a_finished_reconcile_clears_what_was_parked,
 );
 
 // The report aggregator's feed differs by adapter (the in-memory log, or

@@ -1804,3 +1804,111 @@ pub async fn a_parked_item_leaves_its_index_and_is_listed(store: &dyn Store) {
     assert_eq!(rest.items.len(), 1);
     assert_eq!(rest.next, None);
 }
+
+pub async fn the_code_syncs_record_adds_notes_and_a_finished_reconcile_clears_what_was_parked(
+    store: &dyn Store,
+) {
+    let other = ShopId::parse("other.example.com").unwrap();
+    assert_eq!(
+        store.sync_record(&shop()).await.unwrap(),
+        SyncRecord::default()
+    );
+    let t1 = t0() + Duration::minutes(1);
+    let t2 = t0() + Duration::minutes(2);
+    let parked = |count, reason: &str, at| SyncNote {
+        parked: Some(ParkedSyncs {
+            count,
+            reason: reason.into(),
+            at,
+        }),
+        ..SyncNote::default()
+    };
+    store
+        .note_sync(
+            &shop(),
+            &SyncNote {
+                synced_at: Some(t0()),
+                ..SyncNote::default()
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .note_sync(&shop(), &parked(2, "throttled", t1))
+        .await
+        .unwrap();
+    store
+        .note_sync(&shop(), &parked(1, "refused: amount", t2))
+        .await
+        .unwrap();
+    let step = |first, finished, at, n| SyncNote {
+        reconcile: Some(ReconcileStep {
+            first,
+            finished,
+            at,
+            checked: n,
+            drifted: 2,
+            repaired: 1,
+            failed: 1,
+        }),
+        ..SyncNote::default()
+    };
+    store
+        .note_sync(&shop(), &step(true, false, t1, 100))
+        .await
+        .unwrap();
+    let record = store.sync_record(&shop()).await.unwrap();
+    assert_eq!(record.last_synced_at, Some(t0()));
+    assert_eq!(record.parked, 3);
+    assert_eq!(record.parked_reason.as_deref(), Some("refused: amount"));
+    assert_eq!(record.parked_at, Some(t2));
+    assert_eq!(
+        record.reconcile,
+        Some(ReconcileRecord {
+            started_at: t1,
+            at: t1,
+            checked: 100,
+            drifted: 2,
+            repaired: 1,
+            failed: 1,
+            finished: false,
+        })
+    );
+    // The run's last step adds its figures and clears what was parked (the
+    // reconcile repaired it); the newest reason stays to be read.
+    store
+        .note_sync(&shop(), &step(false, true, t2, 20))
+        .await
+        .unwrap();
+    let record = store.sync_record(&shop()).await.unwrap();
+    assert_eq!(record.parked, 0);
+    assert_eq!(record.parked_reason.as_deref(), Some("refused: amount"));
+    assert_eq!(
+        record.reconcile,
+        Some(ReconcileRecord {
+            started_at: t1,
+            at: t2,
+            checked: 120,
+            drifted: 4,
+            repaired: 2,
+            failed: 2,
+            finished: true,
+        })
+    );
+    // A new run starts its figures over.
+    store
+        .note_sync(&shop(), &step(true, true, t2, 7))
+        .await
+        .unwrap();
+    let record = store.sync_record(&shop()).await.unwrap();
+    let reconcile = record.reconcile.unwrap();
+    assert_eq!(
+        (reconcile.checked, reconcile.drifted, reconcile.started_at),
+        (7, 2, t2)
+    );
+    // Another shop's record is its own.
+    assert_eq!(
+        store.sync_record(&other).await.unwrap(),
+        SyncRecord::default()
+    );
+}

@@ -420,21 +420,32 @@ mod tests {
     fn one_partition_key_serves_1000_write_units_a_second_and_the_table_its_limit() {
         let model = DynamoModel::new(Latency::REVIEW).with_capacity(Capacity::NEW_TABLE);
         let one = |pk: &str| HashMap::from([(pk.to_string(), 2.0), (TABLE.to_string(), 2.0)]);
-        // 500 items of 2 WCU in one partition fit in its second; the next is throttled.
-        for _ in 0..500 {
-            assert_eq!(model.spend(true, &one("SHOP#a#ACCOUNTS")), Ok(()));
-        }
-        assert_eq!(
-            model.spend(true, &one("SHOP#a#ACCOUNTS")),
-            Err("SHOP#a#ACCOUNTS".to_string())
+        // 500 items of 2 WCU in one partition fit in its second; then it is
+        // throttled (the bucket refills while the loop runs on a busy
+        // machine: a few more may fit, never a second's worth).
+        let first_refused = (0..1000)
+            .find(|_| model.spend(true, &one("SHOP#a#ACCOUNTS")).is_err())
+            .expect("the partition is throttled within two seconds' worth");
+        assert!(
+            (500..750).contains(&first_refused),
+            "throttled after {first_refused} writes"
         );
-        // Other partitions go on until the table's 4,000 WCU are spent.
-        for n in 0..1500 {
-            assert_eq!(model.spend(true, &one(&format!("SHOP#a#CUST#{n}"))), Ok(()));
-        }
-        // (The buckets refill while the loop runs: a few units more.)
-        let refused = (0..100).find_map(|n| model.spend(true, &one(&format!("SHOP#b#{n}"))).err());
-        assert_eq!(refused, Some(TABLE.to_string()));
+        // Other partitions go on until the table's 4,000 WCU are spent: about
+        // 2,000 writes of 2 WCU in all (a refused write spends nothing).
+        let (n, refused) = (0..4000)
+            .find_map(|n| {
+                model
+                    .spend(true, &one(&format!("SHOP#b#{n}")))
+                    .err()
+                    .map(|key| (n, key))
+            })
+            .expect("the table is throttled within two seconds' worth");
+        assert_eq!(refused, TABLE);
+        let accepted = first_refused + n;
+        assert!(
+            (2000..2500).contains(&accepted),
+            "the table took {accepted} writes of 2 WCU"
+        );
     }
 
     #[test]

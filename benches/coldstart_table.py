@@ -5,7 +5,9 @@
   coldstart_table.py first <dir> <count>   # first-0.jsonl .. : start, invocations, ratio
 
 File 0 is the bare binary; every file has one line per round, in the same
-round order, so a ratio is taken between runs of the same round. Prints
+round order, so a ratio is taken between runs of the same round (for a
+variant labelled "<binary>, <build>", against "bare-lambda, <build>" where
+that was run). Prints
 Markdown tables (medians with min..max). Only the standard library is used.
 """
 
@@ -37,12 +39,21 @@ def invocation(row, i):
     return inv[i] if len(inv) > i else None
 
 
+def build_of(label):
+    """"order-webhook, before" -> "before"; "order-webhook" -> ""."""
+    return label.split(", ", 1)[1] if ", " in label else ""
+
+
 def start_table(directory, count):
-    _, bare = load(directory, "start", 0)
+    # A variant of another build ("<binary>, <build>") is compared with the
+    # bare binary of that build where there is one, else with file 0's.
+    loaded = [load(directory, "start", n) for n in range(count)]
+    bares = {build_of(label): rows for label, rows in loaded
+             if label.split(", ", 1)[0] == "bare-lambda"}
     print("| binary | start, median (min..max) ms | ratio to bare in the same round, median (min..max) |")
     print("| --- | --- | --- |")
-    for n in range(count):
-        label, rows = load(directory, "start", n)
+    for label, rows in loaded:
+        bare = bares.get(build_of(label), loaded[0][1])
         pairs = [(start_of(r), start_of(b)) for r, b in zip(rows, bare)]
         pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
         ratios = [a / b for a, b in pairs]

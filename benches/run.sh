@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-FUNCTIONS=(admin-api coupon-validate customer-api order-webhook promote-pending send-reminders)
+FUNCTIONS=(admin-api coupon-validate customer-api order-webhook pages platform-sync promote-pending report-aggregator send-reminders ses-events)
 # An explicit --target, as `cargo lambda build` (and so `sam build`) passes:
 # with the same profile and features (Cargo.toml) the two builds share every
 # compiled crate, so a `sam build` after this one only links.
@@ -125,17 +125,26 @@ coldstart() {
     --env CASHBACK_ADMIN_TOKEN=bench-admin-token --env AWS_LAMBDA_LOG_FORMAT=json)
 
   # Every variant once per round, rounds interleaved, so load changes hit
-  # all alike; a function's ratio is to the bare binary of the same round.
-  # Variants: the binaries as built; the same with the system's trust store
-  # (CASHBACK_TLS_ROOTS=system: what the compiled-in one saves); and, with
-  # BEFORE_DIR=<dir of release binaries of an earlier commit>, those.
+  # all alike; a function's ratio is to the bare binary of the same round
+  # and the same build. Variants: the binaries as built; with
+  # COMPARE="label=dir ..." (directories of release binaries of another
+  # build: an earlier commit, another profile) those too, each against the
+  # bare binary of its own directory where it has one; with SYSTEM_ROOTS=1
+  # the binaries as built on the system's trust store
+  # (CASHBACK_TLS_ROOTS=system: what the compiled-in one saves).
   local variants=("bare-lambda|$RELEASE/bare-lambda|")
-  local f
+  local f label dir pair
   for f in "${FUNCTIONS[@]}"; do variants+=("$f|$RELEASE/$f|"); done
-  for f in "${FUNCTIONS[@]}"; do variants+=("$f, system trust store|$RELEASE/$f|CASHBACK_TLS_ROOTS=system"); done
-  if [ -n "${BEFORE_DIR:-}" ]; then
-    if [ -x "$BEFORE_DIR/bare-lambda" ]; then variants+=("bare-lambda, before|$BEFORE_DIR/bare-lambda|"); fi
-    for f in "${FUNCTIONS[@]}"; do variants+=("$f, before|$BEFORE_DIR/$f|"); done
+  if [ -n "${BEFORE_DIR:-}" ]; then COMPARE="before=$BEFORE_DIR ${COMPARE:-}"; fi
+  for pair in ${COMPARE:-}; do
+    label=${pair%%=*}
+    dir=${pair#*=}
+    for f in bare-lambda "${FUNCTIONS[@]}"; do
+      if [ -x "$dir/$f" ]; then variants+=("$f, $label|$dir/$f|"); fi
+    done
+  done
+  if [ -n "${SYSTEM_ROOTS:-}" ]; then
+    for f in "${FUNCTIONS[@]}"; do variants+=("$f, system trust store|$RELEASE/$f|CASHBACK_TLS_ROOTS=system"); done
   fi
   echo "## cold start: exec to the first GET /next, ${RUNS} rounds of every variant, interleaved"
   local round variant name binary extra n

@@ -104,6 +104,17 @@ pub fn shared_https_client(roots: TrustRoots) -> SharedHttpClient {
     cell.get_or_init(|| https_client(roots)).clone()
 }
 
+/// The HTTPS client every SDK client of this container uses: the one
+/// [`shared_https_client`] for the trust store `CASHBACK_TLS_ROOTS` names
+/// (an unknown value falls back to the compiled-in roots here; the wiring
+/// refuses it at start). [`crate::wiring::aws_config`] puts it into the
+/// configuration every client is made from (`Client::new(&sdk)`); a client
+/// built from a configuration of its own (another region, another
+/// endpoint) takes it with `.http_client(cashback_edge::aws::http_client())`.
+pub fn http_client() -> SharedHttpClient {
+    shared_https_client(TrustRoots::from_env().unwrap_or(TrustRoots::Amazon))
+}
+
 /// SES, with its client built on the first email: most invocations send
 /// none (validation, the customer view, duplicates), and a client's
 /// construction builds its connector and runs its plugins, which a start

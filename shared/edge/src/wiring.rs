@@ -234,11 +234,8 @@ pub fn sdk_retries() -> aws_config::retry::RetryConfig {
 /// from it shares one HTTPS client whose trust store is compiled in
 /// ([`crate::aws`]; `CASHBACK_TLS_ROOTS=system` for the system's).
 pub async fn aws_config() -> aws_config::SdkConfig {
-    // An unknown CASHBACK_TLS_ROOTS is refused where it is read by
-    // `context_from_env`; here it falls back to the safe default.
-    let roots = crate::aws::TrustRoots::from_env().unwrap_or(crate::aws::TrustRoots::Amazon);
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(crate::aws::shared_https_client(roots))
+        .http_client(crate::aws::http_client())
         .timeout_config(sdk_timeouts())
         .retry_config(sdk_retries());
     if on_lambda() {
@@ -354,9 +351,27 @@ pub async fn context_and_sdk() -> Result<(Context, Option<aws_config::SdkConfig>
     } else {
         None
     };
-    let store = store_from_env(sdk.as_ref())?;
-    let notifier = notifier_from_env(sdk.as_ref())?;
-    let config = app_config(sdk.as_ref()).await?;
+    // The link secret's SSM read (a round trip, and on Lambda a TLS
+    // handshake) goes out first, and the store's client is built while it
+    // is in flight: a start waits for the longer of the two, not their sum
+    // (BENCHMARKS.md, section 4).
+    let config = {
+        let sdk = sdk.clone();
+        tokio::spawn(async move { app_config(sdk.as_ref()).await })
+    };
+    let clients = store_from_env(sdk.as_ref())
+        .and_then(|store| notifier_from_env(sdk.as_ref()).map(|notifier| (store, notifier)));
+    let (store, notifier) = match clients {
+        Ok(clients) => clients,
+        Err(error) => {
+            config.abort();
+            return Err(error);
+        }
+    };
+    let config = config.await.map_err(|error| WiringError::Secret {
+        name: format!("{LINK_SECRET}_PARAM"),
+        message: format!("the read did not finish ({error})"),
+    })??;
     let ctx = Context::new(store, notifier, Arc::new(OsCodes), config);
     Ok((ctx, sdk))
 }

@@ -962,3 +962,42 @@ async fn a_customer_who_stopped_emails_or_was_never_sent_one_gets_nothing() {
     assert!(page.contains("stopped cashback emails"), "{page}");
     assert!(kept.kinds().is_empty());
 }
+
+#[tokio::test]
+async fn opening_the_embedded_app_marks_its_shop_installed_again_and_no_other() {
+    use cashback_app::store::Store as _;
+    let ctx = ctx().await;
+    let router = router_with(ctx.clone(), config());
+    cashback_app::compliance::uninstall(&ctx, &shop(), t0())
+        .await
+        .unwrap();
+
+    // Another shop's genuine token, and a forged one, leave it uninstalled.
+    for token in [
+        app_bridge_token("other.myshopify.com", b"app-secret"),
+        app_bridge_token("demo.myshopify.com", b"guess"),
+    ] {
+        send_text(
+            router.clone(),
+            get(&format!("/dashboard/embedded?id_token={token}")),
+        )
+        .await;
+        assert_eq!(
+            ctx.store.shop_uninstalled_at(&shop()).await.unwrap(),
+            Some(t0())
+        );
+    }
+
+    // Shopify admin opens only an installed app: its own token reinstalls.
+    let token = app_bridge_token("demo.myshopify.com", b"app-secret");
+    let (status, _, _) = send_text(
+        router.clone(),
+        get(&format!("/dashboard/embedded?id_token={token}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(ctx.store.shop_uninstalled_at(&shop()).await.unwrap(), None);
+    assert!(!cashback_app::compliance::syncing_stopped(&ctx, &shop())
+        .await
+        .unwrap());
+}

@@ -965,7 +965,6 @@ async fn a_customer_who_stopped_emails_or_was_never_sent_one_gets_nothing() {
 
 #[tokio::test]
 async fn opening_the_embedded_app_marks_its_shop_installed_again_and_no_other() {
-    use cashback_app::store::Store as _;
     let ctx = ctx().await;
     let router = router_with(ctx.clone(), config());
     cashback_app::compliance::uninstall(&ctx, &shop(), t0())

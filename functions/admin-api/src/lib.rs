@@ -47,6 +47,7 @@
 //! | DELETE | `/v1/shops/{shop}/api-keys/{key_id}` | revoke a key |
 //! | GET | `/v1/shops/{shop}/platform-sync` | the codes' sync setting, the backfill's checkpoint |
 //! | POST | `/v1/shops/{shop}/platform-sync/reconcile`, `/backfill` | ask the sync function for a run (202) |
+//! | POST | `/v1/shops/{shop}/reinstall` | the app installed again: syncing resumes, every code reconciled |
 //! | GET, POST | `/v1/table-exports[?export_time=]` | the table's exports to S3; start one (202) |
 //! | GET | `/v1/table-exports/{id}` | one export, until `completed` |
 //! | GET, POST | `/v1/shops/{shop}/event-endpoints` | list the outgoing event endpoints, create one (secret shown once) |
@@ -81,6 +82,7 @@ mod imports;
 mod params;
 mod platform_sync;
 mod program;
+mod reinstall;
 mod shops;
 mod table_exports;
 
@@ -230,6 +232,7 @@ pub fn router_with_checks(
             "/v1/shops/{shop}/platform-sync/backfill",
             post(platform_sync::backfill),
         )
+        .route("/v1/shops/{shop}/reinstall", post(reinstall::reinstall))
         .route(
             "/v1/table-exports",
             get(table_exports::list).post(table_exports::start),

@@ -173,3 +173,121 @@ async fn a_reconcile_and_a_backfill_are_asked_for_and_recorded_for_the_sync_func
     .await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
 }
+
+/// The demo shop with its codes synced, and another shop, both uninstalled.
+async fn two_uninstalled_shops(store: Arc<MemoryStore>) -> cashback_app::Context {
+    let ctx = seed(store.clone()).await;
+    let mut synced = program();
+    synced.platform_sync = PlatformSync::DiscountCode;
+    store
+        .put_program(&shop(), &synced, 1, ctx.now())
+        .await
+        .unwrap();
+    let mut other =
+        cashback_test_support::fixtures::demo_shop_record("env:OTHER", String::new(), ctx.now());
+    other.shop = other_shop();
+    store.create_shop(&other).await.unwrap();
+    store
+        .put_program(&other_shop(), &synced, 0, ctx.now())
+        .await
+        .unwrap();
+    for shop in [shop(), other_shop()] {
+        cashback_app::compliance::uninstall(&ctx, &shop, ctx.now())
+            .await
+            .unwrap();
+    }
+    ctx
+}
+
+fn other_shop() -> cashback_core::ids::ShopId {
+    cashback_core::ids::ShopId::parse("other.myshopify.com").unwrap()
+}
+
+#[tokio::test]
+async fn a_reinstall_resumes_syncing_and_asks_for_a_reconcile_of_that_shop_only() {
+    let store = Arc::new(MemoryStore::new());
+    let ctx = two_uninstalled_shops(store.clone()).await;
+    let uninstalled_at = store.shop_uninstalled_at(&shop()).await.unwrap().unwrap();
+    let reconcile = RunRequest::Reconcile {
+        shop: shop(),
+        cursor: None,
+    };
+
+    // Without the admin token: refused, nothing changes.
+    let mut anonymous = request("POST", &format!("{BASE}/reinstall"), None, &[]);
+    anonymous.headers_mut().remove("authorization");
+    let answer = send(app(&ctx), anonymous).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.json);
+    assert!(store.shop_uninstalled_at(&shop()).await.unwrap().is_some());
+
+    let answer = send(
+        app(&ctx),
+        request("POST", &format!("{BASE}/reinstall"), None, &[]),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.json);
+    assert_eq!(
+        answer.json["uninstalled_at"],
+        serde_json::to_value(uninstalled_at).unwrap()
+    );
+    assert_eq!(answer.json["reconcile"]["run"], "reconcile");
+    assert_eq!(store.shop_uninstalled_at(&shop()).await.unwrap(), None);
+    assert!(!cashback_app::compliance::syncing_stopped(&ctx, &shop())
+        .await
+        .unwrap());
+    let stored = store
+        .get_checkpoint(&reconcile.job())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        RunRequest::decode(&reconcile.job(), &stored).unwrap().0,
+        reconcile
+    );
+    // The other shop stays uninstalled, and no run is asked for it.
+    assert!(store
+        .shop_uninstalled_at(&other_shop())
+        .await
+        .unwrap()
+        .is_some());
+    let other_run = RunRequest::Reconcile {
+        shop: other_shop(),
+        cursor: None,
+    };
+    assert_eq!(store.get_checkpoint(&other_run.job()).await.unwrap(), None);
+
+    // Again: the shop is installed, nothing more is done.
+    let answer = send(
+        app(&ctx),
+        request("POST", &format!("{BASE}/reinstall"), None, &[]),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.json);
+    assert_eq!(answer.json["uninstalled_at"], serde_json::Value::Null);
+    assert_eq!(answer.json["reconcile"], serde_json::Value::Null);
+
+    let answer = send(
+        app(&ctx),
+        request("POST", "/v1/shops/nope.myshopify.com/reinstall", None, &[]),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.json);
+}
+
+#[tokio::test]
+async fn a_reinstall_of_a_shop_whose_codes_stay_off_the_platform_asks_for_no_run() {
+    let store = Arc::new(MemoryStore::new());
+    let ctx = seed(store.clone()).await;
+    cashback_app::compliance::uninstall(&ctx, &shop(), ctx.now())
+        .await
+        .unwrap();
+    let answer = send(
+        app(&ctx),
+        request("POST", &format!("{BASE}/reinstall"), None, &[]),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.json);
+    assert!(answer.json["uninstalled_at"].is_string(), "{}", answer.json);
+    assert_eq!(answer.json["reconcile"], serde_json::Value::Null);
+    assert_eq!(store.shop_uninstalled_at(&shop()).await.unwrap(), None);
+}

@@ -403,15 +403,33 @@ pub async fn apply_shop_request(
             serde_json::json!({"status": "processed", "request": kind, "redacted": redacted})
         }
         ShopRequest::ShopRedact => {
-            let deleted =
-                compliance::redact_shop(ctx, shop)
-                    .await
-                    .map_err(|error| match error {
-                        AppError::Conflict(message) => {
-                            ApiError::new(StatusCode::CONFLICT, "shop_installed", message)
-                        }
-                        error => ApiError::from(error),
-                    })?;
+            let redaction = compliance::redact_shop(ctx, shop, now)
+                .await
+                .map_err(|error| match error {
+                    AppError::Conflict(message) => {
+                        ApiError::new(StatusCode::CONFLICT, "shop_installed", message)
+                    }
+                    error => ApiError::from(error),
+                })?;
+            let deleted = match redaction {
+                compliance::ShopRedaction::Deleted(deleted) => deleted,
+                compliance::ShopRedaction::NotDue {
+                    uninstalled_at,
+                    due_at,
+                } => {
+                    // Shopify sends it 48 hours after the uninstall and
+                    // repeats a delivery answered with an error.
+                    warn!(shop = %shop, request = kind, webhook_id, %uninstalled_at, %due_at, "shop redaction before it is due: nothing deleted");
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "redaction_not_due",
+                        format!(
+                            "the shop was uninstalled less than {} hours ago: its data is deleted from {due_at} on",
+                            compliance::REDACT_AFTER_UNINSTALL_HOURS
+                        ),
+                    ));
+                }
+            };
             info!(shop = %shop, request = kind, webhook_id, items_deleted = deleted, "shop data deleted");
             serde_json::json!({"status": "processed", "request": kind, "items_deleted": deleted})
         }

@@ -11,10 +11,12 @@
 //! - [`redact_customer`]: the customer's personal data erased (the core's
 //!   [`cashback_core::privacy::redact`]) and the email-owner index
 //!   forgotten; the money and its ledger entries stay, anonymised;
-//! - [`redact_shop`]: every item of the shop deleted, once the shop is
-//!   uninstalled (Shopify sends it 48 hours after the uninstall);
+//! - [`redact_shop`]: every item of the shop deleted, once the shop has
+//!   been uninstalled for 48 hours (Shopify sends it then);
 //! - [`uninstall`] / [`syncing_stopped`]: the shop marked uninstalled on
-//!   its record, which the code sync reads to stop sending codes.
+//!   its record, which the code sync reads to stop sending codes;
+//! - [`reinstall`]: the app installed again, syncing resumed and every
+//!   code reconciled.
 //!
 //! A customer is named by the platform's id and email: both are looked up
 //! in one read (their account, the guest account the email would earn on,
@@ -34,6 +36,7 @@ use cashback_core::program::Program;
 use crate::admin::CustomerView;
 use crate::context::Context;
 use crate::error::AppError;
+use crate::platform_codes::{self, RunAsked, RunRequest};
 use crate::retry::Attempts;
 use crate::store::{AccountWrite, ReadRequest, Versioned, WriteSet};
 
@@ -275,19 +278,59 @@ pub async fn redact_customer(
     Err(attempts.gave_up())
 }
 
-/// Deletes every item the engine holds for the shop; returns how many.
-/// The warm cache forgets the shop too. Only an uninstalled shop's data is
-/// deleted (Shopify sends the request 48 hours after the uninstall): for a
-/// shop still installed it is [`AppError::Conflict`] and nothing changes.
-pub async fn redact_shop(ctx: &Context, shop: &ShopId) -> Result<u64, AppError> {
-    if ctx.store.shop_uninstalled_at(shop).await?.is_none() {
+/// How long a shop must have been uninstalled before a redaction deletes
+/// its data: Shopify sends `shop/redact` 48 hours after the uninstall, so
+/// one sent sooner (a leaked secret sending `app/uninstalled` and then
+/// `shop/redact` at once) is not Shopify's.
+pub const REDACT_AFTER_UNINSTALL_HOURS: i64 = 48;
+
+/// What a shop redaction did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShopRedaction {
+    /// Every item of the shop was deleted; how many.
+    Deleted(u64),
+    /// The shop was uninstalled less than [`REDACT_AFTER_UNINSTALL_HOURS`]
+    /// ago: nothing was deleted, and the request is to be repeated from
+    /// `due_at` on (Shopify repeats a delivery answered with an error).
+    NotDue {
+        /// When the shop was uninstalled.
+        uninstalled_at: DateTime<Utc>,
+        /// From when a redaction deletes the shop's data.
+        due_at: DateTime<Utc>,
+    },
+}
+
+/// Deletes every item the engine holds for the shop, once it has been
+/// uninstalled at least [`REDACT_AFTER_UNINSTALL_HOURS`] before `now`
+/// ([`ShopRedaction::NotDue`] before then, nothing changed). The warm cache
+/// forgets the shop too. For a shop still installed it is
+/// [`AppError::Conflict`] and nothing changes.
+pub async fn redact_shop(
+    ctx: &Context,
+    shop: &ShopId,
+    now: DateTime<Utc>,
+) -> Result<ShopRedaction, AppError> {
+    let Some(uninstalled_at) = ctx.store.shop_uninstalled_at(shop).await? else {
         return Err(AppError::Conflict(format!(
             "shop {shop} is installed: its data is deleted only after an uninstall"
         )));
+    };
+    let due_at = redaction_due_at(uninstalled_at);
+    if now < due_at {
+        return Ok(ShopRedaction::NotDue {
+            uninstalled_at,
+            due_at,
+        });
     }
     let deleted = ctx.store.delete_shop_data(shop).await?;
     ctx.invalidate(shop);
-    Ok(deleted)
+    Ok(ShopRedaction::Deleted(deleted))
+}
+
+/// From when the data of a shop uninstalled at `uninstalled_at` may be
+/// deleted.
+pub fn redaction_due_at(uninstalled_at: DateTime<Utc>) -> DateTime<Utc> {
+    uninstalled_at + Duration::hours(REDACT_AFTER_UNINSTALL_HOURS)
 }
 
 /// Marks the shop uninstalled at `now` (the first time only: a repeated
@@ -297,6 +340,61 @@ pub async fn uninstall(ctx: &Context, shop: &ShopId, now: DateTime<Utc>) -> Resu
         ctx.store.set_shop_uninstalled(shop, Some(now)).await?;
     }
     Ok(())
+}
+
+/// What [`reinstall`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reinstalled {
+    /// When the shop had been uninstalled (None: it was installed, and
+    /// nothing changed).
+    pub uninstalled_at: Option<DateTime<Utc>>,
+    /// The reconcile asked for, which repairs every code the platform
+    /// kept while syncing was stopped (None: nothing was uninstalled, or
+    /// the program keeps its codes off the platform).
+    pub reconcile: Option<RunAsked>,
+}
+
+/// The app is installed on the shop again (the embedded dashboard opened
+/// with the shop's session token, or an operator says so): syncing
+/// resumes, and a reconcile of every code is asked for, since the ledger
+/// went on while the platform's codes stood still. A shop that was not
+/// uninstalled is left as it is (nothing is written, no run is asked for);
+/// an unknown shop is [`AppError::NotFound`].
+pub async fn reinstall(
+    ctx: &Context,
+    shop: &ShopId,
+    now: DateTime<Utc>,
+) -> Result<Reinstalled, AppError> {
+    // An unknown shop is 404 here, before anything is written.
+    ctx.shop(shop, now).await?;
+    let Some(uninstalled_at) = ctx.store.shop_uninstalled_at(shop).await? else {
+        return Ok(Reinstalled {
+            uninstalled_at: None,
+            reconcile: None,
+        });
+    };
+    ctx.store.set_shop_uninstalled(shop, None).await?;
+    let request = RunRequest::Reconcile {
+        shop: shop.clone(),
+        cursor: None,
+    };
+    let reconcile = match platform_codes::ask_for_run(ctx, request, now).await {
+        Ok(asked) => Some(asked),
+        // No program yet, or platform_sync is off: no code of the shop is
+        // on the platform.
+        Err(AppError::Conflict(_) | AppError::NoProgram(_)) => None,
+        Err(error) => return Err(error),
+    };
+    tracing::info!(
+        shop = %shop,
+        %uninstalled_at,
+        reconcile = reconcile.is_some(),
+        "shop installed again: code syncing resumed"
+    );
+    Ok(Reinstalled {
+        uninstalled_at: Some(uninstalled_at),
+        reconcile,
+    })
 }
 
 /// Whether codes must no longer be sent to the shop's platform (the app

@@ -343,6 +343,7 @@ pub(crate) async fn embedded(
     let token = param(&params, "id_token").unwrap_or_default();
     match crate::embedded::verify(secret, api_key, token, now) {
         Ok(embedded) => {
+            installed_again(&state, &embedded.shop, now).await;
             let cookie = auth::new_session(
                 session_key(&state),
                 &embedded.shop,
@@ -378,6 +379,20 @@ pub(crate) async fn embedded(
                     auth_sentence(&error.to_string())
                 ),
             )
+        }
+    }
+}
+
+/// Shopify admin opens only an installed app, so a verified session token
+/// says the app is installed on its shop: if the shop was marked
+/// uninstalled, syncing resumes and its codes are reconciled
+/// (docs/compliance.md). A failure is logged and the dashboard still
+/// opens: the next opening tries again, since the shop stays marked.
+async fn installed_again(state: &PagesState, shop: &ShopId, now: DateTime<Utc>) {
+    match cashback_app::compliance::reinstall(&state.ctx, shop, now).await {
+        Ok(_) | Err(AppError::UnknownShop(_)) => {}
+        Err(error) => {
+            tracing::warn!(shop = %shop, error = %error, "the shop opened again could not be marked installed");
         }
     }
 }

@@ -1168,3 +1168,41 @@ async fn another_shops_session_can_neither_see_the_platform_sync_panel_nor_ask_f
         None
     );
 }
+
+#[tokio::test]
+async fn opening_the_embedded_app_marks_its_shop_installed_again_and_no_other() {
+    let ctx = ctx().await;
+    let router = router_with(ctx.clone(), config());
+    cashback_app::compliance::uninstall(&ctx, &shop(), t0())
+        .await
+        .unwrap();
+
+    // Another shop's genuine token, and a forged one, leave it uninstalled.
+    for token in [
+        app_bridge_token("other.myshopify.com", b"app-secret"),
+        app_bridge_token("demo.myshopify.com", b"guess"),
+    ] {
+        send_text(
+            router.clone(),
+            get(&format!("/dashboard/embedded?id_token={token}")),
+        )
+        .await;
+        assert_eq!(
+            ctx.store.shop_uninstalled_at(&shop()).await.unwrap(),
+            Some(t0())
+        );
+    }
+
+    // Shopify admin opens only an installed app: its own token reinstalls.
+    let token = app_bridge_token("demo.myshopify.com", b"app-secret");
+    let (status, _, _) = send_text(
+        router.clone(),
+        get(&format!("/dashboard/embedded?id_token={token}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(ctx.store.shop_uninstalled_at(&shop()).await.unwrap(), None);
+    assert!(!cashback_app::compliance::syncing_stopped(&ctx, &shop())
+        .await
+        .unwrap());
+}

@@ -5,7 +5,8 @@
 //! uninstalled shop, and an uninstall stops code syncing. The attacks: an
 //! unsigned or wrongly signed redaction, redactions aimed across shops,
 //! Shopify's requests signed with a WooCommerce shop's secret, a shop
-//! redaction of a shop still installed, and a data request that would
+//! redaction of a shop still installed or uninstalled less than 48 hours
+//! ago, a signed order delivery taken for a reinstall, and a data request that would
 //! hand the customer's data to whoever sent it. Each case runs on
 //! the in-memory store and on DynamoDB through moto.
 
@@ -52,6 +53,7 @@ on_every_store!(
     an_unsigned_or_wrongly_signed_redaction_is_refused_and_changes_nothing,
     a_redaction_for_another_shops_customer_cannot_touch_this_shop,
     a_shop_redaction_deletes_the_shops_data_and_nothing_of_another_shop,
+    a_shop_redaction_right_after_an_uninstall_is_refused,
     an_uninstall_stops_syncing_and_webhooks_still_answer_200,
 );
 
@@ -580,7 +582,8 @@ async fn a_shop_redaction_deletes_the_shops_data_and_nothing_of_another_shop(bac
     let (status, _) = shopify(&world, "app/uninstalled", shop_resource).await;
     assert_eq!(status, StatusCode::OK);
     let body = json!({"shop_id": 954889, "shop_domain": DEMO_SHOP}).to_string();
-    let (status, answer) = shopify(&world, "shop/redact", body.clone()).await;
+    let later = world.at(now() + Duration::hours(compliance::REDACT_AFTER_UNINSTALL_HOURS));
+    let (status, answer) = shopify(&later, "shop/redact", body.clone()).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert!(answer["items_deleted"].as_u64().unwrap() >= 8, "{answer}");
 
@@ -628,8 +631,46 @@ async fn a_shop_redaction_deletes_the_shops_data_and_nothing_of_another_shop(bac
         .is_some());
     // The same delivery again finds no shop (it is gone): nothing to do.
     world.ctx.invalidate(&demo_shop());
-    let (status, _) = shopify(&world, "shop/redact", body).await;
+    let (status, _) = shopify(&later, "shop/redact", body).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// The attack: a leaked secret signs `app/uninstalled` and then
+/// `shop/redact` at once. Shopify sends the redaction 48 hours after the
+/// uninstall, so one sooner deletes nothing (and Shopify's own, repeated
+/// on an error, goes through once it is due).
+async fn a_shop_redaction_right_after_an_uninstall_is_refused(backend: Backend) {
+    let world = backend.world().await;
+    seed_ann(&world).await;
+    let (status, _) = deliver(&world, "shopify-orders-paid.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let before = account_at(&world, DEMO_SHOP, ANN).await.unwrap();
+    let ann_ledger = ledger_at(&world, DEMO_SHOP, ANN).await;
+
+    let shop_resource = json!({"id": 1, "myshopify_domain": DEMO_SHOP}).to_string();
+    let (status, _) = shopify(&world, "app/uninstalled", shop_resource).await;
+    assert_eq!(status, StatusCode::OK);
+    let body = json!({"shop_id": 954889, "shop_domain": DEMO_SHOP}).to_string();
+    let due = Duration::hours(compliance::REDACT_AFTER_UNINSTALL_HOURS);
+    for at in [now(), now() + due - Duration::seconds(1)] {
+        let (status, answer) = shopify(&world.at(at), "shop/redact", body.clone()).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+        assert_eq!(answer["error"]["code"], "redaction_not_due");
+        assert_eq!(account_at(&world, DEMO_SHOP, ANN).await.unwrap(), before);
+        assert_eq!(ledger_at(&world, DEMO_SHOP, ANN).await, ann_ledger);
+        assert!(order_record(&world, &shopify_order()).await.is_some());
+        assert!(world.store.get_shop(&demo_shop()).await.unwrap().is_some());
+        assert!(world
+            .store
+            .get_program(&demo_shop())
+            .await
+            .unwrap()
+            .is_some());
+    }
+
+    let (status, answer) = shopify(&world.at(now() + due), "shop/redact", body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(account_at(&world, DEMO_SHOP, ANN).await, None);
 }
 
 async fn an_uninstall_stops_syncing_and_webhooks_still_answer_200(backend: Backend) {
@@ -763,4 +804,78 @@ async fn after_an_uninstall_no_reconcile_or_backfill_calls_the_platform() {
         matches!(asked, Err(cashback_app::AppError::Conflict(_))),
         "{asked:?}"
     );
+}
+
+#[tokio::test]
+async fn after_a_reinstall_the_codes_follow_the_ledger_again() {
+    use cashback_app::platform_codes::{
+        reconcile_shop, sync_customer_code, RunLimits, SyncOutcome, SyncPolicy,
+    };
+    use std::sync::atomic::Ordering::SeqCst;
+    let world = Backend::Memory.world().await;
+    let mut synced = program();
+    synced.platform_sync = cashback_core::platform_code::PlatformSync::DiscountCode;
+    world
+        .store
+        .put_program(&demo_shop(), &synced, 1, now())
+        .await
+        .unwrap();
+    world.ctx.invalidate(&demo_shop());
+    seed_ann(&world).await;
+    let platform = CountingPlatform::default();
+    let ann = CustomerId::parse(ANN).unwrap();
+    let policy = SyncPolicy::default();
+    sync_customer_code(&world.ctx, &platform, &demo_shop(), &ann, None, &policy)
+        .await
+        .unwrap();
+    assert_eq!(*platform.last_amount.lock().unwrap(), Some(usd("30.00")));
+
+    let shop_resource = json!({"id": 1, "myshopify_domain": DEMO_SHOP}).to_string();
+    let (status, _) = shopify(&world, "app/uninstalled", shop_resource).await;
+    assert_eq!(status, StatusCode::OK);
+    // Ann's code is spent while the app is off the shop: the platform took
+    // it, so the ledger takes it too.
+    let mut order = samples::shopify_order_with(samples::SHOPIFY_ORDER_ID, "#2001", Stage::Paid);
+    order["discount_codes"][0]["code"] = json!(ANN_CODE);
+    order["discount_applications"][0]["code"] = json!(ANN_CODE);
+    let (status, answer) = shopify(&world, "orders/paid", order.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let balance = account_at(&world, DEMO_SHOP, ANN).await.unwrap().available;
+    assert_eq!(balance, usd("14.25"));
+    // A signed order delivery (a late retry, a replay) is no reinstall.
+    let (status, _) = shopify(&world, "orders/paid", order.to_string()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        world.store.shop_uninstalled_at(&demo_shop()).await.unwrap(),
+        Some(now())
+    );
+    let outcome = sync_customer_code(&world.ctx, &platform, &demo_shop(), &ann, None, &policy)
+        .await
+        .unwrap();
+    assert_eq!(outcome, SyncOutcome::NotSynced);
+    let calls = platform.calls.load(SeqCst);
+
+    // Installed again (the embedded app opened, or the admin route).
+    let reinstalled = compliance::reinstall(&world.ctx, &demo_shop(), now() + Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(reinstalled.uninstalled_at, Some(now()));
+    assert!(reinstalled.reconcile.is_some());
+    assert_eq!(
+        world.store.shop_uninstalled_at(&demo_shop()).await.unwrap(),
+        None
+    );
+    // The reconcile asked for puts Ann's code at her balance.
+    let limits = RunLimits::for_budget(std::time::Duration::from_secs(30));
+    reconcile_shop(&world.ctx, &platform, &demo_shop(), None, &limits, &policy)
+        .await
+        .unwrap();
+    assert!(platform.calls.load(SeqCst) > calls);
+    assert_eq!(*platform.last_amount.lock().unwrap(), Some(balance));
+    // And each later change syncs again.
+    let outcome = sync_customer_code(&world.ctx, &platform, &demo_shop(), &ann, None, &policy)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, SyncOutcome::Synced(_)), "{outcome:?}");
+    assert_eq!(*platform.last_amount.lock().unwrap(), Some(balance));
 }

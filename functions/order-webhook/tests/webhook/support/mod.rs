@@ -189,6 +189,20 @@ pub async fn world_with(
     }
 }
 
+impl World {
+    /// The same shops and store, the router's clock at `at`.
+    pub fn at(&self, at: DateTime<Utc>) -> World {
+        let state = WebhookState::new(self.ctx.clone(), self.secrets.clone())
+            .with_clock(Arc::new(move || at));
+        World {
+            router: router(state),
+            store: self.store.clone(),
+            ctx: self.ctx.clone(),
+            secrets: self.secrets.clone(),
+        }
+    }
+}
+
 pub async fn world(store: Arc<dyn Store>) -> World {
     world_with(store, DEMO_SECRET, now()).await
 }

@@ -16,8 +16,8 @@ use cashback_core::orders::OrderRecord;
 use cashback_core::program::Program;
 
 use cashback_app::changes::{Change, ChangeKind};
-use cashback_app::marketing::QueuedEvent;
 use cashback_app::coupon_uses::CouponOrderUse;
+use cashback_app::marketing::QueuedEvent;
 use cashback_app::referral::ReferralNote;
 
 use crate::keys;

@@ -849,10 +849,10 @@ async fn after_a_reinstall_the_codes_follow_the_ledger_again() {
         world.store.shop_uninstalled_at(&demo_shop()).await.unwrap(),
         Some(now())
     );
-    let outcome = sync_customer_code(&world.ctx, &platform, &demo_shop(), &ann, None, &policy)
+    // The sync function checks this flag where each run of syncs starts.
+    assert!(compliance::syncing_stopped(&world.ctx, &demo_shop())
         .await
-        .unwrap();
-    assert_eq!(outcome, SyncOutcome::NotSynced);
+        .unwrap());
     let calls = platform.calls.load(SeqCst);
 
     // Installed again (the embedded app opened, or the admin route).
@@ -865,6 +865,9 @@ async fn after_a_reinstall_the_codes_follow_the_ledger_again() {
         world.store.shop_uninstalled_at(&demo_shop()).await.unwrap(),
         None
     );
+    assert!(!compliance::syncing_stopped(&world.ctx, &demo_shop())
+        .await
+        .unwrap());
     // The reconcile asked for puts Ann's code at her balance.
     let limits = RunLimits::for_budget(std::time::Duration::from_secs(30));
     reconcile_shop(&world.ctx, &platform, &demo_shop(), None, &limits, &policy)

@@ -376,8 +376,8 @@ async fn sync_code(
                             shop = %shop,
                             customer = %customer,
                             resyncs,
-                            "the account kept changing during the puts; \
-                             its change feed's syncs bring the code in step"
+                            "the account kept changing during the puts; the code may \
+                             hold an older balance until the next sync or reconcile"
                         );
                     }
                 }

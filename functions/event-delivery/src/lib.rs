@@ -119,9 +119,20 @@ impl Deps {
 pub struct HttpSender(pub HttpClient);
 
 impl HttpSender {
-    /// A sender whose every POST ends within `timeout`.
+    /// A sender whose every POST ends within `timeout`, to whatever a name
+    /// resolves to (local runs).
     pub fn new(timeout: Duration) -> Result<HttpSender, String> {
         HttpClient::new(timeout)
+            .map(HttpSender)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The function's sender: like [`HttpSender::new`], but a name is
+    /// connected to through its public addresses only, so one re-pointed
+    /// at a private address after the check before the attempt (DNS
+    /// rebinding) fails the attempt with nothing sent.
+    pub fn public_only(timeout: Duration) -> Result<HttpSender, String> {
+        HttpClient::public_only(timeout)
             .map(HttpSender)
             .map_err(|e| e.to_string())
     }

@@ -35,7 +35,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     });
     let deps = Deps {
         store,
-        sender: Arc::new(HttpSender::new(POST_TIMEOUT)?),
+        // Names are resolved again at connect time, private addresses
+        // dropped: the check before each attempt cannot be raced by DNS.
+        sender: Arc::new(HttpSender::public_only(POST_TIMEOUT)?),
         bus,
         resolver: Arc::new(SystemResolver),
         settings: DeliverySettings {

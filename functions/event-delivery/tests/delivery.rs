@@ -53,7 +53,7 @@ fn settings() -> DeliverySettings {
 fn deps(store: Arc<dyn Store>, bus: Option<Arc<dyn EventBus>>) -> Deps {
     Deps {
         store,
-        sender: Arc::new(HttpSender::new(StdDuration::from_secs(5)).unwrap()),
+        sender: Arc::new(HttpSender::public_only(StdDuration::from_secs(5)).unwrap()),
         bus,
         resolver: Arc::new(SystemResolver),
         settings: settings(),
@@ -651,4 +651,91 @@ async fn a_stalled_shops_endpoint_holds_up_no_other_shops_delivery() {
             .len() as u64,
         outcome.retrying
     );
+}
+
+/// One adjustment of Ann's as an event.
+fn one_event(id: &str) -> Vec<OutgoingEvent> {
+    let changes = vec![cashback_app::changes::Change {
+        shop: shop(),
+        customer: customer("ann"),
+        sequence: "1".into(),
+        kind: cashback_app::changes::ChangeKind::Entry(Box::new(LedgerEntry {
+            entry_id: id.into(),
+            at: t0(),
+            kind: EntryKind::Adjust,
+            order_id: None,
+            available_delta: usd("1.00"),
+            pending_delta: usd("0.00"),
+            debt_delta: usd("0.00"),
+            funding: None,
+            note: None,
+        })),
+    }];
+    cashback_app::outgoing::events_from_changes(&changes, t0())
+}
+
+#[tokio::test]
+async fn a_name_resolving_to_loopback_at_connect_time_is_never_posted_to() {
+    use cashback_app::outgoing::delivery::Deliverer;
+    use cashback_store::MemoryStore;
+
+    // A merchant on loopback, addressed by a NAME. The check before the
+    // attempt lets it through (here the local policy does, as a name
+    // re-pointed between that check and the connection would: DNS
+    // rebinding); the function's sender resolves it again and connects to
+    // public addresses only.
+    let merchant = FakeMerchant::start().await;
+    merchant.hold_secrets(&[SECRET]);
+    let by_name = format!("http://localhost:{}/hooks/cashback", merchant.addr.port());
+    let store = MemoryStore::new();
+    store
+        .create_endpoint(&endpoint_of(&shop(), "ep_08", &by_name))
+        .await
+        .unwrap();
+    let public_only = HttpSender::public_only(StdDuration::from_secs(5)).unwrap();
+    let refused = Deliverer {
+        endpoints: &store,
+        sender: &public_only,
+        resolver: &SystemResolver,
+        settings: settings(),
+    }
+    .deliver(&one_event("rebind:1"), Utc::now())
+    .await;
+    assert_eq!((refused.delivered, refused.retrying), (0, 1), "{refused:?}");
+    assert!(merchant.received().is_empty());
+    let recorded = store.list_deliveries(&shop(), "ep_08", 5).await.unwrap();
+    let error = recorded[0].last_error.clone().unwrap_or_default();
+    assert!(error.contains("no public address"), "{error}");
+
+    // The plain sender (local runs) reaches the same name...
+    let plain = HttpSender::new(StdDuration::from_secs(5)).unwrap();
+    let reached = Deliverer {
+        endpoints: &store,
+        sender: &plain,
+        resolver: &SystemResolver,
+        settings: settings(),
+    }
+    .deliver(&one_event("rebind:2"), Utc::now())
+    .await;
+    assert_eq!(reached.delivered, 1, "{reached:?}");
+    assert_eq!(merchant.received().len(), 1);
+
+    // ...and the function's reaches an IP literal on loopback (the fake
+    // merchant every other test uses; private literals are refused by the
+    // URL check instead).
+    let literal = MemoryStore::new();
+    literal
+        .create_endpoint(&endpoint_of(&shop(), "ep_09", &merchant.url()))
+        .await
+        .unwrap();
+    let reached = Deliverer {
+        endpoints: &literal,
+        sender: &public_only,
+        resolver: &SystemResolver,
+        settings: settings(),
+    }
+    .deliver(&one_event("rebind:3"), Utc::now())
+    .await;
+    assert_eq!(reached.delivered, 1, "{reached:?}");
+    assert_eq!(merchant.received().len(), 2);
 }

@@ -212,6 +212,20 @@ impl SyncError {
     }
 }
 
+/// How many times a run's sync puts the code again because the account
+/// changed while it was putting (see [`sync_customer_code_from_run`]).
+pub const RUN_RESYNCS: u32 = 3;
+
+/// Whether a successful put is checked against the account again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterPut {
+    /// Done (the change feed's sync).
+    Done,
+    /// Re-read the account; when its version moved since the read the put
+    /// was based on, put again, at most [`RUN_RESYNCS`] times.
+    SettleAgainstChanges,
+}
+
 /// Brings one customer's code on the platform in step with their account:
 /// reads the account (one store read per attempt, so every attempt sends
 /// the balance at that moment), derives the desired state, and puts it;
@@ -222,6 +236,13 @@ impl SyncError {
 /// caller's to check, once per sync: the change feed's sync and each run
 /// ([`reconcile_shop`], [`backfill_shop`]) read the shop's uninstall flag
 /// before they call here, so a sync costs one read of it, not two.
+///
+/// This is the change feed's sync, and it puts once: the feed syncs one
+/// customer one change at a time, each sync reading the account after the
+/// change that caused it, so the last of its puts always reflects a read
+/// no older than the last change. A put from outside that sequence (a
+/// reconcile or a backfill) can read before a change and land after the
+/// feed's sync of it; those go through [`sync_customer_code_from_run`].
 pub async fn sync_customer_code(
     ctx: &Context,
     platform: &dyn PlatformCodes,
@@ -229,6 +250,57 @@ pub async fn sync_customer_code(
     customer: &CustomerId,
     previous_code: Option<&Code>,
     policy: &SyncPolicy,
+) -> Result<SyncOutcome, SyncError> {
+    sync_code(
+        ctx,
+        platform,
+        shop,
+        customer,
+        previous_code,
+        policy,
+        AfterPut::Done,
+    )
+    .await
+}
+
+/// [`sync_customer_code`] for the runs over a shop ([`reconcile_shop`],
+/// [`backfill_shop`]), which may interleave with the change feed's sync of
+/// the same customer: the run reads 50.00, a redemption commits and the
+/// feed's sync puts 0.00, then the run's put of 50.00 lands. So after a
+/// successful put of a discount code the account is read again and, when
+/// its version moved since the read the put was based on, the code is put
+/// again from a fresh read (at most [`RUN_RESYNCS`] times): the run's last
+/// put is based on a read no older than the account's last change. One
+/// more store read per synced code, for runs only. Store-credit mode keeps
+/// its own mechanism (its intents, [`store_credit`]).
+pub async fn sync_customer_code_from_run(
+    ctx: &Context,
+    platform: &dyn PlatformCodes,
+    shop: &ShopId,
+    customer: &CustomerId,
+    previous_code: Option<&Code>,
+    policy: &SyncPolicy,
+) -> Result<SyncOutcome, SyncError> {
+    sync_code(
+        ctx,
+        platform,
+        shop,
+        customer,
+        previous_code,
+        policy,
+        AfterPut::SettleAgainstChanges,
+    )
+    .await
+}
+
+async fn sync_code(
+    ctx: &Context,
+    platform: &dyn PlatformCodes,
+    shop: &ShopId,
+    customer: &CustomerId,
+    previous_code: Option<&Code>,
+    policy: &SyncPolicy,
+    after_put: AfterPut,
 ) -> Result<SyncOutcome, SyncError> {
     let program = ctx.shop_program(shop, ctx.now()).await?.program;
     if program.platform_sync == PlatformSync::Off {
@@ -262,8 +334,9 @@ pub async fn sync_customer_code(
             }
         }
     }
+    let request = ReadRequest::account(customer);
+    let mut resyncs = 0;
     loop {
-        let request = ReadRequest::account(customer);
         let read = ctx
             .store
             .read(shop, &request)
@@ -272,12 +345,42 @@ pub async fn sync_customer_code(
         let Some(account) = read.accounts.get(customer) else {
             return Err(AppError::NotFound(format!("customer {customer}")).into());
         };
+        let read_version = account.version;
         let Some(desired) = desired_code(&account.value, &program) else {
             return Ok(SyncOutcome::NotSynced);
         };
         attempts += 1;
         match platform.put(&desired).await {
             Ok(outcome) => {
+                if after_put == AfterPut::SettleAgainstChanges {
+                    let now = ctx
+                        .store
+                        .read(shop, &request)
+                        .await
+                        .map_err(AppError::from)?
+                        .accounts
+                        .get(customer)
+                        .map(|account| account.version);
+                    if now != Some(read_version) {
+                        if resyncs < RUN_RESYNCS {
+                            resyncs += 1;
+                            tracing::info!(
+                                shop = %shop,
+                                customer = %customer,
+                                resyncs,
+                                "the account changed during the put: synced again"
+                            );
+                            continue;
+                        }
+                        tracing::warn!(
+                            shop = %shop,
+                            customer = %customer,
+                            resyncs,
+                            "the account kept changing during the puts; the code may \
+                             hold an older balance until the next sync or reconcile"
+                        );
+                    }
+                }
                 tracing::info!(
                     shop = %shop,
                     customer = %customer,

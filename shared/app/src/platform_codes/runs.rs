@@ -22,7 +22,7 @@ use cashback_core::ledger::Account;
 use cashback_core::program::Program;
 
 use super::{
-    desired_code, sync_customer_code, wait_or_fail, CodeState, DesiredCode, PlatformCodes,
+    desired_code, sync_customer_code_from_run, wait_or_fail, CodeState, DesiredCode, PlatformCodes,
     PlatformSync, PutOutcome, SyncError, SyncOutcome, SyncPolicy,
 };
 use crate::context::Context;
@@ -97,8 +97,8 @@ pub fn drift(desired: &DesiredCode, held: Option<&CodeState>) -> Drift {
 
 /// The program whose codes a run keeps, or nothing when the shop does not
 /// sync its codes (off, or the app uninstalled). A run reads the uninstall
-/// flag here once; the syncs it makes ([`sync_customer_code`]) do not read
-/// it again.
+/// flag here once; the syncs it makes ([`sync_customer_code_from_run`]) do
+/// not read it again.
 async fn syncing_program(ctx: &Context, shop: &ShopId) -> Result<Option<Program>, AppError> {
     let program = ctx.shop_program(shop, ctx.now()).await?.program;
     if program.platform_sync == PlatformSync::Off
@@ -205,7 +205,15 @@ async fn reconcile_account(
         // Store credit is compared by the sync itself: it reads the
         // account's balance (and the orders' transactions) and sends only
         // the difference.
-        return match sync_customer_code(ctx, platform, shop, &account.customer, None, policy).await
+        return match sync_customer_code_from_run(
+            ctx,
+            platform,
+            shop,
+            &account.customer,
+            None,
+            policy,
+        )
+        .await
         {
             Ok(SyncOutcome::Synced(synced)) if synced.outcome != PutOutcome::NotNeeded => {
                 Checked::Repaired
@@ -246,7 +254,9 @@ async fn reconcile_account(
             );
             // The repair reads the account again: it sends the balance at
             // the moment of the call, not the one compared above.
-            match sync_customer_code(ctx, platform, shop, &account.customer, None, policy).await {
+            match sync_customer_code_from_run(ctx, platform, shop, &account.customer, None, policy)
+                .await
+            {
                 Ok(_) => Checked::Repaired,
                 Err(error) => {
                     tracing::warn!(shop = %shop, customer = %account.customer, error = %error,
@@ -387,7 +397,14 @@ pub async fn backfill_shop(
             .await?;
         let results: Vec<Result<SyncOutcome, SyncError>> = stream::iter(page.items.iter())
             .map(|account| {
-                sync_customer_code(ctx, platform, shop, &account.value.customer, None, policy)
+                sync_customer_code_from_run(
+                    ctx,
+                    platform,
+                    shop,
+                    &account.value.customer,
+                    None,
+                    policy,
+                )
             })
             .buffer_unordered(limits.concurrency.max(1))
             .collect()

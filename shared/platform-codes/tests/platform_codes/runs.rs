@@ -385,3 +385,132 @@ async fn each_shops_adapter_is_built_from_its_credentials_and_kept() {
         ConnectError::Unsupported(_)
     ));
 }
+
+/// A platform holding codes in memory whose next put, once armed, stalls
+/// after it was asked (the desired state already read from the ledger)
+/// until released, and lands then.
+#[derive(Default)]
+struct StallingPlatform {
+    held: std::sync::Mutex<HashMap<String, cashback_app::platform_codes::CodeState>>,
+    stall_next: std::sync::atomic::AtomicBool,
+    stalled: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+impl StallingPlatform {
+    fn held(&self, code: &str) -> Option<cashback_app::platform_codes::CodeState> {
+        self.held.lock().unwrap().get(code).cloned()
+    }
+}
+
+#[async_trait::async_trait]
+impl cashback_app::platform_codes::PlatformCodes for StallingPlatform {
+    async fn put(
+        &self,
+        desired: &cashback_app::platform_codes::DesiredCode,
+    ) -> Result<cashback_app::platform_codes::PutOutcome, cashback_app::platform_codes::PlatformError>
+    {
+        use cashback_app::platform_codes::{CodeState, PutOutcome};
+        if self
+            .stall_next
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            self.stalled.notify_one();
+            self.release.notified().await;
+        }
+        let state = CodeState {
+            code: desired.code.clone(),
+            platform_id: format!("p-{}", desired.code),
+            amount: desired.amount,
+            active: desired.active,
+            managed: true,
+        };
+        let before = self
+            .held
+            .lock()
+            .unwrap()
+            .insert(desired.code.to_string(), state.clone());
+        Ok(match before {
+            Some(_) => PutOutcome::Updated(state),
+            None => PutOutcome::Created(state),
+        })
+    }
+
+    async fn deactivate(
+        &self,
+        code: &cashback_core::ids::Code,
+    ) -> Result<(), cashback_app::platform_codes::PlatformError> {
+        if let Some(state) = self.held.lock().unwrap().get_mut(code.as_str()) {
+            state.active = false;
+        }
+        Ok(())
+    }
+
+    async fn lookup(
+        &self,
+        code: &cashback_core::ids::Code,
+    ) -> Result<
+        Option<cashback_app::platform_codes::CodeState>,
+        cashback_app::platform_codes::PlatformError,
+    > {
+        Ok(self.held(code.as_str()))
+    }
+}
+
+#[tokio::test]
+async fn a_reconcile_put_overtaken_by_a_redemption_and_its_sync_ends_at_the_ledger() {
+    use cashback_app::events::handle_order_event;
+    use cashback_core::order::{AppliedCode, DiscountKind, OrderEvent};
+    use cashback_test_support::world::{line, order, stored_account};
+
+    // Ann (c000) holds 10.00 on CB-R000; the platform has no code yet, so
+    // the reconcile finds it drifted and puts 10.00.
+    let (ctx, store) = shop_with_accounts(1).await;
+    let platform = StallingPlatform::default();
+    platform
+        .stall_next
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (the_shop, run_limits, run_policy) = (shop(), limits(5), policy());
+    let reconcile = reconcile_shop(&ctx, &platform, &the_shop, None, &run_limits, &run_policy);
+    let meanwhile = async {
+        // The reconcile read 10.00 and its put is in flight.
+        platform.stalled.notified().await;
+        // A redemption commits: Ann spends her 10.00 with the code.
+        let mut spent = order("9", "c000", vec![line("1", 3000, 1)]);
+        spent.discount_codes.push(AppliedCode {
+            code: cashback_core::ids::Code::parse("CB-R000").unwrap(),
+            amount: cashback_test_support::fixtures::usd("10.00"),
+            kind: DiscountKind::Order,
+        });
+        spent.lines[0].discount = cashback_test_support::fixtures::usd("10.00");
+        spent.subtotal = cashback_test_support::fixtures::usd("20.00");
+        spent.total = spent.subtotal;
+        handle_order_event(&ctx, &shop(), &OrderEvent::Paid(spent), t0())
+            .await
+            .unwrap();
+        let ann = stored_account(store.as_ref(), "c000").await.unwrap().value;
+        assert_eq!(ann.spendable().amount(), dec!(0));
+        // The change feed's sync of it puts the code at 0.00 (inactive).
+        sync_customer_code(&ctx, &platform, &shop(), &customer("c000"), None, &policy())
+            .await
+            .unwrap();
+        assert!(!platform.held("CB-R000").unwrap().active);
+        // Then the reconcile's stale put of 10.00 lands.
+        platform.release.notify_one();
+    };
+    let (summary, ()) = tokio::join!(reconcile, meanwhile);
+    let summary = summary.unwrap();
+    assert_eq!((summary.repaired, summary.failed), (1, 0), "{summary:?}");
+
+    // The platform ends at the ledger's balance: nothing spendable.
+    let ann = stored_account(store.as_ref(), "c000").await.unwrap().value;
+    let desired = cashback_app::platform_codes::desired_code(&ann, &program()).unwrap();
+    let held = platform.held("CB-R000").unwrap();
+    assert!(!desired.active);
+    assert!(
+        !held.active,
+        "the code is still spendable for {}",
+        held.amount
+    );
+    assert_eq!(held.amount, desired.amount);
+}

@@ -393,8 +393,9 @@ pub enum BirthdayRefused {
     /// shop may change it now.
     #[error("the birthday is already set; only the shop can change it")]
     AlreadySet,
-    /// The customer has no earning order yet: an account opened by an
-    /// order never paid may not give a birthday.
+    /// The customer has no order whose cashback is released or still
+    /// pending: an account opened by an order never paid, or whose orders
+    /// were cancelled or refunded in full, may not give a birthday.
     #[error("your birthday can be saved once you have earned cashback on an order")]
     NoEarningOrder,
 }
@@ -402,8 +403,9 @@ pub enum BirthdayRefused {
 impl crate::ledger::Account {
     /// Sets the customer's birthday as `source` gives it, at `now`
     /// ([`BonusState::set_birthday`]): the customer themselves may give it
-    /// only once they have an earning order. Returns whether anything
-    /// changed.
+    /// only once an order of theirs has earned cashback that is released
+    /// or still pending (neither cancelled nor refunded in full). Returns
+    /// whether anything changed.
     pub fn set_birthday(
         &mut self,
         birthday: Birthday,
@@ -411,7 +413,10 @@ impl crate::ledger::Account {
         bonuses: &Bonuses,
         now: DateTime<Utc>,
     ) -> Result<bool, BirthdayRefused> {
-        if source == BirthdaySource::Customer && self.orders_earned == 0 {
+        // An order released, or one whose cashback is still pending (the
+        // birthday then pays only once it is released).
+        let earning = self.bonus.has_released_order() || self.pending.is_positive();
+        if source == BirthdaySource::Customer && !earning {
             return Err(BirthdayRefused::NoEarningOrder);
         }
         self.bonus.set_birthday(birthday, source, bonuses, now)
@@ -558,27 +563,28 @@ impl BonusState {
         Ok(true)
     }
 
-    /// Notes an earning order placed at `order_at` (recorded at `now`)
-    /// that moved lifetime eligible spend from `spend_before` to
-    /// `spend_after` and whose cashback is released at `released_at` (`now`
-    /// when credited at once): the first order starts the anniversaries,
-    /// the latest one moves the win-back forward, and a milestone crossed
-    /// is noted for the job, due once this order's cashback is released
-    /// (and every earlier one's it waited for): spend refunded before then
-    /// reaches nothing.
+    /// Notes an order placed at `order_at` (recorded at `now`) that moved
+    /// lifetime eligible spend from `spend_before` to `spend_after`, earned
+    /// `cashback` (positive or not) and whose cashback is released at
+    /// `released_at` (`now` when credited at once): an order that earned
+    /// cashback moves the win-back's quiet stretch forward (a refund later
+    /// only delays a win-back), and a milestone crossed is noted for the
+    /// job, due once this order's cashback is released (and every earlier
+    /// one's it waited for): spend refunded before then reaches nothing.
+    /// What makes the customer eligible for the birthday, anniversary and
+    /// win-back is noted at the release ([`BonusState::order_released`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn order_earned(
         &mut self,
         bonuses: &Bonuses,
         spend_before: Decimal,
         spend_after: Decimal,
         order_at: DateTime<Utc>,
+        cashback: Decimal,
         released_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) {
-        if self.first_order_at.is_none_or(|first| order_at < first) {
-            self.first_order_at = Some(order_at);
-        }
-        if self.last_order_at.is_none_or(|last| order_at > last) {
+        if cashback > Decimal::ZERO && self.last_order_at.is_none_or(|last| order_at > last) {
             self.last_order_at = Some(order_at);
         }
         if !bonuses.milestones.is_empty() {
@@ -590,6 +596,50 @@ impl BonusState {
             }
         }
         self.schedule(bonuses, now);
+    }
+
+    /// Notes that the cashback of an order placed at `order_at` was
+    /// released (credited to available balance, at `now`; at once under
+    /// immediate issuance): the order still has cashback, neither cancelled
+    /// nor refunded in full before then. Only such an order counts toward
+    /// the birthday, anniversary and win-back bonuses
+    /// ([`BonusState::has_released_order`]): the first starts the
+    /// anniversaries, the latest moves the win-back forward. An order that
+    /// earned nothing (gift cards only, below the minimum, 0.00) is never
+    /// released, nor is one undone before its release.
+    pub fn order_released(
+        &mut self,
+        bonuses: &Bonuses,
+        order_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) {
+        if self.first_order_at.is_none_or(|first| order_at < first) {
+            self.first_order_at = Some(order_at);
+        }
+        if self.last_order_at.is_none_or(|last| order_at > last) {
+            self.last_order_at = Some(order_at);
+        }
+        self.schedule(bonuses, now);
+    }
+
+    /// Whether an order of the customer had its cashback released: the one
+    /// rule for the birthday, anniversary and win-back bonuses (and for a
+    /// birthday the customer gives, see [`crate::ledger::Account::set_birthday`]).
+    pub fn has_released_order(&self) -> bool {
+        self.first_order_at.is_some()
+    }
+
+    /// Whether the birthday pays: one the merchant or an import gave always
+    /// does; one the customer (or the platform, which the customer fills
+    /// in) gave only with a released order, so an order undone after the
+    /// birthday was given earns no birthday.
+    fn birthday_pays(&self) -> bool {
+        match self.birthday_source {
+            Some(BirthdaySource::Merchant | BirthdaySource::Import) => true,
+            Some(BirthdaySource::Customer | BirthdaySource::Platform) | None => {
+                self.has_released_order()
+            }
+        }
     }
 
     /// Takes the win-back's extra percent for an earning order placed at
@@ -623,7 +673,9 @@ impl BonusState {
             .first_order_at
             .map(|first| next_anniversary(first, self.anniversary_from.unwrap_or(first)).at);
         let win_back = match (&bonuses.win_back, self.last_order_at) {
-            (Some(rule), Some(last)) if self.win_back_handled != Some(last) => {
+            (Some(rule), Some(last))
+                if self.win_back_handled != Some(last) && self.has_released_order() =>
+            {
                 win_back_due(rule, last, self.last_win_back_at).map(|due| due.at)
             }
             _ => None,
@@ -665,8 +717,10 @@ pub fn take_due(
                 latest = Some(next.key);
             }
         }
-        // A run late by more than a year pays the latest year only.
-        if let (Some(key), Some(rule)) = (latest, bonuses.birthday) {
+        // A run late by more than a year pays the latest year only; a
+        // birthday the customer gave pays once an order of theirs is
+        // released (the year passes unpaid otherwise).
+        if let (Some(key), Some(rule), true) = (latest, bonuses.birthday, state.birthday_pays()) {
             due.push(BonusDue {
                 kind: BonusKind::Birthday,
                 key,
@@ -697,7 +751,7 @@ pub fn take_due(
         }
     }
     if let (Some(rule), Some(last)) = (&bonuses.win_back, state.last_order_at) {
-        if state.win_back_handled != Some(last) {
+        if state.win_back_handled != Some(last) && state.has_released_order() {
             match win_back_due(rule, last, state.last_win_back_at) {
                 Some(next) if next.at <= now => {
                     state.win_back_handled = Some(last);

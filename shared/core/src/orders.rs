@@ -270,6 +270,14 @@ impl OrderRecord {
             .map_or(order.occurred_at, |placed| placed.min(order.occurred_at))
     }
 
+    /// When the order that earned was placed, as [`OrderRecord::judged_at`]
+    /// judged it (the placement time, else the earning event's); None
+    /// before it earned.
+    pub fn earned_order_at(&self) -> Option<DateTime<Utc>> {
+        let earned = self.earned.as_ref()?.at;
+        Some(self.placed_at.map_or(earned, |placed| placed.min(earned)))
+    }
+
     /// What an amount refund is measured against: the order's merchandise
     /// as charged (total less shipping), or its total when shipping is not
     /// known.
@@ -1001,12 +1009,19 @@ fn credit_earned(
         spend_before,
         spend_after,
         order_at,
+        total.amount(),
         released_at,
         journal.at(),
     );
 
     if !total.is_positive() {
         return Ok(());
+    }
+    if program.issuance == Issuance::Immediate {
+        // Released at once: it counts toward the bonuses now.
+        account
+            .bonus
+            .order_released(&program.bonuses, order_at, journal.at());
     }
     account.lifetime_issued = account.lifetime_issued.checked_add(total)?;
     let order_id = record.order_id.clone();
@@ -1579,6 +1594,11 @@ fn release(
             },
         )?;
         account.reminders.restart(now);
+        if let Some(order_at) = record.earned_order_at() {
+            account
+                .bonus
+                .order_released(&program.bonuses, order_at, now);
+        }
         journal.effect(Effect::Released { order_id, amount });
     }
     Ok((journal.finish(), referrer_journal.finish()))

@@ -437,8 +437,8 @@ async fn stored_birthday(ctx: &Context) -> Option<cashback_core::bonuses::Birthd
     read.accounts[&ann].value.bonus.birthday
 }
 
-/// Ann's first order earned cashback (her seeded balance is a goodwill
-/// credit, no order).
+/// Ann's first order earned cashback and it was released (her seeded
+/// balance is a goodwill credit, no order).
 async fn ann_has_earned_an_order(ctx: &Context) {
     let ann = CustomerId::parse("ann").unwrap();
     let read = ctx
@@ -449,6 +449,9 @@ async fn ann_has_earned_an_order(ctx: &Context) {
     let found = read.accounts[&ann].clone();
     let mut account = found.value;
     account.orders_earned = 1;
+    account
+        .bonus
+        .order_released(&program().bonuses, t0() - Duration::days(40), t0());
     ctx.store
         .write(
             &shop(),

@@ -103,6 +103,19 @@ async fn run(s: &Setup, now: DateTime<Utc>) -> BonusesOutcome {
         .unwrap()
 }
 
+/// Runs the release job at `now`: an order counts toward the birthday,
+/// anniversary and win-back once its cashback is released (30 days on).
+async fn release(s: &Setup, now: DateTime<Utc>) {
+    promote_due(&s.ctx, &TokioClock, &config(), now, far())
+        .await
+        .unwrap();
+}
+
+/// Past the first order's release (`t0()` + 30 days).
+fn released() -> DateTime<Utc> {
+    t0() + Duration::days(30) + Duration::hours(1)
+}
+
 fn ann() -> CustomerId {
     CustomerId::parse("ann").unwrap()
 }
@@ -137,6 +150,7 @@ async fn a_birthday_is_credited_on_its_day_once_with_its_own_email_and_reported_
     )
     .await;
     assert!(matches!(again, Err(AppError::Conflict(_))), "{again:?}");
+    release(&s, released()).await;
 
     assert_eq!(run(&s, at(2027, 3, 13, 23)).await.credited, 0);
     let day = at(2027, 3, 14, 0) + Duration::minutes(5);
@@ -157,11 +171,10 @@ async fn a_birthday_is_credited_on_its_day_once_with_its_own_email_and_reported_
         other => panic!("{other:?}"),
     }
     let account = account_of(&s.memory, "ann").await.value;
-    assert_eq!(account.available, usd("5.00"));
     assert_eq!(
-        account.pending,
-        usd("10.00"),
-        "the order's cashback is apart"
+        account.available,
+        usd("15.00"),
+        "the order's released 10.00 and the bonus"
     );
     let ledger = ledger_of(&s.memory, "ann").await;
     account.check(&ledger).unwrap();
@@ -197,32 +210,34 @@ async fn a_birthday_is_credited_on_its_day_once_with_its_own_email_and_reported_
 
 #[tokio::test]
 async fn a_birthday_the_customer_sets_for_tomorrow_pays_next_year_not_tomorrow() {
-    // The attack: an account with an earning order gives tomorrow as its
+    // The attack: an account with a released order gives tomorrow as its
     // birthday and collects the bonus the next day.
     let s = birthday_only().await;
     pay(&s.ctx, "1", "ann", "20.00", t0()).await;
-    let tomorrow = (t0() + Duration::days(1)).date_naive();
-    birthday(&s, tomorrow.month(), tomorrow.day(), t0()).await;
-    let next_day = run(&s, at(2026, 11, 24, 1)).await;
+    release(&s, released()).await;
+    let tomorrow = (released() + Duration::days(1)).date_naive();
+    birthday(&s, tomorrow.month(), tomorrow.day(), released()).await;
+    let next_day = run(&s, at(2026, 12, 24, 1)).await;
     assert_eq!(next_day.credited, 0, "{next_day:?}");
-    let mut day = t0();
-    while day < t0() + Duration::days(40) {
+    let mut day = released();
+    while day < released() + Duration::days(40) {
         assert_eq!(run(&s, day).await.credited, 0, "{day}");
         day += Duration::days(1);
     }
     assert_eq!(
         account_of(&s.memory, "ann").await.value.available,
-        usd("0.00")
+        usd("2.00"),
+        "the order's cashback only"
     );
     // A year on, the birthday pays as any other.
-    assert_eq!(run(&s, at(2027, 11, 24, 1)).await.credited, 1);
+    assert_eq!(run(&s, at(2027, 12, 24, 1)).await.credited, 1);
     assert_eq!(
         s.notifier.keys_of("bonus"),
         ["bonus:ann:birthday:2027".to_string()]
     );
     assert_eq!(
         account_of(&s.memory, "ann").await.value.available,
-        usd("5.00")
+        usd("7.00")
     );
 }
 
@@ -348,6 +363,7 @@ async fn a_leap_day_birthday_is_credited_on_the_28th_in_a_common_year() {
     let s = birthday_only().await;
     pay(&s.ctx, "1", "ann", "20.00", t0()).await;
     birthday(&s, 2, 29, t0()).await;
+    release(&s, released()).await;
     assert_eq!(run(&s, at(2027, 2, 27, 12)).await.credited, 0);
     assert_eq!(run(&s, at(2027, 2, 28, 1)).await.credited, 1);
     assert_eq!(run(&s, at(2027, 3, 1, 1)).await.credited, 0);
@@ -377,6 +393,7 @@ async fn a_missed_day_is_caught_up_by_the_next_run() {
     let s = birthday_only().await;
     pay(&s.ctx, "1", "ann", "20.00", t0()).await;
     birthday(&s, 12, 31, t0()).await;
+    release(&s, released()).await;
     assert_eq!(run(&s, at(2026, 12, 30, 6)).await.credited, 0);
     // No run from the 30th to 2 January: the run of the 2nd pays the 31st.
     let late = run(&s, at(2027, 1, 2, 6)).await;
@@ -392,6 +409,7 @@ async fn a_missed_day_is_caught_up_by_the_next_run() {
 async fn an_order_the_day_before_the_win_back_is_due_means_no_win_back_then() {
     let s = setup().await;
     pay(&s.ctx, "1", "ann", "20.00", t0()).await;
+    release(&s, released()).await;
     pay(&s.ctx, "2", "ann", "20.00", t0() + Duration::days(89)).await;
     let due_day = run(&s, t0() + Duration::days(90) + Duration::hours(1)).await;
     assert_eq!(due_day.credited, 0);
@@ -400,10 +418,11 @@ async fn an_order_the_day_before_the_win_back_is_due_means_no_win_back_then() {
     let keys = s.notifier.keys_of("bonus");
     assert_eq!(keys.len(), 1);
     assert!(keys[0].starts_with("bonus:ann:win_back:"), "{keys:?}");
-    // The orders' cashback is still pending (no release run here).
+    // The first order's released 2.00 and the win-back; the second's
+    // cashback is still pending.
     assert_eq!(
         account_of(&s.memory, "ann").await.value.available,
-        usd("7.00")
+        usd("9.00")
     );
 }
 
@@ -474,6 +493,7 @@ async fn a_win_back_as_an_extra_percent_is_announced_and_paid_on_the_next_order(
     program.bonuses.birthday = None;
     let s = setup_with(program).await;
     pay(&s.ctx, "1", "ann", "100.00", t0()).await;
+    release(&s, released()).await;
     let won_back = run(&s, t0() + Duration::days(90) + Duration::hours(1)).await;
     assert_eq!(
         (won_back.credited, won_back.emails_sent),
@@ -495,7 +515,12 @@ async fn a_win_back_as_an_extra_percent_is_announced_and_paid_on_the_next_order(
     }
     pay(&s.ctx, "2", "ann", "100.00", t0() + Duration::days(95)).await;
     let account = account_of(&s.memory, "ann").await.value;
-    assert_eq!(account.pending, usd("25.00"), "10.00 + 10.00 + 5.00 extra");
+    assert_eq!(
+        account.available,
+        usd("10.00"),
+        "the first order's, released"
+    );
+    assert_eq!(account.pending, usd("15.00"), "10.00 + 5.00 extra");
     assert_eq!(account.bonus.extra_percent, None);
 }
 
@@ -508,6 +533,7 @@ async fn a_klaviyo_only_shops_bonus_is_a_bonus_received_event_and_no_email() {
     let s = setup_with(program).await;
     pay(&s.ctx, "1", "ann", "100.00", t0()).await;
     birthday(&s, 3, 14, t0() + Duration::hours(1)).await;
+    release(&s, released()).await;
     s.memory.take_marketing_events();
     let day = at(2027, 3, 14, 0) + Duration::minutes(5);
     let first = run(&s, day).await;
@@ -526,5 +552,92 @@ async fn a_klaviyo_only_shops_bonus_is_a_bonus_received_event_and_no_email() {
     assert_eq!(
         events[0].properties["bonus"],
         cashback_app::marketing::PropertyValue::Text("birthday".into())
+    );
+}
+
+/// The farm: an order that costs the customer nothing in the end (`undo`
+/// takes it back, or it earned nothing) must not make the account due for a
+/// win-back, an anniversary or a birthday it gives.
+async fn no_bonus_is_farmed_with(s: &Setup) {
+    // Past the release date, with the release job run.
+    let mut day = t0() + Duration::days(2);
+    while day < t0() + Duration::days(40) {
+        promote_due(&s.ctx, &TokioClock, &config(), day, far())
+            .await
+            .unwrap();
+        day += Duration::days(1);
+    }
+    let ran = run(s, t0() + Duration::days(90) + Duration::hours(1)).await;
+    assert_eq!((ran.credited, ran.announced), (0, 0), "{ran:?}");
+    let refused = set_birthday(
+        &s.ctx,
+        &shop(),
+        &ann(),
+        Birthday::new(6, 1).unwrap(),
+        BirthdaySource::Customer,
+        t0() + Duration::days(90) + Duration::hours(2),
+    )
+    .await;
+    assert!(matches!(refused, Err(AppError::Conflict(_))), "{refused:?}");
+    let ran = run(s, t0() + Duration::days(366)).await;
+    assert_eq!((ran.credited, ran.announced), (0, 0), "{ran:?}");
+    let account = account_of(&s.memory, "ann").await.value;
+    assert_eq!(account.available, usd("0.00"));
+    assert_eq!(account.bonus.birthday, None);
+    assert!(ledger_of(&s.memory, "ann")
+        .await
+        .iter()
+        .all(|e| e.kind != EntryKind::Bonus));
+}
+
+#[tokio::test]
+async fn an_order_refunded_in_full_before_release_earns_no_bonus() {
+    let mut program = bonus_program();
+    program.bonuses.anniversary =
+        Some(cashback_core::bonuses::AnniversaryBonus { amount: dec!(3) });
+    let s = setup_with(program).await;
+    pay(&s.ctx, "1", "ann", "20.00", t0()).await;
+    handle_order_event(
+        &s.ctx,
+        &shop(),
+        &refund("1", "r1", &[("1", 1)]),
+        t0() + Duration::days(1),
+    )
+    .await
+    .unwrap();
+    no_bonus_is_farmed_with(&s).await;
+}
+
+#[tokio::test]
+async fn an_order_of_gift_cards_only_earns_no_bonus() {
+    let mut program = bonus_program();
+    program.bonuses.anniversary =
+        Some(cashback_core::bonuses::AnniversaryBonus { amount: dec!(3) });
+    let s = setup_with(program).await;
+    let mut card = line("1", "50.00", 1);
+    card.gift_card = true;
+    let mut placed = order("1", "ann", vec![card]);
+    placed.occurred_at = t0();
+    handle_order_event(
+        &s.ctx,
+        &shop(),
+        &cashback_core::order::OrderEvent::Paid(placed),
+        t0(),
+    )
+    .await
+    .unwrap();
+    no_bonus_is_farmed_with(&s).await;
+}
+
+#[tokio::test]
+async fn an_order_kept_counts_for_the_win_back_once_released() {
+    let s = setup().await;
+    pay(&s.ctx, "1", "ann", "20.00", t0()).await;
+    release(&s, released()).await;
+    let ran = run(&s, t0() + Duration::days(90) + Duration::hours(1)).await;
+    assert_eq!(ran.credited, 1, "{ran:?}");
+    assert_eq!(
+        account_of(&s.memory, "ann").await.value.available,
+        usd("9.00")
     );
 }

@@ -36,6 +36,17 @@ fn at(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
 }
 
+/// An order paid at `t0()` and released 30 days on: what makes the
+/// customer eligible for the birthday, anniversary and win-back bonuses.
+fn with_a_released_order(books: &mut Books) {
+    books.apply(
+        &OrderEvent::Paid(order("released", vec![line("a", "10.00", 1, "0.00")])),
+        t0(),
+    );
+    books.release_due(days(30));
+    assert!(books.account.bonus.has_released_order());
+}
+
 /// Runs the bonus decision at `now` and credits what it returns, as the
 /// job does; returns the kinds credited or announced.
 fn run(books: &mut Books, now: DateTime<Utc>) -> Vec<(BonusKind, String)> {
@@ -149,6 +160,7 @@ fn a_refund_of_an_unrelated_order_does_not_take_the_bonus_back() {
 #[test]
 fn a_leap_day_birthday_is_credited_on_the_28th_once_and_again_on_the_29th_in_a_leap_year() {
     let mut books = Books::new(program(birthday_bonus()));
+    with_a_released_order(&mut books);
     let bonuses = books.program.bonuses.clone();
     books
         .account
@@ -160,6 +172,8 @@ fn a_leap_day_birthday_is_credited_on_the_28th_once_and_again_on_the_29th_in_a_l
             at(2026, 11, 30, 9),
         )
         .unwrap();
+    // The released order's anniversary (not offered) passes first.
+    assert!(run(&mut books, at(2027, 1, 1, 1)).is_empty());
     assert_eq!(books.account.bonus.due_at, Some(at(2027, 2, 28, 0)));
     assert!(run(&mut books, at(2027, 2, 27, 23)).is_empty());
     let first = run(&mut books, at(2027, 2, 28, 6));
@@ -169,14 +183,16 @@ fn a_leap_day_birthday_is_credited_on_the_28th_once_and_again_on_the_29th_in_a_l
     );
     // Repeated at the same instant: nothing more.
     assert!(run(&mut books, at(2027, 2, 28, 6)).is_empty());
-    assert_eq!(books.account.available, usd("5.00"));
+    // The order's 1.00 and the bonus.
+    assert_eq!(books.account.available, usd("6.00"));
+    assert!(run(&mut books, at(2028, 1, 1, 1)).is_empty());
     assert_eq!(books.account.bonus.due_at, Some(at(2028, 2, 29, 0)));
     let leap = run(&mut books, at(2028, 2, 29, 1));
     assert_eq!(
         leap,
         [(BonusKind::Birthday, "bonus:birthday:2028".to_string())]
     );
-    assert_eq!(books.account.available, usd("10.00"));
+    assert_eq!(books.account.available, usd("11.00"));
 }
 
 #[test]
@@ -241,6 +257,7 @@ fn a_customer_sets_their_birthday_once_and_the_platform_never_overrides_a_person
 fn a_birthday_moved_later_in_the_year_it_was_paid_pays_nothing_twice() {
     let bonuses = birthday_bonus();
     let mut books = Books::new(program(bonuses.clone()));
+    with_a_released_order(&mut books);
     books
         .account
         .bonus
@@ -283,6 +300,9 @@ fn an_order_the_day_before_the_win_back_is_due_moves_it_and_pays_nothing() {
     let mut first = order("1", vec![line("a", "100.00", 1, "0.00")]);
     first.occurred_at = t0();
     books.apply(&OrderEvent::Paid(first), t0());
+    // It counts once its cashback is released.
+    assert_eq!(books.account.bonus.due_at, None);
+    books.release_due(days(30));
     assert_eq!(books.account.bonus.due_at, Some(days(90)));
     let mut second = order("2", vec![line("b", "20.00", 1, "0.00")]);
     second.occurred_at = days(89);
@@ -361,6 +381,7 @@ fn the_first_order_starts_yearly_anniversaries() {
         &OrderEvent::Paid(order("1", vec![line("a", "10.00", 1, "0.00")])),
         t0(),
     );
+    books.release_due(days(30));
     assert_eq!(books.account.bonus.due_at, Some(at(2027, 1, 1, 0)));
     assert_eq!(
         run(&mut books, at(2027, 1, 1, 6)),
@@ -385,6 +406,7 @@ fn a_win_back_as_an_extra_percent_pays_on_the_next_order_in_its_window_once() {
     let mut first = order("1", vec![line("a", "100.00", 1, "0.00")]);
     first.occurred_at = t0();
     books.apply(&OrderEvent::Paid(first), t0());
+    books.release_due(days(30));
     let program = books.program.clone();
     let spend = books.account.lifetime_eligible_spend.amount();
     let due = take_due(&program.bonuses, &mut books.account.bonus, spend, days(90));
@@ -411,8 +433,10 @@ fn a_win_back_as_an_extra_percent_pays_on_the_next_order_in_its_window_once() {
     let applied = books.apply(&OrderEvent::Paid(third), days(101));
     assert_eq!(applied.entries[0].pending_delta, usd("20.00"));
     // A full refund of the order that used it takes all of it back.
+    // (What stays pending is the third order's 20.00: the first's was
+    // released.)
     books.apply(&refund_lines("2", "r1", &[("b", 1)]), days(102));
-    assert_eq!(books.account.pending, usd("30.00"));
+    assert_eq!(books.account.pending, usd("20.00"));
     books.check();
 }
 
@@ -445,4 +469,126 @@ fn an_extra_percent_offer_lapses_after_its_window() {
     let applied = books.apply(&OrderEvent::Paid(late), days(121));
     assert_eq!(applied.entries[0].pending_delta, usd("10.00"));
     assert_eq!(books.account.bonus.extra_percent, None);
+}
+
+fn every_bonus() -> Bonuses {
+    Bonuses {
+        anniversary: Some(AnniversaryBonus { amount: dec!(3) }),
+        ..Bonuses {
+            win_back: win_back().win_back,
+            ..birthday_bonus()
+        }
+    }
+}
+
+#[test]
+fn an_order_that_earned_nothing_or_was_undone_before_release_qualifies_for_no_bonus() {
+    let mut gift_card = line("g", "50.00", 1, "0.00");
+    gift_card.gift_card = true;
+    let paid = order("1", vec![line("a", "20.00", 1, "0.00")]);
+    let cases: Vec<(&str, Vec<OrderEvent>)> = vec![
+        (
+            "gift cards only",
+            vec![OrderEvent::Paid(order("1", vec![gift_card]))],
+        ),
+        (
+            "0.00",
+            vec![OrderEvent::Paid(order(
+                "1",
+                vec![line("a", "0.00", 1, "0.00")],
+            ))],
+        ),
+        (
+            "refunded in full",
+            vec![
+                OrderEvent::Paid(paid.clone()),
+                refund_lines("1", "r1", &[("a", 1)]),
+            ],
+        ),
+        (
+            "cancelled",
+            vec![OrderEvent::Paid(paid.clone()), OrderEvent::Cancelled(paid)],
+        ),
+    ];
+    for (case, events) in cases {
+        let mut books = Books::new(program(every_bonus()));
+        for (i, event) in events.iter().enumerate() {
+            books.apply(event, t0() + Duration::hours(i as i64));
+        }
+        books.release_due(days(30));
+        assert!(!books.account.bonus.has_released_order(), "{case}");
+        let bonuses = books.program.bonuses.clone();
+        assert!(
+            books
+                .account
+                .set_birthday(
+                    Birthday::new(3, 1).unwrap(),
+                    BirthdaySource::Customer,
+                    &bonuses,
+                    days(31),
+                )
+                .is_err(),
+            "{case}"
+        );
+        for day in [91, 366, 400, 731] {
+            assert!(run(&mut books, days(day)).is_empty(), "{case} day {day}");
+        }
+        assert!(
+            books.entries.iter().all(|e| e.kind != EntryKind::Bonus),
+            "{case}"
+        );
+    }
+}
+
+#[test]
+fn a_birthday_given_while_the_order_was_pending_pays_only_if_it_is_released() {
+    for refunded in [false, true] {
+        let mut books = Books::new(program(birthday_bonus()));
+        books.apply(
+            &OrderEvent::Paid(order("1", vec![line("a", "20.00", 1, "0.00")])),
+            t0(),
+        );
+        let bonuses = books.program.bonuses.clone();
+        // Pending cashback: the customer may give it.
+        books
+            .account
+            .set_birthday(
+                Birthday::new(6, 1).unwrap(),
+                BirthdaySource::Customer,
+                &bonuses,
+                days(1),
+            )
+            .unwrap();
+        if refunded {
+            books.apply(&refund_lines("1", "r1", &[("a", 1)]), days(2));
+        }
+        books.release_due(days(30));
+        assert_eq!(books.account.bonus.has_released_order(), !refunded);
+        let done = run(&mut books, at(2026, 6, 1, 6));
+        let birthday = [(BonusKind::Birthday, "bonus:birthday:2026".to_string())];
+        if refunded {
+            assert!(done.is_empty(), "{done:?}");
+        } else {
+            assert_eq!(done, birthday);
+        }
+    }
+}
+
+#[test]
+fn a_partial_refund_before_release_still_counts_the_order() {
+    let mut books = Books::new(program(every_bonus()));
+    books.apply(
+        &OrderEvent::Paid(order(
+            "1",
+            vec![line("a", "20.00", 1, "0.00"), line("b", "30.00", 1, "0.00")],
+        )),
+        t0(),
+    );
+    books.apply(&refund_lines("1", "r1", &[("b", 1)]), days(2));
+    books.release_due(days(30));
+    assert!(books.account.bonus.has_released_order());
+    assert_eq!(books.account.bonus.first_order_at, Some(t0()));
+    let done = run(&mut books, days(90) + Duration::hours(1));
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(done[0].0, BonusKind::WinBack);
 }

@@ -31,6 +31,8 @@
 //! that is not the engine's) is not the ledger's: the next sync takes the
 //! balance back to the ledger's. Issue credit through the engine's
 //! adjustment instead (docs/platform-sync.md).
+//!
+//! [`PlatformSync::StoreCredit`]: cashback_core::platform_code::PlatformSync::StoreCredit
 
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;

@@ -206,7 +206,12 @@ async fn story(outbox: &std::path::Path, store: Arc<dyn Store>) -> String {
         Arc::new(notifier),
         Arc::new(SeqCodes(Mutex::new(7))),
         AppConfig {
-            link_secret: LINK_SECRET.as_bytes().to_vec(),
+            link_keys: cashback_app::link_keys::LinkKeys::fixed(
+                cashback_app::link_keys::LinkKeySet {
+                    current: LINK_SECRET.as_bytes().to_vec(),
+                    previous: Vec::new(),
+                },
+            ),
             ..AppConfig::default()
         },
     );

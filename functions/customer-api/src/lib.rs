@@ -262,8 +262,10 @@ async fn unsubscribe_page(
         Ok(parts) => parts,
         Err(error) => return failure(json, error),
     };
-    if !portal::unsubscribe_link_is_valid(&state.ctx, &shop, &customer, &signature) {
-        return failure(json, bad_link());
+    match portal::unsubscribe_link_is_valid(&state.ctx, &shop, &customer, &signature).await {
+        Ok(true) => {}
+        Ok(false) => return failure(json, bad_link()),
+        Err(error) => return failure(json, error.into()),
     }
     answer(json, UnsubscribeStatus::Confirm)
 }

@@ -1,7 +1,8 @@
-//! The customer-api Lambda: wiring only. Clients, the link secret and the
-//! app proxy secret are read once per container, outside the handler; on
-//! Lambda both secrets come from SSM SecureStrings
-//! (`CASHBACK_LINK_SECRET_PARAM`, `CASHBACK_SHOPIFY_APP_SECRET_PARAM`).
+//! The customer-api Lambda: wiring only. Clients and the app proxy secret
+//! are made or read once per container, outside the handler; the link
+//! secret is read by the first request that checks a link. On Lambda both
+//! secrets come from SSM SecureStrings (`CASHBACK_LINK_SECRET_PARAM`,
+//! `CASHBACK_SHOPIFY_APP_SECRET_PARAM`).
 
 use cashback_edge::wiring::{secret_keys, MIN_APP_SECRET_LENGTH, SHOPIFY_APP_SECRET};
 use customer_api::{CustomerApiConfig, DEFAULT_PROXY_MAX_AGE_SECONDS};

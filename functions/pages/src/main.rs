@@ -1,7 +1,8 @@
-//! The pages Lambda: wiring only. Clients, the link secret and the app
-//! secret are read once per container, outside the handler; on Lambda both
-//! secrets come from SSM SecureStrings (`CASHBACK_LINK_SECRET_PARAM`,
-//! `CASHBACK_SHOPIFY_APP_SECRET_PARAM`), as the customer API reads them.
+//! The pages Lambda: wiring only. Clients and the app secret are made or
+//! read once per container, outside the handler; the link secret is read
+//! by the first request. On Lambda both secrets come from SSM SecureStrings
+//! (`CASHBACK_LINK_SECRET_PARAM`, `CASHBACK_SHOPIFY_APP_SECRET_PARAM`), as
+//! the customer API reads them.
 
 use cashback_edge::wiring::{secret_keys, MIN_APP_SECRET_LENGTH, SHOPIFY_APP_SECRET};
 use cashback_pages::PagesConfig;

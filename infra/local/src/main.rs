@@ -213,13 +213,14 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let router = app(local.clone());
     history::play(&router, &local).await?;
     print_banner(&args);
+    let customer_url = pages::demo_customer_url(&local.ctx, local.clock.now()).await?;
     println!(
         "merchant dashboard: http://{}/dashboard/login   shop: {DEMO_SHOP}   email: {}   password: {}\n\
          customer page of the demo customer (a signed link, as WooCommerce's My Account links it):\n  {}",
         args.addr,
         pages::DEMO_DASHBOARD_EMAIL,
         pages::DEMO_DASHBOARD_PASSWORD,
-        pages::demo_customer_url(&local.ctx, local.clock.now())?
+        customer_url
     );
     axum::serve(listener, router)
         .await

@@ -21,9 +21,15 @@ fn demo_customer() -> Result<CustomerId, String> {
 }
 
 /// The demo customer's page, as the shop's server would link to it.
-pub fn demo_customer_url(ctx: &Context, now: DateTime<Utc>) -> Result<String, String> {
+pub async fn demo_customer_url(ctx: &Context, now: DateTime<Utc>) -> Result<String, String> {
+    let keys = ctx
+        .config
+        .link_keys
+        .get()
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(signed_link(
-        &ctx.config.link_secret,
+        &keys.current,
         &ctx.config.public_base_url,
         &demo_shop_id(),
         &demo_customer()?,

@@ -21,6 +21,7 @@ use crate::admin::TableExports;
 use crate::api_keys::KeyCache;
 use crate::checkout::GuessBlocks;
 use crate::error::AppError;
+use crate::link_keys::{LinkKeySet, LinkKeys};
 use crate::marketing::MarketingAccounts;
 use crate::notify::{Notification, Notifier, NotifyError, Sent};
 use crate::store::{Shop, Store, Versioned};
@@ -47,11 +48,9 @@ pub struct AppConfig {
     pub code_prefix: String,
     /// Public base URL of the API, for links in emails (unsubscribe).
     pub public_base_url: String,
-    /// Key that signs unsubscribe links.
-    pub link_secret: Vec<u8>,
-    /// Keys that signed links before a rotation: links in emails already
-    /// sent keep working while they are listed.
-    pub previous_link_secrets: Vec<Vec<u8>>,
+    /// Keys that sign and check links and forms: given, or read on first
+    /// use ([`crate::link_keys`]).
+    pub link_keys: LinkKeys,
     /// How long shops and programs stay cached in a warm container.
     pub cache_ttl_seconds: i64,
     /// How many times a use case retries after losing to a concurrent writer.
@@ -70,8 +69,10 @@ impl Default for AppConfig {
         AppConfig {
             code_prefix: "CB".into(),
             public_base_url: "http://127.0.0.1:3000".into(),
-            link_secret: b"development-only-link-secret".to_vec(),
-            previous_link_secrets: Vec::new(),
+            link_keys: LinkKeys::fixed(LinkKeySet {
+                current: b"development-only-link-secret".to_vec(),
+                previous: Vec::new(),
+            }),
             cache_ttl_seconds: 60,
             max_attempts: 25,
             retry_budget: crate::retry::Backoff::REQUEST.budget,

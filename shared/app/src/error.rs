@@ -44,6 +44,9 @@ pub enum AppError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The keys that sign links could not be read (SSM); retry later.
+    #[error(transparent)]
+    LinkKeys(#[from] crate::link_keys::LinkKeysUnavailable),
     /// Kept trying and lost every time to concurrent writers.
     #[error("gave up after {attempts} attempts: {last}")]
     Contended {
@@ -59,7 +62,7 @@ impl AppError {
     pub fn is_retryable(&self) -> bool {
         match self {
             AppError::Store(error) => error.is_retryable(),
-            AppError::Contended { .. } => true,
+            AppError::Contended { .. } | AppError::LinkKeys(_) => true,
             _ => false,
         }
     }

@@ -712,7 +712,15 @@ pub(crate) async fn send_notices(
     }
     let mut sent = 0;
     for notice in notices {
-        let notification = notice.into_notification(ctx, shop_name, program);
+        let notification = match notice.into_notification(ctx, shop_name, program).await {
+            Ok(notification) => notification,
+            Err(error) => {
+                // Like a failed send: the change is committed, and the
+                // reminder series and the "ready" email still follow.
+                warn!(%error, "email not sent");
+                continue;
+            }
+        };
         match ctx.notifier.send(&notification).await {
             Ok(_) => sent += 1,
             Err(error) => warn!(kind = notification.kind.name(), %error, "email not sent"),

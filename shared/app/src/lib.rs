@@ -25,6 +25,7 @@
 //! - [`preferences`]: the customer's email preferences (reminders off or on).
 //! - [`bonuses`]: a customer's birthday, set by them, the shop or its platform.
 //! - [`notices`]: which emails a change calls for; signed unsubscribe links.
+//! - [`link_keys`]: the keys that sign links and forms, read on first use.
 //! - [`resend`]: a customer's last email sent again (the merchant's dashboard).
 //! - [`error`]: the use cases' errors.
 //! - [`secret_ref`]: where a shop's webhook secrets live, parsed once.
@@ -44,6 +45,7 @@ pub mod coupon_uses;
 pub mod error;
 pub mod events;
 pub mod jobs;
+pub mod link_keys;
 pub mod marketing;
 pub mod notices;
 pub mod notify;

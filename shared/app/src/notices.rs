@@ -14,6 +14,7 @@ use cashback_core::orders::OrderRecord;
 use cashback_core::program::{EmailText, Program};
 
 use crate::context::Context;
+use crate::error::AppError;
 use crate::notify::{Branding, Notification, NotificationKind};
 
 /// An email a committed change calls for, decided with the change and not
@@ -189,13 +190,15 @@ pub fn notices_for(
 impl Notice {
     /// The email ready for the Notifier: the merchant's subject and preview
     /// text for its kind (or the reminder position's), the shop's branding and a
-    /// signed unsubscribe link.
-    pub fn into_notification(
+    /// signed unsubscribe link. Fails only when the link keys cannot be
+    /// read (their first use in a container reads them).
+    pub async fn into_notification(
         self,
         ctx: &Context,
         shop_name: &str,
         program: &Program,
-    ) -> Notification {
+    ) -> Result<Notification, AppError> {
+        let unsubscribe_url = unsubscribe_url(ctx, &self.shop, &self.customer).await?;
         let texts = &program.emails;
         let custom: Option<&EmailText> = match &self.kind {
             NotificationKind::Earned { .. } => texts.earned.as_ref(),
@@ -226,8 +229,8 @@ impl Notice {
             ),
             _ => (None, None),
         };
-        Notification {
-            unsubscribe_url: Some(unsubscribe_url(ctx, &self.shop, &self.customer)),
+        Ok(Notification {
+            unsubscribe_url: Some(unsubscribe_url),
             idempotency_key: self.key,
             shop: self.shop,
             to: self.to,
@@ -239,7 +242,7 @@ impl Notice {
                 preview_text,
             },
             kind: self.kind,
-        }
+        })
     }
 }
 
@@ -273,12 +276,17 @@ pub fn verify_unsubscribe(
 
 /// The signed link that turns the customer's reminders off, under the
 /// current link secret; it does not expire.
-pub fn unsubscribe_url(ctx: &Context, shop: &ShopId, customer: &CustomerId) -> String {
-    format!(
+pub async fn unsubscribe_url(
+    ctx: &Context,
+    shop: &ShopId,
+    customer: &CustomerId,
+) -> Result<String, AppError> {
+    let keys = ctx.config.link_keys.get().await?;
+    Ok(format!(
         "{}/v1/shops/{}/customers/{}/unsubscribe?sig={}",
         ctx.config.public_base_url.trim_end_matches('/'),
         shop,
         customer,
-        unsubscribe_signature(&ctx.config.link_secret, shop, customer)
-    )
+        unsubscribe_signature(&keys.current, shop, customer)
+    ))
 }

@@ -403,16 +403,17 @@ pub enum UnsubscribeOutcome {
 }
 
 /// Whether an unsubscribe link is genuine (for a confirmation page that
-/// must not change anything).
-pub fn unsubscribe_link_is_valid(
+/// must not change anything). Fails only when the link keys cannot be read.
+pub async fn unsubscribe_link_is_valid(
     ctx: &Context,
     shop: &ShopId,
     customer: &CustomerId,
     signature: &str,
-) -> bool {
-    std::iter::once(&ctx.config.link_secret)
-        .chain(&ctx.config.previous_link_secrets)
-        .any(|secret| verify_unsubscribe(secret, shop, customer, signature))
+) -> Result<bool, AppError> {
+    let keys = ctx.config.link_keys.get().await?;
+    Ok(keys
+        .all()
+        .any(|secret| verify_unsubscribe(secret, shop, customer, signature)))
 }
 
 /// Stops every cashback email (earned, ready, reminders, clawback, tier)
@@ -424,7 +425,7 @@ pub async fn unsubscribe(
     signature: &str,
     now: DateTime<Utc>,
 ) -> Result<UnsubscribeOutcome, AppError> {
-    if !unsubscribe_link_is_valid(ctx, shop, customer, signature) {
+    if !unsubscribe_link_is_valid(ctx, shop, customer, signature).await? {
         return Ok(UnsubscribeOutcome::BadSignature);
     }
     // One rule for the flag, whether the link or the cashback page sets it.

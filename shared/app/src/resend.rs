@@ -166,8 +166,9 @@ pub async fn resend_last_email(
         to,
         kind,
     };
-    let notification =
-        notice.into_notification(ctx, &shop_program.shop.name, &shop_program.program);
+    let notification = notice
+        .into_notification(ctx, &shop_program.shop.name, &shop_program.program)
+        .await?;
     match ctx.notifier.send(&notification).await {
         Ok(_) => {
             info!(shop = %shop, customer = %customer, kind = name, by = principal, "last email resent");

@@ -142,6 +142,14 @@ impl From<AppError> for ApiError {
                     "temporarily unavailable; retry later",
                 )
             }
+            AppError::LinkKeys(unavailable) => {
+                error!(error = %unavailable, "link keys unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "temporarily unavailable; retry later",
+                )
+            }
             AppError::Contended { .. } => {
                 error!(error = %error, "gave up under contention");
                 ApiError::new(

@@ -8,7 +8,7 @@
 //! | `CASHBACK_MAIL` | `ses` or `outbox` | `ses` on Lambda, else `outbox` |
 //! | `CASHBACK_OUTBOX_DIR`, `CASHBACK_MAIL_FROM` | see docs/email.md | |
 //! | `CASHBACK_PUBLIC_URL` | base URL of the API, for links in emails | `http://127.0.0.1:3000` |
-//! | `CASHBACK_LINK_SECRET_PARAM` | SSM SecureString holding the link secret(s) `current[,previous]`, read once at start | required on Lambda |
+//! | `CASHBACK_LINK_SECRET_PARAM` | SSM SecureString holding the link secret(s) `current[,previous]`, read once per container by the first request that signs or checks a link | required on Lambda |
 //! | `CASHBACK_LINK_SECRET` | the link secret itself: local runs only (refused on Lambda) | development secret |
 //! | `CASHBACK_CODE_PREFIX` | prefix of customer codes | `CB` |
 //! | `AWS_ENDPOINT_URL` | another endpoint for AWS (moto, local) | AWS |
@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use rand::RngCore;
 
+use cashback_app::link_keys::{LinkKeyLoader, LinkKeySet, LinkKeys};
 use cashback_app::notify::Notifier;
 use cashback_app::store::Store;
 use cashback_app::{AppConfig, CodeSource, Context};
@@ -72,26 +73,48 @@ pub const LINK_SECRET: &str = "CASHBACK_LINK_SECRET";
 /// The Shopify app secret's setting (app proxy requests).
 pub const SHOPIFY_APP_SECRET: &str = "CASHBACK_SHOPIFY_APP_SECRET";
 
-/// The secret a setting names, as its keys `current[,previous]`, each at
-/// least `min_length` characters:
-/// - `{name}_PARAM` set: the SSM SecureString of that name, read here (once
-///   per container: the caller keeps the answer) with decryption;
+/// Where a secret setting's value is, without reading it:
+/// - `{name}_PARAM` set: the SSM SecureString of that name;
 /// - else `{name}` set: the value itself, for local runs only; on Lambda it
 ///   is refused, because a function's environment is readable by anyone who
 ///   can read its configuration;
 /// - neither: None.
+enum SecretSource {
+    Ssm(String),
+    Value(String),
+}
+
+fn secret_source(name: &str) -> Result<Option<SecretSource>, WiringError> {
+    let param_var = format!("{name}_PARAM");
+    match (var(&param_var), var(name)) {
+        (Some(parameter), _) => Ok(Some(SecretSource::Ssm(parameter))),
+        (None, Some(_)) if on_lambda() => Err(WiringError::Secret {
+            name: name.to_string(),
+            message: format!(
+                "a plain secret in the Lambda environment is refused: store it in SSM as a \
+                 SecureString and set {param_var} to its name"
+            ),
+        }),
+        (None, Some(value)) => Ok(Some(SecretSource::Value(value))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The secret a setting names (`{name}_PARAM`: an SSM SecureString; `{name}`: the
+/// value, local runs only), read now, as its keys
+/// `current[,previous]`, each at least `min_length` characters. The caller
+/// keeps the answer (once per container).
 pub async fn secret_keys(
     name: &str,
     min_length: usize,
     sdk: Option<&aws_config::SdkConfig>,
 ) -> Result<Option<Vec<Vec<u8>>>, WiringError> {
-    let param_var = format!("{name}_PARAM");
     let fail = |message: String| WiringError::Secret {
         name: name.to_string(),
         message,
     };
-    let value = match (var(&param_var), var(name)) {
-        (Some(parameter), _) => {
+    let value = match secret_source(name)? {
+        Some(SecretSource::Ssm(parameter)) => {
             let loaded;
             let sdk = match sdk {
                 Some(sdk) => sdk,
@@ -103,20 +126,38 @@ pub async fn secret_keys(
             ssm_value(&aws_sdk_ssm::Client::new(sdk), &parameter)
                 .await
                 .map_err(|message| WiringError::Secret {
-                    name: param_var.clone(),
+                    name: format!("{name}_PARAM"),
                     message,
                 })?
         }
-        (None, Some(_)) if on_lambda() => {
-            return Err(fail(format!(
-                "a plain secret in the Lambda environment is refused: store it in SSM as a \
-                 SecureString and set {param_var} to its name"
-            )))
-        }
-        (None, Some(value)) => value,
-        (None, None) => return Ok(None),
+        Some(SecretSource::Value(value)) => value,
+        None => return Ok(None),
     };
     rotating_keys(&value, min_length).map(Some).map_err(fail)
+}
+
+/// The link keys' SSM SecureString, read by the first use case that signs
+/// or checks a link (`cashback_app::link_keys`), not at start.
+struct SsmLinkKeys {
+    sdk: aws_config::SdkConfig,
+    parameter: String,
+}
+
+#[async_trait::async_trait]
+impl LinkKeyLoader for SsmLinkKeys {
+    async fn load(&self) -> Result<LinkKeySet, String> {
+        let value = ssm_value(&aws_sdk_ssm::Client::new(&self.sdk), &self.parameter).await?;
+        link_key_set(&value)
+    }
+}
+
+fn link_key_set(value: &str) -> Result<LinkKeySet, String> {
+    let mut keys = rotating_keys(value, MIN_LINK_SECRET_LENGTH)?;
+    let current = keys.remove(0);
+    Ok(LinkKeySet {
+        current,
+        previous: keys,
+    })
 }
 
 /// `current[,previous]` as keys, each at least `min_length` characters.
@@ -158,21 +199,36 @@ async fn ssm_value(client: &aws_sdk_ssm::Client, parameter: &str) -> Result<Stri
         .ok_or_else(|| format!("SSM parameter {parameter} has no value"))
 }
 
-/// The configuration of the use cases from the environment; `sdk` is used
-/// when the link secret lives in SSM.
-pub async fn app_config(sdk: Option<&aws_config::SdkConfig>) -> Result<AppConfig, WiringError> {
+/// The configuration of the use cases from the environment. Nothing is
+/// read over the network here: a link secret in SSM is read on its first
+/// use, with `sdk` (required then).
+pub fn app_config(sdk: Option<&aws_config::SdkConfig>) -> Result<AppConfig, WiringError> {
     let mut config = AppConfig::default();
     if let Some(url) = var("CASHBACK_PUBLIC_URL") {
         config.public_base_url = url;
     }
-    match secret_keys(LINK_SECRET, MIN_LINK_SECRET_LENGTH, sdk).await? {
-        Some(mut keys) => {
-            config.link_secret = keys.remove(0);
-            config.previous_link_secrets = keys;
+    let param_name = format!("{LINK_SECRET}_PARAM");
+    match secret_source(LINK_SECRET)? {
+        Some(SecretSource::Ssm(parameter)) => {
+            let sdk = sdk.ok_or_else(|| WiringError::Secret {
+                name: param_name.clone(),
+                message: "set, but no AWS configuration was loaded to read it".into(),
+            })?;
+            config.link_keys = LinkKeys::on_first_use(Arc::new(SsmLinkKeys {
+                sdk: sdk.clone(),
+                parameter,
+            }));
+        }
+        Some(SecretSource::Value(value)) => {
+            let keys = link_key_set(&value).map_err(|message| WiringError::Secret {
+                name: LINK_SECRET.to_string(),
+                message,
+            })?;
+            config.link_keys = LinkKeys::fixed(keys);
         }
         None if on_lambda() => {
             return Err(WiringError::Secret {
-                name: format!("{LINK_SECRET}_PARAM"),
+                name: param_name,
                 message: "must name the SSM SecureString of the link secret on Lambda \
                           (it signs unsubscribe links)"
                     .into(),
@@ -353,27 +409,11 @@ pub async fn context_and_sdk() -> Result<(Context, Option<aws_config::SdkConfig>
     } else {
         None
     };
-    // The link secret's SSM read (a round trip, and on Lambda a TLS
-    // handshake) goes out first, and the store's client is built while it
-    // is in flight: a start waits for the longer of the two, not their sum
-    // (BENCHMARKS.md, section 4).
-    let config = {
-        let sdk = sdk.clone();
-        tokio::spawn(async move { app_config(sdk.as_ref()).await })
-    };
-    let clients = store_from_env(sdk.as_ref())
-        .and_then(|store| notifier_from_env(sdk.as_ref()).map(|notifier| (store, notifier)));
-    let (store, notifier) = match clients {
-        Ok(clients) => clients,
-        Err(error) => {
-            config.abort();
-            return Err(error);
-        }
-    };
-    let config = config.await.map_err(|error| WiringError::Secret {
-        name: format!("{LINK_SECRET}_PARAM"),
-        message: format!("the read did not finish ({error})"),
-    })??;
+    // No SSM read here: the link secret is read by its first use
+    // (BENCHMARKS.md, section 4: the read was most of a start's extra time).
+    let config = app_config(sdk.as_ref())?;
+    let store = store_from_env(sdk.as_ref())?;
+    let notifier = notifier_from_env(sdk.as_ref())?;
     let ctx = Context::new(store, notifier, Arc::new(OsCodes), config);
     Ok((ctx, sdk))
 }

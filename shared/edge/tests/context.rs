@@ -1,6 +1,6 @@
-//! A function's start as on Lambda, against moto: the link secret's SSM
-//! read overlaps the building of the store's client, and what each part
-//! says when it fails is still said. Its own test binary, so the
+//! A function's start as on Lambda, against moto: no SSM read before the
+//! first poll (the link secret is read by its first use), and what each
+//! part says when it fails is still said. Its own test binary, so the
 //! environment it sets races no other test.
 
 use cashback_edge::wiring::{context_and_sdk, WiringError};
@@ -11,7 +11,7 @@ fn message(error: WiringError) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_start_reads_the_link_secret_beside_the_store_and_reports_either_failure() {
+async fn a_start_reads_no_secret_and_the_first_use_reads_it_once() {
     let Some(endpoint) = moto::endpoint("the start against moto") else {
         return;
     };
@@ -40,21 +40,40 @@ async fn a_start_reads_the_link_secret_beside_the_store_and_reports_either_failu
         std::env::set_var(variable, value);
     }
 
+    // A parameter that does not exist does not stop the start (nothing
+    // is read there); the first use names it, and reads again next time.
+    std::env::set_var("CASHBACK_LINK_SECRET_PARAM", format!("{name}-not-yet"));
     let (ctx, sdk) = context_and_sdk().await.unwrap();
     assert!(sdk.is_some());
+    assert!(ctx.config.link_keys.if_loaded().is_none());
+    let absent = ctx.config.link_keys.get().await.unwrap_err().to_string();
+    assert!(absent.contains("-not-yet"), "{absent}");
+    aws_sdk_ssm::Client::new(sdk.as_ref().unwrap())
+        .put_parameter()
+        .name(format!("{name}-not-yet"))
+        .value("late-link-secret-0123456789abcdef-xyz")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+    let keys = ctx.config.link_keys.get().await.unwrap();
     assert_eq!(
-        ctx.config.link_secret,
+        keys.current,
+        b"late-link-secret-0123456789abcdef-xyz".to_vec()
+    );
+
+    std::env::set_var("CASHBACK_LINK_SECRET_PARAM", name.as_str());
+    let (ctx, _) = context_and_sdk().await.unwrap();
+    let keys = ctx.config.link_keys.get().await.unwrap();
+    assert_eq!(
+        keys.current,
         b"start-link-secret-0123456789abcdef-xyz".to_vec()
     );
 
-    // The store's error while the secret is being read: the store's.
+    // The store's error: still the start's.
     std::env::remove_var("CASHBACK_TABLE");
     let store = message(context_and_sdk().await.err().unwrap());
     assert!(store.contains("CASHBACK_TABLE"), "{store}");
     std::env::set_var("CASHBACK_TABLE", "cashback-start");
-
-    // A parameter that does not exist: named in the error, as before.
-    std::env::set_var("CASHBACK_LINK_SECRET_PARAM", "/cashback/edge-start/nope");
-    let absent = message(context_and_sdk().await.err().unwrap());
-    assert!(absent.contains("/cashback/edge-start/nope"), "{absent}");
 }

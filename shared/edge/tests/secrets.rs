@@ -45,7 +45,7 @@ async fn secrets_come_from_ssm_and_never_from_a_plain_variable_on_lambda() {
     // ...and the link secret is required there.
     std::env::remove_var("CASHBACK_LINK_SECRET");
     std::env::remove_var("CASHBACK_LINK_SECRET_PARAM");
-    let missing = message(app_config(None).await.unwrap_err());
+    let missing = message(app_config(None).unwrap_err());
     assert!(missing.contains("CASHBACK_LINK_SECRET_PARAM"), "{missing}");
 
     let Some(endpoint) = moto::endpoint("the SSM part") else {
@@ -63,19 +63,29 @@ async fn secrets_come_from_ssm_and_never_from_a_plain_variable_on_lambda() {
         .await
         .unwrap();
     std::env::set_var("CASHBACK_LINK_SECRET_PARAM", &name);
-    let config = app_config(Some(&sdk)).await.unwrap();
+    let config = app_config(Some(&sdk)).unwrap();
+    // Read on first use, not when the configuration is made.
+    assert!(config.link_keys.if_loaded().is_none());
+    let keys = config.link_keys.get().await.unwrap();
     assert_eq!(
-        config.link_secret,
+        keys.current,
         b"new-link-secret-0123456789abcdef-xyz".to_vec()
     );
     assert_eq!(
-        config.previous_link_secrets,
+        keys.previous,
         vec![b"old-link-secret-0123456789abcdef-xyz".to_vec()]
     );
-    // A parameter that does not exist is named in the error.
+    // A parameter that does not exist is named in the first use's error.
     std::env::set_var("CASHBACK_LINK_SECRET_PARAM", "/cashback/edge-test/nope");
-    let absent = message(app_config(Some(&sdk)).await.unwrap_err());
+    let config = app_config(Some(&sdk)).unwrap();
+    let absent = config.link_keys.get().await.unwrap_err().to_string();
     assert!(absent.contains("/cashback/edge-test/nope"), "{absent}");
+    // Without an AWS configuration to read it with, the start says so.
+    let unreadable = message(app_config(None).unwrap_err());
+    assert!(
+        unreadable.contains("CASHBACK_LINK_SECRET_PARAM"),
+        "{unreadable}"
+    );
     std::env::remove_var("CASHBACK_LINK_SECRET_PARAM");
     std::env::remove_var("AWS_LAMBDA_FUNCTION_NAME");
 }

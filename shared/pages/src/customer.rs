@@ -444,7 +444,7 @@ pub(crate) async fn proxy_page(
         let (shop, customer, prefix) = proxied_customer(&state, &params, now).await?;
         let page = entries_page(&params);
         let view = portal::customer_view(&state.ctx, &shop, &customer, &page, now).await?;
-        let token = link::form_token(&state.ctx.config.link_secret, &shop, &customer);
+        let token = link::form_token(state.link_key(), &shop, &customer);
         let page = page_of(
             &view,
             &proxy_urls(&prefix),
@@ -485,7 +485,7 @@ async fn set_preferences(
 ) -> Result<&'static str, ApiError> {
     let Form(form) =
         form.map_err(|_| ApiError::bad_request("bad_form", "the form is incomplete"))?;
-    if !link::form_token_is_valid(&state.ctx.config.link_secret, shop, customer, &form.token) {
+    if !link::form_token_is_valid(state.link_key(), shop, customer, &form.token) {
         return Err(ApiError::forbidden(
             "the form did not come from your cashback page",
         ));
@@ -541,7 +541,7 @@ async fn set_birthday(
 ) -> Result<&'static str, ApiError> {
     let Form(form) =
         form.map_err(|_| ApiError::bad_request("bad_form", "the form is incomplete"))?;
-    if !link::form_token_is_valid(&state.ctx.config.link_secret, shop, customer, &form.token) {
+    if !link::form_token_is_valid(state.link_key(), shop, customer, &form.token) {
         return Err(ApiError::forbidden(
             "the form did not come from your cashback page",
         ));
@@ -611,7 +611,7 @@ pub(crate) fn check_link(
     now: DateTime<Utc>,
 ) -> Result<(), ApiError> {
     link::verify(
-        &state.ctx.config.link_secret,
+        state.link_key(),
         shop,
         customer,
         proxy::param(params, "expires"),
@@ -678,7 +678,7 @@ pub(crate) async fn link_page(
         let urls = link_page_urls(&state, &shop, &customer, &params, now).await?;
         let page = entries_page(&params);
         let view = portal::customer_view(&state.ctx, &shop, &customer, &page, now).await?;
-        let token = link::form_token(&state.ctx.config.link_secret, &shop, &customer);
+        let token = link::form_token(state.link_key(), &shop, &customer);
         let page = page_of(
             &view,
             &urls,
@@ -779,7 +779,7 @@ pub(crate) async fn mint_link(
         require_key(&state.ctx, &known, &headers, KeyScope::PortalServer, now).await?;
         let expires_at = now + Duration::seconds(state.config.link_ttl_seconds);
         let url = signed_link(
-            &state.ctx.config.link_secret,
+            state.link_key(),
             &state.ctx.config.public_base_url,
             &shop,
             &customer,

@@ -147,7 +147,7 @@ pub(crate) fn message(status: StatusCode, title: &str, text: &str) -> Response {
 }
 
 fn session_key(state: &PagesState) -> &[u8] {
-    &state.ctx.config.link_secret
+    state.link_key()
 }
 
 fn cookie_value(headers: &HeaderMap) -> Option<String> {

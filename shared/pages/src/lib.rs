@@ -44,7 +44,9 @@ pub mod widget;
 
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
@@ -102,6 +104,49 @@ fn users_from_env() -> Vec<auth::DashboardUser> {
 pub(crate) struct PagesState {
     pub ctx: Context,
     pub config: Arc<PagesConfig>,
+}
+
+impl PagesState {
+    /// The key that signs and checks this deployment's page links, form
+    /// tokens and dashboard sessions. The router's outer layer
+    /// ([`with_link_keys`]) reads the keys before any handler runs; were it
+    /// ever skipped, a key of this process alone takes their place: it
+    /// checks nothing anyone else signed, so it fails closed.
+    pub(crate) fn link_key(&self) -> &[u8] {
+        match self.ctx.config.link_keys.if_loaded() {
+            Some(keys) => &keys.current,
+            None => process_only_key(),
+        }
+    }
+}
+
+fn process_only_key() -> &'static [u8] {
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let mut key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+        key
+    })
+}
+
+/// Reads the link keys on a container's first request (they are not read
+/// at start: BENCHMARKS.md, section 4); 503 while they cannot be read.
+async fn with_link_keys(
+    State(ctx): State<Context>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match ctx.config.link_keys.get().await {
+        Ok(_) => next.run(request).await,
+        Err(error) => {
+            tracing::error!(%error, "link keys unavailable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily unavailable; retry later",
+            )
+                .into_response()
+        }
+    }
 }
 
 /// The page routes, configured from the environment.
@@ -192,6 +237,10 @@ pub fn router_with(ctx: Context, config: PagesConfig) -> Router {
             post(dashboard::resend_email),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            ctx.clone(),
+            with_link_keys,
+        ))
         .with_state(PagesState {
             ctx,
             config: Arc::new(config),

@@ -167,7 +167,7 @@ fn woo_page(widget_src: &str) -> String {
 
 fn widget_link(ctx: &Context, base: &str) -> String {
     signed_link(
-        &ctx.config.link_secret,
+        cashback_test_support::fixtures::link_key(ctx),
         base,
         &shop(),
         &CustomerId::parse("ann").unwrap(),
@@ -329,7 +329,7 @@ fn the_pages_work_in_a_real_browser() {
     // The customer's page, from the signed link.
     let ann = CustomerId::parse("ann").unwrap();
     let link = signed_link(
-        &ctx.config.link_secret,
+        cashback_test_support::fixtures::link_key(&ctx),
         &base,
         &shop(),
         &ann,

@@ -197,7 +197,7 @@ async fn a_path_prefix_in_the_shoppers_link_never_sends_the_page_off_the_shop() 
         assert!(response.headers().get("location").is_none());
     }
     let token = link::form_token(
-        &ctx.config.link_secret,
+        cashback_test_support::fixtures::link_key(&ctx),
         &shop(),
         &CustomerId::parse("ann").unwrap(),
     );
@@ -238,7 +238,7 @@ async fn a_path_prefix_in_the_shoppers_link_never_sends_the_page_off_the_shop() 
 
 fn link_for(ctx: &Context, customer: &str, expires_in: Duration) -> String {
     signed_link(
-        &ctx.config.link_secret,
+        cashback_test_support::fixtures::link_key(ctx),
         "",
         &shop(),
         &CustomerId::parse(customer).unwrap(),
@@ -309,7 +309,7 @@ async fn a_link_cannot_be_turned_to_another_customer_or_forged() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // An unsubscribe signature is not a page link.
     let unsub = cashback_app::notices::unsubscribe_signature(
-        &ctx.config.link_secret,
+        cashback_test_support::fixtures::link_key(&ctx),
         &shop(),
         &CustomerId::parse("ann").unwrap(),
     );
@@ -369,7 +369,7 @@ async fn the_email_preferences_form_needs_the_pages_token_and_works_both_ways() 
     let ctx = ctx().await;
     let router = router_with(ctx.clone(), config());
     let token = link::form_token(
-        &ctx.config.link_secret,
+        cashback_test_support::fixtures::link_key(&ctx),
         &shop(),
         &CustomerId::parse("ann").unwrap(),
     );
@@ -381,7 +381,7 @@ async fn the_email_preferences_form_needs_the_pages_token_and_works_both_ways() 
     assert!(!unsubscribed(&ctx).await);
     // Bob's page token does not work for Ann.
     let bobs = link::form_token(
-        &ctx.config.link_secret,
+        cashback_test_support::fixtures::link_key(&ctx),
         &shop(),
         &CustomerId::parse("bob").unwrap(),
     );
@@ -473,7 +473,7 @@ async fn an_account_without_an_earning_order_cannot_give_a_birthday_through_eith
     let ctx = ctx().await;
     let router = router_with(ctx.clone(), config());
     let token = link::form_token(
-        &ctx.config.link_secret,
+        cashback_test_support::fixtures::link_key(&ctx),
         &shop(),
         &CustomerId::parse("ann").unwrap(),
     );
@@ -508,7 +508,7 @@ async fn the_customer_gives_a_birthday_once_through_the_pages_form_and_bad_days_
     ann_has_earned_an_order(&ctx).await;
     let router = router_with(ctx.clone(), config());
     let token = link::form_token(
-        &ctx.config.link_secret,
+        cashback_test_support::fixtures::link_key(&ctx),
         &shop(),
         &CustomerId::parse("ann").unwrap(),
     );

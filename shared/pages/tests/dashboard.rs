@@ -262,12 +262,12 @@ async fn another_shops_user_is_refused_everywhere() {
     let cookie = sign_in(&router, "other.myshopify.com", RIVAL).await;
     // The rival's own CSRF token is genuine for their session.
     let session = auth::read_session(
-        &ctx.config.link_secret,
+        cashback_test_support::fixtures::link_key(&ctx),
         cookie.trim_start_matches("cb_session="),
         t0(),
     )
     .unwrap();
-    let csrf = auth::csrf_token(&ctx.config.link_secret, &session);
+    let csrf = auth::csrf_token(cashback_test_support::fixtures::link_key(&ctx), &session);
     for uri in [
         "/dashboard/shops/demo.myshopify.com/customers".to_string(),
         format!("/dashboard/shops/demo.myshopify.com/customers?q={ANN_CODE}"),
@@ -1129,12 +1129,12 @@ async fn another_shops_session_can_neither_see_the_platform_sync_panel_nor_ask_f
     let cookie = sign_in(&router, "other.myshopify.com", RIVAL).await;
     // The rival's own CSRF token is genuine for their session.
     let session = auth::read_session(
-        &ctx.config.link_secret,
+        cashback_test_support::fixtures::link_key(&ctx),
         cookie.trim_start_matches("cb_session="),
         t0(),
     )
     .unwrap();
-    let csrf = auth::csrf_token(&ctx.config.link_secret, &session);
+    let csrf = auth::csrf_token(cashback_test_support::fixtures::link_key(&ctx), &session);
     let (status, _, body) = send_text(router.clone(), get_as(SYNC, &cookie)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(
@@ -1205,4 +1205,61 @@ async fn opening_the_embedded_app_marks_its_shop_installed_again_and_no_other() 
     assert!(!cashback_app::compliance::syncing_stopped(&ctx, &shop())
         .await
         .unwrap());
+}
+
+/// The link keys as SSM gives them on Lambda: read by the first request,
+/// not at start; the first read fails here (a throttled SSM).
+struct FlakySsm(std::sync::atomic::AtomicU32);
+
+#[async_trait::async_trait]
+impl cashback_app::link_keys::LinkKeyLoader for FlakySsm {
+    async fn load(&self) -> Result<cashback_app::link_keys::LinkKeySet, String> {
+        if self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            return Err(
+                "SSM parameter /cashback/link-secret could not be read (Throttling)".into(),
+            );
+        }
+        Ok(cashback_app::link_keys::LinkKeySet {
+            current: b"the-deployments-link-secret-0123456789".to_vec(),
+            previous: Vec::new(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn pages_read_the_link_keys_on_the_first_request_and_answer_503_while_they_cannot() {
+    let seeded = ctx().await;
+    let loader = Arc::new(FlakySsm(std::sync::atomic::AtomicU32::new(0)));
+    let ctx = Context::new(
+        seeded.store.clone(),
+        seeded.notifier.clone(),
+        seeded.codes.clone(),
+        cashback_app::AppConfig {
+            link_keys: cashback_app::link_keys::LinkKeys::on_first_use(loader.clone()),
+            ..cashback_app::AppConfig::default()
+        },
+    )
+    .with_clock(Arc::new(t0));
+    let router = router_with(ctx.clone(), config());
+    let (status, _, _) = send_text(router.clone(), get("/dashboard/login")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let cookie = sign_in(&router, "demo.myshopify.com", OWNER).await;
+    assert_eq!(loader.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+    // The session is signed with the deployment's key, read once.
+    let session = auth::new_session(
+        b"the-deployments-link-secret-0123456789",
+        &shop(),
+        OWNER,
+        t0(),
+    );
+    let made_here = format!("{}={session}", cookie.split('=').next().unwrap());
+    for cookie in [cookie, made_here] {
+        let (status, _, body) = send_text(
+            router.clone(),
+            get_as("/dashboard/shops/demo.myshopify.com/customers", &cookie),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert_eq!(loader.0.load(std::sync::atomic::Ordering::SeqCst), 2);
 }

@@ -68,3 +68,12 @@ pub fn demo_shop_record(
         guest_id_key: None,
     }
 }
+
+/// The key a test context signs links and forms with: tests build their
+/// contexts with fixed keys (the default configuration's, or their own).
+pub fn link_key(ctx: &cashback_app::Context) -> &[u8] {
+    match ctx.config.link_keys.if_loaded() {
+        Some(keys) => &keys.current,
+        None => panic!("a test context has fixed link keys"),
+    }
+}

@@ -52,7 +52,7 @@ async fn on_dynamodb_a_proxied_customer_sees_their_cashback_and_can_unsubscribe(
     assert_eq!(json["entries"].as_array().map(Vec::len), Some(1));
 
     let sig = unsubscribe_signature(
-        &ctx.config.link_secret,
+        cashback_test_support::fixtures::link_key(&ctx),
         &shop(),
         &CustomerId::parse("ann").unwrap(),
     );

@@ -260,7 +260,7 @@ async fn unsubscribed(ctx: &cashback_app::Context) -> bool {
 async fn the_email_link_asks_first_then_unsubscribes_once() {
     let ctx = memory_context("30.00").await;
     let signature = unsubscribe_signature(
-        &ctx.config.link_secret,
+        cashback_test_support::fixtures::link_key(&ctx),
         &shop(),
         &CustomerId::parse("ann").unwrap(),
     );

@@ -210,8 +210,9 @@ async fn bonus_one(
             outcome.announced += announced;
             outcome.no_email += no_email;
             for notice in notices {
-                let notification =
-                    notice.into_notification(run.ctx, &shop.shop.name, &shop.program);
+                let notification = notice
+                    .into_notification(run.ctx, &shop.shop.name, &shop.program)
+                    .await?;
                 match sender.send(&notification, run.deadline).await {
                     Delivery::Sent => outcome.emails_sent += 1,
                     Delivery::Suppressed => {

@@ -104,7 +104,9 @@ pub(crate) async fn warn_one(
         }
     };
     for notice in notices {
-        let notification = notice.into_notification(ctx, &shop.shop.name, program);
+        let notification = notice
+            .into_notification(ctx, &shop.shop.name, program)
+            .await?;
         match sender.send(&notification, run.deadline).await {
             Delivery::Sent => outcome.sent += 1,
             Delivery::Suppressed => {

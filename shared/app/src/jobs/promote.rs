@@ -241,8 +241,9 @@ async fn release_one(
             });
             for notice in notices {
                 let customer = notice.customer.clone();
-                let notification =
-                    notice.into_notification(run.ctx, &shop.shop.name, &shop.program);
+                let notification = notice
+                    .into_notification(run.ctx, &shop.shop.name, &shop.program)
+                    .await?;
                 deliver(promote, sender, due, &customer, &notification, false).await?;
             }
         }
@@ -509,7 +510,9 @@ async fn send_ready(
         Claimed::Nothing => Ok(Handled::Done),
         Claimed::Send(notice, shop) => {
             let customer = notice.customer.clone();
-            let notification = notice.into_notification(run.ctx, &shop.shop.name, &shop.program);
+            let notification = notice
+                .into_notification(run.ctx, &shop.shop.name, &shop.program)
+                .await?;
             deliver(promote, sender, due, &customer, &notification, true).await?;
             Ok(Handled::Done)
         }

@@ -190,7 +190,9 @@ async fn remind_one(
         Recorded::Nothing => reminders.count(|o| o.skipped += 1),
         Recorded::Send(notice, shop) => {
             let customer = notice.customer.clone();
-            let notification = notice.into_notification(run.ctx, &shop.shop.name, &shop.program);
+            let notification = notice
+                .into_notification(run.ctx, &shop.shop.name, &shop.program)
+                .await?;
             match sender.send_in_slot(&notification, run.deadline).await {
                 Delivery::Sent => reminders.count(|o| o.sent += 1),
                 Delivery::Suppressed => {

@@ -255,7 +255,11 @@ async fn an_expired_hold_does_not_lower_the_spendable_balance_shown() {
 async fn a_signed_link_unsubscribes_once_and_a_second_click_writes_nothing() {
     let world = world(program()).await;
     seed_balance(&world, &program(), "ann", "CB-ANN0000000001", "5.00").await;
-    let signature = unsubscribe_signature(&world.ctx.config.link_secret, &shop(), &ann());
+    let signature = unsubscribe_signature(
+        cashback_test_support::fixtures::link_key(&world.ctx),
+        &shop(),
+        &ann(),
+    );
     let outcome = unsubscribe(&world.ctx, &shop(), &ann(), &signature, t0())
         .await
         .unwrap();
@@ -286,7 +290,7 @@ async fn a_forged_or_borrowed_link_changes_nothing() {
     assert_eq!(forged, UnsubscribeOutcome::BadSignature);
     // Bob's link does not unsubscribe Ann.
     let bobs = unsubscribe_signature(
-        &world.ctx.config.link_secret,
+        cashback_test_support::fixtures::link_key(&world.ctx),
         &shop(),
         &CustomerId::parse("bob").unwrap(),
     );
@@ -301,7 +305,11 @@ async fn a_forged_or_borrowed_link_changes_nothing() {
 #[tokio::test]
 async fn a_genuine_link_for_a_customer_without_an_account_says_so() {
     let world = world(program()).await;
-    let signature = unsubscribe_signature(&world.ctx.config.link_secret, &shop(), &ann());
+    let signature = unsubscribe_signature(
+        cashback_test_support::fixtures::link_key(&world.ctx),
+        &shop(),
+        &ann(),
+    );
     let outcome = unsubscribe(&world.ctx, &shop(), &ann(), &signature, t0())
         .await
         .unwrap();

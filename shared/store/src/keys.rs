@@ -264,6 +264,9 @@ pub mod outgoing {
 
     /// One partition of the pending retries.
     pub fn pending_shard_pk(shard: u32) -> String {
-        format!("EVENTRETRY#{shard}")
+        format!("{PENDING_PK_PREFIX}{shard}")
     }
+
+    /// What every pending retry's partition key starts with.
+    pub const PENDING_PK_PREFIX: &str = "EVENTRETRY#";
 }

@@ -4,7 +4,8 @@
 //!
 //! A shop's items live in many partitions (`SHOP#{shop}`,
 //! `SHOP#{shop}#CUST#..`, `SHOP#{shop}#ORDER#..`, the indexes, the
-//! aggregate shards, `EVENT#{shop}#..`, `NOTIFY#{shop}#..`), so deleting a
+//! aggregate shards, `EVENT#{shop}#..`, `NOTIFY#{shop}#..`, the pending
+//! event retries `EVENTRETRY#{n}` / `{shop}#..`), so deleting a
 //! shop is one paged Scan filtered on those key prefixes, followed by
 //! BatchWriteItem deletes of 25 (its limit). It reads the whole table: a
 //! shop redaction is rare (Shopify sends it once, 48 hours after an
@@ -114,12 +115,18 @@ impl DynamoStore {
         let shop_pk = keys::shop_pk(shop);
         let mut expr = Expr::default();
         let pk = expr.name(PK);
+        let sk = expr.name(SK);
+        // Pending event retries sit in shared partitions, keyed
+        // `{shop}#{endpoint}#{event}` (a shop id holds no `#`).
         let filter = format!(
-            "{pk} = {} OR begins_with({pk}, {}) OR begins_with({pk}, {}) OR begins_with({pk}, {})",
+            "{pk} = {} OR begins_with({pk}, {}) OR begins_with({pk}, {}) OR begins_with({pk}, {}) \
+             OR (begins_with({pk}, {}) AND begins_with({sk}, {}))",
             expr.value("shop", s(&shop_pk)),
             expr.value("under", s(format!("{shop_pk}#"))),
             expr.value("guards", s(keys::guard_key(shop, ""))),
             expr.value("notices", s(keys::notification_key(shop, ""))),
+            expr.value("retries", s(keys::outgoing::PENDING_PK_PREFIX)),
+            expr.value("retry_of", s(format!("{shop}#"))),
         );
         let projection = format!("{pk}, {}", expr.name(SK));
         let mut deleted = 0u64;

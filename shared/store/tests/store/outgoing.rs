@@ -219,8 +219,10 @@ both!(
 mod erased {
     use super::*;
 
-    /// A shop's data erased: its endpoints and deliveries go with it (on
-    /// DynamoDB they live under `SHOP#{shop}`, which the erasure deletes).
+    /// A shop's data erased: its endpoints, deliveries and pending retries
+    /// (their bodies hold customers' figures) go with it; on DynamoDB the
+    /// retries live in the shared `EVENTRETRY#` partitions, not under
+    /// `SHOP#{shop}`.
     async fn a_shops_erasure_takes_its_endpoints_and_deliveries(store: &dyn Store) {
         use cashback_test_support::world::open_shop;
         open_shop(store, &cashback_test_support::fixtures::program()).await;
@@ -236,7 +238,15 @@ mod erased {
         )
         .await
         .unwrap();
+        for event in ["evt_a", "evt_b", "evt_c", "evt_d", "evt_e"] {
+            e.put_pending(&pending(&shop(), event, 0)).await.unwrap();
+        }
+        e.put_pending(&pending(&other_shop(), "evt_other", 0))
+            .await
+            .unwrap();
         store.delete_shop_data(&shop()).await.unwrap();
+        let left = e.due_pending(t0() + Duration::hours(1), 100).await.unwrap();
+        assert_eq!(left, vec![pending(&other_shop(), "evt_other", 0)]);
         assert!(e.list_endpoints(&shop()).await.unwrap().is_empty());
         assert!(e
             .list_deliveries(&shop(), "ep_1", 10)

@@ -13,6 +13,8 @@
 //! Rules:
 //! - an unsubscribed customer, or an address that bounced, is sent nothing
 //!   (as [`crate::notices::notices_for`] sends them nothing);
+//! - a shop whose emails go out through its Klaviyo flows only is sent
+//!   nothing by the engine, a resend included;
 //! - at most one resend per customer every [`RESEND_EVERY_MINUTES`]: a
 //!   counter per ten-minute window, and a resend is refused while the
 //!   current or the previous window holds one, so two resends are always at
@@ -50,6 +52,10 @@ pub enum ResendOutcome {
     },
     /// The customer stopped cashback emails, or their address bounced.
     Unsubscribed,
+    /// The shop sends its emails through its Klaviyo flows only: the
+    /// engine sends none of its own, a resend included (Klaviyo counts an
+    /// event once per `unique_id`, so it cannot be sent there again either).
+    SentByKlaviyo,
     /// No address, or nothing was ever sent to it.
     NothingToResend,
     /// Resent less than ten minutes ago; possible again from `retry_after`.
@@ -118,6 +124,9 @@ pub async fn resend_last_email(
     };
     if account.reminders.unsubscribed || account.reminders.suppressed {
         return Ok(ResendOutcome::Unsubscribed);
+    }
+    if !shop_program.program.email_channel.sends_ses() {
+        return Ok(ResendOutcome::SentByKlaviyo);
     }
     let too_soon = ResendOutcome::TooSoon {
         retry_after: window_start(current + 2),

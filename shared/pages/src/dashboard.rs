@@ -851,6 +851,12 @@ pub(crate) async fn resend_email(
             "This customer stopped cashback emails, or their address bounced: nothing was sent."
                 .to_string(),
         ),
+        Ok(ResendOutcome::SentByKlaviyo) => (
+            StatusCode::CONFLICT,
+            "This shop's cashback emails are sent by its Klaviyo flows, not by this engine: \
+             resend it from Klaviyo. Nothing was sent."
+                .to_string(),
+        ),
         Ok(ResendOutcome::NothingToResend) => (
             StatusCode::NOT_FOUND,
             "No cashback email has been sent to this customer yet: there is nothing to resend."

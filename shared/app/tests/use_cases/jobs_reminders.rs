@@ -506,6 +506,30 @@ async fn the_resent_email_is_the_last_one_the_customer_was_sent() {
 }
 
 #[tokio::test]
+async fn a_klaviyo_only_shop_resends_nothing_through_ses() {
+    use cashback_app::resend::{resend_last_email, ResendOutcome};
+    let s = setup(ScriptedNotifier::default()).await;
+    let ann = CustomerId::parse("ann").unwrap();
+    pay(&s.ctx, "1", "ann", "100.00", t0()).await;
+    assert_eq!(s.notifier.sent_of("earned").len(), 1);
+    // The shop moves its emails to Klaviyo flows.
+    let current = s.ctx.store.get_program(&shop()).await.unwrap().unwrap();
+    let mut program = current.value.clone();
+    program.email_channel = cashback_core::program::EmailChannel::Klaviyo;
+    s.ctx
+        .store
+        .put_program(&shop(), &program, current.version, t0())
+        .await
+        .unwrap();
+    s.ctx.invalidate(&shop());
+    let outcome = resend_last_email(&s.ctx, &shop(), &ann, "dashboard:owner", t0())
+        .await
+        .unwrap();
+    assert_eq!(outcome, ResendOutcome::SentByKlaviyo);
+    assert_eq!(s.notifier.sent_of("earned").len(), 1, "nothing sent");
+}
+
+#[tokio::test]
 async fn credit_restored_after_the_checkpoint_passed_still_gets_its_reminders() {
     use cashback_app::events::handle_order_event;
     use cashback_core::order::{AppliedCode, DiscountKind, OrderEvent};

@@ -17,10 +17,10 @@ use cashback_app::outgoing::endpoints::{self, DeliveryRecord, EndpointView, Fres
 use cashback_app::outgoing::url::{Resolve, UrlChecks, UrlPolicy};
 use cashback_app::store::Page;
 use cashback_core::ids::ShopId;
-use cashback_edge::extract::{InPath, JsonText, PathValue, Principal};
+use cashback_edge::extract::{ApiQuery, InPath, JsonText, PathValue, Principal};
 use cashback_edge::ApiError;
 
-use crate::params::{page_body, PageBody, Paging};
+use crate::params::{page_body, PageBody, Paging, Params};
 use crate::AdminState;
 
 /// How endpoint URLs are resolved and what they may point at: the system's
@@ -121,18 +121,34 @@ pub(crate) async fn create(
     Ok(no_store(StatusCode::CREATED, created))
 }
 
-/// `POST /v1/shops/{shop}/event-endpoints/{endpoint_id}/rotate-secret`.
+/// `POST /v1/shops/{shop}/event-endpoints/{endpoint_id}/rotate-secret`
+/// `?previous_valid_hours=` (0 to 24, default 24; 0 revokes the old secret
+/// at once).
 pub(crate) async fn rotate(
     State(state): State<AdminState>,
     principal: Principal,
     InPath(shop): InPath<ShopId>,
     InPath(EndpointId(id)): InPath<EndpointId>,
+    ApiQuery(params): ApiQuery<Params>,
 ) -> Result<Secret, ApiError> {
+    let previous_valid_hours = match params.get("previous_valid_hours").map(|h| h.trim()) {
+        None | Some("") => endpoints::ROTATION_GRACE_HOURS,
+        Some(raw) => raw.parse::<i64>().map_err(|_| {
+            ApiError::invalid_field(
+                "previous_valid_hours",
+                format!(
+                    "must be a whole number of hours from 0 to {}",
+                    endpoints::ROTATION_GRACE_HOURS
+                ),
+            )
+        })?,
+    };
     let rotated = endpoints::rotate(
         &state.ctx,
         &shop,
         &id,
         new_secret(),
+        previous_valid_hours,
         &principal.0,
         state.ctx.now(),
     )

@@ -52,7 +52,7 @@
 //! | GET | `/v1/table-exports/{id}` | one export, until `completed` |
 //! | GET, POST | `/v1/shops/{shop}/event-endpoints` | list the outgoing event endpoints, create one (secret shown once) |
 //! | DELETE | `/v1/shops/{shop}/event-endpoints/{endpoint_id}` | delete one |
-//! | POST | `/v1/shops/{shop}/event-endpoints/{endpoint_id}/rotate-secret` | a new secret (shown once; the old one signs 24 h more) |
+//! | POST | `/v1/shops/{shop}/event-endpoints/{endpoint_id}/rotate-secret` | a new secret (shown once; the old one signs 24 h more, or `?previous_valid_hours=0..24`) |
 //! | GET | `/v1/shops/{shop}/event-endpoints/{endpoint_id}/deliveries` | recent deliveries, newest first |
 //!
 //! Paged answers are `{"items": [...], "next_cursor": "..." | null}`; pass

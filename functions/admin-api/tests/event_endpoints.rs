@@ -70,7 +70,7 @@ async fn create(ctx: &cashback_app::Context, base: &str, url: &str) -> Answer {
 
 #[tokio::test]
 async fn an_endpoint_is_created_listed_rotated_and_deleted_and_its_secret_shown_only_twice() {
-    let (_, ctx) = two_shops().await;
+    let (store, ctx) = two_shops().await;
     let created = create(&ctx, BASE, "https://merchant.example.com/hooks").await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.json);
     assert_eq!(created.headers["cache-control"], "no-store");
@@ -104,6 +104,52 @@ async fn an_endpoint_is_created_listed_rotated_and_deleted_and_its_secret_shown_
     let listed = send(app(&ctx), request("GET", BASE, None, &[])).await;
     assert!(!listed.json.to_string().contains(new_secret));
     assert!(!listed.json.to_string().contains(&secret));
+
+    // A leaked secret is revoked at once: the next rotation keeps no
+    // previous secret, nor the one still in its grace.
+    for bad in ["25", "-1", "one", "1.5"] {
+        let refused = send(
+            app(&ctx),
+            request(
+                "POST",
+                &format!("{BASE}/{id}/rotate-secret?previous_valid_hours={bad}"),
+                None,
+                &[],
+            ),
+        )
+        .await;
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}: {}",
+            refused.json
+        );
+        assert_eq!(
+            refused.json["error"]["fields"][0]["field"],
+            "previous_valid_hours"
+        );
+    }
+    let revoked = send(
+        app(&ctx),
+        request(
+            "POST",
+            &format!("{BASE}/{id}/rotate-secret?previous_valid_hours=0"),
+            None,
+            &[],
+        ),
+    )
+    .await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.json);
+    assert!(revoked.json["previous_secret_valid_until"].is_null());
+    let kept = store
+        .event_endpoints()
+        .unwrap()
+        .list_endpoints(&shop())
+        .await
+        .unwrap();
+    assert_eq!(kept[0].secret, revoked.json["secret"].as_str().unwrap());
+    assert_eq!(kept[0].previous_secret, None);
+    assert_eq!(kept[0].signing_secrets(Utc::now()).len(), 1);
 
     let deleted = send(
         app(&ctx),

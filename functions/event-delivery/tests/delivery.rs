@@ -412,6 +412,7 @@ async fn after_a_rotation_the_new_secret_signs_and_the_old_one_only_during_its_g
         &shop(),
         "ep_05",
         "whsec_new".into(),
+        endpoints::ROTATION_GRACE_HOURS,
         "tester",
         Utc::now(),
     )

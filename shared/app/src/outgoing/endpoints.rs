@@ -366,26 +366,45 @@ async fn find(
 }
 
 /// Gives an endpoint a new secret; the old one keeps signing (beside the
-/// new) for [`ROTATION_GRACE_HOURS`], so the merchant can switch without
-/// losing an event.
+/// new) for `previous_valid_hours` (at most [`ROTATION_GRACE_HOURS`]), so
+/// the merchant can switch without losing an event. 0 ends the old one at
+/// once (a leaked secret), and any earlier previous secret with it.
 pub async fn rotate(
     ctx: &Context,
     shop: &ShopId,
     id: &str,
     secret: String,
+    previous_valid_hours: i64,
     principal: &str,
     now: DateTime<Utc>,
 ) -> Result<WithSecret, AppError> {
+    if !(0..=ROTATION_GRACE_HOURS).contains(&previous_valid_hours) {
+        return Err(AppError::InvalidFields(vec![FieldError {
+            field: "previous_valid_hours".into(),
+            message: format!("must be a whole number of hours from 0 to {ROTATION_GRACE_HOURS}"),
+        }]));
+    }
     let store = endpoint_store(ctx)?;
     let mut record = find(store, shop, id).await?;
     let old = std::mem::replace(&mut record.secret, secret);
-    record.previous_secret = Some(old);
-    record.previous_valid_until = Some(now + Duration::hours(ROTATION_GRACE_HOURS));
+    if previous_valid_hours == 0 {
+        record.previous_secret = None;
+        record.previous_valid_until = None;
+    } else {
+        record.previous_secret = Some(old);
+        record.previous_valid_until = Some(now + Duration::hours(previous_valid_hours));
+    }
     record.rotated_at = Some(now);
     if !store.replace_endpoint(&record).await? {
         return Err(AppError::NotFound(format!("event endpoint {id}")));
     }
-    tracing::info!(shop = %shop, endpoint = %id, by = principal, "event endpoint secret rotated");
+    tracing::info!(
+        shop = %shop,
+        endpoint = %id,
+        by = principal,
+        previous_valid_hours,
+        "event endpoint secret rotated"
+    );
     Ok(WithSecret {
         endpoint: record.view(),
         secret: record.secret,

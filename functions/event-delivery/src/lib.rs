@@ -32,6 +32,7 @@ use hyper::header::HeaderName;
 use hyper::Method;
 
 use cashback_app::changes::{sequence_order, Change};
+use cashback_app::error::error_chain;
 use cashback_app::outgoing::delivery::{
     fill_balances, Deliverer, DeliveryOutcome, DeliverySettings, EventBus, EventSender, SendError,
 };
@@ -160,17 +161,6 @@ impl EventSender for HttpSender {
             .map(|response| response.status.as_u16())
             .map_err(|e| SendError(error_chain(&e)))
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 /// The `EventBus` port over EventBridge's PutEvents: `source`

@@ -67,3 +67,17 @@ impl AppError {
         }
     }
 }
+
+/// An error and its causes, outermost first, joined by ": ": what a log
+/// line or a parked item's reason says (a cause's text is often the useful
+/// part, and `Display` shows only the outermost).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -282,16 +282,7 @@ mod tests {
         );
     }
 
-    fn chain(error: &dyn std::error::Error) -> String {
-        let mut message = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        message
-    }
+    use cashback_app::error::error_chain as chain;
 
     /// A listener on 127.0.0.1 counting the connections it accepts and
     /// answering each request 204.

@@ -54,14 +54,7 @@ pub(crate) enum Fate {
 }
 
 fn chain(error: &AppError) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    crate::error::error_chain(error)
 }
 
 fn item_label(kind: DueKind, due: &DueRef) -> String {

@@ -161,6 +161,7 @@ impl World {
                     max_attempts: 4,
                     base_backoff: StdDuration::from_millis(5),
                     max_backoff: StdDuration::from_millis(50),
+                    ..SyncPolicy::default()
                 },
                 concurrency: 4,
                 run_budget: StdDuration::from_secs(20),
@@ -562,4 +563,133 @@ async fn store_credit_through_the_real_functions_follows_the_ledger() {
     assert!(expired.available.amount() < before_expiry.amount());
     assert_eq!(w.stream_the_account().await, no_failures);
     in_step(&expired, "expire");
+}
+
+/// The program item's write, as the table's stream delivers it.
+fn program_record(old: &Program, new: &Program, sequence: u64) -> Value {
+    let pk = cashback_store::keys::shop_pk(&shop());
+    let image = |p: &Program| {
+        json!({
+            "pk": {"S": pk}, "sk": {"S": cashback_store::keys::PROGRAM_SK},
+            "doc": {"S": serde_json::to_string(p).unwrap()}
+        })
+    };
+    json!({ "Records": [{
+        "eventID": format!("p{sequence}"),
+        "eventName": "MODIFY",
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": {
+            "Keys": {"pk": {"S": pk}, "sk": {"S": cashback_store::keys::PROGRAM_SK}},
+            "NewImage": image(new),
+            "OldImage": image(old),
+            "SequenceNumber": sequence.to_string(),
+            "SizeBytes": 900,
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        },
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/x",
+    }]})
+}
+
+/// A program switching between discount codes and store credit, through
+/// the real functions: the program's write asks for a backfill started
+/// over, and its run ends the other mode's side for the customer before it
+/// puts the balance on the new one, so it is never spendable both ways.
+#[tokio::test]
+async fn a_change_of_mode_through_the_real_functions_ends_the_other_side() {
+    let Some(endpoint) = cashback_test_support::moto::endpoint("platform_sync_e2e") else {
+        return;
+    };
+    let shopify = FakeShopify::start().await;
+    let mut w = World::new(&endpoint).await;
+    let mut codes = program();
+    codes.redemption.combine_with_order = true;
+    codes.validate().unwrap();
+    let mut store_credit = codes.clone();
+    store_credit.platform_sync = PlatformSync::StoreCredit;
+    store_credit.validate().unwrap();
+    w.store
+        .put_program(&shop(), &codes, 1, now() - Duration::days(29))
+        .await
+        .unwrap();
+    w.ctx.invalidate(&shop());
+    let place = CredentialsPlace::parse("ssm:/cashback/platform/").unwrap();
+    w.deps.connections = Arc::new(Connections::new(
+        place.clone(),
+        Arc::new(StaticCredentials(HashMap::from([(
+            place.reference(&shop()).unwrap().to_string(),
+            format!(
+                r#"{{"admin_token":"{}","shop_url":"{}"}}"#,
+                fake::ADMIN_TOKEN,
+                shopify.url()
+            ),
+        )]))),
+        ConnectSettings {
+            timeout: StdDuration::from_millis(500),
+            ..ConnectSettings::default()
+        },
+    ));
+    let no_failures = json!({ "batchItemFailures": [] });
+    let maya_id = SHOPIFY_CUSTOMER_ID.to_string();
+    let backfill = json!({ "run": "backfill", "shop": DEMO_SHOP, "restart": true });
+
+    // Discount-code mode: her balance is a live code.
+    let paid = samples::shopify_order(Stage::Paid).to_string();
+    w.shopify("orders/paid", paid).await;
+    assert_eq!(w.stream_the_account().await, no_failures);
+    w.promote(now() + Duration::days(2)).await;
+    w.admin(
+        "adjustments",
+        r#"{"amount":"20.00","reason":"goodwill"}"#,
+        "k1",
+    )
+    .await;
+    assert_eq!(w.stream_the_account().await, no_failures);
+    let account = w.account().await;
+    let code = account.code.clone().unwrap().display();
+    let balance = account.spendable().amount();
+    assert!(shopify.discount(&code).unwrap().is_active());
+    assert_eq!(shopify.discount(&code).unwrap().amount, balance);
+
+    // To store credit: the code ends, the balance becomes store credit.
+    w.store
+        .put_program(&shop(), &store_credit, 2, now())
+        .await
+        .unwrap();
+    w.ctx.invalidate(&shop());
+    assert_eq!(
+        handle(&w.deps, program_record(&codes, &store_credit, 5000), now())
+            .await
+            .unwrap(),
+        no_failures
+    );
+    handle(&w.deps, backfill.clone(), now()).await.unwrap();
+    assert!(
+        !shopify.discount(&code).unwrap().is_active(),
+        "the discount code is ended"
+    );
+    assert_eq!(shopify.store_credit_balance(&maya_id, "USD"), Some(balance));
+
+    // She spends 5.00 of it; then back to discount codes: the payment is
+    // read, the store credit emptied, the code put at what is left.
+    assert!(shopify.pay_with_store_credit(&maya_id, "USD", dec!(5.00), "5920381274650009999"));
+    w.store
+        .put_program(&shop(), &codes, 3, now())
+        .await
+        .unwrap();
+    w.ctx.invalidate(&shop());
+    assert_eq!(
+        handle(&w.deps, program_record(&store_credit, &codes, 5001), now())
+            .await
+            .unwrap(),
+        no_failures
+    );
+    handle(&w.deps, backfill, now()).await.unwrap();
+    assert_eq!(shopify.store_credit_balance(&maya_id, "USD"), Some(dec!(0)));
+    let left = w.account().await.spendable().amount();
+    assert_eq!(left, balance - dec!(5.00));
+    let discount = shopify.discount(&code).unwrap();
+    assert!(discount.is_active());
+    assert_eq!(discount.amount, left);
 }

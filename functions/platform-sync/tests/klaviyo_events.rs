@@ -156,6 +156,7 @@ impl World {
                 max_attempts: 4,
                 base_backoff: StdDuration::from_millis(5),
                 max_backoff: StdDuration::from_millis(50),
+                ..SyncPolicy::default()
             },
             concurrency: 4,
             run_budget: StdDuration::from_secs(20),

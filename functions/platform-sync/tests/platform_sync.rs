@@ -86,6 +86,7 @@ async fn world(fake: &FakeShopify, program: Program) -> World {
             max_attempts: 4,
             base_backoff: StdDuration::from_millis(5),
             max_backoff: StdDuration::from_millis(50),
+            ..SyncPolicy::default()
         },
         concurrency: 8,
         run_budget: StdDuration::from_secs(20),

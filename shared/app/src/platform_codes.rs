@@ -97,6 +97,14 @@ pub enum PlatformError {
     /// The code exists on the platform but the engine did not make it.
     #[error("the code is taken on the platform by a discount the engine does not manage")]
     CodeTaken,
+    /// The call was never sent: it could not leave before its deadline
+    /// (the rate limit's wait or the token fetch took too long). Nothing
+    /// was applied; a later attempt may send it.
+    #[error("platform call not sent: {reason}")]
+    NotSent {
+        /// What held it back, for the logs.
+        reason: String,
+    },
 }
 
 impl PlatformError {
@@ -112,7 +120,9 @@ impl PlatformError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            PlatformError::Throttled { .. } | PlatformError::Transient { .. }
+            PlatformError::Throttled { .. }
+                | PlatformError::Transient { .. }
+                | PlatformError::NotSent { .. }
         )
     }
 }
@@ -151,6 +161,11 @@ pub struct SyncPolicy {
     /// The longest wait between two attempts, a platform's `retry_after`
     /// included (a longer one is cut to this).
     pub max_backoff: Duration,
+    /// Store-credit mode: how long after its intent is written a credit or
+    /// debit may still be sent (cut to
+    /// [`store_credit::MAX_SEND_WINDOW`]); one not sent by then is dropped
+    /// and left to the next attempt.
+    pub send_window: Duration,
 }
 
 impl Default for SyncPolicy {
@@ -159,6 +174,7 @@ impl Default for SyncPolicy {
             max_attempts: 6,
             base_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
+            send_window: store_credit::MAX_SEND_WINDOW,
         }
     }
 }
@@ -306,8 +322,9 @@ async fn sync_code(
     if program.platform_sync == PlatformSync::Off {
         return Ok(SyncOutcome::NotSynced);
     }
+    let mode = store_credit::last_mode(ctx, shop, customer).await?;
     if program.platform_sync == PlatformSync::StoreCredit {
-        // The balance is the customer's store credit: no code to end or put.
+        // The balance is the customer's store credit: no code to put.
         let Some(accounts) = platform.store_credit() else {
             return Err(SyncError::Platform {
                 attempts: 0,
@@ -318,8 +335,31 @@ async fn sync_code(
                 },
             });
         };
+        if mode.map(|(_, mode)| mode) != Some(PlatformSync::StoreCredit) {
+            // A code put in discount-code mode would stay spendable next to
+            // the same balance as store credit: ended before any is sent.
+            end_codes(ctx, platform, shop, customer, previous_code, policy).await?;
+            store_credit::put_mode(
+                ctx,
+                shop,
+                customer,
+                mode.map(|(seq, _)| seq),
+                PlatformSync::StoreCredit,
+            )
+            .await?;
+        }
         return store_credit::sync_store_credit(ctx, accounts, shop, customer, &program, policy)
             .await;
+    }
+    if let Some((seq, PlatformSync::StoreCredit)) = mode {
+        // Left store-credit mode: the store credit would stay spendable next
+        // to the same balance on the code, so it is followed and emptied
+        // before the code is put.
+        if let Some(accounts) = platform.store_credit() {
+            store_credit::empty_store_credit(ctx, accounts, shop, customer, &program, policy)
+                .await?;
+        }
+        store_credit::put_mode(ctx, shop, customer, Some(seq), PlatformSync::DiscountCode).await?;
     }
     let mut attempts = 0;
     let mut backoff = policy.base_backoff;
@@ -398,6 +438,41 @@ async fn sync_code(
             Err(error) => wait_or_fail(error, attempts, policy, &mut backoff).await?,
         }
     }
+}
+
+/// Ends the customer's discount codes on the platform (theirs now and the
+/// one it replaced), with retries: the program keeps the balance as store
+/// credit instead.
+async fn end_codes(
+    ctx: &Context,
+    platform: &dyn PlatformCodes,
+    shop: &ShopId,
+    customer: &CustomerId,
+    previous_code: Option<&Code>,
+    policy: &SyncPolicy,
+) -> Result<(), SyncError> {
+    let read = ctx
+        .store
+        .read(shop, &ReadRequest::account(customer))
+        .await
+        .map_err(AppError::from)?;
+    let current = read
+        .accounts
+        .get(customer)
+        .and_then(|account| account.value.code.clone());
+    for code in current.iter().chain(previous_code) {
+        let mut attempts = 0;
+        let mut backoff = policy.base_backoff;
+        loop {
+            attempts += 1;
+            match platform.deactivate(code).await {
+                Ok(()) => break,
+                Err(error) => wait_or_fail(error, attempts, policy, &mut backoff).await?,
+            }
+        }
+        tracing::info!(shop = %shop, customer = %customer, "discount code ended: the balance is store credit");
+    }
+    Ok(())
 }
 
 /// Waits before the next attempt, or gives up with the error.

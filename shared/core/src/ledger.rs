@@ -803,6 +803,48 @@ impl Account {
         Ok(journal.finish())
     }
 
+    /// Balance the customer already spent on the platform (a payment with
+    /// the platform's store credit, read back from it), under its once-only
+    /// `key`. Unlike [`Account::adjust`] it is never refused: the money is
+    /// gone at the checkout, so what the available balance cannot cover
+    /// (a clawback landed before the payment was read) is the owner's debt,
+    /// as a balance code's shortfall is once its order is paid. Returns the
+    /// entries and that shortfall.
+    pub fn spend_on_platform(
+        &mut self,
+        amount: Money,
+        order_id: Option<&OrderId>,
+        note: &str,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Applied, Money), LedgerError> {
+        self.same_currency(amount)?;
+        if !amount.is_positive() {
+            return Err(LedgerError::NotPositive);
+        }
+        let mut journal = Journal::new(format!("spent:{key}"), now, self.currency);
+        let taken = self.take_available(amount, &mut journal)?;
+        let shortfall = amount.checked_sub(taken)?.clamp_non_negative();
+        self.debt = self.debt.checked_add(shortfall)?;
+        self.lifetime_used = self.lifetime_used.checked_add(amount)?;
+        let note = if shortfall.is_positive() {
+            format!("{note}; shortfall {shortfall} charged as debt")
+        } else {
+            note.to_string()
+        };
+        journal.record(
+            EntryKind::Redeem,
+            order_id,
+            Deltas {
+                available: Some(taken.negated()),
+                debt: Some(shortfall),
+                note: Some(note),
+                ..Deltas::default()
+            },
+        );
+        Ok((journal.finish(), shortfall))
+    }
+
     /// Credits a bonus of `amount` under its once-only `key`, spendable at
     /// once and funded by the merchant. Like a goodwill credit it pays no
     /// debt unless the program's `bonuses.pays_debt` says so; it earns no

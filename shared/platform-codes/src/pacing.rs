@@ -97,6 +97,30 @@ impl CostBucket {
         }
     }
 
+    /// Waits until `cost` points are available and takes them, unless they
+    /// cannot be had before `deadline`: then takes nothing and says false.
+    pub async fn acquire_by(&self, cost: f64, deadline: tokio::time::Instant) -> bool {
+        loop {
+            let wait = {
+                let Ok(mut state) = self.state.lock() else {
+                    return false;
+                };
+                state.refill(Instant::now());
+                let cost = cost.min(state.maximum);
+                if state.available >= cost {
+                    state.available -= cost;
+                    return true;
+                }
+                Duration::from_secs_f64((cost - state.available) / state.restore_rate)
+            };
+            let wait = wait.max(Duration::from_millis(1));
+            if tokio::time::Instant::now() + wait > deadline {
+                return false;
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     /// Corrects the estimate from an answer: never above what the platform
     /// reported (calls of other containers count too), and the platform's
     /// own maximum and restore rate from then on.
@@ -161,5 +185,15 @@ mod tests {
             restore_rate: 100.0,
         });
         assert!(bucket.available() < 5.0);
+    }
+
+    #[tokio::test]
+    async fn a_call_that_cannot_have_its_cost_by_its_deadline_takes_nothing() {
+        let bucket = CostBucket::new(20.0, 10.0);
+        bucket.acquire(20.0).await;
+        let soon = tokio::time::Instant::now() + Duration::from_millis(100);
+        assert!(!bucket.acquire_by(10.0, soon).await);
+        let later = tokio::time::Instant::now() + Duration::from_secs(3);
+        assert!(bucket.acquire_by(10.0, later).await);
     }
 }

@@ -158,6 +158,8 @@ pub struct ShopifyConfig {
     /// The bucket assumed until the first answer gives the shop's figures
     /// (the standard plan: 100 points per second).
     pub assumed_bucket: (f64, f64),
+    /// Store credit transactions read per page (Shopify allows 250).
+    pub store_credit_page: u32,
 }
 
 impl ShopifyConfig {
@@ -172,6 +174,7 @@ impl ShopifyConfig {
             currency,
             timeout: Duration::from_secs(10),
             assumed_bucket: (1000.0, 100.0),
+            store_credit_page: crate::store_credit::TRANSACTIONS_PER_PAGE,
         })
     }
 }
@@ -294,6 +297,11 @@ impl ShopifyCodes {
         self.config.currency
     }
 
+    /// Store credit transactions read per page.
+    pub(crate) fn store_credit_page(&self) -> u32 {
+        self.config.store_credit_page.clamp(1, 250)
+    }
+
     /// One GraphQL call, paced by the bucket; `data` of the answer.
     pub(crate) async fn graphql(
         &self,
@@ -301,12 +309,40 @@ impl ShopifyCodes {
         variables: Value,
         cost: f64,
     ) -> Result<Value, PlatformError> {
+        self.graphql_by(document, variables, cost, None).await
+    }
+
+    /// [`Self::graphql`], never sent after `send_by` (the token fetch and
+    /// the bucket's wait included, a send again after a 401 too):
+    /// [`PlatformError::NotSent`] then, and nothing was applied.
+    pub(crate) async fn graphql_by(
+        &self,
+        document: &str,
+        variables: Value,
+        cost: f64,
+        send_by: Option<tokio::time::Instant>,
+    ) -> Result<Value, PlatformError> {
         let body = serde_json::to_vec(&json!({"query": document, "variables": variables}))
             .map_err(|e| PlatformError::transient(format!("request not serialisable: {e}")))?;
+        let not_sent = |what: &str| PlatformError::NotSent {
+            reason: format!("{what} outlasted the call's deadline"),
+        };
         let mut refreshed = false;
         loop {
-            let token = self.access_token(refreshed).await?;
-            self.bucket.acquire(cost).await;
+            let token = match send_by {
+                None => self.access_token(refreshed).await?,
+                Some(deadline) => tokio::time::timeout_at(deadline, self.access_token(refreshed))
+                    .await
+                    .map_err(|_| not_sent("the token fetch"))??,
+            };
+            match send_by {
+                None => self.bucket.acquire(cost).await,
+                Some(deadline) => {
+                    if !self.bucket.acquire_by(cost, deadline).await {
+                        return Err(not_sent("the rate limit's wait"));
+                    }
+                }
+            }
             let response = self
                 .http
                 .send(

@@ -3,10 +3,12 @@
 //! client, bucket and credentials as the discount codes ([`ShopifyCodes`]).
 //!
 //! - the account: `customer(id).storeCreditAccounts(first: 1, query:
-//!   "currency_code:XXX")`, its `balance` and its last
-//!   [`TRANSACTIONS_READ`] transactions (`event`, `origin` the order's
-//!   transaction, so payments with store credit are read from Shopify
-//!   itself, never from a webhook's claim);
+//!   "currency_code:XXX")`, its `balance` and a page of its transactions
+//!   (`transactions(first: N, after: cursor)`, oldest first, with each
+//!   one's `cursor` and `pageInfo { hasNextPage endCursor }`; `event`,
+//!   `origin` the order's transaction, so payments with store credit are
+//!   read from Shopify itself, never from a webhook's claim); the newest
+//!   transaction alone with `transactions(last: 1)`;
 //! - `storeCreditAccountCredit(id: customer GID)`: Shopify opens the
 //!   account in the currency when there is none; `notify: false`;
 //! - `storeCreditAccountDebit(id: account GID)`;
@@ -32,38 +34,74 @@ use cashback_core::money::{Currency, Money};
 
 use crate::shopify::{customer_gid, ShopifyCodes, MUTATION_COST};
 
-/// Transactions read with the account: the most recent ones (a sync runs
-/// after every balance change and on the reconcile's schedule, so far
-/// fewer than this happen between two reads).
-pub const TRANSACTIONS_READ: u32 = 25;
+/// Transactions read per page with the account (the sync reads as many
+/// pages as it takes, [`ShopifyConfig::store_credit_page`] sets it).
+///
+/// [`ShopifyConfig::store_credit_page`]: crate::shopify::ShopifyConfig
+pub const TRANSACTIONS_PER_PAGE: u32 = 50;
 
 /// Cost taken from the bucket before the account query (refunded down to
 /// its actual cost by the platform).
-pub const ACCOUNT_COST: f64 = 30.0;
+pub const ACCOUNT_COST: f64 = 60.0;
 
-/// The account query.
-pub const ACCOUNT_DOCUMENT: &str = "query CashbackStoreCreditAccount($id: ID!, $query: String!) {
-  customer(id: $id) {
-    storeCreditAccounts(first: 1, query: $query) {
-      nodes {
+/// The fields of one transaction.
+const TRANSACTION_FIELDS: &str = "__typename
+              amount { amount currencyCode }
+              createdAt
+              event
+              origin { ... on OrderTransaction { id order { id name } } }
+              ... on StoreCreditAccountCreditTransaction { id }
+              ... on StoreCreditAccountDebitTransaction { id }
+              ... on StoreCreditAccountDebitRevertTransaction { id }";
+
+/// The account query: its balance and the page of transactions after
+/// `$after` (from the first without it).
+pub fn account_document() -> String {
+    format!(
+        "query CashbackStoreCreditAccount($id: ID!, $query: String!, $first: Int!, $after: String) {{
+  customer(id: $id) {{
+    storeCreditAccounts(first: 1, query: $query) {{
+      nodes {{
         id
-        balance { amount currencyCode }
-        transactions(last: 25) {
-          nodes {
-            __typename
-            amount { amount currencyCode }
-            createdAt
-            event
-            origin { ... on OrderTransaction { id order { id name } } }
-            ... on StoreCreditAccountCreditTransaction { id }
-            ... on StoreCreditAccountDebitTransaction { id }
-            ... on StoreCreditAccountDebitRevertTransaction { id }
-          }
-        }
-      }
-    }
-  }
-}";
+        balance {{ amount currencyCode }}
+        transactions(first: $first, after: $after) {{
+          edges {{
+            cursor
+            node {{
+              {TRANSACTION_FIELDS}
+            }}
+          }}
+          pageInfo {{ hasNextPage endCursor }}
+        }}
+      }}
+    }}
+  }}
+}}"
+    )
+}
+
+/// The query of the account's newest transaction.
+pub fn newest_document() -> String {
+    format!(
+        "query CashbackStoreCreditNewest($id: ID!, $query: String!) {{
+  customer(id: $id) {{
+    storeCreditAccounts(first: 1, query: $query) {{
+      nodes {{
+        id
+        transactions(last: 1) {{
+          edges {{
+            cursor
+            node {{
+              {TRANSACTION_FIELDS}
+            }}
+          }}
+        }}
+      }}
+    }}
+  }}
+}}"
+    )
+}
 
 /// The credit mutation.
 pub const CREDIT_DOCUMENT: &str = "mutation CashbackStoreCreditCredit($id: ID!, $creditInput: StoreCreditAccountCreditInput!) {
@@ -84,14 +122,31 @@ pub const DEBIT_DOCUMENT: &str = "mutation CashbackStoreCreditDebit($id: ID!, $d
 /// The store credit documents, by name (checked against the schema).
 pub fn documents() -> Vec<(&'static str, String)> {
     vec![
-        ("store_credit_account", ACCOUNT_DOCUMENT.to_string()),
+        ("store_credit_account", account_document()),
+        ("store_credit_newest", newest_document()),
         ("store_credit_credit", CREDIT_DOCUMENT.to_string()),
         ("store_credit_debit", DEBIT_DOCUMENT.to_string()),
     ]
 }
 
-/// The account query's variables.
-pub fn account_variables(customer: &CustomerId, currency: Currency) -> Value {
+/// The account query's variables: the page of `first` transactions after
+/// `after`.
+pub fn account_variables(
+    customer: &CustomerId,
+    currency: Currency,
+    first: u32,
+    after: Option<&str>,
+) -> Value {
+    json!({
+        "id": customer_gid(customer.as_str()),
+        "query": format!("currency_code:{}", currency.code()),
+        "first": first,
+        "after": after,
+    })
+}
+
+/// The newest transaction query's variables.
+pub fn newest_variables(customer: &CustomerId, currency: Currency) -> Value {
     json!({
         "id": customer_gid(customer.as_str()),
         "query": format!("currency_code:{}", currency.code()),
@@ -137,6 +192,30 @@ fn money(value: &Value, currency: Currency) -> Result<Money, PlatformError> {
         .ok_or_else(|| PlatformError::transient("store credit amount unreadable"))?;
     Money::new(amount, currency)
         .map_err(|e| PlatformError::transient(format!("store credit amount: {e}")))
+}
+
+/// One edge of a transactions connection (its cursor and node).
+fn edge(edge: &Value, currency: Currency) -> Result<CreditTransaction, PlatformError> {
+    let mut read = transaction(&edge["node"], currency)?;
+    read.cursor = edge
+        .get("cursor")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Ok(read)
+}
+
+fn edges(connection: &Value, currency: Currency) -> Result<Vec<CreditTransaction>, PlatformError> {
+    connection
+        .get("edges")
+        .and_then(Value::as_array)
+        .map(|edges| {
+            edges
+                .iter()
+                .map(|e| edge(e, currency))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()
+        .map(Option::unwrap_or_default)
 }
 
 fn transaction(node: &Value, currency: Currency) -> Result<CreditTransaction, PlatformError> {
@@ -190,6 +269,7 @@ fn transaction(node: &Value, currency: Currency) -> Result<CreditTransaction, Pl
         created_at,
         order,
         order_id,
+        cursor: None,
     })
 }
 
@@ -215,28 +295,43 @@ fn user_errors(payload: &Value) -> Option<String> {
     )
 }
 
-#[async_trait::async_trait]
-impl StoreCreditAccounts for ShopifyCodes {
-    async fn account(&self, customer: &CustomerId) -> Result<Option<CreditAccount>, PlatformError> {
-        let currency = self.currency();
-        let data = self
-            .graphql(
-                ACCOUNT_DOCUMENT,
-                account_variables(customer, currency),
-                ACCOUNT_COST,
-            )
-            .await?;
+impl ShopifyCodes {
+    /// The customer's first store credit account in the shop's currency as
+    /// a query answers it (None: they have none; an unknown customer is
+    /// refused).
+    fn account_node<'a>(
+        data: &'a Value,
+        customer: &CustomerId,
+    ) -> Result<Option<&'a Value>, PlatformError> {
         let customer_node = &data["customer"];
         if customer_node.is_null() {
             return Err(PlatformError::Rejected {
                 reason: format!("Shopify has no customer {customer}"),
             });
         }
-        let Some(node) = customer_node
+        Ok(customer_node
             .pointer("/storeCreditAccounts/nodes")
             .and_then(Value::as_array)
-            .and_then(|nodes| nodes.first())
-        else {
+            .and_then(|nodes| nodes.first()))
+    }
+}
+
+#[async_trait::async_trait]
+impl StoreCreditAccounts for ShopifyCodes {
+    async fn account(
+        &self,
+        customer: &CustomerId,
+        after: Option<&str>,
+    ) -> Result<Option<CreditAccount>, PlatformError> {
+        let currency = self.currency();
+        let data = self
+            .graphql(
+                &account_document(),
+                account_variables(customer, currency, self.store_credit_page(), after),
+                ACCOUNT_COST,
+            )
+            .await?;
+        let Some(node) = Self::account_node(&data, customer)? else {
             return Ok(None);
         };
         let id = node
@@ -245,30 +340,64 @@ impl StoreCreditAccounts for ShopifyCodes {
             .ok_or_else(|| PlatformError::transient("store credit account without id"))?
             .to_string();
         let balance = money(&node["balance"], currency)?;
-        let transactions = node
-            .pointer("/transactions/nodes")
-            .and_then(Value::as_array)
-            .map(|nodes| {
-                nodes
-                    .iter()
-                    .map(|n| transaction(n, currency))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .transpose()?
-            .unwrap_or_default();
+        let connection = &node["transactions"];
+        let transactions = edges(connection, currency)?;
+        let page_info = &connection["pageInfo"];
+        let has_next_page = page_info
+            .get("hasNextPage")
+            .and_then(Value::as_bool)
+            .ok_or_else(|| {
+                PlatformError::transient("store credit transactions without pageInfo")
+            })?;
+        let end_cursor = page_info
+            .get("endCursor")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if has_next_page && end_cursor.is_none() {
+            // Going on would read the same page again, for ever.
+            return Err(PlatformError::transient(
+                "store credit transactions: a next page but no cursor",
+            ));
+        }
         Ok(Some(CreditAccount {
             id,
             balance,
             transactions,
+            has_next_page,
+            end_cursor,
         }))
     }
 
-    async fn credit(&self, customer: &CustomerId, amount: Money) -> Result<(), PlatformError> {
+    async fn newest(
+        &self,
+        customer: &CustomerId,
+    ) -> Result<Option<CreditTransaction>, PlatformError> {
+        let currency = self.currency();
         let data = self
             .graphql(
+                &newest_document(),
+                newest_variables(customer, currency),
+                ACCOUNT_COST,
+            )
+            .await?;
+        let Some(node) = Self::account_node(&data, customer)? else {
+            return Ok(None);
+        };
+        Ok(edges(&node["transactions"], currency)?.pop())
+    }
+
+    async fn credit(
+        &self,
+        customer: &CustomerId,
+        amount: Money,
+        send_by: tokio::time::Instant,
+    ) -> Result<(), PlatformError> {
+        let data = self
+            .graphql_by(
                 CREDIT_DOCUMENT,
                 credit_variables(customer, amount),
                 MUTATION_COST,
+                Some(send_by),
             )
             .await?;
         match user_errors(&data["storeCreditAccountCredit"]) {
@@ -277,12 +406,18 @@ impl StoreCreditAccounts for ShopifyCodes {
         }
     }
 
-    async fn debit(&self, account: &str, amount: Money) -> Result<(), PlatformError> {
+    async fn debit(
+        &self,
+        account: &str,
+        amount: Money,
+        send_by: tokio::time::Instant,
+    ) -> Result<(), PlatformError> {
         let data = self
-            .graphql(
+            .graphql_by(
                 DEBIT_DOCUMENT,
                 debit_variables(account, amount),
                 MUTATION_COST,
+                Some(send_by),
             )
             .await?;
         match user_errors(&data["storeCreditAccountDebit"]) {

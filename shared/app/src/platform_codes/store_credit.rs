@@ -4,12 +4,17 @@
 //! The platform's credit and debit calls take an amount to add or take
 //! away and have no idempotency key, so unlike a discount code nothing
 //! absolute can be sent. [`sync_store_credit`] keeps that safe:
-//! 1. **Orders first.** The account's recent store credit transactions are
-//!    read; every one an order made (event other than `ADJUSTMENT`: a
-//!    payment with store credit, a refund or void back to it) that the
-//!    ledger has not seen is applied to the ledger once, under the
-//!    transaction's id as the write's guard ([`ingest_transactions`]). So
-//!    credit a customer spent is never put back by the next step.
+//! 1. **Orders first.** The account's store credit transactions are read
+//!    page by page, oldest first, from where the last sync stopped
+//!    ([`read_job`]) to the newest; every one an order made (event other
+//!    than `ADJUSTMENT`: a payment with store credit, a refund or void back
+//!    to it) is applied to the ledger once, under the transaction's id as
+//!    the write's guard ([`ingest_transactions`]). A payment larger than
+//!    the balance is taken whole: the part the balance cannot cover is the
+//!    owner's debt. Nothing is sent while a page is left unread (at most
+//!    [`TRANSACTION_PAGES`] pages per attempt; the next attempt goes on
+//!    from there). So credit a customer spent is never put back by the
+//!    next step.
 //! 2. **The difference at send time.** The account's balance read from the
 //!    platform now is compared with [`store_credit_target`]; only the
 //!    difference is sent (credit or debit), never a delta of our own.
@@ -17,9 +22,14 @@
 //!    sequence, kind, amount and the balance it was computed from) is
 //!    written to the store, then claimed with an atomic counter and read
 //!    back: only the one caller that both wrote the stored intent and won
-//!    its sequence sends. A call that ends for sure (success, user errors,
-//!    THROTTLED, a refusal) settles the intent; an ambiguous one (timeout,
-//!    5xx, a dropped connection after sending) leaves it pending.
+//!    its sequence sends. The call must leave within
+//!    [`SyncPolicy::send_window`] of the intent (at most
+//!    [`MAX_SEND_WINDOW`]): the adapter drops it rather than send it after
+//!    a long rate-limit wait or token fetch, so it has landed or failed
+//!    well inside [`IN_FLIGHT`]. A call that ends for sure (success, user
+//!    errors, THROTTLED, not sent in time, a refusal) settles the intent;
+//!    an ambiguous one (timeout, 5xx, a dropped connection after sending)
+//!    leaves it pending.
 //! 4. **A pending intent is reconciled before anything else is sent**: once
 //!    it is older than [`IN_FLIGHT`] (no request can still land) the
 //!    account's transactions say whether it was applied; it is settled, and
@@ -29,8 +39,17 @@
 //!
 //! Money put on store credit by hand in Shopify's admin (an `ADJUSTMENT`
 //! that is not the engine's) is not the ledger's: the next sync takes the
-//! balance back to the ledger's. Issue credit through the engine's
-//! adjustment instead (docs/platform-sync.md).
+//! balance back to the ledger's, and spending it first is charged to the
+//! ledger like any store credit payment. Issue credit through the engine's
+//! adjustment instead (docs/platform-sync.md). Transactions from before
+//! the engine first read the account are not the ledger's either: the
+//! first read starts after the newest one.
+//!
+//! A program that leaves store-credit mode empties the customer's store
+//! credit ([`empty_store_credit`]) before the next code is put, and one
+//! that enters it ends the customer's discount code first
+//! ([`super::sync_customer_code`]), so the balance is never spendable
+//! both ways.
 //!
 //! [`PlatformSync::StoreCredit`]: cashback_core::platform_code::PlatformSync::StoreCredit
 
@@ -53,15 +72,31 @@ use crate::error::AppError;
 use crate::store::{
     AccountWrite, AccountsRead, Guard, ReadRequest, StoreError, WriteOutcome, WriteSet,
 };
+use cashback_core::platform_code::{DesiredCode, PlatformSync};
 
 /// How long after an ambiguous call its request may still land on the
 /// platform (well past the adapter's 10 s deadline): a pending intent
 /// younger than this blocks new calls for its customer.
 pub const IN_FLIGHT: Duration = Duration::from_secs(60);
 
+/// The longest a credit or debit may wait to be sent after its intent is
+/// written (the token fetch and the rate limit's wait included). With the
+/// adapter's 10 s deadline on the request itself, a call has landed or
+/// failed 30 s after its intent, well inside [`IN_FLIGHT`].
+pub const MAX_SEND_WINDOW: Duration = Duration::from_secs(20);
+
+/// Pages of transactions read per attempt at most; the next attempt goes
+/// on from the last one read.
+pub const TRANSACTION_PAGES: usize = 20;
+
 /// How far the platform's clock may be behind ours when a pending intent is
 /// matched with the transactions it may have made.
 const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
+/// How far back from the newest transaction read the next read starts
+/// again: one the platform lists late, behind a newer one already read,
+/// is still read (the guards make reading one twice harmless).
+const OVERLAP: chrono::Duration = chrono::Duration::minutes(2);
 
 /// Which way a store credit transaction moved the balance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +128,9 @@ pub struct CreditTransaction {
     /// The platform's id of that order (a Shopify global id or the bare
     /// number), when an order made it.
     pub order_id: Option<String>,
+    /// Where it sits in the account's list (the platform's cursor): a
+    /// later read goes on after it.
+    pub cursor: Option<String>,
 }
 
 impl CreditTransaction {
@@ -112,30 +150,59 @@ impl CreditTransaction {
     }
 }
 
-/// A customer's store credit account in the shop's currency.
+/// A customer's store credit account in the shop's currency, with one
+/// page of its transactions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreditAccount {
     /// The platform's id of the account.
     pub id: String,
-    /// Its balance now.
+    /// Its balance now (it holds every transaction up to the page's last).
     pub balance: Money,
-    /// Its most recent transactions, oldest first.
+    /// The page's transactions, oldest first.
     pub transactions: Vec<CreditTransaction>,
+    /// Newer transactions are left after this page.
+    pub has_next_page: bool,
+    /// The cursor of the page's last transaction, when it has one.
+    pub end_cursor: Option<String>,
 }
 
 /// The platform's store credit, for one shop.
 #[async_trait::async_trait]
 pub trait StoreCreditAccounts: Send + Sync {
-    /// The customer's account in the shop's currency, with its recent
-    /// transactions; None when they have none yet.
-    async fn account(&self, customer: &CustomerId) -> Result<Option<CreditAccount>, PlatformError>;
+    /// The customer's account in the shop's currency, with the page of its
+    /// transactions that follows `after` (a transaction's cursor; None: the
+    /// first page), oldest first; None when they have no account yet.
+    async fn account(
+        &self,
+        customer: &CustomerId,
+        after: Option<&str>,
+    ) -> Result<Option<CreditAccount>, PlatformError>;
+
+    /// The newest transaction of the customer's account in the shop's
+    /// currency, if any.
+    async fn newest(
+        &self,
+        customer: &CustomerId,
+    ) -> Result<Option<CreditTransaction>, PlatformError>;
 
     /// Adds `amount` to the customer's balance (the platform opens the
-    /// account when there is none). Not idempotent.
-    async fn credit(&self, customer: &CustomerId, amount: Money) -> Result<(), PlatformError>;
+    /// account when there is none). Not idempotent. Not sent after
+    /// `send_by` ([`PlatformError::NotSent`]).
+    async fn credit(
+        &self,
+        customer: &CustomerId,
+        amount: Money,
+        send_by: tokio::time::Instant,
+    ) -> Result<(), PlatformError>;
 
-    /// Takes `amount` from the account's balance. Not idempotent.
-    async fn debit(&self, account: &str, amount: Money) -> Result<(), PlatformError>;
+    /// Takes `amount` from the account's balance. Not idempotent. Not sent
+    /// after `send_by` ([`PlatformError::NotSent`]).
+    async fn debit(
+        &self,
+        account: &str,
+        amount: Money,
+        send_by: tokio::time::Instant,
+    ) -> Result<(), PlatformError>;
 }
 
 /// The store-credit call waiting for its outcome, as written before it.
@@ -195,9 +262,117 @@ pub fn intent_job(shop: &ShopId, customer: &CustomerId) -> String {
     format!("store-credit-intent#{shop}#{customer}")
 }
 
-/// The store job holding the last transaction the ledger followed.
+/// The store job holding the last transaction the ledger followed, as
+/// earlier versions kept it (a read starts from the account's first
+/// transaction when only this one is there).
 pub fn seen_job(shop: &ShopId, customer: &CustomerId) -> String {
     format!("store-credit-seen#{shop}#{customer}")
+}
+
+/// The store job holding the mode the customer's balance was last put on
+/// the platform in, once a sync of theirs ran in store-credit mode
+/// (`seq|mode`, the sequence growing with each change).
+pub fn mode_job(shop: &ShopId, customer: &CustomerId) -> String {
+    format!("platform-sync-mode#{shop}#{customer}")
+}
+
+/// The mode the customer's balance was last put on the platform in and
+/// the sequence of that record (None: never recorded).
+pub(super) async fn last_mode(
+    ctx: &Context,
+    shop: &ShopId,
+    customer: &CustomerId,
+) -> Result<Option<(u64, PlatformSync)>, SyncError> {
+    let stored = ctx
+        .store
+        .get_checkpoint(&mode_job(shop, customer))
+        .await
+        .map_err(AppError::from)?;
+    let Some(stored) = stored else {
+        return Ok(None);
+    };
+    let parsed = stored.split_once('|').and_then(|(seq, mode)| {
+        let mode = match mode {
+            "store_credit" => PlatformSync::StoreCredit,
+            "discount_code" => PlatformSync::DiscountCode,
+            _ => return None,
+        };
+        Some((seq.parse().ok()?, mode))
+    });
+    match parsed {
+        Some(found) => Ok(Some(found)),
+        None => {
+            Err(AppError::Invalid(format!("unreadable platform sync mode for {customer}")).into())
+        }
+    }
+}
+
+/// Records the mode the customer's balance is put on the platform in from
+/// now on. Two syncs recording at once in different modes both write the
+/// same sequence: store credit wins, so the next sync in discount-code
+/// mode still empties it.
+pub(super) async fn put_mode(
+    ctx: &Context,
+    shop: &ShopId,
+    customer: &CustomerId,
+    last: Option<u64>,
+    mode: PlatformSync,
+) -> Result<(), SyncError> {
+    let name = match mode {
+        PlatformSync::StoreCredit => "store_credit",
+        _ => "discount_code",
+    };
+    let seq = last.map_or(1, |seq| seq + 1);
+    ctx.store
+        .put_checkpoint(&mode_job(shop, customer), &format!("{seq:012}|{name}"))
+        .await
+        .map_err(AppError::from)?;
+    Ok(())
+}
+
+/// The store job holding where the next read of the customer's
+/// transactions starts ([`Position`]).
+pub fn read_job(shop: &ShopId, customer: &CustomerId) -> String {
+    format!("store-credit-read#{shop}#{customer}")
+}
+
+/// Where the next read of an account's transactions starts: after the
+/// transaction of `cursor` (None: from the first). Kept as
+/// `time|id|cursor`, which only grows as the reads go forward (the store's
+/// checkpoints move only forward).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Position {
+    mark: String,
+    cursor: Option<String>,
+}
+
+impl Position {
+    fn start() -> Position {
+        Position {
+            mark: "0|start".into(),
+            cursor: None,
+        }
+    }
+
+    fn after(transaction: &CreditTransaction) -> Option<Position> {
+        Some(Position {
+            mark: transaction.mark(),
+            cursor: Some(transaction.cursor.clone()?),
+        })
+    }
+
+    fn encode(&self) -> String {
+        format!("{}|{}", self.mark, self.cursor.as_deref().unwrap_or(""))
+    }
+
+    fn decode(value: &str) -> Option<Position> {
+        let mut parts = value.splitn(3, '|');
+        let (time, id, cursor) = (parts.next()?, parts.next()?, parts.next()?);
+        Some(Position {
+            mark: format!("{time}|{id}"),
+            cursor: (!cursor.is_empty()).then(|| cursor.to_string()),
+        })
+    }
 }
 
 /// The guard of a platform transaction applied to the ledger.
@@ -209,6 +384,15 @@ fn nonce() -> u64 {
     std::collections::hash_map::RandomState::new()
         .build_hasher()
         .finish()
+}
+
+/// What the platform's store credit is brought to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Goal {
+    /// The ledger's spendable balance (store-credit mode).
+    Ledger,
+    /// Nothing: the program left store-credit mode.
+    Empty,
 }
 
 /// Brings the customer's store credit on the platform in step with the
@@ -226,12 +410,44 @@ pub async fn sync_store_credit(
         // Store credit belongs to a platform customer; a guest has none.
         return Ok(SyncOutcome::NotSynced);
     }
+    run(ctx, platform, shop, customer, program, policy, Goal::Ledger).await
+}
+
+/// Follows the customer's unread store credit payments into the ledger,
+/// then takes their store credit on the platform to zero: the program
+/// left store-credit mode, and the balance is about to be put on a
+/// discount code instead.
+pub async fn empty_store_credit(
+    ctx: &Context,
+    platform: &dyn StoreCreditAccounts,
+    shop: &ShopId,
+    customer: &CustomerId,
+    program: &Program,
+    policy: &SyncPolicy,
+) -> Result<(), SyncError> {
+    if customer.is_guest() {
+        return Ok(());
+    }
+    run(ctx, platform, shop, customer, program, policy, Goal::Empty)
+        .await
+        .map(|_| ())
+}
+
+async fn run(
+    ctx: &Context,
+    platform: &dyn StoreCreditAccounts,
+    shop: &ShopId,
+    customer: &CustomerId,
+    program: &Program,
+    policy: &SyncPolicy,
+    goal: Goal,
+) -> Result<SyncOutcome, SyncError> {
     let job = intent_job(shop, customer);
     let mut attempts = 0;
     let mut backoff = policy.base_backoff;
     loop {
         attempts += 1;
-        match attempt(ctx, platform, shop, customer, program, &job).await {
+        match attempt(ctx, platform, shop, customer, program, &job, policy, goal).await {
             Ok(outcome) => return Ok(outcome),
             Err(SyncError::Platform { source, .. }) => {
                 wait_or_fail(source, attempts, policy, &mut backoff).await?;
@@ -254,6 +470,93 @@ fn platform(source: PlatformError) -> SyncError {
     }
 }
 
+/// The account as read to its newest transaction (or as far as one
+/// attempt reads).
+struct History {
+    /// The account's id and its balance as of the last page read.
+    account: Option<(String, Money)>,
+    /// Every transaction read, oldest first.
+    transactions: Vec<CreditTransaction>,
+    /// The newest transaction was read (no page is left).
+    complete: bool,
+    /// Where this read started.
+    from: Position,
+}
+
+/// Reads the account's transactions from where the last read stopped, a
+/// page at a time, to the newest or [`TRANSACTION_PAGES`] pages.
+async fn read_history(
+    ctx: &Context,
+    platform_accounts: &dyn StoreCreditAccounts,
+    shop: &ShopId,
+    customer: &CustomerId,
+) -> Result<History, SyncError> {
+    let stored = ctx
+        .store
+        .get_checkpoint(&read_job(shop, customer))
+        .await
+        .map_err(AppError::from)?;
+    let from = match stored.as_deref().map(Position::decode) {
+        Some(Some(position)) => position,
+        Some(None) => {
+            return Err(AppError::Invalid(format!(
+                "unreadable store credit read position for {customer}"
+            ))
+            .into())
+        }
+        None => {
+            let legacy = ctx
+                .store
+                .get_checkpoint(&seen_job(shop, customer))
+                .await
+                .map_err(AppError::from)?;
+            if legacy.is_some() {
+                // Read by an earlier version, which kept no cursor: from
+                // the first transaction (the guards skip those followed).
+                Position::start()
+            } else {
+                // Never read: what the account holds is from before the
+                // engine mirrored anything, not the ledger's.
+                match platform_accounts.newest(customer).await.map_err(platform)? {
+                    Some(newest) => Position::after(&newest).unwrap_or_else(Position::start),
+                    None => Position::start(),
+                }
+            }
+        }
+    };
+    let mut cursor = from.cursor.clone();
+    let mut account = None;
+    let mut transactions = Vec::new();
+    let mut complete = false;
+    for _ in 0..TRANSACTION_PAGES {
+        let Some(page) = platform_accounts
+            .account(customer, cursor.as_deref())
+            .await
+            .map_err(platform)?
+        else {
+            account = None;
+            complete = true;
+            break;
+        };
+        account = Some((page.id.clone(), page.balance));
+        if let Some(end) = page.end_cursor.clone() {
+            cursor = Some(end);
+        }
+        transactions.extend(page.transactions);
+        if !page.has_next_page {
+            complete = true;
+            break;
+        }
+    }
+    Ok(History {
+        account,
+        transactions,
+        complete,
+        from,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn attempt(
     ctx: &Context,
     platform_accounts: &dyn StoreCreditAccounts,
@@ -261,8 +564,9 @@ async fn attempt(
     customer: &CustomerId,
     program: &Program,
     job: &str,
+    policy: &SyncPolicy,
+    goal: Goal,
 ) -> Result<SyncOutcome, SyncError> {
-    let now = ctx.now();
     let stored = ctx
         .store
         .get_checkpoint(job)
@@ -274,21 +578,35 @@ async fn attempt(
             AppError::Invalid(format!("unreadable store credit intent for {customer}")).into(),
         );
     }
-    let account = platform_accounts
-        .account(customer)
-        .await
-        .map_err(platform)?;
     if let Some(intent) = last.as_ref().filter(|i| i.pending) {
-        let age = (now - intent.written_at).to_std().unwrap_or(Duration::ZERO);
+        let age = (ctx.now() - intent.written_at)
+            .to_std()
+            .unwrap_or(Duration::ZERO);
         if age < IN_FLIGHT {
             return Err(platform(PlatformError::transient(
                 "a store credit call for this customer may still be in flight",
             )));
         }
-        settle(ctx, job, intent, account.as_ref()).await?;
     }
-    if let Some(account) = &account {
-        ingest_transactions(ctx, shop, customer, program, &account.transactions).await?;
+    let history = read_history(ctx, platform_accounts, shop, customer).await?;
+    if let Some(intent) = last.as_ref().filter(|i| i.pending) {
+        settle(ctx, job, intent, &history.transactions).await?;
+    }
+    ingest_transactions(
+        ctx,
+        shop,
+        customer,
+        program,
+        &history.transactions,
+        &history.from,
+        history.complete,
+    )
+    .await?;
+    if !history.complete {
+        // Payments may be left unread: sending now could put them back.
+        return Err(platform(PlatformError::transient(
+            "the store credit account has more transactions to read",
+        )));
     }
     // The ledger after the orders, read now: what the platform must hold.
     let read = ctx
@@ -299,32 +617,39 @@ async fn attempt(
     let Some(ledger) = read.accounts.get(customer) else {
         return Err(AppError::NotFound(format!("customer {customer}")).into());
     };
-    let Some(desired) = desired_code(&ledger.value, program) else {
-        return Ok(SyncOutcome::NotSynced);
+    let (desired, target): (Option<DesiredCode>, Money) = match goal {
+        Goal::Ledger => {
+            let Some(desired) = desired_code(&ledger.value, program) else {
+                return Ok(SyncOutcome::NotSynced);
+            };
+            let target = store_credit_target(&desired);
+            (Some(desired), target)
+        }
+        Goal::Empty => (None, Money::zero(ledger.value.currency)),
     };
-    let target = store_credit_target(&desired);
-    let balance = account
+    let balance = history
+        .account
         .as_ref()
-        .map(|a| a.balance)
+        .map(|(_, balance)| *balance)
         .unwrap_or(Money::zero(target.currency()));
-    let code = desired.code.clone();
-    let state = |amount: Money, id: &str| CodeState {
-        code: code.clone(),
-        platform_id: id.to_string(),
-        amount,
-        active: amount.is_positive(),
-        managed: true,
+    let account_id = history
+        .account
+        .as_ref()
+        .map(|(id, _)| id.clone())
+        .unwrap_or_default();
+    let outcome = |put: PutOutcome| match &desired {
+        Some(desired) => SyncOutcome::Synced(Box::new(Synced {
+            desired: desired.clone(),
+            outcome: put,
+            attempts: 1,
+        })),
+        None => SyncOutcome::NotSynced,
     };
-    let account_id = account.as_ref().map(|a| a.id.clone()).unwrap_or_default();
     let difference = target
         .checked_sub(balance)
         .map_err(|e| AppError::Invalid(format!("store credit balance: {e}")))?;
     if difference.is_zero() {
-        return Ok(SyncOutcome::Synced(Box::new(Synced {
-            desired,
-            outcome: PutOutcome::NotNeeded,
-            attempts: 1,
-        })));
+        return Ok(outcome(PutOutcome::NotNeeded));
     }
     let movement = if difference.is_positive() {
         Movement::Credit
@@ -336,30 +661,38 @@ async fn attempt(
     } else {
         difference.negated()
     };
+    // The window starts here, before the intent is stored: the call may
+    // not leave later than `send_window` after the time the intent names.
+    let send_by = tokio::time::Instant::now() + policy.send_window.min(MAX_SEND_WINDOW);
     let intent = Intent {
         seq: last.as_ref().map_or(1, |i| i.seq + 1),
         pending: true,
         movement,
         amount: amount.amount().to_string(),
         balance_before: balance.amount().to_string(),
-        written_at: now,
+        written_at: ctx.now(),
         nonce: nonce(),
     };
     claim(ctx, shop, customer, job, &intent).await?;
     let sent = match movement {
-        Movement::Credit => platform_accounts.credit(customer, amount).await,
-        Movement::Debit => platform_accounts.debit(&account_id, amount).await,
+        Movement::Credit => platform_accounts.credit(customer, amount, send_by).await,
+        Movement::Debit => platform_accounts.debit(&account_id, amount, send_by).await,
     };
     match sent {
         Ok(()) => {
             put_settled(ctx, job, &intent).await?;
             tracing::info!(shop = %shop, customer = %customer, movement = ?movement,
                 amount = %amount.amount(), balance = %target.amount(), "store credit synced");
-            Ok(SyncOutcome::Synced(Box::new(Synced {
-                desired,
-                outcome: PutOutcome::Updated(state(target, &account_id)),
-                attempts: 1,
-            })))
+            Ok(match &desired {
+                Some(desired) => outcome(PutOutcome::Updated(CodeState {
+                    code: desired.code.clone(),
+                    platform_id: account_id.clone(),
+                    amount: target,
+                    active: target.is_positive(),
+                    managed: true,
+                })),
+                None => SyncOutcome::NotSynced,
+            })
         }
         // Timeouts, 5xx, a dropped connection: it may have been applied.
         // The intent stays pending; the next attempt reconciles it.
@@ -368,14 +701,13 @@ async fn attempt(
                 "store credit call ended ambiguously; its intent stays pending");
             Err(platform(error))
         }
-        // Refused or throttled: the platform applied nothing.
+        // Refused, throttled or never sent: the platform applied nothing.
         Err(error) => {
             put_settled(ctx, job, &intent).await?;
             Err(platform(error))
         }
     }
 }
-
 /// Writes the intent, claims its sequence and reads it back: Ok only for
 /// the one caller that may send it.
 async fn claim(
@@ -430,15 +762,13 @@ async fn settle(
     ctx: &Context,
     job: &str,
     intent: &Intent,
-    account: Option<&CreditAccount>,
+    transactions: &[CreditTransaction],
 ) -> Result<(), SyncError> {
-    let applied = account.is_some_and(|account| {
-        account.transactions.iter().any(|t| {
-            !t.from_order()
-                && t.movement == intent.movement
-                && t.amount.amount().to_string() == intent.amount
-                && t.created_at >= intent.written_at - CLOCK_SKEW
-        })
+    let applied = transactions.iter().any(|t| {
+        !t.from_order()
+            && t.movement == intent.movement
+            && t.amount.amount().to_string() == intent.amount
+            && t.created_at >= intent.written_at - CLOCK_SKEW
     });
     tracing::info!(
         seq = intent.seq,
@@ -450,44 +780,58 @@ async fn settle(
     put_settled(ctx, job, intent).await
 }
 
-/// Applies to the ledger, once each, the account's transactions an order
-/// made since the last one followed: a payment with store credit is a
-/// debit (the redemption), a refund or void back to store credit a credit.
-/// Each is guarded by its platform id, so a transaction read again changes
-/// nothing.
-pub async fn ingest_transactions(
+/// Applies to the ledger, once each and in the platform's order, the
+/// account's transactions an order made: a payment with store credit is a
+/// debit (the redemption, the part the balance cannot cover as debt), a
+/// refund or void back to store credit a credit. Each is guarded by its
+/// platform id, so a transaction read again changes nothing. Then moves
+/// the read position forward: to [`OVERLAP`] before the newest read when
+/// the read reached the newest, else to the last read (the next attempt
+/// goes on from there).
+async fn ingest_transactions(
     ctx: &Context,
     shop: &ShopId,
     customer: &CustomerId,
     program: &Program,
     transactions: &[CreditTransaction],
+    from: &Position,
+    complete: bool,
 ) -> Result<usize, SyncError> {
-    let job = seen_job(shop, customer);
-    let seen = ctx
-        .store
-        .get_checkpoint(&job)
+    let mut applied = 0;
+    for transaction in transactions.iter().filter(|t| t.from_order()) {
+        follow(ctx, shop, customer, program, transaction).await?;
+        if transaction.movement == Movement::Debit && transaction.event == "ORDER_PAYMENT" {
+            not_eligible(ctx, shop, transaction).await?;
+        }
+        applied += 1;
+    }
+    let next = match transactions.last() {
+        Some(newest) if complete => {
+            let settled_before = newest.created_at - OVERLAP;
+            transactions
+                .iter()
+                .rev()
+                .filter(|t| t.created_at <= settled_before)
+                .find_map(Position::after)
+        }
+        Some(_) => transactions.iter().rev().find_map(Position::after),
+        None => None,
+    };
+    let next = next.unwrap_or_else(|| from.clone());
+    ctx.store
+        .put_checkpoint(&read_job(shop, customer), &next.encode())
         .await
         .map_err(AppError::from)?;
-    let mut fresh: Vec<&CreditTransaction> = transactions
-        .iter()
-        .filter(|t| seen.as_deref().is_none_or(|s| t.mark().as_str() > s))
-        .collect();
-    fresh.sort_by_key(|t| t.mark());
-    let mut applied = 0;
-    for transaction in fresh {
-        if transaction.from_order() {
-            follow(ctx, shop, customer, program, transaction).await?;
-            if transaction.movement == Movement::Debit && transaction.event == "ORDER_PAYMENT" {
-                not_eligible(ctx, shop, transaction).await?;
-            }
-            applied += 1;
-        }
-        ctx.store
-            .put_checkpoint(&job, &transaction.mark())
-            .await
-            .map_err(AppError::from)?;
-    }
     Ok(applied)
+}
+
+/// The engine's id of the order a transaction belongs to, when it names one.
+fn order_of(transaction: &CreditTransaction) -> Option<OrderId> {
+    transaction
+        .order_id
+        .as_deref()
+        .map(|id| id.rsplit('/').next().unwrap_or(id))
+        .and_then(|id| OrderId::parse(id).ok())
 }
 
 /// Store credit spent pays part of the order but earns nothing: that part
@@ -500,12 +844,7 @@ async fn not_eligible(
     shop: &ShopId,
     transaction: &CreditTransaction,
 ) -> Result<(), SyncError> {
-    let Some(order) = transaction
-        .order_id
-        .as_deref()
-        .map(|id| id.rsplit('/').next().unwrap_or(id))
-        .and_then(|id| OrderId::parse(id).ok())
-    else {
+    let Some(order) = order_of(transaction) else {
         tracing::warn!(shop = %shop, transaction = %transaction.id,
             "store credit payment without its order: its cashback share cannot be taken out");
         return Ok(());
@@ -540,6 +879,7 @@ async fn follow(
         Movement::Debit => transaction.amount.negated(),
     };
     let order = transaction.order.as_deref().unwrap_or("an order");
+    let order_id = order_of(transaction);
     let note = match (transaction.movement, transaction.event.as_str()) {
         (Movement::Debit, "ORDER_PAYMENT") => format!("store credit spent on {order}"),
         (Movement::Credit, "ORDER_REFUND") => format!("store credit refunded by {order}"),
@@ -555,14 +895,27 @@ async fn follow(
             return Err(AppError::NotFound(format!("customer {customer}")).into());
         };
         let mut next = account.value.clone();
-        let writes = match next.adjust(signed, &note, &guard, program, now) {
+        let applied = match transaction.movement {
+            // Spent at the checkout already: taken whole, never refused.
+            Movement::Debit => next
+                .spend_on_platform(transaction.amount, order_id.as_ref(), &note, &guard, now)
+                .map(|(applied, shortfall)| {
+                    if shortfall.is_positive() {
+                        tracing::warn!(shop = %shop, customer = %customer,
+                            transaction = %transaction.id, shortfall = %shortfall.amount(),
+                            "store credit spent beyond the balance; the rest is the owner's debt");
+                    }
+                    applied
+                }),
+            Movement::Credit => next.adjust(signed, &note, &guard, program, now),
+        };
+        let writes = match applied {
             Ok(applied) => {
                 vec![AccountWrite::new(program, next, account.version).with_entries(applied.entries)]
             }
             Err(refusal) => {
-                // More spent than the ledger holds (credit put on by hand
-                // beside the engine's): the ledger keeps what it can; the
-                // guard records that the transaction was read.
+                // Not money (another currency, a zero amount): the guard
+                // records that the transaction was read.
                 tracing::warn!(shop = %shop, customer = %customer, transaction = %transaction.id,
                     error = %refusal, "store credit transaction not applied to the ledger");
                 Vec::new()

@@ -702,3 +702,34 @@ fn a_tier_from_zero_spend_is_where_everyone_starts_not_an_upgrade() {
     );
     assert!(second.effects.contains(&Effect::TierUpgraded { tier: 1 }));
 }
+
+#[test]
+fn balance_spent_on_the_platform_is_taken_whole_and_the_rest_is_debt() {
+    let mut books = Books::new(five_percent());
+    books
+        .account
+        .adjust(usd("10.00"), "seed", "k", &books.program.clone(), t0())
+        .map(|a| books.entries.extend(a.entries))
+        .unwrap();
+    let order = OrderId::parse("7").unwrap();
+    // Covered: taken from the balance.
+    let (applied, shortfall) = books
+        .account
+        .spend_on_platform(usd("4.00"), Some(&order), "store credit spent", "t1", t0())
+        .unwrap();
+    books.entries.extend(applied.entries.clone());
+    assert_eq!(shortfall, usd("0.00"));
+    assert_eq!(applied.entries[0].kind, EntryKind::Redeem);
+    assert_eq!(books.account.available, usd("6.00"));
+    // More than the balance: never refused, the rest is debt.
+    let (applied, shortfall) = books
+        .account
+        .spend_on_platform(usd("9.00"), Some(&order), "store credit spent", "t2", t0())
+        .unwrap();
+    books.entries.extend(applied.entries);
+    assert_eq!(shortfall, usd("3.00"));
+    assert_eq!(books.account.available, usd("0.00"));
+    assert_eq!(books.account.debt, usd("3.00"));
+    assert_eq!(books.account.lifetime_used, usd("13.00"));
+    books.check();
+}

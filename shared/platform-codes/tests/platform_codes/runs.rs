@@ -41,6 +41,7 @@ fn policy() -> SyncPolicy {
         max_attempts: 5,
         base_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(100),
+        ..SyncPolicy::default()
     }
 }
 

@@ -603,7 +603,15 @@ fn every_document_and_variable_the_adapter_sends_fits_the_admin_schema() {
     let amount = Money::new(dec!(12.30), Currency::USD).unwrap();
     sent.push((
         "store_credit_account",
-        store_credit::account_variables(&ann, Currency::USD),
+        store_credit::account_variables(&ann, Currency::USD, 50, None),
+    ));
+    sent.push((
+        "store_credit_account",
+        store_credit::account_variables(&ann, Currency::USD, 50, Some("eyJsYXN0X2lkIjoxfQ==")),
+    ));
+    sent.push((
+        "store_credit_newest",
+        store_credit::newest_variables(&ann, Currency::USD),
     ));
     sent.push((
         "store_credit_credit",

@@ -19,8 +19,8 @@ use cashback_app::jobs::{JobConfig, TokioClock};
 use cashback_app::notify::{Notification, Notifier, NotifyError, Sent};
 use cashback_app::platform_codes::store_credit::{StoreCreditAccounts, IN_FLIGHT};
 use cashback_app::platform_codes::{
-    sync_customer_code, PlatformCodes, PlatformError, PlatformSync, SyncError, SyncOutcome,
-    SyncPolicy,
+    backfill_shop, sync_customer_code, PlatformCodes, PlatformError, PlatformSync, RunLimits,
+    SyncError, SyncOutcome, SyncPolicy,
 };
 use cashback_app::store::{Platform, ReadRequest, Shop, Store};
 use cashback_app::{AppConfig, AppError, CodeSource, Context};
@@ -96,6 +96,12 @@ struct World {
 
 impl World {
     async fn new() -> World {
+        World::with(program(), 50).await
+    }
+
+    /// A world whose program is `program` and whose adapter reads `page`
+    /// store credit transactions per page.
+    async fn with(program: Program, page: u32) -> World {
         let store = Arc::new(MemoryStore::new());
         store
             .create_shop(&Shop {
@@ -110,22 +116,15 @@ impl World {
             })
             .await
             .unwrap();
-        program().validate().unwrap();
-        store
-            .put_program(&shop(), &program(), 0, t0())
-            .await
-            .unwrap();
+        program.validate().unwrap();
+        store.put_program(&shop(), &program, 0, t0()).await.unwrap();
         let clock = Arc::new(Mutex::new(t0()));
         let read = clock.clone();
         let ctx = Context::new(
             store,
             Arc::new(Quiet),
             Arc::new(Counting(Mutex::new(0))),
-            // The mode is held back unless a deployment opts in.
-            AppConfig {
-                store_credit_preview: true,
-                ..AppConfig::default()
-            },
+            AppConfig::default(),
         )
         .with_clock(Arc::new(move || *read.lock().unwrap()));
         let fake = FakeShopify::start().await;
@@ -136,6 +135,7 @@ impl World {
         )
         .unwrap();
         config.timeout = StdDuration::from_millis(300);
+        config.store_credit_page = page;
         let platform = ShopifyCodes::new(config).unwrap();
         World {
             ctx,
@@ -177,6 +177,63 @@ impl World {
             &policy(),
         )
         .await
+    }
+
+    /// A second adapter of the same shop (another container), with these
+    /// credentials.
+    fn container(&self, credentials: ShopifyCredentials) -> ShopifyCodes {
+        let mut config = ShopifyConfig::new(&self.fake.url(), credentials, Currency::USD).unwrap();
+        config.timeout = StdDuration::from_secs(3);
+        ShopifyCodes::new(config).unwrap()
+    }
+
+    /// Replaces the program (the merchant's PUT).
+    async fn switch_to(&self, mode: PlatformSync) {
+        let mut changed = program();
+        changed.platform_sync = mode;
+        let body = serde_json::to_string(&changed).unwrap();
+        put_program(&self.ctx, &shop(), &body, None, "admin", self.now())
+            .await
+            .unwrap();
+    }
+
+    /// The backfill the program change asks for, run to its end.
+    async fn backfill(&self) {
+        let limits = RunLimits::for_budget(StdDuration::from_secs(30));
+        let summary = backfill_shop(
+            &self.ctx,
+            &self.platform,
+            &shop(),
+            true,
+            self.now(),
+            &limits,
+            &policy(),
+        )
+        .await
+        .unwrap();
+        assert!(
+            summary.checkpoint.finished() && summary.failed == 0,
+            "{summary:?}"
+        );
+    }
+
+    async fn refund(&self, order: &str, amount: &str, id: &str) {
+        let now = self.now();
+        handle_order_event(
+            &self.ctx,
+            &shop(),
+            &OrderEvent::Refunded(Refund {
+                refund_id: RefundId::parse(id).unwrap(),
+                order_id: OrderId::parse(order).unwrap(),
+                basis: RefundBasis::Amount {
+                    amount: usd(amount),
+                },
+                occurred_at: now,
+            }),
+            now,
+        )
+        .await
+        .unwrap();
     }
 
     fn balance_of(&self, customer: &CustomerId) -> Decimal {
@@ -283,6 +340,7 @@ fn policy() -> SyncPolicy {
         max_attempts: 3,
         base_backoff: StdDuration::from_millis(10),
         max_backoff: StdDuration::from_millis(50),
+        ..SyncPolicy::default()
     }
 }
 
@@ -385,9 +443,13 @@ async fn an_ambiguous_credit_retried_is_reconciled_and_never_doubled() {
         w.paid(&ann(), "1", "120.00", &["shopify_payments"]).await;
         w.advance(Duration::days(2));
         w.release().await;
-        // The account read passes; the credit is applied but its answer is
-        // lost (a timeout, or a 503 after applying).
-        w.fake.push_pass();
+        // The first sync's reads pass (the discount code looked up to end
+        // it, the account's newest transaction, then its page); the credit
+        // is applied but its answer is lost (a timeout, or a 503 after
+        // applying).
+        for _ in 0..3 {
+            w.fake.push_pass();
+        }
         w.fake.push_fault(fault);
         let failed = w.sync_of(&ann()).await;
         assert!(
@@ -446,7 +508,9 @@ async fn a_refused_or_throttled_call_applies_nothing_and_the_retry_sends_it() {
     w.paid(&ann(), "1", "120.00", &["shopify_payments"]).await;
     w.advance(Duration::days(2));
     w.release().await;
-    w.fake.push_pass();
+    for _ in 0..3 {
+        w.fake.push_pass();
+    }
     w.fake.push_fault(Fault::Throttle);
     // THROTTLED applied nothing: the intent is settled and the same sync
     // retries after the wait.
@@ -484,9 +548,14 @@ async fn only_the_owners_own_order_transactions_move_the_owners_ledger() {
     // the engine's: the next sync takes the balance back to the ledger's,
     // and the ledger does not grow.
     let ledger = w.account().await.available;
-    StoreCreditAccounts::credit(&w.platform, &ann(), usd("50.00"))
-        .await
-        .unwrap();
+    StoreCreditAccounts::credit(
+        &w.platform,
+        &ann(),
+        usd("50.00"),
+        tokio::time::Instant::now() + StdDuration::from_secs(5),
+    )
+    .await
+    .unwrap();
     w.sync_and_check("credit put on by hand").await;
     assert_eq!(w.account().await.available, ledger);
 }
@@ -557,4 +626,192 @@ async fn a_guest_has_no_store_credit_and_other_platforms_refuse_the_mode() {
             ..
         })
     ));
+}
+
+/// More payments between two syncs than one page holds: every one is read
+/// back to the last transaction already followed before anything is sent,
+/// so none is credited back.
+#[tokio::test]
+async fn payments_beyond_one_page_are_all_followed_and_none_credited_back() {
+    let w = with_a_released_balance().await;
+    let credits = w.credit_transactions();
+    // Sixty payments of 0.10 with no sync between them: the first page of
+    // the account's transactions holds fifty.
+    for n in 0..60 {
+        assert!(w
+            .fake
+            .pay_with_store_credit("1001", "USD", dec!(0.10), &format!("10{n:02}")));
+    }
+    assert_eq!(w.balance_of(&ann()), dec!(6.00));
+    w.sync_and_check("after sixty payments").await;
+    assert_eq!(w.account().await.available, usd("6.00"));
+    assert_eq!(w.balance_of(&ann()), dec!(6.00));
+    assert_eq!(w.credit_transactions(), credits, "nothing credited back");
+    // Read again: each payment was followed once.
+    w.sync_and_check("read again").await;
+    assert_eq!(w.account().await.available, usd("6.00"));
+}
+
+/// More pages than one attempt reads: nothing is sent while one is left,
+/// and the next attempt goes on from where the last stopped.
+#[tokio::test]
+async fn a_long_history_is_read_over_several_attempts_and_nothing_is_sent_before_its_end() {
+    let w = World::with(program(), 1).await;
+    w.paid(&ann(), "1", "120.00", &["shopify_payments"]).await;
+    w.advance(Duration::days(2));
+    w.release().await;
+    w.sync_and_check("release").await;
+    let credits = w.credit_transactions();
+    // 30 payments, read one per page: more than one attempt reads.
+    let pages = cashback_app::platform_codes::store_credit::TRANSACTION_PAGES;
+    for n in 0..(pages + 10) {
+        assert!(w
+            .fake
+            .pay_with_store_credit("1001", "USD", dec!(0.10), &format!("20{n:02}")));
+    }
+    let once = SyncPolicy {
+        max_attempts: 1,
+        ..policy()
+    };
+    let first = sync_customer_code(&w.ctx, &w.platform, &shop(), &ann(), None, &once).await;
+    assert!(matches!(first, Err(ref e) if e.is_retryable()), "{first:?}");
+    assert_eq!(w.credit_transactions(), credits, "nothing sent mid-read");
+    assert_eq!(w.balance_of(&ann()), dec!(9.00));
+    w.sync_and_check("the rest read").await;
+    assert_eq!(w.account().await.available, usd("9.00"));
+    assert_eq!(w.credit_transactions(), credits);
+}
+
+/// A payment with store credit larger than what the ledger holds when it
+/// is read (a clawback landed first) is taken whole: the ledger empties,
+/// the rest is the owner's debt, and nothing is credited back.
+#[tokio::test]
+async fn a_payment_larger_than_the_balance_is_taken_whole_and_the_rest_is_debt() {
+    let w = World::new().await;
+    w.paid(&ann(), "1", "120.00", &["shopify_payments"]).await;
+    w.paid(&ann(), "3", "80.00", &["shopify_payments"]).await;
+    w.advance(Duration::days(2));
+    w.release().await;
+    w.sync_and_check("release").await;
+    assert_eq!(w.balance_of(&ann()), dec!(20.00));
+    let credits = w.credit_transactions();
+    // Ann spends all 20.00; no sync reads it yet.
+    assert!(w
+        .fake
+        .pay_with_store_credit("1001", "USD", dec!(20.00), "2"));
+    // Order 1 is refunded: its 12.00 of cashback is clawed back.
+    w.refund("1", "120.00", "r1").await;
+    assert_eq!(w.account().await.available, usd("8.00"));
+    w.sync_and_check("the payment read after the clawback")
+        .await;
+    let account = w.account().await;
+    assert_eq!(account.available, usd("0.00"));
+    assert_eq!(account.debt, usd("12.00"));
+    assert_eq!(w.balance_of(&ann()), dec!(0));
+    assert_eq!(w.credit_transactions(), credits, "nothing credited back");
+}
+
+/// The program leaves discount-code mode for store credit: the backfill the
+/// change asks for ends each customer's discount code before their balance
+/// is put on as store credit, so it is never spendable twice.
+#[tokio::test]
+async fn switching_to_store_credit_ends_the_discount_code() {
+    let mut codes = program();
+    codes.platform_sync = PlatformSync::DiscountCode;
+    let w = World::with(codes, 50).await;
+    w.paid(&ann(), "1", "120.00", &["shopify_payments"]).await;
+    w.advance(Duration::days(2));
+    w.release().await;
+    w.sync_of(&ann()).await.unwrap();
+    let code = w.account().await.code.unwrap();
+    let discount = w.fake.discount(&code.display()).unwrap();
+    assert!(discount.is_active());
+    assert_eq!(discount.amount, dec!(12.00));
+    assert_eq!(w.balance_of(&ann()), dec!(0));
+
+    w.switch_to(PlatformSync::StoreCredit).await;
+    w.backfill().await;
+    assert!(
+        !w.fake.discount(&code.display()).unwrap().is_active(),
+        "the discount code is ended"
+    );
+    assert_eq!(w.balance_of(&ann()), dec!(12.00));
+    // Later syncs leave the ended code alone.
+    let calls = w.fake.stats().calls.get("deactivate").copied();
+    w.sync_and_check("in store-credit mode").await;
+    assert_eq!(w.fake.stats().calls.get("deactivate").copied(), calls);
+}
+
+/// The program leaves store credit for discount codes: the backfill follows
+/// the store credit payments not read yet, takes the store credit to zero,
+/// then puts the code at what is left.
+#[tokio::test]
+async fn switching_back_to_discount_codes_empties_the_store_credit() {
+    let w = with_a_released_balance().await;
+    // Ann spends 4.00 of her store credit; no sync reads it yet.
+    assert!(w.fake.pay_with_store_credit("1001", "USD", dec!(4.00), "2"));
+    w.switch_to(PlatformSync::DiscountCode).await;
+    w.backfill().await;
+    assert_eq!(w.balance_of(&ann()), dec!(0), "store credit emptied");
+    assert_eq!(w.account().await.available, usd("8.00"));
+    let code = w.account().await.code.unwrap();
+    let discount = w.fake.discount(&code.display()).unwrap();
+    assert!(discount.is_active());
+    assert_eq!(discount.amount, dec!(8.00));
+    // And back again: the code ends, the store credit holds the balance.
+    w.switch_to(PlatformSync::StoreCredit).await;
+    w.backfill().await;
+    assert!(!w.fake.discount(&code.display()).unwrap().is_active());
+    assert_eq!(w.balance_of(&ann()), dec!(8.00));
+}
+
+/// A credit held back by a slow token fetch past its window is never sent:
+/// a second sync (another container) that takes over once the intent's
+/// in-flight window closed sends the only credit.
+#[tokio::test]
+async fn a_credit_that_cannot_leave_within_its_window_is_never_sent_late() {
+    let w = with_a_released_balance().await;
+    adjust(
+        &w.ctx,
+        &shop(),
+        &ann(),
+        r#"{"amount":"10.00","reason":"goodwill"}"#,
+        "k1",
+        "admin",
+        w.now(),
+    )
+    .await
+    .unwrap();
+    // Container 1 fetches a token for every call (they expire at once),
+    // and each fetch now takes 1.5 s: its account read is sent at 1.5 s,
+    // its credit could leave at 3 s.
+    w.fake.set_token_ttl(StdDuration::from_secs(1));
+    w.fake.set_token_delay(StdDuration::from_millis(1500));
+    let slow = w.container(ShopifyCredentials::ClientCredentials {
+        client_id: shopify_fake::CLIENT_ID.into(),
+        client_secret: shopify_fake::CLIENT_SECRET.into(),
+    });
+    let fast = w.container(ShopifyCredentials::AdminToken(
+        shopify_fake::ADMIN_TOKEN.into(),
+    ));
+    let window = SyncPolicy {
+        send_window: StdDuration::from_secs(1),
+        ..policy()
+    };
+    let (shop, ann) = (shop(), ann());
+    let first = sync_customer_code(&w.ctx, &slow, &shop, &ann, None, &window);
+    let second = async {
+        // Container 1 has written its intent and waits for its token.
+        tokio::time::sleep(StdDuration::from_millis(2200)).await;
+        w.advance(Duration::from_std(IN_FLIGHT).unwrap() + Duration::seconds(1));
+        sync_customer_code(&w.ctx, &fast, &shop, &ann, None, &window).await
+    };
+    let (first, second) = tokio::join!(first, second);
+    second.unwrap();
+    // Container 1 gave up on its credit; it may have synced again after.
+    // Container 1 dropped its credit unsent; it may have synced again after.
+    let _ = first;
+    tokio::time::sleep(StdDuration::from_millis(500)).await;
+    assert_eq!(w.balance_of(&ann), dec!(22.00), "credited once");
+    assert_eq!(w.credit_transactions(), 2);
 }

@@ -168,6 +168,7 @@ fn policy() -> SyncPolicy {
         max_attempts: 5,
         base_backoff: StdDuration::from_millis(10),
         max_backoff: StdDuration::from_millis(100),
+        ..SyncPolicy::default()
     }
 }
 

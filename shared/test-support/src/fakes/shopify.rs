@@ -17,7 +17,10 @@
 //!   with their user errors `NEGATIVE_OR_ZERO_AMOUNT`,
 //!   `INSUFFICIENT_FUNDS`, `ACCOUNT_NOT_FOUND`, `OWNER_NOT_FOUND`,
 //!   `MISMATCHING_CURRENCY`; `customer.storeCreditAccounts` with the
-//!   `currency_code` filter, `balance` and `transactions`): a credit to a
+//!   `currency_code` filter, `balance` and `transactions` paginated as a
+//!   connection: `first`/`after` or `last`/`before` (one of `first` or
+//!   `last` required, at most 250), `edges { cursor node }`, `nodes` and
+//!   `pageInfo`, oldest first): a credit to a
 //!   customer id opens their account in that currency; the checkout's side
 //!   (a payment with store credit, a refund back to it) is played by
 //!   [`FakeShopify::pay_with_store_credit`] and
@@ -178,6 +181,8 @@ struct Inner {
     bucket: Bucket,
     tokens: HashMap<String, Instant>,
     token_ttl: Duration,
+    /// How long the client credentials grant takes to answer.
+    token_delay: Duration,
     stats: ShopifyStats,
     faults: Faults,
 }
@@ -211,6 +216,7 @@ impl FakeShopify {
             },
             tokens: HashMap::new(),
             token_ttl: Duration::from_secs(24 * 3600),
+            token_delay: Duration::ZERO,
             stats: ShopifyStats {
                 lowest_bucket: maximum,
                 ..ShopifyStats::default()
@@ -399,6 +405,18 @@ impl FakeShopify {
         self.lock().token_ttl = ttl;
     }
 
+    /// The client credentials grant answers only after `delay`.
+    pub fn set_token_delay(&self, delay: Duration) {
+        self.lock().token_delay = delay;
+    }
+
+    /// The bucket holds `points` now (calls of other apps drained it).
+    pub fn set_bucket_available(&self, points: f64) {
+        let mut inner = self.lock();
+        inner.bucket.refill();
+        inner.bucket.available = points.min(inner.bucket.maximum);
+    }
+
     /// Every issued token expires now (the next call is answered 401).
     pub fn expire_tokens(&self) {
         let now = Instant::now();
@@ -427,6 +445,10 @@ async fn access_token(State(inner): State<Arc<Mutex<Inner>>>, body: String) -> R
             Json(json!({"error": "invalid_client", "error_description": "Client authentication failed"})),
         )
             .into_response();
+    }
+    let delay = inner.lock().unwrap_or_else(|p| p.into_inner()).token_delay;
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
     let mut inner = inner.lock().unwrap_or_else(|p| p.into_inner());
     inner.stats.tokens_issued += 1;
@@ -563,7 +585,7 @@ async fn graphql(
             "deactivate" => deactivate(&mut inner, &variables),
             "store_credit_credit" => store_credit_credit(&mut inner, &variables),
             "store_credit_debit" => store_credit_debit(&mut inner, &variables),
-            "store_credit_account" => store_credit_account(&inner, &variables),
+            "store_credit_account" => store_credit_account(&inner, &query, &variables),
             _ => lookup(&inner, &variables),
         };
         inner.bucket.available += requested - actual;
@@ -1066,7 +1088,39 @@ fn store_credit_debit(inner: &mut Inner, variables: &Value) -> Result<Value, Str
     Ok(json!({"storeCreditAccountDebit": answer}))
 }
 
-fn store_credit_account(inner: &Inner, variables: &Value) -> Result<Value, String> {
+/// The arguments of the `transactions` connection as the query writes
+/// them, each a literal or a variable's value.
+fn transactions_arguments(query: &str, variables: &Value) -> HashMap<String, Value> {
+    let mut found = HashMap::new();
+    let Some(start) = query.find("transactions(") else {
+        return found;
+    };
+    let rest = &query[start + "transactions(".len()..];
+    let Some(end) = rest.find(')') else {
+        return found;
+    };
+    for argument in rest[..end].split(',') {
+        let Some((name, value)) = argument.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        let value = match value.strip_prefix('$') {
+            Some(variable) => variables.get(variable).cloned().unwrap_or(Value::Null),
+            None => serde_json::from_str(value).unwrap_or(Value::Null),
+        };
+        found.insert(name.trim().to_string(), value);
+    }
+    found
+}
+
+/// A transaction's cursor: opaque to the caller, stable as transactions
+/// are added.
+fn cursor_of(transaction: &CreditTransaction) -> String {
+    let hex: String = transaction.id.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("sc{hex}")
+}
+
+fn store_credit_account(inner: &Inner, query: &str, variables: &Value) -> Result<Value, String> {
     let id = variables
         .get("id")
         .and_then(Value::as_str)
@@ -1079,23 +1133,74 @@ fn store_credit_account(inner: &Inner, variables: &Value) -> Result<Value, Strin
         .and_then(Value::as_str)
         .and_then(|q| q.strip_prefix("currency_code:"))
         .map(str::to_string);
-    let nodes: Vec<Value> = inner
+    let arguments = transactions_arguments(query, variables);
+    let count = |name: &str| arguments.get(name).and_then(Value::as_u64);
+    let cursor = |name: &str| {
+        arguments
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let (first, last) = (count("first"), count("last"));
+    if first.is_none() && last.is_none() {
+        return Err("you must provide one of first or last".into());
+    }
+    if first.is_some() && last.is_some() {
+        return Err("Passing both `first` and `last` to paginate the `transactions` connection is not supported.".into());
+    }
+    if first.or(last).is_some_and(|n| n > 250) {
+        return Err("The page size is limited to 250.".into());
+    }
+    let mut nodes = Vec::new();
+    for account in inner
         .credit_accounts
         .iter()
         .filter(|a| a.customer == id && currency.as_ref().is_none_or(|c| *c == a.currency))
         .take(1)
-        .map(|a| {
-            let start = a.transactions.len().saturating_sub(25);
-            json!({
-                "id": a.id,
-                "balance": money_v2(a.balance, &a.currency),
-                "transactions": {"nodes": a.transactions[start..]
-                    .iter()
-                    .map(|t| transaction_node(t, &a.currency))
-                    .collect::<Vec<_>>()},
-            })
-        })
-        .collect();
+    {
+        let list = &account.transactions;
+        let position = |cursor: &str| {
+            list.iter()
+                .position(|t| cursor_of(t) == cursor)
+                .ok_or_else(|| format!("Invalid cursor for current pagination: {cursor}"))
+        };
+        let mut from = match cursor("after") {
+            Some(after) => position(&after)? + 1,
+            None => 0,
+        };
+        let mut to = match cursor("before") {
+            Some(before) => position(&before)?,
+            None => list.len(),
+        };
+        to = to.max(from);
+        if let Some(first) = first {
+            to = to.min(from + first as usize);
+        }
+        if let Some(last) = last {
+            from = from.max(to.saturating_sub(last as usize));
+        }
+        let page = &list[from..to];
+        let edges: Vec<Value> = page
+            .iter()
+            .map(
+                |t| json!({"cursor": cursor_of(t), "node": transaction_node(t, &account.currency)}),
+            )
+            .collect();
+        nodes.push(json!({
+            "id": account.id,
+            "balance": money_v2(account.balance, &account.currency),
+            "transactions": {
+                "edges": edges,
+                "nodes": page.iter().map(|t| transaction_node(t, &account.currency)).collect::<Vec<_>>(),
+                "pageInfo": {
+                    "hasNextPage": to < list.len(),
+                    "hasPreviousPage": from > 0,
+                    "startCursor": page.first().map(cursor_of),
+                    "endCursor": page.last().map(cursor_of),
+                },
+            },
+        }));
+    }
     Ok(json!({"customer": {"storeCreditAccounts": {"nodes": nodes}}}))
 }
 

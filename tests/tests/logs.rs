@@ -206,8 +206,8 @@ async fn story(outbox: &std::path::Path, store: Arc<dyn Store>) -> String {
         Arc::new(notifier),
         Arc::new(SeqCodes(Mutex::new(7))),
         AppConfig {
-            link_keys: cashback_app::link_keys::LinkKeys::fixed(
-                cashback_app::link_keys::LinkKeySet {
+            link_keys: cashback_app::secret_keys::SecretKeys::fixed(
+                cashback_app::secret_keys::KeySet {
                     current: LINK_SECRET.as_bytes().to_vec(),
                     previous: Vec::new(),
                 },
@@ -226,7 +226,9 @@ async fn story(outbox: &std::path::Path, store: Arc<dyn Store>) -> String {
         .merge(customer_api::router_with(
             ctx.clone(),
             CustomerApiConfig {
-                shopify_app_secret: Some(APP_SECRET.as_bytes().to_vec()),
+                shopify_app_secret: Some(cashback_app::secret_keys::SecretKeys::one(
+                    APP_SECRET.as_bytes().to_vec(),
+                )),
                 proxy_max_age_seconds: 300,
             },
         ))

@@ -34,6 +34,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use cashback_app::portal::{self, CustomerView, EntriesPage, UnsubscribeOutcome};
+use cashback_app::secret_keys::SecretKeys;
 use cashback_app::store::{KeyScope, Shop};
 use cashback_app::{AppError, Context};
 use cashback_core::ids::{CustomerId, ShopId};
@@ -54,8 +55,9 @@ pub const DEFAULT_PROXY_MAX_AGE_SECONDS: i64 = 300;
 /// What the customer API needs besides the context.
 #[derive(Clone)]
 pub struct CustomerApiConfig {
-    /// The Shopify app's shared secret; None disables app proxy requests.
-    pub shopify_app_secret: Option<Vec<u8>>,
+    /// The Shopify app's shared secret (its current key signs), given or
+    /// read on first use; None disables app proxy requests.
+    pub shopify_app_secret: Option<SecretKeys>,
     pub proxy_max_age_seconds: i64,
 }
 
@@ -81,7 +83,7 @@ impl CustomerApiConfig {
                 .ok()
                 .map(|secret| secret.trim().to_string())
                 .filter(|secret| !secret.is_empty())
-                .map(String::into_bytes),
+                .map(|secret| SecretKeys::one(secret.into_bytes())),
             proxy_max_age_seconds: DEFAULT_PROXY_MAX_AGE_SECONDS,
         }
     }
@@ -162,7 +164,7 @@ async fn view(
 ) -> Result<CustomerView, ApiError> {
     let known = state.ctx.shop(shop, now).await?;
     if params.iter().any(|(key, _)| key == proxy::SIGNATURE) {
-        authorize_proxy(&state.config, &known, customer, params, now)?;
+        authorize_proxy(&state.config, &known, customer, params, now).await?;
     } else {
         require_key(&state.ctx, &known, headers, KeyScope::PortalServer, now).await?;
     }
@@ -185,7 +187,7 @@ async fn view(
 
 /// A signed app proxy request for this very customer (the shopper's
 /// cashback page checks its proxy requests with it too).
-pub fn authorize_proxy(
+pub async fn authorize_proxy(
     config: &CustomerApiConfig,
     known: &Shop,
     customer: &CustomerId,
@@ -197,7 +199,8 @@ pub fn authorize_proxy(
             "app proxy requests are not enabled here",
         ));
     };
-    if !proxy::verify(secret, params) {
+    let secret = secret.get().await.map_err(AppError::from)?;
+    if !proxy::verify(&secret.current, params) {
         return Err(ApiError::unauthorized(
             "the app proxy signature is not valid",
         ));

@@ -1,10 +1,10 @@
-//! The pages Lambda: wiring only. Clients and the app secret are made or
-//! read once per container, outside the handler; the link secret is read
-//! by the first request. On Lambda both secrets come from SSM SecureStrings
-//! (`CASHBACK_LINK_SECRET_PARAM`, `CASHBACK_SHOPIFY_APP_SECRET_PARAM`), as
-//! the customer API reads them.
+//! The pages Lambda: wiring only. Clients are made once per container,
+//! outside the handler; the link secret is read by the first request, the
+//! app secret by the first that needs it. On Lambda both come from SSM
+//! SecureStrings (`CASHBACK_LINK_SECRET_PARAM`,
+//! `CASHBACK_SHOPIFY_APP_SECRET_PARAM`), as the customer API reads them.
 
-use cashback_edge::wiring::{secret_keys, MIN_APP_SECRET_LENGTH, SHOPIFY_APP_SECRET};
+use cashback_edge::wiring::{secret_on_first_use, MIN_APP_SECRET_LENGTH, SHOPIFY_APP_SECRET};
 use cashback_pages::PagesConfig;
 
 #[tokio::main]
@@ -23,9 +23,8 @@ async fn main() -> Result<(), lambda_http::Error> {
     };
     // Shopify signs proxy requests and session tokens with the app's
     // current secret: the first key of the parameter.
-    let shopify_app_secret = secret_keys(SHOPIFY_APP_SECRET, MIN_APP_SECRET_LENGTH, sdk.as_ref())
-        .await?
-        .and_then(|keys| keys.into_iter().next());
+    let shopify_app_secret =
+        secret_on_first_use(SHOPIFY_APP_SECRET, MIN_APP_SECRET_LENGTH, sdk.as_ref())?;
     let mut config = PagesConfig::from_env();
     config.proxy.shopify_app_secret = shopify_app_secret;
     lambda_http::run(cashback_pages::router_with(ctx, config)).await

@@ -21,9 +21,9 @@ use crate::admin::TableExports;
 use crate::api_keys::KeyCache;
 use crate::checkout::GuessBlocks;
 use crate::error::AppError;
-use crate::link_keys::{LinkKeySet, LinkKeys};
 use crate::marketing::MarketingAccounts;
 use crate::notify::{Notification, Notifier, NotifyError, Sent};
+use crate::secret_keys::{KeySet, SecretKeys};
 use crate::store::{Shop, Store, Versioned};
 
 /// Unknown shops remembered at most (a flood of made-up names cannot grow
@@ -49,8 +49,8 @@ pub struct AppConfig {
     /// Public base URL of the API, for links in emails (unsubscribe).
     pub public_base_url: String,
     /// Keys that sign and check links and forms: given, or read on first
-    /// use ([`crate::link_keys`]).
-    pub link_keys: LinkKeys,
+    /// use ([`crate::secret_keys`]).
+    pub link_keys: SecretKeys,
     /// How long shops and programs stay cached in a warm container.
     pub cache_ttl_seconds: i64,
     /// How many times a use case retries after losing to a concurrent writer.
@@ -65,7 +65,7 @@ impl Default for AppConfig {
         AppConfig {
             code_prefix: "CB".into(),
             public_base_url: "http://127.0.0.1:3000".into(),
-            link_keys: LinkKeys::fixed(LinkKeySet {
+            link_keys: SecretKeys::fixed(KeySet {
                 current: b"development-only-link-secret".to_vec(),
                 previous: Vec::new(),
             }),

@@ -46,7 +46,7 @@ pub enum AppError {
     Store(#[from] StoreError),
     /// The keys that sign links could not be read (SSM); retry later.
     #[error(transparent)]
-    LinkKeys(#[from] crate::link_keys::LinkKeysUnavailable),
+    Secret(#[from] crate::secret_keys::SecretUnavailable),
     /// Kept trying and lost every time to concurrent writers.
     #[error("gave up after {attempts} attempts: {last}")]
     Contended {
@@ -62,7 +62,7 @@ impl AppError {
     pub fn is_retryable(&self) -> bool {
         match self {
             AppError::Store(error) => error.is_retryable(),
-            AppError::Contended { .. } | AppError::LinkKeys(_) => true,
+            AppError::Contended { .. } | AppError::Secret(_) => true,
             _ => false,
         }
     }

@@ -25,7 +25,7 @@
 //! - [`preferences`]: the customer's email preferences (reminders off or on).
 //! - [`bonuses`]: a customer's birthday, set by them, the shop or its platform.
 //! - [`notices`]: which emails a change calls for; signed unsubscribe links.
-//! - [`link_keys`]: the keys that sign links and forms, read on first use.
+//! - [`secret_keys`]: secrets (the link keys, the Shopify app secret) read on first use.
 //! - [`resend`]: a customer's last email sent again (the merchant's dashboard).
 //! - [`error`]: the use cases' errors.
 //! - [`secret_ref`]: where a shop's webhook secrets live, parsed once.
@@ -45,7 +45,6 @@ pub mod coupon_uses;
 pub mod error;
 pub mod events;
 pub mod jobs;
-pub mod link_keys;
 pub mod marketing;
 pub mod notices;
 pub mod notify;
@@ -58,6 +57,7 @@ pub mod referral;
 pub mod reports;
 pub mod resend;
 pub mod retry;
+pub mod secret_keys;
 pub mod secret_ref;
 pub mod sets;
 pub mod store;

@@ -142,8 +142,8 @@ impl From<AppError> for ApiError {
                     "temporarily unavailable; retry later",
                 )
             }
-            AppError::LinkKeys(unavailable) => {
-                error!(error = %unavailable, "link keys unavailable");
+            AppError::Secret(unavailable) => {
+                error!(error = %unavailable, "secret unavailable");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use rand::RngCore;
 
-use cashback_app::link_keys::{LinkKeyLoader, LinkKeySet, LinkKeys};
 use cashback_app::notify::Notifier;
+use cashback_app::secret_keys::{KeyLoader, KeySet, SecretKeys};
 use cashback_app::store::Store;
 use cashback_app::{AppConfig, CodeSource, Context};
 use cashback_core::ids::GENERATED_CODE_LENGTH;
@@ -100,64 +100,59 @@ fn secret_source(name: &str) -> Result<Option<SecretSource>, WiringError> {
     }
 }
 
-/// The secret a setting names (`{name}_PARAM`: an SSM SecureString; `{name}`: the
-/// value, local runs only), read now, as its keys
-/// `current[,previous]`, each at least `min_length` characters. The caller
-/// keeps the answer (once per container).
-pub async fn secret_keys(
-    name: &str,
-    min_length: usize,
-    sdk: Option<&aws_config::SdkConfig>,
-) -> Result<Option<Vec<Vec<u8>>>, WiringError> {
-    let fail = |message: String| WiringError::Secret {
-        name: name.to_string(),
-        message,
-    };
-    let value = match secret_source(name)? {
-        Some(SecretSource::Ssm(parameter)) => {
-            let loaded;
-            let sdk = match sdk {
-                Some(sdk) => sdk,
-                None => {
-                    loaded = aws_config().await;
-                    &loaded
-                }
-            };
-            ssm_value(&aws_sdk_ssm::Client::new(sdk), &parameter)
-                .await
-                .map_err(|message| WiringError::Secret {
-                    name: format!("{name}_PARAM"),
-                    message,
-                })?
-        }
-        Some(SecretSource::Value(value)) => value,
-        None => return Ok(None),
-    };
-    rotating_keys(&value, min_length).map(Some).map_err(fail)
-}
-
-/// The link keys' SSM SecureString, read by the first use case that signs
-/// or checks a link (`cashback_app::link_keys`), not at start.
-struct SsmLinkKeys {
+/// A secret's SSM SecureString, read by its first use
+/// (`cashback_app::secret_keys`), not at start.
+struct SsmKeys {
     sdk: aws_config::SdkConfig,
     parameter: String,
+    min_length: usize,
 }
 
 #[async_trait::async_trait]
-impl LinkKeyLoader for SsmLinkKeys {
-    async fn load(&self) -> Result<LinkKeySet, String> {
+impl KeyLoader for SsmKeys {
+    async fn load(&self) -> Result<KeySet, String> {
         let value = ssm_value(&aws_sdk_ssm::Client::new(&self.sdk), &self.parameter).await?;
-        link_key_set(&value)
+        key_set(&value, self.min_length)
     }
 }
 
-fn link_key_set(value: &str) -> Result<LinkKeySet, String> {
-    let mut keys = rotating_keys(value, MIN_LINK_SECRET_LENGTH)?;
+fn key_set(value: &str, min_length: usize) -> Result<KeySet, String> {
+    let mut keys = rotating_keys(value, min_length)?;
     let current = keys.remove(0);
-    Ok(LinkKeySet {
+    Ok(KeySet {
         current,
         previous: keys,
     })
+}
+
+/// The secret a setting names, as keys read on their first use: from SSM
+/// (`{name}_PARAM`, with `sdk`), or the value itself in local runs
+/// (`{name}`, checked now); None when neither is set. Nothing is read here.
+pub fn secret_on_first_use(
+    name: &str,
+    min_length: usize,
+    sdk: Option<&aws_config::SdkConfig>,
+) -> Result<Option<SecretKeys>, WiringError> {
+    match secret_source(name)? {
+        Some(SecretSource::Ssm(parameter)) => {
+            let sdk = sdk.ok_or_else(|| WiringError::Secret {
+                name: format!("{name}_PARAM"),
+                message: "set, but no AWS configuration was loaded to read it".into(),
+            })?;
+            Ok(Some(SecretKeys::on_first_use(Arc::new(SsmKeys {
+                sdk: sdk.clone(),
+                parameter,
+                min_length,
+            }))))
+        }
+        Some(SecretSource::Value(value)) => key_set(&value, min_length)
+            .map(|keys| Some(SecretKeys::fixed(keys)))
+            .map_err(|message| WiringError::Secret {
+                name: name.to_string(),
+                message,
+            }),
+        None => Ok(None),
+    }
 }
 
 /// `current[,previous]` as keys, each at least `min_length` characters.
@@ -207,28 +202,11 @@ pub fn app_config(sdk: Option<&aws_config::SdkConfig>) -> Result<AppConfig, Wiri
     if let Some(url) = var("CASHBACK_PUBLIC_URL") {
         config.public_base_url = url;
     }
-    let param_name = format!("{LINK_SECRET}_PARAM");
-    match secret_source(LINK_SECRET)? {
-        Some(SecretSource::Ssm(parameter)) => {
-            let sdk = sdk.ok_or_else(|| WiringError::Secret {
-                name: param_name.clone(),
-                message: "set, but no AWS configuration was loaded to read it".into(),
-            })?;
-            config.link_keys = LinkKeys::on_first_use(Arc::new(SsmLinkKeys {
-                sdk: sdk.clone(),
-                parameter,
-            }));
-        }
-        Some(SecretSource::Value(value)) => {
-            let keys = link_key_set(&value).map_err(|message| WiringError::Secret {
-                name: LINK_SECRET.to_string(),
-                message,
-            })?;
-            config.link_keys = LinkKeys::fixed(keys);
-        }
+    match secret_on_first_use(LINK_SECRET, MIN_LINK_SECRET_LENGTH, sdk)? {
+        Some(keys) => config.link_keys = keys,
         None if on_lambda() => {
             return Err(WiringError::Secret {
-                name: param_name,
+                name: format!("{LINK_SECRET}_PARAM"),
                 message: "must name the SSM SecureString of the link secret on Lambda \
                           (it signs unsubscribe links)"
                     .into(),
@@ -397,7 +375,8 @@ pub async fn context_from_env() -> Result<Context, WiringError> {
 pub async fn context_and_sdk() -> Result<(Context, Option<aws_config::SdkConfig>), WiringError> {
     let needs_aws = store_choice() == "dynamodb"
         || mail_choice() == "ses"
-        || var(&format!("{LINK_SECRET}_PARAM")).is_some();
+        || var(&format!("{LINK_SECRET}_PARAM")).is_some()
+        || var(&format!("{SHOPIFY_APP_SECRET}_PARAM")).is_some();
     crate::aws::TrustRoots::from_env().map_err(|message| WiringError::Variable {
         name: "CASHBACK_TLS_ROOTS",
         message,

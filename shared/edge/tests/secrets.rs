@@ -1,9 +1,10 @@
-//! Secret settings from the environment: SSM SecureStrings (on moto when
-//! `MOTO_ENDPOINT` is set), the local-only plain value refused on Lambda,
-//! short keys refused, and a link secret's previous key kept for rotation.
+//! Secret settings from the environment: SSM SecureStrings read on first
+//! use (on moto when `MOTO_ENDPOINT` is set), the local-only plain value
+//! refused on Lambda, short keys refused, and a link secret's previous key
+//! kept for rotation.
 //! One test, because it changes the process environment.
 
-use cashback_edge::wiring::{app_config, secret_keys, WiringError};
+use cashback_edge::wiring::{app_config, secret_on_first_use, WiringError};
 use cashback_test_support::moto;
 
 fn message(error: WiringError) -> String {
@@ -15,31 +16,25 @@ async fn secrets_come_from_ssm_and_never_from_a_plain_variable_on_lambda() {
     std::env::remove_var("AWS_LAMBDA_FUNCTION_NAME");
     // Local runs: the value itself.
     std::env::set_var("CASHBACK_T1_SECRET", "local-0123456789abcdef");
+    let local = secret_on_first_use("CASHBACK_T1_SECRET", 16, None)
+        .unwrap()
+        .unwrap();
     assert_eq!(
-        secret_keys("CASHBACK_T1_SECRET", 16, None).await.unwrap(),
-        Some(vec![b"local-0123456789abcdef".to_vec()])
+        local.if_loaded().map(|k| k.current.clone()),
+        Some(b"local-0123456789abcdef".to_vec())
     );
-    assert_eq!(
-        secret_keys("CASHBACK_T0_SECRET", 16, None).await.unwrap(),
-        None
-    );
+    assert!(secret_on_first_use("CASHBACK_T0_SECRET", 16, None)
+        .unwrap()
+        .is_none());
     // Short keys are refused by length, never shown.
     std::env::set_var("CASHBACK_T2_SECRET", "hunter2");
-    let short = message(
-        secret_keys("CASHBACK_T2_SECRET", 16, None)
-            .await
-            .unwrap_err(),
-    );
+    let short = message(secret_on_first_use("CASHBACK_T2_SECRET", 16, None).unwrap_err());
     assert!(short.contains("at least 16 characters"), "{short}");
     assert!(!short.contains("hunter2"));
 
     // On Lambda a plain secret is refused, naming where it should be.
     std::env::set_var("AWS_LAMBDA_FUNCTION_NAME", "customer-api");
-    let plain = message(
-        secret_keys("CASHBACK_T1_SECRET", 16, None)
-            .await
-            .unwrap_err(),
-    );
+    let plain = message(secret_on_first_use("CASHBACK_T1_SECRET", 16, None).unwrap_err());
     assert!(plain.contains("CASHBACK_T1_SECRET_PARAM"), "{plain}");
     assert!(!plain.contains("local-0123456789abcdef"));
     // ...and the link secret is required there.
@@ -87,5 +82,29 @@ async fn secrets_come_from_ssm_and_never_from_a_plain_variable_on_lambda() {
         "{unreadable}"
     );
     std::env::remove_var("CASHBACK_LINK_SECRET_PARAM");
+
+    // The app secret alike: nothing read until its first use.
+    let app = format!("/cashback/edge-test-{}/app-secret", std::process::id());
+    std::env::set_var("CASHBACK_T3_SECRET_PARAM", &app);
+    let lazy = secret_on_first_use("CASHBACK_T3_SECRET", 16, Some(&sdk))
+        .unwrap()
+        .unwrap();
+    assert!(lazy.if_loaded().is_none());
+    let absent = lazy.get().await.unwrap_err().to_string();
+    assert!(absent.contains(&app), "{absent}");
+    aws_sdk_ssm::Client::new(&sdk)
+        .put_parameter()
+        .name(&app)
+        .value("app-secret-0123456789abcdef")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        lazy.get().await.unwrap().current,
+        b"app-secret-0123456789abcdef".to_vec()
+    );
+    std::env::remove_var("CASHBACK_T3_SECRET_PARAM");
     std::env::remove_var("AWS_LAMBDA_FUNCTION_NAME");
 }

@@ -370,7 +370,7 @@ pub(crate) async fn proxied_customer(
         Some(raw) => CustomerId::parse(raw)
             .map_err(|_| ApiError::unauthorized("the app proxy request names no customer"))?,
     };
-    customer_api::authorize_proxy(&state.config.proxy, &known, &customer, params, now)?;
+    customer_api::authorize_proxy(&state.config.proxy, &known, &customer, params, now).await?;
     // Shopify appends its `path_prefix` after the shopper's own query, and
     // signs a repeated key: a link that carries one would choose where the
     // page's stylesheet, links and form go. Shopify's must be the only one.

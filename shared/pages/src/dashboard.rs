@@ -227,6 +227,14 @@ pub(crate) fn app_failure(error: AppError) -> Response {
             &format!("No {what} here."),
         ),
         AppError::UnknownShop(_) => message(StatusCode::NOT_FOUND, "Not found", "No such shop."),
+        other if other.is_retryable() => {
+            tracing::warn!(error = %other, "dashboard request failed, retryable");
+            message(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Temporarily unavailable",
+                "Please try again in a moment.",
+            )
+        }
         other => {
             tracing::warn!(error = %other, "dashboard request failed");
             message(
@@ -330,7 +338,7 @@ pub(crate) async fn embedded(
 ) -> Response {
     let now = state.ctx.now();
     let (Some(secret), Some(api_key)) = (
-        state.config.proxy.shopify_app_secret.as_deref(),
+        state.config.proxy.shopify_app_secret.as_ref(),
         state.config.shopify_api_key.as_deref(),
     ) else {
         return message(
@@ -338,6 +346,10 @@ pub(crate) async fn embedded(
             "Not available",
             "This dashboard is not set up inside Shopify admin.",
         );
+    };
+    let secret = match secret.get().await {
+        Ok(keys) => keys.current.as_slice(),
+        Err(error) => return app_failure(error.into()),
     };
     let params = query.map(|Query(p)| p).unwrap_or_default();
     let token = param(&params, "id_token").unwrap_or_default();

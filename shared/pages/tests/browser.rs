@@ -54,7 +54,9 @@ fn found(env: &str, default: &str) -> Option<String> {
 fn config() -> PagesConfig {
     PagesConfig {
         proxy: CustomerApiConfig {
-            shopify_app_secret: Some(APP_SECRET.to_vec()),
+            shopify_app_secret: Some(cashback_app::secret_keys::SecretKeys::one(
+                APP_SECRET.to_vec(),
+            )),
             proxy_max_age_seconds: 300,
         },
         link_ttl_seconds: 3600,

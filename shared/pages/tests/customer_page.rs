@@ -25,7 +25,7 @@ const SECRET: &[u8] = b"hush";
 fn config() -> PagesConfig {
     PagesConfig {
         proxy: CustomerApiConfig {
-            shopify_app_secret: Some(SECRET.to_vec()),
+            shopify_app_secret: Some(cashback_app::secret_keys::SecretKeys::one(SECRET.to_vec())),
             proxy_max_age_seconds: 300,
         },
         link_ttl_seconds: 3600,

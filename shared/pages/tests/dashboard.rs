@@ -26,7 +26,9 @@ const RIVAL: &str = "rival@other.test";
 fn config() -> PagesConfig {
     PagesConfig {
         proxy: CustomerApiConfig {
-            shopify_app_secret: Some(b"app-secret".to_vec()),
+            shopify_app_secret: Some(cashback_app::secret_keys::SecretKeys::one(
+                b"app-secret".to_vec(),
+            )),
             proxy_max_age_seconds: 300,
         },
         link_ttl_seconds: 3600,
@@ -1212,14 +1214,14 @@ async fn opening_the_embedded_app_marks_its_shop_installed_again_and_no_other() 
 struct FlakySsm(std::sync::atomic::AtomicU32);
 
 #[async_trait::async_trait]
-impl cashback_app::link_keys::LinkKeyLoader for FlakySsm {
-    async fn load(&self) -> Result<cashback_app::link_keys::LinkKeySet, String> {
+impl cashback_app::secret_keys::KeyLoader for FlakySsm {
+    async fn load(&self) -> Result<cashback_app::secret_keys::KeySet, String> {
         if self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
             return Err(
                 "SSM parameter /cashback/link-secret could not be read (Throttling)".into(),
             );
         }
-        Ok(cashback_app::link_keys::LinkKeySet {
+        Ok(cashback_app::secret_keys::KeySet {
             current: b"the-deployments-link-secret-0123456789".to_vec(),
             previous: Vec::new(),
         })
@@ -1235,7 +1237,7 @@ async fn pages_read_the_link_keys_on_the_first_request_and_answer_503_while_they
         seeded.notifier.clone(),
         seeded.codes.clone(),
         cashback_app::AppConfig {
-            link_keys: cashback_app::link_keys::LinkKeys::on_first_use(loader.clone()),
+            link_keys: cashback_app::secret_keys::SecretKeys::on_first_use(loader.clone()),
             ..cashback_app::AppConfig::default()
         },
     )

@@ -119,7 +119,9 @@ async fn fixture() -> Fixture {
         .merge(customer_api::router_with(
             ctx.clone(),
             CustomerApiConfig {
-                shopify_app_secret: Some(APP_SECRET.to_vec()),
+                shopify_app_secret: Some(cashback_app::secret_keys::SecretKeys::one(
+                    APP_SECRET.to_vec(),
+                )),
                 proxy_max_age_seconds: customer_api::DEFAULT_PROXY_MAX_AGE_SECONDS,
             },
         ))

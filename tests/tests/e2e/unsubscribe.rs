@@ -104,8 +104,8 @@ async fn an_unsubscribed_customer_gets_no_cashback_email_of_any_kind() {
         notifier.clone(),
         Arc::new(SeqCodes(Mutex::new(3))),
         AppConfig {
-            link_keys: cashback_app::link_keys::LinkKeys::fixed(
-                cashback_app::link_keys::LinkKeySet {
+            link_keys: cashback_app::secret_keys::SecretKeys::fixed(
+                cashback_app::secret_keys::KeySet {
                     current: NEW_LINK_SECRET.to_vec(),
                     previous: vec![OLD_LINK_SECRET.to_vec()],
                 },

@@ -16,7 +16,7 @@ use cashback_test_support::moto;
 
 fn config() -> CustomerApiConfig {
     CustomerApiConfig {
-        shopify_app_secret: Some(b"hush".to_vec()),
+        shopify_app_secret: Some(cashback_app::secret_keys::SecretKeys::one(b"hush".to_vec())),
         proxy_max_age_seconds: 300,
     }
 }

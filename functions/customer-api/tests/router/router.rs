@@ -17,7 +17,7 @@ const SECRET: &[u8] = b"hush";
 
 fn config() -> CustomerApiConfig {
     CustomerApiConfig {
-        shopify_app_secret: Some(SECRET.to_vec()),
+        shopify_app_secret: Some(cashback_app::secret_keys::SecretKeys::one(SECRET.to_vec())),
         proxy_max_age_seconds: 300,
     }
 }
@@ -98,6 +98,67 @@ async fn a_signed_app_proxy_request_for_the_logged_in_customer_answers_200() {
     .await;
     assert_eq!(status, StatusCode::OK, "{json}");
     assert_eq!(json["available"]["amount"], "30.00");
+}
+
+/// The app secret as SSM gives it on Lambda: read by the first proxied
+/// request, not at start; the first read fails (a throttled SSM).
+struct FlakySsm(std::sync::atomic::AtomicU32);
+
+#[async_trait::async_trait]
+impl cashback_app::secret_keys::KeyLoader for FlakySsm {
+    async fn load(&self) -> Result<cashback_app::secret_keys::KeySet, String> {
+        if self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            return Err("SSM parameter /cashback/app-secret could not be read (Throttling)".into());
+        }
+        Ok(cashback_app::secret_keys::KeySet {
+            current: SECRET.to_vec(),
+            previous: Vec::new(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn the_app_secret_is_read_by_the_first_proxied_request_and_a_failed_read_is_a_503() {
+    let ctx = memory_context("30.00").await;
+    let loader = std::sync::Arc::new(FlakySsm(std::sync::atomic::AtomicU32::new(0)));
+    let config = CustomerApiConfig {
+        shopify_app_secret: Some(cashback_app::secret_keys::SecretKeys::on_first_use(
+            loader.clone(),
+        )),
+        proxy_max_age_seconds: 300,
+    };
+    let router = router_with(ctx, config);
+    // The API key path never reads it.
+    let (status, _, _) = send(
+        router.clone(),
+        get(
+            &cashback_uri("demo.myshopify.com", "ann", ""),
+            Some(API_KEY),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(loader.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let query = proxied("demo.myshopify.com", "ann", Utc::now().timestamp(), SECRET);
+    let uri = cashback_uri("demo.myshopify.com", "ann", &query);
+    let (status, _, json) = send(router.clone(), get(&uri, None)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{json}");
+    let (status, _, json) = send(router.clone(), get(&uri, None)).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    // A forged request is still refused once the secret is known.
+    let forged = proxied(
+        "demo.myshopify.com",
+        "ann",
+        Utc::now().timestamp(),
+        b"guessed",
+    );
+    let (status, _, _) = send(
+        router,
+        get(&cashback_uri("demo.myshopify.com", "ann", &forged), None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(loader.0.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@
 //!    ([`read_job`]) to the newest; every one an order made (event other
 //!    than `ADJUSTMENT`: a payment with store credit, a refund or void back
 //!    to it) is applied to the ledger once, under the transaction's id as
-//!    the write's guard ([`ingest_transactions`]). A payment larger than
+//!    the write's guard (`ingest_transactions`). A payment larger than
 //!    the balance is taken whole: the part the balance cannot cover is the
 //!    owner's debt. Nothing is sent while a page is left unread (at most
 //!    [`TRANSACTION_PAGES`] pages per attempt; the next attempt goes on
@@ -331,7 +331,7 @@ pub(super) async fn put_mode(
 }
 
 /// The store job holding where the next read of the customer's
-/// transactions starts ([`Position`]).
+/// transactions starts (`Position`).
 pub fn read_job(shop: &ShopId, customer: &CustomerId) -> String {
     format!("store-credit-read#{shop}#{customer}")
 }

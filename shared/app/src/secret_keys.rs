@@ -1,13 +1,13 @@
-//! The keys that sign links and forms (unsubscribe links, the customer
-//! page's links and form tokens, the dashboard's session and CSRF tokens):
-//! given at start, or read on first use.
+//! Secret keys given at start, or read on first use: the link keys (they
+//! sign unsubscribe links, the customer page's links and form tokens, the
+//! dashboard's session and CSRF tokens) and the Shopify app secret (app
+//! proxy requests, App Bridge session tokens).
 //!
 //! On Lambda they live in SSM. Reading them at start cost every function a
 //! round trip to SSM before its first poll, most of a cold start's extra
-//! time (BENCHMARKS.md, section 4), though most invocations never sign a
-//! link: a coupon check, a platform sync, a webhook that sends no email.
-//! So the wiring hands a loader, and the first use case that signs or
-//! checks a link reads them once per container.
+//! time (BENCHMARKS.md, section 4), though most invocations never use them:
+//! a coupon check, a platform sync, a webhook that sends no email. So the
+//! wiring hands a loader, and the first use reads them once per container.
 
 use std::fmt;
 use std::sync::Arc;
@@ -18,24 +18,24 @@ use tokio::sync::OnceCell;
 /// The current key, and the keys before a rotation: links signed with
 /// those (emails already sent) keep working while they are listed.
 #[derive(Clone, PartialEq, Eq)]
-pub struct LinkKeySet {
+pub struct KeySet {
     /// Signs every new link and form.
     pub current: Vec<u8>,
     /// Still accepted when checking.
     pub previous: Vec<Vec<u8>>,
 }
 
-impl LinkKeySet {
+impl KeySet {
     /// Every key a link may have been signed with, the current one first.
     pub fn all(&self) -> impl Iterator<Item = &[u8]> {
         std::iter::once(self.current.as_slice()).chain(self.previous.iter().map(Vec::as_slice))
     }
 }
 
-impl fmt::Debug for LinkKeySet {
+impl fmt::Debug for KeySet {
     // Never the keys themselves, in a log line or a panic message.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LinkKeySet")
+        f.debug_struct("KeySet")
             .field("previous", &self.previous.len())
             .finish_non_exhaustive()
     }
@@ -43,36 +43,44 @@ impl fmt::Debug for LinkKeySet {
 
 /// Reads the keys where the deployment keeps them (SSM on Lambda).
 #[async_trait]
-pub trait LinkKeyLoader: Send + Sync {
+pub trait KeyLoader: Send + Sync {
     /// The keys, or why they could not be read (naming no key).
-    async fn load(&self) -> Result<LinkKeySet, String>;
+    async fn load(&self) -> Result<KeySet, String>;
 }
 
-/// The link keys could not be read; a later request tries again.
+/// A secret could not be read; a later request tries again.
 #[derive(Debug, thiserror::Error)]
-#[error("the link secret could not be read: {0}")]
-pub struct LinkKeysUnavailable(pub String);
+#[error("a secret could not be read: {0}")]
+pub struct SecretUnavailable(pub String);
 
-/// The link keys of a container: fixed, or read once on first use.
+/// A container's keys of one secret: fixed, or read once on first use.
 #[derive(Clone)]
-pub struct LinkKeys {
-    keys: Arc<OnceCell<LinkKeySet>>,
-    loader: Option<Arc<dyn LinkKeyLoader>>,
+pub struct SecretKeys {
+    keys: Arc<OnceCell<KeySet>>,
+    loader: Option<Arc<dyn KeyLoader>>,
 }
 
-impl LinkKeys {
+impl SecretKeys {
     /// Keys known at start (local runs, tests).
-    pub fn fixed(keys: LinkKeySet) -> LinkKeys {
-        LinkKeys {
+    pub fn fixed(keys: KeySet) -> SecretKeys {
+        SecretKeys {
             keys: Arc::new(OnceCell::new_with(Some(keys))),
             loader: None,
         }
     }
 
+    /// One key known at start, with no previous one.
+    pub fn one(key: Vec<u8>) -> SecretKeys {
+        SecretKeys::fixed(KeySet {
+            current: key,
+            previous: Vec::new(),
+        })
+    }
+
     /// Keys the first use reads through `loader`. A failed read is not
     /// kept: the next use reads again.
-    pub fn on_first_use(loader: Arc<dyn LinkKeyLoader>) -> LinkKeys {
-        LinkKeys {
+    pub fn on_first_use(loader: Arc<dyn KeyLoader>) -> SecretKeys {
+        SecretKeys {
             keys: Arc::new(OnceCell::new()),
             loader: Some(loader),
         }
@@ -80,26 +88,26 @@ impl LinkKeys {
 
     /// The keys, read now if this is their first use. Concurrent first
     /// uses share one read.
-    pub async fn get(&self) -> Result<&LinkKeySet, LinkKeysUnavailable> {
+    pub async fn get(&self) -> Result<&KeySet, SecretUnavailable> {
         self.keys
             .get_or_try_init(|| async {
                 match &self.loader {
-                    Some(loader) => loader.load().await.map_err(LinkKeysUnavailable),
-                    None => Err(LinkKeysUnavailable("no key and no loader".into())),
+                    Some(loader) => loader.load().await.map_err(SecretUnavailable),
+                    None => Err(SecretUnavailable("no key and no loader".into())),
                 }
             })
             .await
     }
 
     /// The keys if they are already known, without reading them.
-    pub fn if_loaded(&self) -> Option<&LinkKeySet> {
+    pub fn if_loaded(&self) -> Option<&KeySet> {
         self.keys.get()
     }
 }
 
-impl fmt::Debug for LinkKeys {
+impl fmt::Debug for SecretKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LinkKeys")
+        f.debug_struct("SecretKeys")
             .field("loaded", &self.keys.initialized())
             .field("lazy", &self.loader.is_some())
             .finish()
@@ -117,13 +125,13 @@ mod tests {
     }
 
     #[async_trait]
-    impl LinkKeyLoader for Counted {
-        async fn load(&self) -> Result<LinkKeySet, String> {
+    impl KeyLoader for Counted {
+        async fn load(&self) -> Result<KeySet, String> {
             let read = self.reads.fetch_add(1, SeqCst);
             if self.fail_first && read == 0 {
                 return Err("SSM parameter /x could not be read (ThrottlingException)".into());
             }
-            Ok(LinkKeySet {
+            Ok(KeySet {
                 current: b"current".to_vec(),
                 previous: vec![b"old".to_vec()],
             })
@@ -136,7 +144,7 @@ mod tests {
             reads: AtomicU32::new(0),
             fail_first: true,
         });
-        let keys = LinkKeys::on_first_use(loader.clone());
+        let keys = SecretKeys::on_first_use(loader.clone());
         assert!(keys.if_loaded().is_none());
         assert_eq!(loader.reads.load(SeqCst), 0, "nothing read at start");
         let failed = keys.get().await.unwrap_err();
@@ -155,7 +163,7 @@ mod tests {
 
     #[test]
     fn the_keys_never_reach_a_debug_line() {
-        let keys = LinkKeys::fixed(LinkKeySet {
+        let keys = SecretKeys::fixed(KeySet {
             current: b"a-secret-that-must-not-print".to_vec(),
             previous: Vec::new(),
         });

@@ -133,14 +133,16 @@ coldstart() {
   # the binaries as built on the system's trust store
   # (CASHBACK_TLS_ROOTS=system: what the compiled-in one saves).
   local variants=("bare-lambda|$RELEASE/bare-lambda|")
-  local f label dir pair
+  # (Its own name: `dir` above holds this run's files, which the first
+  # request part below reads.)
+  local f label compare_dir pair
   for f in "${FUNCTIONS[@]}"; do variants+=("$f|$RELEASE/$f|"); done
   if [ -n "${BEFORE_DIR:-}" ]; then COMPARE="before=$BEFORE_DIR ${COMPARE:-}"; fi
   for pair in ${COMPARE:-}; do
     label=${pair%%=*}
-    dir=${pair#*=}
+    compare_dir=${pair#*=}
     for f in bare-lambda "${FUNCTIONS[@]}"; do
-      if [ -x "$dir/$f" ]; then variants+=("$f, $label|$dir/$f|"); fi
+      if [ -x "$compare_dir/$f" ]; then variants+=("$f, $label|$compare_dir/$f|"); fi
     done
   done
   if [ -n "${SYSTEM_ROOTS:-}" ]; then

@@ -13,8 +13,9 @@
 //! ([`caps`]): the room left under the limit (the limit less every use
 //! already taken, counted or not yet counted by the change feed) is split
 //! exactly over the shards, each shard's cap being its own count plus its
-//! share. The caps sum to the limit, and no shard takes a use past its cap,
-//! so the uses never exceed the limit, whatever the orders' interleaving.
+//! share. The caps and the uses held outside the shards sum to the limit,
+//! and no shard takes a use past its cap, so the uses never exceed the
+//! limit, whatever the orders' interleaving.
 //! An order whose shard is full reads every shard once and takes the use
 //! from the first that has room; the coupon is refused only when no shard
 //! has room, that is when the uses reach the limit, except for:
@@ -76,9 +77,10 @@ pub fn share(room: u32, shard: u32) -> u32 {
 /// The caps a coupon limited to `limit` gets, given its shards as read
 /// (missing ones count 0) and the uses held outside them (`elsewhere`: on
 /// the coupon's own count, or not yet counted by the change feed). Each
-/// shard's cap is its count plus its share of what is left, so the caps sum
-/// to the limit whenever the uses are within it (and to the uses, refusing
-/// everything, when an earlier, higher limit let more through).
+/// shard's cap is its count plus its share of what is left, so the caps and
+/// the uses held elsewhere sum to the limit whenever the uses are within it
+/// (and to the uses, refusing everything, when an earlier, higher limit let
+/// more through).
 pub fn caps(limit: u32, elsewhere: u32, shards: &[CouponShard]) -> Vec<u32> {
     let counts: Vec<u32> = (0..SHARDS as usize)
         .map(|i| shards.get(i).map_or(0, |s| s.count))
@@ -148,7 +150,8 @@ mod tests {
         let shards = read(&[3, 0, 7], &[3, 3, 7]);
         let caps = caps(100, 10, &shards);
         assert_eq!(caps.len(), SHARDS as usize);
-        assert_eq!(caps.iter().sum::<u32>(), 100);
+        // With the 10 uses held elsewhere: the limit.
+        assert_eq!(caps.iter().sum::<u32>() + 10, 100);
         assert!(caps[0] >= 3 && caps[2] >= 7);
         // More uses than a lowered limit: every shard is full.
         let caps_lowered = super::caps(5, 10, &shards);

@@ -3,10 +3,15 @@
 //! (through the real webhook router, on the in-memory store behind
 //! [`DynamoModel`]), where every order's cart names the same referral code
 //! (its owner gets the program's reward for each new customer), or the
-//! same cashback coupon with no total limit.
+//! same cashback coupon with no total limit, or with one (`limited`: a
+//! limit of three quarters of the orders sent, so its last orders find it
+//! used up; run twice per rate, first with its count on the coupon's own
+//! item, the layout main writes and a coupon limited before sub-counters
+//! keeps until its next edit, then with its count split over capped
+//! sub-counters, `cashback_app::coupon_shards`).
 //!
 //! ```text
-//! cargo run -p cashback-benches --example peak_popular -- referrer|coupon [rates] [seconds]
+//! cargo run -p cashback-benches --example peak_popular -- referrer|coupon|limited [rates] [seconds]
 //! ```
 //!
 //! Printed per rate as `peak` prints it, plus what the referrer's account
@@ -37,13 +42,22 @@ use cashback_test_support::samples::{DEMO_SHOP, SHOPIFY_REFERRAL_CODE};
 enum Popular {
     Referrer,
     Coupon,
+    /// A coupon limited to `limit` uses; `split`: its count over capped
+    /// sub-counters (else on the coupon's own item).
+    Limited {
+        split: bool,
+    },
 }
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let popular = match args.next().as_deref() {
-        Some("coupon") => Popular::Coupon,
-        _ => Popular::Referrer,
+        Some("coupon") => vec![Popular::Coupon],
+        Some("limited") => vec![
+            Popular::Limited { split: false },
+            Popular::Limited { split: true },
+        ],
+        _ => vec![Popular::Referrer],
     };
     let rates: Vec<u64> = args
         .next()
@@ -57,11 +71,13 @@ fn main() {
         .build()
         .expect("a tokio runtime");
     println!(
-        "| orders/s | orders | conflicts per order | first attempts cancelled | 503 | unanswered at 30 s | other non-200 | p50 | p99 | most contended item (times found held) | after the feed |"
+        "| count | orders/s | orders | conflicts per order | first attempts cancelled | 503 | unanswered at 30 s | other non-200 | p50 | p99 | most contended item (times found held) | after the feed |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for rate in rates {
-        runtime.block_on(run(popular, rate, seconds));
+        for popular in &popular {
+            runtime.block_on(run(*popular, rate, seconds));
+        }
     }
 }
 
@@ -107,8 +123,8 @@ async fn seed_referrer(store: &dyn Store) {
 }
 
 /// TRAIL10 (the code every order's cart carries) as a cashback coupon with
-/// no total limit.
-async fn seed_coupon(store: &dyn Store) {
+/// this total limit (None: none).
+async fn seed_coupon(store: &dyn Store, limit: Option<u32>) {
     let record = CouponRecord {
         coupon: CashbackCoupon {
             code: Code::parse("TRAIL10").expect("a code"),
@@ -120,7 +136,7 @@ async fn seed_coupon(store: &dyn Store) {
                 max_cashback: dec!(0),
             },
             min_cart_value: dec!(0),
-            usage_limit_total: None,
+            usage_limit_total: limit,
             usage_limit_per_customer: None,
             payment_methods: vec![],
             starts_at: None,
@@ -138,6 +154,15 @@ async fn seed_coupon(store: &dyn Store) {
         .expect("the coupon is stored");
 }
 
+fn trail10() -> Code {
+    Code::parse("TRAIL10").expect("a code")
+}
+
+/// The limited coupon's limit: three quarters of the orders sent.
+fn limit_of(rate: u64, seconds: u64) -> u32 {
+    u32::try_from(rate * seconds * 3 / 4).unwrap_or(u32::MAX)
+}
+
 async fn run(popular: Popular, rate: u64, seconds: u64) {
     let model = DynamoModel::new(Latency::REVIEW);
     let counts = model.counts();
@@ -151,7 +176,22 @@ async fn run(popular: Popular, rate: u64, seconds: u64) {
         }
         Popular::Coupon => {
             let world = world_on(store, &program()).await;
-            seed_coupon(world.store.as_ref()).await;
+            seed_coupon(world.store.as_ref(), None).await;
+            world
+        }
+        Popular::Limited { split } => {
+            let world = world_on(store, &program()).await;
+            let limit = limit_of(rate, seconds);
+            seed_coupon(world.store.as_ref(), Some(limit)).await;
+            if split {
+                // As the admin API's save does; without it the count stays
+                // on the coupon's item (main's layout).
+                world
+                    .store
+                    .set_coupon_caps(&shop(), &trail10(), Some(limit))
+                    .await
+                    .expect("the caps are set");
+            }
             world
         }
     };
@@ -218,7 +258,7 @@ async fn run(popular: Popular, rate: u64, seconds: u64) {
             )
         }
         Popular::Coupon => {
-            let code = Code::parse("TRAIL10").expect("a code");
+            let code = trail10();
             let read = memory
                 .read(&shop(), &ReadRequest::coupon(&code))
                 .await
@@ -226,9 +266,32 @@ async fn run(popular: Popular, rate: u64, seconds: u64) {
             let uses = read.coupons.get(&code).map(|c| c.value.uses);
             format!("coupon uses {} for {ok} orders", uses.unwrap_or_default())
         }
+        Popular::Limited { .. } => {
+            let code = trail10();
+            let read = memory
+                .read(&shop(), &ReadRequest::coupon(&code))
+                .await
+                .expect("a read");
+            let own = read.coupons.get(&code).map_or(0, |c| c.value.uses);
+            let shards = memory
+                .coupon_shards(&shop(), &code)
+                .await
+                .expect("the shards");
+            let uses = own + cashback_app::coupon_shards::held(&shards);
+            format!(
+                "coupon uses {uses} of its limit {} for {ok} orders",
+                limit_of(rate, seconds)
+            )
+        }
+    };
+    let count = match popular {
+        Popular::Limited { split: true } => "sub-counters",
+        Popular::Limited { split: false } => "coupon's item",
+        Popular::Coupon => "unlimited",
+        Popular::Referrer => "-",
     };
     println!(
-        "| {rate} | {total} | {:.2} | {:.0}% | {unavailable} | {dropped} | {other} | {:.0} ms | {:.0} ms | {hot} | {after} |",
+        "| {count} | {rate} | {total} | {:.2} | {:.0}% | {unavailable} | {dropped} | {other} | {:.0} ms | {:.0} ms | {hot} | {after} |",
         conflicts as f64 / total as f64,
         100.0 * counts.first_attempts_cancelled() as f64 / total as f64,
         quantile(&mut latencies, 0.5),

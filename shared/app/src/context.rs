@@ -8,6 +8,13 @@
 //! served by every container within a minute. A program change reaches every container
 //! within the TTL; earned cashback is never recomputed, so an order decided
 //! under the previous program keeps what it earned.
+//!
+//! Cashback coupons' definitions are cached the same way, by code (a code
+//! that is no coupon too, so a balance code costs no coupon read), and
+//! forgotten when this container edits the coupon. Only the definition is
+//! cached: whether a use may be taken is the store's to decide, on the
+//! coupon's counters at the moment of the write ([`crate::coupon_shards`]),
+//! so a definition up to a TTL old never lets a use past the limit.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,11 +31,16 @@ use crate::error::AppError;
 use crate::marketing::MarketingAccounts;
 use crate::notify::{Notification, Notifier, NotifyError, Sent};
 use crate::secret_keys::{KeySet, SecretKeys};
-use crate::store::{Shop, Store, Versioned};
+use crate::store::{CouponRecord, Shop, Store, Versioned};
 
 /// Unknown shops remembered at most (a flood of made-up names cannot grow
 /// a container's memory past this).
 pub const MAX_UNKNOWN_SHOPS: usize = 10_000;
+
+/// Coupon codes (and codes found to be no coupon) cached at most: codes
+/// come from carts, so a flood of made-up ones cannot grow a container's
+/// memory past this.
+pub const MAX_CACHED_COUPONS: usize = 10_000;
 
 /// Random bytes for new customer codes. Production uses the OS CSPRNG;
 /// tests can pass a deterministic source.
@@ -102,6 +114,9 @@ pub struct Context {
     /// after the cache TTL, so a flood of requests for a made-up shop costs
     /// one read a minute, not one each.
     unknown: Arc<Mutex<HashMap<ShopId, DateTime<Utc>>>>,
+    /// Coupon definitions by (shop, code), None for a code that is no
+    /// coupon, with when they were read.
+    coupons: Arc<Mutex<HashMap<(ShopId, Code), CachedCoupon>>>,
     /// The shops' API keys as this container last read them.
     pub(crate) keys: Arc<KeyCache>,
     /// Sources this container saw guessing codes past the limit.
@@ -109,6 +124,12 @@ pub struct Context {
     /// Which shops have a Klaviyo key (checked when a program that sends
     /// Klaviyo events is saved); None: Klaviyo is not set up here.
     marketing_accounts: Option<Arc<dyn MarketingAccounts>>,
+}
+
+#[derive(Clone)]
+struct CachedCoupon {
+    record: Option<Versioned<CouponRecord>>,
+    fetched_at: DateTime<Utc>,
 }
 
 #[derive(Clone)]
@@ -144,6 +165,7 @@ impl Context {
             cache: Arc::new(Mutex::new(HashMap::new())),
             clock: Arc::new(Utc::now),
             unknown: Arc::new(Mutex::new(HashMap::new())),
+            coupons: Arc::new(Mutex::new(HashMap::new())),
             keys: Arc::new(KeyCache::default()),
             guesses: Arc::new(GuessBlocks::default()),
             marketing_accounts: None,
@@ -231,6 +253,54 @@ impl Context {
             cache.insert(shop.clone(), entry.clone());
         }
         Ok(entry)
+    }
+
+    /// A coupon's definition as this container last read it, if that was
+    /// within the cache's TTL: Some(None) for a code known to be no coupon,
+    /// None when it must be read. Its `uses` is as old as the definition:
+    /// never a reason to take a use (the store's counters decide).
+    pub fn cached_coupon(
+        &self,
+        shop: &ShopId,
+        code: &Code,
+        now: DateTime<Utc>,
+    ) -> Option<Option<Versioned<CouponRecord>>> {
+        let ttl = Duration::seconds(self.config.cache_ttl_seconds);
+        let cache = self.coupons.lock().ok()?;
+        let entry = cache.get(&(shop.clone(), code.clone()))?;
+        (entry.fetched_at <= now && now - entry.fetched_at < ttl).then(|| entry.record.clone())
+    }
+
+    /// Keeps a coupon's definition as just read (None: the code is no
+    /// coupon).
+    pub fn remember_coupon(
+        &self,
+        shop: &ShopId,
+        code: &Code,
+        record: Option<Versioned<CouponRecord>>,
+        now: DateTime<Utc>,
+    ) {
+        if let Ok(mut cache) = self.coupons.lock() {
+            // Bounded whatever the flood: forget them all and start over.
+            if cache.len() >= MAX_CACHED_COUPONS {
+                cache.clear();
+            }
+            cache.insert(
+                (shop.clone(), code.clone()),
+                CachedCoupon {
+                    record,
+                    fetched_at: now,
+                },
+            );
+        }
+    }
+
+    /// Forgets a coupon's cached definition (after it was created or
+    /// edited here).
+    pub fn invalidate_coupon(&self, shop: &ShopId, code: &Code) {
+        if let Ok(mut cache) = self.coupons.lock() {
+            cache.remove(&(shop.clone(), code.clone()));
+        }
     }
 
     /// Forgets a shop's cached program (after the admin API changed it here),

@@ -12,8 +12,10 @@
 //! says whether the use is taken (the order gave it back when cancelled)
 //! and whether the count has it; the feed moves the count by the
 //! difference under that condition, so a redelivered batch counts nothing
-//! twice. A coupon with a total limit is still counted in the order's own
-//! write, whose condition keeps the total within the limit.
+//! twice. A coupon with a total limit takes its use in the order's own
+//! write, on a sub-counter whose cap keeps the total within the limit
+//! ([`crate::coupon_shards`]); the order's use item records the shard, and
+//! a use given back reaches that shard through the same feed.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -31,6 +33,10 @@ pub struct CouponOrderUse {
     pub taken: bool,
     /// The coupon's count has the use.
     pub counted: bool,
+    /// The sub-counter that took the use, for a coupon whose limited count
+    /// is split ([`crate::coupon_shards`]): the use is counted there (and
+    /// given back there), not on the coupon's count.
+    pub shard: Option<u32>,
 }
 
 /// A use the feed counts now: the coupon's count moves by one (up when the
@@ -44,6 +50,9 @@ pub struct CouponUseCounted {
     pub order: OrderId,
     /// The use as it is now: taken (count +1) or given back (count -1).
     pub taken: bool,
+    /// The sub-counter the use is counted on, if any (else the coupon's
+    /// count).
+    pub shard: Option<u32>,
 }
 
 /// Most uses counted in one write (with the coupon's count item, within
@@ -113,6 +122,7 @@ async fn count_chunk(
                 code,
                 order,
                 taken: used.taken,
+                shard: used.shard,
             })
             .collect();
         if counted.is_empty() {

@@ -19,6 +19,8 @@
 //! credited off this transaction, from the change feed (see
 //! [`crate::referral`]).
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
@@ -33,6 +35,7 @@ use cashback_core::orders::{
 use cashback_core::program::Program;
 
 use crate::context::Context;
+use crate::coupon_shards;
 use crate::error::AppError;
 use crate::notices::{notices_for, Notice};
 use crate::referral;
@@ -78,8 +81,11 @@ pub async fn handle_order_event(
     let keyed = with_guest_id(&shop_program.shop, event);
     let event = keyed.as_ref().unwrap_or(event);
     let mut attempts = Attempts::new(ctx.config.max_attempts).within(ctx.config.retry_budget);
+    // After a coupon's limit refused the write, its definition (and the
+    // count on it) is read again, not taken from the cache.
+    let mut fresh_coupons = false;
     while let Some(attempt) = attempts.start() {
-        match attempt_once(ctx, shop, program, event, now).await {
+        match attempt_once(ctx, shop, program, event, now, fresh_coupons).await {
             Ok((outcome, notices)) => {
                 let emails = send_notices(ctx, &shop_program.shop.name, program, notices).await;
                 info!(shop = %shop, event = %event.effect_key(), ?outcome, emails, attempt, "order event handled");
@@ -95,6 +101,7 @@ pub async fn handle_order_event(
             {
                 // Someone else changed the account, the order or the coupon's
                 // count, or DynamoDB throttled us: decide again on fresh data.
+                fresh_coupons |= matches!(error, StoreError::CouponLimit(_));
                 attempts.lost(error).await;
             }
             Err(error) => return Err(error),
@@ -205,16 +212,33 @@ async fn attempt_once(
     program: &Program,
     event: &OrderEvent,
     now: DateTime<Utc>,
+    fresh_coupons: bool,
 ) -> Result<(EventOutcome, Vec<Notice>), AppError> {
     let store = &ctx.store;
     let customer = customer_of(event);
     let codes: Vec<Code> = order_of(event)
         .map(|o| o.discount_codes.iter().map(|c| c.code.clone()).collect())
         .unwrap_or_default();
+    // Coupon definitions from the warm cache; only those it lacks are read
+    // (in the same read as the rest).
+    let mut cached_coupons = HashMap::new();
+    let mut coupons_read = Vec::new();
+    for code in &codes {
+        match ctx
+            .cached_coupon(shop, code, now)
+            .filter(|_| !fresh_coupons)
+        {
+            Some(Some(found)) => {
+                cached_coupons.insert(code.clone(), found);
+            }
+            Some(None) => {}
+            None => coupons_read.push(code.clone()),
+        }
+    }
     let mut request = ReadRequest {
         order: Some(event.order_id().clone()),
         accounts: customer.iter().map(|(id, _)| id.clone()).collect(),
-        coupons: codes.clone(),
+        coupons: coupons_read.clone(),
         // Whose balance codes these are, in the same read: the discount is
         // debited from the owner, whoever bought.
         code_owners: codes.clone(),
@@ -222,6 +246,12 @@ async fn attempt_once(
             .into_iter()
             .collect(),
         products: catalog_products_needed(program, event),
+        // Each coupon's sub-counter this order takes its use from: whether
+        // the coupon is capped is the store's to say, not the definition's.
+        coupon_shards: codes
+            .iter()
+            .map(|code| (code.clone(), coupon_shards::home_shard(event.order_id())))
+            .collect(),
         ..ReadRequest::default()
     };
     if let Some((id, email)) = &customer {
@@ -237,6 +267,11 @@ async fn attempt_once(
         }
     }
     let mut read = store.read(shop, &request).await?;
+    for code in &coupons_read {
+        ctx.remember_coupon(shop, code, read.coupons.get(code).cloned(), now);
+    }
+    read.coupons.extend(cached_coupons);
+    let takers = coupon_takers(store.as_ref(), shop, event.order_id(), &read).await?;
     let with_catalog = enriched_by_catalog(event, &read.products);
     let event = with_catalog.as_ref().unwrap_or(event);
     // Lines are written once, with the first event that brings them; lines
@@ -379,6 +414,7 @@ async fn attempt_once(
             order,
             &account.value,
             &read,
+            &takers,
             record.value.judged_at(order).min(now),
         ),
         _ => Vec::new(),
@@ -497,7 +533,13 @@ async fn attempt_once(
         order: Some(
             OrderWrite::of(record.clone(), lines_before).with_refunds_stored(refunds_before),
         ),
-        coupon_uses: coupon_use_changes(&applied.buyer, &record.value, &read, customer.as_ref()),
+        coupon_uses: coupon_use_changes(
+            &applied.buyer,
+            &record.value,
+            &read,
+            &takers,
+            customer.as_ref(),
+        ),
         notifications: notices.iter().map(|n| n.key.clone()).collect(),
         marketing_events: crate::marketing::queued_events(program, &notices, now),
         accounts_read,
@@ -601,6 +643,32 @@ fn referral_code_change(
     }))
 }
 
+/// Where each capped coupon on an order takes its use
+/// ([`crate::coupon_shards`]): the order's own shard when it has room,
+/// else the first other shard with room (all read once), else None (the
+/// coupon is used up). Coupons without caps are not in it.
+async fn coupon_takers(
+    store: &dyn crate::store::Store,
+    shop: &ShopId,
+    order: &cashback_core::ids::OrderId,
+    read: &ReadResult,
+) -> Result<HashMap<Code, Option<u32>>, StoreError> {
+    let mut takers = HashMap::new();
+    for ((code, shard), found) in &read.coupon_shards {
+        if found.cap.is_none() {
+            continue;
+        }
+        let taker = if found.has_room() {
+            Some(*shard)
+        } else {
+            let shards = store.coupon_shards(shop, code).await?;
+            coupon_shards::with_room(&shards, coupon_shards::home_shard(order))
+        };
+        takers.insert(code.clone(), taker);
+    }
+    Ok(takers)
+}
+
 /// Cashback from the cashback coupons on an order, checked as at checkout,
 /// at the order's own time (`at`: when it was placed, even if fulfilment
 /// earns later). A coupon that no longer applies (paused, used up) simply
@@ -610,6 +678,7 @@ fn coupon_credits(
     order: &Order,
     account: &Account,
     read: &ReadResult,
+    takers: &HashMap<Code, Option<u32>>,
     at: DateTime<Utc>,
 ) -> Vec<CouponCredit> {
     let eligible = match eligible_base(&order.lines, &program.exclusions, program.currency) {
@@ -625,8 +694,19 @@ fn coupon_credits(
             continue;
         };
         let coupon = &record.value.coupon;
+        // A capped coupon's room is its shards': none left, it is used up;
+        // some left, its own count (uses from before it was capped, which
+        // the caps already left out) does not refuse it.
+        let total = match takers.get(&applied.code) {
+            Some(None) => {
+                info!(code = %coupon.code.display(), "cashback coupon on order is used up");
+                continue;
+            }
+            Some(Some(_)) => 0,
+            None => record.value.uses,
+        };
         let usage = CouponUsage {
-            total: record.value.uses,
+            total,
             by_customer: read
                 .coupon_uses
                 .get(&(
@@ -668,6 +748,7 @@ fn coupon_use_changes(
     applied: &Applied,
     record: &OrderRecord,
     read: &ReadResult,
+    takers: &HashMap<Code, Option<u32>>,
     customer: Option<&(CustomerId, Option<cashback_core::ids::Email>)>,
 ) -> Vec<CouponUseChange> {
     let Some(customer_id) = record.customer.clone() else {
@@ -692,6 +773,7 @@ fn coupon_use_changes(
                 limit_total: coupon.and_then(|c| c.usage_limit_total),
                 limit_per_customer: coupon.and_then(|c| c.usage_limit_per_customer),
                 order: Some(record.order_id.clone()),
+                shard: takers.get(code).copied().flatten().filter(|_| delta > 0),
             })
         })
         .collect()

@@ -41,6 +41,7 @@ pub mod changes;
 pub mod checkout;
 pub mod compliance;
 pub mod context;
+pub mod coupon_shards;
 pub mod coupon_uses;
 pub mod error;
 pub mod events;

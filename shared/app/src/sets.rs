@@ -15,6 +15,7 @@ use cashback_core::ledger::{Account, LedgerEntry};
 use cashback_core::orders::OrderRecord;
 use cashback_core::program::Program;
 
+use crate::coupon_shards::CouponShard;
 use crate::coupon_uses::{CouponOrderUse, CouponUseCounted};
 use crate::records::{CatalogProduct, CouponRecord, UsageKey, Versioned};
 use crate::referral::{ReferralNote, ReferralSettle};
@@ -54,6 +55,11 @@ pub struct ReadRequest {
     /// An order's uses of unlimited coupons (coupon, order), with whether
     /// the coupon's count has them (the change feed counts them).
     pub coupon_order_uses: Vec<(Code, OrderId)>,
+    /// Sub-counters of limited coupons to read (coupon, shard:
+    /// [`crate::coupon_shards`]): an order reads its own shard with the
+    /// rest, and so knows whether the coupon is capped now, whatever its
+    /// cached definition says.
+    pub coupon_shards: Vec<(Code, u32)>,
 }
 
 /// What a single read found: only what exists is in it.
@@ -89,6 +95,9 @@ pub struct ReadResult {
     pub referral_credits: HashMap<(CustomerId, OrderId), Versioned<ReferralNote>>,
     /// The requested order uses that exist.
     pub coupon_order_uses: HashMap<(Code, OrderId), CouponOrderUse>,
+    /// Each requested sub-counter (count 0 and no cap for one never
+    /// written).
+    pub coupon_shards: HashMap<(Code, u32), CouponShard>,
 }
 
 impl ReadResult {
@@ -316,8 +325,15 @@ pub struct CouponUseChange {
     /// limit is not counted on its own item by the order's write: the use
     /// is recorded on an item of the order's own, and the change feed adds
     /// it to the coupon's count ([`crate::coupon_uses`]). None counts it on
-    /// the coupon item, as a limited coupon always is.
+    /// the coupon item, as a coupon limited before its count was split
+    /// is.
     pub order: Option<OrderId>,
+    /// For a use taken (+1) of a coupon with sub-counters: the shard that
+    /// takes it, under that shard's cap alone (`limit_total` is then not
+    /// checked: the caps sum to it, [`crate::coupon_shards`]); the order's
+    /// use item records the shard, so the use goes back to it when given
+    /// back. A use given back always goes through the order's use item.
+    pub shard: Option<u32>,
 }
 
 /// A guard makes a write happen at most once.

@@ -420,6 +420,30 @@ pub trait Store: Send + Sync {
         expected_version: u64,
     ) -> Result<u64, StoreError>;
 
+    /// A limited coupon's sub-counters ([`crate::coupon_shards`]), all
+    /// [`SHARDS`](crate::coupon_shards::SHARDS) of them in shard order
+    /// (count 0 and no cap for one never written), read consistently in
+    /// one call.
+    async fn coupon_shards(
+        &self,
+        shop: &ShopId,
+        code: &Code,
+    ) -> Result<Vec<crate::coupon_shards::CouponShard>, StoreError>;
+
+    /// Sets the caps of a coupon's sub-counters for a total limit of
+    /// `limit` ([`crate::coupon_shards::caps`]), counting every use
+    /// already taken: the shards' counts, the coupon's own count, and the
+    /// orders' uses the change feed has not counted yet. None removes the
+    /// caps (the coupon is no longer limited; the counts stay). Refused
+    /// with [`StoreError::Conflict`] when a shard took more than its new
+    /// cap meanwhile (read again and retry).
+    async fn set_coupon_caps(
+        &self,
+        shop: &ShopId,
+        code: &Code,
+        limit: Option<u32>,
+    ) -> Result<(), StoreError>;
+
     /// A page of the shop's coupons, in code order.
     async fn list_coupons(
         &self,

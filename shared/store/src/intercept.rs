@@ -29,6 +29,8 @@ pub enum Call {
     PutProgram,
     GetProgramVersion,
     PutCoupon,
+    CouponShards,
+    SetCouponCaps,
     ListCoupons,
     Ledger,
     Due,
@@ -163,6 +165,25 @@ impl<I: Interceptor> Store for Intercepted<I> {
     ) -> Result<u64, StoreError> {
         let run = self.inner.put_coupon(shop, coupon, expected_version);
         self.interceptor.around(Call::PutCoupon, run).await
+    }
+
+    async fn coupon_shards(
+        &self,
+        shop: &ShopId,
+        code: &cashback_core::ids::Code,
+    ) -> Result<Vec<cashback_app::coupon_shards::CouponShard>, StoreError> {
+        let run = self.inner.coupon_shards(shop, code);
+        self.interceptor.around(Call::CouponShards, run).await
+    }
+
+    async fn set_coupon_caps(
+        &self,
+        shop: &ShopId,
+        code: &cashback_core::ids::Code,
+        limit: Option<u32>,
+    ) -> Result<(), StoreError> {
+        let run = self.inner.set_coupon_caps(shop, code, limit);
+        self.interceptor.around(Call::SetCouponCaps, run).await
     }
 
     async fn list_coupons(

@@ -46,6 +46,18 @@ pub fn coupon_order_use_sk(order: &OrderId) -> String {
     format!("ORDER#{order}")
 }
 
+/// Every order's use item of a coupon starts with this.
+pub const COUPON_ORDER_USE_SK_PREFIX: &str = "ORDER#";
+
+/// One sub-counter of a limited coupon's count, beside its per-customer
+/// counters (`coupon_use_pk`): `cashback_app::coupon_shards`.
+pub fn coupon_shard_sk(shard: u32) -> String {
+    format!("USES#{shard}")
+}
+
+/// Every sub-counter's sort key starts with this.
+pub const COUPON_SHARD_SK_PREFIX: &str = "USES#";
+
 /// A referral credit, in the referrer's partition: one per referred order.
 pub fn referral_credit_sk(order: &OrderId) -> String {
     format!("REFERRED#{order}")

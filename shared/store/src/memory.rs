@@ -16,6 +16,7 @@ use cashback_core::orders::OrderRecord;
 use cashback_core::program::Program;
 
 use cashback_app::changes::{Change, ChangeKind};
+use cashback_app::coupon_shards::{self, CouponShard};
 use cashback_app::coupon_uses::CouponOrderUse;
 use cashback_app::marketing::QueuedEvent;
 use cashback_app::referral::ReferralNote;
@@ -69,6 +70,8 @@ struct Tables {
     referral_credits: HashMap<(ShopId, CustomerId, OrderId), Versioned<ReferralNote>>,
     /// Orders' uses of unlimited coupons, by (shop, code, order).
     coupon_order_uses: HashMap<(ShopId, Code, OrderId), CouponOrderUse>,
+    /// Limited coupons' sub-counters, by (shop, code, shard).
+    coupon_shards: HashMap<(ShopId, Code, u32), CouponShard>,
     /// The code sync's record per shop.
     sync_records: HashMap<ShopId, SyncRecord>,
     /// The change feed, as the table's stream would carry it, until taken.
@@ -257,6 +260,14 @@ impl Store for MemoryStore {
                     .insert((code.clone(), order.clone()), *used);
             }
         }
+        for (code, shard) in &request.coupon_shards {
+            let found = tables
+                .coupon_shards
+                .get(&(shop.clone(), code.clone(), *shard))
+                .copied()
+                .unwrap_or_default();
+            result.coupon_shards.insert((code.clone(), *shard), found);
+        }
         for (referrer, order) in &request.referral_credits {
             let key = (shop.clone(), referrer.clone(), order.clone());
             if let Some(note) = tables.referral_credits.get(&key) {
@@ -368,10 +379,23 @@ impl Store for MemoryStore {
         }
         for change in &writes.coupon_uses {
             if change.delta > 0 {
-                let coupon = tables.coupons.get(&(shop.clone(), change.code.clone()));
-                let uses = coupon.map(|c| c.value.uses).unwrap_or(0);
-                if change.limit_total.is_some_and(|limit| uses >= limit) {
-                    return Err(StoreError::CouponLimit(change.code.clone()));
+                match change.shard {
+                    // The shard's cap alone decides, as DynamoDB's
+                    // condition on that one item does.
+                    Some(shard) => {
+                        let key = (shop.clone(), change.code.clone(), shard);
+                        let found = tables.coupon_shards.get(&key).copied();
+                        if !found.unwrap_or_default().has_room() {
+                            return Err(StoreError::CouponLimit(change.code.clone()));
+                        }
+                    }
+                    None => {
+                        let coupon = tables.coupons.get(&(shop.clone(), change.code.clone()));
+                        let uses = coupon.map(|c| c.value.uses).unwrap_or(0);
+                        if change.limit_total.is_some_and(|limit| uses >= limit) {
+                            return Err(StoreError::CouponLimit(change.code.clone()));
+                        }
+                    }
                 }
                 if let Some(limit) = change.limit_per_customer {
                     let mut keys_to_check = vec![UsageKey::Customer(change.customer.clone())];
@@ -554,21 +578,58 @@ impl Store for MemoryStore {
             if let Some(used) = tables.coupon_order_uses.get_mut(&key) {
                 used.counted = counted.taken;
             }
-            if let Some(coupon) = tables
-                .coupons
-                .get_mut(&(shop.clone(), counted.code.clone()))
-            {
-                let delta = if counted.taken { 1 } else { -1 };
-                coupon.value.uses = coupon.value.uses.saturating_add_signed(delta);
+            let delta = if counted.taken { 1 } else { -1 };
+            match counted.shard {
+                Some(shard) => {
+                    let key = (shop.clone(), counted.code.clone(), shard);
+                    let found = tables.coupon_shards.entry(key).or_default();
+                    found.count = found.count.saturating_add_signed(delta);
+                }
+                None => {
+                    if let Some(coupon) = tables
+                        .coupons
+                        .get_mut(&(shop.clone(), counted.code.clone()))
+                    {
+                        coupon.value.uses = coupon.value.uses.saturating_add_signed(delta);
+                    }
+                }
             }
         }
         for change in writes.coupon_uses {
-            match (&change.order, change.limit_total) {
-                // No total limit: the use is the order's own item, counted
-                // by the change feed (`cashback_app::coupon_uses`). A use
-                // given back that was never recorded here was counted on
-                // the coupon when it was taken.
-                (Some(order), None) => {
+            let taken = change.delta > 0;
+            match (&change.order, change.shard.filter(|_| taken)) {
+                // A limited coupon with sub-counters: the shard takes the
+                // use, and the order's use item records which (counted:
+                // the feed has nothing to add).
+                (order, Some(shard)) => {
+                    let key = (shop.clone(), change.code.clone(), shard);
+                    let found = tables.coupon_shards.entry(key).or_default();
+                    found.count = found.count.saturating_add(1);
+                    if let Some(order) = order {
+                        tables.coupon_order_uses.insert(
+                            (shop.clone(), change.code.clone(), order.clone()),
+                            CouponOrderUse {
+                                taken: true,
+                                counted: true,
+                                shard: Some(shard),
+                            },
+                        );
+                        tables.log_change(
+                            shop,
+                            &change.customer,
+                            ChangeKind::CouponUse {
+                                code: change.code.clone(),
+                                order: order.clone(),
+                            },
+                        );
+                    }
+                }
+                // No total limit, or a use given back: the order's own
+                // item, counted by the change feed
+                // (`cashback_app::coupon_uses`), on the shard that took it
+                // if one did. A use given back that was never recorded
+                // here was counted on the coupon when it was taken.
+                (Some(order), None) if change.limit_total.is_none() || !taken => {
                     let taken = change.delta > 0;
                     let key = (shop.clone(), change.code.clone(), order.clone());
                     tables
@@ -578,6 +639,7 @@ impl Store for MemoryStore {
                         .or_insert(CouponOrderUse {
                             taken,
                             counted: !taken,
+                            shard: None,
                         });
                     tables.log_change(
                         shop,
@@ -706,6 +768,78 @@ impl Store for MemoryStore {
             },
         );
         Ok(version)
+    }
+
+    async fn coupon_shards(
+        &self,
+        shop: &ShopId,
+        code: &Code,
+    ) -> Result<Vec<CouponShard>, StoreError> {
+        self.other.fetch_add(1, Ordering::Relaxed);
+        let tables = self.lock()?;
+        Ok((0..coupon_shards::SHARDS)
+            .map(|shard| {
+                tables
+                    .coupon_shards
+                    .get(&(shop.clone(), code.clone(), shard))
+                    .copied()
+                    .unwrap_or_default()
+            })
+            .collect())
+    }
+
+    async fn set_coupon_caps(
+        &self,
+        shop: &ShopId,
+        code: &Code,
+        limit: Option<u32>,
+    ) -> Result<(), StoreError> {
+        self.other.fetch_add(1, Ordering::Relaxed);
+        let mut tables = self.lock()?;
+        let shards: Vec<CouponShard> = (0..coupon_shards::SHARDS)
+            .map(|shard| {
+                tables
+                    .coupon_shards
+                    .get(&(shop.clone(), code.clone(), shard))
+                    .copied()
+                    .unwrap_or_default()
+            })
+            .collect();
+        let Some(limit) = limit else {
+            for shard in 0..coupon_shards::SHARDS {
+                if let Some(found) =
+                    tables
+                        .coupon_shards
+                        .get_mut(&(shop.clone(), code.clone(), shard))
+                {
+                    found.cap = None;
+                }
+            }
+            return Ok(());
+        };
+        let counted = tables
+            .coupons
+            .get(&(shop.clone(), code.clone()))
+            .map_or(0, |c| c.value.uses);
+        // Uses orders took while the coupon was unlimited that the feed has
+        // not counted yet are uses all the same.
+        let uncounted = tables
+            .coupon_order_uses
+            .iter()
+            .filter(|((s, c, _), used)| {
+                s == shop && c == code && used.shard.is_none() && used.taken && !used.counted
+            })
+            .count();
+        let elsewhere = counted.saturating_add(u32::try_from(uncounted).unwrap_or(u32::MAX));
+        let caps = coupon_shards::caps(limit, elsewhere, &shards);
+        for (shard, cap) in (0..coupon_shards::SHARDS).zip(caps) {
+            tables
+                .coupon_shards
+                .entry((shop.clone(), code.clone(), shard))
+                .or_default()
+                .cap = Some(cap);
+        }
+        Ok(())
     }
 
     async fn list_coupons(
@@ -1066,6 +1200,7 @@ impl Store for MemoryStore {
         drop_where!(t.email_owners, |(k, _), _| k != shop);
         drop_where!(t.referral_credits, |(k, _, _), _| k != shop);
         drop_where!(t.coupon_order_uses, |(k, _, _), _| k != shop);
+        drop_where!(t.coupon_shards, |(k, _, _), _| k != shop);
         let guard_prefix = keys::guard_key(shop, "");
         drop_where!(t.guards, |k, _| !k.starts_with(&guard_prefix));
         let notification_prefix = keys::notification_key(shop, "");

@@ -9,6 +9,7 @@ use cashback_core::ids::{Code, ShopId};
 use cashback_core::money::Currency;
 
 use crate::context::Context;
+use crate::coupon_shards;
 use crate::error::AppError;
 use crate::store::*;
 
@@ -37,6 +38,51 @@ impl CouponView {
             uses: record.value.uses,
             created_at: record.value.created_at,
             updated_at: record.value.updated_at,
+        }
+    }
+
+    /// The view with the uses its sub-counters hold added to the coupon's
+    /// own count ([`crate::coupon_shards`]).
+    async fn with_shards(mut self, ctx: &Context, shop: &ShopId) -> Result<CouponView, AppError> {
+        let shards = ctx.store.coupon_shards(shop, &self.coupon.code).await?;
+        self.uses = self.uses.saturating_add(coupon_shards::held(&shards));
+        Ok(self)
+    }
+}
+
+/// How many times setting a coupon's caps is tried when orders filled a
+/// shard past its new cap meanwhile (only near the limit).
+const CAP_ATTEMPTS: u32 = 5;
+
+/// Sets a coupon's sub-counters' caps for its total limit, after the
+/// definition was saved ([`crate::coupon_shards`]): the caps, not the
+/// definition, are what orders are held to, so a limit set, changed or
+/// removed takes effect here, counting every use already taken (those the
+/// change feed has not counted yet included). Made on every save of a
+/// limited coupon, so an edit also moves the room of uses given back to
+/// where it can be taken, and a coupon limited before its count was split
+/// gets its caps. Should it fail, the definition is saved and the next
+/// edit sets them.
+async fn set_caps(
+    ctx: &Context,
+    shop: &ShopId,
+    code: &Code,
+    limit: Option<u32>,
+) -> Result<(), AppError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match ctx.store.set_coupon_caps(shop, code, limit).await {
+            Ok(()) => return Ok(()),
+            Err(StoreError::Conflict(_)) if attempt < CAP_ATTEMPTS => continue,
+            Err(StoreError::Conflict(_)) => {
+                return Err(AppError::Conflict(format!(
+                    "the coupon {} is saved, but orders kept taking uses while its limit was \
+                     applied; save it again",
+                    code.display()
+                )))
+            }
+            Err(error) => return Err(error.into()),
         }
     }
 }
@@ -97,6 +143,10 @@ pub async fn create_coupon(
         Err(error) => return Err(error.into()),
     };
     info!(shop = %shop, version, "coupon created");
+    ctx.invalidate_coupon(shop, &record.coupon.code);
+    if let Some(limit) = record.coupon.usage_limit_total {
+        set_caps(ctx, shop, &record.coupon.code, Some(limit)).await?;
+    }
     Ok(CouponView::of(Versioned {
         value: record,
         version,
@@ -116,8 +166,12 @@ pub async fn list_coupons(
         .list_coupons(shop, cursor, page_limit(limit))
         .await
         .map_err(bad_cursor)?;
+    let views = page
+        .items
+        .into_iter()
+        .map(|record| CouponView::of(record).with_shards(ctx, shop));
     Ok(Page {
-        items: page.items.into_iter().map(CouponView::of).collect(),
+        items: futures::future::try_join_all(views).await?,
         next: page.next,
     })
 }
@@ -137,7 +191,9 @@ pub(crate) fn bad_cursor(error: StoreError) -> AppError {
 /// One coupon by its code.
 pub async fn get_coupon(ctx: &Context, shop: &ShopId, code: &Code) -> Result<CouponView, AppError> {
     known_shop(ctx, shop).await?;
-    Ok(CouponView::of(read_coupon(ctx, shop, code).await?))
+    CouponView::of(read_coupon(ctx, shop, code).await?)
+        .with_shards(ctx, shop)
+        .await
 }
 
 async fn replace_coupon(
@@ -149,6 +205,7 @@ async fn replace_coupon(
     now: DateTime<Utc>,
 ) -> Result<CouponView, AppError> {
     let expected = expected_version.unwrap_or(current.version);
+    let limit_before = current.value.coupon.usage_limit_total;
     let record = CouponRecord {
         coupon,
         uses: current.value.uses,
@@ -156,10 +213,21 @@ async fn replace_coupon(
         updated_at: now,
     };
     match ctx.store.put_coupon(shop, &record, expected).await {
-        Ok(version) => Ok(CouponView::of(Versioned {
-            value: record,
-            version,
-        })),
+        Ok(version) => {
+            // This container's orders and checkouts see the edit at once;
+            // others within the cache's TTL (the caps hold them meanwhile).
+            ctx.invalidate_coupon(shop, &record.coupon.code);
+            let limit = record.coupon.usage_limit_total;
+            if limit.is_some() || limit != limit_before {
+                set_caps(ctx, shop, &record.coupon.code, limit).await?;
+            }
+            CouponView::of(Versioned {
+                value: record,
+                version,
+            })
+            .with_shards(ctx, shop)
+            .await
+        }
         Err(StoreError::Conflict(_)) => Err(AppError::Conflict(format!(
             "the coupon is no longer at version {expected}; read it again"
         ))),

@@ -16,6 +16,7 @@ use cashback_core::program::{CodeUsers, Program};
 use cashback_core::redeem::CodeRefusal;
 
 use crate::context::Context;
+use crate::coupon_shards::{self, CouponShard};
 use crate::error::AppError;
 use crate::retry::Attempts;
 use crate::store::{CouponRecord, ReadRequest, ReadResult, UsageKey};
@@ -204,7 +205,23 @@ async fn attempt_once(validating: &Validating<'_>) -> Result<Decided, AppError> 
         now,
     } = *validating;
     let guesses = guess_counter(caller_key, now);
-    let mut first = first_read(request, cart, code);
+    // The coupon's definition from the warm cache when fresh. A limited
+    // coupon's use count is its sub-counters', read in the same request as
+    // the rest (so validation stays one round trip, one request): for a
+    // code not cached yet too, as it may be one.
+    let cached = code.and_then(|c| ctx.cached_coupon(shop, c, now));
+    let limited = match &cached {
+        None => true,
+        Some(found) => found
+            .as_ref()
+            .is_some_and(|c| c.value.coupon.usage_limit_total.is_some()),
+    };
+    let mut first = first_read(request, cart, code, cached.is_none());
+    if let (Some(code), true) = (code, limited) {
+        first
+            .coupon_shards
+            .extend((0..coupon_shards::SHARDS).map(|shard| (code.clone(), shard)));
+    }
     first.counters.push(guesses.clone());
     let mut read = ctx.store.read(shop, &first).await?;
     // Over the limit in any container: refused, whatever the code.
@@ -220,7 +237,15 @@ async fn attempt_once(validating: &Validating<'_>) -> Result<Decided, AppError> 
         .as_ref()
         .and_then(|id| read.accounts.get(id).cloned());
     let owner = code.and_then(|c| read.code_owners.get(c).cloned());
-    let coupon = code.and_then(|c| read.coupons.get(c).cloned());
+    let coupon = match (code, cached) {
+        (Some(_), Some(found)) => found,
+        (Some(c), None) => {
+            let found = read.coupons.get(c).cloned();
+            ctx.remember_coupon(shop, c, found.clone(), now);
+            found
+        }
+        (None, _) => None,
+    };
     let decide = Decide {
         program,
         cart,
@@ -274,7 +299,15 @@ async fn attempt_once(validating: &Validating<'_>) -> Result<Decided, AppError> 
             balance_code(ctx, shop, &decide, request, account).await
         }
         (None, Some(coupon), Some(code)) => {
-            let usage = usage_of(&mut read, code, request, &coupon.value);
+            let shards: Vec<CouponShard> = (0..coupon_shards::SHARDS)
+                .map(|shard| {
+                    read.coupon_shards
+                        .get(&(code.clone(), shard))
+                        .copied()
+                        .unwrap_or_default()
+                })
+                .collect();
+            let usage = usage_of(&mut read, code, request, &coupon.value, &shards);
             let others = other_coupons(cart, code);
             Ok(Decided::Answer(decide.coupon(
                 &coupon.value,
@@ -293,11 +326,18 @@ async fn attempt_once(validating: &Validating<'_>) -> Result<Decided, AppError> 
 /// Everything the first round trip can fetch: the code's owner and coupon,
 /// the coupons among the cart's other discounts (for stacking), and, with
 /// the customer id, their account and their uses of the coupon.
-fn first_read(request: &ValidateRequest, cart: &Cart, code: Option<&Code>) -> ReadRequest {
+fn first_read(
+    request: &ValidateRequest,
+    cart: &Cart,
+    code: Option<&Code>,
+    with_coupon: bool,
+) -> ReadRequest {
     let mut read = ReadRequest::default();
     if let Some(code) = code {
         read.code_owners.push(code.clone());
-        read.coupons.push(code.clone());
+        if with_coupon {
+            read.coupons.push(code.clone());
+        }
         if let Some(customer) = &request.customer_id {
             read.coupon_uses
                 .push((code.clone(), UsageKey::Customer(customer.clone())));
@@ -325,13 +365,25 @@ fn usage_of(
     code: &Code,
     request: &ValidateRequest,
     record: &CouponRecord,
+    shards: &[CouponShard],
 ) -> CouponUsage {
     let mut count = |key: Option<UsageKey>| {
         key.and_then(|key| read.coupon_uses.remove(&(code.clone(), key)))
             .unwrap_or(0)
     };
+    // A capped coupon is used up exactly when no sub-counter has room
+    // (the caps sum to its limit, counting the uses held elsewhere);
+    // otherwise its uses are its own count plus what its shards hold.
+    let total = if coupon_shards::capped(shards) {
+        match shards.iter().any(CouponShard::has_room) {
+            true => 0,
+            false => record.coupon.usage_limit_total.unwrap_or(u32::MAX),
+        }
+    } else {
+        record.uses.saturating_add(coupon_shards::held(shards))
+    };
     CouponUsage {
-        total: record.uses,
+        total,
         by_customer: count(request.customer_id.clone().map(UsageKey::Customer)),
         by_email: count(request.email.clone().map(UsageKey::Email)),
     }

@@ -6,6 +6,7 @@ use crate::support::*;
 use cashback_app::admin;
 use cashback_app::checkout::validate;
 use cashback_app::events::handle_order_event;
+use cashback_app::store::Store;
 use cashback_app::AppError;
 use cashback_core::coupon::CouponStatus;
 use cashback_core::ids::{Code, CustomerId};
@@ -164,4 +165,228 @@ async fn coupon_fields_are_validated_by_name_and_the_code_cannot_be_renamed() {
         .await
         .unwrap();
     assert_eq!(page.items.len(), 1);
+}
+
+const TRAIL: &str = r#"{"code": "TRAIL5", "display_name": "5 back",
+    "reward": {"type": "fixed", "amount": "5.00"}, "status": "approved"TOTAL}"#;
+
+fn trail() -> Code {
+    Code::parse("trail5").unwrap()
+}
+
+/// TRAIL5 with this total limit (None: unlimited).
+fn trail_body(limit: Option<u32>) -> String {
+    let total = limit.map_or(String::new(), |n| format!(r#", "usage_limit_total": {n}"#));
+    TRAIL.replace("TOTAL", &total)
+}
+
+fn with_trail(id: &str, who: &str) -> OrderEvent {
+    let mut placed = order(id, who, vec![line("1", "100.00", 1)]);
+    placed.discount_codes = vec![AppliedCode {
+        code: trail(),
+        amount: usd("0.00"),
+        kind: DiscountKind::Order,
+    }];
+    OrderEvent::Paid(placed)
+}
+
+/// Whether the customer's order earned the coupon's 5.00 besides the
+/// program's 10.00.
+async fn earned_coupon(world: &World, who: &str) -> bool {
+    let pending = admin::get_customer(&world.ctx, &shop(), &CustomerId::parse(who).unwrap())
+        .await
+        .unwrap()
+        .pending;
+    assert!(
+        pending == dec!(10.00) || pending == dec!(15.00),
+        "{pending}"
+    );
+    pending == dec!(15.00)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_limited_coupon_is_credited_to_exactly_its_limit_of_concurrent_orders() {
+    let mut world = world(program()).await;
+    // Forty new customers at once: codes that never collide.
+    world.ctx = cashback_app::context::Context::new(
+        world.store.clone(),
+        world.notifier.clone(),
+        std::sync::Arc::new(cashback_test_support::doubles::UniqueCodes::default()),
+        cashback_app::context::AppConfig::default(),
+    );
+    admin::create_coupon(&world.ctx, &shop(), &trail_body(Some(7)), t0())
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..40)
+        .map(|n| {
+            let ctx = world.ctx.clone();
+            tokio::spawn(async move {
+                handle_order_event(
+                    &ctx,
+                    &shop(),
+                    &with_trail(&format!("o-{n}"), &format!("c-{n}")),
+                    t0(),
+                )
+                .await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let mut credited = 0;
+    for n in 0..40 {
+        if earned_coupon(&world, &format!("c-{n}")).await {
+            credited += 1;
+        }
+    }
+    assert_eq!(credited, 7, "never past the limit, never refused below it");
+    let coupon = admin::get_coupon(&world.ctx, &shop(), &trail())
+        .await
+        .unwrap();
+    assert_eq!(coupon.uses, 7);
+    let used_up = validate(
+        &world.ctx,
+        &shop(),
+        &validate_request("TRAIL5", Some("late"), "100.00"),
+        "test",
+        t0(),
+    )
+    .await
+    .unwrap();
+    assert!(!used_up.valid, "{used_up:?}");
+
+    // A cancelled order gives its use back (once the feed moved it off
+    // its shard): the next order takes it.
+    let mut holder = None;
+    for n in 0..40 {
+        if earned_coupon(&world, &format!("c-{n}")).await {
+            holder = Some(n);
+            break;
+        }
+    }
+    let holder = holder.expect("an order took a use");
+    let OrderEvent::Paid(cancelled) = with_trail(&format!("o-{holder}"), &format!("c-{holder}"))
+    else {
+        unreachable!("with_trail builds a paid order")
+    };
+    handle_order_event(&world.ctx, &shop(), &OrderEvent::Cancelled(cancelled), t0())
+        .await
+        .unwrap();
+    world.store.aggregate_reports().await.unwrap();
+    let coupon = admin::get_coupon(&world.ctx, &shop(), &trail())
+        .await
+        .unwrap();
+    assert_eq!(coupon.uses, 6);
+    handle_order_event(&world.ctx, &shop(), &with_trail("o-late", "late"), t0())
+        .await
+        .unwrap();
+    assert!(earned_coupon(&world, "late").await);
+    handle_order_event(&world.ctx, &shop(), &with_trail("o-later", "later"), t0())
+        .await
+        .unwrap();
+    assert!(!earned_coupon(&world, "later").await);
+}
+
+#[tokio::test]
+async fn a_limit_set_on_a_coupon_counts_the_uses_the_feed_has_not_counted_yet() {
+    let world = world(program()).await;
+    admin::create_coupon(&world.ctx, &shop(), &trail_body(None), t0())
+        .await
+        .unwrap();
+    for n in 0..3 {
+        handle_order_event(
+            &world.ctx,
+            &shop(),
+            &with_trail(&format!("u-{n}"), &format!("u-{n}")),
+            t0(),
+        )
+        .await
+        .unwrap();
+    }
+    // The feed has counted none of the three yet.
+    let before = admin::get_coupon(&world.ctx, &shop(), &trail())
+        .await
+        .unwrap();
+    assert_eq!(before.uses, 0);
+    admin::update_coupon(
+        &world.ctx,
+        &shop(),
+        &trail(),
+        &trail_body(Some(4)),
+        None,
+        t0(),
+    )
+    .await
+    .unwrap();
+    for n in 0..3 {
+        handle_order_event(
+            &world.ctx,
+            &shop(),
+            &with_trail(&format!("n-{n}"), &format!("n-{n}")),
+            t0(),
+        )
+        .await
+        .unwrap();
+    }
+    assert!(earned_coupon(&world, "n-0").await);
+    assert!(!earned_coupon(&world, "n-1").await);
+    assert!(!earned_coupon(&world, "n-2").await);
+    world.store.aggregate_reports().await.unwrap();
+    let after = admin::get_coupon(&world.ctx, &shop(), &trail())
+        .await
+        .unwrap();
+    assert_eq!(after.uses, 4, "the limit, not past it");
+}
+
+#[tokio::test]
+async fn a_coupons_definition_is_read_once_per_container_and_an_edit_here_is_seen() {
+    let world = world(program()).await;
+    let created = admin::create_coupon(&world.ctx, &shop(), &trail_body(Some(100)), t0())
+        .await
+        .unwrap();
+    handle_order_event(&world.ctx, &shop(), &with_trail("o-1", "ann"), t0())
+        .await
+        .unwrap();
+    assert!(earned_coupon(&world, "ann").await);
+    // Paused behind this container's back (another container's edit): the
+    // second order decides on the definition it cached, without reading it.
+    let mut record = world
+        .store
+        .read(&shop(), &cashback_app::store::ReadRequest::coupon(&trail()))
+        .await
+        .unwrap()
+        .coupons
+        .remove(&trail())
+        .unwrap();
+    record.value.coupon.status = CouponStatus::Paused;
+    world
+        .store
+        .put_coupon(&shop(), &record.value, created.version)
+        .await
+        .unwrap();
+    handle_order_event(&world.ctx, &shop(), &with_trail("o-2", "bob"), t0())
+        .await
+        .unwrap();
+    assert!(earned_coupon(&world, "bob").await, "the cached definition");
+    // Its TTL past, it is read again.
+    let later = t0() + chrono::Duration::seconds(world.ctx.config.cache_ttl_seconds);
+    handle_order_event(&world.ctx, &shop(), &with_trail("o-3", "cy"), later)
+        .await
+        .unwrap();
+    assert!(
+        !earned_coupon(&world, "cy").await,
+        "read again after the TTL"
+    );
+    // An edit made here is seen at once.
+    admin::set_coupon_status(&world.ctx, &shop(), &trail(), CouponStatus::Approved, later)
+        .await
+        .unwrap();
+    handle_order_event(&world.ctx, &shop(), &with_trail("o-4", "dee"), later)
+        .await
+        .unwrap();
+    assert!(
+        earned_coupon(&world, "dee").await,
+        "the edit, not the cache"
+    );
 }

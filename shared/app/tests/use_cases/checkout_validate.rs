@@ -308,6 +308,7 @@ async fn every_coupon_refusal_reaches_the_checkout_with_its_figure() {
                     limit_total: None,
                     limit_per_customer: None,
                     order: None,
+                    shard: None,
                 }],
                 ..Default::default()
             },

@@ -287,6 +287,62 @@ impl DynamoStore {
         }
     }
 
+    /// A coupon's sub-counters, in one consistent Query of their prefix.
+    async fn read_shards(
+        &self,
+        shop: &ShopId,
+        code: &cashback_core::ids::Code,
+    ) -> Result<Vec<cashback_app::coupon_shards::CouponShard>, StoreError> {
+        let pk = crate::keys::coupon_use_pk(shop, code);
+        let mut expr = Expr::default();
+        let key_condition = format!(
+            "{} = {} AND begins_with({}, {})",
+            expr.name(PK),
+            expr.value("pk", s(&pk)),
+            expr.name(SK),
+            expr.value("prefix", s(crate::keys::COUPON_SHARD_SK_PREFIX)),
+        );
+        let mut shards = vec![Default::default(); cashback_app::coupon_shards::SHARDS as usize];
+        self.query_partition(&key_condition, &expr, &pk, |item| {
+            if let Some(slot) = coupon_uses::shard_of(item).and_then(|n| shards.get_mut(n as usize))
+            {
+                *slot = coupon_uses::decode_shard(item)?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(shards)
+    }
+
+    /// How many orders' uses of a coupon the change feed has not counted
+    /// yet (taken while it was unlimited): one Query of the coupon's use
+    /// items, made only when a limit is set (an edit, not an order).
+    async fn uncounted_uses(
+        &self,
+        shop: &ShopId,
+        code: &cashback_core::ids::Code,
+    ) -> Result<u32, StoreError> {
+        let pk = crate::keys::coupon_use_pk(shop, code);
+        let mut expr = Expr::default();
+        let key_condition = format!(
+            "{} = {} AND begins_with({}, {})",
+            expr.name(PK),
+            expr.value("pk", s(&pk)),
+            expr.name(SK),
+            expr.value("prefix", s(crate::keys::COUPON_ORDER_USE_SK_PREFIX)),
+        );
+        let mut uncounted = 0u32;
+        self.query_partition(&key_condition, &expr, &pk, |item| {
+            let used = coupon_uses::decode_use(item)?;
+            if used.shard.is_none() && used.taken && !used.counted {
+                uncounted = uncounted.saturating_add(1);
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(uncounted)
+    }
+
     /// A conditional single-item Update: true if applied, false if the
     /// condition did not hold.
     pub(crate) async fn update_if(
@@ -545,6 +601,81 @@ impl Store for DynamoStore {
                     Err(StoreError::Conflict(format!("coupon {}", code.display())))
                 }
                 Conditional::Error(error) => Err(error),
+            },
+        }
+    }
+
+    #[tracing::instrument(skip(self), fields(shop = %shop), err(level = "info"))]
+    async fn coupon_shards(
+        &self,
+        shop: &ShopId,
+        code: &cashback_core::ids::Code,
+    ) -> Result<Vec<cashback_app::coupon_shards::CouponShard>, StoreError> {
+        self.read_shards(shop, code).await
+    }
+
+    #[tracing::instrument(skip(self), fields(shop = %shop), err(level = "info"))]
+    async fn set_coupon_caps(
+        &self,
+        shop: &ShopId,
+        code: &cashback_core::ids::Code,
+        limit: Option<u32>,
+    ) -> Result<(), StoreError> {
+        use cashback_app::coupon_shards::{caps, SHARDS};
+        let shards = self.read_shards(shop, code).await?;
+        let mut items = Vec::new();
+        match limit {
+            None => {
+                // Only shards that exist: a REMOVE on a missing item would
+                // leave an empty one behind.
+                for (shard, found) in (0..SHARDS).zip(&shards) {
+                    if found.cap.is_some() {
+                        items.push(coupon_uses::uncap_item(&self.table, shop, code, shard)?);
+                    }
+                }
+            }
+            Some(limit) => {
+                let coupon = self
+                    .get(key(
+                        crate::keys::shop_pk(shop),
+                        crate::keys::coupon_sk(code),
+                    ))
+                    .await?;
+                let counted = coupon
+                    .as_ref()
+                    .map(|item| get_count(item, USES))
+                    .transpose()?
+                    .unwrap_or(0);
+                let uncounted = self.uncounted_uses(shop, code).await?;
+                let elsewhere = counted.saturating_add(uncounted);
+                for (shard, cap) in (0..SHARDS).zip(caps(limit, elsewhere, &shards)) {
+                    items.push(coupon_uses::cap_item(&self.table, shop, code, shard, cap)?);
+                }
+            }
+        }
+        if items.is_empty() {
+            return Ok(());
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                self.record_capacity(output.consumed_capacity());
+                Ok(())
+            }
+            Err(error) => match errors::cancellation_reasons(&error) {
+                // A shard took more than its new cap meanwhile, or an order
+                // held one: read again.
+                Some(_) => Err(StoreError::Conflict(format!(
+                    "coupon {} took uses while its caps were set",
+                    code.display()
+                ))),
+                None => Err(from_sdk("TransactWriteItems", error)),
             },
         }
     }

@@ -45,6 +45,7 @@ enum Target {
     Counter(String),
     ReferralCredit(CustomerId, OrderId),
     CouponOrderUse(Code, OrderId),
+    CouponShard(Code, u32),
 }
 
 fn targets(shop: &ShopId, request: &ReadRequest) -> Vec<((String, String), Target)> {
@@ -129,6 +130,15 @@ fn targets(shop: &ShopId, request: &ReadRequest) -> Vec<((String, String), Targe
             Target::ReferralCredit(referrer.clone(), order.clone()),
         ));
     }
+    for (code, shard) in &request.coupon_shards {
+        wanted.push((
+            (
+                keys::coupon_use_pk(shop, code),
+                keys::coupon_shard_sk(*shard),
+            ),
+            Target::CouponShard(code.clone(), *shard),
+        ));
+    }
     for (code, order) in &request.coupon_order_uses {
         wanted.push((
             (
@@ -161,6 +171,11 @@ impl DynamoStore {
         }
         for counter in &request.counters {
             result.counters.insert(counter.clone(), 0);
+        }
+        for shard in &request.coupon_shards {
+            result
+                .coupon_shards
+                .insert(shard.clone(), Default::default());
         }
         // BatchGetItem refuses duplicate keys: ask once, answer every target.
         let mut by_key: HashMap<(String, String), Vec<Target>> = HashMap::new();
@@ -364,6 +379,12 @@ fn apply(result: &mut ReadResult, target: &Target, item: &Item) -> Result<(), St
             result.referral_credits.insert(
                 (referrer.clone(), order.clone()),
                 super::referrals::decode_note(item)?,
+            );
+        }
+        Target::CouponShard(code, shard) => {
+            result.coupon_shards.insert(
+                (code.clone(), *shard),
+                super::coupon_uses::decode_shard(item)?,
             );
         }
         Target::CouponOrderUse(code, order) => {

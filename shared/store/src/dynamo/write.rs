@@ -555,16 +555,28 @@ fn coupon_items(
     let mut coupons: BTreeMap<Code, CountChange> = BTreeMap::new();
     let mut counters: BTreeMap<(Code, String), CountChange> = BTreeMap::new();
     for change in changes {
+        // A shard takes the use under its own cap (the coupon's total limit
+        // is what the caps sum to).
+        if let Some(shard) = super::coupon_uses::taking_shard(change) {
+            plan.push(
+                super::coupon_uses::shard_take_item(table, shop, &change.code, shard)?,
+                Role::CouponCount {
+                    code: change.code.clone(),
+                },
+            );
+        }
         match change
             .order
             .as_ref()
-            .filter(|_| super::coupon_uses::off_the_count(change))
+            .filter(|_| super::coupon_uses::use_item_written(change))
         {
-            // No total limit: the order's own use item, counted by the feed.
+            // The order's own use item: counted by the feed, or by the
+            // shard that took it.
             Some(order) => plan.push(
                 super::coupon_uses::use_item(table, shop, change, order)?,
                 Role::Plain,
             ),
+            None if super::coupon_uses::taking_shard(change).is_some() => {}
             None => coupons
                 .entry(change.code.clone())
                 .or_default()
@@ -737,7 +749,7 @@ fn plan(
     for (item, order) in super::referrals::transaction_items(table, shop, writes)? {
         plan.push(item, Role::ReferralCredit { order });
     }
-    let mut counted: BTreeMap<Code, i64> = BTreeMap::new();
+    let mut counted: BTreeMap<(Code, Option<u32>), i64> = BTreeMap::new();
     for use_counted in &writes.coupon_uses_counted {
         plan.push(
             super::coupon_uses::counted_item(table, shop, use_counted)?,
@@ -745,12 +757,13 @@ fn plan(
                 code: use_counted.code.clone(),
             },
         );
-        *counted.entry(use_counted.code.clone()).or_default() +=
-            if use_counted.taken { 1 } else { -1 };
+        *counted
+            .entry((use_counted.code.clone(), use_counted.shard))
+            .or_default() += if use_counted.taken { 1 } else { -1 };
     }
-    for (code, delta) in counted.into_iter().filter(|(_, delta)| *delta != 0) {
+    for ((code, shard), delta) in counted.into_iter().filter(|(_, delta)| *delta != 0) {
         plan.push(
-            super::coupon_uses::count_item(table, shop, &code, delta)?,
+            super::coupon_uses::count_item(table, shop, &code, shard, delta)?,
             Role::Plain,
         );
     }

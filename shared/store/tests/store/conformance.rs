@@ -58,6 +58,10 @@ conformance!(
     a_referral_credit_is_written_with_its_order_and_settled_under_its_version,
     a_reward_granted_with_the_referrers_account_writes_no_credit,
     an_unlimited_coupons_uses_leave_its_count_to_the_feed_and_count_once,
+    a_limited_coupon_reaches_its_limit_exactly_under_concurrent_orders,
+    a_full_shard_hands_over_to_shards_with_room,
+    a_use_given_back_frees_room_on_the_shard_that_took_it,
+    a_limit_set_on_an_unlimited_coupon_counts_uses_the_feed_has_not,
     the_code_syncs_record_adds_notes_and_a_finished_reconcile_clears_what_was_parked,
 );
 
@@ -77,4 +81,17 @@ mod reports {
             crate::cases::the_aggregator_sums_the_feed_by_day_with_customer_counters(&store).await;
         }
     }
+}
+
+/// Many orders at once on one limited coupon, each a task of its own on a
+/// multi-threaded runtime (the in-memory store's lock is the only order
+/// between them): exactly the limit is taken, never more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_limited_coupon_is_never_used_past_its_limit_by_concurrent_tasks() {
+    let store: std::sync::Arc<dyn cashback_app::store::Store> =
+        std::sync::Arc::new(cashback_store::MemoryStore::new());
+    crate::cases::limited(store.as_ref(), 101).await;
+    let taken = crate::cases::take_use_concurrently(store.clone(), 400).await;
+    assert_eq!(taken, 101);
+    assert_eq!(crate::cases::held(store.as_ref()).await, 101);
 }

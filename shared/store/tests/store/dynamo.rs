@@ -634,6 +634,7 @@ async fn coupon_limits_are_conditions_on_the_counts_themselves() {
                 limit_total: total,
                 limit_per_customer: per,
                 order: None,
+                shard: None,
             }],
             ..WriteSet::default()
         };
@@ -955,6 +956,7 @@ async fn a_read_is_one_batch_get_and_a_write_one_transaction() {
                     limit_total: None,
                     limit_per_customer: Some(3),
                     order: None,
+                    shard: None,
                 }],
                 notifications: vec!["n".into()],
                 marketing_events: Vec::new(),

@@ -23,6 +23,7 @@ fn use_by(order_id: &str, id: &str, delta: i32) -> WriteSet {
             limit_total: None,
             limit_per_customer: Some(1),
             order: Some(order(order_id)),
+            shard: None,
         }],
         ..WriteSet::default()
     }
@@ -34,6 +35,7 @@ fn counted(order_id: &str, taken: bool) -> WriteSet {
             code: Code::parse("popular").unwrap(),
             order: order(order_id),
             taken,
+            shard: None,
         }],
         ..WriteSet::default()
     }
@@ -86,7 +88,8 @@ pub async fn an_unlimited_coupons_uses_leave_its_count_to_the_feed_and_count_onc
         order_use(store, "o1").await,
         Some(CouponOrderUse {
             taken: true,
-            counted: false
+            counted: false,
+            shard: None
         })
     );
     // The per-customer limit still holds in the order's write.
@@ -115,7 +118,8 @@ pub async fn an_unlimited_coupons_uses_leave_its_count_to_the_feed_and_count_onc
         order_use(store, "old").await,
         Some(CouponOrderUse {
             taken: false,
-            counted: true
+            counted: true,
+            shard: None
         })
     );
     store.write(&shop(), counted("old", false)).await.unwrap();

@@ -16,8 +16,10 @@ use cashback_core::program::{Issuance, Program};
 
 pub use cashback_test_support::fixtures::{customer, shop, t0, usd};
 
+mod coupon_shards;
 mod coupon_uses;
 mod referrals;
+pub use coupon_shards::*;
 pub use coupon_uses::*;
 pub use referrals::*;
 
@@ -221,11 +223,16 @@ pub async fn reading_what_was_never_written_finds_nothing(store: &dyn Store) {
                     Code::parse("none").unwrap(),
                     OrderId::parse("nope").unwrap(),
                 )],
+                coupon_shards: vec![(Code::parse("none").unwrap(), 3)],
             },
         )
         .await
         .unwrap();
     assert_eq!(result.counters["never-counted"], 0);
+    assert_eq!(
+        result.coupon_shards[&(Code::parse("none").unwrap(), 3)],
+        Default::default()
+    );
     assert!(result.order.is_none() && result.accounts.is_empty() && result.coupons.is_empty());
     assert!(result.code_owners.is_empty() && result.email_owners.is_empty());
     assert!(result.referral_owners.is_empty() && result.products.is_empty());
@@ -877,6 +884,7 @@ pub async fn coupon_use_limits_are_enforced_by_the_store_and_uses_come_back(stor
             limit_total: Some(2),
             limit_per_customer: Some(1),
             order: None,
+            shard: None,
         }],
         ..WriteSet::default()
     };

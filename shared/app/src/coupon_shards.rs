@@ -27,7 +27,7 @@
 //!   it frees no room until the limit is next edited.
 //!
 //! The caps are what the store checks: a definition cached by a warm
-//! container ([`crate::context::Context::coupon`]) never lets a use past
+//! container ([`crate::context::Context::cached_coupon`]) never lets a use past
 //! them. A shard without a cap means the coupon has no sub-counters: a
 //! coupon limited before this layout (its count is still the coupon's own
 //! item, as before, until the limit is next edited) or an unlimited one.

@@ -23,8 +23,7 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, Update,
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -334,18 +333,8 @@ impl ReportStore for DynamoStore {
     #[tracing::instrument(skip(self, part), fields(shop = %part.shop, customers = part.marks.len()), err(level = "info"))]
     async fn add_report_part(&self, part: &ReportPart) -> Result<Added, StoreError> {
         let items = part_items(&self.table, part)?;
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
-        let error = match result {
-            Ok(output) => {
-                self.record_capacity(output.consumed_capacity());
-                return Ok(Added::Now);
-            }
+        let error = match self.transact_items(items).await {
+            Ok(()) => return Ok(Added::Now),
             Err(error) => error,
         };
         let Some(reasons) = cancellation_reasons(&error) else {

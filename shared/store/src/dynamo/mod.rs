@@ -163,6 +163,27 @@ impl DynamoStore {
         self.capacity_milli.load(Ordering::Relaxed) as f64 / 1000.0
     }
 
+    /// One TransactWriteItems, its consumed capacity counted.
+    pub(crate) async fn transact_items(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<
+        (),
+        aws_sdk_dynamodb::error::SdkError<
+            aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        >,
+    > {
+        let output = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await?;
+        self.record_capacity(output.consumed_capacity());
+        Ok(())
+    }
+
     pub(crate) fn record_capacity<'a>(
         &self,
         reported: impl IntoIterator<Item = &'a ConsumedCapacity>,
@@ -507,18 +528,8 @@ impl Store for DynamoStore {
                 .map_err(|e| StoreError::Other(format!("cannot build Put: {e}")))?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
-        match result {
-            Ok(output) => {
-                self.record_capacity(output.consumed_capacity());
-                Ok(version)
-            }
+        match self.transact_items(items).await {
+            Ok(()) => Ok(version),
             Err(error) => match conditional("TransactWriteItems", error) {
                 Conditional::Failed => Err(StoreError::Conflict(format!("program of {shop}"))),
                 Conditional::Error(error) => Err(error),
@@ -656,18 +667,8 @@ impl Store for DynamoStore {
         if items.is_empty() {
             return Ok(());
         }
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
-        match result {
-            Ok(output) => {
-                self.record_capacity(output.consumed_capacity());
-                Ok(())
-            }
+        match self.transact_items(items).await {
+            Ok(()) => Ok(()),
             Err(error) => match errors::cancellation_reasons(&error) {
                 // A shard took more than its new cap meanwhile, or an order
                 // held one: read again.

@@ -23,8 +23,8 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, Put, ReturnConsumedCapacity,
-    ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, CancellationReason, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
 };
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
@@ -890,16 +890,8 @@ impl DynamoStore {
         // The SDK fills ClientRequestToken itself and keeps it across its own
         // retries, so a retry of a transaction that did commit succeeds
         // instead of tripping over its own guard.
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(plan.items))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
-        match result {
-            Ok(output) => {
-                self.record_capacity(output.consumed_capacity());
+        match self.transact_items(plan.items).await {
+            Ok(()) => {
                 tracing::debug!(items, "transaction committed");
                 Ok(WriteOutcome::Committed)
             }

@@ -292,9 +292,11 @@ async fn a_reinstall_of_a_shop_whose_codes_stay_off_the_platform_asks_for_no_run
     assert_eq!(store.shop_uninstalled_at(&shop()).await.unwrap(), None);
 }
 
-/// A Shopify shop may keep its balances as store credit on any deployment.
+/// Store-credit mode stays refused until the deployment opts in
+/// (`CASHBACK_STORE_CREDIT_PREVIEW`): its known gaps could let spent store
+/// credit be credited back (docs/platform-sync.md).
 #[tokio::test]
-async fn store_credit_mode_is_accepted_for_a_shopify_shop() {
+async fn store_credit_mode_is_refused_unless_the_deployment_opts_in() {
     let store = Arc::new(MemoryStore::new());
     let ctx = seed(store.clone()).await;
     let current = send(
@@ -313,14 +315,35 @@ async fn store_credit_mode_is_accepted_for_a_shopify_shop() {
     redemption["combine_with_shipping"] = true.into();
     redemption["combine_with_product"] = true.into();
     redemption["min_order_subtotal"] = "0".into();
-    let accepted = send(
+    let body = program.to_string();
+
+    let refused = send(
         app(&ctx),
-        request(
-            "PUT",
-            &format!("{BASE}/program"),
-            Some(&program.to_string()),
-            &[],
-        ),
+        request("PUT", &format!("{BASE}/program"), Some(&body), &[]),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.json);
+    assert_eq!(refused.json["error"]["fields"][0]["field"], "platform_sync");
+    assert!(
+        refused.json.to_string().contains("held back"),
+        "{}",
+        refused.json
+    );
+    let kept = store.get_program(&shop()).await.unwrap().unwrap();
+    assert_eq!(kept.value.platform_sync, PlatformSync::Off);
+
+    let preview = cashback_app::Context::new(
+        store.clone(),
+        Arc::new(Silent),
+        Arc::new(CountingCodes(std::sync::Mutex::new(0))),
+        cashback_app::AppConfig {
+            store_credit_preview: true,
+            ..cashback_app::AppConfig::default()
+        },
+    );
+    let accepted = send(
+        app(&preview),
+        request("PUT", &format!("{BASE}/program"), Some(&body), &[]),
     )
     .await;
     assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.json);

@@ -9,7 +9,7 @@ use cashback_core::ids::ShopId;
 use cashback_core::platform_code::PlatformSync;
 use cashback_core::program::Program;
 
-use crate::context::Context;
+use crate::context::{AppConfig, Context};
 use crate::error::AppError;
 use crate::store::*;
 
@@ -18,6 +18,13 @@ use super::{current_program, field, known_shop};
 /// Why a shop on another platform cannot keep its balances as store credit.
 pub const STORE_CREDIT_SHOPIFY_ONLY: &str = "\"store_credit\" is Shopify's native store credit: \
      only a Shopify shop can keep its balances that way (use \"discount_code\")";
+
+/// Why store-credit mode is refused where the deployment has not opted in.
+pub const STORE_CREDIT_HELD_BACK: &str = "\"store_credit\" is held back on this deployment: \
+     it does not yet follow more than 25 store-credit payments between two syncs, record a \
+     payment larger than the balance as debt, or end the discount codes of a program that \
+     switches mode (docs/platform-sync.md); use \"discount_code\", or set \
+     CASHBACK_STORE_CREDIT_PREVIEW=1 to try it on a development store";
 
 /// A version of the shop's program, as the admin API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -54,7 +61,11 @@ pub async fn get_program_version(
 }
 
 /// A program from JSON, validated, in the shop's currency.
-pub(super) fn parse_program(body: &str, shop: &Shop) -> Result<Program, AppError> {
+pub(super) fn parse_program(
+    body: &str,
+    shop: &Shop,
+    config: &AppConfig,
+) -> Result<Program, AppError> {
     let program = Program::from_json(body).map_err(|errors| AppError::InvalidFields(errors.0))?;
     if program.currency != shop.currency {
         return Err(AppError::InvalidFields(vec![field(
@@ -66,6 +77,12 @@ pub(super) fn parse_program(body: &str, shop: &Shop) -> Result<Program, AppError
         return Err(AppError::InvalidFields(vec![field(
             "platform_sync",
             STORE_CREDIT_SHOPIFY_ONLY,
+        )]));
+    }
+    if program.platform_sync == PlatformSync::StoreCredit && !config.store_credit_preview {
+        return Err(AppError::InvalidFields(vec![field(
+            "platform_sync",
+            STORE_CREDIT_HELD_BACK,
         )]));
     }
     Ok(program)
@@ -86,7 +103,7 @@ pub async fn put_program(
     now: DateTime<Utc>,
 ) -> Result<ProgramView, AppError> {
     let known = known_shop(ctx, shop).await?;
-    let mut program = parse_program(body, &known)?;
+    let mut program = parse_program(body, &known, &ctx.config)?;
     crate::marketing::check_email_channel(ctx.marketing_accounts(), shop, &program).await?;
     // Kept with the version: who made it, never what the body claims.
     program.changed_by = Some(principal.to_string());

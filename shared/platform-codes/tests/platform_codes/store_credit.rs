@@ -124,7 +124,11 @@ impl World {
             store,
             Arc::new(Quiet),
             Arc::new(Counting(Mutex::new(0))),
-            AppConfig::default(),
+            // The mode is held back unless a deployment opts in.
+            AppConfig {
+                store_credit_preview: true,
+                ..AppConfig::default()
+            },
         )
         .with_clock(Arc::new(move || *read.lock().unwrap()));
         let fake = FakeShopify::start().await;

@@ -21,10 +21,9 @@ pub const STORE_CREDIT_SHOPIFY_ONLY: &str = "\"store_credit\" is Shopify's nativ
 
 /// Why store-credit mode is refused where the deployment has not opted in.
 pub const STORE_CREDIT_HELD_BACK: &str = "\"store_credit\" is held back on this deployment: \
-     it does not yet follow more than 25 store-credit payments between two syncs, record a \
-     payment larger than the balance as debt, or end the discount codes of a program that \
-     switches mode (docs/platform-sync.md); use \"discount_code\", or set \
-     CASHBACK_STORE_CREDIT_PREVIEW=1 to try it on a development store";
+     a change of mode can still leave the other side live, and a payment Shopify lists late \
+     can be credited back (docs/platform-sync.md, \"Store credit: held back\"); use \
+     \"discount_code\", or set CASHBACK_STORE_CREDIT_PREVIEW=1 to try it on a development store";
 
 /// A version of the shop's program, as the admin API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -78,13 +78,7 @@ impl DynamoStore {
     ) -> Result<Vec<ApiKeyRecord>, StoreError> {
         let pk = crate::keys::shop_pk(shop);
         let mut expr = Expr::default();
-        let key_condition = format!(
-            "{} = {} AND begins_with({}, {})",
-            expr.name(PK),
-            expr.value("pk", s(&pk)),
-            expr.name(SK),
-            expr.value("prefix", s(crate::keys::API_KEY_SK_PREFIX)),
-        );
+        let key_condition = expr.partition_prefix(&pk, crate::keys::API_KEY_SK_PREFIX);
         let mut records = Vec::new();
         self.query_partition(&key_condition, &expr, &pk, |item| {
             records.push(decode(item)?);

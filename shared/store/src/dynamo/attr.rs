@@ -211,6 +211,18 @@ impl Expr {
         placeholder
     }
 
+    /// The key condition of a Query for the items of partition `pk` whose
+    /// sort key starts with `prefix`.
+    pub fn partition_prefix(&mut self, pk: &str, prefix: &str) -> String {
+        format!(
+            "{} = {} AND begins_with({}, {})",
+            self.name(PK),
+            self.value("pk", s(pk)),
+            self.name(SK),
+            self.value("prefix", s(prefix)),
+        )
+    }
+
     pub fn names(&self) -> Option<HashMap<String, String>> {
         (!self.names.is_empty()).then(|| self.names.clone())
     }

@@ -316,13 +316,7 @@ impl DynamoStore {
     ) -> Result<Vec<cashback_app::coupon_shards::CouponShard>, StoreError> {
         let pk = crate::keys::coupon_use_pk(shop, code);
         let mut expr = Expr::default();
-        let key_condition = format!(
-            "{} = {} AND begins_with({}, {})",
-            expr.name(PK),
-            expr.value("pk", s(&pk)),
-            expr.name(SK),
-            expr.value("prefix", s(crate::keys::COUPON_SHARD_SK_PREFIX)),
-        );
+        let key_condition = expr.partition_prefix(&pk, crate::keys::COUPON_SHARD_SK_PREFIX);
         let mut shards = vec![Default::default(); cashback_app::coupon_shards::SHARDS as usize];
         self.query_partition(&key_condition, &expr, &pk, |item| {
             if let Some(slot) = coupon_uses::shard_of(item).and_then(|n| shards.get_mut(n as usize))
@@ -345,13 +339,7 @@ impl DynamoStore {
     ) -> Result<u32, StoreError> {
         let pk = crate::keys::coupon_use_pk(shop, code);
         let mut expr = Expr::default();
-        let key_condition = format!(
-            "{} = {} AND begins_with({}, {})",
-            expr.name(PK),
-            expr.value("pk", s(&pk)),
-            expr.name(SK),
-            expr.value("prefix", s(crate::keys::COUPON_ORDER_USE_SK_PREFIX)),
-        );
+        let key_condition = expr.partition_prefix(&pk, crate::keys::COUPON_ORDER_USE_SK_PREFIX);
         let mut uncounted = 0u32;
         self.query_partition(&key_condition, &expr, &pk, |item| {
             let used = coupon_uses::decode_use(item)?;
@@ -690,13 +678,7 @@ impl Store for DynamoStore {
     ) -> Result<Page<Versioned<CouponRecord>>, StoreError> {
         let pk = crate::keys::shop_pk(shop);
         let mut expr = Expr::default();
-        let key_condition = format!(
-            "{} = {} AND begins_with({}, {})",
-            expr.name(PK),
-            expr.value("pk", s(&pk)),
-            expr.name(SK),
-            expr.value("prefix", s(crate::keys::COUPON_SK_PREFIX)),
-        );
+        let key_condition = expr.partition_prefix(&pk, crate::keys::COUPON_SK_PREFIX);
         // Bare use counters of never-created coupons are not coupons.
         let filter = format!("attribute_exists({})", expr.name(DOC));
         let (items, next) = self
@@ -729,13 +711,7 @@ impl Store for DynamoStore {
     ) -> Result<Page<LedgerEntry>, StoreError> {
         let pk = crate::keys::account_key(shop, customer);
         let mut expr = Expr::default();
-        let key_condition = format!(
-            "{} = {} AND begins_with({}, {})",
-            expr.name(PK),
-            expr.value("pk", s(&pk)),
-            expr.name(SK),
-            expr.value("prefix", s(crate::keys::LEDGER_SK_PREFIX)),
-        );
+        let key_condition = expr.partition_prefix(&pk, crate::keys::LEDGER_SK_PREFIX);
         let (items, next) = self
             .page(
                 None,

@@ -61,13 +61,7 @@ impl EndpointStore for DynamoStore {
     async fn list_endpoints(&self, shop: &ShopId) -> Result<Vec<EndpointRecord>, StoreError> {
         let pk = crate::keys::shop_pk(shop);
         let mut expr = Expr::default();
-        let key_condition = format!(
-            "{} = {} AND begins_with({}, {})",
-            expr.name(PK),
-            expr.value("pk", s(&pk)),
-            expr.name(SK),
-            expr.value("prefix", s(ENDPOINT_SK_PREFIX)),
-        );
+        let key_condition = expr.partition_prefix(&pk, ENDPOINT_SK_PREFIX);
         let mut records = Vec::new();
         self.query_partition(&key_condition, &expr, &pk, |item| {
             records.push(get_doc(item)?);

@@ -26,6 +26,12 @@ use support::*;
 const BASE: &str = "/v1/shops/demo.myshopify.com/event-endpoints";
 const OTHER: &str = "/v1/shops/other.myshopify.com/event-endpoints";
 
+/// The tests here run one at a time. A log line first reached on one thread
+/// while another thread is setting up its capturing subscriber can be cached
+/// as wanted by no subscriber (tracing's callsite registration races the new
+/// subscriber's interest rebuild), and the log test then misses it.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Names resolved from a table: `rebind.example.com` points inside.
 struct Table;
 
@@ -70,6 +76,7 @@ async fn create(ctx: &cashback_app::Context, base: &str, url: &str) -> Answer {
 
 #[tokio::test]
 async fn an_endpoint_is_created_listed_rotated_and_deleted_and_its_secret_shown_only_twice() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let (store, ctx) = two_shops().await;
     let created = create(&ctx, BASE, "https://merchant.example.com/hooks").await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.json);
@@ -169,6 +176,7 @@ async fn an_endpoint_is_created_listed_rotated_and_deleted_and_its_secret_shown_
 
 #[tokio::test]
 async fn urls_into_the_engines_own_network_are_refused_with_the_field_named() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let (store, ctx) = two_shops().await;
     for url in [
         "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
@@ -213,6 +221,7 @@ async fn urls_into_the_engines_own_network_are_refused_with_the_field_named() {
 
 #[tokio::test]
 async fn another_shops_endpoint_cannot_be_rotated_deleted_or_read_through_this_shop() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let (store, ctx) = two_shops().await;
     let theirs = create(&ctx, OTHER, "https://merchant.example.com/other").await;
     assert_eq!(theirs.status, StatusCode::CREATED);
@@ -304,6 +313,7 @@ impl Write for Captured {
 
 #[tokio::test]
 async fn no_secret_is_written_to_the_logs() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let (_, ctx) = two_shops().await;
     let captured = Captured::default();
     let writer = captured.clone();

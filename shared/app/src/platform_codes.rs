@@ -26,8 +26,11 @@ use crate::context::Context;
 use crate::error::AppError;
 use crate::store::ReadRequest;
 
+pub mod mode;
 pub mod runs;
 pub mod store_credit;
+
+use mode::{ModeRecord, Side};
 
 pub use runs::{
     ask_for_run, backfill_shop, backfill_status, reconcile_shop, request_run, sync_status,
@@ -318,14 +321,13 @@ async fn sync_code(
     policy: &SyncPolicy,
     after_put: AfterPut,
 ) -> Result<SyncOutcome, SyncError> {
-    let program = ctx.shop_program(shop, ctx.now()).await?.program;
-    if program.platform_sync == PlatformSync::Off {
-        return Ok(SyncOutcome::NotSynced);
-    }
-    let mode = store_credit::last_mode(ctx, shop, customer).await?;
-    if program.platform_sync == PlatformSync::StoreCredit {
-        // The balance is the customer's store credit: no code to put.
-        let Some(accounts) = platform.store_credit() else {
+    let mut program = ctx.shop_program(shop, ctx.now()).await?.program;
+    for _ in 0..mode::TRIES {
+        let Some(side) = Side::of(program.platform_sync) else {
+            return Ok(SyncOutcome::NotSynced);
+        };
+        if side == Side::StoreCredit && platform.store_credit().is_none() {
+            // Refused before the code is ended: nothing would hold the balance.
             return Err(SyncError::Platform {
                 attempts: 0,
                 source: PlatformError::Rejected {
@@ -334,33 +336,123 @@ async fn sync_code(
                         .into(),
                 },
             });
+        }
+        let Some(held) = take_over(
+            ctx,
+            platform,
+            shop,
+            customer,
+            previous_code,
+            policy,
+            &program,
+            side,
+        )
+        .await?
+        else {
+            // Another sync wrote the mode meanwhile: the program it acted on
+            // may be newer than this one's.
+            program = fresh_program(ctx, shop).await?;
+            continue;
         };
-        if mode.map(|(_, mode)| mode) != Some(PlatformSync::StoreCredit) {
-            // A code put in discount-code mode would stay spendable next to
-            // the same balance as store credit: ended before any is sent.
+        let sent = match (side, platform.store_credit()) {
+            (Side::StoreCredit, Some(accounts)) => {
+                store_credit::sync_store_credit(ctx, accounts, shop, customer, &program, policy)
+                    .await
+            }
+            (Side::DiscountCode, _) | (Side::StoreCredit, None) => {
+                put_code(
+                    ctx,
+                    platform,
+                    shop,
+                    customer,
+                    previous_code,
+                    policy,
+                    after_put,
+                    &program,
+                )
+                .await
+            }
+        };
+        // Checked whatever the send's outcome: a call that failed may still
+        // have landed.
+        let now = mode::read(ctx, shop, customer).await.inspect_err(|error| {
+            tracing::error!(shop = %shop, customer = %customer, error = %error,
+                side = ?side, "platform sync mode unreadable after a send; the reconcile run \
+                checks the other side");
+        })?;
+        if now == held {
+            return sent;
+        }
+        tracing::warn!(shop = %shop, customer = %customer, side = ?side,
+            "the platform sync mode changed while this sync sent; synced again");
+        mode::record_maybe_live(ctx, shop, customer, side).await?;
+        program = fresh_program(ctx, shop).await?;
+    }
+    Err(mode::contended(customer))
+}
+
+/// The shop's program read from the store, not the cache.
+async fn fresh_program(
+    ctx: &Context,
+    shop: &ShopId,
+) -> Result<cashback_core::program::Program, SyncError> {
+    ctx.invalidate(shop);
+    Ok(ctx.shop_program(shop, ctx.now()).await?.program)
+}
+
+/// Takes the customer's mode record over for `side`, ending the other side
+/// first when the record says it may be live ([`mode`]). The record held,
+/// or None when another sync wrote it meanwhile.
+#[allow(clippy::too_many_arguments)]
+async fn take_over(
+    ctx: &Context,
+    platform: &dyn PlatformCodes,
+    shop: &ShopId,
+    customer: &CustomerId,
+    previous_code: Option<&Code>,
+    policy: &SyncPolicy,
+    program: &cashback_core::program::Program,
+    side: Side,
+) -> Result<Option<ModeRecord>, SyncError> {
+    let current = mode::read(ctx, shop, customer).await?;
+    let Some(switching) = mode::take_over_from(&current, side) else {
+        return Ok(Some(current));
+    };
+    if switching != current && !mode::compare_and_set(ctx, shop, customer, &switching).await? {
+        return Ok(None);
+    }
+    match side.other() {
+        Side::DiscountCode => {
             end_codes(ctx, platform, shop, customer, previous_code, policy).await?;
-            store_credit::put_mode(
-                ctx,
-                shop,
-                customer,
-                mode.map(|(seq, _)| seq),
-                PlatformSync::StoreCredit,
-            )
-            .await?;
         }
-        return store_credit::sync_store_credit(ctx, accounts, shop, customer, &program, policy)
-            .await;
-    }
-    if let Some((seq, PlatformSync::StoreCredit)) = mode {
-        // Left store-credit mode: the store credit would stay spendable next
-        // to the same balance on the code, so it is followed and emptied
-        // before the code is put.
-        if let Some(accounts) = platform.store_credit() {
-            store_credit::empty_store_credit(ctx, accounts, shop, customer, &program, policy)
-                .await?;
+        Side::StoreCredit => {
+            // Followed into the ledger and emptied before the code is put.
+            if let Some(accounts) = platform.store_credit() {
+                store_credit::empty_store_credit(ctx, accounts, shop, customer, program, policy)
+                    .await?;
+            }
         }
-        store_credit::put_mode(ctx, shop, customer, Some(seq), PlatformSync::DiscountCode).await?;
     }
+    let settled = mode::settled_after(&switching);
+    if !mode::compare_and_set(ctx, shop, customer, &settled).await? {
+        return Ok(None);
+    }
+    Ok(Some(settled))
+}
+
+/// Puts the customer's discount code at the ledger's spendable balance
+/// (`previous_code`, when the code was replaced, deactivated first).
+#[allow(clippy::too_many_arguments)]
+async fn put_code(
+    ctx: &Context,
+    platform: &dyn PlatformCodes,
+    shop: &ShopId,
+    customer: &CustomerId,
+    previous_code: Option<&Code>,
+    policy: &SyncPolicy,
+    after_put: AfterPut,
+    program: &cashback_core::program::Program,
+) -> Result<SyncOutcome, SyncError> {
     let mut attempts = 0;
     let mut backoff = policy.base_backoff;
     if let Some(previous) = previous_code {
@@ -386,7 +478,7 @@ async fn sync_code(
             return Err(AppError::NotFound(format!("customer {customer}")).into());
         };
         let read_version = account.version;
-        let Some(desired) = desired_code(&account.value, &program) else {
+        let Some(desired) = desired_code(&account.value, program) else {
             return Ok(SyncOutcome::NotSynced);
         };
         attempts += 1;

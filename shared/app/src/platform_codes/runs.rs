@@ -21,6 +21,7 @@ use cashback_core::ids::ShopId;
 use cashback_core::ledger::Account;
 use cashback_core::program::Program;
 
+use super::mode::Side;
 use super::{
     desired_code, sync_customer_code_from_run, wait_or_fail, CodeState, DesiredCode, PlatformCodes,
     PlatformSync, PutOutcome, SyncError, SyncOutcome, SyncPolicy,
@@ -201,6 +202,43 @@ async fn reconcile_account(
     let Some(desired) = desired_code(account, program) else {
         return Checked::NotSynced;
     };
+    match other_side_live(platform, &desired, program, policy).await {
+        Ok(None) => {}
+        Ok(Some(side)) => {
+            // Left live by a change of mode raced by a call that landed late:
+            // recorded as live, so the sync ends it before it sends.
+            tracing::warn!(shop = %shop, customer = %account.customer, side = ?side,
+                "platform reconcile: the balance was live on the side the program does not use");
+            let repaired =
+                match super::mode::record_maybe_live(ctx, shop, &account.customer, side).await {
+                    Ok(()) => {
+                        sync_customer_code_from_run(
+                            ctx,
+                            platform,
+                            shop,
+                            &account.customer,
+                            None,
+                            policy,
+                        )
+                        .await
+                    }
+                    Err(error) => Err(error),
+                };
+            return match repaired {
+                Ok(_) => Checked::Repaired,
+                Err(error) => {
+                    tracing::warn!(shop = %shop, customer = %account.customer, error = %error,
+                        "platform reconcile: the other side could not be ended");
+                    Checked::Failed { drifted: true }
+                }
+            };
+        }
+        Err(error) => {
+            tracing::warn!(shop = %shop, customer = %account.customer, error = %error,
+                "platform reconcile: the other side could not be read");
+            return Checked::Failed { drifted: false };
+        }
+    }
     if program.platform_sync == PlatformSync::StoreCredit {
         // Store credit is compared by the sync itself: it reads the
         // account's balance (and the orders' transactions) and sends only
@@ -266,6 +304,26 @@ async fn reconcile_account(
             }
         }
     }
+}
+
+/// The discount code of a customer in store-credit mode, when it is still
+/// active: a put that failed on our side may still land on the platform
+/// after a change of mode ended the code ([`super::mode`]). (The other way
+/// round needs no check: a store credit call is never sent once its window
+/// has passed, and a change to discount codes waits out every pending one.)
+async fn other_side_live(
+    platform: &dyn PlatformCodes,
+    desired: &DesiredCode,
+    program: &Program,
+    policy: &SyncPolicy,
+) -> Result<Option<Side>, SyncError> {
+    if program.platform_sync != PlatformSync::StoreCredit {
+        return Ok(None);
+    }
+    let held = lookup_with_retries(platform, desired, policy).await?;
+    Ok(held
+        .filter(|code| code.managed && code.active)
+        .map(|_| Side::DiscountCode))
 }
 
 async fn lookup_with_retries(

@@ -72,7 +72,7 @@ use crate::error::AppError;
 use crate::store::{
     AccountWrite, AccountsRead, Guard, ReadRequest, StoreError, WriteOutcome, WriteSet,
 };
-use cashback_core::platform_code::{DesiredCode, PlatformSync};
+use cashback_core::platform_code::DesiredCode;
 
 /// How long after an ambiguous call its request may still land on the
 /// platform (well past the adapter's 10 s deadline): a pending intent
@@ -267,67 +267,6 @@ pub fn intent_job(shop: &ShopId, customer: &CustomerId) -> String {
 /// transaction when only this one is there).
 pub fn seen_job(shop: &ShopId, customer: &CustomerId) -> String {
     format!("store-credit-seen#{shop}#{customer}")
-}
-
-/// The store job holding the mode the customer's balance was last put on
-/// the platform in, once a sync of theirs ran in store-credit mode
-/// (`seq|mode`, the sequence growing with each change).
-pub fn mode_job(shop: &ShopId, customer: &CustomerId) -> String {
-    format!("platform-sync-mode#{shop}#{customer}")
-}
-
-/// The mode the customer's balance was last put on the platform in and
-/// the sequence of that record (None: never recorded).
-pub(super) async fn last_mode(
-    ctx: &Context,
-    shop: &ShopId,
-    customer: &CustomerId,
-) -> Result<Option<(u64, PlatformSync)>, SyncError> {
-    let stored = ctx
-        .store
-        .get_checkpoint(&mode_job(shop, customer))
-        .await
-        .map_err(AppError::from)?;
-    let Some(stored) = stored else {
-        return Ok(None);
-    };
-    let parsed = stored.split_once('|').and_then(|(seq, mode)| {
-        let mode = match mode {
-            "store_credit" => PlatformSync::StoreCredit,
-            "discount_code" => PlatformSync::DiscountCode,
-            _ => return None,
-        };
-        Some((seq.parse().ok()?, mode))
-    });
-    match parsed {
-        Some(found) => Ok(Some(found)),
-        None => {
-            Err(AppError::Invalid(format!("unreadable platform sync mode for {customer}")).into())
-        }
-    }
-}
-
-/// Records the mode the customer's balance is put on the platform in from
-/// now on. Two syncs recording at once in different modes both write the
-/// same sequence: store credit wins, so the next sync in discount-code
-/// mode still empties it.
-pub(super) async fn put_mode(
-    ctx: &Context,
-    shop: &ShopId,
-    customer: &CustomerId,
-    last: Option<u64>,
-    mode: PlatformSync,
-) -> Result<(), SyncError> {
-    let name = match mode {
-        PlatformSync::StoreCredit => "store_credit",
-        _ => "discount_code",
-    };
-    let seq = last.map_or(1, |seq| seq + 1);
-    ctx.store
-        .put_checkpoint(&mode_job(shop, customer), &format!("{seq:012}|{name}"))
-        .await
-        .map_err(AppError::from)?;
-    Ok(())
 }
 
 /// The store job holding where the next read of the customer's

@@ -5,6 +5,7 @@
 
 mod chaos;
 mod credentials;
+mod mode_races;
 mod runs;
 mod shopify;
 mod shopify_schema;

@@ -34,7 +34,7 @@ use cashback_store::MemoryStore;
 use cashback_test_support::fakes::faults::Fault;
 use cashback_test_support::fakes::shopify::{self as shopify_fake, FakeShopify};
 
-struct Quiet;
+pub(crate) struct Quiet;
 
 #[async_trait::async_trait]
 impl Notifier for Quiet {
@@ -45,7 +45,7 @@ impl Notifier for Quiet {
     }
 }
 
-struct Counting(Mutex<u8>);
+pub(crate) struct Counting(pub(crate) Mutex<u8>);
 
 impl CodeSource for Counting {
     fn random_code_bytes(&self) -> [u8; GENERATED_CODE_LENGTH] {
@@ -55,11 +55,11 @@ impl CodeSource for Counting {
     }
 }
 
-fn shop() -> ShopId {
+pub(crate) fn shop() -> ShopId {
     ShopId::parse("demo.myshopify.com").unwrap()
 }
 
-fn ann() -> CustomerId {
+pub(crate) fn ann() -> CustomerId {
     CustomerId::parse("1001").unwrap()
 }
 
@@ -71,11 +71,11 @@ fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap()
 }
 
-fn usd(amount: &str) -> Money {
+pub(crate) fn usd(amount: &str) -> Money {
     Money::parse(amount, Currency::USD).unwrap()
 }
 
-fn program() -> Program {
+pub(crate) fn program() -> Program {
     let mut program = Program::new(Currency::USD);
     program.earning.merchant_percent = dec!(10);
     program.issuance = Issuance::Pending { days: 1 };
@@ -87,21 +87,21 @@ fn program() -> Program {
 }
 
 /// A context whose clock the test moves.
-struct World {
-    ctx: Context,
-    clock: Arc<Mutex<DateTime<Utc>>>,
-    fake: FakeShopify,
-    platform: ShopifyCodes,
+pub(crate) struct World {
+    pub(crate) ctx: Context,
+    pub(crate) clock: Arc<Mutex<DateTime<Utc>>>,
+    pub(crate) fake: FakeShopify,
+    pub(crate) platform: ShopifyCodes,
 }
 
 impl World {
-    async fn new() -> World {
+    pub(crate) async fn new() -> World {
         World::with(program(), 50).await
     }
 
     /// A world whose program is `program` and whose adapter reads `page`
     /// store credit transactions per page.
-    async fn with(program: Program, page: u32) -> World {
+    pub(crate) async fn with(program: Program, page: u32) -> World {
         let store = Arc::new(MemoryStore::new());
         store
             .create_shop(&Shop {
@@ -149,15 +149,15 @@ impl World {
         }
     }
 
-    fn now(&self) -> DateTime<Utc> {
+    pub(crate) fn now(&self) -> DateTime<Utc> {
         *self.clock.lock().unwrap()
     }
 
-    fn advance(&self, by: Duration) {
+    pub(crate) fn advance(&self, by: Duration) {
         *self.clock.lock().unwrap() += by;
     }
 
-    async fn account_of(&self, customer: &CustomerId) -> Account {
+    pub(crate) async fn account_of(&self, customer: &CustomerId) -> Account {
         let read = self
             .ctx
             .store
@@ -167,11 +167,11 @@ impl World {
         read.accounts[customer].value.clone()
     }
 
-    async fn account(&self) -> Account {
+    pub(crate) async fn account(&self) -> Account {
         self.account_of(&ann()).await
     }
 
-    async fn sync_of(&self, customer: &CustomerId) -> Result<SyncOutcome, SyncError> {
+    pub(crate) async fn sync_of(&self, customer: &CustomerId) -> Result<SyncOutcome, SyncError> {
         sync_customer_code(
             &self.ctx,
             &self.platform,
@@ -185,14 +185,21 @@ impl World {
 
     /// A second adapter of the same shop (another container), with these
     /// credentials.
-    fn container(&self, credentials: ShopifyCredentials) -> ShopifyCodes {
+    pub(crate) fn container(&self, credentials: ShopifyCredentials) -> ShopifyCodes {
         let mut config = ShopifyConfig::new(&self.fake.url(), credentials, Currency::USD).unwrap();
         config.timeout = StdDuration::from_secs(3);
         ShopifyCodes::new(config).unwrap()
     }
 
+    /// A second adapter of the same shop with the Admin API token.
+    pub(crate) fn container_with_token(&self) -> ShopifyCodes {
+        self.container(ShopifyCredentials::AdminToken(
+            shopify_fake::ADMIN_TOKEN.into(),
+        ))
+    }
+
     /// Replaces the program (the merchant's PUT).
-    async fn switch_to(&self, mode: PlatformSync) {
+    pub(crate) async fn switch_to(&self, mode: PlatformSync) {
         let mut changed = program();
         changed.platform_sync = mode;
         let body = serde_json::to_string(&changed).unwrap();
@@ -202,7 +209,7 @@ impl World {
     }
 
     /// The backfill the program change asks for, run to its end.
-    async fn backfill(&self) {
+    pub(crate) async fn backfill(&self) {
         let limits = RunLimits::for_budget(StdDuration::from_secs(30));
         let summary = backfill_shop(
             &self.ctx,
@@ -221,7 +228,7 @@ impl World {
         );
     }
 
-    async fn refund(&self, order: &str, amount: &str, id: &str) {
+    pub(crate) async fn refund(&self, order: &str, amount: &str, id: &str) {
         let now = self.now();
         handle_order_event(
             &self.ctx,
@@ -240,7 +247,7 @@ impl World {
         .unwrap();
     }
 
-    fn balance_of(&self, customer: &CustomerId) -> Decimal {
+    pub(crate) fn balance_of(&self, customer: &CustomerId) -> Decimal {
         self.fake
             .store_credit_balance(customer.as_str(), "USD")
             .unwrap_or(Decimal::ZERO)
@@ -248,7 +255,7 @@ impl World {
 
     /// Syncs Ann, then checks Shopify holds her spendable balance (nothing
     /// below the minimum).
-    async fn sync_and_check(&self, step: &str) {
+    pub(crate) async fn sync_and_check(&self, step: &str) {
         self.sync_of(&ann())
             .await
             .unwrap_or_else(|e| panic!("{step}: {e}"));
@@ -261,7 +268,13 @@ impl World {
         assert_eq!(self.balance_of(&ann()), expected, "{step}");
     }
 
-    async fn paid(&self, customer: &CustomerId, id: &str, amount: &str, gateways: &[&str]) {
+    pub(crate) async fn paid(
+        &self,
+        customer: &CustomerId,
+        id: &str,
+        amount: &str,
+        gateways: &[&str],
+    ) {
         let now = self.now();
         handle_order_event(
             &self.ctx,
@@ -273,7 +286,7 @@ impl World {
         .unwrap();
     }
 
-    async fn release(&self) {
+    pub(crate) async fn release(&self) {
         promote_due(
             &self.ctx,
             &TokioClock,
@@ -288,7 +301,7 @@ impl World {
         .unwrap();
     }
 
-    fn credit_transactions(&self) -> usize {
+    pub(crate) fn credit_transactions(&self) -> usize {
         self.fake
             .credit_accounts()
             .iter()
@@ -339,7 +352,7 @@ fn order(
     }
 }
 
-fn policy() -> SyncPolicy {
+pub(crate) fn policy() -> SyncPolicy {
     SyncPolicy {
         max_attempts: 3,
         base_backoff: StdDuration::from_millis(10),
@@ -349,7 +362,7 @@ fn policy() -> SyncPolicy {
 }
 
 /// Ann has earned and been released 12.00, mirrored on Shopify.
-async fn with_a_released_balance() -> World {
+pub(crate) async fn with_a_released_balance() -> World {
     let w = World::new().await;
     w.paid(&ann(), "1", "120.00", &["shopify_payments"]).await;
     w.sync_and_check("earn").await;

@@ -1,0 +1,245 @@
+//! A change between discount codes and store credit raced by a sync still
+//! holding the old program (another container's 60 s cache, or a sync
+//! already running): whichever lands last, the balance ends live on one
+//! side only, the side the program names.
+//!
+//! The stale sync runs in a second context that read the program before
+//! the change. A wrapper around the adapter runs the fresh sync to its end
+//! at the worst moment of the stale one: after the stale sync read the
+//! customer's mode, before its call to the platform.
+
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use rust_decimal_macros::dec;
+
+use cashback_app::platform_codes::store_credit::{
+    CreditAccount, CreditTransaction, StoreCreditAccounts,
+};
+use cashback_app::platform_codes::{
+    desired_code, reconcile_shop, sync_customer_code, CodeState, DesiredCode, PlatformCodes,
+    PlatformError, PlatformSync, PutOutcome, RunLimits,
+};
+use cashback_app::{AppConfig, Context};
+use cashback_core::ids::{Code, CustomerId};
+use cashback_core::money::Money;
+use cashback_platform_codes::ShopifyCodes;
+
+use super::store_credit::{ann, policy, program, shop, usd, with_a_released_balance, World};
+
+type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
+
+/// The adapter, with a hook run once before the first put of a code or the
+/// first read of a store credit account.
+struct Racing {
+    inner: ShopifyCodes,
+    before_put: Mutex<Option<Hook>>,
+    before_account: Mutex<Option<Hook>>,
+}
+
+impl Racing {
+    fn new(inner: ShopifyCodes) -> Racing {
+        Racing {
+            inner,
+            before_put: Mutex::new(None),
+            before_account: Mutex::new(None),
+        }
+    }
+
+    async fn run(hook: &Mutex<Option<Hook>>) {
+        let taken = hook.lock().unwrap().take();
+        if let Some(hook) = taken {
+            hook().await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl PlatformCodes for Racing {
+    async fn put(&self, desired: &DesiredCode) -> Result<PutOutcome, PlatformError> {
+        Racing::run(&self.before_put).await;
+        self.inner.put(desired).await
+    }
+
+    async fn deactivate(&self, code: &Code) -> Result<(), PlatformError> {
+        self.inner.deactivate(code).await
+    }
+
+    async fn lookup(&self, code: &Code) -> Result<Option<CodeState>, PlatformError> {
+        self.inner.lookup(code).await
+    }
+
+    fn store_credit(&self) -> Option<&dyn StoreCreditAccounts> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl StoreCreditAccounts for Racing {
+    async fn account(
+        &self,
+        customer: &CustomerId,
+        after: Option<&str>,
+    ) -> Result<Option<CreditAccount>, PlatformError> {
+        Racing::run(&self.before_account).await;
+        self.inner
+            .store_credit()
+            .expect("Shopify has store credit")
+            .account(customer, after)
+            .await
+    }
+
+    async fn newest(
+        &self,
+        customer: &CustomerId,
+    ) -> Result<Option<CreditTransaction>, PlatformError> {
+        self.inner
+            .store_credit()
+            .expect("Shopify has store credit")
+            .newest(customer)
+            .await
+    }
+
+    async fn credit(
+        &self,
+        customer: &CustomerId,
+        amount: Money,
+        send_by: tokio::time::Instant,
+    ) -> Result<(), PlatformError> {
+        self.inner
+            .store_credit()
+            .expect("Shopify has store credit")
+            .credit(customer, amount, send_by)
+            .await
+    }
+
+    async fn debit(
+        &self,
+        account: &str,
+        amount: Money,
+        send_by: tokio::time::Instant,
+    ) -> Result<(), PlatformError> {
+        self.inner
+            .store_credit()
+            .expect("Shopify has store credit")
+            .debit(account, amount, send_by)
+            .await
+    }
+}
+
+/// A second container's context on the same store, its program read now
+/// (and kept for the cache's 60 s).
+async fn stale_context(w: &World) -> Context {
+    let clock = w.clock.clone();
+    let stale = Context::new(
+        w.ctx.store.clone(),
+        Arc::new(super::store_credit::Quiet),
+        Arc::new(super::store_credit::Counting(Mutex::new(100))),
+        AppConfig {
+            store_credit_preview: true,
+            ..AppConfig::default()
+        },
+    )
+    .with_clock(Arc::new(move || *clock.lock().unwrap()));
+    stale.shop_program(&shop(), w.now()).await.unwrap();
+    stale
+}
+
+/// Runs a sync of Ann in `ctx` through `platform` to its end (its outcome
+/// is not the point: the state it leaves is).
+fn fresh_sync(ctx: Context, platform: ShopifyCodes) -> Hook {
+    Box::new(move || {
+        Box::pin(async move {
+            let _ = sync_customer_code(&ctx, &platform, &shop(), &ann(), None, &policy()).await;
+        })
+    })
+}
+
+/// The program moves to store credit while a sync holding the discount-code
+/// program is about to put Ann's code: the fresh sync ends the code and
+/// credits her store credit, then the stale put lands. The code must end
+/// up ended again, her balance live as store credit only.
+#[tokio::test]
+async fn a_stale_discount_code_put_after_a_change_to_store_credit_is_ended_again() {
+    let mut codes = program();
+    codes.platform_sync = PlatformSync::DiscountCode;
+    let w = World::with(codes, 50).await;
+    w.paid(&ann(), "1", "120.00", &["shopify_payments"]).await;
+    w.advance(chrono::Duration::days(2));
+    w.release().await;
+    w.sync_of(&ann()).await.unwrap();
+    let code = w.account().await.code.unwrap();
+    let stale = stale_context(&w).await;
+
+    w.switch_to(PlatformSync::StoreCredit).await;
+    let racing = Racing::new(w.container_with_token());
+    *racing.before_put.lock().unwrap() = Some(fresh_sync(w.ctx.clone(), w.container_with_token()));
+    let _ = sync_customer_code(&stale, &racing, &shop(), &ann(), None, &policy()).await;
+
+    assert_eq!(
+        w.balance_of(&ann()),
+        dec!(12.00),
+        "the store credit holds it"
+    );
+    assert!(
+        !w.fake.discount(&code.display()).unwrap().is_active(),
+        "the code put by the stale sync is ended again"
+    );
+    // And it stays so: the next syncs in store-credit mode change nothing.
+    w.sync_and_check("after the race").await;
+    assert!(!w.fake.discount(&code.display()).unwrap().is_active());
+}
+
+/// The program moves back to discount codes while a sync holding the
+/// store-credit program is about to read Ann's store credit account: the
+/// fresh sync empties her store credit and puts her code, then the stale
+/// sync reads a zero balance and credits it back. The store credit must
+/// end up empty again, her balance on the code only.
+#[tokio::test]
+async fn a_stale_store_credit_sync_after_a_change_to_discount_codes_is_emptied_again() {
+    let w = with_a_released_balance().await;
+    let stale = stale_context(&w).await;
+
+    w.switch_to(PlatformSync::DiscountCode).await;
+    let racing = Racing::new(w.container_with_token());
+    *racing.before_account.lock().unwrap() =
+        Some(fresh_sync(w.ctx.clone(), w.container_with_token()));
+    let _ = sync_customer_code(&stale, &racing, &shop(), &ann(), None, &policy()).await;
+
+    assert_eq!(w.balance_of(&ann()), dec!(0), "the store credit is empty");
+    let code = w.account().await.code.unwrap();
+    let discount = w.fake.discount(&code.display()).unwrap();
+    assert!(discount.is_active());
+    assert_eq!(discount.amount, dec!(12.00));
+    assert_eq!(w.account().await.available, usd("12.00"));
+}
+
+/// A put of the code that failed on the engine's side but landed on
+/// Shopify after a change to store credit ended the code (no sync sees
+/// it): the reconcile run finds the code active and ends it.
+#[tokio::test]
+async fn a_code_that_landed_late_in_store_credit_mode_is_ended_by_the_reconcile() {
+    let mut codes = program();
+    codes.platform_sync = PlatformSync::DiscountCode;
+    let w = World::with(codes.clone(), 50).await;
+    w.paid(&ann(), "1", "120.00", &["shopify_payments"]).await;
+    w.advance(chrono::Duration::days(2));
+    w.release().await;
+    w.sync_of(&ann()).await.unwrap();
+    w.switch_to(PlatformSync::StoreCredit).await;
+    w.backfill().await;
+    let code = w.account().await.code.unwrap();
+    assert!(!w.fake.discount(&code.display()).unwrap().is_active());
+
+    let late = desired_code(&w.account().await, &codes).unwrap();
+    w.platform.put(&late).await.unwrap();
+    assert!(w.fake.discount(&code.display()).unwrap().is_active());
+
+    let limits = RunLimits::for_budget(std::time::Duration::from_secs(30));
+    let summary = reconcile_shop(&w.ctx, &w.platform, &shop(), None, &limits, &policy())
+        .await
+        .unwrap();
+    assert_eq!((summary.checked, summary.repaired), (1, 1), "{summary:?}");
+    assert!(!w.fake.discount(&code.display()).unwrap().is_active());
+    assert_eq!(w.balance_of(&ann()), dec!(12.00));
+}

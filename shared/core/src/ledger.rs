@@ -845,6 +845,47 @@ impl Account {
         Ok((journal.finish(), shortfall))
     }
 
+    /// Store credit an order gave back on the platform (a refund, a
+    /// cancellation or a failed payment returning a payment with store
+    /// credit, read back from the platform), under its once-only `key`.
+    /// Like balance spent through a code and given back on a refund, it
+    /// pays the owner's debt first (the debt a payment beyond the balance
+    /// made is netted by its refund), then is spendable. Returns the
+    /// entries and the debt it paid.
+    pub fn restore_from_platform(
+        &mut self,
+        amount: Money,
+        order_id: Option<&OrderId>,
+        note: &str,
+        key: &str,
+        program: &Program,
+        now: DateTime<Utc>,
+    ) -> Result<(Applied, Money), LedgerError> {
+        self.same_currency(amount)?;
+        if !amount.is_positive() {
+            return Err(LedgerError::NotPositive);
+        }
+        let debt_before = self.debt;
+        let mut journal = Journal::new(format!("given-back:{key}"), now, self.currency);
+        self.lifetime_used = self
+            .lifetime_used
+            .checked_sub(amount)?
+            .clamp_non_negative();
+        self.credit_available(
+            amount,
+            program,
+            &mut journal,
+            EntryKind::Restore,
+            order_id,
+            Deltas {
+                note: Some(note.to_string()),
+                ..Deltas::default()
+            },
+        )?;
+        let paid = debt_before.checked_sub(self.debt)?;
+        Ok((journal.finish(), paid))
+    }
+
     /// Credits a bonus of `amount` under its once-only `key`, spendable at
     /// once and funded by the merchant. Like a goodwill credit it pays no
     /// debt unless the program's `bonuses.pays_debt` says so; it earns no

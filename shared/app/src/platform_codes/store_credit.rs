@@ -846,7 +846,17 @@ async fn follow(
                     }
                     applied
                 }),
-            Movement::Credit => next.adjust(signed, &note, &guard, program, now),
+            // Given back by an order: pays the owner's debt first.
+            Movement::Credit => next
+                .restore_from_platform(transaction.amount, order_id.as_ref(), &note, &guard, program, now)
+                .map(|(applied, debt_paid)| {
+                    if debt_paid.is_positive() {
+                        tracing::info!(shop = %shop, customer = %customer,
+                            transaction = %transaction.id, debt_paid = %debt_paid.amount(),
+                            "store credit given back paid the owner's debt first");
+                    }
+                    applied
+                }),
         };
         let writes = match applied {
             Ok(applied) => {

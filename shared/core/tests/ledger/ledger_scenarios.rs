@@ -733,3 +733,53 @@ fn balance_spent_on_the_platform_is_taken_whole_and_the_rest_is_debt() {
     assert_eq!(books.account.lifetime_used, usd("13.00"));
     books.check();
 }
+
+#[test]
+fn store_credit_given_back_on_the_platform_pays_the_debt_its_payment_made_first() {
+    let mut books = Books::new(five_percent());
+    books
+        .account
+        .adjust(usd("5.00"), "seed", "k", &books.program.clone(), t0())
+        .map(|a| books.entries.extend(a.entries))
+        .unwrap();
+    let order = OrderId::parse("7").unwrap();
+    // 9.00 spent on a 5.00 balance: 4.00 of debt.
+    let (applied, _) = books
+        .account
+        .spend_on_platform(usd("9.00"), Some(&order), "store credit spent", "t1", t0())
+        .unwrap();
+    books.entries.extend(applied.entries);
+    assert_eq!(books.account.debt, usd("4.00"));
+    // The order is refunded back to store credit: the debt goes first.
+    let program = books.program.clone();
+    let (applied, paid) = books
+        .account
+        .restore_from_platform(usd("9.00"), Some(&order), "refunded", "t2", &program, t0())
+        .unwrap();
+    books.entries.extend(applied.entries.clone());
+    assert_eq!(paid, usd("4.00"));
+    assert_eq!(books.account.debt, usd("0.00"));
+    assert_eq!(books.account.available, usd("5.00"));
+    assert_eq!(books.account.lifetime_used, usd("0.00"));
+    assert!(applied.entries.iter().any(|e| e.kind == EntryKind::Restore));
+    // A refund read again (its key) is the store's guard to stop; a zero or
+    // foreign amount is refused and changes nothing.
+    let before = books.account.clone();
+    assert!(books
+        .account
+        .restore_from_platform(usd("0.00"), None, "zero", "t3", &program, t0())
+        .is_err());
+    assert!(books
+        .account
+        .restore_from_platform(
+            cashback_core::money::Money::parse("1.00", Currency::EUR).unwrap(),
+            None,
+            "euros",
+            "t4",
+            &program,
+            t0()
+        )
+        .is_err());
+    assert_eq!(books.account, before);
+    books.check();
+}

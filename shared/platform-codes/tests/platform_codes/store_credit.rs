@@ -728,6 +728,36 @@ async fn a_payment_larger_than_the_balance_is_taken_whole_and_the_rest_is_debt()
     assert_eq!(w.credit_transactions(), credits, "nothing credited back");
 }
 
+/// The order paid beyond the balance is refunded back to store credit:
+/// the refund pays the debt its payment made before it is spendable, so
+/// the customer cannot spend again what they owe.
+#[tokio::test]
+async fn a_refund_back_to_store_credit_pays_the_debt_its_payment_made_first() {
+    let w = World::new().await;
+    w.paid(&ann(), "1", "120.00", &["shopify_payments"]).await;
+    w.paid(&ann(), "3", "80.00", &["shopify_payments"]).await;
+    w.advance(Duration::days(2));
+    w.release().await;
+    w.sync_and_check("release").await;
+    assert!(w
+        .fake
+        .pay_with_store_credit("1001", "USD", dec!(20.00), "2"));
+    w.refund("1", "120.00", "r1").await;
+    w.sync_and_check("the payment read after the clawback")
+        .await;
+    assert_eq!(w.account().await.debt, usd("12.00"));
+    // Order 2 is refunded whole, back to store credit: 20.00 on Shopify.
+    assert!(w
+        .fake
+        .refund_to_store_credit("1001", "USD", dec!(20.00), "2"));
+    assert_eq!(w.balance_of(&ann()), dec!(20.00));
+    w.sync_and_check("the refund read").await;
+    let account = w.account().await;
+    assert_eq!(account.debt, usd("0.00"), "the debt is paid first");
+    assert_eq!(account.available, usd("8.00"));
+    assert_eq!(w.balance_of(&ann()), dec!(8.00), "what is owed is not spendable");
+}
+
 /// The program leaves discount-code mode for store credit: the backfill the
 /// change asks for ends each customer's discount code before their balance
 /// is put on as store credit, so it is never spendable twice.

@@ -867,10 +867,7 @@ impl Account {
         }
         let debt_before = self.debt;
         let mut journal = Journal::new(format!("given-back:{key}"), now, self.currency);
-        self.lifetime_used = self
-            .lifetime_used
-            .checked_sub(amount)?
-            .clamp_non_negative();
+        self.lifetime_used = self.lifetime_used.checked_sub(amount)?.clamp_non_negative();
         self.credit_available(
             amount,
             program,

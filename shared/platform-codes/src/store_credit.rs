@@ -47,6 +47,7 @@ pub const ACCOUNT_COST: f64 = 60.0;
 /// The fields of one transaction.
 const TRANSACTION_FIELDS: &str = "__typename
               amount { amount currencyCode }
+              balanceAfterTransaction { amount currencyCode }
               createdAt
               event
               origin { ... on OrderTransaction { id order { id name } } }
@@ -261,11 +262,16 @@ fn transaction(node: &Value, currency: Currency) -> Result<CreditTransaction, Pl
         .or_else(|| node.pointer("/origin/order/id"))
         .and_then(Value::as_str)
         .map(str::to_string);
+    let balance_after = match node.get("balanceAfterTransaction") {
+        Some(value) if !value.is_null() => Some(money(value, currency)?),
+        _ => None,
+    };
     Ok(CreditTransaction {
         id,
         movement,
         event,
         amount,
+        balance_after,
         created_at,
         order,
         order_id,

@@ -121,6 +121,8 @@ pub struct CreditTransaction {
     pub event: String,
     /// Its amount, positive.
     pub amount: Money,
+    /// The account's balance right after it, as the platform computed it.
+    pub balance_after: Option<Money>,
     /// When the platform made it.
     pub created_at: DateTime<Utc>,
     /// The order it belongs to (its name, else its id), when an order made it.
@@ -420,6 +422,8 @@ struct History {
     complete: bool,
     /// Where this read started.
     from: Position,
+    /// The newest transaction the platform lists (None: it lists none).
+    newest_listed: Option<CreditTransaction>,
 }
 
 /// Reads the account's transactions from where the last read stopped, a
@@ -435,6 +439,7 @@ async fn read_history(
         .get_checkpoint(&read_job(shop, customer))
         .await
         .map_err(AppError::from)?;
+    let mut first_newest = None;
     let from = match stored.as_deref().map(Position::decode) {
         Some(Some(position)) => position,
         Some(None) => {
@@ -456,8 +461,9 @@ async fn read_history(
             } else {
                 // Never read: what the account holds is from before the
                 // engine mirrored anything, not the ledger's.
-                match platform_accounts.newest(customer).await.map_err(platform)? {
-                    Some(newest) => Position::after(&newest).unwrap_or_else(Position::start),
+                first_newest = platform_accounts.newest(customer).await.map_err(platform)?;
+                match &first_newest {
+                    Some(newest) => Position::after(newest).unwrap_or_else(Position::start),
                     None => Position::start(),
                 }
             }
@@ -487,11 +493,22 @@ async fn read_history(
             break;
         }
     }
+    // The read position stays behind the newest transaction read, so a
+    // read lists it again; only a read that found nothing new asks for it.
+    let newest_listed = match (transactions.last(), &account) {
+        (Some(newest), _) => Some(newest.clone()),
+        (None, Some(_)) if complete => match first_newest {
+            Some(newest) => Some(newest),
+            None => platform_accounts.newest(customer).await.map_err(platform)?,
+        },
+        (None, _) => None,
+    };
     Ok(History {
         account,
         transactions,
         complete,
         from,
+        newest_listed,
     })
 }
 
@@ -600,6 +617,20 @@ async fn attempt(
     } else {
         difference.negated()
     };
+    if history.account.is_some() {
+        // A transaction in the balance but not listed yet (the platform
+        // lists late) may be a payment the ledger has not followed:
+        // sending now would credit it back.
+        let listed = history
+            .newest_listed
+            .as_ref()
+            .map_or(Some(Money::zero(balance.currency())), |t| t.balance_after);
+        if listed.is_some_and(|listed| listed != balance) {
+            return Err(platform(PlatformError::transient(
+                "the store credit balance holds a transaction not listed yet",
+            )));
+        }
+    }
     // The window starts here, before the intent is stored: the call may
     // not leave later than `send_window` after the time the intent names.
     let send_by = tokio::time::Instant::now() + policy.send_window.min(MAX_SEND_WINDOW);
@@ -848,7 +879,14 @@ async fn follow(
                 }),
             // Given back by an order: pays the owner's debt first.
             Movement::Credit => next
-                .restore_from_platform(transaction.amount, order_id.as_ref(), &note, &guard, program, now)
+                .restore_from_platform(
+                    transaction.amount,
+                    order_id.as_ref(),
+                    &note,
+                    &guard,
+                    program,
+                    now,
+                )
                 .map(|(applied, debt_paid)| {
                     if debt_paid.is_positive() {
                         tracing::info!(shop = %shop, customer = %customer,

@@ -755,7 +755,47 @@ async fn a_refund_back_to_store_credit_pays_the_debt_its_payment_made_first() {
     let account = w.account().await;
     assert_eq!(account.debt, usd("0.00"), "the debt is paid first");
     assert_eq!(account.available, usd("8.00"));
-    assert_eq!(w.balance_of(&ann()), dec!(8.00), "what is owed is not spendable");
+    assert_eq!(
+        w.balance_of(&ann()),
+        dec!(8.00),
+        "what is owed is not spendable"
+    );
+}
+
+/// A payment already in the store credit balance but not listed yet (the
+/// platform lists late): no sync sends anything until it is listed, so it
+/// is never credited back; once listed it is followed as any payment.
+#[tokio::test]
+async fn a_payment_in_the_balance_but_not_listed_yet_is_never_credited_back() {
+    let w = with_a_released_balance().await;
+    let credits = w.credit_transactions();
+    // A goodwill credit the sync must send, while Ann's 5.00 payment is in
+    // her balance (7.00 left) but not in the list.
+    adjust(
+        &w.ctx,
+        &shop(),
+        &ann(),
+        r#"{"amount":"10.00","reason":"goodwill"}"#,
+        "k1",
+        "admin",
+        w.now(),
+    )
+    .await
+    .unwrap();
+    assert!(w.fake.pay_with_store_credit("1001", "USD", dec!(5.00), "2"));
+    w.fake.list_late(1);
+    let refused = w.sync_of(&ann()).await;
+    assert!(
+        matches!(refused, Err(ref e) if e.is_retryable()),
+        "{refused:?}"
+    );
+    assert_eq!(w.credit_transactions(), credits, "nothing sent");
+    assert_eq!(w.balance_of(&ann()), dec!(7.00));
+    // Listed: the payment is followed, then the goodwill credit is sent.
+    w.fake.list_late(0);
+    w.sync_and_check("once listed").await;
+    assert_eq!(w.account().await.available, usd("17.00"));
+    assert_eq!(w.balance_of(&ann()), dec!(17.00));
 }
 
 /// The program leaves discount-code mode for store credit: the backfill the

@@ -24,7 +24,8 @@
 //!   customer id opens their account in that currency; the checkout's side
 //!   (a payment with store credit, a refund back to it) is played by
 //!   [`FakeShopify::pay_with_store_credit`] and
-//!   [`FakeShopify::refund_to_store_credit`];
+//!   [`FakeShopify::refund_to_store_credit`], and a transaction in the
+//!   balance before it is listed by [`FakeShopify::list_late`];
 //! - injected faults ([`super::faults`]).
 
 use std::collections::HashMap;
@@ -175,6 +176,9 @@ struct Inner {
     /// The next store credit mutation is applied only after the faults'
     /// delay (a request that lands after its caller gave up on it).
     land_late: bool,
+    /// How many of each account's newest transactions are in its balance
+    /// but not listed yet (Shopify lists transactions late).
+    unlisted: usize,
     discounts: HashMap<String, Discount>,
     by_code: HashMap<String, String>,
     next_id: u64,
@@ -205,6 +209,7 @@ impl FakeShopify {
         let inner = Arc::new(Mutex::new(Inner {
             credit_accounts: Vec::new(),
             land_late: false,
+            unlisted: 0,
             discounts: HashMap::new(),
             by_code: HashMap::new(),
             next_id: 1,
@@ -324,6 +329,12 @@ impl FakeShopify {
         order: &str,
     ) -> bool {
         self.order_transaction(customer_id, currency, -amount, "ORDER_PAYMENT", order)
+    }
+
+    /// The newest `count` transactions of every account are in its balance
+    /// but not listed yet (0: all listed), as Shopify may list them late.
+    pub fn list_late(&self, count: usize) {
+        self.lock().unlisted = count;
     }
 
     /// A refund of order `order` back to store credit (an `ORDER_REFUND`
@@ -1158,7 +1169,8 @@ fn store_credit_account(inner: &Inner, query: &str, variables: &Value) -> Result
         .filter(|a| a.customer == id && currency.as_ref().is_none_or(|c| *c == a.currency))
         .take(1)
     {
-        let list = &account.transactions;
+        let listed = account.transactions.len().saturating_sub(inner.unlisted);
+        let list = &account.transactions[..listed];
         let position = |cursor: &str| {
             list.iter()
                 .position(|t| cursor_of(t) == cursor)

@@ -15,6 +15,7 @@ use cashback_app::changes::{Change, ChangeKind};
 use cashback_core::ids::{Code, ShopId};
 use cashback_core::ledger::Account;
 use cashback_core::money::Money;
+use cashback_core::platform_code::PlatformSync;
 use cashback_core::program::Program;
 
 use crate::Intent;
@@ -91,8 +92,14 @@ pub fn program_rules_changed(record: &Value) -> Option<ShopId> {
         }
     };
     // A program that stops syncing leaves the codes as they are (the
-    // merchant ends them on the platform; docs/platform-sync.md).
-    if !changed || new.platform_sync.is_off() {
+    // merchant ends them on the platform; docs/platform-sync.md), but
+    // store credit the engine put is emptied: nothing would read its
+    // payments any more.
+    let leaves_store_credit = new.platform_sync.is_off()
+        && old
+            .as_ref()
+            .is_some_and(|old| old.platform_sync == PlatformSync::StoreCredit);
+    if !changed || (new.platform_sync.is_off() && !leaves_store_credit) {
         return None;
     }
     crate::shops::shop_of_pk(pk)
@@ -103,7 +110,6 @@ mod tests {
     use super::*;
     use cashback_core::ids::CustomerId;
     use cashback_core::money::Currency;
-    use cashback_core::platform_code::PlatformSync;
     use rust_decimal_macros::dec;
 
     fn program_record(old: Option<&Program>, new: &Program) -> Value {
@@ -152,6 +158,13 @@ mod tests {
         assert_eq!(
             program_rules_changed(&program_record(Some(&old), &off)),
             None
+        );
+        // Off after store credit: the store credit is emptied.
+        let mut credit = old.clone();
+        credit.platform_sync = PlatformSync::StoreCredit;
+        assert_eq!(
+            program_rules_changed(&program_record(Some(&credit), &off)),
+            Some(ShopId::parse("demo.myshopify.com").unwrap())
         );
     }
 

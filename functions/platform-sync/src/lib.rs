@@ -299,13 +299,24 @@ async fn syncing_shop(
     ctx: &Context,
     shop: &ShopId,
 ) -> Result<Option<cashback_app::store::Shop>, AppError> {
+    platform_shop(ctx, shop, false).await
+}
+
+/// The shop's record when its platform may be called: the app installed
+/// and the program syncing, or, with `off_too`, syncing turned off (a
+/// backfill then only empties the store credit the engine put there).
+async fn platform_shop(
+    ctx: &Context,
+    shop: &ShopId,
+    off_too: bool,
+) -> Result<Option<cashback_app::store::Shop>, AppError> {
     let shop_program = match ctx.shop_program(shop, ctx.now()).await {
         Ok(found) => found,
         // A shop gone, or without a program: nothing to keep in step.
         Err(AppError::UnknownShop(_) | AppError::NoProgram(_)) => return Ok(None),
         Err(error) => return Err(error),
     };
-    if shop_program.program.platform_sync == PlatformSync::Off
+    if (shop_program.program.platform_sync == PlatformSync::Off && !off_too)
         || cashback_app::compliance::syncing_stopped(ctx, shop).await?
     {
         // Off, or the app was uninstalled: the platform is not ours to call.
@@ -428,7 +439,8 @@ pub async fn run_request(
     now: DateTime<Utc>,
 ) -> Result<RunOutcome, RunError> {
     let shop = request.shop().clone();
-    let Some(record) = syncing_shop(&deps.ctx, &shop).await? else {
+    let off_too = matches!(request, RunRequest::Backfill { .. });
+    let Some(record) = platform_shop(&deps.ctx, &shop, off_too).await? else {
         tracing::info!(shop = %shop, "platform run skipped: the shop does not sync its codes");
         return Ok(RunOutcome::Skipped { shop });
     };

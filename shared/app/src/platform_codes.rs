@@ -324,6 +324,26 @@ async fn sync_code(
     let mut program = ctx.shop_program(shop, ctx.now()).await?.program;
     for _ in 0..mode::TRIES {
         let Some(side) = Side::of(program.platform_sync) else {
+            // Sync turned off: a code is left as it is (the merchant ends it
+            // on the platform), but store credit the engine put is followed
+            // and emptied, since nothing reads its payments from now on.
+            if mode::read(ctx, shop, customer).await?.side == Side::StoreCredit
+                && take_over(
+                    ctx,
+                    platform,
+                    shop,
+                    customer,
+                    None,
+                    policy,
+                    &program,
+                    Side::DiscountCode,
+                )
+                .await?
+                .is_none()
+            {
+                program = fresh_program(ctx, shop).await?;
+                continue;
+            }
             return Ok(SyncOutcome::NotSynced);
         };
         if side == Side::StoreCredit && platform.store_credit().is_none() {

@@ -444,8 +444,11 @@ pub async fn backfill_shop(
         failed: 0,
         checkpoint: checkpoint.clone(),
     };
-    if syncing_program(ctx, shop).await?.is_none() {
-        tracing::info!(shop = %shop, "platform backfill: the shop does not sync its codes");
+    // A shop that turned sync off is still gone through while the app is
+    // installed: each sync empties the store credit the engine put there
+    // (and does nothing for a customer who had none).
+    if crate::compliance::syncing_stopped(ctx, shop).await? {
+        tracing::info!(shop = %shop, "platform backfill: the app was uninstalled");
         return Ok(summary);
     }
     loop {

@@ -852,6 +852,27 @@ async fn switching_back_to_discount_codes_empties_the_store_credit() {
     assert_eq!(w.balance_of(&ann()), dec!(8.00));
 }
 
+/// Sync turned off after store credit: nothing would read the store
+/// credit's payments any more, so the backfill the change asks for follows
+/// the unread ones and empties it (the balance stays in the ledger).
+#[tokio::test]
+async fn turning_sync_off_after_store_credit_follows_and_empties_it() {
+    let w = with_a_released_balance().await;
+    assert!(w.fake.pay_with_store_credit("1001", "USD", dec!(4.00), "2"));
+    w.switch_to(PlatformSync::Off).await;
+    w.backfill().await;
+    assert_eq!(w.balance_of(&ann()), dec!(0), "store credit emptied");
+    assert_eq!(
+        w.account().await.available,
+        usd("8.00"),
+        "the payment followed"
+    );
+    // Nothing more is called for her while sync is off.
+    let calls = w.fake.stats().calls.clone();
+    w.backfill().await;
+    assert_eq!(w.fake.stats().calls, calls);
+}
+
 /// A credit held back by a slow token fetch past its window is never sent:
 /// a second sync (another container) that takes over once the intent's
 /// in-flight window closed sends the only credit.

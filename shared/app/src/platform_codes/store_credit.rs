@@ -424,6 +424,8 @@ struct History {
     from: Position,
     /// The newest transaction the platform lists (None: it lists none).
     newest_listed: Option<CreditTransaction>,
+    /// The engine never read this account before: its balance predates it.
+    opening: bool,
 }
 
 /// Reads the account's transactions from where the last read stopped, a
@@ -440,6 +442,7 @@ async fn read_history(
         .await
         .map_err(AppError::from)?;
     let mut first_newest = None;
+    let mut opening = false;
     let from = match stored.as_deref().map(Position::decode) {
         Some(Some(position)) => position,
         Some(None) => {
@@ -461,6 +464,7 @@ async fn read_history(
             } else {
                 // Never read: what the account holds is from before the
                 // engine mirrored anything, not the ledger's.
+                opening = true;
                 first_newest = platform_accounts.newest(customer).await.map_err(platform)?;
                 match &first_newest {
                     Some(newest) => Position::after(newest).unwrap_or_else(Position::start),
@@ -509,6 +513,7 @@ async fn read_history(
         complete,
         from,
         newest_listed,
+        opening,
     })
 }
 
@@ -563,6 +568,11 @@ async fn attempt(
         return Err(platform(PlatformError::transient(
             "the store credit account has more transactions to read",
         )));
+    }
+    if let Some((account_id, balance)) = history.account.as_ref().filter(|_| history.opening) {
+        if balance.is_positive() {
+            take_in_opening_balance(ctx, shop, customer, program, account_id, *balance).await?;
+        }
     }
     // The ledger after the orders, read now: what the platform must hold.
     let read = ctx
@@ -855,17 +865,8 @@ async fn follow(
         (Movement::Credit, "ORDER_REFUND") => format!("store credit refunded by {order}"),
         (_, event) => format!("store credit {event} of {order}"),
     };
-    for _ in 0..5 {
-        let read = ctx
-            .store
-            .read(shop, &ReadRequest::account(customer))
-            .await
-            .map_err(AppError::from)?;
-        let Some(account) = read.accounts.get(customer) else {
-            return Err(AppError::NotFound(format!("customer {customer}")).into());
-        };
-        let mut next = account.value.clone();
-        let applied = match transaction.movement {
+    let committed = write_once(ctx, shop, customer, program, &guard, |next| {
+        match transaction.movement {
             // Spent at the checkout already: taken whole, never refused.
             Movement::Debit => next
                 .spend_on_platform(transaction.amount, order_id.as_ref(), &note, &guard, now)
@@ -895,16 +896,76 @@ async fn follow(
                     }
                     applied
                 }),
+        }
+    })
+    .await?;
+    if committed {
+        tracing::info!(shop = %shop, customer = %customer, transaction = %transaction.id,
+            event = %transaction.event, amount = %signed.amount(), "store credit transaction followed");
+    }
+    Ok(())
+}
+
+/// The store credit an account held when the engine first read it: it
+/// predates the engine, so it is the customer's, and it is taken into the
+/// ledger as the migration import takes a balance (a merchant credit, once
+/// per platform account) rather than taken away by the first sync.
+async fn take_in_opening_balance(
+    ctx: &Context,
+    shop: &ShopId,
+    customer: &CustomerId,
+    program: &Program,
+    account_id: &str,
+    balance: Money,
+) -> Result<(), SyncError> {
+    let now = ctx.now();
+    let guard = format!("store-credit-opening:{account_id}");
+    let committed = write_once(ctx, shop, customer, program, &guard, |next| {
+        next.adjust(balance, OPENING_NOTE, &guard, program, now)
+    })
+    .await?;
+    if committed {
+        tracing::info!(shop = %shop, customer = %customer, amount = %balance.amount(),
+            "store credit held before the engine taken into the ledger");
+    }
+    Ok(())
+}
+
+/// The note of the ledger credit for store credit held before the engine
+/// first read the account.
+pub const OPENING_NOTE: &str = "store credit held on the platform before the engine";
+
+/// Applies `change` to the customer's account once, under `guard` (kept
+/// 400 days): true when this call committed it, false when the guard was
+/// already there. A change the ledger refuses (another currency, a zero
+/// amount) is logged and only the guard is written, so the same platform
+/// record is not tried again.
+async fn write_once(
+    ctx: &Context,
+    shop: &ShopId,
+    customer: &CustomerId,
+    program: &Program,
+    guard: &str,
+    change: impl Fn(&mut cashback_core::ledger::Account) -> Result<cashback_core::ledger::Applied, cashback_core::ledger::LedgerError>,
+) -> Result<bool, SyncError> {
+    let now = ctx.now();
+    for _ in 0..5 {
+        let read = ctx
+            .store
+            .read(shop, &ReadRequest::account(customer))
+            .await
+            .map_err(AppError::from)?;
+        let Some(account) = read.accounts.get(customer) else {
+            return Err(AppError::NotFound(format!("customer {customer}")).into());
         };
-        let writes = match applied {
+        let mut next = account.value.clone();
+        let writes = match change(&mut next) {
             Ok(applied) => {
                 vec![AccountWrite::new(program, next, account.version).with_entries(applied.entries)]
             }
             Err(refusal) => {
-                // Not money (another currency, a zero amount): the guard
-                // records that the transaction was read.
-                tracing::warn!(shop = %shop, customer = %customer, transaction = %transaction.id,
-                    error = %refusal, "store credit transaction not applied to the ledger");
+                tracing::warn!(shop = %shop, customer = %customer, guard = %guard,
+                    error = %refusal, "store credit record not applied to the ledger");
                 Vec::new()
             }
         };
@@ -914,7 +975,7 @@ async fn follow(
                 shop,
                 WriteSet {
                     guard: Some(Guard {
-                        key: guard.clone(),
+                        key: guard.to_string(),
                         expires_at: now + chrono::Duration::days(400),
                         response: None,
                     }),
@@ -926,12 +987,8 @@ async fn follow(
             )
             .await;
         match outcome {
-            Ok(WriteOutcome::Committed) => {
-                tracing::info!(shop = %shop, customer = %customer, transaction = %transaction.id,
-                    event = %transaction.event, amount = %signed.amount(), "store credit transaction followed");
-                return Ok(());
-            }
-            Ok(WriteOutcome::Duplicate { .. }) => return Ok(()),
+            Ok(WriteOutcome::Committed) => return Ok(true),
+            Ok(WriteOutcome::Duplicate { .. }) => return Ok(false),
             Err(error) if error.is_conflict() => continue,
             Err(error) => return Err(AppError::from(error).into()),
         }

@@ -89,6 +89,12 @@ pub const MAX_SEND_WINDOW: Duration = Duration::from_secs(20);
 /// on from the last one read.
 pub const TRANSACTION_PAGES: usize = 20;
 
+/// Pages read at most when an account is read from its first transaction
+/// again (a refused cursor, a position kept by an earlier version): the
+/// whole history up to the last transaction followed is read in one
+/// attempt, so the position stored after it moves forward.
+pub const REREAD_PAGES: usize = 200;
+
 /// How far the platform's clock may be behind ours when a pending intent is
 /// matched with the transactions it may have made.
 const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
@@ -277,12 +283,17 @@ pub fn read_job(shop: &ShopId, customer: &CustomerId) -> String {
     format!("store-credit-read#{shop}#{customer}")
 }
 
-/// Where the next read of an account's transactions starts: after the
-/// transaction of `cursor` (None: from the first). Kept as
-/// `time|id|cursor`, which only grows as the reads go forward (the store's
-/// checkpoints move only forward).
+/// Where the next read of an account's transactions starts. With a
+/// cursor: after that transaction. Without one: from the first
+/// transaction, following only those after `mark` (the ones up to it were
+/// followed already): a read kept by an earlier version, or one whose
+/// cursor the platform refused. Kept as `time|id|cursor`, or
+/// `g{generation}|time|id|cursor` once a read had to start over, so the
+/// stored value only grows (the store's checkpoints move only forward)
+/// even when a read started over stores a position behind the old one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Position {
+    generation: u32,
     mark: String,
     cursor: Option<String>,
 }
@@ -290,26 +301,57 @@ struct Position {
 impl Position {
     fn start() -> Position {
         Position {
+            generation: 0,
             mark: "0|start".into(),
             cursor: None,
         }
     }
 
-    fn after(transaction: &CreditTransaction) -> Option<Position> {
+    fn after(transaction: &CreditTransaction, generation: u32) -> Option<Position> {
         Some(Position {
+            generation,
             mark: transaction.mark(),
             cursor: Some(transaction.cursor.clone()?),
         })
     }
 
+    /// The same place, read from the first transaction in a new
+    /// generation (its cursor was refused).
+    fn started_over(&self) -> Position {
+        Position {
+            generation: self.generation + 1,
+            mark: self.mark.clone(),
+            cursor: None,
+        }
+    }
+
+    /// Transactions up to this mark were followed before (a read from the
+    /// first transaction skips them).
+    fn followed_up_to(&self) -> Option<&str> {
+        (self.cursor.is_none() && self.mark != Position::start().mark).then_some(self.mark.as_str())
+    }
+
     fn encode(&self) -> String {
-        format!("{}|{}", self.mark, self.cursor.as_deref().unwrap_or(""))
+        let cursor = self.cursor.as_deref().unwrap_or("");
+        if self.generation == 0 {
+            format!("{}|{cursor}", self.mark)
+        } else {
+            format!("g{:04}|{}|{cursor}", self.generation, self.mark)
+        }
     }
 
     fn decode(value: &str) -> Option<Position> {
-        let mut parts = value.splitn(3, '|');
+        let (generation, rest) = match value.strip_prefix('g') {
+            Some(rest) => {
+                let (generation, rest) = rest.split_once('|')?;
+                (generation.parse().ok()?, rest)
+            }
+            None => (0, value),
+        };
+        let mut parts = rest.splitn(3, '|');
         let (time, id, cursor) = (parts.next()?, parts.next()?, parts.next()?);
         Some(Position {
+            generation,
             mark: format!("{time}|{id}"),
             cursor: (!cursor.is_empty()).then(|| cursor.to_string()),
         })
@@ -457,32 +499,56 @@ async fn read_history(
                 .get_checkpoint(&seen_job(shop, customer))
                 .await
                 .map_err(AppError::from)?;
-            if legacy.is_some() {
-                // Read by an earlier version, which kept no cursor: from
-                // the first transaction (the guards skip those followed).
-                Position::start()
+            if let Some(legacy) = legacy {
+                // Read by an earlier version, which kept the mark of the
+                // last transaction it followed but no cursor: from the first
+                // transaction, following only those after that mark.
+                Position {
+                    mark: legacy,
+                    ..Position::start()
+                }
             } else {
                 // Never read: what the account holds is from before the
                 // engine mirrored anything, not the ledger's.
                 opening = true;
                 first_newest = platform_accounts.newest(customer).await.map_err(platform)?;
                 match &first_newest {
-                    Some(newest) => Position::after(newest).unwrap_or_else(Position::start),
+                    Some(newest) => Position::after(newest, 0).unwrap_or_else(Position::start),
                     None => Position::start(),
                 }
             }
         }
     };
+    let mut from = from;
     let mut cursor = from.cursor.clone();
     let mut account = None;
     let mut transactions = Vec::new();
     let mut complete = false;
-    for _ in 0..TRANSACTION_PAGES {
-        let Some(page) = platform_accounts
-            .account(customer, cursor.as_deref())
-            .await
-            .map_err(platform)?
-        else {
+    let mut pages = if from.followed_up_to().is_some() {
+        REREAD_PAGES
+    } else {
+        TRANSACTION_PAGES
+    };
+    while pages > 0 {
+        pages -= 1;
+        let answer = platform_accounts.account(customer, cursor.as_deref()).await;
+        let answer = match answer {
+            Err(PlatformError::Rejected { reason })
+                if from.cursor.is_some() && cursor == from.cursor =>
+            {
+                // The stored cursor is no longer the platform's (the
+                // transaction it named is gone, or its format changed): the
+                // account is read again from its first transaction.
+                tracing::warn!(shop = %shop, customer = %customer, reason = %reason,
+                    "store credit read position refused; the account is read from its start");
+                from = from.started_over();
+                cursor = None;
+                pages = REREAD_PAGES;
+                continue;
+            }
+            other => other.map_err(platform)?,
+        };
+        let Some(page) = answer else {
             account = None;
             complete = true;
             break;
@@ -569,7 +635,10 @@ async fn attempt(
             "the store credit account has more transactions to read",
         )));
     }
-    if let Some((account_id, balance)) = history.account.as_ref().filter(|_| history.opening) {
+    // Never read and never sent to: a read position lost while the engine
+    // had sent credit (an intent is stored) is no opening balance.
+    let opening = history.opening && stored.is_none();
+    if let Some((account_id, balance)) = history.account.as_ref().filter(|_| opening) {
         if balance.is_positive() {
             take_in_opening_balance(ctx, shop, customer, program, account_id, *balance).await?;
         }
@@ -778,13 +847,19 @@ async fn ingest_transactions(
     complete: bool,
 ) -> Result<usize, SyncError> {
     let mut applied = 0;
-    for transaction in transactions.iter().filter(|t| t.from_order()) {
+    let followed_up_to = from.followed_up_to();
+    for transaction in transactions
+        .iter()
+        .filter(|t| t.from_order())
+        .filter(|t| followed_up_to.is_none_or(|mark| t.mark().as_str() > mark))
+    {
         follow(ctx, shop, customer, program, transaction).await?;
         if transaction.movement == Movement::Debit && transaction.event == "ORDER_PAYMENT" {
             not_eligible(ctx, shop, transaction).await?;
         }
         applied += 1;
     }
+    let generation = from.generation;
     let next = match transactions.last() {
         Some(newest) if complete => {
             let settled_before = newest.created_at - OVERLAP;
@@ -792,12 +867,24 @@ async fn ingest_transactions(
                 .iter()
                 .rev()
                 .filter(|t| t.created_at <= settled_before)
-                .find_map(Position::after)
+                .find_map(|t| Position::after(t, generation))
         }
-        Some(_) => transactions.iter().rev().find_map(Position::after),
+        Some(_) => transactions
+            .iter()
+            .rev()
+            .find_map(|t| Position::after(t, generation)),
         None => None,
     };
-    let next = next.unwrap_or_else(|| from.clone());
+    let next = match next {
+        // A read from the first transaction can stop behind where the one
+        // before it stood: a new generation, so the store keeps it.
+        Some(next) if next.encode() < from.encode() => Position {
+            generation: generation + 1,
+            ..next
+        },
+        Some(next) => next,
+        None => from.clone(),
+    };
     ctx.store
         .put_checkpoint(&read_job(shop, customer), &next.encode())
         .await
@@ -946,7 +1033,9 @@ async fn write_once(
     customer: &CustomerId,
     program: &Program,
     guard: &str,
-    change: impl Fn(&mut cashback_core::ledger::Account) -> Result<cashback_core::ledger::Applied, cashback_core::ledger::LedgerError>,
+    change: impl Fn(
+        &mut cashback_core::ledger::Account,
+    ) -> Result<cashback_core::ledger::Applied, cashback_core::ledger::LedgerError>,
 ) -> Result<bool, SyncError> {
     let now = ctx.now();
     for _ in 0..5 {
@@ -1024,5 +1113,41 @@ mod tests {
         assert!(intent.encode() < settled.encode());
         assert!(settled.encode() < next.encode());
         assert_eq!(Intent::decode("garbage"), None);
+    }
+
+    #[test]
+    fn positions_round_trip_and_a_read_started_over_sorts_after_the_old_one() {
+        let old = Position {
+            generation: 0,
+            mark: "2026-11-23T10:00:00.000Z|gid://shopify/StoreCreditAccountDebitTransaction/9"
+                .into(),
+            cursor: Some("sc39".into()),
+        };
+        assert_eq!(Position::decode(&old.encode()), Some(old.clone()));
+        assert_eq!(old.followed_up_to(), None);
+        let over = old.started_over();
+        assert_eq!(Position::decode(&over.encode()), Some(over.clone()));
+        assert_eq!(over.followed_up_to(), Some(old.mark.as_str()));
+        assert!(over.encode() > old.encode());
+        // A position behind the old mark, in the new generation, still
+        // sorts after every position of the old one.
+        let behind = Position {
+            generation: 1,
+            mark: "2026-11-01T10:00:00.000Z|gid://shopify/StoreCreditAccountCreditTransaction/2"
+                .into(),
+            cursor: Some("sc32".into()),
+        };
+        assert!(behind.encode() > old.encode());
+        assert!(Position::start().encode() < old.encode());
+        assert_eq!(Position::start().followed_up_to(), None);
+        // A mark kept by the earlier version (no cursor) reads from the first
+        // transaction, following only those after it.
+        let legacy = Position {
+            mark: old.mark.clone(),
+            ..Position::start()
+        };
+        assert_eq!(legacy.followed_up_to(), Some(old.mark.as_str()));
+        assert_eq!(Position::decode("g|x"), None);
+        assert_eq!(Position::decode("nothing"), None);
     }
 }

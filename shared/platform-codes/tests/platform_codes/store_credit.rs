@@ -17,7 +17,7 @@ use cashback_app::events::handle_order_event;
 use cashback_app::jobs::promote::promote_due;
 use cashback_app::jobs::{JobConfig, TokioClock};
 use cashback_app::notify::{Notification, Notifier, NotifyError, Sent};
-use cashback_app::platform_codes::store_credit::{StoreCreditAccounts, IN_FLIGHT};
+use cashback_app::platform_codes::store_credit::{read_job, StoreCreditAccounts, IN_FLIGHT};
 use cashback_app::platform_codes::{
     backfill_shop, sync_customer_code, PlatformCodes, PlatformError, PlatformSync, RunLimits,
     SyncError, SyncOutcome, SyncPolicy,
@@ -890,6 +890,44 @@ async fn store_credit_held_before_the_engine_is_kept_and_taken_into_the_ledger()
         .unwrap();
     w.sync_and_check("after a hand-made credit").await;
     assert_eq!(w.account().await.available, usd("19.00"));
+}
+
+/// The platform refuses the cursor the last read stopped at (the
+/// transaction it named is gone): the account is read again from its first
+/// transaction, the ones followed before are not followed twice, the new
+/// payment is, and later reads go on from a fresh position.
+#[tokio::test]
+async fn a_refused_read_position_reads_the_account_again_and_follows_each_payment_once() {
+    let w = with_a_released_balance().await;
+    assert!(w.fake.pay_with_store_credit("1001", "USD", dec!(2.00), "2"));
+    w.sync_and_check("a first payment").await;
+    assert_eq!(w.account().await.available, usd("10.00"));
+    // The stored position keeps its mark; its cursor is now unknown to
+    // the platform (sorted after the real one, so the store keeps it).
+    let job = read_job(&shop(), &ann());
+    let stored = w.ctx.store.get_checkpoint(&job).await.unwrap().unwrap();
+    let (mark, _) = stored.rsplit_once('|').unwrap();
+    w.ctx
+        .store
+        .put_checkpoint(&job, &format!("{mark}|zz-gone"))
+        .await
+        .unwrap();
+    assert!(w.fake.pay_with_store_credit("1001", "USD", dec!(3.00), "3"));
+    w.sync_and_check("read again from the start").await;
+    assert_eq!(
+        w.account().await.available,
+        usd("7.00"),
+        "each payment once"
+    );
+    let moved = w.ctx.store.get_checkpoint(&job).await.unwrap().unwrap();
+    assert!(
+        moved.starts_with("g0001|") && !moved.ends_with("zz-gone"),
+        "{moved}"
+    );
+    // And on from there.
+    assert!(w.fake.pay_with_store_credit("1001", "USD", dec!(1.00), "4"));
+    w.sync_and_check("after").await;
+    assert_eq!(w.account().await.available, usd("6.00"));
 }
 
 /// Sync turned off after store credit: nothing would read the store

@@ -466,8 +466,6 @@ struct History {
     from: Position,
     /// The newest transaction the platform lists (None: it lists none).
     newest_listed: Option<CreditTransaction>,
-    /// The engine never read this account before: its balance predates it.
-    opening: bool,
 }
 
 /// Reads the account's transactions from where the last read stopped, a
@@ -484,7 +482,6 @@ async fn read_history(
         .await
         .map_err(AppError::from)?;
     let mut first_newest = None;
-    let mut opening = false;
     let from = match stored.as_deref().map(Position::decode) {
         Some(Some(position)) => position,
         Some(None) => {
@@ -510,7 +507,6 @@ async fn read_history(
             } else {
                 // Never read: what the account holds is from before the
                 // engine mirrored anything, not the ledger's.
-                opening = true;
                 first_newest = platform_accounts.newest(customer).await.map_err(platform)?;
                 match &first_newest {
                     Some(newest) => Position::after(newest, 0).unwrap_or_else(Position::start),
@@ -579,7 +575,6 @@ async fn read_history(
         complete,
         from,
         newest_listed,
-        opening,
     })
 }
 
@@ -634,14 +629,6 @@ async fn attempt(
         return Err(platform(PlatformError::transient(
             "the store credit account has more transactions to read",
         )));
-    }
-    // Never read and never sent to: a read position lost while the engine
-    // had sent credit (an intent is stored) is no opening balance.
-    let opening = history.opening && stored.is_none();
-    if let Some((account_id, balance)) = history.account.as_ref().filter(|_| opening) {
-        if balance.is_positive() {
-            take_in_opening_balance(ctx, shop, customer, program, account_id, *balance).await?;
-        }
     }
     // The ledger after the orders, read now: what the platform must hold.
     let read = ctx
@@ -992,35 +979,6 @@ async fn follow(
     }
     Ok(())
 }
-
-/// The store credit an account held when the engine first read it: it
-/// predates the engine, so it is the customer's, and it is taken into the
-/// ledger as the migration import takes a balance (a merchant credit, once
-/// per platform account) rather than taken away by the first sync.
-async fn take_in_opening_balance(
-    ctx: &Context,
-    shop: &ShopId,
-    customer: &CustomerId,
-    program: &Program,
-    account_id: &str,
-    balance: Money,
-) -> Result<(), SyncError> {
-    let now = ctx.now();
-    let guard = format!("store-credit-opening:{account_id}");
-    let committed = write_once(ctx, shop, customer, program, &guard, |next| {
-        next.adjust(balance, OPENING_NOTE, &guard, program, now)
-    })
-    .await?;
-    if committed {
-        tracing::info!(shop = %shop, customer = %customer, amount = %balance.amount(),
-            "store credit held before the engine taken into the ledger");
-    }
-    Ok(())
-}
-
-/// The note of the ledger credit for store credit held before the engine
-/// first read the account.
-pub const OPENING_NOTE: &str = "store credit held on the platform before the engine";
 
 /// Applies `change` to the customer's account once, under `guard` (kept
 /// 400 days): true when this call committed it, false when the guard was

@@ -852,46 +852,6 @@ async fn switching_back_to_discount_codes_empties_the_store_credit() {
     assert_eq!(w.balance_of(&ann()), dec!(8.00));
 }
 
-/// Store credit the customer held before the engine first read their
-/// account (the merchant's, or another app's) is theirs: taken into the
-/// ledger once, not taken away by the first sync.
-#[tokio::test]
-async fn store_credit_held_before_the_engine_is_kept_and_taken_into_the_ledger() {
-    let w = World::new().await;
-    w.paid(&ann(), "1", "120.00", &["shopify_payments"]).await;
-    w.platform
-        .store_credit()
-        .unwrap()
-        .credit(
-            &ann(),
-            usd("7.00"),
-            tokio::time::Instant::now() + StdDuration::from_secs(10),
-        )
-        .await
-        .unwrap();
-    w.advance(Duration::days(2));
-    w.release().await;
-    w.sync_and_check("the first sync").await;
-    let account = w.account().await;
-    assert_eq!(account.available, usd("19.00"));
-    assert_eq!(w.balance_of(&ann()), dec!(19.00), "nothing taken away");
-    // Once only: later syncs and store credit added by hand after the
-    // first read are not taken in.
-    w.sync_and_check("again").await;
-    w.platform
-        .store_credit()
-        .unwrap()
-        .credit(
-            &ann(),
-            usd("3.00"),
-            tokio::time::Instant::now() + StdDuration::from_secs(10),
-        )
-        .await
-        .unwrap();
-    w.sync_and_check("after a hand-made credit").await;
-    assert_eq!(w.account().await.available, usd("19.00"));
-}
-
 /// The platform refuses the cursor the last read stopped at (the
 /// transaction it named is gone): the account is read again from its first
 /// transaction, the ones followed before are not followed twice, the new

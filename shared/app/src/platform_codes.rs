@@ -438,6 +438,13 @@ async fn take_over(
     let Some(switching) = mode::take_over_from(&current, side) else {
         return Ok(Some(current));
     };
+    // About to end a side: the program may have changed since this sync
+    // read it (another container's cache), so it is read from the table.
+    // (Sync turned off ends store credit as discount codes do.)
+    let wanted = Side::for_program(&fresh_program(ctx, shop).await?).unwrap_or(Side::DiscountCode);
+    if wanted != side {
+        return Ok(None);
+    }
     if switching != current && !mode::compare_and_set(ctx, shop, customer, &switching).await? {
         return Ok(None);
     }

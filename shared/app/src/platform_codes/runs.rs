@@ -123,6 +123,7 @@ pub async fn reconcile_shop(
     policy: &SyncPolicy,
 ) -> Result<ReconcileSummary, AppError> {
     let mut summary = ReconcileSummary::default();
+    ctx.invalidate(shop);
     let Some(program) = syncing_program(ctx, shop).await? else {
         tracing::info!(shop = %shop, "platform reconcile: the shop does not sync its codes");
         return Ok(summary);
@@ -444,6 +445,9 @@ pub async fn backfill_shop(
         failed: 0,
         checkpoint: checkpoint.clone(),
     };
+    // The program as the table holds it now, not as this container cached
+    // it: a backfill follows a change of program.
+    ctx.invalidate(shop);
     // A shop that turned sync off is still gone through while the app is
     // installed: each sync empties the store credit the engine put there
     // (and does nothing for a customer who had none).

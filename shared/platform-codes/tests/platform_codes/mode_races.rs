@@ -243,3 +243,21 @@ async fn a_code_that_landed_late_in_store_credit_mode_is_ended_by_the_reconcile(
     assert!(!w.fake.discount(&code.display()).unwrap().is_active());
     assert_eq!(w.balance_of(&ann()), dec!(12.00));
 }
+
+/// Sync turned off after store credit; the backfill emptied Ann's store
+/// credit; then a container still holding the store-credit program (its
+/// cache) syncs her. It must send nothing: a credit now would stay live
+/// with nobody reading its payments.
+#[tokio::test]
+async fn a_stale_store_credit_sync_after_sync_was_turned_off_sends_nothing() {
+    let w = with_a_released_balance().await;
+    let stale = stale_context(&w).await;
+    w.switch_to(PlatformSync::Off).await;
+    w.backfill().await;
+    assert_eq!(w.balance_of(&ann()), dec!(0));
+
+    let synced = sync_customer_code(&stale, &w.platform, &shop(), &ann(), None, &policy()).await;
+    assert!(synced.is_ok(), "{synced:?}");
+    assert_eq!(w.balance_of(&ann()), dec!(0), "nothing credited back");
+    assert_eq!(w.account().await.available, usd("12.00"));
+}

@@ -89,12 +89,6 @@ pub const MAX_SEND_WINDOW: Duration = Duration::from_secs(20);
 /// on from the last one read.
 pub const TRANSACTION_PAGES: usize = 20;
 
-/// Pages read at most when an account is read from its first transaction
-/// again (a refused cursor, a position kept by an earlier version): the
-/// whole history up to the last transaction followed is read in one
-/// attempt, so the position stored after it moves forward.
-pub const REREAD_PAGES: usize = 200;
-
 /// How far the platform's clock may be behind ours when a pending intent is
 /// matched with the transactions it may have made.
 const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
@@ -283,19 +277,24 @@ pub fn read_job(shop: &ShopId, customer: &CustomerId) -> String {
     format!("store-credit-read#{shop}#{customer}")
 }
 
-/// Where the next read of an account's transactions starts. With a
-/// cursor: after that transaction. Without one: from the first
-/// transaction, following only those after `mark` (the ones up to it were
-/// followed already): a read kept by an earlier version, or one whose
-/// cursor the platform refused. Kept as `time|id|cursor`, or
-/// `g{generation}|time|id|cursor` once a read had to start over, so the
-/// stored value only grows (the store's checkpoints move only forward)
-/// even when a read started over stores a position behind the old one.
+/// Where the next read of an account's transactions starts: after the
+/// transaction named by `mark` and `cursor` (no cursor: from the first
+/// transaction), following only transactions after `skip` (those up to it
+/// were followed already: a read that had to start over from the first
+/// transaction, its cursor refused, or a position kept by the preview's
+/// earlier version), with the account's balance right after that
+/// transaction (`balance`, when known), which the transactions read next
+/// must continue. Kept as `g{generation}|time|id|cursor|skip time|skip
+/// id|balance`, which only grows as the reads go forward (the store's
+/// checkpoints move only forward); a position behind the stored one (a
+/// read started over) takes the next generation, so the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Position {
     generation: u32,
     mark: String,
     cursor: Option<String>,
+    skip: Option<String>,
+    balance: Option<Money>,
 }
 
 impl Position {
@@ -304,58 +303,142 @@ impl Position {
             generation: 0,
             mark: "0|start".into(),
             cursor: None,
+            skip: None,
+            balance: None,
         }
     }
 
-    fn after(transaction: &CreditTransaction, generation: u32) -> Option<Position> {
+    /// After `transaction`, in `generation`, still skipping up to `skip`
+    /// while the transaction is not past it.
+    fn after(
+        transaction: &CreditTransaction,
+        generation: u32,
+        skip: Option<&str>,
+    ) -> Option<Position> {
+        let mark = transaction.mark();
         Some(Position {
             generation,
-            mark: transaction.mark(),
+            skip: skip
+                .filter(|skip| mark.as_str() <= *skip)
+                .map(str::to_string),
+            mark,
             cursor: Some(transaction.cursor.clone()?),
+            balance: transaction.balance_after,
         })
     }
 
-    /// The same place, read from the first transaction in a new
-    /// generation (its cursor was refused).
+    /// Read again from the first transaction, following only those after
+    /// this position's, in a new generation (its cursor was refused).
     fn started_over(&self) -> Position {
         Position {
             generation: self.generation + 1,
             mark: self.mark.clone(),
             cursor: None,
+            skip: Some(self.skip.clone().unwrap_or_else(|| self.mark.clone())),
+            balance: None,
         }
     }
 
-    /// Transactions up to this mark were followed before (a read from the
-    /// first transaction skips them).
+    /// Transactions up to this mark were followed before.
     fn followed_up_to(&self) -> Option<&str> {
-        (self.cursor.is_none() && self.mark != Position::start().mark).then_some(self.mark.as_str())
+        self.skip.as_deref()
+    }
+
+    /// The balance before the first transaction this read lists: none
+    /// before an account's first transaction, else the one kept.
+    fn balance_before_read(&self, currency: cashback_core::money::Currency) -> Option<Money> {
+        match self.cursor {
+            None => Some(Money::zero(currency)),
+            Some(_) => self.balance,
+        }
     }
 
     fn encode(&self) -> String {
-        let cursor = self.cursor.as_deref().unwrap_or("");
-        if self.generation == 0 {
-            format!("{}|{cursor}", self.mark)
-        } else {
-            format!("g{:04}|{}|{cursor}", self.generation, self.mark)
-        }
+        let (skip_time, skip_id) = self
+            .skip
+            .as_deref()
+            .and_then(|skip| skip.split_once('|'))
+            .unwrap_or(("", ""));
+        format!(
+            "g{:08}|{}|{}|{skip_time}|{skip_id}|{}",
+            self.generation,
+            self.mark,
+            self.cursor.as_deref().unwrap_or(""),
+            self.balance
+                .map(|b| format!("{}:{}", b.amount(), b.currency()))
+                .unwrap_or_default()
+        )
     }
 
+    /// Reads this format and the two earlier ones (`time|id|cursor`, and
+    /// the preview's `g{generation}|time|id|cursor`).
     fn decode(value: &str) -> Option<Position> {
-        let (generation, rest) = match value.strip_prefix('g') {
-            Some(rest) => {
-                let (generation, rest) = rest.split_once('|')?;
-                (generation.parse().ok()?, rest)
+        let parts: Vec<&str> = value.split('|').collect();
+        let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        match parts.as_slice() {
+            [time, id, cursor] => Some(Position {
+                mark: format!("{time}|{id}"),
+                cursor: text(cursor),
+                ..Position::start()
+            }),
+            [generation, time, id, cursor] => Some(Position {
+                generation: generation.strip_prefix('g')?.parse().ok()?,
+                mark: format!("{time}|{id}"),
+                cursor: text(cursor),
+                ..Position::start()
+            }),
+            [generation, time, id, cursor, skip_time, skip_id, balance] => {
+                let balance = match balance.split_once(':') {
+                    Some((amount, currency)) => {
+                        Some(Money::parse(amount, currency.parse().ok()?).ok()?)
+                    }
+                    None if balance.is_empty() => None,
+                    None => return None,
+                };
+                Some(Position {
+                    generation: generation.strip_prefix('g')?.parse().ok()?,
+                    mark: format!("{time}|{id}"),
+                    cursor: text(cursor),
+                    skip: (!skip_time.is_empty()).then(|| format!("{skip_time}|{skip_id}")),
+                    balance,
+                })
             }
-            None => (0, value),
-        };
-        let mut parts = rest.splitn(3, '|');
-        let (time, id, cursor) = (parts.next()?, parts.next()?, parts.next()?);
-        Some(Position {
-            generation,
-            mark: format!("{time}|{id}"),
-            cursor: (!cursor.is_empty()).then(|| cursor.to_string()),
-        })
+            _ => None,
+        }
     }
+}
+
+/// Whether the balance holds a transaction the platform has not listed
+/// (yet): the transactions read must continue one another from the
+/// balance the position kept (each one's balance after is the one before
+/// it moved by its amount), and the newest listed must end at `balance`.
+/// Shopify may list a transaction late, even behind a newer one; such a
+/// gap may be a payment the ledger has not followed, and sending now would
+/// credit it back.
+fn balance_unexplained(
+    before: Option<Money>,
+    transactions: &[CreditTransaction],
+    newest_listed: Option<&CreditTransaction>,
+    balance: Money,
+) -> bool {
+    let mut running = before;
+    for transaction in transactions {
+        if let (Some(was), Some(after)) = (running, transaction.balance_after) {
+            let expected = match transaction.movement {
+                Movement::Credit => was.checked_add(transaction.amount),
+                Movement::Debit => was.checked_sub(transaction.amount),
+            };
+            if expected.ok() != Some(after) {
+                return true;
+            }
+        }
+        running = transaction.balance_after;
+    }
+    let listed = match newest_listed {
+        Some(newest) => newest.balance_after,
+        None => running,
+    };
+    listed.is_some_and(|listed| listed != balance)
 }
 
 /// The guard of a platform transaction applied to the ledger.
@@ -501,6 +584,7 @@ async fn read_history(
                 // last transaction it followed but no cursor: from the first
                 // transaction, following only those after that mark.
                 Position {
+                    skip: Some(legacy.clone()),
                     mark: legacy,
                     ..Position::start()
                 }
@@ -509,7 +593,9 @@ async fn read_history(
                 // engine mirrored anything, not the ledger's.
                 first_newest = platform_accounts.newest(customer).await.map_err(platform)?;
                 match &first_newest {
-                    Some(newest) => Position::after(newest, 0).unwrap_or_else(Position::start),
+                    Some(newest) => {
+                        Position::after(newest, 0, None).unwrap_or_else(Position::start)
+                    }
                     None => Position::start(),
                 }
             }
@@ -520,11 +606,7 @@ async fn read_history(
     let mut account = None;
     let mut transactions = Vec::new();
     let mut complete = false;
-    let mut pages = if from.followed_up_to().is_some() {
-        REREAD_PAGES
-    } else {
-        TRANSACTION_PAGES
-    };
+    let mut pages = TRANSACTION_PAGES;
     while pages > 0 {
         pages -= 1;
         let answer = platform_accounts.account(customer, cursor.as_deref()).await;
@@ -539,7 +621,7 @@ async fn read_history(
                     "store credit read position refused; the account is read from its start");
                 from = from.started_over();
                 cursor = None;
-                pages = REREAD_PAGES;
+                pages = TRANSACTION_PAGES;
                 continue;
             }
             other => other.map_err(platform)?,
@@ -563,6 +645,8 @@ async fn read_history(
     // read lists it again; only a read that found nothing new asks for it.
     let newest_listed = match (transactions.last(), &account) {
         (Some(newest), _) => Some(newest.clone()),
+        // Nothing after the position, whose balance is kept: it is the newest.
+        (None, Some(_)) if from.cursor.is_some() && from.balance.is_some() => None,
         (None, Some(_)) if complete => match first_newest {
             Some(newest) => Some(newest),
             None => platform_accounts.newest(customer).await.map_err(platform)?,
@@ -683,19 +767,17 @@ async fn attempt(
     } else {
         difference.negated()
     };
-    if history.account.is_some() {
-        // A transaction in the balance but not listed yet (the platform
-        // lists late) may be a payment the ledger has not followed:
-        // sending now would credit it back.
-        let listed = history
-            .newest_listed
-            .as_ref()
-            .map_or(Some(Money::zero(balance.currency())), |t| t.balance_after);
-        if listed.is_some_and(|listed| listed != balance) {
-            return Err(platform(PlatformError::transient(
-                "the store credit balance holds a transaction not listed yet",
-            )));
-        }
+    if history.account.is_some()
+        && balance_unexplained(
+            history.from.balance_before_read(balance.currency()),
+            &history.transactions,
+            history.newest_listed.as_ref(),
+            balance,
+        )
+    {
+        return Err(platform(PlatformError::transient(
+            "the store credit balance holds a transaction not listed yet",
+        )));
     }
     // The window starts here, before the intent is stored: the call may
     // not leave later than `send_window` after the time the intent names.
@@ -854,12 +936,12 @@ async fn ingest_transactions(
                 .iter()
                 .rev()
                 .filter(|t| t.created_at <= settled_before)
-                .find_map(|t| Position::after(t, generation))
+                .find_map(|t| Position::after(t, generation, from.followed_up_to()))
         }
         Some(_) => transactions
             .iter()
             .rev()
-            .find_map(|t| Position::after(t, generation)),
+            .find_map(|t| Position::after(t, generation, from.followed_up_to())),
         None => None,
     };
     let next = match next {
@@ -1075,11 +1157,14 @@ mod tests {
 
     #[test]
     fn positions_round_trip_and_a_read_started_over_sorts_after_the_old_one() {
+        let usd = |a: &str| Money::parse(a, cashback_core::money::Currency::USD).unwrap();
         let old = Position {
             generation: 0,
             mark: "2026-11-23T10:00:00.000Z|gid://shopify/StoreCreditAccountDebitTransaction/9"
                 .into(),
             cursor: Some("sc39".into()),
+            skip: None,
+            balance: Some(usd("12.50")),
         };
         assert_eq!(Position::decode(&old.encode()), Some(old.clone()));
         assert_eq!(old.followed_up_to(), None);
@@ -1087,25 +1172,118 @@ mod tests {
         assert_eq!(Position::decode(&over.encode()), Some(over.clone()));
         assert_eq!(over.followed_up_to(), Some(old.mark.as_str()));
         assert!(over.encode() > old.encode());
-        // A position behind the old mark, in the new generation, still
-        // sorts after every position of the old one.
-        let behind = Position {
-            generation: 1,
-            mark: "2026-11-01T10:00:00.000Z|gid://shopify/StoreCreditAccountCreditTransaction/2"
-                .into(),
+        // A position behind the old mark, in the new generation, sorts
+        // after every position of the old one and keeps skipping.
+        let earlier = CreditTransaction {
+            id: "gid://shopify/StoreCreditAccountCreditTransaction/2".into(),
+            movement: Movement::Credit,
+            event: "ADJUSTMENT".into(),
+            amount: usd("5.00"),
+            balance_after: Some(usd("5.00")),
+            created_at: Utc.with_ymd_and_hms(2026, 11, 1, 10, 0, 0).unwrap(),
+            order: None,
+            order_id: None,
             cursor: Some("sc32".into()),
         };
+        let behind = Position::after(&earlier, 1, over.followed_up_to()).unwrap();
+        assert_eq!(behind.followed_up_to(), Some(old.mark.as_str()));
         assert!(behind.encode() > old.encode());
+        assert_eq!(Position::decode(&behind.encode()), Some(behind.clone()));
+        // Past the skip mark, nothing is skipped any more.
+        let later = CreditTransaction {
+            created_at: Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap(),
+            ..earlier.clone()
+        };
+        assert_eq!(
+            Position::after(&later, 1, Some(&old.mark))
+                .unwrap()
+                .followed_up_to(),
+            None
+        );
         assert!(Position::start().encode() < old.encode());
         assert_eq!(Position::start().followed_up_to(), None);
-        // A mark kept by the earlier version (no cursor) reads from the first
-        // transaction, following only those after it.
-        let legacy = Position {
-            mark: old.mark.clone(),
-            ..Position::start()
-        };
-        assert_eq!(legacy.followed_up_to(), Some(old.mark.as_str()));
+        // The two earlier forms still read.
+        let plain = Position::decode("2026-11-23T10:00:00.000Z|gid://x/9|sc39").unwrap();
+        assert_eq!(
+            (plain.generation, plain.cursor.as_deref()),
+            (0, Some("sc39"))
+        );
+        let preview = Position::decode("g0001|2026-11-23T10:00:00.000Z|gid://x/9|").unwrap();
+        assert_eq!((preview.generation, preview.cursor), (1, None));
         assert_eq!(Position::decode("g|x"), None);
         assert_eq!(Position::decode("nothing"), None);
+    }
+
+    #[test]
+    fn a_balance_the_transactions_read_do_not_explain_is_caught() {
+        let usd = |a: &str| Money::parse(a, cashback_core::money::Currency::USD).unwrap();
+        let at = |minute: u32, movement: Movement, amount: &str, after: &str| CreditTransaction {
+            id: format!("t{minute}"),
+            movement,
+            event: "ADJUSTMENT".into(),
+            amount: usd(amount),
+            balance_after: Some(usd(after)),
+            created_at: Utc.with_ymd_and_hms(2026, 11, 23, 10, minute, 0).unwrap(),
+            order: None,
+            order_id: None,
+            cursor: Some(format!("c{minute}")),
+        };
+        let chain = [
+            at(1, Movement::Credit, "50.00", "50.00"),
+            at(2, Movement::Debit, "10.00", "40.00"),
+        ];
+        assert!(!balance_unexplained(
+            Some(usd("0")),
+            &chain,
+            chain.last(),
+            usd("40.00")
+        ));
+        // A payment of 30.00 in the balance, not listed: the newest does
+        // not end at the balance.
+        assert!(balance_unexplained(
+            Some(usd("0")),
+            &chain,
+            chain.last(),
+            usd("10.00")
+        ));
+        // The same payment listed late behind a newer credit of 5.00 whose
+        // balance after holds it: the chain breaks.
+        let hidden = [
+            at(1, Movement::Credit, "50.00", "50.00"),
+            at(3, Movement::Credit, "5.00", "25.00"),
+        ];
+        assert!(balance_unexplained(
+            Some(usd("0")),
+            &hidden,
+            hidden.last(),
+            usd("25.00")
+        ));
+        // From a kept position: the first transaction read continues it.
+        let after_position = [at(3, Movement::Credit, "5.00", "25.00")];
+        assert!(balance_unexplained(
+            Some(usd("50.00")),
+            &after_position,
+            after_position.last(),
+            usd("25.00")
+        ));
+        assert!(!balance_unexplained(
+            Some(usd("20.00")),
+            &after_position,
+            after_position.last(),
+            usd("25.00")
+        ));
+        // Nothing read after a kept position: the balance is the one kept.
+        assert!(!balance_unexplained(
+            Some(usd("20.00")),
+            &[],
+            None,
+            usd("20.00")
+        ));
+        assert!(balance_unexplained(
+            Some(usd("20.00")),
+            &[],
+            None,
+            usd("15.00")
+        ));
     }
 }

@@ -179,6 +179,9 @@ struct Inner {
     /// How many of each account's newest transactions are in its balance
     /// but not listed yet (Shopify lists transactions late).
     unlisted: usize,
+    /// Transactions in their account's balance but not listed yet, by id
+    /// (listed late behind newer ones).
+    hidden: Vec<String>,
     discounts: HashMap<String, Discount>,
     by_code: HashMap<String, String>,
     next_id: u64,
@@ -210,6 +213,7 @@ impl FakeShopify {
             credit_accounts: Vec::new(),
             land_late: false,
             unlisted: 0,
+            hidden: Vec::new(),
             discounts: HashMap::new(),
             by_code: HashMap::new(),
             next_id: 1,
@@ -335,6 +339,25 @@ impl FakeShopify {
     /// but not listed yet (0: all listed), as Shopify may list them late.
     pub fn list_late(&self, count: usize) {
         self.lock().unlisted = count;
+    }
+
+    /// The newest transaction of any account stays in its balance but is
+    /// not listed until [`FakeShopify::list_hidden`], even behind newer
+    /// ones (Shopify lists late, not always in order).
+    pub fn hide_newest_transaction(&self) {
+        let mut inner = self.lock();
+        let newest = inner
+            .credit_accounts
+            .iter()
+            .flat_map(|a| a.transactions.iter())
+            .max_by_key(|t| t.id.rsplit('/').next().and_then(|n| n.parse::<u64>().ok()))
+            .map(|t| t.id.clone());
+        inner.hidden.extend(newest);
+    }
+
+    /// Lists every hidden transaction.
+    pub fn list_hidden(&self) {
+        self.lock().hidden.clear();
     }
 
     /// A refund of order `order` back to store credit (an `ORDER_REFUND`
@@ -1170,7 +1193,10 @@ fn store_credit_account(inner: &Inner, query: &str, variables: &Value) -> Result
         .take(1)
     {
         let listed = account.transactions.len().saturating_sub(inner.unlisted);
-        let list = &account.transactions[..listed];
+        let list: Vec<&CreditTransaction> = account.transactions[..listed]
+            .iter()
+            .filter(|t| !inner.hidden.contains(&t.id))
+            .collect();
         let position = |cursor: &str| {
             list.iter()
                 .position(|t| cursor_of(t) == cursor)
@@ -1207,8 +1233,8 @@ fn store_credit_account(inner: &Inner, query: &str, variables: &Value) -> Result
                 "pageInfo": {
                     "hasNextPage": to < list.len(),
                     "hasPreviousPage": from > 0,
-                    "startCursor": page.first().map(cursor_of),
-                    "endCursor": page.last().map(cursor_of),
+                    "startCursor": page.first().map(|t| cursor_of(t)),
+                    "endCursor": page.last().map(|t| cursor_of(t)),
                 },
             },
         }));

@@ -327,7 +327,8 @@ async fn sync_code(
             // Sync turned off: a code is left as it is (the merchant ends it
             // on the platform), but store credit the engine put is followed
             // and emptied, since nothing reads its payments from now on.
-            if mode::read(ctx, shop, customer).await?.side == Side::StoreCredit
+            let record = mode::read(ctx, shop, customer).await?;
+            if (record.side == Side::StoreCredit || record.seq > 0)
                 && take_over(
                     ctx,
                     platform,
@@ -436,6 +437,18 @@ async fn take_over(
 ) -> Result<Option<ModeRecord>, SyncError> {
     let current = mode::read(ctx, shop, customer).await?;
     let Some(switching) = mode::take_over_from(&current, side) else {
+        if side == Side::DiscountCode
+            && current.seq > 0
+            && platform.store_credit().is_some()
+            && store_credit::credited_since_emptied(ctx, shop, customer).await?
+        {
+            // A store-credit sync sent after the emptying and could not
+            // record it (its check after the send failed): live again.
+            tracing::warn!(shop = %shop, customer = %customer,
+                "store credit sent after it was emptied; emptied again");
+            mode::record_maybe_live(ctx, shop, customer, Side::StoreCredit).await?;
+            return Ok(None);
+        }
         return Ok(Some(current));
     };
     // About to end a side: the program may have changed since this sync

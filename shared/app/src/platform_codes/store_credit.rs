@@ -476,7 +476,9 @@ pub async fn sync_store_credit(
         // Store credit belongs to a platform customer; a guest has none.
         return Ok(SyncOutcome::NotSynced);
     }
-    run(ctx, platform, shop, customer, program, policy, Goal::Ledger).await
+    run(ctx, platform, shop, customer, program, policy, Goal::Ledger)
+        .await
+        .map(|(outcome, _)| outcome)
 }
 
 /// Follows the customer's unread store credit payments into the ledger,
@@ -494,9 +496,44 @@ pub async fn empty_store_credit(
     if customer.is_guest() {
         return Ok(());
     }
-    run(ctx, platform, shop, customer, program, policy, Goal::Empty)
+    let (_, settled) = run(ctx, platform, shop, customer, program, policy, Goal::Empty).await?;
+    ctx.store
+        .put_checkpoint(&emptied_job(shop, customer), &format!("{settled:012}"))
         .await
-        .map(|_| ())
+        .map_err(AppError::from)?;
+    Ok(())
+}
+
+/// The store job holding the sequence of the last store credit call an
+/// emptying accounted for: a call of a later sequence was sent after the
+/// store credit was emptied.
+pub fn emptied_job(shop: &ShopId, customer: &CustomerId) -> String {
+    format!("store-credit-emptied#{shop}#{customer}")
+}
+
+/// Whether a store credit call was sent after the customer's store credit
+/// was last emptied (a sync still holding the store-credit program, whose
+/// check of the mode after its send failed), so it may be live again.
+pub async fn credited_since_emptied(
+    ctx: &Context,
+    shop: &ShopId,
+    customer: &CustomerId,
+) -> Result<bool, SyncError> {
+    let read =
+        |job: String| async move { ctx.store.get_checkpoint(&job).await.map_err(AppError::from) };
+    let Some(intent) = read(intent_job(shop, customer)).await? else {
+        return Ok(false);
+    };
+    let Some(intent) = Intent::decode(&intent) else {
+        return Err(
+            AppError::Invalid(format!("unreadable store credit intent for {customer}")).into(),
+        );
+    };
+    let emptied = read(emptied_job(shop, customer))
+        .await?
+        .and_then(|seq| seq.parse::<u64>().ok())
+        .unwrap_or(0);
+    Ok(intent.seq > emptied)
 }
 
 async fn run(
@@ -507,7 +544,7 @@ async fn run(
     program: &Program,
     policy: &SyncPolicy,
     goal: Goal,
-) -> Result<SyncOutcome, SyncError> {
+) -> Result<(SyncOutcome, u64), SyncError> {
     let job = intent_job(shop, customer);
     let mut attempts = 0;
     let mut backoff = policy.base_backoff;
@@ -672,7 +709,7 @@ async fn attempt(
     job: &str,
     policy: &SyncPolicy,
     goal: Goal,
-) -> Result<SyncOutcome, SyncError> {
+) -> Result<(SyncOutcome, u64), SyncError> {
     let stored = ctx
         .store
         .get_checkpoint(job)
@@ -698,6 +735,8 @@ async fn attempt(
     if let Some(intent) = last.as_ref().filter(|i| i.pending) {
         settle(ctx, job, intent, &history.transactions).await?;
     }
+    // Every call up to this sequence has landed or never will.
+    let settled = last.as_ref().map_or(0, |intent| intent.seq);
     ingest_transactions(
         ctx,
         shop,
@@ -726,7 +765,7 @@ async fn attempt(
     let (desired, target): (Option<DesiredCode>, Money) = match goal {
         Goal::Ledger => {
             let Some(desired) = desired_code(&ledger.value, program) else {
-                return Ok(SyncOutcome::NotSynced);
+                return Ok((SyncOutcome::NotSynced, settled));
             };
             let target = store_credit_target(&desired);
             (Some(desired), target)
@@ -755,7 +794,7 @@ async fn attempt(
         .checked_sub(balance)
         .map_err(|e| AppError::Invalid(format!("store credit balance: {e}")))?;
     if difference.is_zero() {
-        return Ok(outcome(PutOutcome::NotNeeded));
+        return Ok((outcome(PutOutcome::NotNeeded), settled));
     }
     let movement = if difference.is_positive() {
         Movement::Credit
@@ -801,7 +840,7 @@ async fn attempt(
             put_settled(ctx, job, &intent).await?;
             tracing::info!(shop = %shop, customer = %customer, movement = ?movement,
                 amount = %amount.amount(), balance = %target.amount(), "store credit synced");
-            Ok(match &desired {
+            let synced = match &desired {
                 Some(desired) => outcome(PutOutcome::Updated(CodeState {
                     code: desired.code.clone(),
                     platform_id: account_id.clone(),
@@ -810,7 +849,8 @@ async fn attempt(
                     managed: true,
                 })),
                 None => SyncOutcome::NotSynced,
-            })
+            };
+            Ok((synced, intent.seq))
         }
         // Timeouts, 5xx, a dropped connection: it may have been applied.
         // The intent stays pending; the next attempt reconciles it.

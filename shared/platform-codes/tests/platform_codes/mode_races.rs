@@ -261,3 +261,38 @@ async fn a_stale_store_credit_sync_after_sync_was_turned_off_sends_nothing() {
     assert_eq!(w.balance_of(&ann()), dec!(0), "nothing credited back");
     assert_eq!(w.account().await.available, usd("12.00"));
 }
+
+/// A sync still holding the store-credit program credits Ann's store
+/// credit after the change to discount codes emptied it, and its check of
+/// the mode after the send fails (a store error), so the mode record still
+/// says discount code, settled. The next discount-code sync sees a store
+/// credit call newer than the emptying and empties it again.
+#[tokio::test]
+async fn store_credit_sent_after_it_was_emptied_is_emptied_by_the_next_sync() {
+    let w = with_a_released_balance().await;
+    let stale = stale_context(&w).await;
+    w.switch_to(PlatformSync::DiscountCode).await;
+    w.backfill().await;
+    assert_eq!(w.balance_of(&ann()), dec!(0));
+    // The stale sync's send, without its mode check (it failed).
+    let stale_program = stale.shop_program(&shop(), w.now()).await.unwrap().program;
+    assert_eq!(stale_program.platform_sync, PlatformSync::StoreCredit);
+    cashback_app::platform_codes::store_credit::sync_store_credit(
+        &stale,
+        w.platform.store_credit().unwrap(),
+        &shop(),
+        &ann(),
+        &stale_program,
+        &policy(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(w.balance_of(&ann()), dec!(12.00), "live on both sides");
+
+    w.sync_of(&ann()).await.unwrap();
+    assert_eq!(w.balance_of(&ann()), dec!(0), "emptied again");
+    let code = w.account().await.code.unwrap();
+    let discount = w.fake.discount(&code.display()).unwrap();
+    assert!(discount.is_active());
+    assert_eq!(discount.amount, dec!(12.00));
+}

@@ -21,9 +21,11 @@
 //!    that failed may still have landed.
 //!
 //! So a side is never left live while the record names the other one, as
-//! long as the store answers (a store failure at step 3 is logged as an
-//! error and the sync is retried) and no call lands after its caller saw
-//! it fail. Store credit calls cannot (each has a send window, and a
+//! long as the store answers and no call lands after its caller saw it
+//! fail. When step 3 fails (a store error) after store credit was sent,
+//! the next sync in discount-code mode or with sync off finds a store
+//! credit call newer than the last emptying
+//! ([`super::store_credit::credited_since_emptied`]) and empties it again. Store credit calls cannot (each has a send window, and a
 //! change of mode waits out every pending one); a put of a discount code
 //! can, so the reconcile run looks up the code of every account in
 //! store-credit mode and ends one it finds active ([`super::runs`]).

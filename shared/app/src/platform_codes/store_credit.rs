@@ -419,7 +419,7 @@ fn balance_unexplained(
     before: Option<Money>,
     transactions: &[CreditTransaction],
     newest_listed: Option<&CreditTransaction>,
-    balance: Money,
+    balance: Option<Money>,
 ) -> bool {
     let mut running = before;
     for transaction in transactions {
@@ -434,6 +434,10 @@ fn balance_unexplained(
         }
         running = transaction.balance_after;
     }
+    // An incomplete read (None) is checked up to its last transaction.
+    let Some(balance) = balance else {
+        return false;
+    };
     let listed = match newest_listed {
         Some(newest) => newest.balance_after,
         None => running,
@@ -737,6 +741,16 @@ async fn attempt(
     }
     // Every call up to this sequence has landed or never will.
     let settled = last.as_ref().map_or(0, |intent| intent.seq);
+    // Checked before the read position moves: a retry must not start
+    // past a transaction the platform has not listed yet.
+    let unexplained = history.account.as_ref().is_some_and(|(_, balance)| {
+        balance_unexplained(
+            history.from.balance_before_read(balance.currency()),
+            &history.transactions,
+            history.newest_listed.as_ref(),
+            history.complete.then_some(*balance),
+        )
+    });
     ingest_transactions(
         ctx,
         shop,
@@ -745,8 +759,14 @@ async fn attempt(
         &history.transactions,
         &history.from,
         history.complete,
+        unexplained,
     )
     .await?;
+    if unexplained {
+        return Err(platform(PlatformError::transient(
+            "the store credit balance holds a transaction not listed yet",
+        )));
+    }
     if !history.complete {
         // Payments may be left unread: sending now could put them back.
         return Err(platform(PlatformError::transient(
@@ -806,18 +826,6 @@ async fn attempt(
     } else {
         difference.negated()
     };
-    if history.account.is_some()
-        && balance_unexplained(
-            history.from.balance_before_read(balance.currency()),
-            &history.transactions,
-            history.newest_listed.as_ref(),
-            balance,
-        )
-    {
-        return Err(platform(PlatformError::transient(
-            "the store credit balance holds a transaction not listed yet",
-        )));
-    }
     // The window starts here, before the intent is stored: the call may
     // not leave later than `send_window` after the time the intent names.
     let send_by = tokio::time::Instant::now() + policy.send_window.min(MAX_SEND_WINDOW);
@@ -946,6 +954,7 @@ async fn settle(
 /// the read position forward: to [`OVERLAP`] before the newest read when
 /// the read reached the newest, else to the last read (the next attempt
 /// goes on from there).
+#[allow(clippy::too_many_arguments)]
 async fn ingest_transactions(
     ctx: &Context,
     shop: &ShopId,
@@ -954,6 +963,7 @@ async fn ingest_transactions(
     transactions: &[CreditTransaction],
     from: &Position,
     complete: bool,
+    hold: bool,
 ) -> Result<usize, SyncError> {
     let mut applied = 0;
     let followed_up_to = from.followed_up_to();
@@ -984,6 +994,8 @@ async fn ingest_transactions(
             .find_map(|t| Position::after(t, generation, from.followed_up_to())),
         None => None,
     };
+    // Held where it was while the balances read do not add up.
+    let next = if hold { None } else { next };
     let next = match next {
         // A read from the first transaction can stop behind where the one
         // before it stood: a new generation, so the store keeps it.
@@ -1276,7 +1288,7 @@ mod tests {
             Some(usd("0")),
             &chain,
             chain.last(),
-            usd("40.00")
+            Some(usd("40.00"))
         ));
         // A payment of 30.00 in the balance, not listed: the newest does
         // not end at the balance.
@@ -1284,7 +1296,7 @@ mod tests {
             Some(usd("0")),
             &chain,
             chain.last(),
-            usd("10.00")
+            Some(usd("10.00"))
         ));
         // The same payment listed late behind a newer credit of 5.00 whose
         // balance after holds it: the chain breaks.
@@ -1296,7 +1308,7 @@ mod tests {
             Some(usd("0")),
             &hidden,
             hidden.last(),
-            usd("25.00")
+            Some(usd("25.00"))
         ));
         // From a kept position: the first transaction read continues it.
         let after_position = [at(3, Movement::Credit, "5.00", "25.00")];
@@ -1304,26 +1316,26 @@ mod tests {
             Some(usd("50.00")),
             &after_position,
             after_position.last(),
-            usd("25.00")
+            Some(usd("25.00"))
         ));
         assert!(!balance_unexplained(
             Some(usd("20.00")),
             &after_position,
             after_position.last(),
-            usd("25.00")
+            Some(usd("25.00"))
         ));
         // Nothing read after a kept position: the balance is the one kept.
         assert!(!balance_unexplained(
             Some(usd("20.00")),
             &[],
             None,
-            usd("20.00")
+            Some(usd("20.00"))
         ));
         assert!(balance_unexplained(
             Some(usd("20.00")),
             &[],
             None,
-            usd("15.00")
+            Some(usd("15.00"))
         ));
     }
 }

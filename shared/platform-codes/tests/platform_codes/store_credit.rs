@@ -840,6 +840,62 @@ async fn a_payment_listed_late_behind_a_newer_transaction_is_never_credited_back
     assert_eq!(w.account().await.available, usd("17.00"));
 }
 
+/// The same late payment, with a newer transaction more than the read's
+/// two-minute overlap after the one whose balance holds it: the attempt
+/// that sees the gap must not move its read position past it, or its own
+/// retry would start after the gap, find the balances adding up, and
+/// credit the payment back.
+#[tokio::test]
+async fn a_gap_in_the_balances_holds_the_read_position_until_it_is_listed() {
+    let w = with_a_released_balance().await;
+    adjust(
+        &w.ctx,
+        &shop(),
+        &ann(),
+        r#"{"amount":"10.00","reason":"goodwill"}"#,
+        "k1",
+        "admin",
+        w.now(),
+    )
+    .await
+    .unwrap();
+    let credit_by_hand = |amount: &'static str| {
+        let platform = &w.platform;
+        async move {
+            platform
+                .store_credit()
+                .unwrap()
+                .credit(
+                    &ann(),
+                    usd(amount),
+                    tokio::time::Instant::now() + StdDuration::from_secs(10),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    assert!(w.fake.pay_with_store_credit("1001", "USD", dec!(5.00), "2"));
+    w.fake.hide_newest_transaction();
+    credit_by_hand("1.00").await;
+    w.fake
+        .advance_transaction_clock(chrono::Duration::minutes(5));
+    credit_by_hand("1.00").await;
+    assert_eq!(w.balance_of(&ann()), dec!(9.00));
+    let refused = w.sync_of(&ann()).await;
+    assert!(
+        matches!(refused, Err(ref e) if e.is_retryable()),
+        "{refused:?}"
+    );
+    assert_eq!(
+        w.balance_of(&ann()),
+        dec!(9.00),
+        "nothing sent, retries included"
+    );
+    w.fake.list_hidden();
+    w.sync_and_check("once listed").await;
+    assert_eq!(w.account().await.available, usd("17.00"));
+}
+
 /// The program leaves discount-code mode for store credit: the backfill the
 /// change asks for ends each customer's discount code before their balance
 /// is put on as store credit, so it is never spendable twice.

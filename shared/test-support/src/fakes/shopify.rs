@@ -182,6 +182,9 @@ struct Inner {
     /// Transactions in their account's balance but not listed yet, by id
     /// (listed late behind newer ones).
     hidden: Vec<String>,
+    /// Added to the time of every store credit transaction made from now
+    /// on (a test moves the platform's clock).
+    clock_offset: chrono::Duration,
     discounts: HashMap<String, Discount>,
     by_code: HashMap<String, String>,
     next_id: u64,
@@ -214,6 +217,7 @@ impl FakeShopify {
             land_late: false,
             unlisted: 0,
             hidden: Vec::new(),
+            clock_offset: chrono::Duration::zero(),
             discounts: HashMap::new(),
             by_code: HashMap::new(),
             next_id: 1,
@@ -355,6 +359,11 @@ impl FakeShopify {
         inner.hidden.extend(newest);
     }
 
+    /// Store credit transactions made from now on are dated `by` later.
+    pub fn advance_transaction_clock(&self, by: chrono::Duration) {
+        self.lock().clock_offset += by;
+    }
+
     /// Lists every hidden transaction.
     pub fn list_hidden(&self) {
         self.lock().hidden.clear();
@@ -384,6 +393,7 @@ impl FakeShopify {
         let mut inner = self.lock();
         let next = inner.next_id;
         inner.next_id += 1;
+        let offset = inner.clock_offset;
         let Some(account) = inner
             .credit_accounts
             .iter_mut()
@@ -406,7 +416,7 @@ impl FakeShopify {
             typename,
             amount: signed.abs(),
             balance_after: account.balance,
-            created_at: Utc::now(),
+            created_at: Utc::now() + offset,
             event,
             order: Some((format!("gid://shopify/Order/{order}"), format!("#{order}"))),
         });
@@ -1064,6 +1074,7 @@ fn credit_or_debit(
 }
 
 fn apply_credit_transaction(inner: &mut Inner, index: usize, signed: Decimal) -> Value {
+    let offset = inner.clock_offset;
     let next = inner.next_id;
     inner.next_id += 1;
     let account = &mut inner.credit_accounts[index];
@@ -1079,7 +1090,7 @@ fn apply_credit_transaction(inner: &mut Inner, index: usize, signed: Decimal) ->
         typename,
         amount: signed.abs(),
         balance_after: account.balance,
-        created_at: Utc::now(),
+        created_at: Utc::now() + offset,
         event: "ADJUSTMENT",
         order: None,
     };

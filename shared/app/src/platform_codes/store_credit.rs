@@ -284,7 +284,7 @@ pub fn read_job(shop: &ShopId, customer: &CustomerId) -> String {
 /// transaction, its cursor refused, or a position kept by the preview's
 /// earlier version), with the account's balance right after that
 /// transaction (`balance`, when known), which the transactions read next
-/// must continue. Kept as `g{generation}|time|id|cursor|skip time|skip
+/// must continue. Kept as `h{generation}|time|id|cursor|skip time|skip
 /// id|balance`, which only grows as the reads go forward (the store's
 /// checkpoints move only forward); a position behind the stored one (a
 /// read started over) takes the next generation, so the store keeps it.
@@ -360,7 +360,7 @@ impl Position {
             .and_then(|skip| skip.split_once('|'))
             .unwrap_or(("", ""));
         format!(
-            "g{:08}|{}|{}|{skip_time}|{skip_id}|{}",
+            "h{:08}|{}|{}|{skip_time}|{skip_id}|{}",
             self.generation,
             self.mark,
             self.cursor.as_deref().unwrap_or(""),
@@ -371,22 +371,32 @@ impl Position {
     }
 
     /// Reads this format and the two earlier ones (`time|id|cursor`, and
-    /// the preview's `g{generation}|time|id|cursor`).
+    /// the preview's `g{generation}|time|id|cursor`; this one starts with
+    /// `h`, so it sorts after both and the store keeps its first write). An
+    /// earlier position without a cursor follows only what came after its
+    /// mark, as one started over does.
     fn decode(value: &str) -> Option<Position> {
         let parts: Vec<&str> = value.split('|').collect();
         let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        let earlier = |generation: u32, time: &str, id: &str, cursor: &str| {
+            let mark = format!("{time}|{id}");
+            let cursor = text(cursor);
+            Position {
+                generation,
+                skip: (cursor.is_none() && mark != Position::start().mark).then(|| mark.clone()),
+                mark,
+                cursor,
+                balance: None,
+            }
+        };
         match parts.as_slice() {
-            [time, id, cursor] => Some(Position {
-                mark: format!("{time}|{id}"),
-                cursor: text(cursor),
-                ..Position::start()
-            }),
-            [generation, time, id, cursor] => Some(Position {
-                generation: generation.strip_prefix('g')?.parse().ok()?,
-                mark: format!("{time}|{id}"),
-                cursor: text(cursor),
-                ..Position::start()
-            }),
+            [time, id, cursor] => Some(earlier(0, time, id, cursor)),
+            [generation, time, id, cursor] => Some(earlier(
+                generation.strip_prefix('g')?.parse().ok()?,
+                time,
+                id,
+                cursor,
+            )),
             [generation, time, id, cursor, skip_time, skip_id, balance] => {
                 let balance = match balance.split_once(':') {
                     Some((amount, currency)) => {
@@ -396,7 +406,7 @@ impl Position {
                     None => return None,
                 };
                 Some(Position {
-                    generation: generation.strip_prefix('g')?.parse().ok()?,
+                    generation: generation.strip_prefix('h')?.parse().ok()?,
                     mark: format!("{time}|{id}"),
                     cursor: text(cursor),
                     skip: (!skip_time.is_empty()).then(|| format!("{skip_time}|{skip_id}")),
@@ -1261,7 +1271,18 @@ mod tests {
             (0, Some("sc39"))
         );
         let preview = Position::decode("g0001|2026-11-23T10:00:00.000Z|gid://x/9|").unwrap();
-        assert_eq!((preview.generation, preview.cursor), (1, None));
+        assert_eq!((preview.generation, preview.cursor.clone()), (1, None));
+        assert_eq!(
+            preview.followed_up_to(),
+            Some("2026-11-23T10:00:00.000Z|gid://x/9")
+        );
+        // Whatever this format holds, it sorts after both earlier ones.
+        for stored in [
+            "g0001|2026-11-23T10:00:00.000Z|gid://x/9|",
+            "9999-12-31T00:00:00.000Z|z|z",
+        ] {
+            assert!(Position::start().encode().as_str() > stored, "{stored}");
+        }
         assert_eq!(Position::decode("g|x"), None);
         assert_eq!(Position::decode("nothing"), None);
     }

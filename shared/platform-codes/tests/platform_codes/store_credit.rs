@@ -982,7 +982,7 @@ async fn a_refused_read_position_reads_the_account_again_and_follows_each_paymen
     );
     let moved = w.ctx.store.get_checkpoint(&job).await.unwrap().unwrap();
     assert!(
-        moved.starts_with("g00000001|") && !moved.contains("~gone"),
+        moved.starts_with("h00000001|") && !moved.contains("~gone"),
         "{moved}"
     );
     // And on from there.

@@ -439,8 +439,9 @@ pub async fn run_request(
     now: DateTime<Utc>,
 ) -> Result<RunOutcome, RunError> {
     let shop = request.shop().clone();
-    let off_too = matches!(request, RunRequest::Backfill { .. });
-    let Some(record) = platform_shop(&deps.ctx, &shop, off_too).await? else {
+    // Sync off: a backfill or a reconcile still empties store credit the
+    // engine put (and does nothing for a shop that never used it).
+    let Some(record) = platform_shop(&deps.ctx, &shop, true).await? else {
         tracing::info!(shop = %shop, "platform run skipped: the shop does not sync its codes");
         return Ok(RunOutcome::Skipped { shop });
     };
@@ -529,7 +530,7 @@ pub async fn request_reconcile_everywhere(
     let shops = deps.shops.shops().await.map_err(AppError::from)?;
     let mut requested = 0;
     for shop in shops {
-        if syncing_shop(&deps.ctx, &shop).await?.is_none() {
+        if platform_shop(&deps.ctx, &shop, true).await?.is_none() {
             continue;
         }
         request_run(

@@ -461,6 +461,14 @@ async fn take_over(
     if switching != current && !mode::compare_and_set(ctx, shop, customer, &switching).await? {
         return Ok(None);
     }
+    if side == Side::StoreCredit {
+        // The reconcile checks this shop's store credit from now on, in
+        // whatever mode.
+        ctx.store
+            .put_checkpoint(&store_credit::used_job(shop), "1")
+            .await
+            .map_err(AppError::from)?;
+    }
     match side.other() {
         Side::DiscountCode => {
             end_codes(ctx, platform, shop, customer, previous_code, policy).await?;

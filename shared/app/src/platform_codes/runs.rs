@@ -124,10 +124,21 @@ pub async fn reconcile_shop(
 ) -> Result<ReconcileSummary, AppError> {
     let mut summary = ReconcileSummary::default();
     ctx.invalidate(shop);
-    let Some(program) = syncing_program(ctx, shop).await? else {
-        tracing::info!(shop = %shop, "platform reconcile: the shop does not sync its codes");
-        return Ok(summary);
+    let program = match syncing_program(ctx, shop).await? {
+        Some(program) => program,
+        // Sync off after store credit: its customers' store credit is
+        // still checked, since nothing else reads it any more.
+        None if store_credit_used(ctx, shop).await?
+            && !crate::compliance::syncing_stopped(ctx, shop).await? =>
+        {
+            ctx.shop_program(shop, ctx.now()).await?.program
+        }
+        None => {
+            tracing::info!(shop = %shop, "platform reconcile: the shop does not sync its codes");
+            return Ok(summary);
+        }
     };
+    let store_credit_used = store_credit_used(ctx, shop).await?;
     let mut cursor = cursor;
     loop {
         let page = ctx
@@ -135,7 +146,17 @@ pub async fn reconcile_shop(
             .list_accounts(shop, cursor.clone(), limits.page_size)
             .await?;
         let results: Vec<Checked> = stream::iter(page.items.iter())
-            .map(|account| reconcile_account(ctx, platform, shop, &account.value, &program, policy))
+            .map(|account| {
+                reconcile_account(
+                    ctx,
+                    platform,
+                    shop,
+                    &account.value,
+                    &program,
+                    policy,
+                    store_credit_used,
+                )
+            })
             .buffer_unordered(limits.concurrency.max(1))
             .collect()
             .await;
@@ -192,6 +213,41 @@ impl ReconcileSummary {
     }
 }
 
+/// Whether a customer of the shop was ever synced as store credit.
+async fn store_credit_used(ctx: &Context, shop: &ShopId) -> Result<bool, AppError> {
+    Ok(ctx
+        .store
+        .get_checkpoint(&super::store_credit::used_job(shop))
+        .await?
+        .is_some())
+}
+
+/// Store credit left live for a customer whose program no longer keeps it
+/// (discount codes, or sync off): the mode record still names it (a change
+/// that did not finish), or a store credit call came after its last
+/// emptying (a sync still holding the store-credit program whose check of
+/// the mode failed).
+async fn store_credit_left_live(
+    ctx: &Context,
+    platform: &dyn PlatformCodes,
+    shop: &ShopId,
+    account: &Account,
+    program: &Program,
+) -> Result<bool, SyncError> {
+    if program.platform_sync == PlatformSync::StoreCredit || platform.store_credit().is_none() {
+        return Ok(false);
+    }
+    let record = super::mode::read(ctx, shop, &account.customer).await?;
+    if record.side == Side::StoreCredit {
+        return Ok(true);
+    }
+    if record.seq == 0 {
+        return Ok(false);
+    }
+    super::store_credit::credited_since_emptied(ctx, shop, &account.customer).await
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn reconcile_account(
     ctx: &Context,
     platform: &dyn PlatformCodes,
@@ -199,7 +255,54 @@ async fn reconcile_account(
     account: &Account,
     program: &Program,
     policy: &SyncPolicy,
+    store_credit_used: bool,
 ) -> Checked {
+    if store_credit_used {
+        match store_credit_left_live(ctx, platform, shop, account, program).await {
+            Ok(false) => {}
+            Ok(true) => {
+                tracing::warn!(shop = %shop, customer = %account.customer,
+                    "platform reconcile: store credit left live after it was emptied");
+                let emptied = match super::mode::record_maybe_live(
+                    ctx,
+                    shop,
+                    &account.customer,
+                    Side::StoreCredit,
+                )
+                .await
+                {
+                    Ok(()) => {
+                        sync_customer_code_from_run(
+                            ctx,
+                            platform,
+                            shop,
+                            &account.customer,
+                            None,
+                            policy,
+                        )
+                        .await
+                    }
+                    Err(error) => Err(error),
+                };
+                return match emptied {
+                    Ok(_) => Checked::Repaired,
+                    Err(error) => {
+                        tracing::warn!(shop = %shop, customer = %account.customer, error = %error,
+                            "platform reconcile: the store credit could not be emptied");
+                        Checked::Failed { drifted: true }
+                    }
+                };
+            }
+            Err(error) => {
+                tracing::warn!(shop = %shop, customer = %account.customer, error = %error,
+                    "platform reconcile: the store credit left could not be checked");
+                return Checked::Failed { drifted: false };
+            }
+        }
+    }
+    if program.platform_sync == PlatformSync::Off {
+        return Checked::NotSynced;
+    }
     let Some(desired) = desired_code(account, program) else {
         return Checked::NotSynced;
     };

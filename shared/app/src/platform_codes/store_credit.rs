@@ -518,6 +518,13 @@ pub async fn empty_store_credit(
     Ok(())
 }
 
+/// The store job marking a shop one of whose customers was synced as
+/// store credit (the reconcile then checks what is left of it after a
+/// change of mode).
+pub fn used_job(shop: &ShopId) -> String {
+    format!("store-credit-used#{shop}")
+}
+
 /// The store job holding the sequence of the last store credit call an
 /// emptying accounted for: a call of a later sequence was sent after the
 /// store credit was emptied.

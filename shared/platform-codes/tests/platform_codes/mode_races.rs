@@ -296,3 +296,45 @@ async fn store_credit_sent_after_it_was_emptied_is_emptied_by_the_next_sync() {
     assert!(discount.is_active());
     assert_eq!(discount.amount, dec!(12.00));
 }
+
+/// Sync turned off; the backfill emptied Ann's store credit; then a sync
+/// still holding the store-credit program credits it and its check of the
+/// mode fails. No sync runs with sync off, so the reconcile (which still
+/// runs for a shop that used store credit) finds the call newer than the
+/// emptying and empties it again.
+#[tokio::test]
+async fn store_credit_left_live_with_sync_off_is_emptied_by_the_reconcile() {
+    let w = with_a_released_balance().await;
+    let stale = stale_context(&w).await;
+    w.switch_to(PlatformSync::Off).await;
+    w.backfill().await;
+    let stale_program = stale.shop_program(&shop(), w.now()).await.unwrap().program;
+    cashback_app::platform_codes::store_credit::sync_store_credit(
+        &stale,
+        w.platform.store_credit().unwrap(),
+        &shop(),
+        &ann(),
+        &stale_program,
+        &policy(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        w.balance_of(&ann()),
+        dec!(12.00),
+        "live, and nobody reads it"
+    );
+
+    let limits = RunLimits::for_budget(std::time::Duration::from_secs(30));
+    let summary = reconcile_shop(&w.ctx, &w.platform, &shop(), None, &limits, &policy())
+        .await
+        .unwrap();
+    assert_eq!(summary.repaired, 1, "{summary:?}");
+    assert_eq!(w.balance_of(&ann()), dec!(0));
+    assert_eq!(w.account().await.available, usd("12.00"));
+    // Once emptied, the next reconcile finds nothing left.
+    let again = reconcile_shop(&w.ctx, &w.platform, &shop(), None, &limits, &policy())
+        .await
+        .unwrap();
+    assert_eq!(again.repaired, 0, "{again:?}");
+}

@@ -316,7 +316,12 @@ async fn platform_shop(
         Err(AppError::UnknownShop(_) | AppError::NoProgram(_)) => return Ok(None),
         Err(error) => return Err(error),
     };
-    if (shop_program.program.platform_sync == PlatformSync::Off && !off_too)
+    let off = shop_program.program.platform_sync == PlatformSync::Off;
+    // With sync off, only a shop that used store credit has anything left
+    // to do (its store credit emptied); no other is called, nor are its
+    // credentials read.
+    if (off
+        && !(off_too && cashback_app::platform_codes::runs::store_credit_used(ctx, shop).await?))
         || cashback_app::compliance::syncing_stopped(ctx, shop).await?
     {
         // Off, or the app was uninstalled: the platform is not ours to call.

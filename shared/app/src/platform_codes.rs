@@ -437,17 +437,15 @@ async fn take_over(
 ) -> Result<Option<ModeRecord>, SyncError> {
     let current = mode::read(ctx, shop, customer).await?;
     let Some(switching) = mode::take_over_from(&current, side) else {
-        if side == Side::DiscountCode
-            && current.seq > 0
-            && platform.store_credit().is_some()
-            && store_credit::credited_since_emptied(ctx, shop, customer).await?
-        {
-            // A store-credit sync sent after the emptying and could not
-            // record it (its check after the send failed): live again.
-            tracing::warn!(shop = %shop, customer = %customer,
-                "store credit sent after it was emptied; emptied again");
-            mode::record_maybe_live(ctx, shop, customer, Side::StoreCredit).await?;
-            return Ok(None);
+        if side == Side::DiscountCode && current.seq > 0 {
+            // Emptied here, not through the mode record: an emptying that
+            // cannot finish yet must not stop the code's own sync.
+            if let Err(error) =
+                empty_sent_after_emptying(ctx, platform, shop, customer, program, policy).await
+            {
+                tracing::warn!(shop = %shop, customer = %customer, error = %error,
+                    "store credit sent after it was emptied could not be emptied yet; the reconcile tries again");
+            }
         }
         return Ok(Some(current));
     };
@@ -486,6 +484,30 @@ async fn take_over(
         return Ok(None);
     }
     Ok(Some(settled))
+}
+
+/// Empties the customer's store credit again when a store credit call was
+/// sent after its last emptying (a sync still holding the store-credit
+/// program whose check of the mode failed after its send): true when it
+/// did.
+pub(crate) async fn empty_sent_after_emptying(
+    ctx: &Context,
+    platform: &dyn PlatformCodes,
+    shop: &ShopId,
+    customer: &CustomerId,
+    program: &cashback_core::program::Program,
+    policy: &SyncPolicy,
+) -> Result<bool, SyncError> {
+    let Some(accounts) = platform.store_credit() else {
+        return Ok(false);
+    };
+    if !store_credit::credited_since_emptied(ctx, shop, customer).await? {
+        return Ok(false);
+    }
+    tracing::warn!(shop = %shop, customer = %customer,
+        "store credit sent after it was emptied; emptied again");
+    store_credit::empty_store_credit(ctx, accounts, shop, customer, program, policy).await?;
+    Ok(true)
 }
 
 /// Puts the customer's discount code at the ledger's spendable balance

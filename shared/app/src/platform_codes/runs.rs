@@ -214,7 +214,7 @@ impl ReconcileSummary {
 }
 
 /// Whether a customer of the shop was ever synced as store credit.
-async fn store_credit_used(ctx: &Context, shop: &ShopId) -> Result<bool, AppError> {
+pub async fn store_credit_used(ctx: &Context, shop: &ShopId) -> Result<bool, AppError> {
     Ok(ctx
         .store
         .get_checkpoint(&super::store_credit::used_job(shop))
@@ -222,29 +222,34 @@ async fn store_credit_used(ctx: &Context, shop: &ShopId) -> Result<bool, AppErro
         .is_some())
 }
 
-/// Store credit left live for a customer whose program no longer keeps it
-/// (discount codes, or sync off): the mode record still names it (a change
-/// that did not finish), or a store credit call came after its last
-/// emptying (a sync still holding the store-credit program whose check of
-/// the mode failed).
-async fn store_credit_left_live(
+/// Empties store credit left live for a customer whose program no longer
+/// keeps it (discount codes, or sync off): the mode record still names it
+/// (a change that did not finish: the sync takes it over), or a store
+/// credit call came after its last emptying (a sync still holding the
+/// store-credit program whose check of the mode failed). True when it
+/// emptied some.
+async fn empty_store_credit_left(
     ctx: &Context,
     platform: &dyn PlatformCodes,
     shop: &ShopId,
     account: &Account,
     program: &Program,
+    policy: &SyncPolicy,
 ) -> Result<bool, SyncError> {
-    if program.platform_sync == PlatformSync::StoreCredit || platform.store_credit().is_none() {
+    if platform.store_credit().is_none() {
         return Ok(false);
     }
     let record = super::mode::read(ctx, shop, &account.customer).await?;
     if record.side == Side::StoreCredit {
+        tracing::warn!(shop = %shop, customer = %account.customer,
+            "platform reconcile: a change of mode away from store credit did not finish");
+        sync_customer_code_from_run(ctx, platform, shop, &account.customer, None, policy).await?;
         return Ok(true);
     }
     if record.seq == 0 {
         return Ok(false);
     }
-    super::store_credit::credited_since_emptied(ctx, shop, &account.customer).await
+    super::empty_sent_after_emptying(ctx, platform, shop, &account.customer, program, policy).await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -257,52 +262,43 @@ async fn reconcile_account(
     policy: &SyncPolicy,
     store_credit_used: bool,
 ) -> Checked {
-    if store_credit_used {
-        match store_credit_left_live(ctx, platform, shop, account, program).await {
-            Ok(false) => {}
-            Ok(true) => {
-                tracing::warn!(shop = %shop, customer = %account.customer,
-                    "platform reconcile: store credit left live after it was emptied");
-                let emptied = match super::mode::record_maybe_live(
-                    ctx,
-                    shop,
-                    &account.customer,
-                    Side::StoreCredit,
-                )
-                .await
-                {
-                    Ok(()) => {
-                        sync_customer_code_from_run(
-                            ctx,
-                            platform,
-                            shop,
-                            &account.customer,
-                            None,
-                            policy,
-                        )
-                        .await
-                    }
-                    Err(error) => Err(error),
-                };
-                return match emptied {
-                    Ok(_) => Checked::Repaired,
-                    Err(error) => {
-                        tracing::warn!(shop = %shop, customer = %account.customer, error = %error,
-                            "platform reconcile: the store credit could not be emptied");
-                        Checked::Failed { drifted: true }
-                    }
-                };
-            }
+    let mut store_credit_emptied = false;
+    if store_credit_used && program.platform_sync != PlatformSync::StoreCredit {
+        match empty_store_credit_left(ctx, platform, shop, account, program, policy).await {
+            Ok(emptied) => store_credit_emptied = emptied,
             Err(error) => {
                 tracing::warn!(shop = %shop, customer = %account.customer, error = %error,
-                    "platform reconcile: the store credit left could not be checked");
-                return Checked::Failed { drifted: false };
+                    "platform reconcile: store credit left live could not be emptied");
+                if program.platform_sync == PlatformSync::Off {
+                    return Checked::Failed { drifted: true };
+                }
             }
         }
     }
     if program.platform_sync == PlatformSync::Off {
-        return Checked::NotSynced;
+        return if store_credit_emptied {
+            Checked::Repaired
+        } else {
+            Checked::NotSynced
+        };
     }
+    let checked = reconcile_code(ctx, platform, shop, account, program, policy).await;
+    match checked {
+        Checked::InStep | Checked::NotSynced if store_credit_emptied => Checked::Repaired,
+        other => other,
+    }
+}
+
+/// Compares the customer's code (or store credit, in that mode) with the
+/// ledger and repairs what drifted.
+async fn reconcile_code(
+    ctx: &Context,
+    platform: &dyn PlatformCodes,
+    shop: &ShopId,
+    account: &Account,
+    program: &Program,
+    policy: &SyncPolicy,
+) -> Checked {
     let Some(desired) = desired_code(account, program) else {
         return Checked::NotSynced;
     };

@@ -425,35 +425,95 @@ impl Position {
 /// Shopify may list a transaction late, even behind a newer one; such a
 /// gap may be a payment the ledger has not followed, and sending now would
 /// credit it back.
+fn gap_in_balances(
+    before: Option<Money>,
+    transactions: &[CreditTransaction],
+    newest_listed: Option<&CreditTransaction>,
+    balance: Option<Money>,
+) -> Option<Gap> {
+    let follows = |was: Money, transaction: &CreditTransaction| {
+        let expected = match transaction.movement {
+            Movement::Credit => was.checked_add(transaction.amount),
+            Movement::Debit => was.checked_sub(transaction.amount),
+        };
+        expected.ok() == transaction.balance_after
+    };
+    let mut running = before;
+    let mut index = 0;
+    while index < transactions.len() {
+        let transaction = &transactions[index];
+        if let (Some(was), Some(_)) = (running, transaction.balance_after) {
+            if !follows(was, transaction) {
+                // Two of one instant may be listed in the other order than
+                // they were applied in.
+                let next = transactions
+                    .get(index + 1)
+                    .filter(|next| next.created_at == transaction.created_at);
+                match next {
+                    Some(next)
+                        if next.balance_after.is_some()
+                            && follows(was, next)
+                            && next
+                                .balance_after
+                                .is_some_and(|mid| follows(mid, transaction)) =>
+                    {
+                        running = transaction.balance_after;
+                        index += 2;
+                        continue;
+                    }
+                    _ => {
+                        return Some(Gap {
+                            since: Some(transaction.created_at),
+                            at: Some(index),
+                        })
+                    }
+                }
+            }
+        }
+        running = transaction.balance_after;
+        index += 1;
+    }
+    // An incomplete read (None) is checked up to its last transaction.
+    let balance = balance?;
+    // The chain's end, or the newest listed when nothing new was read.
+    let listed = match (transactions.is_empty(), newest_listed) {
+        (true, Some(newest)) => newest.balance_after,
+        _ => running,
+    };
+    listed
+        .is_some_and(|listed| listed != balance)
+        .then_some(Gap {
+            since: None,
+            at: None,
+        })
+}
+
+/// [`gap_in_balances`], as a yes or no.
+#[cfg(test)]
 fn balance_unexplained(
     before: Option<Money>,
     transactions: &[CreditTransaction],
     newest_listed: Option<&CreditTransaction>,
     balance: Option<Money>,
 ) -> bool {
-    let mut running = before;
-    for transaction in transactions {
-        if let (Some(was), Some(after)) = (running, transaction.balance_after) {
-            let expected = match transaction.movement {
-                Movement::Credit => was.checked_add(transaction.amount),
-                Movement::Debit => was.checked_sub(transaction.amount),
-            };
-            if expected.ok() != Some(after) {
-                return true;
-            }
-        }
-        running = transaction.balance_after;
-    }
-    // An incomplete read (None) is checked up to its last transaction.
-    let Some(balance) = balance else {
-        return false;
-    };
-    let listed = match newest_listed {
-        Some(newest) => newest.balance_after,
-        None => running,
-    };
-    listed.is_some_and(|listed| listed != balance)
+    gap_in_balances(before, transactions, newest_listed, balance).is_some()
 }
+
+/// Where the balances read stop adding up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Gap {
+    /// The transaction whose balance after its predecessor does not
+    /// explain (None: the account's balance after the newest listed).
+    since: Option<DateTime<Utc>>,
+    /// That transaction's place among those read.
+    at: Option<usize>,
+}
+
+/// How long a read keeps its position before a gap in the balances: far
+/// longer than Shopify lists late; past it the gap is logged as an error
+/// and the read moves on, so one account whose balances never add up
+/// (data the platform got wrong) cannot stop its customer's syncs for good.
+pub const GAP_HOLD: chrono::Duration = chrono::Duration::hours(1);
 
 /// The guard of a platform transaction applied to the ledger.
 pub fn transaction_guard(id: &str) -> String {
@@ -760,14 +820,26 @@ async fn attempt(
     let settled = last.as_ref().map_or(0, |intent| intent.seq);
     // Checked before the read position moves: a retry must not start
     // past a transaction the platform has not listed yet.
-    let unexplained = history.account.as_ref().is_some_and(|(_, balance)| {
-        balance_unexplained(
+    let gap = history.account.as_ref().and_then(|(_, balance)| {
+        gap_in_balances(
             history.from.balance_before_read(balance.currency()),
             &history.transactions,
             history.newest_listed.as_ref(),
             history.complete.then_some(*balance),
         )
     });
+    let unexplained = gap.is_some();
+    let (hold, move_past) = match gap {
+        Some(Gap {
+            since: Some(since),
+            at: Some(at),
+        }) if ctx.now() - since > GAP_HOLD => {
+            tracing::error!(shop = %shop, customer = %customer, since = %since,
+                "store credit balances have not added up for an hour; the read moves past the gap");
+            (false, history.transactions.get(at))
+        }
+        _ => (unexplained, None),
+    };
     ingest_transactions(
         ctx,
         shop,
@@ -776,7 +848,8 @@ async fn attempt(
         &history.transactions,
         &history.from,
         history.complete,
-        unexplained,
+        hold,
+        move_past,
     )
     .await?;
     if unexplained {
@@ -923,6 +996,12 @@ async fn claim(
             "another sync holds this customer's store credit",
         )));
     }
+    // The shop's reconcile checks what is left of store credit after a
+    // change of mode from now on.
+    ctx.store
+        .put_checkpoint(&used_job(shop), "1")
+        .await
+        .map_err(AppError::from)?;
     Ok(())
 }
 
@@ -981,6 +1060,7 @@ async fn ingest_transactions(
     from: &Position,
     complete: bool,
     hold: bool,
+    move_past: Option<&CreditTransaction>,
 ) -> Result<usize, SyncError> {
     let mut applied = 0;
     let followed_up_to = from.followed_up_to();
@@ -1011,8 +1091,15 @@ async fn ingest_transactions(
             .find_map(|t| Position::after(t, generation, from.followed_up_to())),
         None => None,
     };
-    // Held where it was while the balances read do not add up.
-    let next = if hold { None } else { next };
+    // Held where it was while the balances read do not add up; past a gap
+    // that lasted too long.
+    let past = move_past.and_then(|t| Position::after(t, generation, from.followed_up_to()));
+    let next = match (hold, next, past) {
+        (true, _, _) => None,
+        (false, Some(next), Some(past)) if past.encode() > next.encode() => Some(past),
+        (false, None, Some(past)) => Some(past),
+        (false, next, _) => next,
+    };
     let next = match next {
         // A read from the first transaction can stop behind where the one
         // before it stood: a new generation, so the store keeps it.
@@ -1351,6 +1438,19 @@ mod tests {
             &after_position,
             after_position.last(),
             Some(usd("25.00"))
+        ));
+        // Two of one instant listed in the other order than applied: the
+        // chain still closes.
+        let swapped = [
+            at(1, Movement::Credit, "50.00", "50.00"),
+            at(2, Movement::Debit, "10.00", "35.00"),
+            at(2, Movement::Debit, "5.00", "45.00"),
+        ];
+        assert!(!balance_unexplained(
+            Some(usd("0")),
+            &swapped,
+            swapped.last(),
+            Some(usd("35.00"))
         ));
         // Nothing read after a kept position: the balance is the one kept.
         assert!(!balance_unexplained(

@@ -299,16 +299,27 @@ async fn syncing_shop(
     ctx: &Context,
     shop: &ShopId,
 ) -> Result<Option<cashback_app::store::Shop>, AppError> {
-    platform_shop(ctx, shop, false).await
+    platform_shop(ctx, shop, OffShops::None).await
+}
+
+/// Which shops with sync off may still be called (only to empty the store
+/// credit the engine put there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OffShops {
+    None,
+    /// Those one of whose customers was synced as store credit.
+    UsedStoreCredit,
+    /// All (the backfill the change to sync off asks for).
+    All,
 }
 
 /// The shop's record when its platform may be called: the app installed
-/// and the program syncing, or, with `off_too`, syncing turned off (a
-/// backfill then only empties the store credit the engine put there).
+/// and the program syncing, or syncing turned off for the shops `off`
+/// names (whose runs only empty the store credit the engine put there).
 async fn platform_shop(
     ctx: &Context,
     shop: &ShopId,
-    off_too: bool,
+    off: OffShops,
 ) -> Result<Option<cashback_app::store::Shop>, AppError> {
     let shop_program = match ctx.shop_program(shop, ctx.now()).await {
         Ok(found) => found,
@@ -316,14 +327,18 @@ async fn platform_shop(
         Err(AppError::UnknownShop(_) | AppError::NoProgram(_)) => return Ok(None),
         Err(error) => return Err(error),
     };
-    let off = shop_program.program.platform_sync == PlatformSync::Off;
     // With sync off, only a shop that used store credit has anything left
     // to do (its store credit emptied); no other is called, nor are its
     // credentials read.
-    if (off
-        && !(off_too && cashback_app::platform_codes::runs::store_credit_used(ctx, shop).await?))
-        || cashback_app::compliance::syncing_stopped(ctx, shop).await?
-    {
+    let callable = shop_program.program.platform_sync != PlatformSync::Off
+        || match off {
+            OffShops::None => false,
+            OffShops::All => true,
+            OffShops::UsedStoreCredit => {
+                cashback_app::platform_codes::runs::store_credit_used(ctx, shop).await?
+            }
+        };
+    if !callable || cashback_app::compliance::syncing_stopped(ctx, shop).await? {
         // Off, or the app was uninstalled: the platform is not ours to call.
         return Ok(None);
     }
@@ -444,9 +459,14 @@ pub async fn run_request(
     now: DateTime<Utc>,
 ) -> Result<RunOutcome, RunError> {
     let shop = request.shop().clone();
-    // Sync off: a backfill or a reconcile still empties store credit the
-    // engine put (and does nothing for a shop that never used it).
-    let Some(record) = platform_shop(&deps.ctx, &shop, true).await? else {
+    // Sync off: a backfill (asked for by the change to sync off) still
+    // empties store credit the engine put, whatever the shop's mark says;
+    // a reconcile runs only for a shop that used store credit.
+    let off = match request {
+        RunRequest::Backfill { .. } => OffShops::All,
+        RunRequest::Reconcile { .. } => OffShops::UsedStoreCredit,
+    };
+    let Some(record) = platform_shop(&deps.ctx, &shop, off).await? else {
         tracing::info!(shop = %shop, "platform run skipped: the shop does not sync its codes");
         return Ok(RunOutcome::Skipped { shop });
     };
@@ -535,7 +555,10 @@ pub async fn request_reconcile_everywhere(
     let shops = deps.shops.shops().await.map_err(AppError::from)?;
     let mut requested = 0;
     for shop in shops {
-        if platform_shop(&deps.ctx, &shop, true).await?.is_none() {
+        if platform_shop(&deps.ctx, &shop, OffShops::UsedStoreCredit)
+            .await?
+            .is_none()
+        {
             continue;
         }
         request_run(

@@ -249,7 +249,15 @@ async fn empty_store_credit_left(
     if record.seq == 0 {
         return Ok(false);
     }
-    super::empty_sent_after_emptying(ctx, platform, shop, &account.customer, program, policy).await
+    let emptied =
+        super::empty_sent_after_emptying(ctx, platform, shop, &account.customer, program, policy)
+            .await?;
+    if emptied && super::mode::read(ctx, shop, &account.customer).await? != record {
+        // The mode changed while this run emptied (a switch to store
+        // credit): the sync puts the balance where the program now says.
+        sync_customer_code_from_run(ctx, platform, shop, &account.customer, None, policy).await?;
+    }
+    Ok(emptied)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -973,6 +973,13 @@ async fn claim(
     job: &str,
     intent: &Intent,
 ) -> Result<(), SyncError> {
+    // The shop's reconcile checks what is left of store credit after a
+    // change of mode from now on (written first: a failure here leaves no
+    // claimed intent unsent).
+    ctx.store
+        .put_checkpoint(&used_job(shop), "1")
+        .await
+        .map_err(AppError::from)?;
     let value = intent.encode();
     ctx.store
         .put_checkpoint(job, &value)
@@ -996,12 +1003,6 @@ async fn claim(
             "another sync holds this customer's store credit",
         )));
     }
-    // The shop's reconcile checks what is left of store credit after a
-    // change of mode from now on.
-    ctx.store
-        .put_checkpoint(&used_job(shop), "1")
-        .await
-        .map_err(AppError::from)?;
     Ok(())
 }
 
@@ -1093,12 +1094,13 @@ async fn ingest_transactions(
     };
     // Held where it was while the balances read do not add up; past a gap
     // that lasted too long.
+    // Just past it, no further: the next read checks the rest of the
+    // chain again, so a later gap in the same read is not passed too.
     let past = move_past.and_then(|t| Position::after(t, generation, from.followed_up_to()));
-    let next = match (hold, next, past) {
-        (true, _, _) => None,
-        (false, Some(next), Some(past)) if past.encode() > next.encode() => Some(past),
-        (false, None, Some(past)) => Some(past),
-        (false, next, _) => next,
+    let next = match (hold, past) {
+        (true, _) => None,
+        (false, Some(past)) => Some(past),
+        (false, None) => next,
     };
     let next = match next {
         // A read from the first transaction can stop behind where the one

@@ -145,6 +145,23 @@ async fn stale_context(w: &World) -> Context {
     stale
 }
 
+/// The send of a sync holding the store-credit program in `stale`,
+/// without its check of the mode afterwards (as when that check fails).
+async fn stale_store_credit_send(stale: &Context, w: &World) {
+    let program = stale.shop_program(&shop(), w.now()).await.unwrap().program;
+    assert_eq!(program.platform_sync, PlatformSync::StoreCredit);
+    cashback_app::platform_codes::store_credit::sync_store_credit(
+        stale,
+        w.platform.store_credit().unwrap(),
+        &shop(),
+        &ann(),
+        &program,
+        &policy(),
+    )
+    .await
+    .unwrap();
+}
+
 /// Runs a sync of Ann in `ctx` through `platform` to its end (its outcome
 /// is not the point: the state it leaves is).
 fn fresh_sync(ctx: Context, platform: ShopifyCodes) -> Hook {
@@ -275,18 +292,7 @@ async fn store_credit_sent_after_it_was_emptied_is_emptied_by_the_next_sync() {
     w.backfill().await;
     assert_eq!(w.balance_of(&ann()), dec!(0));
     // The stale sync's send, without its mode check (it failed).
-    let stale_program = stale.shop_program(&shop(), w.now()).await.unwrap().program;
-    assert_eq!(stale_program.platform_sync, PlatformSync::StoreCredit);
-    cashback_app::platform_codes::store_credit::sync_store_credit(
-        &stale,
-        w.platform.store_credit().unwrap(),
-        &shop(),
-        &ann(),
-        &stale_program,
-        &policy(),
-    )
-    .await
-    .unwrap();
+    stale_store_credit_send(&stale, &w).await;
     assert_eq!(w.balance_of(&ann()), dec!(12.00), "live on both sides");
 
     w.sync_of(&ann()).await.unwrap();
@@ -308,17 +314,7 @@ async fn store_credit_left_live_with_sync_off_is_emptied_by_the_reconcile() {
     let stale = stale_context(&w).await;
     w.switch_to(PlatformSync::Off).await;
     w.backfill().await;
-    let stale_program = stale.shop_program(&shop(), w.now()).await.unwrap().program;
-    cashback_app::platform_codes::store_credit::sync_store_credit(
-        &stale,
-        w.platform.store_credit().unwrap(),
-        &shop(),
-        &ann(),
-        &stale_program,
-        &policy(),
-    )
-    .await
-    .unwrap();
+    stale_store_credit_send(&stale, &w).await;
     assert_eq!(
         w.balance_of(&ann()),
         dec!(12.00),

@@ -191,6 +191,35 @@ impl World {
         ShopifyCodes::new(config).unwrap()
     }
 
+    /// The merchant's goodwill credit of 10.00 to Ann, through the engine.
+    pub(crate) async fn goodwill_of_ten(&self) {
+        adjust(
+            &self.ctx,
+            &shop(),
+            &ann(),
+            r#"{"amount":"10.00","reason":"goodwill"}"#,
+            "k1",
+            "admin",
+            self.now(),
+        )
+        .await
+        .unwrap();
+    }
+
+    /// Store credit put on Ann in Shopify by hand (not the engine's).
+    pub(crate) async fn credit_by_hand(&self, amount: &str) {
+        self.platform
+            .store_credit()
+            .unwrap()
+            .credit(
+                &ann(),
+                usd(amount),
+                tokio::time::Instant::now() + StdDuration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+
     /// A second adapter of the same shop with the Admin API token.
     pub(crate) fn container_with_token(&self) -> ShopifyCodes {
         self.container(ShopifyCredentials::AdminToken(
@@ -771,17 +800,7 @@ async fn a_payment_in_the_balance_but_not_listed_yet_is_never_credited_back() {
     let credits = w.credit_transactions();
     // A goodwill credit the sync must send, while Ann's 5.00 payment is in
     // her balance (7.00 left) but not in the list.
-    adjust(
-        &w.ctx,
-        &shop(),
-        &ann(),
-        r#"{"amount":"10.00","reason":"goodwill"}"#,
-        "k1",
-        "admin",
-        w.now(),
-    )
-    .await
-    .unwrap();
+    w.goodwill_of_ten().await;
     assert!(w.fake.pay_with_store_credit("1001", "USD", dec!(5.00), "2"));
     w.fake.list_late(1);
     let refused = w.sync_of(&ann()).await;
@@ -805,29 +824,10 @@ async fn a_payment_in_the_balance_but_not_listed_yet_is_never_credited_back() {
 #[tokio::test]
 async fn a_payment_listed_late_behind_a_newer_transaction_is_never_credited_back() {
     let w = with_a_released_balance().await;
-    adjust(
-        &w.ctx,
-        &shop(),
-        &ann(),
-        r#"{"amount":"10.00","reason":"goodwill"}"#,
-        "k1",
-        "admin",
-        w.now(),
-    )
-    .await
-    .unwrap();
+    w.goodwill_of_ten().await;
     assert!(w.fake.pay_with_store_credit("1001", "USD", dec!(5.00), "2"));
     w.fake.hide_newest_transaction();
-    w.platform
-        .store_credit()
-        .unwrap()
-        .credit(
-            &ann(),
-            usd("1.00"),
-            tokio::time::Instant::now() + StdDuration::from_secs(10),
-        )
-        .await
-        .unwrap();
+    w.credit_by_hand("1.00").await;
     assert_eq!(w.balance_of(&ann()), dec!(8.00));
     let refused = w.sync_of(&ann()).await;
     assert!(
@@ -848,38 +848,13 @@ async fn a_payment_listed_late_behind_a_newer_transaction_is_never_credited_back
 #[tokio::test]
 async fn a_gap_in_the_balances_holds_the_read_position_until_it_is_listed() {
     let w = with_a_released_balance().await;
-    adjust(
-        &w.ctx,
-        &shop(),
-        &ann(),
-        r#"{"amount":"10.00","reason":"goodwill"}"#,
-        "k1",
-        "admin",
-        w.now(),
-    )
-    .await
-    .unwrap();
-    let credit_by_hand = |amount: &'static str| {
-        let platform = &w.platform;
-        async move {
-            platform
-                .store_credit()
-                .unwrap()
-                .credit(
-                    &ann(),
-                    usd(amount),
-                    tokio::time::Instant::now() + StdDuration::from_secs(10),
-                )
-                .await
-                .unwrap();
-        }
-    };
+    w.goodwill_of_ten().await;
     assert!(w.fake.pay_with_store_credit("1001", "USD", dec!(5.00), "2"));
     w.fake.hide_newest_transaction();
-    credit_by_hand("1.00").await;
+    w.credit_by_hand("1.00").await;
     w.fake
         .advance_transaction_clock(chrono::Duration::minutes(5));
-    credit_by_hand("1.00").await;
+    w.credit_by_hand("1.00").await;
     assert_eq!(w.balance_of(&ann()), dec!(9.00));
     let refused = w.sync_of(&ann()).await;
     assert!(
@@ -903,29 +878,10 @@ async fn a_gap_in_the_balances_holds_the_read_position_until_it_is_listed() {
 #[tokio::test]
 async fn a_gap_that_never_closes_holds_the_read_for_an_hour_only() {
     let w = with_a_released_balance().await;
-    adjust(
-        &w.ctx,
-        &shop(),
-        &ann(),
-        r#"{"amount":"10.00","reason":"goodwill"}"#,
-        "k1",
-        "admin",
-        w.now(),
-    )
-    .await
-    .unwrap();
+    w.goodwill_of_ten().await;
     assert!(w.fake.pay_with_store_credit("1001", "USD", dec!(5.00), "2"));
     w.fake.hide_newest_transaction();
-    w.platform
-        .store_credit()
-        .unwrap()
-        .credit(
-            &ann(),
-            usd("1.00"),
-            tokio::time::Instant::now() + StdDuration::from_secs(10),
-        )
-        .await
-        .unwrap();
+    w.credit_by_hand("1.00").await;
     let held = w.sync_of(&ann()).await;
     assert!(matches!(held, Err(ref e) if e.is_retryable()), "{held:?}");
     // Two hours after the platform's transactions.
@@ -933,6 +889,37 @@ async fn a_gap_that_never_closes_holds_the_read_for_an_hour_only() {
     w.advance(past);
     w.sync_of(&ann()).await.unwrap();
     assert_eq!(w.balance_of(&ann()), dec!(22.00), "synced again");
+}
+
+/// A read that passes an hour-old gap moves just past it, so a fresh gap
+/// later in the same read (another payment not listed yet) still holds it.
+#[tokio::test]
+async fn passing_an_old_gap_does_not_pass_a_fresh_one_after_it() {
+    let w = with_a_released_balance().await;
+    w.goodwill_of_ten().await;
+    // An old gap: a 5.00 payment never listed, behind a hand credit.
+    assert!(w.fake.pay_with_store_credit("1001", "USD", dec!(5.00), "2"));
+    w.fake.hide_newest_transaction();
+    w.credit_by_hand("1.00").await;
+    // Three hours later a fresh one: 3.00 not listed yet, then two more
+    // transactions five minutes apart.
+    w.fake.advance_transaction_clock(Duration::hours(3));
+    assert!(w.fake.pay_with_store_credit("1001", "USD", dec!(3.00), "3"));
+    w.fake.hide_newest_transaction();
+    w.credit_by_hand("1.00").await;
+    w.fake.advance_transaction_clock(Duration::minutes(5));
+    w.credit_by_hand("1.00").await;
+    assert_eq!(w.balance_of(&ann()), dec!(7.00));
+    // Two hours after the old gap: it is passed, the fresh one holds.
+    let to = Utc::now() + Duration::hours(2) - w.now();
+    w.advance(to);
+    let held = w.sync_of(&ann()).await;
+    assert!(matches!(held, Err(ref e) if e.is_retryable()), "{held:?}");
+    assert_eq!(
+        w.balance_of(&ann()),
+        dec!(7.00),
+        "the fresh payment is not credited back"
+    );
 }
 
 /// The program leaves discount-code mode for store credit: the backfill the
@@ -1057,17 +1044,7 @@ async fn turning_sync_off_after_store_credit_follows_and_empties_it() {
 #[tokio::test]
 async fn a_credit_that_cannot_leave_within_its_window_is_never_sent_late() {
     let w = with_a_released_balance().await;
-    adjust(
-        &w.ctx,
-        &shop(),
-        &ann(),
-        r#"{"amount":"10.00","reason":"goodwill"}"#,
-        "k1",
-        "admin",
-        w.now(),
-    )
-    .await
-    .unwrap();
+    w.goodwill_of_ten().await;
     // Container 1 fetches a token for every call (they expire at once),
     // and each fetch now takes 1.5 s: its account read is sent at 1.5 s,
     // its credit could leave at 3 s.

@@ -390,6 +390,19 @@ pub(crate) fn policy() -> SyncPolicy {
     }
 }
 
+/// Ann's 12.00 mirrored on Shopify, then a goodwill credit of 10.00 the
+/// sync must send, a payment of 5.00 of her store credit that Shopify does
+/// not list yet, and a credit of 1.00 made by hand after it (listed, its
+/// balance after holding the payment): 8.00 on Shopify.
+pub(crate) async fn a_hidden_payment_behind_a_hand_credit() -> World {
+    let w = with_a_released_balance().await;
+    w.goodwill_of_ten().await;
+    assert!(w.fake.pay_with_store_credit("1001", "USD", dec!(5.00), "2"));
+    w.fake.hide_newest_transaction();
+    w.credit_by_hand("1.00").await;
+    w
+}
+
 /// Ann has earned and been released 12.00, mirrored on Shopify.
 pub(crate) async fn with_a_released_balance() -> World {
     let w = World::new().await;
@@ -823,11 +836,7 @@ async fn a_payment_in_the_balance_but_not_listed_yet_is_never_credited_back() {
 /// the position breaks, so nothing is sent until the payment is listed.
 #[tokio::test]
 async fn a_payment_listed_late_behind_a_newer_transaction_is_never_credited_back() {
-    let w = with_a_released_balance().await;
-    w.goodwill_of_ten().await;
-    assert!(w.fake.pay_with_store_credit("1001", "USD", dec!(5.00), "2"));
-    w.fake.hide_newest_transaction();
-    w.credit_by_hand("1.00").await;
+    let w = a_hidden_payment_behind_a_hand_credit().await;
     assert_eq!(w.balance_of(&ann()), dec!(8.00));
     let refused = w.sync_of(&ann()).await;
     assert!(
@@ -847,11 +856,7 @@ async fn a_payment_listed_late_behind_a_newer_transaction_is_never_credited_back
 /// credit the payment back.
 #[tokio::test]
 async fn a_gap_in_the_balances_holds_the_read_position_until_it_is_listed() {
-    let w = with_a_released_balance().await;
-    w.goodwill_of_ten().await;
-    assert!(w.fake.pay_with_store_credit("1001", "USD", dec!(5.00), "2"));
-    w.fake.hide_newest_transaction();
-    w.credit_by_hand("1.00").await;
+    let w = a_hidden_payment_behind_a_hand_credit().await;
     w.fake
         .advance_transaction_clock(chrono::Duration::minutes(5));
     w.credit_by_hand("1.00").await;
@@ -877,11 +882,7 @@ async fn a_gap_in_the_balances_holds_the_read_position_until_it_is_listed() {
 /// for ever.
 #[tokio::test]
 async fn a_gap_that_never_closes_holds_the_read_for_an_hour_only() {
-    let w = with_a_released_balance().await;
-    w.goodwill_of_ten().await;
-    assert!(w.fake.pay_with_store_credit("1001", "USD", dec!(5.00), "2"));
-    w.fake.hide_newest_transaction();
-    w.credit_by_hand("1.00").await;
+    let w = a_hidden_payment_behind_a_hand_credit().await;
     let held = w.sync_of(&ann()).await;
     assert!(matches!(held, Err(ref e) if e.is_retryable()), "{held:?}");
     // Two hours after the platform's transactions.

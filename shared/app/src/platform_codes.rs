@@ -375,12 +375,16 @@ async fn sync_code(
             program = fresh_program(ctx, shop).await?;
             continue;
         };
-        let sent = match (side, platform.store_credit()) {
-            (Side::StoreCredit, Some(accounts)) => {
+        let sent = match platform
+            .store_credit()
+            .filter(|_| side == Side::StoreCredit)
+        {
+            Some(accounts) => {
                 store_credit::sync_store_credit(ctx, accounts, shop, customer, &program, policy)
                     .await
             }
-            (Side::DiscountCode, _) | (Side::StoreCredit, None) => {
+            // Discount codes (a platform without store credit was refused above).
+            None => {
                 put_code(
                     ctx,
                     platform,
@@ -452,7 +456,8 @@ async fn take_over(
     // About to end a side: the program may have changed since this sync
     // read it (another container's cache), so it is read from the table.
     // (Sync turned off ends store credit as discount codes do.)
-    let wanted = Side::for_program(&fresh_program(ctx, shop).await?).unwrap_or(Side::DiscountCode);
+    let wanted =
+        Side::of(fresh_program(ctx, shop).await?.platform_sync).unwrap_or(Side::DiscountCode);
     if wanted != side {
         return Ok(None);
     }

@@ -62,11 +62,6 @@ impl Side {
         }
     }
 
-    /// The side a program puts balances on, None when it syncs nothing.
-    pub fn for_program(program: &cashback_core::program::Program) -> Option<Side> {
-        Side::of(program.platform_sync)
-    }
-
     /// The other side.
     pub fn other(self) -> Side {
         match self {

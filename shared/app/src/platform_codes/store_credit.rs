@@ -476,8 +476,8 @@ fn gap_in_balances(
     // An incomplete read (None) is checked up to its last transaction.
     let balance = balance?;
     // The chain's end, or the newest listed when nothing new was read.
-    let listed = match (transactions.is_empty(), newest_listed) {
-        (true, Some(newest)) => newest.balance_after,
+    let listed = match newest_listed {
+        Some(newest) if transactions.is_empty() => newest.balance_after,
         _ => running,
     };
     listed
@@ -665,7 +665,8 @@ struct History {
     complete: bool,
     /// Where this read started.
     from: Position,
-    /// The newest transaction the platform lists (None: it lists none).
+    /// When the read found nothing after its position: the newest
+    /// transaction the platform lists, if it had to be asked for.
     newest_listed: Option<CreditTransaction>,
 }
 
@@ -761,15 +762,14 @@ async fn read_history(
     }
     // The read position stays behind the newest transaction read, so a
     // read lists it again; only a read that found nothing new asks for it.
-    let newest_listed = match (transactions.last(), &account) {
-        (Some(newest), _) => Some(newest.clone()),
+    let newest_listed = match (transactions.is_empty(), &account) {
         // Nothing after the position, whose balance is kept: it is the newest.
-        (None, Some(_)) if from.cursor.is_some() && from.balance.is_some() => None,
-        (None, Some(_)) if complete => match first_newest {
+        (true, Some(_)) if from.cursor.is_some() && from.balance.is_some() => None,
+        (true, Some(_)) if complete => match first_newest {
             Some(newest) => Some(newest),
             None => platform_accounts.newest(customer).await.map_err(platform)?,
         },
-        (None, _) => None,
+        _ => None,
     };
     Ok(History {
         account,

@@ -46,6 +46,10 @@ impl Racing {
         }
     }
 
+    fn accounts(&self) -> &dyn StoreCreditAccounts {
+        self.inner.store_credit().expect("Shopify has store credit")
+    }
+
     async fn run(hook: &Mutex<Option<Hook>>) {
         let taken = hook.lock().unwrap().take();
         if let Some(hook) = taken {
@@ -82,22 +86,14 @@ impl StoreCreditAccounts for Racing {
         after: Option<&str>,
     ) -> Result<Option<CreditAccount>, PlatformError> {
         Racing::run(&self.before_account).await;
-        self.inner
-            .store_credit()
-            .expect("Shopify has store credit")
-            .account(customer, after)
-            .await
+        self.accounts().account(customer, after).await
     }
 
     async fn newest(
         &self,
         customer: &CustomerId,
     ) -> Result<Option<CreditTransaction>, PlatformError> {
-        self.inner
-            .store_credit()
-            .expect("Shopify has store credit")
-            .newest(customer)
-            .await
+        self.accounts().newest(customer).await
     }
 
     async fn credit(
@@ -106,11 +102,7 @@ impl StoreCreditAccounts for Racing {
         amount: Money,
         send_by: tokio::time::Instant,
     ) -> Result<(), PlatformError> {
-        self.inner
-            .store_credit()
-            .expect("Shopify has store credit")
-            .credit(customer, amount, send_by)
-            .await
+        self.accounts().credit(customer, amount, send_by).await
     }
 
     async fn debit(
@@ -119,11 +111,7 @@ impl StoreCreditAccounts for Racing {
         amount: Money,
         send_by: tokio::time::Instant,
     ) -> Result<(), PlatformError> {
-        self.inner
-            .store_credit()
-            .expect("Shopify has store credit")
-            .debit(account, amount, send_by)
-            .await
+        self.accounts().debit(account, amount, send_by).await
     }
 }
 

@@ -815,7 +815,7 @@ async fn a_payment_in_the_balance_but_not_listed_yet_is_never_credited_back() {
     // her balance (7.00 left) but not in the list.
     w.goodwill_of_ten().await;
     assert!(w.fake.pay_with_store_credit("1001", "USD", dec!(5.00), "2"));
-    w.fake.list_late(1);
+    w.fake.hide_newest_transaction();
     let refused = w.sync_of(&ann()).await;
     assert!(
         matches!(refused, Err(ref e) if e.is_retryable()),
@@ -824,7 +824,7 @@ async fn a_payment_in_the_balance_but_not_listed_yet_is_never_credited_back() {
     assert_eq!(w.credit_transactions(), credits, "nothing sent");
     assert_eq!(w.balance_of(&ann()), dec!(7.00));
     // Listed: the payment is followed, then the goodwill credit is sent.
-    w.fake.list_late(0);
+    w.fake.list_hidden();
     w.sync_and_check("once listed").await;
     assert_eq!(w.account().await.available, usd("17.00"));
     assert_eq!(w.balance_of(&ann()), dec!(17.00));

@@ -25,7 +25,8 @@
 //!   (a payment with store credit, a refund back to it) is played by
 //!   [`FakeShopify::pay_with_store_credit`] and
 //!   [`FakeShopify::refund_to_store_credit`], and a transaction in the
-//!   balance before it is listed by [`FakeShopify::list_late`];
+//!   balance before it is listed by
+//!   [`FakeShopify::hide_newest_transaction`];
 //! - injected faults ([`super::faults`]).
 
 use std::collections::HashMap;
@@ -176,9 +177,6 @@ struct Inner {
     /// The next store credit mutation is applied only after the faults'
     /// delay (a request that lands after its caller gave up on it).
     land_late: bool,
-    /// How many of each account's newest transactions are in its balance
-    /// but not listed yet (Shopify lists transactions late).
-    unlisted: usize,
     /// Transactions in their account's balance but not listed yet, by id
     /// (listed late behind newer ones).
     hidden: Vec<String>,
@@ -215,7 +213,6 @@ impl FakeShopify {
         let inner = Arc::new(Mutex::new(Inner {
             credit_accounts: Vec::new(),
             land_late: false,
-            unlisted: 0,
             hidden: Vec::new(),
             clock_offset: chrono::Duration::zero(),
             discounts: HashMap::new(),
@@ -337,12 +334,6 @@ impl FakeShopify {
         order: &str,
     ) -> bool {
         self.order_transaction(customer_id, currency, -amount, "ORDER_PAYMENT", order)
-    }
-
-    /// The newest `count` transactions of every account are in its balance
-    /// but not listed yet (0: all listed), as Shopify may list them late.
-    pub fn list_late(&self, count: usize) {
-        self.lock().unlisted = count;
     }
 
     /// The newest transaction of any account stays in its balance but is
@@ -1203,8 +1194,8 @@ fn store_credit_account(inner: &Inner, query: &str, variables: &Value) -> Result
         .filter(|a| a.customer == id && currency.as_ref().is_none_or(|c| *c == a.currency))
         .take(1)
     {
-        let listed = account.transactions.len().saturating_sub(inner.unlisted);
-        let list: Vec<&CreditTransaction> = account.transactions[..listed]
+        let list: Vec<&CreditTransaction> = account
+            .transactions
             .iter()
             .filter(|t| !inner.hidden.contains(&t.id))
             .collect();

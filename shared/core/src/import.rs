@@ -893,8 +893,9 @@ mod tests {
             account.email.as_ref().map(Email::as_str),
             Some("ann@example.com")
         );
-        // At the end of the UTC day 365 days on, as every credit.
-        let year_on = DateTime::parse_from_rfc3339("2027-12-01T00:00:00Z")
+        // 365 days on, rounded up to the end of its 12-day expiry period,
+        // as every credit.
+        let year_on = DateTime::parse_from_rfc3339("2027-12-04T00:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
         assert_eq!(account.lots[0].expires_at, Some(year_on));

@@ -6,12 +6,14 @@
 //! Available balance is kept as dated lots, oldest first, so spending and
 //! expiry both take the oldest money first.
 //!
-//! Lots are merged by expiry day: a credit expires at the end of a UTC day
-//! (see [`Lot::expiry`]), and a credit expiring with the newest lot is added
-//! to it instead of starting another. Two neighbouring lots with the same
+//! Lots are merged by expiry moment: a credit expires at the end of an
+//! expiry period, one UTC day up to 31-day expiries and longer beyond (see
+//! [`Lot::expiry`]), and a credit expiring with the newest lot is added to
+//! it instead of starting another. Two neighbouring lots with the same
 //! expiry are spent and expired exactly as one, so merging changes no
-//! amount; it bounds the lots by the days on which balance expires (one lot
-//! when nothing expires), so the account stays small whatever its history.
+//! amount; it bounds the lots by the moments on which balance expires (one
+//! lot when nothing expires, about 32 at most otherwise), so the account
+//! stays small whatever its history.
 //!
 //! Invariants (checked by [`Account::check`], property-tested):
 //! - available, pending and debt equal the sums of the entries' deltas;
@@ -148,8 +150,8 @@ pub struct Lot {
     /// When the first credit (release, immediate earn, restore, goodwill)
     /// of the lot landed; lots are kept in this order.
     pub credited_at: DateTime<Utc>,
-    /// When what is left of it expires: the end of the UTC day the
-    /// program's `expiry_days` after the credit ([`Lot::expiry`]); None:
+    /// When what is left of it expires: the end of the expiry period the
+    /// program's `expiry_days` after the credit ends in ([`Lot::expiry`]); None:
     /// never. Moved later while a live hold holds it.
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
@@ -159,20 +161,40 @@ pub struct Lot {
 
 impl Lot {
     /// When a credit made at `at` expires under `program`: `expiry_days`
-    /// later, rounded up to the end of that UTC day (the next midnight), so
-    /// every credit of one day expires at one moment and shares one lot.
-    /// Rounding up never takes balance earlier than the days promised.
+    /// later, rounded up to the end of an expiry period (the next midnight
+    /// that starts one; see [`Lot::expiry_period_days`]), so every credit
+    /// of one period expires at one moment and shares one lot. Rounding up
+    /// never takes balance earlier than the days promised.
     pub fn expiry(program: &Program, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let days = program.expiry_days?;
         let due = at + Duration::days(i64::from(days));
-        let midnight = due.date_naive().and_time(chrono::NaiveTime::MIN).and_utc();
-        Some(if midnight == due {
-            due
-        } else {
-            midnight + Duration::days(1)
-        })
+        let period = Duration::days(i64::from(Self::expiry_period_days(days))).num_seconds();
+        let seconds = due.timestamp();
+        if seconds.rem_euclid(period) == 0 && due.timestamp_subsec_nanos() == 0 {
+            return Some(due);
+        }
+        let next = (seconds.div_euclid(period) + 1) * period;
+        // Unreachable for the dates a credit has (`expiry_days` is at most
+        // 3650); the unrounded moment is still never early.
+        Some(DateTime::from_timestamp(next, 0).unwrap_or(due))
+    }
+
+    /// How many days one expiry period spans under `expiry_days`: one day
+    /// up to 31 days of expiry, and longer for longer expiries, so that
+    /// balance expires on at most 32 moments in any `expiry_days` window
+    /// and an account holds at most about 32 lots whatever its history (a
+    /// 365-day expiry rounds up to 12-day periods: up to 11 days more than
+    /// promised, never less). Periods are counted from 1970-01-01 UTC, so
+    /// every account of a shop shares the same expiry moments.
+    pub fn expiry_period_days(expiry_days: u32) -> u32 {
+        expiry_days.div_ceil(MAX_EXPIRY_MOMENTS).max(1)
     }
 }
+
+/// The number of expiry periods an `expiry_days` window is cut into at
+/// most (see [`Lot::expiry_period_days`]): 31, so a month of expiry still
+/// expires day by day.
+const MAX_EXPIRY_MOMENTS: u32 = 31;
 
 /// Balance a checkout reserved while the customer pays.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

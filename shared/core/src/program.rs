@@ -94,7 +94,10 @@ pub struct Program {
     #[serde(default)]
     pub reminders: Vec<ReminderPosition>,
     /// Available balance expires this many days after it was credited,
-    /// oldest first (1 to 3650); None: it never expires.
+    /// rounded up to the end of an expiry period ([`Lot::expiry`]), oldest
+    /// first (1 to 3650); None: it never expires.
+    ///
+    /// [`Lot::expiry`]: crate::ledger::Lot::expiry
     #[serde(default)]
     pub expiry_days: Option<u32>,
     /// When the balance expires (`expiry_days`), the customer is warned by

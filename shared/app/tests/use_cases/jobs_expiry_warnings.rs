@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use crate::support::jobs::*;
 use crate::support::*;
@@ -62,12 +62,11 @@ async fn setup(notifier: ScriptedNotifier) -> (Arc<ScriptedNotifier>, Context) {
 async fn each_offset_warns_once_with_the_amount_and_the_date_before_the_balance_expires() {
     let (notifier, ctx) = setup(ScriptedNotifier::default()).await;
     pay(&ctx, "1001", "ann", "100.00", t0()).await;
-    // Balance expires at the end of the UTC day its expiry falls on.
-    let expires_at = (t0() + Duration::days(61))
-        .date_naive()
-        .and_hms_opt(0, 0, 0)
-        .unwrap()
-        .and_utc();
+    // Balance expires 60 days after its release, rounded up to the end of
+    // its 2-day expiry period (periods counted from 1970-01-01): the
+    // release's 60th day ends on 2027-01-23, an odd day since 1970, so the
+    // period ends at the start of 2027-01-24.
+    let expires_at = Utc.with_ymd_and_hms(2027, 1, 24, 0, 0, 0).unwrap();
     let mut at = t0();
     let mut seen = Vec::new();
     while at <= expires_at + Duration::days(1) {
@@ -105,19 +104,19 @@ async fn each_offset_warns_once_with_the_amount_and_the_date_before_the_balance_
         seen,
         vec![
             (
-                30 * 24 + 18,
+                31 * 24 + 18,
                 720,
-                "expiry-warning:demo.myshopify.com:ann:2027-01-23:720h".to_string()
+                "expiry-warning:demo.myshopify.com:ann:2027-01-24:720h".to_string()
             ),
             (
-                53 * 24 + 18,
+                54 * 24 + 18,
                 168,
-                "expiry-warning:demo.myshopify.com:ann:2027-01-23:168h".to_string()
+                "expiry-warning:demo.myshopify.com:ann:2027-01-24:168h".to_string()
             ),
             (
-                59 * 24 + 18,
+                60 * 24 + 18,
                 24,
-                "expiry-warning:demo.myshopify.com:ann:2027-01-23:24h".to_string()
+                "expiry-warning:demo.myshopify.com:ann:2027-01-24:24h".to_string()
             ),
         ]
     );

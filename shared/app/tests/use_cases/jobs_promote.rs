@@ -447,7 +447,7 @@ async fn balance_past_its_expiry_and_lapsed_holds_are_expired() {
     assert!(freed.expired_amount.0.is_empty());
     assert!(account_of(&s.memory, "ann").await.value.holds.is_empty());
 
-    // Released at `due_day()`: it expires 60 days on, at the end of that UTC day.
+    // Released at `due_day()`: it expires 60 days on, at the end of its expiry period.
     let expiry = cashback_core::ledger::Lot::expiry(&expiring, due_day()).unwrap();
     assert!(expiry >= due_day() + Duration::days(60));
     let expired = promote_due(&s.ctx, &TokioClock, &config(), expiry, far())

@@ -404,17 +404,30 @@ fn balance_expires_oldest_first_after_the_program_expiry() {
         )
         .map(|a| books.entries.extend(a.entries))
         .unwrap();
-    // Credits expire at the end of the UTC day 90 days on (t0 is noon).
-    let end_of_day = |n| days(n) + chrono::Duration::hours(12);
+    // Credits expire 90 days on, rounded up to the end of their 3-day
+    // expiry period (periods counted from 1970-01-01): t0 + 90 days is
+    // 2026-04-01 noon, whose period ends at 2026-04-04 00:00.
+    let at = |text: &str| {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    let first_expiry = at("2026-04-04T00:00:00Z");
     let early = books
         .account
-        .expire_balance(end_of_day(90) - chrono::Duration::seconds(1));
-    assert!(early.unwrap().entries.is_empty(), "not before the day ends");
-    let expired = books.account.expire_balance(end_of_day(90)).unwrap();
+        .expire_balance(first_expiry - chrono::Duration::seconds(1));
+    assert!(
+        early.unwrap().entries.is_empty(),
+        "not before the period ends"
+    );
+    let expired = books.account.expire_balance(first_expiry).unwrap();
     books.entries.extend(expired.entries.clone());
     assert_eq!(expired.entries[0].available_delta, usd("-6.00"));
     assert_eq!(books.account.available, usd("5.00"));
-    assert_eq!(books.account.next_expiry(), Some(end_of_day(120)));
+    assert_eq!(
+        books.account.next_expiry(),
+        Some(at("2026-05-04T00:00:00Z"))
+    );
     books.check();
 }
 

@@ -222,3 +222,62 @@ fn credits_of_one_day_expire_together_at_its_end() {
         ]
     );
 }
+
+proptest! {
+    /// A credit never expires before the days promised, at most one expiry
+    /// period after them, always at a midnight that starts a period, and
+    /// under 32 days of expiry at the end of the day it falls on.
+    #[test]
+    fn an_expiry_is_rounded_up_to_its_period_and_never_early(
+        expiry_days in 1u32..=3650,
+        seconds in 0i64..(20 * 365 * 86_400),
+        nanos in prop::sample::select(vec![0u32, 1, 500_000_000]),
+    ) {
+        let mut program = Program::new(Currency::USD);
+        program.expiry_days = Some(expiry_days);
+        let at = t0() + Duration::seconds(seconds) + Duration::nanoseconds(i64::from(nanos));
+        let promised = at + Duration::days(i64::from(expiry_days));
+        let period = Lot::expiry_period_days(expiry_days);
+        let expires = Lot::expiry(&program, at).unwrap();
+        prop_assert!(expires >= promised);
+        prop_assert!(expires < promised + Duration::days(i64::from(period)));
+        prop_assert_eq!(expires.timestamp_subsec_nanos(), 0);
+        prop_assert_eq!(expires.timestamp().rem_euclid(i64::from(period) * 86_400), 0);
+        if expiry_days <= 31 {
+            prop_assert_eq!(period, 1);
+        }
+        // At most 32 expiry moments in any window of `expiry_days`.
+        prop_assert!(expiry_days.div_ceil(period) <= 31);
+    }
+}
+
+/// A customer credited every day for ten years under a year's expiry, the
+/// expiry run daily: lots stay one per 12-day period, never more than 33,
+/// whatever the history's length.
+#[test]
+fn a_daily_credit_under_a_year_of_expiry_keeps_about_thirty_lots() {
+    let mut program = Program::new(Currency::USD);
+    program.expiry_days = Some(365);
+    let mut account = Account::open(
+        cashback_core::ids::ShopId::parse("shop-1").unwrap(),
+        cashback_core::ids::CustomerId::parse("cust-1").unwrap(),
+        Currency::USD,
+    );
+    let mut most = 0;
+    for n in 0..3_650 {
+        account
+            .adjust(usd("1.00"), "credit", &format!("c{n}"), &program, days(n))
+            .unwrap();
+        account.expire_balance(days(n)).unwrap();
+        most = most.max(account.lots.len());
+    }
+    assert!(most <= 33, "{most} lots");
+    // Every credit of the last year is still there; nothing older is.
+    let left = account.available.amount();
+    assert!(
+        left >= usd("365.00").amount() && left <= usd("377.00").amount(),
+        "{left}"
+    );
+    let total: Decimal = account.lots.iter().map(|l| l.remaining.amount()).sum();
+    assert_eq!(total, left);
+}

@@ -177,20 +177,23 @@ async fn a_250_line_order_with_30_refunds_keeps_its_lines_apart_from_its_small_s
     assert!(state < 1024, "state item of {state} bytes");
 }
 
-/// A customer's account after 10,000 orders over a year (one every 52
-/// minutes, each credited at once) under 30-day expiry, the expiry run
-/// once a day as the scheduled job would: at most one lot per day on
-/// which balance expires (about 31).
-pub async fn year_under_expiry() -> (Program, cashback_core::ledger::Account) {
+/// A customer's account after 10,000 orders over `over_days` (spread
+/// evenly, each credited at once) under `expiry_days` of expiry, the
+/// expiry run once a day as the scheduled job would: at most one lot per
+/// expiry period on which balance expires (about 31 whatever the expiry).
+pub async fn orders_under_expiry(
+    expiry_days: u32,
+    over_days: i64,
+) -> (Program, cashback_core::ledger::Account) {
     let mut program = cashback_test_support::fixtures::program();
     program.issuance = Issuance::Immediate;
-    program.expiry_days = Some(30);
+    program.expiry_days = Some(expiry_days);
     let memory = Arc::new(MemoryStore::new());
     let ctx = context(memory.clone(), Arc::new(Silent), &program).await;
     let id = CustomerId::parse("loyal").unwrap();
     let mut day = 0;
     for n in 0..10_000i64 {
-        let at = t0() + Duration::seconds(n * 365 * 86_400 / 10_000);
+        let at = t0() + Duration::seconds(n * over_days * 86_400 / 10_000);
         let today = (at - t0()).num_days();
         if today != day {
             day = today;
@@ -253,7 +256,7 @@ async fn expire(
 
 #[tokio::test]
 async fn a_year_of_orders_under_30_day_expiry_keeps_the_account_item_under_2_kb() {
-    let (program, account) = year_under_expiry().await;
+    let (program, account) = orders_under_expiry(30, 365).await;
     let lots = account.lots.len();
     let item = encode_account(
         &shop(),
@@ -268,5 +271,25 @@ async fn a_year_of_orders_under_30_day_expiry_keeps_the_account_item_under_2_kb(
         lots >= 30,
         "one lot per day on which balance expires: {lots}"
     );
+    assert!(bytes < 2048, "account item of {bytes} bytes");
+}
+
+/// Under a year's expiry a daily customer's balance expires on a moment
+/// per 12-day period, not per day: two years of orders (the first year's
+/// credits expiring during the second) leave about 31 lots, not 365.
+#[tokio::test]
+async fn two_years_of_orders_under_a_year_of_expiry_keep_the_account_item_under_2_kb() {
+    let (program, account) = orders_under_expiry(365, 730).await;
+    let lots = account.lots.len();
+    let item = encode_account(
+        &shop(),
+        &AccountWrite::of(&program, Versioned::new(account)),
+    )
+    .unwrap();
+    let bytes = item_size(&item);
+    println!(
+        "account item after 10,000 orders in two years, 365-day expiry: {bytes} bytes, {lots} lots"
+    );
+    assert!(lots <= 33, "one lot per 12-day expiry period: {lots}");
     assert!(bytes < 2048, "account item of {bytes} bytes");
 }

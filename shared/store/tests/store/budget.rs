@@ -432,7 +432,7 @@ async fn the_account_after_a_year_under_30_day_expiry_is_under_2_kb_as_stored_an
         return;
     };
     let store = moto::store_on(&endpoint, "year_account").await;
-    let (program, account) = crate::bounded::year_under_expiry().await;
+    let (program, account) = crate::bounded::orders_under_expiry(30, 365).await;
     let outcome = store
         .write(
             &shop(),

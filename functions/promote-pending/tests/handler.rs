@@ -184,8 +184,9 @@ async fn a_small_run_on_dynamodb_costs_one_transaction_per_release_and_per_email
         .unwrap();
     let after = store.request_counts();
     assert_eq!((outcome.released, outcome.emails_sent), (5, 5));
-    // A release is one BatchGetItem and one TransactWriteItems; its ready
-    // email, claimed by the paced pass before it is sent, one of each too.
+    // A release is one BatchGetItem (with its order's partition in a Query
+    // sent beside it: one round trip) and one TransactWriteItems; its ready
+    // email, claimed by the paced pass before it is sent, the same.
     assert_eq!(
         after.writes - before.writes,
         10,
@@ -198,7 +199,8 @@ async fn a_small_run_on_dynamodb_costs_one_transaction_per_release_and_per_email
     );
     assert_eq!(
         after.queries - before.queries,
-        outcome.scan.queries + outcome.email_pass.queries
+        outcome.scan.queries + outcome.email_pass.queries + 10,
+        "the due pages, and each release's and email's order partition"
     );
     // 3 buckets x 2 kinds x 4 shards, plus the pages of 2 items; the email
     // pass 3 buckets x 4 shards, plus its pages.

@@ -285,10 +285,11 @@ pub fn read_job(shop: &ShopId, customer: &CustomerId) -> String {
 /// earlier version), with the account's balance right after that
 /// transaction (`balance`, when known), which the transactions read next
 /// must continue. Kept as `h{generation}|time|id|cursor|skip time|skip
-/// id|balance|unexplained since|included`, which only grows as the reads
-/// go forward (the store's checkpoints move only forward); a position
-/// behind the stored one (a read started over) takes the next generation,
-/// so the store keeps it.
+/// id|balance`, and `|owed key|owed amount` after it while a charge is
+/// owed, which only grows as the reads go forward (the store's
+/// checkpoints move only forward); a position behind the stored one (a
+/// read started over, or one that no longer owes) takes the next
+/// generation, so the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Position {
     generation: u32,
@@ -296,14 +297,20 @@ struct Position {
     cursor: Option<String>,
     skip: Option<String>,
     balance: Option<Money>,
-    /// When a read from here first found the balance not at what the
-    /// transactions listed explain, with no transaction to place the gap
-    /// at (the balance after the newest listed is not the account's).
-    unexplained_since: Option<DateTime<Utc>>,
-    /// `balance` is the account's balance as read at this time, taken as
-    /// it was after a gap that never closed: transactions made up to it
-    /// are in it, and are neither followed nor chained when listed later.
-    included: Option<DateTime<Utc>>,
+    /// A payment the platform took but never listed, charged to the ledger
+    /// when the read moved past its gap ([`GAP_HOLD`]): written with the
+    /// move, before the charge, so a failure between the two neither
+    /// loses the charge (the next read makes it, once, under its key) nor
+    /// reads the payment again (the position is past it).
+    owed: Option<Owed>,
+}
+
+/// A charge the read position owes the ledger: `amount` under the guard
+/// named by `key` (the platform transaction whose gap was passed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Owed {
+    key: String,
+    amount: Money,
 }
 
 impl Position {
@@ -314,8 +321,7 @@ impl Position {
             cursor: None,
             skip: None,
             balance: None,
-            unexplained_since: None,
-            included: None,
+            owed: None,
         }
     }
 
@@ -335,27 +341,8 @@ impl Position {
             mark,
             cursor: Some(transaction.cursor.clone()?),
             balance: transaction.balance_after,
-            unexplained_since: None,
-            included: None,
+            owed: None,
         })
-    }
-
-    /// This position carrying `included` on while `transaction`s up to it
-    /// may still be listed after it.
-    fn still_including(self, included: Option<DateTime<Utc>>) -> Position {
-        let mark_time = self.mark.split('|').next().unwrap_or_default();
-        let included = included.filter(|at| {
-            DateTime::parse_from_rfc3339(mark_time)
-                .map(|mark| mark.with_timezone(&Utc) <= *at)
-                .unwrap_or(false)
-        });
-        Position { included, ..self }
-    }
-
-    /// Whether the balance kept already holds `transaction` (made before a
-    /// gap that never closed was passed).
-    fn includes(&self, transaction: &CreditTransaction) -> bool {
-        self.included.is_some_and(|at| transaction.created_at <= at)
     }
 
     /// Read again from the first transaction, following only those after
@@ -367,8 +354,7 @@ impl Position {
             cursor: None,
             skip: Some(self.skip.clone().unwrap_or_else(|| self.mark.clone())),
             balance: None,
-            unexplained_since: None,
-            included: None,
+            owed: self.owed.clone(),
         }
     }
 
@@ -380,9 +366,9 @@ impl Position {
     /// The balance before the first transaction this read lists: none
     /// before an account's first transaction, else the one kept.
     fn balance_before_read(&self, currency: cashback_core::money::Currency) -> Option<Money> {
-        match (&self.cursor, self.balance) {
-            (None, None) => Some(Money::zero(currency)),
-            (_, balance) => balance,
+        match self.cursor {
+            None => Some(Money::zero(currency)),
+            Some(_) => self.balance,
         }
     }
 
@@ -392,20 +378,18 @@ impl Position {
             .as_deref()
             .and_then(|skip| skip.split_once('|'))
             .unwrap_or(("", ""));
-        let time = |at: Option<DateTime<Utc>>| {
-            at.map(|at| at.to_rfc3339_opts(SecondsFormat::Millis, true))
-                .unwrap_or_default()
-        };
+        let money = |m: Money| format!("{}:{}", m.amount(), m.currency());
+        let owed = self
+            .owed
+            .as_ref()
+            .map(|owed| format!("|{}|{}", owed.key, money(owed.amount)))
+            .unwrap_or_default();
         format!(
-            "h{:08}|{}|{}|{skip_time}|{skip_id}|{}|{}|{}",
+            "h{:08}|{}|{}|{skip_time}|{skip_id}|{}{owed}",
             self.generation,
             self.mark,
             self.cursor.as_deref().unwrap_or(""),
-            self.balance
-                .map(|b| format!("{}:{}", b.amount(), b.currency()))
-                .unwrap_or_default(),
-            time(self.unexplained_since),
-            time(self.included),
+            self.balance.map(money).unwrap_or_default()
         )
     }
 
@@ -426,17 +410,12 @@ impl Position {
                 mark,
                 cursor,
                 balance: None,
-                unexplained_since: None,
-                included: None,
+                owed: None,
             }
         };
-        let time = |text: &str| -> Option<Option<DateTime<Utc>>> {
-            if text.is_empty() {
-                return Some(None);
-            }
-            DateTime::parse_from_rfc3339(text)
-                .ok()
-                .map(|at| Some(at.with_timezone(&Utc)))
+        let money = |text: &str| -> Option<Money> {
+            let (amount, currency) = text.split_once(':')?;
+            Money::parse(amount, currency.parse().ok()?).ok()
         };
         match parts.as_slice() {
             [time, id, cursor] => Some(earlier(0, time, id, cursor)),
@@ -446,27 +425,26 @@ impl Position {
                 id,
                 cursor,
             )),
-            [generation, at, id, cursor, skip_time, skip_id, balance, rest @ ..] => {
-                let (unexplained_since, included) = match rest {
-                    [] => (None, None),
-                    [since, included] => (time(since)?, time(included)?),
-                    _ => return None,
+            [generation, time, id, cursor, skip_time, skip_id, balance, owed @ ..] => {
+                let balance = match *balance {
+                    "" => None,
+                    text => Some(money(text)?),
                 };
-                let balance = match balance.split_once(':') {
-                    Some((amount, currency)) => {
-                        Some(Money::parse(amount, currency.parse().ok()?).ok()?)
-                    }
-                    None if balance.is_empty() => None,
-                    None => return None,
+                let owed = match owed {
+                    [] => None,
+                    [key, amount] if !key.is_empty() => Some(Owed {
+                        key: key.to_string(),
+                        amount: money(amount)?,
+                    }),
+                    _ => return None,
                 };
                 Some(Position {
                     generation: generation.strip_prefix('h')?.parse().ok()?,
-                    mark: format!("{at}|{id}"),
+                    mark: format!("{time}|{id}"),
                     cursor: text(cursor),
                     skip: (!skip_time.is_empty()).then(|| format!("{skip_time}|{skip_id}")),
                     balance,
-                    unexplained_since,
-                    included,
+                    owed,
                 })
             }
             _ => None,
@@ -486,7 +464,6 @@ fn gap_in_balances(
     transactions: &[CreditTransaction],
     newest_listed: Option<&CreditTransaction>,
     balance: Option<Money>,
-    included: Option<DateTime<Utc>>,
 ) -> Option<Gap> {
     let explained = |was: Money, transaction: &CreditTransaction| match transaction.movement {
         Movement::Credit => was.checked_add(transaction.amount).ok(),
@@ -499,11 +476,6 @@ fn gap_in_balances(
     let mut index = 0;
     while index < transactions.len() {
         let transaction = &transactions[index];
-        // Already in the balance the position kept (a gap passed before).
-        if included.is_some_and(|at| transaction.created_at <= at) {
-            index += 1;
-            continue;
-        }
         if let (Some(was), Some(_)) = (running, transaction.balance_after) {
             if !follows(was, transaction) {
                 // Two of one instant may be listed in the other order than
@@ -547,11 +519,11 @@ fn gap_in_balances(
         _ => running,
     };
     listed
-        .filter(|listed| *listed != balance)
-        .map(|listed| Gap {
+        .is_some_and(|listed| listed != balance)
+        .then_some(Gap {
             since: None,
             at: None,
-            short_by: listed.checked_sub(balance).ok(),
+            short_by: None,
         })
 }
 
@@ -563,7 +535,7 @@ fn balance_unexplained(
     newest_listed: Option<&CreditTransaction>,
     balance: Option<Money>,
 ) -> bool {
-    gap_in_balances(before, transactions, newest_listed, balance, None).is_some()
+    gap_in_balances(before, transactions, newest_listed, balance).is_some()
 }
 
 /// Where the balances read stop adding up.
@@ -574,9 +546,9 @@ struct Gap {
     since: Option<DateTime<Utc>>,
     /// That transaction's place among those read.
     at: Option<usize>,
-    /// How much less the balance holds than the transactions listed
-    /// explain: positive when a debit (a payment) is not listed, negative
-    /// for a credit.
+    /// How much less the balance after that transaction holds than the
+    /// one before it moved by its amount: positive when a debit (a
+    /// payment) is not listed, negative for a credit.
     short_by: Option<Money>,
 }
 
@@ -739,9 +711,6 @@ struct History {
     /// When the read found nothing after its position: the newest
     /// transaction the platform lists, if it had to be asked for.
     newest_listed: Option<CreditTransaction>,
-    /// When the page whose balance is `account`'s was asked for: every
-    /// transaction made before it is in that balance.
-    balance_read_at: DateTime<Utc>,
 }
 
 /// Reads the account's transactions from where the last read stopped, a
@@ -800,10 +769,8 @@ async fn read_history(
     let mut transactions = Vec::new();
     let mut complete = false;
     let mut pages = TRANSACTION_PAGES;
-    let mut balance_read_at = ctx.now();
     while pages > 0 {
         pages -= 1;
-        balance_read_at = ctx.now();
         let answer = platform_accounts.account(customer, cursor.as_deref()).await;
         let answer = match answer {
             Err(PlatformError::Rejected { reason })
@@ -853,7 +820,6 @@ async fn read_history(
         complete,
         from,
         newest_listed,
-        balance_read_at,
     })
 }
 
@@ -890,6 +856,11 @@ async fn attempt(
         }
     }
     let history = read_history(ctx, platform_accounts, shop, customer).await?;
+    // A charge owed since the read moved past a gap: made before anything
+    // else, once under its key.
+    if let Some(owed) = &history.from.owed {
+        charge_unlisted(ctx, shop, customer, program, owed).await?;
+    }
     if let Some(intent) = last.as_ref().filter(|i| i.pending) {
         settle(ctx, job, intent, &history.transactions).await?;
     }
@@ -903,50 +874,35 @@ async fn attempt(
             &history.transactions,
             history.newest_listed.as_ref(),
             history.complete.then_some(*balance),
-            history.from.included,
         )
     });
     let unexplained = gap.is_some();
-    let account_id = history
-        .account
-        .as_ref()
-        .map(|(id, _)| id.clone())
-        .unwrap_or_default();
-    let movement = match gap {
-        None => Move::Forward,
+    let (hold, move_past) = match gap {
         Some(Gap {
             since: Some(since),
             at: Some(at),
             short_by,
-        }) if ctx.now() - since > GAP_HOLD => match history.transactions.get(at) {
-            Some(passed) => {
-                tracing::error!(shop = %shop, customer = %customer, since = %since,
-                    short_by = ?short_by.map(|m| m.amount()),
-                    "store credit balances have not added up for an hour; the read moves past the gap");
-                charge_unlisted(ctx, shop, customer, program, &passed.id, short_by).await?;
-                Move::PastGap(passed)
-            }
-            None => Move::Hold,
-        },
-        Some(Gap { since: Some(_), .. }) => Move::Hold,
-        Some(Gap {
-            since: None,
-            short_by,
-            ..
-        }) => match (history.from.unexplained_since, &history.account) {
-            (Some(first), Some((_, balance))) if ctx.now() - first > GAP_HOLD => {
-                tracing::error!(shop = %shop, customer = %customer, since = %first,
-                    short_by = ?short_by.map(|m| m.amount()),
-                    "the store credit balance has not matched its listed transactions for an hour; it is taken as read");
-                let key = format!("{account_id}@{}", history.from.encode());
-                charge_unlisted(ctx, shop, customer, program, &key, short_by).await?;
-                Move::TakeBalance {
-                    balance: *balance,
-                    read_at: history.balance_read_at,
-                }
-            }
-            _ => Move::HoldUnexplained,
-        },
+        }) if ctx.now() - since > GAP_HOLD => {
+            tracing::error!(shop = %shop, customer = %customer, since = %since,
+                short_by = ?short_by.map(|m| m.amount()),
+                "store credit balances have not added up for an hour; the read moves past the gap");
+            // What the balance lost without a listed payment is owed to the
+            // ledger, never credited back.
+            history
+                .transactions
+                .get(at)
+                .map(|passed| {
+                    let owed = short_by
+                        .filter(|short| short.is_positive())
+                        .map(|amount| Owed {
+                            key: passed.id.clone(),
+                            amount,
+                        });
+                    (false, Some((passed, owed)))
+                })
+                .unwrap_or((true, None))
+        }
+        _ => (unexplained, None),
     };
     ingest_transactions(
         ctx,
@@ -956,9 +912,15 @@ async fn attempt(
         &history.transactions,
         &history.from,
         history.complete,
-        movement,
+        hold,
+        move_past
+            .as_ref()
+            .map(|(passed, owed)| (*passed, owed.clone())),
     )
     .await?;
+    if let Some((_, Some(owed))) = &move_past {
+        charge_unlisted(ctx, shop, customer, program, owed).await?;
+    }
     if unexplained {
         return Err(platform(PlatformError::transient(
             "the store credit balance holds a transaction not listed yet",
@@ -994,6 +956,11 @@ async fn attempt(
         .as_ref()
         .map(|(_, balance)| *balance)
         .unwrap_or(Money::zero(target.currency()));
+    let account_id = history
+        .account
+        .as_ref()
+        .map(|(id, _)| id.clone())
+        .unwrap_or_default();
     let outcome = |put: PutOutcome| match &desired {
         Some(desired) => SyncOutcome::Synced(Box::new(Synced {
             desired: desired.clone(),
@@ -1145,26 +1112,6 @@ async fn settle(
     put_settled(ctx, job, intent).await
 }
 
-/// Where the read position goes after a read.
-#[derive(Debug, Clone, Copy)]
-enum Move<'a> {
-    /// Forward, as far as the read settled.
-    Forward,
-    /// Nowhere: the balances read do not add up at a transaction.
-    Hold,
-    /// Nowhere, noting when the balance was first found unexplained with
-    /// no transaction to place the gap at.
-    HoldUnexplained,
-    /// Just past the transaction of a gap that lasted [`GAP_HOLD`].
-    PastGap(&'a CreditTransaction),
-    /// After the newest read, taking the balance as read at `read_at`: a
-    /// gap with no transaction to place it at that lasted [`GAP_HOLD`].
-    TakeBalance {
-        balance: Money,
-        read_at: DateTime<Utc>,
-    },
-}
-
 /// Applies to the ledger, once each and in the platform's order, the
 /// account's transactions an order made: a payment with store credit is a
 /// debit (the redemption, the part the balance cannot cover as debt), a
@@ -1182,7 +1129,8 @@ async fn ingest_transactions(
     transactions: &[CreditTransaction],
     from: &Position,
     complete: bool,
-    movement: Move<'_>,
+    hold: bool,
+    move_past: Option<(&CreditTransaction, Option<Owed>)>,
 ) -> Result<usize, SyncError> {
     let mut applied = 0;
     let followed_up_to = from.followed_up_to();
@@ -1190,7 +1138,6 @@ async fn ingest_transactions(
         .iter()
         .filter(|t| t.from_order())
         .filter(|t| followed_up_to.is_none_or(|mark| t.mark().as_str() > mark))
-        .filter(|t| !from.includes(t))
     {
         follow(ctx, shop, customer, program, transaction).await?;
         if transaction.movement == Movement::Debit && transaction.event == "ORDER_PAYMENT" {
@@ -1214,37 +1161,19 @@ async fn ingest_transactions(
             .find_map(|t| Position::after(t, generation, from.followed_up_to())),
         None => None,
     };
-    let next = match movement {
-        Move::Forward => next
-            .map(|next| next.still_including(from.included))
-            .unwrap_or_else(|| Position {
-                unexplained_since: None,
-                ..from.clone()
-            }),
-        // Held where it was while the balances read do not add up.
-        Move::Hold => from.clone(),
-        Move::HoldUnexplained => Position {
-            unexplained_since: from.unexplained_since.or(Some(ctx.now())),
-            ..from.clone()
-        },
-        // Just past a gap that lasted too long, no further: the next read
-        // checks the rest of the chain again, so a later gap in the same
-        // read is not passed too.
-        Move::PastGap(gap) => Position::after(gap, generation, from.followed_up_to())
-            .map(|past| past.still_including(from.included))
-            .unwrap_or_else(|| from.clone()),
-        // After the newest read, at the balance as read.
-        Move::TakeBalance { balance, read_at } => Position {
-            balance: Some(balance),
-            included: Some(read_at),
-            unexplained_since: None,
-            ..transactions
-                .last()
-                .and_then(|t| Position::after(t, generation, from.followed_up_to()))
-                .unwrap_or_else(|| from.clone())
-        },
+    // Held where it was while the balances read do not add up; past a gap
+    // that lasted too long.
+    // Just past it, no further: the next read checks the rest of the
+    // chain again, so a later gap in the same read is not passed too.
+    // The charge it owes goes with it, in the same write.
+    let past = move_past.and_then(|(t, owed)| {
+        Position::after(t, generation, from.followed_up_to()).map(|past| Position { owed, ..past })
+    });
+    let next = match (hold, past) {
+        (true, _) => None,
+        (false, Some(past)) => Some(past),
+        (false, None) => next,
     };
-    let next = Some(next);
     let next = match next {
         // A read from the first transaction can stop behind where the one
         // before it stood: a new generation, so the store keeps it.
@@ -1265,31 +1194,30 @@ async fn ingest_transactions(
 /// A gap passed after [`GAP_HOLD`] whose balance holds less than the
 /// transactions listed explain: a payment the platform took but never
 /// listed. The read moves past it and the difference sent next is computed
-/// from that balance, so the payment is charged to the ledger here, once
-/// (under `key`), as spent on the platform (debt where the balance does not
-/// cover it), never credited back. A balance holding more (a credit not
-/// listed) is not the ledger's, as any credit by hand.
+/// from that balance, so the payment is charged to the ledger as spent on
+/// the platform (debt where the balance does not cover it), once under the
+/// passed transaction's key, never credited back. A balance holding more
+/// (a credit not listed) is not the ledger's, as any credit by hand.
 async fn charge_unlisted(
     ctx: &Context,
     shop: &ShopId,
     customer: &CustomerId,
     program: &Program,
-    key: &str,
-    short_by: Option<Money>,
+    owed: &Owed,
 ) -> Result<(), SyncError> {
-    let Some(short) = short_by.filter(|short| short.is_positive()) else {
-        return Ok(());
-    };
     let now = ctx.now();
-    let guard = format!("store-credit-unlisted:{key}");
-    let note = format!("store credit spent on the platform but never listed (before {key})");
+    let guard = format!("store-credit-unlisted:{}", owed.key);
+    let note = format!(
+        "store credit spent on the platform but never listed (before {})",
+        owed.key
+    );
     let committed = write_once(ctx, shop, customer, program, &guard, |next| {
-        next.spend_on_platform(short, None, &note, &guard, now)
+        next.spend_on_platform(owed.amount, None, &note, &guard, now)
             .map(|(applied, _)| applied)
     })
     .await?;
     if committed {
-        tracing::error!(shop = %shop, customer = %customer, amount = %short.amount(),
+        tracing::error!(shop = %shop, customer = %customer, amount = %owed.amount.amount(),
             "store credit the platform never listed charged to the ledger as spent");
     }
     Ok(())
@@ -1499,8 +1427,7 @@ mod tests {
             cursor: Some("sc39".into()),
             skip: None,
             balance: Some(usd("12.50")),
-            unexplained_since: None,
-            included: None,
+            owed: None,
         };
         assert_eq!(Position::decode(&old.encode()), Some(old.clone()));
         assert_eq!(old.followed_up_to(), None);
@@ -1559,19 +1486,30 @@ mod tests {
         }
         assert_eq!(Position::decode("g|x"), None);
         assert_eq!(Position::decode("nothing"), None);
-        // A gap's times round trip; the form without them still reads.
-        // (Noting a gap can sort behind the same position without: the read
-        // then writes it in the next generation, as a read started over.)
-        let noted = Position {
-            unexplained_since: Some(Utc.with_ymd_and_hms(2026, 11, 23, 11, 0, 0).unwrap()),
-            included: Some(Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()),
+        // A charge owed rides on the position: it round trips, sorts after
+        // the same position without it (the store keeps it), and only a
+        // whole one reads.
+        let owing = Position {
+            owed: Some(Owed {
+                key: "gid://shopify/StoreCreditAccountCreditTransaction/4".into(),
+                amount: usd("5.00"),
+            }),
             ..old.clone()
         };
-        assert_eq!(Position::decode(&noted.encode()), Some(noted.clone()));
-        let seven = old.encode().rsplitn(3, '|').nth(2).unwrap().to_string();
-        assert_eq!(Position::decode(&seven), Some(old.clone()));
+        assert_eq!(Position::decode(&owing.encode()), Some(owing.clone()));
+        assert!(owing.encode() > old.encode());
+        assert_eq!(
+            old.encode().split('|').count(),
+            7,
+            "nothing owed: as before"
+        );
         assert_eq!(Position::decode(&format!("{}|x", old.encode())), None);
-        assert_eq!(Position::decode(&format!("{seven}|not a time|")), None);
+        assert_eq!(
+            Position::decode(&format!("{}||5.00:USD", old.encode())),
+            None
+        );
+        assert_eq!(Position::decode(&format!("{}|k|five", old.encode())), None);
+        assert_eq!(owing.started_over().owed, owing.owed);
     }
 
     #[test]

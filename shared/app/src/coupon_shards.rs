@@ -30,7 +30,8 @@
 //! container ([`crate::context::Context::cached_coupon`]) never lets a use past
 //! them. A shard without a cap means the coupon has no sub-counters: a
 //! coupon limited before this layout (its count is still the coupon's own
-//! item, as before, until the limit is next edited) or an unlimited one.
+//! item, as before, until the admin API next saves, lists or reads it,
+//! which sets its caps) or an unlimited one.
 
 use cashback_core::ids::OrderId;
 

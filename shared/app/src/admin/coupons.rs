@@ -42,9 +42,22 @@ impl CouponView {
     }
 
     /// The view with the uses its sub-counters hold added to the coupon's
-    /// own count ([`crate::coupon_shards`]).
+    /// own count ([`crate::coupon_shards`]). A coupon limited before its
+    /// count was split (a limit, no capped sub-counter) gets its caps here,
+    /// the first time it is listed or read, as an edit would give them, so
+    /// nothing has to be migrated by hand and its orders stop meeting on
+    /// its own item.
     async fn with_shards(mut self, ctx: &Context, shop: &ShopId) -> Result<CouponView, AppError> {
-        let shards = ctx.store.coupon_shards(shop, &self.coupon.code).await?;
+        let code = &self.coupon.code;
+        let mut shards = ctx.store.coupon_shards(shop, code).await?;
+        if let Some(limit) = self.coupon.usage_limit_total {
+            if shards.iter().all(|shard| shard.cap.is_none()) {
+                set_caps(ctx, shop, code, Some(limit)).await?;
+                info!(shop = %shop, coupon = %code.display(), limit,
+                    "a coupon limited before its count was split got its sub-counters");
+                shards = ctx.store.coupon_shards(shop, code).await?;
+            }
+        }
         self.uses = self.uses.saturating_add(coupon_shards::held(&shards));
         Ok(self)
     }

@@ -339,6 +339,64 @@ async fn a_limit_set_on_a_coupon_counts_the_uses_the_feed_has_not_counted_yet() 
     assert_eq!(after.uses, 4, "the limit, not past it");
 }
 
+/// A coupon limited before its count was split (its limit counted on its
+/// own item, no capped sub-counter): the first time the admin API lists
+/// or reads it, it gets its sub-counters, counting the uses already
+/// taken, and the limit still holds exactly.
+#[tokio::test]
+async fn a_coupon_limited_before_the_split_gets_its_sub_counters_when_first_read() {
+    let world = world(program()).await;
+    admin::create_coupon(&world.ctx, &shop(), &trail_body(Some(5)), t0())
+        .await
+        .unwrap();
+    // As a coupon limited by an earlier version is stored: no caps.
+    world
+        .store
+        .set_coupon_caps(&shop(), &trail(), None)
+        .await
+        .unwrap();
+    for n in 0..2 {
+        handle_order_event(
+            &world.ctx,
+            &shop(),
+            &with_trail(&format!("o-{n}"), &format!("c-{n}")),
+            t0(),
+        )
+        .await
+        .unwrap();
+    }
+    let uncapped = world.store.coupon_shards(&shop(), &trail()).await.unwrap();
+    assert!(uncapped.iter().all(|shard| shard.cap.is_none()));
+    let listed = admin::list_coupons(&world.ctx, &shop(), None, None)
+        .await
+        .unwrap();
+    assert_eq!(listed.items[0].uses, 2);
+    let capped = world.store.coupon_shards(&shop(), &trail()).await.unwrap();
+    assert!(capped.iter().any(|shard| shard.cap.is_some()), "{capped:?}");
+    for n in 2..10 {
+        handle_order_event(
+            &world.ctx,
+            &shop(),
+            &with_trail(&format!("o-{n}"), &format!("c-{n}")),
+            t0(),
+        )
+        .await
+        .unwrap();
+    }
+    let mut credited = 0;
+    for n in 0..10 {
+        if earned_coupon(&world, &format!("c-{n}")).await {
+            credited += 1;
+        }
+    }
+    assert_eq!(credited, 5, "the limit, across the split");
+    world.store.aggregate_reports().await.unwrap();
+    let coupon = admin::get_coupon(&world.ctx, &shop(), &trail())
+        .await
+        .unwrap();
+    assert_eq!(coupon.uses, 5);
+}
+
 #[tokio::test]
 async fn a_coupons_definition_is_read_once_per_container_and_an_edit_here_is_seen() {
     let world = world(program()).await;

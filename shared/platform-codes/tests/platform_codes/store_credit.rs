@@ -885,7 +885,11 @@ async fn a_gap_that_never_closes_is_held_an_hour_then_charges_the_payment_never_
     let w = a_hidden_payment_behind_a_hand_credit().await;
     let held = w.sync_of(&ann()).await;
     assert!(matches!(held, Err(ref e) if e.is_retryable()), "{held:?}");
-    assert_eq!(w.account().await.available, usd("22.00"), "nothing charged yet");
+    assert_eq!(
+        w.account().await.available,
+        usd("22.00"),
+        "nothing charged yet"
+    );
     // Two hours after the platform's transactions.
     let past = Utc::now() + Duration::hours(2) - w.now();
     w.advance(past);
@@ -917,7 +921,11 @@ async fn a_payment_listed_after_its_gap_was_passed_is_charged_once() {
     w.fake.list_hidden();
     w.advance(Duration::minutes(5));
     w.sync_of(&ann()).await.unwrap();
-    assert_eq!(w.account().await.available, usd("17.00"), "not charged twice");
+    assert_eq!(
+        w.account().await.available,
+        usd("17.00"),
+        "not charged twice"
+    );
     assert_eq!(w.balance_of(&ann()), dec!(17.00));
 }
 

@@ -1296,7 +1296,8 @@ async fn follow(
                     }
                     applied
                 }),
-            // Given back by an order: pays the owner's debt first.
+            // Given back by an order: nets first the debt that order's own
+            // payment made.
             Movement::Credit => next
                 .restore_from_platform(
                     transaction.amount,
@@ -1310,7 +1311,7 @@ async fn follow(
                     if debt_paid.is_positive() {
                         tracing::info!(shop = %shop, customer = %customer,
                             transaction = %transaction.id, debt_paid = %debt_paid.amount(),
-                            "store credit given back paid the owner's debt first");
+                            "store credit given back netted the debt its order's payment made");
                     }
                     applied
                 }),

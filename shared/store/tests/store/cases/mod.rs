@@ -253,6 +253,31 @@ pub async fn an_account_round_trips_with_its_balances_and_version(store: &dyn St
     let entries = all_entries(store, "ann").await;
     assert_eq!(entries.len(), 1);
     account.value.check(&entries).unwrap();
+    // What an order's payment on the platform left owed reads back too.
+    let mut spent = account.value.clone();
+    let order = OrderId::parse("7").unwrap();
+    let (applied, _) = spent
+        .spend_on_platform(usd("20.00"), Some(&order), "spent", "s1", t0())
+        .unwrap();
+    assert_eq!(spent.platform_shortfalls.len(), 1);
+    store
+        .write(
+            &shop(),
+            WriteSet {
+                accounts: vec![AccountWrite {
+                    account: spent.clone(),
+                    expected_version: 1,
+                    entries: applied.entries,
+                    reminder_due_at: None,
+                    code_change: None,
+                }],
+                ..WriteSet::default()
+            },
+        )
+        .await
+        .unwrap();
+    let read = read_account(store, "ann").await.unwrap();
+    assert_eq!(read.value, spent);
 }
 
 pub async fn a_stale_version_is_a_conflict_and_writes_nothing(store: &dyn Store) {

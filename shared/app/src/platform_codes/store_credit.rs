@@ -285,11 +285,9 @@ pub fn read_job(shop: &ShopId, customer: &CustomerId) -> String {
 /// earlier version), with the account's balance right after that
 /// transaction (`balance`, when known), which the transactions read next
 /// must continue. Kept as `h{generation}|time|id|cursor|skip time|skip
-/// id|balance`, and `|owed key|owed amount` after it while a charge is
-/// owed, which only grows as the reads go forward (the store's
+/// id|balance`, which only grows as the reads go forward (the store's
 /// checkpoints move only forward); a position behind the stored one (a
-/// read started over, or one that no longer owes) takes the next
-/// generation, so the store keeps it.
+/// read started over) takes the next generation, so the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Position {
     generation: u32,
@@ -297,20 +295,6 @@ struct Position {
     cursor: Option<String>,
     skip: Option<String>,
     balance: Option<Money>,
-    /// A payment the platform took but never listed, charged to the ledger
-    /// when the read moved past its gap ([`GAP_HOLD`]): written with the
-    /// move, before the charge, so a failure between the two neither
-    /// loses the charge (the next read makes it, once, under its key) nor
-    /// reads the payment again (the position is past it).
-    owed: Option<Owed>,
-}
-
-/// A charge the read position owes the ledger: `amount` under the guard
-/// named by `key` (the platform transaction whose gap was passed).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Owed {
-    key: String,
-    amount: Money,
 }
 
 impl Position {
@@ -321,7 +305,6 @@ impl Position {
             cursor: None,
             skip: None,
             balance: None,
-            owed: None,
         }
     }
 
@@ -341,7 +324,6 @@ impl Position {
             mark,
             cursor: Some(transaction.cursor.clone()?),
             balance: transaction.balance_after,
-            owed: None,
         })
     }
 
@@ -354,7 +336,6 @@ impl Position {
             cursor: None,
             skip: Some(self.skip.clone().unwrap_or_else(|| self.mark.clone())),
             balance: None,
-            owed: self.owed.clone(),
         }
     }
 
@@ -378,18 +359,14 @@ impl Position {
             .as_deref()
             .and_then(|skip| skip.split_once('|'))
             .unwrap_or(("", ""));
-        let money = |m: Money| format!("{}:{}", m.amount(), m.currency());
-        let owed = self
-            .owed
-            .as_ref()
-            .map(|owed| format!("|{}|{}", owed.key, money(owed.amount)))
-            .unwrap_or_default();
         format!(
-            "h{:08}|{}|{}|{skip_time}|{skip_id}|{}{owed}",
+            "h{:08}|{}|{}|{skip_time}|{skip_id}|{}",
             self.generation,
             self.mark,
             self.cursor.as_deref().unwrap_or(""),
-            self.balance.map(money).unwrap_or_default()
+            self.balance
+                .map(|b| format!("{}:{}", b.amount(), b.currency()))
+                .unwrap_or_default()
         )
     }
 
@@ -410,12 +387,7 @@ impl Position {
                 mark,
                 cursor,
                 balance: None,
-                owed: None,
             }
-        };
-        let money = |text: &str| -> Option<Money> {
-            let (amount, currency) = text.split_once(':')?;
-            Money::parse(amount, currency.parse().ok()?).ok()
         };
         match parts.as_slice() {
             [time, id, cursor] => Some(earlier(0, time, id, cursor)),
@@ -425,18 +397,13 @@ impl Position {
                 id,
                 cursor,
             )),
-            [generation, time, id, cursor, skip_time, skip_id, balance, owed @ ..] => {
-                let balance = match *balance {
-                    "" => None,
-                    text => Some(money(text)?),
-                };
-                let owed = match owed {
-                    [] => None,
-                    [key, amount] if !key.is_empty() => Some(Owed {
-                        key: key.to_string(),
-                        amount: money(amount)?,
-                    }),
-                    _ => return None,
+            [generation, time, id, cursor, skip_time, skip_id, balance] => {
+                let balance = match balance.split_once(':') {
+                    Some((amount, currency)) => {
+                        Some(Money::parse(amount, currency.parse().ok()?).ok()?)
+                    }
+                    None if balance.is_empty() => None,
+                    None => return None,
                 };
                 Some(Position {
                     generation: generation.strip_prefix('h')?.parse().ok()?,
@@ -444,7 +411,6 @@ impl Position {
                     cursor: text(cursor),
                     skip: (!skip_time.is_empty()).then(|| format!("{skip_time}|{skip_id}")),
                     balance,
-                    owed,
                 })
             }
             _ => None,
@@ -465,12 +431,12 @@ fn gap_in_balances(
     newest_listed: Option<&CreditTransaction>,
     balance: Option<Money>,
 ) -> Option<Gap> {
-    let explained = |was: Money, transaction: &CreditTransaction| match transaction.movement {
-        Movement::Credit => was.checked_add(transaction.amount).ok(),
-        Movement::Debit => was.checked_sub(transaction.amount).ok(),
-    };
     let follows = |was: Money, transaction: &CreditTransaction| {
-        explained(was, transaction) == transaction.balance_after
+        let expected = match transaction.movement {
+            Movement::Credit => was.checked_add(transaction.amount),
+            Movement::Debit => was.checked_sub(transaction.amount),
+        };
+        expected.ok() == transaction.balance_after
     };
     let mut running = before;
     let mut index = 0;
@@ -496,14 +462,9 @@ fn gap_in_balances(
                         continue;
                     }
                     _ => {
-                        let short_by = explained(was, transaction)
-                            .zip(transaction.balance_after)
-                            .and_then(|(explained, after)| explained.checked_sub(after).ok());
                         return Some(Gap {
                             since: Some(transaction.created_at),
-                            at: Some(index),
-                            short_by,
-                        });
+                        })
                     }
                 }
             }
@@ -520,11 +481,7 @@ fn gap_in_balances(
     };
     listed
         .is_some_and(|listed| listed != balance)
-        .then_some(Gap {
-            since: None,
-            at: None,
-            short_by: None,
-        })
+        .then_some(Gap { since: None })
 }
 
 /// [`gap_in_balances`], as a yes or no.
@@ -544,18 +501,15 @@ struct Gap {
     /// The transaction whose balance after its predecessor does not
     /// explain (None: the account's balance after the newest listed).
     since: Option<DateTime<Utc>>,
-    /// That transaction's place among those read.
-    at: Option<usize>,
-    /// How much less the balance after that transaction holds than the
-    /// one before it moved by its amount: positive when a debit (a
-    /// payment) is not listed, negative for a credit.
-    short_by: Option<Money>,
 }
 
-/// How long a read keeps its position before a gap in the balances: far
-/// longer than Shopify lists late; past it the gap is logged as an error
-/// and the read moves on, so one account whose balances never add up
-/// (data the platform got wrong) cannot stop its customer's syncs for good.
+/// How long a gap in the balances may last before every read that finds
+/// it logs an error: far longer than Shopify lists late. The gap is never
+/// passed (the read keeps its position and nothing is sent): moving on
+/// would credit back a payment never listed, and charging the difference
+/// blind can take the engine's own debit or a hand debit as the
+/// customer's. The customer's syncs fail, are parked and alarmed, for
+/// someone to look at the account on Shopify.
 pub const GAP_HOLD: chrono::Duration = chrono::Duration::hours(1);
 
 /// The guard of a platform transaction applied to the ledger.
@@ -856,11 +810,6 @@ async fn attempt(
         }
     }
     let history = read_history(ctx, platform_accounts, shop, customer).await?;
-    // A charge owed since the read moved past a gap: made before anything
-    // else, once under its key.
-    if let Some(owed) = &history.from.owed {
-        charge_unlisted(ctx, shop, customer, program, owed).await?;
-    }
     if let Some(intent) = last.as_ref().filter(|i| i.pending) {
         settle(ctx, job, intent, &history.transactions).await?;
     }
@@ -877,33 +826,14 @@ async fn attempt(
         )
     });
     let unexplained = gap.is_some();
-    let (hold, move_past) = match gap {
-        Some(Gap {
-            since: Some(since),
-            at: Some(at),
-            short_by,
-        }) if ctx.now() - since > GAP_HOLD => {
+    if let Some(Gap { since: Some(since) }) = gap {
+        if ctx.now() - since > GAP_HOLD {
+            // Never passed: a guess here would either credit back a payment
+            // or charge one twice. The syncs fail, are parked and alarmed.
             tracing::error!(shop = %shop, customer = %customer, since = %since,
-                short_by = ?short_by.map(|m| m.amount()),
-                "store credit balances have not added up for an hour; the read moves past the gap");
-            // What the balance lost without a listed payment is owed to the
-            // ledger, never credited back.
-            history
-                .transactions
-                .get(at)
-                .map(|passed| {
-                    let owed = short_by
-                        .filter(|short| short.is_positive())
-                        .map(|amount| Owed {
-                            key: passed.id.clone(),
-                            amount,
-                        });
-                    (false, Some((passed, owed)))
-                })
-                .unwrap_or((true, None))
+                "store credit balances have not added up for an hour; the customer's store credit is held until the missing transaction is listed");
         }
-        _ => (unexplained, None),
-    };
+    }
     ingest_transactions(
         ctx,
         shop,
@@ -912,15 +842,9 @@ async fn attempt(
         &history.transactions,
         &history.from,
         history.complete,
-        hold,
-        move_past
-            .as_ref()
-            .map(|(passed, owed)| (*passed, owed.clone())),
+        unexplained,
     )
     .await?;
-    if let Some((_, Some(owed))) = &move_past {
-        charge_unlisted(ctx, shop, customer, program, owed).await?;
-    }
     if unexplained {
         return Err(platform(PlatformError::transient(
             "the store credit balance holds a transaction not listed yet",
@@ -1130,7 +1054,6 @@ async fn ingest_transactions(
     from: &Position,
     complete: bool,
     hold: bool,
-    move_past: Option<(&CreditTransaction, Option<Owed>)>,
 ) -> Result<usize, SyncError> {
     let mut applied = 0;
     let followed_up_to = from.followed_up_to();
@@ -1161,19 +1084,8 @@ async fn ingest_transactions(
             .find_map(|t| Position::after(t, generation, from.followed_up_to())),
         None => None,
     };
-    // Held where it was while the balances read do not add up; past a gap
-    // that lasted too long.
-    // Just past it, no further: the next read checks the rest of the
-    // chain again, so a later gap in the same read is not passed too.
-    // The charge it owes goes with it, in the same write.
-    let past = move_past.and_then(|(t, owed)| {
-        Position::after(t, generation, from.followed_up_to()).map(|past| Position { owed, ..past })
-    });
-    let next = match (hold, past) {
-        (true, _) => None,
-        (false, Some(past)) => Some(past),
-        (false, None) => next,
-    };
+    // Held where it was while the balances read do not add up.
+    let next = if hold { None } else { next };
     let next = match next {
         // A read from the first transaction can stop behind where the one
         // before it stood: a new generation, so the store keeps it.
@@ -1189,38 +1101,6 @@ async fn ingest_transactions(
         .await
         .map_err(AppError::from)?;
     Ok(applied)
-}
-
-/// A gap passed after [`GAP_HOLD`] whose balance holds less than the
-/// transactions listed explain: a payment the platform took but never
-/// listed. The read moves past it and the difference sent next is computed
-/// from that balance, so the payment is charged to the ledger as spent on
-/// the platform (debt where the balance does not cover it), once under the
-/// passed transaction's key, never credited back. A balance holding more
-/// (a credit not listed) is not the ledger's, as any credit by hand.
-async fn charge_unlisted(
-    ctx: &Context,
-    shop: &ShopId,
-    customer: &CustomerId,
-    program: &Program,
-    owed: &Owed,
-) -> Result<(), SyncError> {
-    let now = ctx.now();
-    let guard = format!("store-credit-unlisted:{}", owed.key);
-    let note = format!(
-        "store credit spent on the platform but never listed (before {})",
-        owed.key
-    );
-    let committed = write_once(ctx, shop, customer, program, &guard, |next| {
-        next.spend_on_platform(owed.amount, None, &note, &guard, now)
-            .map(|(applied, _)| applied)
-    })
-    .await?;
-    if committed {
-        tracing::error!(shop = %shop, customer = %customer, amount = %owed.amount.amount(),
-            "store credit the platform never listed charged to the ledger as spent");
-    }
-    Ok(())
 }
 
 /// The engine's id of the order a transaction belongs to, when it names one.
@@ -1428,7 +1308,6 @@ mod tests {
             cursor: Some("sc39".into()),
             skip: None,
             balance: Some(usd("12.50")),
-            owed: None,
         };
         assert_eq!(Position::decode(&old.encode()), Some(old.clone()));
         assert_eq!(old.followed_up_to(), None);
@@ -1487,30 +1366,6 @@ mod tests {
         }
         assert_eq!(Position::decode("g|x"), None);
         assert_eq!(Position::decode("nothing"), None);
-        // A charge owed rides on the position: it round trips, sorts after
-        // the same position without it (the store keeps it), and only a
-        // whole one reads.
-        let owing = Position {
-            owed: Some(Owed {
-                key: "gid://shopify/StoreCreditAccountCreditTransaction/4".into(),
-                amount: usd("5.00"),
-            }),
-            ..old.clone()
-        };
-        assert_eq!(Position::decode(&owing.encode()), Some(owing.clone()));
-        assert!(owing.encode() > old.encode());
-        assert_eq!(
-            old.encode().split('|').count(),
-            7,
-            "nothing owed: as before"
-        );
-        assert_eq!(Position::decode(&format!("{}|x", old.encode())), None);
-        assert_eq!(
-            Position::decode(&format!("{}||5.00:USD", old.encode())),
-            None
-        );
-        assert_eq!(Position::decode(&format!("{}|k|five", old.encode())), None);
-        assert_eq!(owing.started_over().owed, owing.owed);
     }
 
     #[test]

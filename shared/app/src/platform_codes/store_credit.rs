@@ -461,6 +461,10 @@ fn gap_in_balances(
                         index += 2;
                         continue;
                     }
+                    // The last of a read that stopped before the newest:
+                    // the rest of its instant may be on the next page (the
+                    // next read starts before it and checks it again).
+                    _ if balance.is_none() && index + 1 == transactions.len() => return None,
                     _ => {
                         return Some(Gap {
                             since: Some(transaction.created_at),
@@ -1069,21 +1073,7 @@ async fn ingest_transactions(
         applied += 1;
     }
     let generation = from.generation;
-    let next = match transactions.last() {
-        Some(newest) if complete => {
-            let settled_before = newest.created_at - OVERLAP;
-            transactions
-                .iter()
-                .rev()
-                .filter(|t| t.created_at <= settled_before)
-                .find_map(|t| Position::after(t, generation, from.followed_up_to()))
-        }
-        Some(_) => transactions
-            .iter()
-            .rev()
-            .find_map(|t| Position::after(t, generation, from.followed_up_to())),
-        None => None,
-    };
+    let next = settled_position(transactions, complete, from);
     // Held where it was while the balances read do not add up.
     let next = if hold { None } else { next };
     let next = match next {
@@ -1101,6 +1091,72 @@ async fn ingest_transactions(
         .await
         .map_err(AppError::from)?;
     Ok(applied)
+}
+
+/// Where the next read starts after this one: after the newest
+/// transaction read that is settled ([`OVERLAP`] behind the newest when
+/// the read reached it; when it did not, before the last group of one
+/// instant read, whose rest may be on the next page), always at the end
+/// of a group of one instant, with the balance the chain has there
+/// ([`position_balances`]).
+fn settled_position(
+    transactions: &[CreditTransaction],
+    complete: bool,
+    from: &Position,
+) -> Option<Position> {
+    let newest = transactions.last()?;
+    let currency = newest.amount.currency();
+    let balances = position_balances(from.balance_before_read(currency), transactions);
+    (0..transactions.len()).rev().find_map(|index| {
+        let transaction = &transactions[index];
+        let settled = if complete {
+            transaction.created_at <= newest.created_at - OVERLAP
+        } else {
+            transactions
+                .get(index + 1)
+                .is_some_and(|next| next.created_at != transaction.created_at)
+        };
+        let balance = balances[index].filter(|_| settled)?;
+        Position::after(transaction, from.generation, from.followed_up_to()).map(|position| {
+            Position {
+                balance: Some(balance),
+                ..position
+            }
+        })
+    })
+}
+
+/// The balance right after each transaction read that may hold a read
+/// position, by index: only the last of a group of one instant has one
+/// (the platform may list such a group in another order than it applied
+/// it, so only the group's end is a balance the chain reaches: the one
+/// before the group moved by every amount in it), and only when the
+/// balance before a group of several is known.
+fn position_balances(
+    before: Option<Money>,
+    transactions: &[CreditTransaction],
+) -> Vec<Option<Money>> {
+    let mut balances = vec![None; transactions.len()];
+    let mut running = before;
+    let mut start = 0;
+    while start < transactions.len() {
+        let at = transactions[start].created_at;
+        let end = transactions[start..]
+            .iter()
+            .position(|t| t.created_at != at)
+            .map_or(transactions.len(), |n| start + n);
+        running = match (&transactions[start..end], running) {
+            ([only], _) => only.balance_after,
+            (group, Some(was)) => group.iter().try_fold(was, |balance, t| match t.movement {
+                Movement::Credit => balance.checked_add(t.amount).ok(),
+                Movement::Debit => balance.checked_sub(t.amount).ok(),
+            }),
+            (_, None) => None,
+        };
+        balances[end - 1] = running;
+        start = end;
+    }
+    balances
 }
 
 /// The engine's id of the order a transaction belongs to, when it names one.
@@ -1452,5 +1508,50 @@ mod tests {
             None,
             Some(usd("15.00"))
         ));
+    }
+
+    #[test]
+    fn a_read_position_never_sits_inside_an_instant_and_keeps_the_chains_balance() {
+        let usd = |a: &str| Money::parse(a, cashback_core::money::Currency::USD).unwrap();
+        let at = |minute: u32, movement: Movement, amount: &str, after: &str| CreditTransaction {
+            id: format!("t{minute}-{amount}"),
+            movement,
+            event: "ADJUSTMENT".into(),
+            amount: usd(amount),
+            balance_after: Some(usd(after)),
+            created_at: Utc.with_ymd_and_hms(2026, 11, 23, 10, minute, 0).unwrap(),
+            order: None,
+            order_id: None,
+            cursor: Some(format!("c{minute}-{amount}")),
+        };
+        // Two of minute 2 listed in the other order than applied (5.00
+        // then 10.00), then a credit seven minutes later.
+        let read = [
+            at(1, Movement::Credit, "50.00", "50.00"),
+            at(2, Movement::Debit, "10.00", "35.00"),
+            at(2, Movement::Debit, "5.00", "45.00"),
+            at(9, Movement::Credit, "1.00", "36.00"),
+        ];
+        let from = Position::start();
+        // After the pair, at the balance the chain has there (not the
+        // 45.00 listed last), so the next read's chain closes.
+        let next = settled_position(&read, true, &from).unwrap();
+        assert_eq!(next.mark, read[2].mark());
+        assert_eq!(next.balance, Some(usd("35.00")));
+        assert!(!balance_unexplained(
+            next.balance,
+            &read[3..],
+            read.last(),
+            Some(usd("36.00"))
+        ));
+        // A read that stopped inside the instant: the position stays before
+        // it, and the half it read is not a gap yet.
+        let next = settled_position(&read[..2], false, &from).unwrap();
+        assert_eq!(next.mark, read[0].mark());
+        assert_eq!(next.balance, Some(usd("50.00")));
+        assert!(!balance_unexplained(Some(usd("0")), &read[..2], None, None));
+        // Nothing settled: no position.
+        assert_eq!(settled_position(&read[..1], false, &from), None);
+        assert_eq!(settled_position(&[], true, &from), None);
     }
 }

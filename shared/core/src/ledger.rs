@@ -1000,6 +1000,41 @@ impl Account {
         Ok(())
     }
 
+    /// Store credit the customer held on the platform before the engine
+    /// kept it (given by hand, by another app, by a refund), taken into the
+    /// ledger once when the engine first reads their account, under its
+    /// once-only `key`, so mirroring the ledger never takes it away. It is
+    /// the customer's money, not cashback: it never expires, pays no debt
+    /// and counts in no lifetime figure. Nothing (and no entry) for zero.
+    pub fn adopt_platform_balance(
+        &mut self,
+        amount: Money,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Applied, LedgerError> {
+        self.same_currency(amount)?;
+        let mut journal = Journal::new(format!("opening:{key}"), now, self.currency);
+        if amount.is_negative() {
+            return Err(LedgerError::NotPositive);
+        }
+        if amount.is_positive() {
+            self.available = self.available.checked_add(amount)?;
+            self.add_lot(now, None, amount)?;
+            journal.record(
+                EntryKind::Adjust,
+                None,
+                Deltas {
+                    available: Some(amount),
+                    note: Some(
+                        "store credit held on the platform before the engine kept it".into(),
+                    ),
+                    ..Deltas::default()
+                },
+            );
+        }
+        Ok(journal.finish())
+    }
+
     /// Credits a bonus of `amount` under its once-only `key`, spendable at
     /// once and funded by the merchant. Like a goodwill credit it pays no
     /// debt unless the program's `bonuses.pays_debt` says so; it earns no

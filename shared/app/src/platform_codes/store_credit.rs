@@ -671,6 +671,68 @@ struct History {
     newest_listed: Option<CreditTransaction>,
 }
 
+/// The guard of a customer's opening balance: one per customer and shop,
+/// whichever sync claims it first.
+fn opening_guard(shop: &ShopId, customer: &CustomerId) -> String {
+    format!("store-credit-opening:{shop}:{customer}")
+}
+
+/// The first read of a customer's store credit account: the balance after
+/// its newest listed transaction is what they held before the engine kept
+/// it (the engine sends nothing before this claim), taken into the ledger
+/// ([`cashback_core::ledger::Account::adopt_platform_balance`]) together
+/// with the read position after that transaction, under one once-only
+/// guard that keeps the position. A second first read at the same time
+/// (a reconcile beside the feed's sync) finds the guard and starts from
+/// the position kept there: the balance is taken once, and never from a
+/// read that already holds the engine's own first credit (that credit is
+/// sent only after a claim). Returns the position, and whether this read
+/// made the claim.
+async fn claim_opening(
+    ctx: &Context,
+    shop: &ShopId,
+    customer: &CustomerId,
+    program: &Program,
+    newest: Option<&CreditTransaction>,
+) -> Result<(Position, bool), SyncError> {
+    let position = newest
+        .and_then(|newest| Position::after(newest, 0, None))
+        .unwrap_or_else(Position::start);
+    let opening = newest.and_then(|newest| newest.balance_after);
+    let guard = opening_guard(shop, customer);
+    let now = ctx.now();
+    let written = write_guarded(
+        ctx,
+        shop,
+        customer,
+        program,
+        &guard,
+        Some(position.encode()),
+        // As long as the read position it starts: for good.
+        chrono::Duration::days(3650),
+        |next| match opening {
+            Some(amount) => next.adopt_platform_balance(amount, &guard, now),
+            None => Ok(cashback_core::ledger::Applied::default()),
+        },
+    )
+    .await?;
+    match written {
+        Written::Committed => {
+            if let Some(amount) = opening.filter(|a| a.is_positive()) {
+                tracing::info!(shop = %shop, customer = %customer, amount = %amount.amount(),
+                    "store credit held before the engine taken into the ledger");
+            }
+            Ok((position, true))
+        }
+        Written::Duplicate(kept) => {
+            let kept = kept.as_deref().and_then(Position::decode).ok_or_else(|| {
+                AppError::Invalid(format!("unreadable opening read position for {customer}"))
+            })?;
+            Ok((kept, false))
+        }
+    }
+}
+
 /// Reads the account's transactions from where the last read stopped, a
 /// page at a time, to the newest or [`TRANSACTION_PAGES`] pages.
 async fn read_history(
@@ -678,6 +740,7 @@ async fn read_history(
     platform_accounts: &dyn StoreCreditAccounts,
     shop: &ShopId,
     customer: &CustomerId,
+    program: &Program,
 ) -> Result<History, SyncError> {
     let stored = ctx
         .store
@@ -710,14 +773,14 @@ async fn read_history(
                 }
             } else {
                 // Never read: what the account holds is from before the
-                // engine mirrored anything, not the ledger's.
-                first_newest = platform_accounts.newest(customer).await.map_err(platform)?;
-                match &first_newest {
-                    Some(newest) => {
-                        Position::after(newest, 0, None).unwrap_or_else(Position::start)
-                    }
-                    None => Position::start(),
+                // engine mirrored anything, the customer's own.
+                let newest = platform_accounts.newest(customer).await.map_err(platform)?;
+                let (position, claimed) =
+                    claim_opening(ctx, shop, customer, program, newest.as_ref()).await?;
+                if claimed {
+                    first_newest = newest;
                 }
+                position
             }
         }
     };
@@ -813,7 +876,7 @@ async fn attempt(
             )));
         }
     }
-    let history = read_history(ctx, platform_accounts, shop, customer).await?;
+    let history = read_history(ctx, platform_accounts, shop, customer, program).await?;
     if let Some(intent) = last.as_ref().filter(|i| i.pending) {
         settle(ctx, job, intent, &history.transactions).await?;
     }
@@ -1276,6 +1339,43 @@ async fn write_once(
         &mut cashback_core::ledger::Account,
     ) -> Result<cashback_core::ledger::Applied, cashback_core::ledger::LedgerError>,
 ) -> Result<bool, SyncError> {
+    let written = write_guarded(
+        ctx,
+        shop,
+        customer,
+        program,
+        guard,
+        None,
+        chrono::Duration::days(400),
+        change,
+    )
+    .await?;
+    Ok(matches!(written, Written::Committed))
+}
+
+/// What a guarded write did.
+enum Written {
+    /// This call committed it.
+    Committed,
+    /// The guard was there: nothing written; what it keeps.
+    Duplicate(Option<String>),
+}
+
+/// [`write_once`], keeping `response` with the guard and handing back the
+/// one kept when the guard was there already.
+#[allow(clippy::too_many_arguments)]
+async fn write_guarded(
+    ctx: &Context,
+    shop: &ShopId,
+    customer: &CustomerId,
+    program: &Program,
+    guard: &str,
+    response: Option<String>,
+    kept_for: chrono::Duration,
+    change: impl Fn(
+        &mut cashback_core::ledger::Account,
+    ) -> Result<cashback_core::ledger::Applied, cashback_core::ledger::LedgerError>,
+) -> Result<Written, SyncError> {
     let now = ctx.now();
     for _ in 0..5 {
         let read = ctx
@@ -1288,6 +1388,8 @@ async fn write_once(
         };
         let mut next = account.value.clone();
         let writes = match change(&mut next) {
+            // Nothing to change: the guard alone.
+            Ok(applied) if applied.entries.is_empty() => Vec::new(),
             Ok(applied) => {
                 vec![AccountWrite::new(program, next, account.version).with_entries(applied.entries)]
             }
@@ -1304,8 +1406,8 @@ async fn write_once(
                 WriteSet {
                     guard: Some(Guard {
                         key: guard.to_string(),
-                        expires_at: now + chrono::Duration::days(400),
-                        response: None,
+                        expires_at: now + kept_for,
+                        response: response.clone(),
                     }),
                     accounts: writes,
                     accounts_read: AccountsRead::one(account),
@@ -1315,8 +1417,8 @@ async fn write_once(
             )
             .await;
         match outcome {
-            Ok(WriteOutcome::Committed) => return Ok(true),
-            Ok(WriteOutcome::Duplicate { .. }) => return Ok(false),
+            Ok(WriteOutcome::Committed) => return Ok(Written::Committed),
+            Ok(WriteOutcome::Duplicate { response }) => return Ok(Written::Duplicate(response)),
             Err(error) if error.is_conflict() => continue,
             Err(error) => return Err(AppError::from(error).into()),
         }

@@ -29,12 +29,14 @@ use super::store_credit::{ann, policy, program, shop, usd, with_a_released_balan
 
 type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 
-/// The adapter, with a hook run once before the first put of a code or the
-/// first read of a store credit account.
+/// The adapter, with a hook run once before the first put of a code, the
+/// first read of a store credit account, or the first ask for its newest
+/// transaction.
 struct Racing {
     inner: ShopifyCodes,
     before_put: Mutex<Option<Hook>>,
     before_account: Mutex<Option<Hook>>,
+    before_newest: Mutex<Option<Hook>>,
 }
 
 impl Racing {
@@ -43,6 +45,7 @@ impl Racing {
             inner,
             before_put: Mutex::new(None),
             before_account: Mutex::new(None),
+            before_newest: Mutex::new(None),
         }
     }
 
@@ -93,6 +96,7 @@ impl StoreCreditAccounts for Racing {
         &self,
         customer: &CustomerId,
     ) -> Result<Option<CreditTransaction>, PlatformError> {
+        Racing::run(&self.before_newest).await;
         self.accounts().newest(customer).await
     }
 
@@ -321,4 +325,37 @@ async fn store_credit_left_live_with_sync_off_is_emptied_by_the_reconcile() {
         .await
         .unwrap();
     assert_eq!(again.repaired, 0, "{again:?}");
+}
+
+/// Two first reads of Ann's store credit account at once (the feed's sync
+/// and a reconcile): the one that finds no read position, then asks for the
+/// newest transaction after the other has claimed the opening balance and
+/// credited her cashback, must not take that credit for store credit held
+/// before the engine. The opening balance (15.00 put on by hand before)
+/// is taken once, from the first claim's read, and the second read starts
+/// where that one did.
+#[tokio::test]
+async fn two_first_reads_at_once_take_the_opening_balance_once() {
+    for held_before in [dec!(15.00), dec!(0)] {
+        let w = World::new().await;
+        if held_before > dec!(0) {
+            w.credit_by_hand("15.00").await;
+        }
+        w.paid(&ann(), "1", "120.00", &["shopify_payments"]).await;
+        w.advance(chrono::Duration::days(2));
+        w.release().await;
+        let racing = Racing::new(w.container_with_token());
+        *racing.before_newest.lock().unwrap() =
+            Some(fresh_sync(w.ctx.clone(), w.container_with_token()));
+        let _ = sync_customer_code(&w.ctx, &racing, &shop(), &ann(), None, &policy()).await;
+        let total = held_before + dec!(12.00);
+        assert_eq!(
+            w.account().await.available.amount(),
+            total,
+            "held {held_before}: taken once"
+        );
+        assert_eq!(w.balance_of(&ann()), total);
+        w.sync_and_check("after the race").await;
+        assert_eq!(w.account().await.available.amount(), total);
+    }
 }

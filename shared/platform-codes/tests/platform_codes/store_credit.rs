@@ -804,6 +804,40 @@ async fn a_refund_back_to_store_credit_pays_the_debt_its_payment_made_first() {
     );
 }
 
+/// Store credit the customer held before the engine kept it (put on by
+/// hand, by another app) is theirs: the first read takes it into the
+/// ledger, never away, and it stays through later syncs and spending.
+#[tokio::test]
+async fn store_credit_held_before_the_engine_is_taken_into_the_ledger_not_away() {
+    let w = World::new().await;
+    w.credit_by_hand("15.00").await;
+    w.paid(&ann(), "1", "120.00", &["shopify_payments"]).await;
+    w.sync_and_check("the first read").await;
+    let account = w.account().await;
+    assert_eq!(account.available, usd("15.00"), "taken in");
+    assert_eq!(
+        account.lifetime_issued,
+        usd("12.00"),
+        "the cashback only: the 15.00 is not cashback"
+    );
+    assert!(account.lots.iter().all(|lot| lot.expires_at.is_none()));
+    assert_eq!(w.balance_of(&ann()), dec!(15.00), "never taken away");
+    w.advance(Duration::days(2));
+    w.release().await;
+    w.sync_and_check("release").await;
+    assert_eq!(w.balance_of(&ann()), dec!(27.00));
+    assert!(w
+        .fake
+        .pay_with_store_credit("1001", "USD", dec!(20.00), "2"));
+    w.sync_and_check("a payment").await;
+    assert_eq!(w.account().await.available, usd("7.00"));
+    assert_eq!(w.balance_of(&ann()), dec!(7.00));
+    // Taken once: a read from the start again takes nothing more.
+    w.advance(Duration::hours(1));
+    w.sync_and_check("again").await;
+    assert_eq!(w.account().await.available, usd("7.00"));
+}
+
 /// A card payment the merchant refunds to store credit is the customer's
 /// money: it pays no clawback's debt (only a refund of the order whose own
 /// store credit payment made a debt nets that debt).

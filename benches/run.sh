@@ -7,6 +7,10 @@
 #   sections: machine build measure callgrind criterion dynamo coldstart scale
 #   (default: all but criterion and scale, which take minutes each)
 #
+# coldstart: RUNS (rounds, 15), COMPARE="label=dir ..." (release binaries of
+# other builds, started in the same rounds), FUNCTIONS_ONLY="f g" (only
+# those functions, built and started), SYSTEM_ROOTS=1 (see coldstart()).
+#
 # Run from anywhere; it works in the repository root. Needs python3 (the stub
 # runtime and moto), valgrind for callgrind, zip for the sizes. Nothing here
 # asserts a timing: it prints figures.

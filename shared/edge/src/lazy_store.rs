@@ -1,5 +1,5 @@
 //! A store whose adapter (for DynamoDB: its SDK client) is built by the
-//! first call, not at start.
+//! first call, not at start; the admin API's table exports likewise.
 //!
 //! Why (BENCHMARKS.md, section 4): a DynamoDB client's construction (its
 //! runtime plugins, the endpoint rules' partition table, a TLS connector)
@@ -16,6 +16,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use chrono::{DateTime, NaiveDate, Utc};
 use tokio::sync::OnceCell;
 
+use cashback_app::admin::{TableExport, TableExports};
 use cashback_app::outgoing::endpoints::{DeliveryRecord, EndpointRecord, PendingDelivery};
 use cashback_app::outgoing::EndpointStore;
 use cashback_app::store::*;
@@ -31,7 +32,7 @@ pub struct LazyStore<S> {
     store: OnceCell<S>,
 }
 
-impl<S: Store + EndpointStore> LazyStore<S> {
+impl<S> LazyStore<S> {
     /// Nothing is built here.
     pub fn new(build: impl Fn() -> S + Send + Sync + 'static) -> LazyStore<S> {
         LazyStore {
@@ -305,6 +306,24 @@ impl<S: Store + EndpointStore> Store for LazyStore<S> {
     }
 }
 
+/// Table exports (the admin API's), their client built by the first export
+/// an admin asks for.
+#[deny(clippy::missing_trait_methods)]
+#[async_trait::async_trait]
+impl<S: TableExports> TableExports for LazyStore<S> {
+    async fn start(&self, at: DateTime<Utc>, prefix: &str) -> Result<TableExport, StoreError> {
+        self.store().await?.start(at, prefix).await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<TableExport>, StoreError> {
+        self.store().await?.get(id).await
+    }
+
+    async fn list(&self) -> Result<Vec<TableExport>, StoreError> {
+        self.store().await?.list().await
+    }
+}
+
 #[deny(clippy::missing_trait_methods)]
 #[async_trait::async_trait]
 impl<S: Store + EndpointStore> EndpointStore for LazyStore<S> {
@@ -433,6 +452,36 @@ mod tests {
         assert_eq!(store.get_checkpoint("job").await.unwrap(), None);
         assert!(store.is_built());
         assert_eq!(attempts.load(Ordering::SeqCst), 2);
+    }
+
+    /// Exports with none kept.
+    struct NoExports;
+
+    #[async_trait::async_trait]
+    impl TableExports for NoExports {
+        async fn start(&self, _: DateTime<Utc>, _: &str) -> Result<TableExport, StoreError> {
+            Err(StoreError::Other("no exports here".into()))
+        }
+        async fn get(&self, _: &str) -> Result<Option<TableExport>, StoreError> {
+            Ok(None)
+        }
+        async fn list(&self) -> Result<Vec<TableExport>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[tokio::test]
+    async fn table_exports_are_built_by_the_first_export_call() {
+        let built = Arc::new(AtomicUsize::new(0));
+        let count = built.clone();
+        let exports = LazyStore::new(move || {
+            count.fetch_add(1, Ordering::SeqCst);
+            NoExports
+        });
+        assert!(!exports.is_built());
+        assert!(exports.list().await.unwrap().is_empty());
+        assert_eq!(exports.get("export-1").await.unwrap(), None);
+        assert_eq!(built.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

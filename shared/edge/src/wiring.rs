@@ -333,7 +333,7 @@ pub fn store_from_env(sdk: Option<&aws_config::SdkConfig>) -> Result<Arc<dyn Sto
 
 /// Exports of the table to S3 when the store is DynamoDB and
 /// `CASHBACK_EXPORT_BUCKET` names the bucket (the admin API's; no other
-/// function builds this client).
+/// function builds this client), the client built by the first export call.
 pub fn table_exports_from_env(
     sdk: Option<&aws_config::SdkConfig>,
 ) -> Option<Arc<dyn cashback_app::admin::TableExports>> {
@@ -341,12 +341,19 @@ pub fn table_exports_from_env(
     let table = var(cashback_store::dynamo::TABLE_ENV)?;
     match (store_choice().as_str(), sdk) {
         ("dynamodb", Some(sdk)) => {
-            let client = DynamoStore::from_sdk_config(sdk, table.clone(), None)
-                .client()
-                .clone();
-            Some(Arc::new(cashback_store::dynamo::DynamoTableExports::new(
-                client, table, bucket,
-            )))
+            // The client is built by the first export call, not at start
+            // (crate::lazy_store).
+            let sdk = sdk.clone();
+            Some(Arc::new(LazyStore::new(move || {
+                let client = DynamoStore::from_sdk_config(&sdk, table.clone(), None)
+                    .client()
+                    .clone();
+                cashback_store::dynamo::DynamoTableExports::new(
+                    client,
+                    table.clone(),
+                    bucket.clone(),
+                )
+            })))
         }
         _ => None,
     }

@@ -63,12 +63,14 @@ def start_table(directory, count):
 
 
 def first_table(directory, count):
-    _, bare = load(directory, "first", 0)
+    loaded = [load(directory, "first", n) for n in range(count)]
+    bares = {build_of(label): rows for label, rows in loaded
+             if label.split(", ", 1)[0] == "bare-lambda"}
     print("| binary | HTTP status | start ms | invocation 1 ms | invocation 2 ms "
           "| start + invocation 1 ms | ratio of start + invocation 1 to bare's, same round |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    for n in range(count):
-        label, rows = load(directory, "first", n)
+    for label, rows in loaded:
+        bare = bares.get(build_of(label), loaded[0][1])
         statuses = sorted({s for r in rows for s in r.get("statuses", []) if s is not None})
         totals, ratios = [], []
         for r, b in zip(rows, bare):

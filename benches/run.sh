@@ -7,6 +7,10 @@
 #   sections: machine build measure callgrind criterion dynamo coldstart scale
 #   (default: all but criterion and scale, which take minutes each)
 #
+# coldstart: RUNS (rounds, 15), COMPARE="label=dir ..." (release binaries of
+# other builds, started in the same rounds), FUNCTIONS_ONLY="f g" (only
+# those functions, built and started), SYSTEM_ROOTS=1 (see coldstart()).
+#
 # Run from anywhere; it works in the repository root. Needs python3 (the stub
 # runtime and moto), valgrind for callgrind, zip for the sizes. Nothing here
 # asserts a timing: it prints figures.
@@ -14,6 +18,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FUNCTIONS=(admin-api coupon-validate customer-api order-webhook pages platform-sync promote-pending report-aggregator send-reminders ses-events)
+# FUNCTIONS_ONLY="order-webhook coupon-validate" measures (and builds) only those.
+if [ -n "${FUNCTIONS_ONLY:-}" ]; then read -r -a FUNCTIONS <<<"$FUNCTIONS_ONLY"; fi
 # An explicit --target, as `cargo lambda build` (and so `sam build`) passes:
 # with the same profile and features (Cargo.toml) the two builds share every
 # compiled crate, so a `sam build` after this one only links.
@@ -105,12 +111,24 @@ dynamo() {
 
 coldstart() {
   local dir
+  if [ -n "${BEFORE_DIR:-}" ]; then COMPARE="before=$BEFORE_DIR ${COMPARE:-}"; fi
   dir=$(mktemp -d)
   echo "## binaries and zips (the release profile of Cargo.toml; the binary zipped as bootstrap, zip -9)"
   for bin in bare-lambda "${FUNCTIONS[@]}"; do
     cp "$RELEASE/$bin" "$dir/bootstrap"
     (cd "$dir" && rm -f f.zip && zip -q -9 f.zip bootstrap)
     echo "$bin: binary $(stat -c %s "$RELEASE/$bin") bytes, zip $(stat -c %s "$dir/f.zip") bytes"
+  done
+  local pair label compare_dir
+  for pair in ${COMPARE:-}; do
+    label=${pair%%=*}
+    compare_dir=${pair#*=}
+    for bin in bare-lambda "${FUNCTIONS[@]}"; do
+      [ -x "$compare_dir/$bin" ] || continue
+      cp "$compare_dir/$bin" "$dir/bootstrap"
+      (cd "$dir" && rm -f f.zip && zip -q -9 f.zip bootstrap)
+      echo "$bin, $label: binary $(stat -c %s "$compare_dir/$bin") bytes, zip $(stat -c %s "$dir/f.zip") bytes"
+    done
   done
 
   [ -n "${MOTO_ENDPOINT:-}" ] || with_moto
@@ -135,9 +153,8 @@ coldstart() {
   local variants=("bare-lambda|$RELEASE/bare-lambda|")
   # (Its own name: `dir` above holds this run's files, which the first
   # request part below reads.)
-  local f label compare_dir pair
+  local f
   for f in "${FUNCTIONS[@]}"; do variants+=("$f|$RELEASE/$f|"); done
-  if [ -n "${BEFORE_DIR:-}" ]; then COMPARE="before=$BEFORE_DIR ${COMPARE:-}"; fi
   for pair in ${COMPARE:-}; do
     label=${pair%%=*}
     compare_dir=${pair#*=}
@@ -178,22 +195,40 @@ coldstart() {
     "promote-pending|scheduled.json scheduled.json"
     "send-reminders|scheduled.json scheduled.json"
   )
-  local request events e
+  # Only the functions measured (FUNCTIONS_ONLY), and each also from the
+  # COMPARE builds that have it ("<binary>, <label>", against that build's
+  # bare binary where it has one), in the same rounds.
+  local firsts=() request events e
+  for request in "${requests[@]}"; do
+    name=${request%%|*}
+    if [ "$name" = bare-lambda ] || printf '%s\n' "${FUNCTIONS[@]}" | grep -qx "$name"; then
+      firsts+=("$name|$RELEASE/$name|${request#*|}")
+    fi
+  done
+  for pair in ${COMPARE:-}; do
+    label=${pair%%=*}
+    compare_dir=${pair#*=}
+    for request in "${firsts[@]}"; do
+      IFS='|' read -r name binary events <<<"$request"
+      case $name in *,*) continue ;; esac
+      if [ -x "$compare_dir/$name" ]; then firsts+=("$name, $label|$compare_dir/$name|$events"); fi
+    done
+  done
   for round in $(seq 1 "$RUNS"); do
     n=0
-    for request in "${requests[@]}"; do
-      IFS='|' read -r name events <<<"$request"
+    for request in "${firsts[@]}"; do
+      IFS='|' read -r name binary events <<<"$request"
       # Events that must differ between rounds (coldstart_setup says why).
       events=${events//@A/$((2 * round - 1))}
       events=${events//@B/$((2 * round))}
       local args=()
       for e in $events; do args+=(--event "$dir/$e"); done
-      python3 benches/stub_runtime.py --binary "$RELEASE/$name" --runs 1 --json --label "$name" \
+      python3 benches/stub_runtime.py --binary "$binary" --runs 1 --json --label "$name" \
         "${args[@]}" "${env[@]}" >>"$dir/first-$n.jsonl"
       n=$((n + 1))
     done
   done
-  python3 benches/coldstart_table.py first "$dir" "${#requests[@]}"
+  python3 benches/coldstart_table.py first "$dir" "${#firsts[@]}"
   rm -rf "$dir"
 }
 

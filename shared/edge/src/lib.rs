@@ -7,6 +7,8 @@
 //! - [`telemetry`]: JSON logs through tracing.
 //! - [`aws`]: the SDK's shared HTTPS client (compiled-in trust store) and
 //!   clients built on first use.
+//! - [`lazy_store`]: a store whose adapter (the DynamoDB client) is built by
+//!   its first call.
 //! - [`wiring`]: the store, notifier and configuration from environment variables.
 //! - [`auth`]: API keys (stored hashed) and the admin token.
 //! - [`extract`]: axum extractors that refuse with `ApiError` (path values,
@@ -19,6 +21,7 @@ pub mod aws;
 pub mod deadline;
 pub mod error;
 pub mod extract;
+pub mod lazy_store;
 pub mod scheduled;
 pub mod telemetry;
 pub mod wiring;

@@ -27,6 +27,8 @@ use cashback_core::ids::GENERATED_CODE_LENGTH;
 use cashback_mail::{OutboxConfig, OutboxNotifier, SesConfig};
 use cashback_store::{DynamoStore, MemoryStore};
 
+use crate::lazy_store::LazyStore;
+
 #[derive(Debug, thiserror::Error)]
 pub enum WiringError {
     #[error("{name}: {message}")]
@@ -302,7 +304,8 @@ fn mail_choice() -> String {
     })
 }
 
-/// The store named by `CASHBACK_STORE`; `sdk` is used for DynamoDB.
+/// The store named by `CASHBACK_STORE`; `sdk` is used for DynamoDB, whose
+/// client is built by the store's first call ([`LazyStore`]).
 pub fn store_from_env(sdk: Option<&aws_config::SdkConfig>) -> Result<Arc<dyn Store>, WiringError> {
     match (store_choice().as_str(), sdk) {
         ("memory", _) => Ok(Arc::new(MemoryStore::new())),
@@ -311,7 +314,12 @@ pub fn store_from_env(sdk: Option<&aws_config::SdkConfig>) -> Result<Arc<dyn Sto
                 name: cashback_store::dynamo::TABLE_ENV,
                 message: "must name the DynamoDB table".into(),
             })?;
-            Ok(Arc::new(DynamoStore::from_sdk_config(sdk, table, None)))
+            // The client is built by the first call, not at start
+            // (crate::lazy_store).
+            let sdk = sdk.clone();
+            Ok(Arc::new(LazyStore::new(move || {
+                DynamoStore::from_sdk_config(&sdk, table.clone(), None)
+            })))
         }
         ("dynamodb", None) => Err(WiringError::Store(
             "DynamoDB needs the AWS configuration".into(),
@@ -325,7 +333,7 @@ pub fn store_from_env(sdk: Option<&aws_config::SdkConfig>) -> Result<Arc<dyn Sto
 
 /// Exports of the table to S3 when the store is DynamoDB and
 /// `CASHBACK_EXPORT_BUCKET` names the bucket (the admin API's; no other
-/// function builds this client).
+/// function builds this client), the client built by the first export call.
 pub fn table_exports_from_env(
     sdk: Option<&aws_config::SdkConfig>,
 ) -> Option<Arc<dyn cashback_app::admin::TableExports>> {
@@ -333,12 +341,19 @@ pub fn table_exports_from_env(
     let table = var(cashback_store::dynamo::TABLE_ENV)?;
     match (store_choice().as_str(), sdk) {
         ("dynamodb", Some(sdk)) => {
-            let client = DynamoStore::from_sdk_config(sdk, table.clone(), None)
-                .client()
-                .clone();
-            Some(Arc::new(cashback_store::dynamo::DynamoTableExports::new(
-                client, table, bucket,
-            )))
+            // The client is built by the first export call, not at start
+            // (crate::lazy_store).
+            let sdk = sdk.clone();
+            Some(Arc::new(LazyStore::new(move || {
+                let client = DynamoStore::from_sdk_config(&sdk, table.clone(), None)
+                    .client()
+                    .clone();
+                cashback_store::dynamo::DynamoTableExports::new(
+                    client,
+                    table.clone(),
+                    bucket.clone(),
+                )
+            })))
         }
         _ => None,
     }

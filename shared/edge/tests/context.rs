@@ -1,5 +1,6 @@
 //! A function's start as on Lambda, against moto: no SSM read before the
-//! first poll (the link secret is read by its first use), and what each
+//! first poll (the link secret is read by its first use), the DynamoDB
+//! client built by the store's first call, and what each
 //! part says when it fails is still said. Its own test binary, so the
 //! environment it sets races no other test.
 
@@ -70,6 +71,23 @@ async fn a_start_reads_no_secret_and_the_first_use_reads_it_once() {
         keys.current,
         b"start-link-secret-0123456789abcdef-xyz".to_vec()
     );
+
+    // The store's client: built by the store's first call, which then
+    // reaches the table as the adapter does.
+    let table = moto::store_on(&endpoint, "the start's lazy store").await;
+    std::env::set_var("CASHBACK_TABLE", table.table_name());
+    let (ctx, _) = context_and_sdk().await.unwrap();
+    assert_eq!(ctx.store.request_counts().total(), 0, "nothing built yet");
+    ctx.store
+        .put_checkpoint("start", "2026-11-30T10")
+        .await
+        .unwrap();
+    assert_eq!(
+        ctx.store.get_checkpoint("start").await.unwrap().as_deref(),
+        Some("2026-11-30T10")
+    );
+    assert_eq!(ctx.store.request_counts().total(), 2);
+    std::env::set_var("CASHBACK_TABLE", "cashback-start");
 
     // The store's error: still the start's.
     std::env::remove_var("CASHBACK_TABLE");

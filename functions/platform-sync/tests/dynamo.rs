@@ -536,9 +536,15 @@ async fn store_credit_through_the_real_functions_follows_the_ledger() {
     assert_eq!(after_claim.available, after_redeem.available);
     in_step(&after_claim, "an order claiming store credit");
 
-    // Refund back to store credit: the ledger follows at the next sync
+    // The store credit payment given back: the ledger follows at the next sync
     // (here the refund webhook's clawback of the first order).
-    assert!(shopify.refund_to_store_credit(&maya_id, "USD", dec!(5.00), &second_id.to_string()));
+    assert!(shopify.revert_store_credit_payment(
+        &maya_id,
+        "USD",
+        dec!(5.00),
+        &second_id.to_string(),
+        "ORDER_REFUND"
+    ));
     let refund = samples::named("shopify-refunds-create.json", samples::GENERIC_SIGNED_AT)
         .expect("the refund sample");
     w.post(

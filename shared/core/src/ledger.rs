@@ -196,21 +196,6 @@ impl Lot {
 /// expires day by day.
 const MAX_EXPIRY_MOMENTS: u32 = 31;
 
-/// Debt a payment on the platform made for one order (see
-/// [`Account::platform_shortfalls`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlatformShortfall {
-    /// The order whose payment went beyond the balance.
-    pub order: OrderId,
-    /// What the balance could not cover and its refunds may still net.
-    pub amount: Money,
-}
-
-/// How many orders' platform shortfalls an account remembers: such a
-/// shortfall needs a clawback and a payment racing each other, so a few
-/// cover any real account and the item stays small.
-pub const MAX_PLATFORM_SHORTFALLS: usize = 8;
-
 /// Balance a checkout reserved while the customer pays.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hold {
@@ -313,15 +298,6 @@ pub struct Account {
     #[serde(default)]
     #[serde(skip_serializing_if = "BonusState::is_unset")]
     pub bonus: BonusState,
-    /// Debt that payments on the platform made (store credit spent beyond
-    /// the balance, [`Account::spend_on_platform`]), by the order that
-    /// paid: only that order's money given back on the platform nets it
-    /// ([`Account::restore_from_platform`]). Part of `debt`, never more;
-    /// at most [`MAX_PLATFORM_SHORTFALLS`] orders, the oldest let go first
-    /// (their debt stays, paid like any from new cashback).
-    #[serde(default)]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub platform_shortfalls: Vec<PlatformShortfall>,
 }
 
 /// What a change asks of the world besides the ledger: emails, coupon counters.
@@ -496,7 +472,6 @@ impl Account {
             expirations: 0,
             expiry_warned_until: None,
             bonus: BonusState::default(),
-            platform_shortfalls: Vec::new(),
         }
     }
 
@@ -610,10 +585,6 @@ impl Account {
         self.take_from_lots(recovered)?;
         self.available = self.available.checked_sub(recovered)?;
         self.debt = self.debt.checked_sub(recovered)?;
-        if !self.debt.is_positive() {
-            // Nothing left for an order's refund to net.
-            self.platform_shortfalls.clear();
-        }
         journal.record(
             EntryKind::Clawback,
             order_id,
@@ -878,9 +849,6 @@ impl Account {
         let shortfall = amount.checked_sub(taken)?.clamp_non_negative();
         self.debt = self.debt.checked_add(shortfall)?;
         self.lifetime_used = self.lifetime_used.checked_add(amount)?;
-        if let (Some(order), true) = (order_id, shortfall.is_positive()) {
-            self.remember_platform_shortfall(order, shortfall)?;
-        }
         let note = if shortfall.is_positive() {
             format!("{note}; shortfall {shortfall} charged as debt")
         } else {
@@ -899,16 +867,16 @@ impl Account {
         Ok((journal.finish(), shortfall))
     }
 
-    /// Store credit an order gave back on the platform (a refund, a
-    /// cancellation or a failed payment returning a payment with store
-    /// credit, or a card payment the merchant refunded to store credit,
-    /// read back from the platform), under its once-only `key`. It nets
-    /// first the debt that order's own payments on the platform made
-    /// beyond the balance ([`Account::platform_shortfalls`]), so what is
-    /// owed is never spendable again; the rest is spendable and pays no
-    /// other debt (a refund is the customer's money, not cashback: a
-    /// clawback's debt is paid from new cashback, as always). Returns the
-    /// entries and the debt it netted.
+    /// A store credit payment given back on the platform (Shopify reverts
+    /// the payment when its order is cancelled or refunded, or the payment
+    /// fails), read back from it, under its once-only `key`. Like balance
+    /// spent through a code and given back on a refund, it pays the owner's
+    /// debt first (a payment beyond the balance, or a clawback that landed
+    /// after the balance was spent, is netted by it: what is owed is never
+    /// spendable again), then is spendable. Money an order refunded to
+    /// store credit that was never spent from it is
+    /// [`Account::credit_refund_from_platform`]. Returns the entries and
+    /// the debt it paid.
     pub fn restore_from_platform(
         &mut self,
         amount: Money,
@@ -922,117 +890,68 @@ impl Account {
         if !amount.is_positive() {
             return Err(LedgerError::NotPositive);
         }
+        let debt_before = self.debt;
         let mut journal = Journal::new(format!("given-back:{key}"), now, self.currency);
         self.lifetime_used = self.lifetime_used.checked_sub(amount)?.clamp_non_negative();
-        let owed = order_id
-            .and_then(|order| self.platform_shortfalls.iter().find(|s| &s.order == order))
-            .map_or(Money::zero(self.currency), |s| s.amount);
-        let netted = amount.min(owed)?.min(self.debt)?.clamp_non_negative();
-        self.debt = self.debt.checked_sub(netted)?;
-        if let Some(order) = order_id {
-            self.net_platform_shortfall(order, netted)?;
-        }
-        let spendable = amount.checked_sub(netted)?;
-        if spendable.is_positive() {
-            self.available = self.available.checked_add(spendable)?;
-            self.add_lot(now, Lot::expiry(program, now), spendable)?;
-        }
-        journal.record(
+        self.credit_available(
+            amount,
+            program,
+            &mut journal,
             EntryKind::Restore,
             order_id,
             Deltas {
-                available: spendable.is_positive().then_some(spendable),
-                debt: netted.is_positive().then(|| netted.negated()),
-                note: Some(if netted.is_positive() {
-                    format!("{note}; {netted} of it nets the debt its payment made")
-                } else {
-                    note.to_string()
-                }),
+                note: Some(note.to_string()),
                 ..Deltas::default()
             },
-        );
-        Ok((journal.finish(), netted))
+        )?;
+        let paid = debt_before.checked_sub(self.debt)?;
+        Ok((journal.finish(), paid))
     }
 
-    /// Remembers debt `order`'s payment on the platform made, letting the
-    /// oldest order go past [`MAX_PLATFORM_SHORTFALLS`].
-    fn remember_platform_shortfall(
-        &mut self,
-        order: &OrderId,
-        amount: Money,
-    ) -> Result<(), LedgerError> {
-        match self
-            .platform_shortfalls
-            .iter_mut()
-            .find(|s| &s.order == order)
-        {
-            Some(known) => known.amount = known.amount.checked_add(amount)?,
-            None => self.platform_shortfalls.push(PlatformShortfall {
-                order: order.clone(),
-                amount,
-            }),
-        }
-        let excess = self
-            .platform_shortfalls
-            .len()
-            .saturating_sub(MAX_PLATFORM_SHORTFALLS);
-        self.platform_shortfalls.drain(..excess);
-        Ok(())
-    }
-
-    /// Takes `netted` off what `order` is remembered to owe; forgets an
-    /// order that owes nothing more, and every order once no debt is left.
-    fn net_platform_shortfall(
-        &mut self,
-        order: &OrderId,
-        netted: Money,
-    ) -> Result<(), LedgerError> {
-        if let Some(known) = self
-            .platform_shortfalls
-            .iter_mut()
-            .find(|s| &s.order == order)
-        {
-            known.amount = known.amount.checked_sub(netted)?.clamp_non_negative();
-        }
-        let debt_left = self.debt.is_positive();
-        self.platform_shortfalls
-            .retain(|s| debt_left && s.amount.is_positive());
-        Ok(())
-    }
-
-    /// Store credit the customer held on the platform before the engine
-    /// kept it (given by hand, by another app, by a refund), taken into the
-    /// ledger once when the engine first reads their account, under its
-    /// once-only `key`, so mirroring the ledger never takes it away. It is
-    /// the customer's money, not cashback: it never expires, pays no debt
-    /// and counts in no lifetime figure. Nothing (and no entry) for zero.
-    pub fn adopt_platform_balance(
+    /// Money an order refunded to the customer's store credit on the
+    /// platform that was not a store credit payment given back (a card
+    /// payment the merchant refunded as store credit), under its once-only
+    /// `key`. The customer's money, not cashback and not balance spent: it
+    /// is spendable whole, never expires, pays no debt and moves no
+    /// lifetime figure.
+    pub fn credit_refund_from_platform(
         &mut self,
         amount: Money,
+        order_id: Option<&OrderId>,
+        note: &str,
         key: &str,
         now: DateTime<Utc>,
     ) -> Result<Applied, LedgerError> {
         self.same_currency(amount)?;
-        let mut journal = Journal::new(format!("opening:{key}"), now, self.currency);
-        if amount.is_negative() {
+        if !amount.is_positive() {
             return Err(LedgerError::NotPositive);
         }
-        if amount.is_positive() {
-            self.available = self.available.checked_add(amount)?;
-            self.add_lot(now, None, amount)?;
-            journal.record(
-                EntryKind::Adjust,
-                None,
-                Deltas {
-                    available: Some(amount),
-                    note: Some(
-                        "store credit held on the platform before the engine kept it".into(),
-                    ),
-                    ..Deltas::default()
-                },
-            );
-        }
+        let mut journal = Journal::new(format!("refunded:{key}"), now, self.currency);
+        self.credit_customer_money(amount, order_id, note, &mut journal)?;
         Ok(journal.finish())
+    }
+
+    /// Adds the customer's own money (not cashback) to the balance: a lot
+    /// that never expires, an adjustment entry, no debt paid.
+    fn credit_customer_money(
+        &mut self,
+        amount: Money,
+        order_id: Option<&OrderId>,
+        note: &str,
+        journal: &mut Journal,
+    ) -> Result<(), LedgerError> {
+        self.available = self.available.checked_add(amount)?;
+        self.add_lot(journal.at(), None, amount)?;
+        journal.record(
+            EntryKind::Adjust,
+            order_id,
+            Deltas {
+                available: Some(amount),
+                note: Some(note.to_string()),
+                ..Deltas::default()
+            },
+        );
+        Ok(())
     }
 
     /// Credits a bonus of `amount` under its once-only `key`, spendable at

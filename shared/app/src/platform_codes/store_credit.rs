@@ -133,6 +133,10 @@ pub struct CreditTransaction {
     /// Where it sits in the account's list (the platform's cursor): a
     /// later read goes on after it.
     pub cursor: Option<String>,
+    /// A store credit payment given back (Shopify's debit revert: its order
+    /// cancelled or refunded, or the payment failed), as opposed to money
+    /// refunded to store credit that was never spent from it.
+    pub reverts_payment: bool,
 }
 
 impl CreditTransaction {
@@ -431,50 +435,33 @@ fn gap_in_balances(
     newest_listed: Option<&CreditTransaction>,
     balance: Option<Money>,
 ) -> Option<Gap> {
-    let follows = |was: Money, transaction: &CreditTransaction| {
-        let expected = match transaction.movement {
-            Movement::Credit => was.checked_add(transaction.amount),
-            Movement::Debit => was.checked_sub(transaction.amount),
-        };
-        expected.ok() == transaction.balance_after
-    };
     let mut running = before;
-    let mut index = 0;
-    while index < transactions.len() {
-        let transaction = &transactions[index];
-        if let (Some(was), Some(_)) = (running, transaction.balance_after) {
-            if !follows(was, transaction) {
-                // Two of one instant may be listed in the other order than
-                // they were applied in.
-                let next = transactions
-                    .get(index + 1)
-                    .filter(|next| next.created_at == transaction.created_at);
-                match next {
-                    Some(next)
-                        if next.balance_after.is_some()
-                            && follows(was, next)
-                            && next
-                                .balance_after
-                                .is_some_and(|mid| follows(mid, transaction)) =>
-                    {
-                        running = transaction.balance_after;
-                        index += 2;
-                        continue;
-                    }
-                    // The last of a read that stopped before the newest:
-                    // the rest of its instant may be on the next page (the
-                    // next read starts before it and checks it again).
-                    _ if balance.is_none() && index + 1 == transactions.len() => return None,
-                    _ => {
-                        return Some(Gap {
-                            since: Some(transaction.created_at),
-                        })
-                    }
+    let mut start = 0;
+    while start < transactions.len() {
+        // A group of one instant may be listed in another order than it
+        // was applied in: it is checked as a group.
+        let at = transactions[start].created_at;
+        let end = transactions[start..]
+            .iter()
+            .position(|t| t.created_at != at)
+            .map_or(transactions.len(), |n| start + n);
+        let group = &transactions[start..end];
+        running = match running {
+            Some(was) if group.iter().all(|t| t.balance_after.is_some()) => {
+                match chain_through(was, group) {
+                    Some(after) => Some(after),
+                    // The last group of a read that stopped before the
+                    // newest: the rest of its instant may be on the next
+                    // page (the next read starts before it, checks it again).
+                    None if balance.is_none() && end == transactions.len() => return None,
+                    None => return Some(Gap { since: Some(at) }),
                 }
             }
-        }
-        running = transaction.balance_after;
-        index += 1;
+            // Nothing known to check it against (a read from the first
+            // transaction, or a balance not given): the chain starts here.
+            _ => group_end(group),
+        };
+        start = end;
     }
     // An incomplete read (None) is checked up to its last transaction.
     let balance = balance?;
@@ -486,6 +473,48 @@ fn gap_in_balances(
     listed
         .is_some_and(|listed| listed != balance)
         .then_some(Gap { since: None })
+}
+
+/// The balance after `group` (transactions of one instant) when, in some
+/// order, each continues from the one before, the first from `was`; None
+/// when no order does.
+fn chain_through(was: Money, group: &[CreditTransaction]) -> Option<Money> {
+    let mut left: Vec<&CreditTransaction> = group.iter().collect();
+    let mut balance = was;
+    while !left.is_empty() {
+        let next = left
+            .iter()
+            .position(|t| balance_before(t) == Some(balance))?;
+        balance = left.remove(next).balance_after?;
+    }
+    Some(balance)
+}
+
+/// The balance right before `transaction`, from its balance after.
+fn balance_before(transaction: &CreditTransaction) -> Option<Money> {
+    let after = transaction.balance_after?;
+    match transaction.movement {
+        Movement::Credit => after.checked_sub(transaction.amount).ok(),
+        Movement::Debit => after.checked_add(transaction.amount).ok(),
+    }
+}
+
+/// The balance after a group of one instant read with nothing to check it
+/// against: the one balance after in it that no other starts from (the
+/// last applied), when there is exactly one.
+fn group_end(group: &[CreditTransaction]) -> Option<Money> {
+    if group.iter().any(|t| t.balance_after.is_none()) {
+        return None;
+    }
+    let befores: Vec<Option<Money>> = group.iter().map(balance_before).collect();
+    let mut ends = group
+        .iter()
+        .filter_map(|t| t.balance_after)
+        .filter(|after| !befores.contains(&Some(*after)));
+    match (ends.next(), ends.next()) {
+        (Some(end), None) => Some(end),
+        _ => None,
+    }
 }
 
 /// [`gap_in_balances`], as a yes or no.
@@ -677,17 +706,15 @@ fn opening_guard(shop: &ShopId, customer: &CustomerId) -> String {
     format!("store-credit-opening:{shop}:{customer}")
 }
 
-/// The first read of a customer's store credit account: the balance after
-/// its newest listed transaction is what they held before the engine kept
-/// it (the engine sends nothing before this claim), taken into the ledger
-/// ([`cashback_core::ledger::Account::adopt_platform_balance`]) together
-/// with the read position after that transaction, under one once-only
-/// guard that keeps the position. A second first read at the same time
-/// (a reconcile beside the feed's sync) finds the guard and starts from
-/// the position kept there: the balance is taken once, and never from a
-/// read that already holds the engine's own first credit (that credit is
-/// sent only after a claim). Returns the position, and whether this read
-/// made the claim.
+/// The first read of a customer's store credit account starts after its
+/// newest listed transaction: what the account held before is not the
+/// ledger's (the first difference sent takes it to the ledger's balance).
+/// That position is claimed under one once-only guard per customer that
+/// keeps it, before the engine sends anything for them: a first read that
+/// failed before storing its position, or a second first read at the same
+/// time (a reconcile beside the feed's sync), starts from the same place,
+/// so no payment made in between is stepped over. Returns the position,
+/// and whether this read made the claim.
 async fn claim_opening(
     ctx: &Context,
     shop: &ShopId,
@@ -698,9 +725,7 @@ async fn claim_opening(
     let position = newest
         .and_then(|newest| Position::after(newest, 0, None))
         .unwrap_or_else(Position::start);
-    let opening = newest.and_then(|newest| newest.balance_after);
     let guard = opening_guard(shop, customer);
-    let now = ctx.now();
     let written = write_guarded(
         ctx,
         shop,
@@ -710,20 +735,12 @@ async fn claim_opening(
         Some(position.encode()),
         // As long as the read position it starts: for good.
         chrono::Duration::days(3650),
-        |next| match opening {
-            Some(amount) => next.adopt_platform_balance(amount, &guard, now),
-            None => Ok(cashback_core::ledger::Applied::default()),
-        },
+        // The guard alone: nothing changes in the ledger.
+        |_| Ok(cashback_core::ledger::Applied::default()),
     )
     .await?;
     match written {
-        Written::Committed => {
-            if let Some(amount) = opening.filter(|a| a.is_positive()) {
-                tracing::info!(shop = %shop, customer = %customer, amount = %amount.amount(),
-                    "store credit held before the engine taken into the ledger");
-            }
-            Ok((position, true))
-        }
+        Written::Committed => Ok((position, true)),
         Written::Duplicate(kept) => {
             let kept = kept.as_deref().and_then(Position::decode).ok_or_else(|| {
                 AppError::Invalid(format!("unreadable opening read position for {customer}"))
@@ -773,7 +790,7 @@ async fn read_history(
                 }
             } else {
                 // Never read: what the account holds is from before the
-                // engine mirrored anything, the customer's own.
+                // engine mirrored anything, not the ledger's.
                 let newest = platform_accounts.newest(customer).await.map_err(platform)?;
                 let (position, claimed) =
                     claim_opening(ctx, shop, customer, program, newest.as_ref()).await?;
@@ -912,11 +929,11 @@ async fn attempt(
         unexplained,
     )
     .await?;
-    if unexplained {
-        return Err(platform(PlatformError::transient(
+    let held = || {
+        platform(PlatformError::transient(
             "the store credit balance holds a transaction not listed yet",
-        )));
-    }
+        ))
+    };
     if !history.complete {
         // Payments may be left unread: sending now could put them back.
         return Err(platform(PlatformError::transient(
@@ -964,7 +981,20 @@ async fn attempt(
         .checked_sub(balance)
         .map_err(|e| AppError::Invalid(format!("store credit balance: {e}")))?;
     if difference.is_zero() {
-        return Ok((outcome(PutOutcome::NotNeeded), settled));
+        return match unexplained {
+            true => Err(held()),
+            false => Ok((outcome(PutOutcome::NotNeeded), settled)),
+        };
+    }
+    // Held by a transaction not listed yet, only a debit is sent: that
+    // transaction may be a payment the ledger has not followed, which a
+    // credit would give back, while a debit (a clawback, an expiry, the
+    // merchant's correction) takes the balance down to the ledger's, so a
+    // customer held for long cannot go on spending what the ledger took
+    // back. (Were the unlisted one a credit, the customer's, it is taken
+    // down too until it is listed, followed and sent back.)
+    if unexplained && difference.is_positive() {
+        return Err(held());
     }
     let movement = if difference.is_positive() {
         Movement::Credit
@@ -998,6 +1028,9 @@ async fn attempt(
             put_settled(ctx, job, &intent).await?;
             tracing::info!(shop = %shop, customer = %customer, movement = ?movement,
                 amount = %amount.amount(), balance = %target.amount(), "store credit synced");
+            if unexplained {
+                return Err(held());
+            }
             let synced = match &desired {
                 Some(desired) => outcome(PutOutcome::Updated(CodeState {
                     code: desired.code.clone(),
@@ -1277,10 +1310,19 @@ async fn follow(
     };
     let order = transaction.order.as_deref().unwrap_or("an order");
     let order_id = order_of(transaction);
-    let note = match (transaction.movement, transaction.event.as_str()) {
-        (Movement::Debit, "ORDER_PAYMENT") => format!("store credit spent on {order}"),
-        (Movement::Credit, "ORDER_REFUND") => format!("store credit refunded by {order}"),
-        (_, event) => format!("store credit {event} of {order}"),
+    let note = match (
+        transaction.movement,
+        transaction.reverts_payment,
+        transaction.event.as_str(),
+    ) {
+        (Movement::Debit, _, "ORDER_PAYMENT") => format!("store credit spent on {order}"),
+        (Movement::Credit, true, event) => {
+            format!("store credit spent on {order} given back ({event})")
+        }
+        (Movement::Credit, false, "ORDER_REFUND") => {
+            format!("refunded to store credit by {order}")
+        }
+        (_, _, event) => format!("store credit {event} of {order}"),
     };
     let committed = write_once(ctx, shop, customer, program, &guard, |next| {
         match transaction.movement {
@@ -1295,9 +1337,8 @@ async fn follow(
                     }
                     applied
                 }),
-            // Given back by an order: nets first the debt that order's own
-            // payment made.
-            Movement::Credit => next
+            // A payment given back: pays the owner's debt first.
+            Movement::Credit if transaction.reverts_payment => next
                 .restore_from_platform(
                     transaction.amount,
                     order_id.as_ref(),
@@ -1310,10 +1351,19 @@ async fn follow(
                     if debt_paid.is_positive() {
                         tracing::info!(shop = %shop, customer = %customer,
                             transaction = %transaction.id, debt_paid = %debt_paid.amount(),
-                            "store credit given back netted the debt its order's payment made");
+                            "store credit given back paid the owner's debt first");
                     }
                     applied
                 }),
+            // Money refunded to store credit (a card payment refunded so):
+            // the customer's, spendable whole.
+            Movement::Credit => next.credit_refund_from_platform(
+                transaction.amount,
+                order_id.as_ref(),
+                &note,
+                &guard,
+                now,
+            ),
         }
     })
     .await?;
@@ -1485,6 +1535,7 @@ mod tests {
             order: None,
             order_id: None,
             cursor: Some("sc32".into()),
+            reverts_payment: false,
         };
         let behind = Position::after(&earlier, 1, over.followed_up_to()).unwrap();
         assert_eq!(behind.followed_up_to(), Some(old.mark.as_str()));
@@ -1539,6 +1590,7 @@ mod tests {
             order: None,
             order_id: None,
             cursor: Some(format!("c{minute}")),
+            reverts_payment: false,
         };
         let chain = [
             at(1, Movement::Credit, "50.00", "50.00"),
@@ -1597,6 +1649,37 @@ mod tests {
             swapped.last(),
             Some(usd("35.00"))
         ));
+        // Three of one instant, listed in an order none of them was applied
+        // in (10.00, then 5.00, then 2.00 credited): the group still closes;
+        // the same with one balance off does not.
+        let rotated = [
+            at(1, Movement::Credit, "50.00", "50.00"),
+            at(2, Movement::Credit, "5.00", "65.00"),
+            at(2, Movement::Credit, "2.00", "67.00"),
+            at(2, Movement::Credit, "10.00", "60.00"),
+        ];
+        assert!(!balance_unexplained(
+            Some(usd("0")),
+            &rotated,
+            rotated.last(),
+            Some(usd("67.00"))
+        ));
+        let mut broken = rotated.clone();
+        broken[2].balance_after = Some(usd("66.00"));
+        assert!(balance_unexplained(
+            Some(usd("0")),
+            &broken,
+            broken.last(),
+            Some(usd("66.00"))
+        ));
+        // Read from the first transaction (nothing to check the first
+        // group against): its end is the balance no other starts from.
+        assert!(!balance_unexplained(
+            None,
+            &rotated[1..],
+            rotated.last(),
+            Some(usd("67.00"))
+        ));
         // Nothing read after a kept position: the balance is the one kept.
         assert!(!balance_unexplained(
             Some(usd("20.00")),
@@ -1625,6 +1708,7 @@ mod tests {
             order: None,
             order_id: None,
             cursor: Some(format!("c{minute}-{amount}")),
+            reverts_payment: false,
         };
         // Two of minute 2 listed in the other order than applied (5.00
         // then 10.00), then a credit seven minutes later.

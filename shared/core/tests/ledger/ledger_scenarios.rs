@@ -3,7 +3,7 @@
 use crate::support::*;
 use cashback_core::coupon::CouponCredit;
 use cashback_core::ids::{CheckoutId, Code, LineId, OrderId, RefundId};
-use cashback_core::ledger::{Effect, EntryKind, LedgerError, MAX_PLATFORM_SHORTFALLS};
+use cashback_core::ledger::{Effect, EntryKind, LedgerError};
 use cashback_core::money::Currency;
 use cashback_core::order::{
     AppliedCode, DiscountKind, Order, OrderEvent, Refund, RefundBasis, RefundedLine,
@@ -747,66 +747,15 @@ fn balance_spent_on_the_platform_is_taken_whole_and_the_rest_is_debt() {
     books.check();
 }
 
-/// A refund to store credit of an order whose payment made no debt (a card
-/// payment the merchant refunded to store credit, or another order's) is
-/// the customer's money: it nets no debt, whoever made it; the debt an
-/// order's own payment made is netted by that order's refunds only, up to
-/// what it made.
+/// Store credit spent and given back (the payment reverted: its order
+/// cancelled or refunded) pays any debt first, a clawback's too, as balance
+/// spent through a code does: cashback earned on a returned order, spent,
+/// then the spending order cancelled, is never spendable twice. Money an
+/// order refunded to store credit that was never spent from it (a card
+/// payment refunded as store credit) is the customer's: spendable whole,
+/// it pays no debt and never expires.
 #[test]
-fn store_credit_given_back_nets_only_the_debt_its_own_order_made() {
-    let mut books = Books::new(five_percent());
-    let program = books.program.clone();
-    books
-        .account
-        .adjust(usd("5.00"), "seed", "k", &program, t0())
-        .map(|a| books.entries.extend(a.entries))
-        .unwrap();
-    let (paid, card) = (OrderId::parse("7").unwrap(), OrderId::parse("8").unwrap());
-    // 9.00 spent on a 5.00 balance for order 7: 4.00 of debt it made.
-    let (applied, _) = books
-        .account
-        .spend_on_platform(usd("9.00"), Some(&paid), "store credit spent", "t1", t0())
-        .unwrap();
-    books.entries.extend(applied.entries);
-    assert_eq!(books.account.debt, usd("4.00"));
-    // Order 8, paid by card, refunded to store credit: spendable whole.
-    let (applied, netted) = books
-        .account
-        .restore_from_platform(usd("10.00"), Some(&card), "refunded", "t2", &program, t0())
-        .unwrap();
-    books.entries.extend(applied.entries);
-    assert_eq!(netted, usd("0.00"));
-    assert_eq!(books.account.available, usd("10.00"));
-    assert_eq!(
-        books.account.debt,
-        usd("4.00"),
-        "another order's debt stays"
-    );
-    // Order 7 refunded in two parts: 3.00 then 6.00; the debt goes first.
-    let (applied, netted) = books
-        .account
-        .restore_from_platform(usd("3.00"), Some(&paid), "part", "t3", &program, t0())
-        .unwrap();
-    books.entries.extend(applied.entries);
-    assert_eq!(netted, usd("3.00"));
-    assert_eq!(books.account.available, usd("10.00"));
-    let (applied, netted) = books
-        .account
-        .restore_from_platform(usd("6.00"), Some(&paid), "rest", "t4", &program, t0())
-        .unwrap();
-    books.entries.extend(applied.entries);
-    assert_eq!(netted, usd("1.00"));
-    assert_eq!(books.account.debt, usd("0.00"));
-    assert_eq!(books.account.available, usd("15.00"));
-    assert!(books.account.platform_shortfalls.is_empty());
-    books.check();
-}
-
-/// A clawback's debt (cashback spent, then its order refunded) is never
-/// paid by store credit given back: a later refund of a store credit
-/// payment that made no debt is spendable whole.
-#[test]
-fn store_credit_given_back_never_pays_a_clawbacks_debt() {
+fn store_credit_given_back_pays_debt_first_and_money_refunded_to_it_pays_none() {
     let mut program = five_percent();
     program.issuance = Issuance::Immediate;
     let mut books = Books::new(program);
@@ -815,66 +764,51 @@ fn store_credit_given_back_never_pays_a_clawbacks_debt() {
         t0(),
     );
     assert_eq!(books.account.available, usd("5.00"));
+    // All 5.00 spent on order 2 with store credit, then order 1 returned:
+    // its cashback, spent, is a debt.
     let spent = OrderId::parse("2").unwrap();
-    let (applied, shortfall) = books
+    let (applied, _) = books
         .account
         .spend_on_platform(usd("5.00"), Some(&spent), "store credit spent", "t1", t0())
         .unwrap();
     books.entries.extend(applied.entries);
-    assert_eq!(shortfall, usd("0.00"));
     books.apply(&refund_lines("1", "r1", &[("a", 1)]), days(1));
     assert_eq!(books.account.debt, usd("5.00"), "the clawback's debt");
+    // A card payment of order 3 refunded as store credit: the customer's.
     let program = books.program.clone();
-    let (applied, netted) = books
+    let card = OrderId::parse("3").unwrap();
+    let applied = books
+        .account
+        .credit_refund_from_platform(usd("30.00"), Some(&card), "refunded", "t2", days(2))
+        .unwrap();
+    books.entries.extend(applied.entries);
+    assert_eq!(books.account.available, usd("30.00"));
+    assert_eq!(books.account.debt, usd("5.00"), "it pays no debt");
+    assert!(books
+        .account
+        .lots
+        .iter()
+        .all(|lot| lot.expires_at.is_none()));
+    // Order 2 cancelled: its store credit payment given back pays the debt.
+    let (applied, paid) = books
         .account
         .restore_from_platform(
             usd("5.00"),
             Some(&spent),
-            "refunded",
-            "t2",
+            "reverted",
+            "t3",
             &program,
-            days(2),
+            days(3),
         )
         .unwrap();
     books.entries.extend(applied.entries);
-    assert_eq!(netted, usd("0.00"));
-    assert_eq!(books.account.available, usd("5.00"));
-    assert_eq!(books.account.debt, usd("5.00"));
-    books.check();
-}
-
-/// An account remembers the debt of a few orders' payments at most: the
-/// oldest is let go (its debt stays, paid from new cashback).
-#[test]
-fn platform_shortfalls_are_bounded() {
-    let mut books = Books::new(five_percent());
-    for n in 0..(MAX_PLATFORM_SHORTFALLS + 3) {
-        let order = OrderId::parse(&format!("o{n}")).unwrap();
-        let (applied, _) = books
-            .account
-            .spend_on_platform(usd("1.00"), Some(&order), "spent", &format!("t{n}"), t0())
-            .unwrap();
-        books.entries.extend(applied.entries);
-    }
+    assert_eq!(paid, usd("5.00"));
+    assert_eq!(books.account.debt, usd("0.00"));
     assert_eq!(
-        books.account.platform_shortfalls.len(),
-        MAX_PLATFORM_SHORTFALLS
+        books.account.available,
+        usd("30.00"),
+        "never spendable twice"
     );
-    assert_eq!(books.account.platform_shortfalls[0].order.as_str(), "o3");
-    let program = books.program.clone();
-    let (applied, netted) = books
-        .account
-        .restore_from_platform(
-            usd("1.00"),
-            Some(&OrderId::parse("o0").unwrap()),
-            "late",
-            "r",
-            &program,
-            t0(),
-        )
-        .unwrap();
-    books.entries.extend(applied.entries);
-    assert_eq!(netted, usd("0.00"), "let go");
     books.check();
 }
 

@@ -442,10 +442,10 @@ async fn store_credit_follows_the_ledger_through_every_balance_change() {
     assert_eq!(w.account().await.available, usd("12.60"));
     w.sync_and_check("release of the order paid partly with store credit")
         .await;
-    // The order is refunded back to store credit: the ledger follows.
+    // The order is refunded: its store credit payment is given back.
     assert!(w
         .fake
-        .refund_to_store_credit("1001", "USD", dec!(4.00), "2"));
+        .revert_store_credit_payment("1001", "USD", dec!(4.00), "2", "ORDER_REFUND"));
     w.sync_and_check("refund to store credit").await;
     assert_eq!(w.account().await.available, usd("16.60"));
     // An adjustment below the minimum balance takes the store credit to 0.
@@ -788,10 +788,11 @@ async fn a_refund_back_to_store_credit_pays_the_debt_its_payment_made_first() {
     w.sync_and_check("the payment read after the clawback")
         .await;
     assert_eq!(w.account().await.debt, usd("12.00"));
-    // Order 2 is refunded whole, back to store credit: 20.00 on Shopify.
+    // Order 2 is refunded whole: its store credit payment is given back,
+    // 20.00 on Shopify.
     assert!(w
         .fake
-        .refund_to_store_credit("1001", "USD", dec!(20.00), "2"));
+        .revert_store_credit_payment("1001", "USD", dec!(20.00), "2", "ORDER_REFUND"));
     assert_eq!(w.balance_of(&ann()), dec!(20.00));
     w.sync_and_check("the refund read").await;
     let account = w.account().await;
@@ -804,38 +805,68 @@ async fn a_refund_back_to_store_credit_pays_the_debt_its_payment_made_first() {
     );
 }
 
-/// Store credit the customer held before the engine kept it (put on by
-/// hand, by another app) is theirs: the first read takes it into the
-/// ledger, never away, and it stays through later syncs and spending.
+/// While a customer is held by a transaction not listed yet, what the
+/// ledger takes back (a merchant's correction here; a clawback or an expiry
+/// alike) is still taken off their store credit: a debit is sent, never a
+/// credit, so holding them cannot let them spend it.
 #[tokio::test]
-async fn store_credit_held_before_the_engine_is_taken_into_the_ledger_not_away() {
-    let w = World::new().await;
-    w.credit_by_hand("15.00").await;
-    w.paid(&ann(), "1", "120.00", &["shopify_payments"]).await;
-    w.sync_and_check("the first read").await;
+async fn a_held_customer_still_loses_what_the_ledger_takes_back() {
+    let w = a_hidden_payment_behind_a_hand_credit().await;
+    let held = w.sync_of(&ann()).await;
+    assert!(matches!(held, Err(ref e) if e.is_retryable()), "{held:?}");
+    assert_eq!(w.balance_of(&ann()), dec!(8.00), "no credit while held");
+    adjust(
+        &w.ctx,
+        &shop(),
+        &ann(),
+        r#"{"amount":"-15.00","reason":"correction"}"#,
+        "k-held",
+        "admin",
+        w.now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(w.account().await.available, usd("7.00"));
+    let held = w.sync_of(&ann()).await;
+    assert!(matches!(held, Err(ref e) if e.is_retryable()), "{held:?}");
+    assert_eq!(w.balance_of(&ann()), dec!(7.00), "the debit is sent");
+    // Listed at last: the 5.00 payment is followed; 2.00 is left, under
+    // the program's 5.00 minimum, so the store credit goes to 0.
+    w.fake.list_hidden();
+    w.sync_and_check("once listed").await;
     let account = w.account().await;
-    assert_eq!(account.available, usd("15.00"), "taken in");
-    assert_eq!(
-        account.lifetime_issued,
-        usd("12.00"),
-        "the cashback only: the 15.00 is not cashback"
-    );
-    assert!(account.lots.iter().all(|lot| lot.expires_at.is_none()));
-    assert_eq!(w.balance_of(&ann()), dec!(15.00), "never taken away");
-    w.advance(Duration::days(2));
-    w.release().await;
-    w.sync_and_check("release").await;
-    assert_eq!(w.balance_of(&ann()), dec!(27.00));
+    assert_eq!(account.available, usd("2.00"));
+    assert_eq!(account.debt, usd("0.00"));
+    assert_eq!(w.balance_of(&ann()), dec!(0));
+}
+
+/// Cashback earned on an order, spent as store credit on another, then
+/// the first order returned (its cashback, spent, is a debt) and the second
+/// cancelled: the store credit payment given back pays that debt first, so
+/// the cashback is never spendable twice.
+#[tokio::test]
+async fn a_store_credit_payment_given_back_pays_a_clawbacks_debt_first() {
+    let w = with_a_released_balance().await;
     assert!(w
         .fake
-        .pay_with_store_credit("1001", "USD", dec!(20.00), "2"));
-    w.sync_and_check("a payment").await;
-    assert_eq!(w.account().await.available, usd("7.00"));
-    assert_eq!(w.balance_of(&ann()), dec!(7.00));
-    // Taken once: a read from the start again takes nothing more.
-    w.advance(Duration::hours(1));
-    w.sync_and_check("again").await;
-    assert_eq!(w.account().await.available, usd("7.00"));
+        .pay_with_store_credit("1001", "USD", dec!(12.00), "2"));
+    w.sync_and_check("the payment").await;
+    assert_eq!(w.account().await.available, usd("0.00"));
+    w.refund("1", "120.00", "r1").await;
+    w.sync_and_check("the clawback").await;
+    assert_eq!(w.account().await.debt, usd("12.00"));
+    assert!(w.fake.revert_store_credit_payment(
+        "1001",
+        "USD",
+        dec!(12.00),
+        "2",
+        "ORDER_CANCELLATION"
+    ));
+    w.sync_and_check("the payment given back").await;
+    let account = w.account().await;
+    assert_eq!(account.debt, usd("0.00"), "the debt is paid first");
+    assert_eq!(account.available, usd("0.00"), "never spendable twice");
+    assert_eq!(w.balance_of(&ann()), dec!(0));
 }
 
 /// A card payment the merchant refunds to store credit is the customer's

@@ -22,8 +22,9 @@
 //!   `last` required, at most 250), `edges { cursor node }`, `nodes` and
 //!   `pageInfo`, oldest first): a credit to a
 //!   customer id opens their account in that currency; the checkout's side
-//!   (a payment with store credit, a refund back to it) is played by
-//!   [`FakeShopify::pay_with_store_credit`] and
+//!   (a payment with store credit, the payment given back, money refunded
+//!   to store credit) is played by [`FakeShopify::pay_with_store_credit`],
+//!   [`FakeShopify::revert_store_credit_payment`] and
 //!   [`FakeShopify::refund_to_store_credit`], and a transaction in the
 //!   balance before it is listed by
 //!   [`FakeShopify::hide_newest_transaction`];
@@ -333,7 +334,14 @@ impl FakeShopify {
         amount: Decimal,
         order: &str,
     ) -> bool {
-        self.order_transaction(customer_id, currency, -amount, "ORDER_PAYMENT", order)
+        self.order_transaction(
+            customer_id,
+            currency,
+            -amount,
+            "ORDER_PAYMENT",
+            order,
+            false,
+        )
     }
 
     /// The newest transaction of any account stays in its balance but is
@@ -360,8 +368,9 @@ impl FakeShopify {
         self.lock().hidden.clear();
     }
 
-    /// A refund of order `order` back to store credit (an `ORDER_REFUND`
-    /// credit).
+    /// Money of order `order` refunded to store credit that was not spent
+    /// from it (a card payment refunded as store credit: an `ORDER_REFUND`
+    /// credit transaction).
     pub fn refund_to_store_credit(
         &self,
         customer_id: &str,
@@ -369,7 +378,21 @@ impl FakeShopify {
         amount: Decimal,
         order: &str,
     ) -> bool {
-        self.order_transaction(customer_id, currency, amount, "ORDER_REFUND", order)
+        self.order_transaction(customer_id, currency, amount, "ORDER_REFUND", order, false)
+    }
+
+    /// A store credit payment of order `order` given back (the order
+    /// cancelled or refunded: Shopify reverts the debit, a
+    /// `StoreCreditAccountDebitRevertTransaction` with `event`).
+    pub fn revert_store_credit_payment(
+        &self,
+        customer_id: &str,
+        currency: &str,
+        amount: Decimal,
+        order: &str,
+        event: &'static str,
+    ) -> bool {
+        self.order_transaction(customer_id, currency, amount, event, order, true)
     }
 
     fn order_transaction(
@@ -379,6 +402,7 @@ impl FakeShopify {
         signed: Decimal,
         event: &'static str,
         order: &str,
+        reverts: bool,
     ) -> bool {
         let gid = format!("gid://shopify/Customer/{customer_id}");
         let mut inner = self.lock();
@@ -398,6 +422,8 @@ impl FakeShopify {
         account.balance += signed;
         let typename = if signed < Decimal::ZERO {
             "StoreCreditAccountDebitTransaction"
+        } else if reverts {
+            "StoreCreditAccountDebitRevertTransaction"
         } else {
             "StoreCreditAccountCreditTransaction"
         };

@@ -873,10 +873,10 @@ impl Account {
     /// spent through a code and given back on a refund, it pays the owner's
     /// debt first (a payment beyond the balance, or a clawback that landed
     /// after the balance was spent, is netted by it: what is owed is never
-    /// spendable again), then is spendable. Money an order refunded to
-    /// store credit that was never spent from it is
-    /// [`Account::credit_refund_from_platform`]. Returns the entries and
-    /// the debt it paid.
+    /// spendable again), then is spendable. Money refunded to store credit
+    /// (Shopify refunds any payment so) is followed the same way: the type
+    /// of the transaction does not tell it from a payment given back.
+    /// Returns the entries and the debt it paid.
     pub fn restore_from_platform(
         &mut self,
         amount: Money,
@@ -906,52 +906,6 @@ impl Account {
         )?;
         let paid = debt_before.checked_sub(self.debt)?;
         Ok((journal.finish(), paid))
-    }
-
-    /// Money an order refunded to the customer's store credit on the
-    /// platform that was not a store credit payment given back (a card
-    /// payment the merchant refunded as store credit), under its once-only
-    /// `key`. The customer's money, not cashback and not balance spent: it
-    /// is spendable whole, never expires, pays no debt and moves no
-    /// lifetime figure.
-    pub fn credit_refund_from_platform(
-        &mut self,
-        amount: Money,
-        order_id: Option<&OrderId>,
-        note: &str,
-        key: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Applied, LedgerError> {
-        self.same_currency(amount)?;
-        if !amount.is_positive() {
-            return Err(LedgerError::NotPositive);
-        }
-        let mut journal = Journal::new(format!("refunded:{key}"), now, self.currency);
-        self.credit_customer_money(amount, order_id, note, &mut journal)?;
-        Ok(journal.finish())
-    }
-
-    /// Adds the customer's own money (not cashback) to the balance: a lot
-    /// that never expires, an adjustment entry, no debt paid.
-    fn credit_customer_money(
-        &mut self,
-        amount: Money,
-        order_id: Option<&OrderId>,
-        note: &str,
-        journal: &mut Journal,
-    ) -> Result<(), LedgerError> {
-        self.available = self.available.checked_add(amount)?;
-        self.add_lot(journal.at(), None, amount)?;
-        journal.record(
-            EntryKind::Adjust,
-            order_id,
-            Deltas {
-                available: Some(amount),
-                note: Some(note.to_string()),
-                ..Deltas::default()
-            },
-        );
-        Ok(())
     }
 
     /// Credits a bonus of `amount` under its once-only `key`, spendable at

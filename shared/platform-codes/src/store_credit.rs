@@ -276,7 +276,6 @@ fn transaction(node: &Value, currency: Currency) -> Result<CreditTransaction, Pl
         order,
         order_id,
         cursor: None,
-        reverts_payment: typename == "StoreCreditAccountDebitRevertTransaction",
     })
 }
 

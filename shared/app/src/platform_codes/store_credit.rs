@@ -133,10 +133,6 @@ pub struct CreditTransaction {
     /// Where it sits in the account's list (the platform's cursor): a
     /// later read goes on after it.
     pub cursor: Option<String>,
-    /// A store credit payment given back (Shopify's debit revert: its order
-    /// cancelled or refunded, or the payment failed), as opposed to money
-    /// refunded to store credit that was never spent from it.
-    pub reverts_payment: bool,
 }
 
 impl CreditTransaction {
@@ -1310,19 +1306,10 @@ async fn follow(
     };
     let order = transaction.order.as_deref().unwrap_or("an order");
     let order_id = order_of(transaction);
-    let note = match (
-        transaction.movement,
-        transaction.reverts_payment,
-        transaction.event.as_str(),
-    ) {
-        (Movement::Debit, _, "ORDER_PAYMENT") => format!("store credit spent on {order}"),
-        (Movement::Credit, true, event) => {
-            format!("store credit spent on {order} given back ({event})")
-        }
-        (Movement::Credit, false, "ORDER_REFUND") => {
-            format!("refunded to store credit by {order}")
-        }
-        (_, _, event) => format!("store credit {event} of {order}"),
+    let note = match (transaction.movement, transaction.event.as_str()) {
+        (Movement::Debit, "ORDER_PAYMENT") => format!("store credit spent on {order}"),
+        (Movement::Credit, "ORDER_REFUND") => format!("store credit refunded by {order}"),
+        (_, event) => format!("store credit {event} of {order}"),
     };
     let committed = write_once(ctx, shop, customer, program, &guard, |next| {
         match transaction.movement {
@@ -1337,8 +1324,9 @@ async fn follow(
                     }
                     applied
                 }),
-            // A payment given back: pays the owner's debt first.
-            Movement::Credit if transaction.reverts_payment => next
+            // Given back by an order (a store credit payment reverted, or
+            // money refunded to store credit): pays the owner's debt first.
+            Movement::Credit => next
                 .restore_from_platform(
                     transaction.amount,
                     order_id.as_ref(),
@@ -1355,15 +1343,6 @@ async fn follow(
                     }
                     applied
                 }),
-            // Money refunded to store credit (a card payment refunded so):
-            // the customer's, spendable whole.
-            Movement::Credit => next.credit_refund_from_platform(
-                transaction.amount,
-                order_id.as_ref(),
-                &note,
-                &guard,
-                now,
-            ),
         }
     })
     .await?;
@@ -1535,7 +1514,6 @@ mod tests {
             order: None,
             order_id: None,
             cursor: Some("sc32".into()),
-            reverts_payment: false,
         };
         let behind = Position::after(&earlier, 1, over.followed_up_to()).unwrap();
         assert_eq!(behind.followed_up_to(), Some(old.mark.as_str()));
@@ -1577,11 +1555,14 @@ mod tests {
         assert_eq!(Position::decode("nothing"), None);
     }
 
-    #[test]
-    fn a_balance_the_transactions_read_do_not_explain_is_caught() {
-        let usd = |a: &str| Money::parse(a, cashback_core::money::Currency::USD).unwrap();
-        let at = |minute: u32, movement: Movement, amount: &str, after: &str| CreditTransaction {
-            id: format!("t{minute}"),
+    fn usd(amount: &str) -> Money {
+        Money::parse(amount, cashback_core::money::Currency::USD).unwrap()
+    }
+
+    /// An adjustment of `amount` at 10:`minute`, leaving `after`.
+    fn at(minute: u32, movement: Movement, amount: &str, after: &str) -> CreditTransaction {
+        CreditTransaction {
+            id: format!("t{minute}-{amount}"),
             movement,
             event: "ADJUSTMENT".into(),
             amount: usd(amount),
@@ -1589,9 +1570,12 @@ mod tests {
             created_at: Utc.with_ymd_and_hms(2026, 11, 23, 10, minute, 0).unwrap(),
             order: None,
             order_id: None,
-            cursor: Some(format!("c{minute}")),
-            reverts_payment: false,
-        };
+            cursor: Some(format!("c{minute}-{amount}")),
+        }
+    }
+
+    #[test]
+    fn a_balance_the_transactions_read_do_not_explain_is_caught() {
         let chain = [
             at(1, Movement::Credit, "50.00", "50.00"),
             at(2, Movement::Debit, "10.00", "40.00"),
@@ -1697,19 +1681,6 @@ mod tests {
 
     #[test]
     fn a_read_position_never_sits_inside_an_instant_and_keeps_the_chains_balance() {
-        let usd = |a: &str| Money::parse(a, cashback_core::money::Currency::USD).unwrap();
-        let at = |minute: u32, movement: Movement, amount: &str, after: &str| CreditTransaction {
-            id: format!("t{minute}-{amount}"),
-            movement,
-            event: "ADJUSTMENT".into(),
-            amount: usd(amount),
-            balance_after: Some(usd(after)),
-            created_at: Utc.with_ymd_and_hms(2026, 11, 23, 10, minute, 0).unwrap(),
-            order: None,
-            order_id: None,
-            cursor: Some(format!("c{minute}-{amount}")),
-            reverts_payment: false,
-        };
         // Two of minute 2 listed in the other order than applied (5.00
         // then 10.00), then a credit seven minutes later.
         let read = [

@@ -869,42 +869,6 @@ async fn a_store_credit_payment_given_back_pays_a_clawbacks_debt_first() {
     assert_eq!(w.balance_of(&ann()), dec!(0));
 }
 
-/// A card payment the merchant refunds to store credit is the customer's
-/// money: it pays no clawback's debt (only a refund of the order whose own
-/// store credit payment made a debt nets that debt).
-#[tokio::test]
-async fn a_card_payment_refunded_to_store_credit_pays_no_clawbacks_debt() {
-    let w = World::new().await;
-    w.paid(&ann(), "1", "120.00", &["shopify_payments"]).await;
-    w.paid(&ann(), "3", "80.00", &["shopify_payments"]).await;
-    w.advance(Duration::days(2));
-    w.release().await;
-    w.sync_and_check("release").await;
-    // Ann spends her 20.00 of store credit on order 2, read at once.
-    assert!(w
-        .fake
-        .pay_with_store_credit("1001", "USD", dec!(20.00), "2"));
-    w.sync_and_check("the payment").await;
-    assert_eq!(w.account().await.debt, usd("0.00"));
-    // Order 1 is refunded: its 12.00 of cashback, spent, is a debt.
-    w.refund("1", "120.00", "r1").await;
-    w.sync_and_check("the clawback").await;
-    assert_eq!(w.account().await.debt, usd("12.00"));
-    // Order 3, paid by card, refunded to store credit: 30.00.
-    assert!(w
-        .fake
-        .refund_to_store_credit("1001", "USD", dec!(30.00), "3"));
-    w.sync_and_check("the card refund read").await;
-    let account = w.account().await;
-    assert_eq!(account.debt, usd("12.00"), "the clawback's debt stays");
-    assert_eq!(
-        account.available,
-        usd("30.00"),
-        "the refund is spendable whole"
-    );
-    assert_eq!(w.balance_of(&ann()), dec!(30.00));
-}
-
 /// A payment already in the store credit balance but not listed yet (the
 /// platform lists late): no sync sends anything until it is listed, so it
 /// is never credited back; once listed it is followed as any payment.

@@ -432,15 +432,10 @@ fn gap_in_balances(
     balance: Option<Money>,
 ) -> Option<Gap> {
     let mut running = before;
-    let mut start = 0;
-    while start < transactions.len() {
-        // A group of one instant may be listed in another order than it
-        // was applied in: it is checked as a group.
+    // A group of one instant may be listed in another order than it was
+    // applied in: it is checked as a group.
+    for (start, end) in instants(transactions) {
         let at = transactions[start].created_at;
-        let end = transactions[start..]
-            .iter()
-            .position(|t| t.created_at != at)
-            .map_or(transactions.len(), |n| start + n);
         let group = &transactions[start..end];
         running = match running {
             Some(was) if group.iter().all(|t| t.balance_after.is_some()) => {
@@ -457,7 +452,6 @@ fn gap_in_balances(
             // transaction, or a balance not given): the chain starts here.
             _ => group_end(group),
         };
-        start = end;
     }
     // An incomplete read (None) is checked up to its last transaction.
     let balance = balance?;
@@ -469,6 +463,23 @@ fn gap_in_balances(
     listed
         .is_some_and(|listed| listed != balance)
         .then_some(Gap { since: None })
+}
+
+/// The runs of transactions of one instant (the same `created_at`), as
+/// `start..end` index pairs, in order.
+fn instants(transactions: &[CreditTransaction]) -> Vec<(usize, usize)> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    while start < transactions.len() {
+        let at = transactions[start].created_at;
+        let end = transactions[start..]
+            .iter()
+            .position(|t| t.created_at != at)
+            .map_or(transactions.len(), |n| start + n);
+        runs.push((start, end));
+        start = end;
+    }
+    runs
 }
 
 /// The balance after `group` (transactions of one instant) when, in some
@@ -1230,13 +1241,7 @@ fn position_balances(
 ) -> Vec<Option<Money>> {
     let mut balances = vec![None; transactions.len()];
     let mut running = before;
-    let mut start = 0;
-    while start < transactions.len() {
-        let at = transactions[start].created_at;
-        let end = transactions[start..]
-            .iter()
-            .position(|t| t.created_at != at)
-            .map_or(transactions.len(), |n| start + n);
+    for (start, end) in instants(transactions) {
         running = match (&transactions[start..end], running) {
             ([only], _) => only.balance_after,
             (group, Some(was)) => group.iter().try_fold(was, |balance, t| match t.movement {
@@ -1246,7 +1251,6 @@ fn position_balances(
             (_, None) => None,
         };
         balances[end - 1] = running;
-        start = end;
     }
     balances
 }

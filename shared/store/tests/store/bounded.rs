@@ -254,9 +254,10 @@ async fn expire(
     assert_eq!(outcome, WriteOutcome::Committed);
 }
 
-#[tokio::test]
-async fn a_year_of_orders_under_30_day_expiry_keeps_the_account_item_under_2_kb() {
-    let (program, account) = orders_under_expiry(30, 365).await;
+/// The account item's size and lots after 10,000 orders over `over_days`
+/// under `expiry_days` of expiry, printed with `what`.
+async fn account_under_expiry(expiry_days: u32, over_days: i64, what: &str) -> (usize, usize) {
+    let (program, account) = orders_under_expiry(expiry_days, over_days).await;
     let lots = account.lots.len();
     let item = encode_account(
         &shop(),
@@ -264,9 +265,13 @@ async fn a_year_of_orders_under_30_day_expiry_keeps_the_account_item_under_2_kb(
     )
     .unwrap();
     let bytes = item_size(&item);
-    println!(
-        "account item after 10,000 orders in a year, 30-day expiry: {bytes} bytes, {lots} lots"
-    );
+    println!("account item after 10,000 orders {what}: {bytes} bytes, {lots} lots");
+    (bytes, lots)
+}
+
+#[tokio::test]
+async fn a_year_of_orders_under_30_day_expiry_keeps_the_account_item_under_2_kb() {
+    let (bytes, lots) = account_under_expiry(30, 365, "in a year, 30-day expiry").await;
     assert!(
         lots >= 30,
         "one lot per day on which balance expires: {lots}"
@@ -279,17 +284,7 @@ async fn a_year_of_orders_under_30_day_expiry_keeps_the_account_item_under_2_kb(
 /// credits expiring during the second) leave about 31 lots, not 365.
 #[tokio::test]
 async fn two_years_of_orders_under_a_year_of_expiry_keep_the_account_item_under_2_kb() {
-    let (program, account) = orders_under_expiry(365, 730).await;
-    let lots = account.lots.len();
-    let item = encode_account(
-        &shop(),
-        &AccountWrite::of(&program, Versioned::new(account)),
-    )
-    .unwrap();
-    let bytes = item_size(&item);
-    println!(
-        "account item after 10,000 orders in two years, 365-day expiry: {bytes} bytes, {lots} lots"
-    );
+    let (bytes, lots) = account_under_expiry(365, 730, "in two years, 365-day expiry").await;
     assert!(lots <= 33, "one lot per 12-day expiry period: {lots}");
     assert!(bytes < 2048, "account item of {bytes} bytes");
 }

@@ -455,10 +455,12 @@ fn gap_in_balances(
     }
     // An incomplete read (None) is checked up to its last transaction.
     let balance = balance?;
-    // The chain's end, or the newest listed when nothing new was read.
+    // The chain's end, or the newest listed when nothing new was read (or
+    // when the chain's end is not known: a group of one instant read with
+    // nothing before it to order it by).
     let listed = match newest_listed {
         Some(newest) if transactions.is_empty() => newest.balance_after,
-        _ => running,
+        _ => running.or_else(|| transactions.last().and_then(|t| t.balance_after)),
     };
     listed
         .is_some_and(|listed| listed != balance)
@@ -545,7 +547,7 @@ struct Gap {
 
 /// How long a gap in the balances may last before every read that finds
 /// it logs an error: far longer than Shopify lists late. The gap is never
-/// passed (the read keeps its position and nothing is sent): moving on
+/// passed (the read keeps its position and no credit is sent): moving on
 /// would credit back a payment never listed, and charging the difference
 /// blind can take the engine's own debit or a hand debit as the
 /// customer's. The customer's syncs fail, are parked and alarmed, for
@@ -707,8 +709,8 @@ struct History {
     newest_listed: Option<CreditTransaction>,
 }
 
-/// The guard of a customer's opening balance: one per customer and shop,
-/// whichever sync claims it first.
+/// The guard of the first read of a customer's store credit: one per
+/// customer and shop, whichever sync claims it first.
 fn opening_guard(shop: &ShopId, customer: &CustomerId) -> String {
     format!("store-credit-opening:{shop}:{customer}")
 }
@@ -1667,6 +1669,19 @@ mod tests {
             &rotated[1..],
             rotated.last(),
             Some(usd("67.00"))
+        ));
+        // A group with nothing before it that no order chains (an unlisted
+        // transaction between them): its end is not known, and the balance
+        // is still checked, against the last listed.
+        let unordered = [
+            at(3, Movement::Credit, "5.00", "15.00"),
+            at(3, Movement::Credit, "1.00", "21.00"),
+        ];
+        assert!(balance_unexplained(
+            None,
+            &unordered,
+            unordered.last(),
+            Some(usd("16.00"))
         ));
         // Nothing read after a kept position: the balance is the one kept.
         assert!(!balance_unexplained(

@@ -728,32 +728,39 @@ async fn claim_opening(
     ctx: &Context,
     shop: &ShopId,
     customer: &CustomerId,
-    program: &Program,
     newest: Option<&CreditTransaction>,
 ) -> Result<(Position, bool), SyncError> {
     let position = newest
         .and_then(|newest| Position::after(newest, 0, None))
         .unwrap_or_else(Position::start);
-    let guard = opening_guard(shop, customer);
-    let written = write_guarded(
-        ctx,
-        shop,
-        customer,
-        program,
-        &guard,
-        Some(position.encode()),
-        // As long as the read position it starts: for good.
-        chrono::Duration::days(3650),
-        // The guard alone: nothing changes in the ledger.
-        |_| Ok(cashback_core::ledger::Applied::default()),
-    )
-    .await?;
+    let now = ctx.now();
+    // The guard alone: nothing changes in the ledger.
+    let written = ctx
+        .store
+        .write(
+            shop,
+            WriteSet {
+                guard: Some(Guard {
+                    key: opening_guard(shop, customer),
+                    // As long as the read position it starts: for good.
+                    expires_at: now + chrono::Duration::days(3650),
+                    response: Some(position.encode()),
+                }),
+                now: Some(now),
+                ..WriteSet::default()
+            },
+        )
+        .await
+        .map_err(AppError::from)?;
     match written {
-        Written::Committed => Ok((position, true)),
-        Written::Duplicate(kept) => {
-            let kept = kept.as_deref().and_then(Position::decode).ok_or_else(|| {
-                AppError::Invalid(format!("unreadable opening read position for {customer}"))
-            })?;
+        WriteOutcome::Committed => Ok((position, true)),
+        WriteOutcome::Duplicate { response } => {
+            let kept = response
+                .as_deref()
+                .and_then(Position::decode)
+                .ok_or_else(|| {
+                    AppError::Invalid(format!("unreadable first read position for {customer}"))
+                })?;
             Ok((kept, false))
         }
     }
@@ -766,7 +773,6 @@ async fn read_history(
     platform_accounts: &dyn StoreCreditAccounts,
     shop: &ShopId,
     customer: &CustomerId,
-    program: &Program,
 ) -> Result<History, SyncError> {
     let stored = ctx
         .store
@@ -802,7 +808,7 @@ async fn read_history(
                 // engine mirrored anything, not the ledger's.
                 let newest = platform_accounts.newest(customer).await.map_err(platform)?;
                 let (position, claimed) =
-                    claim_opening(ctx, shop, customer, program, newest.as_ref()).await?;
+                    claim_opening(ctx, shop, customer, newest.as_ref()).await?;
                 if claimed {
                     first_newest = newest;
                 }
@@ -902,7 +908,7 @@ async fn attempt(
             )));
         }
     }
-    let history = read_history(ctx, platform_accounts, shop, customer, program).await?;
+    let history = read_history(ctx, platform_accounts, shop, customer).await?;
     if let Some(intent) = last.as_ref().filter(|i| i.pending) {
         settle(ctx, job, intent, &history.transactions).await?;
     }
@@ -1077,11 +1083,15 @@ async fn claim(
 ) -> Result<(), SyncError> {
     // The shop's reconcile checks what is left of store credit after a
     // change of mode from now on (written first: a failure here leaves no
-    // claimed intent unsent).
-    ctx.store
-        .put_checkpoint(&used_job(shop), "1")
-        .await
-        .map_err(AppError::from)?;
+    // claimed intent unsent). Once, with the customer's first call: the
+    // mark is the shop's, and every call writing it would make it an item
+    // every customer's sync writes.
+    if intent.seq == 1 {
+        ctx.store
+            .put_checkpoint(&used_job(shop), "1")
+            .await
+            .map_err(AppError::from)?;
+    }
     let value = intent.encode();
     ctx.store
         .put_checkpoint(job, &value)
@@ -1374,43 +1384,6 @@ async fn write_once(
         &mut cashback_core::ledger::Account,
     ) -> Result<cashback_core::ledger::Applied, cashback_core::ledger::LedgerError>,
 ) -> Result<bool, SyncError> {
-    let written = write_guarded(
-        ctx,
-        shop,
-        customer,
-        program,
-        guard,
-        None,
-        chrono::Duration::days(400),
-        change,
-    )
-    .await?;
-    Ok(matches!(written, Written::Committed))
-}
-
-/// What a guarded write did.
-enum Written {
-    /// This call committed it.
-    Committed,
-    /// The guard was there: nothing written; what it keeps.
-    Duplicate(Option<String>),
-}
-
-/// [`write_once`], keeping `response` with the guard and handing back the
-/// one kept when the guard was there already.
-#[allow(clippy::too_many_arguments)]
-async fn write_guarded(
-    ctx: &Context,
-    shop: &ShopId,
-    customer: &CustomerId,
-    program: &Program,
-    guard: &str,
-    response: Option<String>,
-    kept_for: chrono::Duration,
-    change: impl Fn(
-        &mut cashback_core::ledger::Account,
-    ) -> Result<cashback_core::ledger::Applied, cashback_core::ledger::LedgerError>,
-) -> Result<Written, SyncError> {
     let now = ctx.now();
     for _ in 0..5 {
         let read = ctx
@@ -1423,8 +1396,6 @@ async fn write_guarded(
         };
         let mut next = account.value.clone();
         let writes = match change(&mut next) {
-            // Nothing to change: the guard alone.
-            Ok(applied) if applied.entries.is_empty() => Vec::new(),
             Ok(applied) => {
                 vec![AccountWrite::new(program, next, account.version).with_entries(applied.entries)]
             }
@@ -1441,8 +1412,8 @@ async fn write_guarded(
                 WriteSet {
                     guard: Some(Guard {
                         key: guard.to_string(),
-                        expires_at: now + kept_for,
-                        response: response.clone(),
+                        expires_at: now + chrono::Duration::days(400),
+                        response: None,
                     }),
                     accounts: writes,
                     accounts_read: AccountsRead::one(account),
@@ -1452,8 +1423,8 @@ async fn write_guarded(
             )
             .await;
         match outcome {
-            Ok(WriteOutcome::Committed) => return Ok(Written::Committed),
-            Ok(WriteOutcome::Duplicate { response }) => return Ok(Written::Duplicate(response)),
+            Ok(WriteOutcome::Committed) => return Ok(true),
+            Ok(WriteOutcome::Duplicate { .. }) => return Ok(false),
             Err(error) if error.is_conflict() => continue,
             Err(error) => return Err(AppError::from(error).into()),
         }

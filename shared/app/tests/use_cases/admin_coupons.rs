@@ -204,6 +204,32 @@ async fn earned_coupon(world: &World, who: &str) -> bool {
     pending == dec!(15.00)
 }
 
+/// Orders `{order}-{n}` by customers `{who}-{n}`, for each `n`, one after
+/// the other, each with TRAIL5.
+async fn pay_with_trail(world: &World, order: &str, who: &str, ns: std::ops::Range<usize>) {
+    for n in ns {
+        handle_order_event(
+            &world.ctx,
+            &shop(),
+            &with_trail(&format!("{order}-{n}"), &format!("{who}-{n}")),
+            t0(),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// How many of customers `c-{n}` earned the coupon.
+async fn credited(world: &World, ns: std::ops::Range<usize>) -> usize {
+    let mut credited = 0;
+    for n in ns {
+        if earned_coupon(world, &format!("c-{n}")).await {
+            credited += 1;
+        }
+    }
+    credited
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_limited_coupon_is_credited_to_exactly_its_limit_of_concurrent_orders() {
     let mut world = world(program()).await;
@@ -234,13 +260,11 @@ async fn a_limited_coupon_is_credited_to_exactly_its_limit_of_concurrent_orders(
     for task in tasks {
         task.await.unwrap().unwrap();
     }
-    let mut credited = 0;
-    for n in 0..40 {
-        if earned_coupon(&world, &format!("c-{n}")).await {
-            credited += 1;
-        }
-    }
-    assert_eq!(credited, 7, "never past the limit, never refused below it");
+    assert_eq!(
+        credited(&world, 0..40).await,
+        7,
+        "never past the limit, never refused below it"
+    );
     let coupon = admin::get_coupon(&world.ctx, &shop(), &trail())
         .await
         .unwrap();
@@ -294,16 +318,7 @@ async fn a_limit_set_on_a_coupon_counts_the_uses_the_feed_has_not_counted_yet() 
     admin::create_coupon(&world.ctx, &shop(), &trail_body(None), t0())
         .await
         .unwrap();
-    for n in 0..3 {
-        handle_order_event(
-            &world.ctx,
-            &shop(),
-            &with_trail(&format!("u-{n}"), &format!("u-{n}")),
-            t0(),
-        )
-        .await
-        .unwrap();
-    }
+    pay_with_trail(&world, "u", "u", 0..3).await;
     // The feed has counted none of the three yet.
     let before = admin::get_coupon(&world.ctx, &shop(), &trail())
         .await
@@ -319,16 +334,7 @@ async fn a_limit_set_on_a_coupon_counts_the_uses_the_feed_has_not_counted_yet() 
     )
     .await
     .unwrap();
-    for n in 0..3 {
-        handle_order_event(
-            &world.ctx,
-            &shop(),
-            &with_trail(&format!("n-{n}"), &format!("n-{n}")),
-            t0(),
-        )
-        .await
-        .unwrap();
-    }
+    pay_with_trail(&world, "n", "n", 0..3).await;
     assert!(earned_coupon(&world, "n-0").await);
     assert!(!earned_coupon(&world, "n-1").await);
     assert!(!earned_coupon(&world, "n-2").await);
@@ -355,16 +361,7 @@ async fn a_coupon_limited_before_the_split_gets_its_sub_counters_when_first_read
         .set_coupon_caps(&shop(), &trail(), None)
         .await
         .unwrap();
-    for n in 0..2 {
-        handle_order_event(
-            &world.ctx,
-            &shop(),
-            &with_trail(&format!("o-{n}"), &format!("c-{n}")),
-            t0(),
-        )
-        .await
-        .unwrap();
-    }
+    pay_with_trail(&world, "o", "c", 0..2).await;
     let uncapped = world.store.coupon_shards(&shop(), &trail()).await.unwrap();
     assert!(uncapped.iter().all(|shard| shard.cap.is_none()));
     let listed = admin::list_coupons(&world.ctx, &shop(), None, None)
@@ -373,23 +370,12 @@ async fn a_coupon_limited_before_the_split_gets_its_sub_counters_when_first_read
     assert_eq!(listed.items[0].uses, 2);
     let capped = world.store.coupon_shards(&shop(), &trail()).await.unwrap();
     assert!(capped.iter().any(|shard| shard.cap.is_some()), "{capped:?}");
-    for n in 2..10 {
-        handle_order_event(
-            &world.ctx,
-            &shop(),
-            &with_trail(&format!("o-{n}"), &format!("c-{n}")),
-            t0(),
-        )
-        .await
-        .unwrap();
-    }
-    let mut credited = 0;
-    for n in 0..10 {
-        if earned_coupon(&world, &format!("c-{n}")).await {
-            credited += 1;
-        }
-    }
-    assert_eq!(credited, 5, "the limit, across the split");
+    pay_with_trail(&world, "o", "c", 2..10).await;
+    assert_eq!(
+        credited(&world, 0..10).await,
+        5,
+        "the limit, across the split"
+    );
     world.store.aggregate_reports().await.unwrap();
     let coupon = admin::get_coupon(&world.ctx, &shop(), &trail())
         .await

@@ -171,6 +171,13 @@ impl World {
         self.account_of(&ann()).await
     }
 
+    /// A sync of Ann that sends nothing for now and says so as an error to
+    /// try again (parked and alarmed if it keeps failing).
+    pub(crate) async fn sync_held_back(&self) {
+        let held = self.sync_of(&ann()).await;
+        assert!(matches!(held, Err(ref e) if e.is_retryable()), "{held:?}");
+    }
+
     pub(crate) async fn sync_of(&self, customer: &CustomerId) -> Result<SyncOutcome, SyncError> {
         sync_customer_code(
             &self.ctx,
@@ -812,8 +819,7 @@ async fn a_refund_back_to_store_credit_pays_the_debt_its_payment_made_first() {
 #[tokio::test]
 async fn a_held_customer_still_loses_what_the_ledger_takes_back() {
     let w = a_hidden_payment_behind_a_hand_credit().await;
-    let held = w.sync_of(&ann()).await;
-    assert!(matches!(held, Err(ref e) if e.is_retryable()), "{held:?}");
+    w.sync_held_back().await;
     assert_eq!(w.balance_of(&ann()), dec!(8.00), "no credit while held");
     adjust(
         &w.ctx,
@@ -827,8 +833,7 @@ async fn a_held_customer_still_loses_what_the_ledger_takes_back() {
     .await
     .unwrap();
     assert_eq!(w.account().await.available, usd("7.00"));
-    let held = w.sync_of(&ann()).await;
-    assert!(matches!(held, Err(ref e) if e.is_retryable()), "{held:?}");
+    w.sync_held_back().await;
     assert_eq!(w.balance_of(&ann()), dec!(7.00), "the debit is sent");
     // Listed at last: the 5.00 payment is followed; 2.00 is left, under
     // the program's 5.00 minimum, so the store credit goes to 0.
@@ -881,11 +886,7 @@ async fn a_payment_in_the_balance_but_not_listed_yet_is_never_credited_back() {
     w.goodwill_of_ten().await;
     assert!(w.fake.pay_with_store_credit("1001", "USD", dec!(5.00), "2"));
     w.fake.hide_newest_transaction();
-    let refused = w.sync_of(&ann()).await;
-    assert!(
-        matches!(refused, Err(ref e) if e.is_retryable()),
-        "{refused:?}"
-    );
+    w.sync_held_back().await;
     assert_eq!(w.credit_transactions(), credits, "nothing sent");
     assert_eq!(w.balance_of(&ann()), dec!(7.00));
     // Listed: the payment is followed, then the goodwill credit is sent.
@@ -903,11 +904,7 @@ async fn a_payment_in_the_balance_but_not_listed_yet_is_never_credited_back() {
 async fn a_payment_listed_late_behind_a_newer_transaction_is_never_credited_back() {
     let w = a_hidden_payment_behind_a_hand_credit().await;
     assert_eq!(w.balance_of(&ann()), dec!(8.00));
-    let refused = w.sync_of(&ann()).await;
-    assert!(
-        matches!(refused, Err(ref e) if e.is_retryable()),
-        "{refused:?}"
-    );
+    w.sync_held_back().await;
     assert_eq!(w.balance_of(&ann()), dec!(8.00), "nothing sent");
     w.fake.list_hidden();
     w.sync_and_check("once listed").await;
@@ -926,11 +923,7 @@ async fn a_gap_in_the_balances_holds_the_read_position_until_it_is_listed() {
         .advance_transaction_clock(chrono::Duration::minutes(5));
     w.credit_by_hand("1.00").await;
     assert_eq!(w.balance_of(&ann()), dec!(9.00));
-    let refused = w.sync_of(&ann()).await;
-    assert!(
-        matches!(refused, Err(ref e) if e.is_retryable()),
-        "{refused:?}"
-    );
+    w.sync_held_back().await;
     assert_eq!(
         w.balance_of(&ann()),
         dec!(9.00),
@@ -953,8 +946,7 @@ async fn a_gap_that_never_closes_holds_the_customers_store_credit_and_is_never_p
     let credits = w.credit_transactions();
     for hours in [0, 2, 30] {
         w.advance(Utc::now() + Duration::hours(hours) - w.now());
-        let held = w.sync_of(&ann()).await;
-        assert!(matches!(held, Err(ref e) if e.is_retryable()), "{held:?}");
+        w.sync_held_back().await;
         assert_eq!(w.credit_transactions(), credits, "nothing sent");
         assert_eq!(w.balance_of(&ann()), dec!(8.00), "never credited back");
         assert_eq!(

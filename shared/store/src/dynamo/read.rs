@@ -33,8 +33,6 @@ const MAX_ATTEMPTS: u32 = 6;
 /// What a key was asked for: one key may serve several requests.
 #[derive(Debug, Clone)]
 enum Target {
-    Order,
-    OrderLines,
     Account(CustomerId),
     Coupon(Code),
     CouponUse(Code, UsageKey),
@@ -48,22 +46,10 @@ enum Target {
     CouponShard(Code, u32),
 }
 
+/// The items of a read other than its order's (the order's partition is
+/// one Query of its own, see `batch_read`).
 fn targets(shop: &ShopId, request: &ReadRequest) -> Vec<((String, String), Target)> {
     let mut wanted = Vec::new();
-    if let Some(order) = &request.order {
-        wanted.push((
-            (keys::order_key(shop, order), keys::ORDER_SK.to_string()),
-            Target::Order,
-        ));
-        // In the same request: a refund by line or a later earn needs them.
-        wanted.push((
-            (
-                keys::order_key(shop, order),
-                keys::ORDER_LINES_SK.to_string(),
-            ),
-            Target::OrderLines,
-        ));
-    }
     for customer in &request.accounts {
         wanted.push((
             (
@@ -191,24 +177,18 @@ impl DynamoStore {
         // the same time as everything else in BatchGetItem: one round trip
         // whatever the order's refunds (a Query is charged on the size of
         // what it returns, so state and lines cost no more than as items).
+        // The state and lines are what a refund by line or a later earn
+        // needs, the refund records what a refund adds up.
         let order_pk = request.order.as_ref().map(|id| keys::order_key(shop, id));
-        let others: Vec<&(String, String)> = order
-            .iter()
-            .filter(|key| {
-                !by_key[*key]
-                    .iter()
-                    .all(|t| matches!(t, Target::Order | Target::OrderLines))
-            })
-            .collect();
         let order_read = async {
             match &order_pk {
-                Some(pk) => self.order_partition(pk, None).await.map(Some),
+                Some(pk) => self.order_partition(pk).await.map(Some),
                 None => Ok(None),
             }
         };
         let others_read = async {
             let mut items = Vec::new();
-            for chunk in others.chunks(MAX_BATCH_KEYS) {
+            for chunk in order.chunks(MAX_BATCH_KEYS) {
                 let keys = chunk.iter().map(|(pk, sk)| key(pk, sk)).collect();
                 items.extend(self.batch_get(keys).await?);
             }
@@ -221,10 +201,7 @@ impl DynamoStore {
                 require_s(&item, SK)?.to_string(),
             );
             for target in by_key.get(&found).into_iter().flatten() {
-                match target {
-                    Target::Order | Target::OrderLines => {}
-                    _ => apply(&mut result, target, &item)?,
-                }
+                apply(&mut result, target, &item)?;
             }
         }
         if let Some((Some(state), lines, refunds)) = order_found {
@@ -235,24 +212,16 @@ impl DynamoStore {
         Ok(result)
     }
 
-    /// The items of an order's partition (those whose sort key starts with
-    /// `prefix`, or all): its state, its lines and its refund records. One
-    /// consistent Query, charged on the size of what it returns (1 RCU per
-    /// 4 KB in all, not per item as BatchGetItem charges).
+    /// The items of an order's partition: its state, its lines and its
+    /// refund records. One consistent Query, charged on the size of what it
+    /// returns (1 RCU per 4 KB in all, not per item as BatchGetItem
+    /// charges).
     async fn order_partition(
         &self,
         pk: &str,
-        prefix: Option<&str>,
     ) -> Result<(Option<Item>, Option<Item>, Vec<Item>), StoreError> {
         let mut expr = Expr::default();
-        let mut key_condition = format!("{} = {}", expr.name(PK), expr.value("pk", s(pk)));
-        if let Some(prefix) = prefix {
-            key_condition.push_str(&format!(
-                " AND begins_with({}, {})",
-                expr.name(SK),
-                expr.value("prefix", s(prefix))
-            ));
-        }
+        let key_condition = format!("{} = {}", expr.name(PK), expr.value("pk", s(pk)));
         let (mut state, mut lines, mut refunds) = (None, None, Vec::new());
         self.query_partition(&key_condition, &expr, pk, |item| {
             let sk = require_s(item, SK)?;
@@ -333,8 +302,6 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
 
 fn apply(result: &mut ReadResult, target: &Target, item: &Item) -> Result<(), StoreError> {
     match target {
-        // Decoded together, once both are in (see `batch_read`).
-        Target::Order | Target::OrderLines => {}
         Target::Account(customer) => {
             result
                 .accounts

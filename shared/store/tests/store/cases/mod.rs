@@ -260,22 +260,13 @@ pub async fn an_account_round_trips_with_its_balances_and_version(store: &dyn St
         .spend_on_platform(usd("20.00"), Some(&order), "spent", "s1", t0())
         .unwrap();
     assert!(spent.debt.is_positive());
-    store
-        .write(
-            &shop(),
-            WriteSet {
-                accounts: vec![AccountWrite {
-                    account: spent.clone(),
-                    expected_version: 1,
-                    entries: applied.entries,
-                    reminder_due_at: None,
-                    code_change: None,
-                }],
-                ..WriteSet::default()
-            },
-        )
-        .await
-        .unwrap();
+    let written = WriteSet {
+        accounts: vec![
+            AccountWrite::new(&program(), spent.clone(), 1).with_entries(applied.entries)
+        ],
+        ..WriteSet::default()
+    };
+    store.write(&shop(), written).await.unwrap();
     let read = read_account(store, "ann").await.unwrap();
     assert_eq!(read.value, spent);
 }

@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-FUNCTIONS=(admin-api coupon-validate customer-api order-webhook pages platform-sync promote-pending report-aggregator send-reminders ses-events)
+FUNCTIONS=(admin-api coupon-validate customer-api event-delivery order-webhook pages platform-sync promote-pending report-aggregator send-reminders ses-events)
 # FUNCTIONS_ONLY="order-webhook coupon-validate" measures (and builds) only those.
 if [ -n "${FUNCTIONS_ONLY:-}" ]; then read -r -a FUNCTIONS <<<"$FUNCTIONS_ONLY"; fi
 # An explicit --target, as `cargo lambda build` (and so `sam build`) passes:

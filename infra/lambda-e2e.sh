@@ -42,6 +42,15 @@ trap cleanup EXIT
 echo "== building the functions and cashback-local"
 cargo build --quiet -p cashback-local -p order-webhook -p coupon-validate -p customer-api -p promote-pending -p send-reminders
 
+echo "== the functions are fixed-address executables (functions/link_fixed_address.rs)"
+for f in order-webhook coupon-validate customer-api promote-pending send-reminders; do
+  kind=$(readelf -h "target/debug/$f" | awk '/Type:/ {print $2}')
+  if [ "$kind" != EXEC ]; then
+    echo "FAIL: target/debug/$f is ${kind:-unreadable}, not a fixed-address executable (EXEC)"
+    exit 1
+  fi
+done
+
 echo "== the sample events, the generic ones signed now (their signature is timestamped)"
 cargo run --quiet -p order-webhook --example make-events -- --now --out "$work/events" >/dev/null
 

@@ -21,7 +21,7 @@
 //! - [`EventBridgeBus`]: the `EventBus` port over PutEvents.
 //! - [`function_handler`]: a stream batch; [`retry_handler`]: the schedule.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use aws_lambda_events::dynamodb::Event;
@@ -117,25 +117,51 @@ impl Deps {
 /// The `EventSender` port over the HTTPS client the platform adapters
 /// share (rustls; plain HTTP only to a loopback host). Each POST ends
 /// within its timeout, connection included, and never follows a redirect.
-pub struct HttpSender(pub HttpClient);
+/// The client is built by the first POST, not at start: it loads the
+/// system's trust store, which was most of the function's cold start
+/// (BENCHMARKS.md, section 4).
+pub struct HttpSender {
+    timeout: Duration,
+    public_only: bool,
+    client: OnceLock<Result<HttpClient, String>>,
+}
 
 impl HttpSender {
     /// A sender whose every POST ends within `timeout`, to whatever a name
     /// resolves to (local runs).
-    pub fn new(timeout: Duration) -> Result<HttpSender, String> {
-        HttpClient::new(timeout)
-            .map(HttpSender)
-            .map_err(|e| e.to_string())
+    pub fn new(timeout: Duration) -> HttpSender {
+        HttpSender {
+            timeout,
+            public_only: false,
+            client: OnceLock::new(),
+        }
     }
 
     /// The function's sender: like [`HttpSender::new`], but a name is
     /// connected to through its public addresses only, so one re-pointed
     /// at a private address after the check before the attempt (DNS
     /// rebinding) fails the attempt with nothing sent.
-    pub fn public_only(timeout: Duration) -> Result<HttpSender, String> {
-        HttpClient::public_only(timeout)
-            .map(HttpSender)
-            .map_err(|e| e.to_string())
+    pub fn public_only(timeout: Duration) -> HttpSender {
+        HttpSender {
+            public_only: true,
+            ..HttpSender::new(timeout)
+        }
+    }
+
+    /// The client, built once; a construction that failed (no trust store)
+    /// fails every POST of this container with its reason.
+    fn client(&self) -> Result<&HttpClient, SendError> {
+        self.client
+            .get_or_init(|| {
+                let built = if self.public_only {
+                    HttpClient::public_only(self.timeout)
+                } else {
+                    HttpClient::new(self.timeout)
+                };
+                built.map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| SendError(format!("the HTTPS client could not be built: {e}")))
     }
 }
 
@@ -155,7 +181,7 @@ impl EventSender for HttpSender {
             all.push((name, value.clone()));
         }
         all.push((hyper::header::USER_AGENT, "cashback-events/1".to_string()));
-        self.0
+        self.client()?
             .send(Method::POST, url, &all, Some(body.to_vec()))
             .await
             .map(|response| response.status.as_u16())
@@ -166,16 +192,46 @@ impl EventSender for HttpSender {
 /// The `EventBus` port over EventBridge's PutEvents: `source`
 /// [`BUS_SOURCE`], `detail-type` the kind, `detail` the body.
 pub struct EventBridgeBus {
-    client: aws_sdk_eventbridge::Client,
+    client: BusClient,
     bus: String,
+}
+
+enum BusClient {
+    Ready(aws_sdk_eventbridge::Client),
+    /// Built from this configuration by the first publish.
+    OnFirstUse {
+        sdk: aws_config::SdkConfig,
+        client: OnceLock<aws_sdk_eventbridge::Client>,
+    },
 }
 
 impl EventBridgeBus {
     /// Publishes to the bus named `bus`.
     pub fn new(client: aws_sdk_eventbridge::Client, bus: impl Into<String>) -> EventBridgeBus {
         EventBridgeBus {
-            client,
+            client: BusClient::Ready(client),
             bus: bus.into(),
+        }
+    }
+
+    /// Publishes to the bus named `bus` through a client built by the
+    /// first publish, not at start (BENCHMARKS.md, section 4).
+    pub fn on_first_use(sdk: aws_config::SdkConfig, bus: impl Into<String>) -> EventBridgeBus {
+        EventBridgeBus {
+            client: BusClient::OnFirstUse {
+                sdk,
+                client: OnceLock::new(),
+            },
+            bus: bus.into(),
+        }
+    }
+
+    fn client(&self) -> &aws_sdk_eventbridge::Client {
+        match &self.client {
+            BusClient::Ready(client) => client,
+            BusClient::OnFirstUse { sdk, client } => {
+                client.get_or_init(|| aws_sdk_eventbridge::Client::new(sdk))
+            }
         }
     }
 }
@@ -209,7 +265,7 @@ impl EventBus for EventBridgeBus {
                 .map(|event| bus_entry(event, &self.bus))
                 .collect::<Result<Vec<_>, _>>()?;
             let output = self
-                .client
+                .client()
                 .put_events()
                 .set_entries(Some(entries))
                 .send()

@@ -53,7 +53,7 @@ fn settings() -> DeliverySettings {
 fn deps(store: Arc<dyn Store>, bus: Option<Arc<dyn EventBus>>) -> Deps {
     Deps {
         store,
-        sender: Arc::new(HttpSender::public_only(StdDuration::from_secs(5)).unwrap()),
+        sender: Arc::new(HttpSender::public_only(StdDuration::from_secs(5))),
         bus,
         resolver: Arc::new(SystemResolver),
         settings: settings(),
@@ -474,7 +474,11 @@ async fn events_are_published_to_moto_eventbridge_and_a_refused_put_retries_the_
         .send()
         .await
         .unwrap();
-    let bus = Arc::new(event_delivery::EventBridgeBus::new(client, &bus_name));
+    // The function's bus: its client built by the first publish.
+    let bus = Arc::new(event_delivery::EventBridgeBus::on_first_use(
+        sdk.clone(),
+        &bus_name,
+    ));
     history(store.as_ref()).await;
     let event = moto::stream_event(&moto_endpoint, store.table_name()).await;
     let deps = deps(store.clone(), Some(bus));
@@ -607,7 +611,7 @@ async fn a_stalled_shops_endpoint_holds_up_no_other_shops_delivery() {
     let events = cashback_app::outgoing::events_from_changes(&changes, t0());
     let deliverer = Deliverer {
         endpoints: &store,
-        sender: &HttpSender::new(StdDuration::from_secs(5)).unwrap(),
+        sender: &HttpSender::new(StdDuration::from_secs(5)),
         resolver: &SystemResolver,
         settings: settings(),
     };
@@ -693,7 +697,7 @@ async fn a_name_resolving_to_loopback_at_connect_time_is_never_posted_to() {
         .create_endpoint(&endpoint_of(&shop(), "ep_08", &by_name))
         .await
         .unwrap();
-    let public_only = HttpSender::public_only(StdDuration::from_secs(5)).unwrap();
+    let public_only = HttpSender::public_only(StdDuration::from_secs(5));
     let refused = Deliverer {
         endpoints: &store,
         sender: &public_only,
@@ -709,7 +713,7 @@ async fn a_name_resolving_to_loopback_at_connect_time_is_never_posted_to() {
     assert!(error.contains("no public address"), "{error}");
 
     // The plain sender (local runs) reaches the same name...
-    let plain = HttpSender::new(StdDuration::from_secs(5)).unwrap();
+    let plain = HttpSender::new(StdDuration::from_secs(5));
     let reached = Deliverer {
         endpoints: &store,
         sender: &plain,

@@ -15,6 +15,12 @@ use order_webhook::{router, WebhookState};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
+    // Boxed: the runtime moves main's future several times before it runs,
+    // and the future holds every awaited one inline (BENCHMARKS.md, section 4).
+    Box::pin(serve()).await
+}
+
+async fn serve() -> Result<(), lambda_http::Error> {
     cashback_edge::telemetry::init();
     let ctx = cashback_edge::wiring::context_from_env().await?;
     let ttl = std::env::var("CASHBACK_SECRET_TTL_SECONDS")

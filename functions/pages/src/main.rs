@@ -9,6 +9,12 @@ use cashback_pages::PagesConfig;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
+    // Boxed: the runtime moves main's future several times before it runs,
+    // and the future holds every awaited one inline (BENCHMARKS.md, section 4).
+    Box::pin(serve()).await
+}
+
+async fn serve() -> Result<(), lambda_http::Error> {
     cashback_edge::telemetry::init();
     let (ctx, sdk) = cashback_edge::wiring::context_and_sdk().await?;
     // The program form checks the shop's Klaviyo key when its email channel

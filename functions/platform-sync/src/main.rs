@@ -10,6 +10,12 @@ use platform_sync::{function_handler, settings_from_env, Deps};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
+    // Boxed: the runtime moves main's future several times before it runs,
+    // and the future holds every awaited one inline (BENCHMARKS.md, section 4).
+    Box::pin(serve()).await
+}
+
+async fn serve() -> Result<(), lambda_runtime::Error> {
     cashback_edge::telemetry::init();
     let (ctx, sdk) = cashback_edge::wiring::context_and_sdk().await?;
     let sdk = match sdk {
@@ -17,8 +23,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         None => cashback_edge::wiring::aws_config().await,
     };
     let settings = settings_from_env()?;
-    let source = Arc::new(cashback_platform_codes::EnvAndSsm::new(
-        aws_sdk_ssm::Client::new(&sdk),
+    // The clients are built by their first call, not at start.
+    let ssm_sdk = sdk.clone();
+    let source = Arc::new(cashback_platform_codes::EnvAndSsm::on_first_use(
+        move || aws_sdk_ssm::Client::new(&ssm_sdk),
     ));
     let connections = Arc::new(cashback_platform_codes::Connections::new(
         settings.place.clone(),
@@ -26,8 +34,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         cashback_platform_codes::ConnectSettings::default(),
     ));
     let table = std::env::var(cashback_store::dynamo::TABLE_ENV).unwrap_or_default();
-    let shops = Arc::new(platform_sync::shops::TableShops::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
+    let shops_sdk = sdk.clone();
+    let shops = Arc::new(platform_sync::shops::TableShops::on_first_use(
+        move || aws_sdk_dynamodb::Client::new(&shops_sdk),
         table,
     ));
     let mut deps = Deps::new(ctx, connections, shops, &settings);

@@ -699,3 +699,61 @@ async fn a_change_of_mode_through_the_real_functions_ends_the_other_side() {
     assert!(discount.is_active());
     assert_eq!(discount.amount, left);
 }
+
+/// The function's own clients are built by their first call, not at start
+/// (BENCHMARKS.md, section 4): the shop scan of a scheduled run and an
+/// `ssm:` credential read each build theirs once, and answer from moto.
+#[tokio::test]
+async fn the_shop_scan_and_the_credential_read_build_their_clients_on_first_use() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use cashback_app::secret_ref::SecretRef;
+    use cashback_platform_codes::{CredentialSource, EnvAndSsm};
+    use platform_sync::shops::{ShopDirectory, TableShops};
+
+    let Some(endpoint) = cashback_test_support::moto::endpoint("platform_sync_first_use") else {
+        return;
+    };
+    let world = World::new(&endpoint).await;
+    let sdk = cashback_test_support::moto::sdk_config_at(&endpoint).await;
+    let parameter = format!(
+        "/cashback/test/{}",
+        cashback_test_support::moto::unique_table_name("key")
+    );
+    aws_sdk_ssm::Client::new(&sdk)
+        .put_parameter()
+        .name(&parameter)
+        .value("shpat_first_use")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+
+    let scans = Arc::new(AtomicUsize::new(0));
+    let counted = (scans.clone(), sdk.clone());
+    let shops = TableShops::on_first_use(
+        move || {
+            counted.0.fetch_add(1, Ordering::SeqCst);
+            aws_sdk_dynamodb::Client::new(&counted.1)
+        },
+        world.store.table_name().to_string(),
+    );
+    let reads = Arc::new(AtomicUsize::new(0));
+    let counted = (reads.clone(), sdk.clone());
+    let source = EnvAndSsm::on_first_use(move || {
+        counted.0.fetch_add(1, Ordering::SeqCst);
+        aws_sdk_ssm::Client::new(&counted.1)
+    });
+    assert_eq!(
+        scans.load(Ordering::SeqCst) + reads.load(Ordering::SeqCst),
+        0
+    );
+
+    let reference = SecretRef::parse(&format!("ssm:{parameter}")).unwrap();
+    for _ in 0..2 {
+        assert_eq!(shops.shops().await.unwrap(), vec![shop()]);
+        assert_eq!(source.fetch(&reference).await.unwrap(), "shpat_first_use");
+    }
+    assert_eq!(scans.load(Ordering::SeqCst), 1, "one client for every scan");
+    assert_eq!(reads.load(Ordering::SeqCst), 1, "one client for every read");
+}

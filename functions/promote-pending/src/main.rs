@@ -9,6 +9,12 @@ use promote_pending::{function_handler, Deps};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
+    // Boxed: the runtime moves main's future several times before it runs,
+    // and the future holds every awaited one inline (BENCHMARKS.md, section 4).
+    Box::pin(serve()).await
+}
+
+async fn serve() -> Result<(), lambda_runtime::Error> {
     cashback_edge::telemetry::init();
     let ctx = cashback_edge::wiring::context_from_env().await?;
     let deps = Deps::from_env(ctx)?;

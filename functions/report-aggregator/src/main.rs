@@ -9,6 +9,12 @@ use report_aggregator::function_handler;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
+    // Boxed: the runtime moves main's future several times before it runs,
+    // and the future holds every awaited one inline (BENCHMARKS.md, section 4).
+    Box::pin(serve()).await
+}
+
+async fn serve() -> Result<(), lambda_runtime::Error> {
     cashback_edge::telemetry::init();
     let sdk = cashback_edge::wiring::aws_config().await;
     let table = std::env::var(cashback_store::dynamo::TABLE_ENV).map_err(|_| {
@@ -17,7 +23,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             cashback_store::dynamo::TABLE_ENV
         )
     })?;
-    let store = cashback_store::DynamoStore::from_sdk_config(&sdk, table, None);
+    // The client is built by the first batch, not at start.
+    let store = cashback_edge::lazy_store::LazyStore::new(move || {
+        cashback_store::DynamoStore::from_sdk_config(&sdk, table.clone(), None)
+    });
     let store = &store;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
         function_handler(store, event.payload).await

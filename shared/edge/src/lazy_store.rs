@@ -19,6 +19,7 @@ use tokio::sync::OnceCell;
 use cashback_app::admin::{TableExport, TableExports};
 use cashback_app::outgoing::endpoints::{DeliveryRecord, EndpointRecord, PendingDelivery};
 use cashback_app::outgoing::EndpointStore;
+use cashback_app::reports::{Added, ReportPart, ReportStore};
 use cashback_app::store::*;
 use cashback_core::ids::{Code, CustomerId, Email, ShopId};
 use cashback_core::ledger::{Account, LedgerEntry};
@@ -324,6 +325,15 @@ impl<S: TableExports> TableExports for LazyStore<S> {
     }
 }
 
+/// The report aggregator's writes, its client built by the first batch.
+#[deny(clippy::missing_trait_methods)]
+#[async_trait::async_trait]
+impl<S: ReportStore> ReportStore for LazyStore<S> {
+    async fn add_report_part(&self, part: &ReportPart) -> Result<Added, StoreError> {
+        self.store().await?.add_report_part(part).await
+    }
+}
+
 #[deny(clippy::missing_trait_methods)]
 #[async_trait::async_trait]
 impl<S: Store + EndpointStore> EndpointStore for LazyStore<S> {
@@ -493,5 +503,33 @@ mod tests {
         let shop = ShopId::parse("demo.myshopify.com").unwrap();
         assert!(endpoints.list_endpoints(&shop).await.unwrap().is_empty());
         assert_eq!(built.load(Ordering::SeqCst), 1);
+    }
+
+    /// The report aggregator's part reaches the built store, and only once:
+    /// the same part again finds the customer's marker moved.
+    #[tokio::test]
+    async fn report_parts_reach_the_built_store_once() {
+        use cashback_app::reports::{feed_position, FeedMark, ReportSums};
+        let (store, built) = counted(Duration::ZERO);
+        let customer = CustomerId::parse("c-1").unwrap();
+        let part = ReportPart {
+            shop: ShopId::parse("demo.myshopify.com").unwrap(),
+            shard: 0,
+            marks: vec![FeedMark {
+                customer: customer.clone(),
+                first: feed_position("1"),
+                last: feed_position("1"),
+            }],
+            written: None,
+            sums: ReportSums::default(),
+        };
+        assert_eq!(built.load(Ordering::SeqCst), 0);
+        assert_eq!(store.add_report_part(&part).await.unwrap(), Added::Now);
+        assert_eq!(built.load(Ordering::SeqCst), 1);
+        assert!(matches!(
+            store.add_report_part(&part).await.unwrap(),
+            Added::Before { .. }
+        ));
+        assert_eq!(built.load(Ordering::SeqCst), 1, "built once");
     }
 }

@@ -281,6 +281,13 @@ pub async fn aws_config() -> aws_config::SdkConfig {
             aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
         );
     }
+    // The region the default chain would take first (Lambda sets
+    // AWS_REGION), given here so the chain is not built at start: its last
+    // resort is an instance metadata client, about 0.09 M instructions of a
+    // start to build and drop (BENCHMARKS.md, section 4).
+    if let Some(region) = var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")) {
+        loader = loader.region(aws_config::Region::new(region));
+    }
     loader.load().await
 }
 

@@ -80,6 +80,8 @@ pub fn with_accounts_from_env(ctx: Context, sdk: &SdkConfig) -> Result<Context, 
     let Some(place) = place_from_env()? else {
         return Ok(ctx);
     };
-    let source = EnvAndSsm::new(aws_sdk_ssm::Client::new(sdk));
+    // The SSM client is built by the first key read, not at start.
+    let sdk = sdk.clone();
+    let source = EnvAndSsm::on_first_use(move || aws_sdk_ssm::Client::new(&sdk));
     Ok(ctx.with_marketing_accounts(Arc::new(KlaviyoAccounts::new(place, Arc::new(source)))))
 }

@@ -346,13 +346,30 @@ impl Classify for serde_json::Error {
 /// [`FetchError::Unavailable`] (retried); a refusal such as a missing
 /// permission is [`FetchError::Refused`] (an operator's to fix).
 pub struct EnvAndSsm {
-    ssm: aws_sdk_ssm::Client,
+    build: Box<dyn Fn() -> aws_sdk_ssm::Client + Send + Sync>,
+    ssm: std::sync::OnceLock<aws_sdk_ssm::Client>,
 }
 
 impl EnvAndSsm {
     /// Over an SSM client built once per container.
     pub fn new(ssm: aws_sdk_ssm::Client) -> EnvAndSsm {
-        EnvAndSsm { ssm }
+        EnvAndSsm::on_first_use(move || ssm.clone())
+    }
+
+    /// Over the SSM client `build` makes for the first `ssm:` fetch, not at
+    /// start: a client's construction is most of a start's work
+    /// (BENCHMARKS.md, section 4).
+    pub fn on_first_use(
+        build: impl Fn() -> aws_sdk_ssm::Client + Send + Sync + 'static,
+    ) -> EnvAndSsm {
+        EnvAndSsm {
+            build: Box::new(build),
+            ssm: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn ssm(&self) -> &aws_sdk_ssm::Client {
+        self.ssm.get_or_init(|| (self.build)())
     }
 }
 
@@ -364,7 +381,7 @@ impl CredentialSource for EnvAndSsm {
             SecretPlace::Ssm(name) => {
                 use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
                 let output = self
-                    .ssm
+                    .ssm()
                     .get_parameter()
                     .name(name)
                     .with_decryption(true)

@@ -109,14 +109,19 @@ const BATCH_WRITE_ITEMS: usize = 25;
 impl DynamoStore {
     /// Uses a client built elsewhere, adding the round-trip counter to it.
     pub fn new(client: Client, table_name: impl Into<String>) -> DynamoStore {
+        DynamoStore::from_builder(client.config().to_builder(), table_name)
+    }
+
+    /// The one construction of the client, with the round-trip counter:
+    /// every construction checks the HTTP client's settings, work a
+    /// function's first request pays.
+    fn from_builder(
+        builder: aws_sdk_dynamodb::config::Builder,
+        table_name: impl Into<String>,
+    ) -> DynamoStore {
         let counter = RequestCounter::default();
-        let config = client
-            .config()
-            .to_builder()
-            .interceptor(counter.clone())
-            .build();
         DynamoStore {
-            client: Client::from_conf(config),
+            client: Client::from_conf(builder.interceptor(counter.clone()).build()),
             table: table_name.into(),
             counter,
             capacity_milli: Arc::new(AtomicU64::new(0)),
@@ -134,7 +139,7 @@ impl DynamoStore {
         if let Some(url) = endpoint_url {
             builder = builder.endpoint_url(url);
         }
-        DynamoStore::new(Client::from_conf(builder.build()), table_name)
+        DynamoStore::from_builder(builder, table_name)
     }
 
     /// The table from `CASHBACK_TABLE`; region, credentials and

@@ -64,6 +64,10 @@ pub enum HandlerError {
     /// A scheduled event without its `time`: "now" is never guessed.
     #[error("the schedule's event has no time")]
     MissingTime,
+    /// No POST can be sent (the HTTPS client could not be built): retried,
+    /// the records kept, no delivery attempt counted.
+    #[error("event delivery cannot send: {0}")]
+    Sender(SendError),
 }
 
 impl From<HandlerError> for lambda_runtime::Diagnostic {
@@ -71,6 +75,7 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
         let retryable = match &error {
             HandlerError::Store(store) => store.is_retryable(),
             HandlerError::MissingTime => false,
+            HandlerError::Sender(_) => true,
         };
         lambda_runtime::Diagnostic {
             error_type: if retryable {
@@ -123,7 +128,7 @@ impl Deps {
 pub struct HttpSender {
     timeout: Duration,
     public_only: bool,
-    client: OnceLock<Result<HttpClient, String>>,
+    client: OnceLock<HttpClient>,
 }
 
 impl HttpSender {
@@ -148,25 +153,36 @@ impl HttpSender {
         }
     }
 
-    /// The client, built once; a construction that failed (no trust store)
-    /// fails every POST of this container with its reason.
+    /// The client, built by the first call that needs it. A construction
+    /// that failed (no trust store) is logged and not kept: the next call
+    /// tries again.
     fn client(&self) -> Result<&HttpClient, SendError> {
-        self.client
-            .get_or_init(|| {
-                let built = if self.public_only {
-                    HttpClient::public_only(self.timeout)
-                } else {
-                    HttpClient::new(self.timeout)
-                };
-                built.map_err(|e| e.to_string())
-            })
-            .as_ref()
-            .map_err(|e| SendError(format!("the HTTPS client could not be built: {e}")))
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
+        let built = if self.public_only {
+            HttpClient::public_only(self.timeout)
+        } else {
+            HttpClient::new(self.timeout)
+        };
+        match built {
+            Ok(client) => Ok(self.client.get_or_init(|| client)),
+            Err(error) => {
+                tracing::error!(error = %error, "the HTTPS client for the endpoints could not be built");
+                Err(SendError(format!(
+                    "the HTTPS client could not be built: {error}"
+                )))
+            }
+        }
     }
 }
 
 #[async_trait::async_trait]
 impl EventSender for HttpSender {
+    fn ready(&self) -> Result<(), SendError> {
+        self.client().map(|_| ())
+    }
+
     async fn post(
         &self,
         url: &str,
@@ -192,47 +208,32 @@ impl EventSender for HttpSender {
 /// The `EventBus` port over EventBridge's PutEvents: `source`
 /// [`BUS_SOURCE`], `detail-type` the kind, `detail` the body.
 pub struct EventBridgeBus {
-    client: BusClient,
+    build: Box<dyn Fn() -> aws_sdk_eventbridge::Client + Send + Sync>,
+    client: OnceLock<aws_sdk_eventbridge::Client>,
     bus: String,
-}
-
-enum BusClient {
-    Ready(aws_sdk_eventbridge::Client),
-    /// Built from this configuration by the first publish.
-    OnFirstUse {
-        sdk: aws_config::SdkConfig,
-        client: OnceLock<aws_sdk_eventbridge::Client>,
-    },
 }
 
 impl EventBridgeBus {
     /// Publishes to the bus named `bus`.
     pub fn new(client: aws_sdk_eventbridge::Client, bus: impl Into<String>) -> EventBridgeBus {
-        EventBridgeBus {
-            client: BusClient::Ready(client),
-            bus: bus.into(),
-        }
+        EventBridgeBus::on_first_use(move || client.clone(), bus)
     }
 
-    /// Publishes to the bus named `bus` through a client built by the
-    /// first publish, not at start (BENCHMARKS.md, section 4).
-    pub fn on_first_use(sdk: aws_config::SdkConfig, bus: impl Into<String>) -> EventBridgeBus {
+    /// Publishes to the bus named `bus` through the client `build` makes
+    /// for the first publish, not at start (BENCHMARKS.md, section 4).
+    pub fn on_first_use(
+        build: impl Fn() -> aws_sdk_eventbridge::Client + Send + Sync + 'static,
+        bus: impl Into<String>,
+    ) -> EventBridgeBus {
         EventBridgeBus {
-            client: BusClient::OnFirstUse {
-                sdk,
-                client: OnceLock::new(),
-            },
+            build: Box::new(build),
+            client: OnceLock::new(),
             bus: bus.into(),
         }
     }
 
     fn client(&self) -> &aws_sdk_eventbridge::Client {
-        match &self.client {
-            BusClient::Ready(client) => client,
-            BusClient::OnFirstUse { sdk, client } => {
-                client.get_or_init(|| aws_sdk_eventbridge::Client::new(sdk))
-            }
-        }
+        self.client.get_or_init(|| (self.build)())
     }
 }
 
@@ -407,6 +408,7 @@ pub struct RunSummary {
 
 /// Either trigger.
 pub async fn handle(deps: &Deps, trigger: Trigger) -> Result<Answer, HandlerError> {
+    deps.sender.ready().map_err(HandlerError::Sender)?;
     match trigger {
         Trigger::Stream(event) => Ok(Answer::Stream(function_handler(deps, event).await?)),
         Trigger::Schedule(event) => {

@@ -1,6 +1,7 @@
-//! The event-delivery Lambda: wiring only. Logging, the DynamoDB store,
-//! the HTTPS client and the EventBridge client are built once per
-//! container, outside the handler; see `lib.rs` for the handlers.
+//! The event-delivery Lambda: wiring only. Logging is set up at start; the
+//! DynamoDB store, the HTTPS client and the EventBridge client once per
+//! container, by their first use (a short start: BENCHMARKS.md, section 4);
+//! see `lib.rs` for the handlers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,9 +36,13 @@ async fn serve() -> Result<(), lambda_runtime::Error> {
     let store = Arc::new(cashback_edge::lazy_store::LazyStore::new(move || {
         cashback_store::DynamoStore::from_sdk_config(&store_sdk, table.clone(), None)
     }));
-    let bus: Option<Arc<dyn EventBus>> = std::env::var(BUS_ENV)
-        .ok()
-        .map(|name| Arc::new(EventBridgeBus::on_first_use(sdk.clone(), name)) as Arc<dyn EventBus>);
+    let bus: Option<Arc<dyn EventBus>> = std::env::var(BUS_ENV).ok().map(|name| {
+        let sdk = sdk.clone();
+        Arc::new(EventBridgeBus::on_first_use(
+            move || aws_sdk_eventbridge::Client::new(&sdk),
+            name,
+        )) as Arc<dyn EventBus>
+    });
     let deps = Deps {
         store,
         // Names are resolved again at connect time, private addresses

@@ -475,8 +475,9 @@ async fn events_are_published_to_moto_eventbridge_and_a_refused_put_retries_the_
         .await
         .unwrap();
     // The function's bus: its client built by the first publish.
+    let bus_sdk = sdk.clone();
     let bus = Arc::new(event_delivery::EventBridgeBus::on_first_use(
-        sdk.clone(),
+        move || aws_sdk_eventbridge::Client::new(&bus_sdk),
         &bus_name,
     ));
     history(store.as_ref()).await;
@@ -743,4 +744,70 @@ async fn a_name_resolving_to_loopback_at_connect_time_is_never_posted_to() {
     .await;
     assert_eq!(reached.delivered, 1, "{reached:?}");
     assert_eq!(merchant.received().len(), 2);
+}
+
+/// A sender that cannot send at all (its HTTPS client could not be built).
+struct CannotSend;
+
+#[async_trait::async_trait]
+impl cashback_app::outgoing::delivery::EventSender for CannotSend {
+    fn ready(&self) -> Result<(), SendError> {
+        Err(SendError(
+            "the HTTPS client could not be built: no roots".into(),
+        ))
+    }
+
+    async fn post(
+        &self,
+        _url: &str,
+        _headers: &[(&'static str, String)],
+        _body: &[u8],
+    ) -> Result<u16, SendError> {
+        panic!("nothing is posted by a sender that is not ready")
+    }
+}
+
+/// A container that cannot build its HTTPS client fails the invocation,
+/// retryable, before anything is delivered or published: the stream keeps
+/// the records for the retry, and no endpoint is charged an attempt.
+#[tokio::test]
+async fn a_sender_that_cannot_send_fails_the_batch_and_counts_no_attempt() {
+    let Some((store, moto_endpoint)) = moto_world("delivery_not_ready").await else {
+        return;
+    };
+    let merchant = FakeMerchant::start().await;
+    merchant.hold_secrets(&[SECRET]);
+    endpoints(store.as_ref())
+        .create_endpoint(&endpoint_of(&shop(), "ep_01", &merchant.url()))
+        .await
+        .unwrap();
+    history(store.as_ref()).await;
+    let event = moto::stream_event(&moto_endpoint, store.table_name()).await;
+    let bus = Arc::new(KeptBus::default());
+    let deps = Deps {
+        sender: Arc::new(CannotSend),
+        ..deps(store.clone(), Some(bus.clone()))
+    };
+
+    let error = event_delivery::handle(&deps, event_delivery::Trigger::Stream(event))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, event_delivery::HandlerError::Sender(_)),
+        "{error}"
+    );
+    let diagnostic = lambda_runtime::Diagnostic::from(error);
+    assert_eq!(diagnostic.error_type, "Retryable");
+    assert!(merchant.received().is_empty());
+    assert!(bus.0.lock().unwrap().is_empty(), "nothing published either");
+    let recorded = endpoints(store.as_ref())
+        .list_deliveries(&shop(), "ep_01", 10)
+        .await
+        .unwrap();
+    assert!(recorded.is_empty(), "no attempt recorded: {recorded:?}");
+    let pending = endpoints(store.as_ref())
+        .due_pending(t0() + Duration::days(30), 100)
+        .await
+        .unwrap();
+    assert!(pending.is_empty(), "no retry pending: {pending:?}");
 }

@@ -1,6 +1,8 @@
 //! The platform-sync Lambda: wiring only. The store, the credentials'
-//! source and the shops' adapters are built once per container, outside
-//! the handler; see `lib.rs` for the handler and its settings.
+//! source and the shops' adapters are made once per container, outside
+//! the handler, and their clients by their first use (a short start:
+//! BENCHMARKS.md, section 4); see `lib.rs` for the handler and its
+//! settings.
 
 use std::sync::Arc;
 

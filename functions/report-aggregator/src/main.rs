@@ -1,6 +1,6 @@
-//! The report-aggregator Lambda: wiring only. Logging and the DynamoDB
-//! store are built once per container, outside the handler; see `lib.rs`
-//! for the handler.
+//! The report-aggregator Lambda: wiring only. Logging is set up at start;
+//! the DynamoDB store's client once per container, by the first batch (a
+//! short start: BENCHMARKS.md, section 4); see `lib.rs` for the handler.
 
 use lambda_runtime::{service_fn, LambdaEvent};
 

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
 use cashback_app::changes::Change;
-use cashback_app::outgoing::delivery::{fill_balances, Deliverer, DeliverySettings};
+use cashback_app::outgoing::delivery::{fill_balances, Deliverer, DeliverySettings, EventSender};
 use cashback_app::outgoing::events_from_changes;
 use cashback_app::outgoing::url::{SystemResolver, UrlPolicy};
 use cashback_store::MemoryStore;
@@ -23,16 +23,15 @@ use event_delivery::HttpSender;
 pub const LOCAL_POLICY: UrlPolicy = UrlPolicy::AllowLoopback;
 
 fn sender() -> Option<&'static HttpSender> {
-    static SENDER: OnceLock<Option<HttpSender>> = OnceLock::new();
-    SENDER
-        .get_or_init(|| match HttpSender::new(Duration::from_secs(10)) {
-            Ok(sender) => Some(sender),
-            Err(error) => {
-                warn!(%error, "no HTTPS client: outgoing events are not delivered");
-                None
-            }
-        })
-        .as_ref()
+    static SENDER: OnceLock<HttpSender> = OnceLock::new();
+    let sender = SENDER.get_or_init(|| HttpSender::new(Duration::from_secs(10)));
+    match sender.ready() {
+        Ok(()) => Some(sender),
+        Err(error) => {
+            warn!(%error, "no HTTPS client: outgoing events are not delivered");
+            None
+        }
+    }
 }
 
 fn settings() -> DeliverySettings {

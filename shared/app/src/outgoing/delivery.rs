@@ -90,6 +90,14 @@ pub struct SendError(pub String);
 /// Sends one HTTP POST; answers the status code.
 #[async_trait::async_trait]
 pub trait EventSender: Send + Sync {
+    /// Whether POSTs can be sent at all (a client that cannot be built):
+    /// checked before a batch, so such a failure fails the batch, retried
+    /// with its records kept, rather than counting as every endpoint's
+    /// delivery attempt.
+    fn ready(&self) -> Result<(), SendError> {
+        Ok(())
+    }
+
     /// POSTs `body` to `url` with `headers`.
     async fn post(
         &self,

@@ -7,13 +7,18 @@
 AXE_CORE_VERSION="4.14.1"
 
 browser_tools() {
-  if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null \
-    || ! command -v npm >/dev/null; then
-    echo "installing chromium, chromium-driver and npm (Debian packages)"
+  # Only what is missing: Debian's npm conflicts with a Node.js from
+  # elsewhere (NodeSource's bundles its own npm).
+  local wanted=()
+  command -v chromium >/dev/null || wanted+=(chromium)
+  command -v chromedriver >/dev/null || wanted+=(chromium-driver)
+  command -v npm >/dev/null || wanted+=(npm)
+  if [ ${#wanted[@]} -gt 0 ]; then
+    echo "installing ${wanted[*]} (Debian packages)"
     local sudo=""
     if [ "$(id -u)" != "0" ]; then sudo="sudo"; fi
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver npm >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${wanted[@]}" >/dev/null
   fi
   local dir="${CARGO_TARGET_DIR:-target}/axe-core-${AXE_CORE_VERSION}"
   if [ ! -f "$dir/package/axe.min.js" ]; then

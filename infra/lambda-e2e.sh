@@ -46,7 +46,7 @@ if [ "${CASHBACK_PIE:-}" != 1 ]; then
   echo "== the functions are fixed-address executables (functions/link_fixed_address.rs)"
   command -v readelf >/dev/null || { echo "FAIL: readelf (binutils) is needed to check the binaries"; exit 1; }
   for f in order-webhook coupon-validate customer-api promote-pending send-reminders; do
-    kind=$(readelf -h "target/debug/$f" 2>/dev/null | awk '/Type:/ {print $2}' || true)
+    kind=$(LC_ALL=C readelf -h "target/debug/$f" 2>/dev/null | awk '/Type:/ {print $2}' || true)
     if [ "$kind" != EXEC ]; then
       echo "FAIL: target/debug/$f is ${kind:-unreadable}, not a fixed-address executable (EXEC)"
       exit 1

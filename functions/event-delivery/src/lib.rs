@@ -105,7 +105,10 @@ pub struct Deps {
 }
 
 impl Deps {
+    /// The deliverer, once the sender can send (every entry point
+    /// passes here: a sender that cannot is the batch's failure).
     fn deliverer(&self) -> Result<Deliverer<'_>, HandlerError> {
+        self.sender.ready().map_err(HandlerError::Sender)?;
         let endpoints = self
             .store
             .event_endpoints()
@@ -122,7 +125,7 @@ impl Deps {
 /// The `EventSender` port over the HTTPS client the platform adapters
 /// share (rustls; plain HTTP only to a loopback host). Each POST ends
 /// within its timeout, connection included, and never follows a redirect.
-/// The client is built by the first POST, not at start: it loads the
+/// The client is built by the first batch, not at start: it loads the
 /// system's trust store, which was most of the function's cold start
 /// (BENCHMARKS.md, section 4).
 pub struct HttpSender {

@@ -181,19 +181,29 @@ fn half(event: &Event, first: bool) -> Event {
     half
 }
 
-#[tokio::test]
-async fn every_kind_reaches_the_merchant_signed_and_a_redelivered_batch_keeps_its_ids() {
-    let Some((store, moto_endpoint)) = moto_world("delivery_kinds").await else {
-        return;
-    };
+/// A table on moto with one merchant endpoint (`id`, holding the secret),
+/// the history written, and the stream batch of that history.
+async fn one_endpoint_world(
+    name: &str,
+    id: &str,
+) -> Option<(Arc<DynamoStore>, FakeMerchant, Event)> {
+    let (store, moto_endpoint) = moto_world(name).await?;
     let merchant = FakeMerchant::start().await;
     merchant.hold_secrets(&[SECRET]);
     endpoints(store.as_ref())
-        .create_endpoint(&endpoint_of(&shop(), "ep_01", &merchant.url()))
+        .create_endpoint(&endpoint_of(&shop(), id, &merchant.url()))
         .await
         .unwrap();
     history(store.as_ref()).await;
     let event = moto::stream_event(&moto_endpoint, store.table_name()).await;
+    Some((store, merchant, event))
+}
+
+#[tokio::test]
+async fn every_kind_reaches_the_merchant_signed_and_a_redelivered_batch_keeps_its_ids() {
+    let Some((store, merchant, event)) = one_endpoint_world("delivery_kinds", "ep_01").await else {
+        return;
+    };
     let bus = Arc::new(KeptBus::default());
     let deps = deps(store.clone(), Some(bus.clone()));
 
@@ -772,17 +782,10 @@ impl cashback_app::outgoing::delivery::EventSender for CannotSend {
 /// the records for the retry, and no endpoint is charged an attempt.
 #[tokio::test]
 async fn a_sender_that_cannot_send_fails_the_batch_and_counts_no_attempt() {
-    let Some((store, moto_endpoint)) = moto_world("delivery_not_ready").await else {
+    let Some((store, merchant, event)) = one_endpoint_world("delivery_not_ready", "ep_01").await
+    else {
         return;
     };
-    let merchant = FakeMerchant::start().await;
-    merchant.hold_secrets(&[SECRET]);
-    endpoints(store.as_ref())
-        .create_endpoint(&endpoint_of(&shop(), "ep_01", &merchant.url()))
-        .await
-        .unwrap();
-    history(store.as_ref()).await;
-    let event = moto::stream_event(&moto_endpoint, store.table_name()).await;
     let bus = Arc::new(KeptBus::default());
     let deps = Deps {
         sender: Arc::new(CannotSend),

@@ -1,6 +1,6 @@
 //! Links the function's binary as a fixed-address executable (`-no-pie`) on
-//! Linux: a position-independent one spends most of a cold start applying
-//! some 48,000 relocations before `main` (BENCHMARKS.md, section 4,
+//! Linux: a position-independent one spends about half of a cold start's
+//! instructions applying some 48,000 relocations before `main` (BENCHMARKS.md, section 4,
 //! "Within 1.3x"). `CASHBACK_PIE=1` at build time keeps the platform's
 //! default.
 

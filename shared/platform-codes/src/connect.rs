@@ -357,8 +357,8 @@ impl EnvAndSsm {
     }
 
     /// Over the SSM client `build` makes for the first `ssm:` fetch, not at
-    /// start: a client's construction is most of a start's work
-    /// (BENCHMARKS.md, section 4).
+    /// start: a client's construction (about 0.5 M instructions) would
+    /// almost double a start's (BENCHMARKS.md, section 4).
     pub fn on_first_use(
         build: impl Fn() -> aws_sdk_ssm::Client + Send + Sync + 'static,
     ) -> EnvAndSsm {

@@ -33,6 +33,7 @@ use hyper::Method;
 
 use cashback_app::changes::{sequence_order, Change};
 use cashback_app::error::error_chain;
+use cashback_app::on_first_use::OnFirstUse;
 use cashback_app::outgoing::delivery::{
     fill_balances, Deliverer, DeliveryOutcome, DeliverySettings, EventBus, EventSender, SendError,
 };
@@ -211,15 +212,17 @@ impl EventSender for HttpSender {
 /// The `EventBus` port over EventBridge's PutEvents: `source`
 /// [`BUS_SOURCE`], `detail-type` the kind, `detail` the body.
 pub struct EventBridgeBus {
-    build: Box<dyn Fn() -> aws_sdk_eventbridge::Client + Send + Sync>,
-    client: OnceLock<aws_sdk_eventbridge::Client>,
+    client: OnFirstUse<aws_sdk_eventbridge::Client>,
     bus: String,
 }
 
 impl EventBridgeBus {
     /// Publishes to the bus named `bus`.
     pub fn new(client: aws_sdk_eventbridge::Client, bus: impl Into<String>) -> EventBridgeBus {
-        EventBridgeBus::on_first_use(move || client.clone(), bus)
+        EventBridgeBus {
+            client: OnFirstUse::built(client),
+            bus: bus.into(),
+        }
     }
 
     /// Publishes to the bus named `bus` through the client `build` makes
@@ -229,14 +232,9 @@ impl EventBridgeBus {
         bus: impl Into<String>,
     ) -> EventBridgeBus {
         EventBridgeBus {
-            build: Box::new(build),
-            client: OnceLock::new(),
+            client: OnFirstUse::new(build),
             bus: bus.into(),
         }
-    }
-
-    fn client(&self) -> &aws_sdk_eventbridge::Client {
-        self.client.get_or_init(|| (self.build)())
     }
 }
 
@@ -269,7 +267,8 @@ impl EventBus for EventBridgeBus {
                 .map(|event| bus_entry(event, &self.bus))
                 .collect::<Result<Vec<_>, _>>()?;
             let output = self
-                .client()
+                .client
+                .get()
                 .put_events()
                 .set_entries(Some(entries))
                 .send()
@@ -411,7 +410,6 @@ pub struct RunSummary {
 
 /// Either trigger.
 pub async fn handle(deps: &Deps, trigger: Trigger) -> Result<Answer, HandlerError> {
-    deps.sender.ready().map_err(HandlerError::Sender)?;
     match trigger {
         Trigger::Stream(event) => Ok(Answer::Stream(function_handler(deps, event).await?)),
         Trigger::Schedule(event) => {

@@ -31,11 +31,7 @@ async fn serve() -> Result<(), lambda_runtime::Error> {
             cashback_store::dynamo::TABLE_ENV
         )
     })?;
-    // The client is built by the store's first call, not at start.
-    let store_sdk = sdk.clone();
-    let store = Arc::new(cashback_edge::lazy_store::LazyStore::new(move || {
-        cashback_store::DynamoStore::from_sdk_config(&store_sdk, table.clone(), None)
-    }));
+    let store = Arc::new(cashback_edge::wiring::dynamo_on_first_use(&sdk, table));
     let bus: Option<Arc<dyn EventBus>> = std::env::var(BUS_ENV).ok().map(|name| {
         let sdk = sdk.clone();
         Arc::new(EventBridgeBus::on_first_use(

@@ -7,6 +7,7 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use cashback_app::on_first_use::OnFirstUse;
 use cashback_app::store::StoreError;
 use cashback_core::ids::ShopId;
 
@@ -38,15 +39,17 @@ impl ShopDirectory for FixedShops {
 
 /// The shops of the DynamoDB table, by a keys-only scan for the shop items.
 pub struct TableShops {
-    build: Box<dyn Fn() -> aws_sdk_dynamodb::Client + Send + Sync>,
-    client: std::sync::OnceLock<aws_sdk_dynamodb::Client>,
+    client: OnFirstUse<aws_sdk_dynamodb::Client>,
     table: String,
 }
 
 impl TableShops {
     /// Scans `table` with `client`.
     pub fn new(client: aws_sdk_dynamodb::Client, table: String) -> TableShops {
-        TableShops::on_first_use(move || client.clone(), table)
+        TableShops {
+            client: OnFirstUse::built(client),
+            table,
+        }
     }
 
     /// Scans `table` with the client `build` makes for the first scan (a
@@ -56,14 +59,9 @@ impl TableShops {
         table: String,
     ) -> TableShops {
         TableShops {
-            build: Box::new(build),
-            client: std::sync::OnceLock::new(),
+            client: OnFirstUse::new(build),
             table,
         }
-    }
-
-    fn client(&self) -> &aws_sdk_dynamodb::Client {
-        self.client.get_or_init(|| (self.build)())
     }
 }
 
@@ -74,7 +72,8 @@ impl ShopDirectory for TableShops {
         let mut start = None;
         loop {
             let page = self
-                .client()
+                .client
+                .get()
                 .scan()
                 .table_name(&self.table)
                 .filter_expression("#sk = :shop")

@@ -23,10 +23,7 @@ async fn serve() -> Result<(), lambda_runtime::Error> {
             cashback_store::dynamo::TABLE_ENV
         )
     })?;
-    // The client is built by the first batch, not at start.
-    let store = cashback_edge::lazy_store::LazyStore::new(move || {
-        cashback_store::DynamoStore::from_sdk_config(&sdk, table.clone(), None)
-    });
+    let store = cashback_edge::wiring::dynamo_on_first_use(&sdk, table);
     let store = &store;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
         function_handler(store, event.payload).await

@@ -49,6 +49,7 @@ pub mod jobs;
 pub mod marketing;
 pub mod notices;
 pub mod notify;
+pub mod on_first_use;
 pub mod outgoing;
 pub mod platform_codes;
 pub mod portal;

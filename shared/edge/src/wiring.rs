@@ -321,12 +321,7 @@ pub fn store_from_env(sdk: Option<&aws_config::SdkConfig>) -> Result<Arc<dyn Sto
                 name: cashback_store::dynamo::TABLE_ENV,
                 message: "must name the DynamoDB table".into(),
             })?;
-            // The client is built by the first call, not at start
-            // (crate::lazy_store).
-            let sdk = sdk.clone();
-            Ok(Arc::new(LazyStore::new(move || {
-                DynamoStore::from_sdk_config(&sdk, table.clone(), None)
-            })))
+            Ok(Arc::new(dynamo_on_first_use(sdk, table)))
         }
         ("dynamodb", None) => Err(WiringError::Store(
             "DynamoDB needs the AWS configuration".into(),
@@ -336,6 +331,13 @@ pub fn store_from_env(sdk: Option<&aws_config::SdkConfig>) -> Result<Arc<dyn Sto
             message: format!("{other:?} is not a store (memory or dynamodb)"),
         }),
     }
+}
+
+/// The DynamoDB store of `table`, its client built by the first call, not
+/// at start (crate::lazy_store).
+pub fn dynamo_on_first_use(sdk: &aws_config::SdkConfig, table: String) -> LazyStore<DynamoStore> {
+    let sdk = sdk.clone();
+    LazyStore::new(move || DynamoStore::from_sdk_config(&sdk, table.clone(), None))
 }
 
 /// Exports of the table to S3 when the store is DynamoDB and

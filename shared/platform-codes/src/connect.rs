@@ -32,6 +32,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use cashback_app::on_first_use::OnFirstUse;
 use cashback_app::platform_codes::PlatformCodes;
 use cashback_app::secret_ref::{SecretPlace, SecretRef, SecretRefError};
 use cashback_app::store::{Platform, Shop};
@@ -346,14 +347,15 @@ impl Classify for serde_json::Error {
 /// [`FetchError::Unavailable`] (retried); a refusal such as a missing
 /// permission is [`FetchError::Refused`] (an operator's to fix).
 pub struct EnvAndSsm {
-    build: Box<dyn Fn() -> aws_sdk_ssm::Client + Send + Sync>,
-    ssm: std::sync::OnceLock<aws_sdk_ssm::Client>,
+    ssm: OnFirstUse<aws_sdk_ssm::Client>,
 }
 
 impl EnvAndSsm {
     /// Over an SSM client built once per container.
     pub fn new(ssm: aws_sdk_ssm::Client) -> EnvAndSsm {
-        EnvAndSsm::on_first_use(move || ssm.clone())
+        EnvAndSsm {
+            ssm: OnFirstUse::built(ssm),
+        }
     }
 
     /// Over the SSM client `build` makes for the first `ssm:` fetch, not at
@@ -363,13 +365,8 @@ impl EnvAndSsm {
         build: impl Fn() -> aws_sdk_ssm::Client + Send + Sync + 'static,
     ) -> EnvAndSsm {
         EnvAndSsm {
-            build: Box::new(build),
-            ssm: std::sync::OnceLock::new(),
+            ssm: OnFirstUse::new(build),
         }
-    }
-
-    fn ssm(&self) -> &aws_sdk_ssm::Client {
-        self.ssm.get_or_init(|| (self.build)())
     }
 }
 
@@ -381,7 +378,8 @@ impl CredentialSource for EnvAndSsm {
             SecretPlace::Ssm(name) => {
                 use aws_sdk_ssm::error::{ProvideErrorMetadata, SdkError};
                 let output = self
-                    .ssm()
+                    .ssm
+                    .get()
                     .get_parameter()
                     .name(name)
                     .with_decryption(true)

@@ -192,6 +192,7 @@ coldstart() {
     "customer-api|customer-view.json customer-view.json"
     "coupon-validate|coupon-validate-@A.json coupon-validate-@B.json"
     "admin-api|admin-program.json admin-program.json"
+    "pages|pages-login.json pages-login.json"
     "promote-pending|scheduled.json scheduled.json"
     "send-reminders|scheduled.json scheduled.json"
   )

@@ -8,8 +8,8 @@
 //! function: the first order's customer view (customer-api), a code
 //! checked at checkout (coupon-validate; an unknown code, as the
 //! customer's own is random; `coupon-validate-<n>.json`, each from another
-//! caller) and the program (admin-api, admin token
-//! `bench-admin-token`).
+//! caller), the program (admin-api, admin token `bench-admin-token`) and
+//! the dashboard's sign-in page (pages).
 //!
 //! ```text
 //! MOTO_ENDPOINT=... cargo run --release -p cashback-benches --example coldstart_setup -- <dir>
@@ -109,6 +109,14 @@ async fn main() -> Result<(), Error> {
             "GET",
             format!("/v1/shops/{shop}/program"),
             "Bearer bench-admin-token".to_string(),
+            String::new(),
+        ),
+        (
+            "pages-login.json",
+            "GET /dashboard/login",
+            "GET",
+            "/dashboard/login".to_string(),
+            String::new(),
             String::new(),
         ),
     ];

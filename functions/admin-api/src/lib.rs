@@ -65,6 +65,7 @@
 //! `Result<Json<_>, ApiError>`.
 //! - [`auth`]: who may call ([`AdminAuth`]), the middleware in front of
 //!   every route.
+//! - `routes`: the route table, in parts the Lambda builds on first use.
 //! - `program`, `coupons`, `customers`, `shops` (onboarding, catalog,
 //!   reports), `api_keys`: the handlers of each route group.
 //! - `imports`: the migration import (dry run and run); `exports`: the CSV
@@ -83,14 +84,13 @@ mod params;
 mod platform_sync;
 mod program;
 mod reinstall;
+mod routes;
 mod shops;
 mod table_exports;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, FromRef};
-use axum::middleware;
-use axum::routing::{delete, get, post, put};
+use axum::extract::FromRef;
 use axum::Router;
 
 use cashback_app::Context;
@@ -120,144 +120,39 @@ impl FromRef<AdminState> for BodyLimit {
     }
 }
 
-/// The admin routes. `admin_token_hash` is the SHA-256 (hex) of the admin
-/// token; None trusts IAM only when `CASHBACK_ADMIN_AUTH=iam`, and refuses
-/// everything otherwise.
+/// The Lambda's router: each group of routes is built by the first request
+/// under its prefix (`routes`). `admin_token_hash` is the SHA-256 (hex) of
+/// the admin token; None trusts IAM only when `CASHBACK_ADMIN_AUTH=iam`,
+/// and refuses everything otherwise.
 pub fn router(ctx: Context, admin_token_hash: Option<String>) -> Router {
-    router_with(ctx, AdminAuth::new(admin_token_hash, iam_from_env()))
+    routes::parts().on_first_use(AdminState {
+        ctx,
+        auth: Arc::new(AdminAuth::new(admin_token_hash, iam_from_env())),
+        endpoint_checks: EndpointChecks::default(),
+    })
 }
 
-/// The admin routes with an explicit authorisation (tests, local server).
+/// Every admin route, built at once, with an explicit authorisation: one
+/// router to merge with others (tests, local server).
 pub fn router_with(ctx: Context, auth: AdminAuth) -> Router {
     router_with_checks(ctx, auth, EndpointChecks::default())
 }
 
-/// The admin routes with an explicit authorisation and the checks of
-/// event endpoint URLs (tests resolve names from a table).
+/// Every admin route, built at once, with an explicit authorisation and the
+/// checks of event endpoint URLs (tests resolve names from a table).
 pub fn router_with_checks(
     ctx: Context,
     auth: AdminAuth,
     endpoint_checks: EndpointChecks,
 ) -> Router {
-    let state = AdminState {
+    routes::parts().all(AdminState {
         ctx,
         auth: Arc::new(auth),
         endpoint_checks,
-    };
-    Router::new()
-        .route("/v1/shops", post(shops::create_shop))
-        .route(
-            "/v1/shops/{shop}/program",
-            get(program::get_program).put(program::put_program),
-        )
-        .route(
-            "/v1/shops/{shop}/program/versions/{version}",
-            get(program::get_program_version),
-        )
-        .route(
-            "/v1/shops/{shop}/coupons",
-            get(coupons::list_coupons).post(coupons::create_coupon),
-        )
-        .route(
-            "/v1/shops/{shop}/coupons/{code}",
-            get(coupons::get_coupon).put(coupons::update_coupon),
-        )
-        .route(
-            "/v1/shops/{shop}/coupons/{code}/pause",
-            post(coupons::pause_coupon),
-        )
-        .route(
-            "/v1/shops/{shop}/coupons/{code}/approve",
-            post(coupons::approve_coupon),
-        )
-        .route(
-            "/v1/shops/{shop}/customers",
-            get(customers::lookup_customer),
-        )
-        .route(
-            "/v1/shops/{shop}/customers/{id}",
-            get(customers::get_customer),
-        )
-        .route(
-            "/v1/shops/{shop}/customers/{id}/ledger",
-            get(customers::ledger),
-        )
-        .route(
-            "/v1/shops/{shop}/customers/{id}/adjustments",
-            post(customers::adjust),
-        )
-        .route(
-            "/v1/shops/{shop}/customers/{id}/regenerate-code",
-            post(customers::regenerate_code),
-        )
-        .route(
-            "/v1/shops/{shop}/customers/{id}/profile",
-            get(customers::profile),
-        )
-        .route(
-            "/v1/shops/{shop}/customers/{id}/birthday",
-            put(birthdays::put_birthday),
-        )
-        .route("/v1/shops/{shop}/profiles", get(customers::export_profiles))
-        .route(
-            "/v1/shops/{shop}/catalog",
-            post(shops::import_catalog).put(shops::import_catalog),
-        )
-        .route("/v1/shops/{shop}/reports", get(shops::report))
-        .route(
-            "/v1/shops/{shop}/exports/customers",
-            get(exports::customers),
-        )
-        .route(
-            "/v1/shops/{shop}/exports/customers/{id}/ledger",
-            get(exports::ledger),
-        )
-        .route("/v1/shops/{shop}/exports/report", get(exports::report))
-        .route("/v1/shops/{shop}/imports", post(imports::run))
-        .route("/v1/shops/{shop}/imports/dry-run", post(imports::dry_run))
-        .route(
-            "/v1/shops/{shop}/api-keys",
-            get(api_keys::list_api_keys).post(api_keys::create_api_key),
-        )
-        .route(
-            "/v1/shops/{shop}/api-keys/{key_id}",
-            delete(api_keys::revoke_api_key),
-        )
-        .route("/v1/shops/{shop}/platform-sync", get(platform_sync::status))
-        .route(
-            "/v1/shops/{shop}/platform-sync/reconcile",
-            post(platform_sync::reconcile),
-        )
-        .route(
-            "/v1/shops/{shop}/platform-sync/backfill",
-            post(platform_sync::backfill),
-        )
-        .route("/v1/shops/{shop}/reinstall", post(reinstall::reinstall))
-        .route(
-            "/v1/table-exports",
-            get(table_exports::list).post(table_exports::start),
-        )
-        .route("/v1/table-exports/{id}", get(table_exports::get))
-        .route(
-            "/v1/shops/{shop}/event-endpoints",
-            get(event_endpoints::list).post(event_endpoints::create),
-        )
-        .route(
-            "/v1/shops/{shop}/event-endpoints/{endpoint_id}",
-            delete(event_endpoints::delete),
-        )
-        .route(
-            "/v1/shops/{shop}/event-endpoints/{endpoint_id}/rotate-secret",
-            post(event_endpoints::rotate),
-        )
-        .route(
-            "/v1/shops/{shop}/event-endpoints/{endpoint_id}/deliveries",
-            get(event_endpoints::deliveries),
-        )
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::authorise,
-        ))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+    })
+}
+
+/// Every route's path: what API Gateway must send to this function.
+pub fn route_paths() -> Vec<&'static str> {
+    routes::parts().paths()
 }

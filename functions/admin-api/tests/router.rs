@@ -588,3 +588,84 @@ async fn every_change_records_the_iam_caller_who_made_it() {
     .await;
     assert_eq!(regenerated.json["code_changed_by"], "admin-token");
 }
+
+/// A route's path with a value in place of each `{name}`.
+fn concrete(path: &str) -> String {
+    path.split('/')
+        .map(|segment| match segment {
+            "{shop}" => "demo.myshopify.com",
+            "{id}" => "ann",
+            segment if segment.starts_with('{') => "x-1",
+            segment => segment,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Status and body, whatever the body's type (the exports answer CSV).
+async fn status_and_body(
+    router: &axum::Router,
+    request: axum::http::Request<axum::body::Body>,
+) -> (StatusCode, String) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test]
+async fn the_lambda_router_built_in_parts_answers_every_route_as_the_whole_router() {
+    // The Lambda's router builds each part on its first request; the local
+    // server and the tests above merge the whole one. Each gets its own
+    // store, and the same requests in the same order.
+    let whole = app(&ctx().await);
+    let in_parts = admin_api::router(ctx().await, Some(hash_api_key(TOKEN)));
+    let paths = admin_api::route_paths();
+    assert!(paths.len() >= 34, "{paths:?}");
+    let unknown = [
+        "/",
+        "/v1",
+        "/v1/nowhere",
+        "/v1/shops/demo.myshopify.com/customersX",
+    ];
+    let uris: Vec<String> = paths
+        .iter()
+        .map(|path| concrete(path))
+        .chain(unknown.iter().map(|path| path.to_string()))
+        .collect();
+    let mut handled = std::collections::BTreeSet::new();
+    for uri in &uris {
+        for method in ["GET", "POST", "PUT", "DELETE"] {
+            for with_token in [false, true] {
+                let request = || {
+                    let mut request = request(method, uri, None, &[]);
+                    if !with_token {
+                        request.headers_mut().remove("authorization");
+                    }
+                    request
+                };
+                let expected = status_and_body(&whole, request()).await;
+                let answer = status_and_body(&in_parts, request()).await;
+                assert_eq!(answer.0, expected.0, "{method} {uri} token: {with_token}");
+                if expected.0.is_client_error() {
+                    assert_eq!(answer.1, expected.1, "{method} {uri} token: {with_token}");
+                }
+                // The router's own 404 has no body; a handler's has JSON.
+                if with_token && !(expected.0 == StatusCode::NOT_FOUND && expected.1.is_empty()) {
+                    handled.insert(uri.clone());
+                }
+            }
+        }
+    }
+    let unanswered: Vec<&String> = uris[..paths.len()]
+        .iter()
+        .filter(|uri| !handled.contains(*uri))
+        .collect();
+    assert!(unanswered.is_empty(), "no handler answered: {unanswered:?}");
+    assert!(
+        unknown.iter().all(|uri| !handled.contains(*uri)),
+        "an unknown path reached a handler"
+    );
+}

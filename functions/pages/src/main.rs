@@ -33,5 +33,5 @@ async fn serve() -> Result<(), lambda_http::Error> {
         secret_on_first_use(SHOPIFY_APP_SECRET, MIN_APP_SECRET_LENGTH, sdk.as_ref())?;
     let mut config = PagesConfig::from_env();
     config.proxy.shopify_app_secret = shopify_app_secret;
-    lambda_http::run(cashback_pages::router_with(ctx, config)).await
+    lambda_http::run(cashback_pages::router_on_first_use(ctx, config)).await
 }

@@ -9,6 +9,7 @@
 //!   clients built on first use.
 //! - [`lazy_store`]: a store whose adapter (the DynamoDB client) is built by
 //!   its first call.
+//! - [`route_parts`]: a router whose parts are built by their first request.
 //! - [`wiring`]: the store, notifier and configuration from environment variables.
 //! - [`auth`]: API keys (stored hashed) and the admin token.
 //! - [`extract`]: axum extractors that refuse with `ApiError` (path values,
@@ -22,6 +23,7 @@ pub mod deadline;
 pub mod error;
 pub mod extract;
 pub mod lazy_store;
+pub mod route_parts;
 pub mod scheduled;
 pub mod telemetry;
 pub mod wiring;

@@ -28,6 +28,7 @@
 //! - [`auth`]: dashboard users, sessions and CSRF tokens.
 //! - [`widget`]: the embeddable widget's JSON (balance and code on any page).
 //! - [`assets`]: the stylesheet and the scripts, compiled in.
+//! - `routes`: the route table, in parts the Lambda builds on first use.
 
 pub mod assets;
 pub mod auth;
@@ -40,14 +41,14 @@ pub mod link;
 pub mod platform_sync;
 pub mod program;
 pub mod reports;
+mod routes;
 pub mod widget;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::Router;
 
 use cashback_app::Context;
@@ -154,95 +155,25 @@ pub fn router(ctx: Context) -> Router {
     router_with(ctx, PagesConfig::from_env())
 }
 
-/// The page routes with an explicit configuration (tests, local server).
+/// Every page route, built at once, with an explicit configuration: one
+/// router to merge with others (tests, local server).
 pub fn router_with(ctx: Context, config: PagesConfig) -> Router {
-    Router::new()
-        .route("/pages/assets/{file}", get(assets::serve))
-        .route("/pages/proxy/assets/{file}", get(assets::serve))
-        .route("/pages/proxy", get(customer::proxy_page))
-        .route(
-            "/pages/proxy/preferences",
-            post(customer::proxy_preferences),
-        )
-        .route("/pages/proxy/birthday", post(customer::proxy_birthday))
-        .route(widget::PROXY_ROUTE, get(widget::proxy_json))
-        .route(widget::LINK_ROUTE, get(widget::link_json))
-        .route(customer::LINK_PAGE_ROUTE, get(customer::link_page))
-        .route(
-            "/pages/shops/{shop}/customers/{id}/preferences",
-            post(customer::link_preferences),
-        )
-        .route(
-            "/pages/shops/{shop}/customers/{id}/birthday",
-            post(customer::link_birthday),
-        )
-        .route(
-            "/pages/shops/{shop}/customers/{id}/link",
-            post(customer::mint_link),
-        )
-        .route(
-            "/dashboard/login",
-            get(dashboard::login_page).post(dashboard::login),
-        )
-        .route("/dashboard/logout", post(dashboard::logout))
-        .route("/dashboard/embedded", get(dashboard::embedded))
-        .route(
-            "/dashboard/shops/{shop}/coupons",
-            get(coupons::list).post(coupons::create),
-        )
-        .route("/dashboard/shops/{shop}/coupons/new", get(coupons::new))
-        .route(
-            "/dashboard/shops/{shop}/coupons/{code}",
-            get(coupons::edit).post(coupons::update),
-        )
-        .route(
-            "/dashboard/shops/{shop}/coupons/{code}/status",
-            post(coupons::set_status),
-        )
-        .route("/dashboard/shops/{shop}/reports", get(reports::page))
-        .route(
-            "/dashboard/shops/{shop}/platform-sync",
-            get(platform_sync::page),
-        )
-        .route(
-            "/dashboard/shops/{shop}/platform-sync/reconcile",
-            post(platform_sync::reconcile),
-        )
-        .route(
-            "/dashboard/shops/{shop}/program",
-            get(program::page).post(program::save),
-        )
-        .route(
-            "/dashboard/shops/{shop}/program/versions/{version}",
-            get(program::version),
-        )
-        .route(
-            "/dashboard/shops/{shop}/customers",
-            get(dashboard::customers),
-        )
-        .route(
-            "/dashboard/shops/{shop}/customers/{id}",
-            get(dashboard::customer),
-        )
-        .route(
-            "/dashboard/shops/{shop}/customers/{id}/adjustments",
-            post(dashboard::adjust),
-        )
-        .route(
-            "/dashboard/shops/{shop}/customers/{id}/regenerate-code",
-            post(dashboard::regenerate_code),
-        )
-        .route(
-            "/dashboard/shops/{shop}/customers/{id}/resend-email",
-            post(dashboard::resend_email),
-        )
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(
-            ctx.clone(),
-            with_link_keys,
-        ))
-        .with_state(PagesState {
-            ctx,
-            config: Arc::new(config),
-        })
+    routes::parts().all(PagesState {
+        ctx,
+        config: Arc::new(config),
+    })
+}
+
+/// The Lambda's router: each group of routes is built by the first request
+/// under its prefix (`routes`).
+pub fn router_on_first_use(ctx: Context, config: PagesConfig) -> Router {
+    routes::parts().on_first_use(PagesState {
+        ctx,
+        config: Arc::new(config),
+    })
+}
+
+/// Every route's path: what API Gateway must send to this function.
+pub fn route_paths() -> Vec<&'static str> {
+    routes::parts().paths()
 }

@@ -1265,3 +1265,71 @@ async fn pages_read_the_link_keys_on_the_first_request_and_answer_503_while_they
     }
     assert_eq!(loader.0.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
+
+/// A route's path with a value in place of each `{name}`.
+fn concrete(path: &str) -> String {
+    path.split('/')
+        .map(|segment| match segment {
+            "{shop}" => "demo.myshopify.com",
+            "{id}" => "ann",
+            "{file}" => "cashback.css",
+            segment if segment.starts_with('{') => "x-1",
+            segment => segment,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[tokio::test]
+async fn the_lambda_router_built_in_parts_answers_every_route_as_the_whole_router() {
+    // The Lambda's router builds each part on its first request; the local
+    // server and the tests above merge the whole one. Each gets its own
+    // store, and the same requests in the same order, signed in and not.
+    let whole = router_with(ctx().await, config());
+    let in_parts = cashback_pages::router_on_first_use(ctx().await, config());
+    let whole_cookie = sign_in(&whole, "demo.myshopify.com", OWNER).await;
+    let parts_cookie = sign_in(&in_parts, "demo.myshopify.com", OWNER).await;
+    let paths = cashback_pages::route_paths();
+    assert!(paths.len() >= 28, "{paths:?}");
+    let unknown = [
+        "/",
+        "/pages",
+        "/dashboard/shops/demo.myshopify.com/customersX",
+    ];
+    let uris: Vec<String> = paths
+        .iter()
+        .map(|path| concrete(path))
+        .chain(unknown.iter().map(|path| path.to_string()))
+        .collect();
+    let mut handled = std::collections::BTreeSet::new();
+    for uri in &uris {
+        for method in ["GET", "POST", "PUT", "DELETE"] {
+            for signed_in in [false, true] {
+                let request = |cookie: &str| {
+                    let mut request = Request::builder().method(method).uri(uri);
+                    if signed_in {
+                        request = request.header("cookie", cookie);
+                    }
+                    request.body(Body::empty()).unwrap()
+                };
+                let (expected, _, expected_body) =
+                    send_text(whole.clone(), request(&whole_cookie)).await;
+                let (status, _, _) = send_text(in_parts.clone(), request(&parts_cookie)).await;
+                assert_eq!(status, expected, "{method} {uri} signed in: {signed_in}");
+                // The router's own 404 has no body; a handler's has a page.
+                if !(expected == StatusCode::NOT_FOUND && expected_body.is_empty()) {
+                    handled.insert(uri.clone());
+                }
+            }
+        }
+    }
+    let unanswered: Vec<&String> = uris[..paths.len()]
+        .iter()
+        .filter(|uri| !handled.contains(*uri))
+        .collect();
+    assert!(unanswered.is_empty(), "no handler answered: {unanswered:?}");
+    assert!(
+        unknown.iter().all(|uri| !handled.contains(*uri)),
+        "an unknown path reached a handler"
+    );
+}

@@ -137,3 +137,29 @@ fn every_documented_route_is_routed_by_api_gateway() {
         .collect();
     assert!(missing.is_empty(), "documented but not routed: {missing:?}");
 }
+
+#[test]
+fn every_route_the_admin_and_pages_functions_serve_reaches_them_once_deployed_and_locally() {
+    let deployed = template_routes(&template_resources());
+    let local = local_routes();
+    let served = admin_api::route_paths()
+        .into_iter()
+        .map(|path| (path, "admin-api"))
+        .chain(
+            cashback_pages::route_paths()
+                .into_iter()
+                .map(|path| (path, "pages")),
+        );
+    let mut unreachable = Vec::new();
+    for (path, function) in served {
+        for (routes, by) in [(&deployed, "template.yaml"), (&local, "Cargo.toml")] {
+            if routes.get(path).map(String::as_str) != Some(function) {
+                unreachable.push(format!(
+                    "{path}: {function} serves it, {by} routes it to {:?}",
+                    routes.get(path)
+                ));
+            }
+        }
+    }
+    assert!(unreachable.is_empty(), "{unreachable:#?}");
+}

@@ -15,6 +15,8 @@
 //!   the first, bisects, and parks what keeps failing on the mapping's
 //!   on-failure queue, with an alarm; the reconcile repairs what was parked.
 //! - **the schedule** (EventBridge): a reconcile request for every shop.
+//! - **the retry queue** (SQS): a customer whose sync failed in a run,
+//!   reconciled again a few minutes later ([`retries`]).
 //! - **a direct invocation** with a [`RunRequest`] as JSON
 //!   (`{"run":"reconcile","shop":"..."}`), for an operator.
 //!
@@ -38,10 +40,13 @@
 //! | `CASHBACK_SYNC_CONCURRENCY` | syncs in flight at once per batch (the adapters pace each shop) | 8 |
 //! | `CASHBACK_SYNC_MAX_ATTEMPTS` | platform calls per sync before its record is failed back to Lambda | 6 |
 //! | `CASHBACK_SYNC_RUN_SECONDS` | how long one invocation spends on a reconcile or backfill before asking for the rest | 60 |
+//! | `CASHBACK_SYNC_RETRY_QUEUE` | the SQS queue (URL) where a run's failed syncs wait to be reconciled again ([`retries`]); unset: they wait for the next reconcile | unset |
+//! | `CASHBACK_SYNC_RETRY_DELAY_SECONDS` | how long each waits there first (at most 900) | 120 |
 //! | `CASHBACK_KLAVIYO_CREDENTIALS` | where each shop's Klaviyo parameter is (`ssm:/cashback/klaviyo/`); set: account writes also push the Klaviyo profile of the shops that have one ([`marketing`]) | off |
 
 pub mod changes;
 pub mod marketing;
+pub mod retries;
 pub mod shops;
 pub mod stream;
 
@@ -57,7 +62,7 @@ use tokio::time::Instant;
 use cashback_app::changes::sequence_order;
 use cashback_app::platform_codes::{
     backfill_shop, reconcile_shop, request_run, sync_customer_code, PlatformError, PlatformSync,
-    RunLimits, RunRequest, SyncError, SyncOutcome, SyncPolicy,
+    RunLimits, RunRequest, SyncError, SyncOutcome, SyncPolicy, SyncRetries,
 };
 use cashback_app::store::{ParkedSyncs, ReconcileStep, SyncNote};
 use cashback_app::{AppError, Context};
@@ -82,6 +87,9 @@ pub struct Deps {
     pub run_budget: Duration,
     /// Each shop's Klaviyo account, for the profile push; None: off.
     pub marketing: Option<Arc<marketing::MarketingConnections>>,
+    /// Where a run's failed syncs wait to be tried again; None: they wait
+    /// for the next reconcile.
+    pub retries: Option<Arc<dyn SyncRetries>>,
 }
 
 /// One customer's code to bring in step, from a stream record.
@@ -448,6 +456,16 @@ pub enum RunError {
     Connect(#[from] ConnectError),
 }
 
+impl RunError {
+    /// Running it again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            RunError::App(error) => error.is_retryable(),
+            RunError::Connect(error) => error.is_retryable(),
+        }
+    }
+}
+
 /// Runs one step of a reconcile or backfill, for at most the run budget,
 /// and asks for its own continuation when the shop is not done (the
 /// request's write reaches this function again through the stream).
@@ -506,6 +524,7 @@ pub async fn run_request(
                 ..SyncNote::default()
             };
             note_sync(&deps.ctx, &shop, &note).await;
+            retries::queue_retries(deps, &shop, &summary.retry).await;
             if let Some(next) = &summary.next {
                 let more = RunRequest::Reconcile {
                     shop: shop.clone(),
@@ -533,6 +552,7 @@ pub async fn run_request(
                 };
                 note_sync(&deps.ctx, &shop, &note).await;
             }
+            retries::queue_retries(deps, &shop, &summary.retry).await;
             if !summary.checkpoint.finished() {
                 let more = RunRequest::Backfill {
                     shop: shop.clone(),
@@ -591,8 +611,7 @@ impl HandlerError {
     pub fn is_retryable(&self) -> bool {
         match self {
             HandlerError::Unknown(_) => false,
-            HandlerError::Run(RunError::App(error)) => error.is_retryable(),
-            HandlerError::Run(RunError::Connect(error)) => error.is_retryable(),
+            HandlerError::Run(error) => error.is_retryable(),
         }
     }
 }
@@ -630,6 +649,9 @@ pub async fn handle(
     payload: serde_json::Value,
     now: DateTime<Utc>,
 ) -> Result<serde_json::Value, HandlerError> {
+    if retries::is_queue_batch(&payload) {
+        return Ok(retries::handle_messages(deps, payload, now).await);
+    }
     if payload.get("Records").is_some() {
         let answer = stream::handle_records(deps, payload, now).await;
         return Ok(answer);
@@ -651,7 +673,8 @@ pub async fn handle(
             .map_err(|e| HandlerError::Unknown(format!("the answer does not serialise: {e}")));
     }
     Err(HandlerError::Unknown(
-        "expected a DynamoDB stream batch, a scheduled event or a run request".into(),
+        "expected a DynamoDB stream batch, a retry queue batch, a scheduled event or a run request"
+            .into(),
     ))
 }
 
@@ -668,6 +691,11 @@ pub struct Settings {
     pub run_budget: Duration,
     /// Where each shop's Klaviyo parameter is; None: no profile push.
     pub klaviyo: Option<cashback_platform_codes::CredentialsPlace>,
+    /// The retry queue's URL; None: a run's failed syncs wait for the next
+    /// reconcile.
+    pub retry_queue: Option<String>,
+    /// How long a retry waits in the queue before it is handed back.
+    pub retry_delay: Duration,
 }
 
 /// A setting that is not usable.
@@ -717,6 +745,11 @@ pub fn settings_from_env() -> Result<Settings, SettingError> {
     Ok(Settings {
         klaviyo,
         place,
+        retry_queue: setting("CASHBACK_SYNC_RETRY_QUEUE"),
+        retry_delay: Duration::from_secs(
+            number::<u64>("CASHBACK_SYNC_RETRY_DELAY_SECONDS", 120)?
+                .clamp(0, retries::MAX_DELAY.as_secs()),
+        ),
         concurrency: number::<usize>("CASHBACK_SYNC_CONCURRENCY", 8)?.clamp(1, 64),
         max_attempts: number::<u32>("CASHBACK_SYNC_MAX_ATTEMPTS", 6)?.clamp(1, 20),
         run_budget: Duration::from_secs(
@@ -744,6 +777,7 @@ impl Deps {
             concurrency: settings.concurrency,
             run_budget: settings.run_budget,
             marketing: None,
+            retries: None,
         }
     }
 }

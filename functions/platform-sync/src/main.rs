@@ -42,6 +42,14 @@ async fn serve() -> Result<(), lambda_runtime::Error> {
         table,
     ));
     let mut deps = Deps::new(ctx, connections, shops, &settings);
+    if let Some(queue_url) = settings.retry_queue.clone() {
+        let sqs_sdk = sdk.clone();
+        deps.retries = Some(Arc::new(platform_sync::retries::SqsRetries::on_first_use(
+            move || aws_sdk_sqs::Client::new(&sqs_sdk),
+            queue_url,
+            settings.retry_delay,
+        )));
+    }
     if let Some(place) = settings.klaviyo.clone() {
         deps.marketing = Some(Arc::new(
             platform_sync::marketing::MarketingConnections::new(place, source.clone()),

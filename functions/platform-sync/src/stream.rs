@@ -22,7 +22,7 @@ use cashback_app::platform_codes::{request_run, RunRequest};
 use cashback_store::dynamo::stream::decode_record;
 
 use crate::changes::intent_of;
-use crate::{run_request, sync_intents, Deps, Intent, RunError};
+use crate::{run_request, sync_intents, Deps, Intent};
 
 /// The attribute a checkpoint item keeps its value in (the store's layout).
 const CHECKPOINT_VALUE: &str = "bucket";
@@ -116,7 +116,7 @@ pub async fn handle_records(deps: &Deps, payload: Value, now: DateTime<Utc>) -> 
         for (item, request, at) in &runs {
             match run_request(deps, request, Some(*at), now).await {
                 Ok(_) => {}
-                Err(error) if retryable(&error) => {
+                Err(error) if error.is_retryable() => {
                     tracing::warn!(shop = %request.shop(), error = %error, "platform run failed; retried");
                     failed.push(item.clone());
                 }
@@ -143,11 +143,4 @@ pub async fn handle_records(deps: &Deps, payload: Value, now: DateTime<Utc>) -> 
         .map(|item| json!({ "itemIdentifier": item }))
         .collect();
     json!({ "batchItemFailures": failures })
-}
-
-fn retryable(error: &RunError) -> bool {
-    match error {
-        RunError::App(error) => error.is_retryable(),
-        RunError::Connect(error) => error.is_retryable(),
-    }
 }

@@ -166,6 +166,7 @@ impl World {
                 concurrency: 4,
                 run_budget: StdDuration::from_secs(20),
                 marketing: None,
+                retries: None,
             },
             webhook,
             admin,
@@ -756,4 +757,105 @@ async fn the_shop_scan_and_the_credential_read_build_their_clients_on_first_use(
     }
     assert_eq!(scans.load(Ordering::SeqCst), 1, "one client for every scan");
     assert_eq!(reads.load(Ordering::SeqCst), 1, "one client for every read");
+}
+
+/// A backfill's failed sync through the real retry queue (SQS on moto):
+/// queued with its delay (not handed back before it), then handed to the
+/// function, whose reconcile puts the code once Shopify answers again.
+#[tokio::test]
+async fn a_failed_backfill_sync_comes_back_through_the_sqs_retry_queue() {
+    use cashback_test_support::fakes::faults::FaultRates;
+
+    let Some(endpoint) = cashback_test_support::moto::endpoint("platform_sync_retry_queue") else {
+        return;
+    };
+    let shopify = FakeShopify::start().await;
+    let mut w = World::new(&endpoint).await;
+    let place = CredentialsPlace::parse("ssm:/cashback/platform/").unwrap();
+    w.deps.connections = Arc::new(Connections::new(
+        place.clone(),
+        Arc::new(StaticCredentials(HashMap::from([(
+            place.reference(&shop()).unwrap().to_string(),
+            format!(
+                r#"{{"admin_token":"{}","shop_url":"{}"}}"#,
+                fake::ADMIN_TOKEN,
+                shopify.url()
+            ),
+        )]))),
+        ConnectSettings {
+            timeout: StdDuration::from_millis(500),
+            ..ConnectSettings::default()
+        },
+    ));
+    let sdk = cashback_test_support::moto::sdk_config_at(&endpoint).await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue = sqs
+        .create_queue()
+        .queue_name(cashback_test_support::moto::unique_table_name("retries"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .expect("a queue url");
+    let built = (sdk.clone(), queue.clone());
+    w.deps.retries = Some(Arc::new(platform_sync::retries::SqsRetries::on_first_use(
+        move || aws_sdk_sqs::Client::new(&built.0),
+        built.1.clone(),
+        StdDuration::from_secs(2),
+    )));
+    cashback_test_support::world::seed_balance(
+        w.store.as_ref(),
+        &program(),
+        maya().as_str(),
+        "CB-MAYA",
+        "25.00",
+    )
+    .await;
+
+    shopify.set_fault_rates(
+        FaultRates {
+            server_error: 1.0,
+            ..FaultRates::default()
+        },
+        11,
+    );
+    let backfill = cashback_app::platform_codes::RunRequest::Backfill {
+        shop: shop(),
+        restart: true,
+    };
+    let outcome = platform_sync::run_request(&w.deps, &backfill, None, now())
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(outcome).unwrap()["summary"]["failed"],
+        1
+    );
+    let receive = || {
+        sqs.receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .send()
+    };
+    let early = receive().await.unwrap();
+    assert!(early.messages().is_empty(), "handed back before its delay");
+
+    shopify.set_fault_rates(FaultRates::default(), 11);
+    tokio::time::sleep(StdDuration::from_millis(2500)).await;
+    let received = receive().await.unwrap();
+    let records: Vec<Value> = received
+        .messages()
+        .iter()
+        .map(|message| {
+            cashback_test_support::doubles::sqs_record(
+                message.message_id().unwrap(),
+                message.body().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let answer = handle(&w.deps, json!({ "Records": records }), now())
+        .await
+        .unwrap();
+    assert_eq!(answer, json!({ "batchItemFailures": [] }));
+    assert_in_step(&shopify, &w.account().await, "retried");
 }

@@ -161,6 +161,7 @@ impl World {
             concurrency: 4,
             run_budget: StdDuration::from_secs(20),
             marketing: Some(Arc::new(marketing)),
+            retries: None,
         };
         World {
             endpoint: endpoint.to_string(),
@@ -496,6 +497,7 @@ fn two_accounts(demo: &FakeKlaviyo, other: &FakeKlaviyo) -> Deps {
             place.clone(),
             Arc::new(StaticCredentials(values)),
         ))),
+        retries: None,
     }
 }
 

@@ -32,7 +32,7 @@ use cashback_core::order::*;
 use cashback_core::program::{Issuance, Program};
 use cashback_platform_codes::{ConnectSettings, Connections, CredentialsPlace, StaticCredentials};
 use cashback_store::MemoryStore;
-use cashback_test_support::doubles::KeptNotifier;
+use cashback_test_support::doubles::{KeptNotifier, KeptRetries};
 use cashback_test_support::fakes::faults::{Fault, FaultRates};
 use cashback_test_support::fakes::shopify::{self as fake, FakeShopify};
 use cashback_test_support::fixtures::{customer, shop, t0, usd};
@@ -91,6 +91,7 @@ async fn world(fake: &FakeShopify, program: Program) -> World {
         concurrency: 8,
         run_budget: StdDuration::from_secs(20),
         marketing: None,
+        retries: None,
     };
     World { ctx, store, deps }
 }
@@ -424,6 +425,102 @@ async fn a_backfill_request_in_the_stream_runs_and_asks_for_its_own_continuation
         .unwrap();
     assert!(status.finished());
     assert_eq!(status.done, 150);
+}
+
+/// A backfill during a platform outage: every code it could not put is
+/// queued, and the queue's retry (minutes later, not at the next day's
+/// reconcile) brings each in step; one that fails again is handed back to
+/// the queue (then parked, with an alarm, after its last receive), as is a
+/// message that does not read.
+#[tokio::test]
+async fn codes_a_backfill_could_not_put_are_retried_through_the_queue() {
+    let fake = FakeShopify::start().await;
+    let mut w = world(&fake, program()).await;
+    let kept = Arc::new(KeptRetries::default());
+    w.deps.retries = Some(kept.clone());
+    for id in ["a", "b", "c"] {
+        seed_balance(
+            w.store.as_ref(),
+            &program(),
+            id,
+            &format!("CB-{id}"),
+            "10.00",
+        )
+        .await;
+    }
+    w.store.take_changes();
+    let down = FaultRates {
+        server_error: 1.0,
+        ..FaultRates::default()
+    };
+    fake.set_fault_rates(down, 7);
+    let request = RunRequest::Backfill {
+        shop: shop(),
+        restart: true,
+    };
+    let outcome = platform_sync::run_request(&w.deps, &request, None, t0())
+        .await
+        .unwrap();
+    let outcome = serde_json::to_value(outcome).unwrap();
+    assert_eq!(outcome["summary"]["failed"], 3, "{outcome}");
+    assert!(fake.discounts().is_empty());
+    let mut queued = kept.take();
+    queued.sort_by(|x, y| x.customer.as_str().cmp(y.customer.as_str()));
+    let customers: Vec<&str> = queued.iter().map(|r| r.customer.as_str()).collect();
+    assert_eq!(customers, ["a", "b", "c"]);
+
+    // Still down when the queue hands them back: each is handed back.
+    let batch = KeptRetries::sqs_batch(&queued);
+    let answer = handle(&w.deps, batch.clone(), t0()).await.unwrap();
+    let mut again: Vec<String> = answer["batchItemFailures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap().to_string())
+        .collect();
+    again.sort();
+    assert_eq!(again, ["m0", "m1", "m2"], "{answer}");
+    assert!(kept.take().is_empty(), "a retry queues nothing itself");
+    // Two messages for one customer (a retry queued twice): one reconcile
+    // for both, and both handed back.
+    let before = fake.injected().len();
+    handle(&w.deps, KeptRetries::sqs_batch(&queued[..1]), t0())
+        .await
+        .unwrap();
+    let one = fake.injected().len() - before;
+    assert!(one > 0);
+    let twice = KeptRetries::sqs_batch(&[queued[0].clone(), queued[0].clone()]);
+    let before = fake.injected().len();
+    let answer = handle(&w.deps, twice, t0()).await.unwrap();
+    assert_eq!(fake.injected().len() - before, one, "reconciled once");
+    assert_eq!(answer["batchItemFailures"].as_array().unwrap().len(), 2);
+
+    // Up again: the retries put every code, and nothing is handed back.
+    fake.set_fault_rates(FaultRates::default(), 7);
+    let answer = handle(&w.deps, batch, t0()).await.unwrap();
+    assert_eq!(answer, serde_json::json!({ "batchItemFailures": [] }));
+    for id in ["a", "b", "c"] {
+        assert_in_step(&fake, &w.account(id).await, "retried");
+    }
+
+    // A message that does not read is handed back (and parked in the end),
+    // never dropped unseen; one for a shop that does not exist is done.
+    let unreadable = cashback_test_support::doubles::sqs_record("bad", r#"{"shop":"nope"}"#);
+    let elsewhere = cashback_test_support::doubles::sqs_record(
+        "gone",
+        r#"{"shop":"gone.myshopify.com","customer":"a"}"#,
+    );
+    let answer = handle(
+        &w.deps,
+        serde_json::json!({ "Records": [unreadable, elsewhere] }),
+        t0(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        answer,
+        serde_json::json!({ "batchItemFailures": [{ "itemIdentifier": "bad" }] })
+    );
 }
 
 #[tokio::test]

@@ -12,7 +12,9 @@
 //!
 //! [`runs`] holds what goes over a whole shop: the reconcile (drift
 //! repaired, with its checked / drifted / repaired figures) and the
-//! resumable backfill of a shop's existing accounts.
+//! resumable backfill of a shop's existing accounts; [`retries`] the port
+//! through which a customer whose sync failed in a run is reconciled again
+//! within minutes.
 
 use std::time::Duration;
 
@@ -27,15 +29,17 @@ use crate::error::AppError;
 use crate::store::ReadRequest;
 
 pub mod mode;
+pub mod retries;
 pub mod runs;
 pub mod store_credit;
 
 use mode::{ModeRecord, Side};
 
+pub use retries::{RetryQueueError, RetryRequest, SyncRetries};
 pub use runs::{
-    ask_for_run, backfill_shop, backfill_status, reconcile_shop, request_run, sync_status,
-    BackfillCheckpoint, BackfillSummary, ParkedStatus, ReconcileSummary, RunAsked, RunLimits,
-    RunRequest, SyncStatus,
+    ask_for_run, backfill_shop, backfill_status, reconcile_customer, reconcile_shop, request_run,
+    sync_status, BackfillCheckpoint, BackfillSummary, ParkedStatus, ReconcileSummary, RunAsked,
+    RunLimits, RunRequest, SyncStatus,
 };
 
 /// The code as the platform holds it.

@@ -127,3 +127,70 @@ impl cashback_app::marketing::MarketingAccounts for KlaviyoKeysFor {
         Ok(self.0.contains(shop))
     }
 }
+
+/// Keeps every sync retry it is asked to queue, as the queue's messages
+/// would carry them.
+#[derive(Default)]
+pub struct KeptRetries {
+    pub queued: Mutex<Vec<cashback_app::platform_codes::RetryRequest>>,
+}
+
+#[async_trait::async_trait]
+impl cashback_app::platform_codes::SyncRetries for KeptRetries {
+    async fn retry_later(
+        &self,
+        shop: &cashback_core::ids::ShopId,
+        customers: &[cashback_core::ids::CustomerId],
+    ) -> Result<(), cashback_app::platform_codes::RetryQueueError> {
+        let mut queued = self.queued.lock().expect("the retries' lock");
+        queued.extend(customers.iter().map(|customer| {
+            cashback_app::platform_codes::RetryRequest {
+                shop: shop.clone(),
+                customer: customer.clone(),
+            }
+        }));
+        Ok(())
+    }
+}
+
+impl KeptRetries {
+    /// Everything queued so far, taken.
+    pub fn take(&self) -> Vec<cashback_app::platform_codes::RetryRequest> {
+        std::mem::take(&mut *self.queued.lock().expect("the retries' lock"))
+    }
+
+    /// `requests` as the queue hands them to the function: an SQS batch,
+    /// message ids `m0`, `m1`, ...
+    pub fn sqs_batch(requests: &[cashback_app::platform_codes::RetryRequest]) -> serde_json::Value {
+        let records: Vec<serde_json::Value> = requests
+            .iter()
+            .enumerate()
+            .map(|(index, request)| {
+                sqs_record(
+                    &format!("m{index}"),
+                    &serde_json::to_string(request).expect("a request serialises"),
+                )
+            })
+            .collect();
+        serde_json::json!({ "Records": records })
+    }
+}
+
+/// One SQS record as Lambda's SQS event source hands it over.
+pub fn sqs_record(message_id: &str, body: &str) -> serde_json::Value {
+    serde_json::json!({
+        "messageId": message_id,
+        "receiptHandle": format!("AQEB{message_id}"),
+        "body": body,
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": "1767225600000",
+            "SenderId": "AROAEXAMPLE:platform-sync",
+            "ApproximateFirstReceiveTimestamp": "1767225720000"
+        },
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:cashback-sync-retries",
+        "awsRegion": "us-east-1"
+    })
+}

@@ -17,7 +17,7 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use cashback_core::ids::ShopId;
+use cashback_core::ids::{CustomerId, ShopId};
 use cashback_core::ledger::Account;
 use cashback_core::program::Program;
 
@@ -62,13 +62,17 @@ pub struct ReconcileSummary {
     /// Drifted codes set back to the ledger's state.
     pub repaired: u64,
     /// Codes that could not be compared or repaired (the platform failed
-    /// after retries, or refused); the next run tries them again.
+    /// after retries, or refused); each is in `retry`.
     pub failed: u64,
     /// Codes the engine does not manage on the platform (a merchant's own
     /// discount holds the code): never changed, reported.
     pub foreign: u64,
     /// Where the next run goes on from; None when the shop is done.
     pub next: Option<String>,
+    /// The customers whose code failed, to be synced again soon (the
+    /// function queues them: `SyncRetries`) rather than at the next run.
+    #[serde(skip)]
+    pub retry: Vec<CustomerId>,
 }
 
 /// What a code looked like against the ledger.
@@ -123,20 +127,9 @@ pub async fn reconcile_shop(
     policy: &SyncPolicy,
 ) -> Result<ReconcileSummary, AppError> {
     let mut summary = ReconcileSummary::default();
-    ctx.invalidate(shop);
-    let program = match syncing_program(ctx, shop).await? {
-        Some(program) => program,
-        // Sync off after store credit: its customers' store credit is
-        // still checked, since nothing else reads it any more.
-        None if store_credit_used(ctx, shop).await?
-            && !crate::compliance::syncing_stopped(ctx, shop).await? =>
-        {
-            ctx.shop_program(shop, ctx.now()).await?.program
-        }
-        None => {
-            tracing::info!(shop = %shop, "platform reconcile: the shop does not sync its codes");
-            return Ok(summary);
-        }
+    let Some(program) = reconcile_program(ctx, shop).await? else {
+        tracing::info!(shop = %shop, "platform reconcile: the shop does not sync its codes");
+        return Ok(summary);
     };
     let store_credit_used = store_credit_used(ctx, shop).await?;
     let mut cursor = cursor;
@@ -145,9 +138,9 @@ pub async fn reconcile_shop(
             .store
             .list_accounts(shop, cursor.clone(), limits.page_size)
             .await?;
-        let results: Vec<Checked> = stream::iter(page.items.iter())
-            .map(|account| {
-                reconcile_account(
+        let results: Vec<(&CustomerId, Checked)> = stream::iter(page.items.iter())
+            .map(|account| async {
+                let checked = reconcile_account(
                     ctx,
                     platform,
                     shop,
@@ -156,12 +149,17 @@ pub async fn reconcile_shop(
                     policy,
                     store_credit_used,
                 )
+                .await;
+                (&account.value.customer, checked)
             })
             .buffer_unordered(limits.concurrency.max(1))
             .collect()
             .await;
-        for result in results {
-            summary.add(result);
+        for (customer, checked) in results {
+            if matches!(checked, Checked::Failed { .. }) {
+                summary.retry.push(customer.clone());
+            }
+            summary.add(checked);
         }
         cursor = page.next;
         if cursor.is_none() || Instant::now() >= limits.deadline {
@@ -179,6 +177,63 @@ pub async fn reconcile_shop(
         finished = summary.next.is_none(),
         "platform reconcile summary"
     );
+    Ok(summary)
+}
+
+/// The program a reconcile keeps the codes of, read from the table (not a
+/// container's cache), or None when there is nothing to reconcile.
+async fn reconcile_program(ctx: &Context, shop: &ShopId) -> Result<Option<Program>, AppError> {
+    ctx.invalidate(shop);
+    match syncing_program(ctx, shop).await? {
+        Some(program) => Ok(Some(program)),
+        // Sync off after store credit: its customers' store credit is
+        // still checked, since nothing else reads it any more.
+        None if store_credit_used(ctx, shop).await?
+            && !crate::compliance::syncing_stopped(ctx, shop).await? =>
+        {
+            Ok(Some(ctx.shop_program(shop, ctx.now()).await?.program))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The reconcile of one customer, as a run does it for each ([`reconcile_shop`]):
+/// what a sync that failed in a run is retried with, soon after, instead
+/// of waiting for the next run. Its summary counts that one customer.
+pub async fn reconcile_customer(
+    ctx: &Context,
+    platform: &dyn PlatformCodes,
+    shop: &ShopId,
+    customer: &CustomerId,
+    policy: &SyncPolicy,
+) -> Result<ReconcileSummary, AppError> {
+    let mut summary = ReconcileSummary::default();
+    let Some(program) = reconcile_program(ctx, shop).await? else {
+        return Ok(summary);
+    };
+    let read = ctx
+        .store
+        .read(shop, &crate::store::ReadRequest::account(customer))
+        .await?;
+    let Some(account) = read.accounts.get(customer) else {
+        // Erased meanwhile (a redact): nothing of theirs to keep in step.
+        return Ok(summary);
+    };
+    let store_credit_used = store_credit_used(ctx, shop).await?;
+    let checked = reconcile_account(
+        ctx,
+        platform,
+        shop,
+        &account.value,
+        &program,
+        policy,
+        store_credit_used,
+    )
+    .await;
+    if matches!(checked, Checked::Failed { .. }) {
+        summary.retry.push(customer.clone());
+    }
+    summary.add(checked);
     Ok(summary)
 }
 
@@ -513,11 +568,16 @@ pub struct BackfillSummary {
     /// Accounts with nothing to put (no code yet, or an inactive code the
     /// platform does not have).
     pub skipped: u64,
-    /// Accounts the platform did not take after retries (the reconcile
-    /// repairs them later).
+    /// Accounts the platform did not take after retries (each is in
+    /// `retry`), or that could not be read.
     pub failed: u64,
     /// Where the run is now.
     pub checkpoint: BackfillCheckpoint,
+    /// The customers whose sync failed, to be synced again soon (the
+    /// function queues them: `SyncRetries`) rather than at the next
+    /// reconcile.
+    #[serde(skip)]
+    pub retry: Vec<CustomerId>,
 }
 
 /// One step of a shop's backfill: goes on from the shop's checkpoint (or
@@ -551,6 +611,7 @@ pub async fn backfill_shop(
         skipped: 0,
         failed: 0,
         checkpoint: checkpoint.clone(),
+        retry: Vec::new(),
     };
     // The program as the table holds it now, not as this container cached
     // it: a backfill follows a change of program.
@@ -567,21 +628,19 @@ pub async fn backfill_shop(
             .store
             .list_accounts(shop, checkpoint.cursor.clone(), limits.page_size)
             .await?;
-        let results: Vec<Result<SyncOutcome, SyncError>> = stream::iter(page.items.iter())
-            .map(|account| {
-                sync_customer_code_from_run(
-                    ctx,
-                    platform,
-                    shop,
-                    &account.value.customer,
-                    None,
-                    policy,
-                )
-            })
-            .buffer_unordered(limits.concurrency.max(1))
-            .collect()
-            .await;
-        for result in results {
+        let results: Vec<(&CustomerId, Result<SyncOutcome, SyncError>)> =
+            stream::iter(page.items.iter())
+                .map(|account| async {
+                    let customer = &account.value.customer;
+                    let result =
+                        sync_customer_code_from_run(ctx, platform, shop, customer, None, policy)
+                            .await;
+                    (customer, result)
+                })
+                .buffer_unordered(limits.concurrency.max(1))
+                .collect()
+                .await;
+        for (customer, result) in results {
             match result {
                 Ok(SyncOutcome::Synced(synced))
                     if !matches!(synced.outcome, super::PutOutcome::NotNeeded) =>
@@ -596,8 +655,10 @@ pub async fn backfill_shop(
                 }
                 Err(SyncError::App(error)) => return Err(error),
                 Err(error) => {
-                    tracing::warn!(shop = %shop, error = %error, "platform backfill: code not synced");
+                    tracing::warn!(shop = %shop, customer = %customer, error = %error,
+                        "platform backfill: code not synced");
                     summary.failed += 1;
+                    summary.retry.push(customer.clone());
                 }
             }
         }

@@ -19,8 +19,8 @@ use cashback_app::jobs::{JobConfig, TokioClock};
 use cashback_app::notify::{Notification, Notifier, NotifyError, Sent};
 use cashback_app::platform_codes::store_credit::{read_job, StoreCreditAccounts, IN_FLIGHT};
 use cashback_app::platform_codes::{
-    backfill_shop, sync_customer_code, PlatformCodes, PlatformError, PlatformSync, RunLimits,
-    SyncError, SyncOutcome, SyncPolicy,
+    backfill_shop, reconcile_customer, sync_customer_code, BackfillSummary, PlatformCodes,
+    PlatformError, PlatformSync, RunLimits, SyncError, SyncOutcome, SyncPolicy,
 };
 use cashback_app::store::{Platform, ReadRequest, Shop, Store};
 use cashback_app::{AppConfig, AppError, CodeSource, Context};
@@ -31,7 +31,7 @@ use cashback_core::order::*;
 use cashback_core::program::{Issuance, Program};
 use cashback_platform_codes::{ShopifyCodes, ShopifyConfig, ShopifyCredentials};
 use cashback_store::MemoryStore;
-use cashback_test_support::fakes::faults::Fault;
+use cashback_test_support::fakes::faults::{Fault, FaultRates};
 use cashback_test_support::fakes::shopify::{self as shopify_fake, FakeShopify};
 
 pub(crate) struct Quiet;
@@ -246,8 +246,17 @@ impl World {
 
     /// The backfill the program change asks for, run to its end.
     pub(crate) async fn backfill(&self) {
+        let summary = self.backfill_summary().await;
+        assert!(
+            summary.checkpoint.finished() && summary.failed == 0,
+            "{summary:?}"
+        );
+    }
+
+    /// The backfill run to its end, whatever it came to.
+    pub(crate) async fn backfill_summary(&self) -> BackfillSummary {
         let limits = RunLimits::for_budget(StdDuration::from_secs(30));
-        let summary = backfill_shop(
+        backfill_shop(
             &self.ctx,
             &self.platform,
             &shop(),
@@ -257,11 +266,7 @@ impl World {
             &policy(),
         )
         .await
-        .unwrap();
-        assert!(
-            summary.checkpoint.finished() && summary.failed == 0,
-            "{summary:?}"
-        );
+        .unwrap()
     }
 
     pub(crate) async fn refund(&self, order: &str, amount: &str, id: &str) {
@@ -1076,6 +1081,82 @@ async fn turning_sync_off_after_store_credit_follows_and_empties_it() {
     let calls = w.fake.stats().calls.clone();
     w.backfill().await;
     assert_eq!(w.fake.stats().calls, calls);
+}
+
+/// Sync turned off while Shopify is down: the backfill cannot empty Ann's
+/// store credit and names her for a retry (the function queues it); her
+/// reconcile, tried while still down, names her again; once Shopify is up
+/// it follows her payment and empties the store credit, minutes after the
+/// change instead of at the next day's reconcile.
+#[tokio::test]
+async fn an_emptying_the_backfill_could_not_finish_is_done_by_the_customers_retry() {
+    let w = with_a_released_balance().await;
+    assert!(w.fake.pay_with_store_credit("1001", "USD", dec!(4.00), "2"));
+    w.switch_to(PlatformSync::Off).await;
+    let down = FaultRates {
+        server_error: 1.0,
+        ..FaultRates::default()
+    };
+    w.fake.set_fault_rates(down, 3);
+    let summary = w.backfill_summary().await;
+    assert_eq!(summary.retry, vec![ann()], "{summary:?}");
+    assert_eq!(w.balance_of(&ann()), dec!(8.00), "still live");
+    let again = reconcile_customer(&w.ctx, &w.platform, &shop(), &ann(), &policy())
+        .await
+        .unwrap();
+    assert_eq!(again.retry, vec![ann()], "{again:?}");
+
+    w.fake.set_fault_rates(FaultRates::default(), 3);
+    let retried = reconcile_customer(&w.ctx, &w.platform, &shop(), &ann(), &policy())
+        .await
+        .unwrap();
+    assert!(retried.retry.is_empty(), "{retried:?}");
+    assert_eq!(retried.repaired, 1, "{retried:?}");
+    assert_eq!(w.balance_of(&ann()), dec!(0), "store credit emptied");
+    assert_eq!(
+        w.account().await.available,
+        usd("8.00"),
+        "the payment followed"
+    );
+    // In step now: a retry delivered twice changes nothing.
+    let twice = reconcile_customer(&w.ctx, &w.platform, &shop(), &ann(), &policy())
+        .await
+        .unwrap();
+    assert!(twice.retry.is_empty() && twice.repaired == 0, "{twice:?}");
+    assert_eq!(w.balance_of(&ann()), dec!(0));
+    assert_eq!(w.account().await.available, usd("8.00"));
+}
+
+/// Sync turned off while a payment of Ann's store credit is in her balance
+/// but not listed yet: the backfill empties the store credit (a debit
+/// needs no chain of balances) but cannot follow the payment, and names
+/// her for a retry; once Shopify lists it, her retry follows it into the
+/// ledger.
+#[tokio::test]
+async fn a_payment_not_listed_when_sync_is_turned_off_is_followed_by_the_customers_retry() {
+    let w = with_a_released_balance().await;
+    assert!(w.fake.pay_with_store_credit("1001", "USD", dec!(4.00), "2"));
+    w.fake.hide_newest_transaction();
+    w.switch_to(PlatformSync::Off).await;
+    let summary = w.backfill_summary().await;
+    assert_eq!(summary.retry, vec![ann()], "{summary:?}");
+    assert_eq!(w.balance_of(&ann()), dec!(0), "emptied at once");
+    assert_eq!(
+        w.account().await.available,
+        usd("12.00"),
+        "not followed yet"
+    );
+    w.fake.list_hidden();
+    let retried = reconcile_customer(&w.ctx, &w.platform, &shop(), &ann(), &policy())
+        .await
+        .unwrap();
+    assert!(retried.retry.is_empty(), "{retried:?}");
+    assert_eq!(
+        w.account().await.available,
+        usd("8.00"),
+        "the payment followed"
+    );
+    assert_eq!(w.balance_of(&ann()), dec!(0));
 }
 
 /// A credit held back by a slow token fetch past its window is never sent:

@@ -630,10 +630,23 @@ async fn the_lambda_router_built_in_parts_answers_every_route_as_the_whole_route
         "/v1/nowhere",
         "/v1/shops/demo.myshopify.com/customersX",
     ];
+    // Paths that are not the routes as written: each router answers them
+    // as the other does.
+    let tricks = [
+        "//v1/shops/demo.myshopify.com/customers/ann",
+        "/v1/shops/demo.myshopify.com/customers/ann/",
+        "/v1/shops/demo.myshopify.com//customers/ann",
+        "/v1/shops/demo.myshopify.com/%63ustomers/ann",
+        "/v1/shops/demo.myshopify.com/customers/ann/../ledger",
+        "/V1/shops/demo.myshopify.com/customers/ann",
+        "/v1/shops/demo.myshopify.com/program/../customers/ann",
+        "/v1/shops/demo%2Emyshopify.com/customers/ann",
+    ];
     let uris: Vec<String> = paths
         .iter()
         .map(|path| concrete(path))
         .chain(unknown.iter().map(|path| path.to_string()))
+        .chain(tricks.iter().map(|path| path.to_string()))
         .collect();
     let mut handled = std::collections::BTreeSet::new();
     for uri in &uris {

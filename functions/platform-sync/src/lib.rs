@@ -291,6 +291,27 @@ fn note_result(
     }
 }
 
+/// What a reconcile step adds to the shop's sync record.
+fn reconcile_note(
+    summary: &cashback_app::platform_codes::ReconcileSummary,
+    first: bool,
+    now: DateTime<Utc>,
+) -> SyncNote {
+    SyncNote {
+        synced_at: (summary.repaired > 0).then_some(now),
+        reconcile: Some(ReconcileStep {
+            first,
+            finished: summary.next.is_none(),
+            at: now,
+            checked: summary.checked,
+            drifted: summary.drifted,
+            repaired: summary.repaired,
+            failed: summary.failed,
+        }),
+        ..SyncNote::default()
+    }
+}
+
 /// Writes a note to the shop's sync record. The record is what the
 /// dashboard shows, not what the sync relies on: a failed write is logged
 /// and the sync's outcome stands.
@@ -509,22 +530,12 @@ pub async fn run_request(
                 &deps.policy,
             )
             .await?;
-            let step = ReconcileStep {
-                first: cursor.is_none(),
-                finished: summary.next.is_none(),
-                at: now,
-                checked: summary.checked,
-                drifted: summary.drifted,
-                repaired: summary.repaired,
-                failed: summary.failed,
-            };
-            let note = SyncNote {
-                synced_at: (summary.repaired > 0).then_some(now),
-                reconcile: Some(step),
-                ..SyncNote::default()
-            };
-            note_sync(&deps.ctx, &shop, &note).await;
-            retries::queue_retries(deps, &shop, &summary.retry).await;
+            note_sync(
+                &deps.ctx,
+                &shop,
+                &reconcile_note(&summary, cursor.is_none(), now),
+            )
+            .await;
             if let Some(next) = &summary.next {
                 let more = RunRequest::Reconcile {
                     shop: shop.clone(),
@@ -532,6 +543,7 @@ pub async fn run_request(
                 };
                 request_run(&deps.ctx, &more, now, requested_at).await?;
             }
+            retries::queue_retries(deps, &shop, &summary.retry).await;
             Ok(RunOutcome::Reconcile { shop, summary })
         }
         RunRequest::Backfill { restart, .. } => {
@@ -552,7 +564,6 @@ pub async fn run_request(
                 };
                 note_sync(&deps.ctx, &shop, &note).await;
             }
-            retries::queue_retries(deps, &shop, &summary.retry).await;
             if !summary.checkpoint.finished() {
                 let more = RunRequest::Backfill {
                     shop: shop.clone(),
@@ -560,6 +571,7 @@ pub async fn run_request(
                 };
                 request_run(&deps.ctx, &more, now, requested_at).await?;
             }
+            retries::queue_retries(deps, &shop, &summary.retry).await;
             Ok(RunOutcome::Backfill { shop, summary })
         }
     }
@@ -640,17 +652,33 @@ pub async fn function_handler(
     deps: &Deps,
     event: lambda_runtime::LambdaEvent<serde_json::Value>,
 ) -> Result<serde_json::Value, HandlerError> {
-    handle(deps, event.payload, Utc::now()).await
+    let left = cashback_edge::deadline::time_left(
+        event.context.deadline,
+        std::time::SystemTime::now(),
+        Duration::ZERO,
+    );
+    handle_until(deps, event.payload, Utc::now(), Some(Instant::now() + left)).await
 }
 
-/// [`function_handler`] at `now` (tests).
+/// [`function_handler`] at `now`, with no deadline (tests).
 pub async fn handle(
     deps: &Deps,
     payload: serde_json::Value,
     now: DateTime<Utc>,
 ) -> Result<serde_json::Value, HandlerError> {
+    handle_until(deps, payload, now, None).await
+}
+
+/// [`function_handler`] at `now`, the invocation ending at `deadline`
+/// (the retry queue's batch starts nothing it cannot finish).
+pub async fn handle_until(
+    deps: &Deps,
+    payload: serde_json::Value,
+    now: DateTime<Utc>,
+    deadline: Option<Instant>,
+) -> Result<serde_json::Value, HandlerError> {
     if retries::is_queue_batch(&payload) {
-        return Ok(retries::handle_messages(deps, payload, now).await);
+        return Ok(retries::handle_messages(deps, payload, now, deadline).await);
     }
     if payload.get("Records").is_some() {
         let answer = stream::handle_records(deps, payload, now).await;

@@ -1,13 +1,19 @@
-//! Customers whose sync failed in a run, reconciled again within minutes
+//! What a run could not bring in step, reconciled again within minutes
 //! (`cashback_app::platform_codes::retries` says why):
 //! - [`queue_retries`]: after a run step, its failed customers go to the
 //!   retry queue ([`SqsRetries`]: SQS, each message delayed
-//!   `CASHBACK_SYNC_RETRY_DELAY_SECONDS`);
-//! - [`handle_messages`]: the queue's batch, each customer reconciled as a
-//!   run would ([`reconcile_customer`]). A message whose reconcile fails
-//!   again is answered as a batch item failure: SQS hands it back after
-//!   the queue's visibility timeout, and after its last receive moves it
-//!   to the parked queue, which has an alarm (template.yaml).
+//!   `CASHBACK_SYNC_RETRY_DELAY_SECONDS`): one message per customer, or
+//!   one for the whole shop when so many failed that the shop's platform
+//!   is the cause;
+//! - [`handle_messages`]: the queue's batch. A customer is reconciled as a
+//!   run would ([`reconcile_customer`]); a shop gets one reconcile step,
+//!   which asks for its own continuation as any run does. A message that
+//!   fails again, or does not read, is answered as a batch item failure:
+//!   SQS hands it back after the queue's visibility timeout, and after its
+//!   last receive moves it to the parked queue, which has an alarm
+//!   (template.yaml). Only a message with nothing left to do is done
+//!   without its reconcile (the shop gone, uninstalled, or no longer
+//!   syncing).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,19 +22,30 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
+use tokio::time::Instant;
 
 use cashback_app::on_first_use::OnFirstUse;
 use cashback_app::platform_codes::{
-    reconcile_customer, RetryQueueError, RetryRequest, SyncRetries,
+    reconcile_customer, reconcile_shop, request_run, PlatformCodes, RetryQueueError, RetryRequest,
+    RunLimits, RunRequest, SyncRetries, SHOP_WIDE_FAILURES,
 };
 use cashback_core::ids::{CustomerId, ShopId};
 
 use crate::{platform_shop, Deps, OffShops, RunError};
 
-/// SQS's limits: entries per `SendMessageBatch`, and the longest delay.
+/// Entries per `SendMessageBatch` (SQS's limit).
 const BATCH: usize = 10;
 /// The longest delay SQS takes on a message.
 pub const MAX_DELAY: Duration = Duration::from_secs(900);
+/// No retry is started with less than this left of the invocation: a
+/// reconcile against a platform that hangs takes up to about a minute
+/// (its calls' timeouts and backoff), and one cut off by the function's
+/// timeout fails the whole batch.
+pub const RETRY_RESERVE: Duration = Duration::from_secs(90);
+/// How long queueing a run's retries may take.
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The retry queue on SQS; its client is built by its first use.
 pub struct SqsRetries {
@@ -50,74 +67,106 @@ impl SqsRetries {
             delay: delay.min(MAX_DELAY),
         }
     }
+
+    /// Sends one batch; answers the ids SQS refused (sent again once by
+    /// the caller) or the call's error.
+    async fn send_batch(&self, entries: &[(String, String)]) -> Result<Vec<String>, BoxError> {
+        let delay = i32::try_from(self.delay.as_secs()).unwrap_or(900);
+        let mut batch = self
+            .client
+            .get()
+            .send_message_batch()
+            .queue_url(&self.queue_url);
+        for (id, body) in entries {
+            batch = batch.entries(
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(id)
+                    .message_body(body)
+                    .delay_seconds(delay)
+                    .build()?,
+            );
+        }
+        let sent = batch.send().await.map_err(aws_sdk_sqs::Error::from)?;
+        for failed in sent.failed() {
+            tracing::warn!(
+                code = failed.code(),
+                message = failed.message().unwrap_or_default(),
+                sender_fault = failed.sender_fault(),
+                "SQS refused a sync retry"
+            );
+        }
+        Ok(sent.failed().iter().map(|f| f.id().to_string()).collect())
+    }
 }
 
 #[async_trait]
 impl SyncRetries for SqsRetries {
-    async fn retry_later(
-        &self,
-        shop: &ShopId,
-        customers: &[CustomerId],
-    ) -> Result<(), RetryQueueError> {
-        let delay = i32::try_from(self.delay.as_secs()).unwrap_or(900);
-        for chunk in customers.chunks(BATCH) {
-            let mut batch = self
-                .client
-                .get()
-                .send_message_batch()
-                .queue_url(&self.queue_url);
-            for (index, customer) in chunk.iter().enumerate() {
-                let request = RetryRequest {
-                    shop: shop.clone(),
-                    customer: customer.clone(),
-                };
-                let body = serde_json::to_string(&request)
-                    .map_err(|e| RetryQueueError::new("a retry did not serialise", e))?;
-                let entry = aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                    .id(index.to_string())
-                    .message_body(body)
-                    .delay_seconds(delay)
-                    .build()
-                    .map_err(|e| RetryQueueError::new("a retry message is incomplete", e))?;
-                batch = batch.entries(entry);
+    async fn retry_later(&self, requests: &[RetryRequest]) -> Result<(), RetryQueueError> {
+        let mut unqueued = 0;
+        let mut last_error: Option<BoxError> = None;
+        for chunk in requests.chunks(BATCH) {
+            let mut entries: Vec<(String, String)> = Vec::new();
+            for (index, request) in chunk.iter().enumerate() {
+                match serde_json::to_string(request) {
+                    Ok(body) => entries.push((index.to_string(), body)),
+                    Err(error) => {
+                        tracing::error!(error = %error, "a sync retry did not serialise");
+                        unqueued += 1;
+                    }
+                }
             }
-            let sent = batch
-                .send()
-                .await
-                .map_err(|e| RetryQueueError::new("SendMessageBatch failed", e))?;
-            if let Some(failed) = sent.failed().first() {
-                return Err(RetryQueueError {
-                    message: format!(
-                        "SQS refused {} of {} retries: {} {}",
-                        sent.failed().len(),
-                        chunk.len(),
-                        failed.code(),
-                        failed.message().unwrap_or_default()
-                    ),
-                    source: None,
-                });
+            // Entries SQS refused are sent once more.
+            for attempt in 0..2 {
+                match self.send_batch(&entries).await {
+                    Ok(refused) if refused.is_empty() => break,
+                    Ok(refused) => {
+                        entries.retain(|(id, _)| refused.contains(id));
+                        if attempt == 1 {
+                            unqueued += entries.len();
+                        }
+                    }
+                    Err(error) => {
+                        if attempt == 1 {
+                            unqueued += entries.len();
+                        }
+                        last_error = Some(error);
+                    }
+                }
             }
         }
-        Ok(())
+        if unqueued == 0 {
+            return Ok(());
+        }
+        Err(RetryQueueError {
+            unqueued,
+            message: "SendMessageBatch failed or refused entries twice".into(),
+            source: last_error,
+        })
     }
 }
 
-/// Queues a run step's failed customers; they wait for the next reconcile
-/// only when the queue itself fails (logged) or none is configured.
+/// Queues a run step's failed customers. Without a queue configured
+/// (local runs), or when the queue fails, they wait for the next reconcile,
+/// and the log says so.
 pub async fn queue_retries(deps: &Deps, shop: &ShopId, customers: &[CustomerId]) {
-    if customers.is_empty() {
+    let requests = RetryRequest::for_failures(shop, customers);
+    if requests.is_empty() {
         return;
     }
+    let whole_shop = requests.iter().any(|r| r.customer.is_none());
     let Some(retries) = deps.retries.as_ref() else {
         tracing::info!(shop = %shop, customers = customers.len(),
             "platform run: failed syncs wait for the next reconcile (no retry queue)");
         return;
     };
-    match retries.retry_later(shop, customers).await {
-        Ok(()) => tracing::info!(shop = %shop, customers = customers.len(),
+    match tokio::time::timeout(QUEUE_TIMEOUT, retries.retry_later(&requests)).await {
+        Ok(Ok(())) => tracing::info!(shop = %shop, customers = customers.len(), whole_shop,
             "platform run: failed syncs queued to be tried again"),
-        Err(error) => tracing::warn!(shop = %shop, customers = customers.len(), error = %error,
+        Ok(Err(error)) => tracing::error!(shop = %shop, customers = customers.len(),
+            unqueued = error.unqueued, error = %error,
             "platform run: failed syncs not queued; they wait for the next reconcile"),
+        Err(_) => tracing::error!(shop = %shop, customers = customers.len(),
+            "platform run: queueing the failed syncs timed out; they wait for the next reconcile"),
     }
 }
 
@@ -132,25 +181,32 @@ pub fn is_queue_batch(payload: &Value) -> bool {
         == Some("aws:sqs")
 }
 
-/// What one message's reconcile came to.
+/// What one request's retry came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Retried {
-    /// In step now, or nothing left to do: the message is done.
+    /// In step now, or nothing left to do: its messages are done.
     Done,
-    /// Failed again: handed back to the queue.
+    /// Failed again, or not tried for lack of time: handed back.
     Again,
 }
 
 /// Handles the retry queue's batch; answers `{"batchItemFailures": [...]}`
-/// with the messages to hand back. A customer named by several messages
-/// (a run's retry queued twice) is reconciled once for all of them.
-pub async fn handle_messages(deps: &Deps, payload: Value, _now: DateTime<Utc>) -> Value {
+/// with the messages to hand back. A request named by several messages
+/// (queued twice) is retried once for all of them. None is started with
+/// less than [`RETRY_RESERVE`] left before `deadline`.
+pub async fn handle_messages(
+    deps: &Deps,
+    payload: Value,
+    now: DateTime<Utc>,
+    deadline: Option<Instant>,
+) -> Value {
     let records = payload
         .get("Records")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
     let mut again: Vec<String> = Vec::new();
-    let mut customers: Vec<(RetryRequest, Vec<String>)> = Vec::new();
+    let mut requests: Vec<(RetryRequest, Vec<String>)> = Vec::new();
     for record in &records {
         let Some(id) = record.get("messageId").and_then(Value::as_str) else {
             tracing::warn!("a queue record without a message id was skipped");
@@ -161,9 +217,9 @@ pub async fn handle_messages(deps: &Deps, payload: Value, _now: DateTime<Utc>) -
             .and_then(Value::as_str)
             .unwrap_or_default();
         match serde_json::from_str::<RetryRequest>(body) {
-            Ok(request) => match customers.iter_mut().find(|(r, _)| *r == request) {
+            Ok(request) => match requests.iter_mut().find(|(r, _)| *r == request) {
                 Some((_, ids)) => ids.push(id.to_string()),
-                None => customers.push((request, vec![id.to_string()])),
+                None => requests.push((request, vec![id.to_string()])),
             },
             Err(error) => {
                 // Handed back, then parked with an alarm: never dropped unseen.
@@ -172,13 +228,19 @@ pub async fn handle_messages(deps: &Deps, payload: Value, _now: DateTime<Utc>) -
             }
         }
     }
-    let retried: Vec<(Retried, &Vec<String>)> = stream::iter(customers.iter())
-        .map(|(request, ids)| async move { (retry(deps, request).await, ids) })
+    let retried: Vec<(Retried, &Vec<String>)> = stream::iter(requests.iter())
+        .map(|(request, ids)| async move {
+            let time_left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if time_left.is_some_and(|left| left < RETRY_RESERVE) {
+                return (Retried::Again, ids);
+            }
+            (retry(deps, request, now, deadline).await, ids)
+        })
         .buffer_unordered(deps.concurrency.max(1))
         .collect()
         .await;
     for (outcome, ids) in retried {
-        if matches!(outcome, Retried::Again) {
+        if outcome == Retried::Again {
             again.extend(ids.iter().cloned());
         }
     }
@@ -189,43 +251,57 @@ pub async fn handle_messages(deps: &Deps, payload: Value, _now: DateTime<Utc>) -
     json!({ "batchItemFailures": failures })
 }
 
-/// One customer reconciled as a run would (the shop's platform called only
-/// where a run may call it).
-async fn retry(deps: &Deps, request: &RetryRequest) -> Retried {
-    let RetryRequest { shop, customer } = request;
-    match retry_customer(deps, shop, customer).await {
-        Ok(retried) => retried,
-        Err(error) if error.is_retryable() => {
-            tracing::warn!(shop = %shop, customer = %customer, error = %error,
-                "platform sync retry failed; handed back");
-            Retried::Again
+/// One request retried; every failure is handed back, so what keeps
+/// failing ends parked with the alarm.
+async fn retry(
+    deps: &Deps,
+    request: &RetryRequest,
+    now: DateTime<Utc>,
+    deadline: Option<Instant>,
+) -> Retried {
+    let shop = &request.shop;
+    let customer = request.customer.as_ref();
+    let result = async {
+        let Some(platform) = retry_platform(deps, shop).await? else {
+            tracing::info!(shop = %shop, customer = ?customer,
+                "platform sync retry: nothing to do (the shop no longer syncs, or is gone)");
+            return Ok(Retried::Done);
+        };
+        match customer {
+            Some(customer) => retry_customer(deps, platform.as_ref(), shop, customer).await,
+            None => retry_shop(deps, platform.as_ref(), shop, now, deadline).await,
         }
-        Err(error) => {
-            tracing::error!(shop = %shop, customer = %customer, error = %error,
-                "platform sync retry failed for good; the next reconcile looks again");
-            Retried::Done
-        }
+    }
+    .await;
+    result.unwrap_or_else(|error: RunError| {
+        tracing::warn!(shop = %shop, customer = ?customer, error = %error,
+            retryable = error.is_retryable(), "platform sync retry failed; handed back");
+        Retried::Again
+    })
+}
+
+/// The shop's adapter, when its platform may be called for a reconcile.
+async fn retry_platform(
+    deps: &Deps,
+    shop: &ShopId,
+) -> Result<Option<Arc<dyn PlatformCodes>>, RunError> {
+    let Some(record) = platform_shop(&deps.ctx, shop, OffShops::UsedStoreCredit).await? else {
+        return Ok(None);
+    };
+    match deps.connections.for_shop(&record).await {
+        Ok(platform) => Ok(Some(platform)),
+        Err(cashback_platform_codes::ConnectError::Unsupported(_)) => Ok(None),
+        Err(error) => Err(error.into()),
     }
 }
 
 async fn retry_customer(
     deps: &Deps,
+    platform: &dyn PlatformCodes,
     shop: &ShopId,
     customer: &CustomerId,
 ) -> Result<Retried, RunError> {
-    let Some(record) = platform_shop(&deps.ctx, shop, OffShops::UsedStoreCredit).await? else {
-        // Sync off (with no store credit to empty), the app uninstalled,
-        // or the shop gone: nothing to keep in step.
-        return Ok(Retried::Done);
-    };
-    let platform: Arc<dyn cashback_app::platform_codes::PlatformCodes> =
-        match deps.connections.for_shop(&record).await {
-            Ok(platform) => platform,
-            Err(cashback_platform_codes::ConnectError::Unsupported(_)) => return Ok(Retried::Done),
-            Err(error) => return Err(error.into()),
-        };
-    let summary =
-        reconcile_customer(&deps.ctx, platform.as_ref(), shop, customer, &deps.policy).await?;
+    let summary = reconcile_customer(&deps.ctx, platform, shop, customer, &deps.policy).await?;
     tracing::info!(shop = %shop, customer = %customer, drifted = summary.drifted,
         repaired = summary.repaired, failed = summary.failed, "platform sync retry");
     Ok(if summary.retry.is_empty() {
@@ -233,4 +309,41 @@ async fn retry_customer(
     } else {
         Retried::Again
     })
+}
+
+/// One reconcile step of the whole shop. Still failing shop-wide: handed
+/// back. A few customers failing: each queued on its own. Not finished:
+/// its continuation asked for, as any run's.
+async fn retry_shop(
+    deps: &Deps,
+    platform: &dyn PlatformCodes,
+    shop: &ShopId,
+    now: DateTime<Utc>,
+    deadline: Option<Instant>,
+) -> Result<Retried, RunError> {
+    let mut until = Instant::now() + deps.run_budget;
+    if let Some(deadline) = deadline {
+        until = until.min(deadline.checked_sub(RETRY_RESERVE).unwrap_or(deadline));
+    }
+    let limits = RunLimits {
+        page_size: 100,
+        concurrency: deps.concurrency.max(1),
+        deadline: until,
+    };
+    let summary = reconcile_shop(&deps.ctx, platform, shop, None, &limits, &deps.policy).await?;
+    crate::note_sync(&deps.ctx, shop, &crate::reconcile_note(&summary, true, now)).await;
+    tracing::info!(shop = %shop, checked = summary.checked, repaired = summary.repaired,
+        failed = summary.failed, finished = summary.next.is_none(), "platform shop retry");
+    if summary.retry.len() > SHOP_WIDE_FAILURES {
+        return Ok(Retried::Again);
+    }
+    if let Some(next) = &summary.next {
+        let more = RunRequest::Reconcile {
+            shop: shop.clone(),
+            cursor: Some(next.clone()),
+        };
+        request_run(&deps.ctx, &more, now, None).await?;
+    }
+    queue_retries(deps, shop, &summary.retry).await;
+    Ok(Retried::Done)
 }

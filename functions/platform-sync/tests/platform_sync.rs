@@ -465,8 +465,11 @@ async fn codes_a_backfill_could_not_put_are_retried_through_the_queue() {
     assert_eq!(outcome["summary"]["failed"], 3, "{outcome}");
     assert!(fake.discounts().is_empty());
     let mut queued = kept.take();
-    queued.sort_by(|x, y| x.customer.as_str().cmp(y.customer.as_str()));
-    let customers: Vec<&str> = queued.iter().map(|r| r.customer.as_str()).collect();
+    queued.sort_by(|x, y| x.customer.cmp(&y.customer));
+    let customers: Vec<&str> = queued
+        .iter()
+        .map(|r| r.customer.as_ref().map_or("(the shop)", |c| c.as_str()))
+        .collect();
     assert_eq!(customers, ["a", "b", "c"]);
 
     // Still down when the queue hands them back: each is handed back.
@@ -505,7 +508,8 @@ async fn codes_a_backfill_could_not_put_are_retried_through_the_queue() {
 
     // A message that does not read is handed back (and parked in the end),
     // never dropped unseen; one for a shop that does not exist is done.
-    let unreadable = cashback_test_support::doubles::sqs_record("bad", r#"{"shop":"nope"}"#);
+    let unreadable =
+        cashback_test_support::doubles::sqs_record("bad", r#"{"shop":"no shop!","customer":"a"}"#);
     let elsewhere = cashback_test_support::doubles::sqs_record(
         "gone",
         r#"{"shop":"gone.myshopify.com","customer":"a"}"#,
@@ -521,6 +525,96 @@ async fn codes_a_backfill_could_not_put_are_retried_through_the_queue() {
         answer,
         serde_json::json!({ "batchItemFailures": [{ "itemIdentifier": "bad" }] })
     );
+}
+
+/// The platform down for a whole backfill: one retry of the whole shop is
+/// queued, not one per customer. Handed back while still down; once up,
+/// its reconcile step puts every code and asks for nothing more.
+#[tokio::test]
+async fn a_shop_wide_failure_is_one_retry_of_the_whole_shop() {
+    let fake = FakeShopify::start().await;
+    let mut w = world(&fake, program()).await;
+    let kept = Arc::new(KeptRetries::default());
+    w.deps.retries = Some(kept.clone());
+    let count = cashback_app::platform_codes::SHOP_WIDE_FAILURES + 5;
+    for i in 0..count {
+        seed_balance(
+            w.store.as_ref(),
+            &program(),
+            &format!("c{i:02}"),
+            &format!("CB-{i:02}"),
+            "10.00",
+        )
+        .await;
+    }
+    w.store.take_changes();
+    let down = FaultRates {
+        server_error: 1.0,
+        ..FaultRates::default()
+    };
+    fake.set_fault_rates(down, 5);
+    let request = RunRequest::Backfill {
+        shop: shop(),
+        restart: true,
+    };
+    platform_sync::run_request(&w.deps, &request, None, t0())
+        .await
+        .unwrap();
+    let queued = kept.take();
+    assert_eq!(
+        queued,
+        vec![cashback_app::platform_codes::RetryRequest {
+            shop: shop(),
+            customer: None
+        }]
+    );
+    let batch = KeptRetries::sqs_batch(&queued);
+    let answer = handle(&w.deps, batch.clone(), t0()).await.unwrap();
+    assert_eq!(
+        answer,
+        serde_json::json!({ "batchItemFailures": [{ "itemIdentifier": "m0" }] })
+    );
+    assert!(kept.take().is_empty(), "handed back, not queued again");
+
+    fake.set_fault_rates(FaultRates::default(), 5);
+    let answer = handle(&w.deps, batch, t0()).await.unwrap();
+    assert_eq!(answer, serde_json::json!({ "batchItemFailures": [] }));
+    for i in 0..count {
+        assert_in_step(&fake, &w.account(&format!("c{i:02}")).await, "shop retried");
+    }
+    assert!(kept.take().is_empty());
+    let status = cashback_app::platform_codes::sync_status(&w.ctx, &shop())
+        .await
+        .unwrap();
+    assert_eq!(status.reconcile.map(|r| r.repaired), Some(count as u64));
+}
+
+/// With less time left in the invocation than a retry may take, none is
+/// started: each message is handed back untried.
+#[tokio::test]
+async fn no_retry_is_started_that_the_invocation_could_not_finish() {
+    let fake = FakeShopify::start().await;
+    let w = world(&fake, program()).await;
+    seed_balance(w.store.as_ref(), &program(), "a", "CB-a", "10.00").await;
+    let request = cashback_app::platform_codes::RetryRequest {
+        shop: shop(),
+        customer: Some(customer("a")),
+    };
+    let calls = fake.stats().calls.clone();
+    let soon = tokio::time::Instant::now() + platform_sync::retries::RETRY_RESERVE / 2;
+    let answer = platform_sync::handle_until(
+        &w.deps,
+        KeptRetries::sqs_batch(&[request]),
+        t0(),
+        Some(soon),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        answer,
+        serde_json::json!({ "batchItemFailures": [{ "itemIdentifier": "m0" }] })
+    );
+    assert_eq!(fake.stats().calls, calls, "nothing called");
 }
 
 #[tokio::test]

@@ -8,9 +8,10 @@
 //! the part its path falls in, built by the first request under that
 //! prefix and kept for the container's life. [`RouteParts::all`] builds
 //! every part at once, one router to merge with others (the local server,
-//! tests). Both are built from the same declarations, each route checked
-//! to fall in the part that declares it, so a route cannot be served by
-//! one and missed by the other.
+//! tests). Both are built from the same declarations, and each route is
+//! checked to be reached, for every value of its parameters, by the part
+//! that declares it and by no other, so a request cannot be served by one
+//! and missed by the other.
 
 use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
@@ -69,8 +70,9 @@ impl<S: Clone + Send + Sync + 'static> RouteParts<S> {
     /// Every part at once, as one router.
     ///
     /// # Panics
-    /// If a route falls in another part than the one declaring it (see
-    /// [`RouteParts::on_first_use`]), or as axum does for a route declared twice.
+    /// If a request for a route could reach another part than the one
+    /// declaring it (see [`RouteParts::on_first_use`]), or as axum does for
+    /// a route declared twice.
     pub fn all(self, state: S) -> Router {
         let mut router = Router::new();
         for index in 0..=self.parts.len() {
@@ -117,17 +119,36 @@ impl<S: Clone + Send + Sync + 'static> RouteParts<S> {
             None => (self.rest)(),
         };
         for (path, methods) in routes {
-            let falls_in = self.part_of(path);
-            assert_eq!(
-                falls_in,
-                index,
-                "route {path} is declared in {} but its path falls in {}",
-                self.name(index),
-                self.name(falls_in),
-            );
+            if let Some(problem) = self.misplaced(path, index) {
+                panic!("{problem}");
+            }
             router = router.route(path, methods);
         }
         router
+    }
+
+    /// Why some request for route `path`, declared in part `index`, would
+    /// not reach that part (None when every one does): the part's prefix
+    /// must hold for every value of the route's parameters, and no earlier
+    /// part's (every part's, for the rest) may hold for any.
+    fn misplaced(&self, path: &str, index: usize) -> Option<String> {
+        if let Some(part) = self.parts.get(index) {
+            if !part.prefix.covers(path) {
+                return Some(format!(
+                    "route {path} is declared in {} but not every request for it falls in it",
+                    self.name(index)
+                ));
+            }
+        }
+        let earlier = index.min(self.parts.len());
+        let taken = self.parts[..earlier]
+            .iter()
+            .position(|part| part.prefix.may_match(path))?;
+        Some(format!(
+            "route {path} is declared in {} but a request for it can fall in {}",
+            self.name(index),
+            self.name(taken)
+        ))
     }
 
     fn build(&self, index: usize, state: &S) -> Router {
@@ -197,20 +218,53 @@ impl Prefix {
         Some(Prefix { text, segments })
     }
 
-    /// Whether `path`'s first segments are this prefix's. A route's own
-    /// path matches as a request's does: its `{name}` segments are segments.
+    /// Whether a request path's first segments are this prefix's.
     fn matches(&self, path: &str) -> bool {
-        let mut segments = path.strip_prefix('/').unwrap_or(path).split('/');
+        let mut segments = segments_of(path);
         self.segments.iter().all(|want| match segments.next() {
             Some(got) if is_parameter(want) => !got.is_empty(),
             Some(got) => got == *want,
             None => false,
         })
     }
+
+    /// Whether every request for route `route` (its `{name}` segments any
+    /// one segment, a `{*name}` any rest) matches this prefix.
+    fn covers(&self, route: &str) -> bool {
+        let mut segments = segments_of(route);
+        self.segments.iter().all(|want| match segments.next() {
+            Some(got) if is_catch_all(got) => false,
+            Some(got) if is_parameter(want) => !got.is_empty(),
+            Some(got) => got == *want,
+            None => false,
+        })
+    }
+
+    /// Whether some request for route `route` matches this prefix.
+    fn may_match(&self, route: &str) -> bool {
+        let mut segments = segments_of(route);
+        for want in &self.segments {
+            match segments.next() {
+                Some(got) if is_catch_all(got) => return true,
+                Some(got) if is_parameter(got) || is_parameter(want) => {}
+                Some(got) if got == *want => {}
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
+fn segments_of(path: &str) -> std::str::Split<'_, char> {
+    path.strip_prefix('/').unwrap_or(path).split('/')
 }
 
 fn is_parameter(segment: &str) -> bool {
     segment.starts_with('{') && segment.ends_with('}')
+}
+
+fn is_catch_all(segment: &str) -> bool {
+    segment.starts_with("{*") && segment.ends_with('}')
 }
 
 #[cfg(test)]
@@ -310,7 +364,7 @@ mod tests {
 
     #[test]
     #[should_panic(
-        expected = "route /v1/shops/{shop}/reports is declared in the part /v1/shops/{shop}/customers but its path falls in the rest"
+        expected = "route /v1/shops/{shop}/reports is declared in the part /v1/shops/{shop}/customers but not every request for it falls in it"
     )]
     fn a_route_declared_outside_its_prefix_is_refused() {
         let _ = RouteParts::new(finish, rest)
@@ -320,12 +374,42 @@ mod tests {
 
     #[test]
     #[should_panic(
-        expected = "route /v1/shops/{shop}/customers is declared in the rest but its path falls in the part /v1/shops/{shop}/customers"
+        expected = "route /v1/shops/{shop}/customers is declared in the rest but a request for it can fall in the part /v1/shops/{shop}/customers"
     )]
     fn a_rest_route_that_a_part_would_answer_is_refused() {
         let _ = RouteParts::new(finish, customers)
             .part("/v1/shops/{shop}/customers", customers)
             .all(Built::default());
+    }
+
+    fn any_shop_page() -> Vec<(&'static str, MethodRouter<Built>)> {
+        vec![("/v1/shops/{shop}/{page}", get(|| async { "a page" }))]
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "route /v1/shops/{shop}/{page} is declared in the rest but a request for it can fall in the part /v1/shops/{shop}/customers"
+    )]
+    fn a_parameter_that_can_name_a_parts_prefix_is_refused() {
+        // GET /v1/shops/s1/customers would be "a page" in the whole router
+        // and a 404 of the customers' part in the Lambda's.
+        let _ = RouteParts::new(finish, any_shop_page)
+            .part("/v1/shops/{shop}/customers", customers)
+            .all(Built::default());
+    }
+
+    #[test]
+    fn a_route_covered_by_its_prefix_and_by_no_earlier_one_is_placed() {
+        let customers = Prefix::parse("/v1/shops/{shop}/customers").expect("a prefix");
+        assert!(customers.covers("/v1/shops/{shop}/customers/{id}"));
+        assert!(!customers.covers("/v1/shops/{shop}/{page}"));
+        assert!(!customers.covers("/v1/shops/{*rest}"));
+        assert!(!customers.covers("/v1/shops/{shop}"));
+        assert!(customers.may_match("/v1/shops/{shop}/{page}"));
+        assert!(customers.may_match("/v1/{*rest}"));
+        assert!(customers.may_match("/v1/shops/s1/customers"));
+        assert!(!customers.may_match("/v1/shops/{shop}/reports"));
+        assert!(!customers.may_match("/v1/shops/{shop}"));
     }
 
     #[test]

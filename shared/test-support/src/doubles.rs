@@ -139,16 +139,10 @@ pub struct KeptRetries {
 impl cashback_app::platform_codes::SyncRetries for KeptRetries {
     async fn retry_later(
         &self,
-        shop: &cashback_core::ids::ShopId,
-        customers: &[cashback_core::ids::CustomerId],
+        requests: &[cashback_app::platform_codes::RetryRequest],
     ) -> Result<(), cashback_app::platform_codes::RetryQueueError> {
         let mut queued = self.queued.lock().expect("the retries' lock");
-        queued.extend(customers.iter().map(|customer| {
-            cashback_app::platform_codes::RetryRequest {
-                shop: shop.clone(),
-                customer: customer.clone(),
-            }
-        }));
+        queued.extend_from_slice(requests);
         Ok(())
     }
 }

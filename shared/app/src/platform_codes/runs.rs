@@ -62,7 +62,7 @@ pub struct ReconcileSummary {
     /// Drifted codes set back to the ledger's state.
     pub repaired: u64,
     /// Codes that could not be compared or repaired (the platform failed
-    /// after retries, or refused); each is in `retry`.
+    /// after retries, or refused); each that may pass later is in `retry`.
     pub failed: u64,
     /// Codes the engine does not manage on the platform (a merchant's own
     /// discount holds the code): never changed, reported.
@@ -156,7 +156,7 @@ pub async fn reconcile_shop(
             .collect()
             .await;
         for (customer, checked) in results {
-            if matches!(checked, Checked::Failed { .. }) {
+            if checked.worth_retrying() {
                 summary.retry.push(customer.clone());
             }
             summary.add(checked);
@@ -230,7 +230,7 @@ pub async fn reconcile_customer(
         store_credit_used,
     )
     .await;
-    if matches!(checked, Checked::Failed { .. }) {
+    if checked.worth_retrying() {
         summary.retry.push(customer.clone());
     }
     summary.add(checked);
@@ -243,10 +243,25 @@ enum Checked {
     InStep,
     Repaired,
     Foreign,
-    /// Drifted (true) or unknown (false), and not repaired.
+    /// Drifted (true) or unknown (false), and not repaired; `retryable`
+    /// when a later try may succeed (not the platform's refusal).
     Failed {
         drifted: bool,
+        retryable: bool,
     },
+}
+
+impl Checked {
+    /// Failed, and a later try may succeed: the customer is named for a retry.
+    fn worth_retrying(&self) -> bool {
+        matches!(
+            self,
+            Checked::Failed {
+                retryable: true,
+                ..
+            }
+        )
+    }
 }
 
 impl ReconcileSummary {
@@ -259,7 +274,7 @@ impl ReconcileSummary {
                 self.repaired += 1;
             }
             Checked::Foreign => self.foreign += 1,
-            Checked::Failed { drifted } => {
+            Checked::Failed { drifted, .. } => {
                 self.drifted += u64::from(drifted);
                 self.failed += 1;
             }
@@ -333,7 +348,10 @@ async fn reconcile_account(
                 tracing::warn!(shop = %shop, customer = %account.customer, error = %error,
                     "platform reconcile: store credit left live could not be emptied");
                 if program.platform_sync == PlatformSync::Off {
-                    return Checked::Failed { drifted: true };
+                    return Checked::Failed {
+                        drifted: true,
+                        retryable: error.is_retryable(),
+                    };
                 }
             }
         }
@@ -392,14 +410,20 @@ async fn reconcile_code(
                 Err(error) => {
                     tracing::warn!(shop = %shop, customer = %account.customer, error = %error,
                         "platform reconcile: the other side could not be ended");
-                    Checked::Failed { drifted: true }
+                    Checked::Failed {
+                        drifted: true,
+                        retryable: error.is_retryable(),
+                    }
                 }
             };
         }
         Err(error) => {
             tracing::warn!(shop = %shop, customer = %account.customer, error = %error,
                 "platform reconcile: the other side could not be read");
-            return Checked::Failed { drifted: false };
+            return Checked::Failed {
+                drifted: false,
+                retryable: error.is_retryable(),
+            };
         }
     }
     if program.platform_sync == PlatformSync::StoreCredit {
@@ -424,7 +448,10 @@ async fn reconcile_code(
             Err(error) => {
                 tracing::warn!(shop = %shop, customer = %account.customer, error = %error,
                     "platform reconcile: the store credit could not be brought in step");
-                Checked::Failed { drifted: false }
+                Checked::Failed {
+                    drifted: false,
+                    retryable: error.is_retryable(),
+                }
             }
         };
     }
@@ -433,7 +460,10 @@ async fn reconcile_code(
         Err(error) => {
             tracing::warn!(shop = %shop, customer = %account.customer, error = %error,
                 "platform reconcile: the code could not be read");
-            return Checked::Failed { drifted: false };
+            return Checked::Failed {
+                drifted: false,
+                retryable: error.is_retryable(),
+            };
         }
     };
     match drift(&desired, held.as_ref()) {
@@ -462,7 +492,10 @@ async fn reconcile_code(
                 Err(error) => {
                     tracing::warn!(shop = %shop, customer = %account.customer, error = %error,
                         "platform reconcile: the repair failed");
-                    Checked::Failed { drifted: true }
+                    Checked::Failed {
+                        drifted: true,
+                        retryable: error.is_retryable(),
+                    }
                 }
             }
         }
@@ -568,7 +601,7 @@ pub struct BackfillSummary {
     /// Accounts with nothing to put (no code yet, or an inactive code the
     /// platform does not have).
     pub skipped: u64,
-    /// Accounts the platform did not take after retries (each is in
+    /// Accounts the platform did not take (each that may pass later is in
     /// `retry`), or that could not be read.
     pub failed: u64,
     /// Where the run is now.
@@ -658,7 +691,11 @@ pub async fn backfill_shop(
                     tracing::warn!(shop = %shop, customer = %customer, error = %error,
                         "platform backfill: code not synced");
                     summary.failed += 1;
-                    summary.retry.push(customer.clone());
+                    // The platform's refusal is not tried again (the
+                    // reconcile reports it); anything else may pass later.
+                    if error.is_retryable() {
+                        summary.retry.push(customer.clone());
+                    }
                 }
             }
         }

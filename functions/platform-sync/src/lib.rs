@@ -678,7 +678,7 @@ pub async fn handle_until(
     deadline: Option<Instant>,
 ) -> Result<serde_json::Value, HandlerError> {
     if retries::is_queue_batch(&payload) {
-        return Ok(retries::handle_messages(deps, payload, now, deadline).await);
+        return Ok(retries::handle_messages(deps, payload, deadline).await);
     }
     if payload.get("Records").is_some() {
         let answer = stream::handle_records(deps, payload, now).await;

@@ -1,17 +1,16 @@
-//! What a run could not bring in step, reconciled again within minutes
-//! (`cashback_app::platform_codes::retries` says why):
+//! Customers a run could not bring in step, reconciled again within
+//! minutes (`cashback_app::platform_codes::retries` says why):
 //! - [`queue_retries`]: after a run step, its failed customers go to the
 //!   retry queue ([`SqsRetries`]: SQS, each message delayed
-//!   `CASHBACK_SYNC_RETRY_DELAY_SECONDS`): one message per customer, or
-//!   one for the whole shop when so many failed that the shop's platform
-//!   is the cause;
-//! - [`handle_messages`]: the queue's batch. A customer is reconciled as a
-//!   run would ([`reconcile_customer`]); a shop gets one reconcile step,
-//!   which asks for its own continuation as any run does. A message that
-//!   fails again, or does not read, is answered as a batch item failure:
-//!   SQS hands it back after the queue's visibility timeout, and after its
-//!   last receive moves it to the parked queue, which has an alarm
-//!   (template.yaml). Only a message with nothing left to do is done
+//!   `CASHBACK_SYNC_RETRY_DELAY_SECONDS`), unless so many failed that the
+//!   shop's platform is the cause: then none is, and the shop is logged
+//!   as failing (an alarm);
+//! - [`handle_messages`]: the queue's batch, each customer reconciled as a
+//!   run would ([`reconcile_customer`]). A message whose reconcile fails
+//!   again, runs out of time, or does not read is answered as a batch item
+//!   failure: SQS hands it back after the queue's visibility timeout, and
+//!   after its last receive moves it to the parked queue, which has an
+//!   alarm (template.yaml). Only a message with nothing left to do is done
 //!   without its reconcile (the shop gone, uninstalled, or no longer
 //!   syncing).
 
@@ -19,15 +18,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use cashback_app::on_first_use::OnFirstUse;
 use cashback_app::platform_codes::{
-    reconcile_customer, reconcile_shop, request_run, PlatformCodes, RetryQueueError, RetryRequest,
-    RunLimits, RunRequest, SyncRetries, SHOP_WIDE_FAILURES,
+    reconcile_customer, PlatformCodes, RetryQueueError, RetryRequest, SyncRetries,
+    SHOP_WIDE_FAILURES,
 };
 use cashback_core::ids::{CustomerId, ShopId};
 
@@ -44,6 +42,11 @@ pub const MAX_DELAY: Duration = Duration::from_secs(900);
 pub const RETRY_RESERVE: Duration = Duration::from_secs(90);
 /// How long queueing a run's retries may take.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A retry still running this close to the invocation's deadline is cut
+/// off and handed back, so the batch's answer is still given.
+const ANSWER_RESERVE: Duration = Duration::from_secs(10);
+/// The log field an alarm watches (template.yaml).
+pub const FAILING_ALERT: &str = "platform_sync_failing";
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -145,27 +148,41 @@ impl SyncRetries for SqsRetries {
     }
 }
 
-/// Queues a run step's failed customers. Without a queue configured
-/// (local runs), or when the queue fails, they wait for the next reconcile,
-/// and the log says so.
+/// Queues a run step's failed customers. None is when more than
+/// [`SHOP_WIDE_FAILURES`] failed (the shop's platform is the cause), nor
+/// without a queue configured (local runs); when the queue fails, those
+/// it did not take wait for the next reconcile. Each case is logged, the
+/// first and the last as the alert the template's alarm watches.
 pub async fn queue_retries(deps: &Deps, shop: &ShopId, customers: &[CustomerId]) {
-    let requests = RetryRequest::for_failures(shop, customers);
-    if requests.is_empty() {
+    if customers.is_empty() {
         return;
     }
-    let whole_shop = requests.iter().any(|r| r.customer.is_none());
+    if customers.len() > SHOP_WIDE_FAILURES {
+        tracing::error!(alert = FAILING_ALERT, shop = %shop, customers = customers.len(),
+            "platform run: the shop's platform is failing (credentials, outage); none of its \
+             failed syncs is queued, the next reconcile takes them (ask for one once it answers)");
+        return;
+    }
     let Some(retries) = deps.retries.as_ref() else {
         tracing::info!(shop = %shop, customers = customers.len(),
             "platform run: failed syncs wait for the next reconcile (no retry queue)");
         return;
     };
+    let requests: Vec<RetryRequest> = customers
+        .iter()
+        .map(|customer| RetryRequest {
+            shop: shop.clone(),
+            customer: customer.clone(),
+        })
+        .collect();
     match tokio::time::timeout(QUEUE_TIMEOUT, retries.retry_later(&requests)).await {
-        Ok(Ok(())) => tracing::info!(shop = %shop, customers = customers.len(), whole_shop,
+        Ok(Ok(())) => tracing::info!(shop = %shop, customers = customers.len(),
             "platform run: failed syncs queued to be tried again"),
-        Ok(Err(error)) => tracing::error!(shop = %shop, customers = customers.len(),
-            unqueued = error.unqueued, error = %error,
+        Ok(Err(error)) => tracing::error!(alert = FAILING_ALERT, shop = %shop,
+            customers = customers.len(), unqueued = error.unqueued, error = %error,
             "platform run: failed syncs not queued; they wait for the next reconcile"),
-        Err(_) => tracing::error!(shop = %shop, customers = customers.len(),
+        Err(_) => tracing::error!(alert = FAILING_ALERT, shop = %shop,
+            customers = customers.len(),
             "platform run: queueing the failed syncs timed out; they wait for the next reconcile"),
     }
 }
@@ -191,15 +208,11 @@ enum Retried {
 }
 
 /// Handles the retry queue's batch; answers `{"batchItemFailures": [...]}`
-/// with the messages to hand back. A request named by several messages
-/// (queued twice) is retried once for all of them. None is started with
-/// less than [`RETRY_RESERVE`] left before `deadline`.
-pub async fn handle_messages(
-    deps: &Deps,
-    payload: Value,
-    now: DateTime<Utc>,
-    deadline: Option<Instant>,
-) -> Value {
+/// with the messages to hand back. A customer named by several messages
+/// (queued twice) is reconciled once for all of them. None is started
+/// with less than [`RETRY_RESERVE`] left before `deadline`, and one still
+/// running [`ANSWER_RESERVE`] before it is cut off and handed back.
+pub async fn handle_messages(deps: &Deps, payload: Value, deadline: Option<Instant>) -> Value {
     let records = payload
         .get("Records")
         .and_then(Value::as_array)
@@ -234,7 +247,17 @@ pub async fn handle_messages(
             if time_left.is_some_and(|left| left < RETRY_RESERVE) {
                 return (Retried::Again, ids);
             }
-            (retry(deps, request, now, deadline).await, ids)
+            let retried = match deadline.and_then(|d| d.checked_sub(ANSWER_RESERVE)) {
+                Some(cut) => tokio::time::timeout_at(cut, retry(deps, request))
+                    .await
+                    .unwrap_or_else(|_| {
+                        tracing::warn!(shop = %request.shop, customer = %request.customer,
+                            "platform sync retry cut off by the invocation's deadline; handed back");
+                        Retried::Again
+                    }),
+                None => retry(deps, request).await,
+            };
+            (retried, ids)
         })
         .buffer_unordered(deps.concurrency.max(1))
         .collect()
@@ -251,30 +274,21 @@ pub async fn handle_messages(
     json!({ "batchItemFailures": failures })
 }
 
-/// One request retried; every failure is handed back, so what keeps
-/// failing ends parked with the alarm.
-async fn retry(
-    deps: &Deps,
-    request: &RetryRequest,
-    now: DateTime<Utc>,
-    deadline: Option<Instant>,
-) -> Retried {
-    let shop = &request.shop;
-    let customer = request.customer.as_ref();
+/// One customer reconciled again; every failure is handed back, so what
+/// keeps failing ends parked with the alarm.
+async fn retry(deps: &Deps, request: &RetryRequest) -> Retried {
+    let RetryRequest { shop, customer } = request;
     let result = async {
         let Some(platform) = retry_platform(deps, shop).await? else {
-            tracing::info!(shop = %shop, customer = ?customer,
+            tracing::info!(shop = %shop, customer = %customer,
                 "platform sync retry: nothing to do (the shop no longer syncs, or is gone)");
             return Ok(Retried::Done);
         };
-        match customer {
-            Some(customer) => retry_customer(deps, platform.as_ref(), shop, customer).await,
-            None => retry_shop(deps, platform.as_ref(), shop, now, deadline).await,
-        }
+        retry_customer(deps, platform.as_ref(), shop, customer).await
     }
     .await;
     result.unwrap_or_else(|error: RunError| {
-        tracing::warn!(shop = %shop, customer = ?customer, error = %error,
+        tracing::warn!(shop = %shop, customer = %customer, error = %error,
             retryable = error.is_retryable(), "platform sync retry failed; handed back");
         Retried::Again
     })
@@ -309,41 +323,4 @@ async fn retry_customer(
     } else {
         Retried::Again
     })
-}
-
-/// One reconcile step of the whole shop. Still failing shop-wide: handed
-/// back. A few customers failing: each queued on its own. Not finished:
-/// its continuation asked for, as any run's.
-async fn retry_shop(
-    deps: &Deps,
-    platform: &dyn PlatformCodes,
-    shop: &ShopId,
-    now: DateTime<Utc>,
-    deadline: Option<Instant>,
-) -> Result<Retried, RunError> {
-    let mut until = Instant::now() + deps.run_budget;
-    if let Some(deadline) = deadline {
-        until = until.min(deadline.checked_sub(RETRY_RESERVE).unwrap_or(deadline));
-    }
-    let limits = RunLimits {
-        page_size: 100,
-        concurrency: deps.concurrency.max(1),
-        deadline: until,
-    };
-    let summary = reconcile_shop(&deps.ctx, platform, shop, None, &limits, &deps.policy).await?;
-    crate::note_sync(&deps.ctx, shop, &crate::reconcile_note(&summary, true, now)).await;
-    tracing::info!(shop = %shop, checked = summary.checked, repaired = summary.repaired,
-        failed = summary.failed, finished = summary.next.is_none(), "platform shop retry");
-    if summary.retry.len() > SHOP_WIDE_FAILURES {
-        return Ok(Retried::Again);
-    }
-    if let Some(next) = &summary.next {
-        let more = RunRequest::Reconcile {
-            shop: shop.clone(),
-            cursor: Some(next.clone()),
-        };
-        request_run(&deps.ctx, &more, now, None).await?;
-    }
-    queue_retries(deps, shop, &summary.retry).await;
-    Ok(Retried::Done)
 }

@@ -465,11 +465,8 @@ async fn codes_a_backfill_could_not_put_are_retried_through_the_queue() {
     assert_eq!(outcome["summary"]["failed"], 3, "{outcome}");
     assert!(fake.discounts().is_empty());
     let mut queued = kept.take();
-    queued.sort_by(|x, y| x.customer.cmp(&y.customer));
-    let customers: Vec<&str> = queued
-        .iter()
-        .map(|r| r.customer.as_ref().map_or("(the shop)", |c| c.as_str()))
-        .collect();
+    queued.sort_by(|x, y| x.customer.as_str().cmp(y.customer.as_str()));
+    let customers: Vec<&str> = queued.iter().map(|r| r.customer.as_str()).collect();
     assert_eq!(customers, ["a", "b", "c"]);
 
     // Still down when the queue hands them back: each is handed back.
@@ -527,16 +524,16 @@ async fn codes_a_backfill_could_not_put_are_retried_through_the_queue() {
     );
 }
 
-/// The platform down for a whole backfill: one retry of the whole shop is
-/// queued, not one per customer. Handed back while still down; once up,
-/// its reconcile step puts every code and asks for nothing more.
+/// The platform down for a whole backfill: so many customers failed that
+/// the shop is the cause, and none is queued (each would fail the same way
+/// minutes later); the step logs the shop as failing, for the alarm.
 #[tokio::test]
-async fn a_shop_wide_failure_is_one_retry_of_the_whole_shop() {
+async fn a_shop_wide_failure_queues_no_retry() {
     let fake = FakeShopify::start().await;
     let mut w = world(&fake, program()).await;
     let kept = Arc::new(KeptRetries::default());
     w.deps.retries = Some(kept.clone());
-    let count = cashback_app::platform_codes::SHOP_WIDE_FAILURES + 5;
+    let count = cashback_app::platform_codes::SHOP_WIDE_FAILURES + 1;
     for i in 0..count {
         seed_balance(
             w.store.as_ref(),
@@ -557,36 +554,58 @@ async fn a_shop_wide_failure_is_one_retry_of_the_whole_shop() {
         shop: shop(),
         restart: true,
     };
+    let outcome = platform_sync::run_request(&w.deps, &request, None, t0())
+        .await
+        .unwrap();
+    let outcome = serde_json::to_value(outcome).unwrap();
+    assert_eq!(outcome["summary"]["failed"], count, "{outcome}");
+    assert!(kept.take().is_empty(), "nothing queued");
+}
+
+/// Credentials the platform refuses (a revoked token): each customer is
+/// queued, handed back while they are refused (to end parked, with the
+/// alarm), and brought in step once the credentials are fixed.
+#[tokio::test]
+async fn a_sync_refused_for_its_credentials_is_retried_until_they_are_fixed() {
+    let fake = FakeShopify::start().await;
+    let mut w = world(&fake, program()).await;
+    let kept = Arc::new(KeptRetries::default());
+    w.deps.retries = Some(kept.clone());
+    seed_balance(w.store.as_ref(), &program(), "a", "CB-a", "10.00").await;
+    w.store.take_changes();
+    let good = w.deps.connections.clone();
+    let place = CredentialsPlace::parse("ssm:/cashback/platform/").unwrap();
+    let reference = place.reference(&shop()).unwrap().to_string();
+    w.deps.connections = Arc::new(Connections::new(
+        place,
+        Arc::new(StaticCredentials(HashMap::from([(
+            reference,
+            format!(
+                r#"{{"admin_token":"shpat_revoked","shop_url":"{}"}}"#,
+                fake.url()
+            ),
+        )]))),
+        ConnectSettings::default(),
+    ));
+    let request = RunRequest::Backfill {
+        shop: shop(),
+        restart: true,
+    };
     platform_sync::run_request(&w.deps, &request, None, t0())
         .await
         .unwrap();
     let queued = kept.take();
-    assert_eq!(
-        queued,
-        vec![cashback_app::platform_codes::RetryRequest {
-            shop: shop(),
-            customer: None
-        }]
-    );
+    assert_eq!(queued.len(), 1, "{queued:?}");
     let batch = KeptRetries::sqs_batch(&queued);
     let answer = handle(&w.deps, batch.clone(), t0()).await.unwrap();
     assert_eq!(
         answer,
         serde_json::json!({ "batchItemFailures": [{ "itemIdentifier": "m0" }] })
     );
-    assert!(kept.take().is_empty(), "handed back, not queued again");
-
-    fake.set_fault_rates(FaultRates::default(), 5);
+    w.deps.connections = good;
     let answer = handle(&w.deps, batch, t0()).await.unwrap();
     assert_eq!(answer, serde_json::json!({ "batchItemFailures": [] }));
-    for i in 0..count {
-        assert_in_step(&fake, &w.account(&format!("c{i:02}")).await, "shop retried");
-    }
-    assert!(kept.take().is_empty());
-    let status = cashback_app::platform_codes::sync_status(&w.ctx, &shop())
-        .await
-        .unwrap();
-    assert_eq!(status.reconcile.map(|r| r.repaired), Some(count as u64));
+    assert_in_step(&fake, &w.account("a").await, "credentials fixed");
 }
 
 /// With less time left in the invocation than a retry may take, none is
@@ -598,7 +617,7 @@ async fn no_retry_is_started_that_the_invocation_could_not_finish() {
     seed_balance(w.store.as_ref(), &program(), "a", "CB-a", "10.00").await;
     let request = cashback_app::platform_codes::RetryRequest {
         shop: shop(),
-        customer: Some(customer("a")),
+        customer: customer("a"),
     };
     let calls = fake.stats().calls.clone();
     let soon = tokio::time::Instant::now() + platform_sync::retries::RETRY_RESERVE / 2;
@@ -1115,4 +1134,26 @@ async fn the_shops_sync_record_shows_the_last_sync_the_parked_syncs_and_the_last
         .unwrap();
     assert!(status.connected);
     assert_eq!(status.reconcile, Some(reconcile));
+}
+
+/// The alarm on a shop failing for most of a run watches the field the
+/// function logs.
+#[test]
+fn the_template_alarms_on_the_alert_the_function_logs() {
+    let resources = cashback_test_support::moto::template_resources();
+    let filter = &resources["PlatformSyncFailingFilter"]["Properties"];
+    assert_eq!(
+        filter["FilterPattern"].as_str(),
+        Some(
+            format!(
+                r#"{{ $.fields.alert = "{}" }}"#,
+                platform_sync::retries::FAILING_ALERT
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(
+        resources["PlatformSyncFailingAlarm"]["Properties"]["MetricName"],
+        filter["MetricTransformations"][0]["MetricName"]
+    );
 }

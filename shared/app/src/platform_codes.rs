@@ -233,6 +233,21 @@ impl SyncError {
             SyncError::Platform { source, .. } => source.is_retryable(),
         }
     }
+
+    /// Worth trying again minutes later: anything but the platform's
+    /// refusal of the request itself (its validation, a code a merchant's
+    /// discount holds). Refused credentials are worth it: a rotation
+    /// fixes them, and until then what keeps failing must end parked,
+    /// with its alarm.
+    pub fn may_pass_later(&self) -> bool {
+        !matches!(
+            self,
+            SyncError::Platform {
+                source: PlatformError::Rejected { .. } | PlatformError::CodeTaken,
+                ..
+            }
+        )
+    }
 }
 
 /// How many times a run's sync puts the code again because the account

@@ -212,7 +212,11 @@ struct Prefix {
 impl Prefix {
     fn parse(text: &'static str) -> Option<Prefix> {
         let segments: Vec<&'static str> = text.strip_prefix('/')?.split('/').collect();
-        if segments.iter().any(|segment| segment.is_empty()) {
+        let well_formed = |segment: &&str| {
+            !segment.is_empty()
+                && (is_parameter(segment) && !is_catch_all(segment) || !segment.contains('{'))
+        };
+        if !segments.iter().all(well_formed) {
             return None;
         }
         Some(Prefix { text, segments })
@@ -235,7 +239,8 @@ impl Prefix {
         self.segments.iter().all(|want| match segments.next() {
             Some(got) if is_catch_all(got) => false,
             Some(got) if is_parameter(want) => !got.is_empty(),
-            Some(got) => got == *want,
+            // A parameter in part of a segment (`v{n}`) takes many values.
+            Some(got) => got == *want && !got.contains('{'),
             None => false,
         })
     }
@@ -246,7 +251,7 @@ impl Prefix {
         for want in &self.segments {
             match segments.next() {
                 Some(got) if is_catch_all(got) => return true,
-                Some(got) if is_parameter(got) || is_parameter(want) => {}
+                Some(got) if got.contains('{') || is_parameter(want) => {}
                 Some(got) if got == *want => {}
                 _ => return false,
             }
@@ -263,8 +268,9 @@ fn is_parameter(segment: &str) -> bool {
     segment.starts_with('{') && segment.ends_with('}')
 }
 
+/// A `{*name}`, whole or at the end of a segment: any rest of the path.
 fn is_catch_all(segment: &str) -> bool {
-    segment.starts_with("{*") && segment.ends_with('}')
+    segment.contains("{*")
 }
 
 #[cfg(test)]
@@ -410,6 +416,13 @@ mod tests {
         assert!(customers.may_match("/v1/shops/s1/customers"));
         assert!(!customers.may_match("/v1/shops/{shop}/reports"));
         assert!(!customers.may_match("/v1/shops/{shop}"));
+        // A parameter in part of a segment may name any segment.
+        assert!(customers.may_match("/v1/shops/{shop}/cust{omers}"));
+        assert!(customers.may_match("/v1/shops/{shop}/c{*rest}"));
+        assert!(!customers.covers("/v1/shops/{shop}/cust{omers}"));
+        assert!(Prefix::parse("/v1/shops/{shop}").is_some());
+        assert!(Prefix::parse("/v1/shop{s}").is_none());
+        assert!(Prefix::parse("/v1/{*rest}").is_none());
     }
 
     #[test]

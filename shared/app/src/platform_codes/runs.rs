@@ -244,7 +244,7 @@ enum Checked {
     Repaired,
     Foreign,
     /// Drifted (true) or unknown (false), and not repaired; `retryable`
-    /// when a later try may succeed (not the platform's refusal).
+    /// when a later try may succeed ([`SyncError::may_pass_later`]).
     Failed {
         drifted: bool,
         retryable: bool,
@@ -350,7 +350,7 @@ async fn reconcile_account(
                 if program.platform_sync == PlatformSync::Off {
                     return Checked::Failed {
                         drifted: true,
-                        retryable: error.is_retryable(),
+                        retryable: error.may_pass_later(),
                     };
                 }
             }
@@ -412,7 +412,7 @@ async fn reconcile_code(
                         "platform reconcile: the other side could not be ended");
                     Checked::Failed {
                         drifted: true,
-                        retryable: error.is_retryable(),
+                        retryable: error.may_pass_later(),
                     }
                 }
             };
@@ -422,7 +422,7 @@ async fn reconcile_code(
                 "platform reconcile: the other side could not be read");
             return Checked::Failed {
                 drifted: false,
-                retryable: error.is_retryable(),
+                retryable: error.may_pass_later(),
             };
         }
     }
@@ -450,7 +450,7 @@ async fn reconcile_code(
                     "platform reconcile: the store credit could not be brought in step");
                 Checked::Failed {
                     drifted: false,
-                    retryable: error.is_retryable(),
+                    retryable: error.may_pass_later(),
                 }
             }
         };
@@ -462,7 +462,7 @@ async fn reconcile_code(
                 "platform reconcile: the code could not be read");
             return Checked::Failed {
                 drifted: false,
-                retryable: error.is_retryable(),
+                retryable: error.may_pass_later(),
             };
         }
     };
@@ -494,7 +494,7 @@ async fn reconcile_code(
                         "platform reconcile: the repair failed");
                     Checked::Failed {
                         drifted: true,
-                        retryable: error.is_retryable(),
+                        retryable: error.may_pass_later(),
                     }
                 }
             }
@@ -682,9 +682,12 @@ pub async fn backfill_shop(
                 }
                 Ok(_) => summary.skipped += 1,
                 Err(SyncError::App(error)) if !error.is_retryable() => {
-                    // The account went away meanwhile, or cannot be read.
+                    // The account went away meanwhile (its retry finds
+                    // nothing to do), or cannot be read (its retry ends
+                    // parked, with the alarm).
                     tracing::warn!(shop = %shop, error = %error, "platform backfill: account skipped");
                     summary.failed += 1;
+                    summary.retry.push(customer.clone());
                 }
                 Err(SyncError::App(error)) => return Err(error),
                 Err(error) => {
@@ -693,7 +696,7 @@ pub async fn backfill_shop(
                     summary.failed += 1;
                     // The platform's refusal is not tried again (the
                     // reconcile reports it); anything else may pass later.
-                    if error.is_retryable() {
+                    if error.may_pass_later() {
                         summary.retry.push(customer.clone());
                     }
                 }

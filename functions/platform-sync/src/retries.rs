@@ -44,7 +44,7 @@ pub const RETRY_RESERVE: Duration = Duration::from_secs(90);
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A retry still running this close to the invocation's deadline is cut
 /// off and handed back, so the batch's answer is still given.
-const ANSWER_RESERVE: Duration = Duration::from_secs(10);
+pub const ANSWER_RESERVE: Duration = Duration::from_secs(10);
 /// The log field an alarm watches (template.yaml).
 pub const FAILING_ALERT: &str = "platform_sync_failing";
 

@@ -589,19 +589,6 @@ async fn every_change_records_the_iam_caller_who_made_it() {
     assert_eq!(regenerated.json["code_changed_by"], "admin-token");
 }
 
-/// A route's path with a value in place of each `{name}`.
-fn concrete(path: &str) -> String {
-    path.split('/')
-        .map(|segment| match segment {
-            "{shop}" => "demo.myshopify.com",
-            "{id}" => "ann",
-            segment if segment.starts_with('{') => "x-1",
-            segment => segment,
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
 /// Status and body, whatever the body's type (the exports answer CSV).
 async fn status_and_body(
     router: &axum::Router,
@@ -644,7 +631,7 @@ async fn the_lambda_router_built_in_parts_answers_every_route_as_the_whole_route
     ];
     let uris: Vec<String> = paths
         .iter()
-        .map(|path| concrete(path))
+        .map(|path| cashback_test_support::seeded::concrete_path(path))
         .chain(unknown.iter().map(|path| path.to_string()))
         .chain(tricks.iter().map(|path| path.to_string()))
         .collect();

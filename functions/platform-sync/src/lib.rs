@@ -543,7 +543,7 @@ pub async fn run_request(
                 };
                 request_run(&deps.ctx, &more, now, requested_at).await?;
             }
-            retries::queue_retries(deps, &shop, &summary.retry).await;
+            retries::queue_retries(deps, &shop, &summary.retry, summary.checked).await;
             Ok(RunOutcome::Reconcile { shop, summary })
         }
         RunRequest::Backfill { restart, .. } => {
@@ -571,7 +571,8 @@ pub async fn run_request(
                 };
                 request_run(&deps.ctx, &more, now, requested_at).await?;
             }
-            retries::queue_retries(deps, &shop, &summary.retry).await;
+            let attempted = summary.synced + summary.skipped + summary.failed;
+            retries::queue_retries(deps, &shop, &summary.retry, attempted).await;
             Ok(RunOutcome::Backfill { shop, summary })
         }
     }

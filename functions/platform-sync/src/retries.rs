@@ -3,12 +3,13 @@
 //! - [`queue_retries`]: after a run step, its failed customers go to the
 //!   retry queue ([`SqsRetries`]: SQS, each message delayed
 //!   `CASHBACK_SYNC_RETRY_DELAY_SECONDS`), unless so many failed that the
-//!   shop's platform is the cause: then none is, and the shop is logged
-//!   as failing (an alarm);
+//!   shop's platform is the cause (`shop_wide`): then none is, and the
+//!   shop is logged as failing (an alarm);
 //! - [`handle_messages`]: the queue's batch, each customer reconciled as a
 //!   run would ([`reconcile_customer`]). A message whose reconcile fails
-//!   again, runs out of time, or does not read is answered as a batch item
-//!   failure: SQS hands it back after the queue's visibility timeout, and
+//!   again (except the platform's refusal of the request, reported as any
+//!   reconcile reports it), runs out of time, or does not read is answered
+//!   as a batch item failure: SQS hands it back after the queue's visibility timeout, and
 //!   after its last receive moves it to the parked queue, which has an
 //!   alarm (template.yaml). Only a message with nothing left to do is done
 //!   without its reconcile (the shop gone, uninstalled, or no longer
@@ -24,8 +25,7 @@ use tokio::time::Instant;
 
 use cashback_app::on_first_use::OnFirstUse;
 use cashback_app::platform_codes::{
-    reconcile_customer, PlatformCodes, RetryQueueError, RetryRequest, SyncRetries,
-    SHOP_WIDE_FAILURES,
+    reconcile_customer, shop_wide, PlatformCodes, RetryQueueError, RetryRequest, SyncRetries,
 };
 use cashback_core::ids::{CustomerId, ShopId};
 
@@ -37,8 +37,8 @@ const BATCH: usize = 10;
 pub const MAX_DELAY: Duration = Duration::from_secs(900);
 /// No retry is started with less than this left of the invocation: a
 /// reconcile against a platform that hangs takes up to about a minute
-/// (its calls' timeouts and backoff), and one cut off by the function's
-/// timeout fails the whole batch.
+/// (its calls' timeouts and backoff), and is cut off [`ANSWER_RESERVE`]
+/// before the deadline (handed back, as if it had failed).
 pub const RETRY_RESERVE: Duration = Duration::from_secs(90);
 /// How long queueing a run's retries may take.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -148,17 +148,18 @@ impl SyncRetries for SqsRetries {
     }
 }
 
-/// Queues a run step's failed customers. None is when more than
-/// [`SHOP_WIDE_FAILURES`] failed (the shop's platform is the cause), nor
-/// without a queue configured (local runs); when the queue fails, those
-/// it did not take wait for the next reconcile. Each case is logged, the
-/// first and the last as the alert the template's alarm watches.
-pub async fn queue_retries(deps: &Deps, shop: &ShopId, customers: &[CustomerId]) {
+/// Queues a run step's failed customers (of `attempted` it went
+/// through). None is when the shop's platform is the cause
+/// ([`shop_wide`]), nor without a queue configured (local runs); when the
+/// queue fails, those it did not take wait for the next reconcile. Each
+/// case is logged, the first and the last as the alert the template's
+/// alarm watches.
+pub async fn queue_retries(deps: &Deps, shop: &ShopId, customers: &[CustomerId], attempted: u64) {
     if customers.is_empty() {
         return;
     }
-    if customers.len() > SHOP_WIDE_FAILURES {
-        tracing::error!(alert = FAILING_ALERT, shop = %shop, customers = customers.len(),
+    if shop_wide(customers.len(), attempted) {
+        tracing::error!(alert = FAILING_ALERT, shop = %shop, customers = customers.len(), attempted,
             "platform run: the shop's platform is failing (credentials, outage); none of its \
              failed syncs is queued, the next reconcile takes them (ask for one once it answers)");
         return;
@@ -247,7 +248,8 @@ pub async fn handle_messages(deps: &Deps, payload: Value, deadline: Option<Insta
             if time_left.is_some_and(|left| left < RETRY_RESERVE) {
                 return (Retried::Again, ids);
             }
-            let retried = match deadline.and_then(|d| d.checked_sub(ANSWER_RESERVE)) {
+            let cut = deadline.map(|d| d.checked_sub(ANSWER_RESERVE).unwrap_or(d));
+            let retried = match cut {
                 Some(cut) => tokio::time::timeout_at(cut, retry(deps, request))
                     .await
                     .unwrap_or_else(|_| {

@@ -100,6 +100,26 @@ fn stream_value(value: &AttributeValue) -> Value {
     }
 }
 
+/// The shop's adapter, connected to the fake Shopify with its admin token.
+fn connected_to(shopify: &FakeShopify) -> Arc<Connections> {
+    let place = CredentialsPlace::parse("ssm:/cashback/platform/").unwrap();
+    Arc::new(Connections::new(
+        place.clone(),
+        Arc::new(StaticCredentials(HashMap::from([(
+            place.reference(&shop()).unwrap().to_string(),
+            format!(
+                r#"{{"admin_token":"{}","shop_url":"{}"}}"#,
+                fake::ADMIN_TOKEN,
+                shopify.url()
+            ),
+        )]))),
+        ConnectSettings {
+            timeout: StdDuration::from_millis(500),
+            ..ConnectSettings::default()
+        },
+    ))
+}
+
 impl World {
     async fn new(endpoint: &str) -> World {
         let store =
@@ -325,22 +345,7 @@ async fn every_balance_change_through_the_real_functions_reaches_the_fake_shopif
     };
     let shopify = FakeShopify::start().await;
     let mut w = World::new(&endpoint).await;
-    let place = CredentialsPlace::parse("ssm:/cashback/platform/").unwrap();
-    w.deps.connections = Arc::new(Connections::new(
-        place.clone(),
-        Arc::new(StaticCredentials(HashMap::from([(
-            place.reference(&shop()).unwrap().to_string(),
-            format!(
-                r#"{{"admin_token":"{}","shop_url":"{}"}}"#,
-                fake::ADMIN_TOKEN,
-                shopify.url()
-            ),
-        )]))),
-        ConnectSettings {
-            timeout: StdDuration::from_millis(500),
-            ..ConnectSettings::default()
-        },
-    ));
+    w.deps.connections = connected_to(&shopify);
     let no_failures = json!({ "batchItemFailures": [] });
 
     // Earn: the sample order, paid (pending cashback; the code spends nothing yet).
@@ -455,22 +460,7 @@ async fn store_credit_through_the_real_functions_follows_the_ledger() {
         .await
         .unwrap();
     w.ctx.invalidate(&shop());
-    let place = CredentialsPlace::parse("ssm:/cashback/platform/").unwrap();
-    w.deps.connections = Arc::new(Connections::new(
-        place.clone(),
-        Arc::new(StaticCredentials(HashMap::from([(
-            place.reference(&shop()).unwrap().to_string(),
-            format!(
-                r#"{{"admin_token":"{}","shop_url":"{}"}}"#,
-                fake::ADMIN_TOKEN,
-                shopify.url()
-            ),
-        )]))),
-        ConnectSettings {
-            timeout: StdDuration::from_millis(500),
-            ..ConnectSettings::default()
-        },
-    ));
+    w.deps.connections = connected_to(&shopify);
     let no_failures = json!({ "batchItemFailures": [] });
     let maya_id = SHOPIFY_CUSTOMER_ID.to_string();
     let in_step = |account: &Account, step: &str| {
@@ -621,22 +611,7 @@ async fn a_change_of_mode_through_the_real_functions_ends_the_other_side() {
         .await
         .unwrap();
     w.ctx.invalidate(&shop());
-    let place = CredentialsPlace::parse("ssm:/cashback/platform/").unwrap();
-    w.deps.connections = Arc::new(Connections::new(
-        place.clone(),
-        Arc::new(StaticCredentials(HashMap::from([(
-            place.reference(&shop()).unwrap().to_string(),
-            format!(
-                r#"{{"admin_token":"{}","shop_url":"{}"}}"#,
-                fake::ADMIN_TOKEN,
-                shopify.url()
-            ),
-        )]))),
-        ConnectSettings {
-            timeout: StdDuration::from_millis(500),
-            ..ConnectSettings::default()
-        },
-    ));
+    w.deps.connections = connected_to(&shopify);
     let no_failures = json!({ "batchItemFailures": [] });
     let maya_id = SHOPIFY_CUSTOMER_ID.to_string();
     let backfill = json!({ "run": "backfill", "shop": DEMO_SHOP, "restart": true });
@@ -771,22 +746,7 @@ async fn a_failed_backfill_sync_comes_back_through_the_sqs_retry_queue() {
     };
     let shopify = FakeShopify::start().await;
     let mut w = World::new(&endpoint).await;
-    let place = CredentialsPlace::parse("ssm:/cashback/platform/").unwrap();
-    w.deps.connections = Arc::new(Connections::new(
-        place.clone(),
-        Arc::new(StaticCredentials(HashMap::from([(
-            place.reference(&shop()).unwrap().to_string(),
-            format!(
-                r#"{{"admin_token":"{}","shop_url":"{}"}}"#,
-                fake::ADMIN_TOKEN,
-                shopify.url()
-            ),
-        )]))),
-        ConnectSettings {
-            timeout: StdDuration::from_millis(500),
-            ..ConnectSettings::default()
-        },
-    ));
+    w.deps.connections = connected_to(&shopify);
     let sdk = cashback_test_support::moto::sdk_config_at(&endpoint).await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let queue = sqs

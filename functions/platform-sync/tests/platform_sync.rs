@@ -104,6 +104,40 @@ impl World {
         sync_intents(&self.deps, intents_of_changes(&changes)).await
     }
 
+    /// A retry queue that keeps what it is asked to queue.
+    fn keep_retries(&mut self) -> Arc<KeptRetries> {
+        let kept = Arc::new(KeptRetries::default());
+        self.deps.retries = Some(kept.clone());
+        kept
+    }
+
+    /// Customers with 10.00 each and a code `CB-<id>`, their changes taken.
+    async fn seed(&self, ids: &[String]) {
+        for id in ids {
+            seed_balance(
+                self.store.as_ref(),
+                &program(),
+                id,
+                &format!("CB-{id}"),
+                "10.00",
+            )
+            .await;
+        }
+        self.store.take_changes();
+    }
+
+    /// A backfill started over, run in this invocation: its outcome.
+    async fn backfill(&self) -> serde_json::Value {
+        let request = RunRequest::Backfill {
+            shop: shop(),
+            restart: true,
+        };
+        let outcome = platform_sync::run_request(&self.deps, &request, None, t0())
+            .await
+            .unwrap();
+        serde_json::to_value(outcome).unwrap()
+    }
+
     async fn account(&self, id: &str) -> Account {
         let read = self
             .store
@@ -112,6 +146,19 @@ impl World {
             .unwrap();
         read.accounts[&customer(id)].value.clone()
     }
+}
+
+/// Every call answered 5xx.
+fn platform_down(fake: &FakeShopify) {
+    let down = FaultRates {
+        server_error: 1.0,
+        ..FaultRates::default()
+    };
+    fake.set_fault_rates(down, 7);
+}
+
+fn ids(names: &[&str]) -> Vec<String> {
+    names.iter().map(|name| name.to_string()).collect()
 }
 
 /// The platform's code says what the ledger says: the spendable balance
@@ -436,32 +483,10 @@ async fn a_backfill_request_in_the_stream_runs_and_asks_for_its_own_continuation
 async fn codes_a_backfill_could_not_put_are_retried_through_the_queue() {
     let fake = FakeShopify::start().await;
     let mut w = world(&fake, program()).await;
-    let kept = Arc::new(KeptRetries::default());
-    w.deps.retries = Some(kept.clone());
-    for id in ["a", "b", "c"] {
-        seed_balance(
-            w.store.as_ref(),
-            &program(),
-            id,
-            &format!("CB-{id}"),
-            "10.00",
-        )
-        .await;
-    }
-    w.store.take_changes();
-    let down = FaultRates {
-        server_error: 1.0,
-        ..FaultRates::default()
-    };
-    fake.set_fault_rates(down, 7);
-    let request = RunRequest::Backfill {
-        shop: shop(),
-        restart: true,
-    };
-    let outcome = platform_sync::run_request(&w.deps, &request, None, t0())
-        .await
-        .unwrap();
-    let outcome = serde_json::to_value(outcome).unwrap();
+    let kept = w.keep_retries();
+    w.seed(&ids(&["a", "b", "c"])).await;
+    platform_down(&fake);
+    let outcome = w.backfill().await;
     assert_eq!(outcome["summary"]["failed"], 3, "{outcome}");
     assert!(fake.discounts().is_empty());
     let mut queued = kept.take();
@@ -531,33 +556,12 @@ async fn codes_a_backfill_could_not_put_are_retried_through_the_queue() {
 async fn a_shop_wide_failure_queues_no_retry() {
     let fake = FakeShopify::start().await;
     let mut w = world(&fake, program()).await;
-    let kept = Arc::new(KeptRetries::default());
-    w.deps.retries = Some(kept.clone());
+    let kept = w.keep_retries();
     let count = cashback_app::platform_codes::SHOP_WIDE_FAILURES + 1;
-    for i in 0..count {
-        seed_balance(
-            w.store.as_ref(),
-            &program(),
-            &format!("c{i:02}"),
-            &format!("CB-{i:02}"),
-            "10.00",
-        )
-        .await;
-    }
-    w.store.take_changes();
-    let down = FaultRates {
-        server_error: 1.0,
-        ..FaultRates::default()
-    };
-    fake.set_fault_rates(down, 5);
-    let request = RunRequest::Backfill {
-        shop: shop(),
-        restart: true,
-    };
-    let outcome = platform_sync::run_request(&w.deps, &request, None, t0())
-        .await
-        .unwrap();
-    let outcome = serde_json::to_value(outcome).unwrap();
+    let customers: Vec<String> = (0..count).map(|i| format!("c{i:02}")).collect();
+    w.seed(&customers).await;
+    platform_down(&fake);
+    let outcome = w.backfill().await;
     assert_eq!(outcome["summary"]["failed"], count, "{outcome}");
     assert!(kept.take().is_empty(), "nothing queued");
 }
@@ -569,10 +573,8 @@ async fn a_shop_wide_failure_queues_no_retry() {
 async fn a_sync_refused_for_its_credentials_is_retried_until_they_are_fixed() {
     let fake = FakeShopify::start().await;
     let mut w = world(&fake, program()).await;
-    let kept = Arc::new(KeptRetries::default());
-    w.deps.retries = Some(kept.clone());
-    seed_balance(w.store.as_ref(), &program(), "a", "CB-a", "10.00").await;
-    w.store.take_changes();
+    let kept = w.keep_retries();
+    w.seed(&ids(&["a"])).await;
     let good = w.deps.connections.clone();
     let place = CredentialsPlace::parse("ssm:/cashback/platform/").unwrap();
     let reference = place.reference(&shop()).unwrap().to_string();
@@ -587,13 +589,7 @@ async fn a_sync_refused_for_its_credentials_is_retried_until_they_are_fixed() {
         )]))),
         ConnectSettings::default(),
     ));
-    let request = RunRequest::Backfill {
-        shop: shop(),
-        restart: true,
-    };
-    platform_sync::run_request(&w.deps, &request, None, t0())
-        .await
-        .unwrap();
+    w.backfill().await;
     let queued = kept.take();
     assert_eq!(queued.len(), 1, "{queued:?}");
     let batch = KeptRetries::sqs_batch(&queued);
@@ -614,7 +610,7 @@ async fn a_sync_refused_for_its_credentials_is_retried_until_they_are_fixed() {
 async fn no_retry_is_started_that_the_invocation_could_not_finish() {
     let fake = FakeShopify::start().await;
     let w = world(&fake, program()).await;
-    seed_balance(w.store.as_ref(), &program(), "a", "CB-a", "10.00").await;
+    w.seed(&ids(&["a"])).await;
     let request = cashback_app::platform_codes::RetryRequest {
         shop: shop(),
         customer: customer("a"),

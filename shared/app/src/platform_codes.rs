@@ -35,7 +35,7 @@ pub mod store_credit;
 
 use mode::{ModeRecord, Side};
 
-pub use retries::{RetryQueueError, RetryRequest, SyncRetries, SHOP_WIDE_FAILURES};
+pub use retries::{shop_wide, RetryQueueError, RetryRequest, SyncRetries, SHOP_WIDE_FAILURES};
 pub use runs::{
     ask_for_run, backfill_shop, backfill_status, reconcile_customer, reconcile_shop, request_run,
     sync_status, BackfillCheckpoint, BackfillSummary, ParkedStatus, ReconcileSummary, RunAsked,

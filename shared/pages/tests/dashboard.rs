@@ -1266,20 +1266,6 @@ async fn pages_read_the_link_keys_on_the_first_request_and_answer_503_while_they
     assert_eq!(loader.0.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
 
-/// A route's path with a value in place of each `{name}`.
-fn concrete(path: &str) -> String {
-    path.split('/')
-        .map(|segment| match segment {
-            "{shop}" => "demo.myshopify.com",
-            "{id}" => "ann",
-            "{file}" => "cashback.css",
-            segment if segment.starts_with('{') => "x-1",
-            segment => segment,
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
 #[tokio::test]
 async fn the_lambda_router_built_in_parts_answers_every_route_as_the_whole_router() {
     // The Lambda's router builds each part on its first request; the local
@@ -1308,7 +1294,7 @@ async fn the_lambda_router_built_in_parts_answers_every_route_as_the_whole_route
     ];
     let uris: Vec<String> = paths
         .iter()
-        .map(|path| concrete(path))
+        .map(|path| cashback_test_support::seeded::concrete_path(path))
         .chain(unknown.iter().map(|path| path.to_string()))
         .chain(tricks.iter().map(|path| path.to_string()))
         .collect();

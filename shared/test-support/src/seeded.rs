@@ -142,3 +142,20 @@ pub async fn send_text(
         String::from_utf8(bytes.to_vec()).unwrap(),
     )
 }
+
+/// A route's path (`/v1/shops/{shop}/customers/{id}`) as a request for the
+/// seeded world: the demo shop, Ann, the stylesheet for a `{file}`, and
+/// `x-1` for any other parameter.
+pub fn concrete_path(route: &str) -> String {
+    route
+        .split('/')
+        .map(|segment| match segment {
+            "{shop}" => "demo.myshopify.com",
+            "{id}" => "ann",
+            "{file}" => "cashback.css",
+            segment if segment.starts_with('{') => "x-1",
+            segment => segment,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}

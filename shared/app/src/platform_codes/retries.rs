@@ -16,13 +16,20 @@ use serde::{Deserialize, Serialize};
 
 use cashback_core::ids::{CustomerId, ShopId};
 
-/// Above this many failed customers in one run step, the failure is the
-/// shop's (its platform down, its credentials refused): none is queued
-/// (minutes later it would fail the same way, thousands of reconciles
-/// against the shop's rate limit), and the step logs the shop as failing,
-/// which raises an alarm; the next reconcile, or one asked for once the
-/// cause is fixed, takes them all.
+/// A run step's failures are the shop's (its platform down, its
+/// credentials refused) when more than this many customers failed, and
+/// more than half of those it went through: none is queued then (minutes
+/// later each would fail the same way, thousands of reconciles against the
+/// shop's rate limit), and the step logs the shop as failing, which raises
+/// an alarm; the next reconcile, or one asked for once the cause is fixed,
+/// takes them all. Scattered failures in a large step are each queued.
 pub const SHOP_WIDE_FAILURES: usize = 20;
+
+/// Whether `failed` customers out of `attempted` in one run step are the
+/// shop failing ([`SHOP_WIDE_FAILURES`]).
+pub fn shop_wide(failed: usize, attempted: u64) -> bool {
+    failed > SHOP_WIDE_FAILURES && failed as u64 * 2 > attempted
+}
 
 /// One customer to reconcile again (a queued message's body).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +65,17 @@ pub struct RetryQueueError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_failures_that_are_most_of_a_step_are_the_shops() {
+        assert!(!shop_wide(SHOP_WIDE_FAILURES, SHOP_WIDE_FAILURES as u64));
+        assert!(shop_wide(SHOP_WIDE_FAILURES + 1, 30));
+        assert!(
+            !shop_wide(SHOP_WIDE_FAILURES + 1, 500),
+            "scattered in a large step"
+        );
+        assert!(shop_wide(300, 500));
+    }
 
     #[test]
     fn a_retry_reads_only_with_a_shop_and_a_customer() {

@@ -156,10 +156,7 @@ pub async fn reconcile_shop(
             .collect()
             .await;
         for (customer, checked) in results {
-            if checked.worth_retrying() {
-                summary.retry.push(customer.clone());
-            }
-            summary.add(checked);
+            summary.add(customer, checked);
         }
         cursor = page.next;
         if cursor.is_none() || Instant::now() >= limits.deadline {
@@ -230,10 +227,7 @@ pub async fn reconcile_customer(
         store_credit_used,
     )
     .await;
-    if checked.worth_retrying() {
-        summary.retry.push(customer.clone());
-    }
-    summary.add(checked);
+    summary.add(customer, checked);
     Ok(summary)
 }
 
@@ -265,7 +259,11 @@ impl Checked {
 }
 
 impl ReconcileSummary {
-    fn add(&mut self, checked: Checked) {
+    /// Counts one customer's outcome; one worth retrying is named in `retry`.
+    fn add(&mut self, customer: &CustomerId, checked: Checked) {
+        if checked.worth_retrying() {
+            self.retry.push(customer.clone());
+        }
         match checked {
             Checked::NotSynced => return,
             Checked::InStep => {}

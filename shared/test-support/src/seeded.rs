@@ -159,3 +159,58 @@ pub fn concrete_path(route: &str) -> String {
         .collect::<Vec<_>>()
         .join("/")
 }
+
+/// A sweep of two routers that must answer alike (a function's whole
+/// router and the one it builds in parts): the requests to send (each
+/// route's concrete path, unknown paths, path tricks) and which of them
+/// reached a handler.
+pub struct RouteSweep {
+    /// Every path to send, the routes' first.
+    pub uris: Vec<String>,
+    routes: usize,
+    unknown: Vec<String>,
+    handled: std::collections::BTreeSet<String>,
+}
+
+impl RouteSweep {
+    /// The routes as [`concrete_path`]s, then `unknown` and `tricks`.
+    pub fn new(routes: &[&str], unknown: &[&str], tricks: &[&str]) -> RouteSweep {
+        let uris = routes
+            .iter()
+            .map(|route| concrete_path(route))
+            .chain(unknown.iter().chain(tricks).map(|path| path.to_string()))
+            .collect();
+        RouteSweep {
+            uris,
+            routes: routes.len(),
+            unknown: unknown.iter().map(|path| path.to_string()).collect(),
+            handled: std::collections::BTreeSet::new(),
+        }
+    }
+
+    /// Notes an answer to `uri`: the router's own 404 has no body, a
+    /// handler's answer has one (or another status).
+    pub fn answered(&mut self, uri: &str, status: StatusCode, body: &str) {
+        if !(status == StatusCode::NOT_FOUND && body.is_empty()) {
+            self.handled.insert(uri.to_string());
+        }
+    }
+
+    /// Every route reached a handler, and no unknown path did.
+    pub fn assert_routes_answered(&self) {
+        let unanswered: Vec<&String> = self.uris[..self.routes]
+            .iter()
+            .filter(|uri| !self.handled.contains(*uri))
+            .collect();
+        assert!(unanswered.is_empty(), "no handler answered: {unanswered:?}");
+        let reached: Vec<&String> = self
+            .unknown
+            .iter()
+            .filter(|uri| self.handled.contains(*uri))
+            .collect();
+        assert!(
+            reached.is_empty(),
+            "unknown paths reached a handler: {reached:?}"
+        );
+    }
+}

@@ -118,6 +118,9 @@ impl SyncRetries for SqsRetries {
                     }
                 }
             }
+            if entries.is_empty() {
+                continue;
+            }
             // Entries SQS refused are sent once more.
             for attempt in 0..2 {
                 match self.send_batch(&entries).await {

@@ -819,3 +819,34 @@ async fn a_failed_backfill_sync_comes_back_through_the_sqs_retry_queue() {
     assert_eq!(answer, json!({ "batchItemFailures": [] }));
     assert_in_step(&shopify, &w.account().await, "retried");
 }
+
+/// A queue SQS does not have (a wrong URL, a deleted queue): every retry,
+/// in batches of ten, is tried twice and counted as not queued, so the run
+/// logs how many wait for the next reconcile.
+#[tokio::test]
+async fn retries_the_queue_does_not_take_are_counted() {
+    use cashback_app::platform_codes::{RetryRequest, SyncRetries};
+
+    let Some(endpoint) = cashback_test_support::moto::endpoint("platform_sync_retry_unqueued")
+    else {
+        return;
+    };
+    let sdk = cashback_test_support::moto::sdk_config_at(&endpoint).await;
+    let retries = platform_sync::retries::SqsRetries::on_first_use(
+        move || aws_sdk_sqs::Client::new(&sdk),
+        format!("{endpoint}/123456789012/no-such-queue"),
+        StdDuration::ZERO,
+    );
+    let requests: Vec<RetryRequest> = (0..12)
+        .map(|i| RetryRequest {
+            shop: shop(),
+            customer: CustomerId::parse(&format!("c{i}")).unwrap(),
+        })
+        .collect();
+    let error = retries.retry_later(&requests).await.unwrap_err();
+    assert_eq!(error.unqueued, 12, "{error}");
+    assert!(
+        std::error::Error::source(&error).is_some(),
+        "its cause kept"
+    );
+}

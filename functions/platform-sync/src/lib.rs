@@ -374,6 +374,33 @@ async fn platform_shop(
     Ok(Some(shop_program.shop))
 }
 
+/// The shop's adapter when its platform may be called for a run or a
+/// retry ([`platform_shop`]); None for a shop with nothing to keep in step
+/// or on a platform without codes (generic).
+async fn callable_platform(
+    deps: &Deps,
+    shop: &ShopId,
+    off: OffShops,
+) -> Result<Option<Arc<dyn cashback_app::platform_codes::PlatformCodes>>, RunError> {
+    let Some(record) = platform_shop(&deps.ctx, shop, off).await? else {
+        return Ok(None);
+    };
+    match deps.connections.for_shop(&record).await {
+        Ok(platform) => Ok(Some(platform)),
+        Err(ConnectError::Unsupported(_)) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The records of a Lambda batch (the stream's or the retry queue's).
+fn records_of(payload: &serde_json::Value) -> &[serde_json::Value] {
+    payload
+        .get("Records")
+        .and_then(serde_json::Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
 async fn sync_one(deps: &Deps, shop: &ShopId, customer: &CustomerId, previous: &[Code]) -> Synced {
     let record = match syncing_shop(&deps.ctx, shop).await {
         Ok(Some(record)) => record,
@@ -505,14 +532,9 @@ pub async fn run_request(
         RunRequest::Backfill { .. } => OffShops::All,
         RunRequest::Reconcile { .. } => OffShops::UsedStoreCredit,
     };
-    let Some(record) = platform_shop(&deps.ctx, &shop, off).await? else {
+    let Some(platform) = callable_platform(deps, &shop, off).await? else {
         tracing::info!(shop = %shop, "platform run skipped: the shop does not sync its codes");
         return Ok(RunOutcome::Skipped { shop });
-    };
-    let platform = match deps.connections.for_shop(&record).await {
-        Ok(platform) => platform,
-        Err(ConnectError::Unsupported(_)) => return Ok(RunOutcome::Skipped { shop }),
-        Err(error) => return Err(error.into()),
     };
     let limits = RunLimits {
         page_size: 100,

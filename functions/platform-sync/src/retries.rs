@@ -15,7 +15,6 @@
 //!   without its reconcile (the shop gone, uninstalled, or no longer
 //!   syncing).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,7 +28,7 @@ use cashback_app::platform_codes::{
 };
 use cashback_core::ids::{CustomerId, ShopId};
 
-use crate::{platform_shop, Deps, OffShops, RunError};
+use crate::{Deps, OffShops, RunError};
 
 /// Entries per `SendMessageBatch` (SQS's limit).
 const BATCH: usize = 10;
@@ -193,10 +192,8 @@ pub async fn queue_retries(deps: &Deps, shop: &ShopId, customers: &[CustomerId],
 
 /// Whether a batch is the retry queue's (SQS records), not the stream's.
 pub fn is_queue_batch(payload: &Value) -> bool {
-    payload
-        .get("Records")
-        .and_then(Value::as_array)
-        .and_then(|records| records.first())
+    crate::records_of(payload)
+        .first()
         .and_then(|record| record.get("eventSource"))
         .and_then(Value::as_str)
         == Some("aws:sqs")
@@ -217,14 +214,9 @@ enum Retried {
 /// with less than [`RETRY_RESERVE`] left before `deadline`, and one still
 /// running [`ANSWER_RESERVE`] before it is cut off and handed back.
 pub async fn handle_messages(deps: &Deps, payload: Value, deadline: Option<Instant>) -> Value {
-    let records = payload
-        .get("Records")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
     let mut again: Vec<String> = Vec::new();
     let mut requests: Vec<(RetryRequest, Vec<String>)> = Vec::new();
-    for record in &records {
+    for record in crate::records_of(&payload) {
         let Some(id) = record.get("messageId").and_then(Value::as_str) else {
             tracing::warn!("a queue record without a message id was skipped");
             continue;
@@ -284,7 +276,9 @@ pub async fn handle_messages(deps: &Deps, payload: Value, deadline: Option<Insta
 async fn retry(deps: &Deps, request: &RetryRequest) -> Retried {
     let RetryRequest { shop, customer } = request;
     let result = async {
-        let Some(platform) = retry_platform(deps, shop).await? else {
+        let Some(platform) =
+            crate::callable_platform(deps, shop, OffShops::UsedStoreCredit).await?
+        else {
             tracing::info!(shop = %shop, customer = %customer,
                 "platform sync retry: nothing to do (the shop no longer syncs, or is gone)");
             return Ok(Retried::Done);
@@ -297,21 +291,6 @@ async fn retry(deps: &Deps, request: &RetryRequest) -> Retried {
             retryable = error.is_retryable(), "platform sync retry failed; handed back");
         Retried::Again
     })
-}
-
-/// The shop's adapter, when its platform may be called for a reconcile.
-async fn retry_platform(
-    deps: &Deps,
-    shop: &ShopId,
-) -> Result<Option<Arc<dyn PlatformCodes>>, RunError> {
-    let Some(record) = platform_shop(&deps.ctx, shop, OffShops::UsedStoreCredit).await? else {
-        return Ok(None);
-    };
-    match deps.connections.for_shop(&record).await {
-        Ok(platform) => Ok(Some(platform)),
-        Err(cashback_platform_codes::ConnectError::Unsupported(_)) => Ok(None),
-        Err(error) => Err(error.into()),
-    }
 }
 
 async fn retry_customer(

@@ -51,17 +51,13 @@ fn sequence_number(record: &Value) -> Option<String> {
 
 /// Handles a batch; answers `{"batchItemFailures": [...]}`.
 pub async fn handle_records(deps: &Deps, payload: Value, now: DateTime<Utc>) -> Value {
-    let records = payload
-        .get("Records")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let records = crate::records_of(&payload);
     let mut intents: Vec<Intent> = Vec::new();
     let mut unreadable: Vec<String> = Vec::new();
     let mut runs: Vec<(String, RunRequest, DateTime<Utc>)> = Vec::new();
     let mut restarts: Vec<(String, RunRequest)> = Vec::new();
     let mut events = Vec::new();
-    for record in &records {
+    for record in records {
         let Some(item) = sequence_number(record) else {
             tracing::warn!("a stream record without a sequence number was skipped");
             continue;

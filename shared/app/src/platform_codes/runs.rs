@@ -127,11 +127,10 @@ pub async fn reconcile_shop(
     policy: &SyncPolicy,
 ) -> Result<ReconcileSummary, AppError> {
     let mut summary = ReconcileSummary::default();
-    let Some(program) = reconcile_program(ctx, shop).await? else {
+    let Some(scope) = reconcile_scope(ctx, shop).await? else {
         tracing::info!(shop = %shop, "platform reconcile: the shop does not sync its codes");
         return Ok(summary);
     };
-    let store_credit_used = store_credit_used(ctx, shop).await?;
     let mut cursor = cursor;
     loop {
         let page = ctx
@@ -140,16 +139,8 @@ pub async fn reconcile_shop(
             .await?;
         let results: Vec<(&CustomerId, Checked)> = stream::iter(page.items.iter())
             .map(|account| async {
-                let checked = reconcile_account(
-                    ctx,
-                    platform,
-                    shop,
-                    &account.value,
-                    &program,
-                    policy,
-                    store_credit_used,
-                )
-                .await;
+                let checked =
+                    reconcile_account(ctx, platform, shop, &account.value, &scope, policy).await;
                 (&account.value.customer, checked)
             })
             .buffer_unordered(limits.concurrency.max(1))
@@ -177,21 +168,32 @@ pub async fn reconcile_shop(
     Ok(summary)
 }
 
-/// The program a reconcile keeps the codes of, read from the table (not a
-/// container's cache), or None when there is nothing to reconcile.
-async fn reconcile_program(ctx: &Context, shop: &ShopId) -> Result<Option<Program>, AppError> {
+/// What a reconcile goes by, read once per run step (or retry) from the
+/// table, not a container's cache.
+struct ReconcileScope {
+    /// The program whose codes it keeps.
+    program: Program,
+    /// Whether a customer of the shop was ever synced as store credit.
+    store_credit_used: bool,
+}
+
+/// The reconcile's scope, or None when there is nothing to reconcile.
+async fn reconcile_scope(ctx: &Context, shop: &ShopId) -> Result<Option<ReconcileScope>, AppError> {
     ctx.invalidate(shop);
-    match syncing_program(ctx, shop).await? {
-        Some(program) => Ok(Some(program)),
+    let store_credit_used = store_credit_used(ctx, shop).await?;
+    let program = match syncing_program(ctx, shop).await? {
+        Some(program) => program,
         // Sync off after store credit: its customers' store credit is
         // still checked, since nothing else reads it any more.
-        None if store_credit_used(ctx, shop).await?
-            && !crate::compliance::syncing_stopped(ctx, shop).await? =>
-        {
-            Ok(Some(ctx.shop_program(shop, ctx.now()).await?.program))
+        None if store_credit_used && !crate::compliance::syncing_stopped(ctx, shop).await? => {
+            ctx.shop_program(shop, ctx.now()).await?.program
         }
-        None => Ok(None),
-    }
+        None => return Ok(None),
+    };
+    Ok(Some(ReconcileScope {
+        program,
+        store_credit_used,
+    }))
 }
 
 /// The reconcile of one customer, as a run does it for each ([`reconcile_shop`]):
@@ -205,7 +207,7 @@ pub async fn reconcile_customer(
     policy: &SyncPolicy,
 ) -> Result<ReconcileSummary, AppError> {
     let mut summary = ReconcileSummary::default();
-    let Some(program) = reconcile_program(ctx, shop).await? else {
+    let Some(scope) = reconcile_scope(ctx, shop).await? else {
         return Ok(summary);
     };
     let read = ctx
@@ -216,17 +218,7 @@ pub async fn reconcile_customer(
         // Erased meanwhile (a redact): nothing of theirs to keep in step.
         return Ok(summary);
     };
-    let store_credit_used = store_credit_used(ctx, shop).await?;
-    let checked = reconcile_account(
-        ctx,
-        platform,
-        shop,
-        &account.value,
-        &program,
-        policy,
-        store_credit_used,
-    )
-    .await;
+    let checked = reconcile_account(ctx, platform, shop, &account.value, &scope, policy).await;
     summary.add(customer, checked);
     Ok(summary)
 }
@@ -328,18 +320,17 @@ async fn empty_store_credit_left(
     Ok(emptied)
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn reconcile_account(
     ctx: &Context,
     platform: &dyn PlatformCodes,
     shop: &ShopId,
     account: &Account,
-    program: &Program,
+    scope: &ReconcileScope,
     policy: &SyncPolicy,
-    store_credit_used: bool,
 ) -> Checked {
+    let program = &scope.program;
     let mut store_credit_emptied = false;
-    if store_credit_used && program.platform_sync != PlatformSync::StoreCredit {
+    if scope.store_credit_used && program.platform_sync != PlatformSync::StoreCredit {
         match empty_store_credit_left(ctx, platform, shop, account, program, policy).await {
             Ok(emptied) => store_credit_emptied = emptied,
             Err(error) => {

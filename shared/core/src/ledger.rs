@@ -298,6 +298,12 @@ pub struct Account {
     #[serde(default)]
     #[serde(skip_serializing_if = "BonusState::is_unset")]
     pub bonus: BonusState,
+    /// The part of the customer's store credit on the platform that is
+    /// this ledger's cashback (store-credit mode; see
+    /// [`crate::store_credit`]). None: the engine has not opened it.
+    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_credit_share: Option<Money>,
 }
 
 /// What a change asks of the world besides the ledger: emails, coupon counters.
@@ -472,6 +478,7 @@ impl Account {
             expirations: 0,
             expiry_warned_until: None,
             bonus: BonusState::default(),
+            store_credit_share: None,
         }
     }
 

@@ -17,6 +17,7 @@
 //! - [`orders`]: order events applied to the ledger; release of pending.
 //! - [`referrals`]: the referral reward credited to the referrer off the referred order's write.
 //! - [`platform_code`]: the balance code as the shop's platform must hold it.
+//! - [`store_credit`]: which part of a customer's store credit on the platform is cashback.
 //! - [`privacy`]: what erasing a customer's personal data leaves of their account.
 //! - [`reminders`]: the reminder series.
 //! - [`bonuses`]: birthday, anniversary, win-back and milestone bonuses.
@@ -45,3 +46,4 @@ pub mod program;
 pub mod redeem;
 pub mod referrals;
 pub mod reminders;
+pub mod store_credit;

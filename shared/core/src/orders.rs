@@ -128,6 +128,10 @@ pub struct OrderRecord {
     /// finds the order by it (see `due::ready`) and clears it when it sends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_email: Option<ReadyEmail>,
+    /// What the order's store credit payments took of cashback, and what
+    /// of it came back (store-credit mode; see [`crate::store_credit`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_credit: Option<crate::store_credit::StoreCreditUse>,
 }
 
 /// A "cashback ready" email waiting to be sent.
@@ -245,6 +249,7 @@ impl OrderRecord {
             referral: None,
             co_payers: Vec::new(),
             ready_email: None,
+            store_credit: None,
         }
     }
 

@@ -67,12 +67,40 @@ pub const STORE_CREDIT_OWNER_ONLY: &str =
      store credit belongs to one customer account on the platform and only its owner, \
      signed in, can spend it";
 
+/// Why a store-credit program must say what happens to store credit its
+/// customers already hold.
+pub const STORE_CREDIT_EXISTING: &str =
+    "is required with platform_sync \"store_credit\": say what the store credit \
+     customers already hold is: \"kept_apart\" (theirs: given by the shop or \
+     another app; the engine adds cashback beside it and never takes it) or \
+     \"counted_as_cashback\" (the cashback the ledger holds, up to its spendable \
+     balance: balances moved from an app that kept rewards as store credit and \
+     imported into the engine, which would otherwise be given twice)";
+
+/// What the store credit a customer holds when the engine first reads
+/// their account is ([`PlatformSync::StoreCredit`]); the program must say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExistingStoreCredit {
+    /// The customer's own (the merchant's or another app's credit, a
+    /// payment refunded to store credit): the engine adds cashback beside
+    /// it and never takes it away.
+    KeptApart,
+    /// The cashback the ledger holds, up to the spendable balance (a shop
+    /// moving from an app that kept rewards as store credit, whose balances
+    /// were imported): only what the ledger is owed beyond it is credited.
+    CountedAsCashback,
+}
+
 /// The program settings [`PlatformSync::StoreCredit`] cannot express, as
 /// (field, reason); empty for any other mode.
 pub fn store_credit_refusals(program: &Program) -> Vec<(&'static str, &'static str)> {
     let mut refusals = Vec::new();
     if program.platform_sync != PlatformSync::StoreCredit {
         return refusals;
+    }
+    if program.existing_store_credit.is_none() {
+        refusals.push(("existing_store_credit", STORE_CREDIT_EXISTING));
     }
     let rules = &program.redemption;
     if rules.max_percent_of_order.is_some() {
@@ -280,6 +308,7 @@ mod tests {
     fn store_credit() -> Program {
         let mut program = Program::new(Currency::USD);
         program.platform_sync = PlatformSync::StoreCredit;
+        program.existing_store_credit = Some(ExistingStoreCredit::KeptApart);
         program.redemption.combine_with_order = true;
         program
     }
@@ -297,18 +326,25 @@ mod tests {
     #[test]
     fn store_credit_refuses_what_a_payment_method_cannot_express() {
         assert!(store_credit().validate().is_ok());
-        let json = r#"{"currency":"USD","platform_sync":"store_credit","redemption":{"combine_with_order":true}}"#;
+        let json = r#"{"currency":"USD","platform_sync":"store_credit","existing_store_credit":"counted_as_cashback","redemption":{"combine_with_order":true}}"#;
+        let read = Program::from_json(json).unwrap();
+        assert_eq!(read.platform_sync, PlatformSync::StoreCredit);
         assert_eq!(
-            Program::from_json(json).unwrap().platform_sync,
-            PlatformSync::StoreCredit
+            read.existing_store_credit,
+            Some(ExistingStoreCredit::CountedAsCashback)
         );
-        // The defaults keep order discounts apart: refused, with the reason.
+        // The defaults keep order discounts apart and do not say what the
+        // store credit already held is: refused, with the reasons.
         let mut program = Program::new(Currency::USD);
         program.platform_sync = PlatformSync::StoreCredit;
         let errors = program.validate().unwrap_err();
-        assert_eq!(errors.0.len(), 1);
-        assert_eq!(errors.0[0].field, "redemption.combine_with_order");
-        assert_eq!(errors.0[0].message, STORE_CREDIT_COMBINES);
+        let fields: Vec<&str> = errors.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["existing_store_credit", "redemption.combine_with_order"]
+        );
+        assert_eq!(errors.0[0].message, STORE_CREDIT_EXISTING);
+        assert_eq!(errors.0[1].message, STORE_CREDIT_COMBINES);
         let mut program = store_credit();
         program.redemption.max_percent_of_order = Some(dec!(50));
         program.redemption.min_order_subtotal = dec!(20);

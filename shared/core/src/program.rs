@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::bonuses::Bonuses;
 use crate::ids::{CollectionId, ProductId, VariantId};
 use crate::money::Currency;
-use crate::platform_code::{store_credit_refusals, PlatformSync, MAX_PERCENT_UNSUPPORTED};
+use crate::platform_code::{
+    store_credit_refusals, ExistingStoreCredit, PlatformSync, MAX_PERCENT_UNSUPPORTED,
+};
 
 /// A validation failure, naming the field as a JSON path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -134,6 +136,10 @@ pub struct Program {
     /// default); see [`crate::platform_code`].
     #[serde(default, skip_serializing_if = "PlatformSync::is_off")]
     pub platform_sync: PlatformSync,
+    /// What the store credit customers hold before the engine first reads
+    /// their account is; required in store-credit mode, ignored otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub existing_store_credit: Option<ExistingStoreCredit>,
     /// Birthday, anniversary, win-back and milestone bonuses, all off by
     /// default; see [`crate::bonuses`].
     #[serde(default, skip_serializing_if = "Bonuses::is_off")]
@@ -519,6 +525,7 @@ impl Program {
             changed_by: None,
             test_orders_earn: false,
             platform_sync: PlatformSync::Off,
+            existing_store_credit: None,
             bonuses: Bonuses::default(),
             email_channel: EmailChannel::Ses,
         }

@@ -26,7 +26,7 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 use cashback_app::platform_codes::store_credit::{
-    CreditAccount, CreditTransaction, Movement, StoreCreditAccounts,
+    CreditAccount, CreditTransaction, Movement, StoreCreditAccounts, EXPIRATION,
 };
 use cashback_app::platform_codes::PlatformError;
 use cashback_core::ids::CustomerId;
@@ -242,11 +242,16 @@ fn transaction(node: &Value, currency: Currency) -> Result<CreditTransaction, Pl
     } else {
         amount
     };
-    let event = node
-        .get("event")
-        .and_then(Value::as_str)
-        .unwrap_or("ADJUSTMENT")
-        .to_string();
+    // An expiration is the platform's own, whatever event it names: credit
+    // given with an end date (never the engine's) running out.
+    let event = match typename {
+        "StoreCreditAccountExpirationTransaction" => EXPIRATION,
+        _ => node
+            .get("event")
+            .and_then(Value::as_str)
+            .unwrap_or("ADJUSTMENT"),
+    }
+    .to_string();
     // An expiration has no id of its own: its time and amount name it.
     let id = node
         .get("id")

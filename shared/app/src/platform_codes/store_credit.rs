@@ -1,23 +1,29 @@
 //! Store-credit mode ([`PlatformSync::StoreCredit`], Shopify only): the
-//! spendable balance mirrored as the customer's native store credit.
+//! spendable balance kept as the customer's native store credit, beside
+//! whatever store credit is theirs.
 //!
 //! The platform's credit and debit calls take an amount to add or take
 //! away and have no idempotency key, so unlike a discount code nothing
-//! absolute can be sent. [`sync_store_credit`] keeps that safe:
+//! absolute can be sent. The account keeps the part of the store credit
+//! that is cashback (its share, [`cashback_core::store_credit`]), and
+//! [`sync_store_credit`] keeps it safe:
 //! 1. **Orders first.** The account's store credit transactions are read
 //!    page by page, oldest first, from where the last sync stopped
 //!    ([`read_job`]) to the newest; every one an order made (event other
-//!    than `ADJUSTMENT`: a payment with store credit, a refund or void back
-//!    to it) is applied to the ledger once, under the transaction's id as
-//!    the write's guard (`ingest_transactions`). A payment larger than
-//!    the balance is taken whole: the part the balance cannot cover is the
-//!    owner's debt. Nothing is sent while a page is left unread (at most
-//!    [`TRANSACTION_PAGES`] pages per attempt; the next attempt goes on
-//!    from there). So credit a customer spent is never put back by the
-//!    next step.
-//! 2. **The difference at send time.** The account's balance read from the
-//!    platform now is compared with [`store_credit_target`]; only the
-//!    difference is sent (credit or debit), never a delta of our own.
+//!    than `ADJUSTMENT`, not an expiration: a payment with store credit, a
+//!    refund or void back to it) is applied to the ledger once, under the
+//!    transaction's id as the write's guard (`ingest_transactions`): a
+//!    payment spends cashback first, up to the share (what the balance
+//!    cannot cover is the owner's debt), the rest was the customer's own;
+//!    money given back is cashback up to what its order took of it. Nothing
+//!    is sent while a page is left unread (at most [`TRANSACTION_PAGES`]
+//!    pages per attempt; the next attempt goes on from there).
+//! 2. **The difference to the share.** The ledger's target
+//!    ([`store_credit_target`]) is compared with the share, never with the
+//!    balance: only the difference is sent (credit or debit), and the share
+//!    moves by what landed. So a payment not listed yet is never credited
+//!    back (the share does not hold the balance), and credit the customer
+//!    holds beside the cashback is never taken.
 //! 3. **The intent before the call.** Before the call the intent (its
 //!    sequence, kind, amount and the balance it was computed from) is
 //!    written to the store, then claimed with an atomic counter and read
@@ -27,27 +33,29 @@
 //!    [`MAX_SEND_WINDOW`]): the adapter drops it rather than send it after
 //!    a long rate-limit wait or token fetch, so it has landed or failed
 //!    well inside [`IN_FLIGHT`]. A call that ends for sure (success, user
-//!    errors, THROTTLED, not sent in time, a refusal) settles the intent;
-//!    an ambiguous one (timeout, 5xx, a dropped connection after sending)
-//!    leaves it pending.
+//!    errors, THROTTLED, not sent in time, a refusal) settles the intent
+//!    (a success moves the share first); an ambiguous one (timeout, 5xx, a
+//!    dropped connection after sending) leaves it pending.
 //! 4. **A pending intent is reconciled before anything else is sent**: once
-//!    it is older than [`IN_FLIGHT`] (no request can still land) the
-//!    account's transactions say whether it was applied; it is settled, and
-//!    step 2 reads the balance again. A retry therefore sends the
-//!    difference to a balance that already holds the first call's effect:
-//!    it can never double a credit.
+//!    it is older than [`IN_FLIGHT`] (no request can still land) and the
+//!    account is read to its newest transaction with every balance
+//!    explained, the transactions say whether it landed; the share moves by
+//!    it if it did, once, and it is settled. A retry therefore never
+//!    doubles a credit.
 //!
 //! Money put on store credit by hand in Shopify's admin (an `ADJUSTMENT`
-//! that is not the engine's) is not the ledger's: the next sync takes the
-//! balance back to the ledger's, and spending it first is charged to the
-//! ledger like any store credit payment. Issue credit through the engine's
-//! adjustment instead (docs/platform-sync.md). Transactions from before
-//! the engine first read the account are not the ledger's either: the
-//! first read starts after the newest one.
+//! that is not the engine's), credit running out, and money refunded to
+//! store credit beyond what its order spent of cashback are the
+//! customer's: the engine leaves them. A debit by hand larger than what is
+//! theirs took cashback, and the next sync puts it back (the share is
+//! taken down to the balance once every transaction is listed): take
+//! cashback back through the engine's adjustment instead. What the account
+//! held when the engine first read it is the customer's or cashback as the
+//! program says (`existing_store_credit`).
 //!
-//! A program that leaves store-credit mode empties the customer's store
-//! credit ([`empty_store_credit`]) before the next code is put, and one
-//! that enters it ends the customer's discount code first
+//! A program that leaves store-credit mode empties the cashback share
+//! ([`empty_store_credit`]) before the next code is put, and one that
+//! enters it ends the customer's discount code first
 //! ([`super::sync_customer_code`]), so the balance is never spendable
 //! both ways.
 //!
@@ -61,16 +69,19 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use cashback_core::ids::{CustomerId, OrderId, RefundId, ShopId};
 use cashback_core::money::Money;
 use cashback_core::order::{OrderEvent, Refund, RefundBasis};
-use cashback_core::platform_code::{desired_code, store_credit_target};
+use cashback_core::orders::OrderRecord;
+use cashback_core::platform_code::{desired_code, store_credit_target, ExistingStoreCredit};
 use cashback_core::program::Program;
+use cashback_core::store_credit::opening_share;
 
 use super::{
     wait_or_fail, CodeState, PlatformError, PutOutcome, SyncError, SyncOutcome, SyncPolicy, Synced,
 };
 use crate::context::Context;
 use crate::error::AppError;
+use crate::records::Versioned;
 use crate::store::{
-    AccountWrite, AccountsRead, Guard, ReadRequest, StoreError, WriteOutcome, WriteSet,
+    AccountWrite, AccountsRead, Guard, OrderWrite, ReadRequest, StoreError, WriteOutcome, WriteSet,
 };
 use cashback_core::platform_code::DesiredCode;
 
@@ -135,11 +146,16 @@ pub struct CreditTransaction {
     pub cursor: Option<String>,
 }
 
+/// The event the adapter gives an expiration (credit given with an end
+/// date running out): the platform's own, never an order's.
+pub const EXPIRATION: &str = "EXPIRATION";
+
 impl CreditTransaction {
     /// Whether an order made it (the ledger must follow it) rather than an
-    /// adjustment (the engine's own mirror, or money put on by hand).
+    /// adjustment (the engine's own, or money put on or taken by hand) or
+    /// an expiration.
     pub fn from_order(&self) -> bool {
-        self.event != "ADJUSTMENT"
+        self.event != "ADJUSTMENT" && self.event != EXPIRATION
     }
 
     /// Where it sorts in the account's history (time, then id).
@@ -570,7 +586,8 @@ fn nonce() -> u64 {
 enum Goal {
     /// The ledger's spendable balance (store-credit mode).
     Ledger,
-    /// Nothing: the program left store-credit mode.
+    /// No cashback: the program left store-credit mode (what is the
+    /// customer's own stays).
     Empty,
 }
 
@@ -595,9 +612,9 @@ pub async fn sync_store_credit(
 }
 
 /// Follows the customer's unread store credit payments into the ledger,
-/// then takes their store credit on the platform to zero: the program
-/// left store-credit mode, and the balance is about to be put on a
-/// discount code instead.
+/// then takes the cashback in their store credit on the platform to zero
+/// (what is theirs stays): the program left store-credit mode, and the
+/// balance is about to be put on a discount code instead.
 pub async fn empty_store_credit(
     ctx: &Context,
     platform: &dyn StoreCreditAccounts,
@@ -716,54 +733,106 @@ fn opening_guard(shop: &ShopId, customer: &CustomerId) -> String {
 }
 
 /// The first read of a customer's store credit account starts after its
-/// newest listed transaction: what the account held before is not the
-/// ledger's (the first difference sent takes it to the ledger's balance).
-/// That position is claimed under one once-only guard per customer that
-/// keeps it, before the engine sends anything for them: a first read that
-/// failed before storing its position, or a second first read at the same
-/// time (a reconcile beside the feed's sync), starts from the same place,
-/// so no payment made in between is stepped over. Returns the position,
-/// and whether this read made the claim.
+/// newest listed transaction, and opens the share of it that is cashback
+/// ([`opening_share`]: none when the program keeps what the customer held
+/// apart, up to the ledger's target when it counts it as cashback; none
+/// when the store credit is being emptied, as the engine never sent any).
+/// That position and the share are claimed together under one once-only
+/// guard per customer that keeps the position, before the engine sends
+/// anything for them: a first read that failed before storing its
+/// position, or a second first read at the same time (a reconcile beside
+/// the feed's sync), starts from the same place, so no payment made in
+/// between is stepped over and the share is opened once. Returns the
+/// position, and whether this read made the claim.
 async fn claim_opening(
     ctx: &Context,
     shop: &ShopId,
     customer: &CustomerId,
     newest: Option<&CreditTransaction>,
+    program: &Program,
+    goal: Goal,
 ) -> Result<(Position, bool), SyncError> {
     let position = newest
         .and_then(|newest| Position::after(newest, 0, None))
         .unwrap_or_else(Position::start);
     let now = ctx.now();
-    // The guard alone: nothing changes in the ledger.
-    let written = ctx
-        .store
-        .write(
-            shop,
-            WriteSet {
-                guard: Some(Guard {
-                    key: opening_guard(shop, customer),
-                    // As long as the read position it starts: for good.
-                    expires_at: now + chrono::Duration::days(3650),
-                    response: Some(position.encode()),
-                }),
-                now: Some(now),
-                ..WriteSet::default()
-            },
-        )
-        .await
-        .map_err(AppError::from)?;
-    match written {
-        WriteOutcome::Committed => Ok((position, true)),
-        WriteOutcome::Duplicate { response } => {
-            let kept = response
-                .as_deref()
-                .and_then(Position::decode)
-                .ok_or_else(|| {
-                    AppError::Invalid(format!("unreadable first read position for {customer}"))
-                })?;
-            Ok((kept, false))
-        }
+    for _ in 0..5 {
+        let read = ctx
+            .store
+            .read(shop, &ReadRequest::account(customer))
+            .await
+            .map_err(AppError::from)?;
+        let Some(account) = read.accounts.get(customer) else {
+            return Err(AppError::NotFound(format!("customer {customer}")).into());
+        };
+        let zero = Money::zero(account.value.currency);
+        let existing = program
+            .existing_store_credit
+            .unwrap_or(ExistingStoreCredit::KeptApart);
+        let share = match (goal, existing) {
+            (Goal::Empty, _) | (Goal::Ledger, ExistingStoreCredit::KeptApart) => zero,
+            (Goal::Ledger, ExistingStoreCredit::CountedAsCashback) => {
+                let held = match newest {
+                    None => zero,
+                    Some(newest) => newest.balance_after.ok_or_else(|| {
+                        platform(PlatformError::transient(
+                            "the store credit account's balance was not given",
+                        ))
+                    })?,
+                };
+                let target = desired_code(&account.value, program)
+                    .map(|desired| store_credit_target(&desired))
+                    .unwrap_or(zero);
+                opening_share(existing, held, target)
+            }
+        };
+        let mut next = account.value.clone();
+        let opened = next
+            .open_store_credit_share(share)
+            .map_err(|e| AppError::Invalid(format!("store credit share: {e}")))?;
+        let accounts = if opened {
+            vec![AccountWrite::new(program, next, account.version)]
+        } else {
+            Vec::new()
+        };
+        let written = ctx
+            .store
+            .write(
+                shop,
+                WriteSet {
+                    guard: Some(Guard {
+                        key: opening_guard(shop, customer),
+                        // As long as the read position it starts: for good.
+                        expires_at: now + chrono::Duration::days(3650),
+                        response: Some(position.encode()),
+                    }),
+                    accounts,
+                    accounts_read: AccountsRead::one(account),
+                    now: Some(now),
+                    ..WriteSet::default()
+                },
+            )
+            .await;
+        return match written {
+            Ok(WriteOutcome::Committed) => {
+                tracing::info!(shop = %shop, customer = %customer, share = %share.amount(),
+                    existing = ?existing, "store credit account opened");
+                Ok((position, true))
+            }
+            Ok(WriteOutcome::Duplicate { response }) => {
+                let kept = response
+                    .as_deref()
+                    .and_then(Position::decode)
+                    .ok_or_else(|| {
+                        AppError::Invalid(format!("unreadable first read position for {customer}"))
+                    })?;
+                Ok((kept, false))
+            }
+            Err(error) if error.is_conflict() => continue,
+            Err(error) => Err(AppError::from(error).into()),
+        };
     }
+    Err(AppError::from(StoreError::Conflict(format!("account {customer}"))).into())
 }
 
 /// Reads the account's transactions from where the last read stopped, a
@@ -773,6 +842,8 @@ async fn read_history(
     platform_accounts: &dyn StoreCreditAccounts,
     shop: &ShopId,
     customer: &CustomerId,
+    program: &Program,
+    goal: Goal,
 ) -> Result<History, SyncError> {
     let stored = ctx
         .store
@@ -808,7 +879,7 @@ async fn read_history(
                 // engine mirrored anything, not the ledger's.
                 let newest = platform_accounts.newest(customer).await.map_err(platform)?;
                 let (position, claimed) =
-                    claim_opening(ctx, shop, customer, newest.as_ref()).await?;
+                    claim_opening(ctx, shop, customer, newest.as_ref(), program, goal).await?;
                 if claimed {
                     first_newest = newest;
                 }
@@ -898,7 +969,8 @@ async fn attempt(
             AppError::Invalid(format!("unreadable store credit intent for {customer}")).into(),
         );
     }
-    if let Some(intent) = last.as_ref().filter(|i| i.pending) {
+    let pending = last.as_ref().filter(|i| i.pending);
+    if let Some(intent) = pending {
         let age = (ctx.now() - intent.written_at)
             .to_std()
             .unwrap_or(Duration::ZERO);
@@ -908,12 +980,7 @@ async fn attempt(
             )));
         }
     }
-    let history = read_history(ctx, platform_accounts, shop, customer).await?;
-    if let Some(intent) = last.as_ref().filter(|i| i.pending) {
-        settle(ctx, job, intent, &history.transactions).await?;
-    }
-    // Every call up to this sequence has landed or never will.
-    let settled = last.as_ref().map_or(0, |intent| intent.seq);
+    let history = read_history(ctx, platform_accounts, shop, customer, program, goal).await?;
     // Checked before the read position moves: a retry must not start
     // past a transaction the platform has not listed yet.
     let gap = history.account.as_ref().and_then(|(_, balance)| {
@@ -927,12 +994,46 @@ async fn attempt(
     let unexplained = gap.is_some();
     if let Some(Gap { since: Some(since) }) = gap {
         if ctx.now() - since > GAP_HOLD {
-            // Never passed: a guess here would either credit back a payment
-            // or charge one twice. The syncs fail, are parked and alarmed.
+            // Never passed: the read keeps its position. The customer's
+            // store credit still follows the ledger (the share does not
+            // depend on the balance); the syncs fail, are parked and
+            // alarmed, for someone to look at the account on Shopify.
             tracing::error!(shop = %shop, customer = %customer, since = %since,
-                "store credit balances have not added up for an hour; the customer's store credit is held until the missing transaction is listed");
+                "store credit balances have not added up for an hour; the read waits for the missing transaction to be listed");
         }
     }
+    let held = || {
+        platform(PlatformError::transient(
+            "the store credit balance holds a transaction not listed yet",
+        ))
+    };
+    let more_to_read = || {
+        platform(PlatformError::transient(
+            "the store credit account has more transactions to read",
+        ))
+    };
+    if let Some(intent) = pending {
+        // Whether the call landed is told by the transactions only when
+        // every one is read and listed: the missing one may be it.
+        if !history.complete {
+            return Err(more_to_read());
+        }
+        if unexplained {
+            return Err(held());
+        }
+        settle(
+            ctx,
+            shop,
+            customer,
+            program,
+            job,
+            intent,
+            &history.transactions,
+        )
+        .await?;
+    }
+    // Every call up to this sequence has landed or never will.
+    let settled = last.as_ref().map_or(0, |intent| intent.seq);
     ingest_transactions(
         ctx,
         shop,
@@ -944,46 +1045,67 @@ async fn attempt(
         unexplained,
     )
     .await?;
-    let held = || {
-        platform(PlatformError::transient(
-            "the store credit balance holds a transaction not listed yet",
-        ))
-    };
     if !history.complete {
-        // Payments may be left unread: sending now could put them back.
-        return Err(platform(PlatformError::transient(
-            "the store credit account has more transactions to read",
-        )));
+        // Payments may be left unread: their cashback part is not known.
+        return Err(more_to_read());
     }
-    // The ledger after the orders, read now: what the platform must hold.
-    let read = ctx
-        .store
-        .read(shop, &ReadRequest::account(customer))
-        .await
-        .map_err(AppError::from)?;
-    let Some(ledger) = read.accounts.get(customer) else {
-        return Err(AppError::NotFound(format!("customer {customer}")).into());
-    };
-    let (desired, target): (Option<DesiredCode>, Money) = match goal {
-        Goal::Ledger => {
-            let Some(desired) = desired_code(&ledger.value, program) else {
-                return Ok((SyncOutcome::NotSynced, settled));
-            };
-            let target = store_credit_target(&desired);
-            (Some(desired), target)
-        }
-        Goal::Empty => (None, Money::zero(ledger.value.currency)),
-    };
     let balance = history
         .account
         .as_ref()
         .map(|(_, balance)| *balance)
-        .unwrap_or(Money::zero(target.currency()));
+        .unwrap_or(Money::zero(program.currency));
     let account_id = history
         .account
         .as_ref()
         .map(|(id, _)| id.clone())
         .unwrap_or_default();
+    // The ledger after the orders, read now: what the platform must hold.
+    let mut ledger = read_account(ctx, shop, customer).await?;
+    if ledger.store_credit_share.is_none() {
+        // Synced before the share was kept, when the engine took the whole
+        // balance to the ledger's: all of it is taken as cashback, once
+        // every transaction in it is listed (an unlisted payment would be
+        // counted as cashback still held).
+        if unexplained {
+            return Err(held());
+        }
+        write_once(ctx, shop, customer, program, None, None, |next, _| {
+            next.open_store_credit_share(balance)?;
+            Ok(cashback_core::ledger::Applied::default())
+        })
+        .await?;
+        ledger = read_account(ctx, shop, customer).await?;
+    }
+    let zero = Money::zero(ledger.currency);
+    let mut share = ledger.store_credit_share.unwrap_or(zero);
+    if !unexplained && share.amount() > balance.amount() {
+        // Every transaction is listed and the balance still holds less than
+        // the share: a debit by hand (or an expiry) took cashback. The share
+        // is what is there; the difference below puts the ledger's back.
+        tracing::warn!(shop = %shop, customer = %customer, share = %share.amount(),
+            balance = %balance.amount(), "store credit holds less than its cashback share");
+        write_once(ctx, shop, customer, program, None, None, |next, _| {
+            if next
+                .store_credit_share
+                .is_some_and(|share| share.amount() > balance.amount())
+            {
+                next.store_credit_share = Some(balance.clamp_non_negative());
+            }
+            Ok(cashback_core::ledger::Applied::default())
+        })
+        .await?;
+        share = balance.clamp_non_negative();
+    }
+    let (desired, target): (Option<DesiredCode>, Money) = match goal {
+        Goal::Ledger => {
+            let Some(desired) = desired_code(&ledger, program) else {
+                return Ok((SyncOutcome::NotSynced, settled));
+            };
+            let target = store_credit_target(&desired);
+            (Some(desired), target)
+        }
+        Goal::Empty => (None, zero),
+    };
     let outcome = |put: PutOutcome| match &desired {
         Some(desired) => SyncOutcome::Synced(Box::new(Synced {
             desired: desired.clone(),
@@ -992,24 +1114,16 @@ async fn attempt(
         })),
         None => SyncOutcome::NotSynced,
     };
+    // Only the cashback part moves: what the customer holds beside it
+    // (the shop's own credit, money refunded to store credit) stays.
     let difference = target
-        .checked_sub(balance)
+        .checked_sub(share)
         .map_err(|e| AppError::Invalid(format!("store credit balance: {e}")))?;
     if difference.is_zero() {
         return match unexplained {
             true => Err(held()),
             false => Ok((outcome(PutOutcome::NotNeeded), settled)),
         };
-    }
-    // Held by a transaction not listed yet, only a debit is sent: that
-    // transaction may be a payment the ledger has not followed, which a
-    // credit would give back, while a debit (a clawback, an expiry, the
-    // merchant's correction) takes the balance down to the ledger's, so a
-    // customer held for long cannot go on spending what the ledger took
-    // back. (Were the unlisted one a credit, the customer's, it is taken
-    // down too until it is listed, followed and sent back.)
-    if unexplained && difference.is_positive() {
-        return Err(held());
     }
     let movement = if difference.is_positive() {
         Movement::Credit
@@ -1021,6 +1135,12 @@ async fn attempt(
     } else {
         difference.negated()
     };
+    if movement == Movement::Debit && amount.amount() > balance.amount() {
+        // Only while a transaction is not listed (else the share is at most
+        // the balance): a payment not followed yet took the cashback. Taking
+        // what is there instead would take the customer's own.
+        return Err(held());
+    }
     // The window starts here, before the intent is stored: the call may
     // not leave later than `send_window` after the time the intent names.
     let send_by = tokio::time::Instant::now() + policy.send_window.min(MAX_SEND_WINDOW);
@@ -1040,9 +1160,12 @@ async fn attempt(
     };
     match sent {
         Ok(()) => {
+            // The share first: an intent left pending by a failure here is
+            // settled from the transactions, under the same once-only guard.
+            record_sent(ctx, shop, customer, program, &intent, amount).await?;
             put_settled(ctx, job, &intent).await?;
             tracing::info!(shop = %shop, customer = %customer, movement = ?movement,
-                amount = %amount.amount(), balance = %target.amount(), "store credit synced");
+                amount = %amount.amount(), cashback = %target.amount(), "store credit synced");
             if unexplained {
                 return Err(held());
             }
@@ -1072,6 +1195,24 @@ async fn attempt(
         }
     }
 }
+
+/// The customer's account as stored now.
+async fn read_account(
+    ctx: &Context,
+    shop: &ShopId,
+    customer: &CustomerId,
+) -> Result<cashback_core::ledger::Account, SyncError> {
+    let read = ctx
+        .store
+        .read(shop, &ReadRequest::account(customer))
+        .await
+        .map_err(AppError::from)?;
+    read.accounts
+        .get(customer)
+        .map(|account| account.value.clone())
+        .ok_or_else(|| AppError::NotFound(format!("customer {customer}")).into())
+}
+
 /// Writes the intent, claims its sequence and reads it back: Ok only for
 /// the one caller that may send it.
 async fn claim(
@@ -1130,16 +1271,20 @@ async fn put_settled(ctx: &Context, job: &str, intent: &Intent) -> Result<(), Sy
     Ok(())
 }
 
-/// Settles a pending intent older than [`IN_FLIGHT`]: the account's
-/// transactions say whether its call was applied (logged; the balance read
-/// next holds its effect either way).
+/// Settles a pending intent older than [`IN_FLIGHT`], from an account read
+/// to its newest transaction with every balance explained: its call landed
+/// when a transaction of the engine's kind, amount and time is there; then
+/// the share moves by it ([`record_sent`]) before the intent is settled.
 async fn settle(
     ctx: &Context,
+    shop: &ShopId,
+    customer: &CustomerId,
+    program: &Program,
     job: &str,
     intent: &Intent,
     transactions: &[CreditTransaction],
 ) -> Result<(), SyncError> {
-    let applied = transactions.iter().any(|t| {
+    let landed = transactions.iter().find(|t| {
         !t.from_order()
             && t.movement == intent.movement
             && t.amount.amount().to_string() == intent.amount
@@ -1149,16 +1294,20 @@ async fn settle(
         seq = intent.seq,
         movement = ?intent.movement,
         amount = %intent.amount,
-        applied,
+        applied = landed.is_some(),
         "store credit intent reconciled from the account's transactions"
     );
+    if let Some(landed) = landed {
+        record_sent(ctx, shop, customer, program, intent, landed.amount).await?;
+    }
     put_settled(ctx, job, intent).await
 }
 
 /// Applies to the ledger, once each and in the platform's order, the
-/// account's transactions an order made: a payment with store credit is a
-/// debit (the redemption, the part the balance cannot cover as debt), a
-/// refund or void back to store credit a credit. Each is guarded by its
+/// account's transactions an order made: a payment with store credit spends
+/// cashback first, up to the share (the part the ledger's balance cannot
+/// cover is debt); money given back to store credit is cashback up to what
+/// its order took of it ([`follow`]). Each is guarded by its
 /// platform id, so a transaction read again changes nothing. Then moves
 /// the read position forward: to [`OVERLAP`] before the newest read when
 /// the read reached the newest, else to the last read (the next attempt
@@ -1306,7 +1455,10 @@ async fn not_eligible(
     Ok(())
 }
 
-/// One order transaction applied to the ledger, once.
+/// One order transaction applied to the ledger, once: a payment spends
+/// cashback first, up to the share; money given back is cashback up to
+/// what its order took of it ([`cashback_core::store_credit`]); the rest
+/// is the customer's own and only the guard is written.
 async fn follow(
     ctx: &Context,
     shop: &ShopId,
@@ -1316,10 +1468,6 @@ async fn follow(
 ) -> Result<(), SyncError> {
     let now = ctx.now();
     let guard = transaction_guard(&transaction.id);
-    let signed = match transaction.movement {
-        Movement::Credit => transaction.amount,
-        Movement::Debit => transaction.amount.negated(),
-    };
     let order = transaction.order.as_deref().unwrap_or("an order");
     let order_id = order_of(transaction);
     let note = match (transaction.movement, transaction.event.as_str()) {
@@ -1327,95 +1475,160 @@ async fn follow(
         (Movement::Credit, "ORDER_REFUND") => format!("store credit refunded by {order}"),
         (_, event) => format!("store credit {event} of {order}"),
     };
-    let committed = write_once(ctx, shop, customer, program, &guard, |next| {
-        match transaction.movement {
-            // Spent at the checkout already: taken whole, never refused.
-            Movement::Debit => next
-                .spend_on_platform(transaction.amount, order_id.as_ref(), &note, &guard, now)
-                .map(|(applied, shortfall)| {
-                    if shortfall.is_positive() {
-                        tracing::warn!(shop = %shop, customer = %customer,
-                            transaction = %transaction.id, shortfall = %shortfall.amount(),
-                            "store credit spent beyond the balance; the rest is the owner's debt");
-                    }
-                    applied
-                }),
-            // Given back by an order (a store credit payment reverted, or
-            // money refunded to store credit): pays the owner's debt first.
-            Movement::Credit => next
-                .restore_from_platform(
+    let committed = write_once(
+        ctx,
+        shop,
+        customer,
+        program,
+        Some(&guard),
+        order_id.as_ref(),
+        |next, order| {
+            let split = match transaction.movement {
+                // Spent at the checkout already: taken whole, never refused.
+                Movement::Debit => {
+                    next.pay_with_store_credit(transaction.amount, order, &note, &guard, now)?
+                }
+                // Given back by an order: the cashback part pays the
+                // owner's debt first.
+                Movement::Credit => next.store_credit_given_back(
                     transaction.amount,
-                    order_id.as_ref(),
+                    order,
                     &note,
                     &guard,
                     program,
                     now,
-                )
-                .map(|(applied, debt_paid)| {
-                    if debt_paid.is_positive() {
-                        tracing::info!(shop = %shop, customer = %customer,
-                            transaction = %transaction.id, debt_paid = %debt_paid.amount(),
-                            "store credit given back paid the owner's debt first");
-                    }
-                    applied
-                }),
-        }
-    })
+                )?,
+            };
+            tracing::info!(shop = %shop, customer = %customer, transaction = %transaction.id,
+                event = %transaction.event, amount = %transaction.amount.amount(),
+                cashback = %split.cashback.amount(), debt = %split.debt.amount(),
+                "store credit transaction followed");
+            Ok(split.applied)
+        },
+    )
     .await?;
-    if committed {
-        tracing::info!(shop = %shop, customer = %customer, transaction = %transaction.id,
-            event = %transaction.event, amount = %signed.amount(), "store credit transaction followed");
+    if !committed {
+        tracing::debug!(shop = %shop, customer = %customer, transaction = %transaction.id,
+            "store credit transaction followed before");
     }
     Ok(())
 }
 
-/// Applies `change` to the customer's account once, under `guard` (kept
-/// 400 days): true when this call committed it, false when the guard was
-/// already there. A change the ledger refuses (another currency, a zero
-/// amount) is logged and only the guard is written, so the same platform
-/// record is not tried again.
+/// Records on the customer's account that the engine's own call of
+/// `intent` landed (the share moves by its amount), once per intent.
+async fn record_sent(
+    ctx: &Context,
+    shop: &ShopId,
+    customer: &CustomerId,
+    program: &Program,
+    intent: &Intent,
+    amount: Money,
+) -> Result<(), SyncError> {
+    let guard = format!("store-credit-sent:{shop}:{customer}:{}", intent.seq);
+    write_once(
+        ctx,
+        shop,
+        customer,
+        program,
+        Some(&guard),
+        None,
+        |next, _| {
+            next.store_credit_sent(intent.movement == Movement::Credit, amount)?;
+            Ok(cashback_core::ledger::Applied::default())
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Applies `change` to the customer's account, and to the order's record
+/// when `order` names one (a record is started when the order is not known
+/// yet), in one write: once under `guard` when given (kept 400 days; true
+/// when this call committed it, false when the guard was already there).
+/// A change the ledger refuses (another currency, a zero amount) is logged
+/// and only the guard is written, so the same platform record is not tried
+/// again. What did not change is not written.
 async fn write_once(
     ctx: &Context,
     shop: &ShopId,
     customer: &CustomerId,
     program: &Program,
-    guard: &str,
+    guard: Option<&str>,
+    order: Option<&OrderId>,
     change: impl Fn(
         &mut cashback_core::ledger::Account,
+        Option<&mut OrderRecord>,
     ) -> Result<cashback_core::ledger::Applied, cashback_core::ledger::LedgerError>,
 ) -> Result<bool, SyncError> {
     let now = ctx.now();
     for _ in 0..5 {
+        let request = ReadRequest {
+            order: order.cloned(),
+            ..ReadRequest::account(customer)
+        };
         let read = ctx
             .store
-            .read(shop, &ReadRequest::account(customer))
+            .read(shop, &request)
             .await
             .map_err(AppError::from)?;
         let Some(account) = read.accounts.get(customer) else {
             return Err(AppError::NotFound(format!("customer {customer}")).into());
         };
         let mut next = account.value.clone();
-        let writes = match change(&mut next) {
+        let mut record = order.map(|order| match &read.order {
+            Some(stored) => stored.value.clone(),
+            None => OrderRecord::new(order.clone(), account.value.currency),
+        });
+        let (accounts, order_write) = match change(&mut next, record.as_mut()) {
             Ok(applied) => {
-                vec![AccountWrite::new(program, next, account.version).with_entries(applied.entries)]
+                let accounts = if next != account.value {
+                    vec![AccountWrite::new(program, next, account.version)
+                        .with_entries(applied.entries)]
+                } else {
+                    Vec::new()
+                };
+                let order_write = match (record, &read.order) {
+                    (Some(record), Some(stored)) if record != stored.value => Some(
+                        OrderWrite::of(
+                            Versioned {
+                                value: record,
+                                version: stored.version,
+                            },
+                            read.order_lines_stored,
+                        )
+                        .with_refunds_stored(read.order_refunds_stored),
+                    ),
+                    (Some(record), None) if record.store_credit.is_some() => Some(OrderWrite {
+                        record,
+                        expected_version: 0,
+                        lines_stored: false,
+                        refunds_stored: 0,
+                    }),
+                    _ => None,
+                };
+                (accounts, order_write)
             }
             Err(refusal) => {
-                tracing::warn!(shop = %shop, customer = %customer, guard = %guard,
+                tracing::warn!(shop = %shop, customer = %customer, guard = ?guard,
                     error = %refusal, "store credit record not applied to the ledger");
-                Vec::new()
+                (Vec::new(), None)
             }
         };
+        if guard.is_none() && accounts.is_empty() && order_write.is_none() {
+            return Ok(true);
+        }
         let outcome = ctx
             .store
             .write(
                 shop,
                 WriteSet {
-                    guard: Some(Guard {
-                        key: guard.to_string(),
+                    guard: guard.map(|key| Guard {
+                        key: key.to_string(),
                         expires_at: now + chrono::Duration::days(400),
                         response: None,
                     }),
-                    accounts: writes,
+                    accounts,
+                    order: order_write,
                     accounts_read: AccountsRead::one(account),
                     now: Some(now),
                     ..WriteSet::default()

@@ -10,5 +10,6 @@ mod runs;
 mod shopify;
 mod shopify_schema;
 mod store_credit;
+mod store_credit_beside;
 mod sync;
 mod woocommerce;

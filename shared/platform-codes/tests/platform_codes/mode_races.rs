@@ -352,8 +352,8 @@ async fn two_first_reads_at_once_start_from_one_position() {
             usd("12.00"),
             "held {held_before}"
         );
-        assert_eq!(w.balance_of(&ann()), dec!(12.00));
-        w.sync_and_check("after the race").await;
+        assert_eq!(w.balance_of(&ann()), dec!(12.00) + held_before);
+        w.sync_and_check_beside("after the race", held_before).await;
         assert_eq!(w.account().await.available, usd("12.00"));
     }
 }

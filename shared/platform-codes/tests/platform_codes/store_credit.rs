@@ -28,6 +28,7 @@ use cashback_core::ids::*;
 use cashback_core::ledger::Account;
 use cashback_core::money::{Currency, Money};
 use cashback_core::order::*;
+use cashback_core::platform_code::ExistingStoreCredit;
 use cashback_core::program::{Issuance, Program};
 use cashback_platform_codes::{ShopifyCodes, ShopifyConfig, ShopifyCredentials};
 use cashback_store::MemoryStore;
@@ -83,6 +84,7 @@ pub(crate) fn program() -> Program {
     program.redemption.combine_with_order = true;
     program.expiry_days = Some(30);
     program.platform_sync = PlatformSync::StoreCredit;
+    program.existing_store_credit = Some(ExistingStoreCredit::KeptApart);
     program
 }
 
@@ -297,16 +299,28 @@ impl World {
     /// Syncs Ann, then checks Shopify holds her spendable balance (nothing
     /// below the minimum).
     pub(crate) async fn sync_and_check(&self, step: &str) {
+        self.sync_and_check_beside(step, Decimal::ZERO).await;
+    }
+
+    /// Syncs Ann, then checks Shopify holds her spendable balance (nothing
+    /// below the minimum) beside `own`, the store credit that is hers.
+    pub(crate) async fn sync_and_check_beside(&self, step: &str, own: Decimal) {
         self.sync_of(&ann())
             .await
             .unwrap_or_else(|e| panic!("{step}: {e}"));
-        let spendable = self.account().await.spendable().amount();
+        let account = self.account().await;
+        let spendable = account.spendable().amount();
         let expected = if spendable >= dec!(5) {
             spendable
         } else {
             Decimal::ZERO
         };
-        assert_eq!(self.balance_of(&ann()), expected, "{step}");
+        assert_eq!(self.balance_of(&ann()), expected + own, "{step}");
+        assert_eq!(
+            account.store_credit_share.map(|share| share.amount()),
+            Some(expected),
+            "{step}: the cashback share"
+        );
     }
 
     pub(crate) async fn paid(
@@ -615,9 +629,9 @@ async fn only_the_owners_own_order_transactions_move_the_owners_ledger() {
     );
     w.sync_of(&bob()).await.unwrap();
     assert_eq!(w.account_of(&bob()).await.available, usd("3.00"));
-    // Store credit put on Ann's account by hand in Shopify's admin is not
-    // the engine's: the next sync takes the balance back to the ledger's,
-    // and the ledger does not grow.
+    // Store credit put on Ann's account by hand in Shopify's admin is hers,
+    // not the engine's: the next sync leaves it where it is, and the ledger
+    // does not grow.
     let ledger = w.account().await.available;
     StoreCreditAccounts::credit(
         &w.platform,
@@ -627,7 +641,8 @@ async fn only_the_owners_own_order_transactions_move_the_owners_ledger() {
     )
     .await
     .unwrap();
-    w.sync_and_check("credit put on by hand").await;
+    w.sync_and_check_beside("credit put on by hand", dec!(50.00))
+        .await;
     assert_eq!(w.account().await.available, ledger);
 }
 
@@ -817,15 +832,20 @@ async fn a_refund_back_to_store_credit_pays_the_debt_its_payment_made_first() {
     );
 }
 
-/// While a customer is held by a transaction not listed yet, what the
-/// ledger takes back (a merchant's correction here; a clawback or an expiry
-/// alike) is still taken off their store credit: a debit is sent, never a
-/// credit, so holding them cannot let them spend it.
+/// While a transaction is not listed yet, what the ledger takes back (a
+/// merchant's correction here; a clawback or an expiry alike) is still
+/// taken off the cashback in their store credit, and what it adds is still
+/// put on: the cashback share moves by the ledger's changes alone, so an
+/// unlisted payment is never credited back.
 #[tokio::test]
 async fn a_held_customer_still_loses_what_the_ledger_takes_back() {
     let w = a_hidden_payment_behind_a_hand_credit().await;
     w.sync_held_back().await;
-    assert_eq!(w.balance_of(&ann()), dec!(8.00), "no credit while held");
+    assert_eq!(
+        w.balance_of(&ann()),
+        dec!(18.00),
+        "the goodwill credit, nothing more"
+    );
     adjust(
         &w.ctx,
         &shop(),
@@ -839,15 +859,16 @@ async fn a_held_customer_still_loses_what_the_ledger_takes_back() {
     .unwrap();
     assert_eq!(w.account().await.available, usd("7.00"));
     w.sync_held_back().await;
-    assert_eq!(w.balance_of(&ann()), dec!(7.00), "the debit is sent");
+    assert_eq!(w.balance_of(&ann()), dec!(3.00), "the debit is sent");
     // Listed at last: the 5.00 payment is followed; 2.00 is left, under
-    // the program's 5.00 minimum, so the store credit goes to 0.
+    // the program's 5.00 minimum, so the cashback goes to 0 and the 1.00
+    // put on by hand, hers, is all that is left.
     w.fake.list_hidden();
-    w.sync_and_check("once listed").await;
+    w.sync_and_check_beside("once listed", dec!(1.00)).await;
     let account = w.account().await;
     assert_eq!(account.available, usd("2.00"));
     assert_eq!(account.debt, usd("0.00"));
-    assert_eq!(w.balance_of(&ann()), dec!(0));
+    assert_eq!(w.balance_of(&ann()), dec!(1.00));
 }
 
 /// Cashback earned on an order, spent as store credit on another, then
@@ -880,8 +901,10 @@ async fn a_store_credit_payment_given_back_pays_a_clawbacks_debt_first() {
 }
 
 /// A payment already in the store credit balance but not listed yet (the
-/// platform lists late): no sync sends anything until it is listed, so it
-/// is never credited back; once listed it is followed as any payment.
+/// platform lists late): the sync sends what the ledger added since its
+/// last call (the cashback share does not depend on the balance), never
+/// the payment back; it fails for a retry until the payment is listed,
+/// which is then followed as any payment.
 #[tokio::test]
 async fn a_payment_in_the_balance_but_not_listed_yet_is_never_credited_back() {
     let w = with_a_released_balance().await;
@@ -892,9 +915,11 @@ async fn a_payment_in_the_balance_but_not_listed_yet_is_never_credited_back() {
     assert!(w.fake.pay_with_store_credit("1001", "USD", dec!(5.00), "2"));
     w.fake.hide_newest_transaction();
     w.sync_held_back().await;
-    assert_eq!(w.credit_transactions(), credits, "nothing sent");
-    assert_eq!(w.balance_of(&ann()), dec!(7.00));
-    // Listed: the payment is followed, then the goodwill credit is sent.
+    assert_eq!(w.credit_transactions(), credits + 1, "the goodwill alone");
+    assert_eq!(w.balance_of(&ann()), dec!(17.00));
+    w.sync_held_back().await;
+    assert_eq!(w.balance_of(&ann()), dec!(17.00), "sent once");
+    // Listed: the payment is followed; nothing more is sent.
     w.fake.list_hidden();
     w.sync_and_check("once listed").await;
     assert_eq!(w.account().await.available, usd("17.00"));
@@ -910,9 +935,9 @@ async fn a_payment_listed_late_behind_a_newer_transaction_is_never_credited_back
     let w = a_hidden_payment_behind_a_hand_credit().await;
     assert_eq!(w.balance_of(&ann()), dec!(8.00));
     w.sync_held_back().await;
-    assert_eq!(w.balance_of(&ann()), dec!(8.00), "nothing sent");
+    assert_eq!(w.balance_of(&ann()), dec!(18.00), "the goodwill alone");
     w.fake.list_hidden();
-    w.sync_and_check("once listed").await;
+    w.sync_and_check_beside("once listed", dec!(1.00)).await;
     assert_eq!(w.account().await.available, usd("17.00"));
 }
 
@@ -931,40 +956,46 @@ async fn a_gap_in_the_balances_holds_the_read_position_until_it_is_listed() {
     w.sync_held_back().await;
     assert_eq!(
         w.balance_of(&ann()),
-        dec!(9.00),
-        "nothing sent, retries included"
+        dec!(19.00),
+        "the goodwill alone, retries included"
     );
     w.fake.list_hidden();
-    w.sync_and_check("once listed").await;
+    w.sync_and_check_beside("once listed", dec!(2.00)).await;
     assert_eq!(w.account().await.available, usd("17.00"));
 }
 
 /// A gap in the balances that never closes (a payment Shopify took but
-/// does not list) is never passed: passing it would credit the payment
-/// back, and charging the difference blind could take the engine's own
-/// debit as the customer's. Nothing is sent or charged however long it
-/// lasts (the syncs fail, are parked and alarmed); once listed, the payment
-/// is followed as any.
+/// does not list) is never passed: the read waits at it, so the payment is
+/// followed whenever it is listed, and nothing is charged blind. The
+/// customer is not stuck meanwhile: what the ledger adds still reaches
+/// their store credit, never the payment back (the syncs fail, are parked
+/// and alarmed, for someone to look at the account).
 #[tokio::test]
-async fn a_gap_that_never_closes_holds_the_customers_store_credit_and_is_never_passed() {
+async fn a_gap_that_never_closes_lets_cashback_through_and_is_never_passed() {
     let w = a_hidden_payment_behind_a_hand_credit().await;
     let credits = w.credit_transactions();
     for hours in [0, 2, 30] {
         w.advance(Utc::now() + Duration::hours(hours) - w.now());
         w.sync_held_back().await;
-        assert_eq!(w.credit_transactions(), credits, "nothing sent");
-        assert_eq!(w.balance_of(&ann()), dec!(8.00), "never credited back");
+        assert_eq!(w.credit_transactions(), credits + 1, "the goodwill alone");
+        assert_eq!(w.balance_of(&ann()), dec!(18.00), "never credited back");
         assert_eq!(
             w.account().await.available,
             usd("22.00"),
             "nothing charged blind"
         );
     }
-    // Listed at last: the payment is followed, then the rest is sent.
+    // Cashback earned meanwhile still reaches her store credit.
+    w.paid(&ann(), "3", "30.00", &["shopify_payments"]).await;
+    w.advance(Duration::days(2));
+    w.release().await;
+    w.sync_held_back().await;
+    assert_eq!(w.balance_of(&ann()), dec!(21.00));
+    // Listed at last: the payment is followed as any.
     w.fake.list_hidden();
-    w.sync_and_check("once listed").await;
-    assert_eq!(w.account().await.available, usd("17.00"));
-    assert_eq!(w.balance_of(&ann()), dec!(17.00));
+    w.sync_and_check_beside("once listed", dec!(1.00)).await;
+    assert_eq!(w.account().await.available, usd("20.00"));
+    assert_eq!(w.balance_of(&ann()), dec!(21.00));
 }
 
 /// The program leaves discount-code mode for store credit: the backfill the
@@ -1128,10 +1159,10 @@ async fn an_emptying_the_backfill_could_not_finish_is_done_by_the_customers_retr
 }
 
 /// Sync turned off while a payment of Ann's store credit is in her balance
-/// but not listed yet: the backfill empties the store credit (a debit
-/// needs no chain of balances) but cannot follow the payment, and names
-/// her for a retry; once Shopify lists it, her retry follows it into the
-/// ledger.
+/// but not listed yet: the balance holds less than her cashback share, so
+/// the backfill cannot tell what of it is cashback; it sends nothing and
+/// names her for a retry; once Shopify lists the payment, her retry follows
+/// it into the ledger and empties the rest.
 #[tokio::test]
 async fn a_payment_not_listed_when_sync_is_turned_off_is_followed_by_the_customers_retry() {
     let w = with_a_released_balance().await;
@@ -1140,7 +1171,7 @@ async fn a_payment_not_listed_when_sync_is_turned_off_is_followed_by_the_custome
     w.switch_to(PlatformSync::Off).await;
     let summary = w.backfill_summary().await;
     assert_eq!(summary.retry, vec![ann()], "{summary:?}");
-    assert_eq!(w.balance_of(&ann()), dec!(0), "emptied at once");
+    assert_eq!(w.balance_of(&ann()), dec!(8.00), "waits for the payment");
     assert_eq!(
         w.account().await.available,
         usd("12.00"),

@@ -381,6 +381,38 @@ impl FakeShopify {
         self.order_transaction(customer_id, currency, amount, "ORDER_REFUND", order, false)
     }
 
+    /// Store credit the merchant gave with an end date running out: a
+    /// `StoreCreditAccountExpirationTransaction` of `amount` (Shopify names
+    /// no event for it; `ADJUSTMENT` here); false without the funds.
+    pub fn expire_store_credit(&self, customer_id: &str, currency: &str, amount: Decimal) -> bool {
+        let gid = format!("gid://shopify/Customer/{customer_id}");
+        let mut inner = self.lock();
+        let next = inner.next_id;
+        inner.next_id += 1;
+        let offset = inner.clock_offset;
+        let Some(account) = inner
+            .credit_accounts
+            .iter_mut()
+            .find(|a| a.customer == gid && a.currency == currency)
+        else {
+            return false;
+        };
+        if account.balance < amount {
+            return false;
+        }
+        account.balance -= amount;
+        account.transactions.push(CreditTransaction {
+            id: format!("gid://shopify/StoreCreditAccountExpirationTransaction/{next}"),
+            typename: "StoreCreditAccountExpirationTransaction",
+            amount,
+            balance_after: account.balance,
+            created_at: Utc::now() + offset,
+            event: "ADJUSTMENT",
+            order: None,
+        });
+        true
+    }
+
     /// A store credit payment of order `order` given back (the order
     /// cancelled or refunded: Shopify reverts the debit, a
     /// `StoreCreditAccountDebitRevertTransaction` with `event`).

@@ -1,0 +1,152 @@
+//! Cashback beside the store credit that is the customer's own: credit
+//! the shop or another app gave, a card payment refunded to store credit,
+//! credit running out. Only the cashback share moves with the ledger; the
+//! rest is never taken, and never pays a clawback's debt.
+
+use std::time::Duration as StdDuration;
+
+use chrono::Duration;
+use rust_decimal_macros::dec;
+
+use cashback_app::platform_codes::store_credit::StoreCreditAccounts;
+use cashback_app::platform_codes::{PlatformCodes, PlatformSync};
+use cashback_core::platform_code::ExistingStoreCredit;
+
+use super::store_credit::{ann, program, usd, with_a_released_balance, World};
+
+/// Credit the shop gave Ann before the engine read her account stays hers:
+/// the engine puts her cashback beside it, a payment spends the cashback
+/// first, and a change of mode takes away only what is left of cashback.
+#[tokio::test]
+async fn store_credit_from_elsewhere_is_kept_apart_and_cashback_is_spent_first() {
+    let w = World::new().await;
+    w.credit_by_hand("30.00").await;
+    w.paid(&ann(), "1", "120.00", &["shopify_payments"]).await;
+    w.sync_and_check_beside("earn", dec!(30.00)).await;
+    w.advance(Duration::days(2));
+    w.release().await;
+    w.sync_and_check_beside("release", dec!(30.00)).await;
+    assert_eq!(w.balance_of(&ann()), dec!(42.00));
+    // 20.00 paid with store credit: 12.00 of cashback first, then 8.00 of hers.
+    assert!(w
+        .fake
+        .pay_with_store_credit("1001", "USD", dec!(20.00), "2"));
+    w.sync_and_check_beside("a payment beyond the cashback", dec!(22.00))
+        .await;
+    let account = w.account().await;
+    assert_eq!(account.available, usd("0.00"));
+    assert_eq!(account.debt, usd("0.00"));
+    assert_eq!(account.lifetime_used, usd("12.00"));
+    // New cashback goes beside what is left of hers.
+    w.paid(&ann(), "3", "70.00", &["shopify_payments"]).await;
+    w.advance(Duration::days(2));
+    w.release().await;
+    w.sync_and_check_beside("more cashback", dec!(22.00)).await;
+    assert_eq!(w.balance_of(&ann()), dec!(29.00));
+    // Leaving store-credit mode empties the cashback only (7.00 moves to a
+    // discount code); her 22.00 stays.
+    w.switch_to(PlatformSync::DiscountCode).await;
+    w.backfill().await;
+    assert_eq!(w.balance_of(&ann()), dec!(22.00));
+    assert_eq!(w.account().await.available, usd("7.00"));
+}
+
+/// A shop moving from an app that kept rewards as store credit, whose
+/// balances it imported, counts the store credit already there as the
+/// ledger's cashback (up to the spendable balance): the balance is never
+/// given twice, and what is beyond it stays the customer's.
+#[tokio::test]
+async fn store_credit_counted_as_cashback_is_never_given_twice() {
+    for (held, sent, own) in [
+        (dec!(15.00), 0, dec!(3.00)),
+        (dec!(12.00), 0, dec!(0)),
+        (dec!(4.00), 1, dec!(0)),
+    ] {
+        let mut counted = program();
+        counted.existing_store_credit = Some(ExistingStoreCredit::CountedAsCashback);
+        let w = World::with(counted, 50).await;
+        w.credit_by_hand(&held.to_string()).await;
+        // The ledger holds 12.00 before the engine first reads her account.
+        w.paid(&ann(), "1", "120.00", &["shopify_payments"]).await;
+        w.advance(Duration::days(2));
+        w.release().await;
+        let before = w.credit_transactions();
+        w.sync_and_check_beside("first read", own).await;
+        assert_eq!(w.credit_transactions(), before + sent, "held {held}");
+        assert_eq!(w.balance_of(&ann()), dec!(12.00) + own, "held {held}");
+    }
+}
+
+/// A card payment refunded to store credit is the customer's own money:
+/// it pays no clawback's debt and leaves their lifetime use alone. Money
+/// given back by the order that spent cashback is cashback, up to what that
+/// order took, however Shopify labels it (a plain credit here, not a
+/// reverted payment), so it pays the debt first.
+#[tokio::test]
+async fn a_card_payment_refunded_to_store_credit_is_the_customers_and_pays_no_debt() {
+    let w = with_a_released_balance().await;
+    assert!(w
+        .fake
+        .pay_with_store_credit("1001", "USD", dec!(12.00), "2"));
+    w.sync_and_check("cashback spent on order 2").await;
+    // Order 1, which earned it, is refunded whole: 12.00 owed.
+    w.refund("1", "120.00", "r1").await;
+    w.sync_and_check("the clawback").await;
+    assert_eq!(w.account().await.debt, usd("12.00"));
+    // Order 3, paid by card, refunded to store credit.
+    assert!(w
+        .fake
+        .refund_to_store_credit("1001", "USD", dec!(30.00), "3"));
+    w.sync_and_check_beside("a card payment refunded to store credit", dec!(30.00))
+        .await;
+    let account = w.account().await;
+    assert_eq!(account.debt, usd("12.00"), "hers pays no debt");
+    assert_eq!(account.lifetime_used, usd("12.00"));
+    assert_eq!(account.available, usd("0.00"));
+    // Order 2 refunded to store credit as a plain credit: what it took of
+    // cashback comes back as cashback and pays the debt.
+    assert!(w
+        .fake
+        .refund_to_store_credit("1001", "USD", dec!(12.00), "2"));
+    w.sync_and_check_beside("the spending order refunded", dec!(30.00))
+        .await;
+    let account = w.account().await;
+    assert_eq!(account.debt, usd("0.00"), "the debt is paid first");
+    assert_eq!(account.available, usd("0.00"), "never spendable twice");
+    assert_eq!(account.lifetime_used, usd("0.00"));
+    // Beyond what it took (its card part): hers.
+    assert!(w
+        .fake
+        .refund_to_store_credit("1001", "USD", dec!(5.00), "2"));
+    w.sync_and_check_beside("order 2 refunded beyond its cashback", dec!(35.00))
+        .await;
+    assert_eq!(w.account().await.available, usd("0.00"));
+}
+
+/// The shop's own credit running out takes nothing from the cashback; a
+/// debit by hand larger than what is hers took cashback, which the next
+/// sync puts back (the ledger says what cashback is; take it back through
+/// the engine's adjustment).
+#[tokio::test]
+async fn the_shops_own_credit_expiring_or_debited_by_hand_leaves_the_cashback() {
+    let w = with_a_released_balance().await;
+    w.credit_by_hand("10.00").await;
+    w.sync_and_check_beside("hers", dec!(10.00)).await;
+    assert!(w.fake.expire_store_credit("1001", "USD", dec!(4.00)));
+    w.sync_and_check_beside("hers running out", dec!(6.00))
+        .await;
+    assert_eq!(w.account().await.available, usd("12.00"));
+    let account_id = w.fake.credit_accounts()[0].id.clone();
+    StoreCreditAccounts::debit(
+        w.platform.store_credit().unwrap(),
+        &account_id,
+        usd("10.00"),
+        tokio::time::Instant::now() + StdDuration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(w.balance_of(&ann()), dec!(8.00));
+    w.sync_and_check_beside("debited by hand", dec!(0)).await;
+    assert_eq!(w.balance_of(&ann()), dec!(12.00));
+    assert_eq!(w.account().await.available, usd("12.00"));
+}

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use cashback_app::platform_codes::{PlatformSync, RunRequest};
 use cashback_app::store::Store;
+use cashback_core::platform_code::ExistingStoreCredit;
 use cashback_store::MemoryStore;
 use cashback_test_support::fixtures::shop;
 
@@ -292,11 +293,12 @@ async fn a_reinstall_of_a_shop_whose_codes_stay_off_the_platform_asks_for_no_run
     assert_eq!(store.shop_uninstalled_at(&shop()).await.unwrap(), None);
 }
 
-/// Store-credit mode stays refused until the deployment opts in
-/// (`CASHBACK_STORE_CREDIT_PREVIEW`): its known gaps could let spent store
-/// credit be credited back (docs/platform-sync.md).
+/// Store-credit mode asks the merchant what the store credit customers
+/// already hold is (theirs, or the cashback moved from another app): a
+/// program that does not say is refused, naming the field, and the
+/// program in force stays.
 #[tokio::test]
-async fn store_credit_mode_is_refused_unless_the_deployment_opts_in() {
+async fn store_credit_mode_needs_a_word_on_the_store_credit_already_held() {
     let store = Arc::new(MemoryStore::new());
     let ctx = seed(store.clone()).await;
     let current = send(
@@ -315,38 +317,46 @@ async fn store_credit_mode_is_refused_unless_the_deployment_opts_in() {
     redemption["combine_with_shipping"] = true.into();
     redemption["combine_with_product"] = true.into();
     redemption["min_order_subtotal"] = "0".into();
-    let body = program.to_string();
 
     let refused = send(
         app(&ctx),
-        request("PUT", &format!("{BASE}/program"), Some(&body), &[]),
+        request(
+            "PUT",
+            &format!("{BASE}/program"),
+            Some(&program.to_string()),
+            &[],
+        ),
     )
     .await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.json);
-    assert_eq!(refused.json["error"]["fields"][0]["field"], "platform_sync");
-    assert!(
-        refused.json.to_string().contains("held back"),
-        "{}",
-        refused.json
+    assert_eq!(
+        refused.json["error"]["fields"][0]["field"],
+        "existing_store_credit"
     );
     let kept = store.get_program(&shop()).await.unwrap().unwrap();
     assert_eq!(kept.value.platform_sync, PlatformSync::Off);
 
-    let preview = cashback_app::Context::new(
-        store.clone(),
-        Arc::new(Silent),
-        Arc::new(CountingCodes(std::sync::Mutex::new(0))),
-        cashback_app::AppConfig {
-            store_credit_preview: true,
-            ..cashback_app::AppConfig::default()
-        },
-    );
-    let accepted = send(
-        app(&preview),
-        request("PUT", &format!("{BASE}/program"), Some(&body), &[]),
-    )
-    .await;
-    assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.json);
-    let saved = store.get_program(&shop()).await.unwrap().unwrap();
-    assert_eq!(saved.value.platform_sync, PlatformSync::StoreCredit);
+    for (choice, expected) in [
+        ("kept_apart", ExistingStoreCredit::KeptApart),
+        (
+            "counted_as_cashback",
+            ExistingStoreCredit::CountedAsCashback,
+        ),
+    ] {
+        program["existing_store_credit"] = choice.into();
+        let accepted = send(
+            app(&ctx),
+            request(
+                "PUT",
+                &format!("{BASE}/program"),
+                Some(&program.to_string()),
+                &[],
+            ),
+        )
+        .await;
+        assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.json);
+        let saved = store.get_program(&shop()).await.unwrap().unwrap();
+        assert_eq!(saved.value.platform_sync, PlatformSync::StoreCredit);
+        assert_eq!(saved.value.existing_store_credit, Some(expected));
+    }
 }

@@ -31,6 +31,7 @@ use cashback_app::{AppConfig, Context};
 use cashback_core::ids::{CustomerId, ShopId};
 use cashback_core::ledger::Account;
 use cashback_core::money::Currency;
+use cashback_core::platform_code::ExistingStoreCredit;
 use cashback_core::program::{Issuance, Program};
 use cashback_edge::auth::hash_api_key;
 use cashback_platform_codes::{ConnectSettings, Connections, CredentialsPlace, StaticCredentials};
@@ -453,6 +454,7 @@ async fn store_credit_through_the_real_functions_follows_the_ledger() {
     let mut w = World::new(&endpoint).await;
     let mut store_credit = program();
     store_credit.platform_sync = PlatformSync::StoreCredit;
+    store_credit.existing_store_credit = Some(ExistingStoreCredit::KeptApart);
     store_credit.redemption.combine_with_order = true;
     store_credit.validate().unwrap();
     w.store
@@ -605,6 +607,7 @@ async fn a_change_of_mode_through_the_real_functions_ends_the_other_side() {
     codes.validate().unwrap();
     let mut store_credit = codes.clone();
     store_credit.platform_sync = PlatformSync::StoreCredit;
+    store_credit.existing_store_credit = Some(ExistingStoreCredit::KeptApart);
     store_credit.validate().unwrap();
     w.store
         .put_program(&shop(), &codes, 1, now() - Duration::days(29))

@@ -70,10 +70,6 @@ pub struct AppConfig {
     /// How long a request's use case keeps retrying conflicts and throttles,
     /// attempts and pauses together (`cashback_app::retry`).
     pub retry_budget: std::time::Duration,
-    /// Whether programs may keep balances as Shopify store credit
-    /// (`CASHBACK_STORE_CREDIT_PREVIEW=1`): off until the mode's known
-    /// gaps are closed (docs/platform-sync.md).
-    pub store_credit_preview: bool,
 }
 
 impl Default for AppConfig {
@@ -88,7 +84,6 @@ impl Default for AppConfig {
             cache_ttl_seconds: 60,
             max_attempts: 25,
             retry_budget: crate::retry::Backoff::REQUEST.budget,
-            store_credit_preview: false,
         }
     }
 }

@@ -219,8 +219,6 @@ pub fn app_config(sdk: Option<&aws_config::SdkConfig>) -> Result<AppConfig, Wiri
     if let Some(prefix) = var("CASHBACK_CODE_PREFIX") {
         config.code_prefix = prefix;
     }
-    config.store_credit_preview = var("CASHBACK_STORE_CREDIT_PREVIEW")
-        .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     Ok(config)
 }
 

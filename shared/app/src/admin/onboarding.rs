@@ -90,7 +90,7 @@ pub async fn create_shop(
     };
     let program = match &new.program {
         None => None,
-        Some(value) => match parse_program(&value.to_string(), &shop, &ctx.config) {
+        Some(value) => match parse_program(&value.to_string(), &shop) {
             Ok(program) => {
                 match crate::marketing::check_email_channel(
                     ctx.marketing_accounts(),

@@ -9,7 +9,7 @@ use cashback_core::ids::ShopId;
 use cashback_core::platform_code::PlatformSync;
 use cashback_core::program::Program;
 
-use crate::context::{AppConfig, Context};
+use crate::context::Context;
 use crate::error::AppError;
 use crate::store::*;
 
@@ -18,12 +18,6 @@ use super::{current_program, field, known_shop};
 /// Why a shop on another platform cannot keep its balances as store credit.
 pub const STORE_CREDIT_SHOPIFY_ONLY: &str = "\"store_credit\" is Shopify's native store credit: \
      only a Shopify shop can keep its balances that way (use \"discount_code\")";
-
-/// Why store-credit mode is refused where the deployment has not opted in.
-pub const STORE_CREDIT_HELD_BACK: &str = "\"store_credit\" is held back on this deployment: \
-     a change of mode can still leave the other side live, and a payment Shopify lists late \
-     can be credited back (docs/platform-sync.md, \"Store credit: held back\"); use \
-     \"discount_code\", or set CASHBACK_STORE_CREDIT_PREVIEW=1 to try it on a development store";
 
 /// A version of the shop's program, as the admin API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -60,11 +54,7 @@ pub async fn get_program_version(
 }
 
 /// A program from JSON, validated, in the shop's currency.
-pub(super) fn parse_program(
-    body: &str,
-    shop: &Shop,
-    config: &AppConfig,
-) -> Result<Program, AppError> {
+pub(super) fn parse_program(body: &str, shop: &Shop) -> Result<Program, AppError> {
     let program = Program::from_json(body).map_err(|errors| AppError::InvalidFields(errors.0))?;
     if program.currency != shop.currency {
         return Err(AppError::InvalidFields(vec![field(
@@ -76,12 +66,6 @@ pub(super) fn parse_program(
         return Err(AppError::InvalidFields(vec![field(
             "platform_sync",
             STORE_CREDIT_SHOPIFY_ONLY,
-        )]));
-    }
-    if program.platform_sync == PlatformSync::StoreCredit && !config.store_credit_preview {
-        return Err(AppError::InvalidFields(vec![field(
-            "platform_sync",
-            STORE_CREDIT_HELD_BACK,
         )]));
     }
     Ok(program)
@@ -102,7 +86,7 @@ pub async fn put_program(
     now: DateTime<Utc>,
 ) -> Result<ProgramView, AppError> {
     let known = known_shop(ctx, shop).await?;
-    let mut program = parse_program(body, &known, &ctx.config)?;
+    let mut program = parse_program(body, &known)?;
     crate::marketing::check_email_channel(ctx.marketing_accounts(), shop, &program).await?;
     // Kept with the version: who made it, never what the body claims.
     program.changed_by = Some(principal.to_string());

@@ -127,10 +127,7 @@ async fn stale_context(w: &World) -> Context {
         w.ctx.store.clone(),
         Arc::new(super::store_credit::Quiet),
         Arc::new(super::store_credit::Counting(Mutex::new(100))),
-        AppConfig {
-            store_credit_preview: true,
-            ..AppConfig::default()
-        },
+        AppConfig::default(),
     )
     .with_clock(Arc::new(move || *clock.lock().unwrap()));
     stale.shop_program(&shop(), w.now()).await.unwrap();

@@ -126,11 +126,7 @@ impl World {
             store,
             Arc::new(Quiet),
             Arc::new(Counting(Mutex::new(0))),
-            // The mode is held back unless a deployment opts in.
-            AppConfig {
-                store_credit_preview: true,
-                ..AppConfig::default()
-            },
+            AppConfig::default(),
         )
         .with_clock(Arc::new(move || *read.lock().unwrap()));
         let fake = FakeShopify::start().await;

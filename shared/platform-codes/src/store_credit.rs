@@ -284,6 +284,18 @@ fn transaction(node: &Value, currency: Currency) -> Result<CreditTransaction, Pl
     })
 }
 
+/// A credit's or debit's answer: refused with its user errors, else the id
+/// of the transaction it made (when the answer names it).
+fn landed(payload: &Value) -> Result<Option<String>, PlatformError> {
+    match user_errors(payload) {
+        Some(reason) => Err(PlatformError::Rejected { reason }),
+        None => Ok(payload
+            .pointer("/storeCreditAccountTransaction/id")
+            .and_then(Value::as_str)
+            .map(str::to_string)),
+    }
+}
+
 fn user_errors(payload: &Value) -> Option<String> {
     let errors = payload.get("userErrors")?.as_array()?;
     if errors.is_empty() {
@@ -402,7 +414,7 @@ impl StoreCreditAccounts for ShopifyCodes {
         customer: &CustomerId,
         amount: Money,
         send_by: tokio::time::Instant,
-    ) -> Result<(), PlatformError> {
+    ) -> Result<Option<String>, PlatformError> {
         let data = self
             .graphql_by(
                 CREDIT_DOCUMENT,
@@ -411,10 +423,7 @@ impl StoreCreditAccounts for ShopifyCodes {
                 Some(send_by),
             )
             .await?;
-        match user_errors(&data["storeCreditAccountCredit"]) {
-            Some(reason) => Err(PlatformError::Rejected { reason }),
-            None => Ok(()),
-        }
+        landed(&data["storeCreditAccountCredit"])
     }
 
     async fn debit(
@@ -422,7 +431,7 @@ impl StoreCreditAccounts for ShopifyCodes {
         account: &str,
         amount: Money,
         send_by: tokio::time::Instant,
-    ) -> Result<(), PlatformError> {
+    ) -> Result<Option<String>, PlatformError> {
         let data = self
             .graphql_by(
                 DEBIT_DOCUMENT,
@@ -431,9 +440,6 @@ impl StoreCreditAccounts for ShopifyCodes {
                 Some(send_by),
             )
             .await?;
-        match user_errors(&data["storeCreditAccountDebit"]) {
-            Some(reason) => Err(PlatformError::Rejected { reason }),
-            None => Ok(()),
-        }
+        landed(&data["storeCreditAccountDebit"])
     }
 }

@@ -25,10 +25,12 @@
 //!    back (the share does not hold the balance), and credit the customer
 //!    holds beside the cashback is never taken.
 //! 3. **The intent before the call.** Before the call the intent (its
-//!    sequence, kind, amount and the balance it was computed from) is
-//!    written to the store, then claimed with an atomic counter and read
-//!    back: only the one caller that both wrote the stored intent and won
-//!    its sequence sends. The call must leave within
+//!    sequence, kind, amount and the balance it was computed from) claims
+//!    its sequence (a once-only guard holding it: of two syncs computing
+//!    one sequence, one owns it and the other never writes over it), is
+//!    written to the store and read back: only its owner sends. While a
+//!    transaction is not listed yet no debit is sent (an unlisted payment
+//!    may have spent that cashback). The call must leave within
 //!    [`SyncPolicy::send_window`] of the intent (at most
 //!    [`MAX_SEND_WINDOW`]): the adapter drops it rather than send it after
 //!    a long rate-limit wait or token fetch, so it has landed or failed
@@ -39,9 +41,10 @@
 //! 4. **A pending intent is reconciled before anything else is sent**: once
 //!    it is older than [`IN_FLIGHT`] (no request can still land) and the
 //!    account is read to its newest transaction with every balance
-//!    explained, the transactions say whether it landed; the share moves by
-//!    it if it did, once, and it is settled. A retry therefore never
-//!    doubles a credit.
+//!    explained, the transactions say whether it landed (one of its kind
+//!    and amount, made after it, not one of the engine's earlier calls);
+//!    the share moves by it if it did, once, and it is settled. A retry
+//!    therefore never doubles a credit.
 //!
 //! Money put on store credit by hand in Shopify's admin (an `ADJUSTMENT`
 //! that is not the engine's), credit running out, and money refunded to
@@ -83,7 +86,6 @@ use crate::records::Versioned;
 use crate::store::{
     AccountWrite, AccountsRead, Guard, OrderWrite, ReadRequest, StoreError, WriteOutcome, WriteSet,
 };
-use cashback_core::platform_code::DesiredCode;
 
 /// How long after an ambiguous call its request may still land on the
 /// platform (well past the adapter's 10 s deadline): a pending intent
@@ -205,29 +207,34 @@ pub trait StoreCreditAccounts: Send + Sync {
 
     /// Adds `amount` to the customer's balance (the platform opens the
     /// account when there is none). Not idempotent. Not sent after
-    /// `send_by` ([`PlatformError::NotSent`]).
+    /// `send_by` ([`PlatformError::NotSent`]). Returns the id of the
+    /// transaction it made, when the platform names it.
     async fn credit(
         &self,
         customer: &CustomerId,
         amount: Money,
         send_by: tokio::time::Instant,
-    ) -> Result<(), PlatformError>;
+    ) -> Result<Option<String>, PlatformError>;
 
     /// Takes `amount` from the account's balance. Not idempotent. Not sent
-    /// after `send_by` ([`PlatformError::NotSent`]).
+    /// after `send_by` ([`PlatformError::NotSent`]). Returns the id of the
+    /// transaction it made, when the platform names it.
     async fn debit(
         &self,
         account: &str,
         amount: Money,
         send_by: tokio::time::Instant,
-    ) -> Result<(), PlatformError>;
+    ) -> Result<Option<String>, PlatformError>;
 }
 
-/// The store-credit call waiting for its outcome, as written before it.
+/// The store-credit call waiting for its outcome, as written before it; or
+/// (`share_down`) the share taken down to the balance, claimed like a call
+/// so no call is computed from the share it replaces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Intent {
     seq: u64,
     pending: bool,
+    share_down: bool,
     movement: Movement,
     amount: String,
     balance_before: String,
@@ -240,9 +247,10 @@ impl Intent {
     /// (settled), which the store's forward-only checkpoint keeps.
     fn encode(&self) -> String {
         let state = if self.pending { "p" } else { "s" };
-        let movement = match self.movement {
-            Movement::Credit => "credit",
-            Movement::Debit => "debit",
+        let movement = match (self.share_down, self.movement) {
+            (true, _) => "share",
+            (false, Movement::Credit) => "credit",
+            (false, Movement::Debit) => "debit",
         };
         format!(
             "{:012}|{state}|{movement}|{}|{}|{}|{}",
@@ -262,9 +270,10 @@ impl Intent {
         Some(Intent {
             seq: seq.parse().ok()?,
             pending: *state == "p",
+            share_down: *movement == "share",
             movement: match *movement {
                 "credit" => Movement::Credit,
-                "debit" => Movement::Debit,
+                "debit" | "share" => Movement::Debit,
                 _ => return None,
             },
             amount: amount.to_string(),
@@ -766,12 +775,24 @@ async fn claim_opening(
             return Err(AppError::NotFound(format!("customer {customer}")).into());
         };
         let zero = Money::zero(account.value.currency);
-        let existing = program
-            .existing_store_credit
-            .unwrap_or(ExistingStoreCredit::KeptApart);
-        let share = match (goal, existing) {
-            (Goal::Empty, _) | (Goal::Ledger, ExistingStoreCredit::KeptApart) => zero,
-            (Goal::Ledger, ExistingStoreCredit::CountedAsCashback) => {
+        let existing = match goal {
+            // Emptying an account never read: the engine sent it nothing.
+            Goal::Empty => ExistingStoreCredit::KeptApart,
+            // A program saved before the choice was asked for: never guessed
+            // (one way gives imported balances twice, the other takes the
+            // customer's own credit as cashback). The sync fails, is parked
+            // and alarmed until the program says.
+            Goal::Ledger => program.existing_store_credit.ok_or_else(|| {
+                AppError::Invalid(
+                    "the program does not say what the store credit customers already hold is \
+                     (existing_store_credit)"
+                        .into(),
+                )
+            })?,
+        };
+        let share = match existing {
+            ExistingStoreCredit::KeptApart => zero,
+            ExistingStoreCredit::CountedAsCashback => {
                 let held = match newest {
                     None => zero,
                     Some(newest) => newest.balance_after.ok_or_else(|| {
@@ -780,10 +801,9 @@ async fn claim_opening(
                         ))
                     })?,
                 };
-                let target = desired_code(&account.value, program)
-                    .map(|desired| store_credit_target(&desired))
-                    .unwrap_or(zero);
-                opening_share(existing, held, target)
+                // The spendable balance, not the target: an imported
+                // balance under the program's minimum is still cashback.
+                opening_share(existing, held, account.value.spendable())
             }
         };
         let mut next = account.value.clone();
@@ -1012,15 +1032,10 @@ async fn attempt(
             "the store credit account has more transactions to read",
         ))
     };
-    if let Some(intent) = pending {
-        // Whether the call landed is told by the transactions only when
-        // every one is read and listed: the missing one may be it.
-        if !history.complete {
-            return Err(more_to_read());
-        }
-        if unexplained {
-            return Err(held());
-        }
+    // Whether a pending call landed is told by the transactions only when
+    // every one is read and listed: the missing one may be it.
+    let settles = pending.is_some() && history.complete && !unexplained;
+    if let Some(intent) = pending.filter(|_| settles) {
         settle(
             ctx,
             shop,
@@ -1049,6 +1064,9 @@ async fn attempt(
         // Payments may be left unread: their cashback part is not known.
         return Err(more_to_read());
     }
+    if pending.is_some() && !settles {
+        return Err(held());
+    }
     let balance = history
         .account
         .as_ref()
@@ -1061,50 +1079,81 @@ async fn attempt(
         .unwrap_or_default();
     // The ledger after the orders, read now: what the platform must hold.
     let mut ledger = read_account(ctx, shop, customer).await?;
+    let zero = Money::zero(ledger.currency);
+    let target_of = |ledger: &cashback_core::ledger::Account| match goal {
+        Goal::Ledger => desired_code(ledger, program).map(|desired| {
+            let target = store_credit_target(&desired);
+            (Some(desired), target)
+        }),
+        Goal::Empty => Some((None, zero)),
+    };
     if ledger.store_credit_share.is_none() {
         // Synced before the share was kept, when the engine took the whole
-        // balance to the ledger's: all of it is taken as cashback, once
-        // every transaction in it is listed (an unlisted payment would be
-        // counted as cashback still held).
+        // balance to the ledger's: the balance is taken as cashback, up to
+        // the ledger's target (what is beyond, not taken back yet, is the
+        // customer's), once every transaction in it is listed (an unlisted
+        // payment would be counted as cashback still held).
         if unexplained {
             return Err(held());
         }
+        let opening = target_of(&ledger)
+            .map(|(_, target)| balance.min(target).unwrap_or(balance))
+            .unwrap_or(balance);
         write_once(ctx, shop, customer, program, None, None, |next, _| {
-            next.open_store_credit_share(balance)?;
+            next.open_store_credit_share(opening)?;
             Ok(cashback_core::ledger::Applied::default())
         })
         .await?;
         ledger = read_account(ctx, shop, customer).await?;
     }
-    let zero = Money::zero(ledger.currency);
-    let mut share = ledger.store_credit_share.unwrap_or(zero);
+    let share = ledger.store_credit_share.unwrap_or(zero);
+    let next_seq = last.as_ref().map_or(1, |i| i.seq + 1);
     if !unexplained && share.amount() > balance.amount() {
         // Every transaction is listed and the balance still holds less than
         // the share: a debit by hand (or an expiry) took cashback. The share
-        // is what is there; the difference below puts the ledger's back.
+        // is taken down to what is there, under the next sequence like a
+        // call (so no call is computed from the share it replaces, and a
+        // sync that read an older balance cannot do it), and the sync starts
+        // over: the difference puts the ledger's cashback back.
         tracing::warn!(shop = %shop, customer = %customer, share = %share.amount(),
             balance = %balance.amount(), "store credit holds less than its cashback share");
-        write_once(ctx, shop, customer, program, None, None, |next, _| {
-            if next
-                .store_credit_share
-                .is_some_and(|share| share.amount() > balance.amount())
-            {
-                next.store_credit_share = Some(balance.clamp_non_negative());
-            }
-            Ok(cashback_core::ledger::Applied::default())
-        })
+        let down = Intent {
+            seq: next_seq,
+            pending: true,
+            share_down: true,
+            movement: Movement::Debit,
+            amount: balance.amount().to_string(),
+            balance_before: balance.amount().to_string(),
+            written_at: ctx.now(),
+            nonce: nonce(),
+        };
+        claim(ctx, shop, customer, job, &down).await?;
+        let guard = sent_guard(shop, customer, &down);
+        write_once(
+            ctx,
+            shop,
+            customer,
+            program,
+            Some(&guard),
+            None,
+            |next, _| {
+                if next
+                    .store_credit_share
+                    .is_some_and(|share| share.amount() > balance.amount())
+                {
+                    next.store_credit_share = Some(balance.clamp_non_negative());
+                }
+                Ok(cashback_core::ledger::Applied::default())
+            },
+        )
         .await?;
-        share = balance.clamp_non_negative();
+        put_settled(ctx, job, &down).await?;
+        return Err(platform(PlatformError::transient(
+            "the store credit share was taken down to the balance; synced again",
+        )));
     }
-    let (desired, target): (Option<DesiredCode>, Money) = match goal {
-        Goal::Ledger => {
-            let Some(desired) = desired_code(&ledger, program) else {
-                return Ok((SyncOutcome::NotSynced, settled));
-            };
-            let target = store_credit_target(&desired);
-            (Some(desired), target)
-        }
-        Goal::Empty => (None, zero),
+    let Some((desired, target)) = target_of(&ledger) else {
+        return Ok((SyncOutcome::NotSynced, settled));
     };
     let outcome = |put: PutOutcome| match &desired {
         Some(desired) => SyncOutcome::Synced(Box::new(Synced {
@@ -1135,18 +1184,22 @@ async fn attempt(
     } else {
         difference.negated()
     };
-    if movement == Movement::Debit && amount.amount() > balance.amount() {
-        // Only while a transaction is not listed (else the share is at most
-        // the balance): a payment not followed yet took the cashback. Taking
-        // what is there instead would take the customer's own.
+    if movement == Movement::Debit && (unexplained || amount.amount() > balance.amount()) {
+        // A transaction not listed yet may be a payment that spent this
+        // cashback: a debit now would take the customer's own store credit
+        // for it (or more than is there). It waits for the listing; what
+        // the payment took is then the owner's debt, as for any payment
+        // beyond the balance. (A credit is sent: the share does not hold
+        // the balance, so it never gives a payment back.)
         return Err(held());
     }
     // The window starts here, before the intent is stored: the call may
     // not leave later than `send_window` after the time the intent names.
     let send_by = tokio::time::Instant::now() + policy.send_window.min(MAX_SEND_WINDOW);
     let intent = Intent {
-        seq: last.as_ref().map_or(1, |i| i.seq + 1),
+        seq: next_seq,
         pending: true,
+        share_down: false,
         movement,
         amount: amount.amount().to_string(),
         balance_before: balance.amount().to_string(),
@@ -1159,10 +1212,19 @@ async fn attempt(
         Movement::Debit => platform_accounts.debit(&account_id, amount, send_by).await,
     };
     match sent {
-        Ok(()) => {
+        Ok(transaction) => {
             // The share first: an intent left pending by a failure here is
             // settled from the transactions, under the same once-only guard.
-            record_sent(ctx, shop, customer, program, &intent, amount).await?;
+            record_sent(
+                ctx,
+                shop,
+                customer,
+                program,
+                &intent,
+                amount,
+                transaction.as_deref(),
+            )
+            .await?;
             put_settled(ctx, job, &intent).await?;
             tracing::info!(shop = %shop, customer = %customer, movement = ?movement,
                 amount = %amount.amount(), cashback = %target.amount(), "store credit synced");
@@ -1213,8 +1275,15 @@ async fn read_account(
         .ok_or_else(|| AppError::NotFound(format!("customer {customer}")).into())
 }
 
-/// Writes the intent, claims its sequence and reads it back: Ok only for
-/// the one caller that may send it.
+/// The guard that gives one sync a customer's next sequence.
+fn claim_guard(shop: &ShopId, customer: &CustomerId, seq: u64) -> String {
+    format!("store-credit-claim:{shop}:{customer}:{seq}")
+}
+
+/// Claims the intent's sequence (a once-only guard holding the intent, so
+/// of two syncs computing the same sequence exactly one owns it and the
+/// other can never write over its intent), then stores it and reads it
+/// back: Ok only for the one caller that may send it.
 async fn claim(
     ctx: &Context,
     shop: &ShopId,
@@ -1234,14 +1303,47 @@ async fn claim(
             .map_err(AppError::from)?;
     }
     let value = intent.encode();
-    ctx.store
-        .put_checkpoint(job, &value)
+    let claimed = ctx
+        .store
+        .write(
+            shop,
+            WriteSet {
+                guard: Some(Guard {
+                    key: claim_guard(shop, customer, intent.seq),
+                    expires_at: intent.written_at + chrono::Duration::days(2),
+                    response: Some(value.clone()),
+                }),
+                now: Some(ctx.now()),
+                ..WriteSet::default()
+            },
+        )
         .await
         .map_err(AppError::from)?;
-    let counter = format!("store-credit-claim#{shop}#{customer}#{}", intent.seq);
-    let claims = ctx
-        .store
-        .increment_counter(&counter, intent.written_at + chrono::Duration::days(2))
+    let busy = || {
+        platform(PlatformError::transient(
+            "another sync holds this customer's store credit",
+        ))
+    };
+    if let WriteOutcome::Duplicate { response } = claimed {
+        // Another sync owns this sequence. Once its call can no longer
+        // leave, its intent is stored (its sync may have failed before
+        // storing it) for the next attempt to settle from the transactions.
+        let theirs = response.as_deref().and_then(Intent::decode);
+        if let Some(theirs) = theirs {
+            let age = (ctx.now() - theirs.written_at)
+                .to_std()
+                .unwrap_or(Duration::ZERO);
+            if age >= IN_FLIGHT {
+                ctx.store
+                    .put_checkpoint(job, &theirs.encode())
+                    .await
+                    .map_err(AppError::from)?;
+            }
+        }
+        return Err(busy());
+    }
+    ctx.store
+        .put_checkpoint(job, &value)
         .await
         .map_err(AppError::from)?;
     let stored = ctx
@@ -1249,12 +1351,8 @@ async fn claim(
         .get_checkpoint(job)
         .await
         .map_err(AppError::from)?;
-    if claims != 1 || stored.as_deref() != Some(value.as_str()) {
-        // Another sync of this customer got there first: its intent is the
-        // stored one; it is settled before anything else is sent.
-        return Err(platform(PlatformError::transient(
-            "another sync holds this customer's store credit",
-        )));
+    if stored.as_deref() != Some(value.as_str()) {
+        return Err(busy());
     }
     Ok(())
 }
@@ -1272,9 +1370,16 @@ async fn put_settled(ctx: &Context, job: &str, intent: &Intent) -> Result<(), Sy
 }
 
 /// Settles a pending intent older than [`IN_FLIGHT`], from an account read
-/// to its newest transaction with every balance explained: its call landed
-/// when a transaction of the engine's kind, amount and time is there; then
-/// the share moves by it ([`record_sent`]) before the intent is settled.
+/// to its newest transaction with every balance explained. Its call landed
+/// when a transaction of the engine's kind and amount, made after the
+/// intent (up to [`CLOCK_SKEW`] before it), is there and is not one of the
+/// engine's earlier calls; then the share moves by it
+/// ([`record_sent`]) before the intent is settled. Two such transactions
+/// (one made by hand, of the same kind and amount, in the same minutes)
+/// cannot be told apart: the intent stays pending and the customer's syncs
+/// fail until someone looks at the account. A share taken down that did
+/// not finish is settled as it is (the next attempt looks again).
+#[allow(clippy::too_many_arguments)]
 async fn settle(
     ctx: &Context,
     shop: &ShopId,
@@ -1284,21 +1389,49 @@ async fn settle(
     intent: &Intent,
     transactions: &[CreditTransaction],
 ) -> Result<(), SyncError> {
-    let landed = transactions.iter().find(|t| {
-        !t.from_order()
-            && t.movement == intent.movement
-            && t.amount.amount().to_string() == intent.amount
-            && t.created_at >= intent.written_at - CLOCK_SKEW
-    });
+    if intent.share_down {
+        return put_settled(ctx, job, intent).await;
+    }
+    let ledger = read_account(ctx, shop, customer).await?;
+    let candidates: Vec<&CreditTransaction> = transactions
+        .iter()
+        .filter(|t| {
+            !t.from_order()
+                && t.event != EXPIRATION
+                && t.movement == intent.movement
+                && t.amount.amount().to_string() == intent.amount
+                && t.created_at >= intent.written_at - CLOCK_SKEW
+                && !ledger.is_store_credit_call(&t.id)
+        })
+        .collect();
+    if candidates.len() > 1 {
+        tracing::error!(shop = %shop, customer = %customer, seq = intent.seq,
+            candidates = ?candidates.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+            "a store credit call whose answer was lost cannot be told apart from another of the same amount; the customer's store credit waits for someone to look");
+        return Err(platform(PlatformError::transient(
+            "a lost store credit call cannot be told apart from another of the same amount",
+        )));
+    }
+    let landed = candidates.first();
     tracing::info!(
         seq = intent.seq,
         movement = ?intent.movement,
         amount = %intent.amount,
         applied = landed.is_some(),
+        transaction = ?landed.map(|t| t.id.as_str()),
         "store credit intent reconciled from the account's transactions"
     );
     if let Some(landed) = landed {
-        record_sent(ctx, shop, customer, program, intent, landed.amount).await?;
+        record_sent(
+            ctx,
+            shop,
+            customer,
+            program,
+            intent,
+            landed.amount,
+            Some(&landed.id),
+        )
+        .await?;
     }
     put_settled(ctx, job, intent).await
 }
@@ -1325,11 +1458,16 @@ async fn ingest_transactions(
 ) -> Result<usize, SyncError> {
     let mut applied = 0;
     let followed_up_to = from.followed_up_to();
-    for transaction in transactions
+    let mut orders: Vec<&CreditTransaction> = transactions
         .iter()
         .filter(|t| t.from_order())
         .filter(|t| followed_up_to.is_none_or(|mark| t.mark().as_str() > mark))
-    {
+        .collect();
+    // Within one instant (whose order the platform may not list as it
+    // applied it) payments first: a payment and its reversal of the same
+    // instant give cashback back only once it was taken.
+    orders.sort_by_key(|t| (t.created_at, t.movement == Movement::Credit));
+    for transaction in orders {
         follow(ctx, shop, customer, program, transaction).await?;
         if transaction.movement == Movement::Debit && transaction.event == "ORDER_PAYMENT" {
             not_eligible(ctx, shop, transaction).await?;
@@ -1470,6 +1608,12 @@ async fn follow(
     let guard = transaction_guard(&transaction.id);
     let order = transaction.order.as_deref().unwrap_or("an order");
     let order_id = order_of(transaction);
+    if order_id.is_none() {
+        // Not tied to its order, its cashback part cannot be kept: money
+        // given back without it is the customer's.
+        tracing::warn!(shop = %shop, customer = %customer, transaction = %transaction.id,
+            event = %transaction.event, "store credit transaction of an order without the order's id");
+    }
     let note = match (transaction.movement, transaction.event.as_str()) {
         (Movement::Debit, "ORDER_PAYMENT") => format!("store credit spent on {order}"),
         (Movement::Credit, "ORDER_REFUND") => format!("store credit refunded by {order}"),
@@ -1523,8 +1667,9 @@ async fn record_sent(
     program: &Program,
     intent: &Intent,
     amount: Money,
+    transaction: Option<&str>,
 ) -> Result<(), SyncError> {
-    let guard = format!("store-credit-sent:{shop}:{customer}:{}", intent.seq);
+    let guard = sent_guard(shop, customer, intent);
     write_once(
         ctx,
         shop,
@@ -1533,12 +1678,17 @@ async fn record_sent(
         Some(&guard),
         None,
         |next, _| {
-            next.store_credit_sent(intent.movement == Movement::Credit, amount)?;
+            next.store_credit_sent(intent.movement == Movement::Credit, amount, transaction)?;
             Ok(cashback_core::ledger::Applied::default())
         },
     )
     .await?;
     Ok(())
+}
+
+/// The guard of what an intent changed on the account: once per sequence.
+fn sent_guard(shop: &ShopId, customer: &CustomerId, intent: &Intent) -> String {
+    format!("store-credit-sent:{shop}:{customer}:{}", intent.seq)
 }
 
 /// Applies `change` to the customer's account, and to the order's record
@@ -1655,6 +1805,7 @@ mod tests {
         let intent = Intent {
             seq: 7,
             pending: true,
+            share_down: false,
             movement: Movement::Credit,
             amount: "5.00".into(),
             balance_before: "10.00".into(),
@@ -1662,6 +1813,12 @@ mod tests {
             nonce: 42,
         };
         assert_eq!(Intent::decode(&intent.encode()), Some(intent.clone()));
+        let down = Intent {
+            share_down: true,
+            movement: Movement::Debit,
+            ..intent.clone()
+        };
+        assert_eq!(Intent::decode(&down.encode()), Some(down));
         let settled = Intent {
             pending: false,
             ..intent.clone()

@@ -11,5 +11,6 @@ mod shopify;
 mod shopify_schema;
 mod store_credit;
 mod store_credit_beside;
+mod store_credit_lost_answers;
 mod sync;
 mod woocommerce;

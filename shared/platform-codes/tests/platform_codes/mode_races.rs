@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use rust_decimal_macros::dec;
 
 use cashback_app::platform_codes::store_credit::{
-    CreditAccount, CreditTransaction, StoreCreditAccounts,
+    CreditAccount, CreditTransaction, StoreCreditAccounts, IN_FLIGHT,
 };
 use cashback_app::platform_codes::{
     desired_code, reconcile_shop, sync_customer_code, CodeState, DesiredCode, PlatformCodes,
@@ -105,7 +105,7 @@ impl StoreCreditAccounts for Racing {
         customer: &CustomerId,
         amount: Money,
         send_by: tokio::time::Instant,
-    ) -> Result<(), PlatformError> {
+    ) -> Result<Option<String>, PlatformError> {
         self.accounts().credit(customer, amount, send_by).await
     }
 
@@ -114,7 +114,7 @@ impl StoreCreditAccounts for Racing {
         account: &str,
         amount: Money,
         send_by: tokio::time::Instant,
-    ) -> Result<(), PlatformError> {
+    ) -> Result<Option<String>, PlatformError> {
         self.accounts().debit(account, amount, send_by).await
     }
 }
@@ -353,4 +353,64 @@ async fn two_first_reads_at_once_start_from_one_position() {
         w.sync_and_check_beside("after the race", held_before).await;
         assert_eq!(w.account().await.available, usd("12.00"));
     }
+}
+
+/// Two syncs of Ann compute the same next store credit call: the first
+/// claims it and sends it (its answer lost, the credit landing late); the
+/// second, which read the ledger after one more change, comes to claim the
+/// same sequence with another amount. It can never write its intent over
+/// the first's, so the first's call is found in the transactions once its
+/// answer can no longer come, counted once, and never sent twice.
+#[tokio::test]
+async fn a_sync_losing_the_claim_never_hides_the_call_that_won_it() {
+    let w = with_a_released_balance().await;
+    let correction = |amount: &'static str, key: &'static str, ctx: Context, now| async move {
+        cashback_app::admin::adjust(
+            &ctx,
+            &shop(),
+            &ann(),
+            &format!(r#"{{"amount":"{amount}","reason":"goodwill"}}"#),
+            key,
+            "admin",
+            now,
+        )
+        .await
+        .unwrap();
+    };
+    correction("6.00", "k1", w.ctx.clone(), w.now()).await;
+    // The first sync's adapter gives up on its credit at once; the fake
+    // applies it two seconds later.
+    let mut config = cashback_platform_codes::ShopifyConfig::new(
+        &w.fake.url(),
+        cashback_platform_codes::ShopifyCredentials::AdminToken(
+            cashback_test_support::fakes::shopify::ADMIN_TOKEN.into(),
+        ),
+        cashback_core::money::Currency::USD,
+    )
+    .unwrap();
+    config.timeout = std::time::Duration::from_millis(300);
+    let first = ShopifyCodes::new(config).unwrap();
+    w.fake.land_next_store_credit_call_late();
+    let racing = Racing::new(w.container_with_token());
+    let (ctx, now) = (w.ctx.clone(), w.now());
+    *racing.before_account.lock().unwrap() = Some(Box::new(move || {
+        Box::pin(async move {
+            let sent = sync_customer_code(&ctx, &first, &shop(), &ann(), None, &policy()).await;
+            assert!(sent.is_err(), "the first sync's answer is lost");
+            correction("1.00", "k2", ctx, now).await;
+        })
+    }));
+    let second = sync_customer_code(&w.ctx, &racing, &shop(), &ann(), None, &policy()).await;
+    assert!(
+        matches!(second, Err(ref e) if e.is_retryable()),
+        "{second:?}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(w.balance_of(&ann()), dec!(18.00), "the first credit landed");
+
+    w.advance(chrono::Duration::from_std(IN_FLIGHT).unwrap() + chrono::Duration::seconds(1));
+    w.sync_and_check("the first call settled, the rest sent")
+        .await;
+    assert_eq!(w.balance_of(&ann()), dec!(19.00));
+    assert_eq!(w.account().await.available, usd("19.00"));
 }

@@ -828,13 +828,15 @@ async fn a_refund_back_to_store_credit_pays_the_debt_its_payment_made_first() {
     );
 }
 
-/// While a transaction is not listed yet, what the ledger takes back (a
-/// merchant's correction here; a clawback or an expiry alike) is still
-/// taken off the cashback in their store credit, and what it adds is still
-/// put on: the cashback share moves by the ledger's changes alone, so an
-/// unlisted payment is never credited back.
+/// While a transaction is not listed yet, what the ledger adds is still put
+/// on (the cashback share moves by the ledger's changes alone, so an
+/// unlisted payment is never credited back), but what it takes back (a
+/// merchant's correction here; a clawback or an expiry alike) waits: the
+/// unlisted payment may have spent that cashback, and a debit now would
+/// take the customer's own store credit for it. Once listed, the payment
+/// is followed and the rest taken back.
 #[tokio::test]
-async fn a_held_customer_still_loses_what_the_ledger_takes_back() {
+async fn a_clawback_during_a_gap_waits_for_the_missing_payment() {
     let w = a_hidden_payment_behind_a_hand_credit().await;
     w.sync_held_back().await;
     assert_eq!(
@@ -855,7 +857,7 @@ async fn a_held_customer_still_loses_what_the_ledger_takes_back() {
     .unwrap();
     assert_eq!(w.account().await.available, usd("7.00"));
     w.sync_held_back().await;
-    assert_eq!(w.balance_of(&ann()), dec!(3.00), "the debit is sent");
+    assert_eq!(w.balance_of(&ann()), dec!(18.00), "no debit while held");
     // Listed at last: the 5.00 payment is followed; 2.00 is left, under
     // the program's 5.00 minimum, so the cashback goes to 0 and the 1.00
     // put on by hand, hers, is all that is left.

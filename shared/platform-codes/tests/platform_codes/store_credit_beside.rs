@@ -77,6 +77,28 @@ async fn store_credit_counted_as_cashback_is_never_given_twice() {
     }
 }
 
+/// An imported balance under the program's minimum, counted as cashback:
+/// it is cashback (the share opens at the spendable balance, not at the
+/// minimum's 0), so it leaves the store credit like cashback below the
+/// minimum does, and comes back with the next cashback, never twice.
+#[tokio::test]
+async fn store_credit_counted_as_cashback_below_the_minimum_is_cashback() {
+    let mut counted = program();
+    counted.existing_store_credit = Some(ExistingStoreCredit::CountedAsCashback);
+    let w = World::with(counted, 50).await;
+    w.credit_by_hand("4.00").await;
+    w.paid(&ann(), "1", "40.00", &["shopify_payments"]).await;
+    w.advance(Duration::days(2));
+    w.release().await;
+    w.sync_and_check("under the minimum").await;
+    assert_eq!(w.balance_of(&ann()), dec!(0));
+    w.paid(&ann(), "2", "20.00", &["shopify_payments"]).await;
+    w.advance(Duration::days(2));
+    w.release().await;
+    w.sync_and_check("above it").await;
+    assert_eq!(w.balance_of(&ann()), dec!(6.00));
+}
+
 /// A card payment refunded to store credit is the customer's own money:
 /// it pays no clawback's debt and leaves their lifetime use alone. Money
 /// given back by the order that spent cashback is cashback, up to what that

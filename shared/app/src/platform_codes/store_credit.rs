@@ -1049,6 +1049,11 @@ async fn attempt(
     }
     // Every call up to this sequence has landed or never will.
     let settled = last.as_ref().map_or(0, |intent| intent.seq);
+    // A call still pending may be among what was read: the read position
+    // stays before it, so the attempt that settles it reads it.
+    let keep_before = pending
+        .filter(|_| !settles)
+        .map(|intent| intent.written_at - CLOCK_SKEW);
     ingest_transactions(
         ctx,
         shop,
@@ -1058,6 +1063,7 @@ async fn attempt(
         &history.from,
         history.complete,
         unexplained,
+        keep_before,
     )
     .await?;
     if !history.complete {
@@ -1079,6 +1085,7 @@ async fn attempt(
         .unwrap_or_default();
     // The ledger after the orders, read now: what the platform must hold.
     let mut ledger = read_account(ctx, shop, customer).await?;
+    let read_up_to = read_up_to(&history);
     let zero = Money::zero(ledger.currency);
     let target_of = |ledger: &cashback_core::ledger::Account| match goal {
         Goal::Ledger => desired_code(ledger, program).map(|desired| {
@@ -1100,7 +1107,11 @@ async fn attempt(
             .map(|(_, target)| balance.min(target).unwrap_or(balance))
             .unwrap_or(balance);
         write_once(ctx, shop, customer, program, None, None, |next, _| {
-            next.open_store_credit_share(opening)?;
+            // Not from a balance read before a transaction another sync
+            // followed since (the next attempt reads again).
+            if next.store_credit_read_holds_share(&read_up_to) {
+                next.open_store_credit_share(opening)?;
+            }
             Ok(cashback_core::ledger::Applied::default())
         })
         .await?;
@@ -1137,9 +1148,13 @@ async fn attempt(
             Some(&guard),
             None,
             |next, _| {
-                if next
-                    .store_credit_share
-                    .is_some_and(|share| share.amount() > balance.amount())
+                // Another sync followed a transaction this read did not see
+                // (money given back after it): this balance does not hold
+                // what the share holds, and the next attempt reads again.
+                if next.store_credit_read_holds_share(&read_up_to)
+                    && next
+                        .store_credit_share
+                        .is_some_and(|share| share.amount() > balance.amount())
                 {
                     next.store_credit_share = Some(balance.clamp_non_negative());
                 }
@@ -1258,6 +1273,19 @@ async fn attempt(
     }
 }
 
+/// The mark of the newest transaction this read knows of: a balance read
+/// with it holds every order transaction up to there.
+fn read_up_to(history: &History) -> String {
+    history
+        .transactions
+        .iter()
+        .chain(history.newest_listed.iter())
+        .map(CreditTransaction::mark)
+        .chain(std::iter::once(history.from.mark.clone()))
+        .max()
+        .unwrap_or_default()
+}
+
 /// The customer's account as stored now.
 async fn read_account(
     ctx: &Context,
@@ -1371,14 +1399,18 @@ async fn put_settled(ctx: &Context, job: &str, intent: &Intent) -> Result<(), Sy
 
 /// Settles a pending intent older than [`IN_FLIGHT`], from an account read
 /// to its newest transaction with every balance explained. Its call landed
-/// when a transaction of the engine's kind and amount, made after the
-/// intent (up to [`CLOCK_SKEW`] before it), is there and is not one of the
-/// engine's earlier calls; then the share moves by it
-/// ([`record_sent`]) before the intent is settled. Two such transactions
-/// (one made by hand, of the same kind and amount, in the same minutes)
-/// cannot be told apart: the intent stays pending and the customer's syncs
-/// fail until someone looks at the account. A share taken down that did
-/// not finish is settled as it is (the next attempt looks again).
+/// when a transaction of the engine's kind and amount, made while the call
+/// could land (from [`CLOCK_SKEW`] before the intent to [`IN_FLIGHT`] and
+/// [`CLOCK_SKEW`] after it), is there and is not one of the engine's
+/// earlier calls; then the share moves by it ([`record_sent`]) before the
+/// intent is settled. Of two such transactions (one made by hand, of the
+/// same kind and amount, in the same minute) the one that continues from
+/// the balance the call was computed from is taken; when that does not
+/// tell them apart the intent stays pending (the customer's syncs fail and
+/// are alarmed) for [`GAP_HOLD`], then the earliest is taken and an error
+/// names them: a credit is never sent twice, nor a debit taken twice from
+/// the customer. A share taken down that did not finish is settled as it
+/// is (the next attempt looks again).
 #[allow(clippy::too_many_arguments)]
 async fn settle(
     ctx: &Context,
@@ -1393,6 +1425,10 @@ async fn settle(
         return put_settled(ctx, job, intent).await;
     }
     let ledger = read_account(ctx, shop, customer).await?;
+    let could_land = (intent.written_at - CLOCK_SKEW)
+        ..=(intent.written_at
+            + chrono::Duration::from_std(IN_FLIGHT).unwrap_or_default()
+            + CLOCK_SKEW);
     let candidates: Vec<&CreditTransaction> = transactions
         .iter()
         .filter(|t| {
@@ -1400,19 +1436,42 @@ async fn settle(
                 && t.event != EXPIRATION
                 && t.movement == intent.movement
                 && t.amount.amount().to_string() == intent.amount
-                && t.created_at >= intent.written_at - CLOCK_SKEW
+                && could_land.contains(&t.created_at)
                 && !ledger.is_store_credit_call(&t.id)
         })
         .collect();
-    if candidates.len() > 1 {
-        tracing::error!(shop = %shop, customer = %customer, seq = intent.seq,
-            candidates = ?candidates.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
-            "a store credit call whose answer was lost cannot be told apart from another of the same amount; the customer's store credit waits for someone to look");
-        return Err(platform(PlatformError::transient(
-            "a lost store credit call cannot be told apart from another of the same amount",
-        )));
-    }
-    let landed = candidates.first();
+    let landed = match candidates.as_slice() {
+        [] => None,
+        [only] => Some(*only),
+        several => {
+            let continuing: Vec<&CreditTransaction> = several
+                .iter()
+                .copied()
+                .filter(|t| {
+                    balance_before(t).map(|b| b.amount().to_string())
+                        == Some(intent.balance_before.clone())
+                })
+                .collect();
+            let ids: Vec<&str> = several.iter().map(|t| t.id.as_str()).collect();
+            match continuing.as_slice() {
+                [one] => Some(*one),
+                _ if ctx.now() - intent.written_at < GAP_HOLD => {
+                    tracing::error!(shop = %shop, customer = %customer, seq = intent.seq,
+                        candidates = ?ids,
+                        "a store credit call whose answer was lost cannot be told apart from another of the same amount; held for someone to look");
+                    return Err(platform(PlatformError::transient(
+                        "a lost store credit call cannot be told apart from another of the same amount",
+                    )));
+                }
+                _ => {
+                    tracing::error!(shop = %shop, customer = %customer, seq = intent.seq,
+                        candidates = ?ids, taken = %several[0].id,
+                        "a store credit call whose answer was lost was taken for the earliest of several of its amount; check the customer's store credit");
+                    Some(several[0])
+                }
+            }
+        }
+    };
     tracing::info!(
         seq = intent.seq,
         movement = ?intent.movement,
@@ -1455,6 +1514,7 @@ async fn ingest_transactions(
     from: &Position,
     complete: bool,
     hold: bool,
+    keep_before: Option<DateTime<Utc>>,
 ) -> Result<usize, SyncError> {
     let mut applied = 0;
     let followed_up_to = from.followed_up_to();
@@ -1475,7 +1535,17 @@ async fn ingest_transactions(
         applied += 1;
     }
     let generation = from.generation;
-    let next = settled_position(transactions, complete, from);
+    let before = keep_before.map_or(transactions.len(), |cut| {
+        transactions
+            .iter()
+            .position(|t| t.created_at >= cut)
+            .unwrap_or(transactions.len())
+    });
+    let next = settled_position(
+        &transactions[..before],
+        complete && before == transactions.len(),
+        from,
+    );
     // Held where it was while the balances read do not add up.
     let next = if hold { None } else { next };
     let next = match next {
@@ -1627,6 +1697,7 @@ async fn follow(
         Some(&guard),
         order_id.as_ref(),
         |next, order| {
+            next.store_credit_followed_at(&transaction.mark());
             let split = match transaction.movement {
                 // Spent at the checkout already: taken whole, never refused.
                 Movement::Debit => {

@@ -11,6 +11,7 @@ mod shopify;
 mod shopify_schema;
 mod store_credit;
 mod store_credit_beside;
+mod store_credit_chaos;
 mod store_credit_lost_answers;
 mod sync;
 mod woocommerce;

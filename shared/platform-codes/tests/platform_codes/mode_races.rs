@@ -36,7 +36,13 @@ struct Racing {
     inner: ShopifyCodes,
     before_put: Mutex<Option<Hook>>,
     before_account: Mutex<Option<Hook>>,
+    /// Run once after the first read of a store credit account, before
+    /// the sync uses what it read.
+    after_account: Mutex<Option<Hook>>,
     before_newest: Mutex<Option<Hook>>,
+    /// Every account read says more pages are left (the sync follows what
+    /// it read and stops before sending).
+    incomplete: bool,
 }
 
 impl Racing {
@@ -45,7 +51,9 @@ impl Racing {
             inner,
             before_put: Mutex::new(None),
             before_account: Mutex::new(None),
+            after_account: Mutex::new(None),
             before_newest: Mutex::new(None),
+            incomplete: false,
         }
     }
 
@@ -89,7 +97,14 @@ impl StoreCreditAccounts for Racing {
         after: Option<&str>,
     ) -> Result<Option<CreditAccount>, PlatformError> {
         Racing::run(&self.before_account).await;
-        self.accounts().account(customer, after).await
+        let mut read = self.accounts().account(customer, after).await;
+        if self.incomplete {
+            if let Ok(Some(page)) = read.as_mut() {
+                page.has_next_page = true;
+            }
+        }
+        Racing::run(&self.after_account).await;
+        read
     }
 
     async fn newest(
@@ -413,4 +428,44 @@ async fn a_sync_losing_the_claim_never_hides_the_call_that_won_it() {
         .await;
     assert_eq!(w.balance_of(&ann()), dec!(19.00));
     assert_eq!(w.account().await.available, usd("19.00"));
+}
+
+/// A sync reads Ann's store credit (6.00, all cashback); order 2, which
+/// spent 6.00 of her cashback, is cancelled and its store credit given
+/// back; a second sync follows that (the share is 12.00) and stops. The
+/// first sync, holding the 6.00 it read, must not take the share down to
+/// it: it would lose the 6.00 given back from the share and credit it
+/// again, as the customer's own, out of a clawback's reach.
+#[tokio::test]
+async fn a_share_is_never_taken_down_to_a_balance_read_before_a_refund_another_sync_followed() {
+    let w = with_a_released_balance().await;
+    assert!(w.fake.pay_with_store_credit("1001", "USD", dec!(6.00), "2"));
+    w.sync_and_check("6.00 of cashback spent").await;
+    assert_eq!(w.balance_of(&ann()), dec!(6.00));
+    let (ctx, fake) = (w.ctx.clone(), w.fake.clone());
+    let mut second = Racing::new(w.container_with_token());
+    second.incomplete = true;
+    let first = Racing::new(w.container_with_token());
+    *first.after_account.lock().unwrap() = Some(Box::new(move || {
+        Box::pin(async move {
+            assert!(fake.revert_store_credit_payment(
+                "1001",
+                "USD",
+                dec!(6.00),
+                "2",
+                "ORDER_CANCELLATION"
+            ));
+            let followed =
+                sync_customer_code(&ctx, &second, &shop(), &ann(), None, &policy()).await;
+            assert!(followed.is_err(), "stops before sending: {followed:?}");
+        })
+    }));
+    let _ = sync_customer_code(&w.ctx, &first, &shop(), &ann(), None, &policy()).await;
+    w.sync_and_check("after the race").await;
+    assert_eq!(w.account().await.spendable(), usd("12.00"));
+    assert_eq!(
+        w.balance_of(&ann()),
+        dec!(12.00),
+        "12.00 of cashback, none hers"
+    );
 }

@@ -1152,4 +1152,19 @@ fn the_template_alarms_on_the_alert_the_function_logs() {
         resources["PlatformSyncFailingAlarm"]["Properties"]["MetricName"],
         filter["MetricTransformations"][0]["MetricName"]
     );
+    let below = &resources["StoreCreditBelowCashbackFilter"]["Properties"];
+    assert_eq!(
+        below["FilterPattern"].as_str(),
+        Some(
+            format!(
+                r#"{{ $.fields.alert = "{}" }}"#,
+                cashback_app::platform_codes::store_credit::BELOW_CASHBACK_ALERT
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(
+        resources["StoreCreditBelowCashbackAlarm"]["Properties"]["MetricName"],
+        below["MetricTransformations"][0]["MetricName"]
+    );
 }

@@ -310,12 +310,6 @@ pub struct Account {
     #[serde(default)]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub store_credit_calls: Vec<String>,
-    /// Where, in the platform's order, the newest store credit transaction
-    /// an order made that the ledger followed sits (the platform's mark):
-    /// a balance read before it does not hold what the share holds.
-    #[serde(default)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub store_credit_followed: Option<String>,
 }
 
 /// What a change asks of the world besides the ledger: emails, coupon counters.
@@ -492,7 +486,6 @@ impl Account {
             bonus: BonusState::default(),
             store_credit_share: None,
             store_credit_calls: Vec::new(),
-            store_credit_followed: None,
         }
     }
 

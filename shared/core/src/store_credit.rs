@@ -145,26 +145,6 @@ impl Account {
         Ok(())
     }
 
-    /// An order's store credit transaction at `mark` (the platform's
-    /// place for it, which sorts in its order) was followed.
-    pub fn store_credit_followed_at(&mut self, mark: &str) {
-        if self
-            .store_credit_followed
-            .as_deref()
-            .is_none_or(|newest| mark > newest)
-        {
-            self.store_credit_followed = Some(mark.to_string());
-        }
-    }
-
-    /// Whether a balance read up to `mark` holds every order transaction
-    /// the share holds (none followed is newer).
-    pub fn store_credit_read_holds_share(&self, mark: &str) -> bool {
-        self.store_credit_followed
-            .as_deref()
-            .is_none_or(|newest| newest <= mark)
-    }
-
     /// Whether `transaction` is one of the engine's own calls that landed.
     pub fn is_store_credit_call(&self, transaction: &str) -> bool {
         self.store_credit_calls.iter().any(|id| id == transaction)
@@ -414,10 +394,6 @@ mod tests {
                 .unwrap();
         }
         assert!(!account.is_store_credit_call("t1"));
-        account.store_credit_followed_at("2026-12-01T10:00:00.000Z|b");
-        account.store_credit_followed_at("2026-12-01T09:00:00.000Z|a");
-        assert!(account.store_credit_read_holds_share("2026-12-01T10:00:00.000Z|b"));
-        assert!(!account.store_credit_read_holds_share("2026-12-01T09:30:00.000Z|z"));
         assert_eq!(account.store_credit_calls.len(), CALLS_KEPT);
         // Not opened yet: the share opens later at the balance, which holds
         // the call.

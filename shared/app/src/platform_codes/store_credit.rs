@@ -50,9 +50,10 @@
 //! that is not the engine's), credit running out, and money refunded to
 //! store credit beyond what its order spent of cashback are the
 //! customer's: the engine leaves them. A debit by hand larger than what is
-//! theirs took cashback, and the next sync puts it back (the share is
-//! taken down to the balance once every transaction is listed): take
-//! cashback back through the engine's adjustment instead. What the account
+//! theirs took cashback: the share is never changed from a balance read (a
+//! read can be older than what another sync followed); the sync logs an
+//! alert and later debits take at most what is there. Take cashback back
+//! through the engine's adjustment instead. What the account
 //! held when the engine first read it is the customer's or cashback as the
 //! program says (`existing_store_credit`).
 //!
@@ -228,8 +229,8 @@ pub trait StoreCreditAccounts: Send + Sync {
 }
 
 /// The store-credit call waiting for its outcome, as written before it; or
-/// (`share_down`) the share taken down to the balance, claimed like a call
-/// so no call is computed from the share it replaces.
+/// (`share_down`) a share taken down to the balance by an earlier version,
+/// settled as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Intent {
     seq: u64,
@@ -569,6 +570,11 @@ struct Gap {
     /// explain (None: the account's balance after the newest listed).
     since: Option<DateTime<Utc>>,
 }
+
+/// The `alert` field of the log line saying a customer's store credit
+/// holds less than their cashback (a debit by hand took some); the
+/// template's `StoreCreditBelowCashbackAlarm` watches it.
+pub const BELOW_CASHBACK_ALERT: &str = "store_credit_below_cashback";
 
 /// How long a gap in the balances may last before every read that finds
 /// it logs an error: far longer than Shopify lists late. The gap is never
@@ -1000,6 +1006,7 @@ async fn attempt(
             )));
         }
     }
+    let started = ctx.now();
     let history = read_history(ctx, platform_accounts, shop, customer, program, goal).await?;
     // Checked before the read position moves: a retry must not start
     // past a transaction the platform has not listed yet.
@@ -1034,9 +1041,10 @@ async fn attempt(
     };
     // Whether a pending call landed is told by the transactions only when
     // every one is read and listed: the missing one may be it.
-    let settles = pending.is_some() && history.complete && !unexplained;
+    let mut settles = pending.is_some() && history.complete && !unexplained;
+    let mut undecided = None;
     if let Some(intent) = pending.filter(|_| settles) {
-        settle(
+        if let Err(error) = settle(
             ctx,
             shop,
             customer,
@@ -1045,15 +1053,26 @@ async fn attempt(
             intent,
             &history.transactions,
         )
-        .await?;
+        .await
+        {
+            // Still pending: what was read is followed all the same, the
+            // read position kept before the call.
+            settles = false;
+            undecided = Some(error);
+        }
     }
     // Every call up to this sequence has landed or never will.
     let settled = last.as_ref().map_or(0, |intent| intent.seq);
     // A call still pending may be among what was read: the read position
     // stays before it, so the attempt that settles it reads it.
-    let keep_before = pending
-        .filter(|_| !settles)
-        .map(|intent| intent.written_at - CLOCK_SKEW);
+    // So does a call another sync makes after this attempt started (this
+    // read may list it, and a slow read could otherwise pass it).
+    let keep_before = Some(
+        pending
+            .filter(|_| !settles)
+            .map_or(started, |intent| intent.written_at.min(started))
+            - CLOCK_SKEW,
+    );
     ingest_transactions(
         ctx,
         shop,
@@ -1070,6 +1089,9 @@ async fn attempt(
         // Payments may be left unread: their cashback part is not known.
         return Err(more_to_read());
     }
+    if let Some(error) = undecided {
+        return Err(error);
+    }
     if pending.is_some() && !settles {
         return Err(held());
     }
@@ -1085,7 +1107,6 @@ async fn attempt(
         .unwrap_or_default();
     // The ledger after the orders, read now: what the platform must hold.
     let mut ledger = read_account(ctx, shop, customer).await?;
-    let read_up_to = read_up_to(&history);
     let zero = Money::zero(ledger.currency);
     let target_of = |ledger: &cashback_core::ledger::Account| match goal {
         Goal::Ledger => desired_code(ledger, program).map(|desired| {
@@ -1097,75 +1118,38 @@ async fn attempt(
     if ledger.store_credit_share.is_none() {
         // Synced before the share was kept, when the engine took the whole
         // balance to the ledger's: the balance is taken as cashback, up to
-        // the ledger's target (what is beyond, not taken back yet, is the
-        // customer's), once every transaction in it is listed (an unlisted
+        // the ledger's spendable balance (what is beyond, not taken back
+        // yet, is the customer's), whatever the goal (an emptying then
+        // takes it), once every transaction in it is listed (an unlisted
         // payment would be counted as cashback still held).
         if unexplained {
             return Err(held());
         }
-        let opening = target_of(&ledger)
-            .map(|(_, target)| balance.min(target).unwrap_or(balance))
-            .unwrap_or(balance);
+        let opening = balance.min(ledger.spendable()).unwrap_or(balance);
         write_once(ctx, shop, customer, program, None, None, |next, _| {
-            // Not from a balance read before a transaction another sync
-            // followed since (the next attempt reads again).
-            if next.store_credit_read_holds_share(&read_up_to) {
-                next.open_store_credit_share(opening)?;
-            }
+            next.open_store_credit_share(opening)?;
             Ok(cashback_core::ledger::Applied::default())
         })
         .await?;
         ledger = read_account(ctx, shop, customer).await?;
+        if ledger.store_credit_share.is_none() {
+            return Err(platform(PlatformError::transient(
+                "the store credit share is not open yet",
+            )));
+        }
     }
     let share = ledger.store_credit_share.unwrap_or(zero);
     let next_seq = last.as_ref().map_or(1, |i| i.seq + 1);
-    if !unexplained && share.amount() > balance.amount() {
-        // Every transaction is listed and the balance still holds less than
-        // the share: a debit by hand (or an expiry) took cashback. The share
-        // is taken down to what is there, under the next sequence like a
-        // call (so no call is computed from the share it replaces, and a
-        // sync that read an older balance cannot do it), and the sync starts
-        // over: the difference puts the ledger's cashback back.
+    // Every transaction listed and the balance below the share: a debit by
+    // hand (or an expiry) took cashback. The share is not changed from a
+    // read (a read can be older than what another sync followed); debits
+    // take at most what is there, and the merchant is told to take the
+    // cashback back through the engine's adjustment.
+    let short = !unexplained && share.amount() > balance.amount();
+    if short {
         tracing::warn!(shop = %shop, customer = %customer, share = %share.amount(),
-            balance = %balance.amount(), "store credit holds less than its cashback share");
-        let down = Intent {
-            seq: next_seq,
-            pending: true,
-            share_down: true,
-            movement: Movement::Debit,
-            amount: balance.amount().to_string(),
-            balance_before: balance.amount().to_string(),
-            written_at: ctx.now(),
-            nonce: nonce(),
-        };
-        claim(ctx, shop, customer, job, &down).await?;
-        let guard = sent_guard(shop, customer, &down);
-        write_once(
-            ctx,
-            shop,
-            customer,
-            program,
-            Some(&guard),
-            None,
-            |next, _| {
-                // Another sync followed a transaction this read did not see
-                // (money given back after it): this balance does not hold
-                // what the share holds, and the next attempt reads again.
-                if next.store_credit_read_holds_share(&read_up_to)
-                    && next
-                        .store_credit_share
-                        .is_some_and(|share| share.amount() > balance.amount())
-                {
-                    next.store_credit_share = Some(balance.clamp_non_negative());
-                }
-                Ok(cashback_core::ledger::Applied::default())
-            },
-        )
-        .await?;
-        put_settled(ctx, job, &down).await?;
-        return Err(platform(PlatformError::transient(
-            "the store credit share was taken down to the balance; synced again",
-        )));
+            balance = %balance.amount(), alert = BELOW_CASHBACK_ALERT,
+            "store credit holds less than its cashback: a debit by hand took cashback; adjust the customer's balance in the engine");
     }
     let Some((desired, target)) = target_of(&ledger) else {
         return Ok((SyncOutcome::NotSynced, settled));
@@ -1196,9 +1180,15 @@ async fn attempt(
     };
     let amount = if difference.is_positive() {
         difference
+    } else if short {
+        // What a hand debit took is not there to take.
+        difference.negated().min(balance).unwrap_or(balance)
     } else {
         difference.negated()
     };
+    if amount.is_zero() {
+        return Ok((outcome(PutOutcome::NotNeeded), settled));
+    }
     if movement == Movement::Debit && (unexplained || amount.amount() > balance.amount()) {
         // A transaction not listed yet may be a payment that spent this
         // cashback: a debit now would take the customer's own store credit
@@ -1271,19 +1261,6 @@ async fn attempt(
             Err(platform(error))
         }
     }
-}
-
-/// The mark of the newest transaction this read knows of: a balance read
-/// with it holds every order transaction up to there.
-fn read_up_to(history: &History) -> String {
-    history
-        .transactions
-        .iter()
-        .chain(history.newest_listed.iter())
-        .map(CreditTransaction::mark)
-        .chain(std::iter::once(history.from.mark.clone()))
-        .max()
-        .unwrap_or_default()
 }
 
 /// The customer's account as stored now.
@@ -1409,8 +1386,8 @@ async fn put_settled(ctx: &Context, job: &str, intent: &Intent) -> Result<(), Sy
 /// tell them apart the intent stays pending (the customer's syncs fail and
 /// are alarmed) for [`GAP_HOLD`], then the earliest is taken and an error
 /// names them: a credit is never sent twice, nor a debit taken twice from
-/// the customer. A share taken down that did not finish is settled as it
-/// is (the next attempt looks again).
+/// the customer. A share taken down by an earlier version is settled as it
+/// is.
 #[allow(clippy::too_many_arguments)]
 async fn settle(
     ctx: &Context,
@@ -1697,7 +1674,6 @@ async fn follow(
         Some(&guard),
         order_id.as_ref(),
         |next, order| {
-            next.store_credit_followed_at(&transaction.mark());
             let split = match transaction.movement {
                 // Spent at the checkout already: taken whole, never refused.
                 Movement::Debit => {

@@ -433,11 +433,11 @@ async fn a_sync_losing_the_claim_never_hides_the_call_that_won_it() {
 /// A sync reads Ann's store credit (6.00, all cashback); order 2, which
 /// spent 6.00 of her cashback, is cancelled and its store credit given
 /// back; a second sync follows that (the share is 12.00) and stops. The
-/// first sync, holding the 6.00 it read, must not take the share down to
-/// it: it would lose the 6.00 given back from the share and credit it
+/// first sync, holding the 6.00 it read, must not change the share from
+/// it: the 6.00 given back would be lost from the share and credited
 /// again, as the customer's own, out of a clawback's reach.
 #[tokio::test]
-async fn a_share_is_never_taken_down_to_a_balance_read_before_a_refund_another_sync_followed() {
+async fn money_given_back_that_another_sync_followed_is_never_credited_twice() {
     let w = with_a_released_balance().await;
     assert!(w.fake.pay_with_store_credit("1001", "USD", dec!(6.00), "2"));
     w.sync_and_check("6.00 of cashback spent").await;

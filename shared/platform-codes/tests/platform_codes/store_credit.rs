@@ -759,6 +759,9 @@ async fn a_long_history_is_read_over_several_attempts_and_nothing_is_sent_before
             .fake
             .pay_with_store_credit("1001", "USD", dec!(0.10), &format!("20{n:02}")));
     }
+    // Read later, as a long history is: a read position never passes a
+    // transaction made after the read started (less the clock's margin).
+    w.advance(Duration::minutes(10));
     let once = SyncPolicy {
         max_attempts: 1,
         ..policy()

@@ -385,32 +385,14 @@ impl FakeShopify {
     /// `StoreCreditAccountExpirationTransaction` of `amount` (Shopify names
     /// no event for it; `ADJUSTMENT` here); false without the funds.
     pub fn expire_store_credit(&self, customer_id: &str, currency: &str, amount: Decimal) -> bool {
-        let gid = format!("gid://shopify/Customer/{customer_id}");
-        let mut inner = self.lock();
-        let next = inner.next_id;
-        inner.next_id += 1;
-        let offset = inner.clock_offset;
-        let Some(account) = inner
-            .credit_accounts
-            .iter_mut()
-            .find(|a| a.customer == gid && a.currency == currency)
-        else {
-            return false;
-        };
-        if account.balance < amount {
-            return false;
-        }
-        account.balance -= amount;
-        account.transactions.push(CreditTransaction {
-            id: format!("gid://shopify/StoreCreditAccountExpirationTransaction/{next}"),
-            typename: "StoreCreditAccountExpirationTransaction",
-            amount,
-            balance_after: account.balance,
-            created_at: Utc::now() + offset,
-            event: "ADJUSTMENT",
-            order: None,
-        });
-        true
+        self.push_transaction(
+            customer_id,
+            currency,
+            -amount,
+            "StoreCreditAccountExpirationTransaction",
+            "ADJUSTMENT",
+            None,
+        )
     }
 
     /// A store credit payment of order `order` given back (the order
@@ -436,6 +418,28 @@ impl FakeShopify {
         order: &str,
         reverts: bool,
     ) -> bool {
+        let typename = if signed < Decimal::ZERO {
+            "StoreCreditAccountDebitTransaction"
+        } else if reverts {
+            "StoreCreditAccountDebitRevertTransaction"
+        } else {
+            "StoreCreditAccountCreditTransaction"
+        };
+        let order = Some((format!("gid://shopify/Order/{order}"), format!("#{order}")));
+        self.push_transaction(customer_id, currency, signed, typename, event, order)
+    }
+
+    /// A transaction the shop made (not through the API), moving the
+    /// customer's balance by `signed`; false without the funds or the account.
+    fn push_transaction(
+        &self,
+        customer_id: &str,
+        currency: &str,
+        signed: Decimal,
+        typename: &'static str,
+        event: &'static str,
+        order: Option<(String, String)>,
+    ) -> bool {
         let gid = format!("gid://shopify/Customer/{customer_id}");
         let mut inner = self.lock();
         let next = inner.next_id;
@@ -452,13 +456,6 @@ impl FakeShopify {
             return false;
         }
         account.balance += signed;
-        let typename = if signed < Decimal::ZERO {
-            "StoreCreditAccountDebitTransaction"
-        } else if reverts {
-            "StoreCreditAccountDebitRevertTransaction"
-        } else {
-            "StoreCreditAccountCreditTransaction"
-        };
         let short = typename.trim_start_matches("StoreCreditAccount");
         account.transactions.push(CreditTransaction {
             id: format!("gid://shopify/StoreCreditAccount{short}/{next}"),
@@ -467,7 +464,7 @@ impl FakeShopify {
             balance_after: account.balance,
             created_at: Utc::now() + offset,
             event,
-            order: Some((format!("gid://shopify/Order/{order}"), format!("#{order}"))),
+            order,
         });
         true
     }

@@ -145,6 +145,18 @@ impl Account {
         Ok(())
     }
 
+    /// The merchant took `amount` of cashback from the customer's store
+    /// credit by hand on the platform (and says so with the same debit of
+    /// the ledger): the share no longer holds it, so nothing is sent.
+    pub fn store_credit_taken_by_hand(&mut self, amount: Money) -> Result<(), LedgerError> {
+        self.same_currency(amount)?;
+        if let Some(share) = self.store_credit_share {
+            let taken = amount.clamp_non_negative().min(share)?;
+            self.store_credit_share = Some(share.checked_sub(taken)?);
+        }
+        Ok(())
+    }
+
     /// Whether `transaction` is one of the engine's own calls that landed.
     pub fn is_store_credit_call(&self, transaction: &str) -> bool {
         self.store_credit_calls.iter().any(|id| id == transaction)
@@ -394,6 +406,14 @@ mod tests {
                 .unwrap();
         }
         assert!(!account.is_store_credit_call("t1"));
+        let shared = account.store_credit_share;
+        account.store_credit_taken_by_hand(usd("3")).unwrap();
+        assert_eq!(
+            account.store_credit_share,
+            shared.map(|s| s.checked_sub(usd("3")).unwrap())
+        );
+        account.store_credit_taken_by_hand(usd("1000")).unwrap();
+        assert_eq!(account.store_credit_share, Some(usd("0")));
         assert_eq!(account.store_credit_calls.len(), CALLS_KEPT);
         // Not opened yet: the share opens later at the balance, which holds
         // the call.

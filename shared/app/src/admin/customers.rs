@@ -199,6 +199,11 @@ pub struct AdjustmentRequest {
     pub amount: String,
     /// Why, for the ledger entry (1 to 500 characters).
     pub reason: String,
+    /// Store-credit mode: a debit the merchant already took from the
+    /// customer's store credit by hand on the platform. The ledger and the
+    /// cashback share both move by it, so nothing is sent.
+    #[serde(default)]
+    pub taken_on_platform: bool,
 }
 
 /// The answer to an adjustment, as first given. A retry with the same key
@@ -293,6 +298,20 @@ pub async fn adjust(
     if reason.is_empty() || reason.chars().count() > 500 {
         errors.push(field("reason", "must be 1 to 500 characters"));
     }
+    if request.taken_on_platform {
+        if program.platform_sync != cashback_core::platform_code::PlatformSync::StoreCredit {
+            errors.push(field(
+                "taken_on_platform",
+                "only in store-credit mode (platform_sync \"store_credit\")",
+            ));
+        }
+        if amount.is_some_and(|amount| amount.is_positive()) {
+            errors.push(field(
+                "taken_on_platform",
+                "only with a debit (a negative amount): what was taken by hand",
+            ));
+        }
+    }
     let Some(amount) = amount.filter(|_| errors.is_empty()) else {
         return Err(AppError::InvalidFields(errors));
     };
@@ -301,6 +320,7 @@ pub async fn adjust(
             "customer": customer.as_str(),
             "amount": amount.amount().to_string(),
             "reason": reason,
+            "taken_on_platform": request.taken_on_platform,
         })
         .to_string()
         .as_bytes(),
@@ -313,7 +333,15 @@ pub async fn adjust(
         let mut next = account.value.clone();
         // The entry's note says who made it, beside why.
         let note = format!("{reason} (by {principal})");
-        let (answer, writes) = match next.adjust(amount, &note, key, program, now) {
+        let adjusted = next
+            .adjust(amount, &note, key, program, now)
+            .and_then(|applied| {
+                if request.taken_on_platform {
+                    next.store_credit_taken_by_hand(amount.negated())?;
+                }
+                Ok(applied)
+            });
+        let (answer, writes) = match adjusted {
             Ok(applied) => {
                 let entries = applied.entries;
                 let body = json!({
@@ -322,6 +350,7 @@ pub async fn adjust(
                         "amount": amount.amount(),
                         "currency": program.currency,
                         "reason": reason,
+                        "taken_on_platform": request.taken_on_platform,
                         "by": principal,
                         "entry_ids": entries.iter().map(|e| e.entry_id.clone()).collect::<Vec<_>>(),
                         "at": now,

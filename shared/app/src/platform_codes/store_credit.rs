@@ -1067,12 +1067,11 @@ async fn attempt(
     // stays before it, so the attempt that settles it reads it.
     // So does a call another sync makes after this attempt started (this
     // read may list it, and a slow read could otherwise pass it).
-    let keep_before = Some(
-        pending
-            .filter(|_| !settles)
-            .map_or(started, |intent| intent.written_at.min(started))
-            - CLOCK_SKEW,
-    );
+    let undecided_call = pending
+        .filter(|_| !settles)
+        .map(|intent| intent.written_at - CLOCK_SKEW);
+    let keep_before =
+        Some(undecided_call.map_or(started - CLOCK_SKEW, |call| call.min(started - CLOCK_SKEW)));
     ingest_transactions(
         ctx,
         shop,
@@ -1083,6 +1082,7 @@ async fn attempt(
         history.complete,
         unexplained,
         keep_before,
+        undecided_call,
     )
     .await?;
     if !history.complete {
@@ -1147,9 +1147,10 @@ async fn attempt(
     // cashback back through the engine's adjustment.
     let short = !unexplained && share.amount() > balance.amount();
     if short {
+        let short_by = share.checked_sub(balance).unwrap_or(share);
         tracing::warn!(shop = %shop, customer = %customer, share = %share.amount(),
-            balance = %balance.amount(), alert = BELOW_CASHBACK_ALERT,
-            "store credit holds less than its cashback: a debit by hand took cashback; adjust the customer's balance in the engine");
+            balance = %balance.amount(), short_by = %short_by.amount(), alert = BELOW_CASHBACK_ALERT,
+            "store credit holds less than its cashback: if a debit by hand took cashback, record it as an adjustment taken_on_platform");
     }
     let Some((desired, target)) = target_of(&ledger) else {
         return Ok((SyncOutcome::NotSynced, settled));
@@ -1492,6 +1493,7 @@ async fn ingest_transactions(
     complete: bool,
     hold: bool,
     keep_before: Option<DateTime<Utc>>,
+    follow_before: Option<DateTime<Utc>>,
 ) -> Result<usize, SyncError> {
     let mut applied = 0;
     let followed_up_to = from.followed_up_to();
@@ -1499,6 +1501,9 @@ async fn ingest_transactions(
         .iter()
         .filter(|t| t.from_order())
         .filter(|t| followed_up_to.is_none_or(|mark| t.mark().as_str() > mark))
+        // While a call of the engine is undecided, what came after it is
+        // split against a share that may lack the call: it waits.
+        .filter(|t| follow_before.is_none_or(|cut| t.created_at < cut))
         .collect();
     // Within one instant (whose order the platform may not list as it
     // applied it) payments first: a payment and its reversal of the same

@@ -190,3 +190,53 @@ async fn the_shops_own_credit_expiring_or_debited_by_hand_leaves_the_cashback() 
     w.sync_of(&ann()).await.unwrap();
     assert_eq!(w.balance_of(&ann()), dec!(0));
 }
+
+/// A debit by hand that took 4.00 of cashback, recorded by the merchant as
+/// an adjustment taken on the platform: the ledger and the share both move
+/// by it, nothing is sent, and what Ann earns next reaches her store
+/// credit in full. Such an adjustment is refused as a credit, and outside
+/// store-credit mode.
+#[tokio::test]
+async fn a_debit_by_hand_is_recorded_as_taken_on_the_platform() {
+    let w = with_a_released_balance().await;
+    w.credit_by_hand("6.00").await;
+    w.sync_and_check_beside("hers", dec!(6.00)).await;
+    let account_id = w.fake.credit_accounts()[0].id.clone();
+    StoreCreditAccounts::debit(
+        w.platform.store_credit().unwrap(),
+        &account_id,
+        usd("10.00"),
+        tokio::time::Instant::now() + StdDuration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let taken = |amount: &str, flag: &str, key: &str| {
+        let body = format!(
+            r#"{{"amount":"{amount}","reason":"taken by hand","taken_on_platform":{flag}}}"#
+        );
+        let (ctx, now, key) = (w.ctx.clone(), w.now(), key.to_string());
+        async move { adjust(&ctx, &shop(), &ann(), &body, &key, "admin", now).await }
+    };
+    let refused = taken("4.00", "true", "k-credit").await;
+    assert!(
+        matches!(refused, Err(ref e) if format!("{e:?}").contains("taken_on_platform")),
+        "{refused:?}"
+    );
+    let recorded = taken("-4.00", "true", "k-taken").await.unwrap();
+    assert_eq!(recorded.status, 201, "{:?}", recorded.body);
+    let moves = |w: &World| {
+        let calls = w.fake.stats().calls;
+        calls.get("store_credit_credit").copied().unwrap_or(0)
+            + calls.get("store_credit_debit").copied().unwrap_or(0)
+    };
+    let before = moves(&w);
+    w.sync_and_check("recorded").await;
+    assert_eq!(w.account().await.available, usd("8.00"));
+    assert_eq!(w.balance_of(&ann()), dec!(8.00));
+    assert_eq!(moves(&w), before, "nothing sent");
+    w.paid(&ann(), "3", "30.00", &["shopify_payments"]).await;
+    w.advance(Duration::days(2));
+    w.release().await;
+    w.sync_and_check("earned after").await;
+    assert_eq!(w.balance_of(&ann()), dec!(11.00));
+}

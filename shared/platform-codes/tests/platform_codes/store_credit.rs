@@ -233,6 +233,21 @@ impl World {
             .unwrap();
     }
 
+    /// Store credit taken from Ann in Shopify by hand (not the engine's).
+    pub(crate) async fn debit_by_hand(&self, amount: &str) {
+        let account_id = self.fake.credit_accounts()[0].id.clone();
+        self.platform
+            .store_credit()
+            .unwrap()
+            .debit(
+                &account_id,
+                usd(amount),
+                tokio::time::Instant::now() + StdDuration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+
     /// A second adapter of the same shop with the Admin API token.
     pub(crate) fn container_with_token(&self) -> ShopifyCodes {
         self.container(ShopifyCredentials::AdminToken(

@@ -3,14 +3,11 @@
 //! credit running out. Only the cashback share moves with the ledger; the
 //! rest is never taken, and never pays a clawback's debt.
 
-use std::time::Duration as StdDuration;
-
 use chrono::Duration;
 use rust_decimal_macros::dec;
 
 use cashback_app::admin::adjust;
-use cashback_app::platform_codes::store_credit::StoreCreditAccounts;
-use cashback_app::platform_codes::{PlatformCodes, PlatformSync};
+use cashback_app::platform_codes::PlatformSync;
 use cashback_core::platform_code::ExistingStoreCredit;
 
 use super::store_credit::{ann, program, shop, usd, with_a_released_balance, World};
@@ -160,15 +157,7 @@ async fn the_shops_own_credit_expiring_or_debited_by_hand_leaves_the_cashback() 
     w.sync_and_check_beside("hers running out", dec!(6.00))
         .await;
     assert_eq!(w.account().await.available, usd("12.00"));
-    let account_id = w.fake.credit_accounts()[0].id.clone();
-    StoreCreditAccounts::debit(
-        w.platform.store_credit().unwrap(),
-        &account_id,
-        usd("10.00"),
-        tokio::time::Instant::now() + StdDuration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    w.debit_by_hand("10.00").await;
     assert_eq!(w.balance_of(&ann()), dec!(8.00));
     w.sync_of(&ann()).await.unwrap();
     assert_eq!(w.balance_of(&ann()), dec!(8.00), "not guessed back");
@@ -201,15 +190,7 @@ async fn a_debit_by_hand_is_recorded_as_taken_on_the_platform() {
     let w = with_a_released_balance().await;
     w.credit_by_hand("6.00").await;
     w.sync_and_check_beside("hers", dec!(6.00)).await;
-    let account_id = w.fake.credit_accounts()[0].id.clone();
-    StoreCreditAccounts::debit(
-        w.platform.store_credit().unwrap(),
-        &account_id,
-        usd("10.00"),
-        tokio::time::Instant::now() + StdDuration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    w.debit_by_hand("10.00").await;
     let taken = |amount: &str, flag: &str, key: &str| {
         let body = format!(
             r#"{{"amount":"{amount}","reason":"taken by hand","taken_on_platform":{flag}}}"#

@@ -304,12 +304,6 @@ pub struct Account {
     #[serde(default)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store_credit_share: Option<Money>,
-    /// The platform's ids of the engine's last store credit calls that
-    /// landed (at most [`crate::store_credit::CALLS_KEPT`]): a call whose
-    /// answer was lost is never taken for one of them.
-    #[serde(default)]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub store_credit_calls: Vec<String>,
 }
 
 /// What a change asks of the world besides the ledger: emails, coupon counters.
@@ -485,7 +479,6 @@ impl Account {
             expiry_warned_until: None,
             bonus: BonusState::default(),
             store_credit_share: None,
-            store_credit_calls: Vec::new(),
         }
     }
 

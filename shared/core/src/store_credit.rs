@@ -99,11 +99,6 @@ pub fn opening_share(existing: ExistingStoreCredit, held: Money, target: Money) 
     }
 }
 
-/// How many of the engine's own landed calls an account remembers by the
-/// platform's id: far more than one customer's calls in the minutes a lost
-/// answer is looked for.
-pub const CALLS_KEPT: usize = 16;
-
 impl Account {
     /// Opens the store credit share at `share` when it is not open yet;
     /// true when this call opened it.
@@ -117,23 +112,10 @@ impl Account {
     }
 
     /// The engine's own credit (`credited`) or debit of `amount` landed on
-    /// the platform as `transaction` (its id, when known): the share moves
-    /// by it. A share not opened yet stays so: it opens at the balance,
-    /// which holds this call.
-    pub fn store_credit_sent(
-        &mut self,
-        credited: bool,
-        amount: Money,
-        transaction: Option<&str>,
-    ) -> Result<(), LedgerError> {
+    /// the platform: the share moves by it. A share not opened yet stays
+    /// so: it opens at the balance, which holds this call.
+    pub fn store_credit_sent(&mut self, credited: bool, amount: Money) -> Result<(), LedgerError> {
         self.same_currency(amount)?;
-        if let Some(id) = transaction {
-            if !self.is_store_credit_call(id) {
-                self.store_credit_calls.push(id.to_string());
-                let over = self.store_credit_calls.len().saturating_sub(CALLS_KEPT);
-                self.store_credit_calls.drain(..over);
-            }
-        }
         let Some(share) = self.store_credit_share else {
             return Ok(());
         };
@@ -155,11 +137,6 @@ impl Account {
             self.store_credit_share = Some(share.checked_sub(taken)?);
         }
         Ok(())
-    }
-
-    /// Whether `transaction` is one of the engine's own calls that landed.
-    pub fn is_store_credit_call(&self, transaction: &str) -> bool {
-        self.store_credit_calls.iter().any(|id| id == transaction)
     }
 
     /// A payment of `amount` with store credit, read back from the
@@ -391,21 +368,12 @@ mod tests {
         assert!(account.open_store_credit_share(usd("4")).unwrap());
         assert!(!account.open_store_credit_share(usd("9")).unwrap());
         assert_eq!(account.store_credit_share, Some(usd("4")));
-        account
-            .store_credit_sent(true, usd("6"), Some("t1"))
-            .unwrap();
-        account
-            .store_credit_sent(false, usd("15"), Some("t2"))
-            .unwrap();
+        account.store_credit_sent(true, usd("6")).unwrap();
+        account.store_credit_sent(false, usd("15")).unwrap();
         assert_eq!(account.store_credit_share, Some(usd("0")));
-        assert!(account.is_store_credit_call("t1") && account.is_store_credit_call("t2"));
-        // Only the last calls are kept.
-        for n in 0..CALLS_KEPT {
-            account
-                .store_credit_sent(true, usd("1"), Some(&format!("n{n}")))
-                .unwrap();
+        for _ in 0..16 {
+            account.store_credit_sent(true, usd("1")).unwrap();
         }
-        assert!(!account.is_store_credit_call("t1"));
         let shared = account.store_credit_share;
         account.store_credit_taken_by_hand(usd("3")).unwrap();
         assert_eq!(
@@ -414,11 +382,10 @@ mod tests {
         );
         account.store_credit_taken_by_hand(usd("1000")).unwrap();
         assert_eq!(account.store_credit_share, Some(usd("0")));
-        assert_eq!(account.store_credit_calls.len(), CALLS_KEPT);
         // Not opened yet: the share opens later at the balance, which holds
         // the call.
         let (mut legacy, _) = super::tests::account("0", None);
-        legacy.store_credit_sent(true, usd("6"), None).unwrap();
+        legacy.store_credit_sent(true, usd("6")).unwrap();
         assert_eq!(legacy.store_credit_share, None);
     }
 }

@@ -228,14 +228,11 @@ pub trait StoreCreditAccounts: Send + Sync {
     ) -> Result<Option<String>, PlatformError>;
 }
 
-/// The store-credit call waiting for its outcome, as written before it; or
-/// (`share_down`) a share taken down to the balance by an earlier version,
-/// settled as it is.
+/// The store-credit call waiting for its outcome, as written before it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Intent {
     seq: u64,
     pending: bool,
-    share_down: bool,
     movement: Movement,
     amount: String,
     balance_before: String,
@@ -248,10 +245,9 @@ impl Intent {
     /// (settled), which the store's forward-only checkpoint keeps.
     fn encode(&self) -> String {
         let state = if self.pending { "p" } else { "s" };
-        let movement = match (self.share_down, self.movement) {
-            (true, _) => "share",
-            (false, Movement::Credit) => "credit",
-            (false, Movement::Debit) => "debit",
+        let movement = match self.movement {
+            Movement::Credit => "credit",
+            Movement::Debit => "debit",
         };
         format!(
             "{:012}|{state}|{movement}|{}|{}|{}|{}",
@@ -271,10 +267,9 @@ impl Intent {
         Some(Intent {
             seq: seq.parse().ok()?,
             pending: *state == "p",
-            share_down: *movement == "share",
             movement: match *movement {
                 "credit" => Movement::Credit,
-                "debit" | "share" => Movement::Debit,
+                "debit" => Movement::Debit,
                 _ => return None,
             },
             amount: amount.to_string(),
@@ -1205,7 +1200,6 @@ async fn attempt(
     let intent = Intent {
         seq: next_seq,
         pending: true,
-        share_down: false,
         movement,
         amount: amount.amount().to_string(),
         balance_before: balance.amount().to_string(),
@@ -1387,8 +1381,7 @@ async fn put_settled(ctx: &Context, job: &str, intent: &Intent) -> Result<(), Sy
 /// tell them apart the intent stays pending (the customer's syncs fail and
 /// are alarmed) for [`GAP_HOLD`], then the earliest is taken and an error
 /// names them: a credit is never sent twice, nor a debit taken twice from
-/// the customer. A share taken down by an earlier version is settled as it
-/// is.
+/// the customer.
 #[allow(clippy::too_many_arguments)]
 async fn settle(
     ctx: &Context,
@@ -1399,10 +1392,13 @@ async fn settle(
     intent: &Intent,
     transactions: &[CreditTransaction],
 ) -> Result<(), SyncError> {
-    if intent.share_down {
-        return put_settled(ctx, job, intent).await;
-    }
-    let ledger = read_account(ctx, shop, customer).await?;
+    let landed_calls = LandedCalls::decode(
+        ctx.store
+            .get_checkpoint(&calls_job(shop, customer))
+            .await
+            .map_err(AppError::from)?
+            .as_deref(),
+    );
     let could_land = (intent.written_at - CLOCK_SKEW)
         ..=(intent.written_at
             + chrono::Duration::from_std(IN_FLIGHT).unwrap_or_default()
@@ -1415,7 +1411,7 @@ async fn settle(
                 && t.movement == intent.movement
                 && t.amount.amount().to_string() == intent.amount
                 && could_land.contains(&t.created_at)
-                && !ledger.is_store_credit_call(&t.id)
+                && !landed_calls.contains(&t.id)
         })
         .collect();
     let landed = match candidates.as_slice() {
@@ -1711,7 +1707,8 @@ async fn follow(
 }
 
 /// Records on the customer's account that the engine's own call of
-/// `intent` landed (the share moves by its amount), once per intent.
+/// `intent` landed (the share moves by its amount), once per intent, then
+/// keeps the call's platform id with the last ones ([`calls_job`]).
 async fn record_sent(
     ctx: &Context,
     shop: &ShopId,
@@ -1730,12 +1727,87 @@ async fn record_sent(
         Some(&guard),
         None,
         |next, _| {
-            next.store_credit_sent(intent.movement == Movement::Credit, amount, transaction)?;
+            next.store_credit_sent(intent.movement == Movement::Credit, amount)?;
             Ok(cashback_core::ledger::Applied::default())
         },
     )
     .await?;
+    if let Some(id) = transaction {
+        // After the share: kept first, a crash between would exclude the
+        // call itself when its intent is settled, and send it again. Lost
+        // here, a later lost call of the same amount may be taken for it
+        // (short, never doubled).
+        let job = calls_job(shop, customer);
+        let stored = ctx
+            .store
+            .get_checkpoint(&job)
+            .await
+            .map_err(AppError::from)?;
+        let kept = LandedCalls::decode(stored.as_deref()).with(intent.seq, id);
+        ctx.store
+            .put_checkpoint(&job, &kept.encode())
+            .await
+            .map_err(AppError::from)?;
+    }
     Ok(())
+}
+
+/// How many of the engine's own landed calls are kept by the platform's
+/// id: far more than one customer's calls in the minutes a lost answer is
+/// looked for.
+const CALLS_KEPT: usize = 16;
+
+/// The store job holding the platform's ids of the engine's last landed
+/// store credit calls for a customer (`{seq}|{id},{id},...`). Apart from the
+/// account, which every order writes: only the sync reads or writes it.
+pub fn calls_job(shop: &ShopId, customer: &CustomerId) -> String {
+    format!("store-credit-calls#{shop}#{customer}")
+}
+
+/// The engine's last landed calls: a call whose answer was lost is never
+/// taken for one of them. Kept as `{seq}|{id},{id},...` (the sequence of
+/// the newest), which only grows with the calls, as the store's
+/// checkpoints only move forward.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct LandedCalls {
+    seq: u64,
+    ids: Vec<String>,
+}
+
+impl LandedCalls {
+    fn decode(value: Option<&str>) -> LandedCalls {
+        let Some((seq, ids)) = value.and_then(|v| v.split_once('|')) else {
+            return LandedCalls::default();
+        };
+        LandedCalls {
+            seq: seq.parse().unwrap_or(0),
+            ids: ids
+                .split(',')
+                .filter(|id| !id.is_empty())
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+
+    fn encode(&self) -> String {
+        format!("{:012}|{}", self.seq, self.ids.join(","))
+    }
+
+    /// These calls and the one of `seq` that landed as `id`, the last
+    /// [`CALLS_KEPT`].
+    fn with(mut self, seq: u64, id: &str) -> LandedCalls {
+        if !self.contains(id) {
+            self.ids.push(id.to_string());
+            let over = self.ids.len().saturating_sub(CALLS_KEPT);
+            self.ids.drain(..over);
+        }
+        self.seq = self.seq.max(seq);
+        self
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.ids.iter().any(|kept| kept == id)
+    }
 }
 
 /// The guard of what an intent changed on the account: once per sequence.
@@ -1857,7 +1929,6 @@ mod tests {
         let intent = Intent {
             seq: 7,
             pending: true,
-            share_down: false,
             movement: Movement::Credit,
             amount: "5.00".into(),
             balance_before: "10.00".into(),
@@ -1865,12 +1936,14 @@ mod tests {
             nonce: 42,
         };
         assert_eq!(Intent::decode(&intent.encode()), Some(intent.clone()));
-        let down = Intent {
-            share_down: true,
-            movement: Movement::Debit,
-            ..intent.clone()
-        };
-        assert_eq!(Intent::decode(&down.encode()), Some(down));
+        let kept = (0..20).fold(LandedCalls::decode(None), |kept, n| {
+            kept.with(n, &format!("t{n}"))
+        });
+        assert_eq!(LandedCalls::decode(Some(&kept.encode())), kept);
+        assert!(kept.contains("t19") && kept.contains("t4"));
+        assert!(!kept.contains("t3"), "only the last are kept");
+        assert_eq!(kept.ids.len(), CALLS_KEPT);
+        assert_eq!(kept.clone().with(20, "t19").ids, kept.ids);
         let settled = Intent {
             pending: false,
             ..intent.clone()

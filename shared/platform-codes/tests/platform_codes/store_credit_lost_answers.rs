@@ -38,7 +38,6 @@ async fn forget_the_share(w: &World) {
     let stored = read.accounts[&ann()].clone();
     let mut next = stored.value.clone();
     next.store_credit_share = None;
-    next.store_credit_calls.clear();
     w.ctx
         .store
         .write(
